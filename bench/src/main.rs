@@ -1,0 +1,3 @@
+//! mproc-bench.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! A manager server with typed proxies, local and remote, for mproc

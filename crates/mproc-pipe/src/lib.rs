@@ -1,0 +1,1 @@
+//! Pipes, connections and authenticated listeners, wire-compatible with CPython multiprocessing

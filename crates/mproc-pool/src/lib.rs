@@ -1,0 +1,1 @@
+//! A process pool with map, imap and apply_async for mproc

@@ -1,0 +1,1 @@
+//! Processes with safe start methods (forkserver, spawn, fork) for mproc

@@ -1,0 +1,1 @@
+//! Multi-producer multi-consumer queues in shared memory for mproc

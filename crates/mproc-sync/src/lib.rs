@@ -1,0 +1,1 @@
+//! Cross-process Lock, RLock, Semaphore, Condition, Event and Barrier in shared memory

@@ -1,0 +1,1 @@
+//! Python's multiprocessing model for Rust: processes, pipes, queues, locks, shared memory, pools and managers

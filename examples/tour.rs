@@ -1,0 +1,3 @@
+//! The tour of mproc.
+
+fn main() {}
