@@ -1,0 +1,159 @@
+//! Errors of mproc-shm.
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+
+/// Why a segment could not be created, opened or accessed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SegmentError {
+    /// A size of zero was asked for.
+    ZeroSize,
+    /// The size is above [`MAX_SEGMENT_SIZE`](crate::MAX_SEGMENT_SIZE).
+    TooLarge {
+        /// The size asked for or found.
+        size: u64,
+    },
+    /// The name is empty, too long or contains `/` or NUL.
+    InvalidName(String),
+    /// A segment of that name exists already.
+    AlreadyExists(String),
+    /// No segment has that name.
+    NotFound(String),
+    /// The segment is smaller than its sender or header says.
+    Truncated {
+        /// The size that was expected.
+        expected: u64,
+        /// The size that was found.
+        found: u64,
+    },
+    /// A byte range lies outside the segment.
+    OutOfBounds {
+        /// Start of the range.
+        offset: usize,
+        /// Length of the range.
+        len: usize,
+        /// Size of the segment.
+        size: usize,
+    },
+    /// The segment's header does not describe what was expected.
+    Layout(LayoutError),
+    /// The operating system refused.
+    Io(io::Error),
+}
+
+impl fmt::Display for SegmentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ZeroSize => f.write_str("a shared memory segment cannot have size zero"),
+            Self::TooLarge { size } => write!(f, "shared memory segment size {size} is too large"),
+            Self::InvalidName(n) => write!(f, "invalid shared memory segment name {n:?}"),
+            Self::AlreadyExists(n) => write!(f, "shared memory segment {n:?} already exists"),
+            Self::NotFound(n) => write!(f, "no shared memory segment named {n:?}"),
+            Self::Truncated { expected, found } => {
+                write!(f, "shared memory segment is truncated: expected {expected} bytes, found {found}")
+            }
+            Self::OutOfBounds { offset, len, size } => write!(
+                f,
+                "range of {len} bytes at offset {offset} is outside the segment of {size} bytes"
+            ),
+            Self::Layout(_) => f.write_str("shared memory segment has an unexpected layout"),
+            Self::Io(_) => f.write_str("shared memory operation failed"),
+        }
+    }
+}
+
+impl Error for SegmentError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            Self::Layout(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<LayoutError> for SegmentError {
+    fn from(e: LayoutError) -> Self {
+        Self::Layout(e)
+    }
+}
+
+impl From<SegmentError> for io::Error {
+    fn from(e: SegmentError) -> Self {
+        match e {
+            SegmentError::Io(e) => e,
+            SegmentError::NotFound(_) => io::Error::new(io::ErrorKind::NotFound, e),
+            SegmentError::AlreadyExists(_) => io::Error::new(io::ErrorKind::AlreadyExists, e),
+            other => io::Error::new(io::ErrorKind::InvalidInput, other),
+        }
+    }
+}
+
+/// How a segment's header disagreed with what the opener expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LayoutError {
+    /// The segment is too small to hold a header.
+    TooSmall {
+        /// The size found.
+        size: usize,
+    },
+    /// The magic number is not mproc's: a foreign or uninitialised segment.
+    BadMagic(u64),
+    /// The layout version is not the one this build understands.
+    Version {
+        /// The version this build writes.
+        expected: u32,
+        /// The version found.
+        found: u32,
+    },
+    /// The segment holds a different kind of object (a lock, an array, …).
+    Kind {
+        /// The kind expected.
+        expected: u32,
+        /// The kind found.
+        found: u32,
+    },
+    /// The segment holds a different element type.
+    Fingerprint {
+        /// The fingerprint expected.
+        expected: u64,
+        /// The fingerprint found.
+        found: u64,
+    },
+    /// The size recorded in the header disagrees with the segment.
+    Size {
+        /// The size the header records.
+        recorded: u64,
+        /// The size of the mapping.
+        actual: u64,
+    },
+    /// A length or offset recorded in the header is impossible.
+    Corrupt(&'static str),
+}
+
+impl fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooSmall { size } => write!(f, "segment of {size} bytes is too small for an mproc header"),
+            Self::BadMagic(m) => write!(f, "segment is not an mproc object (magic {m:#018x})"),
+            Self::Version { expected, found } => {
+                write!(f, "segment layout version {found} is not the supported version {expected}")
+            }
+            Self::Kind { expected, found } => {
+                write!(f, "segment holds object kind {found:#x}, expected {expected:#x}")
+            }
+            Self::Fingerprint { expected, found } => {
+                write!(f, "segment holds element type {found:#018x}, expected {expected:#018x}")
+            }
+            Self::Size { recorded, actual } => {
+                write!(f, "segment header records {recorded} bytes but the segment has {actual}")
+            }
+            Self::Corrupt(what) => write!(f, "segment header is corrupt: {what}"),
+        }
+    }
+}
+
+impl Error for LayoutError {}

@@ -1,0 +1,42 @@
+use super::*;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+
+#[test]
+fn serializing_outside_a_sink_is_an_error() {
+    let f = std::fs::File::open("/dev/null").unwrap();
+    let h = HandleFd::new(f.as_fd().try_clone_to_owned().unwrap());
+    let err = postcard::to_stdvec(&h).unwrap_err();
+    let _ = err; // postcard folds custom errors; what matters is that it failed
+}
+
+#[test]
+fn deserializing_without_fds_is_an_error() {
+    let bytes = postcard::to_stdvec(&0u32).unwrap();
+    assert!(postcard::from_bytes::<HandleFd>(&bytes).is_err());
+    assert!(from_bytes_with_fds::<HandleFd>(&bytes, Vec::new()).is_err());
+}
+
+#[test]
+fn round_trip_through_a_socket() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let (mut r, mut w) = UnixStream::pair().unwrap();
+    let payload = (7u32, HandleFd::new(OwnedFd::from(w.try_clone().unwrap())), String::from("x"));
+    let (bytes, fds) = to_bytes_with_fds(&payload).unwrap();
+    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+    assert_eq!(send_with_fds(a.as_fd(), &bytes, &borrowed).unwrap(), bytes.len());
+    drop(fds);
+    let mut buf = vec![0u8; 256];
+    let mut got = Vec::new();
+    let n = recv_with_fds(b.as_fd(), &mut buf, &mut got).unwrap();
+    assert_eq!(got.len(), 1);
+    let (seven, h, s): (u32, HandleFd, String) = from_bytes_with_fds(&buf[..n], got).unwrap();
+    assert_eq!((seven, s.as_str()), (7, "x"));
+    // The received descriptor is the write end of our second socket.
+    let mut w2 = std::fs::File::from(h.into_inner());
+    w2.write_all(b"ping").unwrap();
+    let mut four = [0u8; 4];
+    r.read_exact(&mut four).unwrap();
+    assert_eq!(&four, b"ping");
+    w.write_all(b"!").unwrap();
+}

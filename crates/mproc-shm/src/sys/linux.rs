@@ -1,0 +1,218 @@
+//! Linux system calls used by mproc-shm. Every `unsafe` call sits here.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::ptr;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+/// Converts a `-1`-on-error return value into an `io::Result`.
+pub(crate) fn cvt<T: Copy + PartialEq + From<i8>>(r: T) -> io::Result<T> {
+    if r == T::from(-1) {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Like [`cvt`], retrying while the call fails with `EINTR`.
+fn cvt_retry<T: Copy + PartialEq + From<i8>>(mut f: impl FnMut() -> T) -> io::Result<T> {
+    loop {
+        match cvt(f()) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+/// Creates an anonymous memory file (`memfd_create`, close-on-exec).
+pub(crate) fn memfd_create(name: &str) -> io::Result<OwnedFd> {
+    let name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    let fd = cvt(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
+    // SAFETY: `memfd_create` just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens a POSIX shared-memory object (`shm_open`, close-on-exec).
+pub(crate) fn shm_open(name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    let name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: `name` is a valid NUL-terminated string; flags and mode are plain integers.
+    let fd = cvt(unsafe { libc::shm_open(name.as_ptr(), flags | libc::O_CLOEXEC, mode) })?;
+    // SAFETY: `shm_open` just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Removes a POSIX shared-memory name (`shm_unlink`).
+pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
+    let name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: `name` is a valid NUL-terminated string.
+    cvt(unsafe { libc::shm_unlink(name.as_ptr()) })?;
+    Ok(())
+}
+
+/// Sets the size of a file (`ftruncate`).
+pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: `fd` is a valid open descriptor for the duration of the call.
+    cvt_retry(|| unsafe { libc::ftruncate(fd.as_raw_fd(), len) })?;
+    Ok(())
+}
+
+/// Returns the size of a file (`fstat`).
+pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is valid and `st` points to writable memory of the right size.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: `fstat` succeeded, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    u64::try_from(st.st_size).map_err(|_| io::ErrorKind::InvalidData.into())
+}
+
+/// Maps `len` bytes of `fd` shared and read-write.
+pub(crate) fn mmap_shared(fd: BorrowedFd<'_>, len: usize) -> io::Result<*mut u8> {
+    // SAFETY: a fresh mapping chosen by the kernel (addr = NULL) aliases no Rust
+    // object; `fd` is valid for the call.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(p.cast())
+}
+
+/// Unmaps a mapping made by [`mmap_shared`].
+///
+/// # Safety
+/// `ptr`/`len` must be exactly a live mapping returned by [`mmap_shared`], and
+/// no reference into it may be used afterwards.
+pub(crate) unsafe fn munmap(ptr: *mut u8, len: usize) {
+    // SAFETY: guaranteed by the caller.
+    let r = unsafe { libc::munmap(ptr.cast(), len) };
+    debug_assert_eq!(r, 0, "munmap failed");
+}
+
+/// The page size.
+#[allow(dead_code)]
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let r = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(r).unwrap_or(4096)
+}
+
+/// Sends bytes plus descriptors with `SCM_RIGHTS`.
+pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+    if fds.len() > crate::handle::MAX_FDS_PER_MESSAGE {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors for one message"));
+    }
+    if data.is_empty() && !fds.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "descriptors need at least one byte of data"));
+    }
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+    let fd_bytes = std::mem::size_of_val(fds);
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(fd_bytes as u32) } as usize;
+    // u64 elements keep the control buffer aligned for `cmsghdr`.
+    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    // SAFETY: an all-zero msghdr is a valid value (null pointers, zero lengths).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: msg_control points to `space` writable, aligned bytes, enough for one header.
+        let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        // SAFETY: `cmsg` is non-null (the buffer holds a header) and points into `cbuf`.
+        unsafe {
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes as u32) as _;
+        }
+        let raw: Vec<libc::c_int> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        // SAFETY: CMSG_DATA points at `fd_bytes` writable bytes inside `cbuf`; `raw` holds exactly that many.
+        unsafe { ptr::copy_nonoverlapping(raw.as_ptr().cast::<u8>(), libc::CMSG_DATA(cmsg), fd_bytes) };
+    }
+    // SAFETY: `msg` points to a valid iovec and control buffer that outlive the call.
+    let n = cvt_retry(|| unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })?;
+    Ok(n as usize)
+}
+
+/// Receives bytes plus descriptors sent with `SCM_RIGHTS`.
+pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let max_bytes = crate::handle::MAX_FDS_PER_MESSAGE * std::mem::size_of::<libc::c_int>();
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(max_bytes as u32) } as usize;
+    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    // SAFETY: an all-zero msghdr is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: `msg` points to a valid iovec over `buf` and a control buffer that outlive the call.
+    let n = cvt_retry(|| unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
+    // SAFETY: after a successful recvmsg, the control buffer holds `msg_controllen` valid bytes.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: `cmsg` is a header inside the control buffer, as CMSG_FIRSTHDR/NXTHDR guarantee.
+        let (level, ty, len) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len as usize) };
+        if level == libc::SOL_SOCKET && ty == libc::SCM_RIGHTS {
+            // SAFETY: CMSG_LEN(0) is a pure size computation.
+            let header = unsafe { libc::CMSG_LEN(0) } as usize;
+            let count = len.saturating_sub(header) / std::mem::size_of::<libc::c_int>();
+            // SAFETY: CMSG_DATA points at `count` c_ints the kernel wrote; they may be unaligned.
+            let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
+            for i in 0..count {
+                // SAFETY: `i < count`, within the data the kernel wrote.
+                let raw = unsafe { data.add(i).read_unaligned() };
+                // SAFETY: the kernel installed this descriptor for us; nothing else owns it.
+                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+            }
+        }
+        // SAFETY: `cmsg` is a valid header of `msg`.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        fds.clear();
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "too many descriptors in one message"));
+    }
+    Ok(n as usize)
+}
+
+/// `FUTEX_WAIT` on a shared (not process-private) futex word: sleeps while
+/// `*word == expected`, until woken, interrupted or `timeout` passes.
+///
+/// Returns `false` on timeout and `true` otherwise (woken, value changed,
+/// interrupted: the caller re-checks its condition in every case).
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a valid, aligned u32 for the duration of the call; a
+    // shared futex on a MAP_SHARED page is keyed by the page, so other
+    // processes mapping it wait on the same futex.
+    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, ts_ptr) };
+    !(r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT))
+}
+
+/// `FUTEX_WAKE` on a shared futex word: wakes up to `n` waiters.
+/// Returns how many were woken.
+pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
+    let n = n.min(i32::MAX as u32);
+    // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE only reads the address as a key.
+    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+    usize::try_from(r).unwrap_or(0)
+}
