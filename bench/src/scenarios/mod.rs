@@ -1,0 +1,37 @@
+//! Every scenario, one module per crate.
+
+use crate::harness::{Role, Scenario};
+
+mod manager;
+mod pipe;
+mod pool;
+mod process;
+mod queue;
+mod shm;
+mod sync;
+
+/// All scenarios, in the order they run by default.
+pub(crate) fn all() -> Vec<Scenario> {
+    let mut v = Vec::new();
+    v.extend(shm::scenarios());
+    v.extend(sync::scenarios());
+    v.extend(process::scenarios());
+    v.extend(pipe::scenarios());
+    v.extend(queue::scenarios());
+    v.extend(pool::scenarios());
+    v.extend(manager::scenarios());
+    v
+}
+
+/// All child roles.
+pub(crate) fn roles() -> Vec<Role> {
+    let mut v = Vec::new();
+    v.extend(shm::roles());
+    v.extend(sync::roles());
+    v.extend(process::roles());
+    v.extend(pipe::roles());
+    v.extend(queue::roles());
+    v.extend(pool::roles());
+    v.extend(manager::roles());
+    v
+}

@@ -1,0 +1,13 @@
+//! Benchmark scenarios of mproc-queue.
+
+use crate::harness::{Role, Scenario};
+
+/// The scenarios of this crate.
+pub(crate) fn scenarios() -> Vec<Scenario> {
+    Vec::new()
+}
+
+/// The child roles these scenarios start.
+pub(crate) fn roles() -> Vec<Role> {
+    Vec::new()
+}
