@@ -132,6 +132,12 @@ pub enum LayoutError {
     },
     /// A length or offset recorded in the header is impossible.
     Corrupt(&'static str),
+    /// The element type needs an alignment above the page size, which a
+    /// mapping cannot guarantee.
+    Alignment {
+        /// The alignment of the element type.
+        align: usize,
+    },
 }
 
 impl fmt::Display for LayoutError {
@@ -152,8 +158,184 @@ impl fmt::Display for LayoutError {
                 write!(f, "segment header records {recorded} bytes but the segment has {actual}")
             }
             Self::Corrupt(what) => write!(f, "segment header is corrupt: {what}"),
+            Self::Alignment { align } => {
+                write!(f, "element alignment {align} is above the page size of a shared mapping")
+            }
         }
     }
 }
 
 impl Error for LayoutError {}
+
+/// A lock whose previous holder died while holding it was acquired.
+///
+/// The error carries the guard: the lock *is* held, and the data it protects
+/// is as the dead holder left it, perhaps half-updated. Repair or inspect it
+/// through [`LockError::into_inner`], as with std's `PoisonError`.
+pub enum LockError<G> {
+    /// The previous holder died while holding the lock.
+    OwnerDied(G),
+}
+
+impl<G> LockError<G> {
+    /// The guard of the now-held lock.
+    pub fn into_inner(self) -> G {
+        match self {
+            Self::OwnerDied(g) => g,
+        }
+    }
+
+    /// Always `true`: the only way `lock` fails.
+    pub fn is_owner_died(&self) -> bool {
+        true
+    }
+}
+
+impl<G> fmt::Debug for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OwnerDied(..)")
+    }
+}
+
+impl<G> fmt::Display for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the previous holder of the lock died while holding it")
+    }
+}
+
+impl<G> Error for LockError<G> {}
+
+/// Why a `try_lock` did not give a clean guard.
+pub enum TryLockError<G> {
+    /// Another holder has the lock right now.
+    WouldBlock,
+    /// The lock was acquired, but its previous holder died while holding it.
+    OwnerDied(G),
+}
+
+impl<G> TryLockError<G> {
+    /// Whether the lock was busy.
+    pub fn is_would_block(&self) -> bool {
+        matches!(self, Self::WouldBlock)
+    }
+
+    /// Whether the lock was acquired from a dead holder.
+    pub fn is_owner_died(&self) -> bool {
+        matches!(self, Self::OwnerDied(_))
+    }
+
+    /// The guard, if the lock was acquired from a dead holder.
+    pub fn into_inner(self) -> Option<G> {
+        match self {
+            Self::WouldBlock => None,
+            Self::OwnerDied(g) => Some(g),
+        }
+    }
+}
+
+impl<G> From<LockError<G>> for TryLockError<G> {
+    fn from(e: LockError<G>) -> Self {
+        Self::OwnerDied(e.into_inner())
+    }
+}
+
+impl<G> fmt::Debug for TryLockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::WouldBlock => "WouldBlock",
+            Self::OwnerDied(_) => "OwnerDied(..)",
+        })
+    }
+}
+
+impl<G> fmt::Display for TryLockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::WouldBlock => "the lock is held by someone else",
+            Self::OwnerDied(_) => "the previous holder of the lock died while holding it",
+        })
+    }
+}
+
+impl<G> Error for TryLockError<G> {}
+
+/// Why a `lock_timeout` or `lock_deadline` did not give a clean guard.
+pub enum LockTimeoutError<G> {
+    /// The lock stayed busy until the deadline.
+    Timeout,
+    /// The lock was acquired, but its previous holder died while holding it.
+    OwnerDied(G),
+}
+
+impl<G> LockTimeoutError<G> {
+    /// Whether the wait timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout)
+    }
+
+    /// Whether the lock was acquired from a dead holder.
+    pub fn is_owner_died(&self) -> bool {
+        matches!(self, Self::OwnerDied(_))
+    }
+
+    /// The guard, if the lock was acquired from a dead holder.
+    pub fn into_inner(self) -> Option<G> {
+        match self {
+            Self::Timeout => None,
+            Self::OwnerDied(g) => Some(g),
+        }
+    }
+}
+
+impl<G> From<LockError<G>> for LockTimeoutError<G> {
+    fn from(e: LockError<G>) -> Self {
+        Self::OwnerDied(e.into_inner())
+    }
+}
+
+impl<G> fmt::Debug for LockTimeoutError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Timeout => "Timeout",
+            Self::OwnerDied(_) => "OwnerDied(..)",
+        })
+    }
+}
+
+impl<G> fmt::Display for LockTimeoutError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Timeout => "timed out waiting for the lock",
+            Self::OwnerDied(_) => "the previous holder of the lock died while holding it",
+        })
+    }
+}
+
+impl<G> Error for LockTimeoutError<G> {}
+
+/// An index or element range outside a shared array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeError {
+    /// The first index of the range.
+    pub start: usize,
+    /// The number of elements in the range.
+    pub len: usize,
+    /// The length of the array.
+    pub array_len: usize,
+}
+
+impl fmt::Display for RangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.len == 1 {
+            write!(f, "index {} is out of range for an array of length {}", self.start, self.array_len)
+        } else {
+            write!(
+                f,
+                "range of {} elements at index {} is out of range for an array of length {}",
+                self.len, self.start, self.array_len
+            )
+        }
+    }
+}
+
+impl Error for RangeError {}

@@ -134,6 +134,16 @@ impl Header {
     }
 }
 
+impl Header {
+    /// The size the creator recorded (a snapshot; meaningful after
+    /// [`Header::check`] succeeded).
+    pub fn recorded_size(&self) -> u64 {
+        // Relaxed: read after the Acquire load of `magic` in `check`, which
+        // pairs with the Release store that published this field.
+        self.size.load(Ordering::Relaxed)
+    }
+}
+
 impl Segment {
     /// A shared reference to a [`SharedSync`] value at `offset`.
     ///

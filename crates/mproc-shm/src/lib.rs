@@ -28,6 +28,41 @@
 //! foreign segment is an error rather than undefined behaviour. Only
 //! [`SharedSync`] types (atomics) are ever looked at through references.
 //!
+//! # Typed shared objects
+//!
+//! | Python (`multiprocessing`) | mproc-shm |
+//! |---|---|
+//! | `Value('d', 0.0)` (locked) | [`Value<f64>`](Value) |
+//! | `RawValue('d', 0.0)` | [`RawValue<f64>`](RawValue) |
+//! | `Array('i', 10)` (locked) | [`Array<i32>`](Array) |
+//! | `RawArray('i', 10)` | [`RawArray<i32>`](RawArray) |
+//! | `v.get_lock()` | [`Value::lock`], [`Array::lock`] (guards), [`Value::with_lock`] |
+//! | (none) | [`SharedAtomic`] integers: `fetch_add`, `compare_exchange`, … |
+//! | `shared_memory.SharedMemory` | [`SharedMemory`] (interoperates with CPython) |
+//!
+//! Elements are plain data ([`bytemuck::Pod`]). Each object lives in its own
+//! anonymous segment with a checked header, and is a handle: it serializes
+//! as its descriptor, so it can be passed to a child process, and the
+//! receiver checks the header (a wrong type or a foreign segment is an error).
+//! Memory that another process may write is never handed out as `&T` or
+//! `&[T]`, except through a lock guard.
+//!
+//! ```
+//! use mproc_shm::{Array, SharedAtomicU64, Value};
+//! use std::sync::atomic::Ordering;
+//!
+//! let total = Value::new(0u64)?;
+//! *total.lock()? += 5;
+//!
+//! let data = Array::from_slice(&[1.0f64, 2.0, 3.0])?;
+//! let sum: f64 = data.with_lock(|s| s.iter().sum());
+//!
+//! let hits = SharedAtomicU64::new(0)?;
+//! hits.fetch_add(1, Ordering::Relaxed);
+//! assert_eq!((total.get(), sum, hits.load(Ordering::Relaxed)), (5, 6.0, 1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Handles
 //!
 //! The [`handle`] module serializes descriptors beside serde data, so mproc
@@ -35,16 +70,97 @@
 
 #![doc(test(attr(deny(warnings))))]
 
+mod array;
+mod atomic;
 pub mod error;
 pub mod futex;
 pub mod handle;
 mod layout;
 pub mod mutex;
+mod region;
 mod segment;
+mod shared_memory;
+mod value;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
 
-pub use crate::error::{LayoutError, SegmentError};
+pub use crate::array::{Array, ArrayGuard, Iter, RawArray};
+pub use crate::atomic::{
+    AtomicInt, SharedAtomic, SharedAtomicI16, SharedAtomicI32, SharedAtomicI64, SharedAtomicI8, SharedAtomicIsize,
+    SharedAtomicU16, SharedAtomicU32, SharedAtomicU64, SharedAtomicU8, SharedAtomicUsize,
+};
+pub use crate::error::{LayoutError, LockError, LockTimeoutError, RangeError, SegmentError, TryLockError};
+pub use crate::shared_memory::{SharedMemory, PYTHON_NAME_PREFIX};
+pub use crate::value::{RawValue, Value, ValueGuard};
+pub use bytemuck::{Pod, Zeroable};
 pub use crate::layout::{fingerprint_of, Header, Layout, SharedSync, HEADER_SIZE, LAYOUT_VERSION, MAGIC};
 pub use crate::mutex::{Acquired, RawMutex};
 pub use crate::segment::{unlink_named, Segment, MAX_SEGMENT_SIZE, NAME_PREFIX};
+
+/// Entry points for fuzz targets and their corpus-replay tests. Not part of
+/// the supported API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::{Array, RawArray, RawValue, Segment, SharedAtomicU32, SharedAtomicU64, Value};
+
+    /// Treats `data` as the whole content of a segment received from an
+    /// untrusted process and tries to open it as every kind of shared object.
+    /// Must never panic or touch memory outside the segment; returns how many
+    /// openings succeeded (a well-formed header passes exactly one kind).
+    pub fn segment_header(data: &[u8]) -> usize {
+        let Ok(seg) = Segment::anonymous(data.len().max(1)) else { return 0 };
+        if seg.write(0, data).is_err() {
+            return 0;
+        }
+        let mut ok = 0;
+        macro_rules! try_open {
+            ($($t:ty),*) => {$(
+                if let Ok(clone) = seg.try_clone() {
+                    if let Ok(obj) = <$t>::from_segment(clone) {
+                        ok += 1;
+                        exercise(&obj);
+                    }
+                }
+            )*};
+        }
+        try_open!(Value<u64>, Value<f64>, Value<[u8; 3]>, RawValue<u32>, Array<u8>, Array<u64>, Array<f64>, RawArray<u16>);
+        try_open!(SharedAtomicU64, SharedAtomicU32);
+        ok
+    }
+
+    trait Exercise {
+        fn touch(&self);
+    }
+    impl<T: crate::Pod + Send> Exercise for Value<T> {
+        fn touch(&self) {
+            if let Ok(g) = self.try_lock() {
+                let _ = *g;
+            }
+        }
+    }
+    impl<T: crate::Pod + Send> Exercise for RawValue<T> {
+        fn touch(&self) {
+            let _ = self.get();
+        }
+    }
+    impl<T: crate::Pod + Send> Exercise for Array<T> {
+        fn touch(&self) {
+            if let Ok(g) = self.try_lock() {
+                let _ = g.last().copied();
+            }
+        }
+    }
+    impl<T: crate::Pod + Send> Exercise for RawArray<T> {
+        fn touch(&self) {
+            let _ = self.iter().count();
+        }
+    }
+    impl<A: crate::AtomicInt> Exercise for crate::SharedAtomic<A> {
+        fn touch(&self) {
+            let _ = self.segment().len();
+        }
+    }
+    fn exercise(obj: &impl Exercise) {
+        obj.touch();
+    }
+}

@@ -26,11 +26,12 @@ fn cvt_retry<T: Copy + PartialEq + From<i8>>(mut f: impl FnMut() -> T) -> io::Re
     }
 }
 
-/// Creates an anonymous memory file (`memfd_create`, close-on-exec).
+/// Creates an anonymous memory file (`memfd_create`, close-on-exec, sealing
+/// allowed so that [`seal_size`] can pin its size).
 pub(crate) fn memfd_create(name: &str) -> io::Result<OwnedFd> {
     let name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
     // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
-    let fd = cvt(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
+    let fd = cvt(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) })?;
     // SAFETY: `memfd_create` just returned this descriptor and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -57,6 +58,16 @@ pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     let len = libc::off_t::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
     // SAFETY: `fd` is a valid open descriptor for the duration of the call.
     cvt_retry(|| unsafe { libc::ftruncate(fd.as_raw_fd(), len) })?;
+    Ok(())
+}
+
+/// Seals a memfd against shrinking (and against further seals), so that no
+/// process holding it can truncate it under another's mapping (which would
+/// turn that process's accesses into `SIGBUS`).
+pub(crate) fn seal_size(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+    // SAFETY: `fd` is a valid descriptor; F_ADD_SEALS takes an int argument.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
     Ok(())
 }
 
@@ -99,6 +110,18 @@ pub(crate) unsafe fn munmap(ptr: *mut u8, len: usize) {
     // SAFETY: guaranteed by the caller.
     let r = unsafe { libc::munmap(ptr.cast(), len) };
     debug_assert_eq!(r, 0, "munmap failed");
+}
+
+/// Faults in every page of a shared mapping now (`MADV_POPULATE_WRITE`),
+/// so that later accesses do not take page faults. Kernels before 5.14 do not
+/// know the advice; then this does nothing.
+pub(crate) fn populate(ptr: *mut u8, len: usize) -> io::Result<()> {
+    // SAFETY: `ptr`/`len` describe a live mapping owned by the caller;
+    // MADV_POPULATE_WRITE only faults pages in and never changes their contents.
+    match cvt(unsafe { libc::madvise(ptr.cast(), len, libc::MADV_POPULATE_WRITE) }) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+        r => r.map(drop),
+    }
 }
 
 /// The page size.

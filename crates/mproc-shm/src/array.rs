@@ -1,0 +1,556 @@
+//! `Array<T>` (locked) and `RawArray<T>` (unlocked): a fixed number of
+//! plain-data elements in their own shared segment, like CPython's `Array`
+//! and `RawArray`.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{LockError, LockTimeoutError, RangeError, SegmentError, TryLockError};
+use crate::region::{Init, Region, KIND_ARRAY, KIND_RAW_ARRAY};
+use crate::segment::Segment;
+use crate::value::{deadline_result, lock_result, try_lock_result};
+
+/// How many bytes [`Iter`] copies out per lock acquisition.
+const ITER_CHUNK_BYTES: usize = 16 * 1024;
+
+/// A fixed-length array of plain-data elements in shared memory, protected
+/// by one cross-process lock: CPython's `Array(typecode, n)` (with
+/// `lock=True`).
+///
+/// Like [`Value`](crate::Value), an `Array` is a handle owning an anonymous
+/// segment (header, lock, elements); it travels to other processes as a
+/// descriptor, or by name ([`Array::create_named`], [`Array::open_named`]).
+///
+/// The elements are never exposed as `&[T]` outside the lock. Copy them in
+/// and out ([`Array::copy_from`], [`Array::copy_to`], [`Array::to_vec`]),
+/// iterate over copies ([`Array::iter`]), or work on the slice in place while
+/// holding the lock ([`Array::with_lock`], [`Array::lock`]), which is the
+/// fast way to scan or update many elements:
+///
+/// ```
+/// use mproc_shm::Array;
+///
+/// let a = Array::<f64>::new(1000)?;
+/// a.copy_from(0, &[1.0, 2.0, 3.0])?;
+/// a.set(999, 4.0)?;
+/// let sum: f64 = a.with_lock(|s| s.iter().sum());
+/// assert_eq!(sum, 10.0);
+/// {
+///     let mut g = a.lock()?;          // Python: with a.get_lock(): ...
+///     g[0] += 1.0;
+///     g[1..3].copy_from_slice(&[0.0, 0.0]);
+/// }
+/// assert_eq!(a.to_vec()[..4], [2.0, 0.0, 0.0, 0.0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Owner death
+/// As for [`Value`](crate::Value): [`Array::lock`] reports a holder that died
+/// with [`LockError::OwnerDied`] carrying the guard, and the convenience
+/// methods proceed on the elements as they were left.
+pub struct Array<T> {
+    region: Region<T>,
+}
+
+impl<T: Pod + Send> Array<T> {
+    /// Creates an array of `len` zeros in a fresh anonymous segment.
+    ///
+    /// # Errors
+    /// [`SegmentError`] if the segment cannot be created (or `len` elements
+    /// of `T` overflow the address space).
+    pub fn new(len: usize) -> Result<Self, SegmentError> {
+        Ok(Self { region: Region::create(KIND_ARRAY, len, Init::Zeroed)? })
+    }
+
+    /// Creates an array holding a copy of `data`.
+    ///
+    /// # Errors
+    /// As [`Array::new`].
+    pub fn from_slice(data: &[T]) -> Result<Self, SegmentError> {
+        Ok(Self { region: Region::create(KIND_ARRAY, data.len(), Init::Copy(data))? })
+    }
+
+    /// Creates an array of `len` zeros in a named POSIX segment that unrelated
+    /// processes can open with [`Array::open_named`]; unlinked on drop.
+    ///
+    /// # Errors
+    /// As [`Segment::create_named`].
+    pub fn create_named(name: &str, len: usize) -> Result<Self, SegmentError> {
+        Ok(Self { region: Region::create_named(name, KIND_ARRAY, len, Init::Zeroed)? })
+    }
+
+    /// Opens an array made by [`Array::create_named`] (with the same `T`).
+    ///
+    /// # Errors
+    /// [`SegmentError::NotFound`], or [`SegmentError::Layout`] if the segment
+    /// holds something else.
+    pub fn open_named(name: &str) -> Result<Self, SegmentError> {
+        Self::from_segment(Segment::open_named(name)?)
+    }
+
+    /// Adopts a segment that holds an `Array<T>`, checking its header.
+    ///
+    /// # Errors
+    /// [`SegmentError::Layout`] for a foreign segment or another kind or type,
+    /// [`SegmentError::Truncated`] for a segment smaller than its header says.
+    pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
+        Ok(Self { region: Region::open(seg, KIND_ARRAY, None)? })
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.region.len()
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.region.len() == 0
+    }
+
+    /// Copies out element `i`, or `None` if it is out of range.
+    pub fn get(&self, i: usize) -> Option<T> {
+        let mut out = [T::zeroed()];
+        let _g = self.lock_anyway();
+        self.region.copy_out(i, &mut out).ok().map(|()| out[0])
+    }
+
+    /// Stores `v` at index `i`.
+    ///
+    /// # Errors
+    /// [`RangeError`] if `i` is out of range.
+    pub fn set(&self, i: usize, v: T) -> Result<(), RangeError> {
+        let _g = self.lock_anyway();
+        self.region.copy_in(i, &[v])
+    }
+
+    /// Copies elements `[start, start + out.len())` into `out`, under the lock.
+    ///
+    /// # Errors
+    /// [`RangeError`] if the range does not fit; nothing is copied.
+    pub fn copy_to(&self, start: usize, out: &mut [T]) -> Result<(), RangeError> {
+        self.region.check_range(start, out.len())?;
+        let _g = self.lock_anyway();
+        self.region.copy_out(start, out)
+    }
+
+    /// Copies `data` into elements `[start, start + data.len())`, under the lock.
+    ///
+    /// # Errors
+    /// [`RangeError`] if the range does not fit; nothing is copied.
+    pub fn copy_from(&self, start: usize, data: &[T]) -> Result<(), RangeError> {
+        self.region.check_range(start, data.len())?;
+        let _g = self.lock_anyway();
+        self.region.copy_in(start, data)
+    }
+
+    /// Copies the whole array out, under the lock.
+    pub fn to_vec(&self) -> Vec<T> {
+        let mut v = vec![T::zeroed(); self.len()];
+        let _g = self.lock_anyway();
+        let _ = self.region.copy_out(0, &mut v);
+        v
+    }
+
+    /// Sets every element to `v`, under the lock.
+    pub fn fill(&self, v: T) {
+        self.with_lock(|s| s.fill(v));
+    }
+
+    /// An iterator over copies of the elements. It copies a chunk at a time,
+    /// taking the lock once per chunk, so it sees each chunk consistently but
+    /// not the whole array as one snapshot (use [`Array::to_vec`] or
+    /// [`Array::with_lock`] for that).
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter::new(&self.region, true)
+    }
+
+    /// Runs `f` on the elements with the lock held and returns its result.
+    ///
+    /// This is the fast path for scans and bulk updates: `f` works on the
+    /// shared memory in place, without copying.
+    pub fn with_lock<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> R {
+        let mut g = self.lock().unwrap_or_else(LockError::into_inner);
+        f(&mut g)
+    }
+
+    /// Locks the array, blocking until the lock is free; the guard gives
+    /// `&mut [T]`. This is CPython's `with a.get_lock():`.
+    ///
+    /// # Errors
+    /// [`LockError::OwnerDied`] (with the guard) if the previous holder died
+    /// holding the lock.
+    pub fn lock(&self) -> Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
+        let a = self.region.lock().lock();
+        lock_result(a, ArrayGuard::new(&self.region))
+    }
+
+    /// Locks the array if the lock is free right now.
+    ///
+    /// # Errors
+    /// [`TryLockError::WouldBlock`] or [`TryLockError::OwnerDied`].
+    pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
+        try_lock_result(self.region.lock().try_lock(), || ArrayGuard::new(&self.region))
+    }
+
+    /// Locks the array, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`LockTimeoutError::Timeout`] or [`LockTimeoutError::OwnerDied`].
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => self.lock_deadline(d),
+            None => self.lock().map_err(LockTimeoutError::from),
+        }
+    }
+
+    /// Locks the array, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// [`LockTimeoutError::Timeout`] or [`LockTimeoutError::OwnerDied`].
+    pub fn lock_deadline(&self, deadline: Instant) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
+        deadline_result(self.region.lock().lock_deadline(deadline), || ArrayGuard::new(&self.region))
+    }
+
+    /// Whether some process holds the lock right now (a snapshot).
+    pub fn is_locked(&self) -> bool {
+        self.region.lock().is_locked()
+    }
+
+    /// The segment holding the array.
+    pub fn segment(&self) -> &Segment {
+        self.region.segment()
+    }
+
+    /// The segment's name, if it was created or opened by name.
+    pub fn name(&self) -> Option<&str> {
+        self.region.segment().name()
+    }
+
+    /// Another handle to the same array (the segment mapped again).
+    ///
+    /// # Errors
+    /// OS errors from `dup` or `mmap`.
+    pub fn try_clone(&self) -> Result<Self, SegmentError> {
+        Ok(Self { region: self.region.try_clone()? })
+    }
+
+    fn lock_anyway(&self) -> ArrayGuard<'_, T> {
+        self.lock().unwrap_or_else(LockError::into_inner)
+    }
+}
+
+impl<T> fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Array")
+            .field("len", &self.region.len())
+            .field("segment", self.region.segment())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Serialize for Array<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.region.segment().serialize(s)
+    }
+}
+
+impl<'de, T: Pod + Send> Deserialize<'de> for Array<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::from_segment(Segment::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'a, T: Pod + Send> IntoIterator for &'a Array<T> {
+    type Item = T;
+    type IntoIter = Iter<'a, T>;
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+/// The lock of an [`Array`], held; dereferences to the elements as a slice.
+/// Unlocks on drop.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct ArrayGuard<'a, T> {
+    region: &'a Region<T>,
+    /// The lock may record its owner thread: the guard stays on it.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a, T: Pod> ArrayGuard<'a, T> {
+    fn new(region: &'a Region<T>) -> Self {
+        Self { region, _not_send: PhantomData }
+    }
+}
+
+// SAFETY: sharing `&ArrayGuard` across threads only gives `&[T]`, which is
+// fine for `T: Sync` (as for std's MutexGuard).
+unsafe impl<T: Sync> Sync for ArrayGuard<'_, T> {}
+
+impl<T> Deref for ArrayGuard<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: the lock is held for the guard's lifetime, so no other process
+        // or thread following the protocol touches the elements; the pointer is
+        // non-null, aligned and valid for `len` elements (checked when the region
+        // was made or opened), and T is Pod, so any bytes form valid elements.
+        unsafe { std::slice::from_raw_parts(self.region.data(), self.region.len()) }
+    }
+}
+
+impl<T> DerefMut for ArrayGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference
+        // derived from the guard.
+        unsafe { std::slice::from_raw_parts_mut(self.region.data(), self.region.len()) }
+    }
+}
+
+impl<T> Drop for ArrayGuard<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: the guard exists only while this thread holds the lock, and no
+        // reference derived from it outlives it.
+        unsafe { self.region.lock().unlock() };
+    }
+}
+
+impl<T> fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArrayGuard").field("len", &self.region.len()).finish_non_exhaustive()
+    }
+}
+
+/// An iterator over copies of the elements of an [`Array`] or [`RawArray`],
+/// made a chunk at a time (see [`Array::iter`]).
+pub struct Iter<'a, T> {
+    region: &'a Region<T>,
+    locked: bool,
+    next: usize,
+    buf: Vec<T>,
+    pos: usize,
+}
+
+impl<'a, T: Pod> Iter<'a, T> {
+    fn new(region: &'a Region<T>, locked: bool) -> Self {
+        Self { region, locked, next: 0, buf: Vec::new(), pos: 0 }
+    }
+
+    fn refill(&mut self) -> bool {
+        let left = self.region.len() - self.next;
+        if left == 0 {
+            return false;
+        }
+        let chunk = (ITER_CHUNK_BYTES / std::mem::size_of::<T>().max(1)).clamp(1, left);
+        self.buf.clear();
+        self.buf.resize(chunk, T::zeroed());
+        if self.locked {
+            // A dead previous owner does not matter for a copy of Pod data.
+            let _ = self.region.lock().lock();
+            let _ = self.region.copy_out(self.next, &mut self.buf);
+            // SAFETY: locked just above (cleanly or from a dead owner, either
+            // way now held by us); the copy is done.
+            unsafe { self.region.lock().unlock() };
+        } else {
+            let _ = self.region.copy_out(self.next, &mut self.buf);
+        }
+        self.next += chunk;
+        self.pos = 0;
+        true
+    }
+}
+
+impl<T: Pod> Iterator for Iter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        if self.pos == self.buf.len() && !self.refill() {
+            return None;
+        }
+        let v = self.buf[self.pos];
+        self.pos += 1;
+        Some(v)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.buf.len() - self.pos + (self.region.len() - self.next);
+        (n, Some(n))
+    }
+}
+
+impl<T: Pod> ExactSizeIterator for Iter<'_, T> {}
+
+impl<T> fmt::Debug for Iter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter").field("next", &self.next).finish_non_exhaustive()
+    }
+}
+
+/// A fixed-length array of plain-data elements in shared memory *without* a
+/// lock: CPython's `RawArray`.
+///
+/// Every access is a plain copy. When processes write concurrently they race:
+/// a copy may mix old and new elements, and a `T` wider than the machine's
+/// atomic width may be torn. Use it when writers are otherwise synchronised
+/// (for example each child writes its own disjoint part, then the parent
+/// reads after joining them), or use [`Array`].
+///
+/// ```
+/// use mproc_shm::RawArray;
+///
+/// let a = RawArray::from_slice(&[1u32, 2, 3])?;
+/// a.set(1, 20)?;
+/// assert_eq!(a.to_vec(), [1, 20, 3]);
+/// assert_eq!(a.iter().sum::<u32>(), 24);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RawArray<T> {
+    region: Region<T>,
+}
+
+impl<T: Pod + Send> RawArray<T> {
+    /// Creates an array of `len` zeros in a fresh anonymous segment.
+    ///
+    /// # Errors
+    /// As [`Array::new`].
+    pub fn new(len: usize) -> Result<Self, SegmentError> {
+        Ok(Self { region: Region::create(KIND_RAW_ARRAY, len, Init::Zeroed)? })
+    }
+
+    /// Creates an array holding a copy of `data`.
+    ///
+    /// # Errors
+    /// As [`Array::new`].
+    pub fn from_slice(data: &[T]) -> Result<Self, SegmentError> {
+        Ok(Self { region: Region::create(KIND_RAW_ARRAY, data.len(), Init::Copy(data))? })
+    }
+
+    /// Creates an array of `len` zeros in a named POSIX segment; unlinked on drop.
+    ///
+    /// # Errors
+    /// As [`Segment::create_named`].
+    pub fn create_named(name: &str, len: usize) -> Result<Self, SegmentError> {
+        Ok(Self { region: Region::create_named(name, KIND_RAW_ARRAY, len, Init::Zeroed)? })
+    }
+
+    /// Opens an array made by [`RawArray::create_named`].
+    ///
+    /// # Errors
+    /// As [`Array::open_named`].
+    pub fn open_named(name: &str) -> Result<Self, SegmentError> {
+        Self::from_segment(Segment::open_named(name)?)
+    }
+
+    /// Adopts a segment that holds a `RawArray<T>`, checking its header.
+    ///
+    /// # Errors
+    /// As [`Array::from_segment`].
+    pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
+        Ok(Self { region: Region::open(seg, KIND_RAW_ARRAY, None)? })
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.region.len()
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.region.len() == 0
+    }
+
+    /// Copies out element `i` (racy), or `None` if it is out of range.
+    pub fn get(&self, i: usize) -> Option<T> {
+        let mut out = [T::zeroed()];
+        self.region.copy_out(i, &mut out).ok().map(|()| out[0])
+    }
+
+    /// Stores `v` at index `i` (racy).
+    ///
+    /// # Errors
+    /// [`RangeError`] if `i` is out of range.
+    pub fn set(&self, i: usize, v: T) -> Result<(), RangeError> {
+        self.region.copy_in(i, &[v])
+    }
+
+    /// Copies elements `[start, start + out.len())` into `out` (racy).
+    ///
+    /// # Errors
+    /// [`RangeError`] if the range does not fit.
+    pub fn copy_to(&self, start: usize, out: &mut [T]) -> Result<(), RangeError> {
+        self.region.copy_out(start, out)
+    }
+
+    /// Copies `data` into elements `[start, start + data.len())` (racy).
+    ///
+    /// # Errors
+    /// [`RangeError`] if the range does not fit.
+    pub fn copy_from(&self, start: usize, data: &[T]) -> Result<(), RangeError> {
+        self.region.copy_in(start, data)
+    }
+
+    /// Copies the whole array out (racy).
+    pub fn to_vec(&self) -> Vec<T> {
+        let mut v = vec![T::zeroed(); self.len()];
+        let _ = self.region.copy_out(0, &mut v);
+        v
+    }
+
+    /// An iterator over copies of the elements, a chunk at a time (racy).
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter::new(&self.region, false)
+    }
+
+    /// The segment holding the array.
+    pub fn segment(&self) -> &Segment {
+        self.region.segment()
+    }
+
+    /// The segment's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.region.segment().name()
+    }
+
+    /// Another handle to the same array.
+    ///
+    /// # Errors
+    /// OS errors from `dup` or `mmap`.
+    pub fn try_clone(&self) -> Result<Self, SegmentError> {
+        Ok(Self { region: self.region.try_clone()? })
+    }
+}
+
+impl<T> fmt::Debug for RawArray<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawArray")
+            .field("len", &self.region.len())
+            .field("segment", self.region.segment())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Serialize for RawArray<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.region.segment().serialize(s)
+    }
+}
+
+impl<'de, T: Pod + Send> Deserialize<'de> for RawArray<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::from_segment(Segment::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'a, T: Pod + Send> IntoIterator for &'a RawArray<T> {
+    type Item = T;
+    type IntoIter = Iter<'a, T>;
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests;

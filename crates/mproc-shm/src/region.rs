@@ -1,0 +1,235 @@
+//! The typed region behind `Value`, `Array` and their raw variants: a segment
+//! holding a header, a lock word and `len` elements of a plain-data type.
+//!
+//! ```text
+//! offset 0          Header (128 bytes): kind, fingerprint, params = [len, size, align, data offset]
+//! offset 128        RawMutex (unused by the raw variants), alone on its 128-byte line
+//! offset data_off   len × T, data_off = 256 rounded up to align_of::<T>()
+//! ```
+
+use std::any::TypeId;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use bytemuck::Pod;
+
+use crate::error::{LayoutError, RangeError, SegmentError};
+use crate::layout::{fingerprint_of, Layout, HEADER_SIZE};
+use crate::mutex::RawMutex;
+use crate::segment::Segment;
+
+/// Kind of a locked [`Value`](crate::Value).
+pub(crate) const KIND_VALUE: u32 = 0x0101;
+/// Kind of a [`RawValue`](crate::RawValue).
+pub(crate) const KIND_RAW_VALUE: u32 = 0x0102;
+/// Kind of a locked [`Array`](crate::Array).
+pub(crate) const KIND_ARRAY: u32 = 0x0103;
+/// Kind of a [`RawArray`](crate::RawArray).
+pub(crate) const KIND_RAW_ARRAY: u32 = 0x0104;
+/// Kind of a [`SharedAtomic`](crate::SharedAtomic).
+pub(crate) const KIND_ATOMIC: u32 = 0x0105;
+
+/// Where the lock word sits: right after the header, on its own line.
+pub(crate) const LOCK_OFFSET: usize = HEADER_SIZE;
+/// The smallest offset of the data: after the lock's 128-byte line.
+const DATA_MIN_OFFSET: usize = 2 * HEADER_SIZE;
+/// The largest element alignment a mapping (page-aligned) can guarantee.
+const MAX_ALIGN: usize = 4096;
+
+/// A stable name for the element type, used in its fingerprint.
+///
+/// Primitive types get their own name; any other `Pod` type is told apart by
+/// size and alignment only (`type_name` and `TypeId` are not stable across
+/// builds, so they cannot go into a segment another binary may open).
+pub(crate) fn elem_tag<T: 'static>() -> &'static str {
+    let id = TypeId::of::<T>();
+    macro_rules! tag {
+        ($($t:ty),*) => {
+            $(if id == TypeId::of::<$t>() { return stringify!($t); })*
+        };
+    }
+    tag!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64);
+    "pod"
+}
+
+/// The layout of a region of `T` of the given kind.
+pub(crate) fn layout_of<T: 'static>(kind: u32) -> Layout {
+    Layout { kind, fingerprint: fingerprint_of::<T>(elem_tag::<T>()) }
+}
+
+/// Computes `(data_off, total_size)` for `len` elements of `T`.
+fn geometry<T>(len: usize) -> Result<(usize, usize), SegmentError> {
+    let align = std::mem::align_of::<T>();
+    if align > MAX_ALIGN {
+        return Err(LayoutError::Alignment { align }.into());
+    }
+    let data_off = DATA_MIN_OFFSET.next_multiple_of(align);
+    let bytes = len.checked_mul(std::mem::size_of::<T>());
+    match bytes.and_then(|b| b.checked_add(data_off)) {
+        Some(total) => Ok((data_off, total)),
+        None => Err(SegmentError::TooLarge { size: u64::MAX }),
+    }
+}
+
+/// How a fresh region's elements start out.
+pub(crate) enum Init<'a, T> {
+    /// All zeros (the fresh segment already is: nothing is written, so no
+    /// page is touched).
+    Zeroed,
+    /// Every element a copy of this one.
+    Fill(T),
+    /// Copies of these elements (as many as the region holds).
+    Copy(&'a [T]),
+}
+
+/// A segment laid out as `len` elements of `T` after a header and a lock.
+pub(crate) struct Region<T> {
+    seg: Segment,
+    data: NonNull<T>,
+    len: usize,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: the region owns its segment (Send + Sync); the elements are only
+// touched through raw pointers by the wrappers, which add their own rules
+// (a lock, or documented racy copies). `T: Send` keeps non-sendable Pod types
+// (raw pointers) out.
+unsafe impl<T: Send> Send for Region<T> {}
+// SAFETY: as for Send; `&Region` gives no access to the elements by itself.
+unsafe impl<T: Send> Sync for Region<T> {}
+
+impl<T> Region<T> {
+    /// The number of elements.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The first element. Valid for `len` elements while `self` lives.
+    pub(crate) fn data(&self) -> *mut T {
+        self.data.as_ptr()
+    }
+
+    /// The lock word of a locked region.
+    pub(crate) fn lock(&self) -> &RawMutex {
+        // SAFETY: every region is at least DATA_MIN_OFFSET bytes, so the lock at
+        // LOCK_OFFSET (128, aligned for RawMutex) lies inside the mapping.
+        // RawMutex is SharedSync (atomics only), so a shared reference to memory
+        // that other processes update is sound; it borrows `self`.
+        unsafe { &*self.seg.as_ptr().add(LOCK_OFFSET).cast::<RawMutex>() }
+    }
+
+    /// The underlying segment.
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+}
+
+impl<T: Pod> Region<T> {
+    /// Lays out a fresh anonymous region of `len` elements, all copied from
+    /// `init`, and publishes its header.
+    pub(crate) fn create(kind: u32, len: usize, init: Init<'_, T>) -> Result<Self, SegmentError> {
+        let (_, total) = geometry::<T>(len)?;
+        Self::lay_out(Segment::anonymous(total)?, kind, len, init)
+    }
+
+    /// As [`Region::create`], in a named POSIX segment.
+    pub(crate) fn create_named(name: &str, kind: u32, len: usize, init: Init<'_, T>) -> Result<Self, SegmentError> {
+        let (_, total) = geometry::<T>(len)?;
+        Self::lay_out(Segment::create_named(name, total)?, kind, len, init)
+    }
+
+    fn lay_out(seg: Segment, kind: u32, len: usize, init: Init<'_, T>) -> Result<Self, SegmentError> {
+        let (data_off, total) = geometry::<T>(len)?;
+        debug_assert!(seg.len() >= total);
+        // SAFETY: `data_off + len * size_of::<T>() <= seg.len()` (the segment was
+        // made `total` bytes long), and `data_off` is a multiple of T's alignment
+        // (at most the page alignment of the mapping).
+        let data = unsafe { NonNull::new_unchecked(seg.as_ptr().add(data_off).cast::<T>()) };
+        let region = Self { seg, data, len, _t: PhantomData };
+        // The segment is fresh and zero-filled and nobody can use it before the
+        // header is published, so the elements are written without the lock;
+        // the header's Release store publishes them.
+        match init {
+            Init::Zeroed => {}
+            Init::Fill(v) => {
+                for i in 0..len {
+                    // SAFETY: `i < len`: inside the element range checked above.
+                    unsafe { region.data().add(i).write(v) };
+                }
+            }
+            Init::Copy(src) => {
+                debug_assert_eq!(src.len(), len);
+                region.copy_in(0, &src[..len.min(src.len())]).map_err(|_| LayoutError::Corrupt("initialiser"))?;
+            }
+        }
+        let params = [len as u64, std::mem::size_of::<T>() as u64, std::mem::align_of::<T>() as u64, data_off as u64];
+        region.seg.header()?.init(layout_of::<T>(kind), total as u64, params);
+        Ok(region)
+    }
+
+    /// Checks that `seg` holds a region of `T` of this kind (with exactly
+    /// `want_len` elements if given) and adopts it.
+    pub(crate) fn open(seg: Segment, kind: u32, want_len: Option<usize>) -> Result<Self, SegmentError> {
+        let [len, size, align, data_off] = seg.check_layout(layout_of::<T>(kind))?;
+        if size != std::mem::size_of::<T>() as u64 || align != std::mem::align_of::<T>() as u64 {
+            return Err(LayoutError::Corrupt("element size or alignment disagrees with the fingerprint").into());
+        }
+        let len = usize::try_from(len).map_err(|_| LayoutError::Corrupt("impossible element count"))?;
+        if want_len.is_some_and(|w| w != len) {
+            return Err(LayoutError::Corrupt("a value segment must hold exactly one element").into());
+        }
+        let (expect_off, total) = geometry::<T>(len).map_err(|_| LayoutError::Corrupt("impossible element count"))?;
+        if data_off != expect_off as u64 {
+            return Err(LayoutError::Corrupt("impossible data offset").into());
+        }
+        let recorded = seg.header()?.recorded_size();
+        if recorded != total as u64 {
+            return Err(LayoutError::Corrupt("recorded size disagrees with the element count").into());
+        }
+        if total > seg.len() {
+            return Err(SegmentError::Truncated { expected: total as u64, found: seg.len() as u64 });
+        }
+        // SAFETY: as in `lay_out`: the element range was checked to lie inside
+        // the mapping, and `expect_off` is aligned for T.
+        let data = unsafe { NonNull::new_unchecked(seg.as_ptr().add(expect_off).cast::<T>()) };
+        Ok(Self { seg, data, len, _t: PhantomData })
+    }
+
+    /// Maps the same region again.
+    pub(crate) fn try_clone(&self) -> Result<Self, SegmentError> {
+        let seg = self.seg.try_clone()?;
+        let off = self.data.as_ptr() as usize - self.seg.as_ptr() as usize;
+        // SAFETY: the clone maps the same file with the same length, so the same
+        // offset is in bounds and aligned.
+        let data = unsafe { NonNull::new_unchecked(seg.as_ptr().add(off).cast::<T>()) };
+        Ok(Self { seg, data, len: self.len, _t: PhantomData })
+    }
+
+    /// Checks that `[start, start + n)` lies inside the region.
+    pub(crate) fn check_range(&self, start: usize, n: usize) -> Result<(), RangeError> {
+        match start.checked_add(n) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(RangeError { start, len: n, array_len: self.len }),
+        }
+    }
+
+    /// Copies elements `[start, start + out.len())` out. The caller holds the
+    /// lock, or accepts a racy copy.
+    pub(crate) fn copy_out(&self, start: usize, out: &mut [T]) -> Result<(), RangeError> {
+        self.check_range(start, out.len())?;
+        // SAFETY: the range lies inside the region (checked above) and `out` is
+        // a distinct Rust buffer. Concurrent writers elsewhere can only change
+        // which bytes are copied; T is Pod, so any bytes are a valid T.
+        unsafe { std::ptr::copy_nonoverlapping(self.data().add(start), out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+
+    /// Copies `src` into elements `[start, start + src.len())`.
+    pub(crate) fn copy_in(&self, start: usize, src: &[T]) -> Result<(), RangeError> {
+        self.check_range(start, src.len())?;
+        // SAFETY: the range lies inside the region and cannot overlap `src`, a
+        // Rust buffer outside the mapping.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.data().add(start), src.len()) };
+        Ok(())
+    }
+}

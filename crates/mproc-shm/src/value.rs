@@ -1,0 +1,371 @@
+//! `Value<T>` (locked) and `RawValue<T>` (unlocked): one plain-data value in
+//! its own shared segment, like CPython's `Value` and `RawValue`.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{LockError, LockTimeoutError, SegmentError, TryLockError};
+use crate::mutex::Acquired;
+use crate::region::{Init, Region, KIND_RAW_VALUE, KIND_VALUE};
+use crate::segment::Segment;
+
+/// Turns how a lock was acquired into the guard or the owner-died error.
+pub(crate) fn lock_result<G>(a: Acquired, g: G) -> Result<G, LockError<G>> {
+    match a {
+        Acquired::Clean => Ok(g),
+        Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
+    }
+}
+
+/// As [`lock_result`] for `try_lock`.
+pub(crate) fn try_lock_result<G>(a: Option<Acquired>, g: impl FnOnce() -> G) -> Result<G, TryLockError<G>> {
+    match a {
+        None => Err(TryLockError::WouldBlock),
+        Some(a) => lock_result(a, g()).map_err(TryLockError::from),
+    }
+}
+
+/// As [`lock_result`] for `lock_deadline`.
+pub(crate) fn deadline_result<G>(a: Option<Acquired>, g: impl FnOnce() -> G) -> Result<G, LockTimeoutError<G>> {
+    match a {
+        None => Err(LockTimeoutError::Timeout),
+        Some(a) => lock_result(a, g()).map_err(LockTimeoutError::from),
+    }
+}
+
+/// One plain-data value in shared memory, protected by a cross-process lock:
+/// CPython's `Value(typecode, v)` (with `lock=True`).
+///
+/// A `Value` is a handle: it owns an anonymous segment (memfd) holding a
+/// checked header, a [`RawMutex`](crate::RawMutex) and the value. Share it
+/// with a child by passing it as a process argument (it serializes as its
+/// descriptor), with threads through an `Arc`, or with an unrelated process
+/// by name ([`Value::create_named`], [`Value::open_named`]).
+///
+/// Every access takes the lock. [`Value::get`] and [`Value::set`] lock once
+/// each, so `v.set(v.get() + 1)` is *not* atomic (as `v.value += 1` is not
+/// in Python); take the lock once for a read-modify-write:
+///
+/// ```
+/// use mproc_shm::Value;
+///
+/// let v = Value::new(0u64)?;
+/// v.set(41);
+/// *v.lock()? += 1;                  // Python: with v.get_lock(): v.value += 1
+/// v.with_lock(|x| *x *= 2);
+/// assert_eq!(v.get(), 84);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Owner death
+/// If a process dies holding the lock, the next [`Value::lock`] returns
+/// [`LockError::OwnerDied`] carrying the guard: the lock is held and the value
+/// is as the dead process left it. The convenience methods ([`Value::get`],
+/// [`Value::set`], [`Value::with_lock`]) proceed in that case, since a `Pod`
+/// value is always valid; use [`Value::lock`] to notice it.
+pub struct Value<T> {
+    region: Region<T>,
+}
+
+impl<T: Pod + Send> Value<T> {
+    /// Creates a value initialised to `v` in a fresh anonymous segment.
+    ///
+    /// # Errors
+    /// [`SegmentError`] if the segment cannot be created.
+    pub fn new(v: T) -> Result<Self, SegmentError> {
+        let region = Region::create(KIND_VALUE, 1, Init::Fill(v))?;
+        Ok(Self { region })
+    }
+
+    /// Creates a value initialised to `v` in a named POSIX segment that
+    /// unrelated processes can open with [`Value::open_named`]. The name is
+    /// unlinked when this value is dropped.
+    ///
+    /// # Errors
+    /// As [`Segment::create_named`].
+    pub fn create_named(name: &str, v: T) -> Result<Self, SegmentError> {
+        let region = Region::create_named(name, KIND_VALUE, 1, Init::Fill(v))?;
+        Ok(Self { region })
+    }
+
+    /// Opens a value made by [`Value::create_named`] (with the same `T`).
+    ///
+    /// # Errors
+    /// [`SegmentError::NotFound`], or [`SegmentError::Layout`] if the segment
+    /// holds something else.
+    pub fn open_named(name: &str) -> Result<Self, SegmentError> {
+        Self::from_segment(Segment::open_named(name)?)
+    }
+
+    /// Adopts a segment that holds a `Value<T>`, checking its header.
+    ///
+    /// # Errors
+    /// [`SegmentError::Layout`] for a foreign segment or another kind or type,
+    /// [`SegmentError::Truncated`] for a segment smaller than its header says.
+    pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
+        Ok(Self { region: Region::open(seg, KIND_VALUE, Some(1))? })
+    }
+
+    /// Copies the value out (under the lock).
+    pub fn get(&self) -> T {
+        self.with_lock(|v| *v)
+    }
+
+    /// Stores `v` (under the lock).
+    pub fn set(&self, v: T) {
+        self.with_lock(|x| *x = v);
+    }
+
+    /// Runs `f` on the value with the lock held and returns its result.
+    pub fn with_lock<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut g = self.lock().unwrap_or_else(LockError::into_inner);
+        f(&mut g)
+    }
+
+    /// Locks the value, blocking until the lock is free; the guard gives
+    /// `&mut T`. This is CPython's `with v.get_lock():`.
+    ///
+    /// # Errors
+    /// [`LockError::OwnerDied`] (with the guard) if the previous holder died
+    /// holding the lock.
+    pub fn lock(&self) -> Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
+        let a = self.region.lock().lock();
+        lock_result(a, ValueGuard::new(&self.region))
+    }
+
+    /// Locks the value if the lock is free right now.
+    ///
+    /// # Errors
+    /// [`TryLockError::WouldBlock`] if it is held, or
+    /// [`TryLockError::OwnerDied`] (with the guard).
+    pub fn try_lock(&self) -> Result<ValueGuard<'_, T>, TryLockError<ValueGuard<'_, T>>> {
+        try_lock_result(self.region.lock().try_lock(), || ValueGuard::new(&self.region))
+    }
+
+    /// Locks the value, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`LockTimeoutError::Timeout`] or [`LockTimeoutError::OwnerDied`].
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<ValueGuard<'_, T>, LockTimeoutError<ValueGuard<'_, T>>> {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => self.lock_deadline(d),
+            None => self.lock().map_err(LockTimeoutError::from),
+        }
+    }
+
+    /// Locks the value, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// [`LockTimeoutError::Timeout`] or [`LockTimeoutError::OwnerDied`].
+    pub fn lock_deadline(&self, deadline: Instant) -> Result<ValueGuard<'_, T>, LockTimeoutError<ValueGuard<'_, T>>> {
+        deadline_result(self.region.lock().lock_deadline(deadline), || ValueGuard::new(&self.region))
+    }
+
+    /// Whether some process holds the lock right now (a snapshot).
+    pub fn is_locked(&self) -> bool {
+        self.region.lock().is_locked()
+    }
+
+    /// The segment holding the value.
+    pub fn segment(&self) -> &Segment {
+        self.region.segment()
+    }
+
+    /// The segment's name, if it was created or opened by name.
+    pub fn name(&self) -> Option<&str> {
+        self.region.segment().name()
+    }
+
+    /// Another handle to the same value (the segment mapped again).
+    ///
+    /// # Errors
+    /// OS errors from `dup` or `mmap`.
+    pub fn try_clone(&self) -> Result<Self, SegmentError> {
+        Ok(Self { region: self.region.try_clone()? })
+    }
+}
+
+impl<T> fmt::Debug for Value<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Value").field("segment", self.region.segment()).finish_non_exhaustive()
+    }
+}
+
+impl<T> Serialize for Value<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.region.segment().serialize(s)
+    }
+}
+
+impl<'de, T: Pod + Send> Deserialize<'de> for Value<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::from_segment(Segment::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The lock of a [`Value`], held; dereferences to the value. Unlocks on drop.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct ValueGuard<'a, T> {
+    region: &'a Region<T>,
+    /// The lock may record its owner thread: the guard stays on it.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a, T: Pod> ValueGuard<'a, T> {
+    fn new(region: &'a Region<T>) -> Self {
+        Self { region, _not_send: PhantomData }
+    }
+}
+
+// SAFETY: sharing `&ValueGuard` across threads only gives `&T`, which is fine
+// for `T: Sync` (as for std's MutexGuard).
+unsafe impl<T: Sync> Sync for ValueGuard<'_, T> {}
+
+impl<T> Deref for ValueGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the lock is held for the guard's lifetime, so no other process
+        // or thread following the protocol touches the element; the pointer is
+        // valid and aligned (checked when the region was made or opened), and T
+        // is Pod, so whatever bytes are there form a valid T.
+        unsafe { &*self.region.data() }
+    }
+}
+
+impl<T> DerefMut for ValueGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference
+        // derived from the guard.
+        unsafe { &mut *self.region.data() }
+    }
+}
+
+impl<T> Drop for ValueGuard<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: the guard exists only while this thread holds the lock, and no
+        // reference derived from it outlives it.
+        unsafe { self.region.lock().unlock() };
+    }
+}
+
+impl<T> fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValueGuard").finish_non_exhaustive()
+    }
+}
+
+/// One plain-data value in shared memory *without* a lock: CPython's
+/// `RawValue`.
+///
+/// Reads and writes are plain copies. When processes write concurrently they
+/// race: a read may see a torn mix of two writes for a `T` wider than the
+/// machine's atomic width, and read-modify-write sequences lose updates. Use
+/// [`Value`] (locked) or [`SharedAtomic`](crate::SharedAtomic) unless every
+/// writer is otherwise synchronised.
+///
+/// ```
+/// use mproc_shm::RawValue;
+///
+/// let v = RawValue::new([1.5f64, 2.5])?;
+/// v.set([3.0, 4.0]);
+/// assert_eq!(v.get(), [3.0, 4.0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RawValue<T> {
+    region: Region<T>,
+}
+
+impl<T: Pod + Send> RawValue<T> {
+    /// Creates a value initialised to `v` in a fresh anonymous segment.
+    ///
+    /// # Errors
+    /// [`SegmentError`] if the segment cannot be created.
+    pub fn new(v: T) -> Result<Self, SegmentError> {
+        let region = Region::create(KIND_RAW_VALUE, 1, Init::Fill(v))?;
+        Ok(Self { region })
+    }
+
+    /// Creates a value in a named POSIX segment; unlinked on drop.
+    ///
+    /// # Errors
+    /// As [`Segment::create_named`].
+    pub fn create_named(name: &str, v: T) -> Result<Self, SegmentError> {
+        let region =
+            Region::create_named(name, KIND_RAW_VALUE, 1, Init::Fill(v))?;
+        Ok(Self { region })
+    }
+
+    /// Opens a value made by [`RawValue::create_named`].
+    ///
+    /// # Errors
+    /// As [`Value::open_named`].
+    pub fn open_named(name: &str) -> Result<Self, SegmentError> {
+        Self::from_segment(Segment::open_named(name)?)
+    }
+
+    /// Adopts a segment that holds a `RawValue<T>`, checking its header.
+    ///
+    /// # Errors
+    /// As [`Value::from_segment`].
+    pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
+        Ok(Self { region: Region::open(seg, KIND_RAW_VALUE, Some(1))? })
+    }
+
+    /// Copies the value out (racy, see the type's docs).
+    pub fn get(&self) -> T {
+        // SAFETY: the element pointer is valid and aligned for the region's
+        // lifetime; a volatile read makes no assumption about other writers, and
+        // any bytes form a valid Pod `T`.
+        unsafe { self.region.data().read_volatile() }
+    }
+
+    /// Stores `v` (racy, see the type's docs).
+    pub fn set(&self, v: T) {
+        // SAFETY: as in `get`; no reference to the element exists anywhere.
+        unsafe { self.region.data().write_volatile(v) };
+    }
+
+    /// The segment holding the value.
+    pub fn segment(&self) -> &Segment {
+        self.region.segment()
+    }
+
+    /// The segment's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.region.segment().name()
+    }
+
+    /// Another handle to the same value.
+    ///
+    /// # Errors
+    /// OS errors from `dup` or `mmap`.
+    pub fn try_clone(&self) -> Result<Self, SegmentError> {
+        Ok(Self { region: self.region.try_clone()? })
+    }
+}
+
+impl<T> fmt::Debug for RawValue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawValue").field("segment", self.region.segment()).finish_non_exhaustive()
+    }
+}
+
+impl<T> Serialize for RawValue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.region.segment().serialize(s)
+    }
+}
+
+impl<'de, T: Pod + Send> Deserialize<'de> for RawValue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::from_segment(Segment::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests;
