@@ -1,0 +1,96 @@
+//! How items become bytes in the ring: postcard for serde types, a plain copy
+//! for plain-data types.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{DecodeError, EncodeError};
+
+/// Turns items into the bytes a queue carries, and back.
+///
+/// The queue's type parameter `C` picks one: [`Postcard`] (the default) for
+/// any `Serialize + DeserializeOwned` type, or [`Pod`] for plain-data types,
+/// which skips encoding altogether. Both ends of a queue use the same codec
+/// (it is part of the segment's fingerprint).
+pub trait Codec<T>: 'static {
+    /// A short stable name, mixed into the queue segment's fingerprint.
+    const TAG: &'static str;
+
+    /// Appends the encoding of `value` to `buf` (which is empty on entry).
+    ///
+    /// # Errors
+    /// An [`EncodeError`] if `value` cannot be encoded.
+    fn encode(value: &T, buf: &mut Vec<u8>) -> Result<(), EncodeError>;
+
+    /// Decodes an item from exactly `bytes`. The bytes come from shared
+    /// memory that another process wrote: treat them as untrusted.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] if the bytes do not encode a `T`.
+    fn decode(bytes: &[u8]) -> Result<T, DecodeError>;
+}
+
+/// The default codec: [postcard](https://docs.rs/postcard), for any
+/// `Serialize + DeserializeOwned` item.
+///
+/// Items that contain mproc handles (queues, locks, segments, connections)
+/// fail to encode with an [`EncodeError`] whose
+/// [`is_handle`](EncodeError::is_handle) is true: descriptors cannot travel
+/// through shared memory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Postcard;
+
+impl<T: Serialize + DeserializeOwned> Codec<T> for Postcard {
+    const TAG: &'static str = "postcard";
+
+    fn encode(value: &T, buf: &mut Vec<u8>) -> Result<(), EncodeError> {
+        // Serialize inside `collect_fds`: an mproc handle then serializes
+        // successfully but leaves its descriptor in the side table, which is
+        // how we recognise it and report it clearly.
+        let (r, fds) = mproc_shm::handle::collect_fds(|| postcard::to_extend(value, std::mem::take(buf)));
+        match r {
+            Ok(v) => *buf = v,
+            Err(e) => {
+                return Err(if fds.is_empty() { EncodeError::custom(e) } else { EncodeError::handle() });
+            }
+        }
+        if fds.is_empty() { Ok(()) } else { Err(EncodeError::handle()) }
+    }
+
+    fn decode(bytes: &[u8]) -> Result<T, DecodeError> {
+        let (v, rest) = postcard::take_from_bytes(bytes).map_err(DecodeError::custom)?;
+        if rest.is_empty() {
+            Ok(v)
+        } else {
+            Err(DecodeError::custom("trailing bytes after the item"))
+        }
+    }
+}
+
+/// The plain-data codec: the item's bytes are copied as they are, with no
+/// encoding (`T: bytemuck::Pod`, for example integers, floats, arrays of them
+/// and `#[repr(C)]` structs of them).
+///
+/// ```
+/// use mproc_queue::{Pod, Queue};
+///
+/// let q: Queue<[f64; 4], Pod> = Queue::new(16)?;
+/// q.put([1.0, 2.0, 3.0, 4.0])?;
+/// assert_eq!(q.get()?, [1.0, 2.0, 3.0, 4.0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pod;
+
+impl<T: bytemuck::Pod> Codec<T> for Pod {
+    const TAG: &'static str = "pod";
+
+    fn encode(value: &T, buf: &mut Vec<u8>) -> Result<(), EncodeError> {
+        buf.extend_from_slice(bytemuck::bytes_of(value));
+        Ok(())
+    }
+
+    fn decode(bytes: &[u8]) -> Result<T, DecodeError> {
+        bytemuck::try_pod_read_unaligned(bytes).map_err(|e| DecodeError::custom(format!("{e:?}")))
+    }
+}

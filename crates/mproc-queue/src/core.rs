@@ -1,0 +1,471 @@
+//! The untyped queue every public type wraps: a segment (header, control
+//! block, ring) plus the side channel for large messages.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mproc_shm::handle::{self, HandleFd};
+use mproc_shm::{Acquired, Layout, RawMutex, Segment};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BrokenError, CreateError};
+use crate::layout::{CTL_OFFSET, Ctl, KIND_LARGE, RING_OFFSET};
+use crate::ring::{self, Push, REC_INLINE, REC_LARGE, Ring};
+use crate::wait::{Deadline, block_on};
+
+/// The default ring capacity: 1 MiB (its pages are only allocated as they
+/// are first used).
+pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
+
+/// Why a byte-level put did not happen.
+#[derive(Debug)]
+pub(crate) enum PutFail {
+    /// Full (or timed out while full).
+    Full,
+    Closed,
+    Broken(BrokenError),
+}
+
+/// Why a byte-level get did not happen.
+#[derive(Debug)]
+pub(crate) enum GetFail {
+    /// Empty (or timed out while empty).
+    Empty,
+    Closed,
+    Broken(BrokenError),
+}
+
+/// The untyped queue.
+pub(crate) struct Core {
+    seg: Segment,
+    /// Producers send large-message descriptors here.
+    tx: HandleFd,
+    /// Consumers receive them here.
+    rx: HandleFd,
+    kind: u32,
+    fingerprint: u64,
+    cap: usize,
+    maxsize: u32,
+    /// This handle's last view of `head` (see `Ring::try_push`).
+    head_cache: AtomicU64,
+    /// This handle's last view of `tail` (see `Ring::peek`).
+    tail_cache: AtomicU64,
+}
+
+impl fmt::Debug for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("kind", &format_args!("{:#x}", self.kind))
+            .field("maxsize", &self.maxsize)
+            .field("capacity", &self.cap)
+            .field("len", &self.ring().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A lock guard on one of the two queue locks.
+struct Guard<'a>(&'a RawMutex);
+
+impl<'a> Guard<'a> {
+    fn lock(m: &'a RawMutex) -> Self {
+        // Both OwnerDied cases need no repair: a dead producer never
+        // published its record (the next one overwrites its bytes) and a dead
+        // consumer either committed its record or left it for the next one.
+        // Large-message ids cover the side channel (see `take_large`).
+        let _: Acquired = m.lock();
+        Self(m)
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `Guard::lock` acquired this lock and the guard is its only
+        // releaser; nothing touches the ring under it after the drop.
+        unsafe { self.0.unlock() };
+    }
+}
+
+#[derive(Deserialize)]
+struct Wire {
+    seg: Segment,
+    tx: HandleFd,
+    rx: HandleFd,
+}
+
+#[derive(Serialize)]
+struct WireRef<'a> {
+    seg: &'a Segment,
+    tx: &'a HandleFd,
+    rx: &'a HandleFd,
+}
+
+fn io_broken(e: io::Error) -> BrokenError {
+    BrokenError::io(e)
+}
+
+impl Core {
+    /// Creates a queue of `kind` holding at most `maxsize` items (0: bounded
+    /// only by the ring) in a ring of `capacity` bytes.
+    pub(crate) fn create(kind: u32, fingerprint: u64, maxsize: usize, capacity: usize) -> Result<Self, CreateError> {
+        if !(ring::MIN_CAPACITY..=ring::MAX_CAPACITY).contains(&capacity) {
+            return Err(CreateError::InvalidCapacity(capacity));
+        }
+        let cap = capacity.div_ceil(8) * 8;
+        let maxsize = u32::try_from(maxsize).ok().filter(|m| *m <= i32::MAX as u32).ok_or(CreateError::InvalidMaxsize(maxsize))?;
+        let seg = Segment::anonymous(RING_OFFSET + cap).map_err(CreateError::Segment)?;
+        let (tx, rx) = crate::sys::seqpacket_pair().map_err(CreateError::Io)?;
+        let hdr = seg.header().map_err(CreateError::Segment)?;
+        hdr.init(Layout { kind, fingerprint }, seg.len() as u64, [cap as u64, u64::from(maxsize), 0, RING_OFFSET as u64]);
+        Ok(Self::assemble(seg, tx, rx, kind, fingerprint, cap, maxsize))
+    }
+
+    fn assemble(seg: Segment, tx: OwnedFd, rx: OwnedFd, kind: u32, fingerprint: u64, cap: usize, maxsize: u32) -> Self {
+        Self {
+            seg,
+            tx: HandleFd::new(tx),
+            rx: HandleFd::new(rx),
+            kind,
+            fingerprint,
+            cap,
+            maxsize,
+            head_cache: AtomicU64::new(0),
+            tail_cache: AtomicU64::new(0),
+        }
+    }
+
+    /// Opens a received segment, checking that it holds a queue of `kind`.
+    fn open(w: Wire, kind: u32, fingerprint: u64) -> Result<Self, String> {
+        let p = w.seg.check_layout(Layout { kind, fingerprint }).map_err(|e| format!("not a matching queue: {e}"))?;
+        let [cap, maxsize, _, off] = p;
+        let cap = usize::try_from(cap).map_err(|_| "queue capacity out of range")?;
+        if off != RING_OFFSET as u64
+            || cap % 8 != 0
+            || !(ring::MIN_CAPACITY..=ring::MAX_CAPACITY).contains(&cap)
+            || RING_OFFSET + cap > w.seg.len()
+            || maxsize > i32::MAX as u64
+        {
+            return Err("queue header is corrupt".into());
+        }
+        let (tx, rx) = (w.tx.into_inner(), w.rx.into_inner());
+        Ok(Self::assemble(w.seg, tx, rx, kind, fingerprint, cap, maxsize as u32))
+    }
+
+    pub(crate) fn ctl(&self) -> &Ctl {
+        // `create`/`open` checked the segment holds RING_OFFSET + cap bytes.
+        self.seg.get::<Ctl>(CTL_OFFSET).expect("queue segment holds its control block")
+    }
+
+    pub(crate) fn ring(&self) -> Ring<'_> {
+        // SAFETY: `create`/`open` checked that [RING_OFFSET, RING_OFFSET+cap)
+        // lies inside the mapping, which lives as long as `self`; the ring
+        // bytes are disjoint from the header and control block, and no Rust
+        // reference to them exists. `cap` is a multiple of 8 in range.
+        unsafe { Ring::new(self.ctl(), self.seg.as_ptr().add(RING_OFFSET), self.cap) }
+    }
+
+    pub(crate) fn maxsize(&self) -> usize {
+        self.maxsize as usize
+    }
+
+    /// The largest payload kept inline in the ring.
+    fn inline_max(&self) -> usize {
+        self.cap / 4
+    }
+
+    fn maxcount(&self) -> u32 {
+        if self.maxsize == 0 { u32::MAX } else { self.maxsize }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ring().len()
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.maxsize != 0 && self.len() >= self.maxsize as usize
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        // Acquire: pairs with the SeqCst store in `close`.
+        self.ctl().wait.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Closes the queue for every process: puts fail, gets drain then fail.
+    pub(crate) fn close(&self) {
+        let ctl = self.ctl();
+        {
+            // Under the producer lock: a put either published before this or
+            // sees the flag, so a consumer that sees the flag sees every item.
+            let _g = Guard::lock(&ctl.prod.lock);
+            // SeqCst: ordered before the wake-ups below.
+            ctl.wait.closed.store(1, Ordering::SeqCst);
+        }
+        ctl.wait.not_empty.notify_always();
+        ctl.wait.not_full.notify_always();
+        ctl.tasks.all_done.notify_always();
+    }
+
+    /// Puts an encoded item.
+    pub(crate) fn put_bytes(&self, bytes: &[u8], deadline: Deadline) -> Result<(), PutFail> {
+        let ctl = self.ctl();
+        if bytes.len() > self.inline_max() {
+            return self.put_large(bytes, deadline);
+        }
+        let ring = self.ring();
+        let r = block_on(
+            &ctl.wait.not_full,
+            deadline,
+            || self.probe_room(),
+            || {
+                let _g = Guard::lock(&ctl.prod.lock);
+                // Relaxed: the lock orders us after `close`, which holds it.
+                if ctl.wait.closed.load(Ordering::Relaxed) != 0 {
+                    return Some(Err(PutFail::Closed));
+                }
+                // SAFETY: we hold the producer lock; the record fits the ring
+                // because `bytes.len() <= cap / 4`.
+                match unsafe { ring.try_push(REC_INLINE, bytes, self.maxcount(), &self.head_cache) } {
+                    Ok(Push::Done) => Some(Ok(())),
+                    Ok(Push::Full | Push::NoRoom) => None,
+                    Err(c) => Some(Err(PutFail::Broken(c.into()))),
+                }
+            },
+        );
+        self.after_put(r)
+    }
+
+    fn after_put(&self, r: Option<Result<(), PutFail>>) -> Result<(), PutFail> {
+        match r {
+            Some(Ok(())) => {
+                self.ctl().wait.not_empty.notify();
+                Ok(())
+            }
+            Some(Err(e)) => Err(e),
+            None if self.is_closed() => Err(PutFail::Closed),
+            None => Err(PutFail::Full),
+        }
+    }
+
+    /// Whether a put might succeed now (a lock-free hint).
+    fn probe_room(&self) -> bool {
+        let ctl = self.ctl();
+        // Relaxed: only a hint; the attempt re-reads under the lock.
+        let h = ring::unpack(ctl.cons.head.load(Ordering::Relaxed));
+        h != ring::unpack(self.head_cache.load(Ordering::Relaxed)) || ctl.wait.closed.load(Ordering::Relaxed) != 0
+    }
+
+    /// Whether a get might succeed now (a lock-free hint).
+    fn probe_item(&self) -> bool {
+        let ctl = self.ctl();
+        // Relaxed: only a hint; the attempt re-reads under the lock.
+        let t = ctl.prod.tail.load(Ordering::Relaxed);
+        let h = ctl.cons.head.load(Ordering::Relaxed);
+        ring::unpack(t).0 != ring::unpack(h).0 || ctl.wait.closed.load(Ordering::Relaxed) != 0
+    }
+
+    /// A message too large for the ring: its bytes go into a dedicated
+    /// segment whose descriptor travels over the side channel; the ring holds
+    /// a small record `(id, len)`.
+    fn put_large(&self, bytes: &[u8], deadline: Deadline) -> Result<(), PutFail> {
+        if self.is_closed() {
+            return Err(PutFail::Closed);
+        }
+        let mp = mproc_shm::HEADER_SIZE;
+        let seg = Segment::anonymous(mp + bytes.len()).map_err(|e| PutFail::Broken(io_broken(e.into())))?;
+        seg.write(mp, bytes).map_err(|e| PutFail::Broken(io_broken(e.into())))?;
+        let ctl = self.ctl();
+        let ring = self.ring();
+        let len = bytes.len() as u64;
+        let r = block_on(
+            &ctl.wait.not_full,
+            deadline,
+            || self.probe_room(),
+            || {
+                let _g = Guard::lock(&ctl.prod.lock);
+                // Relaxed: ordered by the lock, as in `put_bytes`.
+                if ctl.wait.closed.load(Ordering::Relaxed) != 0 {
+                    return Some(Err(PutFail::Closed));
+                }
+                // Reserve first, so a full queue does not burn ids or descriptors.
+                // SAFETY: we hold the producer lock until the publish below.
+                let res = match unsafe { ring.reserve(16, self.maxcount(), &self.head_cache) } {
+                    Ok(Ok(res)) => res,
+                    Ok(Err(_)) => return None,
+                    Err(c) => return Some(Err(PutFail::Broken(c.into()))),
+                };
+                // Relaxed: only producer-lock holders touch `large_seq`.
+                let id = ctl.prod.large_seq.load(Ordering::Relaxed).wrapping_add(1);
+                // Claim the id before sending, so a producer killed after the
+                // send cannot make the next one reuse it.
+                ctl.prod.large_seq.store(id, Ordering::Relaxed);
+                let hdr = seg.header().expect("segment holds a header");
+                hdr.init(Layout { kind: KIND_LARGE, fingerprint: self.fingerprint }, seg.len() as u64, [len, id, 0, 0]);
+                let mut rec = [0u8; 16];
+                rec[..8].copy_from_slice(&id.to_le_bytes());
+                rec[8..].copy_from_slice(&len.to_le_bytes());
+                match handle::send_with_fds(self.tx.as_fd(), &rec, &[seg.as_fd()]) {
+                    Ok(16) => {}
+                    Ok(_) => return Some(Err(PutFail::Broken(BrokenError::corrupted("short send on side channel")))),
+                    // The channel's buffer is full: wait for consumers.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                    Err(e) => return Some(Err(PutFail::Broken(io_broken(e)))),
+                }
+                // SAFETY: producer lock held since `reserve`; 16 bytes reserved.
+                unsafe { ring.publish(res, REC_LARGE, &rec) };
+                Some(Ok(()))
+            },
+        );
+        self.after_put(r)
+    }
+
+    /// Takes an item's bytes into `out`.
+    pub(crate) fn get_bytes(&self, out: &mut Vec<u8>, deadline: Deadline) -> Result<(), GetFail> {
+        let ctl = self.ctl();
+        let ring = self.ring();
+        let r = block_on(&ctl.wait.not_empty, deadline, || self.probe_item(), || {
+            let _g = Guard::lock(&ctl.cons.lock);
+            loop {
+                // SAFETY: we hold the consumer lock.
+                let p = match unsafe { ring.peek(out, &self.tail_cache) } {
+                    Ok(Some(p)) => p,
+                    Ok(None) => {
+                        // SeqCst: close stores under the producer lock after
+                        // every put it lets through; seeing the flag, re-check
+                        // the tail once more before reporting Closed.
+                        if ctl.wait.closed.load(Ordering::SeqCst) != 0 {
+                            // SAFETY: as above.
+                            return match unsafe { ring.peek(out, &self.tail_cache) } {
+                                Ok(None) => Some(Err(GetFail::Closed)),
+                                Ok(Some(_)) => continue,
+                                Err(c) => Some(Err(GetFail::Broken(c.into()))),
+                            };
+                        }
+                        return None;
+                    }
+                    Err(c) => return Some(Err(GetFail::Broken(c.into()))),
+                };
+                if p.kind == REC_INLINE {
+                    // SAFETY: consumer lock held since the peek.
+                    unsafe { ring.commit(p) };
+                    return Some(Ok(None));
+                }
+                let fd = self.take_large(out);
+                // SAFETY: consumer lock held since the peek.
+                unsafe { ring.commit(p) };
+                match fd {
+                    Ok(Some(fd)) => return Some(Ok(Some(fd))),
+                    // A killed consumer was taking this one: skip it.
+                    Ok(None) => continue,
+                    Err(e) => return Some(Err(GetFail::Broken(e))),
+                }
+            }
+        });
+        let r = match r {
+            Some(r) => r,
+            None if self.is_closed() => return Err(GetFail::Closed),
+            None => return Err(GetFail::Empty),
+        };
+        ctl.wait.not_full.notify();
+        match r {
+            Ok(None) => Ok(()),
+            Ok(Some((seg, len))) => {
+                // Copied outside the lock: large messages do not hold up others.
+                out.clear();
+                out.resize(len, 0);
+                seg.read(mproc_shm::HEADER_SIZE, out).map_err(|e| GetFail::Broken(io_broken(e.into())))?;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Receives the descriptor of the large message whose record `(id, len)`
+    /// is in `rec`. `None` when a killed consumer was taking it already.
+    fn take_large(&self, rec: &[u8]) -> Result<Option<(Segment, usize)>, BrokenError> {
+        let ctl = self.ctl();
+        let id = u64::from_le_bytes(rec[..8].try_into().map_err(|_| BrokenError::corrupted("short record"))?);
+        let len = u64::from_le_bytes(rec[8..16].try_into().map_err(|_| BrokenError::corrupted("short record"))?);
+        // Relaxed: only consumer-lock holders touch `large_taken`.
+        let taken = ctl.cons.large_taken.load(Ordering::Relaxed);
+        if (id.wrapping_sub(taken) as i64) <= 0 {
+            return Ok(None);
+        }
+        // Claim before receiving: a consumer killed after this makes the next
+        // one skip the record, and the descriptor left (or not) in the
+        // channel is discarded as stale.
+        ctl.cons.large_taken.store(id, Ordering::Relaxed);
+        loop {
+            let mut buf = [0u8; 16];
+            let mut fds = Vec::new();
+            let n = match handle::recv_with_fds(self.rx.as_fd(), &mut buf, &mut fds) {
+                Ok(n) => n,
+                // Nothing there: a killed consumer took it before the claim
+                // was visible; the item is lost with that consumer.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(io_broken(e)),
+            };
+            let got = u64::from_le_bytes(buf[..8].try_into().unwrap_or_default());
+            if n != 16 || fds.len() != 1 || (got.wrapping_sub(id) as i64) < 0 {
+                // A stale entry from a producer killed between send and
+                // publish, or garbage: drop it (closing its descriptors).
+                continue;
+            }
+            if got != id {
+                return Err(BrokenError::corrupted("large message missing from the side channel"));
+            }
+            let seg = Segment::from_fd(fds.pop().expect("one descriptor")).map_err(|e| io_broken(e.into()))?;
+            let p = seg
+                .check_layout(Layout { kind: KIND_LARGE, fingerprint: self.fingerprint })
+                .map_err(|_| BrokenError::corrupted("large message segment has a bad header"))?;
+            if p[0] != len || p[1] != id || len > (seg.len() - mproc_shm::HEADER_SIZE) as u64 {
+                return Err(BrokenError::corrupted("large message segment does not match its record"));
+            }
+            return Ok(Some((seg, len as usize)));
+        }
+    }
+
+    /// Unfinished tasks (JoinableQueue): records published minus `task_done` calls.
+    pub(crate) fn unfinished(&self) -> u32 {
+        // Acquire: pairs with the SeqCst RMW in `task_done`.
+        self.ring().published().wrapping_sub(self.ctl().tasks.done.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn task_done(&self) -> Result<(), crate::TaskDoneError> {
+        let t = &self.ctl().tasks;
+        // Acquire: pairs with the publishing swap of `tail`, so items whose
+        // put completed before this call count.
+        let mut done = t.done.load(Ordering::Acquire);
+        loop {
+            let published = self.ring().published();
+            if published.wrapping_sub(done) == 0 || (published.wrapping_sub(done) as i32) < 0 {
+                return Err(crate::TaskDoneError::TooManyCalls);
+            }
+            // SeqCst: ordered before the load of `all_done.waiters` in notify.
+            match t.done.compare_exchange_weak(done, done.wrapping_add(1), Ordering::SeqCst, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(d) => done = d,
+            }
+        }
+        if self.unfinished() == 0 {
+            t.all_done.notify();
+        }
+        Ok(())
+    }
+
+    /// Waits until every published item was marked done.
+    pub(crate) fn join(&self, deadline: Deadline) -> bool {
+        let t = &self.ctl().tasks;
+        block_on(&t.all_done, deadline, || self.unfinished() == 0, || (self.unfinished() == 0).then_some(())).is_some()
+    }
+
+    pub(crate) fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        WireRef { seg: &self.seg, tx: &self.tx, rx: &self.rx }.serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D, kind: u32, fingerprint: u64) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let w = Wire::deserialize(d)?;
+        Self::open(w, kind, fingerprint).map_err(D::Error::custom)
+    }
+}

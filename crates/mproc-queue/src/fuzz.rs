@@ -1,0 +1,112 @@
+//! Fuzz entry points (also replayed by ordinary tests on the corpus).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::layout::Ctl;
+use crate::ring::{Push, REC_INLINE, Ring};
+
+/// A heap ring of `cap` bytes (u64s keep it 8-aligned).
+struct HeapRing {
+    ctl: Box<Ctl>,
+    mem: Vec<u64>,
+}
+
+impl HeapRing {
+    fn new(cap: usize) -> Self {
+        Self { ctl: Ctl::new_boxed(), mem: vec![0; cap / 8] }
+    }
+
+    fn ring(&mut self) -> Ring<'_> {
+        let cap = self.mem.len() * 8;
+        // SAFETY: `mem` is a heap buffer of `cap` bytes, disjoint from `ctl`,
+        // borrowed mutably for the ring's lifetime; cap is a multiple of 8 in range.
+        unsafe { Ring::new(&self.ctl, self.mem.as_mut_ptr().cast(), cap) }
+    }
+}
+
+/// Fuzzes the record parser and the ring protocol.
+///
+/// The first byte picks a mode and a capacity (256 B to 1 KiB):
+/// * even: the next 16 bytes become `head` and `tail`, the rest the ring's
+///   bytes, and records are consumed until the ring is empty or reported
+///   corrupted: arbitrary bytes must never panic or read out of bounds;
+/// * odd: the rest is an operation stream (push a record of some length, or
+///   pop), checked against a `VecDeque` model.
+pub(crate) fn queue_record(data: &[u8]) {
+    let Some((&first, rest)) = data.split_first() else { return };
+    let cap = 256 * (1 + usize::from(first >> 1) % 4);
+    let mut h = HeapRing::new(cap);
+    let cache_h = AtomicU64::new(0);
+    let cache_t = AtomicU64::new(0);
+    if first & 1 == 0 {
+        let word = |i: usize| {
+            let mut b = [0u8; 8];
+            for (k, x) in b.iter_mut().enumerate() {
+                *x = rest.get(i * 8 + k).copied().unwrap_or(0);
+            }
+            u64::from_le_bytes(b)
+        };
+        h.ctl.cons.head.store(word(0), Ordering::Relaxed);
+        h.ctl.prod.tail.store(word(1), Ordering::Relaxed);
+        cache_t.store(word(2), Ordering::Relaxed);
+        let bytes = rest.get(24..).unwrap_or(&[]);
+        for (i, chunk) in bytes.chunks(8).take(h.mem.len()).enumerate() {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            h.mem[i] = u64::from_ne_bytes(b);
+        }
+        let ring = h.ring();
+        let mut out = Vec::new();
+        for _ in 0..cap {
+            // SAFETY: single-threaded: nobody else touches the ring.
+            match unsafe { ring.peek(&mut out, &cache_t) } {
+                Ok(Some(p)) => {
+                    assert!(out.len() <= cap, "payload larger than the ring");
+                    // SAFETY: as above.
+                    unsafe { ring.commit(p) };
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // A push after arbitrary state must not panic either.
+        // SAFETY: as above.
+        let _ = unsafe { ring.try_push(REC_INLINE, b"x", u32::MAX, &cache_h) };
+        return;
+    }
+    let ring = h.ring();
+    let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut out = Vec::new();
+    let mut n = 0u8;
+    for &op in rest {
+        if op & 1 == 0 {
+            let len = usize::from(op >> 1) * (cap / 256).max(1);
+            n = n.wrapping_add(1);
+            let payload = vec![n; len];
+            let maxcount = 1 + u32::from(op >> 5);
+            // SAFETY: single-threaded.
+            match unsafe { ring.try_push(REC_INLINE, &payload, maxcount, &cache_h) } {
+                Ok(Push::Done) => model.push_back(payload),
+                Ok(Push::Full) => assert!(model.len() >= maxcount as usize, "full below maxcount"),
+                Ok(Push::NoRoom) => {
+                    let used: usize = model.iter().map(|p| crate::ring::record_size(p.len())).sum();
+                    assert!(used + crate::ring::record_size(len) > cap, "no room although there is");
+                }
+                Err(e) => panic!("own ring reported corrupted: {e:?}"),
+            }
+        } else {
+            // SAFETY: single-threaded.
+            match unsafe { ring.peek(&mut out, &cache_t) } {
+                Ok(Some(p)) => {
+                    assert_eq!(Some(&out), model.front().as_ref().map(|v| *v), "wrong record");
+                    model.pop_front();
+                    // SAFETY: single-threaded.
+                    unsafe { ring.commit(p) };
+                }
+                Ok(None) => assert!(model.is_empty(), "ring empty but model is not"),
+                Err(e) => panic!("own ring reported corrupted: {e:?}"),
+            }
+        }
+        assert_eq!(ring.len(), model.len());
+    }
+}

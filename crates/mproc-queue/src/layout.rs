@@ -1,0 +1,127 @@
+//! The control block every queue segment holds after its header.
+//!
+//! ```text
+//! offset 0     mproc_shm::Header (128 bytes; params = [ring capacity, maxsize, flags, ring offset])
+//! offset 128   Ctl: four 128-byte lines (producer side, consumer side, wait words, tasks)
+//! offset 640   the ring: `capacity` bytes of records
+//! ```
+
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use mproc_shm::{RawMutex, SharedSync};
+
+/// Layout kind of a [`Queue`](crate::Queue) segment.
+pub(crate) const KIND_QUEUE: u32 = 0x0301;
+/// Layout kind of a [`SimpleQueue`](crate::SimpleQueue) segment.
+pub(crate) const KIND_SIMPLE: u32 = 0x0302;
+/// Layout kind of a [`JoinableQueue`](crate::JoinableQueue) segment.
+pub(crate) const KIND_JOINABLE: u32 = 0x0303;
+/// Layout kind of the dedicated segment of a message too large for the ring.
+pub(crate) const KIND_LARGE: u32 = 0x0304;
+
+/// Where the control block starts.
+pub(crate) const CTL_OFFSET: usize = mproc_shm::HEADER_SIZE;
+/// Where the ring starts.
+pub(crate) const RING_OFFSET: usize = CTL_OFFSET + std::mem::size_of::<Ctl>();
+
+/// What the producers own: written under the producer lock.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(crate) struct ProducerLine {
+    /// Packed (sequence, position) of the next record to write; see `ring::pack`.
+    pub(crate) tail: AtomicU64,
+    /// The producer lock.
+    pub(crate) lock: RawMutex,
+    /// The id of the last large message a producer claimed.
+    pub(crate) large_seq: AtomicU64,
+}
+
+/// What the consumers own: written under the consumer lock.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(crate) struct ConsumerLine {
+    /// Packed (sequence, position) of the next record to read.
+    pub(crate) head: AtomicU64,
+    /// The consumer lock.
+    pub(crate) lock: RawMutex,
+    /// The id of the last large message a consumer started to take (stored
+    /// before the descriptor is received, so a consumer killed mid-way makes
+    /// the next one skip that record rather than take a later descriptor).
+    pub(crate) large_taken: AtomicU64,
+}
+
+/// A futex word with a waiter count: sleepers register, wakers only make a
+/// system call when someone sleeps.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct WaitWord {
+    /// Bumped by every notification that finds a sleeper.
+    pub(crate) seq: AtomicU32,
+    /// How many are registered as (about to be) sleeping.
+    pub(crate) waiters: AtomicU32,
+}
+
+/// Wait words and flags: written rarely.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(crate) struct WaitLine {
+    /// Consumers sleep here while the queue is empty.
+    pub(crate) not_empty: WaitWord,
+    /// Producers sleep here while the queue is full.
+    pub(crate) not_full: WaitWord,
+    /// Non-zero once `close` was called.
+    pub(crate) closed: AtomicU32,
+}
+
+/// JoinableQueue bookkeeping.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(crate) struct TaskLine {
+    /// How many `task_done` calls have been made (wrapping); unfinished tasks
+    /// are the number of records ever published minus this.
+    pub(crate) done: AtomicU32,
+    /// `join` sleeps here.
+    pub(crate) all_done: WaitWord,
+}
+
+/// The control block.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(crate) struct Ctl {
+    pub(crate) prod: ProducerLine,
+    pub(crate) cons: ConsumerLine,
+    pub(crate) wait: WaitLine,
+    pub(crate) tasks: TaskLine,
+}
+
+const _: () = assert!(std::mem::size_of::<Ctl>() == 512);
+const _: () = assert!(RING_OFFSET % 128 == 0);
+
+// SAFETY: every type below is repr(C) of atomics and RawMutex (itself
+// SharedSync), all valid for every bit pattern including all zeros; padding
+// from align(128) is never read.
+unsafe impl SharedSync for ProducerLine {}
+// SAFETY: as above.
+unsafe impl SharedSync for ConsumerLine {}
+// SAFETY: as above.
+unsafe impl SharedSync for WaitWord {}
+// SAFETY: as above.
+unsafe impl SharedSync for WaitLine {}
+// SAFETY: as above.
+unsafe impl SharedSync for TaskLine {}
+// SAFETY: as above.
+unsafe impl SharedSync for Ctl {}
+
+impl Ctl {
+    /// A zeroed control block (unlocked, empty), for rings on the heap.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn new_boxed() -> Box<Self> {
+        let w = || WaitWord { seq: AtomicU32::new(0), waiters: AtomicU32::new(0) };
+        Box::new(Self {
+            prod: ProducerLine { tail: AtomicU64::new(0), lock: RawMutex::new(), large_seq: AtomicU64::new(0) },
+            cons: ConsumerLine { head: AtomicU64::new(0), lock: RawMutex::new(), large_taken: AtomicU64::new(0) },
+            wait: WaitLine { not_empty: w(), not_full: w(), closed: AtomicU32::new(0) },
+            tasks: TaskLine { done: AtomicU32::new(0), all_done: w() },
+        })
+    }
+}

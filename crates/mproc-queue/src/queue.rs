@@ -1,0 +1,660 @@
+//! The typed queues: [`Queue`], [`JoinableQueue`] and [`SimpleQueue`].
+
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec::{Codec, Postcard};
+use crate::core::{Core, DEFAULT_CAPACITY, GetFail, PutFail};
+use crate::error::{
+    CreateError, EncodeError, GetError, GetTimeoutError, JoinTimeoutError, PutError, PutTimeoutError, TaskDoneError,
+    TryGetError, TryPutError,
+};
+use crate::layout::{KIND_JOINABLE, KIND_QUEUE, KIND_SIMPLE};
+use crate::wait::Deadline;
+
+thread_local! {
+    /// Reused buffers for encoding and for copying records out of the ring.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's scratch buffer (or a fresh one if it is in use).
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    buf.clear();
+    let r = f(&mut buf);
+    // Keep small buffers only: one large message must not pin its memory.
+    if buf.capacity() <= 1 << 16 {
+        SCRATCH.with(|s| *s.borrow_mut() = buf);
+    }
+    r
+}
+
+fn fingerprint<T, C: Codec<T>>() -> u64 {
+    mproc_shm::fingerprint_of::<T>(C::TAG)
+}
+
+/// Configuration for a queue: its maxsize and ring capacity.
+///
+/// ```
+/// use mproc_queue::{Queue, QueueBuilder};
+///
+/// let q: Queue<String> = QueueBuilder::new().maxsize(100).capacity(64 * 1024).build()?;
+/// q.put("hi".to_owned())?;
+/// assert_eq!(q.get()?, "hi");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct QueueBuilder {
+    maxsize: usize,
+    capacity: usize,
+}
+
+impl Default for QueueBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl QueueBuilder {
+    /// An unbounded queue (maxsize 0) with a 1 MiB ring.
+    pub fn new() -> Self {
+        Self { maxsize: 0, capacity: DEFAULT_CAPACITY }
+    }
+
+    /// The most items the queue holds; 0 (the default) means no item limit
+    /// (CPython's `maxsize <= 0`). The limit counts items, as in CPython.
+    pub fn maxsize(mut self, n: usize) -> Self {
+        self.maxsize = n;
+        self
+    }
+
+    /// The size in bytes of the shared ring that holds small items
+    /// (256 B to 1 GiB; default 1 MiB). Items larger than a quarter of it
+    /// travel in a dedicated segment each; smaller ones wait for room in the
+    /// ring when it is full, so the ring also bounds an "unbounded" queue.
+    pub fn capacity(mut self, bytes: usize) -> Self {
+        self.capacity = bytes;
+        self
+    }
+
+    /// Creates a [`Queue`].
+    ///
+    /// # Errors
+    /// [`CreateError`] for an out-of-range capacity or maxsize, or when the
+    /// shared memory or side channel cannot be made.
+    pub fn build<T, C: Codec<T>>(self) -> Result<Queue<T, C>, CreateError> {
+        Ok(Queue::from_core(Core::create(KIND_QUEUE, fingerprint::<T, C>(), self.maxsize, self.capacity)?))
+    }
+
+    /// Creates a [`JoinableQueue`].
+    ///
+    /// # Errors
+    /// As [`QueueBuilder::build`].
+    pub fn build_joinable<T, C: Codec<T>>(self) -> Result<JoinableQueue<T, C>, CreateError> {
+        let core = Core::create(KIND_JOINABLE, fingerprint::<T, C>(), self.maxsize, self.capacity)?;
+        Ok(JoinableQueue { q: Queue::from_core(core) })
+    }
+
+    /// Creates a [`SimpleQueue`] (the maxsize is ignored).
+    ///
+    /// # Errors
+    /// As [`QueueBuilder::build`].
+    pub fn build_simple<T, C: Codec<T>>(self) -> Result<SimpleQueue<T, C>, CreateError> {
+        let core = Core::create(KIND_SIMPLE, fingerprint::<T, C>(), 0, self.capacity)?;
+        Ok(SimpleQueue { q: Queue::from_core(core) })
+    }
+}
+
+/// A multi-producer multi-consumer FIFO queue in shared memory, usable from
+/// any number of processes (CPython's `multiprocessing.Queue`).
+///
+/// * `put` encodes the item and writes it into shared memory before it
+///   returns: there is no feeder thread, encode errors reach the caller, and
+///   a process that exits right after `put` loses nothing.
+/// * Items up to a quarter of the ring go into the ring; larger ones into a
+///   dedicated memory segment each, so a producer never blocks on an OS pipe
+///   buffer and joining a producer before draining the queue cannot deadlock.
+/// * It is crash-consistent: a producer killed in the middle of `put` leaves
+///   neither a torn item nor a locked queue, and a consumer killed in the
+///   middle of `get` loses at most that one item.
+/// * Items of one producer arrive in the order it put them.
+///
+/// A queue is a handle: clones share it in-process, and serializing it (as a
+/// process argument, or over a Connection) lets another process open the
+/// same queue. `C` chooses the [`Codec`]: [`Postcard`] by default,
+/// [`Pod`](crate::Pod) for plain data.
+///
+/// # Examples
+///
+/// ```
+/// use mproc_queue::{Queue, TryGetError};
+///
+/// let q: Queue<(u32, String)> = Queue::new(0)?;
+/// q.put((1, "one".to_owned()))?;
+/// assert_eq!(q.qsize(), 1);
+/// assert_eq!(q.get()?, (1, "one".to_owned()));
+/// assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Queue<T, C = Postcard> {
+    core: Arc<Core>,
+    _marker: PhantomData<fn(T) -> T>,
+    _codec: PhantomData<fn() -> C>,
+}
+
+impl<T, C> Clone for Queue<T, C> {
+    fn clone(&self) -> Self {
+        Self { core: self.core.clone(), _marker: PhantomData, _codec: PhantomData }
+    }
+}
+
+impl<T, C> fmt::Debug for Queue<T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.core, f)
+    }
+}
+
+impl<T, C: Codec<T>> Queue<T, C> {
+    /// Creates a queue that holds at most `maxsize` items (0: no item limit),
+    /// with a 1 MiB ring. See [`QueueBuilder`] for the ring size.
+    ///
+    /// # Errors
+    /// [`CreateError`] when the shared memory or side channel cannot be made
+    /// or `maxsize` exceeds `i32::MAX`.
+    pub fn new(maxsize: usize) -> Result<Self, CreateError> {
+        QueueBuilder::new().maxsize(maxsize).build()
+    }
+
+    fn from_core(core: Core) -> Self {
+        Self { core: Arc::new(core), _marker: PhantomData, _codec: PhantomData }
+    }
+
+    fn put_inner(&self, item: T, deadline: Deadline) -> Result<(), (T, PutFailure)> {
+        let r = with_scratch(|buf| {
+            C::encode(&item, buf).map_err(PutFailure::Encode)?;
+            if buf.len() > (isize::MAX as usize) - mproc_shm::HEADER_SIZE {
+                return Err(PutFailure::Encode(EncodeError::too_large(buf.len())));
+            }
+            self.core.put_bytes(buf, deadline).map_err(PutFailure::Fail)
+        });
+        r.map_err(|e| (item, e))
+    }
+
+    /// Puts `item` at the back of the queue, waiting while the queue is full.
+    ///
+    /// Wakes when a consumer takes an item or the queue is closed.
+    ///
+    /// # Errors
+    /// [`PutError::Closed`] if the queue is closed, [`PutError::Encode`] if
+    /// the item cannot be encoded (for example, it holds an mproc handle),
+    /// [`PutError::Broken`] if the shared state is corrupted. The item is
+    /// handed back in every case.
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        self.put_inner(item, Deadline::Never).map_err(|(t, e)| match e {
+            PutFailure::Encode(e) => PutError::Encode(t, e),
+            PutFailure::Fail(PutFail::Closed | PutFail::Full) => PutError::Closed(t),
+            PutFailure::Fail(PutFail::Broken(e)) => PutError::Broken(t, e),
+        })
+    }
+
+    /// Puts `item` if there is room right now (CPython's `put_nowait`).
+    ///
+    /// # Errors
+    /// [`TryPutError::Full`] if the queue is full, otherwise as [`Queue::put`].
+    pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
+        self.put_inner(item, Deadline::Now).map_err(|(t, e)| match e {
+            PutFailure::Encode(e) => TryPutError::Encode(t, e),
+            PutFailure::Fail(PutFail::Full) => TryPutError::Full(t),
+            PutFailure::Fail(PutFail::Closed) => TryPutError::Closed(t),
+            PutFailure::Fail(PutFail::Broken(e)) => TryPutError::Broken(t, e),
+        })
+    }
+
+    /// Puts `item`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`PutTimeoutError::Timeout`] if the queue stayed full, otherwise as
+    /// [`Queue::put`].
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
+        self.put_with(item, Deadline::after(timeout))
+    }
+
+    /// Puts `item`, waiting until `deadline` at most for room.
+    ///
+    /// # Errors
+    /// As [`Queue::put_timeout`].
+    pub fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutTimeoutError<T>> {
+        self.put_with(item, Deadline::At(deadline))
+    }
+
+    fn put_with(&self, item: T, deadline: Deadline) -> Result<(), PutTimeoutError<T>> {
+        self.put_inner(item, deadline).map_err(|(t, e)| match e {
+            PutFailure::Encode(e) => PutTimeoutError::Encode(t, e),
+            PutFailure::Fail(PutFail::Full) => PutTimeoutError::Timeout(t),
+            PutFailure::Fail(PutFail::Closed) => PutTimeoutError::Closed(t),
+            PutFailure::Fail(PutFail::Broken(e)) => PutTimeoutError::Broken(t, e),
+        })
+    }
+
+    fn get_inner(&self, deadline: Deadline) -> Result<T, GetFailure> {
+        with_scratch(|buf| {
+            self.core.get_bytes(buf, deadline).map_err(GetFailure::Fail)?;
+            C::decode(buf).map_err(GetFailure::Decode)
+        })
+    }
+
+    /// Removes and returns the item at the front, waiting while the queue
+    /// is empty.
+    ///
+    /// Wakes when a producer puts an item or the queue is closed.
+    ///
+    /// # Errors
+    /// [`GetError::Closed`] once the queue is closed and drained,
+    /// [`GetError::Decode`] if the item taken cannot be decoded (it is lost),
+    /// [`GetError::Broken`] if the shared state is corrupted.
+    pub fn get(&self) -> Result<T, GetError> {
+        self.get_inner(Deadline::Never).map_err(|e| match e {
+            GetFailure::Decode(e) => GetError::Decode(e),
+            GetFailure::Fail(GetFail::Closed | GetFail::Empty) => GetError::Closed,
+            GetFailure::Fail(GetFail::Broken(e)) => GetError::Broken(e),
+        })
+    }
+
+    /// Takes an item if one is there right now (CPython's `get_nowait`).
+    ///
+    /// # Errors
+    /// [`TryGetError::Empty`] if the queue is empty, otherwise as [`Queue::get`].
+    pub fn try_get(&self) -> Result<T, TryGetError> {
+        self.get_inner(Deadline::Now).map_err(|e| match e {
+            GetFailure::Decode(e) => TryGetError::Decode(e),
+            GetFailure::Fail(GetFail::Empty) => TryGetError::Empty,
+            GetFailure::Fail(GetFail::Closed) => TryGetError::Closed,
+            GetFailure::Fail(GetFail::Broken(e)) => TryGetError::Broken(e),
+        })
+    }
+
+    /// Takes an item, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`GetTimeoutError::Timeout`] if the queue stayed empty, otherwise as
+    /// [`Queue::get`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
+        self.get_with(Deadline::after(timeout))
+    }
+
+    /// Takes an item, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`Queue::get_timeout`].
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetTimeoutError> {
+        self.get_with(Deadline::At(deadline))
+    }
+
+    fn get_with(&self, deadline: Deadline) -> Result<T, GetTimeoutError> {
+        self.get_inner(deadline).map_err(|e| match e {
+            GetFailure::Decode(e) => GetTimeoutError::Decode(e),
+            GetFailure::Fail(GetFail::Empty) => GetTimeoutError::Timeout,
+            GetFailure::Fail(GetFail::Closed) => GetTimeoutError::Closed,
+            GetFailure::Fail(GetFail::Broken(e)) => GetTimeoutError::Broken(e),
+        })
+    }
+}
+
+impl<T, C> Queue<T, C> {
+    /// The number of items in the queue, from shared counters: exact when
+    /// nobody is putting or getting, a snapshot otherwise. Works on every
+    /// platform (CPython's raises on macOS).
+    pub fn qsize(&self) -> usize {
+        self.core.len()
+    }
+
+    /// Whether the queue holds no items (a snapshot, as [`Queue::qsize`]).
+    pub fn is_empty(&self) -> bool {
+        self.core.len() == 0
+    }
+
+    /// Whether the queue holds `maxsize` items (a snapshot); always false for
+    /// a queue without an item limit.
+    pub fn is_full(&self) -> bool {
+        self.core.is_full()
+    }
+
+    /// The item limit (0: none).
+    pub fn maxsize(&self) -> usize {
+        self.core.maxsize()
+    }
+
+    /// Closes the queue for every process that shares it: later puts fail
+    /// with `Closed`, consumers take what is left and then get `Closed`, and
+    /// everyone blocked in `put`, `get` or `join` wakes up. Idempotent.
+    pub fn close(&self) {
+        self.core.close();
+    }
+
+    /// Whether [`Queue::close`] was called (by any process).
+    pub fn is_closed(&self) -> bool {
+        self.core.is_closed()
+    }
+}
+
+enum PutFailure {
+    Encode(EncodeError),
+    Fail(PutFail),
+}
+
+enum GetFailure {
+    Decode(crate::DecodeError),
+    Fail(GetFail),
+}
+
+impl<T, C: Codec<T>> Serialize for Queue<T, C> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.core.serialize(s)
+    }
+}
+
+impl<'de, T, C: Codec<T>> Deserialize<'de> for Queue<T, C> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self::from_core(Core::deserialize(d, KIND_QUEUE, fingerprint::<T, C>())?))
+    }
+}
+
+/// A [`Queue`] that also counts unfinished tasks (CPython's
+/// `JoinableQueue`): every put adds one, [`task_done`](Self::task_done)
+/// removes one, and [`join`](Self::join) waits until none is left.
+///
+/// It has the methods of [`Queue`], and [`JoinableQueue::queue`] gives the
+/// underlying queue.
+///
+/// # Examples
+///
+/// ```
+/// use mproc_queue::JoinableQueue;
+///
+/// let q: JoinableQueue<u32> = JoinableQueue::new(0)?;
+/// q.put(7)?;
+/// assert_eq!(q.get()?, 7);
+/// q.task_done()?;
+/// q.join();
+/// assert!(q.task_done().is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct JoinableQueue<T, C = Postcard> {
+    q: Queue<T, C>,
+}
+
+impl<T, C> Clone for JoinableQueue<T, C> {
+    fn clone(&self) -> Self {
+        Self { q: self.q.clone() }
+    }
+}
+
+impl<T, C> fmt::Debug for JoinableQueue<T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinableQueue").field("queue", &self.q).field("unfinished", &self.q.core.unfinished()).finish()
+    }
+}
+
+impl<T, C: Codec<T>> JoinableQueue<T, C> {
+    /// Creates a joinable queue holding at most `maxsize` items (0: no limit).
+    ///
+    /// # Errors
+    /// As [`Queue::new`].
+    pub fn new(maxsize: usize) -> Result<Self, CreateError> {
+        QueueBuilder::new().maxsize(maxsize).build_joinable()
+    }
+
+    /// As [`Queue::put`]; the item counts as an unfinished task.
+    ///
+    /// # Errors
+    /// As [`Queue::put`].
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        self.q.put(item)
+    }
+
+    /// As [`Queue::try_put`].
+    ///
+    /// # Errors
+    /// As [`Queue::try_put`].
+    pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
+        self.q.try_put(item)
+    }
+
+    /// As [`Queue::put_timeout`].
+    ///
+    /// # Errors
+    /// As [`Queue::put_timeout`].
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
+        self.q.put_timeout(item, timeout)
+    }
+
+    /// As [`Queue::put_deadline`].
+    ///
+    /// # Errors
+    /// As [`Queue::put_deadline`].
+    pub fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutTimeoutError<T>> {
+        self.q.put_deadline(item, deadline)
+    }
+
+    /// As [`Queue::get`].
+    ///
+    /// # Errors
+    /// As [`Queue::get`].
+    pub fn get(&self) -> Result<T, GetError> {
+        self.q.get()
+    }
+
+    /// As [`Queue::try_get`].
+    ///
+    /// # Errors
+    /// As [`Queue::try_get`].
+    pub fn try_get(&self) -> Result<T, TryGetError> {
+        self.q.try_get()
+    }
+
+    /// As [`Queue::get_timeout`].
+    ///
+    /// # Errors
+    /// As [`Queue::get_timeout`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
+        self.q.get_timeout(timeout)
+    }
+
+    /// As [`Queue::get_deadline`].
+    ///
+    /// # Errors
+    /// As [`Queue::get_deadline`].
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetTimeoutError> {
+        self.q.get_deadline(deadline)
+    }
+}
+
+impl<T, C> JoinableQueue<T, C> {
+    /// The underlying queue (sharing the same items).
+    pub fn queue(&self) -> &Queue<T, C> {
+        &self.q
+    }
+
+    /// As [`Queue::qsize`].
+    pub fn qsize(&self) -> usize {
+        self.q.qsize()
+    }
+
+    /// As [`Queue::is_empty`].
+    pub fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
+    /// As [`Queue::is_full`].
+    pub fn is_full(&self) -> bool {
+        self.q.is_full()
+    }
+
+    /// As [`Queue::maxsize`].
+    pub fn maxsize(&self) -> usize {
+        self.q.maxsize()
+    }
+
+    /// As [`Queue::close`]; also wakes everyone in [`JoinableQueue::join`]
+    /// (who go on waiting for unfinished tasks).
+    pub fn close(&self) {
+        self.q.close();
+    }
+
+    /// As [`Queue::is_closed`].
+    pub fn is_closed(&self) -> bool {
+        self.q.is_closed()
+    }
+
+    /// The number of items put and not yet marked done.
+    pub fn unfinished_tasks(&self) -> usize {
+        self.q.core.unfinished() as usize
+    }
+
+    /// Marks one task (an item taken earlier) as done.
+    ///
+    /// # Errors
+    /// [`TaskDoneError::TooManyCalls`] if every item put was already marked
+    /// done.
+    pub fn task_done(&self) -> Result<(), TaskDoneError> {
+        self.q.core.task_done()
+    }
+
+    /// Blocks until every item put has been marked done with
+    /// [`JoinableQueue::task_done`]. Wakes on the last `task_done`.
+    pub fn join(&self) {
+        self.q.core.join(Deadline::Never);
+    }
+
+    /// As [`JoinableQueue::join`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`JoinTimeoutError::Timeout`] if tasks were still unfinished.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinTimeoutError> {
+        self.join_with(Deadline::after(timeout))
+    }
+
+    /// As [`JoinableQueue::join`], waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// [`JoinTimeoutError::Timeout`] if tasks were still unfinished.
+    pub fn join_deadline(&self, deadline: Instant) -> Result<(), JoinTimeoutError> {
+        self.join_with(Deadline::At(deadline))
+    }
+
+    fn join_with(&self, deadline: Deadline) -> Result<(), JoinTimeoutError> {
+        if self.q.core.join(deadline) { Ok(()) } else { Err(JoinTimeoutError::Timeout) }
+    }
+}
+
+impl<T, C: Codec<T>> Serialize for JoinableQueue<T, C> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.q.core.serialize(s)
+    }
+}
+
+impl<'de, T, C: Codec<T>> Deserialize<'de> for JoinableQueue<T, C> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let core = Core::deserialize(d, KIND_JOINABLE, fingerprint::<T, C>())?;
+        Ok(Self { q: Queue::from_core(core) })
+    }
+}
+
+/// A simpler queue with no item limit and no timeouts (CPython's
+/// `SimpleQueue`): `put`, `get`, `is_empty` and `close`.
+///
+/// # Examples
+///
+/// ```
+/// use mproc_queue::SimpleQueue;
+///
+/// let q: SimpleQueue<String> = SimpleQueue::new()?;
+/// q.put("a".to_owned())?;
+/// assert!(!q.is_empty());
+/// assert_eq!(q.get()?, "a");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SimpleQueue<T, C = Postcard> {
+    q: Queue<T, C>,
+}
+
+impl<T, C> Clone for SimpleQueue<T, C> {
+    fn clone(&self) -> Self {
+        Self { q: self.q.clone() }
+    }
+}
+
+impl<T, C> fmt::Debug for SimpleQueue<T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SimpleQueue").field(&self.q).finish()
+    }
+}
+
+impl<T, C: Codec<T>> SimpleQueue<T, C> {
+    /// Creates a simple queue with a 1 MiB ring.
+    ///
+    /// # Errors
+    /// As [`Queue::new`].
+    pub fn new() -> Result<Self, CreateError> {
+        QueueBuilder::new().build_simple()
+    }
+
+    /// Puts `item`, waiting only if the ring is full of unread items.
+    ///
+    /// # Errors
+    /// As [`Queue::put`].
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        self.q.put(item)
+    }
+
+    /// Takes the item at the front, waiting while the queue is empty.
+    ///
+    /// # Errors
+    /// As [`Queue::get`].
+    pub fn get(&self) -> Result<T, GetError> {
+        self.q.get()
+    }
+
+    /// Takes an item if one is there right now.
+    ///
+    /// # Errors
+    /// As [`Queue::try_get`].
+    pub fn try_get(&self) -> Result<T, TryGetError> {
+        self.q.try_get()
+    }
+}
+
+impl<T, C> SimpleQueue<T, C> {
+    /// Whether the queue holds no items (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
+    /// As [`Queue::close`]. Idempotent.
+    pub fn close(&self) {
+        self.q.close();
+    }
+
+    /// As [`Queue::is_closed`].
+    pub fn is_closed(&self) -> bool {
+        self.q.is_closed()
+    }
+}
+
+impl<T, C: Codec<T>> Serialize for SimpleQueue<T, C> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.q.core.serialize(s)
+    }
+}
+
+impl<'de, T, C: Codec<T>> Deserialize<'de> for SimpleQueue<T, C> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let core = Core::deserialize(d, KIND_SIMPLE, fingerprint::<T, C>())?;
+        Ok(Self { q: Queue::from_core(core) })
+    }
+}

@@ -1,0 +1,133 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::*;
+use crate::layout::Ctl;
+
+struct Heap {
+    ctl: Box<Ctl>,
+    mem: Vec<u64>,
+}
+
+impl Heap {
+    fn new(cap: usize) -> Self {
+        Self { ctl: Ctl::new_boxed(), mem: vec![0; cap / 8] }
+    }
+
+    fn ring(&mut self) -> Ring<'_> {
+        let cap = self.mem.len() * 8;
+        // SAFETY: a heap buffer of `cap` bytes, disjoint from `ctl`, borrowed for the ring's life.
+        unsafe { Ring::new(&self.ctl, self.mem.as_mut_ptr().cast(), cap) }
+    }
+}
+
+fn push(r: &Ring<'_>, p: &[u8], max: u32, hc: &AtomicU64) -> Push {
+    // SAFETY: single-threaded test: we are the only producer.
+    unsafe { r.try_push(REC_INLINE, p, max, hc) }.expect("not corrupted")
+}
+
+fn pop(r: &Ring<'_>, tc: &AtomicU64) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    // SAFETY: single-threaded test: we are the only consumer.
+    let p = unsafe { r.peek(&mut out, tc) }.expect("not corrupted")?;
+    // SAFETY: as above.
+    unsafe { r.commit(p) };
+    Some(out)
+}
+
+#[test]
+fn round_trip_and_wrap() {
+    let mut h = Heap::new(256);
+    let r = h.ring();
+    let (hc, tc) = (AtomicU64::new(0), AtomicU64::new(0));
+    for i in 0..200u32 {
+        let p: Vec<u8> = (0..(i % 37) as u8).collect();
+        assert_eq!(push(&r, &p, u32::MAX, &hc), Push::Done);
+        assert_eq!(r.len(), 1);
+        assert_eq!(pop(&r, &tc).as_deref(), Some(&p[..]));
+        assert_eq!(pop(&r, &tc), None);
+    }
+    assert_eq!(r.published(), 200);
+}
+
+#[test]
+fn fills_exactly_and_reports_no_room() {
+    let mut h = Heap::new(256);
+    let r = h.ring();
+    let (hc, tc) = (AtomicU64::new(0), AtomicU64::new(0));
+    // 16 records of 16 bytes fill 256 exactly.
+    for i in 0..16u8 {
+        assert_eq!(push(&r, &[i; 8], u32::MAX, &hc), Push::Done);
+    }
+    assert_eq!(push(&r, &[], u32::MAX, &hc), Push::NoRoom);
+    assert_eq!(r.len(), 16);
+    for i in 0..16u8 {
+        assert_eq!(pop(&r, &tc), Some(vec![i; 8]));
+    }
+    assert_eq!(push(&r, &[9; 200], u32::MAX, &hc), Push::Done);
+    assert_eq!(pop(&r, &tc), Some(vec![9; 200]));
+}
+
+#[test]
+fn maxcount_is_full() {
+    let mut h = Heap::new(1024);
+    let r = h.ring();
+    let (hc, tc) = (AtomicU64::new(0), AtomicU64::new(0));
+    assert_eq!(push(&r, b"a", 2, &hc), Push::Done);
+    assert_eq!(push(&r, b"b", 2, &hc), Push::Done);
+    assert_eq!(push(&r, b"c", 2, &hc), Push::Full);
+    assert_eq!(pop(&r, &tc), Some(b"a".to_vec()));
+    assert_eq!(push(&r, b"c", 2, &hc), Push::Done);
+}
+
+#[test]
+fn unpublished_record_is_invisible() {
+    let mut h = Heap::new(256);
+    let r = h.ring();
+    let (hc, tc) = (AtomicU64::new(0), AtomicU64::new(0));
+    // A producer that reserved and died before publishing leaves nothing.
+    // SAFETY: single-threaded test.
+    let res = unsafe { r.reserve(5, u32::MAX, &hc) }.unwrap().unwrap();
+    drop(res);
+    assert_eq!(pop(&r, &tc), None);
+    assert_eq!(push(&r, b"hello", u32::MAX, &hc), Push::Done);
+    assert_eq!(pop(&r, &tc), Some(b"hello".to_vec()));
+}
+
+#[test]
+fn corruption_is_an_error() {
+    let mut h = Heap::new(256);
+    let tc = AtomicU64::new(0);
+    {
+        let r = h.ring();
+        push(&r, b"abc", u32::MAX, &AtomicU64::new(0));
+    }
+    // Scribble a huge length into the record header.
+    h.mem[0] = 0xffff_ff00 | (u64::from(REC_INLINE) << 32);
+    let r = h.ring();
+    let mut out = Vec::new();
+    // SAFETY: single-threaded test.
+    assert!(unsafe { r.peek(&mut out, &tc) }.is_err());
+    h.ctl.prod.tail.store(pack(1, 7), Ordering::Relaxed);
+    let r = h.ring();
+    // SAFETY: single-threaded test.
+    assert_eq!(unsafe { r.peek(&mut out, &AtomicU64::new(0)) }, Err(Corrupted("ring position out of range")));
+}
+
+#[test]
+fn fuzz_corpus_replays() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/queue_record");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).expect("corpus directory exists") {
+        let data = std::fs::read(e.expect("dir entry").path()).expect("readable corpus file");
+        crate::fuzz::queue_record(&data);
+        n += 1;
+    }
+    assert!(n >= 4, "corpus has only {n} files");
+}
+
+proptest::proptest! {
+    #[test]
+    fn fuzz_entry_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+        crate::fuzz::queue_record(&data);
+    }
+}
