@@ -41,7 +41,7 @@ const ITER_CHUNK_BYTES: usize = 16 * 1024;
 /// let sum: f64 = a.with_lock(|s| s.iter().sum());
 /// assert_eq!(sum, 10.0);
 /// {
-///     let mut g = a.lock()?;          // Python: with a.get_lock(): ...
+///     let mut g = a.lock().unwrap();  // Python: with a.get_lock(): ...
 ///     g[0] += 1.0;
 ///     g[1..3].copy_from_slice(&[0.0, 0.0]);
 /// }

@@ -135,7 +135,10 @@ impl<A: AtomicInt> SharedAtomic<A> {
     /// # Errors
     /// [`SegmentError::Layout`] for a foreign segment or another kind or type.
     pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        seg.check_layout(layout_of::<A>())?;
+        let params = seg.check_layout(layout_of::<A>())?;
+        if params != [0; 4] || seg.header()?.recorded_size() != ATOMIC_SEGMENT_SIZE as u64 {
+            return Err(crate::error::LayoutError::Corrupt("unexpected atomic segment parameters").into());
+        }
         seg.get::<A>(ATOMIC_OFFSET)?;
         Ok(Self { seg, _a: std::marker::PhantomData })
     }

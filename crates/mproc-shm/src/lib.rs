@@ -52,7 +52,7 @@
 //! use std::sync::atomic::Ordering;
 //!
 //! let total = Value::new(0u64)?;
-//! *total.lock()? += 5;
+//! *total.lock().unwrap() += 5;
 //!
 //! let data = Array::from_slice(&[1.0f64, 2.0, 3.0])?;
 //! let sum: f64 = data.with_lock(|s| s.iter().sum());

@@ -56,7 +56,7 @@ pub(crate) fn deadline_result<G>(a: Option<Acquired>, g: impl FnOnce() -> G) -> 
 ///
 /// let v = Value::new(0u64)?;
 /// v.set(41);
-/// *v.lock()? += 1;                  // Python: with v.get_lock(): v.value += 1
+/// *v.lock().unwrap() += 1;           // Python: with v.get_lock(): v.value += 1
 /// v.with_lock(|x| *x *= 2);
 /// assert_eq!(v.get(), 84);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
