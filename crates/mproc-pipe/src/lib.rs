@@ -1,1 +1,84 @@
-//! Pipes, connections and authenticated listeners, wire-compatible with CPython multiprocessing
+//! Pipes, connections and authenticated listeners for mproc, wire-compatible
+//! with CPython's `multiprocessing.connection`.
+//!
+//! # Hello, world!
+//!
+//! ```
+//! let (parent, child) = mproc_pipe::pipe(true)?;
+//! parent.send(&("hello", 42u32))?;
+//! let (word, n): (String, u32) = child.recv()?;
+//! assert_eq!((word.as_str(), n), ("hello", 42));
+//! child.send_bytes(b"world")?;
+//! assert_eq!(parent.recv_bytes()?, b"world");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Connections
+//!
+//! [`pipe`] makes a connected pair of [`Connection`]s (duplex, or a
+//! read-only and a write-only end). A connection sends typed values
+//! ([`Connection::send`] / [`Connection::recv`], postcard by default, any
+//! [`Codec`] pluggable) and raw messages ([`Connection::send_bytes`] /
+//! [`Connection::recv_bytes`], [`Connection::recv_bytes_into`]), polls with a
+//! timeout, and is itself a handle: it can be passed to a child process, or
+//! sent inside a message on another connection (its descriptor travels with
+//! `SCM_RIGHTS`), as can any mproc handle such as a shared-memory segment.
+//!
+//! # Framing and CPython compatibility
+//!
+//! Messages are framed exactly as CPython frames them: a 4-byte big-endian
+//! signed length, or `-1` and an 8-byte length above 2 GiB − 1, header and
+//! payload in one write. Receiving never allocates more than the configured
+//! maximum message size (1 GiB by default), nor much more than the bytes
+//! that actually arrived. [`FrameDecoder`] is the decoder as a pure function
+//! over bytes.
+//!
+//! # Large messages through shared memory
+//!
+//! When both ends are mproc ([`Wire::Mproc`]: always for [`pipe`], opt-in for
+//! [`Listener`]/[`Client`] via `mproc_peers`/`mproc_peer`), messages of
+//! [`DEFAULT_SHM_THRESHOLD`] bytes or more are copied into a shared-memory
+//! ring owned by the sender, and the socket carries only a small record;
+//! the receiver copies the message out. This path is never used with
+//! [`Wire::Cpython`], the default of listeners and clients, so Python peers
+//! always see plain frames.
+//!
+//! # Waiting on many things
+//!
+//! [`wait`] (and [`wait_timeout`], [`wait_deadline`]) returns which of
+//! several connections, listeners, process sentinels or other descriptors
+//! are ready, like `multiprocessing.connection.wait`.
+//!
+//! # Listeners, clients and authkeys
+//!
+//! [`Listener`] and [`Client`] connect over Unix-domain sockets (filesystem
+//! paths) or TCP. With an authkey both sides run CPython's mutual
+//! challenge/response handshake with HMAC-SHA256 (`{sha256}`-prefixed, as
+//! CPython 3.12+); the legacy HMAC-MD5 form of CPython 3.11 and older is
+//! accepted only when enabled with `allow_legacy_md5`.
+
+#![doc(test(attr(deny(warnings))))]
+
+mod arena;
+mod auth;
+mod codec;
+mod connection;
+mod error;
+mod frame;
+mod listener;
+#[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
+mod sys;
+mod wait;
+
+pub use crate::auth::{
+    AuthOptions, CHALLENGE, Digest, FAILURE, MAX_HANDSHAKE_MESSAGE, WELCOME, make_challenge, respond_to_challenge,
+    verify_response,
+};
+pub use crate::codec::{Codec, CodecError, Postcard};
+pub use crate::connection::{Connection, DEFAULT_SHM_THRESHOLD, pipe};
+pub use crate::error::{AuthError, ConnectError, RecvError, SendBytesError, SendError};
+pub use crate::frame::{
+    DEFAULT_MAX_MESSAGE, Frame, FrameDecoder, FrameError, MAX_HEADER_LEN, Wire, encode_frame, encode_header,
+};
+pub use crate::listener::{Address, Client, DEFAULT_HANDSHAKE_TIMEOUT, Listener, ListenerBuilder};
+pub use crate::wait::{Waitable, wait, wait_deadline, wait_timeout};

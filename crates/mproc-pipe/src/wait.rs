@@ -1,0 +1,104 @@
+//! `wait`: block until any of several connections, sentinels or descriptors
+//! is ready (Python's `multiprocessing.connection.wait`).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use crate::connection::Connection;
+use crate::listener::Listener;
+use crate::sys;
+
+/// Something [`wait`] can wait on: a descriptor that becomes readable (or
+/// hung up), plus, for a [`Connection`], bytes it has already buffered.
+///
+/// It is implemented for every [`AsFd`] type (sockets, pipes, files, pidfds
+/// and the process sentinels of mproc-process) and for [`Connection`] and
+/// [`Listener`].
+pub trait Waitable {
+    /// The descriptor to poll for readability.
+    fn wait_fd(&self) -> BorrowedFd<'_>;
+
+    /// Whether the object is ready without looking at the descriptor
+    /// (a connection with a buffered message).
+    fn ready_now(&self) -> bool {
+        false
+    }
+}
+
+impl<T: AsFd> Waitable for T {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}
+
+impl<C> Waitable for Connection<C> {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.borrow_fd()
+    }
+
+    fn ready_now(&self) -> bool {
+        self.has_buffered()
+    }
+}
+
+impl Waitable for Listener {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.borrow_fd()
+    }
+}
+
+/// Waits until at least one of `objects` is ready, and returns the indices
+/// of all that are, in increasing order.
+///
+/// A connection is ready when a message or end of file can be received, a
+/// listener when a client is waiting, a process sentinel when the process
+/// has exited.
+///
+/// # Errors
+/// The OS error from `poll(2)`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let (a, b) = mproc_pipe::pipe(true)?;
+/// let (c, d) = mproc_pipe::pipe(true)?;
+/// c.send_bytes(b"x")?;
+/// let ready = mproc_pipe::wait_timeout(&[&b, &d], Duration::from_secs(5))?;
+/// assert_eq!(ready, [1]);
+/// # drop((a, c));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn wait(objects: &[&dyn Waitable]) -> io::Result<Vec<usize>> {
+    wait_impl(objects, None)
+}
+
+/// Like [`wait`], giving up after `timeout` with an empty list.
+///
+/// # Errors
+/// As [`wait`].
+pub fn wait_timeout(objects: &[&dyn Waitable], timeout: Duration) -> io::Result<Vec<usize>> {
+    wait_impl(objects, sys::deadline_after(timeout))
+}
+
+/// Like [`wait`], giving up at `deadline` with an empty list.
+///
+/// # Errors
+/// As [`wait`].
+pub fn wait_deadline(objects: &[&dyn Waitable], deadline: Instant) -> io::Result<Vec<usize>> {
+    wait_impl(objects, Some(deadline))
+}
+
+fn wait_impl(objects: &[&dyn Waitable], deadline: Option<Instant>) -> io::Result<Vec<usize>> {
+    let buffered: Vec<bool> = objects.iter().map(|o| o.ready_now()).collect();
+    // With something ready already, only look (do not sleep) at the rest.
+    let deadline = if buffered.contains(&true) { Some(Instant::now()) } else { deadline };
+    let mut fds: Vec<libc::pollfd> = objects
+        .iter()
+        .map(|o| libc::pollfd { fd: o.wait_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 })
+        .collect();
+    sys::poll(&mut fds, deadline)?;
+    Ok((0..objects.len()).filter(|&i| buffered[i] || fds[i].revents != 0).collect())
+}
