@@ -1,1 +1,93 @@
-//! Cross-process Lock, RLock, Semaphore, Condition, Event and Barrier in shared memory
+//! Cross-process Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event
+//! and Barrier in shared memory: the synchronisation primitives of CPython's
+//! `multiprocessing`, that survive a dead holder.
+//!
+//! # Hello, world!
+//!
+//! ```
+//! use mproc_sync::Lock;
+//!
+//! let lock = Lock::new()?;
+//! let guard = match lock.lock() {
+//!     Ok(g) => g,
+//!     // The previous holder process died holding the lock: the guard is
+//!     // handed over anyway, so the protected data can be repaired.
+//!     Err(died) => died.into_inner(),
+//! };
+//! assert!(lock.is_locked());
+//! drop(guard);
+//! assert!(!lock.is_locked());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Handles
+//!
+//! Every primitive lives in its own small anonymous shared memory segment
+//! (a memfd) whose header is checked on open. The Rust value is a handle:
+//! `clone` gives another handle to the same primitive, a forked child
+//! inherits it, and serializing it inside
+//! [`mproc_shm::handle::collect_fds`] sends its descriptor, so another
+//! process (spawned, or started by a fork server) gets the same primitive.
+//! Deserializing a segment of another kind, or a corrupt one, is an error.
+//!
+//! # Blocking operations
+//!
+//! Each comes as `op()`, `try_op()`, `op_timeout(Duration)` and
+//! `op_deadline(Instant)`. A zero timeout tries once. Locks hand out RAII
+//! guards.
+//!
+//! Waiting is a short bounded spin (skipped when this process may only use
+//! one CPU, or when other waiters already sleep), then a shared futex sleep.
+//! An uncontended lock and unlock is one atomic compare-and-swap and one swap,
+//! with no system call.
+//!
+//! # Dead processes
+//!
+//! * [`Lock`], [`RLock`]: the lock word names the owner process. A waiter
+//!   sleeps in slices of at most
+//!   [`LIVENESS_SLICE`](mproc_shm::mutex::LIVENESS_SLICE) and then checks
+//!   whether the owner lives; if it died (zombies count as dead), the waiter
+//!   takes the lock over and gets [`LockError::OwnerDied`] carrying the
+//!   guard. `try_lock` checks too.
+//! * [`Semaphore`], [`BoundedSemaphore`]: units held through a
+//!   [`SemaphoreGuard`] are recorded per process; a dead process's units go
+//!   back, and the acquirer that gets the first sees `OwnerDied`.
+//! * [`Barrier`]: a waiter that finds a process that waited on the barrier
+//!   dead breaks the barrier, so nobody waits for a dead party for ever.
+//! * [`Condition`], [`Event`]: nobody owns them; use the timeout forms.
+//!
+//! Liveness is judged by process id, so a pid reused by a new process within
+//! one slice would look alive (see [`mproc_shm::mutex`]).
+//!
+//! # Raw forms
+//!
+//! [`RawSemaphore`], [`RawEvent`] and [`RawCondition`] (with
+//! [`mproc_shm::RawMutex`]) are the in-segment forms, [`SharedSync`](mproc_shm::SharedSync),
+//! for crates that lay out their own segments.
+
+#![doc(test(attr(deny(warnings))))]
+
+mod barrier;
+mod condition;
+mod error;
+mod event;
+mod lock;
+mod rlock;
+mod semaphore;
+mod shared;
+#[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
+#[cfg_attr(not(target_os = "linux"), path = "sys/unsupported.rs")]
+mod sys;
+mod wait;
+
+pub use crate::barrier::{Barrier, MAX_PARTIES};
+pub use crate::condition::{Condition, ConditionGuard, RawCondition};
+pub use crate::error::{
+    BrokenBarrier, CreateError, LockError, LockTimeoutError, NotOwner, OpenError, OverRelease, TryLockError,
+    WaitError,
+};
+pub use crate::event::{Event, RawEvent};
+pub use crate::lock::{Lock, LockGuard};
+pub use crate::rlock::{RLock, RLockGuard};
+pub use crate::semaphore::{BoundedSemaphore, RawSemaphore, SEM_VALUE_MAX, Semaphore, SemaphoreGuard};
+pub use mproc_shm::{Acquired, RawMutex};

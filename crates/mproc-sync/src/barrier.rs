@@ -1,0 +1,375 @@
+//! `Barrier`: parties wait until all have arrived.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use mproc_shm::mutex::{current_pid, process_alive};
+use mproc_shm::{RawMutex, Segment, SharedSync, futex};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{BrokenBarrier, CreateError, OpenError};
+use crate::shared::{Shared, deserialize_shared, kind};
+use crate::wait::{Slept, deadline_after, sleep, spin_until};
+
+/// How many distinct processes that waited are remembered, to notice one
+/// that dies.
+const KNOWN: usize = 64;
+
+/// The largest number of parties.
+pub const MAX_PARTIES: u32 = 1 << 20;
+
+#[repr(C)]
+pub(crate) struct BarrierState {
+    /// Protects everything below (held only for a few instructions, and
+    /// while the last arriver runs the action).
+    lock: RawMutex,
+    /// The generation number; bumped when a generation ends. The futex word.
+    generation: AtomicU32,
+    /// How many parties have arrived in the current generation.
+    count: AtomicU32,
+    /// Non-zero while broken (until `reset`).
+    broken: AtomicU32,
+    _reserved: AtomicU32,
+    /// Bit `g % 64` is set iff generation `g` ended broken.
+    history: AtomicU64,
+    /// Processes that have waited on this barrier (0: free slot).
+    known: [AtomicU32; KNOWN],
+}
+
+// SAFETY: repr(C) of SharedSync fields (atomics); every bit pattern is valid
+// (counts are checked against the parties, impossible pids are dead).
+unsafe impl SharedSync for BarrierState {}
+
+const TAG: &str = "mproc-sync BarrierState v1";
+
+/// The action the last arriver of each generation runs.
+type Action = Arc<dyn Fn() + Send + Sync>;
+
+/// A barrier shared between processes, like CPython's
+/// `multiprocessing.Barrier` (`threading.Barrier`).
+///
+/// `parties` processes (or threads) call [`Barrier::wait`]; they all block
+/// until the last arrives, then all return, each with a distinct arrival
+/// index (the first arriver gets 0). The last arriver first runs the action,
+/// if its handle has one.
+///
+/// The barrier breaks, making every current and future `wait` fail with
+/// [`BrokenBarrier`] until [`Barrier::reset`], when: [`Barrier::abort`] is
+/// called; a waiter's timeout passes (it breaks the barrier for all, as in
+/// CPython); the action panics; or a process that has waited on the barrier
+/// is found dead by a waiter (checked every liveness slice, so within tens of
+/// milliseconds). `reset` while parties wait makes them fail with
+/// `BrokenBarrier` and leaves the barrier usable.
+///
+/// The action is a property of the handle in one process (a closure cannot
+/// travel): a handle received from another process has none until
+/// [`Barrier::set_action`].
+///
+/// # Examples
+///
+/// ```
+/// let b = mproc_sync::Barrier::new(1)?;
+/// assert_eq!(b.wait(), Ok(0)); // one party: never blocks
+/// b.abort();
+/// assert!(b.wait().is_err());
+/// b.reset();
+/// assert_eq!(b.wait(), Ok(0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Barrier {
+    shared: Shared<BarrierState>,
+    parties: u32,
+    action: Option<Action>,
+    timeout: Option<Duration>,
+}
+
+impl Barrier {
+    /// A barrier for `parties` parties (1 to [`MAX_PARTIES`]).
+    ///
+    /// # Errors
+    /// [`CreateError::InvalidArgument`] for 0 or too many parties;
+    /// [`CreateError::Segment`] if the segment cannot be made.
+    pub fn new(parties: u32) -> Result<Self, CreateError> {
+        if parties == 0 || parties > MAX_PARTIES {
+            return Err(CreateError::InvalidArgument("a barrier needs 1 to MAX_PARTIES parties"));
+        }
+        let shared = Shared::create(kind::BARRIER, TAG, [u64::from(parties), 0, 0, 0], |_| {})?;
+        Ok(Self { shared, parties, action: None, timeout: None })
+    }
+
+    /// Opens a segment that holds a `Barrier` (with no action).
+    ///
+    /// # Errors
+    /// [`OpenError`] if the segment holds something else or is corrupt.
+    pub fn from_segment(seg: Segment) -> Result<Self, OpenError> {
+        let (shared, params) = Shared::open(seg, kind::BARRIER, TAG)?;
+        Ok(Self { shared, parties: check_parties(params[0])?, action: None, timeout: None })
+    }
+
+    /// This handle with `action`, run by the last arriver of each generation
+    /// (if it arrives through a handle with an action) before anyone is
+    /// released. If it panics, the barrier breaks and the panic continues in
+    /// that party.
+    pub fn with_action(mut self, action: impl Fn() + Send + Sync + 'static) -> Self {
+        self.action = Some(Arc::new(action));
+        self
+    }
+
+    /// Sets or replaces the action of this handle.
+    pub fn set_action(&mut self, action: impl Fn() + Send + Sync + 'static) {
+        self.action = Some(Arc::new(action));
+    }
+
+    /// This handle with a default timeout for [`Barrier::wait`] (CPython's
+    /// `Barrier(parties, action, timeout)`).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The shared memory segment of this barrier.
+    pub fn segment(&self) -> &Segment {
+        self.shared.segment()
+    }
+
+    /// The number of parties.
+    pub fn parties(&self) -> u32 {
+        self.parties
+    }
+
+    /// How many parties wait right now (a snapshot).
+    pub fn n_waiting(&self) -> u32 {
+        let s = self.state();
+        // Relaxed: a snapshot.
+        if s.broken.load(Ordering::Relaxed) != 0 { 0 } else { s.count.load(Ordering::Relaxed).min(self.parties) }
+    }
+
+    /// Whether the barrier is broken (a snapshot).
+    pub fn broken(&self) -> bool {
+        // Relaxed: a snapshot.
+        self.state().broken.load(Ordering::Relaxed) != 0
+    }
+
+    fn state(&self) -> &BarrierState {
+        self.shared.get()
+    }
+
+    /// Waits until all parties have arrived (or for the handle's default
+    /// timeout); returns this party's arrival index, `0..parties`.
+    ///
+    /// # Errors
+    /// [`BrokenBarrier`] if the barrier is or becomes broken (see the type's
+    /// documentation).
+    pub fn wait(&self) -> Result<u32, BrokenBarrier> {
+        match self.timeout {
+            Some(t) => self.wait_timeout(t),
+            None => self.wait_inner(None),
+        }
+    }
+
+    /// Waits at most `timeout`. A timeout breaks the barrier for everyone.
+    ///
+    /// # Errors
+    /// As [`Barrier::wait`].
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BrokenBarrier> {
+        self.wait_inner(Some(deadline_after(timeout).unwrap_or_else(far_future)))
+    }
+
+    /// Waits until `deadline` at most; breaks the barrier if it passes.
+    ///
+    /// # Errors
+    /// As [`Barrier::wait`].
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<u32, BrokenBarrier> {
+        self.wait_inner(Some(deadline))
+    }
+
+    /// Locks the state; a dead holder of the internal lock breaks the barrier.
+    fn lock(&self) -> StateGuard<'_> {
+        let s = self.state();
+        if s.lock.lock() == mproc_shm::Acquired::OwnerDied {
+            // The state may be half-updated: break the barrier for everyone.
+            let g = StateGuard { s };
+            self.break_locked(&g);
+            return g;
+        }
+        StateGuard { s }
+    }
+
+    /// Ends the current generation as broken. Call with the state locked.
+    fn break_locked(&self, g: &StateGuard<'_>) {
+        let s = g.s;
+        // Relaxed: all under the internal lock; waiters read after `generation`.
+        s.broken.store(1, Ordering::Relaxed);
+        if s.count.load(Ordering::Relaxed) > 0 {
+            let gen_now = s.generation.load(Ordering::Relaxed);
+            s.history.fetch_or(1 << (gen_now % 64), Ordering::Relaxed);
+            self.next_generation(g);
+        }
+    }
+
+    /// Starts a new generation and releases the waiters of the old one.
+    fn next_generation(&self, g: &StateGuard<'_>) {
+        let s = g.s;
+        // Relaxed: under the internal lock.
+        s.count.store(0, Ordering::Relaxed);
+        let next = s.generation.load(Ordering::Relaxed).wrapping_add(1);
+        s.history.fetch_and(!(1 << (next % 64)), Ordering::Relaxed);
+        // Release: publishes the outcome (history, broken) to waiters, which
+        // read `generation` with Acquire.
+        s.generation.store(next, Ordering::Release);
+        futex::wake(&s.generation, u32::MAX);
+    }
+
+    fn remember_me(&self) {
+        let me = current_pid();
+        let known = &self.state().known;
+        if known.iter().any(|k| k.load(Ordering::Relaxed) == me) {
+            return;
+        }
+        for k in known {
+            // Relaxed: bookkeeping for liveness checks only.
+            if k.compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                return;
+            }
+        }
+    }
+
+    fn a_party_died(&self) -> bool {
+        self.state().known.iter().any(|k| {
+            // Relaxed: bookkeeping only.
+            let pid = k.load(Ordering::Relaxed);
+            pid != 0 && !process_alive(pid)
+        })
+    }
+
+    fn wait_inner(&self, deadline: Option<Instant>) -> Result<u32, BrokenBarrier> {
+        self.remember_me();
+        let g = self.lock();
+        let s = g.s;
+        // Relaxed: under the internal lock.
+        if s.broken.load(Ordering::Relaxed) != 0 {
+            return Err(BrokenBarrier);
+        }
+        let index = s.count.load(Ordering::Relaxed);
+        if index >= self.parties {
+            // Corrupt count: do not trust it.
+            self.break_locked(&g);
+            return Err(BrokenBarrier);
+        }
+        if index + 1 == self.parties {
+            if let Some(action) = &self.action {
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| action())) {
+                    s.count.store(index + 1, Ordering::Relaxed);
+                    self.break_locked(&g);
+                    drop(g);
+                    resume_unwind(p);
+                }
+            }
+            self.next_generation(&g);
+            return Ok(index);
+        }
+        s.count.store(index + 1, Ordering::Relaxed);
+        let generation = s.generation.load(Ordering::Relaxed);
+        drop(g);
+        loop {
+            // Acquire: pairs with the Release store in `next_generation`.
+            let done = || s.generation.load(Ordering::Acquire) != generation;
+            let slept = if spin_until(done) { Slept::Woken } else { sleep(&s.generation, generation, deadline) };
+            if done() {
+                // Relaxed: ordered by the Acquire load of `generation` above.
+                let broken = s.history.load(Ordering::Relaxed) & (1 << (generation % 64)) != 0;
+                return if broken { Err(BrokenBarrier) } else { Ok(index) };
+            }
+            let give_up = match slept {
+                Slept::Woken => false,
+                Slept::SliceOver => self.a_party_died(),
+                Slept::DeadlinePassed => true,
+            };
+            if give_up {
+                let g = self.lock();
+                if g.s.generation.load(Ordering::Relaxed) == generation {
+                    self.break_locked(&g);
+                    return Err(BrokenBarrier);
+                }
+                // The generation ended meanwhile: report its outcome.
+            }
+        }
+    }
+
+    /// Breaks the barrier: every current and future `wait` fails with
+    /// [`BrokenBarrier`] until [`Barrier::reset`].
+    pub fn abort(&self) {
+        let g = self.lock();
+        self.break_locked(&g);
+    }
+
+    /// Returns the barrier to its initial state. Parties waiting now fail
+    /// with [`BrokenBarrier`]; the processes remembered for liveness checks
+    /// are forgotten.
+    pub fn reset(&self) {
+        let g = self.lock();
+        let s = g.s;
+        // Relaxed: under the internal lock.
+        if s.count.load(Ordering::Relaxed) > 0 {
+            let gen_now = s.generation.load(Ordering::Relaxed);
+            s.history.fetch_or(1 << (gen_now % 64), Ordering::Relaxed);
+            self.next_generation(&g);
+        }
+        s.broken.store(0, Ordering::Relaxed);
+        for k in &s.known {
+            k.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+fn check_parties(p: u64) -> Result<u32, OpenError> {
+    u32::try_from(p)
+        .ok()
+        .filter(|&p| p > 0 && p <= MAX_PARTIES)
+        .ok_or(OpenError::Corrupt("barrier parties out of range"))
+}
+
+struct StateGuard<'a> {
+    s: &'a BarrierState,
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: a StateGuard exists only while this thread holds the
+        // internal lock (made in `Barrier::lock`).
+        unsafe { self.s.lock.unlock() };
+    }
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties)
+            .field("n_waiting", &self.n_waiting())
+            .field("broken", &self.broken())
+            .field("has_action", &self.action.is_some())
+            .finish()
+    }
+}
+
+impl Serialize for Barrier {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.shared.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Barrier {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (shared, params) = deserialize_shared(d, kind::BARRIER, TAG)?;
+        let parties = check_parties(params[0]).map_err(serde::de::Error::custom)?;
+        Ok(Self { shared, parties, action: None, timeout: None })
+    }
+}

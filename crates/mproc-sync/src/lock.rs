@@ -1,0 +1,245 @@
+//! `Lock`: a non-recursive lock that any process may release.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use mproc_shm::{Acquired, RawMutex, Segment, SharedSync};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{CreateError, LockError, LockTimeoutError, OpenError, OverRelease, TryLockError};
+use crate::shared::{Shared, deserialize_shared, kind};
+use crate::sys::current_tid;
+use crate::wait::deadline_after;
+
+const TAG: &str = "mproc-sync LockState v1";
+
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct LockState {
+    pub(crate) mutex: RawMutex,
+    /// The kernel thread id of the last acquirer (0 when unlocked); only the
+    /// holder writes it. Used for `Condition`'s ownership check.
+    owner_tid: AtomicU32,
+    _reserved: AtomicU32,
+}
+
+// SAFETY: repr(C) of SharedSync fields (atomics); every bit pattern is valid.
+unsafe impl SharedSync for LockState {}
+
+/// A lock shared between processes, like CPython's `multiprocessing.Lock`.
+///
+/// It is not recursive (a second `lock()` by the holder blocks), and it is
+/// not owner-checked: any thread or process may [`Lock::release`] it. If the
+/// process holding it dies, the next acquirer gets the lock with
+/// [`LockError::OwnerDied`] instead of waiting for ever.
+///
+/// A `Lock` is a handle: `clone` gives another handle to the same lock, and
+/// serializing it (inside [`mproc_shm::handle::collect_fds`]) sends it to
+/// another process, which gets the same lock. It is inherited over `fork`.
+///
+/// # Examples
+///
+/// ```
+/// let lock = mproc_sync::Lock::new()?;
+/// {
+///     let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+///     assert!(lock.is_locked());
+///     assert!(lock.try_lock().is_err());
+/// }
+/// assert!(!lock.is_locked());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Lock {
+    shared: Shared<LockState>,
+}
+
+/// Holds a [`Lock`]; releases it when dropped.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Lock {
+    /// A new unlocked lock in its own shared memory segment.
+    ///
+    /// # Errors
+    /// [`CreateError::Segment`] if the segment cannot be made.
+    pub fn new() -> Result<Self, CreateError> {
+        Ok(Self { shared: Shared::create(kind::LOCK, TAG, [0; 4], |_| {})? })
+    }
+
+    /// Opens a segment that holds a `Lock` (made by [`Lock::new`] in this or
+    /// another process).
+    ///
+    /// # Errors
+    /// [`OpenError`] if the segment holds something else or is corrupt.
+    pub fn from_segment(seg: Segment) -> Result<Self, OpenError> {
+        Ok(Self { shared: Shared::open(seg, kind::LOCK, TAG)?.0 })
+    }
+
+    /// The shared memory segment of this lock.
+    pub fn segment(&self) -> &Segment {
+        self.shared.segment()
+    }
+
+    fn state(&self) -> &LockState {
+        self.shared.get()
+    }
+
+    #[inline]
+    fn guard(&self, how: Acquired) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+        // Relaxed: read only by this thread's ownership checks, and by others
+        // as a hint; the mutex orders the protected data.
+        self.state().owner_tid.store(current_tid(), Ordering::Relaxed);
+        let g = LockGuard { lock: self, _not_send: PhantomData };
+        match how {
+            Acquired::Clean => Ok(g),
+            Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
+        }
+    }
+
+    /// Blocks until the lock is acquired.
+    ///
+    /// # Errors
+    /// [`LockError::OwnerDied`] (holding the guard) if the previous holder
+    /// process died holding the lock.
+    #[inline]
+    pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+        self.guard(self.state().mutex.lock())
+    }
+
+    /// Acquires the lock if that is possible without waiting.
+    ///
+    /// # Errors
+    /// [`TryLockError::WouldBlock`] if it is held; [`TryLockError::OwnerDied`]
+    /// (holding the guard) if its holder had died.
+    #[inline]
+    pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
+        match self.state().mutex.try_lock() {
+            Some(a) => self.guard(a).map_err(Into::into),
+            None => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    /// Acquires the lock, waiting at most `timeout` (zero: try once).
+    ///
+    /// # Errors
+    /// [`LockTimeoutError::Timeout`] when the time runs out;
+    /// [`LockTimeoutError::OwnerDied`] (holding the guard) if the previous
+    /// holder died holding it.
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
+        match deadline_after(timeout) {
+            Some(d) => self.lock_deadline(d),
+            None => self.lock().map_err(Into::into),
+        }
+    }
+
+    /// Acquires the lock, waiting until `deadline` at most (past: try once).
+    ///
+    /// # Errors
+    /// As [`Lock::lock_timeout`].
+    pub fn lock_deadline(&self, deadline: Instant) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
+        match self.state().mutex.lock_deadline(deadline) {
+            Some(a) => self.guard(a).map_err(Into::into),
+            None => Err(LockTimeoutError::Timeout),
+        }
+    }
+
+    /// Releases the lock, whoever holds it (CPython's `Lock.release()` from
+    /// another thread or process). Use it with a guard that was
+    /// [`std::mem::forget`]-ed, or to release on behalf of another process.
+    ///
+    /// # Errors
+    /// [`OverRelease`] if the lock is not locked.
+    pub fn release(&self) -> Result<(), OverRelease> {
+        // Relaxed: see `guard`.
+        self.state().owner_tid.store(0, Ordering::Relaxed);
+        // SAFETY: releasing a lock held by someone else is this type's
+        // documented (CPython) semantics; the data it protects is the
+        // caller's responsibility, exactly as with CPython's Lock.
+        if unsafe { self.state().mutex.unlock_if_locked() } { Ok(()) } else { Err(OverRelease) }
+    }
+
+    /// Whether the lock is held right now (a snapshot).
+    pub fn is_locked(&self) -> bool {
+        self.state().mutex.is_locked()
+    }
+
+    /// The process id of the holder right now (a snapshot), if any.
+    pub fn owner_pid(&self) -> Option<u32> {
+        self.state().mutex.owner_pid()
+    }
+
+    /// Whether the calling thread acquired the lock last and it is still
+    /// held (a snapshot, exact for the calling thread's own state).
+    pub fn is_owned_by_current_thread(&self) -> bool {
+        // Relaxed: only this thread writes its own id there.
+        self.state().mutex.is_held_by_current_process()
+            && self.state().owner_tid.load(Ordering::Relaxed) == current_tid()
+    }
+
+    /// Releases without a guard (for Condition::wait).
+    ///
+    /// # Safety
+    /// The calling thread holds the lock and keeps its guard alive but unused
+    /// until [`Lock::relock`].
+    pub(crate) unsafe fn unlock_raw(&self) {
+        // Relaxed: see `guard`.
+        self.state().owner_tid.store(0, Ordering::Relaxed);
+        // SAFETY: guaranteed by the caller.
+        unsafe { self.state().mutex.unlock() };
+    }
+
+    /// Re-acquires after [`Lock::unlock_raw`], for the guard kept by the caller.
+    pub(crate) fn relock(&self) -> Acquired {
+        let a = self.state().mutex.lock();
+        // Relaxed: see `guard`.
+        self.state().owner_tid.store(current_tid(), Ordering::Relaxed);
+        a
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: the guard proves this thread acquired the lock; if another
+        // process force-released it meanwhile, that is CPython's semantics
+        // (the release is then that caller's responsibility).
+        unsafe { self.lock.unlock_raw() };
+    }
+}
+
+impl LockGuard<'_> {
+    /// The lock this guard holds.
+    pub fn lock(&self) -> &Lock {
+        self.lock
+    }
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock").field("owner_pid", &self.owner_pid()).finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard").finish_non_exhaustive()
+    }
+}
+
+impl Serialize for Lock {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.shared.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Lock {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self { shared: deserialize_shared(d, kind::LOCK, TAG)?.0 })
+    }
+}

@@ -1,0 +1,278 @@
+//! `RLock`: a recursive lock owned by one thread of one process.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use mproc_shm::{Acquired, RawMutex, Segment, SharedSync};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{CreateError, LockError, LockTimeoutError, NotOwner, OpenError, TryLockError};
+use crate::shared::{Shared, deserialize_shared, kind};
+use crate::sys::current_tid;
+use crate::wait::deadline_after;
+
+const TAG: &str = "mproc-sync RLockState v1";
+
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct RLockState {
+    mutex: RawMutex,
+    /// The owning thread's kernel id (0: none); only the owner writes it.
+    owner_tid: AtomicU32,
+    /// The recursion count; only the owner touches it.
+    count: AtomicU32,
+}
+
+// SAFETY: repr(C) of SharedSync fields (atomics); every bit pattern is valid.
+unsafe impl SharedSync for RLockState {}
+
+/// A recursive lock shared between processes, like CPython's
+/// `multiprocessing.RLock`.
+///
+/// Its owner is one thread of one process (process id and thread id), which
+/// may acquire it again and again; it is free when every acquisition is
+/// released. Only the owner may release it. If the owning process dies, the
+/// next acquirer gets it with [`LockError::OwnerDied`].
+///
+/// # Examples
+///
+/// ```
+/// let rlock = mproc_sync::RLock::new()?;
+/// let a = rlock.lock().unwrap_or_else(|e| e.into_inner());
+/// let b = rlock.lock().unwrap_or_else(|e| e.into_inner()); // re-entered
+/// assert_eq!(rlock.count(), 2);
+/// drop(b);
+/// drop(a);
+/// assert!(!rlock.is_locked());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct RLock {
+    shared: Shared<RLockState>,
+}
+
+/// One acquisition of an [`RLock`]; released when dropped.
+#[must_use = "the acquisition is released as soon as the guard is dropped"]
+pub struct RLockGuard<'a> {
+    lock: &'a RLock,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl RLock {
+    /// A new unlocked recursive lock in its own shared memory segment.
+    ///
+    /// # Errors
+    /// [`CreateError::Segment`] if the segment cannot be made.
+    pub fn new() -> Result<Self, CreateError> {
+        Ok(Self { shared: Shared::create(kind::RLOCK, TAG, [0; 4], |_| {})? })
+    }
+
+    /// Opens a segment that holds an `RLock`.
+    ///
+    /// # Errors
+    /// [`OpenError`] if the segment holds something else or is corrupt.
+    pub fn from_segment(seg: Segment) -> Result<Self, OpenError> {
+        Ok(Self { shared: Shared::open(seg, kind::RLOCK, TAG)?.0 })
+    }
+
+    /// The shared memory segment of this lock.
+    pub fn segment(&self) -> &Segment {
+        self.shared.segment()
+    }
+
+    fn state(&self) -> &RLockState {
+        self.shared.get()
+    }
+
+    /// Whether the calling thread owns the lock.
+    pub fn is_owned_by_current_thread(&self) -> bool {
+        let s = self.state();
+        // Relaxed: the pair (pid, tid) can only name this thread if this
+        // thread wrote it and has not released since.
+        s.mutex.is_held_by_current_process() && s.owner_tid.load(Ordering::Relaxed) == current_tid()
+    }
+
+    /// Re-enters if owned, else acquires with `how` and becomes the owner.
+    fn enter(&self, how: impl FnOnce(&RawMutex) -> Option<Acquired>) -> Option<Acquired> {
+        let s = self.state();
+        if self.is_owned_by_current_thread() {
+            // Relaxed: only the owner thread touches the count.
+            let c = s.count.load(Ordering::Relaxed);
+            s.count.store(c.saturating_add(1), Ordering::Relaxed);
+            return Some(Acquired::Clean);
+        }
+        let a = how(&s.mutex)?;
+        // Relaxed: published to later owners by the mutex's Release/Acquire.
+        s.owner_tid.store(current_tid(), Ordering::Relaxed);
+        s.count.store(1, Ordering::Relaxed);
+        Some(a)
+    }
+
+    fn guard(&self, how: Acquired) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
+        let g = RLockGuard { lock: self, _not_send: PhantomData };
+        match how {
+            Acquired::Clean => Ok(g),
+            Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
+        }
+    }
+
+    /// Acquires (or re-enters) the lock, blocking until it is free.
+    ///
+    /// # Errors
+    /// [`LockError::OwnerDied`] (holding the guard) if the previous owner
+    /// process died holding it.
+    pub fn lock(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
+        let a = self.enter(|m| Some(m.lock())).unwrap_or(Acquired::Clean);
+        self.guard(a)
+    }
+
+    /// Acquires (or re-enters) the lock if possible without waiting.
+    ///
+    /// # Errors
+    /// [`TryLockError::WouldBlock`] if another thread owns it;
+    /// [`TryLockError::OwnerDied`] (holding the guard) if its owner had died.
+    pub fn try_lock(&self) -> Result<RLockGuard<'_>, TryLockError<RLockGuard<'_>>> {
+        match self.enter(RawMutex::try_lock) {
+            Some(a) => self.guard(a).map_err(Into::into),
+            None => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    /// Acquires (or re-enters) the lock, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`LockTimeoutError::Timeout`] when the time runs out;
+    /// [`LockTimeoutError::OwnerDied`] as for [`RLock::lock`].
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<RLockGuard<'_>, LockTimeoutError<RLockGuard<'_>>> {
+        match deadline_after(timeout) {
+            Some(d) => self.lock_deadline(d),
+            None => self.lock().map_err(Into::into),
+        }
+    }
+
+    /// Acquires (or re-enters) the lock, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`RLock::lock_timeout`].
+    pub fn lock_deadline(&self, deadline: Instant) -> Result<RLockGuard<'_>, LockTimeoutError<RLockGuard<'_>>> {
+        match self.enter(|m| m.lock_deadline(deadline)) {
+            Some(a) => self.guard(a).map_err(Into::into),
+            None => Err(LockTimeoutError::Timeout),
+        }
+    }
+
+    /// Releases one acquisition, for a guard that was
+    /// [`std::mem::forget`]-ed (CPython's `RLock.release()`).
+    ///
+    /// # Errors
+    /// [`NotOwner`] if the calling thread does not own the lock.
+    pub fn release(&self) -> Result<(), NotOwner> {
+        if !self.is_owned_by_current_thread() {
+            return Err(NotOwner);
+        }
+        let s = self.state();
+        // Relaxed: only the owner thread touches the count.
+        let c = s.count.load(Ordering::Relaxed);
+        if c > 1 {
+            s.count.store(c - 1, Ordering::Relaxed);
+            return Ok(());
+        }
+        s.count.store(0, Ordering::Relaxed);
+        s.owner_tid.store(0, Ordering::Relaxed);
+        // SAFETY: the calling thread owns the lock (checked above), and this
+        // was its last acquisition.
+        unsafe { s.mutex.unlock() };
+        Ok(())
+    }
+
+    /// Releases every acquisition at once and returns how many there were
+    /// (for `Condition::wait`).
+    pub(crate) fn release_all(&self) -> Result<u32, NotOwner> {
+        if !self.is_owned_by_current_thread() {
+            return Err(NotOwner);
+        }
+        let s = self.state();
+        // Relaxed: only the owner thread touches the count.
+        let c = s.count.swap(0, Ordering::Relaxed).max(1);
+        s.owner_tid.store(0, Ordering::Relaxed);
+        // SAFETY: the calling thread owns the lock (checked above).
+        unsafe { s.mutex.unlock() };
+        Ok(c)
+    }
+
+    /// Re-acquires `count` times at once after [`RLock::release_all`].
+    pub(crate) fn relock(&self, count: u32) -> Acquired {
+        let s = self.state();
+        let a = s.mutex.lock();
+        // Relaxed: see `enter`.
+        s.owner_tid.store(current_tid(), Ordering::Relaxed);
+        s.count.store(count, Ordering::Relaxed);
+        a
+    }
+
+    /// Whether the lock is held by anyone right now (a snapshot).
+    pub fn is_locked(&self) -> bool {
+        self.state().mutex.is_locked()
+    }
+
+    /// The owner's process id right now (a snapshot), if any.
+    pub fn owner_pid(&self) -> Option<u32> {
+        self.state().mutex.owner_pid()
+    }
+
+    /// The recursion count if the calling thread owns the lock, else 0
+    /// (CPython shows it in the repr).
+    pub fn count(&self) -> u32 {
+        if self.is_owned_by_current_thread() {
+            // Relaxed: only the owner thread touches the count.
+            self.state().count.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+}
+
+impl Drop for RLockGuard<'_> {
+    fn drop(&mut self) {
+        // A guard is !Send and released on its owner thread, so this cannot
+        // fail unless the count was corrupted by another process.
+        let r = self.lock.release();
+        debug_assert!(r.is_ok(), "RLock guard released by a non-owner");
+    }
+}
+
+impl RLockGuard<'_> {
+    /// The lock this guard holds.
+    pub fn lock(&self) -> &RLock {
+        self.lock
+    }
+}
+
+impl fmt::Debug for RLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLock")
+            .field("owner_pid", &self.owner_pid())
+            .field("count", &self.count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for RLockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLockGuard").finish_non_exhaustive()
+    }
+}
+
+impl Serialize for RLock {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.shared.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RLock {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self { shared: deserialize_shared(d, kind::RLOCK, TAG)?.0 })
+    }
+}

@@ -1,0 +1,115 @@
+//! The segment behind every primitive: one small anonymous segment with a
+//! checked header, and the in-segment state right after it.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use mproc_shm::{HEADER_SIZE, Layout, Segment, SharedSync, fingerprint_of};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{CreateError, OpenError};
+
+/// Layout kinds of mproc-sync segments (0x02xx).
+pub(crate) mod kind {
+    pub(crate) const LOCK: u32 = 0x0201;
+    pub(crate) const RLOCK: u32 = 0x0202;
+    #[allow(non_upper_case_globals)]
+    pub(crate) const Semaphore: u32 = 0x0203;
+    #[allow(non_upper_case_globals)]
+    pub(crate) const BoundedSemaphore: u32 = 0x0204;
+    pub(crate) const CONDITION: u32 = 0x0205;
+    pub(crate) const EVENT: u32 = 0x0206;
+    pub(crate) const BARRIER: u32 = 0x0207;
+}
+
+/// A segment holding a header and one `T` at offset [`HEADER_SIZE`].
+pub(crate) struct Shared<T: SharedSync> {
+    seg: Arc<Segment>,
+    ptr: NonNull<T>,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: the pointer targets shared memory kept mapped by the Arc<Segment>
+// (Send + Sync); T: SharedSync is Sync and made of atomics, so `&T` may be
+// used from any thread.
+unsafe impl<T: SharedSync> Send for Shared<T> {}
+// SAFETY: as for Send.
+unsafe impl<T: SharedSync> Sync for Shared<T> {}
+
+impl<T: SharedSync> Shared<T> {
+    fn layout(kind: u32, tag: &'static str) -> Layout {
+        Layout { kind, fingerprint: fingerprint_of::<T>(tag) }
+    }
+
+    /// Makes a new anonymous segment, lets `init` fill the (zeroed) state,
+    /// then publishes the header.
+    pub(crate) fn create(
+        kind: u32,
+        tag: &'static str,
+        params: [u64; 4],
+        init: impl FnOnce(&T),
+    ) -> Result<Self, CreateError> {
+        let size = HEADER_SIZE + std::mem::size_of::<T>();
+        let seg = Segment::anonymous(size)?;
+        let this = Self::wrap(Arc::new(seg))?;
+        init(this.get());
+        this.seg.header()?.init(Self::layout(kind, tag), size as u64, params);
+        Ok(this)
+    }
+
+    /// Checks a received segment's header and returns the state and the
+    /// header's parameters.
+    pub(crate) fn open(seg: Segment, kind: u32, tag: &'static str) -> Result<(Self, [u64; 4]), OpenError> {
+        let params = seg.check_layout(Self::layout(kind, tag))?;
+        Ok((Self::wrap(Arc::new(seg))?, params))
+    }
+
+    fn wrap(seg: Arc<Segment>) -> Result<Self, mproc_shm::SegmentError> {
+        let ptr = NonNull::from(seg.get::<T>(HEADER_SIZE)?);
+        Ok(Self { seg, ptr, _t: PhantomData })
+    }
+
+    /// The in-segment state.
+    #[inline]
+    pub(crate) fn get(&self) -> &T {
+        // SAFETY: `ptr` came from `Segment::get` (bounds and alignment
+        // checked), the mapping lives as long as `self.seg`, which `self`
+        // keeps, and T: SharedSync may be shared across processes.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// The segment.
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+}
+
+impl<T: SharedSync> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Self { seg: self.seg.clone(), ptr: self.ptr, _t: PhantomData }
+    }
+}
+
+impl<T: SharedSync> fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared").field("segment", &self.seg).finish()
+    }
+}
+
+impl<T: SharedSync> Serialize for Shared<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.seg.serialize(s)
+    }
+}
+
+/// Deserializes a segment and opens it as `T` of `kind`.
+pub(crate) fn deserialize_shared<'de, D: Deserializer<'de>, T: SharedSync>(
+    d: D,
+    kind: u32,
+    tag: &'static str,
+) -> Result<(Shared<T>, [u64; 4]), D::Error> {
+    let seg = Segment::deserialize(d)?;
+    Shared::open(seg, kind, tag).map_err(serde::de::Error::custom)
+}
