@@ -1,0 +1,480 @@
+//! Queues across processes: property test (MPMC, per-producer FIFO, nothing
+//! lost or duplicated), SIGKILL crash rounds, join-before-get with 100 MiB,
+//! JoinableQueue across processes.
+//!
+//! Children are this test binary re-executed (`--exact child_entry
+//! --ignored`) with a role in the environment; the queue travels as a handle
+//! (its descriptors are placed at fixed numbers in the child).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::watchdog;
+use mproc_queue::{GetError, JoinableQueue, Queue, QueueBuilder};
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+
+const ROLE: &str = "MPQ_TEST_ROLE";
+const HANDLE: &str = "MPQ_TEST_HANDLE";
+const NFDS: &str = "MPQ_TEST_NFDS";
+const FD_BASE: RawFd = 100;
+
+/// An item: producer id, its sequence number, and filler whose bytes are
+/// derived from both (checked by consumers).
+#[derive(Serialize, Deserialize)]
+struct Item {
+    p: u32,
+    i: u32,
+    data: Vec<u8>,
+}
+
+fn fill(p: u32, i: u32) -> u8 {
+    (p.wrapping_mul(31).wrapping_add(i)) as u8
+}
+
+/// A small deterministic generator (xorshift) for children's sizes.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "mproc-queue-test-{}-{tag}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn to_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+/// Starts this test binary as a child with `role`, giving it `handle`.
+fn spawn<H: Serialize>(role: &str, handle: &H, env: &[(&str, String)]) -> Child {
+    spawn_with(role, handle, env, Stdio::null())
+}
+
+fn spawn_with<H: Serialize>(role: &str, handle: &H, env: &[(&str, String)], stdout: Stdio) -> Child {
+    let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(handle).unwrap();
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child_entry", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(ROLE, role)
+        .env(HANDLE, to_hex(&bytes))
+        .env(NFDS, raw.len().to_string())
+        .stdout(stdout);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // SAFETY: the closure only calls fcntl and dup2, which are
+    // async-signal-safe, on descriptors that stay open until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Move every descriptor above the target range first, so a source
+            // already numbered inside it is not clobbered.
+            for (i, &fd) in raw.iter().enumerate() {
+                let tmp = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 300 + i as RawFd);
+                if tmp < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::dup2(tmp, FD_BASE + i as RawFd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    drop(fds);
+    child
+}
+
+/// As [`spawn`], with the child's stdout piped to the parent.
+fn spawn_piped<H: Serialize>(role: &str, handle: &H, env: &[(&str, String)]) -> Child {
+    spawn_with(role, handle, env, Stdio::piped())
+}
+
+/// In a child: the handle the parent gave.
+fn take_handle<H: serde::de::DeserializeOwned>() -> H {
+    let bytes = from_hex(&std::env::var(HANDLE).unwrap());
+    let n: i32 = std::env::var(NFDS).unwrap().parse().unwrap();
+    let fds: Vec<OwnedFd> = (0..n)
+        // SAFETY: the parent placed `n` descriptors at FD_BASE.. for us, and
+        // nothing else in this process owns them.
+        .map(|i| unsafe { mproc_shm::handle::adopt_raw_fd(FD_BASE + i) })
+        .collect();
+    mproc_shm::handle::from_bytes_with_fds(&bytes, fds).unwrap()
+}
+
+fn env_u64(k: &str) -> u64 {
+    std::env::var(k).unwrap().parse().unwrap()
+}
+
+/// Waits for `child` until `deadline`; kills it (and fails) after that.
+fn wait_until(child: &mut Child, deadline: Instant) -> ExitStatus {
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let st = child.wait().unwrap();
+            panic!("child {} did not finish in time ({st:?})", child.id());
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn kill_and_reap(child: &mut Child) -> ExitStatus {
+    let _ = child.kill();
+    child.wait().unwrap()
+}
+
+/// The entry point of every child; does nothing in a normal test run.
+#[test]
+#[ignore = "child process entry point, run by the other tests"]
+fn child_entry() {
+    let Ok(role) = std::env::var(ROLE) else { return };
+    match role.as_str() {
+        "producer" => producer(),
+        "consumer" => consumer(),
+        "bigput" => {
+            let q: Queue<Vec<u8>> = take_handle();
+            let mut v = vec![0u8; 100 << 20];
+            for (k, b) in v.iter_mut().enumerate() {
+                *b = (k % 251) as u8;
+            }
+            q.put(v).unwrap();
+        }
+        "lockholder" => lock_holder(),
+        "worker" => {
+            let q: JoinableQueue<u64> = take_handle();
+            while let Ok(v) = q.get() {
+                assert!(v < 1000);
+                q.task_done().unwrap();
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// White-box: takes one of the queue's locks (its layout is pinned: the
+/// producer lock at byte 136, the consumer lock at 264), scribbles over the
+/// free part of the ring like a producer killed mid-write, reports, and
+/// waits to be killed.
+fn lock_holder() {
+    let (seg, _tx, _rx): (mproc_shm::Segment, mproc_shm::handle::HandleFd, mproc_shm::handle::HandleFd) =
+        take_handle();
+    let which = std::env::var("WHICH").unwrap();
+    let off = if which == "producer" { 128 + 8 } else { 256 + 8 };
+    let lock = seg.get::<mproc_shm::RawMutex>(off).unwrap();
+    let _ = lock.lock();
+    if which == "producer" {
+        // The ring is empty: every byte is free, as after a reservation.
+        let junk = vec![0xabu8; seg.len() - 640];
+        seg.write(640, &junk).unwrap();
+    }
+    println!("LOCKED");
+    std::io::stdout().flush().unwrap();
+    thread::sleep(Duration::from_secs(60));
+}
+
+fn producer() {
+    let q: Queue<Item> = take_handle();
+    let p = env_u64("P_ID") as u32;
+    let count = env_u64("P_COUNT") as u32;
+    let maxlen = env_u64("P_MAXLEN");
+    let mut rng = Rng(env_u64("P_SEED") | 1);
+    let mut log = std::env::var("P_LOG").ok().map(|l| std::fs::File::create(l).unwrap());
+    for i in 0..count {
+        let len = if maxlen == 0 { 0 } else { (rng.next() % (maxlen + 1)) as usize };
+        q.put(Item { p, i, data: vec![fill(p, i); len] }).unwrap_or_else(|e| panic!("put failed: {e}"));
+        if let Some(f) = &mut log {
+            f.write_all(&i.to_le_bytes()).unwrap();
+        }
+    }
+}
+
+fn consumer() {
+    let q: Queue<Item> = take_handle();
+    let mut log = std::fs::File::create(std::env::var("C_LOG").unwrap()).unwrap();
+    loop {
+        match q.get() {
+            Ok(it) => {
+                assert!(it.data.iter().all(|&b| b == fill(it.p, it.i)), "torn item {}/{}", it.p, it.i);
+                let mut rec = [0u8; 8];
+                rec[..4].copy_from_slice(&it.p.to_le_bytes());
+                rec[4..].copy_from_slice(&it.i.to_le_bytes());
+                log.write_all(&rec).unwrap();
+            }
+            Err(GetError::Closed) => return,
+            Err(e) => panic!("get failed: {e}"),
+        }
+    }
+}
+
+/// Reads a consumer log: the (producer, index) pairs in the order received.
+fn read_pairs(path: &Path) -> Vec<(u32, u32)> {
+    let b = std::fs::read(path).unwrap_or_default();
+    b.chunks_exact(8)
+        .map(|c| (u32::from_le_bytes(c[..4].try_into().unwrap()), u32::from_le_bytes(c[4..].try_into().unwrap())))
+        .collect()
+}
+
+fn read_acks(path: &Path) -> Vec<u32> {
+    let b = std::fs::read(path).unwrap_or_default();
+    b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// Every (producer, index) received at most once, and each consumer saw
+/// each producer's items in increasing order.
+fn check_fifo_no_dup(logs: &[Vec<(u32, u32)>]) -> BTreeSet<(u32, u32)> {
+    let mut all = BTreeSet::new();
+    for log in logs {
+        let mut last: BTreeMap<u32, u32> = BTreeMap::new();
+        for &(p, i) in log {
+            assert!(all.insert((p, i)), "item {p}/{i} received twice");
+            if let Some(&prev) = last.get(&p) {
+                assert!(i > prev, "producer {p}: {i} after {prev} (per-producer FIFO)");
+            }
+            last.insert(p, i);
+        }
+    }
+    all
+}
+
+fn run_mpmc(np: usize, nc: usize, count: u32, maxlen: u64, maxsize: usize, cap: usize, seed: u64) {
+    let q: Queue<Item> = QueueBuilder::new().maxsize(maxsize).capacity(cap).build().unwrap();
+    let dir = temp_dir("mpmc");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut consumers: Vec<Child> = (0..nc)
+        .map(|c| spawn("consumer", &q, &[("C_LOG", dir.join(format!("c{c}")).display().to_string())]))
+        .collect();
+    let mut producers: Vec<Child> = (0..np)
+        .map(|p| {
+            let env = [
+                ("P_ID", p.to_string()),
+                ("P_COUNT", count.to_string()),
+                ("P_MAXLEN", maxlen.to_string()),
+                ("P_SEED", (seed ^ (p as u64 * 0x9e37_79b9)).to_string()),
+            ];
+            spawn("producer", &q, &env)
+        })
+        .collect();
+    for p in &mut producers {
+        let st = wait_until(p, deadline);
+        assert!(st.success(), "producer failed: {st:?}");
+    }
+    q.close();
+    for c in &mut consumers {
+        let st = wait_until(c, deadline);
+        assert!(st.success(), "consumer failed: {st:?}");
+    }
+    let logs: Vec<_> = (0..nc).map(|c| read_pairs(&dir.join(format!("c{c}")))).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    let got = check_fifo_no_dup(&logs);
+    let want: BTreeSet<(u32, u32)> = (0..np as u32).flat_map(|p| (0..count).map(move |i| (p, i))).collect();
+    assert_eq!(got.len(), want.len(), "received {} of {} items", got.len(), want.len());
+    assert_eq!(got, want);
+    assert!(q.is_empty());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 10, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mpmc_across_processes(
+        np in 1usize..=4,
+        nc in 1usize..=4,
+        count in 1u32..150,
+        maxlen in prop_oneof![Just(0u64), 0u64..64, 0u64..3000],
+        maxsize in prop_oneof![Just(0usize), 1usize..8],
+        seed in any::<u64>(),
+    ) {
+        // A 1 KiB ring: items above 256 bytes take the large-message path.
+        watchdog(Duration::from_secs(90), move || run_mpmc(np, nc, count, maxlen, maxsize, 1024, seed));
+    }
+}
+
+#[test]
+fn crash_rounds_keep_the_queue_usable_and_lose_nothing_acknowledged() {
+    let rounds: u32 = std::env::var("MPQ_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(150);
+    watchdog(Duration::from_secs(240), move || crash_rounds(rounds));
+}
+
+fn drain_into(q: &Queue<Item>, mine: &mut Vec<(u32, u32)>) {
+    loop {
+        match q.try_get() {
+            Ok(it) => {
+                assert!(it.data.iter().all(|&b| b == fill(it.p, it.i)), "torn item {}/{}", it.p, it.i);
+                mine.push((it.p, it.i));
+            }
+            Err(mproc_queue::TryGetError::Empty) => return,
+            Err(e) => panic!("drain failed: {e}"),
+        }
+    }
+}
+
+fn crash_rounds(rounds: u32) {
+    let q: Queue<Item> = QueueBuilder::new().maxsize(32).capacity(2048).build().unwrap();
+    let dir = temp_dir("crash");
+    let mut rng = Rng(0x5eed_1234_abcd);
+    let mut killed_consumers = 0u32;
+    let mut mine = Vec::new();
+    for r in 0..rounds {
+        let maxlen = if r % 3 == 0 { 2000 } else { 100 };
+        let mut prod = spawn(
+            "producer",
+            &q,
+            &[
+                ("P_ID", r.to_string()),
+                ("P_COUNT", "1000000".into()),
+                ("P_MAXLEN", maxlen.to_string()),
+                ("P_SEED", rng.next().to_string()),
+                ("P_LOG", dir.join(format!("p{r}")).display().to_string()),
+            ],
+        );
+        let mut cons = spawn("consumer", &q, &[("C_LOG", dir.join(format!("c{r}")).display().to_string())]);
+        // Kill both at random moments, in random order, after they had time to start.
+        let first = Duration::from_micros(3000 + rng.next() % 12_000);
+        let second = Duration::from_micros(rng.next() % 3000);
+        thread::sleep(first);
+        let (a, b) = if rng.next() % 2 == 0 { (&mut prod, &mut cons) } else { (&mut cons, &mut prod) };
+        let sa = kill_and_reap(a);
+        thread::sleep(second);
+        let sb = kill_and_reap(b);
+        for st in [sa, sb] {
+            assert!(st.signal() == Some(libc::SIGKILL) || st.success(), "child failed on its own: {st:?}");
+        }
+        killed_consumers += 1;
+        // Between rounds the queue stays usable: drain it here, then a put
+        // and a get must go through (no lock left held, no torn record).
+        if r % 10 == 9 || r + 1 == rounds {
+            drain_into(&q, &mut mine);
+            let check = Item { p: u32::MAX, i: r, data: vec![fill(u32::MAX, r); 600] };
+            q.put_timeout(check, Duration::from_secs(10)).unwrap_or_else(|e| panic!("put failed after round {r}: {e}"));
+            let back = q.get_timeout(Duration::from_secs(10)).unwrap_or_else(|e| panic!("get failed after round {r}: {e}"));
+            assert_eq!((back.p, back.i, back.data.len()), (u32::MAX, r, 600));
+        }
+    }
+    let mut logs: Vec<_> = (0..rounds).map(|r| read_pairs(&dir.join(format!("c{r}")))).collect();
+    logs.push(mine);
+    let got = check_fifo_no_dup(&logs);
+    let mut missing = 0u32;
+    for r in 0..rounds {
+        let acked = read_acks(&dir.join(format!("p{r}")));
+        assert!(acked.iter().enumerate().all(|(k, &i)| k as u32 == i));
+        for &i in &acked {
+            if !got.contains(&(r, i)) {
+                missing += 1;
+            }
+        }
+        // Nothing received that was never put.
+        let n_acked = acked.len() as u32;
+        for &(p, i) in got.iter().filter(|(p, _)| *p == r) {
+            assert!(i <= n_acked, "item {p}/{i} received but producer only reached {n_acked}");
+        }
+    }
+    // Acknowledged items may only be missing because a killed consumer was taking them.
+    assert!(missing <= killed_consumers, "{missing} acknowledged items lost, {killed_consumers} consumers killed");
+    eprintln!("crash rounds: {rounds}, received {}, acknowledged but lost with a killed consumer {missing}", got.len());
+    let _ = std::fs::remove_dir_all(&dir);
+    // Fully usable afterwards.
+    q.put(Item { p: 7, i: 7, data: vec![1; 5000] }).unwrap();
+    assert_eq!(q.get().unwrap().data.len(), 5000);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn child_puts_100_mib_and_parent_joins_before_getting() {
+    watchdog(Duration::from_secs(120), || {
+        let q: Queue<Vec<u8>> = Queue::new(0).unwrap();
+        let mut child = spawn("bigput", &q, &[]);
+        // Join first: the child must be able to exit with its item unread.
+        let st = wait_until(&mut child, Instant::now() + Duration::from_secs(60));
+        assert!(st.success(), "child failed: {st:?}");
+        assert_eq!(q.qsize(), 1);
+        let v = q.get().unwrap();
+        assert_eq!(v.len(), 100 << 20);
+        assert!(v.iter().enumerate().all(|(k, &b)| b == (k % 251) as u8));
+    });
+}
+
+#[test]
+fn joinable_queue_across_processes() {
+    watchdog(Duration::from_secs(60), || {
+        let q: JoinableQueue<u64> = JoinableQueue::new(16).unwrap();
+        let mut workers: Vec<Child> = (0..2).map(|_| spawn("worker", &q, &[])).collect();
+        for v in 0..500 {
+            q.put(v % 1000).unwrap();
+        }
+        q.join_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(q.unfinished_tasks(), 0);
+        q.close();
+        for w in &mut workers {
+            let st = wait_until(w, Instant::now() + Duration::from_secs(30));
+            assert!(st.success(), "worker failed: {st:?}");
+        }
+    });
+}
+
+#[test]
+fn killed_lock_holders_leave_the_queue_usable() {
+    watchdog(Duration::from_secs(60), || {
+        use std::io::BufRead;
+        for which in ["producer", "consumer"] {
+            let q: Queue<String> = QueueBuilder::new().capacity(1024).build().unwrap();
+            if which == "consumer" {
+                q.put("before".into()).unwrap();
+            }
+            let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(&q).unwrap();
+            let raw: (mproc_shm::Segment, mproc_shm::handle::HandleFd, mproc_shm::handle::HandleFd) =
+                mproc_shm::handle::from_bytes_with_fds(&bytes, fds).unwrap();
+            let mut cmd_child = {
+                let mut c = spawn_piped("lockholder", &raw, &[("WHICH", which.to_string())]);
+                let out = c.stdout.take().unwrap();
+                let mut lines = std::io::BufReader::new(out).lines();
+                assert!(lines.any(|l| l.unwrap().contains("LOCKED")), "lock holder did not report");
+                c
+            };
+            let off = if which == "producer" { 136 } else { 264 };
+            assert!(raw.0.get::<mproc_shm::RawMutex>(off).unwrap().is_locked(), "child holds the {which} lock");
+            let st = kill_and_reap(&mut cmd_child);
+            assert_eq!(st.signal(), Some(libc::SIGKILL));
+            if which == "producer" {
+                // Nothing half-written became visible, and the lock is recovered.
+                assert!(q.is_empty());
+                assert!(matches!(q.try_get(), Err(mproc_queue::TryGetError::Empty)));
+                q.put_timeout("after".into(), Duration::from_secs(10)).unwrap();
+                assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), "after");
+            } else {
+                assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), "before");
+                q.put("after".into()).unwrap();
+                assert_eq!(q.get().unwrap(), "after");
+            }
+        }
+    });
+}
