@@ -1,1 +1,134 @@
-//! Processes with safe start methods (forkserver, spawn, fork) for mproc
+//! Processes for mproc, started the way Python's `multiprocessing` starts
+//! them, without its traps: safe from multi-threaded parents, no
+//! `if __name__ == "__main__"` bootstrap, daemons that really die with their
+//! parent, and return values (and panics) that come back on `join`.
+//!
+//! # Hello, world!
+//!
+//! ```
+//! use mproc_process::Process;
+//!
+//! fn add((a, b): (u64, u64)) -> u64 {
+//!     a + b
+//! }
+//!
+//! let mut child = Process::new(add, (2, 3)).start()?;
+//! assert_eq!(child.join()?, 5);
+//! assert_eq!(child.exitcode(), Some(0));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Functions and arguments
+//!
+//! A child runs a `fn` item or a non-capturing closure `Fn(A) -> R`, where
+//! the arguments `A` and the result `R` are `Serialize + DeserializeOwned`.
+//! Functions reach the child *by reference*: the child runs the same
+//! executable, and the parent sends where the function is, not what it is. A
+//! capturing closure (or a fn pointer) is a compile-time error, because its
+//! state could not follow. Data goes by value; mproc handles inside the
+//! arguments or the result (shared memory segments, and the locks, queues
+//! and connections built on them) travel as file descriptors, so the child
+//! works on the same shared memory under every start method.
+//!
+//! # Start methods
+//!
+//! * [`StartMethod::ForkServer`] (the default): on first use this process
+//!   starts a fork server by exec of its own executable. The server is
+//!   single-threaded and small, and forks one child per request. Starting a
+//!   child is therefore safe from a parent with many threads, and cheap.
+//! * [`StartMethod::Spawn`]: each child is a fresh exec of this executable
+//!   (`posix_spawn` of `/proc/self/exe`).
+//! * [`StartMethod::Fork`]: the caller forks. Fastest, but only safe when the
+//!   caller has a single thread, so it is refused otherwise
+//!   ([`StartError::ThreadedFork`]) unless the caller accepts the hazard
+//!   through the `unsafe` [`Process::allow_fork_with_threads`]. A `cargo
+//!   test` binary always has several threads.
+//!
+//! Choose per process with [`Process::start_method`], or make a [`Context`]
+//! with [`get_context`] that fixes it for everything made through it.
+//!
+//! # Child dispatch: programs, examples and tests alike
+//!
+//! A spawned child and the fork server are new runs of the same binary. They
+//! must never run its `main`. This crate puts a function in the ELF
+//! `.init_array`, which the C runtime runs before `main` in every kind of
+//! binary, including a libtest `cargo test` harness whose `main` is not
+//! yours. It finds an environment variable that marks a child, serves the
+//! request and exits. Nothing is needed in your `main`. On platforms without
+//! such constructors, call [`init`] first thing in `main`; on Linux it is a
+//! harmless no-op.
+//!
+//! A child's `main` never runs, so whatever `main` sets up (loggers, global
+//! configuration) is not there in a spawned or fork-server child: pass what
+//! the child needs as arguments. Forked children inherit the memory of the
+//! caller.
+//!
+//! # Exit status
+//!
+//! [`ProcessHandle::join`] returns the function's value, or a [`JoinError`]
+//! that carries the [`ExitStatus`] (`Exited(code)` / `Signaled(sig)`) and,
+//! for a panic, its message (which the child also printed to its stderr; its
+//! exit code is 1). [`ProcessHandle::exitcode`] follows CPython: `None` while
+//! running, the code, or `-N` for signal N.
+//!
+//! # Daemons
+//!
+//! A daemon is a child that dies with its parent, also when the parent is
+//! killed with SIGKILL (`PR_SET_PDEATHSIG`, plus a parent-pid check right
+//! after setting it). Daemons may start children of their own.
+//!
+//! # CPU count
+//!
+//! [`cpu_count`] is the number of CPUs this process may use (affinity mask,
+//! cgroup quota, and the cluster scheduler's allocation when set), and
+//! [`cpu_count_source`] says which of them decided.
+
+#![doc(test(attr(deny(warnings))))]
+
+mod child;
+mod cpu;
+mod error;
+mod process;
+mod server;
+mod start;
+mod state;
+#[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
+mod sys;
+mod wire;
+
+pub use crate::cpu::{cpu_count, cpu_count_source, CpuCount, CpuSource};
+pub use crate::error::{JoinError, JoinTimeoutError, StartError, TryJoinError, UnknownStartMethod};
+pub use crate::process::{
+    active_children, all_start_methods, current_process, get_context, parent_process, Context, ExitStatus, Pid,
+    Process, ProcessHandle, ProcessInfo, StartMethod,
+};
+
+/// Serves the child or fork-server role if this process was started as one
+/// (and then exits); returns at once otherwise.
+///
+/// On Linux this already happens before `main`, so calling it is optional
+/// and harmless. Where the platform has no constructors, call it first thing
+/// in `main`, before any other thread exists.
+pub fn init() {
+    child::keep_constructor();
+    child::dispatch();
+}
+
+/// Internals for mproc's own tests and fuzz targets. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    /// The pid of this process's fork server, if one runs.
+    pub fn fork_server_pid() -> Option<i32> {
+        crate::server::server_pid()
+    }
+
+    /// Decodes bytes as a start-request frame; `true` if it is one.
+    pub fn fuzz_request(data: &[u8]) -> bool {
+        crate::wire::fuzz_request(data).is_ok()
+    }
+
+    /// Feeds bytes to the result-frame reader; `true` if a frame completed.
+    pub fn fuzz_result(data: &[u8]) -> bool {
+        matches!(crate::wire::fuzz_result(data), Ok(Some(_)))
+    }
+}

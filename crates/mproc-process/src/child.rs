@@ -1,0 +1,262 @@
+//! The child side: how a function reaches a child by reference, and how a
+//! child process finds out that it is one (before `main`).
+//!
+//! # Functions by reference
+//!
+//! A child runs `F: Fn(A) -> R` where `F` is zero-sized (a `fn` item or a
+//! non-capturing closure). The parent sends the distance between the
+//! monomorphized [`entry::<F, A, R>`](entry) and this crate's [`anchor`];
+//! the child, which runs the same executable, adds it to its own `anchor`.
+//! Under ASLR the whole image moves as one piece, so the distance holds. The
+//! entry conjures the zero-sized `F` (it has no bytes), decodes `A`, calls it
+//! and encodes `R`.
+//!
+//! # Dispatch before `main`
+//!
+//! A spawned child and the fork server are new executions of the same binary,
+//! marked by an environment variable naming an inherited socket. A function in
+//! `.init_array` (run by the C runtime before `main`, in every kind of binary:
+//! a program, an example, a libtest harness) sees the variable, serves the
+//! request and exits, so `main` never runs in a child. [`crate::init`] does the
+//! same for platforms without such constructors.
+
+use std::io::Write;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::process::StartMethod;
+use crate::wire::{self, Request, Tag};
+use crate::{state, sys};
+
+/// Names the inherited socket of a spawned child.
+pub(crate) const CHILD_ENV: &str = "MPROC_CHILD";
+/// Names the inherited control socket of a fork server.
+pub(crate) const SERVER_ENV: &str = "MPROC_FORKSERVER";
+/// Exit code of a child whose bootstrap failed before it could report.
+pub(crate) const BOOTSTRAP_EXIT: i32 = 70;
+
+/// What an entry function returns: the encoded value and its descriptors, or
+/// why it could not run.
+pub(crate) type EntryResult = Result<(Vec<u8>, Vec<OwnedFd>), String>;
+/// The monomorphized function a child calls.
+pub(crate) type Entry = fn(&[u8], Vec<OwnedFd>) -> EntryResult;
+
+/// The fixed point entry offsets are measured from.
+#[inline(never)]
+fn anchor() -> u32 {
+    // A distinctive body, so that no other function is folded into this one
+    // (harmless anyway: the address only has to be the same in every copy of
+    // the executable).
+    std::hint::black_box(0x6d70_726f)
+}
+
+/// The distance of `e` from the anchor.
+pub(crate) fn entry_offset(e: Entry) -> i64 {
+    (e as usize as i64).wrapping_sub(anchor as fn() -> u32 as usize as i64)
+}
+
+/// The entry at `offset` from the anchor.
+///
+/// # Safety
+/// `offset` must come from [`entry_offset`] in a process running the same
+/// executable (the caller checks the executable identity first).
+unsafe fn entry_at(offset: i64) -> Entry {
+    let p = (anchor as fn() -> u32 as *const ()).wrapping_byte_offset(offset as isize);
+    // SAFETY: by the caller's contract `p` is the address of an `Entry`
+    // function in this very image: the same executable puts every function
+    // at the same distance from `anchor`.
+    unsafe { std::mem::transmute::<*const (), Entry>(p) }
+}
+
+/// Compile-time check that `F` has no bytes (no captured state to send).
+pub(crate) struct AssertZst<F>(PhantomData<F>);
+
+impl<F> AssertZst<F> {
+    pub(crate) const OK: () = assert!(
+        size_of::<F>() == 0,
+        "mproc: a process runs a `fn` item or a non-capturing closure; captured state \
+         (and fn pointers) cannot reach another process: pass data as the arguments instead"
+    );
+}
+
+/// The entry of a child that runs `F` on `A` and returns `R`.
+pub(crate) fn entry<F, A, R>(args: &[u8], fds: Vec<OwnedFd>) -> EntryResult
+where
+    F: Fn(A) -> R + Copy + Send + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let () = AssertZst::<F>::OK;
+    let a: A = mproc_shm::handle::from_bytes_with_fds(args, fds)
+        .map_err(|e| format!("failed to decode the process arguments: {e}"))?;
+    // SAFETY: `F` is zero-sized (checked at compile time above), so a value
+    // of it has no bytes and every "bit pattern" of it is the one value; it
+    // is `Copy`, so making a copy of the parent's `F` out of nothing is what
+    // copying would have done. No invariant beyond its type can be broken.
+    let f: F = unsafe { std::mem::zeroed() };
+    let r = f(a);
+    mproc_shm::handle::to_bytes_with_fds(&r).map_err(|e| format!("failed to encode the return value: {e}"))
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
+/// Runs a request in this (new) child process and exits with its code.
+///
+/// `expected_ppid` is the pid the child's parent had when it was created; a
+/// daemon whose parent already changed (it died) exits at once.
+pub(crate) fn run_child(req: Request, chan: OwnedFd, fds: Vec<OwnedFd>, expected_ppid: i32, method: StartMethod) -> ! {
+    state::become_child(&req);
+    // A Rust `main` would ignore SIGPIPE; a child never reaches `main`.
+    sys::set_signal(libc::SIGPIPE, true);
+    // The fork server ignores SIGINT; a child takes Ctrl-C like any program.
+    sys::set_signal(libc::SIGINT, false);
+    if req.daemon {
+        // Dies with its parent: the kernel sends SIGKILL when the parent
+        // (thread) exits; if it already exited, our parent pid changed.
+        if sys::set_parent_death_signal().is_err() || sys::getppid() != expected_ppid {
+            sys::exit_now(1);
+        }
+    }
+    install_panic_hook(&req.name);
+
+    let code = if state::exe_id().ok() != Some(req.exe) && method != StartMethod::Fork {
+        let msg = "the parent runs a different executable (was the binary rebuilt or replaced?)";
+        let _ = wire::send_result(chan.as_fd(), Tag::Error, msg.as_bytes(), &[]);
+        1
+    } else {
+        // SAFETY: the executable is the parent's (checked just above, or
+        // inherited by fork), so the offset names an `Entry` of this image.
+        let entry = unsafe { entry_at(req.entry) };
+        match panic::catch_unwind(AssertUnwindSafe(|| entry(&req.args, fds))) {
+            Ok(Ok((bytes, rfds))) => match wire::send_result(chan.as_fd(), Tag::Ok, &bytes, &rfds) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            },
+            Ok(Err(msg)) => {
+                let _ = writeln!(std::io::stderr().lock(), "process '{}': {msg}", req.name);
+                let _ = wire::send_result(chan.as_fd(), Tag::Error, msg.as_bytes(), &[]);
+                1
+            }
+            Err(payload) => {
+                let msg = panic_message(&*payload);
+                let _ = wire::send_result(chan.as_fd(), Tag::Panic, msg.as_bytes(), &[]);
+                1
+            }
+        }
+    };
+    let _ = std::io::stdout().lock().flush();
+    sys::exit_now(code)
+}
+
+/// Writes panics to the real stderr descriptor (not to a test harness's
+/// capture buffer, which a forked child would never print).
+fn install_panic_hook(name: &str) {
+    let name = name.to_owned();
+    panic::set_hook(Box::new(move |info| {
+        let msg = panic_message(info.payload());
+        let at = info.location().map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
+        let pid = sys::getpid();
+        let _ = writeln!(std::io::stderr().lock(), "process '{name}' (pid {pid}) panicked{at}:\n{msg}");
+    }));
+}
+
+/// The constructor that makes every binary able to act as a child.
+///
+/// Linked only if something references it: the start path does (see
+/// [`keep_constructor`]), and every process that starts children runs a
+/// binary in which that path exists.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CONSTRUCTOR: extern "C" fn() = constructor;
+
+#[cfg(target_os = "linux")]
+extern "C" fn constructor() {
+    dispatch();
+}
+
+/// Keeps the constructor in the link.
+pub(crate) fn keep_constructor() {
+    #[cfg(target_os = "linux")]
+    std::hint::black_box(&CONSTRUCTOR);
+}
+
+/// If this process was started as an mproc child or fork server, serves that
+/// role and exits; otherwise returns at once.
+pub(crate) fn dispatch() {
+    let child = std::env::var_os(CHILD_ENV);
+    let server = std::env::var_os(SERVER_ENV);
+    if child.is_none() && server.is_none() {
+        return;
+    }
+    // SAFETY: this runs before `main` (or first thing in it, as `init`
+    // documents), while the process has a single thread.
+    unsafe {
+        sys::remove_env(CHILD_ENV);
+        sys::remove_env(SERVER_ENV);
+    }
+    let r = panic::catch_unwind(AssertUnwindSafe(|| {
+        if let Some(v) = server {
+            crate::server::serve(parse_fd(v.to_str()))
+        } else if let Some(v) = child {
+            spawned_child(parse_fd(v.to_str()))
+        }
+    }));
+    // Never fall through into the program's `main`.
+    let _ = r;
+    sys::exit_now(BOOTSTRAP_EXIT)
+}
+
+fn parse_fd(v: Option<&str>) -> RawFd {
+    let fd = v.and_then(|s| s.parse::<RawFd>().ok()).filter(|&fd| fd > 2 && sys::fd_is_open(fd));
+    match fd {
+        Some(fd) => fd,
+        None => {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "mproc: {CHILD_ENV}/{SERVER_ENV} is set but names no inherited socket; \
+                 do not set these variables by hand"
+            );
+            sys::exit_now(BOOTSTRAP_EXIT)
+        }
+    }
+}
+
+/// A spawned child: read the request from the inherited socket and run it.
+fn spawned_child(fd: RawFd) -> ! {
+    // SAFETY: `parse_fd` checked that `fd` is open; the parent placed this
+    // socket there for us and nothing else in this fresh process owns it.
+    let chan = unsafe { sys::adopt(fd) };
+    let _ = sys::set_cloexec(chan.as_fd());
+    match wire::read_request(chan.as_fd()) {
+        Ok(Some((req, fds))) if fds.len() == req.nfds as usize => {
+            let ppid = req.parent_pid;
+            let method = StartMethod::from_u8(req.method).unwrap_or(StartMethod::Spawn);
+            run_child(req, chan, fds, ppid, method)
+        }
+        Ok(Some(_)) => {
+            let msg = "the start request carried the wrong number of descriptors";
+            let _ = wire::send_result(chan.as_fd(), Tag::Error, msg.as_bytes(), &[]);
+            sys::exit_now(1)
+        }
+        Ok(None) => sys::exit_now(1),
+        Err(e) => {
+            let msg = format!("failed to read the start request: {e}");
+            let _ = wire::send_result(chan.as_fd(), Tag::Error, msg.as_bytes(), &[]);
+            sys::exit_now(1)
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Errors of starting and joining processes.
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+
+use crate::process::ExitStatus;
+
+/// Why a process could not be started.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The arguments could not be serialized (a handle that cannot travel,
+    /// or a type serde refuses).
+    Encode(postcard::Error),
+    /// The arguments hold more mproc handles (file descriptors) than one
+    /// start request can carry.
+    TooManyHandles {
+        /// How many descriptors the arguments hold.
+        count: usize,
+    },
+    /// [`StartMethod::Fork`](crate::StartMethod::Fork) was asked for while
+    /// this process has more than one thread. Use the fork server (the
+    /// default) or spawn instead; see
+    /// [`Process::allow_fork_with_threads`](crate::Process::allow_fork_with_threads).
+    ThreadedFork {
+        /// How many threads the process had.
+        threads: usize,
+    },
+    /// The operating system refused to create the process.
+    Os(io::Error),
+    /// The fork server could not be started or reached.
+    ForkServer(io::Error),
+    /// The fork server rejected the request (it reports a different
+    /// executable or a malformed request).
+    Rejected(&'static str),
+    /// This platform has no implementation.
+    Unsupported,
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Encode(e) => write!(f, "failed to serialize the process arguments: {e}"),
+            Self::TooManyHandles { count } => write!(
+                f,
+                "the process arguments hold {count} file descriptors, more than the {} one start request can carry",
+                mproc_shm::handle::MAX_FDS_PER_MESSAGE - 2
+            ),
+            Self::ThreadedFork { threads } => write!(
+                f,
+                "refusing to fork a process that has {threads} threads (a forked child of a threaded \
+                 process can deadlock); use the forkserver or spawn start method"
+            ),
+            Self::Os(_) => f.write_str("failed to create the child process"),
+            Self::ForkServer(_) => f.write_str("failed to start or reach the fork server"),
+            Self::Rejected(why) => write!(f, "the fork server rejected the request: {why}"),
+            Self::Unsupported => f.write_str("starting processes is not supported on this platform"),
+        }
+    }
+}
+
+impl Error for StartError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Os(e) | Self::ForkServer(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why joining a process did not produce its return value.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The function panicked. The message was also written to the child's
+    /// stderr; the exit status is `Exited(1)`.
+    Panicked {
+        /// The panic message.
+        message: String,
+        /// How the child ended.
+        status: ExitStatus,
+    },
+    /// The child ended without returning a value: it called
+    /// `std::process::exit`, was killed by a signal, or crashed.
+    Failed(ExitStatus),
+    /// The child could not run the function at all (a different executable,
+    /// arguments that would not decode, a return value that would not
+    /// encode).
+    Bootstrap {
+        /// What went wrong, as the child reported it.
+        message: String,
+        /// How the child ended.
+        status: ExitStatus,
+    },
+    /// The child's result message was malformed or did not decode as the
+    /// expected type.
+    InvalidResult(String),
+    /// The child's exit status is unknown: the fork server that started it
+    /// died, or someone else reaped it. CPython reports exit code 255 here.
+    Lost,
+    /// The return value was already taken by an earlier join.
+    AlreadyJoined,
+    /// Waiting for the child failed.
+    Io(io::Error),
+}
+
+impl JoinError {
+    /// How the child ended, when known.
+    pub fn status(&self) -> Option<ExitStatus> {
+        match self {
+            Self::Panicked { status, .. } | Self::Bootstrap { status, .. } => Some(*status),
+            Self::Failed(s) => Some(*s),
+            _ => None,
+        }
+    }
+
+    /// Whether the child panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, Self::Panicked { .. })
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Panicked { message, .. } => write!(f, "the child process panicked: {message}"),
+            Self::Failed(s) => write!(f, "the child process {s} without returning a value"),
+            Self::Bootstrap { message, .. } => write!(f, "the child process could not run its function: {message}"),
+            Self::InvalidResult(why) => write!(f, "the child process sent an invalid result: {why}"),
+            Self::Lost => f.write_str("the exit status of the child process is unknown (its fork server died)"),
+            Self::AlreadyJoined => f.write_str("the child process was already joined"),
+            Self::Io(_) => f.write_str("failed to wait for the child process"),
+        }
+    }
+}
+
+impl Error for JoinError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Error of [`ProcessHandle::join_timeout`](crate::ProcessHandle::join_timeout)
+/// and [`ProcessHandle::join_deadline`](crate::ProcessHandle::join_deadline).
+#[derive(Debug)]
+pub enum JoinTimeoutError {
+    /// The child was still running at the deadline; the handle stays usable.
+    Timeout,
+    /// The child ended but did not produce a value.
+    Join(JoinError),
+}
+
+impl From<JoinError> for JoinTimeoutError {
+    fn from(e: JoinError) -> Self {
+        Self::Join(e)
+    }
+}
+
+impl JoinTimeoutError {
+    /// Whether the deadline passed with the child still running.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout)
+    }
+}
+
+impl fmt::Display for JoinTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout => f.write_str("timed out waiting for the child process"),
+            Self::Join(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl Error for JoinTimeoutError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Timeout => None,
+            Self::Join(e) => e.source(),
+        }
+    }
+}
+
+/// Error of [`ProcessHandle::try_join`](crate::ProcessHandle::try_join).
+#[derive(Debug)]
+pub enum TryJoinError {
+    /// The child is still running.
+    Running,
+    /// The child ended but did not produce a value.
+    Join(JoinError),
+}
+
+impl From<JoinError> for TryJoinError {
+    fn from(e: JoinError) -> Self {
+        Self::Join(e)
+    }
+}
+
+impl From<JoinTimeoutError> for TryJoinError {
+    fn from(e: JoinTimeoutError) -> Self {
+        match e {
+            JoinTimeoutError::Timeout => Self::Running,
+            JoinTimeoutError::Join(e) => Self::Join(e),
+        }
+    }
+}
+
+impl fmt::Display for TryJoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Running => f.write_str("the child process is still running"),
+            Self::Join(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl Error for TryJoinError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Running => None,
+            Self::Join(e) => e.source(),
+        }
+    }
+}
+
+/// Error of parsing a [`StartMethod`](crate::StartMethod) name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownStartMethod(pub String);
+
+impl fmt::Display for UnknownStartMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot find context for '{}' (expected forkserver, spawn or fork)", self.0)
+    }
+}
+
+impl Error for UnknownStartMethod {}

@@ -1,0 +1,790 @@
+//! `Process` (the builder), `ProcessHandle` (a started child) and their
+//! vocabulary: start methods, exit statuses, pids.
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::child::{self, AssertZst};
+use crate::error::{JoinError, JoinTimeoutError, StartError, TryJoinError, UnknownStartMethod};
+use crate::state::{self, lock};
+use crate::sys::{self, RawPid};
+use crate::wire::{self, Request, ResultReader, Tag};
+use crate::{server, start};
+
+/// How a child process is created. See the crate docs for the trade-offs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum StartMethod {
+    /// A single-threaded server process, started by exec of this binary on
+    /// first use, forks each child. Safe from threaded parents; fast.
+    #[default]
+    ForkServer,
+    /// Re-execute this binary for each child. Safe from threaded parents.
+    Spawn,
+    /// Fork the calling process. Fastest; refused when the caller has more
+    /// than one thread.
+    Fork,
+}
+
+impl StartMethod {
+    /// The name Python uses: `"forkserver"`, `"spawn"` or `"fork"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ForkServer => "forkserver",
+            Self::Spawn => "spawn",
+            Self::Fork => "fork",
+        }
+    }
+
+    pub(crate) fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::ForkServer),
+            1 => Some(Self::Spawn),
+            2 => Some(Self::Fork),
+            _ => None,
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            Self::ForkServer => 0,
+            Self::Spawn => 1,
+            Self::Fork => 2,
+        }
+    }
+}
+
+impl fmt::Display for StartMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for StartMethod {
+    type Err = UnknownStartMethod;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "forkserver" => Ok(Self::ForkServer),
+            "spawn" => Ok(Self::Spawn),
+            "fork" => Ok(Self::Fork),
+            other => Err(UnknownStartMethod(other.to_owned())),
+        }
+    }
+}
+
+/// Every start method this platform supports (Python's
+/// `get_all_start_methods`), the default first.
+pub fn all_start_methods() -> [StartMethod; 3] {
+    [StartMethod::ForkServer, StartMethod::Spawn, StartMethod::Fork]
+}
+
+/// A process id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pid(RawPid);
+
+impl Pid {
+    /// The raw OS id.
+    pub fn as_raw(self) -> i32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExitStatus {
+    /// It exited with this code (0–255).
+    Exited(i32),
+    /// A signal killed it.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// Whether it exited with code 0.
+    pub fn success(self) -> bool {
+        self == Self::Exited(0)
+    }
+
+    /// The exit code, if it exited.
+    pub fn code(self) -> Option<i32> {
+        match self {
+            Self::Exited(c) => Some(c),
+            Self::Signaled(_) => None,
+        }
+    }
+
+    /// The signal that killed it, if one did.
+    pub fn signal(self) -> Option<i32> {
+        match self {
+            Self::Exited(_) => None,
+            Self::Signaled(s) => Some(s),
+        }
+    }
+
+    /// CPython's `exitcode`: the code, or `-N` for signal N.
+    pub fn exitcode(self) -> i32 {
+        match self {
+            Self::Exited(c) => c,
+            Self::Signaled(s) => -s,
+        }
+    }
+
+    pub(crate) fn from_raw(status: libc::c_int) -> Self {
+        match sys::decode_status(status) {
+            (true, c) => Self::Exited(c),
+            (false, s) => Self::Signaled(s),
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exited(c) => write!(f, "exited with code {c}"),
+            Self::Signaled(s) => write!(f, "was killed by signal {s}"),
+        }
+    }
+}
+
+/// How a parent learns that a child ended.
+#[derive(Debug)]
+pub(crate) enum Watch {
+    /// Our own child: `waitpid`, with a pidfd to poll when available.
+    Direct { pidfd: Option<OwnedFd> },
+    /// A fork-server child: the server writes its wait status to this pipe.
+    Server { status: OwnedFd },
+}
+
+impl Watch {
+    pub(crate) fn direct(pid: RawPid) -> Self {
+        Self::Direct { pidfd: sys::pidfd_open(pid).ok() }
+    }
+
+    pub(crate) fn server(status: OwnedFd) -> Self {
+        Self::Server { status }
+    }
+
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Self::Direct { pidfd } => pidfd.as_ref().map(|f| f.as_fd()),
+            Self::Server { status } => Some(status.as_fd()),
+        }
+    }
+}
+
+/// What is known of a child's end.
+#[derive(Clone, Copy, Debug)]
+enum End {
+    Running,
+    Ended(ExitStatus),
+    /// The status cannot be known (fork server died, or reaped elsewhere).
+    Lost,
+}
+
+/// A started child, shared by its handle and the registry of children.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pid: RawPid,
+    name: String,
+    daemon: bool,
+    watch: Watch,
+    end: Mutex<End>,
+}
+
+impl Inner {
+    /// Checks (without blocking) whether the child ended; reaps it if so.
+    fn poll_end(&self) -> End {
+        let mut end = lock(&self.end);
+        if let End::Running = *end {
+            *end = match &self.watch {
+                Watch::Direct { .. } => match sys::waitpid(self.pid, false) {
+                    Ok(None) => End::Running,
+                    Ok(Some(raw)) => End::Ended(ExitStatus::from_raw(raw)),
+                    Err(_) => End::Lost,
+                },
+                Watch::Server { status } => {
+                    let mut buf = [0u8; 4];
+                    match sys::read(status.as_fd(), &mut buf) {
+                        Ok(4) => End::Ended(ExitStatus::from_raw(i32::from_le_bytes(buf))),
+                        Ok(_) => End::Lost,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => End::Running,
+                        Err(_) => End::Lost,
+                    }
+                }
+            };
+        }
+        *end
+    }
+
+    /// `Ok(None)` while running; the status (255 for a lost one) once ended.
+    pub(crate) fn poll_status(&self) -> io::Result<Option<ExitStatus>> {
+        Ok(match self.poll_end() {
+            End::Running => None,
+            End::Ended(s) => Some(s),
+            End::Lost => Some(ExitStatus::Exited(255)),
+        })
+    }
+
+    /// Waits (up to `deadline`) for the child to end.
+    fn wait_end(&self, deadline: Option<Instant>) -> End {
+        loop {
+            let end = self.poll_end();
+            if !matches!(end, End::Running) {
+                return end;
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return End::Running;
+            }
+            match self.watch.fd() {
+                Some(fd) => {
+                    let mut p = [sys::pollin(fd)];
+                    let _ = sys::poll(&mut p, left);
+                }
+                None => std::thread::sleep(left.unwrap_or(Duration::MAX).min(Duration::from_millis(2))),
+            }
+        }
+    }
+
+    fn signal(&self, sig: libc::c_int) -> io::Result<()> {
+        if !matches!(self.poll_end(), End::Running) {
+            // Signalling a finished process is a silent no-op, as in CPython.
+            return Ok(());
+        }
+        let r = match &self.watch {
+            Watch::Direct { pidfd: Some(fd) } => sys::pidfd_send_signal(fd.as_fd(), sig),
+            _ => sys::kill(self.pid, sig),
+        };
+        match r {
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            r => r,
+        }
+    }
+}
+
+/// A description of a process: the current one, its parent, or a running
+/// child (see [`current_process`], [`parent_process`], [`active_children`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pid: Pid,
+    name: String,
+    daemon: bool,
+}
+
+impl ProcessInfo {
+    /// The process id.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The name (`MainProcess`, `Process-1`, `Process-1:2`, or the one given).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether it is a daemon (dies with its parent).
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// Whether the process still exists (signal 0 reaches it). A recycled
+    /// pid can make this true for a process that has long gone.
+    pub fn is_alive(&self) -> bool {
+        match sys::kill(self.pid.0, 0) {
+            Ok(()) => true,
+            Err(e) => e.raw_os_error() == Some(libc::EPERM),
+        }
+    }
+}
+
+/// The process calling this: `MainProcess` unless mproc started it.
+pub fn current_process() -> ProcessInfo {
+    let me = state::me();
+    ProcessInfo { pid: Pid(sys::getpid()), name: me.name, daemon: me.daemon }
+}
+
+/// The process that started this one (`None` in a process mproc did not
+/// start). For fork-server children this is the process that asked for the
+/// child, not the server.
+pub fn parent_process() -> Option<ProcessInfo> {
+    state::me().parent.map(|(pid, name)| ProcessInfo { pid: Pid(pid), name, daemon: false })
+}
+
+/// The children this process started that are still running. Like CPython's,
+/// this reaps the children that ended, including those whose handles were
+/// dropped.
+pub fn active_children() -> Vec<ProcessInfo> {
+    state::live_children()
+        .into_iter()
+        .map(|c| ProcessInfo { pid: Pid(c.pid), name: c.name.clone(), daemon: c.daemon })
+        .collect()
+}
+
+/// A context fixes the start method for everything made through it
+/// (Python's `get_context`).
+///
+/// # Examples
+///
+/// ```
+/// use mproc_process::{get_context, StartMethod};
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let ctx = get_context(StartMethod::Spawn);
+/// let mut child = ctx.process(square, 7).start()?;
+/// assert_eq!(child.join()?, 49);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    method: StartMethod,
+}
+
+/// The context of a start method.
+pub fn get_context(method: StartMethod) -> Context {
+    Context { method }
+}
+
+impl Context {
+    /// The context of a start method.
+    pub fn new(method: StartMethod) -> Self {
+        Self { method }
+    }
+
+    /// Its start method.
+    pub fn start_method(&self) -> StartMethod {
+        self.method
+    }
+
+    /// A process builder using this context's start method.
+    pub fn process<F, A, R>(&self, f: F, args: A) -> Process<F, A>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        Process::new(f, args).start_method(self.method)
+    }
+}
+
+/// A process to start: a function, its arguments and options.
+///
+/// The function is a `fn` item or a non-capturing closure (a capturing one
+/// is a compile error: its state could not reach another process). It runs in
+/// a new process on [`Process::start`]; the arguments travel there by value
+/// (serde + postcard; mproc handles such as `mproc_shm::Segment` travel as
+/// file descriptors) and the return value comes back on
+/// [`ProcessHandle::join`].
+///
+/// # Examples
+///
+/// ```
+/// use mproc_process::Process;
+///
+/// fn greet((name, n): (String, u32)) -> String {
+///     format!("hello {name} #{n}")
+/// }
+///
+/// let mut child = Process::new(greet, ("world".to_string(), 1)).name("greeter").start()?;
+/// assert_eq!(child.join()?, "hello world #1");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a Process does nothing until started"]
+pub struct Process<F, A> {
+    f: F,
+    args: A,
+    name: Option<String>,
+    daemon: Option<bool>,
+    method: StartMethod,
+    threaded_fork: bool,
+    kill_on_drop: bool,
+}
+
+impl<F, A> fmt::Debug for Process<F, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, A> Process<F, A> {
+    /// Names the process (default: `Process-N`, `Process-N:M` for a grandchild).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Makes the child a daemon: it dies with its parent, even when the
+    /// parent is killed with SIGKILL. The default is the current process's
+    /// own daemon flag (false in the main process), as in CPython. Unlike
+    /// CPython's, daemons may start children of their own.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = Some(daemon);
+        self
+    }
+
+    /// Chooses the start method (default [`StartMethod::ForkServer`]).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// Sends SIGKILL to the child if its handle is dropped while it runs
+    /// (default: off, the child runs on).
+    pub fn kill_on_drop(mut self, on: bool) -> Self {
+        self.kill_on_drop = on;
+        self
+    }
+
+    /// Lets [`StartMethod::Fork`] fork even when this process has more than
+    /// one thread.
+    ///
+    /// # Safety
+    /// After `fork` the child has only the calling thread; every lock another
+    /// thread held at that instant (the allocator's arenas, stdout, the
+    /// environment lock, any `Mutex` of yours, this crate's own state) stays
+    /// locked in the child for ever. As nix's `fork` documents, such a child
+    /// may only call async-signal-safe functions until it execs, and running
+    /// a Rust function (which allocates, prints and unwinds) is not that. The
+    /// caller must therefore guarantee that no other thread can hold any lock
+    /// the child function (or mproc's child bootstrap: allocation, stdout,
+    /// panic handling) will take. Prefer [`StartMethod::ForkServer`], which
+    /// gives the same speed class without this hazard. A daemon forked this
+    /// way dies when the *calling thread* exits (`PR_SET_PDEATHSIG` follows
+    /// the parent thread).
+    pub unsafe fn allow_fork_with_threads(mut self) -> Self {
+        self.threaded_fork = true;
+        self
+    }
+}
+
+impl<F, A, R> Process<F, A>
+where
+    F: Fn(A) -> R + Copy + Send + 'static,
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    /// A process that will run `f(args)`.
+    pub fn new(f: F, args: A) -> Self {
+        let () = AssertZst::<F>::OK;
+        Self { f, args, name: None, daemon: None, method: StartMethod::default(), threaded_fork: false, kill_on_drop: false }
+    }
+
+    /// Starts the child and returns its handle.
+    ///
+    /// Also reaps children that ended since the last start (CPython does the
+    /// same), so dropped handles leave no zombies for long.
+    ///
+    /// # Errors
+    /// [`StartError::Encode`] if the arguments do not serialize,
+    /// [`StartError::ThreadedFork`] for [`StartMethod::Fork`] in a threaded
+    /// process, [`StartError::ForkServer`]/[`StartError::Os`] if the OS
+    /// refuses.
+    pub fn start(self) -> Result<ProcessHandle<R>, StartError> {
+        child::keep_constructor();
+        let _ = state::live_children();
+        let _ = self.f;
+        let (args, fds) = mproc_shm::handle::to_bytes_with_fds(&self.args).map_err(StartError::Encode)?;
+        drop(self.args);
+        if fds.len() > mproc_shm::handle::MAX_FDS_PER_MESSAGE - 2 {
+            return Err(StartError::TooManyHandles { count: fds.len() });
+        }
+        let exe = state::exe_id().map_err(StartError::Os)?;
+        let me = state::me();
+        let identity = state::next_identity();
+        let name = self.name.unwrap_or_else(|| {
+            let parts: Vec<String> = identity.iter().map(u32::to_string).collect();
+            format!("Process-{}", parts.join(":"))
+        });
+        let daemon = self.daemon.unwrap_or(me.daemon);
+        let req = Request {
+            protocol: wire::PROTOCOL,
+            exe,
+            entry: child::entry_offset(child::entry::<F, A, R>),
+            name: name.clone(),
+            identity,
+            daemon,
+            parent_pid: sys::getpid(),
+            parent_name: me.name,
+            method: self.method.to_u8(),
+            nfds: fds.len() as u32,
+            args,
+        };
+        let started = match self.method {
+            StartMethod::ForkServer => server::start(&req, &fds)?,
+            StartMethod::Spawn => start::spawn(&req, &fds)?,
+            StartMethod::Fork => start::fork(req, fds, self.threaded_fork)?,
+        };
+        let inner = Arc::new(Inner { pid: started.pid, name, daemon, watch: started.watch, end: Mutex::new(End::Running) });
+        state::register(inner.clone());
+        Ok(ProcessHandle {
+            inner,
+            chan: Some(started.chan),
+            reader: ResultReader::default(),
+            joined: false,
+            kill_on_drop: self.kill_on_drop,
+            _result: PhantomData,
+        })
+    }
+}
+
+/// A started child process.
+///
+/// Dropping the handle never blocks: the child runs on (unless
+/// [`Process::kill_on_drop`] was set). A child whose handle was dropped is
+/// reaped by this process's next [`Process::start`] or [`active_children`]
+/// call (fork-server children are reaped by the fork server at once).
+#[must_use = "dropping a handle detaches the child; join it to get its result"]
+pub struct ProcessHandle<R> {
+    inner: Arc<Inner>,
+    chan: Option<OwnedFd>,
+    reader: ResultReader,
+    joined: bool,
+    kill_on_drop: bool,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for ProcessHandle<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessHandle")
+            .field("pid", &self.inner.pid)
+            .field("name", &self.inner.name)
+            .field("daemon", &self.inner.daemon)
+            .field("exitcode", &self.exitcode())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> Drop for ProcessHandle<R> {
+    fn drop(&mut self) {
+        if self.kill_on_drop {
+            let _ = self.inner.signal(libc::SIGKILL);
+        }
+    }
+}
+
+impl<R> ProcessHandle<R> {
+    /// The child's process id.
+    pub fn pid(&self) -> Pid {
+        Pid(self.inner.pid)
+    }
+
+    /// The child's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether the child is a daemon.
+    pub fn daemon(&self) -> bool {
+        self.inner.daemon
+    }
+
+    /// Whether the child is still running (reaps it if it ended).
+    pub fn is_alive(&self) -> bool {
+        matches!(self.inner.poll_end(), End::Running)
+    }
+
+    /// How the child ended, or `None` while it runs. Does not block.
+    /// A status that cannot be known (the fork server died) reads as
+    /// `Exited(255)`, as in CPython.
+    pub fn status(&self) -> Option<ExitStatus> {
+        self.inner.poll_status().ok().flatten()
+    }
+
+    /// CPython's `exitcode`: `None` while running, the exit code, or `-N`
+    /// when signal N killed the child.
+    pub fn exitcode(&self) -> Option<i32> {
+        self.status().map(ExitStatus::exitcode)
+    }
+
+    /// Sends SIGTERM (a no-op if the child already ended).
+    ///
+    /// # Errors
+    /// The OS error if the signal could not be sent.
+    pub fn terminate(&self) -> io::Result<()> {
+        self.inner.signal(libc::SIGTERM)
+    }
+
+    /// Sends SIGKILL (a no-op if the child already ended).
+    ///
+    /// # Errors
+    /// The OS error if the signal could not be sent.
+    pub fn kill(&self) -> io::Result<()> {
+        self.inner.signal(libc::SIGKILL)
+    }
+
+    /// Sends SIGINT (Python 3.14's `interrupt`).
+    ///
+    /// # Errors
+    /// The OS error if the signal could not be sent.
+    pub fn interrupt(&self) -> io::Result<()> {
+        self.inner.signal(libc::SIGINT)
+    }
+
+    /// Terminates with escalation: SIGTERM, wait up to `deadline`, then
+    /// SIGKILL, and returns how the child ended.
+    ///
+    /// # Errors
+    /// The OS error if a signal could not be sent; `TimedOut` if the child
+    /// did not end within 10 s of SIGKILL (a process stuck in the kernel).
+    pub fn terminate_deadline(&self, deadline: Instant) -> io::Result<ExitStatus> {
+        self.terminate()?;
+        let end = self.inner.wait_end(Some(deadline));
+        let end = if matches!(end, End::Running) {
+            self.kill()?;
+            self.inner.wait_end(Some(Instant::now() + Duration::from_secs(10)))
+        } else {
+            end
+        };
+        match end {
+            End::Running => Err(io::Error::new(io::ErrorKind::TimedOut, "the child survived SIGKILL for 10 s")),
+            End::Ended(s) => Ok(s),
+            End::Lost => Ok(ExitStatus::Exited(255)),
+        }
+    }
+
+    /// [`terminate_deadline`](Self::terminate_deadline) with a grace period.
+    ///
+    /// # Errors
+    /// As for [`terminate_deadline`](Self::terminate_deadline).
+    pub fn terminate_timeout(&self, grace: Duration) -> io::Result<ExitStatus> {
+        self.terminate_deadline(Instant::now().checked_add(grace).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)))
+    }
+
+}
+
+impl<R: DeserializeOwned> ProcessHandle<R> {
+    /// Waits for the child to end and returns its return value.
+    ///
+    /// Reads the result while waiting, so a child with a large result never
+    /// blocks on a full socket buffer while its parent waits. A signal
+    /// arriving meanwhile does not interrupt the wait.
+    ///
+    /// # Errors
+    /// [`JoinError::Panicked`] (with the message) if the function panicked,
+    /// [`JoinError::Failed`] (with the [`ExitStatus`]) if the child ended
+    /// without returning, [`JoinError::AlreadyJoined`] on a second join.
+    pub fn join(&mut self) -> Result<R, JoinError> {
+        self.join_inner(None).map_err(|e| match e {
+            JoinTimeoutError::Join(e) => e,
+            JoinTimeoutError::Timeout => JoinError::Io(io::ErrorKind::TimedOut.into()),
+        })
+    }
+
+    /// Returns the value if the child has ended, without blocking.
+    ///
+    /// # Errors
+    /// [`TryJoinError::Running`] while the child runs; otherwise as for
+    /// [`join`](Self::join).
+    pub fn try_join(&mut self) -> Result<R, TryJoinError> {
+        self.join_inner(Some(Instant::now())).map_err(TryJoinError::from)
+    }
+
+    /// Waits up to `timeout` for the child to end.
+    ///
+    /// # Errors
+    /// [`JoinTimeoutError::Timeout`] if it is still running (the handle stays
+    /// usable); otherwise as for [`join`](Self::join).
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, JoinTimeoutError> {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => self.join_deadline(d),
+            None => self.join().map_err(JoinTimeoutError::Join),
+        }
+    }
+
+    /// Waits until `deadline` for the child to end.
+    ///
+    /// # Errors
+    /// As for [`join_timeout`](Self::join_timeout).
+    pub fn join_deadline(&mut self, deadline: Instant) -> Result<R, JoinTimeoutError> {
+        self.join_inner(Some(deadline))
+    }
+
+    fn read_chan(&mut self) -> Result<(), JoinError> {
+        if let Some(chan) = &self.chan {
+            let more = self.reader.read_some(chan.as_fd()).map_err(|e| JoinError::InvalidResult(e.to_string()))?;
+            if !more {
+                self.chan = None;
+            }
+        }
+        Ok(())
+    }
+
+    fn join_inner(&mut self, deadline: Option<Instant>) -> Result<R, JoinTimeoutError> {
+        if self.joined {
+            return Err(JoinError::AlreadyJoined.into());
+        }
+        let end = loop {
+            let end = self.inner.poll_end();
+            if !matches!(end, End::Running) {
+                break end;
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Err(JoinTimeoutError::Timeout);
+            }
+            let mut fds = Vec::with_capacity(2);
+            if let Some(c) = &self.chan {
+                fds.push(sys::pollin(c.as_fd()));
+            }
+            let watch_fd = self.inner.watch.fd();
+            if let Some(w) = watch_fd {
+                fds.push(sys::pollin(w));
+            }
+            // Without a pidfd, wake up now and then to ask waitpid.
+            let left = if watch_fd.is_none() { Some(left.unwrap_or(Duration::MAX).min(Duration::from_millis(2))) } else { left };
+            sys::poll(&mut fds, left).map_err(JoinError::Io)?;
+            if self.chan.is_some() && sys::ready(&fds[0]) {
+                self.read_chan()?;
+            }
+        };
+        // The child has ended: whatever it sent is in the socket buffer.
+        while self.chan.is_some() {
+            self.read_chan()?;
+            if let Some(c) = &self.chan {
+                // `read_some` returned "more may come" on EAGAIN: nothing left.
+                let mut p = [sys::pollin(c.as_fd())];
+                if sys::poll(&mut p, Some(Duration::ZERO)).map_err(JoinError::Io)? == 0 {
+                    break;
+                }
+            }
+        }
+        self.chan = None;
+        self.joined = true;
+        let status = match end {
+            End::Ended(s) => s,
+            End::Lost => return Err(JoinError::Lost.into()),
+            End::Running => unreachable!("loop exits only once ended"),
+        };
+        let frame = self.reader.take();
+        match frame {
+            Some(f) if f.tag == Tag::Ok && status.success() => {
+                mproc_shm::handle::from_bytes_with_fds(&f.payload, f.fds)
+                    .map_err(|e| JoinError::InvalidResult(format!("the return value did not decode: {e}")).into())
+            }
+            Some(f) if f.tag == Tag::Panic => {
+                Err(JoinError::Panicked { message: String::from_utf8_lossy(&f.payload).into_owned(), status }.into())
+            }
+            Some(f) if f.tag == Tag::Error => {
+                Err(JoinError::Bootstrap { message: String::from_utf8_lossy(&f.payload).into_owned(), status }.into())
+            }
+            _ => Err(JoinError::Failed(status).into()),
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The fork server: a single-threaded copy of this executable, started by
+//! exec on first use, that forks children on request.
+//!
+//! Protocol on the control socket (a Unix stream socketpair; the server's end
+//! is inherited through exec):
+//!
+//! * request: a start-request frame (`wire`) whose descriptors are the
+//!   child's socket, the write end of the child's status pipe, then the
+//!   argument descriptors;
+//! * reply: 8 bytes, little-endian `i64`: the child's pid, or a negative
+//!   error (`-1` malformed request, `-2` different executable, `-3 - errno`
+//!   fork failed);
+//! * when the child ends, the server reaps it and writes its raw wait status
+//!   (4 bytes, little-endian) to the child's status pipe, then closes it. If
+//!   the server dies first, the pipe reaches end of file: status unknown.
+//!
+//! The server exits when the control socket reaches end of file, that is when
+//! the parent process has died (every copy of the parent's end is
+//! close-on-exec, and forked children close theirs). Its daemon children
+//! follow through `PR_SET_PDEATHSIG`, because the server is their parent.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+
+use crate::child;
+use crate::error::StartError;
+use crate::process::{StartMethod, Watch};
+use crate::start::{self, Started};
+use crate::state::{self, lock};
+use crate::sys::{self, RawPid};
+use crate::wire::{self, Request};
+
+/// The parent's connection to its fork server.
+struct Client {
+    ctrl: OwnedFd,
+    pid: RawPid,
+}
+
+static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
+
+/// Reply codes.
+const BAD_REQUEST: i64 = -1;
+const WRONG_EXE: i64 = -2;
+const FORK_FAILED: i64 = -3;
+
+/// Called in a new child: the parent's server is not ours. Closing our copy
+/// of the control socket lets the server see end of file when the parent dies.
+pub(crate) fn forget_client() {
+    let old = lock(&CLIENT).take();
+    drop(old);
+}
+
+/// The fork server's pid, if this process has started one that is running.
+pub(crate) fn server_pid() -> Option<i32> {
+    lock(&CLIENT).as_ref().map(|c| c.pid)
+}
+
+fn launch() -> io::Result<Client> {
+    let (ours, theirs) = sys::socketpair()?;
+    let env = start::child_env(child::SERVER_ENV, theirs.as_raw_fd());
+    let pid = sys::spawn_self(&sys::SpawnSelf { keep: theirs.as_fd(), env: &env })?;
+    Ok(Client { ctrl: ours, pid })
+}
+
+fn exchange(c: &Client, frame: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<i64> {
+    wire::send_all(c.ctrl.as_fd(), frame, fds)?;
+    let mut reply = [0u8; 8];
+    let mut got = 0;
+    while got < reply.len() {
+        let n = sys::read(c.ctrl.as_fd(), &mut reply[got..])?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the fork server exited"));
+        }
+        got += n;
+    }
+    Ok(i64::from_le_bytes(reply))
+}
+
+/// Starts a child through the fork server, starting (or restarting) the
+/// server if needed.
+pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartError> {
+    let (parent_end, child_end) = sys::socketpair().map_err(StartError::Os)?;
+    let (status_r, status_w) = sys::pipe().map_err(StartError::Os)?;
+    let frame = wire::encode_request(req).map_err(StartError::Os)?;
+    let mut send: Vec<BorrowedFd<'_>> = vec![child_end.as_fd(), status_w.as_fd()];
+    send.extend(fds.iter().map(|f| f.as_fd()));
+
+    let reply = {
+        let mut g = lock(&CLIENT);
+        let mut attempt = 0;
+        loop {
+            if g.is_none() {
+                *g = Some(launch().map_err(StartError::ForkServer)?);
+            }
+            let c = g.as_ref().expect("just set");
+            match exchange(c, &frame, &send) {
+                Ok(r) => break r,
+                Err(e) => {
+                    // The server died (or the protocol broke): reap it and
+                    // start a fresh one, once.
+                    if let Some(old) = g.take() {
+                        let _ = sys::kill(old.pid, libc::SIGKILL);
+                        let _ = sys::waitpid(old.pid, true);
+                    }
+                    attempt += 1;
+                    if attempt > 1 {
+                        return Err(StartError::ForkServer(e));
+                    }
+                }
+            }
+        }
+    };
+    drop(child_end);
+    drop(status_w);
+    match reply {
+        BAD_REQUEST => Err(StartError::Rejected("malformed start request")),
+        WRONG_EXE => Err(StartError::Rejected("the fork server runs a different executable")),
+        r if r <= FORK_FAILED => {
+            let errno = i32::try_from(FORK_FAILED - r).unwrap_or(libc::EIO);
+            Err(StartError::Os(io::Error::from_raw_os_error(errno)))
+        }
+        pid => {
+            let pid = RawPid::try_from(pid).map_err(|_| StartError::Rejected("malformed reply"))?;
+            sys::set_nonblocking(parent_end.as_fd(), true).map_err(StartError::Os)?;
+            sys::set_nonblocking(status_r.as_fd(), true).map_err(StartError::Os)?;
+            Ok(Started { pid, watch: Watch::server(status_r), chan: parent_end })
+        }
+    }
+}
+
+/// The server's main loop. Never returns.
+pub(crate) fn serve(fd: RawFd) -> ! {
+    // SAFETY: `fd` was checked to be open; the parent placed the control
+    // socket there for us and nothing else in this fresh process owns it.
+    let ctrl = unsafe { sys::adopt(fd) };
+    let _ = sys::set_cloexec(ctrl.as_fd());
+    // Ctrl-C in the terminal goes to the whole process group: the server
+    // must outlive it so the parent can decide; its children restore SIGINT.
+    sys::set_signal(libc::SIGINT, true);
+    sys::set_signal(libc::SIGPIPE, true);
+    if sys::block_sigchld(true).is_err() {
+        sys::exit_now(child::BOOTSTRAP_EXIT);
+    }
+    let Ok(sigfd) = sys::signalfd_sigchld() else { sys::exit_now(child::BOOTSTRAP_EXIT) };
+    let me = sys::getpid();
+    let exe = state::exe_id().ok();
+    let mut children: HashMap<RawPid, OwnedFd> = HashMap::new();
+
+    loop {
+        let mut pfd = [sys::pollin(ctrl.as_fd()), sys::pollin(sigfd.as_fd())];
+        if sys::poll(&mut pfd, None).is_err() {
+            sys::exit_now(child::BOOTSTRAP_EXIT);
+        }
+        if sys::ready(&pfd[1]) {
+            sys::drain(sigfd.as_fd());
+            while let Ok(Some((pid, status))) = sys::waitpid_any() {
+                if let Some(w) = children.remove(&pid) {
+                    let _ = sys::write_all(w.as_fd(), &status.to_le_bytes());
+                }
+            }
+        }
+        if !sys::ready(&pfd[0]) {
+            continue;
+        }
+        let (req, mut fds) = match wire::read_request(ctrl.as_fd()) {
+            // The parent is gone: so are we. Daemon children follow.
+            Ok(None) => sys::exit_now(0),
+            Ok(Some(r)) => r,
+            // Framing is lost: nothing sensible can follow on this socket.
+            Err(_) => {
+                let _ = sys::write_all(ctrl.as_fd(), &BAD_REQUEST.to_le_bytes());
+                sys::exit_now(child::BOOTSTRAP_EXIT)
+            }
+        };
+        if fds.len() != req.nfds as usize + 2 {
+            let _ = sys::write_all(ctrl.as_fd(), &BAD_REQUEST.to_le_bytes());
+            continue;
+        }
+        if exe != Some(req.exe) {
+            let _ = sys::write_all(ctrl.as_fd(), &WRONG_EXE.to_le_bytes());
+            continue;
+        }
+        let arg_fds = fds.split_off(2);
+        let status_w = fds.pop().expect("two descriptors checked");
+        let chan = fds.pop().expect("two descriptors checked");
+        // SAFETY: the server is single-threaded (it runs before `main`, and
+        // never starts a thread), so the child is a complete copy of it.
+        match unsafe { sys::fork() } {
+            Ok(sys::Forked::Child) => {
+                drop(status_w);
+                drop(children);
+                drop(sigfd);
+                drop(ctrl);
+                let _ = sys::block_sigchld(false);
+                child::run_child(req, chan, arg_fds, me, StartMethod::ForkServer)
+            }
+            Ok(sys::Forked::Parent(pid)) => {
+                children.insert(pid, status_w);
+                let _ = sys::write_all(ctrl.as_fd(), &i64::from(pid).to_le_bytes());
+            }
+            Err(e) => {
+                let code = FORK_FAILED - i64::from(e.raw_os_error().unwrap_or(libc::EIO));
+                let _ = sys::write_all(ctrl.as_fd(), &code.to_le_bytes());
+            }
+        }
+    }
+}

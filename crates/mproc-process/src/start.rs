@@ -1,0 +1,143 @@
+//! The spawn and fork start methods (the fork server lives in `server.rs`).
+
+use std::ffi::CString;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::mpsc;
+use std::sync::Mutex;
+
+use crate::child;
+use crate::error::StartError;
+use crate::process::{StartMethod, Watch};
+use crate::state::lock;
+use crate::sys::{self, RawPid};
+use crate::wire::{self, Request};
+
+/// A started child, as seen by its parent.
+pub(crate) struct Started {
+    pub(crate) pid: RawPid,
+    pub(crate) watch: Watch,
+    /// The parent's end of the child's socket (non-blocking): the result
+    /// frame arrives here.
+    pub(crate) chan: OwnedFd,
+}
+
+/// Builds a child's environment: ours, plus the variable naming its socket.
+pub(crate) fn child_env(var: &str, fd: RawFd) -> Vec<CString> {
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != child::CHILD_ENV && k != child::SERVER_ENV)
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_encoded_bytes();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_encoded_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    env.push(CString::new(format!("{var}={fd}")).expect("no NUL in an env var name or number"));
+    env
+}
+
+/// Starts a child by re-executing this binary.
+pub(crate) fn spawn(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartError> {
+    let (parent_end, child_end) = sys::socketpair().map_err(StartError::Os)?;
+    let env = child_env(child::CHILD_ENV, child_end.as_raw_fd());
+    let pid = if req.daemon {
+        // A daemon dies with the thread that created it (PR_SET_PDEATHSIG
+        // follows the parent *thread*), so daemons are created by a helper
+        // thread that lives as long as the process.
+        spawn_via_helper(child_end.as_fd(), env)
+    } else {
+        sys::spawn_self(&sys::SpawnSelf { keep: child_end.as_fd(), env: &env })
+    }
+    .map_err(StartError::Os)?;
+    drop(child_end);
+    let watch = Watch::direct(pid);
+    let sent = wire::encode_request(req).and_then(|frame| {
+        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+        wire::send_all(parent_end.as_fd(), &frame, &borrowed)
+    });
+    if let Err(e) = sent.and_then(|()| sys::set_nonblocking(parent_end.as_fd(), true)) {
+        // The child cannot run without its request: make sure it is gone and reaped.
+        let _ = sys::kill(pid, libc::SIGKILL);
+        let _ = sys::waitpid(pid, true);
+        return Err(StartError::Os(e));
+    }
+    Ok(Started { pid, watch, chan: parent_end })
+}
+
+struct SpawnJob {
+    keep: RawFd,
+    env: Vec<CString>,
+    reply: mpsc::SyncSender<io::Result<RawPid>>,
+}
+
+static SPAWNER: Mutex<Option<mpsc::Sender<SpawnJob>>> = Mutex::new(None);
+
+fn spawn_via_helper(keep: BorrowedFd<'_>, env: Vec<CString>) -> io::Result<RawPid> {
+    let (reply, result) = mpsc::sync_channel(1);
+    let job = SpawnJob { keep: keep.as_raw_fd(), env, reply };
+    {
+        let mut g = lock(&SPAWNER);
+        let tx = match &*g {
+            Some(tx) => tx.clone(),
+            None => {
+                let (tx, rx) = mpsc::channel::<SpawnJob>();
+                std::thread::Builder::new().name("mproc-spawner".into()).spawn(move || spawner(rx))?;
+                *g = Some(tx.clone());
+                tx
+            }
+        };
+        tx.send(job).map_err(|_| io::Error::other("the mproc spawner thread is gone"))?;
+    }
+    // The helper replies before `keep` (borrowed by our caller) can close.
+    result.recv().map_err(|_| io::Error::other("the mproc spawner thread is gone"))?
+}
+
+fn spawner(rx: mpsc::Receiver<SpawnJob>) {
+    for job in rx {
+        // SAFETY: the requester keeps `job.keep` open until it receives our
+        // reply, which is sent after this borrow ends.
+        let keep = unsafe { BorrowedFd::borrow_raw(job.keep) };
+        let r = sys::spawn_self(&sys::SpawnSelf { keep, env: &job.env });
+        let _ = job.reply.send(r);
+    }
+}
+
+/// Called in a new child: the parent's spawner thread does not exist here.
+pub(crate) fn forget_spawner() {
+    *lock(&SPAWNER) = None;
+}
+
+/// Starts a child by forking this process.
+///
+/// With `threads_ok == false` this refuses when the process has more than
+/// one thread; the caller of `threads_ok == true` has accepted the contract
+/// of [`crate::Process::allow_fork_with_threads`].
+pub(crate) fn fork(req: Request, fds: Vec<OwnedFd>, threads_ok: bool) -> Result<Started, StartError> {
+    if !threads_ok {
+        let threads = sys::thread_count().map_err(StartError::Os)?;
+        if threads > 1 {
+            return Err(StartError::ThreadedFork { threads });
+        }
+    }
+    // Never let the child inherit (and print again) our buffered output.
+    let _ = io::stdout().lock().flush();
+    let (parent_end, child_end) = sys::socketpair().map_err(StartError::Os)?;
+    sys::set_nonblocking(parent_end.as_fd(), true).map_err(StartError::Os)?;
+    let parent_pid = sys::getpid();
+    // SAFETY: either the process has exactly one thread (checked above), so
+    // the child is a complete copy of it, or the caller accepted the unsafe
+    // contract of `allow_fork_with_threads`.
+    match unsafe { sys::fork() }.map_err(StartError::Os)? {
+        sys::Forked::Child => {
+            drop(parent_end);
+            let _ = sys::stdin_to_devnull();
+            child::run_child(req, child_end, fds, parent_pid, StartMethod::Fork)
+        }
+        sys::Forked::Parent(pid) => {
+            drop(child_end);
+            drop(fds);
+            Ok(Started { pid, watch: Watch::direct(pid), chan: parent_end })
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Process-global state: who this process is, and the children it started.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use crate::process::Inner;
+use crate::sys;
+use crate::wire::{ExeId, Request};
+
+/// Who this process is, in mproc's terms.
+#[derive(Clone, Debug)]
+pub(crate) struct Me {
+    pub(crate) name: String,
+    pub(crate) identity: Vec<u32>,
+    pub(crate) daemon: bool,
+    pub(crate) parent: Option<(i32, String)>,
+}
+
+impl Me {
+    fn main() -> Self {
+        Self { name: "MainProcess".to_owned(), identity: Vec::new(), daemon: false, parent: None }
+    }
+}
+
+static ME: Mutex<Option<Me>> = Mutex::new(None);
+/// Numbers this process's children: `Process-<identity>:<n>`.
+// Relaxed: only uniqueness matters, no other memory is published through it.
+static NEXT_CHILD: AtomicU32 = AtomicU32::new(1);
+static CHILDREN: Mutex<Vec<Arc<Inner>>> = Mutex::new(Vec::new());
+static EXE: OnceLock<Result<ExeId, i32>> = OnceLock::new();
+
+/// Locks a mutex, ignoring poisoning (the data stays consistent: every
+/// critical section here is a plain read or assignment).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A copy of who this process is.
+pub(crate) fn me() -> Me {
+    lock(&ME).clone().unwrap_or_else(Me::main)
+}
+
+/// The next child identity and its default name.
+pub(crate) fn next_identity() -> Vec<u32> {
+    let mut id = lock(&ME).as_ref().map(|m| m.identity.clone()).unwrap_or_default();
+    id.push(NEXT_CHILD.fetch_add(1, Ordering::Relaxed));
+    id
+}
+
+/// The running executable's identity, computed once.
+pub(crate) fn exe_id() -> std::io::Result<ExeId> {
+    EXE.get_or_init(|| sys::exe_id().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)))
+        .map_err(std::io::Error::from_raw_os_error)
+}
+
+/// Records a started child.
+pub(crate) fn register(child: Arc<Inner>) {
+    lock(&CHILDREN).push(child);
+}
+
+/// Reaps children that have ended and returns those still running.
+pub(crate) fn live_children() -> Vec<Arc<Inner>> {
+    let mut kids = lock(&CHILDREN);
+    kids.retain(|c| c.poll_status().map(|s| s.is_none()).unwrap_or(false));
+    kids.clone()
+}
+
+/// Called in a new child (after fork, or at the start of a spawned process)
+/// before it runs user code: forget the parent's children, fork server and
+/// helper thread, and take on the identity in `req`.
+pub(crate) fn become_child(req: &Request) {
+    // The parent's children are not ours: closing the inherited pidfds and
+    // pipes only affects this process.
+    lock(&CHILDREN).clear();
+    crate::server::forget_client();
+    crate::start::forget_spawner();
+    NEXT_CHILD.store(1, Ordering::Relaxed);
+    *lock(&ME) = Some(Me {
+        name: req.name.clone(),
+        identity: req.identity.clone(),
+        daemon: req.daemon,
+        parent: Some((req.parent_pid, req.parent_name.clone())),
+    });
+}

@@ -1,0 +1,127 @@
+//! Exit codes, panics, signals and join timeouts, under every start method.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{each_method, method, watchdog};
+use mproc_process::{ExitStatus, JoinError, JoinTimeoutError, Process};
+
+fn exit_with(code: i32) {
+    std::process::exit(code)
+}
+
+fn returns_unit(_: ()) {}
+
+fn boom(n: u32) -> u32 {
+    panic!("boom {n}")
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn exit_codes(m: String) -> Result<(), String> {
+    let m = method(&m);
+    let mut ok = Process::new(returns_unit, ()).start_method(m).start().map_err(|e| e.to_string())?;
+    ensure!(ok.join().is_ok(), "a returning child joins Ok");
+    ensure!(ok.exitcode() == Some(0), "exitcode {:?}", ok.exitcode());
+    for code in [0, 3, 255] {
+        let mut h = Process::new(exit_with, code).start_method(m).start().map_err(|e| e.to_string())?;
+        match h.join() {
+            Err(JoinError::Failed(ExitStatus::Exited(c))) if c == code => {}
+            other => return Err(format!("exit({code}) joined as {other:?}")),
+        }
+        ensure!(h.exitcode() == Some(code), "exit({code}) gave exitcode {:?}", h.exitcode());
+        ensure!(!h.is_alive(), "dead child reported alive");
+    }
+    Ok(())
+}
+
+#[test]
+fn children_exit_with_0_3_and_255() {
+    watchdog(120, || each_method(exit_codes));
+}
+
+fn panics(m: String) -> Result<(), String> {
+    let mut h = Process::new(boom, 42).start_method(method(&m)).start().map_err(|e| e.to_string())?;
+    match h.join() {
+        Err(JoinError::Panicked { message, status }) => {
+            ensure!(message == "boom 42", "message {message:?}");
+            ensure!(status == ExitStatus::Exited(1), "status {status:?}");
+        }
+        other => return Err(format!("panic joined as {other:?}")),
+    }
+    ensure!(h.exitcode() == Some(1), "exitcode {:?}", h.exitcode());
+    ensure!(matches!(h.join(), Err(JoinError::AlreadyJoined)), "second join");
+    Ok(())
+}
+
+#[test]
+fn a_panicking_child_exits_1_with_its_message() {
+    watchdog(120, || each_method(panics));
+}
+
+fn signals(m: String) -> Result<(), String> {
+    let m = method(&m);
+    for (sig, code) in [(libc::SIGKILL, -9), (libc::SIGTERM, -15)] {
+        let mut h = Process::new(sleep_ms, 30_000).start_method(m).start().map_err(|e| e.to_string())?;
+        ensure!(h.is_alive(), "alive after start");
+        ensure!(h.exitcode().is_none(), "exitcode while running");
+        if sig == libc::SIGKILL { h.kill() } else { h.terminate() }.map_err(|e| e.to_string())?;
+        match h.join() {
+            Err(JoinError::Failed(ExitStatus::Signaled(s))) if s == sig => {}
+            other => return Err(format!("signal {sig} joined as {other:?}")),
+        }
+        ensure!(h.exitcode() == Some(code), "exitcode {:?} for signal {sig}", h.exitcode());
+        // Signalling a finished child is a silent no-op.
+        h.kill().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn killed_children_report_minus_the_signal() {
+    watchdog(120, || each_method(signals));
+}
+
+fn join_timeout(m: String) -> Result<(), String> {
+    let mut h = Process::new(sleep_ms, 30_000).start_method(method(&m)).start().map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let r = h.join_timeout(Duration::from_millis(200));
+    ensure!(matches!(r, Err(JoinTimeoutError::Timeout)), "join_timeout gave {r:?}");
+    ensure!(t0.elapsed() >= Duration::from_millis(200), "returned early: {:?}", t0.elapsed());
+    ensure!(h.is_alive(), "child died after join_timeout");
+    ensure!(matches!(h.try_join(), Err(mproc_process::TryJoinError::Running)), "try_join while running");
+    let st = h.terminate_timeout(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    ensure!(st == ExitStatus::Signaled(libc::SIGTERM), "terminate gave {st:?}");
+    Ok(())
+}
+
+#[test]
+fn join_timeout_waits_at_least_the_timeout() {
+    watchdog(120, || each_method(join_timeout));
+}
+
+fn ignore_term_then_sleep(ms: u64) {
+    // SAFETY: SIG_IGN for SIGTERM has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn escalation(m: String) -> Result<(), String> {
+    let h = Process::new(ignore_term_then_sleep, 30_000).start_method(method(&m)).start().map_err(|e| e.to_string())?;
+    // Give the child time to ignore SIGTERM.
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let st = h.terminate_timeout(Duration::from_millis(200)).map_err(|e| e.to_string())?;
+    ensure!(st == ExitStatus::Signaled(libc::SIGKILL), "escalation gave {st:?}");
+    ensure!(t0.elapsed() >= Duration::from_millis(200), "escalated early");
+    Ok(())
+}
+
+#[test]
+fn terminate_escalates_to_sigkill() {
+    watchdog(120, || each_method(escalation));
+}

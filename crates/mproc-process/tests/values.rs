@@ -1,0 +1,91 @@
+//! Arguments and return values of several types, large payloads, and shared
+//! memory handles passed to children, under every start method.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::{each_method, method, watchdog};
+use mproc_process::Process;
+use mproc_shm::{SharedAtomicU64, Value};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Point {
+    x: f64,
+    label: String,
+    tags: Vec<u8>,
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn shout(s: String) -> String {
+    s.to_uppercase()
+}
+
+fn describe(p: Point) -> (String, Option<i8>, Result<u32, String>) {
+    (format!("{}@{}", p.label, p.x), p.tags.first().map(|&t| t as i8), Err(format!("{} tags", p.tags.len())))
+}
+
+fn big(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+fn add_to(v: (Value<u64>, SharedAtomicU64, u64)) -> u64 {
+    let (value, atomic, n) = v;
+    for _ in 0..n {
+        *value.lock().expect("lock") += 1;
+        atomic.fetch_add(1, Ordering::Relaxed);
+    }
+    value.get()
+}
+
+fn values(m: String) -> Result<(), String> {
+    let m = method(&m);
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let mut a = Process::new(square, 12).start_method(m).start().map_err(|x| e(&x))?;
+    let mut b = Process::new(shout, "hé there".to_owned()).start_method(m).start().map_err(|x| e(&x))?;
+    let p = Point { x: 1.5, label: "p".into(), tags: vec![200, 2] };
+    let mut c = Process::new(describe, p).start_method(m).start().map_err(|x| e(&x))?;
+    let mut d = Process::new(|v: Vec<i32>| v.into_iter().rev().collect::<Vec<_>>(), vec![1, 2, 3]).start_method(m).start().map_err(|x| e(&x))?;
+    ensure!(a.join().map_err(|x| e(&x))? == 144, "square");
+    ensure!(b.join().map_err(|x| e(&x))? == "HÉ THERE", "shout");
+    let got = c.join().map_err(|x| e(&x))?;
+    ensure!(got == ("p@1.5".to_owned(), Some(-56), Err("2 tags".to_owned())), "describe gave {got:?}");
+    ensure!(d.join().map_err(|x| e(&x))? == vec![3, 2, 1], "closure");
+    // 4 MiB: far more than a socket buffer; join must read while it waits.
+    let mut h = Process::new(big, 4 << 20).start_method(m).start().map_err(|x| e(&x))?;
+    let v = h.join().map_err(|x| e(&x))?;
+    ensure!(v == big(4 << 20), "big result differs (len {})", v.len());
+    Ok(())
+}
+
+#[test]
+fn return_values_of_several_types_come_back() {
+    watchdog(120, || each_method(values));
+}
+
+fn shared(m: String) -> Result<(), String> {
+    let m = method(&m);
+    let value = Value::new(0u64).map_err(|x| x.to_string())?;
+    let atomic = SharedAtomicU64::new(0).map_err(|x| x.to_string())?;
+    let mut kids = Vec::new();
+    for _ in 0..4 {
+        let args = (value.try_clone().map_err(|x| x.to_string())?, atomic.try_clone().map_err(|x| x.to_string())?, 500);
+        kids.push(Process::new(add_to, args).start_method(m).start().map_err(|x| x.to_string())?);
+    }
+    for k in &mut kids {
+        let seen = k.join().map_err(|x| x.to_string())?;
+        ensure!((500..=2000).contains(&seen), "a child saw {seen}");
+    }
+    ensure!(value.get() == 2000, "value is {}", value.get());
+    ensure!(atomic.load(Ordering::Relaxed) == 2000, "atomic is {}", atomic.load(Ordering::Relaxed));
+    Ok(())
+}
+
+#[test]
+fn a_shared_value_is_updated_by_children() {
+    watchdog(120, || each_method(shared));
+}
