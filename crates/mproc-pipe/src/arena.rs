@@ -93,7 +93,9 @@ impl ArenaTx {
     /// Waits until the receiver has read everything before `end - cap`.
     fn wait_for_space(&self, sock: BorrowedFd<'_>, end: u64) -> Result<(), SendBytesError> {
         let ctl = ctl(&self.seg).map_err(|e| SendBytesError::Io(io::Error::other(e)))?;
-        let need = end.saturating_sub(self.cap);
+        // Every position below `end - cap` must have been read, except the
+        // skipped tail of the ring (positions from `tail` on were never written).
+        let need = end.saturating_sub(self.cap).min(self.tail);
         loop {
             // Acquire: pairs with the Release store of `head` in `ArenaRx::read`,
             // so the receiver's copy-out happened before we overwrite the bytes.

@@ -1,0 +1,457 @@
+//! Connections within one process: typed and raw messages, sizes, errors,
+//! poll and wait, handles sent over connections.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{pattern, watchdog};
+use mproc_pipe::{Connection, RecvError, SendBytesError, Wire, pipe, wait, wait_timeout};
+use mproc_shm::Segment;
+use serde::{Deserialize, Serialize};
+
+/// A duplex pair speaking plain CPython framing (no shared-memory path).
+fn cpython_pair() -> (Connection, Connection) {
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    (Connection::from_fd(OwnedFd::from(a)).unwrap(), Connection::from_fd(OwnedFd::from(b)).unwrap())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Shape {
+    Unit,
+    Circle { r: f64 },
+    Poly(Vec<(i32, i32)>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Job {
+    id: u64,
+    name: String,
+    tags: Vec<String>,
+    weights: HashMap<String, f32>,
+    shape: Option<Shape>,
+    raw: Vec<u8>,
+    nested: BTreeMap<i8, Vec<Option<bool>>>,
+    ch: char,
+    t: (u8, i128, ()),
+}
+
+fn round_trip<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(a: &Connection, b: &Connection, v: T) {
+    a.send_ref(&v).unwrap();
+    assert_eq!(b.recv::<T>().unwrap(), v);
+}
+
+#[test]
+fn typed_round_trips() {
+    watchdog(30, || {
+        for (a, b) in [pipe(true).unwrap(), cpython_pair()] {
+            round_trip(&a, &b, 0u8);
+            round_trip(&a, &b, -12345i64);
+            round_trip(&a, &b, u128::MAX);
+            round_trip(&a, &b, 1.5f64);
+            round_trip(&a, &b, true);
+            round_trip(&a, &b, 'é');
+            round_trip(&a, &b, String::from("héllo wörld"));
+            round_trip(&a, &b, ());
+            round_trip(&a, &b, Some(3u16));
+            round_trip(&a, &b, None::<u16>);
+            round_trip(&a, &b, vec![1u32, 2, 3]);
+            round_trip(&a, &b, Vec::<String>::new());
+            round_trip(&a, &b, (1u8, "two".to_string(), [3.0f32; 4]));
+            round_trip(&a, &b, Shape::Unit);
+            round_trip(&a, &b, Shape::Circle { r: 2.5 });
+            round_trip(&a, &b, Shape::Poly(vec![(1, -1), (i32::MAX, i32::MIN)]));
+            round_trip(&a, &b, Ok::<u8, String>(1));
+            round_trip(&a, &b, Err::<u8, String>("no".into()));
+            let job = Job {
+                id: 7,
+                name: "job".into(),
+                tags: vec!["a".into(), "b".into()],
+                weights: [("x".to_string(), 0.5f32)].into_iter().collect(),
+                shape: Some(Shape::Poly(vec![(0, 0)])),
+                raw: pattern(100_000),
+                nested: [(-1, vec![Some(true), None])].into_iter().collect(),
+                ch: '∑',
+                t: (9, -1, ()),
+            };
+            round_trip(&a, &b, job.clone());
+            // And back the other way.
+            round_trip(&b, &a, job);
+        }
+    });
+}
+
+#[test]
+fn raw_sizes() {
+    watchdog(60, || {
+        for (a, b) in [pipe(true).unwrap(), cpython_pair()] {
+            let (a, b) = (Arc::new(a), Arc::new(b));
+            for n in [0usize, 1, 64 << 10, 16 << 20] {
+                let msg = pattern(n);
+                let a2 = a.clone();
+                let m2 = msg.clone();
+                // A sender thread: 16 MiB does not fit in the socket buffer.
+                let t = std::thread::spawn(move || a2.send_bytes(&m2).unwrap());
+                assert_eq!(b.recv_bytes().unwrap(), msg, "size {n}");
+                t.join().unwrap();
+                let b2 = b.clone();
+                let m2 = msg.clone();
+                let t = std::thread::spawn(move || b2.send_bytes(&m2).unwrap());
+                let mut buf = vec![0u8; n + 10];
+                assert_eq!(a.recv_bytes_into(&mut buf).unwrap(), n);
+                assert_eq!(&buf[..n], &msg[..]);
+                t.join().unwrap();
+            }
+        }
+    });
+}
+
+#[test]
+fn large_messages_through_shared_memory() {
+    watchdog(60, || {
+        let (a, b) = pipe(true).unwrap();
+        assert_eq!(a.wire(), Wire::Mproc);
+        let (a, b) = (Arc::new(a), Arc::new(b));
+        // Many large messages of varying sizes: the ring wraps and fills, and
+        // the sender waits for the receiver to free space.
+        let sizes: Vec<usize> = (0..60).map(|i| (256 << 10) + i * 97_000).collect();
+        let s2 = sizes.clone();
+        let a2 = a.clone();
+        let t = std::thread::spawn(move || {
+            for (i, n) in s2.iter().enumerate() {
+                let mut m = pattern(*n);
+                m[0] = i as u8;
+                a2.send_bytes(&m).unwrap();
+            }
+            // A message bigger than the ring makes a new arena.
+            a2.send_bytes(&pattern(20 << 20)).unwrap();
+            a2.send(&pattern(1 << 20)).unwrap();
+        });
+        for (i, n) in sizes.iter().enumerate() {
+            let mut want = pattern(*n);
+            want[0] = i as u8;
+            let got = b.recv_bytes().unwrap();
+            assert!(got == want, "message {i} of {n} bytes differs");
+        }
+        assert!(b.recv_bytes().unwrap() == pattern(20 << 20));
+        assert!(b.recv::<Vec<u8>>().unwrap() == pattern(1 << 20));
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn concurrent_senders_never_interleave() {
+    watchdog(60, || {
+        let (a, b) = cpython_pair();
+        let a = Arc::new(a);
+        let threads: Vec<_> = (0..4u8)
+            .map(|k| {
+                let a = a.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        a.send_bytes(&vec![k; 300_000]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..80 {
+            let m = b.recv_bytes().unwrap();
+            assert_eq!(m.len(), 300_000);
+            assert!(m.iter().all(|&x| x == m[0]));
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn eof_after_close() {
+    watchdog(10, || {
+        let (a, b) = pipe(true).unwrap();
+        a.send_bytes(b"last").unwrap();
+        a.close().unwrap();
+        // Poll is true at EOF too, the message still arrives, then Eof for ever.
+        assert!(b.poll(Duration::ZERO).unwrap());
+        assert_eq!(b.recv_bytes().unwrap(), b"last");
+        assert!(b.poll(Duration::ZERO).unwrap());
+        assert!(matches!(b.recv_bytes(), Err(RecvError::Eof)));
+        assert!(matches!(b.recv::<u32>(), Err(RecvError::Eof)));
+        assert!(matches!(b.send_bytes(b"x"), Err(SendBytesError::Disconnected)));
+    });
+}
+
+#[test]
+fn failed_send_hands_the_value_back() {
+    let (a, b) = pipe(true).unwrap();
+    drop(b);
+    let err = a.send(vec![String::from("keep me")]).unwrap_err();
+    assert!(matches!(err.error(), SendBytesError::Disconnected));
+    assert_eq!(err.into_inner(), ["keep me"]);
+}
+
+#[test]
+fn buffer_too_short_carries_the_whole_message() {
+    watchdog(10, || {
+        let (a, b) = pipe(true).unwrap();
+        a.send_bytes(b"0123456789").unwrap();
+        a.send_bytes(b"next").unwrap();
+        let mut small = [0u8; 4];
+        match b.recv_bytes_into(&mut small) {
+            Err(RecvError::BufferTooShort(m)) => assert_eq!(m, b"0123456789"),
+            other => panic!("expected BufferTooShort, got {other:?}"),
+        }
+        // The message was consumed; the next one follows.
+        assert_eq!(b.recv_bytes_into(&mut small).unwrap(), 4);
+        assert_eq!(&small, b"next");
+    });
+}
+
+#[test]
+fn wrong_end_errors() {
+    let (r, w) = pipe(false).unwrap();
+    assert!(r.readable() && !r.writable());
+    assert!(!w.readable() && w.writable());
+    assert!(matches!(r.send_bytes(b"x"), Err(SendBytesError::NotWritable)));
+    assert!(matches!(r.send(1u8).unwrap_err().error(), SendBytesError::NotWritable));
+    assert!(matches!(w.recv_bytes(), Err(RecvError::NotReadable)));
+    assert!(matches!(w.poll(Duration::ZERO), Err(RecvError::NotReadable)));
+    assert_eq!(r.send_bytes(b"x").unwrap_err().to_string(), "connection is read-only");
+    assert_eq!(w.recv_bytes().unwrap_err().to_string(), "connection is write-only");
+    w.send(&42u32).unwrap();
+    assert_eq!(r.recv::<u32>().unwrap(), 42);
+    drop(w);
+    assert!(r.recv_bytes().unwrap_err().is_eof());
+}
+
+#[test]
+fn send_bytes_range_checks_like_python() {
+    let (a, b) = pipe(true).unwrap();
+    let buf = b"abcdef";
+    a.send_bytes_range(buf, 2, Some(3)).unwrap();
+    a.send_bytes_range(buf, 4, None).unwrap();
+    a.send_bytes_range(buf, 6, None).unwrap(); // offset == len: empty message
+    assert!(matches!(a.send_bytes_range(buf, 7, None), Err(SendBytesError::OutOfRange { .. })));
+    assert!(matches!(a.send_bytes_range(buf, 2, Some(5)), Err(SendBytesError::OutOfRange { .. })));
+    assert!(matches!(a.send_bytes_range(buf, usize::MAX, Some(2)), Err(SendBytesError::OutOfRange { .. })));
+    assert_eq!(b.recv_bytes().unwrap(), b"cde");
+    assert_eq!(b.recv_bytes().unwrap(), b"ef");
+    assert_eq!(b.recv_bytes().unwrap(), b"");
+}
+
+#[test]
+fn max_length_and_max_message() {
+    watchdog(10, || {
+        let (a, b) = pipe(true).unwrap();
+        a.send_bytes(b"12345").unwrap();
+        assert!(matches!(b.recv_bytes_max(4), Err(RecvError::TooLarge { len: 5, max: 4 })));
+        // As in CPython, the connection is then unreadable but still writable.
+        assert!(matches!(b.recv_bytes(), Err(RecvError::Broken)));
+        b.send_bytes(b"still writable").unwrap();
+        assert_eq!(a.recv_bytes().unwrap(), b"still writable");
+
+        let (a, mut b) = cpython_pair();
+        b.set_max_message(1000);
+        assert_eq!(b.max_message(), 1000);
+        a.send_bytes(&[0u8; 1000]).unwrap();
+        assert_eq!(b.recv_bytes_max(2000).unwrap().len(), 1000);
+        a.send_bytes(&[0u8; 1001]).unwrap();
+        assert!(matches!(b.recv_bytes(), Err(RecvError::TooLarge { len: 1001, max: 1000 })));
+    });
+}
+
+#[test]
+fn hostile_header_is_rejected_without_allocation() {
+    watchdog(10, || {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let b = Connection::from_fd(OwnedFd::from(b)).unwrap();
+        use std::io::Write;
+        // -1 then a 2^62-byte length.
+        (&a).write_all(&[0xff, 0xff, 0xff, 0xff, 0x40, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        assert!(matches!(b.recv_bytes(), Err(RecvError::TooLarge { len, .. }) if len == 1 << 62));
+        // -7 is no valid length.
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let b = Connection::from_fd(OwnedFd::from(b)).unwrap();
+        (&a).write_all(&(-7i32).to_be_bytes()).unwrap();
+        assert!(matches!(b.recv_bytes(), Err(RecvError::Protocol(_))));
+        // A shared-memory record on a CPython connection is just as invalid.
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let b = Connection::from_fd(OwnedFd::from(b)).unwrap();
+        (&a).write_all(&(-2i32).to_be_bytes()).unwrap();
+        assert!(matches!(b.recv_bytes(), Err(RecvError::Protocol(_))));
+    });
+}
+
+#[test]
+fn bogus_shm_records_are_errors() {
+    watchdog(10, || {
+        // A record naming an arena that was never sent.
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut b = Connection::from_fd(OwnedFd::from(b)).unwrap();
+        b.set_wire(Wire::Mproc);
+        let mut rec = (-2i32).to_be_bytes().to_vec();
+        rec.extend_from_slice(&[0u8; 24]);
+        use std::io::Write;
+        (&a).write_all(&rec).unwrap();
+        assert!(matches!(b.recv_bytes(), Err(RecvError::Protocol(_))));
+        // A record whose descriptor is not an arena (a plain memfd).
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut b = Connection::from_fd(OwnedFd::from(b)).unwrap();
+        b.set_wire(Wire::Mproc);
+        let seg = Segment::anonymous(1 << 20).unwrap();
+        mproc_shm::handle::send_with_fds(a.as_fd(), &rec, &[seg.as_fd()]).unwrap();
+        assert!(matches!(b.recv_bytes(), Err(RecvError::Protocol(_))));
+    });
+}
+
+#[test]
+fn partial_message_survives_a_timeout() {
+    watchdog(10, || {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let b = Connection::from_fd(OwnedFd::from(b)).unwrap();
+        use std::io::Write;
+        let frame = mproc_pipe::encode_frame(&pattern(100_000));
+        (&a).write_all(&frame[..50_000]).unwrap();
+        let t0 = Instant::now();
+        assert!(matches!(b.recv_bytes_timeout(Duration::from_millis(50)), Err(RecvError::Timeout)));
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+        (&a).write_all(&frame[50_000..]).unwrap();
+        assert_eq!(b.recv_bytes_timeout(Duration::from_secs(5)).unwrap(), pattern(100_000));
+        // And a child-died-mid-message: EOF inside a frame is Truncated, not Eof.
+        (&a).write_all(&frame[..10]).unwrap();
+        drop(a);
+        assert!(matches!(b.recv_bytes(), Err(RecvError::Truncated)));
+    });
+}
+
+#[test]
+fn poll_and_try_recv_timeouts() {
+    watchdog(10, || {
+        let (a, b) = pipe(true).unwrap();
+        let t0 = Instant::now();
+        assert!(!b.poll(Duration::from_millis(80)).unwrap());
+        assert!(t0.elapsed() >= Duration::from_millis(80));
+        assert!(matches!(b.try_recv::<u8>(), Err(RecvError::Timeout)));
+        let t0 = Instant::now();
+        assert!(matches!(b.recv_timeout::<u8>(Duration::from_millis(60)), Err(RecvError::Timeout)));
+        assert!(t0.elapsed() >= Duration::from_millis(60));
+        let t0 = Instant::now();
+        assert!(matches!(b.recv_deadline::<u8>(t0 + Duration::from_millis(40)), Err(RecvError::Timeout)));
+        assert!(t0.elapsed() >= Duration::from_millis(40));
+        a.send(&5u8).unwrap();
+        a.send(&6u8).unwrap();
+        assert!(b.poll(Duration::from_secs(5)).unwrap());
+        assert_eq!(b.try_recv::<u8>().unwrap(), 5);
+        // The second message sits in the read-ahead buffer: poll still sees it.
+        assert!(b.poll(Duration::ZERO).unwrap());
+        assert_eq!(b.recv_timeout::<u8>(Duration::from_secs(5)).unwrap(), 6);
+        // An empty message makes poll true too.
+        a.send_bytes(b"").unwrap();
+        assert!(b.poll(Duration::from_secs(5)).unwrap());
+        assert_eq!(b.recv_bytes().unwrap(), b"");
+    });
+}
+
+#[test]
+fn wait_on_many() {
+    watchdog(10, || {
+        let (a, b) = pipe(true).unwrap();
+        let (c, d) = pipe(true).unwrap();
+        let (rfd, wfd) = {
+            let (r, w) = std::os::unix::net::UnixStream::pair().unwrap();
+            (OwnedFd::from(r), OwnedFd::from(w))
+        };
+        let t0 = Instant::now();
+        assert!(wait_timeout(&[&b, &d, &rfd], Duration::from_millis(70)).unwrap().is_empty());
+        assert!(t0.elapsed() >= Duration::from_millis(70));
+        c.send_bytes(b"1").unwrap();
+        assert_eq!(wait(&[&b, &d, &rfd]).unwrap(), [1]);
+        a.send_bytes(b"2").unwrap();
+        a.send_bytes(b"3").unwrap();
+        drop(wfd);
+        let mut ready = wait_timeout(&[&b, &d, &rfd], Duration::from_secs(5)).unwrap();
+        ready.sort();
+        assert_eq!(ready, [0, 1, 2]);
+        // `b` has "3" in its read-ahead buffer once "2" is read: still ready.
+        assert_eq!(b.recv_bytes().unwrap(), b"2");
+        assert_eq!(wait_timeout(&[&b], Duration::ZERO).unwrap(), [0]);
+        assert_eq!(b.recv_bytes().unwrap(), b"3");
+        assert!(wait_timeout(&[&b], Duration::ZERO).unwrap().is_empty());
+        // A closed peer counts as ready.
+        drop(c);
+        assert_eq!(wait_timeout(&[&b, &d], Duration::from_secs(5)).unwrap(), [1]);
+    });
+}
+
+#[derive(Serialize, Deserialize)]
+struct WithHandles {
+    label: String,
+    seg: Segment,
+    conn: Connection,
+    more: Vec<u32>,
+}
+
+#[test]
+fn handles_travel_inside_messages() {
+    watchdog(10, || {
+        let (a, b) = pipe(true).unwrap();
+        let seg = Segment::anonymous(4096).unwrap();
+        seg.write(0, b"shared!").unwrap();
+        let (x, y) = pipe(true).unwrap();
+        a.send(WithHandles { label: "h".into(), seg, conn: y, more: vec![1, 2] }).unwrap();
+        // Bytes before and after, with and without descriptors, stay in step.
+        a.send_bytes(b"after").unwrap();
+        let got: WithHandles = b.recv().unwrap();
+        assert_eq!(got.label, "h");
+        assert_eq!(got.more, [1, 2]);
+        let mut buf = [0u8; 7];
+        got.seg.read(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"shared!");
+        x.send(&"via passed conn").unwrap();
+        assert_eq!(got.conn.recv::<String>().unwrap(), "via passed conn");
+        assert_eq!(b.recv_bytes().unwrap(), b"after");
+        // Many handle-carrying messages back to back, read in one go.
+        for i in 0..20u32 {
+            let s = Segment::anonymous(4096).unwrap();
+            s.write(0, &i.to_le_bytes()).unwrap();
+            a.send((i, s)).unwrap();
+        }
+        for i in 0..20u32 {
+            let (j, s): (u32, Segment) = b.recv().unwrap();
+            let mut four = [0u8; 4];
+            s.read(0, &mut four).unwrap();
+            assert_eq!((j, u32::from_le_bytes(four)), (i, i));
+        }
+    });
+}
+
+#[test]
+fn handles_cannot_cross_tcp() {
+    watchdog(10, || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let a = Connection::from_fd(OwnedFd::from(c)).unwrap();
+        let b = Connection::from_fd(OwnedFd::from(s)).unwrap();
+        assert!(!a.can_pass_handles());
+        let seg = Segment::anonymous(4096).unwrap();
+        let err = a.send(seg).unwrap_err();
+        assert!(matches!(err.error(), SendBytesError::CannotPassHandles));
+        a.send(&[1u8, 2, 3]).unwrap();
+        assert_eq!(b.recv::<[u8; 3]>().unwrap(), [1, 2, 3]);
+        assert!(b.as_raw_fd() >= 0);
+    });
+}
+
+#[test]
+fn decode_errors_are_reported() {
+    let (a, b) = pipe(true).unwrap();
+    a.send_bytes(&[0xff, 0xff, 0xff]).unwrap();
+    assert!(matches!(b.recv::<u64>(), Err(RecvError::Decode(_))));
+    // A decode error does not break the stream.
+    a.send(&9u64).unwrap();
+    assert_eq!(b.recv::<u64>().unwrap(), 9);
+}
