@@ -11,7 +11,7 @@ use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{LockError, LockTimeoutError, RangeError, SegmentError, TryLockError};
-use crate::region::{Init, Region, KIND_ARRAY, KIND_RAW_ARRAY};
+use crate::region::{Init, KIND_ARRAY, KIND_RAW_ARRAY, Region};
 use crate::segment::Segment;
 use crate::value::{deadline_result, lock_result, try_lock_result};
 
@@ -64,7 +64,9 @@ impl<T: Pod + Send> Array<T> {
     /// [`SegmentError`] if the segment cannot be created (or `len` elements
     /// of `T` overflow the address space).
     pub fn new(len: usize) -> Result<Self, SegmentError> {
-        Ok(Self { region: Region::create(KIND_ARRAY, len, Init::Zeroed)? })
+        Ok(Self {
+            region: Region::create(KIND_ARRAY, len, Init::Zeroed)?,
+        })
     }
 
     /// Creates an array holding a copy of `data`.
@@ -72,7 +74,9 @@ impl<T: Pod + Send> Array<T> {
     /// # Errors
     /// As [`Array::new`].
     pub fn from_slice(data: &[T]) -> Result<Self, SegmentError> {
-        Ok(Self { region: Region::create(KIND_ARRAY, data.len(), Init::Copy(data))? })
+        Ok(Self {
+            region: Region::create(KIND_ARRAY, data.len(), Init::Copy(data))?,
+        })
     }
 
     /// Creates an array of `len` zeros in a named POSIX segment that unrelated
@@ -81,7 +85,9 @@ impl<T: Pod + Send> Array<T> {
     /// # Errors
     /// As [`Segment::create_named`].
     pub fn create_named(name: &str, len: usize) -> Result<Self, SegmentError> {
-        Ok(Self { region: Region::create_named(name, KIND_ARRAY, len, Init::Zeroed)? })
+        Ok(Self {
+            region: Region::create_named(name, KIND_ARRAY, len, Init::Zeroed)?,
+        })
     }
 
     /// Opens an array made by [`Array::create_named`] (with the same `T`).
@@ -99,7 +105,9 @@ impl<T: Pod + Send> Array<T> {
     /// [`SegmentError::Layout`] for a foreign segment or another kind or type,
     /// [`SegmentError::Truncated`] for a segment smaller than its header says.
     pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        Ok(Self { region: Region::open(seg, KIND_ARRAY, None)? })
+        Ok(Self {
+            region: Region::open(seg, KIND_ARRAY, None)?,
+        })
     }
 
     /// The number of elements.
@@ -194,14 +202,19 @@ impl<T: Pod + Send> Array<T> {
     /// # Errors
     /// [`TryLockError::WouldBlock`] or [`TryLockError::OwnerDied`].
     pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
-        try_lock_result(self.region.lock().try_lock(), || ArrayGuard::new(&self.region))
+        try_lock_result(self.region.lock().try_lock(), || {
+            ArrayGuard::new(&self.region)
+        })
     }
 
     /// Locks the array, waiting at most `timeout`.
     ///
     /// # Errors
     /// [`LockTimeoutError::Timeout`] or [`LockTimeoutError::OwnerDied`].
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
         match Instant::now().checked_add(timeout) {
             Some(d) => self.lock_deadline(d),
             None => self.lock().map_err(LockTimeoutError::from),
@@ -212,8 +225,13 @@ impl<T: Pod + Send> Array<T> {
     ///
     /// # Errors
     /// [`LockTimeoutError::Timeout`] or [`LockTimeoutError::OwnerDied`].
-    pub fn lock_deadline(&self, deadline: Instant) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
-        deadline_result(self.region.lock().lock_deadline(deadline), || ArrayGuard::new(&self.region))
+    pub fn lock_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
+        deadline_result(self.region.lock().lock_deadline(deadline), || {
+            ArrayGuard::new(&self.region)
+        })
     }
 
     /// Whether some process holds the lock right now (a snapshot).
@@ -236,7 +254,9 @@ impl<T: Pod + Send> Array<T> {
     /// # Errors
     /// OS errors from `dup` or `mmap`.
     pub fn try_clone(&self) -> Result<Self, SegmentError> {
-        Ok(Self { region: self.region.try_clone()? })
+        Ok(Self {
+            region: self.region.try_clone()?,
+        })
     }
 
     fn lock_anyway(&self) -> ArrayGuard<'_, T> {
@@ -284,7 +304,10 @@ pub struct ArrayGuard<'a, T> {
 
 impl<'a, T: Pod> ArrayGuard<'a, T> {
     fn new(region: &'a Region<T>) -> Self {
-        Self { region, _not_send: PhantomData }
+        Self {
+            region,
+            _not_send: PhantomData,
+        }
     }
 }
 
@@ -321,7 +344,9 @@ impl<T> Drop for ArrayGuard<'_, T> {
 
 impl<T> fmt::Debug for ArrayGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ArrayGuard").field("len", &self.region.len()).finish_non_exhaustive()
+        f.debug_struct("ArrayGuard")
+            .field("len", &self.region.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -337,7 +362,13 @@ pub struct Iter<'a, T> {
 
 impl<'a, T: Pod> Iter<'a, T> {
     fn new(region: &'a Region<T>, locked: bool) -> Self {
-        Self { region, locked, next: 0, buf: Vec::new(), pos: 0 }
+        Self {
+            region,
+            locked,
+            next: 0,
+            buf: Vec::new(),
+            pos: 0,
+        }
     }
 
     fn refill(&mut self) -> bool {
@@ -385,7 +416,9 @@ impl<T: Pod> ExactSizeIterator for Iter<'_, T> {}
 
 impl<T> fmt::Debug for Iter<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Iter").field("next", &self.next).finish_non_exhaustive()
+        f.debug_struct("Iter")
+            .field("next", &self.next)
+            .finish_non_exhaustive()
     }
 }
 
@@ -417,7 +450,9 @@ impl<T: Pod + Send> RawArray<T> {
     /// # Errors
     /// As [`Array::new`].
     pub fn new(len: usize) -> Result<Self, SegmentError> {
-        Ok(Self { region: Region::create(KIND_RAW_ARRAY, len, Init::Zeroed)? })
+        Ok(Self {
+            region: Region::create(KIND_RAW_ARRAY, len, Init::Zeroed)?,
+        })
     }
 
     /// Creates an array holding a copy of `data`.
@@ -425,7 +460,9 @@ impl<T: Pod + Send> RawArray<T> {
     /// # Errors
     /// As [`Array::new`].
     pub fn from_slice(data: &[T]) -> Result<Self, SegmentError> {
-        Ok(Self { region: Region::create(KIND_RAW_ARRAY, data.len(), Init::Copy(data))? })
+        Ok(Self {
+            region: Region::create(KIND_RAW_ARRAY, data.len(), Init::Copy(data))?,
+        })
     }
 
     /// Creates an array of `len` zeros in a named POSIX segment; unlinked on drop.
@@ -433,7 +470,9 @@ impl<T: Pod + Send> RawArray<T> {
     /// # Errors
     /// As [`Segment::create_named`].
     pub fn create_named(name: &str, len: usize) -> Result<Self, SegmentError> {
-        Ok(Self { region: Region::create_named(name, KIND_RAW_ARRAY, len, Init::Zeroed)? })
+        Ok(Self {
+            region: Region::create_named(name, KIND_RAW_ARRAY, len, Init::Zeroed)?,
+        })
     }
 
     /// Opens an array made by [`RawArray::create_named`].
@@ -449,7 +488,9 @@ impl<T: Pod + Send> RawArray<T> {
     /// # Errors
     /// As [`Array::from_segment`].
     pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        Ok(Self { region: Region::open(seg, KIND_RAW_ARRAY, None)? })
+        Ok(Self {
+            region: Region::open(seg, KIND_RAW_ARRAY, None)?,
+        })
     }
 
     /// The number of elements.
@@ -519,7 +560,9 @@ impl<T: Pod + Send> RawArray<T> {
     /// # Errors
     /// OS errors from `dup` or `mmap`.
     pub fn try_clone(&self) -> Result<Self, SegmentError> {
-        Ok(Self { region: self.region.try_clone()? })
+        Ok(Self {
+            region: self.region.try_clone()?,
+        })
     }
 }
 

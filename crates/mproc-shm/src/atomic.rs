@@ -4,14 +4,14 @@
 use std::fmt;
 use std::ops::Deref;
 use std::sync::atomic::{
-    AtomicI16, AtomicI32, AtomicI64, AtomicI8, AtomicIsize, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
-    Ordering,
+    AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16, AtomicU32,
+    AtomicU64, AtomicUsize, Ordering,
 };
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::SegmentError;
-use crate::layout::{fingerprint_of, Layout, SharedSync, HEADER_SIZE};
+use crate::layout::{HEADER_SIZE, Layout, SharedSync, fingerprint_of};
 use crate::region::KIND_ATOMIC;
 use crate::segment::Segment;
 
@@ -70,7 +70,10 @@ const ATOMIC_OFFSET: usize = HEADER_SIZE;
 const ATOMIC_SEGMENT_SIZE: usize = 2 * HEADER_SIZE;
 
 fn layout_of<A: AtomicInt>() -> Layout {
-    Layout { kind: KIND_ATOMIC, fingerprint: fingerprint_of::<A>(A::TAG) }
+    Layout {
+        kind: KIND_ATOMIC,
+        fingerprint: fingerprint_of::<A>(A::TAG),
+    }
 }
 
 /// A std atomic integer in shared memory, the lock-free alternative to a
@@ -137,16 +140,25 @@ impl<A: AtomicInt> SharedAtomic<A> {
     pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
         let params = seg.check_layout(layout_of::<A>())?;
         if params != [0; 4] || seg.header()?.recorded_size() != ATOMIC_SEGMENT_SIZE as u64 {
-            return Err(crate::error::LayoutError::Corrupt("unexpected atomic segment parameters").into());
+            return Err(
+                crate::error::LayoutError::Corrupt("unexpected atomic segment parameters").into(),
+            );
         }
         seg.get::<A>(ATOMIC_OFFSET)?;
-        Ok(Self { seg, _a: std::marker::PhantomData })
+        Ok(Self {
+            seg,
+            _a: std::marker::PhantomData,
+        })
     }
 
     fn lay_out(seg: Segment, v: A::Int) -> Result<Self, SegmentError> {
         seg.get::<A>(ATOMIC_OFFSET)?.init(v);
-        seg.header()?.init(layout_of::<A>(), ATOMIC_SEGMENT_SIZE as u64, [0; 4]);
-        Ok(Self { seg, _a: std::marker::PhantomData })
+        seg.header()?
+            .init(layout_of::<A>(), ATOMIC_SEGMENT_SIZE as u64, [0; 4]);
+        Ok(Self {
+            seg,
+            _a: std::marker::PhantomData,
+        })
     }
 
     /// The segment holding the atomic.
@@ -164,7 +176,10 @@ impl<A: AtomicInt> SharedAtomic<A> {
     /// # Errors
     /// OS errors from `dup` or `mmap`.
     pub fn try_clone(&self) -> Result<Self, SegmentError> {
-        Ok(Self { seg: self.seg.try_clone()?, _a: std::marker::PhantomData })
+        Ok(Self {
+            seg: self.seg.try_clone()?,
+            _a: std::marker::PhantomData,
+        })
     }
 }
 
@@ -184,7 +199,10 @@ where
     A: fmt::Debug,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedAtomic").field("value", &**self).field("segment", &self.seg).finish()
+        f.debug_struct("SharedAtomic")
+            .field("value", &**self)
+            .field("segment", &self.seg)
+            .finish()
     }
 }
 

@@ -52,7 +52,10 @@ impl fmt::Display for SegmentError {
             Self::AlreadyExists(n) => write!(f, "shared memory segment {n:?} already exists"),
             Self::NotFound(n) => write!(f, "no shared memory segment named {n:?}"),
             Self::Truncated { expected, found } => {
-                write!(f, "shared memory segment is truncated: expected {expected} bytes, found {found}")
+                write!(
+                    f,
+                    "shared memory segment is truncated: expected {expected} bytes, found {found}"
+                )
             }
             Self::OutOfBounds { offset, len, size } => write!(
                 f,
@@ -143,23 +146,41 @@ pub enum LayoutError {
 impl fmt::Display for LayoutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::TooSmall { size } => write!(f, "segment of {size} bytes is too small for an mproc header"),
+            Self::TooSmall { size } => write!(
+                f,
+                "segment of {size} bytes is too small for an mproc header"
+            ),
             Self::BadMagic(m) => write!(f, "segment is not an mproc object (magic {m:#018x})"),
             Self::Version { expected, found } => {
-                write!(f, "segment layout version {found} is not the supported version {expected}")
+                write!(
+                    f,
+                    "segment layout version {found} is not the supported version {expected}"
+                )
             }
             Self::Kind { expected, found } => {
-                write!(f, "segment holds object kind {found:#x}, expected {expected:#x}")
+                write!(
+                    f,
+                    "segment holds object kind {found:#x}, expected {expected:#x}"
+                )
             }
             Self::Fingerprint { expected, found } => {
-                write!(f, "segment holds element type {found:#018x}, expected {expected:#018x}")
+                write!(
+                    f,
+                    "segment holds element type {found:#018x}, expected {expected:#018x}"
+                )
             }
             Self::Size { recorded, actual } => {
-                write!(f, "segment header records {recorded} bytes but the segment has {actual}")
+                write!(
+                    f,
+                    "segment header records {recorded} bytes but the segment has {actual}"
+                )
             }
             Self::Corrupt(what) => write!(f, "segment header is corrupt: {what}"),
             Self::Alignment { align } => {
-                write!(f, "element alignment {align} is above the page size of a shared mapping")
+                write!(
+                    f,
+                    "element alignment {align} is above the page size of a shared mapping"
+                )
             }
         }
     }
@@ -327,7 +348,11 @@ pub struct RangeError {
 impl fmt::Display for RangeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.len == 1 {
-            write!(f, "index {} is out of range for an array of length {}", self.start, self.array_len)
+            write!(
+                f,
+                "index {} is out of range for an array of length {}",
+                self.start, self.array_len
+            )
         } else {
             write!(
                 f,

@@ -147,7 +147,9 @@ impl From<OwnedFd> for HandleFd {
 
 impl fmt::Debug for HandleFd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("HandleFd").field(&self.0.as_raw_fd()).finish()
+        f.debug_tuple("HandleFd")
+            .field(&self.0.as_raw_fd())
+            .finish()
     }
 }
 
@@ -179,7 +181,9 @@ impl<'de> Deserialize<'de> for HandleFd {
         let index = u32::deserialize(d)? as usize;
         let fd = SOURCE.with(|src| {
             let mut src = src.borrow_mut();
-            let table = src.as_mut().ok_or("received an mproc handle without its file descriptor")?;
+            let table = src
+                .as_mut()
+                .ok_or("received an mproc handle without its file descriptor")?;
             let slot = table
                 .get_mut(index)
                 .ok_or("an mproc handle names a file descriptor that was not sent")?;
@@ -200,7 +204,11 @@ impl<'de> Deserialize<'de> for HandleFd {
 /// # Errors
 /// Returns the OS error from `sendmsg`, or `InvalidInput` for too many
 /// descriptors or an empty `data` with descriptors.
-pub fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+pub fn send_with_fds(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
     crate::sys::send_with_fds(sock, data, fds)
 }
 
@@ -214,7 +222,11 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) 
 /// Returns the OS error from `recvmsg`. If the sender attached more
 /// descriptors than fit in the control buffer (`MSG_CTRUNC`), the ones that
 /// arrived are closed and an `InvalidData` error is returned.
-pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+pub fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<usize> {
     crate::sys::recv_with_fds(sock, buf, fds)
 }
 

@@ -95,7 +95,8 @@ impl Header {
         self.version.store(LAYOUT_VERSION, Ordering::Relaxed);
         self.kind.store(layout.kind, Ordering::Relaxed);
         self.size.store(size, Ordering::Relaxed);
-        self.fingerprint.store(layout.fingerprint, Ordering::Relaxed);
+        self.fingerprint
+            .store(layout.fingerprint, Ordering::Relaxed);
         for (slot, p) in self.params.iter().zip(params) {
             slot.store(p, Ordering::Relaxed);
         }
@@ -116,21 +117,32 @@ impl Header {
         }
         let version = self.version.load(Ordering::Relaxed);
         if version != LAYOUT_VERSION {
-            return Err(LayoutError::Version { expected: LAYOUT_VERSION, found: version });
+            return Err(LayoutError::Version {
+                expected: LAYOUT_VERSION,
+                found: version,
+            });
         }
         let kind = self.kind.load(Ordering::Relaxed);
         if kind != layout.kind {
-            return Err(LayoutError::Kind { expected: layout.kind, found: kind });
+            return Err(LayoutError::Kind {
+                expected: layout.kind,
+                found: kind,
+            });
         }
         let fp = self.fingerprint.load(Ordering::Relaxed);
         if fp != layout.fingerprint {
-            return Err(LayoutError::Fingerprint { expected: layout.fingerprint, found: fp });
+            return Err(LayoutError::Fingerprint {
+                expected: layout.fingerprint,
+                found: fp,
+            });
         }
         let recorded = self.size.load(Ordering::Relaxed);
         if recorded > actual {
             return Err(LayoutError::Size { recorded, actual });
         }
-        Ok(std::array::from_fn(|i| self.params[i].load(Ordering::Relaxed)))
+        Ok(std::array::from_fn(|i| {
+            self.params[i].load(Ordering::Relaxed)
+        }))
     }
 }
 
@@ -158,7 +170,13 @@ impl Segment {
         let size = std::mem::size_of::<T>();
         match offset.checked_add(size) {
             Some(end) if end <= self.len() => {}
-            _ => return Err(SegmentError::OutOfBounds { offset, len: size, size: self.len() }),
+            _ => {
+                return Err(SegmentError::OutOfBounds {
+                    offset,
+                    len: size,
+                    size: self.len(),
+                });
+            }
         }
         if offset % std::mem::align_of::<T>() != 0 {
             return Err(LayoutError::Corrupt("misaligned offset").into());
@@ -201,7 +219,10 @@ impl Segment {
 /// callers pass different tags.
 pub const fn fingerprint_of<T>(tag: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let words = [std::mem::size_of::<T>() as u64, std::mem::align_of::<T>() as u64];
+    let words = [
+        std::mem::size_of::<T>() as u64,
+        std::mem::align_of::<T>() as u64,
+    ];
     let mut w = 0;
     while w < words.len() {
         let mut b = 0;

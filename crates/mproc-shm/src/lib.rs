@@ -80,22 +80,27 @@ pub mod mutex;
 mod region;
 mod segment;
 mod shared_memory;
-mod value;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
+mod value;
 
 pub use crate::array::{Array, ArrayGuard, Iter, RawArray};
 pub use crate::atomic::{
-    AtomicInt, SharedAtomic, SharedAtomicI16, SharedAtomicI32, SharedAtomicI64, SharedAtomicI8, SharedAtomicIsize,
-    SharedAtomicU16, SharedAtomicU32, SharedAtomicU64, SharedAtomicU8, SharedAtomicUsize,
+    AtomicInt, SharedAtomic, SharedAtomicI8, SharedAtomicI16, SharedAtomicI32, SharedAtomicI64,
+    SharedAtomicIsize, SharedAtomicU8, SharedAtomicU16, SharedAtomicU32, SharedAtomicU64,
+    SharedAtomicUsize,
 };
-pub use crate::error::{LayoutError, LockError, LockTimeoutError, RangeError, SegmentError, TryLockError};
-pub use crate::shared_memory::{SharedMemory, PYTHON_NAME_PREFIX};
+pub use crate::error::{
+    LayoutError, LockError, LockTimeoutError, RangeError, SegmentError, TryLockError,
+};
+pub use crate::layout::{
+    HEADER_SIZE, Header, LAYOUT_VERSION, Layout, MAGIC, SharedSync, fingerprint_of,
+};
+pub use crate::mutex::{Acquired, RawMutex};
+pub use crate::segment::{MAX_SEGMENT_SIZE, NAME_PREFIX, Segment, unlink_named};
+pub use crate::shared_memory::{PYTHON_NAME_PREFIX, SharedMemory};
 pub use crate::value::{RawValue, Value, ValueGuard};
 pub use bytemuck::{Pod, Zeroable};
-pub use crate::layout::{fingerprint_of, Header, Layout, SharedSync, HEADER_SIZE, LAYOUT_VERSION, MAGIC};
-pub use crate::mutex::{Acquired, RawMutex};
-pub use crate::segment::{unlink_named, Segment, MAX_SEGMENT_SIZE, NAME_PREFIX};
 
 /// Entry points for fuzz targets and their corpus-replay tests. Not part of
 /// the supported API.
@@ -108,7 +113,9 @@ pub mod fuzzing {
     /// Must never panic or touch memory outside the segment; returns how many
     /// openings succeeded (a well-formed header passes exactly one kind).
     pub fn segment_header(data: &[u8]) -> usize {
-        let Ok(seg) = Segment::anonymous(data.len().max(1)) else { return 0 };
+        let Ok(seg) = Segment::anonymous(data.len().max(1)) else {
+            return 0;
+        };
         if seg.write(0, data).is_err() {
             return 0;
         }
@@ -123,7 +130,16 @@ pub mod fuzzing {
                 }
             )*};
         }
-        try_open!(Value<u64>, Value<f64>, Value<[u8; 3]>, RawValue<u32>, Array<u8>, Array<u64>, Array<f64>, RawArray<u16>);
+        try_open!(
+            Value<u64>,
+            Value<f64>,
+            Value<[u8; 3]>,
+            RawValue<u32>,
+            Array<u8>,
+            Array<u64>,
+            Array<f64>,
+            RawArray<u16>
+        );
         try_open!(SharedAtomicU64, SharedAtomicU32);
         ok
     }

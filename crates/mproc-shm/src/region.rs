@@ -14,7 +14,7 @@ use std::ptr::NonNull;
 use bytemuck::Pod;
 
 use crate::error::{LayoutError, RangeError, SegmentError};
-use crate::layout::{fingerprint_of, Layout, HEADER_SIZE};
+use crate::layout::{HEADER_SIZE, Layout, fingerprint_of};
 use crate::mutex::RawMutex;
 use crate::segment::Segment;
 
@@ -48,13 +48,18 @@ pub(crate) fn elem_tag<T: 'static>() -> &'static str {
             $(if id == TypeId::of::<$t>() { return stringify!($t); })*
         };
     }
-    tag!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64);
+    tag!(
+        u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64
+    );
     "pod"
 }
 
 /// The layout of a region of `T` of the given kind.
 pub(crate) fn layout_of<T: 'static>(kind: u32) -> Layout {
-    Layout { kind, fingerprint: fingerprint_of::<T>(elem_tag::<T>()) }
+    Layout {
+        kind,
+        fingerprint: fingerprint_of::<T>(elem_tag::<T>()),
+    }
 }
 
 /// Computes `(data_off, total_size)` for `len` elements of `T`.
@@ -133,19 +138,34 @@ impl<T: Pod> Region<T> {
     }
 
     /// As [`Region::create`], in a named POSIX segment.
-    pub(crate) fn create_named(name: &str, kind: u32, len: usize, init: Init<'_, T>) -> Result<Self, SegmentError> {
+    pub(crate) fn create_named(
+        name: &str,
+        kind: u32,
+        len: usize,
+        init: Init<'_, T>,
+    ) -> Result<Self, SegmentError> {
         let (_, total) = geometry::<T>(len)?;
         Self::lay_out(Segment::create_named(name, total)?, kind, len, init)
     }
 
-    fn lay_out(seg: Segment, kind: u32, len: usize, init: Init<'_, T>) -> Result<Self, SegmentError> {
+    fn lay_out(
+        seg: Segment,
+        kind: u32,
+        len: usize,
+        init: Init<'_, T>,
+    ) -> Result<Self, SegmentError> {
         let (data_off, total) = geometry::<T>(len)?;
         debug_assert!(seg.len() >= total);
         // SAFETY: `data_off + len * size_of::<T>() <= seg.len()` (the segment was
         // made `total` bytes long), and `data_off` is a multiple of T's alignment
         // (at most the page alignment of the mapping).
         let data = unsafe { NonNull::new_unchecked(seg.as_ptr().add(data_off).cast::<T>()) };
-        let region = Self { seg, data, len, _t: PhantomData };
+        let region = Self {
+            seg,
+            data,
+            len,
+            _t: PhantomData,
+        };
         // The segment is fresh and zero-filled and nobody can use it before the
         // header is published, so the elements are written without the lock;
         // the header's Release store publishes them.
@@ -159,40 +179,71 @@ impl<T: Pod> Region<T> {
             }
             Init::Copy(src) => {
                 debug_assert_eq!(src.len(), len);
-                region.copy_in(0, &src[..len.min(src.len())]).map_err(|_| LayoutError::Corrupt("initialiser"))?;
+                region
+                    .copy_in(0, &src[..len.min(src.len())])
+                    .map_err(|_| LayoutError::Corrupt("initialiser"))?;
             }
         }
-        let params = [len as u64, std::mem::size_of::<T>() as u64, std::mem::align_of::<T>() as u64, data_off as u64];
-        region.seg.header()?.init(layout_of::<T>(kind), total as u64, params);
+        let params = [
+            len as u64,
+            std::mem::size_of::<T>() as u64,
+            std::mem::align_of::<T>() as u64,
+            data_off as u64,
+        ];
+        region
+            .seg
+            .header()?
+            .init(layout_of::<T>(kind), total as u64, params);
         Ok(region)
     }
 
     /// Checks that `seg` holds a region of `T` of this kind (with exactly
     /// `want_len` elements if given) and adopts it.
-    pub(crate) fn open(seg: Segment, kind: u32, want_len: Option<usize>) -> Result<Self, SegmentError> {
+    pub(crate) fn open(
+        seg: Segment,
+        kind: u32,
+        want_len: Option<usize>,
+    ) -> Result<Self, SegmentError> {
         let [len, size, align, data_off] = seg.check_layout(layout_of::<T>(kind))?;
         if size != std::mem::size_of::<T>() as u64 || align != std::mem::align_of::<T>() as u64 {
-            return Err(LayoutError::Corrupt("element size or alignment disagrees with the fingerprint").into());
+            return Err(LayoutError::Corrupt(
+                "element size or alignment disagrees with the fingerprint",
+            )
+            .into());
         }
-        let len = usize::try_from(len).map_err(|_| LayoutError::Corrupt("impossible element count"))?;
+        let len =
+            usize::try_from(len).map_err(|_| LayoutError::Corrupt("impossible element count"))?;
         if want_len.is_some_and(|w| w != len) {
-            return Err(LayoutError::Corrupt("a value segment must hold exactly one element").into());
+            return Err(
+                LayoutError::Corrupt("a value segment must hold exactly one element").into(),
+            );
         }
-        let (expect_off, total) = geometry::<T>(len).map_err(|_| LayoutError::Corrupt("impossible element count"))?;
+        let (expect_off, total) =
+            geometry::<T>(len).map_err(|_| LayoutError::Corrupt("impossible element count"))?;
         if data_off != expect_off as u64 {
             return Err(LayoutError::Corrupt("impossible data offset").into());
         }
         let recorded = seg.header()?.recorded_size();
         if recorded != total as u64 {
-            return Err(LayoutError::Corrupt("recorded size disagrees with the element count").into());
+            return Err(
+                LayoutError::Corrupt("recorded size disagrees with the element count").into(),
+            );
         }
         if total > seg.len() {
-            return Err(SegmentError::Truncated { expected: total as u64, found: seg.len() as u64 });
+            return Err(SegmentError::Truncated {
+                expected: total as u64,
+                found: seg.len() as u64,
+            });
         }
         // SAFETY: as in `lay_out`: the element range was checked to lie inside
         // the mapping, and `expect_off` is aligned for T.
         let data = unsafe { NonNull::new_unchecked(seg.as_ptr().add(expect_off).cast::<T>()) };
-        Ok(Self { seg, data, len, _t: PhantomData })
+        Ok(Self {
+            seg,
+            data,
+            len,
+            _t: PhantomData,
+        })
     }
 
     /// Maps the same region again.
@@ -202,14 +253,23 @@ impl<T: Pod> Region<T> {
         // SAFETY: the clone maps the same file with the same length, so the same
         // offset is in bounds and aligned.
         let data = unsafe { NonNull::new_unchecked(seg.as_ptr().add(off).cast::<T>()) };
-        Ok(Self { seg, data, len: self.len, _t: PhantomData })
+        Ok(Self {
+            seg,
+            data,
+            len: self.len,
+            _t: PhantomData,
+        })
     }
 
     /// Checks that `[start, start + n)` lies inside the region.
     pub(crate) fn check_range(&self, start: usize, n: usize) -> Result<(), RangeError> {
         match start.checked_add(n) {
             Some(end) if end <= self.len => Ok(()),
-            _ => Err(RangeError { start, len: n, array_len: self.len }),
+            _ => Err(RangeError {
+                start,
+                len: n,
+                array_len: self.len,
+            }),
         }
     }
 
@@ -220,7 +280,9 @@ impl<T: Pod> Region<T> {
         // SAFETY: the range lies inside the region (checked above) and `out` is
         // a distinct Rust buffer. Concurrent writers elsewhere can only change
         // which bytes are copied; T is Pod, so any bytes are a valid T.
-        unsafe { std::ptr::copy_nonoverlapping(self.data().add(start), out.as_mut_ptr(), out.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.data().add(start), out.as_mut_ptr(), out.len())
+        };
         Ok(())
     }
 

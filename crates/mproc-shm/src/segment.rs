@@ -83,7 +83,11 @@ fn check_name(name: &str) -> Result<(), SegmentError> {
         || name.contains('\0')
         || name == "."
         || name == "..";
-    if bad { Err(SegmentError::InvalidName(name.to_owned())) } else { Ok(()) }
+    if bad {
+        Err(SegmentError::InvalidName(name.to_owned()))
+    } else {
+        Ok(())
+    }
 }
 
 impl Segment {
@@ -117,13 +121,14 @@ impl Segment {
         check_name(name)?;
         let len = check_size(size as u64)?;
         let posix = format!("/{name}");
-        let fd = sys::shm_open(&posix, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600).map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                SegmentError::AlreadyExists(name.to_owned())
-            } else {
-                SegmentError::Io(e)
-            }
-        })?;
+        let fd = sys::shm_open(&posix, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    SegmentError::AlreadyExists(name.to_owned())
+                } else {
+                    SegmentError::Io(e)
+                }
+            })?;
         if let Err(e) = sys::ftruncate(fd.as_fd(), len as u64) {
             let _ = sys::shm_unlink(&posix);
             return Err(SegmentError::Io(e));
@@ -152,7 +157,10 @@ impl Segment {
                 r => return r,
             }
         }
-        Err(SegmentError::Io(io::Error::new(io::ErrorKind::AlreadyExists, "no free segment name found")))
+        Err(SegmentError::Io(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "no free segment name found",
+        )))
     }
 
     /// Attaches to an existing named segment, mapping all of it. The segment
@@ -186,10 +194,22 @@ impl Segment {
         Self::map(fd, len, None, false)
     }
 
-    fn map(fd: OwnedFd, len: usize, name: Option<String>, unlink_on_drop: bool) -> Result<Self, SegmentError> {
+    fn map(
+        fd: OwnedFd,
+        len: usize,
+        name: Option<String>,
+        unlink_on_drop: bool,
+    ) -> Result<Self, SegmentError> {
         let ptr = sys::mmap_shared(fd.as_fd(), len).map_err(SegmentError::Io)?;
-        let ptr = NonNull::new(ptr).ok_or_else(|| SegmentError::Io(io::ErrorKind::OutOfMemory.into()))?;
-        Ok(Self { ptr, len, fd: HandleFd::new(fd), name, unlink_on_drop })
+        let ptr =
+            NonNull::new(ptr).ok_or_else(|| SegmentError::Io(io::ErrorKind::OutOfMemory.into()))?;
+        Ok(Self {
+            ptr,
+            len,
+            fd: HandleFd::new(fd),
+            name,
+            unlink_on_drop,
+        })
     }
 
     /// Maps the same memory a second time through a duplicated descriptor.
@@ -246,7 +266,10 @@ impl Segment {
     /// second `unlink`), [`SegmentError::InvalidName`] if the segment has no
     /// name.
     pub fn unlink(&mut self) -> Result<(), SegmentError> {
-        let name = self.name.as_deref().ok_or_else(|| SegmentError::InvalidName(String::new()))?;
+        let name = self
+            .name
+            .as_deref()
+            .ok_or_else(|| SegmentError::InvalidName(String::new()))?;
         self.unlink_on_drop = false;
         unlink_named(name)
     }
@@ -273,7 +296,9 @@ impl Segment {
         // SAFETY: the range was checked to lie inside the mapping; `out` is a
         // distinct Rust buffer, so the regions cannot overlap. Racing writers in
         // other processes can only change which bytes are copied.
-        unsafe { std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), out.as_mut_ptr(), out.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), out.as_mut_ptr(), out.len())
+        };
         Ok(())
     }
 
@@ -285,14 +310,20 @@ impl Segment {
         self.check_range(offset, data.len())?;
         // SAFETY: the range lies inside the mapping and cannot overlap `data`,
         // a Rust buffer outside it.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(offset), data.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(offset), data.len())
+        };
         Ok(())
     }
 
     fn check_range(&self, offset: usize, len: usize) -> Result<(), SegmentError> {
         match offset.checked_add(len) {
             Some(end) if end <= self.len => Ok(()),
-            _ => Err(SegmentError::OutOfBounds { offset, len, size: self.len }),
+            _ => Err(SegmentError::OutOfBounds {
+                offset,
+                len,
+                size: self.len,
+            }),
         }
     }
 }
@@ -337,7 +368,12 @@ struct Wire {
 impl Serialize for Segment {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let fd = self.fd.try_clone().map_err(serde::ser::Error::custom)?;
-        Wire { fd, len: self.len as u64, name: self.name.clone() }.serialize(s)
+        Wire {
+            fd,
+            len: self.len as u64,
+            name: self.name.clone(),
+        }
+        .serialize(s)
     }
 }
 
@@ -348,7 +384,10 @@ impl<'de> Deserialize<'de> for Segment {
         let fd = w.fd.into_inner();
         let actual = sys::file_size(fd.as_fd()).map_err(D::Error::custom)?;
         if actual < w.len {
-            return Err(D::Error::custom(SegmentError::Truncated { expected: w.len, found: actual }));
+            return Err(D::Error::custom(SegmentError::Truncated {
+                expected: w.len,
+                found: actual,
+            }));
         }
         let len = check_size(w.len).map_err(D::Error::custom)?;
         Self::map(fd, len, w.name, false).map_err(D::Error::custom)

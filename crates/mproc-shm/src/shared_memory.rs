@@ -72,7 +72,9 @@ impl SharedMemory {
     /// [`SegmentError::ZeroSize`] for a size of zero (CPython's ValueError),
     /// and OS errors.
     pub fn create(size: usize) -> Result<Self, SegmentError> {
-        Ok(Self { seg: Segment::create_unique(PYTHON_NAME_PREFIX, size)? })
+        Ok(Self {
+            seg: Segment::create_unique(PYTHON_NAME_PREFIX, size)?,
+        })
     }
 
     /// Creates a block of `size` zero bytes named `name` (a leading `/` is
@@ -82,7 +84,9 @@ impl SharedMemory {
     /// [`SegmentError::AlreadyExists`] (CPython's FileExistsError),
     /// [`SegmentError::ZeroSize`], [`SegmentError::InvalidName`], OS errors.
     pub fn create_named(name: &str, size: usize) -> Result<Self, SegmentError> {
-        Ok(Self { seg: Segment::create_named(plain(name), size)? })
+        Ok(Self {
+            seg: Segment::create_named(plain(name), size)?,
+        })
     }
 
     /// Attaches to an existing block, whoever made it (Rust or Python). Its
@@ -92,7 +96,9 @@ impl SharedMemory {
     /// # Errors
     /// [`SegmentError::NotFound`] (CPython's FileNotFoundError), OS errors.
     pub fn open(name: &str) -> Result<Self, SegmentError> {
-        Ok(Self { seg: Segment::open_named(plain(name))? })
+        Ok(Self {
+            seg: Segment::open_named(plain(name))?,
+        })
     }
 
     /// The name, without a leading slash (as CPython's `.name`).
@@ -191,7 +197,9 @@ impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let seg = Segment::deserialize(d)?;
         if seg.name().is_none() {
-            return Err(serde::de::Error::custom("a SharedMemory handle must carry its name"));
+            return Err(serde::de::Error::custom(
+                "a SharedMemory handle must carry its name",
+            ));
         }
         Ok(Self { seg })
     }

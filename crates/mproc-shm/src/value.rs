@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{LockError, LockTimeoutError, SegmentError, TryLockError};
 use crate::mutex::Acquired;
-use crate::region::{Init, Region, KIND_RAW_VALUE, KIND_VALUE};
+use crate::region::{Init, KIND_RAW_VALUE, KIND_VALUE, Region};
 use crate::segment::Segment;
 
 /// Turns how a lock was acquired into the guard or the owner-died error.
@@ -23,7 +23,10 @@ pub(crate) fn lock_result<G>(a: Acquired, g: G) -> Result<G, LockError<G>> {
 }
 
 /// As [`lock_result`] for `try_lock`.
-pub(crate) fn try_lock_result<G>(a: Option<Acquired>, g: impl FnOnce() -> G) -> Result<G, TryLockError<G>> {
+pub(crate) fn try_lock_result<G>(
+    a: Option<Acquired>,
+    g: impl FnOnce() -> G,
+) -> Result<G, TryLockError<G>> {
     match a {
         None => Err(TryLockError::WouldBlock),
         Some(a) => lock_result(a, g()).map_err(TryLockError::from),
@@ -31,7 +34,10 @@ pub(crate) fn try_lock_result<G>(a: Option<Acquired>, g: impl FnOnce() -> G) -> 
 }
 
 /// As [`lock_result`] for `lock_deadline`.
-pub(crate) fn deadline_result<G>(a: Option<Acquired>, g: impl FnOnce() -> G) -> Result<G, LockTimeoutError<G>> {
+pub(crate) fn deadline_result<G>(
+    a: Option<Acquired>,
+    g: impl FnOnce() -> G,
+) -> Result<G, LockTimeoutError<G>> {
     match a {
         None => Err(LockTimeoutError::Timeout),
         Some(a) => lock_result(a, g()).map_err(LockTimeoutError::from),
@@ -108,7 +114,9 @@ impl<T: Pod + Send> Value<T> {
     /// [`SegmentError::Layout`] for a foreign segment or another kind or type,
     /// [`SegmentError::Truncated`] for a segment smaller than its header says.
     pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        Ok(Self { region: Region::open(seg, KIND_VALUE, Some(1))? })
+        Ok(Self {
+            region: Region::open(seg, KIND_VALUE, Some(1))?,
+        })
     }
 
     /// Copies the value out (under the lock).
@@ -144,14 +152,19 @@ impl<T: Pod + Send> Value<T> {
     /// [`TryLockError::WouldBlock`] if it is held, or
     /// [`TryLockError::OwnerDied`] (with the guard).
     pub fn try_lock(&self) -> Result<ValueGuard<'_, T>, TryLockError<ValueGuard<'_, T>>> {
-        try_lock_result(self.region.lock().try_lock(), || ValueGuard::new(&self.region))
+        try_lock_result(self.region.lock().try_lock(), || {
+            ValueGuard::new(&self.region)
+        })
     }
 
     /// Locks the value, waiting at most `timeout`.
     ///
     /// # Errors
     /// [`LockTimeoutError::Timeout`] or [`LockTimeoutError::OwnerDied`].
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<ValueGuard<'_, T>, LockTimeoutError<ValueGuard<'_, T>>> {
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ValueGuard<'_, T>, LockTimeoutError<ValueGuard<'_, T>>> {
         match Instant::now().checked_add(timeout) {
             Some(d) => self.lock_deadline(d),
             None => self.lock().map_err(LockTimeoutError::from),
@@ -162,8 +175,13 @@ impl<T: Pod + Send> Value<T> {
     ///
     /// # Errors
     /// [`LockTimeoutError::Timeout`] or [`LockTimeoutError::OwnerDied`].
-    pub fn lock_deadline(&self, deadline: Instant) -> Result<ValueGuard<'_, T>, LockTimeoutError<ValueGuard<'_, T>>> {
-        deadline_result(self.region.lock().lock_deadline(deadline), || ValueGuard::new(&self.region))
+    pub fn lock_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<ValueGuard<'_, T>, LockTimeoutError<ValueGuard<'_, T>>> {
+        deadline_result(self.region.lock().lock_deadline(deadline), || {
+            ValueGuard::new(&self.region)
+        })
     }
 
     /// Whether some process holds the lock right now (a snapshot).
@@ -186,13 +204,17 @@ impl<T: Pod + Send> Value<T> {
     /// # Errors
     /// OS errors from `dup` or `mmap`.
     pub fn try_clone(&self) -> Result<Self, SegmentError> {
-        Ok(Self { region: self.region.try_clone()? })
+        Ok(Self {
+            region: self.region.try_clone()?,
+        })
     }
 }
 
 impl<T> fmt::Debug for Value<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Value").field("segment", self.region.segment()).finish_non_exhaustive()
+        f.debug_struct("Value")
+            .field("segment", self.region.segment())
+            .finish_non_exhaustive()
     }
 }
 
@@ -218,7 +240,10 @@ pub struct ValueGuard<'a, T> {
 
 impl<'a, T: Pod> ValueGuard<'a, T> {
     fn new(region: &'a Region<T>) -> Self {
-        Self { region, _not_send: PhantomData }
+        Self {
+            region,
+            _not_send: PhantomData,
+        }
     }
 }
 
@@ -295,8 +320,7 @@ impl<T: Pod + Send> RawValue<T> {
     /// # Errors
     /// As [`Segment::create_named`].
     pub fn create_named(name: &str, v: T) -> Result<Self, SegmentError> {
-        let region =
-            Region::create_named(name, KIND_RAW_VALUE, 1, Init::Fill(v))?;
+        let region = Region::create_named(name, KIND_RAW_VALUE, 1, Init::Fill(v))?;
         Ok(Self { region })
     }
 
@@ -313,7 +337,9 @@ impl<T: Pod + Send> RawValue<T> {
     /// # Errors
     /// As [`Value::from_segment`].
     pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        Ok(Self { region: Region::open(seg, KIND_RAW_VALUE, Some(1))? })
+        Ok(Self {
+            region: Region::open(seg, KIND_RAW_VALUE, Some(1))?,
+        })
     }
 
     /// Copies the value out (racy, see the type's docs).
@@ -345,13 +371,17 @@ impl<T: Pod + Send> RawValue<T> {
     /// # Errors
     /// OS errors from `dup` or `mmap`.
     pub fn try_clone(&self) -> Result<Self, SegmentError> {
-        Ok(Self { region: self.region.try_clone()? })
+        Ok(Self {
+            region: self.region.try_clone()?,
+        })
     }
 }
 
 impl<T> fmt::Debug for RawValue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawValue").field("segment", self.region.segment()).finish_non_exhaustive()
+        f.debug_struct("RawValue")
+            .field("segment", self.region.segment())
+            .finish_non_exhaustive()
     }
 }
 

@@ -9,7 +9,10 @@ fn corpus() -> PathBuf {
 
 #[test]
 fn segment_header_corpus_replays_without_panic() {
-    let mut files: Vec<_> = std::fs::read_dir(corpus()).expect("corpus directory").map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(corpus())
+        .expect("corpus directory")
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert!(files.len() >= 8, "corpus too small: {files:?}");
     let mut valid = 0;

@@ -17,7 +17,9 @@ const LIMIT: Duration = Duration::from_secs(60);
 #[test]
 #[ignore = "child process of locked_value_total_is_exact"]
 fn child_increment_value() {
-    let Some((_, v)) = child_payload::<Value<u64>>(LIMIT) else { return };
+    let Some((_, v)) = child_payload::<Value<u64>>(LIMIT) else {
+        return;
+    };
     for _ in 0..INCREMENTS {
         *v.lock().unwrap() += 1;
     }
@@ -27,7 +29,9 @@ fn child_increment_value() {
 fn locked_value_total_is_exact() {
     watchdog(LIMIT, || {
         let v = Value::new(0u64).unwrap();
-        let kids: Vec<_> = (0..CHILDREN).map(|i| spawn_child("child_increment_value", &i.to_string(), &v)).collect();
+        let kids: Vec<_> = (0..CHILDREN)
+            .map(|i| spawn_child("child_increment_value", &i.to_string(), &v))
+            .collect();
         // The parent is one more incrementing process.
         for _ in 0..INCREMENTS {
             *v.lock().unwrap() += 1;
@@ -43,7 +47,9 @@ fn locked_value_total_is_exact() {
 #[test]
 #[ignore = "child process of atomic_fetch_add_total_is_exact"]
 fn child_fetch_add() {
-    let Some((_, a)) = child_payload::<SharedAtomicU64>(LIMIT) else { return };
+    let Some((_, a)) = child_payload::<SharedAtomicU64>(LIMIT) else {
+        return;
+    };
     for _ in 0..INCREMENTS {
         a.fetch_add(1, Ordering::Relaxed);
     }
@@ -53,7 +59,9 @@ fn child_fetch_add() {
 fn atomic_fetch_add_total_is_exact() {
     watchdog(LIMIT, || {
         let a = SharedAtomicU64::new(0).unwrap();
-        let kids: Vec<_> = (0..CHILDREN).map(|i| spawn_child("child_fetch_add", &i.to_string(), &a)).collect();
+        let kids: Vec<_> = (0..CHILDREN)
+            .map(|i| spawn_child("child_fetch_add", &i.to_string(), &a))
+            .collect();
         for _ in 0..INCREMENTS {
             a.fetch_add(1, Ordering::Relaxed);
         }
@@ -73,7 +81,9 @@ fn pattern(child: usize, j: usize) -> f64 {
 #[test]
 #[ignore = "child process of children_write_disjoint_parts_of_an_array"]
 fn child_write_part() {
-    let Some((role, (a, raw))) = child_payload::<(Array<f64>, RawArray<u32>)>(LIMIT) else { return };
+    let Some((role, (a, raw))) = child_payload::<(Array<f64>, RawArray<u32>)>(LIMIT) else {
+        return;
+    };
     let i: usize = role.parse().unwrap();
     let mine: Vec<f64> = (0..PART).map(|j| pattern(i, j)).collect();
     // Half through a copy, half in place under the guard.
@@ -92,8 +102,9 @@ fn children_write_disjoint_parts_of_an_array() {
         let n = 4;
         let a = Array::<f64>::new(n * PART).unwrap();
         let raw = RawArray::<u32>::new(n * PART).unwrap();
-        let kids: Vec<_> =
-            (0..n).map(|i| spawn_child("child_write_part", &i.to_string(), &(&a, &raw))).collect();
+        let kids: Vec<_> = (0..n)
+            .map(|i| spawn_child("child_write_part", &i.to_string(), &(&a, &raw)))
+            .collect();
         for k in kids {
             k.wait_success(LIMIT);
         }
@@ -111,7 +122,9 @@ fn children_write_disjoint_parts_of_an_array() {
 #[test]
 #[ignore = "child process of a_holder_that_dies_is_reported_with_the_guard"]
 fn child_dies_holding_lock() {
-    let Some((_, v)) = child_payload::<Value<u64>>(LIMIT) else { return };
+    let Some((_, v)) = child_payload::<Value<u64>>(LIMIT) else {
+        return;
+    };
     let mut g = v.lock().unwrap();
     *g = 42;
     std::mem::forget(g);

@@ -1,7 +1,7 @@
 //! Property tests: copies in and out of shared arrays round-trip, and a
 //! corrupted segment header is always rejected, never a panic.
 
-use mproc_shm::{Array, RawArray, SegmentError, Segment, SharedAtomicU64, Value};
+use mproc_shm::{Array, RawArray, Segment, SegmentError, SharedAtomicU64, Value};
 use proptest::prelude::*;
 
 proptest! {
@@ -95,7 +95,12 @@ fn an_untouched_copy_is_accepted() {
     let b = Array::<u64>::from_segment(corrupted(a.segment(), 100, 1)).unwrap();
     assert_eq!(b.to_vec(), [1, 2, 3]);
     let v = Value::new(5u32).unwrap();
-    assert_eq!(Value::<u32>::from_segment(corrupted(v.segment(), 127, 1)).unwrap().get(), 5);
+    assert_eq!(
+        Value::<u32>::from_segment(corrupted(v.segment(), 127, 1))
+            .unwrap()
+            .get(),
+        5
+    );
     let mut bytes = vec![0u8; a.segment().len()];
     a.segment().read(0, &mut bytes).unwrap();
     assert_eq!(mproc_shm::fuzzing::segment_header(&bytes), 1);

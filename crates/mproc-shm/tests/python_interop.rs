@@ -27,7 +27,9 @@ fn python() -> Option<&'static str> {
     if ok {
         Some("python3")
     } else {
-        eprintln!("skipping Python interop test: python3 with multiprocessing.shared_memory is not available");
+        eprintln!(
+            "skipping Python interop test: python3 with multiprocessing.shared_memory is not available"
+        );
         None
     }
 }
@@ -123,9 +125,16 @@ fn python_creates_rust_opens() {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let name = rx.recv_timeout(LIMIT).expect("python did not print the segment name").trim().to_owned();
+        let name = rx
+            .recv_timeout(LIMIT)
+            .expect("python did not print the segment name")
+            .trim()
+            .to_owned();
         let _unlink = Unlink(name.clone());
-        assert!(name.starts_with("psm_") && name.len() == 12, "python name {name:?}");
+        assert!(
+            name.starts_with("psm_") && name.len() == 12,
+            "python name {name:?}"
+        );
 
         let shm = SharedMemory::open(&name).unwrap();
         assert_eq!(shm.size(), SIZE);
@@ -142,7 +151,10 @@ fn python_creates_rust_opens() {
         let err = stderr.recv_timeout(LIMIT).unwrap_or_default();
         assert!(st.success(), "python failed: {st:?}\n{err}");
         assert!(!err.contains("resource_tracker"), "python warned: {err}");
-        assert!(matches!(SharedMemory::open(&name), Err(SegmentError::NotFound(_))));
+        assert!(matches!(
+            SharedMemory::open(&name),
+            Err(SegmentError::NotFound(_))
+        ));
     });
 }
 
@@ -185,13 +197,16 @@ fn rust_creates_python_opens() {
         let (reap, stderr) = child;
         let st = reap.wait(LIMIT);
         let err = stderr.recv_timeout(LIMIT).unwrap_or_default();
-        assert!(st.success(), "python failed (bytes did not match?): {st:?}\n{err}");
+        assert!(
+            st.success(),
+            "python failed (bytes did not match?): {st:?}\n{err}"
+        );
         assert!(!err.contains("resource_tracker"), "python warned: {err}");
         let mut back = [0u8; 10];
         shm.read(0, &mut back).unwrap();
         assert_eq!(&back, b"frompython");
         // Python did not unlink it; the creator does, on drop.
-        assert_eq!(shm_entries(&name), [name.clone()]);
+        assert_eq!(shm_entries(&name), std::slice::from_ref(&name));
         drop(shm);
         assert!(shm_entries(&name).is_empty());
     });

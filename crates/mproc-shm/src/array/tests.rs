@@ -15,7 +15,14 @@ fn new_is_zeroed_and_copies_round_trip() {
     assert_eq!(a.get(11), Some(2));
     assert_eq!(a.get(100), None);
     a.set(99, 7).unwrap();
-    assert_eq!(a.set(100, 7), Err(RangeError { start: 100, len: 1, array_len: 100 }));
+    assert_eq!(
+        a.set(100, 7),
+        Err(RangeError {
+            start: 100,
+            len: 1,
+            array_len: 100
+        })
+    );
     assert_eq!(a.get(99), Some(7));
 }
 
@@ -23,11 +30,24 @@ fn new_is_zeroed_and_copies_round_trip() {
 fn out_of_range_copies_fail_without_copying() {
     let a = Array::from_slice(&[1u8, 2, 3]).unwrap();
     let e = a.copy_from(2, &[9, 9]).unwrap_err();
-    assert_eq!(e, RangeError { start: 2, len: 2, array_len: 3 });
-    assert_eq!(e.to_string(), "range of 2 elements at index 2 is out of range for an array of length 3");
+    assert_eq!(
+        e,
+        RangeError {
+            start: 2,
+            len: 2,
+            array_len: 3
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "range of 2 elements at index 2 is out of range for an array of length 3"
+    );
     assert_eq!(a.to_vec(), [1, 2, 3]);
     assert!(a.copy_to(usize::MAX, &mut [0u8; 2]).is_err());
-    assert_eq!(a.set(3, 0).unwrap_err().to_string(), "index 3 is out of range for an array of length 3");
+    assert_eq!(
+        a.set(3, 0).unwrap_err().to_string(),
+        "index 3 is out of range for an array of length 3"
+    );
 }
 
 #[test]
@@ -52,7 +72,10 @@ fn iter_crosses_chunks_and_sees_every_element() {
     let it = a.iter();
     assert_eq!(it.len(), 10_000);
     assert_eq!(it.collect::<Vec<_>>(), data);
-    assert_eq!((&a).into_iter().map(|x| x * 2).sum::<u64>(), 2 * data.iter().sum::<u64>());
+    assert_eq!(
+        (&a).into_iter().map(|x| x * 2).sum::<u64>(),
+        2 * data.iter().sum::<u64>()
+    );
     let raw = RawArray::from_slice(&data).unwrap();
     assert_eq!(raw.iter().collect::<Vec<_>>(), data);
 }
@@ -67,7 +90,11 @@ fn empty_arrays_work() {
     a.copy_from(0, &[]).unwrap();
     assert!(a.copy_from(0, &[1]).is_err());
     let (bytes, fds) = to_bytes_with_fds(&a).unwrap();
-    assert!(from_bytes_with_fds::<Array<u16>>(&bytes, fds).unwrap().is_empty());
+    assert!(
+        from_bytes_with_fds::<Array<u16>>(&bytes, fds)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -83,7 +110,10 @@ fn handle_round_trip_and_type_checks() {
     let (bytes, fds) = to_bytes_with_fds(&a).unwrap();
     assert!(from_bytes_with_fds::<RawArray<i32>>(&bytes, fds).is_err());
     let e = Array::<i64>::from_segment(a.segment().try_clone().unwrap()).unwrap_err();
-    assert!(matches!(e, SegmentError::Layout(LayoutError::Fingerprint { .. })));
+    assert!(matches!(
+        e,
+        SegmentError::Layout(LayoutError::Fingerprint { .. })
+    ));
     let e = crate::Value::<i32>::from_segment(a.segment().try_clone().unwrap()).unwrap_err();
     assert!(matches!(e, SegmentError::Layout(LayoutError::Kind { .. })));
 }
@@ -113,8 +143,14 @@ fn user_pod_types_and_big_alignment() {
 
 #[test]
 fn absurd_lengths_are_errors() {
-    assert!(matches!(Array::<u64>::new(usize::MAX), Err(SegmentError::TooLarge { .. })));
-    assert!(matches!(Array::<u8>::new(usize::MAX - 10), Err(SegmentError::TooLarge { .. })));
+    assert!(matches!(
+        Array::<u64>::new(usize::MAX),
+        Err(SegmentError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        Array::<u8>::new(usize::MAX - 10),
+        Err(SegmentError::TooLarge { .. })
+    ));
 }
 
 #[test]
@@ -126,9 +162,15 @@ fn named_arrays() {
     assert_eq!(a.to_vec(), b"0123456789");
     assert!(RawArray::<u8>::open_named(&name).is_err());
     drop((a, b));
-    assert!(matches!(Array::<u8>::open_named(&name), Err(SegmentError::NotFound(_))));
+    assert!(matches!(
+        Array::<u8>::open_named(&name),
+        Err(SegmentError::NotFound(_))
+    ));
     let raw = RawArray::<f32>::create_named(&name, 2).unwrap();
-    RawArray::<f32>::open_named(&name).unwrap().set(1, 2.5).unwrap();
+    RawArray::<f32>::open_named(&name)
+        .unwrap()
+        .set(1, 2.5)
+        .unwrap();
     assert_eq!(raw.to_vec(), [0.0, 2.5]);
 }
 

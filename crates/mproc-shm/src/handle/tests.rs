@@ -21,10 +21,17 @@ fn deserializing_without_fds_is_an_error() {
 fn round_trip_through_a_socket() {
     let (a, b) = UnixStream::pair().unwrap();
     let (mut r, mut w) = UnixStream::pair().unwrap();
-    let payload = (7u32, HandleFd::new(OwnedFd::from(w.try_clone().unwrap())), String::from("x"));
+    let payload = (
+        7u32,
+        HandleFd::new(OwnedFd::from(w.try_clone().unwrap())),
+        String::from("x"),
+    );
     let (bytes, fds) = to_bytes_with_fds(&payload).unwrap();
     let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-    assert_eq!(send_with_fds(a.as_fd(), &bytes, &borrowed).unwrap(), bytes.len());
+    assert_eq!(
+        send_with_fds(a.as_fd(), &bytes, &borrowed).unwrap(),
+        bytes.len()
+    );
     drop(fds);
     let mut buf = vec![0u8; 256];
     let mut got = Vec::new();

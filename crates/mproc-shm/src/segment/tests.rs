@@ -9,15 +9,27 @@ fn anonymous_is_zeroed_and_readable() {
     seg.read(0, &mut buf).unwrap();
     assert!(buf.iter().all(|&b| b == 0));
     seg.write(9_995, b"12345").unwrap();
-    assert!(matches!(seg.write(9_996, b"12345"), Err(SegmentError::OutOfBounds { .. })));
-    assert!(matches!(seg.read(usize::MAX, &mut [0u8; 2]), Err(SegmentError::OutOfBounds { .. })));
+    assert!(matches!(
+        seg.write(9_996, b"12345"),
+        Err(SegmentError::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        seg.read(usize::MAX, &mut [0u8; 2]),
+        Err(SegmentError::OutOfBounds { .. })
+    ));
 }
 
 #[test]
 fn zero_and_absurd_sizes_are_errors() {
     assert!(matches!(Segment::anonymous(0), Err(SegmentError::ZeroSize)));
-    assert!(matches!(Segment::anonymous(usize::MAX), Err(SegmentError::TooLarge { .. })));
-    assert!(matches!(Segment::create_named("mproc_t_zero", 0), Err(SegmentError::ZeroSize)));
+    assert!(matches!(
+        Segment::anonymous(usize::MAX),
+        Err(SegmentError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        Segment::create_named("mproc_t_zero", 0),
+        Err(SegmentError::ZeroSize)
+    ));
 }
 
 #[test]
@@ -35,15 +47,27 @@ fn named_creator_unlinks_and_opener_does_not() {
     }
     // The opener's drop left the name in place.
     assert!(Segment::open_named(&name).is_ok());
-    assert!(matches!(Segment::create_named(&name, 10), Err(SegmentError::AlreadyExists(_))));
+    assert!(matches!(
+        Segment::create_named(&name, 10),
+        Err(SegmentError::AlreadyExists(_))
+    ));
     drop(seg);
-    assert!(matches!(Segment::open_named(&name), Err(SegmentError::NotFound(_))));
+    assert!(matches!(
+        Segment::open_named(&name),
+        Err(SegmentError::NotFound(_))
+    ));
 }
 
 #[test]
 fn bad_names_are_errors() {
     for n in ["", "a/b", "a\0b", ".", ".."] {
-        assert!(matches!(Segment::create_named(n, 10), Err(SegmentError::InvalidName(_))), "{n:?}");
+        assert!(
+            matches!(
+                Segment::create_named(n, 10),
+                Err(SegmentError::InvalidName(_))
+            ),
+            "{n:?}"
+        );
     }
 }
 
@@ -52,7 +76,10 @@ fn explicit_unlink_twice_is_not_found() {
     let mut seg = Segment::create_unique(NAME_PREFIX, 64).unwrap();
     seg.unlink().unwrap();
     let name = seg.name().unwrap().to_owned();
-    assert!(matches!(unlink_named(&name), Err(SegmentError::NotFound(_))));
+    assert!(matches!(
+        unlink_named(&name),
+        Err(SegmentError::NotFound(_))
+    ));
 }
 
 #[test]
@@ -69,16 +96,37 @@ fn serialize_round_trip_shares_memory() {
 
 #[test]
 fn header_checks() {
-    use crate::layout::{Layout, HEADER_SIZE};
+    use crate::layout::{HEADER_SIZE, Layout};
     let seg = Segment::anonymous(4096).unwrap();
-    let layout = Layout { kind: 0x0101, fingerprint: crate::fingerprint_of::<u64>("u64") };
-    assert!(matches!(seg.check_layout(layout), Err(SegmentError::Layout(LayoutError::BadMagic(0)))));
+    let layout = Layout {
+        kind: 0x0101,
+        fingerprint: crate::fingerprint_of::<u64>("u64"),
+    };
+    assert!(matches!(
+        seg.check_layout(layout),
+        Err(SegmentError::Layout(LayoutError::BadMagic(0)))
+    ));
     seg.header().unwrap().init(layout, 4096, [1, 2, 3, 4]);
     assert_eq!(seg.check_layout(layout).unwrap(), [1, 2, 3, 4]);
-    let other = Layout { kind: 0x0102, ..layout };
-    assert!(matches!(seg.check_layout(other), Err(SegmentError::Layout(LayoutError::Kind { .. }))));
-    let other = Layout { fingerprint: crate::fingerprint_of::<u32>("u32"), ..layout };
-    assert!(matches!(seg.check_layout(other), Err(SegmentError::Layout(LayoutError::Fingerprint { .. }))));
+    let other = Layout {
+        kind: 0x0102,
+        ..layout
+    };
+    assert!(matches!(
+        seg.check_layout(other),
+        Err(SegmentError::Layout(LayoutError::Kind { .. }))
+    ));
+    let other = Layout {
+        fingerprint: crate::fingerprint_of::<u32>("u32"),
+        ..layout
+    };
+    assert!(matches!(
+        seg.check_layout(other),
+        Err(SegmentError::Layout(LayoutError::Fingerprint { .. }))
+    ));
     let small = Segment::anonymous(HEADER_SIZE - 1).unwrap();
-    assert!(matches!(small.check_layout(layout), Err(SegmentError::Layout(LayoutError::TooSmall { .. }))));
+    assert!(matches!(
+        small.check_layout(layout),
+        Err(SegmentError::Layout(LayoutError::TooSmall { .. }))
+    ));
 }

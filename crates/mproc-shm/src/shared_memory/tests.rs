@@ -15,7 +15,11 @@ fn generated_names_have_python_form() {
     let name = shm.name();
     assert_eq!(name.len(), 12, "{name}");
     assert!(name.starts_with("psm_"));
-    assert!(name[4..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(
+        name[4..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
     assert_eq!(shm.size(), 1);
     assert!(shm.unlinks_on_drop());
 }
@@ -36,7 +40,10 @@ fn open_read_write_and_creator_unlinks() {
     peer.close();
     assert!(SharedMemory::open(&name).is_ok());
     shm.close();
-    assert!(matches!(SharedMemory::open(&name), Err(SegmentError::NotFound(_))));
+    assert!(matches!(
+        SharedMemory::open(&name),
+        Err(SegmentError::NotFound(_))
+    ));
 }
 
 #[test]
@@ -49,18 +56,33 @@ fn persist_keeps_the_name_and_unlink_twice_is_not_found() {
     let mut again = SharedMemory::open(&name).unwrap();
     again.unlink().unwrap();
     assert!(matches!(again.unlink(), Err(SegmentError::NotFound(_))));
-    assert!(matches!(SharedMemory::open(&name), Err(SegmentError::NotFound(_))));
+    assert!(matches!(
+        SharedMemory::open(&name),
+        Err(SegmentError::NotFound(_))
+    ));
 }
 
 #[test]
 fn argument_errors() {
-    assert!(matches!(SharedMemory::create(0), Err(SegmentError::ZeroSize)));
-    assert!(matches!(SharedMemory::open("psm_nonexistent_x"), Err(SegmentError::NotFound(_))));
+    assert!(matches!(
+        SharedMemory::create(0),
+        Err(SegmentError::ZeroSize)
+    ));
+    assert!(matches!(
+        SharedMemory::open("psm_nonexistent_x"),
+        Err(SegmentError::NotFound(_))
+    ));
     let name = format!("mproc_t_shm_{}", crate::segment::random_hex(8));
     let a = SharedMemory::create_named(&format!("/{name}"), 10).unwrap();
     assert_eq!(a.name(), name);
-    assert!(matches!(SharedMemory::create_named(&name, 10), Err(SegmentError::AlreadyExists(_))));
-    assert!(matches!(SharedMemory::create_named("a/b", 10), Err(SegmentError::InvalidName(_))));
+    assert!(matches!(
+        SharedMemory::create_named(&name, 10),
+        Err(SegmentError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        SharedMemory::create_named("a/b", 10),
+        Err(SegmentError::InvalidName(_))
+    ));
 }
 
 #[test]

@@ -27,7 +27,11 @@ fn lock_timeout_waits_at_least_the_timeout() {
     let v = Value::new([0u8; 24]).unwrap();
     let _g = v.lock().unwrap();
     let t0 = Instant::now();
-    assert!(v.lock_timeout(Duration::from_millis(50)).unwrap_err().is_timeout());
+    assert!(
+        v.lock_timeout(Duration::from_millis(50))
+            .unwrap_err()
+            .is_timeout()
+    );
     assert!(t0.elapsed() >= Duration::from_millis(50));
     let past = Instant::now();
     assert!(v.lock_deadline(past).unwrap_err().is_timeout());
@@ -76,20 +80,43 @@ fn handle_of_another_type_is_rejected() {
     let (bytes, fds) = to_bytes_with_fds(&v).unwrap();
     assert!(from_bytes_with_fds::<crate::Array<u64>>(&bytes, fds).is_err());
     let (bytes, fds) = to_bytes_with_fds(&v).unwrap();
-    assert_eq!(from_bytes_with_fds::<Value<u64>>(&bytes, fds).unwrap().get(), 1);
+    assert_eq!(
+        from_bytes_with_fds::<Value<u64>>(&bytes, fds)
+            .unwrap()
+            .get(),
+        1
+    );
 }
 
 #[test]
 fn from_segment_reports_what_is_wrong() {
     let v = Value::new(9u32).unwrap();
     let e = Value::<f32>::from_segment(v.segment().try_clone().unwrap()).unwrap_err();
-    assert!(matches!(e, SegmentError::Layout(LayoutError::Fingerprint { .. })), "{e}");
+    assert!(
+        matches!(e, SegmentError::Layout(LayoutError::Fingerprint { .. })),
+        "{e}"
+    );
     let e = RawValue::<u32>::from_segment(v.segment().try_clone().unwrap()).unwrap_err();
-    assert!(matches!(e, SegmentError::Layout(LayoutError::Kind { expected: 0x0102, found: 0x0101 })), "{e}");
+    assert!(
+        matches!(
+            e,
+            SegmentError::Layout(LayoutError::Kind {
+                expected: 0x0102,
+                found: 0x0101
+            })
+        ),
+        "{e}"
+    );
     let foreign = Segment::anonymous(4096).unwrap();
     let e = Value::<u32>::from_segment(foreign).unwrap_err();
-    assert!(matches!(e, SegmentError::Layout(LayoutError::BadMagic(0))), "{e}");
-    assert_eq!(e.to_string(), "shared memory segment has an unexpected layout");
+    assert!(
+        matches!(e, SegmentError::Layout(LayoutError::BadMagic(0))),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "shared memory segment has an unexpected layout"
+    );
     let tiny = Segment::anonymous(16).unwrap();
     assert!(matches!(
         Value::<u32>::from_segment(tiny),
@@ -106,7 +133,10 @@ fn truncated_segment_is_rejected() {
     let short = Segment::anonymous(300).unwrap();
     short.write(0, &head).unwrap();
     let e = Value::<[u64; 64]>::from_segment(short).unwrap_err();
-    assert!(matches!(e, SegmentError::Layout(LayoutError::Size { .. })), "{e}");
+    assert!(
+        matches!(e, SegmentError::Layout(LayoutError::Size { .. })),
+        "{e}"
+    );
 }
 
 #[test]
@@ -122,7 +152,10 @@ fn named_value_is_shared_by_name_and_unlinked_by_creator() {
     }
     assert_eq!(v.get(), 12);
     drop(v);
-    assert!(matches!(Value::<u16>::open_named(&name), Err(SegmentError::NotFound(_))));
+    assert!(matches!(
+        Value::<u16>::open_named(&name),
+        Err(SegmentError::NotFound(_))
+    ));
 }
 
 #[test]

@@ -40,7 +40,9 @@ pub fn watchdog<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send
             Err(p) => std::panic::resume_unwind(p),
             Ok(()) => unreachable!("the worker ended without sending a result"),
         },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("watchdog: test did not finish within {limit:?}"),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("watchdog: test did not finish within {limit:?}")
+        }
     }
 }
 
@@ -114,12 +116,19 @@ pub fn spawn_child<P: Serialize>(test: &str, role: &str, payload: &P) -> TestChi
     drop(fds);
     let raw: Vec<RawFd> = high.iter().map(AsRawFd::as_raw_fd).collect();
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-    cmd.args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1", "-q"])
-        .env(ROLE, role)
-        .env(MSG, hex(&bytes))
-        .env(NFDS, raw.len().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
+    cmd.args([
+        "--exact",
+        test,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(ROLE, role)
+    .env(MSG, hex(&bytes))
+    .env(NFDS, raw.len().to_string())
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
     // SAFETY: the closure runs between fork and exec and only makes
     // async-signal-safe system calls (dup2, prctl) on pre-computed values.
     unsafe {
@@ -137,7 +146,10 @@ pub fn spawn_child<P: Serialize>(test: &str, role: &str, payload: &P) -> TestChi
     }
     let child = cmd.spawn().expect("spawn child");
     drop(high);
-    TestChild { child: Some(child), what: format!("{test}/{role}") }
+    TestChild {
+        child: Some(child),
+        what: format!("{test}/{role}"),
+    }
 }
 
 /// In a child started by [`spawn_child`]: the role and payload, or `None`
@@ -152,7 +164,10 @@ pub fn child_payload<P: DeserializeOwned>(limit: Duration) -> Option<(String, P)
     });
     let role = std::env::var(ROLE).ok()?;
     let bytes = unhex(&std::env::var(MSG).expect("payload"));
-    let n: usize = std::env::var(NFDS).expect("fd count").parse().expect("fd count");
+    let n: usize = std::env::var(NFDS)
+        .expect("fd count")
+        .parse()
+        .expect("fd count");
     let fds = (0..n)
         .map(|i| {
             // SAFETY: the parent placed exactly `n` descriptors at FD_BASE.. for
@@ -169,7 +184,9 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex")).collect()
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect()
 }
 
 /// The names of `/dev/shm` entries that start with `prefix`.
