@@ -1,0 +1,298 @@
+//! Interoperability with the real CPython: its `multiprocessing.connection`
+//! Listener and Client against ours, with authkeys, both directions.
+//!
+//! Skipped (with a message) when `python3` is not installed. Python 3.11 and
+//! older speak only the legacy HMAC-MD5 handshake; the "modern" tests install
+//! CPython 3.12's handshake into older Pythons so the `{sha256}` form is
+//! exercised against a Python implementation on every version.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{pattern, watchdog};
+use mproc_pipe::{Address, AuthError, Client, ConnectError, Connection, Listener};
+
+const PY: &str = r#"
+import hmac, os, sys, tempfile
+from multiprocessing import connection as mc
+from multiprocessing import AuthenticationError
+
+def install_modern():
+    # CPython 3.12's handshake (gh-61460); strict: only {sha256} answers pass.
+    allowed = {b'md5', b'sha256', b'sha384', b'sha3_256', b'sha3_384'}
+    def split(message):
+        if len(message) in (20, 16):
+            return '', message
+        if message.startswith(b'{'):
+            curly = message.find(b'}', 1, 10)
+            if curly > 0 and message[1:curly] in allowed:
+                return message[1:curly].decode('ascii'), message[curly + 1:]
+        raise AuthenticationError('unsupported message')
+    def deliver_challenge(c, authkey, digest_name='sha256'):
+        message = b'{%s}%s' % (digest_name.encode('ascii'), os.urandom(40))
+        c.send_bytes(b'#CHALLENGE#' + message)
+        response = c.recv_bytes(256)
+        name, mac = split(response)
+        expected = hmac.new(authkey, message, name or 'md5').digest()
+        if name != 'sha256' or not hmac.compare_digest(expected, mac):
+            c.send_bytes(b'#FAILURE#')
+            raise AuthenticationError('digest received was wrong')
+        c.send_bytes(b'#WELCOME#')
+    def answer_challenge(c, authkey):
+        message = c.recv_bytes(256)
+        if not message.startswith(b'#CHALLENGE#'):
+            raise AuthenticationError('expected challenge')
+        message = message[11:]
+        name = split(message)[0]
+        if name != 'sha256':
+            raise AuthenticationError('expected a modern challenge')
+        c.send_bytes(b'{sha256}' + hmac.new(authkey, message, 'sha256').digest())
+        if c.recv_bytes(256) != b'#WELCOME#':
+            raise AuthenticationError('digest sent was rejected')
+    mc.deliver_challenge = deliver_challenge
+    mc.answer_challenge = answer_challenge
+
+def echo(c):
+    while True:
+        try:
+            m = c.recv_bytes()
+        except EOFError:
+            break
+        c.send_bytes(b'py:' + m)
+    print('DONE', flush=True)
+
+role, mode, family, key = sys.argv[1:5]
+key = key.encode()
+if mode == 'modern':
+    install_modern()
+if role == 'server':
+    addr = ('127.0.0.1', 0) if family == 'tcp' else os.path.join(tempfile.mkdtemp(), 'sock')
+    with mc.Listener(addr, authkey=key) as l:
+        a = l.address
+        print('tcp %s %d' % a if family == 'tcp' else 'unix ' + a, flush=True)
+        try:
+            c = l.accept()
+        except AuthenticationError as e:
+            print('AUTHFAIL', e, flush=True)
+            sys.exit(3)
+        echo(c)
+else:
+    addr = (sys.argv[5], int(sys.argv[6])) if family == 'tcp' else sys.argv[5]
+    try:
+        c = mc.Client(addr, authkey=key)
+    except AuthenticationError as e:
+        print('AUTHFAIL', e, flush=True)
+        sys.exit(3)
+    c.send_bytes(b'hello from python')
+    echo(c)
+"#;
+
+/// A python3 child: killed and reaped if the test fails early.
+struct Py {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl Py {
+    fn start(args: &[&str]) -> Option<Self> {
+        let mut child = match Command::new("python3")
+            .arg("-c")
+            .arg(PY)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("SKIPPED: python3 is not available ({e})");
+                return None;
+            }
+        };
+        let out = BufReader::new(child.stdout.take().expect("piped stdout"));
+        Some(Self { child, out })
+    }
+
+    fn line(&mut self) -> String {
+        let mut s = String::new();
+        self.out.read_line(&mut s).expect("read python output");
+        s.trim_end().to_owned()
+    }
+
+    /// Waits (the watchdog bounds it) and returns the exit code.
+    fn finish(mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                if !st.success() {
+                    let mut err = String::new();
+                    if let Some(mut e) = self.child.stderr.take() {
+                        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                    }
+                    eprintln!("python stderr:\n{err}");
+                }
+                return st.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "python did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Py {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_address(line: &str) -> Address {
+    let mut parts = line.split(' ');
+    match parts.next() {
+        Some("tcp") => {
+            let host = parts.next().expect("host");
+            let port: u16 = parts.next().expect("port").parse().expect("port number");
+            Address::Tcp(format!("{host}:{port}").parse().expect("socket address"))
+        }
+        Some("unix") => Address::Unix(PathBuf::from(parts.next().expect("path"))),
+        _ => panic!("unexpected python output {line:?}"),
+    }
+}
+
+fn exchange(c: &Connection) {
+    for msg in [b"hello".to_vec(), Vec::new(), vec![7], pattern(100_000), pattern(3 << 20)] {
+        c.send_bytes(&msg).unwrap();
+        let back = c.recv_bytes().unwrap();
+        assert!(back.starts_with(b"py:") && back[3..] == msg[..], "echo of {} bytes", msg.len());
+    }
+    let mut buf = vec![0u8; 64];
+    c.send_bytes(b"into").unwrap();
+    assert_eq!(c.recv_bytes_into(&mut buf).unwrap(), 7);
+    assert_eq!(&buf[..7], b"py:into");
+}
+
+fn rust_client_python_listener(mode: &'static str, family: &'static str) {
+    watchdog(60, move || {
+        let Some(mut py) = Py::start(&["server", mode, family, "secret"]) else { return };
+        let addr = parse_address(&py.line());
+        let c = Client::new(addr).authkey(b"secret").allow_legacy_md5(mode == "legacy").connect().unwrap();
+        exchange(&c);
+        drop(c);
+        assert_eq!(py.line(), "DONE");
+        assert_eq!(py.finish(), 0);
+    });
+}
+
+fn python_client_rust_listener(mode: &'static str, family: &'static str) {
+    watchdog(60, move || {
+        let b = match family {
+            "tcp" => Listener::builder("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap()),
+            _ => Listener::builder_auto(),
+        };
+        let l = b.authkey(b"secret").allow_legacy_md5(mode == "legacy").bind().unwrap();
+        let args: Vec<String> = match l.address() {
+            Address::Tcp(a) => vec![a.ip().to_string(), a.port().to_string()],
+            Address::Unix(p) => vec![p.display().to_string()],
+        };
+        let mut all = vec!["client", mode, family, "secret"];
+        all.extend(args.iter().map(String::as_str));
+        let Some(mut py) = Py::start(&all) else { return };
+        let c = l.accept().unwrap();
+        assert_eq!(c.recv_bytes().unwrap(), b"hello from python");
+        exchange(&c);
+        drop(c);
+        assert_eq!(py.line(), "DONE");
+        assert_eq!(py.finish(), 0);
+    });
+}
+
+#[test]
+fn rust_client_python_listener_unix_modern() {
+    rust_client_python_listener("modern", "unix");
+}
+
+#[test]
+fn rust_client_python_listener_tcp_modern() {
+    rust_client_python_listener("modern", "tcp");
+}
+
+#[test]
+fn rust_client_python_listener_native_handshake() {
+    // Python's own handshake: legacy HMAC-MD5 before 3.12, {sha256} from 3.12.
+    rust_client_python_listener("legacy", "unix");
+}
+
+#[test]
+fn python_client_rust_listener_unix_modern() {
+    python_client_rust_listener("modern", "unix");
+}
+
+#[test]
+fn python_client_rust_listener_tcp_modern() {
+    python_client_rust_listener("modern", "tcp");
+}
+
+#[test]
+fn python_client_rust_listener_native_handshake() {
+    python_client_rust_listener("legacy", "tcp");
+}
+
+#[test]
+fn wrong_key_fails_on_both_sides_rust_client() {
+    for mode in ["modern", "legacy"] {
+        watchdog(60, move || {
+            let Some(mut py) = Py::start(&["server", mode, "unix", "secret"]) else { return };
+            let addr = parse_address(&py.line());
+            let err = Client::new(addr).authkey(b"wrong").allow_legacy_md5(true).connect().unwrap_err();
+            // Python rejects our answer to its challenge.
+            assert!(matches!(err, ConnectError::Auth(AuthError::Rejected)), "{mode}: {err:?}");
+            assert!(py.line().starts_with("AUTHFAIL"));
+            assert_eq!(py.finish(), 3);
+        });
+    }
+}
+
+#[test]
+fn wrong_key_fails_on_both_sides_python_client() {
+    for mode in ["modern", "legacy"] {
+        watchdog(60, move || {
+            let l = Listener::builder_auto().authkey(b"secret").allow_legacy_md5(true).bind().unwrap();
+            let Address::Unix(p) = l.address().clone() else { unreachable!() };
+            let path = p.display().to_string();
+            let Some(mut py) = Py::start(&["client", mode, "unix", "wrong", &path]) else { return };
+            let err = l.accept().unwrap_err();
+            assert!(matches!(err, ConnectError::Auth(AuthError::WrongDigest)), "{mode}: {err:?}");
+            assert!(err.to_string().contains("digest received was wrong"));
+            assert!(py.line().starts_with("AUTHFAIL"));
+            assert_eq!(py.finish(), 3);
+        });
+    }
+}
+
+#[test]
+fn legacy_python_is_refused_unless_enabled() {
+    watchdog(60, || {
+        let out = match Command::new("python3").args(["-c", "import sys; print(sys.version_info >= (3, 12))"]).output() {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("SKIPPED: python3 is not available ({e})");
+                return;
+            }
+        };
+        if String::from_utf8_lossy(&out.stdout).trim() == "True" {
+            eprintln!("SKIPPED: python3 speaks the modern handshake natively");
+            return;
+        }
+        let Some(mut py) = Py::start(&["server", "legacy", "unix", "secret"]) else { return };
+        let addr = parse_address(&py.line());
+        let err = Client::new(addr).authkey(b"secret").connect().unwrap_err();
+        assert!(matches!(err, ConnectError::Auth(AuthError::LegacyMd5Disabled)), "{err:?}");
+        // Python then sees the connection close during its handshake.
+        let _ = py.line();
+        assert_ne!(py.finish(), 0);
+    });
+}

@@ -1,0 +1,180 @@
+//! Connections between processes. Children are this test binary run again
+//! (`--exact <role> --ignored`), with a connection handed over as a handle:
+//! its serialized bytes in an environment variable and its descriptor at 3.
+
+mod common;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use common::{pattern, watchdog};
+use mproc_pipe::{Connection, RecvError, pipe};
+use mproc_shm::Segment;
+use mproc_shm::handle::{from_bytes_with_fds, to_bytes_with_fds};
+
+const ROLE: &str = "MPROC_PIPE_TEST_ROLE";
+const HANDLE: &str = "MPROC_PIPE_TEST_HANDLE";
+
+/// A child process, killed and reaped if the test fails before waiting.
+struct Kid(Option<Child>);
+
+impl Kid {
+    fn wait(mut self) -> ExitStatus {
+        let mut c = self.0.take().expect("child");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = c.try_wait().expect("try_wait") {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("child did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+        }
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts this binary as `role`, handing it `conn` as a handle.
+fn spawn(role: &str, conn: &Connection) -> Kid {
+    let (bytes, fds) = to_bytes_with_fds(conn).unwrap();
+    assert_eq!(fds.len(), 1);
+    let fd = fds.into_iter().next().unwrap();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let raw = fd.as_raw_fd();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", role, "--ignored", "--nocapture", "--test-threads=1"]).env(ROLE, role).env(HANDLE, hex);
+    // SAFETY: runs in the forked child before exec; only fcntl and dup2, which
+    // are async-signal-safe, and no allocation.
+    unsafe {
+        cmd.pre_exec(move || {
+            let tmp = libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 100);
+            if tmp < 0 || libc::dup2(tmp, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();
+    drop(fd);
+    Kid(Some(child))
+}
+
+/// In a child: the connection handed over, or `None` when run by hand.
+fn inherited(role: &str) -> Option<Connection> {
+    if std::env::var(ROLE).ok()? != role {
+        return None;
+    }
+    let hex = std::env::var(HANDLE).unwrap();
+    let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+    // SAFETY: the parent placed exactly this descriptor at 3 for us.
+    let fd = unsafe { OwnedFd::from_raw_fd(3) };
+    Some(from_bytes_with_fds(&bytes, vec![fd]).unwrap())
+}
+
+#[test]
+#[ignore = "child role"]
+fn role_echo() {
+    let Some(c) = inherited("role_echo") else { return };
+    // Typed: a segment and a connection arrive as handles.
+    let (seg, back): (Segment, Connection) = c.recv().unwrap();
+    seg.write(0, b"child was here").unwrap();
+    back.send(&std::process::id()).unwrap();
+    loop {
+        match c.recv_bytes() {
+            Ok(m) => c.send_bytes(&m).unwrap(),
+            Err(RecvError::Eof) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+#[ignore = "child role"]
+fn role_die_mid_message() {
+    let Some(c) = inherited("role_die_mid_message") else { return };
+    c.send_bytes(b"complete").unwrap();
+    // Half a frame, straight on the socket, then die.
+    let frame = mproc_pipe::encode_frame(&pattern(10_000));
+    // SAFETY: `frame` holds at least 5000 readable bytes; the descriptor is open.
+    let n = unsafe { libc::write(c.as_raw_fd(), frame.as_ptr().cast(), 5000) };
+    assert_eq!(n, 5000);
+    std::process::exit(7);
+}
+
+#[test]
+#[ignore = "child role"]
+fn role_sleep() {
+    let Some(_c) = inherited("role_sleep") else { return };
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn echo_child_with_handles_and_shared_memory() {
+    watchdog(60, || {
+        let (a, b) = pipe(true).unwrap();
+        let kid = spawn("role_echo", &b);
+        drop(b);
+        let seg = Segment::anonymous(4096).unwrap();
+        let (x, y) = pipe(true).unwrap();
+        a.send((seg.try_clone().unwrap(), y)).unwrap();
+        let pid: u32 = x.recv().unwrap();
+        assert_ne!(pid, std::process::id());
+        let mut buf = [0u8; 14];
+        seg.read(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"child was here");
+        for n in [0, 1, 64 << 10, 300 << 10, 16 << 20] {
+            let m = pattern(n);
+            a.send_bytes(&m).unwrap();
+            assert!(a.recv_bytes().unwrap() == m, "echo of {n} bytes");
+        }
+        drop(a);
+        let st = kid.wait();
+        assert!(st.success(), "{st:?}");
+    });
+}
+
+#[test]
+fn child_dying_mid_message_is_an_error_not_a_hang() {
+    watchdog(60, || {
+        let (a, b) = pipe(true).unwrap();
+        let kid = spawn("role_die_mid_message", &b);
+        drop(b);
+        assert_eq!(a.recv_bytes().unwrap(), b"complete");
+        assert!(matches!(a.recv_bytes(), Err(RecvError::Truncated)));
+        let st = kid.wait();
+        assert_eq!(st.code(), Some(7));
+    });
+}
+
+#[test]
+fn child_killed_while_parent_waits_gives_eof() {
+    watchdog(60, || {
+        let (a, b) = pipe(true).unwrap();
+        let mut kid = spawn("role_sleep", &b);
+        drop(b);
+        assert!(matches!(a.recv_bytes_timeout(Duration::from_millis(100)), Err(RecvError::Timeout)));
+        kid.kill();
+        assert!(matches!(a.recv_bytes(), Err(RecvError::Eof)));
+        let st = kid.wait();
+        assert_eq!(st.signal(), Some(libc::SIGKILL));
+    });
+}
