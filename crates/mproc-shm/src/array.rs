@@ -295,6 +295,13 @@ impl<'a, T: Pod + Send> IntoIterator for &'a Array<T> {
 
 /// The lock of an [`Array`], held; dereferences to the elements as a slice.
 /// Unlocks on drop.
+///
+/// A guard stays on the thread that locked:
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<mproc_shm::ArrayGuard<'static, f64>>();
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T> {
     region: &'a Region<T>,

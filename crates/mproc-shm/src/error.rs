@@ -206,6 +206,13 @@ impl<G> LockError<G> {
         }
     }
 
+    /// A reference to the guard.
+    pub fn get_ref(&self) -> &G {
+        match self {
+            Self::OwnerDied(g) => g,
+        }
+    }
+
     /// Always `true`: the only way `lock` fails.
     pub fn is_owner_died(&self) -> bool {
         true

@@ -231,6 +231,13 @@ impl<'de, T: Pod + Send> Deserialize<'de> for Value<T> {
 }
 
 /// The lock of a [`Value`], held; dereferences to the value. Unlocks on drop.
+///
+/// A guard stays on the thread that locked:
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<mproc_shm::ValueGuard<'static, u64>>();
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T> {
     region: &'a Region<T>,

@@ -183,3 +183,16 @@ fn debug_does_not_need_debug_payloads() {
     drop(g);
     assert_eq!(v.get().0, 1);
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Value<u64>>();
+    check::<RawValue<[f32; 4]>>();
+    check::<crate::Array<u8>>();
+    check::<crate::RawArray<i64>>();
+    check::<crate::SharedAtomicU64>();
+    check::<crate::SharedMemory>();
+    fn check_sync<T: Sync>() {}
+    check_sync::<ValueGuard<'static, u64>>();
+}
