@@ -149,3 +149,42 @@ fn a_holder_that_dies_is_reported_with_the_guard() {
         assert!(v.lock().is_ok());
     });
 }
+
+#[test]
+#[ignore = "child process of named_objects_are_opened_by_name"]
+fn child_open_by_name() {
+    let Some((_, (value_name, atomic_name))) = child_payload::<(String, String)>(LIMIT) else {
+        return;
+    };
+    let v = Value::<u64>::open_named(&value_name).unwrap();
+    let a = SharedAtomicU64::open_named(&atomic_name).unwrap();
+    // The wrong type is refused, by name as by handle.
+    assert!(Value::<f64>::open_named(&value_name).is_err());
+    for _ in 0..1000 {
+        *v.lock().unwrap() += 1;
+        a.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn named_objects_are_opened_by_name() {
+    watchdog(LIMIT, || {
+        let id = std::process::id();
+        let (vn, an) = (
+            format!("mproc_t_mp_value_{id}"),
+            format!("mproc_t_mp_atomic_{id}"),
+        );
+        let v = Value::create_named(&vn, 5u64).unwrap();
+        let a = SharedAtomicU64::create_named(&an, 5).unwrap();
+        let kids: Vec<_> = (0..2)
+            .map(|i| spawn_child("child_open_by_name", &i.to_string(), &(&vn, &an)))
+            .collect();
+        for k in kids {
+            k.wait_success(LIMIT);
+        }
+        assert_eq!(v.get(), 2005);
+        assert_eq!(a.load(Ordering::Acquire), 2005);
+        drop((v, a));
+        assert!(common::shm_entries(&vn).is_empty() && common::shm_entries(&an).is_empty());
+    });
+}
