@@ -66,6 +66,12 @@ mod connection;
 mod error;
 mod frame;
 mod listener;
+#[doc(hidden)]
+pub mod __private {
+    //! Not public API: fuzz target bodies.
+    pub use crate::private::{auth_handshake, frame_decode};
+}
+mod private;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
 mod wait;
