@@ -1,13 +1,214 @@
-//! Benchmark scenarios of mproc-queue.
+//! Benchmark scenarios of mproc-queue: throughput with one and two
+//! producers/consumers (u64 and 4 KiB items) and the round-trip latency
+//! through two queues.
 
-use crate::harness::{Role, Scenario};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Instant;
+
+use mproc_queue::{Pod, Queue};
+use mproc_shm::handle::{from_bytes_with_fds, to_bytes_with_fds};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::harness::{BenchResult, Ctx, Measurement, Role, RoleChild, Scenario};
+
+const N_U64: u64 = 10_000_000;
+const N_4K: u64 = 500_000;
+const N_RTT: u64 = 200_000;
+/// Marks the end of a producer's items.
+const END: u64 = u64::MAX;
+
+type U64Queue = Queue<u64, Pod>;
+type BytesQueue = Queue<Vec<u8>>;
 
 /// The scenarios of this crate.
 pub(crate) fn scenarios() -> Vec<Scenario> {
-    Vec::new()
+    vec![
+        Scenario {
+            name: "queue_1p1c_u64",
+            about: "1 producer process -> 1 consumer process, Queue<u64, Pod>, N=10M, M msgs/s",
+            run: queue_1p1c_u64,
+        },
+        Scenario {
+            name: "queue_2p2c_u64",
+            about: "2 producer -> 2 consumer processes, Queue<u64, Pod>, N=10M in all, M msgs/s",
+            run: queue_2p2c_u64,
+        },
+        Scenario {
+            name: "queue_1p1c_4kib",
+            about: "1 producer -> 1 consumer process, Queue<Vec<u8>> of 4 KiB items, N=500k, M msgs/s",
+            run: queue_1p1c_4kib,
+        },
+        Scenario {
+            name: "queue_rtt",
+            about: "round trip parent -> child -> parent through two Queue<u64, Pod>, N=200k, us per round trip",
+            run: queue_rtt,
+        },
+    ]
 }
 
 /// The child roles these scenarios start.
 pub(crate) fn roles() -> Vec<Role> {
-    Vec::new()
+    vec![
+        Role { name: "queue_produce_u64", run: role_produce_u64 },
+        Role { name: "queue_consume_u64", run: role_consume_u64 },
+        Role { name: "queue_produce_4k", run: role_produce_4k },
+        Role { name: "queue_echo", run: role_echo },
+    ]
+}
+
+/// Serializes mproc handles for a role child: the argument string (a count,
+/// a colon, then the hex of the postcard bytes) and the descriptors.
+fn pack<T: Serialize>(n: u64, v: &T) -> BenchResult<(String, Vec<OwnedFd>)> {
+    let (bytes, fds) = to_bytes_with_fds(v)?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok((format!("{n}:{hex}"), fds))
+}
+
+/// The inverse of [`pack`], in the child.
+fn unpack<T: DeserializeOwned>(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<(u64, T)> {
+    let (n, hex) = arg.split_once(':').ok_or("bad role argument")?;
+    let bytes: Result<Vec<u8>, _> =
+        (0..hex.len() / 2).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16)).collect();
+    Ok((n.parse()?, from_bytes_with_fds(&bytes?, fds)?))
+}
+
+fn spawn_with<T: Serialize>(ctx: &Ctx, role: &str, n: u64, v: &T) -> BenchResult<RoleChild> {
+    let (arg, fds) = pack(n, v)?;
+    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+    ctx.spawn(role, &arg, &borrowed)
+}
+
+/// Producer child: waits for a start token on the second queue, then puts
+/// `n` items 0..n and one END.
+fn role_produce_u64(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
+    let (n, (q, start)): (u64, (U64Queue, U64Queue)) = unpack(arg, fds)?;
+    start.get()?;
+    for i in 0..n {
+        q.put(i).map_err(|e| e.to_string())?;
+    }
+    q.put(END).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Consumer child: takes items until it sees END; checks nothing is out of range.
+fn role_consume_u64(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
+    let (n, q): (u64, U64Queue) = unpack(arg, fds)?;
+    loop {
+        let v = q.get()?;
+        if v == END {
+            return Ok(());
+        }
+        if v >= n {
+            return Err(format!("unexpected item {v}").into());
+        }
+    }
+}
+
+fn role_produce_4k(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
+    let (n, (q, start)): (u64, (BytesQueue, U64Queue)) = unpack(arg, fds)?;
+    start.get()?;
+    let item = vec![0x5au8; 4096];
+    for _ in 0..n {
+        q.put(item.clone()).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn role_echo(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
+    let (n, (ping, pong)): (u64, (U64Queue, U64Queue)) = unpack(arg, fds)?;
+    for _ in 0..n {
+        let v = ping.get()?;
+        pong.put(v + 1).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn queue_1p1c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+    let q: U64Queue = Queue::new(0)?;
+    let start: U64Queue = Queue::new(0)?;
+    let child = spawn_with(ctx, "queue_produce_u64", N_U64, &(&q, &start))?;
+    let t0 = Instant::now();
+    start.put(0).map_err(|e| e.to_string())?;
+    let mut expect = 0;
+    loop {
+        let v = q.get()?;
+        if v == END {
+            break;
+        }
+        if v != expect {
+            return Err(format!("got {v}, expected {expect}").into());
+        }
+        expect += 1;
+    }
+    let dt = t0.elapsed();
+    child.wait()?;
+    if expect != N_U64 {
+        return Err(format!("received {expect} of {N_U64}").into());
+    }
+    Ok(vec![Measurement::higher(N_U64 as f64 / dt.as_secs_f64() / 1e6, "M msgs/s")])
+}
+
+fn queue_2p2c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+    let q: U64Queue = Queue::new(0)?;
+    let start: U64Queue = Queue::new(0)?;
+    let per = N_U64 / 2;
+    let consumers = [spawn_with(ctx, "queue_consume_u64", per, &q)?, spawn_with(ctx, "queue_consume_u64", per, &q)?];
+    let producers = [
+        spawn_with(ctx, "queue_produce_u64", per, &(&q, &start))?,
+        spawn_with(ctx, "queue_produce_u64", per, &(&q, &start))?,
+    ];
+    let t0 = Instant::now();
+    start.put(0).map_err(|e| e.to_string())?;
+    start.put(0).map_err(|e| e.to_string())?;
+    for c in consumers {
+        c.wait()?;
+    }
+    let dt = t0.elapsed();
+    for p in producers {
+        p.wait()?;
+    }
+    if !q.is_empty() {
+        return Err("items left in the queue".into());
+    }
+    Ok(vec![Measurement::higher(N_U64 as f64 / dt.as_secs_f64() / 1e6, "M msgs/s")])
+}
+
+fn queue_1p1c_4kib(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+    let q: BytesQueue = Queue::new(0)?;
+    let start: U64Queue = Queue::new(0)?;
+    let child = spawn_with(ctx, "queue_produce_4k", N_4K, &(&q, &start))?;
+    let t0 = Instant::now();
+    start.put(0).map_err(|e| e.to_string())?;
+    for _ in 0..N_4K {
+        let v = q.get()?;
+        if v.len() != 4096 {
+            return Err("short item".into());
+        }
+    }
+    let dt = t0.elapsed();
+    child.wait()?;
+    Ok(vec![Measurement::higher(N_4K as f64 / dt.as_secs_f64() / 1e6, "M msgs/s")])
+}
+
+fn queue_rtt(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+    let ping: U64Queue = Queue::new(0)?;
+    let pong: U64Queue = Queue::new(0)?;
+    let child = spawn_with(ctx, "queue_echo", N_RTT + 1000, &(&ping, &pong))?;
+    // Warm up (and wait for the child to start).
+    for i in 0..1000 {
+        ping.put(i).map_err(|e| e.to_string())?;
+        pong.get()?;
+    }
+    let t0 = Instant::now();
+    for i in 0..N_RTT {
+        ping.put(i).map_err(|e| e.to_string())?;
+        let v = pong.get()?;
+        if v != i + 1 {
+            return Err(format!("echo returned {v} for {i}").into());
+        }
+    }
+    let dt = t0.elapsed();
+    child.wait()?;
+    Ok(vec![Measurement::lower(dt.as_secs_f64() * 1e6 / N_RTT as f64, "us")])
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{BrokenError, CreateError};
 use crate::layout::{CTL_OFFSET, Ctl, KIND_LARGE, RING_OFFSET};
-use crate::ring::{self, Push, REC_INLINE, REC_LARGE, Ring};
+use crate::ring::{self, ProducerCache, Push, REC_INLINE, REC_LARGE, Ring};
 use crate::wait::{Deadline, block_on};
 
 /// The default ring capacity: 1 MiB (its pages are only allocated as they
@@ -49,7 +49,7 @@ pub(crate) struct Core {
     cap: usize,
     maxsize: u32,
     /// This handle's last view of `head` (see `Ring::try_push`).
-    head_cache: AtomicU64,
+    head_cache: ProducerCache,
     /// This handle's last view of `tail` (see `Ring::peek`).
     tail_cache: AtomicU64,
 }
@@ -130,7 +130,7 @@ impl Core {
             fingerprint,
             cap,
             maxsize,
-            head_cache: AtomicU64::new(0),
+            head_cache: ProducerCache::new(),
             tail_cache: AtomicU64::new(0),
         }
     }
@@ -252,7 +252,7 @@ impl Core {
         let ctl = self.ctl();
         // Relaxed: only a hint; the attempt re-reads under the lock.
         let h = ring::unpack(ctl.cons.head.load(Ordering::Relaxed));
-        h != ring::unpack(self.head_cache.load(Ordering::Relaxed)) || ctl.wait.closed.load(Ordering::Relaxed) != 0
+        h != ring::unpack(self.head_cache.cached_head()) || ctl.wait.closed.load(Ordering::Relaxed) != 0
     }
 
     /// Whether a get might succeed now (a lock-free hint).

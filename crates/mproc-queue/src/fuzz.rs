@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::layout::Ctl;
-use crate::ring::{Push, REC_INLINE, Ring};
+use crate::ring::{ProducerCache, Push, REC_INLINE, Ring};
 
 /// A heap ring of `cap` bytes (u64s keep it 8-aligned).
 struct HeapRing {
@@ -37,8 +37,9 @@ pub(crate) fn queue_record(data: &[u8]) {
     let Some((&first, rest)) = data.split_first() else { return };
     let cap = 256 * (1 + usize::from(first >> 1) % 4);
     let mut h = HeapRing::new(cap);
-    let cache_h = AtomicU64::new(0);
-    let cache_t = AtomicU64::new(0);
+    let caches_h = [ProducerCache::new(), ProducerCache::new()];
+    let caches_t = [AtomicU64::new(0), AtomicU64::new(0)];
+    let cache_t = &caches_t[0];
     if first & 1 == 0 {
         let word = |i: usize| {
             let mut b = [0u8; 8];
@@ -49,7 +50,7 @@ pub(crate) fn queue_record(data: &[u8]) {
         };
         h.ctl.cons.head.store(word(0), Ordering::Relaxed);
         h.ctl.prod.tail.store(word(1), Ordering::Relaxed);
-        cache_t.store(word(2), Ordering::Relaxed);
+        caches_t[0].store(word(2), Ordering::Relaxed);
         let bytes = rest.get(24..).unwrap_or(&[]);
         for (i, chunk) in bytes.chunks(8).take(h.mem.len()).enumerate() {
             let mut b = [0u8; 8];
@@ -60,7 +61,7 @@ pub(crate) fn queue_record(data: &[u8]) {
         let mut out = Vec::new();
         for _ in 0..cap {
             // SAFETY: single-threaded: nobody else touches the ring.
-            match unsafe { ring.peek(&mut out, &cache_t) } {
+            match unsafe { ring.peek(&mut out, cache_t) } {
                 Ok(Some(p)) => {
                     assert!(out.len() <= cap, "payload larger than the ring");
                     // SAFETY: as above.
@@ -71,21 +72,25 @@ pub(crate) fn queue_record(data: &[u8]) {
         }
         // A push after arbitrary state must not panic either.
         // SAFETY: as above.
-        let _ = unsafe { ring.try_push(REC_INLINE, b"x", u32::MAX, &cache_h) };
+        let _ = unsafe { ring.try_push(REC_INLINE, b"x", u32::MAX, &caches_h[0]) };
         return;
     }
     let ring = h.ring();
     let mut model: VecDeque<Vec<u8>> = VecDeque::new();
     let mut out = Vec::new();
     let mut n = 0u8;
+    // Two producer handles and two consumer handles with their own caches,
+    // picked by a running bit, as several processes would be.
+    let mut who = 0usize;
     for &op in rest {
+        who = (who + usize::from(op >> 7) + usize::from(op & 0x40 != 0)) % 2;
         if op & 1 == 0 {
-            let len = usize::from(op >> 1) * (cap / 256).max(1);
+            let len = usize::from((op >> 1) & 0x3f) * (cap / 64).max(1);
             n = n.wrapping_add(1);
             let payload = vec![n; len];
-            let maxcount = 1 + u32::from(op >> 5);
+            let maxcount = if op & 0x80 != 0 { 1 + u32::from(op >> 4 & 7) } else { u32::MAX };
             // SAFETY: single-threaded.
-            match unsafe { ring.try_push(REC_INLINE, &payload, maxcount, &cache_h) } {
+            match unsafe { ring.try_push(REC_INLINE, &payload, maxcount, &caches_h[who]) } {
                 Ok(Push::Done) => model.push_back(payload),
                 Ok(Push::Full) => assert!(model.len() >= maxcount as usize, "full below maxcount"),
                 Ok(Push::NoRoom) => {
@@ -96,7 +101,7 @@ pub(crate) fn queue_record(data: &[u8]) {
             }
         } else {
             // SAFETY: single-threaded.
-            match unsafe { ring.peek(&mut out, &cache_t) } {
+            match unsafe { ring.peek(&mut out, &caches_t[who]) } {
                 Ok(Some(p)) => {
                     assert_eq!(Some(&out), model.front().as_ref().map(|v| *v), "wrong record");
                     model.pop_front();

@@ -71,12 +71,40 @@ pub(crate) enum Push {
     NoRoom,
 }
 
+/// A producer handle's cached view of `head`.
+///
+/// A stale `head` is safe to use only while no *other* producer published
+/// since it was loaded: then every byte between it and `tail` was checked
+/// against it by this handle. So the cache remembers the `tail` word this
+/// handle published last (`mark`) and is trusted only while `tail` still
+/// equals it; otherwise `head` is loaded afresh.
+#[derive(Debug)]
+pub(crate) struct ProducerCache {
+    head: AtomicU64,
+    mark: AtomicU64,
+}
+
+impl ProducerCache {
+    /// An empty cache (the first reservation loads `head`).
+    pub(crate) fn new() -> Self {
+        // u64::MAX is never a valid tail word (its position is >= capacity).
+        Self { head: AtomicU64::new(0), mark: AtomicU64::new(u64::MAX) }
+    }
+
+    /// The cached `head` word (a hint for lock-free probes).
+    pub(crate) fn cached_head(&self) -> u64 {
+        // Relaxed: only a hint.
+        self.head.load(Ordering::Relaxed)
+    }
+}
+
 /// Room reserved by [`Ring::reserve`] for one record.
 #[derive(Debug)]
-pub(crate) struct Reservation {
+pub(crate) struct Reservation<'c> {
     tail: (u32, u32),
     len: u32,
     need: usize,
+    cache: &'c ProducerCache,
 }
 
 /// A record read by [`Ring::peek`], not yet consumed.
@@ -182,33 +210,43 @@ impl<'a> Ring<'a> {
     /// the queue holds `maxcount` records or the ring lacks room
     /// (`Err(Push::Full)` / `Err(Push::NoRoom)`).
     ///
-    /// `head_cache` is this handle's last view of `head`; it is refreshed
-    /// only when the cached view says the ring is full.
+    /// `cache` is this handle's view of `head`; it is refreshed when another
+    /// producer published since, or when it says the ring is full.
     ///
     /// # Safety
     /// The caller holds the producer lock, and keeps holding it until the
-    /// reservation is published or dropped.
-    pub(crate) unsafe fn reserve(
+    /// reservation is published or dropped; `cache` is used with this ring only.
+    pub(crate) unsafe fn reserve<'c>(
         &self,
         len: usize,
         maxcount: u32,
-        head_cache: &AtomicU64,
-    ) -> Result<Result<Reservation, Push>, Corrupted> {
+        cache: &'c ProducerCache,
+    ) -> Result<Result<Reservation<'c>, Push>, Corrupted> {
         // Relaxed: only lock holders store `tail`, and the lock's Acquire
         // ordered us after the last of them.
-        let tail = self.check_word(self.ctl.prod.tail.load(Ordering::Relaxed))?;
+        let tail_w = self.ctl.prod.tail.load(Ordering::Relaxed);
+        let tail = self.check_word(tail_w)?;
+        let head_cache = &cache.head;
         let len32 = u32::try_from(len).map_err(|_| Corrupted("record too large"))?;
         let need = record_size(len);
         // Relaxed: a cached copy; it only ever lags the real head, which makes
         // the ring look fuller than it is, never emptier.
-        let mut head_w = head_cache.load(Ordering::Relaxed);
-        let mut fresh = false;
+        // Relaxed: the cache is only touched under the producer lock.
+        let mut fresh = cache.mark.load(Ordering::Relaxed) != tail_w;
+        let mut head_w = if fresh {
+            // Acquire: as below.
+            let h = self.ctl.cons.head.load(Ordering::Acquire);
+            head_cache.store(h, Ordering::Relaxed);
+            h
+        } else {
+            head_cache.load(Ordering::Relaxed)
+        };
         loop {
             match self.check_word(head_w).and_then(|h| Ok((h, self.used(h, tail)?))) {
                 Ok((h, used)) => {
                     let count = tail.0.wrapping_sub(h.0);
                     if count < maxcount && need <= self.cap as usize - used {
-                        return Ok(Ok(Reservation { tail, len: len32, need }));
+                        return Ok(Ok(Reservation { tail, len: len32, need, cache }));
                     }
                     if fresh {
                         return Ok(Err(if count >= maxcount { Push::Full } else { Push::NoRoom }));
@@ -230,7 +268,7 @@ impl<'a> Ring<'a> {
     /// # Safety
     /// The caller holds the producer lock, has held it since `reserve`, and
     /// `payload.len()` is the length reserved.
-    pub(crate) unsafe fn publish(&self, r: Reservation, kind: u8, payload: &[u8]) {
+    pub(crate) unsafe fn publish(&self, r: Reservation<'_>, kind: u8, payload: &[u8]) {
         debug_assert_eq!(payload.len(), r.len as usize);
         let tail = r.tail;
         let hdr = u64::from(r.len) | (u64::from(kind) << 32) | (u64::from(tail.0 & 0x00ff_ffff) << 40);
@@ -243,7 +281,10 @@ impl<'a> Ring<'a> {
         // loads of `tail`), and orders this store before the SeqCst load of
         // `not_empty.waiters` that follows, pairing with the consumers'
         // SeqCst increment of it before they re-check `tail`.
-        self.ctl.prod.tail.swap(pack(tail.0.wrapping_add(1), next_pos), Ordering::SeqCst);
+        let next = pack(tail.0.wrapping_add(1), next_pos);
+        self.ctl.prod.tail.swap(next, Ordering::SeqCst);
+        // Relaxed: the cache is only touched under the producer lock.
+        r.cache.mark.store(next, Ordering::Relaxed);
     }
 
     /// [`Ring::reserve`] then [`Ring::publish`].
@@ -255,10 +296,10 @@ impl<'a> Ring<'a> {
         kind: u8,
         payload: &[u8],
         maxcount: u32,
-        head_cache: &AtomicU64,
+        cache: &ProducerCache,
     ) -> Result<Push, Corrupted> {
         // SAFETY: the caller holds the producer lock, through both calls.
-        match unsafe { self.reserve(payload.len(), maxcount, head_cache) }? {
+        match unsafe { self.reserve(payload.len(), maxcount, cache) }? {
             Ok(r) => {
                 // SAFETY: as above; `r` was reserved for this payload's length.
                 unsafe { self.publish(r, kind, payload) };

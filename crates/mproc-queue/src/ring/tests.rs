@@ -20,7 +20,7 @@ impl Heap {
     }
 }
 
-fn push(r: &Ring<'_>, p: &[u8], max: u32, hc: &AtomicU64) -> Push {
+fn push(r: &Ring<'_>, p: &[u8], max: u32, hc: &ProducerCache) -> Push {
     // SAFETY: single-threaded test: we are the only producer.
     unsafe { r.try_push(REC_INLINE, p, max, hc) }.expect("not corrupted")
 }
@@ -38,7 +38,7 @@ fn pop(r: &Ring<'_>, tc: &AtomicU64) -> Option<Vec<u8>> {
 fn round_trip_and_wrap() {
     let mut h = Heap::new(256);
     let r = h.ring();
-    let (hc, tc) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (hc, tc) = (ProducerCache::new(), AtomicU64::new(0));
     for i in 0..200u32 {
         let p: Vec<u8> = (0..(i % 37) as u8).collect();
         assert_eq!(push(&r, &p, u32::MAX, &hc), Push::Done);
@@ -53,7 +53,7 @@ fn round_trip_and_wrap() {
 fn fills_exactly_and_reports_no_room() {
     let mut h = Heap::new(256);
     let r = h.ring();
-    let (hc, tc) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (hc, tc) = (ProducerCache::new(), AtomicU64::new(0));
     // 16 records of 16 bytes fill 256 exactly.
     for i in 0..16u8 {
         assert_eq!(push(&r, &[i; 8], u32::MAX, &hc), Push::Done);
@@ -71,7 +71,7 @@ fn fills_exactly_and_reports_no_room() {
 fn maxcount_is_full() {
     let mut h = Heap::new(1024);
     let r = h.ring();
-    let (hc, tc) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (hc, tc) = (ProducerCache::new(), AtomicU64::new(0));
     assert_eq!(push(&r, b"a", 2, &hc), Push::Done);
     assert_eq!(push(&r, b"b", 2, &hc), Push::Done);
     assert_eq!(push(&r, b"c", 2, &hc), Push::Full);
@@ -83,7 +83,7 @@ fn maxcount_is_full() {
 fn unpublished_record_is_invisible() {
     let mut h = Heap::new(256);
     let r = h.ring();
-    let (hc, tc) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (hc, tc) = (ProducerCache::new(), AtomicU64::new(0));
     // A producer that reserved and died before publishing leaves nothing.
     // SAFETY: single-threaded test.
     let res = unsafe { r.reserve(5, u32::MAX, &hc) }.unwrap().unwrap();
@@ -99,7 +99,7 @@ fn corruption_is_an_error() {
     let tc = AtomicU64::new(0);
     {
         let r = h.ring();
-        push(&r, b"abc", u32::MAX, &AtomicU64::new(0));
+        push(&r, b"abc", u32::MAX, &ProducerCache::new());
     }
     // Scribble a huge length into the record header.
     h.mem[0] = 0xffff_ff00 | (u64::from(REC_INLINE) << 32);
@@ -129,5 +129,39 @@ proptest::proptest! {
     #[test]
     fn fuzz_entry_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
         crate::fuzz::queue_record(&data);
+    }
+}
+
+#[test]
+fn two_producers_with_stale_caches_never_overwrite() {
+    // Producer A's cached head goes stale while B fills and C drains: A must
+    // not trust it (the bug class that corrupts MPMC rings).
+    let mut h = Heap::new(256);
+    let r = h.ring();
+    let (a, b, tc) = (ProducerCache::new(), ProducerCache::new(), AtomicU64::new(0));
+    assert_eq!(push(&r, &[1; 8], u32::MAX, &a), Push::Done);
+    assert_eq!(pop(&r, &tc), Some(vec![1; 8]));
+    for round in 0..5u8 {
+        let mut n = 0;
+        while push(&r, &[round; 8], u32::MAX, &b) == Push::Done {
+            n += 1;
+        }
+        assert_eq!(n, 16);
+        for _ in 0..8 {
+            assert_eq!(pop(&r, &tc), Some(vec![round; 8]));
+        }
+        // 8 free records now; A may take them, never more.
+        let mut m = 0;
+        while push(&r, &[200 + round; 8], u32::MAX, &a) == Push::Done {
+            m += 1;
+        }
+        assert_eq!(m, 8);
+        for _ in 0..8 {
+            assert_eq!(pop(&r, &tc), Some(vec![round; 8]));
+        }
+        for _ in 0..8 {
+            assert_eq!(pop(&r, &tc), Some(vec![200 + round; 8]));
+        }
+        assert_eq!(pop(&r, &tc), None);
     }
 }
