@@ -135,6 +135,8 @@ pub enum LayoutError {
     },
     /// A length or offset recorded in the header is impossible.
     Corrupt(&'static str),
+    /// The element type has size zero: there is nothing to share.
+    ZeroSizedElement,
     /// The element type needs an alignment above the page size, which a
     /// mapping cannot guarantee.
     Alignment {
@@ -176,6 +178,9 @@ impl fmt::Display for LayoutError {
                 )
             }
             Self::Corrupt(what) => write!(f, "segment header is corrupt: {what}"),
+            Self::ZeroSizedElement => {
+                f.write_str("a shared value or array needs an element type of non-zero size")
+            }
             Self::Alignment { align } => {
                 write!(
                     f,

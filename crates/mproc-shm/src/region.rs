@@ -65,6 +65,11 @@ pub(crate) fn layout_of<T: 'static>(kind: u32) -> Layout {
 /// Computes `(data_off, total_size)` for `len` elements of `T`.
 fn geometry<T>(len: usize) -> Result<(usize, usize), SegmentError> {
     let align = std::mem::align_of::<T>();
+    if std::mem::size_of::<T>() == 0 {
+        // An element count alone would then say nothing about the mapping, and
+        // a peer could name an endless array.
+        return Err(LayoutError::ZeroSizedElement.into());
+    }
     if align > MAX_ALIGN {
         return Err(LayoutError::Alignment { align }.into());
     }

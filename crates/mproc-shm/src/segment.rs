@@ -38,6 +38,13 @@ pub const NAME_PREFIX: &str = "mproc_";
 /// receiving process maps the same memory. The received segment is always an
 /// opener: it never unlinks a name.
 ///
+/// Anonymous segments are sealed against shrinking (`F_SEAL_SHRINK`), so no
+/// process they are handed to can truncate them under the others' mappings.
+/// Named POSIX segments cannot be sealed: a process that can open the name
+/// (the same user, given mode 0600) could truncate one, and accesses beyond
+/// the new end would then raise `SIGBUS`; share named segments only with
+/// processes you trust that far.
+///
 /// # Examples
 ///
 /// ```

@@ -142,6 +142,15 @@ fn user_pod_types_and_big_alignment() {
 }
 
 #[test]
+fn zero_sized_elements_are_refused() {
+    assert!(matches!(
+        Array::<()>::new(3),
+        Err(SegmentError::Layout(LayoutError::ZeroSizedElement))
+    ));
+    assert!(crate::Value::new(()).is_err());
+}
+
+#[test]
 fn absurd_lengths_are_errors() {
     assert!(matches!(
         Array::<u64>::new(usize::MAX),
