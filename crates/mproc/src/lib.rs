@@ -1,1 +1,76 @@
-//! Python's multiprocessing model for Rust: processes, pipes, queues, locks, shared memory, pools and managers
+//! Python's `multiprocessing` for Rust: processes started safely, duplex
+//! pipes, MPMC queues, cross-process locks, typed shared memory, a manager
+//! server and a process pool.
+//!
+//! This crate is the facade: it re-exports the mproc crates under the names
+//! Python users know. Each part is also usable on its own (`mproc-shm`,
+//! `mproc-sync`, `mproc-process`, `mproc-pipe`, `mproc-queue`, `mproc-pool`,
+//! `mproc-manager`).
+//!
+//! # Hello, world!
+//!
+//! ```
+//! use mproc::{Process, Queue, Value};
+//!
+//! // A child runs a fn item (or a non-capturing closure); handles such as a
+//! // Value or a Queue travel to it as file descriptors.
+//! fn work((total, results): (Value<u64>, Queue<String>)) -> u64 {
+//!     for _ in 0..1000 {
+//!         *total.lock().unwrap() += 1;
+//!     }
+//!     results.put(format!("hello from {}", std::process::id())).unwrap();
+//!     total.get()
+//! }
+//!
+//! let total = Value::new(0u64)?;
+//! let results = Queue::new(0)?;
+//! let mut children = Vec::new();
+//! for _ in 0..2 {
+//!     children.push(Process::new(work, (total.try_clone()?, results.clone())).start()?);
+//! }
+//! for c in &mut children {
+//!     c.join()?;
+//! }
+//! assert_eq!(total.get(), 2000);
+//! assert!(results.get()?.starts_with("hello from"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Where things are
+//!
+//! | Python | mproc |
+//! |---|---|
+//! | `Process`, `current_process`, `active_children`, `cpu_count`, `get_context` | [`Process`], [`current_process`], [`active_children`], [`cpu_count`], [`get_context`] ([`process`]) |
+//! | `Pipe`, `Connection`, `connection.wait`, `Listener`, `Client` | [`pipe()`], [`Connection`], [`wait`], [`Listener`], [`Client`] ([`connection`]) |
+//! | `Queue`, `SimpleQueue`, `JoinableQueue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`] ([`queue`]) |
+//! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Event`, `Barrier` | same names ([`sync`]) |
+//! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] ([`shm`]) |
+//! | `shared_memory.SharedMemory` | [`shared_memory::SharedMemory`] |
+//!
+//! # Child processes and `main`
+//!
+//! Children started with the fork server (the default) or spawn are new runs
+//! of the same executable; mproc serves them before `main` runs, in programs,
+//! examples and `cargo test` binaries alike. See [`process`] for details.
+
+#![doc(test(attr(deny(warnings))))]
+
+pub use mproc_pipe as connection;
+pub use mproc_process as process;
+pub use mproc_queue as queue;
+pub use mproc_shm as shm;
+pub use mproc_sync as sync;
+
+/// CPython's `multiprocessing.shared_memory`: named segments Python can open.
+pub mod shared_memory {
+    pub use mproc_shm::{PYTHON_NAME_PREFIX, SharedMemory};
+}
+
+pub use mproc_pipe::{Client, Connection, Listener, pipe, wait};
+pub use mproc_process::{
+    Context, ExitStatus, Process, ProcessHandle, StartMethod, active_children, cpu_count, current_process,
+    get_context, init, parent_process,
+};
+pub use mproc_queue::{JoinableQueue, Queue, SimpleQueue};
+pub use mproc_shm::{Array, RawArray, RawValue, Value};
+pub use mproc_sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
