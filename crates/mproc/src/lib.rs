@@ -74,3 +74,8 @@ pub use mproc_process::{
 pub use mproc_queue::{JoinableQueue, Queue, SimpleQueue};
 pub use mproc_shm::{Array, RawArray, RawValue, Value};
 pub use mproc_sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
