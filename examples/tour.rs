@@ -1,3 +1,187 @@
-//! The tour of mproc.
+//! The tour of mproc: every part of the toolkit, briefly, with timings.
+//!
+//! ```sh
+//! cargo run --release --example tour
+//! ```
 
-fn main() {}
+use std::error::Error;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mproc::shm::SharedAtomicU64;
+use mproc::{
+    Array, Event, JoinableQueue, Lock, Process, Queue, StartMethod, Value, cpu_count, get_context, pipe,
+};
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+fn section(title: &str) {
+    println!("\n== {title} ==");
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// A child's share of the shared-memory work: bump the locked counter
+/// `n` times and fill its slice of the array with squares.
+fn shm_worker((id, n, counter, fast, squares): (usize, u64, Value<u64>, SharedAtomicU64, Array<u64>)) -> String {
+    let t0 = Instant::now();
+    for _ in 0..n {
+        // The guard holds the lock: a read-modify-write no other process can interleave with.
+        *counter.lock().expect("counter lock") += 1;
+        fast.fetch_add(1, Ordering::Relaxed);
+    }
+    let chunk = squares.len() / 4;
+    let start = id * chunk;
+    let mine: Vec<u64> = (start..start + chunk).map(|i| (i as u64) * (i as u64)).collect();
+    squares.copy_from(start, &mine).expect("slice in range");
+    format!(
+        "child {id} (pid {}): {n} locked increments + {n} atomic ones, squares {start}..{} in {}",
+        std::process::id(),
+        start + chunk,
+        ms(t0.elapsed())
+    )
+}
+
+fn shared_memory() -> Res<()> {
+    section("shared memory: a locked Value, a shared atomic and an Array, 4 children");
+    let counter = Value::new(0u64)?;
+    let fast = SharedAtomicU64::new(0)?;
+    let squares = Array::<u64>::new(4_000)?;
+    let t0 = Instant::now();
+    let mut children = Vec::new();
+    for id in 0..4 {
+        let args = (id, 25_000u64, counter.try_clone()?, fast.try_clone()?, squares.try_clone()?);
+        children.push(Process::new(shm_worker, args).name(format!("shm-{id}")).start()?);
+    }
+    for c in &mut children {
+        println!("  {}", c.join()?);
+    }
+    let ok = squares.to_vec().iter().enumerate().all(|(i, &v)| v == (i as u64) * (i as u64));
+    println!(
+        "  parent: counter = {} (expected 100000), atomic = {}, array of {} squares correct: {ok}, all in {}",
+        counter.get(),
+        fast.load(Ordering::Relaxed),
+        squares.len(),
+        ms(t0.elapsed())
+    );
+    Ok(())
+}
+
+fn start_methods() -> Res<()> {
+    section("start methods: start + join of a trivial child");
+    fn trivial(x: u32) -> u32 {
+        x + 1
+    }
+    for method in [StartMethod::Fork, StartMethod::ForkServer, StartMethod::Spawn] {
+        let ctx = get_context(method);
+        // The first start of the fork server pays for its exec; time a few after it.
+        ctx.process(trivial, 0).start()?.join()?;
+        let n = 20;
+        let t0 = Instant::now();
+        for i in 0..n {
+            assert_eq!(ctx.process(trivial, i).start()?.join()?, i + 1);
+        }
+        println!("  {method:?}: {} per child", ms(t0.elapsed() / n));
+    }
+    println!("  (Fork works here because the tour is single-threaded; from a threaded parent it is refused.)");
+    Ok(())
+}
+
+fn locks() -> Res<()> {
+    section("locks: ordered printing under a Lock, an Event to start together");
+    fn greet((id, lock, go): (u32, Lock, Event)) {
+        go.wait();
+        let _g = lock.lock().expect("print lock");
+        println!("  hello from child {id}, pid {}", std::process::id());
+    }
+    let lock = Lock::new()?;
+    let go = Event::new()?;
+    let mut children = Vec::new();
+    for id in 0..3 {
+        children.push(Process::new(greet, (id, lock.clone(), go.clone())).start()?);
+    }
+    go.set();
+    for c in &mut children {
+        c.join()?;
+    }
+    Ok(())
+}
+
+fn pipes_and_queues() -> Res<()> {
+    section("pipes and queues");
+    fn echo(conn: mproc::Connection) {
+        while let Ok(msg) = conn.recv::<String>() {
+            if conn.send(msg.to_uppercase()).is_err() {
+                break;
+            }
+        }
+    }
+    let (here, there) = pipe(true)?;
+    let mut child = Process::new(echo, there).start()?;
+    let t0 = Instant::now();
+    let n = 1_000;
+    for i in 0..n {
+        here.send(format!("ping {i}")).map_err(|e| e.to_string())?;
+        let back: String = here.recv()?;
+        assert_eq!(back, format!("PING {i}"));
+    }
+    println!("  pipe: {n} round trips with a child, {} each", ms(t0.elapsed() / n));
+    drop(here);
+    child.join()?;
+
+    fn producer((q, n): (Queue<u64>, u64)) -> u64 {
+        (0..n).map(|i| {
+            q.put(i).expect("put");
+            i
+        })
+        .sum()
+    }
+    let q = Queue::<u64>::new(1024)?;
+    let n = 200_000u64;
+    let t0 = Instant::now();
+    let mut p = Process::new(producer, (q.clone(), n)).start()?;
+    let mut sum = 0;
+    for _ in 0..n {
+        sum += q.get()?;
+    }
+    let sent = p.join()?;
+    let el = t0.elapsed();
+    println!(
+        "  queue: {n} u64 from a child, sums match: {} ({:.1} M msgs/s, including the child's start)",
+        sum == sent,
+        n as f64 / el.as_secs_f64() / 1e6
+    );
+
+    fn worker(q: JoinableQueue<String>) {
+        while let Ok(job) = q.get() {
+            if job == "stop" {
+                q.task_done().expect("task_done");
+                break;
+            }
+            q.task_done().expect("task_done");
+        }
+    }
+    let jq = JoinableQueue::<String>::new(0)?;
+    let mut w = Process::new(worker, jq.clone()).start()?;
+    for i in 0..100 {
+        jq.put(format!("job {i}")).map_err(|e| e.to_string())?;
+    }
+    jq.put("stop".to_owned()).map_err(|e| e.to_string())?;
+    jq.join();
+    w.join()?;
+    println!("  joinable queue: 100 jobs done and acknowledged with task_done");
+    Ok(())
+}
+
+fn main() -> Res<()> {
+    println!("mproc tour: {} CPUs usable here (decided by {:?})", cpu_count(), mproc::process::cpu_count_source());
+    let t0 = Instant::now();
+    shared_memory()?;
+    start_methods()?;
+    locks()?;
+    pipes_and_queues()?;
+    println!("\ntour finished in {}", ms(t0.elapsed()));
+    Ok(())
+}
