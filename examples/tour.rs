@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use mproc::shm::SharedAtomicU64;
 use mproc::{
-    Array, Event, JoinableQueue, Lock, Process, Queue, StartMethod, Value, cpu_count, get_context, pipe,
+    Array, Event, JoinableQueue, Lock, Process, Queue, StartMethod, Value, cpu_count, get_context,
+    pipe,
 };
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -25,7 +26,9 @@ fn ms(d: Duration) -> String {
 
 /// A child's share of the shared-memory work: bump the locked counter
 /// `n` times and fill its slice of the array with squares.
-fn shm_worker((id, n, counter, fast, squares): (usize, u64, Value<u64>, SharedAtomicU64, Array<u64>)) -> String {
+fn shm_worker(
+    (id, n, counter, fast, squares): (usize, u64, Value<u64>, SharedAtomicU64, Array<u64>),
+) -> String {
     let t0 = Instant::now();
     for _ in 0..n {
         // The guard holds the lock: a read-modify-write no other process can interleave with.
@@ -34,7 +37,9 @@ fn shm_worker((id, n, counter, fast, squares): (usize, u64, Value<u64>, SharedAt
     }
     let chunk = squares.len() / 4;
     let start = id * chunk;
-    let mine: Vec<u64> = (start..start + chunk).map(|i| (i as u64) * (i as u64)).collect();
+    let mine: Vec<u64> = (start..start + chunk)
+        .map(|i| (i as u64) * (i as u64))
+        .collect();
     squares.copy_from(start, &mine).expect("slice in range");
     format!(
         "child {id} (pid {}): {n} locked increments + {n} atomic ones, squares {start}..{} in {}",
@@ -52,13 +57,27 @@ fn shared_memory() -> Res<()> {
     let t0 = Instant::now();
     let mut children = Vec::new();
     for id in 0..4 {
-        let args = (id, 25_000u64, counter.try_clone()?, fast.try_clone()?, squares.try_clone()?);
-        children.push(Process::new(shm_worker, args).name(format!("shm-{id}")).start()?);
+        let args = (
+            id,
+            25_000u64,
+            counter.try_clone()?,
+            fast.try_clone()?,
+            squares.try_clone()?,
+        );
+        children.push(
+            Process::new(shm_worker, args)
+                .name(format!("shm-{id}"))
+                .start()?,
+        );
     }
     for c in &mut children {
         println!("  {}", c.join()?);
     }
-    let ok = squares.to_vec().iter().enumerate().all(|(i, &v)| v == (i as u64) * (i as u64));
+    let ok = squares
+        .to_vec()
+        .iter()
+        .enumerate()
+        .all(|(i, &v)| v == (i as u64) * (i as u64));
     println!(
         "  parent: counter = {} (expected 100000), atomic = {}, array of {} squares correct: {ok}, all in {}",
         counter.get(),
@@ -74,7 +93,11 @@ fn start_methods() -> Res<()> {
     fn trivial(x: u32) -> u32 {
         x + 1
     }
-    for method in [StartMethod::Fork, StartMethod::ForkServer, StartMethod::Spawn] {
+    for method in [
+        StartMethod::Fork,
+        StartMethod::ForkServer,
+        StartMethod::Spawn,
+    ] {
         let ctx = get_context(method);
         // The first start of the fork server pays for its exec; time a few after it.
         ctx.process(trivial, 0).start()?.join()?;
@@ -85,7 +108,9 @@ fn start_methods() -> Res<()> {
         }
         println!("  {method:?}: {} per child", ms(t0.elapsed() / n));
     }
-    println!("  (Fork works here because the tour is single-threaded; from a threaded parent it is refused.)");
+    println!(
+        "  (Fork works here because the tour is single-threaded; from a threaded parent it is refused.)"
+    );
     Ok(())
 }
 
@@ -127,16 +152,20 @@ fn pipes_and_queues() -> Res<()> {
         let back: String = here.recv()?;
         assert_eq!(back, format!("PING {i}"));
     }
-    println!("  pipe: {n} round trips with a child, {} each", ms(t0.elapsed() / n));
+    println!(
+        "  pipe: {n} round trips with a child, {} each",
+        ms(t0.elapsed() / n)
+    );
     drop(here);
     child.join()?;
 
     fn producer((q, n): (Queue<u64>, u64)) -> u64 {
-        (0..n).map(|i| {
-            q.put(i).expect("put");
-            i
-        })
-        .sum()
+        (0..n)
+            .map(|i| {
+                q.put(i).expect("put");
+                i
+            })
+            .sum()
     }
     let q = Queue::<u64>::new(1024)?;
     let n = 200_000u64;
@@ -176,7 +205,11 @@ fn pipes_and_queues() -> Res<()> {
 }
 
 fn main() -> Res<()> {
-    println!("mproc tour: {} CPUs usable here (decided by {:?})", cpu_count(), mproc::process::cpu_count_source());
+    println!(
+        "mproc tour: {} CPUs usable here (decided by {:?})",
+        cpu_count(),
+        mproc::process::cpu_count_source()
+    );
     let t0 = Instant::now();
     shared_memory()?;
     start_methods()?;

@@ -105,12 +105,24 @@ pub(crate) struct Measurement {
 impl Measurement {
     /// A figure where higher is better.
     pub(crate) fn higher(value: f64, unit: &'static str) -> Self {
-        Self { metric: "", value, unit, better: Better::Higher, note: String::new() }
+        Self {
+            metric: "",
+            value,
+            unit,
+            better: Better::Higher,
+            note: String::new(),
+        }
     }
 
     /// A figure where lower is better.
     pub(crate) fn lower(value: f64, unit: &'static str) -> Self {
-        Self { metric: "", value, unit, better: Better::Lower, note: String::new() }
+        Self {
+            metric: "",
+            value,
+            unit,
+            better: Better::Lower,
+            note: String::new(),
+        }
     }
 
     /// Names the figure within its scenario.
@@ -157,10 +169,17 @@ const FIRST_FD: i32 = 3;
 impl Ctx {
     /// Starts a copy of this binary running `role` with `arg`, pinned to the
     /// placement's child CPU, with `fds` available as its descriptors 3, 4, …
-    pub(crate) fn spawn(&self, role: &str, arg: &str, fds: &[BorrowedFd<'_>]) -> BenchResult<RoleChild> {
+    pub(crate) fn spawn(
+        &self,
+        role: &str,
+        arg: &str,
+        fds: &[BorrowedFd<'_>],
+    ) -> BenchResult<RoleChild> {
         let exe = std::env::current_exe()?;
         let mut cmd = Command::new(exe);
-        cmd.env(ENV_ROLE, role).env(ENV_ARG, arg).env(ENV_NFDS, fds.len().to_string());
+        cmd.env(ENV_ROLE, role)
+            .env(ENV_ARG, arg)
+            .env(ENV_NFDS, fds.len().to_string());
         match self.placement.child_cpu() {
             Some(cpu) => cmd.env(ENV_CPU, cpu.to_string()),
             None => cmd.env_remove(ENV_CPU),
@@ -205,7 +224,11 @@ impl RoleChild {
     pub(crate) fn wait(mut self) -> BenchResult<()> {
         let mut child = self.child.take().ok_or("child already waited for")?;
         let st: ExitStatus = child.wait()?;
-        if st.success() { Ok(()) } else { Err(format!("bench child failed: {st}").into()) }
+        if st.success() {
+            Ok(())
+        } else {
+            Err(format!("bench child failed: {st}").into())
+        }
     }
 }
 
@@ -226,7 +249,11 @@ pub(crate) fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: `set` is a valid cpu_set_t of the size passed.
     let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// The number of CPUs this process may run on.
@@ -247,7 +274,10 @@ pub(crate) fn allowed_cpus() -> usize {
 pub(crate) fn run_role_if_child(roles: &[Role]) -> Option<i32> {
     let name = std::env::var(ENV_ROLE).ok()?;
     let arg = std::env::var(ENV_ARG).unwrap_or_default();
-    let nfds: i32 = std::env::var(ENV_NFDS).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let nfds: i32 = std::env::var(ENV_NFDS)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     if let Some(cpu) = std::env::var(ENV_CPU).ok().and_then(|s| s.parse().ok()) {
         if let Err(e) = pin_to_cpu(cpu) {
             eprintln!("mproc-bench child: cannot pin to CPU {cpu}: {e}");
@@ -256,7 +286,9 @@ pub(crate) fn run_role_if_child(roles: &[Role]) -> Option<i32> {
     }
     // SAFETY: the parent's pre_exec placed exactly `nfds` open descriptors at
     // FIRST_FD.. for this process, and nothing else in it owns them.
-    let fds = (0..nfds).map(|i| unsafe { OwnedFd::from_raw_fd(FIRST_FD + i) }).collect();
+    let fds = (0..nfds)
+        .map(|i| unsafe { OwnedFd::from_raw_fd(FIRST_FD + i) })
+        .collect();
     let Some(role) = roles.iter().find(|r| r.name == name) else {
         eprintln!("mproc-bench child: unknown role {name:?}");
         return Some(2);
@@ -274,7 +306,11 @@ pub(crate) fn run_role_if_child(roles: &[Role]) -> Option<i32> {
 pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     let n = xs.len();
-    if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
 }
 
 /// Times `f`, returning its result and the elapsed time.
@@ -322,8 +358,14 @@ impl Row {
 }
 
 /// Runs `bench/python/<name>.py --placement P` and parses its JSON lines.
-pub(crate) fn run_python(name: &str, placement: Placement, quick: bool) -> BenchResult<Vec<Measurement>> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join(format!("{name}.py"));
+pub(crate) fn run_python(
+    name: &str,
+    placement: Placement,
+    quick: bool,
+) -> BenchResult<Vec<Measurement>> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(format!("{name}.py"));
     if !script.exists() {
         return Err(format!("no CPython counterpart {}", script.display()).into());
     }
@@ -334,7 +376,12 @@ pub(crate) fn run_python(name: &str, placement: Placement, quick: bool) -> Bench
     }
     let out = cmd.output()?;
     if !out.status.success() {
-        return Err(format!("{} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr)).into());
+        return Err(format!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
     }
     let mut ms = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -344,11 +391,28 @@ pub(crate) fn run_python(name: &str, placement: Placement, quick: bool) -> Bench
         }
         let v: serde_json::Value = serde_json::from_str(line)?;
         let value = v["value"].as_f64().ok_or("python result without a value")?;
-        let unit: &'static str = Box::leak(v["unit"].as_str().unwrap_or("").to_owned().into_boxed_str());
-        let metric: &'static str = Box::leak(v["metric"].as_str().unwrap_or("").to_owned().into_boxed_str());
-        let better = if v["better"].as_str() == Some("lower") { Better::Lower } else { Better::Higher };
+        let unit: &'static str =
+            Box::leak(v["unit"].as_str().unwrap_or("").to_owned().into_boxed_str());
+        let metric: &'static str = Box::leak(
+            v["metric"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+                .into_boxed_str(),
+        );
+        let better = if v["better"].as_str() == Some("lower") {
+            Better::Lower
+        } else {
+            Better::Higher
+        };
         let note = v["note"].as_str().unwrap_or("").to_owned();
-        ms.push(Measurement { metric, value, unit, better, note });
+        ms.push(Measurement {
+            metric,
+            value,
+            unit,
+            better,
+            note,
+        });
     }
     Ok(ms)
 }

@@ -105,9 +105,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let ctx = Ctx { placement: args.placement };
+    let ctx = Ctx {
+        placement: args.placement,
+    };
     let mut failed = false;
-    for s in all.iter().filter(|s| args.names.is_empty() || args.names.iter().any(|n| n == s.name)) {
+    for s in all
+        .iter()
+        .filter(|s| args.names.is_empty() || args.names.iter().any(|n| n == s.name))
+    {
         let mut runs: Vec<Vec<Measurement>> = Vec::new();
         for _ in 0..args.reps {
             match (s.run)(&ctx) {
@@ -124,17 +129,30 @@ fn main() -> ExitCode {
             .iter()
             .enumerate()
             .map(|(i, m)| {
-                let vals = runs.iter().filter_map(|r| r.get(i).map(|x| x.value)).collect();
+                let vals = runs
+                    .iter()
+                    .filter_map(|r| r.get(i).map(|x| x.value))
+                    .collect();
                 let mut m = m.clone();
                 m.value = harness::median(vals);
-                Row { scenario: s.name.to_owned(), placement: args.placement, implementation: "mproc", m }
+                Row {
+                    scenario: s.name.to_owned(),
+                    placement: args.placement,
+                    implementation: "mproc",
+                    m,
+                }
             })
             .collect();
         let py_rows: Vec<Row> = if args.python {
             match harness::run_python(s.name, args.placement, args.quick) {
                 Ok(ms) => ms
                     .into_iter()
-                    .map(|m| Row { scenario: s.name.to_owned(), placement: args.placement, implementation: "cpython", m })
+                    .map(|m| Row {
+                        scenario: s.name.to_owned(),
+                        placement: args.placement,
+                        implementation: "cpython",
+                        m,
+                    })
                     .collect(),
                 Err(e) => {
                     eprintln!("mproc-bench: CPython {}: {e}", s.name);
@@ -146,7 +164,11 @@ fn main() -> ExitCode {
         };
         report(&mproc_rows, &py_rows, args.json);
     }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn report(mproc: &[Row], python: &[Row], json: bool) {
@@ -180,8 +202,17 @@ fn report(mproc: &[Row], python: &[Row], json: bool) {
         println!("{line}");
     }
     if !json {
-        for p in python.iter().filter(|p| !mproc.iter().any(|r| r.m.metric == p.m.metric)) {
-            println!("{:<28} {:<8} cpython {:>14} {}", p.label(), p.placement.as_str(), fmt_value(p.m.value), p.m.unit);
+        for p in python
+            .iter()
+            .filter(|p| !mproc.iter().any(|r| r.m.metric == p.m.metric))
+        {
+            println!(
+                "{:<28} {:<8} cpython {:>14} {}",
+                p.label(),
+                p.placement.as_str(),
+                fmt_value(p.m.value),
+                p.m.unit
+            );
         }
     }
 }

@@ -24,7 +24,9 @@ pub fn watchdog<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send
             Err(p) => std::panic::resume_unwind(p),
             Ok(()) => unreachable!("the worker ended without sending a result"),
         },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("watchdog: test did not finish within {limit:?}"),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("watchdog: test did not finish within {limit:?}")
+        }
     }
 }
 
@@ -47,7 +49,9 @@ pub fn pid_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => {
             // The state follows the parenthesised command name.
-            let state = s.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+            let state = s
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next());
             !matches!(state, Some('Z') | Some('X') | None)
         }
         Err(_) => false,

@@ -68,8 +68,8 @@ pub mod shared_memory {
 
 pub use mproc_pipe::{Client, Connection, Listener, pipe, wait};
 pub use mproc_process::{
-    Context, ExitStatus, Process, ProcessHandle, StartMethod, active_children, cpu_count, current_process,
-    get_context, init, parent_process,
+    Context, ExitStatus, Process, ProcessHandle, StartMethod, active_children, cpu_count,
+    current_process, get_context, init, parent_process,
 };
 pub use mproc_queue::{JoinableQueue, Queue, SimpleQueue};
 pub use mproc_shm::{Array, RawArray, RawValue, Value};
