@@ -5,7 +5,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
-use mproc_queue::{Pod, Queue};
+use mproc_queue::{Bytes, Pod, Queue};
 use mproc_shm::handle::{from_bytes_with_fds, to_bytes_with_fds};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -19,7 +19,7 @@ const N_RTT: u64 = 200_000;
 const END: u64 = u64::MAX;
 
 type U64Queue = Queue<u64, Pod>;
-type BytesQueue = Queue<Vec<u8>>;
+type BytesQueue = Queue<Vec<u8>, Bytes>;
 
 /// The scenarios of this crate.
 pub(crate) fn scenarios() -> Vec<Scenario> {
@@ -36,7 +36,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "queue_1p1c_4kib",
-            about: "1 producer -> 1 consumer process, Queue<Vec<u8>> of 4 KiB items, N=500k, M msgs/s",
+            about: "1 producer -> 1 consumer process, Queue<Vec<u8>, Bytes> of 4 KiB items, N=500k, M msgs/s",
             run: queue_1p1c_4kib,
         },
         Scenario {
@@ -50,10 +50,22 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
 /// The child roles these scenarios start.
 pub(crate) fn roles() -> Vec<Role> {
     vec![
-        Role { name: "queue_produce_u64", run: role_produce_u64 },
-        Role { name: "queue_consume_u64", run: role_consume_u64 },
-        Role { name: "queue_produce_4k", run: role_produce_4k },
-        Role { name: "queue_echo", run: role_echo },
+        Role {
+            name: "queue_produce_u64",
+            run: role_produce_u64,
+        },
+        Role {
+            name: "queue_consume_u64",
+            run: role_consume_u64,
+        },
+        Role {
+            name: "queue_produce_4k",
+            run: role_produce_4k,
+        },
+        Role {
+            name: "queue_echo",
+            run: role_echo,
+        },
     ]
 }
 
@@ -68,8 +80,9 @@ fn pack<T: Serialize>(n: u64, v: &T) -> BenchResult<(String, Vec<OwnedFd>)> {
 /// The inverse of [`pack`], in the child.
 fn unpack<T: DeserializeOwned>(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<(u64, T)> {
     let (n, hex) = arg.split_once(':').ok_or("bad role argument")?;
-    let bytes: Result<Vec<u8>, _> =
-        (0..hex.len() / 2).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16)).collect();
+    let bytes: Result<Vec<u8>, _> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
+        .collect();
     Ok((n.parse()?, from_bytes_with_fds(&bytes?, fds)?))
 }
 
@@ -146,14 +159,20 @@ fn queue_1p1c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     if expect != N_U64 {
         return Err(format!("received {expect} of {N_U64}").into());
     }
-    Ok(vec![Measurement::higher(N_U64 as f64 / dt.as_secs_f64() / 1e6, "M msgs/s")])
+    Ok(vec![Measurement::higher(
+        N_U64 as f64 / dt.as_secs_f64() / 1e6,
+        "M msgs/s",
+    )])
 }
 
 fn queue_2p2c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let q: U64Queue = Queue::new(0)?;
     let start: U64Queue = Queue::new(0)?;
     let per = N_U64 / 2;
-    let consumers = [spawn_with(ctx, "queue_consume_u64", per, &q)?, spawn_with(ctx, "queue_consume_u64", per, &q)?];
+    let consumers = [
+        spawn_with(ctx, "queue_consume_u64", per, &q)?,
+        spawn_with(ctx, "queue_consume_u64", per, &q)?,
+    ];
     let producers = [
         spawn_with(ctx, "queue_produce_u64", per, &(&q, &start))?,
         spawn_with(ctx, "queue_produce_u64", per, &(&q, &start))?,
@@ -171,7 +190,10 @@ fn queue_2p2c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     if !q.is_empty() {
         return Err("items left in the queue".into());
     }
-    Ok(vec![Measurement::higher(N_U64 as f64 / dt.as_secs_f64() / 1e6, "M msgs/s")])
+    Ok(vec![Measurement::higher(
+        N_U64 as f64 / dt.as_secs_f64() / 1e6,
+        "M msgs/s",
+    )])
 }
 
 fn queue_1p1c_4kib(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
@@ -188,7 +210,10 @@ fn queue_1p1c_4kib(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     }
     let dt = t0.elapsed();
     child.wait()?;
-    Ok(vec![Measurement::higher(N_4K as f64 / dt.as_secs_f64() / 1e6, "M msgs/s")])
+    Ok(vec![Measurement::higher(
+        N_4K as f64 / dt.as_secs_f64() / 1e6,
+        "M msgs/s",
+    )])
 }
 
 fn queue_rtt(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
@@ -210,5 +235,8 @@ fn queue_rtt(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     }
     let dt = t0.elapsed();
     child.wait()?;
-    Ok(vec![Measurement::lower(dt.as_secs_f64() * 1e6 / N_RTT as f64, "us")])
+    Ok(vec![Measurement::lower(
+        dt.as_secs_f64() * 1e6 / N_RTT as f64,
+        "us",
+    )])
 }

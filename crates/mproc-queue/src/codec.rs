@@ -22,6 +22,17 @@ pub trait Codec<T>: 'static {
     /// An [`EncodeError`] if `value` cannot be encoded.
     fn encode(value: &T, buf: &mut Vec<u8>) -> Result<(), EncodeError>;
 
+    /// Encodes `value` and hands the bytes to `f`. The default encodes into
+    /// `buf` (empty on entry) with [`Codec::encode`]; codecs whose items
+    /// already are bytes override it to skip that copy.
+    ///
+    /// # Errors
+    /// An [`EncodeError`] if `value` cannot be encoded.
+    fn encode_with<R>(value: &T, buf: &mut Vec<u8>, f: impl FnOnce(&[u8]) -> R) -> Result<R, EncodeError> {
+        Self::encode(value, buf)?;
+        Ok(f(buf))
+    }
+
     /// Decodes an item from exactly `bytes`. The bytes come from shared
     /// memory that another process wrote: treat them as untrusted.
     ///
@@ -90,7 +101,42 @@ impl<T: bytemuck::Pod> Codec<T> for Pod {
         Ok(())
     }
 
+    fn encode_with<R>(value: &T, _: &mut Vec<u8>, f: impl FnOnce(&[u8]) -> R) -> Result<R, EncodeError> {
+        Ok(f(bytemuck::bytes_of(value)))
+    }
+
     fn decode(bytes: &[u8]) -> Result<T, DecodeError> {
         bytemuck::try_pod_read_unaligned(bytes).map_err(|e| DecodeError::custom(format!("{e:?}")))
+    }
+}
+
+/// The byte codec: a `Vec<u8>` item is carried as it is, with no encoding
+/// (postcard would write its bytes one by one). Use it for byte payloads:
+///
+/// ```
+/// use mproc_queue::{Bytes, Queue};
+///
+/// let q: Queue<Vec<u8>, Bytes> = Queue::new(0)?;
+/// q.put(vec![7; 4096])?;
+/// assert_eq!(q.get()?, vec![7; 4096]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bytes;
+
+impl Codec<Vec<u8>> for Bytes {
+    const TAG: &'static str = "bytes";
+
+    fn encode(value: &Vec<u8>, buf: &mut Vec<u8>) -> Result<(), EncodeError> {
+        buf.extend_from_slice(value);
+        Ok(())
+    }
+
+    fn encode_with<R>(value: &Vec<u8>, _: &mut Vec<u8>, f: impl FnOnce(&[u8]) -> R) -> Result<R, EncodeError> {
+        Ok(f(value))
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+        Ok(bytes.to_vec())
     }
 }

@@ -251,7 +251,7 @@ impl Core {
     fn probe_room(&self) -> bool {
         let ctl = self.ctl();
         // Relaxed: only a hint; the attempt re-reads under the lock.
-        let h = ring::unpack(ctl.cons.head.load(Ordering::Relaxed));
+        let h = ring::unpack(ctl.head.0.load(Ordering::Relaxed));
         h != ring::unpack(self.head_cache.cached_head()) || ctl.wait.closed.load(Ordering::Relaxed) != 0
     }
 
@@ -259,8 +259,8 @@ impl Core {
     fn probe_item(&self) -> bool {
         let ctl = self.ctl();
         // Relaxed: only a hint; the attempt re-reads under the lock.
-        let t = ctl.prod.tail.load(Ordering::Relaxed);
-        let h = ctl.cons.head.load(Ordering::Relaxed);
+        let t = ctl.tail.0.load(Ordering::Relaxed);
+        let h = ctl.head.0.load(Ordering::Relaxed);
         ring::unpack(t).0 != ring::unpack(h).0 || ctl.wait.closed.load(Ordering::Relaxed) != 0
     }
 

@@ -48,8 +48,8 @@ pub(crate) fn queue_record(data: &[u8]) {
             }
             u64::from_le_bytes(b)
         };
-        h.ctl.cons.head.store(word(0), Ordering::Relaxed);
-        h.ctl.prod.tail.store(word(1), Ordering::Relaxed);
+        h.ctl.head.0.store(word(0), Ordering::Relaxed);
+        h.ctl.tail.0.store(word(1), Ordering::Relaxed);
         caches_t[0].store(word(2), Ordering::Relaxed);
         let bytes = rest.get(24..).unwrap_or(&[]);
         for (i, chunk) in bytes.chunks(8).take(h.mem.len()).enumerate() {

@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! offset 0     mproc_shm::Header (128 bytes; params = [ring capacity, maxsize, flags, ring offset])
-//! offset 128   Ctl: four 128-byte lines (producer side, consumer side, wait words, tasks)
-//! offset 640   the ring: `capacity` bytes of records
+//! offset 128   Ctl: six 128-byte lines (producer lock, tail, consumer lock, head,
+//!              wait words, tasks)
+//! offset 896   the ring: `capacity` bytes of records
 //! ```
 
 use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -24,12 +25,16 @@ pub(crate) const CTL_OFFSET: usize = mproc_shm::HEADER_SIZE;
 /// Where the ring starts.
 pub(crate) const RING_OFFSET: usize = CTL_OFFSET + std::mem::size_of::<Ctl>();
 
+/// A word on a cache line of its own, so that the other side reading it
+/// does not steal the line holding a lock.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(crate) struct Padded(pub(crate) AtomicU64);
+
 /// What the producers own: written under the producer lock.
 #[repr(C, align(128))]
 #[derive(Debug)]
 pub(crate) struct ProducerLine {
-    /// Packed (sequence, position) of the next record to write; see `ring::pack`.
-    pub(crate) tail: AtomicU64,
     /// The producer lock.
     pub(crate) lock: RawMutex,
     /// The id of the last large message a producer claimed.
@@ -40,8 +45,6 @@ pub(crate) struct ProducerLine {
 #[repr(C, align(128))]
 #[derive(Debug)]
 pub(crate) struct ConsumerLine {
-    /// Packed (sequence, position) of the next record to read.
-    pub(crate) head: AtomicU64,
     /// The consumer lock.
     pub(crate) lock: RawMutex,
     /// The id of the last large message a consumer started to take (stored
@@ -89,12 +92,18 @@ pub(crate) struct TaskLine {
 #[derive(Debug)]
 pub(crate) struct Ctl {
     pub(crate) prod: ProducerLine,
+    /// Packed (sequence, position) of the next record to write; see
+    /// `ring::pack`. Stored under the producer lock.
+    pub(crate) tail: Padded,
     pub(crate) cons: ConsumerLine,
+    /// Packed (sequence, position) of the next record to read. Stored under
+    /// the consumer lock.
+    pub(crate) head: Padded,
     pub(crate) wait: WaitLine,
     pub(crate) tasks: TaskLine,
 }
 
-const _: () = assert!(std::mem::size_of::<Ctl>() == 512);
+const _: () = assert!(std::mem::size_of::<Ctl>() == 768);
 const _: () = assert!(RING_OFFSET % 128 == 0);
 
 // SAFETY: every type below is repr(C) of atomics and RawMutex (itself
@@ -103,6 +112,8 @@ const _: () = assert!(RING_OFFSET % 128 == 0);
 unsafe impl SharedSync for ProducerLine {}
 // SAFETY: as above.
 unsafe impl SharedSync for ConsumerLine {}
+// SAFETY: as above.
+unsafe impl SharedSync for Padded {}
 // SAFETY: as above.
 unsafe impl SharedSync for WaitWord {}
 // SAFETY: as above.
@@ -118,8 +129,10 @@ impl Ctl {
     pub(crate) fn new_boxed() -> Box<Self> {
         let w = || WaitWord { seq: AtomicU32::new(0), waiters: AtomicU32::new(0) };
         Box::new(Self {
-            prod: ProducerLine { tail: AtomicU64::new(0), lock: RawMutex::new(), large_seq: AtomicU64::new(0) },
-            cons: ConsumerLine { head: AtomicU64::new(0), lock: RawMutex::new(), large_taken: AtomicU64::new(0) },
+            prod: ProducerLine { lock: RawMutex::new(), large_seq: AtomicU64::new(0) },
+            tail: Padded(AtomicU64::new(0)),
+            cons: ConsumerLine { lock: RawMutex::new(), large_taken: AtomicU64::new(0) },
+            head: Padded(AtomicU64::new(0)),
             wait: WaitLine { not_empty: w(), not_full: w(), closed: AtomicU32::new(0) },
             tasks: TaskLine { done: AtomicU32::new(0), all_done: w() },
         })

@@ -37,7 +37,8 @@
 //! # Codecs
 //!
 //! Items are encoded with [`Postcard`] by default; plain-data items can use
-//! [`Pod`], which copies their bytes with no encoding. mproc handles (queues,
+//! [`Pod`], and `Vec<u8>` items [`Bytes`], which copy the bytes with no
+//! encoding. mproc handles (queues,
 //! locks, segments) cannot travel inside items: putting one is an
 //! [`EncodeError`] (send handles as process arguments instead).
 //!
@@ -64,7 +65,7 @@ mod wait;
 #[cfg(any(test, fuzzing))]
 mod fuzz;
 
-pub use crate::codec::{Codec, Pod, Postcard};
+pub use crate::codec::{Bytes, Codec, Pod, Postcard};
 pub use crate::error::{
     BrokenError, CreateError, DecodeError, EncodeError, GetError, GetTimeoutError, JoinTimeoutError, PutError,
     PutTimeoutError, TaskDoneError, TryGetError, TryPutError,

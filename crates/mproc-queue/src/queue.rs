@@ -176,13 +176,18 @@ impl<T, C: Codec<T>> Queue<T, C> {
 
     fn put_inner(&self, item: T, deadline: Deadline) -> Result<(), (T, PutFailure)> {
         let r = with_scratch(|buf| {
-            C::encode(&item, buf).map_err(PutFailure::Encode)?;
-            if buf.len() > (isize::MAX as usize) - mproc_shm::HEADER_SIZE {
-                return Err(PutFailure::Encode(EncodeError::too_large(buf.len())));
-            }
-            self.core.put_bytes(buf, deadline).map_err(PutFailure::Fail)
+            C::encode_with(&item, buf, |bytes| {
+                if bytes.len() > (isize::MAX as usize) - mproc_shm::HEADER_SIZE {
+                    return Err(PutFailure::Encode(EncodeError::too_large(bytes.len())));
+                }
+                self.core.put_bytes(bytes, deadline).map_err(PutFailure::Fail)
+            })
         });
-        r.map_err(|e| (item, e))
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err((item, e)),
+            Err(e) => Err((item, PutFailure::Encode(e))),
+        }
     }
 
     /// Puts `item` at the back of the queue, waiting while the queue is full.

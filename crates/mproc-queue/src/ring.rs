@@ -161,8 +161,8 @@ impl<'a> Ring<'a> {
     /// (an approximation while others work; 0 for impossible words).
     pub(crate) fn len(&self) -> usize {
         // Acquire on both: a snapshot; see `try_push`/`commit` for the stores.
-        let t = unpack(self.ctl.prod.tail.load(Ordering::Acquire)).0;
-        let h = unpack(self.ctl.cons.head.load(Ordering::Acquire)).0;
+        let t = unpack(self.ctl.tail.0.load(Ordering::Acquire)).0;
+        let h = unpack(self.ctl.head.0.load(Ordering::Acquire)).0;
         let n = t.wrapping_sub(h);
         if n as usize > self.cap as usize / REC_HEADER { 0 } else { n as usize }
     }
@@ -171,7 +171,7 @@ impl<'a> Ring<'a> {
     /// records ever published, wrapping.
     pub(crate) fn published(&self) -> u32 {
         // Acquire: pairs with the SeqCst swap publishing a record.
-        unpack(self.ctl.prod.tail.load(Ordering::Acquire)).0
+        unpack(self.ctl.tail.0.load(Ordering::Acquire)).0
     }
 
     /// Copies `src` into the ring at `pos`, wrapping at the end.
@@ -224,7 +224,7 @@ impl<'a> Ring<'a> {
     ) -> Result<Result<Reservation<'c>, Push>, Corrupted> {
         // Relaxed: only lock holders store `tail`, and the lock's Acquire
         // ordered us after the last of them.
-        let tail_w = self.ctl.prod.tail.load(Ordering::Relaxed);
+        let tail_w = self.ctl.tail.0.load(Ordering::Relaxed);
         let tail = self.check_word(tail_w)?;
         let head_cache = &cache.head;
         let len32 = u32::try_from(len).map_err(|_| Corrupted("record too large"))?;
@@ -235,7 +235,7 @@ impl<'a> Ring<'a> {
         let mut fresh = cache.mark.load(Ordering::Relaxed) != tail_w;
         let mut head_w = if fresh {
             // Acquire: as below.
-            let h = self.ctl.cons.head.load(Ordering::Acquire);
+            let h = self.ctl.head.0.load(Ordering::Acquire);
             head_cache.store(h, Ordering::Relaxed);
             h
         } else {
@@ -257,7 +257,7 @@ impl<'a> Ring<'a> {
             }
             // Acquire: pairs with the SeqCst swap in `commit`, so the bytes the
             // consumers read before moving `head` are no longer needed.
-            head_w = self.ctl.cons.head.load(Ordering::Acquire);
+            head_w = self.ctl.head.0.load(Ordering::Acquire);
             head_cache.store(head_w, Ordering::Relaxed);
             fresh = true;
         }
@@ -282,7 +282,7 @@ impl<'a> Ring<'a> {
         // `not_empty.waiters` that follows, pairing with the consumers'
         // SeqCst increment of it before they re-check `tail`.
         let next = pack(tail.0.wrapping_add(1), next_pos);
-        self.ctl.prod.tail.swap(next, Ordering::SeqCst);
+        self.ctl.tail.0.swap(next, Ordering::SeqCst);
         // Relaxed: the cache is only touched under the producer lock.
         r.cache.mark.store(next, Ordering::Relaxed);
     }
@@ -319,13 +319,13 @@ impl<'a> Ring<'a> {
     /// The caller holds the consumer lock.
     pub(crate) unsafe fn peek(&self, out: &mut Vec<u8>, tail_cache: &AtomicU64) -> Result<Option<Peeked>, Corrupted> {
         // Relaxed: only consumer-lock holders store `head`.
-        let head = self.check_word(self.ctl.cons.head.load(Ordering::Relaxed))?;
+        let head = self.check_word(self.ctl.head.0.load(Ordering::Relaxed))?;
         // Relaxed: a cached copy that only lags the real tail.
         let mut tail = unpack(tail_cache.load(Ordering::Relaxed));
         if (tail.0.wrapping_sub(head.0) as i32) <= 0 || self.check_word(pack(tail.0, tail.1)).is_err() {
             // SeqCst: Acquire pairs with the producers' publishing swap; SeqCst
             // orders it after a waiting consumer's increment of `waiters`.
-            let t = self.ctl.prod.tail.load(Ordering::SeqCst);
+            let t = self.ctl.tail.0.load(Ordering::SeqCst);
             tail_cache.store(t, Ordering::Relaxed);
             tail = self.check_word(t)?;
         }
@@ -367,7 +367,7 @@ impl<'a> Ring<'a> {
         // SeqCst: Release frees the bytes for producers (pairs with their
         // Acquire load of `head`); SeqCst orders it before the load of
         // `not_full.waiters` that follows.
-        self.ctl.cons.head.swap(p.next_head, Ordering::SeqCst);
+        self.ctl.head.0.swap(p.next_head, Ordering::SeqCst);
     }
 }
 

@@ -19,8 +19,9 @@ use mproc_shm::futex;
 
 use crate::layout::WaitWord;
 
-/// Rounds of busy-waiting before yielding.
-const SPINS: u32 = 64;
+/// How long to busy-wait before yielding, when another CPU can run the
+/// process we wait for.
+const SPIN_LIMIT: Duration = Duration::from_micros(50);
 /// Rounds of `sched_yield` before sleeping.
 const YIELDS: u32 = 16;
 /// The longest single sleep.
@@ -79,25 +80,36 @@ pub(crate) fn block_on<R>(
     if deadline == Deadline::Now {
         return None;
     }
-    let mut round = 0u32;
-    while round < SPINS + YIELDS {
+    let past = |d: Deadline| matches!(d, Deadline::At(t) if Instant::now() >= t);
+    // Spin only when another CPU may run the process we wait for: on a
+    // single CPU it would only burn the time slice the other one needs.
+    if mproc_shm::mutex::spin_useful() {
+        let start = Instant::now();
+        let mut i = 0u32;
+        loop {
+            if probe() {
+                if let Some(r) = attempt() {
+                    return Some(r);
+                }
+            }
+            for _ in 0..8 {
+                std::hint::spin_loop();
+            }
+            i += 1;
+            if i % 16 == 0 && (start.elapsed() > SPIN_LIMIT || past(deadline)) {
+                break;
+            }
+        }
+    }
+    for _ in 0..YIELDS {
+        crate::sys::yield_now();
         if probe() {
             if let Some(r) = attempt() {
                 return Some(r);
             }
         }
-        if round < SPINS {
-            for _ in 0..(1u32 << (round / 8).min(6)) {
-                std::hint::spin_loop();
-            }
-        } else {
-            crate::sys::yield_now();
-        }
-        round += 1;
-        if let Deadline::At(d) = deadline {
-            if round % 8 == 0 && Instant::now() >= d {
-                return attempt();
-            }
+        if past(deadline) {
+            return attempt();
         }
     }
     loop {

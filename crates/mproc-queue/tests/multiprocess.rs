@@ -182,20 +182,20 @@ fn child_entry() {
 }
 
 /// White-box: takes one of the queue's locks (its layout is pinned: the
-/// producer lock at byte 136, the consumer lock at 264), scribbles over the
+/// producer lock at byte 128, the consumer lock at 384, the ring at 896), scribbles over the
 /// free part of the ring like a producer killed mid-write, reports, and
 /// waits to be killed.
 fn lock_holder() {
     let (seg, _tx, _rx): (mproc_shm::Segment, mproc_shm::handle::HandleFd, mproc_shm::handle::HandleFd) =
         take_handle();
     let which = std::env::var("WHICH").unwrap();
-    let off = if which == "producer" { 128 + 8 } else { 256 + 8 };
+    let off = if which == "producer" { 128 } else { 384 };
     let lock = seg.get::<mproc_shm::RawMutex>(off).unwrap();
     let _ = lock.lock();
     if which == "producer" {
         // The ring is empty: every byte is free, as after a reservation.
-        let junk = vec![0xabu8; seg.len() - 640];
-        seg.write(640, &junk).unwrap();
+        let junk = vec![0xabu8; seg.len() - 896];
+        seg.write(896, &junk).unwrap();
     }
     println!("LOCKED");
     std::io::stdout().flush().unwrap();
@@ -460,7 +460,7 @@ fn killed_lock_holders_leave_the_queue_usable() {
                 assert!(lines.any(|l| l.unwrap().contains("LOCKED")), "lock holder did not report");
                 c
             };
-            let off = if which == "producer" { 136 } else { 264 };
+            let off = if which == "producer" { 128 } else { 384 };
             assert!(raw.0.get::<mproc_shm::RawMutex>(off).unwrap().is_locked(), "child holds the {which} lock");
             let st = kill_and_reap(&mut cmd_child);
             assert_eq!(st.signal(), Some(libc::SIGKILL));

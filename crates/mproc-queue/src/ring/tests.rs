@@ -107,7 +107,7 @@ fn corruption_is_an_error() {
     let mut out = Vec::new();
     // SAFETY: single-threaded test.
     assert!(unsafe { r.peek(&mut out, &tc) }.is_err());
-    h.ctl.prod.tail.store(pack(1, 7), Ordering::Relaxed);
+    h.ctl.tail.0.store(pack(1, 7), Ordering::Relaxed);
     let r = h.ring();
     // SAFETY: single-threaded test.
     assert_eq!(unsafe { r.peek(&mut out, &AtomicU64::new(0)) }, Err(Corrupted("ring position out of range")));
