@@ -28,7 +28,11 @@ pub trait Codec<T>: 'static {
     ///
     /// # Errors
     /// An [`EncodeError`] if `value` cannot be encoded.
-    fn encode_with<R>(value: &T, buf: &mut Vec<u8>, f: impl FnOnce(&[u8]) -> R) -> Result<R, EncodeError> {
+    fn encode_with<R>(
+        value: &T,
+        buf: &mut Vec<u8>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, EncodeError> {
         Self::encode(value, buf)?;
         Ok(f(buf))
     }
@@ -58,14 +62,23 @@ impl<T: Serialize + DeserializeOwned> Codec<T> for Postcard {
         // Serialize inside `collect_fds`: an mproc handle then serializes
         // successfully but leaves its descriptor in the side table, which is
         // how we recognise it and report it clearly.
-        let (r, fds) = mproc_shm::handle::collect_fds(|| postcard::to_extend(value, std::mem::take(buf)));
+        let (r, fds) =
+            mproc_shm::handle::collect_fds(|| postcard::to_extend(value, std::mem::take(buf)));
         match r {
             Ok(v) => *buf = v,
             Err(e) => {
-                return Err(if fds.is_empty() { EncodeError::custom(e) } else { EncodeError::handle() });
+                return Err(if fds.is_empty() {
+                    EncodeError::custom(e)
+                } else {
+                    EncodeError::handle()
+                });
             }
         }
-        if fds.is_empty() { Ok(()) } else { Err(EncodeError::handle()) }
+        if fds.is_empty() {
+            Ok(())
+        } else {
+            Err(EncodeError::handle())
+        }
     }
 
     fn decode(bytes: &[u8]) -> Result<T, DecodeError> {
@@ -101,7 +114,11 @@ impl<T: bytemuck::Pod> Codec<T> for Pod {
         Ok(())
     }
 
-    fn encode_with<R>(value: &T, _: &mut Vec<u8>, f: impl FnOnce(&[u8]) -> R) -> Result<R, EncodeError> {
+    fn encode_with<R>(
+        value: &T,
+        _: &mut Vec<u8>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, EncodeError> {
         Ok(f(bytemuck::bytes_of(value)))
     }
 
@@ -132,7 +149,11 @@ impl Codec<Vec<u8>> for Bytes {
         Ok(())
     }
 
-    fn encode_with<R>(value: &Vec<u8>, _: &mut Vec<u8>, f: impl FnOnce(&[u8]) -> R) -> Result<R, EncodeError> {
+    fn encode_with<R>(
+        value: &Vec<u8>,
+        _: &mut Vec<u8>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, EncodeError> {
         Ok(f(value))
     }
 

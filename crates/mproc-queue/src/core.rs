@@ -69,12 +69,17 @@ impl fmt::Debug for Core {
 struct Guard<'a>(&'a RawMutex);
 
 impl<'a> Guard<'a> {
-    fn lock(m: &'a RawMutex) -> Self {
+    fn lock(ctl: &Ctl, m: &'a RawMutex) -> Self {
         // Both OwnerDied cases need no repair: a dead producer never
         // published its record (the next one overwrites its bytes) and a dead
         // consumer either committed its record or left it for the next one.
         // Large-message ids cover the side channel (see `take_large`).
-        let _: Acquired = m.lock();
+        if m.lock() == Acquired::OwnerDied {
+            // The dead holder may have changed the ring without waking
+            // anybody: wake every sleeper so they look again.
+            ctl.wait.not_empty.notify_always();
+            ctl.wait.not_full.notify_always();
+        }
         Self(m)
     }
 }
@@ -108,20 +113,40 @@ fn io_broken(e: io::Error) -> BrokenError {
 impl Core {
     /// Creates a queue of `kind` holding at most `maxsize` items (0: bounded
     /// only by the ring) in a ring of `capacity` bytes.
-    pub(crate) fn create(kind: u32, fingerprint: u64, maxsize: usize, capacity: usize) -> Result<Self, CreateError> {
+    pub(crate) fn create(
+        kind: u32,
+        fingerprint: u64,
+        maxsize: usize,
+        capacity: usize,
+    ) -> Result<Self, CreateError> {
         if !(ring::MIN_CAPACITY..=ring::MAX_CAPACITY).contains(&capacity) {
             return Err(CreateError::InvalidCapacity(capacity));
         }
         let cap = capacity.div_ceil(8) * 8;
-        let maxsize = u32::try_from(maxsize).ok().filter(|m| *m <= i32::MAX as u32).ok_or(CreateError::InvalidMaxsize(maxsize))?;
+        let maxsize = u32::try_from(maxsize)
+            .ok()
+            .filter(|m| *m <= i32::MAX as u32)
+            .ok_or(CreateError::InvalidMaxsize(maxsize))?;
         let seg = Segment::anonymous(RING_OFFSET + cap).map_err(CreateError::Segment)?;
         let (tx, rx) = crate::sys::seqpacket_pair().map_err(CreateError::Io)?;
         let hdr = seg.header().map_err(CreateError::Segment)?;
-        hdr.init(Layout { kind, fingerprint }, seg.len() as u64, [cap as u64, u64::from(maxsize), 0, RING_OFFSET as u64]);
+        hdr.init(
+            Layout { kind, fingerprint },
+            seg.len() as u64,
+            [cap as u64, u64::from(maxsize), 0, RING_OFFSET as u64],
+        );
         Ok(Self::assemble(seg, tx, rx, kind, fingerprint, cap, maxsize))
     }
 
-    fn assemble(seg: Segment, tx: OwnedFd, rx: OwnedFd, kind: u32, fingerprint: u64, cap: usize, maxsize: u32) -> Self {
+    fn assemble(
+        seg: Segment,
+        tx: OwnedFd,
+        rx: OwnedFd,
+        kind: u32,
+        fingerprint: u64,
+        cap: usize,
+        maxsize: u32,
+    ) -> Self {
         Self {
             seg,
             tx: HandleFd::new(tx),
@@ -137,7 +162,10 @@ impl Core {
 
     /// Opens a received segment, checking that it holds a queue of `kind`.
     fn open(w: Wire, kind: u32, fingerprint: u64) -> Result<Self, String> {
-        let p = w.seg.check_layout(Layout { kind, fingerprint }).map_err(|e| format!("not a matching queue: {e}"))?;
+        let p = w
+            .seg
+            .check_layout(Layout { kind, fingerprint })
+            .map_err(|e| format!("not a matching queue: {e}"))?;
         let [cap, maxsize, _, off] = p;
         let cap = usize::try_from(cap).map_err(|_| "queue capacity out of range")?;
         if off != RING_OFFSET as u64
@@ -149,12 +177,22 @@ impl Core {
             return Err("queue header is corrupt".into());
         }
         let (tx, rx) = (w.tx.into_inner(), w.rx.into_inner());
-        Ok(Self::assemble(w.seg, tx, rx, kind, fingerprint, cap, maxsize as u32))
+        Ok(Self::assemble(
+            w.seg,
+            tx,
+            rx,
+            kind,
+            fingerprint,
+            cap,
+            maxsize as u32,
+        ))
     }
 
     pub(crate) fn ctl(&self) -> &Ctl {
         // `create`/`open` checked the segment holds RING_OFFSET + cap bytes.
-        self.seg.get::<Ctl>(CTL_OFFSET).expect("queue segment holds its control block")
+        self.seg
+            .get::<Ctl>(CTL_OFFSET)
+            .expect("queue segment holds its control block")
     }
 
     pub(crate) fn ring(&self) -> Ring<'_> {
@@ -175,7 +213,11 @@ impl Core {
     }
 
     fn maxcount(&self) -> u32 {
-        if self.maxsize == 0 { u32::MAX } else { self.maxsize }
+        if self.maxsize == 0 {
+            u32::MAX
+        } else {
+            self.maxsize
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -197,7 +239,7 @@ impl Core {
         {
             // Under the producer lock: a put either published before this or
             // sees the flag, so a consumer that sees the flag sees every item.
-            let _g = Guard::lock(&ctl.prod.lock);
+            let _g = Guard::lock(ctl, &ctl.prod.lock);
             // SeqCst: ordered before the wake-ups below.
             ctl.wait.closed.store(1, Ordering::SeqCst);
         }
@@ -218,14 +260,15 @@ impl Core {
             deadline,
             || self.probe_room(),
             || {
-                let _g = Guard::lock(&ctl.prod.lock);
+                let _g = Guard::lock(ctl, &ctl.prod.lock);
                 // Relaxed: the lock orders us after `close`, which holds it.
                 if ctl.wait.closed.load(Ordering::Relaxed) != 0 {
                     return Some(Err(PutFail::Closed));
                 }
                 // SAFETY: we hold the producer lock; the record fits the ring
                 // because `bytes.len() <= cap / 4`.
-                match unsafe { ring.try_push(REC_INLINE, bytes, self.maxcount(), &self.head_cache) } {
+                match unsafe { ring.try_push(REC_INLINE, bytes, self.maxcount(), &self.head_cache) }
+                {
                     Ok(Push::Done) => Some(Ok(())),
                     Ok(Push::Full | Push::NoRoom) => None,
                     Err(c) => Some(Err(PutFail::Broken(c.into()))),
@@ -252,7 +295,8 @@ impl Core {
         let ctl = self.ctl();
         // Relaxed: only a hint; the attempt re-reads under the lock.
         let h = ring::unpack(ctl.head.0.load(Ordering::Relaxed));
-        h != ring::unpack(self.head_cache.cached_head()) || ctl.wait.closed.load(Ordering::Relaxed) != 0
+        h != ring::unpack(self.head_cache.cached_head())
+            || ctl.wait.closed.load(Ordering::Relaxed) != 0
     }
 
     /// Whether a get might succeed now (a lock-free hint).
@@ -272,8 +316,10 @@ impl Core {
             return Err(PutFail::Closed);
         }
         let mp = mproc_shm::HEADER_SIZE;
-        let seg = Segment::anonymous(mp + bytes.len()).map_err(|e| PutFail::Broken(io_broken(e.into())))?;
-        seg.write(mp, bytes).map_err(|e| PutFail::Broken(io_broken(e.into())))?;
+        let seg = Segment::anonymous(mp + bytes.len())
+            .map_err(|e| PutFail::Broken(io_broken(e.into())))?;
+        seg.write(mp, bytes)
+            .map_err(|e| PutFail::Broken(io_broken(e.into())))?;
         let ctl = self.ctl();
         let ring = self.ring();
         let len = bytes.len() as u64;
@@ -282,7 +328,7 @@ impl Core {
             deadline,
             || self.probe_room(),
             || {
-                let _g = Guard::lock(&ctl.prod.lock);
+                let _g = Guard::lock(ctl, &ctl.prod.lock);
                 // Relaxed: ordered by the lock, as in `put_bytes`.
                 if ctl.wait.closed.load(Ordering::Relaxed) != 0 {
                     return Some(Err(PutFail::Closed));
@@ -300,13 +346,24 @@ impl Core {
                 // send cannot make the next one reuse it.
                 ctl.prod.large_seq.store(id, Ordering::Relaxed);
                 let hdr = seg.header().expect("segment holds a header");
-                hdr.init(Layout { kind: KIND_LARGE, fingerprint: self.fingerprint }, seg.len() as u64, [len, id, 0, 0]);
+                hdr.init(
+                    Layout {
+                        kind: KIND_LARGE,
+                        fingerprint: self.fingerprint,
+                    },
+                    seg.len() as u64,
+                    [len, id, 0, 0],
+                );
                 let mut rec = [0u8; 16];
                 rec[..8].copy_from_slice(&id.to_le_bytes());
                 rec[8..].copy_from_slice(&len.to_le_bytes());
                 match handle::send_with_fds(self.tx.as_fd(), &rec, &[seg.as_fd()]) {
                     Ok(16) => {}
-                    Ok(_) => return Some(Err(PutFail::Broken(BrokenError::corrupted("short send on side channel")))),
+                    Ok(_) => {
+                        return Some(Err(PutFail::Broken(BrokenError::corrupted(
+                            "short send on side channel",
+                        ))));
+                    }
                     // The channel's buffer is full: wait for consumers.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                     Err(e) => return Some(Err(PutFail::Broken(io_broken(e)))),
@@ -323,44 +380,49 @@ impl Core {
     pub(crate) fn get_bytes(&self, out: &mut Vec<u8>, deadline: Deadline) -> Result<(), GetFail> {
         let ctl = self.ctl();
         let ring = self.ring();
-        let r = block_on(&ctl.wait.not_empty, deadline, || self.probe_item(), || {
-            let _g = Guard::lock(&ctl.cons.lock);
-            loop {
-                // SAFETY: we hold the consumer lock.
-                let p = match unsafe { ring.peek(out, &self.tail_cache) } {
-                    Ok(Some(p)) => p,
-                    Ok(None) => {
-                        // SeqCst: close stores under the producer lock after
-                        // every put it lets through; seeing the flag, re-check
-                        // the tail once more before reporting Closed.
-                        if ctl.wait.closed.load(Ordering::SeqCst) != 0 {
-                            // SAFETY: as above.
-                            return match unsafe { ring.peek(out, &self.tail_cache) } {
-                                Ok(None) => Some(Err(GetFail::Closed)),
-                                Ok(Some(_)) => continue,
-                                Err(c) => Some(Err(GetFail::Broken(c.into()))),
-                            };
+        let r = block_on(
+            &ctl.wait.not_empty,
+            deadline,
+            || self.probe_item(),
+            || {
+                let _g = Guard::lock(ctl, &ctl.cons.lock);
+                loop {
+                    // SAFETY: we hold the consumer lock.
+                    let p = match unsafe { ring.peek(out, &self.tail_cache) } {
+                        Ok(Some(p)) => p,
+                        Ok(None) => {
+                            // SeqCst: close stores under the producer lock after
+                            // every put it lets through; seeing the flag, re-check
+                            // the tail once more before reporting Closed.
+                            if ctl.wait.closed.load(Ordering::SeqCst) != 0 {
+                                // SAFETY: as above.
+                                return match unsafe { ring.peek(out, &self.tail_cache) } {
+                                    Ok(None) => Some(Err(GetFail::Closed)),
+                                    Ok(Some(_)) => continue,
+                                    Err(c) => Some(Err(GetFail::Broken(c.into()))),
+                                };
+                            }
+                            return None;
                         }
-                        return None;
+                        Err(c) => return Some(Err(GetFail::Broken(c.into()))),
+                    };
+                    if p.kind == REC_INLINE {
+                        // SAFETY: consumer lock held since the peek.
+                        unsafe { ring.commit(p) };
+                        return Some(Ok(None));
                     }
-                    Err(c) => return Some(Err(GetFail::Broken(c.into()))),
-                };
-                if p.kind == REC_INLINE {
+                    let fd = self.take_large(out);
                     // SAFETY: consumer lock held since the peek.
                     unsafe { ring.commit(p) };
-                    return Some(Ok(None));
+                    match fd {
+                        Ok(Some(fd)) => return Some(Ok(Some(fd))),
+                        // A killed consumer was taking this one: skip it.
+                        Ok(None) => continue,
+                        Err(e) => return Some(Err(GetFail::Broken(e))),
+                    }
                 }
-                let fd = self.take_large(out);
-                // SAFETY: consumer lock held since the peek.
-                unsafe { ring.commit(p) };
-                match fd {
-                    Ok(Some(fd)) => return Some(Ok(Some(fd))),
-                    // A killed consumer was taking this one: skip it.
-                    Ok(None) => continue,
-                    Err(e) => return Some(Err(GetFail::Broken(e))),
-                }
-            }
-        });
+            },
+        );
         let r = match r {
             Some(r) => r,
             None if self.is_closed() => return Err(GetFail::Closed),
@@ -373,7 +435,8 @@ impl Core {
                 // Copied outside the lock: large messages do not hold up others.
                 out.clear();
                 out.resize(len, 0);
-                seg.read(mproc_shm::HEADER_SIZE, out).map_err(|e| GetFail::Broken(io_broken(e.into())))?;
+                seg.read(mproc_shm::HEADER_SIZE, out)
+                    .map_err(|e| GetFail::Broken(io_broken(e.into())))?;
                 Ok(())
             }
             Err(e) => Err(e),
@@ -384,8 +447,16 @@ impl Core {
     /// is in `rec`. `None` when a killed consumer was taking it already.
     fn take_large(&self, rec: &[u8]) -> Result<Option<(Segment, usize)>, BrokenError> {
         let ctl = self.ctl();
-        let id = u64::from_le_bytes(rec[..8].try_into().map_err(|_| BrokenError::corrupted("short record"))?);
-        let len = u64::from_le_bytes(rec[8..16].try_into().map_err(|_| BrokenError::corrupted("short record"))?);
+        let id = u64::from_le_bytes(
+            rec[..8]
+                .try_into()
+                .map_err(|_| BrokenError::corrupted("short record"))?,
+        );
+        let len = u64::from_le_bytes(
+            rec[8..16]
+                .try_into()
+                .map_err(|_| BrokenError::corrupted("short record"))?,
+        );
         // Relaxed: only consumer-lock holders touch `large_taken`.
         let taken = ctl.cons.large_taken.load(Ordering::Relaxed);
         if (id.wrapping_sub(taken) as i64) <= 0 {
@@ -412,14 +483,22 @@ impl Core {
                 continue;
             }
             if got != id {
-                return Err(BrokenError::corrupted("large message missing from the side channel"));
+                return Err(BrokenError::corrupted(
+                    "large message missing from the side channel",
+                ));
             }
-            let seg = Segment::from_fd(fds.pop().expect("one descriptor")).map_err(|e| io_broken(e.into()))?;
+            let seg = Segment::from_fd(fds.pop().expect("one descriptor"))
+                .map_err(|e| io_broken(e.into()))?;
             let p = seg
-                .check_layout(Layout { kind: KIND_LARGE, fingerprint: self.fingerprint })
+                .check_layout(Layout {
+                    kind: KIND_LARGE,
+                    fingerprint: self.fingerprint,
+                })
                 .map_err(|_| BrokenError::corrupted("large message segment has a bad header"))?;
             if p[0] != len || p[1] != id || len > (seg.len() - mproc_shm::HEADER_SIZE) as u64 {
-                return Err(BrokenError::corrupted("large message segment does not match its record"));
+                return Err(BrokenError::corrupted(
+                    "large message segment does not match its record",
+                ));
             }
             return Ok(Some((seg, len as usize)));
         }
@@ -428,7 +507,9 @@ impl Core {
     /// Unfinished tasks (JoinableQueue): records published minus `task_done` calls.
     pub(crate) fn unfinished(&self) -> u32 {
         // Acquire: pairs with the SeqCst RMW in `task_done`.
-        self.ring().published().wrapping_sub(self.ctl().tasks.done.load(Ordering::Acquire))
+        self.ring()
+            .published()
+            .wrapping_sub(self.ctl().tasks.done.load(Ordering::Acquire))
     }
 
     pub(crate) fn task_done(&self) -> Result<(), crate::TaskDoneError> {
@@ -442,7 +523,12 @@ impl Core {
                 return Err(crate::TaskDoneError::TooManyCalls);
             }
             // SeqCst: ordered before the load of `all_done.waiters` in notify.
-            match t.done.compare_exchange_weak(done, done.wrapping_add(1), Ordering::SeqCst, Ordering::Acquire) {
+            match t.done.compare_exchange_weak(
+                done,
+                done.wrapping_add(1),
+                Ordering::SeqCst,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => break,
                 Err(d) => done = d,
             }
@@ -456,14 +542,29 @@ impl Core {
     /// Waits until every published item was marked done.
     pub(crate) fn join(&self, deadline: Deadline) -> bool {
         let t = &self.ctl().tasks;
-        block_on(&t.all_done, deadline, || self.unfinished() == 0, || (self.unfinished() == 0).then_some(())).is_some()
+        block_on(
+            &t.all_done,
+            deadline,
+            || self.unfinished() == 0,
+            || (self.unfinished() == 0).then_some(()),
+        )
+        .is_some()
     }
 
     pub(crate) fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        WireRef { seg: &self.seg, tx: &self.tx, rx: &self.rx }.serialize(s)
+        WireRef {
+            seg: &self.seg,
+            tx: &self.tx,
+            rx: &self.rx,
+        }
+        .serialize(s)
     }
 
-    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D, kind: u32, fingerprint: u64) -> Result<Self, D::Error> {
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+        kind: u32,
+        fingerprint: u64,
+    ) -> Result<Self, D::Error> {
         use serde::de::Error;
         let w = Wire::deserialize(d)?;
         Self::open(w, kind, fingerprint).map_err(D::Error::custom)

@@ -85,7 +85,9 @@ impl fmt::Display for EncodeError {
                 "the item contains an mproc handle, which cannot be sent through a queue \
                  (pass it as a process argument or over a Connection instead)",
             ),
-            EncodeKind::TooLarge(n) => write!(f, "an encoded item of {n} bytes is too large for a queue"),
+            EncodeKind::TooLarge(n) => {
+                write!(f, "an encoded item of {n} bytes is too large for a queue")
+            }
             EncodeKind::Custom(_) => f.write_str("failed to encode the item"),
         }
     }

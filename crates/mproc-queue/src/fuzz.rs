@@ -14,7 +14,10 @@ struct HeapRing {
 
 impl HeapRing {
     fn new(cap: usize) -> Self {
-        Self { ctl: Ctl::new_boxed(), mem: vec![0; cap / 8] }
+        Self {
+            ctl: Ctl::new_boxed(),
+            mem: vec![0; cap / 8],
+        }
     }
 
     fn ring(&mut self) -> Ring<'_> {
@@ -34,7 +37,9 @@ impl HeapRing {
 /// * odd: the rest is an operation stream (push a record of some length, or
 ///   pop), checked against a `VecDeque` model.
 pub(crate) fn queue_record(data: &[u8]) {
-    let Some((&first, rest)) = data.split_first() else { return };
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
     let cap = 256 * (1 + usize::from(first >> 1) % 4);
     let mut h = HeapRing::new(cap);
     let caches_h = [ProducerCache::new(), ProducerCache::new()];
@@ -88,14 +93,24 @@ pub(crate) fn queue_record(data: &[u8]) {
             let len = usize::from((op >> 1) & 0x3f) * (cap / 64).max(1);
             n = n.wrapping_add(1);
             let payload = vec![n; len];
-            let maxcount = if op & 0x80 != 0 { 1 + u32::from(op >> 4 & 7) } else { u32::MAX };
+            let maxcount = if op & 0x80 != 0 {
+                1 + u32::from(op >> 4 & 7)
+            } else {
+                u32::MAX
+            };
             // SAFETY: single-threaded.
             match unsafe { ring.try_push(REC_INLINE, &payload, maxcount, &caches_h[who]) } {
                 Ok(Push::Done) => model.push_back(payload),
                 Ok(Push::Full) => assert!(model.len() >= maxcount as usize, "full below maxcount"),
                 Ok(Push::NoRoom) => {
-                    let used: usize = model.iter().map(|p| crate::ring::record_size(p.len())).sum();
-                    assert!(used + crate::ring::record_size(len) > cap, "no room although there is");
+                    let used: usize = model
+                        .iter()
+                        .map(|p| crate::ring::record_size(p.len()))
+                        .sum();
+                    assert!(
+                        used + crate::ring::record_size(len) > cap,
+                        "no room although there is"
+                    );
                 }
                 Err(e) => panic!("own ring reported corrupted: {e:?}"),
             }
@@ -103,7 +118,11 @@ pub(crate) fn queue_record(data: &[u8]) {
             // SAFETY: single-threaded.
             match unsafe { ring.peek(&mut out, &caches_t[who]) } {
                 Ok(Some(p)) => {
-                    assert_eq!(Some(&out), model.front().as_ref().map(|v| *v), "wrong record");
+                    assert_eq!(
+                        Some(&out),
+                        model.front().as_ref().map(|v| *v),
+                        "wrong record"
+                    );
                     model.pop_front();
                     // SAFETY: single-threaded.
                     unsafe { ring.commit(p) };

@@ -127,14 +127,30 @@ impl Ctl {
     /// A zeroed control block (unlocked, empty), for rings on the heap.
     #[cfg(any(test, fuzzing))]
     pub(crate) fn new_boxed() -> Box<Self> {
-        let w = || WaitWord { seq: AtomicU32::new(0), waiters: AtomicU32::new(0) };
+        let w = || WaitWord {
+            seq: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+        };
         Box::new(Self {
-            prod: ProducerLine { lock: RawMutex::new(), large_seq: AtomicU64::new(0) },
+            prod: ProducerLine {
+                lock: RawMutex::new(),
+                large_seq: AtomicU64::new(0),
+            },
             tail: Padded(AtomicU64::new(0)),
-            cons: ConsumerLine { lock: RawMutex::new(), large_taken: AtomicU64::new(0) },
+            cons: ConsumerLine {
+                lock: RawMutex::new(),
+                large_taken: AtomicU64::new(0),
+            },
             head: Padded(AtomicU64::new(0)),
-            wait: WaitLine { not_empty: w(), not_full: w(), closed: AtomicU32::new(0) },
-            tasks: TaskLine { done: AtomicU32::new(0), all_done: w() },
+            wait: WaitLine {
+                not_empty: w(),
+                not_full: w(),
+                closed: AtomicU32::new(0),
+            },
+            tasks: TaskLine {
+                done: AtomicU32::new(0),
+                all_done: w(),
+            },
         })
     }
 }

@@ -11,8 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::codec::{Codec, Postcard};
 use crate::core::{Core, DEFAULT_CAPACITY, GetFail, PutFail};
 use crate::error::{
-    CreateError, EncodeError, GetError, GetTimeoutError, JoinTimeoutError, PutError, PutTimeoutError, TaskDoneError,
-    TryGetError, TryPutError,
+    CreateError, EncodeError, GetError, GetTimeoutError, JoinTimeoutError, PutError,
+    PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
 };
 use crate::layout::{KIND_JOINABLE, KIND_QUEUE, KIND_SIMPLE};
 use crate::wait::Deadline;
@@ -63,7 +63,10 @@ impl Default for QueueBuilder {
 impl QueueBuilder {
     /// An unbounded queue (maxsize 0) with a 1 MiB ring.
     pub fn new() -> Self {
-        Self { maxsize: 0, capacity: DEFAULT_CAPACITY }
+        Self {
+            maxsize: 0,
+            capacity: DEFAULT_CAPACITY,
+        }
     }
 
     /// The most items the queue holds; 0 (the default) means no item limit
@@ -88,7 +91,12 @@ impl QueueBuilder {
     /// [`CreateError`] for an out-of-range capacity or maxsize, or when the
     /// shared memory or side channel cannot be made.
     pub fn build<T, C: Codec<T>>(self) -> Result<Queue<T, C>, CreateError> {
-        Ok(Queue::from_core(Core::create(KIND_QUEUE, fingerprint::<T, C>(), self.maxsize, self.capacity)?))
+        Ok(Queue::from_core(Core::create(
+            KIND_QUEUE,
+            fingerprint::<T, C>(),
+            self.maxsize,
+            self.capacity,
+        )?))
     }
 
     /// Creates a [`JoinableQueue`].
@@ -96,8 +104,15 @@ impl QueueBuilder {
     /// # Errors
     /// As [`QueueBuilder::build`].
     pub fn build_joinable<T, C: Codec<T>>(self) -> Result<JoinableQueue<T, C>, CreateError> {
-        let core = Core::create(KIND_JOINABLE, fingerprint::<T, C>(), self.maxsize, self.capacity)?;
-        Ok(JoinableQueue { q: Queue::from_core(core) })
+        let core = Core::create(
+            KIND_JOINABLE,
+            fingerprint::<T, C>(),
+            self.maxsize,
+            self.capacity,
+        )?;
+        Ok(JoinableQueue {
+            q: Queue::from_core(core),
+        })
     }
 
     /// Creates a [`SimpleQueue`] (the maxsize is ignored).
@@ -106,7 +121,9 @@ impl QueueBuilder {
     /// As [`QueueBuilder::build`].
     pub fn build_simple<T, C: Codec<T>>(self) -> Result<SimpleQueue<T, C>, CreateError> {
         let core = Core::create(KIND_SIMPLE, fingerprint::<T, C>(), 0, self.capacity)?;
-        Ok(SimpleQueue { q: Queue::from_core(core) })
+        Ok(SimpleQueue {
+            q: Queue::from_core(core),
+        })
     }
 }
 
@@ -149,7 +166,11 @@ pub struct Queue<T, C = Postcard> {
 
 impl<T, C> Clone for Queue<T, C> {
     fn clone(&self) -> Self {
-        Self { core: self.core.clone(), _marker: PhantomData, _codec: PhantomData }
+        Self {
+            core: self.core.clone(),
+            _marker: PhantomData,
+            _codec: PhantomData,
+        }
     }
 }
 
@@ -171,7 +192,11 @@ impl<T, C: Codec<T>> Queue<T, C> {
     }
 
     fn from_core(core: Core) -> Self {
-        Self { core: Arc::new(core), _marker: PhantomData, _codec: PhantomData }
+        Self {
+            core: Arc::new(core),
+            _marker: PhantomData,
+            _codec: PhantomData,
+        }
     }
 
     fn put_inner(&self, item: T, deadline: Deadline) -> Result<(), (T, PutFailure)> {
@@ -180,7 +205,9 @@ impl<T, C: Codec<T>> Queue<T, C> {
                 if bytes.len() > (isize::MAX as usize) - mproc_shm::HEADER_SIZE {
                     return Err(PutFailure::Encode(EncodeError::too_large(bytes.len())));
                 }
-                self.core.put_bytes(bytes, deadline).map_err(PutFailure::Fail)
+                self.core
+                    .put_bytes(bytes, deadline)
+                    .map_err(PutFailure::Fail)
             })
         });
         match r {
@@ -200,11 +227,12 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// [`PutError::Broken`] if the shared state is corrupted. The item is
     /// handed back in every case.
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_inner(item, Deadline::Never).map_err(|(t, e)| match e {
-            PutFailure::Encode(e) => PutError::Encode(t, e),
-            PutFailure::Fail(PutFail::Closed | PutFail::Full) => PutError::Closed(t),
-            PutFailure::Fail(PutFail::Broken(e)) => PutError::Broken(t, e),
-        })
+        self.put_inner(item, Deadline::Never)
+            .map_err(|(t, e)| match e {
+                PutFailure::Encode(e) => PutError::Encode(t, e),
+                PutFailure::Fail(PutFail::Closed | PutFail::Full) => PutError::Closed(t),
+                PutFailure::Fail(PutFail::Broken(e)) => PutError::Broken(t, e),
+            })
     }
 
     /// Puts `item` if there is room right now (CPython's `put_nowait`).
@@ -212,12 +240,13 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// # Errors
     /// [`TryPutError::Full`] if the queue is full, otherwise as [`Queue::put`].
     pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
-        self.put_inner(item, Deadline::Now).map_err(|(t, e)| match e {
-            PutFailure::Encode(e) => TryPutError::Encode(t, e),
-            PutFailure::Fail(PutFail::Full) => TryPutError::Full(t),
-            PutFailure::Fail(PutFail::Closed) => TryPutError::Closed(t),
-            PutFailure::Fail(PutFail::Broken(e)) => TryPutError::Broken(t, e),
-        })
+        self.put_inner(item, Deadline::Now)
+            .map_err(|(t, e)| match e {
+                PutFailure::Encode(e) => TryPutError::Encode(t, e),
+                PutFailure::Fail(PutFail::Full) => TryPutError::Full(t),
+                PutFailure::Fail(PutFail::Closed) => TryPutError::Closed(t),
+                PutFailure::Fail(PutFail::Broken(e)) => TryPutError::Broken(t, e),
+            })
     }
 
     /// Puts `item`, waiting at most `timeout` for room.
@@ -248,7 +277,9 @@ impl<T, C: Codec<T>> Queue<T, C> {
 
     fn get_inner(&self, deadline: Deadline) -> Result<T, GetFailure> {
         with_scratch(|buf| {
-            self.core.get_bytes(buf, deadline).map_err(GetFailure::Fail)?;
+            self.core
+                .get_bytes(buf, deadline)
+                .map_err(GetFailure::Fail)?;
             C::decode(buf).map_err(GetFailure::Decode)
         })
     }
@@ -365,7 +396,11 @@ impl<T, C: Codec<T>> Serialize for Queue<T, C> {
 
 impl<'de, T, C: Codec<T>> Deserialize<'de> for Queue<T, C> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self::from_core(Core::deserialize(d, KIND_QUEUE, fingerprint::<T, C>())?))
+        Ok(Self::from_core(Core::deserialize(
+            d,
+            KIND_QUEUE,
+            fingerprint::<T, C>(),
+        )?))
     }
 }
 
@@ -401,7 +436,10 @@ impl<T, C> Clone for JoinableQueue<T, C> {
 
 impl<T, C> fmt::Debug for JoinableQueue<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinableQueue").field("queue", &self.q).field("unfinished", &self.q.core.unfinished()).finish()
+        f.debug_struct("JoinableQueue")
+            .field("queue", &self.q)
+            .field("unfinished", &self.q.core.unfinished())
+            .finish()
     }
 }
 
@@ -553,7 +591,11 @@ impl<T, C> JoinableQueue<T, C> {
     }
 
     fn join_with(&self, deadline: Deadline) -> Result<(), JoinTimeoutError> {
-        if self.q.core.join(deadline) { Ok(()) } else { Err(JoinTimeoutError::Timeout) }
+        if self.q.core.join(deadline) {
+            Ok(())
+        } else {
+            Err(JoinTimeoutError::Timeout)
+        }
     }
 }
 
@@ -566,7 +608,9 @@ impl<T, C: Codec<T>> Serialize for JoinableQueue<T, C> {
 impl<'de, T, C: Codec<T>> Deserialize<'de> for JoinableQueue<T, C> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let core = Core::deserialize(d, KIND_JOINABLE, fingerprint::<T, C>())?;
-        Ok(Self { q: Queue::from_core(core) })
+        Ok(Self {
+            q: Queue::from_core(core),
+        })
     }
 }
 
@@ -660,6 +704,8 @@ impl<T, C: Codec<T>> Serialize for SimpleQueue<T, C> {
 impl<'de, T, C: Codec<T>> Deserialize<'de> for SimpleQueue<T, C> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let core = Core::deserialize(d, KIND_SIMPLE, fingerprint::<T, C>())?;
-        Ok(Self { q: Queue::from_core(core) })
+        Ok(Self {
+            q: Queue::from_core(core),
+        })
     }
 }

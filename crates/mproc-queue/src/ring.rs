@@ -88,7 +88,10 @@ impl ProducerCache {
     /// An empty cache (the first reservation loads `head`).
     pub(crate) fn new() -> Self {
         // u64::MAX is never a valid tail word (its position is >= capacity).
-        Self { head: AtomicU64::new(0), mark: AtomicU64::new(u64::MAX) }
+        Self {
+            head: AtomicU64::new(0),
+            mark: AtomicU64::new(u64::MAX),
+        }
     }
 
     /// The cached `head` word (a hint for lock-free probes).
@@ -132,9 +135,12 @@ impl<'a> Ring<'a> {
     /// of 8 between [`MIN_CAPACITY`] and [`MAX_CAPACITY`].
     pub(crate) unsafe fn new(ctl: &'a Ctl, base: *mut u8, cap: usize) -> Self {
         debug_assert!(cap % 8 == 0 && (MIN_CAPACITY..=MAX_CAPACITY).contains(&cap));
-        Self { ctl, base, cap: cap as u32 }
+        Self {
+            ctl,
+            base,
+            cap: cap as u32,
+        }
     }
-
 
     fn check_word(&self, w: u64) -> Result<(u32, u32), Corrupted> {
         let (seq, pos) = unpack(w);
@@ -148,13 +154,21 @@ impl<'a> Ring<'a> {
     fn used(&self, head: (u32, u32), tail: (u32, u32)) -> Result<usize, Corrupted> {
         let count = tail.0.wrapping_sub(head.0);
         if count == 0 {
-            return if head.1 == tail.1 { Ok(0) } else { Err(Corrupted("empty ring with bytes in it")) };
+            return if head.1 == tail.1 {
+                Ok(0)
+            } else {
+                Err(Corrupted("empty ring with bytes in it"))
+            };
         }
         if count as usize > self.cap as usize / REC_HEADER {
             return Err(Corrupted("more records than the ring can hold"));
         }
         let d = (tail.1 + self.cap - head.1) % self.cap;
-        Ok(if d == 0 { self.cap as usize } else { d as usize })
+        Ok(if d == 0 {
+            self.cap as usize
+        } else {
+            d as usize
+        })
     }
 
     /// Records published and not yet consumed, from a snapshot of both words
@@ -164,7 +178,11 @@ impl<'a> Ring<'a> {
         let t = unpack(self.ctl.tail.0.load(Ordering::Acquire)).0;
         let h = unpack(self.ctl.head.0.load(Ordering::Acquire)).0;
         let n = t.wrapping_sub(h);
-        if n as usize > self.cap as usize / REC_HEADER { 0 } else { n as usize }
+        if n as usize > self.cap as usize / REC_HEADER {
+            0
+        } else {
+            n as usize
+        }
     }
 
     /// The sequence number of the next record to be published: the number of
@@ -242,14 +260,26 @@ impl<'a> Ring<'a> {
             head_cache.load(Ordering::Relaxed)
         };
         loop {
-            match self.check_word(head_w).and_then(|h| Ok((h, self.used(h, tail)?))) {
+            match self
+                .check_word(head_w)
+                .and_then(|h| Ok((h, self.used(h, tail)?)))
+            {
                 Ok((h, used)) => {
                     let count = tail.0.wrapping_sub(h.0);
                     if count < maxcount && need <= self.cap as usize - used {
-                        return Ok(Ok(Reservation { tail, len: len32, need, cache }));
+                        return Ok(Ok(Reservation {
+                            tail,
+                            len: len32,
+                            need,
+                            cache,
+                        }));
                     }
                     if fresh {
-                        return Ok(Err(if count >= maxcount { Push::Full } else { Push::NoRoom }));
+                        return Ok(Err(if count >= maxcount {
+                            Push::Full
+                        } else {
+                            Push::NoRoom
+                        }));
                     }
                 }
                 Err(e) if fresh => return Err(e),
@@ -271,7 +301,8 @@ impl<'a> Ring<'a> {
     pub(crate) unsafe fn publish(&self, r: Reservation<'_>, kind: u8, payload: &[u8]) {
         debug_assert_eq!(payload.len(), r.len as usize);
         let tail = r.tail;
-        let hdr = u64::from(r.len) | (u64::from(kind) << 32) | (u64::from(tail.0 & 0x00ff_ffff) << 40);
+        let hdr =
+            u64::from(r.len) | (u64::from(kind) << 32) | (u64::from(tail.0 & 0x00ff_ffff) << 40);
         self.write_at(tail.1 as usize, &hdr.to_le_bytes());
         if !payload.is_empty() {
             self.write_at((tail.1 as usize + REC_HEADER) % self.cap as usize, payload);
@@ -317,12 +348,18 @@ impl<'a> Ring<'a> {
     ///
     /// # Safety
     /// The caller holds the consumer lock.
-    pub(crate) unsafe fn peek(&self, out: &mut Vec<u8>, tail_cache: &AtomicU64) -> Result<Option<Peeked>, Corrupted> {
+    pub(crate) unsafe fn peek(
+        &self,
+        out: &mut Vec<u8>,
+        tail_cache: &AtomicU64,
+    ) -> Result<Option<Peeked>, Corrupted> {
         // Relaxed: only consumer-lock holders store `head`.
         let head = self.check_word(self.ctl.head.0.load(Ordering::Relaxed))?;
         // Relaxed: a cached copy that only lags the real tail.
         let mut tail = unpack(tail_cache.load(Ordering::Relaxed));
-        if (tail.0.wrapping_sub(head.0) as i32) <= 0 || self.check_word(pack(tail.0, tail.1)).is_err() {
+        if (tail.0.wrapping_sub(head.0) as i32) <= 0
+            || self.check_word(pack(tail.0, tail.1)).is_err()
+        {
             // SeqCst: Acquire pairs with the producers' publishing swap; SeqCst
             // orders it after a waiting consumer's increment of `waiters`.
             let t = self.ctl.tail.0.load(Ordering::SeqCst);
@@ -348,7 +385,9 @@ impl<'a> Ring<'a> {
         if kind == REC_LARGE && len != 16 {
             return Err(Corrupted("large-message record of the wrong size"));
         }
-        let need = REC_HEADER.checked_add(padded(len)).ok_or(Corrupted("record length overflows"))?;
+        let need = REC_HEADER
+            .checked_add(padded(len))
+            .ok_or(Corrupted("record length overflows"))?;
         if need > used {
             return Err(Corrupted("record longer than the published bytes"));
         }
@@ -356,7 +395,10 @@ impl<'a> Ring<'a> {
         out.resize(len, 0);
         self.read_at((head.1 as usize + REC_HEADER) % self.cap as usize, out);
         let next_pos = ((head.1 as usize + need) % self.cap as usize) as u32;
-        Ok(Some(Peeked { kind, next_head: pack(head.0.wrapping_add(1), next_pos) }))
+        Ok(Some(Peeked {
+            kind,
+            next_head: pack(head.0.wrapping_add(1), next_pos),
+        }))
     }
 
     /// Consumes the record [`Ring::peek`] returned.

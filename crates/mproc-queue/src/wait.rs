@@ -41,7 +41,9 @@ pub(crate) enum Deadline {
 impl Deadline {
     /// The deadline `timeout` from now (or never, if that overflows).
     pub(crate) fn after(timeout: Duration) -> Self {
-        Instant::now().checked_add(timeout).map_or(Self::Never, Self::At)
+        Instant::now()
+            .checked_add(timeout)
+            .map_or(Self::Never, Self::At)
     }
 }
 
@@ -120,7 +122,10 @@ pub(crate) fn block_on<R>(
         let sleep = match (&r, deadline) {
             (Some(_), _) => None,
             (None, Deadline::Never) => Some(SLICE),
-            (None, Deadline::At(d)) => d.checked_duration_since(Instant::now()).filter(|t| !t.is_zero()).map(|t| t.min(SLICE)),
+            (None, Deadline::At(d)) => d
+                .checked_duration_since(Instant::now())
+                .filter(|t| !t.is_zero())
+                .map(|t| t.min(SLICE)),
             (None, Deadline::Now) => None,
         };
         if let Some(t) = sleep {

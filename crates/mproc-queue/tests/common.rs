@@ -7,7 +7,10 @@ use std::thread;
 use std::time::Duration;
 
 /// Runs `f` on a thread and fails the test if it does not finish in `limit`.
-pub(crate) fn watchdog<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send + 'static) -> R {
+pub(crate) fn watchdog<R: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
     let (tx, rx) = mpsc::channel();
     let h = thread::spawn(move || {
         let r = f();

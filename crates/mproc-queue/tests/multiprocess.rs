@@ -69,7 +69,10 @@ fn to_hex(b: &[u8]) -> String {
 }
 
 fn from_hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 /// Starts this test binary as a child with `role`, giving it `handle`.
@@ -77,15 +80,26 @@ fn spawn<H: Serialize>(role: &str, handle: &H, env: &[(&str, String)]) -> Child 
     spawn_with(role, handle, env, Stdio::null())
 }
 
-fn spawn_with<H: Serialize>(role: &str, handle: &H, env: &[(&str, String)], stdout: Stdio) -> Child {
+fn spawn_with<H: Serialize>(
+    role: &str,
+    handle: &H,
+    env: &[(&str, String)],
+    stdout: Stdio,
+) -> Child {
     let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(handle).unwrap();
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child_entry", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(ROLE, role)
-        .env(HANDLE, to_hex(&bytes))
-        .env(NFDS, raw.len().to_string())
-        .stdout(stdout);
+    cmd.args([
+        "--exact",
+        "child_entry",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(ROLE, role)
+    .env(HANDLE, to_hex(&bytes))
+    .env(NFDS, raw.len().to_string())
+    .stdout(stdout);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -157,7 +171,9 @@ fn kill_and_reap(child: &mut Child) -> ExitStatus {
 #[test]
 #[ignore = "child process entry point, run by the other tests"]
 fn child_entry() {
-    let Ok(role) = std::env::var(ROLE) else { return };
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
     match role.as_str() {
         "producer" => producer(),
         "consumer" => consumer(),
@@ -186,8 +202,11 @@ fn child_entry() {
 /// free part of the ring like a producer killed mid-write, reports, and
 /// waits to be killed.
 fn lock_holder() {
-    let (seg, _tx, _rx): (mproc_shm::Segment, mproc_shm::handle::HandleFd, mproc_shm::handle::HandleFd) =
-        take_handle();
+    let (seg, _tx, _rx): (
+        mproc_shm::Segment,
+        mproc_shm::handle::HandleFd,
+        mproc_shm::handle::HandleFd,
+    ) = take_handle();
     let which = std::env::var("WHICH").unwrap();
     let off = if which == "producer" { 128 } else { 384 };
     let lock = seg.get::<mproc_shm::RawMutex>(off).unwrap();
@@ -208,10 +227,21 @@ fn producer() {
     let count = env_u64("P_COUNT") as u32;
     let maxlen = env_u64("P_MAXLEN");
     let mut rng = Rng(env_u64("P_SEED") | 1);
-    let mut log = std::env::var("P_LOG").ok().map(|l| std::fs::File::create(l).unwrap());
+    let mut log = std::env::var("P_LOG")
+        .ok()
+        .map(|l| std::fs::File::create(l).unwrap());
     for i in 0..count {
-        let len = if maxlen == 0 { 0 } else { (rng.next() % (maxlen + 1)) as usize };
-        q.put(Item { p, i, data: vec![fill(p, i); len] }).unwrap_or_else(|e| panic!("put failed: {e}"));
+        let len = if maxlen == 0 {
+            0
+        } else {
+            (rng.next() % (maxlen + 1)) as usize
+        };
+        q.put(Item {
+            p,
+            i,
+            data: vec![fill(p, i); len],
+        })
+        .unwrap_or_else(|e| panic!("put failed: {e}"));
         if let Some(f) = &mut log {
             f.write_all(&i.to_le_bytes()).unwrap();
         }
@@ -224,7 +254,12 @@ fn consumer() {
     loop {
         match q.get() {
             Ok(it) => {
-                assert!(it.data.iter().all(|&b| b == fill(it.p, it.i)), "torn item {}/{}", it.p, it.i);
+                assert!(
+                    it.data.iter().all(|&b| b == fill(it.p, it.i)),
+                    "torn item {}/{}",
+                    it.p,
+                    it.i
+                );
                 let mut rec = [0u8; 8];
                 rec[..4].copy_from_slice(&it.p.to_le_bytes());
                 rec[4..].copy_from_slice(&it.i.to_le_bytes());
@@ -240,13 +275,20 @@ fn consumer() {
 fn read_pairs(path: &Path) -> Vec<(u32, u32)> {
     let b = std::fs::read(path).unwrap_or_default();
     b.chunks_exact(8)
-        .map(|c| (u32::from_le_bytes(c[..4].try_into().unwrap()), u32::from_le_bytes(c[4..].try_into().unwrap())))
+        .map(|c| {
+            (
+                u32::from_le_bytes(c[..4].try_into().unwrap()),
+                u32::from_le_bytes(c[4..].try_into().unwrap()),
+            )
+        })
         .collect()
 }
 
 fn read_acks(path: &Path) -> Vec<u32> {
     let b = std::fs::read(path).unwrap_or_default();
-    b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect()
+    b.chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 /// Every (producer, index) received at most once, and each consumer saw
@@ -258,7 +300,10 @@ fn check_fifo_no_dup(logs: &[Vec<(u32, u32)>]) -> BTreeSet<(u32, u32)> {
         for &(p, i) in log {
             assert!(all.insert((p, i)), "item {p}/{i} received twice");
             if let Some(&prev) = last.get(&p) {
-                assert!(i > prev, "producer {p}: {i} after {prev} (per-producer FIFO)");
+                assert!(
+                    i > prev,
+                    "producer {p}: {i} after {prev} (per-producer FIFO)"
+                );
             }
             last.insert(p, i);
         }
@@ -267,11 +312,21 @@ fn check_fifo_no_dup(logs: &[Vec<(u32, u32)>]) -> BTreeSet<(u32, u32)> {
 }
 
 fn run_mpmc(np: usize, nc: usize, count: u32, maxlen: u64, maxsize: usize, cap: usize, seed: u64) {
-    let q: Queue<Item> = QueueBuilder::new().maxsize(maxsize).capacity(cap).build().unwrap();
+    let q: Queue<Item> = QueueBuilder::new()
+        .maxsize(maxsize)
+        .capacity(cap)
+        .build()
+        .unwrap();
     let dir = temp_dir("mpmc");
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut consumers: Vec<Child> = (0..nc)
-        .map(|c| spawn("consumer", &q, &[("C_LOG", dir.join(format!("c{c}")).display().to_string())]))
+        .map(|c| {
+            spawn(
+                "consumer",
+                &q,
+                &[("C_LOG", dir.join(format!("c{c}")).display().to_string())],
+            )
+        })
         .collect();
     let mut producers: Vec<Child> = (0..np)
         .map(|p| {
@@ -293,11 +348,21 @@ fn run_mpmc(np: usize, nc: usize, count: u32, maxlen: u64, maxsize: usize, cap: 
         let st = wait_until(c, deadline);
         assert!(st.success(), "consumer failed: {st:?}");
     }
-    let logs: Vec<_> = (0..nc).map(|c| read_pairs(&dir.join(format!("c{c}")))).collect();
+    let logs: Vec<_> = (0..nc)
+        .map(|c| read_pairs(&dir.join(format!("c{c}"))))
+        .collect();
     let _ = std::fs::remove_dir_all(&dir);
     let got = check_fifo_no_dup(&logs);
-    let want: BTreeSet<(u32, u32)> = (0..np as u32).flat_map(|p| (0..count).map(move |i| (p, i))).collect();
-    assert_eq!(got.len(), want.len(), "received {} of {} items", got.len(), want.len());
+    let want: BTreeSet<(u32, u32)> = (0..np as u32)
+        .flat_map(|p| (0..count).map(move |i| (p, i)))
+        .collect();
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "received {} of {} items",
+        got.len(),
+        want.len()
+    );
     assert_eq!(got, want);
     assert!(q.is_empty());
 }
@@ -321,7 +386,10 @@ proptest! {
 
 #[test]
 fn crash_rounds_keep_the_queue_usable_and_lose_nothing_acknowledged() {
-    let rounds: u32 = std::env::var("MPQ_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(150);
+    let rounds: u32 = std::env::var("MPQ_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
     watchdog(Duration::from_secs(240), move || crash_rounds(rounds));
 }
 
@@ -329,7 +397,12 @@ fn drain_into(q: &Queue<Item>, mine: &mut Vec<(u32, u32)>) {
     loop {
         match q.try_get() {
             Ok(it) => {
-                assert!(it.data.iter().all(|&b| b == fill(it.p, it.i)), "torn item {}/{}", it.p, it.i);
+                assert!(
+                    it.data.iter().all(|&b| b == fill(it.p, it.i)),
+                    "torn item {}/{}",
+                    it.p,
+                    it.i
+                );
                 mine.push((it.p, it.i));
             }
             Err(mproc_queue::TryGetError::Empty) => return,
@@ -339,7 +412,11 @@ fn drain_into(q: &Queue<Item>, mine: &mut Vec<(u32, u32)>) {
 }
 
 fn crash_rounds(rounds: u32) {
-    let q: Queue<Item> = QueueBuilder::new().maxsize(32).capacity(2048).build().unwrap();
+    let q: Queue<Item> = QueueBuilder::new()
+        .maxsize(32)
+        .capacity(2048)
+        .build()
+        .unwrap();
     let dir = temp_dir("crash");
     let mut rng = Rng(0x5eed_1234_abcd);
     let mut killed_consumers = 0u32;
@@ -357,30 +434,50 @@ fn crash_rounds(rounds: u32) {
                 ("P_LOG", dir.join(format!("p{r}")).display().to_string()),
             ],
         );
-        let mut cons = spawn("consumer", &q, &[("C_LOG", dir.join(format!("c{r}")).display().to_string())]);
+        let mut cons = spawn(
+            "consumer",
+            &q,
+            &[("C_LOG", dir.join(format!("c{r}")).display().to_string())],
+        );
         // Kill both at random moments, in random order, after they had time to start.
         let first = Duration::from_micros(3000 + rng.next() % 12_000);
         let second = Duration::from_micros(rng.next() % 3000);
         thread::sleep(first);
-        let (a, b) = if rng.next() % 2 == 0 { (&mut prod, &mut cons) } else { (&mut cons, &mut prod) };
+        let (a, b) = if rng.next() % 2 == 0 {
+            (&mut prod, &mut cons)
+        } else {
+            (&mut cons, &mut prod)
+        };
         let sa = kill_and_reap(a);
         thread::sleep(second);
         let sb = kill_and_reap(b);
         for st in [sa, sb] {
-            assert!(st.signal() == Some(libc::SIGKILL) || st.success(), "child failed on its own: {st:?}");
+            assert!(
+                st.signal() == Some(libc::SIGKILL) || st.success(),
+                "child failed on its own: {st:?}"
+            );
         }
         killed_consumers += 1;
         // Between rounds the queue stays usable: drain it here, then a put
         // and a get must go through (no lock left held, no torn record).
         if r % 10 == 9 || r + 1 == rounds {
             drain_into(&q, &mut mine);
-            let check = Item { p: u32::MAX, i: r, data: vec![fill(u32::MAX, r); 600] };
-            q.put_timeout(check, Duration::from_secs(10)).unwrap_or_else(|e| panic!("put failed after round {r}: {e}"));
-            let back = q.get_timeout(Duration::from_secs(10)).unwrap_or_else(|e| panic!("get failed after round {r}: {e}"));
+            let check = Item {
+                p: u32::MAX,
+                i: r,
+                data: vec![fill(u32::MAX, r); 600],
+            };
+            q.put_timeout(check, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("put failed after round {r}: {e}"));
+            let back = q
+                .get_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("get failed after round {r}: {e}"));
             assert_eq!((back.p, back.i, back.data.len()), (u32::MAX, r, 600));
         }
     }
-    let mut logs: Vec<_> = (0..rounds).map(|r| read_pairs(&dir.join(format!("c{r}")))).collect();
+    let mut logs: Vec<_> = (0..rounds)
+        .map(|r| read_pairs(&dir.join(format!("c{r}"))))
+        .collect();
     logs.push(mine);
     let got = check_fifo_no_dup(&logs);
     let mut missing = 0u32;
@@ -395,15 +492,29 @@ fn crash_rounds(rounds: u32) {
         // Nothing received that was never put.
         let n_acked = acked.len() as u32;
         for &(p, i) in got.iter().filter(|(p, _)| *p == r) {
-            assert!(i <= n_acked, "item {p}/{i} received but producer only reached {n_acked}");
+            assert!(
+                i <= n_acked,
+                "item {p}/{i} received but producer only reached {n_acked}"
+            );
         }
     }
     // Acknowledged items may only be missing because a killed consumer was taking them.
-    assert!(missing <= killed_consumers, "{missing} acknowledged items lost, {killed_consumers} consumers killed");
-    eprintln!("crash rounds: {rounds}, received {}, acknowledged but lost with a killed consumer {missing}", got.len());
+    assert!(
+        missing <= killed_consumers,
+        "{missing} acknowledged items lost, {killed_consumers} consumers killed"
+    );
+    eprintln!(
+        "crash rounds: {rounds}, received {}, acknowledged but lost with a killed consumer {missing}",
+        got.len()
+    );
     let _ = std::fs::remove_dir_all(&dir);
     // Fully usable afterwards.
-    q.put(Item { p: 7, i: 7, data: vec![1; 5000] }).unwrap();
+    q.put(Item {
+        p: 7,
+        i: 7,
+        data: vec![1; 5000],
+    })
+    .unwrap();
     assert_eq!(q.get().unwrap().data.len(), 5000);
     assert!(q.is_empty());
 }
@@ -451,24 +562,34 @@ fn killed_lock_holders_leave_the_queue_usable() {
                 q.put("before".into()).unwrap();
             }
             let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(&q).unwrap();
-            let raw: (mproc_shm::Segment, mproc_shm::handle::HandleFd, mproc_shm::handle::HandleFd) =
-                mproc_shm::handle::from_bytes_with_fds(&bytes, fds).unwrap();
+            let raw: (
+                mproc_shm::Segment,
+                mproc_shm::handle::HandleFd,
+                mproc_shm::handle::HandleFd,
+            ) = mproc_shm::handle::from_bytes_with_fds(&bytes, fds).unwrap();
             let mut cmd_child = {
                 let mut c = spawn_piped("lockholder", &raw, &[("WHICH", which.to_string())]);
                 let out = c.stdout.take().unwrap();
                 let mut lines = std::io::BufReader::new(out).lines();
-                assert!(lines.any(|l| l.unwrap().contains("LOCKED")), "lock holder did not report");
+                assert!(
+                    lines.any(|l| l.unwrap().contains("LOCKED")),
+                    "lock holder did not report"
+                );
                 c
             };
             let off = if which == "producer" { 128 } else { 384 };
-            assert!(raw.0.get::<mproc_shm::RawMutex>(off).unwrap().is_locked(), "child holds the {which} lock");
+            assert!(
+                raw.0.get::<mproc_shm::RawMutex>(off).unwrap().is_locked(),
+                "child holds the {which} lock"
+            );
             let st = kill_and_reap(&mut cmd_child);
             assert_eq!(st.signal(), Some(libc::SIGKILL));
             if which == "producer" {
                 // Nothing half-written became visible, and the lock is recovered.
                 assert!(q.is_empty());
                 assert!(matches!(q.try_get(), Err(mproc_queue::TryGetError::Empty)));
-                q.put_timeout("after".into(), Duration::from_secs(10)).unwrap();
+                q.put_timeout("after".into(), Duration::from_secs(10))
+                    .unwrap();
                 assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), "after");
             } else {
                 assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), "before");

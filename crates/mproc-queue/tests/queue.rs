@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::watchdog;
 use mproc_queue::{
-    GetTimeoutError, JoinTimeoutError, JoinableQueue, Pod, PutError, PutTimeoutError, Queue, QueueBuilder,
-    SimpleQueue, TaskDoneError, TryGetError, TryPutError,
+    GetTimeoutError, JoinTimeoutError, JoinableQueue, Pod, PutError, PutTimeoutError, Queue,
+    QueueBuilder, SimpleQueue, TaskDoneError, TryGetError, TryPutError,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -57,7 +57,10 @@ fn timeouts_wait_at_least_their_duration() {
     watchdog(LIMIT, || {
         let q: Queue<u8> = Queue::new(1).unwrap();
         let t0 = Instant::now();
-        assert!(matches!(q.get_timeout(50 * MS), Err(GetTimeoutError::Timeout)));
+        assert!(matches!(
+            q.get_timeout(50 * MS),
+            Err(GetTimeoutError::Timeout)
+        ));
         assert!(t0.elapsed() >= 50 * MS);
         q.put(1).unwrap();
         let t0 = Instant::now();
@@ -67,7 +70,10 @@ fn timeouts_wait_at_least_their_duration() {
         }
         assert!(t0.elapsed() >= 50 * MS);
         // Deadline forms; a deadline in the past does not wait but still works.
-        assert!(matches!(q.put_deadline(3, Instant::now()), Err(PutTimeoutError::Timeout(3))));
+        assert!(matches!(
+            q.put_deadline(3, Instant::now()),
+            Err(PutTimeoutError::Timeout(3))
+        ));
         assert_eq!(q.get_deadline(Instant::now()).unwrap(), 1);
         // Zero timeout on a non-empty queue succeeds.
         q.put(4).unwrap();
@@ -284,7 +290,11 @@ fn encode_errors_reach_the_caller() {
 #[test]
 fn many_threads_mpmc() {
     watchdog(LIMIT, || {
-        let q: Queue<(u32, u32)> = QueueBuilder::new().maxsize(64).capacity(4096).build().unwrap();
+        let q: Queue<(u32, u32)> = QueueBuilder::new()
+            .maxsize(64)
+            .capacity(4096)
+            .build()
+            .unwrap();
         let per = 2000;
         let producers: Vec<_> = (0..3)
             .map(|p| {
@@ -317,7 +327,10 @@ fn many_threads_mpmc() {
             let got = c.join().unwrap();
             for p in 0..3 {
                 let mine: Vec<u32> = got.iter().filter(|v| v.0 == p).map(|v| v.1).collect();
-                assert!(mine.windows(2).all(|w| w[0] < w[1]), "per-producer FIFO violated");
+                assert!(
+                    mine.windows(2).all(|w| w[0] < w[1]),
+                    "per-producer FIFO violated"
+                );
             }
             all.extend(got);
         }
@@ -343,7 +356,8 @@ fn handle_round_trip_in_process() {
         let q: JoinableQueue<String> = JoinableQueue::new(0).unwrap();
         let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(&q).unwrap();
         assert_eq!(fds.len(), 3);
-        let q2: JoinableQueue<String> = mproc_shm::handle::from_bytes_with_fds(&bytes, fds).unwrap();
+        let q2: JoinableQueue<String> =
+            mproc_shm::handle::from_bytes_with_fds(&bytes, fds).unwrap();
         q.put("x".into()).unwrap();
         q.put("y".repeat(500_000)).unwrap();
         assert_eq!(q2.get().unwrap(), "x");
@@ -355,6 +369,8 @@ fn handle_round_trip_in_process() {
         let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(&q).unwrap();
         assert!(mproc_shm::handle::from_bytes_with_fds::<Queue<String>>(&bytes, fds).is_err());
         let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(&q).unwrap();
-        assert!(mproc_shm::handle::from_bytes_with_fds::<JoinableQueue<u64, Pod>>(&bytes, fds).is_err());
+        assert!(
+            mproc_shm::handle::from_bytes_with_fds::<JoinableQueue<u64, Pod>>(&bytes, fds).is_err()
+        );
     });
 }

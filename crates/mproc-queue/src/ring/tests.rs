@@ -10,7 +10,10 @@ struct Heap {
 
 impl Heap {
     fn new(cap: usize) -> Self {
-        Self { ctl: Ctl::new_boxed(), mem: vec![0; cap / 8] }
+        Self {
+            ctl: Ctl::new_boxed(),
+            mem: vec![0; cap / 8],
+        }
     }
 
     fn ring(&mut self) -> Ring<'_> {
@@ -82,13 +85,19 @@ fn maxcount_is_full() {
 #[test]
 fn unpublished_record_is_invisible() {
     let mut h = Heap::new(256);
-    let r = h.ring();
     let (hc, tc) = (ProducerCache::new(), AtomicU64::new(0));
-    // A producer that reserved and died before publishing leaves nothing.
-    // SAFETY: single-threaded test.
-    let res = unsafe { r.reserve(5, u32::MAX, &hc) }.unwrap().unwrap();
-    drop(res);
+    {
+        let r = h.ring();
+        // A producer that reserved, wrote part of a record and died before
+        // publishing leaves nothing visible.
+        // SAFETY: single-threaded test.
+        let res = unsafe { r.reserve(5, u32::MAX, &hc) }.unwrap();
+        assert!(res.is_ok());
+    }
+    h.mem.fill(0x0000_0001_0000_0005);
+    let r = h.ring();
     assert_eq!(pop(&r, &tc), None);
+    assert_eq!(r.len(), 0);
     assert_eq!(push(&r, b"hello", u32::MAX, &hc), Push::Done);
     assert_eq!(pop(&r, &tc), Some(b"hello".to_vec()));
 }
@@ -110,12 +119,14 @@ fn corruption_is_an_error() {
     h.ctl.tail.0.store(pack(1, 7), Ordering::Relaxed);
     let r = h.ring();
     // SAFETY: single-threaded test.
-    assert_eq!(unsafe { r.peek(&mut out, &AtomicU64::new(0)) }, Err(Corrupted("ring position out of range")));
+    let got = unsafe { r.peek(&mut out, &AtomicU64::new(0)) };
+    assert_eq!(got, Err(Corrupted("ring position out of range")));
 }
 
 #[test]
 fn fuzz_corpus_replays() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/queue_record");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/queue_record");
     let mut n = 0;
     for e in std::fs::read_dir(&dir).expect("corpus directory exists") {
         let data = std::fs::read(e.expect("dir entry").path()).expect("readable corpus file");
@@ -138,7 +149,11 @@ fn two_producers_with_stale_caches_never_overwrite() {
     // not trust it (the bug class that corrupts MPMC rings).
     let mut h = Heap::new(256);
     let r = h.ring();
-    let (a, b, tc) = (ProducerCache::new(), ProducerCache::new(), AtomicU64::new(0));
+    let (a, b, tc) = (
+        ProducerCache::new(),
+        ProducerCache::new(),
+        AtomicU64::new(0),
+    );
     assert_eq!(push(&r, &[1; 8], u32::MAX, &a), Push::Done);
     assert_eq!(pop(&r, &tc), Some(vec![1; 8]));
     for round in 0..5u8 {
