@@ -95,6 +95,8 @@ mod state;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
 mod wire;
+#[doc(hidden)]
+pub mod fnref;
 
 pub use crate::cpu::{cpu_count, cpu_count_source, CpuCount, CpuSource};
 pub use crate::error::{JoinError, JoinTimeoutError, StartError, TryJoinError, UnknownStartMethod};
