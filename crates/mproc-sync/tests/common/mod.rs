@@ -1,0 +1,152 @@
+//! Helpers for multi-process tests: re-execute this test binary as a child
+//! running one `#[ignore]`d test, handing it mproc handles.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+const ENV_PAYLOAD: &str = "MPROC_SYNC_TEST_PAYLOAD";
+const ENV_NFDS: &str = "MPROC_SYNC_TEST_NFDS";
+const FIRST_FD: i32 = 3;
+
+/// Starts this test binary running only the ignored test `name`, with
+/// `payload` (which may contain handles) available through [`payload`].
+pub fn spawn_child<T: Serialize>(name: &str, payload: &T) -> Child {
+    let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(payload).expect("serialize payload");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"])
+        .env(ENV_PAYLOAD, hex)
+        .env(ENV_NFDS, raw.len().to_string())
+        .stdin(Stdio::null());
+    // SAFETY: runs in the child between fork and exec; calls only fcntl and
+    // dup2 (async-signal-safe) and reads `raw`, built before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut tmp = [0i32; 64];
+            if raw.len() > tmp.len() {
+                return Err(io::ErrorKind::InvalidInput.into());
+            }
+            for (i, &fd) in raw.iter().enumerate() {
+                let t = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 1000);
+                if t < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                tmp[i] = t;
+            }
+            for (i, &t) in tmp[..raw.len()].iter().enumerate() {
+                // dup2 clears close-on-exec on the new descriptor.
+                if libc::dup2(t, FIRST_FD + i as i32) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("spawn child");
+    drop(fds);
+    child
+}
+
+/// In a child started by [`spawn_child`]: its payload. `None` when the test
+/// runs on its own (then the test does nothing).
+pub fn payload<T: DeserializeOwned>() -> Option<T> {
+    let hex = std::env::var(ENV_PAYLOAD).ok()?;
+    let n: i32 = std::env::var(ENV_NFDS).ok()?.parse().ok()?;
+    let bytes: Vec<u8> =
+        (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex")).collect();
+    // SAFETY: the parent placed exactly `n` descriptors at FIRST_FD.. for this
+    // process, and nothing else in it owns them.
+    let fds = (0..n).map(|i| unsafe { OwnedFd::from_raw_fd(FIRST_FD + i) }).collect();
+    Some(mproc_shm::handle::from_bytes_with_fds(&bytes, fds).expect("deserialize payload"))
+}
+
+/// Waits for `child`, killing it (and failing) after `limit`.
+pub fn wait_child(child: &mut Child, limit: Duration) -> ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            return st;
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child {} did not finish within {limit:?}", child.id());
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Waits for `child` and asserts that it exited with status 0.
+pub fn expect_success(mut child: Child, limit: Duration) {
+    let st = wait_child(&mut child, limit);
+    assert!(st.success(), "child failed: {st:?}");
+}
+
+/// Kills `child` with SIGKILL, without reaping it (it stays a zombie).
+pub fn sigkill(child: &Child) {
+    // SAFETY: kill with a valid pid of our own child and a valid signal.
+    let r = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(r, 0, "kill failed");
+}
+
+/// Reaps `child` and asserts that SIGKILL ended it.
+pub fn expect_killed(mut child: Child) {
+    let st = wait_child(&mut child, Duration::from_secs(10));
+    assert_eq!(st.signal(), Some(libc::SIGKILL), "child was not killed: {st:?}");
+}
+
+/// Runs `f` on a thread; fails if it does not finish within `limit`.
+pub fn watchdog<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = mpsc::channel();
+    let h = thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(r) => r,
+        Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
+            Err(p) => std::panic::resume_unwind(p),
+            Ok(()) => unreachable!("the body sends its result before it ends"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test body did not finish within {limit:?}"),
+    }
+}
+
+/// A shared counter in its own segment, updated non-atomically (load, then
+/// store) so that a lost update would show.
+#[derive(Serialize, serde::Deserialize)]
+pub struct Counter(pub mproc_shm::Segment);
+
+impl Counter {
+    pub fn new() -> Self {
+        Self(mproc_shm::Segment::anonymous(64).expect("segment"))
+    }
+
+    fn cell(&self) -> &std::sync::atomic::AtomicU64 {
+        self.0.get(0).expect("counter cell")
+    }
+
+    pub fn get(&self) -> u64 {
+        self.cell().load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set(&self, v: u64) {
+        self.cell().store(v, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A non-atomic increment (must be done under a lock).
+    pub fn bump(&self) {
+        let v = self.get();
+        std::hint::black_box(());
+        self.set(v + 1);
+    }
+}

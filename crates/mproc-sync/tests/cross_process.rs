@@ -1,0 +1,404 @@
+//! Mutual exclusion across processes, handles travelling to children, and
+//! recovery from a holder killed with SIGKILL.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Counter, expect_killed, expect_success, payload, sigkill, spawn_child, watchdog};
+use mproc_sync::{
+    Barrier, BoundedSemaphore, Condition, Event, Lock, LockTimeoutError, RLock, Semaphore, WaitError,
+};
+
+const PROCS: usize = 4;
+const UPDATES: u64 = 50_000;
+const CHILD_LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn lock_excludes_four_processes() {
+    watchdog(Duration::from_secs(180), || {
+        let lock = Lock::new().unwrap();
+        let counter = Counter::new();
+        let children: Vec<_> =
+            (0..PROCS).map(|_| spawn_child("child_lock_updates", &(&lock, &counter))).collect();
+        for c in children {
+            expect_success(c, CHILD_LIMIT);
+        }
+        assert_eq!(counter.get(), PROCS as u64 * UPDATES);
+        assert!(!lock.is_locked());
+    });
+}
+
+#[test]
+#[ignore = "child role of lock_excludes_four_processes"]
+fn child_lock_updates() {
+    let Some((lock, counter)) = payload::<(Lock, Counter)>() else { return };
+    for _ in 0..UPDATES {
+        let _g = lock.lock().expect("no holder dies in this test");
+        counter.bump();
+    }
+}
+
+#[test]
+fn rlock_three_deep_excludes_four_processes() {
+    watchdog(Duration::from_secs(180), || {
+        let rlock = RLock::new().unwrap();
+        let counter = Counter::new();
+        let children: Vec<_> =
+            (0..PROCS).map(|_| spawn_child("child_rlock_updates", &(&rlock, &counter))).collect();
+        for c in children {
+            expect_success(c, CHILD_LIMIT);
+        }
+        assert_eq!(counter.get(), PROCS as u64 * UPDATES);
+        assert!(!rlock.is_locked());
+    });
+}
+
+#[test]
+#[ignore = "child role of rlock_three_deep_excludes_four_processes"]
+fn child_rlock_updates() {
+    let Some((rlock, counter)) = payload::<(RLock, Counter)>() else { return };
+    for _ in 0..UPDATES {
+        let _a = rlock.lock().expect("no holder dies");
+        let _b = rlock.lock().expect("re-entry");
+        let _c = rlock.lock().expect("re-entry");
+        assert_eq!(rlock.count(), 3);
+        counter.bump();
+    }
+}
+
+#[test]
+fn lock_released_by_another_process() {
+    watchdog(Duration::from_secs(60), || {
+        let lock = Lock::new().unwrap();
+        std::mem::forget(lock.lock().unwrap());
+        expect_success(spawn_child("child_release_lock", &lock), CHILD_LIMIT);
+        assert!(!lock.is_locked());
+        // Releasing an unlocked Lock is an error, as in CPython.
+        assert!(lock.release().is_err());
+    });
+}
+
+#[test]
+#[ignore = "child role of lock_released_by_another_process"]
+fn child_release_lock() {
+    let Some(lock) = payload::<Lock>() else { return };
+    assert!(lock.is_locked());
+    lock.release().expect("any process may release a Lock");
+}
+
+#[test]
+fn rlock_release_by_another_process_is_not_owner() {
+    watchdog(Duration::from_secs(60), || {
+        let rlock = RLock::new().unwrap();
+        let _g = rlock.lock().unwrap();
+        expect_success(spawn_child("child_release_rlock", &rlock), CHILD_LIMIT);
+        assert!(rlock.is_owned_by_current_thread());
+    });
+}
+
+#[test]
+#[ignore = "child role of rlock_release_by_another_process_is_not_owner"]
+fn child_release_rlock() {
+    let Some(rlock) = payload::<RLock>() else { return };
+    assert!(rlock.is_locked());
+    assert_eq!(rlock.release(), Err(mproc_sync::NotOwner));
+    assert!(rlock.try_lock().is_err());
+}
+
+#[test]
+fn event_and_condition_across_processes() {
+    watchdog(Duration::from_secs(60), || {
+        let ready = Event::new().unwrap();
+        let go = Event::new().unwrap();
+        let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
+        let counter = Counter::new();
+        let child = spawn_child("child_event_condition", &(&ready, &go, &cond, &counter));
+        assert!(ready.wait_timeout(Duration::from_secs(30)), "child never became ready");
+        go.set();
+        {
+            let _g = cond.lock().unwrap();
+            let r = cond.wait_for_timeout(|| counter.get() == 7, Duration::from_secs(30));
+            assert_eq!(r, Ok(true));
+        }
+        expect_success(child, CHILD_LIMIT);
+    });
+}
+
+#[test]
+#[ignore = "child role of event_and_condition_across_processes"]
+fn child_event_condition() {
+    let Some((ready, go, cond, counter)) = payload::<(Event, Event, Condition, Counter)>() else { return };
+    ready.set();
+    assert!(go.wait_timeout(Duration::from_secs(30)));
+    let _g = cond.lock().unwrap();
+    counter.set(7);
+    cond.notify_all().unwrap();
+}
+
+#[test]
+fn barrier_across_processes() {
+    watchdog(Duration::from_secs(60), || {
+        let barrier = Barrier::new(3).unwrap();
+        let counter = Counter::new();
+        let children: Vec<_> = (0..2).map(|_| spawn_child("child_barrier", &(&barrier, &counter))).collect();
+        let mut indices = vec![];
+        for _ in 0..5 {
+            indices.push(barrier.wait_timeout(Duration::from_secs(30)).unwrap());
+        }
+        for c in children {
+            expect_success(c, CHILD_LIMIT);
+        }
+        assert!(indices.iter().all(|&i| i < 3));
+        // Each of the 5 generations gives exactly one index 0 among 3 parties.
+        assert_eq!(counter.get(), 0);
+    });
+}
+
+#[test]
+#[ignore = "child role of barrier_across_processes"]
+fn child_barrier() {
+    let Some((barrier, _counter)) = payload::<(Barrier, Counter)>() else { return };
+    for _ in 0..5 {
+        let i = barrier.wait_timeout(Duration::from_secs(30)).unwrap();
+        assert!(i < 3);
+    }
+}
+
+// ----- crash tests: SIGKILL a child while it holds each primitive -----
+
+/// What a crash child holds before it is killed.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Held {
+    Lock(Lock),
+    RLock(RLock),
+    Semaphore(Semaphore),
+    Bounded(BoundedSemaphore),
+    Condition(Condition),
+    Barrier(Barrier),
+}
+
+/// Starts a child that takes `held`, writes 42 into the counter, sets
+/// `ready`, and sleeps until it is killed; kills it (leaving a zombie) and
+/// returns the child and the instant of the kill.
+fn kill_holder(held: &Held, counter: &Counter) -> (std::process::Child, Instant) {
+    let ready = Event::new().unwrap();
+    let child = spawn_child("child_hold_and_hang", &(held, counter, &ready));
+    assert!(ready.wait_timeout(Duration::from_secs(30)), "child never took the primitive");
+    if let Held::Barrier(b) = held {
+        // The child sets `ready` just before it waits: kill it once it waits.
+        let t0 = Instant::now();
+        while b.n_waiting() == 0 {
+            assert!(t0.elapsed() < Duration::from_secs(30), "child never waited on the barrier");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    sigkill(&child);
+    (child, Instant::now())
+}
+
+#[test]
+#[ignore = "child role of the crash tests"]
+fn child_hold_and_hang() {
+    let Some((held, counter, ready)) = payload::<(Held, Counter, Event)>() else { return };
+    let hang = |ready: &Event| -> ! {
+        ready.set();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    };
+    match &held {
+        Held::Lock(l) => {
+            let _g = l.lock().unwrap();
+            counter.set(42);
+            hang(&ready)
+        }
+        Held::RLock(l) => {
+            let _a = l.lock().unwrap();
+            let _b = l.lock().unwrap();
+            counter.set(42);
+            hang(&ready)
+        }
+        Held::Semaphore(s) => {
+            let _g = s.acquire().unwrap();
+            counter.set(42);
+            hang(&ready)
+        }
+        Held::Bounded(s) => {
+            let _g = s.acquire().unwrap();
+            counter.set(42);
+            hang(&ready)
+        }
+        Held::Condition(c) => {
+            let _g = c.lock().unwrap();
+            counter.set(42);
+            hang(&ready)
+        }
+        Held::Barrier(b) => {
+            counter.set(42);
+            ready.set();
+            // Waits for a third party that never comes, until killed.
+            let _ = b.wait();
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn report(what: &str, killed: Instant) {
+    eprintln!("{what}: recovered {:?} after SIGKILL", killed.elapsed());
+}
+
+#[test]
+fn crash_lock_holder() {
+    watchdog(Duration::from_secs(60), || {
+        let lock = Lock::new().unwrap();
+        let counter = Counter::new();
+        let (child, killed) = kill_holder(&Held::Lock(lock.clone()), &counter);
+        match lock.lock_timeout(Duration::from_secs(20)) {
+            Err(LockTimeoutError::OwnerDied(g)) => {
+                report("Lock", killed);
+                assert_eq!(counter.get(), 42, "protected data reachable");
+                drop(g);
+            }
+            Err(LockTimeoutError::Timeout) => panic!("dead holder not recovered"),
+            Ok(_) => panic!("no owner-died indication"),
+        }
+        expect_killed(child);
+        // Afterwards the lock is an ordinary lock again.
+        assert!(lock.try_lock().is_ok());
+    });
+}
+
+#[test]
+fn crash_lock_holder_seen_by_try_lock() {
+    watchdog(Duration::from_secs(60), || {
+        let lock = Lock::new().unwrap();
+        let counter = Counter::new();
+        let (child, killed) = kill_holder(&Held::Lock(lock.clone()), &counter);
+        let g = loop {
+            match lock.try_lock() {
+                Ok(_) => panic!("no owner-died indication"),
+                Err(e) if e.is_owner_died() => break e.into_inner().unwrap(),
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        };
+        report("Lock (try_lock)", killed);
+        drop(g);
+        expect_killed(child);
+    });
+}
+
+#[test]
+fn crash_rlock_holder() {
+    watchdog(Duration::from_secs(60), || {
+        let rlock = RLock::new().unwrap();
+        let counter = Counter::new();
+        let (child, killed) = kill_holder(&Held::RLock(rlock.clone()), &counter);
+        let e = rlock.lock_timeout(Duration::from_secs(20)).err().expect("no owner-died indication");
+        assert!(e.is_owner_died(), "dead holder not recovered");
+        report("RLock", killed);
+        assert_eq!(counter.get(), 42);
+        let g = e.into_inner().unwrap();
+        // The dead owner's recursion is forgotten: one release frees it.
+        assert_eq!(rlock.count(), 1);
+        drop(g);
+        assert!(!rlock.is_locked());
+        expect_killed(child);
+    });
+}
+
+#[test]
+fn crash_semaphore_holder() {
+    watchdog(Duration::from_secs(60), || {
+        let sem = Semaphore::new(1).unwrap();
+        let counter = Counter::new();
+        let (child, killed) = kill_holder(&Held::Semaphore(sem.clone()), &counter);
+        let e = sem.acquire_timeout(Duration::from_secs(20)).err().expect("no owner-died indication");
+        assert!(e.is_owner_died(), "dead holder's unit not recovered");
+        report("Semaphore", killed);
+        assert_eq!(counter.get(), 42);
+        drop(e);
+        assert_eq!(sem.value(), 1);
+        expect_killed(child);
+    });
+}
+
+#[test]
+fn crash_bounded_semaphore_holder() {
+    watchdog(Duration::from_secs(60), || {
+        let sem = BoundedSemaphore::new(1).unwrap();
+        let counter = Counter::new();
+        let (child, killed) = kill_holder(&Held::Bounded(sem.clone()), &counter);
+        let e = sem.acquire_timeout(Duration::from_secs(20)).err().expect("no owner-died indication");
+        assert!(e.is_owner_died());
+        report("BoundedSemaphore", killed);
+        drop(e);
+        // The recovered unit went back exactly once: still bounded.
+        assert_eq!(sem.value(), 1);
+        assert!(sem.release().is_err());
+        expect_killed(child);
+    });
+}
+
+#[test]
+fn crash_condition_lock_holder() {
+    watchdog(Duration::from_secs(60), || {
+        let cond = Condition::new().unwrap();
+        let counter = Counter::new();
+        let (child, killed) = kill_holder(&Held::Condition(cond.clone()), &counter);
+        let e = cond.lock_timeout(Duration::from_secs(20)).err().expect("no owner-died indication");
+        assert!(e.is_owner_died());
+        report("Condition", killed);
+        let _g = e.into_inner().unwrap();
+        // The condition is usable: waiting times out normally.
+        assert_eq!(cond.wait_timeout(Duration::from_millis(10)), Ok(false));
+        expect_killed(child);
+    });
+}
+
+#[test]
+fn crash_condition_waiter_sees_owner_died_on_reacquire() {
+    watchdog(Duration::from_secs(60), || {
+        let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
+        let _g = cond.lock().unwrap();
+        let counter = Counter::new();
+        // The child blocks on the lock we hold. We wait (releasing it), the
+        // child takes it and is killed holding it (by a helper thread), and
+        // our re-acquire inside `wait_timeout` recovers the lock.
+        let ready = Event::new().unwrap();
+        let child = spawn_child("child_hold_and_hang", &(&Held::Condition(cond.clone()), &counter, &ready));
+        let pid = child.id() as libc::pid_t;
+        let ready2 = ready.clone();
+        let killer = std::thread::spawn(move || {
+            assert!(ready2.wait_timeout(Duration::from_secs(30)), "child never took the lock");
+            // SAFETY: our own child's pid, a valid signal.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+            Instant::now()
+        });
+        let r = cond.wait_timeout(Duration::from_millis(100));
+        let _killed: Instant = killer.join().unwrap();
+        assert_eq!(r, Err(WaitError::OwnerDied { notified: false }));
+        assert_eq!(counter.get(), 42);
+        assert_eq!(cond.notify(1), Ok(0), "the lock is held again");
+        expect_killed(child);
+    });
+}
+
+#[test]
+fn crash_barrier_party() {
+    watchdog(Duration::from_secs(60), || {
+        let barrier = Barrier::new(3).unwrap();
+        let counter = Counter::new();
+        let (child, killed) = kill_holder(&Held::Barrier(barrier.clone()), &counter);
+        // Two of three parties are here (the dead child counted): a live
+        // third would complete it, but we wait without one and must not hang.
+        let r = barrier.wait_timeout(Duration::from_secs(20));
+        assert_eq!(r, Err(mproc_sync::BrokenBarrier));
+        report("Barrier", killed);
+        assert!(killed.elapsed() < Duration::from_secs(20), "broken by the timeout, not by the dead party");
+        assert!(barrier.broken());
+        expect_killed(child);
+    });
+}
