@@ -5,6 +5,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use mproc_shm::handle::{self, HandleFd};
 use mproc_shm::{Acquired, Layout, RawMutex, Segment};
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{BrokenError, CreateError};
 use crate::layout::{CTL_OFFSET, Ctl, KIND_LARGE, RING_OFFSET};
 use crate::ring::{self, ProducerCache, Push, REC_INLINE, REC_LARGE, Ring};
-use crate::wait::{Deadline, block_on};
+use crate::wait::{Deadline, Prepare, SLICE, block_on};
 
 /// The default ring capacity: 1 MiB (its pages are only allocated as they
 /// are first used).
@@ -269,19 +270,56 @@ impl Core {
                 // because `bytes.len() <= cap / 4`.
                 match unsafe { ring.try_push(REC_INLINE, bytes, self.maxcount(), &self.head_cache) }
                 {
-                    Ok(Push::Done) => Some(Ok(())),
+                    // Read under the producer lock, which sleeping consumers
+                    // register under: see `wait`.
+                    Ok(Push::Done) => Some(Ok(ctl.wait.not_empty.waiters())),
                     Ok(Push::Full | Push::NoRoom) => None,
                     Err(c) => Some(Err(PutFail::Broken(c.into()))),
                 }
             },
+            || self.prepare_put(bytes.len(), false),
         );
         self.after_put(r)
     }
 
-    fn after_put(&self, r: Option<Result<(), PutFail>>) -> Result<(), PutFail> {
+    /// A producer about to sleep: registers on `not_full` under the consumer
+    /// lock (under which consumers free room and read `waiters`), unless
+    /// there is room now or the queue is closed. `side_full`: the side
+    /// channel was full, which consumers do not signal; retry soon.
+    fn prepare_put(&self, len: usize, side_full: bool) -> Prepare {
+        let ctl = self.ctl();
+        let _g = Guard::lock(ctl, &ctl.cons.lock);
+        let seq = ctl.wait.not_full.register();
+        if self.is_closed() || (!side_full && self.ring().has_room(len, self.maxcount())) {
+            ctl.wait.not_full.unregister();
+            return Prepare::Ready;
+        }
+        let max = if side_full {
+            Duration::from_millis(1)
+        } else {
+            SLICE
+        };
+        Prepare::Sleep { seq, max }
+    }
+
+    /// A consumer about to sleep: registers on `not_empty` under the
+    /// producer lock (under which producers publish and read `waiters`),
+    /// unless an item is there now or the queue is closed.
+    fn prepare_get(&self) -> Prepare {
+        let ctl = self.ctl();
+        let _g = Guard::lock(ctl, &ctl.prod.lock);
+        let seq = ctl.wait.not_empty.register();
+        if self.is_closed() || self.ring().has_record() {
+            ctl.wait.not_empty.unregister();
+            return Prepare::Ready;
+        }
+        Prepare::Sleep { seq, max: SLICE }
+    }
+
+    fn after_put(&self, r: Option<Result<u32, PutFail>>) -> Result<(), PutFail> {
         match r {
-            Some(Ok(())) => {
-                self.ctl().wait.not_empty.notify();
+            Some(Ok(waiters)) => {
+                self.ctl().wait.not_empty.notify_if(waiters);
                 Ok(())
             }
             Some(Err(e)) => Err(e),
@@ -323,6 +361,7 @@ impl Core {
         let ctl = self.ctl();
         let ring = self.ring();
         let len = bytes.len() as u64;
+        let side_full = std::cell::Cell::new(false);
         let r = block_on(
             &ctl.wait.not_full,
             deadline,
@@ -365,13 +404,19 @@ impl Core {
                         ))));
                     }
                     // The channel's buffer is full: wait for consumers.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        side_full.set(true);
+                        return None;
+                    }
                     Err(e) => return Some(Err(PutFail::Broken(io_broken(e)))),
                 }
                 // SAFETY: producer lock held since `reserve`; 16 bytes reserved.
                 unsafe { ring.publish(res, REC_LARGE, &rec) };
-                Some(Ok(()))
+                side_full.set(false);
+                // Read under the producer lock, as in `put_bytes`.
+                Some(Ok(ctl.wait.not_empty.waiters()))
             },
+            || self.prepare_put(16, side_full.get()),
         );
         self.after_put(r)
     }
@@ -391,10 +436,10 @@ impl Core {
                     let p = match unsafe { ring.peek(out, &self.tail_cache) } {
                         Ok(Some(p)) => p,
                         Ok(None) => {
-                            // SeqCst: close stores under the producer lock after
+                            // Acquire: close stores under the producer lock after
                             // every put it lets through; seeing the flag, re-check
                             // the tail once more before reporting Closed.
-                            if ctl.wait.closed.load(Ordering::SeqCst) != 0 {
+                            if ctl.wait.closed.load(Ordering::Acquire) != 0 {
                                 // SAFETY: as above.
                                 return match unsafe { ring.peek(out, &self.tail_cache) } {
                                     Ok(None) => Some(Err(GetFail::Closed)),
@@ -406,29 +451,36 @@ impl Core {
                         }
                         Err(c) => return Some(Err(GetFail::Broken(c.into()))),
                     };
+                    // Read under the consumer lock, which sleeping producers
+                    // register under: see `wait`.
+                    let waiters = || ctl.wait.not_full.waiters();
                     if p.kind == REC_INLINE {
                         // SAFETY: consumer lock held since the peek.
                         unsafe { ring.commit(p) };
-                        return Some(Ok(None));
+                        return Some(Ok((None, waiters())));
                     }
                     let fd = self.take_large(out);
                     // SAFETY: consumer lock held since the peek.
                     unsafe { ring.commit(p) };
                     match fd {
-                        Ok(Some(fd)) => return Some(Ok(Some(fd))),
+                        Ok(Some(fd)) => return Some(Ok((Some(fd), waiters()))),
                         // A killed consumer was taking this one: skip it.
                         Ok(None) => continue,
                         Err(e) => return Some(Err(GetFail::Broken(e))),
                     }
                 }
             },
+            || self.prepare_get(),
         );
         let r = match r {
             Some(r) => r,
             None if self.is_closed() => return Err(GetFail::Closed),
             None => return Err(GetFail::Empty),
         };
-        ctl.wait.not_full.notify();
+        let r = r.map(|(large, waiters)| {
+            ctl.wait.not_full.notify_if(waiters);
+            large
+        });
         match r {
             Ok(None) => Ok(()),
             Ok(Some((seg, len))) => {
@@ -547,6 +599,16 @@ impl Core {
             deadline,
             || self.unfinished() == 0,
             || (self.unfinished() == 0).then_some(()),
+            || {
+                // `done` changes without a lock: SeqCst registration pairs
+                // with the SeqCst CAS in `task_done`.
+                let seq = t.all_done.register_seqcst();
+                if self.unfinished() == 0 {
+                    t.all_done.unregister();
+                    return Prepare::Ready;
+                }
+                Prepare::Sleep { seq, max: SLICE }
+            },
         )
         .is_some()
     }

@@ -188,8 +188,37 @@ impl<'a> Ring<'a> {
     /// The sequence number of the next record to be published: the number of
     /// records ever published, wrapping.
     pub(crate) fn published(&self) -> u32 {
-        // Acquire: pairs with the SeqCst swap publishing a record.
+        // Acquire: pairs with the Release store publishing a record.
         unpack(self.ctl.tail.0.load(Ordering::Acquire)).0
+    }
+
+    /// Whether a record of `len` payload bytes would fit now, from fresh
+    /// loads of both words (true for impossible words, so that the caller
+    /// tries and reports the corruption).
+    pub(crate) fn has_room(&self, len: usize, maxcount: u32) -> bool {
+        // Acquire on both: pairs with the Release stores in `publish`/`commit`.
+        let t = self.ctl.tail.0.load(Ordering::Acquire);
+        let h = self.ctl.head.0.load(Ordering::Acquire);
+        match self
+            .check_word(t)
+            .and_then(|t| Ok((t, self.check_word(h)?)))
+        {
+            Ok((t, h)) => match self.used(h, t) {
+                Ok(used) => {
+                    t.0.wrapping_sub(h.0) < maxcount && record_size(len) <= self.cap as usize - used
+                }
+                Err(_) => true,
+            },
+            Err(_) => true,
+        }
+    }
+
+    /// Whether a record is published and not consumed, from fresh loads.
+    pub(crate) fn has_record(&self) -> bool {
+        // Acquire: pairs with the Release stores in `publish`/`commit`.
+        let t = self.ctl.tail.0.load(Ordering::Acquire);
+        let h = self.ctl.head.0.load(Ordering::Acquire);
+        t != h
     }
 
     /// Copies `src` into the ring at `pos`, wrapping at the end.
@@ -252,7 +281,7 @@ impl<'a> Ring<'a> {
         // Relaxed: the cache is only touched under the producer lock.
         let mut fresh = cache.mark.load(Ordering::Relaxed) != tail_w;
         let mut head_w = if fresh {
-            // Acquire: as below.
+            // Acquire: pairs with the Release store in `commit`.
             let h = self.ctl.head.0.load(Ordering::Acquire);
             head_cache.store(h, Ordering::Relaxed);
             h
@@ -285,7 +314,7 @@ impl<'a> Ring<'a> {
                 Err(e) if fresh => return Err(e),
                 Err(_) => {}
             }
-            // Acquire: pairs with the SeqCst swap in `commit`, so the bytes the
+            // Acquire: pairs with the Release store in `commit`, so the bytes the
             // consumers read before moving `head` are no longer needed.
             head_w = self.ctl.head.0.load(Ordering::Acquire);
             head_cache.store(head_w, Ordering::Relaxed);
@@ -308,12 +337,11 @@ impl<'a> Ring<'a> {
             self.write_at((tail.1 as usize + REC_HEADER) % self.cap as usize, payload);
         }
         let next_pos = ((tail.1 as usize + r.need) % self.cap as usize) as u32;
-        // SeqCst: publishes the record (Release for the consumers' Acquire
-        // loads of `tail`), and orders this store before the SeqCst load of
-        // `not_empty.waiters` that follows, pairing with the consumers'
-        // SeqCst increment of it before they re-check `tail`.
         let next = pack(tail.0.wrapping_add(1), next_pos);
-        self.ctl.tail.0.swap(next, Ordering::SeqCst);
+        // Release: publishes the record; pairs with the consumers' Acquire
+        // loads of `tail`. (Sleeping consumers register under the producer
+        // lock, so no StoreLoad fence is needed here; see `wait`.)
+        self.ctl.tail.0.store(next, Ordering::Release);
         // Relaxed: the cache is only touched under the producer lock.
         r.cache.mark.store(next, Ordering::Relaxed);
     }
@@ -360,9 +388,8 @@ impl<'a> Ring<'a> {
         if (tail.0.wrapping_sub(head.0) as i32) <= 0
             || self.check_word(pack(tail.0, tail.1)).is_err()
         {
-            // SeqCst: Acquire pairs with the producers' publishing swap; SeqCst
-            // orders it after a waiting consumer's increment of `waiters`.
-            let t = self.ctl.tail.0.load(Ordering::SeqCst);
+            // Acquire: pairs with the producers' publishing store.
+            let t = self.ctl.tail.0.load(Ordering::Acquire);
             tail_cache.store(t, Ordering::Relaxed);
             tail = self.check_word(t)?;
         }
@@ -406,10 +433,10 @@ impl<'a> Ring<'a> {
     /// # Safety
     /// The caller holds the consumer lock, and has held it since the `peek`.
     pub(crate) unsafe fn commit(&self, p: Peeked) {
-        // SeqCst: Release frees the bytes for producers (pairs with their
-        // Acquire load of `head`); SeqCst orders it before the load of
-        // `not_full.waiters` that follows.
-        self.ctl.head.0.swap(p.next_head, Ordering::SeqCst);
+        // Release: frees the bytes for producers; pairs with their Acquire
+        // loads of `head`. (Sleeping producers register under the consumer
+        // lock, so no StoreLoad fence is needed here; see `wait`.)
+        self.ctl.head.0.store(p.next_head, Ordering::Release);
     }
 }
 

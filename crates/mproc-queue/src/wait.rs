@@ -1,16 +1,21 @@
 //! Blocking: spin, then yield, then sleep on a futex word, never losing a
 //! wake-up.
 //!
-//! A sleeper registers in `waiters`, reads `seq`, re-checks its condition
-//! and sleeps only while `seq` is unchanged. A waker changes the condition
-//! (a SeqCst store or swap), then loads `waiters` (SeqCst); only when it is
-//! non-zero does it bump `seq` and call `futex_wake`. Because both sides use
-//! SeqCst on both words, either the waker sees the registration or the
-//! sleeper's re-check sees the new condition.
+//! A sleeper *prepares* (see [`Prepare`]): it registers in `waiters`, reads
+//! `seq` and re-checks its condition, and sleeps only while `seq` is
+//! unchanged. A waker changes the condition, then reads `waiters`; only when
+//! it is non-zero does it bump `seq` and call `futex_wake`. Registration and
+//! the waker's read must be ordered, either
 //!
-//! Sleeps are cut into slices of [`SLICE`] so that a waker killed between
-//! changing the condition and waking (SIGKILL) delays a sleeper by at most a
-//! slice instead of for ever.
+//! * by a lock: the ring's sleepers register while holding the *other*
+//!   side's lock (a consumer that wants to sleep takes the producer lock,
+//!   under which producers publish and read `waiters`), so publishing costs
+//!   no extra fence; or
+//! * by SeqCst on both words (task counts, which change without a lock).
+//!
+//! Sleeps are cut into slices of at most [`SLICE`] so that a waker killed
+//! between changing the condition and waking (SIGKILL) delays a sleeper by at
+//! most a slice instead of for ever.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -25,7 +30,7 @@ const SPIN_LIMIT: Duration = Duration::from_micros(50);
 /// Rounds of `sched_yield` before sleeping.
 const YIELDS: u32 = 16;
 /// The longest single sleep.
-const SLICE: Duration = Duration::from_millis(100);
+pub(crate) const SLICE: Duration = Duration::from_millis(100);
 
 /// When a blocking operation gives up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,10 +53,18 @@ impl Deadline {
 }
 
 impl WaitWord {
-    /// Wakes every sleeper, if there is one. Call after making the condition
-    /// true with a SeqCst store or RMW.
+    /// Wakes every sleeper if the registration count read (under the lock
+    /// that orders registrations) was non-zero.
+    pub(crate) fn notify_if(&self, waiters: u32) {
+        if waiters != 0 {
+            self.notify_always();
+        }
+    }
+
+    /// Wakes every sleeper, if there is one, for conditions changed with a
+    /// SeqCst store or RMW (no lock).
     pub(crate) fn notify(&self) {
-        // SeqCst: pairs with the sleeper's SeqCst increment; see the module docs.
+        // SeqCst: pairs with the SeqCst increment in `register_seqcst`.
         if self.waiters.load(Ordering::SeqCst) != 0 {
             self.notify_always();
         }
@@ -63,18 +76,66 @@ impl WaitWord {
         self.seq.fetch_add(1, Ordering::SeqCst);
         futex::wake(&self.seq, u32::MAX);
     }
+
+    /// Registers a sleeper; returns the `seq` to sleep on. Call while holding
+    /// the lock under which wakers read `waiters`, then re-check.
+    pub(crate) fn register(&self) -> u32 {
+        // Relaxed: ordered by the lock the caller holds.
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        // Acquire: pairs with `notify_always`, so a sleeper that reads a
+        // bumped `seq` also sees what was stored before the bump (`closed`).
+        self.seq.load(Ordering::Acquire)
+    }
+
+    /// Registers a sleeper without a lock; the condition must be re-checked
+    /// after this, and changed by wakers with SeqCst before [`WaitWord::notify`].
+    pub(crate) fn register_seqcst(&self) -> u32 {
+        // SeqCst: registration precedes the re-check in the single total order.
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    /// Withdraws a registration.
+    pub(crate) fn unregister(&self) {
+        // Relaxed: a stale count costs at most one spurious wake.
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The current registration count (read under the ordering lock).
+    pub(crate) fn waiters(&self) -> u32 {
+        // Relaxed: ordered by the lock the caller holds.
+        self.waiters.load(Ordering::Relaxed)
+    }
+}
+
+/// What a sleeper found when preparing to sleep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prepare {
+    /// The condition may hold: try again now (nothing registered).
+    Ready,
+    /// Registered on the word: sleep while `seq` is unchanged, at most `max`.
+    Sleep {
+        /// The `seq` value read after registering.
+        seq: u32,
+        /// The longest sleep before trying again.
+        max: Duration,
+    },
 }
 
 /// Calls `attempt` until it returns `Some`, waiting between calls (first
-/// spinning while `probe` is false, then sleeping on `word`), until
-/// `deadline`. `None` means the deadline passed.
+/// spinning and yielding while `probe` says nothing changed, then sleeping on
+/// `word` when `prepare` registers), until `deadline`. `None` means the
+/// deadline passed.
 ///
 /// `probe` is a cheap, lock-free hint that `attempt` may now succeed.
+/// `prepare` registers on `word` (see [`Prepare`]); `block_on` unregisters
+/// after each sleep.
 pub(crate) fn block_on<R>(
     word: &WaitWord,
     deadline: Deadline,
     probe: impl Fn() -> bool,
     mut attempt: impl FnMut() -> Option<R>,
+    mut prepare: impl FnMut() -> Prepare,
 ) -> Option<R> {
     if let Some(r) = attempt() {
         return Some(r);
@@ -94,11 +155,14 @@ pub(crate) fn block_on<R>(
                     return Some(r);
                 }
             }
-            for _ in 0..8 {
+            // Back off exponentially: each probe reads the other side's
+            // cache line, and reading it less often lets the other side
+            // write several items before the line moves.
+            for _ in 0..(4u32 << i.min(5)) {
                 std::hint::spin_loop();
             }
             i += 1;
-            if i % 16 == 0 && (start.elapsed() > SPIN_LIMIT || past(deadline)) {
+            if i % 4 == 0 && (start.elapsed() > SPIN_LIMIT || past(deadline)) {
                 break;
             }
         }
@@ -115,27 +179,25 @@ pub(crate) fn block_on<R>(
         }
     }
     loop {
-        // SeqCst: registration precedes the re-check in the single total order.
-        word.waiters.fetch_add(1, Ordering::SeqCst);
-        let seq = word.seq.load(Ordering::SeqCst);
-        let r = attempt();
-        let sleep = match (&r, deadline) {
-            (Some(_), _) => None,
-            (None, Deadline::Never) => Some(SLICE),
-            (None, Deadline::At(d)) => d
-                .checked_duration_since(Instant::now())
-                .filter(|t| !t.is_zero())
-                .map(|t| t.min(SLICE)),
-            (None, Deadline::Now) => None,
-        };
-        if let Some(t) = sleep {
-            futex::wait(&word.seq, seq, Some(t));
+        if let Prepare::Sleep { seq, max } = prepare() {
+            let t = match deadline {
+                Deadline::Never => Some(max.min(SLICE)),
+                Deadline::At(d) => d
+                    .checked_duration_since(Instant::now())
+                    .filter(|t| !t.is_zero())
+                    .map(|t| t.min(max).min(SLICE)),
+                Deadline::Now => None,
+            };
+            if let Some(t) = t {
+                futex::wait(&word.seq, seq, Some(t));
+            }
+            word.unregister();
         }
-        // Relaxed: the count only gates wakers' system calls; a stale view
-        // costs at most one spurious wake.
-        word.waiters.fetch_sub(1, Ordering::Relaxed);
-        if r.is_some() || sleep.is_none() {
-            return r;
+        if let Some(r) = attempt() {
+            return Some(r);
+        }
+        if past(deadline) {
+            return None;
         }
     }
 }
