@@ -54,6 +54,9 @@ pub enum OpenError {
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Segment(SegmentError::Layout(l)) => {
+                write!(f, "segment is not the expected synchronisation primitive: {l}")
+            }
             Self::Segment(e) => write!(f, "segment is not the expected synchronisation primitive: {e}"),
             Self::Corrupt(what) => write!(f, "synchronisation primitive is corrupt: {what}"),
         }

@@ -71,6 +71,8 @@ mod barrier;
 mod condition;
 mod error;
 mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 mod lock;
 mod rlock;
 mod semaphore;
