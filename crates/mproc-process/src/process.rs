@@ -6,7 +6,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -162,25 +162,28 @@ impl fmt::Display for ExitStatus {
 /// How a parent learns that a child ended.
 #[derive(Debug)]
 pub(crate) enum Watch {
-    /// Our own child: `waitpid`, with a pidfd to poll when available.
-    Direct { pidfd: Option<OwnedFd> },
-    /// A fork-server child: the server writes its wait status to this pipe.
-    Server { status: OwnedFd },
+    /// Our own child: `waitpid`, with a pidfd (opened on first timed wait)
+    /// to poll.
+    Direct { pidfd: OnceLock<Option<OwnedFd>> },
+    /// A fork-server child: the server writes its wait status to this pipe,
+    /// and sent a pidfd to signal it by.
+    Server { status: OwnedFd, pidfd: Option<OwnedFd> },
 }
 
 impl Watch {
-    pub(crate) fn direct(pid: RawPid) -> Self {
-        Self::Direct { pidfd: sys::pidfd_open(pid).ok() }
+    pub(crate) fn direct() -> Self {
+        Self::Direct { pidfd: OnceLock::new() }
     }
 
-    pub(crate) fn server(status: OwnedFd) -> Self {
-        Self::Server { status }
+    pub(crate) fn server(status: OwnedFd, pidfd: Option<OwnedFd>) -> Self {
+        Self::Server { status, pidfd }
     }
 
-    fn fd(&self) -> Option<BorrowedFd<'_>> {
+    /// A descriptor that becomes readable when the child ends.
+    fn fd(&self, pid: RawPid) -> Option<BorrowedFd<'_>> {
         match self {
-            Self::Direct { pidfd } => pidfd.as_ref().map(|f| f.as_fd()),
-            Self::Server { status } => Some(status.as_fd()),
+            Self::Direct { pidfd } => pidfd.get_or_init(|| sys::pidfd_open(pid).ok()).as_ref().map(|f| f.as_fd()),
+            Self::Server { status, .. } => Some(status.as_fd()),
         }
     }
 }
@@ -208,6 +211,11 @@ impl Inner {
     /// Checks (without blocking) whether the child ended; reaps it if so.
     fn poll_end(&self) -> End {
         let mut end = lock(&self.end);
+        self.update(&mut end)
+    }
+
+    /// [`poll_end`](Self::poll_end) with the lock held by the caller.
+    fn update(&self, end: &mut End) -> End {
         if let End::Running = *end {
             *end = match &self.watch {
                 Watch::Direct { .. } => match sys::waitpid(self.pid, false) {
@@ -215,7 +223,7 @@ impl Inner {
                     Ok(Some(raw)) => End::Ended(ExitStatus::from_raw(raw)),
                     Err(_) => End::Lost,
                 },
-                Watch::Server { status } => {
+                Watch::Server { status, .. } => {
                     let mut buf = [0u8; 4];
                     match sys::read(status.as_fd(), &mut buf) {
                         Ok(4) => End::Ended(ExitStatus::from_raw(i32::from_le_bytes(buf))),
@@ -249,23 +257,36 @@ impl Inner {
             if left == Some(Duration::ZERO) {
                 return End::Running;
             }
-            match self.watch.fd() {
+            if let (Watch::Direct { .. }, None) = (&self.watch, deadline) {
+                // One blocking call, one wake-up; the reaping stays in
+                // `poll_end` (WNOWAIT), so a concurrent `active_children`
+                // cannot lose the status.
+                if sys::wait_exited_nowait(self.pid).is_err() {
+                    // Reaped elsewhere: `poll_end` reports it.
+                    let _ = self.poll_end();
+                }
+                continue;
+            }
+            match self.watch.fd(self.pid) {
                 Some(fd) => {
                     let mut p = [sys::pollin(fd)];
                     let _ = sys::poll(&mut p, left);
                 }
-                None => std::thread::sleep(left.unwrap_or(Duration::MAX).min(Duration::from_millis(2))),
+                None => std::thread::sleep(left.unwrap_or(Duration::MAX).min(Duration::from_millis(1))),
             }
         }
     }
 
     fn signal(&self, sig: libc::c_int) -> io::Result<()> {
-        if !matches!(self.poll_end(), End::Running) {
+        // Hold the lock while signalling: our own child cannot be reaped (and
+        // its pid recycled) between the check and the kill.
+        let mut end = lock(&self.end);
+        if !matches!(self.update(&mut end), End::Running) {
             // Signalling a finished process is a silent no-op, as in CPython.
             return Ok(());
         }
         let r = match &self.watch {
-            Watch::Direct { pidfd: Some(fd) } => sys::pidfd_send_signal(fd.as_fd(), sig),
+            Watch::Server { pidfd: Some(fd), .. } => sys::pidfd_send_signal(fd.as_fd(), sig),
             _ => sys::kill(self.pid, sig),
         };
         match r {
@@ -716,52 +737,28 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
         self.join_inner(Some(deadline))
     }
 
-    fn read_chan(&mut self) -> Result<(), JoinError> {
-        if let Some(chan) = &self.chan {
-            let more = self.reader.read_some(chan.as_fd()).map_err(|e| JoinError::InvalidResult(e.to_string()))?;
-            if !more {
-                self.chan = None;
-            }
-        }
-        Ok(())
-    }
-
     fn join_inner(&mut self, deadline: Option<Instant>) -> Result<R, JoinTimeoutError> {
         if self.joined {
             return Err(JoinError::AlreadyJoined.into());
         }
-        let end = loop {
-            let end = self.inner.poll_end();
-            if !matches!(end, End::Running) {
-                break end;
-            }
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if left == Some(Duration::ZERO) {
-                return Err(JoinTimeoutError::Timeout);
-            }
-            let mut fds = Vec::with_capacity(2);
-            if let Some(c) = &self.chan {
-                fds.push(sys::pollin(c.as_fd()));
-            }
-            let watch_fd = self.inner.watch.fd();
-            if let Some(w) = watch_fd {
-                fds.push(sys::pollin(w));
-            }
-            // Without a pidfd, wake up now and then to ask waitpid.
-            let left = if watch_fd.is_none() { Some(left.unwrap_or(Duration::MAX).min(Duration::from_millis(2))) } else { left };
-            sys::poll(&mut fds, left).map_err(JoinError::Io)?;
-            if self.chan.is_some() && sys::ready(&fds[0]) {
-                self.read_chan()?;
-            }
-        };
-        // The child has ended: whatever it sent is in the socket buffer.
-        while self.chan.is_some() {
-            self.read_chan()?;
-            if let Some(c) = &self.chan {
-                // `read_some` returned "more may come" on EAGAIN: nothing left.
-                let mut p = [sys::pollin(c.as_fd())];
-                if sys::poll(&mut p, Some(Duration::ZERO)).map_err(JoinError::Io)? == 0 {
-                    break;
+        // A child never blocks on sending its result (large values go
+        // through a memory file), so the socket is read only once it ended.
+        let end = self.inner.wait_end(deadline);
+        if matches!(end, End::Running) {
+            return Err(JoinTimeoutError::Timeout);
+        }
+        if let Some(chan) = self.chan.take() {
+            loop {
+                match self.reader.read_some(chan.as_fd()) {
+                    Ok(true) if !self.reader.is_complete() => {
+                        // Non-blocking socket, child gone: is anything left?
+                        let mut p = [sys::pollin(chan.as_fd())];
+                        if sys::poll(&mut p, Some(Duration::ZERO)).map_err(JoinError::Io)? == 0 {
+                            break;
+                        }
+                    }
+                    Ok(_) => break,
+                    Err(e) => return Err(JoinError::InvalidResult(e.to_string()).into()),
                 }
             }
         }
@@ -772,7 +769,7 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
             End::Lost => return Err(JoinError::Lost.into()),
             End::Running => unreachable!("loop exits only once ended"),
         };
-        let frame = self.reader.take();
+        let frame = self.reader.take().map_err(|e| JoinError::InvalidResult(e.to_string()))?;
         match frame {
             Some(f) if f.tag == Tag::Ok && status.success() => {
                 mproc_shm::handle::from_bytes_with_fds(&f.payload, f.fds)

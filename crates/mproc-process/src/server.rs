@@ -31,6 +31,7 @@ use crate::start::{self, Started};
 use crate::state::{self, lock};
 use crate::sys::{self, RawPid};
 use crate::wire::{self, Request};
+use mproc_shm::handle::recv_with_fds;
 
 /// The parent's connection to its fork server.
 struct Client {
@@ -64,18 +65,19 @@ fn launch() -> io::Result<Client> {
     Ok(Client { ctrl: ours, pid })
 }
 
-fn exchange(c: &Client, frame: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<i64> {
+fn exchange(c: &Client, frame: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<(i64, Option<OwnedFd>)> {
     wire::send_all(c.ctrl.as_fd(), frame, fds)?;
     let mut reply = [0u8; 8];
     let mut got = 0;
+    let mut pidfds = Vec::new();
     while got < reply.len() {
-        let n = sys::read(c.ctrl.as_fd(), &mut reply[got..])?;
+        let n = recv_with_fds(c.ctrl.as_fd(), &mut reply[got..], &mut pidfds)?;
         if n == 0 {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the fork server exited"));
         }
         got += n;
     }
-    Ok(i64::from_le_bytes(reply))
+    Ok((i64::from_le_bytes(reply), pidfds.into_iter().next()))
 }
 
 /// Starts a child through the fork server, starting (or restarting) the
@@ -87,7 +89,7 @@ pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartErro
     let mut send: Vec<BorrowedFd<'_>> = vec![child_end.as_fd(), status_w.as_fd()];
     send.extend(fds.iter().map(|f| f.as_fd()));
 
-    let reply = {
+    let (reply, pidfd) = {
         let mut g = lock(&CLIENT);
         let mut attempt = 0;
         loop {
@@ -125,7 +127,7 @@ pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartErro
             let pid = RawPid::try_from(pid).map_err(|_| StartError::Rejected("malformed reply"))?;
             sys::set_nonblocking(parent_end.as_fd(), true).map_err(StartError::Os)?;
             sys::set_nonblocking(status_r.as_fd(), true).map_err(StartError::Os)?;
-            Ok(Started { pid, watch: Watch::server(status_r), chan: parent_end })
+            Ok(Started { pid, watch: Watch::server(status_r, pidfd), chan: parent_end })
         }
     }
 }
@@ -198,7 +200,11 @@ pub(crate) fn serve(fd: RawFd) -> ! {
             }
             Ok(sys::Forked::Parent(pid)) => {
                 children.insert(pid, status_w);
-                let _ = sys::write_all(ctrl.as_fd(), &i64::from(pid).to_le_bytes());
+                // A pidfd lets the parent signal the child without racing
+                // our reaping (and the pid's reuse).
+                let pidfd = sys::pidfd_open(pid).ok();
+                let fds: Vec<BorrowedFd<'_>> = pidfd.iter().map(|f| f.as_fd()).collect();
+                let _ = wire::send_all(ctrl.as_fd(), &i64::from(pid).to_le_bytes(), &fds);
             }
             Err(e) => {
                 let code = FORK_FAILED - i64::from(e.raw_os_error().unwrap_or(libc::EIO));

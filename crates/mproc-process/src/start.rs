@@ -51,7 +51,7 @@ pub(crate) fn spawn(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartErro
     }
     .map_err(StartError::Os)?;
     drop(child_end);
-    let watch = Watch::direct(pid);
+    let watch = Watch::direct();
     let sent = wire::encode_request(req).and_then(|frame| {
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
         wire::send_all(parent_end.as_fd(), &frame, &borrowed)
@@ -114,17 +114,15 @@ pub(crate) fn forget_spawner() {
 /// one thread; the caller of `threads_ok == true` has accepted the contract
 /// of [`crate::Process::allow_fork_with_threads`].
 pub(crate) fn fork(req: Request, fds: Vec<OwnedFd>, threads_ok: bool) -> Result<Started, StartError> {
-    if !threads_ok {
+    if !threads_ok && !sys::single_threaded().map_err(StartError::Os)? {
         let threads = sys::thread_count().map_err(StartError::Os)?;
-        if threads > 1 {
-            return Err(StartError::ThreadedFork { threads });
-        }
+        return Err(StartError::ThreadedFork { threads });
     }
     // Never let the child inherit (and print again) our buffered output.
     let _ = io::stdout().lock().flush();
     let (parent_end, child_end) = sys::socketpair().map_err(StartError::Os)?;
     sys::set_nonblocking(parent_end.as_fd(), true).map_err(StartError::Os)?;
-    let parent_pid = sys::getpid();
+    let parent_pid = req.parent_pid;
     // SAFETY: either the process has exactly one thread (checked above), so
     // the child is a complete copy of it, or the caller accepted the unsafe
     // contract of `allow_fork_with_threads`.
@@ -137,7 +135,7 @@ pub(crate) fn fork(req: Request, fds: Vec<OwnedFd>, threads_ok: bool) -> Result<
         sys::Forked::Parent(pid) => {
             drop(child_end);
             drop(fds);
-            Ok(Started { pid, watch: Watch::direct(pid), chan: parent_end })
+            Ok(Started { pid, watch: Watch::direct(), chan: parent_end })
         }
     }
 }

@@ -66,6 +66,10 @@ pub(crate) enum Tag {
     Panic = 1,
     /// The child could not run the function; the payload says why (UTF-8).
     Error = 2,
+    /// The function returned a value too large to leave in the socket
+    /// buffer: no payload follows the header; the first descriptor is a
+    /// memory file holding the header's length of postcard bytes.
+    Spilled = 3,
 }
 
 impl Tag {
@@ -74,6 +78,7 @@ impl Tag {
             0 => Some(Self::Ok),
             1 => Some(Self::Panic),
             2 => Some(Self::Error),
+            3 => Some(Self::Spilled),
             _ => None,
         }
     }
@@ -203,12 +208,32 @@ pub(crate) fn read_request(sock: BorrowedFd<'_>) -> Result<Option<(Request, Vec<
     Ok(Some((req, fds)))
 }
 
-/// Sends a result frame (blocking).
+/// The largest payload sent inline in a result frame. It always fits in an
+/// empty socket buffer, so a child never blocks on sending its result and
+/// its parent need not read until the child has exited; larger values go
+/// through a memory file ([`Tag::Spilled`]).
+pub(crate) const INLINE_MAX: usize = 16 * 1024;
+
+/// Sends a result frame (blocking, but it never waits for the reader: see
+/// [`INLINE_MAX`]).
 pub(crate) fn send_result(sock: BorrowedFd<'_>, tag: Tag, payload: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
-    let mut frame = Vec::with_capacity(HEADER_LEN + payload.len());
-    frame.extend_from_slice(&header(RESULT_MAGIC, tag as u32, payload.len()));
-    frame.extend_from_slice(payload);
-    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+    let mut borrowed: Vec<BorrowedFd<'_>> = Vec::with_capacity(fds.len() + 1);
+    let spilled;
+    let (tag, inline) = if payload.len() <= INLINE_MAX {
+        (tag, payload)
+    } else if tag == Tag::Ok {
+        spilled = crate::sys::memfd_with(payload)?;
+        borrowed.push(spilled.as_fd());
+        (Tag::Spilled, &[][..])
+    } else {
+        // A message: keep its start.
+        (tag, &payload[..INLINE_MAX])
+    };
+    borrowed.extend(fds.iter().map(|f| f.as_fd()));
+    let len = if tag == Tag::Spilled { payload.len() } else { inline.len() };
+    let mut frame = Vec::with_capacity(HEADER_LEN + inline.len());
+    frame.extend_from_slice(&header(RESULT_MAGIC, tag as u32, len));
+    frame.extend_from_slice(inline);
     send_all(sock, &frame, &borrowed)
 }
 
@@ -234,6 +259,7 @@ impl ResultReader {
     fn wanted(&self) -> Option<usize> {
         match self.head {
             None => Some(HEADER_LEN - self.buf.len()),
+            Some((Tag::Spilled, _)) => None,
             Some((_, len)) => {
                 let have = self.buf.len() - HEADER_LEN;
                 if have >= len { None } else { Some(len - have) }
@@ -286,15 +312,25 @@ impl ResultReader {
         }
     }
 
-    /// Takes the complete frame, if there is one.
-    pub(crate) fn take(&mut self) -> Option<ResultFrame> {
+    /// Takes the complete frame, if there is one. A spilled value is read
+    /// from its memory file and returned as a [`Tag::Ok`] frame.
+    pub(crate) fn take(&mut self) -> Result<Option<ResultFrame>, WireError> {
         if !self.is_complete() {
-            return None;
+            return Ok(None);
         }
-        let (tag, _) = self.head.take()?;
+        let Some((tag, len)) = self.head.take() else { return Ok(None) };
         let mut buf = std::mem::take(&mut self.buf);
         buf.drain(..HEADER_LEN);
-        Some(ResultFrame { tag, payload: buf, fds: std::mem::take(&mut self.fds) })
+        let mut fds = std::mem::take(&mut self.fds);
+        if tag == Tag::Spilled {
+            if fds.is_empty() {
+                return Err(WireError::Invalid("a spilled result came without its file"));
+            }
+            let file = fds.remove(0);
+            let payload = crate::sys::read_file_prefix(file.as_fd(), len)?;
+            return Ok(Some(ResultFrame { tag: Tag::Ok, payload, fds }));
+        }
+        Ok(Some(ResultFrame { tag, payload: buf, fds }))
     }
 }
 
@@ -321,5 +357,5 @@ pub(crate) fn fuzz_result(data: &[u8]) -> Result<Option<(Tag, usize)>, WireError
         }
         rest = &rest[step..];
     }
-    Ok(r.take().map(|f| (f.tag, f.payload.len())))
+    Ok(r.take()?.map(|f| (f.tag, f.payload.len())))
 }

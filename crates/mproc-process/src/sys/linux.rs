@@ -3,7 +3,7 @@
 use std::ffi::{CStr, CString};
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::time::Duration;
 
@@ -186,6 +186,88 @@ pub(crate) fn set_parent_death_signal() -> io::Result<()> {
 /// The number of threads in this process (entries of `/proc/self/task`).
 pub(crate) fn thread_count() -> io::Result<usize> {
     Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// Whether this process has exactly one thread: one `getdents64` of
+/// `/proc/self/task` (cheaper than [`thread_count`], which reads to the end).
+pub(crate) fn single_threaded() -> io::Result<bool> {
+    // SAFETY: the path is NUL-terminated.
+    let dir = own(cvt(unsafe {
+        libc::open(c"/proc/self/task".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)
+    })?);
+    // u64 elements keep the buffer aligned for `linux_dirent64`.
+    let mut buf = [0u64; 512];
+    let bytes = size_of_val(&buf);
+    // SAFETY: `buf` is writable for `bytes` bytes.
+    let n = cvt(unsafe { libc::syscall(libc::SYS_getdents64, dir.as_raw_fd(), buf.as_mut_ptr(), bytes) })? as usize;
+    let raw: &[u8] = bytemuck_bytes(&buf);
+    // Count entries other than "." and ".."; a full buffer means many threads.
+    let mut entries = 0;
+    let mut off = 0;
+    while off + 19 < n {
+        let reclen = u16::from_ne_bytes([raw[off + 16], raw[off + 17]]) as usize;
+        if reclen == 0 {
+            break;
+        }
+        let name = raw[off + 19];
+        if name != b'.' {
+            entries += 1;
+        }
+        off += reclen;
+    }
+    Ok(entries == 1)
+}
+
+fn bytemuck_bytes(buf: &[u64]) -> &[u8] {
+    // SAFETY: any initialised u64 slice is valid as bytes of the same total
+    // length; u8 has no alignment requirement.
+    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), size_of_val(buf)) }
+}
+
+/// Blocks until `pid` (our child) has exited, without reaping it
+/// (`waitid(WEXITED | WNOWAIT)`), so that the reaping stays in one place.
+pub(crate) fn wait_exited_nowait(pid: RawPid) -> io::Result<()> {
+    let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+    // SAFETY: `info` is writable; the id type and flags are plain integers.
+    cvt_retry(|| unsafe {
+        libc::waitid(libc::P_PID, pid as libc::id_t, info.as_mut_ptr(), libc::WEXITED | libc::WNOWAIT)
+    })?;
+    Ok(())
+}
+
+/// A close-on-exec memory file holding `data` (for results too large to
+/// leave in a socket buffer).
+pub(crate) fn memfd_with(data: &[u8]) -> io::Result<OwnedFd> {
+    // SAFETY: the name is NUL-terminated.
+    let fd = own(cvt(unsafe { libc::memfd_create(c"mproc-result".as_ptr(), libc::MFD_CLOEXEC) })?);
+    write_all(fd.as_fd(), data)?;
+    Ok(fd)
+}
+
+/// Reads `len` bytes from the start of a file (a memfd from a child),
+/// failing if it holds fewer.
+pub(crate) fn read_file_prefix(fd: BorrowedFd<'_>, len: usize) -> io::Result<Vec<u8>> {
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is valid and `st` points to writable memory of the right size.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: `fstat` succeeded, so it initialised `st`.
+    let size = unsafe { st.assume_init() }.st_size;
+    if usize::try_from(size).map_or(true, |s| s < len) {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "the result file is shorter than announced"));
+    }
+    let mut out = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        // SAFETY: `out[got..]` is writable for `len - got` bytes.
+        let n = cvt_retry(|| unsafe {
+            libc::pread(fd.as_raw_fd(), out[got..].as_mut_ptr().cast(), len - got, got as libc::off_t)
+        })? as usize;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the result file ended early"));
+        }
+        got += n;
+    }
+    Ok(out)
 }
 
 /// Identifies the running executable (device, inode, size, mtime).
