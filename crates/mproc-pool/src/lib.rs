@@ -1,1 +1,84 @@
-//! A process pool with map, imap and apply_async for mproc
+//! A process pool for mproc: Python's `multiprocessing.Pool` (`map`, `imap`,
+//! `imap_unordered`, `starmap`, `apply`, `apply_async`, `map_async`), fast
+//! for tiny tasks and never hanging when a worker dies.
+//!
+//! # Hello, world!
+//!
+//! ```
+//! use mproc_pool::Pool;
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! let pool = Pool::new(2)?;
+//! assert_eq!(pool.map(square, 0..5u64)?, [0, 1, 4, 9, 16]);
+//! let r = pool.apply_async(square, 12)?;
+//! assert_eq!(r.get()?, 144);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Tasks
+//!
+//! A task is a `fn` item or a non-capturing closure `Fn(A) -> R`; `A` and
+//! `R` are serde values (`Serialize + DeserializeOwned`). Functions reach
+//! the workers by reference (the workers run the same executable), so a
+//! capturing closure is a compile-time error. mproc handles inside
+//! arguments and results (shared memory, connections, …) travel as file
+//! descriptors. Workers are started by mproc-process (the fork server by
+//! default), so a pool can be made from a program with busy threads and
+//! from `cargo test`.
+//!
+//! # Chunking
+//!
+//! `map` and `imap` send items in chunks sized from the measured time per
+//! item (aiming at about 2 ms of work per chunk; the first chunks, before
+//! anything is measured, hold one item), with a bounded number of chunks in
+//! flight and the input consumed lazily. Integer ranges travel as ranges
+//! and `Vec`s of plain numbers as bytes, so `pool.map(f, 0..40_000_000)`
+//! ships about twenty small messages. An explicit chunk size
+//! ([`Pool::map_chunked`]) of 0 is an error, not CPython's silent list of
+//! `None`s. Large arguments and results (MiBs) go through the connection's
+//! shared-memory path.
+//!
+//! # Failures
+//!
+//! A panicking task fails that item with [`TaskError::Panicked`]. A worker
+//! that dies fails only the item it was running with
+//! [`TaskError::WorkerLost`] and its exit status, is replaced, and the pool
+//! stays usable (CPython's pool hangs for ever here). An initializer that
+//! fails makes [`PoolBuilder::build`] fail. Workers ignore SIGINT; with
+//! [`PoolBuilder::cancel_on_ctrl_c`], Ctrl-C cancels the outstanding work
+//! (every pending [`AsyncResult`] resolves to [`TaskError::Cancelled`]), and
+//! [`Pool::cancel`] does the same from code. [`Pool::terminate`] escalates
+//! SIGTERM to SIGKILL. Dropping a pool closes it and joins with a deadline,
+//! then terminates.
+//!
+//! # Differences from CPython
+//!
+//! * `map` is not materialised first and does not use `len/(4·procs)`
+//!   chunks (unless asked through `map_chunked`); `map_async` does use
+//!   CPython's formula until it has measured the function.
+//! * `max_tasks_per_child` counts items, not chunks.
+//! * `AsyncResult::get` consumes the result; `get_timeout` hands it back on
+//!   timeout.
+//! * Callbacks receive `Result<&R, &PoolError>` (callback and
+//!   error_callback in one).
+
+#![doc(test(attr(deny(warnings))))]
+
+mod engine;
+mod error;
+mod input;
+mod job;
+mod kinds;
+mod pool;
+#[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
+mod sys;
+mod wire;
+mod worker;
+
+pub use crate::error::{BuildError, GetTimeoutError, PoolError, TaskError};
+pub use crate::job::AsyncResult;
+pub use crate::pool::{Imap, Pool, PoolBuilder, StarFn};
+pub use mproc_process::{ExitStatus, StartMethod, cpu_count};

@@ -1,0 +1,898 @@
+//! The parent side: shared state, the feeder thread (sends batches to
+//! workers) and the collector thread (receives results, watches workers,
+//! replaces the dead).
+//!
+//! Sending and receiving happen on different threads, so a worker blocked
+//! writing a large result can never deadlock with the parent writing it a
+//! large task. The parent knows which batches each worker holds (at most
+//! [`DEPTH`]), and a shared-memory progress slot per worker says which item
+//! it was running, so a worker's death fails exactly that item.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mproc_pipe::{Connection, RecvError, Waitable};
+use mproc_process::{ExitStatus, Process, ProcessHandle, StartMethod};
+use mproc_shm::Segment;
+use mproc_shm::handle::HandleFd;
+
+use crate::error::{BuildError, TaskError};
+use crate::job::{Sink, lock};
+use crate::sys;
+use crate::wire::{BodyBuilder, Bytes, FromWorker, Kind, Msg, Parsed, TaskDesc, ToWorker};
+use crate::worker::{self, FINISHED, InitSpec, NOT_STARTED, Progress, WorkerArgs};
+
+/// Batches a worker may hold: one running, one waiting, so it never idles
+/// for a round trip.
+pub(crate) const DEPTH: usize = 2;
+/// Work per chunk the adaptive sizing aims at.
+pub(crate) const TARGET_NS: f64 = 2_000_000.0;
+/// The smallest chunk duration worth splitting a known-length input into.
+const MIN_CHUNK_NS: f64 = 200_000.0;
+/// The largest chunk, in items.
+const MAX_CHUNK: usize = 1 << 22;
+/// How often a task may be re-run after its worker died under it (while
+/// running another item of the same batch).
+const MAX_ATTEMPTS: u32 = 3;
+/// Consecutive initializer failures of replacement workers before the pool
+/// gives up.
+const MAX_INIT_FAILURES: u32 = 3;
+/// How often the collector checks worker processes even without events.
+const WATCH_PERIOD: Duration = Duration::from_millis(20);
+
+/// A task's encoded items.
+pub(crate) struct Payload {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) fds: Vec<OwnedFd>,
+    /// `Seq`: where each item starts (`count + 1` entries).
+    pub(crate) offsets: Vec<usize>,
+    /// `Pod`: bytes per item.
+    pub(crate) elem: usize,
+    /// `Range`: the first item.
+    pub(crate) start: i128,
+}
+
+/// `count` items of one job for one function.
+pub(crate) struct Task {
+    pub(crate) job: Arc<dyn Sink>,
+    pub(crate) entry: i64,
+    pub(crate) kind: Kind,
+    pub(crate) first: usize,
+    pub(crate) count: usize,
+    pub(crate) payload: Arc<Payload>,
+    pub(crate) attempts: u32,
+}
+
+impl Task {
+    /// Items `a..b` of this task as a task of their own, if the encoding
+    /// allows (items with descriptors cannot be split).
+    fn slice(&self, a: usize, b: usize) -> Option<Task> {
+        if a == 0 && b == self.count {
+            return Some(self.clone_ref());
+        }
+        let p = &self.payload;
+        if !p.fds.is_empty() {
+            return None;
+        }
+        let payload = match self.kind {
+            Kind::Range => {
+                let start = p.start.wrapping_add(a as i128);
+                Payload { bytes: postcard::to_stdvec(&start).ok()?, fds: Vec::new(), offsets: Vec::new(), elem: 0, start }
+            }
+            Kind::Pod => Payload {
+                bytes: p.bytes.get(a * p.elem..b * p.elem)?.to_vec(),
+                fds: Vec::new(),
+                offsets: Vec::new(),
+                elem: p.elem,
+                start: 0,
+            },
+            Kind::Seq => {
+                let (s, e) = (*p.offsets.get(a)?, *p.offsets.get(b)?);
+                Payload {
+                    bytes: p.bytes.get(s..e)?.to_vec(),
+                    fds: Vec::new(),
+                    offsets: p.offsets[a..=b].iter().map(|o| o - s).collect(),
+                    elem: 0,
+                    start: 0,
+                }
+            }
+        };
+        Some(Task {
+            job: self.job.clone(),
+            entry: self.entry,
+            kind: self.kind,
+            first: self.first + a,
+            count: b - a,
+            payload: Arc::new(payload),
+            attempts: self.attempts,
+        })
+    }
+
+    fn clone_ref(&self) -> Task {
+        Task {
+            job: self.job.clone(),
+            entry: self.entry,
+            kind: self.kind,
+            first: self.first,
+            count: self.count,
+            payload: self.payload.clone(),
+            attempts: self.attempts,
+        }
+    }
+}
+
+struct InFlight {
+    seq: u64,
+    tasks: Vec<Task>,
+}
+
+pub(crate) struct Worker {
+    conn: Option<Arc<Connection>>,
+    handle: Option<ProcessHandle<()>>,
+    pub(crate) pid: i32,
+    inflight: VecDeque<InFlight>,
+    /// Items sent to it (for `max_tasks_per_child`).
+    assigned: u64,
+    ready: bool,
+    exiting: bool,
+    dead: bool,
+    init_failed: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Run {
+    Running,
+    Closed,
+    Terminated,
+}
+
+/// What the pool was built with.
+pub(crate) struct Config {
+    pub(crate) processes: usize,
+    pub(crate) method: StartMethod,
+    pub(crate) max_items: Option<u64>,
+    pub(crate) init: Option<(i64, Vec<u8>, Vec<OwnedFd>)>,
+}
+
+pub(crate) struct State {
+    pub(crate) run: Run,
+    pending: VecDeque<Task>,
+    pub(crate) workers: Vec<Worker>,
+    next_seq: u64,
+    /// Measured nanoseconds per item, per function.
+    estimates: HashMap<i64, f64>,
+    pub(crate) broken: Option<String>,
+    /// Jobs whose callers may still submit (imap/map in progress).
+    pub(crate) active_jobs: usize,
+    shutdown: bool,
+    init_failures: u32,
+    feeder_idle: bool,
+    spawned: usize,
+    /// Bumped by `cancel`: jobs started before stop submitting.
+    pub(crate) epoch: u64,
+    sigint_seen: u64,
+    pub(crate) cancel_on_sigint: bool,
+}
+
+pub(crate) struct Shared {
+    pub(crate) st: Mutex<State>,
+    feeder_cv: Condvar,
+    /// Signalled when workers become ready or die (build, join wait on it).
+    pub(crate) state_cv: Condvar,
+    wake: OwnedFd,
+    cfg: Config,
+    progress: Segment,
+}
+
+/// The two background threads.
+pub(crate) struct Threads {
+    feeder: Option<JoinHandle<()>>,
+    collector: Option<JoinHandle<()>>,
+}
+
+impl Shared {
+    pub(crate) fn new(cfg: Config, cancel_on_sigint: bool) -> Result<Arc<Self>, BuildError> {
+        let progress = Segment::anonymous(worker::progress_size(cfg.processes)).map_err(|e| BuildError::Io(e.into()))?;
+        let size = progress.len() as u64;
+        progress.header().map_err(|e| BuildError::Io(e.into()))?.init(worker::PROGRESS_LAYOUT, size, [cfg.processes as u64, 0, 0, 0]);
+        let wake = sys::eventfd().map_err(BuildError::Io)?;
+        let st = State {
+            run: Run::Running,
+            pending: VecDeque::new(),
+            workers: Vec::new(),
+            next_seq: 1,
+            estimates: HashMap::new(),
+            broken: None,
+            active_jobs: 0,
+            shutdown: false,
+            init_failures: 0,
+            feeder_idle: false,
+            spawned: 0,
+            epoch: 0,
+            sigint_seen: sys::sigint_count(),
+            cancel_on_sigint,
+        };
+        Ok(Arc::new(Self { st: Mutex::new(st), feeder_cv: Condvar::new(), state_cv: Condvar::new(), wake, cfg, progress }))
+    }
+
+    pub(crate) fn processes(&self) -> usize {
+        self.cfg.processes
+    }
+
+    pub(crate) fn wake_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.wake.as_fd()
+    }
+
+    /// Starts the worker for `slot`.
+    fn spawn(&self, slot: usize, n: usize) -> Result<Worker, BuildError> {
+        let (mine, theirs) = mproc_pipe::pipe(true).map_err(BuildError::Io)?;
+        let init = match &self.cfg.init {
+            Some((entry, args, fds)) => {
+                let fds = fds
+                    .iter()
+                    .map(|f| f.try_clone().map(HandleFd::new))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(BuildError::Io)?;
+                Some(InitSpec { entry: *entry, args: Bytes(args.clone()), fds })
+            }
+            None => None,
+        };
+        let progress = self.progress.try_clone().map_err(|e| BuildError::Io(e.into()))?;
+        let args = WorkerArgs { conn: theirs, progress, slot: slot as u32, init, max_items: self.cfg.max_items };
+        let handle = Process::new(worker::worker_main, args)
+            .name(format!("PoolWorker-{n}"))
+            .daemon(true)
+            .start_method(self.cfg.method)
+            .start()
+            .map_err(BuildError::Start)?;
+        if let Ok(p) = self.progress.get::<Progress>(worker::progress_offset(slot)) {
+            p.seq.store(0, Ordering::Relaxed);
+            p.item.store(NOT_STARTED, Ordering::Relaxed);
+        }
+        Ok(Worker {
+            conn: Some(Arc::new(mine)),
+            pid: handle.pid().as_raw(),
+            handle: Some(handle),
+            inflight: VecDeque::new(),
+            assigned: 0,
+            ready: self.cfg.init.is_none(),
+            exiting: false,
+            dead: false,
+            init_failed: None,
+        })
+    }
+
+    /// Starts every worker and the threads; waits for initializers.
+    pub(crate) fn start(self: &Arc<Self>) -> Result<Threads, BuildError> {
+        for slot in 0..self.cfg.processes {
+            let w = match self.spawn(slot, slot + 1) {
+                Ok(w) => w,
+                Err(e) => {
+                    self.kill_all();
+                    return Err(e);
+                }
+            };
+            let mut st = lock(&self.st);
+            st.workers.push(w);
+            st.spawned += 1;
+        }
+        let s1 = self.clone();
+        let s2 = self.clone();
+        let feeder = std::thread::Builder::new().name("mproc-pool-feeder".into()).spawn(move || s1.feeder());
+        let collector = std::thread::Builder::new().name("mproc-pool-collector".into()).spawn(move || s2.collector());
+        let threads = match (feeder, collector) {
+            (Ok(f), Ok(c)) => Threads { feeder: Some(f), collector: Some(c) },
+            (f, c) => {
+                self.kill_all();
+                self.stop_threads(Threads { feeder: f.ok(), collector: c.ok() });
+                return Err(BuildError::Io(std::io::Error::other("failed to start the pool's threads")));
+            }
+        };
+        if self.cfg.init.is_some() {
+            // Wait until every worker ran its initializer (or one failed).
+            let mut st = lock(&self.st);
+            loop {
+                if let Some(m) = st.workers.iter().find_map(|w| w.init_failed.clone()) {
+                    drop(st);
+                    self.kill_all();
+                    self.stop_threads(threads);
+                    return Err(BuildError::Initializer { message: m });
+                }
+                if let Some(m) = st.broken.clone() {
+                    drop(st);
+                    self.kill_all();
+                    self.stop_threads(threads);
+                    return Err(BuildError::Initializer { message: m });
+                }
+                if st.workers.iter().all(|w| w.ready) {
+                    break;
+                }
+                st = self.state_cv.wait_timeout(st, Duration::from_millis(50)).unwrap_or_else(|e| e.into_inner()).0;
+            }
+        }
+        Ok(threads)
+    }
+
+    /// Kills every worker and waits for them (no escalation needed: SIGKILL).
+    fn kill_all(&self) {
+        let handles: Vec<_> = {
+            let mut st = lock(&self.st);
+            st.workers.iter_mut().filter_map(|w| {
+                w.dead = true;
+                w.conn = None;
+                w.handle.take()
+            }).collect()
+        };
+        for mut h in handles {
+            let _ = h.kill();
+            let _ = h.join_timeout(Duration::from_secs(5));
+        }
+    }
+
+    pub(crate) fn stop_threads(&self, mut t: Threads) {
+        lock(&self.st).shutdown = true;
+        self.feeder_cv.notify_all();
+        sys::notify(self.wake.as_fd());
+        if let Some(h) = t.feeder.take() {
+            let _ = h.join();
+        }
+        if let Some(h) = t.collector.take() {
+            let _ = h.join();
+        }
+    }
+
+    // ----- submission -----
+
+    /// Queues tasks (or fails them if the pool cannot run them any more).
+    pub(crate) fn submit(&self, tasks: Vec<Task>) {
+        let mut st = lock(&self.st);
+        let err = if st.run == Run::Terminated || st.shutdown {
+            Some(TaskError::Cancelled)
+        } else {
+            st.broken.clone().map(TaskError::InitializerFailed)
+        };
+        if let Some(e) = err {
+            drop(st);
+            for t in tasks {
+                t.job.fail(t.first, t.count, e.clone());
+            }
+            return;
+        }
+        st.pending.extend(tasks);
+        if st.feeder_idle {
+            st.feeder_idle = false;
+            self.feeder_cv.notify_one();
+        }
+    }
+
+    /// Measured nanoseconds per item of `entry`, if known.
+    pub(crate) fn estimate(&self, entry: i64) -> Option<f64> {
+        lock(&self.st).estimates.get(&entry).copied()
+    }
+
+    /// The adaptive chunk size for the next chunk of a job.
+    pub(crate) fn chunk_size(&self, entry: i64, remaining: Option<usize>) -> usize {
+        let procs = self.cfg.processes.max(1);
+        let Some(ns) = self.estimate(entry) else { return 1 };
+        let ns = ns.max(0.05);
+        let mut n = ((TARGET_NS / ns) as usize).clamp(1, MAX_CHUNK);
+        if let Some(rem) = remaining {
+            // Balance the tail: no chunk larger than a share of what is left,
+            // but not so small that per-chunk costs dominate.
+            let share = rem.div_ceil(2 * procs);
+            let floor = ((MIN_CHUNK_NS / ns) as usize).max(1);
+            n = n.min(share.max(floor)).min(rem.max(1));
+        }
+        if let Some(m) = self.cfg.max_items {
+            n = n.min(m as usize);
+        }
+        n.max(1)
+    }
+
+    // ----- feeder -----
+
+    fn feeder(self: Arc<Self>) {
+        let mut st = lock(&self.st);
+        loop {
+            if st.shutdown {
+                return;
+            }
+            // A closed pool with no work left lets its workers go.
+            if st.run == Run::Closed && st.pending.is_empty() && st.active_jobs == 0 {
+                let idle: Vec<Arc<Connection>> = st
+                    .workers
+                    .iter_mut()
+                    .filter(|w| !w.dead && !w.exiting && w.inflight.is_empty())
+                    .filter_map(|w| {
+                        w.exiting = true;
+                        w.conn.clone()
+                    })
+                    .collect();
+                if !idle.is_empty() {
+                    drop(st);
+                    for c in idle {
+                        if let Ok(b) = BodyBuilder::new(&ToWorker::Exit, 0) {
+                            let _ = b.send(&c, Vec::new());
+                        }
+                    }
+                    st = lock(&self.st);
+                    continue;
+                }
+            }
+            let budget = self.cfg.max_items;
+            let pick = st
+                .workers
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| {
+                    !w.dead
+                        && !w.exiting
+                        && w.ready
+                        && w.conn.is_some()
+                        && w.inflight.len() < DEPTH
+                        && budget.is_none_or(|m| w.assigned < m)
+                })
+                .min_by_key(|(_, w)| w.inflight.len())
+                .map(|(i, _)| i);
+            let (Some(slot), false) = (pick, st.pending.is_empty()) else {
+                st.feeder_idle = true;
+                st = self.feeder_cv.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
+            let left = budget.map(|m| (m - st.workers[slot].assigned) as usize);
+            let batch = self.take_batch(&mut st, left);
+            let items: usize = batch.iter().map(|t| t.count).sum();
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            let descs: Vec<(TaskDesc, Arc<Payload>)> = batch
+                .iter()
+                .map(|t| {
+                    let d = TaskDesc {
+                        entry: t.entry,
+                        kind: t.kind,
+                        count: t.count as u64,
+                        len: t.payload.bytes.len() as u64,
+                        nfds: t.payload.fds.len() as u32,
+                    };
+                    (d, t.payload.clone())
+                })
+                .collect();
+            let w = &mut st.workers[slot];
+            w.assigned += items as u64;
+            w.inflight.push_back(InFlight { seq, tasks: batch });
+            let Some(conn) = w.conn.clone() else { continue };
+            drop(st);
+            let sent = send_batch(&conn, seq, descs);
+            st = lock(&self.st);
+            if sent.is_err() {
+                // The worker is gone or broken: let the collector handle it.
+                if let Some(h) = &st.workers[slot].handle {
+                    let _ = h.kill();
+                }
+                sys::notify(self.wake.as_fd());
+            }
+        }
+    }
+
+    /// Takes the next batch for a worker that may run `left` more items.
+    fn take_batch(&self, st: &mut State, left: Option<usize>) -> Vec<Task> {
+        let mut first = match st.pending.pop_front() {
+            Some(t) => t,
+            None => return Vec::new(),
+        };
+        if let Some(left) = left.filter(|&l| l < first.count) {
+            if let (Some(a), Some(b)) = (first.slice(0, left), first.slice(left, first.count)) {
+                st.pending.push_front(b);
+                first = a;
+            }
+        }
+        let mut items = first.count;
+        // Small tasks (apply_async calls, first chunks) travel together,
+        // up to about TARGET_NS of measured work and a fair share of the queue.
+        let limit = match st.estimates.get(&first.entry) {
+            Some(ns) => ((TARGET_NS / ns.max(1.0)) as usize).clamp(1, 4096),
+            None => 1,
+        };
+        let share = (st.pending.len() + 1).div_ceil(self.cfg.processes.max(1));
+        let limit = limit.min(share.max(1)).min(left.unwrap_or(usize::MAX));
+        let mut batch = vec![first];
+        while items < limit {
+            match st.pending.front() {
+                Some(t) if items + t.count <= limit && st.estimates.contains_key(&t.entry) => {
+                    items += t.count;
+                    if let Some(t) = st.pending.pop_front() {
+                        batch.push(t);
+                    }
+                }
+                _ => break,
+            }
+        }
+        batch
+    }
+
+    // ----- collector -----
+
+    fn collector(self: Arc<Self>) {
+        loop {
+            let conns: Vec<(usize, Arc<Connection>)> = {
+                let mut st = lock(&self.st);
+                if st.shutdown {
+                    return;
+                }
+                if st.cancel_on_sigint {
+                    let n = sys::sigint_count();
+                    if n != st.sigint_seen {
+                        st.sigint_seen = n;
+                        drop(st);
+                        self.cancel();
+                        continue;
+                    }
+                }
+                st.workers.iter().enumerate().filter(|(_, w)| !w.dead).filter_map(|(i, w)| Some((i, w.conn.clone()?))).collect()
+            };
+            let mut objs: Vec<&dyn Waitable> = Vec::with_capacity(conns.len() + 1);
+            objs.push(&self.wake);
+            for (_, c) in &conns {
+                objs.push(&**c);
+            }
+            let ready = mproc_pipe::wait_timeout(&objs, WATCH_PERIOD).unwrap_or_default();
+            drop(objs);
+            for i in ready {
+                if i == 0 {
+                    sys::drain(self.wake.as_fd());
+                    continue;
+                }
+                let (slot, conn) = &conns[i - 1];
+                if !self.drain_conn(*slot, conn) {
+                    self.on_death(*slot);
+                }
+            }
+            // Deaths that closed no socket yet (or whose EOF we missed).
+            let dead: Vec<usize> = {
+                let st = lock(&self.st);
+                st.workers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| !w.dead && w.handle.as_ref().is_some_and(|h| !h.is_alive()))
+                    .map(|(i, _)| i)
+                    .collect()
+            };
+            for slot in dead {
+                self.on_death(slot);
+            }
+        }
+    }
+
+    /// Handles every message waiting on a worker's connection. Returns
+    /// `false` if the connection is finished (the worker is gone).
+    fn drain_conn(&self, slot: usize, conn: &Connection) -> bool {
+        loop {
+            match conn.try_recv::<Msg>() {
+                Ok(msg) => {
+                    if !self.on_message(slot, msg) {
+                        return false;
+                    }
+                }
+                Err(RecvError::Timeout) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Returns `false` on a protocol violation.
+    fn on_message(&self, slot: usize, msg: Msg) -> bool {
+        let Ok(mut parsed) = Parsed::<FromWorker>::new(msg) else { return false };
+        match std::mem::replace(&mut parsed.header, FromWorker::Ready) {
+            FromWorker::Ready => {
+                let mut st = lock(&self.st);
+                st.workers[slot].ready = true;
+                st.init_failures = 0;
+                self.state_cv.notify_all();
+                if st.feeder_idle {
+                    st.feeder_idle = false;
+                    self.feeder_cv.notify_one();
+                }
+                true
+            }
+            FromWorker::InitFailed(m) => {
+                let mut st = lock(&self.st);
+                st.workers[slot].init_failed = Some(m);
+                self.state_cv.notify_all();
+                true
+            }
+            FromWorker::Results { seq, tasks: outs } => {
+                let tasks = {
+                    let mut st = lock(&self.st);
+                    let w = &mut st.workers[slot];
+                    match w.inflight.front() {
+                        Some(f) if f.seq == seq && f.tasks.len() == outs.len() => {}
+                        _ => return false,
+                    }
+                    let Some(inf) = w.inflight.pop_front() else { return false };
+                    for (t, o) in inf.tasks.iter().zip(&outs) {
+                        if o.error.is_none() && t.count > 0 {
+                            let ns = o.nanos as f64 / t.count as f64;
+                            let e = st.estimates.entry(t.entry).or_insert(ns);
+                            *e = 0.5 * *e + 0.5 * ns;
+                        }
+                    }
+                    if st.feeder_idle {
+                        st.feeder_idle = false;
+                        self.feeder_cv.notify_one();
+                    }
+                    inf.tasks
+                };
+                for (t, o) in tasks.into_iter().zip(outs) {
+                    match parsed.take(o.len, o.nfds) {
+                        Ok((bytes, fds)) => match &o.error {
+                            None => t.job.deliver(t.first, t.count, &o, bytes, fds),
+                            Some(e) => t.job.fail(t.first, t.count, TaskError::Decode(e.clone())),
+                        },
+                        Err(e) => t.job.fail(t.first, t.count, TaskError::Decode(e)),
+                    }
+                }
+                // A closed pool may now let its workers go.
+                self.feeder_cv.notify_one();
+                true
+            }
+        }
+    }
+
+    /// A worker died (or finished): fail the item it was running, re-queue
+    /// the rest of its batches, and replace it if there is still work.
+    fn on_death(&self, slot: usize) {
+        let (conn, handle) = {
+            let mut st = lock(&self.st);
+            let w = &mut st.workers[slot];
+            if w.dead {
+                return;
+            }
+            (w.conn.clone(), w.handle.take())
+        };
+        // Whatever it sent before dying is still in the socket.
+        if let Some(c) = &conn {
+            let _ = self.drain_conn(slot, c);
+        }
+        let status = match handle {
+            Some(mut h) => match h.join_timeout(Duration::from_millis(500)) {
+                Ok(()) => ExitStatus::Exited(0),
+                Err(e) if e.is_timeout() => {
+                    // Its socket broke but it lives on: it is of no use now.
+                    let _ = h.kill();
+                    match h.join_timeout(Duration::from_secs(5)) {
+                        Ok(()) => ExitStatus::Exited(0),
+                        Err(e) => join_status(&e).unwrap_or(ExitStatus::Signaled(libc::SIGKILL)),
+                    }
+                }
+                Err(e) => join_status(&e).unwrap_or(ExitStatus::Exited(255)),
+            },
+            None => ExitStatus::Exited(255),
+        };
+        let (seq, item) = match self.progress.get::<Progress>(worker::progress_offset(slot)) {
+            // Acquire: pairs with the worker's Release store of `seq`.
+            Ok(p) => (p.seq.load(Ordering::Acquire), p.item.load(Ordering::Relaxed)),
+            Err(_) => (0, NOT_STARTED),
+        };
+        let mut failed: Vec<(Task, TaskError)> = Vec::new();
+        let mut requeue: Vec<Task> = Vec::new();
+        let (pid, respawn, init_failed) = {
+            let mut st = lock(&self.st);
+            let w = &mut st.workers[slot];
+            w.dead = true;
+            w.conn = None;
+            let pid = w.pid;
+            let init_failed = w.init_failed.take();
+            let inflight = std::mem::take(&mut w.inflight);
+            let lost = TaskError::WorkerLost { pid, status };
+            for inf in inflight {
+                let culprit = (inf.seq == seq && item != NOT_STARTED && item != FINISHED).then_some(item as usize);
+                let mut base = 0usize;
+                for mut t in inf.tasks {
+                    let range = base..base + t.count;
+                    base += t.count;
+                    t.attempts += 1;
+                    match culprit.filter(|c| range.contains(c)) {
+                        Some(c) => {
+                            let k = c - range.start;
+                            match (t.slice(0, k), t.slice(k, k + 1), t.slice(k + 1, t.count)) {
+                                (Some(a), Some(x), Some(b)) => {
+                                    if a.count > 0 {
+                                        requeue.push(a);
+                                    }
+                                    failed.push((x, lost.clone()));
+                                    if b.count > 0 {
+                                        requeue.push(b);
+                                    }
+                                }
+                                _ => failed.push((t, lost.clone())),
+                            }
+                        }
+                        None if t.attempts > MAX_ATTEMPTS => failed.push((t, lost.clone())),
+                        None => requeue.push(t),
+                    }
+                }
+            }
+            for t in requeue.drain(..).rev() {
+                st.pending.push_front(t);
+            }
+            if init_failed.is_some() {
+                st.init_failures += 1;
+            }
+            if let (Some(m), true) = (&init_failed, st.init_failures >= MAX_INIT_FAILURES) {
+                st.broken = Some(m.clone());
+                let e = TaskError::InitializerFailed(m.clone());
+                failed.extend(st.pending.drain(..).map(|t| (t, e.clone())));
+            }
+            let has_work = !st.pending.is_empty() || st.active_jobs > 0 || st.workers.iter().any(|w| !w.inflight.is_empty());
+            let respawn = !st.shutdown
+                && st.broken.is_none()
+                && (st.run == Run::Running || (st.run == Run::Closed && has_work));
+            self.state_cv.notify_all();
+            (pid, respawn, init_failed)
+        };
+        let _ = (pid, init_failed);
+        for (t, e) in failed {
+            t.job.fail(t.first, t.count, e);
+        }
+        if respawn {
+            let n = {
+                let mut st = lock(&self.st);
+                st.spawned += 1;
+                st.spawned
+            };
+            match self.spawn(slot, n) {
+                Ok(w) => {
+                    let mut st = lock(&self.st);
+                    if st.shutdown || st.run == Run::Terminated {
+                        drop(st);
+                        if let Some(mut h) = w.handle {
+                            let _ = h.kill();
+                            let _ = h.join_timeout(Duration::from_secs(5));
+                        }
+                    } else {
+                        st.workers[slot] = w;
+                    }
+                }
+                Err(e) => {
+                    let mut st = lock(&self.st);
+                    if st.workers.iter().all(|w| w.dead) {
+                        // Nothing can run any more: fail what is queued.
+                        let m = format!("cannot start a replacement worker: {e}");
+                        st.broken = Some(m.clone());
+                        let err = TaskError::InitializerFailed(m);
+                        let tasks: Vec<Task> = st.pending.drain(..).collect();
+                        drop(st);
+                        for t in tasks {
+                            t.job.fail(t.first, t.count, err.clone());
+                        }
+                    }
+                }
+            }
+        }
+        let mut st = lock(&self.st);
+        self.state_cv.notify_all();
+        if st.feeder_idle {
+            st.feeder_idle = false;
+        }
+        self.feeder_cv.notify_one();
+    }
+
+    // ----- cancel, terminate -----
+
+    /// Fails every queued and running task with `Cancelled`; workers that
+    /// were running tasks are killed and replaced.
+    pub(crate) fn cancel(&self) {
+        let mut tasks = Vec::new();
+        {
+            let mut st = lock(&self.st);
+            st.epoch += 1;
+            tasks.extend(st.pending.drain(..));
+            for w in st.workers.iter_mut().filter(|w| !w.dead) {
+                if !w.inflight.is_empty() {
+                    tasks.extend(w.inflight.drain(..).flat_map(|i| i.tasks));
+                    if let Some(h) = &w.handle {
+                        let _ = h.kill();
+                    }
+                }
+            }
+        }
+        for t in tasks {
+            t.job.fail(t.first, t.count, TaskError::Cancelled);
+        }
+        sys::notify(self.wake.as_fd());
+    }
+
+    /// Stops every worker now (SIGTERM, then SIGKILL after `grace`) and
+    /// fails all outstanding work with `Cancelled`.
+    pub(crate) fn terminate(&self, grace: Duration) {
+        let (tasks, handles) = {
+            let mut st = lock(&self.st);
+            st.run = Run::Terminated;
+            st.epoch += 1;
+            let mut tasks: Vec<Task> = st.pending.drain(..).collect();
+            let mut handles = Vec::new();
+            for w in &mut st.workers {
+                tasks.extend(w.inflight.drain(..).flat_map(|i| i.tasks));
+                w.dead = true;
+                w.conn = None;
+                handles.extend(w.handle.take());
+            }
+            (tasks, handles)
+        };
+        for t in tasks {
+            t.job.fail(t.first, t.count, TaskError::Cancelled);
+        }
+        let deadline = Instant::now() + grace;
+        for h in &handles {
+            let _ = h.terminate();
+        }
+        for mut h in handles {
+            if h.join_deadline(deadline).is_err() {
+                let _ = h.kill();
+                let _ = h.join_timeout(Duration::from_secs(5));
+            }
+        }
+        self.state_cv.notify_all();
+    }
+
+    /// Waits until every worker has ended, or `deadline`.
+    pub(crate) fn wait_workers(&self, deadline: Option<Instant>) -> bool {
+        let mut st = lock(&self.st);
+        loop {
+            if st.workers.iter().all(|w| w.dead) {
+                return true;
+            }
+            let step = Duration::from_millis(50);
+            let wait = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return false;
+                    }
+                    (d - now).min(step)
+                }
+                None => step,
+            };
+            st = self.state_cv.wait_timeout(st, wait).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Wakes the feeder (after `close`, or a job finished).
+    pub(crate) fn poke(&self) {
+        let mut st = lock(&self.st);
+        st.feeder_idle = false;
+        self.feeder_cv.notify_one();
+    }
+
+    /// Process ids of the live workers.
+    pub(crate) fn pids(&self) -> Vec<i32> {
+        lock(&self.st).workers.iter().filter(|w| !w.dead).map(|w| w.pid).collect()
+    }
+}
+
+fn send_batch(conn: &Connection, seq: u64, descs: Vec<(TaskDesc, Arc<Payload>)>) -> Result<(), ()> {
+    let hint = descs.iter().map(|(_, p)| p.bytes.len()).sum();
+    let mut fds = Vec::new();
+    for (_, p) in &descs {
+        for f in &p.fds {
+            fds.push(f.try_clone().map_err(|_| ())?);
+        }
+    }
+    let tasks: Vec<TaskDesc> = descs.iter().map(|(d, _)| d.clone()).collect();
+    let mut body = BodyBuilder::new(&ToWorker::Batch { seq, tasks }, hint).map_err(|_| ())?;
+    for (_, p) in &descs {
+        body.push(&p.bytes);
+    }
+    body.send(conn, fds).map_err(|_| ())
+}
+
+fn join_status(e: &mproc_process::JoinTimeoutError) -> Option<ExitStatus> {
+    match e {
+        mproc_process::JoinTimeoutError::Join(j) => j.status(),
+        mproc_process::JoinTimeoutError::Timeout => None,
+    }
+}

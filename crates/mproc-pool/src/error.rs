@@ -1,0 +1,217 @@
+//! Errors of pool construction, of pool operations and of single tasks.
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+
+use mproc_process::{ExitStatus, StartError};
+
+use crate::job::AsyncResult;
+
+/// Why a [`PoolBuilder::build`](crate::PoolBuilder::build) failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `processes(0)`: a pool needs at least one worker.
+    NoProcesses,
+    /// `max_tasks_per_child(0)`.
+    ZeroMaxTasks,
+    /// A worker process could not be started.
+    Start(StartError),
+    /// The initializer failed (panicked) in a worker; the pool was torn down.
+    Initializer {
+        /// The panic message.
+        message: String,
+    },
+    /// A worker ended before it was ready.
+    WorkerLost {
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// An operating-system call failed (shared memory, sockets, threads).
+    Io(io::Error),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoProcesses => f.write_str("the number of processes must be at least 1"),
+            Self::ZeroMaxTasks => f.write_str("max_tasks_per_child must be at least 1"),
+            Self::Start(_) => f.write_str("failed to start a pool worker"),
+            Self::Initializer { message } => write!(f, "the pool initializer failed: {message}"),
+            Self::WorkerLost { status } => write!(f, "a pool worker {status} before it was ready"),
+            Self::Io(_) => f.write_str("failed to set up the pool"),
+        }
+    }
+}
+
+impl Error for BuildError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Start(e) => Some(e),
+            Self::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why one task (one call of the function on one item) produced no value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskError {
+    /// The function panicked; the worker survived.
+    Panicked {
+        /// The panic message, with its location.
+        message: String,
+    },
+    /// The worker running the task died (killed by a signal, aborted, out of
+    /// memory, exited). It was replaced; other tasks were not affected.
+    WorkerLost {
+        /// The dead worker's process id.
+        pid: i32,
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// The task was cancelled ([`Pool::cancel`](crate::Pool::cancel),
+    /// Ctrl-C, [`Pool::terminate`](crate::Pool::terminate), or the pool was
+    /// dropped) before it finished.
+    Cancelled,
+    /// The argument could not be serialized (the task never ran).
+    Encode(String),
+    /// The argument or the result did not travel: the worker could not
+    /// decode the argument, or the parent could not decode the result.
+    Decode(String),
+    /// Replacement workers kept failing their initializer, so the pool gave
+    /// up running tasks.
+    InitializerFailed(String),
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Panicked { message } => write!(f, "the task panicked: {message}"),
+            Self::WorkerLost { pid, status } => write!(f, "the worker running the task (pid {pid}) {status}"),
+            Self::Cancelled => f.write_str("the task was cancelled"),
+            Self::Encode(m) => write!(f, "the task's argument could not be serialized: {m}"),
+            Self::Decode(m) => write!(f, "a task's value could not be deserialized: {m}"),
+            Self::InitializerFailed(m) => write!(f, "pool workers keep failing their initializer: {m}"),
+        }
+    }
+}
+
+impl Error for TaskError {}
+
+impl TaskError {
+    /// Whether the worker running the task died.
+    pub fn is_worker_lost(&self) -> bool {
+        matches!(self, Self::WorkerLost { .. })
+    }
+
+    /// Whether the task was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Self::Cancelled)
+    }
+}
+
+/// Why a pool operation (`map`, `apply`, `get` on an [`AsyncResult`], …)
+/// failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolError {
+    /// The pool was closed or terminated, so it takes no new work (Python's
+    /// `ValueError("Pool not running")`).
+    NotRunning,
+    /// `join` was called on a pool that was neither closed nor terminated
+    /// (Python's `ValueError("Pool is still running")`).
+    StillRunning,
+    /// An explicit chunk size of 0 (CPython silently returns `None`s).
+    ZeroChunksize,
+    /// A task failed. For `map` this is the first failure in input order
+    /// (every other task still ran, as in CPython).
+    Task {
+        /// The position of the failed item in the input (0 for `apply`).
+        index: usize,
+        /// Why it failed.
+        error: TaskError,
+    },
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotRunning => f.write_str("the pool is not running"),
+            Self::StillRunning => f.write_str("the pool is still running (close or terminate it before join)"),
+            Self::ZeroChunksize => f.write_str("the chunk size must be at least 1"),
+            Self::Task { index, .. } => write!(f, "task {index} failed"),
+        }
+    }
+}
+
+impl Error for PoolError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Task { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl PoolError {
+    /// The task error, if a task failed.
+    pub fn task_error(&self) -> Option<&TaskError> {
+        match self {
+            Self::Task { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Whether a worker died running the failed task.
+    pub fn is_worker_lost(&self) -> bool {
+        self.task_error().is_some_and(TaskError::is_worker_lost)
+    }
+
+    /// Whether the work was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.task_error().is_some_and(TaskError::is_cancelled)
+    }
+}
+
+/// Why [`AsyncResult::get_timeout`] returned without a value.
+pub enum GetTimeoutError<T> {
+    /// Not ready in time: the result is handed back, still usable.
+    Timeout(AsyncResult<T>),
+    /// The work failed.
+    Failed(PoolError),
+}
+
+impl<T> GetTimeoutError<T> {
+    /// Whether it timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout(_))
+    }
+}
+
+impl<T> fmt::Debug for GetTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout(_) => f.write_str("Timeout(..)"),
+            Self::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+        }
+    }
+}
+
+impl<T> fmt::Display for GetTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout(_) => f.write_str("timed out waiting for the result"),
+            Self::Failed(_) => f.write_str("the work failed"),
+        }
+    }
+}
+
+impl<T> Error for GetTimeoutError<T> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Failed(e) => Some(e),
+            Self::Timeout(_) => None,
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Turning a map's input into encoded chunks, lazily: integer ranges travel
+//! as their first item, vectors of plain numbers as bytes, anything else as
+//! postcard, one chunk at a time.
+
+use std::os::fd::OwnedFd;
+
+use serde::Serialize;
+
+use crate::engine::Payload;
+use crate::kinds::{self, is_pod, pod_bytes};
+use crate::wire::Kind;
+
+/// One chunk, or one item that could not be encoded.
+pub(crate) enum Produced {
+    Chunk { kind: Kind, count: usize, payload: Payload },
+    EncodeFailed(String),
+}
+
+/// A source of chunks.
+pub(crate) trait Producer {
+    /// The next chunk of at most `max` items, `None` when the input is done.
+    fn next_chunk(&mut self, max: usize) -> Option<Produced>;
+    /// How many items are left, if known.
+    fn remaining(&self) -> Option<usize>;
+}
+
+/// Picks the fastest producer for `input`.
+pub(crate) fn producer<'a, A, I>(input: I) -> Box<dyn Producer + 'a>
+where
+    A: Serialize + 'a,
+    I: IntoIterator<Item = A> + 'a,
+{
+    let input = match kinds::as_int_range(input) {
+        Ok(r) => return Box::new(RangeProducer { start: r.start, left: r.len }),
+        Err(i) => i,
+    };
+    let input = match kinds::as_pod_vec::<I, A>(input) {
+        Ok(v) => return Box::new(PodProducer { v, pos: 0 }),
+        Err(i) => i,
+    };
+    Box::new(IterProducer { it: input.into_iter(), pod: is_pod::<A>(), deferred: None })
+}
+
+struct RangeProducer {
+    start: i128,
+    left: u128,
+}
+
+impl Producer for RangeProducer {
+    fn next_chunk(&mut self, max: usize) -> Option<Produced> {
+        if self.left == 0 {
+            return None;
+        }
+        let n = (max as u128).min(self.left) as usize;
+        let start = self.start;
+        self.start = self.start.wrapping_add(n as i128);
+        self.left -= n as u128;
+        let bytes = postcard::to_stdvec(&start).unwrap_or_default();
+        Some(Produced::Chunk {
+            kind: Kind::Range,
+            count: n,
+            payload: Payload { bytes, fds: Vec::new(), offsets: Vec::new(), elem: 0, start },
+        })
+    }
+
+    fn remaining(&self) -> Option<usize> {
+        usize::try_from(self.left).ok()
+    }
+}
+
+struct PodProducer<A> {
+    v: Vec<A>,
+    pos: usize,
+}
+
+impl<A> Producer for PodProducer<A> {
+    fn next_chunk(&mut self, max: usize) -> Option<Produced> {
+        if self.pos >= self.v.len() {
+            return None;
+        }
+        let end = self.pos.saturating_add(max).min(self.v.len());
+        // SAFETY: PodProducer is only built for plain-number `A` (`as_pod_vec`).
+        let bytes = unsafe { pod_bytes(&self.v[self.pos..end]) }.to_vec();
+        let count = end - self.pos;
+        self.pos = end;
+        Some(Produced::Chunk {
+            kind: Kind::Pod,
+            count,
+            payload: Payload { bytes, fds: Vec::new(), offsets: Vec::new(), elem: size_of::<A>(), start: 0 },
+        })
+    }
+
+    fn remaining(&self) -> Option<usize> {
+        Some(self.v.len() - self.pos)
+    }
+}
+
+struct IterProducer<I> {
+    it: I,
+    pod: bool,
+    /// An item that failed to encode after the chunk before it was cut.
+    deferred: Option<String>,
+}
+
+impl<I> Producer for IterProducer<I>
+where
+    I: Iterator,
+    I::Item: Serialize,
+{
+    fn next_chunk(&mut self, max: usize) -> Option<Produced> {
+        if let Some(m) = self.deferred.take() {
+            return Some(Produced::EncodeFailed(m));
+        }
+        if self.pod {
+            let mut items: Vec<I::Item> = Vec::with_capacity(max.min(1 << 16));
+            items.extend(self.it.by_ref().take(max));
+            if items.is_empty() {
+                return None;
+            }
+            // SAFETY: `pod` is set only when the item type is a plain number.
+            let bytes = unsafe { pod_bytes(&items) }.to_vec();
+            let count = items.len();
+            return Some(Produced::Chunk {
+                kind: Kind::Pod,
+                count,
+                payload: Payload { bytes, fds: Vec::new(), offsets: Vec::new(), elem: size_of::<I::Item>(), start: 0 },
+            });
+        }
+        let mut bytes = Vec::new();
+        let mut offsets = vec![0];
+        let mut failed = None;
+        let (_, fds): ((), Vec<OwnedFd>) = mproc_shm::handle::collect_fds(|| {
+            while offsets.len() <= max {
+                let Some(item) = self.it.next() else { break };
+                let mark = bytes.len();
+                if let Err(e) = postcard::to_io(&item, &mut bytes) {
+                    bytes.truncate(mark);
+                    failed = Some(e.to_string());
+                    break;
+                }
+                offsets.push(bytes.len());
+            }
+        });
+        let count = offsets.len() - 1;
+        if count == 0 {
+            return failed.map(Produced::EncodeFailed);
+        }
+        // The chunk ends before a bad item, which is reported next call.
+        // (Descriptors its partial encoding added stay in the chunk's table,
+        // unused, and are closed with it.)
+        self.deferred = failed;
+        Some(Produced::Chunk { kind: Kind::Seq, count, payload: Payload { bytes, fds, offsets, elem: 0, start: 0 } })
+    }
+
+    fn remaining(&self) -> Option<usize> {
+        match self.it.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(lo),
+            _ => None,
+        }
+    }
+}
+

@@ -1,0 +1,392 @@
+//! Where results land: the per-call sinks the collector thread delivers to,
+//! and [`AsyncResult`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{GetTimeoutError, PoolError, TaskError};
+use crate::kinds::{is_pod, pod_from_bytes};
+use crate::wire::TaskOut;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Receives the outcome of a job's tasks (called by the collector thread).
+pub(crate) trait Sink: Send + Sync {
+    /// Items `first..first + count` ran; decode their values.
+    fn deliver(&self, first: usize, count: usize, out: &TaskOut, bytes: &[u8], fds: Vec<OwnedFd>);
+    /// Items `first..first + count` failed with `err`.
+    fn fail(&self, first: usize, count: usize, err: TaskError);
+}
+
+/// Decodes a task's values: `(index within the task, value or error)` in order.
+fn decode<R: DeserializeOwned>(
+    count: usize,
+    out: &TaskOut,
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<(Vec<R>, Vec<(usize, TaskError)>), String> {
+    let mut failed: Vec<(usize, TaskError)> = out
+        .failures
+        .iter()
+        .map(|(k, m)| (*k as usize, TaskError::Panicked { message: m.clone() }))
+        .chain(out.encode_failures.iter().map(|(k, m)| (*k as usize, TaskError::Decode(format!("the result could not be serialized: {m}")))))
+        .collect();
+    failed.sort_by_key(|(k, _)| *k);
+    if failed.iter().any(|(k, _)| *k >= count) {
+        return Err("a failure index beyond the task".into());
+    }
+    let values = if is_pod::<R>() {
+        if bytes.len() != count * size_of::<R>() {
+            return Err("plain-data results of the wrong size".into());
+        }
+        // SAFETY: `R` is a plain number and `bytes` holds exactly `count` of them.
+        let mut v: Vec<R> = unsafe { pod_from_bytes(bytes, count) };
+        if !out.failures.is_empty() {
+            // Placeholders of failed items go; the rest keep their order.
+            let mut k = 0;
+            let mut fi = failed.iter().map(|(i, _)| *i).peekable();
+            v.retain(|_| {
+                let keep = fi.peek() != Some(&k);
+                if !keep {
+                    fi.next();
+                }
+                k += 1;
+                keep
+            });
+        }
+        v
+    } else {
+        let n = count - failed.len();
+        mproc_shm::handle::provide_fds(fds, || {
+            let mut v = Vec::with_capacity(n);
+            let mut rest = bytes;
+            for _ in 0..n {
+                let (r, tail) = postcard::take_from_bytes::<R>(rest).map_err(|e| e.to_string())?;
+                v.push(r);
+                rest = tail;
+            }
+            Ok::<_, String>(v)
+        })?
+    };
+    Ok((values, failed))
+}
+
+// ----- map, imap, imap_unordered, map_async -----
+
+/// The finished items of `first..first + count`.
+pub(crate) struct Chunk<R> {
+    pub(crate) first: usize,
+    pub(crate) count: usize,
+    pub(crate) values: std::vec::IntoIter<R>,
+    /// Failed items (absolute index), ascending.
+    pub(crate) failures: VecDeque<(usize, TaskError)>,
+}
+
+impl<R> Chunk<R> {
+    /// The item at absolute index `i` (items must be taken in order).
+    pub(crate) fn take(&mut self, i: usize) -> Option<Result<R, TaskError>> {
+        if self.failures.front().is_some_and(|(k, _)| *k == i) {
+            return self.failures.pop_front().map(|(_, e)| Err(e));
+        }
+        self.values.next().map(Ok)
+    }
+}
+
+pub(crate) struct MapState<R> {
+    pub(crate) done: BTreeMap<usize, Chunk<R>>,
+    /// Items submitted and not yet delivered or failed.
+    pub(crate) outstanding: usize,
+    /// Tasks submitted and not yet resolved.
+    pub(crate) outstanding_tasks: usize,
+    /// No more items will be submitted.
+    pub(crate) sealed: bool,
+    /// Total items submitted (when sealed: the length of the input).
+    pub(crate) submitted: usize,
+    /// For `map_async`: where the assembled result goes.
+    pub(crate) finish: Option<Box<dyn FnOnce(Result<Vec<R>, PoolError>) + Send>>,
+}
+
+/// A `map`-family job: chunks of one function over one input.
+pub(crate) struct MapJob<R> {
+    pub(crate) st: Mutex<MapState<R>>,
+    pub(crate) cv: Condvar,
+}
+
+impl<R: Send> MapJob<R> {
+    pub(crate) fn new() -> Self {
+        Self {
+            st: Mutex::new(MapState {
+                done: BTreeMap::new(),
+                outstanding: 0,
+                outstanding_tasks: 0,
+                sealed: false,
+                submitted: 0,
+                finish: None,
+            }),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// Records the submission of `count` items (one task).
+    pub(crate) fn submitted(&self, count: usize) {
+        let mut st = lock(&self.st);
+        st.outstanding += count;
+        st.outstanding_tasks += 1;
+        st.submitted += count;
+    }
+
+    /// No more submissions; completes a `map_async` whose work is all done.
+    pub(crate) fn seal(&self) {
+        let mut st = lock(&self.st);
+        st.sealed = true;
+        self.maybe_finish(st);
+    }
+
+    fn put(&self, chunk: Chunk<R>) {
+        let mut st = lock(&self.st);
+        st.outstanding = st.outstanding.saturating_sub(chunk.count);
+        st.outstanding_tasks = st.outstanding_tasks.saturating_sub(1);
+        if chunk.count > 0 {
+            st.done.insert(chunk.first, chunk);
+        }
+        self.cv.notify_all();
+        self.maybe_finish(st);
+    }
+
+    /// Records items that failed outright (never submitted, e.g. encode errors).
+    pub(crate) fn put_failed(&self, first: usize, count: usize, err: TaskError) {
+        let failures = (first..first + count).map(|i| (i, err.clone())).collect();
+        let mut st = lock(&self.st);
+        st.done.insert(first, Chunk { first, count, values: Vec::new().into_iter(), failures });
+        st.submitted += count;
+        self.cv.notify_all();
+    }
+
+    fn maybe_finish(&self, mut st: MutexGuard<'_, MapState<R>>) {
+        if !(st.sealed && st.outstanding_tasks == 0) {
+            return;
+        }
+        let Some(finish) = st.finish.take() else { return };
+        let chunks = std::mem::take(&mut st.done);
+        drop(st);
+        finish(assemble(chunks.into_values()));
+    }
+}
+
+/// Concatenates chunks (in order) into the values, or the first failure.
+pub(crate) fn assemble<R>(chunks: impl Iterator<Item = Chunk<R>>) -> Result<Vec<R>, PoolError> {
+    let mut out = Vec::new();
+    let mut first_err = None;
+    for mut c in chunks {
+        if first_err.is_none() {
+            if let Some((i, e)) = c.failures.pop_front() {
+                first_err = Some(PoolError::Task { index: i, error: e });
+            } else {
+                if out.is_empty() {
+                    out = c.values.collect();
+                } else {
+                    out.extend(c.values);
+                }
+                continue;
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+impl<R: DeserializeOwned + Send> Sink for MapJob<R> {
+    fn deliver(&self, first: usize, count: usize, out: &TaskOut, bytes: &[u8], fds: Vec<OwnedFd>) {
+        match decode::<R>(count, out, bytes, fds) {
+            Ok((values, failed)) => {
+                let failures = failed.into_iter().map(|(k, e)| (first + k, e)).collect();
+                self.put(Chunk { first, count, values: values.into_iter(), failures });
+            }
+            Err(m) => self.fail(first, count, TaskError::Decode(m)),
+        }
+    }
+
+    fn fail(&self, first: usize, count: usize, err: TaskError) {
+        let failures = (first..first + count).map(|i| (i, err.clone())).collect();
+        self.put(Chunk { first, count, values: Vec::new().into_iter(), failures });
+    }
+}
+
+// ----- AsyncResult -----
+
+pub(crate) struct Slot<T> {
+    st: Mutex<Option<Result<T, PoolError>>>,
+    cv: Condvar,
+}
+
+impl<T> Slot<T> {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self { st: Mutex::new(None), cv: Condvar::new() })
+    }
+
+    pub(crate) fn set(&self, r: Result<T, PoolError>) {
+        let mut st = lock(&self.st);
+        if st.is_none() {
+            *st = Some(r);
+            self.cv.notify_all();
+        }
+    }
+}
+
+/// The result of [`Pool::apply_async`](crate::Pool::apply_async) or
+/// [`Pool::map_async`](crate::Pool::map_async) (Python's `AsyncResult`).
+///
+/// It resolves exactly once: to the value, to the task's error, or to
+/// [`TaskError::Cancelled`] if the pool was cancelled, terminated or dropped
+/// first. It never hangs on a dead worker. It may outlive its pool.
+#[must_use = "an AsyncResult does nothing unless waited on"]
+pub struct AsyncResult<T> {
+    slot: Arc<Slot<T>>,
+}
+
+impl<T> fmt::Debug for AsyncResult<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult").field("ready", &self.ready()).finish_non_exhaustive()
+    }
+}
+
+impl<T> AsyncResult<T> {
+    pub(crate) fn new(slot: Arc<Slot<T>>) -> Self {
+        Self { slot }
+    }
+
+    /// Whether the result is there (Python's `ready()`).
+    pub fn ready(&self) -> bool {
+        lock(&self.slot.st).is_some()
+    }
+
+    /// `None` while not ready, then whether the work succeeded (Python's
+    /// `successful()`, which raises instead of returning `None`).
+    pub fn successful(&self) -> Option<bool> {
+        lock(&self.slot.st).as_ref().map(Result::is_ok)
+    }
+
+    /// Waits until the result is there.
+    pub fn wait(&self) {
+        let mut st = lock(&self.slot.st);
+        while st.is_none() {
+            st = self.slot.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits at most `timeout`; returns whether the result is there.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => self.wait_deadline(d),
+            None => {
+                self.wait();
+                true
+            }
+        }
+    }
+
+    /// Waits until `deadline`; returns whether the result is there.
+    pub fn wait_deadline(&self, deadline: Instant) -> bool {
+        let mut st = lock(&self.slot.st);
+        while st.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self.slot.cv.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        true
+    }
+
+    /// Waits for and returns the value (Python's `get()`).
+    ///
+    /// # Errors
+    /// [`PoolError::Task`] with the task's error (a panic, a lost worker,
+    /// cancellation).
+    pub fn get(self) -> Result<T, PoolError> {
+        self.wait();
+        self.take()
+    }
+
+    /// Returns the value if it is there, without waiting.
+    ///
+    /// # Errors
+    /// [`GetTimeoutError::Timeout`] (handing `self` back) if not ready;
+    /// [`GetTimeoutError::Failed`] if the work failed.
+    pub fn try_get(self) -> Result<T, GetTimeoutError<T>> {
+        self.get_deadline(Instant::now())
+    }
+
+    /// Waits at most `timeout` for the value (Python's `get(timeout)`).
+    ///
+    /// # Errors
+    /// As [`AsyncResult::try_get`].
+    pub fn get_timeout(self, timeout: Duration) -> Result<T, GetTimeoutError<T>> {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => self.get_deadline(d),
+            None => self.get().map_err(GetTimeoutError::Failed),
+        }
+    }
+
+    /// Waits until `deadline` for the value.
+    ///
+    /// # Errors
+    /// As [`AsyncResult::try_get`].
+    pub fn get_deadline(self, deadline: Instant) -> Result<T, GetTimeoutError<T>> {
+        if self.wait_deadline(deadline) {
+            self.take().map_err(GetTimeoutError::Failed)
+        } else {
+            Err(GetTimeoutError::Timeout(self))
+        }
+    }
+
+    fn take(self) -> Result<T, PoolError> {
+        lock(&self.slot.st).take().unwrap_or(Err(PoolError::Task { index: 0, error: TaskError::Cancelled }))
+    }
+}
+
+/// A callback run (in the pool's result thread) when a result is ready.
+pub(crate) type Callback<T> = Box<dyn FnOnce(Result<&T, &PoolError>) + Send>;
+
+/// An `apply_async` job: one item.
+pub(crate) struct ApplyJob<R> {
+    pub(crate) slot: Arc<Slot<R>>,
+    pub(crate) callback: Mutex<Option<Callback<R>>>,
+}
+
+impl<R: Send> ApplyJob<R> {
+    fn finish(&self, r: Result<R, PoolError>) {
+        if let Some(cb) = lock(&self.callback).take() {
+            // A panicking callback must not take the result thread down.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(r.as_ref())));
+        }
+        self.slot.set(r);
+    }
+}
+
+impl<R: DeserializeOwned + Send> Sink for ApplyJob<R> {
+    fn deliver(&self, _first: usize, count: usize, out: &TaskOut, bytes: &[u8], fds: Vec<OwnedFd>) {
+        let r = match decode::<R>(count, out, bytes, fds) {
+            Ok((mut v, mut failed)) => match (failed.pop(), v.pop()) {
+                (Some((_, e)), _) => Err(PoolError::Task { index: 0, error: e }),
+                (None, Some(v)) => Ok(v),
+                (None, None) => Err(PoolError::Task { index: 0, error: TaskError::Decode("no result".into()) }),
+            },
+            Err(m) => Err(PoolError::Task { index: 0, error: TaskError::Decode(m) }),
+        };
+        self.finish(r);
+    }
+
+    fn fail(&self, _first: usize, _count: usize, err: TaskError) {
+        self.finish(Err(PoolError::Task { index: 0, error: err }));
+    }
+}

@@ -1,0 +1,171 @@
+//! Recognising the types that have fast paths: plain numbers (copied as
+//! bytes instead of serialized) and integer ranges (shipped as two numbers).
+
+use std::any::TypeId;
+use std::ops::{Range, RangeInclusive};
+
+/// Whether `T` is the same type as `U` (lifetimes ignored, which is sound
+/// here because every `U` we compare with has none).
+pub(crate) fn same<T: ?Sized, U: ?Sized + 'static>() -> bool {
+    typeid::of::<T>() == TypeId::of::<U>()
+}
+
+macro_rules! pod_list {
+    ($m:ident) => {
+        $m!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64)
+    };
+}
+
+/// Whether `T` is a plain number (or `()`): every bit pattern is a valid
+/// value, so a `[T]` can travel as its bytes.
+pub(crate) fn is_pod<T>() -> bool {
+    macro_rules! check {
+        ($($t:ty),*) => { $(same::<T, $t>())||* || same::<T, ()>() };
+    }
+    pod_list!(check)
+}
+
+/// An integer range, as `[start, end)` in `i128` (bit-cast for `u128`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IntRange {
+    pub(crate) start: i128,
+    /// How many items remain.
+    pub(crate) len: u128,
+}
+
+macro_rules! int_list {
+    ($m:ident) => {
+        $m!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize)
+    };
+}
+
+/// If `I` is a `Range` or `RangeInclusive` of a primitive integer, that
+/// range; otherwise gives `input` back.
+pub(crate) fn as_int_range<I>(input: I) -> Result<IntRange, I> {
+    macro_rules! check {
+        ($($t:ty),*) => {$(
+            if same::<I, Range<$t>>() {
+                // SAFETY: `I` is `Range<$t>` (same TypeId; `Range<$t>` has no
+                // lifetimes), so reading it as one is a plain move; the
+                // original is forgotten so it is not dropped twice.
+                let r: Range<$t> = unsafe { std::mem::transmute_copy(&input) };
+                std::mem::forget(input);
+                let len = if r.end > r.start { (r.end as i128).wrapping_sub(r.start as i128) as u128 } else { 0 };
+                return Ok(IntRange { start: r.start as i128, len });
+            }
+            if same::<I, RangeInclusive<$t>>() {
+                // SAFETY: as above, for `RangeInclusive<$t>`.
+                let r: RangeInclusive<$t> = unsafe { std::mem::transmute_copy(&input) };
+                std::mem::forget(input);
+                let (s, e) = (*r.start(), *r.end());
+                // An exhausted RangeInclusive has no items even if s <= e.
+                let len = if r.is_empty() { 0 } else { (e as i128).wrapping_sub(s as i128) as u128 + 1 };
+                return Ok(IntRange { start: s as i128, len });
+            }
+        )*};
+    }
+    int_list!(check);
+    Err(input)
+}
+
+/// If `I` is `Vec<A>` with `A` a plain number, that vector.
+pub(crate) fn as_pod_vec<I, A>(input: I) -> Result<Vec<A>, I> {
+    macro_rules! check {
+        ($($t:ty),*) => {$(
+            if same::<I, Vec<$t>>() && same::<A, $t>() {
+                // SAFETY: `I` is `Vec<$t>` and `A` is `$t`, so `I` is `Vec<A>`;
+                // the original is forgotten after the move.
+                let v: Vec<A> = unsafe { std::mem::transmute_copy(&input) };
+                std::mem::forget(input);
+                return Ok(v);
+            }
+        )*};
+    }
+    pod_list!(check);
+    Err(input)
+}
+
+/// Calls `each` with every item `start + k` (`k < len`) of an integer range
+/// as an `A`, if `A` is a primitive integer. Returns `false` (calling
+/// nothing) otherwise. `each` returns `false` to stop early.
+pub(crate) fn for_each_in_range<A>(start: i128, from: u64, len: u64, mut each: impl FnMut(u64, A) -> bool) -> bool {
+    macro_rules! run {
+        ($($t:ty),*) => {$(
+            if same::<A, $t>() {
+                let s = start as $t;
+                let mut k = from;
+                while k < len {
+                    let v: $t = s.wrapping_add(k as $t);
+                    // SAFETY: `A` is `$t` (checked above); this is a copy.
+                    let a: A = unsafe { std::mem::transmute_copy(&v) };
+                    if !each(k, a) {
+                        return true;
+                    }
+                    k += 1;
+                }
+                return true;
+            }
+        )*};
+    }
+    int_list!(run);
+    false
+}
+
+/// Copies `n` plain values out of `bytes` (unaligned).
+///
+/// # Safety
+/// `T` must satisfy [`is_pod`] and `bytes.len()` must be `n * size_of::<T>()`.
+pub(crate) unsafe fn pod_from_bytes<T>(bytes: &[u8], n: usize) -> Vec<T> {
+    debug_assert_eq!(bytes.len(), n * size_of::<T>());
+    let mut v = Vec::<T>::with_capacity(n);
+    // SAFETY: `v` has room for `n` values, `bytes` holds exactly their bytes
+    // (caller), and every bit pattern is a valid `T` (caller: plain number).
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), v.as_mut_ptr().cast::<u8>(), n * size_of::<T>());
+        v.set_len(n);
+    }
+    v
+}
+
+/// The bytes of plain values.
+///
+/// # Safety
+/// `T` must satisfy [`is_pod`] (no padding, no pointers).
+pub(crate) unsafe fn pod_bytes<T>(v: &[T]) -> &[u8] {
+    // SAFETY: plain numbers have no padding bytes, so all `size_of_val(v)`
+    // bytes are initialised; the slice borrows `v`.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_ranges() {
+        assert_eq!(as_int_range(3u64..10).unwrap(), IntRange { start: 3, len: 7 });
+        assert_eq!(as_int_range(-2i32..=2).unwrap(), IntRange { start: -2, len: 5 });
+        assert_eq!(as_int_range(5u8..1).unwrap().len, 0);
+        assert!(as_int_range(vec![1u64]).is_err());
+        assert!(as_int_range((0u64..3).map(|x| x)).is_err());
+    }
+
+    #[test]
+    fn recognises_pods() {
+        assert!(is_pod::<u64>() && is_pod::<f32>() && is_pod::<()>());
+        assert!(!is_pod::<bool>() && !is_pod::<String>() && !is_pod::<(u8, u8)>());
+        assert!(as_pod_vec::<_, u32>(vec![1u32, 2]).is_ok());
+        assert!(as_pod_vec::<_, String>(vec![String::new()]).is_err());
+    }
+
+    #[test]
+    fn range_items() {
+        let mut got = Vec::new();
+        assert!(for_each_in_range::<i16>(-3, 1, 4, |k, a| {
+            got.push((k, a));
+            true
+        }));
+        assert_eq!(got, [(1, -2), (2, -1), (3, 0)]);
+        assert!(!for_each_in_range::<String>(0, 0, 1, |_, _| true));
+    }
+}

@@ -1,0 +1,374 @@
+//! The worker side: the process loop, and the monomorphized functions that
+//! run a task's items (reached by reference, see `mproc_process::fnref`).
+
+use std::cell::RefCell;
+use std::os::fd::OwnedFd;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use mproc_pipe::Connection;
+use mproc_shm::handle::{HandleFd, collect_fds, provide_fds};
+use mproc_shm::{HEADER_SIZE, Layout, Segment, SharedSync, fingerprint_of};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::kinds::{for_each_in_range, is_pod, pod_bytes};
+use crate::sys;
+use crate::wire::{BodyBuilder, Bytes, FromWorker, Kind, Msg, Parsed, TaskOut, ToWorker};
+
+/// What a worker is doing, in shared memory the parent reads after the
+/// worker died: which batch, and which item of it (counted across the
+/// batch's tasks). This is how only the item that was running fails.
+#[repr(C, align(64))]
+pub(crate) struct Progress {
+    pub(crate) seq: AtomicU64,
+    pub(crate) item: AtomicU64,
+}
+
+// SAFETY: repr(C), atomics only; all zeros is a valid state ("no batch").
+unsafe impl SharedSync for Progress {}
+
+/// `Progress::item` before the first item of a batch started.
+pub(crate) const NOT_STARTED: u64 = u64::MAX;
+/// `Progress::item` once every item of the batch ran.
+pub(crate) const FINISHED: u64 = u64::MAX - 1;
+
+pub(crate) const PROGRESS_LAYOUT: Layout =
+    Layout { kind: 0x0601, fingerprint: fingerprint_of::<Progress>("mproc-pool progress v1") };
+
+/// Where worker slot `slot`'s progress lives.
+pub(crate) fn progress_offset(slot: usize) -> usize {
+    HEADER_SIZE + slot * size_of::<Progress>()
+}
+
+/// The segment size for `n` worker slots.
+pub(crate) fn progress_size(n: usize) -> usize {
+    progress_offset(n)
+}
+
+/// The initializer a worker runs first.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct InitSpec {
+    pub(crate) entry: i64,
+    pub(crate) args: Bytes,
+    pub(crate) fds: Vec<HandleFd>,
+}
+
+/// The arguments of a worker process.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WorkerArgs {
+    pub(crate) conn: Connection,
+    pub(crate) progress: Segment,
+    pub(crate) slot: u32,
+    pub(crate) init: Option<InitSpec>,
+    /// Exit after this many items (`max_tasks_per_child`).
+    pub(crate) max_items: Option<u64>,
+}
+
+/// One task handed to a [`TaskFn`].
+pub(crate) struct TaskIn<'a> {
+    pub(crate) kind: Kind,
+    pub(crate) count: u64,
+    pub(crate) payload: &'a [u8],
+    pub(crate) fds: Vec<OwnedFd>,
+    pub(crate) progress: &'a AtomicU64,
+    /// Index of the task's first item within its batch.
+    pub(crate) base: u64,
+}
+
+/// A task's outcome: header, value bytes, descriptors.
+pub(crate) type TaskResult = (TaskOut, Vec<u8>, Vec<OwnedFd>);
+/// The monomorphized runner of a function's items.
+pub(crate) type TaskFn = fn(TaskIn<'_>) -> TaskResult;
+/// The monomorphized runner of an initializer.
+pub(crate) type InitFn = fn(&[u8], Vec<OwnedFd>) -> Result<(), String>;
+
+thread_local! {
+    /// Where the last panic on this thread happened.
+    static PANIC_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let msg = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    };
+    match PANIC_AT.with(|p| p.borrow_mut().take()) {
+        Some(at) => format!("{msg} (at {at})"),
+        None => msg,
+    }
+}
+
+/// Collects the values a task produces.
+struct Sink {
+    out: Vec<u8>,
+    pod: bool,
+    pod_size: usize,
+    failures: Vec<(u64, String)>,
+    encode_failures: Vec<(u64, String)>,
+}
+
+impl Sink {
+    fn emit<R: Serialize>(&mut self, k: u64, r: R) {
+        if self.pod {
+            // SAFETY: `pod` is set only when `R` is a plain number.
+            self.out.extend_from_slice(unsafe { pod_bytes(std::slice::from_ref(&r)) });
+        } else {
+            let mark = self.out.len();
+            if let Err(e) = postcard::to_io(&r, &mut self.out) {
+                self.out.truncate(mark);
+                self.encode_failures.push((k, e.to_string()));
+            }
+        }
+    }
+
+    fn fail(&mut self, k: u64, message: String) {
+        if self.pod {
+            // A placeholder keeps plain values at fixed positions.
+            self.out.resize(self.out.len() + self.pod_size, 0);
+        }
+        self.failures.push((k, message));
+    }
+}
+
+/// Runs `count` items of `F` in this worker. Monomorphized per function;
+/// the parent sends its offset.
+pub(crate) fn run_task<F, A, R>(inp: TaskIn<'_>) -> TaskResult
+where
+    F: Fn(A) -> R + Copy,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let t0 = Instant::now();
+    // SAFETY: `F` is zero-sized (asserted where its offset was taken, in
+    // `Pool`), so it has no bytes and a zeroed value is its one value; it is
+    // `Copy`, so conjuring a copy is what copying the parent's would do.
+    let f: F = unsafe { std::mem::zeroed() };
+    let pod = is_pod::<R>();
+    let count = inp.count;
+    let mut sink = Sink {
+        out: Vec::with_capacity(if pod { (count as usize).saturating_mul(size_of::<R>()) } else { 0 }),
+        pod,
+        pod_size: size_of::<R>(),
+        failures: Vec::new(),
+        encode_failures: Vec::new(),
+    };
+    let progress = inp.progress;
+    let base = inp.base;
+    let payload = inp.payload;
+    let (res, fds) = provide_fds(inp.fds, || {
+        collect_fds(|| -> Result<(), String> {
+            let mut k = 0u64;
+            match inp.kind {
+                Kind::Range => {
+                    let start: i128 = postcard::from_bytes(payload).map_err(|e| format!("bad range task: {e}"))?;
+                    while k < count {
+                        let r = panic::catch_unwind(AssertUnwindSafe(|| {
+                            for_each_in_range::<A>(start, k, count, |i, a| {
+                                k = i;
+                                progress.store(base + i, Ordering::Relaxed);
+                                let r = f(a);
+                                sink.emit(i, r);
+                                true
+                            })
+                        }));
+                        match r {
+                            Ok(true) => break,
+                            Ok(false) => return Err("a range task for a non-integer argument type".into()),
+                            Err(p) => {
+                                sink.fail(k, panic_text(&*p));
+                                k += 1;
+                            }
+                        }
+                    }
+                }
+                Kind::Pod => {
+                    let size = size_of::<A>();
+                    if !is_pod::<A>() || payload.len() as u64 != count.saturating_mul(size as u64) {
+                        return Err("a plain-data task of the wrong size".into());
+                    }
+                    while k < count {
+                        let r = panic::catch_unwind(AssertUnwindSafe(|| {
+                            while k < count {
+                                progress.store(base + k, Ordering::Relaxed);
+                                // SAFETY: `k < count` and the payload holds
+                                // `count` values of `A` (checked above), a plain
+                                // number for which every bit pattern is valid;
+                                // the read is unaligned-safe.
+                                let a: A = unsafe {
+                                    std::ptr::read_unaligned(payload.as_ptr().add(k as usize * size).cast::<A>())
+                                };
+                                let r = f(a);
+                                sink.emit(k, r);
+                                k += 1;
+                            }
+                        }));
+                        if let Err(p) = r {
+                            sink.fail(k, panic_text(&*p));
+                            k += 1;
+                        }
+                    }
+                }
+                Kind::Seq => {
+                    let mut rest = payload;
+                    while k < count {
+                        let r = panic::catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
+                            while k < count {
+                                progress.store(base + k, Ordering::Relaxed);
+                                let (a, tail) = postcard::take_from_bytes::<A>(rest)
+                                    .map_err(|e| format!("the argument did not decode: {e}"))?;
+                                rest = tail;
+                                let r = f(a);
+                                sink.emit(k, r);
+                                k += 1;
+                            }
+                            Ok(())
+                        }));
+                        match r {
+                            Ok(r) => r?,
+                            Err(p) => {
+                                sink.fail(k, panic_text(&*p));
+                                k += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+    });
+    let mut out = TaskOut { nanos: t0.elapsed().as_nanos() as u64, ..TaskOut::default() };
+    match res {
+        Ok(()) => {
+            out.failures = sink.failures;
+            out.encode_failures = sink.encode_failures;
+            out.len = sink.out.len() as u64;
+            out.nfds = fds.len() as u32;
+            (out, sink.out, fds)
+        }
+        Err(e) => {
+            out.error = Some(e);
+            (out, Vec::new(), Vec::new())
+        }
+    }
+}
+
+/// Runs an initializer `F(A)`.
+pub(crate) fn run_init<F, A>(payload: &[u8], fds: Vec<OwnedFd>) -> Result<(), String>
+where
+    F: Fn(A) + Copy,
+    A: DeserializeOwned,
+{
+    // SAFETY: as in `run_task`: `F` is a zero-sized `Copy` type.
+    let f: F = unsafe { std::mem::zeroed() };
+    let a: A = mproc_shm::handle::from_bytes_with_fds(payload, fds)
+        .map_err(|e| format!("the initializer's arguments did not decode: {e}"))?;
+    panic::catch_unwind(AssertUnwindSafe(|| f(a))).map_err(|p| panic_text(&*p))
+}
+
+fn install_panic_hook() {
+    panic::set_hook(Box::new(|info| {
+        if let Some(l) = info.location() {
+            let at = format!("{}:{}:{}", l.file(), l.line(), l.column());
+            PANIC_AT.with(|p| *p.borrow_mut() = Some(at));
+        }
+    }));
+}
+
+/// Resolves a code offset sent by the parent.
+///
+/// # Safety
+/// `entry` must be an offset the parent took of a `T`-typed function.
+unsafe fn resolve<T: Copy>(entry: i64) -> T {
+    debug_assert_eq!(size_of::<T>(), size_of::<*const ()>());
+    // SAFETY: the pool started this worker with mproc-process, which checks
+    // that the worker runs the parent's executable (or forked it), so the
+    // offset names the same function here; by the caller's contract it has
+    // type `T`, a fn pointer type.
+    unsafe {
+        let p = mproc_process::fnref::address_at(entry);
+        std::mem::transmute_copy::<*const (), T>(&p)
+    }
+}
+
+/// The worker process: runs batches until told to exit, its connection
+/// closes, or it reached its task budget.
+pub(crate) fn worker_main(args: WorkerArgs) {
+    sys::ignore_sigint();
+    install_panic_hook();
+    let conn = args.conn;
+    let Ok(progress) = args.progress.get::<Progress>(progress_offset(args.slot as usize)) else {
+        let _ = conn.send(FromWorker::InitFailed("bad progress segment".into()));
+        std::process::exit(3)
+    };
+    if let Some(init) = args.init {
+        // SAFETY: the parent took this offset of `run_init::<F, A>`, an `InitFn`.
+        let run: InitFn = unsafe { resolve(init.entry) };
+        let fds = init.fds.into_iter().map(HandleFd::into_inner).collect();
+        match run(&init.args.0, fds) {
+            Ok(()) => {
+                if conn.send_ref(&reply_msg(&FromWorker::Ready)).is_err() {
+                    return;
+                }
+            }
+            Err(m) => {
+                let _ = conn.send_ref(&reply_msg(&FromWorker::InitFailed(m)));
+                std::process::exit(1)
+            }
+        }
+    }
+    let mut done = 0u64;
+    while let Ok(msg) = conn.recv::<Msg>() {
+        let Ok(mut parsed) = Parsed::<ToWorker>::new(msg) else { std::process::exit(4) };
+        let (seq, tasks) = match std::mem::replace(&mut parsed.header, ToWorker::Exit) {
+            ToWorker::Exit => return,
+            ToWorker::Batch { seq, tasks } => (seq, tasks),
+        };
+        progress.item.store(NOT_STARTED, Ordering::Relaxed);
+        // Release: the parent reading `seq` after our death also sees `item`.
+        progress.seq.store(seq, Ordering::Release);
+        let mut outs = Vec::with_capacity(tasks.len());
+        let mut payloads = Vec::with_capacity(tasks.len());
+        let mut all_fds = Vec::new();
+        let mut base = 0u64;
+        for t in &tasks {
+            let (payload, fds) = match parsed.take(t.len, t.nfds) {
+                Ok(x) => x,
+                Err(_) => std::process::exit(4),
+            };
+            // SAFETY: the parent took this offset of `run_task::<F, A, R>`, a `TaskFn`.
+            let run: TaskFn = unsafe { resolve(t.entry) };
+            let (out, bytes, rfds) =
+                run(TaskIn { kind: t.kind, count: t.count, payload, fds, progress: &progress.item, base });
+            base += t.count;
+            outs.push(out);
+            payloads.push(bytes);
+            all_fds.extend(rfds);
+        }
+        progress.item.store(FINISHED, Ordering::Relaxed);
+        let hint = payloads.iter().map(Vec::len).sum();
+        let Ok(mut body) = BodyBuilder::new(&FromWorker::Results { seq, tasks: outs }, hint) else {
+            std::process::exit(5)
+        };
+        for p in &payloads {
+            body.push(p);
+        }
+        drop(payloads);
+        if body.send(&conn, all_fds).is_err() {
+            return;
+        }
+        done += base;
+        if args.max_items.is_some_and(|m| done >= m) {
+            return;
+        }
+    }
+}
+
+fn reply_msg(r: &FromWorker) -> Msg {
+    let body = postcard::to_stdvec(r).unwrap_or_default();
+    Msg { body: Bytes(body), fds: Vec::new() }
+}
