@@ -1,1 +1,136 @@
 //! A manager server with typed proxies, local and remote, for mproc
+//! (Python's `multiprocessing.Manager()` and `BaseManager`).
+//!
+//! A manager is a server process that owns shared objects: dicts, lists,
+//! namespaces, values of any serde type, locks, semaphores, events,
+//! conditions, barriers and queues. Other processes use them through
+//! *proxies*, locally or over TCP, authenticated with an authkey.
+//!
+//! # Hello, world!
+//!
+//! ```
+//! use mproc_manager::{Dict, Manager};
+//! use mproc_process::Process;
+//!
+//! fn pick(d: Dict<String, u32>) -> usize {
+//!     d.update_or_insert_with(&"apples".to_string(), &0, 3, |v: &mut u32, n: u32| *v += n).unwrap();
+//!     d.len().unwrap()
+//! }
+//!
+//! let m = Manager::start()?;
+//! let fruit = m.dict::<String, u32>()?;
+//! fruit.insert(&"pears".to_string(), &1)?;
+//! let mut child = Process::new(pick, fruit.clone()).start()?;
+//! assert_eq!(child.join()?, 2);
+//! assert_eq!(fruit.get("apples")?, Some(3));
+//! m.shutdown()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Proxies are remote: results are copies
+//!
+//! Every proxy method is a round trip to the server, and what it returns is
+//! a copy. CPython's classic trap, `d['plain'].append(2)` being silently
+//! lost, reads in Rust as `d.get(k)?.unwrap().push(2)`: it changes the copy.
+//! To change a value where it lives, use the server-side updates
+//! ([`Dict::update_with`], [`Dict::update_or_insert_with`],
+//! [`List::update_with`], [`Value::update_with`],
+//! [`Namespace::update_with`]): the function runs inside the server,
+//! atomically with respect to every other operation on the object, so
+//! concurrent updates from many processes never lose one. The function is a
+//! `fn` item or a non-capturing closure sent by reference (as mproc-process
+//! sends child functions), which needs the client and the server to run the
+//! same executable: true for a manager started by this program; a client
+//! built from other code gets [`Error::ForeignExecutable`].
+//!
+//! Nested proxies work as in CPython 3.6+: a proxy stored as (part of) a
+//! value, e.g. a `Dict<String, List<u32>>`, travels as an object id, and
+//! operations on the list you read back reach the shared list.
+//!
+//! Several operations can share one round trip: [`Dict::update`],
+//! [`Dict::get_many`], [`Dict::items`], [`List::extend`], [`List::snapshot`].
+//!
+//! # Errors and failures
+//!
+//! A failure inside the server comes back typed ([`Error::KeyMissing`],
+//! [`Error::IndexOutOfRange`], [`Error::WrongKind`], …). A dead or
+//! unreachable server is [`Error::Disconnected`], returned within the call
+//! timeout ([`ManagerBuilder::call_timeout`], 5 s by default); operations
+//! that wait (locks, queue gets) add their own timeout, and without one they
+//! check every call timeout that the server still answers. A malformed or
+//! hostile request gets an error reply (or its connection is closed); it
+//! never takes the server down. A client that dies, even mid-call or
+//! holding a lock, does not affect the others: its locks are released and
+//! the next holder is told ([`LockGuard::owner_died`]).
+//!
+//! # Remote managers and authkeys
+//!
+//! [`ManagerBuilder::address`] binds the server to a TCP address (or a Unix
+//! socket path), [`Manager::register`] names objects, and an unrelated
+//! process calls [`Manager::connect`] with the address and the authkey, then
+//! [`Manager::lookup`]. Every connection first runs CPython's mutual HMAC
+//! handshake (SHA-256), so a client with a wrong key is refused before it
+//! can reach any object.
+//!
+//! Where the authkey travels: proxies passed to another process (as
+//! process arguments, or over an mproc `Connection`) carry the authkey in a
+//! sealed memfd that travels as a file descriptor, never as bytes; so a
+//! proxy cannot be serialized anywhere else (JSON, a file, a shared-memory
+//! queue): that fails with a clear error. A proxy stored inside the manager
+//! itself carries only its object id. To reach a manager from another host,
+//! pass the authkey yourself ([`Manager::authkey`]) and use
+//! [`Manager::connect`].
+//!
+//! # Lifetimes
+//!
+//! A manager made by [`Manager::start`] owns its server process (a daemon:
+//! it also dies if this process is killed). [`Manager::shutdown`], or
+//! dropping the manager, stops it: a shutdown request, then SIGTERM and
+//! SIGKILL after the shutdown timeout. Shared objects live until then, or
+//! until [`Manager::release`] (CPython counts references instead).
+
+#![doc(test(attr(deny(warnings))))]
+
+mod client;
+mod code_ref;
+mod demo;
+mod dict;
+mod error;
+mod list;
+mod manager;
+mod proto;
+mod proxy;
+mod queue;
+mod server;
+mod sync;
+#[cfg_attr(target_os = "linux", path = "sys.rs")]
+mod sys;
+mod value;
+
+pub use crate::client::RawProxy;
+pub use crate::demo::fruit_demo;
+pub use crate::dict::Dict;
+pub use crate::error::{Error, PutError};
+pub use crate::list::List;
+pub use crate::manager::{DEFAULT_CALL_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, Manager, ManagerBuilder};
+pub use crate::proto::Kind;
+pub use crate::proxy::Proxy;
+pub use crate::queue::{JoinableQueue, Queue};
+pub use crate::sync::{Barrier, Condition, Event, Lock, LockGuard, RLock, Semaphore};
+pub use crate::value::{Namespace, Value};
+pub use mproc_pipe::Address;
+
+/// Internals for fuzz targets and tests. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    /// Decodes `data` as a request and runs it against a fresh in-memory
+    /// server (never waiting); returns whether it decoded. Must never panic.
+    pub fn fuzz_request(data: &[u8]) -> bool {
+        crate::server::fuzz_request(data)
+    }
+
+    /// Encodes a few valid requests, for seeding the fuzz corpus.
+    pub fn sample_requests() -> Vec<Vec<u8>> {
+        crate::proto::samples()
+    }
+}

@@ -1,0 +1,417 @@
+//! The client side: sessions (a server address, its authkey and a pool of
+//! authenticated connections) and the untyped proxy handle.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use mproc_pipe::{Address, Client, ConnectError, Connection, RecvError};
+use mproc_shm::Segment;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::Error;
+use crate::proto::{self, Id, Kind, Op, Owner, Reply, Request, WaitMs};
+use crate::sys;
+
+/// Locks a mutex, ignoring poisoning (every critical section here leaves
+/// the data consistent).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// This process's client id (fresh after a fork).
+pub(crate) fn client_id() -> u64 {
+    static ID: Mutex<Option<(i32, u64)>> = Mutex::new(None);
+    let pid = sys::getpid();
+    let mut g = lock(&ID);
+    match *g {
+        Some((p, id)) if p == pid => id,
+        _ => {
+            let mut b = [0u8; 8];
+            let id = match sys::random(&mut b) {
+                Ok(()) => u64::from_le_bytes(b),
+                Err(_) => (pid as u64) << 32 ^ Instant::now().elapsed().as_nanos() as u64,
+            };
+            *g = Some((pid, id));
+            id
+        }
+    }
+}
+
+/// The calling thread's number within this process.
+pub(crate) fn thread_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local!(static ME: Cell<u64> = const { Cell::new(0) });
+    ME.with(|me| {
+        if me.get() == 0 {
+            // Relaxed: only uniqueness matters.
+            me.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        me.get()
+    })
+}
+
+/// The caller as a lock owner.
+pub(crate) fn owner() -> Owner {
+    Owner { client: client_id(), thread: thread_id() }
+}
+
+/// A server address as it travels inside a proxy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum AddrWire {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+impl From<&Address> for AddrWire {
+    fn from(a: &Address) -> Self {
+        match a {
+            Address::Unix(p) => Self::Unix(p.clone()),
+            Address::Tcp(s) => Self::Tcp(*s),
+        }
+    }
+}
+
+impl From<AddrWire> for Address {
+    fn from(a: AddrWire) -> Self {
+        match a {
+            AddrWire::Unix(p) => Self::Unix(p),
+            AddrWire::Tcp(s) => Self::Tcp(s),
+        }
+    }
+}
+
+/// A connection to one server: its address, the authkey, and idle
+/// authenticated connections, shared by every proxy of that server in this
+/// process.
+pub(crate) struct Session {
+    pub(crate) address: Address,
+    key: Vec<u8>,
+    pub(crate) timeout: Duration,
+    pid: AtomicI32,
+    pool: Mutex<Vec<Connection>>,
+    /// 0: not known yet, 1: the server runs our executable, 2: it does not.
+    same_exe: AtomicU8,
+    key_segment: OnceLock<Segment>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session").field("address", &self.address).field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+/// Every live session of this process, so proxies of one server share
+/// connections however they arrived.
+static SESSIONS: Mutex<Vec<Weak<Session>>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// The session whose values are being encoded or decoded on this thread:
+    /// proxies inside them travel as bare object ids.
+    static CURRENT: RefCell<Option<Arc<Session>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `s` as the current session (see [`CURRENT`]).
+pub(crate) fn within<R>(s: &Arc<Session>, f: impl FnOnce() -> R) -> R {
+    let outer = CURRENT.with(|c| c.replace(Some(s.clone())));
+    let r = f();
+    CURRENT.with(|c| *c.borrow_mut() = outer);
+    r
+}
+
+impl Session {
+    /// A session for `address`; reuses a live one with the same key.
+    pub(crate) fn get(address: Address, key: &[u8], timeout: Duration) -> Arc<Self> {
+        let mut all = lock(&SESSIONS);
+        all.retain(|w| w.strong_count() > 0);
+        for w in all.iter() {
+            if let Some(s) = w.upgrade() {
+                if s.address == address && s.key == key {
+                    return s;
+                }
+            }
+        }
+        let s = Arc::new(Self::new(address, key, timeout));
+        all.push(Arc::downgrade(&s));
+        s
+    }
+
+    fn new(address: Address, key: &[u8], timeout: Duration) -> Self {
+        Self {
+            address,
+            key: key.to_vec(),
+            timeout,
+            pid: AtomicI32::new(sys::getpid()),
+            pool: Mutex::new(Vec::new()),
+            same_exe: AtomicU8::new(0),
+            key_segment: OnceLock::new(),
+        }
+    }
+
+    /// A fresh session whose first connection is `conn` (already trusted:
+    /// the pipe to a server this process started).
+    pub(crate) fn with_connection(address: Address, key: &[u8], timeout: Duration, conn: Connection) -> Result<Arc<Self>, Error> {
+        let s = Arc::new(Self::new(address, key, timeout));
+        s.hello(&conn)?;
+        lock(&s.pool).push(conn);
+        lock(&SESSIONS).push(Arc::downgrade(&s));
+        Ok(s)
+    }
+
+    /// Any live session of `address` (for proxies stored inside a manager).
+    fn find(address: &Address) -> Option<Arc<Self>> {
+        lock(&SESSIONS).iter().filter_map(Weak::upgrade).find(|s| &s.address == address)
+    }
+
+    fn hello(&self, conn: &Connection) -> Result<(), Error> {
+        let req = Request::Hello { protocol: proto::PROTOCOL, client: client_id(), exe: crate::code_ref::exe_token() };
+        conn.send_ref(&req).map_err(|e| Error::Disconnected(io::Error::other(e.to_string())))?;
+        match conn.recv_deadline::<Reply>(Instant::now() + self.timeout) {
+            Ok(Reply::Hello { protocol, same_exe, .. }) if protocol == proto::PROTOCOL => {
+                // Relaxed: a cache of a fact that never changes.
+                self.same_exe.store(if same_exe { 1 } else { 2 }, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Reply::Err(e)) => Err(Error::from_remote(e)),
+            Ok(_) => Err(Error::Remote("the server speaks another protocol version".into())),
+            Err(e) => Err(recv_error(e)),
+        }
+    }
+
+    fn connect(&self) -> Result<Connection, Error> {
+        let conn = Client::new(self.address.clone())
+            .authkey(&self.key)
+            .handshake_timeout(Some(self.timeout))
+            .connect()
+            .map_err(|e| match e {
+                ConnectError::Auth(a) => Error::Auth(a),
+                ConnectError::Io(e) => Error::Disconnected(e),
+                other => Error::Disconnected(io::Error::other(other.to_string())),
+            })?;
+        if let Address::Tcp(_) = self.address {
+            sys::keepalive(std::os::fd::AsFd::as_fd(&borrow(&conn)));
+        }
+        self.hello(&conn)?;
+        Ok(conn)
+    }
+
+    fn take(&self) -> Result<Connection, Error> {
+        let pid = sys::getpid();
+        {
+            let mut pool = lock(&self.pool);
+            // Relaxed: the pid is only compared with our own.
+            if self.pid.swap(pid, Ordering::Relaxed) != pid {
+                // Inherited through fork: those connections are the parent's.
+                pool.clear();
+            }
+            if let Some(c) = pool.pop() {
+                return Ok(c);
+            }
+        }
+        self.connect()
+    }
+
+    fn give_back(&self, conn: Connection) {
+        lock(&self.pool).push(conn);
+    }
+
+    /// Whether the server runs this executable (connects to find out).
+    pub(crate) fn same_exe(&self) -> Result<bool, Error> {
+        // Relaxed: see `hello`.
+        match self.same_exe.load(Ordering::Relaxed) {
+            1 => Ok(true),
+            2 => Ok(false),
+            _ => {
+                let c = self.take()?;
+                self.give_back(c);
+                Ok(self.same_exe.load(Ordering::Relaxed) == 1)
+            }
+        }
+    }
+
+    /// Sends `req` and returns the server's reply (a `Reply::Err` becomes an
+    /// `Err`). Never waits longer than the call timeout for a server that
+    /// does not answer, plus the operation's own waiting time.
+    pub(crate) fn call(&self, req: &Request) -> Result<Reply, Error> {
+        let wait: Option<WaitMs> = match req {
+            Request::Call { op, .. } => op.wait(),
+            _ => None,
+        };
+        let conn = self.take()?;
+        if let Err(e) = conn.send_ref(req) {
+            return Err(Error::Disconnected(io::Error::other(e.to_string())));
+        }
+        let reply = match wait {
+            None => conn.recv_deadline::<Reply>(Instant::now() + self.timeout),
+            Some(Some(ms)) => {
+                let d = Instant::now().checked_add(Duration::from_millis(ms)).and_then(|d| d.checked_add(self.timeout));
+                match d {
+                    Some(d) => conn.recv_deadline::<Reply>(d),
+                    None => self.recv_watching(&conn),
+                }
+            }
+            Some(None) => self.recv_watching(&conn),
+        };
+        match reply {
+            Ok(r) => {
+                self.give_back(conn);
+                match r {
+                    Reply::Err(e) => Err(Error::from_remote(e)),
+                    r => Ok(r),
+                }
+            }
+            Err(e) => Err(recv_error(e)),
+        }
+    }
+
+    /// Waits without limit for the reply of a waiting operation, checking
+    /// every call timeout that the server still answers on another
+    /// connection.
+    fn recv_watching(&self, conn: &Connection) -> Result<Reply, RecvError> {
+        loop {
+            match conn.recv_timeout::<Reply>(self.timeout) {
+                Err(RecvError::Timeout) => {
+                    if let Err(e) = self.call(&Request::Ping) {
+                        if e.is_disconnected() {
+                            return Err(RecvError::Io(io::Error::new(io::ErrorKind::TimedOut, "the server stopped answering")));
+                        }
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The authkey as a sealed memfd segment, for proxies sent to children.
+    fn key_segment(&self) -> Result<&Segment, Error> {
+        if let Some(s) = self.key_segment.get() {
+            return Ok(s);
+        }
+        let seg = Segment::anonymous(4 + self.key.len()).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+        seg.write(0, &(self.key.len() as u32).to_le_bytes()).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+        seg.write(4, &self.key).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+        Ok(self.key_segment.get_or_init(|| seg))
+    }
+}
+
+fn borrow(c: &Connection) -> std::os::fd::BorrowedFd<'_> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor belongs to `c`, which outlives the returned borrow.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(c.as_raw_fd()) }
+}
+
+fn recv_error(e: RecvError) -> Error {
+    match e {
+        RecvError::Timeout => Error::Disconnected(io::Error::new(io::ErrorKind::TimedOut, "the server did not answer in time")),
+        RecvError::Eof | RecvError::Truncated => Error::disconnected("the server closed the connection"),
+        RecvError::Io(e) => Error::Disconnected(e),
+        RecvError::Decode(e) => Error::Remote(format!("the server's reply did not decode: {e}")),
+        other => Error::Disconnected(io::Error::other(other.to_string())),
+    }
+}
+
+/// An untyped proxy: a shared object's id and kind, and the session that
+/// reaches its server. Typed proxies wrap one.
+#[derive(Clone)]
+pub struct RawProxy {
+    pub(crate) session: Arc<Session>,
+    pub(crate) id: Id,
+    pub(crate) kind: Kind,
+}
+
+impl fmt::Debug for RawProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawProxy")
+            .field("kind", &self.kind)
+            .field("id", &self.id)
+            .field("address", &self.session.address)
+            .finish()
+    }
+}
+
+impl RawProxy {
+    /// The object's id within its server.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The object's kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The server's address.
+    pub fn address(&self) -> &Address {
+        &self.session.address
+    }
+
+    pub(crate) fn call(&self, op: Op) -> Result<Reply, Error> {
+        self.session.call(&Request::Call { id: self.id, op })
+    }
+
+    pub(crate) fn enc<T: Serialize + ?Sized>(&self, v: &T) -> Result<Vec<u8>, Error> {
+        within(&self.session, || postcard::to_stdvec(v)).map_err(Error::Encode)
+    }
+
+    pub(crate) fn dec<T: DeserializeOwned>(&self, b: &[u8]) -> Result<T, Error> {
+        within(&self.session, || postcard::from_bytes(b)).map_err(Error::Decode)
+    }
+}
+
+/// How a proxy travels.
+#[derive(Serialize, Deserialize)]
+enum ProxyWire {
+    /// Inside a value stored in (or read from) the manager: the id only.
+    Inner { address: AddrWire, id: Id, kind: Kind },
+    /// To another process, as an mproc handle: with the authkey in a sealed
+    /// memfd that only travels as a file descriptor.
+    Outer { address: AddrWire, id: Id, kind: Kind, timeout_ms: u64, key: Segment },
+}
+
+impl Serialize for RawProxy {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let inner = CURRENT.with(|c| c.borrow().is_some());
+        let address = AddrWire::from(&self.session.address);
+        if inner {
+            return ProxyWire::Inner { address, id: self.id, kind: self.kind }.serialize(s);
+        }
+        let key = self.session.key_segment().map_err(S::Error::custom)?.try_clone().map_err(S::Error::custom)?;
+        let timeout_ms = self.session.timeout.as_millis().min(u64::MAX as u128) as u64;
+        ProxyWire::Outer { address, id: self.id, kind: self.kind, timeout_ms, key }.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawProxy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match ProxyWire::deserialize(d)? {
+            ProxyWire::Inner { address, id, kind } => {
+                let address = Address::from(address);
+                let current = CURRENT.with(|c| c.borrow().clone()).filter(|s| s.address == address);
+                let session = current.or_else(|| Session::find(&address)).ok_or_else(|| {
+                    D::Error::custom("a proxy stored in a manager can only be read through a proxy of that manager")
+                })?;
+                Ok(Self { session, id, kind })
+            }
+            ProxyWire::Outer { address, id, kind, timeout_ms, key } => {
+                let mut len = [0u8; 4];
+                key.read(0, &mut len).map_err(D::Error::custom)?;
+                let len = u32::from_le_bytes(len) as usize;
+                if len > key.len().saturating_sub(4) {
+                    return Err(D::Error::custom("malformed authkey handle"));
+                }
+                let mut k = vec![0u8; len];
+                key.read(4, &mut k).map_err(D::Error::custom)?;
+                let session = Session::get(address.into(), &k, Duration::from_millis(timeout_ms));
+                Ok(Self { session, id, kind })
+            }
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! `Dict<K, V>`: a shared dict.
+
+use std::borrow::Borrow;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::code_ref;
+use crate::error::Error;
+use crate::proto::{Kind, Op, Reply};
+use crate::proxy::{bytes, boolean, count, proxy_type, unexpected, unit};
+
+proxy_type! {
+    /// A proxy of a dict in the manager (CPython's `DictProxy`), keeping
+    /// insertion order.
+    ///
+    /// Keys are compared by their serialized bytes (postcard), which is
+    /// deterministic for one type: use the same `K` everywhere. Values come
+    /// back as copies: `dict.get(k)?.unwrap().push(1)` changes your copy,
+    /// not the shared value (CPython's nested-mutation trap, explicit here).
+    /// To change a value in place, call [`Dict::update_with`] (the function
+    /// runs inside the server, atomically) or store a nested proxy as the
+    /// value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = mproc_manager::Manager::start()?;
+    /// let d = m.dict::<String, u64>()?;
+    /// d.insert(&"apples".to_string(), &3)?;
+    /// d.update_or_insert_with(&"apples".to_string(), &0, 2, |v: &mut u64, n: u64| *v += n)?;
+    /// assert_eq!(d.get("apples")?, Some(5));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    Dict<K, V>, Dict, Kind::Dict
+}
+
+impl<K, V> Dict<K, V>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    fn key<Q: Serialize + ?Sized>(&self, k: &Q) -> Result<Vec<u8>, Error> {
+        self.raw.enc(k)
+    }
+
+    fn maybe(&self, r: Reply) -> Result<Option<V>, Error> {
+        match r {
+            Reply::MaybeBytes(Some(b)) => self.raw.dec(&b).map(Some),
+            Reply::MaybeBytes(None) => Ok(None),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// A copy of the value at `key`, or `None` (Python's `d.get(k)`).
+    ///
+    /// `Q` may be any type that serializes like `K` (`&str` for `String`).
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`] if the server is gone; [`Error::Decode`] if
+    /// the stored value is not a `V`.
+    pub fn get<Q>(&self, key: &Q) -> Result<Option<V>, Error>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        let r = self.raw.call(Op::DictGet(self.key(key)?))?;
+        self.maybe(r)
+    }
+
+    /// The value at `key`, or [`Error::KeyMissing`] (Python's `d[k]`).
+    ///
+    /// # Errors
+    /// [`Error::KeyMissing`], and those of [`Dict::get`].
+    pub fn get_item<Q>(&self, key: &Q) -> Result<V, Error>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        self.get(key)?.ok_or(Error::KeyMissing)
+    }
+
+    /// Sets `key` to `value`, returning the old value (Python's `d[k] = v`).
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`]; [`Error::Encode`] if a value does not serialize.
+    pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>, Error> {
+        let r = self.raw.call(Op::DictInsert(self.key(key)?, self.raw.enc(value)?))?;
+        self.maybe(r)
+    }
+
+    /// Removes `key`, returning its value if it was there.
+    ///
+    /// # Errors
+    /// As for [`Dict::get`].
+    pub fn remove<Q>(&self, key: &Q) -> Result<Option<V>, Error>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        let r = self.raw.call(Op::DictRemove(self.key(key)?))?;
+        self.maybe(r)
+    }
+
+    /// Removes `key` and returns its value, or [`Error::KeyMissing`]
+    /// (Python's `d.pop(k)`).
+    ///
+    /// # Errors
+    /// [`Error::KeyMissing`], and those of [`Dict::get`].
+    pub fn pop<Q>(&self, key: &Q) -> Result<V, Error>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        let b = bytes(self.raw.call(Op::DictPop(self.key(key)?))?)?;
+        self.raw.dec(&b)
+    }
+
+    /// Removes and returns the most recently inserted pair (Python's
+    /// `popitem`), or `None` when empty.
+    ///
+    /// # Errors
+    /// As for [`Dict::get`].
+    pub fn pop_item(&self) -> Result<Option<(K, V)>, Error> {
+        match self.raw.call(Op::DictPopItem)? {
+            Reply::MaybePair(Some((k, v))) => Ok(Some((self.raw.dec(&k)?, self.raw.dec(&v)?))),
+            Reply::MaybePair(None) => Ok(None),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Whether `key` is present (Python's `k in d`).
+    ///
+    /// # Errors
+    /// As for [`Dict::get`].
+    pub fn contains_key<Q>(&self, key: &Q) -> Result<bool, Error>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        boolean(self.raw.call(Op::DictContains(self.key(key)?))?)
+    }
+
+    /// The value at `key`, inserting `default` first if it is missing
+    /// (Python's `setdefault`), atomically.
+    ///
+    /// # Errors
+    /// As for [`Dict::insert`].
+    pub fn setdefault(&self, key: &K, default: &V) -> Result<V, Error> {
+        let b = bytes(self.raw.call(Op::DictSetDefault(self.key(key)?, self.raw.enc(default)?))?)?;
+        self.raw.dec(&b)
+    }
+
+    /// The number of entries.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn len(&self) -> Result<usize, Error> {
+        Ok(count(self.raw.call(Op::Len)?)? as usize)
+    }
+
+    /// Whether the dict is empty.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn is_empty(&self) -> Result<bool, Error> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Removes every entry.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn clear(&self) -> Result<(), Error> {
+        unit(self.raw.call(Op::Clear)?)
+    }
+
+    fn list<T: DeserializeOwned>(&self, op: Op) -> Result<Vec<T>, Error> {
+        match self.raw.call(op)? {
+            Reply::List(items) => items.iter().map(|b| self.raw.dec(b)).collect(),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// A snapshot of the keys, in insertion order.
+    ///
+    /// # Errors
+    /// As for [`Dict::get`].
+    pub fn keys(&self) -> Result<Vec<K>, Error> {
+        self.list(Op::DictKeys)
+    }
+
+    /// A snapshot of the values, in insertion order.
+    ///
+    /// # Errors
+    /// As for [`Dict::get`].
+    pub fn values(&self) -> Result<Vec<V>, Error> {
+        self.list(Op::DictValues)
+    }
+
+    /// A snapshot of the pairs, in insertion order (one round trip; taking
+    /// a snapshot also sidesteps CPython's "dict changed size during
+    /// iteration").
+    ///
+    /// # Errors
+    /// As for [`Dict::get`].
+    pub fn items(&self) -> Result<Vec<(K, V)>, Error> {
+        match self.raw.call(Op::DictItems)? {
+            Reply::Pairs(p) => p.iter().map(|(k, v)| Ok((self.raw.dec(k)?, self.raw.dec(v)?))).collect(),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Inserts every pair, in one round trip (Python's `update`).
+    ///
+    /// # Errors
+    /// As for [`Dict::insert`].
+    pub fn update<'a, I>(&self, pairs: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = (&'a K, &'a V)>,
+        K: 'a,
+        V: 'a,
+    {
+        let enc: Result<Vec<_>, Error> = pairs.into_iter().map(|(k, v)| Ok((self.key(k)?, self.raw.enc(v)?))).collect();
+        unit(self.raw.call(Op::DictUpdate(enc?))?)
+    }
+
+    /// Copies of the values at several keys, in one round trip.
+    ///
+    /// # Errors
+    /// As for [`Dict::get`].
+    pub fn get_many<'a, I>(&self, keys: I) -> Result<Vec<Option<V>>, Error>
+    where
+        I: IntoIterator<Item = &'a K>,
+        K: 'a,
+    {
+        let enc: Result<Vec<_>, Error> = keys.into_iter().map(|k| self.key(k)).collect();
+        match self.raw.call(Op::DictGetMany(enc?))? {
+            Reply::MaybeList(vs) => vs.iter().map(|v| v.as_deref().map(|b| self.raw.dec(b)).transpose()).collect(),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Runs `f(&mut value, arg)` on the value at `key` **inside the server**,
+    /// atomically with respect to every other operation on this dict, and
+    /// returns what `f` returns. This is the way to update shared values
+    /// without racing a `get` and an `insert`.
+    ///
+    /// `f` is a `fn` item or a non-capturing closure (a capturing one does
+    /// not compile): pass data through `arg`. It runs in the server process,
+    /// so the client and the server must run the same executable (true for a
+    /// manager started by this program; checked when connecting).
+    ///
+    /// # Errors
+    /// [`Error::KeyMissing`] if `key` is absent; [`Error::ForeignExecutable`]
+    /// if the server runs another executable; [`Error::Panicked`] if `f`
+    /// panicked (the value is then unchanged); [`Error::Update`] if the
+    /// stored value is not a `V`.
+    pub fn update_with<A, R, F>(&self, key: &K, arg: A, f: F) -> Result<R, Error>
+    where
+        F: Fn(&mut V, A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.apply(key, None, arg, f)
+    }
+
+    /// Like [`Dict::update_with`], inserting `default` first when `key` is
+    /// missing (a counter: `update_or_insert_with(&k, &0, 1, |v, n| *v += n)`).
+    ///
+    /// # Errors
+    /// As for [`Dict::update_with`], without [`Error::KeyMissing`].
+    pub fn update_or_insert_with<A, R, F>(&self, key: &K, default: &V, arg: A, f: F) -> Result<R, Error>
+    where
+        F: Fn(&mut V, A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let d = self.raw.enc(default)?;
+        self.apply(key, Some(d), arg, f)
+    }
+
+    fn apply<A, R, F>(&self, key: &K, default: Option<Vec<u8>>, arg: A, f: F) -> Result<R, Error>
+    where
+        F: Fn(&mut V, A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        if !self.raw.session.same_exe()? {
+            return Err(Error::ForeignExecutable);
+        }
+        let func = code_ref::offset_of::<F, V, A, R>(f);
+        let op = Op::DictApply { key: self.key(key)?, default, func, arg: self.raw.enc(&arg)? };
+        let b = bytes(self.raw.call(op)?)?;
+        self.raw.dec(&b)
+    }
+}

@@ -1,0 +1,549 @@
+//! `Manager`: starting, connecting to and shutting down a server, and making
+//! shared objects.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mproc_pipe::{Address, Connection, Listener};
+use mproc_process::{Pid, Process, ProcessHandle, StartMethod};
+use mproc_shm::Segment;
+use serde::{Deserialize, Serialize};
+
+use crate::client::{AddrWire, RawProxy, Session};
+use crate::dict::Dict;
+use crate::error::Error;
+use crate::list::List;
+use crate::proto::{Init, Kind, Reply, Request};
+use crate::proxy::{Proxy, unexpected, unit};
+use crate::queue::{JoinableQueue, Queue};
+use crate::sync::{Barrier, Condition, Event, Lock, RLock, Semaphore};
+use crate::value::{Namespace, Value};
+use crate::{server, sys};
+
+/// The default limit on how long a call waits for a server that does not
+/// answer.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default time the server gets to exit after a shutdown request
+/// (CPython's `shutdown_timeout`).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Configures a manager: where its server listens, the authkey, timeouts.
+#[derive(Clone)]
+#[must_use]
+pub struct ManagerBuilder {
+    address: Option<Address>,
+    authkey: Option<Vec<u8>>,
+    call_timeout: Duration,
+    shutdown_timeout: Duration,
+    start_method: StartMethod,
+}
+
+impl fmt::Debug for ManagerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagerBuilder")
+            .field("address", &self.address)
+            .field("authkey", &self.authkey.as_ref().map(|_| "<secret>"))
+            .field("call_timeout", &self.call_timeout)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("start_method", &self.start_method)
+            .finish()
+    }
+}
+
+impl Default for ManagerBuilder {
+    fn default() -> Self {
+        Self {
+            address: None,
+            authkey: None,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            start_method: StartMethod::default(),
+        }
+    }
+}
+
+impl ManagerBuilder {
+    /// Listens at `address`: a TCP address (`127.0.0.1:0` picks a port) for
+    /// remote clients, or a Unix socket path. The default is a Unix socket
+    /// in a fresh private (0700) directory, removed at shutdown.
+    pub fn address(mut self, address: impl Into<Address>) -> Self {
+        self.address = Some(address.into());
+        self
+    }
+
+    /// The authkey clients must prove they know (CPython's handshake, HMAC
+    /// SHA-256). The default is 32 fresh random bytes.
+    pub fn authkey(mut self, key: &[u8]) -> Self {
+        self.authkey = Some(key.to_vec());
+        self
+    }
+
+    /// How long a call waits for a server that does not answer before it
+    /// returns [`Error::Disconnected`] (default 5 s). Waiting operations
+    /// (`lock`, `get`, …) add their own timeout to it, and without one they
+    /// check every `timeout` that the server still answers.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// How long shutdown waits for the server to exit before terminating it
+    /// (default 1 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The start method of the server process (default: the fork server).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.start_method = method;
+        self
+    }
+
+    fn key(&self) -> Result<Vec<u8>, Error> {
+        match &self.authkey {
+            Some(k) => Ok(k.clone()),
+            None => {
+                let mut k = vec![0u8; 32];
+                sys::random(&mut k).map_err(Error::Io)?;
+                Ok(k)
+            }
+        }
+    }
+
+    /// Starts the server process and returns the manager that owns it.
+    ///
+    /// # Errors
+    /// [`Error::Start`] if the process cannot start; [`Error::Io`] if the
+    /// server cannot bind its address (the message says why).
+    pub fn start(self) -> Result<Manager, Error> {
+        let key = self.key()?;
+        let key_segment = key_segment(&key)?;
+        let (mine, theirs) = mproc_pipe::pipe(true).map_err(Error::Io)?;
+        let args = ServerArgs { address: self.address.as_ref().map(AddrWire::from), key: key_segment, ready: theirs };
+        let mut process = Process::new(server_main, args)
+            .name("SyncManager")
+            .daemon(true)
+            .start_method(self.start_method)
+            .start()
+            .map_err(Error::Start)?;
+        let ready = mine.recv_timeout::<Result<AddrWire, String>>(self.call_timeout.max(Duration::from_secs(10)));
+        let address = match ready {
+            Ok(Ok(a)) => Address::from(a),
+            Ok(Err(msg)) => {
+                let _ = process.join_timeout(self.shutdown_timeout);
+                return Err(Error::Io(io::Error::other(msg)));
+            }
+            Err(e) => {
+                let _ = process.terminate_timeout(self.shutdown_timeout);
+                let _ = process.join_timeout(Duration::ZERO);
+                return Err(Error::Io(io::Error::other(format!("the manager server did not start: {e}"))));
+            }
+        };
+        let session = match Session::with_connection(address, &key, self.call_timeout, mine) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = process.terminate_timeout(self.shutdown_timeout);
+                let _ = process.join_timeout(Duration::ZERO);
+                return Err(e);
+            }
+        };
+        Ok(Manager { session, key, process: Some(process), shutdown_timeout: self.shutdown_timeout, stopped: false, made_by: sys::getpid() })
+    }
+
+    /// Connects to a running server (CPython's `BaseManager.connect`). The
+    /// returned manager does not own the server: dropping it leaves the
+    /// server running.
+    ///
+    /// # Errors
+    /// [`Error::Auth`] for a wrong authkey (before any object is
+    /// reachable); [`Error::Disconnected`] if nothing answers.
+    pub fn connect(self) -> Result<Manager, Error> {
+        let address = self.address.clone().ok_or_else(|| Error::Io(io::Error::other("connect needs an address")))?;
+        let key = self.authkey.clone().ok_or_else(|| Error::Io(io::Error::other("connect needs the authkey")))?;
+        let session = Session::get(address, &key, self.call_timeout);
+        // CPython's `connect` sends a `dummy` request: fail now, not later.
+        unit(session.call(&Request::Ping)?)?;
+        Ok(Manager { session, key, process: None, shutdown_timeout: self.shutdown_timeout, stopped: false, made_by: sys::getpid() })
+    }
+
+    /// Runs the server in this process, in the calling thread, until a
+    /// client calls [`Manager::shutdown`] (CPython's
+    /// `get_server().serve_forever()`). `ready` is called with the bound
+    /// address once clients can connect.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the address cannot be bound.
+    pub fn serve(self, ready: impl FnOnce(&Address)) -> Result<(), Error> {
+        let key = self.key()?;
+        let listener = bind(self.address.as_ref()).map_err(Error::Io)?;
+        ready(listener.address());
+        server::serve(listener, key, None);
+        Ok(())
+    }
+}
+
+fn bind(address: Option<&Address>) -> io::Result<Listener> {
+    match address {
+        Some(a) => Listener::builder(a.clone()).backlog(512).bind(),
+        None => Listener::builder_auto().backlog(512).bind(),
+    }
+}
+
+/// The authkey in a sealed memfd: it reaches the server process as a file
+/// descriptor, never as bytes in a message.
+fn key_segment(key: &[u8]) -> Result<Segment, Error> {
+    let seg = Segment::anonymous(4 + key.len()).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+    seg.write(0, &(key.len() as u32).to_le_bytes()).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+    seg.write(4, key).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+    Ok(seg)
+}
+
+fn read_key(seg: &Segment) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    seg.read(0, &mut len).ok()?;
+    let len = u32::from_le_bytes(len) as usize;
+    let mut k = vec![0u8; len];
+    seg.read(4, &mut k).ok()?;
+    Some(k)
+}
+
+#[derive(Serialize, Deserialize)]
+struct ServerArgs {
+    address: Option<AddrWire>,
+    key: Segment,
+    ready: Connection,
+}
+
+/// The manager server process.
+fn server_main(args: ServerArgs) {
+    sys::ignore_sigint();
+    let Some(key) = read_key(&args.key) else {
+        let _ = args.ready.send_ref(&Err::<AddrWire, String>("the authkey did not arrive".into()));
+        return;
+    };
+    drop(args.key);
+    let address = args.address.map(Address::from);
+    let listener = match bind(address.as_ref()) {
+        Ok(l) => l,
+        Err(e) => {
+            let at = address.map(|a| a.to_string()).unwrap_or_else(|| "a private socket".into());
+            let _ = args.ready.send_ref(&Err::<AddrWire, String>(format!("the manager server cannot listen at {at}: {e}")));
+            return;
+        }
+    };
+    if args.ready.send_ref(&Ok::<AddrWire, String>(AddrWire::from(listener.address()))).is_err() {
+        return;
+    }
+    server::serve(listener, key, Some(args.ready));
+}
+
+/// A manager: a server process holding shared objects, and the means to
+/// make and reach them (CPython's `multiprocessing.Manager()` /
+/// `SyncManager`).
+///
+/// A manager made by [`Manager::start`] owns its server: [`Manager::shutdown`]
+/// or dropping the manager stops it (asking first, then SIGTERM and SIGKILL
+/// after the shutdown timeout). One made by [`Manager::connect`] does not.
+pub struct Manager {
+    session: Arc<Session>,
+    key: Vec<u8>,
+    process: Option<ProcessHandle<()>>,
+    shutdown_timeout: Duration,
+    stopped: bool,
+    /// The process that made this manager (a forked copy must not stop the server).
+    made_by: i32,
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager")
+            .field("address", &self.session.address)
+            .field("pid", &self.pid())
+            .field("owner", &self.process.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Manager {
+    /// Starts a manager with the defaults (a private Unix socket, a random
+    /// authkey, the fork server).
+    ///
+    /// # Errors
+    /// As for [`ManagerBuilder::start`].
+    pub fn start() -> Result<Self, Error> {
+        ManagerBuilder::default().start()
+    }
+
+    /// A builder, to choose the address, authkey and timeouts.
+    pub fn builder() -> ManagerBuilder {
+        ManagerBuilder::default()
+    }
+
+    /// Connects to the server at `address` with `authkey`.
+    ///
+    /// # Errors
+    /// As for [`ManagerBuilder::connect`].
+    pub fn connect(address: impl Into<Address>, authkey: &[u8]) -> Result<Self, Error> {
+        ManagerBuilder::default().address(address).authkey(authkey).connect()
+    }
+
+    /// The server's address.
+    pub fn address(&self) -> &Address {
+        &self.session.address
+    }
+
+    /// The authkey. Give it only to processes that may use every shared
+    /// object of this manager.
+    pub fn authkey(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The server process's id, for a manager that started it.
+    pub fn pid(&self) -> Option<Pid> {
+        self.process.as_ref().map(ProcessHandle::pid)
+    }
+
+    fn create(&self, kind: Kind, init: Init) -> Result<RawProxy, Error> {
+        match self.session.call(&Request::Create { kind, init })? {
+            Reply::Object(id, kind) => Ok(RawProxy { session: self.session.clone(), id, kind }),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    fn enc<T: Serialize + ?Sized>(&self, v: &T) -> Result<Vec<u8>, Error> {
+        crate::client::within(&self.session, || postcard::to_stdvec(v)).map_err(Error::Encode)
+    }
+
+    /// A new, empty shared dict.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn dict<K, V>(&self) -> Result<Dict<K, V>, Error> {
+        Ok(Dict::wrap(self.create(Kind::Dict, Init::Empty)?))
+    }
+
+    /// A new shared dict holding `pairs`.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`]; [`Error::Encode`].
+    pub fn dict_from<K: Serialize, V: Serialize>(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<Dict<K, V>, Error> {
+        let p: Result<Vec<_>, Error> = pairs.into_iter().map(|(k, v)| Ok((self.enc(&k)?, self.enc(&v)?))).collect();
+        Ok(Dict::wrap(self.create(Kind::Dict, Init::Pairs(p?))?))
+    }
+
+    /// A new, empty shared list.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn list<T>(&self) -> Result<List<T>, Error> {
+        Ok(List::wrap(self.create(Kind::List, Init::Empty)?))
+    }
+
+    /// A new shared list holding `items`.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`]; [`Error::Encode`].
+    pub fn list_from<T: Serialize>(&self, items: impl IntoIterator<Item = T>) -> Result<List<T>, Error> {
+        let v: Result<Vec<_>, Error> = items.into_iter().map(|i| self.enc(&i)).collect();
+        Ok(List::wrap(self.create(Kind::List, Init::Items(v?))?))
+    }
+
+    /// A new, empty namespace.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn namespace(&self) -> Result<Namespace, Error> {
+        Ok(Namespace::wrap(self.create(Kind::Namespace, Init::Empty)?))
+    }
+
+    /// A new shared value.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`]; [`Error::Encode`].
+    pub fn value<T: Serialize>(&self, value: T) -> Result<Value<T>, Error> {
+        let b = self.enc(&value)?;
+        Ok(Value::wrap(self.create(Kind::Value, Init::Value(b))?))
+    }
+
+    /// A new lock.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn lock(&self) -> Result<Lock, Error> {
+        Ok(Lock::wrap(self.create(Kind::Lock, Init::Empty)?))
+    }
+
+    /// A new re-entrant lock.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn rlock(&self) -> Result<RLock, Error> {
+        Ok(RLock::wrap(self.create(Kind::RLock, Init::Empty)?))
+    }
+
+    /// A new semaphore with `value` units.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn semaphore(&self, value: u64) -> Result<Semaphore, Error> {
+        Ok(Semaphore::wrap(self.create(Kind::Semaphore, Init::Count(value))?))
+    }
+
+    /// A new bounded semaphore: releasing above `value` is [`Error::OverRelease`].
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn bounded_semaphore(&self, value: u64) -> Result<Semaphore, Error> {
+        Ok(Semaphore::wrap(self.create(Kind::BoundedSemaphore, Init::Count(value))?))
+    }
+
+    /// A new event, not set.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn event(&self) -> Result<Event, Error> {
+        Ok(Event::wrap(self.create(Kind::Event, Init::Empty)?))
+    }
+
+    /// A new condition with its own re-entrant lock.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn condition(&self) -> Result<Condition, Error> {
+        Ok(Condition::wrap(self.create(Kind::Condition, Init::Empty)?))
+    }
+
+    /// A new barrier for `parties` (at least 1) waiters.
+    ///
+    /// # Errors
+    /// [`Error::Remote`] for zero parties; [`Error::Disconnected`].
+    pub fn barrier(&self, parties: usize) -> Result<Barrier, Error> {
+        Ok(Barrier::wrap(self.create(Kind::Barrier, Init::Count(parties as u64))?))
+    }
+
+    /// A new queue holding at most `maxsize` items (0: unbounded).
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn queue<T>(&self, maxsize: usize) -> Result<Queue<T>, Error> {
+        Ok(Queue::wrap(self.create(Kind::Queue, Init::Queue { maxsize: maxsize as u64 })?))
+    }
+
+    /// A new joinable queue holding at most `maxsize` items (0: unbounded).
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn joinable_queue<T>(&self, maxsize: usize) -> Result<JoinableQueue<T>, Error> {
+        Ok(JoinableQueue::wrap(self.create(Kind::JoinableQueue, Init::Queue { maxsize: maxsize as u64 })?))
+    }
+
+    /// Names `proxy`'s object in the server's registry, so that processes
+    /// that [`connect`](Manager::connect) can [`lookup`](Manager::lookup) it.
+    ///
+    /// # Errors
+    /// [`Error::NameTaken`] if the name is in use.
+    pub fn register<P: Proxy>(&self, name: &str, proxy: &P) -> Result<(), Error> {
+        unit(self.session.call(&Request::Register { name: name.to_owned(), id: proxy.raw().id })?)
+    }
+
+    /// The object registered as `name`, as proxy type `P`.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchName`]; [`Error::WrongKind`] if `P` cannot reach it.
+    pub fn lookup<P: Proxy>(&self, name: &str) -> Result<P, Error> {
+        match self.session.call(&Request::Lookup { name: name.to_owned() })? {
+            Reply::Object(id, kind) => P::from_raw(RawProxy { session: self.session.clone(), id, kind }),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Removes `name` from the registry (the object stays).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchName`].
+    pub fn unregister(&self, name: &str) -> Result<(), Error> {
+        unit(self.session.call(&Request::Unregister { name: name.to_owned() })?)
+    }
+
+    /// The registered names, sorted.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn names(&self) -> Result<Vec<String>, Error> {
+        match self.session.call(&Request::Names)? {
+            Reply::Names(n) => Ok(n),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// How many shared objects the server holds (CPython's
+    /// `_number_of_objects`).
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn object_count(&self) -> Result<usize, Error> {
+        match self.session.call(&Request::ObjectCount)? {
+            Reply::Count(n) => Ok(n as usize),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Frees `proxy`'s object in the server (and its registry names). Every
+    /// proxy of it, in every process, then gets [`Error::NoSuchObject`].
+    /// Objects otherwise live until the server shuts down.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchObject`] if it was already freed.
+    pub fn release<P: Proxy>(&self, proxy: &P) -> Result<(), Error> {
+        unit(self.session.call(&Request::Release { id: proxy.raw().id })?)
+    }
+
+    /// Whether the server answers.
+    pub fn is_alive(&self) -> bool {
+        self.session.call(&Request::Ping).is_ok()
+    }
+
+    /// Stops the server: asks it to exit, waits up to the shutdown timeout,
+    /// then terminates it (SIGTERM, then SIGKILL). For a connected manager
+    /// this asks the server to exit and returns. Calls through proxies of
+    /// this server then return [`Error::Disconnected`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the server process could not be signalled.
+    pub fn shutdown(mut self) -> Result<(), Error> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(), Error> {
+        if self.stopped {
+            return Ok(());
+        }
+        self.stopped = true;
+        let asked = self.session.call(&Request::Shutdown);
+        let Some(mut p) = self.process.take() else {
+            return asked.map(|_| ());
+        };
+        let deadline = Instant::now() + self.shutdown_timeout;
+        if asked.is_ok() && p.join_deadline(deadline).is_ok() {
+            return Ok(());
+        }
+        if p.status().is_some() {
+            let _ = p.join_timeout(Duration::ZERO);
+            return Ok(());
+        }
+        p.terminate_timeout(self.shutdown_timeout).map_err(Error::Io)?;
+        let _ = p.join_timeout(Duration::ZERO);
+        Ok(())
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        if self.process.is_some() && self.made_by == sys::getpid() {
+            let _ = self.stop();
+        }
+    }
+}

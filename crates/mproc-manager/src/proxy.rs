@@ -1,0 +1,148 @@
+//! What every typed proxy has in common.
+
+use crate::client::RawProxy;
+use crate::error::Error;
+use crate::proto::{Kind, Reply};
+
+/// A typed handle to a shared object in a manager.
+///
+/// Proxies are cheap to clone (clones share the connection pool) and can be
+/// sent to other processes: as process arguments, or over an mproc
+/// `Connection`, they travel as mproc handles (see the crate docs on
+/// authkeys). Every method is a round trip to the server; results are
+/// copies.
+pub trait Proxy: Sized {
+    /// Whether this proxy type can reach an object of `kind`.
+    fn accepts(kind: Kind) -> bool;
+
+    /// The untyped proxy underneath.
+    fn raw(&self) -> &RawProxy;
+
+    /// Wraps an untyped proxy.
+    ///
+    /// # Errors
+    /// [`Error::WrongKind`] if this type cannot reach `raw`'s kind of object.
+    fn from_raw(raw: RawProxy) -> Result<Self, Error>;
+}
+
+pub(crate) fn unexpected(r: Reply) -> Error {
+    Error::Remote(format!("unexpected reply from the server: {}", reply_name(&r)))
+}
+
+fn reply_name(r: &Reply) -> &'static str {
+    match r {
+        Reply::Hello { .. } => "hello",
+        Reply::Unit => "unit",
+        Reply::Bool(_) => "bool",
+        Reply::Count(_) => "count",
+        Reply::Bytes(_) => "bytes",
+        Reply::MaybeBytes(_) => "optional bytes",
+        Reply::List(_) => "list",
+        Reply::MaybeList(_) => "list of options",
+        Reply::Pairs(_) => "pairs",
+        Reply::MaybePair(_) => "optional pair",
+        Reply::Names(_) => "names",
+        Reply::Object(..) => "object",
+        Reply::Acquired(_) => "acquired",
+        Reply::Held(..) => "held",
+        Reply::Barrier(..) => "barrier",
+        Reply::Batch(_) => "batch",
+        Reply::Err(_) => "error",
+    }
+}
+
+pub(crate) fn unit(r: Reply) -> Result<(), Error> {
+    match r {
+        Reply::Unit => Ok(()),
+        r => Err(unexpected(r)),
+    }
+}
+
+pub(crate) fn count(r: Reply) -> Result<u64, Error> {
+    match r {
+        Reply::Count(n) => Ok(n),
+        r => Err(unexpected(r)),
+    }
+}
+
+pub(crate) fn boolean(r: Reply) -> Result<bool, Error> {
+    match r {
+        Reply::Bool(b) => Ok(b),
+        r => Err(unexpected(r)),
+    }
+}
+
+pub(crate) fn bytes(r: Reply) -> Result<Vec<u8>, Error> {
+    match r {
+        Reply::Bytes(b) => Ok(b),
+        r => Err(unexpected(r)),
+    }
+}
+
+/// Defines a typed proxy struct over `RawProxy` with its common impls.
+macro_rules! proxy_type {
+    ($(#[$m:meta])* $name:ident<$($t:ident),*>, $kinds:pat, $expected:expr) => {
+        $(#[$m])*
+        pub struct $name<$($t),*> {
+            pub(crate) raw: $crate::client::RawProxy,
+            _t: std::marker::PhantomData<fn() -> ($($t,)*)>,
+        }
+
+        impl<$($t),*> $name<$($t),*> {
+            #[allow(dead_code)]
+            pub(crate) fn wrap(raw: $crate::client::RawProxy) -> Self {
+                Self { raw, _t: std::marker::PhantomData }
+            }
+        }
+
+        impl<$($t),*> Clone for $name<$($t),*> {
+            fn clone(&self) -> Self {
+                Self::wrap(self.raw.clone())
+            }
+        }
+
+        impl<$($t),*> std::fmt::Debug for $name<$($t),*> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("id", &self.raw.id)
+                    .field("address", &self.raw.session.address)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<$($t),*> $crate::proxy::Proxy for $name<$($t),*> {
+            fn accepts(kind: $crate::proto::Kind) -> bool {
+                #[allow(unused_imports)]
+                use $crate::proto::Kind::*;
+                matches!(kind, $kinds)
+            }
+
+            fn raw(&self) -> &$crate::client::RawProxy {
+                &self.raw
+            }
+
+            fn from_raw(raw: $crate::client::RawProxy) -> Result<Self, $crate::error::Error> {
+                if <Self as $crate::proxy::Proxy>::accepts(raw.kind) {
+                    Ok(Self::wrap(raw))
+                } else {
+                    Err($crate::error::Error::WrongKind { expected: $expected, found: raw.kind })
+                }
+            }
+        }
+
+        impl<$($t),*> serde::Serialize for $name<$($t),*> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                self.raw.serialize(s)
+            }
+        }
+
+        impl<'de, $($t),*> serde::Deserialize<'de> for $name<$($t),*> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = $crate::client::RawProxy::deserialize(d)?;
+                <Self as $crate::proxy::Proxy>::from_raw(raw).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+pub(crate) use proxy_type;

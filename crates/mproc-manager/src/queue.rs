@@ -1,0 +1,173 @@
+//! `Queue<T>` and `JoinableQueue<T>` that live in the manager.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, PutError};
+use crate::proto::{Kind, Op, WaitMs};
+use crate::proxy::{bytes, count, proxy_type, unit};
+use crate::sync::wait_ms;
+
+fn until(deadline: Instant) -> WaitMs {
+    wait_ms(Some(deadline.saturating_duration_since(Instant::now())))
+}
+
+/// The queue methods shared by both queue types.
+macro_rules! queue_methods {
+    () => {
+        fn put_inner(&self, item: T, wait: WaitMs) -> Result<(), PutError<T>> {
+            let enc = match self.raw.enc(&item) {
+                Ok(b) => b,
+                Err(error) => return Err(PutError { item, error }),
+            };
+            match self.raw.call(Op::Put(enc, wait)).and_then(unit) {
+                Ok(()) => Ok(()),
+                Err(error) => Err(PutError { item, error }),
+            }
+        }
+
+        /// Puts an item, waiting while the queue is full. The item is
+        /// serialized and stored in the server before this returns.
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`] or [`Error::Encode`], with the item back.
+        pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+            self.put_inner(item, None)
+        }
+
+        /// Puts an item if there is room now.
+        ///
+        /// # Errors
+        /// [`Error::Full`] (and those of `put`), with the item back.
+        pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
+            self.put_inner(item, Some(0))
+        }
+
+        /// Puts an item, waiting up to `timeout` for room.
+        ///
+        /// # Errors
+        /// [`Error::Full`] (and those of `put`), with the item back.
+        pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+            self.put_inner(item, wait_ms(Some(timeout)))
+        }
+
+        /// Puts an item, waiting until `deadline` for room.
+        ///
+        /// # Errors
+        /// [`Error::Full`] (and those of `put`), with the item back.
+        pub fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutError<T>> {
+            self.put_inner(item, until(deadline))
+        }
+
+        fn get_inner(&self, wait: WaitMs) -> Result<T, Error> {
+            let b = bytes(self.raw.call(Op::Get(wait))?)?;
+            self.raw.dec(&b)
+        }
+
+        /// Takes the oldest item, waiting while the queue is empty.
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`]; [`Error::Decode`] if the item is not a `T`.
+        pub fn get(&self) -> Result<T, Error> {
+            self.get_inner(None)
+        }
+
+        /// Takes the oldest item if there is one.
+        ///
+        /// # Errors
+        /// [`Error::Empty`], and those of `get`.
+        pub fn try_get(&self) -> Result<T, Error> {
+            self.get_inner(Some(0))
+        }
+
+        /// Takes the oldest item, waiting up to `timeout`.
+        ///
+        /// # Errors
+        /// [`Error::Empty`] on timeout, and those of `get`.
+        pub fn get_timeout(&self, timeout: Duration) -> Result<T, Error> {
+            self.get_inner(wait_ms(Some(timeout)))
+        }
+
+        /// Takes the oldest item, waiting until `deadline`.
+        ///
+        /// # Errors
+        /// [`Error::Empty`] on timeout, and those of `get`.
+        pub fn get_deadline(&self, deadline: Instant) -> Result<T, Error> {
+            self.get_inner(until(deadline))
+        }
+
+        /// The number of items (exact: the server holds them).
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`].
+        pub fn qsize(&self) -> Result<usize, Error> {
+            Ok(count(self.raw.call(Op::QSize)?)? as usize)
+        }
+
+        /// Whether the queue is empty.
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`].
+        pub fn is_empty(&self) -> Result<bool, Error> {
+            Ok(self.qsize()? == 0)
+        }
+    };
+}
+
+proxy_type! {
+    /// A FIFO queue in the manager (CPython's `m.Queue()`, a `queue.Queue`
+    /// in the server). Unlike `mproc-queue`'s shared-memory queues, it can be
+    /// used by processes on other hosts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = mproc_manager::Manager::start()?;
+    /// let q = m.queue::<String>(0)?;
+    /// q.put("hello".to_string())?;
+    /// assert_eq!(q.get()?, "hello");
+    /// assert!(q.try_get().unwrap_err().to_string().contains("empty"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    Queue<T>, Queue | JoinableQueue, Kind::Queue
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    queue_methods!();
+}
+
+proxy_type! {
+    /// A queue whose consumers report finished items, so that a producer
+    /// can wait for all of them ([`JoinableQueue::join`]).
+    JoinableQueue<T>, JoinableQueue, Kind::JoinableQueue
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    queue_methods!();
+
+    /// Marks one item taken earlier as finished.
+    ///
+    /// # Errors
+    /// [`Error::TooManyTaskDone`] if more calls than items put.
+    pub fn task_done(&self) -> Result<(), Error> {
+        unit(self.raw.call(Op::TaskDone)?)
+    }
+
+    /// Waits until every item put has been marked finished.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn join(&self) -> Result<(), Error> {
+        unit(self.raw.call(Op::Join(None))?)
+    }
+
+    /// Waits up to `timeout` for every item to be finished.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], [`Error::Disconnected`].
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), Error> {
+        unit(self.raw.call(Op::Join(wait_ms(Some(timeout))))?)
+    }
+}

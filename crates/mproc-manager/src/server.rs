@@ -1,0 +1,996 @@
+//! The server: shared objects, the registry, and one thread per connection.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use mproc_pipe::{
+    AuthOptions, Connection, FAILURE, Listener, MAX_HANDSHAKE_MESSAGE, WELCOME, make_challenge, respond_to_challenge,
+    verify_response,
+};
+
+use crate::client::lock;
+use crate::code_ref;
+use crate::proto::{
+    self, Acquired, Bytes, ExeWire, Id, Init, Kind, Op, Owner, RemoteError, Reply, Request, WaitMs,
+};
+use crate::sys;
+
+/// How long a client may take over the authkey handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a waiting server thread checks that its client is still there.
+const WAIT_STEP: Duration = Duration::from_millis(50);
+
+type RResult<T> = Result<T, RemoteError>;
+
+/// A dict that keeps insertion order, keyed by encoded bytes.
+#[derive(Default)]
+struct OrderedMap {
+    index: HashMap<Bytes, u64>,
+    entries: BTreeMap<u64, (Bytes, Bytes)>,
+    next: u64,
+}
+
+impl OrderedMap {
+    fn get(&self, k: &[u8]) -> Option<&Bytes> {
+        self.index.get(k).and_then(|s| self.entries.get(s)).map(|(_, v)| v)
+    }
+
+    fn get_mut(&mut self, k: &[u8]) -> Option<&mut Bytes> {
+        let s = self.index.get(k)?;
+        self.entries.get_mut(s).map(|(_, v)| v)
+    }
+
+    fn insert(&mut self, k: Bytes, v: Bytes) -> Option<Bytes> {
+        if let Some(s) = self.index.get(&k) {
+            let slot = self.entries.get_mut(s).expect("index and entries agree");
+            return Some(std::mem::replace(&mut slot.1, v));
+        }
+        let s = self.next;
+        self.next += 1;
+        self.index.insert(k.clone(), s);
+        self.entries.insert(s, (k, v));
+        None
+    }
+
+    fn remove(&mut self, k: &[u8]) -> Option<Bytes> {
+        let s = self.index.remove(k)?;
+        self.entries.remove(&s).map(|(_, v)| v)
+    }
+
+    fn pop_last(&mut self) -> Option<(Bytes, Bytes)> {
+        let (_, (k, v)) = self.entries.pop_last()?;
+        self.index.remove(&k);
+        Some((k, v))
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn clear(&mut self) {
+        self.index.clear();
+        self.entries.clear();
+    }
+}
+
+#[derive(Default)]
+struct LockState {
+    owner: Option<Owner>,
+    count: u64,
+    /// The last holder disconnected while holding it.
+    died: bool,
+}
+
+impl LockState {
+    /// Takes the lock if free (or, when `reentrant`, already ours).
+    fn try_take(&mut self, me: Owner, reentrant: bool) -> Option<Acquired> {
+        match self.owner {
+            None => {
+                self.owner = Some(me);
+                self.count = 1;
+                Some(if std::mem::take(&mut self.died) { Acquired::OwnerDied } else { Acquired::Yes })
+            }
+            Some(o) if reentrant && o == me => {
+                self.count += 1;
+                Some(Acquired::Yes)
+            }
+            Some(_) => None,
+        }
+    }
+}
+
+#[derive(Default)]
+struct CondState {
+    lock: LockState,
+    next_ticket: u64,
+    waiting: VecDeque<u64>,
+    woken: HashSet<u64>,
+}
+
+struct BarrierState {
+    parties: u64,
+    waiting: u64,
+    generation: u64,
+    broken: bool,
+    broken_generations: HashSet<u64>,
+}
+
+struct QueueState {
+    items: VecDeque<Bytes>,
+    /// 0: unbounded.
+    maxsize: u64,
+    unfinished: u64,
+}
+
+enum Obj {
+    Dict(OrderedMap),
+    List(Vec<Bytes>),
+    Namespace(BTreeMap<String, Bytes>),
+    Value(Bytes),
+    Lock(LockState),
+    Semaphore { value: u64, bound: Option<u64> },
+    Event(bool),
+    Condition(CondState),
+    Barrier(BarrierState),
+    Queue(QueueState),
+}
+
+struct Entry {
+    kind: Kind,
+    state: Mutex<Obj>,
+    cv: Condvar,
+}
+
+/// What a connection thread knows about its client.
+pub(crate) struct Peer<'a> {
+    client: u64,
+    same_exe: bool,
+    /// The socket, to notice a client that went away while we wait.
+    fd: Option<BorrowedFd<'a>>,
+    /// Never wait (fuzzing).
+    no_wait: bool,
+}
+
+/// What to do after a reply.
+#[derive(PartialEq, Eq)]
+pub(crate) enum Then {
+    Continue,
+    Shutdown,
+}
+
+/// The shared state of a server.
+pub(crate) struct Server {
+    objects: RwLock<HashMap<Id, Arc<Entry>>>,
+    names: Mutex<BTreeMap<String, Id>>,
+    next_id: AtomicU64,
+    clients: Mutex<HashMap<u64, usize>>,
+    exe: Option<ExeWire>,
+    stopping: AtomicBool,
+}
+
+fn wrong(expected: Kind, found: Kind) -> RemoteError {
+    RemoteError::WrongKind { expected, found }
+}
+
+/// Python's index normalisation: negative counts from the end.
+fn norm(index: i64, len: usize) -> RResult<usize> {
+    let l = len as i64;
+    let i = if index < 0 { index + l } else { index };
+    if i < 0 || i >= l { Err(RemoteError::IndexOutOfRange { index, len: len as u64 }) } else { Ok(i as usize) }
+}
+
+fn guard(m: &Mutex<Obj>) -> MutexGuard<'_, Obj> {
+    lock(m)
+}
+
+impl Server {
+    pub(crate) fn new() -> Self {
+        Self {
+            objects: RwLock::new(HashMap::new()),
+            names: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            clients: Mutex::new(HashMap::new()),
+            exe: code_ref::exe_token(),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    fn entry(&self, id: Id) -> RResult<Arc<Entry>> {
+        self.objects.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned().ok_or(RemoteError::NoSuchObject(id))
+    }
+
+    fn create(&self, kind: Kind, init: Init) -> RResult<Id> {
+        let bad = || RemoteError::Malformed(format!("bad initial state for a {kind}"));
+        let obj = match (kind, init) {
+            (Kind::Dict, Init::Empty) => Obj::Dict(OrderedMap::default()),
+            (Kind::Dict, Init::Pairs(p)) => {
+                let mut m = OrderedMap::default();
+                for (k, v) in p {
+                    m.insert(k, v);
+                }
+                Obj::Dict(m)
+            }
+            (Kind::List, Init::Empty) => Obj::List(Vec::new()),
+            (Kind::List, Init::Items(v)) => Obj::List(v),
+            (Kind::Namespace, Init::Empty) => Obj::Namespace(BTreeMap::new()),
+            (Kind::Value, Init::Value(v)) => Obj::Value(v),
+            (Kind::Lock | Kind::RLock, Init::Empty) => Obj::Lock(LockState::default()),
+            (Kind::Semaphore, Init::Count(n)) => Obj::Semaphore { value: n, bound: None },
+            (Kind::BoundedSemaphore, Init::Count(n)) => Obj::Semaphore { value: n, bound: Some(n) },
+            (Kind::Event, Init::Empty) => Obj::Event(false),
+            (Kind::Condition, Init::Empty) => Obj::Condition(CondState::default()),
+            (Kind::Barrier, Init::Count(n)) if n > 0 => Obj::Barrier(BarrierState {
+                parties: n,
+                waiting: 0,
+                generation: 0,
+                broken: false,
+                broken_generations: HashSet::new(),
+            }),
+            (Kind::Queue | Kind::JoinableQueue, Init::Queue { maxsize }) => {
+                Obj::Queue(QueueState { items: VecDeque::new(), maxsize, unfinished: 0 })
+            }
+            _ => return Err(bad()),
+        };
+        // Relaxed: only uniqueness matters.
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let e = Arc::new(Entry { kind, state: Mutex::new(obj), cv: Condvar::new() });
+        self.objects.write().unwrap_or_else(|e| e.into_inner()).insert(id, e);
+        Ok(id)
+    }
+
+    /// Handles one request. Never panics on any input (a panic in a user's
+    /// update function is caught by the caller).
+    pub(crate) fn handle(&self, peer: &Peer<'_>, req: Request) -> (Reply, Then) {
+        let r = match req {
+            Request::Hello { .. } => Err(RemoteError::Malformed("hello sent twice".into())),
+            Request::Ping => Ok(Reply::Unit),
+            Request::Create { kind, init } => self.create(kind, init).map(|id| Reply::Object(id, kind)),
+            Request::Register { name, id } => self.entry(id).and_then(|_| {
+                let mut names = lock(&self.names);
+                if names.contains_key(&name) {
+                    return Err(RemoteError::NameTaken(name));
+                }
+                names.insert(name, id);
+                Ok(Reply::Unit)
+            }),
+            Request::Lookup { name } => {
+                let id = lock(&self.names).get(&name).copied();
+                match id {
+                    Some(id) => self.entry(id).map(|e| Reply::Object(id, e.kind)),
+                    None => Err(RemoteError::NoSuchName(name)),
+                }
+            }
+            Request::Unregister { name } => match lock(&self.names).remove(&name) {
+                Some(_) => Ok(Reply::Unit),
+                None => Err(RemoteError::NoSuchName(name)),
+            },
+            Request::Names => Ok(Reply::Names(lock(&self.names).keys().cloned().collect())),
+            Request::ObjectCount => {
+                Ok(Reply::Count(self.objects.read().unwrap_or_else(|e| e.into_inner()).len() as u64))
+            }
+            Request::Release { id } => {
+                let gone = self.objects.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                lock(&self.names).retain(|_, v| *v != id);
+                gone.map(|_| Reply::Unit).ok_or(RemoteError::NoSuchObject(id))
+            }
+            Request::Call { id, op } => self.entry(id).and_then(|e| self.op(peer, &e, op)),
+            Request::Batch(ops) => {
+                let mut out = Vec::with_capacity(ops.len().min(1024));
+                for (id, op) in ops {
+                    let r = if op.wait().is_some() {
+                        Err(RemoteError::NotAllowed("waiting operations cannot be batched".into()))
+                    } else {
+                        self.entry(id).and_then(|e| self.op(peer, &e, op))
+                    };
+                    out.push(r.unwrap_or_else(Reply::Err));
+                }
+                Ok(Reply::Batch(out))
+            }
+            Request::Shutdown => return (Reply::Unit, Then::Shutdown),
+        };
+        (r.unwrap_or_else(Reply::Err), Then::Continue)
+    }
+
+    fn deadline(peer: &Peer<'_>, wait: WaitMs) -> Option<Instant> {
+        if peer.no_wait {
+            return Some(Instant::now());
+        }
+        match wait {
+            // An unrepresentable deadline is as good as none.
+            Some(ms) => Instant::now().checked_add(Duration::from_millis(ms)),
+            None => None,
+        }
+    }
+
+    /// Waits on `e`'s condition variable until `f` yields a value (`Ok(Some)`),
+    /// the deadline passes (`Ok(None)`), or the client goes away.
+    fn wait_for<T>(
+        peer: &Peer<'_>,
+        e: &Entry,
+        wait: WaitMs,
+        mut f: impl FnMut(&mut Obj) -> RResult<Option<T>>,
+    ) -> RResult<Option<T>> {
+        let deadline = Self::deadline(peer, wait);
+        let mut g = guard(&e.state);
+        loop {
+            if let Some(t) = f(&mut g)? {
+                return Ok(Some(t));
+            }
+            let now = Instant::now();
+            let step = match deadline {
+                Some(d) if d <= now => return Ok(None),
+                Some(d) => (d - now).min(WAIT_STEP),
+                None => WAIT_STEP,
+            };
+            g = e.cv.wait_timeout(g, step).unwrap_or_else(|p| p.into_inner()).0;
+            if peer.fd.is_some_and(sys::peer_gone) {
+                return Err(RemoteError::NotAllowed("the client went away".into()));
+            }
+        }
+    }
+
+    fn apply(peer: &Peer<'_>, func: i64, value: &mut Bytes, arg: &[u8]) -> RResult<Reply> {
+        if !peer.same_exe {
+            return Err(RemoteError::ForeignExecutable);
+        }
+        let f = code_ref::resolve(func).ok_or(RemoteError::BadFunction)?;
+        match panic::catch_unwind(AssertUnwindSafe(|| f(value, arg))) {
+            Ok(Ok(r)) => Ok(Reply::Bytes(r)),
+            Ok(Err(m)) => Err(RemoteError::Decode(m)),
+            Err(p) => Err(RemoteError::Panicked(panic_message(&*p))),
+        }
+    }
+
+    fn op(&self, peer: &Peer<'_>, e: &Entry, op: Op) -> RResult<Reply> {
+        let kind = e.kind;
+        match op {
+            Op::Len => match &*guard(&e.state) {
+                Obj::Dict(m) => Ok(Reply::Count(m.len() as u64)),
+                Obj::List(l) => Ok(Reply::Count(l.len() as u64)),
+                Obj::Namespace(n) => Ok(Reply::Count(n.len() as u64)),
+                Obj::Queue(q) => Ok(Reply::Count(q.items.len() as u64)),
+                _ => Err(wrong(Kind::Dict, kind)),
+            },
+            Op::Clear => match &mut *guard(&e.state) {
+                Obj::Dict(m) => {
+                    m.clear();
+                    Ok(Reply::Unit)
+                }
+                Obj::List(l) => {
+                    l.clear();
+                    Ok(Reply::Unit)
+                }
+                Obj::Namespace(n) => {
+                    n.clear();
+                    Ok(Reply::Unit)
+                }
+                _ => Err(wrong(Kind::Dict, kind)),
+            },
+            Op::DictGet(_)
+            | Op::DictInsert(..)
+            | Op::DictRemove(_)
+            | Op::DictContains(_)
+            | Op::DictPop(_)
+            | Op::DictSetDefault(..)
+            | Op::DictKeys
+            | Op::DictValues
+            | Op::DictItems
+            | Op::DictUpdate(_)
+            | Op::DictGetMany(_)
+            | Op::DictPopItem
+            | Op::DictApply { .. } => {
+                let mut g = guard(&e.state);
+                let Obj::Dict(m) = &mut *g else { return Err(wrong(Kind::Dict, kind)) };
+                Self::dict_op(peer, m, op)
+            }
+            Op::ListPush(_)
+            | Op::ListExtend(_)
+            | Op::ListGet(_)
+            | Op::ListSet(..)
+            | Op::ListInsert(..)
+            | Op::ListPop(_)
+            | Op::ListRemove(_)
+            | Op::ListIndex(_)
+            | Op::ListCount(_)
+            | Op::ListSnapshot
+            | Op::ListApply { .. } => {
+                let mut g = guard(&e.state);
+                let Obj::List(l) = &mut *g else { return Err(wrong(Kind::List, kind)) };
+                Self::list_op(peer, l, op)
+            }
+            Op::NsGet(_) | Op::NsSet(..) | Op::NsDel(_) | Op::NsNames | Op::NsApply { .. } => {
+                let mut g = guard(&e.state);
+                let Obj::Namespace(n) = &mut *g else { return Err(wrong(Kind::Namespace, kind)) };
+                match op {
+                    Op::NsGet(k) => n.get(&k).cloned().map(Reply::Bytes).ok_or(RemoteError::KeyMissing),
+                    Op::NsSet(k, v) => {
+                        n.insert(k, v);
+                        Ok(Reply::Unit)
+                    }
+                    Op::NsDel(k) => n.remove(&k).map(|_| Reply::Unit).ok_or(RemoteError::KeyMissing),
+                    Op::NsNames => Ok(Reply::Names(n.keys().cloned().collect())),
+                    Op::NsApply { name, func, arg } => {
+                        let v = n.get_mut(&name).ok_or(RemoteError::KeyMissing)?;
+                        Self::apply(peer, func, v, &arg)
+                    }
+                    _ => unreachable!("matched above"),
+                }
+            }
+            Op::ValueGet | Op::ValueSet(_) | Op::ValueSwap(_) | Op::ValueApply { .. } => {
+                let mut g = guard(&e.state);
+                let Obj::Value(v) = &mut *g else { return Err(wrong(Kind::Value, kind)) };
+                match op {
+                    Op::ValueGet => Ok(Reply::Bytes(v.clone())),
+                    Op::ValueSet(n) => {
+                        *v = n;
+                        Ok(Reply::Unit)
+                    }
+                    Op::ValueSwap(n) => Ok(Reply::Bytes(std::mem::replace(v, n))),
+                    Op::ValueApply { func, arg } => Self::apply(peer, func, v, &arg),
+                    _ => unreachable!("matched above"),
+                }
+            }
+            Op::Acquire { owner, wait } => self.acquire(peer, e, owner, wait),
+            Op::Release { owner } => {
+                let mut g = guard(&e.state);
+                let r = match &mut *g {
+                    Obj::Lock(l) if kind == Kind::Lock => match l.owner {
+                        // threading.Lock: anyone may release it.
+                        Some(_) => {
+                            l.owner = None;
+                            l.count = 0;
+                            Ok(Reply::Unit)
+                        }
+                        None => Err(RemoteError::Unlocked),
+                    },
+                    Obj::Lock(l) => release_owned(l, owner),
+                    Obj::Condition(c) => release_owned(&mut c.lock, owner),
+                    Obj::Semaphore { value, bound } => {
+                        if bound.is_some_and(|b| *value >= b) || *value == u64::MAX {
+                            Err(RemoteError::OverRelease)
+                        } else {
+                            *value += 1;
+                            Ok(Reply::Unit)
+                        }
+                    }
+                    _ => Err(wrong(Kind::Lock, kind)),
+                };
+                drop(g);
+                e.cv.notify_all();
+                r
+            }
+            Op::LockState => match &*guard(&e.state) {
+                Obj::Lock(l) => Ok(Reply::Held(l.owner.is_some(), l.count)),
+                Obj::Condition(c) => Ok(Reply::Held(c.lock.owner.is_some(), c.lock.count)),
+                Obj::Semaphore { value, .. } => Ok(Reply::Held(*value == 0, *value)),
+                _ => Err(wrong(Kind::Lock, kind)),
+            },
+            Op::CondWait { owner, wait } => self.cond_wait(peer, e, owner, wait),
+            Op::CondNotify { owner, n } => {
+                let mut g = guard(&e.state);
+                let Obj::Condition(c) = &mut *g else { return Err(wrong(Kind::Condition, kind)) };
+                if c.lock.owner != Some(owner) {
+                    return Err(RemoteError::NotOwner);
+                }
+                let mut woken = 0;
+                while woken < n {
+                    let Some(t) = c.waiting.pop_front() else { break };
+                    c.woken.insert(t);
+                    woken += 1;
+                }
+                drop(g);
+                e.cv.notify_all();
+                Ok(Reply::Count(woken))
+            }
+            Op::EventSet | Op::EventClear | Op::EventIsSet => {
+                let mut g = guard(&e.state);
+                let Obj::Event(flag) = &mut *g else { return Err(wrong(Kind::Event, kind)) };
+                let r = match op {
+                    Op::EventSet => {
+                        *flag = true;
+                        Reply::Unit
+                    }
+                    Op::EventClear => {
+                        *flag = false;
+                        Reply::Unit
+                    }
+                    _ => Reply::Bool(*flag),
+                };
+                drop(g);
+                e.cv.notify_all();
+                Ok(r)
+            }
+            Op::EventWait(wait) => {
+                let r = Self::wait_for(peer, e, wait, |o| match o {
+                    Obj::Event(true) => Ok(Some(())),
+                    Obj::Event(false) => Ok(None),
+                    _ => Err(wrong(Kind::Event, kind)),
+                })?;
+                Ok(Reply::Bool(r.is_some()))
+            }
+            Op::BarrierWait(wait) => self.barrier_wait(peer, e, wait),
+            Op::BarrierReset | Op::BarrierAbort | Op::BarrierInfo => {
+                let mut g = guard(&e.state);
+                let Obj::Barrier(b) = &mut *g else { return Err(wrong(Kind::Barrier, kind)) };
+                let r = match op {
+                    Op::BarrierReset => {
+                        if b.waiting > 0 {
+                            b.broken_generations.insert(b.generation);
+                            b.generation += 1;
+                            b.waiting = 0;
+                        }
+                        b.broken = false;
+                        Reply::Unit
+                    }
+                    Op::BarrierAbort => {
+                        b.broken = true;
+                        Reply::Unit
+                    }
+                    _ => Reply::Barrier(b.parties, b.waiting, b.broken),
+                };
+                drop(g);
+                e.cv.notify_all();
+                Ok(r)
+            }
+            Op::Put(item, wait) => {
+                let mut item = Some(item);
+                let r = Self::wait_for(peer, e, wait, |o| match o {
+                    Obj::Queue(q) if q.maxsize == 0 || (q.items.len() as u64) < q.maxsize => {
+                        q.items.extend(item.take());
+                        q.unfinished += 1;
+                        Ok(Some(()))
+                    }
+                    Obj::Queue(_) => Ok(None),
+                    _ => Err(wrong(Kind::Queue, kind)),
+                })?;
+                e.cv.notify_all();
+                r.map(|()| Reply::Unit).ok_or(RemoteError::Full)
+            }
+            Op::Get(wait) => {
+                let r = Self::wait_for(peer, e, wait, |o| match o {
+                    Obj::Queue(q) => Ok(q.items.pop_front()),
+                    _ => Err(wrong(Kind::Queue, kind)),
+                })?;
+                e.cv.notify_all();
+                r.map(Reply::Bytes).ok_or(RemoteError::Empty)
+            }
+            Op::QSize => match &*guard(&e.state) {
+                Obj::Queue(q) => Ok(Reply::Count(q.items.len() as u64)),
+                _ => Err(wrong(Kind::Queue, kind)),
+            },
+            Op::TaskDone => {
+                let mut g = guard(&e.state);
+                let Obj::Queue(q) = &mut *g else { return Err(wrong(Kind::JoinableQueue, kind)) };
+                if kind != Kind::JoinableQueue {
+                    return Err(wrong(Kind::JoinableQueue, kind));
+                }
+                if q.unfinished == 0 {
+                    return Err(RemoteError::TooManyTaskDone);
+                }
+                q.unfinished -= 1;
+                drop(g);
+                e.cv.notify_all();
+                Ok(Reply::Unit)
+            }
+            Op::Join(wait) => {
+                if kind != Kind::JoinableQueue {
+                    return Err(wrong(Kind::JoinableQueue, kind));
+                }
+                let r = Self::wait_for(peer, e, wait, |o| match o {
+                    Obj::Queue(q) => Ok((q.unfinished == 0).then_some(())),
+                    _ => Err(wrong(Kind::JoinableQueue, kind)),
+                })?;
+                r.map(|()| Reply::Unit).ok_or(RemoteError::Timeout)
+            }
+        }
+    }
+
+    fn dict_op(peer: &Peer<'_>, m: &mut OrderedMap, op: Op) -> RResult<Reply> {
+        Ok(match op {
+            Op::DictGet(k) => Reply::MaybeBytes(m.get(&k).cloned()),
+            Op::DictInsert(k, v) => Reply::MaybeBytes(m.insert(k, v)),
+            Op::DictRemove(k) => Reply::MaybeBytes(m.remove(&k)),
+            Op::DictContains(k) => Reply::Bool(m.get(&k).is_some()),
+            Op::DictPop(k) => Reply::Bytes(m.remove(&k).ok_or(RemoteError::KeyMissing)?),
+            Op::DictSetDefault(k, v) => match m.get(&k) {
+                Some(old) => Reply::Bytes(old.clone()),
+                None => {
+                    m.insert(k, v.clone());
+                    Reply::Bytes(v)
+                }
+            },
+            Op::DictKeys => Reply::List(m.entries.values().map(|(k, _)| k.clone()).collect()),
+            Op::DictValues => Reply::List(m.entries.values().map(|(_, v)| v.clone()).collect()),
+            Op::DictItems => Reply::Pairs(m.entries.values().cloned().collect()),
+            Op::DictUpdate(pairs) => {
+                for (k, v) in pairs {
+                    m.insert(k, v);
+                }
+                Reply::Unit
+            }
+            Op::DictGetMany(keys) => Reply::MaybeList(keys.iter().map(|k| m.get(k).cloned()).collect()),
+            Op::DictPopItem => Reply::MaybePair(m.pop_last()),
+            Op::DictApply { key, default, func, arg } => {
+                if m.get(&key).is_none() {
+                    match default {
+                        Some(d) => {
+                            // Check before inserting, so a refused update leaves no default behind.
+                            if !peer.same_exe {
+                                return Err(RemoteError::ForeignExecutable);
+                            }
+                            m.insert(key.clone(), d);
+                        }
+                        None => return Err(RemoteError::KeyMissing),
+                    }
+                }
+                let v = m.get_mut(&key).ok_or(RemoteError::KeyMissing)?;
+                return Self::apply(peer, func, v, &arg);
+            }
+            _ => return Err(RemoteError::Malformed("not a dict operation".into())),
+        })
+    }
+
+    fn list_op(peer: &Peer<'_>, l: &mut Vec<Bytes>, op: Op) -> RResult<Reply> {
+        Ok(match op {
+            Op::ListPush(v) => {
+                l.push(v);
+                Reply::Unit
+            }
+            Op::ListExtend(vs) => {
+                l.extend(vs);
+                Reply::Unit
+            }
+            Op::ListGet(i) => Reply::Bytes(l[norm(i, l.len())?].clone()),
+            Op::ListSet(i, v) => {
+                let i = norm(i, l.len())?;
+                l[i] = v;
+                Reply::Unit
+            }
+            Op::ListInsert(i, v) => {
+                // Python clamps insert positions.
+                let n = l.len() as i64;
+                let i = if i < 0 { (i + n).max(0) } else { i.min(n) };
+                l.insert(i as usize, v);
+                Reply::Unit
+            }
+            Op::ListPop(i) => {
+                let i = norm(i.unwrap_or(-1), l.len())?;
+                Reply::Bytes(l.remove(i))
+            }
+            Op::ListRemove(v) => {
+                let i = l.iter().position(|x| *x == v).ok_or(RemoteError::ValueMissing)?;
+                l.remove(i);
+                Reply::Unit
+            }
+            Op::ListIndex(v) => Reply::Count(l.iter().position(|x| *x == v).ok_or(RemoteError::ValueMissing)? as u64),
+            Op::ListCount(v) => Reply::Count(l.iter().filter(|x| **x == v).count() as u64),
+            Op::ListSnapshot => Reply::List(l.clone()),
+            Op::ListApply { index, func, arg } => {
+                let i = norm(index, l.len())?;
+                return Self::apply(peer, func, &mut l[i], &arg);
+            }
+            _ => return Err(RemoteError::Malformed("not a list operation".into())),
+        })
+    }
+
+    fn acquire(&self, peer: &Peer<'_>, e: &Entry, owner: Owner, wait: WaitMs) -> RResult<Reply> {
+        let kind = e.kind;
+        let r = Self::wait_for(peer, e, wait, |o| match o {
+            Obj::Lock(l) => Ok(l.try_take(owner, kind == Kind::RLock)),
+            Obj::Condition(c) => Ok(c.lock.try_take(owner, true)),
+            Obj::Semaphore { value, .. } => Ok((*value > 0).then(|| {
+                *value -= 1;
+                Acquired::Yes
+            })),
+            _ => Err(wrong(Kind::Lock, kind)),
+        })?;
+        Ok(Reply::Acquired(r.unwrap_or(Acquired::No)))
+    }
+
+    fn cond_wait(&self, peer: &Peer<'_>, e: &Entry, owner: Owner, wait: WaitMs) -> RResult<Reply> {
+        let kind = e.kind;
+        let (ticket, saved) = {
+            let mut g = guard(&e.state);
+            let Obj::Condition(c) = &mut *g else { return Err(wrong(Kind::Condition, kind)) };
+            if c.lock.owner != Some(owner) {
+                return Err(RemoteError::NotOwner);
+            }
+            let saved = c.lock.count;
+            c.lock.owner = None;
+            c.lock.count = 0;
+            let t = c.next_ticket;
+            c.next_ticket += 1;
+            c.waiting.push_back(t);
+            (t, saved)
+        };
+        e.cv.notify_all();
+        let notified = Self::wait_for(peer, e, wait, |o| match o {
+            Obj::Condition(c) => Ok(c.woken.remove(&ticket).then_some(())),
+            _ => Err(wrong(Kind::Condition, kind)),
+        });
+        {
+            let mut g = guard(&e.state);
+            if let Obj::Condition(c) = &mut *g {
+                c.waiting.retain(|t| *t != ticket);
+                c.woken.remove(&ticket);
+            }
+        }
+        let notified = notified?.is_some();
+        // Take the lock back, without limit (as CPython does).
+        let _ = Self::wait_for(peer, e, None, |o| match o {
+            Obj::Condition(c) if c.lock.owner.is_none() => {
+                c.lock.owner = Some(owner);
+                c.lock.count = saved;
+                Ok(Some(()))
+            }
+            _ => Ok(None),
+        })?;
+        Ok(Reply::Bool(notified))
+    }
+
+    fn barrier_wait(&self, peer: &Peer<'_>, e: &Entry, wait: WaitMs) -> RResult<Reply> {
+        let kind = e.kind;
+        let (generation, index) = {
+            let mut g = guard(&e.state);
+            let Obj::Barrier(b) = &mut *g else { return Err(wrong(Kind::Barrier, kind)) };
+            if b.broken {
+                return Err(RemoteError::BrokenBarrier);
+            }
+            let index = b.waiting;
+            b.waiting += 1;
+            if b.waiting >= b.parties {
+                b.generation += 1;
+                b.waiting = 0;
+                drop(g);
+                e.cv.notify_all();
+                return Ok(Reply::Count(index));
+            }
+            (b.generation, index)
+        };
+        let r = Self::wait_for(peer, e, wait, |o| match o {
+            Obj::Barrier(b) => {
+                if b.broken_generations.contains(&generation) || (b.broken && b.generation == generation) {
+                    Err(RemoteError::BrokenBarrier)
+                } else if b.generation != generation {
+                    Ok(Some(()))
+                } else {
+                    Ok(None)
+                }
+            }
+            _ => Err(wrong(Kind::Barrier, kind)),
+        });
+        match r {
+            Ok(Some(())) => Ok(Reply::Count(index)),
+            Ok(None) | Err(_) => {
+                // A timeout (or a waiter that went away) breaks the barrier, as in CPython.
+                let mut g = guard(&e.state);
+                if let Obj::Barrier(b) = &mut *g {
+                    if b.generation == generation {
+                        b.broken = true;
+                    }
+                }
+                drop(g);
+                e.cv.notify_all();
+                Err(RemoteError::BrokenBarrier)
+            }
+        }
+    }
+
+    /// Counts a new connection of `client`.
+    fn client_joined(&self, client: u64) {
+        *lock(&self.clients).entry(client).or_insert(0) += 1;
+    }
+
+    /// Uncounts a connection; when a client's last one closes, releases the
+    /// locks it held (marking them so the next holder learns of it).
+    fn client_left(&self, client: u64) {
+        let gone = {
+            let mut c = lock(&self.clients);
+            match c.get_mut(&client) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                _ => {
+                    c.remove(&client);
+                    true
+                }
+            }
+        };
+        if !gone {
+            return;
+        }
+        let objects: Vec<Arc<Entry>> = self.objects.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        for e in objects {
+            let mut g = guard(&e.state);
+            let l = match &mut *g {
+                Obj::Lock(l) => l,
+                Obj::Condition(c) => &mut c.lock,
+                _ => continue,
+            };
+            if l.owner.is_some_and(|o| o.client == client) {
+                l.owner = None;
+                l.count = 0;
+                l.died = true;
+                drop(g);
+                e.cv.notify_all();
+            }
+        }
+    }
+
+    /// Serves one connection until it closes or asks for shutdown.
+    /// Returns whether shutdown was asked.
+    pub(crate) fn serve_connection(&self, conn: Connection) -> bool {
+        let fd = conn.as_raw_fd();
+        // SAFETY: the descriptor belongs to `conn`, which outlives `peer`
+        // (both live until the end of this function).
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let Ok(first) = conn.recv_bytes() else { return false };
+        let (client, same_exe) = match proto::decode_request(&first) {
+            Ok(Request::Hello { protocol, client, exe }) if protocol == proto::PROTOCOL => {
+                let same = exe.is_some() && exe == self.exe;
+                let _ = conn.send_ref(&Reply::Hello { protocol: proto::PROTOCOL, same_exe: same, pid: sys::getpid() });
+                (client, same)
+            }
+            _ => {
+                let _ = conn.send_ref(&Reply::Err(RemoteError::Malformed(
+                    "expected a hello of protocol version 1 first".into(),
+                )));
+                return false;
+            }
+        };
+        self.client_joined(client);
+        let peer = Peer { client, same_exe, fd: Some(fd), no_wait: false };
+        let mut shutdown = false;
+        while let Ok(bytes) = conn.recv_bytes() {
+            let (reply, then) = self.handle_bytes(&peer, &bytes);
+            if conn.send_ref(&reply).is_err() {
+                break;
+            }
+            if then == Then::Shutdown {
+                shutdown = true;
+                break;
+            }
+        }
+        self.client_left(peer.client);
+        shutdown
+    }
+
+    /// Decodes and handles one request; malformed bytes get an error reply.
+    pub(crate) fn handle_bytes(&self, peer: &Peer<'_>, bytes: &[u8]) -> (Reply, Then) {
+        match proto::decode_request(bytes) {
+            Ok(req) => match panic::catch_unwind(AssertUnwindSafe(|| self.handle(peer, req))) {
+                Ok(r) => r,
+                Err(p) => (Reply::Err(RemoteError::Panicked(panic_message(&*p))), Then::Continue),
+            },
+            Err(e) => (Reply::Err(RemoteError::Malformed(e.to_string())), Then::Continue),
+        }
+    }
+}
+
+fn release_owned(l: &mut LockState, owner: Owner) -> RResult<Reply> {
+    if l.owner != Some(owner) {
+        return Err(RemoteError::NotOwner);
+    }
+    l.count -= 1;
+    if l.count == 0 {
+        l.owner = None;
+    }
+    Ok(Reply::Unit)
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic".to_owned()
+    }
+}
+
+/// Runs CPython's server side of the authkey handshake (challenge the
+/// client, then answer its challenge) with a deadline.
+fn handshake(conn: &mut Connection, key: &[u8]) -> bool {
+    let opts = AuthOptions::default();
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    conn.set_max_message(MAX_HANDSHAKE_MESSAGE);
+    let ok = (|| {
+        let (msg, body) = make_challenge(opts.digest).ok()?;
+        conn.send_bytes(&msg).ok()?;
+        let response = conn.recv_bytes_deadline(deadline).ok()?;
+        if verify_response(key, &body, &response, &opts).is_err() {
+            let _ = conn.send_bytes(FAILURE);
+            return None;
+        }
+        conn.send_bytes(WELCOME).ok()?;
+        let challenge = conn.recv_bytes_deadline(deadline).ok()?;
+        let answer = respond_to_challenge(key, &challenge, &opts).ok()?;
+        conn.send_bytes(&answer).ok()?;
+        let verdict = conn.recv_bytes_deadline(deadline).ok()?;
+        (verdict == WELCOME).then_some(())
+    })()
+    .is_some();
+    conn.set_max_message(proto::MAX_REQUEST);
+    ok
+}
+
+/// Serves `listener` (and the already-trusted `owner` connection, if any)
+/// until a client asks for shutdown. Each connection gets a thread.
+pub(crate) fn serve(listener: Listener, key: Vec<u8>, owner: Option<Connection>) {
+    let server = Arc::new(Server::new());
+    let key: Arc<[u8]> = key.into();
+    let stop = {
+        let fd = listener.as_raw_fd();
+        let server = server.clone();
+        // The raw descriptor stays valid: `listener` lives until this function returns,
+        // and connection threads only use it to stop the accept loop.
+        Arc::new(move || {
+            // SeqCst (as every access to `stopping`): set before the listener
+            // is shut down, so the accept loop sees it once `accept` fails.
+            server.stopping.store(true, Ordering::SeqCst);
+            // SAFETY: see above; the listener outlives every use during serve.
+            sys::shutdown_listener(unsafe { BorrowedFd::borrow_raw(fd) });
+        })
+    };
+    if let Some(mut c) = owner {
+        c.set_max_message(proto::MAX_REQUEST);
+        let server = server.clone();
+        let stop = stop.clone();
+        let _ = std::thread::Builder::new().name("mproc-manager-owner".into()).spawn(move || {
+            if server.serve_connection(c) {
+                stop();
+            }
+        });
+    }
+    loop {
+        match listener.accept() {
+            Ok(mut c) => {
+                if server.stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let server = server.clone();
+                let key = key.clone();
+                let stop = stop.clone();
+                let _ = std::thread::Builder::new().name("mproc-manager-conn".into()).spawn(move || {
+                    if handshake(&mut c, &key) && server.serve_connection(c) {
+                        stop();
+                    }
+                });
+            }
+            Err(_) if server.stopping.load(Ordering::SeqCst) => break,
+            // Out of descriptors or a client that vanished mid-accept: go on.
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+/// Fuzzing and tests: runs one encoded request against a fresh in-memory
+/// server (without waiting), returning whether it decoded.
+pub(crate) fn fuzz_request(data: &[u8]) -> bool {
+    let server = Server::new();
+    // A few objects of every kind, so ids 1.. exist.
+    for (kind, init) in [
+        (Kind::Dict, Init::Empty),
+        (Kind::List, Init::Items(vec![vec![1], vec![2]])),
+        (Kind::Namespace, Init::Empty),
+        (Kind::Value, Init::Value(vec![0])),
+        (Kind::Lock, Init::Empty),
+        (Kind::RLock, Init::Empty),
+        (Kind::BoundedSemaphore, Init::Count(1)),
+        (Kind::Event, Init::Empty),
+        (Kind::Condition, Init::Empty),
+        (Kind::Barrier, Init::Count(2)),
+        (Kind::JoinableQueue, Init::Queue { maxsize: 2 }),
+    ] {
+        let _ = server.create(kind, init);
+    }
+    let peer = Peer { client: 1, same_exe: true, fd: None, no_wait: true };
+    let decoded = proto::decode_request(data).is_ok();
+    let (_reply, _then) = server.handle_bytes(&peer, data);
+    decoded
+}

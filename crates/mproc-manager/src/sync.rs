@@ -1,0 +1,413 @@
+//! Locks, semaphores, events, conditions and barriers that live in the
+//! manager (CPython's `AcquirerProxy`, `EventProxy`, `ConditionProxy`,
+//! `BarrierProxy`).
+//!
+//! They follow `threading` semantics, as CPython's manager objects do, with
+//! one improvement: when a client process disconnects (dies) while holding a
+//! `Lock`, `RLock` or `Condition`, the server releases it, and the next
+//! acquirer learns so from [`LockGuard::owner_died`] instead of waiting for
+//! ever.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use crate::client::{RawProxy, owner};
+use crate::error::Error;
+use crate::proto::{Acquired, Kind, Op, Owner, Reply, WaitMs};
+use crate::proxy::{boolean, count, proxy_type, unexpected, unit};
+
+/// The wire form of a timeout.
+pub(crate) fn wait_ms(timeout: Option<Duration>) -> WaitMs {
+    timeout.map(|t| t.as_millis().min(u64::MAX as u128) as u64)
+}
+
+fn until(deadline: Instant) -> WaitMs {
+    wait_ms(Some(deadline.saturating_duration_since(Instant::now())))
+}
+
+/// Held while a [`Lock`], [`RLock`] or [`Condition`] is acquired through its
+/// `lock` methods; releases it when dropped (errors ignored: call
+/// [`LockGuard::unlock`] to see them).
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct LockGuard<'a> {
+    raw: &'a RawProxy,
+    owner: Owner,
+    died: bool,
+    released: bool,
+    /// The owner is this thread: the guard must stay on it.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard").field("id", &self.raw.id).field("owner_died", &self.died).finish()
+    }
+}
+
+impl LockGuard<'_> {
+    /// Whether the previous holder's process disconnected while holding the
+    /// lock: the state it protects may be half-updated.
+    pub fn owner_died(&self) -> bool {
+        self.died
+    }
+
+    /// Releases the lock now.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`] if the server is gone.
+    pub fn unlock(mut self) -> Result<(), Error> {
+        self.released = true;
+        unit(self.raw.call(Op::Release { owner: self.owner })?)
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            let _ = self.raw.call(Op::Release { owner: self.owner });
+        }
+    }
+}
+
+fn acquire(raw: &RawProxy, wait: WaitMs) -> Result<Acquired, Error> {
+    match raw.call(Op::Acquire { owner: owner(), wait })? {
+        Reply::Acquired(a) => Ok(a),
+        r => Err(unexpected(r)),
+    }
+}
+
+fn guard(raw: &RawProxy, wait: WaitMs) -> Result<Option<LockGuard<'_>>, Error> {
+    Ok(match acquire(raw, wait)? {
+        Acquired::No => None,
+        a => Some(LockGuard {
+            raw,
+            owner: owner(),
+            died: a == Acquired::OwnerDied,
+            released: false,
+            _not_send: PhantomData,
+        }),
+    })
+}
+
+/// The lock methods shared by `Lock`, `RLock` and `Condition`.
+macro_rules! lock_methods {
+    () => {
+        /// Acquires the lock, waiting as long as it takes.
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`] if the server is gone (checked every call
+        /// timeout while waiting).
+        pub fn lock(&self) -> Result<LockGuard<'_>, Error> {
+            guard(&self.raw, None)?.ok_or(Error::Timeout)
+        }
+
+        /// Acquires the lock if it is free; `None` if not.
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`].
+        pub fn try_lock(&self) -> Result<Option<LockGuard<'_>>, Error> {
+            guard(&self.raw, Some(0))
+        }
+
+        /// Acquires the lock, waiting up to `timeout`; `None` if it stayed taken.
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`].
+        pub fn lock_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>, Error> {
+            guard(&self.raw, wait_ms(Some(timeout)))
+        }
+
+        /// Acquires the lock, waiting until `deadline`; `None` if it stayed taken.
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`].
+        pub fn lock_deadline(&self, deadline: Instant) -> Result<Option<LockGuard<'_>>, Error> {
+            guard(&self.raw, until(deadline))
+        }
+
+        /// Python's `acquire(blocking=True, timeout=-1)` without a guard:
+        /// `timeout` `None` waits for ever. Returns whether it was acquired.
+        /// Release it with `release`.
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`].
+        pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, Error> {
+            Ok(acquire(&self.raw, wait_ms(timeout))? != Acquired::No)
+        }
+
+        /// Python's `release()`.
+        ///
+        /// # Errors
+        /// [`Error::Unlocked`] if it is not held, [`Error::NotOwner`] if
+        /// another thread holds an `RLock` or `Condition`.
+        pub fn release(&self) -> Result<(), Error> {
+            unit(self.raw.call(Op::Release { owner: owner() })?)
+        }
+
+        /// Whether the lock is held by anyone.
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`].
+        pub fn is_locked(&self) -> Result<bool, Error> {
+            match self.raw.call(Op::LockState)? {
+                Reply::Held(h, _) => Ok(h),
+                r => Err(unexpected(r)),
+            }
+        }
+    };
+}
+
+proxy_type! {
+    /// A lock in the manager (`threading.Lock` semantics: any process may
+    /// release it; releasing it unlocked is [`Error::Unlocked`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = mproc_manager::Manager::start()?;
+    /// let lock = m.lock()?;
+    /// {
+    ///     let _g = lock.lock()?;
+    ///     assert!(lock.try_lock()?.is_none());
+    /// }
+    /// assert!(lock.try_lock()?.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    Lock<>, Lock, Kind::Lock
+}
+
+impl Lock {
+    lock_methods!();
+}
+
+proxy_type! {
+    /// A re-entrant lock in the manager (`threading.RLock`): the holding
+    /// thread may take it again, and only it may release it.
+    RLock<>, RLock, Kind::RLock
+}
+
+impl RLock {
+    lock_methods!();
+}
+
+proxy_type! {
+    /// A condition variable in the manager, with its own re-entrant lock
+    /// (`threading.Condition`).
+    Condition<>, Condition, Kind::Condition
+}
+
+impl Condition {
+    lock_methods!();
+
+    /// Releases the lock (which the caller must hold), waits for a notify,
+    /// and takes the lock back.
+    ///
+    /// # Errors
+    /// [`Error::NotOwner`] if the caller does not hold the lock.
+    pub fn wait(&self) -> Result<(), Error> {
+        self.wait_inner(None).map(|_| ())
+    }
+
+    /// Like [`Condition::wait`], giving up after `timeout`; returns whether
+    /// it was notified (the lock is held again either way).
+    ///
+    /// # Errors
+    /// As for [`Condition::wait`].
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, Error> {
+        self.wait_inner(wait_ms(Some(timeout)))
+    }
+
+    fn wait_inner(&self, wait: WaitMs) -> Result<bool, Error> {
+        boolean(self.raw.call(Op::CondWait { owner: owner(), wait })?)
+    }
+
+    /// Wakes up to `n` waiters; returns how many. The caller must hold the lock.
+    ///
+    /// # Errors
+    /// [`Error::NotOwner`] if the caller does not hold the lock.
+    pub fn notify(&self, n: usize) -> Result<usize, Error> {
+        Ok(count(self.raw.call(Op::CondNotify { owner: owner(), n: n as u64 })?)? as usize)
+    }
+
+    /// Wakes every waiter; returns how many.
+    ///
+    /// # Errors
+    /// As for [`Condition::notify`].
+    pub fn notify_all(&self) -> Result<usize, Error> {
+        self.notify(usize::MAX)
+    }
+}
+
+proxy_type! {
+    /// A semaphore in the manager (`threading.Semaphore`, or
+    /// `BoundedSemaphore` when made with
+    /// [`Manager::bounded_semaphore`](crate::Manager::bounded_semaphore)).
+    Semaphore<>, Semaphore | BoundedSemaphore, Kind::Semaphore
+}
+
+impl Semaphore {
+    /// Takes one unit, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn acquire(&self) -> Result<(), Error> {
+        acquire(&self.raw, None).map(|_| ())
+    }
+
+    /// Takes one unit if available; returns whether it did.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn try_acquire(&self) -> Result<bool, Error> {
+        Ok(acquire(&self.raw, Some(0))? != Acquired::No)
+    }
+
+    /// Takes one unit, waiting up to `timeout`; returns whether it did.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, Error> {
+        Ok(acquire(&self.raw, wait_ms(Some(timeout)))? != Acquired::No)
+    }
+
+    /// Gives one unit back.
+    ///
+    /// # Errors
+    /// [`Error::OverRelease`] for a bounded semaphore at its initial value.
+    pub fn release(&self) -> Result<(), Error> {
+        unit(self.raw.call(Op::Release { owner: owner() })?)
+    }
+
+    /// The current value.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn value(&self) -> Result<u64, Error> {
+        match self.raw.call(Op::LockState)? {
+            Reply::Held(_, v) => Ok(v),
+            r => Err(unexpected(r)),
+        }
+    }
+}
+
+proxy_type! {
+    /// An event in the manager (`threading.Event`).
+    Event<>, Event, Kind::Event
+}
+
+impl Event {
+    /// Sets the flag and wakes every waiter.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn set(&self) -> Result<(), Error> {
+        unit(self.raw.call(Op::EventSet)?)
+    }
+
+    /// Clears the flag.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn clear(&self) -> Result<(), Error> {
+        unit(self.raw.call(Op::EventClear)?)
+    }
+
+    /// Whether the flag is set.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn is_set(&self) -> Result<bool, Error> {
+        boolean(self.raw.call(Op::EventIsSet)?)
+    }
+
+    /// Waits until the flag is set.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn wait(&self) -> Result<(), Error> {
+        boolean(self.raw.call(Op::EventWait(None))?).map(|_| ())
+    }
+
+    /// Waits up to `timeout` for the flag; returns whether it is set.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, Error> {
+        boolean(self.raw.call(Op::EventWait(wait_ms(Some(timeout))))?)
+    }
+}
+
+proxy_type! {
+    /// A barrier in the manager (`threading.Barrier`, without an action).
+    Barrier<>, Barrier, Kind::Barrier
+}
+
+impl Barrier {
+    /// Waits until `parties` callers wait; returns this caller's arrival
+    /// index (0 for the first, as CPython's `wait()`).
+    ///
+    /// # Errors
+    /// [`Error::BrokenBarrier`] if the barrier is or becomes broken.
+    pub fn wait(&self) -> Result<usize, Error> {
+        Ok(count(self.raw.call(Op::BarrierWait(None))?)? as usize)
+    }
+
+    /// Like [`Barrier::wait`], giving up after `timeout`, which breaks the
+    /// barrier (as in CPython).
+    ///
+    /// # Errors
+    /// [`Error::BrokenBarrier`] on a timeout or a broken barrier.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, Error> {
+        Ok(count(self.raw.call(Op::BarrierWait(wait_ms(Some(timeout))))?)? as usize)
+    }
+
+    /// Returns the barrier to its initial state; current waiters get
+    /// [`Error::BrokenBarrier`].
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn reset(&self) -> Result<(), Error> {
+        unit(self.raw.call(Op::BarrierReset)?)
+    }
+
+    /// Breaks the barrier: current and future waiters get
+    /// [`Error::BrokenBarrier`] until [`Barrier::reset`].
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn abort(&self) -> Result<(), Error> {
+        unit(self.raw.call(Op::BarrierAbort)?)
+    }
+
+    fn info(&self) -> Result<(u64, u64, bool), Error> {
+        match self.raw.call(Op::BarrierInfo)? {
+            Reply::Barrier(p, w, b) => Ok((p, w, b)),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// How many parties it waits for.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn parties(&self) -> Result<usize, Error> {
+        Ok(self.info()?.0 as usize)
+    }
+
+    /// How many are waiting now.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn n_waiting(&self) -> Result<usize, Error> {
+        Ok(self.info()?.1 as usize)
+    }
+
+    /// Whether it is broken.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn broken(&self) -> Result<bool, Error> {
+        Ok(self.info()?.2)
+    }
+}

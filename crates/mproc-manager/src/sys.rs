@@ -1,0 +1,125 @@
+//! The operating-system calls of this crate (Linux).
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use crate::code_ref::Range;
+use crate::proto::ExeWire;
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
+}
+
+/// The process id.
+pub(crate) fn getpid() -> i32 {
+    // SAFETY: getpid has no preconditions and cannot fail.
+    unsafe { libc::getpid() }
+}
+
+/// Fills `buf` from the kernel's random source.
+pub(crate) fn random(buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: `rest` is a valid, writable buffer of the length passed.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+/// Identifies the running executable file.
+pub(crate) fn exe_id() -> io::Result<ExeWire> {
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    let path = c"/proc/self/exe";
+    // SAFETY: `path` is NUL-terminated and `st` points to writable memory of the right size.
+    cvt(unsafe { libc::stat(path.as_ptr(), st.as_mut_ptr()) })?;
+    // SAFETY: `stat` succeeded, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    Ok(ExeWire { dev: st.st_dev, ino: st.st_ino, size: st.st_size as u64, mtime: st.st_mtime, mtime_nsec: st.st_mtime_nsec })
+}
+
+/// Stops a listening socket: a thread blocked in `accept` on it returns
+/// (`EINVAL`) and no further connection is accepted.
+pub(crate) fn shutdown_listener(fd: BorrowedFd<'_>) {
+    // SAFETY: `fd` is a valid socket for the duration of the call.
+    let _ = unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
+}
+
+/// Whether the peer of a stream socket has closed or reset it (without
+/// consuming anything).
+pub(crate) fn peer_gone(fd: BorrowedFd<'_>) -> bool {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
+    // SAFETY: `p` is one valid pollfd; a zero timeout does not block.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+}
+
+/// Enables TCP keep-alive probes so a vanished peer host is noticed.
+pub(crate) fn keepalive(fd: BorrowedFd<'_>) {
+    let on: libc::c_int = 1;
+    // SAFETY: `fd` is a valid socket; the option value is a c_int of the size passed.
+    let _ = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
+struct Search {
+    anchor: usize,
+    found: Vec<Range>,
+}
+
+const PF_X: u32 = 1;
+const PF_R: u32 = 4;
+
+unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `data` is the `&mut Search` passed to dl_iterate_phdr below,
+    // alive for the whole iteration; `info` is valid during this callback.
+    let (search, info) = unsafe { (&mut *data.cast::<Search>(), &*info) };
+    let base = info.dlpi_addr as usize;
+    let mut ranges = Vec::new();
+    for i in 0..info.dlpi_phnum as usize {
+        // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers.
+        let ph = unsafe { &*info.dlpi_phdr.add(i) };
+        if ph.p_type == libc::PT_LOAD && ph.p_flags & PF_R != 0 {
+            let start = base.wrapping_add(ph.p_vaddr as usize);
+            ranges.push(Range { start, end: start.saturating_add(ph.p_memsz as usize), exec: ph.p_flags & PF_X != 0 });
+        }
+    }
+    if ranges.iter().any(|r| r.exec && search.anchor >= r.start && search.anchor < r.end) {
+        search.found = ranges;
+        return 1;
+    }
+    0
+}
+
+/// The loaded, readable segments of the object (the executable) that
+/// contains `anchor`.
+pub(crate) fn image_segments(anchor: usize) -> Vec<Range> {
+    let mut search = Search { anchor, found: Vec::new() };
+    // SAFETY: `visit` matches the callback type and only reads the headers it
+    // is given; `search` outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut search as *mut Search).cast()) };
+    search.found
+}
+
+/// Ignores SIGINT in this process (the manager server, as CPython's: Ctrl-C
+/// in a terminal reaches the whole process group, and the parent decides).
+pub(crate) fn ignore_sigint() {
+    // SAFETY: installing SIG_IGN for SIGINT has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+}

@@ -1,0 +1,192 @@
+//! `Value<T>` and `Namespace`.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::code_ref;
+use crate::error::Error;
+use crate::proto::{Kind, Op, Reply};
+use crate::proxy::{bytes, proxy_type, unexpected, unit};
+
+proxy_type! {
+    /// A proxy of one shared value of any serde type (CPython's
+    /// `ValueProxy`, without the typecode).
+    ///
+    /// [`Value::get`] returns a copy. `v.set(v.get()? + 1)` is a race between
+    /// processes; [`Value::update_with`] is not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = mproc_manager::Manager::start()?;
+    /// let v = m.value(10u64)?;
+    /// let after = v.update_with(5, |x: &mut u64, n: u64| { *x += n; *x })?;
+    /// assert_eq!(after, 15);
+    /// assert_eq!(v.get()?, 15);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    Value<T>, Value, Kind::Value
+}
+
+impl<T: Serialize + DeserializeOwned> Value<T> {
+    /// A copy of the value.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`]; [`Error::Decode`] if it is not a `T`.
+    pub fn get(&self) -> Result<T, Error> {
+        let b = bytes(self.raw.call(Op::ValueGet)?)?;
+        self.raw.dec(&b)
+    }
+
+    /// Replaces the value.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`]; [`Error::Encode`].
+    pub fn set(&self, value: &T) -> Result<(), Error> {
+        unit(self.raw.call(Op::ValueSet(self.raw.enc(value)?))?)
+    }
+
+    /// Replaces the value and returns the old one, atomically.
+    ///
+    /// # Errors
+    /// As for [`Value::get`] and [`Value::set`].
+    pub fn swap(&self, value: &T) -> Result<T, Error> {
+        let b = bytes(self.raw.call(Op::ValueSwap(self.raw.enc(value)?))?)?;
+        self.raw.dec(&b)
+    }
+
+    /// Runs `f(&mut value, arg)` inside the server, atomically, and returns
+    /// its result. See [`Dict::update_with`](crate::Dict::update_with) for
+    /// the rules on `f`.
+    ///
+    /// # Errors
+    /// [`Error::ForeignExecutable`], [`Error::Panicked`], [`Error::Update`].
+    pub fn update_with<A, R, F>(&self, arg: A, f: F) -> Result<R, Error>
+    where
+        F: Fn(&mut T, A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        if !self.raw.session.same_exe()? {
+            return Err(Error::ForeignExecutable);
+        }
+        let func = code_ref::offset_of::<F, T, A, R>(f);
+        let b = bytes(self.raw.call(Op::ValueApply { func, arg: self.raw.enc(&arg)? })?)?;
+        self.raw.dec(&b)
+    }
+}
+
+proxy_type! {
+    /// A proxy of a namespace: named fields of any serde types (CPython's
+    /// `NamespaceProxy`).
+    ///
+    /// Python reads `ns.name`; here fields are typed at each access:
+    /// `ns.get::<String>("name")`. As in CPython, fields whose names start
+    /// with `_` are local to the proxy and never reach the server: such
+    /// names are refused here ([`Error::Remote`]) rather than silently kept
+    /// apart.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = mproc_manager::Manager::start()?;
+    /// let ns = m.namespace()?;
+    /// ns.set("name", &"Bob")?;
+    /// ns.set("age", &42u32)?;
+    /// assert_eq!(ns.get::<String>("name")?, "Bob");
+    /// assert_eq!(ns.names()?, ["age", "name"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    Namespace<>, Namespace, Kind::Namespace
+}
+
+fn check_name(name: &str) -> Result<(), Error> {
+    if name.starts_with('_') {
+        Err(Error::Remote(format!("namespace field {name:?} starts with '_': such fields are private to a proxy")))
+    } else {
+        Ok(())
+    }
+}
+
+impl Namespace {
+    /// A copy of the field `name`.
+    ///
+    /// # Errors
+    /// [`Error::KeyMissing`] if there is no such field (Python's
+    /// `AttributeError`); [`Error::Decode`] if it is not a `T`.
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T, Error> {
+        check_name(name)?;
+        let b = bytes(self.raw.call(Op::NsGet(name.to_owned()))?)?;
+        self.raw.dec(&b)
+    }
+
+    /// Sets the field `name`.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`]; [`Error::Encode`].
+    pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), Error> {
+        check_name(name)?;
+        unit(self.raw.call(Op::NsSet(name.to_owned(), self.raw.enc(value)?))?)
+    }
+
+    /// Deletes the field `name`.
+    ///
+    /// # Errors
+    /// [`Error::KeyMissing`] if there is no such field.
+    pub fn remove(&self, name: &str) -> Result<(), Error> {
+        check_name(name)?;
+        unit(self.raw.call(Op::NsDel(name.to_owned()))?)
+    }
+
+    /// The field names, sorted (as CPython's `repr` lists them).
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn names(&self) -> Result<Vec<String>, Error> {
+        match self.raw.call(Op::NsNames)? {
+            Reply::Names(n) => Ok(n),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Runs `f(&mut field, arg)` on the field `name` inside the server,
+    /// atomically. See [`Dict::update_with`](crate::Dict::update_with).
+    ///
+    /// # Errors
+    /// [`Error::KeyMissing`], [`Error::ForeignExecutable`],
+    /// [`Error::Panicked`], [`Error::Update`].
+    pub fn update_with<T, A, R, F>(&self, name: &str, arg: A, f: F) -> Result<R, Error>
+    where
+        F: Fn(&mut T, A) -> R + Copy + Send + 'static,
+        T: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        check_name(name)?;
+        if !self.raw.session.same_exe()? {
+            return Err(Error::ForeignExecutable);
+        }
+        let func = code_ref::offset_of::<F, T, A, R>(f);
+        let b = bytes(self.raw.call(Op::NsApply { name: name.to_owned(), func, arg: self.raw.enc(&arg)? })?)?;
+        self.raw.dec(&b)
+    }
+
+    /// `Namespace(age=…, name=…)` with each field shown by `show` (the
+    /// server does not know the fields' types; CPython's `str(ns)`).
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`], or what `show` returns.
+    pub fn describe(&self, mut show: impl FnMut(&str, &Namespace) -> Result<String, Error>) -> Result<String, Error> {
+        let mut out = String::from("Namespace(");
+        for (i, n) in self.names()?.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(n);
+            out.push('=');
+            out.push_str(&show(n, self)?);
+        }
+        out.push(')');
+        Ok(out)
+    }
+}
