@@ -98,14 +98,21 @@ const SPIN_LIMIT: Duration = Duration::from_micros(20);
 impl RawMutex {
     /// An unlocked mutex.
     pub const fn new() -> Self {
-        Self { word: AtomicU32::new(0), aux: AtomicU32::new(0) }
+        Self {
+            word: AtomicU32::new(0),
+            aux: AtomicU32::new(0),
+        }
     }
 
     /// Acquires the lock, blocking until it is free or its owner has died.
     pub fn lock(&self) -> Acquired {
         let me = current_pid();
         // Acquire: pairs with the Release swap in `unlock`.
-        if self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        if self
+            .word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
             return Acquired::Clean;
         }
         loop {
@@ -124,7 +131,10 @@ impl RawMutex {
     pub fn try_lock(&self) -> Option<Acquired> {
         let me = current_pid();
         // Acquire: pairs with the Release swap in `unlock`.
-        match self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
+        match self
+            .word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
             Ok(_) => Some(Acquired::Clean),
             Err(w) => self.take_over_if_dead(w, me, true),
         }
@@ -144,7 +154,10 @@ impl RawMutex {
     pub fn lock_deadline(&self, deadline: Instant) -> Option<Acquired> {
         let me = current_pid();
         // Acquire: pairs with the Release swap in `unlock`.
-        match self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
+        match self
+            .word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
             Ok(_) => Some(Acquired::Clean),
             Err(w) => {
                 if Instant::now() >= deadline {
@@ -184,7 +197,10 @@ impl RawMutex {
                 return false;
             }
             // Release: as in `unlock`.
-            match self.word.compare_exchange_weak(w, 0, Ordering::Release, Ordering::Relaxed) {
+            match self
+                .word
+                .compare_exchange_weak(w, 0, Ordering::Release, Ordering::Relaxed)
+            {
                 Ok(_) => {
                     if w & WAITERS != 0 {
                         futex::wake(&self.word, 1);
@@ -223,7 +239,11 @@ impl RawMutex {
         if w == 0 {
             // Freed meanwhile: one more plain attempt.
             // Acquire: pairs with the Release swap in `unlock`.
-            return self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).ok().map(|_| Acquired::Clean);
+            return self
+                .word
+                .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                .ok()
+                .map(|_| Acquired::Clean);
         }
         let pid = w & PID_MASK;
         if pid == me {
@@ -260,7 +280,12 @@ impl RawMutex {
                 if w == 0 {
                     // Others may still sleep: keep the waiters bit set.
                     // Acquire: pairs with the Release swap in `unlock`.
-                    match self.word.compare_exchange(0, me | WAITERS, Ordering::Acquire, Ordering::Relaxed) {
+                    match self.word.compare_exchange(
+                        0,
+                        me | WAITERS,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    ) {
                         Ok(_) => return Some(Acquired::Clean),
                         Err(x) => {
                             w = x;
@@ -271,7 +296,12 @@ impl RawMutex {
                 if w & WAITERS != 0 {
                     break;
                 }
-                match self.word.compare_exchange_weak(w, w | WAITERS, Ordering::Relaxed, Ordering::Relaxed) {
+                match self.word.compare_exchange_weak(
+                    w,
+                    w | WAITERS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
                     Ok(_) => {
                         w |= WAITERS;
                         break;
@@ -291,14 +321,20 @@ impl RawMutex {
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        return self.take_over_if_dead(self.word.load(Ordering::Relaxed), me, false);
+                        return self.take_over_if_dead(
+                            self.word.load(Ordering::Relaxed),
+                            me,
+                            false,
+                        );
                     }
                     (d - now).min(LIVENESS_SLICE)
                 }
             };
             if !futex::wait(&self.word, w, Some(slice)) {
                 // A whole slice without a wake-up: is the owner still there?
-                if let Some(a) = self.take_over_if_dead(self.word.load(Ordering::Relaxed), me, false) {
+                if let Some(a) =
+                    self.take_over_if_dead(self.word.load(Ordering::Relaxed), me, false)
+                {
                     return Some(a);
                 }
             }
@@ -314,7 +350,11 @@ impl RawMutex {
             let w = self.word.load(Ordering::Relaxed);
             if w == 0 {
                 // Acquire: pairs with the Release swap in `unlock`.
-                if self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                if self
+                    .word
+                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
                     return Some(Acquired::Clean);
                 }
                 continue;
@@ -405,7 +445,9 @@ thread_local! {
 }
 
 fn recently_alive(pid: u32) -> bool {
-    LAST_ALIVE.with(|c| matches!(c.get(), Some((p, t)) if p == pid && t.elapsed() < Duration::from_millis(1)))
+    LAST_ALIVE.with(
+        |c| matches!(c.get(), Some((p, t)) if p == pid && t.elapsed() < Duration::from_millis(1)),
+    )
 }
 
 fn note_alive(pid: u32) {

@@ -95,10 +95,17 @@ impl Barrier {
     /// [`CreateError::Segment`] if the segment cannot be made.
     pub fn new(parties: u32) -> Result<Self, CreateError> {
         if parties == 0 || parties > MAX_PARTIES {
-            return Err(CreateError::InvalidArgument("a barrier needs 1 to MAX_PARTIES parties"));
+            return Err(CreateError::InvalidArgument(
+                "a barrier needs 1 to MAX_PARTIES parties",
+            ));
         }
         let shared = Shared::create(kind::BARRIER, TAG, [u64::from(parties), 0, 0, 0], |_| {})?;
-        Ok(Self { shared, parties, action: None, timeout: None })
+        Ok(Self {
+            shared,
+            parties,
+            action: None,
+            timeout: None,
+        })
     }
 
     /// Opens a segment that holds a `Barrier` (with no action).
@@ -107,7 +114,12 @@ impl Barrier {
     /// [`OpenError`] if the segment holds something else or is corrupt.
     pub fn from_segment(seg: Segment) -> Result<Self, OpenError> {
         let (shared, params) = Shared::open(seg, kind::BARRIER, TAG)?;
-        Ok(Self { shared, parties: check_parties(params[0])?, action: None, timeout: None })
+        Ok(Self {
+            shared,
+            parties: check_parties(params[0])?,
+            action: None,
+            timeout: None,
+        })
     }
 
     /// This handle with `action`, run by the last arriver of each generation
@@ -145,7 +157,11 @@ impl Barrier {
     pub fn n_waiting(&self) -> u32 {
         let s = self.state();
         // Relaxed: a snapshot.
-        if s.broken.load(Ordering::Relaxed) != 0 { 0 } else { s.count.load(Ordering::Relaxed).min(self.parties) }
+        if s.broken.load(Ordering::Relaxed) != 0 {
+            0
+        } else {
+            s.count.load(Ordering::Relaxed).min(self.parties)
+        }
     }
 
     /// Whether the barrier is broken (a snapshot).
@@ -232,7 +248,9 @@ impl Barrier {
         }
         for k in known {
             // Relaxed: bookkeeping for liveness checks only.
-            if k.compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            if k.compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
                 return;
             }
         }
@@ -278,11 +296,19 @@ impl Barrier {
         loop {
             // Acquire: pairs with the Release store in `next_generation`.
             let done = || s.generation.load(Ordering::Acquire) != generation;
-            let slept = if spin_until(done) { Slept::Woken } else { sleep(&s.generation, generation, deadline) };
+            let slept = if spin_until(done) {
+                Slept::Woken
+            } else {
+                sleep(&s.generation, generation, deadline)
+            };
             if done() {
                 // Relaxed: ordered by the Acquire load of `generation` above.
                 let broken = s.history.load(Ordering::Relaxed) & (1 << (generation % 64)) != 0;
-                return if broken { Err(BrokenBarrier) } else { Ok(index) };
+                return if broken {
+                    Err(BrokenBarrier)
+                } else {
+                    Ok(index)
+                };
             }
             let give_up = match slept {
                 Slept::Woken => false,
@@ -370,6 +396,11 @@ impl<'de> Deserialize<'de> for Barrier {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (shared, params) = deserialize_shared(d, kind::BARRIER, TAG)?;
         let parties = check_parties(params[0]).map_err(serde::de::Error::custom)?;
-        Ok(Self { shared, parties, action: None, timeout: None })
+        Ok(Self {
+            shared,
+            parties,
+            action: None,
+            timeout: None,
+        })
     }
 }

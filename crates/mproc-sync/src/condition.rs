@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use mproc_shm::{Acquired, RawMutex, Segment, SharedSync, futex};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{CreateError, LockError, LockTimeoutError, NotOwner, OpenError, TryLockError, WaitError};
+use crate::error::{
+    CreateError, LockError, LockTimeoutError, NotOwner, OpenError, TryLockError, WaitError,
+};
 use crate::lock::{Lock, LockGuard};
 use crate::rlock::{RLock, RLockGuard};
 use crate::shared::{Shared, kind};
@@ -41,7 +43,11 @@ const ONE_WAITER: u64 = 1 << 32;
 impl RawCondition {
     /// A condition with no waiters.
     pub const fn new() -> Self {
-        Self { seq: AtomicU32::new(0), _reserved: AtomicU32::new(0), state: AtomicU64::new(0) }
+        Self {
+            seq: AtomicU32::new(0),
+            _reserved: AtomicU32::new(0),
+            state: AtomicU64::new(0),
+        }
     }
 
     /// Registers the caller as a waiter and returns a ticket for
@@ -81,7 +87,10 @@ impl RawCondition {
         while st as u32 > 0 {
             let new = st.saturating_sub(ONE_WAITER + 1);
             // AcqRel: pairs with the AcqRel update in `notify`.
-            match self.state.compare_exchange_weak(st, new, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .state
+                .compare_exchange_weak(st, new, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return true,
                 Err(x) => st = x,
             }
@@ -99,7 +108,10 @@ impl RawCondition {
                 (false, st.saturating_sub(ONE_WAITER))
             };
             // AcqRel: as in `take_wakeup`.
-            match self.state.compare_exchange_weak(st, new, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .state
+                .compare_exchange_weak(st, new, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return taken,
                 Err(x) => st = x,
             }
@@ -117,7 +129,12 @@ impl RawCondition {
                 return 0;
             }
             // AcqRel: pairs with the updates by waiters.
-            match self.state.compare_exchange_weak(st, st + u64::from(k), Ordering::AcqRel, Ordering::Acquire) {
+            match self.state.compare_exchange_weak(
+                st,
+                st + u64::from(k),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => break k,
                 Err(x) => st = x,
             }
@@ -199,7 +216,8 @@ fn map_lock<'a, G>(
     r: Result<G, LockError<G>>,
     f: impl Fn(G) -> ConditionGuard<'a>,
 ) -> Result<ConditionGuard<'a>, LockError<ConditionGuard<'a>>> {
-    r.map(&f).map_err(|e| LockError::OwnerDied(f(e.into_inner())))
+    r.map(&f)
+        .map_err(|e| LockError::OwnerDied(f(e.into_inner())))
 }
 
 fn map_try<'a, G>(
@@ -248,7 +266,10 @@ impl Condition {
     }
 
     fn make(lock: CondLock) -> Result<Self, CreateError> {
-        Ok(Self { shared: Shared::create(kind::CONDITION, TAG, [0; 4], |_| {})?, lock })
+        Ok(Self {
+            shared: Shared::create(kind::CONDITION, TAG, [0; 4], |_| {})?,
+            lock,
+        })
     }
 
     /// Rebuilds a condition from its segment and its lock (the parts of one
@@ -261,7 +282,10 @@ impl Condition {
             Ok(l) => CondLock::Lock(l),
             Err(r) => CondLock::RLock(r),
         };
-        Ok(Self { shared: Shared::open(seg, kind::CONDITION, TAG)?.0, lock })
+        Ok(Self {
+            shared: Shared::open(seg, kind::CONDITION, TAG)?.0,
+            lock,
+        })
     }
 
     /// The shared memory segment of the condition itself (not its lock's).
@@ -295,7 +319,10 @@ impl Condition {
     ///
     /// # Errors
     /// As [`Lock::lock_timeout`].
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>, LockTimeoutError<ConditionGuard<'_>>> {
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ConditionGuard<'_>, LockTimeoutError<ConditionGuard<'_>>> {
         match &self.lock {
             CondLock::Lock(l) => map_timeout(l.lock_timeout(timeout), ConditionGuard::Lock),
             CondLock::RLock(l) => map_timeout(l.lock_timeout(timeout), ConditionGuard::RLock),
@@ -380,11 +407,19 @@ impl Condition {
     ///
     /// # Errors
     /// As [`Condition::wait`].
-    pub fn wait_for_timeout(&self, pred: impl FnMut() -> bool, timeout: Duration) -> Result<bool, WaitError> {
+    pub fn wait_for_timeout(
+        &self,
+        pred: impl FnMut() -> bool,
+        timeout: Duration,
+    ) -> Result<bool, WaitError> {
         self.wait_for_inner(pred, deadline_after(timeout))
     }
 
-    fn wait_for_inner(&self, mut pred: impl FnMut() -> bool, deadline: Option<Instant>) -> Result<bool, WaitError> {
+    fn wait_for_inner(
+        &self,
+        mut pred: impl FnMut() -> bool,
+        deadline: Option<Instant>,
+    ) -> Result<bool, WaitError> {
         if !self.owned() {
             return Err(WaitError::NotOwner);
         }
@@ -426,7 +461,10 @@ impl Condition {
 
 impl fmt::Debug for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Condition").field("lock", &self.lock).field("waiting", &self.waiting()).finish()
+        f.debug_struct("Condition")
+            .field("lock", &self.lock)
+            .field("waiting", &self.waiting())
+            .finish()
     }
 }
 
@@ -444,14 +482,23 @@ struct Wire {
 
 impl Serialize for Condition {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        WireRef { seg: self.shared.segment(), lock: &self.lock }.serialize(s)
+        WireRef {
+            seg: self.shared.segment(),
+            lock: &self.lock,
+        }
+        .serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Condition {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = Wire::deserialize(d)?;
-        let shared = Shared::open(w.seg, kind::CONDITION, TAG).map_err(serde::de::Error::custom)?.0;
-        Ok(Self { shared, lock: w.lock })
+        let shared = Shared::open(w.seg, kind::CONDITION, TAG)
+            .map_err(serde::de::Error::custom)?
+            .0;
+        Ok(Self {
+            shared,
+            lock: w.lock,
+        })
     }
 }

@@ -20,7 +20,9 @@ impl fmt::Display for CreateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
-            Self::Segment(_) => f.write_str("failed to create the shared memory of a synchronisation primitive"),
+            Self::Segment(_) => {
+                f.write_str("failed to create the shared memory of a synchronisation primitive")
+            }
         }
     }
 }
@@ -55,9 +57,15 @@ impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Segment(SegmentError::Layout(l)) => {
-                write!(f, "segment is not the expected synchronisation primitive: {l}")
+                write!(
+                    f,
+                    "segment is not the expected synchronisation primitive: {l}"
+                )
             }
-            Self::Segment(e) => write!(f, "segment is not the expected synchronisation primitive: {e}"),
+            Self::Segment(e) => write!(
+                f,
+                "segment is not the expected synchronisation primitive: {e}"
+            ),
             Self::Corrupt(what) => write!(f, "synchronisation primitive is corrupt: {what}"),
         }
     }
@@ -257,9 +265,9 @@ impl fmt::Display for WaitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotOwner => f.write_str("must hold the condition's lock before using wait"),
-            Self::OwnerDied { .. } => {
-                f.write_str("re-acquired the condition's lock after its previous holder died holding it")
-            }
+            Self::OwnerDied { .. } => f.write_str(
+                "re-acquired the condition's lock after its previous holder died holding it",
+            ),
         }
     }
 }

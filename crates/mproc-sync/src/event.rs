@@ -31,7 +31,10 @@ unsafe impl SharedSync for RawEvent {}
 impl RawEvent {
     /// A clear event.
     pub const fn new() -> Self {
-        Self { flag: AtomicU32::new(0), waiters: AtomicU32::new(0) }
+        Self {
+            flag: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+        }
     }
 
     /// Whether the flag is set (a snapshot).
@@ -129,7 +132,9 @@ impl Event {
     /// # Errors
     /// [`CreateError::Segment`] if the segment cannot be made.
     pub fn new() -> Result<Self, CreateError> {
-        Ok(Self { shared: Shared::create(kind::EVENT, TAG, [0; 4], |_| {})? })
+        Ok(Self {
+            shared: Shared::create(kind::EVENT, TAG, [0; 4], |_| {})?,
+        })
     }
 
     /// Opens a segment that holds an `Event`.
@@ -137,7 +142,9 @@ impl Event {
     /// # Errors
     /// [`OpenError`] if the segment holds something else or is corrupt.
     pub fn from_segment(seg: Segment) -> Result<Self, OpenError> {
-        Ok(Self { shared: Shared::open(seg, kind::EVENT, TAG)?.0 })
+        Ok(Self {
+            shared: Shared::open(seg, kind::EVENT, TAG)?.0,
+        })
     }
 
     /// The shared memory segment of this event.
@@ -179,7 +186,9 @@ impl Event {
 
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Event").field("set", &self.is_set()).finish()
+        f.debug_struct("Event")
+            .field("set", &self.is_set())
+            .finish()
     }
 }
 
@@ -191,6 +200,8 @@ impl Serialize for Event {
 
 impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self { shared: deserialize_shared(d, kind::EVENT, TAG)?.0 })
+        Ok(Self {
+            shared: deserialize_shared(d, kind::EVENT, TAG)?.0,
+        })
     }
 }

@@ -11,7 +11,9 @@ use crate::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore}
 /// with non-blocking operations only. Must never panic, hang or touch
 /// memory outside the segment, whatever `data` holds.
 pub fn open_segment(data: &[u8]) {
-    let Ok(seg) = Segment::anonymous(data.len().max(1)) else { return };
+    let Ok(seg) = Segment::anonymous(data.len().max(1)) else {
+        return;
+    };
     if seg.write(0, data).is_err() {
         return;
     }

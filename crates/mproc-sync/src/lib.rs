@@ -85,11 +85,13 @@ mod wait;
 pub use crate::barrier::{Barrier, MAX_PARTIES};
 pub use crate::condition::{Condition, ConditionGuard, RawCondition};
 pub use crate::error::{
-    BrokenBarrier, CreateError, LockError, LockTimeoutError, NotOwner, OpenError, OverRelease, TryLockError,
-    WaitError,
+    BrokenBarrier, CreateError, LockError, LockTimeoutError, NotOwner, OpenError, OverRelease,
+    TryLockError, WaitError,
 };
 pub use crate::event::{Event, RawEvent};
 pub use crate::lock::{Lock, LockGuard};
 pub use crate::rlock::{RLock, RLockGuard};
-pub use crate::semaphore::{BoundedSemaphore, RawSemaphore, SEM_VALUE_MAX, Semaphore, SemaphoreGuard};
+pub use crate::semaphore::{
+    BoundedSemaphore, RawSemaphore, SEM_VALUE_MAX, Semaphore, SemaphoreGuard,
+};
 pub use mproc_shm::{Acquired, RawMutex};

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use mproc_shm::{Acquired, RawMutex, Segment, SharedSync};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{CreateError, LockError, LockTimeoutError, OpenError, OverRelease, TryLockError};
+use crate::error::{
+    CreateError, LockError, LockTimeoutError, OpenError, OverRelease, TryLockError,
+};
 use crate::shared::{Shared, deserialize_shared, kind};
 use crate::sys::current_tid;
 use crate::wait::deadline_after;
@@ -69,7 +71,9 @@ impl Lock {
     /// # Errors
     /// [`CreateError::Segment`] if the segment cannot be made.
     pub fn new() -> Result<Self, CreateError> {
-        Ok(Self { shared: Shared::create(kind::LOCK, TAG, [0; 4], |_| {})? })
+        Ok(Self {
+            shared: Shared::create(kind::LOCK, TAG, [0; 4], |_| {})?,
+        })
     }
 
     /// Opens a segment that holds a `Lock` (made by [`Lock::new`] in this or
@@ -78,7 +82,9 @@ impl Lock {
     /// # Errors
     /// [`OpenError`] if the segment holds something else or is corrupt.
     pub fn from_segment(seg: Segment) -> Result<Self, OpenError> {
-        Ok(Self { shared: Shared::open(seg, kind::LOCK, TAG)?.0 })
+        Ok(Self {
+            shared: Shared::open(seg, kind::LOCK, TAG)?.0,
+        })
     }
 
     /// The shared memory segment of this lock.
@@ -94,8 +100,13 @@ impl Lock {
     fn guard(&self, how: Acquired) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         // Relaxed: read only by this thread's ownership checks, and by others
         // as a hint; the mutex orders the protected data.
-        self.state().owner_tid.store(current_tid(), Ordering::Relaxed);
-        let g = LockGuard { lock: self, _not_send: PhantomData };
+        self.state()
+            .owner_tid
+            .store(current_tid(), Ordering::Relaxed);
+        let g = LockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        };
         match how {
             Acquired::Clean => Ok(g),
             Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
@@ -131,7 +142,10 @@ impl Lock {
     /// [`LockTimeoutError::Timeout`] when the time runs out;
     /// [`LockTimeoutError::OwnerDied`] (holding the guard) if the previous
     /// holder died holding it.
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
         match deadline_after(timeout) {
             Some(d) => self.lock_deadline(d),
             None => self.lock().map_err(Into::into),
@@ -142,7 +156,10 @@ impl Lock {
     ///
     /// # Errors
     /// As [`Lock::lock_timeout`].
-    pub fn lock_deadline(&self, deadline: Instant) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
+    pub fn lock_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
         match self.state().mutex.lock_deadline(deadline) {
             Some(a) => self.guard(a).map_err(Into::into),
             None => Err(LockTimeoutError::Timeout),
@@ -161,7 +178,11 @@ impl Lock {
         // SAFETY: releasing a lock held by someone else is this type's
         // documented (CPython) semantics; the data it protects is the
         // caller's responsibility, exactly as with CPython's Lock.
-        if unsafe { self.state().mutex.unlock_if_locked() } { Ok(()) } else { Err(OverRelease) }
+        if unsafe { self.state().mutex.unlock_if_locked() } {
+            Ok(())
+        } else {
+            Err(OverRelease)
+        }
     }
 
     /// Whether the lock is held right now (a snapshot).
@@ -198,7 +219,9 @@ impl Lock {
     pub(crate) fn relock(&self) -> Acquired {
         let a = self.state().mutex.lock();
         // Relaxed: see `guard`.
-        self.state().owner_tid.store(current_tid(), Ordering::Relaxed);
+        self.state()
+            .owner_tid
+            .store(current_tid(), Ordering::Relaxed);
         a
     }
 }
@@ -222,7 +245,9 @@ impl LockGuard<'_> {
 
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lock").field("owner_pid", &self.owner_pid()).finish_non_exhaustive()
+        f.debug_struct("Lock")
+            .field("owner_pid", &self.owner_pid())
+            .finish_non_exhaustive()
     }
 }
 
@@ -240,6 +265,8 @@ impl Serialize for Lock {
 
 impl<'de> Deserialize<'de> for Lock {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self { shared: deserialize_shared(d, kind::LOCK, TAG)?.0 })
+        Ok(Self {
+            shared: deserialize_shared(d, kind::LOCK, TAG)?.0,
+        })
     }
 }

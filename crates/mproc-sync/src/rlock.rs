@@ -66,7 +66,9 @@ impl RLock {
     /// # Errors
     /// [`CreateError::Segment`] if the segment cannot be made.
     pub fn new() -> Result<Self, CreateError> {
-        Ok(Self { shared: Shared::create(kind::RLOCK, TAG, [0; 4], |_| {})? })
+        Ok(Self {
+            shared: Shared::create(kind::RLOCK, TAG, [0; 4], |_| {})?,
+        })
     }
 
     /// Opens a segment that holds an `RLock`.
@@ -74,7 +76,9 @@ impl RLock {
     /// # Errors
     /// [`OpenError`] if the segment holds something else or is corrupt.
     pub fn from_segment(seg: Segment) -> Result<Self, OpenError> {
-        Ok(Self { shared: Shared::open(seg, kind::RLOCK, TAG)?.0 })
+        Ok(Self {
+            shared: Shared::open(seg, kind::RLOCK, TAG)?.0,
+        })
     }
 
     /// The shared memory segment of this lock.
@@ -111,7 +115,10 @@ impl RLock {
     }
 
     fn guard(&self, how: Acquired) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
-        let g = RLockGuard { lock: self, _not_send: PhantomData };
+        let g = RLockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        };
         match how {
             Acquired::Clean => Ok(g),
             Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
@@ -145,7 +152,10 @@ impl RLock {
     /// # Errors
     /// [`LockTimeoutError::Timeout`] when the time runs out;
     /// [`LockTimeoutError::OwnerDied`] as for [`RLock::lock`].
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<RLockGuard<'_>, LockTimeoutError<RLockGuard<'_>>> {
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<RLockGuard<'_>, LockTimeoutError<RLockGuard<'_>>> {
         match deadline_after(timeout) {
             Some(d) => self.lock_deadline(d),
             None => self.lock().map_err(Into::into),
@@ -156,7 +166,10 @@ impl RLock {
     ///
     /// # Errors
     /// As [`RLock::lock_timeout`].
-    pub fn lock_deadline(&self, deadline: Instant) -> Result<RLockGuard<'_>, LockTimeoutError<RLockGuard<'_>>> {
+    pub fn lock_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<RLockGuard<'_>, LockTimeoutError<RLockGuard<'_>>> {
         match self.enter(|m| m.lock_deadline(deadline)) {
             Some(a) => self.guard(a).map_err(Into::into),
             None => Err(LockTimeoutError::Timeout),
@@ -273,6 +286,8 @@ impl Serialize for RLock {
 
 impl<'de> Deserialize<'de> for RLock {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self { shared: deserialize_shared(d, kind::RLOCK, TAG)?.0 })
+        Ok(Self {
+            shared: deserialize_shared(d, kind::RLOCK, TAG)?.0,
+        })
     }
 }

@@ -10,7 +10,9 @@ use mproc_shm::mutex::{current_pid, process_alive};
 use mproc_shm::{Acquired, Segment, SharedSync, futex};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{CreateError, LockError, LockTimeoutError, OpenError, OverRelease, TryLockError};
+use crate::error::{
+    CreateError, LockError, LockTimeoutError, OpenError, OverRelease, TryLockError,
+};
 use crate::shared::{Shared, deserialize_shared, kind};
 use crate::wait::{Slept, deadline_after, sleep, spin_until};
 
@@ -35,7 +37,10 @@ unsafe impl SharedSync for RawSemaphore {}
 impl RawSemaphore {
     /// A semaphore holding `value` units.
     pub const fn new(value: u32) -> Self {
-        Self { value: AtomicU32::new(value), waiters: AtomicU32::new(0) }
+        Self {
+            value: AtomicU32::new(value),
+            waiters: AtomicU32::new(0),
+        }
     }
 
     /// The number of units available right now (a snapshot).
@@ -50,7 +55,10 @@ impl RawSemaphore {
         while v > 0 {
             // Acquire: pairs with the Release in `release`, so what the
             // releaser wrote before is visible to the acquirer.
-            match self.value.compare_exchange_weak(v, v - 1, Ordering::Acquire, Ordering::Relaxed) {
+            match self
+                .value
+                .compare_exchange_weak(v, v - 1, Ordering::Acquire, Ordering::Relaxed)
+            {
                 Ok(_) => return true,
                 Err(x) => v = x,
             }
@@ -110,7 +118,10 @@ impl RawSemaphore {
             let new = v.checked_add(n).filter(|&x| x <= max).ok_or(OverRelease)?;
             // SeqCst: publishes the releaser's writes (Release) and orders
             // against the waiter count load below (see `sleep`).
-            match self.value.compare_exchange_weak(v, new, Ordering::SeqCst, Ordering::Relaxed) {
+            match self
+                .value
+                .compare_exchange_weak(v, new, Ordering::SeqCst, Ordering::Relaxed)
+            {
                 Ok(_) => break,
                 Err(x) => v = x,
             }
@@ -163,7 +174,9 @@ thread_local! {
 impl Core {
     fn create(kind: u32, value: u32, max: u32) -> Result<Self, CreateError> {
         if value > SEM_VALUE_MAX {
-            return Err(CreateError::InvalidArgument("semaphore value above SEM_VALUE_MAX"));
+            return Err(CreateError::InvalidArgument(
+                "semaphore value above SEM_VALUE_MAX",
+            ));
         }
         let shared = Shared::create(kind, TAG, [u64::from(max), 0, 0, 0], |s: &SemState| {
             // Relaxed: published by the header's Release store.
@@ -174,15 +187,21 @@ impl Core {
 
     fn open(seg: Segment, kind: u32) -> Result<Self, OpenError> {
         let (shared, params) = Shared::open(seg, kind, TAG)?;
-        let max = u32::try_from(params[0]).ok().filter(|&m| m <= SEM_VALUE_MAX);
+        let max = u32::try_from(params[0])
+            .ok()
+            .filter(|&m| m <= SEM_VALUE_MAX);
         let max = max.ok_or(OpenError::Corrupt("semaphore maximum out of range"))?;
         Ok(Self { shared, max })
     }
 
     fn deserialize<'de, D: Deserializer<'de>>(d: D, kind: u32) -> Result<Self, D::Error> {
         let (shared, params): (Shared<SemState>, _) = deserialize_shared(d, kind, TAG)?;
-        let max = u32::try_from(params[0]).ok().filter(|&m| m <= SEM_VALUE_MAX);
-        let max = max.ok_or_else(|| serde::de::Error::custom(OpenError::Corrupt("semaphore maximum out of range")))?;
+        let max = u32::try_from(params[0])
+            .ok()
+            .filter(|&m| m <= SEM_VALUE_MAX);
+        let max = max.ok_or_else(|| {
+            serde::de::Error::custom(OpenError::Corrupt("semaphore maximum out of range"))
+        })?;
         Ok(Self { shared, max })
     }
 
@@ -239,7 +258,10 @@ impl Core {
     /// rest to the semaphore.
     fn recover(&self, rate_limit: bool) -> Option<Acquired> {
         if rate_limit {
-            let recent = LAST_SCAN.with(|c| c.get().is_some_and(|t| t.elapsed() < Duration::from_millis(1)));
+            let recent = LAST_SCAN.with(|c| {
+                c.get()
+                    .is_some_and(|t| t.elapsed() < Duration::from_millis(1))
+            });
             if recent {
                 return None;
             }
@@ -254,7 +276,11 @@ impl Core {
             }
             // Relaxed: the units themselves are re-published by `give_back`
             // and the Acquire in the caller's later operations.
-            if slot.compare_exchange(v, 0, Ordering::Relaxed, Ordering::Relaxed).is_err() || units == 0 {
+            if slot
+                .compare_exchange(v, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+                || units == 0
+            {
                 continue;
             }
             if units > 1 {
@@ -349,8 +375,14 @@ impl fmt::Debug for SemaphoreGuard<'_> {
 macro_rules! semaphore_api {
     ($ty:ident) => {
         impl $ty {
-            fn guard(&self, how: Acquired) -> Result<SemaphoreGuard<'_>, LockError<SemaphoreGuard<'_>>> {
-                let g = SemaphoreGuard { core: &self.core, _not_send: PhantomData };
+            fn guard(
+                &self,
+                how: Acquired,
+            ) -> Result<SemaphoreGuard<'_>, LockError<SemaphoreGuard<'_>>> {
+                let g = SemaphoreGuard {
+                    core: &self.core,
+                    _not_send: PhantomData,
+                };
                 match how {
                     Acquired::Clean => Ok(g),
                     Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
@@ -362,7 +394,9 @@ macro_rules! semaphore_api {
             /// # Errors
             /// [`OpenError`] if the segment holds something else or is corrupt.
             pub fn from_segment(seg: Segment) -> Result<Self, OpenError> {
-                Ok(Self { core: Core::open(seg, kind::$ty)? })
+                Ok(Self {
+                    core: Core::open(seg, kind::$ty)?,
+                })
             }
 
             /// The shared memory segment of this semaphore.
@@ -388,7 +422,9 @@ macro_rules! semaphore_api {
             /// # Errors
             /// [`TryLockError::WouldBlock`] if none is; [`TryLockError::OwnerDied`]
             /// if the unit came back from a dead holder.
-            pub fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, TryLockError<SemaphoreGuard<'_>>> {
+            pub fn try_acquire(
+                &self,
+            ) -> Result<SemaphoreGuard<'_>, TryLockError<SemaphoreGuard<'_>>> {
                 match self.core.try_acquire() {
                     Some(a) => self.guard(a).map_err(Into::into),
                     None => Err(TryLockError::WouldBlock),
@@ -448,12 +484,13 @@ macro_rules! semaphore_api {
 
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                Ok(Self { core: Core::deserialize(d, kind::$ty)? })
+                Ok(Self {
+                    core: Core::deserialize(d, kind::$ty)?,
+                })
             }
         }
     };
 }
-
 
 /// A counting semaphore shared between processes, like CPython's
 /// `multiprocessing.Semaphore`.
@@ -487,7 +524,9 @@ impl Semaphore {
     /// [`CreateError::InvalidArgument`] above the maximum;
     /// [`CreateError::Segment`] if the segment cannot be made.
     pub fn new(value: u32) -> Result<Self, CreateError> {
-        Ok(Self { core: Core::create(kind::Semaphore, value, SEM_VALUE_MAX)? })
+        Ok(Self {
+            core: Core::create(kind::Semaphore, value, SEM_VALUE_MAX)?,
+        })
     }
 
     /// Adds one unit (CPython's `release()`); any thread or process may.
@@ -527,7 +566,9 @@ impl BoundedSemaphore {
     /// [`CreateError::InvalidArgument`] above [`SEM_VALUE_MAX`];
     /// [`CreateError::Segment`] if the segment cannot be made.
     pub fn new(value: u32) -> Result<Self, CreateError> {
-        Ok(Self { core: Core::create(kind::BoundedSemaphore, value, value)? })
+        Ok(Self {
+            core: Core::create(kind::BoundedSemaphore, value, value)?,
+        })
     }
 
     /// Adds one unit; any thread or process may.

@@ -40,7 +40,10 @@ unsafe impl<T: SharedSync> Sync for Shared<T> {}
 
 impl<T: SharedSync> Shared<T> {
     fn layout(kind: u32, tag: &'static str) -> Layout {
-        Layout { kind, fingerprint: fingerprint_of::<T>(tag) }
+        Layout {
+            kind,
+            fingerprint: fingerprint_of::<T>(tag),
+        }
     }
 
     /// Makes a new anonymous segment, lets `init` fill the (zeroed) state,
@@ -55,20 +58,30 @@ impl<T: SharedSync> Shared<T> {
         let seg = Segment::anonymous(size)?;
         let this = Self::wrap(Arc::new(seg))?;
         init(this.get());
-        this.seg.header()?.init(Self::layout(kind, tag), size as u64, params);
+        this.seg
+            .header()?
+            .init(Self::layout(kind, tag), size as u64, params);
         Ok(this)
     }
 
     /// Checks a received segment's header and returns the state and the
     /// header's parameters.
-    pub(crate) fn open(seg: Segment, kind: u32, tag: &'static str) -> Result<(Self, [u64; 4]), OpenError> {
+    pub(crate) fn open(
+        seg: Segment,
+        kind: u32,
+        tag: &'static str,
+    ) -> Result<(Self, [u64; 4]), OpenError> {
         let params = seg.check_layout(Self::layout(kind, tag))?;
         Ok((Self::wrap(Arc::new(seg))?, params))
     }
 
     fn wrap(seg: Arc<Segment>) -> Result<Self, mproc_shm::SegmentError> {
         let ptr = NonNull::from(seg.get::<T>(HEADER_SIZE)?);
-        Ok(Self { seg, ptr, _t: PhantomData })
+        Ok(Self {
+            seg,
+            ptr,
+            _t: PhantomData,
+        })
     }
 
     /// The in-segment state.
@@ -88,13 +101,19 @@ impl<T: SharedSync> Shared<T> {
 
 impl<T: SharedSync> Clone for Shared<T> {
     fn clone(&self) -> Self {
-        Self { seg: self.seg.clone(), ptr: self.ptr, _t: PhantomData }
+        Self {
+            seg: self.seg.clone(),
+            ptr: self.ptr,
+            _t: PhantomData,
+        }
     }
 }
 
 impl<T: SharedSync> fmt::Debug for Shared<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared").field("segment", &self.seg).finish()
+        f.debug_struct("Shared")
+            .field("segment", &self.seg)
+            .finish()
     }
 }
 

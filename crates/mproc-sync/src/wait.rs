@@ -34,7 +34,11 @@ pub(crate) fn sleep(word: &AtomicU32, expected: u32, deadline: Option<Instant>) 
             (d - now).min(LIVENESS_SLICE)
         }
     };
-    if futex::wait(word, expected, Some(slice)) { Slept::Woken } else { Slept::SliceOver }
+    if futex::wait(word, expected, Some(slice)) {
+        Slept::Woken
+    } else {
+        Slept::SliceOver
+    }
 }
 
 /// Spins until `done()` or [`SPIN_LIMIT`] passes; returns the last `done()`.

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use common::watchdog;
 use mproc_shm::{HEADER_SIZE, Segment};
-use mproc_sync::{Barrier, BoundedSemaphore, Event, Lock, OpenError, RLock, Semaphore, TryLockError};
+use mproc_sync::{
+    Barrier, BoundedSemaphore, Event, Lock, OpenError, RLock, Semaphore, TryLockError,
+};
 
 fn bytes_of(seg: &Segment) -> Vec<u8> {
     let mut v = vec![0; seg.len()];
@@ -68,18 +70,28 @@ fn impossible_owner_is_a_dead_owner() {
     watchdog(Duration::from_secs(30), || {
         let lock = Lock::new().unwrap();
         // The lock word is the first field after the header: pid above PID_MAX_LIMIT.
-        lock.segment().write(HEADER_SIZE, &((1u32 << 22) + 7).to_le_bytes()).unwrap();
+        lock.segment()
+            .write(HEADER_SIZE, &((1u32 << 22) + 7).to_le_bytes())
+            .unwrap();
         assert!(lock.is_locked());
         match lock.try_lock() {
             Err(TryLockError::OwnerDied(g)) => drop(g),
             other => panic!("expected OwnerDied, got {:?}", other.map(|_| ())),
         }
         // A waiters bit with no owner.
-        lock.segment().write(HEADER_SIZE, &(1u32 << 31).to_le_bytes()).unwrap();
-        assert!(lock.lock_timeout(Duration::from_secs(10)).unwrap_err().is_owner_died());
+        lock.segment()
+            .write(HEADER_SIZE, &(1u32 << 31).to_le_bytes())
+            .unwrap();
+        assert!(
+            lock.lock_timeout(Duration::from_secs(10))
+                .unwrap_err()
+                .is_owner_died()
+        );
         // The same through a blocking lock on an RLock.
         let r = RLock::new().unwrap();
-        r.segment().write(HEADER_SIZE, &u32::MAX.to_le_bytes()).unwrap();
+        r.segment()
+            .write(HEADER_SIZE, &u32::MAX.to_le_bytes())
+            .unwrap();
         assert!(r.lock().is_err());
         // A semaphore holder slot naming an impossible pid gives its units back.
         let s = Semaphore::new(0).unwrap();
@@ -129,14 +141,20 @@ fn write_corpus() {
         *b = 0xff;
     }
     put("semaphore_garbage_holders", &raw);
-    put("bounded", &bytes_of(BoundedSemaphore::new(2).unwrap().segment()));
+    put(
+        "bounded",
+        &bytes_of(BoundedSemaphore::new(2).unwrap().segment()),
+    );
     put("event_set", &{
         let e = Event::new().unwrap();
         e.set();
         bytes_of(e.segment())
     });
     put("barrier", &bytes_of(Barrier::new(3).unwrap().segment()));
-    put("condition", &bytes_of(mproc_sync::Condition::new().unwrap().segment()));
+    put(
+        "condition",
+        &bytes_of(mproc_sync::Condition::new().unwrap().segment()),
+    );
     put("zeros", &[0; 512]);
     put("short", &bytes_of(lock.segment())[..100]);
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::{Counter, expect_killed, expect_success, payload, sigkill, spawn_child, watchdog};
 use mproc_sync::{
-    Barrier, BoundedSemaphore, Condition, Event, Lock, LockTimeoutError, RLock, Semaphore, WaitError,
+    Barrier, BoundedSemaphore, Condition, Event, Lock, LockTimeoutError, RLock, Semaphore,
+    WaitError,
 };
 
 const PROCS: usize = 4;
@@ -19,8 +20,9 @@ fn lock_excludes_four_processes() {
     watchdog(Duration::from_secs(180), || {
         let lock = Lock::new().unwrap();
         let counter = Counter::new();
-        let children: Vec<_> =
-            (0..PROCS).map(|_| spawn_child("child_lock_updates", &(&lock, &counter))).collect();
+        let children: Vec<_> = (0..PROCS)
+            .map(|_| spawn_child("child_lock_updates", &(&lock, &counter)))
+            .collect();
         for c in children {
             expect_success(c, CHILD_LIMIT);
         }
@@ -32,7 +34,9 @@ fn lock_excludes_four_processes() {
 #[test]
 #[ignore = "child role of lock_excludes_four_processes"]
 fn child_lock_updates() {
-    let Some((lock, counter)) = payload::<(Lock, Counter)>() else { return };
+    let Some((lock, counter)) = payload::<(Lock, Counter)>() else {
+        return;
+    };
     for _ in 0..UPDATES {
         let _g = lock.lock().expect("no holder dies in this test");
         counter.bump();
@@ -44,8 +48,9 @@ fn rlock_three_deep_excludes_four_processes() {
     watchdog(Duration::from_secs(180), || {
         let rlock = RLock::new().unwrap();
         let counter = Counter::new();
-        let children: Vec<_> =
-            (0..PROCS).map(|_| spawn_child("child_rlock_updates", &(&rlock, &counter))).collect();
+        let children: Vec<_> = (0..PROCS)
+            .map(|_| spawn_child("child_rlock_updates", &(&rlock, &counter)))
+            .collect();
         for c in children {
             expect_success(c, CHILD_LIMIT);
         }
@@ -57,7 +62,9 @@ fn rlock_three_deep_excludes_four_processes() {
 #[test]
 #[ignore = "child role of rlock_three_deep_excludes_four_processes"]
 fn child_rlock_updates() {
-    let Some((rlock, counter)) = payload::<(RLock, Counter)>() else { return };
+    let Some((rlock, counter)) = payload::<(RLock, Counter)>() else {
+        return;
+    };
     for _ in 0..UPDATES {
         let _a = rlock.lock().expect("no holder dies");
         let _b = rlock.lock().expect("re-entry");
@@ -82,7 +89,9 @@ fn lock_released_by_another_process() {
 #[test]
 #[ignore = "child role of lock_released_by_another_process"]
 fn child_release_lock() {
-    let Some(lock) = payload::<Lock>() else { return };
+    let Some(lock) = payload::<Lock>() else {
+        return;
+    };
     assert!(lock.is_locked());
     lock.release().expect("any process may release a Lock");
 }
@@ -100,7 +109,9 @@ fn rlock_release_by_another_process_is_not_owner() {
 #[test]
 #[ignore = "child role of rlock_release_by_another_process_is_not_owner"]
 fn child_release_rlock() {
-    let Some(rlock) = payload::<RLock>() else { return };
+    let Some(rlock) = payload::<RLock>() else {
+        return;
+    };
     assert!(rlock.is_locked());
     assert_eq!(rlock.release(), Err(mproc_sync::NotOwner));
     assert!(rlock.try_lock().is_err());
@@ -114,7 +125,10 @@ fn event_and_condition_across_processes() {
         let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
         let counter = Counter::new();
         let child = spawn_child("child_event_condition", &(&ready, &go, &cond, &counter));
-        assert!(ready.wait_timeout(Duration::from_secs(30)), "child never became ready");
+        assert!(
+            ready.wait_timeout(Duration::from_secs(30)),
+            "child never became ready"
+        );
         go.set();
         {
             let _g = cond.lock().unwrap();
@@ -128,7 +142,9 @@ fn event_and_condition_across_processes() {
 #[test]
 #[ignore = "child role of event_and_condition_across_processes"]
 fn child_event_condition() {
-    let Some((ready, go, cond, counter)) = payload::<(Event, Event, Condition, Counter)>() else { return };
+    let Some((ready, go, cond, counter)) = payload::<(Event, Event, Condition, Counter)>() else {
+        return;
+    };
     ready.set();
     assert!(go.wait_timeout(Duration::from_secs(30)));
     let _g = cond.lock().unwrap();
@@ -141,7 +157,9 @@ fn barrier_across_processes() {
     watchdog(Duration::from_secs(60), || {
         let barrier = Barrier::new(3).unwrap();
         let counter = Counter::new();
-        let children: Vec<_> = (0..2).map(|_| spawn_child("child_barrier", &(&barrier, &counter))).collect();
+        let children: Vec<_> = (0..2)
+            .map(|_| spawn_child("child_barrier", &(&barrier, &counter)))
+            .collect();
         let mut indices = vec![];
         for _ in 0..5 {
             indices.push(barrier.wait_timeout(Duration::from_secs(30)).unwrap());
@@ -158,7 +176,9 @@ fn barrier_across_processes() {
 #[test]
 #[ignore = "child role of barrier_across_processes"]
 fn child_barrier() {
-    let Some((barrier, _counter)) = payload::<(Barrier, Counter)>() else { return };
+    let Some((barrier, _counter)) = payload::<(Barrier, Counter)>() else {
+        return;
+    };
     for _ in 0..5 {
         let i = barrier.wait_timeout(Duration::from_secs(30)).unwrap();
         assert!(i < 3);
@@ -184,12 +204,18 @@ enum Held {
 fn kill_holder(held: &Held, counter: &Counter) -> (std::process::Child, Instant) {
     let ready = Event::new().unwrap();
     let child = spawn_child("child_hold_and_hang", &(held, counter, &ready));
-    assert!(ready.wait_timeout(Duration::from_secs(30)), "child never took the primitive");
+    assert!(
+        ready.wait_timeout(Duration::from_secs(30)),
+        "child never took the primitive"
+    );
     if let Held::Barrier(b) = held {
         // The child sets `ready` just before it waits: kill it once it waits.
         let t0 = Instant::now();
         while b.n_waiting() == 0 {
-            assert!(t0.elapsed() < Duration::from_secs(30), "child never waited on the barrier");
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "child never waited on the barrier"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -200,7 +226,9 @@ fn kill_holder(held: &Held, counter: &Counter) -> (std::process::Child, Instant)
 #[test]
 #[ignore = "child role of the crash tests"]
 fn child_hold_and_hang() {
-    let Some((held, counter, ready)) = payload::<(Held, Counter, Event)>() else { return };
+    let Some((held, counter, ready)) = payload::<(Held, Counter, Event)>() else {
+        return;
+    };
     let hang = |ready: &Event| -> ! {
         ready.set();
         loop {
@@ -296,7 +324,9 @@ fn crash_rlock_holder() {
         let rlock = RLock::new().unwrap();
         let counter = Counter::new();
         let (child, killed) = kill_holder(&Held::RLock(rlock.clone()), &counter);
-        let e = rlock.lock_timeout(Duration::from_secs(20)).err().expect("no owner-died indication");
+        let e = rlock
+            .lock_timeout(Duration::from_secs(20))
+            .expect_err("no owner-died indication");
         assert!(e.is_owner_died(), "dead holder not recovered");
         report("RLock", killed);
         assert_eq!(counter.get(), 42);
@@ -315,7 +345,9 @@ fn crash_semaphore_holder() {
         let sem = Semaphore::new(1).unwrap();
         let counter = Counter::new();
         let (child, killed) = kill_holder(&Held::Semaphore(sem.clone()), &counter);
-        let e = sem.acquire_timeout(Duration::from_secs(20)).err().expect("no owner-died indication");
+        let e = sem
+            .acquire_timeout(Duration::from_secs(20))
+            .expect_err("no owner-died indication");
         assert!(e.is_owner_died(), "dead holder's unit not recovered");
         report("Semaphore", killed);
         assert_eq!(counter.get(), 42);
@@ -331,7 +363,9 @@ fn crash_bounded_semaphore_holder() {
         let sem = BoundedSemaphore::new(1).unwrap();
         let counter = Counter::new();
         let (child, killed) = kill_holder(&Held::Bounded(sem.clone()), &counter);
-        let e = sem.acquire_timeout(Duration::from_secs(20)).err().expect("no owner-died indication");
+        let e = sem
+            .acquire_timeout(Duration::from_secs(20))
+            .expect_err("no owner-died indication");
         assert!(e.is_owner_died());
         report("BoundedSemaphore", killed);
         drop(e);
@@ -348,7 +382,9 @@ fn crash_condition_lock_holder() {
         let cond = Condition::new().unwrap();
         let counter = Counter::new();
         let (child, killed) = kill_holder(&Held::Condition(cond.clone()), &counter);
-        let e = cond.lock_timeout(Duration::from_secs(20)).err().expect("no owner-died indication");
+        let e = cond
+            .lock_timeout(Duration::from_secs(20))
+            .expect_err("no owner-died indication");
         assert!(e.is_owner_died());
         report("Condition", killed);
         let _g = e.into_inner().unwrap();
@@ -368,11 +404,17 @@ fn crash_condition_waiter_sees_owner_died_on_reacquire() {
         // child takes it and is killed holding it (by a helper thread), and
         // our re-acquire inside `wait_timeout` recovers the lock.
         let ready = Event::new().unwrap();
-        let child = spawn_child("child_hold_and_hang", &(&Held::Condition(cond.clone()), &counter, &ready));
+        let child = spawn_child(
+            "child_hold_and_hang",
+            &(&Held::Condition(cond.clone()), &counter, &ready),
+        );
         let pid = child.id() as libc::pid_t;
         let ready2 = ready.clone();
         let killer = std::thread::spawn(move || {
-            assert!(ready2.wait_timeout(Duration::from_secs(30)), "child never took the lock");
+            assert!(
+                ready2.wait_timeout(Duration::from_secs(30)),
+                "child never took the lock"
+            );
             // SAFETY: our own child's pid, a valid signal.
             assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
             Instant::now()
@@ -397,7 +439,10 @@ fn crash_barrier_party() {
         let r = barrier.wait_timeout(Duration::from_secs(20));
         assert_eq!(r, Err(mproc_sync::BrokenBarrier));
         report("Barrier", killed);
-        assert!(killed.elapsed() < Duration::from_secs(20), "broken by the timeout, not by the dead party");
+        assert!(
+            killed.elapsed() < Duration::from_secs(20),
+            "broken by the timeout, not by the dead party"
+        );
         assert!(barrier.broken());
         expect_killed(child);
     });

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::watchdog;
 use mproc_sync::{
-    Barrier, BoundedSemaphore, BrokenBarrier, Condition, Event, Lock, LockTimeoutError, NotOwner, OverRelease,
-    RLock, Semaphore, TryLockError, WaitError,
+    Barrier, BoundedSemaphore, BrokenBarrier, Condition, Event, Lock, LockTimeoutError, NotOwner,
+    OverRelease, RLock, Semaphore, TryLockError, WaitError,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -27,10 +27,16 @@ fn lock_timeout_waits_at_least_the_timeout() {
         let lock = Lock::new().unwrap();
         let _g = lock.lock().unwrap();
         let t0 = Instant::now();
-        assert!(matches!(lock.lock_timeout(T), Err(LockTimeoutError::Timeout)));
+        assert!(matches!(
+            lock.lock_timeout(T),
+            Err(LockTimeoutError::Timeout)
+        ));
         assert!(t0.elapsed() >= T);
         // Zero timeout: try once.
-        assert!(matches!(lock.lock_timeout(Duration::ZERO), Err(LockTimeoutError::Timeout)));
+        assert!(matches!(
+            lock.lock_timeout(Duration::ZERO),
+            Err(LockTimeoutError::Timeout)
+        ));
         assert!(matches!(lock.try_lock(), Err(TryLockError::WouldBlock)));
         // Not recursive: the holder itself cannot take it again.
         assert!(lock.lock_timeout(ms(5)).is_err());
@@ -46,7 +52,10 @@ fn lock_released_by_another_thread_and_over_release() {
         thread::spawn(move || l2.release()).join().unwrap().unwrap();
         assert!(!lock.is_locked());
         assert_eq!(lock.release(), Err(OverRelease));
-        assert_eq!(OverRelease.to_string(), "semaphore or lock released too many times");
+        assert_eq!(
+            OverRelease.to_string(),
+            "semaphore or lock released too many times"
+        );
     });
 }
 
@@ -267,7 +276,10 @@ fn condition_wait_for_returns_the_predicate() {
         let flag = Arc::new(AtomicU32::new(0));
         let _g = c.lock().unwrap();
         let t0 = Instant::now();
-        assert_eq!(c.wait_for_timeout(|| flag.load(Ordering::SeqCst) == 1, T), Ok(false));
+        assert_eq!(
+            c.wait_for_timeout(|| flag.load(Ordering::SeqCst) == 1, T),
+            Ok(false)
+        );
         assert!(t0.elapsed() >= T);
         let (c2, f2) = (c.clone(), flag.clone());
         let h = thread::spawn(move || {

@@ -52,7 +52,9 @@ pub(super) enum Liveness {
 /// or not; without pidfds (kernels before 5.3, seccomp filters) the state
 /// letter in `/proc/<pid>/stat` decides.
 pub(super) fn liveness(pid: u32) -> Liveness {
-    let Ok(raw) = libc::pid_t::try_from(pid) else { return Liveness::Dead };
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return Liveness::Dead;
+    };
     if raw <= 0 {
         return Liveness::Dead;
     }
@@ -81,7 +83,11 @@ fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
 }
 
 fn pidfd_exited(fd: &OwnedFd) -> bool {
-    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: `p` is one valid pollfd; a zero timeout never blocks.
     let r = unsafe { libc::poll(&mut p, 1, 0) };
     r > 0 && p.revents & libc::POLLIN != 0
@@ -96,7 +102,10 @@ fn liveness_fallback(pid: libc::pid_t) -> Liveness {
     match std::fs::read(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // The state letter follows the last ')' (the command name may contain one).
-            let state = stat.iter().rposition(|&b| b == b')').and_then(|i| stat.get(i + 2).copied());
+            let state = stat
+                .iter()
+                .rposition(|&b| b == b')')
+                .and_then(|i| stat.get(i + 2).copied());
             match state {
                 Some(b'Z' | b'X' | b'x') => Liveness::Dead,
                 _ => Liveness::Alive,

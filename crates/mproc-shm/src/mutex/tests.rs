@@ -81,7 +81,10 @@ fn impossible_owner_is_dead() {
     assert!(m.is_held_by_current_process());
     let m = RawMutex::new();
     m.word.store(WAITERS, Ordering::Relaxed);
-    assert_eq!(m.lock_timeout(Duration::from_millis(5)), Some(Acquired::OwnerDied));
+    assert_eq!(
+        m.lock_timeout(Duration::from_millis(5)),
+        Some(Acquired::OwnerDied)
+    );
     // The waiters bit is kept so that sleepers are still woken.
     assert_eq!(m.word.load(Ordering::Relaxed), current_pid() | WAITERS);
 }
@@ -91,7 +94,11 @@ fn liveness_of_processes() {
     assert!(process_alive(std::process::id()));
     assert!(!process_alive(0));
     assert!(!process_alive(PID_MAX_LIMIT + 1));
-    let mut child = Command::new("sleep").arg("30").stdin(Stdio::null()).spawn().expect("spawn sleep");
+    let mut child = Command::new("sleep")
+        .arg("30")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn sleep");
     let pid = child.id();
     assert!(process_alive(pid));
     child.kill().unwrap();
@@ -108,7 +115,11 @@ fn liveness_of_processes() {
 #[test]
 fn dead_owner_is_taken_over_by_a_blocked_locker() {
     watchdog(Duration::from_secs(20), || {
-        let mut child = Command::new("sleep").arg("30").stdin(Stdio::null()).spawn().expect("spawn sleep");
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sleep");
         let m = Arc::new(RawMutex::new());
         m.word.store(child.id(), Ordering::Relaxed);
         let m2 = m.clone();

@@ -24,10 +24,17 @@ pub fn spawn_child<T: Serialize>(name: &str, payload: &T) -> Child {
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-    cmd.args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"])
-        .env(ENV_PAYLOAD, hex)
-        .env(ENV_NFDS, raw.len().to_string())
-        .stdin(Stdio::null());
+    cmd.args([
+        "--exact",
+        name,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(ENV_PAYLOAD, hex)
+    .env(ENV_NFDS, raw.len().to_string())
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
     // SAFETY: runs in the child between fork and exec; calls only fcntl and
     // dup2 (async-signal-safe) and reads `raw`, built before the fork.
     unsafe {
@@ -62,11 +69,14 @@ pub fn spawn_child<T: Serialize>(name: &str, payload: &T) -> Child {
 pub fn payload<T: DeserializeOwned>() -> Option<T> {
     let hex = std::env::var(ENV_PAYLOAD).ok()?;
     let n: i32 = std::env::var(ENV_NFDS).ok()?.parse().ok()?;
-    let bytes: Vec<u8> =
-        (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex")).collect();
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
     // SAFETY: the parent placed exactly `n` descriptors at FIRST_FD.. for this
     // process, and nothing else in it owns them.
-    let fds = (0..n).map(|i| unsafe { OwnedFd::from_raw_fd(FIRST_FD + i) }).collect();
+    let fds = (0..n)
+        .map(|i| unsafe { OwnedFd::from_raw_fd(FIRST_FD + i) })
+        .collect();
     Some(mproc_shm::handle::from_bytes_with_fds(&bytes, fds).expect("deserialize payload"))
 }
 
@@ -102,7 +112,11 @@ pub fn sigkill(child: &Child) {
 /// Reaps `child` and asserts that SIGKILL ended it.
 pub fn expect_killed(mut child: Child) {
     let st = wait_child(&mut child, Duration::from_secs(10));
-    assert_eq!(st.signal(), Some(libc::SIGKILL), "child was not killed: {st:?}");
+    assert_eq!(
+        st.signal(),
+        Some(libc::SIGKILL),
+        "child was not killed: {st:?}"
+    );
 }
 
 /// Runs `f` on a thread; fails if it does not finish within `limit`.

@@ -1,0 +1,420 @@
+//! proptest: random interleavings of acquire / release / timeout operations
+//! by three processes (this one and two children) on shared primitives,
+//! checked step by step against a model.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use common::{expect_success, payload, spawn_child, watchdog};
+use mproc_shm::handle::HandleFd;
+use mproc_sync::{BoundedSemaphore, Lock, LockGuard, RLock, RLockGuard, Semaphore, SemaphoreGuard};
+use proptest::prelude::*;
+
+const ACTORS: usize = 3;
+const SEM_INIT: u32 = 2;
+const BSEM_MAX: u32 = 2;
+const TIMEOUT_MS: u64 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    SemTry,
+    SemTimeout,
+    SemDrop,
+    SemRelease,
+    BSemTry,
+    BSemDrop,
+    BSemRelease,
+    RLockTry,
+    RLockDrop,
+    RLockRelease,
+    LockTry,
+    LockTimeout,
+    /// Drop the newest lock guard; `forget` when it was force-released.
+    LockDrop,
+    LockForceRelease,
+}
+
+const OPS: [Op; 14] = [
+    Op::SemTry,
+    Op::SemTimeout,
+    Op::SemDrop,
+    Op::SemRelease,
+    Op::BSemTry,
+    Op::BSemDrop,
+    Op::BSemRelease,
+    Op::RLockTry,
+    Op::RLockDrop,
+    Op::RLockRelease,
+    Op::LockTry,
+    Op::LockTimeout,
+    Op::LockDrop,
+    Op::LockForceRelease,
+];
+
+/// Outcomes, as sent over the command socket.
+const OK: u8 = 0;
+const FAIL: u8 = 1;
+const OWNER_DIED: u8 = 2;
+const NOT_OWNER: u8 = 3;
+const OVER_RELEASE: u8 = 4;
+const NOTHING: u8 = 5;
+const TOO_FAST: u8 = 6;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Prims {
+    sem: Semaphore,
+    bsem: BoundedSemaphore,
+    rlock: RLock,
+    lock: Lock,
+}
+
+/// The guards one actor holds.
+#[derive(Default)]
+struct Held<'a> {
+    sem: Vec<SemaphoreGuard<'a>>,
+    bsem: Vec<SemaphoreGuard<'a>>,
+    rlock: Vec<RLockGuard<'a>>,
+    lock: Option<LockGuard<'a>>,
+}
+
+fn code<G, E>(r: Result<G, E>, push: impl FnOnce(G), died: impl Fn(&E) -> bool) -> u8 {
+    match r {
+        Ok(g) => {
+            push(g);
+            OK
+        }
+        Err(e) if died(&e) => OWNER_DIED,
+        Err(_) => FAIL,
+    }
+}
+
+/// Executes `op` in this process; `forget` applies to LockDrop.
+fn execute<'a>(p: &'a Prims, held: &mut Held<'a>, op: Op, forget: bool) -> u8 {
+    match op {
+        Op::SemTry => code(
+            p.sem.try_acquire(),
+            |g| held.sem.push(g),
+            |e| e.is_owner_died(),
+        ),
+        Op::SemTimeout => {
+            let t0 = Instant::now();
+            let r = p.sem.acquire_timeout(Duration::from_millis(TIMEOUT_MS));
+            let timed_out = matches!(&r, Err(e) if e.is_timeout());
+            let c = code(r, |g| held.sem.push(g), |e| e.is_owner_died());
+            if timed_out && t0.elapsed() < Duration::from_millis(TIMEOUT_MS) {
+                TOO_FAST
+            } else {
+                c
+            }
+        }
+        Op::SemDrop => held.sem.pop().map_or(NOTHING, |g| {
+            drop(g);
+            OK
+        }),
+        Op::SemRelease => match p.sem.release() {
+            Ok(()) => OK,
+            Err(_) => OVER_RELEASE,
+        },
+        Op::BSemTry => code(
+            p.bsem.try_acquire(),
+            |g| held.bsem.push(g),
+            |e| e.is_owner_died(),
+        ),
+        Op::BSemDrop => held.bsem.pop().map_or(NOTHING, |g| {
+            drop(g);
+            OK
+        }),
+        Op::BSemRelease => match p.bsem.release() {
+            Ok(()) => OK,
+            Err(_) => OVER_RELEASE,
+        },
+        Op::RLockTry => code(
+            p.rlock.try_lock(),
+            |g| held.rlock.push(g),
+            |e| e.is_owner_died(),
+        ),
+        Op::RLockDrop => held.rlock.pop().map_or(NOTHING, |g| {
+            drop(g);
+            OK
+        }),
+        Op::RLockRelease => {
+            // An owner releases through a forgotten guard; others must fail.
+            if let Some(g) = held.rlock.pop() {
+                std::mem::forget(g);
+            }
+            match p.rlock.release() {
+                Ok(()) => OK,
+                Err(_) => NOT_OWNER,
+            }
+        }
+        Op::LockTry => {
+            if held.lock.is_some() {
+                return NOTHING; // not recursive: would only fail
+            }
+            code(
+                p.lock.try_lock(),
+                |g| held.lock = Some(g),
+                |e| e.is_owner_died(),
+            )
+        }
+        Op::LockTimeout => {
+            if held.lock.is_some() {
+                return NOTHING;
+            }
+            let t0 = Instant::now();
+            let r = p.lock.lock_timeout(Duration::from_millis(TIMEOUT_MS));
+            let timed_out = matches!(&r, Err(e) if e.is_timeout());
+            let c = code(r, |g| held.lock = Some(g), |e| e.is_owner_died());
+            if timed_out && t0.elapsed() < Duration::from_millis(TIMEOUT_MS) {
+                TOO_FAST
+            } else {
+                c
+            }
+        }
+        Op::LockDrop => held.lock.take().map_or(NOTHING, |g| {
+            if forget {
+                std::mem::forget(g);
+            } else {
+                drop(g);
+            }
+            OK
+        }),
+        Op::LockForceRelease => match p.lock.release() {
+            Ok(()) => OK,
+            Err(_) => OVER_RELEASE,
+        },
+    }
+}
+
+/// The model of all four primitives and of who holds what.
+#[derive(Debug, Default)]
+struct Model {
+    sem: u32,
+    sem_held: [u32; ACTORS],
+    bsem: u32,
+    bsem_held: [u32; ACTORS],
+    rlock_owner: Option<usize>,
+    rlock_count: u32,
+    /// Who holds a Lock guard, and whether that guard went stale (the lock
+    /// was force-released under it).
+    lock_guard: [Option<bool>; ACTORS],
+    lock_locked: bool,
+}
+
+impl Model {
+    /// The outcome `op` by `actor` must have, updating the model; and the
+    /// `forget` flag for LockDrop.
+    fn step(&mut self, actor: usize, op: Op) -> (u8, bool) {
+        match op {
+            Op::SemTry | Op::SemTimeout => {
+                if self.sem > 0 {
+                    self.sem -= 1;
+                    self.sem_held[actor] += 1;
+                    (OK, false)
+                } else {
+                    (FAIL, false)
+                }
+            }
+            Op::SemDrop => {
+                if self.sem_held[actor] == 0 {
+                    return (NOTHING, false);
+                }
+                self.sem_held[actor] -= 1;
+                self.sem += 1;
+                (OK, false)
+            }
+            Op::SemRelease => {
+                self.sem += 1;
+                (OK, false)
+            }
+            Op::BSemTry => {
+                if self.bsem > 0 {
+                    self.bsem -= 1;
+                    self.bsem_held[actor] += 1;
+                    (OK, false)
+                } else {
+                    (FAIL, false)
+                }
+            }
+            Op::BSemDrop => {
+                if self.bsem_held[actor] == 0 {
+                    return (NOTHING, false);
+                }
+                self.bsem_held[actor] -= 1;
+                // A guard's release past the bound is dropped (its unit was
+                // already given back by an explicit release).
+                self.bsem = (self.bsem + 1).min(BSEM_MAX);
+                (OK, false)
+            }
+            Op::BSemRelease => {
+                if self.bsem < BSEM_MAX {
+                    self.bsem += 1;
+                    (OK, false)
+                } else {
+                    (OVER_RELEASE, false)
+                }
+            }
+            Op::RLockTry => match self.rlock_owner {
+                None => {
+                    self.rlock_owner = Some(actor);
+                    self.rlock_count = 1;
+                    (OK, false)
+                }
+                Some(o) if o == actor => {
+                    self.rlock_count += 1;
+                    (OK, false)
+                }
+                Some(_) => (FAIL, false),
+            },
+            Op::RLockDrop | Op::RLockRelease => {
+                if self.rlock_owner != Some(actor) {
+                    return (
+                        if op == Op::RLockDrop {
+                            NOTHING
+                        } else {
+                            NOT_OWNER
+                        },
+                        false,
+                    );
+                }
+                self.rlock_count -= 1;
+                if self.rlock_count == 0 {
+                    self.rlock_owner = None;
+                }
+                (OK, false)
+            }
+            Op::LockTry | Op::LockTimeout => {
+                if self.lock_guard[actor].is_some() {
+                    return (NOTHING, false);
+                }
+                if self.lock_locked {
+                    (FAIL, false)
+                } else {
+                    self.lock_locked = true;
+                    self.lock_guard[actor] = Some(false);
+                    (OK, false)
+                }
+            }
+            Op::LockDrop => match self.lock_guard[actor].take() {
+                None => (NOTHING, false),
+                Some(true) => (OK, true),
+                Some(false) => {
+                    self.lock_locked = false;
+                    (OK, false)
+                }
+            },
+            Op::LockForceRelease => {
+                if !self.lock_locked {
+                    return (OVER_RELEASE, false);
+                }
+                self.lock_locked = false;
+                for g in self.lock_guard.iter_mut().flatten() {
+                    *g = true;
+                }
+                (OK, false)
+            }
+        }
+    }
+}
+
+/// The child: executes commands `[op, forget]` from the socket and answers
+/// with one outcome byte, until the socket closes.
+#[test]
+#[ignore = "child role of model_across_processes"]
+fn child_actor() {
+    let Some((prims, sock)) = payload::<(Prims, HandleFd)>() else {
+        return;
+    };
+    let mut sock = UnixStream::from(sock.into_inner());
+    let mut held = Held::default();
+    let mut cmd = [0u8; 2];
+    while sock.read_exact(&mut cmd).is_ok() {
+        let op = OPS[usize::from(cmd[0]) % OPS.len()];
+        let out = execute(&prims, &mut held, op, cmd[1] != 0);
+        sock.write_all(&[out]).unwrap();
+    }
+    drop(held);
+}
+
+fn run_case(steps: &[(usize, usize)]) -> Result<(), TestCaseError> {
+    let prims = Prims {
+        sem: Semaphore::new(SEM_INIT).unwrap(),
+        bsem: BoundedSemaphore::new(BSEM_MAX).unwrap(),
+        rlock: RLock::new().unwrap(),
+        lock: Lock::new().unwrap(),
+    };
+    let mut socks = Vec::new();
+    let mut children = Vec::new();
+    for _ in 1..ACTORS {
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        mine.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        children.push(spawn_child(
+            "child_actor",
+            &(&prims, HandleFd::new(OwnedFd::from(theirs))),
+        ));
+        socks.push(mine);
+    }
+    let mut model = Model {
+        sem: SEM_INIT,
+        bsem: BSEM_MAX,
+        ..Model::default()
+    };
+    let mut held = Held::default();
+    let mut result = Ok(());
+    for (i, &(actor, op_index)) in steps.iter().enumerate() {
+        let op = OPS[op_index];
+        let (expected, forget) = model.step(actor, op);
+        let got = if actor == 0 {
+            execute(&prims, &mut held, op, forget)
+        } else {
+            let s = &mut socks[actor - 1];
+            s.write_all(&[op_index as u8, u8::from(forget)]).unwrap();
+            let mut b = [0u8];
+            s.read_exact(&mut b).expect("child answers");
+            b[0]
+        };
+        if got != expected {
+            result = Err(TestCaseError::fail(format!(
+                "step {i}: actor {actor} {op:?}: got {got}, model says {expected}; model {model:?}"
+            )));
+            break;
+        }
+        // Counts never negative (u32), bounded never over, and equal to the model.
+        if prims.sem.value() != model.sem
+            || prims.bsem.value() != model.bsem
+            || prims.bsem.value() > BSEM_MAX
+        {
+            result = Err(TestCaseError::fail(format!(
+                "step {i}: values sem {} bsem {}, model {model:?}",
+                prims.sem.value(),
+                prims.bsem.value()
+            )));
+            break;
+        }
+    }
+    // Stale (force-released) lock guards must not unlock anyone later.
+    if model.lock_guard[0] == Some(true) {
+        std::mem::forget(held.lock.take());
+    }
+    drop(held);
+    drop(socks);
+    for c in children {
+        expect_success(c, Duration::from_secs(30));
+    }
+    result
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn model_across_processes(steps in prop::collection::vec((0..ACTORS, 0..OPS.len()), 1..80)) {
+        let r = watchdog(Duration::from_secs(120), move || run_case(&steps));
+        r?;
+    }
+}
