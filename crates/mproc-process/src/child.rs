@@ -99,7 +99,8 @@ where
     // copying would have done. No invariant beyond its type can be broken.
     let f: F = unsafe { std::mem::zeroed() };
     let r = f(a);
-    mproc_shm::handle::to_bytes_with_fds(&r).map_err(|e| format!("failed to encode the return value: {e}"))
+    mproc_shm::handle::to_bytes_with_fds(&r)
+        .map_err(|e| format!("failed to encode the return value: {e}"))
 }
 
 /// The text of a panic payload.
@@ -117,7 +118,13 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 ///
 /// `expected_ppid` is the pid the child's parent had when it was created; a
 /// daemon whose parent already changed (it died) exits at once.
-pub(crate) fn run_child(req: Request, chan: OwnedFd, fds: Vec<OwnedFd>, expected_ppid: i32, method: StartMethod) -> ! {
+pub(crate) fn run_child(
+    req: Request,
+    chan: OwnedFd,
+    fds: Vec<OwnedFd>,
+    expected_ppid: i32,
+    method: StartMethod,
+) -> ! {
     state::become_child(&req);
     // A Rust `main` would ignore SIGPIPE; a child never reaches `main`.
     sys::set_signal(libc::SIGPIPE, true);
@@ -141,10 +148,12 @@ pub(crate) fn run_child(req: Request, chan: OwnedFd, fds: Vec<OwnedFd>, expected
         // inherited by fork), so the offset names an `Entry` of this image.
         let entry = unsafe { entry_at(req.entry) };
         match panic::catch_unwind(AssertUnwindSafe(|| entry(&req.args, fds))) {
-            Ok(Ok((bytes, rfds))) => match wire::send_result(chan.as_fd(), Tag::Ok, &bytes, &rfds) {
-                Ok(()) => 0,
-                Err(_) => 1,
-            },
+            Ok(Ok((bytes, rfds))) => {
+                match wire::send_result(chan.as_fd(), Tag::Ok, &bytes, &rfds) {
+                    Ok(()) => 0,
+                    Err(_) => 1,
+                }
+            }
             Ok(Err(msg)) => {
                 let _ = writeln!(std::io::stderr().lock(), "process '{}': {msg}", req.name);
                 let _ = wire::send_result(chan.as_fd(), Tag::Error, msg.as_bytes(), &[]);
@@ -167,9 +176,15 @@ fn install_panic_hook(name: &str) {
     let name = name.to_owned();
     panic::set_hook(Box::new(move |info| {
         let msg = panic_message(info.payload());
-        let at = info.location().map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
         let pid = sys::getpid();
-        let _ = writeln!(std::io::stderr().lock(), "process '{name}' (pid {pid}) panicked{at}:\n{msg}");
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "process '{name}' (pid {pid}) panicked{at}:\n{msg}"
+        );
     }));
 }
 
@@ -221,7 +236,9 @@ pub(crate) fn dispatch() {
 }
 
 fn parse_fd(v: Option<&str>) -> RawFd {
-    let fd = v.and_then(|s| s.parse::<RawFd>().ok()).filter(|&fd| fd > 2 && sys::fd_is_open(fd));
+    let fd = v
+        .and_then(|s| s.parse::<RawFd>().ok())
+        .filter(|&fd| fd > 2 && sys::fd_is_open(fd));
     match fd {
         Some(fd) => fd,
         None => {

@@ -73,12 +73,17 @@ pub fn cpu_count() -> usize {
 
 /// [`cpu_count`] together with the limit that decided it.
 pub fn cpu_count_source() -> CpuCount {
-    decide(sys::affinity_count(), cgroup_quota(), |k| std::env::var(k).ok())
+    decide(sys::affinity_count(), cgroup_quota(), |k| {
+        std::env::var(k).ok()
+    })
 }
 
 /// The scheduler variables, in order of preference.
-const SCHEDULER_VARS: [(&str, CpuSource); 3] =
-    [("SLURM_CPUS_PER_TASK", CpuSource::Slurm), ("NCPUS", CpuSource::Pbs), ("OMP_NUM_THREADS", CpuSource::OpenMp)];
+const SCHEDULER_VARS: [(&str, CpuSource); 3] = [
+    ("SLURM_CPUS_PER_TASK", CpuSource::Slurm),
+    ("NCPUS", CpuSource::Pbs),
+    ("OMP_NUM_THREADS", CpuSource::OpenMp),
+];
 
 /// Parses a positive CPU count (OpenMP lists one per nesting level: the
 /// first is the outermost).
@@ -88,7 +93,11 @@ pub(crate) fn parse_count(v: &str) -> Option<NonZeroUsize> {
 }
 
 /// The decision, from its inputs (pure, so tests can feed it anything).
-pub(crate) fn decide(affinity: Option<usize>, quota: Option<f64>, env: impl Fn(&str) -> Option<String>) -> CpuCount {
+pub(crate) fn decide(
+    affinity: Option<usize>,
+    quota: Option<f64>,
+    env: impl Fn(&str) -> Option<String>,
+) -> CpuCount {
     let mut best: Option<CpuCount> = None;
     let mut offer = |n: Option<NonZeroUsize>, source: CpuSource| {
         if let Some(count) = n {
@@ -99,9 +108,14 @@ pub(crate) fn decide(affinity: Option<usize>, quota: Option<f64>, env: impl Fn(&
         }
     };
     offer(affinity.and_then(NonZeroUsize::new), CpuSource::Affinity);
-    let quota = quota.filter(|q| q.is_finite() && *q > 0.0).map(|q| q.ceil() as usize);
+    let quota = quota
+        .filter(|q| q.is_finite() && *q > 0.0)
+        .map(|q| q.ceil() as usize);
     offer(quota.and_then(NonZeroUsize::new), CpuSource::CgroupQuota);
-    if let Some((n, source)) = SCHEDULER_VARS.iter().find_map(|(k, s)| env(k).as_deref().and_then(parse_count).map(|n| (n, *s))) {
+    if let Some((n, source)) = SCHEDULER_VARS
+        .iter()
+        .find_map(|(k, s)| env(k).as_deref().and_then(parse_count).map(|n| (n, *s)))
+    {
         offer(Some(n), source);
     }
     best.unwrap_or_else(|| CpuCount {
@@ -142,10 +156,17 @@ fn cgroup_quota() -> Option<f64> {
     };
     for line in cgroups.lines() {
         let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
         if id == "0" && ctrls.is_empty() {
             for dir in ancestors("/sys/fs/cgroup", path) {
-                take(std::fs::read_to_string(format!("{dir}/cpu.max")).ok().as_deref().and_then(parse_cpu_max));
+                take(
+                    std::fs::read_to_string(format!("{dir}/cpu.max"))
+                        .ok()
+                        .as_deref()
+                        .and_then(parse_cpu_max),
+                );
             }
         } else if ctrls.split(',').any(|c| c == "cpu") {
             for root in ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"] {

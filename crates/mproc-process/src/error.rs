@@ -55,7 +55,9 @@ impl fmt::Display for StartError {
             Self::Os(_) => f.write_str("failed to create the child process"),
             Self::ForkServer(_) => f.write_str("failed to start or reach the fork server"),
             Self::Rejected(why) => write!(f, "the fork server rejected the request: {why}"),
-            Self::Unsupported => f.write_str("starting processes is not supported on this platform"),
+            Self::Unsupported => {
+                f.write_str("starting processes is not supported on this platform")
+            }
         }
     }
 }
@@ -126,9 +128,15 @@ impl fmt::Display for JoinError {
         match self {
             Self::Panicked { message, .. } => write!(f, "the child process panicked: {message}"),
             Self::Failed(s) => write!(f, "the child process {s} without returning a value"),
-            Self::Bootstrap { message, .. } => write!(f, "the child process could not run its function: {message}"),
-            Self::InvalidResult(why) => write!(f, "the child process sent an invalid result: {why}"),
-            Self::Lost => f.write_str("the exit status of the child process is unknown (its fork server died)"),
+            Self::Bootstrap { message, .. } => {
+                write!(f, "the child process could not run its function: {message}")
+            }
+            Self::InvalidResult(why) => {
+                write!(f, "the child process sent an invalid result: {why}")
+            }
+            Self::Lost => f.write_str(
+                "the exit status of the child process is unknown (its fork server died)",
+            ),
             Self::AlreadyJoined => f.write_str("the child process was already joined"),
             Self::Io(_) => f.write_str("failed to wait for the child process"),
         }
@@ -233,7 +241,11 @@ pub struct UnknownStartMethod(pub String);
 
 impl fmt::Display for UnknownStartMethod {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot find context for '{}' (expected forkserver, spawn or fork)", self.0)
+        write!(
+            f,
+            "cannot find context for '{}' (expected forkserver, spawn or fork)",
+            self.0
+        )
     }
 }
 

@@ -88,6 +88,8 @@
 mod child;
 mod cpu;
 mod error;
+#[doc(hidden)]
+pub mod fnref;
 mod process;
 mod server;
 mod start;
@@ -95,14 +97,12 @@ mod state;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
 mod wire;
-#[doc(hidden)]
-pub mod fnref;
 
-pub use crate::cpu::{cpu_count, cpu_count_source, CpuCount, CpuSource};
+pub use crate::cpu::{CpuCount, CpuSource, cpu_count, cpu_count_source};
 pub use crate::error::{JoinError, JoinTimeoutError, StartError, TryJoinError, UnknownStartMethod};
 pub use crate::process::{
-    active_children, all_start_methods, current_process, get_context, parent_process, Context, ExitStatus, Pid,
-    Process, ProcessHandle, ProcessInfo, StartMethod,
+    Context, ExitStatus, Pid, Process, ProcessHandle, ProcessInfo, StartMethod, active_children,
+    all_start_methods, current_process, get_context, parent_process,
 };
 
 /// Serves the child or fork-server role if this process was started as one
@@ -124,13 +124,19 @@ pub mod __private {
         crate::server::server_pid()
     }
 
-    /// Decodes bytes as a start-request frame; `true` if it is one.
-    pub fn fuzz_request(data: &[u8]) -> bool {
-        crate::wire::fuzz_request(data).is_ok()
+    /// The `process_wire` fuzz target: the first byte chooses the parser
+    /// (even: start-request frame, odd: result frame fed in pieces); the
+    /// rest is the input. Returns whether a complete, valid frame decoded.
+    pub fn fuzz_wire(data: &[u8]) -> bool {
+        match data.split_first() {
+            None => false,
+            Some((sel, rest)) if sel % 2 == 0 => crate::wire::fuzz_request(rest).is_ok(),
+            Some((_, rest)) => matches!(crate::wire::fuzz_result(rest), Ok(Some(_))),
+        }
     }
 
-    /// Feeds bytes to the result-frame reader; `true` if a frame completed.
-    pub fn fuzz_result(data: &[u8]) -> bool {
-        matches!(crate::wire::fuzz_result(data), Ok(Some(_)))
+    /// Sample inputs for the `process_wire` corpus: `(file name, bytes)`.
+    pub fn wire_samples() -> Vec<(&'static str, Vec<u8>)> {
+        crate::wire::samples()
     }
 }

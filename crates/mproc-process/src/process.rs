@@ -83,7 +83,11 @@ impl FromStr for StartMethod {
 /// Every start method this platform supports (Python's
 /// `get_all_start_methods`), the default first.
 pub fn all_start_methods() -> [StartMethod; 3] {
-    [StartMethod::ForkServer, StartMethod::Spawn, StartMethod::Fork]
+    [
+        StartMethod::ForkServer,
+        StartMethod::Spawn,
+        StartMethod::Fork,
+    ]
 }
 
 /// A process id.
@@ -167,12 +171,17 @@ pub(crate) enum Watch {
     Direct { pidfd: OnceLock<Option<OwnedFd>> },
     /// A fork-server child: the server writes its wait status to this pipe,
     /// and sent a pidfd to signal it by.
-    Server { status: OwnedFd, pidfd: Option<OwnedFd> },
+    Server {
+        status: OwnedFd,
+        pidfd: Option<OwnedFd>,
+    },
 }
 
 impl Watch {
     pub(crate) fn direct() -> Self {
-        Self::Direct { pidfd: OnceLock::new() }
+        Self::Direct {
+            pidfd: OnceLock::new(),
+        }
     }
 
     pub(crate) fn server(status: OwnedFd, pidfd: Option<OwnedFd>) -> Self {
@@ -182,7 +191,10 @@ impl Watch {
     /// A descriptor that becomes readable when the child ends.
     fn fd(&self, pid: RawPid) -> Option<BorrowedFd<'_>> {
         match self {
-            Self::Direct { pidfd } => pidfd.get_or_init(|| sys::pidfd_open(pid).ok()).as_ref().map(|f| f.as_fd()),
+            Self::Direct { pidfd } => pidfd
+                .get_or_init(|| sys::pidfd_open(pid).ok())
+                .as_ref()
+                .map(|f| f.as_fd()),
             Self::Server { status, .. } => Some(status.as_fd()),
         }
     }
@@ -272,7 +284,9 @@ impl Inner {
                     let mut p = [sys::pollin(fd)];
                     let _ = sys::poll(&mut p, left);
                 }
-                None => std::thread::sleep(left.unwrap_or(Duration::MAX).min(Duration::from_millis(1))),
+                None => {
+                    std::thread::sleep(left.unwrap_or(Duration::MAX).min(Duration::from_millis(1)))
+                }
             }
         }
     }
@@ -286,7 +300,9 @@ impl Inner {
             return Ok(());
         }
         let r = match &self.watch {
-            Watch::Server { pidfd: Some(fd), .. } => sys::pidfd_send_signal(fd.as_fd(), sig),
+            Watch::Server {
+                pidfd: Some(fd), ..
+            } => sys::pidfd_send_signal(fd.as_fd(), sig),
             _ => sys::kill(self.pid, sig),
         };
         match r {
@@ -334,14 +350,22 @@ impl ProcessInfo {
 /// The process calling this: `MainProcess` unless mproc started it.
 pub fn current_process() -> ProcessInfo {
     let me = state::me();
-    ProcessInfo { pid: Pid(sys::getpid()), name: me.name, daemon: me.daemon }
+    ProcessInfo {
+        pid: Pid(sys::getpid()),
+        name: me.name,
+        daemon: me.daemon,
+    }
 }
 
 /// The process that started this one (`None` in a process mproc did not
 /// start). For fork-server children this is the process that asked for the
 /// child, not the server.
 pub fn parent_process() -> Option<ProcessInfo> {
-    state::me().parent.map(|(pid, name)| ProcessInfo { pid: Pid(pid), name, daemon: false })
+    state::me().parent.map(|(pid, name)| ProcessInfo {
+        pid: Pid(pid),
+        name,
+        daemon: false,
+    })
 }
 
 /// The children this process started that are still running. Like CPython's,
@@ -350,7 +374,11 @@ pub fn parent_process() -> Option<ProcessInfo> {
 pub fn active_children() -> Vec<ProcessInfo> {
     state::live_children()
         .into_iter()
-        .map(|c| ProcessInfo { pid: Pid(c.pid), name: c.name.clone(), daemon: c.daemon })
+        .map(|c| ProcessInfo {
+            pid: Pid(c.pid),
+            name: c.name.clone(),
+            daemon: c.daemon,
+        })
         .collect()
 }
 
@@ -504,7 +532,15 @@ where
     /// A process that will run `f(args)`.
     pub fn new(f: F, args: A) -> Self {
         let () = AssertZst::<F>::OK;
-        Self { f, args, name: None, daemon: None, method: StartMethod::default(), threaded_fork: false, kill_on_drop: false }
+        Self {
+            f,
+            args,
+            name: None,
+            daemon: None,
+            method: StartMethod::default(),
+            threaded_fork: false,
+            kill_on_drop: false,
+        }
     }
 
     /// Starts the child and returns its handle.
@@ -521,7 +557,8 @@ where
         child::keep_constructor();
         let _ = state::live_children();
         let _ = self.f;
-        let (args, fds) = mproc_shm::handle::to_bytes_with_fds(&self.args).map_err(StartError::Encode)?;
+        let (args, fds) =
+            mproc_shm::handle::to_bytes_with_fds(&self.args).map_err(StartError::Encode)?;
         drop(self.args);
         if fds.len() > mproc_shm::handle::MAX_FDS_PER_MESSAGE - 2 {
             return Err(StartError::TooManyHandles { count: fds.len() });
@@ -552,7 +589,13 @@ where
             StartMethod::Spawn => start::spawn(&req, &fds)?,
             StartMethod::Fork => start::fork(req, fds, self.threaded_fork)?,
         };
-        let inner = Arc::new(Inner { pid: started.pid, name, daemon, watch: started.watch, end: Mutex::new(End::Running) });
+        let inner = Arc::new(Inner {
+            pid: started.pid,
+            name,
+            daemon,
+            watch: started.watch,
+            end: Mutex::new(End::Running),
+        });
         state::register(inner.clone());
         Ok(ProcessHandle {
             inner,
@@ -669,12 +712,16 @@ impl<R> ProcessHandle<R> {
         let end = self.inner.wait_end(Some(deadline));
         let end = if matches!(end, End::Running) {
             self.kill()?;
-            self.inner.wait_end(Some(Instant::now() + Duration::from_secs(10)))
+            self.inner
+                .wait_end(Some(Instant::now() + Duration::from_secs(10)))
         } else {
             end
         };
         match end {
-            End::Running => Err(io::Error::new(io::ErrorKind::TimedOut, "the child survived SIGKILL for 10 s")),
+            End::Running => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the child survived SIGKILL for 10 s",
+            )),
             End::Ended(s) => Ok(s),
             End::Lost => Ok(ExitStatus::Exited(255)),
         }
@@ -685,9 +732,12 @@ impl<R> ProcessHandle<R> {
     /// # Errors
     /// As for [`terminate_deadline`](Self::terminate_deadline).
     pub fn terminate_timeout(&self, grace: Duration) -> io::Result<ExitStatus> {
-        self.terminate_deadline(Instant::now().checked_add(grace).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)))
+        self.terminate_deadline(
+            Instant::now()
+                .checked_add(grace)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+        )
     }
-
 }
 
 impl<R: DeserializeOwned> ProcessHandle<R> {
@@ -714,7 +764,8 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
     /// [`TryJoinError::Running`] while the child runs; otherwise as for
     /// [`join`](Self::join).
     pub fn try_join(&mut self) -> Result<R, TryJoinError> {
-        self.join_inner(Some(Instant::now())).map_err(TryJoinError::from)
+        self.join_inner(Some(Instant::now()))
+            .map_err(TryJoinError::from)
     }
 
     /// Waits up to `timeout` for the child to end.
@@ -769,18 +820,26 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
             End::Lost => return Err(JoinError::Lost.into()),
             End::Running => unreachable!("loop exits only once ended"),
         };
-        let frame = self.reader.take().map_err(|e| JoinError::InvalidResult(e.to_string()))?;
+        let frame = self
+            .reader
+            .take()
+            .map_err(|e| JoinError::InvalidResult(e.to_string()))?;
         match frame {
             Some(f) if f.tag == Tag::Ok && status.success() => {
-                mproc_shm::handle::from_bytes_with_fds(&f.payload, f.fds)
-                    .map_err(|e| JoinError::InvalidResult(format!("the return value did not decode: {e}")).into())
+                mproc_shm::handle::from_bytes_with_fds(&f.payload, f.fds).map_err(|e| {
+                    JoinError::InvalidResult(format!("the return value did not decode: {e}")).into()
+                })
             }
-            Some(f) if f.tag == Tag::Panic => {
-                Err(JoinError::Panicked { message: String::from_utf8_lossy(&f.payload).into_owned(), status }.into())
+            Some(f) if f.tag == Tag::Panic => Err(JoinError::Panicked {
+                message: String::from_utf8_lossy(&f.payload).into_owned(),
+                status,
             }
-            Some(f) if f.tag == Tag::Error => {
-                Err(JoinError::Bootstrap { message: String::from_utf8_lossy(&f.payload).into_owned(), status }.into())
+            .into()),
+            Some(f) if f.tag == Tag::Error => Err(JoinError::Bootstrap {
+                message: String::from_utf8_lossy(&f.payload).into_owned(),
+                status,
             }
+            .into()),
             _ => Err(JoinError::Failed(status).into()),
         }
     }

@@ -61,11 +61,18 @@ pub(crate) fn server_pid() -> Option<i32> {
 fn launch() -> io::Result<Client> {
     let (ours, theirs) = sys::socketpair()?;
     let env = start::child_env(child::SERVER_ENV, theirs.as_raw_fd());
-    let pid = sys::spawn_self(&sys::SpawnSelf { keep: theirs.as_fd(), env: &env })?;
+    let pid = sys::spawn_self(&sys::SpawnSelf {
+        keep: theirs.as_fd(),
+        env: &env,
+    })?;
     Ok(Client { ctrl: ours, pid })
 }
 
-fn exchange(c: &Client, frame: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<(i64, Option<OwnedFd>)> {
+fn exchange(
+    c: &Client,
+    frame: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<(i64, Option<OwnedFd>)> {
     wire::send_all(c.ctrl.as_fd(), frame, fds)?;
     let mut reply = [0u8; 8];
     let mut got = 0;
@@ -73,7 +80,10 @@ fn exchange(c: &Client, frame: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<(i64
     while got < reply.len() {
         let n = recv_with_fds(c.ctrl.as_fd(), &mut reply[got..], &mut pidfds)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the fork server exited"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the fork server exited",
+            ));
         }
         got += n;
     }
@@ -118,7 +128,9 @@ pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartErro
     drop(status_w);
     match reply {
         BAD_REQUEST => Err(StartError::Rejected("malformed start request")),
-        WRONG_EXE => Err(StartError::Rejected("the fork server runs a different executable")),
+        WRONG_EXE => Err(StartError::Rejected(
+            "the fork server runs a different executable",
+        )),
         r if r <= FORK_FAILED => {
             let errno = i32::try_from(FORK_FAILED - r).unwrap_or(libc::EIO);
             Err(StartError::Os(io::Error::from_raw_os_error(errno)))
@@ -127,7 +139,11 @@ pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartErro
             let pid = RawPid::try_from(pid).map_err(|_| StartError::Rejected("malformed reply"))?;
             sys::set_nonblocking(parent_end.as_fd(), true).map_err(StartError::Os)?;
             sys::set_nonblocking(status_r.as_fd(), true).map_err(StartError::Os)?;
-            Ok(Started { pid, watch: Watch::server(status_r, pidfd), chan: parent_end })
+            Ok(Started {
+                pid,
+                watch: Watch::server(status_r, pidfd),
+                chan: parent_end,
+            })
         }
     }
 }
@@ -145,7 +161,9 @@ pub(crate) fn serve(fd: RawFd) -> ! {
     if sys::block_sigchld(true).is_err() {
         sys::exit_now(child::BOOTSTRAP_EXIT);
     }
-    let Ok(sigfd) = sys::signalfd_sigchld() else { sys::exit_now(child::BOOTSTRAP_EXIT) };
+    let Ok(sigfd) = sys::signalfd_sigchld() else {
+        sys::exit_now(child::BOOTSTRAP_EXIT)
+    };
     let me = sys::getpid();
     let exe = state::exe_id().ok();
     let mut children: HashMap<RawPid, OwnedFd> = HashMap::new();

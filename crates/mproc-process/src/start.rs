@@ -3,8 +3,8 @@
 use std::ffi::CString;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::mpsc;
 use std::sync::Mutex;
+use std::sync::mpsc;
 
 use crate::child;
 use crate::error::StartError;
@@ -47,7 +47,10 @@ pub(crate) fn spawn(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartErro
         // thread that lives as long as the process.
         spawn_via_helper(child_end.as_fd(), env)
     } else {
-        sys::spawn_self(&sys::SpawnSelf { keep: child_end.as_fd(), env: &env })
+        sys::spawn_self(&sys::SpawnSelf {
+            keep: child_end.as_fd(),
+            env: &env,
+        })
     }
     .map_err(StartError::Os)?;
     drop(child_end);
@@ -62,7 +65,11 @@ pub(crate) fn spawn(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartErro
         let _ = sys::waitpid(pid, true);
         return Err(StartError::Os(e));
     }
-    Ok(Started { pid, watch, chan: parent_end })
+    Ok(Started {
+        pid,
+        watch,
+        chan: parent_end,
+    })
 }
 
 struct SpawnJob {
@@ -75,22 +82,31 @@ static SPAWNER: Mutex<Option<mpsc::Sender<SpawnJob>>> = Mutex::new(None);
 
 fn spawn_via_helper(keep: BorrowedFd<'_>, env: Vec<CString>) -> io::Result<RawPid> {
     let (reply, result) = mpsc::sync_channel(1);
-    let job = SpawnJob { keep: keep.as_raw_fd(), env, reply };
+    let job = SpawnJob {
+        keep: keep.as_raw_fd(),
+        env,
+        reply,
+    };
     {
         let mut g = lock(&SPAWNER);
         let tx = match &*g {
             Some(tx) => tx.clone(),
             None => {
                 let (tx, rx) = mpsc::channel::<SpawnJob>();
-                std::thread::Builder::new().name("mproc-spawner".into()).spawn(move || spawner(rx))?;
+                std::thread::Builder::new()
+                    .name("mproc-spawner".into())
+                    .spawn(move || spawner(rx))?;
                 *g = Some(tx.clone());
                 tx
             }
         };
-        tx.send(job).map_err(|_| io::Error::other("the mproc spawner thread is gone"))?;
+        tx.send(job)
+            .map_err(|_| io::Error::other("the mproc spawner thread is gone"))?;
     }
     // The helper replies before `keep` (borrowed by our caller) can close.
-    result.recv().map_err(|_| io::Error::other("the mproc spawner thread is gone"))?
+    result
+        .recv()
+        .map_err(|_| io::Error::other("the mproc spawner thread is gone"))?
 }
 
 fn spawner(rx: mpsc::Receiver<SpawnJob>) {
@@ -98,7 +114,10 @@ fn spawner(rx: mpsc::Receiver<SpawnJob>) {
         // SAFETY: the requester keeps `job.keep` open until it receives our
         // reply, which is sent after this borrow ends.
         let keep = unsafe { BorrowedFd::borrow_raw(job.keep) };
-        let r = sys::spawn_self(&sys::SpawnSelf { keep, env: &job.env });
+        let r = sys::spawn_self(&sys::SpawnSelf {
+            keep,
+            env: &job.env,
+        });
         let _ = job.reply.send(r);
     }
 }
@@ -113,7 +132,11 @@ pub(crate) fn forget_spawner() {
 /// With `threads_ok == false` this refuses when the process has more than
 /// one thread; the caller of `threads_ok == true` has accepted the contract
 /// of [`crate::Process::allow_fork_with_threads`].
-pub(crate) fn fork(req: Request, fds: Vec<OwnedFd>, threads_ok: bool) -> Result<Started, StartError> {
+pub(crate) fn fork(
+    req: Request,
+    fds: Vec<OwnedFd>,
+    threads_ok: bool,
+) -> Result<Started, StartError> {
     if !threads_ok && !sys::single_threaded().map_err(StartError::Os)? {
         let threads = sys::thread_count().map_err(StartError::Os)?;
         return Err(StartError::ThreadedFork { threads });
@@ -135,7 +158,11 @@ pub(crate) fn fork(req: Request, fds: Vec<OwnedFd>, threads_ok: bool) -> Result<
         sys::Forked::Parent(pid) => {
             drop(child_end);
             drop(fds);
-            Ok(Started { pid, watch: Watch::direct(), chan: parent_end })
+            Ok(Started {
+                pid,
+                watch: Watch::direct(),
+                chan: parent_end,
+            })
         }
     }
 }

@@ -18,7 +18,12 @@ pub(crate) struct Me {
 
 impl Me {
     fn main() -> Self {
-        Self { name: "MainProcess".to_owned(), identity: Vec::new(), daemon: false, parent: None }
+        Self {
+            name: "MainProcess".to_owned(),
+            identity: Vec::new(),
+            daemon: false,
+            parent: None,
+        }
     }
 }
 
@@ -42,7 +47,10 @@ pub(crate) fn me() -> Me {
 
 /// The next child identity and its default name.
 pub(crate) fn next_identity() -> Vec<u32> {
-    let mut id = lock(&ME).as_ref().map(|m| m.identity.clone()).unwrap_or_default();
+    let mut id = lock(&ME)
+        .as_ref()
+        .map(|m| m.identity.clone())
+        .unwrap_or_default();
     id.push(NEXT_CHILD.fetch_add(1, Ordering::Relaxed));
     id
 }

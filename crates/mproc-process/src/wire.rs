@@ -10,7 +10,7 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use mproc_shm::handle::{recv_with_fds, send_with_fds, MAX_FDS_PER_MESSAGE};
+use mproc_shm::handle::{MAX_FDS_PER_MESSAGE, recv_with_fds, send_with_fds};
 use serde::{Deserialize, Serialize};
 
 /// Magic of a start request frame ("MPRQ").
@@ -121,24 +121,39 @@ fn header(magic: u32, tag: u32, len: usize) -> [u8; HEADER_LEN] {
 
 /// Parses a frame header: `(tag, payload length)`.
 pub(crate) fn parse_header(h: &[u8], magic: u32) -> Result<(u32, usize), WireError> {
-    let h: &[u8; HEADER_LEN] = h.get(..HEADER_LEN).and_then(|h| h.try_into().ok()).ok_or(WireError::Invalid("short frame header"))?;
+    let h: &[u8; HEADER_LEN] = h
+        .get(..HEADER_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(WireError::Invalid("short frame header"))?;
     let m = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
     if m != magic {
-        return Err(WireError::Invalid("bad frame magic (not an mproc process message)"));
+        return Err(WireError::Invalid(
+            "bad frame magic (not an mproc process message)",
+        ));
     }
     let tag = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
     let len = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
     if len > MAX_PAYLOAD {
-        return Err(WireError::Invalid("frame length is larger than any mproc message"));
+        return Err(WireError::Invalid(
+            "frame length is larger than any mproc message",
+        ));
     }
-    let len = usize::try_from(len).map_err(|_| WireError::Invalid("frame length does not fit in memory"))?;
+    let len = usize::try_from(len)
+        .map_err(|_| WireError::Invalid("frame length does not fit in memory"))?;
     Ok((tag, len))
 }
 
 /// Sends `data` with `fds` (on the first byte), retrying short writes.
-pub(crate) fn send_all(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+pub(crate) fn send_all(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
     if fds.len() > MAX_FDS_PER_MESSAGE {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors for one message"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors for one message",
+        ));
     }
     let mut sent = send_with_fds(sock, data, fds)?;
     while sent < data.len() {
@@ -149,7 +164,8 @@ pub(crate) fn send_all(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]
 
 /// Encodes a request as a complete frame.
 pub(crate) fn encode_request(req: &Request) -> io::Result<Vec<u8>> {
-    let body = postcard::to_stdvec(req).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let body =
+        postcard::to_stdvec(req).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&header(REQUEST_MAGIC, PROTOCOL, body.len()));
     out.extend_from_slice(&body);
@@ -158,16 +174,24 @@ pub(crate) fn encode_request(req: &Request) -> io::Result<Vec<u8>> {
 
 /// Decodes a request body (after its header), checking the protocol version.
 pub(crate) fn decode_request(body: &[u8]) -> Result<Request, WireError> {
-    let req: Request = postcard::from_bytes(body).map_err(|_| WireError::Invalid("malformed start request"))?;
+    let req: Request =
+        postcard::from_bytes(body).map_err(|_| WireError::Invalid("malformed start request"))?;
     if req.protocol != PROTOCOL {
-        return Err(WireError::Invalid("start request from a different mproc protocol version"));
+        return Err(WireError::Invalid(
+            "start request from a different mproc protocol version",
+        ));
     }
     Ok(req)
 }
 
 /// Reads exactly `n` more bytes into `buf` (growing it in bounded steps),
 /// collecting descriptors. Blocking.
-fn recv_exact(sock: BorrowedFd<'_>, buf: &mut Vec<u8>, n: usize, fds: &mut Vec<OwnedFd>) -> Result<(), WireError> {
+fn recv_exact(
+    sock: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    n: usize,
+    fds: &mut Vec<OwnedFd>,
+) -> Result<(), WireError> {
     let target = buf.len() + n;
     while buf.len() < target {
         let step = (target - buf.len()).min(READ_CHUNK);
@@ -191,7 +215,9 @@ fn recv_exact(sock: BorrowedFd<'_>, buf: &mut Vec<u8>, n: usize, fds: &mut Vec<O
 
 /// Reads one request frame (blocking). `Ok(None)` means the peer closed
 /// cleanly before sending anything.
-pub(crate) fn read_request(sock: BorrowedFd<'_>) -> Result<Option<(Request, Vec<OwnedFd>)>, WireError> {
+pub(crate) fn read_request(
+    sock: BorrowedFd<'_>,
+) -> Result<Option<(Request, Vec<OwnedFd>)>, WireError> {
     let mut fds = Vec::new();
     let mut buf = Vec::with_capacity(HEADER_LEN);
     match recv_exact(sock, &mut buf, HEADER_LEN, &mut fds) {
@@ -200,7 +226,9 @@ pub(crate) fn read_request(sock: BorrowedFd<'_>) -> Result<Option<(Request, Vec<
     }
     let (tag, len) = parse_header(&buf, REQUEST_MAGIC)?;
     if tag != PROTOCOL {
-        return Err(WireError::Invalid("start request from a different mproc protocol version"));
+        return Err(WireError::Invalid(
+            "start request from a different mproc protocol version",
+        ));
     }
     buf.clear();
     recv_exact(sock, &mut buf, len, &mut fds)?;
@@ -216,7 +244,12 @@ pub(crate) const INLINE_MAX: usize = 16 * 1024;
 
 /// Sends a result frame (blocking, but it never waits for the reader: see
 /// [`INLINE_MAX`]).
-pub(crate) fn send_result(sock: BorrowedFd<'_>, tag: Tag, payload: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
+pub(crate) fn send_result(
+    sock: BorrowedFd<'_>,
+    tag: Tag,
+    payload: &[u8],
+    fds: &[OwnedFd],
+) -> io::Result<()> {
     let mut borrowed: Vec<BorrowedFd<'_>> = Vec::with_capacity(fds.len() + 1);
     let spilled;
     let (tag, inline) = if payload.len() <= INLINE_MAX {
@@ -230,7 +263,11 @@ pub(crate) fn send_result(sock: BorrowedFd<'_>, tag: Tag, payload: &[u8], fds: &
         (tag, &payload[..INLINE_MAX])
     };
     borrowed.extend(fds.iter().map(|f| f.as_fd()));
-    let len = if tag == Tag::Spilled { payload.len() } else { inline.len() };
+    let len = if tag == Tag::Spilled {
+        payload.len()
+    } else {
+        inline.len()
+    };
     let mut frame = Vec::with_capacity(HEADER_LEN + inline.len());
     frame.extend_from_slice(&header(RESULT_MAGIC, tag as u32, len));
     frame.extend_from_slice(inline);
@@ -318,7 +355,9 @@ impl ResultReader {
         if !self.is_complete() {
             return Ok(None);
         }
-        let Some((tag, len)) = self.head.take() else { return Ok(None) };
+        let Some((tag, len)) = self.head.take() else {
+            return Ok(None);
+        };
         let mut buf = std::mem::take(&mut self.buf);
         buf.drain(..HEADER_LEN);
         let mut fds = std::mem::take(&mut self.fds);
@@ -328,9 +367,17 @@ impl ResultReader {
             }
             let file = fds.remove(0);
             let payload = crate::sys::read_file_prefix(file.as_fd(), len)?;
-            return Ok(Some(ResultFrame { tag: Tag::Ok, payload, fds }));
+            return Ok(Some(ResultFrame {
+                tag: Tag::Ok,
+                payload,
+                fds,
+            }));
         }
-        Ok(Some(ResultFrame { tag, payload: buf, fds }))
+        Ok(Some(ResultFrame {
+            tag,
+            payload: buf,
+            fds,
+        }))
     }
 }
 
@@ -338,9 +385,13 @@ impl ResultReader {
 pub(crate) fn fuzz_request(data: &[u8]) -> Result<Request, WireError> {
     let (tag, len) = parse_header(data, REQUEST_MAGIC)?;
     if tag != PROTOCOL {
-        return Err(WireError::Invalid("start request from a different mproc protocol version"));
+        return Err(WireError::Invalid(
+            "start request from a different mproc protocol version",
+        ));
     }
-    let body = data.get(HEADER_LEN..).ok_or(WireError::Invalid("short frame"))?;
+    let body = data
+        .get(HEADER_LEN..)
+        .ok_or(WireError::Invalid("short frame"))?;
     let body = body.get(..len).ok_or(WireError::Eof)?;
     decode_request(body)
 }
@@ -358,4 +409,60 @@ pub(crate) fn fuzz_result(data: &[u8]) -> Result<Option<(Tag, usize)>, WireError
         rest = &rest[step..];
     }
     Ok(r.take()?.map(|f| (f.tag, f.payload.len())))
+}
+
+/// Sample corpus inputs (selector byte included; see `fuzz_wire`).
+pub(crate) fn samples() -> Vec<(&'static str, Vec<u8>)> {
+    let req = Request {
+        protocol: PROTOCOL,
+        exe: ExeId {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mtime: 4,
+            mtime_nsec: 5,
+        },
+        entry: -4096,
+        name: "Process-1:2".to_owned(),
+        identity: vec![1, 2],
+        daemon: true,
+        parent_pid: 42,
+        parent_name: "MainProcess".to_owned(),
+        method: 0,
+        nfds: 0,
+        args: vec![7, 1, 2, 3],
+    };
+    let reqf = encode_request(&req).unwrap_or_default();
+    let result = |tag: Tag, payload: &[u8]| {
+        let mut f = vec![1u8];
+        f.extend_from_slice(&header(RESULT_MAGIC, tag as u32, payload.len()));
+        f.extend_from_slice(payload);
+        f
+    };
+    let with_sel = |sel: u8, b: &[u8]| {
+        let mut v = vec![sel];
+        v.extend_from_slice(b);
+        v
+    };
+    vec![
+        ("valid_request", with_sel(0, &reqf)),
+        ("truncated_request", with_sel(0, &reqf[..reqf.len() - 3])),
+        (
+            "request_huge_length",
+            with_sel(0, &{
+                let mut h = reqf.clone();
+                h[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+                h
+            }),
+        ),
+        ("valid_result_ok", result(Tag::Ok, &[1, 2, 3, 4])),
+        ("valid_result_panic", result(Tag::Panic, b"boom")),
+        ("result_spilled_without_file", result(Tag::Spilled, &[])),
+        ("result_bad_tag", {
+            let mut r = result(Tag::Ok, &[9]);
+            r[5] = 77;
+            r
+        }),
+        ("garbage", vec![2, 0xff, 0x13, 0x37, 0, 0, 0, 0]),
+    ]
 }

@@ -21,9 +21,20 @@ fn sleep_forever(_: ()) {
 fn middle(args: (String, SharedAtomicU64, SharedAtomicU64, SharedAtomicU64)) {
     let (m, daemon_pid, plain_pid, server_pid) = args;
     let m: StartMethod = m.parse().expect("method");
-    let d = Process::new(sleep_forever, ()).daemon(true).start_method(m).start().expect("daemon");
-    let p = Process::new(sleep_forever, ()).daemon(false).start_method(m).start().expect("plain");
-    server_pid.store(mproc_process::__private::fork_server_pid().unwrap_or(0) as u64, Ordering::SeqCst);
+    let d = Process::new(sleep_forever, ())
+        .daemon(true)
+        .start_method(m)
+        .start()
+        .expect("daemon");
+    let p = Process::new(sleep_forever, ())
+        .daemon(false)
+        .start_method(m)
+        .start()
+        .expect("plain");
+    server_pid.store(
+        mproc_process::__private::fork_server_pid().unwrap_or(0) as u64,
+        Ordering::SeqCst,
+    );
     plain_pid.store(p.pid().as_raw() as u64, Ordering::SeqCst);
     daemon_pid.store(d.pid().as_raw() as u64, Ordering::SeqCst);
     sleep_forever(())
@@ -32,13 +43,21 @@ fn middle(args: (String, SharedAtomicU64, SharedAtomicU64, SharedAtomicU64)) {
 fn pidfd(pid: i32) -> i32 {
     // SAFETY: pidfd_open takes a pid and flags.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
-    assert!(fd >= 0, "pidfd_open({pid}): {}", std::io::Error::last_os_error());
+    assert!(
+        fd >= 0,
+        "pidfd_open({pid}): {}",
+        std::io::Error::last_os_error()
+    );
     fd
 }
 
 /// Whether the process behind `fd` exits within `t`.
 fn exits_within(fd: i32, t: Duration) -> bool {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: `p` is one valid pollfd.
     let n = unsafe { libc::poll(&mut p, 1, t.as_millis() as i32) };
     n == 1
@@ -76,12 +95,26 @@ impl Drop for Cleanup {
 }
 
 fn dies_with_parent(method: &str) {
-    let atoms: Vec<SharedAtomicU64> = (0..3).map(|_| SharedAtomicU64::new(0).expect("atomic")).collect();
-    let args = (method.to_owned(), atoms[0].try_clone().unwrap(), atoms[1].try_clone().unwrap(), atoms[2].try_clone().unwrap());
-    let mut mid = Process::new(middle, args).start_method(StartMethod::Spawn).kill_on_drop(true).start().expect("start middle");
+    let atoms: Vec<SharedAtomicU64> = (0..3)
+        .map(|_| SharedAtomicU64::new(0).expect("atomic"))
+        .collect();
+    let args = (
+        method.to_owned(),
+        atoms[0].try_clone().unwrap(),
+        atoms[1].try_clone().unwrap(),
+        atoms[2].try_clone().unwrap(),
+    );
+    let mut mid = Process::new(middle, args)
+        .start_method(StartMethod::Spawn)
+        .kill_on_drop(true)
+        .start()
+        .expect("start middle");
     let t0 = Instant::now();
     while atoms[0].load(Ordering::SeqCst) == 0 {
-        assert!(t0.elapsed() < Duration::from_secs(20), "{method}: middle never reported");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{method}: middle never reported"
+        );
         if !mid.is_alive() {
             panic!("{method}: middle died: {:?}", mid.join());
         }
@@ -90,7 +123,12 @@ fn dies_with_parent(method: &str) {
     let daemon = atoms[0].load(Ordering::SeqCst) as i32;
     let plain = atoms[1].load(Ordering::SeqCst) as i32;
     let server = atoms[2].load(Ordering::SeqCst) as i32;
-    let mut cleanup = Cleanup(vec![daemon, plain, server].into_iter().filter(|&p| p > 0).collect());
+    let mut cleanup = Cleanup(
+        vec![daemon, plain, server]
+            .into_iter()
+            .filter(|&p| p > 0)
+            .collect(),
+    );
     let (dfd, pfd) = (pidfd(daemon), pidfd(plain));
 
     mid.kill().expect("kill middle");
@@ -98,17 +136,32 @@ fn dies_with_parent(method: &str) {
         Err(JoinError::Failed(ExitStatus::Signaled(9))) => {}
         other => panic!("{method}: middle joined as {other:?}"),
     }
-    assert!(exits_within(dfd, Duration::from_secs(1)), "{method}: daemon {daemon} outlived its parent by 1 s");
-    assert!(!exits_within(pfd, Duration::from_millis(500)), "{method}: non-daemon {plain} died with its parent");
+    assert!(
+        exits_within(dfd, Duration::from_secs(1)),
+        "{method}: daemon {daemon} outlived its parent by 1 s"
+    );
+    assert!(
+        !exits_within(pfd, Duration::from_millis(500)),
+        "{method}: non-daemon {plain} died with its parent"
+    );
 
     // Clean up: the orphans were re-parented to this process (a subreaper).
     let st = reap(daemon).expect("reap daemon");
-    assert!(libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL, "{method}: daemon status {st:#x}");
+    assert!(
+        libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL,
+        "{method}: daemon status {st:#x}"
+    );
     // SAFETY: kill takes plain integers; `plain` is our re-parented orphan.
     unsafe { libc::kill(plain, libc::SIGKILL) };
-    assert!(reap(plain).is_some(), "{method}: could not reap the non-daemon");
+    assert!(
+        reap(plain).is_some(),
+        "{method}: could not reap the non-daemon"
+    );
     if server > 0 {
-        assert!(reap(server).is_some(), "{method}: the orphaned fork server did not exit");
+        assert!(
+            reap(server).is_some(),
+            "{method}: the orphaned fork server did not exit"
+        );
     }
     cleanup.0.clear();
     // SAFETY: closing the two pidfds opened above.
@@ -136,7 +189,10 @@ fn square(x: u64) -> u64 {
 
 fn nested(m: String) -> (bool, u64, String) {
     let me = mproc_process::current_process();
-    let mut h = Process::new(square, 9).start_method(m.parse().unwrap()).start().expect("grandchild");
+    let mut h = Process::new(square, 9)
+        .start_method(m.parse().unwrap())
+        .start()
+        .expect("grandchild");
     let v = h.join().expect("grandchild join");
     (me.daemon(), v, h.name().to_owned())
 }
@@ -145,7 +201,11 @@ fn nested(m: String) -> (bool, u64, String) {
 fn daemons_may_have_children() {
     watchdog(60, || {
         for m in ["forkserver", "spawn", "fork"] {
-            let mut h = Process::new(nested, m.to_owned()).daemon(true).start_method(StartMethod::Spawn).start().unwrap();
+            let mut h = Process::new(nested, m.to_owned())
+                .daemon(true)
+                .start_method(StartMethod::Spawn)
+                .start()
+                .unwrap();
             let (daemon, v, name) = h.join().unwrap_or_else(|e| panic!("{m}: {e}"));
             assert!(daemon);
             assert_eq!(v, 81);

@@ -24,16 +24,26 @@ fn sleep_ms(ms: u64) -> u64 {
 
 fn exit_codes(m: String) -> Result<(), String> {
     let m = method(&m);
-    let mut ok = Process::new(returns_unit, ()).start_method(m).start().map_err(|e| e.to_string())?;
+    let mut ok = Process::new(returns_unit, ())
+        .start_method(m)
+        .start()
+        .map_err(|e| e.to_string())?;
     ensure!(ok.join().is_ok(), "a returning child joins Ok");
     ensure!(ok.exitcode() == Some(0), "exitcode {:?}", ok.exitcode());
     for code in [0, 3, 255] {
-        let mut h = Process::new(exit_with, code).start_method(m).start().map_err(|e| e.to_string())?;
+        let mut h = Process::new(exit_with, code)
+            .start_method(m)
+            .start()
+            .map_err(|e| e.to_string())?;
         match h.join() {
             Err(JoinError::Failed(ExitStatus::Exited(c))) if c == code => {}
             other => return Err(format!("exit({code}) joined as {other:?}")),
         }
-        ensure!(h.exitcode() == Some(code), "exit({code}) gave exitcode {:?}", h.exitcode());
+        ensure!(
+            h.exitcode() == Some(code),
+            "exit({code}) gave exitcode {:?}",
+            h.exitcode()
+        );
         ensure!(!h.is_alive(), "dead child reported alive");
     }
     Ok(())
@@ -45,7 +55,10 @@ fn children_exit_with_0_3_and_255() {
 }
 
 fn panics(m: String) -> Result<(), String> {
-    let mut h = Process::new(boom, 42).start_method(method(&m)).start().map_err(|e| e.to_string())?;
+    let mut h = Process::new(boom, 42)
+        .start_method(method(&m))
+        .start()
+        .map_err(|e| e.to_string())?;
     match h.join() {
         Err(JoinError::Panicked { message, status }) => {
             ensure!(message == "boom 42", "message {message:?}");
@@ -54,7 +67,10 @@ fn panics(m: String) -> Result<(), String> {
         other => return Err(format!("panic joined as {other:?}")),
     }
     ensure!(h.exitcode() == Some(1), "exitcode {:?}", h.exitcode());
-    ensure!(matches!(h.join(), Err(JoinError::AlreadyJoined)), "second join");
+    ensure!(
+        matches!(h.join(), Err(JoinError::AlreadyJoined)),
+        "second join"
+    );
     Ok(())
 }
 
@@ -66,15 +82,27 @@ fn a_panicking_child_exits_1_with_its_message() {
 fn signals(m: String) -> Result<(), String> {
     let m = method(&m);
     for (sig, code) in [(libc::SIGKILL, -9), (libc::SIGTERM, -15)] {
-        let mut h = Process::new(sleep_ms, 30_000).start_method(m).start().map_err(|e| e.to_string())?;
+        let mut h = Process::new(sleep_ms, 30_000)
+            .start_method(m)
+            .start()
+            .map_err(|e| e.to_string())?;
         ensure!(h.is_alive(), "alive after start");
         ensure!(h.exitcode().is_none(), "exitcode while running");
-        if sig == libc::SIGKILL { h.kill() } else { h.terminate() }.map_err(|e| e.to_string())?;
+        if sig == libc::SIGKILL {
+            h.kill()
+        } else {
+            h.terminate()
+        }
+        .map_err(|e| e.to_string())?;
         match h.join() {
             Err(JoinError::Failed(ExitStatus::Signaled(s))) if s == sig => {}
             other => return Err(format!("signal {sig} joined as {other:?}")),
         }
-        ensure!(h.exitcode() == Some(code), "exitcode {:?} for signal {sig}", h.exitcode());
+        ensure!(
+            h.exitcode() == Some(code),
+            "exitcode {:?} for signal {sig}",
+            h.exitcode()
+        );
         // Signalling a finished child is a silent no-op.
         h.kill().map_err(|e| e.to_string())?;
     }
@@ -87,15 +115,33 @@ fn killed_children_report_minus_the_signal() {
 }
 
 fn join_timeout(m: String) -> Result<(), String> {
-    let mut h = Process::new(sleep_ms, 30_000).start_method(method(&m)).start().map_err(|e| e.to_string())?;
+    let mut h = Process::new(sleep_ms, 30_000)
+        .start_method(method(&m))
+        .start()
+        .map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let r = h.join_timeout(Duration::from_millis(200));
-    ensure!(matches!(r, Err(JoinTimeoutError::Timeout)), "join_timeout gave {r:?}");
-    ensure!(t0.elapsed() >= Duration::from_millis(200), "returned early: {:?}", t0.elapsed());
+    ensure!(
+        matches!(r, Err(JoinTimeoutError::Timeout)),
+        "join_timeout gave {r:?}"
+    );
+    ensure!(
+        t0.elapsed() >= Duration::from_millis(200),
+        "returned early: {:?}",
+        t0.elapsed()
+    );
     ensure!(h.is_alive(), "child died after join_timeout");
-    ensure!(matches!(h.try_join(), Err(mproc_process::TryJoinError::Running)), "try_join while running");
-    let st = h.terminate_timeout(Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    ensure!(st == ExitStatus::Signaled(libc::SIGTERM), "terminate gave {st:?}");
+    ensure!(
+        matches!(h.try_join(), Err(mproc_process::TryJoinError::Running)),
+        "try_join while running"
+    );
+    let st = h
+        .terminate_timeout(Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    ensure!(
+        st == ExitStatus::Signaled(libc::SIGTERM),
+        "terminate gave {st:?}"
+    );
     Ok(())
 }
 
@@ -111,13 +157,24 @@ fn ignore_term_then_sleep(ms: u64) {
 }
 
 fn escalation(m: String) -> Result<(), String> {
-    let h = Process::new(ignore_term_then_sleep, 30_000).start_method(method(&m)).start().map_err(|e| e.to_string())?;
+    let h = Process::new(ignore_term_then_sleep, 30_000)
+        .start_method(method(&m))
+        .start()
+        .map_err(|e| e.to_string())?;
     // Give the child time to ignore SIGTERM.
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
-    let st = h.terminate_timeout(Duration::from_millis(200)).map_err(|e| e.to_string())?;
-    ensure!(st == ExitStatus::Signaled(libc::SIGKILL), "escalation gave {st:?}");
-    ensure!(t0.elapsed() >= Duration::from_millis(200), "escalated early");
+    let st = h
+        .terminate_timeout(Duration::from_millis(200))
+        .map_err(|e| e.to_string())?;
+    ensure!(
+        st == ExitStatus::Signaled(libc::SIGKILL),
+        "escalation gave {st:?}"
+    );
+    ensure!(
+        t0.elapsed() >= Duration::from_millis(200),
+        "escalated early"
+    );
     Ok(())
 }
 

@@ -43,8 +43,15 @@ fn with_busy_threads<T>(n: usize, f: impl FnOnce() -> T) -> T {
 fn starts(method: StartMethod) {
     with_busy_threads(8, || {
         for i in 0..200u32 {
-            let mut h = Process::new(inc, i).start_method(method).start().unwrap_or_else(|e| panic!("{method} start {i}: {e}"));
-            assert_eq!(h.join().unwrap_or_else(|e| panic!("{method} join {i}: {e}")), i + 1);
+            let mut h = Process::new(inc, i)
+                .start_method(method)
+                .start()
+                .unwrap_or_else(|e| panic!("{method} start {i}: {e}"));
+            assert_eq!(
+                h.join()
+                    .unwrap_or_else(|e| panic!("{method} join {i}: {e}")),
+                i + 1
+            );
         }
     });
 }
@@ -65,7 +72,9 @@ fn fork_refuses_in_a_threaded_parent() {
         with_busy_threads(8, || {
             let r = Process::new(inc, 1).start_method(StartMethod::Fork).start();
             match r {
-                Err(StartError::ThreadedFork { threads }) => assert!(threads >= 9, "threads {threads}"),
+                Err(StartError::ThreadedFork { threads }) => {
+                    assert!(threads >= 9, "threads {threads}")
+                }
                 other => panic!("fork in a threaded parent gave {other:?}"),
             }
         })

@@ -26,7 +26,11 @@ fn shout(s: String) -> String {
 }
 
 fn describe(p: Point) -> (String, Option<i8>, Result<u32, String>) {
-    (format!("{}@{}", p.label, p.x), p.tags.first().map(|&t| t as i8), Err(format!("{} tags", p.tags.len())))
+    (
+        format!("{}@{}", p.label, p.x),
+        p.tags.first().map(|&t| t as i8),
+        Err(format!("{} tags", p.tags.len())),
+    )
 }
 
 fn big(n: usize) -> Vec<u8> {
@@ -45,18 +49,43 @@ fn add_to(v: (Value<u64>, SharedAtomicU64, u64)) -> u64 {
 fn values(m: String) -> Result<(), String> {
     let m = method(&m);
     let e = |e: &dyn std::fmt::Display| e.to_string();
-    let mut a = Process::new(square, 12).start_method(m).start().map_err(|x| e(&x))?;
-    let mut b = Process::new(shout, "hé there".to_owned()).start_method(m).start().map_err(|x| e(&x))?;
-    let p = Point { x: 1.5, label: "p".into(), tags: vec![200, 2] };
-    let mut c = Process::new(describe, p).start_method(m).start().map_err(|x| e(&x))?;
-    let mut d = Process::new(|v: Vec<i32>| v.into_iter().rev().collect::<Vec<_>>(), vec![1, 2, 3]).start_method(m).start().map_err(|x| e(&x))?;
+    let mut a = Process::new(square, 12)
+        .start_method(m)
+        .start()
+        .map_err(|x| e(&x))?;
+    let mut b = Process::new(shout, "hé there".to_owned())
+        .start_method(m)
+        .start()
+        .map_err(|x| e(&x))?;
+    let p = Point {
+        x: 1.5,
+        label: "p".into(),
+        tags: vec![200, 2],
+    };
+    let mut c = Process::new(describe, p)
+        .start_method(m)
+        .start()
+        .map_err(|x| e(&x))?;
+    let mut d = Process::new(
+        |v: Vec<i32>| v.into_iter().rev().collect::<Vec<_>>(),
+        vec![1, 2, 3],
+    )
+    .start_method(m)
+    .start()
+    .map_err(|x| e(&x))?;
     ensure!(a.join().map_err(|x| e(&x))? == 144, "square");
     ensure!(b.join().map_err(|x| e(&x))? == "HÉ THERE", "shout");
     let got = c.join().map_err(|x| e(&x))?;
-    ensure!(got == ("p@1.5".to_owned(), Some(-56), Err("2 tags".to_owned())), "describe gave {got:?}");
+    ensure!(
+        got == ("p@1.5".to_owned(), Some(-56), Err("2 tags".to_owned())),
+        "describe gave {got:?}"
+    );
     ensure!(d.join().map_err(|x| e(&x))? == vec![3, 2, 1], "closure");
     // 4 MiB: far more than a socket buffer; join must read while it waits.
-    let mut h = Process::new(big, 4 << 20).start_method(m).start().map_err(|x| e(&x))?;
+    let mut h = Process::new(big, 4 << 20)
+        .start_method(m)
+        .start()
+        .map_err(|x| e(&x))?;
     let v = h.join().map_err(|x| e(&x))?;
     ensure!(v == big(4 << 20), "big result differs (len {})", v.len());
     Ok(())
@@ -73,15 +102,28 @@ fn shared(m: String) -> Result<(), String> {
     let atomic = SharedAtomicU64::new(0).map_err(|x| x.to_string())?;
     let mut kids = Vec::new();
     for _ in 0..4 {
-        let args = (value.try_clone().map_err(|x| x.to_string())?, atomic.try_clone().map_err(|x| x.to_string())?, 500);
-        kids.push(Process::new(add_to, args).start_method(m).start().map_err(|x| x.to_string())?);
+        let args = (
+            value.try_clone().map_err(|x| x.to_string())?,
+            atomic.try_clone().map_err(|x| x.to_string())?,
+            500,
+        );
+        kids.push(
+            Process::new(add_to, args)
+                .start_method(m)
+                .start()
+                .map_err(|x| x.to_string())?,
+        );
     }
     for k in &mut kids {
         let seen = k.join().map_err(|x| x.to_string())?;
         ensure!((500..=2000).contains(&seen), "a child saw {seen}");
     }
     ensure!(value.get() == 2000, "value is {}", value.get());
-    ensure!(atomic.load(Ordering::Relaxed) == 2000, "atomic is {}", atomic.load(Ordering::Relaxed));
+    ensure!(
+        atomic.load(Ordering::Relaxed) == 2000,
+        "atomic is {}",
+        atomic.load(Ordering::Relaxed)
+    );
     Ok(())
 }
 

@@ -5,31 +5,83 @@ fn nz(n: usize) -> NonZeroUsize {
 }
 
 fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-    move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+    move |k| {
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| (*v).to_owned())
+    }
 }
 
 #[test]
 fn affinity_alone() {
     let c = decide(Some(8), None, env(&[]));
-    assert_eq!(c, CpuCount { count: nz(8), source: CpuSource::Affinity });
+    assert_eq!(
+        c,
+        CpuCount {
+            count: nz(8),
+            source: CpuSource::Affinity
+        }
+    );
 }
 
 #[test]
 fn quota_rounds_up_and_wins_when_smaller() {
     let c = decide(Some(8), Some(1.5), env(&[]));
-    assert_eq!(c, CpuCount { count: nz(2), source: CpuSource::CgroupQuota });
+    assert_eq!(
+        c,
+        CpuCount {
+            count: nz(2),
+            source: CpuSource::CgroupQuota
+        }
+    );
     let c = decide(Some(2), Some(3.0), env(&[]));
-    assert_eq!(c, CpuCount { count: nz(2), source: CpuSource::Affinity });
+    assert_eq!(
+        c,
+        CpuCount {
+            count: nz(2),
+            source: CpuSource::Affinity
+        }
+    );
 }
 
 #[test]
 fn scheduler_variables_in_order() {
-    let c = decide(Some(128), None, env(&[("SLURM_CPUS_PER_TASK", "4"), ("NCPUS", "2"), ("OMP_NUM_THREADS", "1")]));
-    assert_eq!(c, CpuCount { count: nz(4), source: CpuSource::Slurm });
-    let c = decide(Some(128), None, env(&[("NCPUS", "6"), ("OMP_NUM_THREADS", "3")]));
-    assert_eq!(c, CpuCount { count: nz(6), source: CpuSource::Pbs });
+    let c = decide(
+        Some(128),
+        None,
+        env(&[
+            ("SLURM_CPUS_PER_TASK", "4"),
+            ("NCPUS", "2"),
+            ("OMP_NUM_THREADS", "1"),
+        ]),
+    );
+    assert_eq!(
+        c,
+        CpuCount {
+            count: nz(4),
+            source: CpuSource::Slurm
+        }
+    );
+    let c = decide(
+        Some(128),
+        None,
+        env(&[("NCPUS", "6"), ("OMP_NUM_THREADS", "3")]),
+    );
+    assert_eq!(
+        c,
+        CpuCount {
+            count: nz(6),
+            source: CpuSource::Pbs
+        }
+    );
     let c = decide(Some(128), None, env(&[("OMP_NUM_THREADS", "3,2")]));
-    assert_eq!(c, CpuCount { count: nz(3), source: CpuSource::OpenMp });
+    assert_eq!(
+        c,
+        CpuCount {
+            count: nz(3),
+            source: CpuSource::OpenMp
+        }
+    );
 }
 
 #[test]
@@ -37,18 +89,41 @@ fn scheduler_tie_names_the_scheduler_and_os_limit_caps_it() {
     let c = decide(Some(4), None, env(&[("SLURM_CPUS_PER_TASK", "4")]));
     assert_eq!(c.source, CpuSource::Slurm);
     let c = decide(Some(2), None, env(&[("SLURM_CPUS_PER_TASK", "16")]));
-    assert_eq!(c, CpuCount { count: nz(2), source: CpuSource::Affinity });
+    assert_eq!(
+        c,
+        CpuCount {
+            count: nz(2),
+            source: CpuSource::Affinity
+        }
+    );
 }
 
 #[test]
 fn bad_variables_are_ignored() {
     for bad in ["", "0", "-3", "four", " ", "1e3"] {
         let c = decide(Some(8), None, env(&[("SLURM_CPUS_PER_TASK", bad)]));
-        assert_eq!(c, CpuCount { count: nz(8), source: CpuSource::Affinity }, "value {bad:?}");
+        assert_eq!(
+            c,
+            CpuCount {
+                count: nz(8),
+                source: CpuSource::Affinity
+            },
+            "value {bad:?}"
+        );
     }
     // A bad SLURM value falls through to the next variable.
-    let c = decide(Some(8), None, env(&[("SLURM_CPUS_PER_TASK", "x"), ("NCPUS", "3")]));
-    assert_eq!(c, CpuCount { count: nz(3), source: CpuSource::Pbs });
+    let c = decide(
+        Some(8),
+        None,
+        env(&[("SLURM_CPUS_PER_TASK", "x"), ("NCPUS", "3")]),
+    );
+    assert_eq!(
+        c,
+        CpuCount {
+            count: nz(3),
+            source: CpuSource::Pbs
+        }
+    );
 }
 
 #[test]
@@ -80,6 +155,11 @@ fn ancestors_walk_up_to_root() {
 fn real_machine_answer_is_sane() {
     let c = cpu_count_source();
     assert!(c.count.get() >= 1);
-    assert!(c.count.get() <= std::thread::available_parallelism().map_or(usize::MAX, |n| n.get()).max(c.count.get()));
+    assert!(
+        c.count.get()
+            <= std::thread::available_parallelism()
+                .map_or(usize::MAX, |n| n.get())
+                .max(c.count.get())
+    );
     assert_eq!(cpu_count(), c.count.get());
 }

@@ -11,7 +11,11 @@ use crate::wire::ExeId;
 
 /// Converts a `-1`-on-error return value into an `io::Result`.
 pub(crate) fn cvt<T: Copy + PartialEq + From<i8>>(r: T) -> io::Result<T> {
-    if r == T::from(-1) { Err(io::Error::last_os_error()) } else { Ok(r) }
+    if r == T::from(-1) {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
 }
 
 /// Like [`cvt`], retrying while the call fails with `EINTR`.
@@ -38,7 +42,14 @@ pub(crate) type RawPid = libc::pid_t;
 pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a valid, writable array of two c_ints.
-    cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
     Ok((own(fds[0]), own(fds[1])))
 }
 
@@ -54,7 +65,11 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     // SAFETY: `fd` is a valid descriptor; F_GETFL takes no argument.
     let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
-    let flags = if on { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+    let flags = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
     // SAFETY: `fd` is a valid descriptor; F_SETFL takes an int argument.
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) })?;
     Ok(())
@@ -71,7 +86,8 @@ pub(crate) fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
 pub(crate) fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         // SAFETY: `data` is a valid readable buffer of `data.len()` bytes.
-        let n = cvt_retry(|| unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) })?;
+        let n =
+            cvt_retry(|| unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) })?;
         data = &data[n as usize..];
     }
     Ok(())
@@ -80,7 +96,8 @@ pub(crate) fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
 /// Reads up to `buf.len()` bytes, retrying on `EINTR`. 0 means end of file.
 pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is a valid writable buffer of `buf.len()` bytes.
-    let n = cvt_retry(|| unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })?;
+    let n =
+        cvt_retry(|| unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })?;
     Ok(n as usize)
 }
 
@@ -102,7 +119,11 @@ pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::R
 
 /// A pollfd asking for readability.
 pub(crate) fn pollin(fd: BorrowedFd<'_>) -> libc::pollfd {
-    libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }
+    libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }
 }
 
 /// Whether a polled entry is readable (or at end of file / in error).
@@ -158,7 +179,13 @@ pub(crate) fn kill(pid: RawPid, sig: libc::c_int) -> io::Result<()> {
 pub(crate) fn pidfd_send_signal(fd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<()> {
     // SAFETY: the syscall takes a valid pidfd, a signal number, a null siginfo and zero flags.
     cvt(unsafe {
-        libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), sig, ptr::null::<libc::siginfo_t>(), 0)
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig,
+            ptr::null::<libc::siginfo_t>(),
+            0,
+        )
     })?;
     Ok(())
 }
@@ -179,7 +206,15 @@ pub(crate) fn getppid() -> RawPid {
 /// exits.
 pub(crate) fn set_parent_death_signal() -> io::Result<()> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number.
-    cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) })?;
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })?;
     Ok(())
 }
 
@@ -193,13 +228,23 @@ pub(crate) fn thread_count() -> io::Result<usize> {
 pub(crate) fn single_threaded() -> io::Result<bool> {
     // SAFETY: the path is NUL-terminated.
     let dir = own(cvt(unsafe {
-        libc::open(c"/proc/self/task".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        libc::open(
+            c"/proc/self/task".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
     })?);
     // u64 elements keep the buffer aligned for `linux_dirent64`.
     let mut buf = [0u64; 512];
     let bytes = size_of_val(&buf);
     // SAFETY: `buf` is writable for `bytes` bytes.
-    let n = cvt(unsafe { libc::syscall(libc::SYS_getdents64, dir.as_raw_fd(), buf.as_mut_ptr(), bytes) })? as usize;
+    let n = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_getdents64,
+            dir.as_raw_fd(),
+            buf.as_mut_ptr(),
+            bytes,
+        )
+    })? as usize;
     let raw: &[u8] = bytemuck_bytes(&buf);
     // Count entries other than "." and ".."; a full buffer means many threads.
     let mut entries = 0;
@@ -230,7 +275,12 @@ pub(crate) fn wait_exited_nowait(pid: RawPid) -> io::Result<()> {
     let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
     // SAFETY: `info` is writable; the id type and flags are plain integers.
     cvt_retry(|| unsafe {
-        libc::waitid(libc::P_PID, pid as libc::id_t, info.as_mut_ptr(), libc::WEXITED | libc::WNOWAIT)
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            info.as_mut_ptr(),
+            libc::WEXITED | libc::WNOWAIT,
+        )
     })?;
     Ok(())
 }
@@ -239,7 +289,9 @@ pub(crate) fn wait_exited_nowait(pid: RawPid) -> io::Result<()> {
 /// leave in a socket buffer).
 pub(crate) fn memfd_with(data: &[u8]) -> io::Result<OwnedFd> {
     // SAFETY: the name is NUL-terminated.
-    let fd = own(cvt(unsafe { libc::memfd_create(c"mproc-result".as_ptr(), libc::MFD_CLOEXEC) })?);
+    let fd = own(cvt(unsafe {
+        libc::memfd_create(c"mproc-result".as_ptr(), libc::MFD_CLOEXEC)
+    })?);
     write_all(fd.as_fd(), data)?;
     Ok(fd)
 }
@@ -253,17 +305,28 @@ pub(crate) fn read_file_prefix(fd: BorrowedFd<'_>, len: usize) -> io::Result<Vec
     // SAFETY: `fstat` succeeded, so it initialised `st`.
     let size = unsafe { st.assume_init() }.st_size;
     if usize::try_from(size).map_or(true, |s| s < len) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "the result file is shorter than announced"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the result file is shorter than announced",
+        ));
     }
     let mut out = vec![0u8; len];
     let mut got = 0;
     while got < len {
         // SAFETY: `out[got..]` is writable for `len - got` bytes.
         let n = cvt_retry(|| unsafe {
-            libc::pread(fd.as_raw_fd(), out[got..].as_mut_ptr().cast(), len - got, got as libc::off_t)
+            libc::pread(
+                fd.as_raw_fd(),
+                out[got..].as_mut_ptr().cast(),
+                len - got,
+                got as libc::off_t,
+            )
         })? as usize;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the result file ended early"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the result file ended early",
+            ));
         }
         got += n;
     }
@@ -304,7 +367,11 @@ pub(crate) enum Forked {
 pub(crate) unsafe fn fork() -> io::Result<Forked> {
     // SAFETY: the caller upholds the multi-threading contract above.
     let pid = cvt(unsafe { libc::fork() })?;
-    Ok(if pid == 0 { Forked::Child } else { Forked::Parent(pid) })
+    Ok(if pid == 0 {
+        Forked::Child
+    } else {
+        Forked::Parent(pid)
+    })
 }
 
 /// Ends this process at once, without running exit handlers.
@@ -316,7 +383,9 @@ pub(crate) fn exit_now(code: i32) -> ! {
 /// Replaces descriptor 0 with `/dev/null`.
 pub(crate) fn stdin_to_devnull() -> io::Result<()> {
     // SAFETY: the path is NUL-terminated.
-    let fd = own(cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?);
+    let fd = own(cvt(unsafe {
+        libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC)
+    })?);
     if fd.as_raw_fd() != 0 {
         // SAFETY: both descriptors are valid; dup2 onto 0 clears close-on-exec on the copy.
         cvt_retry(|| unsafe { libc::dup2(fd.as_raw_fd(), 0) })?;
@@ -344,10 +413,18 @@ pub(crate) fn block_sigchld(block: bool) -> io::Result<()> {
     unsafe { libc::sigemptyset(set.as_mut_ptr()) };
     // SAFETY: `set` was initialised by sigemptyset.
     unsafe { libc::sigaddset(set.as_mut_ptr(), libc::SIGCHLD) };
-    let how = if block { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK };
+    let how = if block {
+        libc::SIG_BLOCK
+    } else {
+        libc::SIG_UNBLOCK
+    };
     // SAFETY: `set` is initialised; the old set is not requested.
     let r = unsafe { libc::pthread_sigmask(how, set.as_ptr(), ptr::null_mut()) };
-    if r != 0 { Err(io::Error::from_raw_os_error(r)) } else { Ok(()) }
+    if r != 0 {
+        Err(io::Error::from_raw_os_error(r))
+    } else {
+        Ok(())
+    }
 }
 
 /// A non-blocking, close-on-exec signalfd for SIGCHLD (which must be blocked).
@@ -358,7 +435,8 @@ pub(crate) fn signalfd_sigchld() -> io::Result<OwnedFd> {
     // SAFETY: `set` was initialised by sigemptyset.
     unsafe { libc::sigaddset(set.as_mut_ptr(), libc::SIGCHLD) };
     // SAFETY: `set` is initialised; -1 asks for a new descriptor.
-    let fd = cvt(unsafe { libc::signalfd(-1, set.as_ptr(), libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) })?;
+    let fd =
+        cvt(unsafe { libc::signalfd(-1, set.as_ptr(), libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) })?;
     Ok(own(fd))
 }
 
@@ -397,7 +475,9 @@ pub(crate) struct SpawnSelf<'a> {
 /// empty signal mask and the given environment. Returns the child's pid.
 pub(crate) fn spawn_self(opts: &SpawnSelf<'_>) -> io::Result<RawPid> {
     let exe: &CStr = c"/proc/self/exe";
-    let argv0 = std::env::args_os().next().and_then(|a| CString::new(a.into_encoded_bytes()).ok());
+    let argv0 = std::env::args_os()
+        .next()
+        .and_then(|a| CString::new(a.into_encoded_bytes()).ok());
     let argv0 = argv0.unwrap_or_else(|| CString::from(c"mproc-child"));
     let argv: [*mut libc::c_char; 2] = [argv0.as_ptr().cast_mut(), ptr::null_mut()];
     let mut envp: Vec<*mut libc::c_char> = opts.env.iter().map(|e| e.as_ptr().cast_mut()).collect();
@@ -410,7 +490,13 @@ pub(crate) fn spawn_self(opts: &SpawnSelf<'_>) -> io::Result<RawPid> {
     check(unsafe { libc::posix_spawn_file_actions_adddup2(&mut actions.0, keep, keep) })?;
     // SAFETY: `actions` is initialised and the path is NUL-terminated.
     check(unsafe {
-        libc::posix_spawn_file_actions_addopen(&mut actions.0, 0, c"/dev/null".as_ptr(), libc::O_RDONLY, 0)
+        libc::posix_spawn_file_actions_addopen(
+            &mut actions.0,
+            0,
+            c"/dev/null".as_ptr(),
+            libc::O_RDONLY,
+            0,
+        )
     })?;
     let mut attr = SpawnAttr::new()?;
     let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
@@ -419,18 +505,33 @@ pub(crate) fn spawn_self(opts: &SpawnSelf<'_>) -> io::Result<RawPid> {
     // SAFETY: `attr` is initialised; `empty` was initialised above.
     check(unsafe { libc::posix_spawnattr_setsigmask(&mut attr.0, empty.as_ptr()) })?;
     // SAFETY: `attr` is initialised.
-    check(unsafe { libc::posix_spawnattr_setflags(&mut attr.0, libc::POSIX_SPAWN_SETSIGMASK as libc::c_short) })?;
+    check(unsafe {
+        libc::posix_spawnattr_setflags(&mut attr.0, libc::POSIX_SPAWN_SETSIGMASK as libc::c_short)
+    })?;
 
     let mut pid: libc::pid_t = 0;
     // SAFETY: every pointer is valid for the call: the path, argv and envp are
     // NUL-terminated arrays of NUL-terminated strings that outlive it, and
     // `actions`/`attr` are initialised.
-    check(unsafe { libc::posix_spawn(&mut pid, exe.as_ptr(), &actions.0, &attr.0, argv.as_ptr(), envp.as_ptr()) })?;
+    check(unsafe {
+        libc::posix_spawn(
+            &mut pid,
+            exe.as_ptr(),
+            &actions.0,
+            &attr.0,
+            argv.as_ptr(),
+            envp.as_ptr(),
+        )
+    })?;
     Ok(pid)
 }
 
 fn check(r: libc::c_int) -> io::Result<()> {
-    if r == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(r)) }
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(r))
+    }
 }
 
 struct FileActions(libc::posix_spawn_file_actions_t);

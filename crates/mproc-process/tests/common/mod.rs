@@ -38,7 +38,10 @@ where
             panic!("{m}: {e}");
         }
     }
-    let mut h = Process::new(scenario, "fork".to_owned()).start_method(StartMethod::Spawn).start().expect("start");
+    let mut h = Process::new(scenario, "fork".to_owned())
+        .start_method(StartMethod::Spawn)
+        .start()
+        .expect("start");
     match h.join() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => panic!("fork: {e}"),
