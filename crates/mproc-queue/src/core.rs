@@ -53,7 +53,16 @@ pub(crate) struct Core {
     head_cache: ProducerCache,
     /// This handle's last view of `tail` (see `Ring::peek`).
     tail_cache: AtomicU64,
+    /// The control block inside `seg` (checked once, in `assemble`).
+    ctl: std::ptr::NonNull<Ctl>,
 }
+
+// SAFETY: `ctl` points into the mapping `seg` owns (which is Send and Sync)
+// and is only used to make shared references to `Ctl`, a SharedSync type of
+// atomics; every other field is Send and Sync.
+unsafe impl Send for Core {}
+// SAFETY: as for Send.
+unsafe impl Sync for Core {}
 
 impl fmt::Debug for Core {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -136,7 +145,7 @@ impl Core {
             seg.len() as u64,
             [cap as u64, u64::from(maxsize), 0, RING_OFFSET as u64],
         );
-        Ok(Self::assemble(seg, tx, rx, kind, fingerprint, cap, maxsize))
+        Self::assemble(seg, tx, rx, kind, fingerprint, cap, maxsize).map_err(CreateError::Segment)
     }
 
     fn assemble(
@@ -147,8 +156,16 @@ impl Core {
         fingerprint: u64,
         cap: usize,
         maxsize: u32,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, mproc_shm::SegmentError> {
+        let ctl = std::ptr::NonNull::from(seg.get::<Ctl>(CTL_OFFSET)?);
+        if RING_OFFSET + cap > seg.len() {
+            return Err(mproc_shm::SegmentError::OutOfBounds {
+                offset: RING_OFFSET,
+                len: cap,
+                size: seg.len(),
+            });
+        }
+        Ok(Self {
             seg,
             tx: HandleFd::new(tx),
             rx: HandleFd::new(rx),
@@ -158,7 +175,8 @@ impl Core {
             maxsize,
             head_cache: ProducerCache::new(),
             tail_cache: AtomicU64::new(0),
-        }
+            ctl,
+        })
     }
 
     /// Opens a received segment, checking that it holds a queue of `kind`.
@@ -178,22 +196,15 @@ impl Core {
             return Err("queue header is corrupt".into());
         }
         let (tx, rx) = (w.tx.into_inner(), w.rx.into_inner());
-        Ok(Self::assemble(
-            w.seg,
-            tx,
-            rx,
-            kind,
-            fingerprint,
-            cap,
-            maxsize as u32,
-        ))
+        Self::assemble(w.seg, tx, rx, kind, fingerprint, cap, maxsize as u32)
+            .map_err(|e| format!("queue segment is unusable: {e}"))
     }
 
     pub(crate) fn ctl(&self) -> &Ctl {
-        // `create`/`open` checked the segment holds RING_OFFSET + cap bytes.
-        self.seg
-            .get::<Ctl>(CTL_OFFSET)
-            .expect("queue segment holds its control block")
+        // SAFETY: `assemble` made `ctl` from `Segment::get::<Ctl>` (in bounds,
+        // aligned, SharedSync) on `self.seg`, whose mapping lives as long as
+        // `self`; the reference borrows `self`.
+        unsafe { self.ctl.as_ref() }
     }
 
     pub(crate) fn ring(&self) -> Ring<'_> {

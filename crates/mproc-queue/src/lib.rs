@@ -42,6 +42,30 @@
 //! locks, segments) cannot travel inside items: putting one is an
 //! [`EncodeError`] (send handles as process arguments instead).
 //!
+//! # Differences from CPython
+//!
+//! * `put` never returns before the item is in shared memory: no feeder
+//!   thread, no `join_thread`/`cancel_join_thread`, encode errors are returned,
+//!   and a process may exit right after `put` without losing the item.
+//! * [`close`](Queue::close) closes the queue for *every* process that shares
+//!   it (CPython's only concerns the calling process's feeder): later puts
+//!   fail with `Closed`, consumers drain what is left and then get `Closed`.
+//! * `maxsize` counts items as in CPython, and 0 means no item limit; but
+//!   small items wait for room when the ring (1 MiB by default, see
+//!   [`QueueBuilder::capacity`]) is full of unread items, much as a pipe
+//!   would, only 16 times larger. Items larger than a quarter of the ring
+//!   never wait for ring space: each goes into a segment of its own, and only
+//!   a 16-byte record enters the ring. About 270 such large items can be in
+//!   flight at once (the side channel's socket buffer); beyond that a
+//!   producer waits for consumers.
+//! * `qsize`, `is_empty` and `is_full` read shared counters, so they work on
+//!   every platform; like CPython's they are snapshots while others work.
+//! * A process killed in the middle of `put` or `get` neither corrupts nor
+//!   locks the queue (the locks detect the death of their owner); a consumer
+//!   killed in the middle of `get` loses at most the item it was taking.
+//! * Queues are not pickled-on-inheritance only: they serialize as handles
+//!   and may be sent to other processes any way mproc sends handles.
+//!
 //! # Handles
 //!
 //! Queues implement `Serialize`/`Deserialize` as handles (see

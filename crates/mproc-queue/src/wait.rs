@@ -158,7 +158,7 @@ pub(crate) fn block_on<R>(
             // Back off exponentially: each probe reads the other side's
             // cache line, and reading it less often lets the other side
             // write several items before the line moves.
-            for _ in 0..(4u32 << i.min(5)) {
+            for _ in 0..(4u32 << i.min(2)) {
                 std::hint::spin_loop();
             }
             i += 1;
