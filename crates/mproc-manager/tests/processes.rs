@@ -1,0 +1,109 @@
+//! Proxies passed to child processes; concurrent server-side updates.
+
+mod common;
+
+use common::watchdog;
+use mproc_manager::{Dict, List, Manager, Queue, Value};
+use mproc_process::{Process, StartMethod};
+
+const CHILDREN: usize = 4;
+const ROUNDS: u64 = 250;
+
+fn hammer((d, l, v, me): (Dict<String, u64>, List<u64>, Value<Vec<u64>>, usize)) -> u64 {
+    for i in 0..ROUNDS {
+        d.update_or_insert_with(&"total".to_string(), &0, 1, |t: &mut u64, n: u64| *t += n).unwrap();
+        d.update_or_insert_with(&format!("child-{me}"), &0, i, |t: &mut u64, n: u64| *t += n).unwrap();
+        l.update_with(0, 2, |x: &mut u64, n: u64| *x += n).unwrap();
+        v.update_with(me as u64, |xs: &mut Vec<u64>, x: u64| xs.push(x)).unwrap();
+    }
+    l.push(&(me as u64)).unwrap();
+    d.get("total").unwrap().unwrap()
+}
+
+#[test]
+fn children_update_a_dict_and_a_list_concurrently_without_losing_one() {
+    watchdog(120, || {
+        let m = Manager::start().unwrap();
+        let d = m.dict::<String, u64>().unwrap();
+        let l = m.list_from([0u64]).unwrap();
+        let v = m.value(Vec::<u64>::new()).unwrap();
+        let kids: Vec<_> = (0..CHILDREN)
+            .map(|i| Process::new(hammer, (d.clone(), l.clone(), v.clone(), i)).start().unwrap())
+            .collect();
+        for mut k in kids {
+            let seen = k.join().unwrap();
+            assert!(seen >= ROUNDS && seen <= ROUNDS * CHILDREN as u64);
+        }
+        assert_eq!(d.get("total").unwrap(), Some(ROUNDS * CHILDREN as u64));
+        for i in 0..CHILDREN {
+            assert_eq!(d.get(&format!("child-{i}")).unwrap(), Some(ROUNDS * (ROUNDS - 1) / 2));
+        }
+        assert_eq!(l.get(0).unwrap(), 2 * ROUNDS * CHILDREN as u64);
+        let mut tail = l.snapshot().unwrap()[1..].to_vec();
+        tail.sort();
+        assert_eq!(tail, (0..CHILDREN as u64).collect::<Vec<_>>());
+        let pushed = v.get().unwrap();
+        assert_eq!(pushed.len() as u64, ROUNDS * CHILDREN as u64);
+        for i in 0..CHILDREN as u64 {
+            assert_eq!(pushed.iter().filter(|&&x| x == i).count() as u64, ROUNDS);
+        }
+        m.shutdown().unwrap();
+    });
+}
+
+fn consume((q, out): (Queue<Option<u32>>, List<u32>)) -> usize {
+    let mut n = 0;
+    while let Some(x) = q.get().unwrap() {
+        out.push(&(x * 10)).unwrap();
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn a_queue_feeds_children_under_every_safe_start_method() {
+    watchdog(120, || {
+        for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+            let m = Manager::start().unwrap();
+            let q = m.queue::<Option<u32>>(8).unwrap();
+            let out = m.list::<u32>().unwrap();
+            let kids: Vec<_> = (0..2)
+                .map(|_| Process::new(consume, (q.clone(), out.clone())).start_method(method).start().unwrap())
+                .collect();
+            for i in 0..100 {
+                q.put(Some(i)).unwrap();
+            }
+            q.put(None).unwrap();
+            q.put(None).unwrap();
+            let total: usize = kids.into_iter().map(|mut k| k.join().unwrap()).sum();
+            assert_eq!(total, 100);
+            let mut got = out.snapshot().unwrap();
+            got.sort();
+            assert_eq!(got, (0..100).map(|i| i * 10).collect::<Vec<_>>());
+        }
+    });
+}
+
+#[test]
+fn a_proxy_travels_over_an_mproc_connection() {
+    watchdog(60, || {
+        let m = Manager::start().unwrap();
+        let d = m.dict::<u32, String>().unwrap();
+        let (a, b) = mproc_pipe::pipe(true).unwrap();
+        a.send(&d).unwrap();
+        let back: Dict<u32, String> = b.recv().unwrap();
+        back.insert(&1, &"one".into()).unwrap();
+        assert_eq!(d.get(&1).unwrap().as_deref(), Some("one"));
+    });
+}
+
+#[test]
+fn the_fruit_demo_counts_every_basket() {
+    watchdog(60, || {
+        let items = mproc_manager::fruit_demo(5).unwrap();
+        let total: u32 = items.iter().filter(|(k, _)| k != "baskets").map(|(_, v)| v).sum();
+        assert_eq!(total, 5);
+        assert!(items.contains(&("baskets".to_string(), 5)));
+        assert!(items.contains(&("apple".to_string(), 1)));
+    });
+}
