@@ -1,13 +1,162 @@
-//! Benchmark scenarios of mproc-pool.
+//! Benchmark scenarios of mproc-pool: a map of a tiny function, the seed
+//! program (map over a range, pool start-up included), Monte-Carlo pi, and
+//! a burst of apply_async calls.
 
-use crate::harness::{Role, Scenario};
+use std::hint::black_box;
+use std::time::Instant;
+
+use mproc_pool::Pool;
+
+use crate::harness::{BenchResult, Ctx, Measurement, Role, Scenario, timed};
 
 /// The scenarios of this crate.
 pub(crate) fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "pool_map_tiny",
+            about: "Pool(2).map squaring 1M u64 from a Vec (pool running, function measured once), M items/s",
+            run: pool_map_tiny,
+        },
+        Scenario {
+            name: "pool_map_seed",
+            about: "seed map_pool: Pool(2) + map(lots_of_math, 0..40M) + close/join vs the serial loop, speed-up",
+            run: pool_map_seed,
+        },
+        Scenario {
+            name: "pool_pi",
+            about: "Monte-Carlo pi, 40M samples: Pool(2).map over 16 seeds vs one serial loop, speed-up",
+            run: pool_pi,
+        },
+        Scenario {
+            name: "pool_apply_async",
+            about: "10,000 trivial apply_async calls on Pool(2), then get all, k calls/s",
+            run: pool_apply_async,
+        },
+    ]
+}
+
+/// The child roles these scenarios start (none: the pool starts its own).
+pub(crate) fn roles() -> Vec<Role> {
     Vec::new()
 }
 
-/// The child roles these scenarios start.
-pub(crate) fn roles() -> Vec<Role> {
-    Vec::new()
+fn square(x: u64) -> u64 {
+    x.wrapping_mul(x)
+}
+
+fn pool_map_tiny(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+    const N: u64 = 1_000_000;
+    let pool = Pool::new(2)?;
+    // One small map teaches the pool how long `square` takes.
+    let _ = pool.map(square, (0..10_000u64).collect::<Vec<_>>())?;
+    let input: Vec<u64> = (0..N).collect();
+    let (out, t) = timed(|| pool.map(square, input));
+    let out = out?;
+    if out.len() != N as usize || out[12345] != 12345 * 12345 {
+        return Err("wrong map result".into());
+    }
+    let first = {
+        let fresh = Pool::new(2)?;
+        let input: Vec<u64> = (0..N).collect();
+        let (_, t1) = timed(|| fresh.map(square, input));
+        t1
+    };
+    Ok(vec![Measurement::higher(N as f64 / t.as_secs_f64() / 1e6, "M items/s").note(format!(
+        "{:.1} ms; first map on a fresh pool (learning the chunk size): {:.1} ms",
+        t.as_secs_f64() * 1e3,
+        first.as_secs_f64() * 1e3
+    ))])
+}
+
+fn lots_of_math(n: u64) {
+    black_box(n * n);
+}
+
+fn pool_map_seed(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+    const N: u64 = 40_000_000;
+    let (_, serial) = timed(|| {
+        for n in 0..N {
+            lots_of_math(n);
+        }
+    });
+    let t0 = Instant::now();
+    let pool = Pool::new(2)?;
+    let started = t0.elapsed();
+    let out = pool.map(lots_of_math, 0..N)?;
+    pool.close();
+    pool.join()?;
+    let t = t0.elapsed();
+    if out.len() != N as usize {
+        return Err("wrong map length".into());
+    }
+    Ok(vec![Measurement::higher(serial.as_secs_f64() / t.as_secs_f64(), "x vs serial").note(format!(
+        "serial {:.1} ms, pool {:.1} ms (of which start-up {:.2} ms)",
+        serial.as_secs_f64() * 1e3,
+        t.as_secs_f64() * 1e3,
+        started.as_secs_f64() * 1e3
+    ))])
+}
+
+/// Counts samples of `n` random points falling in the quarter circle.
+fn pi_hits((seed, n): (u64, u64)) -> u64 {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = || {
+        // xorshift64*
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        (s.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut hits = 0;
+    for _ in 0..n {
+        let (x, y) = (next(), next());
+        if x * x + y * y <= 1.0 {
+            hits += 1;
+        }
+    }
+    hits
+}
+
+fn pool_pi(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+    const N: u64 = 40_000_000;
+    const TASKS: u64 = 16;
+    let (hits, serial) = timed(|| pi_hits((1, N)));
+    let pi_serial = 4.0 * hits as f64 / N as f64;
+    let pool = Pool::new(2)?;
+    let _ = pool.map(pi_hits, vec![(0u64, 1000u64)])?;
+    let (hits, t) = timed(|| pool.map(pi_hits, (0..TASKS).map(|i| (i + 1, N / TASKS)).collect::<Vec<_>>()));
+    let pi = 4.0 * hits?.iter().sum::<u64>() as f64 / N as f64;
+    if (pi - std::f64::consts::PI).abs() > 0.01 || (pi_serial - std::f64::consts::PI).abs() > 0.01 {
+        return Err(format!("bad estimates {pi} {pi_serial}").into());
+    }
+    Ok(vec![Measurement::higher(serial.as_secs_f64() / t.as_secs_f64(), "x vs serial").note(format!(
+        "serial {:.1} ms, Pool(2) {:.1} ms, pi ~ {pi:.5}",
+        serial.as_secs_f64() * 1e3,
+        t.as_secs_f64() * 1e3
+    ))])
+}
+
+fn trivial(x: u32) -> u32 {
+    x + 1
+}
+
+fn pool_apply_async(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+    const N: u32 = 10_000;
+    let pool = Pool::new(2)?;
+    for r in (0..100).map(|i| pool.apply_async(trivial, i)).collect::<Result<Vec<_>, _>>()? {
+        r.get()?;
+    }
+    let (sum, t) = timed(|| -> BenchResult<u64> {
+        let rs = (0..N).map(|i| pool.apply_async(trivial, i)).collect::<Result<Vec<_>, _>>()?;
+        let mut sum = 0u64;
+        for r in rs {
+            sum += u64::from(r.get()?);
+        }
+        Ok(sum)
+    });
+    if sum? != (1..=u64::from(N)).sum::<u64>() {
+        return Err("wrong apply_async results".into());
+    }
+    Ok(vec![Measurement::higher(f64::from(N) / t.as_secs_f64() / 1e3, "k calls/s")
+        .note(format!("{:.1} ms for {N}", t.as_secs_f64() * 1e3))])
 }

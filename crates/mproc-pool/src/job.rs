@@ -103,7 +103,9 @@ pub(crate) struct MapState<R> {
     pub(crate) done: BTreeMap<usize, Chunk<R>>,
     /// Items submitted and not yet delivered or failed.
     pub(crate) outstanding: usize,
-    /// Tasks submitted and not yet resolved.
+    /// Tasks submitted and not yet resolved (approximate: a task split
+    /// after a worker died resolves in several pieces; used only to bound
+    /// the window, while completion is decided by `outstanding`).
     pub(crate) outstanding_tasks: usize,
     /// No more items will be submitted.
     pub(crate) sealed: bool,
@@ -170,7 +172,7 @@ impl<R: Send> MapJob<R> {
     }
 
     fn maybe_finish(&self, mut st: MutexGuard<'_, MapState<R>>) {
-        if !(st.sealed && st.outstanding_tasks == 0) {
+        if !(st.sealed && st.outstanding == 0) {
             return;
         }
         let Some(finish) = st.finish.take() else { return };

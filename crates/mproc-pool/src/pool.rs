@@ -790,7 +790,7 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
                 let c = if self.ordered {
                     st.done.remove(&self.pos).or_else(|| {
                         // Nothing can fill a gap once all is resolved.
-                        if self.exhausted && st.outstanding_tasks == 0 { st.done.pop_first().map(|(_, c)| c) } else { None }
+                        if self.exhausted && st.outstanding == 0 { st.done.pop_first().map(|(_, c)| c) } else { None }
                     })
                 } else {
                     st.done.pop_first().map(|(_, c)| c)
@@ -799,7 +799,7 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
                     self.pos = c.first + c.count;
                     return Ok(Some(c));
                 }
-                if self.exhausted && st.outstanding_tasks == 0 {
+                if self.exhausted && st.outstanding == 0 {
                     return Ok(None);
                 }
                 if !self.exhausted && st.outstanding_tasks < self.window {

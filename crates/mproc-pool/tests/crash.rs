@@ -1,0 +1,191 @@
+//! Dead workers: the task they held fails with WorkerLost, nothing hangs,
+//! the pool is replaced and stays usable.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{alive, watchdog};
+use mproc_pool::{ExitStatus, Pool, TaskError};
+
+fn marker(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("mproc-pool-crash-{tag}-{}", std::process::id()))
+}
+
+/// Item `victim` announces its pid in a file and sleeps; the others are fast.
+fn maybe_long((x, victim, path): (u32, u32, String)) -> u32 {
+    if x == victim {
+        std::fs::write(&path, std::process::id().to_string()).unwrap();
+        std::thread::sleep(Duration::from_secs(30));
+    }
+    x + 1
+}
+
+fn wait_for_pid(path: &PathBuf) -> i32 {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if let Ok(p) = s.trim().parse() {
+                return p;
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "the victim never started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn sigkill_mid_task_fails_only_that_task() {
+    watchdog(90, || {
+        let pool = Pool::new(2).unwrap();
+        let before = pool.pids();
+        let path = marker("one");
+        let _ = std::fs::remove_file(&path);
+        let p = path.to_string_lossy().into_owned();
+        let items: Vec<_> = (0..200u32).map(|x| (x, 57u32, p.clone())).collect();
+        let mut it = pool.imap(maybe_long, items).unwrap();
+        let killer = std::thread::spawn(move || {
+            let pid = wait_for_pid(&path);
+            let _ = std::fs::remove_file(&path);
+            // SAFETY: kill(2) on a pid our pool started and has not reaped.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+            (pid, Instant::now())
+        });
+        let mut results = Vec::new();
+        let mut lost_at = None;
+        while let Some(r) = it.next() {
+            if r.is_err() && lost_at.is_none() {
+                lost_at = Some(Instant::now());
+            }
+            results.push(r);
+        }
+        drop(it);
+        let (victim_pid, killed_at) = killer.join().unwrap();
+        assert_eq!(results.len(), 200);
+        for (i, r) in results.iter().enumerate() {
+            if i == 57 {
+                match r {
+                    Err(TaskError::WorkerLost { pid, status }) => {
+                        assert_eq!(*pid, victim_pid);
+                        assert_eq!(*status, ExitStatus::Signaled(libc::SIGKILL));
+                    }
+                    other => panic!("item 57: {other:?}"),
+                }
+            } else {
+                assert_eq!(r.as_ref().unwrap(), &(i as u32 + 1), "item {i}");
+            }
+        }
+        if let Some(t) = lost_at {
+            eprintln!("worker death reported {:?} after SIGKILL", t.saturating_duration_since(killed_at));
+        }
+        // Replaced, and usable.
+        let after = pool.pids();
+        assert_eq!(after.len(), 2);
+        assert!(!after.contains(&victim_pid));
+        assert!(before.contains(&victim_pid));
+        assert_eq!(pool.map(|x: u64| x * 2, 0..1000u64).unwrap()[999], 1998);
+        assert!(!alive(victim_pid));
+    });
+}
+
+#[test]
+fn apply_async_on_a_killed_worker_resolves() {
+    watchdog(60, || {
+        let pool = Pool::new(1).unwrap();
+        let path = marker("apply");
+        let _ = std::fs::remove_file(&path);
+        let r = pool.apply_async(maybe_long, (1, 1, path.to_string_lossy().into_owned())).unwrap();
+        let pid = wait_for_pid(&path);
+        let _ = std::fs::remove_file(&path);
+        let t0 = Instant::now();
+        // SAFETY: kill(2) on our own worker.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let e = r.get().unwrap_err();
+        eprintln!("apply_async WorkerLost after {:?}", t0.elapsed());
+        assert!(e.is_worker_lost(), "{e:?}");
+        assert_eq!(pool.apply(|x: u32| x + 1, 1).unwrap(), 2);
+    });
+}
+
+fn tick(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_micros(500));
+    x
+}
+
+#[test]
+fn repeated_kills_during_a_long_imap_never_hang() {
+    watchdog(120, || {
+        let pool = Pool::new(2).unwrap();
+        let n = 3000u64;
+        let pids_seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut ok = 0u64;
+        let mut lost = 0u64;
+        std::thread::scope(|s| {
+            let pool_ref = &pool;
+            let seen = pids_seen.clone();
+            let stop2 = stop.clone();
+            s.spawn(move || {
+                for _ in 0..8 {
+                    std::thread::sleep(Duration::from_millis(60));
+                    if stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    if let Some(&pid) = pool_ref.pids().first() {
+                        seen.lock().unwrap().push(pid);
+                        // SAFETY: kill(2) on a worker of our pool.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            });
+            for (i, r) in pool.imap(tick, 0..n).unwrap().enumerate() {
+                match r {
+                    Ok(v) => {
+                        assert_eq!(v, i as u64);
+                        ok += 1;
+                    }
+                    Err(TaskError::WorkerLost { .. }) => lost += 1,
+                    Err(e) => panic!("item {i}: {e}"),
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        assert_eq!(ok + lost, n);
+        let killed = pids_seen.lock().unwrap().len() as u64;
+        assert!(lost <= killed, "lost {lost} items for {killed} kills");
+        eprintln!("{killed} kills: {ok} ok, {lost} lost");
+        assert_eq!(pool.map(|x: u64| x + 1, 0..10u64).unwrap(), (1..11).collect::<Vec<_>>());
+        for pid in pids_seen.lock().unwrap().iter() {
+            assert!(!alive(*pid));
+        }
+    });
+}
+
+#[test]
+fn abort_in_a_task_is_worker_lost_with_sigabrt() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let r: Vec<_> = pool.imap(|x: u32| if x == 2 { std::process::abort() } else { x }, 0..5u32).unwrap().collect();
+        match &r[2] {
+            Err(TaskError::WorkerLost { status, .. }) => assert_eq!(*status, ExitStatus::Signaled(libc::SIGABRT)),
+            other => panic!("{other:?}"),
+        }
+        for i in [0usize, 1, 3, 4] {
+            assert_eq!(r[i].as_ref().unwrap(), &(i as u32));
+        }
+    });
+}
+
+#[test]
+fn dropping_a_pool_leaves_no_workers() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let pids = pool.pids();
+        assert_eq!(pool.map(|x: u8| x, 0..10u8).unwrap().len(), 10);
+        drop(pool);
+        for p in pids {
+            assert!(!alive(p));
+        }
+    });
+}
