@@ -150,7 +150,19 @@ impl ManagerBuilder {
                 return Err(e);
             }
         };
-        Ok(Manager { session, key, process: Some(process), shutdown_timeout: self.shutdown_timeout, stopped: false, made_by: sys::getpid() })
+        let auto_socket = match (&self.address, &session.address) {
+            (None, Address::Unix(p)) => Some(p.clone()),
+            _ => None,
+        };
+        Ok(Manager {
+            session,
+            key,
+            process: Some(process),
+            shutdown_timeout: self.shutdown_timeout,
+            stopped: false,
+            made_by: sys::getpid(),
+            auto_socket,
+        })
     }
 
     /// Connects to a running server (CPython's `BaseManager.connect`). The
@@ -166,7 +178,15 @@ impl ManagerBuilder {
         let session = Session::get(address, &key, self.call_timeout);
         // CPython's `connect` sends a `dummy` request: fail now, not later.
         unit(session.call(&Request::Ping)?)?;
-        Ok(Manager { session, key, process: None, shutdown_timeout: self.shutdown_timeout, stopped: false, made_by: sys::getpid() })
+        Ok(Manager {
+            session,
+            key,
+            process: None,
+            shutdown_timeout: self.shutdown_timeout,
+            stopped: false,
+            made_by: sys::getpid(),
+            auto_socket: None,
+        })
     }
 
     /// Runs the server in this process, in the calling thread, until a
@@ -255,6 +275,9 @@ pub struct Manager {
     stopped: bool,
     /// The process that made this manager (a forked copy must not stop the server).
     made_by: i32,
+    /// The socket the server made in a private directory, to remove if the
+    /// server dies without cleaning up.
+    auto_socket: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for Manager {
@@ -527,16 +550,24 @@ impl Manager {
             return asked.map(|_| ());
         };
         let deadline = Instant::now() + self.shutdown_timeout;
-        if asked.is_ok() && p.join_deadline(deadline).is_ok() {
-            return Ok(());
-        }
-        if p.status().is_some() {
+        let r = if asked.is_ok() && p.join_deadline(deadline).is_ok() {
+            Ok(())
+        } else if p.status().is_some() {
             let _ = p.join_timeout(Duration::ZERO);
-            return Ok(());
+            Ok(())
+        } else {
+            let r = p.terminate_timeout(self.shutdown_timeout).map(|_| ()).map_err(Error::Io);
+            let _ = p.join_timeout(Duration::ZERO);
+            r
+        };
+        // A server that was killed could not remove its socket.
+        if let Some(path) = self.auto_socket.take() {
+            let _ = std::fs::remove_file(&path);
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
         }
-        p.terminate_timeout(self.shutdown_timeout).map_err(Error::Io)?;
-        let _ = p.join_timeout(Duration::ZERO);
-        Ok(())
+        r
     }
 }
 

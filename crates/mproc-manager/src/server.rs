@@ -847,8 +847,19 @@ impl Server {
         let peer = Peer { client, same_exe, fd: Some(fd), no_wait: false };
         let mut shutdown = false;
         while let Ok(bytes) = conn.recv_bytes() {
+            // SeqCst: see `serve`. After shutdown nothing more is served.
+            if self.stopping.load(Ordering::SeqCst) {
+                break;
+            }
             let (reply, then) = self.handle_bytes(&peer, &bytes);
             if conn.send_ref(&reply).is_err() {
+                // The client died before it could receive an item it took:
+                // put the item back rather than lose it.
+                if let (Ok(Request::Call { id, op: Op::Get(_) }), Reply::Bytes(item)) =
+                    (proto::decode_request(&bytes), reply)
+                {
+                    self.requeue(id, item);
+                }
                 break;
             }
             if then == Then::Shutdown {
@@ -858,6 +869,16 @@ impl Server {
         }
         self.client_left(peer.client);
         shutdown
+    }
+
+    /// Puts an item taken by a client that vanished back at the queue's head.
+    fn requeue(&self, id: Id, item: Bytes) {
+        if let Ok(e) = self.entry(id) {
+            if let Obj::Queue(q) = &mut *guard(&e.state) {
+                q.items.push_front(item);
+            }
+            e.cv.notify_all();
+        }
     }
 
     /// Decodes and handles one request; malformed bytes get an error reply.
