@@ -497,6 +497,10 @@ impl Core {
             Ok(Some((seg, len))) => {
                 // Copied outside the lock: large messages do not hold up others.
                 out.clear();
+                // The size is backed by a real segment, but may still be more
+                // than this process can hold: an error, not an abort.
+                out.try_reserve_exact(len)
+                    .map_err(|_| GetFail::Broken(io_broken(io::ErrorKind::OutOfMemory.into())))?;
                 out.resize(len, 0);
                 seg.read(mproc_shm::HEADER_SIZE, out)
                     .map_err(|e| GetFail::Broken(io_broken(e.into())))?;

@@ -63,8 +63,8 @@
 //! * A process killed in the middle of `put` or `get` neither corrupts nor
 //!   locks the queue (the locks detect the death of their owner); a consumer
 //!   killed in the middle of `get` loses at most the item it was taking.
-//! * Queues are not pickled-on-inheritance only: they serialize as handles
-//!   and may be sent to other processes any way mproc sends handles.
+//! * CPython lets a queue reach another process only by inheritance; these
+//!   queues serialize as handles and travel any way mproc sends handles.
 //!
 //! # Handles
 //!

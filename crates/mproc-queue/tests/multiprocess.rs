@@ -389,7 +389,7 @@ fn crash_rounds_keep_the_queue_usable_and_lose_nothing_acknowledged() {
     let rounds: u32 = std::env::var("MPQ_CRASH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(150);
+        .unwrap_or(250);
     watchdog(Duration::from_secs(240), move || crash_rounds(rounds));
 }
 
@@ -421,43 +421,51 @@ fn crash_rounds(rounds: u32) {
     let mut rng = Rng(0x5eed_1234_abcd);
     let mut killed_consumers = 0u32;
     let mut mine = Vec::new();
+    let mut consumer_logs = Vec::new();
+    let mut producer_ids = Vec::new();
     for r in 0..rounds {
+        // 1 or 2 producers and 1 or 2 consumers per round.
+        let (np, nc) = (1 + (r % 2), 1 + (r / 2 % 2));
         let maxlen = if r % 3 == 0 { 2000 } else { 100 };
-        let mut prod = spawn(
-            "producer",
-            &q,
-            &[
-                ("P_ID", r.to_string()),
-                ("P_COUNT", "1000000".into()),
-                ("P_MAXLEN", maxlen.to_string()),
-                ("P_SEED", rng.next().to_string()),
-                ("P_LOG", dir.join(format!("p{r}")).display().to_string()),
-            ],
-        );
-        let mut cons = spawn(
-            "consumer",
-            &q,
-            &[("C_LOG", dir.join(format!("c{r}")).display().to_string())],
-        );
-        // Kill both at random moments, in random order, after they had time to start.
-        let first = Duration::from_micros(3000 + rng.next() % 12_000);
-        let second = Duration::from_micros(rng.next() % 3000);
-        thread::sleep(first);
-        let (a, b) = if rng.next() % 2 == 0 {
-            (&mut prod, &mut cons)
-        } else {
-            (&mut cons, &mut prod)
-        };
-        let sa = kill_and_reap(a);
-        thread::sleep(second);
-        let sb = kill_and_reap(b);
-        for st in [sa, sb] {
+        let mut children = Vec::new();
+        for k in 0..np {
+            let id = r * 2 + k;
+            producer_ids.push(id);
+            children.push(spawn(
+                "producer",
+                &q,
+                &[
+                    ("P_ID", id.to_string()),
+                    ("P_COUNT", "1000000".into()),
+                    ("P_MAXLEN", maxlen.to_string()),
+                    ("P_SEED", rng.next().to_string()),
+                    ("P_LOG", dir.join(format!("p{id}")).display().to_string()),
+                ],
+            ));
+        }
+        for k in 0..nc {
+            let log = dir.join(format!("c{r}_{k}"));
+            children.push(spawn(
+                "consumer",
+                &q,
+                &[("C_LOG", log.display().to_string())],
+            ));
+            consumer_logs.push(log);
+        }
+        // Kill them all at random moments, in random order, after they had
+        // time to start.
+        thread::sleep(Duration::from_micros(3000 + rng.next() % 12_000));
+        while !children.is_empty() {
+            let i = (rng.next() % children.len() as u64) as usize;
+            let mut c = children.swap_remove(i);
+            let st = kill_and_reap(&mut c);
             assert!(
                 st.signal() == Some(libc::SIGKILL) || st.success(),
                 "child failed on its own: {st:?}"
             );
+            thread::sleep(Duration::from_micros(rng.next() % 2000));
         }
-        killed_consumers += 1;
+        killed_consumers += nc;
         // Between rounds the queue stays usable: drain it here, then a put
         // and a get must go through (no lock left held, no torn record).
         if r % 10 == 9 || r + 1 == rounds {
@@ -475,13 +483,11 @@ fn crash_rounds(rounds: u32) {
             assert_eq!((back.p, back.i, back.data.len()), (u32::MAX, r, 600));
         }
     }
-    let mut logs: Vec<_> = (0..rounds)
-        .map(|r| read_pairs(&dir.join(format!("c{r}"))))
-        .collect();
+    let mut logs: Vec<_> = consumer_logs.iter().map(|l| read_pairs(l)).collect();
     logs.push(mine);
     let got = check_fifo_no_dup(&logs);
     let mut missing = 0u32;
-    for r in 0..rounds {
+    for &r in &producer_ids {
         let acked = read_acks(&dir.join(format!("p{r}")));
         assert!(acked.iter().enumerate().all(|(k, &i)| k as u32 == i));
         for &i in &acked {
