@@ -11,12 +11,13 @@
 //!   when the waiters bit was set. Because the word records a process, not a
 //!   thread, a lock may be released by another process (CPython's `Lock`
 //!   allows that).
-//! * A contender first spins for a few microseconds, so that two busy
-//!   processes on different CPUs hand the lock over without sleeping. It skips
-//!   the spin when the waiters bit is set (others already sleep: the lock is
-//!   held long) and when this process may only run on one CPU (the owner
-//!   cannot run while we spin). The affinity is read once and again after
-//!   every `fork`.
+//! * A contender first spins for up to [`SPIN_MAX`], so that two busy
+//!   processes on different CPUs hand the lock over without sleeping. It
+//!   stops spinning when the waiters bit is set (others already sleep: the
+//!   lock is held long). The spin budget adapts per thread
+//!   ([`adaptive_spin`]): when spinning does not pay off (the owner cannot
+//!   run while we spin, because both are pinned to one CPU), it shrinks to
+//!   nothing. With a single CPU online there is no spin at all.
 //! * Then it sets the waiters bit and sleeps on the futex, in slices of at
 //!   most [`LIVENESS_SLICE`]. After each slice it checks whether the owner
 //!   process still lives; if it has exited (a zombie counts as exited), the
@@ -92,8 +93,6 @@ pub const PID_MAX_LIMIT: u32 = 1 << 22;
 /// process is still alive.
 pub const LIVENESS_SLICE: Duration = Duration::from_millis(20);
 
-/// How long a contender spins before it sleeps.
-const SPIN_LIMIT: Duration = Duration::from_micros(20);
 
 impl RawMutex {
     /// An unlocked mutex.
@@ -341,33 +340,20 @@ impl RawMutex {
         }
     }
 
-    /// Spins for up to `SPIN_LIMIT` while the owner is running (no waiters
-    /// bit), trying to take the lock whenever it looks free.
+    /// Spins (adaptively, see [`adaptive_spin`]) while the owner is running
+    /// (no waiters bit), trying to take the lock whenever it looks free.
     fn spin(&self, me: u32) -> Option<Acquired> {
-        let start = Instant::now();
-        let mut i = 0u32;
-        loop {
+        let took = adaptive_spin(|| {
             let w = self.word.load(Ordering::Relaxed);
             if w == 0 {
                 // Acquire: pairs with the Release swap in `unlock`.
-                if self
-                    .word
-                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return Some(Acquired::Clean);
-                }
-                continue;
+                let ok = self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok();
+                return ok.then_some(true);
             }
-            if w & WAITERS != 0 {
-                return None;
-            }
-            std::hint::spin_loop();
-            i = i.wrapping_add(1);
-            if i % 16 == 0 && start.elapsed() > SPIN_LIMIT {
-                return None;
-            }
-        }
+            // Waiters already sleep: the lock is held long, stop spinning.
+            (w & WAITERS != 0).then_some(false)
+        });
+        took.then_some(Acquired::Clean)
     }
 }
 
@@ -401,9 +387,12 @@ fn current_pid_slow() -> u32 {
     pid
 }
 
-/// Whether spinning before sleeping can help: false when this process may
-/// only run on one CPU (read from the affinity mask once, and again after a
-/// `fork`).
+/// Whether spinning before sleeping can help at all: false when the system
+/// has a single CPU online (read once, and again after a `fork`).
+///
+/// A process pinned to one CPU may still gain from spinning, when the other
+/// side is pinned to another CPU; whether it is on the same CPU is learnt by
+/// [`adaptive_spin`].
 pub fn spin_useful() -> bool {
     // Relaxed: a cached, idempotent fact about this process.
     match SPIN.load(Ordering::Relaxed) {
@@ -411,18 +400,87 @@ pub fn spin_useful() -> bool {
         2 => true,
         _ => {
             AT_FORK.call_once(|| sys::at_fork_child(forget_after_fork));
-            let useful = sys::allowed_cpus().is_none_or(|n| n > 1);
+            let useful = sys::online_cpus().is_none_or(|n| n > 1);
             SPIN.store(if useful { 2 } else { 1 }, Ordering::Relaxed);
             useful
         }
     }
 }
 
-/// Forgets the cached CPU affinity, for a process that changed its own
-/// affinity mask after using a lock.
+/// Forgets the cached CPU count.
 pub fn refresh_affinity() {
     // Relaxed: see `spin_useful`.
     SPIN.store(0, Ordering::Relaxed);
+}
+
+/// The longest a waiter spins before sleeping.
+pub const SPIN_MAX: Duration = Duration::from_micros(30);
+/// The spin of a probe, when spinning has not been paying off.
+const SPIN_PROBE: Duration = Duration::from_micros(2);
+/// One slow path in this many probes while spinning does not pay off.
+const PROBE_EVERY: u32 = 32;
+
+thread_local! {
+    /// This thread's current spin budget in nanoseconds, and a counter of
+    /// slow paths for probing.
+    static SPIN_BUDGET: Cell<(u32, u32)> = const { Cell::new((SPIN_MAX.as_nanos() as u32, 0)) };
+}
+
+/// Spins calling `poll` until it returns `Some(true)` (success: returns
+/// `true`) or `Some(false)` (give up: returns `false`), or the spin budget
+/// runs out (returns `false`; the caller then sleeps).
+///
+/// The budget adapts per thread, like glibc's adaptive mutexes: a spin that
+/// succeeds doubles it (up to [`SPIN_MAX`]), one that runs out halves it,
+/// down to nothing. When the other side cannot run while we spin (both
+/// processes pinned to one CPU), spins keep failing and the budget drops to
+/// zero within a few waits; then one wait in 32 probes with a short spin,
+/// so that a change (the other side moved to another CPU) is noticed. With
+/// a single CPU online there is no spinning at all.
+pub fn adaptive_spin(mut poll: impl FnMut() -> Option<bool>) -> bool {
+    if let Some(r) = poll() {
+        return r;
+    }
+    if !spin_useful() {
+        return false;
+    }
+    let (budget, count) = SPIN_BUDGET.with(Cell::get);
+    let limit = if budget == 0 {
+        let count = count.wrapping_add(1);
+        SPIN_BUDGET.with(|c| c.set((0, count)));
+        if count % PROBE_EVERY != 0 {
+            return false;
+        }
+        SPIN_PROBE
+    } else {
+        Duration::from_nanos(u64::from(budget))
+    };
+    let start = Instant::now();
+    let mut i = 0u32;
+    let outcome = loop {
+        std::hint::spin_loop();
+        if let Some(r) = poll() {
+            break Some(r);
+        }
+        i = i.wrapping_add(1);
+        if i % 16 == 0 && start.elapsed() > limit {
+            break None;
+        }
+    };
+    let max = SPIN_MAX.as_nanos() as u32;
+    match outcome {
+        Some(true) => {
+            let grown = budget.saturating_mul(2).clamp(4_000, max);
+            SPIN_BUDGET.with(|c| c.set((grown, 0)));
+            true
+        }
+        Some(false) => false,
+        None => {
+            let shrunk = if budget < 2_000 { 0 } else { budget / 2 };
+            SPIN_BUDGET.with(|c| c.set((shrunk, 0)));
+            false
+        }
+    }
 }
 
 /// Whether `pid` names a process that has not exited.

@@ -5,10 +5,7 @@ use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 use mproc_shm::futex;
-use mproc_shm::mutex::{LIVENESS_SLICE, spin_useful};
-
-/// How long a waiter spins before it sleeps, when spinning can help.
-pub(crate) const SPIN_LIMIT: Duration = Duration::from_micros(30);
+use mproc_shm::mutex::{LIVENESS_SLICE, adaptive_spin};
 
 /// How a sleep ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,27 +38,10 @@ pub(crate) fn sleep(word: &AtomicU32, expected: u32, deadline: Option<Instant>) 
     }
 }
 
-/// Spins until `done()` or [`SPIN_LIMIT`] passes; returns the last `done()`.
-/// Does not spin at all when this process may only use one CPU.
+/// Spins until `done()` or the adaptive spin budget runs out (see
+/// [`mproc_shm::mutex::adaptive_spin`]); returns the last `done()`.
 pub(crate) fn spin_until(mut done: impl FnMut() -> bool) -> bool {
-    if done() {
-        return true;
-    }
-    if !spin_useful() {
-        return false;
-    }
-    let start = Instant::now();
-    let mut i = 0u32;
-    loop {
-        std::hint::spin_loop();
-        if done() {
-            return true;
-        }
-        i = i.wrapping_add(1);
-        if i % 16 == 0 && start.elapsed() > SPIN_LIMIT {
-            return false;
-        }
-    }
+    adaptive_spin(|| done().then_some(true))
 }
 
 /// The deadline `timeout` from now; `None` when it is too far to represent
