@@ -119,17 +119,20 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// `expected_ppid` is the pid the child's parent had when it was created; a
 /// daemon whose parent already changed (it died) exits at once.
 pub(crate) fn run_child(
-    req: Request,
+    mut req: Request,
     chan: OwnedFd,
     fds: Vec<OwnedFd>,
     expected_ppid: i32,
     method: StartMethod,
 ) -> ! {
-    state::become_child(&req);
-    // A Rust `main` would ignore SIGPIPE; a child never reaches `main`.
-    sys::set_signal(libc::SIGPIPE, true);
-    // The fork server ignores SIGINT; a child takes Ctrl-C like any program.
-    sys::set_signal(libc::SIGINT, false);
+    state::become_child(&mut req);
+    if method != StartMethod::Fork {
+        // A Rust `main` would ignore SIGPIPE; a child never reaches `main`.
+        sys::set_signal(libc::SIGPIPE, true);
+        // The fork server ignores SIGINT; a child takes Ctrl-C like any
+        // program. (A forked child keeps its parent's dispositions.)
+        sys::set_signal(libc::SIGINT, false);
+    }
     if req.daemon {
         // Dies with its parent: the kernel sends SIGKILL when the parent
         // (thread) exits; if it already exited, our parent pid changed.
@@ -137,7 +140,7 @@ pub(crate) fn run_child(
             sys::exit_now(1);
         }
     }
-    install_panic_hook(&req.name);
+    install_panic_hook();
 
     let code = if state::exe_id().ok() != Some(req.exe) && method != StartMethod::Fork {
         let msg = "the parent runs a different executable (was the binary rebuilt or replaced?)";
@@ -149,13 +152,15 @@ pub(crate) fn run_child(
         let entry = unsafe { entry_at(req.entry) };
         match panic::catch_unwind(AssertUnwindSafe(|| entry(&req.args, fds))) {
             Ok(Ok((bytes, rfds))) => {
-                match wire::send_result(chan.as_fd(), Tag::Ok, &bytes, &rfds) {
-                    Ok(()) => 0,
-                    Err(_) => 1,
-                }
+                let sent = wire::send_result(chan.as_fd(), Tag::Ok, &bytes, &rfds);
+                // The process ends next: freeing would only write (and, in a
+                // forked child, copy) heap pages.
+                std::mem::forget((bytes, rfds));
+                if sent.is_ok() { 0 } else { 1 }
             }
             Ok(Err(msg)) => {
-                let _ = writeln!(std::io::stderr().lock(), "process '{}': {msg}", req.name);
+                let name = state::my_name().unwrap_or_default();
+                let _ = writeln!(std::io::stderr().lock(), "process '{name}': {msg}");
                 let _ = wire::send_result(chan.as_fd(), Tag::Error, msg.as_bytes(), &[]);
                 1
             }
@@ -172,9 +177,10 @@ pub(crate) fn run_child(
 
 /// Writes panics to the real stderr descriptor (not to a test harness's
 /// capture buffer, which a forked child would never print).
-fn install_panic_hook(name: &str) {
-    let name = name.to_owned();
-    panic::set_hook(Box::new(move |info| {
+fn install_panic_hook() {
+    // A zero-sized closure: boxing it does not allocate.
+    panic::set_hook(Box::new(|info| {
+        let name = state::my_name().unwrap_or_default();
         let msg = panic_message(info.payload());
         let at = info
             .location()

@@ -555,7 +555,7 @@ where
     /// refuses.
     pub fn start(self) -> Result<ProcessHandle<R>, StartError> {
         child::keep_constructor();
-        let _ = state::live_children();
+        state::reap_finished();
         let _ = self.f;
         let (args, fds) =
             mproc_shm::handle::to_bytes_with_fds(&self.args).map_err(StartError::Encode)?;

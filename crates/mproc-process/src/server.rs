@@ -49,8 +49,12 @@ const FORK_FAILED: i64 = -3;
 /// Called in a new child: the parent's server is not ours. Closing our copy
 /// of the control socket lets the server see end of file when the parent dies.
 pub(crate) fn forget_client() {
-    let old = lock(&CLIENT).take();
-    drop(old);
+    let mut g = lock(&CLIENT);
+    if g.is_some() {
+        let old = g.take();
+        drop(g);
+        drop(old);
+    }
 }
 
 /// The fork server's pid, if this process has started one that is running.

@@ -41,10 +41,11 @@ pub(crate) fn child_env(var: &str, fd: RawFd) -> Vec<CString> {
 pub(crate) fn spawn(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartError> {
     let (parent_end, child_end) = sys::socketpair().map_err(StartError::Os)?;
     let env = child_env(child::CHILD_ENV, child_end.as_raw_fd());
-    let pid = if req.daemon {
+    let pid = if req.daemon && sys::gettid() != sys::getpid() {
         // A daemon dies with the thread that created it (PR_SET_PDEATHSIG
-        // follows the parent *thread*), so daemons are created by a helper
-        // thread that lives as long as the process.
+        // follows the parent *thread*), so a daemon asked for by any thread
+        // but the main one (whose end is the process's end) is created by a
+        // helper thread that lives as long as the process.
         spawn_via_helper(child_end.as_fd(), env)
     } else {
         sys::spawn_self(&sys::SpawnSelf {
@@ -124,7 +125,19 @@ fn spawner(rx: mpsc::Receiver<SpawnJob>) {
 
 /// Called in a new child: the parent's spawner thread does not exist here.
 pub(crate) fn forget_spawner() {
-    *lock(&SPAWNER) = None;
+    let mut g = lock(&SPAWNER);
+    if g.is_some() {
+        *g = None;
+    }
+}
+
+/// `/dev/null`, opened once (close-on-exec) for forked children's stdin.
+fn devnull() -> Option<BorrowedFd<'static>> {
+    static DEVNULL: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    DEVNULL
+        .get_or_init(|| std::fs::File::open("/dev/null").ok().map(OwnedFd::from))
+        .as_ref()
+        .map(|f| f.as_fd())
 }
 
 /// Starts a child by forking this process.
@@ -146,13 +159,24 @@ pub(crate) fn fork(
     let (parent_end, child_end) = sys::socketpair().map_err(StartError::Os)?;
     sys::set_nonblocking(parent_end.as_fd(), true).map_err(StartError::Os)?;
     let parent_pid = req.parent_pid;
+    // Opened once, before the fork, so the child only needs a dup2.
+    let devnull = devnull();
     // SAFETY: either the process has exactly one thread (checked above), so
     // the child is a complete copy of it, or the caller accepted the unsafe
     // contract of `allow_fork_with_threads`.
     match unsafe { sys::fork() }.map_err(StartError::Os)? {
         sys::Forked::Child => {
-            drop(parent_end);
-            let _ = sys::stdin_to_devnull();
+            // Not closed: the child exits soon, and this saves a system call
+            // and a page fault on the start path.
+            std::mem::forget(parent_end);
+            match devnull {
+                Some(fd) => {
+                    let _ = sys::dup_onto(fd, 0);
+                }
+                None => {
+                    let _ = sys::stdin_to_devnull();
+                }
+            }
             child::run_child(req, child_end, fds, parent_pid, StartMethod::Fork)
         }
         sys::Forked::Parent(pid) => {

@@ -66,6 +66,22 @@ pub(crate) fn register(child: Arc<Inner>) {
     lock(&CHILDREN).push(child);
 }
 
+/// Reaps children that have ended.
+pub(crate) fn reap_finished() {
+    let mut kids = lock(&CHILDREN);
+    if !kids.is_empty() {
+        kids.retain(|c| c.poll_status().map(|s| s.is_none()).unwrap_or(false));
+    }
+}
+
+/// The name of this process, if mproc started it (for the panic hook:
+/// never blocks, so a panic while the lock is held cannot deadlock).
+pub(crate) fn my_name() -> Option<String> {
+    ME.try_lock()
+        .ok()
+        .and_then(|m| m.as_ref().map(|m| m.name.clone()))
+}
+
 /// Reaps children that have ended and returns those still running.
 pub(crate) fn live_children() -> Vec<Arc<Inner>> {
     let mut kids = lock(&CHILDREN);
@@ -76,17 +92,26 @@ pub(crate) fn live_children() -> Vec<Arc<Inner>> {
 /// Called in a new child (after fork, or at the start of a spawned process)
 /// before it runs user code: forget the parent's children, fork server and
 /// helper thread, and take on the identity in `req`.
-pub(crate) fn become_child(req: &Request) {
-    // The parent's children are not ours: closing the inherited pidfds and
-    // pipes only affects this process.
-    lock(&CHILDREN).clear();
+///
+/// Written to touch little memory: after a fork every page this writes is
+/// copied, and those page faults are most of the cost of a forked child.
+pub(crate) fn become_child(req: &mut Request) {
+    {
+        let mut kids = lock(&CHILDREN);
+        if !kids.is_empty() {
+            // The parent's children are not ours. Leak rather than drop: the
+            // inherited descriptors are close-on-exec and harmless, and
+            // freeing would write (and copy) heap pages.
+            std::mem::forget(std::mem::take(&mut *kids));
+        }
+    }
     crate::server::forget_client();
     crate::start::forget_spawner();
     NEXT_CHILD.store(1, Ordering::Relaxed);
     *lock(&ME) = Some(Me {
-        name: req.name.clone(),
-        identity: req.identity.clone(),
+        name: std::mem::take(&mut req.name),
+        identity: std::mem::take(&mut req.identity),
         daemon: req.daemon,
-        parent: Some((req.parent_pid, req.parent_name.clone())),
+        parent: Some((req.parent_pid, std::mem::take(&mut req.parent_name))),
     });
 }

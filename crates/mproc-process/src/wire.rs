@@ -250,7 +250,7 @@ pub(crate) fn send_result(
     payload: &[u8],
     fds: &[OwnedFd],
 ) -> io::Result<()> {
-    let mut borrowed: Vec<BorrowedFd<'_>> = Vec::with_capacity(fds.len() + 1);
+    let mut borrowed: Vec<BorrowedFd<'_>> = Vec::new();
     let spilled;
     let (tag, inline) = if payload.len() <= INLINE_MAX {
         (tag, payload)
@@ -262,12 +262,17 @@ pub(crate) fn send_result(
         // A message: keep its start.
         (tag, &payload[..INLINE_MAX])
     };
-    borrowed.extend(fds.iter().map(|f| f.as_fd()));
     let len = if tag == Tag::Spilled {
         payload.len()
     } else {
         inline.len()
     };
+    if borrowed.is_empty() && fds.is_empty() {
+        // The common case, without allocating (a forked child copies every
+        // heap page it writes).
+        return crate::sys::send_two(sock, &header(RESULT_MAGIC, tag as u32, len), inline);
+    }
+    borrowed.extend(fds.iter().map(|f| f.as_fd()));
     let mut frame = Vec::with_capacity(HEADER_LEN + inline.len());
     frame.extend_from_slice(&header(RESULT_MAGIC, tag as u32, len));
     frame.extend_from_slice(inline);

@@ -196,6 +196,12 @@ pub(crate) fn getpid() -> RawPid {
     unsafe { libc::getpid() }
 }
 
+/// The calling thread's id.
+pub(crate) fn gettid() -> RawPid {
+    // SAFETY: gettid cannot fail.
+    unsafe { libc::gettid() }
+}
+
 /// The parent process's id.
 pub(crate) fn getppid() -> RawPid {
     // SAFETY: getppid cannot fail.
@@ -234,7 +240,7 @@ pub(crate) fn single_threaded() -> io::Result<bool> {
         )
     })?);
     // u64 elements keep the buffer aligned for `linux_dirent64`.
-    let mut buf = [0u64; 512];
+    let mut buf = [0u64; 128];
     let bytes = size_of_val(&buf);
     // SAFETY: `buf` is writable for `bytes` bytes.
     let n = cvt(unsafe {
@@ -394,6 +400,42 @@ pub(crate) fn stdin_to_devnull() -> io::Result<()> {
         // SAFETY: 0 is a valid descriptor; F_SETFD takes an int argument.
         cvt(unsafe { libc::fcntl(0, libc::F_SETFD, 0) })?;
         std::mem::forget(fd);
+    }
+    Ok(())
+}
+
+/// Duplicates `fd` onto number `target` (close-on-exec clear on the copy).
+pub(crate) fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+    // SAFETY: `fd` is valid; dup2 replaces whatever `target` was atomically.
+    cvt_retry(|| unsafe { libc::dup2(fd.as_raw_fd(), target) })?;
+    Ok(())
+}
+
+/// Sends `head` then `body` on a socket without allocating (two iovecs),
+/// retrying on `EINTR` and short writes.
+pub(crate) fn send_two(sock: BorrowedFd<'_>, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let (mut head, mut body) = (head, body);
+    while !head.is_empty() || !body.is_empty() {
+        let mut iov = [
+            libc::iovec {
+                iov_base: head.as_ptr() as *mut libc::c_void,
+                iov_len: head.len(),
+            },
+            libc::iovec {
+                iov_base: body.as_ptr() as *mut libc::c_void,
+                iov_len: body.len(),
+            },
+        ];
+        // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = 2;
+        // SAFETY: `msg` points at two iovecs over live slices for the call.
+        let n = cvt_retry(|| unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })?
+            as usize;
+        let from_head = n.min(head.len());
+        head = &head[from_head..];
+        body = &body[(n - from_head).min(body.len())..];
     }
     Ok(())
 }
