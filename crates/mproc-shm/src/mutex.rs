@@ -93,7 +93,6 @@ pub const PID_MAX_LIMIT: u32 = 1 << 22;
 /// process is still alive.
 pub const LIVENESS_SLICE: Duration = Duration::from_millis(20);
 
-
 impl RawMutex {
     /// An unlocked mutex.
     pub const fn new() -> Self {
@@ -268,10 +267,8 @@ impl RawMutex {
     #[cold]
     fn lock_slow(&self, me: u32, deadline: Option<Instant>) -> Option<Acquired> {
         loop {
-            if spin_useful() {
-                if let Some(a) = self.spin(me) {
-                    return Some(a);
-                }
+            if let Some(a) = self.spin(me) {
+                return Some(a);
             }
             // Announce a sleeper, or take the lock if it became free.
             let mut w = self.word.load(Ordering::Relaxed);
@@ -347,7 +344,10 @@ impl RawMutex {
             let w = self.word.load(Ordering::Relaxed);
             if w == 0 {
                 // Acquire: pairs with the Release swap in `unlock`.
-                let ok = self.word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok();
+                let ok = self
+                    .word
+                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok();
                 return ok.then_some(true);
             }
             // Waiters already sleep: the lock is held long, stop spinning.
@@ -360,12 +360,15 @@ impl RawMutex {
 static PID: AtomicU32 = AtomicU32::new(0);
 /// 0: unknown, 1: spinning cannot help (one CPU), 2: spinning may help.
 static SPIN: AtomicU8 = AtomicU8::new(0);
+/// 0: unknown, 1: one CPU online, 2: several.
+static ONLINE: AtomicU8 = AtomicU8::new(0);
 static AT_FORK: Once = Once::new();
 
 extern "C" fn forget_after_fork() {
     // Relaxed: the child is single-threaded right after fork.
     PID.store(0, Ordering::Relaxed);
     SPIN.store(0, Ordering::Relaxed);
+    ONLINE.store(0, Ordering::Relaxed);
 }
 
 /// The calling process's id, cached (and refreshed in the child after every
@@ -387,12 +390,12 @@ fn current_pid_slow() -> u32 {
     pid
 }
 
-/// Whether spinning before sleeping can help at all: false when the system
-/// has a single CPU online (read once, and again after a `fork`).
+/// Whether this process may run on more than one CPU, per its affinity
+/// mask (read once, and again after a `fork`).
 ///
-/// A process pinned to one CPU may still gain from spinning, when the other
-/// side is pinned to another CPU; whether it is on the same CPU is learnt by
-/// [`adaptive_spin`].
+/// A simple rule for whether spinning can help. It is wrong for processes
+/// pinned to *different* single CPUs (spinning helps there);
+/// [`adaptive_spin`] learns that case instead, and is what mproc's locks use.
 pub fn spin_useful() -> bool {
     // Relaxed: a cached, idempotent fact about this process.
     match SPIN.load(Ordering::Relaxed) {
@@ -400,17 +403,35 @@ pub fn spin_useful() -> bool {
         2 => true,
         _ => {
             AT_FORK.call_once(|| sys::at_fork_child(forget_after_fork));
-            let useful = sys::online_cpus().is_none_or(|n| n > 1);
+            let useful = sys::allowed_cpus().is_none_or(|n| n > 1);
             SPIN.store(if useful { 2 } else { 1 }, Ordering::Relaxed);
             useful
         }
     }
 }
 
-/// Forgets the cached CPU count.
+/// Forgets the cached CPU affinity, for a process that changed its own
+/// affinity mask after using a lock.
 pub fn refresh_affinity() {
     // Relaxed: see `spin_useful`.
     SPIN.store(0, Ordering::Relaxed);
+    ONLINE.store(0, Ordering::Relaxed);
+}
+
+/// Whether the system has more than one CPU online (cached like
+/// [`spin_useful`]).
+fn several_cpus_online() -> bool {
+    // Relaxed: a cached, idempotent fact about the system.
+    match ONLINE.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            AT_FORK.call_once(|| sys::at_fork_child(forget_after_fork));
+            let several = sys::online_cpus().is_none_or(|n| n > 1);
+            ONLINE.store(if several { 2 } else { 1 }, Ordering::Relaxed);
+            several
+        }
+    }
 }
 
 /// The longest a waiter spins before sleeping.
@@ -441,7 +462,7 @@ pub fn adaptive_spin(mut poll: impl FnMut() -> Option<bool>) -> bool {
     if let Some(r) = poll() {
         return r;
     }
-    if !spin_useful() {
+    if !several_cpus_online() {
         return false;
     }
     let (budget, count) = SPIN_BUDGET.with(Cell::get);

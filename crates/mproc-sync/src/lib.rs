@@ -36,10 +36,13 @@
 //! `op_deadline(Instant)`. A zero timeout tries once. Locks hand out RAII
 //! guards.
 //!
-//! Waiting is a short bounded spin (skipped when this process may only use
-//! one CPU, or when other waiters already sleep), then a shared futex sleep.
-//! An uncontended lock and unlock is one atomic compare-and-swap and one swap,
-//! with no system call.
+//! Waiting is a short bounded spin, then a shared futex sleep. The spin
+//! budget adapts per thread ([`mproc_shm::mutex::adaptive_spin`]): it
+//! shrinks to nothing where spinning does not pay off (the other process is
+//! pinned to the same CPU), and there is none with one CPU online; a lock
+//! contender also stops spinning when others already sleep. An uncontended
+//! lock and unlock is one atomic compare-and-swap and one swap, with no
+//! system call; `set` on an [`Event`] nobody waits for makes none either.
 //!
 //! # Dead processes
 //!

@@ -19,6 +19,21 @@ pub(super) fn at_fork_child(child: extern "C" fn()) {
     let _ = unsafe { libc::pthread_atfork(None, None, Some(child)) };
 }
 
+/// The number of CPUs this process may run on, per its affinity mask; `None`
+/// when the mask cannot be read.
+pub(super) fn allowed_cpus() -> Option<u32> {
+    // SAFETY: an all-zero cpu_set_t is a valid, empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed; pid 0
+    // means the calling thread.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: `set` was filled in by the kernel.
+    Some(unsafe { libc::CPU_COUNT(&set) } as u32)
+}
+
 /// The number of CPUs online; `None` when it cannot be read.
 pub(super) fn online_cpus() -> Option<u32> {
     // SAFETY: sysconf has no preconditions.

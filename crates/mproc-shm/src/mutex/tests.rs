@@ -138,3 +138,41 @@ fn dead_owner_is_taken_over_by_a_blocked_locker() {
         eprintln!("recovered {after_kill:?} after the kill");
     });
 }
+
+#[test]
+fn spin_budget_adapts() {
+    thread::spawn(|| {
+        if !several_cpus_online() {
+            assert!(!adaptive_spin(|| None), "no spinning on one CPU");
+            return;
+        }
+        // Spins that never succeed shrink the budget to nothing.
+        for _ in 0..12 {
+            assert!(!adaptive_spin(|| None));
+        }
+        assert_eq!(SPIN_BUDGET.with(Cell::get).0, 0);
+        // Then most waits do not spin at all: `poll` runs once.
+        let mut polls = 0;
+        assert!(!adaptive_spin(|| {
+            polls += 1;
+            None
+        }));
+        assert_eq!(polls, 1);
+        // A probe that succeeds restores a budget.
+        let mut n = 0;
+        let ok = (0..PROBE_EVERY * 2).any(|_| {
+            adaptive_spin(|| {
+                n += 1;
+                (n % 50 == 0).then_some(true)
+            })
+        });
+        assert!(ok);
+        assert!(SPIN_BUDGET.with(Cell::get).0 >= 4_000);
+        // Giving up early (Some(false)) leaves the budget alone.
+        let before = SPIN_BUDGET.with(Cell::get).0;
+        assert!(!adaptive_spin(|| Some(false)));
+        assert_eq!(SPIN_BUDGET.with(Cell::get).0, before);
+    })
+    .join()
+    .unwrap();
+}
