@@ -229,6 +229,7 @@ pub(crate) fn dispatch() {
         sys::remove_env(CHILD_ENV);
         sys::remove_env(SERVER_ENV);
     }
+    sys::set_name_from_argv0();
     let r = panic::catch_unwind(AssertUnwindSafe(|| {
         if let Some(v) = server {
             crate::server::serve(parse_fd(v.to_str()))

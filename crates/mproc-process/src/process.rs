@@ -295,9 +295,12 @@ impl Inner {
         // Hold the lock while signalling: our own child cannot be reaped (and
         // its pid recycled) between the check and the kill.
         let mut end = lock(&self.end);
-        if !matches!(self.update(&mut end), End::Running) {
+        match (self.update(&mut end), &self.watch) {
+            // The fork server died, but its pidfd still names the child.
+            (End::Lost, Watch::Server { pidfd: Some(_), .. }) => {}
+            (End::Running, _) => {}
             // Signalling a finished process is a silent no-op, as in CPython.
-            return Ok(());
+            _ => return Ok(()),
         }
         let r = match &self.watch {
             Watch::Server {

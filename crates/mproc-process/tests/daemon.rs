@@ -73,7 +73,8 @@ fn reap(pid: i32) -> Option<i32> {
         if r == pid {
             return Some(status);
         }
-        if r < 0 || Instant::now() > deadline {
+        // ECHILD: not re-parented to us yet (its parent is still exiting).
+        if Instant::now() > deadline {
             return None;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -211,5 +212,45 @@ fn daemons_may_have_children() {
             assert_eq!(v, 81);
             assert_eq!(name, format!("{}:1", h.name()));
         }
+    });
+}
+
+#[test]
+fn a_dead_fork_server_is_restarted_and_its_children_report_lost() {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an int flag.
+    assert_eq!(
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) },
+        0
+    );
+    watchdog(60, || {
+        let _ = Process::new(square, 1).start().unwrap().join().unwrap();
+        let mut orphan = Process::new(sleep_forever, ())
+            .daemon(false)
+            .start()
+            .unwrap();
+        let opid = orphan.pid().as_raw();
+        let server = mproc_process::__private::fork_server_pid().expect("server runs");
+        // SAFETY: kill takes plain integers; the server is our child.
+        assert_eq!(unsafe { libc::kill(server, libc::SIGKILL) }, 0);
+        match orphan.join_timeout(Duration::from_secs(10)) {
+            Err(mproc_process::JoinTimeoutError::Join(JoinError::Lost)) => {}
+            other => panic!("a child of a dead server joined as {other:?}"),
+        }
+        assert_eq!(
+            orphan.exitcode(),
+            Some(255),
+            "CPython's code for an unknown status"
+        );
+        // The pidfd still reaches the orphan (re-parented to us, a subreaper).
+        orphan.kill().unwrap();
+        let st = reap(opid).expect("reap the orphan");
+        assert!(libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL);
+        // The next start restarts the server.
+        assert_eq!(
+            Process::new(square, 12).start().unwrap().join().unwrap(),
+            144
+        );
+        let new_server = mproc_process::__private::fork_server_pid().expect("server runs");
+        assert_ne!(new_server, server);
     });
 }

@@ -196,6 +196,23 @@ pub(crate) fn getpid() -> RawPid {
     unsafe { libc::getpid() }
 }
 
+/// Names this process (`comm`, as `top` shows it) after `argv[0]`: a
+/// process started through `/proc/self/exe` would otherwise be "exe".
+pub(crate) fn set_name_from_argv0() {
+    let Some(arg0) = std::env::args_os().next() else {
+        return;
+    };
+    let base = std::path::Path::new(&arg0)
+        .file_name()
+        .map(|b| b.as_encoded_bytes().to_vec())
+        .unwrap_or_default();
+    let mut name = [0u8; 16];
+    let n = base.len().min(15);
+    name[..n].copy_from_slice(&base[..n]);
+    // SAFETY: `name` is a NUL-terminated buffer of 16 bytes, as PR_SET_NAME reads.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
 /// The calling thread's id.
 pub(crate) fn gettid() -> RawPid {
     // SAFETY: gettid cannot fail.
