@@ -218,10 +218,8 @@ fn daemons_may_have_children() {
 #[test]
 fn a_dead_fork_server_is_restarted_and_its_children_report_lost() {
     // SAFETY: PR_SET_CHILD_SUBREAPER takes an int flag.
-    assert_eq!(
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) },
-        0
-    );
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(r, 0);
     watchdog(60, || {
         let _ = Process::new(square, 1).start().unwrap().join().unwrap();
         let mut orphan = Process::new(sleep_forever, ())
