@@ -13,7 +13,17 @@ fn describe(tag: String) -> String {
     format!("{tag}: {} (child of {parent})", me.name())
 }
 
+fn say(word: String) {
+    println!("{word}");
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Buffered output is flushed before a fork, so it is printed once.
+    print!("before fork, ");
+    Process::new(say, "in the child".to_owned())
+        .start_method(StartMethod::Fork)
+        .start()?
+        .join()?;
     // Fork first: it needs this process to be single-threaded, and it is.
     for m in [
         StartMethod::Fork,

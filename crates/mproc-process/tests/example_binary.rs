@@ -27,9 +27,11 @@ fn the_example_program_starts_children_with_every_method() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "example failed: {out:?}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "output: {stdout}");
-    assert_eq!(lines[0], "fork: Process-1 (child of MainProcess)");
-    assert_eq!(lines[1], "forkserver: Process-2 (child of MainProcess)");
-    assert_eq!(lines[2], "spawn: Process-3 (child of MainProcess)");
-    assert!(lines[3].starts_with("MainProcess may use "), "{}", lines[3]);
+    assert_eq!(lines.len(), 5, "output: {stdout}");
+    // Printed once: the parent's buffer was flushed before the fork.
+    assert_eq!(lines[0], "before fork, in the child");
+    assert_eq!(lines[1], "fork: Process-2 (child of MainProcess)");
+    assert_eq!(lines[2], "forkserver: Process-3 (child of MainProcess)");
+    assert_eq!(lines[3], "spawn: Process-4 (child of MainProcess)");
+    assert!(lines[4].starts_with("MainProcess may use "), "{}", lines[4]);
 }
