@@ -44,6 +44,26 @@
 //! lock and unlock is one atomic compare-and-swap and one swap, with no
 //! system call; `set` on an [`Event`] nobody waits for makes none either.
 //!
+//! Handles are `Send + Sync`; guards stay on the thread that took them (an
+//! [`RLock`] is owned by a thread):
+//!
+//! ```compile_fail,E0277
+//! fn assert_send<T: Send>() {}
+//! assert_send::<mproc_sync::RLockGuard<'static>>();
+//! ```
+//!
+//! ```compile_fail,E0277
+//! fn assert_send<T: Send>() {}
+//! assert_send::<mproc_sync::LockGuard<'static>>();
+//! ```
+//!
+//! ```
+//! fn assert_send_sync<T: Send + Sync>() {}
+//! assert_send_sync::<mproc_sync::Lock>();
+//! assert_send_sync::<mproc_sync::Barrier>();
+//! assert_send_sync::<mproc_sync::Condition>();
+//! ```
+//!
 //! # Dead processes
 //!
 //! * [`Lock`], [`RLock`]: the lock word names the owner process. A waiter
