@@ -266,8 +266,12 @@ impl RawMutex {
     /// taken or `deadline` passes.
     #[cold]
     fn lock_slow(&self, me: u32, deadline: Option<Instant>) -> Option<Acquired> {
+        // Once this thread has slept, others may sleep too (their wake-up may
+        // have been spent on us): take the lock with the waiters bit set, so
+        // that our unlock wakes the next one.
+        let mut flag = 0;
         loop {
-            if let Some(a) = self.spin(me) {
+            if let Some(a) = self.spin(me | flag) {
                 return Some(a);
             }
             // Announce a sleeper, or take the lock if it became free.
@@ -326,6 +330,7 @@ impl RawMutex {
                     (d - now).min(LIVENESS_SLICE)
                 }
             };
+            flag = WAITERS;
             if !futex::wait(&self.word, w, Some(slice)) {
                 // A whole slice without a wake-up: is the owner still there?
                 if let Some(a) =
@@ -338,7 +343,8 @@ impl RawMutex {
     }
 
     /// Spins (adaptively, see [`adaptive_spin`]) while the owner is running
-    /// (no waiters bit), trying to take the lock whenever it looks free.
+    /// (no waiters bit), trying to take the lock whenever it looks free, by
+    /// storing `me` (the pid, possibly with the waiters bit).
     fn spin(&self, me: u32) -> Option<Acquired> {
         let took = adaptive_spin(|| {
             let w = self.word.load(Ordering::Relaxed);
