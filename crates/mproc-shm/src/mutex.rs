@@ -159,7 +159,7 @@ impl RawMutex {
             Ok(_) => Some(Acquired::Clean),
             Err(w) => {
                 if Instant::now() >= deadline {
-                    return self.take_over_if_dead(w, me, false);
+                    return self.take_over_if_dead(w, me, true);
                 }
                 self.lock_slow(me, Some(deadline))
             }
