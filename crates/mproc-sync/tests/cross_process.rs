@@ -435,14 +435,11 @@ fn crash_barrier_party() {
         let counter = Counter::new();
         let (child, killed) = kill_holder(&Held::Barrier(barrier.clone()), &counter);
         // Two of three parties are here (the dead child counted): a live
-        // third would complete it, but we wait without one and must not hang.
-        let r = barrier.wait_timeout(Duration::from_secs(20));
+        // third would complete it. Without a timeout, only the dead party's
+        // detection can end this wait (the watchdog catches a hang).
+        let r = barrier.wait();
         assert_eq!(r, Err(mproc_sync::BrokenBarrier));
         report("Barrier", killed);
-        assert!(
-            killed.elapsed() < Duration::from_secs(20),
-            "broken by the timeout, not by the dead party"
-        );
         assert!(barrier.broken());
         expect_killed(child);
     });

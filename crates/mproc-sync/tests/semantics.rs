@@ -65,8 +65,8 @@ fn lock_wakes_a_blocked_thread() {
         let lock = Lock::new().unwrap();
         let g = lock.lock().unwrap();
         let l2 = lock.clone();
+        let t0 = Instant::now();
         let h = thread::spawn(move || {
-            let t0 = Instant::now();
             let _g = l2.lock().unwrap();
             t0.elapsed()
         });
@@ -133,8 +133,9 @@ fn semaphore_zero_blocks_until_released_elsewhere() {
     watchdog(LIMIT, || {
         let s = Semaphore::new(0).unwrap();
         let s2 = s.clone();
+        // Measured from before the release is even possible.
+        let t0 = Instant::now();
         let h = thread::spawn(move || {
-            let t0 = Instant::now();
             s2.acquire().unwrap().forget();
             t0.elapsed()
         });
