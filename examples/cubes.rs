@@ -21,8 +21,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = [1, 2, 3, 4, 5, 6];
 
     // "Using a loop": one apply_async per item, then get each.
-    let results = data.iter().map(|&x| pool.apply_async(cube, x)).collect::<Result<Vec<_>, _>>()?;
-    let cubes = results.into_iter().map(|r| r.get()).collect::<Result<Vec<_>, _>>()?;
+    let results = data
+        .iter()
+        .map(|&x| pool.apply_async(cube, x))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cubes = results
+        .into_iter()
+        .map(|r| r.get())
+        .collect::<Result<Vec<_>, _>>()?;
     println!("{cubes:?}");
 
     // "Using a map".

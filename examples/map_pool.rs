@@ -17,7 +17,10 @@ fn lots_of_math(n: u64) {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let proc_count: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(2).max(1);
-    let op_count: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(40_000_000);
+    let op_count: u64 = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40_000_000);
 
     let tt = Instant::now();
     for n in 0..op_count {
@@ -32,11 +35,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     p.close();
     p.join()?;
     let pooled = tt.elapsed();
-    println!("Pool({proc_count}).map     : {:.3} s (pool start-up included)", pooled.as_secs_f64());
+    println!(
+        "Pool({proc_count}).map     : {:.3} s (pool start-up included)",
+        pooled.as_secs_f64()
+    );
     println!();
     println!("Why was it slower? In CPython, Pool.map turns range(40M) into a list, cuts it into");
-    println!("chunks of len/(4*processes), pickles every number to the workers and every None back,");
-    println!("so shipping dwarfs the one multiplication per item: about 1.9x slower than the loop.");
+    println!(
+        "chunks of len/(4*processes), pickles every number to the workers and every None back,"
+    );
+    println!(
+        "so shipping dwarfs the one multiplication per item: about 1.9x slower than the loop."
+    );
     if pooled < serial {
         println!(
             "With mproc it is {:.2}x faster: the range travels as a few (start, count) pairs, chunks are",
@@ -44,7 +54,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         println!("sized from the measured time per item, and `()` results cost nothing to return.");
     } else {
-        println!("Here mproc was not faster: the run is so short that starting processes dominates, or");
+        println!(
+            "Here mproc was not faster: the run is so short that starting processes dominates, or"
+        );
         println!("other programs are using the CPUs. Try a larger OP_COUNT.");
     }
     Ok(())

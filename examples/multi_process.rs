@@ -19,8 +19,15 @@ fn lots_of_math((n1, n2): (u64, u64)) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let proc_count: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(cpu_count() as u64).max(1);
-    let op_count: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(40_000_000);
+    let proc_count: u64 = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(cpu_count() as u64)
+        .max(1);
+    let op_count: u64 = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40_000_000);
     let tt = Instant::now();
     let op_proc = op_count / proc_count;
     let mut procs = Vec::new();
@@ -30,6 +37,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in &mut procs {
         p.join()?;
     }
-    println!("done in : {:.3} s ({op_count} operations, {proc_count} processes)", tt.elapsed().as_secs_f64());
+    println!(
+        "done in : {:.3} s ({op_count} operations, {proc_count} processes)",
+        tt.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -18,8 +18,14 @@ pub fn lots_of_math((n1, n2): (u64, u64)) {
 }
 
 fn main() {
-    let op_count: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(40_000_000);
+    let op_count: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40_000_000);
     let tt = Instant::now();
     lots_of_math((0, op_count));
-    println!("done in : {:.3} s ({op_count} operations, 1 process)", tt.elapsed().as_secs_f64());
+    println!(
+        "done in : {:.3} s ({op_count} operations, 1 process)",
+        tt.elapsed().as_secs_f64()
+    );
 }

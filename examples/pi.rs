@@ -18,15 +18,19 @@ pub fn hits((seed, n): (u64, u64)) -> u64 {
         s ^= s >> 27;
         (s.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
     };
-    (0..n).filter(|_| {
-        let (x, y) = (next(), next());
-        x * x + y * y <= 1.0
-    })
-    .count() as u64
+    (0..n)
+        .filter(|_| {
+            let (x, y) = (next(), next());
+            x * x + y * y <= 1.0
+        })
+        .count() as u64
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let samples: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(20_000_000);
+    let samples: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000_000);
     let t0 = Instant::now();
     let pi = 4.0 * hits((1, samples)) as f64 / samples as f64;
     let serial = t0.elapsed();
@@ -36,10 +40,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = Pool::new(procs)?;
     let tasks = 8 * procs as u64;
     let t0 = Instant::now();
-    let total: u64 = pool.map(hits, (0..tasks).map(|i| (i + 2, samples / tasks)).collect::<Vec<_>>())?.iter().sum();
+    let total: u64 = pool
+        .map(
+            hits,
+            (0..tasks)
+                .map(|i| (i + 2, samples / tasks))
+                .collect::<Vec<_>>(),
+        )?
+        .iter()
+        .sum();
     let pi = 4.0 * total as f64 / (samples / tasks * tasks) as f64;
     let pooled = t0.elapsed();
-    println!("Pool({procs}): pi ~ {pi:.6} in {:.3} s", pooled.as_secs_f64());
-    println!("speed-up: {:.2}x with {procs} processes", serial.as_secs_f64() / pooled.as_secs_f64());
+    println!(
+        "Pool({procs}): pi ~ {pi:.6} in {:.3} s",
+        pooled.as_secs_f64()
+    );
+    println!(
+        "speed-up: {:.2}x with {procs} processes",
+        serial.as_secs_f64() / pooled.as_secs_f64()
+    );
     Ok(())
 }

@@ -42,7 +42,11 @@ pub fn compute_field((k, nx1): (usize, usize)) -> ((f64, f64), (f64, f64)) {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let nx1: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(256);
-    let nproc: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or_else(cpu_count).max(1);
+    let nproc: usize = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(cpu_count)
+        .max(1);
     let ny1 = nx1;
 
     let t0 = Instant::now();
@@ -56,9 +60,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t_pool = t0.elapsed();
     assert_eq!(res, serial);
 
-    let peak = res.iter().map(|(_, (re, im))| (re * re + im * im).sqrt()).fold(0.0, f64::max);
+    let peak = res
+        .iter()
+        .map(|(_, (re, im))| (re * re + im * im).sqrt())
+        .fold(0.0, f64::max);
     println!("grid {nx1}x{ny1}, {SOURCES} sources; max |scattered field| = {peak:.4}");
-    println!("serial: {:.3} s, Pool({nproc}): {:.3} s", t_serial.as_secs_f64(), t_pool.as_secs_f64());
-    println!("speed-up: {:.2}x", t_serial.as_secs_f64() / t_pool.as_secs_f64());
+    println!(
+        "serial: {:.3} s, Pool({nproc}): {:.3} s",
+        t_serial.as_secs_f64(),
+        t_pool.as_secs_f64()
+    );
+    println!(
+        "speed-up: {:.2}x",
+        t_serial.as_secs_f64() / t_pool.as_secs_f64()
+    );
     Ok(())
 }

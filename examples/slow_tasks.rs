@@ -17,7 +17,10 @@ fn f((x, secs): (u64, f64)) -> u64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let secs: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0.2);
+    let secs: f64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.2);
     let input_values: Vec<(u64, f64)> = (0..5).map(|x| (x, secs)).collect();
 
     let t0 = Instant::now();
@@ -27,6 +30,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = Pool::new(3)?;
     let t0 = Instant::now();
     let res = pool.map(f, input_values)?;
-    println!("Pool(3): {res:?} in {:.2} s (5 tasks on 3 workers: 2 rounds)", t0.elapsed().as_secs_f64());
+    println!(
+        "Pool(3): {res:?} in {:.2} s (5 tasks on 3 workers: 2 rounds)",
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }

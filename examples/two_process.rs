@@ -17,7 +17,10 @@ fn lots_of_math((n1, n2): (u64, u64)) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let op_count: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(40_000_000);
+    let op_count: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40_000_000);
     let tt = Instant::now();
     // CHANGE 2 - assign processes; CHANGE 3 - start them.
     let half = op_count / 2;
@@ -26,6 +29,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // CHANGE 4 - wait until both finish.
     t1.join()?;
     t2.join()?;
-    println!("done in : {:.3} s ({op_count} operations, 2 processes)", tt.elapsed().as_secs_f64());
+    println!(
+        "done in : {:.3} s ({op_count} operations, 2 processes)",
+        tt.elapsed().as_secs_f64()
+    );
     Ok(())
 }

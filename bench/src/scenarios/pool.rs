@@ -61,11 +61,13 @@ fn pool_map_tiny(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
         let (_, t1) = timed(|| fresh.map(square, input));
         t1
     };
-    Ok(vec![Measurement::higher(N as f64 / t.as_secs_f64() / 1e6, "M items/s").note(format!(
-        "{:.1} ms; first map on a fresh pool (learning the chunk size): {:.1} ms",
-        t.as_secs_f64() * 1e3,
-        first.as_secs_f64() * 1e3
-    ))])
+    Ok(vec![
+        Measurement::higher(N as f64 / t.as_secs_f64() / 1e6, "M items/s").note(format!(
+            "{:.1} ms; first map on a fresh pool (learning the chunk size): {:.1} ms",
+            t.as_secs_f64() * 1e3,
+            first.as_secs_f64() * 1e3
+        )),
+    ])
 }
 
 fn lots_of_math(n: u64) {
@@ -89,12 +91,14 @@ fn pool_map_seed(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     if out.len() != N as usize {
         return Err("wrong map length".into());
     }
-    Ok(vec![Measurement::higher(serial.as_secs_f64() / t.as_secs_f64(), "x vs serial").note(format!(
-        "serial {:.1} ms, pool {:.1} ms (of which start-up {:.2} ms)",
-        serial.as_secs_f64() * 1e3,
-        t.as_secs_f64() * 1e3,
-        started.as_secs_f64() * 1e3
-    ))])
+    Ok(vec![
+        Measurement::higher(serial.as_secs_f64() / t.as_secs_f64(), "x vs serial").note(format!(
+            "serial {:.1} ms, pool {:.1} ms (of which start-up {:.2} ms)",
+            serial.as_secs_f64() * 1e3,
+            t.as_secs_f64() * 1e3,
+            started.as_secs_f64() * 1e3
+        )),
+    ])
 }
 
 /// Counts samples of `n` random points falling in the quarter circle.
@@ -124,16 +128,23 @@ fn pool_pi(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let pi_serial = 4.0 * hits as f64 / N as f64;
     let pool = Pool::new(2)?;
     let _ = pool.map(pi_hits, vec![(0u64, 1000u64)])?;
-    let (hits, t) = timed(|| pool.map(pi_hits, (0..TASKS).map(|i| (i + 1, N / TASKS)).collect::<Vec<_>>()));
+    let (hits, t) = timed(|| {
+        pool.map(
+            pi_hits,
+            (0..TASKS).map(|i| (i + 1, N / TASKS)).collect::<Vec<_>>(),
+        )
+    });
     let pi = 4.0 * hits?.iter().sum::<u64>() as f64 / N as f64;
     if (pi - std::f64::consts::PI).abs() > 0.01 || (pi_serial - std::f64::consts::PI).abs() > 0.01 {
         return Err(format!("bad estimates {pi} {pi_serial}").into());
     }
-    Ok(vec![Measurement::higher(serial.as_secs_f64() / t.as_secs_f64(), "x vs serial").note(format!(
-        "serial {:.1} ms, Pool(2) {:.1} ms, pi ~ {pi:.5}",
-        serial.as_secs_f64() * 1e3,
-        t.as_secs_f64() * 1e3
-    ))])
+    Ok(vec![
+        Measurement::higher(serial.as_secs_f64() / t.as_secs_f64(), "x vs serial").note(format!(
+            "serial {:.1} ms, Pool(2) {:.1} ms, pi ~ {pi:.5}",
+            serial.as_secs_f64() * 1e3,
+            t.as_secs_f64() * 1e3
+        )),
+    ])
 }
 
 fn trivial(x: u32) -> u32 {
@@ -143,11 +154,16 @@ fn trivial(x: u32) -> u32 {
 fn pool_apply_async(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     const N: u32 = 10_000;
     let pool = Pool::new(2)?;
-    for r in (0..100).map(|i| pool.apply_async(trivial, i)).collect::<Result<Vec<_>, _>>()? {
+    for r in (0..100)
+        .map(|i| pool.apply_async(trivial, i))
+        .collect::<Result<Vec<_>, _>>()?
+    {
         r.get()?;
     }
     let (sum, t) = timed(|| -> BenchResult<u64> {
-        let rs = (0..N).map(|i| pool.apply_async(trivial, i)).collect::<Result<Vec<_>, _>>()?;
+        let rs = (0..N)
+            .map(|i| pool.apply_async(trivial, i))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut sum = 0u64;
         for r in rs {
             sum += u64::from(r.get()?);
@@ -157,6 +173,8 @@ fn pool_apply_async(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     if sum? != (1..=u64::from(N)).sum::<u64>() {
         return Err("wrong apply_async results".into());
     }
-    Ok(vec![Measurement::higher(f64::from(N) / t.as_secs_f64() / 1e3, "k calls/s")
-        .note(format!("{:.1} ms for {N}", t.as_secs_f64() * 1e3))])
+    Ok(vec![
+        Measurement::higher(f64::from(N) / t.as_secs_f64() / 1e3, "k calls/s")
+            .note(format!("{:.1} ms for {N}", t.as_secs_f64() * 1e3)),
+    ])
 }

@@ -81,7 +81,13 @@ impl Task {
         let payload = match self.kind {
             Kind::Range => {
                 let start = p.start.wrapping_add(a as i128);
-                Payload { bytes: postcard::to_stdvec(&start).ok()?, fds: Vec::new(), offsets: Vec::new(), elem: 0, start }
+                Payload {
+                    bytes: postcard::to_stdvec(&start).ok()?,
+                    fds: Vec::new(),
+                    offsets: Vec::new(),
+                    elem: 0,
+                    start,
+                }
             }
             Kind::Pod => Payload {
                 bytes: p.bytes.get(a * p.elem..b * p.elem)?.to_vec(),
@@ -196,9 +202,17 @@ pub(crate) struct Threads {
 
 impl Shared {
     pub(crate) fn new(cfg: Config, cancel_on_sigint: bool) -> Result<Arc<Self>, BuildError> {
-        let progress = Segment::anonymous(worker::progress_size(cfg.processes)).map_err(|e| BuildError::Io(e.into()))?;
+        let progress = Segment::anonymous(worker::progress_size(cfg.processes))
+            .map_err(|e| BuildError::Io(e.into()))?;
         let size = progress.len() as u64;
-        progress.header().map_err(|e| BuildError::Io(e.into()))?.init(worker::PROGRESS_LAYOUT, size, [cfg.processes as u64, 0, 0, 0]);
+        progress
+            .header()
+            .map_err(|e| BuildError::Io(e.into()))?
+            .init(
+                worker::PROGRESS_LAYOUT,
+                size,
+                [cfg.processes as u64, 0, 0, 0],
+            );
         let wake = sys::eventfd().map_err(BuildError::Io)?;
         let st = State {
             run: Run::Running,
@@ -216,7 +230,14 @@ impl Shared {
             sigint_seen: sys::sigint_count(),
             cancel_on_sigint,
         };
-        Ok(Arc::new(Self { st: Mutex::new(st), feeder_cv: Condvar::new(), state_cv: Condvar::new(), wake, cfg, progress }))
+        Ok(Arc::new(Self {
+            st: Mutex::new(st),
+            feeder_cv: Condvar::new(),
+            state_cv: Condvar::new(),
+            wake,
+            cfg,
+            progress,
+        }))
     }
 
     pub(crate) fn processes(&self) -> usize {
@@ -237,12 +258,25 @@ impl Shared {
                     .map(|f| f.try_clone().map(HandleFd::new))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(BuildError::Io)?;
-                Some(InitSpec { entry: *entry, args: Bytes(args.clone()), fds })
+                Some(InitSpec {
+                    entry: *entry,
+                    args: Bytes(args.clone()),
+                    fds,
+                })
             }
             None => None,
         };
-        let progress = self.progress.try_clone().map_err(|e| BuildError::Io(e.into()))?;
-        let args = WorkerArgs { conn: theirs, progress, slot: slot as u32, init, max_items: self.cfg.max_items };
+        let progress = self
+            .progress
+            .try_clone()
+            .map_err(|e| BuildError::Io(e.into()))?;
+        let args = WorkerArgs {
+            conn: theirs,
+            progress,
+            slot: slot as u32,
+            init,
+            max_items: self.cfg.max_items,
+        };
         let handle = Process::new(worker::worker_main, args)
             .name(format!("PoolWorker-{n}"))
             .daemon(true)
@@ -282,14 +316,26 @@ impl Shared {
         }
         let s1 = self.clone();
         let s2 = self.clone();
-        let feeder = std::thread::Builder::new().name("mproc-pool-feeder".into()).spawn(move || s1.feeder());
-        let collector = std::thread::Builder::new().name("mproc-pool-collector".into()).spawn(move || s2.collector());
+        let feeder = std::thread::Builder::new()
+            .name("mproc-pool-feeder".into())
+            .spawn(move || s1.feeder());
+        let collector = std::thread::Builder::new()
+            .name("mproc-pool-collector".into())
+            .spawn(move || s2.collector());
         let threads = match (feeder, collector) {
-            (Ok(f), Ok(c)) => Threads { feeder: Some(f), collector: Some(c) },
+            (Ok(f), Ok(c)) => Threads {
+                feeder: Some(f),
+                collector: Some(c),
+            },
             (f, c) => {
                 self.kill_all();
-                self.stop_threads(Threads { feeder: f.ok(), collector: c.ok() });
-                return Err(BuildError::Io(std::io::Error::other("failed to start the pool's threads")));
+                self.stop_threads(Threads {
+                    feeder: f.ok(),
+                    collector: c.ok(),
+                });
+                return Err(BuildError::Io(std::io::Error::other(
+                    "failed to start the pool's threads",
+                )));
             }
         };
         if self.cfg.init.is_some() {
@@ -311,7 +357,11 @@ impl Shared {
                 if st.workers.iter().all(|w| w.ready) {
                     break;
                 }
-                st = self.state_cv.wait_timeout(st, Duration::from_millis(50)).unwrap_or_else(|e| e.into_inner()).0;
+                st = self
+                    .state_cv
+                    .wait_timeout(st, Duration::from_millis(50))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
             }
         }
         Ok(threads)
@@ -321,11 +371,14 @@ impl Shared {
     fn kill_all(&self) {
         let handles: Vec<_> = {
             let mut st = lock(&self.st);
-            st.workers.iter_mut().filter_map(|w| {
-                w.dead = true;
-                w.conn = None;
-                w.handle.take()
-            }).collect()
+            st.workers
+                .iter_mut()
+                .filter_map(|w| {
+                    w.dead = true;
+                    w.conn = None;
+                    w.handle.take()
+                })
+                .collect()
         };
         for mut h in handles {
             let _ = h.kill();
@@ -377,7 +430,9 @@ impl Shared {
     /// The adaptive chunk size for the next chunk of a job.
     pub(crate) fn chunk_size(&self, entry: i64, remaining: Option<usize>) -> usize {
         let procs = self.cfg.processes.max(1);
-        let Some(ns) = self.estimate(entry) else { return 1 };
+        let Some(ns) = self.estimate(entry) else {
+            return 1;
+        };
         let ns = ns.max(0.05);
         let mut n = ((TARGET_NS / ns) as usize).clamp(1, MAX_CHUNK);
         if let Some(rem) = remaining {
@@ -532,7 +587,12 @@ impl Shared {
                         continue;
                     }
                 }
-                st.workers.iter().enumerate().filter(|(_, w)| !w.dead).filter_map(|(i, w)| Some((i, w.conn.clone()?))).collect()
+                st.workers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| !w.dead)
+                    .filter_map(|(i, w)| Some((i, w.conn.clone()?)))
+                    .collect()
             };
             let mut objs: Vec<&dyn Waitable> = Vec::with_capacity(conns.len() + 1);
             objs.push(&self.wake);
@@ -585,7 +645,9 @@ impl Shared {
 
     /// Returns `false` on a protocol violation.
     fn on_message(&self, slot: usize, msg: Msg) -> bool {
-        let Ok(mut parsed) = Parsed::<FromWorker>::new(msg) else { return false };
+        let Ok(mut parsed) = Parsed::<FromWorker>::new(msg) else {
+            return false;
+        };
         match std::mem::replace(&mut parsed.header, FromWorker::Ready) {
             FromWorker::Ready => {
                 let mut st = lock(&self.st);
@@ -612,7 +674,9 @@ impl Shared {
                         Some(f) if f.seq == seq && f.tasks.len() == outs.len() => {}
                         _ => return false,
                     }
-                    let Some(inf) = w.inflight.pop_front() else { return false };
+                    let Some(inf) = w.inflight.pop_front() else {
+                        return false;
+                    };
                     for (t, o) in inf.tasks.iter().zip(&outs) {
                         if o.error.is_none() && t.count > 0 {
                             let ns = o.nanos as f64 / t.count as f64;
@@ -674,7 +738,10 @@ impl Shared {
         };
         let (seq, item) = match self.progress.get::<Progress>(worker::progress_offset(slot)) {
             // Acquire: pairs with the worker's Release store of `seq`.
-            Ok(p) => (p.seq.load(Ordering::Acquire), p.item.load(Ordering::Relaxed)),
+            Ok(p) => (
+                p.seq.load(Ordering::Acquire),
+                p.item.load(Ordering::Relaxed),
+            ),
             Err(_) => (0, NOT_STARTED),
         };
         let mut failed: Vec<(Task, TaskError)> = Vec::new();
@@ -689,7 +756,8 @@ impl Shared {
             let inflight = std::mem::take(&mut w.inflight);
             let lost = TaskError::WorkerLost { pid, status };
             for inf in inflight {
-                let culprit = (inf.seq == seq && item != NOT_STARTED && item != FINISHED).then_some(item as usize);
+                let culprit = (inf.seq == seq && item != NOT_STARTED && item != FINISHED)
+                    .then_some(item as usize);
                 let mut base = 0usize;
                 for mut t in inf.tasks {
                     let range = base..base + t.count;
@@ -727,7 +795,9 @@ impl Shared {
                 let e = TaskError::InitializerFailed(m.clone());
                 failed.extend(st.pending.drain(..).map(|t| (t, e.clone())));
             }
-            let has_work = !st.pending.is_empty() || st.active_jobs > 0 || st.workers.iter().any(|w| !w.inflight.is_empty());
+            let has_work = !st.pending.is_empty()
+                || st.active_jobs > 0
+                || st.workers.iter().any(|w| !w.inflight.is_empty());
             let respawn = !st.shutdown
                 && st.broken.is_none()
                 && (st.run == Run::Running || (st.run == Run::Closed && has_work));
@@ -857,7 +927,11 @@ impl Shared {
                 }
                 None => step,
             };
-            st = self.state_cv.wait_timeout(st, wait).unwrap_or_else(|e| e.into_inner()).0;
+            st = self
+                .state_cv
+                .wait_timeout(st, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -870,7 +944,12 @@ impl Shared {
 
     /// Process ids of the live workers.
     pub(crate) fn pids(&self) -> Vec<i32> {
-        lock(&self.st).workers.iter().filter(|w| !w.dead).map(|w| w.pid).collect()
+        lock(&self.st)
+            .workers
+            .iter()
+            .filter(|w| !w.dead)
+            .map(|w| w.pid)
+            .collect()
     }
 }
 

@@ -89,11 +89,15 @@ impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Panicked { message } => write!(f, "the task panicked: {message}"),
-            Self::WorkerLost { pid, status } => write!(f, "the worker running the task (pid {pid}) {status}"),
+            Self::WorkerLost { pid, status } => {
+                write!(f, "the worker running the task (pid {pid}) {status}")
+            }
             Self::Cancelled => f.write_str("the task was cancelled"),
             Self::Encode(m) => write!(f, "the task's argument could not be serialized: {m}"),
             Self::Decode(m) => write!(f, "a task's value could not be deserialized: {m}"),
-            Self::InitializerFailed(m) => write!(f, "pool workers keep failing their initializer: {m}"),
+            Self::InitializerFailed(m) => {
+                write!(f, "pool workers keep failing their initializer: {m}")
+            }
         }
     }
 }
@@ -138,7 +142,9 @@ impl fmt::Display for PoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotRunning => f.write_str("the pool is not running"),
-            Self::StillRunning => f.write_str("the pool is still running (close or terminate it before join)"),
+            Self::StillRunning => {
+                f.write_str("the pool is still running (close or terminate it before join)")
+            }
             Self::ZeroChunksize => f.write_str("the chunk size must be at least 1"),
             Self::Task { index, .. } => write!(f, "task {index} failed"),
         }

@@ -12,7 +12,11 @@ use crate::wire::Kind;
 
 /// One chunk, or one item that could not be encoded.
 pub(crate) enum Produced {
-    Chunk { kind: Kind, count: usize, payload: Payload },
+    Chunk {
+        kind: Kind,
+        count: usize,
+        payload: Payload,
+    },
     EncodeFailed(String),
 }
 
@@ -31,14 +35,23 @@ where
     I: IntoIterator<Item = A> + 'a,
 {
     let input = match kinds::as_int_range(input) {
-        Ok(r) => return Box::new(RangeProducer { start: r.start, left: r.len }),
+        Ok(r) => {
+            return Box::new(RangeProducer {
+                start: r.start,
+                left: r.len,
+            });
+        }
         Err(i) => i,
     };
     let input = match kinds::as_pod_vec::<I, A>(input) {
         Ok(v) => return Box::new(PodProducer { v, pos: 0 }),
         Err(i) => i,
     };
-    Box::new(IterProducer { it: input.into_iter(), pod: is_pod::<A>(), deferred: None })
+    Box::new(IterProducer {
+        it: input.into_iter(),
+        pod: is_pod::<A>(),
+        deferred: None,
+    })
 }
 
 struct RangeProducer {
@@ -59,7 +72,13 @@ impl Producer for RangeProducer {
         Some(Produced::Chunk {
             kind: Kind::Range,
             count: n,
-            payload: Payload { bytes, fds: Vec::new(), offsets: Vec::new(), elem: 0, start },
+            payload: Payload {
+                bytes,
+                fds: Vec::new(),
+                offsets: Vec::new(),
+                elem: 0,
+                start,
+            },
         })
     }
 
@@ -86,7 +105,13 @@ impl<A> Producer for PodProducer<A> {
         Some(Produced::Chunk {
             kind: Kind::Pod,
             count,
-            payload: Payload { bytes, fds: Vec::new(), offsets: Vec::new(), elem: size_of::<A>(), start: 0 },
+            payload: Payload {
+                bytes,
+                fds: Vec::new(),
+                offsets: Vec::new(),
+                elem: size_of::<A>(),
+                start: 0,
+            },
         })
     }
 
@@ -123,7 +148,13 @@ where
             return Some(Produced::Chunk {
                 kind: Kind::Pod,
                 count,
-                payload: Payload { bytes, fds: Vec::new(), offsets: Vec::new(), elem: size_of::<I::Item>(), start: 0 },
+                payload: Payload {
+                    bytes,
+                    fds: Vec::new(),
+                    offsets: Vec::new(),
+                    elem: size_of::<I::Item>(),
+                    start: 0,
+                },
             });
         }
         let mut bytes = Vec::new();
@@ -149,7 +180,17 @@ where
         // (Descriptors its partial encoding added stay in the chunk's table,
         // unused, and are closed with it.)
         self.deferred = failed;
-        Some(Produced::Chunk { kind: Kind::Seq, count, payload: Payload { bytes, fds, offsets, elem: 0, start: 0 } })
+        Some(Produced::Chunk {
+            kind: Kind::Seq,
+            count,
+            payload: Payload {
+                bytes,
+                fds,
+                offsets,
+                elem: 0,
+                start: 0,
+            },
+        })
     }
 
     fn remaining(&self) -> Option<usize> {
@@ -159,4 +200,3 @@ where
         }
     }
 }
-

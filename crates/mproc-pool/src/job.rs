@@ -25,18 +25,28 @@ pub(crate) trait Sink: Send + Sync {
     fn fail(&self, first: usize, count: usize, err: TaskError);
 }
 
+/// Values of a task, and its failed items (index within the task).
+type Decoded<R> = (Vec<R>, Vec<(usize, TaskError)>);
+/// Where a `map_async` result goes.
+type Finish<R> = Box<dyn FnOnce(Result<Vec<R>, PoolError>) + Send>;
+
 /// Decodes a task's values: `(index within the task, value or error)` in order.
 fn decode<R: DeserializeOwned>(
     count: usize,
     out: &TaskOut,
     bytes: &[u8],
     fds: Vec<OwnedFd>,
-) -> Result<(Vec<R>, Vec<(usize, TaskError)>), String> {
+) -> Result<Decoded<R>, String> {
     let mut failed: Vec<(usize, TaskError)> = out
         .failures
         .iter()
         .map(|(k, m)| (*k as usize, TaskError::Panicked { message: m.clone() }))
-        .chain(out.encode_failures.iter().map(|(k, m)| (*k as usize, TaskError::Decode(format!("the result could not be serialized: {m}")))))
+        .chain(out.encode_failures.iter().map(|(k, m)| {
+            (
+                *k as usize,
+                TaskError::Decode(format!("the result could not be serialized: {m}")),
+            )
+        }))
         .collect();
     failed.sort_by_key(|(k, _)| *k);
     if failed.iter().any(|(k, _)| *k >= count) {
@@ -112,7 +122,7 @@ pub(crate) struct MapState<R> {
     /// Total items submitted (when sealed: the length of the input).
     pub(crate) submitted: usize,
     /// For `map_async`: where the assembled result goes.
-    pub(crate) finish: Option<Box<dyn FnOnce(Result<Vec<R>, PoolError>) + Send>>,
+    pub(crate) finish: Option<Finish<R>>,
 }
 
 /// A `map`-family job: chunks of one function over one input.
@@ -166,7 +176,15 @@ impl<R: Send> MapJob<R> {
     pub(crate) fn put_failed(&self, first: usize, count: usize, err: TaskError) {
         let failures = (first..first + count).map(|i| (i, err.clone())).collect();
         let mut st = lock(&self.st);
-        st.done.insert(first, Chunk { first, count, values: Vec::new().into_iter(), failures });
+        st.done.insert(
+            first,
+            Chunk {
+                first,
+                count,
+                values: Vec::new().into_iter(),
+                failures,
+            },
+        );
         st.submitted += count;
         self.cv.notify_all();
     }
@@ -175,7 +193,9 @@ impl<R: Send> MapJob<R> {
         if !(st.sealed && st.outstanding == 0) {
             return;
         }
-        let Some(finish) = st.finish.take() else { return };
+        let Some(finish) = st.finish.take() else {
+            return;
+        };
         let chunks = std::mem::take(&mut st.done);
         drop(st);
         finish(assemble(chunks.into_values()));
@@ -211,7 +231,12 @@ impl<R: DeserializeOwned + Send> Sink for MapJob<R> {
         match decode::<R>(count, out, bytes, fds) {
             Ok((values, failed)) => {
                 let failures = failed.into_iter().map(|(k, e)| (first + k, e)).collect();
-                self.put(Chunk { first, count, values: values.into_iter(), failures });
+                self.put(Chunk {
+                    first,
+                    count,
+                    values: values.into_iter(),
+                    failures,
+                });
             }
             Err(m) => self.fail(first, count, TaskError::Decode(m)),
         }
@@ -219,7 +244,12 @@ impl<R: DeserializeOwned + Send> Sink for MapJob<R> {
 
     fn fail(&self, first: usize, count: usize, err: TaskError) {
         let failures = (first..first + count).map(|i| (i, err.clone())).collect();
-        self.put(Chunk { first, count, values: Vec::new().into_iter(), failures });
+        self.put(Chunk {
+            first,
+            count,
+            values: Vec::new().into_iter(),
+            failures,
+        });
     }
 }
 
@@ -232,7 +262,10 @@ pub(crate) struct Slot<T> {
 
 impl<T> Slot<T> {
     pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Self { st: Mutex::new(None), cv: Condvar::new() })
+        Arc::new(Self {
+            st: Mutex::new(None),
+            cv: Condvar::new(),
+        })
     }
 
     pub(crate) fn set(&self, r: Result<T, PoolError>) {
@@ -257,7 +290,9 @@ pub struct AsyncResult<T> {
 
 impl<T> fmt::Debug for AsyncResult<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncResult").field("ready", &self.ready()).finish_non_exhaustive()
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish_non_exhaustive()
     }
 }
 
@@ -304,7 +339,12 @@ impl<T> AsyncResult<T> {
             if now >= deadline {
                 return false;
             }
-            st = self.slot.cv.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            st = self
+                .slot
+                .cv
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         true
     }
@@ -352,7 +392,10 @@ impl<T> AsyncResult<T> {
     }
 
     fn take(self) -> Result<T, PoolError> {
-        lock(&self.slot.st).take().unwrap_or(Err(PoolError::Task { index: 0, error: TaskError::Cancelled }))
+        lock(&self.slot.st).take().unwrap_or(Err(PoolError::Task {
+            index: 0,
+            error: TaskError::Cancelled,
+        }))
     }
 }
 
@@ -381,14 +424,23 @@ impl<R: DeserializeOwned + Send> Sink for ApplyJob<R> {
             Ok((mut v, mut failed)) => match (failed.pop(), v.pop()) {
                 (Some((_, e)), _) => Err(PoolError::Task { index: 0, error: e }),
                 (None, Some(v)) => Ok(v),
-                (None, None) => Err(PoolError::Task { index: 0, error: TaskError::Decode("no result".into()) }),
+                (None, None) => Err(PoolError::Task {
+                    index: 0,
+                    error: TaskError::Decode("no result".into()),
+                }),
             },
-            Err(m) => Err(PoolError::Task { index: 0, error: TaskError::Decode(m) }),
+            Err(m) => Err(PoolError::Task {
+                index: 0,
+                error: TaskError::Decode(m),
+            }),
         };
         self.finish(r);
     }
 
     fn fail(&self, _first: usize, _count: usize, err: TaskError) {
-        self.finish(Err(PoolError::Task { index: 0, error: err }));
+        self.finish(Err(PoolError::Task {
+            index: 0,
+            error: err,
+        }));
     }
 }

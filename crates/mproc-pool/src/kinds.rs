@@ -12,7 +12,9 @@ pub(crate) fn same<T: ?Sized, U: ?Sized + 'static>() -> bool {
 
 macro_rules! pod_list {
     ($m:ident) => {
-        $m!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64)
+        $m!(
+            u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64
+        )
     };
 }
 
@@ -35,7 +37,9 @@ pub(crate) struct IntRange {
 
 macro_rules! int_list {
     ($m:ident) => {
-        $m!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize)
+        $m!(
+            u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize
+        )
     };
 }
 
@@ -79,6 +83,13 @@ pub(crate) fn as_pod_vec<I, A>(input: I) -> Result<Vec<A>, I> {
                 std::mem::forget(input);
                 return Ok(v);
             }
+            if same::<I, std::vec::IntoIter<$t>>() && same::<A, $t>() {
+                // SAFETY: as above, for `vec::IntoIter<A>`.
+                let it: std::vec::IntoIter<A> = unsafe { std::mem::transmute_copy(&input) };
+                std::mem::forget(input);
+                // Collecting a vec::IntoIter reuses its allocation.
+                return Ok(it.collect());
+            }
         )*};
     }
     pod_list!(check);
@@ -88,7 +99,12 @@ pub(crate) fn as_pod_vec<I, A>(input: I) -> Result<Vec<A>, I> {
 /// Calls `each` with every item `start + k` (`k < len`) of an integer range
 /// as an `A`, if `A` is a primitive integer. Returns `false` (calling
 /// nothing) otherwise. `each` returns `false` to stop early.
-pub(crate) fn for_each_in_range<A>(start: i128, from: u64, len: u64, mut each: impl FnMut(u64, A) -> bool) -> bool {
+pub(crate) fn for_each_in_range<A>(
+    start: i128,
+    from: u64,
+    len: u64,
+    mut each: impl FnMut(u64, A) -> bool,
+) -> bool {
     macro_rules! run {
         ($($t:ty),*) => {$(
             if same::<A, $t>() {
@@ -121,7 +137,11 @@ pub(crate) unsafe fn pod_from_bytes<T>(bytes: &[u8], n: usize) -> Vec<T> {
     // SAFETY: `v` has room for `n` values, `bytes` holds exactly their bytes
     // (caller), and every bit pattern is a valid `T` (caller: plain number).
     unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), v.as_mut_ptr().cast::<u8>(), n * size_of::<T>());
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            v.as_mut_ptr().cast::<u8>(),
+            n * size_of::<T>(),
+        );
         v.set_len(n);
     }
     v
@@ -143,11 +163,19 @@ mod tests {
 
     #[test]
     fn recognises_ranges() {
-        assert_eq!(as_int_range(3u64..10).unwrap(), IntRange { start: 3, len: 7 });
-        assert_eq!(as_int_range(-2i32..=2).unwrap(), IntRange { start: -2, len: 5 });
-        assert_eq!(as_int_range(5u8..1).unwrap().len, 0);
+        assert_eq!(
+            as_int_range(3u64..10).unwrap(),
+            IntRange { start: 3, len: 7 }
+        );
+        assert_eq!(
+            as_int_range(-2i32..=2).unwrap(),
+            IntRange { start: -2, len: 5 }
+        );
+        #[allow(clippy::reversed_empty_ranges)]
+        let empty = 5u8..1;
+        assert_eq!(as_int_range(empty).unwrap().len, 0);
         assert!(as_int_range(vec![1u64]).is_err());
-        assert!(as_int_range((0u64..3).map(|x| x)).is_err());
+        assert!(as_int_range((0u64..3).map(|x| x + 1)).is_err());
     }
 
     #[test]

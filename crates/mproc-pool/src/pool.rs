@@ -39,6 +39,9 @@ where
     mproc_process::fnref::offset_of(f as *const ())
 }
 
+/// An initializer's entry, encoded arguments and their descriptors.
+type InitTemplate = (i64, Vec<u8>, Vec<std::os::fd::OwnedFd>);
+
 /// Builds a [`Pool`] (Python's `Pool(processes, initializer, initargs,
 /// maxtasksperchild, context)`).
 ///
@@ -60,7 +63,7 @@ pub struct PoolBuilder {
     processes: Option<usize>,
     method: StartMethod,
     max_tasks: Option<u64>,
-    init: Option<Result<(i64, Vec<u8>, Vec<std::os::fd::OwnedFd>), String>>,
+    init: Option<Result<InitTemplate, String>>,
     cancel_on_ctrl_c: bool,
     drop_timeout: Duration,
 }
@@ -131,7 +134,9 @@ impl PoolBuilder {
         let run: InitFn = run_init::<F, A>;
         let entry = mproc_process::fnref::offset_of(run as *const ());
         self.init = Some(
-            mproc_shm::handle::to_bytes_with_fds(&args).map(|(b, fds)| (entry, b, fds)).map_err(|e| e.to_string()),
+            mproc_shm::handle::to_bytes_with_fds(&args)
+                .map(|(b, fds)| (entry, b, fds))
+                .map_err(|e| e.to_string()),
         );
         self
     }
@@ -172,13 +177,31 @@ impl PoolBuilder {
         let init = match self.init {
             None => None,
             Some(Ok(i)) => Some(i),
-            Some(Err(m)) => return Err(BuildError::Initializer { message: format!("its arguments did not serialize: {m}") }),
+            Some(Err(m)) => {
+                return Err(BuildError::Initializer {
+                    message: format!("its arguments did not serialize: {m}"),
+                });
+            }
         };
-        let cfg = Config { processes, method: self.method, max_items: self.max_tasks, init };
+        let cfg = Config {
+            processes,
+            method: self.method,
+            max_items: self.max_tasks,
+            init,
+        };
         let shared = Shared::new(cfg, self.cancel_on_ctrl_c)?;
         let threads = shared.start()?;
-        let sigint_slot = if self.cancel_on_ctrl_c { sys::register_sigint(shared.wake_fd()) } else { None };
-        Ok(Pool { shared, threads: Mutex::new(Some(threads)), sigint_slot, drop_timeout: self.drop_timeout })
+        let sigint_slot = if self.cancel_on_ctrl_c {
+            sys::register_sigint(shared.wake_fd())
+        } else {
+            None
+        };
+        Ok(Pool {
+            shared,
+            threads: Mutex::new(Some(threads)),
+            sigint_slot,
+            drop_timeout: self.drop_timeout,
+        })
     }
 }
 
@@ -296,7 +319,12 @@ impl Pool {
     ///
     /// # Errors
     /// [`PoolError::NotRunning`] after close/terminate.
-    pub fn apply_async_callback<F, A, R, C>(&self, f: F, args: A, callback: C) -> Result<AsyncResult<R>, PoolError>
+    pub fn apply_async_callback<F, A, R, C>(
+        &self,
+        f: F,
+        args: A,
+        callback: C,
+    ) -> Result<AsyncResult<R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
@@ -306,7 +334,12 @@ impl Pool {
         self.apply_inner(f, args, Some(Box::new(callback)))
     }
 
-    fn apply_inner<F, A, R>(&self, f: F, args: A, cb: Option<Callback<R>>) -> Result<AsyncResult<R>, PoolError>
+    fn apply_inner<F, A, R>(
+        &self,
+        f: F,
+        args: A,
+        cb: Option<Callback<R>>,
+    ) -> Result<AsyncResult<R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
@@ -316,12 +349,29 @@ impl Pool {
         self.check_running()?;
         let entry = entry_of::<F, A, R>();
         let slot = Slot::new();
-        let job = Arc::new(ApplyJob { slot: slot.clone(), callback: Mutex::new(cb) });
+        let job = Arc::new(ApplyJob {
+            slot: slot.clone(),
+            callback: Mutex::new(cb),
+        });
         match mproc_shm::handle::to_bytes_with_fds(&args) {
             Ok((bytes, fds)) => {
                 let offsets = vec![0, bytes.len()];
-                let payload = Payload { bytes, fds, offsets, elem: 0, start: 0 };
-                let task = Task { job, entry, kind: Kind::Seq, first: 0, count: 1, payload: Arc::new(payload), attempts: 0 };
+                let payload = Payload {
+                    bytes,
+                    fds,
+                    offsets,
+                    elem: 0,
+                    start: 0,
+                };
+                let task = Task {
+                    job,
+                    entry,
+                    kind: Kind::Seq,
+                    first: 0,
+                    count: 1,
+                    payload: Arc::new(payload),
+                    attempts: 0,
+                };
                 self.shared.submit(vec![task]);
             }
             Err(e) => crate::job::Sink::fail(&*job, 0, 1, TaskError::Encode(e.to_string())),
@@ -359,7 +409,12 @@ impl Pool {
     ///
     /// # Errors
     /// [`PoolError::ZeroChunksize`] for 0; otherwise as [`map`](Pool::map).
-    pub fn map_chunked<F, A, R, I>(&self, f: F, iterable: I, chunksize: usize) -> Result<Vec<R>, PoolError>
+    pub fn map_chunked<F, A, R, I>(
+        &self,
+        f: F,
+        iterable: I,
+        chunksize: usize,
+    ) -> Result<Vec<R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
@@ -373,7 +428,11 @@ impl Pool {
         self.map_inner::<F, A, R, I>(iterable, Some(chunksize))
     }
 
-    fn map_inner<F, A, R, I>(&self, iterable: I, chunksize: Option<usize>) -> Result<Vec<R>, PoolError>
+    fn map_inner<F, A, R, I>(
+        &self,
+        iterable: I,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
@@ -443,7 +502,12 @@ impl Pool {
     ///
     /// # Errors
     /// [`PoolError::NotRunning`] after close/terminate.
-    pub fn map_async_callback<F, A, R, I, C>(&self, f: F, iterable: I, callback: C) -> Result<AsyncResult<Vec<R>>, PoolError>
+    pub fn map_async_callback<F, A, R, I, C>(
+        &self,
+        f: F,
+        iterable: I,
+        callback: C,
+    ) -> Result<AsyncResult<Vec<R>>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
@@ -459,7 +523,8 @@ impl Pool {
         {
             let slot = slot.clone();
             lock(&job.st).finish = Some(Box::new(move |r: Result<Vec<R>, PoolError>| {
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(r.as_ref())));
+                let _ =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(r.as_ref())));
                 slot.set(r);
             }));
         }
@@ -479,10 +544,22 @@ impl Pool {
                     job.put_failed(next, 1, TaskError::Encode(m));
                     next += 1;
                 }
-                Produced::Chunk { kind, count, payload } => {
+                Produced::Chunk {
+                    kind,
+                    count,
+                    payload,
+                } => {
                     job.submitted(count);
                     let j: Arc<dyn crate::job::Sink> = job.clone();
-                    tasks.push(Task { job: j, entry, kind, first: next, count, payload: Arc::new(payload), attempts: 0 });
+                    tasks.push(Task {
+                        job: j,
+                        entry,
+                        kind,
+                        first: next,
+                        count,
+                        payload: Arc::new(payload),
+                        attempts: 0,
+                    });
                     next += count;
                 }
             }
@@ -509,7 +586,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
         A: 'p,
-        I::IntoIter: 'p,
+        I: 'p,
     {
         let _ = f;
         self.imap_inner::<F, A, R, I>(iterable, None, true)
@@ -519,14 +596,19 @@ impl Pool {
     ///
     /// # Errors
     /// [`PoolError::ZeroChunksize`] for 0; [`PoolError::NotRunning`].
-    pub fn imap_chunked<'p, F, A, R, I>(&'p self, f: F, iterable: I, chunksize: usize) -> Result<Imap<'p, R>, PoolError>
+    pub fn imap_chunked<'p, F, A, R, I>(
+        &'p self,
+        f: F,
+        iterable: I,
+        chunksize: usize,
+    ) -> Result<Imap<'p, R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
         A: 'p,
-        I::IntoIter: 'p,
+        I: 'p,
     {
         let _ = f;
         if chunksize == 0 {
@@ -541,27 +623,36 @@ impl Pool {
     ///
     /// # Errors
     /// [`PoolError::NotRunning`] after close/terminate.
-    pub fn imap_unordered<'p, F, A, R, I>(&'p self, f: F, iterable: I) -> Result<Imap<'p, R>, PoolError>
+    pub fn imap_unordered<'p, F, A, R, I>(
+        &'p self,
+        f: F,
+        iterable: I,
+    ) -> Result<Imap<'p, R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
         A: 'p,
-        I::IntoIter: 'p,
+        I: 'p,
     {
         let _ = f;
         self.imap_inner::<F, A, R, I>(iterable, None, false)
     }
 
-    fn imap_inner<'p, F, A, R, I>(&'p self, iterable: I, chunksize: Option<usize>, ordered: bool) -> Result<Imap<'p, R>, PoolError>
+    fn imap_inner<'p, F, A, R, I>(
+        &'p self,
+        iterable: I,
+        chunksize: Option<usize>,
+        ordered: bool,
+    ) -> Result<Imap<'p, R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
         A: 'p,
-        I::IntoIter: 'p,
+        I: 'p,
     {
         let entry = entry_of::<F, A, R>();
         let epoch = {
@@ -572,7 +663,7 @@ impl Pool {
             st.active_jobs += 1;
             st.epoch
         };
-        let prod: Box<dyn Producer + 'p> = producer::<A, I::IntoIter>(iterable.into_iter());
+        let prod: Box<dyn Producer + 'p> = producer::<A, I>(iterable);
         let job = Arc::new(MapJob::<R>::new());
         Ok(Imap {
             pool: self,
@@ -735,7 +826,10 @@ pub struct Imap<'p, R> {
 
 impl<R> fmt::Debug for Imap<'_, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Imap").field("ordered", &self.ordered).field("submitted", &self.next_index).finish_non_exhaustive()
+        f.debug_struct("Imap")
+            .field("ordered", &self.ordered)
+            .field("submitted", &self.next_index)
+            .finish_non_exhaustive()
     }
 }
 
@@ -750,19 +844,39 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
             let max = match (cancelled, self.chunksize) {
                 (true, _) => 0,
                 (false, Some(c)) => c,
-                (false, None) => self.pool.shared.chunk_size(self.entry, self.prod.remaining()),
+                (false, None) => self
+                    .pool
+                    .shared
+                    .chunk_size(self.entry, self.prod.remaining()),
             };
-            let next = if max == 0 { None } else { self.prod.next_chunk(max) };
+            let next = if max == 0 {
+                None
+            } else {
+                self.prod.next_chunk(max)
+            };
             match next {
                 None => self.finish_input(),
                 Some(Produced::EncodeFailed(m)) => {
-                    self.job.put_failed(self.next_index, 1, TaskError::Encode(m));
+                    self.job
+                        .put_failed(self.next_index, 1, TaskError::Encode(m));
                     self.next_index += 1;
                 }
-                Some(Produced::Chunk { kind, count, payload }) => {
+                Some(Produced::Chunk {
+                    kind,
+                    count,
+                    payload,
+                }) => {
                     self.job.submitted(count);
                     let job: Arc<dyn crate::job::Sink> = self.job.clone();
-                    let task = Task { job, entry: self.entry, kind, first: self.next_index, count, payload: Arc::new(payload), attempts: 0 };
+                    let task = Task {
+                        job,
+                        entry: self.entry,
+                        kind,
+                        first: self.next_index,
+                        count,
+                        payload: Arc::new(payload),
+                        attempts: 0,
+                    };
                     self.next_index += count;
                     self.pool.shared.submit(vec![task]);
                 }
@@ -790,7 +904,11 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
                 let c = if self.ordered {
                     st.done.remove(&self.pos).or_else(|| {
                         // Nothing can fill a gap once all is resolved.
-                        if self.exhausted && st.outstanding == 0 { st.done.pop_first().map(|(_, c)| c) } else { None }
+                        if self.exhausted && st.outstanding == 0 {
+                            st.done.pop_first().map(|(_, c)| c)
+                        } else {
+                            None
+                        }
                     })
                 } else {
                     st.done.pop_first().map(|(_, c)| c)
@@ -812,7 +930,11 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
                         if now >= d {
                             return Err(());
                         }
-                        st = job.cv.wait_timeout(st, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                        st = job
+                            .cv
+                            .wait_timeout(st, d - now)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
                     }
                 }
             }
@@ -839,7 +961,10 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
         self.next_inner(Instant::now().checked_add(timeout))
     }
 
-    fn next_inner(&mut self, deadline: Option<Instant>) -> Result<Option<Result<R, TaskError>>, ()> {
+    fn next_inner(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Result<R, TaskError>>, ()> {
         loop {
             if let Some((c, i)) = &mut self.current {
                 if *i < c.first + c.count {
@@ -871,7 +996,11 @@ impl<R: DeserializeOwned + Send + 'static> Iterator for Imap<'_, R> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let rem = if self.exhausted { Some(0) } else { self.prod.remaining() };
+        let rem = if self.exhausted {
+            Some(0)
+        } else {
+            self.prod.remaining()
+        };
         match rem {
             Some(rem) => {
                 let left = self.next_index + rem - self.yielded;

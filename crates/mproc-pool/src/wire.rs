@@ -120,7 +120,10 @@ pub(crate) struct BodyBuilder {
 const PREFIX: usize = 10;
 
 impl BodyBuilder {
-    pub(crate) fn new<H: Serialize>(header: &H, payload_hint: usize) -> Result<Self, postcard::Error> {
+    pub(crate) fn new<H: Serialize>(
+        header: &H,
+        payload_hint: usize,
+    ) -> Result<Self, postcard::Error> {
         let mut buf = Vec::with_capacity(PREFIX + 64 + payload_hint + 1);
         buf.resize(PREFIX, 0);
         let buf = postcard::to_extend(header, buf)?;
@@ -132,7 +135,11 @@ impl BodyBuilder {
     }
 
     /// Sends the message on `conn`, with `fds` if there are any.
-    pub(crate) fn send(mut self, conn: &Connection, fds: Vec<OwnedFd>) -> Result<(), mproc_pipe::SendBytesError> {
+    pub(crate) fn send(
+        mut self,
+        conn: &Connection,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(), mproc_pipe::SendBytesError> {
         if fds.is_empty() {
             // The postcard form of `Msg { body, fds: [] }`, built in place:
             // varint(body length), body, varint(0).
@@ -145,7 +152,10 @@ impl BodyBuilder {
             conn.send_bytes(&self.buf[start..])
         } else {
             let body = self.buf.split_off(PREFIX);
-            let msg = Msg { body: Bytes(body), fds: fds.into_iter().map(HandleFd::new).collect() };
+            let msg = Msg {
+                body: Bytes(body),
+                fds: fds.into_iter().map(HandleFd::new).collect(),
+            };
             conn.send_ref(&msg)
         }
     }
@@ -176,16 +186,26 @@ pub(crate) struct Parsed<H> {
 impl<H: de::DeserializeOwned> Parsed<H> {
     pub(crate) fn new(msg: Msg) -> Result<Self, String> {
         let body = msg.body.0;
-        let (header, rest) = postcard::take_from_bytes::<H>(&body).map_err(|e| format!("malformed pool message: {e}"))?;
+        let (header, rest) = postcard::take_from_bytes::<H>(&body)
+            .map_err(|e| format!("malformed pool message: {e}"))?;
         let pos = body.len() - rest.len();
         let fds: Vec<OwnedFd> = msg.fds.into_iter().map(HandleFd::into_inner).collect();
-        Ok(Self { header, body, pos, fds: fds.into_iter() })
+        Ok(Self {
+            header,
+            body,
+            pos,
+            fds: fds.into_iter(),
+        })
     }
 
     /// The next `len` payload bytes and `nfds` descriptors.
     pub(crate) fn take(&mut self, len: u64, nfds: u32) -> Result<(&[u8], Vec<OwnedFd>), String> {
         let len = usize::try_from(len).map_err(|_| "payload length does not fit".to_owned())?;
-        let end = self.pos.checked_add(len).filter(|&e| e <= self.body.len()).ok_or("payload runs past the message")?;
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&e| e <= self.body.len())
+            .ok_or("payload runs past the message")?;
         let fds: Vec<OwnedFd> = self.fds.by_ref().take(nfds as usize).collect();
         if fds.len() != nfds as usize {
             return Err("message carries fewer descriptors than its tasks".into());
@@ -204,7 +224,14 @@ mod tests {
     fn hand_built_frame_decodes_as_msg() {
         let (a, b) = mproc_pipe::pipe(true).unwrap();
         for size in [0usize, 5, 200, 70_000, 300_000] {
-            let mut bb = BodyBuilder::new(&ToWorker::Batch { seq: 7, tasks: Vec::new() }, size).unwrap();
+            let mut bb = BodyBuilder::new(
+                &ToWorker::Batch {
+                    seq: 7,
+                    tasks: Vec::new(),
+                },
+                size,
+            )
+            .unwrap();
             bb.push(&vec![0xab; size]);
             bb.send(&a, Vec::new()).unwrap();
             let msg: Msg = b.recv().unwrap();
@@ -219,7 +246,10 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error() {
-        let msg = Msg { body: Bytes(vec![9, 9, 9, 9]), fds: Vec::new() };
+        let msg = Msg {
+            body: Bytes(vec![9, 9, 9, 9]),
+            fds: Vec::new(),
+        };
         assert!(Parsed::<FromWorker>::new(msg).is_err());
     }
 }

@@ -34,8 +34,10 @@ pub(crate) const NOT_STARTED: u64 = u64::MAX;
 /// `Progress::item` once every item of the batch ran.
 pub(crate) const FINISHED: u64 = u64::MAX - 1;
 
-pub(crate) const PROGRESS_LAYOUT: Layout =
-    Layout { kind: 0x0601, fingerprint: fingerprint_of::<Progress>("mproc-pool progress v1") };
+pub(crate) const PROGRESS_LAYOUT: Layout = Layout {
+    kind: 0x0601,
+    fingerprint: fingerprint_of::<Progress>("mproc-pool progress v1"),
+};
 
 /// Where worker slot `slot`'s progress lives.
 pub(crate) fn progress_offset(slot: usize) -> usize {
@@ -116,7 +118,8 @@ impl Sink {
     fn emit<R: Serialize>(&mut self, k: u64, r: R) {
         if self.pod {
             // SAFETY: `pod` is set only when `R` is a plain number.
-            self.out.extend_from_slice(unsafe { pod_bytes(std::slice::from_ref(&r)) });
+            self.out
+                .extend_from_slice(unsafe { pod_bytes(std::slice::from_ref(&r)) });
         } else {
             let mark = self.out.len();
             if let Err(e) = postcard::to_io(&r, &mut self.out) {
@@ -151,7 +154,11 @@ where
     let pod = is_pod::<R>();
     let count = inp.count;
     let mut sink = Sink {
-        out: Vec::with_capacity(if pod { (count as usize).saturating_mul(size_of::<R>()) } else { 0 }),
+        out: Vec::with_capacity(if pod {
+            (count as usize).saturating_mul(size_of::<R>())
+        } else {
+            0
+        }),
         pod,
         pod_size: size_of::<R>(),
         failures: Vec::new(),
@@ -165,7 +172,8 @@ where
             let mut k = 0u64;
             match inp.kind {
                 Kind::Range => {
-                    let start: i128 = postcard::from_bytes(payload).map_err(|e| format!("bad range task: {e}"))?;
+                    let start: i128 = postcard::from_bytes(payload)
+                        .map_err(|e| format!("bad range task: {e}"))?;
                     while k < count {
                         let r = panic::catch_unwind(AssertUnwindSafe(|| {
                             for_each_in_range::<A>(start, k, count, |i, a| {
@@ -178,7 +186,9 @@ where
                         }));
                         match r {
                             Ok(true) => break,
-                            Ok(false) => return Err("a range task for a non-integer argument type".into()),
+                            Ok(false) => {
+                                return Err("a range task for a non-integer argument type".into());
+                            }
                             Err(p) => {
                                 sink.fail(k, panic_text(&*p));
                                 k += 1;
@@ -200,7 +210,9 @@ where
                                 // number for which every bit pattern is valid;
                                 // the read is unaligned-safe.
                                 let a: A = unsafe {
-                                    std::ptr::read_unaligned(payload.as_ptr().add(k as usize * size).cast::<A>())
+                                    std::ptr::read_unaligned(
+                                        payload.as_ptr().add(k as usize * size).cast::<A>(),
+                                    )
                                 };
                                 let r = f(a);
                                 sink.emit(k, r);
@@ -241,7 +253,10 @@ where
             Ok(())
         })
     });
-    let mut out = TaskOut { nanos: t0.elapsed().as_nanos() as u64, ..TaskOut::default() };
+    let mut out = TaskOut {
+        nanos: t0.elapsed().as_nanos() as u64,
+        ..TaskOut::default()
+    };
     match res {
         Ok(()) => {
             out.failures = sink.failures;
@@ -301,7 +316,10 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     sys::ignore_sigint();
     install_panic_hook();
     let conn = args.conn;
-    let Ok(progress) = args.progress.get::<Progress>(progress_offset(args.slot as usize)) else {
+    let Ok(progress) = args
+        .progress
+        .get::<Progress>(progress_offset(args.slot as usize))
+    else {
         let _ = conn.send(FromWorker::InitFailed("bad progress segment".into()));
         std::process::exit(3)
     };
@@ -323,7 +341,9 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     }
     let mut done = 0u64;
     while let Ok(msg) = conn.recv::<Msg>() {
-        let Ok(mut parsed) = Parsed::<ToWorker>::new(msg) else { std::process::exit(4) };
+        let Ok(mut parsed) = Parsed::<ToWorker>::new(msg) else {
+            std::process::exit(4)
+        };
         let (seq, tasks) = match std::mem::replace(&mut parsed.header, ToWorker::Exit) {
             ToWorker::Exit => return,
             ToWorker::Batch { seq, tasks } => (seq, tasks),
@@ -342,8 +362,14 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             };
             // SAFETY: the parent took this offset of `run_task::<F, A, R>`, a `TaskFn`.
             let run: TaskFn = unsafe { resolve(t.entry) };
-            let (out, bytes, rfds) =
-                run(TaskIn { kind: t.kind, count: t.count, payload, fds, progress: &progress.item, base });
+            let (out, bytes, rfds) = run(TaskIn {
+                kind: t.kind,
+                count: t.count,
+                payload,
+                fds,
+                progress: &progress.item,
+                base,
+            });
             base += t.count;
             outs.push(out);
             payloads.push(bytes);
@@ -370,5 +396,8 @@ pub(crate) fn worker_main(args: WorkerArgs) {
 
 fn reply_msg(r: &FromWorker) -> Msg {
     let body = postcard::to_stdvec(r).unwrap_or_default();
-    Msg { body: Bytes(body), fds: Vec::new() }
+    Msg {
+        body: Bytes(body),
+        fds: Vec::new(),
+    }
 }

@@ -33,17 +33,40 @@ fn map_orders_results_for_every_input_kind() {
         let pool = Pool::new(2).unwrap();
         let want: Vec<u64> = (0..1000u64).map(|x| x * x).collect();
         assert_eq!(pool.map(square, 0..1000u64).unwrap(), want);
-        assert_eq!(pool.map(square, (0..1000u64).collect::<Vec<_>>()).unwrap(), want);
-        assert_eq!(pool.map(square, (0..1000u64).filter(|_| true)).unwrap(), want);
+        assert_eq!(
+            pool.map(square, (0..1000u64).collect::<Vec<_>>()).unwrap(),
+            want
+        );
+        assert_eq!(
+            pool.map(square, (0..1000u64).filter(|_| true)).unwrap(),
+            want
+        );
         assert_eq!(pool.map(square, 0..=999u64).unwrap(), want);
-        let strings = pool.map(|s: String| s.len(), vec!["a".to_string(), "bcd".into(), String::new()]).unwrap();
+        let strings = pool
+            .map(
+                |s: String| s.len(),
+                vec!["a".to_string(), "bcd".into(), String::new()],
+            )
+            .unwrap();
         assert_eq!(strings, [1, 3, 0]);
-        assert_eq!(pool.map(square, Vec::<u64>::new()).unwrap(), Vec::<u64>::new());
+        assert_eq!(
+            pool.map(square, Vec::<u64>::new()).unwrap(),
+            Vec::<u64>::new()
+        );
         assert_eq!(pool.map_chunked(square, 0..10u64, 3).unwrap(), want[..10]);
-        assert_eq!(pool.map_chunked(square, 0..10u64, 0), Err(PoolError::ZeroChunksize));
-        assert_eq!(pool.map(slow_id, 0..40u64).unwrap(), (0..40).collect::<Vec<_>>());
+        assert_eq!(
+            pool.map_chunked(square, 0..10u64, 0),
+            Err(PoolError::ZeroChunksize)
+        );
+        assert_eq!(
+            pool.map(slow_id, 0..40u64).unwrap(),
+            (0..40).collect::<Vec<_>>()
+        );
         // Negative ranges and narrow integer types.
-        assert_eq!(pool.map(|x: i8| i32::from(x) * 2, -3i8..3).unwrap(), [-6, -4, -2, 0, 2, 4]);
+        assert_eq!(
+            pool.map(|x: i8| i32::from(x) * 2, -3i8..3).unwrap(),
+            [-6, -4, -2, 0, 2, 4]
+        );
     });
 }
 
@@ -51,13 +74,26 @@ fn map_orders_results_for_every_input_kind() {
 fn imap_is_ordered_and_lazy_and_unordered_yields_each_once() {
     watchdog(60, || {
         let pool = Pool::new(2).unwrap();
-        let got: Vec<u64> = pool.imap(slow_id, 0..50u64).unwrap().map(Result::unwrap).collect();
+        let got: Vec<u64> = pool
+            .imap(slow_id, 0..50u64)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(got, (0..50).collect::<Vec<_>>());
-        let mut un: Vec<u64> = pool.imap_unordered(slow_id, 0..50u64).unwrap().map(Result::unwrap).collect();
+        let mut un: Vec<u64> = pool
+            .imap_unordered(slow_id, 0..50u64)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         un.sort();
         assert_eq!(un, (0..50).collect::<Vec<_>>());
         // Lazy: an endless input works as long as we stop.
-        let first: Vec<u64> = pool.imap(square, 0u64..).unwrap().take(5).map(Result::unwrap).collect();
+        let first: Vec<u64> = pool
+            .imap(square, 0u64..)
+            .unwrap()
+            .take(5)
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(first, [0, 1, 4, 9, 16]);
         // A counting iterator shows the input is pulled a window at a time.
         let pulled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -80,7 +116,9 @@ fn errors_are_per_item_and_map_reports_the_first() {
         for (i, r) in items.iter().enumerate() {
             if i == 3 {
                 match r {
-                    Err(TaskError::Panicked { message }) => assert!(message.contains("three is bad"), "{message}"),
+                    Err(TaskError::Panicked { message }) => {
+                        assert!(message.contains("three is bad"), "{message}")
+                    }
                     other => panic!("expected a panic, got {other:?}"),
                 }
             } else {
@@ -88,7 +126,10 @@ fn errors_are_per_item_and_map_reports_the_first() {
             }
         }
         match pool.map(fail_on_3, 0..100u32) {
-            Err(PoolError::Task { index: 3, error: TaskError::Panicked { .. } }) => {}
+            Err(PoolError::Task {
+                index: 3,
+                error: TaskError::Panicked { .. },
+            }) => {}
             other => panic!("{other:?}"),
         }
         match pool.apply(fail_on_3, 3) {
@@ -105,11 +146,15 @@ fn apply_async_get_timeout_and_callbacks() {
     watchdog(60, || {
         let pool = Pool::new(2).unwrap();
         assert_eq!(pool.apply(square, 7).unwrap(), 49);
-        let rs: Vec<_> = (0..100u64).map(|i| pool.apply_async(square, i).unwrap()).collect();
+        let rs: Vec<_> = (0..100u64)
+            .map(|i| pool.apply_async(square, i).unwrap())
+            .collect();
         let got: Vec<u64> = rs.into_iter().map(|r| r.get().unwrap()).collect();
         assert_eq!(got, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 
-        let r = pool.apply_async(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), 400).unwrap();
+        let r = pool
+            .apply_async(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), 400)
+            .unwrap();
         assert!(!r.ready());
         assert_eq!(r.successful(), None);
         let t0 = Instant::now();
@@ -135,8 +180,15 @@ fn apply_async_get_timeout_and_callbacks() {
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), Some(81));
 
         let m = pool.map_async(square, 0..10u64).unwrap();
-        assert_eq!(m.get().unwrap(), (0..10u64).map(|x| x * x).collect::<Vec<_>>());
-        assert_eq!(pool.starmap(|a: u32, b: u32| a * b, vec![(2, 3), (4, 5)]).unwrap(), [6, 20]);
+        assert_eq!(
+            m.get().unwrap(),
+            (0..10u64).map(|x| x * x).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            pool.starmap(|a: u32, b: u32| a * b, vec![(2, 3), (4, 5)])
+                .unwrap(),
+            [6, 20]
+        );
     });
 }
 
@@ -150,7 +202,10 @@ fn close_join_and_use_after_close() {
         let pending = pool.apply_async(slow_id, 3).unwrap();
         pool.close();
         assert_eq!(pool.apply(square, 1).unwrap_err(), PoolError::NotRunning);
-        assert_eq!(pool.map(square, 0..3u64).unwrap_err(), PoolError::NotRunning);
+        assert_eq!(
+            pool.map(square, 0..3u64).unwrap_err(),
+            PoolError::NotRunning
+        );
         pool.join().unwrap();
         // Queued work finished before the workers left.
         assert_eq!(pending.get().unwrap(), 3);
@@ -165,8 +220,15 @@ fn terminate_cancels_pending_results() {
     watchdog(60, || {
         let pool = Pool::new(1).unwrap();
         let pids = pool.pids();
-        let rs: Vec<_> =
-            (0..4).map(|_| pool.apply_async(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), 5000).unwrap()).collect();
+        let rs: Vec<_> = (0..4)
+            .map(|_| {
+                pool.apply_async(
+                    |ms: u64| std::thread::sleep(Duration::from_millis(ms)),
+                    5000,
+                )
+                .unwrap()
+            })
+            .collect();
         std::thread::sleep(Duration::from_millis(100));
         pool.terminate();
         for r in rs {
@@ -180,12 +242,20 @@ fn terminate_cancels_pending_results() {
 #[test]
 fn maxtasksperchild_replaces_workers() {
     watchdog(60, || {
-        let pool = Pool::builder().processes(2).max_tasks_per_child(3).build().unwrap();
+        let pool = Pool::builder()
+            .processes(2)
+            .max_tasks_per_child(3)
+            .build()
+            .unwrap();
         let pids = pool.map_chunked(pid_of, 0..30u32, 1).unwrap();
         let mut distinct = pids.clone();
         distinct.sort();
         distinct.dedup();
-        assert!(distinct.len() >= 10, "30 items at 3 per worker need >= 10 workers, saw {}", distinct.len());
+        assert!(
+            distinct.len() >= 10,
+            "30 items at 3 per worker need >= 10 workers, saw {}",
+            distinct.len()
+        );
         for p in &distinct {
             assert!(pids.iter().filter(|x| *x == p).count() <= 3);
         }
@@ -194,7 +264,11 @@ fn maxtasksperchild_replaces_workers() {
 
 fn init_marker(path: String) {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     writeln!(f, "{}", std::process::id()).unwrap();
 }
 
@@ -203,7 +277,11 @@ fn initializer_runs_once_per_worker() {
     watchdog(60, || {
         let path = std::env::temp_dir().join(format!("mproc-pool-init-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let pool = Pool::builder().processes(3).initializer(init_marker, path.to_string_lossy().into_owned()).build().unwrap();
+        let pool = Pool::builder()
+            .processes(3)
+            .initializer(init_marker, path.to_string_lossy().into_owned())
+            .build()
+            .unwrap();
         let _ = pool.map(square, 0..1000u64).unwrap();
         let mut pids = pool.pids();
         pool.close();
@@ -223,16 +301,30 @@ fn bad_init(_: u32) {
 
 #[test]
 fn failing_initializer_fails_build() {
-    watchdog(60, || match Pool::builder().processes(2).initializer(bad_init, 1).build() {
-        Err(mproc_pool::BuildError::Initializer { message }) => assert!(message.contains("initializer refuses")),
-        other => panic!("{other:?}"),
+    watchdog(60, || {
+        match Pool::builder()
+            .processes(2)
+            .initializer(bad_init, 1)
+            .build()
+        {
+            Err(mproc_pool::BuildError::Initializer { message }) => {
+                assert!(message.contains("initializer refuses"))
+            }
+            other => panic!("{other:?}"),
+        }
     });
 }
 
 #[test]
 fn build_validates_arguments() {
-    assert!(matches!(Pool::new(0), Err(mproc_pool::BuildError::NoProcesses)));
-    assert!(matches!(Pool::builder().max_tasks_per_child(0).build(), Err(mproc_pool::BuildError::ZeroMaxTasks)));
+    assert!(matches!(
+        Pool::new(0),
+        Err(mproc_pool::BuildError::NoProcesses)
+    ));
+    assert!(matches!(
+        Pool::builder().max_tasks_per_child(0).build(),
+        Err(mproc_pool::BuildError::ZeroMaxTasks)
+    ));
 }
 
 #[test]
@@ -240,7 +332,12 @@ fn large_arguments_and_results() {
     watchdog(60, || {
         let pool = Pool::new(2).unwrap();
         let big: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 3 << 20]).collect();
-        let sums = pool.map(|v: Vec<u8>| v.iter().map(|&b| u64::from(b)).sum::<u64>(), big).unwrap();
+        let sums = pool
+            .map(
+                |v: Vec<u8>| v.iter().map(|&b| u64::from(b)).sum::<u64>(),
+                big,
+            )
+            .unwrap();
         assert_eq!(sums, [0, 3 << 20, 2 * (3 << 20), 3 * (3 << 20)]);
         let back = pool.apply(|n: usize| vec![7u8; n], 5 << 20).unwrap();
         assert_eq!(back.len(), 5 << 20);
@@ -252,8 +349,15 @@ fn large_arguments_and_results() {
 fn cancel_resolves_everything_and_pool_stays_usable() {
     watchdog(60, || {
         let pool = Pool::new(2).unwrap();
-        let rs: Vec<_> =
-            (0..6).map(|_| pool.apply_async(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), 10_000).unwrap()).collect();
+        let rs: Vec<_> = (0..6)
+            .map(|_| {
+                pool.apply_async(
+                    |ms: u64| std::thread::sleep(Duration::from_millis(ms)),
+                    10_000,
+                )
+                .unwrap()
+            })
+            .collect();
         std::thread::sleep(Duration::from_millis(200));
         let t0 = Instant::now();
         pool.cancel();

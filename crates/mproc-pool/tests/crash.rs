@@ -30,7 +30,10 @@ fn wait_for_pid(path: &PathBuf) -> i32 {
                 return p;
             }
         }
-        assert!(t0.elapsed() < Duration::from_secs(20), "the victim never started");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the victim never started"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -54,7 +57,7 @@ fn sigkill_mid_task_fails_only_that_task() {
         });
         let mut results = Vec::new();
         let mut lost_at = None;
-        while let Some(r) = it.next() {
+        for r in it.by_ref() {
             if r.is_err() && lost_at.is_none() {
                 lost_at = Some(Instant::now());
             }
@@ -77,7 +80,10 @@ fn sigkill_mid_task_fails_only_that_task() {
             }
         }
         if let Some(t) = lost_at {
-            eprintln!("worker death reported {:?} after SIGKILL", t.saturating_duration_since(killed_at));
+            eprintln!(
+                "worker death reported {:?} after SIGKILL",
+                t.saturating_duration_since(killed_at)
+            );
         }
         // Replaced, and usable.
         let after = pool.pids();
@@ -95,7 +101,9 @@ fn apply_async_on_a_killed_worker_resolves() {
         let pool = Pool::new(1).unwrap();
         let path = marker("apply");
         let _ = std::fs::remove_file(&path);
-        let r = pool.apply_async(maybe_long, (1, 1, path.to_string_lossy().into_owned())).unwrap();
+        let r = pool
+            .apply_async(maybe_long, (1, 1, path.to_string_lossy().into_owned()))
+            .unwrap();
         let pid = wait_for_pid(&path);
         let _ = std::fs::remove_file(&path);
         let t0 = Instant::now();
@@ -155,7 +163,10 @@ fn repeated_kills_during_a_long_imap_never_hang() {
         let killed = pids_seen.lock().unwrap().len() as u64;
         assert!(lost <= killed, "lost {lost} items for {killed} kills");
         eprintln!("{killed} kills: {ok} ok, {lost} lost");
-        assert_eq!(pool.map(|x: u64| x + 1, 0..10u64).unwrap(), (1..11).collect::<Vec<_>>());
+        assert_eq!(
+            pool.map(|x: u64| x + 1, 0..10u64).unwrap(),
+            (1..11).collect::<Vec<_>>()
+        );
         for pid in pids_seen.lock().unwrap().iter() {
             assert!(!alive(*pid));
         }
@@ -166,9 +177,17 @@ fn repeated_kills_during_a_long_imap_never_hang() {
 fn abort_in_a_task_is_worker_lost_with_sigabrt() {
     watchdog(60, || {
         let pool = Pool::new(2).unwrap();
-        let r: Vec<_> = pool.imap(|x: u32| if x == 2 { std::process::abort() } else { x }, 0..5u32).unwrap().collect();
+        let r: Vec<_> = pool
+            .imap(
+                |x: u32| if x == 2 { std::process::abort() } else { x },
+                0..5u32,
+            )
+            .unwrap()
+            .collect();
         match &r[2] {
-            Err(TaskError::WorkerLost { status, .. }) => assert_eq!(*status, ExitStatus::Signaled(libc::SIGABRT)),
+            Err(TaskError::WorkerLost { status, .. }) => {
+                assert_eq!(*status, ExitStatus::Signaled(libc::SIGABRT))
+            }
             other => panic!("{other:?}"),
         }
         for i in [0usize, 1, 3, 4] {

@@ -6,7 +6,11 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
 }
 
 /// A non-blocking eventfd.
@@ -70,7 +74,10 @@ pub(crate) fn sigint_count() -> u64 {
 /// Returns the slot, or `None` if all are taken.
 pub(crate) fn register_sigint(fd: BorrowedFd<'_>) -> Option<usize> {
     let raw = fd.as_raw_fd();
-    let slot = SIGINT_FDS.iter().position(|s| s.compare_exchange(-1, raw, Ordering::SeqCst, Ordering::SeqCst).is_ok())?;
+    let slot = SIGINT_FDS.iter().position(|s| {
+        s.compare_exchange(-1, raw, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    })?;
     let handler: extern "C" fn(libc::c_int) = on_sigint;
     // SAFETY: installs an async-signal-safe handler for SIGINT.
     unsafe { libc::signal(libc::SIGINT, handler as libc::sighandler_t) };
