@@ -46,6 +46,8 @@
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Event`, `Barrier` | same names ([`sync`]) |
 //! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] ([`shm`]) |
 //! | `shared_memory.SharedMemory` | [`shared_memory::SharedMemory`] |
+//! | `Pool`, `AsyncResult` | [`Pool`], [`AsyncResult`] ([`pool`]) |
+//! | `Manager()`, `.dict()`, `.list()`, `.Namespace()`, `BaseManager` | [`Manager`], proxies in [`managers`] |
 //!
 //! # Child processes and `main`
 //!
@@ -55,7 +57,9 @@
 
 #![doc(test(attr(deny(warnings))))]
 
+pub use mproc_manager as managers;
 pub use mproc_pipe as connection;
+pub use mproc_pool as pool;
 pub use mproc_process as process;
 pub use mproc_queue as queue;
 pub use mproc_shm as shm;
@@ -66,7 +70,9 @@ pub mod shared_memory {
     pub use mproc_shm::{PYTHON_NAME_PREFIX, SharedMemory};
 }
 
+pub use mproc_manager::Manager;
 pub use mproc_pipe::{Client, Connection, Listener, pipe, wait};
+pub use mproc_pool::{AsyncResult, Pool};
 pub use mproc_process::{
     Context, ExitStatus, Process, ProcessHandle, StartMethod, active_children, cpu_count,
     current_process, get_context, init, parent_process,
