@@ -142,7 +142,6 @@ pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartErro
         pid => {
             let pid = RawPid::try_from(pid).map_err(|_| StartError::Rejected("malformed reply"))?;
             sys::set_nonblocking(parent_end.as_fd(), true).map_err(StartError::Os)?;
-            sys::set_nonblocking(status_r.as_fd(), true).map_err(StartError::Os)?;
             Ok(Started {
                 pid,
                 watch: Watch::server(status_r, pidfd),
@@ -215,7 +214,8 @@ pub(crate) fn serve(fd: RawFd) -> ! {
             Ok(sys::Forked::Child) => {
                 drop(status_w);
                 drop(children);
-                drop(sigfd);
+                // Not closed: saves a system call; the child never reads it.
+                std::mem::forget(sigfd);
                 drop(ctrl);
                 let _ = sys::block_sigchld(false);
                 child::run_child(req, chan, arg_fds, me, StartMethod::ForkServer)
