@@ -6,6 +6,24 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{DecodeError, EncodeError};
 
+thread_local! {
+    /// Reused buffers for encoding and for copying records out of the ring.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's scratch buffer, emptied (or a fresh one if it
+/// is in use already).
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    buf.clear();
+    let r = f(&mut buf);
+    // Keep small buffers only: one large message must not pin its memory.
+    if buf.capacity() <= 1 << 16 {
+        SCRATCH.with(|s| *s.borrow_mut() = buf);
+    }
+    r
+}
+
 /// Turns items into the bytes a queue carries, and back.
 ///
 /// The queue's type parameter `C` picks one: [`Postcard`] (the default) for
@@ -22,19 +40,17 @@ pub trait Codec<T>: 'static {
     /// An [`EncodeError`] if `value` cannot be encoded.
     fn encode(value: &T, buf: &mut Vec<u8>) -> Result<(), EncodeError>;
 
-    /// Encodes `value` and hands the bytes to `f`. The default encodes into
-    /// `buf` (empty on entry) with [`Codec::encode`]; codecs whose items
+    /// Encodes `value` and hands the bytes to `f`. The default encodes with
+    /// [`Codec::encode`] into a reused per-thread buffer; codecs whose items
     /// already are bytes override it to skip that copy.
     ///
     /// # Errors
     /// An [`EncodeError`] if `value` cannot be encoded.
-    fn encode_with<R>(
-        value: &T,
-        buf: &mut Vec<u8>,
-        f: impl FnOnce(&[u8]) -> R,
-    ) -> Result<R, EncodeError> {
-        Self::encode(value, buf)?;
-        Ok(f(buf))
+    fn encode_with<R>(value: &T, f: impl FnOnce(&[u8]) -> R) -> Result<R, EncodeError> {
+        crate::codec::with_scratch(|buf| {
+            Self::encode(value, buf)?;
+            Ok(f(buf))
+        })
     }
 
     /// Decodes an item from exactly `bytes`. The bytes come from shared
@@ -114,11 +130,7 @@ impl<T: bytemuck::Pod> Codec<T> for Pod {
         Ok(())
     }
 
-    fn encode_with<R>(
-        value: &T,
-        _: &mut Vec<u8>,
-        f: impl FnOnce(&[u8]) -> R,
-    ) -> Result<R, EncodeError> {
+    fn encode_with<R>(value: &T, f: impl FnOnce(&[u8]) -> R) -> Result<R, EncodeError> {
         Ok(f(bytemuck::bytes_of(value)))
     }
 
@@ -149,11 +161,7 @@ impl Codec<Vec<u8>> for Bytes {
         Ok(())
     }
 
-    fn encode_with<R>(
-        value: &Vec<u8>,
-        _: &mut Vec<u8>,
-        f: impl FnOnce(&[u8]) -> R,
-    ) -> Result<R, EncodeError> {
+    fn encode_with<R>(value: &Vec<u8>, f: impl FnOnce(&[u8]) -> R) -> Result<R, EncodeError> {
         Ok(f(value))
     }
 

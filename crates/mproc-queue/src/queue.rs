@@ -1,6 +1,5 @@
 //! The typed queues: [`Queue`], [`JoinableQueue`] and [`SimpleQueue`].
 
-use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -8,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec::{Codec, Postcard};
+use crate::codec::{Codec, Postcard, with_scratch};
 use crate::core::{Core, DEFAULT_CAPACITY, GetFail, PutFail};
 use crate::error::{
     CreateError, EncodeError, GetError, GetTimeoutError, JoinTimeoutError, PutError,
@@ -16,23 +15,6 @@ use crate::error::{
 };
 use crate::layout::{KIND_JOINABLE, KIND_QUEUE, KIND_SIMPLE};
 use crate::wait::Deadline;
-
-thread_local! {
-    /// Reused buffers for encoding and for copying records out of the ring.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with this thread's scratch buffer (or a fresh one if it is in use).
-fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-    let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-    buf.clear();
-    let r = f(&mut buf);
-    // Keep small buffers only: one large message must not pin its memory.
-    if buf.capacity() <= 1 << 16 {
-        SCRATCH.with(|s| *s.borrow_mut() = buf);
-    }
-    r
-}
 
 fn fingerprint<T, C: Codec<T>>() -> u64 {
     mproc_shm::fingerprint_of::<T>(C::TAG)
@@ -200,15 +182,13 @@ impl<T, C: Codec<T>> Queue<T, C> {
     }
 
     fn put_inner(&self, item: T, deadline: Deadline) -> Result<(), (T, PutFailure)> {
-        let r = with_scratch(|buf| {
-            C::encode_with(&item, buf, |bytes| {
-                if bytes.len() > (isize::MAX as usize) - mproc_shm::HEADER_SIZE {
-                    return Err(PutFailure::Encode(EncodeError::too_large(bytes.len())));
-                }
-                self.core
-                    .put_bytes(bytes, deadline)
-                    .map_err(PutFailure::Fail)
-            })
+        let r = C::encode_with(&item, |bytes| {
+            if bytes.len() > (isize::MAX as usize) - mproc_shm::HEADER_SIZE {
+                return Err(PutFailure::Encode(EncodeError::too_large(bytes.len())));
+            }
+            self.core
+                .put_bytes(bytes, deadline)
+                .map_err(PutFailure::Fail)
         });
         match r {
             Ok(Ok(())) => Ok(()),
