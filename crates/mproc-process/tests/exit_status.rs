@@ -83,6 +83,7 @@ fn signals(m: String) -> Result<(), String> {
     let m = method(&m);
     for (sig, code) in [(libc::SIGKILL, -9), (libc::SIGTERM, -15)] {
         let mut h = Process::new(sleep_ms, 30_000)
+            .kill_on_drop(true)
             .start_method(m)
             .start()
             .map_err(|e| e.to_string())?;
@@ -116,6 +117,7 @@ fn killed_children_report_minus_the_signal() {
 
 fn join_timeout(m: String) -> Result<(), String> {
     let mut h = Process::new(sleep_ms, 30_000)
+        .kill_on_drop(true)
         .start_method(method(&m))
         .start()
         .map_err(|e| e.to_string())?;
@@ -158,6 +160,7 @@ fn ignore_term_then_sleep(ms: u64) {
 
 fn escalation(m: String) -> Result<(), String> {
     let h = Process::new(ignore_term_then_sleep, 30_000)
+        .kill_on_drop(true)
         .start_method(method(&m))
         .start()
         .map_err(|e| e.to_string())?;

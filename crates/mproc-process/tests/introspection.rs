@@ -55,8 +55,13 @@ fn children_know_who_they_and_their_parents_are() {
 #[test]
 fn active_children_lists_running_children_and_reaps_finished_ones() {
     watchdog(60, || {
-        let a = Process::new(nap, 10_000).name("sleeper-a").start().unwrap();
+        let a = Process::new(nap, 10_000)
+            .kill_on_drop(true)
+            .name("sleeper-a")
+            .start()
+            .unwrap();
         let b = Process::new(nap, 10_000)
+            .kill_on_drop(true)
             .name("sleeper-b")
             .start_method(StartMethod::Spawn)
             .start()
