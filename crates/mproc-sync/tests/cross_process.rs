@@ -20,8 +20,9 @@ fn lock_excludes_four_processes() {
     watchdog(Duration::from_secs(180), || {
         let lock = Lock::new().unwrap();
         let counter = Counter::new();
+        let start = Barrier::new(PROCS as u32).unwrap();
         let children: Vec<_> = (0..PROCS)
-            .map(|_| spawn_child("child_lock_updates", &(&lock, &counter)))
+            .map(|_| spawn_child("child_lock_updates", &(&lock, &counter, &start)))
             .collect();
         for c in children {
             expect_success(c, CHILD_LIMIT);
@@ -34,13 +35,24 @@ fn lock_excludes_four_processes() {
 #[test]
 #[ignore = "child role of lock_excludes_four_processes"]
 fn child_lock_updates() {
-    let Some((lock, counter)) = payload::<(Lock, Counter)>() else {
+    let Some((lock, counter, start)) = payload::<(Lock, Counter, Barrier)>() else {
         return;
     };
+    // All four start together, so that they really contend.
+    start.wait_timeout(Duration::from_secs(60)).unwrap();
+    let mut contended = 0u64;
     for _ in 0..UPDATES {
-        let _g = lock.lock().expect("no holder dies in this test");
-        counter.bump();
+        let _g = match lock.try_lock() {
+            Ok(g) => g,
+            Err(_) => {
+                contended += 1;
+                lock.lock().expect("no holder dies in this test")
+            }
+        };
+        counter.bump_slowly();
     }
+    // Witness that the processes really overlapped (shown with --nocapture).
+    eprintln!("{contended} of {UPDATES} acquisitions found the lock held");
 }
 
 #[test]
@@ -48,8 +60,9 @@ fn rlock_three_deep_excludes_four_processes() {
     watchdog(Duration::from_secs(180), || {
         let rlock = RLock::new().unwrap();
         let counter = Counter::new();
+        let start = Barrier::new(PROCS as u32).unwrap();
         let children: Vec<_> = (0..PROCS)
-            .map(|_| spawn_child("child_rlock_updates", &(&rlock, &counter)))
+            .map(|_| spawn_child("child_rlock_updates", &(&rlock, &counter, &start)))
             .collect();
         for c in children {
             expect_success(c, CHILD_LIMIT);
@@ -62,15 +75,17 @@ fn rlock_three_deep_excludes_four_processes() {
 #[test]
 #[ignore = "child role of rlock_three_deep_excludes_four_processes"]
 fn child_rlock_updates() {
-    let Some((rlock, counter)) = payload::<(RLock, Counter)>() else {
+    let Some((rlock, counter, start)) = payload::<(RLock, Counter, Barrier)>() else {
         return;
     };
+    // All four start together, so that they really contend.
+    start.wait_timeout(Duration::from_secs(60)).unwrap();
     for _ in 0..UPDATES {
         let _a = rlock.lock().expect("no holder dies");
         let _b = rlock.lock().expect("re-entry");
         let _c = rlock.lock().expect("re-entry");
         assert_eq!(rlock.count(), 3);
-        counter.bump();
+        counter.bump_slowly();
     }
 }
 

@@ -157,6 +157,17 @@ impl Counter {
         self.cell().store(v, std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// A non-atomic increment with a pause between the read and the write,
+    /// which widens the window for a lost update and makes processes that
+    /// hammer a lock overlap (must be done under a lock).
+    pub fn bump_slowly(&self) {
+        let v = self.get();
+        for _ in 0..20 {
+            std::hint::spin_loop();
+        }
+        self.set(v + 1);
+    }
+
     /// A non-atomic increment (must be done under a lock).
     pub fn bump(&self) {
         let v = self.get();
