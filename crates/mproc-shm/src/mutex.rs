@@ -103,6 +103,7 @@ impl RawMutex {
     }
 
     /// Acquires the lock, blocking until it is free or its owner has died.
+    #[inline]
     pub fn lock(&self) -> Acquired {
         let me = current_pid();
         // Acquire: pairs with the Release swap in `unlock`.
