@@ -23,7 +23,7 @@ use mproc_shm::handle::HandleFd;
 use crate::error::{BuildError, TaskError};
 use crate::job::{Sink, lock};
 use crate::sys;
-use crate::wire::{BodyBuilder, Bytes, FromWorker, Kind, Msg, Parsed, TaskDesc, ToWorker};
+use crate::wire::{Bytes, FromWorker, Kind, Msg, Parsed, TaskDesc, ToWorker, send_header};
 use crate::worker::{self, FINISHED, InitSpec, NOT_STARTED, Progress, WorkerArgs};
 
 /// Batches a worker may hold: one running, one waiting, so it never idles
@@ -33,6 +33,8 @@ pub(crate) const DEPTH: usize = 2;
 pub(crate) const TARGET_NS: f64 = 2_000_000.0;
 /// The smallest chunk duration worth splitting a known-length input into.
 const MIN_CHUNK_NS: f64 = 200_000.0;
+/// The most bytes (arguments plus results) a chunk should ship.
+const MAX_CHUNK_BYTES: f64 = (1 << 20) as f64;
 /// The largest chunk, in items.
 const MAX_CHUNK: usize = 1 << 22;
 /// How often a task may be re-run after its worker died under it (while
@@ -41,12 +43,40 @@ const MAX_ATTEMPTS: u32 = 3;
 /// Consecutive initializer failures of replacement workers before the pool
 /// gives up.
 const MAX_INIT_FAILURES: u32 = 3;
+/// How long the collector waits for the payloads that follow a result
+/// header (they are sent right after it).
+const PAYLOAD_WAIT: Duration = Duration::from_secs(10);
 /// How often the collector checks worker processes even without events.
 const WATCH_PERIOD: Duration = Duration::from_millis(20);
 
+/// Bytes another owner keeps alive (a caller's `Vec` of plain numbers,
+/// shipped without a copy).
+pub(crate) trait ByteSource: Send + Sync {
+    fn bytes(&self) -> &[u8];
+}
+
+/// A task's encoded bytes: its own, or a range of a shared source.
+pub(crate) enum Data {
+    Owned(Vec<u8>),
+    Shared {
+        src: Arc<dyn ByteSource>,
+        start: usize,
+        end: usize,
+    },
+}
+
+impl Data {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Owned(v) => v,
+            Self::Shared { src, start, end } => src.bytes().get(*start..*end).unwrap_or_default(),
+        }
+    }
+}
+
 /// A task's encoded items.
 pub(crate) struct Payload {
-    pub(crate) bytes: Vec<u8>,
+    pub(crate) bytes: Data,
     pub(crate) fds: Vec<OwnedFd>,
     /// `Seq`: where each item starts (`count + 1` entries).
     pub(crate) offsets: Vec<usize>,
@@ -82,7 +112,7 @@ impl Task {
             Kind::Range => {
                 let start = p.start.wrapping_add(a as i128);
                 Payload {
-                    bytes: postcard::to_stdvec(&start).ok()?,
+                    bytes: Data::Owned(postcard::to_stdvec(&start).ok()?),
                     fds: Vec::new(),
                     offsets: Vec::new(),
                     elem: 0,
@@ -90,7 +120,7 @@ impl Task {
                 }
             }
             Kind::Pod => Payload {
-                bytes: p.bytes.get(a * p.elem..b * p.elem)?.to_vec(),
+                bytes: Data::Owned(p.bytes.as_slice().get(a * p.elem..b * p.elem)?.to_vec()),
                 fds: Vec::new(),
                 offsets: Vec::new(),
                 elem: p.elem,
@@ -99,7 +129,7 @@ impl Task {
             Kind::Seq => {
                 let (s, e) = (*p.offsets.get(a)?, *p.offsets.get(b)?);
                 Payload {
-                    bytes: p.bytes.get(s..e)?.to_vec(),
+                    bytes: Data::Owned(p.bytes.as_slice().get(s..e)?.to_vec()),
                     fds: Vec::new(),
                     offsets: p.offsets[a..=b].iter().map(|o| o - s).collect(),
                     elem: 0,
@@ -164,13 +194,22 @@ pub(crate) struct Config {
     pub(crate) init: Option<(i64, Vec<u8>, Vec<OwnedFd>)>,
 }
 
+/// What was measured of a function.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Estimate {
+    /// Nanoseconds per item in the worker.
+    pub(crate) ns: f64,
+    /// Bytes per item shipped (argument plus result).
+    pub(crate) bytes: f64,
+}
+
 pub(crate) struct State {
     pub(crate) run: Run,
     pending: VecDeque<Task>,
     pub(crate) workers: Vec<Worker>,
     next_seq: u64,
     /// Measured nanoseconds per item, per function.
-    estimates: HashMap<i64, f64>,
+    estimates: HashMap<i64, Estimate>,
     pub(crate) broken: Option<String>,
     /// Jobs whose callers may still submit (imap/map in progress).
     pub(crate) active_jobs: usize,
@@ -422,24 +461,30 @@ impl Shared {
         }
     }
 
-    /// Measured nanoseconds per item of `entry`, if known.
-    pub(crate) fn estimate(&self, entry: i64) -> Option<f64> {
+    /// What was measured of `entry`, if anything.
+    pub(crate) fn estimate(&self, entry: i64) -> Option<Estimate> {
         lock(&self.st).estimates.get(&entry).copied()
     }
 
     /// The adaptive chunk size for the next chunk of a job.
     pub(crate) fn chunk_size(&self, entry: i64, remaining: Option<usize>) -> usize {
         let procs = self.cfg.processes.max(1);
-        let Some(ns) = self.estimate(entry) else {
+        let Some(est) = self.estimate(entry) else {
             return 1;
         };
-        let ns = ns.max(0.05);
-        let mut n = ((TARGET_NS / ns) as usize).clamp(1, MAX_CHUNK);
+        let ns = est.ns.max(0.05);
+        // About TARGET_NS of work, and few enough bytes that a chunk stays in
+        // memory the allocator reuses (large fresh buffers cost page faults
+        // that dwarf tiny tasks).
+        let by_bytes = (MAX_CHUNK_BYTES / est.bytes.max(1.0)) as usize;
+        let mut n = ((TARGET_NS / ns) as usize)
+            .min(by_bytes)
+            .clamp(1, MAX_CHUNK);
         if let Some(rem) = remaining {
             // Balance the tail: no chunk larger than a share of what is left,
             // but not so small that per-chunk costs dominate.
             let share = rem.div_ceil(2 * procs);
-            let floor = ((MIN_CHUNK_NS / ns) as usize).max(1);
+            let floor = ((MIN_CHUNK_NS / ns) as usize).min(by_bytes).max(1);
             n = n.min(share.max(floor)).min(rem.max(1));
         }
         if let Some(m) = self.cfg.max_items {
@@ -470,9 +515,7 @@ impl Shared {
                 if !idle.is_empty() {
                     drop(st);
                     for c in idle {
-                        if let Ok(b) = BodyBuilder::new(&ToWorker::Exit, 0) {
-                            let _ = b.send(&c, Vec::new());
-                        }
+                        let _ = send_header(&c, &ToWorker::Exit, Vec::new());
                     }
                     st = lock(&self.st);
                     continue;
@@ -510,7 +553,7 @@ impl Shared {
                         entry: t.entry,
                         kind: t.kind,
                         count: t.count as u64,
-                        len: t.payload.bytes.len() as u64,
+                        len: t.payload.bytes.as_slice().len() as u64,
                         nfds: t.payload.fds.len() as u32,
                     };
                     (d, t.payload.clone())
@@ -549,7 +592,7 @@ impl Shared {
         // Small tasks (apply_async calls, first chunks) travel together,
         // up to about TARGET_NS of measured work and a fair share of the queue.
         let limit = match st.estimates.get(&first.entry) {
-            Some(ns) => ((TARGET_NS / ns.max(1.0)) as usize).clamp(1, 4096),
+            Some(e) => ((TARGET_NS / e.ns.max(1.0)) as usize).clamp(1, 4096),
             None => 1,
         };
         let share = (st.pending.len() + 1).div_ceil(self.cfg.processes.max(1));
@@ -633,7 +676,7 @@ impl Shared {
         loop {
             match conn.try_recv::<Msg>() {
                 Ok(msg) => {
-                    if !self.on_message(slot, msg) {
+                    if !self.on_message(slot, msg, conn) {
                         return false;
                     }
                 }
@@ -644,7 +687,7 @@ impl Shared {
     }
 
     /// Returns `false` on a protocol violation.
-    fn on_message(&self, slot: usize, msg: Msg) -> bool {
+    fn on_message(&self, slot: usize, msg: Msg, conn: &Connection) -> bool {
         let Ok(mut parsed) = Parsed::<FromWorker>::new(msg) else {
             return false;
         };
@@ -679,9 +722,14 @@ impl Shared {
                     };
                     for (t, o) in inf.tasks.iter().zip(&outs) {
                         if o.error.is_none() && t.count > 0 {
-                            let ns = o.nanos as f64 / t.count as f64;
-                            let e = st.estimates.entry(t.entry).or_insert(ns);
-                            *e = 0.5 * *e + 0.5 * ns;
+                            let n = t.count as f64;
+                            let m = Estimate {
+                                ns: o.nanos as f64 / n,
+                                bytes: (t.payload.bytes.as_slice().len() as f64 + o.len as f64) / n,
+                            };
+                            let e = st.estimates.entry(t.entry).or_insert(m);
+                            e.ns = 0.5 * e.ns + 0.5 * m.ns;
+                            e.bytes = 0.5 * e.bytes + 0.5 * m.bytes;
                         }
                     }
                     if st.feeder_idle {
@@ -690,14 +738,41 @@ impl Shared {
                     }
                     inf.tasks
                 };
+                let mut intact = true;
                 for (t, o) in tasks.into_iter().zip(outs) {
-                    match parsed.take(o.len, o.nfds) {
-                        Ok((bytes, fds)) => match &o.error {
-                            None => t.job.deliver(t.first, t.count, &o, bytes, fds),
-                            Some(e) => t.job.fail(t.first, t.count, TaskError::Decode(e.clone())),
-                        },
-                        Err(e) => t.job.fail(t.first, t.count, TaskError::Decode(e)),
+                    // The payloads follow the header at once (the worker sends
+                    // them together); a worker that dies in between breaks
+                    // the connection, and the wait ends.
+                    let bytes = if o.len == 0 || !intact {
+                        Ok(Vec::new())
+                    } else {
+                        conn.recv_bytes_timeout(PAYLOAD_WAIT)
+                            .map_err(|e| format!("the result did not arrive: {e}"))
+                    };
+                    let fds = parsed.take_fds(o.nfds);
+                    match (bytes, fds, &o.error) {
+                        (_, _, Some(e)) => {
+                            t.job.fail(t.first, t.count, TaskError::Decode(e.clone()))
+                        }
+                        (Ok(b), Ok(fds), None) if b.len() as u64 == o.len && intact => {
+                            t.job.deliver(t.first, t.count, &o, &b, fds)
+                        }
+                        (Err(e), _, None) | (_, Err(e), None) => {
+                            intact = false;
+                            t.job.fail(t.first, t.count, TaskError::Decode(e))
+                        }
+                        (Ok(_), Ok(_), None) => {
+                            intact = false;
+                            t.job.fail(
+                                t.first,
+                                t.count,
+                                TaskError::Decode("a result of the wrong length".into()),
+                            )
+                        }
                     }
+                }
+                if !intact {
+                    return false;
                 }
                 // A closed pool may now let its workers go.
                 self.feeder_cv.notify_one();
@@ -954,7 +1029,6 @@ impl Shared {
 }
 
 fn send_batch(conn: &Connection, seq: u64, descs: Vec<(TaskDesc, Arc<Payload>)>) -> Result<(), ()> {
-    let hint = descs.iter().map(|(_, p)| p.bytes.len()).sum();
     let mut fds = Vec::new();
     for (_, p) in &descs {
         for f in &p.fds {
@@ -962,11 +1036,15 @@ fn send_batch(conn: &Connection, seq: u64, descs: Vec<(TaskDesc, Arc<Payload>)>)
         }
     }
     let tasks: Vec<TaskDesc> = descs.iter().map(|(d, _)| d.clone()).collect();
-    let mut body = BodyBuilder::new(&ToWorker::Batch { seq, tasks }, hint).map_err(|_| ())?;
+    send_header(conn, &ToWorker::Batch { seq, tasks }, fds).map_err(|_| ())?;
+    // Each payload follows as a message of its own, sent from where it lies.
     for (_, p) in &descs {
-        body.push(&p.bytes);
+        let b = p.bytes.as_slice();
+        if !b.is_empty() {
+            conn.send_bytes(b).map_err(|_| ())?;
+        }
     }
-    body.send(conn, fds).map_err(|_| ())
+    Ok(())
 }
 
 fn join_status(e: &mproc_process::JoinTimeoutError) -> Option<ExitStatus> {

@@ -6,7 +6,9 @@ use std::os::fd::OwnedFd;
 
 use serde::Serialize;
 
-use crate::engine::Payload;
+use std::sync::Arc;
+
+use crate::engine::{ByteSource, Data, Payload};
 use crate::kinds::{self, is_pod, pod_bytes};
 use crate::wire::Kind;
 
@@ -44,7 +46,14 @@ where
         Err(i) => i,
     };
     let input = match kinds::as_pod_vec::<I, A>(input) {
-        Ok(v) => return Box::new(PodProducer { v, pos: 0 }),
+        Ok((src, elem, len)) => {
+            return Box::new(PodProducer {
+                src,
+                elem,
+                len,
+                pos: 0,
+            });
+        }
         Err(i) => i,
     };
     Box::new(IterProducer {
@@ -73,7 +82,7 @@ impl Producer for RangeProducer {
             kind: Kind::Range,
             count: n,
             payload: Payload {
-                bytes,
+                bytes: crate::engine::Data::Owned(bytes),
                 fds: Vec::new(),
                 offsets: Vec::new(),
                 elem: 0,
@@ -87,20 +96,26 @@ impl Producer for RangeProducer {
     }
 }
 
-struct PodProducer<A> {
-    v: Vec<A>,
+/// A `Vec` of plain numbers: chunks are ranges of its bytes, not copies.
+struct PodProducer {
+    src: Arc<dyn ByteSource>,
+    elem: usize,
+    len: usize,
     pos: usize,
 }
 
-impl<A> Producer for PodProducer<A> {
+impl Producer for PodProducer {
     fn next_chunk(&mut self, max: usize) -> Option<Produced> {
-        if self.pos >= self.v.len() {
+        if self.pos >= self.len {
             return None;
         }
-        let end = self.pos.saturating_add(max).min(self.v.len());
-        // SAFETY: PodProducer is only built for plain-number `A` (`as_pod_vec`).
-        let bytes = unsafe { pod_bytes(&self.v[self.pos..end]) }.to_vec();
+        let end = self.pos.saturating_add(max).min(self.len);
         let count = end - self.pos;
+        let bytes = Data::Shared {
+            src: self.src.clone(),
+            start: self.pos * self.elem,
+            end: end * self.elem,
+        };
         self.pos = end;
         Some(Produced::Chunk {
             kind: Kind::Pod,
@@ -109,14 +124,14 @@ impl<A> Producer for PodProducer<A> {
                 bytes,
                 fds: Vec::new(),
                 offsets: Vec::new(),
-                elem: size_of::<A>(),
+                elem: self.elem,
                 start: 0,
             },
         })
     }
 
     fn remaining(&self) -> Option<usize> {
-        Some(self.v.len() - self.pos)
+        Some(self.len - self.pos)
     }
 }
 
@@ -149,7 +164,7 @@ where
                 kind: Kind::Pod,
                 count,
                 payload: Payload {
-                    bytes,
+                    bytes: crate::engine::Data::Owned(bytes),
                     fds: Vec::new(),
                     offsets: Vec::new(),
                     elem: size_of::<I::Item>(),
@@ -184,7 +199,7 @@ where
             kind: Kind::Seq,
             count,
             payload: Payload {
-                bytes,
+                bytes: crate::engine::Data::Owned(bytes),
                 fds,
                 offsets,
                 elem: 0,

@@ -3,6 +3,9 @@
 
 use std::any::TypeId;
 use std::ops::{Range, RangeInclusive};
+use std::sync::Arc;
+
+use crate::engine::ByteSource;
 
 /// Whether `T` is the same type as `U` (lifetimes ignored, which is sound
 /// here because every `U` we compare with has none).
@@ -72,23 +75,43 @@ pub(crate) fn as_int_range<I>(input: I) -> Result<IntRange, I> {
     Err(input)
 }
 
-/// If `I` is `Vec<A>` with `A` a plain number, that vector.
-pub(crate) fn as_pod_vec<I, A>(input: I) -> Result<Vec<A>, I> {
+/// A `Vec` of plain numbers whose bytes are shipped in place.
+struct PodVec<T>(Vec<T>);
+
+// SAFETY: `PodVec` is only made for primitive numbers (`pod_list!`), which
+// are `Send + Sync`; nothing else can be put in one.
+unsafe impl<T> Send for PodVec<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for PodVec<T> {}
+
+impl<T> ByteSource for PodVec<T> {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `T` is a primitive number (see the `Send` impl).
+        unsafe { pod_bytes(&self.0) }
+    }
+}
+
+/// If `I` is a `Vec<A>` (or its `IntoIter`) with `A` a plain number: its
+/// bytes as a shared source, the item size and the item count.
+pub(crate) fn as_pod_vec<I, A>(input: I) -> Result<(Arc<dyn ByteSource>, usize, usize), I> {
     macro_rules! check {
         ($($t:ty),*) => {$(
             if same::<I, Vec<$t>>() && same::<A, $t>() {
-                // SAFETY: `I` is `Vec<$t>` and `A` is `$t`, so `I` is `Vec<A>`;
-                // the original is forgotten after the move.
-                let v: Vec<A> = unsafe { std::mem::transmute_copy(&input) };
+                // SAFETY: `I` is `Vec<$t>` (same TypeId, no lifetimes); the
+                // original is forgotten after the move.
+                let v: Vec<$t> = unsafe { std::mem::transmute_copy(&input) };
                 std::mem::forget(input);
-                return Ok(v);
+                let n = v.len();
+                return Ok((Arc::new(PodVec(v)), size_of::<$t>(), n));
             }
             if same::<I, std::vec::IntoIter<$t>>() && same::<A, $t>() {
-                // SAFETY: as above, for `vec::IntoIter<A>`.
-                let it: std::vec::IntoIter<A> = unsafe { std::mem::transmute_copy(&input) };
+                // SAFETY: as above, for `vec::IntoIter<$t>`.
+                let it: std::vec::IntoIter<$t> = unsafe { std::mem::transmute_copy(&input) };
                 std::mem::forget(input);
                 // Collecting a vec::IntoIter reuses its allocation.
-                return Ok(it.collect());
+                let v: Vec<$t> = it.collect();
+                let n = v.len();
+                return Ok((Arc::new(PodVec(v)), size_of::<$t>(), n));
             }
         )*};
     }
@@ -182,7 +205,9 @@ mod tests {
     fn recognises_pods() {
         assert!(is_pod::<u64>() && is_pod::<f32>() && is_pod::<()>());
         assert!(!is_pod::<bool>() && !is_pod::<String>() && !is_pod::<(u8, u8)>());
-        assert!(as_pod_vec::<_, u32>(vec![1u32, 2]).is_ok());
+        let (src, elem, n) = as_pod_vec::<_, u32>(vec![1u32, 2]).ok().unwrap();
+        assert_eq!((src.bytes().len(), elem, n), (8, 4, 2));
+        assert!(as_pod_vec::<_, u32>(vec![1u32, 2].into_iter()).is_ok());
         assert!(as_pod_vec::<_, String>(vec![String::new()]).is_err());
     }
 

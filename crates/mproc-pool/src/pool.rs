@@ -357,7 +357,7 @@ impl Pool {
             Ok((bytes, fds)) => {
                 let offsets = vec![0, bytes.len()];
                 let payload = Payload {
-                    bytes,
+                    bytes: crate::engine::Data::Owned(bytes),
                     fds,
                     offsets,
                     elem: 0,

@@ -1,10 +1,12 @@
 //! What travels between the pool and its workers, over each worker's own
 //! [`Connection`].
 //!
-//! Every message is a postcard-encoded [`Msg`]: a body of bytes and the file
-//! descriptors (mproc handles) its values carry. The body is a postcard
-//! header ([`ToWorker`] or [`FromWorker`]) followed by the raw payloads the
-//! header describes. Both sides are the same executable, but the parser is
+//! Each batch (and each batch's results) is a postcard-encoded [`Msg`]
+//! holding a header ([`ToWorker`] or [`FromWorker`]) and the file
+//! descriptors (mproc handles) its values carry, followed by one raw
+//! message per task with payload bytes. Payloads are sent from where they
+//! lie and received into their own buffer, so large ones are copied only by
+//! the connection (through shared memory above its threshold). Both sides are the same executable, but the parser is
 //! still total: malformed bytes are an error, never a panic.
 
 use std::fmt;
@@ -103,116 +105,53 @@ impl<'de> Deserialize<'de> for Bytes {
     }
 }
 
-/// A whole message: body and descriptors.
+/// A header message: the postcard header and the descriptors of the
+/// payloads that follow it as raw messages, one per task with bytes.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Msg {
     pub(crate) body: Bytes,
     pub(crate) fds: Vec<HandleFd>,
 }
 
-/// Builds a message body: a header, then payloads appended by the caller.
-pub(crate) struct BodyBuilder {
-    /// Room for the `Msg` length prefix, then the body.
-    buf: Vec<u8>,
+/// Sends a header (and the descriptors of the payloads that follow it).
+pub(crate) fn send_header<H: Serialize>(
+    conn: &Connection,
+    header: &H,
+    fds: Vec<OwnedFd>,
+) -> Result<(), mproc_pipe::SendBytesError> {
+    let body = postcard::to_stdvec(header)
+        .map_err(|e| mproc_pipe::SendBytesError::Io(std::io::Error::other(e)))?;
+    let msg = Msg {
+        body: Bytes(body),
+        fds: fds.into_iter().map(HandleFd::new).collect(),
+    };
+    conn.send_ref(&msg)
 }
 
-/// Room kept in front of a body for its varint length (at most 10 bytes).
-const PREFIX: usize = 10;
-
-impl BodyBuilder {
-    pub(crate) fn new<H: Serialize>(
-        header: &H,
-        payload_hint: usize,
-    ) -> Result<Self, postcard::Error> {
-        let mut buf = Vec::with_capacity(PREFIX + 64 + payload_hint + 1);
-        buf.resize(PREFIX, 0);
-        let buf = postcard::to_extend(header, buf)?;
-        Ok(Self { buf })
-    }
-
-    pub(crate) fn push(&mut self, payload: &[u8]) {
-        self.buf.extend_from_slice(payload);
-    }
-
-    /// Sends the message on `conn`, with `fds` if there are any.
-    pub(crate) fn send(
-        mut self,
-        conn: &Connection,
-        fds: Vec<OwnedFd>,
-    ) -> Result<(), mproc_pipe::SendBytesError> {
-        if fds.is_empty() {
-            // The postcard form of `Msg { body, fds: [] }`, built in place:
-            // varint(body length), body, varint(0).
-            let body_len = self.buf.len() - PREFIX;
-            let mut v = [0u8; PREFIX];
-            let n = varint(body_len as u64, &mut v);
-            let start = PREFIX - n;
-            self.buf[start..PREFIX].copy_from_slice(&v[..n]);
-            self.buf.push(0);
-            conn.send_bytes(&self.buf[start..])
-        } else {
-            let body = self.buf.split_off(PREFIX);
-            let msg = Msg {
-                body: Bytes(body),
-                fds: fds.into_iter().map(HandleFd::new).collect(),
-            };
-            conn.send_ref(&msg)
-        }
-    }
-}
-
-fn varint(mut x: u64, out: &mut [u8; PREFIX]) -> usize {
-    let mut i = 0;
-    loop {
-        let b = (x & 0x7f) as u8;
-        x >>= 7;
-        if x == 0 {
-            out[i] = b;
-            return i + 1;
-        }
-        out[i] = b | 0x80;
-        i += 1;
-    }
-}
-
-/// A received message split into its header, payload cursor and descriptors.
+/// A received header and the descriptors of the payloads that follow it.
 pub(crate) struct Parsed<H> {
     pub(crate) header: H,
-    body: Vec<u8>,
-    pos: usize,
     fds: std::vec::IntoIter<OwnedFd>,
 }
 
 impl<H: de::DeserializeOwned> Parsed<H> {
     pub(crate) fn new(msg: Msg) -> Result<Self, String> {
-        let body = msg.body.0;
-        let (header, rest) = postcard::take_from_bytes::<H>(&body)
+        let header = postcard::from_bytes::<H>(&msg.body.0)
             .map_err(|e| format!("malformed pool message: {e}"))?;
-        let pos = body.len() - rest.len();
         let fds: Vec<OwnedFd> = msg.fds.into_iter().map(HandleFd::into_inner).collect();
         Ok(Self {
             header,
-            body,
-            pos,
             fds: fds.into_iter(),
         })
     }
 
-    /// The next `len` payload bytes and `nfds` descriptors.
-    pub(crate) fn take(&mut self, len: u64, nfds: u32) -> Result<(&[u8], Vec<OwnedFd>), String> {
-        let len = usize::try_from(len).map_err(|_| "payload length does not fit".to_owned())?;
-        let end = self
-            .pos
-            .checked_add(len)
-            .filter(|&e| e <= self.body.len())
-            .ok_or("payload runs past the message")?;
+    /// The next `nfds` descriptors.
+    pub(crate) fn take_fds(&mut self, nfds: u32) -> Result<Vec<OwnedFd>, String> {
         let fds: Vec<OwnedFd> = self.fds.by_ref().take(nfds as usize).collect();
         if fds.len() != nfds as usize {
             return Err("message carries fewer descriptors than its tasks".into());
         }
-        let p = &self.body[self.pos..end];
-        self.pos = end;
-        Ok((p, fds))
+        Ok(fds)
     }
 }
 
@@ -221,27 +160,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hand_built_frame_decodes_as_msg() {
+    fn header_round_trip() {
         let (a, b) = mproc_pipe::pipe(true).unwrap();
-        for size in [0usize, 5, 200, 70_000, 300_000] {
-            let mut bb = BodyBuilder::new(
-                &ToWorker::Batch {
-                    seq: 7,
-                    tasks: Vec::new(),
-                },
-                size,
-            )
-            .unwrap();
-            bb.push(&vec![0xab; size]);
-            bb.send(&a, Vec::new()).unwrap();
-            let msg: Msg = b.recv().unwrap();
-            let mut p = Parsed::<ToWorker>::new(msg).unwrap();
-            assert!(matches!(p.header, ToWorker::Batch { seq: 7, .. }));
-            let (bytes, fds) = p.take(size as u64, 0).unwrap();
-            assert_eq!(bytes.len(), size);
-            assert!(bytes.iter().all(|&x| x == 0xab) && fds.is_empty());
-            assert!(p.take(1, 0).is_err());
+        let tasks = vec![TaskDesc {
+            entry: -5,
+            kind: Kind::Pod,
+            count: 3,
+            len: 24,
+            nfds: 0,
+        }];
+        send_header(&a, &ToWorker::Batch { seq: 7, tasks }, Vec::new()).unwrap();
+        let msg: Msg = b.recv().unwrap();
+        let mut p = Parsed::<ToWorker>::new(msg).unwrap();
+        match &p.header {
+            ToWorker::Batch { seq: 7, tasks } => assert_eq!(tasks[0].count, 3),
+            _ => panic!("wrong header"),
         }
+        assert!(p.take_fds(0).unwrap().is_empty());
+        assert!(p.take_fds(1).is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::kinds::{for_each_in_range, is_pod, pod_bytes};
 use crate::sys;
-use crate::wire::{BodyBuilder, Bytes, FromWorker, Kind, Msg, Parsed, TaskOut, ToWorker};
+use crate::wire::{Bytes, FromWorker, Kind, Msg, Parsed, TaskOut, ToWorker, send_header};
 
 /// What a worker is doing, in shared memory the parent reads after the
 /// worker died: which batch, and which item of it (counted across the
@@ -356,10 +356,19 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         let mut all_fds = Vec::new();
         let mut base = 0u64;
         for t in &tasks {
-            let (payload, fds) = match parsed.take(t.len, t.nfds) {
-                Ok(x) => x,
-                Err(_) => std::process::exit(4),
+            let payload = if t.len == 0 {
+                Vec::new()
+            } else {
+                match conn.recv_bytes() {
+                    Ok(b) if b.len() as u64 == t.len => b,
+                    // The parent is gone (or broke the protocol): stop.
+                    _ => return,
+                }
             };
+            let Ok(fds) = parsed.take_fds(t.nfds) else {
+                std::process::exit(4)
+            };
+            let payload = &payload[..];
             // SAFETY: the parent took this offset of `run_task::<F, A, R>`, a `TaskFn`.
             let run: TaskFn = unsafe { resolve(t.entry) };
             let (out, bytes, rfds) = run(TaskIn {
@@ -376,16 +385,13 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             all_fds.extend(rfds);
         }
         progress.item.store(FINISHED, Ordering::Relaxed);
-        let hint = payloads.iter().map(Vec::len).sum();
-        let Ok(mut body) = BodyBuilder::new(&FromWorker::Results { seq, tasks: outs }, hint) else {
-            std::process::exit(5)
-        };
-        for p in &payloads {
-            body.push(p);
-        }
-        drop(payloads);
-        if body.send(&conn, all_fds).is_err() {
+        if send_header(&conn, &FromWorker::Results { seq, tasks: outs }, all_fds).is_err() {
             return;
+        }
+        for p in payloads.iter().filter(|p| !p.is_empty()) {
+            if conn.send_bytes(p).is_err() {
+                return;
+            }
         }
         done += base;
         if args.max_items.is_some_and(|m| done >= m) {
