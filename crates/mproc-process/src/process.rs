@@ -662,6 +662,16 @@ impl<R> ProcessHandle<R> {
         self.inner.daemon
     }
 
+    /// A descriptor that becomes readable when the child ends (CPython's
+    /// `Process.sentinel`): poll it together with other descriptors (pipes,
+    /// other children) to wait for whichever happens first, then call
+    /// [`try_join`](ProcessHandle::try_join) or [`status`](Self::status).
+    /// It stays readable once the child has ended. `None` only on kernels
+    /// without pidfds (before Linux 5.3).
+    pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
+        self.inner.watch.fd(self.inner.pid)
+    }
+
     /// Whether the child is still running (reaps it if it ended).
     pub fn is_alive(&self) -> bool {
         matches!(self.inner.poll_end(), End::Running)

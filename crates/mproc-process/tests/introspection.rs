@@ -134,3 +134,37 @@ fn kill_on_drop_kills() {
         }
     });
 }
+
+#[test]
+fn sentinels_become_readable_when_children_end() {
+    use std::os::fd::AsRawFd;
+    watchdog(60, || {
+        for m in [StartMethod::ForkServer, StartMethod::Spawn] {
+            let slow = Process::new(nap, 30_000)
+                .kill_on_drop(true)
+                .start_method(m)
+                .start()
+                .unwrap();
+            let mut quick = Process::new(nap, 50).start_method(m).start().unwrap();
+            let mut fds = [
+                libc::pollfd {
+                    fd: slow.sentinel().unwrap().as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: quick.sentinel().unwrap().as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: `fds` is a valid array of two pollfds.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 10_000) };
+            assert_eq!(n, 1, "{m}: exactly the quick child ended");
+            assert_eq!(fds[0].revents, 0, "{m}");
+            assert_ne!(fds[1].revents & libc::POLLIN, 0, "{m}");
+            quick.try_join().unwrap();
+            assert!(slow.is_alive());
+        }
+    });
+}
