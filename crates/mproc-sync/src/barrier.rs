@@ -64,6 +64,11 @@ type Action = Arc<dyn Fn() + Send + Sync>;
 /// milliseconds). `reset` while parties wait makes them fail with
 /// `BrokenBarrier` and leaves the barrier usable.
 ///
+/// The barrier remembers up to 64 processes that waited on it. One that has
+/// since exited, even normally, breaks the next wait that notices it: a
+/// barrier that outlives some of its parties (for example to be reused by
+/// new processes) must be [`Barrier::reset`] first, which forgets them.
+///
 /// The action is a property of the handle in one process (a closure cannot
 /// travel): a handle received from another process has none until
 /// [`Barrier::set_action`].
