@@ -133,12 +133,15 @@ impl RawSemaphore {
         Ok(())
     }
 
-    /// Adds `n` units without a bound (used when recovering a dead holder's
-    /// units, which were taken and so fit).
-    fn give_back(&self, n: u32) {
+    /// Adds up to `n` units, never past `max` (used when recovering a dead
+    /// holder's units, which may meanwhile have been replaced by explicit
+    /// releases).
+    fn give_back(&self, n: u32, max: u32) {
         // SeqCst: see `release`.
-        self.value.fetch_add(n, Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) > 0 {
+        let r = self.value.fetch_update(Ordering::SeqCst, Ordering::Relaxed, |v| {
+            Some(v.saturating_add(n).min(max.max(v)))
+        });
+        if r.is_ok() && self.waiters.load(Ordering::SeqCst) > 0 {
             futex::wake(&self.value, n);
         }
     }
@@ -284,7 +287,7 @@ impl Core {
                 continue;
             }
             if units > 1 {
-                self.state().sem.give_back(units - 1);
+                self.state().sem.give_back(units - 1, self.max);
             }
             // The caller holds the remaining unit; an Acquire fence orders
             // the dead holder's writes (as visible as they will ever be).
