@@ -22,8 +22,9 @@
 
 use std::io::Write;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -141,6 +142,9 @@ pub(crate) fn run_child(
         }
     }
     install_panic_hook();
+    if cfg!(panic = "abort") {
+        PANIC_CHAN.store(chan.as_raw_fd(), Ordering::Relaxed);
+    }
 
     let code = if state::exe_id().ok() != Some(req.exe) && method != StartMethod::Fork {
         let msg = "the parent runs a different executable (was the binary rebuilt or replaced?)";
@@ -191,8 +195,24 @@ fn install_panic_hook() {
             std::io::stderr().lock(),
             "process '{name}' (pid {pid}) panicked{at}:\n{msg}"
         );
+        if cfg!(panic = "abort") {
+            // The process aborts right after this hook: report the panic now
+            // (with unwinding, `run_child` reports it after catching it).
+            let fd = PANIC_CHAN.swap(-1, Ordering::Relaxed);
+            if fd >= 0 {
+                // SAFETY: `run_child` stored the number of its result socket,
+                // which stays open until the process exits.
+                let chan = unsafe { BorrowedFd::borrow_raw(fd) };
+                let _ = wire::send_result(chan, Tag::Panic, msg.as_bytes(), &[]);
+            }
+        }
     }));
 }
+
+/// The result socket, for a panic hook that must report before an abort.
+// Relaxed: written and read by the child's only thread (or the thread that
+// panics, which happens-after the store in program order for that thread).
+static PANIC_CHAN: AtomicI32 = AtomicI32::new(-1);
 
 /// The constructor that makes every binary able to act as a child.
 ///

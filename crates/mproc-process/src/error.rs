@@ -76,7 +76,8 @@ impl Error for StartError {
 #[non_exhaustive]
 pub enum JoinError {
     /// The function panicked. The message was also written to the child's
-    /// stderr; the exit status is `Exited(1)`.
+    /// stderr; the exit status is `Exited(1)` (`Signaled(SIGABRT)` in a
+    /// program built with `panic = "abort"`).
     Panicked {
         /// The panic message.
         message: String,
