@@ -29,6 +29,12 @@
 //!
 //! # Limitations
 //!
+//! * **Fairness.** The lock is not fair (like glibc's default mutex and
+//!   CPython's semaphores): an unlocker that locks again at once usually
+//!   wins over a waiter that is being woken, which is what makes a
+//!   contended lock fast (few owner changes), but a process that releases
+//!   and re-takes the lock in a tight loop can keep a sleeping waiter out
+//!   for as long as it keeps doing so.
 //! * **Pid reuse.** Ownership is recorded as a process id. If the holder dies
 //!   and the kernel gives its pid to a new process before anybody notices, the
 //!   lock is considered held until that new process exits. Linux hands out
