@@ -10,12 +10,13 @@ use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use mproc_pipe::{Address, Client, ConnectError, Connection, RecvError};
+use mproc_pipe::{Address, Client, ConnectError, Connection};
 use mproc_shm::Segment;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Error;
+use crate::link::{Link, LinkError};
 use crate::proto::{self, Id, Kind, Op, Owner, Reply, Request, WaitMs};
 use crate::sys;
 
@@ -95,7 +96,7 @@ pub(crate) struct Session {
     key: Vec<u8>,
     pub(crate) timeout: Duration,
     pid: AtomicI32,
-    pool: Mutex<Vec<Connection>>,
+    pool: Mutex<Vec<Link>>,
     /// 0: not known yet, 1: the server runs our executable, 2: it does not.
     same_exe: AtomicU8,
     key_segment: OnceLock<Segment>,
@@ -158,8 +159,8 @@ impl Session {
     /// the pipe to a server this process started).
     pub(crate) fn with_connection(address: Address, key: &[u8], timeout: Duration, conn: Connection) -> Result<Arc<Self>, Error> {
         let s = Arc::new(Self::new(address, key, timeout));
-        s.hello(&conn)?;
-        lock(&s.pool).push(conn);
+        let link = s.hello(conn, true)?;
+        lock(&s.pool).push(link);
         lock(&SESSIONS).push(Arc::downgrade(&s));
         Ok(s)
     }
@@ -169,22 +170,29 @@ impl Session {
         lock(&SESSIONS).iter().filter_map(Weak::upgrade).find(|s| &s.address == address)
     }
 
-    fn hello(&self, conn: &Connection) -> Result<(), Error> {
-        let req = Request::Hello { protocol: proto::PROTOCOL, client: client_id(), exe: crate::code_ref::exe_token() };
+    /// Introduces this client on a fresh connection and, on a Unix socket,
+    /// moves it onto shared-memory rings.
+    fn hello(&self, conn: Connection, local: bool) -> Result<Link, Error> {
+        let rings = local && conn.can_pass_handles();
+        let req = Request::Hello { protocol: proto::PROTOCOL, client: client_id(), exe: crate::code_ref::exe_token(), rings };
         conn.send_ref(&req).map_err(|e| Error::Disconnected(io::Error::other(e.to_string())))?;
-        match conn.recv_deadline::<Reply>(Instant::now() + self.timeout) {
+        let mut link = Link::plain(conn);
+        match link.recv::<Reply>(Some(Instant::now() + self.timeout)) {
             Ok(Reply::Hello { protocol, same_exe, .. }) if protocol == proto::PROTOCOL => {
                 // Relaxed: a cache of a fact that never changes.
                 self.same_exe.store(if same_exe { 1 } else { 2 }, Ordering::Relaxed);
-                Ok(())
             }
-            Ok(Reply::Err(e)) => Err(Error::from_remote(e)),
-            Ok(_) => Err(Error::Remote("the server speaks another protocol version".into())),
-            Err(e) => Err(recv_error(e)),
+            Ok(Reply::Err(e)) => return Err(Error::from_remote(e)),
+            Ok(_) => return Err(Error::Remote("the server speaks another protocol version".into())),
+            Err(e) => return Err(link_error(e)),
         }
+        if rings {
+            link.upgrade_client().map_err(|e| Error::Disconnected(io::Error::other(e)))?;
+        }
+        Ok(link)
     }
 
-    fn connect(&self) -> Result<Connection, Error> {
+    fn connect(&self) -> Result<Link, Error> {
         let conn = Client::new(self.address.clone())
             .authkey(&self.key)
             .handshake_timeout(Some(self.timeout))
@@ -194,14 +202,15 @@ impl Session {
                 ConnectError::Io(e) => Error::Disconnected(e),
                 other => Error::Disconnected(io::Error::other(other.to_string())),
             })?;
-        if let Address::Tcp(_) = self.address {
-            sys::keepalive(std::os::fd::AsFd::as_fd(&borrow(&conn)));
+        let local = matches!(self.address, Address::Unix(_));
+        let link = self.hello(conn, local)?;
+        if !local {
+            sys::keepalive(link.fd());
         }
-        self.hello(&conn)?;
-        Ok(conn)
+        Ok(link)
     }
 
-    fn take(&self) -> Result<Connection, Error> {
+    fn take(&self) -> Result<Link, Error> {
         let pid = sys::getpid();
         {
             let mut pool = lock(&self.pool);
@@ -217,7 +226,7 @@ impl Session {
         self.connect()
     }
 
-    fn give_back(&self, conn: Connection) {
+    fn give_back(&self, conn: Link) {
         lock(&self.pool).push(conn);
     }
 
@@ -243,43 +252,44 @@ impl Session {
             Request::Call { op, .. } => op.wait(),
             _ => None,
         };
-        let conn = self.take()?;
-        if let Err(e) = conn.send_ref(req) {
-            return Err(Error::Disconnected(io::Error::other(e.to_string())));
+        let bytes = postcard::to_stdvec(req).map_err(Error::Encode)?;
+        let link = self.take()?;
+        if let Err(e) = link.send_bytes(bytes) {
+            return Err(Error::Disconnected(io::Error::other(e)));
         }
         let reply = match wait {
-            None => conn.recv_deadline::<Reply>(Instant::now() + self.timeout),
+            None => link.recv::<Reply>(Instant::now().checked_add(self.timeout)),
             Some(Some(ms)) => {
                 let d = Instant::now().checked_add(Duration::from_millis(ms)).and_then(|d| d.checked_add(self.timeout));
                 match d {
-                    Some(d) => conn.recv_deadline::<Reply>(d),
-                    None => self.recv_watching(&conn),
+                    Some(d) => link.recv::<Reply>(Some(d)),
+                    None => self.recv_watching(&link),
                 }
             }
-            Some(None) => self.recv_watching(&conn),
+            Some(None) => self.recv_watching(&link),
         };
         match reply {
             Ok(r) => {
-                self.give_back(conn);
+                self.give_back(link);
                 match r {
                     Reply::Err(e) => Err(Error::from_remote(e)),
                     r => Ok(r),
                 }
             }
-            Err(e) => Err(recv_error(e)),
+            Err(e) => Err(link_error(e)),
         }
     }
 
     /// Waits without limit for the reply of a waiting operation, checking
     /// every call timeout that the server still answers on another
     /// connection.
-    fn recv_watching(&self, conn: &Connection) -> Result<Reply, RecvError> {
+    fn recv_watching(&self, link: &Link) -> Result<Reply, LinkError> {
         loop {
-            match conn.recv_timeout::<Reply>(self.timeout) {
-                Err(RecvError::Timeout) => {
+            match link.recv::<Reply>(Instant::now().checked_add(self.timeout)) {
+                Err(LinkError::Timeout) => {
                     if let Err(e) = self.call(&Request::Ping) {
                         if e.is_disconnected() {
-                            return Err(RecvError::Io(io::Error::new(io::ErrorKind::TimedOut, "the server stopped answering")));
+                            return Err(LinkError::Gone("the server stopped answering".into()));
                         }
                     }
                 }
@@ -300,19 +310,11 @@ impl Session {
     }
 }
 
-fn borrow(c: &Connection) -> std::os::fd::BorrowedFd<'_> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the descriptor belongs to `c`, which outlives the returned borrow.
-    unsafe { std::os::fd::BorrowedFd::borrow_raw(c.as_raw_fd()) }
-}
-
-fn recv_error(e: RecvError) -> Error {
+fn link_error(e: LinkError) -> Error {
     match e {
-        RecvError::Timeout => Error::Disconnected(io::Error::new(io::ErrorKind::TimedOut, "the server did not answer in time")),
-        RecvError::Eof | RecvError::Truncated => Error::disconnected("the server closed the connection"),
-        RecvError::Io(e) => Error::Disconnected(e),
-        RecvError::Decode(e) => Error::Remote(format!("the server's reply did not decode: {e}")),
-        other => Error::Disconnected(io::Error::other(other.to_string())),
+        LinkError::Timeout => Error::Disconnected(io::Error::new(io::ErrorKind::TimedOut, "the server did not answer in time")),
+        LinkError::Gone(m) => Error::Disconnected(io::Error::new(io::ErrorKind::NotConnected, m)),
+        LinkError::Decode(m) => Error::Remote(format!("the server's reply did not decode: {m}")),
     }
 }
 

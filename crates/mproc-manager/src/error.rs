@@ -129,10 +129,6 @@ impl Error {
             RemoteError::NotAllowed(m) => Self::Remote(m),
         }
     }
-
-    pub(crate) fn disconnected(what: &str) -> Self {
-        Self::Disconnected(io::Error::new(io::ErrorKind::NotConnected, what.to_owned()))
-    }
 }
 
 impl fmt::Debug for Error {

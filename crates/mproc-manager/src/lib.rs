@@ -96,6 +96,7 @@ mod code_ref;
 mod demo;
 mod dict;
 mod error;
+mod link;
 mod list;
 mod manager;
 mod proto;

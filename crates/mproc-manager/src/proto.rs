@@ -114,7 +114,8 @@ pub(crate) enum Init {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
     /// The first message on every connection.
-    Hello { protocol: u32, client: u64, exe: Option<ExeWire> },
+    /// `rings`: the client will hand over shared-memory rings next.
+    Hello { protocol: u32, client: u64, exe: Option<ExeWire>, rings: bool },
     /// Liveness check (CPython's `dummy`).
     Ping,
     /// Makes a new object.
@@ -296,7 +297,7 @@ pub(crate) fn decode_request(bytes: &[u8]) -> Result<Request, postcard::Error> {
 pub(crate) fn samples() -> Vec<Vec<u8>> {
     let owner = Owner { client: 7, thread: 1 };
     let reqs = vec![
-        Request::Hello { protocol: PROTOCOL, client: 7, exe: None },
+        Request::Hello { protocol: PROTOCOL, client: 7, exe: None, rings: false },
         Request::Ping,
         Request::Create { kind: Kind::Dict, init: Init::Pairs(vec![(vec![1, b'a'], vec![3])]) },
         Request::Create { kind: Kind::Barrier, init: Init::Count(0) },

@@ -14,6 +14,7 @@ use mproc_pipe::{
 
 use crate::client::lock;
 use crate::code_ref;
+use crate::link::Link;
 use crate::proto::{
     self, Acquired, Bytes, ExeWire, Id, Init, Kind, Op, Owner, RemoteError, Reply, Request, WaitMs,
 };
@@ -825,16 +826,15 @@ impl Server {
     /// Serves one connection until it closes or asks for shutdown.
     /// Returns whether shutdown was asked.
     pub(crate) fn serve_connection(&self, conn: Connection) -> bool {
-        let fd = conn.as_raw_fd();
-        // SAFETY: the descriptor belongs to `conn`, which outlives `peer`
-        // (both live until the end of this function).
-        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         let Ok(first) = conn.recv_bytes() else { return false };
-        let (client, same_exe) = match proto::decode_request(&first) {
-            Ok(Request::Hello { protocol, client, exe }) if protocol == proto::PROTOCOL => {
+        let (client, same_exe, rings) = match proto::decode_request(&first) {
+            Ok(Request::Hello { protocol, client, exe, rings }) if protocol == proto::PROTOCOL => {
                 let same = exe.is_some() && exe == self.exe;
-                let _ = conn.send_ref(&Reply::Hello { protocol: proto::PROTOCOL, same_exe: same, pid: sys::getpid() });
-                (client, same)
+                let hello = Reply::Hello { protocol: proto::PROTOCOL, same_exe: same, pid: sys::getpid() };
+                if conn.send_ref(&hello).is_err() {
+                    return false;
+                }
+                (client, same, rings)
             }
             _ => {
                 let _ = conn.send_ref(&Reply::Err(RemoteError::Malformed(
@@ -843,21 +843,31 @@ impl Server {
                 return false;
             }
         };
+        let mut link = Link::plain(conn);
+        if rings && link.upgrade_server(Instant::now() + HANDSHAKE_TIMEOUT).is_err() {
+            return false;
+        }
         self.client_joined(client);
-        let peer = Peer { client, same_exe, fd: Some(fd), no_wait: false };
+        let peer = Peer { client, same_exe, fd: Some(link.fd()), no_wait: false };
         let mut shutdown = false;
-        while let Ok(bytes) = conn.recv_bytes() {
+        while let Ok(bytes) = link.recv_bytes(None) {
             // SeqCst: see `serve`. After shutdown nothing more is served.
             if self.stopping.load(Ordering::SeqCst) {
                 break;
             }
             let (reply, then) = self.handle_bytes(&peer, &bytes);
-            if conn.send_ref(&reply).is_err() {
-                // The client died before it could receive an item it took:
-                // put the item back rather than lose it.
-                if let (Ok(Request::Call { id, op: Op::Get(_) }), Reply::Bytes(item)) =
-                    (proto::decode_request(&bytes), reply)
-                {
+            let taken = match (&reply, proto::decode_request(&bytes)) {
+                (Reply::Bytes(_), Ok(Request::Call { id, op: Op::Get(_) })) => Some(id),
+                _ => None,
+            };
+            // A client that died before it could receive an item it took
+            // gets nothing: the item goes back rather than being lost.
+            let gone = taken.is_some() && sys::peer_gone(link.fd());
+            let encoded = postcard::to_stdvec(&reply).unwrap_or_else(|e| {
+                postcard::to_stdvec(&Reply::Err(RemoteError::Malformed(format!("unencodable reply: {e}")))).unwrap_or_default()
+            });
+            if gone || link.send_bytes(encoded).is_err() {
+                if let (Some(id), Reply::Bytes(item)) = (taken, reply) {
                     self.requeue(id, item);
                 }
                 break;
