@@ -176,9 +176,13 @@ where
                         .map_err(|e| format!("bad range task: {e}"))?;
                     while k < count {
                         let r = panic::catch_unwind(AssertUnwindSafe(|| {
+                            // Fresh locals: the loop keeps them in registers
+                            // instead of reloading captured ones after each
+                            // store.
+                            let (b, pg) = (base, progress);
                             for_each_in_range::<A>(start, k, count, |i, a| {
                                 k = i;
-                                progress.store(base + i, Ordering::Relaxed);
+                                pg.store(b + i, Ordering::Relaxed);
                                 let r = f(a);
                                 sink.emit(i, r);
                                 true
@@ -203,8 +207,9 @@ where
                     }
                     while k < count {
                         let r = panic::catch_unwind(AssertUnwindSafe(|| {
+                            let (b, pg) = (base, progress);
                             while k < count {
-                                progress.store(base + k, Ordering::Relaxed);
+                                pg.store(b + k, Ordering::Relaxed);
                                 // SAFETY: `k < count` and the payload holds
                                 // `count` values of `A` (checked above), a plain
                                 // number for which every bit pattern is valid;
@@ -229,8 +234,9 @@ where
                     let mut rest = payload;
                     while k < count {
                         let r = panic::catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
+                            let (b, pg) = (base, progress);
                             while k < count {
-                                progress.store(base + k, Ordering::Relaxed);
+                                pg.store(b + k, Ordering::Relaxed);
                                 let (a, tail) = postcard::take_from_bytes::<A>(rest)
                                     .map_err(|e| format!("the argument did not decode: {e}"))?;
                                 rest = tail;
