@@ -80,3 +80,36 @@ fn fork_refuses_in_a_threaded_parent() {
         })
     });
 }
+
+/// In a spawned child (never in the test runner itself): with a second,
+/// idle thread, fork is refused, and the unsafe opt-in forks anyway.
+fn fork_with_an_idle_thread(_: ()) -> (bool, u32) {
+    let idle = thread::spawn(|| thread::sleep(std::time::Duration::from_millis(500)));
+    let refused = matches!(
+        Process::new(inc, 1).start_method(StartMethod::Fork).start(),
+        Err(StartError::ThreadedFork { threads: 2 })
+    );
+    // SAFETY: the other thread only sleeps: it holds no lock (allocator,
+    // stdout, mproc state) that the forked child could need.
+    let p = unsafe {
+        Process::new(inc, 41)
+            .start_method(StartMethod::Fork)
+            .allow_fork_with_threads()
+    };
+    let v = p.start().expect("opt-in fork").join().expect("join");
+    idle.join().expect("idle thread");
+    (refused, v)
+}
+
+#[test]
+fn the_unsafe_opt_in_forks_a_threaded_process() {
+    let r = watchdog(60, || {
+        Process::new(fork_with_an_idle_thread, ())
+            .start_method(StartMethod::Spawn)
+            .start()
+            .unwrap()
+            .join()
+            .unwrap()
+    });
+    assert_eq!(r, (true, 42));
+}
