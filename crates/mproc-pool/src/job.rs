@@ -49,6 +49,8 @@ fn decode<R: DeserializeOwned>(
         }))
         .collect();
     failed.sort_by_key(|(k, _)| *k);
+    // A worker reports each index once; a duplicate is not trusted twice.
+    failed.dedup_by_key(|(k, _)| *k);
     if failed.iter().any(|(k, _)| *k >= count) {
         return Err("a failure index beyond the task".into());
     }
@@ -86,6 +88,28 @@ fn decode<R: DeserializeOwned>(
         })?
     };
     Ok((values, failed))
+}
+
+/// Fuzzing entry: decoding task values (with failures) of a few types.
+pub(crate) fn fuzz_decode(data: &[u8]) {
+    let Some((&n, rest)) = data.split_first() else {
+        return;
+    };
+    let count = usize::from(n % 16);
+    let failures = rest
+        .iter()
+        .take(2)
+        .map(|&b| (u64::from(b % 20), String::new()))
+        .collect();
+    let out = TaskOut {
+        failures,
+        len: rest.len() as u64,
+        ..TaskOut::default()
+    };
+    let _ = decode::<u64>(count, &out, rest, Vec::new());
+    let _ = decode::<String>(count, &out, rest, Vec::new());
+    let _ = decode::<(u8, Vec<i32>)>(count, &out, rest, Vec::new());
+    let _ = decode::<()>(count, &out, rest, Vec::new());
 }
 
 // ----- map, imap, imap_unordered, map_async -----

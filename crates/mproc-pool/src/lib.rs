@@ -78,6 +78,18 @@ mod sys;
 mod wire;
 mod worker;
 
+/// Internals for mproc's fuzz targets. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    /// Parses `data` as a worker's reply header and a parent's batch header,
+    /// and decodes it as task values of a few types (the parsers that see
+    /// bytes from another process). Never panics.
+    pub fn pool_message(data: &[u8]) {
+        crate::wire::fuzz_headers(data);
+        crate::job::fuzz_decode(data);
+    }
+}
+
 pub use crate::error::{BuildError, GetTimeoutError, PoolError, TaskError};
 pub use crate::job::AsyncResult;
 pub use crate::pool::{Imap, Pool, PoolBuilder, StarFn};

@@ -155,6 +155,21 @@ impl<H: de::DeserializeOwned> Parsed<H> {
     }
 }
 
+/// Fuzzing entry: header parsing of both directions.
+pub(crate) fn fuzz_headers(data: &[u8]) {
+    let msg = || Msg {
+        body: Bytes(data.to_vec()),
+        fds: Vec::new(),
+    };
+    if let Ok(mut p) = Parsed::<FromWorker>::new(msg()) {
+        if let FromWorker::Results { tasks, .. } = &p.header {
+            let n: u32 = tasks.iter().map(|t| t.nfds).fold(0, u32::saturating_add);
+            let _ = p.take_fds(n);
+        }
+    }
+    let _ = Parsed::<ToWorker>::new(msg());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
