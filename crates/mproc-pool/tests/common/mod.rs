@@ -18,6 +18,7 @@ pub(crate) fn watchdog<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Sen
 }
 
 /// Whether a process exists (and is not a zombie).
+#[allow(dead_code)] // not every test binary uses it
 pub(crate) fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => !s
