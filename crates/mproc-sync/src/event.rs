@@ -90,7 +90,15 @@ impl RawEvent {
         loop {
             // SeqCst: see `set`.
             self.waiters.fetch_add(1, Ordering::SeqCst);
-            let r = sleep(&self.flag, 0, deadline);
+            // Nobody owns an event, so there is no liveness to check: without
+            // a deadline, sleep until woken.
+            let r = match deadline {
+                None => {
+                    futex::wait(&self.flag, 0, None);
+                    Slept::Woken
+                }
+                Some(_) => sleep(&self.flag, 0, deadline),
+            };
             // Relaxed: a hint only.
             self.waiters.fetch_sub(1, Ordering::Relaxed);
             if self.is_set() {
