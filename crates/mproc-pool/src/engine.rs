@@ -201,6 +201,9 @@ pub(crate) struct Estimate {
     pub(crate) ns: f64,
     /// Bytes per item shipped (argument plus result).
     pub(crate) bytes: f64,
+    /// How many items the estimate stands for (recent, larger samples
+    /// outweigh the first one-item tasks, whose time is mostly overhead).
+    pub(crate) weight: f64,
 }
 
 pub(crate) struct State {
@@ -726,10 +729,15 @@ impl Shared {
                             let m = Estimate {
                                 ns: o.nanos as f64 / n,
                                 bytes: (t.payload.bytes.as_slice().len() as f64 + o.len as f64) / n,
+                                weight: n,
                             };
                             let e = st.estimates.entry(t.entry).or_insert(m);
-                            e.ns = 0.5 * e.ns + 0.5 * m.ns;
-                            e.bytes = 0.5 * e.bytes + 0.5 * m.bytes;
+                            // Weighted by items, with the old weight capped at
+                            // the new sample's, so the estimate follows change.
+                            let w = e.weight.min(n);
+                            e.ns = (e.ns * w + m.ns * n) / (w + n);
+                            e.bytes = (e.bytes * w + m.bytes * n) / (w + n);
+                            e.weight = w + n;
                         }
                     }
                     if st.feeder_idle {
