@@ -260,6 +260,11 @@ impl Inner {
 
     /// Waits (up to `deadline`) for the child to end.
     fn wait_end(&self, deadline: Option<Instant>) -> End {
+        if let (Watch::Direct { .. }, None) = (&self.watch, deadline) {
+            // Straight to the blocking wait (it returns at once for a child
+            // that already ended); the loop below then reaps.
+            let _ = sys::wait_exited_nowait(self.pid);
+        }
         loop {
             let end = self.poll_end();
             if !matches!(end, End::Running) {
@@ -570,8 +575,12 @@ where
         let me = state::me();
         let identity = state::next_identity();
         let name = self.name.unwrap_or_else(|| {
-            let parts: Vec<String> = identity.iter().map(u32::to_string).collect();
-            format!("Process-{}", parts.join(":"))
+            let mut n = String::from("Process-");
+            for (i, id) in identity.iter().enumerate() {
+                use std::fmt::Write as _;
+                let _ = write!(n, "{}{id}", if i == 0 { "" } else { ":" });
+            }
+            n
         });
         let daemon = self.daemon.unwrap_or(me.daemon);
         let req = Request {

@@ -97,7 +97,7 @@ fn exchange(
 /// Starts a child through the fork server, starting (or restarting) the
 /// server if needed.
 pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartError> {
-    let (parent_end, child_end) = sys::socketpair().map_err(StartError::Os)?;
+    let (parent_end, child_end) = sys::socketpair_nonblocking().map_err(StartError::Os)?;
     let (status_r, status_w) = sys::pipe().map_err(StartError::Os)?;
     let frame = wire::encode_request(req).map_err(StartError::Os)?;
     let mut send: Vec<BorrowedFd<'_>> = vec![child_end.as_fd(), status_w.as_fd()];
@@ -141,7 +141,6 @@ pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartErro
         }
         pid => {
             let pid = RawPid::try_from(pid).map_err(|_| StartError::Rejected("malformed reply"))?;
-            sys::set_nonblocking(parent_end.as_fd(), true).map_err(StartError::Os)?;
             Ok(Started {
                 pid,
                 watch: Watch::server(status_r, pidfd),

@@ -156,8 +156,9 @@ pub(crate) fn fork(
     }
     // Never let the child inherit (and print again) our buffered output.
     let _ = io::stdout().lock().flush();
-    let (parent_end, child_end) = sys::socketpair().map_err(StartError::Os)?;
-    sys::set_nonblocking(parent_end.as_fd(), true).map_err(StartError::Os)?;
+    // Both ends non-blocking: the parent polls; the child only writes one
+    // small frame (and waits for room if it must).
+    let (parent_end, child_end) = sys::socketpair_nonblocking().map_err(StartError::Os)?;
     let parent_pid = req.parent_pid;
     // Opened once, before the fork, so the child only needs a dup2.
     let devnull = devnull();

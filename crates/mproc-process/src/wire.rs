@@ -155,9 +155,16 @@ pub(crate) fn send_all(
             "too many descriptors for one message",
         ));
     }
-    let mut sent = send_with_fds(sock, data, fds)?;
+    // The socket may be non-blocking: wait for room instead of failing.
+    let send = |data: &[u8], fds: &[BorrowedFd<'_>]| loop {
+        match send_with_fds(sock, data, fds) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => crate::sys::wait_writable(sock)?,
+            r => return r,
+        }
+    };
+    let mut sent = send(data, fds)?;
     while sent < data.len() {
-        sent += send_with_fds(sock, &data[sent..], &[])?;
+        sent += send(&data[sent..], &[])?;
     }
     Ok(())
 }

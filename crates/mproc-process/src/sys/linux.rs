@@ -53,6 +53,25 @@ pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((own(fds[0]), own(fds[1])))
 }
 
+/// A connected pair of close-on-exec, non-blocking Unix stream sockets.
+pub(crate) fn socketpair_nonblocking() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    let ty = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+    // SAFETY: `fds` is a valid, writable array of two c_ints.
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, ty, 0, fds.as_mut_ptr()) })?;
+    Ok((own(fds[0]), own(fds[1])))
+}
+
+/// Waits until a descriptor can be written to.
+pub(crate) fn wait_writable(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut p = [libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    }];
+    poll(&mut p, None).map(|_| ())
+}
+
 /// A close-on-exec, non-blocking pipe: (read end, write end).
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
@@ -448,8 +467,16 @@ pub(crate) fn send_two(sock: BorrowedFd<'_>, head: &[u8], body: &[u8]) -> io::Re
         msg.msg_iov = iov.as_mut_ptr();
         msg.msg_iovlen = 2;
         // SAFETY: `msg` points at two iovecs over live slices for the call.
-        let n = cvt_retry(|| unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })?
-            as usize;
+        let n = match cvt_retry(|| unsafe {
+            libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+        }) {
+            Ok(n) => n as usize,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_writable(sock)?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let from_head = n.min(head.len());
         head = &head[from_head..];
         body = &body[(n - from_head).min(body.len())..];
