@@ -459,6 +459,26 @@ impl Context {
 /// assert_eq!(child.join()?, "hello world #1");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// A closure that captures state does not compile (its state could not
+/// reach a spawned child); pass the state as arguments instead:
+///
+/// ```compile_fail,E0080
+/// use mproc_process::Process;
+///
+/// let offset = 5u64;
+/// let _ = Process::new(move |x: u64| x + offset, 1u64).start();
+/// ```
+///
+/// Neither does a fn pointer (it names no function at compile time):
+///
+/// ```compile_fail,E0080
+/// use mproc_process::Process;
+///
+/// fn double(x: u64) -> u64 { x * 2 }
+/// let f: fn(u64) -> u64 = double;
+/// let _ = Process::new(f, 1u64).start();
+/// ```
 #[must_use = "a Process does nothing until started"]
 pub struct Process<F, A> {
     f: F,
