@@ -396,3 +396,46 @@ fn pool_from_a_parent_with_busy_threads() {
         }
     });
 }
+
+fn stubborn(ms: u64) -> u64 {
+    // SAFETY: setting a signal disposition has no preconditions.
+    unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn terminate_escalates_to_sigkill() {
+    watchdog(60, || {
+        let pool = Pool::new(1).unwrap();
+        let pids = pool.pids();
+        let r = pool.apply_async(stubborn, 30_000).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let t0 = Instant::now();
+        pool.terminate_timeout(Duration::from_millis(300));
+        // SIGTERM was ignored, so it took the grace period and then SIGKILL.
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+        assert!(r.get().unwrap_err().is_cancelled());
+        assert!(pids.iter().all(|&p| !alive(p)));
+    });
+}
+
+#[test]
+fn drop_joins_with_a_deadline_then_terminates() {
+    watchdog(60, || {
+        let pool = Pool::builder()
+            .processes(1)
+            .drop_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let pids = pool.pids();
+        let quick = pool.apply_async(slow_id, 1).unwrap();
+        let stuck = pool.apply_async(stubborn, 30_000).unwrap();
+        let t0 = Instant::now();
+        drop(pool);
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+        assert_eq!(quick.get().unwrap(), 1);
+        assert!(stuck.get().unwrap_err().is_cancelled());
+        assert!(pids.iter().all(|&p| !alive(p)));
+    });
+}

@@ -208,3 +208,42 @@ fn dropping_a_pool_leaves_no_workers() {
         }
     });
 }
+
+fn init_unless_marker(path: String) {
+    if std::path::Path::new(&path).exists() {
+        panic!("marker present: refusing to start");
+    }
+}
+
+#[test]
+fn replacements_failing_their_initializer_stop_the_pool() {
+    watchdog(60, || {
+        let path = marker("init");
+        let _ = std::fs::remove_file(&path);
+        let p = path.to_string_lossy().into_owned();
+        let pool = Pool::builder()
+            .processes(1)
+            .initializer(init_unless_marker, p)
+            .build()
+            .unwrap();
+        assert_eq!(pool.apply(|x: u32| x + 1, 1).unwrap(), 2);
+        std::fs::write(&path, b"x").unwrap();
+        let victim = pool.pids()[0];
+        // SAFETY: kill(2) on our own worker.
+        unsafe { libc::kill(victim, libc::SIGKILL) };
+        // The replacements fail their initializer; after a bounded number of
+        // attempts the pool gives up and queued work fails (no endless loop).
+        let r = pool.apply_async(|x: u32| x + 1, 2).unwrap();
+        let e = r.get().unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        match e.task_error() {
+            Some(TaskError::InitializerFailed(m)) => assert!(m.contains("marker present"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // New work fails at once too.
+        assert!(matches!(
+            pool.apply(|x: u32| x, 3).unwrap_err().task_error(),
+            Some(TaskError::InitializerFailed(_))
+        ));
+    });
+}
