@@ -591,7 +591,10 @@ where
         if fds.len() > mproc_shm::handle::MAX_FDS_PER_MESSAGE - 2 {
             return Err(StartError::TooManyHandles { count: fds.len() });
         }
-        let exe = state::exe_id().map_err(StartError::Os)?;
+        let exe = state::exe_id().map_err(|e| match e.kind() {
+            io::ErrorKind::Unsupported => StartError::Unsupported,
+            _ => StartError::Os(e),
+        })?;
         let me = state::me();
         let identity = state::next_identity();
         let name = self.name.unwrap_or_else(|| {
