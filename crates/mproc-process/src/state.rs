@@ -57,8 +57,12 @@ pub(crate) fn next_identity() -> Vec<u32> {
 
 /// The running executable's identity, computed once.
 pub(crate) fn exe_id() -> std::io::Result<ExeId> {
-    EXE.get_or_init(|| sys::exe_id().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)))
-        .map_err(std::io::Error::from_raw_os_error)
+    // An error without an OS code is the non-Linux stub's `Unsupported`.
+    EXE.get_or_init(|| sys::exe_id().map_err(|e| e.raw_os_error().unwrap_or(-1)))
+        .map_err(|&code| match code {
+            -1 => std::io::ErrorKind::Unsupported.into(),
+            code => std::io::Error::from_raw_os_error(code),
+        })
 }
 
 /// Records a started child.
