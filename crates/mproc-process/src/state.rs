@@ -59,7 +59,7 @@ pub(crate) fn next_identity() -> Vec<u32> {
 pub(crate) fn exe_id() -> std::io::Result<ExeId> {
     // An error without an OS code is the non-Linux stub's `Unsupported`.
     EXE.get_or_init(|| sys::exe_id().map_err(|e| e.raw_os_error().unwrap_or(-1)))
-        .map_err(|&code| match code {
+        .map_err(|code| match code {
             -1 => std::io::ErrorKind::Unsupported.into(),
             code => std::io::Error::from_raw_os_error(code),
         })
