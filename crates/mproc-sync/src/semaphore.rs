@@ -138,9 +138,11 @@ impl RawSemaphore {
     /// releases).
     fn give_back(&self, n: u32, max: u32) {
         // SeqCst: see `release`.
-        let r = self.value.fetch_update(Ordering::SeqCst, Ordering::Relaxed, |v| {
-            Some(v.saturating_add(n).min(max.max(v)))
-        });
+        let r = self
+            .value
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |v| {
+                Some(v.saturating_add(n).min(max.max(v)))
+            });
         if r.is_ok() && self.waiters.load(Ordering::SeqCst) > 0 {
             futex::wake(&self.value, n);
         }
