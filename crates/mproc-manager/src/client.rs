@@ -60,7 +60,10 @@ pub(crate) fn thread_id() -> u64 {
 
 /// The caller as a lock owner.
 pub(crate) fn owner() -> Owner {
-    Owner { client: client_id(), thread: thread_id() }
+    Owner {
+        client: client_id(),
+        thread: thread_id(),
+    }
 }
 
 /// A server address as it travels inside a proxy.
@@ -104,7 +107,10 @@ pub(crate) struct Session {
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session").field("address", &self.address).field("timeout", &self.timeout).finish_non_exhaustive()
+        f.debug_struct("Session")
+            .field("address", &self.address)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -157,9 +163,37 @@ impl Session {
 
     /// A fresh session whose first connection is `conn` (already trusted:
     /// the pipe to a server this process started).
-    pub(crate) fn with_connection(address: Address, key: &[u8], timeout: Duration, conn: Connection) -> Result<Arc<Self>, Error> {
+    pub(crate) fn with_connection(
+        address: Address,
+        key: &[u8],
+        timeout: Duration,
+        conn: Connection,
+        same_exe: bool,
+    ) -> Result<Arc<Self>, Error> {
         let s = Arc::new(Self::new(address, key, timeout));
-        let link = s.hello(conn, true)?;
+        // Relaxed: see `hello`. The server told us in its ready message, so
+        // the hello is sent without waiting for its answer (which stays
+        // unread in the socket: from now on messages use the rings).
+        s.same_exe
+            .store(if same_exe { 1 } else { 2 }, Ordering::Relaxed);
+        let rings = conn.can_pass_handles();
+        let req = Request::Hello {
+            protocol: proto::PROTOCOL,
+            client: client_id(),
+            exe: crate::code_ref::exe_token(),
+            rings,
+        };
+        conn.send_ref(&req)
+            .map_err(|e| Error::Disconnected(io::Error::other(e.to_string())))?;
+        let mut link = Link::plain(conn);
+        if rings {
+            link.upgrade_client()
+                .map_err(|e| Error::Disconnected(io::Error::other(e)))?;
+        } else {
+            let _ = link
+                .recv::<Reply>(Some(Instant::now() + timeout))
+                .map_err(link_error)?;
+        }
         lock(&s.pool).push(link);
         lock(&SESSIONS).push(Arc::downgrade(&s));
         Ok(s)
@@ -167,27 +201,44 @@ impl Session {
 
     /// Any live session of `address` (for proxies stored inside a manager).
     fn find(address: &Address) -> Option<Arc<Self>> {
-        lock(&SESSIONS).iter().filter_map(Weak::upgrade).find(|s| &s.address == address)
+        lock(&SESSIONS)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|s| &s.address == address)
     }
 
     /// Introduces this client on a fresh connection and, on a Unix socket,
     /// moves it onto shared-memory rings.
     fn hello(&self, conn: Connection, local: bool) -> Result<Link, Error> {
         let rings = local && conn.can_pass_handles();
-        let req = Request::Hello { protocol: proto::PROTOCOL, client: client_id(), exe: crate::code_ref::exe_token(), rings };
-        conn.send_ref(&req).map_err(|e| Error::Disconnected(io::Error::other(e.to_string())))?;
+        let req = Request::Hello {
+            protocol: proto::PROTOCOL,
+            client: client_id(),
+            exe: crate::code_ref::exe_token(),
+            rings,
+        };
+        conn.send_ref(&req)
+            .map_err(|e| Error::Disconnected(io::Error::other(e.to_string())))?;
         let mut link = Link::plain(conn);
         match link.recv::<Reply>(Some(Instant::now() + self.timeout)) {
-            Ok(Reply::Hello { protocol, same_exe, .. }) if protocol == proto::PROTOCOL => {
+            Ok(Reply::Hello {
+                protocol, same_exe, ..
+            }) if protocol == proto::PROTOCOL => {
                 // Relaxed: a cache of a fact that never changes.
-                self.same_exe.store(if same_exe { 1 } else { 2 }, Ordering::Relaxed);
+                self.same_exe
+                    .store(if same_exe { 1 } else { 2 }, Ordering::Relaxed);
             }
             Ok(Reply::Err(e)) => return Err(Error::from_remote(e)),
-            Ok(_) => return Err(Error::Remote("the server speaks another protocol version".into())),
+            Ok(_) => {
+                return Err(Error::Remote(
+                    "the server speaks another protocol version".into(),
+                ));
+            }
             Err(e) => return Err(link_error(e)),
         }
         if rings {
-            link.upgrade_client().map_err(|e| Error::Disconnected(io::Error::other(e)))?;
+            link.upgrade_client()
+                .map_err(|e| Error::Disconnected(io::Error::other(e)))?;
         }
         Ok(link)
     }
@@ -260,7 +311,9 @@ impl Session {
         let reply = match wait {
             None => link.recv::<Reply>(Instant::now().checked_add(self.timeout)),
             Some(Some(ms)) => {
-                let d = Instant::now().checked_add(Duration::from_millis(ms)).and_then(|d| d.checked_add(self.timeout));
+                let d = Instant::now()
+                    .checked_add(Duration::from_millis(ms))
+                    .and_then(|d| d.checked_add(self.timeout));
                 match d {
                     Some(d) => link.recv::<Reply>(Some(d)),
                     None => self.recv_watching(&link),
@@ -278,6 +331,17 @@ impl Session {
             }
             Err(e) => Err(link_error(e)),
         }
+    }
+
+    /// Sends `req` without waiting for a reply. Returns the link used: keep
+    /// it open until the server has acted (closing it could make the server
+    /// drop the request with the connection).
+    pub(crate) fn send_only(&self, req: &Request) -> Result<Link, Error> {
+        let bytes = postcard::to_stdvec(req).map_err(Error::Encode)?;
+        let link = self.take()?;
+        link.send_bytes(bytes)
+            .map_err(|e| Error::Disconnected(io::Error::other(e)))?;
+        Ok(link)
     }
 
     /// Waits without limit for the reply of a waiting operation, checking
@@ -303,16 +367,22 @@ impl Session {
         if let Some(s) = self.key_segment.get() {
             return Ok(s);
         }
-        let seg = Segment::anonymous(4 + self.key.len()).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
-        seg.write(0, &(self.key.len() as u32).to_le_bytes()).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
-        seg.write(4, &self.key).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+        let seg = Segment::anonymous(4 + self.key.len())
+            .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+        seg.write(0, &(self.key.len() as u32).to_le_bytes())
+            .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+        seg.write(4, &self.key)
+            .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
         Ok(self.key_segment.get_or_init(|| seg))
     }
 }
 
 fn link_error(e: LinkError) -> Error {
     match e {
-        LinkError::Timeout => Error::Disconnected(io::Error::new(io::ErrorKind::TimedOut, "the server did not answer in time")),
+        LinkError::Timeout => Error::Disconnected(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the server did not answer in time",
+        )),
         LinkError::Gone(m) => Error::Disconnected(io::Error::new(io::ErrorKind::NotConnected, m)),
         LinkError::Decode(m) => Error::Remote(format!("the server's reply did not decode: {m}")),
     }
@@ -370,10 +440,20 @@ impl RawProxy {
 #[derive(Serialize, Deserialize)]
 enum ProxyWire {
     /// Inside a value stored in (or read from) the manager: the id only.
-    Inner { address: AddrWire, id: Id, kind: Kind },
+    Inner {
+        address: AddrWire,
+        id: Id,
+        kind: Kind,
+    },
     /// To another process, as an mproc handle: with the authkey in a sealed
     /// memfd that only travels as a file descriptor.
-    Outer { address: AddrWire, id: Id, kind: Kind, timeout_ms: u64, key: Segment },
+    Outer {
+        address: AddrWire,
+        id: Id,
+        kind: Kind,
+        timeout_ms: u64,
+        key: Segment,
+    },
 }
 
 impl Serialize for RawProxy {
@@ -382,11 +462,28 @@ impl Serialize for RawProxy {
         let inner = CURRENT.with(|c| c.borrow().is_some());
         let address = AddrWire::from(&self.session.address);
         if inner {
-            return ProxyWire::Inner { address, id: self.id, kind: self.kind }.serialize(s);
+            return ProxyWire::Inner {
+                address,
+                id: self.id,
+                kind: self.kind,
+            }
+            .serialize(s);
         }
-        let key = self.session.key_segment().map_err(S::Error::custom)?.try_clone().map_err(S::Error::custom)?;
+        let key = self
+            .session
+            .key_segment()
+            .map_err(S::Error::custom)?
+            .try_clone()
+            .map_err(S::Error::custom)?;
         let timeout_ms = self.session.timeout.as_millis().min(u64::MAX as u128) as u64;
-        ProxyWire::Outer { address, id: self.id, kind: self.kind, timeout_ms, key }.serialize(s)
+        ProxyWire::Outer {
+            address,
+            id: self.id,
+            kind: self.kind,
+            timeout_ms,
+            key,
+        }
+        .serialize(s)
     }
 }
 
@@ -396,13 +493,21 @@ impl<'de> Deserialize<'de> for RawProxy {
         match ProxyWire::deserialize(d)? {
             ProxyWire::Inner { address, id, kind } => {
                 let address = Address::from(address);
-                let current = CURRENT.with(|c| c.borrow().clone()).filter(|s| s.address == address);
+                let current = CURRENT
+                    .with(|c| c.borrow().clone())
+                    .filter(|s| s.address == address);
                 let session = current.or_else(|| Session::find(&address)).ok_or_else(|| {
                     D::Error::custom("a proxy stored in a manager can only be read through a proxy of that manager")
                 })?;
                 Ok(Self { session, id, kind })
             }
-            ProxyWire::Outer { address, id, kind, timeout_ms, key } => {
+            ProxyWire::Outer {
+                address,
+                id,
+                kind,
+                timeout_ms,
+                key,
+            } => {
                 let mut len = [0u8; 4];
                 key.read(0, &mut len).map_err(D::Error::custom)?;
                 let len = u32::from_le_bytes(len) as usize;

@@ -66,7 +66,10 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    const DESC: Desc = Desc { magic: MAGIC, call: apply::<F, V, A, R> };
+    const DESC: Desc = Desc {
+        magic: MAGIC,
+        call: apply::<F, V, A, R>,
+    };
 }
 
 /// Runs `F` on the decoded value and argument (in the server).
@@ -78,15 +81,18 @@ where
     R: Serialize,
 {
     let () = AssertZst::<F>::OK;
-    let mut v: V = postcard::from_bytes(value).map_err(|e| format!("the stored value does not decode as the function's type: {e}"))?;
-    let a: A = postcard::from_bytes(arg).map_err(|e| format!("the argument does not decode: {e}"))?;
+    let mut v: V = postcard::from_bytes(value)
+        .map_err(|e| format!("the stored value does not decode as the function's type: {e}"))?;
+    let a: A =
+        postcard::from_bytes(arg).map_err(|e| format!("the argument does not decode: {e}"))?;
     // SAFETY: `F` is zero-sized (checked at compile time above), so it has no
     // bytes and its one value is what the client had; it is `Copy`, so making
     // a copy out of nothing duplicates nothing that could be owned.
     let f: F = unsafe { std::mem::zeroed() };
     let r = f(&mut v, a);
     let out = postcard::to_stdvec(&r).map_err(|e| format!("the result does not encode: {e}"))?;
-    *value = postcard::to_stdvec(&v).map_err(|e| format!("the updated value does not encode: {e}"))?;
+    *value =
+        postcard::to_stdvec(&v).map_err(|e| format!("the updated value does not encode: {e}"))?;
     Ok(out)
 }
 
@@ -127,8 +133,12 @@ fn image() -> &'static [Range] {
 }
 
 fn inside(addr: usize, len: usize, exec: bool) -> bool {
-    let Some(end) = addr.checked_add(len) else { return false };
-    image().iter().any(|r| addr >= r.start && end <= r.end && (r.exec || !exec))
+    let Some(end) = addr.checked_add(len) else {
+        return false;
+    };
+    image()
+        .iter()
+        .any(|r| addr >= r.start && end <= r.end && (r.exec || !exec))
 }
 
 /// The update function whose descriptor lies at `offset`, if it is one.
@@ -178,7 +188,17 @@ mod tests {
         let r = f(&mut v, &postcard::to_stdvec(&2u64).unwrap()).unwrap();
         assert_eq!(postcard::from_bytes::<u64>(&r).unwrap(), 42);
         assert_eq!(postcard::from_bytes::<u64>(&v).unwrap(), 42);
-        for bad in [0i64, 1, 8, -8, off + 8, off - 16, i64::MAX, i64::MIN, 1 << 40] {
+        for bad in [
+            0i64,
+            1,
+            8,
+            -8,
+            off + 8,
+            off - 16,
+            i64::MAX,
+            i64::MIN,
+            1 << 40,
+        ] {
             assert!(resolve(bad).is_none(), "offset {bad} resolved");
         }
     }

@@ -11,8 +11,12 @@ const FRUIT: [&str; 6] = ["apple", "banana", "cherry", "damson", "elderberry", "
 /// Runs in each child: adds its fruit, and counts itself under `"baskets"`.
 fn pick((fruit, i): (Dict<String, u32>, usize)) -> Result<(), String> {
     let name = FRUIT[i % FRUIT.len()].to_string();
-    fruit.update_or_insert_with(&name, &0, 1, |n: &mut u32, k: u32| *n += k).map_err(|e| e.to_string())?;
-    fruit.update_or_insert_with(&"baskets".to_string(), &0, 1, |n: &mut u32, k: u32| *n += k).map_err(|e| e.to_string())?;
+    fruit
+        .update_or_insert_with(&name, &0, 1, |n: &mut u32, k: u32| *n += k)
+        .map_err(|e| e.to_string())?;
+    fruit
+        .update_or_insert_with(&"baskets".to_string(), &0, 1, |n: &mut u32, k: u32| *n += k)
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -36,7 +40,11 @@ pub fn fruit_demo(workers: usize) -> Result<Vec<(String, u32)>, Error> {
     let fruit = m.dict::<String, u32>()?;
     let mut children = Vec::with_capacity(workers);
     for i in 0..workers {
-        children.push(Process::new(pick, (fruit.clone(), i)).start().map_err(Error::Start)?);
+        children.push(
+            Process::new(pick, (fruit.clone(), i))
+                .start()
+                .map_err(Error::Start)?,
+        );
     }
     for mut c in children {
         match c.join() {

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use crate::code_ref;
 use crate::error::Error;
 use crate::proto::{Kind, Op, Reply};
-use crate::proxy::{bytes, boolean, count, proxy_type, unexpected, unit};
+use crate::proxy::{boolean, bytes, count, proxy_type, unexpected, unit};
 
 proxy_type! {
     /// A proxy of a dict in the manager (CPython's `DictProxy`), keeping
@@ -85,7 +85,9 @@ where
     /// # Errors
     /// [`Error::Disconnected`]; [`Error::Encode`] if a value does not serialize.
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>, Error> {
-        let r = self.raw.call(Op::DictInsert(self.key(key)?, self.raw.enc(value)?))?;
+        let r = self
+            .raw
+            .call(Op::DictInsert(self.key(key)?, self.raw.enc(value)?))?;
         self.maybe(r)
     }
 
@@ -147,7 +149,10 @@ where
     /// # Errors
     /// As for [`Dict::insert`].
     pub fn setdefault(&self, key: &K, default: &V) -> Result<V, Error> {
-        let b = bytes(self.raw.call(Op::DictSetDefault(self.key(key)?, self.raw.enc(default)?))?)?;
+        let b = bytes(
+            self.raw
+                .call(Op::DictSetDefault(self.key(key)?, self.raw.enc(default)?))?,
+        )?;
         self.raw.dec(&b)
     }
 
@@ -206,7 +211,10 @@ where
     /// As for [`Dict::get`].
     pub fn items(&self) -> Result<Vec<(K, V)>, Error> {
         match self.raw.call(Op::DictItems)? {
-            Reply::Pairs(p) => p.iter().map(|(k, v)| Ok((self.raw.dec(k)?, self.raw.dec(v)?))).collect(),
+            Reply::Pairs(p) => p
+                .iter()
+                .map(|(k, v)| Ok((self.raw.dec(k)?, self.raw.dec(v)?)))
+                .collect(),
             r => Err(unexpected(r)),
         }
     }
@@ -221,7 +229,10 @@ where
         K: 'a,
         V: 'a,
     {
-        let enc: Result<Vec<_>, Error> = pairs.into_iter().map(|(k, v)| Ok((self.key(k)?, self.raw.enc(v)?))).collect();
+        let enc: Result<Vec<_>, Error> = pairs
+            .into_iter()
+            .map(|(k, v)| Ok((self.key(k)?, self.raw.enc(v)?)))
+            .collect();
         unit(self.raw.call(Op::DictUpdate(enc?))?)
     }
 
@@ -236,7 +247,10 @@ where
     {
         let enc: Result<Vec<_>, Error> = keys.into_iter().map(|k| self.key(k)).collect();
         match self.raw.call(Op::DictGetMany(enc?))? {
-            Reply::MaybeList(vs) => vs.iter().map(|v| v.as_deref().map(|b| self.raw.dec(b)).transpose()).collect(),
+            Reply::MaybeList(vs) => vs
+                .iter()
+                .map(|v| v.as_deref().map(|b| self.raw.dec(b)).transpose())
+                .collect(),
             r => Err(unexpected(r)),
         }
     }
@@ -270,7 +284,13 @@ where
     ///
     /// # Errors
     /// As for [`Dict::update_with`], without [`Error::KeyMissing`].
-    pub fn update_or_insert_with<A, R, F>(&self, key: &K, default: &V, arg: A, f: F) -> Result<R, Error>
+    pub fn update_or_insert_with<A, R, F>(
+        &self,
+        key: &K,
+        default: &V,
+        arg: A,
+        f: F,
+    ) -> Result<R, Error>
     where
         F: Fn(&mut V, A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
@@ -290,7 +310,12 @@ where
             return Err(Error::ForeignExecutable);
         }
         let func = code_ref::offset_of::<F, V, A, R>(f);
-        let op = Op::DictApply { key: self.key(key)?, default, func, arg: self.raw.enc(&arg)? };
+        let op = Op::DictApply {
+            key: self.key(key)?,
+            default,
+            func,
+            arg: self.raw.enc(&arg)?,
+        };
         let b = bytes(self.raw.call(op)?)?;
         self.raw.dec(&b)
     }

@@ -122,7 +122,9 @@ impl Error {
             RemoteError::BrokenBarrier => Self::BrokenBarrier,
             RemoteError::TooManyTaskDone => Self::TooManyTaskDone,
             RemoteError::ForeignExecutable => Self::ForeignExecutable,
-            RemoteError::BadFunction => Self::Remote("the server found no update function at the offset sent".into()),
+            RemoteError::BadFunction => {
+                Self::Remote("the server found no update function at the offset sent".into())
+            }
             RemoteError::Decode(m) => Self::Update(m),
             RemoteError::Panicked(m) => Self::Panicked(m),
             RemoteError::Malformed(m) => Self::Remote(format!("malformed request: {m}")),
@@ -136,12 +138,16 @@ impl fmt::Debug for Error {
         match self {
             Self::Disconnected(e) => f.debug_tuple("Disconnected").field(e).finish(),
             Self::Auth(e) => f.debug_tuple("Auth").field(e).finish(),
-            Self::IndexOutOfRange { index, len } => {
-                f.debug_struct("IndexOutOfRange").field("index", index).field("len", len).finish()
-            }
-            Self::WrongKind { expected, found } => {
-                f.debug_struct("WrongKind").field("expected", expected).field("found", found).finish()
-            }
+            Self::IndexOutOfRange { index, len } => f
+                .debug_struct("IndexOutOfRange")
+                .field("index", index)
+                .field("len", len)
+                .finish(),
+            Self::WrongKind { expected, found } => f
+                .debug_struct("WrongKind")
+                .field("expected", expected)
+                .field("found", found)
+                .finish(),
             Self::NoSuchName(n) => f.debug_tuple("NoSuchName").field(n).finish(),
             Self::NameTaken(n) => f.debug_tuple("NameTaken").field(n).finish(),
             Self::Encode(e) => f.debug_tuple("Encode").field(e).finish(),
@@ -237,7 +243,9 @@ impl<T> PutError<T> {
 
 impl<T> fmt::Debug for PutError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PutError").field("error", &self.error).finish_non_exhaustive()
+        f.debug_struct("PutError")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
     }
 }
 

@@ -41,7 +41,9 @@ impl From<RecvError> for LinkError {
         match e {
             RecvError::Timeout => Self::Timeout,
             RecvError::Decode(e) => Self::Decode(e.to_string()),
-            RecvError::Eof | RecvError::Truncated => Self::Gone("the peer closed the connection".into()),
+            RecvError::Eof | RecvError::Truncated => {
+                Self::Gone("the peer closed the connection".into())
+            }
             other => Self::Gone(other.to_string()),
         }
     }
@@ -68,17 +70,26 @@ impl Link {
     /// Client side: makes the two rings and hands them to the server over
     /// the socket (which must be a Unix socket).
     pub(crate) fn upgrade_client(&mut self) -> Result<(), String> {
-        let make = || QueueBuilder::new().capacity(RING_BYTES).build::<Vec<u8>, mproc_queue::Bytes>();
+        let make = || {
+            QueueBuilder::new()
+                .capacity(RING_BYTES)
+                .build::<Vec<u8>, mproc_queue::Bytes>()
+        };
         let requests = make().map_err(|e| e.to_string())?;
         let replies = make().map_err(|e| e.to_string())?;
-        self.sock.send_ref(&(&requests, &replies)).map_err(|e| e.to_string())?;
+        self.sock
+            .send_ref(&(&requests, &replies))
+            .map_err(|e| e.to_string())?;
         self.rings = Some((replies, requests));
         Ok(())
     }
 
     /// Server side: receives the client's rings.
     pub(crate) fn upgrade_server(&mut self, deadline: Instant) -> Result<(), String> {
-        let (requests, replies): (Ring, Ring) = self.sock.recv_deadline(deadline).map_err(|e| e.to_string())?;
+        let (requests, replies): (Ring, Ring) = self
+            .sock
+            .recv_deadline(deadline)
+            .map_err(|e| e.to_string())?;
         self.rings = Some((requests, replies));
         Ok(())
     }
@@ -113,7 +124,9 @@ impl Link {
                 Err(GetTimeoutError::Timeout) => {
                     if sys::peer_gone(self.fd()) {
                         // A last message may have been put just before the peer left.
-                        return incoming.try_get().map_err(|_| LinkError::Gone("the peer hung up".into()));
+                        return incoming
+                            .try_get()
+                            .map_err(|_| LinkError::Gone("the peer hung up".into()));
                     }
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Err(LinkError::Timeout);
@@ -125,7 +138,10 @@ impl Link {
     }
 
     /// Receives and decodes one message.
-    pub(crate) fn recv<T: DeserializeOwned>(&self, deadline: Option<Instant>) -> Result<T, LinkError> {
+    pub(crate) fn recv<T: DeserializeOwned>(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<T, LinkError> {
         let b = self.recv_bytes(deadline)?;
         postcard::from_bytes(&b).map_err(|e| LinkError::Decode(e.to_string()))
     }

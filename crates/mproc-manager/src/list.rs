@@ -169,7 +169,11 @@ impl<T: Serialize + DeserializeOwned> List<T> {
             return Err(Error::ForeignExecutable);
         }
         let func = code_ref::offset_of::<F, T, A, R>(f);
-        let b = bytes(self.raw.call(Op::ListApply { index, func, arg: self.raw.enc(&arg)? })?)?;
+        let b = bytes(self.raw.call(Op::ListApply {
+            index,
+            func,
+            arg: self.raw.enc(&arg)?,
+        })?)?;
         self.raw.dec(&b)
     }
 }

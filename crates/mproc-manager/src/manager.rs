@@ -15,12 +15,14 @@ use crate::client::{AddrWire, RawProxy, Session};
 use crate::dict::Dict;
 use crate::error::Error;
 use crate::list::List;
+use crate::proto::ExeWire;
 use crate::proto::{Init, Kind, Reply, Request};
 use crate::proxy::{Proxy, unexpected, unit};
 use crate::queue::{JoinableQueue, Queue};
+use crate::server::ExitCleanup;
 use crate::sync::{Barrier, Condition, Event, Lock, RLock, Semaphore};
 use crate::value::{Namespace, Value};
-use crate::{server, sys};
+use crate::{code_ref, server, sys};
 
 /// The default limit on how long a call waits for a server that does not
 /// answer.
@@ -122,16 +124,20 @@ impl ManagerBuilder {
         let key = self.key()?;
         let key_segment = key_segment(&key)?;
         let (mine, theirs) = mproc_pipe::pipe(true).map_err(Error::Io)?;
-        let args = ServerArgs { address: self.address.as_ref().map(AddrWire::from), key: key_segment, ready: theirs };
+        let args = ServerArgs {
+            address: self.address.as_ref().map(AddrWire::from),
+            key: key_segment,
+            ready: theirs,
+        };
         let mut process = Process::new(server_main, args)
             .name("SyncManager")
             .daemon(true)
             .start_method(self.start_method)
             .start()
             .map_err(Error::Start)?;
-        let ready = mine.recv_timeout::<Result<AddrWire, String>>(self.call_timeout.max(Duration::from_secs(10)));
-        let address = match ready {
-            Ok(Ok(a)) => Address::from(a),
+        let ready = mine.recv_timeout::<Ready>(self.call_timeout.max(Duration::from_secs(10)));
+        let (address, exe) = match ready {
+            Ok(Ok((a, exe))) => (Address::from(a), exe),
             Ok(Err(msg)) => {
                 let _ = process.join_timeout(self.shutdown_timeout);
                 return Err(Error::Io(io::Error::other(msg)));
@@ -139,17 +145,21 @@ impl ManagerBuilder {
             Err(e) => {
                 let _ = process.terminate_timeout(self.shutdown_timeout);
                 let _ = process.join_timeout(Duration::ZERO);
-                return Err(Error::Io(io::Error::other(format!("the manager server did not start: {e}"))));
+                return Err(Error::Io(io::Error::other(format!(
+                    "the manager server did not start: {e}"
+                ))));
             }
         };
-        let session = match Session::with_connection(address, &key, self.call_timeout, mine) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = process.terminate_timeout(self.shutdown_timeout);
-                let _ = process.join_timeout(Duration::ZERO);
-                return Err(e);
-            }
-        };
+        let same_exe = exe.is_some() && exe == code_ref::exe_token();
+        let session =
+            match Session::with_connection(address, &key, self.call_timeout, mine, same_exe) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = process.terminate_timeout(self.shutdown_timeout);
+                    let _ = process.join_timeout(Duration::ZERO);
+                    return Err(e);
+                }
+            };
         let auto_socket = match (&self.address, &session.address) {
             (None, Address::Unix(p)) => Some(p.clone()),
             _ => None,
@@ -173,8 +183,14 @@ impl ManagerBuilder {
     /// [`Error::Auth`] for a wrong authkey (before any object is
     /// reachable); [`Error::Disconnected`] if nothing answers.
     pub fn connect(self) -> Result<Manager, Error> {
-        let address = self.address.clone().ok_or_else(|| Error::Io(io::Error::other("connect needs an address")))?;
-        let key = self.authkey.clone().ok_or_else(|| Error::Io(io::Error::other("connect needs the authkey")))?;
+        let address = self
+            .address
+            .clone()
+            .ok_or_else(|| Error::Io(io::Error::other("connect needs an address")))?;
+        let key = self
+            .authkey
+            .clone()
+            .ok_or_else(|| Error::Io(io::Error::other("connect needs the authkey")))?;
         let session = Session::get(address, &key, self.call_timeout);
         // CPython's `connect` sends a `dummy` request: fail now, not later.
         unit(session.call(&Request::Ping)?)?;
@@ -200,7 +216,7 @@ impl ManagerBuilder {
         let key = self.key()?;
         let listener = bind(self.address.as_ref()).map_err(Error::Io)?;
         ready(listener.address());
-        server::serve(listener, key, None);
+        server::serve(listener, key, None, None);
         Ok(())
     }
 }
@@ -215,9 +231,12 @@ fn bind(address: Option<&Address>) -> io::Result<Listener> {
 /// The authkey in a sealed memfd: it reaches the server process as a file
 /// descriptor, never as bytes in a message.
 fn key_segment(key: &[u8]) -> Result<Segment, Error> {
-    let seg = Segment::anonymous(4 + key.len()).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
-    seg.write(0, &(key.len() as u32).to_le_bytes()).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
-    seg.write(4, key).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+    let seg = Segment::anonymous(4 + key.len())
+        .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+    seg.write(0, &(key.len() as u32).to_le_bytes())
+        .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+    seg.write(4, key)
+        .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
     Ok(seg)
 }
 
@@ -241,7 +260,9 @@ struct ServerArgs {
 fn server_main(args: ServerArgs) {
     sys::ignore_sigint();
     let Some(key) = read_key(&args.key) else {
-        let _ = args.ready.send_ref(&Err::<AddrWire, String>("the authkey did not arrive".into()));
+        let _ = args
+            .ready
+            .send_ref(&Ready::Err("the authkey did not arrive".into()));
         return;
     };
     drop(args.key);
@@ -249,16 +270,36 @@ fn server_main(args: ServerArgs) {
     let listener = match bind(address.as_ref()) {
         Ok(l) => l,
         Err(e) => {
-            let at = address.map(|a| a.to_string()).unwrap_or_else(|| "a private socket".into());
-            let _ = args.ready.send_ref(&Err::<AddrWire, String>(format!("the manager server cannot listen at {at}: {e}")));
+            let at = address
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "a private socket".into());
+            let _ = args.ready.send_ref(&Ready::Err(format!(
+                "the manager server cannot listen at {at}: {e}"
+            )));
             return;
         }
     };
-    if args.ready.send_ref(&Ok::<AddrWire, String>(AddrWire::from(listener.address()))).is_err() {
+    let cleanup = match (&address, listener.address()) {
+        (None, Address::Unix(p)) => ExitCleanup {
+            socket: Some(p.clone()),
+            dir: p.parent().map(|d| d.to_owned()),
+        },
+        (Some(_), Address::Unix(p)) => ExitCleanup {
+            socket: Some(p.clone()),
+            dir: None,
+        },
+        _ => ExitCleanup::default(),
+    };
+    let ready: Ready = Ok((AddrWire::from(listener.address()), code_ref::exe_token()));
+    if args.ready.send_ref(&ready).is_err() {
         return;
     }
-    server::serve(listener, key, Some(args.ready));
+    server::serve(listener, key, Some(args.ready), Some(cleanup));
 }
+
+/// What the server process reports once it listens: its address and
+/// executable, or why it could not start.
+type Ready = Result<(AddrWire, Option<ExeWire>), String>;
 
 /// A manager: a server process holding shared objects, and the means to
 /// make and reach them (CPython's `multiprocessing.Manager()` /
@@ -310,7 +351,10 @@ impl Manager {
     /// # Errors
     /// As for [`ManagerBuilder::connect`].
     pub fn connect(address: impl Into<Address>, authkey: &[u8]) -> Result<Self, Error> {
-        ManagerBuilder::default().address(address).authkey(authkey).connect()
+        ManagerBuilder::default()
+            .address(address)
+            .authkey(authkey)
+            .connect()
     }
 
     /// The server's address.
@@ -331,7 +375,11 @@ impl Manager {
 
     fn create(&self, kind: Kind, init: Init) -> Result<RawProxy, Error> {
         match self.session.call(&Request::Create { kind, init })? {
-            Reply::Object(id, kind) => Ok(RawProxy { session: self.session.clone(), id, kind }),
+            Reply::Object(id, kind) => Ok(RawProxy {
+                session: self.session.clone(),
+                id,
+                kind,
+            }),
             r => Err(unexpected(r)),
         }
     }
@@ -352,8 +400,14 @@ impl Manager {
     ///
     /// # Errors
     /// [`Error::Disconnected`]; [`Error::Encode`].
-    pub fn dict_from<K: Serialize, V: Serialize>(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<Dict<K, V>, Error> {
-        let p: Result<Vec<_>, Error> = pairs.into_iter().map(|(k, v)| Ok((self.enc(&k)?, self.enc(&v)?))).collect();
+    pub fn dict_from<K: Serialize, V: Serialize>(
+        &self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Dict<K, V>, Error> {
+        let p: Result<Vec<_>, Error> = pairs
+            .into_iter()
+            .map(|(k, v)| Ok((self.enc(&k)?, self.enc(&v)?)))
+            .collect();
         Ok(Dict::wrap(self.create(Kind::Dict, Init::Pairs(p?))?))
     }
 
@@ -369,7 +423,10 @@ impl Manager {
     ///
     /// # Errors
     /// [`Error::Disconnected`]; [`Error::Encode`].
-    pub fn list_from<T: Serialize>(&self, items: impl IntoIterator<Item = T>) -> Result<List<T>, Error> {
+    pub fn list_from<T: Serialize>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<List<T>, Error> {
         let v: Result<Vec<_>, Error> = items.into_iter().map(|i| self.enc(&i)).collect();
         Ok(List::wrap(self.create(Kind::List, Init::Items(v?))?))
     }
@@ -412,7 +469,9 @@ impl Manager {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn semaphore(&self, value: u64) -> Result<Semaphore, Error> {
-        Ok(Semaphore::wrap(self.create(Kind::Semaphore, Init::Count(value))?))
+        Ok(Semaphore::wrap(
+            self.create(Kind::Semaphore, Init::Count(value))?,
+        ))
     }
 
     /// A new bounded semaphore: releasing above `value` is [`Error::OverRelease`].
@@ -420,7 +479,9 @@ impl Manager {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn bounded_semaphore(&self, value: u64) -> Result<Semaphore, Error> {
-        Ok(Semaphore::wrap(self.create(Kind::BoundedSemaphore, Init::Count(value))?))
+        Ok(Semaphore::wrap(
+            self.create(Kind::BoundedSemaphore, Init::Count(value))?,
+        ))
     }
 
     /// A new event, not set.
@@ -444,7 +505,9 @@ impl Manager {
     /// # Errors
     /// [`Error::Remote`] for zero parties; [`Error::Disconnected`].
     pub fn barrier(&self, parties: usize) -> Result<Barrier, Error> {
-        Ok(Barrier::wrap(self.create(Kind::Barrier, Init::Count(parties as u64))?))
+        Ok(Barrier::wrap(
+            self.create(Kind::Barrier, Init::Count(parties as u64))?,
+        ))
     }
 
     /// A new queue holding at most `maxsize` items (0: unbounded).
@@ -452,7 +515,12 @@ impl Manager {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn queue<T>(&self, maxsize: usize) -> Result<Queue<T>, Error> {
-        Ok(Queue::wrap(self.create(Kind::Queue, Init::Queue { maxsize: maxsize as u64 })?))
+        Ok(Queue::wrap(self.create(
+            Kind::Queue,
+            Init::Queue {
+                maxsize: maxsize as u64,
+            },
+        )?))
     }
 
     /// A new joinable queue holding at most `maxsize` items (0: unbounded).
@@ -460,7 +528,12 @@ impl Manager {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn joinable_queue<T>(&self, maxsize: usize) -> Result<JoinableQueue<T>, Error> {
-        Ok(JoinableQueue::wrap(self.create(Kind::JoinableQueue, Init::Queue { maxsize: maxsize as u64 })?))
+        Ok(JoinableQueue::wrap(self.create(
+            Kind::JoinableQueue,
+            Init::Queue {
+                maxsize: maxsize as u64,
+            },
+        )?))
     }
 
     /// Names `proxy`'s object in the server's registry, so that processes
@@ -469,7 +542,10 @@ impl Manager {
     /// # Errors
     /// [`Error::NameTaken`] if the name is in use.
     pub fn register<P: Proxy>(&self, name: &str, proxy: &P) -> Result<(), Error> {
-        unit(self.session.call(&Request::Register { name: name.to_owned(), id: proxy.raw().id })?)
+        unit(self.session.call(&Request::Register {
+            name: name.to_owned(),
+            id: proxy.raw().id,
+        })?)
     }
 
     /// The object registered as `name`, as proxy type `P`.
@@ -477,8 +553,14 @@ impl Manager {
     /// # Errors
     /// [`Error::NoSuchName`]; [`Error::WrongKind`] if `P` cannot reach it.
     pub fn lookup<P: Proxy>(&self, name: &str) -> Result<P, Error> {
-        match self.session.call(&Request::Lookup { name: name.to_owned() })? {
-            Reply::Object(id, kind) => P::from_raw(RawProxy { session: self.session.clone(), id, kind }),
+        match self.session.call(&Request::Lookup {
+            name: name.to_owned(),
+        })? {
+            Reply::Object(id, kind) => P::from_raw(RawProxy {
+                session: self.session.clone(),
+                id,
+                kind,
+            }),
             r => Err(unexpected(r)),
         }
     }
@@ -488,7 +570,9 @@ impl Manager {
     /// # Errors
     /// [`Error::NoSuchName`].
     pub fn unregister(&self, name: &str) -> Result<(), Error> {
-        unit(self.session.call(&Request::Unregister { name: name.to_owned() })?)
+        unit(self.session.call(&Request::Unregister {
+            name: name.to_owned(),
+        })?)
     }
 
     /// The registered names, sorted.
@@ -521,7 +605,10 @@ impl Manager {
     /// # Errors
     /// [`Error::NoSuchObject`] if it was already freed.
     pub fn release<P: Proxy>(&self, proxy: &P) -> Result<(), Error> {
-        unit(self.session.call(&Request::Release { id: proxy.raw().id })?)
+        unit(
+            self.session
+                .call(&Request::Release { id: proxy.raw().id })?,
+        )
     }
 
     /// Whether the server answers.
@@ -545,10 +632,12 @@ impl Manager {
             return Ok(());
         }
         self.stopped = true;
-        let asked = self.session.call(&Request::Shutdown);
         let Some(mut p) = self.process.take() else {
-            return asked.map(|_| ());
+            return self.session.call(&Request::Shutdown).map(|_| ());
         };
+        // The server exits as soon as it reads the request: wait for that,
+        // not for a reply.
+        let asked = self.session.send_only(&Request::Shutdown);
         let deadline = Instant::now() + self.shutdown_timeout;
         let r = if asked.is_ok() && p.join_deadline(deadline).is_ok() {
             Ok(())
@@ -556,7 +645,10 @@ impl Manager {
             let _ = p.join_timeout(Duration::ZERO);
             Ok(())
         } else {
-            let r = p.terminate_timeout(self.shutdown_timeout).map(|_| ()).map_err(Error::Io);
+            let r = p
+                .terminate_timeout(self.shutdown_timeout)
+                .map(|_| ())
+                .map_err(Error::Io);
             let _ = p.join_timeout(Duration::ZERO);
             r
         };

@@ -115,7 +115,12 @@ pub(crate) enum Init {
 pub(crate) enum Request {
     /// The first message on every connection.
     /// `rings`: the client will hand over shared-memory rings next.
-    Hello { protocol: u32, client: u64, exe: Option<ExeWire>, rings: bool },
+    Hello {
+        protocol: u32,
+        client: u64,
+        exe: Option<ExeWire>,
+        rings: bool,
+    },
     /// Liveness check (CPython's `dummy`).
     Ping,
     /// Makes a new object.
@@ -161,7 +166,12 @@ pub(crate) enum Op {
     DictPopItem,
     /// Server-side update of the value at a key; `default` is inserted first
     /// when the key is missing (else the key must exist).
-    DictApply { key: Bytes, default: Option<Bytes>, func: i64, arg: Bytes },
+    DictApply {
+        key: Bytes,
+        default: Option<Bytes>,
+        func: i64,
+        arg: Bytes,
+    },
     // List.
     ListPush(Bytes),
     ListExtend(Vec<Bytes>),
@@ -173,27 +183,49 @@ pub(crate) enum Op {
     ListIndex(Bytes),
     ListCount(Bytes),
     ListSnapshot,
-    ListApply { index: i64, func: i64, arg: Bytes },
+    ListApply {
+        index: i64,
+        func: i64,
+        arg: Bytes,
+    },
     // Namespace.
     NsGet(String),
     NsSet(String, Bytes),
     NsDel(String),
     NsNames,
-    NsApply { name: String, func: i64, arg: Bytes },
+    NsApply {
+        name: String,
+        func: i64,
+        arg: Bytes,
+    },
     // Value.
     ValueGet,
     ValueSet(Bytes),
     ValueSwap(Bytes),
-    ValueApply { func: i64, arg: Bytes },
+    ValueApply {
+        func: i64,
+        arg: Bytes,
+    },
     // Shared by containers.
     Len,
     Clear,
     // Locks, semaphores and conditions.
-    Acquire { owner: Owner, wait: WaitMs },
-    Release { owner: Owner },
+    Acquire {
+        owner: Owner,
+        wait: WaitMs,
+    },
+    Release {
+        owner: Owner,
+    },
     LockState,
-    CondWait { owner: Owner, wait: WaitMs },
-    CondNotify { owner: Owner, n: u64 },
+    CondWait {
+        owner: Owner,
+        wait: WaitMs,
+    },
+    CondNotify {
+        owner: Owner,
+        n: u64,
+    },
     // Event.
     EventSet,
     EventClear,
@@ -241,7 +273,11 @@ pub(crate) enum Acquired {
 /// A server-to-client message.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum Reply {
-    Hello { protocol: u32, same_exe: bool, pid: i32 },
+    Hello {
+        protocol: u32,
+        same_exe: bool,
+        pid: i32,
+    },
     Unit,
     Bool(bool),
     Count(u64),
@@ -295,28 +331,100 @@ pub(crate) fn decode_request(bytes: &[u8]) -> Result<Request, postcard::Error> {
 
 /// A few valid requests, encoded (fuzz corpus seeds).
 pub(crate) fn samples() -> Vec<Vec<u8>> {
-    let owner = Owner { client: 7, thread: 1 };
+    let owner = Owner {
+        client: 7,
+        thread: 1,
+    };
     let reqs = vec![
-        Request::Hello { protocol: PROTOCOL, client: 7, exe: None, rings: false },
+        Request::Hello {
+            protocol: PROTOCOL,
+            client: 7,
+            exe: None,
+            rings: false,
+        },
         Request::Ping,
-        Request::Create { kind: Kind::Dict, init: Init::Pairs(vec![(vec![1, b'a'], vec![3])]) },
-        Request::Create { kind: Kind::Barrier, init: Init::Count(0) },
-        Request::Register { name: "shared".into(), id: 1 },
-        Request::Lookup { name: "shared".into() },
-        Request::Call { id: 1, op: Op::DictInsert(vec![1, b'k'], vec![5]) },
-        Request::Call { id: 1, op: Op::DictApply { key: vec![1, b'k'], default: Some(vec![0]), func: 4096, arg: vec![1] } },
-        Request::Call { id: 2, op: Op::ListInsert(i64::MIN, vec![9]) },
-        Request::Call { id: 2, op: Op::ListPop(Some(-3)) },
-        Request::Call { id: 4, op: Op::ValueApply { func: -64, arg: vec![] } },
-        Request::Call { id: 5, op: Op::Acquire { owner, wait: Some(0) } },
-        Request::Call { id: 5, op: Op::Release { owner } },
-        Request::Call { id: 9, op: Op::CondWait { owner, wait: Some(10) } },
-        Request::Call { id: 10, op: Op::BarrierWait(Some(0)) },
-        Request::Call { id: 11, op: Op::Put(vec![1, 2, 3], Some(0)) },
-        Request::Call { id: 11, op: Op::TaskDone },
-        Request::Batch(vec![(1, Op::Len), (2, Op::ListSnapshot), (11, Op::Get(None))]),
+        Request::Create {
+            kind: Kind::Dict,
+            init: Init::Pairs(vec![(vec![1, b'a'], vec![3])]),
+        },
+        Request::Create {
+            kind: Kind::Barrier,
+            init: Init::Count(0),
+        },
+        Request::Register {
+            name: "shared".into(),
+            id: 1,
+        },
+        Request::Lookup {
+            name: "shared".into(),
+        },
+        Request::Call {
+            id: 1,
+            op: Op::DictInsert(vec![1, b'k'], vec![5]),
+        },
+        Request::Call {
+            id: 1,
+            op: Op::DictApply {
+                key: vec![1, b'k'],
+                default: Some(vec![0]),
+                func: 4096,
+                arg: vec![1],
+            },
+        },
+        Request::Call {
+            id: 2,
+            op: Op::ListInsert(i64::MIN, vec![9]),
+        },
+        Request::Call {
+            id: 2,
+            op: Op::ListPop(Some(-3)),
+        },
+        Request::Call {
+            id: 4,
+            op: Op::ValueApply {
+                func: -64,
+                arg: vec![],
+            },
+        },
+        Request::Call {
+            id: 5,
+            op: Op::Acquire {
+                owner,
+                wait: Some(0),
+            },
+        },
+        Request::Call {
+            id: 5,
+            op: Op::Release { owner },
+        },
+        Request::Call {
+            id: 9,
+            op: Op::CondWait {
+                owner,
+                wait: Some(10),
+            },
+        },
+        Request::Call {
+            id: 10,
+            op: Op::BarrierWait(Some(0)),
+        },
+        Request::Call {
+            id: 11,
+            op: Op::Put(vec![1, 2, 3], Some(0)),
+        },
+        Request::Call {
+            id: 11,
+            op: Op::TaskDone,
+        },
+        Request::Batch(vec![
+            (1, Op::Len),
+            (2, Op::ListSnapshot),
+            (11, Op::Get(None)),
+        ]),
         Request::Release { id: 3 },
         Request::Shutdown,
     ];
-    reqs.iter().filter_map(|r| postcard::to_stdvec(r).ok()).collect()
+    reqs.iter()
+        .filter_map(|r| postcard::to_stdvec(r).ok())
+        .collect()
 }

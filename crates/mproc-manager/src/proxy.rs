@@ -26,7 +26,10 @@ pub trait Proxy: Sized {
 }
 
 pub(crate) fn unexpected(r: Reply) -> Error {
-    Error::Remote(format!("unexpected reply from the server: {}", reply_name(&r)))
+    Error::Remote(format!(
+        "unexpected reply from the server: {}",
+        reply_name(&r)
+    ))
 }
 
 fn reply_name(r: &Reply) -> &'static str {

@@ -8,8 +8,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use mproc_pipe::{
-    AuthOptions, Connection, FAILURE, Listener, MAX_HANDSHAKE_MESSAGE, WELCOME, make_challenge, respond_to_challenge,
-    verify_response,
+    AuthOptions, Connection, FAILURE, Listener, MAX_HANDSHAKE_MESSAGE, WELCOME, make_challenge,
+    respond_to_challenge, verify_response,
 };
 
 use crate::client::lock;
@@ -37,7 +37,10 @@ struct OrderedMap {
 
 impl OrderedMap {
     fn get(&self, k: &[u8]) -> Option<&Bytes> {
-        self.index.get(k).and_then(|s| self.entries.get(s)).map(|(_, v)| v)
+        self.index
+            .get(k)
+            .and_then(|s| self.entries.get(s))
+            .map(|(_, v)| v)
     }
 
     fn get_mut(&mut self, k: &[u8]) -> Option<&mut Bytes> {
@@ -93,7 +96,11 @@ impl LockState {
             None => {
                 self.owner = Some(me);
                 self.count = 1;
-                Some(if std::mem::take(&mut self.died) { Acquired::OwnerDied } else { Acquired::Yes })
+                Some(if std::mem::take(&mut self.died) {
+                    Acquired::OwnerDied
+                } else {
+                    Acquired::Yes
+                })
             }
             Some(o) if reentrant && o == me => {
                 self.count += 1;
@@ -181,7 +188,14 @@ fn wrong(expected: Kind, found: Kind) -> RemoteError {
 fn norm(index: i64, len: usize) -> RResult<usize> {
     let l = len as i64;
     let i = if index < 0 { index + l } else { index };
-    if i < 0 || i >= l { Err(RemoteError::IndexOutOfRange { index, len: len as u64 }) } else { Ok(i as usize) }
+    if i < 0 || i >= l {
+        Err(RemoteError::IndexOutOfRange {
+            index,
+            len: len as u64,
+        })
+    } else {
+        Ok(i as usize)
+    }
 }
 
 fn guard(m: &Mutex<Obj>) -> MutexGuard<'_, Obj> {
@@ -201,7 +215,12 @@ impl Server {
     }
 
     fn entry(&self, id: Id) -> RResult<Arc<Entry>> {
-        self.objects.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned().ok_or(RemoteError::NoSuchObject(id))
+        self.objects
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+            .ok_or(RemoteError::NoSuchObject(id))
     }
 
     fn create(&self, kind: Kind, init: Init) -> RResult<Id> {
@@ -220,8 +239,14 @@ impl Server {
             (Kind::Namespace, Init::Empty) => Obj::Namespace(BTreeMap::new()),
             (Kind::Value, Init::Value(v)) => Obj::Value(v),
             (Kind::Lock | Kind::RLock, Init::Empty) => Obj::Lock(LockState::default()),
-            (Kind::Semaphore, Init::Count(n)) => Obj::Semaphore { value: n, bound: None },
-            (Kind::BoundedSemaphore, Init::Count(n)) => Obj::Semaphore { value: n, bound: Some(n) },
+            (Kind::Semaphore, Init::Count(n)) => Obj::Semaphore {
+                value: n,
+                bound: None,
+            },
+            (Kind::BoundedSemaphore, Init::Count(n)) => Obj::Semaphore {
+                value: n,
+                bound: Some(n),
+            },
             (Kind::Event, Init::Empty) => Obj::Event(false),
             (Kind::Condition, Init::Empty) => Obj::Condition(CondState::default()),
             (Kind::Barrier, Init::Count(n)) if n > 0 => Obj::Barrier(BarrierState {
@@ -232,14 +257,25 @@ impl Server {
                 broken_generations: HashSet::new(),
             }),
             (Kind::Queue | Kind::JoinableQueue, Init::Queue { maxsize }) => {
-                Obj::Queue(QueueState { items: VecDeque::new(), maxsize, unfinished: 0 })
+                Obj::Queue(QueueState {
+                    items: VecDeque::new(),
+                    maxsize,
+                    unfinished: 0,
+                })
             }
             _ => return Err(bad()),
         };
         // Relaxed: only uniqueness matters.
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let e = Arc::new(Entry { kind, state: Mutex::new(obj), cv: Condvar::new() });
-        self.objects.write().unwrap_or_else(|e| e.into_inner()).insert(id, e);
+        let e = Arc::new(Entry {
+            kind,
+            state: Mutex::new(obj),
+            cv: Condvar::new(),
+        });
+        self.objects
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, e);
         Ok(id)
     }
 
@@ -249,7 +285,9 @@ impl Server {
         let r = match req {
             Request::Hello { .. } => Err(RemoteError::Malformed("hello sent twice".into())),
             Request::Ping => Ok(Reply::Unit),
-            Request::Create { kind, init } => self.create(kind, init).map(|id| Reply::Object(id, kind)),
+            Request::Create { kind, init } => {
+                self.create(kind, init).map(|id| Reply::Object(id, kind))
+            }
             Request::Register { name, id } => self.entry(id).and_then(|_| {
                 let mut names = lock(&self.names);
                 if names.contains_key(&name) {
@@ -270,20 +308,27 @@ impl Server {
                 None => Err(RemoteError::NoSuchName(name)),
             },
             Request::Names => Ok(Reply::Names(lock(&self.names).keys().cloned().collect())),
-            Request::ObjectCount => {
-                Ok(Reply::Count(self.objects.read().unwrap_or_else(|e| e.into_inner()).len() as u64))
-            }
+            Request::ObjectCount => Ok(Reply::Count(
+                self.objects.read().unwrap_or_else(|e| e.into_inner()).len() as u64,
+            )),
             Request::Release { id } => {
-                let gone = self.objects.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                let gone = self
+                    .objects
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
                 lock(&self.names).retain(|_, v| *v != id);
-                gone.map(|_| Reply::Unit).ok_or(RemoteError::NoSuchObject(id))
+                gone.map(|_| Reply::Unit)
+                    .ok_or(RemoteError::NoSuchObject(id))
             }
             Request::Call { id, op } => self.entry(id).and_then(|e| self.op(peer, &e, op)),
             Request::Batch(ops) => {
                 let mut out = Vec::with_capacity(ops.len().min(1024));
                 for (id, op) in ops {
                     let r = if op.wait().is_some() {
-                        Err(RemoteError::NotAllowed("waiting operations cannot be batched".into()))
+                        Err(RemoteError::NotAllowed(
+                            "waiting operations cannot be batched".into(),
+                        ))
                     } else {
                         self.entry(id).and_then(|e| self.op(peer, &e, op))
                     };
@@ -327,7 +372,10 @@ impl Server {
                 Some(d) => (d - now).min(WAIT_STEP),
                 None => WAIT_STEP,
             };
-            g = e.cv.wait_timeout(g, step).unwrap_or_else(|p| p.into_inner()).0;
+            g =
+                e.cv.wait_timeout(g, step)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             if peer.fd.is_some_and(sys::peer_gone) {
                 return Err(RemoteError::NotAllowed("the client went away".into()));
             }
@@ -385,7 +433,9 @@ impl Server {
             | Op::DictPopItem
             | Op::DictApply { .. } => {
                 let mut g = guard(&e.state);
-                let Obj::Dict(m) = &mut *g else { return Err(wrong(Kind::Dict, kind)) };
+                let Obj::Dict(m) = &mut *g else {
+                    return Err(wrong(Kind::Dict, kind));
+                };
                 Self::dict_op(peer, m, op)
             }
             Op::ListPush(_)
@@ -400,19 +450,30 @@ impl Server {
             | Op::ListSnapshot
             | Op::ListApply { .. } => {
                 let mut g = guard(&e.state);
-                let Obj::List(l) = &mut *g else { return Err(wrong(Kind::List, kind)) };
+                let Obj::List(l) = &mut *g else {
+                    return Err(wrong(Kind::List, kind));
+                };
                 Self::list_op(peer, l, op)
             }
             Op::NsGet(_) | Op::NsSet(..) | Op::NsDel(_) | Op::NsNames | Op::NsApply { .. } => {
                 let mut g = guard(&e.state);
-                let Obj::Namespace(n) = &mut *g else { return Err(wrong(Kind::Namespace, kind)) };
+                let Obj::Namespace(n) = &mut *g else {
+                    return Err(wrong(Kind::Namespace, kind));
+                };
                 match op {
-                    Op::NsGet(k) => n.get(&k).cloned().map(Reply::Bytes).ok_or(RemoteError::KeyMissing),
+                    Op::NsGet(k) => n
+                        .get(&k)
+                        .cloned()
+                        .map(Reply::Bytes)
+                        .ok_or(RemoteError::KeyMissing),
                     Op::NsSet(k, v) => {
                         n.insert(k, v);
                         Ok(Reply::Unit)
                     }
-                    Op::NsDel(k) => n.remove(&k).map(|_| Reply::Unit).ok_or(RemoteError::KeyMissing),
+                    Op::NsDel(k) => n
+                        .remove(&k)
+                        .map(|_| Reply::Unit)
+                        .ok_or(RemoteError::KeyMissing),
                     Op::NsNames => Ok(Reply::Names(n.keys().cloned().collect())),
                     Op::NsApply { name, func, arg } => {
                         let v = n.get_mut(&name).ok_or(RemoteError::KeyMissing)?;
@@ -423,7 +484,9 @@ impl Server {
             }
             Op::ValueGet | Op::ValueSet(_) | Op::ValueSwap(_) | Op::ValueApply { .. } => {
                 let mut g = guard(&e.state);
-                let Obj::Value(v) = &mut *g else { return Err(wrong(Kind::Value, kind)) };
+                let Obj::Value(v) = &mut *g else {
+                    return Err(wrong(Kind::Value, kind));
+                };
                 match op {
                     Op::ValueGet => Ok(Reply::Bytes(v.clone())),
                     Op::ValueSet(n) => {
@@ -473,13 +536,17 @@ impl Server {
             Op::CondWait { owner, wait } => self.cond_wait(peer, e, owner, wait),
             Op::CondNotify { owner, n } => {
                 let mut g = guard(&e.state);
-                let Obj::Condition(c) = &mut *g else { return Err(wrong(Kind::Condition, kind)) };
+                let Obj::Condition(c) = &mut *g else {
+                    return Err(wrong(Kind::Condition, kind));
+                };
                 if c.lock.owner != Some(owner) {
                     return Err(RemoteError::NotOwner);
                 }
                 let mut woken = 0;
                 while woken < n {
-                    let Some(t) = c.waiting.pop_front() else { break };
+                    let Some(t) = c.waiting.pop_front() else {
+                        break;
+                    };
                     c.woken.insert(t);
                     woken += 1;
                 }
@@ -489,7 +556,9 @@ impl Server {
             }
             Op::EventSet | Op::EventClear | Op::EventIsSet => {
                 let mut g = guard(&e.state);
-                let Obj::Event(flag) = &mut *g else { return Err(wrong(Kind::Event, kind)) };
+                let Obj::Event(flag) = &mut *g else {
+                    return Err(wrong(Kind::Event, kind));
+                };
                 let r = match op {
                     Op::EventSet => {
                         *flag = true;
@@ -516,7 +585,9 @@ impl Server {
             Op::BarrierWait(wait) => self.barrier_wait(peer, e, wait),
             Op::BarrierReset | Op::BarrierAbort | Op::BarrierInfo => {
                 let mut g = guard(&e.state);
-                let Obj::Barrier(b) = &mut *g else { return Err(wrong(Kind::Barrier, kind)) };
+                let Obj::Barrier(b) = &mut *g else {
+                    return Err(wrong(Kind::Barrier, kind));
+                };
                 let r = match op {
                     Op::BarrierReset => {
                         if b.waiting > 0 {
@@ -565,7 +636,9 @@ impl Server {
             },
             Op::TaskDone => {
                 let mut g = guard(&e.state);
-                let Obj::Queue(q) = &mut *g else { return Err(wrong(Kind::JoinableQueue, kind)) };
+                let Obj::Queue(q) = &mut *g else {
+                    return Err(wrong(Kind::JoinableQueue, kind));
+                };
                 if kind != Kind::JoinableQueue {
                     return Err(wrong(Kind::JoinableQueue, kind));
                 }
@@ -613,9 +686,16 @@ impl Server {
                 }
                 Reply::Unit
             }
-            Op::DictGetMany(keys) => Reply::MaybeList(keys.iter().map(|k| m.get(k).cloned()).collect()),
+            Op::DictGetMany(keys) => {
+                Reply::MaybeList(keys.iter().map(|k| m.get(k).cloned()).collect())
+            }
             Op::DictPopItem => Reply::MaybePair(m.pop_last()),
-            Op::DictApply { key, default, func, arg } => {
+            Op::DictApply {
+                key,
+                default,
+                func,
+                arg,
+            } => {
                 if m.get(&key).is_none() {
                     match default {
                         Some(d) => {
@@ -663,11 +743,18 @@ impl Server {
                 Reply::Bytes(l.remove(i))
             }
             Op::ListRemove(v) => {
-                let i = l.iter().position(|x| *x == v).ok_or(RemoteError::ValueMissing)?;
+                let i = l
+                    .iter()
+                    .position(|x| *x == v)
+                    .ok_or(RemoteError::ValueMissing)?;
                 l.remove(i);
                 Reply::Unit
             }
-            Op::ListIndex(v) => Reply::Count(l.iter().position(|x| *x == v).ok_or(RemoteError::ValueMissing)? as u64),
+            Op::ListIndex(v) => Reply::Count(
+                l.iter()
+                    .position(|x| *x == v)
+                    .ok_or(RemoteError::ValueMissing)? as u64,
+            ),
             Op::ListCount(v) => Reply::Count(l.iter().filter(|x| **x == v).count() as u64),
             Op::ListSnapshot => Reply::List(l.clone()),
             Op::ListApply { index, func, arg } => {
@@ -696,7 +783,9 @@ impl Server {
         let kind = e.kind;
         let (ticket, saved) = {
             let mut g = guard(&e.state);
-            let Obj::Condition(c) = &mut *g else { return Err(wrong(Kind::Condition, kind)) };
+            let Obj::Condition(c) = &mut *g else {
+                return Err(wrong(Kind::Condition, kind));
+            };
             if c.lock.owner != Some(owner) {
                 return Err(RemoteError::NotOwner);
             }
@@ -737,7 +826,9 @@ impl Server {
         let kind = e.kind;
         let (generation, index) = {
             let mut g = guard(&e.state);
-            let Obj::Barrier(b) = &mut *g else { return Err(wrong(Kind::Barrier, kind)) };
+            let Obj::Barrier(b) = &mut *g else {
+                return Err(wrong(Kind::Barrier, kind));
+            };
             if b.broken {
                 return Err(RemoteError::BrokenBarrier);
             }
@@ -754,7 +845,9 @@ impl Server {
         };
         let r = Self::wait_for(peer, e, wait, |o| match o {
             Obj::Barrier(b) => {
-                if b.broken_generations.contains(&generation) || (b.broken && b.generation == generation) {
+                if b.broken_generations.contains(&generation)
+                    || (b.broken && b.generation == generation)
+                {
                     Err(RemoteError::BrokenBarrier)
                 } else if b.generation != generation {
                     Ok(Some(()))
@@ -805,7 +898,13 @@ impl Server {
         if !gone {
             return;
         }
-        let objects: Vec<Arc<Entry>> = self.objects.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let objects: Vec<Arc<Entry>> = self
+            .objects
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
         for e in objects {
             let mut g = guard(&e.state);
             let l = match &mut *g {
@@ -826,12 +925,26 @@ impl Server {
     /// Serves one connection until it closes or asks for shutdown.
     /// Returns whether shutdown was asked.
     pub(crate) fn serve_connection(&self, conn: Connection) -> bool {
-        let Ok(first) = conn.recv_bytes() else { return false };
+        let Ok(first) = conn.recv_bytes() else {
+            return false;
+        };
         let (client, same_exe, rings) = match proto::decode_request(&first) {
-            Ok(Request::Hello { protocol, client, exe, rings }) if protocol == proto::PROTOCOL => {
+            Ok(Request::Hello {
+                protocol,
+                client,
+                exe,
+                rings,
+            }) if protocol == proto::PROTOCOL => {
                 let same = exe.is_some() && exe == self.exe;
-                let hello = Reply::Hello { protocol: proto::PROTOCOL, same_exe: same, pid: sys::getpid() };
-                if conn.send_ref(&hello).is_err() {
+                let hello = Reply::Hello {
+                    protocol: proto::PROTOCOL,
+                    same_exe: same,
+                    pid: sys::getpid(),
+                };
+                // A client that sends its rings at once may not read this
+                // answer (the owner's first connection): a failure to send it
+                // is not fatal when rings follow.
+                if conn.send_ref(&hello).is_err() && !rings {
                     return false;
                 }
                 (client, same, rings)
@@ -844,11 +957,20 @@ impl Server {
             }
         };
         let mut link = Link::plain(conn);
-        if rings && link.upgrade_server(Instant::now() + HANDSHAKE_TIMEOUT).is_err() {
+        if rings
+            && link
+                .upgrade_server(Instant::now() + HANDSHAKE_TIMEOUT)
+                .is_err()
+        {
             return false;
         }
         self.client_joined(client);
-        let peer = Peer { client, same_exe, fd: Some(link.fd()), no_wait: false };
+        let peer = Peer {
+            client,
+            same_exe,
+            fd: Some(link.fd()),
+            no_wait: false,
+        };
         let mut shutdown = false;
         while let Ok(bytes) = link.recv_bytes(None) {
             // SeqCst: see `serve`. After shutdown nothing more is served.
@@ -864,7 +986,10 @@ impl Server {
             // gets nothing: the item goes back rather than being lost.
             let gone = taken.is_some() && sys::peer_gone(link.fd());
             let encoded = postcard::to_stdvec(&reply).unwrap_or_else(|e| {
-                postcard::to_stdvec(&Reply::Err(RemoteError::Malformed(format!("unencodable reply: {e}")))).unwrap_or_default()
+                postcard::to_stdvec(&Reply::Err(RemoteError::Malformed(format!(
+                    "unencodable reply: {e}"
+                ))))
+                .unwrap_or_default()
             });
             if gone || link.send_bytes(encoded).is_err() {
                 if let (Some(id), Reply::Bytes(item)) = (taken, reply) {
@@ -896,9 +1021,15 @@ impl Server {
         match proto::decode_request(bytes) {
             Ok(req) => match panic::catch_unwind(AssertUnwindSafe(|| self.handle(peer, req))) {
                 Ok(r) => r,
-                Err(p) => (Reply::Err(RemoteError::Panicked(panic_message(&*p))), Then::Continue),
+                Err(p) => (
+                    Reply::Err(RemoteError::Panicked(panic_message(&*p))),
+                    Then::Continue,
+                ),
             },
-            Err(e) => (Reply::Err(RemoteError::Malformed(e.to_string())), Then::Continue),
+            Err(e) => (
+                Reply::Err(RemoteError::Malformed(e.to_string())),
+                Then::Continue,
+            ),
         }
     }
 }
@@ -950,33 +1081,61 @@ fn handshake(conn: &mut Connection, key: &[u8]) -> bool {
     ok
 }
 
+/// What a server process removes before it exits at a shutdown request.
+#[derive(Debug, Default)]
+pub(crate) struct ExitCleanup {
+    pub(crate) socket: Option<std::path::PathBuf>,
+    pub(crate) dir: Option<std::path::PathBuf>,
+}
+
 /// Serves `listener` (and the already-trusted `owner` connection, if any)
 /// until a client asks for shutdown. Each connection gets a thread.
-pub(crate) fn serve(listener: Listener, key: Vec<u8>, owner: Option<Connection>) {
+///
+/// With `exit`, the thread that received the shutdown request removes the
+/// socket and ends the process at once (a server process has nothing else
+/// to save); without, this function returns.
+pub(crate) fn serve(
+    listener: Listener,
+    key: Vec<u8>,
+    owner: Option<Connection>,
+    exit: Option<ExitCleanup>,
+) {
     let server = Arc::new(Server::new());
     let key: Arc<[u8]> = key.into();
+    // Shared with the stoppers, so the descriptor they shut down stays open.
+    let listener = Arc::new(listener);
+    let exit = Arc::new(exit);
     let stop = {
-        let fd = listener.as_raw_fd();
         let server = server.clone();
-        // The raw descriptor stays valid: `listener` lives until this function returns,
-        // and connection threads only use it to stop the accept loop.
+        let listener = listener.clone();
+        let exit = exit.clone();
         Arc::new(move || {
+            if let Some(c) = &*exit {
+                if let Some(p) = &c.socket {
+                    let _ = std::fs::remove_file(p);
+                }
+                if let Some(d) = &c.dir {
+                    let _ = std::fs::remove_dir(d);
+                }
+                sys::exit_now(0);
+            }
             // SeqCst (as every access to `stopping`): set before the listener
             // is shut down, so the accept loop sees it once `accept` fails.
             server.stopping.store(true, Ordering::SeqCst);
-            // SAFETY: see above; the listener outlives every use during serve.
-            sys::shutdown_listener(unsafe { BorrowedFd::borrow_raw(fd) });
+            sys::shutdown_listener(borrow(&*listener));
         })
     };
     if let Some(mut c) = owner {
         c.set_max_message(proto::MAX_REQUEST);
         let server = server.clone();
         let stop = stop.clone();
-        let _ = std::thread::Builder::new().name("mproc-manager-owner".into()).spawn(move || {
-            if server.serve_connection(c) {
-                stop();
-            }
-        });
+        let _ = std::thread::Builder::new()
+            .name("mproc-manager-owner".into())
+            .spawn(move || {
+                if server.serve_connection(c) {
+                    stop();
+                }
+            });
     }
     loop {
         match listener.accept() {
@@ -987,17 +1146,24 @@ pub(crate) fn serve(listener: Listener, key: Vec<u8>, owner: Option<Connection>)
                 let server = server.clone();
                 let key = key.clone();
                 let stop = stop.clone();
-                let _ = std::thread::Builder::new().name("mproc-manager-conn".into()).spawn(move || {
-                    if handshake(&mut c, &key) && server.serve_connection(c) {
-                        stop();
-                    }
-                });
+                let _ = std::thread::Builder::new()
+                    .name("mproc-manager-conn".into())
+                    .spawn(move || {
+                        if handshake(&mut c, &key) && server.serve_connection(c) {
+                            stop();
+                        }
+                    });
             }
             Err(_) if server.stopping.load(Ordering::SeqCst) => break,
             // Out of descriptors or a client that vanished mid-accept: go on.
             Err(_) => std::thread::sleep(Duration::from_millis(1)),
         }
     }
+}
+
+fn borrow(l: &Listener) -> BorrowedFd<'_> {
+    // SAFETY: the descriptor belongs to `l`, which outlives the borrow.
+    unsafe { BorrowedFd::borrow_raw(l.as_raw_fd()) }
 }
 
 /// Fuzzing and tests: runs one encoded request against a fresh in-memory
@@ -1020,7 +1186,12 @@ pub(crate) fn fuzz_request(data: &[u8]) -> bool {
     ] {
         let _ = server.create(kind, init);
     }
-    let peer = Peer { client: 1, same_exe: true, fd: None, no_wait: true };
+    let peer = Peer {
+        client: 1,
+        same_exe: true,
+        fd: None,
+        no_wait: true,
+    };
     let decoded = proto::decode_request(data).is_ok();
     let (_reply, _then) = server.handle_bytes(&peer, data);
     decoded

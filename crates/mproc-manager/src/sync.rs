@@ -41,7 +41,10 @@ pub struct LockGuard<'a> {
 
 impl fmt::Debug for LockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockGuard").field("id", &self.raw.id).field("owner_died", &self.died).finish()
+        f.debug_struct("LockGuard")
+            .field("id", &self.raw.id)
+            .field("owner_died", &self.died)
+            .finish()
     }
 }
 
@@ -71,7 +74,10 @@ impl Drop for LockGuard<'_> {
 }
 
 fn acquire(raw: &RawProxy, wait: WaitMs) -> Result<Acquired, Error> {
-    match raw.call(Op::Acquire { owner: owner(), wait })? {
+    match raw.call(Op::Acquire {
+        owner: owner(),
+        wait,
+    })? {
         Reply::Acquired(a) => Ok(a),
         r => Err(unexpected(r)),
     }
@@ -219,7 +225,10 @@ impl Condition {
     }
 
     fn wait_inner(&self, wait: WaitMs) -> Result<bool, Error> {
-        boolean(self.raw.call(Op::CondWait { owner: owner(), wait })?)
+        boolean(self.raw.call(Op::CondWait {
+            owner: owner(),
+            wait,
+        })?)
     }
 
     /// Wakes up to `n` waiters; returns how many. The caller must hold the lock.
@@ -227,7 +236,10 @@ impl Condition {
     /// # Errors
     /// [`Error::NotOwner`] if the caller does not hold the lock.
     pub fn notify(&self, n: usize) -> Result<usize, Error> {
-        Ok(count(self.raw.call(Op::CondNotify { owner: owner(), n: n as u64 })?)? as usize)
+        Ok(count(self.raw.call(Op::CondNotify {
+            owner: owner(),
+            n: n as u64,
+        })?)? as usize)
     }
 
     /// Wakes every waiter; returns how many.

@@ -8,7 +8,11 @@ use crate::code_ref::Range;
 use crate::proto::ExeWire;
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
 }
 
 /// The process id.
@@ -44,7 +48,13 @@ pub(crate) fn exe_id() -> io::Result<ExeWire> {
     cvt(unsafe { libc::stat(path.as_ptr(), st.as_mut_ptr()) })?;
     // SAFETY: `stat` succeeded, so it initialised `st`.
     let st = unsafe { st.assume_init() };
-    Ok(ExeWire { dev: st.st_dev, ino: st.st_ino, size: st.st_size as u64, mtime: st.st_mtime, mtime_nsec: st.st_mtime_nsec })
+    Ok(ExeWire {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size: st.st_size as u64,
+        mtime: st.st_mtime,
+        mtime_nsec: st.st_mtime_nsec,
+    })
 }
 
 /// Stops a listening socket: a thread blocked in `accept` on it returns
@@ -57,7 +67,11 @@ pub(crate) fn shutdown_listener(fd: BorrowedFd<'_>) {
 /// Whether the peer of a stream socket has closed or reset it (without
 /// consuming anything).
 pub(crate) fn peer_gone(fd: BorrowedFd<'_>) -> bool {
-    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
     // SAFETY: `p` is one valid pollfd; a zero timeout does not block.
     let n = unsafe { libc::poll(&mut p, 1, 0) };
     n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
@@ -86,7 +100,11 @@ struct Search {
 const PF_X: u32 = 1;
 const PF_R: u32 = 4;
 
-unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+unsafe extern "C" fn visit(
+    info: *mut libc::dl_phdr_info,
+    _size: libc::size_t,
+    data: *mut libc::c_void,
+) -> libc::c_int {
     // SAFETY: `data` is the `&mut Search` passed to dl_iterate_phdr below,
     // alive for the whole iteration; `info` is valid during this callback.
     let (search, info) = unsafe { (&mut *data.cast::<Search>(), &*info) };
@@ -97,10 +115,17 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: libc::size_t, d
         let ph = unsafe { &*info.dlpi_phdr.add(i) };
         if ph.p_type == libc::PT_LOAD && ph.p_flags & PF_R != 0 {
             let start = base.wrapping_add(ph.p_vaddr as usize);
-            ranges.push(Range { start, end: start.saturating_add(ph.p_memsz as usize), exec: ph.p_flags & PF_X != 0 });
+            ranges.push(Range {
+                start,
+                end: start.saturating_add(ph.p_memsz as usize),
+                exec: ph.p_flags & PF_X != 0,
+            });
         }
     }
-    if ranges.iter().any(|r| r.exec && search.anchor >= r.start && search.anchor < r.end) {
+    if ranges
+        .iter()
+        .any(|r| r.exec && search.anchor >= r.start && search.anchor < r.end)
+    {
         search.found = ranges;
         return 1;
     }
@@ -110,7 +135,10 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: libc::size_t, d
 /// The loaded, readable segments of the object (the executable) that
 /// contains `anchor`.
 pub(crate) fn image_segments(anchor: usize) -> Vec<Range> {
-    let mut search = Search { anchor, found: Vec::new() };
+    let mut search = Search {
+        anchor,
+        found: Vec::new(),
+    };
     // SAFETY: `visit` matches the callback type and only reads the headers it
     // is given; `search` outlives the call.
     unsafe { libc::dl_iterate_phdr(Some(visit), (&mut search as *mut Search).cast()) };
@@ -122,4 +150,10 @@ pub(crate) fn image_segments(anchor: usize) -> Vec<Range> {
 pub(crate) fn ignore_sigint() {
     // SAFETY: installing SIG_IGN for SIGINT has no memory-safety preconditions.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+}
+
+/// Ends this process at once with `code` (no destructors, no atexit).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
 }

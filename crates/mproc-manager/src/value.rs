@@ -71,7 +71,10 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
             return Err(Error::ForeignExecutable);
         }
         let func = code_ref::offset_of::<F, T, A, R>(f);
-        let b = bytes(self.raw.call(Op::ValueApply { func, arg: self.raw.enc(&arg)? })?)?;
+        let b = bytes(self.raw.call(Op::ValueApply {
+            func,
+            arg: self.raw.enc(&arg)?,
+        })?)?;
         self.raw.dec(&b)
     }
 }
@@ -102,7 +105,9 @@ proxy_type! {
 
 fn check_name(name: &str) -> Result<(), Error> {
     if name.starts_with('_') {
-        Err(Error::Remote(format!("namespace field {name:?} starts with '_': such fields are private to a proxy")))
+        Err(Error::Remote(format!(
+            "namespace field {name:?} starts with '_': such fields are private to a proxy"
+        )))
     } else {
         Ok(())
     }
@@ -126,7 +131,10 @@ impl Namespace {
     /// [`Error::Disconnected`]; [`Error::Encode`].
     pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), Error> {
         check_name(name)?;
-        unit(self.raw.call(Op::NsSet(name.to_owned(), self.raw.enc(value)?))?)
+        unit(
+            self.raw
+                .call(Op::NsSet(name.to_owned(), self.raw.enc(value)?))?,
+        )
     }
 
     /// Deletes the field `name`.
@@ -167,7 +175,11 @@ impl Namespace {
             return Err(Error::ForeignExecutable);
         }
         let func = code_ref::offset_of::<F, T, A, R>(f);
-        let b = bytes(self.raw.call(Op::NsApply { name: name.to_owned(), func, arg: self.raw.enc(&arg)? })?)?;
+        let b = bytes(self.raw.call(Op::NsApply {
+            name: name.to_owned(),
+            func,
+            arg: self.raw.enc(&arg)?,
+        })?)?;
         self.raw.dec(&b)
     }
 
@@ -176,7 +188,10 @@ impl Namespace {
     ///
     /// # Errors
     /// [`Error::Disconnected`], or what `show` returns.
-    pub fn describe(&self, mut show: impl FnMut(&str, &Namespace) -> Result<String, Error>) -> Result<String, Error> {
+    pub fn describe(
+        &self,
+        mut show: impl FnMut(&str, &Namespace) -> Result<String, Error>,
+    ) -> Result<String, Error> {
         let mut out = String::from("Namespace(");
         for (i, n) in self.names()?.iter().enumerate() {
             if i > 0 {

@@ -23,10 +23,22 @@ fn sigkill_the_server_every_call_returns_disconnected_within_its_timeout() {
         let held = lock.lock().unwrap();
         // Callers blocked in the server, without timeouts of their own.
         let blocked: Vec<std::thread::JoinHandle<Result<(), Error>>> = vec![
-            { let q = q.clone(); std::thread::spawn(move || q.get().map(|_| ())) },
-            { let l = lock.clone(); std::thread::spawn(move || l.acquire(None).map(|_| ())) },
-            { let e = ev.clone(); std::thread::spawn(move || e.wait()) },
-            { let q = q.clone(); std::thread::spawn(move || q.get_timeout(Duration::from_secs(3600)).map(|_| ())) },
+            {
+                let q = q.clone();
+                std::thread::spawn(move || q.get().map(|_| ()))
+            },
+            {
+                let l = lock.clone();
+                std::thread::spawn(move || l.acquire(None).map(|_| ()))
+            },
+            {
+                let e = ev.clone();
+                std::thread::spawn(move || e.wait())
+            },
+            {
+                let q = q.clone();
+                std::thread::spawn(move || q.get_timeout(Duration::from_secs(3600)).map(|_| ()))
+            },
         ];
         std::thread::sleep(Duration::from_millis(100));
         // SAFETY: plain kill(2) of the server process we started.
@@ -37,7 +49,12 @@ fn sigkill_the_server_every_call_returns_disconnected_within_its_timeout() {
             assert!(matches!(r, Err(Error::Disconnected(_))), "{r:?}");
         }
         // Every later call, on any proxy, too, each within the call timeout.
-        for r in [d.len().map(|_| ()), q.put(1).map_err(|e| e.error), ev.set(), d.insert(&1, &1).map(|_| ())] {
+        for r in [
+            d.len().map(|_| ()),
+            q.put(1).map_err(|e| e.error),
+            ev.set(),
+            d.insert(&1, &1).map(|_| ()),
+        ] {
             let t = Instant::now();
             assert!(matches!(r, Err(Error::Disconnected(_))), "{r:?}");
             assert!(t.elapsed() < timeout * 4);
@@ -48,7 +65,10 @@ fn sigkill_the_server_every_call_returns_disconnected_within_its_timeout() {
         let addr = m.address().clone();
         drop(m);
         if let mproc_manager::Address::Unix(p) = addr {
-            assert!(!p.exists(), "the dead server's socket is cleaned up by its owner");
+            assert!(
+                !p.exists(),
+                "the dead server's socket is cleaned up by its owner"
+            );
         }
     });
 }
@@ -65,7 +85,8 @@ fn victim((lock, ready, q): (Lock, Event, Queue<u32>)) -> u32 {
 fn bystander((d, stop): (Dict<String, u64>, Event)) -> u64 {
     let mut n = 0;
     while !stop.is_set().unwrap() {
-        d.update_or_insert_with(&"count".to_string(), &0, 1, |v: &mut u64, k: u64| *v += k).unwrap();
+        d.update_or_insert_with(&"count".to_string(), &0, 1, |v: &mut u64, k: u64| *v += k)
+            .unwrap();
         n += 1;
     }
     n
@@ -80,28 +101,41 @@ fn sigkill_a_client_mid_call_the_server_and_the_others_carry_on() {
         let stop = m.event().unwrap();
         let q = m.queue::<u32>(0).unwrap();
         let d = m.dict::<String, u64>().unwrap();
-        let mut other = Process::new(bystander, (d.clone(), stop.clone())).start().unwrap();
+        let mut other = Process::new(bystander, (d.clone(), stop.clone()))
+            .start()
+            .unwrap();
         let local_running = Arc::new(AtomicBool::new(true));
         let local = {
             let (d, running) = (d.clone(), local_running.clone());
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while running.load(Ordering::Relaxed) {
-                    d.update_or_insert_with(&"count".to_string(), &0, 1, |v: &mut u64, k: u64| *v += k).unwrap();
+                    d.update_or_insert_with(&"count".to_string(), &0, 1, |v: &mut u64, k: u64| {
+                        *v += k
+                    })
+                    .unwrap();
                     n += 1;
                 }
                 n
             })
         };
-        let mut v = Process::new(victim, (lock.clone(), ready.clone(), q.clone())).start().unwrap();
+        let mut v = Process::new(victim, (lock.clone(), ready.clone(), q.clone()))
+            .start()
+            .unwrap();
         assert!(ready.wait_timeout(Duration::from_secs(20)).unwrap());
         assert!(lock.is_locked().unwrap());
         std::thread::sleep(Duration::from_millis(50));
         v.kill().unwrap();
         let st = v.join_timeout(Duration::from_secs(10)).unwrap_err();
-        assert!(format!("{st:?}").contains('9') || format!("{st}").contains("signal"), "{st}");
+        assert!(
+            format!("{st:?}").contains('9') || format!("{st}").contains("signal"),
+            "{st}"
+        );
         // Its lock comes back, marked.
-        let g = lock.lock_timeout(Duration::from_secs(10)).unwrap().expect("the dead holder's lock is released");
+        let g = lock
+            .lock_timeout(Duration::from_secs(10))
+            .unwrap()
+            .expect("the dead holder's lock is released");
         assert!(g.owner_died());
         drop(g);
         let g = lock.lock().unwrap();
@@ -130,18 +164,30 @@ fn hostile_bytes_on_an_authenticated_connection_never_kill_the_server() {
         let m = Manager::builder().authkey(key).start().unwrap();
         let d = m.dict::<u32, u32>().unwrap();
         d.insert(&1, &2).unwrap();
-        let c = mproc_pipe::Client::new(m.address().clone()).authkey(key).connect().unwrap();
+        let c = mproc_pipe::Client::new(m.address().clone())
+            .authkey(key)
+            .connect()
+            .unwrap();
         // Garbage instead of a hello: error reply, connection closed.
         c.send_bytes(&[0xff, 0xff, 0xff]).unwrap();
         let r = c.recv_bytes_timeout(Duration::from_secs(5)).unwrap();
         assert!(!r.is_empty());
         assert!(c.recv_bytes_timeout(Duration::from_secs(5)).is_err());
         // A proper hello, then garbage requests: error replies, still served.
-        let c = mproc_pipe::Client::new(m.address().clone()).authkey(key).connect().unwrap();
+        let c = mproc_pipe::Client::new(m.address().clone())
+            .authkey(key)
+            .connect()
+            .unwrap();
         let hello = mproc_manager::__private::sample_requests().remove(0);
         c.send_bytes(&hello).unwrap();
         c.recv_bytes_timeout(Duration::from_secs(5)).unwrap();
-        for junk in [&[][..], &[9, 9, 9, 9][..], &[7, 1, 27, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01][..]] {
+        for junk in [
+            &[][..],
+            &[9, 9, 9, 9][..],
+            &[
+                7, 1, 27, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+            ][..],
+        ] {
             c.send_bytes(junk).unwrap();
             let r = c.recv_bytes_timeout(Duration::from_secs(5)).unwrap();
             assert!(!r.is_empty());
@@ -156,12 +202,48 @@ fn hostile_bytes_on_an_authenticated_connection_never_kill_the_server() {
         }
         drop(c);
         // An oversized frame closes that connection only.
-        let c = mproc_pipe::Client::new(m.address().clone()).authkey(key).connect().unwrap();
+        let c = mproc_pipe::Client::new(m.address().clone())
+            .authkey(key)
+            .connect()
+            .unwrap();
         let mut raw = c;
         raw.set_max_message(usize::MAX);
         let _ = raw.send_bytes(&vec![0u8; 65 << 20]);
         let _ = raw.recv_bytes_timeout(Duration::from_secs(5));
         assert_eq!(d.get(&1).unwrap(), Some(2));
         assert!(m.is_alive());
+    });
+}
+
+#[test]
+fn a_hung_server_gives_disconnected_within_the_call_timeout() {
+    watchdog(60, || {
+        let timeout = Duration::from_millis(300);
+        let m = Manager::builder().call_timeout(timeout).start().unwrap();
+        let pid = m.pid().unwrap().as_raw();
+        let d = m.dict::<u32, u32>().unwrap();
+        let q = m.queue::<u32>(0).unwrap();
+        d.insert(&1, &1).unwrap();
+        let waiter = {
+            let q = q.clone();
+            std::thread::spawn(move || q.get())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        // SAFETY: plain kill(2) of the server process we started.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        let t0 = Instant::now();
+        let r = d.len();
+        let took = t0.elapsed();
+        assert!(matches!(r, Err(Error::Disconnected(_))), "{r:?}");
+        assert!(took >= timeout, "gave up before the timeout: {took:?}");
+        // The waiter without a timeout notices too (it pings on another connection).
+        let r = waiter.join().unwrap();
+        assert!(matches!(r, Err(Error::Disconnected(_))), "{r:?}");
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        // Once it runs again, new calls work (on fresh connections).
+        assert_eq!(d.get(&1).unwrap(), Some(1));
+        m.shutdown().unwrap();
+        assert!(wait_gone(pid, 10));
     });
 }

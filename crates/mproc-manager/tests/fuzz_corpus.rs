@@ -17,8 +17,14 @@ fn corpus() -> Vec<Vec<u8>> {
 fn corpus_replays_without_panicking() {
     let inputs = corpus();
     assert!(inputs.len() >= 20, "the corpus has {} files", inputs.len());
-    let decoded = inputs.iter().filter(|i| mproc_manager::__private::fuzz_request(i)).count();
-    assert!(decoded >= 15, "most seeds are valid requests ({decoded} decoded)");
+    let decoded = inputs
+        .iter()
+        .filter(|i| mproc_manager::__private::fuzz_request(i))
+        .count();
+    assert!(
+        decoded >= 15,
+        "most seeds are valid requests ({decoded} decoded)"
+    );
 }
 
 #[test]
@@ -42,7 +48,10 @@ fn the_seeds_match_the_current_protocol() {
     // Every encoded sample is in the corpus, so the corpus follows the protocol.
     let inputs = corpus();
     for s in mproc_manager::__private::sample_requests() {
-        assert!(inputs.contains(&s), "fuzz/corpus/manager_request lacks a sample; regenerate it");
+        assert!(
+            inputs.contains(&s),
+            "fuzz/corpus/manager_request lacks a sample; regenerate it"
+        );
     }
 }
 
@@ -56,12 +65,25 @@ fn regenerate() {
     }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/manager_request");
     std::fs::create_dir_all(&dir).unwrap();
-    for (i, s) in mproc_manager::__private::sample_requests().iter().enumerate() {
+    for (i, s) in mproc_manager::__private::sample_requests()
+        .iter()
+        .enumerate()
+    {
         std::fs::write(dir.join(format!("seed-{i:02}")), s).unwrap();
     }
     // Hostile shapes: empty, a huge length prefix, an unknown variant, deep nesting.
     std::fs::write(dir.join("junk-empty"), b"").unwrap();
-    std::fs::write(dir.join("junk-huge-len"), [7, 1, 27, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).unwrap();
+    std::fs::write(
+        dir.join("junk-huge-len"),
+        [
+            7, 1, 27, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ],
+    )
+    .unwrap();
     std::fs::write(dir.join("junk-variant"), [0xee, 0x01, 0x02]).unwrap();
-    std::fs::write(dir.join("junk-batch-len"), [10, 0xff, 0xff, 0xff, 0xff, 0x0f, 1, 0]).unwrap();
+    std::fs::write(
+        dir.join("junk-batch-len"),
+        [10, 0xff, 0xff, 0xff, 0xff, 0x0f, 1, 0],
+    )
+    .unwrap();
 }

@@ -25,12 +25,22 @@ fn dict_operations_follow_python() {
         assert_eq!(d.values().unwrap(), [10, 2]);
         assert_eq!(d.setdefault(&"c".into(), &3).unwrap(), 3);
         assert_eq!(d.setdefault(&"c".into(), &99).unwrap(), 3);
-        d.update([(&"d".to_string(), &4), (&"e".to_string(), &5)]).unwrap();
+        d.update([(&"d".to_string(), &4), (&"e".to_string(), &5)])
+            .unwrap();
         assert_eq!(
             d.items().unwrap(),
-            [("a".into(), 10), ("b".into(), 2), ("c".into(), 3), ("d".into(), 4), ("e".into(), 5)]
+            [
+                ("a".into(), 10),
+                ("b".into(), 2),
+                ("c".into(), 3),
+                ("d".into(), 4),
+                ("e".into(), 5)
+            ]
         );
-        assert_eq!(d.get_many([&"e".to_string(), &"x".to_string()]).unwrap(), [Some(5), None]);
+        assert_eq!(
+            d.get_many([&"e".to_string(), &"x".to_string()]).unwrap(),
+            [Some(5), None]
+        );
         assert_eq!(d.pop("b").unwrap(), 2);
         assert_eq!(d.remove("c").unwrap(), Some(3));
         assert_eq!(d.pop_item().unwrap(), Some(("e".into(), 5)));
@@ -53,7 +63,10 @@ fn list_operations_follow_python() {
         l.extend(&[5, 6]).unwrap();
         assert_eq!(l.get(0).unwrap(), 1);
         assert_eq!(l.get(-1).unwrap(), 6);
-        assert!(matches!(l.get(6), Err(Error::IndexOutOfRange { index: 6, len: 6 })));
+        assert!(matches!(
+            l.get(6),
+            Err(Error::IndexOutOfRange { index: 6, len: 6 })
+        ));
         assert!(matches!(l.get(-7), Err(Error::IndexOutOfRange { .. })));
         l.set(1, &20).unwrap();
         l.insert(0, &0).unwrap();
@@ -82,9 +95,14 @@ fn results_are_copies_and_nested_proxies_propagate() {
         d.insert(&"plain".into(), &vec![1]).unwrap();
         let mut copy = d.get("plain").unwrap().unwrap();
         copy.push(2);
-        assert_eq!(d.get("plain").unwrap().unwrap(), [1], "mutating a copy must not reach the server");
+        assert_eq!(
+            d.get("plain").unwrap().unwrap(),
+            [1],
+            "mutating a copy must not reach the server"
+        );
         // The fix: a server-side update.
-        d.update_with(&"plain".into(), 2u32, |v: &mut Vec<u32>, x: u32| v.push(x)).unwrap();
+        d.update_with(&"plain".into(), 2u32, |v: &mut Vec<u32>, x: u32| v.push(x))
+            .unwrap();
         assert_eq!(d.get("plain").unwrap().unwrap(), [1, 2]);
         // Nested proxies do propagate.
         let outer = m.dict::<String, List<u32>>().unwrap();
@@ -103,10 +121,14 @@ fn namespace_and_value() {
         let ns = m.namespace().unwrap();
         ns.set("name", "Bob").unwrap();
         ns.set("age", &41u32).unwrap();
-        ns.update_with("age", 1u32, |a: &mut u32, n: u32| *a += n).unwrap();
+        ns.update_with("age", 1u32, |a: &mut u32, n: u32| *a += n)
+            .unwrap();
         assert_eq!(ns.get::<u32>("age").unwrap(), 42);
         assert!(matches!(ns.get::<u32>("nope"), Err(Error::KeyMissing)));
-        assert!(ns.set("_private", &1u8).is_err(), "underscore names stay local in CPython");
+        assert!(
+            ns.set("_private", &1u8).is_err(),
+            "underscore names stay local in CPython"
+        );
         let shown = ns
             .describe(|name, ns| {
                 Ok(match name {
@@ -130,7 +152,10 @@ fn namespace_and_value() {
         assert_eq!(v.get().unwrap(), (2, "yz".into()));
         // A panicking update leaves the value as it was, and the server alive.
         let r = v.update_with((), |_t: &mut (u8, String), ()| -> u8 { panic!("boom") });
-        assert!(matches!(r, Err(Error::Panicked(ref m)) if m.contains("boom")), "{r:?}");
+        assert!(
+            matches!(r, Err(Error::Panicked(ref m)) if m.contains("boom")),
+            "{r:?}"
+        );
         assert_eq!(v.get().unwrap(), (2, "yz".into()));
     });
 }
@@ -140,16 +165,25 @@ fn locks_follow_threading_semantics() {
     watchdog(60, || {
         let m = Manager::start().unwrap();
         let lock = m.lock().unwrap();
-        assert!(matches!(lock.release(), Err(Error::Unlocked)), "release unlocked lock");
+        assert!(
+            matches!(lock.release(), Err(Error::Unlocked)),
+            "release unlocked lock"
+        );
         assert!(lock.acquire(None).unwrap());
         assert!(lock.is_locked().unwrap());
         assert!(!lock.acquire(Some(Duration::ZERO)).unwrap());
         let t0 = Instant::now();
-        assert!(lock.lock_timeout(Duration::from_millis(100)).unwrap().is_none());
+        assert!(
+            lock.lock_timeout(Duration::from_millis(100))
+                .unwrap()
+                .is_none()
+        );
         assert!(t0.elapsed() >= Duration::from_millis(100));
         // threading.Lock: another thread may release it.
         let l2 = lock.clone();
-        std::thread::spawn(move || l2.release().unwrap()).join().unwrap();
+        std::thread::spawn(move || l2.release().unwrap())
+            .join()
+            .unwrap();
         let g = lock.try_lock().unwrap().expect("free again");
         assert!(!g.owner_died());
         g.unlock().unwrap();
@@ -158,7 +192,12 @@ fn locks_follow_threading_semantics() {
         let g1 = r.lock().unwrap();
         let g2 = r.try_lock().unwrap().expect("re-entrant");
         let r2 = r.clone();
-        let other = std::thread::spawn(move || (r2.try_lock().unwrap().is_none(), matches!(r2.release(), Err(Error::NotOwner))));
+        let other = std::thread::spawn(move || {
+            (
+                r2.try_lock().unwrap().is_none(),
+                matches!(r2.release(), Err(Error::NotOwner)),
+            )
+        });
         assert_eq!(other.join().unwrap(), (true, true));
         drop(g2);
         drop(g1);
@@ -196,8 +235,14 @@ fn event_condition_barrier() {
         assert!(!e.is_set().unwrap());
 
         let c = m.condition().unwrap();
-        assert!(matches!(c.wait(), Err(Error::NotOwner)), "wait without the lock");
-        assert!(matches!(c.notify(1), Err(Error::NotOwner)), "notify without the lock");
+        assert!(
+            matches!(c.wait(), Err(Error::NotOwner)),
+            "wait without the lock"
+        );
+        assert!(
+            matches!(c.notify(1), Err(Error::NotOwner)),
+            "notify without the lock"
+        );
         let flag = m.value(false).unwrap();
         let (c2, f2) = (c.clone(), flag.clone());
         let waiter = std::thread::spawn(move || {
@@ -220,16 +265,24 @@ fn event_condition_barrier() {
         assert!(waiter.join().unwrap());
         {
             let _g = c.lock().unwrap();
-            assert!(!c.wait_timeout(Duration::from_millis(20)).unwrap(), "nobody notified");
-            assert!(c.is_locked().unwrap(), "the lock is held again after a wait");
+            assert!(
+                !c.wait_timeout(Duration::from_millis(20)).unwrap(),
+                "nobody notified"
+            );
+            assert!(
+                c.is_locked().unwrap(),
+                "the lock is held again after a wait"
+            );
         }
 
         let b = m.barrier(3).unwrap();
         assert_eq!(b.parties().unwrap(), 3);
-        let ts: Vec<_> = (0..2).map(|_| {
-            let b = b.clone();
-            std::thread::spawn(move || b.wait())
-        }).collect();
+        let ts: Vec<_> = (0..2)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || b.wait())
+            })
+            .collect();
         while b.n_waiting().unwrap() < 2 {
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -238,7 +291,10 @@ fn event_condition_barrier() {
         idx.push(mine);
         idx.sort();
         assert_eq!(idx, [0, 1, 2]);
-        assert!(matches!(b.wait_timeout(Duration::from_millis(20)), Err(Error::BrokenBarrier)));
+        assert!(matches!(
+            b.wait_timeout(Duration::from_millis(20)),
+            Err(Error::BrokenBarrier)
+        ));
         assert!(b.broken().unwrap());
         b.reset().unwrap();
         assert!(!b.broken().unwrap());
@@ -254,14 +310,21 @@ fn queues() {
         let q = m.queue::<u32>(2).unwrap();
         assert!(matches!(q.try_get(), Err(Error::Empty)));
         let t0 = Instant::now();
-        assert!(matches!(q.get_timeout(Duration::from_millis(50)), Err(Error::Empty)));
+        assert!(matches!(
+            q.get_timeout(Duration::from_millis(50)),
+            Err(Error::Empty)
+        ));
         assert!(t0.elapsed() >= Duration::from_millis(50));
         q.put(1).unwrap();
         q.put(2).unwrap();
         let e = q.try_put(3).unwrap_err();
         assert!(matches!(e.error, Error::Full));
         assert_eq!(e.into_inner(), 3, "a failed put hands the item back");
-        assert!(matches!(q.put_timeout(3, Duration::from_millis(20)).map_err(|e| e.error), Err(Error::Full)));
+        assert!(matches!(
+            q.put_timeout(3, Duration::from_millis(20))
+                .map_err(|e| e.error),
+            Err(Error::Full)
+        ));
         assert_eq!(q.qsize().unwrap(), 2);
         assert_eq!((q.get().unwrap(), q.get().unwrap()), (1, 2));
         let q2 = q.clone();
@@ -273,7 +336,10 @@ fn queues() {
         let j = m.joinable_queue::<String>(0).unwrap();
         j.put("a".into()).unwrap();
         j.put("b".into()).unwrap();
-        assert!(matches!(j.join_timeout(Duration::from_millis(20)), Err(Error::Timeout)));
+        assert!(matches!(
+            j.join_timeout(Duration::from_millis(20)),
+            Err(Error::Timeout)
+        ));
         let j2 = j.clone();
         let worker = std::thread::spawn(move || {
             for _ in 0..2 {
@@ -298,8 +364,20 @@ fn registry_and_kinds() {
         back.insert(&1, &2).unwrap();
         assert_eq!(d.get(&1).unwrap(), Some(2));
         let wrong = m.lookup::<Queue<u32>>("d");
-        assert!(matches!(wrong, Err(Error::WrongKind { expected: Kind::Queue, found: Kind::Dict })), "{wrong:?}");
-        assert!(matches!(m.lookup::<Dict<u32, u32>>("nope"), Err(Error::NoSuchName(_))));
+        assert!(
+            matches!(
+                wrong,
+                Err(Error::WrongKind {
+                    expected: Kind::Queue,
+                    found: Kind::Dict
+                })
+            ),
+            "{wrong:?}"
+        );
+        assert!(matches!(
+            m.lookup::<Dict<u32, u32>>("nope"),
+            Err(Error::NoSuchName(_))
+        ));
         assert_eq!(m.names().unwrap(), ["d"]);
         let before = m.object_count().unwrap();
         m.release(&d).unwrap();
@@ -320,7 +398,10 @@ fn proxies_never_serialize_their_key_into_plain_bytes() {
         assert!(postcard::to_stdvec(&d).is_err());
         // As an mproc handle it travels (fd side table) and works.
         let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(&d).unwrap();
-        assert!(!bytes.windows(m.authkey().len()).any(|w| w == m.authkey()), "the authkey must not be in the bytes");
+        assert!(
+            !bytes.windows(m.authkey().len()).any(|w| w == m.authkey()),
+            "the authkey must not be in the bytes"
+        );
         let back: Dict<u32, u32> = mproc_shm::handle::from_bytes_with_fds(&bytes, fds).unwrap();
         back.insert(&3, &4).unwrap();
         assert_eq!(d.get(&3).unwrap(), Some(4));
@@ -330,7 +411,10 @@ fn proxies_never_serialize_their_key_into_plain_bytes() {
 #[test]
 fn shutdown_stops_the_server_and_calls_report_disconnected() {
     watchdog(60, || {
-        let m = Manager::builder().call_timeout(Duration::from_secs(2)).start().unwrap();
+        let m = Manager::builder()
+            .call_timeout(Duration::from_secs(2))
+            .start()
+            .unwrap();
         let pid = m.pid().unwrap().as_raw();
         let d = m.dict::<u32, u32>().unwrap();
         let addr = m.address().clone();
@@ -357,6 +441,10 @@ fn batched_requests_share_one_round_trip() {
         d.update(pairs.iter().map(|(k, v)| (k, v))).unwrap();
         let keys: Vec<u32> = (0..1000).collect();
         let got = d.get_many(&keys).unwrap();
-        assert!(got.iter().enumerate().all(|(i, v)| *v == Some((i * i) as u32)));
+        assert!(
+            got.iter()
+                .enumerate()
+                .all(|(i, v)| *v == Some((i * i) as u32))
+        );
     });
 }

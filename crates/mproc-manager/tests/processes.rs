@@ -11,10 +11,13 @@ const ROUNDS: u64 = 250;
 
 fn hammer((d, l, v, me): (Dict<String, u64>, List<u64>, Value<Vec<u64>>, usize)) -> u64 {
     for i in 0..ROUNDS {
-        d.update_or_insert_with(&"total".to_string(), &0, 1, |t: &mut u64, n: u64| *t += n).unwrap();
-        d.update_or_insert_with(&format!("child-{me}"), &0, i, |t: &mut u64, n: u64| *t += n).unwrap();
+        d.update_or_insert_with(&"total".to_string(), &0, 1, |t: &mut u64, n: u64| *t += n)
+            .unwrap();
+        d.update_or_insert_with(&format!("child-{me}"), &0, i, |t: &mut u64, n: u64| *t += n)
+            .unwrap();
         l.update_with(0, 2, |x: &mut u64, n: u64| *x += n).unwrap();
-        v.update_with(me as u64, |xs: &mut Vec<u64>, x: u64| xs.push(x)).unwrap();
+        v.update_with(me as u64, |xs: &mut Vec<u64>, x: u64| xs.push(x))
+            .unwrap();
     }
     l.push(&(me as u64)).unwrap();
     d.get("total").unwrap().unwrap()
@@ -28,7 +31,11 @@ fn children_update_a_dict_and_a_list_concurrently_without_losing_one() {
         let l = m.list_from([0u64]).unwrap();
         let v = m.value(Vec::<u64>::new()).unwrap();
         let kids: Vec<_> = (0..CHILDREN)
-            .map(|i| Process::new(hammer, (d.clone(), l.clone(), v.clone(), i)).start().unwrap())
+            .map(|i| {
+                Process::new(hammer, (d.clone(), l.clone(), v.clone(), i))
+                    .start()
+                    .unwrap()
+            })
             .collect();
         for mut k in kids {
             let seen = k.join().unwrap();
@@ -36,7 +43,10 @@ fn children_update_a_dict_and_a_list_concurrently_without_losing_one() {
         }
         assert_eq!(d.get("total").unwrap(), Some(ROUNDS * CHILDREN as u64));
         for i in 0..CHILDREN {
-            assert_eq!(d.get(&format!("child-{i}")).unwrap(), Some(ROUNDS * (ROUNDS - 1) / 2));
+            assert_eq!(
+                d.get(&format!("child-{i}")).unwrap(),
+                Some(ROUNDS * (ROUNDS - 1) / 2)
+            );
         }
         assert_eq!(l.get(0).unwrap(), 2 * ROUNDS * CHILDREN as u64);
         let mut tail = l.snapshot().unwrap()[1..].to_vec();
@@ -68,7 +78,12 @@ fn a_queue_feeds_children_under_every_safe_start_method() {
             let q = m.queue::<Option<u32>>(8).unwrap();
             let out = m.list::<u32>().unwrap();
             let kids: Vec<_> = (0..2)
-                .map(|_| Process::new(consume, (q.clone(), out.clone())).start_method(method).start().unwrap())
+                .map(|_| {
+                    Process::new(consume, (q.clone(), out.clone()))
+                        .start_method(method)
+                        .start()
+                        .unwrap()
+                })
                 .collect();
             for i in 0..100 {
                 q.put(Some(i)).unwrap();
@@ -101,7 +116,11 @@ fn a_proxy_travels_over_an_mproc_connection() {
 fn the_fruit_demo_counts_every_basket() {
     watchdog(60, || {
         let items = mproc_manager::fruit_demo(5).unwrap();
-        let total: u32 = items.iter().filter(|(k, _)| k != "baskets").map(|(_, v)| v).sum();
+        let total: u32 = items
+            .iter()
+            .filter(|(k, _)| k != "baskets")
+            .map(|(_, v)| v)
+            .sum();
         assert_eq!(total, 5);
         assert!(items.contains(&("baskets".to_string(), 5)));
         assert!(items.contains(&("apple".to_string(), 1)));

@@ -20,13 +20,22 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 /// Runs this test binary as the unrelated process, with `role`.
 fn run_role(role: &str, addr: &Address, key: &[u8]) -> std::process::ExitStatus {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "remote_role", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "remote_role",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ROLE, role)
         .env(ADDR, addr.to_string())
         .env(KEY, hex(key))
@@ -48,18 +57,27 @@ fn run_role(role: &str, addr: &Address, key: &[u8]) -> std::process::ExitStatus 
 #[test]
 #[ignore = "run by the remote tests as a separate process"]
 fn remote_role() {
-    let Ok(role) = std::env::var(ROLE) else { return };
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
     let addr: std::net::SocketAddr = std::env::var(ADDR).unwrap().parse().unwrap();
     let key = unhex(&std::env::var(KEY).unwrap());
     match role.as_str() {
         "worker" => {
-            let m = Manager::builder().address(addr).authkey(&key).call_timeout(Duration::from_secs(5)).connect().unwrap();
+            let m = Manager::builder()
+                .address(addr)
+                .authkey(&key)
+                .call_timeout(Duration::from_secs(5))
+                .connect()
+                .unwrap();
             let jobs: Queue<Option<u32>> = m.lookup("jobs").unwrap();
             let results: Dict<u32, u32> = m.lookup("results").unwrap();
             while let Some(x) = jobs.get_timeout(Duration::from_secs(20)).unwrap() {
                 results.insert(&x, &(x * x)).unwrap();
                 // Same executable, so server-side updates work remotely too.
-                results.update_or_insert_with(&u32::MAX, &0, 1, |n: &mut u32, k: u32| *n += k).unwrap();
+                results
+                    .update_or_insert_with(&u32::MAX, &0, 1, |n: &mut u32, k: u32| *n += k)
+                    .unwrap();
             }
             std::process::exit(0);
         }
@@ -76,7 +94,11 @@ fn remote_role() {
 }
 
 fn tcp_manager(key: &[u8]) -> Manager {
-    Manager::builder().address("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap()).authkey(key).start().unwrap()
+    Manager::builder()
+        .address("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap())
+        .authkey(key)
+        .start()
+        .unwrap()
 }
 
 #[test]
@@ -112,12 +134,20 @@ fn a_wrong_key_is_refused_before_any_object_is_reachable() {
         m.register("secret", &d).unwrap();
         // An unrelated process with the wrong key.
         let st = run_role("wrong-key", m.address(), b"the wrong key");
-        assert!(st.success(), "the wrong key must be refused with an auth error: {st:?}");
+        assert!(
+            st.success(),
+            "the wrong key must be refused with an auth error: {st:?}"
+        );
         // In process, too.
-        assert!(matches!(Manager::connect(m.address().clone(), b"nope"), Err(Error::Auth(_))));
+        assert!(matches!(
+            Manager::connect(m.address().clone(), b"nope"),
+            Err(Error::Auth(_))
+        ));
         // A client that skips the handshake and sends a request gets the
         // challenge, then FAILURE, then the connection closes: no reply.
-        let Address::Tcp(addr) = m.address().clone() else { unreachable!() };
+        let Address::Tcp(addr) = m.address().clone() else {
+            unreachable!()
+        };
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let req = postcard::to_stdvec(&(8u32, "secret")).unwrap();
@@ -129,7 +159,11 @@ fn a_wrong_key_is_refused_before_any_object_is_reachable() {
         let text = String::from_utf8_lossy(&got);
         assert!(text.contains("#CHALLENGE#"), "{text:?}");
         assert!(text.contains("#FAILURE#"), "{text:?}");
-        assert!(got.len() < 200, "nothing but the handshake came back: {} bytes", got.len());
+        assert!(
+            got.len() < 200,
+            "nothing but the handshake came back: {} bytes",
+            got.len()
+        );
         // The server is fine.
         d.insert(&1, &1).unwrap();
         assert_eq!(d.len().unwrap(), 1);

@@ -19,14 +19,21 @@ pub(crate) fn watchdog<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Sen
             Err(p) => std::panic::resume_unwind(p),
             Ok(()) => unreachable!("sent nothing but finished"),
         },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("watchdog: the test did not finish within {secs} s"),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("watchdog: the test did not finish within {secs} s")
+        }
     }
 }
 
 /// Whether process `pid` still exists (as a non-zombie).
 pub(crate) fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }
