@@ -1122,7 +1122,7 @@ pub(crate) fn serve(
             // SeqCst (as every access to `stopping`): set before the listener
             // is shut down, so the accept loop sees it once `accept` fails.
             server.stopping.store(true, Ordering::SeqCst);
-            sys::shutdown_listener(borrow(&*listener));
+            sys::shutdown_listener(borrow(&listener));
         })
     };
     if let Some(mut c) = owner {
