@@ -31,15 +31,19 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
 
 /// The child roles these scenarios start.
 pub(crate) fn roles() -> Vec<Role> {
-    vec![Role { name: "manager_dict_client", run: role_dict_client }]
+    vec![Role {
+        name: "manager_dict_client",
+        run: role_dict_client,
+    }]
 }
 
 type Args = (Dict<u64, u64>, Value<f64>);
 
 /// The client child: N set+get pairs, then stores its elapsed seconds.
 fn role_dict_client(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
-    let bytes: Result<Vec<u8>, _> =
-        (0..arg.len() / 2).map(|i| u8::from_str_radix(arg.get(2 * i..2 * i + 2).unwrap_or("zz"), 16)).collect();
+    let bytes: Result<Vec<u8>, _> = (0..arg.len() / 2)
+        .map(|i| u8::from_str_radix(arg.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
+        .collect();
     let (d, out): Args = from_bytes_with_fds(&bytes?, fds)?;
     // Warm up: connect, and the first key.
     d.insert(&0, &0)?;
@@ -71,7 +75,9 @@ fn manager_dict(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let n = d.len()?;
     m.shutdown()?;
     let ops = 2.0 * N_PAIRS as f64 / secs;
-    Ok(vec![Measurement::higher(ops, "ops/s").note(format!("{:.2} us/op, {n} keys", 1e6 / ops))])
+    Ok(vec![
+        Measurement::higher(ops, "ops/s").note(format!("{:.2} us/op, {n} keys", 1e6 / ops)),
+    ])
 }
 
 fn manager_start(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
