@@ -433,7 +433,7 @@ fn debug_and_display() {
     assert_eq!(format!("{s:?}"), "BoundedSemaphore { value: 2, max: 2 }");
     assert_eq!(BrokenBarrier.to_string(), "barrier is broken");
     let e: TryLockError<()> = TryLockError::WouldBlock;
-    assert_eq!(e.to_string(), "it is held by someone else");
+    assert_eq!(e.to_string(), "the lock is held by someone else");
     let e = Event::new().unwrap();
     assert_eq!(format!("{e:?}"), "Event { set: false }");
 }
