@@ -281,6 +281,7 @@ where
 
     /// Like [`Dict::update_with`], inserting `default` first when `key` is
     /// missing (a counter: `update_or_insert_with(&k, &0, 1, |v, n| *v += n)`).
+    /// If `f` then fails, the default stays inserted.
     ///
     /// # Errors
     /// As for [`Dict::update_with`], without [`Error::KeyMissing`].
@@ -298,6 +299,58 @@ where
     {
         let d = self.raw.enc(default)?;
         self.apply(key, Some(d), arg, f)
+    }
+
+    /// [`Dict::update_or_insert_with`] for many keys in one round trip: for
+    /// each `(key, arg)`, inserts `default` if the key is missing, then runs
+    /// `f(&mut value, arg)` in the server. Each update is atomic on its own;
+    /// they run in order. Returns each result (a counter of words:
+    /// `d.update_or_insert_many_with(words.iter().map(|w| (w, 1)), &0, |n, k| *n += k)`).
+    ///
+    /// # Errors
+    /// As for [`Dict::update_with`]; the first failed update's error (the
+    /// updates before it took effect, those after it too).
+    pub fn update_or_insert_many_with<'a, I, A, R, F>(
+        &self,
+        items: I,
+        default: &V,
+        f: F,
+    ) -> Result<Vec<R>, Error>
+    where
+        I: IntoIterator<Item = (&'a K, A)>,
+        K: 'a,
+        F: Fn(&mut V, A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        if !self.raw.session.same_exe()? {
+            return Err(Error::ForeignExecutable);
+        }
+        let func = code_ref::offset_of::<F, V, A, R>(f);
+        let d = self.raw.enc(default)?;
+        let ops: Result<Vec<_>, Error> = items
+            .into_iter()
+            .map(|(k, a)| {
+                let op = Op::DictApply {
+                    key: self.key(k)?,
+                    default: Some(d.clone()),
+                    func,
+                    arg: self.raw.enc(&a)?,
+                };
+                Ok((self.raw.id, op))
+            })
+            .collect();
+        match self.raw.session.call(&crate::proto::Request::Batch(ops?))? {
+            Reply::Batch(replies) => replies
+                .into_iter()
+                .map(|r| match r {
+                    Reply::Bytes(b) => self.raw.dec(&b),
+                    Reply::Err(e) => Err(Error::from_remote(e)),
+                    r => Err(unexpected(r)),
+                })
+                .collect(),
+            r => Err(unexpected(r)),
+        }
     }
 
     fn apply<A, R, F>(&self, key: &K, default: Option<Vec<u8>>, arg: A, f: F) -> Result<R, Error>

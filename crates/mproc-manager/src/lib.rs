@@ -81,6 +81,30 @@
 //! pass the authkey yourself ([`Manager::authkey`]) and use
 //! [`Manager::connect`].
 //!
+//! # Transport
+//!
+//! Every connection starts as a socket with the authkey handshake. On a
+//! Unix socket (local managers) the client then moves the connection onto
+//! two shared-memory rings (mproc-queue), so a call costs a few
+//! microseconds and no system call when both sides are awake; the socket
+//! stays open to tell each side when the other has gone. TCP connections
+//! (remote clients) keep using the socket.
+//!
+//! # Differences from CPython
+//!
+//! * Proxies are typed, and any serde type can be shared (no `register` of
+//!   classes: `Value<MyStruct>` or `Dict<K, MyStruct>` instead, with
+//!   server-side updates for methods that change them).
+//! * Results are copies everywhere, iteration takes a snapshot
+//!   ([`Dict::items`]), so "dict changed size during iteration" cannot happen.
+//! * Shared objects are not reference-counted: they live until
+//!   [`Manager::release`] or shutdown.
+//! * Starting twice, or after shutdown, cannot be written: the builder and
+//!   [`Manager::shutdown`] consume their receivers.
+//! * A client that dies holding a lock does not leave it locked for ever.
+//! * A namespace field is read with its type: `ns.get::<String>("name")`;
+//!   `_`-prefixed names are refused rather than kept local.
+//!
 //! # Lifetimes
 //!
 //! A manager made by [`Manager::start`] owns its server process (a daemon:

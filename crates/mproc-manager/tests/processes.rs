@@ -126,3 +126,54 @@ fn the_fruit_demo_counts_every_basket() {
         assert!(items.contains(&("apple".to_string(), 1)));
     });
 }
+
+fn count_words((d, words): (Dict<String, u64>, Vec<String>)) -> usize {
+    d.update_or_insert_many_with(
+        words.iter().map(|w| (w, 1u64)),
+        &0,
+        |n: &mut u64, k: u64| *n += k,
+    )
+    .unwrap()
+    .len()
+}
+
+#[test]
+fn batched_server_side_updates_from_children_count_exactly() {
+    watchdog(60, || {
+        let m = Manager::start().unwrap();
+        let d = m.dict::<String, u64>().unwrap();
+        let words: Vec<String> = "the cat and the hat and the bat"
+            .split(' ')
+            .map(String::from)
+            .collect();
+        let kids: Vec<_> = (0..3)
+            .map(|_| {
+                Process::new(count_words, (d.clone(), words.clone()))
+                    .start()
+                    .unwrap()
+            })
+            .collect();
+        for mut k in kids {
+            assert_eq!(k.join().unwrap(), 8);
+        }
+        let mut items = d.items().unwrap();
+        items.sort();
+        assert_eq!(
+            items,
+            [
+                ("and".into(), 6),
+                ("bat".into(), 3),
+                ("cat".into(), 3),
+                ("hat".into(), 3),
+                ("the".into(), 9)
+            ]
+        );
+        // A failing update in a batch reports its error.
+        let r = d.update_or_insert_many_with(
+            [(&"x".to_string(), 1u64)],
+            &0,
+            |_n: &mut u64, _k: u64| -> u64 { panic!("no") },
+        );
+        assert!(matches!(r, Err(mproc_manager::Error::Panicked(_))), "{r:?}");
+    });
+}
