@@ -35,7 +35,10 @@ struct Ctl {
 // SAFETY: repr(C) of atomics only; all zeros is the valid initial state.
 unsafe impl SharedSync for Ctl {}
 
-const LAYOUT: Layout = Layout { kind: 0x0401, fingerprint: fingerprint_of::<Ctl>("mproc-pipe arena v1") };
+const LAYOUT: Layout = Layout {
+    kind: 0x0401,
+    fingerprint: fingerprint_of::<Ctl>("mproc-pipe arena v1"),
+};
 /// Where the ring's bytes start: page-aligned, after header and control block.
 const DATA_OFF: usize = 4096;
 const _: () = assert!(HEADER_SIZE + std::mem::size_of::<Ctl>() <= DATA_OFF);
@@ -59,30 +62,55 @@ pub(crate) struct ArenaTx {
 
 impl ArenaTx {
     fn create(min: usize) -> io::Result<Self> {
-        let cap = min.checked_next_power_of_two().ok_or(io::ErrorKind::OutOfMemory)?.max(DEFAULT_CAPACITY);
+        let cap = min
+            .checked_next_power_of_two()
+            .ok_or(io::ErrorKind::OutOfMemory)?
+            .max(DEFAULT_CAPACITY);
         let seg = Segment::anonymous(DATA_OFF + cap).map_err(io::Error::other)?;
         let mut idb = [0u8; 8];
         sys::random(&mut idb)?;
         let id = u64::from_ne_bytes(idb);
-        seg.header().map_err(io::Error::other)?.init(LAYOUT, seg.len() as u64, [cap as u64, id, 0, 0]);
-        Ok(Self { seg, id, cap: cap as u64, tail: 0, announced: false })
+        seg.header().map_err(io::Error::other)?.init(
+            LAYOUT,
+            seg.len() as u64,
+            [cap as u64, id, 0, 0],
+        );
+        Ok(Self {
+            seg,
+            id,
+            cap: cap as u64,
+            tail: 0,
+            announced: false,
+        })
     }
 
     /// Sends `data` through the arena of `slot` (creating or growing it),
     /// writing the record to `sock`.
-    pub(crate) fn send(slot: &mut Option<Self>, sock: BorrowedFd<'_>, data: &[u8]) -> Result<(), SendBytesError> {
+    pub(crate) fn send(
+        slot: &mut Option<Self>,
+        sock: BorrowedFd<'_>,
+        data: &[u8],
+    ) -> Result<(), SendBytesError> {
         let len = data.len() as u64;
         if slot.as_ref().is_none_or(|a| a.cap < len) {
             *slot = Some(Self::create(data.len()).map_err(SendBytesError::Io)?);
         }
-        let Some(a) = slot.as_mut() else { return Err(SendBytesError::Io(io::ErrorKind::OutOfMemory.into())) };
+        let Some(a) = slot.as_mut() else {
+            return Err(SendBytesError::Io(io::ErrorKind::OutOfMemory.into()));
+        };
         let off = a.tail % a.cap;
         let skip = if off + len > a.cap { a.cap - off } else { 0 };
         let start = a.tail + skip;
         a.wait_for_space(sock, start + len)?;
         let at = DATA_OFF + (start % a.cap) as usize;
-        a.seg.write(at, data).map_err(|e| SendBytesError::Io(io::Error::other(e)))?;
-        let rec = encode_shm(ShmRef { arena: a.id, start, len });
+        a.seg
+            .write(at, data)
+            .map_err(|e| SendBytesError::Io(io::Error::other(e)))?;
+        let rec = encode_shm(ShmRef {
+            arena: a.id,
+            start,
+            len,
+        });
         let fds: &[BorrowedFd<'_>] = if a.announced { &[] } else { &[a.seg.as_fd()] };
         sys::write_all(sock, FdKind::Unix, &[&rec], fds).map_err(SendBytesError::from_io)?;
         a.announced = true;
@@ -134,14 +162,25 @@ pub(crate) struct ArenaRx {
 impl ArenaRx {
     /// Adopts an arena received as a descriptor, checking its layout.
     pub(crate) fn adopt(fd: OwnedFd, id: u64) -> Result<Self, RecvError> {
-        let seg = Segment::from_fd(fd).map_err(|_| RecvError::Protocol("bad shared-memory arena"))?;
-        let params = seg.check_layout(LAYOUT).map_err(|_| RecvError::Protocol("bad shared-memory arena"))?;
+        let seg =
+            Segment::from_fd(fd).map_err(|_| RecvError::Protocol("bad shared-memory arena"))?;
+        let params = seg
+            .check_layout(LAYOUT)
+            .map_err(|_| RecvError::Protocol("bad shared-memory arena"))?;
         let (cap, found) = (params[0], params[1]);
-        let fits = usize::try_from(cap).ok().and_then(|c| c.checked_add(DATA_OFF)).is_some_and(|end| end <= seg.len());
+        let fits = usize::try_from(cap)
+            .ok()
+            .and_then(|c| c.checked_add(DATA_OFF))
+            .is_some_and(|end| end <= seg.len());
         if found != id || cap == 0 || !fits {
             return Err(RecvError::Protocol("bad shared-memory arena"));
         }
-        Ok(Self { seg, id, cap, next: 0 })
+        Ok(Self {
+            seg,
+            id,
+            cap,
+            next: 0,
+        })
     }
 
     pub(crate) fn id(&self) -> u64 {
@@ -164,7 +203,13 @@ impl ArenaRx {
         // `n` bytes of spare capacity of a fresh Vec, which cannot overlap it.
         // The sender does not write this range until we advance `head` below
         // (a hostile sender can only change which bytes we copy).
-        unsafe { std::ptr::copy_nonoverlapping(self.seg.as_ptr().add(at), spare.as_mut_ptr().cast::<u8>(), n) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.seg.as_ptr().add(at),
+                spare.as_mut_ptr().cast::<u8>(),
+                n,
+            )
+        };
         // SAFETY: the copy above initialised the first `n` bytes.
         unsafe { out.set_len(n) };
         self.next = start + len;

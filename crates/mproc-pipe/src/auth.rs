@@ -67,7 +67,8 @@ impl Digest {
     fn mac(self, key: &[u8], msg: &[u8]) -> Vec<u8> {
         fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], msg: &[u8]) -> Vec<u8> {
             // HMAC accepts keys of any length, so this cannot fail.
-            let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+            let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key)
+                .unwrap_or_else(|_| unreachable!());
             m.update(msg);
             m.finalize().into_bytes().to_vec()
         }
@@ -83,7 +84,8 @@ impl Digest {
     /// Constant-time check of `tag` against the HMAC of `msg`.
     fn verify(self, key: &[u8], msg: &[u8], tag: &[u8]) -> bool {
         fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], msg: &[u8], tag: &[u8]) -> bool {
-            let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+            let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key)
+                .unwrap_or_else(|_| unreachable!());
             m.update(msg);
             m.verify_slice(tag).is_ok()
         }
@@ -117,7 +119,10 @@ pub struct AuthOptions {
 
 impl Default for AuthOptions {
     fn default() -> Self {
-        Self { digest: Digest::Sha256, allow_legacy_md5: false }
+        Self {
+            digest: Digest::Sha256,
+            allow_legacy_md5: false,
+        }
     }
 }
 
@@ -133,11 +138,15 @@ fn digest_and_payload(message: &[u8]) -> Result<(Option<Digest>, &[u8]), AuthErr
             let name = &message[1..1 + close];
             return match Digest::from_name(name) {
                 Some(d) => Ok((Some(d), &message[close + 2..])),
-                None => Err(AuthError::UnsupportedDigest(String::from_utf8_lossy(name).into_owned())),
+                None => Err(AuthError::UnsupportedDigest(
+                    String::from_utf8_lossy(name).into_owned(),
+                )),
             };
         }
     }
-    Err(AuthError::Protocol("missing digest prefix or unsupported message length"))
+    Err(AuthError::Protocol(
+        "missing digest prefix or unsupported message length",
+    ))
 }
 
 /// Builds a new challenge message (`#CHALLENGE#{digest}` + 40 random bytes).
@@ -162,8 +171,14 @@ pub fn make_challenge(digest: Digest) -> Result<(Vec<u8>, Vec<u8>), AuthError> {
 /// `Protocol` without the `#CHALLENGE#` prefix, `ChallengeTooShort`,
 /// `UnsupportedDigest`, and `LegacyMd5Disabled` for an MD5 challenge unless
 /// allowed.
-pub fn respond_to_challenge(authkey: &[u8], challenge: &[u8], opts: &AuthOptions) -> Result<Vec<u8>, AuthError> {
-    let body = challenge.strip_prefix(CHALLENGE).ok_or(AuthError::Protocol("expected a challenge"))?;
+pub fn respond_to_challenge(
+    authkey: &[u8],
+    challenge: &[u8],
+    opts: &AuthOptions,
+) -> Result<Vec<u8>, AuthError> {
+    let body = challenge
+        .strip_prefix(CHALLENGE)
+        .ok_or(AuthError::Protocol("expected a challenge"))?;
     if body.len() < MD5_ONLY_MESSAGE_LENGTH {
         return Err(AuthError::ChallengeTooShort(body.len()));
     }
@@ -185,26 +200,41 @@ pub fn respond_to_challenge(authkey: &[u8], challenge: &[u8], opts: &AuthOptions
 /// # Errors
 /// `WrongDigest` when it does not match; `DigestLength`, `UnsupportedDigest`,
 /// `Protocol`, and `LegacyMd5Disabled` for an MD5 response unless allowed.
-pub fn verify_response(authkey: &[u8], body: &[u8], response: &[u8], opts: &AuthOptions) -> Result<(), AuthError> {
+pub fn verify_response(
+    authkey: &[u8],
+    body: &[u8],
+    response: &[u8],
+    opts: &AuthOptions,
+) -> Result<(), AuthError> {
     let (digest, mac) = digest_and_payload(response)?;
     let digest = digest.unwrap_or(Digest::Md5);
     if digest == Digest::Md5 && !opts.allow_legacy_md5 {
         return Err(AuthError::LegacyMd5Disabled);
     }
     if mac.len() != digest.len() {
-        return Err(AuthError::DigestLength { expected: digest.len(), found: mac.len() });
+        return Err(AuthError::DigestLength {
+            expected: digest.len(),
+            found: mac.len(),
+        });
     }
-    if digest.verify(authkey, body, mac) { Ok(()) } else { Err(AuthError::WrongDigest) }
+    if digest.verify(authkey, body, mac) {
+        Ok(())
+    } else {
+        Err(AuthError::WrongDigest)
+    }
 }
 
 fn recv_small<C>(conn: &Connection<C>, deadline: Option<Instant>) -> Result<Vec<u8>, ConnectError> {
-    conn.recv_exact_small(MAX_HANDSHAKE_MESSAGE, deadline).map_err(|e| match e {
-        RecvError::Eof | RecvError::Truncated => ConnectError::Auth(AuthError::Closed),
-        RecvError::TooLarge { .. } => ConnectError::Auth(AuthError::Protocol("handshake message too long")),
-        RecvError::Timeout => ConnectError::Io(std::io::ErrorKind::TimedOut.into()),
-        RecvError::Io(e) => ConnectError::Io(e),
-        _ => ConnectError::Auth(AuthError::Protocol("bad handshake message")),
-    })
+    conn.recv_exact_small(MAX_HANDSHAKE_MESSAGE, deadline)
+        .map_err(|e| match e {
+            RecvError::Eof | RecvError::Truncated => ConnectError::Auth(AuthError::Closed),
+            RecvError::TooLarge { .. } => {
+                ConnectError::Auth(AuthError::Protocol("handshake message too long"))
+            }
+            RecvError::Timeout => ConnectError::Io(std::io::ErrorKind::TimedOut.into()),
+            RecvError::Io(e) => ConnectError::Io(e),
+            _ => ConnectError::Auth(AuthError::Protocol("bad handshake message")),
+        })
 }
 
 fn send_small<C>(conn: &Connection<C>, msg: &[u8]) -> Result<(), ConnectError> {
@@ -244,7 +274,11 @@ pub(crate) fn answer_challenge<C>(
     let response = respond_to_challenge(authkey, &challenge, opts)?;
     send_small(conn, &response)?;
     let verdict = recv_small(conn, deadline)?;
-    if verdict == WELCOME { Ok(()) } else { Err(AuthError::Rejected.into()) }
+    if verdict == WELCOME {
+        Ok(())
+    } else {
+        Err(AuthError::Rejected.into())
+    }
 }
 
 #[cfg(test)]

@@ -59,7 +59,9 @@ impl CodecError {
 
 impl fmt::Debug for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("CodecError").field(&self.0.to_string()).finish()
+        f.debug_tuple("CodecError")
+            .field(&self.0.to_string())
+            .finish()
     }
 }
 

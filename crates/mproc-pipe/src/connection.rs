@@ -52,7 +52,11 @@ const KEEP_SEND_BUF: usize = 1 << 20;
 /// ```
 pub fn pipe(duplex: bool) -> io::Result<(Connection, Connection)> {
     let (x, y) = sys::socketpair()?;
-    let (rx_side, tx_side) = if duplex { ((true, true), (true, true)) } else { ((true, false), (false, true)) };
+    let (rx_side, tx_side) = if duplex {
+        ((true, true), (true, true))
+    } else {
+        ((true, false), (false, true))
+    };
     if !duplex {
         // The unused directions are shut, so a wrong-end peer sees a closed
         // socket rather than a silent black hole.
@@ -218,7 +222,10 @@ impl Connection<Postcard> {
     /// descriptor cannot be inspected.
     pub fn from_fd_with(fd: OwnedFd, readable: bool, writable: bool) -> io::Result<Self> {
         if !readable && !writable {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "at least one of readable and writable must be set"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "at least one of readable and writable must be set",
+            ));
         }
         let kind = sys::fd_kind(fd.as_fd())?;
         Ok(Self::build(fd, kind, readable, writable))
@@ -233,7 +240,10 @@ impl Connection<Postcard> {
             wire: Wire::Cpython,
             shm_threshold: None,
             reader: Mutex::new(Reader::new(DEFAULT_MAX_MESSAGE, Wire::Cpython)),
-            writer: Mutex::new(Writer { buf: Vec::new(), arena: None }),
+            writer: Mutex::new(Writer {
+                buf: Vec::new(),
+                arena: None,
+            }),
             _codec: PhantomData,
         }
     }
@@ -276,10 +286,18 @@ impl<C: Codec> Connection<C> {
     /// It is ignored (stays [`Wire::Cpython`]) on connections that cannot
     /// carry descriptors.
     pub fn set_wire(&mut self, wire: Wire) {
-        let wire = if self.kind == FdKind::Unix { wire } else { Wire::Cpython };
+        let wire = if self.kind == FdKind::Unix {
+            wire
+        } else {
+            Wire::Cpython
+        };
         self.wire = wire;
         self.shm_threshold = (wire == Wire::Mproc).then_some(DEFAULT_SHM_THRESHOLD);
-        self.reader.get_mut().unwrap_or_else(|e| e.into_inner()).dec.set_wire(wire);
+        self.reader
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .dec
+            .set_wire(wire);
     }
 
     /// The message size from which sends go through shared memory
@@ -326,7 +344,11 @@ impl<C: Codec> Connection<C> {
         let raw = std::os::fd::IntoRawFd::into_raw_fd(self.fd);
         // SAFETY: `raw` came out of an OwnedFd we owned, so nobody else will close it.
         let r = unsafe { libc::close(raw) };
-        if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     // ----- sending -----
@@ -359,7 +381,9 @@ impl<C: Codec> Connection<C> {
         let (r, fds) = collect_fds(|| C::encode(value, &mut w.buf));
         let result = match r {
             Err(e) => Err(SendBytesError::Encode(e)),
-            Ok(()) if !fds.is_empty() && self.kind != FdKind::Unix => Err(SendBytesError::CannotPassHandles),
+            Ok(()) if !fds.is_empty() && self.kind != FdKind::Unix => {
+                Err(SendBytesError::CannotPassHandles)
+            }
             Ok(()) => {
                 let payload_len = w.buf.len() - MAX_HEADER_LEN;
                 if fds.is_empty() && self.use_shm(payload_len) {
@@ -369,8 +393,13 @@ impl<C: Codec> Connection<C> {
                     let n = encode_header(payload_len as u64, &mut h);
                     w.buf[MAX_HEADER_LEN - n..MAX_HEADER_LEN].copy_from_slice(&h[..n]);
                     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-                    sys::write_all(self.fd.as_fd(), self.kind, &[&w.buf[MAX_HEADER_LEN - n..]], &borrowed)
-                        .map_err(SendBytesError::from_io)
+                    sys::write_all(
+                        self.fd.as_fd(),
+                        self.kind,
+                        &[&w.buf[MAX_HEADER_LEN - n..]],
+                        &borrowed,
+                    )
+                    .map_err(SendBytesError::from_io)
                 }
             }
         };
@@ -381,7 +410,9 @@ impl<C: Codec> Connection<C> {
     }
 
     fn use_shm(&self, len: usize) -> bool {
-        self.wire == Wire::Mproc && self.kind == FdKind::Unix && self.shm_threshold.is_some_and(|t| len >= t)
+        self.wire == Wire::Mproc
+            && self.kind == FdKind::Unix
+            && self.shm_threshold.is_some_and(|t| len >= t)
     }
 
     /// Sends `buf` as one message (Python's `send_bytes`). Between mproc
@@ -401,7 +432,8 @@ impl<C: Codec> Connection<C> {
         }
         let mut h = [0u8; MAX_HEADER_LEN];
         let n = encode_header(buf.len() as u64, &mut h);
-        sys::write_all(self.fd.as_fd(), self.kind, &[&h[..n], buf], &[]).map_err(SendBytesError::from_io)
+        sys::write_all(self.fd.as_fd(), self.kind, &[&h[..n], buf], &[])
+            .map_err(SendBytesError::from_io)
     }
 
     /// Sends `size` bytes of `buf` from `offset` (all the rest when `size` is
@@ -410,11 +442,22 @@ impl<C: Codec> Connection<C> {
     /// # Errors
     /// [`SendBytesError::OutOfRange`] if the range does not fit, else as
     /// [`Connection::send_bytes`].
-    pub fn send_bytes_range(&self, buf: &[u8], offset: usize, size: Option<usize>) -> Result<(), SendBytesError> {
+    pub fn send_bytes_range(
+        &self,
+        buf: &[u8],
+        offset: usize,
+        size: Option<usize>,
+    ) -> Result<(), SendBytesError> {
         let size_v = size.unwrap_or(buf.len().saturating_sub(offset));
         match offset.checked_add(size_v) {
-            Some(end) if offset <= buf.len() && end <= buf.len() => self.send_bytes(&buf[offset..end]),
-            _ => Err(SendBytesError::OutOfRange { offset, size: size_v, len: buf.len() }),
+            Some(end) if offset <= buf.len() && end <= buf.len() => {
+                self.send_bytes(&buf[offset..end])
+            }
+            _ => Err(SendBytesError::OutOfRange {
+                offset,
+                size: size_v,
+                len: buf.len(),
+            }),
         }
     }
 
@@ -542,7 +585,11 @@ impl<C: Codec> Connection<C> {
         sys::wait_readable(self.fd.as_fd(), deadline).map_err(RecvError::Io)
     }
 
-    fn recv_frame(&self, deadline: Deadline, max_len: Option<usize>) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
+    fn recv_frame(
+        &self,
+        deadline: Deadline,
+        max_len: Option<usize>,
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
         if !self.readable {
             return Err(RecvError::NotReadable);
         }
@@ -562,7 +609,10 @@ impl<C: Codec> Connection<C> {
                 r.broken = true;
                 Err(e)
             }
-            Ok((msg, _)) if msg.len() > limit => Err(RecvError::TooLarge { len: msg.len() as u64, max: limit as u64 }),
+            Ok((msg, _)) if msg.len() > limit => Err(RecvError::TooLarge {
+                len: msg.len() as u64,
+                max: limit as u64,
+            }),
             other => other,
         }
     }
@@ -579,7 +629,10 @@ impl<C: Codec> Connection<C> {
                     r.frame_start = r.stream_pos();
                     r.dec.set_max(limit);
                 }
-                let (n, frame) = r.dec.decode(&r.buf[r.pos..r.end]).map_err(RecvError::from_frame)?;
+                let (n, frame) = r
+                    .dec
+                    .decode(&r.buf[r.pos..r.end])
+                    .map_err(RecvError::from_frame)?;
                 r.pos += n;
                 if let Some(f) = frame {
                     return self.finish(r, f);
@@ -589,7 +642,11 @@ impl<C: Codec> Connection<C> {
             r.pos = 0;
             r.end = 0;
             if r.eof {
-                return Err(if r.dec.is_idle() { RecvError::Eof } else { RecvError::Truncated });
+                return Err(if r.dec.is_idle() {
+                    RecvError::Eof
+                } else {
+                    RecvError::Truncated
+                });
             }
             let nonblock = match deadline {
                 Deadline::Never => false,
@@ -601,18 +658,39 @@ impl<C: Codec> Connection<C> {
                 }
             };
             let mut fds = Vec::new();
-            let direct = r.dec.payload_remaining().is_some_and(|rem| rem >= DIRECT_MIN);
+            let direct = r
+                .dec
+                .payload_remaining()
+                .is_some_and(|rem| rem >= DIRECT_MIN);
             let got = if direct {
                 let spare = r.dec.payload_spare();
                 // SAFETY: `spare` is writable spare capacity of the payload Vec,
                 // valid for `spare.len()` bytes.
-                unsafe { sys::read(self.fd.as_fd(), self.kind, spare.as_mut_ptr().cast(), spare.len(), &mut fds, nonblock) }
+                unsafe {
+                    sys::read(
+                        self.fd.as_fd(),
+                        self.kind,
+                        spare.as_mut_ptr().cast(),
+                        spare.len(),
+                        &mut fds,
+                        nonblock,
+                    )
+                }
             } else {
                 if r.buf.len() < READ_BUF {
                     r.buf.resize(READ_BUF, 0);
                 }
                 // SAFETY: `r.buf` is an initialised buffer of `r.buf.len()` bytes.
-                unsafe { sys::read(self.fd.as_fd(), self.kind, r.buf.as_mut_ptr(), r.buf.len(), &mut fds, nonblock) }
+                unsafe {
+                    sys::read(
+                        self.fd.as_fd(),
+                        self.kind,
+                        r.buf.as_mut_ptr(),
+                        r.buf.len(),
+                        &mut fds,
+                        nonblock,
+                    )
+                }
             };
             let n = match got {
                 Ok(n) => n,
@@ -626,7 +704,11 @@ impl<C: Codec> Connection<C> {
             }
             r.received += n as u64;
             if !fds.is_empty() {
-                r.batches.push_back(FdBatch { start: r.received - n as u64, end: r.received, fds });
+                r.batches.push_back(FdBatch {
+                    start: r.received - n as u64,
+                    end: r.received,
+                    fds,
+                });
             }
             if direct {
                 // SAFETY: the read initialised the first `n` bytes of the spare slice.
@@ -645,14 +727,18 @@ impl<C: Codec> Connection<C> {
             Frame::Bytes(b) => Ok((b, fds)),
             Frame::Shm { arena, start, len } => {
                 if fds.len() > 1 {
-                    return Err(RecvError::Protocol("shared-memory record with several descriptors"));
+                    return Err(RecvError::Protocol(
+                        "shared-memory record with several descriptors",
+                    ));
                 }
                 if let Some(fd) = fds.pop() {
                     r.arena = Some(ArenaRx::adopt(fd, arena)?);
                 }
                 match &mut r.arena {
                     Some(a) if a.id() == arena => Ok((a.read(start, len)?, Vec::new())),
-                    _ => Err(RecvError::Protocol("shared-memory record for an unknown arena")),
+                    _ => Err(RecvError::Protocol(
+                        "shared-memory record for an unknown arena",
+                    )),
                 }
             }
         }
@@ -678,20 +764,34 @@ impl<C> Connection<C> {
 
     /// Handshake helper: reads one whole frame of at most `max` bytes with
     /// exact-size reads, so nothing after it is consumed.
-    pub(crate) fn recv_exact_small(&self, max: usize, deadline: Option<Instant>) -> Result<Vec<u8>, RecvError> {
+    pub(crate) fn recv_exact_small(
+        &self,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u8>, RecvError> {
         let mut h = [0u8; 4];
         self.read_exact_raw(&mut h, deadline)?;
         let n = i32::from_be_bytes(h);
-        let len = usize::try_from(n).map_err(|_| RecvError::TooLarge { len: u64::MAX, max: max as u64 })?;
+        let len = usize::try_from(n).map_err(|_| RecvError::TooLarge {
+            len: u64::MAX,
+            max: max as u64,
+        })?;
         if len > max {
-            return Err(RecvError::TooLarge { len: len as u64, max: max as u64 });
+            return Err(RecvError::TooLarge {
+                len: len as u64,
+                max: max as u64,
+            });
         }
         let mut buf = vec![0u8; len];
         self.read_exact_raw(&mut buf, deadline)?;
         Ok(buf)
     }
 
-    fn read_exact_raw(&self, mut out: &mut [u8], deadline: Option<Instant>) -> Result<(), RecvError> {
+    fn read_exact_raw(
+        &self,
+        mut out: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), RecvError> {
         let mut fds = Vec::new();
         let first = out.len();
         while !out.is_empty() {
@@ -701,10 +801,25 @@ impl<C> Connection<C> {
                 }
             }
             // SAFETY: `out` is an initialised, writable slice of `out.len()` bytes.
-            let got = unsafe { sys::read(self.fd.as_fd(), self.kind, out.as_mut_ptr(), out.len(), &mut fds, deadline.is_some()) };
+            let got = unsafe {
+                sys::read(
+                    self.fd.as_fd(),
+                    self.kind,
+                    out.as_mut_ptr(),
+                    out.len(),
+                    &mut fds,
+                    deadline.is_some(),
+                )
+            };
             fds.clear();
             match got {
-                Ok(0) => return Err(if out.len() == first { RecvError::Eof } else { RecvError::Truncated }),
+                Ok(0) => {
+                    return Err(if out.len() == first {
+                        RecvError::Eof
+                    } else {
+                        RecvError::Truncated
+                    });
+                }
                 Ok(n) => out = &mut out[n..],
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(RecvError::Io(e)),
@@ -752,7 +867,9 @@ impl<C> Serialize for Connection<C> {
         use serde::ser::Error;
         let r = lock(&self.reader);
         if !r.dec.is_idle() || !r.batches.is_empty() {
-            return Err(S::Error::custom("cannot send a connection in the middle of receiving a message"));
+            return Err(S::Error::custom(
+                "cannot send a connection in the middle of receiving a message",
+            ));
         }
         let arena = match &r.arena {
             Some(a) => {
@@ -782,7 +899,11 @@ impl<'de, C> Deserialize<'de> for Connection<C> {
         let w = WireForm::deserialize(d)?;
         let fd = w.fd.into_inner();
         let kind = sys::fd_kind(fd.as_fd()).map_err(D::Error::custom)?;
-        let wire = if w.mproc && kind == FdKind::Unix { Wire::Mproc } else { Wire::Cpython };
+        let wire = if w.mproc && kind == FdKind::Unix {
+            Wire::Mproc
+        } else {
+            Wire::Cpython
+        };
         let max = usize::try_from(w.max_message).unwrap_or(usize::MAX);
         let mut reader = Reader::new(max, wire);
         reader.end = w.buffered.len();
@@ -797,9 +918,16 @@ impl<'de, C> Deserialize<'de> for Connection<C> {
             readable: w.readable,
             writable: w.writable,
             wire,
-            shm_threshold: if wire == Wire::Mproc { w.shm_threshold.map(|t| t as usize) } else { None },
+            shm_threshold: if wire == Wire::Mproc {
+                w.shm_threshold.map(|t| t as usize)
+            } else {
+                None
+            },
             reader: Mutex::new(reader),
-            writer: Mutex::new(Writer { buf: Vec::new(), arena: None }),
+            writer: Mutex::new(Writer {
+                buf: Vec::new(),
+                arena: None,
+            }),
             _codec: PhantomData,
         })
     }

@@ -71,7 +71,11 @@ impl fmt::Debug for RecvError {
             Self::Truncated => f.write_str("Truncated"),
             Self::Timeout => f.write_str("Timeout"),
             Self::NotReadable => f.write_str("NotReadable"),
-            Self::TooLarge { len, max } => f.debug_struct("TooLarge").field("len", len).field("max", max).finish(),
+            Self::TooLarge { len, max } => f
+                .debug_struct("TooLarge")
+                .field("len", len)
+                .field("max", max)
+                .finish(),
             Self::BufferTooShort(m) => write!(f, "BufferTooShort({} bytes)", m.len()),
             Self::Broken => f.write_str("Broken"),
             Self::Protocol(s) => f.debug_tuple("Protocol").field(s).finish(),
@@ -88,8 +92,13 @@ impl fmt::Display for RecvError {
             Self::Truncated => f.write_str("got end of file during message"),
             Self::Timeout => f.write_str("timed out waiting for a message"),
             Self::NotReadable => f.write_str("connection is write-only"),
-            Self::TooLarge { len, max } => write!(f, "bad message length: {len} bytes exceeds the maximum of {max}"),
-            Self::BufferTooShort(m) => write!(f, "buffer too short for a message of {} bytes", m.len()),
+            Self::TooLarge { len, max } => write!(
+                f,
+                "bad message length: {len} bytes exceeds the maximum of {max}"
+            ),
+            Self::BufferTooShort(m) => {
+                write!(f, "buffer too short for a message of {} bytes", m.len())
+            }
             Self::Broken => f.write_str("connection is unreadable after an earlier bad message"),
             Self::Protocol(s) => write!(f, "protocol error: {s}"),
             Self::Decode(_) => f.write_str("failed to decode the message"),
@@ -166,9 +175,14 @@ impl fmt::Display for SendBytesError {
             Self::NotWritable => f.write_str("connection is read-only"),
             Self::Disconnected => f.write_str("connection closed by the peer"),
             Self::OutOfRange { offset, size, len } => {
-                write!(f, "offset {offset} and size {size} do not fit in a buffer of {len} bytes")
+                write!(
+                    f,
+                    "offset {offset} and size {size} do not fit in a buffer of {len} bytes"
+                )
             }
-            Self::CannotPassHandles => f.write_str("this connection cannot carry mproc handles (file descriptors)"),
+            Self::CannotPassHandles => {
+                f.write_str("this connection cannot carry mproc handles (file descriptors)")
+            }
             Self::Encode(_) => f.write_str("failed to encode the message"),
             Self::Io(_) => f.write_str("failed to write to the connection"),
         }
@@ -214,7 +228,9 @@ impl<T> SendError<T> {
 
 impl<T> fmt::Debug for SendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendError").field("error", &self.error).finish_non_exhaustive()
+        f.debug_struct("SendError")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
     }
 }
 
@@ -267,16 +283,25 @@ impl fmt::Display for AuthError {
         match self {
             Self::Rejected => f.write_str("authentication failed: digest sent was rejected"),
             Self::WrongDigest => f.write_str("authentication failed: digest received was wrong"),
-            Self::LegacyMd5Disabled => {
-                f.write_str("authentication failed: the peer uses legacy HMAC-MD5, which is not enabled")
+            Self::LegacyMd5Disabled => f.write_str(
+                "authentication failed: the peer uses legacy HMAC-MD5, which is not enabled",
+            ),
+            Self::UnsupportedDigest(d) => {
+                write!(f, "authentication failed: unsupported digest {d:?}")
             }
-            Self::UnsupportedDigest(d) => write!(f, "authentication failed: unsupported digest {d:?}"),
-            Self::ChallengeTooShort(n) => write!(f, "authentication failed: challenge too short: {n} bytes"),
+            Self::ChallengeTooShort(n) => {
+                write!(f, "authentication failed: challenge too short: {n} bytes")
+            }
             Self::DigestLength { expected, found } => {
-                write!(f, "authentication failed: expected a digest of {expected} bytes, got {found}")
+                write!(
+                    f,
+                    "authentication failed: expected a digest of {expected} bytes, got {found}"
+                )
             }
             Self::Protocol(s) => write!(f, "authentication failed: protocol error: {s}"),
-            Self::Closed => f.write_str("authentication failed: connection closed during the handshake"),
+            Self::Closed => {
+                f.write_str("authentication failed: connection closed during the handshake")
+            }
         }
     }
 }

@@ -32,7 +32,7 @@ pub enum Wire {
     #[default]
     Cpython,
     /// CPython's framing plus mproc's shared-memory records for large
-    /// messages. Only for connections whose both ends are mproc (a [`Pipe`](crate::Pipe),
+    /// messages. Only for connections whose both ends are mproc (a [`pipe`](crate::pipe),
     /// or a Listener/Client pair where both sides opted in).
     Mproc,
 }
@@ -98,9 +98,12 @@ impl fmt::Debug for Frame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Bytes(b) => write!(f, "Frame::Bytes({} bytes)", b.len()),
-            Self::Shm { arena, start, len } => {
-                f.debug_struct("Frame::Shm").field("arena", arena).field("start", start).field("len", len).finish()
-            }
+            Self::Shm { arena, start, len } => f
+                .debug_struct("Frame::Shm")
+                .field("arena", arena)
+                .field("start", start)
+                .field("len", len)
+                .finish(),
         }
     }
 }
@@ -124,7 +127,10 @@ pub enum FrameError {
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::TooLarge { len, max } => write!(f, "message of {len} bytes exceeds the maximum of {max} bytes"),
+            Self::TooLarge { len, max } => write!(
+                f,
+                "message of {len} bytes exceeds the maximum of {max} bytes"
+            ),
             Self::BadLength(n) => write!(f, "bad message length {n}"),
             Self::Failed => f.write_str("the message stream is broken by an earlier error"),
         }
@@ -135,9 +141,18 @@ impl std::error::Error for FrameError {}
 
 #[derive(Clone)]
 enum State {
-    Header { buf: [u8; MAX_HEADER_LEN], have: usize },
-    Payload { buf: Vec<u8>, len: usize },
-    Shm { buf: [u8; SHM_RECORD_LEN], have: usize },
+    Header {
+        buf: [u8; MAX_HEADER_LEN],
+        have: usize,
+    },
+    Payload {
+        buf: Vec<u8>,
+        len: usize,
+    },
+    Shm {
+        buf: [u8; SHM_RECORD_LEN],
+        have: usize,
+    },
     Failed,
 }
 
@@ -178,7 +193,11 @@ impl fmt::Debug for FrameDecoder {
             State::Shm { have, .. } => format!("shared-memory record ({have} bytes)"),
             State::Failed => "failed".to_owned(),
         };
-        f.debug_struct("FrameDecoder").field("max", &self.max).field("wire", &self.wire).field("state", &state).finish()
+        f.debug_struct("FrameDecoder")
+            .field("max", &self.max)
+            .field("wire", &self.wire)
+            .field("state", &state)
+            .finish()
     }
 }
 
@@ -190,7 +209,14 @@ impl FrameDecoder {
 
     /// A decoder of the given dialect accepting messages of up to `max` bytes.
     pub fn with_wire(max: usize, wire: Wire) -> Self {
-        Self { max, wire, state: State::Header { buf: [0; MAX_HEADER_LEN], have: 0 } }
+        Self {
+            max,
+            wire,
+            state: State::Header {
+                buf: [0; MAX_HEADER_LEN],
+                have: 0,
+            },
+        }
     }
 
     /// The largest message accepted.
@@ -244,7 +270,11 @@ impl FrameDecoder {
                 State::Failed => return Err(FrameError::Failed),
                 State::Header { buf, have } => {
                     // How many header bytes are needed so far: 4, or 12 after a -1.
-                    let need = if *have >= 4 && buf[..4] == [0xff; 4] { MAX_HEADER_LEN } else { 4 };
+                    let need = if *have >= 4 && buf[..4] == [0xff; 4] {
+                        MAX_HEADER_LEN
+                    } else {
+                        4
+                    };
                     let take = (need - *have).min(input.len() - used);
                     buf[*have..*have + take].copy_from_slice(&input[used..used + take]);
                     *have += take;
@@ -257,7 +287,10 @@ impl FrameDecoder {
                         -1 if need == 4 => continue, // read the 8-byte length
                         -1 => u64::from_be_bytes(buf[4..12].try_into().unwrap_or([0xff; 8])),
                         SHM_MARK if self.wire == Wire::Mproc => {
-                            self.state = State::Shm { buf: [0; SHM_RECORD_LEN], have: 0 };
+                            self.state = State::Shm {
+                                buf: [0; SHM_RECORD_LEN],
+                                have: 0,
+                            };
                             continue;
                         }
                         n if n < 0 => return Err(self.fail(FrameError::BadLength(n))),
@@ -265,13 +298,21 @@ impl FrameDecoder {
                     };
                     let len = match usize::try_from(len) {
                         Ok(l) if l <= self.max => l,
-                        _ => return Err(self.fail(FrameError::TooLarge { len, max: self.max as u64 })),
+                        _ => {
+                            return Err(self.fail(FrameError::TooLarge {
+                                len,
+                                max: self.max as u64,
+                            }));
+                        }
                     };
                     if len == 0 {
                         self.reset();
                         return Ok((used, Some(Frame::Bytes(Vec::new()))));
                     }
-                    self.state = State::Payload { buf: Vec::with_capacity(len.min(INITIAL_ALLOC)), len };
+                    self.state = State::Payload {
+                        buf: Vec::with_capacity(len.min(INITIAL_ALLOC)),
+                        len,
+                    };
                 }
                 State::Payload { buf, len } => {
                     let take = (*len - buf.len()).min(input.len() - used);
@@ -293,10 +334,14 @@ impl FrameDecoder {
                     if *have < SHM_RECORD_LEN {
                         return Ok((used, None));
                     }
-                    let field = |i: usize| u64::from_be_bytes(buf[i..i + 8].try_into().unwrap_or([0; 8]));
+                    let field =
+                        |i: usize| u64::from_be_bytes(buf[i..i + 8].try_into().unwrap_or([0; 8]));
                     let (arena, start, len) = (field(0), field(8), field(16));
                     if len > self.max as u64 {
-                        return Err(self.fail(FrameError::TooLarge { len, max: self.max as u64 }));
+                        return Err(self.fail(FrameError::TooLarge {
+                            len,
+                            max: self.max as u64,
+                        }));
                     }
                     self.reset();
                     return Ok((used, Some(Frame::Shm { arena, start, len })));
@@ -306,7 +351,10 @@ impl FrameDecoder {
     }
 
     fn reset(&mut self) {
-        self.state = State::Header { buf: [0; MAX_HEADER_LEN], have: 0 };
+        self.state = State::Header {
+            buf: [0; MAX_HEADER_LEN],
+            have: 0,
+        };
     }
 
     fn fail(&mut self, e: FrameError) -> FrameError {
@@ -343,7 +391,9 @@ impl FrameDecoder {
     /// The first `n` bytes of the slice last returned by `payload_spare` must
     /// have been initialised, and `n` must not exceed its length.
     pub(crate) unsafe fn payload_advance(&mut self, n: usize) -> Option<Frame> {
-        let State::Payload { buf, len } = &mut self.state else { return None };
+        let State::Payload { buf, len } = &mut self.state else {
+            return None;
+        };
         debug_assert!(buf.len() + n <= buf.capacity());
         // SAFETY: guaranteed by the caller: those bytes of the spare capacity are initialised.
         unsafe { buf.set_len(buf.len() + n) };

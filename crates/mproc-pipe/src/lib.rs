@@ -77,14 +77,15 @@ mod sys;
 mod wait;
 
 pub use crate::auth::{
-    AuthOptions, CHALLENGE, Digest, FAILURE, MAX_HANDSHAKE_MESSAGE, WELCOME, make_challenge, respond_to_challenge,
-    verify_response,
+    AuthOptions, CHALLENGE, Digest, FAILURE, MAX_HANDSHAKE_MESSAGE, WELCOME, make_challenge,
+    respond_to_challenge, verify_response,
 };
 pub use crate::codec::{Codec, CodecError, Postcard};
 pub use crate::connection::{Connection, DEFAULT_SHM_THRESHOLD, pipe};
 pub use crate::error::{AuthError, ConnectError, RecvError, SendBytesError, SendError};
 pub use crate::frame::{
-    DEFAULT_MAX_MESSAGE, Frame, FrameDecoder, FrameError, MAX_HEADER_LEN, Wire, encode_frame, encode_header,
+    DEFAULT_MAX_MESSAGE, Frame, FrameDecoder, FrameError, MAX_HEADER_LEN, Wire, encode_frame,
+    encode_header,
 };
 pub use crate::listener::{Address, Client, DEFAULT_HANDSHAKE_TIMEOUT, Listener, ListenerBuilder};
 pub use crate::wait::{Waitable, wait, wait_deadline, wait_timeout};

@@ -180,7 +180,12 @@ impl ListenerBuilder {
                 let addr = Address::Tcp(l.local_addr()?);
                 (Sock::Tcp(l), addr, None, false)
             }
-            Some(Address::Unix(p)) => (Sock::Unix(bind_unix(&p, backlog)?), Address::Unix(p), None, true),
+            Some(Address::Unix(p)) => (
+                Sock::Unix(bind_unix(&p, backlog)?),
+                Address::Unix(p),
+                None,
+                true,
+            ),
             None => {
                 let dir = private_dir()?;
                 let path = dir.join("listener");
@@ -193,19 +198,32 @@ impl ListenerBuilder {
                 }
             }
         };
-        Ok(Listener { sock, address, settings: self.settings, temp_dir, unlink_on_drop: unlink })
+        Ok(Listener {
+            sock,
+            address,
+            settings: self.settings,
+            temp_dir,
+            unlink_on_drop: unlink,
+        })
     }
 }
 
 fn listen(fd: BorrowedFd<'_>, backlog: libc::c_int) -> io::Result<()> {
     // SAFETY: `fd` is a valid socket for the duration of the call.
     let r = unsafe { libc::listen(fd.as_raw_fd(), backlog) };
-    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn bind_unix(path: &Path, backlog: libc::c_int) -> io::Result<UnixListener> {
     if path.as_os_str().is_empty() || path.as_os_str().as_encoded_bytes().first() == Some(&0) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "abstract or empty Unix socket addresses are not supported"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "abstract or empty Unix socket addresses are not supported",
+        ));
     }
     let l = UnixListener::bind(path)?;
     listen(l.as_fd(), backlog)?;
@@ -229,7 +247,10 @@ fn private_dir() -> io::Result<PathBuf> {
             Err(e) => return Err(e),
         }
     }
-    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary directory name"))
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "no free temporary directory name",
+    ))
 }
 
 impl Listener {
@@ -238,14 +259,20 @@ impl Listener {
         ListenerBuilder {
             address: Some(address.into()),
             backlog: 128,
-            settings: Settings { handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT), ..Settings::default() },
+            settings: Settings {
+                handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+                ..Settings::default()
+            },
         }
     }
 
     /// A builder listening on a Unix socket at a fresh path in a private
     /// temporary directory (Python's `Listener()` default), removed on drop.
     pub fn builder_auto() -> ListenerBuilder {
-        ListenerBuilder { address: None, ..Self::builder(PathBuf::new()) }
+        ListenerBuilder {
+            address: None,
+            ..Self::builder(PathBuf::new())
+        }
     }
 
     /// Listens at `address` without authentication.
@@ -280,7 +307,10 @@ impl Listener {
         let (fd, peer): (OwnedFd, Option<Address>) = match &self.sock {
             Sock::Unix(l) => {
                 let (s, a) = l.accept()?;
-                (s.into(), a.as_pathname().map(|p| Address::Unix(p.to_owned())))
+                (
+                    s.into(),
+                    a.as_pathname().map(|p| Address::Unix(p.to_owned())),
+                )
             }
             Sock::Tcp(l) => {
                 let (s, a) = l.accept()?;
@@ -290,7 +320,10 @@ impl Listener {
         };
         let mut conn = Connection::from_fd(fd)?;
         if let Some(key) = &self.settings.authkey {
-            let deadline = self.settings.handshake_timeout.and_then(|t| Instant::now().checked_add(t));
+            let deadline = self
+                .settings
+                .handshake_timeout
+                .and_then(|t| Instant::now().checked_add(t));
             deliver_challenge(&conn, key, &self.settings.auth, deadline)?;
             answer_challenge(&conn, key, &self.settings.auth, deadline)?;
         }
@@ -329,7 +362,10 @@ impl Drop for Listener {
 
 impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Listener").field("address", &self.address).field("settings", &self.settings).finish()
+        f.debug_struct("Listener")
+            .field("address", &self.address)
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
@@ -350,7 +386,10 @@ impl Client {
     pub fn new(address: impl Into<Address>) -> Self {
         Self {
             address: address.into(),
-            settings: Settings { handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT), ..Settings::default() },
+            settings: Settings {
+                handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+                ..Settings::default()
+            },
         }
     }
 
@@ -403,7 +442,10 @@ impl Client {
         };
         let mut conn = Connection::from_fd(fd)?;
         if let Some(key) = &self.settings.authkey {
-            let deadline = self.settings.handshake_timeout.and_then(|t| Instant::now().checked_add(t));
+            let deadline = self
+                .settings
+                .handshake_timeout
+                .and_then(|t| Instant::now().checked_add(t));
             answer_challenge(&conn, key, &self.settings.auth, deadline)?;
             deliver_challenge(&conn, key, &self.settings.auth, deadline)?;
         }

@@ -5,7 +5,12 @@ use crate::auth::{AuthOptions, CHALLENGE, make_challenge, respond_to_challenge, 
 use crate::frame::{Frame, FrameDecoder, FrameError, INITIAL_ALLOC, Wire};
 
 /// Decodes `stream` fed in `chunk`-byte pieces, checking the allocation bound.
-fn decode_chunked(stream: &[u8], chunk: usize, max: usize, wire: Wire) -> (Vec<Frame>, Option<FrameError>) {
+fn decode_chunked(
+    stream: &[u8],
+    chunk: usize,
+    max: usize,
+    wire: Wire,
+) -> (Vec<Frame>, Option<FrameError>) {
     let mut dec = FrameDecoder::with_wire(max, wire);
     let mut frames = Vec::new();
     let mut received = 0usize;
@@ -27,7 +32,10 @@ fn decode_chunked(stream: &[u8], chunk: usize, max: usize, wire: Wire) -> (Vec<F
                 Err(e) => return (frames, Some(e)),
             }
             assert!(dec.allocated() <= max, "allocated past the maximum");
-            assert!(dec.allocated() <= (2 * received).max(INITIAL_ALLOC), "allocated ahead of the data");
+            assert!(
+                dec.allocated() <= (2 * received).max(INITIAL_ALLOC),
+                "allocated ahead of the data"
+            );
         }
     }
     (frames, None)
@@ -38,11 +46,20 @@ fn decode_chunked(stream: &[u8], chunk: usize, max: usize, wire: Wire) -> (Vec<F
 /// Decoding never panics, never allocates past its bounds, and gives the same
 /// frames and error whatever the chunking.
 pub fn frame_decode(data: &[u8]) {
-    let Some((&sel, rest)) = data.split_first() else { return };
-    let wire = if sel & 1 == 1 { Wire::Mproc } else { Wire::Cpython };
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let wire = if sel & 1 == 1 {
+        Wire::Mproc
+    } else {
+        Wire::Cpython
+    };
     let chunk = usize::from(sel >> 1) + 1;
     let (max, stream) = match rest {
-        [a, b, c, stream @ ..] => (usize::from(*a) << 16 | usize::from(*b) << 8 | usize::from(*c), stream),
+        [a, b, c, stream @ ..] => (
+            usize::from(*a) << 16 | usize::from(*b) << 8 | usize::from(*c),
+            stream,
+        ),
         _ => (0, rest),
     };
     let chunked = decode_chunked(stream, chunk, max, wire);
@@ -55,8 +72,13 @@ pub fn frame_decode(data: &[u8]) {
 /// challenge and as a response. Nothing panics, and any response we produce
 /// verifies against the challenge it answers.
 pub fn auth_handshake(data: &[u8]) {
-    let Some((&sel, rest)) = data.split_first() else { return };
-    let opts = AuthOptions { allow_legacy_md5: sel & 1 == 1, ..AuthOptions::default() };
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let opts = AuthOptions {
+        allow_legacy_md5: sel & 1 == 1,
+        ..AuthOptions::default()
+    };
     let klen = usize::from(sel >> 1).min(rest.len());
     let (key, msg) = rest.split_at(klen);
     if let Ok(resp) = respond_to_challenge(key, msg, &opts) {

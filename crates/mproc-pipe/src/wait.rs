@@ -69,7 +69,7 @@ impl Waitable for Listener {
 /// let ready = mproc_pipe::wait_timeout(&[&b, &d], Duration::from_secs(5))?;
 /// assert_eq!(ready, [1]);
 /// # drop((a, c));
-/// # Ok::<(), std::io::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn wait(objects: &[&dyn Waitable]) -> io::Result<Vec<usize>> {
     wait_impl(objects, None)
@@ -94,11 +94,21 @@ pub fn wait_deadline(objects: &[&dyn Waitable], deadline: Instant) -> io::Result
 fn wait_impl(objects: &[&dyn Waitable], deadline: Option<Instant>) -> io::Result<Vec<usize>> {
     let buffered: Vec<bool> = objects.iter().map(|o| o.ready_now()).collect();
     // With something ready already, only look (do not sleep) at the rest.
-    let deadline = if buffered.contains(&true) { Some(Instant::now()) } else { deadline };
+    let deadline = if buffered.contains(&true) {
+        Some(Instant::now())
+    } else {
+        deadline
+    };
     let mut fds: Vec<libc::pollfd> = objects
         .iter()
-        .map(|o| libc::pollfd { fd: o.wait_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 })
+        .map(|o| libc::pollfd {
+            fd: o.wait_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
         .collect();
     sys::poll(&mut fds, deadline)?;
-    Ok((0..objects.len()).filter(|&i| buffered[i] || fds[i].revents != 0).collect())
+    Ok((0..objects.len())
+        .filter(|&i| buffered[i] || fds[i].revents != 0)
+        .collect())
 }

@@ -164,10 +164,20 @@ fn parse_address(line: &str) -> Address {
 }
 
 fn exchange(c: &Connection) {
-    for msg in [b"hello".to_vec(), Vec::new(), vec![7], pattern(100_000), pattern(3 << 20)] {
+    for msg in [
+        b"hello".to_vec(),
+        Vec::new(),
+        vec![7],
+        pattern(100_000),
+        pattern(3 << 20),
+    ] {
         c.send_bytes(&msg).unwrap();
         let back = c.recv_bytes().unwrap();
-        assert!(back.starts_with(b"py:") && back[3..] == msg[..], "echo of {} bytes", msg.len());
+        assert!(
+            back.starts_with(b"py:") && back[3..] == msg[..],
+            "echo of {} bytes",
+            msg.len()
+        );
     }
     let mut buf = vec![0u8; 64];
     c.send_bytes(b"into").unwrap();
@@ -177,9 +187,15 @@ fn exchange(c: &Connection) {
 
 fn rust_client_python_listener(mode: &'static str, family: &'static str) {
     watchdog(60, move || {
-        let Some(mut py) = Py::start(&["server", mode, family, "secret"]) else { return };
+        let Some(mut py) = Py::start(&["server", mode, family, "secret"]) else {
+            return;
+        };
         let addr = parse_address(&py.line());
-        let c = Client::new(addr).authkey(b"secret").allow_legacy_md5(mode == "legacy").connect().unwrap();
+        let c = Client::new(addr)
+            .authkey(b"secret")
+            .allow_legacy_md5(mode == "legacy")
+            .connect()
+            .unwrap();
         exchange(&c);
         drop(c);
         assert_eq!(py.line(), "DONE");
@@ -193,14 +209,20 @@ fn python_client_rust_listener(mode: &'static str, family: &'static str) {
             "tcp" => Listener::builder("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap()),
             _ => Listener::builder_auto(),
         };
-        let l = b.authkey(b"secret").allow_legacy_md5(mode == "legacy").bind().unwrap();
+        let l = b
+            .authkey(b"secret")
+            .allow_legacy_md5(mode == "legacy")
+            .bind()
+            .unwrap();
         let args: Vec<String> = match l.address() {
             Address::Tcp(a) => vec![a.ip().to_string(), a.port().to_string()],
             Address::Unix(p) => vec![p.display().to_string()],
         };
         let mut all = vec!["client", mode, family, "secret"];
         all.extend(args.iter().map(String::as_str));
-        let Some(mut py) = Py::start(&all) else { return };
+        let Some(mut py) = Py::start(&all) else {
+            return;
+        };
         let c = l.accept().unwrap();
         assert_eq!(c.recv_bytes().unwrap(), b"hello from python");
         exchange(&c);
@@ -245,11 +267,20 @@ fn python_client_rust_listener_native_handshake() {
 fn wrong_key_fails_on_both_sides_rust_client() {
     for mode in ["modern", "legacy"] {
         watchdog(60, move || {
-            let Some(mut py) = Py::start(&["server", mode, "unix", "secret"]) else { return };
+            let Some(mut py) = Py::start(&["server", mode, "unix", "secret"]) else {
+                return;
+            };
             let addr = parse_address(&py.line());
-            let err = Client::new(addr).authkey(b"wrong").allow_legacy_md5(true).connect().unwrap_err();
+            let err = Client::new(addr)
+                .authkey(b"wrong")
+                .allow_legacy_md5(true)
+                .connect()
+                .unwrap_err();
             // Python rejects our answer to its challenge.
-            assert!(matches!(err, ConnectError::Auth(AuthError::Rejected)), "{mode}: {err:?}");
+            assert!(
+                matches!(err, ConnectError::Auth(AuthError::Rejected)),
+                "{mode}: {err:?}"
+            );
             assert!(py.line().starts_with("AUTHFAIL"));
             assert_eq!(py.finish(), 3);
         });
@@ -260,12 +291,23 @@ fn wrong_key_fails_on_both_sides_rust_client() {
 fn wrong_key_fails_on_both_sides_python_client() {
     for mode in ["modern", "legacy"] {
         watchdog(60, move || {
-            let l = Listener::builder_auto().authkey(b"secret").allow_legacy_md5(true).bind().unwrap();
-            let Address::Unix(p) = l.address().clone() else { unreachable!() };
+            let l = Listener::builder_auto()
+                .authkey(b"secret")
+                .allow_legacy_md5(true)
+                .bind()
+                .unwrap();
+            let Address::Unix(p) = l.address().clone() else {
+                unreachable!()
+            };
             let path = p.display().to_string();
-            let Some(mut py) = Py::start(&["client", mode, "unix", "wrong", &path]) else { return };
+            let Some(mut py) = Py::start(&["client", mode, "unix", "wrong", &path]) else {
+                return;
+            };
             let err = l.accept().unwrap_err();
-            assert!(matches!(err, ConnectError::Auth(AuthError::WrongDigest)), "{mode}: {err:?}");
+            assert!(
+                matches!(err, ConnectError::Auth(AuthError::WrongDigest)),
+                "{mode}: {err:?}"
+            );
             assert!(err.to_string().contains("digest received was wrong"));
             assert!(py.line().starts_with("AUTHFAIL"));
             assert_eq!(py.finish(), 3);
@@ -276,7 +318,10 @@ fn wrong_key_fails_on_both_sides_python_client() {
 #[test]
 fn legacy_python_is_refused_unless_enabled() {
     watchdog(60, || {
-        let out = match Command::new("python3").args(["-c", "import sys; print(sys.version_info >= (3, 12))"]).output() {
+        let out = match Command::new("python3")
+            .args(["-c", "import sys; print(sys.version_info >= (3, 12))"])
+            .output()
+        {
             Ok(o) => o,
             Err(e) => {
                 eprintln!("SKIPPED: python3 is not available ({e})");
@@ -287,10 +332,15 @@ fn legacy_python_is_refused_unless_enabled() {
             eprintln!("SKIPPED: python3 speaks the modern handshake natively");
             return;
         }
-        let Some(mut py) = Py::start(&["server", "legacy", "unix", "secret"]) else { return };
+        let Some(mut py) = Py::start(&["server", "legacy", "unix", "secret"]) else {
+            return;
+        };
         let addr = parse_address(&py.line());
         let err = Client::new(addr).authkey(b"secret").connect().unwrap_err();
-        assert!(matches!(err, ConnectError::Auth(AuthError::LegacyMd5Disabled)), "{err:?}");
+        assert!(
+            matches!(err, ConnectError::Auth(AuthError::LegacyMd5Disabled)),
+            "{err:?}"
+        );
         // Python then sees the connection close during its handshake.
         let _ = py.line();
         assert_ne!(py.finish(), 0);

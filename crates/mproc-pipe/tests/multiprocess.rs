@@ -61,7 +61,15 @@ fn spawn(role: &str, conn: &Connection) -> Kid {
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let raw = fd.as_raw_fd();
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", role, "--ignored", "--nocapture", "--test-threads=1"]).env(ROLE, role).env(HANDLE, hex);
+    cmd.args([
+        "--exact",
+        role,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(ROLE, role)
+    .env(HANDLE, hex);
     // SAFETY: runs in the forked child before exec; only fcntl and dup2, which
     // are async-signal-safe, and no allocation.
     unsafe {
@@ -84,7 +92,10 @@ fn inherited(role: &str) -> Option<Connection> {
         return None;
     }
     let hex = std::env::var(HANDLE).unwrap();
-    let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
     // SAFETY: the parent placed exactly this descriptor at 3 for us.
     let fd = unsafe { OwnedFd::from_raw_fd(3) };
     Some(from_bytes_with_fds(&bytes, vec![fd]).unwrap())
@@ -93,7 +104,9 @@ fn inherited(role: &str) -> Option<Connection> {
 #[test]
 #[ignore = "child role"]
 fn role_echo() {
-    let Some(c) = inherited("role_echo") else { return };
+    let Some(c) = inherited("role_echo") else {
+        return;
+    };
     // Typed: a segment and a connection arrive as handles.
     let (seg, back): (Segment, Connection) = c.recv().unwrap();
     seg.write(0, b"child was here").unwrap();
@@ -110,7 +123,9 @@ fn role_echo() {
 #[test]
 #[ignore = "child role"]
 fn role_die_mid_message() {
-    let Some(c) = inherited("role_die_mid_message") else { return };
+    let Some(c) = inherited("role_die_mid_message") else {
+        return;
+    };
     c.send_bytes(b"complete").unwrap();
     // Half a frame, straight on the socket, then die.
     let frame = mproc_pipe::encode_frame(&pattern(10_000));
@@ -123,7 +138,9 @@ fn role_die_mid_message() {
 #[test]
 #[ignore = "child role"]
 fn role_sleep() {
-    let Some(_c) = inherited("role_sleep") else { return };
+    let Some(_c) = inherited("role_sleep") else {
+        return;
+    };
     std::thread::sleep(Duration::from_secs(60));
 }
 
@@ -171,7 +188,10 @@ fn child_killed_while_parent_waits_gives_eof() {
         let (a, b) = pipe(true).unwrap();
         let mut kid = spawn("role_sleep", &b);
         drop(b);
-        assert!(matches!(a.recv_bytes_timeout(Duration::from_millis(100)), Err(RecvError::Timeout)));
+        assert!(matches!(
+            a.recv_bytes_timeout(Duration::from_millis(100)),
+            Err(RecvError::Timeout)
+        ));
         kid.kill();
         assert!(matches!(a.recv_bytes(), Err(RecvError::Eof)));
         let st = kid.wait();

@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 /// A duplex pair speaking plain CPython framing (no shared-memory path).
 fn cpython_pair() -> (Connection, Connection) {
     let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-    (Connection::from_fd(OwnedFd::from(a)).unwrap(), Connection::from_fd(OwnedFd::from(b)).unwrap())
+    (
+        Connection::from_fd(OwnedFd::from(a)).unwrap(),
+        Connection::from_fd(OwnedFd::from(b)).unwrap(),
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,7 +42,11 @@ struct Job {
     t: (u8, i128, ()),
 }
 
-fn round_trip<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(a: &Connection, b: &Connection, v: T) {
+fn round_trip<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+    a: &Connection,
+    b: &Connection,
+    v: T,
+) {
     a.send_ref(&v).unwrap();
     assert_eq!(b.recv::<T>().unwrap(), v);
 }
@@ -180,7 +187,10 @@ fn eof_after_close() {
         assert!(b.poll(Duration::ZERO).unwrap());
         assert!(matches!(b.recv_bytes(), Err(RecvError::Eof)));
         assert!(matches!(b.recv::<u32>(), Err(RecvError::Eof)));
-        assert!(matches!(b.send_bytes(b"x"), Err(SendBytesError::Disconnected)));
+        assert!(matches!(
+            b.send_bytes(b"x"),
+            Err(SendBytesError::Disconnected)
+        ));
     });
 }
 
@@ -215,12 +225,27 @@ fn wrong_end_errors() {
     let (r, w) = pipe(false).unwrap();
     assert!(r.readable() && !r.writable());
     assert!(!w.readable() && w.writable());
-    assert!(matches!(r.send_bytes(b"x"), Err(SendBytesError::NotWritable)));
-    assert!(matches!(r.send(1u8).unwrap_err().error(), SendBytesError::NotWritable));
+    assert!(matches!(
+        r.send_bytes(b"x"),
+        Err(SendBytesError::NotWritable)
+    ));
+    assert!(matches!(
+        r.send(1u8).unwrap_err().error(),
+        SendBytesError::NotWritable
+    ));
     assert!(matches!(w.recv_bytes(), Err(RecvError::NotReadable)));
-    assert!(matches!(w.poll(Duration::ZERO), Err(RecvError::NotReadable)));
-    assert_eq!(r.send_bytes(b"x").unwrap_err().to_string(), "connection is read-only");
-    assert_eq!(w.recv_bytes().unwrap_err().to_string(), "connection is write-only");
+    assert!(matches!(
+        w.poll(Duration::ZERO),
+        Err(RecvError::NotReadable)
+    ));
+    assert_eq!(
+        r.send_bytes(b"x").unwrap_err().to_string(),
+        "connection is read-only"
+    );
+    assert_eq!(
+        w.recv_bytes().unwrap_err().to_string(),
+        "connection is write-only"
+    );
     w.send(&42u32).unwrap();
     assert_eq!(r.recv::<u32>().unwrap(), 42);
     drop(w);
@@ -234,9 +259,18 @@ fn send_bytes_range_checks_like_python() {
     a.send_bytes_range(buf, 2, Some(3)).unwrap();
     a.send_bytes_range(buf, 4, None).unwrap();
     a.send_bytes_range(buf, 6, None).unwrap(); // offset == len: empty message
-    assert!(matches!(a.send_bytes_range(buf, 7, None), Err(SendBytesError::OutOfRange { .. })));
-    assert!(matches!(a.send_bytes_range(buf, 2, Some(5)), Err(SendBytesError::OutOfRange { .. })));
-    assert!(matches!(a.send_bytes_range(buf, usize::MAX, Some(2)), Err(SendBytesError::OutOfRange { .. })));
+    assert!(matches!(
+        a.send_bytes_range(buf, 7, None),
+        Err(SendBytesError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        a.send_bytes_range(buf, 2, Some(5)),
+        Err(SendBytesError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        a.send_bytes_range(buf, usize::MAX, Some(2)),
+        Err(SendBytesError::OutOfRange { .. })
+    ));
     assert_eq!(b.recv_bytes().unwrap(), b"cde");
     assert_eq!(b.recv_bytes().unwrap(), b"ef");
     assert_eq!(b.recv_bytes().unwrap(), b"");
@@ -247,7 +281,10 @@ fn max_length_and_max_message() {
     watchdog(10, || {
         let (a, b) = pipe(true).unwrap();
         a.send_bytes(b"12345").unwrap();
-        assert!(matches!(b.recv_bytes_max(4), Err(RecvError::TooLarge { len: 5, max: 4 })));
+        assert!(matches!(
+            b.recv_bytes_max(4),
+            Err(RecvError::TooLarge { len: 5, max: 4 })
+        ));
         // As in CPython, the connection is then unreadable but still writable.
         assert!(matches!(b.recv_bytes(), Err(RecvError::Broken)));
         b.send_bytes(b"still writable").unwrap();
@@ -259,7 +296,13 @@ fn max_length_and_max_message() {
         a.send_bytes(&[0u8; 1000]).unwrap();
         assert_eq!(b.recv_bytes_max(2000).unwrap().len(), 1000);
         a.send_bytes(&[0u8; 1001]).unwrap();
-        assert!(matches!(b.recv_bytes(), Err(RecvError::TooLarge { len: 1001, max: 1000 })));
+        assert!(matches!(
+            b.recv_bytes(),
+            Err(RecvError::TooLarge {
+                len: 1001,
+                max: 1000
+            })
+        ));
     });
 }
 
@@ -270,7 +313,8 @@ fn hostile_header_is_rejected_without_allocation() {
         let b = Connection::from_fd(OwnedFd::from(b)).unwrap();
         use std::io::Write;
         // -1 then a 2^62-byte length.
-        (&a).write_all(&[0xff, 0xff, 0xff, 0xff, 0x40, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        (&a).write_all(&[0xff, 0xff, 0xff, 0xff, 0x40, 0, 0, 0, 0, 0, 0, 0])
+            .unwrap();
         assert!(matches!(b.recv_bytes(), Err(RecvError::TooLarge { len, .. }) if len == 1 << 62));
         // -7 is no valid length.
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
@@ -316,10 +360,16 @@ fn partial_message_survives_a_timeout() {
         let frame = mproc_pipe::encode_frame(&pattern(100_000));
         (&a).write_all(&frame[..50_000]).unwrap();
         let t0 = Instant::now();
-        assert!(matches!(b.recv_bytes_timeout(Duration::from_millis(50)), Err(RecvError::Timeout)));
+        assert!(matches!(
+            b.recv_bytes_timeout(Duration::from_millis(50)),
+            Err(RecvError::Timeout)
+        ));
         assert!(t0.elapsed() >= Duration::from_millis(50));
         (&a).write_all(&frame[50_000..]).unwrap();
-        assert_eq!(b.recv_bytes_timeout(Duration::from_secs(5)).unwrap(), pattern(100_000));
+        assert_eq!(
+            b.recv_bytes_timeout(Duration::from_secs(5)).unwrap(),
+            pattern(100_000)
+        );
         // And a child-died-mid-message: EOF inside a frame is Truncated, not Eof.
         (&a).write_all(&frame[..10]).unwrap();
         drop(a);
@@ -336,10 +386,16 @@ fn poll_and_try_recv_timeouts() {
         assert!(t0.elapsed() >= Duration::from_millis(80));
         assert!(matches!(b.try_recv::<u8>(), Err(RecvError::Timeout)));
         let t0 = Instant::now();
-        assert!(matches!(b.recv_timeout::<u8>(Duration::from_millis(60)), Err(RecvError::Timeout)));
+        assert!(matches!(
+            b.recv_timeout::<u8>(Duration::from_millis(60)),
+            Err(RecvError::Timeout)
+        ));
         assert!(t0.elapsed() >= Duration::from_millis(60));
         let t0 = Instant::now();
-        assert!(matches!(b.recv_deadline::<u8>(t0 + Duration::from_millis(40)), Err(RecvError::Timeout)));
+        assert!(matches!(
+            b.recv_deadline::<u8>(t0 + Duration::from_millis(40)),
+            Err(RecvError::Timeout)
+        ));
         assert!(t0.elapsed() >= Duration::from_millis(40));
         a.send(&5u8).unwrap();
         a.send(&6u8).unwrap();
@@ -365,7 +421,11 @@ fn wait_on_many() {
             (OwnedFd::from(r), OwnedFd::from(w))
         };
         let t0 = Instant::now();
-        assert!(wait_timeout(&[&b, &d, &rfd], Duration::from_millis(70)).unwrap().is_empty());
+        assert!(
+            wait_timeout(&[&b, &d, &rfd], Duration::from_millis(70))
+                .unwrap()
+                .is_empty()
+        );
         assert!(t0.elapsed() >= Duration::from_millis(70));
         c.send_bytes(b"1").unwrap();
         assert_eq!(wait(&[&b, &d, &rfd]).unwrap(), [1]);
@@ -382,7 +442,10 @@ fn wait_on_many() {
         assert!(wait_timeout(&[&b], Duration::ZERO).unwrap().is_empty());
         // A closed peer counts as ready.
         drop(c);
-        assert_eq!(wait_timeout(&[&b, &d], Duration::from_secs(5)).unwrap(), [1]);
+        assert_eq!(
+            wait_timeout(&[&b, &d], Duration::from_secs(5)).unwrap(),
+            [1]
+        );
     });
 }
 
@@ -401,7 +464,13 @@ fn handles_travel_inside_messages() {
         let seg = Segment::anonymous(4096).unwrap();
         seg.write(0, b"shared!").unwrap();
         let (x, y) = pipe(true).unwrap();
-        a.send(WithHandles { label: "h".into(), seg, conn: y, more: vec![1, 2] }).unwrap();
+        a.send(WithHandles {
+            label: "h".into(),
+            seg,
+            conn: y,
+            more: vec![1, 2],
+        })
+        .unwrap();
         // Bytes before and after, with and without descriptors, stay in step.
         a.send_bytes(b"after").unwrap();
         let got: WithHandles = b.recv().unwrap();

@@ -1,15 +1,27 @@
 use super::*;
 
-const ALL: [Digest; 5] = [Digest::Md5, Digest::Sha256, Digest::Sha384, Digest::Sha3_256, Digest::Sha3_384];
+const ALL: [Digest; 5] = [
+    Digest::Md5,
+    Digest::Sha256,
+    Digest::Sha384,
+    Digest::Sha3_256,
+    Digest::Sha3_384,
+];
 
 fn legacy() -> AuthOptions {
-    AuthOptions { allow_legacy_md5: true, ..AuthOptions::default() }
+    AuthOptions {
+        allow_legacy_md5: true,
+        ..AuthOptions::default()
+    }
 }
 
 #[test]
 fn modern_round_trip_for_every_digest() {
     for d in ALL {
-        let opts = AuthOptions { digest: d, allow_legacy_md5: d == Digest::Md5 };
+        let opts = AuthOptions {
+            digest: d,
+            allow_legacy_md5: d == Digest::Md5,
+        };
         let (msg, body) = make_challenge(d).unwrap();
         assert!(msg.starts_with(b"#CHALLENGE#{"));
         assert_eq!(body.len(), d.name().len() + 2 + MESSAGE_LENGTH);
@@ -17,7 +29,10 @@ fn modern_round_trip_for_every_digest() {
         assert!(resp.starts_with(format!("{{{}}}", d.name()).as_bytes()));
         assert_eq!(resp.len(), d.name().len() + 2 + d.len());
         verify_response(b"key", &body, &resp, &opts).unwrap();
-        assert_eq!(verify_response(b"other", &body, &resp, &opts), Err(AuthError::WrongDigest));
+        assert_eq!(
+            verify_response(b"other", &body, &resp, &opts),
+            Err(AuthError::WrongDigest)
+        );
     }
 }
 
@@ -27,7 +42,10 @@ fn known_sha256_vector() {
     let body: Vec<u8> = [b"{sha256}".as_slice(), &[0u8; 40]].concat();
     let mac = Digest::Sha256.mac(b"key", &body);
     let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(hex, "21156a7f747e08a3a4512da2478039425891e6c6c9b383ce5c9151aff97bfbb8");
+    assert_eq!(
+        hex,
+        "21156a7f747e08a3a4512da2478039425891e6c6c9b383ce5c9151aff97bfbb8"
+    );
     let mut resp = b"{sha256}".to_vec();
     resp.extend_from_slice(&mac);
     verify_response(b"key", &body, &resp, &AuthOptions::default()).unwrap();
@@ -36,31 +54,65 @@ fn known_sha256_vector() {
 #[test]
 fn legacy_md5_needs_opt_in() {
     let challenge: Vec<u8> = [CHALLENGE, &[7u8; 20]].concat();
-    assert_eq!(respond_to_challenge(b"k", &challenge, &AuthOptions::default()), Err(AuthError::LegacyMd5Disabled));
+    assert_eq!(
+        respond_to_challenge(b"k", &challenge, &AuthOptions::default()),
+        Err(AuthError::LegacyMd5Disabled)
+    );
     let resp = respond_to_challenge(b"k", &challenge, &legacy()).unwrap();
     // hmac.new(b"k", bytes([7] * 20), "md5").hexdigest()
     let hex: String = resp.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, "6d5cca6646793217129b4439afb17dad");
     verify_response(b"k", &[7u8; 20], &resp, &legacy()).unwrap();
-    assert_eq!(verify_response(b"k", &[7u8; 20], &resp, &AuthOptions::default()), Err(AuthError::LegacyMd5Disabled));
+    assert_eq!(
+        verify_response(b"k", &[7u8; 20], &resp, &AuthOptions::default()),
+        Err(AuthError::LegacyMd5Disabled)
+    );
     // A 3.11 client answers our modern challenge with raw HMAC-MD5 over the whole body.
     let (_, body) = make_challenge(Digest::Sha256).unwrap();
     let raw = Digest::Md5.mac(b"k", &body);
     verify_response(b"k", &body, &raw, &legacy()).unwrap();
-    assert_eq!(verify_response(b"k", &body, &raw, &AuthOptions::default()), Err(AuthError::LegacyMd5Disabled));
+    assert_eq!(
+        verify_response(b"k", &body, &raw, &AuthOptions::default()),
+        Err(AuthError::LegacyMd5Disabled)
+    );
 }
 
 #[test]
 fn malformed_messages_are_errors() {
     let o = AuthOptions::default();
-    assert_eq!(respond_to_challenge(b"k", b"hello", &o), Err(AuthError::Protocol("expected a challenge")));
-    assert_eq!(respond_to_challenge(b"k", b"#CHALLENGE#short", &o), Err(AuthError::ChallengeTooShort(5)));
+    assert_eq!(
+        respond_to_challenge(b"k", b"hello", &o),
+        Err(AuthError::Protocol("expected a challenge"))
+    );
+    assert_eq!(
+        respond_to_challenge(b"k", b"#CHALLENGE#short", &o),
+        Err(AuthError::ChallengeTooShort(5))
+    );
     let bad = [CHALLENGE, b"{whirlpool}", &[0u8; 40]].concat();
-    assert_eq!(respond_to_challenge(b"k", &bad, &o), Err(AuthError::Protocol("missing digest prefix or unsupported message length")));
+    assert_eq!(
+        respond_to_challenge(b"k", &bad, &o),
+        Err(AuthError::Protocol(
+            "missing digest prefix or unsupported message length"
+        ))
+    );
     let bad = [CHALLENGE, b"{sha1}", &[0u8; 40]].concat();
-    assert_eq!(respond_to_challenge(b"k", &bad, &o), Err(AuthError::UnsupportedDigest("sha1".into())));
+    assert_eq!(
+        respond_to_challenge(b"k", &bad, &o),
+        Err(AuthError::UnsupportedDigest("sha1".into()))
+    );
     let (_, body) = make_challenge(Digest::Sha256).unwrap();
     let short = [b"{sha256}".as_slice(), &[0u8; 31]].concat();
-    assert_eq!(verify_response(b"k", &body, &short, &o), Err(AuthError::DigestLength { expected: 32, found: 31 }));
-    assert_eq!(verify_response(b"k", &body, b"", &o), Err(AuthError::Protocol("missing digest prefix or unsupported message length")));
+    assert_eq!(
+        verify_response(b"k", &body, &short, &o),
+        Err(AuthError::DigestLength {
+            expected: 32,
+            found: 31
+        })
+    );
+    assert_eq!(
+        verify_response(b"k", &body, b"", &o),
+        Err(AuthError::Protocol(
+            "missing digest prefix or unsupported message length"
+        ))
+    );
 }

@@ -15,7 +15,10 @@ fn decode_all(dec: &mut FrameDecoder, mut input: &[u8]) -> Result<Vec<Frame>, Fr
 #[test]
 fn header_bytes_match_cpython() {
     // CPython: send_bytes(b"hello") -> 00 00 00 05 68 65 6c 6c 6f; send_bytes(b"") -> 00 00 00 00.
-    assert_eq!(encode_frame(b"hello"), [0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o']);
+    assert_eq!(
+        encode_frame(b"hello"),
+        [0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o']
+    );
     assert_eq!(encode_frame(b""), [0, 0, 0, 0]);
     let mut h = [0u8; MAX_HEADER_LEN];
     assert_eq!(encode_header(0x7fff_ffff, &mut h), 4);
@@ -50,7 +53,13 @@ fn large_header_over_the_maximum_is_rejected() {
     let mut h = [0u8; MAX_HEADER_LEN];
     let n = encode_header(3 << 30, &mut h);
     let mut dec = FrameDecoder::new(DEFAULT_MAX_MESSAGE);
-    assert_eq!(dec.decode(&h[..n]), Err(FrameError::TooLarge { len: 3 << 30, max: DEFAULT_MAX_MESSAGE as u64 }));
+    assert_eq!(
+        dec.decode(&h[..n]),
+        Err(FrameError::TooLarge {
+            len: 3 << 30,
+            max: DEFAULT_MAX_MESSAGE as u64
+        })
+    );
     assert_eq!(dec.allocated(), 0);
     assert!(dec.is_failed());
     assert_eq!(dec.decode(&[0; 4]), Err(FrameError::Failed));
@@ -62,29 +71,56 @@ fn extended_header_with_small_length_is_accepted() {
     let mut wire = vec![0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 3];
     wire.extend_from_slice(b"abc");
     let mut dec = FrameDecoder::new(100);
-    assert_eq!(decode_all(&mut dec, &wire).unwrap(), [Frame::Bytes(b"abc".to_vec())]);
+    assert_eq!(
+        decode_all(&mut dec, &wire).unwrap(),
+        [Frame::Bytes(b"abc".to_vec())]
+    );
     assert!(dec.is_idle());
 }
 
 #[test]
 fn negative_lengths_are_errors() {
     let mut dec = FrameDecoder::new(100);
-    assert_eq!(dec.decode(&(-5i32).to_be_bytes()), Err(FrameError::BadLength(-5)));
+    assert_eq!(
+        dec.decode(&(-5i32).to_be_bytes()),
+        Err(FrameError::BadLength(-5))
+    );
     // The shared-memory marker is not valid CPython framing.
     let mut dec = FrameDecoder::new(100);
-    assert_eq!(dec.decode(&(-2i32).to_be_bytes()), Err(FrameError::BadLength(-2)));
+    assert_eq!(
+        dec.decode(&(-2i32).to_be_bytes()),
+        Err(FrameError::BadLength(-2))
+    );
 }
 
 #[test]
 fn shm_records_decode_between_mproc_peers() {
-    let r = ShmRef { arena: 0xdead_beef, start: 1 << 40, len: 99 };
+    let r = ShmRef {
+        arena: 0xdead_beef,
+        start: 1 << 40,
+        len: 99,
+    };
     let wire = encode_shm(r);
     let mut dec = FrameDecoder::with_wire(100, Wire::Mproc);
     let frames = decode_all(&mut dec, &wire).unwrap();
-    assert_eq!(frames, [Frame::Shm { arena: 0xdead_beef, start: 1 << 40, len: 99 }]);
-    let big = encode_shm(ShmRef { arena: 1, start: 0, len: 101 });
+    assert_eq!(
+        frames,
+        [Frame::Shm {
+            arena: 0xdead_beef,
+            start: 1 << 40,
+            len: 99
+        }]
+    );
+    let big = encode_shm(ShmRef {
+        arena: 1,
+        start: 0,
+        len: 101,
+    });
     let mut dec = FrameDecoder::with_wire(100, Wire::Mproc);
-    assert_eq!(dec.decode(&big), Err(FrameError::TooLarge { len: 101, max: 100 }));
+    assert_eq!(
+        dec.decode(&big),
+        Err(FrameError::TooLarge { len: 101, max: 100 })
+    );
 }
 
 #[test]
@@ -114,7 +150,11 @@ fn allocation_grows_with_arriving_bytes() {
     while received < len {
         let (_, f) = dec.decode(&chunk).unwrap();
         received += chunk.len();
-        assert!(dec.allocated() <= (2 * received).max(INITIAL_ALLOC), "{} after {received}", dec.allocated());
+        assert!(
+            dec.allocated() <= (2 * received).max(INITIAL_ALLOC),
+            "{} after {received}",
+            dec.allocated()
+        );
         if let Some(Frame::Bytes(b)) = f {
             assert_eq!(b.len(), len);
         }

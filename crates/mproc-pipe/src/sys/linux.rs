@@ -13,11 +13,19 @@ pub(crate) const MAX_FDS: usize = mproc_shm::handle::MAX_FDS_PER_MESSAGE;
 const CBUF_WORDS: usize = 130;
 
 fn cvt(r: isize) -> io::Result<usize> {
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) }
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
 }
 
 fn cvt_int(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
 }
 
 /// A connected pair of Unix stream sockets, close-on-exec.
@@ -25,7 +33,12 @@ pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a valid, writable array of two c_ints.
     cvt_int(unsafe {
-        libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr())
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
     })?;
     // SAFETY: socketpair succeeded and returned two fresh descriptors nobody else owns.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
@@ -71,7 +84,11 @@ pub(crate) fn fd_kind(fd: BorrowedFd<'_>) -> io::Result<FdKind> {
             &mut len,
         )
     })?;
-    Ok(if domain == libc::AF_UNIX { FdKind::Unix } else { FdKind::OtherSocket })
+    Ok(if domain == libc::AF_UNIX {
+        FdKind::Unix
+    } else {
+        FdKind::OtherSocket
+    })
 }
 
 /// Writes the concatenation of `parts` completely, attaching `fds` to the
@@ -85,12 +102,21 @@ pub(crate) fn write_all(
 ) -> io::Result<()> {
     debug_assert!(parts.len() <= 2);
     if fds.len() > MAX_FDS {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors for one message"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors for one message",
+        ));
     }
-    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2];
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 2];
     let mut n_iov = 0;
     for p in parts.iter().filter(|p| !p.is_empty()) {
-        iov[n_iov] = libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() };
+        iov[n_iov] = libc::iovec {
+            iov_base: p.as_ptr() as *mut libc::c_void,
+            iov_len: p.len(),
+        };
         n_iov += 1;
     }
     let mut cbuf = [0u64; CBUF_WORDS];
@@ -99,7 +125,13 @@ pub(crate) fn write_all(
     while start < n_iov {
         let n = if kind == FdKind::Other {
             // SAFETY: iov[start..n_iov] describe live, readable buffers borrowed from `parts`.
-            cvt(unsafe { libc::writev(fd.as_raw_fd(), iov[start..].as_ptr(), (n_iov - start) as libc::c_int) })
+            cvt(unsafe {
+                libc::writev(
+                    fd.as_raw_fd(),
+                    iov[start..].as_ptr(),
+                    (n_iov - start) as libc::c_int,
+                )
+            })
         } else {
             // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
             let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -202,7 +234,10 @@ unsafe fn recvmsg_fds(
     fds: &mut Vec<OwnedFd>,
     nonblock: bool,
 ) -> io::Result<usize> {
-    let mut iov = libc::iovec { iov_base: buf.cast(), iov_len: len };
+    let mut iov = libc::iovec {
+        iov_base: buf.cast(),
+        iov_len: len,
+    };
     let mut cbuf = [0u64; CBUF_WORDS];
     // SAFETY: an all-zero msghdr is a valid value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -219,7 +254,13 @@ unsafe fn recvmsg_fds(
         let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
         while !cmsg.is_null() {
             // SAFETY: `cmsg` is a header inside the control buffer (CMSG_FIRSTHDR/NXTHDR).
-            let (level, ty, clen) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len as usize) };
+            let (level, ty, clen) = unsafe {
+                (
+                    (*cmsg).cmsg_level,
+                    (*cmsg).cmsg_type,
+                    (*cmsg).cmsg_len as usize,
+                )
+            };
             if level == libc::SOL_SOCKET && ty == libc::SCM_RIGHTS {
                 // SAFETY: CMSG_LEN(0) is a pure size computation.
                 let header = unsafe { libc::CMSG_LEN(0) } as usize;
@@ -239,7 +280,10 @@ unsafe fn recvmsg_fds(
     }
     if msg.msg_flags & libc::MSG_CTRUNC != 0 {
         fds.clear();
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "too many descriptors in one message"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "too many descriptors in one message",
+        ));
     }
     Ok(n)
 }
@@ -281,13 +325,21 @@ pub(crate) fn poll(fds: &mut [libc::pollfd], deadline: Option<Instant>) -> io::R
 /// Waits until `fd` is readable (or hung up) or `deadline` passes; returns
 /// whether it is ready.
 pub(crate) fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {
-    let mut p = [libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+    let mut p = [libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
     Ok(poll(&mut p, deadline)? > 0)
 }
 
 /// Whether the peer of a socket has gone away (`POLLHUP`/`POLLERR`), without waiting.
 pub(crate) fn peer_gone(fd: BorrowedFd<'_>) -> bool {
-    let mut p = [libc::pollfd { fd: fd.as_raw_fd(), events: 0, revents: 0 }];
+    let mut p = [libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    }];
     match poll(&mut p, Some(Instant::now())) {
         Ok(_) => p[0].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0,
         Err(_) => true,

@@ -25,5 +25,7 @@ pub(crate) fn watchdog<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Sen
 
 /// A deterministic byte pattern of `n` bytes.
 pub(crate) fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i.wrapping_mul(31) ^ (i >> 8)) as u8).collect()
+    (0..n)
+        .map(|i| (i.wrapping_mul(31) ^ (i >> 8)) as u8)
+        .collect()
 }
