@@ -753,8 +753,16 @@ impl<C> AsRawFd for Connection<C> {
 
 impl<C> Connection<C> {
     /// Whether bytes already read from the socket wait in this connection.
+    ///
+    /// A receive in progress on another thread holds the reader; then the
+    /// answer is `false` and callers look at the descriptor instead of
+    /// waiting for that receive to finish.
     pub(crate) fn has_buffered(&self) -> bool {
-        let r = lock(&self.reader);
+        let r = match self.reader.try_lock() {
+            Ok(r) => r,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
         r.pos < r.end || r.eof
     }
 

@@ -524,3 +524,25 @@ fn decode_errors_are_reported() {
     a.send(&9u64).unwrap();
     assert_eq!(b.recv::<u64>().unwrap(), 9);
 }
+
+#[test]
+fn poll_and_wait_do_not_block_behind_a_receiving_thread() {
+    watchdog(10, || {
+        let (a, b) = pipe(true).unwrap();
+        let b = Arc::new(b);
+        let b2 = b.clone();
+        let receiver = std::thread::spawn(move || b2.recv_bytes().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        // `receiver` is blocked inside recv_bytes; these must still time out on their own.
+        let t0 = Instant::now();
+        assert!(
+            wait_timeout(&[&*b], Duration::from_millis(30))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(!b.poll(Duration::from_millis(30)).unwrap());
+        assert!(t0.elapsed() >= Duration::from_millis(60));
+        a.send_bytes(b"wake").unwrap();
+        assert_eq!(receiver.join().unwrap(), b"wake");
+    });
+}
