@@ -17,16 +17,24 @@
 //! between changing the condition and waking (SIGKILL) delays a sleeper by at
 //! most a slice instead of for ever.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use mproc_shm::futex;
 
 use crate::layout::WaitWord;
 
-/// How long to busy-wait before yielding, when another CPU can run the
+/// The longest busy-wait before yielding, when another CPU can run the
 /// process we wait for.
-const SPIN_LIMIT: Duration = Duration::from_micros(50);
+const SPIN_MAX_NS: u32 = 50_000;
+/// The shortest.
+const SPIN_MIN_NS: u32 = 2_000;
+
+/// The current busy-wait budget of this process, adapted like glibc's
+/// adaptive mutexes: halved whenever spinning gave up (the other side was
+/// not running, for example it shares our CPU), doubled whenever it
+/// succeeded.
+static SPIN_NS: AtomicU32 = AtomicU32::new(SPIN_MAX_NS);
 /// Rounds of `sched_yield` before sleeping.
 const YIELDS: u32 = 16;
 /// The longest single sleep.
@@ -147,11 +155,15 @@ pub(crate) fn block_on<R>(
     // Spin only when another CPU may run the process we wait for: on a
     // single CPU it would only burn the time slice the other one needs.
     if mproc_shm::mutex::spin_useful() {
+        // Relaxed: a heuristic shared by the threads of this process.
+        let budget = SPIN_NS.load(Ordering::Relaxed);
+        let limit = Duration::from_nanos(u64::from(budget));
         let start = Instant::now();
         let mut i = 0u32;
         loop {
             if probe() {
                 if let Some(r) = attempt() {
+                    SPIN_NS.store(budget.saturating_mul(2).min(SPIN_MAX_NS), Ordering::Relaxed);
                     return Some(r);
                 }
             }
@@ -169,7 +181,8 @@ pub(crate) fn block_on<R>(
                 std::hint::spin_loop();
             }
             i += 1;
-            if i % 4 == 0 && (start.elapsed() > SPIN_LIMIT || past(deadline)) {
+            if i % 4 == 0 && (start.elapsed() > limit || past(deadline)) {
+                SPIN_NS.store((budget / 2).max(SPIN_MIN_NS), Ordering::Relaxed);
                 break;
             }
         }
