@@ -66,6 +66,7 @@ impl ArenaTx {
             .checked_next_power_of_two()
             .ok_or(io::ErrorKind::OutOfMemory)?
             .max(DEFAULT_CAPACITY);
+        // Anonymous segments are sealed against shrinking; the receiver checks.
         let seg = Segment::anonymous(DATA_OFF + cap).map_err(io::Error::other)?;
         let mut idb = [0u8; 8];
         sys::random(&mut idb)?;
@@ -162,6 +163,12 @@ pub(crate) struct ArenaRx {
 impl ArenaRx {
     /// Adopts an arena received as a descriptor, checking its layout.
     pub(crate) fn adopt(fd: OwnedFd, id: u64) -> Result<Self, RecvError> {
+        // A file the sender could truncate would make our reads fault (SIGBUS).
+        if !sys::cannot_shrink(fd.as_fd()) {
+            return Err(RecvError::Protocol(
+                "shared-memory arena is not sealed against shrinking",
+            ));
+        }
         let seg =
             Segment::from_fd(fd).map_err(|_| RecvError::Protocol("bad shared-memory arena"))?;
         let params = seg

@@ -341,13 +341,29 @@ fn bogus_shm_records_are_errors() {
         use std::io::Write;
         (&a).write_all(&rec).unwrap();
         assert!(matches!(b.recv_bytes(), Err(RecvError::Protocol(_))));
-        // A record whose descriptor is not an arena (a plain memfd).
+        // An unsealed memfd could be truncated under us (SIGBUS): refused before mapping.
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut b = Connection::from_fd(OwnedFd::from(b)).unwrap();
+        b.set_wire(Wire::Mproc);
+        // SAFETY: plain system calls on a descriptor we own; the name is a C string literal.
+        let fd = unsafe { libc::memfd_create(c"x".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(fd >= 0);
+        // SAFETY: `fd` was just created and nothing else owns it.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // SAFETY: `fd` is a valid memfd.
+        assert_eq!(unsafe { libc::ftruncate(fd.as_raw_fd(), 1 << 20) }, 0);
+        mproc_shm::handle::send_with_fds(a.as_fd(), &rec, &[fd.as_fd()]).unwrap();
+        assert!(matches!(b.recv_bytes(), Err(RecvError::Protocol(m)) if m.contains("sealed")));
+        // A sealed segment that is not an arena fails the layout check.
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         let mut b = Connection::from_fd(OwnedFd::from(b)).unwrap();
         b.set_wire(Wire::Mproc);
         let seg = Segment::anonymous(1 << 20).unwrap();
         mproc_shm::handle::send_with_fds(a.as_fd(), &rec, &[seg.as_fd()]).unwrap();
-        assert!(matches!(b.recv_bytes(), Err(RecvError::Protocol(_))));
+        assert!(matches!(
+            b.recv_bytes(),
+            Err(RecvError::Protocol("bad shared-memory arena"))
+        ));
     });
 }
 

@@ -355,3 +355,11 @@ pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
 pub(crate) fn random(buf: &mut [u8]) -> io::Result<()> {
     getrandom::fill(buf).map_err(|e| io::Error::other(e.to_string()))
 }
+
+/// Whether `fd` is a memory file that can no longer shrink.
+pub(crate) fn cannot_shrink(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: F_GET_SEALS only reads the descriptor's seals; it fails (EINVAL)
+    // on descriptors that are not memfds.
+    let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+    seals >= 0 && seals & libc::F_SEAL_SHRINK != 0
+}
