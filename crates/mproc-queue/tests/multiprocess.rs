@@ -53,7 +53,23 @@ impl Rng {
     }
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
+/// A scratch directory for children's logs, removed on drop (also when the
+/// test fails).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn join(&self, name: impl AsRef<Path>) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(tag: &str) -> TempDir {
     static N: AtomicU64 = AtomicU64::new(0);
     let d = std::env::temp_dir().join(format!(
         "mproc-queue-test-{}-{tag}-{}",
@@ -61,7 +77,7 @@ fn temp_dir(tag: &str) -> PathBuf {
         N.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 fn to_hex(b: &[u8]) -> String {
@@ -75,17 +91,37 @@ fn from_hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// A child process that is killed and reaped when dropped, so a failing
+/// test leaves no process behind.
+struct Kid(Child);
+
+impl std::ops::Deref for Kid {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Kid {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        // Errors mean it was reaped already.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts this test binary as a child with `role`, giving it `handle`.
-fn spawn<H: Serialize>(role: &str, handle: &H, env: &[(&str, String)]) -> Child {
+fn spawn<H: Serialize>(role: &str, handle: &H, env: &[(&str, String)]) -> Kid {
     spawn_with(role, handle, env, Stdio::null())
 }
 
-fn spawn_with<H: Serialize>(
-    role: &str,
-    handle: &H,
-    env: &[(&str, String)],
-    stdout: Stdio,
-) -> Child {
+fn spawn_with<H: Serialize>(role: &str, handle: &H, env: &[(&str, String)], stdout: Stdio) -> Kid {
     let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(handle).unwrap();
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let mut cmd = Command::new(std::env::current_exe().unwrap());
@@ -123,11 +159,11 @@ fn spawn_with<H: Serialize>(
     }
     let child = cmd.spawn().unwrap();
     drop(fds);
-    child
+    Kid(child)
 }
 
 /// As [`spawn`], with the child's stdout piped to the parent.
-fn spawn_piped<H: Serialize>(role: &str, handle: &H, env: &[(&str, String)]) -> Child {
+fn spawn_piped<H: Serialize>(role: &str, handle: &H, env: &[(&str, String)]) -> Kid {
     spawn_with(role, handle, env, Stdio::piped())
 }
 
@@ -319,7 +355,7 @@ fn run_mpmc(np: usize, nc: usize, count: u32, maxlen: u64, maxsize: usize, cap: 
         .unwrap();
     let dir = temp_dir("mpmc");
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut consumers: Vec<Child> = (0..nc)
+    let mut consumers: Vec<Kid> = (0..nc)
         .map(|c| {
             spawn(
                 "consumer",
@@ -328,7 +364,7 @@ fn run_mpmc(np: usize, nc: usize, count: u32, maxlen: u64, maxsize: usize, cap: 
             )
         })
         .collect();
-    let mut producers: Vec<Child> = (0..np)
+    let mut producers: Vec<Kid> = (0..np)
         .map(|p| {
             let env = [
                 ("P_ID", p.to_string()),
@@ -351,7 +387,6 @@ fn run_mpmc(np: usize, nc: usize, count: u32, maxlen: u64, maxsize: usize, cap: 
     let logs: Vec<_> = (0..nc)
         .map(|c| read_pairs(&dir.join(format!("c{c}"))))
         .collect();
-    let _ = std::fs::remove_dir_all(&dir);
     let got = check_fifo_no_dup(&logs);
     let want: BTreeSet<(u32, u32)> = (0..np as u32)
         .flat_map(|p| (0..count).map(move |i| (p, i)))
@@ -513,7 +548,6 @@ fn crash_rounds(rounds: u32) {
         "crash rounds: {rounds}, received {}, acknowledged but lost with a killed consumer {missing}",
         got.len()
     );
-    let _ = std::fs::remove_dir_all(&dir);
     // Fully usable afterwards.
     q.put(Item {
         p: 7,
@@ -544,7 +578,7 @@ fn child_puts_100_mib_and_parent_joins_before_getting() {
 fn joinable_queue_across_processes() {
     watchdog(Duration::from_secs(60), || {
         let q: JoinableQueue<u64> = JoinableQueue::new(16).unwrap();
-        let mut workers: Vec<Child> = (0..2).map(|_| spawn("worker", &q, &[])).collect();
+        let mut workers: Vec<Kid> = (0..2).map(|_| spawn("worker", &q, &[])).collect();
         for v in 0..500 {
             q.put(v % 1000).unwrap();
         }
