@@ -29,7 +29,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// This process's client id (fresh after a fork).
 pub(crate) fn client_id() -> u64 {
     static ID: Mutex<Option<(i32, u64)>> = Mutex::new(None);
-    let pid = sys::getpid();
+    let pid = sys::pid();
     let mut g = lock(&ID);
     match *g {
         Some((p, id)) if p == pid => id,
@@ -262,7 +262,7 @@ impl Session {
     }
 
     fn take(&self) -> Result<Link, Error> {
-        let pid = sys::getpid();
+        let pid = sys::pid();
         {
             let mut pool = lock(&self.pool);
             // Relaxed: the pid is only compared with our own.

@@ -977,9 +977,9 @@ impl Server {
             if self.stopping.load(Ordering::SeqCst) {
                 break;
             }
-            let (reply, then) = self.handle_bytes(&peer, &bytes);
-            let taken = match (&reply, proto::decode_request(&bytes)) {
-                (Reply::Bytes(_), Ok(Request::Call { id, op: Op::Get(_) })) => Some(id),
+            let (reply, then, took_from) = self.handle_bytes(&peer, &bytes);
+            let taken = match reply {
+                Reply::Bytes(_) => took_from,
                 _ => None,
             };
             // A client that died before it could receive an item it took
@@ -1017,18 +1017,27 @@ impl Server {
     }
 
     /// Decodes and handles one request; malformed bytes get an error reply.
-    pub(crate) fn handle_bytes(&self, peer: &Peer<'_>, bytes: &[u8]) -> (Reply, Then) {
+    /// Also returns the queue a `get` took its item from.
+    pub(crate) fn handle_bytes(&self, peer: &Peer<'_>, bytes: &[u8]) -> (Reply, Then, Option<Id>) {
         match proto::decode_request(bytes) {
-            Ok(req) => match panic::catch_unwind(AssertUnwindSafe(|| self.handle(peer, req))) {
-                Ok(r) => r,
-                Err(p) => (
-                    Reply::Err(RemoteError::Panicked(panic_message(&*p))),
-                    Then::Continue,
-                ),
-            },
+            Ok(req) => {
+                let queue = match &req {
+                    Request::Call { id, op: Op::Get(_) } => Some(*id),
+                    _ => None,
+                };
+                match panic::catch_unwind(AssertUnwindSafe(|| self.handle(peer, req))) {
+                    Ok((reply, then)) => (reply, then, queue),
+                    Err(p) => (
+                        Reply::Err(RemoteError::Panicked(panic_message(&*p))),
+                        Then::Continue,
+                        None,
+                    ),
+                }
+            }
             Err(e) => (
                 Reply::Err(RemoteError::Malformed(e.to_string())),
                 Then::Continue,
+                None,
             ),
         }
     }
@@ -1193,6 +1202,6 @@ pub(crate) fn fuzz_request(data: &[u8]) -> bool {
         no_wait: true,
     };
     let decoded = proto::decode_request(data).is_ok();
-    let (_reply, _then) = server.handle_bytes(&peer, data);
+    let _ = server.handle_bytes(&peer, data);
     decoded
 }

@@ -157,3 +157,34 @@ pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit has no preconditions; it never returns.
     unsafe { libc::_exit(code) }
 }
+
+/// Whether the system has more than one CPU online.
+pub(crate) fn several_cpus_online() -> bool {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) > 1 }
+}
+
+static PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forget_pid() {
+    // Relaxed: the forked child has a single thread at this point.
+    PID.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The process id, cached (`getpid` is a system call); the cache is
+/// cleared in a forked child.
+pub(crate) fn pid() -> i32 {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    // Relaxed: a cached fact; every thread computes the same value.
+    let p = PID.load(std::sync::atomic::Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    HOOK.call_once(|| {
+        // SAFETY: `forget_pid` is async-signal-safe (one atomic store).
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
+    });
+    let p = getpid();
+    PID.store(p, std::sync::atomic::Ordering::Relaxed);
+    p
+}
