@@ -68,6 +68,10 @@ macro_rules! queue_methods {
 
         /// Takes the oldest item, waiting while the queue is empty.
         ///
+        /// A consumer killed while it waits takes nothing: the server puts
+        /// back an item it could not deliver (only an item already on its
+        /// way to a consumer dying at that very moment can be lost).
+        ///
         /// # Errors
         /// [`Error::Disconnected`]; [`Error::Decode`] if the item is not a `T`.
         pub fn get(&self) -> Result<T, Error> {

@@ -29,6 +29,13 @@ fn until(deadline: Instant) -> WaitMs {
 /// Held while a [`Lock`], [`RLock`] or [`Condition`] is acquired through its
 /// `lock` methods; releases it when dropped (errors ignored: call
 /// [`LockGuard::unlock`] to see them).
+///
+/// The holder is the acquiring thread, so a guard stays on it:
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<mproc_manager::LockGuard<'static>>();
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard<'a> {
     raw: &'a RawProxy,
@@ -166,7 +173,8 @@ macro_rules! lock_methods {
 
 proxy_type! {
     /// A lock in the manager (`threading.Lock` semantics: any process may
-    /// release it; releasing it unlocked is [`Error::Unlocked`]).
+    /// release it; releasing it unlocked is [`Error::Unlocked`]; taking it
+    /// twice from one thread waits for ever, use [`RLock`] for that).
     ///
     /// # Examples
     ///
