@@ -56,6 +56,25 @@
 //! challenge/response handshake with HMAC-SHA256 (`{sha256}`-prefixed, as
 //! CPython 3.12+); the legacy HMAC-MD5 form of CPython 3.11 and older is
 //! accepted only when enabled with `allow_legacy_md5`.
+//!
+//! # Where mproc differs from CPython
+//!
+//! * [`pipe`] returns two [`Connection`]s; a one-way pipe is a socket pair
+//!   with the unused directions shut (CPython uses `os.pipe()`), so both ends
+//!   can still carry handles.
+//! * `close` consumes the connection, so "handle is closed" cannot happen.
+//! * [`wait`] returns the indices of the ready objects, in increasing order.
+//! * Receives also come as `try_` and `_timeout`/`_deadline` forms; a
+//!   timeout in the middle of a message keeps what arrived, and the next call
+//!   continues it.
+//! * A message longer than `recv_bytes_max`'s limit or the connection's
+//!   maximum makes the connection unreadable ([`RecvError::Broken`] after
+//!   [`RecvError::TooLarge`]), like CPython; a read-only end stays open.
+//! * Negative lengths other than `-1` are errors (CPython reads them as
+//!   empty messages).
+//! * Listeners default to a backlog of 128 (CPython: 1) and give up on a
+//!   client whose handshake takes over [`DEFAULT_HANDSHAKE_TIMEOUT`]
+//!   (CPython waits for ever); both are configurable.
 
 #![doc(test(attr(deny(warnings))))]
 
