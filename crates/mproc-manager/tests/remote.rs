@@ -28,7 +28,17 @@ fn unhex(s: &str) -> Vec<u8> {
 
 /// Runs this test binary as the unrelated process, with `role`.
 fn run_role(role: &str, addr: &Address, key: &[u8]) -> std::process::ExitStatus {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    run_role_of(&std::env::current_exe().unwrap(), role, addr, key)
+}
+
+/// Runs the executable `exe` (this test binary or a copy) with `role`.
+fn run_role_of(
+    exe: &std::path::Path,
+    role: &str,
+    addr: &Address,
+    key: &[u8],
+) -> std::process::ExitStatus {
+    let mut child = Command::new(exe)
         .args([
             "--exact",
             "remote_role",
@@ -89,6 +99,19 @@ fn remote_role() {
             }
             Ok(_) => std::process::exit(3),
         },
+        "foreign" => {
+            // A copy of this binary is another executable file: plain
+            // operations work, server-side updates are refused.
+            let m = Manager::connect(addr, &key).unwrap();
+            let d: Dict<u32, u32> = m.lookup("results").unwrap();
+            d.insert(&1, &10).unwrap();
+            let r = d.update_with(&1, 1u32, |v: &mut u32, n: u32| *v += n);
+            std::process::exit(if matches!(r, Err(Error::ForeignExecutable)) {
+                0
+            } else {
+                4
+            });
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -187,5 +210,48 @@ fn a_server_can_be_served_in_process_and_shut_down_by_a_client() {
         m.shutdown().unwrap();
         server.join().unwrap().unwrap();
         assert!(v.get().unwrap_err().is_disconnected());
+    });
+}
+
+#[test]
+fn a_different_executable_may_use_objects_but_not_run_updates_in_the_server() {
+    watchdog(60, || {
+        let key = b"foreign key";
+        let m = tcp_manager(key);
+        let d = m.dict::<u32, u32>().unwrap();
+        m.register("results", &d).unwrap();
+        let dir =
+            std::env::temp_dir().join(format!("mproc-manager-foreign-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join("foreign-client");
+        std::fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+        let st = run_role_of(&copy, "foreign", m.address(), key);
+        let _ = std::fs::remove_file(&copy);
+        let _ = std::fs::remove_dir(&dir);
+        assert!(
+            st.success(),
+            "the foreign client must see ForeignExecutable: {st:?}"
+        );
+        assert_eq!(
+            d.get(&1).unwrap(),
+            Some(10),
+            "its plain insert arrived, its update did not"
+        );
+    });
+}
+
+#[test]
+fn connecting_to_nothing_is_disconnected_not_a_hang() {
+    watchdog(30, || {
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let r = Manager::builder()
+            .address(free)
+            .authkey(b"k")
+            .call_timeout(Duration::from_millis(500))
+            .connect();
+        assert!(matches!(r, Err(Error::Disconnected(_))), "{r:?}");
     });
 }
