@@ -174,4 +174,12 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     pub fn join_timeout(&self, timeout: Duration) -> Result<(), Error> {
         unit(self.raw.call(Op::Join(wait_ms(Some(timeout))))?)
     }
+
+    /// Waits until `deadline` for every item to be finished.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], [`Error::Disconnected`].
+    pub fn join_deadline(&self, deadline: Instant) -> Result<(), Error> {
+        unit(self.raw.call(Op::Join(until(deadline)))?)
+    }
 }

@@ -232,6 +232,15 @@ impl Condition {
         self.wait_inner(wait_ms(Some(timeout)))
     }
 
+    /// Like [`Condition::wait`], giving up at `deadline`; returns whether it
+    /// was notified.
+    ///
+    /// # Errors
+    /// As for [`Condition::wait`].
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<bool, Error> {
+        self.wait_inner(until(deadline))
+    }
+
     fn wait_inner(&self, wait: WaitMs) -> Result<bool, Error> {
         boolean(self.raw.call(Op::CondWait {
             owner: owner(),
@@ -289,6 +298,14 @@ impl Semaphore {
     /// [`Error::Disconnected`].
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, Error> {
         Ok(acquire(&self.raw, wait_ms(Some(timeout)))? != Acquired::No)
+    }
+
+    /// Takes one unit, waiting until `deadline`; returns whether it did.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn acquire_deadline(&self, deadline: Instant) -> Result<bool, Error> {
+        Ok(acquire(&self.raw, until(deadline))? != Acquired::No)
     }
 
     /// Gives one unit back.
@@ -356,6 +373,14 @@ impl Event {
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, Error> {
         boolean(self.raw.call(Op::EventWait(wait_ms(Some(timeout))))?)
     }
+
+    /// Waits until `deadline` for the flag; returns whether it is set.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<bool, Error> {
+        boolean(self.raw.call(Op::EventWait(until(deadline)))?)
+    }
 }
 
 proxy_type! {
@@ -380,6 +405,14 @@ impl Barrier {
     /// [`Error::BrokenBarrier`] on a timeout or a broken barrier.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, Error> {
         Ok(count(self.raw.call(Op::BarrierWait(wait_ms(Some(timeout))))?)? as usize)
+    }
+
+    /// Like [`Barrier::wait`], giving up at `deadline` (which breaks the barrier).
+    ///
+    /// # Errors
+    /// [`Error::BrokenBarrier`] on a timeout or a broken barrier.
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<usize, Error> {
+        Ok(count(self.raw.call(Op::BarrierWait(until(deadline)))?)? as usize)
     }
 
     /// Returns the barrier to its initial state; current waiters get

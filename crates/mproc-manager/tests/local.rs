@@ -208,6 +208,7 @@ fn locks_follow_threading_semantics() {
         assert!(s.try_acquire().unwrap());
         assert!(!s.try_acquire().unwrap());
         assert!(!s.acquire_timeout(Duration::from_millis(20)).unwrap());
+        assert!(!s.acquire_deadline(Instant::now() + Duration::from_millis(20)).unwrap());
         s.release().unwrap();
         s.release().unwrap();
         assert!(matches!(s.release(), Err(Error::OverRelease)));
@@ -225,6 +226,9 @@ fn event_condition_barrier() {
         let e = m.event().unwrap();
         assert!(!e.is_set().unwrap());
         assert!(!e.wait_timeout(Duration::from_millis(30)).unwrap());
+        let t0 = Instant::now();
+        assert!(!e.wait_deadline(t0 + Duration::from_millis(30)).unwrap());
+        assert!(t0.elapsed() >= Duration::from_millis(30));
         let e2 = e.clone();
         let t = std::thread::spawn(move || e2.wait());
         std::thread::sleep(Duration::from_millis(50));
