@@ -12,6 +12,9 @@ pub(crate) const MAX_FDS: usize = mproc_shm::handle::MAX_FDS_PER_MESSAGE;
 /// CMSG_SPACE(253 * 4) = 16 + 1012 rounded up to 8 = 1032 bytes.
 const CBUF_WORDS: usize = 130;
 
+/// Messages up to this size (header included) are sent from one stack buffer.
+const SMALL_SEND: usize = 512;
+
 fn cvt(r: isize) -> io::Result<usize> {
     if r < 0 {
         Err(io::Error::last_os_error())
@@ -106,6 +109,34 @@ pub(crate) fn write_all(
             io::ErrorKind::InvalidInput,
             "too many descriptors for one message",
         ));
+    }
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    if fds.is_empty() && kind != FdKind::Other && total <= SMALL_SEND {
+        // Small messages: one contiguous `send`, cheaper than `sendmsg` with iovecs.
+        let mut buf = [0u8; SMALL_SEND];
+        let mut at = 0;
+        for p in parts {
+            buf[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        let mut done = 0;
+        while done < total {
+            // SAFETY: `buf[done..total]` is initialised and readable.
+            let r = cvt(unsafe {
+                libc::send(
+                    fd.as_raw_fd(),
+                    buf[done..].as_ptr().cast(),
+                    total - done,
+                    libc::MSG_NOSIGNAL,
+                )
+            });
+            match r {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(());
     }
     let mut iov = [libc::iovec {
         iov_base: std::ptr::null_mut(),
