@@ -17,9 +17,10 @@ use crate::error::Error;
 use crate::proto::{Acquired, Kind, Op, Owner, Reply, WaitMs};
 use crate::proxy::{boolean, count, proxy_type, unexpected, unit};
 
-/// The wire form of a timeout.
+/// The wire form of a timeout: whole milliseconds, rounded up, so that a
+/// wait never ends before the time asked for.
 pub(crate) fn wait_ms(timeout: Option<Duration>) -> WaitMs {
-    timeout.map(|t| t.as_millis().min(u64::MAX as u128) as u64)
+    timeout.map(|t| t.as_nanos().div_ceil(1_000_000).min(u64::MAX as u128) as u64)
 }
 
 fn until(deadline: Instant) -> WaitMs {

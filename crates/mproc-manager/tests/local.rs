@@ -208,7 +208,10 @@ fn locks_follow_threading_semantics() {
         assert!(s.try_acquire().unwrap());
         assert!(!s.try_acquire().unwrap());
         assert!(!s.acquire_timeout(Duration::from_millis(20)).unwrap());
-        assert!(!s.acquire_deadline(Instant::now() + Duration::from_millis(20)).unwrap());
+        assert!(
+            !s.acquire_deadline(Instant::now() + Duration::from_millis(20))
+                .unwrap()
+        );
         s.release().unwrap();
         s.release().unwrap();
         assert!(matches!(s.release(), Err(Error::OverRelease)));
