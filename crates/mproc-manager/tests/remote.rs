@@ -255,3 +255,22 @@ fn connecting_to_nothing_is_disconnected_not_a_hang() {
         assert!(matches!(r, Err(Error::Disconnected(_))), "{r:?}");
     });
 }
+
+#[test]
+fn silent_half_open_clients_do_not_block_the_others() {
+    watchdog(30, || {
+        let key = b"busy";
+        let m = tcp_manager(key);
+        let Address::Tcp(addr) = m.address().clone() else {
+            unreachable!()
+        };
+        // Connections that never answer the challenge.
+        let silent: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        // Served while 20 handshakes hang (each may wait 10 s; were they
+        // handled one by one in the accept loop, the watchdog would fire).
+        let other = Manager::connect(addr, key).unwrap();
+        let v = other.value(1u8).unwrap();
+        assert_eq!(v.get().unwrap(), 1);
+        drop(silent);
+    });
+}
