@@ -396,6 +396,22 @@ impl<'de> Deserialize<'de> for Segment {
                 found: actual,
             }));
         }
+        // A memfd that another process could still shrink would turn our
+        // accesses into SIGBUS: refuse it. Files that cannot be sealed at all
+        // are accepted only as named POSIX segments, whose risk is documented.
+        match sys::seals(fd.as_fd()).map_err(D::Error::custom)? {
+            Some(seals) if !sys::is_size_sealed(seals) => {
+                return Err(D::Error::custom(
+                    "received a shared memory segment that is not sealed against shrinking",
+                ));
+            }
+            None if w.name.is_none() => {
+                return Err(D::Error::custom(
+                    "received an unnamed shared memory segment that cannot be sealed",
+                ));
+            }
+            _ => {}
+        }
         let len = check_size(w.len).map_err(D::Error::custom)?;
         Self::map(fd, len, w.name, false).map_err(D::Error::custom)
     }

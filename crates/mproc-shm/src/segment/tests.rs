@@ -130,3 +130,40 @@ fn header_checks() {
         Err(SegmentError::Layout(LayoutError::TooSmall { .. }))
     ));
 }
+
+#[test]
+fn unsealed_or_unsealable_received_segments_are_refused() {
+    use crate::handle::{HandleFd, from_bytes_with_fds, to_bytes_with_fds};
+    use std::os::fd::OwnedFd;
+
+    #[derive(serde::Serialize)]
+    struct Forged {
+        fd: HandleFd,
+        len: u64,
+        name: Option<String>,
+    }
+    // A memfd its sender could still shrink under our mapping.
+    let raw = sys::memfd_create("forged").unwrap();
+    sys::ftruncate(raw.as_fd(), 4096).unwrap();
+    let forged = Forged {
+        fd: HandleFd::new(raw),
+        len: 4096,
+        name: None,
+    };
+    let (bytes, fds) = to_bytes_with_fds(&forged).unwrap();
+    let err = from_bytes_with_fds::<Segment>(&bytes, fds).unwrap_err();
+    let _ = err;
+    // A regular file (cannot be sealed) that claims to be anonymous.
+    let file = std::fs::File::open("/proc/self/exe").unwrap();
+    let forged = Forged {
+        fd: HandleFd::new(OwnedFd::from(file)),
+        len: 16,
+        name: None,
+    };
+    let (bytes, fds) = to_bytes_with_fds(&forged).unwrap();
+    assert!(from_bytes_with_fds::<Segment>(&bytes, fds).is_err());
+    // A genuine anonymous segment still travels.
+    let seg = Segment::anonymous(4096).unwrap();
+    let (bytes, fds) = to_bytes_with_fds(&seg).unwrap();
+    assert!(from_bytes_with_fds::<Segment>(&bytes, fds).is_ok());
+}

@@ -73,6 +73,22 @@ pub(crate) fn seal_size(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// The seals of a memfd (`F_GET_SEALS`); `None` for a file that cannot be
+/// sealed (a POSIX named segment, a regular file).
+pub(crate) fn seals(fd: BorrowedFd<'_>) -> io::Result<Option<libc::c_int>> {
+    // SAFETY: `fd` is a valid descriptor; F_GET_SEALS takes no argument.
+    match cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) }) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a memfd is sealed against shrinking.
+pub(crate) fn is_size_sealed(seals: libc::c_int) -> bool {
+    seals & libc::F_SEAL_SHRINK != 0
+}
+
 /// Returns the size of a file (`fstat`).
 pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
