@@ -43,14 +43,23 @@ fn trivial(cpu: Option<usize>) {
 
 fn start_join(ctx: &Ctx, method: StartMethod, n: usize) -> BenchResult<Vec<Measurement>> {
     // The child only needs to move if it should not share the parent's CPU.
-    let cpu = ctx.placement.child_cpu().filter(|&c| Some(c) != ctx.placement.parent_cpu());
+    let cpu = ctx
+        .placement
+        .child_cpu()
+        .filter(|&c| Some(c) != ctx.placement.parent_cpu());
     // Warm up: the first forkserver start launches the server.
     for _ in 0..5 {
-        Process::new(trivial, cpu).start_method(method).start()?.join()?;
+        Process::new(trivial, cpu)
+            .start_method(method)
+            .start()?
+            .join()?;
     }
     let t0 = Instant::now();
     for _ in 0..n {
-        Process::new(trivial, cpu).start_method(method).start()?.join()?;
+        Process::new(trivial, cpu)
+            .start_method(method)
+            .start()?
+            .join()?;
     }
     let us = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
     Ok(vec![Measurement::lower(us, "us/child")])
