@@ -39,7 +39,9 @@ pub const NAME_PREFIX: &str = "mproc_";
 /// opener: it never unlinks a name.
 ///
 /// Anonymous segments are sealed against shrinking (`F_SEAL_SHRINK`), so no
-/// process they are handed to can truncate them under the others' mappings.
+/// process they are handed to can truncate them under the others' mappings,
+/// and an anonymous segment received from another process that is not so
+/// sealed is refused when it is deserialized.
 /// Named POSIX segments cannot be sealed: a process that can open the name
 /// (the same user, given mode 0600) could truncate one, and accesses beyond
 /// the new end would then raise `SIGBUS`; share named segments only with
@@ -396,21 +398,19 @@ impl<'de> Deserialize<'de> for Segment {
                 found: actual,
             }));
         }
-        // A memfd that another process could still shrink would turn our
-        // accesses into SIGBUS: refuse it. Files that cannot be sealed at all
-        // are accepted only as named POSIX segments, whose risk is documented.
-        match sys::seals(fd.as_fd()).map_err(D::Error::custom)? {
-            Some(seals) if !sys::is_size_sealed(seals) => {
+        // An anonymous segment that another process could still shrink would
+        // turn our accesses into SIGBUS: mproc seals every memfd it makes, so
+        // refuse one that is not sealed. Named POSIX segments cannot be sealed
+        // at all; for them the risk is documented on `Segment`.
+        if w.name.is_none() {
+            let sealed = sys::seals(fd.as_fd())
+                .map_err(D::Error::custom)?
+                .is_some_and(sys::is_size_sealed);
+            if !sealed {
                 return Err(D::Error::custom(
-                    "received a shared memory segment that is not sealed against shrinking",
+                    "received an anonymous shared memory segment that is not sealed against shrinking",
                 ));
             }
-            None if w.name.is_none() => {
-                return Err(D::Error::custom(
-                    "received an unnamed shared memory segment that cannot be sealed",
-                ));
-            }
-            _ => {}
         }
         let len = check_size(w.len).map_err(D::Error::custom)?;
         Self::map(fd, len, w.name, false).map_err(D::Error::custom)
