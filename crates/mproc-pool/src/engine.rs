@@ -8,6 +8,7 @@
 //! [`DEPTH`]), and a shared-memory progress slot per worker says which item
 //! it was running, so a worker's death fails exactly that item.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -23,7 +24,9 @@ use mproc_shm::handle::HandleFd;
 use crate::error::{BuildError, TaskError};
 use crate::job::{Sink, lock};
 use crate::sys;
-use crate::wire::{Bytes, FromWorker, Kind, Msg, Parsed, TaskDesc, ToWorker, send_header};
+use crate::wire::{
+    Bytes, FromWorker, Kind, Msg, Parsed, TaskDesc, ToWorker, send_header, should_pack, unpack,
+};
 use crate::worker::{self, FINISHED, InitSpec, NOT_STARTED, Progress, WorkerArgs};
 
 /// Batches a worker may hold: one running, one waiting, so it never idles
@@ -712,7 +715,11 @@ impl Shared {
                 self.state_cv.notify_all();
                 true
             }
-            FromWorker::Results { seq, tasks: outs } => {
+            FromWorker::Results {
+                seq,
+                tasks: outs,
+                packed,
+            } => {
                 let tasks = {
                     let mut st = lock(&self.st);
                     let w = &mut st.workers[slot];
@@ -747,14 +754,27 @@ impl Shared {
                     inf.tasks
                 };
                 let mut intact = true;
+                let mut parts = match &packed {
+                    Some(b) => match unpack(&b.0, outs.iter().map(|o| o.len)) {
+                        Some(p) => Some(p.into_iter()),
+                        None => {
+                            intact = false;
+                            None
+                        }
+                    },
+                    None => None,
+                };
                 for (t, o) in tasks.into_iter().zip(outs) {
-                    // The payloads follow the header at once (the worker sends
-                    // them together); a worker that dies in between breaks
-                    // the connection, and the wait ends.
-                    let bytes = if o.len == 0 || !intact {
-                        Ok(Vec::new())
+                    // The payloads are packed in the header, or follow it at
+                    // once (the worker sends them together); a worker that
+                    // dies in between breaks the connection, and the wait ends.
+                    let bytes: Result<Cow<'_, [u8]>, String> = if let Some(p) = parts.as_mut() {
+                        Ok(Cow::Borrowed(p.next().unwrap_or_default()))
+                    } else if o.len == 0 || !intact {
+                        Ok(Cow::Borrowed(&[]))
                     } else {
                         conn.recv_bytes_timeout(PAYLOAD_WAIT)
+                            .map(Cow::Owned)
                             .map_err(|e| format!("the result did not arrive: {e}"))
                     };
                     let fds = parsed.take_fds(o.nfds);
@@ -1044,7 +1064,26 @@ fn send_batch(conn: &Connection, seq: u64, descs: Vec<(TaskDesc, Arc<Payload>)>)
         }
     }
     let tasks: Vec<TaskDesc> = descs.iter().map(|(d, _)| d.clone()).collect();
-    send_header(conn, &ToWorker::Batch { seq, tasks }, fds).map_err(|_| ())?;
+    if should_pack(tasks.iter().map(|t| t.len)) {
+        // Small payloads (apply_async calls, first chunks) ride along in
+        // the header: one write, one wake-up of the worker.
+        let mut b = Vec::with_capacity(tasks.iter().map(|t| t.len as usize).sum());
+        for (_, p) in &descs {
+            b.extend_from_slice(p.bytes.as_slice());
+        }
+        let packed = Some(Bytes(b));
+        return send_header(conn, &ToWorker::Batch { seq, tasks, packed }, fds).map_err(|_| ());
+    }
+    send_header(
+        conn,
+        &ToWorker::Batch {
+            seq,
+            tasks,
+            packed: None,
+        },
+        fds,
+    )
+    .map_err(|_| ())?;
     // Each payload follows as a message of its own, sent from where it lies.
     for (_, p) in &descs {
         let b = p.bytes.as_slice();

@@ -3,11 +3,14 @@
 //!
 //! Each batch (and each batch's results) is a postcard-encoded [`Msg`]
 //! holding a header ([`ToWorker`] or [`FromWorker`]) and the file
-//! descriptors (mproc handles) its values carry, followed by one raw
-//! message per task with payload bytes. Payloads are sent from where they
-//! lie and received into their own buffer, so large ones are copied only by
-//! the connection (through shared memory above its threshold). Both sides are the same executable, but the parser is
-//! still total: malformed bytes are an error, never a panic.
+//! descriptors (mproc handles) its values carry. Small payloads (at most
+//! [`PACK_MAX`] bytes in all) are packed into the header, so a batch of
+//! many tiny tasks is one write; larger ones follow as one raw message per
+//! task with payload bytes, sent from where they lie and received into
+//! their own buffer, so they are copied only by the connection (through
+//! shared memory above its threshold). Both sides are the same executable,
+//! but the parser is still total: malformed bytes are an error, never a
+//! panic.
 
 use std::fmt;
 use std::os::fd::OwnedFd;
@@ -44,7 +47,13 @@ pub(crate) struct TaskDesc {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
     /// Run these tasks in order and reply with one [`FromWorker::Results`].
-    Batch { seq: u64, tasks: Vec<TaskDesc> },
+    /// `packed`: the tasks' payloads, concatenated (small batches travel
+    /// in one message); `None`: each follows as a message of its own.
+    Batch {
+        seq: u64,
+        tasks: Vec<TaskDesc>,
+        packed: Option<Bytes>,
+    },
     /// Finish: exit with code 0.
     Exit,
 }
@@ -73,11 +82,48 @@ pub(crate) enum FromWorker {
     Ready,
     /// The initializer panicked (the worker exits next).
     InitFailed(String),
-    /// The outcomes of batch `seq`, in order, followed by their payloads.
-    Results { seq: u64, tasks: Vec<TaskOut> },
+    /// The outcomes of batch `seq`, in order, with their payloads packed
+    /// (as in [`ToWorker::Batch`]) or following one message each.
+    Results {
+        seq: u64,
+        tasks: Vec<TaskOut>,
+        packed: Option<Bytes>,
+    },
+}
+
+/// Batches whose payloads total at most this many bytes travel in one
+/// message (one write and one wake-up instead of one per task).
+pub(crate) const PACK_MAX: u64 = 64 * 1024;
+
+/// Whether payloads of these lengths should travel packed.
+pub(crate) fn should_pack(lens: impl Iterator<Item = u64>) -> bool {
+    let mut total = 0u64;
+    let mut n = 0;
+    for l in lens {
+        total = total.saturating_add(l);
+        n += usize::from(l > 0);
+    }
+    n > 1 && total <= PACK_MAX
+}
+
+/// Splits packed payloads by their lengths; `None` if they do not add up.
+pub(crate) fn unpack(packed: &[u8], lens: impl Iterator<Item = u64>) -> Option<Vec<&[u8]>> {
+    let mut rest = packed;
+    let mut out = Vec::new();
+    for l in lens {
+        let l = usize::try_from(l).ok()?;
+        if l > rest.len() {
+            return None;
+        }
+        let (a, b) = rest.split_at(l);
+        out.push(a);
+        rest = b;
+    }
+    rest.is_empty().then_some(out)
 }
 
 /// A byte buffer that postcard writes as one length-prefixed block.
+#[derive(Debug)]
 pub(crate) struct Bytes(pub(crate) Vec<u8>);
 
 impl Serialize for Bytes {
@@ -162,8 +208,11 @@ pub(crate) fn fuzz_headers(data: &[u8]) {
         fds: Vec::new(),
     };
     if let Ok(mut p) = Parsed::<FromWorker>::new(msg()) {
-        if let FromWorker::Results { tasks, .. } = &p.header {
+        if let FromWorker::Results { tasks, packed, .. } = &p.header {
             let n: u32 = tasks.iter().map(|t| t.nfds).fold(0, u32::saturating_add);
+            if let Some(b) = packed {
+                let _ = unpack(&b.0, tasks.iter().map(|t| t.len));
+            }
             let _ = p.take_fds(n);
         }
     }
@@ -184,15 +233,50 @@ mod tests {
             len: 24,
             nfds: 0,
         }];
-        send_header(&a, &ToWorker::Batch { seq: 7, tasks }, Vec::new()).unwrap();
+        let packed = Some(Bytes(vec![1; 24]));
+        send_header(
+            &a,
+            &ToWorker::Batch {
+                seq: 7,
+                tasks,
+                packed,
+            },
+            Vec::new(),
+        )
+        .unwrap();
         let msg: Msg = b.recv().unwrap();
         let mut p = Parsed::<ToWorker>::new(msg).unwrap();
         match &p.header {
-            ToWorker::Batch { seq: 7, tasks } => assert_eq!(tasks[0].count, 3),
+            ToWorker::Batch {
+                seq: 7,
+                tasks,
+                packed: Some(b),
+            } => {
+                assert_eq!(tasks[0].count, 3);
+                assert_eq!(
+                    unpack(&b.0, tasks.iter().map(|t| t.len)).unwrap()[0],
+                    [1; 24]
+                );
+            }
             _ => panic!("wrong header"),
         }
         assert!(p.take_fds(0).unwrap().is_empty());
         assert!(p.take_fds(1).is_err());
+    }
+
+    #[test]
+    fn unpack_checks_lengths() {
+        let b = [1u8, 2, 3, 4, 5];
+        assert_eq!(
+            unpack(&b, [2, 0, 3].into_iter()).unwrap(),
+            [&b[..2], &[], &b[2..]]
+        );
+        assert!(unpack(&b, [2, 2].into_iter()).is_none());
+        assert!(unpack(&b, [2, 4].into_iter()).is_none());
+        assert!(unpack(&b, [u64::MAX].into_iter()).is_none());
+        assert!(should_pack([3, 4].into_iter()));
+        assert!(!should_pack([3].into_iter()));
+        assert!(!should_pack([PACK_MAX, 1].into_iter()));
     }
 
     #[test]

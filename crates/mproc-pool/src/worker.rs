@@ -1,6 +1,7 @@
 //! The worker side: the process loop, and the monomorphized functions that
 //! run a task's items (reached by reference, see `mproc_process::fnref`).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
@@ -15,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::kinds::{for_each_in_range, is_pod, pod_bytes};
 use crate::sys;
-use crate::wire::{Bytes, FromWorker, Kind, Msg, Parsed, TaskOut, ToWorker, send_header};
+use crate::wire::{
+    Bytes, FromWorker, Kind, Msg, Parsed, TaskOut, ToWorker, send_header, should_pack, unpack,
+};
 
 /// What a worker is doing, in shared memory the parent reads after the
 /// worker died: which batch, and which item of it (counted across the
@@ -350,10 +353,18 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         let Ok(mut parsed) = Parsed::<ToWorker>::new(msg) else {
             std::process::exit(4)
         };
-        let (seq, tasks) = match std::mem::replace(&mut parsed.header, ToWorker::Exit) {
+        let (seq, tasks, packed) = match std::mem::replace(&mut parsed.header, ToWorker::Exit) {
             ToWorker::Exit => return,
-            ToWorker::Batch { seq, tasks } => (seq, tasks),
+            ToWorker::Batch { seq, tasks, packed } => (seq, tasks, packed),
         };
+        let packed = match &packed {
+            Some(b) => match unpack(&b.0, tasks.iter().map(|t| t.len)) {
+                Some(parts) => Some(parts.into_iter()),
+                None => std::process::exit(4),
+            },
+            None => None,
+        };
+        let mut packed = packed;
         progress.item.store(NOT_STARTED, Ordering::Relaxed);
         // Release: the parent reading `seq` after our death also sees `item`.
         progress.seq.store(seq, Ordering::Release);
@@ -362,11 +373,13 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         let mut all_fds = Vec::new();
         let mut base = 0u64;
         for t in &tasks {
-            let payload = if t.len == 0 {
-                Vec::new()
+            let payload: Cow<'_, [u8]> = if let Some(p) = packed.as_mut() {
+                Cow::Borrowed(p.next().unwrap_or_default())
+            } else if t.len == 0 {
+                Cow::Borrowed(&[])
             } else {
                 match conn.recv_bytes() {
-                    Ok(b) if b.len() as u64 == t.len => b,
+                    Ok(b) if b.len() as u64 == t.len => Cow::Owned(b),
                     // The parent is gone (or broke the protocol): stop.
                     _ => return,
                 }
@@ -391,12 +404,29 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             all_fds.extend(rfds);
         }
         progress.item.store(FINISHED, Ordering::Relaxed);
-        if send_header(&conn, &FromWorker::Results { seq, tasks: outs }, all_fds).is_err() {
-            return;
-        }
-        for p in payloads.iter().filter(|p| !p.is_empty()) {
-            if conn.send_bytes(p).is_err() {
+        if should_pack(outs.iter().map(|o| o.len)) {
+            let packed = Some(Bytes(payloads.concat()));
+            let r = FromWorker::Results {
+                seq,
+                tasks: outs,
+                packed,
+            };
+            if send_header(&conn, &r, all_fds).is_err() {
                 return;
+            }
+        } else {
+            let r = FromWorker::Results {
+                seq,
+                tasks: outs,
+                packed: None,
+            };
+            if send_header(&conn, &r, all_fds).is_err() {
+                return;
+            }
+            for p in payloads.iter().filter(|p| !p.is_empty()) {
+                if conn.send_bytes(p).is_err() {
+                    return;
+                }
             }
         }
         done += base;
