@@ -230,6 +230,26 @@ pub fn recv_with_fds(
     crate::sys::recv_with_fds(sock, buf, fds)
 }
 
+/// [`recv_with_fds`] into raw memory, optionally non-blocking
+/// (`MSG_DONTWAIT`: fails with `WouldBlock` instead of sleeping): for
+/// callers that read straight into buffers they have not initialised.
+///
+/// # Errors
+/// As [`recv_with_fds`].
+///
+/// # Safety
+/// `buf` must be valid for writes of `len` bytes.
+pub unsafe fn recv_with_fds_raw(
+    sock: BorrowedFd<'_>,
+    buf: *mut u8,
+    len: usize,
+    fds: &mut Vec<OwnedFd>,
+    nonblock: bool,
+) -> io::Result<usize> {
+    // SAFETY: forwarded from this function's own contract.
+    unsafe { crate::sys::recv_with_fds_raw(sock, buf, len, fds, nonblock) }
+}
+
 /// Takes ownership of a raw descriptor number that was inherited from a
 /// parent process.
 ///

@@ -244,7 +244,7 @@ pub(crate) unsafe fn read(
             }
             FdKind::Unix => {
                 // SAFETY: the caller guarantees `buf` is writable for `len` bytes.
-                unsafe { recvmsg_fds(fd, buf, len, fds, nonblock) }
+                unsafe { mproc_shm::handle::recv_with_fds_raw(fd, buf, len, fds, nonblock) }
             }
         };
         match r {
@@ -252,71 +252,6 @@ pub(crate) unsafe fn read(
             r => return r,
         }
     }
-}
-
-/// One `recvmsg` call collecting `SCM_RIGHTS` descriptors.
-///
-/// # Safety
-/// `buf` must be valid for writes of `len` bytes.
-unsafe fn recvmsg_fds(
-    fd: BorrowedFd<'_>,
-    buf: *mut u8,
-    len: usize,
-    fds: &mut Vec<OwnedFd>,
-    nonblock: bool,
-) -> io::Result<usize> {
-    let mut iov = libc::iovec {
-        iov_base: buf.cast(),
-        iov_len: len,
-    };
-    let mut cbuf = [0u64; CBUF_WORDS];
-    // SAFETY: an all-zero msghdr is a valid value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
-    let flags = libc::MSG_CMSG_CLOEXEC | if nonblock { libc::MSG_DONTWAIT } else { 0 };
-    // SAFETY: `iov` covers memory the caller guarantees writable, and the
-    // control buffer is a live local array; both outlive the call.
-    let n = cvt(unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) })?;
-    if msg.msg_controllen > 0 {
-        // SAFETY: after a successful recvmsg the control buffer holds `msg_controllen` valid bytes.
-        let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-        while !cmsg.is_null() {
-            // SAFETY: `cmsg` is a header inside the control buffer (CMSG_FIRSTHDR/NXTHDR).
-            let (level, ty, clen) = unsafe {
-                (
-                    (*cmsg).cmsg_level,
-                    (*cmsg).cmsg_type,
-                    (*cmsg).cmsg_len as usize,
-                )
-            };
-            if level == libc::SOL_SOCKET && ty == libc::SCM_RIGHTS {
-                // SAFETY: CMSG_LEN(0) is a pure size computation.
-                let header = unsafe { libc::CMSG_LEN(0) } as usize;
-                let count = clen.saturating_sub(header) / std::mem::size_of::<libc::c_int>();
-                // SAFETY: CMSG_DATA points at the `count` c_ints the kernel wrote; maybe unaligned.
-                let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
-                for i in 0..count {
-                    // SAFETY: `i < count`, inside the data the kernel wrote.
-                    let raw = unsafe { data.add(i).read_unaligned() };
-                    // SAFETY: the kernel installed this descriptor for us; nothing else owns it.
-                    fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
-                }
-            }
-            // SAFETY: `cmsg` is a valid header of `msg`.
-            cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
-        }
-    }
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        fds.clear();
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "too many descriptors in one message",
-        ));
-    }
-    Ok(n)
 }
 
 /// `poll(2)` over `fds`, retrying on `EINTR` until `deadline` (`None`: no

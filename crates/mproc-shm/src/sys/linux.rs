@@ -209,49 +209,69 @@ pub(crate) fn recv_with_fds(
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
 ) -> io::Result<usize> {
+    // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes.
+    unsafe { recv_with_fds_raw(sock, buf.as_mut_ptr(), buf.len(), fds, false) }
+}
+
+/// Size in u64 words of a control buffer that holds `MAX_FDS_PER_MESSAGE`
+/// descriptors: CMSG_SPACE(253 * 4) = 16 + 1012, rounded up to 8 = 1032 bytes.
+const CBUF_WORDS: usize = 130;
+
+/// One `recvmsg` into raw memory collecting `SCM_RIGHTS` descriptors
+/// (close-on-exec), retrying on `EINTR`; `nonblock` adds `MSG_DONTWAIT`.
+///
+/// # Safety
+/// `buf` must be valid for writes of `len` bytes.
+pub(crate) unsafe fn recv_with_fds_raw(
+    sock: BorrowedFd<'_>,
+    buf: *mut u8,
+    len: usize,
+    fds: &mut Vec<OwnedFd>,
+    nonblock: bool,
+) -> io::Result<usize> {
     let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
+        iov_base: buf.cast(),
+        iov_len: len,
     };
-    let max_bytes = crate::handle::MAX_FDS_PER_MESSAGE * std::mem::size_of::<libc::c_int>();
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(max_bytes as u32) } as usize;
-    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    let mut cbuf = [0u64; CBUF_WORDS];
     // SAFETY: an all-zero msghdr is a valid value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    // SAFETY: `msg` points to a valid iovec over `buf` and a control buffer that outlive the call.
-    let n =
-        cvt_retry(|| unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
-    // SAFETY: after a successful recvmsg, the control buffer holds `msg_controllen` valid bytes.
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    while !cmsg.is_null() {
-        // SAFETY: `cmsg` is a header inside the control buffer, as CMSG_FIRSTHDR/NXTHDR guarantee.
-        let (level, ty, len) = unsafe {
-            (
-                (*cmsg).cmsg_level,
-                (*cmsg).cmsg_type,
-                (*cmsg).cmsg_len as usize,
-            )
-        };
-        if level == libc::SOL_SOCKET && ty == libc::SCM_RIGHTS {
-            // SAFETY: CMSG_LEN(0) is a pure size computation.
-            let header = unsafe { libc::CMSG_LEN(0) } as usize;
-            let count = len.saturating_sub(header) / std::mem::size_of::<libc::c_int>();
-            // SAFETY: CMSG_DATA points at `count` c_ints the kernel wrote; they may be unaligned.
-            let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
-            for i in 0..count {
-                // SAFETY: `i < count`, within the data the kernel wrote.
-                let raw = unsafe { data.add(i).read_unaligned() };
-                // SAFETY: the kernel installed this descriptor for us; nothing else owns it.
-                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    let flags = libc::MSG_CMSG_CLOEXEC | if nonblock { libc::MSG_DONTWAIT } else { 0 };
+    // SAFETY: `iov` covers memory the caller guarantees writable for `len`
+    // bytes, and the control buffer is a live local array; both outlive the call.
+    let n = cvt_retry(|| unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) })?;
+    if msg.msg_controllen > 0 {
+        // SAFETY: after a successful recvmsg, the control buffer holds `msg_controllen` valid bytes.
+        let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        while !cmsg.is_null() {
+            // SAFETY: `cmsg` is a header inside the control buffer, as CMSG_FIRSTHDR/NXTHDR guarantee.
+            let (level, ty, clen) = unsafe {
+                (
+                    (*cmsg).cmsg_level,
+                    (*cmsg).cmsg_type,
+                    (*cmsg).cmsg_len as usize,
+                )
+            };
+            if level == libc::SOL_SOCKET && ty == libc::SCM_RIGHTS {
+                // SAFETY: CMSG_LEN(0) is a pure size computation.
+                let header = unsafe { libc::CMSG_LEN(0) } as usize;
+                let count = clen.saturating_sub(header) / std::mem::size_of::<libc::c_int>();
+                // SAFETY: CMSG_DATA points at `count` c_ints the kernel wrote; they may be unaligned.
+                let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
+                for i in 0..count {
+                    // SAFETY: `i < count`, within the data the kernel wrote.
+                    let raw = unsafe { data.add(i).read_unaligned() };
+                    // SAFETY: the kernel installed this descriptor for us; nothing else owns it.
+                    fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+                }
             }
+            // SAFETY: `cmsg` is a valid header of `msg`.
+            cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
         }
-        // SAFETY: `cmsg` is a valid header of `msg`.
-        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
     }
     if msg.msg_flags & libc::MSG_CTRUNC != 0 {
         fds.clear();
