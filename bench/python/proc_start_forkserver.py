@@ -1,36 +1,6 @@
 """proc_start_forkserver in CPython: start + join of a trivial child with the
 'forkserver' start method (multiprocessing.get_context('forkserver').Process), us per child."""
-import multiprocessing as mp
-import time
-
-from _common import child_cpu, emit, parse
-
-
-def trivial(cpu):
-    if cpu is not None:
-        import os
-        os.sched_setaffinity(0, {cpu})
-
-
-def main():
-    args = parse()
-    ctx = mp.get_context("forkserver")
-    cpu = child_cpu(args.placement)
-    if cpu == 0 and args.placement == "same":
-        cpu = None
-    n = 100 // 4 if args.quick else 100
-    for _ in range(3):
-        p = ctx.Process(target=trivial, args=(cpu,))
-        p.start()
-        p.join()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        p = ctx.Process(target=trivial, args=(cpu,))
-        p.start()
-        p.join()
-        assert p.exitcode == 0
-    emit((time.perf_counter() - t0) / n * 1e6, "us/child", "lower")
-
+from _proc_start import run
 
 if __name__ == "__main__":
-    main()
+    run("forkserver", 100)
