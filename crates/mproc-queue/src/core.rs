@@ -270,6 +270,7 @@ impl Core {
         let r = block_on(
             &ctl.wait.not_full,
             deadline,
+            self.spin_for_room(),
             || self.probe_room(),
             || {
                 let _g = Guard::lock(ctl, &ctl.prod.lock);
@@ -339,6 +340,14 @@ impl Core {
         }
     }
 
+    /// Whether a producer waiting for room spins: only when items are
+    /// counted (a `maxsize` queue may be a hand-off where each item is
+    /// awaited). Otherwise the ring is full of unread bytes, the consumers
+    /// have a long way to go, and spinning would only slow them down.
+    fn spin_for_room(&self) -> bool {
+        self.maxsize != 0
+    }
+
     /// Whether a put might succeed now (a lock-free hint).
     fn probe_room(&self) -> bool {
         let ctl = self.ctl();
@@ -376,6 +385,7 @@ impl Core {
         let r = block_on(
             &ctl.wait.not_full,
             deadline,
+            self.spin_for_room(),
             || self.probe_room(),
             || {
                 let _g = Guard::lock(ctl, &ctl.prod.lock);
@@ -439,6 +449,7 @@ impl Core {
         let r = block_on(
             &ctl.wait.not_empty,
             deadline,
+            true,
             || self.probe_item(),
             || {
                 let _g = Guard::lock(ctl, &ctl.cons.lock);
@@ -612,6 +623,7 @@ impl Core {
         block_on(
             &t.all_done,
             deadline,
+            true,
             || self.unfinished() == 0,
             || (self.unfinished() == 0).then_some(()),
             || {

@@ -35,6 +35,18 @@ const SPIN_MIN_NS: u32 = 2_000;
 /// not running, for example it shares our CPU), doubled whenever it
 /// succeeded.
 static SPIN_NS: AtomicU32 = AtomicU32::new(SPIN_MAX_NS);
+/// The spin budget (and the word it adapts) of a wait starting now, or
+/// `None` when this wait should not spin.
+fn spin_budget() -> Option<(&'static AtomicU32, u32)> {
+    // Relaxed: a heuristic shared by the threads of this process.
+    mproc_shm::mutex::spin_useful().then(|| (&SPIN_NS, SPIN_NS.load(Ordering::Relaxed)))
+}
+
+/// The budget after a spin of `budget` gave up.
+fn shrink(_word: &AtomicU32, budget: u32) -> u32 {
+    (budget / 2).max(SPIN_MIN_NS)
+}
+
 /// Rounds of `sched_yield` before sleeping.
 const YIELDS: u32 = 16;
 /// The longest single sleep.
@@ -135,12 +147,17 @@ pub(crate) enum Prepare {
 /// `word` when `prepare` registers), until `deadline`. `None` means the
 /// deadline passed.
 ///
+/// `spin: false` skips the busy-wait, for waits that are bound to be long
+/// (the process waited for has plenty of work): spinning there would only
+/// slow it down, by pulling the lines it writes and, on machines whose CPUs
+/// share a core, by taking the core's cycles.
 /// `probe` is a cheap, lock-free hint that `attempt` may now succeed.
 /// `prepare` registers on `word` (see [`Prepare`]); `block_on` unregisters
 /// after each sleep.
 pub(crate) fn block_on<R>(
     word: &WaitWord,
     deadline: Deadline,
+    spin: bool,
     probe: impl Fn() -> bool,
     mut attempt: impl FnMut() -> Option<R>,
     mut prepare: impl FnMut() -> Prepare,
@@ -154,16 +171,17 @@ pub(crate) fn block_on<R>(
     let past = |d: Deadline| matches!(d, Deadline::At(t) if Instant::now() >= t);
     // Spin only when another CPU may run the process we wait for: on a
     // single CPU it would only burn the time slice the other one needs.
-    if mproc_shm::mutex::spin_useful() {
-        // Relaxed: a heuristic shared by the threads of this process.
-        let budget = SPIN_NS.load(Ordering::Relaxed);
+    if let Some((budget_word, budget)) = spin.then(spin_budget).flatten() {
         let limit = Duration::from_nanos(u64::from(budget));
         let start = Instant::now();
         let mut i = 0u32;
         loop {
             if probe() {
                 if let Some(r) = attempt() {
-                    SPIN_NS.store(budget.saturating_mul(2).min(SPIN_MAX_NS), Ordering::Relaxed);
+                    budget_word.store(
+                        budget.saturating_mul(2).clamp(SPIN_MIN_NS, SPIN_MAX_NS),
+                        Ordering::Relaxed,
+                    );
                     return Some(r);
                 }
             }
@@ -182,7 +200,7 @@ pub(crate) fn block_on<R>(
             }
             i += 1;
             if i % 4 == 0 && (start.elapsed() > limit || past(deadline)) {
-                SPIN_NS.store((budget / 2).max(SPIN_MIN_NS), Ordering::Relaxed);
+                budget_word.store(shrink(budget_word, budget), Ordering::Relaxed);
                 break;
             }
         }
