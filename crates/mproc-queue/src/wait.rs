@@ -35,16 +35,60 @@ const SPIN_MIN_NS: u32 = 2_000;
 /// not running, for example it shares our CPU), doubled whenever it
 /// succeeded.
 static SPIN_NS: AtomicU32 = AtomicU32::new(SPIN_MAX_NS);
+/// The busy-wait budget of this process while it is pinned to one CPU of
+/// several: adapted like [`SPIN_NS`], except that it drops to zero (no
+/// spinning) when spinning keeps failing, as it does when the process we
+/// wait for is pinned to the same CPU. A pinned process may well wait for
+/// one on another CPU, where spinning is what makes a hand-off fast.
+static PINNED_SPIN_NS: AtomicU32 = AtomicU32::new(SPIN_MAX_NS);
+/// Waits of a pinned process with a zero budget since it last tried one.
+static PINNED_SKIPPED: AtomicU32 = AtomicU32::new(0);
+/// A pinned process with a zero budget spins (for [`SPIN_MIN_NS`]) on one
+/// wait in this many, to notice that spinning became useful.
+const PINNED_RETRY: u32 = 256;
+/// Whether more than one CPU is online: 0 unknown, 1 no, 2 yes.
+static SEVERAL_ONLINE: AtomicU32 = AtomicU32::new(0);
+
 /// The spin budget (and the word it adapts) of a wait starting now, or
 /// `None` when this wait should not spin.
 fn spin_budget() -> Option<(&'static AtomicU32, u32)> {
-    // Relaxed: a heuristic shared by the threads of this process.
-    mproc_shm::mutex::spin_useful().then(|| (&SPIN_NS, SPIN_NS.load(Ordering::Relaxed)))
+    if mproc_shm::mutex::spin_useful() {
+        // Relaxed: a heuristic shared by the threads of this process.
+        return Some((&SPIN_NS, SPIN_NS.load(Ordering::Relaxed)));
+    }
+    // Relaxed: a cached, idempotent fact about the system (CPUs rarely go
+    // offline; a stale answer only costs a short spin).
+    let several = match SEVERAL_ONLINE.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            let s = crate::sys::online_cpus().is_none_or(|n| n > 1);
+            SEVERAL_ONLINE.store(if s { 2 } else { 1 }, Ordering::Relaxed);
+            s
+        }
+    };
+    if !several {
+        return None;
+    }
+    // Relaxed: heuristics shared by the threads of this process.
+    let budget = PINNED_SPIN_NS.load(Ordering::Relaxed);
+    if budget != 0 {
+        return Some((&PINNED_SPIN_NS, budget));
+    }
+    // A plain load and store (not an RMW): threads racing here only make
+    // the retry a little early or late.
+    let skipped = PINNED_SKIPPED.load(Ordering::Relaxed).wrapping_add(1);
+    PINNED_SKIPPED.store(skipped, Ordering::Relaxed);
+    (skipped % PINNED_RETRY == 0).then_some((&PINNED_SPIN_NS, SPIN_MIN_NS))
 }
 
 /// The budget after a spin of `budget` gave up.
-fn shrink(_word: &AtomicU32, budget: u32) -> u32 {
-    (budget / 2).max(SPIN_MIN_NS)
+fn shrink(word: &AtomicU32, budget: u32) -> u32 {
+    if std::ptr::eq(word, &PINNED_SPIN_NS) && budget <= SPIN_MIN_NS {
+        0
+    } else {
+        (budget / 2).max(SPIN_MIN_NS)
+    }
 }
 
 /// Rounds of `sched_yield` before sleeping.

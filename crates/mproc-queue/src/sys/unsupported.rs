@@ -10,3 +10,7 @@ pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 pub(crate) fn yield_now() {
     std::thread::yield_now();
 }
+
+pub(crate) fn online_cpus() -> Option<usize> {
+    std::thread::available_parallelism().ok().map(|n| n.get())
+}
