@@ -363,7 +363,13 @@ impl Core {
         // Relaxed: only a hint; the attempt re-reads under the lock.
         let t = ctl.tail.0.load(Ordering::Relaxed);
         let h = ctl.head.0.load(Ordering::Relaxed);
-        ring::unpack(t).0 != ring::unpack(h).0 || ctl.wait.closed.load(Ordering::Relaxed) != 0
+        if ring::unpack(t).0 != ring::unpack(h).0 {
+            return true;
+        }
+        // Nothing yet: have the next record's line fetched while we wait, so
+        // that it comes along with the new `tail`.
+        self.ring().prefetch(h);
+        ctl.wait.closed.load(Ordering::Relaxed) != 0
     }
 
     /// A message too large for the ring: its bytes go into a dedicated
