@@ -38,8 +38,9 @@ pub(crate) const TARGET_NS: f64 = 2_000_000.0;
 const MIN_CHUNK_NS: f64 = 200_000.0;
 /// The most bytes (arguments plus results) a chunk should ship.
 const MAX_CHUNK_BYTES: f64 = (1 << 20) as f64;
-/// The largest chunk, in items.
-const MAX_CHUNK: usize = 1 << 22;
+/// The largest chunk, in items (ranges of functions returning `()` ship
+/// no bytes per item, so only this and the time bound them).
+const MAX_CHUNK: usize = 1 << 26;
 /// How often a task may be re-run after its worker died under it (while
 /// running another item of the same batch).
 const MAX_ATTEMPTS: u32 = 3;
@@ -482,7 +483,9 @@ impl Shared {
         // About TARGET_NS of work, and few enough bytes that a chunk stays in
         // memory the allocator reuses (large fresh buffers cost page faults
         // that dwarf tiny tasks).
-        let by_bytes = (MAX_CHUNK_BYTES / est.bytes.max(1.0)) as usize;
+        // Items that ship next to nothing (a range's items, `()` results)
+        // are not bounded by bytes.
+        let by_bytes = (MAX_CHUNK_BYTES / est.bytes.max(1e-3)) as usize;
         let mut n = ((TARGET_NS / ns) as usize)
             .min(by_bytes)
             .clamp(1, MAX_CHUNK);

@@ -247,3 +247,46 @@ fn replacements_failing_their_initializer_stop_the_pool() {
         ));
     });
 }
+
+const VICTIM: u64 = 654_321;
+
+fn tiny_or_abort(x: u64) -> u64 {
+    if x == VICTIM {
+        std::process::abort()
+    }
+    x.wrapping_mul(3)
+}
+
+/// Among a million items too short to time one by one, the item that kills
+/// its worker must still be the only one to fail.
+fn check_only_victim_lost(r: &[Result<u64, TaskError>]) {
+    assert_eq!(r.len(), 1_000_000);
+    for (i, v) in r.iter().enumerate() {
+        if i as u64 == VICTIM {
+            match v {
+                Err(TaskError::WorkerLost { status, .. }) => {
+                    assert_eq!(*status, ExitStatus::Signaled(libc::SIGABRT))
+                }
+                other => panic!("{other:?}"),
+            }
+        } else {
+            assert_eq!(v.as_ref().unwrap(), &(i as u64 * 3), "item {i}");
+        }
+    }
+}
+
+#[test]
+fn a_tiny_item_that_kills_its_worker_is_the_only_one_lost() {
+    watchdog(120, || {
+        let pool = Pool::new(2).unwrap();
+        // Teach the pool that the function is tiny (large chunks).
+        assert_eq!(pool.map(tiny_or_abort, 0..200_000u64).unwrap()[7], 21);
+        let r: Vec<_> = pool.imap(tiny_or_abort, 0..1_000_000u64).unwrap().collect();
+        check_only_victim_lost(&r);
+        // Plain numbers from a Vec take the other tight loop.
+        let input: Vec<u64> = (0..1_000_000).collect();
+        let r: Vec<_> = pool.imap(tiny_or_abort, input).unwrap().collect();
+        check_only_victim_lost(&r);
+        assert_eq!(pool.map(tiny_or_abort, 0..10u64).unwrap()[9], 27);
+    });
+}
