@@ -494,7 +494,10 @@ impl Shared {
             // but not so small that per-chunk costs dominate.
             let share = rem.div_ceil(2 * procs);
             let floor = ((MIN_CHUNK_NS / ns) as usize).min(by_bytes).max(1);
-            n = n.min(share.max(floor)).min(rem.max(1));
+            // Never more than one worker's part of what is left, floor or
+            // not: an estimate learned on cheaper arguments must not send
+            // 12 of 16 long items to one worker.
+            n = n.min(share.max(floor)).min(rem.div_ceil(procs).max(1));
         }
         if let Some(m) = self.cfg.max_items {
             n = n.min(m as usize);
