@@ -1,38 +1,52 @@
 //! Benchmark scenarios of mproc-pool: a map of a tiny function, the seed
 //! program (map over a range, pool start-up included), Monte-Carlo pi, and
 //! a burst of apply_async calls.
+//!
+//! Only placement `default` is meaningful here: `same` and `split` pin the
+//! measuring process, and the pool's workers inherit its single CPU, so
+//! two workers share one CPU. The figures say so when run that way.
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use mproc_pool::Pool;
 
-use crate::harness::{BenchResult, Ctx, Measurement, Role, Scenario, timed};
+use crate::harness::{BenchResult, Ctx, Measurement, Placement, Role, Scenario, timed};
 
 /// The scenarios of this crate.
 pub(crate) fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario {
             name: "pool_map_tiny",
-            about: "Pool(2).map squaring 1M u64 from a Vec (pool running, function measured once), M items/s",
+            about: "Pool(2).map squaring 1M u64 from a Vec (pool running, function measured once), M items/s (placement default only)",
             run: pool_map_tiny,
         },
         Scenario {
             name: "pool_map_seed",
-            about: "seed map_pool: Pool(2) + map(lots_of_math, 0..40M) + close/join vs the serial loop, speed-up",
+            about: "seed map_pool: Pool(2) + map(lots_of_math, 0..40M) + close/join vs the serial loop, speed-up (placement default only)",
             run: pool_map_seed,
         },
         Scenario {
             name: "pool_pi",
-            about: "Monte-Carlo pi, 40M samples: Pool(2).map over 16 seeds vs one serial loop, speed-up",
+            about: "Monte-Carlo pi, 40M samples: Pool(2).map over 16 seeds vs one serial loop, speed-up (placement default only)",
             run: pool_pi,
         },
         Scenario {
             name: "pool_apply_async",
-            about: "10,000 trivial apply_async calls on Pool(2), then get all, k calls/s",
+            about: "10,000 trivial apply_async calls on Pool(2), then get all, k calls/s (placement default only)",
             run: pool_apply_async,
         },
     ]
+}
+
+/// A warning for placements that put every worker on the parent's CPU.
+fn placement_warning(ctx: &Ctx) -> &'static str {
+    match ctx.placement {
+        Placement::Default => "",
+        Placement::Same | Placement::Split => {
+            "; NOT MEANINGFUL: this placement pins the parent and the workers inherit its one CPU"
+        }
+    }
 }
 
 /// The child roles these scenarios start (none: the pool starts its own).
@@ -44,7 +58,7 @@ fn square(x: u64) -> u64 {
     x.wrapping_mul(x)
 }
 
-fn pool_map_tiny(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+fn pool_map_tiny(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     const N: u64 = 1_000_000;
     let pool = Pool::new(2)?;
     // One small map teaches the pool how long `square` takes.
@@ -63,9 +77,10 @@ fn pool_map_tiny(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     };
     Ok(vec![
         Measurement::higher(N as f64 / t.as_secs_f64() / 1e6, "M items/s").note(format!(
-            "{:.1} ms; first map on a fresh pool (learning the chunk size): {:.1} ms",
+            "{:.1} ms; first map on a fresh pool (learning the chunk size): {:.1} ms{}",
             t.as_secs_f64() * 1e3,
-            first.as_secs_f64() * 1e3
+            first.as_secs_f64() * 1e3,
+            placement_warning(ctx)
         )),
     ])
 }
@@ -74,7 +89,7 @@ fn lots_of_math(n: u64) {
     black_box(n * n);
 }
 
-fn pool_map_seed(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+fn pool_map_seed(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     const N: u64 = 40_000_000;
     let (_, serial) = timed(|| {
         for n in 0..N {
@@ -85,6 +100,7 @@ fn pool_map_seed(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let pool = Pool::new(2)?;
     let started = t0.elapsed();
     let out = pool.map(lots_of_math, 0..N)?;
+    let mapped = t0.elapsed();
     pool.close();
     pool.join()?;
     let t = t0.elapsed();
@@ -93,10 +109,13 @@ fn pool_map_seed(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     }
     Ok(vec![
         Measurement::higher(serial.as_secs_f64() / t.as_secs_f64(), "x vs serial").note(format!(
-            "serial {:.1} ms, pool {:.1} ms (of which start-up {:.2} ms)",
+            "serial {:.1} ms, pool {:.1} ms (start-up {:.2} ms, map {:.2} ms, close+join {:.2} ms){}",
             serial.as_secs_f64() * 1e3,
             t.as_secs_f64() * 1e3,
-            started.as_secs_f64() * 1e3
+            started.as_secs_f64() * 1e3,
+            (mapped - started).as_secs_f64() * 1e3,
+            (t - mapped).as_secs_f64() * 1e3,
+            placement_warning(ctx)
         )),
     ])
 }
@@ -121,7 +140,7 @@ fn pi_hits((seed, n): (u64, u64)) -> u64 {
     hits
 }
 
-fn pool_pi(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+fn pool_pi(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     const N: u64 = 40_000_000;
     const TASKS: u64 = 16;
     let (hits, serial) = timed(|| pi_hits((1, N)));
@@ -140,9 +159,10 @@ fn pool_pi(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     }
     Ok(vec![
         Measurement::higher(serial.as_secs_f64() / t.as_secs_f64(), "x vs serial").note(format!(
-            "serial {:.1} ms, Pool(2) {:.1} ms, pi ~ {pi:.5}",
+            "serial {:.1} ms, Pool(2) {:.1} ms, pi ~ {pi:.5}{}",
             serial.as_secs_f64() * 1e3,
-            t.as_secs_f64() * 1e3
+            t.as_secs_f64() * 1e3,
+            placement_warning(ctx)
         )),
     ])
 }
@@ -151,7 +171,7 @@ fn trivial(x: u32) -> u32 {
     x + 1
 }
 
-fn pool_apply_async(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+fn pool_apply_async(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     const N: u32 = 10_000;
     let pool = Pool::new(2)?;
     for r in (0..100)
@@ -174,7 +194,10 @@ fn pool_apply_async(_ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
         return Err("wrong apply_async results".into());
     }
     Ok(vec![
-        Measurement::higher(f64::from(N) / t.as_secs_f64() / 1e3, "k calls/s")
-            .note(format!("{:.1} ms for {N}", t.as_secs_f64() * 1e3)),
+        Measurement::higher(f64::from(N) / t.as_secs_f64() / 1e3, "k calls/s").note(format!(
+            "{:.1} ms for {N}{}",
+            t.as_secs_f64() * 1e3,
+            placement_warning(ctx)
+        )),
     ])
 }
