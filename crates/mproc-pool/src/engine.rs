@@ -36,6 +36,9 @@ pub(crate) const DEPTH: usize = 2;
 pub(crate) const TARGET_NS: f64 = 2_000_000.0;
 /// The smallest chunk duration worth splitting a known-length input into.
 const MIN_CHUNK_NS: f64 = 200_000.0;
+/// Items an estimate must stand for before chunks may exceed a fair share
+/// of what is left to reach [`MIN_CHUNK_NS`].
+const CONFIDENT_ITEMS: f64 = 100.0;
 /// The most bytes (arguments plus results) a chunk should ship.
 const MAX_CHUNK_BYTES: f64 = (1 << 20) as f64;
 /// The largest chunk, in items (ranges of functions returning `()` ship
@@ -493,7 +496,13 @@ impl Shared {
             // Balance the tail: no chunk larger than a share of what is left,
             // but not so small that per-chunk costs dominate.
             let share = rem.div_ceil(2 * procs);
-            let floor = ((MIN_CHUNK_NS / ns) as usize).min(by_bytes).max(1);
+            // The floor trusts the estimate, so only one measured on enough
+            // items (a few warm-up calls with other arguments may be far off).
+            let floor = if est.weight >= CONFIDENT_ITEMS {
+                ((MIN_CHUNK_NS / ns) as usize).min(by_bytes).max(1)
+            } else {
+                1
+            };
             // Never more than one worker's part of what is left, floor or
             // not: an estimate learned on cheaper arguments must not send
             // 12 of 16 long items to one worker.
