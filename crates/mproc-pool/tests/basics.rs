@@ -269,7 +269,10 @@ fn init_marker(path: String) {
         .append(true)
         .open(path)
         .unwrap();
-    writeln!(f, "{}", std::process::id()).unwrap();
+    // One write per line: `writeln!` may split it into several writes, and
+    // the workers append concurrently.
+    f.write_all(format!("{}\n", std::process::id()).as_bytes())
+        .unwrap();
 }
 
 #[test]
