@@ -160,9 +160,9 @@ pub(crate) fn resolve(offset: i64) -> Option<ApplyFn> {
     if !inside(call, 1, true) {
         return None;
     }
-    // SAFETY: the descriptor carries the magic words and a pointer into this
-    // executable's code: it is one of the `Tramp::DESC` constants (same
-    // executable as the client, checked per connection), whose `call` field
+    // The descriptor carries the magic words and points into this executable's
+    // code (same executable as the client, checked per connection).
+    // SAFETY: so it is one of the `Tramp::DESC` constants, whose `call` field
     // is an `ApplyFn`.
     Some(unsafe { std::mem::transmute::<usize, ApplyFn>(call) })
 }

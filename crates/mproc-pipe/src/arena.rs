@@ -205,11 +205,10 @@ impl ArenaRx {
         let at = DATA_OFF + off as usize;
         let mut out = Vec::<u8>::with_capacity(n);
         let spare: &mut [MaybeUninit<u8>] = &mut out.spare_capacity_mut()[..n];
-        // SAFETY: `at + n <= DATA_OFF + cap <= seg.len()` (checked above and in
-        // `adopt`), so the source lies inside the live mapping; the destination is
-        // `n` bytes of spare capacity of a fresh Vec, which cannot overlap it.
-        // The sender does not write this range until we advance `head` below
-        // (a hostile sender can only change which bytes we copy).
+        // The sender does not write this range until we advance `head` below (a
+        // hostile sender can only change which bytes we copy).
+        // SAFETY: `at + n <= DATA_OFF + cap <= seg.len()` (checked above and in `adopt`):
+        // the source is inside the live mapping; the destination is a fresh Vec's spare capacity.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.seg.as_ptr().add(at),

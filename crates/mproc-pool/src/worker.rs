@@ -213,10 +213,9 @@ where
                             let (b, pg) = (base, progress);
                             while k < count {
                                 pg.store(b + k, Ordering::Relaxed);
-                                // SAFETY: `k < count` and the payload holds
-                                // `count` values of `A` (checked above), a plain
-                                // number for which every bit pattern is valid;
-                                // the read is unaligned-safe.
+                                // SAFETY: `k < count`, the payload holds `count`
+                                // `A`s (checked above), `A` is a plain number (any
+                                // bits valid), and the read is unaligned.
                                 let a: A = unsafe {
                                     std::ptr::read_unaligned(
                                         payload.as_ptr().add(k as usize * size).cast::<A>(),
@@ -309,10 +308,9 @@ fn install_panic_hook() {
 /// `entry` must be an offset the parent took of a `T`-typed function.
 unsafe fn resolve<T: Copy>(entry: i64) -> T {
     debug_assert_eq!(size_of::<T>(), size_of::<*const ()>());
-    // SAFETY: the pool started this worker with mproc-process, which checks
-    // that the worker runs the parent's executable (or forked it), so the
-    // offset names the same function here; by the caller's contract it has
-    // type `T`, a fn pointer type.
+    // mproc-process checked that this worker runs the parent's executable (or
+    // forked it), so the offset names the same function here.
+    // SAFETY: by the caller's contract that function has type `T`, a fn pointer type.
     unsafe {
         let p = mproc_process::fnref::address_at(entry);
         std::mem::transmute_copy::<*const (), T>(&p)

@@ -94,10 +94,9 @@ where
     let () = AssertZst::<F>::OK;
     let a: A = mproc_shm::handle::from_bytes_with_fds(args, fds)
         .map_err(|e| format!("failed to decode the process arguments: {e}"))?;
-    // SAFETY: `F` is zero-sized (checked at compile time above), so a value
-    // of it has no bytes and every "bit pattern" of it is the one value; it
-    // is `Copy`, so making a copy of the parent's `F` out of nothing is what
-    // copying would have done. No invariant beyond its type can be broken.
+    // SAFETY: `F` is zero-sized (checked at compile time above), so its one value
+    // has no bytes, and it is `Copy`: conjuring it is what copying the parent's
+    // would have done.
     let f: F = unsafe { std::mem::zeroed() };
     let r = f(a);
     mproc_shm::handle::to_bytes_with_fds(&r)

@@ -208,10 +208,9 @@ impl Core {
     }
 
     pub(crate) fn ring(&self) -> Ring<'_> {
-        // SAFETY: `create`/`open` checked that [RING_OFFSET, RING_OFFSET+cap)
-        // lies inside the mapping, which lives as long as `self`; the ring
-        // bytes are disjoint from the header and control block, and no Rust
-        // reference to them exists. `cap` is a multiple of 8 in range.
+        // SAFETY: `create`/`open` checked [RING_OFFSET, RING_OFFSET+cap) is inside the
+        // mapping (alive as long as `self`), disjoint from header and control block,
+        // never referenced from Rust; `cap` is a multiple of 8 in range.
         unsafe { Ring::new(self.ctl(), self.seg.as_ptr().add(RING_OFFSET), self.cap) }
     }
 

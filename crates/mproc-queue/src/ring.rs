@@ -249,10 +249,9 @@ impl<'a> Ring<'a> {
     fn write_at(&self, pos: usize, src: &[u8]) {
         let cap = self.cap as usize;
         let first = src.len().min(cap - pos);
-        // SAFETY: `pos < cap` and `first <= cap - pos`, so the range is inside
-        // the ring; `src` is a Rust buffer outside it. The producer lock makes
-        // this producer the only writer of bytes past `tail`, and consumers
-        // read only bytes before `tail`.
+        // The producer lock makes this producer the only writer past `tail`;
+        // consumers read only bytes before `tail`.
+        // SAFETY: `pos < cap`, `first <= cap - pos`: inside the ring; `src` lies outside it.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(pos), first) };
         let rest = src.len() - first;
         if rest > 0 {

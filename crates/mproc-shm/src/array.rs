@@ -325,10 +325,9 @@ unsafe impl<T: Sync> Sync for ArrayGuard<'_, T> {}
 impl<T> Deref for ArrayGuard<'_, T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        // SAFETY: the lock is held for the guard's lifetime, so no other process
-        // or thread following the protocol touches the elements; the pointer is
-        // non-null, aligned and valid for `len` elements (checked when the region
-        // was made or opened), and T is Pod, so any bytes form valid elements.
+        // SAFETY: the lock is held for the guard's lifetime (nobody else touches the
+        // elements); the pointer is aligned and valid for `len` elements (checked
+        // when the region was made or opened); T is Pod, so any bytes are valid.
         unsafe { std::slice::from_raw_parts(self.region.data(), self.region.len()) }
     }
 }

@@ -186,10 +186,9 @@ impl<A: AtomicInt> SharedAtomic<A> {
 impl<A: AtomicInt> Deref for SharedAtomic<A> {
     type Target = A;
     fn deref(&self) -> &A {
-        // SAFETY: construction checked (via `Segment::get`) that an `A` fits at
-        // ATOMIC_OFFSET, aligned; `A` is an atomic (SharedSync), so a shared
-        // reference to memory other processes update is sound, and it borrows
-        // `self`, which keeps the mapping alive.
+        // SAFETY: construction checked (via `Segment::get`) that an aligned `A` fits at
+        // ATOMIC_OFFSET; `A` is an atomic, so sharing it with other processes is sound;
+        // the reference borrows `self`, which keeps the mapping alive.
         unsafe { &*self.seg.as_ptr().add(ATOMIC_OFFSET).cast::<A>() }
     }
 }

@@ -181,12 +181,10 @@ impl Segment {
         if offset % std::mem::align_of::<T>() != 0 {
             return Err(LayoutError::Corrupt("misaligned offset").into());
         }
-        // SAFETY: the range [offset, offset+size) lies inside the live mapping
-        // (checked above) and is aligned for T (the mapping is page-aligned and
-        // `offset` is a multiple of T's alignment). T: SharedSync is valid for
-        // every bit pattern and consists of atomics, so a shared reference to
-        // memory other processes mutate concurrently is sound. The reference
-        // borrows `self`, so it cannot outlive the mapping.
+        // T: SharedSync is valid for every bit pattern and consists of atomics, so
+        // other processes mutating it concurrently is not a data race.
+        // SAFETY: [offset, offset+size) is inside the live mapping and aligned for T
+        // (both checked above; the mapping is page-aligned); the reference borrows `self`.
         Ok(unsafe { &*self.as_ptr().add(offset).cast::<T>() })
     }
 

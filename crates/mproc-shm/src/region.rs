@@ -100,10 +100,9 @@ pub(crate) struct Region<T> {
     _t: PhantomData<T>,
 }
 
-// SAFETY: the region owns its segment (Send + Sync); the elements are only
-// touched through raw pointers by the wrappers, which add their own rules
-// (a lock, or documented racy copies). `T: Send` keeps non-sendable Pod types
-// (raw pointers) out.
+// The elements are only touched through raw pointers by the wrappers, which add
+// their own rules (a lock, or documented racy copies).
+// SAFETY: the region owns its segment (Send + Sync); `T: Send` keeps non-sendable types out.
 unsafe impl<T: Send> Send for Region<T> {}
 // SAFETY: as for Send; `&Region` gives no access to the elements by itself.
 unsafe impl<T: Send> Sync for Region<T> {}
@@ -122,9 +121,8 @@ impl<T> Region<T> {
     /// The lock word of a locked region.
     pub(crate) fn lock(&self) -> &RawMutex {
         // SAFETY: every region is at least DATA_MIN_OFFSET bytes, so the lock at
-        // LOCK_OFFSET (128, aligned for RawMutex) lies inside the mapping.
-        // RawMutex is SharedSync (atomics only), so a shared reference to memory
-        // that other processes update is sound; it borrows `self`.
+        // LOCK_OFFSET (128, aligned) is inside the mapping; RawMutex is atomics only,
+        // so sharing it with other processes is sound; the reference borrows `self`.
         unsafe { &*self.seg.as_ptr().add(LOCK_OFFSET).cast::<RawMutex>() }
     }
 

@@ -261,10 +261,9 @@ unsafe impl<T: Sync> Sync for ValueGuard<'_, T> {}
 impl<T> Deref for ValueGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: the lock is held for the guard's lifetime, so no other process
-        // or thread following the protocol touches the element; the pointer is
-        // valid and aligned (checked when the region was made or opened), and T
-        // is Pod, so whatever bytes are there form a valid T.
+        // SAFETY: the lock is held for the guard's lifetime (nobody else touches the
+        // element); the pointer is valid and aligned (checked when the region was
+        // made or opened); T is Pod, so whatever bytes are there form a valid T.
         unsafe { &*self.region.data() }
     }
 }
