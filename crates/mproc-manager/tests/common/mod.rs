@@ -1,29 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::sync::mpsc;
 use std::time::Duration;
 
-/// Runs `f` on a thread and fails the test if it takes longer than `secs`.
-pub(crate) fn watchdog<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let t = std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(v) => {
-            t.join().expect("test thread");
-            v
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => match t.join() {
-            Err(p) => std::panic::resume_unwind(p),
-            Ok(()) => unreachable!("sent nothing but finished"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("watchdog: the test did not finish within {secs} s")
-        }
-    }
-}
+pub(crate) use mproc_testkit::watchdog_secs as watchdog;
 
 /// Whether process `pid` still exists (as a non-zombie).
 pub(crate) fn alive(pid: i32) -> bool {

@@ -1,30 +1,9 @@
 //! Shared helpers of the mproc-process integration tests.
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::mpsc;
-use std::thread;
-use std::time::Duration;
-
 use mproc_process::{Process, StartMethod};
 
-/// Runs `f` on a thread and fails the test if it does not finish in `secs`.
-pub fn watchdog<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let h = thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(v) => {
-            h.join().expect("watchdog thread");
-            v
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
-            Err(p) => std::panic::resume_unwind(p),
-            Ok(()) => unreachable!("sent nothing but returned"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test body did not finish within {secs} s"),
-    }
-}
+pub use mproc_testkit::watchdog_secs as watchdog;
 
 /// Runs `scenario(method)` for each start method. The fork method is refused
 /// in the (multi-threaded) test runner, so its run happens inside a spawned,

@@ -7,7 +7,6 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,27 +23,7 @@ const NFDS: &str = "MPROC_SHM_TEST_NFDS";
 /// Where a child finds its descriptors.
 const FD_BASE: RawFd = 100;
 
-/// Runs `f` on its own thread, panicking if it takes longer than `limit`.
-#[track_caller]
-pub fn watchdog<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    let h = thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(r) => {
-            let _ = h.join();
-            r
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
-            Err(p) => std::panic::resume_unwind(p),
-            Ok(()) => unreachable!("the worker ended without sending a result"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("watchdog: test did not finish within {limit:?}")
-        }
-    }
-}
+pub use mproc_testkit::watchdog;
 
 /// A child process that is killed and reaped if dropped before
 /// [`TestChild::wait`] (for example when the test panics).
