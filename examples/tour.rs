@@ -61,9 +61,9 @@ fn shared_memory() -> Res<()> {
         let args = (
             id,
             25_000u64,
-            counter.try_clone()?,
-            fast.try_clone()?,
-            squares.try_clone()?,
+            counter.clone(),
+            fast.clone(),
+            squares.clone(),
         );
         children.push(
             Process::new(shm_worker, args)

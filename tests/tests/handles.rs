@@ -31,11 +31,7 @@ fn shared_memory_handles_reach_children() {
             let v = Value::new(1u64).unwrap();
             let a = Array::<u32>::new(3).unwrap();
             let n = SharedAtomicU64::new(0).unwrap();
-            let args = (
-                v.try_clone().unwrap(),
-                a.try_clone().unwrap(),
-                n.try_clone().unwrap(),
-            );
+            let args = (v.clone(), a.clone(), n.clone());
             let seen = get_context(m)
                 .process(use_shm, args)
                 .start()
@@ -161,7 +157,7 @@ fn handles_travel_over_a_connection() {
             let mut child = get_context(m).process(late_handles, there).start().unwrap();
             let q = Queue::<u64>::new(0).unwrap();
             let v = Value::new(0u64).unwrap();
-            here.send((q.clone(), v.try_clone().unwrap()))
+            here.send((q.clone(), v.clone()))
                 .map_err(|e| e.to_string())
                 .unwrap();
             for x in 1..=100 {
@@ -177,7 +173,7 @@ fn handles_travel_over_a_connection() {
 fn nested((depth, v): (u32, Value<u64>)) -> u64 {
     *v.lock().expect("lock") += 1;
     if depth > 0 {
-        Process::new(nested, (depth - 1, v.try_clone().expect("clone")))
+        Process::new(nested, (depth - 1, v.clone()))
             .daemon(true)
             .start()
             .expect("start")
@@ -192,7 +188,7 @@ fn nested((depth, v): (u32, Value<u64>)) -> u64 {
 fn daemons_may_have_children_and_pass_handles_on() {
     watchdog(LIMIT, || {
         let v = Value::new(0u64).unwrap();
-        let got = Process::new(nested, (3, v.try_clone().unwrap()))
+        let got = Process::new(nested, (3, v.clone()))
             .daemon(true)
             .start()
             .unwrap()

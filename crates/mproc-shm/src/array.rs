@@ -57,6 +57,15 @@ pub struct Array<T> {
     region: Region<T>,
 }
 
+impl<T> Clone for Array<T> {
+    /// Another handle to the same shared memory in this process (no new mapping).
+    fn clone(&self) -> Self {
+        Self {
+            region: self.region.clone(),
+        }
+    }
+}
+
 impl<T: Pod + Send> Array<T> {
     /// Creates an array of `len` zeros in a fresh anonymous segment.
     ///
@@ -249,10 +258,11 @@ impl<T: Pod + Send> Array<T> {
         self.region.segment().name()
     }
 
-    /// Another handle to the same array (the segment mapped again).
+    /// Another handle to the same array: the same as `clone`, kept for
+    /// code written before handles were `Clone`.
     ///
     /// # Errors
-    /// OS errors from `dup` or `mmap`.
+    /// None today; the signature is kept for compatibility.
     pub fn try_clone(&self) -> Result<Self, SegmentError> {
         Ok(Self {
             region: self.region.try_clone()?,
@@ -450,6 +460,15 @@ pub struct RawArray<T> {
     region: Region<T>,
 }
 
+impl<T> Clone for RawArray<T> {
+    /// Another handle to the same shared memory in this process (no new mapping).
+    fn clone(&self) -> Self {
+        Self {
+            region: self.region.clone(),
+        }
+    }
+}
+
 impl<T: Pod + Send> RawArray<T> {
     /// Creates an array of `len` zeros in a fresh anonymous segment.
     ///
@@ -564,7 +583,7 @@ impl<T: Pod + Send> RawArray<T> {
     /// Another handle to the same array.
     ///
     /// # Errors
-    /// OS errors from `dup` or `mmap`.
+    /// None today; the signature is kept for compatibility.
     pub fn try_clone(&self) -> Result<Self, SegmentError> {
         Ok(Self {
             region: self.region.try_clone()?,

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::ops::Deref;
+use std::sync::Arc;
 use std::sync::atomic::{
     AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16, AtomicU32,
     AtomicU64, AtomicUsize, Ordering,
@@ -100,8 +101,18 @@ fn layout_of<A: AtomicInt>() -> Layout {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct SharedAtomic<A: AtomicInt> {
-    seg: Segment,
+    seg: Arc<Segment>,
     _a: std::marker::PhantomData<A>,
+}
+
+impl<A: AtomicInt> Clone for SharedAtomic<A> {
+    /// Another handle to the same atomic in this process (no new mapping).
+    fn clone(&self) -> Self {
+        Self {
+            seg: Arc::clone(&self.seg),
+            _a: std::marker::PhantomData,
+        }
+    }
 }
 
 impl<A: AtomicInt> SharedAtomic<A> {
@@ -146,7 +157,7 @@ impl<A: AtomicInt> SharedAtomic<A> {
         }
         seg.get::<A>(ATOMIC_OFFSET)?;
         Ok(Self {
-            seg,
+            seg: Arc::new(seg),
             _a: std::marker::PhantomData,
         })
     }
@@ -156,7 +167,7 @@ impl<A: AtomicInt> SharedAtomic<A> {
         seg.header()?
             .init(layout_of::<A>(), ATOMIC_SEGMENT_SIZE as u64, [0; 4]);
         Ok(Self {
-            seg,
+            seg: Arc::new(seg),
             _a: std::marker::PhantomData,
         })
     }
@@ -176,10 +187,7 @@ impl<A: AtomicInt> SharedAtomic<A> {
     /// # Errors
     /// OS errors from `dup` or `mmap`.
     pub fn try_clone(&self) -> Result<Self, SegmentError> {
-        Ok(Self {
-            seg: self.seg.try_clone()?,
-            _a: std::marker::PhantomData,
-        })
+        Ok(self.clone())
     }
 }
 

@@ -10,6 +10,7 @@
 use std::any::TypeId;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use bytemuck::Pod;
 
@@ -94,10 +95,23 @@ pub(crate) enum Init<'a, T> {
 
 /// A segment laid out as `len` elements of `T` after a header and a lock.
 pub(crate) struct Region<T> {
-    seg: Segment,
+    /// Shared by every clone of the handle in this process; the mapping (and a
+    /// creator's name) lives until the last clone is dropped.
+    seg: Arc<Segment>,
     data: NonNull<T>,
     len: usize,
     _t: PhantomData<T>,
+}
+
+impl<T> Clone for Region<T> {
+    fn clone(&self) -> Self {
+        Self {
+            seg: Arc::clone(&self.seg),
+            data: self.data,
+            len: self.len,
+            _t: PhantomData,
+        }
+    }
 }
 
 // The elements are only touched through raw pointers by the wrappers, which add
@@ -164,7 +178,7 @@ impl<T: Pod> Region<T> {
         // (at most the page alignment of the mapping).
         let data = unsafe { NonNull::new_unchecked(seg.as_ptr().add(data_off).cast::<T>()) };
         let region = Self {
-            seg,
+            seg: Arc::new(seg),
             data,
             len,
             _t: PhantomData,
@@ -242,7 +256,7 @@ impl<T: Pod> Region<T> {
         // the mapping, and `expect_off` is aligned for T.
         let data = unsafe { NonNull::new_unchecked(seg.as_ptr().add(expect_off).cast::<T>()) };
         Ok(Self {
-            seg,
+            seg: Arc::new(seg),
             data,
             len,
             _t: PhantomData,
@@ -251,17 +265,7 @@ impl<T: Pod> Region<T> {
 
     /// Maps the same region again.
     pub(crate) fn try_clone(&self) -> Result<Self, SegmentError> {
-        let seg = self.seg.try_clone()?;
-        let off = self.data.as_ptr() as usize - self.seg.as_ptr() as usize;
-        // SAFETY: the clone maps the same file with the same length, so the same
-        // offset is in bounds and aligned.
-        let data = unsafe { NonNull::new_unchecked(seg.as_ptr().add(off).cast::<T>()) };
-        Ok(Self {
-            seg,
-            data,
-            len: self.len,
-            _t: PhantomData,
-        })
+        Ok(self.clone())
     }
 
     /// Checks that `[start, start + n)` lies inside the region.

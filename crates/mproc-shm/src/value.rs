@@ -78,6 +78,15 @@ pub struct Value<T> {
     region: Region<T>,
 }
 
+impl<T> Clone for Value<T> {
+    /// Another handle to the same shared memory in this process (no new mapping).
+    fn clone(&self) -> Self {
+        Self {
+            region: self.region.clone(),
+        }
+    }
+}
+
 impl<T: Pod + Send> Value<T> {
     /// Creates a value initialised to `v` in a fresh anonymous segment.
     ///
@@ -199,10 +208,11 @@ impl<T: Pod + Send> Value<T> {
         self.region.segment().name()
     }
 
-    /// Another handle to the same value (the segment mapped again).
+    /// Another handle to the same value: the same as `clone`, kept for
+    /// code written before handles were `Clone`.
     ///
     /// # Errors
-    /// OS errors from `dup` or `mmap`.
+    /// None today; the signature is kept for compatibility.
     pub fn try_clone(&self) -> Result<Self, SegmentError> {
         Ok(Self {
             region: self.region.try_clone()?,
@@ -311,6 +321,15 @@ pub struct RawValue<T> {
     region: Region<T>,
 }
 
+impl<T> Clone for RawValue<T> {
+    /// Another handle to the same shared memory in this process (no new mapping).
+    fn clone(&self) -> Self {
+        Self {
+            region: self.region.clone(),
+        }
+    }
+}
+
 impl<T: Pod + Send> RawValue<T> {
     /// Creates a value initialised to `v` in a fresh anonymous segment.
     ///
@@ -375,7 +394,7 @@ impl<T: Pod + Send> RawValue<T> {
     /// Another handle to the same value.
     ///
     /// # Errors
-    /// OS errors from `dup` or `mmap`.
+    /// None today; the signature is kept for compatibility.
     pub fn try_clone(&self) -> Result<Self, SegmentError> {
         Ok(Self {
             region: self.region.try_clone()?,

@@ -26,7 +26,7 @@
 //! let results = Queue::new(0)?;
 //! let mut children = Vec::new();
 //! for _ in 0..2 {
-//!     children.push(Process::new(work, (total.try_clone()?, results.clone())).start()?);
+//!     children.push(Process::new(work, (total.clone(), results.clone())).start()?);
 //! }
 //! for c in &mut children {
 //!     c.join()?;
