@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mproc_shm::handle::{self, HandleFd};
 use mproc_shm::{Acquired, Layout, RawMutex, Segment};
@@ -13,12 +13,57 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{BrokenError, CreateError};
 use crate::layout::{CTL_OFFSET, Ctl, KIND_LARGE, RING_OFFSET};
+use crate::overflow::{self, Overflow};
+use crate::records::Records;
 use crate::ring::{self, ProducerCache, Push, REC_INLINE, REC_LARGE, Ring};
 use crate::wait::{Deadline, Prepare, SLICE, block_on};
 
 /// The default ring capacity: 1 MiB (its pages are only allocated as they
 /// are first used).
 pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
+
+/// How long a put waits for room in a full ring before it starts using the
+/// empty overflow log. Consumers that keep up free room well within this;
+/// ones that stopped (a parent joining before it gets) cost each overflow
+/// episode this once, since puts go straight on while the log holds items.
+const LOG_AFTER: Duration = Duration::from_millis(2);
+
+/// When a put may start using the overflow log: at once if it may not wait
+/// [`LOG_AFTER`], otherwise once it waited that long for room in the ring.
+/// The clock is read only once the ring was found full.
+struct LogGate {
+    deadline: Deadline,
+    since: std::cell::Cell<Option<Instant>>,
+}
+
+impl LogGate {
+    fn new(deadline: Deadline) -> Self {
+        Self {
+            deadline,
+            since: std::cell::Cell::new(None),
+        }
+    }
+
+    /// Whether the log may be used now (starts the wait on first call).
+    fn open(&self) -> bool {
+        let now = Instant::now();
+        let since = *self.since.get().get_or_insert_with(|| {
+            self.since.set(Some(now));
+            now
+        });
+        match self.deadline {
+            Deadline::Now => true,
+            Deadline::At(t) if t <= since + LOG_AFTER => true,
+            _ => now >= since + LOG_AFTER,
+        }
+    }
+
+    /// The longest sleep before the gate opens (`None`: not waiting on it).
+    fn until_open(&self) -> Option<Duration> {
+        let since = self.since.get()?;
+        Some((since + LOG_AFTER).saturating_duration_since(Instant::now()))
+    }
+}
 
 /// Why a byte-level put did not happen.
 #[derive(Debug)]
@@ -48,6 +93,8 @@ pub(crate) struct Core {
     kind: u32,
     fingerprint: u64,
     cap: usize,
+    /// The overflow log's size (after the ring).
+    ovf_cap: usize,
     maxsize: u32,
     /// This handle's last view of `head` (see `Ring::try_push`).
     head_cache: ProducerCache,
@@ -70,7 +117,8 @@ impl fmt::Debug for Core {
             .field("kind", &format_args!("{:#x}", self.kind))
             .field("maxsize", &self.maxsize)
             .field("capacity", &self.cap)
-            .field("len", &self.ring().len())
+            .field("overflow", &self.ovf_cap)
+            .field("len", &self.records().len())
             .finish_non_exhaustive()
     }
 }
@@ -109,6 +157,15 @@ struct Wire {
     rx: HandleFd,
 }
 
+/// The parts of a queue checked by `create`/`open`.
+struct Parts {
+    kind: u32,
+    fingerprint: u64,
+    cap: usize,
+    ovf_cap: usize,
+    maxsize: u32,
+}
+
 #[derive(Serialize)]
 struct WireRef<'a> {
     seg: &'a Segment,
@@ -121,47 +178,63 @@ fn io_broken(e: io::Error) -> BrokenError {
 }
 
 impl Core {
-    /// Creates a queue of `kind` holding at most `maxsize` items (0: bounded
-    /// only by the ring) in a ring of `capacity` bytes.
+    /// Creates a queue of `kind` holding at most `maxsize` items (0: no
+    /// limit) in a ring of `capacity` bytes followed by an overflow log of
+    /// `overflow` bytes.
     pub(crate) fn create(
         kind: u32,
         fingerprint: u64,
         maxsize: usize,
         capacity: usize,
+        overflow: usize,
     ) -> Result<Self, CreateError> {
         if !(ring::MIN_CAPACITY..=ring::MAX_CAPACITY).contains(&capacity) {
             return Err(CreateError::InvalidCapacity(capacity));
         }
+        if overflow > overflow::MAX_OVERFLOW {
+            return Err(CreateError::InvalidOverflow(overflow));
+        }
         let cap = capacity.div_ceil(8) * 8;
+        let ovf_cap = overflow.div_ceil(8) * 8;
         let maxsize = u32::try_from(maxsize)
             .ok()
             .filter(|m| *m <= i32::MAX as u32)
             .ok_or(CreateError::InvalidMaxsize(maxsize))?;
-        let seg = Segment::anonymous(RING_OFFSET + cap).map_err(CreateError::Segment)?;
+        // The overflow log's pages exist only once written.
+        let seg = Segment::anonymous(RING_OFFSET + cap + ovf_cap).map_err(CreateError::Segment)?;
         let (tx, rx) = crate::sys::seqpacket_pair().map_err(CreateError::Io)?;
         let hdr = seg.header().map_err(CreateError::Segment)?;
         hdr.init(
             Layout { kind, fingerprint },
             seg.len() as u64,
-            [cap as u64, u64::from(maxsize), 0, RING_OFFSET as u64],
+            [
+                cap as u64,
+                u64::from(maxsize),
+                ovf_cap as u64,
+                RING_OFFSET as u64,
+            ],
         );
-        Self::assemble(seg, tx, rx, kind, fingerprint, cap, maxsize).map_err(CreateError::Segment)
+        let parts = Parts {
+            kind,
+            fingerprint,
+            cap,
+            ovf_cap,
+            maxsize,
+        };
+        Self::assemble(seg, tx, rx, parts).map_err(CreateError::Segment)
     }
 
     fn assemble(
         seg: Segment,
         tx: OwnedFd,
         rx: OwnedFd,
-        kind: u32,
-        fingerprint: u64,
-        cap: usize,
-        maxsize: u32,
+        p: Parts,
     ) -> Result<Self, mproc_shm::SegmentError> {
         let ctl = std::ptr::NonNull::from(seg.get::<Ctl>(CTL_OFFSET)?);
-        if RING_OFFSET + cap > seg.len() {
+        if RING_OFFSET + p.cap + p.ovf_cap > seg.len() {
             return Err(mproc_shm::SegmentError::OutOfBounds {
                 offset: RING_OFFSET,
-                len: cap,
+                len: p.cap + p.ovf_cap,
                 size: seg.len(),
             });
         }
@@ -169,10 +242,11 @@ impl Core {
             seg,
             tx: HandleFd::new(tx),
             rx: HandleFd::new(rx),
-            kind,
-            fingerprint,
-            cap,
-            maxsize,
+            kind: p.kind,
+            fingerprint: p.fingerprint,
+            cap: p.cap,
+            ovf_cap: p.ovf_cap,
+            maxsize: p.maxsize,
             head_cache: ProducerCache::new(),
             tail_cache: AtomicU64::new(0),
             ctl,
@@ -185,19 +259,28 @@ impl Core {
             .seg
             .check_layout(Layout { kind, fingerprint })
             .map_err(|e| format!("not a matching queue: {e}"))?;
-        let [cap, maxsize, _, off] = p;
+        let [cap, maxsize, ovf_cap, off] = p;
         let cap = usize::try_from(cap).map_err(|_| "queue capacity out of range")?;
+        let ovf_cap = usize::try_from(ovf_cap).map_err(|_| "queue overflow size out of range")?;
         if off != RING_OFFSET as u64
             || cap % 8 != 0
             || !(ring::MIN_CAPACITY..=ring::MAX_CAPACITY).contains(&cap)
-            || RING_OFFSET + cap > w.seg.len()
+            || ovf_cap % 8 != 0
+            || ovf_cap > overflow::MAX_OVERFLOW
+            || RING_OFFSET + cap + ovf_cap > w.seg.len()
             || maxsize > i32::MAX as u64
         {
             return Err("queue header is corrupt".into());
         }
         let (tx, rx) = (w.tx.into_inner(), w.rx.into_inner());
-        Self::assemble(w.seg, tx, rx, kind, fingerprint, cap, maxsize as u32)
-            .map_err(|e| format!("queue segment is unusable: {e}"))
+        let parts = Parts {
+            kind,
+            fingerprint,
+            cap,
+            ovf_cap,
+            maxsize: maxsize as u32,
+        };
+        Self::assemble(w.seg, tx, rx, parts).map_err(|e| format!("queue segment is unusable: {e}"))
     }
 
     pub(crate) fn ctl(&self) -> &Ctl {
@@ -212,6 +295,26 @@ impl Core {
         // mapping (alive as long as `self`), disjoint from header and control block,
         // never referenced from Rust; `cap` is a multiple of 8 in range.
         unsafe { Ring::new(self.ctl(), self.seg.as_ptr().add(RING_OFFSET), self.cap) }
+    }
+
+    fn overflow(&self) -> Overflow<'_> {
+        // SAFETY: `create`/`open` checked the log [RING_OFFSET+cap, +ovf_cap) is
+        // inside the shared mapping (alive as long as `self`), 8-aligned after the
+        // ring, never referenced from Rust; `ovf_cap` is a multiple of 8 in range.
+        unsafe {
+            Overflow::new(
+                self.ctl(),
+                self.seg.as_ptr().add(RING_OFFSET + self.cap),
+                self.ovf_cap,
+            )
+        }
+    }
+
+    pub(crate) fn records(&self) -> Records<'_> {
+        Records {
+            ring: self.ring(),
+            ovf: self.overflow(),
+        }
     }
 
     pub(crate) fn maxsize(&self) -> usize {
@@ -232,7 +335,7 @@ impl Core {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.ring().len()
+        self.records().len()
     }
 
     pub(crate) fn is_full(&self) -> bool {
@@ -265,7 +368,8 @@ impl Core {
         if bytes.len() > self.inline_max() {
             return self.put_large(bytes, deadline);
         }
-        let ring = self.ring();
+        let recs = self.records();
+        let gate = LogGate::new(deadline);
         let r = block_on(
             &ctl.wait.not_full,
             deadline,
@@ -277,10 +381,11 @@ impl Core {
                 if ctl.wait.closed.load(Ordering::Relaxed) != 0 {
                     return Some(Err(PutFail::Closed));
                 }
-                // SAFETY: we hold the producer lock; the record fits the ring
-                // because `bytes.len() <= cap / 4`.
-                match unsafe { ring.try_push(REC_INLINE, bytes, self.maxcount(), &self.head_cache) }
-                {
+                let max = self.maxcount();
+                // SAFETY: we hold the producer lock; `bytes.len() <= cap / 4`.
+                match unsafe {
+                    recs.try_push(REC_INLINE, bytes, max, &self.head_cache, || gate.open())
+                } {
                     // Read under the producer lock, which sleeping consumers
                     // register under: see `wait`.
                     Ok(Push::Done) => Some(Ok(ctl.wait.not_empty.waiters())),
@@ -288,7 +393,7 @@ impl Core {
                     Err(c) => Some(Err(PutFail::Broken(c.into()))),
                 }
             },
-            || self.prepare_put(bytes.len(), false),
+            || self.prepare_put(bytes.len(), false, &gate),
         );
         self.after_put(r)
     }
@@ -296,20 +401,30 @@ impl Core {
     /// A producer about to sleep: registers on `not_full` under the consumer
     /// lock (under which consumers free room and read `waiters`), unless
     /// there is room now or the queue is closed. `side_full`: the side
-    /// channel was full, which consumers do not signal; retry soon.
-    fn prepare_put(&self, len: usize, side_full: bool) -> Prepare {
+    /// channel was full, which consumers do not signal; retry soon. `gate`:
+    /// when the put may start using the overflow log (wake up then).
+    fn prepare_put(&self, len: usize, side_full: bool, gate: &LogGate) -> Prepare {
         let ctl = self.ctl();
         let _g = Guard::lock(ctl, &ctl.cons.lock);
         let seq = ctl.wait.not_full.register();
-        if self.is_closed() || (!side_full && self.ring().has_room(len, self.maxcount())) {
+        let until_open = gate.until_open();
+        let log_ok = until_open.is_some_and(|d| d.is_zero());
+        let room = || {
+            self.records()
+                .has_room(len, self.maxcount(), len <= self.inline_max(), log_ok)
+        };
+        if self.is_closed() || (!side_full && room()) {
             ctl.wait.not_full.unregister();
             return Prepare::Ready;
         }
-        let max = if side_full {
+        let mut max = if side_full {
             Duration::from_millis(1)
         } else {
             SLICE
         };
+        if let Some(d) = until_open.filter(|d| !d.is_zero()) {
+            max = max.min(d);
+        }
         Prepare::Sleep { seq, max }
     }
 
@@ -320,7 +435,7 @@ impl Core {
         let ctl = self.ctl();
         let _g = Guard::lock(ctl, &ctl.prod.lock);
         let seq = ctl.wait.not_empty.register();
-        if self.is_closed() || self.ring().has_record() {
+        if self.is_closed() || self.records().has_record() {
             ctl.wait.not_empty.unregister();
             return Prepare::Ready;
         }
@@ -353,6 +468,7 @@ impl Core {
         // Relaxed: only a hint; the attempt re-reads under the lock.
         let h = ring::unpack(ctl.head.0.load(Ordering::Relaxed));
         h != ring::unpack(self.head_cache.cached_head())
+            || self.records().len() < self.maxcount() as usize
             || ctl.wait.closed.load(Ordering::Relaxed) != 0
     }
 
@@ -362,7 +478,7 @@ impl Core {
         // Relaxed: only a hint; the attempt re-reads under the lock.
         let t = ctl.tail.0.load(Ordering::Relaxed);
         let h = ctl.head.0.load(Ordering::Relaxed);
-        if ring::unpack(t).0 != ring::unpack(h).0 {
+        if ring::unpack(t).0 != ring::unpack(h).0 || self.overflow().has_record() {
             return true;
         }
         // Nothing yet: have the next record's line fetched while we wait, so
@@ -384,9 +500,10 @@ impl Core {
         seg.write(mp, bytes)
             .map_err(|e| PutFail::Broken(io_broken(e.into())))?;
         let ctl = self.ctl();
-        let ring = self.ring();
+        let recs = self.records();
         let len = bytes.len() as u64;
         let side_full = std::cell::Cell::new(false);
+        let gate = LogGate::new(deadline);
         let r = block_on(
             &ctl.wait.not_full,
             deadline,
@@ -399,8 +516,10 @@ impl Core {
                     return Some(Err(PutFail::Closed));
                 }
                 // Reserve first, so a full queue does not burn ids or descriptors.
-                // SAFETY: we hold the producer lock until the publish below.
-                let res = match unsafe { ring.reserve(16, self.maxcount(), &self.head_cache) } {
+                // SAFETY: we hold the producer lock until the publish below; 16 <= cap / 4.
+                let res = match unsafe {
+                    recs.reserve(16, self.maxcount(), &self.head_cache, || gate.open())
+                } {
                     Ok(Ok(res)) => res,
                     Ok(Err(_)) => return None,
                     Err(c) => return Some(Err(PutFail::Broken(c.into()))),
@@ -429,20 +548,41 @@ impl Core {
                             "short send on side channel",
                         ))));
                     }
-                    // The channel's buffer is full: wait for consumers.
+                    // The channel's buffer is full: the bytes go into the
+                    // overflow log instead (the claimed id is skipped; ids
+                    // only need to grow), or we wait for consumers.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        side_full.set(true);
-                        return None;
+                        // (The ring reservation `res` is simply not published.)
+                        if !recs.ovf.has_record() && !gate.open() {
+                            side_full.set(true);
+                            return None;
+                        }
+                        // SAFETY: we hold the producer lock until the publish.
+                        return match unsafe { recs.reserve_overflow(bytes.len(), self.maxcount()) }
+                        {
+                            Ok(Ok(slot)) => {
+                                // SAFETY: producer lock held since the reservation,
+                                // which is for `bytes.len()` bytes.
+                                unsafe { recs.publish(slot, REC_INLINE, bytes) };
+                                side_full.set(false);
+                                Some(Ok(ctl.wait.not_empty.waiters()))
+                            }
+                            Ok(Err(_)) => {
+                                side_full.set(true);
+                                None
+                            }
+                            Err(c) => Some(Err(PutFail::Broken(c.into()))),
+                        };
                     }
                     Err(e) => return Some(Err(PutFail::Broken(io_broken(e)))),
                 }
                 // SAFETY: producer lock held since `reserve`; 16 bytes reserved.
-                unsafe { ring.publish(res, REC_LARGE, &rec) };
+                unsafe { recs.publish(res, REC_LARGE, &rec) };
                 side_full.set(false);
                 // Read under the producer lock, as in `put_bytes`.
                 Some(Ok(ctl.wait.not_empty.waiters()))
             },
-            || self.prepare_put(16, side_full.get()),
+            || self.prepare_put(16, side_full.get(), &gate),
         );
         self.after_put(r)
     }
@@ -450,7 +590,7 @@ impl Core {
     /// Takes an item's bytes into `out`.
     pub(crate) fn get_bytes(&self, out: &mut Vec<u8>, deadline: Deadline) -> Result<(), GetFail> {
         let ctl = self.ctl();
-        let ring = self.ring();
+        let recs = self.records();
         let r = block_on(
             &ctl.wait.not_empty,
             deadline,
@@ -460,7 +600,7 @@ impl Core {
                 let _g = Guard::lock(ctl, &ctl.cons.lock);
                 loop {
                     // SAFETY: we hold the consumer lock.
-                    let p = match unsafe { ring.peek(out, &self.tail_cache) } {
+                    let p = match unsafe { recs.peek(out, &self.tail_cache) } {
                         Ok(Some(p)) => p,
                         Ok(None) => {
                             // Acquire: close stores under the producer lock after
@@ -468,7 +608,7 @@ impl Core {
                             // the tail once more before reporting Closed.
                             if ctl.wait.closed.load(Ordering::Acquire) != 0 {
                                 // SAFETY: as above.
-                                return match unsafe { ring.peek(out, &self.tail_cache) } {
+                                return match unsafe { recs.peek(out, &self.tail_cache) } {
                                     Ok(None) => Some(Err(GetFail::Closed)),
                                     Ok(Some(_)) => continue,
                                     Err(c) => Some(Err(GetFail::Broken(c.into()))),
@@ -481,14 +621,14 @@ impl Core {
                     // Read under the consumer lock, which sleeping producers
                     // register under: see `wait`.
                     let waiters = || ctl.wait.not_full.waiters();
-                    if p.kind == REC_INLINE {
+                    if p.kind() == REC_INLINE {
                         // SAFETY: consumer lock held since the peek.
-                        unsafe { ring.commit(p) };
+                        unsafe { recs.commit(p) };
                         return Some(Ok((None, waiters())));
                     }
                     let fd = self.take_large(out);
                     // SAFETY: consumer lock held since the peek.
-                    unsafe { ring.commit(p) };
+                    unsafe { recs.commit(p) };
                     match fd {
                         Ok(Some(fd)) => return Some(Ok((Some(fd), waiters()))),
                         // A killed consumer was taking this one: skip it.
@@ -508,6 +648,7 @@ impl Core {
             ctl.wait.not_full.notify_if(waiters);
             large
         });
+        self.trim_overflow();
         match r {
             Ok(None) => Ok(()),
             Ok(Some((seg, len))) => {
@@ -524,6 +665,19 @@ impl Core {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Gives the overflow log's pages back once consumers drained it (a
+    /// producer does it too, when it next uses the log).
+    fn trim_overflow(&self) {
+        let ovf = self.overflow();
+        if !ovf.wants_trim() || ovf.has_record() {
+            return;
+        }
+        let ctl = self.ctl();
+        let _g = Guard::lock(ctl, &ctl.prod.lock);
+        // SAFETY: we hold the producer lock.
+        unsafe { ovf.trim_if_empty() };
     }
 
     /// Receives the descriptor of the large message whose record `(id, len)`
@@ -590,7 +744,7 @@ impl Core {
     /// Unfinished tasks (JoinableQueue): records published minus `task_done` calls.
     pub(crate) fn unfinished(&self) -> u32 {
         // Acquire: pairs with the SeqCst RMW in `task_done`.
-        self.ring()
+        self.records()
             .published()
             .wrapping_sub(self.ctl().tasks.done.load(Ordering::Acquire))
     }
@@ -601,7 +755,7 @@ impl Core {
         // put completed before this call count.
         let mut done = t.done.load(Ordering::Acquire);
         loop {
-            let published = self.ring().published();
+            let published = self.records().published();
             if published.wrapping_sub(done) == 0 || (published.wrapping_sub(done) as i32) < 0 {
                 return Err(crate::TaskDoneError::TooManyCalls);
             }

@@ -14,6 +14,8 @@ pub enum CreateError {
     InvalidCapacity(usize),
     /// The maxsize asked for is larger than the queue can count.
     InvalidMaxsize(usize),
+    /// The overflow log size asked for is larger than supported.
+    InvalidOverflow(usize),
     /// The shared memory segment could not be made.
     Segment(SegmentError),
     /// The side channel for large messages could not be made.
@@ -30,6 +32,11 @@ impl fmt::Display for CreateError {
                 crate::ring::MAX_CAPACITY
             ),
             Self::InvalidMaxsize(n) => write!(f, "maxsize {n} is too large"),
+            Self::InvalidOverflow(n) => write!(
+                f,
+                "overflow size {n} is larger than the supported {} bytes",
+                crate::overflow::MAX_OVERFLOW
+            ),
             Self::Segment(_) => f.write_str("failed to create the queue's shared memory"),
             Self::Io(_) => f.write_str("failed to create the queue's side channel"),
         }

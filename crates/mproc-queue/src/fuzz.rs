@@ -4,6 +4,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::layout::Ctl;
+use crate::overflow::{self, Overflow};
+use crate::records::Records;
 use crate::ring::{ProducerCache, Push, REC_INLINE, Ring};
 
 /// A heap ring of `cap` bytes (u64s keep it 8-aligned).
@@ -28,9 +30,139 @@ impl HeapRing {
     }
 }
 
-/// Fuzzes the record parser and the ring protocol.
+/// A heap ring followed by a heap overflow log.
+struct HeapRecords {
+    ctl: Box<Ctl>,
+    ring: Vec<u64>,
+    log: Vec<u64>,
+}
+
+impl HeapRecords {
+    fn new(cap: usize, log: usize) -> Self {
+        Self {
+            ctl: Ctl::new_boxed(),
+            ring: vec![0; cap / 8],
+            log: vec![0; log / 8],
+        }
+    }
+
+    fn records(&mut self) -> Records<'_> {
+        let (cap, log) = (self.ring.len() * 8, self.log.len() * 8);
+        debug_assert!(log <= overflow::RETAIN);
+        Records {
+            // SAFETY: as in `HeapRing::ring`.
+            ring: unsafe { Ring::new(&self.ctl, self.ring.as_mut_ptr().cast(), cap) },
+            // SAFETY: a separate heap buffer of `log <= RETAIN` bytes (so never
+            // trimmed), 8-aligned, disjoint from `ctl` and the ring.
+            ovf: unsafe { Overflow::new(&self.ctl, self.log.as_mut_ptr().cast(), log) },
+        }
+    }
+}
+
+/// Fills `words` then `mems` from `bytes` (zeros once they run out).
+fn fill(bytes: &[u8], words: &[&AtomicU64], mems: &mut [&mut Vec<u64>]) {
+    let mut it = bytes.chunks(8).map(|c| {
+        let mut b = [0u8; 8];
+        b[..c.len()].copy_from_slice(c);
+        u64::from_le_bytes(b)
+    });
+    for w in words {
+        w.store(it.next().unwrap_or(0), Ordering::Relaxed);
+    }
+    for m in mems.iter_mut() {
+        for x in m.iter_mut() {
+            *x = it.next().unwrap_or(0).to_le();
+        }
+    }
+}
+
+/// Fuzzes the ring and the overflow log together (see `queue_record`).
+fn records(first: u8, rest: &[u8]) {
+    let cap = 256 * (1 + usize::from(first >> 1) % 4);
+    let log = 512 * (1 + usize::from(first >> 3) % 4);
+    let mut h = HeapRecords::new(cap, log);
+    let hc = ProducerCache::new();
+    let tc = AtomicU64::new(0);
+    if first & 1 == 0 {
+        let ctl = &h.ctl;
+        let words = [
+            &ctl.head.0,
+            &ctl.tail.0,
+            &ctl.ovf_head.0,
+            &ctl.ovf.tail,
+            &ctl.ovf.high,
+            &tc,
+        ];
+        let (ring_mem, log_mem) = (&mut h.ring, &mut h.log);
+        fill(rest, &words, &mut [ring_mem, log_mem]);
+        let recs = h.records();
+        let mut out = Vec::new();
+        for _ in 0..cap + log {
+            // SAFETY: single-threaded: nobody else touches the stores.
+            match unsafe { recs.peek(&mut out, &tc) } {
+                Ok(Some(t)) => {
+                    assert!(out.len() <= cap.max(log), "payload larger than its store");
+                    // SAFETY: as above.
+                    unsafe { recs.commit(t) };
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let _ = recs.len();
+        let _ = recs.has_room(8, 3, true, true);
+        // SAFETY: as above.
+        let _ = unsafe { recs.try_push(REC_INLINE, b"x", u32::MAX, &hc, || true) };
+        // SAFETY: as above.
+        let _ = unsafe { recs.reserve_overflow(9, 5) };
+        return;
+    }
+    let recs = h.records();
+    let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut out = Vec::new();
+    let mut n = 0u8;
+    for &op in rest {
+        if op & 1 == 0 {
+            let len = usize::from((op >> 1) & 0x3f) * (cap / 256).max(1);
+            n = n.wrapping_add(1);
+            let payload = vec![n; len];
+            let maxcount = if op & 0x80 != 0 { 40 } else { u32::MAX };
+            // Whether the log may be started (a put that waited long enough).
+            let log_ok = op & 0x40 != 0 || n % 3 == 0;
+            let log_used = recs.ovf.has_record();
+            // SAFETY: single-threaded; `len <= 63 * cap / 256 < cap / 4`.
+            match unsafe { recs.try_push(REC_INLINE, &payload, maxcount, &hc, || log_ok) } {
+                Ok(Push::Done) => model.push_back(payload),
+                Ok(Push::Full) => assert!(model.len() >= maxcount as usize, "full below maxcount"),
+                Ok(Push::NoRoom) => assert!(
+                    !(log_ok || log_used) || !recs.ovf.has_room(len),
+                    "no room although there is"
+                ),
+                Err(e) => panic!("own records reported corrupted: {e:?}"),
+            }
+        } else {
+            // SAFETY: single-threaded.
+            match unsafe { recs.peek(&mut out, &tc) } {
+                Ok(Some(t)) => {
+                    assert_eq!(Some(&out), model.front(), "wrong record");
+                    model.pop_front();
+                    // SAFETY: single-threaded.
+                    unsafe { recs.commit(t) };
+                }
+                Ok(None) => assert!(model.is_empty(), "empty but the model is not"),
+                Err(e) => panic!("own records reported corrupted: {e:?}"),
+            }
+        }
+        assert_eq!(recs.len(), model.len());
+    }
+}
+
+/// Fuzzes the record parsers and the protocols of the ring and the
+/// overflow log.
 ///
-/// The first byte picks a mode and a capacity (256 B to 1 KiB):
+/// With bit 6 of the first byte set, the ring and the overflow log are
+/// fuzzed together (bits 1–2 pick the ring's capacity, bits 3–4 the log's,
+/// bit 0 the mode, as below). Otherwise the ring alone: the first byte picks
+/// a mode and a capacity (256 B to 1 KiB):
 /// * even: the next 16 bytes become `head` and `tail`, the rest the ring's
 ///   bytes, and records are consumed until the ring is empty or reported
 ///   corrupted: arbitrary bytes must never panic or read out of bounds;
@@ -40,6 +172,9 @@ pub(crate) fn queue_record(data: &[u8]) {
     let Some((&first, rest)) = data.split_first() else {
         return;
     };
+    if first & 0x40 != 0 {
+        return records(first, rest);
+    }
     let cap = 256 * (1 + usize::from(first >> 1) % 4);
     let mut h = HeapRing::new(cap);
     let caches_h = [ProducerCache::new(), ProducerCache::new()];

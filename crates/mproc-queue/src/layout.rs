@@ -1,10 +1,12 @@
 //! The control block every queue segment holds after its header.
 //!
 //! ```text
-//! offset 0     mproc_shm::Header (128 bytes; params = [ring capacity, maxsize, flags, ring offset])
-//! offset 128   Ctl: six 128-byte lines (producer lock, tail, consumer lock, head,
-//!              wait words, tasks)
-//! offset 896   the ring: `capacity` bytes of records
+//! offset 0     mproc_shm::Header (128 bytes; params = [ring capacity, maxsize,
+//!              overflow capacity, ring offset])
+//! offset 128   Ctl: eight 128-byte lines (producer lock, tail, consumer lock, head,
+//!              wait words, tasks, overflow tail, overflow head)
+//! offset 1152  the ring: `capacity` bytes of records
+//!              then the overflow log: `overflow capacity` bytes (sparse)
 //! ```
 
 use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -87,6 +89,17 @@ pub(crate) struct TaskLine {
     pub(crate) all_done: WaitWord,
 }
 
+/// The overflow log's producer side: written under the producer lock, and
+/// only while the log is in use.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(crate) struct OverflowLine {
+    /// Packed (sequence, position / 8) of the next record to write.
+    pub(crate) tail: AtomicU64,
+    /// The furthest byte written since the log's pages were last given back.
+    pub(crate) high: AtomicU64,
+}
+
 /// The control block.
 #[repr(C, align(128))]
 #[derive(Debug)]
@@ -101,9 +114,14 @@ pub(crate) struct Ctl {
     pub(crate) head: Padded,
     pub(crate) wait: WaitLine,
     pub(crate) tasks: TaskLine,
+    pub(crate) ovf: OverflowLine,
+    /// Packed (sequence, position / 8) of the next overflow record to read.
+    /// Stored under the consumer lock (or, while the log is empty, by a
+    /// producer restarting it; see `overflow`).
+    pub(crate) ovf_head: Padded,
 }
 
-const _: () = assert!(std::mem::size_of::<Ctl>() == 768);
+const _: () = assert!(std::mem::size_of::<Ctl>() == 1024);
 const _: () = assert!(RING_OFFSET % 128 == 0);
 
 // SAFETY: every type below is repr(C) of atomics and RawMutex (itself
@@ -120,6 +138,8 @@ unsafe impl SharedSync for WaitWord {}
 unsafe impl SharedSync for WaitLine {}
 // SAFETY: as above.
 unsafe impl SharedSync for TaskLine {}
+// SAFETY: as above.
+unsafe impl SharedSync for OverflowLine {}
 // SAFETY: as above.
 unsafe impl SharedSync for Ctl {}
 
@@ -151,6 +171,11 @@ impl Ctl {
                 done: AtomicU32::new(0),
                 all_done: w(),
             },
+            ovf: OverflowLine {
+                tail: AtomicU64::new(0),
+                high: AtomicU64::new(0),
+            },
+            ovf_head: Padded(AtomicU64::new(0)),
         })
     }
 }

@@ -24,15 +24,23 @@
 //! # How it works
 //!
 //! Each queue is one anonymous shared memory segment (a checked header, a
-//! control block and a ring of length-prefixed records) plus a Unix socket
-//! pair that carries the descriptors of messages too large for the ring.
-//! Producers serialize into a thread-local buffer, then copy the record into
-//! the ring under a producer lock and publish it with one atomic store;
-//! consumers copy a record out under a consumer lock and consume it with one
-//! atomic store. Neither lock is held while encoding or decoding. A process
-//! killed at any point leaves no torn record visible and no lock held (the
-//! locks recover from the death of their owner); waiting uses futexes after a
-//! short spin.
+//! control block, a ring of length-prefixed records and an overflow log)
+//! plus a Unix socket pair that carries the descriptors of messages too
+//! large for the ring. Producers serialize into a thread-local buffer, then
+//! copy the record into the ring under a producer lock and publish it with
+//! one atomic store; consumers copy a record out under a consumer lock and
+//! consume it with one atomic store. Neither lock is held while encoding or
+//! decoding. A process killed at any point leaves no torn record visible and
+//! no lock held (the locks recover from the death of their owner); waiting
+//! uses futexes after a short spin.
+//!
+//! When the ring is full and its consumers do not make room within a couple
+//! of milliseconds (or at once, for `try_put`), records go to the overflow
+//! log: a region of up to 16 GiB whose memory exists only while items are
+//! in it and is given back once consumers drained it. Records leave in put
+//! order whichever store holds them. So a queue without an item limit never
+//! keeps a producer waiting on consumers, and a process may put any amount
+//! and exit before anyone gets it.
 //!
 //! # Codecs
 //!
@@ -50,14 +58,14 @@
 //! * [`close`](Queue::close) closes the queue for *every* process that shares
 //!   it (CPython's only concerns the calling process's feeder): later puts
 //!   fail with `Closed`, consumers drain what is left and then get `Closed`.
-//! * `maxsize` counts items as in CPython, and 0 means no item limit; but
-//!   small items wait for room when the ring (1 MiB by default, see
-//!   [`QueueBuilder::capacity`]) is full of unread items, much as a pipe
-//!   would, only 16 times larger. Items larger than a quarter of the ring
-//!   never wait for ring space: each goes into a segment of its own, and only
-//!   a 16-byte record enters the ring. About 270 such large items can be in
-//!   flight at once (the side channel's socket buffer); beyond that a
-//!   producer waits for consumers.
+//! * `maxsize` counts items as in CPython, and 0 means no item limit. The
+//!   bytes are bounded too, but only by the overflow log (16 GiB by default,
+//!   see [`QueueBuilder::overflow`]): a put waits for consumers only when
+//!   the log is full. Items larger than a quarter of the ring (1 MiB by
+//!   default, see [`QueueBuilder::capacity`]) each go into a segment of
+//!   their own, whose descriptor travels over the side channel; when that
+//!   channel is full (a few hundred such items in flight), they are copied
+//!   into the log instead.
 //! * `qsize`, `is_empty` and `is_full` read shared counters, so they work on
 //!   every platform; like CPython's they are snapshots while others work.
 //! * A process killed in the middle of `put` or `get` neither corrupts nor
@@ -79,7 +87,9 @@ mod codec;
 mod core;
 mod error;
 mod layout;
+mod overflow;
 mod queue;
+mod records;
 mod ring;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 #[cfg_attr(not(target_os = "linux"), path = "sys/unsupported.rs")]

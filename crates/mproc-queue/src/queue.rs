@@ -14,13 +14,14 @@ use crate::error::{
     PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
 };
 use crate::layout::{KIND_JOINABLE, KIND_QUEUE, KIND_SIMPLE};
+use crate::overflow::DEFAULT_OVERFLOW;
 use crate::wait::Deadline;
 
 fn fingerprint<T, C: Codec<T>>() -> u64 {
     mproc_shm::fingerprint_of::<T>(C::TAG)
 }
 
-/// Configuration for a queue: its maxsize and ring capacity.
+/// Configuration for a queue: its maxsize, ring capacity and overflow size.
 ///
 /// ```
 /// use mproc_queue::{Queue, QueueBuilder};
@@ -34,6 +35,7 @@ fn fingerprint<T, C: Codec<T>>() -> u64 {
 pub struct QueueBuilder {
     maxsize: usize,
     capacity: usize,
+    overflow: usize,
 }
 
 impl Default for QueueBuilder {
@@ -43,11 +45,13 @@ impl Default for QueueBuilder {
 }
 
 impl QueueBuilder {
-    /// An unbounded queue (maxsize 0) with a 1 MiB ring.
+    /// A queue with no item limit (maxsize 0), a 1 MiB ring and a 16 GiB
+    /// overflow log.
     pub fn new() -> Self {
         Self {
             maxsize: 0,
             capacity: DEFAULT_CAPACITY,
+            overflow: DEFAULT_OVERFLOW,
         }
     }
 
@@ -60,10 +64,21 @@ impl QueueBuilder {
 
     /// The size in bytes of the shared ring that holds small items
     /// (256 B to 1 GiB; default 1 MiB). Items larger than a quarter of it
-    /// travel in a dedicated segment each; smaller ones wait for room in the
-    /// ring when it is full, so the ring also bounds an "unbounded" queue.
+    /// travel in a dedicated segment each. When the ring is full, items go
+    /// to the overflow log (see [`QueueBuilder::overflow`]).
     pub fn capacity(mut self, bytes: usize) -> Self {
         self.capacity = bytes;
+        self
+    }
+
+    /// The size in bytes of the overflow log (at most and by default 16 GiB):
+    /// the shared memory that takes items while the ring is full, so that a
+    /// producer does not wait for consumers until the queue reaches its
+    /// maxsize. Its memory is only used while items are in it, and given
+    /// back once consumers drain it; until then it costs address space only.
+    /// With 0, a full ring makes producers wait, as a full pipe would.
+    pub fn overflow(mut self, bytes: usize) -> Self {
+        self.overflow = bytes;
         self
     }
 
@@ -78,6 +93,7 @@ impl QueueBuilder {
             fingerprint::<T, C>(),
             self.maxsize,
             self.capacity,
+            self.overflow,
         )?))
     }
 
@@ -91,6 +107,7 @@ impl QueueBuilder {
             fingerprint::<T, C>(),
             self.maxsize,
             self.capacity,
+            self.overflow,
         )?;
         Ok(JoinableQueue {
             q: Queue::from_core(core),
@@ -102,7 +119,13 @@ impl QueueBuilder {
     /// # Errors
     /// As [`QueueBuilder::build`].
     pub fn build_simple<T, C: Codec<T>>(self) -> Result<SimpleQueue<T, C>, CreateError> {
-        let core = Core::create(KIND_SIMPLE, fingerprint::<T, C>(), 0, self.capacity)?;
+        let core = Core::create(
+            KIND_SIMPLE,
+            fingerprint::<T, C>(),
+            0,
+            self.capacity,
+            self.overflow,
+        )?;
         Ok(SimpleQueue {
             q: Queue::from_core(core),
         })

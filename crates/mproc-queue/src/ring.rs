@@ -192,6 +192,18 @@ impl<'a> Ring<'a> {
         unpack(self.ctl.tail.0.load(Ordering::Acquire)).0
     }
 
+    /// The sequence of the next record to publish (read by producer-lock holders).
+    pub(crate) fn tail_seq(&self) -> u32 {
+        // Relaxed: only producer-lock holders store `tail`.
+        unpack(self.ctl.tail.0.load(Ordering::Relaxed)).0
+    }
+
+    /// The sequence of the next record to consume (read by consumer-lock holders).
+    pub(crate) fn head_seq(&self) -> u32 {
+        // Relaxed: only consumer-lock holders store `head`.
+        unpack(self.ctl.head.0.load(Ordering::Relaxed)).0
+    }
+
     /// Whether a record of `len` payload bytes would fit now, from fresh
     /// loads of both words (true for impossible words, so that the caller
     /// tries and reports the corruption).
@@ -369,10 +381,12 @@ impl<'a> Ring<'a> {
         r.cache.mark.store(next, Ordering::Relaxed);
     }
 
-    /// [`Ring::reserve`] then [`Ring::publish`].
+    /// [`Ring::reserve`] then [`Ring::publish`] (the queue goes through
+    /// `Records::try_push`; tests and the fuzz target use the ring alone).
     ///
     /// # Safety
     /// The caller holds the producer lock.
+    #[cfg(any(test, fuzzing))]
     pub(crate) unsafe fn try_push(
         &self,
         kind: u8,

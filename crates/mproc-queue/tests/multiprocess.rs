@@ -221,6 +221,18 @@ fn child_entry() {
             }
             q.put(v).unwrap();
         }
+        "manyput" => {
+            // 100 MiB in many items: small ones (far more than the ring
+            // holds) and large ones (far more than the side channel holds).
+            let q: Queue<Vec<u8>> = take_handle();
+            for i in 0..400_000u32 {
+                q.put(i.to_le_bytes().repeat(4)).unwrap();
+            }
+            // Over a quarter of the 1 MiB ring: each takes a segment.
+            for i in 0..330u32 {
+                q.put(vec![i as u8; 300_000]).unwrap();
+            }
+        }
         "lockholder" => lock_holder(),
         "worker" => {
             let q: JoinableQueue<u64> = take_handle();
@@ -234,9 +246,10 @@ fn child_entry() {
 }
 
 /// White-box: takes one of the queue's locks (its layout is pinned: the
-/// producer lock at byte 128, the consumer lock at 384, the ring at 896), scribbles over the
-/// free part of the ring like a producer killed mid-write, reports, and
-/// waits to be killed.
+/// producer lock at byte 128, the consumer lock at 384, the ring at 1152,
+/// then the overflow log), scribbles over the free ring and the start of
+/// the log like a producer killed mid-write, reports, and waits to be
+/// killed.
 fn lock_holder() {
     let (seg, _tx, _rx): (
         mproc_shm::Segment,
@@ -248,9 +261,10 @@ fn lock_holder() {
     let lock = seg.get::<mproc_shm::RawMutex>(off).unwrap();
     let _ = lock.lock();
     if which == "producer" {
-        // The ring is empty: every byte is free, as after a reservation.
-        let junk = vec![0xabu8; seg.len() - 896];
-        seg.write(896, &junk).unwrap();
+        // The ring is empty: every byte is free, as after a reservation; so
+        // is the overflow log.
+        let junk = vec![0xabu8; 1024 + 8192];
+        seg.write(1152, &junk).unwrap();
     }
     println!("LOCKED");
     std::io::stdout().flush().unwrap();
@@ -571,6 +585,24 @@ fn child_puts_100_mib_and_parent_joins_before_getting() {
         let v = q.get().unwrap();
         assert_eq!(v.len(), 100 << 20);
         assert!(v.iter().enumerate().all(|(k, &b)| b == (k % 251) as u8));
+    });
+}
+
+#[test]
+fn child_puts_100_mib_in_many_items_and_parent_joins_before_getting() {
+    watchdog(Duration::from_secs(120), || {
+        let q: Queue<Vec<u8>> = Queue::new(0).unwrap();
+        let mut child = spawn("manyput", &q, &[]);
+        let st = wait_until(&mut child, Instant::now() + Duration::from_secs(90));
+        assert!(st.success(), "child failed: {st:?}");
+        assert_eq!(q.qsize(), 400_330);
+        for i in 0..400_000u32 {
+            assert_eq!(q.get().unwrap(), i.to_le_bytes().repeat(4));
+        }
+        for i in 0..330u32 {
+            assert_eq!(q.get().unwrap(), vec![i as u8; 300_000]);
+        }
+        assert!(q.is_empty());
     });
 }
 

@@ -228,10 +228,178 @@ fn large_messages_use_a_dedicated_segment() {
     });
 }
 
+/// Blocks of the queue's memory file in use (its pages that exist).
+fn blocks_in_use<T, C: mproc_queue::Codec<T>>(q: &Queue<T, C>) -> u64 {
+    use std::os::fd::{AsFd, AsRawFd};
+    let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(q).unwrap();
+    let raw: (
+        mproc_shm::Segment,
+        mproc_shm::handle::HandleFd,
+        mproc_shm::handle::HandleFd,
+    ) = mproc_shm::handle::from_bytes_with_fds(&bytes, fds).unwrap();
+    let f = std::fs::File::open(format!("/proc/self/fd/{}", raw.0.as_fd().as_raw_fd())).unwrap();
+    std::os::unix::fs::MetadataExt::blocks(&f.metadata().unwrap())
+}
+
 #[test]
-fn ring_full_of_small_items_blocks_until_room() {
+fn unbounded_queue_takes_far_more_than_its_ring_in_order() {
+    watchdog(LIMIT, || {
+        // 16 records fit the ring; the rest go to the overflow log.
+        let q: Queue<u64, Pod> = QueueBuilder::new().capacity(256).build().unwrap();
+        let before = blocks_in_use(&q);
+        const N: u64 = 200_000;
+        for i in 0..N {
+            q.try_put(i).unwrap();
+        }
+        assert_eq!(q.qsize(), N as usize);
+        assert!(!q.is_full());
+        // 200,000 records of 24 bytes: about 4.6 MiB in use now.
+        let full = blocks_in_use(&q);
+        assert!(full >= before + 8000, "{before} -> {full} blocks");
+        // Gets and puts interleaved keep put order across ring and log.
+        let mut next_put = N;
+        for i in 0..N + 1000 {
+            assert_eq!(q.try_get().unwrap(), i);
+            if i % 200 == 0 {
+                q.try_put(next_put).unwrap();
+                next_put += 1;
+            }
+        }
+        for i in N + 1000..next_put {
+            assert_eq!(q.try_get().unwrap(), i);
+        }
+        assert!(q.is_empty());
+        // Drained: the log's pages went back to the system (bar 256 KiB).
+        let after = blocks_in_use(&q);
+        assert!(
+            after <= before + 600,
+            "{before} -> {full} -> {after} blocks"
+        );
+        // And it is used again.
+        for i in 0..1000 {
+            q.try_put(i).unwrap();
+        }
+        for i in 0..1000 {
+            assert_eq!(q.try_get().unwrap(), i);
+        }
+    });
+}
+
+#[test]
+fn puts_on_a_full_ring_with_no_consumer_never_time_out() {
     watchdog(LIMIT, || {
         let q: Queue<u64, Pod> = QueueBuilder::new().capacity(256).build().unwrap();
+        for i in 0..16 {
+            q.put(i).unwrap();
+        }
+        // The ring is full and nobody gets: a blocking put waits a moment
+        // for room, then uses the log; a put with a shorter timeout uses it
+        // at once; and so does every put while the log holds items.
+        q.put(16).unwrap();
+        q.put_timeout(17, Duration::from_micros(1)).unwrap();
+        for i in 18..1000 {
+            q.put(i).unwrap();
+        }
+        assert_eq!(q.qsize(), 1000);
+        for i in 0..1000 {
+            assert_eq!(q.get().unwrap(), i);
+        }
+        // Again with an empty log and a zero timeout.
+        for i in 0..16 {
+            q.put(i).unwrap();
+        }
+        q.put_timeout(16, Duration::ZERO).unwrap();
+        for i in 0..17 {
+            assert_eq!(q.get().unwrap(), i);
+        }
+    });
+}
+
+#[test]
+fn maxsize_counts_items_in_the_ring_and_the_log() {
+    watchdog(LIMIT, || {
+        let q: Queue<u64, Pod> = QueueBuilder::new()
+            .capacity(256)
+            .maxsize(100)
+            .build()
+            .unwrap();
+        for i in 0..100 {
+            q.try_put(i).unwrap();
+        }
+        assert!(q.is_full());
+        assert_eq!(q.qsize(), 100);
+        assert!(matches!(q.try_put(100), Err(TryPutError::Full(100))));
+        let t = Instant::now();
+        assert!(matches!(
+            q.put_timeout(100, 30 * MS),
+            Err(PutTimeoutError::Timeout(100))
+        ));
+        assert!(t.elapsed() >= 30 * MS);
+        // One out, one in: wherever the room is.
+        assert_eq!(q.get().unwrap(), 0);
+        q.try_put(100).unwrap();
+        for i in 1..=100 {
+            assert_eq!(q.get().unwrap(), i);
+        }
+        // A blocked put wakes when a consumer takes an item from the log.
+        for i in 0..100 {
+            q.try_put(i).unwrap();
+        }
+        let q2 = q.clone();
+        let h = thread::spawn(move || q2.put(100));
+        thread::sleep(20 * MS);
+        for i in 0..=100 {
+            assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), i);
+        }
+        h.join().unwrap().unwrap();
+    });
+}
+
+#[test]
+fn large_messages_beyond_the_side_channel_go_to_the_log() {
+    watchdog(LIMIT, || {
+        // Items over 1 KiB each take a segment and a descriptor in the side
+        // channel, which holds a few hundred; the rest are copied to the log.
+        let q: Queue<Vec<u8>> = QueueBuilder::new().capacity(4096).build().unwrap();
+        const N: usize = 1500;
+        for i in 0..N {
+            q.try_put(vec![i as u8; 1500 + i]).unwrap();
+        }
+        assert_eq!(q.qsize(), N);
+        for i in 0..N {
+            assert_eq!(q.try_get().unwrap(), vec![i as u8; 1500 + i]);
+        }
+        assert!(q.is_empty());
+    });
+}
+
+#[test]
+fn joinable_counts_items_in_the_log() {
+    watchdog(LIMIT, || {
+        let q: JoinableQueue<u64, Pod> =
+            QueueBuilder::new().capacity(256).build_joinable().unwrap();
+        for i in 0..1000 {
+            q.put(i).unwrap();
+        }
+        assert_eq!(q.unfinished_tasks(), 1000);
+        for i in 0..1000 {
+            assert_eq!(q.get().unwrap(), i);
+            q.task_done().unwrap();
+        }
+        assert_eq!(q.unfinished_tasks(), 0);
+        assert!(matches!(q.task_done(), Err(TaskDoneError::TooManyCalls)));
+        q.join_timeout(Duration::from_secs(1)).unwrap();
+    });
+}
+
+#[test]
+fn without_a_log_a_full_ring_blocks_until_room() {
+    watchdog(LIMIT, || {
+        let q: Queue<u64, Pod> = QueueBuilder::new()
+            .capacity(256)
+            .overflow(0)
+            .build()
+            .unwrap();
         let mut n = 0;
         while q.try_put(n).is_ok() {
             n += 1;

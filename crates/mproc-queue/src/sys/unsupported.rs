@@ -14,3 +14,11 @@ pub(crate) fn yield_now() {
 pub(crate) fn online_cpus() -> Option<usize> {
     std::thread::available_parallelism().ok().map(|n| n.get())
 }
+
+/// Does nothing here: the pages stay in use.
+///
+/// # Safety
+/// As on Linux (nothing is required here).
+pub(crate) unsafe fn discard(_start: *mut u8, _len: usize) -> io::Result<()> {
+    Ok(())
+}
