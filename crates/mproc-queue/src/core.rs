@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mproc_shm::handle::{self, HandleFd};
@@ -98,8 +98,6 @@ pub(crate) struct Core {
     maxsize: u32,
     /// This handle's last view of `head` (see `Ring::try_push`).
     head_cache: ProducerCache,
-    /// This handle's last view of `tail` (see `Ring::peek`).
-    tail_cache: AtomicU64,
     /// The control block inside `seg` (checked once, in `assemble`).
     ctl: std::ptr::NonNull<Ctl>,
 }
@@ -123,22 +121,21 @@ impl fmt::Debug for Core {
     }
 }
 
-/// A lock guard on one of the two queue locks.
+/// A lock guard on one of the two queue locks (see `Core::lock_prod` and
+/// `Core::lock_cons`).
 struct Guard<'a>(&'a RawMutex);
 
 impl<'a> Guard<'a> {
-    fn lock(ctl: &Ctl, m: &'a RawMutex) -> Self {
-        // Both OwnerDied cases need no repair: a dead producer never
-        // published its record (the next one overwrites its bytes) and a dead
-        // consumer either committed its record or left it for the next one.
-        // Large-message ids cover the side channel (see `take_large`).
-        if m.lock() == Acquired::OwnerDied {
+    /// Locks `m`; true with it when its previous owner died holding it.
+    fn lock(ctl: &Ctl, m: &'a RawMutex) -> (Self, bool) {
+        let died = m.lock() == Acquired::OwnerDied;
+        if died {
             // The dead holder may have changed the ring without waking
             // anybody: wake every sleeper so they look again.
             ctl.wait.not_empty.notify_always();
             ctl.wait.not_full.notify_always();
         }
-        Self(m)
+        (Self(m), died)
     }
 }
 
@@ -248,7 +245,6 @@ impl Core {
             ovf_cap: p.ovf_cap,
             maxsize: p.maxsize,
             head_cache: ProducerCache::new(),
-            tail_cache: AtomicU64::new(0),
             ctl,
         })
     }
@@ -281,6 +277,28 @@ impl Core {
             maxsize: maxsize as u32,
         };
         Self::assemble(w.seg, tx, rx, parts).map_err(|e| format!("queue segment is unusable: {e}"))
+    }
+
+    /// Takes the producer lock. A producer that died holding it either
+    /// published nothing (the next one overwrites its bytes) or stored its
+    /// record's header but not `tail`, which is completed here.
+    fn lock_prod(&self) -> Guard<'_> {
+        let ctl = self.ctl();
+        let (g, died) = Guard::lock(ctl, &ctl.prod.lock);
+        if died {
+            // SAFETY: we hold the producer lock. A corrupted ring is reported
+            // by the operation that follows, which reads the same words.
+            let _ = unsafe { self.ring().repair() };
+        }
+        g
+    }
+
+    /// Takes the consumer lock. A consumer that died holding it either
+    /// committed its record or left it for the next one; large-message ids
+    /// cover the side channel (see `take_large`).
+    fn lock_cons(&self) -> Guard<'_> {
+        let ctl = self.ctl();
+        Guard::lock(ctl, &ctl.cons.lock).0
     }
 
     pub(crate) fn ctl(&self) -> &Ctl {
@@ -353,7 +371,7 @@ impl Core {
         {
             // Under the producer lock: a put either published before this or
             // sees the flag, so a consumer that sees the flag sees every item.
-            let _g = Guard::lock(ctl, &ctl.prod.lock);
+            let _g = self.lock_prod();
             // SeqCst: ordered before the wake-ups below.
             ctl.wait.closed.store(1, Ordering::SeqCst);
         }
@@ -376,7 +394,7 @@ impl Core {
             self.spin_for_room(),
             || self.probe_room(),
             || {
-                let _g = Guard::lock(ctl, &ctl.prod.lock);
+                let _g = self.lock_prod();
                 // Relaxed: the lock orders us after `close`, which holds it.
                 if ctl.wait.closed.load(Ordering::Relaxed) != 0 {
                     return Some(Err(PutFail::Closed));
@@ -405,7 +423,7 @@ impl Core {
     /// when the put may start using the overflow log (wake up then).
     fn prepare_put(&self, len: usize, side_full: bool, gate: &LogGate) -> Prepare {
         let ctl = self.ctl();
-        let _g = Guard::lock(ctl, &ctl.cons.lock);
+        let _g = self.lock_cons();
         let seq = ctl.wait.not_full.register();
         let until_open = gate.until_open();
         let log_ok = until_open.is_some_and(|d| d.is_zero());
@@ -433,7 +451,7 @@ impl Core {
     /// unless an item is there now or the queue is closed.
     fn prepare_get(&self) -> Prepare {
         let ctl = self.ctl();
-        let _g = Guard::lock(ctl, &ctl.prod.lock);
+        let _g = self.lock_prod();
         let seq = ctl.wait.not_empty.register();
         if self.is_closed() || self.records().has_record() {
             ctl.wait.not_empty.unregister();
@@ -474,17 +492,10 @@ impl Core {
 
     /// Whether a get might succeed now (a lock-free hint).
     fn probe_item(&self) -> bool {
-        let ctl = self.ctl();
         // Relaxed: only a hint; the attempt re-reads under the lock.
-        let t = ctl.tail.0.load(Ordering::Relaxed);
-        let h = ctl.head.0.load(Ordering::Relaxed);
-        if ring::unpack(t).0 != ring::unpack(h).0 || self.overflow().has_record() {
-            return true;
-        }
-        // Nothing yet: have the next record's line fetched while we wait, so
-        // that it comes along with the new `tail`.
-        self.ring().prefetch(h);
-        ctl.wait.closed.load(Ordering::Relaxed) != 0
+        self.ring().probe()
+            || self.overflow().has_record()
+            || self.ctl().wait.closed.load(Ordering::Relaxed) != 0
     }
 
     /// A message too large for the ring: its bytes go into a dedicated
@@ -510,7 +521,7 @@ impl Core {
             self.spin_for_room(),
             || self.probe_room(),
             || {
-                let _g = Guard::lock(ctl, &ctl.prod.lock);
+                let _g = self.lock_prod();
                 // Relaxed: ordered by the lock, as in `put_bytes`.
                 if ctl.wait.closed.load(Ordering::Relaxed) != 0 {
                     return Some(Err(PutFail::Closed));
@@ -597,10 +608,10 @@ impl Core {
             true,
             || self.probe_item(),
             || {
-                let _g = Guard::lock(ctl, &ctl.cons.lock);
+                let _g = self.lock_cons();
                 loop {
                     // SAFETY: we hold the consumer lock.
-                    let p = match unsafe { recs.peek(out, &self.tail_cache) } {
+                    let p = match unsafe { recs.peek(out) } {
                         Ok(Some(p)) => p,
                         Ok(None) => {
                             // Acquire: close stores under the producer lock after
@@ -608,7 +619,7 @@ impl Core {
                             // the tail once more before reporting Closed.
                             if ctl.wait.closed.load(Ordering::Acquire) != 0 {
                                 // SAFETY: as above.
-                                return match unsafe { recs.peek(out, &self.tail_cache) } {
+                                return match unsafe { recs.peek(out) } {
                                     Ok(None) => Some(Err(GetFail::Closed)),
                                     Ok(Some(_)) => continue,
                                     Err(c) => Some(Err(GetFail::Broken(c.into()))),
@@ -674,8 +685,7 @@ impl Core {
         if !ovf.wants_trim() || ovf.has_record() {
             return;
         }
-        let ctl = self.ctl();
-        let _g = Guard::lock(ctl, &ctl.prod.lock);
+        let _g = self.lock_prod();
         // SAFETY: we hold the producer lock.
         unsafe { ovf.trim_if_empty() };
     }

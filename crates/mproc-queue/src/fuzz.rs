@@ -82,8 +82,10 @@ fn records(first: u8, rest: &[u8]) {
     let log = 512 * (1 + usize::from(first >> 3) % 4);
     let mut h = HeapRecords::new(cap, log);
     let hc = ProducerCache::new();
-    let tc = AtomicU64::new(0);
     if first & 1 == 0 {
+        // The sixth word: bit 0 asks for a repair first, as after a
+        // producer died holding the lock.
+        let flags = AtomicU64::new(0);
         let ctl = &h.ctl;
         let words = [
             &ctl.head.0,
@@ -91,15 +93,19 @@ fn records(first: u8, rest: &[u8]) {
             &ctl.ovf_head.0,
             &ctl.ovf.tail,
             &ctl.ovf.high,
-            &tc,
+            &flags,
         ];
         let (ring_mem, log_mem) = (&mut h.ring, &mut h.log);
         fill(rest, &words, &mut [ring_mem, log_mem]);
         let recs = h.records();
+        if flags.load(Ordering::Relaxed) & 1 != 0 {
+            // SAFETY: single-threaded: nobody else touches the stores.
+            let _ = unsafe { recs.ring.repair() };
+        }
         let mut out = Vec::new();
         for _ in 0..cap + log {
             // SAFETY: single-threaded: nobody else touches the stores.
-            match unsafe { recs.peek(&mut out, &tc) } {
+            match unsafe { recs.peek(&mut out) } {
                 Ok(Some(t)) => {
                     assert!(out.len() <= cap.max(log), "payload larger than its store");
                     // SAFETY: as above.
@@ -141,7 +147,7 @@ fn records(first: u8, rest: &[u8]) {
             }
         } else {
             // SAFETY: single-threaded.
-            match unsafe { recs.peek(&mut out, &tc) } {
+            match unsafe { recs.peek(&mut out) } {
                 Ok(Some(t)) => {
                     assert_eq!(Some(&out), model.front(), "wrong record");
                     model.pop_front();
@@ -163,9 +169,11 @@ fn records(first: u8, rest: &[u8]) {
 /// fuzzed together (bits 1–2 pick the ring's capacity, bits 3–4 the log's,
 /// bit 0 the mode, as below). Otherwise the ring alone: the first byte picks
 /// a mode and a capacity (256 B to 1 KiB):
-/// * even: the next 16 bytes become `head` and `tail`, the rest the ring's
-///   bytes, and records are consumed until the ring is empty or reported
-///   corrupted: arbitrary bytes must never panic or read out of bounds;
+/// * even: the next 24 bytes become `head`, `tail` and a flag word (bit 0:
+///   repair first, as after a producer died holding the lock), the rest the
+///   ring's bytes, and records are consumed until the ring is empty or
+///   reported corrupted: arbitrary bytes must never panic or read out of
+///   bounds;
 /// * odd: the rest is an operation stream (push a record of some length, or
 ///   pop), checked against a `VecDeque` model.
 pub(crate) fn queue_record(data: &[u8]) {
@@ -178,8 +186,6 @@ pub(crate) fn queue_record(data: &[u8]) {
     let cap = 256 * (1 + usize::from(first >> 1) % 4);
     let mut h = HeapRing::new(cap);
     let caches_h = [ProducerCache::new(), ProducerCache::new()];
-    let caches_t = [AtomicU64::new(0), AtomicU64::new(0)];
-    let cache_t = &caches_t[0];
     if first & 1 == 0 {
         let word = |i: usize| {
             let mut b = [0u8; 8];
@@ -190,7 +196,6 @@ pub(crate) fn queue_record(data: &[u8]) {
         };
         h.ctl.head.0.store(word(0), Ordering::Relaxed);
         h.ctl.tail.0.store(word(1), Ordering::Relaxed);
-        caches_t[0].store(word(2), Ordering::Relaxed);
         let bytes = rest.get(24..).unwrap_or(&[]);
         for (i, chunk) in bytes.chunks(8).take(h.mem.len()).enumerate() {
             let mut b = [0u8; 8];
@@ -198,10 +203,14 @@ pub(crate) fn queue_record(data: &[u8]) {
             h.mem[i] = u64::from_ne_bytes(b);
         }
         let ring = h.ring();
+        if word(2) & 1 != 0 {
+            // SAFETY: single-threaded: nobody else touches the ring.
+            let _ = unsafe { ring.repair() };
+        }
         let mut out = Vec::new();
         for _ in 0..cap {
             // SAFETY: single-threaded: nobody else touches the ring.
-            match unsafe { ring.peek(&mut out, cache_t) } {
+            match unsafe { ring.peek(&mut out) } {
                 Ok(Some(p)) => {
                     assert!(out.len() <= cap, "payload larger than the ring");
                     // SAFETY: as above.
@@ -242,8 +251,9 @@ pub(crate) fn queue_record(data: &[u8]) {
                         .iter()
                         .map(|p| crate::ring::record_size(p.len()))
                         .sum();
+                    // A record needs its size plus the terminator after it.
                     assert!(
-                        used + crate::ring::record_size(len) > cap,
+                        used + crate::ring::record_size(len) + 8 > cap,
                         "no room although there is"
                     );
                 }
@@ -251,7 +261,7 @@ pub(crate) fn queue_record(data: &[u8]) {
             }
         } else {
             // SAFETY: single-threaded.
-            match unsafe { ring.peek(&mut out, &caches_t[who]) } {
+            match unsafe { ring.peek(&mut out) } {
                 Ok(Some(p)) => {
                     assert_eq!(
                         Some(&out),

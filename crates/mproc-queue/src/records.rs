@@ -2,8 +2,6 @@
 //! log for what the ring has no room for. Where a put goes, which record a
 //! get takes next, and the counts over both.
 
-use std::sync::atomic::AtomicU64;
-
 use crate::overflow::{self, Front, Overflow};
 use crate::ring::{self, Corrupted, Peeked, ProducerCache, Push, Ring};
 
@@ -170,11 +168,7 @@ impl Records<'_> {
     ///
     /// # Safety
     /// The caller holds the consumer lock.
-    pub(crate) unsafe fn peek(
-        &self,
-        out: &mut Vec<u8>,
-        tail_cache: &AtomicU64,
-    ) -> Result<Option<Taken>, Corrupted> {
+    pub(crate) unsafe fn peek(&self, out: &mut Vec<u8>) -> Result<Option<Taken>, Corrupted> {
         // SAFETY: the caller holds the consumer lock (for every call below).
         let front = unsafe { self.ovf.front() }?;
         if let Some(f) = front {
@@ -186,7 +180,7 @@ impl Records<'_> {
             }
         }
         // SAFETY: as above.
-        match unsafe { self.ring.peek(out, tail_cache) }? {
+        match unsafe { self.ring.peek(out) }? {
             Some(p) => Ok(Some(Taken::Ring(p))),
             // Only a scribbled `after` gets here; take the record anyway.
             None => match front {

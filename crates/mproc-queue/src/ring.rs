@@ -9,12 +9,24 @@
 //! (`len: u32`, `kind: u8`, low 24 bits of its sequence) followed by `len`
 //! payload bytes padded to 8; the payload may wrap around the end of the ring.
 //!
-//! * A producer, holding the producer lock, writes a record at `tail` and only
-//!   then publishes it by storing the new `tail`. A producer killed before that
-//!   store leaves nothing visible: the next one writes over its bytes.
-//! * A consumer, holding the consumer lock, reads the record at `head`
-//!   ([`Ring::peek`]) and only then advances `head` ([`Ring::commit`]). A
-//!   consumer killed in between leaves the record for the next one.
+//! The header publishes its record: the 8-byte word at `tail`'s position is
+//! always either zero (the *terminator*) or the header of the record being
+//! published there, with `tail`'s sequence. So a consumer finds the next
+//! record by looking at `head`'s position alone, and the line it waits on is
+//! the one that brings the record: one cache-line transfer per hand-off
+//! instead of two (`tail`'s, then the record's).
+//!
+//! * A producer, holding the producer lock, zeroes the word after its record
+//!   (the next terminator; the ring keeps 8 bytes free for it), writes the
+//!   payload, stores the header (Release) and then the new `tail`. A producer
+//!   killed before the header store leaves nothing visible: the next one
+//!   writes over its bytes. One killed between the two stores has published
+//!   its record; the next holder of the lock completes `tail` ([`Ring::repair`]).
+//! * A consumer, holding the consumer lock, reads the header at `head`
+//!   (Acquire), the payload, and only then advances `head` ([`Ring::commit`]).
+//!   A consumer killed in between leaves the record for the next one.
+//! * `tail` may thus lag `head` by a record for a moment: counts treat that
+//!   as empty, and `published` as `head`.
 //!
 //! Everything read from the ring (words and headers) is checked: another
 //! process may have scribbled on it. A check that fails is a
@@ -142,6 +154,17 @@ impl<'a> Ring<'a> {
         }
     }
 
+    /// The header word at `pos`, a multiple of 8 below the capacity.
+    fn word_at(&self, pos: u32) -> &AtomicU64 {
+        debug_assert!(pos < self.cap && pos % 8 == 0);
+        let pos = (pos % self.cap) & !7;
+        // SAFETY: `pos` is a multiple of 8 inside the ring, whose base is
+        // 8-aligned and valid for the ring's life; the word is only accessed
+        // atomically (header loads and stores), so an `AtomicU64` view of it
+        // is sound even while other processes access it.
+        unsafe { AtomicU64::from_ptr(self.base.add(pos as usize).cast()) }
+    }
+
     fn check_word(&self, w: u64) -> Result<(u32, u32), Corrupted> {
         let (seq, pos) = unpack(w);
         if pos >= self.cap || pos % 8 != 0 {
@@ -186,10 +209,12 @@ impl<'a> Ring<'a> {
     }
 
     /// The sequence number of the next record to be published: the number of
-    /// records ever published, wrapping.
+    /// records ever published, wrapping (`head`'s when `tail` lags it).
     pub(crate) fn published(&self) -> u32 {
-        // Acquire: pairs with the Release store publishing a record.
-        unpack(self.ctl.tail.0.load(Ordering::Acquire)).0
+        // Acquire on both: pair with the Release stores of `tail` and `head`.
+        let t = unpack(self.ctl.tail.0.load(Ordering::Acquire)).0;
+        let h = unpack(self.ctl.head.0.load(Ordering::Acquire)).0;
+        if (h.wrapping_sub(t) as i32) > 0 { h } else { t }
     }
 
     /// The sequence of the next record to publish (read by producer-lock holders).
@@ -228,33 +253,22 @@ impl<'a> Ring<'a> {
     /// Whether a record is published and not consumed, from fresh loads.
     pub(crate) fn has_record(&self) -> bool {
         // Acquire: pairs with the Release stores in `publish`/`commit`.
-        let t = self.ctl.tail.0.load(Ordering::Acquire);
-        let h = self.ctl.head.0.load(Ordering::Acquire);
-        t != h
+        let t = unpack(self.ctl.tail.0.load(Ordering::Acquire));
+        let h = unpack(self.ctl.head.0.load(Ordering::Acquire));
+        (t.0.wrapping_sub(h.0) as i32) > 0 || (t.0 == h.0 && t.1 != h.1)
     }
 
-    /// Asks the CPU to fetch the cache line of the record a `head` word
-    /// points at (a hint for a waiting consumer: when the record arrives, its
-    /// line then travels alongside `tail` instead of after it). Does nothing
-    /// for an impossible word or where there is no prefetch instruction.
-    pub(crate) fn prefetch(&self, head: u64) {
-        let pos = unpack(head).1;
-        if pos >= self.cap {
-            return;
+    /// Whether the record at `head` is published (a lock-free hint for a
+    /// waiting consumer: it reads the line the record arrives in).
+    pub(crate) fn probe(&self) -> bool {
+        // Relaxed: a hint; the attempt re-reads under the consumer lock.
+        let (seq, pos) = unpack(self.ctl.head.0.load(Ordering::Relaxed));
+        if pos >= self.cap || pos % 8 != 0 {
+            return true;
         }
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            // `pos < cap`: the address is inside the ring.
-            let p = self
-                .base
-                .wrapping_add(pos as usize)
-                .cast_const()
-                .cast::<i8>();
-            // SAFETY: a prefetch never faults and changes no memory; `p` is
-            // inside the mapping anyway.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
-        }
+        // Relaxed: as above.
+        let hdr = self.word_at(pos).load(Ordering::Relaxed);
+        hdr != 0 && (hdr >> 40) as u32 == seq & 0x00ff_ffff
     }
 
     /// Copies `src` into the ring at `pos`, wrapping at the end.
@@ -330,7 +344,8 @@ impl<'a> Ring<'a> {
             {
                 Ok((h, used)) => {
                     let count = tail.0.wrapping_sub(h.0);
-                    if count < maxcount && need <= self.cap as usize - used {
+                    // The record, and the next terminator after it.
+                    if count < maxcount && need + REC_HEADER <= self.cap as usize - used {
                         return Ok(Ok(Reservation {
                             tail,
                             len: len32,
@@ -365,17 +380,22 @@ impl<'a> Ring<'a> {
     pub(crate) unsafe fn publish(&self, r: Reservation<'_>, kind: u8, payload: &[u8]) {
         debug_assert_eq!(payload.len(), r.len as usize);
         let tail = r.tail;
-        let hdr =
-            u64::from(r.len) | (u64::from(kind) << 32) | (u64::from(tail.0 & 0x00ff_ffff) << 40);
-        self.write_at(tail.1 as usize, &hdr.to_le_bytes());
+        let next_pos = ((tail.1 as usize + r.need) % self.cap as usize) as u32;
+        // The next terminator: `reserve` left room for it after the record.
+        // Relaxed: ordered before consumers' reads by the header's Release.
+        self.word_at(next_pos).store(0, Ordering::Relaxed);
         if !payload.is_empty() {
             self.write_at((tail.1 as usize + REC_HEADER) % self.cap as usize, payload);
         }
-        let next_pos = ((tail.1 as usize + r.need) % self.cap as usize) as u32;
+        let hdr =
+            u64::from(r.len) | (u64::from(kind) << 32) | (u64::from(tail.0 & 0x00ff_ffff) << 40);
+        // Release: publishes the record (and the terminator after it); pairs
+        // with the consumers' Acquire loads of the header.
+        self.word_at(tail.1).store(hdr, Ordering::Release);
         let next = pack(tail.0.wrapping_add(1), next_pos);
-        // Release: publishes the record; pairs with the consumers' Acquire
-        // loads of `tail`. (Sleeping consumers register under the producer
-        // lock, so no StoreLoad fence is needed here; see `wait`.)
+        // Release: pairs with Acquire loads of `tail` (counts, other
+        // producers). (Sleeping consumers register under the producer lock,
+        // so no StoreLoad fence is needed here; see `wait`.)
         self.ctl.tail.0.store(next, Ordering::Release);
         // Relaxed: the cache is only touched under the producer lock.
         r.cache.mark.store(next, Ordering::Relaxed);
@@ -408,53 +428,44 @@ impl<'a> Ring<'a> {
     /// Reads the record at `head` into `out` (replacing its contents) and
     /// returns its kind and the `head` that consumes it; `None` if empty.
     ///
-    /// `tail_cache` is this handle's last view of `tail`, refreshed only when
-    /// it says the ring is empty.
-    ///
     /// # Safety
     /// The caller holds the consumer lock.
-    pub(crate) unsafe fn peek(
-        &self,
-        out: &mut Vec<u8>,
-        tail_cache: &AtomicU64,
-    ) -> Result<Option<Peeked>, Corrupted> {
+    pub(crate) unsafe fn peek(&self, out: &mut Vec<u8>) -> Result<Option<Peeked>, Corrupted> {
         // Relaxed: only consumer-lock holders store `head`.
         let head = self.check_word(self.ctl.head.0.load(Ordering::Relaxed))?;
-        // Relaxed: a cached copy that only lags the real tail.
-        let mut tail = unpack(tail_cache.load(Ordering::Relaxed));
-        if (tail.0.wrapping_sub(head.0) as i32) <= 0
-            || self.check_word(pack(tail.0, tail.1)).is_err()
-        {
-            // Acquire: pairs with the producers' publishing store.
-            let t = self.ctl.tail.0.load(Ordering::Acquire);
-            tail_cache.store(t, Ordering::Relaxed);
-            tail = self.check_word(t)?;
+        let published = |hdr: u64| hdr != 0 && (hdr >> 40) as u32 == head.0 & 0x00ff_ffff;
+        // Acquire: pairs with the producer's Release store of the header, so
+        // the payload (and the terminator after it) are visible.
+        let mut hdr = self.word_at(head.1).load(Ordering::Acquire);
+        if !published(hdr) {
+            // Not published yet, unless `tail` says it is.
+            // Acquire: pairs with the producers' Release store of `tail`,
+            // which follows their header store.
+            let tail = self.check_word(self.ctl.tail.0.load(Ordering::Acquire))?;
+            let ahead = tail.0.wrapping_sub(head.0) as i32;
+            if ahead < 0 || (ahead == 0 && tail.1 == head.1) {
+                return Ok(None);
+            }
+            // Published between our two loads, or the bytes are wrong.
+            // Acquire: as above.
+            hdr = self.word_at(head.1).load(Ordering::Acquire);
+            if !published(hdr) {
+                return Err(Corrupted("record sequence number mismatch"));
+            }
         }
-        let used = self.used(head, tail)?;
-        if used == 0 {
-            return Ok(None);
-        }
-        let mut hdr = [0u8; REC_HEADER];
-        self.read_at(head.1 as usize, &mut hdr);
-        let hdr = u64::from_le_bytes(hdr);
         let len = hdr as u32 as usize;
         let kind = (hdr >> 32) as u8;
-        let seq = (hdr >> 40) as u32;
-        if seq != head.0 & 0x00ff_ffff {
-            return Err(Corrupted("record sequence number mismatch"));
-        }
         if kind != REC_INLINE && kind != REC_LARGE {
             return Err(Corrupted("unknown record kind"));
         }
         if kind == REC_LARGE && len != 16 {
             return Err(Corrupted("large-message record of the wrong size"));
         }
+        // The record and the terminator after it fit the ring.
         let need = REC_HEADER
             .checked_add(padded(len))
-            .ok_or(Corrupted("record length overflows"))?;
-        if need > used {
-            return Err(Corrupted("record longer than the published bytes"));
-        }
+            .filter(|n| n + REC_HEADER <= self.cap as usize)
+            .ok_or(Corrupted("record longer than the ring"))?;
         out.clear();
         out.resize(len, 0);
         self.read_at((head.1 as usize + REC_HEADER) % self.cap as usize, out);
@@ -463,6 +474,34 @@ impl<'a> Ring<'a> {
             kind,
             next_head: pack(head.0.wrapping_add(1), next_pos),
         }))
+    }
+
+    /// Completes the publication of a record whose producer was killed
+    /// between storing its header and storing `tail`: advances `tail` over
+    /// it. Called by whoever takes the producer lock from a dead owner.
+    ///
+    /// # Safety
+    /// The caller holds the producer lock.
+    pub(crate) unsafe fn repair(&self) -> Result<(), Corrupted> {
+        // Relaxed: only producer-lock holders store `tail`.
+        let tail = self.check_word(self.ctl.tail.0.load(Ordering::Relaxed))?;
+        // Acquire: the dead producer's writes before its header store.
+        let hdr = self.word_at(tail.1).load(Ordering::Acquire);
+        if hdr == 0 || (hdr >> 40) as u32 != tail.0 & 0x00ff_ffff {
+            return Ok(());
+        }
+        let len = hdr as u32 as usize;
+        let need = REC_HEADER
+            .checked_add(padded(len))
+            .filter(|n| n + REC_HEADER <= self.cap as usize)
+            .ok_or(Corrupted("record longer than the ring"))?;
+        let next_pos = ((tail.1 as usize + need) % self.cap as usize) as u32;
+        // Release: as in `publish`.
+        self.ctl
+            .tail
+            .0
+            .store(pack(tail.0.wrapping_add(1), next_pos), Ordering::Release);
+        Ok(())
     }
 
     /// Consumes the record [`Ring::peek`] returned.

@@ -244,7 +244,7 @@ fn blocks_in_use<T, C: mproc_queue::Codec<T>>(q: &Queue<T, C>) -> u64 {
 #[test]
 fn unbounded_queue_takes_far_more_than_its_ring_in_order() {
     watchdog(LIMIT, || {
-        // 16 records fit the ring; the rest go to the overflow log.
+        // 15 records fit the ring; the rest go to the overflow log.
         let q: Queue<u64, Pod> = QueueBuilder::new().capacity(256).build().unwrap();
         let before = blocks_in_use(&q);
         const N: u64 = 200_000;
@@ -289,15 +289,16 @@ fn unbounded_queue_takes_far_more_than_its_ring_in_order() {
 fn puts_on_a_full_ring_with_no_consumer_never_time_out() {
     watchdog(LIMIT, || {
         let q: Queue<u64, Pod> = QueueBuilder::new().capacity(256).build().unwrap();
-        for i in 0..16 {
+        for i in 0..15 {
             q.put(i).unwrap();
         }
-        // The ring is full and nobody gets: a blocking put waits a moment
-        // for room, then uses the log; a put with a shorter timeout uses it
-        // at once; and so does every put while the log holds items.
-        q.put(16).unwrap();
-        q.put_timeout(17, Duration::from_micros(1)).unwrap();
-        for i in 18..1000 {
+        // The ring is full (15 records) and nobody gets: a blocking put
+        // waits a moment for room, then uses the log; a put with a shorter
+        // timeout uses it at once; and so does every put while the log
+        // holds items.
+        q.put(15).unwrap();
+        q.put_timeout(16, Duration::from_micros(1)).unwrap();
+        for i in 17..1000 {
             q.put(i).unwrap();
         }
         assert_eq!(q.qsize(), 1000);
@@ -305,11 +306,11 @@ fn puts_on_a_full_ring_with_no_consumer_never_time_out() {
             assert_eq!(q.get().unwrap(), i);
         }
         // Again with an empty log and a zero timeout.
-        for i in 0..16 {
+        for i in 0..15 {
             q.put(i).unwrap();
         }
-        q.put_timeout(16, Duration::ZERO).unwrap();
-        for i in 0..17 {
+        q.put_timeout(15, Duration::ZERO).unwrap();
+        for i in 0..16 {
             assert_eq!(q.get().unwrap(), i);
         }
     });
@@ -404,13 +405,14 @@ fn without_a_log_a_full_ring_blocks_until_room() {
         while q.try_put(n).is_ok() {
             n += 1;
         }
-        assert_eq!(n, 16, "256-byte ring holds 16 records of 16 bytes");
+        // 15 records of 16 bytes and the 8-byte terminator after them.
+        assert_eq!(n, 15, "256-byte ring holds 15 records of 16 bytes");
         let q2 = q.clone();
         let h = thread::spawn(move || q2.put(99));
         thread::sleep(20 * MS);
         assert_eq!(q.get().unwrap(), 0);
         h.join().unwrap().unwrap();
-        for i in 1..16 {
+        for i in 1..15 {
             assert_eq!(q.get().unwrap(), i);
         }
         assert_eq!(q.get().unwrap(), 99);

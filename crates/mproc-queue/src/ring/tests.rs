@@ -1,4 +1,4 @@
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use super::*;
 use crate::layout::Ctl;
@@ -28,10 +28,10 @@ fn push(r: &Ring<'_>, p: &[u8], max: u32, hc: &ProducerCache) -> Push {
     unsafe { r.try_push(REC_INLINE, p, max, hc) }.expect("not corrupted")
 }
 
-fn pop(r: &Ring<'_>, tc: &AtomicU64) -> Option<Vec<u8>> {
+fn pop(r: &Ring<'_>) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     // SAFETY: single-threaded test: we are the only consumer.
-    let p = unsafe { r.peek(&mut out, tc) }.expect("not corrupted")?;
+    let p = unsafe { r.peek(&mut out) }.expect("not corrupted")?;
     // SAFETY: as above.
     unsafe { r.commit(p) };
     Some(out)
@@ -41,13 +41,13 @@ fn pop(r: &Ring<'_>, tc: &AtomicU64) -> Option<Vec<u8>> {
 fn round_trip_and_wrap() {
     let mut h = Heap::new(256);
     let r = h.ring();
-    let (hc, tc) = (ProducerCache::new(), AtomicU64::new(0));
+    let hc = ProducerCache::new();
     for i in 0..200u32 {
         let p: Vec<u8> = (0..(i % 37) as u8).collect();
         assert_eq!(push(&r, &p, u32::MAX, &hc), Push::Done);
         assert_eq!(r.len(), 1);
-        assert_eq!(pop(&r, &tc).as_deref(), Some(&p[..]));
-        assert_eq!(pop(&r, &tc), None);
+        assert_eq!(pop(&r).as_deref(), Some(&p[..]));
+        assert_eq!(pop(&r), None);
     }
     assert_eq!(r.published(), 200);
 }
@@ -56,56 +56,100 @@ fn round_trip_and_wrap() {
 fn fills_exactly_and_reports_no_room() {
     let mut h = Heap::new(256);
     let r = h.ring();
-    let (hc, tc) = (ProducerCache::new(), AtomicU64::new(0));
-    // 16 records of 16 bytes fill 256 exactly.
-    for i in 0..16u8 {
+    let hc = ProducerCache::new();
+    // 15 records of 16 bytes and the 8-byte terminator after them: 248
+    // bytes; a 16th record would leave no room for its terminator.
+    for i in 0..15u8 {
         assert_eq!(push(&r, &[i; 8], u32::MAX, &hc), Push::Done);
     }
+    assert_eq!(push(&r, &[9; 8], u32::MAX, &hc), Push::NoRoom);
+    // An empty item's record is just its 8-byte header: it still fits.
+    assert_eq!(push(&r, &[], u32::MAX, &hc), Push::Done);
     assert_eq!(push(&r, &[], u32::MAX, &hc), Push::NoRoom);
     assert_eq!(r.len(), 16);
-    for i in 0..16u8 {
-        assert_eq!(pop(&r, &tc), Some(vec![i; 8]));
+    for i in 0..15u8 {
+        assert_eq!(pop(&r), Some(vec![i; 8]));
     }
+    assert_eq!(pop(&r), Some(vec![]));
     assert_eq!(push(&r, &[9; 200], u32::MAX, &hc), Push::Done);
-    assert_eq!(pop(&r, &tc), Some(vec![9; 200]));
+    assert_eq!(pop(&r), Some(vec![9; 200]));
+    // The largest record: all but the terminator.
+    assert_eq!(push(&r, &[7; 240], u32::MAX, &hc), Push::Done);
+    assert_eq!(pop(&r), Some(vec![7; 240]));
 }
 
 #[test]
 fn maxcount_is_full() {
     let mut h = Heap::new(1024);
     let r = h.ring();
-    let (hc, tc) = (ProducerCache::new(), AtomicU64::new(0));
+    let hc = ProducerCache::new();
     assert_eq!(push(&r, b"a", 2, &hc), Push::Done);
     assert_eq!(push(&r, b"b", 2, &hc), Push::Done);
     assert_eq!(push(&r, b"c", 2, &hc), Push::Full);
-    assert_eq!(pop(&r, &tc), Some(b"a".to_vec()));
+    assert_eq!(pop(&r), Some(b"a".to_vec()));
     assert_eq!(push(&r, b"c", 2, &hc), Push::Done);
 }
 
 #[test]
 fn unpublished_record_is_invisible() {
     let mut h = Heap::new(256);
-    let (hc, tc) = (ProducerCache::new(), AtomicU64::new(0));
+    let hc = ProducerCache::new();
     {
         let r = h.ring();
-        // A producer that reserved, wrote part of a record and died before
-        // publishing leaves nothing visible.
+        // A producer that reserved, wrote all of a record but its header
+        // (which it stores last) and died leaves nothing visible.
         // SAFETY: single-threaded test.
         let res = unsafe { r.reserve(5, u32::MAX, &hc) }.unwrap();
         assert!(res.is_ok());
     }
+    // Everything but the word at `tail` (the terminator) looks like headers.
     h.mem.fill(0x0000_0001_0000_0005);
+    h.mem[0] = 0;
     let r = h.ring();
-    assert_eq!(pop(&r, &tc), None);
+    assert_eq!(pop(&r), None);
     assert_eq!(r.len(), 0);
+    // SAFETY: single-threaded test: as if the next producer took the lock
+    // from the dead one.
+    unsafe { r.repair() }.unwrap();
+    assert_eq!(pop(&r), None);
     assert_eq!(push(&r, b"hello", u32::MAX, &hc), Push::Done);
-    assert_eq!(pop(&r, &tc), Some(b"hello".to_vec()));
+    assert_eq!(pop(&r), Some(b"hello".to_vec()));
+}
+
+#[test]
+fn header_stored_without_tail_is_completed_by_repair() {
+    let mut h = Heap::new(256);
+    let hc = ProducerCache::new();
+    let r = h.ring();
+    assert_eq!(push(&r, b"one", u32::MAX, &hc), Push::Done);
+    // A producer killed between its header store and its `tail` store: the
+    // record is published (a consumer may take it), `tail` lags.
+    let before = r.ctl.tail.0.load(Ordering::Relaxed);
+    assert_eq!(push(&r, b"two", u32::MAX, &hc), Push::Done);
+    r.ctl.tail.0.store(before, Ordering::Relaxed);
+    assert_eq!(r.len(), 1);
+    assert_eq!(pop(&r), Some(b"one".to_vec()));
+    assert_eq!(pop(&r), Some(b"two".to_vec()));
+    // `tail` behind `head`: counted as empty, `published` follows `head`.
+    assert_eq!(r.len(), 0);
+    assert!(!r.has_record());
+    assert_eq!(r.published(), 2);
+    assert_eq!(pop(&r), None);
+    // The next holder of the producer lock completes `tail`.
+    // SAFETY: single-threaded test.
+    unsafe { r.repair() }.unwrap();
+    assert_eq!(unpack(r.ctl.tail.0.load(Ordering::Relaxed)).0, 2);
+    // SAFETY: as above; repairing twice changes nothing.
+    unsafe { r.repair() }.unwrap();
+    assert_eq!(unpack(r.ctl.tail.0.load(Ordering::Relaxed)).0, 2);
+    let hc = ProducerCache::new();
+    assert_eq!(push(&r, b"three", u32::MAX, &hc), Push::Done);
+    assert_eq!(pop(&r), Some(b"three".to_vec()));
 }
 
 #[test]
 fn corruption_is_an_error() {
     let mut h = Heap::new(256);
-    let tc = AtomicU64::new(0);
     {
         let r = h.ring();
         push(&r, b"abc", u32::MAX, &ProducerCache::new());
@@ -115,11 +159,17 @@ fn corruption_is_an_error() {
     let r = h.ring();
     let mut out = Vec::new();
     // SAFETY: single-threaded test.
-    assert!(unsafe { r.peek(&mut out, &tc) }.is_err());
-    h.ctl.tail.0.store(pack(1, 7), Ordering::Relaxed);
+    assert!(unsafe { r.peek(&mut out) }.is_err());
+    // A header whose sequence is wrong while `tail` says it is published.
+    h.mem[0] = 3 | (u64::from(REC_INLINE) << 32) | (5 << 40);
     let r = h.ring();
     // SAFETY: single-threaded test.
-    let got = unsafe { r.peek(&mut out, &AtomicU64::new(0)) };
+    let got = unsafe { r.peek(&mut out) };
+    assert_eq!(got, Err(Corrupted("record sequence number mismatch")));
+    h.ctl.head.0.store(pack(0, 7), Ordering::Relaxed);
+    let r = h.ring();
+    // SAFETY: single-threaded test.
+    let got = unsafe { r.peek(&mut out) };
     assert_eq!(got, Err(Corrupted("ring position out of range")));
 }
 
@@ -171,7 +221,6 @@ fn ring_and_log_keep_put_order() {
         }
     };
     let hc = ProducerCache::new();
-    let tc = AtomicU64::new(0);
     let put = |v: u64| {
         // SAFETY: single-threaded test: the only producer.
         let r = unsafe { recs.try_push(REC_INLINE, &v.to_le_bytes(), u32::MAX, &hc, || true) };
@@ -180,28 +229,28 @@ fn ring_and_log_keep_put_order() {
     let get = || {
         let mut out = Vec::new();
         // SAFETY: single-threaded test: the only consumer.
-        let t = unsafe { recs.peek(&mut out, &tc) }.expect("not corrupted")?;
+        let t = unsafe { recs.peek(&mut out) }.expect("not corrupted")?;
         // SAFETY: as above.
         unsafe { recs.commit(t) };
         Some(u64::from_le_bytes(out.try_into().expect("8 bytes")))
     };
-    // 16 records of 16 bytes fill the ring; 16 and 17 go to the log.
+    // 15 records of 16 bytes fill the ring; 15 to 17 go to the log.
     (0..18).for_each(put);
     assert_eq!(recs.len(), 18);
-    assert_eq!(recs.ovf.len(), 2);
-    // Room in the ring again: 18 goes there, but leaves after 16 and 17.
+    assert_eq!(recs.ovf.len(), 3);
+    // Room in the ring again: 18 goes there, but leaves after 15 to 17.
     assert_eq!(get(), Some(0));
     put(18);
-    assert_eq!(recs.ovf.len(), 2);
+    assert_eq!(recs.ovf.len(), 3);
     let got: Vec<u64> = std::iter::from_fn(get).collect();
     assert_eq!(got, (1..19).collect::<Vec<_>>());
-    // Drained, the log starts over at position 0: four records of 24 bytes
-    // later, its head is at byte 96 (in 8-byte units: 12), not 144.
+    // Drained, the log starts over at position 0: five records of 24 bytes
+    // later, its head is at byte 120 (in 8-byte units: 15), not 192.
     (0..20).for_each(put);
-    assert_eq!(recs.ovf.len(), 4);
+    assert_eq!(recs.ovf.len(), 5);
     let got: Vec<u64> = std::iter::from_fn(get).collect();
     assert_eq!(got, (0..20).collect::<Vec<_>>());
-    assert_eq!(unpack(ctl.ovf_head.0.load(Ordering::Relaxed)), (6, 12));
+    assert_eq!(unpack(ctl.ovf_head.0.load(Ordering::Relaxed)), (8, 15));
 }
 
 #[test]
@@ -210,21 +259,18 @@ fn two_producers_with_stale_caches_never_overwrite() {
     // not trust it (the bug class that corrupts MPMC rings).
     let mut h = Heap::new(256);
     let r = h.ring();
-    let (a, b, tc) = (
-        ProducerCache::new(),
-        ProducerCache::new(),
-        AtomicU64::new(0),
-    );
+    let (a, b) = (ProducerCache::new(), ProducerCache::new());
     assert_eq!(push(&r, &[1; 8], u32::MAX, &a), Push::Done);
-    assert_eq!(pop(&r, &tc), Some(vec![1; 8]));
+    assert_eq!(pop(&r), Some(vec![1; 8]));
     for round in 0..5u8 {
         let mut n = 0;
         while push(&r, &[round; 8], u32::MAX, &b) == Push::Done {
             n += 1;
         }
-        assert_eq!(n, 16);
+        // 15 records and the terminator.
+        assert_eq!(n, 15);
         for _ in 0..8 {
-            assert_eq!(pop(&r, &tc), Some(vec![round; 8]));
+            assert_eq!(pop(&r), Some(vec![round; 8]));
         }
         // 8 free records now; A may take them, never more.
         let mut m = 0;
@@ -232,12 +278,12 @@ fn two_producers_with_stale_caches_never_overwrite() {
             m += 1;
         }
         assert_eq!(m, 8);
-        for _ in 0..8 {
-            assert_eq!(pop(&r, &tc), Some(vec![round; 8]));
+        for _ in 0..7 {
+            assert_eq!(pop(&r), Some(vec![round; 8]));
         }
         for _ in 0..8 {
-            assert_eq!(pop(&r, &tc), Some(vec![200 + round; 8]));
+            assert_eq!(pop(&r), Some(vec![200 + round; 8]));
         }
-        assert_eq!(pop(&r, &tc), None);
+        assert_eq!(pop(&r), None);
     }
 }
