@@ -186,7 +186,7 @@ pub(crate) fn serve(fd: RawFd) -> ! {
         if !sys::ready(&pfd[0]) {
             continue;
         }
-        let (req, mut fds) = match wire::read_request(ctrl.as_fd()) {
+        let (mut req, mut fds) = match wire::read_request(ctrl.as_fd()) {
             // The parent is gone: so are we. Daemon children follow.
             Ok(None) => sys::exit_now(0),
             Ok(Some(r)) => r,
@@ -217,7 +217,7 @@ pub(crate) fn serve(fd: RawFd) -> ! {
                 std::mem::forget(sigfd);
                 drop(ctrl);
                 let _ = sys::block_sigchld(false);
-                child::run_child(req, chan, arg_fds, me, StartMethod::ForkServer)
+                child::run_child(&mut req, chan, arg_fds, me, StartMethod::ForkServer)
             }
             Ok(sys::Forked::Parent(pid)) => {
                 children.insert(pid, status_w);

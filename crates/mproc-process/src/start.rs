@@ -146,7 +146,7 @@ fn devnull() -> Option<BorrowedFd<'static>> {
 /// one thread; the caller of `threads_ok == true` has accepted the contract
 /// of [`crate::Process::allow_fork_with_threads`].
 pub(crate) fn fork(
-    req: Request,
+    mut req: Request,
     fds: Vec<OwnedFd>,
     threads_ok: bool,
 ) -> Result<Started, StartError> {
@@ -178,7 +178,7 @@ pub(crate) fn fork(
                     let _ = sys::stdin_to_devnull();
                 }
             }
-            child::run_child(req, child_end, fds, parent_pid, StartMethod::Fork)
+            child::run_child(&mut req, child_end, fds, parent_pid, StartMethod::Fork)
         }
         sys::Forked::Parent(pid) => {
             drop(child_end);
