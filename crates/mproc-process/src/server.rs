@@ -97,7 +97,7 @@ fn exchange(
 /// Starts a child through the fork server, starting (or restarting) the
 /// server if needed.
 pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartError> {
-    let (parent_end, child_end) = sys::socketpair_nonblocking().map_err(StartError::Os)?;
+    let (parent_end, child_end) = start::result_channel().map_err(StartError::Os)?;
     let (status_r, status_w) = sys::pipe().map_err(StartError::Os)?;
     let frame = wire::encode_request(req).map_err(StartError::Os)?;
     let mut send: Vec<BorrowedFd<'_>> = vec![child_end.as_fd(), status_w.as_fd()];
@@ -128,7 +128,6 @@ pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartErro
             }
         }
     };
-    drop(child_end);
     drop(status_w);
     match reply {
         BAD_REQUEST => Err(StartError::Rejected("malformed start request")),
@@ -145,6 +144,7 @@ pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartErro
                 pid,
                 watch: Watch::server(status_r, pidfd),
                 chan: parent_end,
+                theirs: Some(child_end),
             })
         }
     }

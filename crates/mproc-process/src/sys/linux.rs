@@ -62,6 +62,14 @@ pub(crate) fn socketpair_nonblocking() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((own(fds[0]), own(fds[1])))
 }
 
+/// The number of bytes waiting to be read from a socket (`FIONREAD`).
+pub(crate) fn pending_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: `fd` is valid; FIONREAD writes one c_int to the pointer.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) })?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 /// Waits until a descriptor can be written to.
 pub(crate) fn wait_writable(fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut p = [libc::pollfd {
