@@ -118,14 +118,17 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 ///
 /// `expected_ppid` is the pid the child's parent had when it was created; a
 /// daemon whose parent already changed (it died) exits at once.
+///
+/// The request is borrowed, not moved: it is large, and moving it would call
+/// `memcpy` (a code page a forked child would fault in).
 pub(crate) fn run_child(
-    mut req: Request,
+    req: &mut Request,
     chan: OwnedFd,
     fds: Vec<OwnedFd>,
     expected_ppid: i32,
     method: StartMethod,
 ) -> ! {
-    state::become_child(&mut req);
+    state::become_child(req);
     if method != StartMethod::Fork {
         // A Rust `main` would ignore SIGPIPE; a child never reaches `main`.
         sys::set_signal(libc::SIGPIPE, true);
@@ -145,7 +148,8 @@ pub(crate) fn run_child(
         PANIC_CHAN.store(chan.as_raw_fd(), Ordering::Relaxed);
     }
 
-    let code = if state::exe_id().ok() != Some(req.exe) && method != StartMethod::Fork {
+    // A forked child is the parent's image by construction.
+    let code = if method != StartMethod::Fork && state::exe_id().ok() != Some(req.exe) {
         let msg = "the parent runs a different executable (was the binary rebuilt or replaced?)";
         let _ = wire::send_result(chan.as_fd(), Tag::Error, msg.as_bytes(), &[]);
         1
@@ -285,10 +289,10 @@ fn spawned_child(fd: RawFd) -> ! {
     let chan = unsafe { sys::adopt(fd) };
     let _ = sys::set_cloexec(chan.as_fd());
     match wire::read_request(chan.as_fd()) {
-        Ok(Some((req, fds))) if fds.len() == req.nfds as usize => {
+        Ok(Some((mut req, fds))) if fds.len() == req.nfds as usize => {
             let ppid = req.parent_pid;
             let method = StartMethod::from_u8(req.method).unwrap_or(StartMethod::Spawn);
-            run_child(req, chan, fds, ppid, method)
+            run_child(&mut req, chan, fds, ppid, method)
         }
         Ok(Some(_)) => {
             let msg = "the start request carried the wrong number of descriptors";

@@ -635,6 +635,7 @@ where
         Ok(ProcessHandle {
             inner,
             chan: Some(started.chan),
+            theirs: started.theirs,
             reader: ResultReader::default(),
             joined: false,
             kill_on_drop: self.kill_on_drop,
@@ -653,6 +654,8 @@ where
 pub struct ProcessHandle<R> {
     inner: Arc<Inner>,
     chan: Option<OwnedFd>,
+    /// Our copy of the child's end of `chan`, for reuse after the join.
+    theirs: Option<OwnedFd>,
     reader: ResultReader,
     joined: bool,
     kill_on_drop: bool,
@@ -857,8 +860,12 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
                     Err(e) => return Err(JoinError::InvalidResult(e.to_string()).into()),
                 }
             }
+            // A channel whose frame was read whole can serve the next child.
+            if let (Some(theirs), true) = (self.theirs.take(), self.reader.is_complete()) {
+                start::recycle_channel(chan, theirs);
+            }
         }
-        self.chan = None;
+        self.theirs = None;
         self.joined = true;
         let status = match end {
             End::Ended(s) => s,

@@ -97,7 +97,7 @@ fn exchange(
 /// Starts a child through the fork server, starting (or restarting) the
 /// server if needed.
 pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartError> {
-    let (parent_end, child_end) = sys::socketpair_nonblocking().map_err(StartError::Os)?;
+    let (parent_end, child_end) = start::result_channel().map_err(StartError::Os)?;
     let (status_r, status_w) = sys::pipe().map_err(StartError::Os)?;
     let frame = wire::encode_request(req).map_err(StartError::Os)?;
     let mut send: Vec<BorrowedFd<'_>> = vec![child_end.as_fd(), status_w.as_fd()];
@@ -128,7 +128,6 @@ pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartErro
             }
         }
     };
-    drop(child_end);
     drop(status_w);
     match reply {
         BAD_REQUEST => Err(StartError::Rejected("malformed start request")),
@@ -145,6 +144,7 @@ pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartErro
                 pid,
                 watch: Watch::server(status_r, pidfd),
                 chan: parent_end,
+                theirs: Some(child_end),
             })
         }
     }
@@ -186,7 +186,7 @@ pub(crate) fn serve(fd: RawFd) -> ! {
         if !sys::ready(&pfd[0]) {
             continue;
         }
-        let (req, mut fds) = match wire::read_request(ctrl.as_fd()) {
+        let (mut req, mut fds) = match wire::read_request(ctrl.as_fd()) {
             // The parent is gone: so are we. Daemon children follow.
             Ok(None) => sys::exit_now(0),
             Ok(Some(r)) => r,
@@ -217,7 +217,7 @@ pub(crate) fn serve(fd: RawFd) -> ! {
                 std::mem::forget(sigfd);
                 drop(ctrl);
                 let _ = sys::block_sigchld(false);
-                child::run_child(req, chan, arg_fds, me, StartMethod::ForkServer)
+                child::run_child(&mut req, chan, arg_fds, me, StartMethod::ForkServer)
             }
             Ok(sys::Forked::Parent(pid)) => {
                 children.insert(pid, status_w);

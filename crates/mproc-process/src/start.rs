@@ -20,6 +20,54 @@ pub(crate) struct Started {
     /// The parent's end of the child's socket (non-blocking): the result
     /// frame arrives here.
     pub(crate) chan: OwnedFd,
+    /// The parent's copy of the child's end, kept so that the pair can serve
+    /// another child once this one is joined (see [`result_channel`]).
+    pub(crate) theirs: Option<OwnedFd>,
+}
+
+/// Result channels of joined children, kept for the next children, with the
+/// process they belong to.
+static SPARE_CHANNELS: Mutex<(RawPid, Vec<(OwnedFd, OwnedFd)>)> = Mutex::new((0, Vec::new()));
+
+/// At most this many spare channels are kept.
+const MAX_SPARE_CHANNELS: usize = 4;
+
+/// A result channel for a new child (our end, the child's end), both
+/// non-blocking and close-on-exec.
+///
+/// Creating and releasing a Unix socket pair costs more than a quarter of a
+/// fork start, so the parent keeps its copy of the child's end, and a pair
+/// whose result was read whole with nothing left after it
+/// ([`recycle_channel`]) serves the next child. Only the child itself writes
+/// to its end (a process it forks inherits the descriptor but writes to its
+/// own channel), so a recycled channel starts empty.
+pub(crate) fn result_channel() -> io::Result<(OwnedFd, OwnedFd)> {
+    // A busy lock (threads starting children at once) or a poisoned one
+    // just means a new pair.
+    if let Ok(mut spare) = SPARE_CHANNELS.try_lock() {
+        let me = sys::getpid();
+        if spare.0 != me {
+            // Inherited through fork: our parent's channels are not ours.
+            *spare = (me, Vec::new());
+        }
+        if let Some(pair) = spare.1.pop() {
+            return Ok(pair);
+        }
+    }
+    sys::socketpair_nonblocking()
+}
+
+/// Keeps a joined child's channel for the next child if nothing is left in
+/// it; otherwise closes it.
+pub(crate) fn recycle_channel(ours: OwnedFd, theirs: OwnedFd) {
+    if sys::pending_bytes(ours.as_fd()).ok() != Some(0) {
+        return;
+    }
+    if let Ok(mut spare) = SPARE_CHANNELS.try_lock() {
+        if spare.0 == sys::getpid() && spare.1.len() < MAX_SPARE_CHANNELS {
+            spare.1.push((ours, theirs));
+        }
+    }
 }
 
 /// Builds a child's environment: ours, plus the variable naming its socket.
@@ -70,6 +118,7 @@ pub(crate) fn spawn(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartErro
         pid,
         watch,
         chan: parent_end,
+        theirs: None,
     })
 }
 
@@ -146,7 +195,7 @@ fn devnull() -> Option<BorrowedFd<'static>> {
 /// one thread; the caller of `threads_ok == true` has accepted the contract
 /// of [`crate::Process::allow_fork_with_threads`].
 pub(crate) fn fork(
-    req: Request,
+    mut req: Request,
     fds: Vec<OwnedFd>,
     threads_ok: bool,
 ) -> Result<Started, StartError> {
@@ -158,7 +207,7 @@ pub(crate) fn fork(
     let _ = io::stdout().lock().flush();
     // Both ends non-blocking: the parent polls; the child only writes one
     // small frame (and waits for room if it must).
-    let (parent_end, child_end) = sys::socketpair_nonblocking().map_err(StartError::Os)?;
+    let (parent_end, child_end) = result_channel().map_err(StartError::Os)?;
     let parent_pid = req.parent_pid;
     // Opened once, before the fork, so the child only needs a dup2.
     let devnull = devnull();
@@ -178,15 +227,15 @@ pub(crate) fn fork(
                     let _ = sys::stdin_to_devnull();
                 }
             }
-            child::run_child(req, child_end, fds, parent_pid, StartMethod::Fork)
+            child::run_child(&mut req, child_end, fds, parent_pid, StartMethod::Fork)
         }
         sys::Forked::Parent(pid) => {
-            drop(child_end);
             drop(fds);
             Ok(Started {
                 pid,
                 watch: Watch::direct(),
                 chan: parent_end,
+                theirs: Some(child_end),
             })
         }
     }

@@ -81,9 +81,27 @@ fn fork_refuses_in_a_threaded_parent() {
     });
 }
 
-/// In a spawned child (never in the test runner itself): with a second,
-/// idle thread, fork is refused, and the unsafe opt-in forks anyway.
-fn fork_with_an_idle_thread(_: ()) -> (bool, u32) {
+/// Forks a child of its own (which must see itself single-threaded).
+fn fork_inc(x: u32) -> u32 {
+    Process::new(inc, x)
+        .start_method(StartMethod::Fork)
+        .start()
+        .expect("a forked child is single-threaded")
+        .join()
+        .expect("join")
+}
+
+/// In a spawned child (never in the test runner itself): fork works while
+/// single-threaded; with a second, idle thread, fork is refused, and the
+/// unsafe opt-in forks anyway (a child that forks again: it must not judge
+/// by its parent's threads); once the thread has ended, fork works again.
+fn fork_with_an_idle_thread(_: ()) -> (bool, bool, u32, bool) {
+    let before = Process::new(inc, 1)
+        .start_method(StartMethod::Fork)
+        .start()
+        .ok()
+        .and_then(|mut c| c.join().ok())
+        == Some(2);
     let idle = thread::spawn(|| thread::sleep(std::time::Duration::from_millis(500)));
     let refused = matches!(
         Process::new(inc, 1).start_method(StartMethod::Fork).start(),
@@ -92,13 +110,24 @@ fn fork_with_an_idle_thread(_: ()) -> (bool, u32) {
     // SAFETY: the other thread only sleeps: it holds no lock (allocator,
     // stdout, mproc state) that the forked child could need.
     let p = unsafe {
-        Process::new(inc, 41)
+        Process::new(fork_inc, 41)
             .start_method(StartMethod::Fork)
             .allow_fork_with_threads()
     };
     let v = p.start().expect("opt-in fork").join().expect("join");
     idle.join().expect("idle thread");
-    (refused, v)
+    // The ended thread may linger in /proc for a moment after `join`.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let after = loop {
+        match Process::new(inc, 1).start_method(StartMethod::Fork).start() {
+            Ok(mut c) => break c.join().ok() == Some(2),
+            Err(StartError::ThreadedFork { .. }) if std::time::Instant::now() < deadline => {
+                thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(_) => break false,
+        }
+    };
+    (before, refused, v, after)
 }
 
 #[test]
@@ -111,5 +140,5 @@ fn the_unsafe_opt_in_forks_a_threaded_process() {
             .join()
             .unwrap()
     });
-    assert_eq!(r, (true, 42));
+    assert_eq!(r, (true, true, 42, true));
 }

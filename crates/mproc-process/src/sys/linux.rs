@@ -62,6 +62,14 @@ pub(crate) fn socketpair_nonblocking() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((own(fds[0]), own(fds[1])))
 }
 
+/// The number of bytes waiting to be read from a socket (`FIONREAD`).
+pub(crate) fn pending_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: `fd` is valid; FIONREAD writes one c_int to the pointer.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) })?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 /// Waits until a descriptor can be written to.
 pub(crate) fn wait_writable(fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut p = [libc::pollfd {
@@ -265,16 +273,48 @@ pub(crate) fn thread_count() -> io::Result<usize> {
     Ok(std::fs::read_dir("/proc/self/task")?.count())
 }
 
-/// Whether this process has exactly one thread: one `getdents64` of
-/// `/proc/self/task` (cheaper than [`thread_count`], which reads to the end).
-pub(crate) fn single_threaded() -> io::Result<bool> {
+/// This process's `/proc/self/task`, opened once: `(pid, directory)`. The pid
+/// says whose it is: a forked child inherits its parent's descriptor, which
+/// lists the *parent's* threads, and reopens its own.
+static TASK_DIR: std::sync::Mutex<Option<(RawPid, OwnedFd)>> = std::sync::Mutex::new(None);
+
+fn open_task_dir() -> io::Result<OwnedFd> {
     // SAFETY: the path is NUL-terminated.
-    let dir = own(cvt(unsafe {
+    let fd = cvt(unsafe {
         libc::open(
             c"/proc/self/task".as_ptr(),
             libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
         )
-    })?);
+    })?;
+    Ok(own(fd))
+}
+
+/// Whether this process has exactly one thread: one `lseek` and one
+/// `getdents64` of a cached `/proc/self/task` (cheaper than
+/// [`thread_count`], which opens the directory and reads it to the end).
+pub(crate) fn single_threaded() -> io::Result<bool> {
+    let me = getpid();
+    // The descriptor's offset is shared state: only the holder of the lock
+    // may rewind and read it. A busy lock (another thread is checking, so
+    // this process is not single-threaded anyway) or one poisoned falls back
+    // to a private descriptor.
+    let mut cached = TASK_DIR.try_lock().ok();
+    let private;
+    let dir = match cached.as_deref_mut() {
+        Some(slot) => {
+            let fd: &OwnedFd = match slot {
+                Some((pid, fd)) if *pid == me => fd,
+                _ => &slot.insert((me, open_task_dir()?)).1,
+            };
+            // SAFETY: `fd` is a valid descriptor; lseek takes plain integers.
+            cvt(unsafe { libc::lseek(fd.as_raw_fd(), 0, libc::SEEK_SET) })?;
+            fd.as_fd()
+        }
+        None => {
+            private = open_task_dir()?;
+            private.as_fd()
+        }
+    };
     // u64 elements keep the buffer aligned for `linux_dirent64`.
     let mut buf = [0u64; 128];
     let bytes = size_of_val(&buf);

@@ -26,6 +26,10 @@ pub(crate) fn socketpair_nonblocking() -> io::Result<(OwnedFd, OwnedFd)> {
     unsupported()
 }
 
+pub(crate) fn pending_bytes(_fd: BorrowedFd<'_>) -> io::Result<usize> {
+    unsupported()
+}
+
 pub(crate) fn wait_writable(_fd: BorrowedFd<'_>) -> io::Result<()> {
     unsupported()
 }

@@ -1,0 +1,94 @@
+//! Children started one after another reuse result channels (fork and fork
+//! server): whatever the previous child did (returned a large value, a
+//! handle, panicked, was killed half-way), the next one's result is its own.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{each_method, method, watchdog};
+use mproc_process::{JoinError, Process};
+use mproc_shm::Segment;
+
+fn big(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+fn echo(s: String) -> String {
+    s
+}
+
+fn boom(_: ()) -> u64 {
+    panic!("boom")
+}
+
+fn sleeper(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn segment_with(byte: u8) -> Segment {
+    let seg = Segment::anonymous(64).expect("segment");
+    seg.write(0, &[byte; 8]).expect("write");
+    seg
+}
+
+/// One round of children whose results must not leak into one another.
+fn rounds(m: String) -> Result<(), String> {
+    let method = method(&m);
+    for round in 0..5u8 {
+        let v = Process::new(big, 100_000)
+            .start_method(method)
+            .start()
+            .map_err(|e| e.to_string())?
+            .join()
+            .map_err(|e| e.to_string())?;
+        ensure!(v == big(100_000), "round {round}: large value corrupted");
+
+        let seg = Process::new(segment_with, round)
+            .start_method(method)
+            .start()
+            .map_err(|e| e.to_string())?
+            .join()
+            .map_err(|e| e.to_string())?;
+        let mut b = [0u8; 8];
+        seg.read(0, &mut b).map_err(|e| e.to_string())?;
+        ensure!(b == [round; 8], "round {round}: segment holds {b:?}");
+
+        let r = Process::new(boom, ())
+            .start_method(method)
+            .start()
+            .map_err(|e| e.to_string())?
+            .join();
+        ensure!(
+            matches!(&r, Err(JoinError::Panicked { message, .. }) if message == "boom"),
+            "round {round}: panic reported as {r:?}"
+        );
+
+        let mut h = Process::new(sleeper, 10_000)
+            .start_method(method)
+            .start()
+            .map_err(|e| e.to_string())?;
+        h.kill().map_err(|e| e.to_string())?;
+        let r = h.join();
+        ensure!(
+            matches!(r, Err(JoinError::Failed(s)) if s.signal() == Some(9)),
+            "round {round}: killed child joined as {r:?}"
+        );
+
+        let s = format!("round {round}");
+        let v = Process::new(echo, s.clone())
+            .start_method(method)
+            .start()
+            .map_err(|e| e.to_string())?
+            .join()
+            .map_err(|e| e.to_string())?;
+        ensure!(v == s, "round {round}: echo returned {v:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn results_stay_apart_when_channels_are_reused() {
+    watchdog(120, || each_method(rounds));
+}
