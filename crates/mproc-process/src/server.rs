@@ -168,6 +168,12 @@ pub(crate) fn serve(fd: RawFd) -> ! {
     };
     let me = sys::getpid();
     let exe = state::exe_id().ok();
+    // Every child decodes its arguments and encodes its result through
+    // these thread-locals. Their first use registers a destructor, which
+    // binds a dynamic symbol lazily (a symbol lookup and a dozen page
+    // faults): done once here, children inherit it done.
+    mproc_shm::handle::collect_fds(|| ());
+    mproc_shm::handle::provide_fds(Vec::new(), || ());
     let mut children: HashMap<RawPid, OwnedFd> = HashMap::new();
 
     loop {
