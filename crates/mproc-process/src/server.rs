@@ -174,6 +174,15 @@ pub(crate) fn serve(fd: RawFd) -> ! {
     // faults): done once here, children inherit it done.
     mproc_shm::handle::collect_fds(|| ());
     mproc_shm::handle::provide_fds(Vec::new(), || ());
+    // Likewise for what every child does last: flushing stdout (whose
+    // first use allocates its buffer) under a lock that wants the thread's
+    // id (allocated on first use). The server writes nothing to stdout.
+    {
+        use std::io::Write as _;
+        let _ = std::io::stdout().lock().flush();
+    }
+    // Set once here rather than in every child: the hook is the children's.
+    child::install_panic_hook();
     let mut children: HashMap<RawPid, OwnedFd> = HashMap::new();
 
     loop {
@@ -218,7 +227,15 @@ pub(crate) fn serve(fd: RawFd) -> ! {
         match unsafe { sys::fork() } {
             Ok(sys::Forked::Child) => {
                 drop(status_w);
-                drop(children);
+                // The other children's status pipes are not ours. Closed
+                // without freeing the map: freeing would write (and, in a
+                // forked child, copy) heap pages.
+                for w in children.values() {
+                    // SAFETY: the map is forgotten next, so each descriptor
+                    // is closed once, and nothing else uses them.
+                    unsafe { sys::close_unowned(w.as_raw_fd()) };
+                }
+                std::mem::forget(children);
                 // Not closed: saves a system call; the child never reads it.
                 std::mem::forget(sigfd);
                 drop(ctrl);

@@ -698,6 +698,16 @@ impl Drop for SpawnAttr {
     }
 }
 
+/// Closes a descriptor that is owned by a value that will never drop (it
+/// is forgotten).
+///
+/// # Safety
+/// `fd` must not be used or closed again by anything in this process.
+pub(crate) unsafe fn close_unowned(fd: RawFd) {
+    // SAFETY: guaranteed by the caller.
+    let _ = unsafe { libc::close(fd) };
+}
+
 /// Adopts a descriptor number inherited from the parent process.
 ///
 /// # Safety
