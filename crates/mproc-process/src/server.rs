@@ -247,11 +247,21 @@ pub(crate) fn serve(fd: RawFd) -> ! {
                 // A pidfd lets the parent signal the child without racing
                 // our reaping (and the pid's reuse).
                 let pidfd = sys::pidfd_open(pid).ok();
-                // (No allocation: a write to the heap right after the fork
-                // copies a page the child still shares.)
-                let fds = pidfd.as_ref().map(|f| [f.as_fd()]);
-                let fds: &[BorrowedFd<'_>] = fds.as_ref().map_or(&[], |f| f.as_slice());
-                let _ = wire::send_all(ctrl.as_fd(), &i64::from(pid).to_le_bytes(), fds);
+                // Sent without allocating: a write to the heap right after
+                // the fork copies a page the child still shares.
+                let reply = i64::from(pid).to_le_bytes();
+                let pidfd = pidfd.as_ref().map(|f| f.as_fd());
+                match sys::send_with_fd(ctrl.as_fd(), &reply, pidfd) {
+                    Ok(n) if n < reply.len() => {
+                        let _ = wire::send_all(ctrl.as_fd(), &reply[n..], &[]);
+                    }
+                    Ok(_) => {}
+                    // Nothing was sent: the general path waits for room.
+                    Err(_) => {
+                        let fds: Vec<BorrowedFd<'_>> = pidfd.into_iter().collect();
+                        let _ = wire::send_all(ctrl.as_fd(), &reply, &fds);
+                    }
+                }
             }
             Err(e) => {
                 let code = FORK_FAILED - i64::from(e.raw_os_error().unwrap_or(libc::EIO));
