@@ -129,11 +129,15 @@ pub(crate) fn run_child(
     method: StartMethod,
 ) -> ! {
     state::become_child(req);
-    if method != StartMethod::Fork {
+    if method == StartMethod::Spawn {
         // A Rust `main` would ignore SIGPIPE; a child never reaches `main`.
+        // (The fork server ignores it already, and a forked child keeps its
+        // parent's dispositions.)
         sys::set_signal(libc::SIGPIPE, true);
+    }
+    if method != StartMethod::Fork {
         // The fork server ignores SIGINT; a child takes Ctrl-C like any
-        // program. (A forked child keeps its parent's dispositions.)
+        // program.
         sys::set_signal(libc::SIGINT, false);
     }
     if req.daemon {
@@ -143,7 +147,10 @@ pub(crate) fn run_child(
             sys::exit_now(1);
         }
     }
-    install_panic_hook();
+    if method != StartMethod::ForkServer {
+        // The fork server installed it before forking us.
+        install_panic_hook();
+    }
     if cfg!(panic = "abort") {
         PANIC_CHAN.store(chan.as_raw_fd(), Ordering::Relaxed);
     }
@@ -184,7 +191,7 @@ pub(crate) fn run_child(
 
 /// Writes panics to the real stderr descriptor (not to a test harness's
 /// capture buffer, which a forked child would never print).
-fn install_panic_hook() {
+pub(crate) fn install_panic_hook() {
     // A zero-sized closure: boxing it does not allocate.
     panic::set_hook(Box::new(|info| {
         let name = state::my_name().unwrap_or_default();

@@ -168,6 +168,21 @@ pub(crate) fn serve(fd: RawFd) -> ! {
     };
     let me = sys::getpid();
     let exe = state::exe_id().ok();
+    // Every child decodes its arguments and encodes its result through
+    // these thread-locals. Their first use registers a destructor, which
+    // binds a dynamic symbol lazily (a symbol lookup and a dozen page
+    // faults): done once here, children inherit it done.
+    mproc_shm::handle::collect_fds(|| ());
+    mproc_shm::handle::provide_fds(Vec::new(), || ());
+    // Likewise for what every child does last: flushing stdout (whose
+    // first use allocates its buffer) under a lock that wants the thread's
+    // id (allocated on first use). The server writes nothing to stdout.
+    {
+        use std::io::Write as _;
+        let _ = std::io::stdout().lock().flush();
+    }
+    // Set once here rather than in every child: the hook is the children's.
+    child::install_panic_hook();
     let mut children: HashMap<RawPid, OwnedFd> = HashMap::new();
 
     loop {
@@ -212,7 +227,15 @@ pub(crate) fn serve(fd: RawFd) -> ! {
         match unsafe { sys::fork() } {
             Ok(sys::Forked::Child) => {
                 drop(status_w);
-                drop(children);
+                // The other children's status pipes are not ours. Closed
+                // without freeing the map: freeing would write (and, in a
+                // forked child, copy) heap pages.
+                for w in children.values() {
+                    // SAFETY: the map is forgotten next, so each descriptor
+                    // is closed once, and nothing else uses them.
+                    unsafe { sys::close_unowned(w.as_raw_fd()) };
+                }
+                std::mem::forget(children);
                 // Not closed: saves a system call; the child never reads it.
                 std::mem::forget(sigfd);
                 drop(ctrl);
@@ -224,8 +247,21 @@ pub(crate) fn serve(fd: RawFd) -> ! {
                 // A pidfd lets the parent signal the child without racing
                 // our reaping (and the pid's reuse).
                 let pidfd = sys::pidfd_open(pid).ok();
-                let fds: Vec<BorrowedFd<'_>> = pidfd.iter().map(|f| f.as_fd()).collect();
-                let _ = wire::send_all(ctrl.as_fd(), &i64::from(pid).to_le_bytes(), &fds);
+                // Sent without allocating: a write to the heap right after
+                // the fork copies a page the child still shares.
+                let reply = i64::from(pid).to_le_bytes();
+                let pidfd = pidfd.as_ref().map(|f| f.as_fd());
+                match sys::send_with_fd(ctrl.as_fd(), &reply, pidfd) {
+                    Ok(n) if n < reply.len() => {
+                        let _ = wire::send_all(ctrl.as_fd(), &reply[n..], &[]);
+                    }
+                    Ok(_) => {}
+                    // Nothing was sent: the general path waits for room.
+                    Err(_) => {
+                        let fds: Vec<BorrowedFd<'_>> = pidfd.into_iter().collect();
+                        let _ = wire::send_all(ctrl.as_fd(), &reply, &fds);
+                    }
+                }
             }
             Err(e) => {
                 let code = FORK_FAILED - i64::from(e.raw_os_error().unwrap_or(libc::EIO));

@@ -195,6 +195,23 @@ pub(crate) fn spawn_self(opts: &SpawnSelf<'_>) -> io::Result<RawPid> {
     unsupported()
 }
 
+pub(crate) fn send_with_fd(
+    _sock: BorrowedFd<'_>,
+    _data: &[u8],
+    _fd: Option<BorrowedFd<'_>>,
+) -> io::Result<usize> {
+    unsupported()
+}
+
+/// Closes a descriptor that is owned by a value that will never drop (it
+/// is forgotten).
+///
+/// # Safety
+/// `fd` must not be used or closed again by anything in this process.
+pub(crate) unsafe fn close_unowned(fd: RawFd) {
+    let _ = fd;
+}
+
 /// # Safety
 /// `fd` must be open and owned by nothing else in this process.
 pub(crate) unsafe fn adopt(fd: RawFd) -> OwnedFd {
