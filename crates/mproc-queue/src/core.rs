@@ -602,6 +602,8 @@ impl Core {
     pub(crate) fn get_bytes(&self, out: &mut Vec<u8>, deadline: Deadline) -> Result<(), GetFail> {
         let ctl = self.ctl();
         let recs = self.records();
+        // The first look of a get that may wait is not strict (see `Ring::peek`).
+        let mut strict = deadline == Deadline::Now;
         let r = block_on(
             &ctl.wait.not_empty,
             deadline,
@@ -609,9 +611,10 @@ impl Core {
             || self.probe_item(),
             || {
                 let _g = self.lock_cons();
+                let strict = std::mem::replace(&mut strict, true);
                 loop {
                     // SAFETY: we hold the consumer lock.
-                    let p = match unsafe { recs.peek(out) } {
+                    let p = match unsafe { recs.peek(out, strict) } {
                         Ok(Some(p)) => p,
                         Ok(None) => {
                             // Acquire: close stores under the producer lock after
@@ -619,7 +622,7 @@ impl Core {
                             // the tail once more before reporting Closed.
                             if ctl.wait.closed.load(Ordering::Acquire) != 0 {
                                 // SAFETY: as above.
-                                return match unsafe { recs.peek(out) } {
+                                return match unsafe { recs.peek(out, true) } {
                                     Ok(None) => Some(Err(GetFail::Closed)),
                                     Ok(Some(_)) => continue,
                                     Err(c) => Some(Err(GetFail::Broken(c.into()))),

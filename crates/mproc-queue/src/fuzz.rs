@@ -105,7 +105,7 @@ fn records(first: u8, rest: &[u8]) {
         let mut out = Vec::new();
         for _ in 0..cap + log {
             // SAFETY: single-threaded: nobody else touches the stores.
-            match unsafe { recs.peek(&mut out) } {
+            match unsafe { recs.peek(&mut out, true) } {
                 Ok(Some(t)) => {
                     assert!(out.len() <= cap.max(log), "payload larger than its store");
                     // SAFETY: as above.
@@ -147,7 +147,7 @@ fn records(first: u8, rest: &[u8]) {
             }
         } else {
             // SAFETY: single-threaded.
-            match unsafe { recs.peek(&mut out) } {
+            match unsafe { recs.peek(&mut out, true) } {
                 Ok(Some(t)) => {
                     assert_eq!(Some(&out), model.front(), "wrong record");
                     model.pop_front();
@@ -210,7 +210,7 @@ pub(crate) fn queue_record(data: &[u8]) {
         let mut out = Vec::new();
         for _ in 0..cap {
             // SAFETY: single-threaded: nobody else touches the ring.
-            match unsafe { ring.peek(&mut out) } {
+            match unsafe { ring.peek(&mut out, true) } {
                 Ok(Some(p)) => {
                     assert!(out.len() <= cap, "payload larger than the ring");
                     // SAFETY: as above.
@@ -261,7 +261,7 @@ pub(crate) fn queue_record(data: &[u8]) {
             }
         } else {
             // SAFETY: single-threaded.
-            match unsafe { ring.peek(&mut out) } {
+            match unsafe { ring.peek(&mut out, true) } {
                 Ok(Some(p)) => {
                     assert_eq!(
                         Some(&out),

@@ -164,11 +164,15 @@ impl Records<'_> {
     }
 
     /// Reads the next record in put order into `out` (replacing its
-    /// contents); `None` if both stores are empty.
+    /// contents); `None` if both stores are empty. `strict`: see [`Ring::peek`].
     ///
     /// # Safety
     /// The caller holds the consumer lock.
-    pub(crate) unsafe fn peek(&self, out: &mut Vec<u8>) -> Result<Option<Taken>, Corrupted> {
+    pub(crate) unsafe fn peek(
+        &self,
+        out: &mut Vec<u8>,
+        strict: bool,
+    ) -> Result<Option<Taken>, Corrupted> {
         // SAFETY: the caller holds the consumer lock (for every call below).
         let front = unsafe { self.ovf.front() }?;
         if let Some(f) = front {
@@ -180,7 +184,7 @@ impl Records<'_> {
             }
         }
         // SAFETY: as above.
-        match unsafe { self.ring.peek(out) }? {
+        match unsafe { self.ring.peek(out, strict) }? {
             Some(p) => Ok(Some(Taken::Ring(p))),
             // Only a scribbled `after` gets here; take the record anyway.
             None => match front {

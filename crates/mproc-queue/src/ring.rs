@@ -428,15 +428,27 @@ impl<'a> Ring<'a> {
     /// Reads the record at `head` into `out` (replacing its contents) and
     /// returns its kind and the `head` that consumes it; `None` if empty.
     ///
+    /// `strict`: when no record is at `head`, check `tail` to tell "not yet"
+    /// from a corrupted header. A consumer's first look skips that: reading
+    /// `tail` would pull its line away from the producer about to write it;
+    /// looks after a wait are strict, so corruption is still reported.
+    ///
     /// # Safety
     /// The caller holds the consumer lock.
-    pub(crate) unsafe fn peek(&self, out: &mut Vec<u8>) -> Result<Option<Peeked>, Corrupted> {
+    pub(crate) unsafe fn peek(
+        &self,
+        out: &mut Vec<u8>,
+        strict: bool,
+    ) -> Result<Option<Peeked>, Corrupted> {
         // Relaxed: only consumer-lock holders store `head`.
         let head = self.check_word(self.ctl.head.0.load(Ordering::Relaxed))?;
         let published = |hdr: u64| hdr != 0 && (hdr >> 40) as u32 == head.0 & 0x00ff_ffff;
         // Acquire: pairs with the producer's Release store of the header, so
         // the payload (and the terminator after it) are visible.
         let mut hdr = self.word_at(head.1).load(Ordering::Acquire);
+        if !published(hdr) && !strict {
+            return Ok(None);
+        }
         if !published(hdr) {
             // Not published yet, unless `tail` says it is.
             // Acquire: pairs with the producers' Release store of `tail`,

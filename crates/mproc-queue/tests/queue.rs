@@ -242,6 +242,36 @@ fn blocks_in_use<T, C: mproc_queue::Codec<T>>(q: &Queue<T, C>) -> u64 {
 }
 
 #[test]
+fn a_scribbled_record_header_is_an_error_for_every_get() {
+    watchdog(LIMIT, || {
+        let q: Queue<u64, Pod> = QueueBuilder::new().capacity(1024).build().unwrap();
+        q.put(7).unwrap();
+        // White-box: the ring starts at byte 1152; its first header is the
+        // item's. Another process scribbles over it after the put.
+        let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(&q).unwrap();
+        let raw: (
+            mproc_shm::Segment,
+            mproc_shm::handle::HandleFd,
+            mproc_shm::handle::HandleFd,
+        ) = mproc_shm::handle::from_bytes_with_fds(&bytes, fds).unwrap();
+        raw.0.write(1152, &[0x5a; 8]).unwrap();
+        let corrupted = |e: &dyn std::fmt::Display| e.to_string().contains("corrupted");
+        match q.try_get() {
+            Err(e @ TryGetError::Broken(_)) => assert!(corrupted(&e), "{e}"),
+            other => panic!("try_get: {other:?}"),
+        }
+        match q.get_timeout(Duration::from_secs(5)) {
+            Err(e @ GetTimeoutError::Broken(_)) => assert!(corrupted(&e), "{e}"),
+            other => panic!("get_timeout: {other:?}"),
+        }
+        match q.get() {
+            Err(e @ mproc_queue::GetError::Broken(_)) => assert!(corrupted(&e), "{e}"),
+            other => panic!("get: {other:?}"),
+        }
+    });
+}
+
+#[test]
 fn unbounded_queue_takes_far_more_than_its_ring_in_order() {
     watchdog(LIMIT, || {
         // 15 records fit the ring; the rest go to the overflow log.

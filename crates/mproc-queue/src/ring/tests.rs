@@ -31,7 +31,7 @@ fn push(r: &Ring<'_>, p: &[u8], max: u32, hc: &ProducerCache) -> Push {
 fn pop(r: &Ring<'_>) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     // SAFETY: single-threaded test: we are the only consumer.
-    let p = unsafe { r.peek(&mut out) }.expect("not corrupted")?;
+    let p = unsafe { r.peek(&mut out, true) }.expect("not corrupted")?;
     // SAFETY: as above.
     unsafe { r.commit(p) };
     Some(out)
@@ -159,17 +159,17 @@ fn corruption_is_an_error() {
     let r = h.ring();
     let mut out = Vec::new();
     // SAFETY: single-threaded test.
-    assert!(unsafe { r.peek(&mut out) }.is_err());
+    assert!(unsafe { r.peek(&mut out, true) }.is_err());
     // A header whose sequence is wrong while `tail` says it is published.
     h.mem[0] = 3 | (u64::from(REC_INLINE) << 32) | (5 << 40);
     let r = h.ring();
     // SAFETY: single-threaded test.
-    let got = unsafe { r.peek(&mut out) };
+    let got = unsafe { r.peek(&mut out, true) };
     assert_eq!(got, Err(Corrupted("record sequence number mismatch")));
     h.ctl.head.0.store(pack(0, 7), Ordering::Relaxed);
     let r = h.ring();
     // SAFETY: single-threaded test.
-    let got = unsafe { r.peek(&mut out) };
+    let got = unsafe { r.peek(&mut out, true) };
     assert_eq!(got, Err(Corrupted("ring position out of range")));
 }
 
@@ -229,7 +229,7 @@ fn ring_and_log_keep_put_order() {
     let get = || {
         let mut out = Vec::new();
         // SAFETY: single-threaded test: the only consumer.
-        let t = unsafe { recs.peek(&mut out) }.expect("not corrupted")?;
+        let t = unsafe { recs.peek(&mut out, true) }.expect("not corrupted")?;
         // SAFETY: as above.
         unsafe { recs.commit(t) };
         Some(u64::from_le_bytes(out.try_into().expect("8 bytes")))
