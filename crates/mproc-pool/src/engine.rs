@@ -39,11 +39,18 @@ const MIN_CHUNK_NS: f64 = 200_000.0;
 /// Items an estimate must stand for before chunks may exceed a fair share
 /// of what is left to reach [`MIN_CHUNK_NS`].
 const CONFIDENT_ITEMS: f64 = 100.0;
+/// The time budget of a range chunk of an unmeasured function: the worker
+/// stops there and the rest is queued again, so the first chunks are as
+/// large as this whatever the function costs.
+const PROBE_NS: u64 = 1_000_000;
 /// The most bytes (arguments plus results) a chunk should ship.
 const MAX_CHUNK_BYTES: f64 = (1 << 20) as f64;
 /// The largest chunk, in items (ranges of functions returning `()` ship
 /// no bytes per item, so only this and the time bound them).
 const MAX_CHUNK: usize = 1 << 26;
+/// The least work left in a running range task worth splitting off half
+/// of for an idle worker (it costs a few messages).
+const MIN_SPLIT_NS: f64 = 100_000.0;
 /// How often a task may be re-run after its worker died under it (while
 /// running another item of the same batch).
 const MAX_ATTEMPTS: u32 = 3;
@@ -102,6 +109,12 @@ pub(crate) struct Task {
     pub(crate) count: usize,
     pub(crate) payload: Arc<Payload>,
     pub(crate) attempts: u32,
+    /// Sized by the pool (no explicit chunk size): a range task may be
+    /// split while it runs, to keep every worker busy.
+    pub(crate) adaptive: bool,
+    /// While its function is unmeasured, a range task travels with a time
+    /// budget and the worker cuts it to size.
+    pub(crate) probe: bool,
 }
 
 impl Task {
@@ -152,6 +165,8 @@ impl Task {
             count: b - a,
             payload: Arc::new(payload),
             attempts: self.attempts,
+            adaptive: self.adaptive,
+            probe: self.probe,
         })
     }
 
@@ -164,6 +179,8 @@ impl Task {
             count: self.count,
             payload: self.payload.clone(),
             attempts: self.attempts,
+            adaptive: self.adaptive,
+            probe: self.probe,
         }
     }
 }
@@ -184,6 +201,8 @@ pub(crate) struct Worker {
     exiting: bool,
     dead: bool,
     init_failed: Option<String>,
+    /// The batch it was asked to split (until it answers or finishes).
+    split_asked: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -211,6 +230,11 @@ pub(crate) struct Estimate {
     /// How many items the estimate stands for (recent, larger samples
     /// outweigh the first one-item tasks, whose time is mostly overhead).
     pub(crate) weight: f64,
+}
+
+/// Whether an estimate stands for enough items to be relied on.
+fn trusted(e: Estimate) -> bool {
+    e.weight >= CONFIDENT_ITEMS
 }
 
 pub(crate) struct State {
@@ -335,6 +359,7 @@ impl Shared {
         if let Ok(p) = self.progress.get::<Progress>(worker::progress_offset(slot)) {
             p.seq.store(0, Ordering::Relaxed);
             p.item.store(NOT_STARTED, Ordering::Relaxed);
+            p.split.store(0, Ordering::Relaxed);
         }
         Ok(Worker {
             conn: Some(Arc::new(mine)),
@@ -346,6 +371,7 @@ impl Shared {
             exiting: false,
             dead: false,
             init_failed: None,
+            split_asked: None,
         })
     }
 
@@ -476,10 +502,29 @@ impl Shared {
         lock(&self.st).estimates.get(&entry).copied()
     }
 
-    /// The adaptive chunk size for the next chunk of a job.
-    pub(crate) fn chunk_size(&self, entry: i64, remaining: Option<usize>) -> usize {
+    /// One chunk per worker of `remaining` items (which ship for free).
+    pub(crate) fn even_share(&self, remaining: Option<usize>) -> usize {
         let procs = self.cfg.processes.max(1);
-        let Some(est) = self.estimate(entry) else {
+        let cap = self.cfg.max_items.map_or(usize::MAX, |m| m as usize).max(1);
+        remaining
+            .unwrap_or(1)
+            .div_ceil(procs)
+            .clamp(1, MAX_CHUNK)
+            .min(cap)
+    }
+
+    /// The adaptive chunk size for the next chunk of a job. `free`: its
+    /// items cost nothing to ship (an integer range's).
+    pub(crate) fn chunk_size(&self, entry: i64, remaining: Option<usize>, free: bool) -> usize {
+        let procs = self.cfg.processes.max(1);
+        let est = self.estimate(entry);
+        let cap = self.cfg.max_items.map_or(usize::MAX, |m| m as usize).max(1);
+        if let (true, Some(rem), false) = (free, remaining, est.is_some_and(trusted)) {
+            // An unmeasured function over a range: a fair share of what is
+            // left, which the worker cuts to its time budget (see `budget`).
+            return rem.div_ceil(2 * procs).clamp(1, MAX_CHUNK).min(cap);
+        }
+        let Some(est) = est else {
             return 1;
         };
         let ns = est.ns.max(0.05);
@@ -498,20 +543,35 @@ impl Shared {
             let share = rem.div_ceil(2 * procs);
             // The floor trusts the estimate, so only one measured on enough
             // items (a few warm-up calls with other arguments may be far off).
-            let floor = if est.weight >= CONFIDENT_ITEMS {
+            let floor = if trusted(est) {
                 ((MIN_CHUNK_NS / ns) as usize).min(by_bytes).max(1)
             } else {
                 1
             };
+            n = n.min(share.max(floor));
             // Never more than one worker's part of what is left, floor or
             // not: an estimate learned on cheaper arguments must not send
-            // 12 of 16 long items to one worker.
-            n = n.min(share.max(floor)).min(rem.div_ceil(procs).max(1));
+            // 12 of 16 long items to one worker. Unless what is left is
+            // worth less than a floor per worker: halving it further would
+            // only add round trips (each chunk costs one).
+            if !(trusted(est) && rem as f64 * ns <= MIN_CHUNK_NS * procs as f64) {
+                n = n.min(rem.div_ceil(procs).max(1));
+            }
         }
         if let Some(m) = self.cfg.max_items {
             n = n.min(m as usize);
         }
         n.max(1)
+    }
+
+    /// The time budget of a task about to be sent (see [`TaskDesc::budget`]).
+    fn budget(st: &State, t: &Task) -> u64 {
+        let measured = st.estimates.get(&t.entry).is_some_and(|e| trusted(*e));
+        if t.probe && t.kind == Kind::Range && !measured {
+            PROBE_NS
+        } else {
+            0
+        }
     }
 
     // ----- feeder -----
@@ -558,6 +618,11 @@ impl Shared {
                 .min_by_key(|(_, w)| w.inflight.len())
                 .map(|(i, _)| i);
             let (Some(slot), false) = (pick, st.pending.is_empty()) else {
+                if pick.is_some_and(|s| st.workers[s].inflight.is_empty()) {
+                    // A worker is idle and nothing is queued: take work
+                    // from a busy one.
+                    self.ask_split(&mut st);
+                }
                 st.feeder_idle = true;
                 st = self.feeder_cv.wait(st).unwrap_or_else(|e| e.into_inner());
                 continue;
@@ -576,6 +641,7 @@ impl Shared {
                         count: t.count as u64,
                         len: t.payload.bytes.as_slice().len() as u64,
                         nfds: t.payload.fds.len() as u32,
+                        budget: Self::budget(&st, t),
                     };
                     (d, t.payload.clone())
                 })
@@ -594,6 +660,57 @@ impl Shared {
                 }
                 sys::notify(self.wake.as_fd());
             }
+        }
+    }
+
+    /// Asks the worker with the most range work left in its running batch
+    /// to give up half of it (see [`Progress::split`]); its answer
+    /// ([`FromWorker::Split`]) queues that half for an idle worker.
+    fn ask_split(&self, st: &mut State) {
+        let mut best: Option<(usize, u64, f64)> = None;
+        for (i, w) in st.workers.iter().enumerate() {
+            if w.dead || w.exiting || w.split_asked.is_some() {
+                continue;
+            }
+            let Some(inf) = w.inflight.front() else {
+                continue;
+            };
+            let Some(t) = inf.tasks.last() else { continue };
+            if !t.adaptive || t.kind != Kind::Range || t.count < 2 {
+                continue;
+            }
+            let Ok(p) = self.progress.get::<Progress>(worker::progress_offset(i)) else {
+                continue;
+            };
+            // Acquire: pairs with the worker's Release store of `seq`.
+            if p.seq.load(Ordering::Acquire) != inf.seq {
+                continue; // not started yet: the worker could take it whole
+            }
+            let base: usize = inf.tasks.iter().map(|t| t.count).sum::<usize>() - t.count;
+            let done = match p.item.load(Ordering::Relaxed) {
+                FINISHED => continue,
+                NOT_STARTED => 0,
+                item => usize::try_from(item).map_or(0, |i| i.saturating_sub(base)),
+            };
+            let left = t.count.saturating_sub(done);
+            let ns = st.estimates.get(&t.entry).map_or(0.0, |e| e.ns);
+            if left < 2 || (ns > 0.0 && left as f64 * ns < MIN_SPLIT_NS) {
+                continue;
+            }
+            let worth = if ns > 0.0 {
+                left as f64 * ns
+            } else {
+                left as f64
+            };
+            if best.is_none_or(|(_, _, b)| worth > b) {
+                best = Some((i, inf.seq, worth));
+            }
+        }
+        let Some((i, seq, _)) = best else { return };
+        if let Ok(p) = self.progress.get::<Progress>(worker::progress_offset(i)) {
+            // Relaxed: the request carries no data; the answer is a message.
+            p.split.store(seq, Ordering::Relaxed);
+            st.workers[i].split_asked = Some(seq);
         }
     }
 
@@ -724,6 +841,37 @@ impl Shared {
                 }
                 true
             }
+            FromWorker::Split { seq, at } => {
+                let mut guard = lock(&self.st);
+                let st = &mut *guard;
+                let w = &mut st.workers[slot];
+                if w.split_asked == Some(seq) {
+                    w.split_asked = None;
+                }
+                let Some(t) = w
+                    .inflight
+                    .front_mut()
+                    .filter(|f| f.seq == seq)
+                    .and_then(|f| f.tasks.last_mut())
+                else {
+                    return false;
+                };
+                let Ok(at) = usize::try_from(at) else {
+                    return false;
+                };
+                if !(t.adaptive && t.kind == Kind::Range && at > 0 && at < t.count) {
+                    return false;
+                }
+                let (Some(a), Some(b)) = (t.slice(0, at), t.slice(at, t.count)) else {
+                    return false;
+                };
+                w.assigned = w.assigned.saturating_sub(b.count as u64);
+                *t = a;
+                st.pending.push_front(b);
+                st.feeder_idle = false;
+                self.feeder_cv.notify_one();
+                true
+            }
             FromWorker::InitFailed(m) => {
                 let mut st = lock(&self.st);
                 st.workers[slot].init_failed = Some(m);
@@ -739,13 +887,44 @@ impl Shared {
                     let mut st = lock(&self.st);
                     let w = &mut st.workers[slot];
                     match w.inflight.front() {
-                        Some(f) if f.seq == seq && f.tasks.len() == outs.len() => {}
+                        Some(f)
+                            if f.seq == seq
+                                && f.tasks.len() == outs.len()
+                                && f.tasks
+                                    .iter()
+                                    .zip(&outs)
+                                    .all(|(t, o)| o.cut.is_none_or(|c| c <= t.count as u64)) => {}
                         _ => return false,
                     }
                     let Some(inf) = w.inflight.pop_front() else {
                         return false;
                     };
-                    for (t, o) in inf.tasks.iter().zip(&outs) {
+                    if w.split_asked == Some(seq) {
+                        w.split_asked = None;
+                    }
+                    // Tasks the worker cut short: the rest runs elsewhere.
+                    let mut rest = Vec::new();
+                    let mut tasks = Vec::with_capacity(inf.tasks.len());
+                    for (t, o) in inf.tasks.into_iter().zip(&outs) {
+                        let done = o.cut.map_or(t.count, |c| c as usize);
+                        if done == t.count {
+                            tasks.push(t);
+                            continue;
+                        }
+                        w.assigned = w.assigned.saturating_sub((t.count - done) as u64);
+                        match (t.slice(0, done), t.slice(done, t.count)) {
+                            (Some(a), Some(b)) => {
+                                tasks.push(a);
+                                rest.push(b);
+                            }
+                            // Only range tasks are cut, and they always split.
+                            _ => tasks.push(t),
+                        }
+                    }
+                    for t in rest.into_iter().rev() {
+                        st.pending.push_front(t);
+                    }
+                    for (t, o) in tasks.iter().zip(&outs) {
                         if o.error.is_none() && t.count > 0 {
                             let n = t.count as f64;
                             let m = Estimate {
@@ -766,7 +945,7 @@ impl Shared {
                         st.feeder_idle = false;
                         self.feeder_cv.notify_one();
                     }
-                    inf.tasks
+                    tasks
                 };
                 let mut intact = true;
                 let mut parts = match &packed {
@@ -874,23 +1053,28 @@ impl Shared {
             let inflight = std::mem::take(&mut w.inflight);
             let lost = TaskError::WorkerLost { pid, status };
             for inf in inflight {
-                let culprit = (inf.seq == seq && item != NOT_STARTED && item != FINISHED)
-                    .then_some(item as usize);
+                let started = inf.seq == seq && item != NOT_STARTED;
+                let culprit = (started && item != FINISHED).then_some(item as usize);
                 let mut base = 0usize;
                 for mut t in inf.tasks {
                     let range = base..base + t.count;
                     base += t.count;
-                    t.attempts += 1;
+                    // Only items that ran count as an attempt: not those of
+                    // batches still queued, nor those after the culprit.
+                    if started && culprit.is_none_or(|c| range.start <= c) {
+                        t.attempts += 1;
+                    }
                     match culprit.filter(|c| range.contains(c)) {
                         Some(c) => {
                             let k = c - range.start;
                             match (t.slice(0, k), t.slice(k, k + 1), t.slice(k + 1, t.count)) {
-                                (Some(a), Some(x), Some(b)) => {
+                                (Some(a), Some(x), Some(mut b)) => {
                                     if a.count > 0 {
                                         requeue.push(a);
                                     }
                                     failed.push((x, lost.clone()));
                                     if b.count > 0 {
+                                        b.attempts = b.attempts.saturating_sub(1);
                                         requeue.push(b);
                                     }
                                 }

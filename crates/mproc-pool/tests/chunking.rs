@@ -1,0 +1,135 @@
+//! How work is cut: a map over a range is split between workers while it
+//! runs, the first chunks of an unmeasured function are cut to a time
+//! budget, and neither loses, repeats or reorders an item, even when items
+//! panic or kill their worker.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::watchdog;
+use mproc_pool::{Pool, PoolError, TaskError};
+
+/// Items below 2000 are slow (they sleep, so the test does not depend on
+/// CPU time); the others are instant.
+fn lopsided(x: u64) -> (u64, u32) {
+    if x < 2000 {
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    (x * 3, std::process::id())
+}
+
+fn lopsided_panics_at_1500(x: u64) -> u64 {
+    assert!(x != 1500, "item 1500");
+    lopsided(x).0
+}
+
+fn lopsided_aborts_at_1500(x: u64) -> u64 {
+    if x == 1500 {
+        std::process::abort();
+    }
+    lopsided(x).0
+}
+
+fn slow_plus_one(x: u32) -> u32 {
+    std::thread::sleep(Duration::from_micros(300));
+    x + 1
+}
+
+#[test]
+fn a_range_map_is_split_while_it_runs() {
+    watchdog(120, || {
+        let pool = Pool::new(2).unwrap();
+        // `map` gives each worker half of the range; the second half is
+        // instant, so its worker goes idle and takes over part of the
+        // first half (at least 100 ms of sleeping) from the other.
+        let out = pool.map(lopsided, 0..4000u64).unwrap();
+        assert_eq!(out.len(), 4000);
+        for (i, (v, _)) in out.iter().enumerate() {
+            assert_eq!(*v, i as u64 * 3);
+        }
+        let slow_pids: HashSet<u32> = out[..2000].iter().map(|(_, p)| *p).collect();
+        assert_eq!(slow_pids.len(), 2, "the slow half was not shared");
+        // The pool is still in a clean state for the next map.
+        assert_eq!(
+            pool.map(|x: u64| x + 1, 0..10u64).unwrap(),
+            (1..11).collect::<Vec<_>>()
+        );
+    });
+}
+
+#[test]
+fn imap_over_a_range_cuts_its_first_chunks() {
+    watchdog(120, || {
+        let pool = Pool::new(2).unwrap();
+        // Unmeasured: the first chunks are a quarter of the range each, cut
+        // by the workers after their time budget; the rest is queued again.
+        let got: Vec<u32> = pool
+            .imap(slow_plus_one, 0..600u32)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got, (1..601).collect::<Vec<_>>());
+        let mut unordered: Vec<u32> = pool
+            .imap_unordered(slow_plus_one, 0..=599u32)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        unordered.sort_unstable();
+        assert_eq!(unordered, (1..601).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn a_panic_in_a_split_range_fails_only_that_item() {
+    watchdog(120, || {
+        let pool = Pool::new(2).unwrap();
+        match pool.map(lopsided_panics_at_1500, 0..4000u64) {
+            Err(PoolError::Task {
+                index: 1500,
+                error: TaskError::Panicked { message },
+            }) => assert!(message.contains("item 1500"), "{message}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        for (i, r) in pool
+            .imap(lopsided_panics_at_1500, 0..4000u64)
+            .unwrap()
+            .enumerate()
+        {
+            match r {
+                Ok(v) => assert_eq!(v, i as u64 * 3),
+                Err(TaskError::Panicked { .. }) => assert_eq!(i, 1500),
+                Err(e) => panic!("item {i}: {e}"),
+            }
+        }
+    });
+}
+
+#[test]
+fn a_worker_dying_in_a_split_range_loses_only_its_item() {
+    watchdog(120, || {
+        let pool = Pool::new(2).unwrap();
+        match pool.map(lopsided_aborts_at_1500, 0..4000u64) {
+            Err(PoolError::Task {
+                index: 1500,
+                error: TaskError::WorkerLost { .. },
+            }) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        let mut lost = Vec::new();
+        for (i, r) in pool
+            .imap(lopsided_aborts_at_1500, 0..4000u64)
+            .unwrap()
+            .enumerate()
+        {
+            match r {
+                Ok(v) => assert_eq!(v, i as u64 * 3),
+                Err(TaskError::WorkerLost { .. }) => lost.push(i),
+                Err(e) => panic!("item {i}: {e}"),
+            }
+        }
+        assert_eq!(lost, [1500]);
+        assert_eq!(pool.pids().len(), 2);
+    });
+}
