@@ -257,6 +257,18 @@ pub(crate) struct State {
     pub(crate) cancel_on_sigint: bool,
 }
 
+impl State {
+    /// Closed, every worker gone and no work left: nothing can happen any
+    /// more, so the threads end without waiting for `join` to stop them.
+    /// (A closed pool replaces a dead worker only while there is work.)
+    fn finished(&self) -> bool {
+        self.run == Run::Closed
+            && self.pending.is_empty()
+            && self.active_jobs == 0
+            && self.workers.iter().all(|w| w.dead)
+    }
+}
+
 pub(crate) struct Shared {
     pub(crate) st: Mutex<State>,
     feeder_cv: Condvar,
@@ -579,7 +591,7 @@ impl Shared {
     fn feeder(self: Arc<Self>) {
         let mut st = lock(&self.st);
         loop {
-            if st.shutdown {
+            if st.shutdown || st.finished() {
                 return;
             }
             // A closed pool with no work left lets its workers go.
@@ -756,7 +768,7 @@ impl Shared {
         loop {
             let conns: Vec<(usize, Arc<Connection>)> = {
                 let mut st = lock(&self.st);
-                if st.shutdown {
+                if st.shutdown || st.finished() {
                     return;
                 }
                 if st.cancel_on_sigint {
