@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,8 @@ use crate::error::{BuildError, TaskError};
 use crate::job::{Sink, lock};
 use crate::sys;
 use crate::wire::{
-    Bytes, FromWorker, Kind, Msg, Parsed, TaskDesc, ToWorker, send_header, should_pack, unpack,
+    Bytes, FromWorker, Kind, Msg, PACK_MAX, Parsed, TaskDesc, ToWorker, send_header, should_pack,
+    unpack,
 };
 use crate::worker::{self, FINISHED, InitSpec, NOT_STARTED, Progress, WorkerArgs};
 
@@ -203,6 +204,8 @@ pub(crate) struct Worker {
     init_failed: Option<String>,
     /// The batch it was asked to split (until it answers or finishes).
     split_asked: Option<u64>,
+    /// Held while a batch is sent to it (see [`Shared::dispatch`]).
+    send_lock: Arc<Mutex<()>>,
 }
 
 impl Worker {
@@ -219,6 +222,7 @@ impl Worker {
             dead: true,
             init_failed: None,
             split_asked: None,
+            send_lock: Arc::default(),
         }
     }
 }
@@ -408,6 +412,7 @@ impl Shared {
             dead: false,
             init_failed: None,
             split_asked: None,
+            send_lock: Arc::default(),
         })
     }
 
@@ -726,28 +731,7 @@ impl Shared {
                     continue;
                 }
             }
-            let budget = self.cfg.max_items;
-            // A map's part of a range (balanced by splitting) waits for an
-            // idle worker rather than queueing behind a busy one, where no
-            // other worker could take it over.
-            let depth = match st.pending.front() {
-                Some(t) if t.adaptive && !t.probe && t.kind == Kind::Range => 1,
-                _ => DEPTH,
-            };
-            let pick = st
-                .workers
-                .iter()
-                .enumerate()
-                .filter(|(_, w)| {
-                    !w.dead
-                        && !w.exiting
-                        && w.ready
-                        && w.conn.is_some()
-                        && w.inflight.len() < depth
-                        && budget.is_none_or(|m| w.assigned < m)
-                })
-                .min_by_key(|(_, w)| w.inflight.len())
-                .map(|(i, _)| i);
+            let pick = self.pick(&st, DEPTH);
             let (Some(slot), false) = (pick, st.pending.is_empty()) else {
                 if pick.is_some_and(|s| st.workers[s].inflight.is_empty()) {
                     // A worker is idle and nothing is queued: take work
@@ -758,39 +742,112 @@ impl Shared {
                 st = self.feeder_cv.wait(st).unwrap_or_else(|e| e.into_inner());
                 continue;
             };
-            let left = budget.map(|m| (m - st.workers[slot].assigned) as usize);
-            let batch = self.take_batch(&mut st, left);
-            let items: usize = batch.iter().map(|t| t.count).sum();
-            let seq = st.next_seq;
-            st.next_seq += 1;
-            let descs: Vec<(TaskDesc, Arc<Payload>)> = batch
-                .iter()
-                .map(|t| {
-                    let d = TaskDesc {
-                        entry: t.entry,
-                        kind: t.kind,
-                        count: t.count as u64,
-                        len: t.payload.bytes.as_slice().len() as u64,
-                        nfds: t.payload.fds.len() as u32,
-                        budget: Self::budget(&st, t),
-                    };
-                    (d, t.payload.clone())
-                })
-                .collect();
-            let w = &mut st.workers[slot];
-            w.assigned += items as u64;
-            w.inflight.push_back(InFlight { seq, tasks: batch });
-            let Some(conn) = w.conn.clone() else { continue };
-            drop(st);
-            let sent = send_batch(&conn, seq, descs);
-            st = lock(&self.st);
-            if sent.is_err() {
-                // The worker is gone or broken: let the collector handle it.
-                if let Some(h) = &st.workers[slot].handle {
-                    let _ = h.kill();
-                }
-                sys::notify(self.wake.as_fd());
+            let batch = self.take_batch(&mut st, slot);
+            st = self.dispatch(st, slot, batch);
+        }
+    }
+
+    /// The worker the next queued batch should go to: a live, ready one
+    /// holding fewer than `depth` batches (and under its task budget), the
+    /// least loaded first.
+    fn pick(&self, st: &State, depth: usize) -> Option<usize> {
+        let budget = self.cfg.max_items;
+        // A map's part of a range (balanced by splitting) waits for an
+        // idle worker rather than queueing behind a busy one, where no
+        // other worker could take it over.
+        let depth = match st.pending.front() {
+            Some(t) if t.adaptive && !t.probe && t.kind == Kind::Range => 1,
+            _ => depth,
+        };
+        st.workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| {
+                !w.dead
+                    && !w.exiting
+                    && w.ready
+                    && w.conn.is_some()
+                    && w.inflight.len() < depth
+                    && budget.is_none_or(|m| w.assigned < m)
+            })
+            .min_by_key(|(_, w)| w.inflight.len())
+            .map(|(i, _)| i)
+    }
+
+    /// Sends `batch` to the worker in `slot`. Its bookkeeping happens under
+    /// the state lock, the sending outside it but under the worker's send
+    /// lock, taken before the state lock is released: batches reach a
+    /// worker in the order they were recorded, whichever thread sends.
+    fn dispatch<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        slot: usize,
+        batch: Vec<Task>,
+    ) -> MutexGuard<'a, State> {
+        if batch.is_empty() {
+            return st;
+        }
+        let items: usize = batch.iter().map(|t| t.count).sum();
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        let descs: Vec<(TaskDesc, Arc<Payload>)> = batch
+            .iter()
+            .map(|t| {
+                let d = TaskDesc {
+                    entry: t.entry,
+                    kind: t.kind,
+                    count: t.count as u64,
+                    len: t.payload.bytes.as_slice().len() as u64,
+                    nfds: t.payload.fds.len() as u32,
+                    budget: Self::budget(&st, t),
+                };
+                (d, t.payload.clone())
+            })
+            .collect();
+        let w = &mut st.workers[slot];
+        w.assigned += items as u64;
+        w.inflight.push_back(InFlight { seq, tasks: batch });
+        let Some(conn) = w.conn.clone() else {
+            return st;
+        };
+        let send_lock = w.send_lock.clone();
+        let sending = lock(&send_lock);
+        drop(st);
+        let sent = send_batch(&conn, seq, descs);
+        drop(sending);
+        let st = lock(&self.st);
+        if sent.is_err() {
+            // The worker is gone or broken: let the collector handle it.
+            if let Some(h) = &st.workers[slot].handle {
+                let _ = h.kill();
             }
+            sys::notify(self.wake.as_fd());
+        }
+        st
+    }
+
+    /// In the collector: hands queued work to idle workers at once (the
+    /// feeder would need waking first), if it is small enough that sending
+    /// cannot block this thread for long.
+    fn dispatch_to_idle(&self) {
+        let mut st = lock(&self.st);
+        while !st.pending.is_empty() {
+            let Some(slot) = self
+                .pick(&st, 1)
+                .filter(|&s| st.workers[s].inflight.is_empty())
+            else {
+                break;
+            };
+            let batch = self.take_batch(&mut st, slot);
+            let bytes: usize = batch.iter().map(|t| t.payload.bytes.as_slice().len()).sum();
+            let small = bytes as u64 <= PACK_MAX && batch.iter().all(|t| t.payload.fds.is_empty());
+            if !small {
+                for t in batch.into_iter().rev() {
+                    st.pending.push_front(t);
+                }
+                break;
+            }
+            st = self.dispatch(st, slot, batch);
         }
     }
 
@@ -845,8 +902,13 @@ impl Shared {
         }
     }
 
-    /// Takes the next batch for a worker that may run `left` more items.
-    fn take_batch(&self, st: &mut State, left: Option<usize>) -> Vec<Task> {
+    /// Takes the next batch for the worker in `slot` (which may run only so
+    /// many more items, with `max_tasks_per_child`).
+    fn take_batch(&self, st: &mut State, slot: usize) -> Vec<Task> {
+        let left = self
+            .cfg
+            .max_items
+            .map(|m| m.saturating_sub(st.workers[slot].assigned) as usize);
         let mut first = match st.pending.pop_front() {
             Some(t) => t,
             None => return Vec::new(),
@@ -1001,6 +1063,8 @@ impl Shared {
                 st.pending.push_front(b);
                 st.feeder_idle = false;
                 self.feeder_cv.notify_one();
+                drop(guard);
+                self.dispatch_to_idle();
                 true
             }
             FromWorker::InitFailed(m) => {
@@ -1072,6 +1136,11 @@ impl Shared {
                             e.weight = w + n;
                         }
                     }
+                    if st.pending.is_empty() && st.workers[slot].inflight.is_empty() {
+                        // Idle with nothing queued: ask a busy worker for
+                        // work now rather than after waking the feeder.
+                        self.ask_split(&mut st);
+                    }
                     if st.feeder_idle {
                         st.feeder_idle = false;
                         self.feeder_cv.notify_one();
@@ -1127,6 +1196,7 @@ impl Shared {
                 if !intact {
                     return false;
                 }
+                self.dispatch_to_idle();
                 // A closed pool may now let its workers go.
                 self.feeder_cv.notify_one();
                 true
