@@ -620,7 +620,11 @@ impl Shared {
             return;
         }
         st.pending.extend(tasks);
-        if st.feeder_idle {
+        drop(st);
+        // An idle worker gets small work from this thread at once.
+        self.dispatch_to_idle();
+        let mut st = lock(&self.st);
+        if st.feeder_idle && !st.pending.is_empty() {
             st.feeder_idle = false;
             self.feeder_cv.notify_one();
         }
@@ -826,9 +830,9 @@ impl Shared {
         st
     }
 
-    /// In the collector: hands queued work to idle workers at once (the
-    /// feeder would need waking first), if it is small enough that sending
-    /// cannot block this thread for long.
+    /// Hands queued work to idle workers from this thread (the collector's
+    /// or a submitter's: the feeder would need waking first), if it is
+    /// small enough that sending cannot block for long.
     fn dispatch_to_idle(&self) {
         let mut st = lock(&self.st);
         while !st.pending.is_empty() {
