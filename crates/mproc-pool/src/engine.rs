@@ -208,25 +208,6 @@ pub(crate) struct Worker {
     send_lock: Arc<Mutex<()>>,
 }
 
-impl Worker {
-    /// A slot without a process.
-    fn empty() -> Self {
-        Worker {
-            conn: None,
-            handle: None,
-            pid: 0,
-            inflight: VecDeque::new(),
-            assigned: 0,
-            ready: false,
-            exiting: false,
-            dead: true,
-            init_failed: None,
-            split_asked: None,
-            send_lock: Arc::default(),
-        }
-    }
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Run {
     Running,
@@ -277,8 +258,6 @@ pub(crate) struct State {
     pub(crate) epoch: u64,
     sigint_seen: u64,
     pub(crate) cancel_on_sigint: bool,
-    /// The starter thread is still starting workers.
-    starting: bool,
 }
 
 impl State {
@@ -287,7 +266,6 @@ impl State {
     /// (A closed pool replaces a dead worker only while there is work.)
     fn finished(&self) -> bool {
         self.run == Run::Closed
-            && !self.starting
             && self.pending.is_empty()
             && self.active_jobs == 0
             && self.workers.iter().all(|w| w.dead)
@@ -304,12 +282,10 @@ pub(crate) struct Shared {
     progress: Segment,
 }
 
-/// The background threads.
+/// The two background threads.
 pub(crate) struct Threads {
     feeder: Option<JoinHandle<()>>,
     collector: Option<JoinHandle<()>>,
-    /// Starts the workers after the first (ends once they are up).
-    starter: Option<JoinHandle<()>>,
 }
 
 impl Shared {
@@ -341,7 +317,6 @@ impl Shared {
             epoch: 0,
             sigint_seen: sys::sigint_count(),
             cancel_on_sigint,
-            starting: false,
         };
         Ok(Arc::new(Self {
             st: Mutex::new(st),
@@ -418,15 +393,7 @@ impl Shared {
 
     /// Starts every worker and the threads; waits for initializers.
     pub(crate) fn start(self: &Arc<Self>) -> Result<Threads, BuildError> {
-        // Without an initializer to wait for, only the first worker starts
-        // here; the others start in the background (see `start_rest`) and
-        // take work as soon as each is up.
-        let now = if self.cfg.init.is_some() {
-            self.cfg.processes
-        } else {
-            1
-        };
-        for slot in 0..now {
+        for slot in 0..self.cfg.processes {
             let w = match self.spawn(slot, slot + 1) {
                 Ok(w) => w,
                 Err(e) => {
@@ -446,31 +413,16 @@ impl Shared {
         let collector = std::thread::Builder::new()
             .name("mproc-pool-collector".into())
             .spawn(move || s2.collector());
-        let starter = if now < self.cfg.processes {
-            lock(&self.st).starting = true;
-            let s3 = self.clone();
-            let h = std::thread::Builder::new()
-                .name("mproc-pool-starter".into())
-                .spawn(move || s3.start_rest(now));
-            if h.is_err() {
-                lock(&self.st).starting = false;
-            }
-            Some(h)
-        } else {
-            None
-        };
-        let threads = match (feeder, collector, starter) {
-            (Ok(f), Ok(c), s) if s.as_ref().is_none_or(Result::is_ok) => Threads {
+        let threads = match (feeder, collector) {
+            (Ok(f), Ok(c)) => Threads {
                 feeder: Some(f),
                 collector: Some(c),
-                starter: s.and_then(Result::ok),
             },
-            (f, c, s) => {
+            (f, c) => {
                 self.kill_all();
                 self.stop_threads(Threads {
                     feeder: f.ok(),
                     collector: c.ok(),
-                    starter: s.and_then(Result::ok),
                 });
                 return Err(BuildError::Io(std::io::Error::other(
                     "failed to start the pool's threads",
@@ -535,71 +487,6 @@ impl Shared {
         if let Some(h) = t.collector.take() {
             let _ = h.join();
         }
-        if let Some(h) = t.starter.take() {
-            let _ = h.join();
-        }
-    }
-
-    /// Starts the workers of slots `from..` (in the starter thread), each
-    /// taking work as soon as it is up. One that cannot start leaves its
-    /// slot empty, as a replacement that cannot start does; if no worker
-    /// at all is left, the pool is broken.
-    fn start_rest(self: Arc<Self>, from: usize) {
-        for slot in from..self.cfg.processes {
-            let n = {
-                let mut st = lock(&self.st);
-                if st.shutdown || st.run == Run::Terminated {
-                    break;
-                }
-                st.spawned += 1;
-                st.spawned
-            };
-            let started = self.spawn(slot, n);
-            let mut st = lock(&self.st);
-            let w = match started {
-                Ok(mut w) if st.shutdown || st.run == Run::Terminated => {
-                    if let Some(mut h) = w.handle.take() {
-                        drop(st);
-                        let _ = h.kill();
-                        let _ = h.join_timeout(Duration::from_secs(5));
-                        st = lock(&self.st);
-                    }
-                    w.dead = true;
-                    w.conn = None;
-                    w
-                }
-                Ok(w) => w,
-                Err(e) => {
-                    if st.workers.iter().all(|w| w.dead) && st.broken.is_none() {
-                        // Nothing can run: fail what is queued.
-                        let m = format!("cannot start a worker: {e}");
-                        st.broken = Some(m.clone());
-                        let err = TaskError::InitializerFailed(m);
-                        let tasks: Vec<Task> = st.pending.drain(..).collect();
-                        drop(st);
-                        for t in tasks {
-                            t.job.fail(t.first, t.count, err.clone());
-                        }
-                        st = lock(&self.st);
-                    }
-                    Worker::empty()
-                }
-            };
-            st.workers.push(w);
-            drop(st);
-            // The collector watches the new worker's connection from its
-            // next round, the feeder may give it work.
-            sys::notify(self.wake.as_fd());
-            self.poke();
-        }
-        let mut st = lock(&self.st);
-        while st.workers.len() < self.cfg.processes {
-            st.workers.push(Worker::empty());
-        }
-        st.starting = false;
-        self.state_cv.notify_all();
-        drop(st);
-        self.poke();
     }
 
     // ----- submission -----
@@ -1420,7 +1307,7 @@ impl Shared {
     pub(crate) fn wait_workers(&self, deadline: Option<Instant>) -> bool {
         let mut st = lock(&self.st);
         loop {
-            if !st.starting && st.workers.iter().all(|w| w.dead) {
+            if st.workers.iter().all(|w| w.dead) {
                 return true;
             }
             let step = Duration::from_millis(50);
@@ -1451,17 +1338,8 @@ impl Shared {
 
     /// Process ids of the live workers.
     pub(crate) fn pids(&self) -> Vec<i32> {
-        let mut st = lock(&self.st);
-        // Workers still starting count: wait for them (a bounded wait; the
-        // starter ends once each start succeeded or failed).
-        while st.starting {
-            st = self
-                .state_cv
-                .wait_timeout(st, Duration::from_millis(50))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        st.workers
+        lock(&self.st)
+            .workers
             .iter()
             .filter(|w| !w.dead)
             .map(|w| w.pid)

@@ -65,9 +65,6 @@
 //!   chunks (unless asked through `map_chunked`); `map_async` does use
 //!   CPython's formula until it has measured the function.
 //! * `max_tasks_per_child` counts items, not chunks.
-//! * Without an initializer, building a pool returns once the first worker
-//!   is up; the others start in the background and take work as soon as
-//!   each is up ([`PoolBuilder::build`]).
 //! * `AsyncResult::get` consumes the result; `get_timeout` hands it back on
 //!   timeout.
 //! * Callbacks receive `Result<&R, &PoolError>` (callback and

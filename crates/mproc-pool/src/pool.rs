@@ -161,20 +161,11 @@ impl PoolBuilder {
 
     /// Starts the workers.
     ///
-    /// Without an initializer, `build` returns once the first worker is
-    /// up; the others start in the background and each takes work as soon
-    /// as it is up (process starts are serialized, so the first can work
-    /// while the second starts). One of those that cannot start leaves its
-    /// slot empty, as a replacement that cannot start does (the pool runs
-    /// with fewer workers; with none at all, tasks fail with
-    /// [`TaskError::InitializerFailed`]). With an initializer, `build`
-    /// waits until every worker ran it.
-    ///
     /// # Errors
     /// [`BuildError::NoProcesses`], [`BuildError::ZeroMaxTasks`],
-    /// [`BuildError::Start`] if the first worker (with an initializer: any
-    /// worker) cannot be started (those already started are killed),
-    /// [`BuildError::Initializer`] if the initializer failed in a worker.
+    /// [`BuildError::Start`] if a worker cannot be started (those already
+    /// started are killed), [`BuildError::Initializer`] if the initializer
+    /// failed in a worker.
     pub fn build(self) -> Result<Pool, BuildError> {
         let processes = self.processes.unwrap_or_else(cpu_count);
         if processes == 0 {
@@ -280,8 +271,7 @@ impl Pool {
     }
 
     /// The process ids of the current workers (they change when workers
-    /// are replaced). Waits for workers still starting (see
-    /// [`PoolBuilder::build`]).
+    /// are replaced).
     pub fn pids(&self) -> Vec<i32> {
         self.shared.pids()
     }

@@ -1,7 +1,7 @@
-//! Workers after the first start in the background: the pool works at
-//! once, every worker comes up, and shutting down while some are still
-//! starting leaves none behind. (One test only: it counts this binary's
-//! processes, which tests running alongside would change.)
+//! Starting and stopping: every worker comes up and takes work, and
+//! shutting a pool down right after building it, in every way, leaves no
+//! process behind. (One test only: it counts this binary's processes,
+//! which tests running alongside would change.)
 
 mod common;
 
@@ -25,9 +25,9 @@ fn copies_of_me() -> Vec<i32> {
 }
 
 #[test]
-fn workers_start_in_the_background_and_none_is_left_behind() {
+fn every_worker_starts_and_none_is_left_behind() {
     watchdog(120, || {
-        // Usable at once; every worker comes up and takes work.
+        // Every worker comes up and takes work.
         let pool = Pool::new(3).unwrap();
         let r = pool.apply_async(pid_of, 0).unwrap();
         let pids = pool.pids();
@@ -38,8 +38,8 @@ fn workers_start_in_the_background_and_none_is_left_behind() {
         pool.join().unwrap();
         assert!(pids.iter().all(|&p| !alive(p)));
 
-        // Shut down while workers are still starting, in every way; checked
-        // while the pool still exists (its connections open).
+        // Shut down right after building, in every way; checked while the
+        // pool still exists (its connections open).
         for round in 0..12u64 {
             let pool = Pool::new(3).unwrap();
             std::thread::sleep(std::time::Duration::from_micros(100 * (round / 3)));
