@@ -28,7 +28,7 @@ use crate::wire::{
     Bytes, FromWorker, Kind, Msg, PACK_MAX, Parsed, TaskDesc, ToWorker, send_header, should_pack,
     unpack,
 };
-use crate::worker::{self, FINISHED, InitSpec, NOT_STARTED, Progress, WorkerArgs};
+use crate::worker::{self, BLOCK, FINISHED, InitSpec, NOT_STARTED, Progress, WorkerArgs};
 
 /// Batches a worker may hold: one running, one waiting, so it never idles
 /// for a round trip.
@@ -116,6 +116,9 @@ pub(crate) struct Task {
     /// While its function is unmeasured, a range task travels with a time
     /// budget and the worker cuts it to size.
     pub(crate) probe: bool,
+    /// Items among which a worker died: run one by one, so that if one
+    /// kills its worker again, it is known (see `TaskDesc::careful`).
+    pub(crate) careful: bool,
 }
 
 impl Task {
@@ -168,6 +171,7 @@ impl Task {
             attempts: self.attempts,
             adaptive: self.adaptive,
             probe: self.probe,
+            careful: self.careful,
         })
     }
 
@@ -182,6 +186,7 @@ impl Task {
             attempts: self.attempts,
             adaptive: self.adaptive,
             probe: self.probe,
+            careful: self.careful,
         }
     }
 }
@@ -375,6 +380,7 @@ impl Shared {
             p.seq.store(0, Ordering::Relaxed);
             p.item.store(NOT_STARTED, Ordering::Relaxed);
             p.split.store(0, Ordering::Relaxed);
+            p.end.store(0, Ordering::Relaxed);
         }
         Ok(Worker {
             conn: Some(Arc::new(mine)),
@@ -691,6 +697,7 @@ impl Shared {
                     len: t.payload.bytes.as_slice().len() as u64,
                     nfds: t.payload.fds.len() as u32,
                     budget: Self::budget(&st, t),
+                    careful: t.careful,
                 };
                 (d, t.payload.clone())
             })
@@ -769,7 +776,7 @@ impl Shared {
             let done = match p.item.load(Ordering::Relaxed) {
                 FINISHED => continue,
                 NOT_STARTED => 0,
-                item => usize::try_from(item).map_or(0, |i| i.saturating_sub(base)),
+                item => usize::try_from(item & !BLOCK).map_or(0, |i| i.saturating_sub(base)),
             };
             let left = t.count.saturating_sub(done);
             let ns = st.estimates.get(&t.entry).map_or(0.0, |e| e.ns);
@@ -1125,13 +1132,24 @@ impl Shared {
             },
             None => ExitStatus::Exited(255),
         };
-        let (seq, item) = match self.progress.get::<Progress>(worker::progress_offset(slot)) {
-            // Acquire: pairs with the worker's Release store of `seq`.
+        let (seq, item, end) = match self.progress.get::<Progress>(worker::progress_offset(slot)) {
+            // Acquire: pairs with the worker's Release stores of `seq` and
+            // (block) `item`, after which it stored `end`.
             Ok(p) => (
                 p.seq.load(Ordering::Acquire),
-                p.item.load(Ordering::Relaxed),
+                p.item.load(Ordering::Acquire),
+                p.end.load(Ordering::Relaxed),
             ),
-            Err(_) => (0, NOT_STARTED),
+            Err(_) => (0, NOT_STARTED, 0),
+        };
+        // The items it was running: one, or a block of small ones.
+        let running = match item {
+            NOT_STARTED | FINISHED => None,
+            i if i & BLOCK != 0 => {
+                let first = (i & !BLOCK) as usize;
+                Some(first..(end as usize).max(first + 1))
+            }
+            i => Some(i as usize..i as usize + 1),
         };
         let mut failed: Vec<(Task, TaskError)> = Vec::new();
         let mut requeue: Vec<Task> = Vec::new();
@@ -1146,25 +1164,35 @@ impl Shared {
             let lost = TaskError::WorkerLost { pid, status };
             for inf in inflight {
                 let started = inf.seq == seq && item != NOT_STARTED;
-                let culprit = (started && item != FINISHED).then_some(item as usize);
+                let culprit = running.clone().filter(|_| inf.seq == seq);
                 let mut base = 0usize;
                 for mut t in inf.tasks {
                     let range = base..base + t.count;
                     base += t.count;
                     // Only items that ran count as an attempt: not those of
                     // batches still queued, nor those after the culprit.
-                    if started && culprit.is_none_or(|c| range.start <= c) {
+                    if started && culprit.as_ref().is_none_or(|c| range.start <= c.start) {
                         t.attempts += 1;
                     }
-                    match culprit.filter(|c| range.contains(c)) {
+                    match culprit.clone().filter(|c| range.contains(&c.start)) {
                         Some(c) => {
-                            let k = c - range.start;
-                            match (t.slice(0, k), t.slice(k, k + 1), t.slice(k + 1, t.count)) {
-                                (Some(a), Some(x), Some(mut b)) => {
+                            let k = c.start - range.start;
+                            let k2 = (c.end - range.start).clamp(k + 1, t.count);
+                            match (t.slice(0, k), t.slice(k, k2), t.slice(k2, t.count)) {
+                                (Some(a), Some(mut x), Some(mut b)) => {
                                     if a.count > 0 {
                                         requeue.push(a);
                                     }
-                                    failed.push((x, lost.clone()));
+                                    if x.count == 1 {
+                                        failed.push((x, lost.clone()));
+                                    } else {
+                                        // Small items of one block: which
+                                        // one was running is not known. Run
+                                        // them again one by one: if one
+                                        // kills its worker again, it fails.
+                                        x.careful = true;
+                                        requeue.push(x);
+                                    }
                                     if b.count > 0 {
                                         b.attempts = b.attempts.saturating_sub(1);
                                         requeue.push(b);

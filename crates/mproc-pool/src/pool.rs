@@ -373,6 +373,7 @@ impl Pool {
                     attempts: 0,
                     adaptive: false,
                     probe: false,
+                    careful: false,
                 };
                 self.shared.submit(vec![task]);
             }
@@ -567,6 +568,7 @@ impl Pool {
                         attempts: 0,
                         adaptive: false,
                         probe: false,
+                        careful: false,
                     });
                     next += count;
                 }
@@ -902,6 +904,7 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
                         attempts: 0,
                         adaptive: self.chunksize.is_none(),
                         probe: self.chunksize.is_none() && !self.eager,
+                        careful: false,
                     };
                     self.next_index += count;
                     self.pool.shared.submit(vec![task]);

@@ -45,6 +45,9 @@ pub(crate) struct TaskDesc {
     /// task once it ran this long, and says where ([`TaskOut::cut`]). This
     /// is how the first chunk of an unmeasured function sizes itself.
     pub(crate) budget: u64,
+    /// Run a range task item by item with exact progress (a re-run of
+    /// items among which a worker died, see [`crate::worker::BLOCK`]).
+    pub(crate) careful: bool,
 }
 
 /// Parent → worker.
@@ -248,6 +251,7 @@ mod tests {
             len: 24,
             nfds: 0,
             budget: 0,
+            careful: false,
         }];
         let packed = Some(Bytes(vec![1; 24]));
         send_header(

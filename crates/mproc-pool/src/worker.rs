@@ -28,7 +28,12 @@ use crate::wire::{
 #[repr(C, align(64))]
 pub(crate) struct Progress {
     pub(crate) seq: AtomicU64,
+    /// The item running; or, with [`BLOCK`] set, the first of a block of
+    /// range items running up to `end` (tiny items are not tracked one by
+    /// one: a store per item would slow their loop by a tenth).
     pub(crate) item: AtomicU64,
+    /// See `item`.
+    pub(crate) end: AtomicU64,
     /// The parent asks the worker running batch `split` to give up the
     /// second half of what is left of that batch's last task (a range):
     /// the worker answers [`FromWorker::Split`] and stops at the half, or
@@ -43,6 +48,12 @@ unsafe impl SharedSync for Progress {}
 /// time budget and split requests.
 const BLOCK_NS: f64 = 30_000.0;
 
+/// Blocks of range items up to this many are tracked item by item.
+const EXACT_BLOCK: u64 = 64;
+
+/// Set in `Progress::item` when it names a block of items (see there).
+pub(crate) const BLOCK: u64 = 1 << 62;
+
 /// `Progress::item` before the first item of a batch started.
 pub(crate) const NOT_STARTED: u64 = u64::MAX;
 /// `Progress::item` once every item of the batch ran.
@@ -50,7 +61,7 @@ pub(crate) const FINISHED: u64 = u64::MAX - 1;
 
 pub(crate) const PROGRESS_LAYOUT: Layout = Layout {
     kind: 0x0601,
-    fingerprint: fingerprint_of::<Progress>("mproc-pool progress v2"),
+    fingerprint: fingerprint_of::<Progress>("mproc-pool progress v3"),
 };
 
 /// Where worker slot `slot`'s progress lives.
@@ -95,6 +106,10 @@ pub(crate) struct TaskIn<'a> {
     pub(crate) base: u64,
     /// Nanoseconds after which a range task may stop early (0: never).
     pub(crate) budget: u64,
+    /// Track every item, however small the blocks.
+    pub(crate) careful: bool,
+    /// Where a block of range items is published (`Progress::end`).
+    pub(crate) end: &'a AtomicU64,
 }
 
 /// Split requests for the task running the last part of a batch.
@@ -196,6 +211,8 @@ where
     let base = inp.base;
     let payload = inp.payload;
     let budget = inp.budget;
+    let careful = inp.careful;
+    let end_pg = inp.end;
     let mut split = inp.split;
     let mut cut = None;
     let (res, fds) = provide_fds(inp.fds, || {
@@ -213,18 +230,32 @@ where
                     let mut block = 1u64;
                     while k < end {
                         let e = end.min(k.saturating_add(block));
+                        let exact = careful || e - k <= EXACT_BLOCK;
                         let r = panic::catch_unwind(AssertUnwindSafe(|| {
                             // Fresh locals: the loop keeps them in registers
                             // instead of reloading captured ones after each
                             // store.
                             let (b, pg) = (base, progress);
-                            for_each_in_range::<A>(start, k, e, |i, a| {
-                                k = i;
-                                pg.store(b + i, Ordering::Relaxed);
-                                let r = f(a);
-                                sink.emit(i, r);
-                                true
-                            })
+                            if exact {
+                                for_each_in_range::<A>(start, k, e, |i, a| {
+                                    k = i;
+                                    pg.store(b + i, Ordering::Relaxed);
+                                    let r = f(a);
+                                    sink.emit(i, r);
+                                    true
+                                })
+                            } else {
+                                // The block, not each item: `end` first, so
+                                // that a reader seeing the new `item` sees it.
+                                end_pg.store(b + e, Ordering::Relaxed);
+                                pg.store((b + k) | BLOCK, Ordering::Release);
+                                for_each_in_range::<A>(start, k, e, |i, a| {
+                                    k = i;
+                                    let r = f(a);
+                                    sink.emit(i, r);
+                                    true
+                                })
+                            }
                         }));
                         match r {
                             Ok(true) => k = e,
@@ -469,6 +500,8 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                 payload,
                 fds,
                 progress: &progress.item,
+                end: &progress.end,
+                careful: t.careful,
                 split: (ti == last).then_some(Split {
                     req: &progress.split,
                     seq,

@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::watchdog;
+use common::{alive, watchdog};
 use mproc_pool::{Pool, PoolError, TaskError};
 
 /// Items below 2000 are slow (they sleep, so the test does not depend on
@@ -30,6 +30,10 @@ fn lopsided_aborts_at_1500(x: u64) -> u64 {
         std::process::abort();
     }
     lopsided(x).0
+}
+
+fn tiny(x: u64) -> u8 {
+    (x % 251) as u8
 }
 
 fn slow_plus_one(x: u32) -> u32 {
@@ -131,5 +135,36 @@ fn a_worker_dying_in_a_split_range_loses_only_its_item() {
         }
         assert_eq!(lost, [1500]);
         assert_eq!(pool.pids().len(), 2);
+    });
+}
+
+#[test]
+fn a_worker_killed_among_tiny_range_items_loses_at_most_one() {
+    watchdog(120, || {
+        let pool = Pool::new(2).unwrap();
+        // Tiny items run in blocks tracked as a whole; a worker killed in
+        // one has the block run again item by item, so at most the one
+        // item known to be running is lost.
+        let n = 10_000_000u64;
+        for round in 0..2u64 {
+            let victim = pool.pids()[0];
+            let killer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(3 + 2 * round));
+                // SAFETY: kill(2) on a worker of our pool.
+                unsafe { libc::kill(victim, libc::SIGKILL) };
+            });
+            let mut lost = 0;
+            for (i, r) in pool.imap(tiny, 0..n).unwrap().enumerate() {
+                match r {
+                    Ok(v) => assert_eq!(v, (i as u64 % 251) as u8),
+                    Err(TaskError::WorkerLost { .. }) => lost += 1,
+                    Err(e) => panic!("item {i}: {e}"),
+                }
+            }
+            killer.join().unwrap();
+            assert!(lost <= 1, "lost {lost}");
+            assert!(!alive(victim));
+        }
+        assert_eq!(pool.map(tiny, 0..300u64).unwrap()[260], 9);
     });
 }
