@@ -220,7 +220,10 @@ impl PoolBuilder {
 ///   status; the other items it held are re-run elsewhere (so items before
 ///   it in the same chunk may run twice), it is replaced at once, and the
 ///   pool stays usable. Detection takes milliseconds: the parent watches
-///   every worker's socket and process.
+///   every worker's socket and process. Tiny items of an integer range run
+///   in blocks of a few microseconds that are tracked as a whole: a worker
+///   that dies in one has the block run again item by item, so an item
+///   that kills its worker again fails, and the others succeed.
 /// * [`Pool::cancel`] (or Ctrl-C with
 ///   [`PoolBuilder::cancel_on_ctrl_c`]) resolves everything outstanding to
 ///   [`TaskError::Cancelled`].
