@@ -513,10 +513,8 @@ impl Shared {
             return;
         }
         st.pending.extend(tasks);
-        drop(st);
         // An idle worker gets small work from this thread at once.
-        self.dispatch_to_idle();
-        let mut st = lock(&self.st);
+        let mut st = self.dispatch_idle(st);
         if st.feeder_idle && !st.pending.is_empty() {
             st.feeder_idle = false;
             self.feeder_cv.notify_one();
@@ -728,7 +726,11 @@ impl Shared {
     /// or a submitter's: the feeder would need waking first), if it is
     /// small enough that sending cannot block for long.
     fn dispatch_to_idle(&self) {
-        let mut st = lock(&self.st);
+        drop(self.dispatch_idle(lock(&self.st)));
+    }
+
+    /// [`dispatch_to_idle`](Self::dispatch_to_idle) with the state locked.
+    fn dispatch_idle<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         while !st.pending.is_empty() {
             let Some(slot) = self
                 .pick(&st, 1)
@@ -747,6 +749,7 @@ impl Shared {
             }
             st = self.dispatch(st, slot, batch);
         }
+        st
     }
 
     /// Asks the worker with the most range work left in its running batch
