@@ -194,6 +194,8 @@ impl Task {
 struct InFlight {
     seq: u64,
     tasks: Vec<Task>,
+    /// When it was sent.
+    sent: Instant,
 }
 
 pub(crate) struct Worker {
@@ -238,6 +240,18 @@ pub(crate) struct Estimate {
     /// How many items the estimate stands for (recent, larger samples
     /// outweigh the first one-item tasks, whose time is mostly overhead).
     pub(crate) weight: f64,
+}
+
+/// Whether the rest of a running task may be split off for another worker:
+/// an adaptive range, or adaptive encoded items without descriptors (a
+/// slice of plain numbers would be cheap too, but their chunks are small).
+fn splittable(t: &Task) -> bool {
+    t.adaptive
+        && match t.kind {
+            Kind::Range => true,
+            Kind::Seq => t.payload.fds.is_empty(),
+            Kind::Pod => false,
+        }
 }
 
 /// Whether an estimate stands for enough items to be relied on.
@@ -702,7 +716,11 @@ impl Shared {
             .collect();
         let w = &mut st.workers[slot];
         w.assigned += items as u64;
-        w.inflight.push_back(InFlight { seq, tasks: batch });
+        w.inflight.push_back(InFlight {
+            seq,
+            tasks: batch,
+            sent: Instant::now(),
+        });
         let Some(conn) = w.conn.clone() else {
             return st;
         };
@@ -765,7 +783,7 @@ impl Shared {
                 continue;
             };
             let Some(t) = inf.tasks.last() else { continue };
-            if !t.adaptive || t.kind != Kind::Range || t.count < 2 {
+            if !splittable(t) || t.count < 2 {
                 continue;
             }
             let Ok(p) = self.progress.get::<Progress>(worker::progress_offset(i)) else {
@@ -783,7 +801,11 @@ impl Shared {
             };
             let left = t.count.saturating_sub(done);
             let ns = st.estimates.get(&t.entry).map_or(0.0, |e| e.ns);
-            if left < 2 || (ns > 0.0 && left as f64 * ns < MIN_SPLIT_NS) {
+            // Too little left to be worth a split, by the estimate; unless
+            // the batch has run far longer than estimated (items differ).
+            let batch_ns = inf.tasks.iter().map(|t| t.count).sum::<usize>() as f64 * ns;
+            let overdue = inf.sent.elapsed().as_nanos() as f64 > 2.0 * batch_ns + MIN_SPLIT_NS;
+            if left < 2 || (ns > 0.0 && left as f64 * ns < MIN_SPLIT_NS && !overdue) {
                 continue;
             }
             let worth = if ns > 0.0 {
@@ -899,6 +921,15 @@ impl Shared {
             for slot in dead {
                 self.on_death(slot);
             }
+            // A split not worth asking for earlier may be now.
+            let mut st = lock(&self.st);
+            if st.pending.is_empty()
+                && self
+                    .pick(&st, 1)
+                    .is_some_and(|s| st.workers[s].inflight.is_empty())
+            {
+                self.ask_split(&mut st);
+            }
         }
     }
 
@@ -953,7 +984,7 @@ impl Shared {
                 let Ok(at) = usize::try_from(at) else {
                     return false;
                 };
-                if !(t.adaptive && t.kind == Kind::Range && at > 0 && at < t.count) {
+                if !(splittable(t) && at > 0 && at < t.count) {
                     return false;
                 }
                 let (Some(a), Some(b)) = (t.slice(0, at), t.slice(at, t.count)) else {

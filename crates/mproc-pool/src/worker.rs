@@ -181,6 +181,27 @@ impl Sink {
     }
 }
 
+/// Answers a split request for the task running item `k` of `..end`, if
+/// there is one: gives away the second half of what is left and returns
+/// the new end (or `end` unchanged).
+fn take_split(split: &mut Option<Split<'_>>, k: u64, end: u64) -> u64 {
+    if let Some(s) = split.as_mut() {
+        // Relaxed: nothing else rides on the request; the answer travels by
+        // message.
+        if s.req.load(Ordering::Relaxed) == s.seq
+            && s.req
+                .compare_exchange(s.seq, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let at = k + (end - k) / 2;
+            if at > k && (s.answer)(at) {
+                return at;
+            }
+        }
+    }
+    end
+}
+
 /// Runs `count` items of `F` in this worker. Monomorphized per function;
 /// the parent sends its offset.
 pub(crate) fn run_task<F, A, R>(inp: TaskIn<'_>) -> TaskResult
@@ -275,34 +296,13 @@ where
                         if budget > 0 && spent >= budget {
                             break;
                         }
-                        if let Some(s) = split.as_mut() {
-                            // Relaxed: nothing else rides on the request; the
-                            // answer travels by message.
-                            if s.req.load(Ordering::Relaxed) == s.seq
-                                && s.req
-                                    .compare_exchange(
-                                        s.seq,
-                                        0,
-                                        Ordering::Relaxed,
-                                        Ordering::Relaxed,
-                                    )
-                                    .is_ok()
-                            {
-                                let at = k + (end - k) / 2;
-                                if at > k && (s.answer)(at) {
-                                    end = at;
-                                }
-                            }
-                        }
+                        end = take_split(&mut split, k, end);
                         let per = spent.max(1) as f64 / k as f64;
                         let mut next = BLOCK_NS / per;
                         if budget > 0 {
                             next = next.min((budget - spent) as f64 / per);
                         }
                         block = (next as u64).clamp(1, block.saturating_mul(2));
-                    }
-                    if k < count {
-                        cut = Some(k);
                     }
                 }
                 Kind::Pod => {
@@ -336,10 +336,17 @@ where
                 }
                 Kind::Seq => {
                     let mut rest = payload;
-                    while k < count {
+                    let mut end = count;
+                    while k < end {
                         let r = panic::catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
                             let (b, pg) = (base, progress);
-                            while k < count {
+                            while k < end {
+                                // Items are worth a message each here: a
+                                // split request is looked at before every one.
+                                end = take_split(&mut split, k, end);
+                                if k >= end {
+                                    break;
+                                }
                                 pg.store(b + k, Ordering::Relaxed);
                                 let (a, tail) = postcard::take_from_bytes::<A>(rest)
                                     .map_err(|e| format!("the argument did not decode: {e}"))?;
@@ -359,6 +366,9 @@ where
                         }
                     }
                 }
+            }
+            if k < count {
+                cut = Some(k);
             }
             Ok(())
         })

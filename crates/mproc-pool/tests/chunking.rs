@@ -32,6 +32,12 @@ fn lopsided_aborts_at_1500(x: u64) -> u64 {
     lopsided(x).0
 }
 
+/// Sleeps `ms`, then says who ran it.
+fn nap((x, ms): (u64, u64)) -> (u64, u32) {
+    std::thread::sleep(Duration::from_millis(ms));
+    (x, std::process::id())
+}
+
 fn tiny(x: u64) -> u8 {
     (x % 251) as u8
 }
@@ -166,5 +172,24 @@ fn a_worker_killed_among_tiny_range_items_loses_at_most_one() {
             assert!(!alive(victim));
         }
         assert_eq!(pool.map(tiny, 0..300u64).unwrap()[260], 9);
+    });
+}
+
+#[test]
+fn encoded_items_are_split_while_running_too() {
+    watchdog(120, || {
+        let pool = Pool::new(2).unwrap();
+        // Measured fast: the 16 items go in chunks of 4, two per worker.
+        let _ = pool.map(nap, vec![(0, 0)]).unwrap();
+        // The first chunk is slow (4 x 40 ms), the others instant: the
+        // other worker runs out of work and takes part of it over.
+        let items: Vec<(u64, u64)> = (0..16).map(|x| (x, if x < 4 { 40 } else { 0 })).collect();
+        let out = pool.map(nap, items).unwrap();
+        assert_eq!(
+            out.iter().map(|(x, _)| *x).collect::<Vec<_>>(),
+            (0..16).collect::<Vec<_>>()
+        );
+        let slow_pids: HashSet<u32> = out[..4].iter().map(|(_, p)| *p).collect();
+        assert_eq!(slow_pids.len(), 2, "the slow chunk was not shared");
     });
 }
