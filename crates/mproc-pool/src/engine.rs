@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,9 +25,10 @@ use crate::error::{BuildError, TaskError};
 use crate::job::{Sink, lock};
 use crate::sys;
 use crate::wire::{
-    Bytes, FromWorker, Kind, Msg, Parsed, TaskDesc, ToWorker, send_header, should_pack, unpack,
+    Bytes, FromWorker, Kind, Msg, PACK_MAX, Parsed, TaskDesc, ToWorker, send_header, should_pack,
+    unpack,
 };
-use crate::worker::{self, FINISHED, InitSpec, NOT_STARTED, Progress, WorkerArgs};
+use crate::worker::{self, BLOCK, FINISHED, InitSpec, NOT_STARTED, Progress, WorkerArgs};
 
 /// Batches a worker may hold: one running, one waiting, so it never idles
 /// for a round trip.
@@ -39,11 +40,18 @@ const MIN_CHUNK_NS: f64 = 200_000.0;
 /// Items an estimate must stand for before chunks may exceed a fair share
 /// of what is left to reach [`MIN_CHUNK_NS`].
 const CONFIDENT_ITEMS: f64 = 100.0;
+/// The time budget of a range chunk of an unmeasured function: the worker
+/// stops there and the rest is queued again, so the first chunks are as
+/// large as this whatever the function costs.
+const PROBE_NS: u64 = 1_000_000;
 /// The most bytes (arguments plus results) a chunk should ship.
 const MAX_CHUNK_BYTES: f64 = (1 << 20) as f64;
 /// The largest chunk, in items (ranges of functions returning `()` ship
 /// no bytes per item, so only this and the time bound them).
 const MAX_CHUNK: usize = 1 << 26;
+/// The least work left in a running range task worth splitting off half
+/// of for an idle worker (it costs a few messages).
+const MIN_SPLIT_NS: f64 = 100_000.0;
 /// How often a task may be re-run after its worker died under it (while
 /// running another item of the same batch).
 const MAX_ATTEMPTS: u32 = 3;
@@ -102,6 +110,15 @@ pub(crate) struct Task {
     pub(crate) count: usize,
     pub(crate) payload: Arc<Payload>,
     pub(crate) attempts: u32,
+    /// Sized by the pool (no explicit chunk size): a range task may be
+    /// split while it runs, to keep every worker busy.
+    pub(crate) adaptive: bool,
+    /// While its function is unmeasured, a range task travels with a time
+    /// budget and the worker cuts it to size.
+    pub(crate) probe: bool,
+    /// Items among which a worker died: run one by one, so that if one
+    /// kills its worker again, it is known (see `TaskDesc::careful`).
+    pub(crate) careful: bool,
 }
 
 impl Task {
@@ -152,6 +169,9 @@ impl Task {
             count: b - a,
             payload: Arc::new(payload),
             attempts: self.attempts,
+            adaptive: self.adaptive,
+            probe: self.probe,
+            careful: self.careful,
         })
     }
 
@@ -164,6 +184,9 @@ impl Task {
             count: self.count,
             payload: self.payload.clone(),
             attempts: self.attempts,
+            adaptive: self.adaptive,
+            probe: self.probe,
+            careful: self.careful,
         }
     }
 }
@@ -171,6 +194,8 @@ impl Task {
 struct InFlight {
     seq: u64,
     tasks: Vec<Task>,
+    /// When it was sent.
+    sent: Instant,
 }
 
 pub(crate) struct Worker {
@@ -184,6 +209,10 @@ pub(crate) struct Worker {
     exiting: bool,
     dead: bool,
     init_failed: Option<String>,
+    /// The batch it was asked to split (until it answers or finishes).
+    split_asked: Option<u64>,
+    /// Held while a batch is sent to it (see [`Shared::dispatch`]).
+    send_lock: Arc<Mutex<()>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -213,6 +242,23 @@ pub(crate) struct Estimate {
     pub(crate) weight: f64,
 }
 
+/// Whether the rest of a running task may be split off for another worker:
+/// an adaptive range, or adaptive encoded items without descriptors (a
+/// slice of plain numbers would be cheap too, but their chunks are small).
+fn splittable(t: &Task) -> bool {
+    t.adaptive
+        && match t.kind {
+            Kind::Range => true,
+            Kind::Seq => t.payload.fds.is_empty(),
+            Kind::Pod => false,
+        }
+}
+
+/// Whether an estimate stands for enough items to be relied on.
+fn trusted(e: Estimate) -> bool {
+    e.weight >= CONFIDENT_ITEMS
+}
+
 pub(crate) struct State {
     pub(crate) run: Run,
     pending: VecDeque<Task>,
@@ -231,6 +277,18 @@ pub(crate) struct State {
     pub(crate) epoch: u64,
     sigint_seen: u64,
     pub(crate) cancel_on_sigint: bool,
+}
+
+impl State {
+    /// Closed, every worker gone and no work left: nothing can happen any
+    /// more, so the threads end without waiting for `join` to stop them.
+    /// (A closed pool replaces a dead worker only while there is work.)
+    fn finished(&self) -> bool {
+        self.run == Run::Closed
+            && self.pending.is_empty()
+            && self.active_jobs == 0
+            && self.workers.iter().all(|w| w.dead)
+    }
 }
 
 pub(crate) struct Shared {
@@ -335,6 +393,8 @@ impl Shared {
         if let Ok(p) = self.progress.get::<Progress>(worker::progress_offset(slot)) {
             p.seq.store(0, Ordering::Relaxed);
             p.item.store(NOT_STARTED, Ordering::Relaxed);
+            p.split.store(0, Ordering::Relaxed);
+            p.end.store(0, Ordering::Relaxed);
         }
         Ok(Worker {
             conn: Some(Arc::new(mine)),
@@ -346,6 +406,8 @@ impl Shared {
             exiting: false,
             dead: false,
             init_failed: None,
+            split_asked: None,
+            send_lock: Arc::default(),
         })
     }
 
@@ -465,7 +527,9 @@ impl Shared {
             return;
         }
         st.pending.extend(tasks);
-        if st.feeder_idle {
+        // An idle worker gets small work from this thread at once.
+        let mut st = self.dispatch_idle(st);
+        if st.feeder_idle && !st.pending.is_empty() {
             st.feeder_idle = false;
             self.feeder_cv.notify_one();
         }
@@ -476,10 +540,29 @@ impl Shared {
         lock(&self.st).estimates.get(&entry).copied()
     }
 
-    /// The adaptive chunk size for the next chunk of a job.
-    pub(crate) fn chunk_size(&self, entry: i64, remaining: Option<usize>) -> usize {
+    /// One chunk per worker of `remaining` items (which ship for free).
+    pub(crate) fn even_share(&self, remaining: Option<usize>) -> usize {
         let procs = self.cfg.processes.max(1);
-        let Some(est) = self.estimate(entry) else {
+        let cap = self.cfg.max_items.map_or(usize::MAX, |m| m as usize).max(1);
+        remaining
+            .unwrap_or(1)
+            .div_ceil(procs)
+            .clamp(1, MAX_CHUNK)
+            .min(cap)
+    }
+
+    /// The adaptive chunk size for the next chunk of a job. `free`: its
+    /// items cost nothing to ship (an integer range's).
+    pub(crate) fn chunk_size(&self, entry: i64, remaining: Option<usize>, free: bool) -> usize {
+        let procs = self.cfg.processes.max(1);
+        let est = self.estimate(entry);
+        let cap = self.cfg.max_items.map_or(usize::MAX, |m| m as usize).max(1);
+        if let (true, Some(rem), false) = (free, remaining, est.is_some_and(trusted)) {
+            // An unmeasured function over a range: a fair share of what is
+            // left, which the worker cuts to its time budget (see `budget`).
+            return rem.div_ceil(2 * procs).clamp(1, MAX_CHUNK).min(cap);
+        }
+        let Some(est) = est else {
             return 1;
         };
         let ns = est.ns.max(0.05);
@@ -498,15 +581,20 @@ impl Shared {
             let share = rem.div_ceil(2 * procs);
             // The floor trusts the estimate, so only one measured on enough
             // items (a few warm-up calls with other arguments may be far off).
-            let floor = if est.weight >= CONFIDENT_ITEMS {
+            let floor = if trusted(est) {
                 ((MIN_CHUNK_NS / ns) as usize).min(by_bytes).max(1)
             } else {
                 1
             };
+            n = n.min(share.max(floor));
             // Never more than one worker's part of what is left, floor or
             // not: an estimate learned on cheaper arguments must not send
-            // 12 of 16 long items to one worker.
-            n = n.min(share.max(floor)).min(rem.div_ceil(procs).max(1));
+            // 12 of 16 long items to one worker. Unless what is left is
+            // worth less than a floor per worker: halving it further would
+            // only add round trips (each chunk costs one).
+            if !(trusted(est) && rem as f64 * ns <= MIN_CHUNK_NS * procs as f64) {
+                n = n.min(rem.div_ceil(procs).max(1));
+            }
         }
         if let Some(m) = self.cfg.max_items {
             n = n.min(m as usize);
@@ -514,12 +602,22 @@ impl Shared {
         n.max(1)
     }
 
+    /// The time budget of a task about to be sent (see [`TaskDesc::budget`]).
+    fn budget(st: &State, t: &Task) -> u64 {
+        let measured = st.estimates.get(&t.entry).is_some_and(|e| trusted(*e));
+        if t.probe && t.kind == Kind::Range && !measured {
+            PROBE_NS
+        } else {
+            0
+        }
+    }
+
     // ----- feeder -----
 
     fn feeder(self: Arc<Self>) {
         let mut st = lock(&self.st);
         loop {
-            if st.shutdown {
+            if st.shutdown || st.finished() {
                 return;
             }
             // A closed pool with no work left lets its workers go.
@@ -542,63 +640,198 @@ impl Shared {
                     continue;
                 }
             }
-            let budget = self.cfg.max_items;
-            let pick = st
-                .workers
-                .iter()
-                .enumerate()
-                .filter(|(_, w)| {
-                    !w.dead
-                        && !w.exiting
-                        && w.ready
-                        && w.conn.is_some()
-                        && w.inflight.len() < DEPTH
-                        && budget.is_none_or(|m| w.assigned < m)
-                })
-                .min_by_key(|(_, w)| w.inflight.len())
-                .map(|(i, _)| i);
+            let pick = self.pick(&st, DEPTH);
             let (Some(slot), false) = (pick, st.pending.is_empty()) else {
+                if pick.is_some_and(|s| st.workers[s].inflight.is_empty()) {
+                    // A worker is idle and nothing is queued: take work
+                    // from a busy one.
+                    self.ask_split(&mut st);
+                }
                 st.feeder_idle = true;
                 st = self.feeder_cv.wait(st).unwrap_or_else(|e| e.into_inner());
                 continue;
             };
-            let left = budget.map(|m| (m - st.workers[slot].assigned) as usize);
-            let batch = self.take_batch(&mut st, left);
-            let items: usize = batch.iter().map(|t| t.count).sum();
-            let seq = st.next_seq;
-            st.next_seq += 1;
-            let descs: Vec<(TaskDesc, Arc<Payload>)> = batch
-                .iter()
-                .map(|t| {
-                    let d = TaskDesc {
-                        entry: t.entry,
-                        kind: t.kind,
-                        count: t.count as u64,
-                        len: t.payload.bytes.as_slice().len() as u64,
-                        nfds: t.payload.fds.len() as u32,
-                    };
-                    (d, t.payload.clone())
-                })
-                .collect();
-            let w = &mut st.workers[slot];
-            w.assigned += items as u64;
-            w.inflight.push_back(InFlight { seq, tasks: batch });
-            let Some(conn) = w.conn.clone() else { continue };
-            drop(st);
-            let sent = send_batch(&conn, seq, descs);
-            st = lock(&self.st);
-            if sent.is_err() {
-                // The worker is gone or broken: let the collector handle it.
-                if let Some(h) = &st.workers[slot].handle {
-                    let _ = h.kill();
-                }
-                sys::notify(self.wake.as_fd());
-            }
+            let batch = self.take_batch(&mut st, slot);
+            st = self.dispatch(st, slot, batch);
         }
     }
 
-    /// Takes the next batch for a worker that may run `left` more items.
-    fn take_batch(&self, st: &mut State, left: Option<usize>) -> Vec<Task> {
+    /// The worker the next queued batch should go to: a live, ready one
+    /// holding fewer than `depth` batches (and under its task budget), the
+    /// least loaded first.
+    fn pick(&self, st: &State, depth: usize) -> Option<usize> {
+        let budget = self.cfg.max_items;
+        // A map's part of a range (balanced by splitting) waits for an
+        // idle worker rather than queueing behind a busy one, where no
+        // other worker could take it over.
+        let depth = match st.pending.front() {
+            Some(t) if t.adaptive && !t.probe && t.kind == Kind::Range => 1,
+            _ => depth,
+        };
+        st.workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| {
+                !w.dead
+                    && !w.exiting
+                    && w.ready
+                    && w.conn.is_some()
+                    && w.inflight.len() < depth
+                    && budget.is_none_or(|m| w.assigned < m)
+            })
+            .min_by_key(|(_, w)| w.inflight.len())
+            .map(|(i, _)| i)
+    }
+
+    /// Sends `batch` to the worker in `slot`. Its bookkeeping happens under
+    /// the state lock, the sending outside it but under the worker's send
+    /// lock, taken before the state lock is released: batches reach a
+    /// worker in the order they were recorded, whichever thread sends.
+    fn dispatch<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        slot: usize,
+        batch: Vec<Task>,
+    ) -> MutexGuard<'a, State> {
+        if batch.is_empty() {
+            return st;
+        }
+        let items: usize = batch.iter().map(|t| t.count).sum();
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        let descs: Vec<(TaskDesc, Arc<Payload>)> = batch
+            .iter()
+            .map(|t| {
+                let d = TaskDesc {
+                    entry: t.entry,
+                    kind: t.kind,
+                    count: t.count as u64,
+                    len: t.payload.bytes.as_slice().len() as u64,
+                    nfds: t.payload.fds.len() as u32,
+                    budget: Self::budget(&st, t),
+                    careful: t.careful,
+                };
+                (d, t.payload.clone())
+            })
+            .collect();
+        let w = &mut st.workers[slot];
+        w.assigned += items as u64;
+        w.inflight.push_back(InFlight {
+            seq,
+            tasks: batch,
+            sent: Instant::now(),
+        });
+        let Some(conn) = w.conn.clone() else {
+            return st;
+        };
+        let send_lock = w.send_lock.clone();
+        let sending = lock(&send_lock);
+        drop(st);
+        let sent = send_batch(&conn, seq, descs);
+        drop(sending);
+        let st = lock(&self.st);
+        if sent.is_err() {
+            // The worker is gone or broken: let the collector handle it.
+            if let Some(h) = &st.workers[slot].handle {
+                let _ = h.kill();
+            }
+            sys::notify(self.wake.as_fd());
+        }
+        st
+    }
+
+    /// Hands queued work to idle workers from this thread (the collector's
+    /// or a submitter's: the feeder would need waking first), if it is
+    /// small enough that sending cannot block for long.
+    fn dispatch_to_idle(&self) {
+        drop(self.dispatch_idle(lock(&self.st)));
+    }
+
+    /// [`dispatch_to_idle`](Self::dispatch_to_idle) with the state locked.
+    fn dispatch_idle<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        while !st.pending.is_empty() {
+            let Some(slot) = self
+                .pick(&st, 1)
+                .filter(|&s| st.workers[s].inflight.is_empty())
+            else {
+                break;
+            };
+            let batch = self.take_batch(&mut st, slot);
+            let bytes: usize = batch.iter().map(|t| t.payload.bytes.as_slice().len()).sum();
+            let small = bytes as u64 <= PACK_MAX && batch.iter().all(|t| t.payload.fds.is_empty());
+            if !small {
+                for t in batch.into_iter().rev() {
+                    st.pending.push_front(t);
+                }
+                break;
+            }
+            st = self.dispatch(st, slot, batch);
+        }
+        st
+    }
+
+    /// Asks the worker with the most range work left in its running batch
+    /// to give up half of it (see [`Progress::split`]); its answer
+    /// ([`FromWorker::Split`]) queues that half for an idle worker.
+    fn ask_split(&self, st: &mut State) {
+        let mut best: Option<(usize, u64, f64)> = None;
+        for (i, w) in st.workers.iter().enumerate() {
+            if w.dead || w.exiting || w.split_asked.is_some() {
+                continue;
+            }
+            let Some(inf) = w.inflight.front() else {
+                continue;
+            };
+            let Some(t) = inf.tasks.last() else { continue };
+            if !splittable(t) || t.count < 2 {
+                continue;
+            }
+            let Ok(p) = self.progress.get::<Progress>(worker::progress_offset(i)) else {
+                continue;
+            };
+            // Acquire: pairs with the worker's Release store of `seq`.
+            if p.seq.load(Ordering::Acquire) != inf.seq {
+                continue; // not started yet: the worker could take it whole
+            }
+            let base: usize = inf.tasks.iter().map(|t| t.count).sum::<usize>() - t.count;
+            let done = match p.item.load(Ordering::Relaxed) {
+                FINISHED => continue,
+                NOT_STARTED => 0,
+                item => usize::try_from(item & !BLOCK).map_or(0, |i| i.saturating_sub(base)),
+            };
+            let left = t.count.saturating_sub(done);
+            let ns = st.estimates.get(&t.entry).map_or(0.0, |e| e.ns);
+            // Too little left to be worth a split, by the estimate; unless
+            // the batch has run far longer than estimated (items differ).
+            let batch_ns = inf.tasks.iter().map(|t| t.count).sum::<usize>() as f64 * ns;
+            let overdue = inf.sent.elapsed().as_nanos() as f64 > 2.0 * batch_ns + MIN_SPLIT_NS;
+            if left < 2 || (ns > 0.0 && left as f64 * ns < MIN_SPLIT_NS && !overdue) {
+                continue;
+            }
+            let worth = if ns > 0.0 {
+                left as f64 * ns
+            } else {
+                left as f64
+            };
+            if best.is_none_or(|(_, _, b)| worth > b) {
+                best = Some((i, inf.seq, worth));
+            }
+        }
+        let Some((i, seq, _)) = best else { return };
+        if let Ok(p) = self.progress.get::<Progress>(worker::progress_offset(i)) {
+            // Relaxed: the request carries no data; the answer is a message.
+            p.split.store(seq, Ordering::Relaxed);
+            st.workers[i].split_asked = Some(seq);
+        }
+    }
+
+    /// Takes the next batch for the worker in `slot` (which may run only so
+    /// many more items, with `max_tasks_per_child`).
+    fn take_batch(&self, st: &mut State, slot: usize) -> Vec<Task> {
+        let left = self
+            .cfg
+            .max_items
+            .map(|m| m.saturating_sub(st.workers[slot].assigned) as usize);
         let mut first = match st.pending.pop_front() {
             Some(t) => t,
             None => return Vec::new(),
@@ -639,7 +872,7 @@ impl Shared {
         loop {
             let conns: Vec<(usize, Arc<Connection>)> = {
                 let mut st = lock(&self.st);
-                if st.shutdown {
+                if st.shutdown || st.finished() {
                     return;
                 }
                 if st.cancel_on_sigint {
@@ -688,6 +921,15 @@ impl Shared {
             for slot in dead {
                 self.on_death(slot);
             }
+            // A split not worth asking for earlier may be now.
+            let mut st = lock(&self.st);
+            if st.pending.is_empty()
+                && self
+                    .pick(&st, 1)
+                    .is_some_and(|s| st.workers[s].inflight.is_empty())
+            {
+                self.ask_split(&mut st);
+            }
         }
     }
 
@@ -724,6 +966,39 @@ impl Shared {
                 }
                 true
             }
+            FromWorker::Split { seq, at } => {
+                let mut guard = lock(&self.st);
+                let st = &mut *guard;
+                let w = &mut st.workers[slot];
+                if w.split_asked == Some(seq) {
+                    w.split_asked = None;
+                }
+                let Some(t) = w
+                    .inflight
+                    .front_mut()
+                    .filter(|f| f.seq == seq)
+                    .and_then(|f| f.tasks.last_mut())
+                else {
+                    return false;
+                };
+                let Ok(at) = usize::try_from(at) else {
+                    return false;
+                };
+                if !(splittable(t) && at > 0 && at < t.count) {
+                    return false;
+                }
+                let (Some(a), Some(b)) = (t.slice(0, at), t.slice(at, t.count)) else {
+                    return false;
+                };
+                w.assigned = w.assigned.saturating_sub(b.count as u64);
+                *t = a;
+                st.pending.push_front(b);
+                st.feeder_idle = false;
+                self.feeder_cv.notify_one();
+                drop(guard);
+                self.dispatch_to_idle();
+                true
+            }
             FromWorker::InitFailed(m) => {
                 let mut st = lock(&self.st);
                 st.workers[slot].init_failed = Some(m);
@@ -739,13 +1014,44 @@ impl Shared {
                     let mut st = lock(&self.st);
                     let w = &mut st.workers[slot];
                     match w.inflight.front() {
-                        Some(f) if f.seq == seq && f.tasks.len() == outs.len() => {}
+                        Some(f)
+                            if f.seq == seq
+                                && f.tasks.len() == outs.len()
+                                && f.tasks
+                                    .iter()
+                                    .zip(&outs)
+                                    .all(|(t, o)| o.cut.is_none_or(|c| c <= t.count as u64)) => {}
                         _ => return false,
                     }
                     let Some(inf) = w.inflight.pop_front() else {
                         return false;
                     };
-                    for (t, o) in inf.tasks.iter().zip(&outs) {
+                    if w.split_asked == Some(seq) {
+                        w.split_asked = None;
+                    }
+                    // Tasks the worker cut short: the rest runs elsewhere.
+                    let mut rest = Vec::new();
+                    let mut tasks = Vec::with_capacity(inf.tasks.len());
+                    for (t, o) in inf.tasks.into_iter().zip(&outs) {
+                        let done = o.cut.map_or(t.count, |c| c as usize);
+                        if done == t.count {
+                            tasks.push(t);
+                            continue;
+                        }
+                        w.assigned = w.assigned.saturating_sub((t.count - done) as u64);
+                        match (t.slice(0, done), t.slice(done, t.count)) {
+                            (Some(a), Some(b)) => {
+                                tasks.push(a);
+                                rest.push(b);
+                            }
+                            // Only range tasks are cut, and they always split.
+                            _ => tasks.push(t),
+                        }
+                    }
+                    for t in rest.into_iter().rev() {
+                        st.pending.push_front(t);
+                    }
+                    for (t, o) in tasks.iter().zip(&outs) {
                         if o.error.is_none() && t.count > 0 {
                             let n = t.count as f64;
                             let m = Estimate {
@@ -762,11 +1068,16 @@ impl Shared {
                             e.weight = w + n;
                         }
                     }
+                    if st.pending.is_empty() && st.workers[slot].inflight.is_empty() {
+                        // Idle with nothing queued: ask a busy worker for
+                        // work now rather than after waking the feeder.
+                        self.ask_split(&mut st);
+                    }
                     if st.feeder_idle {
                         st.feeder_idle = false;
                         self.feeder_cv.notify_one();
                     }
-                    inf.tasks
+                    tasks
                 };
                 let mut intact = true;
                 let mut parts = match &packed {
@@ -817,6 +1128,7 @@ impl Shared {
                 if !intact {
                     return false;
                 }
+                self.dispatch_to_idle();
                 // A closed pool may now let its workers go.
                 self.feeder_cv.notify_one();
                 true
@@ -854,13 +1166,24 @@ impl Shared {
             },
             None => ExitStatus::Exited(255),
         };
-        let (seq, item) = match self.progress.get::<Progress>(worker::progress_offset(slot)) {
-            // Acquire: pairs with the worker's Release store of `seq`.
+        let (seq, item, end) = match self.progress.get::<Progress>(worker::progress_offset(slot)) {
+            // Acquire: pairs with the worker's Release stores of `seq` and
+            // (block) `item`, after which it stored `end`.
             Ok(p) => (
                 p.seq.load(Ordering::Acquire),
-                p.item.load(Ordering::Relaxed),
+                p.item.load(Ordering::Acquire),
+                p.end.load(Ordering::Relaxed),
             ),
-            Err(_) => (0, NOT_STARTED),
+            Err(_) => (0, NOT_STARTED, 0),
+        };
+        // The items it was running: one, or a block of small ones.
+        let running = match item {
+            NOT_STARTED | FINISHED => None,
+            i if i & BLOCK != 0 => {
+                let first = (i & !BLOCK) as usize;
+                Some(first..(end as usize).max(first + 1))
+            }
+            i => Some(i as usize..i as usize + 1),
         };
         let mut failed: Vec<(Task, TaskError)> = Vec::new();
         let mut requeue: Vec<Task> = Vec::new();
@@ -874,23 +1197,38 @@ impl Shared {
             let inflight = std::mem::take(&mut w.inflight);
             let lost = TaskError::WorkerLost { pid, status };
             for inf in inflight {
-                let culprit = (inf.seq == seq && item != NOT_STARTED && item != FINISHED)
-                    .then_some(item as usize);
+                let started = inf.seq == seq && item != NOT_STARTED;
+                let culprit = running.clone().filter(|_| inf.seq == seq);
                 let mut base = 0usize;
                 for mut t in inf.tasks {
                     let range = base..base + t.count;
                     base += t.count;
-                    t.attempts += 1;
-                    match culprit.filter(|c| range.contains(c)) {
+                    // Only items that ran count as an attempt: not those of
+                    // batches still queued, nor those after the culprit.
+                    if started && culprit.as_ref().is_none_or(|c| range.start <= c.start) {
+                        t.attempts += 1;
+                    }
+                    match culprit.clone().filter(|c| range.contains(&c.start)) {
                         Some(c) => {
-                            let k = c - range.start;
-                            match (t.slice(0, k), t.slice(k, k + 1), t.slice(k + 1, t.count)) {
-                                (Some(a), Some(x), Some(b)) => {
+                            let k = c.start - range.start;
+                            let k2 = (c.end - range.start).clamp(k + 1, t.count);
+                            match (t.slice(0, k), t.slice(k, k2), t.slice(k2, t.count)) {
+                                (Some(a), Some(mut x), Some(mut b)) => {
                                     if a.count > 0 {
                                         requeue.push(a);
                                     }
-                                    failed.push((x, lost.clone()));
+                                    if x.count == 1 {
+                                        failed.push((x, lost.clone()));
+                                    } else {
+                                        // Small items of one block: which
+                                        // one was running is not known. Run
+                                        // them again one by one: if one
+                                        // kills its worker again, it fails.
+                                        x.careful = true;
+                                        requeue.push(x);
+                                    }
                                     if b.count > 0 {
+                                        b.attempts = b.attempts.saturating_sub(1);
                                         requeue.push(b);
                                     }
                                 }

@@ -28,6 +28,10 @@ pub(crate) trait Producer {
     fn next_chunk(&mut self, max: usize) -> Option<Produced>;
     /// How many items are left, if known.
     fn remaining(&self) -> Option<usize>;
+    /// Whether items cost nothing to ship, however many a chunk holds.
+    fn free(&self) -> bool {
+        false
+    }
 }
 
 /// Picks the fastest producer for `input`.
@@ -93,6 +97,10 @@ impl Producer for RangeProducer {
 
     fn remaining(&self) -> Option<usize> {
         usize::try_from(self.left).ok()
+    }
+
+    fn free(&self) -> bool {
+        true
     }
 }
 

@@ -35,10 +35,15 @@
 //! item (aiming at about 2 ms of work per chunk; the first chunks, before
 //! anything is measured, hold one item), with a bounded number of chunks in
 //! flight and the input consumed lazily. Integer ranges travel as ranges
-//! and `Vec`s of plain numbers as bytes, so `pool.map(f, 0..40_000_000)`
-//! ships about twenty small messages. An explicit chunk size
-//! ([`Pool::map_chunked`]) of 0 is an error, not CPython's silent list of
-//! `None`s. Large arguments and results (MiBs) go through the connection's
+//! and `Vec`s of plain numbers as bytes. `map` over an integer range gives
+//! each worker an equal part at once; a worker that runs out of work takes
+//! half of what another has left (the busy one stops there), so
+//! `pool.map(f, 0..40_000_000)` ships a handful of small messages and the
+//! workers finish together whatever each item costs. `imap` over a range
+//! of a function not measured yet sends large chunks that the workers cut
+//! after about 1 ms of work, the rest being queued again. An explicit chunk
+//! size ([`Pool::map_chunked`]) of 0 is an error, not CPython's silent list
+//! of `None`s. Large arguments and results (MiBs) go through the connection's
 //! shared-memory path.
 //!
 //! # Failures

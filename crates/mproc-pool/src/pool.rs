@@ -220,7 +220,10 @@ impl PoolBuilder {
 ///   status; the other items it held are re-run elsewhere (so items before
 ///   it in the same chunk may run twice), it is replaced at once, and the
 ///   pool stays usable. Detection takes milliseconds: the parent watches
-///   every worker's socket and process.
+///   every worker's socket and process. Tiny items of an integer range run
+///   in blocks of a few microseconds that are tracked as a whole: a worker
+///   that dies in one has the block run again item by item, so an item
+///   that kills its worker again fails, and the others succeed.
 /// * [`Pool::cancel`] (or Ctrl-C with
 ///   [`PoolBuilder::cancel_on_ctrl_c`]) resolves everything outstanding to
 ///   [`TaskError::Cancelled`].
@@ -371,6 +374,9 @@ impl Pool {
                     count: 1,
                     payload: Arc::new(payload),
                     attempts: 0,
+                    adaptive: false,
+                    probe: false,
+                    careful: false,
                 };
                 self.shared.submit(vec![task]);
             }
@@ -387,8 +393,10 @@ impl Pool {
     /// Chunks are sized adaptively from the measured time per item (a few
     /// milliseconds of work each), so maps of tiny functions beat a serial
     /// loop. The input is consumed lazily, a bounded window at a time. An
-    /// integer range (`0..n`, `a..=b`) travels as ranges, never as items; a
-    /// `Vec` of plain numbers as bytes.
+    /// integer range (`0..n`, `a..=b`) travels as ranges, never as items,
+    /// one part per worker, split again while running so that no worker
+    /// idles while another has work left; a `Vec` of plain numbers travels
+    /// as bytes.
     ///
     /// # Errors
     /// [`PoolError::NotRunning`] after close/terminate; otherwise every item
@@ -440,6 +448,8 @@ impl Pool {
         I: IntoIterator<Item = A>,
     {
         let mut it = self.imap_inner::<F, A, R, I>(iterable, chunksize, true)?;
+        // The whole result is wanted at once: no need to stream it.
+        it.eager = true;
         let mut chunks = Vec::new();
         while let Some(c) = it.next_chunk(None).unwrap_or(None) {
             chunks.push(c);
@@ -531,7 +541,7 @@ impl Pool {
         let mut prod = producer::<A, I>(iterable);
         let procs = self.processes();
         let size = match (self.shared.estimate(entry), prod.remaining()) {
-            (Some(_), rem) => self.shared.chunk_size(entry, rem),
+            (Some(_), rem) => self.shared.chunk_size(entry, rem, false),
             // CPython's default: four chunks per worker.
             (None, Some(n)) => n.div_ceil(4 * procs).max(1),
             (None, None) => 64,
@@ -559,6 +569,9 @@ impl Pool {
                         count,
                         payload: Arc::new(payload),
                         attempts: 0,
+                        adaptive: false,
+                        probe: false,
+                        careful: false,
                     });
                     next += count;
                 }
@@ -671,11 +684,16 @@ impl Pool {
             prod,
             entry,
             chunksize,
-            window: 2 * self.processes().max(1),
+            // Every worker's batches, and one more chunk each waiting, so
+            // a worker's next batch leaves as soon as its results arrive
+            // (without waiting for this thread to cut it).
+            window: (crate::engine::DEPTH + 1) * self.processes().max(1),
             next_index: 0,
             exhausted: false,
             epoch,
             ordered,
+            eager: false,
+            even: None,
             pos: 0,
             current: None,
             yielded: 0,
@@ -818,6 +836,11 @@ pub struct Imap<'p, R> {
     exhausted: bool,
     epoch: u64,
     ordered: bool,
+    /// For `map`: results are not streamed, so an integer range is cut
+    /// into one chunk per worker (split further while running, to balance).
+    eager: bool,
+    /// The chunk size of an eager range map.
+    even: Option<usize>,
     /// Ordered: the index of the next item to yield.
     pos: usize,
     current: Option<(Chunk<R>, usize)>,
@@ -844,10 +867,16 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
             let max = match (cancelled, self.chunksize) {
                 (true, _) => 0,
                 (false, Some(c)) => c,
-                (false, None) => self
-                    .pool
-                    .shared
-                    .chunk_size(self.entry, self.prod.remaining()),
+                (false, None) if self.eager && self.prod.free() => {
+                    let shared = &self.pool.shared;
+                    let rem = self.prod.remaining();
+                    *self.even.get_or_insert_with(|| shared.even_share(rem))
+                }
+                (false, None) => {
+                    self.pool
+                        .shared
+                        .chunk_size(self.entry, self.prod.remaining(), self.prod.free())
+                }
             };
             let next = if max == 0 {
                 None
@@ -876,6 +905,9 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
                         count,
                         payload: Arc::new(payload),
                         attempts: 0,
+                        adaptive: self.chunksize.is_none(),
+                        probe: self.chunksize.is_none() && !self.eager,
+                        careful: false,
                     };
                     self.next_index += count;
                     self.pool.shared.submit(vec![task]);

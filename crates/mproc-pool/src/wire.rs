@@ -41,6 +41,13 @@ pub(crate) struct TaskDesc {
     pub(crate) len: u64,
     /// Descriptors of this task, taken in order from the message's.
     pub(crate) nfds: u32,
+    /// A time budget in nanoseconds (0: none): the worker may stop a range
+    /// task once it ran this long, and says where ([`TaskOut::cut`]). This
+    /// is how the first chunk of an unmeasured function sizes itself.
+    pub(crate) budget: u64,
+    /// Run a range task item by item with exact progress (a re-run of
+    /// items among which a worker died, see [`crate::worker::BLOCK`]).
+    pub(crate) careful: bool,
 }
 
 /// Parent → worker.
@@ -73,6 +80,9 @@ pub(crate) struct TaskOut {
     pub(crate) nfds: u32,
     /// Values that failed to encode (index within the task, message).
     pub(crate) encode_failures: Vec<(u64, String)>,
+    /// The worker stopped after this many items (its time budget ran
+    /// out); the parent runs the rest elsewhere. `None`: all ran.
+    pub(crate) cut: Option<u64>,
 }
 
 /// Worker → parent.
@@ -89,11 +99,17 @@ pub(crate) enum FromWorker {
         tasks: Vec<TaskOut>,
         packed: Option<Bytes>,
     },
+    /// Answering a split request: the worker stops the last task of batch
+    /// `seq` at its item `at`; the items from there on are the parent's to
+    /// give to another worker.
+    Split { seq: u64, at: u64 },
 }
 
 /// Batches whose payloads total at most this many bytes travel in one
 /// message (one write and one wake-up instead of one per task).
 pub(crate) const PACK_MAX: u64 = 64 * 1024;
+/// A single payload travels packed up to this many bytes.
+const PACK_ONE_MAX: u64 = 4 * 1024;
 
 /// Whether payloads of these lengths should travel packed.
 pub(crate) fn should_pack(lens: impl Iterator<Item = u64>) -> bool {
@@ -103,7 +119,9 @@ pub(crate) fn should_pack(lens: impl Iterator<Item = u64>) -> bool {
         total = total.saturating_add(l);
         n += usize::from(l > 0);
     }
-    n > 1 && total <= PACK_MAX
+    // One payload is packed only if small: a copy is cheaper than a second
+    // write (and wake-up) then, but not for tens of KiB.
+    total <= PACK_MAX && (n > 1 || (n == 1 && total <= PACK_ONE_MAX))
 }
 
 /// Splits packed payloads by their lengths; `None` if they do not add up.
@@ -232,6 +250,8 @@ mod tests {
             count: 3,
             len: 24,
             nfds: 0,
+            budget: 0,
+            careful: false,
         }];
         let packed = Some(Bytes(vec![1; 24]));
         send_header(
@@ -275,7 +295,9 @@ mod tests {
         assert!(unpack(&b, [2, 4].into_iter()).is_none());
         assert!(unpack(&b, [u64::MAX].into_iter()).is_none());
         assert!(should_pack([3, 4].into_iter()));
-        assert!(!should_pack([3].into_iter()));
+        assert!(should_pack([3].into_iter()));
+        assert!(!should_pack([PACK_ONE_MAX + 1].into_iter()));
+        assert!(!should_pack([0, 0].into_iter()));
         assert!(!should_pack([PACK_MAX, 1].into_iter()));
     }
 

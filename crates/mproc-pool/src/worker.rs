@@ -23,14 +23,36 @@ use crate::wire::{
 /// What a worker is doing, in shared memory the parent reads after the
 /// worker died: which batch, and which item of it (counted across the
 /// batch's tasks). This is how only the item that was running fails.
+/// The parent also reads it to pick a worker to split work from, and asks
+/// through `split`.
 #[repr(C, align(64))]
 pub(crate) struct Progress {
     pub(crate) seq: AtomicU64,
+    /// The item running; or, with [`BLOCK`] set, the first of a block of
+    /// range items running up to `end` (tiny items are not tracked one by
+    /// one: a store per item would slow their loop by a tenth).
     pub(crate) item: AtomicU64,
+    /// See `item`.
+    pub(crate) end: AtomicU64,
+    /// The parent asks the worker running batch `split` to give up the
+    /// second half of what is left of that batch's last task (a range):
+    /// the worker answers [`FromWorker::Split`] and stops at the half, or
+    /// ignores the request. 0: no request.
+    pub(crate) split: AtomicU64,
 }
 
 // SAFETY: repr(C), atomics only; all zeros is a valid state ("no batch").
 unsafe impl SharedSync for Progress {}
+
+/// How long a block of range items runs between looks at the clock, the
+/// time budget and split requests.
+const BLOCK_NS: f64 = 30_000.0;
+
+/// Blocks of range items up to this many are tracked item by item.
+const EXACT_BLOCK: u64 = 64;
+
+/// Set in `Progress::item` when it names a block of items (see there).
+pub(crate) const BLOCK: u64 = 1 << 62;
 
 /// `Progress::item` before the first item of a batch started.
 pub(crate) const NOT_STARTED: u64 = u64::MAX;
@@ -39,7 +61,7 @@ pub(crate) const FINISHED: u64 = u64::MAX - 1;
 
 pub(crate) const PROGRESS_LAYOUT: Layout = Layout {
     kind: 0x0601,
-    fingerprint: fingerprint_of::<Progress>("mproc-pool progress v1"),
+    fingerprint: fingerprint_of::<Progress>("mproc-pool progress v3"),
 };
 
 /// Where worker slot `slot`'s progress lives.
@@ -78,8 +100,26 @@ pub(crate) struct TaskIn<'a> {
     pub(crate) payload: &'a [u8],
     pub(crate) fds: Vec<OwnedFd>,
     pub(crate) progress: &'a AtomicU64,
+    /// For the last task of a batch: how to see and answer split requests.
+    pub(crate) split: Option<Split<'a>>,
     /// Index of the task's first item within its batch.
     pub(crate) base: u64,
+    /// Nanoseconds after which a range task may stop early (0: never).
+    pub(crate) budget: u64,
+    /// Track every item, however small the blocks.
+    pub(crate) careful: bool,
+    /// Where a block of range items is published (`Progress::end`).
+    pub(crate) end: &'a AtomicU64,
+}
+
+/// Split requests for the task running the last part of a batch.
+pub(crate) struct Split<'a> {
+    /// [`Progress::split`].
+    pub(crate) req: &'a AtomicU64,
+    /// The batch's seq (a request names it).
+    pub(crate) seq: u64,
+    /// Tells the parent the task stops at item `at` (`false`: could not).
+    pub(crate) answer: &'a mut dyn FnMut(u64) -> bool,
 }
 
 /// A task's outcome: header, value bytes, descriptors.
@@ -141,6 +181,27 @@ impl Sink {
     }
 }
 
+/// Answers a split request for the task running item `k` of `..end`, if
+/// there is one: gives away the second half of what is left and returns
+/// the new end (or `end` unchanged).
+fn take_split(split: &mut Option<Split<'_>>, k: u64, end: u64) -> u64 {
+    if let Some(s) = split.as_mut() {
+        // Relaxed: nothing else rides on the request; the answer travels by
+        // message.
+        if s.req.load(Ordering::Relaxed) == s.seq
+            && s.req
+                .compare_exchange(s.seq, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let at = k + (end - k) / 2;
+            if at > k && (s.answer)(at) {
+                return at;
+            }
+        }
+    }
+    end
+}
+
 /// Runs `count` items of `F` in this worker. Monomorphized per function;
 /// the parent sends its offset.
 pub(crate) fn run_task<F, A, R>(inp: TaskIn<'_>) -> TaskResult
@@ -170,6 +231,11 @@ where
     let progress = inp.progress;
     let base = inp.base;
     let payload = inp.payload;
+    let budget = inp.budget;
+    let careful = inp.careful;
+    let end_pg = inp.end;
+    let mut split = inp.split;
+    let mut cut = None;
     let (res, fds) = provide_fds(inp.fds, || {
         collect_fds(|| -> Result<(), String> {
             let mut k = 0u64;
@@ -177,30 +243,66 @@ where
                 Kind::Range => {
                     let start: i128 = postcard::from_bytes(payload)
                         .map_err(|e| format!("bad range task: {e}"))?;
-                    while k < count {
+                    // Items run in blocks between looks at the clock: one
+                    // item, then blocks of about BLOCK_NS (at most doubling).
+                    // Between blocks the worker may stop (time budget spent)
+                    // or give half of the rest away (split request).
+                    let mut end = count;
+                    let mut block = 1u64;
+                    while k < end {
+                        let e = end.min(k.saturating_add(block));
+                        let exact = careful || e - k <= EXACT_BLOCK;
                         let r = panic::catch_unwind(AssertUnwindSafe(|| {
                             // Fresh locals: the loop keeps them in registers
                             // instead of reloading captured ones after each
                             // store.
                             let (b, pg) = (base, progress);
-                            for_each_in_range::<A>(start, k, count, |i, a| {
-                                k = i;
-                                pg.store(b + i, Ordering::Relaxed);
-                                let r = f(a);
-                                sink.emit(i, r);
-                                true
-                            })
+                            if exact {
+                                for_each_in_range::<A>(start, k, e, |i, a| {
+                                    k = i;
+                                    pg.store(b + i, Ordering::Relaxed);
+                                    let r = f(a);
+                                    sink.emit(i, r);
+                                    true
+                                })
+                            } else {
+                                // The block, not each item: `end` first, so
+                                // that a reader seeing the new `item` sees it.
+                                end_pg.store(b + e, Ordering::Relaxed);
+                                pg.store((b + k) | BLOCK, Ordering::Release);
+                                for_each_in_range::<A>(start, k, e, |i, a| {
+                                    k = i;
+                                    let r = f(a);
+                                    sink.emit(i, r);
+                                    true
+                                })
+                            }
                         }));
                         match r {
-                            Ok(true) => break,
+                            Ok(true) => k = e,
                             Ok(false) => {
                                 return Err("a range task for a non-integer argument type".into());
                             }
                             Err(p) => {
                                 sink.fail(k, panic_text(&*p));
                                 k += 1;
+                                continue;
                             }
                         }
+                        if k >= end {
+                            break;
+                        }
+                        let spent = t0.elapsed().as_nanos() as u64;
+                        if budget > 0 && spent >= budget {
+                            break;
+                        }
+                        end = take_split(&mut split, k, end);
+                        let per = spent.max(1) as f64 / k as f64;
+                        let mut next = BLOCK_NS / per;
+                        if budget > 0 {
+                            next = next.min((budget - spent) as f64 / per);
+                        }
+                        block = (next as u64).clamp(1, block.saturating_mul(2));
                     }
                 }
                 Kind::Pod => {
@@ -234,10 +336,17 @@ where
                 }
                 Kind::Seq => {
                     let mut rest = payload;
-                    while k < count {
+                    let mut end = count;
+                    while k < end {
                         let r = panic::catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
                             let (b, pg) = (base, progress);
-                            while k < count {
+                            while k < end {
+                                // Items are worth a message each here: a
+                                // split request is looked at before every one.
+                                end = take_split(&mut split, k, end);
+                                if k >= end {
+                                    break;
+                                }
                                 pg.store(b + k, Ordering::Relaxed);
                                 let (a, tail) = postcard::take_from_bytes::<A>(rest)
                                     .map_err(|e| format!("the argument did not decode: {e}"))?;
@@ -258,6 +367,9 @@ where
                     }
                 }
             }
+            if k < count {
+                cut = Some(k);
+            }
             Ok(())
         })
     });
@@ -271,6 +383,7 @@ where
             out.encode_failures = sink.encode_failures;
             out.len = sink.out.len() as u64;
             out.nfds = fds.len() as u32;
+            out.cut = cut;
             (out, sink.out, fds)
         }
         Err(e) => {
@@ -370,7 +483,8 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         let mut payloads = Vec::with_capacity(tasks.len());
         let mut all_fds = Vec::new();
         let mut base = 0u64;
-        for t in &tasks {
+        let last = tasks.len().saturating_sub(1);
+        for (ti, t) in tasks.iter().enumerate() {
             let payload: Cow<'_, [u8]> = if let Some(p) = packed.as_mut() {
                 Cow::Borrowed(p.next().unwrap_or_default())
             } else if t.len == 0 {
@@ -388,13 +502,23 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             let payload = &payload[..];
             // SAFETY: the parent took this offset of `run_task::<F, A, R>`, a `TaskFn`.
             let run: TaskFn = unsafe { resolve(t.entry) };
+            let mut answer =
+                |at: u64| send_header(&conn, &FromWorker::Split { seq, at }, Vec::new()).is_ok();
             let (out, bytes, rfds) = run(TaskIn {
                 kind: t.kind,
                 count: t.count,
                 payload,
                 fds,
                 progress: &progress.item,
+                end: &progress.end,
+                careful: t.careful,
+                split: (ti == last).then_some(Split {
+                    req: &progress.split,
+                    seq,
+                    answer: &mut answer,
+                }),
                 base,
+                budget: t.budget,
             });
             base += t.count;
             outs.push(out);
