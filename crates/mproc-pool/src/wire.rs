@@ -241,6 +241,101 @@ pub(crate) fn fuzz_headers(data: &[u8]) {
 mod tests {
     use super::*;
 
+    /// Headers as the pool sends them now, named as in the fuzz corpus.
+    fn current_headers() -> Vec<(&'static str, Vec<u8>)> {
+        let task = |kind, count, len, budget, careful| TaskDesc {
+            entry: -4096,
+            kind,
+            count,
+            len,
+            nfds: 0,
+            budget,
+            careful,
+        };
+        let enc = |h: &dyn erased::Enc| h.enc();
+        let out = TaskOut {
+            nanos: 123_456,
+            len: 16,
+            cut: Some(1000),
+            failures: vec![(3, "boom".into())],
+            ..TaskOut::default()
+        };
+        vec![
+            (
+                "wire_batch_range",
+                enc(&ToWorker::Batch {
+                    seq: 9,
+                    tasks: vec![task(Kind::Range, 20_000_000, 1, 2_000_000, false)],
+                    packed: Some(Bytes(vec![0])),
+                }),
+            ),
+            (
+                "wire_batch_pod_careful",
+                enc(&ToWorker::Batch {
+                    seq: 10,
+                    tasks: vec![
+                        task(Kind::Pod, 2, 16, 0, true),
+                        task(Kind::Seq, 1, 3, 0, false),
+                    ],
+                    packed: Some(Bytes(vec![
+                        1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 7, 8, 9,
+                    ])),
+                }),
+            ),
+            ("wire_exit", enc(&ToWorker::Exit)),
+            (
+                "wire_results_cut",
+                enc(&FromWorker::Results {
+                    seq: 9,
+                    tasks: vec![out],
+                    packed: Some(Bytes(vec![5; 16])),
+                }),
+            ),
+            (
+                "wire_split",
+                enc(&FromWorker::Split {
+                    seq: 9,
+                    at: 123_456,
+                }),
+            ),
+            ("wire_ready", enc(&FromWorker::Ready)),
+        ]
+    }
+
+    mod erased {
+        pub(super) trait Enc {
+            fn enc(&self) -> Vec<u8>;
+        }
+        impl<T: serde::Serialize> Enc for T {
+            fn enc(&self) -> Vec<u8> {
+                postcard::to_stdvec(self).expect("encodes")
+            }
+        }
+    }
+
+    /// The fuzz corpus holds the headers the pool sends now, so that the
+    /// fuzzer starts from real messages. After a wire change, rerun with
+    /// `MPROC_WRITE_CORPUS=1` to refresh them.
+    #[test]
+    fn fuzz_corpus_holds_current_headers() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/pool_message");
+        for (name, bytes) in current_headers() {
+            // Each parses back, and the fuzz entry takes it.
+            fuzz_headers(&bytes);
+            let path = dir.join(name);
+            if std::env::var_os("MPROC_WRITE_CORPUS").is_some() {
+                std::fs::write(&path, &bytes).expect("corpus is writable");
+            }
+            let stored = std::fs::read(&path).unwrap_or_default();
+            assert_eq!(
+                stored, bytes,
+                "fuzz/corpus/pool_message/{name} is not the current encoding; \
+                 rerun with MPROC_WRITE_CORPUS=1"
+            );
+        }
+    }
+
     #[test]
     fn header_round_trip() {
         let (a, b) = mproc_pipe::pipe(true).unwrap();
