@@ -157,7 +157,10 @@ impl<'a> Ring<'a> {
     /// The header word at `pos`, a multiple of 8 below the capacity.
     fn word_at(&self, pos: u32) -> &AtomicU64 {
         debug_assert!(pos < self.cap && pos % 8 == 0);
-        let pos = (pos % self.cap) & !7;
+        // Callers pass checked positions; the clamp (not a division, which
+        // would cost more than the rest of a hand-off) only keeps a bug in
+        // bounds.
+        let pos = if pos < self.cap { pos & !7 } else { 0 };
         // SAFETY: `pos` is a multiple of 8 inside the ring, whose base is
         // 8-aligned and valid for the ring's life; the word is only accessed
         // atomically (header loads and stores), so an `AtomicU64` view of it
