@@ -610,8 +610,13 @@ impl Core {
             true,
             || self.probe_item(),
             || {
-                let _g = self.lock_cons();
                 let strict = std::mem::replace(&mut strict, true);
+                // A first look that finds nothing takes no lock (two atomic
+                // read-modify-writes saved whenever consumers keep up).
+                if !strict && !self.probe_item() {
+                    return None;
+                }
+                let _g = self.lock_cons();
                 loop {
                     // SAFETY: we hold the consumer lock.
                     let p = match unsafe { recs.peek(out, strict) } {

@@ -34,7 +34,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::layout::Ctl;
-use crate::ring::{Corrupted, Push, REC_INLINE, REC_LARGE, pack, unpack};
+use crate::ring::{Corrupted, Push, REC_INLINE, REC_LARGE, pack, padded, unpack};
 
 /// The size of a record's header and `after` word.
 pub(crate) const OVF_HEADER: usize = 16;
@@ -44,10 +44,6 @@ pub(crate) const MAX_OVERFLOW: usize = 1 << 34;
 pub(crate) const DEFAULT_OVERFLOW: usize = MAX_OVERFLOW;
 /// Bytes at the start of the log whose pages are kept between rounds.
 pub(crate) const RETAIN: usize = 256 * 1024;
-
-fn padded(len: usize) -> usize {
-    len.div_ceil(8) * 8
-}
 
 /// The size a record with `len` payload bytes takes in the log.
 pub(crate) fn record_size(len: usize) -> usize {

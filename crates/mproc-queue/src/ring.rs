@@ -63,7 +63,7 @@ pub(crate) fn unpack(w: u64) -> (u32, u32) {
     ((w >> 32) as u32, w as u32)
 }
 
-fn padded(len: usize) -> usize {
+pub(crate) fn padded(len: usize) -> usize {
     len.div_ceil(8) * 8
 }
 

@@ -633,12 +633,7 @@ fn killed_lock_holders_leave_the_queue_usable() {
             if which == "consumer" {
                 q.put("before".into()).unwrap();
             }
-            let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(&q).unwrap();
-            let raw: (
-                mproc_shm::Segment,
-                mproc_shm::handle::HandleFd,
-                mproc_shm::handle::HandleFd,
-            ) = mproc_shm::handle::from_bytes_with_fds(&bytes, fds).unwrap();
+            let raw = common::raw_parts(&q);
             let mut cmd_child = {
                 let mut c = spawn_piped("lockholder", &raw, &[("WHICH", which.to_string())]);
                 let out = c.stdout.take().unwrap();

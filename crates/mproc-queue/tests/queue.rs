@@ -231,12 +231,7 @@ fn large_messages_use_a_dedicated_segment() {
 /// Blocks of the queue's memory file in use (its pages that exist).
 fn blocks_in_use<T, C: mproc_queue::Codec<T>>(q: &Queue<T, C>) -> u64 {
     use std::os::fd::{AsFd, AsRawFd};
-    let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(q).unwrap();
-    let raw: (
-        mproc_shm::Segment,
-        mproc_shm::handle::HandleFd,
-        mproc_shm::handle::HandleFd,
-    ) = mproc_shm::handle::from_bytes_with_fds(&bytes, fds).unwrap();
+    let raw = common::raw_parts(q);
     let f = std::fs::File::open(format!("/proc/self/fd/{}", raw.0.as_fd().as_raw_fd())).unwrap();
     std::os::unix::fs::MetadataExt::blocks(&f.metadata().unwrap())
 }
@@ -248,12 +243,7 @@ fn a_scribbled_record_header_is_an_error_for_every_get() {
         q.put(7).unwrap();
         // White-box: the ring starts at byte 1152; its first header is the
         // item's. Another process scribbles over it after the put.
-        let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(&q).unwrap();
-        let raw: (
-            mproc_shm::Segment,
-            mproc_shm::handle::HandleFd,
-            mproc_shm::handle::HandleFd,
-        ) = mproc_shm::handle::from_bytes_with_fds(&bytes, fds).unwrap();
+        let raw = common::raw_parts(&q);
         raw.0.write(1152, &[0x5a; 8]).unwrap();
         let corrupted = |e: &dyn std::fmt::Display| e.to_string().contains("corrupted");
         match q.try_get() {
