@@ -250,16 +250,16 @@ pub(crate) fn serve(fd: RawFd) -> ! {
                 // Sent without allocating: a write to the heap right after
                 // the fork copies a page the child still shares.
                 let reply = i64::from(pid).to_le_bytes();
-                let pidfd = pidfd.as_ref().map(|f| f.as_fd());
-                match sys::send_with_fd(ctrl.as_fd(), &reply, pidfd) {
+                let pidfd: Option<BorrowedFd<'_>> = pidfd.as_ref().map(|f| f.as_fd());
+                let fds = pidfd.as_slice();
+                match mproc_shm::handle::send_with_fds(ctrl.as_fd(), &reply, fds) {
                     Ok(n) if n < reply.len() => {
                         let _ = wire::send_all(ctrl.as_fd(), &reply[n..], &[]);
                     }
                     Ok(_) => {}
                     // Nothing was sent: the general path waits for room.
                     Err(_) => {
-                        let fds: Vec<BorrowedFd<'_>> = pidfd.into_iter().collect();
-                        let _ = wire::send_all(ctrl.as_fd(), &reply, &fds);
+                        let _ = wire::send_all(ctrl.as_fd(), &reply, fds);
                     }
                 }
             }

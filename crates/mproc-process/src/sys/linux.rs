@@ -175,48 +175,6 @@ pub(crate) fn waitpid(pid: RawPid, block: bool) -> io::Result<Option<libc::c_int
     Ok(if r == 0 { None } else { Some(status) })
 }
 
-/// Sends `data` with at most one descriptor, without allocating (a
-/// forked server's heap writes copy pages its children share). Returns the
-/// number of bytes sent; the descriptor went with the first of them.
-pub(crate) fn send_with_fd(
-    sock: BorrowedFd<'_>,
-    data: &[u8],
-    fd: Option<BorrowedFd<'_>>,
-) -> io::Result<usize> {
-    let mut iov = libc::iovec {
-        iov_base: data.as_ptr() as *mut libc::c_void,
-        iov_len: data.len(),
-    };
-    // u64 elements keep the control buffer aligned for `cmsghdr`; 32 bytes
-    // hold one header and one descriptor (CMSG_SPACE(4) is 24 on Linux).
-    let mut cbuf = [0u64; 4];
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) } as usize;
-    debug_assert!(space <= size_of_val(&cbuf));
-    // SAFETY: an all-zero msghdr is a valid value (null pointers, zero lengths).
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if let (Some(fd), false) = (fd, data.is_empty()) {
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        // SAFETY: msg_control points to `space` writable, aligned bytes,
-        // enough for one header, so the first header is non-null.
-        let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-        // SAFETY: `cmsg` points into `cbuf`, and CMSG_DATA at room for one
-        // c_int after the header (checked by `space` above).
-        unsafe {
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as _;
-            ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd.as_raw_fd());
-        }
-    }
-    // SAFETY: `msg` points to a valid iovec and control buffer that outlive the call.
-    let n = cvt_retry(|| unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })?;
-    Ok(n as usize)
-}
-
 /// Reaps any exited child without blocking: `(pid, raw status)`.
 pub(crate) fn waitpid_any() -> io::Result<Option<(RawPid, libc::c_int)>> {
     let mut status = 0;

@@ -195,14 +195,6 @@ pub(crate) fn spawn_self(opts: &SpawnSelf<'_>) -> io::Result<RawPid> {
     unsupported()
 }
 
-pub(crate) fn send_with_fd(
-    _sock: BorrowedFd<'_>,
-    _data: &[u8],
-    _fd: Option<BorrowedFd<'_>>,
-) -> io::Result<usize> {
-    unsupported()
-}
-
 /// Closes a descriptor that is owned by a value that will never drop (it
 /// is forgotten).
 ///

@@ -175,8 +175,17 @@ pub(crate) fn send_with_fds(
     let fd_bytes = std::mem::size_of_val(fds);
     // SAFETY: CMSG_SPACE is a pure size computation.
     let space = unsafe { libc::CMSG_SPACE(fd_bytes as u32) } as usize;
-    // u64 elements keep the control buffer aligned for `cmsghdr`.
-    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    // u64 elements keep the control buffer aligned for `cmsghdr`. A few
+    // descriptors (the usual case) fit on the stack: no allocation, which
+    // matters right after a fork, where a heap write copies a shared page.
+    let mut small = [0u64; 16];
+    let mut large = Vec::new();
+    let cbuf: &mut [u64] = if space <= size_of_val(&small) {
+        &mut small
+    } else {
+        large.resize(space.div_ceil(8), 0u64);
+        &mut large
+    };
     // SAFETY: an all-zero msghdr is a valid value (null pointers, zero lengths).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -192,11 +201,13 @@ pub(crate) fn send_with_fds(
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
             (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes as u32) as _;
         }
-        let raw: Vec<libc::c_int> = fds.iter().map(|f| f.as_raw_fd()).collect();
-        // SAFETY: CMSG_DATA points at `fd_bytes` writable bytes inside `cbuf`; `raw` holds exactly that many.
-        unsafe {
-            ptr::copy_nonoverlapping(raw.as_ptr().cast::<u8>(), libc::CMSG_DATA(cmsg), fd_bytes)
-        };
+        // SAFETY: CMSG_DATA points at `fd_bytes` writable bytes inside `cbuf`,
+        // room for exactly `fds.len()` c_ints (written unaligned).
+        let slots = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
+        for (i, f) in fds.iter().enumerate() {
+            // SAFETY: `i < fds.len()`: inside the room described above.
+            unsafe { ptr::write_unaligned(slots.add(i), f.as_raw_fd()) };
+        }
     }
     // SAFETY: `msg` points to a valid iovec and control buffer that outlive the call.
     let n = cvt_retry(|| unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })?;
