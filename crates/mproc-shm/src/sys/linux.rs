@@ -178,7 +178,7 @@ pub(crate) fn send_with_fds(
     // u64 elements keep the control buffer aligned for `cmsghdr`. A few
     // descriptors (the usual case) fit on the stack: no allocation, which
     // matters right after a fork, where a heap write copies a shared page.
-    let mut small = [0u64; 16];
+    let mut small = [0u64; 6];
     let mut large = Vec::new();
     let cbuf: &mut [u64] = if space <= size_of_val(&small) {
         &mut small
