@@ -47,3 +47,31 @@ fn round_trip_through_a_socket() {
     assert_eq!(&four, b"ping");
     w.write_all(b"!").unwrap();
 }
+
+#[test]
+fn descriptors_in_every_count_arrive_in_order() {
+    // 0 to 8 fit the sender's stack buffer, more take the heap; the most
+    // a message may carry, too.
+    for n in [0usize, 1, 2, 7, 8, 9, 40, MAX_FDS_PER_MESSAGE] {
+        let (a, b) = UnixStream::pair().unwrap();
+        let pipes: Vec<(UnixStream, UnixStream)> =
+            (0..n).map(|_| UnixStream::pair().unwrap()).collect();
+        let borrowed: Vec<_> = pipes.iter().map(|(w, _)| w.as_fd()).collect();
+        assert_eq!(send_with_fds(a.as_fd(), b"x", &borrowed).unwrap(), 1);
+        let mut buf = [0u8; 1];
+        let mut got = Vec::new();
+        assert_eq!(recv_with_fds(b.as_fd(), &mut buf, &mut got).unwrap(), 1);
+        assert_eq!(got.len(), n);
+        // Each received descriptor is the write end of the pair at its index.
+        for (i, fd) in got.into_iter().enumerate() {
+            let mut w = std::fs::File::from(fd);
+            w.write_all(&[i as u8]).unwrap();
+            let mut one = [0u8; 1];
+            (&pipes[i].1).read_exact(&mut one).unwrap();
+            assert_eq!(one[0], i as u8);
+        }
+    }
+    let (a, _b) = UnixStream::pair().unwrap();
+    let too_many: Vec<_> = (0..=MAX_FDS_PER_MESSAGE).map(|_| a.as_fd()).collect();
+    assert!(send_with_fds(a.as_fd(), b"x", &too_many).is_err());
+}
