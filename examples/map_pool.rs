@@ -49,10 +49,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     if pooled < serial {
         println!(
-            "With mproc it is {:.2}x faster: the range travels as a few (start, count) pairs, chunks are",
+            "With mproc it is {:.2}x faster: the range travels as (start, count) pairs, each worker",
             serial.as_secs_f64() / pooled.as_secs_f64()
         );
-        println!("sized from the measured time per item, and `()` results cost nothing to return.");
+        println!(
+            "takes half and an idle one takes over part of a busy one's rest, and `()` results cost"
+        );
+        println!("nothing to return.");
     } else {
         println!(
             "Here mproc was not faster: the run is so short that starting processes dominates, or"
