@@ -161,10 +161,11 @@ impl<'a> Ring<'a> {
         // would cost more than the rest of a hand-off) only keeps a bug in
         // bounds.
         let pos = if pos < self.cap { pos & !7 } else { 0 };
-        // SAFETY: `pos` is a multiple of 8 inside the ring, whose base is
-        // 8-aligned and valid for the ring's life; the word is only accessed
-        // atomically (header loads and stores), so an `AtomicU64` view of it
-        // is sound even while other processes access it.
+        // Headers are read and written only through this view; payload copies
+        // touch a header word only while it is free (or scribbled on, which
+        // gives a value callers check), as for every byte of shared memory.
+        // SAFETY: `pos` is a multiple of 8 inside the ring; its base is 8-aligned,
+        // valid for the ring's life and never referenced as a Rust value.
         unsafe { AtomicU64::from_ptr(self.base.add(pos as usize).cast()) }
     }
 
