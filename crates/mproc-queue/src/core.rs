@@ -47,10 +47,8 @@ impl LogGate {
     /// Whether the log may be used now (starts the wait on first call).
     fn open(&self) -> bool {
         let now = Instant::now();
-        let since = *self.since.get().get_or_insert_with(|| {
-            self.since.set(Some(now));
-            now
-        });
+        let since = self.since.get().unwrap_or(now);
+        self.since.set(Some(since));
         match self.deadline {
             Deadline::Now => true,
             Deadline::At(t) if t <= since + LOG_AFTER => true,
@@ -486,7 +484,7 @@ impl Core {
         // Relaxed: only a hint; the attempt re-reads under the lock.
         let h = ring::unpack(ctl.head.0.load(Ordering::Relaxed));
         h != ring::unpack(self.head_cache.cached_head())
-            || self.records().len() < self.maxcount() as usize
+            || (self.maxsize != 0 && self.records().len() < self.maxsize as usize)
             || ctl.wait.closed.load(Ordering::Relaxed) != 0
     }
 
@@ -564,26 +562,10 @@ impl Core {
                     // only need to grow), or we wait for consumers.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         // (The ring reservation `res` is simply not published.)
-                        if !recs.ovf.has_record() && !gate.open() {
-                            side_full.set(true);
-                            return None;
-                        }
-                        // SAFETY: we hold the producer lock until the publish.
-                        return match unsafe { recs.reserve_overflow(bytes.len(), self.maxcount()) }
-                        {
-                            Ok(Ok(slot)) => {
-                                // SAFETY: producer lock held since the reservation,
-                                // which is for `bytes.len()` bytes.
-                                unsafe { recs.publish(slot, REC_INLINE, bytes) };
-                                side_full.set(false);
-                                Some(Ok(ctl.wait.not_empty.waiters()))
-                            }
-                            Ok(Err(_)) => {
-                                side_full.set(true);
-                                None
-                            }
-                            Err(c) => Some(Err(PutFail::Broken(c.into()))),
-                        };
+                        // SAFETY: we hold the producer lock.
+                        let r = unsafe { self.copy_into_log(&recs, bytes, &gate) };
+                        side_full.set(r.is_none());
+                        return r;
                     }
                     Err(e) => return Some(Err(PutFail::Broken(io_broken(e)))),
                 }
@@ -596,6 +578,34 @@ impl Core {
             || self.prepare_put(16, side_full.get(), &gate),
         );
         self.after_put(r)
+    }
+
+    /// A large item whose descriptor the full side channel cannot take: its
+    /// bytes are copied into the overflow log, if that may be used now (see
+    /// [`LogGate`]) and has room; `None` otherwise (wait for consumers).
+    ///
+    /// # Safety
+    /// The caller holds the producer lock.
+    unsafe fn copy_into_log(
+        &self,
+        recs: &Records<'_>,
+        bytes: &[u8],
+        gate: &LogGate,
+    ) -> Option<Result<u32, PutFail>> {
+        if !recs.ovf.has_record() && !gate.open() {
+            return None;
+        }
+        // SAFETY: the caller holds the producer lock, through the publish.
+        match unsafe { recs.reserve_overflow(bytes.len(), self.maxcount()) } {
+            Ok(Ok(slot)) => {
+                // SAFETY: as above; the slot is for `bytes.len()` bytes.
+                unsafe { recs.publish(slot, REC_INLINE, bytes) };
+                // Read under the producer lock, as in `put_bytes`.
+                Some(Ok(self.ctl().wait.not_empty.waiters()))
+            }
+            Ok(Err(_)) => None,
+            Err(c) => Some(Err(PutFail::Broken(c.into()))),
+        }
     }
 
     /// Takes an item's bytes into `out`.

@@ -34,7 +34,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::layout::Ctl;
-use crate::ring::{Corrupted, Push, REC_INLINE, REC_LARGE, pack, padded, unpack};
+use crate::ring::{Corrupted, Push, header, is_header_of, kind_and_len, pack, padded, unpack};
 
 /// The size of a record's header and `after` word.
 pub(crate) const OVF_HEADER: usize = 16;
@@ -53,7 +53,7 @@ pub(crate) fn record_size(len: usize) -> usize {
 /// The first record of the log, read by [`Overflow::front`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Front {
-    /// Its kind ([`REC_INLINE`] or [`REC_LARGE`]).
+    /// Its kind ([`REC_INLINE`](crate::ring::REC_INLINE) or [`REC_LARGE`](crate::ring::REC_LARGE)).
     pub(crate) kind: u8,
     /// How many ring records were published before it (wrapping).
     pub(crate) after: u32,
@@ -220,8 +220,7 @@ impl<'a> Overflow<'a> {
         if end as u64 > self.ctl.ovf.high.load(Ordering::Relaxed) {
             self.ctl.ovf.high.store(end as u64, Ordering::Relaxed);
         }
-        let hdr =
-            u64::from(r.len) | (u64::from(kind) << 32) | (u64::from(r.seq & 0x00ff_ffff) << 40);
+        let hdr = header(r.len, kind, r.seq);
         let mut head = [0u8; OVF_HEADER];
         head[..8].copy_from_slice(&hdr.to_le_bytes());
         head[8..].copy_from_slice(&u64::from(after).to_le_bytes());
@@ -316,17 +315,10 @@ impl<'a> Overflow<'a> {
         };
         let hdr = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
         let after = u64::from_le_bytes(head[8..].try_into().expect("8 bytes"));
-        let len = hdr as u32 as usize;
-        let kind = (hdr >> 32) as u8;
-        if (hdr >> 40) as u32 != hseq & 0x00ff_ffff {
+        if !is_header_of(hdr, hseq) {
             return Err(Corrupted("overflow record sequence number mismatch"));
         }
-        if kind != REC_INLINE && kind != REC_LARGE {
-            return Err(Corrupted("unknown overflow record kind"));
-        }
-        if kind == REC_LARGE && len != 16 {
-            return Err(Corrupted("large-message record of the wrong size"));
-        }
+        let (kind, len) = kind_and_len(hdr)?;
         if after > u64::from(u32::MAX) {
             return Err(Corrupted(
                 "overflow record with an impossible ring sequence",

@@ -67,6 +67,31 @@ pub(crate) fn padded(len: usize) -> usize {
     len.div_ceil(8) * 8
 }
 
+/// A record header: its payload length, kind, and the low 24 bits of its
+/// sequence (the overflow log's records use the same header).
+pub(crate) fn header(len: u32, kind: u8, seq: u32) -> u64 {
+    u64::from(len) | (u64::from(kind) << 32) | (u64::from(seq & 0x00ff_ffff) << 40)
+}
+
+/// Whether `hdr` is the header of the record with sequence `seq` (never the
+/// zero terminator, whose sequence bits would match record 0 and its kin).
+pub(crate) fn is_header_of(hdr: u64, seq: u32) -> bool {
+    hdr != 0 && (hdr >> 40) as u32 == seq & 0x00ff_ffff
+}
+
+/// The kind and payload length of a record header, checked: a known kind,
+/// and the fixed size of a large-message record.
+pub(crate) fn kind_and_len(hdr: u64) -> Result<(u8, usize), Corrupted> {
+    let (kind, len) = ((hdr >> 32) as u8, hdr as u32 as usize);
+    if kind != REC_INLINE && kind != REC_LARGE {
+        return Err(Corrupted("unknown record kind"));
+    }
+    if kind == REC_LARGE && len != 16 {
+        return Err(Corrupted("large-message record of the wrong size"));
+    }
+    Ok((kind, len))
+}
+
 /// The size a record with `len` payload bytes takes in the ring.
 pub(crate) fn record_size(len: usize) -> usize {
     REC_HEADER + padded(len)
@@ -167,6 +192,15 @@ impl<'a> Ring<'a> {
         // SAFETY: `pos` is a multiple of 8 inside the ring; its base is 8-aligned,
         // valid for the ring's life and never referenced as a Rust value.
         unsafe { AtomicU64::from_ptr(self.base.add(pos as usize).cast()) }
+    }
+
+    /// The bytes a published record with header `hdr` takes up to the next
+    /// header, checked so that it and the terminator after it fit the ring.
+    fn span(&self, hdr: u64) -> Result<usize, Corrupted> {
+        REC_HEADER
+            .checked_add(padded(hdr as u32 as usize))
+            .filter(|n| n + REC_HEADER <= self.cap as usize)
+            .ok_or(Corrupted("record longer than the ring"))
     }
 
     fn check_word(&self, w: u64) -> Result<(u32, u32), Corrupted> {
@@ -271,8 +305,7 @@ impl<'a> Ring<'a> {
             return true;
         }
         // Relaxed: as above.
-        let hdr = self.word_at(pos).load(Ordering::Relaxed);
-        hdr != 0 && (hdr >> 40) as u32 == seq & 0x00ff_ffff
+        is_header_of(self.word_at(pos).load(Ordering::Relaxed), seq)
     }
 
     /// Copies `src` into the ring at `pos`, wrapping at the end.
@@ -391,8 +424,7 @@ impl<'a> Ring<'a> {
         if !payload.is_empty() {
             self.write_at((tail.1 as usize + REC_HEADER) % self.cap as usize, payload);
         }
-        let hdr =
-            u64::from(r.len) | (u64::from(kind) << 32) | (u64::from(tail.0 & 0x00ff_ffff) << 40);
+        let hdr = header(r.len, kind, tail.0);
         // Release: publishes the record (and the terminator after it); pairs
         // with the consumers' Acquire loads of the header.
         self.word_at(tail.1).store(hdr, Ordering::Release);
@@ -446,14 +478,13 @@ impl<'a> Ring<'a> {
     ) -> Result<Option<Peeked>, Corrupted> {
         // Relaxed: only consumer-lock holders store `head`.
         let head = self.check_word(self.ctl.head.0.load(Ordering::Relaxed))?;
-        let published = |hdr: u64| hdr != 0 && (hdr >> 40) as u32 == head.0 & 0x00ff_ffff;
         // Acquire: pairs with the producer's Release store of the header, so
         // the payload (and the terminator after it) are visible.
         let mut hdr = self.word_at(head.1).load(Ordering::Acquire);
-        if !published(hdr) && !strict {
-            return Ok(None);
-        }
-        if !published(hdr) {
+        if !is_header_of(hdr, head.0) {
+            if !strict {
+                return Ok(None);
+            }
             // Not published yet, unless `tail` says it is.
             // Acquire: pairs with the producers' Release store of `tail`,
             // which follows their header store.
@@ -465,23 +496,12 @@ impl<'a> Ring<'a> {
             // Published between our two loads, or the bytes are wrong.
             // Acquire: as above.
             hdr = self.word_at(head.1).load(Ordering::Acquire);
-            if !published(hdr) {
+            if !is_header_of(hdr, head.0) {
                 return Err(Corrupted("record sequence number mismatch"));
             }
         }
-        let len = hdr as u32 as usize;
-        let kind = (hdr >> 32) as u8;
-        if kind != REC_INLINE && kind != REC_LARGE {
-            return Err(Corrupted("unknown record kind"));
-        }
-        if kind == REC_LARGE && len != 16 {
-            return Err(Corrupted("large-message record of the wrong size"));
-        }
-        // The record and the terminator after it fit the ring.
-        let need = REC_HEADER
-            .checked_add(padded(len))
-            .filter(|n| n + REC_HEADER <= self.cap as usize)
-            .ok_or(Corrupted("record longer than the ring"))?;
+        let (kind, len) = kind_and_len(hdr)?;
+        let need = self.span(hdr)?;
         out.clear();
         out.resize(len, 0);
         self.read_at((head.1 as usize + REC_HEADER) % self.cap as usize, out);
@@ -503,14 +523,10 @@ impl<'a> Ring<'a> {
         let tail = self.check_word(self.ctl.tail.0.load(Ordering::Relaxed))?;
         // Acquire: the dead producer's writes before its header store.
         let hdr = self.word_at(tail.1).load(Ordering::Acquire);
-        if hdr == 0 || (hdr >> 40) as u32 != tail.0 & 0x00ff_ffff {
+        if !is_header_of(hdr, tail.0) {
             return Ok(());
         }
-        let len = hdr as u32 as usize;
-        let need = REC_HEADER
-            .checked_add(padded(len))
-            .filter(|n| n + REC_HEADER <= self.cap as usize)
-            .ok_or(Corrupted("record longer than the ring"))?;
+        let need = self.span(hdr)?;
         let next_pos = ((tail.1 as usize + need) % self.cap as usize) as u32;
         // Release: as in `publish`.
         self.ctl
