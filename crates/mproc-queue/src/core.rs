@@ -15,7 +15,7 @@ use crate::error::{BrokenError, CreateError};
 use crate::layout::{CTL_OFFSET, Ctl, KIND_LARGE, RING_OFFSET};
 use crate::overflow::{self, Overflow};
 use crate::records::Records;
-use crate::ring::{self, ProducerCache, Push, REC_INLINE, REC_LARGE, Ring};
+use crate::ring::{self, Corrupted, ProducerCache, Push, REC_INLINE, REC_LARGE, Ring, Take};
 use crate::wait::{Deadline, Prepare, SLICE, block_on};
 
 /// The default ring capacity: 1 MiB (its pages are only allocated as they
@@ -414,15 +414,16 @@ impl Core {
         self.after_put(r)
     }
 
-    /// A producer about to sleep: registers on `not_full` under the consumer
-    /// lock (under which consumers free room and read `waiters`), unless
-    /// there is room now or the queue is closed. `side_full`: the side
+    /// A producer about to sleep: registers on `not_full`, unless there is
+    /// room now or the queue is closed (consumers free room with a SeqCst
+    /// swap of `head`, then read `waiters` with SeqCst; a fence between our
+    /// registration and our look at `head` makes one of us see the other:
+    /// see `wait`). `side_full`: the side
     /// channel was full, which consumers do not signal; retry soon. `gate`:
     /// when the put may start using the overflow log (wake up then).
     fn prepare_put(&self, len: usize, side_full: bool, gate: &LogGate) -> Prepare {
         let ctl = self.ctl();
-        let _g = self.lock_cons();
-        let seq = ctl.wait.not_full.register();
+        let seq = ctl.wait.not_full.register_fenced();
         let until_open = gate.until_open();
         let log_ok = until_open.is_some_and(|d| d.is_zero());
         let room = || {
@@ -621,10 +622,14 @@ impl Core {
             || self.probe_item(),
             || {
                 let strict = std::mem::replace(&mut strict, true);
-                // A first look that finds nothing takes no lock (two atomic
-                // read-modify-writes saved whenever consumers keep up).
-                if !strict && !self.probe_item() {
-                    return None;
+                // Inline ring records are taken without the lock (one atomic
+                // read-modify-write per get instead of three). A first look
+                // that finds nothing takes no lock either.
+                match recs.take(out) {
+                    Ok(Take::Taken) => return Some(Ok((None, ctl.wait.not_full.waiters_seqcst()))),
+                    Ok(Take::Empty) if !strict && !self.overflow().has_record() => return None,
+                    Ok(_) => {}
+                    Err(c) => return Some(Err(GetFail::Broken(c.into()))),
                 }
                 let _g = self.lock_cons();
                 loop {
@@ -647,17 +652,25 @@ impl Core {
                         }
                         Err(c) => return Some(Err(GetFail::Broken(c.into()))),
                     };
-                    // Read under the consumer lock, which sleeping producers
-                    // register under: see `wait`.
-                    let waiters = || ctl.wait.not_full.waiters();
+                    // After the SeqCst swap that freed the room: see `wait`.
+                    let waiters = || ctl.wait.not_full.waiters_seqcst();
                     if p.kind() == REC_INLINE {
                         // SAFETY: consumer lock held since the peek.
-                        unsafe { recs.commit(p) };
-                        return Some(Ok((None, waiters())));
+                        if unsafe { recs.commit(p) } {
+                            return Some(Ok((None, waiters())));
+                        }
+                        // A lock-free consumer took it: look again.
+                        continue;
                     }
                     let fd = self.take_large(out);
+                    // Lock-free consumers leave large-message records alone:
+                    // only a scribbled `head` fails this.
                     // SAFETY: consumer lock held since the peek.
-                    unsafe { recs.commit(p) };
+                    if !unsafe { recs.commit(p) } {
+                        return Some(Err(GetFail::Broken(
+                            Corrupted("ring head moved under the consumer lock").into(),
+                        )));
+                    }
                     match fd {
                         Ok(Some(fd)) => return Some(Ok((Some(fd), waiters()))),
                         // A killed consumer was taking this one: skip it.

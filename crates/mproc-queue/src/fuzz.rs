@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::layout::Ctl;
 use crate::overflow::{self, Overflow};
 use crate::records::Records;
-use crate::ring::{ProducerCache, Push, REC_INLINE, Ring};
+use crate::ring::{ProducerCache, Push, REC_INLINE, Ring, Take};
 
 /// A heap ring of `cap` bytes (u64s keep it 8-aligned).
 struct HeapRing {
@@ -103,13 +103,24 @@ fn records(first: u8, rest: &[u8]) {
             let _ = unsafe { recs.ring.repair() };
         }
         let mut out = Vec::new();
-        for _ in 0..cap + log {
+        for i in 0..cap + log {
+            // Lock-free takes and locked peeks, alternately.
+            if i % 2 == 0 {
+                match recs.take(&mut out) {
+                    Ok(Take::Taken) => {
+                        assert!(out.len() <= cap, "payload larger than the ring");
+                        continue;
+                    }
+                    Ok(Take::Locked) => {}
+                    Ok(Take::Empty) | Err(_) => break,
+                }
+            }
             // SAFETY: single-threaded: nobody else touches the stores.
             match unsafe { recs.peek(&mut out, true) } {
                 Ok(Some(t)) => {
                     assert!(out.len() <= cap.max(log), "payload larger than its store");
                     // SAFETY: as above.
-                    unsafe { recs.commit(t) };
+                    assert!(unsafe { recs.commit(t) }, "head moved by nobody");
                 }
                 Ok(None) | Err(_) => break,
             }
@@ -146,13 +157,29 @@ fn records(first: u8, rest: &[u8]) {
                 Err(e) => panic!("own records reported corrupted: {e:?}"),
             }
         } else {
+            // Consumers that take without the lock, and ones that hold it.
+            if op & 0x80 != 0 {
+                match recs.take(&mut out) {
+                    Ok(Take::Taken) => {
+                        assert_eq!(Some(&out), model.front(), "wrong record taken");
+                        model.pop_front();
+                        continue;
+                    }
+                    // Only records behind the log's need the lock.
+                    Ok(Take::Locked) => assert!(recs.ovf.has_record(), "locked for no reason"),
+                    Ok(Take::Empty) => {
+                        assert!(model.is_empty() || recs.ovf.has_record(), "missed a record");
+                    }
+                    Err(e) => panic!("own records reported corrupted: {e:?}"),
+                }
+            }
             // SAFETY: single-threaded.
             match unsafe { recs.peek(&mut out, true) } {
                 Ok(Some(t)) => {
                     assert_eq!(Some(&out), model.front(), "wrong record");
                     model.pop_front();
                     // SAFETY: single-threaded.
-                    unsafe { recs.commit(t) };
+                    assert!(unsafe { recs.commit(t) }, "head moved by nobody");
                 }
                 Ok(None) => assert!(model.is_empty(), "empty but the model is not"),
                 Err(e) => panic!("own records reported corrupted: {e:?}"),
@@ -208,13 +235,23 @@ pub(crate) fn queue_record(data: &[u8]) {
             let _ = unsafe { ring.repair() };
         }
         let mut out = Vec::new();
-        for _ in 0..cap {
+        for i in 0..cap {
+            if i % 2 == 0 {
+                match ring.take(&mut out, || false) {
+                    Ok(Take::Taken) => {
+                        assert!(out.len() <= cap, "payload larger than the ring");
+                        continue;
+                    }
+                    Ok(Take::Locked) => {}
+                    Ok(Take::Empty) | Err(_) => break,
+                }
+            }
             // SAFETY: single-threaded: nobody else touches the ring.
             match unsafe { ring.peek(&mut out, true) } {
                 Ok(Some(p)) => {
                     assert!(out.len() <= cap, "payload larger than the ring");
                     // SAFETY: as above.
-                    unsafe { ring.commit(p) };
+                    assert!(unsafe { ring.commit(p) }, "head moved by nobody");
                 }
                 Ok(None) | Err(_) => break,
             }
@@ -259,6 +296,17 @@ pub(crate) fn queue_record(data: &[u8]) {
                 }
                 Err(e) => panic!("own ring reported corrupted: {e:?}"),
             }
+        } else if who == 1 {
+            // This consumer takes without the lock.
+            match ring.take(&mut out, || false) {
+                Ok(Take::Taken) => {
+                    assert_eq!(Some(&out), model.front(), "wrong record taken");
+                    model.pop_front();
+                }
+                Ok(Take::Empty) => assert!(model.is_empty(), "ring empty but model is not"),
+                Ok(Take::Locked) => panic!("an inline record needs no lock"),
+                Err(e) => panic!("own ring reported corrupted: {e:?}"),
+            }
         } else {
             // SAFETY: single-threaded.
             match unsafe { ring.peek(&mut out, true) } {
@@ -270,7 +318,7 @@ pub(crate) fn queue_record(data: &[u8]) {
                     );
                     model.pop_front();
                     // SAFETY: single-threaded.
-                    unsafe { ring.commit(p) };
+                    assert!(unsafe { ring.commit(p) }, "head moved by nobody");
                 }
                 Ok(None) => assert!(model.is_empty(), "ring empty but model is not"),
                 Err(e) => panic!("own ring reported corrupted: {e:?}"),

@@ -28,8 +28,9 @@
 //! plus a Unix socket pair that carries the descriptors of messages too
 //! large for the ring. Producers serialize into a thread-local buffer, then
 //! copy the record into the ring under a producer lock and publish it with
-//! one atomic store; consumers copy a record out under a consumer lock and
-//! consume it with one atomic store. Neither lock is held while encoding or
+//! one atomic store; consumers copy a record out and claim it with one
+//! compare-and-swap, without a lock (a consumer lock orders only the
+//! messages that travel as descriptors). No lock is held while encoding or
 //! decoding. A process killed at any point leaves no torn record visible and
 //! no lock held (the locks recover from the death of their owner); waiting
 //! uses futexes after a short spin.

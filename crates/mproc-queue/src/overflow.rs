@@ -358,8 +358,9 @@ impl<'a> Overflow<'a> {
     /// # Safety
     /// The caller holds the consumer lock, and has held it since the `front`.
     pub(crate) unsafe fn commit(&self, f: Front) {
-        // Release: frees the bytes for producers; pairs with their Acquire
-        // loads of `head`.
-        self.head_word().store(f.next_head, Ordering::Release);
+        // SeqCst: frees the bytes for producers (Release, pairing with their
+        // Acquire loads of `head`), and orders this store before the
+        // consumer's SeqCst load of the `not_full` waiters (see `wait`).
+        self.head_word().store(f.next_head, Ordering::SeqCst);
     }
 }

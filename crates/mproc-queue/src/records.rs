@@ -3,7 +3,7 @@
 //! get takes next, and the counts over both.
 
 use crate::overflow::{self, Front, Overflow};
-use crate::ring::{self, Corrupted, Peeked, ProducerCache, Push, Ring};
+use crate::ring::{self, Corrupted, Peeked, ProducerCache, Push, Ring, Take};
 
 /// Room reserved for one record.
 #[derive(Debug)]
@@ -198,16 +198,32 @@ impl Records<'_> {
         }
     }
 
-    /// Consumes the record `peek` returned.
+    /// Consumes the record `peek` returned, unless a lock-free consumer took
+    /// it first (false: peek again).
     ///
     /// # Safety
     /// The caller holds the consumer lock, and has held it since the `peek`.
-    pub(crate) unsafe fn commit(&self, t: Taken) {
+    pub(crate) unsafe fn commit(&self, t: Taken) -> bool {
         match t {
             // SAFETY: forwarded from the caller.
             Taken::Ring(p) => unsafe { self.ring.commit(p) },
-            // SAFETY: forwarded from the caller.
-            Taken::Overflow(f) => unsafe { self.ovf.commit(f) },
+            Taken::Overflow(f) => {
+                // SAFETY: forwarded from the caller; only lock holders take
+                // the log's records.
+                unsafe { self.ovf.commit(f) };
+                true
+            }
         }
+    }
+
+    /// Takes the next record into `out` without the consumer lock when it is
+    /// an inline ring record and the overflow log is empty (see
+    /// [`Ring::take`]); `Locked` when it must be taken under the lock.
+    ///
+    /// While the log is empty, a record it receives later comes after every
+    /// ring record published before it, so the record found at `head` is
+    /// next in put order.
+    pub(crate) fn take(&self, out: &mut Vec<u8>) -> Result<Take, Corrupted> {
+        self.ring.take(out, || self.ovf.has_record())
     }
 }

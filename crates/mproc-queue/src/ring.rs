@@ -22,9 +22,22 @@
 //!   killed before the header store leaves nothing visible: the next one
 //!   writes over its bytes. One killed between the two stores has published
 //!   its record; the next holder of the lock completes `tail` ([`Ring::repair`]).
-//! * A consumer, holding the consumer lock, reads the header at `head`
-//!   (Acquire), the payload, and only then advances `head` ([`Ring::commit`]).
-//!   A consumer killed in between leaves the record for the next one.
+//! * A consumer reads the header at `head` (Acquire) and the payload, and
+//!   only then claims the record by moving `head` past it with a
+//!   compare-and-swap from the word it read at: whoever moves `head` first
+//!   has the record, the others look again. Inline records are taken so
+//!   without any lock ([`Ring::take`]); large-message records, whose
+//!   descriptors must leave the side channel in record order, and records
+//!   behind overflow-log records, are taken under the consumer lock
+//!   ([`Ring::peek`], [`Ring::commit`]), whose holder competes with lock-free
+//!   takers in the same way. A consumer killed before its swap leaves the
+//!   record for the next one; one killed after it took the record.
+//! * Bytes a consumer copies may be overwritten while it copies, once
+//!   another consumer took the record and a producer reused its room; the
+//!   failed swap then discards the copy. The swap compares the whole word
+//!   (32-bit sequence and position), so a stale copy could only be accepted
+//!   by a consumer stalled between its load and its swap while exactly 2^32
+//!   records went through and `head` came back to the same position.
 //! * `tail` may thus lag `head` by a record for a moment: counts treat that
 //!   as empty, and `published` as `head`.
 //!
@@ -152,8 +165,21 @@ pub(crate) struct Reservation<'c> {
 pub(crate) struct Peeked {
     /// Its kind ([`REC_INLINE`] or [`REC_LARGE`]).
     pub(crate) kind: u8,
+    /// The `head` word it was read at.
+    head: u64,
     /// The `head` word that consumes it.
-    pub(crate) next_head: u64,
+    next_head: u64,
+}
+
+/// Outcome of [`Ring::take`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// An inline record was taken.
+    Taken,
+    /// No record is published at `head` (or its header is not one).
+    Empty,
+    /// The record at `head` must be taken under the consumer lock.
+    Locked,
 }
 
 /// A view of a ring: its control block and its bytes.
@@ -261,10 +287,10 @@ impl<'a> Ring<'a> {
         unpack(self.ctl.tail.0.load(Ordering::Relaxed)).0
     }
 
-    /// The sequence of the next record to consume (read by consumer-lock holders).
+    /// The sequence of the next record to consume.
     pub(crate) fn head_seq(&self) -> u32 {
-        // Relaxed: only consumer-lock holders store `head`.
-        unpack(self.ctl.head.0.load(Ordering::Relaxed)).0
+        // Acquire: pairs with the consumers' swaps of `head`.
+        unpack(self.ctl.head.0.load(Ordering::Acquire)).0
     }
 
     /// Whether a record of `len` payload bytes would fit now, from fresh
@@ -476,8 +502,10 @@ impl<'a> Ring<'a> {
         out: &mut Vec<u8>,
         strict: bool,
     ) -> Result<Option<Peeked>, Corrupted> {
-        // Relaxed: only consumer-lock holders store `head`.
-        let head = self.check_word(self.ctl.head.0.load(Ordering::Relaxed))?;
+        // Acquire: lock-free consumers move `head` too (see `take`); pairs
+        // with their swaps.
+        let head_w = self.ctl.head.0.load(Ordering::Acquire);
+        let head = self.check_word(head_w)?;
         // Acquire: pairs with the producer's Release store of the header, so
         // the payload (and the terminator after it) are visible.
         let mut hdr = self.word_at(head.1).load(Ordering::Acquire);
@@ -508,8 +536,74 @@ impl<'a> Ring<'a> {
         let next_pos = ((head.1 as usize + need) % self.cap as usize) as u32;
         Ok(Some(Peeked {
             kind,
+            head: head_w,
             next_head: pack(head.0.wrapping_add(1), next_pos),
         }))
+    }
+
+    /// Takes the inline record at `head` into `out` (replacing its contents)
+    /// without the consumer lock: reads it, then claims it by swapping `head`
+    /// (see the protocol above), looking again when another consumer was
+    /// faster. `Locked` when the record at `head` is a large-message record,
+    /// or when `defer()` (asked once a record is found) says records of the
+    /// overflow log may come first.
+    ///
+    /// Like [`Ring::peek`]'s non-strict look, this cannot tell a record not
+    /// yet published from a scribbled header: both are `Empty`, and a strict
+    /// look under the lock tells them apart.
+    pub(crate) fn take(
+        &self,
+        out: &mut Vec<u8>,
+        defer: impl Fn() -> bool,
+    ) -> Result<Take, Corrupted> {
+        // Acquire: pairs with other consumers' swaps (and the record bytes
+        // they saw published are then visible to us as well).
+        let mut head_w = self.ctl.head.0.load(Ordering::Acquire);
+        loop {
+            let head = self.check_word(head_w)?;
+            // Acquire: pairs with the producer's Release store of the header.
+            let hdr = self.word_at(head.1).load(Ordering::Acquire);
+            let found = kind_and_len(hdr).and_then(|(kind, len)| Ok((kind, len, self.span(hdr)?)));
+            let (kind, len, need) = match found {
+                Ok(f) if is_header_of(hdr, head.0) => f,
+                _ => {
+                    // Another consumer may have taken the record and a
+                    // producer reused its room: look again from the new head.
+                    // Acquire: as above.
+                    let now = self.ctl.head.0.load(Ordering::Acquire);
+                    if now != head_w {
+                        head_w = now;
+                        continue;
+                    }
+                    return match found {
+                        Err(e) if is_header_of(hdr, head.0) => Err(e),
+                        _ => Ok(Take::Empty),
+                    };
+                }
+            };
+            if kind != REC_INLINE || defer() {
+                return Ok(Take::Locked);
+            }
+            out.clear();
+            out.resize(len, 0);
+            self.read_at((head.1 as usize + REC_HEADER) % self.cap as usize, out);
+            let next_pos = ((head.1 as usize + need) % self.cap as usize) as u32;
+            let next = pack(head.0.wrapping_add(1), next_pos);
+            // SeqCst: frees the bytes for producers (Release, pairing with
+            // their Acquire loads of `head`), and orders this swap before
+            // the caller's SeqCst load of the `not_full` waiters (producers
+            // register, fence, then look at `head`; see `wait`). Acquire on
+            // failure: the new head's record is then visible.
+            match self.ctl.head.0.compare_exchange(
+                head_w,
+                next,
+                Ordering::SeqCst,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(Take::Taken),
+                Err(now) => head_w = now,
+            }
+        }
     }
 
     /// Completes the publication of a record whose producer was killed
@@ -536,15 +630,18 @@ impl<'a> Ring<'a> {
         Ok(())
     }
 
-    /// Consumes the record [`Ring::peek`] returned.
+    /// Consumes the record [`Ring::peek`] returned, unless a lock-free
+    /// consumer took it first (false: peek again).
     ///
     /// # Safety
     /// The caller holds the consumer lock, and has held it since the `peek`.
-    pub(crate) unsafe fn commit(&self, p: Peeked) {
-        // Release: frees the bytes for producers; pairs with their Acquire
-        // loads of `head`. (Sleeping producers register under the consumer
-        // lock, so no StoreLoad fence is needed here; see `wait`.)
-        self.ctl.head.0.store(p.next_head, Ordering::Release);
+    pub(crate) unsafe fn commit(&self, p: Peeked) -> bool {
+        // SeqCst and Acquire on failure: as in `take`.
+        self.ctl
+            .head
+            .0
+            .compare_exchange(p.head, p.next_head, Ordering::SeqCst, Ordering::Acquire)
+            .is_ok()
     }
 }
 

@@ -7,10 +7,14 @@
 //! it is non-zero does it bump `seq` and call `futex_wake`. Registration and
 //! the waker's read must be ordered, either
 //!
-//! * by a lock: the ring's sleepers register while holding the *other*
-//!   side's lock (a consumer that wants to sleep takes the producer lock,
-//!   under which producers publish and read `waiters`), so publishing costs
-//!   no extra fence; or
+//! * by a lock: a consumer that wants to sleep registers while holding the
+//!   producer lock, under which producers publish and read `waiters`, so
+//!   publishing costs no extra fence;
+//! * by a fence on the sleeper's side: consumers free room with a SeqCst
+//!   swap of `head` (they take most records without a lock) and then read
+//!   `waiters` with SeqCst; a producer that wants to sleep registers, issues
+//!   a SeqCst fence, then looks at `head` ([`WaitWord::register_fenced`]),
+//!   so the frequent side pays nothing beyond its swap; or
 //! * by SeqCst on both words (task counts, which change without a lock).
 //!
 //! Sleeps are cut into slices of at most [`SLICE`] so that a waker killed
@@ -157,6 +161,28 @@ impl WaitWord {
         // SeqCst: registration precedes the re-check in the single total order.
         self.waiters.fetch_add(1, Ordering::SeqCst);
         self.seq.load(Ordering::SeqCst)
+    }
+
+    /// Registers a sleeper whose waker changes the condition with a SeqCst
+    /// read-modify-write and then reads `waiters` with
+    /// [`WaitWord::waiters_seqcst`]; returns the `seq` to sleep on. Re-check
+    /// the condition after this.
+    pub(crate) fn register_fenced(&self) -> u32 {
+        // Relaxed: the fence below orders it.
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        // SeqCst fence: the waker's SeqCst change either precedes it, and
+        // the caller's re-check (after it) sees the change; or follows it,
+        // and the waker's SeqCst load of `waiters` sees this registration.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        // Acquire: as in `register`.
+        self.seq.load(Ordering::Acquire)
+    }
+
+    /// The current registration count, read after a SeqCst change of the
+    /// condition (see [`WaitWord::register_fenced`]).
+    pub(crate) fn waiters_seqcst(&self) -> u32 {
+        // SeqCst: see `register_fenced`.
+        self.waiters.load(Ordering::SeqCst)
     }
 
     /// Withdraws a registration.

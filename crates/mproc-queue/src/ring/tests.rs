@@ -33,7 +33,7 @@ fn pop(r: &Ring<'_>) -> Option<Vec<u8>> {
     // SAFETY: single-threaded test: we are the only consumer.
     let p = unsafe { r.peek(&mut out, true) }.expect("not corrupted")?;
     // SAFETY: as above.
-    unsafe { r.commit(p) };
+    assert!(unsafe { r.commit(p) }, "head moved by nobody");
     Some(out)
 }
 
@@ -231,7 +231,7 @@ fn ring_and_log_keep_put_order() {
         // SAFETY: single-threaded test: the only consumer.
         let t = unsafe { recs.peek(&mut out, true) }.expect("not corrupted")?;
         // SAFETY: as above.
-        unsafe { recs.commit(t) };
+        assert!(unsafe { recs.commit(t) }, "head moved by nobody");
         Some(u64::from_le_bytes(out.try_into().expect("8 bytes")))
     };
     // 15 records of 16 bytes fill the ring; 15 to 17 go to the log.
@@ -286,4 +286,217 @@ fn two_producers_with_stale_caches_never_overwrite() {
         }
         assert_eq!(pop(&r), None);
     }
+}
+
+#[test]
+fn take_without_the_lock() {
+    let mut h = Heap::new(256);
+    let r = h.ring();
+    let hc = ProducerCache::new();
+    let mut out = vec![9; 3];
+    assert_eq!(r.take(&mut out, || false), Ok(Take::Empty));
+    push(&r, b"one", u32::MAX, &hc);
+    push(&r, b"", u32::MAX, &hc);
+    push(&r, b"three", u32::MAX, &hc);
+    // `defer` is asked once a record is found, and leaves it in place.
+    assert_eq!(r.take(&mut out, || true), Ok(Take::Locked));
+    assert_eq!(r.len(), 3);
+    assert_eq!(r.take(&mut out, || false), Ok(Take::Taken));
+    assert_eq!(out, b"one");
+    assert_eq!(r.take(&mut out, || false), Ok(Take::Taken));
+    assert_eq!(out, b"");
+    assert_eq!(pop(&r).as_deref(), Some(&b"three"[..]));
+    assert_eq!(r.take(&mut out, || false), Ok(Take::Empty));
+    assert_eq!(r.len(), 0);
+    // Wrap around the end many times, alternating with locked consumers.
+    for i in 0..200u32 {
+        let v = i.to_le_bytes().repeat(1 + i as usize % 5);
+        assert_eq!(push(&r, &v, u32::MAX, &hc), Push::Done);
+        if i % 3 == 0 {
+            assert_eq!(pop(&r), Some(v));
+        } else {
+            assert_eq!(r.take(&mut out, || false), Ok(Take::Taken));
+            assert_eq!(out, v);
+        }
+    }
+}
+
+#[test]
+fn a_locked_commit_loses_to_a_lock_free_take() {
+    let mut h = Heap::new(256);
+    let r = h.ring();
+    let hc = ProducerCache::new();
+    push(&r, b"first", u32::MAX, &hc);
+    push(&r, b"second", u32::MAX, &hc);
+    let mut locked = Vec::new();
+    // SAFETY: single-threaded test; we act as the consumer-lock holder.
+    let p = unsafe { r.peek(&mut locked, true) }
+        .expect("not corrupted")
+        .expect("a record");
+    assert_eq!(locked, b"first");
+    // A lock-free consumer takes the same record first.
+    let mut free = Vec::new();
+    assert_eq!(r.take(&mut free, || false), Ok(Take::Taken));
+    assert_eq!(free, b"first");
+    // The lock holder's commit fails, and its next look finds the next one.
+    // SAFETY: as above.
+    assert!(!unsafe { r.commit(p) });
+    assert_eq!(pop(&r).as_deref(), Some(&b"second"[..]));
+    assert_eq!(pop(&r), None);
+}
+
+#[test]
+fn take_leaves_large_records_to_the_lock() {
+    let mut h = Heap::new(256);
+    let r = h.ring();
+    let hc = ProducerCache::new();
+    let rec = [7u8; 16];
+    // SAFETY: single-threaded test: the only producer.
+    let pushed = unsafe { r.try_push(REC_LARGE, &rec, u32::MAX, &hc) };
+    assert_eq!(pushed, Ok(Push::Done));
+    let mut out = Vec::new();
+    assert_eq!(r.take(&mut out, || false), Ok(Take::Locked));
+    assert_eq!(r.len(), 1);
+    assert_eq!(pop(&r).as_deref(), Some(&rec[..]));
+}
+
+#[test]
+fn take_reports_scribbled_records() {
+    let mut h = Heap::new(256);
+    {
+        let r = h.ring();
+        push(&r, b"abc", u32::MAX, &ProducerCache::new());
+    }
+    // A header of this sequence with an impossible length: an error.
+    h.mem[0] = 0xffff_ff00 | (u64::from(REC_INLINE) << 32);
+    let mut out = Vec::new();
+    assert_eq!(
+        h.ring().take(&mut out, || false),
+        Err(Corrupted("record longer than the ring"))
+    );
+    // An unknown kind: an error.
+    h.mem[0] = 3 | (9 << 32);
+    assert_eq!(
+        h.ring().take(&mut out, || false),
+        Err(Corrupted("unknown record kind"))
+    );
+    // A header of another sequence looks unpublished (a strict look under
+    // the lock reports it, see `corruption_is_an_error`).
+    h.mem[0] = 3 | (u64::from(REC_INLINE) << 32) | (5 << 40);
+    assert_eq!(h.ring().take(&mut out, || false), Ok(Take::Empty));
+    h.ctl.head.0.store(pack(0, 7), Ordering::Relaxed);
+    assert_eq!(
+        h.ring().take(&mut out, || false),
+        Err(Corrupted("ring position out of range"))
+    );
+}
+
+/// Producers and consumers on threads, some consumers taking without the
+/// lock and some under it (a std mutex stands for the consumer lock): every
+/// record arrives exactly once, and each producer's in its order.
+#[test]
+fn lock_free_and_locked_consumers_share_the_work() {
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+    const PER: u32 = 20_000;
+    const PRODUCERS: u32 = 2;
+    let ctl = Ctl::new_boxed();
+    let mut mem = vec![0u64; 512 / 8];
+    let base = mem.as_mut_ptr() as usize;
+    // Nothing here blocks: every loop gives up at this deadline, and the
+    // checks below then fail.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let prod_lock = Mutex::new(());
+    let cons_lock = Mutex::new(());
+    let taken = AtomicUsize::new(0);
+    let total = (PER * PRODUCERS) as usize;
+    let ring = || {
+        // SAFETY: the heap buffer of 512 bytes lives until the scope ends, is
+        // disjoint from `ctl`, and is only accessed through ring views;
+        // producers write under `prod_lock`, consumers follow the ring's
+        // protocol (locked ones under `cons_lock`).
+        unsafe { Ring::new(&ctl, base as *mut u8, 512) }
+    };
+    let got: Vec<Vec<(u32, u32)>> = std::thread::scope(|s| {
+        for p in 0..PRODUCERS {
+            let (ring, prod_lock, deadline) = (&ring, &prod_lock, &deadline);
+            s.spawn(move || {
+                let r = ring();
+                let hc = ProducerCache::new();
+                for i in 0..PER {
+                    let mut v = p.to_le_bytes().to_vec();
+                    v.extend_from_slice(&i.to_le_bytes());
+                    v.resize(8 + (i % 13) as usize, 0xab);
+                    loop {
+                        let _g = prod_lock.lock().expect("no panics");
+                        // SAFETY: we hold the producer lock.
+                        match unsafe { r.try_push(REC_INLINE, &v, u32::MAX, &hc) } {
+                            Ok(Push::Done) => break,
+                            Ok(_) => {}
+                            Err(e) => panic!("corrupted: {e:?}"),
+                        }
+                        drop(_g);
+                        assert!(std::time::Instant::now() < *deadline, "timed out");
+                        std::thread::yield_now();
+                    }
+                }
+            });
+        }
+        let consumers: Vec<_> = (0..3)
+            .map(|c| {
+                let (ring, cons_lock, taken, deadline) = (&ring, &cons_lock, &taken, &deadline);
+                s.spawn(move || {
+                    let r = ring();
+                    let mut mine = Vec::new();
+                    let mut out = Vec::new();
+                    while taken.load(Ordering::SeqCst) < total
+                        && std::time::Instant::now() < *deadline
+                    {
+                        let got = if c == 0 {
+                            let _g = cons_lock.lock().expect("no panics");
+                            // SAFETY: we hold the consumer lock.
+                            match unsafe { r.peek(&mut out, true) } {
+                                // SAFETY: as above, since the peek.
+                                Ok(Some(p)) => unsafe { r.commit(p) },
+                                Ok(None) => false,
+                                Err(e) => panic!("corrupted: {e:?}"),
+                            }
+                        } else {
+                            match r.take(&mut out, || false) {
+                                Ok(t) => t == Take::Taken,
+                                Err(e) => panic!("corrupted: {e:?}"),
+                            }
+                        };
+                        if got {
+                            taken.fetch_add(1, Ordering::SeqCst);
+                            let w =
+                                |i: usize| u32::from_le_bytes(out[i..i + 4].try_into().unwrap());
+                            mine.push((w(0), w(4)));
+                        } else {
+                            std::thread::yield_now();
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        consumers
+            .into_iter()
+            .map(|h| h.join().expect("no panics"))
+            .collect()
+    });
+    let mut seen = vec![vec![false; PER as usize]; PRODUCERS as usize];
+    for mine in &got {
+        // Each consumer sees each producer's records in put order.
+        for p in 0..PRODUCERS {
+            let seq: Vec<u32> = mine.iter().filter(|r| r.0 == p).map(|r| r.1).collect();
+            assert!(seq.windows(2).all(|w| w[0] < w[1]), "out of order");
+        }
+        for &(p, i) in mine {
+            assert!(!seen[p as usize][i as usize], "record {p}/{i} taken twice");
+            seen[p as usize][i as usize] = true;
+        }
+    }
+    assert!(seen.iter().flatten().all(|&b| b), "a record was lost");
+    drop(mem);
 }
