@@ -3,7 +3,7 @@
 //! get takes next, and the counts over both.
 
 use crate::overflow::{self, Front, Overflow};
-use crate::ring::{self, Corrupted, Peeked, ProducerCache, Push, Ring, Take};
+use crate::ring::{self, Corrupted, Peek, Peeked, ProducerCache, Push, Ring, Take};
 
 /// Room reserved for one record.
 #[derive(Debug)]
@@ -175,26 +175,35 @@ impl Records<'_> {
     ) -> Result<Option<Taken>, Corrupted> {
         // SAFETY: the caller holds the consumer lock (for every call below).
         let front = unsafe { self.ovf.front() }?;
-        if let Some(f) = front {
-            // Every ring record put before it is consumed: it is next.
-            if (self.ring.head_seq().wrapping_sub(f.after) as i32) >= 0 {
-                // SAFETY: as above.
-                unsafe { self.ovf.read(&f, out) }?;
-                return Ok(Some(Taken::Overflow(f)));
-            }
-        }
-        // SAFETY: as above.
-        match unsafe { self.ring.peek(out, strict) }? {
-            Some(p) => Ok(Some(Taken::Ring(p))),
-            // Only a scribbled `after` gets here; take the record anyway.
-            None => match front {
-                Some(f) => {
+        loop {
+            // One `head` for the choice and the read: lock-free consumers
+            // move it meanwhile, and a record found at a later `head` may
+            // come after the log's first one.
+            let head_w = self.ring.head_word();
+            if let Some(f) = front {
+                // Every ring record put before it is consumed: it is next.
+                if (ring::unpack(head_w).0.wrapping_sub(f.after) as i32) >= 0 {
                     // SAFETY: as above.
                     unsafe { self.ovf.read(&f, out) }?;
-                    Ok(Some(Taken::Overflow(f)))
+                    return Ok(Some(Taken::Overflow(f)));
                 }
-                None => Ok(None),
-            },
+            }
+            // SAFETY: as above.
+            match unsafe { self.ring.peek_at(head_w, out, strict) }? {
+                Peek::Record(p) => return Ok(Some(Taken::Ring(p))),
+                Peek::Moved => {}
+                // Only a scribbled `after` gets here; take the record anyway.
+                Peek::Empty => {
+                    return match front {
+                        Some(f) => {
+                            // SAFETY: as above.
+                            unsafe { self.ovf.read(&f, out) }?;
+                            Ok(Some(Taken::Overflow(f)))
+                        }
+                        None => Ok(None),
+                    };
+                }
+            }
         }
     }
 

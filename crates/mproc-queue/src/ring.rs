@@ -171,6 +171,17 @@ pub(crate) struct Peeked {
     next_head: u64,
 }
 
+/// Outcome of [`Ring::peek_at`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peek {
+    /// The record at the given `head`.
+    Record(Peeked),
+    /// No record is published there.
+    Empty,
+    /// `head` moved on meanwhile: look again.
+    Moved,
+}
+
 /// Outcome of [`Ring::take`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Take {
@@ -229,6 +240,12 @@ impl<'a> Ring<'a> {
             .ok_or(Corrupted("record longer than the ring"))
     }
 
+    /// The kind, payload length and span of a record header, checked.
+    fn checked(&self, hdr: u64) -> Result<(u8, usize, usize), Corrupted> {
+        let (kind, len) = kind_and_len(hdr)?;
+        Ok((kind, len, self.span(hdr)?))
+    }
+
     fn check_word(&self, w: u64) -> Result<(u32, u32), Corrupted> {
         let (seq, pos) = unpack(w);
         if pos >= self.cap || pos % 8 != 0 {
@@ -285,12 +302,6 @@ impl<'a> Ring<'a> {
     pub(crate) fn tail_seq(&self) -> u32 {
         // Relaxed: only producer-lock holders store `tail`.
         unpack(self.ctl.tail.0.load(Ordering::Relaxed)).0
-    }
-
-    /// The sequence of the next record to consume.
-    pub(crate) fn head_seq(&self) -> u32 {
-        // Acquire: pairs with the consumers' swaps of `head`.
-        unpack(self.ctl.head.0.load(Ordering::Acquire)).0
     }
 
     /// Whether a record of `len` payload bytes would fit now, from fresh
@@ -487,8 +498,17 @@ impl<'a> Ring<'a> {
         }
     }
 
+    /// The `head` word.
+    pub(crate) fn head_word(&self) -> u64 {
+        // Acquire: lock-free consumers move `head` (see `take`); pairs with
+        // their swaps.
+        self.ctl.head.0.load(Ordering::Acquire)
+    }
+
     /// Reads the record at `head` into `out` (replacing its contents) and
-    /// returns its kind and the `head` that consumes it; `None` if empty.
+    /// returns its kind and the `head` that consumes it; `None` if empty
+    /// (the queue goes through `Records::peek`, which calls
+    /// [`Ring::peek_at`]; tests and the fuzz target use the ring alone).
     ///
     /// `strict`: when no record is at `head`, check `tail` to tell "not yet"
     /// from a corrupted header. A consumer's first look skips that: reading
@@ -497,21 +517,46 @@ impl<'a> Ring<'a> {
     ///
     /// # Safety
     /// The caller holds the consumer lock.
+    #[cfg(any(test, fuzzing))]
     pub(crate) unsafe fn peek(
         &self,
         out: &mut Vec<u8>,
         strict: bool,
     ) -> Result<Option<Peeked>, Corrupted> {
-        // Acquire: lock-free consumers move `head` too (see `take`); pairs
-        // with their swaps.
-        let head_w = self.ctl.head.0.load(Ordering::Acquire);
+        loop {
+            // SAFETY: forwarded from the caller.
+            match unsafe { self.peek_at(self.head_word(), out, strict) }? {
+                Peek::Record(p) => return Ok(Some(p)),
+                Peek::Empty => return Ok(None),
+                Peek::Moved => {}
+            }
+        }
+    }
+
+    /// [`Ring::peek`] at the `head` word `head_w` the caller loaded; `Moved`
+    /// when a lock-free consumer moved `head` since, and what was read may
+    /// belong to a later record (look again from the new `head`).
+    ///
+    /// # Safety
+    /// The caller holds the consumer lock.
+    pub(crate) unsafe fn peek_at(
+        &self,
+        head_w: u64,
+        out: &mut Vec<u8>,
+        strict: bool,
+    ) -> Result<Peek, Corrupted> {
         let head = self.check_word(head_w)?;
+        // What looks missing or wrong may be a record another consumer took
+        // and whose room a producer reused.
+        let moved = || self.head_word() != head_w;
+        let empty_or_moved = || Ok(if moved() { Peek::Moved } else { Peek::Empty });
+        let wrong_or_moved = |e| if moved() { Ok(Peek::Moved) } else { Err(e) };
         // Acquire: pairs with the producer's Release store of the header, so
         // the payload (and the terminator after it) are visible.
         let mut hdr = self.word_at(head.1).load(Ordering::Acquire);
         if !is_header_of(hdr, head.0) {
             if !strict {
-                return Ok(None);
+                return empty_or_moved();
             }
             // Not published yet, unless `tail` says it is.
             // Acquire: pairs with the producers' Release store of `tail`,
@@ -519,22 +564,25 @@ impl<'a> Ring<'a> {
             let tail = self.check_word(self.ctl.tail.0.load(Ordering::Acquire))?;
             let ahead = tail.0.wrapping_sub(head.0) as i32;
             if ahead < 0 || (ahead == 0 && tail.1 == head.1) {
-                return Ok(None);
+                return empty_or_moved();
             }
-            // Published between our two loads, or the bytes are wrong.
+            // Published between our two loads, or taken by a lock-free
+            // consumer, or the bytes are wrong.
             // Acquire: as above.
             hdr = self.word_at(head.1).load(Ordering::Acquire);
             if !is_header_of(hdr, head.0) {
-                return Err(Corrupted("record sequence number mismatch"));
+                return wrong_or_moved(Corrupted("record sequence number mismatch"));
             }
         }
-        let (kind, len) = kind_and_len(hdr)?;
-        let need = self.span(hdr)?;
+        let (kind, len, need) = match self.checked(hdr) {
+            Ok(v) => v,
+            Err(e) => return wrong_or_moved(e),
+        };
         out.clear();
         out.resize(len, 0);
         self.read_at((head.1 as usize + REC_HEADER) % self.cap as usize, out);
         let next_pos = ((head.1 as usize + need) % self.cap as usize) as u32;
-        Ok(Some(Peeked {
+        Ok(Peek::Record(Peeked {
             kind,
             head: head_w,
             next_head: pack(head.0.wrapping_add(1), next_pos),
@@ -563,7 +611,7 @@ impl<'a> Ring<'a> {
             let head = self.check_word(head_w)?;
             // Acquire: pairs with the producer's Release store of the header.
             let hdr = self.word_at(head.1).load(Ordering::Acquire);
-            let found = kind_and_len(hdr).and_then(|(kind, len)| Ok((kind, len, self.span(hdr)?)));
+            let found = self.checked(hdr);
             let (kind, len, need) = match found {
                 Ok(f) if is_header_of(hdr, head.0) => f,
                 _ => {

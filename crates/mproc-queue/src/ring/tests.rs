@@ -500,3 +500,35 @@ fn lock_free_and_locked_consumers_share_the_work() {
     assert!(seen.iter().flatten().all(|&b| b), "a record was lost");
     drop(mem);
 }
+
+#[test]
+fn a_peek_at_a_head_that_moved_on_says_so() {
+    let mut h = Heap::new(256);
+    let r = h.ring();
+    let hc = ProducerCache::new();
+    let mut out = Vec::new();
+    // Fill the ring so that the next records reuse the first one's room.
+    let big = [5u8; 56];
+    for _ in 0..3 {
+        assert_eq!(push(&r, &big, u32::MAX, &hc), Push::Done);
+    }
+    let old = r.head_word();
+    // A lock-free consumer takes the first record; a producer reuses its room.
+    assert_eq!(r.take(&mut out, || false), Ok(Take::Taken));
+    assert_eq!(r.take(&mut out, || false), Ok(Take::Taken));
+    // Records of 16 bytes from position 192: the fifth starts at 0.
+    for i in 0..5u64 {
+        assert_eq!(push(&r, &i.to_le_bytes(), u32::MAX, &hc), Push::Done);
+    }
+    for strict in [false, true] {
+        // SAFETY: single-threaded test; we act as the consumer-lock holder.
+        let got = unsafe { r.peek_at(old, &mut out, strict) };
+        assert_eq!(got, Ok(Peek::Moved), "strict: {strict}");
+    }
+    // From the current head, the records come in order.
+    assert_eq!(pop(&r).as_deref(), Some(&big[..]));
+    for i in 0..5u64 {
+        assert_eq!(pop(&r), Some(i.to_le_bytes().to_vec()));
+    }
+    assert_eq!(pop(&r), None);
+}
