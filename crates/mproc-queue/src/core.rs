@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mproc_shm::handle::{self, HandleFd};
@@ -23,42 +23,73 @@ use crate::wait::{Deadline, Prepare, SLICE, block_on};
 pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
 
 /// How long a put waits for room in a full ring before it starts using the
-/// empty overflow log. Consumers that keep up free room well within this;
-/// ones that stopped (a parent joining before it gets) cost each overflow
-/// episode this once, since puts go straight on while the log holds items.
+/// overflow log, while consumers make no progress. Consumers that keep up
+/// free room well within this; ones that stopped (a parent joining before it
+/// gets) cost each producer handle this once per stop, since its puts go
+/// straight into the log while the consumers stay where they were.
 const LOG_AFTER: Duration = Duration::from_millis(2);
 
-/// When a put may start using the overflow log: at once if it may not wait
-/// [`LOG_AFTER`], otherwise once it waited that long for room in the ring.
-/// The clock is read only once the ring was found full.
-struct LogGate {
+/// When a put may use the overflow log: at once if it may not wait
+/// [`LOG_AFTER`] or if the consumers have not taken anything since this
+/// producer handle last found them stalled, otherwise once it waited that
+/// long for room in the ring. The clock is read only once the ring was found
+/// full.
+///
+/// So while consumers make progress, producers wait for room in the ring
+/// (whose pages are warm, and whose records consumers take without a lock)
+/// instead of filling the log faster than consumers empty it.
+struct LogGate<'a> {
     deadline: Deadline,
     since: std::cell::Cell<Option<Instant>>,
+    /// The producer handle's mark: how many records consumers had taken when
+    /// it last found them stalled (`u64::MAX`: never).
+    stalled: &'a AtomicU64,
+    recs: Records<'a>,
 }
 
-impl LogGate {
-    fn new(deadline: Deadline) -> Self {
+impl<'a> LogGate<'a> {
+    fn new(deadline: Deadline, stalled: &'a AtomicU64, recs: Records<'a>) -> Self {
         Self {
             deadline,
             since: std::cell::Cell::new(None),
+            stalled,
+            recs,
         }
+    }
+
+    /// Whether the consumers are where this handle last found them stalled.
+    fn still_stalled(&self) -> bool {
+        // Relaxed: a per-handle heuristic.
+        self.stalled.load(Ordering::Relaxed) == u64::from(self.recs.consumed())
     }
 
     /// Whether the log may be used now (starts the wait on first call).
     fn open(&self) -> bool {
+        if self.still_stalled() {
+            return true;
+        }
         let now = Instant::now();
         let since = self.since.get().unwrap_or(now);
         self.since.set(Some(since));
-        match self.deadline {
+        let open = match self.deadline {
             Deadline::Now => true,
             Deadline::At(t) if t <= since + LOG_AFTER => true,
             _ => now >= since + LOG_AFTER,
+        };
+        if open {
+            // Relaxed: as above.
+            self.stalled
+                .store(u64::from(self.recs.consumed()), Ordering::Relaxed);
         }
+        open
     }
 
     /// The longest sleep before the gate opens (`None`: not waiting on it).
     fn until_open(&self) -> Option<Duration> {
         let since = self.since.get()?;
+        if self.still_stalled() {
+            return Some(Duration::ZERO);
+        }
         Some((since + LOG_AFTER).saturating_duration_since(Instant::now()))
     }
 }
@@ -96,6 +127,8 @@ pub(crate) struct Core {
     maxsize: u32,
     /// This handle's last view of `head` (see `Ring::try_push`).
     head_cache: ProducerCache,
+    /// See [`LogGate`].
+    stalled: AtomicU64,
     /// The control block inside `seg` (checked once, in `assemble`).
     ctl: std::ptr::NonNull<Ctl>,
 }
@@ -243,6 +276,7 @@ impl Core {
             ovf_cap: p.ovf_cap,
             maxsize: p.maxsize,
             head_cache: ProducerCache::new(),
+            stalled: AtomicU64::new(u64::MAX),
             ctl,
         })
     }
@@ -385,7 +419,7 @@ impl Core {
             return self.put_large(bytes, deadline);
         }
         let recs = self.records();
-        let gate = LogGate::new(deadline);
+        let gate = LogGate::new(deadline, &self.stalled, self.records());
         let r = block_on(
             &ctl.wait.not_full,
             deadline,
@@ -513,7 +547,7 @@ impl Core {
         let recs = self.records();
         let len = bytes.len() as u64;
         let side_full = std::cell::Cell::new(false);
-        let gate = LogGate::new(deadline);
+        let gate = LogGate::new(deadline, &self.stalled, self.records());
         let r = block_on(
             &ctl.wait.not_full,
             deadline,
@@ -593,7 +627,7 @@ impl Core {
         bytes: &[u8],
         gate: &LogGate,
     ) -> Option<Result<u32, PutFail>> {
-        if !recs.ovf.has_record() && !gate.open() {
+        if !gate.open() {
             return None;
         }
         // SAFETY: the caller holds the producer lock, through the publish.

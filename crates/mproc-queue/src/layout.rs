@@ -62,7 +62,8 @@ pub(crate) struct ConsumerLine {
 pub(crate) struct WaitWord {
     /// Bumped by every notification that finds a sleeper.
     pub(crate) seq: AtomicU32,
-    /// How many are registered as (about to be) sleeping.
+    /// How many are registered as (about to be) sleeping (low 31 bits),
+    /// and whether one registered since the last wake (top bit): see `wait`.
     pub(crate) waiters: AtomicU32,
 }
 

@@ -119,6 +119,12 @@ impl<'a> Overflow<'a> {
         (self.cap / OVF_HEADER).min(u32::MAX as usize) as u32
     }
 
+    /// How many records consumers have taken (wrapping).
+    pub(crate) fn consumed(&self) -> u32 {
+        // Relaxed: a measure of progress, nothing is read through it.
+        unpack(self.head_word().load(Ordering::Relaxed)).0
+    }
+
     /// Records published and not consumed, from fresh loads (0 for
     /// impossible words: callers that must know use [`Overflow::count`]).
     pub(crate) fn len(&self) -> usize {

@@ -54,23 +54,30 @@ impl Records<'_> {
     /// Whether a record of `len` payload bytes would be accepted now, from
     /// fresh loads (true for impossible words, so the caller tries and
     /// reports them). `ring_ok`: the ring may take it (`len` fits its limit);
-    /// `log_ok`: the log may take it even while empty (see [`Records::reserve`]).
+    /// `log_ok`: the log may take it (see [`Records::reserve`]).
     pub(crate) fn has_room(&self, len: usize, maxcount: u32, ring_ok: bool, log_ok: bool) -> bool {
         if maxcount != u32::MAX && self.len() >= maxcount as usize {
             return false;
         }
-        (ring_ok && self.ring.has_room(len, u32::MAX))
-            || ((log_ok || self.ovf.has_record()) && self.ovf.has_room(len))
+        (ring_ok && self.ring.has_room(len, u32::MAX)) || (log_ok && self.ovf.has_room(len))
+    }
+
+    /// How many records consumers have taken from both stores (wrapping): a
+    /// measure of their progress.
+    pub(crate) fn consumed(&self) -> u32 {
+        self.ring.consumed().wrapping_add(self.ovf.consumed())
     }
 
     /// Reserves room for a record of `len` payload bytes: in the ring if it
     /// has room, else in the overflow log; `Err(Full)` when `maxcount`
     /// records are queued, `Err(NoRoom)` when neither store has room.
     ///
-    /// While the log is empty, it is only used once `log_ok()` says so (it
-    /// is asked only then, so the common path pays nothing for it): a put
-    /// first waits a little for consumers to make room in the ring, whose
-    /// pages are warm, instead of writing fresh pages of the log.
+    /// The log is used only when `log_ok()` says so (it is asked only then,
+    /// so the common path pays nothing for it): a put first waits a little
+    /// for consumers to make room in the ring, whose pages are warm and
+    /// whose records consumers take without a lock, instead of writing to
+    /// the log. Records put in the ring while the log holds some still leave
+    /// after them (see `overflow`).
     ///
     /// # Safety
     /// The caller holds the producer lock until the slot is published or
@@ -96,7 +103,7 @@ impl Records<'_> {
         }? {
             Ok(r) => Ok(Ok(Slot::Ring(r))),
             // The ring checked the count against what the log leaves.
-            Err(Push::NoRoom) if in_log != 0 || self.ovf.has_record() || log_ok() => Ok(
+            Err(Push::NoRoom) if log_ok() => Ok(
                 // SAFETY: the caller holds the producer lock.
                 unsafe { self.ovf.reserve(len) }?.map(Slot::Overflow),
             ),

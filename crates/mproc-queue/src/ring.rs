@@ -304,6 +304,11 @@ impl<'a> Ring<'a> {
         unpack(self.ctl.tail.0.load(Ordering::Relaxed)).0
     }
 
+    /// How many records consumers have taken (wrapping).
+    pub(crate) fn consumed(&self) -> u32 {
+        unpack(self.head_word()).0
+    }
+
     /// Whether a record of `len` payload bytes would fit now, from fresh
     /// loads of both words (true for impossible words, so that the caller
     /// tries and reports the corruption).
@@ -361,19 +366,29 @@ impl<'a> Ring<'a> {
         }
     }
 
-    /// Copies `dst.len()` bytes out of the ring from `pos`, wrapping.
-    fn read_at(&self, pos: usize, dst: &mut [u8]) {
+    /// Replaces the contents of `out` with `len` bytes of the ring from
+    /// `pos`, wrapping (`len` at most the capacity). Copies into the
+    /// vector's spare room: no zero-filling first.
+    fn read_into(&self, pos: usize, len: usize, out: &mut Vec<u8>) {
         let cap = self.cap as usize;
-        let first = dst.len().min(cap - pos);
-        // SAFETY: `pos < cap`, `first <= cap - pos`: inside the ring; `dst` is a
-        // Rust buffer outside it. Bytes a scribbler changes concurrently only
-        // change the values copied, which are validated afterwards.
-        unsafe { std::ptr::copy_nonoverlapping(self.base.add(pos), dst.as_mut_ptr(), first) };
-        let rest = dst.len() - first;
+        assert!(pos < cap && len <= cap, "read outside the ring");
+        out.clear();
+        out.reserve(len);
+        let first = len.min(cap - pos);
+        let dst = out.as_mut_ptr();
+        // SAFETY: `pos < cap`, `first <= cap - pos`: inside the ring; `dst`
+        // has room for `len >= first` bytes (reserved above) and lies outside
+        // the ring. Bytes a scribbler or a racing producer changes meanwhile
+        // only change the values copied, which callers validate afterwards.
+        unsafe { std::ptr::copy_nonoverlapping(self.base.add(pos), dst, first) };
+        let rest = len - first;
         if rest > 0 {
-            // SAFETY: callers never read more than `cap` bytes, so [0, rest) is inside.
-            unsafe { std::ptr::copy_nonoverlapping(self.base, dst.as_mut_ptr().add(first), rest) };
+            // SAFETY: `rest <= len <= cap`, so [0, rest) is inside the ring,
+            // and `dst + first` has room for `rest` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(self.base, dst.add(first), rest) };
         }
+        // SAFETY: the `len` bytes were just written.
+        unsafe { out.set_len(len) };
     }
 
     /// Reserves room for a record of `len` payload bytes at `tail`, unless
@@ -578,9 +593,7 @@ impl<'a> Ring<'a> {
             Ok(v) => v,
             Err(e) => return wrong_or_moved(e),
         };
-        out.clear();
-        out.resize(len, 0);
-        self.read_at((head.1 as usize + REC_HEADER) % self.cap as usize, out);
+        self.read_into((head.1 as usize + REC_HEADER) % self.cap as usize, len, out);
         let next_pos = ((head.1 as usize + need) % self.cap as usize) as u32;
         Ok(Peek::Record(Peeked {
             kind,
@@ -632,9 +645,7 @@ impl<'a> Ring<'a> {
             if kind != REC_INLINE || defer() {
                 return Ok(Take::Locked);
             }
-            out.clear();
-            out.resize(len, 0);
-            self.read_at((head.1 as usize + REC_HEADER) % self.cap as usize, out);
+            self.read_into((head.1 as usize + REC_HEADER) % self.cap as usize, len, out);
             let next_pos = ((head.1 as usize + need) % self.cap as usize) as u32;
             let next = pack(head.0.wrapping_add(1), next_pos);
             // SeqCst: frees the bytes for producers (Release, pairing with

@@ -1,11 +1,14 @@
 //! Blocking: spin, then yield, then sleep on a futex word, never losing a
 //! wake-up.
 //!
-//! A sleeper *prepares* (see [`Prepare`]): it registers in `waiters`, reads
-//! `seq` and re-checks its condition, and sleeps only while `seq` is
-//! unchanged. A waker changes the condition, then reads `waiters`; only when
-//! it is non-zero does it bump `seq` and call `futex_wake`. Registration and
-//! the waker's read must be ordered, either
+//! A sleeper *prepares* (see [`Prepare`]): it reads `seq`, registers in
+//! `waiters` (which arms the word), re-checks its condition, and sleeps only
+//! while `seq` is unchanged. A waker changes the condition, then reads
+//! `waiters`; only when the word is armed does it disarm it, bump `seq` and
+//! call `futex_wake`, so of many wakers in a row (a consumer taking item
+//! after item while a producer waits for room) only the first makes a
+//! system call until a sleeper registers again. Registration and the
+//! waker's read must be ordered, either
 //!
 //! * by a lock: a consumer that wants to sleep registers while holding the
 //!   producer lock, under which producers publish and read `waiters`, so
@@ -120,20 +123,37 @@ impl Deadline {
     }
 }
 
+/// Set in [`WaitWord::waiters`] while a registered sleeper has not been
+/// woken since it registered; the low bits count registrations.
+const ARMED: u32 = 1 << 31;
+
 impl WaitWord {
-    /// Wakes every sleeper if the registration count read (under the lock
-    /// that orders registrations) was non-zero.
+    /// Wakes every sleeper if the registration word read (under the lock
+    /// that orders registrations) says one registered since the last wake.
+    ///
+    /// Only the first of several wakers pays for the system call: the wake
+    /// disarms the word until a sleeper registers again (a sleeper that
+    /// slept on an older `seq` wakes at once, since `seq` moved).
     pub(crate) fn notify_if(&self, waiters: u32) {
-        if waiters != 0 {
-            self.notify_always();
+        if waiters & ARMED != 0 {
+            self.wake_armed();
         }
     }
 
-    /// Wakes every sleeper, if there is one, for conditions changed with a
-    /// SeqCst store or RMW (no lock).
+    /// Wakes every sleeper, if one registered since the last wake, for
+    /// conditions changed with a SeqCst store or RMW (no lock).
     pub(crate) fn notify(&self) {
-        // SeqCst: pairs with the SeqCst increment in `register_seqcst`.
-        if self.waiters.load(Ordering::SeqCst) != 0 {
+        // SeqCst: pairs with the SeqCst registration in `register_seqcst`.
+        if self.waiters.load(Ordering::SeqCst) & ARMED != 0 {
+            self.wake_armed();
+        }
+    }
+
+    /// Disarms the word and, if it was armed, wakes every sleeper.
+    fn wake_armed(&self) {
+        // SeqCst: ordered after the caller's change of the condition and
+        // before the `seq` bump.
+        if self.waiters.fetch_and(!ARMED, Ordering::SeqCst) & ARMED != 0 {
             self.notify_always();
         }
     }
@@ -145,22 +165,36 @@ impl WaitWord {
         futex::wake(&self.seq, u32::MAX);
     }
 
+    /// Counts a registration and arms the word.
+    fn arm(&self, order: Ordering) {
+        let _ = self.waiters.fetch_update(order, Ordering::Relaxed, |w| {
+            Some(((w & !ARMED).saturating_add(1) & !ARMED) | ARMED)
+        });
+    }
+
     /// Registers a sleeper; returns the `seq` to sleep on. Call while holding
     /// the lock under which wakers read `waiters`, then re-check.
+    ///
+    /// `seq` is read before arming: a waker that disarms the word after that
+    /// (even one whose change does not satisfy this sleeper) has moved `seq`
+    /// on, so the sleep returns at once and the caller registers again.
     pub(crate) fn register(&self) -> u32 {
-        // Relaxed: ordered by the lock the caller holds.
-        self.waiters.fetch_add(1, Ordering::Relaxed);
         // Acquire: pairs with `notify_always`, so a sleeper that reads a
         // bumped `seq` also sees what was stored before the bump (`closed`).
-        self.seq.load(Ordering::Acquire)
+        let seq = self.seq.load(Ordering::Acquire);
+        // Relaxed: ordered by the lock the caller holds.
+        self.arm(Ordering::Relaxed);
+        seq
     }
 
     /// Registers a sleeper without a lock; the condition must be re-checked
     /// after this, and changed by wakers with SeqCst before [`WaitWord::notify`].
     pub(crate) fn register_seqcst(&self) -> u32 {
-        // SeqCst: registration precedes the re-check in the single total order.
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        self.seq.load(Ordering::SeqCst)
+        // SeqCst: registration precedes the re-check in the single total
+        // order; `seq` first, as in `register`.
+        let seq = self.seq.load(Ordering::SeqCst);
+        self.arm(Ordering::SeqCst);
+        seq
     }
 
     /// Registers a sleeper whose waker changes the condition with a SeqCst
@@ -168,30 +202,36 @@ impl WaitWord {
     /// [`WaitWord::waiters_seqcst`]; returns the `seq` to sleep on. Re-check
     /// the condition after this.
     pub(crate) fn register_fenced(&self) -> u32 {
+        // Acquire: as in `register` (and read first, as there).
+        let seq = self.seq.load(Ordering::Acquire);
         // Relaxed: the fence below orders it.
-        self.waiters.fetch_add(1, Ordering::Relaxed);
+        self.arm(Ordering::Relaxed);
         // SeqCst fence: the waker's SeqCst change either precedes it, and
         // the caller's re-check (after it) sees the change; or follows it,
         // and the waker's SeqCst load of `waiters` sees this registration.
         std::sync::atomic::fence(Ordering::SeqCst);
-        // Acquire: as in `register`.
-        self.seq.load(Ordering::Acquire)
+        seq
     }
 
-    /// The current registration count, read after a SeqCst change of the
-    /// condition (see [`WaitWord::register_fenced`]).
+    /// The registration word, read after a SeqCst change of the condition
+    /// (see [`WaitWord::register_fenced`]).
     pub(crate) fn waiters_seqcst(&self) -> u32 {
         // SeqCst: see `register_fenced`.
         self.waiters.load(Ordering::SeqCst)
     }
 
-    /// Withdraws a registration.
+    /// Withdraws a registration; the last one disarms the word.
     pub(crate) fn unregister(&self) {
-        // Relaxed: a stale count costs at most one spurious wake.
-        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        // Relaxed: a stale word costs at most one spurious wake.
+        let _ = self
+            .waiters
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                let count = (w & !ARMED).saturating_sub(1);
+                Some(if count == 0 { 0 } else { count | (w & ARMED) })
+            });
     }
 
-    /// The current registration count (read under the ordering lock).
+    /// The registration word (read under the ordering lock).
     pub(crate) fn waiters(&self) -> u32 {
         // Relaxed: ordered by the lock the caller holds.
         self.waiters.load(Ordering::Relaxed)
@@ -313,5 +353,117 @@ pub(crate) fn block_on<R>(
         if past(deadline) {
             return None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn word() -> WaitWord {
+        WaitWord {
+            seq: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    #[test]
+    fn only_the_first_waker_after_a_registration_wakes() {
+        let w = word();
+        // Nobody registered: no wake.
+        w.notify_if(w.waiters());
+        assert_eq!(w.seq.load(Ordering::Relaxed), 0);
+        let seq = w.register();
+        assert_eq!(seq, 0);
+        // The first waker moves `seq` on; those after it do not.
+        w.notify_if(w.waiters());
+        assert_eq!(w.seq.load(Ordering::Relaxed), 1);
+        w.notify_if(w.waiters());
+        w.notify();
+        assert_eq!(w.seq.load(Ordering::Relaxed), 1);
+        // A new registration (the woken sleeper looking again) re-arms.
+        assert_eq!(w.register(), 1);
+        w.notify();
+        assert_eq!(w.seq.load(Ordering::Relaxed), 2);
+        // Both registrations withdrawn: nothing left to wake.
+        w.unregister();
+        w.unregister();
+        assert_eq!(w.waiters(), 0);
+    }
+
+    #[test]
+    fn the_last_withdrawal_disarms() {
+        let w = word();
+        w.register();
+        w.register_fenced();
+        w.unregister();
+        // One sleeper is still registered and not woken: armed.
+        assert_eq!(w.waiters(), 1 | ARMED);
+        w.notify_if(w.waiters());
+        assert_eq!(w.seq.load(Ordering::Relaxed), 1);
+        assert_eq!(w.waiters(), 1);
+        w.register_seqcst();
+        assert_eq!(w.waiters(), 2 | ARMED);
+        w.unregister();
+        w.unregister();
+        // A sleeper that found its condition and withdrew leaves no wake.
+        assert_eq!(w.waiters(), 0);
+        w.notify();
+        assert_eq!(w.seq.load(Ordering::Relaxed), 1);
+        // Withdrawing more than registered does not wrap.
+        w.unregister();
+        assert_eq!(w.waiters(), 0);
+    }
+
+    /// Threads hand items to each other through a counter with sleeps on
+    /// the word: nothing is lost and nobody sleeps for ever (each sleep is
+    /// cut at a slice, so a lost wake-up would show as a very slow run, and
+    /// the deadline fails the test instead of hanging it).
+    #[test]
+    fn sleepers_are_woken_by_many_wakers() {
+        use std::sync::atomic::AtomicU64;
+        let w = word();
+        let items = AtomicU64::new(0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        const N: u64 = 3000;
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..N / 2 {
+                        items.fetch_add(1, Ordering::SeqCst);
+                        w.notify();
+                    }
+                });
+            }
+            let mut taken = 0;
+            while taken < N {
+                let got = block_on(
+                    &w,
+                    Deadline::At(deadline),
+                    false,
+                    || items.load(Ordering::SeqCst) > 0,
+                    || {
+                        let n = items.load(Ordering::SeqCst);
+                        (n > 0
+                            && items
+                                .compare_exchange(n, n - 1, Ordering::SeqCst, Ordering::SeqCst)
+                                .is_ok())
+                        .then_some(())
+                    },
+                    || {
+                        let seq = w.register_seqcst();
+                        if items.load(Ordering::SeqCst) > 0 {
+                            w.unregister();
+                            Prepare::Ready
+                        } else {
+                            Prepare::Sleep { seq, max: SLICE }
+                        }
+                    },
+                );
+                assert!(got.is_some(), "timed out after {taken} items");
+                taken += 1;
+            }
+        });
+        assert_eq!(items.load(Ordering::SeqCst), 0);
     }
 }
