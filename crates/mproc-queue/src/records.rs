@@ -173,6 +173,12 @@ impl Records<'_> {
     /// Reads the next record in put order into `out` (replacing its
     /// contents); `None` if both stores are empty. `strict`: see [`Ring::peek`].
     ///
+    /// The ring's record is read first and the log's first record looked at
+    /// after it: a log record published after that ring record comes after
+    /// it (its `after` is beyond it), so a log found empty then cannot hold
+    /// one that should have gone first. Both are judged against the same
+    /// `head` word: lock-free consumers move it meanwhile.
+    ///
     /// # Safety
     /// The caller holds the consumer lock.
     pub(crate) unsafe fn peek(
@@ -180,35 +186,32 @@ impl Records<'_> {
         out: &mut Vec<u8>,
         strict: bool,
     ) -> Result<Option<Taken>, Corrupted> {
-        // SAFETY: the caller holds the consumer lock (for every call below).
-        let front = unsafe { self.ovf.front() }?;
         loop {
-            // One `head` for the choice and the read: lock-free consumers
-            // move it meanwhile, and a record found at a later `head` may
-            // come after the log's first one.
             let head_w = self.ring.head_word();
-            if let Some(f) = front {
-                // Every ring record put before it is consumed: it is next.
-                if (ring::unpack(head_w).0.wrapping_sub(f.after) as i32) >= 0 {
+            // SAFETY: the caller holds the consumer lock (for every call below).
+            let ring = match unsafe { self.ring.peek_at(head_w, out, strict) }? {
+                Peek::Moved => continue,
+                Peek::Record(p) => Some(p),
+                Peek::Empty => None,
+            };
+            // SAFETY: as above.
+            let Some(f) = unsafe { self.ovf.front() }? else {
+                return Ok(ring.map(Taken::Ring));
+            };
+            // Every ring record put before it is consumed: it is next.
+            let due = (ring::unpack(head_w).0.wrapping_sub(f.after) as i32) >= 0;
+            match ring {
+                Some(p) if !due => return Ok(Some(Taken::Ring(p))),
+                // The ring's record may not have been visible yet when we
+                // read it; a strict look will tell.
+                None if !due && !strict => return Ok(None),
+                // Due; or a strict look found the ring empty although `after`
+                // says records came before it: only a scribbled `after` does
+                // that, and the record is taken anyway.
+                _ => {
                     // SAFETY: as above.
                     unsafe { self.ovf.read(&f, out) }?;
                     return Ok(Some(Taken::Overflow(f)));
-                }
-            }
-            // SAFETY: as above.
-            match unsafe { self.ring.peek_at(head_w, out, strict) }? {
-                Peek::Record(p) => return Ok(Some(Taken::Ring(p))),
-                Peek::Moved => {}
-                // Only a scribbled `after` gets here; take the record anyway.
-                Peek::Empty => {
-                    return match front {
-                        Some(f) => {
-                            // SAFETY: as above.
-                            unsafe { self.ovf.read(&f, out) }?;
-                            Ok(Some(Taken::Overflow(f)))
-                        }
-                        None => Ok(None),
-                    };
                 }
             }
         }

@@ -532,3 +532,145 @@ fn a_peek_at_a_head_that_moved_on_says_so() {
     }
     assert_eq!(pop(&r), None);
 }
+
+/// As `lock_free_and_locked_consumers_share_the_work`, with the overflow log
+/// in play: producers put into the log now and then while the ring is full,
+/// lock-free consumers fall back to the lock when log records may come
+/// first, and every consumer still sees each producer's items in put order.
+#[test]
+fn consumers_keep_put_order_across_ring_and_log() {
+    use crate::overflow::Overflow;
+    use crate::records::Records;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+    const PER: u32 = 20_000;
+    const PRODUCERS: u32 = 2;
+    const RING: usize = 256;
+    const LOG: usize = 64 * 1024;
+    let ctl = Ctl::new_boxed();
+    let mut ring_mem = vec![0u64; RING / 8];
+    let mut log_mem = vec![0u64; LOG / 8];
+    let (ring_base, log_base) = (
+        ring_mem.as_mut_ptr() as usize,
+        log_mem.as_mut_ptr() as usize,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let prod_lock = Mutex::new(());
+    let cons_lock = Mutex::new(());
+    let taken = AtomicUsize::new(0);
+    let total = (PER * PRODUCERS) as usize;
+    let recs = || {
+        // SAFETY: two disjoint heap buffers, 8-aligned, alive until the scope
+        // ends, disjoint from `ctl` and only accessed through these views;
+        // producers write under `prod_lock`, consumers follow the protocol
+        // (locked ones under `cons_lock`); the log is never trimmed (small).
+        unsafe {
+            Records {
+                ring: Ring::new(&ctl, ring_base as *mut u8, RING),
+                ovf: Overflow::new(&ctl, log_base as *mut u8, LOG),
+            }
+        }
+    };
+    let got: Vec<Vec<(u32, u32)>> = std::thread::scope(|s| {
+        for p in 0..PRODUCERS {
+            let (recs, prod_lock, deadline) = (&recs, &prod_lock, &deadline);
+            s.spawn(move || {
+                let r = recs();
+                let hc = ProducerCache::new();
+                for i in 0..PER {
+                    let mut v = p.to_le_bytes().to_vec();
+                    v.extend_from_slice(&i.to_le_bytes());
+                    v.resize(8 + (i % 11) as usize, 0xcd);
+                    let log_ok = i % 5 == 0;
+                    loop {
+                        let g = prod_lock.lock().expect("no panics");
+                        // SAFETY: we hold the producer lock; 18 <= RING / 4.
+                        match unsafe { r.try_push(REC_INLINE, &v, u32::MAX, &hc, || log_ok) } {
+                            Ok(Push::Done) => break,
+                            Ok(_) => {}
+                            Err(e) => panic!("corrupted: {e:?}"),
+                        }
+                        drop(g);
+                        assert!(std::time::Instant::now() < *deadline, "timed out");
+                        std::thread::yield_now();
+                    }
+                }
+            });
+        }
+        // One consumer, taking both ways in turn, sees every item: its order
+        // is the order items leave the queue. (Two more, taking without the
+        // lock, compete with it for some of them.)
+        let consumers: Vec<_> = (0..3)
+            .map(|c| {
+                let (recs, cons_lock, taken, deadline) = (&recs, &cons_lock, &taken, &deadline);
+                s.spawn(move || {
+                    let r = recs();
+                    let mut mine = Vec::new();
+                    let mut out = Vec::new();
+                    let mut n = 0u32;
+                    while taken.load(Ordering::SeqCst) < total
+                        && std::time::Instant::now() < *deadline
+                    {
+                        n += 1;
+                        // The extra consumers take a record now and then.
+                        if c != 0 && n % 64 != 0 {
+                            std::thread::yield_now();
+                            continue;
+                        }
+                        let fast = if c == 0 && n % 3 == 0 {
+                            Take::Locked
+                        } else {
+                            r.take(&mut out).expect("not corrupted")
+                        };
+                        let got = match fast {
+                            Take::Taken => true,
+                            Take::Empty => false,
+                            Take::Locked => {
+                                let _g = cons_lock.lock().expect("no panics");
+                                // SAFETY: we hold the consumer lock.
+                                match unsafe { r.peek(&mut out, true) }.expect("not corrupted") {
+                                    // SAFETY: as above, since the peek.
+                                    Some(t) => unsafe { r.commit(t) },
+                                    None => false,
+                                }
+                            }
+                        };
+                        if got {
+                            taken.fetch_add(1, Ordering::SeqCst);
+                            let w = |i: usize| {
+                                u32::from_le_bytes(out[i..i + 4].try_into().expect("8+ bytes"))
+                            };
+                            mine.push((w(0), w(4)));
+                        } else {
+                            std::thread::yield_now();
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        consumers
+            .into_iter()
+            .map(|h| h.join().expect("no panics"))
+            .collect()
+    });
+    let used_log = {
+        let r = recs();
+        // The log's head sequence counts the records taken from it.
+        r.ovf.consumed()
+    };
+    assert!(used_log > 0, "the log was never used");
+    let mut seen = vec![vec![false; PER as usize]; PRODUCERS as usize];
+    for mine in &got {
+        for p in 0..PRODUCERS {
+            let seq: Vec<u32> = mine.iter().filter(|r| r.0 == p).map(|r| r.1).collect();
+            assert!(seq.windows(2).all(|w| w[0] < w[1]), "out of put order");
+        }
+        for &(p, i) in mine {
+            assert!(!seen[p as usize][i as usize], "record {p}/{i} taken twice");
+            seen[p as usize][i as usize] = true;
+        }
+    }
+    assert!(seen.iter().flatten().all(|&b| b), "a record was lost");
+    drop((ring_mem, log_mem));
+}
