@@ -391,52 +391,44 @@ fn take_reports_scribbled_records() {
     );
 }
 
-/// Producers and consumers on threads, some consumers taking without the
-/// lock and some under it (a std mutex stands for the consumer lock): every
-/// record arrives exactly once, and each producer's in its order.
-#[test]
-fn lock_free_and_locked_consumers_share_the_work() {
+/// Items each producer puts in the threaded tests below.
+const PER: u32 = 20_000;
+/// Producers in the threaded tests below.
+const PRODUCERS: u32 = 2;
+
+/// Runs [`PRODUCERS`] threads that put [`PER`] items each with
+/// `push(producer, payload)` (called under a shared producer lock, and again
+/// while it says there is no room), and three consumer threads that take with
+/// `take(consumer, round, out)` (true: an item was taken into `out`), until
+/// every item was taken. Checks that every item arrived exactly once and
+/// that each consumer saw each producer's items in put order.
+///
+/// Nothing blocks: every loop gives up after a minute, and the checks then
+/// fail.
+fn stress(
+    push: impl Fn(u32, &[u8]) -> Push + Sync,
+    take: impl Fn(usize, u32, &mut Vec<u8>) -> bool + Sync,
+) {
     use std::sync::Mutex;
     use std::sync::atomic::AtomicUsize;
-    const PER: u32 = 20_000;
-    const PRODUCERS: u32 = 2;
-    let ctl = Ctl::new_boxed();
-    let mut mem = vec![0u64; 512 / 8];
-    let base = mem.as_mut_ptr() as usize;
-    // Nothing here blocks: every loop gives up at this deadline, and the
-    // checks below then fail.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let prod_lock = Mutex::new(());
-    let cons_lock = Mutex::new(());
     let taken = AtomicUsize::new(0);
     let total = (PER * PRODUCERS) as usize;
-    let ring = || {
-        // SAFETY: the heap buffer of 512 bytes lives until the scope ends, is
-        // disjoint from `ctl`, and is only accessed through ring views;
-        // producers write under `prod_lock`, consumers follow the ring's
-        // protocol (locked ones under `cons_lock`).
-        unsafe { Ring::new(&ctl, base as *mut u8, 512) }
-    };
     let got: Vec<Vec<(u32, u32)>> = std::thread::scope(|s| {
         for p in 0..PRODUCERS {
-            let (ring, prod_lock, deadline) = (&ring, &prod_lock, &deadline);
+            let (push, prod_lock) = (&push, &prod_lock);
             s.spawn(move || {
-                let r = ring();
-                let hc = ProducerCache::new();
                 for i in 0..PER {
                     let mut v = p.to_le_bytes().to_vec();
                     v.extend_from_slice(&i.to_le_bytes());
                     v.resize(8 + (i % 13) as usize, 0xab);
-                    loop {
+                    let put = || {
                         let _g = prod_lock.lock().expect("no panics");
-                        // SAFETY: we hold the producer lock.
-                        match unsafe { r.try_push(REC_INLINE, &v, u32::MAX, &hc) } {
-                            Ok(Push::Done) => break,
-                            Ok(_) => {}
-                            Err(e) => panic!("corrupted: {e:?}"),
-                        }
-                        drop(_g);
-                        assert!(std::time::Instant::now() < *deadline, "timed out");
+                        push(p, &v)
+                    };
+                    while put() != Push::Done {
+                        assert!(std::time::Instant::now() < deadline, "timed out");
                         std::thread::yield_now();
                     }
                 }
@@ -444,33 +436,20 @@ fn lock_free_and_locked_consumers_share_the_work() {
         }
         let consumers: Vec<_> = (0..3)
             .map(|c| {
-                let (ring, cons_lock, taken, deadline) = (&ring, &cons_lock, &taken, &deadline);
+                let (take, taken) = (&take, &taken);
                 s.spawn(move || {
-                    let r = ring();
                     let mut mine = Vec::new();
                     let mut out = Vec::new();
+                    let mut round = 0u32;
                     while taken.load(Ordering::SeqCst) < total
-                        && std::time::Instant::now() < *deadline
+                        && std::time::Instant::now() < deadline
                     {
-                        let got = if c == 0 {
-                            let _g = cons_lock.lock().expect("no panics");
-                            // SAFETY: we hold the consumer lock.
-                            match unsafe { r.peek(&mut out, true) } {
-                                // SAFETY: as above, since the peek.
-                                Ok(Some(p)) => unsafe { r.commit(p) },
-                                Ok(None) => false,
-                                Err(e) => panic!("corrupted: {e:?}"),
-                            }
-                        } else {
-                            match r.take(&mut out, || false) {
-                                Ok(t) => t == Take::Taken,
-                                Err(e) => panic!("corrupted: {e:?}"),
-                            }
-                        };
-                        if got {
+                        round = round.wrapping_add(1);
+                        if take(c, round, &mut out) {
                             taken.fetch_add(1, Ordering::SeqCst);
-                            let w =
-                                |i: usize| u32::from_le_bytes(out[i..i + 4].try_into().unwrap());
+                            let w = |i: usize| {
+                                u32::from_le_bytes(out[i..i + 4].try_into().expect("8+ bytes"))
+                            };
                             mine.push((w(0), w(4)));
                         } else {
                             std::thread::yield_now();
@@ -487,10 +466,9 @@ fn lock_free_and_locked_consumers_share_the_work() {
     });
     let mut seen = vec![vec![false; PER as usize]; PRODUCERS as usize];
     for mine in &got {
-        // Each consumer sees each producer's records in put order.
         for p in 0..PRODUCERS {
             let seq: Vec<u32> = mine.iter().filter(|r| r.0 == p).map(|r| r.1).collect();
-            assert!(seq.windows(2).all(|w| w[0] < w[1]), "out of order");
+            assert!(seq.windows(2).all(|w| w[0] < w[1]), "out of put order");
         }
         for &(p, i) in mine {
             assert!(!seen[p as usize][i as usize], "record {p}/{i} taken twice");
@@ -498,6 +476,45 @@ fn lock_free_and_locked_consumers_share_the_work() {
         }
     }
     assert!(seen.iter().flatten().all(|&b| b), "a record was lost");
+}
+
+/// Producers and consumers on threads, some consumers taking without the
+/// lock and some under it (a std mutex stands for the consumer lock): every
+/// record arrives exactly once, and each producer's in its order.
+#[test]
+fn lock_free_and_locked_consumers_share_the_work() {
+    let ctl = Ctl::new_boxed();
+    let mut mem = vec![0u64; 512 / 8];
+    let base = mem.as_mut_ptr() as usize;
+    let ring = || {
+        // SAFETY: the heap buffer of 512 bytes lives until the test ends, is
+        // disjoint from `ctl`, and is only accessed through ring views;
+        // producers write under the producer lock `stress` holds, consumers
+        // follow the ring's protocol (locked ones under `cons_lock`).
+        unsafe { Ring::new(&ctl, base as *mut u8, 512) }
+    };
+    let caches = [ProducerCache::new(), ProducerCache::new()];
+    let cons_lock = std::sync::Mutex::new(());
+    stress(
+        |p, v| {
+            let cache = &caches[p as usize];
+            // SAFETY: `stress` holds the producer lock around `push`.
+            unsafe { ring().try_push(REC_INLINE, v, u32::MAX, cache) }.expect("not corrupted")
+        },
+        |c, _, out| {
+            let r = ring();
+            if c != 0 {
+                return r.take(out, || false).expect("not corrupted") == Take::Taken;
+            }
+            let _g = cons_lock.lock().expect("no panics");
+            // SAFETY: we hold the consumer lock, from the peek to the commit.
+            match unsafe { r.peek(out, true) }.expect("not corrupted") {
+                // SAFETY: as above.
+                Some(p) => unsafe { r.commit(p) },
+                None => false,
+            }
+        },
+    );
     drop(mem);
 }
 
@@ -535,16 +552,14 @@ fn a_peek_at_a_head_that_moved_on_says_so() {
 
 /// As `lock_free_and_locked_consumers_share_the_work`, with the overflow log
 /// in play: producers put into the log now and then while the ring is full,
-/// lock-free consumers fall back to the lock when log records may come
-/// first, and every consumer still sees each producer's items in put order.
+/// and lock-free takes fall back to the lock when log records may come
+/// first. One consumer, taking both ways in turn, sees nearly every item:
+/// its order is the order items leave the queue (the other two, taking
+/// without the lock, take one now and then).
 #[test]
 fn consumers_keep_put_order_across_ring_and_log() {
     use crate::overflow::Overflow;
     use crate::records::Records;
-    use std::sync::Mutex;
-    use std::sync::atomic::AtomicUsize;
-    const PER: u32 = 20_000;
-    const PRODUCERS: u32 = 2;
     const RING: usize = 256;
     const LOG: usize = 64 * 1024;
     let ctl = Ctl::new_boxed();
@@ -554,16 +569,12 @@ fn consumers_keep_put_order_across_ring_and_log() {
         ring_mem.as_mut_ptr() as usize,
         log_mem.as_mut_ptr() as usize,
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let prod_lock = Mutex::new(());
-    let cons_lock = Mutex::new(());
-    let taken = AtomicUsize::new(0);
-    let total = (PER * PRODUCERS) as usize;
     let recs = || {
-        // SAFETY: two disjoint heap buffers, 8-aligned, alive until the scope
+        // SAFETY: two disjoint heap buffers, 8-aligned, alive until the test
         // ends, disjoint from `ctl` and only accessed through these views;
-        // producers write under `prod_lock`, consumers follow the protocol
-        // (locked ones under `cons_lock`); the log is never trimmed (small).
+        // producers write under the producer lock `stress` holds, consumers
+        // follow the protocol (locked ones under `cons_lock`); the log is
+        // small enough never to be trimmed.
         unsafe {
             Records {
                 ring: Ring::new(&ctl, ring_base as *mut u8, RING),
@@ -571,106 +582,40 @@ fn consumers_keep_put_order_across_ring_and_log() {
             }
         }
     };
-    let got: Vec<Vec<(u32, u32)>> = std::thread::scope(|s| {
-        for p in 0..PRODUCERS {
-            let (recs, prod_lock, deadline) = (&recs, &prod_lock, &deadline);
-            s.spawn(move || {
-                let r = recs();
-                let hc = ProducerCache::new();
-                for i in 0..PER {
-                    let mut v = p.to_le_bytes().to_vec();
-                    v.extend_from_slice(&i.to_le_bytes());
-                    v.resize(8 + (i % 11) as usize, 0xcd);
-                    let log_ok = i % 5 == 0;
-                    loop {
-                        let g = prod_lock.lock().expect("no panics");
-                        // SAFETY: we hold the producer lock; 18 <= RING / 4.
-                        match unsafe { r.try_push(REC_INLINE, &v, u32::MAX, &hc, || log_ok) } {
-                            Ok(Push::Done) => break,
-                            Ok(_) => {}
-                            Err(e) => panic!("corrupted: {e:?}"),
-                        }
-                        drop(g);
-                        assert!(std::time::Instant::now() < *deadline, "timed out");
-                        std::thread::yield_now();
-                    }
+    let caches = [ProducerCache::new(), ProducerCache::new()];
+    let cons_lock = std::sync::Mutex::new(());
+    let puts = std::sync::atomic::AtomicU32::new(0);
+    stress(
+        |p, v| {
+            // Every fifth put may use the log.
+            let log_ok = puts.fetch_add(1, Ordering::Relaxed) % 5 == 0;
+            let cache = &caches[p as usize];
+            // SAFETY: `stress` holds the producer lock around `push`; 20 <= RING / 4.
+            unsafe { recs().try_push(REC_INLINE, v, u32::MAX, cache, || log_ok) }
+                .expect("not corrupted")
+        },
+        |c, round, out| {
+            if c != 0 && round % 64 != 0 {
+                return false;
+            }
+            let r = recs();
+            if c != 0 || round % 3 != 0 {
+                match r.take(out).expect("not corrupted") {
+                    Take::Taken => return true,
+                    Take::Empty => return false,
+                    Take::Locked => {}
                 }
-            });
-        }
-        // One consumer, taking both ways in turn, sees every item: its order
-        // is the order items leave the queue. (Two more, taking without the
-        // lock, compete with it for some of them.)
-        let consumers: Vec<_> = (0..3)
-            .map(|c| {
-                let (recs, cons_lock, taken, deadline) = (&recs, &cons_lock, &taken, &deadline);
-                s.spawn(move || {
-                    let r = recs();
-                    let mut mine = Vec::new();
-                    let mut out = Vec::new();
-                    let mut n = 0u32;
-                    while taken.load(Ordering::SeqCst) < total
-                        && std::time::Instant::now() < *deadline
-                    {
-                        n += 1;
-                        // The extra consumers take a record now and then.
-                        if c != 0 && n % 64 != 0 {
-                            std::thread::yield_now();
-                            continue;
-                        }
-                        let fast = if c == 0 && n % 3 == 0 {
-                            Take::Locked
-                        } else {
-                            r.take(&mut out).expect("not corrupted")
-                        };
-                        let got = match fast {
-                            Take::Taken => true,
-                            Take::Empty => false,
-                            Take::Locked => {
-                                let _g = cons_lock.lock().expect("no panics");
-                                // SAFETY: we hold the consumer lock.
-                                match unsafe { r.peek(&mut out, true) }.expect("not corrupted") {
-                                    // SAFETY: as above, since the peek.
-                                    Some(t) => unsafe { r.commit(t) },
-                                    None => false,
-                                }
-                            }
-                        };
-                        if got {
-                            taken.fetch_add(1, Ordering::SeqCst);
-                            let w = |i: usize| {
-                                u32::from_le_bytes(out[i..i + 4].try_into().expect("8+ bytes"))
-                            };
-                            mine.push((w(0), w(4)));
-                        } else {
-                            std::thread::yield_now();
-                        }
-                    }
-                    mine
-                })
-            })
-            .collect();
-        consumers
-            .into_iter()
-            .map(|h| h.join().expect("no panics"))
-            .collect()
-    });
-    let used_log = {
-        let r = recs();
-        // The log's head sequence counts the records taken from it.
-        r.ovf.consumed()
-    };
-    assert!(used_log > 0, "the log was never used");
-    let mut seen = vec![vec![false; PER as usize]; PRODUCERS as usize];
-    for mine in &got {
-        for p in 0..PRODUCERS {
-            let seq: Vec<u32> = mine.iter().filter(|r| r.0 == p).map(|r| r.1).collect();
-            assert!(seq.windows(2).all(|w| w[0] < w[1]), "out of put order");
-        }
-        for &(p, i) in mine {
-            assert!(!seen[p as usize][i as usize], "record {p}/{i} taken twice");
-            seen[p as usize][i as usize] = true;
-        }
-    }
-    assert!(seen.iter().flatten().all(|&b| b), "a record was lost");
+            }
+            let _g = cons_lock.lock().expect("no panics");
+            // SAFETY: we hold the consumer lock, from the peek to the commit.
+            match unsafe { r.peek(out, true) }.expect("not corrupted") {
+                // SAFETY: as above.
+                Some(t) => unsafe { r.commit(t) },
+                None => false,
+            }
+        },
+    );
+    // The log's head sequence counts the records taken from it.
+    assert!(recs().ovf.consumed() > 0, "the log was never used");
     drop((ring_mem, log_mem));
 }
