@@ -258,6 +258,34 @@ impl Inner {
         })
     }
 
+    /// Waits (up to `deadline`) for the child to end, without waiting for
+    /// a fork server to report its status: whether it ended.
+    fn wait_gone(&self, deadline: Instant) -> bool {
+        let Watch::Server {
+            status,
+            pidfd: Some(pidfd),
+        } = &self.watch
+        else {
+            return !matches!(self.wait_end(Some(deadline)), End::Running);
+        };
+        loop {
+            if !matches!(self.poll_end(), End::Running) {
+                return true;
+            }
+            // The pidfd is readable once the child has ended; the status
+            // pipe once the server reaped it (or died).
+            let mut p = [sys::pollin(pidfd.as_fd()), sys::pollin(status.as_fd())];
+            let left = deadline.saturating_duration_since(Instant::now());
+            let _ = sys::poll(&mut p, Some(left));
+            if sys::ready(&p[0]) {
+                return true;
+            }
+            if left.is_zero() {
+                return !matches!(self.poll_end(), End::Running);
+            }
+        }
+    }
+
     /// Waits (up to `deadline`) for the child to end.
     fn wait_end(&self, deadline: Option<Instant>) -> End {
         if let (Watch::Direct { .. }, None) = (&self.watch, deadline) {
@@ -849,6 +877,25 @@ impl<R> ProcessHandle<R> {
     /// Whether the child is still running (reaps it if it ended).
     pub fn is_alive(&self) -> bool {
         matches!(self.inner.poll_end(), End::Running)
+    }
+
+    /// Waits until the child has ended, for at most `timeout`, without
+    /// reaping it or reading its exit status; returns whether it ended.
+    ///
+    /// A fork-server child's exit status comes from the server a moment
+    /// after the child is gone, and [`join`](Self::join) waits for it; this
+    /// returns as soon as the child itself has ended (for the other start
+    /// methods it reaps the child, and a later `join` returns at once).
+    pub fn wait_ended_timeout(&self, timeout: Duration) -> bool {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => self.wait_ended_deadline(d),
+            None => !matches!(self.inner.wait_end(None), End::Running),
+        }
+    }
+
+    /// [`wait_ended_timeout`](Self::wait_ended_timeout) with a deadline.
+    pub fn wait_ended_deadline(&self, deadline: Instant) -> bool {
+        self.inner.wait_gone(deadline)
     }
 
     /// How the child ended, or `None` while it runs. Does not block.
