@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mproc_pipe::{Connection, RecvError, Waitable};
-use mproc_process::{ExitStatus, Process, ProcessHandle, StartMethod};
+use mproc_process::{ExitStatus, PendingStart, Process, ProcessHandle, StartError, StartMethod};
 use mproc_shm::Segment;
 use mproc_shm::handle::HandleFd;
 
@@ -58,6 +58,9 @@ const MAX_ATTEMPTS: u32 = 3;
 /// Consecutive initializer failures of replacement workers before the pool
 /// gives up.
 const MAX_INIT_FAILURES: u32 = 3;
+/// Consecutive workers that could not be started before the pool stops
+/// trying (for that slot).
+const MAX_START_FAILURES: u32 = 3;
 /// How long the collector waits for the payloads that follow a result
 /// header (they are sent right after it).
 const PAYLOAD_WAIT: Duration = Duration::from_secs(10);
@@ -201,7 +204,15 @@ struct InFlight {
 pub(crate) struct Worker {
     conn: Option<Arc<Connection>>,
     handle: Option<ProcessHandle<()>>,
+    /// Asked of the fork server, not yet answered (see
+    /// [`Shared::settle_starts`]): `handle` is `None` and `pid` 0 until then,
+    /// but work may be sent already (it waits in the socket).
+    starting: Option<PendingStart<()>>,
+    /// Why it could not be started (it is then treated as dead).
+    start_failed: Option<String>,
     pub(crate) pid: i32,
+    /// Its number among the pool's workers (`PoolWorker-n`).
+    n: usize,
     inflight: VecDeque<InFlight>,
     /// Items sent to it (for `max_tasks_per_child`).
     assigned: u64,
@@ -266,11 +277,14 @@ pub(crate) struct State {
     next_seq: u64,
     /// Measured nanoseconds per item, per function.
     estimates: HashMap<i64, Estimate>,
-    pub(crate) broken: Option<String>,
+    /// Why nothing can run any more (tasks fail with this).
+    pub(crate) broken: Option<TaskError>,
     /// Jobs whose callers may still submit (imap/map in progress).
     pub(crate) active_jobs: usize,
     shutdown: bool,
     init_failures: u32,
+    /// Consecutive workers that could not be started.
+    start_failures: u32,
     feeder_idle: bool,
     spawned: usize,
     /// Bumped by `cancel`: jobs started before stop submitting.
@@ -299,6 +313,10 @@ pub(crate) struct Shared {
     wake: OwnedFd,
     cfg: Config,
     progress: Segment,
+    /// Held while waiting for the fork server's answers to start requests
+    /// (see [`Shared::settle_starts`]); taken before `st`, never while
+    /// holding it.
+    start_lock: Mutex<()>,
 }
 
 /// The two background threads.
@@ -331,6 +349,7 @@ impl Shared {
             active_jobs: 0,
             shutdown: false,
             init_failures: 0,
+            start_failures: 0,
             feeder_idle: false,
             spawned: 0,
             epoch: 0,
@@ -344,6 +363,7 @@ impl Shared {
             wake,
             cfg,
             progress,
+            start_lock: Mutex::new(()),
         }))
     }
 
@@ -355,7 +375,8 @@ impl Shared {
         self.wake.as_fd()
     }
 
-    /// Starts the worker for `slot`.
+    /// Asks for the worker for `slot` to be started, without waiting for
+    /// it to exist (see [`Worker::starting`]).
     fn spawn(&self, slot: usize, n: usize) -> Result<Worker, BuildError> {
         let (mine, theirs) = mproc_pipe::pipe(true).map_err(BuildError::Io)?;
         let init = match &self.cfg.init {
@@ -377,6 +398,14 @@ impl Shared {
             .progress
             .try_clone()
             .map_err(|e| BuildError::Io(e.into()))?;
+        // Reset before the worker can see it (its slot may have served a
+        // worker that died).
+        if let Ok(p) = self.progress.get::<Progress>(worker::progress_offset(slot)) {
+            p.seq.store(0, Ordering::Relaxed);
+            p.item.store(NOT_STARTED, Ordering::Relaxed);
+            p.split.store(0, Ordering::Relaxed);
+            p.end.store(0, Ordering::Relaxed);
+        }
         let args = WorkerArgs {
             conn: theirs,
             progress,
@@ -384,22 +413,19 @@ impl Shared {
             init,
             max_items: self.cfg.max_items,
         };
-        let handle = Process::new(worker::worker_main, args)
+        let starting = Process::new(worker::worker_main, args)
             .name(format!("PoolWorker-{n}"))
             .daemon(true)
             .start_method(self.cfg.method)
-            .start()
+            .start_pending()
             .map_err(BuildError::Start)?;
-        if let Ok(p) = self.progress.get::<Progress>(worker::progress_offset(slot)) {
-            p.seq.store(0, Ordering::Relaxed);
-            p.item.store(NOT_STARTED, Ordering::Relaxed);
-            p.split.store(0, Ordering::Relaxed);
-            p.end.store(0, Ordering::Relaxed);
-        }
         Ok(Worker {
             conn: Some(Arc::new(mine)),
-            pid: handle.pid().as_raw(),
-            handle: Some(handle),
+            pid: 0,
+            n,
+            handle: None,
+            starting: Some(starting),
+            start_failed: None,
             inflight: VecDeque::new(),
             assigned: 0,
             ready: self.cfg.init.is_none(),
@@ -411,19 +437,86 @@ impl Shared {
         })
     }
 
+    /// Waits for the answers to every start request still pending and
+    /// records the workers' handles and pids; a worker that could not be
+    /// started gets `start_failed` (the collector then handles it as a
+    /// dead one, see [`settle_and_replace`](Self::settle_and_replace)).
+    /// Returns the first failure. A worker started after the pool was
+    /// stopped is killed.
+    ///
+    /// Whoever needs a handle or a pid calls this first; a second caller
+    /// waits until the first is done (`start_lock`).
+    fn settle_starts(&self) -> Option<StartError> {
+        let _g = lock(&self.start_lock);
+        let pending: Vec<(usize, PendingStart<()>)> = lock(&self.st)
+            .workers
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, w)| Some((i, w.starting.take()?)))
+            .collect();
+        let mut first = None;
+        for (slot, p) in pending {
+            match p.wait() {
+                Ok(mut h) => {
+                    let mut st = lock(&self.st);
+                    st.start_failures = 0;
+                    let w = &mut st.workers[slot];
+                    w.pid = h.pid().as_raw();
+                    if w.dead {
+                        // Stopped meanwhile (terminate, failed build).
+                        drop(st);
+                        let _ = h.kill();
+                        let _ = h.join_timeout(Duration::from_secs(5));
+                    } else {
+                        w.handle = Some(h);
+                    }
+                }
+                Err(e) => {
+                    lock(&self.st).workers[slot].start_failed = Some(error_chain(&e));
+                    if first.is_none() {
+                        first = Some(e);
+                    }
+                }
+            }
+        }
+        if first.is_some() {
+            // The collector handles the failures (if this is not it).
+            sys::notify(self.wake.as_fd());
+        }
+        first
+    }
+
+    /// The collector's [`settle_starts`](Self::settle_starts): workers that
+    /// could not be started are handled as dead ones (their work runs
+    /// elsewhere; they are replaced if there is work).
+    fn settle_and_replace(&self) {
+        let _ = self.settle_starts();
+        let failed: Vec<usize> = lock(&self.st)
+            .workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.start_failed.is_some() && !w.dead)
+            .map(|(i, _)| i)
+            .collect();
+        for slot in failed {
+            self.on_death(slot);
+        }
+    }
+
     /// Starts every worker and the threads; waits for initializers.
     pub(crate) fn start(self: &Arc<Self>) -> Result<Threads, BuildError> {
-        for slot in 0..self.cfg.processes {
-            let w = match self.spawn(slot, slot + 1) {
-                Ok(w) => w,
-                Err(e) => {
-                    self.kill_all();
-                    return Err(e);
-                }
-            };
-            let mut st = lock(&self.st);
-            st.workers.push(w);
-            st.spawned += 1;
+        let init = self.cfg.init.is_some();
+        if init {
+            // Build waits for the initializers anyway, so it waits for the
+            // workers to exist too: one that cannot be started fails it.
+            if let Err(e) = self.request_all() {
+                self.kill_all();
+                return Err(e);
+            }
+            if let Some(e) = self.settle_starts() {
+                self.kill_all();
+                return Err(BuildError::Start(e));
+            }
         }
         let s1 = self.clone();
         let s2 = self.clone();
@@ -449,6 +542,20 @@ impl Shared {
                 )));
             }
         };
+        if !init {
+            // Without an initializer, build returns as soon as the requests
+            // are sent (the threads exist first: creating them while the
+            // workers start would make this thread wait for a CPU). Work
+            // sent meanwhile waits in the workers' sockets; a worker that
+            // cannot be started is handled as a dead one.
+            if let Err(e) = self.request_all() {
+                self.kill_all();
+                self.stop_threads(threads);
+                return Err(e);
+            }
+            // The collector watches the new sockets.
+            sys::notify(self.wake.as_fd());
+        }
         if self.cfg.init.is_some() {
             // Wait until every worker ran its initializer (or one failed).
             let mut st = lock(&self.st);
@@ -459,11 +566,18 @@ impl Shared {
                     self.stop_threads(threads);
                     return Err(BuildError::Initializer { message: m });
                 }
-                if let Some(m) = st.broken.clone() {
+                if let Some(e) = st.broken.clone() {
                     drop(st);
                     self.kill_all();
                     self.stop_threads(threads);
-                    return Err(BuildError::Initializer { message: m });
+                    return Err(match e {
+                        TaskError::InitializerFailed(message) => {
+                            BuildError::Initializer { message }
+                        }
+                        e => BuildError::Initializer {
+                            message: e.to_string(),
+                        },
+                    });
                 }
                 if st.workers.iter().all(|w| w.ready) {
                     break;
@@ -478,8 +592,22 @@ impl Shared {
         Ok(threads)
     }
 
+    /// Asks for every worker to be started, without waiting for any: the
+    /// fork server creates them one after the other.
+    fn request_all(&self) -> Result<(), BuildError> {
+        for slot in 0..self.cfg.processes {
+            let w = self.spawn(slot, slot + 1)?;
+            let mut st = lock(&self.st);
+            st.workers.push(w);
+            st.spawned += 1;
+        }
+        Ok(())
+    }
+
     /// Kills every worker and waits for them (no escalation needed: SIGKILL).
     fn kill_all(&self) {
+        // Workers whose start is pending are killed once they exist.
+        let _ = self.settle_starts();
         let handles: Vec<_> = {
             let mut st = lock(&self.st);
             st.workers
@@ -517,7 +645,7 @@ impl Shared {
         let err = if st.run == Run::Terminated || st.shutdown {
             Some(TaskError::Cancelled)
         } else {
-            st.broken.clone().map(TaskError::InitializerFailed)
+            st.broken.clone()
         };
         if let Some(e) = err {
             drop(st);
@@ -869,7 +997,19 @@ impl Shared {
     // ----- collector -----
 
     fn collector(self: Arc<Self>) {
+        // The answers to the first start requests (the workers may be
+        // running work already).
+        self.settle_and_replace();
         loop {
+            // Replacements started since (their handles watch them), and
+            // workers another thread found could not be started.
+            if lock(&self.st)
+                .workers
+                .iter()
+                .any(|w| w.starting.is_some() || (w.start_failed.is_some() && !w.dead))
+            {
+                self.settle_and_replace();
+            }
             let conns: Vec<(usize, Arc<Connection>)> = {
                 let mut st = lock(&self.st);
                 if st.shutdown || st.finished() {
@@ -1139,6 +1279,21 @@ impl Shared {
     /// A worker died (or finished): fail the item it was running, re-queue
     /// the rest of its batches, and replace it if there is still work.
     fn on_death(&self, slot: usize) {
+        let (n, starting) = {
+            let st = lock(&self.st);
+            let w = &st.workers[slot];
+            (w.n, w.starting.is_some())
+        };
+        if starting {
+            // A worker not known to exist yet: learn its fate first. One
+            // that could not be started is handled (and maybe replaced)
+            // there; one that started and died is handled here.
+            self.settle_and_replace();
+            let st = lock(&self.st);
+            if st.workers[slot].n != n {
+                return;
+            }
+        }
         let (conn, handle) = {
             let mut st = lock(&self.st);
             let w = &mut st.workers[slot];
@@ -1194,6 +1349,7 @@ impl Shared {
             w.conn = None;
             let pid = w.pid;
             let init_failed = w.init_failed.take();
+            let start_failed = w.start_failed.take();
             let inflight = std::mem::take(&mut w.inflight);
             let lost = TaskError::WorkerLost { pid, status };
             for inf in inflight {
@@ -1247,14 +1403,28 @@ impl Shared {
                 st.init_failures += 1;
             }
             if let (Some(m), true) = (&init_failed, st.init_failures >= MAX_INIT_FAILURES) {
-                st.broken = Some(m.clone());
                 let e = TaskError::InitializerFailed(m.clone());
+                st.broken = Some(e.clone());
                 failed.extend(st.pending.drain(..).map(|t| (t, e.clone())));
+            }
+            // A worker that could not be started is tried again a bounded
+            // number of times; then its slot stays empty, and once no worker
+            // is left nothing can run.
+            let mut give_up = false;
+            if let Some(m) = &start_failed {
+                st.start_failures += 1;
+                give_up = st.start_failures >= MAX_START_FAILURES;
+                if give_up && st.workers.iter().all(|w| w.dead) {
+                    let e = TaskError::WorkerStart(m.clone());
+                    st.broken = Some(e.clone());
+                    failed.extend(st.pending.drain(..).map(|t| (t, e.clone())));
+                }
             }
             let has_work = !st.pending.is_empty()
                 || st.active_jobs > 0
                 || st.workers.iter().any(|w| !w.inflight.is_empty());
             let respawn = !st.shutdown
+                && !give_up
                 && st.broken.is_none()
                 && (st.run == Run::Running || (st.run == Run::Closed && has_work));
             self.state_cv.notify_all();
@@ -1275,7 +1445,7 @@ impl Shared {
                     let mut st = lock(&self.st);
                     if st.shutdown || st.run == Run::Terminated {
                         drop(st);
-                        if let Some(mut h) = w.handle {
+                        if let Some(Ok(mut h)) = w.starting.map(PendingStart::wait) {
                             let _ = h.kill();
                             let _ = h.join_timeout(Duration::from_secs(5));
                         }
@@ -1287,9 +1457,12 @@ impl Shared {
                     let mut st = lock(&self.st);
                     if st.workers.iter().all(|w| w.dead) {
                         // Nothing can run any more: fail what is queued.
-                        let m = format!("cannot start a replacement worker: {e}");
-                        st.broken = Some(m.clone());
-                        let err = TaskError::InitializerFailed(m);
+                        let m = match &e {
+                            BuildError::Start(e) => error_chain(e),
+                            e => error_chain(e),
+                        };
+                        let err = TaskError::WorkerStart(m);
+                        st.broken = Some(err.clone());
                         let tasks: Vec<Task> = st.pending.drain(..).collect();
                         drop(st);
                         for t in tasks {
@@ -1312,6 +1485,8 @@ impl Shared {
     /// Fails every queued and running task with `Cancelled`; workers that
     /// were running tasks are killed and replaced.
     pub(crate) fn cancel(&self) {
+        // Workers being started are killed like the others (once they exist).
+        let _ = self.settle_starts();
         let mut tasks = Vec::new();
         {
             let mut st = lock(&self.st);
@@ -1335,6 +1510,7 @@ impl Shared {
     /// Stops every worker now (SIGTERM, then SIGKILL after `grace`) and
     /// fails all outstanding work with `Cancelled`.
     pub(crate) fn terminate(&self, grace: Duration) {
+        let _ = self.settle_starts();
         let (tasks, handles) = {
             let mut st = lock(&self.st);
             st.run = Run::Terminated;
@@ -1400,10 +1576,11 @@ impl Shared {
 
     /// Process ids of the live workers.
     pub(crate) fn pids(&self) -> Vec<i32> {
+        let _ = self.settle_starts();
         lock(&self.st)
             .workers
             .iter()
-            .filter(|w| !w.dead)
+            .filter(|w| !w.dead && w.handle.is_some())
             .map(|w| w.pid)
             .collect()
     }
@@ -1445,6 +1622,18 @@ fn send_batch(conn: &Connection, seq: u64, descs: Vec<(TaskDesc, Arc<Payload>)>)
         }
     }
     Ok(())
+}
+
+/// An error and its sources, as one message.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut m = e.to_string();
+    let mut s = e.source();
+    while let Some(e) = s {
+        m.push_str(": ");
+        m.push_str(&e.to_string());
+        s = e.source();
+    }
+    m
 }
 
 fn join_status(e: &mproc_process::JoinTimeoutError) -> Option<ExitStatus> {

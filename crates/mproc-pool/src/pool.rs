@@ -161,11 +161,21 @@ impl PoolBuilder {
 
     /// Starts the workers.
     ///
+    /// Without an initializer this returns once the workers are asked for,
+    /// before they exist: the fork server creates them while the caller goes
+    /// on, and work submitted meanwhile waits for them. A worker that then
+    /// cannot be started is handled like one that died: its work runs in
+    /// the others, and it is replaced (a few times at most); if no worker
+    /// can be started at all, the work fails with
+    /// [`TaskError::WorkerStart`](crate::TaskError::WorkerStart). With an
+    /// initializer, this waits until every worker ran it.
+    ///
     /// # Errors
     /// [`BuildError::NoProcesses`], [`BuildError::ZeroMaxTasks`],
-    /// [`BuildError::Start`] if a worker cannot be started (those already
-    /// started are killed), [`BuildError::Initializer`] if the initializer
-    /// failed in a worker.
+    /// [`BuildError::Start`] if a worker cannot be asked for (the fork
+    /// server cannot be started or reached; those already asked for are
+    /// killed), or, with an initializer, cannot be started;
+    /// [`BuildError::Initializer`] if the initializer failed in a worker.
     pub fn build(self) -> Result<Pool, BuildError> {
         let processes = self.processes.unwrap_or_else(cpu_count);
         if processes == 0 {
