@@ -749,24 +749,10 @@ impl Shared {
                 return;
             }
             // A closed pool with no work left lets its workers go.
-            if st.run == Run::Closed && st.pending.is_empty() && st.active_jobs == 0 {
-                let idle: Vec<Arc<Connection>> = st
-                    .workers
-                    .iter_mut()
-                    .filter(|w| !w.dead && !w.exiting && w.inflight.is_empty())
-                    .filter_map(|w| {
-                        w.exiting = true;
-                        w.conn.clone()
-                    })
-                    .collect();
-                if !idle.is_empty() {
-                    drop(st);
-                    for c in idle {
-                        let _ = send_header(&c, &ToWorker::Exit, Vec::new());
-                    }
-                    st = lock(&self.st);
-                    continue;
-                }
+            let (guard, released) = self.release_idle(st);
+            st = guard;
+            if released {
+                continue;
             }
             let pick = self.pick(&st, DEPTH);
             let (Some(slot), false) = (pick, st.pending.is_empty()) else {
@@ -782,6 +768,44 @@ impl Shared {
             let batch = self.take_batch(&mut st, slot);
             st = self.dispatch(st, slot, batch);
         }
+    }
+
+    /// If the pool is closed and has no work left, tells its idle workers
+    /// to exit (from the calling thread: `close` and the feeder). Returns
+    /// whether it told any.
+    fn release_idle<'a>(&'a self, mut st: MutexGuard<'a, State>) -> (MutexGuard<'a, State>, bool) {
+        if !(st.run == Run::Closed && st.pending.is_empty() && st.active_jobs == 0) {
+            return (st, false);
+        }
+        let idle: Vec<Arc<Connection>> = st
+            .workers
+            .iter_mut()
+            .filter(|w| !w.dead && !w.exiting && w.inflight.is_empty())
+            .filter_map(|w| {
+                w.exiting = true;
+                w.conn.clone()
+            })
+            .collect();
+        if idle.is_empty() {
+            return (st, false);
+        }
+        drop(st);
+        for c in idle {
+            let _ = send_header(&c, &ToWorker::Exit, Vec::new());
+        }
+        (lock(&self.st), true)
+    }
+
+    /// Closes the pool: no new work; the workers exit once the queued work
+    /// is done (idle ones are told at once, by this thread).
+    pub(crate) fn close(&self) {
+        let mut st = lock(&self.st);
+        if st.run == Run::Running {
+            st.run = Run::Closed;
+        }
+        let (mut st, _) = self.release_idle(st);
+        st.feeder_idle = false;
+        self.feeder_cv.notify_one();
     }
 
     /// The worker the next queued batch should go to: a live, ready one
@@ -1306,7 +1330,18 @@ impl Shared {
         if let Some(c) = &conn {
             let _ = self.drain_conn(slot, c);
         }
+        let idle = lock(&self.st).workers[slot].inflight.is_empty();
         let status = match handle {
+            // Nothing of it can fail, so only its end matters, not how it
+            // ended: no need to wait for a fork server to tell.
+            Some(h) if idle => {
+                if !h.wait_ended_timeout(Duration::from_millis(500)) {
+                    // Its socket broke but it lives on: it is of no use now.
+                    let _ = h.kill();
+                    let _ = h.wait_ended_timeout(Duration::from_secs(5));
+                }
+                ExitStatus::Exited(0)
+            }
             Some(mut h) => match h.join_timeout(Duration::from_millis(500)) {
                 Ok(()) => ExitStatus::Exited(0),
                 Err(e) if e.is_timeout() => {

@@ -715,13 +715,7 @@ impl Pool {
     /// Takes no new work; queued and running work finishes, then the
     /// workers exit (Python's `close`).
     pub fn close(&self) {
-        {
-            let mut st = lock(&self.shared.st);
-            if st.run == Run::Running {
-                st.run = Run::Closed;
-            }
-        }
-        self.shared.poke();
+        self.shared.close();
     }
 
     /// Resolves every queued and running task to [`TaskError::Cancelled`]
