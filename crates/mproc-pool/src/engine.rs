@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -317,12 +317,25 @@ pub(crate) struct Shared {
     /// (see [`Shared::settle_starts`]); taken before `st`, never while
     /// holding it.
     start_lock: Mutex<()>,
+    /// The feeder and the collector (see [`Shared::ensure_threads`]).
+    threads: Mutex<ThreadState>,
+    /// Set once `threads` left [`ThreadState::NotYet`] (a lock-free check).
+    threads_settled: AtomicBool,
 }
 
 /// The two background threads.
-pub(crate) struct Threads {
+struct Threads {
     feeder: Option<JoinHandle<()>>,
     collector: Option<JoinHandle<()>>,
+}
+
+/// Whether the background threads run.
+enum ThreadState {
+    /// Not started yet: nothing was asked of the pool since it was built.
+    NotYet,
+    Running(Threads),
+    /// Stopped (or they could not be started).
+    Stopped,
 }
 
 impl Shared {
@@ -364,6 +377,8 @@ impl Shared {
             cfg,
             progress,
             start_lock: Mutex::new(()),
+            threads: Mutex::new(ThreadState::NotYet),
+            threads_settled: AtomicBool::new(false),
         }))
     }
 
@@ -503,21 +518,90 @@ impl Shared {
         }
     }
 
-    /// Starts every worker and the threads; waits for initializers.
-    pub(crate) fn start(self: &Arc<Self>) -> Result<Threads, BuildError> {
-        let init = self.cfg.init.is_some();
-        if init {
-            // Build waits for the initializers anyway, so it waits for the
-            // workers to exist too: one that cannot be started fails it.
-            if let Err(e) = self.request_all() {
+    /// Asks for every worker to be started. With an initializer, waits
+    /// until every worker ran it (the threads are started for that).
+    ///
+    /// Without one, returns at once: the fork server creates the workers
+    /// while the caller goes on, and work sent meanwhile waits in their
+    /// sockets (a worker that then cannot be started is handled as a dead
+    /// one). The threads are started by the first operation on the pool,
+    /// after it sent its work ([`ensure_threads`](Self::ensure_threads)):
+    /// creating them takes a while, and the workers need not wait for it.
+    pub(crate) fn start(self: &Arc<Self>) -> Result<(), BuildError> {
+        if let Err(e) = self.request_all() {
+            self.kill_all();
+            return Err(e);
+        }
+        if self.cfg.init.is_none() {
+            return Ok(());
+        }
+        // Build waits for the initializers anyway, so it waits for the
+        // workers to exist too: one that cannot be started fails it.
+        if let Some(e) = self.settle_starts() {
+            self.kill_all();
+            return Err(BuildError::Start(e));
+        }
+        if let Err(e) = self.start_threads() {
+            self.kill_all();
+            return Err(BuildError::Io(e));
+        }
+        // Wait until every worker ran its initializer (or one failed).
+        let mut st = lock(&self.st);
+        loop {
+            let failed = match (
+                st.workers.iter().find_map(|w| w.init_failed.clone()),
+                st.broken.clone(),
+            ) {
+                (Some(m), _) | (None, Some(TaskError::InitializerFailed(m))) => {
+                    Some(BuildError::Initializer { message: m })
+                }
+                (None, Some(e)) => Some(BuildError::Initializer {
+                    message: e.to_string(),
+                }),
+                (None, None) => None,
+            };
+            if let Some(e) = failed {
+                drop(st);
                 self.kill_all();
+                self.stop_threads();
                 return Err(e);
             }
-            if let Some(e) = self.settle_starts() {
-                self.kill_all();
-                return Err(BuildError::Start(e));
+            if st.workers.iter().all(|w| w.ready) {
+                return Ok(());
             }
+            st = self
+                .state_cv
+                .wait_timeout(st, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
+    }
+
+    /// Starts the threads if nothing did yet. Called by every operation on
+    /// the pool (after it sent its work): they receive results, watch the
+    /// workers and feed them. If they cannot be started, nothing can run:
+    /// the pool stops and its work fails.
+    pub(crate) fn ensure_threads(self: &Arc<Self>) {
+        // Acquire: pairs with the Release store below, after which the
+        // state is settled.
+        if self.threads_settled.load(Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = self.start_threads() {
+            let m = format!("the pool's threads could not be started: {e}");
+            self.break_down(TaskError::WorkerStart(m));
+        }
+    }
+
+    /// Starts the threads unless they were started (or stopped) before.
+    fn start_threads(self: &Arc<Self>) -> std::io::Result<()> {
+        let mut t = lock(&self.threads);
+        if !matches!(*t, ThreadState::NotYet) {
+            return Ok(());
+        }
+        // The collector cancels on a Ctrl-C seen after this (none before
+        // counts: no work was outstanding).
+        lock(&self.st).sigint_seen = sys::sigint_count();
         let s1 = self.clone();
         let s2 = self.clone();
         let feeder = std::thread::Builder::new()
@@ -526,70 +610,50 @@ impl Shared {
         let collector = std::thread::Builder::new()
             .name("mproc-pool-collector".into())
             .spawn(move || s2.collector());
-        let threads = match (feeder, collector) {
-            (Ok(f), Ok(c)) => Threads {
-                feeder: Some(f),
-                collector: Some(c),
-            },
+        let r = match (feeder, collector) {
+            (Ok(f), Ok(c)) => {
+                *t = ThreadState::Running(Threads {
+                    feeder: Some(f),
+                    collector: Some(c),
+                });
+                Ok(())
+            }
             (f, c) => {
-                self.kill_all();
-                self.stop_threads(Threads {
+                let e = match (&f, &c) {
+                    (Err(e), _) | (_, Err(e)) => std::io::Error::new(e.kind(), e.to_string()),
+                    _ => std::io::Error::other("failed to start the pool's threads"),
+                };
+                *t = ThreadState::Running(Threads {
                     feeder: f.ok(),
                     collector: c.ok(),
                 });
-                return Err(BuildError::Io(std::io::Error::other(
-                    "failed to start the pool's threads",
-                )));
+                drop(t);
+                self.stop_threads();
+                Err(e)
             }
         };
-        if !init {
-            // Without an initializer, build returns as soon as the requests
-            // are sent (the threads exist first: creating them while the
-            // workers start would make this thread wait for a CPU). Work
-            // sent meanwhile waits in the workers' sockets; a worker that
-            // cannot be started is handled as a dead one.
-            if let Err(e) = self.request_all() {
-                self.kill_all();
-                self.stop_threads(threads);
-                return Err(e);
-            }
-            // The collector watches the new sockets.
-            sys::notify(self.wake.as_fd());
-        }
-        if self.cfg.init.is_some() {
-            // Wait until every worker ran its initializer (or one failed).
+        // Release: see `ensure_threads`.
+        self.threads_settled.store(true, Ordering::Release);
+        r
+    }
+
+    /// Nothing can run any more: fails every task with `err` (and every
+    /// later one), and kills the workers.
+    fn break_down(&self, err: TaskError) {
+        let tasks: Vec<Task> = {
             let mut st = lock(&self.st);
-            loop {
-                if let Some(m) = st.workers.iter().find_map(|w| w.init_failed.clone()) {
-                    drop(st);
-                    self.kill_all();
-                    self.stop_threads(threads);
-                    return Err(BuildError::Initializer { message: m });
-                }
-                if let Some(e) = st.broken.clone() {
-                    drop(st);
-                    self.kill_all();
-                    self.stop_threads(threads);
-                    return Err(match e {
-                        TaskError::InitializerFailed(message) => {
-                            BuildError::Initializer { message }
-                        }
-                        e => BuildError::Initializer {
-                            message: e.to_string(),
-                        },
-                    });
-                }
-                if st.workers.iter().all(|w| w.ready) {
-                    break;
-                }
-                st = self
-                    .state_cv
-                    .wait_timeout(st, Duration::from_millis(50))
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+            st.broken = Some(err.clone());
+            let mut tasks: Vec<Task> = st.pending.drain(..).collect();
+            for w in &mut st.workers {
+                tasks.extend(w.inflight.drain(..).flat_map(|i| i.tasks));
             }
+            tasks
+        };
+        self.kill_all();
+        for t in tasks {
+            t.job.fail(t.first, t.count, err.clone());
         }
-        Ok(threads)
+        self.state_cv.notify_all();
     }
 
     /// Asks for every worker to be started, without waiting for any: the
@@ -625,8 +689,15 @@ impl Shared {
         }
     }
 
-    pub(crate) fn stop_threads(&self, mut t: Threads) {
+    /// Stops the threads (for good) and waits for them to end.
+    pub(crate) fn stop_threads(&self) {
+        let t = std::mem::replace(&mut *lock(&self.threads), ThreadState::Stopped);
+        // Release: see `ensure_threads`.
+        self.threads_settled.store(true, Ordering::Release);
         lock(&self.st).shutdown = true;
+        let ThreadState::Running(mut t) = t else {
+            return;
+        };
         self.feeder_cv.notify_all();
         sys::notify(self.wake.as_fd());
         if let Some(h) = t.feeder.take() {

@@ -9,7 +9,7 @@ use mproc_process::{Context, StartMethod, cpu_count};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::engine::{Config, Payload, Run, Shared, Task, Threads};
+use crate::engine::{Config, Payload, Run, Shared, Task};
 use crate::error::{BuildError, PoolError, TaskError};
 use crate::input::{Produced, Producer, producer};
 use crate::job::{ApplyJob, AsyncResult, Callback, Chunk, MapJob, Slot, assemble, lock};
@@ -200,7 +200,7 @@ impl PoolBuilder {
             init,
         };
         let shared = Shared::new(cfg, self.cancel_on_ctrl_c)?;
-        let threads = shared.start()?;
+        shared.start()?;
         let sigint_slot = if self.cancel_on_ctrl_c {
             sys::register_sigint(shared.wake_fd())
         } else {
@@ -208,7 +208,6 @@ impl PoolBuilder {
         };
         Ok(Pool {
             shared,
-            threads: Mutex::new(Some(threads)),
             sigint_slot,
             drop_timeout: self.drop_timeout,
         })
@@ -249,7 +248,6 @@ impl PoolBuilder {
 /// work in progress, and never hangs.
 pub struct Pool {
     shared: Arc<Shared>,
-    threads: Mutex<Option<Threads>>,
     sigint_slot: Option<usize>,
     drop_timeout: Duration,
 }
@@ -389,6 +387,7 @@ impl Pool {
                     careful: false,
                 };
                 self.shared.submit(vec![task]);
+                self.shared.ensure_threads();
             }
             Err(e) => crate::job::Sink::fail(&*job, 0, 1, TaskError::Encode(e.to_string())),
         }
@@ -588,6 +587,7 @@ impl Pool {
             }
         }
         self.shared.submit(tasks);
+        self.shared.ensure_threads();
         job.seal();
         Ok(AsyncResult::new(slot))
     }
@@ -716,6 +716,8 @@ impl Pool {
     /// workers exit (Python's `close`).
     pub fn close(&self) {
         self.shared.close();
+        // The collector sees the workers go.
+        self.shared.ensure_threads();
     }
 
     /// Resolves every queued and running task to [`TaskError::Cancelled`]
@@ -724,6 +726,7 @@ impl Pool {
     /// replaced; the pool stays usable.
     pub fn cancel(&self) {
         self.shared.cancel();
+        self.shared.ensure_threads();
     }
 
     /// Stops the workers now: SIGTERM, then SIGKILL to those still alive
@@ -736,9 +739,7 @@ impl Pool {
     /// [`terminate`](Pool::terminate) with a chosen grace period before SIGKILL.
     pub fn terminate_timeout(&self, grace: Duration) {
         self.shared.terminate(grace);
-        if let Some(t) = lock(&self.threads).take() {
-            self.shared.stop_threads(t);
-        }
+        self.shared.stop_threads();
     }
 
     /// Waits for the workers to exit after [`close`](Pool::close) or
@@ -764,13 +765,12 @@ impl Pool {
         if lock(&self.shared.st).run == Run::Running {
             return Err(PoolError::StillRunning);
         }
+        self.shared.ensure_threads();
         self.shared.poke();
         if !self.shared.wait_workers(deadline) {
             return Ok(false);
         }
-        if let Some(t) = lock(&self.threads).take() {
-            self.shared.stop_threads(t);
-        }
+        self.shared.stop_threads();
         Ok(true)
     }
 }
@@ -787,9 +787,7 @@ impl Drop for Pool {
                 self.terminate();
             }
         }
-        if let Some(t) = lock(&self.threads).take() {
-            self.shared.stop_threads(t);
-        }
+        self.shared.stop_threads();
     }
 }
 
@@ -934,6 +932,8 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
     fn next_chunk(&mut self, deadline: Option<Instant>) -> Result<Option<Chunk<R>>, ()> {
         loop {
             self.top_up();
+            // After the first chunks left: the workers need not wait.
+            self.pool.shared.ensure_threads();
             let job = self.job.clone();
             let mut st = lock(&job.st);
             loop {
