@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -312,7 +312,9 @@ pub(crate) struct Shared {
     pub(crate) state_cv: Condvar,
     wake: OwnedFd,
     cfg: Config,
-    progress: Segment,
+    /// Where the workers say what they run (see [`Progress`]); made once
+    /// the first workers were asked for ([`Shared::start`]).
+    progress: OnceLock<Segment>,
     /// Held while waiting for the fork server's answers to start requests
     /// (see [`Shared::settle_starts`]); taken before `st`, never while
     /// holding it.
@@ -340,17 +342,6 @@ enum ThreadState {
 
 impl Shared {
     pub(crate) fn new(cfg: Config, cancel_on_sigint: bool) -> Result<Arc<Self>, BuildError> {
-        let progress = Segment::anonymous(worker::progress_size(cfg.processes))
-            .map_err(|e| BuildError::Io(e.into()))?;
-        let size = progress.len() as u64;
-        progress
-            .header()
-            .map_err(|e| BuildError::Io(e.into()))?
-            .init(
-                worker::PROGRESS_LAYOUT,
-                size,
-                [cfg.processes as u64, 0, 0, 0],
-            );
         let wake = sys::eventfd().map_err(BuildError::Io)?;
         let st = State {
             run: Run::Running,
@@ -375,11 +366,59 @@ impl Shared {
             state_cv: Condvar::new(),
             wake,
             cfg,
-            progress,
+            progress: OnceLock::new(),
             start_lock: Mutex::new(()),
             threads: Mutex::new(ThreadState::NotYet),
             threads_settled: AtomicBool::new(false),
         }))
+    }
+
+    /// The progress slot of worker `slot` (`None` before the segment
+    /// exists: no worker ran anything yet).
+    fn progress_of(&self, slot: usize) -> Option<&Progress> {
+        self.progress
+            .get()?
+            .get::<Progress>(worker::progress_offset(slot))
+            .ok()
+    }
+
+    /// Makes the progress segment (every slot: no batch) and gives it to the
+    /// workers asked for so far.
+    fn make_progress(&self) -> Result<(), BuildError> {
+        let io = |e: mproc_shm::SegmentError| BuildError::Io(e.into());
+        let seg = Segment::anonymous(worker::progress_size(self.cfg.processes)).map_err(io)?;
+        let size = seg.len() as u64;
+        seg.header().map_err(io)?.init(
+            worker::PROGRESS_LAYOUT,
+            size,
+            [self.cfg.processes as u64, 0, 0, 0],
+        );
+        for slot in 0..self.cfg.processes {
+            if let Ok(p) = seg.get::<Progress>(worker::progress_offset(slot)) {
+                p.item.store(NOT_STARTED, Ordering::Relaxed);
+            }
+        }
+        let _ = self.progress.set(seg);
+        let conns: Vec<Arc<Connection>> = lock(&self.st)
+            .workers
+            .iter()
+            .filter_map(|w| w.conn.clone())
+            .collect();
+        for c in conns {
+            // A worker that cannot be told is gone: the collector sees it.
+            let _ = self.send_setup(&c);
+        }
+        Ok(())
+    }
+
+    /// Sends a new worker its first message, with the progress segment.
+    fn send_setup(&self, conn: &Connection) -> std::io::Result<()> {
+        let seg = self
+            .progress
+            .get()
+            .ok_or_else(|| std::io::Error::other("no progress segment yet"))?;
+        let fd = seg.as_fd().try_clone_to_owned()?;
+        send_header(conn, &ToWorker::Setup, vec![fd]).map_err(std::io::Error::other)
     }
 
     pub(crate) fn processes(&self) -> usize {
@@ -409,13 +448,9 @@ impl Shared {
             }
             None => None,
         };
-        let progress = self
-            .progress
-            .try_clone()
-            .map_err(|e| BuildError::Io(e.into()))?;
         // Reset before the worker can see it (its slot may have served a
         // worker that died).
-        if let Ok(p) = self.progress.get::<Progress>(worker::progress_offset(slot)) {
+        if let Some(p) = self.progress_of(slot) {
             p.seq.store(0, Ordering::Relaxed);
             p.item.store(NOT_STARTED, Ordering::Relaxed);
             p.split.store(0, Ordering::Relaxed);
@@ -423,7 +458,6 @@ impl Shared {
         }
         let args = WorkerArgs {
             conn: theirs,
-            progress,
             slot: slot as u32,
             init,
             max_items: self.cfg.max_items,
@@ -434,6 +468,11 @@ impl Shared {
             .start_method(self.cfg.method)
             .start_pending()
             .map_err(BuildError::Start)?;
+        if self.progress.get().is_some() {
+            // A replacement: its first message can leave at once (the
+            // first workers get theirs from `make_progress`).
+            let _ = self.send_setup(&mine);
+        }
         Ok(Worker {
             conn: Some(Arc::new(mine)),
             pid: 0,
@@ -528,7 +567,8 @@ impl Shared {
     /// after it sent its work ([`ensure_threads`](Self::ensure_threads)):
     /// creating them takes a while, and the workers need not wait for it.
     pub(crate) fn start(self: &Arc<Self>) -> Result<(), BuildError> {
-        if let Err(e) = self.request_all() {
+        // The requests first; the rest is done while the server forks.
+        if let Err(e) = self.request_all().and_then(|()| self.make_progress()) {
             self.kill_all();
             return Err(e);
         }
@@ -1009,7 +1049,7 @@ impl Shared {
             if !splittable(t) || t.count < 2 {
                 continue;
             }
-            let Ok(p) = self.progress.get::<Progress>(worker::progress_offset(i)) else {
+            let Some(p) = self.progress_of(i) else {
                 continue;
             };
             // Acquire: pairs with the worker's Release store of `seq`.
@@ -1041,7 +1081,7 @@ impl Shared {
             }
         }
         let Some((i, seq, _)) = best else { return };
-        if let Ok(p) = self.progress.get::<Progress>(worker::progress_offset(i)) {
+        if let Some(p) = self.progress_of(i) {
             // Relaxed: the request carries no data; the answer is a message.
             p.split.store(seq, Ordering::Relaxed);
             st.workers[i].split_asked = Some(seq);
@@ -1427,15 +1467,15 @@ impl Shared {
             },
             None => ExitStatus::Exited(255),
         };
-        let (seq, item, end) = match self.progress.get::<Progress>(worker::progress_offset(slot)) {
+        let (seq, item, end) = match self.progress_of(slot) {
             // Acquire: pairs with the worker's Release stores of `seq` and
             // (block) `item`, after which it stored `end`.
-            Ok(p) => (
+            Some(p) => (
                 p.seq.load(Ordering::Acquire),
                 p.item.load(Ordering::Acquire),
                 p.end.load(Ordering::Relaxed),
             ),
-            Err(_) => (0, NOT_STARTED, 0),
+            None => (0, NOT_STARTED, 0),
         };
         // The items it was running: one, or a block of small ones.
         let running = match item {

@@ -82,11 +82,11 @@ pub(crate) struct InitSpec {
     pub(crate) fds: Vec<HandleFd>,
 }
 
-/// The arguments of a worker process.
+/// The arguments of a worker process (the progress segment comes in the
+/// first message, [`ToWorker::Setup`]).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WorkerArgs {
     pub(crate) conn: Connection,
-    pub(crate) progress: Segment,
     pub(crate) slot: u32,
     pub(crate) init: Option<InitSpec>,
     /// Exit after this many items (`max_tasks_per_child`).
@@ -436,10 +436,24 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     sys::ignore_sigint();
     install_panic_hook();
     let conn = args.conn;
-    let Ok(progress) = args
-        .progress
-        .get::<Progress>(progress_offset(args.slot as usize))
-    else {
+    let segment = match conn.recv::<Msg>().map(Parsed::<ToWorker>::new) {
+        Ok(Ok(mut p)) if matches!(p.header, ToWorker::Setup) => {
+            match p.take_fds(1).map(|mut f| f.pop().map(Segment::from_fd)) {
+                Ok(Some(Ok(s))) => s,
+                _ => std::process::exit(4),
+            }
+        }
+        // The parent is gone before it could say more.
+        Err(_) => return,
+        Ok(_) => std::process::exit(4),
+    };
+    let progress = match segment.check_layout(PROGRESS_LAYOUT) {
+        Ok([n, ..]) if u64::from(args.slot) < n => segment
+            .get::<Progress>(progress_offset(args.slot as usize))
+            .ok(),
+        _ => None,
+    };
+    let Some(progress) = progress else {
         let _ = conn.send(FromWorker::InitFailed("bad progress segment".into()));
         std::process::exit(3)
     };
@@ -466,6 +480,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         };
         let (seq, tasks, packed) = match std::mem::replace(&mut parsed.header, ToWorker::Exit) {
             ToWorker::Exit => return,
+            ToWorker::Setup => std::process::exit(4),
             ToWorker::Batch { seq, tasks, packed } => (seq, tasks, packed),
         };
         let packed = match &packed {

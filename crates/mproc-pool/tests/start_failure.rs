@@ -32,9 +32,12 @@ fn signal(pid: i32, sig: libc::c_int) {
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
 }
 
-/// Takes every free descriptor number below a limit of `limit`, so that
-/// creating any descriptor fails; returns them (closing them undoes it).
-fn exhaust_descriptors(limit: u64) -> (libc::rlimit, Vec<std::fs::File>) {
+/// Lowers the descriptor limit to 3 (below every descriptor open but the
+/// standard ones) and takes any free number below it, so that creating a
+/// descriptor fails, whichever are closed meanwhile; returns the old limit
+/// and the numbers taken (restore the one, close the others to undo it).
+fn exhaust_descriptors() -> (libc::rlimit, Vec<std::fs::File>) {
+    let limit = 3;
     let mut old = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -87,7 +90,7 @@ fn workers_that_cannot_start_hand_their_work_on() {
         signal(server, libc::SIGSTOP);
         let pool = Pool::new(2).expect("build");
         let r = pool.map_async(square, 0..1000u64).expect("map_async");
-        let (old, held) = exhaust_descriptors(256);
+        let (old, held) = exhaust_descriptors();
         signal(server, libc::SIGKILL);
         let got = r.get_timeout(Duration::from_secs(30));
         drop(held);
