@@ -616,6 +616,8 @@ where
             StartMethod::Spawn => start::spawn(&req, &fds)?,
             StartMethod::Fork => start::fork(req, fds, p.threaded_fork)?,
         };
+        // After the start, which need not wait for it.
+        state::reap_finished();
         Ok(p.handle(started))
     }
 
@@ -661,13 +663,14 @@ where
                 Pending::Done(p.handle(start::fork(req, fds, threaded)?))
             }
         };
+        // After the request left, which need not wait for it.
+        state::reap_finished();
         Ok(PendingStart { state })
     }
 
     /// Everything but the start itself: the request and its descriptors.
     fn prepare(self) -> Result<(Prepared, Request, Vec<OwnedFd>), StartError> {
         child::keep_constructor();
-        state::reap_finished();
         let _ = self.f;
         let (args, fds) =
             mproc_shm::handle::to_bytes_with_fds(&self.args).map_err(StartError::Encode)?;
