@@ -621,6 +621,7 @@ impl Shared {
     /// the pool (after it sent its work): they receive results, watch the
     /// workers and feed them. If they cannot be started, nothing can run:
     /// the pool stops and its work fails.
+
     pub(crate) fn ensure_threads(self: &Arc<Self>) {
         // Acquire: pairs with the Release store below, after which the
         // state is settled.
@@ -1365,7 +1366,20 @@ impl Shared {
                     },
                     None => None,
                 };
+                // Tasks whose values were lost on the way (the worker died
+                // while sending them): they run again, like the rest of a
+                // dead worker's batch.
+                let mut lost: Vec<(Task, String)> = Vec::new();
                 for (t, o) in tasks.into_iter().zip(outs) {
+                    let fds = parsed.take_fds(o.nfds);
+                    if o.error.is_none() && o.len > 0 && parts.is_none() && intact {
+                        if let Some((_, e)) = lost.last() {
+                            // The connection broke before this one's turn.
+                            let e = e.clone();
+                            lost.push((t, e));
+                            continue;
+                        }
+                    }
                     // The payloads are packed in the header, or follow it at
                     // once (the worker sends them together); a worker that
                     // dies in between breaks the connection, and the wait ends.
@@ -1374,11 +1388,15 @@ impl Shared {
                     } else if o.len == 0 || !intact {
                         Ok(Cow::Borrowed(&[]))
                     } else {
-                        conn.recv_bytes_timeout(PAYLOAD_WAIT)
-                            .map(Cow::Owned)
-                            .map_err(|e| format!("the result did not arrive: {e}"))
+                        match conn.recv_bytes_timeout(PAYLOAD_WAIT) {
+                            Ok(b) => Ok(Cow::Owned(b)),
+                            Err(e) if o.error.is_none() => {
+                                lost.push((t, format!("the result did not arrive: {e}")));
+                                continue;
+                            }
+                            Err(e) => Err(format!("the result did not arrive: {e}")),
+                        }
                     };
-                    let fds = parsed.take_fds(o.nfds);
                     match (bytes, fds, &o.error) {
                         (_, _, Some(e)) => {
                             t.job.fail(t.first, t.count, TaskError::Decode(e.clone()))
@@ -1399,6 +1417,26 @@ impl Shared {
                             )
                         }
                     }
+                }
+                if !lost.is_empty() {
+                    let mut failed = Vec::new();
+                    {
+                        let mut st = lock(&self.st);
+                        for (mut t, e) in lost.into_iter().rev() {
+                            t.attempts += 1;
+                            if t.attempts > MAX_ATTEMPTS {
+                                failed.push((t, e));
+                            } else {
+                                st.pending.push_front(t);
+                            }
+                        }
+                    }
+                    for (t, e) in failed {
+                        t.job.fail(t.first, t.count, TaskError::Decode(e));
+                    }
+                    // The connection is broken: the worker is handled as
+                    // a dead one.
+                    return false;
                 }
                 if !intact {
                     return false;
