@@ -621,13 +621,23 @@ impl Shared {
     /// the pool (after it sent its work): they receive results, watch the
     /// workers and feed them. If they cannot be started, nothing can run:
     /// the pool stops and its work fails.
-
+    ///
+    /// The first call waits until the fork server answered every start
+    /// request (the workers exist) before it creates the threads. Not for
+    /// the handles (the collector would learn them): a thread that keeps a
+    /// CPU busy while the server forks makes the kernel place a new worker
+    /// on the CPU another one is already computing on, where it waits for
+    /// milliseconds (a fifth of the starts of a two-worker pool on a
+    /// two-CPU machine did) while the other CPU idles. Asleep here, this
+    /// thread leaves the CPUs to the server and the workers.
     pub(crate) fn ensure_threads(self: &Arc<Self>) {
         // Acquire: pairs with the Release store below, after which the
         // state is settled.
         if self.threads_settled.load(Ordering::Acquire) {
             return;
         }
+        // Failures are recorded for the collector (`start_failed`).
+        let _ = self.settle_starts();
         if let Err(e) = self.start_threads() {
             let m = format!("the pool's threads could not be started: {e}");
             self.break_down(TaskError::WorkerStart(m));

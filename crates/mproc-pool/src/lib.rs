@@ -73,8 +73,9 @@
 //! * Callbacks receive `Result<&R, &PoolError>` (callback and
 //!   error_callback in one).
 //! * Building a pool (without an initializer) does not wait for the workers
-//!   to be created; work submitted at once waits for them in their sockets.
-//!   [`Pool::pids`] waits for them.
+//!   to be created: the first operation sends its work first (it waits for
+//!   the workers in their sockets), then waits for them. [`Pool::pids`]
+//!   waits for them too.
 
 #![doc(test(attr(deny(warnings))))]
 

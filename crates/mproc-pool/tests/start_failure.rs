@@ -32,6 +32,14 @@ fn signal(pid: i32, sig: libc::c_int) {
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
 }
 
+/// Kills `pid` (a stopped fork server) after 50 ms, from another thread.
+fn kill_later(pid: i32) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        signal(pid, libc::SIGKILL);
+    })
+}
+
 /// Lowers the descriptor limit to 3 (below every descriptor open but the
 /// standard ones) and takes any free number below it, so that creating a
 /// descriptor fails, whichever are closed meanwhile; returns the old limit
@@ -67,9 +75,11 @@ fn workers_that_cannot_start_hand_their_work_on() {
         let server = fork_server();
         signal(server, libc::SIGSTOP);
         let pool = Pool::new(2).expect("build returns before the workers exist");
+        // The first operation sends its work, then waits for the workers
+        // to exist: the server is killed meanwhile.
+        let killer = kill_later(server);
         let r = pool.map_async(square, 0..1000u64).expect("map_async");
-        std::thread::sleep(Duration::from_millis(20));
-        signal(server, libc::SIGKILL);
+        killer.join().unwrap();
         let v = r.get().expect("the work ran in replacement workers");
         assert_eq!(v, (0..1000u64).map(square).collect::<Vec<_>>());
         let pids = pool.pids();
@@ -89,9 +99,10 @@ fn workers_that_cannot_start_hand_their_work_on() {
         let server = fork_server();
         signal(server, libc::SIGSTOP);
         let pool = Pool::new(2).expect("build");
-        let r = pool.map_async(square, 0..1000u64).expect("map_async");
         let (old, held) = exhaust_descriptors();
-        signal(server, libc::SIGKILL);
+        let killer = kill_later(server);
+        let r = pool.map_async(square, 0..1000u64).expect("map_async");
+        killer.join().unwrap();
         let got = r.get_timeout(Duration::from_secs(30));
         drop(held);
         // SAFETY: `old` is the limit read before.
