@@ -7,6 +7,14 @@
 //! large task. The parent knows which batches each worker holds (at most
 //! [`DEPTH`]), and a shared-memory progress slot per worker says which item
 //! it was running, so a worker's death fails exactly that item.
+//!
+//! Start-up, in order: build sends every worker's start request to the fork
+//! server without waiting ([`Shared::start`]), then makes the progress
+//! segment and sends it as each worker's first message
+//! ([`ToWorker::Setup`]); the first operation sends its work (it waits in
+//! the sockets, so a worker computes from the moment it exists), then
+//! sleeps until the server answered, and only then creates the threads
+//! ([`Shared::ensure_threads`] says why).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};

@@ -168,7 +168,7 @@ impl PoolBuilder {
     /// cannot be started is handled like one that died: its work runs in
     /// the others, and it is replaced (a few times at most); if no worker
     /// can be started at all, the work fails with
-    /// [`TaskError::WorkerStart`](crate::TaskError::WorkerStart). With an
+    /// [`TaskError::WorkerStart`]. With an
     /// initializer, this waits until every worker ran it.
     ///
     /// # Errors
