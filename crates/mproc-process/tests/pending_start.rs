@@ -27,12 +27,12 @@ fn tell_pid_then_sleep(w: mproc_shm::handle::HandleFd) {
     std::thread::sleep(Duration::from_secs(60));
 }
 
-/// Whether `pid` is a live process (not a zombie).
+/// Whether `pid` is a live process (not a zombie, nor being reaped).
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
         s.rsplit(')')
             .next()
-            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+            .is_some_and(|r| !r.trim_start().starts_with(['Z', 'X']))
     })
 }
 
