@@ -230,6 +230,9 @@ pub(crate) struct Worker {
     init_failed: Option<String>,
     /// The batch it was asked to split (until it answers or finishes).
     split_asked: Option<u64>,
+    /// Its time per item of a function, as last measured (entry,
+    /// nanoseconds): what a busy worker it takes work from is told.
+    pace: Option<(i64, f64)>,
     /// Held while a batch is sent to it (see [`Shared::dispatch`]).
     send_lock: Arc<Mutex<()>>,
 }
@@ -462,6 +465,7 @@ impl Shared {
             p.seq.store(0, Ordering::Relaxed);
             p.item.store(NOT_STARTED, Ordering::Relaxed);
             p.split.store(0, Ordering::Relaxed);
+            p.peer_ns.store(0, Ordering::Relaxed);
             p.end.store(0, Ordering::Relaxed);
         }
         let args = WorkerArgs {
@@ -495,6 +499,7 @@ impl Shared {
             dead: false,
             init_failed: None,
             split_asked: None,
+            pace: None,
             send_lock: Arc::default(),
         })
     }
@@ -1100,9 +1105,24 @@ impl Shared {
             }
         }
         let Some((i, seq, _)) = best else { return };
+        // The pace of the worker that will take the work over (an idle one),
+        // if measured on this function.
+        let entry = st.workers[i]
+            .inflight
+            .front()
+            .and_then(|f| f.tasks.last())
+            .map(|t| t.entry);
+        let peer_ns = st
+            .workers
+            .iter()
+            .filter(|w| !w.dead && !w.exiting && w.inflight.is_empty())
+            .find_map(|w| w.pace.filter(|(e, _)| Some(*e) == entry))
+            .map_or(0.0, |(_, ns)| ns);
         if let Some(p) = self.progress_of(i) {
-            // Relaxed: the request carries no data; the answer is a message.
-            p.split.store(seq, Ordering::Relaxed);
+            // Relaxed: published by the Release store of `split` next.
+            p.peer_ns.store(peer_ns.to_bits(), Ordering::Relaxed);
+            // Release: pairs with the worker's Acquire taking the request.
+            p.split.store(seq, Ordering::Release);
             st.workers[i].split_asked = Some(seq);
         }
     }
@@ -1346,6 +1366,11 @@ impl Shared {
                         st.pending.push_front(t);
                     }
                     for (t, o) in tasks.iter().zip(&outs) {
+                        // Long enough to be this worker's pace, not overhead.
+                        if o.error.is_none() && o.nanos >= 200_000 && t.count > 0 {
+                            st.workers[slot].pace =
+                                Some((t.entry, o.nanos as f64 / t.count as f64));
+                        }
                         if o.error.is_none() && t.count > 0 {
                             let n = t.count as f64;
                             let m = Estimate {
