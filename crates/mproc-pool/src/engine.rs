@@ -7,17 +7,25 @@
 //! large task. The parent knows which batches each worker holds (at most
 //! [`DEPTH`]), and a shared-memory progress slot per worker says which item
 //! it was running, so a worker's death fails exactly that item.
+//!
+//! Start-up, in order: build sends every worker's start request to the fork
+//! server without waiting ([`Shared::start`]), then makes the progress
+//! segment and sends it as each worker's first message
+//! ([`ToWorker::Setup`]); the first operation sends its work (it waits in
+//! the sockets, so a worker computes from the moment it exists), then
+//! sleeps until the server answered, and only then creates the threads
+//! ([`Shared::ensure_threads`] says why).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mproc_pipe::{Connection, RecvError, Waitable};
-use mproc_process::{ExitStatus, Process, ProcessHandle, StartMethod};
+use mproc_process::{ExitStatus, PendingStart, Process, ProcessHandle, StartError, StartMethod};
 use mproc_shm::Segment;
 use mproc_shm::handle::HandleFd;
 
@@ -58,6 +66,9 @@ const MAX_ATTEMPTS: u32 = 3;
 /// Consecutive initializer failures of replacement workers before the pool
 /// gives up.
 const MAX_INIT_FAILURES: u32 = 3;
+/// Consecutive workers that could not be started before the pool stops
+/// trying (for that slot).
+const MAX_START_FAILURES: u32 = 3;
 /// How long the collector waits for the payloads that follow a result
 /// header (they are sent right after it).
 const PAYLOAD_WAIT: Duration = Duration::from_secs(10);
@@ -201,7 +212,15 @@ struct InFlight {
 pub(crate) struct Worker {
     conn: Option<Arc<Connection>>,
     handle: Option<ProcessHandle<()>>,
+    /// Asked of the fork server, not yet answered (see
+    /// [`Shared::settle_starts`]): `handle` is `None` and `pid` 0 until then,
+    /// but work may be sent already (it waits in the socket).
+    starting: Option<PendingStart<()>>,
+    /// Why it could not be started (it is then treated as dead).
+    start_failed: Option<String>,
     pub(crate) pid: i32,
+    /// Its number among the pool's workers (`PoolWorker-n`).
+    n: usize,
     inflight: VecDeque<InFlight>,
     /// Items sent to it (for `max_tasks_per_child`).
     assigned: u64,
@@ -211,6 +230,9 @@ pub(crate) struct Worker {
     init_failed: Option<String>,
     /// The batch it was asked to split (until it answers or finishes).
     split_asked: Option<u64>,
+    /// Its time per item of a function, as last measured (entry,
+    /// nanoseconds): what a busy worker it takes work from is told.
+    pace: Option<(i64, f64)>,
     /// Held while a batch is sent to it (see [`Shared::dispatch`]).
     send_lock: Arc<Mutex<()>>,
 }
@@ -266,11 +288,14 @@ pub(crate) struct State {
     next_seq: u64,
     /// Measured nanoseconds per item, per function.
     estimates: HashMap<i64, Estimate>,
-    pub(crate) broken: Option<String>,
+    /// Why nothing can run any more (tasks fail with this).
+    pub(crate) broken: Option<TaskError>,
     /// Jobs whose callers may still submit (imap/map in progress).
     pub(crate) active_jobs: usize,
     shutdown: bool,
     init_failures: u32,
+    /// Consecutive workers that could not be started.
+    start_failures: u32,
     feeder_idle: bool,
     spawned: usize,
     /// Bumped by `cancel`: jobs started before stop submitting.
@@ -298,28 +323,36 @@ pub(crate) struct Shared {
     pub(crate) state_cv: Condvar,
     wake: OwnedFd,
     cfg: Config,
-    progress: Segment,
+    /// Where the workers say what they run (see [`Progress`]); made once
+    /// the first workers were asked for ([`Shared::start`]).
+    progress: OnceLock<Segment>,
+    /// Held while waiting for the fork server's answers to start requests
+    /// (see [`Shared::settle_starts`]); taken before `st`, never while
+    /// holding it.
+    start_lock: Mutex<()>,
+    /// The feeder and the collector (see [`Shared::ensure_threads`]).
+    threads: Mutex<ThreadState>,
+    /// Set once `threads` left [`ThreadState::NotYet`] (a lock-free check).
+    threads_settled: AtomicBool,
 }
 
 /// The two background threads.
-pub(crate) struct Threads {
+struct Threads {
     feeder: Option<JoinHandle<()>>,
     collector: Option<JoinHandle<()>>,
 }
 
+/// Whether the background threads run.
+enum ThreadState {
+    /// Not started yet: nothing was asked of the pool since it was built.
+    NotYet,
+    Running(Threads),
+    /// Stopped (or they could not be started).
+    Stopped,
+}
+
 impl Shared {
     pub(crate) fn new(cfg: Config, cancel_on_sigint: bool) -> Result<Arc<Self>, BuildError> {
-        let progress = Segment::anonymous(worker::progress_size(cfg.processes))
-            .map_err(|e| BuildError::Io(e.into()))?;
-        let size = progress.len() as u64;
-        progress
-            .header()
-            .map_err(|e| BuildError::Io(e.into()))?
-            .init(
-                worker::PROGRESS_LAYOUT,
-                size,
-                [cfg.processes as u64, 0, 0, 0],
-            );
         let wake = sys::eventfd().map_err(BuildError::Io)?;
         let st = State {
             run: Run::Running,
@@ -331,6 +364,7 @@ impl Shared {
             active_jobs: 0,
             shutdown: false,
             init_failures: 0,
+            start_failures: 0,
             feeder_idle: false,
             spawned: 0,
             epoch: 0,
@@ -343,8 +377,59 @@ impl Shared {
             state_cv: Condvar::new(),
             wake,
             cfg,
-            progress,
+            progress: OnceLock::new(),
+            start_lock: Mutex::new(()),
+            threads: Mutex::new(ThreadState::NotYet),
+            threads_settled: AtomicBool::new(false),
         }))
+    }
+
+    /// The progress slot of worker `slot` (`None` before the segment
+    /// exists: no worker ran anything yet).
+    fn progress_of(&self, slot: usize) -> Option<&Progress> {
+        self.progress
+            .get()?
+            .get::<Progress>(worker::progress_offset(slot))
+            .ok()
+    }
+
+    /// Makes the progress segment (every slot: no batch) and gives it to the
+    /// workers asked for so far.
+    fn make_progress(&self) -> Result<(), BuildError> {
+        let io = |e: mproc_shm::SegmentError| BuildError::Io(e.into());
+        let seg = Segment::anonymous(worker::progress_size(self.cfg.processes)).map_err(io)?;
+        let size = seg.len() as u64;
+        seg.header().map_err(io)?.init(
+            worker::PROGRESS_LAYOUT,
+            size,
+            [self.cfg.processes as u64, 0, 0, 0],
+        );
+        for slot in 0..self.cfg.processes {
+            if let Ok(p) = seg.get::<Progress>(worker::progress_offset(slot)) {
+                p.item.store(NOT_STARTED, Ordering::Relaxed);
+            }
+        }
+        let _ = self.progress.set(seg);
+        let conns: Vec<Arc<Connection>> = lock(&self.st)
+            .workers
+            .iter()
+            .filter_map(|w| w.conn.clone())
+            .collect();
+        for c in conns {
+            // A worker that cannot be told is gone: the collector sees it.
+            let _ = self.send_setup(&c);
+        }
+        Ok(())
+    }
+
+    /// Sends a new worker its first message, with the progress segment.
+    fn send_setup(&self, conn: &Connection) -> std::io::Result<()> {
+        let seg = self
+            .progress
+            .get()
+            .ok_or_else(|| std::io::Error::other("no progress segment yet"))?;
+        let fd = seg.as_fd().try_clone_to_owned()?;
+        send_header(conn, &ToWorker::Setup, vec![fd]).map_err(std::io::Error::other)
     }
 
     pub(crate) fn processes(&self) -> usize {
@@ -355,7 +440,8 @@ impl Shared {
         self.wake.as_fd()
     }
 
-    /// Starts the worker for `slot`.
+    /// Asks for the worker for `slot` to be started, without waiting for
+    /// it to exist (see [`Worker::starting`]).
     fn spawn(&self, slot: usize, n: usize) -> Result<Worker, BuildError> {
         let (mine, theirs) = mproc_pipe::pipe(true).map_err(BuildError::Io)?;
         let init = match &self.cfg.init {
@@ -373,33 +459,39 @@ impl Shared {
             }
             None => None,
         };
-        let progress = self
-            .progress
-            .try_clone()
-            .map_err(|e| BuildError::Io(e.into()))?;
+        // Reset before the worker can see it (its slot may have served a
+        // worker that died).
+        if let Some(p) = self.progress_of(slot) {
+            p.seq.store(0, Ordering::Relaxed);
+            p.item.store(NOT_STARTED, Ordering::Relaxed);
+            p.split.store(0, Ordering::Relaxed);
+            p.peer_ns.store(0, Ordering::Relaxed);
+            p.end.store(0, Ordering::Relaxed);
+        }
         let args = WorkerArgs {
             conn: theirs,
-            progress,
             slot: slot as u32,
             init,
             max_items: self.cfg.max_items,
         };
-        let handle = Process::new(worker::worker_main, args)
+        let starting = Process::new(worker::worker_main, args)
             .name(format!("PoolWorker-{n}"))
             .daemon(true)
             .start_method(self.cfg.method)
-            .start()
+            .start_pending()
             .map_err(BuildError::Start)?;
-        if let Ok(p) = self.progress.get::<Progress>(worker::progress_offset(slot)) {
-            p.seq.store(0, Ordering::Relaxed);
-            p.item.store(NOT_STARTED, Ordering::Relaxed);
-            p.split.store(0, Ordering::Relaxed);
-            p.end.store(0, Ordering::Relaxed);
+        if self.progress.get().is_some() {
+            // A replacement: its first message can leave at once (the
+            // first workers get theirs from `make_progress`).
+            let _ = self.send_setup(&mine);
         }
         Ok(Worker {
             conn: Some(Arc::new(mine)),
-            pid: handle.pid().as_raw(),
-            handle: Some(handle),
+            pid: 0,
+            n,
+            handle: None,
+            starting: Some(starting),
+            start_failed: None,
             inflight: VecDeque::new(),
             assigned: 0,
             ready: self.cfg.init.is_none(),
@@ -407,24 +499,173 @@ impl Shared {
             dead: false,
             init_failed: None,
             split_asked: None,
+            pace: None,
             send_lock: Arc::default(),
         })
     }
 
-    /// Starts every worker and the threads; waits for initializers.
-    pub(crate) fn start(self: &Arc<Self>) -> Result<Threads, BuildError> {
-        for slot in 0..self.cfg.processes {
-            let w = match self.spawn(slot, slot + 1) {
-                Ok(w) => w,
-                Err(e) => {
-                    self.kill_all();
-                    return Err(e);
+    /// Waits for the answers to every start request still pending and
+    /// records the workers' handles and pids; a worker that could not be
+    /// started gets `start_failed` (the collector then handles it as a
+    /// dead one, see [`settle_and_replace`](Self::settle_and_replace)).
+    /// Returns the first failure. A worker started after the pool was
+    /// stopped is killed.
+    ///
+    /// Whoever needs a handle or a pid calls this first; a second caller
+    /// waits until the first is done (`start_lock`).
+    fn settle_starts(&self) -> Option<StartError> {
+        let _g = lock(&self.start_lock);
+        let pending: Vec<(usize, PendingStart<()>)> = lock(&self.st)
+            .workers
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, w)| Some((i, w.starting.take()?)))
+            .collect();
+        let mut first = None;
+        for (slot, p) in pending {
+            match p.wait() {
+                Ok(mut h) => {
+                    let mut st = lock(&self.st);
+                    st.start_failures = 0;
+                    let w = &mut st.workers[slot];
+                    w.pid = h.pid().as_raw();
+                    if w.dead {
+                        // Stopped meanwhile (terminate, failed build).
+                        drop(st);
+                        let _ = h.kill();
+                        let _ = h.join_timeout(Duration::from_secs(5));
+                    } else {
+                        w.handle = Some(h);
+                    }
                 }
-            };
-            let mut st = lock(&self.st);
-            st.workers.push(w);
-            st.spawned += 1;
+                Err(e) => {
+                    lock(&self.st).workers[slot].start_failed = Some(error_chain(&e));
+                    if first.is_none() {
+                        first = Some(e);
+                    }
+                }
+            }
         }
+        if first.is_some() {
+            // The collector handles the failures (if this is not it).
+            sys::notify(self.wake.as_fd());
+        }
+        first
+    }
+
+    /// The collector's [`settle_starts`](Self::settle_starts): workers that
+    /// could not be started are handled as dead ones (their work runs
+    /// elsewhere; they are replaced if there is work).
+    fn settle_and_replace(&self) {
+        let _ = self.settle_starts();
+        let failed: Vec<usize> = lock(&self.st)
+            .workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.start_failed.is_some() && !w.dead)
+            .map(|(i, _)| i)
+            .collect();
+        for slot in failed {
+            self.on_death(slot);
+        }
+    }
+
+    /// Asks for every worker to be started. With an initializer, waits
+    /// until every worker ran it (the threads are started for that).
+    ///
+    /// Without one, returns at once: the fork server creates the workers
+    /// while the caller goes on, and work sent meanwhile waits in their
+    /// sockets (a worker that then cannot be started is handled as a dead
+    /// one). The threads are started by the first operation on the pool,
+    /// after it sent its work ([`ensure_threads`](Self::ensure_threads)):
+    /// creating them takes a while, and the workers need not wait for it.
+    pub(crate) fn start(self: &Arc<Self>) -> Result<(), BuildError> {
+        // The requests first; the rest is done while the server forks.
+        if let Err(e) = self.request_all().and_then(|()| self.make_progress()) {
+            self.kill_all();
+            return Err(e);
+        }
+        if self.cfg.init.is_none() {
+            return Ok(());
+        }
+        // Build waits for the initializers anyway, so it waits for the
+        // workers to exist too: one that cannot be started fails it.
+        if let Some(e) = self.settle_starts() {
+            self.kill_all();
+            return Err(BuildError::Start(e));
+        }
+        if let Err(e) = self.start_threads() {
+            self.kill_all();
+            return Err(BuildError::Io(e));
+        }
+        // Wait until every worker ran its initializer (or one failed).
+        let mut st = lock(&self.st);
+        loop {
+            let failed = match (
+                st.workers.iter().find_map(|w| w.init_failed.clone()),
+                st.broken.clone(),
+            ) {
+                (Some(m), _) | (None, Some(TaskError::InitializerFailed(m))) => {
+                    Some(BuildError::Initializer { message: m })
+                }
+                (None, Some(e)) => Some(BuildError::Initializer {
+                    message: e.to_string(),
+                }),
+                (None, None) => None,
+            };
+            if let Some(e) = failed {
+                drop(st);
+                self.kill_all();
+                self.stop_threads();
+                return Err(e);
+            }
+            if st.workers.iter().all(|w| w.ready) {
+                return Ok(());
+            }
+            st = self
+                .state_cv
+                .wait_timeout(st, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Starts the threads if nothing did yet. Called by every operation on
+    /// the pool (after it sent its work): they receive results, watch the
+    /// workers and feed them. If they cannot be started, nothing can run:
+    /// the pool stops and its work fails.
+    ///
+    /// The first call waits until the fork server answered every start
+    /// request (the workers exist) before it creates the threads. Not for
+    /// the handles (the collector would learn them): a thread that keeps a
+    /// CPU busy while the server forks makes the kernel place a new worker
+    /// on the CPU another one is already computing on, where it waits for
+    /// milliseconds (a fifth of the starts of a two-worker pool on a
+    /// two-CPU machine did) while the other CPU idles. Asleep here, this
+    /// thread leaves the CPUs to the server and the workers.
+    pub(crate) fn ensure_threads(self: &Arc<Self>) {
+        // Acquire: pairs with the Release store below, after which the
+        // state is settled.
+        if self.threads_settled.load(Ordering::Acquire) {
+            return;
+        }
+        // Failures are recorded for the collector (`start_failed`).
+        let _ = self.settle_starts();
+        if let Err(e) = self.start_threads() {
+            let m = format!("the pool's threads could not be started: {e}");
+            self.break_down(TaskError::WorkerStart(m));
+        }
+    }
+
+    /// Starts the threads unless they were started (or stopped) before.
+    fn start_threads(self: &Arc<Self>) -> std::io::Result<()> {
+        let mut t = lock(&self.threads);
+        if !matches!(*t, ThreadState::NotYet) {
+            return Ok(());
+        }
+        // The collector cancels on a Ctrl-C seen after this (none before
+        // counts: no work was outstanding).
+        lock(&self.st).sigint_seen = sys::sigint_count();
         let s1 = self.clone();
         let s2 = self.clone();
         let feeder = std::thread::Builder::new()
@@ -433,53 +674,68 @@ impl Shared {
         let collector = std::thread::Builder::new()
             .name("mproc-pool-collector".into())
             .spawn(move || s2.collector());
-        let threads = match (feeder, collector) {
-            (Ok(f), Ok(c)) => Threads {
-                feeder: Some(f),
-                collector: Some(c),
-            },
+        let r = match (feeder, collector) {
+            (Ok(f), Ok(c)) => {
+                *t = ThreadState::Running(Threads {
+                    feeder: Some(f),
+                    collector: Some(c),
+                });
+                Ok(())
+            }
             (f, c) => {
-                self.kill_all();
-                self.stop_threads(Threads {
+                let e = match (&f, &c) {
+                    (Err(e), _) | (_, Err(e)) => std::io::Error::new(e.kind(), e.to_string()),
+                    _ => std::io::Error::other("failed to start the pool's threads"),
+                };
+                *t = ThreadState::Running(Threads {
                     feeder: f.ok(),
                     collector: c.ok(),
                 });
-                return Err(BuildError::Io(std::io::Error::other(
-                    "failed to start the pool's threads",
-                )));
+                drop(t);
+                self.stop_threads();
+                Err(e)
             }
         };
-        if self.cfg.init.is_some() {
-            // Wait until every worker ran its initializer (or one failed).
+        // Release: see `ensure_threads`.
+        self.threads_settled.store(true, Ordering::Release);
+        r
+    }
+
+    /// Nothing can run any more: fails every task with `err` (and every
+    /// later one), and kills the workers.
+    fn break_down(&self, err: TaskError) {
+        let tasks: Vec<Task> = {
             let mut st = lock(&self.st);
-            loop {
-                if let Some(m) = st.workers.iter().find_map(|w| w.init_failed.clone()) {
-                    drop(st);
-                    self.kill_all();
-                    self.stop_threads(threads);
-                    return Err(BuildError::Initializer { message: m });
-                }
-                if let Some(m) = st.broken.clone() {
-                    drop(st);
-                    self.kill_all();
-                    self.stop_threads(threads);
-                    return Err(BuildError::Initializer { message: m });
-                }
-                if st.workers.iter().all(|w| w.ready) {
-                    break;
-                }
-                st = self
-                    .state_cv
-                    .wait_timeout(st, Duration::from_millis(50))
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+            st.broken = Some(err.clone());
+            let mut tasks: Vec<Task> = st.pending.drain(..).collect();
+            for w in &mut st.workers {
+                tasks.extend(w.inflight.drain(..).flat_map(|i| i.tasks));
             }
+            tasks
+        };
+        self.kill_all();
+        for t in tasks {
+            t.job.fail(t.first, t.count, err.clone());
         }
-        Ok(threads)
+        self.state_cv.notify_all();
+    }
+
+    /// Asks for every worker to be started, without waiting for any: the
+    /// fork server creates them one after the other.
+    fn request_all(&self) -> Result<(), BuildError> {
+        for slot in 0..self.cfg.processes {
+            let w = self.spawn(slot, slot + 1)?;
+            let mut st = lock(&self.st);
+            st.workers.push(w);
+            st.spawned += 1;
+        }
+        Ok(())
     }
 
     /// Kills every worker and waits for them (no escalation needed: SIGKILL).
     fn kill_all(&self) {
+        // Workers whose start is pending are killed once they exist.
+        let _ = self.settle_starts();
         let handles: Vec<_> = {
             let mut st = lock(&self.st);
             st.workers
@@ -497,8 +753,15 @@ impl Shared {
         }
     }
 
-    pub(crate) fn stop_threads(&self, mut t: Threads) {
+    /// Stops the threads (for good) and waits for them to end.
+    pub(crate) fn stop_threads(&self) {
+        let t = std::mem::replace(&mut *lock(&self.threads), ThreadState::Stopped);
+        // Release: see `ensure_threads`.
+        self.threads_settled.store(true, Ordering::Release);
         lock(&self.st).shutdown = true;
+        let ThreadState::Running(mut t) = t else {
+            return;
+        };
         self.feeder_cv.notify_all();
         sys::notify(self.wake.as_fd());
         if let Some(h) = t.feeder.take() {
@@ -517,7 +780,7 @@ impl Shared {
         let err = if st.run == Run::Terminated || st.shutdown {
             Some(TaskError::Cancelled)
         } else {
-            st.broken.clone().map(TaskError::InitializerFailed)
+            st.broken.clone()
         };
         if let Some(e) = err {
             drop(st);
@@ -621,24 +884,10 @@ impl Shared {
                 return;
             }
             // A closed pool with no work left lets its workers go.
-            if st.run == Run::Closed && st.pending.is_empty() && st.active_jobs == 0 {
-                let idle: Vec<Arc<Connection>> = st
-                    .workers
-                    .iter_mut()
-                    .filter(|w| !w.dead && !w.exiting && w.inflight.is_empty())
-                    .filter_map(|w| {
-                        w.exiting = true;
-                        w.conn.clone()
-                    })
-                    .collect();
-                if !idle.is_empty() {
-                    drop(st);
-                    for c in idle {
-                        let _ = send_header(&c, &ToWorker::Exit, Vec::new());
-                    }
-                    st = lock(&self.st);
-                    continue;
-                }
+            let (guard, released) = self.release_idle(st);
+            st = guard;
+            if released {
+                continue;
             }
             let pick = self.pick(&st, DEPTH);
             let (Some(slot), false) = (pick, st.pending.is_empty()) else {
@@ -654,6 +903,44 @@ impl Shared {
             let batch = self.take_batch(&mut st, slot);
             st = self.dispatch(st, slot, batch);
         }
+    }
+
+    /// If the pool is closed and has no work left, tells its idle workers
+    /// to exit (from the calling thread: `close` and the feeder). Returns
+    /// whether it told any.
+    fn release_idle<'a>(&'a self, mut st: MutexGuard<'a, State>) -> (MutexGuard<'a, State>, bool) {
+        if !(st.run == Run::Closed && st.pending.is_empty() && st.active_jobs == 0) {
+            return (st, false);
+        }
+        let idle: Vec<Arc<Connection>> = st
+            .workers
+            .iter_mut()
+            .filter(|w| !w.dead && !w.exiting && w.inflight.is_empty())
+            .filter_map(|w| {
+                w.exiting = true;
+                w.conn.clone()
+            })
+            .collect();
+        if idle.is_empty() {
+            return (st, false);
+        }
+        drop(st);
+        for c in idle {
+            let _ = send_header(&c, &ToWorker::Exit, Vec::new());
+        }
+        (lock(&self.st), true)
+    }
+
+    /// Closes the pool: no new work; the workers exit once the queued work
+    /// is done (idle ones are told at once, by this thread).
+    pub(crate) fn close(&self) {
+        let mut st = lock(&self.st);
+        if st.run == Run::Running {
+            st.run = Run::Closed;
+        }
+        let (mut st, _) = self.release_idle(st);
+        st.feeder_idle = false;
+        self.feeder_cv.notify_one();
     }
 
     /// The worker the next queued batch should go to: a live, ready one
@@ -786,7 +1073,7 @@ impl Shared {
             if !splittable(t) || t.count < 2 {
                 continue;
             }
-            let Ok(p) = self.progress.get::<Progress>(worker::progress_offset(i)) else {
+            let Some(p) = self.progress_of(i) else {
                 continue;
             };
             // Acquire: pairs with the worker's Release store of `seq`.
@@ -818,9 +1105,24 @@ impl Shared {
             }
         }
         let Some((i, seq, _)) = best else { return };
-        if let Ok(p) = self.progress.get::<Progress>(worker::progress_offset(i)) {
-            // Relaxed: the request carries no data; the answer is a message.
-            p.split.store(seq, Ordering::Relaxed);
+        // The pace of the worker that will take the work over (an idle one),
+        // if measured on this function.
+        let entry = st.workers[i]
+            .inflight
+            .front()
+            .and_then(|f| f.tasks.last())
+            .map(|t| t.entry);
+        let peer_ns = st
+            .workers
+            .iter()
+            .filter(|w| !w.dead && !w.exiting && w.inflight.is_empty())
+            .find_map(|w| w.pace.filter(|(e, _)| Some(*e) == entry))
+            .map_or(0.0, |(_, ns)| ns);
+        if let Some(p) = self.progress_of(i) {
+            // Relaxed: published by the Release store of `split` next.
+            p.peer_ns.store(peer_ns.to_bits(), Ordering::Relaxed);
+            // Release: pairs with the worker's Acquire taking the request.
+            p.split.store(seq, Ordering::Release);
             st.workers[i].split_asked = Some(seq);
         }
     }
@@ -869,7 +1171,19 @@ impl Shared {
     // ----- collector -----
 
     fn collector(self: Arc<Self>) {
+        // The answers to the first start requests (the workers may be
+        // running work already).
+        self.settle_and_replace();
         loop {
+            // Replacements started since (their handles watch them), and
+            // workers another thread found could not be started.
+            if lock(&self.st)
+                .workers
+                .iter()
+                .any(|w| w.starting.is_some() || (w.start_failed.is_some() && !w.dead))
+            {
+                self.settle_and_replace();
+            }
             let conns: Vec<(usize, Arc<Connection>)> = {
                 let mut st = lock(&self.st);
                 if st.shutdown || st.finished() {
@@ -1052,6 +1366,11 @@ impl Shared {
                         st.pending.push_front(t);
                     }
                     for (t, o) in tasks.iter().zip(&outs) {
+                        // Long enough to be this worker's pace, not overhead.
+                        if o.error.is_none() && o.nanos >= 200_000 && t.count > 0 {
+                            st.workers[slot].pace =
+                                Some((t.entry, o.nanos as f64 / t.count as f64));
+                        }
                         if o.error.is_none() && t.count > 0 {
                             let n = t.count as f64;
                             let m = Estimate {
@@ -1090,7 +1409,20 @@ impl Shared {
                     },
                     None => None,
                 };
+                // Tasks whose values were lost on the way (the worker died
+                // while sending them): they run again, like the rest of a
+                // dead worker's batch.
+                let mut lost: Vec<(Task, String)> = Vec::new();
                 for (t, o) in tasks.into_iter().zip(outs) {
+                    let fds = parsed.take_fds(o.nfds);
+                    if o.error.is_none() && o.len > 0 && parts.is_none() && intact {
+                        if let Some((_, e)) = lost.last() {
+                            // The connection broke before this one's turn.
+                            let e = e.clone();
+                            lost.push((t, e));
+                            continue;
+                        }
+                    }
                     // The payloads are packed in the header, or follow it at
                     // once (the worker sends them together); a worker that
                     // dies in between breaks the connection, and the wait ends.
@@ -1099,11 +1431,15 @@ impl Shared {
                     } else if o.len == 0 || !intact {
                         Ok(Cow::Borrowed(&[]))
                     } else {
-                        conn.recv_bytes_timeout(PAYLOAD_WAIT)
-                            .map(Cow::Owned)
-                            .map_err(|e| format!("the result did not arrive: {e}"))
+                        match conn.recv_bytes_timeout(PAYLOAD_WAIT) {
+                            Ok(b) => Ok(Cow::Owned(b)),
+                            Err(e) if o.error.is_none() => {
+                                lost.push((t, format!("the result did not arrive: {e}")));
+                                continue;
+                            }
+                            Err(e) => Err(format!("the result did not arrive: {e}")),
+                        }
                     };
-                    let fds = parsed.take_fds(o.nfds);
                     match (bytes, fds, &o.error) {
                         (_, _, Some(e)) => {
                             t.job.fail(t.first, t.count, TaskError::Decode(e.clone()))
@@ -1125,6 +1461,26 @@ impl Shared {
                         }
                     }
                 }
+                if !lost.is_empty() {
+                    let mut failed = Vec::new();
+                    {
+                        let mut st = lock(&self.st);
+                        for (mut t, e) in lost.into_iter().rev() {
+                            t.attempts += 1;
+                            if t.attempts > MAX_ATTEMPTS {
+                                failed.push((t, e));
+                            } else {
+                                st.pending.push_front(t);
+                            }
+                        }
+                    }
+                    for (t, e) in failed {
+                        t.job.fail(t.first, t.count, TaskError::Decode(e));
+                    }
+                    // The connection is broken: the worker is handled as
+                    // a dead one.
+                    return false;
+                }
                 if !intact {
                     return false;
                 }
@@ -1139,6 +1495,21 @@ impl Shared {
     /// A worker died (or finished): fail the item it was running, re-queue
     /// the rest of its batches, and replace it if there is still work.
     fn on_death(&self, slot: usize) {
+        let (n, starting) = {
+            let st = lock(&self.st);
+            let w = &st.workers[slot];
+            (w.n, w.starting.is_some())
+        };
+        if starting {
+            // A worker not known to exist yet: learn its fate first. One
+            // that could not be started is handled (and maybe replaced)
+            // there; one that started and died is handled here.
+            self.settle_and_replace();
+            let st = lock(&self.st);
+            if st.workers[slot].n != n {
+                return;
+            }
+        }
         let (conn, handle) = {
             let mut st = lock(&self.st);
             let w = &mut st.workers[slot];
@@ -1151,7 +1522,18 @@ impl Shared {
         if let Some(c) = &conn {
             let _ = self.drain_conn(slot, c);
         }
+        let idle = lock(&self.st).workers[slot].inflight.is_empty();
         let status = match handle {
+            // Nothing of it can fail, so only its end matters, not how it
+            // ended: no need to wait for a fork server to tell.
+            Some(h) if idle => {
+                if !h.wait_ended_timeout(Duration::from_millis(500)) {
+                    // Its socket broke but it lives on: it is of no use now.
+                    let _ = h.kill();
+                    let _ = h.wait_ended_timeout(Duration::from_secs(5));
+                }
+                ExitStatus::Exited(0)
+            }
             Some(mut h) => match h.join_timeout(Duration::from_millis(500)) {
                 Ok(()) => ExitStatus::Exited(0),
                 Err(e) if e.is_timeout() => {
@@ -1166,15 +1548,15 @@ impl Shared {
             },
             None => ExitStatus::Exited(255),
         };
-        let (seq, item, end) = match self.progress.get::<Progress>(worker::progress_offset(slot)) {
+        let (seq, item, end) = match self.progress_of(slot) {
             // Acquire: pairs with the worker's Release stores of `seq` and
             // (block) `item`, after which it stored `end`.
-            Ok(p) => (
+            Some(p) => (
                 p.seq.load(Ordering::Acquire),
                 p.item.load(Ordering::Acquire),
                 p.end.load(Ordering::Relaxed),
             ),
-            Err(_) => (0, NOT_STARTED, 0),
+            None => (0, NOT_STARTED, 0),
         };
         // The items it was running: one, or a block of small ones.
         let running = match item {
@@ -1194,6 +1576,7 @@ impl Shared {
             w.conn = None;
             let pid = w.pid;
             let init_failed = w.init_failed.take();
+            let start_failed = w.start_failed.take();
             let inflight = std::mem::take(&mut w.inflight);
             let lost = TaskError::WorkerLost { pid, status };
             for inf in inflight {
@@ -1247,14 +1630,28 @@ impl Shared {
                 st.init_failures += 1;
             }
             if let (Some(m), true) = (&init_failed, st.init_failures >= MAX_INIT_FAILURES) {
-                st.broken = Some(m.clone());
                 let e = TaskError::InitializerFailed(m.clone());
+                st.broken = Some(e.clone());
                 failed.extend(st.pending.drain(..).map(|t| (t, e.clone())));
+            }
+            // A worker that could not be started is tried again a bounded
+            // number of times; then its slot stays empty, and once no worker
+            // is left nothing can run.
+            let mut give_up = false;
+            if let Some(m) = &start_failed {
+                st.start_failures += 1;
+                give_up = st.start_failures >= MAX_START_FAILURES;
+                if give_up && st.workers.iter().all(|w| w.dead) {
+                    let e = TaskError::WorkerStart(m.clone());
+                    st.broken = Some(e.clone());
+                    failed.extend(st.pending.drain(..).map(|t| (t, e.clone())));
+                }
             }
             let has_work = !st.pending.is_empty()
                 || st.active_jobs > 0
                 || st.workers.iter().any(|w| !w.inflight.is_empty());
             let respawn = !st.shutdown
+                && !give_up
                 && st.broken.is_none()
                 && (st.run == Run::Running || (st.run == Run::Closed && has_work));
             self.state_cv.notify_all();
@@ -1275,7 +1672,7 @@ impl Shared {
                     let mut st = lock(&self.st);
                     if st.shutdown || st.run == Run::Terminated {
                         drop(st);
-                        if let Some(mut h) = w.handle {
+                        if let Some(Ok(mut h)) = w.starting.map(PendingStart::wait) {
                             let _ = h.kill();
                             let _ = h.join_timeout(Duration::from_secs(5));
                         }
@@ -1287,9 +1684,12 @@ impl Shared {
                     let mut st = lock(&self.st);
                     if st.workers.iter().all(|w| w.dead) {
                         // Nothing can run any more: fail what is queued.
-                        let m = format!("cannot start a replacement worker: {e}");
-                        st.broken = Some(m.clone());
-                        let err = TaskError::InitializerFailed(m);
+                        let m = match &e {
+                            BuildError::Start(e) => error_chain(e),
+                            e => error_chain(e),
+                        };
+                        let err = TaskError::WorkerStart(m);
+                        st.broken = Some(err.clone());
                         let tasks: Vec<Task> = st.pending.drain(..).collect();
                         drop(st);
                         for t in tasks {
@@ -1312,6 +1712,8 @@ impl Shared {
     /// Fails every queued and running task with `Cancelled`; workers that
     /// were running tasks are killed and replaced.
     pub(crate) fn cancel(&self) {
+        // Workers being started are killed like the others (once they exist).
+        let _ = self.settle_starts();
         let mut tasks = Vec::new();
         {
             let mut st = lock(&self.st);
@@ -1335,6 +1737,7 @@ impl Shared {
     /// Stops every worker now (SIGTERM, then SIGKILL after `grace`) and
     /// fails all outstanding work with `Cancelled`.
     pub(crate) fn terminate(&self, grace: Duration) {
+        let _ = self.settle_starts();
         let (tasks, handles) = {
             let mut st = lock(&self.st);
             st.run = Run::Terminated;
@@ -1400,10 +1803,11 @@ impl Shared {
 
     /// Process ids of the live workers.
     pub(crate) fn pids(&self) -> Vec<i32> {
+        let _ = self.settle_starts();
         lock(&self.st)
             .workers
             .iter()
-            .filter(|w| !w.dead)
+            .filter(|w| !w.dead && w.handle.is_some())
             .map(|w| w.pid)
             .collect()
     }
@@ -1445,6 +1849,18 @@ fn send_batch(conn: &Connection, seq: u64, descs: Vec<(TaskDesc, Arc<Payload>)>)
         }
     }
     Ok(())
+}
+
+/// An error and its sources, as one message.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut m = e.to_string();
+    let mut s = e.source();
+    while let Some(e) = s {
+        m.push_str(": ");
+        m.push_str(&e.to_string());
+        s = e.source();
+    }
+    m
 }
 
 fn join_status(e: &mproc_process::JoinTimeoutError) -> Option<ExitStatus> {

@@ -83,6 +83,9 @@ pub enum TaskError {
     /// Replacement workers kept failing their initializer, so the pool gave
     /// up running tasks.
     InitializerFailed(String),
+    /// No worker could be started to run the task (the fork server could
+    /// not fork, or died, again and again): the message says why.
+    WorkerStart(String),
 }
 
 impl fmt::Display for TaskError {
@@ -98,6 +101,7 @@ impl fmt::Display for TaskError {
             Self::InitializerFailed(m) => {
                 write!(f, "pool workers keep failing their initializer: {m}")
             }
+            Self::WorkerStart(m) => write!(f, "no pool worker could be started: {m}"),
         }
     }
 }

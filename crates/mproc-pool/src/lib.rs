@@ -51,8 +51,11 @@
 //! A panicking task fails that item with [`TaskError::Panicked`]. A worker
 //! that dies fails only the item it was running with
 //! [`TaskError::WorkerLost`] and its exit status, is replaced, and the pool
-//! stays usable (CPython's pool hangs for ever here). An initializer that
-//! fails makes [`PoolBuilder::build`] fail. Workers ignore SIGINT; with
+//! stays usable (CPython's pool hangs for ever here). Workers are started
+//! in the background (build returns before they exist, unless there is an
+//! initializer): one that cannot be started is replaced like a dead one,
+//! and if none can, the work fails with [`TaskError::WorkerStart`]. An
+//! initializer that fails makes [`PoolBuilder::build`] fail. Workers ignore SIGINT; with
 //! [`PoolBuilder::cancel_on_ctrl_c`], Ctrl-C cancels the outstanding work
 //! (every pending [`AsyncResult`] resolves to [`TaskError::Cancelled`]), and
 //! [`Pool::cancel`] does the same from code. [`Pool::terminate`] escalates
@@ -69,6 +72,10 @@
 //!   timeout.
 //! * Callbacks receive `Result<&R, &PoolError>` (callback and
 //!   error_callback in one).
+//! * Building a pool (without an initializer) does not wait for the workers
+//!   to be created: the first operation sends its work first (it waits for
+//!   the workers in their sockets), then waits for them. [`Pool::pids`]
+//!   waits for them too.
 
 #![doc(test(attr(deny(warnings))))]
 

@@ -9,7 +9,7 @@ use mproc_process::{Context, StartMethod, cpu_count};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::engine::{Config, Payload, Run, Shared, Task, Threads};
+use crate::engine::{Config, Payload, Run, Shared, Task};
 use crate::error::{BuildError, PoolError, TaskError};
 use crate::input::{Produced, Producer, producer};
 use crate::job::{ApplyJob, AsyncResult, Callback, Chunk, MapJob, Slot, assemble, lock};
@@ -161,11 +161,22 @@ impl PoolBuilder {
 
     /// Starts the workers.
     ///
+    /// Without an initializer this returns once the workers are asked for,
+    /// before they exist: the fork server creates them while the caller goes
+    /// on. The first operation on the pool sends its work (which waits in
+    /// the workers' sockets) and then waits until the workers exist. A worker that then
+    /// cannot be started is handled like one that died: its work runs in
+    /// the others, and it is replaced (a few times at most); if no worker
+    /// can be started at all, the work fails with
+    /// [`TaskError::WorkerStart`]. With an
+    /// initializer, this waits until every worker ran it.
+    ///
     /// # Errors
     /// [`BuildError::NoProcesses`], [`BuildError::ZeroMaxTasks`],
-    /// [`BuildError::Start`] if a worker cannot be started (those already
-    /// started are killed), [`BuildError::Initializer`] if the initializer
-    /// failed in a worker.
+    /// [`BuildError::Start`] if a worker cannot be asked for (the fork
+    /// server cannot be started or reached; those already asked for are
+    /// killed), or, with an initializer, cannot be started;
+    /// [`BuildError::Initializer`] if the initializer failed in a worker.
     pub fn build(self) -> Result<Pool, BuildError> {
         let processes = self.processes.unwrap_or_else(cpu_count);
         if processes == 0 {
@@ -190,7 +201,7 @@ impl PoolBuilder {
             init,
         };
         let shared = Shared::new(cfg, self.cancel_on_ctrl_c)?;
-        let threads = shared.start()?;
+        shared.start()?;
         let sigint_slot = if self.cancel_on_ctrl_c {
             sys::register_sigint(shared.wake_fd())
         } else {
@@ -198,7 +209,6 @@ impl PoolBuilder {
         };
         Ok(Pool {
             shared,
-            threads: Mutex::new(Some(threads)),
             sigint_slot,
             drop_timeout: self.drop_timeout,
         })
@@ -239,7 +249,6 @@ impl PoolBuilder {
 /// work in progress, and never hangs.
 pub struct Pool {
     shared: Arc<Shared>,
-    threads: Mutex<Option<Threads>>,
     sigint_slot: Option<usize>,
     drop_timeout: Duration,
 }
@@ -379,6 +388,7 @@ impl Pool {
                     careful: false,
                 };
                 self.shared.submit(vec![task]);
+                self.shared.ensure_threads();
             }
             Err(e) => crate::job::Sink::fail(&*job, 0, 1, TaskError::Encode(e.to_string())),
         }
@@ -578,6 +588,7 @@ impl Pool {
             }
         }
         self.shared.submit(tasks);
+        self.shared.ensure_threads();
         job.seal();
         Ok(AsyncResult::new(slot))
     }
@@ -705,13 +716,9 @@ impl Pool {
     /// Takes no new work; queued and running work finishes, then the
     /// workers exit (Python's `close`).
     pub fn close(&self) {
-        {
-            let mut st = lock(&self.shared.st);
-            if st.run == Run::Running {
-                st.run = Run::Closed;
-            }
-        }
-        self.shared.poke();
+        self.shared.close();
+        // The collector sees the workers go.
+        self.shared.ensure_threads();
     }
 
     /// Resolves every queued and running task to [`TaskError::Cancelled`]
@@ -720,6 +727,7 @@ impl Pool {
     /// replaced; the pool stays usable.
     pub fn cancel(&self) {
         self.shared.cancel();
+        self.shared.ensure_threads();
     }
 
     /// Stops the workers now: SIGTERM, then SIGKILL to those still alive
@@ -732,9 +740,7 @@ impl Pool {
     /// [`terminate`](Pool::terminate) with a chosen grace period before SIGKILL.
     pub fn terminate_timeout(&self, grace: Duration) {
         self.shared.terminate(grace);
-        if let Some(t) = lock(&self.threads).take() {
-            self.shared.stop_threads(t);
-        }
+        self.shared.stop_threads();
     }
 
     /// Waits for the workers to exit after [`close`](Pool::close) or
@@ -760,13 +766,12 @@ impl Pool {
         if lock(&self.shared.st).run == Run::Running {
             return Err(PoolError::StillRunning);
         }
+        self.shared.ensure_threads();
         self.shared.poke();
         if !self.shared.wait_workers(deadline) {
             return Ok(false);
         }
-        if let Some(t) = lock(&self.threads).take() {
-            self.shared.stop_threads(t);
-        }
+        self.shared.stop_threads();
         Ok(true)
     }
 }
@@ -783,9 +788,7 @@ impl Drop for Pool {
                 self.terminate();
             }
         }
-        if let Some(t) = lock(&self.threads).take() {
-            self.shared.stop_threads(t);
-        }
+        self.shared.stop_threads();
     }
 }
 
@@ -930,6 +933,8 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
     fn next_chunk(&mut self, deadline: Option<Instant>) -> Result<Option<Chunk<R>>, ()> {
         loop {
             self.top_up();
+            // After the first chunks left: the workers need not wait.
+            self.pool.shared.ensure_threads();
             let job = self.job.clone();
             let mut st = lock(&job.st);
             loop {

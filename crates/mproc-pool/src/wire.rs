@@ -63,6 +63,11 @@ pub(crate) enum ToWorker {
     },
     /// Finish: exit with code 0.
     Exit,
+    /// The first message a worker gets: its one descriptor is the pool's
+    /// progress segment ([`crate::worker::Progress`]). It is not among the
+    /// worker's start arguments so that creating it need not delay the
+    /// start request.
+    Setup,
 }
 
 /// The outcome of one task in a worker.
@@ -283,6 +288,7 @@ mod tests {
                 }),
             ),
             ("wire_exit", enc(&ToWorker::Exit)),
+            ("wire_setup", enc(&ToWorker::Setup)),
             (
                 "wire_results_cut",
                 enc(&FromWorker::Results {

@@ -34,11 +34,15 @@ pub(crate) struct Progress {
     pub(crate) item: AtomicU64,
     /// See `item`.
     pub(crate) end: AtomicU64,
-    /// The parent asks the worker running batch `split` to give up the
-    /// second half of what is left of that batch's last task (a range):
-    /// the worker answers [`FromWorker::Split`] and stops at the half, or
-    /// ignores the request. 0: no request.
+    /// The parent asks the worker running batch `split` to give up part of
+    /// what is left of that batch's last task, for an idle worker: the
+    /// worker answers [`FromWorker::Split`] and stops there, or ignores the
+    /// request. 0: no request.
     pub(crate) split: AtomicU64,
+    /// With a split request: how long an item of the task takes the idle
+    /// worker (nanoseconds, `f64` bits; 0: unknown). The busy worker gives
+    /// away the share that makes both finish together (half if unknown).
+    pub(crate) peer_ns: AtomicU64,
 }
 
 // SAFETY: repr(C), atomics only; all zeros is a valid state ("no batch").
@@ -61,7 +65,7 @@ pub(crate) const FINISHED: u64 = u64::MAX - 1;
 
 pub(crate) const PROGRESS_LAYOUT: Layout = Layout {
     kind: 0x0601,
-    fingerprint: fingerprint_of::<Progress>("mproc-pool progress v3"),
+    fingerprint: fingerprint_of::<Progress>("mproc-pool progress v4"),
 };
 
 /// Where worker slot `slot`'s progress lives.
@@ -82,11 +86,11 @@ pub(crate) struct InitSpec {
     pub(crate) fds: Vec<HandleFd>,
 }
 
-/// The arguments of a worker process.
+/// The arguments of a worker process (the progress segment comes in the
+/// first message, [`ToWorker::Setup`]).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WorkerArgs {
     pub(crate) conn: Connection,
-    pub(crate) progress: Segment,
     pub(crate) slot: u32,
     pub(crate) init: Option<InitSpec>,
     /// Exit after this many items (`max_tasks_per_child`).
@@ -116,6 +120,8 @@ pub(crate) struct TaskIn<'a> {
 pub(crate) struct Split<'a> {
     /// [`Progress::split`].
     pub(crate) req: &'a AtomicU64,
+    /// [`Progress::peer_ns`].
+    pub(crate) peer_ns: &'a AtomicU64,
     /// The batch's seq (a request names it).
     pub(crate) seq: u64,
     /// Tells the parent the task stops at item `at` (`false`: could not).
@@ -182,24 +188,39 @@ impl Sink {
 }
 
 /// Answers a split request for the task running item `k` of `..end`, if
-/// there is one: gives away the second half of what is left and returns
-/// the new end (or `end` unchanged).
-fn take_split(split: &mut Option<Split<'_>>, k: u64, end: u64) -> u64 {
+/// there is one: gives away part of what is left and returns the new end
+/// (or `end` unchanged). `my_ns`: this worker's time per item of the task
+/// so far (0: unknown).
+fn take_split(split: &mut Option<Split<'_>>, k: u64, end: u64, my_ns: f64) -> u64 {
     if let Some(s) = split.as_mut() {
-        // Relaxed: nothing else rides on the request; the answer travels by
-        // message.
+        // Relaxed load: a hint; Acquire on taking the request: pairs with
+        // the parent's Release store of it, after `peer_ns`.
         if s.req.load(Ordering::Relaxed) == s.seq
             && s.req
-                .compare_exchange(s.seq, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(s.seq, 0, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
         {
-            let at = k + (end - k) / 2;
-            if at > k && (s.answer)(at) {
+            let peer_ns = f64::from_bits(s.peer_ns.load(Ordering::Relaxed));
+            let at = k + split_keep(end - k, my_ns, peer_ns);
+            if at > k && at < end && (s.answer)(at) {
                 return at;
             }
         }
     }
     end
+}
+
+/// How many of `left` items a busy worker keeps when an idle one takes
+/// over the rest, so that both finish together: in proportion to their
+/// speeds (half when either is unknown; never less than a tenth or more
+/// than nine tenths, as speeds measured a moment ago are only a guess).
+fn split_keep(left: u64, my_ns: f64, peer_ns: f64) -> u64 {
+    let keep = if my_ns > 0.0 && peer_ns > 0.0 && my_ns.is_finite() && peer_ns.is_finite() {
+        (peer_ns / (peer_ns + my_ns)).clamp(0.1, 0.9)
+    } else {
+        0.5
+    };
+    ((left as f64 * keep) as u64).clamp(1, left.saturating_sub(1).max(1))
 }
 
 /// Runs `count` items of `F` in this worker. Monomorphized per function;
@@ -296,8 +317,8 @@ where
                         if budget > 0 && spent >= budget {
                             break;
                         }
-                        end = take_split(&mut split, k, end);
                         let per = spent.max(1) as f64 / k as f64;
+                        end = take_split(&mut split, k, end, per);
                         let mut next = BLOCK_NS / per;
                         if budget > 0 {
                             next = next.min((budget - spent) as f64 / per);
@@ -343,7 +364,11 @@ where
                             while k < end {
                                 // Items are worth a message each here: a
                                 // split request is looked at before every one.
-                                end = take_split(&mut split, k, end);
+                                let per = match k {
+                                    0 => 0.0,
+                                    k => t0.elapsed().as_nanos() as f64 / k as f64,
+                                };
+                                end = take_split(&mut split, k, end, per);
                                 if k >= end {
                                     break;
                                 }
@@ -436,10 +461,24 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     sys::ignore_sigint();
     install_panic_hook();
     let conn = args.conn;
-    let Ok(progress) = args
-        .progress
-        .get::<Progress>(progress_offset(args.slot as usize))
-    else {
+    let segment = match conn.recv::<Msg>().map(Parsed::<ToWorker>::new) {
+        Ok(Ok(mut p)) if matches!(p.header, ToWorker::Setup) => {
+            match p.take_fds(1).map(|mut f| f.pop().map(Segment::from_fd)) {
+                Ok(Some(Ok(s))) => s,
+                _ => std::process::exit(4),
+            }
+        }
+        // The parent is gone before it could say more.
+        Err(_) => return,
+        Ok(_) => std::process::exit(4),
+    };
+    let progress = match segment.check_layout(PROGRESS_LAYOUT) {
+        Ok([n, ..]) if u64::from(args.slot) < n => segment
+            .get::<Progress>(progress_offset(args.slot as usize))
+            .ok(),
+        _ => None,
+    };
+    let Some(progress) = progress else {
         let _ = conn.send(FromWorker::InitFailed("bad progress segment".into()));
         std::process::exit(3)
     };
@@ -466,6 +505,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         };
         let (seq, tasks, packed) = match std::mem::replace(&mut parsed.header, ToWorker::Exit) {
             ToWorker::Exit => return,
+            ToWorker::Setup => std::process::exit(4),
             ToWorker::Batch { seq, tasks, packed } => (seq, tasks, packed),
         };
         let packed = match &packed {
@@ -514,6 +554,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                 careful: t.careful,
                 split: (ti == last).then_some(Split {
                     req: &progress.split,
+                    peer_ns: &progress.peer_ns,
                     seq,
                     answer: &mut answer,
                 }),
@@ -563,5 +604,30 @@ fn reply_msg(r: &FromWorker) -> Msg {
     Msg {
         body: Bytes(body),
         fds: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_keep;
+
+    #[test]
+    fn a_split_keeps_the_share_that_finishes_together() {
+        // Same pace, or a pace unknown: half.
+        assert_eq!(split_keep(100, 1.0, 1.0), 50);
+        assert_eq!(split_keep(100, 1.0, 0.0), 50);
+        assert_eq!(split_keep(100, 0.0, 3.0), 50);
+        assert_eq!(split_keep(100, f64::NAN, 1.0), 50);
+        // The busy worker is twice as slow: it keeps a third.
+        assert_eq!(split_keep(90, 2.0, 1.0), 30);
+        // Twice as fast: two thirds.
+        assert_eq!(split_keep(90, 1.0, 2.0), 60);
+        // Never below a tenth or above nine tenths.
+        assert_eq!(split_keep(100, 100.0, 1.0), 10);
+        assert_eq!(split_keep(100, 1.0, 100.0), 90);
+        // At least one item stays, and one goes (when there are two).
+        assert_eq!(split_keep(2, 100.0, 1.0), 1);
+        assert_eq!(split_keep(2, 1.0, 100.0), 1);
+        assert_eq!(split_keep(1, 1.0, 1.0), 1);
     }
 }

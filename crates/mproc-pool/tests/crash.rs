@@ -196,6 +196,40 @@ fn abort_in_a_task_is_worker_lost_with_sigabrt() {
     });
 }
 
+/// A worker killed before anything was asked of the pool (its threads
+/// start with the first operation) is noticed and replaced, and the work
+/// sent to it runs elsewhere.
+#[test]
+fn a_worker_killed_before_any_work_is_replaced() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let before = pool.pids();
+        assert_eq!(before.len(), 2);
+        // SAFETY: kill(2) on a pid our pool started and has not reaped.
+        assert_eq!(unsafe { libc::kill(before[0], libc::SIGKILL) }, 0);
+        while alive(before[0]) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let v = pool.map(|x: u64| x * 2, 0..10_000u64).unwrap();
+        assert_eq!(v.iter().sum::<u64>(), 9_999 * 10_000);
+        let t0 = Instant::now();
+        let after = loop {
+            let p = pool.pids();
+            if p.len() == 2 && !p.contains(&before[0]) {
+                break p;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "not replaced: {p:?}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert!(after.contains(&before[1]));
+        pool.close();
+        pool.join().unwrap();
+    });
+}
+
 #[test]
 fn dropping_a_pool_leaves_no_workers() {
     watchdog(60, || {

@@ -102,8 +102,8 @@ mod wire;
 pub use crate::cpu::{CpuCount, CpuSource, cpu_count, cpu_count_source};
 pub use crate::error::{JoinError, JoinTimeoutError, StartError, TryJoinError, UnknownStartMethod};
 pub use crate::process::{
-    Context, ExitStatus, Pid, Process, ProcessHandle, ProcessInfo, StartMethod, active_children,
-    all_start_methods, current_process, get_context, parent_process,
+    Context, ExitStatus, PendingStart, Pid, Process, ProcessHandle, ProcessInfo, StartMethod,
+    active_children, all_start_methods, current_process, get_context, parent_process,
 };
 
 /// Serves the child or fork-server role if this process was started as one

@@ -258,6 +258,34 @@ impl Inner {
         })
     }
 
+    /// Waits (up to `deadline`) for the child to end, without waiting for
+    /// a fork server to report its status: whether it ended.
+    fn wait_gone(&self, deadline: Instant) -> bool {
+        let Watch::Server {
+            status,
+            pidfd: Some(pidfd),
+        } = &self.watch
+        else {
+            return !matches!(self.wait_end(Some(deadline)), End::Running);
+        };
+        loop {
+            if !matches!(self.poll_end(), End::Running) {
+                return true;
+            }
+            // The pidfd is readable once the child has ended; the status
+            // pipe once the server reaped it (or died).
+            let mut p = [sys::pollin(pidfd.as_fd()), sys::pollin(status.as_fd())];
+            let left = deadline.saturating_duration_since(Instant::now());
+            let _ = sys::poll(&mut p, Some(left));
+            if sys::ready(&p[0]) {
+                return true;
+            }
+            if left.is_zero() {
+                return !matches!(self.poll_end(), End::Running);
+            }
+        }
+    }
+
     /// Waits (up to `deadline`) for the child to end.
     fn wait_end(&self, deadline: Option<Instant>) -> End {
         if let (Watch::Direct { .. }, None) = (&self.watch, deadline) {
@@ -582,8 +610,67 @@ where
     /// process, [`StartError::ForkServer`]/[`StartError::Os`] if the OS
     /// refuses.
     pub fn start(self) -> Result<ProcessHandle<R>, StartError> {
-        child::keep_constructor();
+        let (p, req, fds) = self.prepare()?;
+        let started = match p.method {
+            StartMethod::ForkServer => server::start(&req, &fds)?,
+            StartMethod::Spawn => start::spawn(&req, &fds)?,
+            StartMethod::Fork => start::fork(req, fds, p.threaded_fork)?,
+        };
+        // After the start, which need not wait for it.
         state::reap_finished();
+        Ok(p.handle(started))
+    }
+
+    /// Asks for the child to be started and returns without waiting for it
+    /// to exist: [`PendingStart::wait`] returns its handle.
+    ///
+    /// With [`StartMethod::ForkServer`] this sends the request to the fork
+    /// server and returns at once, so that several children are created
+    /// while the caller goes on (for example, writing to a pipe the child
+    /// will read: the child finds the data there when it starts). Errors
+    /// known when the request is sent are returned here; the others
+    /// (the server could not fork, or died) by [`PendingStart::wait`]. The
+    /// other start methods start the child here, as [`start`](Self::start)
+    /// does, and `wait` returns its handle at once.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mproc_process::Process;
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// // Both requests leave before either child exists.
+    /// let a = Process::new(square, 3).start_pending()?;
+    /// let b = Process::new(square, 4).start_pending()?;
+    /// let (mut a, mut b) = (a.wait()?, b.wait()?);
+    /// assert_eq!(a.join()? + b.join()?, 25);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start_pending(self) -> Result<PendingStart<R>, StartError> {
+        let (p, req, fds) = self.prepare()?;
+        let state = match p.method {
+            StartMethod::ForkServer => {
+                let sent = server::send(&req, &fds)?;
+                Pending::Server(p, sent)
+            }
+            StartMethod::Spawn => Pending::Done(p.handle(start::spawn(&req, &fds)?)),
+            StartMethod::Fork => {
+                let threaded = p.threaded_fork;
+                Pending::Done(p.handle(start::fork(req, fds, threaded)?))
+            }
+        };
+        // After the request left, which need not wait for it.
+        state::reap_finished();
+        Ok(PendingStart { state })
+    }
+
+    /// Everything but the start itself: the request and its descriptors.
+    fn prepare(self) -> Result<(Prepared, Request, Vec<OwnedFd>), StartError> {
+        child::keep_constructor();
         let _ = self.f;
         let (args, fds) =
             mproc_shm::handle::to_bytes_with_fds(&self.args).map_err(StartError::Encode)?;
@@ -619,20 +706,37 @@ where
             nfds: fds.len() as u32,
             args,
         };
-        let started = match self.method {
-            StartMethod::ForkServer => server::start(&req, &fds)?,
-            StartMethod::Spawn => start::spawn(&req, &fds)?,
-            StartMethod::Fork => start::fork(req, fds, self.threaded_fork)?,
-        };
-        let inner = Arc::new(Inner {
-            pid: started.pid,
+        let p = Prepared {
             name,
             daemon,
+            method: self.method,
+            threaded_fork: self.threaded_fork,
+            kill_on_drop: self.kill_on_drop,
+        };
+        Ok((p, req, fds))
+    }
+}
+
+/// What a handle needs from its builder.
+struct Prepared {
+    name: String,
+    daemon: bool,
+    method: StartMethod,
+    threaded_fork: bool,
+    kill_on_drop: bool,
+}
+
+impl Prepared {
+    fn handle<R>(self, started: start::Started) -> ProcessHandle<R> {
+        let inner = Arc::new(Inner {
+            pid: started.pid,
+            name: self.name,
+            daemon: self.daemon,
             watch: started.watch,
             end: Mutex::new(End::Running),
         });
         state::register(inner.clone());
-        Ok(ProcessHandle {
+        ProcessHandle {
             inner,
             chan: Some(started.chan),
             theirs: started.theirs,
@@ -640,7 +744,73 @@ where
             joined: false,
             kill_on_drop: self.kill_on_drop,
             _result: PhantomData,
-        })
+        }
+    }
+}
+
+enum Pending<R> {
+    /// Sent to the fork server; its reply is not read yet.
+    Server(Prepared, server::Pending),
+    /// Started already (spawn and fork are synchronous).
+    Done(ProcessHandle<R>),
+    /// Waited for.
+    Taken,
+}
+
+/// A child whose start was asked for by [`Process::start_pending`], not yet
+/// known to exist.
+///
+/// Dropping it without [`wait`](Self::wait) detaches the child (if it is
+/// created), as dropping a [`ProcessHandle`] does; with
+/// [`Process::kill_on_drop`], the drop waits for the fork server's answer
+/// and kills the child.
+#[must_use = "wait for the start to learn whether the child exists"]
+pub struct PendingStart<R> {
+    state: Pending<R>,
+}
+
+impl<R> fmt::Debug for PendingStart<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("PendingStart");
+        match &self.state {
+            Pending::Server(p, _) => d.field("name", &p.name).field("answered", &false),
+            Pending::Done(h) => d.field("name", &h.name()).field("answered", &true),
+            Pending::Taken => &mut d,
+        };
+        d.finish_non_exhaustive()
+    }
+}
+
+impl<R> Drop for PendingStart<R> {
+    fn drop(&mut self) {
+        if let Pending::Server(p, _) = &self.state {
+            if p.kill_on_drop {
+                // The handle's own drop kills the child.
+                let _ = self.take();
+            }
+        }
+    }
+}
+
+impl<R> PendingStart<R> {
+    /// Waits until the child exists (the fork server answered) and returns
+    /// its handle. Returns at once for the start methods other than
+    /// [`StartMethod::ForkServer`].
+    ///
+    /// # Errors
+    /// [`StartError::ForkServer`] if the fork server died before it
+    /// answered, [`StartError::Os`] if it could not fork,
+    /// [`StartError::Rejected`] if it refused the request.
+    pub fn wait(mut self) -> Result<ProcessHandle<R>, StartError> {
+        self.take()
+    }
+
+    fn take(&mut self) -> Result<ProcessHandle<R>, StartError> {
+        match std::mem::replace(&mut self.state, Pending::Taken) {
+            Pending::Server(p, sent) => Ok(p.handle(server::finish(sent)?)),
+            Pending::Done(h) => Ok(h),
+            Pending::Taken => Err(StartError::Rejected("the start was already waited for")),
+        }
     }
 }
 
@@ -710,6 +880,25 @@ impl<R> ProcessHandle<R> {
     /// Whether the child is still running (reaps it if it ended).
     pub fn is_alive(&self) -> bool {
         matches!(self.inner.poll_end(), End::Running)
+    }
+
+    /// Waits until the child has ended, for at most `timeout`, without
+    /// reaping it or reading its exit status; returns whether it ended.
+    ///
+    /// A fork-server child's exit status comes from the server a moment
+    /// after the child is gone, and [`join`](Self::join) waits for it; this
+    /// returns as soon as the child itself has ended (for the other start
+    /// methods it reaps the child, and a later `join` returns at once).
+    pub fn wait_ended_timeout(&self, timeout: Duration) -> bool {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => self.wait_ended_deadline(d),
+            None => !matches!(self.inner.wait_end(None), End::Running),
+        }
+    }
+
+    /// [`wait_ended_timeout`](Self::wait_ended_timeout) with a deadline.
+    pub fn wait_ended_deadline(&self, deadline: Instant) -> bool {
+        self.inner.wait_gone(deadline)
     }
 
     /// How the child ended, or `None` while it runs. Does not block.

@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::child;
 use crate::error::StartError;
@@ -34,12 +34,37 @@ use crate::wire::{self, Request};
 use mproc_shm::handle::recv_with_fds;
 
 /// The parent's connection to its fork server.
+///
+/// Requests may be pipelined: several are sent before their replies are
+/// read (see [`send`] and [`finish`]). Replies come back in request order,
+/// so each request gets a ticket (its number on this connection), and a
+/// reply read by a thread waiting for a later one is kept for its owner.
+///
+/// The lock on this is never held while waiting for a reply (that would
+/// stop other threads from sending requests meanwhile): a thread waiting
+/// for a reply holds [`READER`] instead, and reads from its own reference
+/// to the socket.
 struct Client {
-    ctrl: OwnedFd,
+    ctrl: Arc<OwnedFd>,
     pid: RawPid,
+    /// Requests sent on this connection.
+    sent: u64,
+    /// Replies read from it.
+    read: u64,
+    /// Replies read but not yet claimed, by ticket.
+    replies: HashMap<u64, Reply>,
+    /// Tickets whose owner gave up (their replies are dropped when read).
+    abandoned: Vec<u64>,
 }
 
+/// A reply: the pid (or a negative error code), and the child's pidfd.
+type Reply = (i64, Option<OwnedFd>);
+
 static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
+
+/// Held by the one thread reading replies (taken before [`CLIENT`], never
+/// while holding it).
+static READER: Mutex<()> = Mutex::new(());
 
 /// Reply codes.
 const BAD_REQUEST: i64 = -1;
@@ -69,20 +94,23 @@ fn launch() -> io::Result<Client> {
         keep: theirs.as_fd(),
         env: &env,
     })?;
-    Ok(Client { ctrl: ours, pid })
+    Ok(Client {
+        ctrl: Arc::new(ours),
+        pid,
+        sent: 0,
+        read: 0,
+        replies: HashMap::new(),
+        abandoned: Vec::new(),
+    })
 }
 
-fn exchange(
-    c: &Client,
-    frame: &[u8],
-    fds: &[BorrowedFd<'_>],
-) -> io::Result<(i64, Option<OwnedFd>)> {
-    wire::send_all(c.ctrl.as_fd(), frame, fds)?;
+/// Reads one reply (8 bytes, and the pidfd that may ride along).
+fn read_reply(ctrl: BorrowedFd<'_>) -> io::Result<Reply> {
     let mut reply = [0u8; 8];
     let mut got = 0;
     let mut pidfds = Vec::new();
     while got < reply.len() {
-        let n = recv_with_fds(c.ctrl.as_fd(), &mut reply[got..], &mut pidfds)?;
+        let n = recv_with_fds(ctrl, &mut reply[got..], &mut pidfds)?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -94,32 +122,66 @@ fn exchange(
     Ok((i64::from_le_bytes(reply), pidfds.into_iter().next()))
 }
 
-/// Starts a child through the fork server, starting (or restarting) the
-/// server if needed.
-pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartError> {
+/// Forgets a server that died or broke the protocol, after reaping it.
+fn discard(g: &mut Option<Client>) {
+    if let Some(old) = g.take() {
+        let _ = sys::kill(old.pid, libc::SIGKILL);
+        let _ = sys::waitpid(old.pid, true);
+    }
+}
+
+/// A start request sent to the fork server whose reply was not read yet.
+pub(crate) struct Pending {
+    /// The server it was sent to.
+    server: RawPid,
+    ticket: u64,
+    status_r: Option<OwnedFd>,
+    parent_end: Option<OwnedFd>,
+    child_end: Option<OwnedFd>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.status_r.is_none() {
+            return; // finished
+        }
+        // Given up: its reply must not stay in the map for ever.
+        let mut g = lock(&CLIENT);
+        if let Some(c) = g.as_mut().filter(|c| c.pid == self.server) {
+            if c.replies.remove(&self.ticket).is_none() && self.ticket >= c.read {
+                c.abandoned.push(self.ticket);
+            }
+        }
+    }
+}
+
+/// Sends a start request to the fork server (starting or restarting the
+/// server if needed) without waiting for its reply: [`finish`] reads it.
+pub(crate) fn send(req: &Request, fds: &[OwnedFd]) -> Result<Pending, StartError> {
     let (parent_end, child_end) = start::result_channel().map_err(StartError::Os)?;
     let (status_r, status_w) = sys::pipe().map_err(StartError::Os)?;
     let frame = wire::encode_request(req).map_err(StartError::Os)?;
     let mut send: Vec<BorrowedFd<'_>> = vec![child_end.as_fd(), status_w.as_fd()];
     send.extend(fds.iter().map(|f| f.as_fd()));
 
-    let (reply, pidfd) = {
+    let (server, ticket) = {
         let mut g = lock(&CLIENT);
         let mut attempt = 0;
         loop {
             if g.is_none() {
                 *g = Some(launch().map_err(StartError::ForkServer)?);
             }
-            let c = g.as_ref().expect("just set");
-            match exchange(c, &frame, &send) {
-                Ok(r) => break r,
+            let c = g.as_mut().expect("just set");
+            match wire::send_all(c.ctrl.as_fd(), &frame, &send) {
+                Ok(()) => {
+                    c.sent += 1;
+                    break (c.pid, c.sent - 1);
+                }
                 Err(e) => {
                     // The server died (or the protocol broke): reap it and
-                    // start a fresh one, once.
-                    if let Some(old) = g.take() {
-                        let _ = sys::kill(old.pid, libc::SIGKILL);
-                        let _ = sys::waitpid(old.pid, true);
-                    }
+                    // start a fresh one, once. Requests still waiting for
+                    // their replies from it fail in `finish`.
+                    discard(&mut g);
                     attempt += 1;
                     if attempt > 1 {
                         return Err(StartError::ForkServer(e));
@@ -128,7 +190,87 @@ pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartErro
             }
         }
     };
+    // The server holds its own copy now (in flight or received).
     drop(status_w);
+    Ok(Pending {
+        server,
+        ticket,
+        status_r: Some(status_r),
+        parent_end: Some(parent_end),
+        child_end: Some(child_end),
+    })
+}
+
+/// A request whose server is gone before it answered.
+fn gone() -> StartError {
+    StartError::ForkServer(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the fork server exited before it answered",
+    ))
+}
+
+/// The reply for `p`, if another waiter read it already; an error if it
+/// can never come.
+fn claim(g: &mut Option<Client>, p: &Pending) -> Result<Option<Reply>, StartError> {
+    let Some(c) = g.as_mut().filter(|c| c.pid == p.server) else {
+        return Err(gone());
+    };
+    match c.replies.remove(&p.ticket) {
+        Some(r) => Ok(Some(r)),
+        None if p.ticket < c.read => Err(gone()),
+        None => Ok(None),
+    }
+}
+
+/// Waits for the reply to `p`: taken from another waiter, or read from the
+/// socket (keeping the replies read on the way for their owners).
+fn await_reply(p: &Pending) -> Result<Reply, StartError> {
+    if let Some(r) = claim(&mut lock(&CLIENT), p)? {
+        return Ok(r);
+    }
+    let _reader = lock(&READER);
+    let ctrl = {
+        let mut g = lock(&CLIENT);
+        if let Some(r) = claim(&mut g, p)? {
+            return Ok(r);
+        }
+        g.as_ref().map(|c| c.ctrl.clone()).ok_or_else(gone)?
+    };
+    // Only the holder of READER reads, so the replies arrive here in order;
+    // others may send requests meanwhile.
+    loop {
+        let r = read_reply(ctrl.as_fd());
+        let mut g = lock(&CLIENT);
+        let Some(c) = g.as_mut().filter(|c| c.pid == p.server) else {
+            return Err(gone());
+        };
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                discard(&mut g);
+                return Err(StartError::ForkServer(e));
+            }
+        };
+        let t = c.read;
+        c.read += 1;
+        if t == p.ticket {
+            return Ok(r);
+        }
+        if let Some(i) = c.abandoned.iter().position(|&a| a == t) {
+            c.abandoned.swap_remove(i);
+        } else {
+            c.replies.insert(t, r);
+        }
+    }
+}
+
+/// Waits for the reply to a request sent by [`send`].
+pub(crate) fn finish(mut p: Pending) -> Result<Started, StartError> {
+    let reply = await_reply(&p)?;
+    let (reply, pidfd) = reply;
+    let status_r = p.status_r.take().expect("taken only here");
+    let parent_end = p.parent_end.take().expect("taken only here");
+    let child_end = p.child_end.take();
     match reply {
         BAD_REQUEST => Err(StartError::Rejected("malformed start request")),
         WRONG_EXE => Err(StartError::Rejected(
@@ -144,9 +286,20 @@ pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartErro
                 pid,
                 watch: Watch::server(status_r, pidfd),
                 chan: parent_end,
-                theirs: Some(child_end),
+                theirs: child_end,
             })
         }
+    }
+}
+
+/// Starts a child through the fork server, starting (or restarting) the
+/// server if needed, and waits for its pid.
+pub(crate) fn start(req: &Request, fds: &[OwnedFd]) -> Result<Started, StartError> {
+    match finish(send(req, fds)?) {
+        // The server died between the request and the reply: a fresh one
+        // gets one more try (as a request that could not be sent does).
+        Err(StartError::ForkServer(_)) => finish(send(req, fds)?),
+        r => r,
     }
 }
 

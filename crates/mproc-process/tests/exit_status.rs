@@ -185,3 +185,56 @@ fn escalation(m: String) -> Result<(), String> {
 fn terminate_escalates_to_sigkill() {
     watchdog(120, || each_method(escalation));
 }
+
+/// `wait_ended_*`: at least the timeout while the child runs; true once it
+/// ended (whether or not its status is known yet); join still reports it.
+fn wait_ended(m: String) -> Result<(), String> {
+    let m = method(&m);
+    let mut h = Process::new(sleep_ms, 60_000)
+        .start_method(m)
+        .start()
+        .map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    ensure!(
+        !h.wait_ended_timeout(Duration::from_millis(50)),
+        "a sleeping child reported ended"
+    );
+    ensure!(
+        t0.elapsed() >= Duration::from_millis(50),
+        "returned after {:?}",
+        t0.elapsed()
+    );
+    ensure!(h.is_alive(), "alive after wait_ended_timeout");
+    h.kill().map_err(|e| e.to_string())?;
+    ensure!(
+        h.wait_ended_timeout(Duration::from_secs(10)),
+        "a killed child not ended after 10 s"
+    );
+    match h.join() {
+        Err(JoinError::Failed(s)) if s.signal() == Some(libc::SIGKILL) => {}
+        other => return Err(format!("killed child joined as {other:?}")),
+    }
+    ensure!(
+        h.wait_ended_deadline(Instant::now()),
+        "a joined child not ended"
+    );
+
+    let mut q = Process::new(exit_with, 7)
+        .start_method(m)
+        .start()
+        .map_err(|e| e.to_string())?;
+    ensure!(
+        q.wait_ended_timeout(Duration::from_secs(10)),
+        "an exiting child not ended after 10 s"
+    );
+    match q.join() {
+        Err(JoinError::Failed(ExitStatus::Exited(7))) => {}
+        other => return Err(format!("exit(7) joined as {other:?}")),
+    }
+    Ok(())
+}
+
+#[test]
+fn wait_ended_waits_for_the_end_but_not_the_status() {
+    watchdog(120, || each_method(wait_ended));
+}
