@@ -164,12 +164,12 @@ impl PoolBuilder {
     /// Without an initializer this returns once the workers are asked for,
     /// before they exist: the fork server creates them while the caller goes
     /// on. The first operation on the pool sends its work (which waits in
-    /// the workers' sockets) and then waits until the workers exist. A worker that then
-    /// cannot be started is handled like one that died: its work runs in
-    /// the others, and it is replaced (a few times at most); if no worker
-    /// can be started at all, the work fails with
-    /// [`TaskError::WorkerStart`]. With an
-    /// initializer, this waits until every worker ran it.
+    /// the workers' sockets) and then waits until the workers exist. A
+    /// worker that then cannot be started is handled like one that died:
+    /// its work runs in the others, and it is replaced (a few times at
+    /// most); if no worker can be started at all, the work fails with
+    /// [`TaskError::WorkerStart`]. With an initializer, this waits until
+    /// every worker ran it.
     ///
     /// # Errors
     /// [`BuildError::NoProcesses`], [`BuildError::ZeroMaxTasks`],
