@@ -188,13 +188,12 @@ impl Records<'_> {
     ) -> Result<Option<Taken>, Corrupted> {
         loop {
             let head_w = self.ring.head_word();
-            // SAFETY: the caller holds the consumer lock (for every call below).
-            let ring = match unsafe { self.ring.peek_at(head_w, out, strict) }? {
+            let ring = match self.ring.peek_at(head_w, out, strict)? {
                 Peek::Moved => continue,
                 Peek::Record(p) => Some(p),
                 Peek::Empty => None,
             };
-            // SAFETY: as above.
+            // SAFETY: the caller holds the consumer lock (here and below).
             let Some(f) = unsafe { self.ovf.front() }? else {
                 return Ok(ring.map(Taken::Ring));
             };

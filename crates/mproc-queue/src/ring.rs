@@ -376,10 +376,10 @@ impl<'a> Ring<'a> {
         out.reserve(len);
         let first = len.min(cap - pos);
         let dst = out.as_mut_ptr();
-        // SAFETY: `pos < cap`, `first <= cap - pos`: inside the ring; `dst`
-        // has room for `len >= first` bytes (reserved above) and lies outside
-        // the ring. Bytes a scribbler or a racing producer changes meanwhile
-        // only change the values copied, which callers validate afterwards.
+        // Bytes a scribbler or a racing producer changes meanwhile only
+        // change the values copied, which callers validate afterwards.
+        // SAFETY: [pos, pos + first) is inside the ring (`pos < cap`, `first <=
+        // cap - pos`); `dst` has room for `len >= first` bytes, outside it.
         unsafe { std::ptr::copy_nonoverlapping(self.base.add(pos), dst, first) };
         let rest = len - first;
         if rest > 0 {
@@ -540,7 +540,7 @@ impl<'a> Ring<'a> {
     ) -> Result<Option<Peeked>, Corrupted> {
         loop {
             // SAFETY: forwarded from the caller.
-            match unsafe { self.peek_at(self.head_word(), out, strict) }? {
+            match self.peek_at(self.head_word(), out, strict)? {
                 Peek::Record(p) => return Ok(Some(p)),
                 Peek::Empty => return Ok(None),
                 Peek::Moved => {}
@@ -552,9 +552,10 @@ impl<'a> Ring<'a> {
     /// when a lock-free consumer moved `head` since, and what was read may
     /// belong to a later record (look again from the new `head`).
     ///
-    /// # Safety
-    /// The caller holds the consumer lock.
-    pub(crate) unsafe fn peek_at(
+    /// This only reads, so it needs no lock: the record is the reader's only
+    /// once the swap in [`Ring::commit`] (or [`Ring::take`]) moved `head`
+    /// from `head_w`.
+    pub(crate) fn peek_at(
         &self,
         head_w: u64,
         out: &mut Vec<u8>,
@@ -603,11 +604,11 @@ impl<'a> Ring<'a> {
     }
 
     /// Takes the inline record at `head` into `out` (replacing its contents)
-    /// without the consumer lock: reads it, then claims it by swapping `head`
-    /// (see the protocol above), looking again when another consumer was
-    /// faster. `Locked` when the record at `head` is a large-message record,
-    /// or when `defer()` (asked once a record is found) says records of the
-    /// overflow log may come first.
+    /// without the consumer lock: reads it ([`Ring::peek_at`]), then claims
+    /// it by swapping `head` (see the protocol above), looking again when
+    /// another consumer was faster. `Locked` when the record at `head` is a
+    /// large-message record, or when `defer()` (asked once a record is found)
+    /// says records of the overflow log may come first.
     ///
     /// Like [`Ring::peek`]'s non-strict look, this cannot tell a record not
     /// yet published from a scribbled header: both are `Empty`, and a strict
@@ -617,52 +618,32 @@ impl<'a> Ring<'a> {
         out: &mut Vec<u8>,
         defer: impl Fn() -> bool,
     ) -> Result<Take, Corrupted> {
-        // Acquire: pairs with other consumers' swaps (and the record bytes
-        // they saw published are then visible to us as well).
-        let mut head_w = self.ctl.head.0.load(Ordering::Acquire);
         loop {
-            let head = self.check_word(head_w)?;
-            // Acquire: pairs with the producer's Release store of the header.
-            let hdr = self.word_at(head.1).load(Ordering::Acquire);
-            let found = self.checked(hdr);
-            let (kind, len, need) = match found {
-                Ok(f) if is_header_of(hdr, head.0) => f,
-                _ => {
-                    // Another consumer may have taken the record and a
-                    // producer reused its room: look again from the new head.
-                    // Acquire: as above.
-                    let now = self.ctl.head.0.load(Ordering::Acquire);
-                    if now != head_w {
-                        head_w = now;
-                        continue;
-                    }
-                    return match found {
-                        Err(e) if is_header_of(hdr, head.0) => Err(e),
-                        _ => Ok(Take::Empty),
-                    };
-                }
+            let p = match self.peek_at(self.head_word(), out, false)? {
+                Peek::Moved => continue,
+                Peek::Empty => return Ok(Take::Empty),
+                Peek::Record(p) => p,
             };
-            if kind != REC_INLINE || defer() {
+            if p.kind != REC_INLINE || defer() {
                 return Ok(Take::Locked);
             }
-            self.read_into((head.1 as usize + REC_HEADER) % self.cap as usize, len, out);
-            let next_pos = ((head.1 as usize + need) % self.cap as usize) as u32;
-            let next = pack(head.0.wrapping_add(1), next_pos);
-            // SeqCst: frees the bytes for producers (Release, pairing with
-            // their Acquire loads of `head`), and orders this swap before
-            // the caller's SeqCst load of the `not_full` waiters (producers
-            // register, fence, then look at `head`; see `wait`). Acquire on
-            // failure: the new head's record is then visible.
-            match self.ctl.head.0.compare_exchange(
-                head_w,
-                next,
-                Ordering::SeqCst,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Ok(Take::Taken),
-                Err(now) => head_w = now,
+            if self.claim(p) {
+                return Ok(Take::Taken);
             }
         }
+    }
+
+    /// Moves `head` past the record `p` unless another consumer did first.
+    fn claim(&self, p: Peeked) -> bool {
+        // SeqCst: frees the bytes for producers (Release, pairing with their
+        // Acquire loads of `head`), and orders this swap before the caller's
+        // SeqCst load of the `not_full` waiters (producers register, fence,
+        // then look at `head`; see `wait`).
+        self.ctl
+            .head
+            .0
+            .compare_exchange(p.head, p.next_head, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// Completes the publication of a record whose producer was killed
@@ -695,12 +676,7 @@ impl<'a> Ring<'a> {
     /// # Safety
     /// The caller holds the consumer lock, and has held it since the `peek`.
     pub(crate) unsafe fn commit(&self, p: Peeked) -> bool {
-        // SeqCst and Acquire on failure: as in `take`.
-        self.ctl
-            .head
-            .0
-            .compare_exchange(p.head, p.next_head, Ordering::SeqCst, Ordering::Acquire)
-            .is_ok()
+        self.claim(p)
     }
 }
 

@@ -486,11 +486,11 @@ fn lock_free_and_locked_consumers_share_the_work() {
     let ctl = Ctl::new_boxed();
     let mut mem = vec![0u64; 512 / 8];
     let base = mem.as_mut_ptr() as usize;
+    // Producers write under the producer lock `stress` holds; consumers
+    // follow the ring's protocol (locked ones under `cons_lock`).
     let ring = || {
-        // SAFETY: the heap buffer of 512 bytes lives until the test ends, is
-        // disjoint from `ctl`, and is only accessed through ring views;
-        // producers write under the producer lock `stress` holds, consumers
-        // follow the ring's protocol (locked ones under `cons_lock`).
+        // SAFETY: a heap buffer of 512 bytes, alive until the test ends,
+        // disjoint from `ctl`, only accessed through ring views.
         unsafe { Ring::new(&ctl, base as *mut u8, 512) }
     };
     let caches = [ProducerCache::new(), ProducerCache::new()];
@@ -538,8 +538,7 @@ fn a_peek_at_a_head_that_moved_on_says_so() {
         assert_eq!(push(&r, &i.to_le_bytes(), u32::MAX, &hc), Push::Done);
     }
     for strict in [false, true] {
-        // SAFETY: single-threaded test; we act as the consumer-lock holder.
-        let got = unsafe { r.peek_at(old, &mut out, strict) };
+        let got = r.peek_at(old, &mut out, strict);
         assert_eq!(got, Ok(Peek::Moved), "strict: {strict}");
     }
     // From the current head, the records come in order.
@@ -569,12 +568,12 @@ fn consumers_keep_put_order_across_ring_and_log() {
         ring_mem.as_mut_ptr() as usize,
         log_mem.as_mut_ptr() as usize,
     );
+    // Producers write under the producer lock `stress` holds; consumers
+    // follow the protocol (locked ones under `cons_lock`); the log is small
+    // enough never to be trimmed.
     let recs = || {
-        // SAFETY: two disjoint heap buffers, 8-aligned, alive until the test
-        // ends, disjoint from `ctl` and only accessed through these views;
-        // producers write under the producer lock `stress` holds, consumers
-        // follow the protocol (locked ones under `cons_lock`); the log is
-        // small enough never to be trimmed.
+        // SAFETY: two disjoint 8-aligned heap buffers, alive until the test
+        // ends, disjoint from `ctl`, only accessed through these views.
         unsafe {
             Records {
                 ring: Ring::new(&ctl, ring_base as *mut u8, RING),
