@@ -120,10 +120,11 @@ impl PoolBuilder {
     }
 
     /// Runs `f(args)` once in every worker before it takes tasks
-    /// (Python's `initializer`/`initargs`). If it panics in a worker
-    /// started by [`build`](Self::build), `build` fails; if it keeps failing
-    /// in replacement workers, the pool stops and fails queued tasks with
-    /// [`TaskError::InitializerFailed`] instead of respawning for ever.
+    /// (Python's `initializer`/`initargs`). If it fails (panics, or ends
+    /// the process) in any worker started by [`build`](Self::build),
+    /// `build` fails; if it keeps failing in replacement workers, the pool
+    /// stops and fails queued tasks with [`TaskError::InitializerFailed`]
+    /// instead of respawning for ever.
     pub fn initializer<F, A>(mut self, f: F, args: A) -> Self
     where
         F: Fn(A) + Copy + Send + 'static,
@@ -176,7 +177,9 @@ impl PoolBuilder {
     /// [`BuildError::Start`] if a worker cannot be asked for (the fork
     /// server cannot be started or reached; those already asked for are
     /// killed), or, with an initializer, cannot be started;
-    /// [`BuildError::Initializer`] if the initializer failed in a worker.
+    /// [`BuildError::Initializer`] with the panic message if the
+    /// initializer panicked in a worker, [`BuildError::WorkerLost`] if a
+    /// worker ended while running it.
     pub fn build(self) -> Result<Pool, BuildError> {
         let processes = self.processes.unwrap_or_else(cpu_count);
         if processes == 0 {

@@ -282,6 +282,39 @@ fn replacements_failing_their_initializer_stop_the_pool() {
     });
 }
 
+fn exit_if_marker(path: String) {
+    if std::path::Path::new(&path).exists() {
+        std::process::exit(9);
+    }
+}
+
+/// Replacements whose initializer ends the process (no panic to report)
+/// count as failing it: the pool gives up instead of respawning for ever.
+#[test]
+fn replacements_ending_in_their_initializer_stop_the_pool() {
+    watchdog(60, || {
+        let path = marker("init-exit");
+        let _ = std::fs::remove_file(&path);
+        let p = path.to_string_lossy().into_owned();
+        let pool = Pool::builder()
+            .processes(1)
+            .initializer(exit_if_marker, p)
+            .build()
+            .unwrap();
+        assert_eq!(pool.apply(|x: u32| x + 1, 1).unwrap(), 2);
+        std::fs::write(&path, b"x").unwrap();
+        let victim = pool.pids()[0];
+        // SAFETY: kill(2) on our own worker.
+        unsafe { libc::kill(victim, libc::SIGKILL) };
+        let e = pool.apply(|x: u32| x + 1, 2).unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        match e.task_error() {
+            Some(TaskError::InitializerFailed(m)) => assert!(m.contains("code 9"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
 const VICTIM: u64 = 654_321;
 
 fn tiny_or_abort(x: u64) -> u64 {
