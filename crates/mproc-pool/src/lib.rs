@@ -102,7 +102,7 @@ pub mod __private {
     }
 }
 
-pub use crate::error::{BuildError, GetTimeoutError, PoolError, TaskError};
+pub use crate::error::{BuildError, GetTimeoutError, PoolError, TaskError, TryImapError};
 pub use crate::job::AsyncResult;
-pub use crate::pool::{Imap, Pool, PoolBuilder, StarFn};
+pub use crate::pool::{Imap, Pool, PoolBuilder, StarFn, TryImap};
 pub use mproc_process::{ExitStatus, StartMethod, cpu_count};
