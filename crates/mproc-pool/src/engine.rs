@@ -1677,7 +1677,8 @@ impl Shared {
             let respawn = !st.shutdown
                 && !give_up
                 && st.broken.is_none()
-                && !(st.building && st.startup_failure.is_some())
+                // Build fails anyway.
+                && (!st.building || st.startup_failure.is_none())
                 && (st.run == Run::Running || (st.run == Run::Closed && has_work));
             self.state_cv.notify_all();
             (pid, respawn, init_failed)

@@ -27,11 +27,10 @@ fn fail_on_1(x: u64) -> u64 {
 
 /// `0..n` of plain numbers whose iterator panics when asked for `at`.
 fn numbers_panicking_at(at: u64, n: u64) -> impl Iterator<Item = u64> {
-    (0..n).map(move |x| {
+    (0..n).inspect(move |&x| {
         if x == at {
             panic!("the input fails at {x}");
         }
-        x
     })
 }
 
