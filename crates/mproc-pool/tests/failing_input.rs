@@ -63,17 +63,25 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_default()
 }
 
-/// Takes results until the input's panic, which must come after them:
-/// returns them and the panic message.
-fn until_panic<T>(mut next: impl FnMut() -> Option<T>) -> (Vec<T>, String) {
-    let mut got = Vec::new();
-    loop {
-        match catch_unwind(AssertUnwindSafe(&mut next)) {
-            Ok(Some(v)) => got.push(v),
-            Ok(None) => panic!("the input's panic never came"),
-            Err(p) => return (got, panic_text(&*p)),
-        }
+/// The message of the panic that `f` must raise.
+fn panic_of<T>(f: impl FnOnce() -> T) -> String {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(_) => panic!("the input's panic never came"),
+        Err(p) => panic_text(&*p),
     }
+}
+
+/// Takes items until the input's panic, which must come after them, and
+/// nothing after it: returns them and the panic message.
+fn until_panic<I: Iterator>(it: &mut I) -> (Vec<I::Item>, String) {
+    let mut got = Vec::new();
+    let msg = panic_of(|| {
+        for v in it.by_ref() {
+            got.push(v);
+        }
+    });
+    assert!(it.next().is_none(), "an item after the input's panic");
+    (got, msg)
 }
 
 /// The pool still works (right answers, no hang).
@@ -99,11 +107,10 @@ fn imap_yields_the_results_before_a_panicking_input_then_its_panic() {
         let mut it = pool
             .imap_chunked(square, numbers_panicking_at(3, 10), 1)
             .unwrap();
-        let (got, msg) = until_panic(|| it.next());
+        let (got, msg) = until_panic(&mut it);
         assert_eq!(got, [Ok(0), Ok(1), Ok(4)]);
         assert_eq!(msg, "the input fails at 3");
         // Nothing comes after the failure.
-        assert_eq!(it.next(), None);
         drop(it);
         still_works(&pool);
     });
@@ -117,10 +124,9 @@ fn imap_of_encoded_items_yields_the_results_before_a_panicking_input() {
             let mut it = pool
                 .imap_chunked(length, strings_panicking_at(3, 10), chunk)
                 .unwrap();
-            let (got, msg) = until_panic(|| it.next());
+            let (got, msg) = until_panic(&mut it);
             assert_eq!(got, [Ok(0), Ok(1), Ok(2)], "chunk {chunk}");
             assert_eq!(msg, "the input fails at 3");
-            assert_eq!(it.next(), None);
         }
         still_works(&pool);
     });
@@ -134,7 +140,7 @@ fn adaptive_imap_keeps_every_result_before_a_panicking_input() {
         let pool = Pool::new(2).unwrap();
         for at in [0, 3, 2_500] {
             let mut it = pool.imap(square, numbers_panicking_at(at, 10_000)).unwrap();
-            let (got, msg) = until_panic(|| it.next());
+            let (got, msg) = until_panic(&mut it);
             let want: Vec<Result<u64, TaskError>> = (0..at).map(|x| Ok(x * x)).collect();
             assert_eq!(got, want, "failing at {at}");
             assert_eq!(msg, format!("the input fails at {at}"));
@@ -150,12 +156,11 @@ fn imap_unordered_yields_every_result_before_a_panicking_input() {
         let mut it = pool
             .imap_unordered(square, numbers_panicking_at(3, 10))
             .unwrap();
-        let (got, msg) = until_panic(|| it.next());
+        let (got, msg) = until_panic(&mut it);
         let mut got: Vec<u64> = got.into_iter().map(Result::unwrap).collect();
         got.sort_unstable();
         assert_eq!(got, [0, 1, 4]);
         assert_eq!(msg, "the input fails at 3");
-        assert!(it.next().is_none());
         drop(it);
         still_works(&pool);
     });
@@ -167,24 +172,21 @@ fn imap_unordered_yields_every_result_before_a_panicking_input() {
 fn map_and_starmap_pass_a_panicking_input_on() {
     watchdog(60, || {
         let pool = Pool::new(2).unwrap();
-        let p = catch_unwind(AssertUnwindSafe(|| {
-            pool.map(square, numbers_panicking_at(3, 10))
-        }))
-        .unwrap_err();
-        assert_eq!(panic_text(&*p), "the input fails at 3");
-        let p = catch_unwind(AssertUnwindSafe(|| {
-            pool.map_chunked(length, strings_panicking_at(5, 10), 2)
-        }))
-        .unwrap_err();
-        assert_eq!(panic_text(&*p), "the input fails at 5");
+        assert_eq!(
+            panic_of(|| pool.map(square, numbers_panicking_at(3, 10))),
+            "the input fails at 3"
+        );
+        assert_eq!(
+            panic_of(|| pool.map_chunked(length, strings_panicking_at(5, 10), 2)),
+            "the input fails at 5"
+        );
         fn add(a: u64, b: u64) -> u64 {
             a + b
         }
-        let p = catch_unwind(AssertUnwindSafe(|| {
-            pool.starmap(add, numbers_panicking_at(3, 10).map(|x| (x, x)))
-        }))
-        .unwrap_err();
-        assert_eq!(panic_text(&*p), "the input fails at 3");
+        assert_eq!(
+            panic_of(|| pool.starmap(add, numbers_panicking_at(3, 10).map(|x| (x, x)))),
+            "the input fails at 3"
+        );
         still_works(&pool);
     });
 }
@@ -195,11 +197,10 @@ fn map_and_starmap_pass_a_panicking_input_on() {
 fn map_async_passes_a_panicking_input_on_at_once() {
     watchdog(60, || {
         let pool = Pool::new(2).unwrap();
-        let p = catch_unwind(AssertUnwindSafe(|| {
-            pool.map_async(length, strings_panicking_at(3, 10))
-        }))
-        .unwrap_err();
-        assert_eq!(panic_text(&*p), "the input fails at 3");
+        assert_eq!(
+            panic_of(|| pool.map_async(length, strings_panicking_at(3, 10))),
+            "the input fails at 3"
+        );
         still_works(&pool);
     });
 }
@@ -212,7 +213,7 @@ fn a_panicking_input_leaves_nothing_for_join_to_wait_for() {
         let mut it = pool
             .imap_chunked(square, numbers_panicking_at(3, 10), 1)
             .unwrap();
-        let (got, _) = until_panic(|| it.next());
+        let (got, _) = until_panic(&mut it);
         assert_eq!(got.len(), 3);
         pool.close();
         pool.join().unwrap();
@@ -245,21 +246,10 @@ fn try_imap_yields_the_results_before_an_err_then_it() {
             Ok(4),
             Err(TryImapError::Input("no item 3".to_string())),
         ];
-        let got: Vec<_> = pool
-            .try_imap_chunked(square, results_failing_at(3, 10), 1)
-            .unwrap()
-            .collect();
-        assert_eq!(got, want);
-        let got: Vec<_> = pool
-            .try_imap_chunked(square, results_failing_at(3, 10), 2)
-            .unwrap()
-            .collect();
-        assert_eq!(got, want);
-        let got: Vec<_> = pool
-            .try_imap(square, results_failing_at(3, 10))
-            .unwrap()
-            .collect();
-        assert_eq!(got, want);
+        for chunk in [1, 2, 5] {
+            let it = pool.try_imap_chunked(square, results_failing_at(3, 10), chunk);
+            assert_eq!(it.unwrap().collect::<Vec<_>>(), want, "chunk {chunk}");
+        }
         // Far into adaptive chunks too.
         let got: Vec<_> = pool
             .try_imap(square, results_failing_at(5_000, 20_000))
@@ -362,10 +352,9 @@ fn try_imap_passes_a_panic_of_its_input_on_at_its_position() {
         let pool = Pool::new(2).unwrap();
         let input = numbers_panicking_at(3, 10).map(Ok::<u64, String>);
         let mut it = pool.try_imap_chunked(square, input, 1).unwrap();
-        let (got, msg) = until_panic(|| it.next());
+        let (got, msg) = until_panic(&mut it);
         assert_eq!(got, [Ok(0), Ok(1), Ok(4)]);
         assert_eq!(msg, "the input fails at 3");
-        assert_eq!(it.next(), None);
         drop(it);
         still_works(&pool);
     });
