@@ -82,6 +82,7 @@ mod segment;
 mod shared_memory;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
+mod tracker;
 mod value;
 
 pub use crate::array::{Array, ArrayGuard, Iter, RawArray};

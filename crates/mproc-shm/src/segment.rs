@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::SegmentError;
 use crate::handle::HandleFd;
-use crate::sys;
+use crate::{sys, tracker};
 
 /// The largest segment mproc will create or map: 1 TiB. Anything larger is
 /// almost certainly a corrupted size, not a request.
@@ -85,7 +85,7 @@ fn check_size(size: u64) -> Result<usize, SegmentError> {
     usize::try_from(size).map_err(|_| SegmentError::TooLarge { size })
 }
 
-fn check_name(name: &str) -> Result<(), SegmentError> {
+pub(crate) fn check_name(name: &str) -> Result<(), SegmentError> {
     let bad = name.is_empty()
         || name.len() > 250
         || name.contains('/')
@@ -138,17 +138,17 @@ impl Segment {
                     SegmentError::Io(e)
                 }
             })?;
-        if let Err(e) = sys::ftruncate(fd.as_fd(), len as u64) {
+        // From here on the name is removed even if this process dies.
+        tracker::register(name);
+        let unlink = || {
+            tracker::unregister(name);
             let _ = sys::shm_unlink(&posix);
+        };
+        if let Err(e) = sys::ftruncate(fd.as_fd(), len as u64) {
+            unlink();
             return Err(SegmentError::Io(e));
         }
-        match Self::map(fd, len, Some(name.to_owned()), true) {
-            Ok(s) => Ok(s),
-            Err(e) => {
-                let _ = sys::shm_unlink(&posix);
-                Err(e)
-            }
-        }
+        Self::map(fd, len, Some(name.to_owned()), true).inspect_err(|_| unlink())
     }
 
     /// Creates a named segment whose name is `prefix` followed by random hex
@@ -261,9 +261,13 @@ impl Segment {
         self.unlink_on_drop
     }
 
-    /// Keeps the name after this segment is dropped: the caller takes over
-    /// the duty to unlink it (for example with [`unlink_named`]).
+    /// Keeps the name after this segment is dropped, and after this program
+    /// ends, however it ends: the caller takes over the duty to unlink it
+    /// (for example with [`unlink_named`]).
     pub fn persist(&mut self) {
+        if let (true, Some(name)) = (self.unlink_on_drop, &self.name) {
+            tracker::unregister(name);
+        }
         self.unlink_on_drop = false;
     }
 
@@ -350,6 +354,7 @@ impl Drop for Segment {
         unsafe { sys::munmap(self.ptr.as_ptr(), self.len) };
         if self.unlink_on_drop {
             if let Some(name) = &self.name {
+                tracker::unregister(name);
                 let _ = sys::shm_unlink(&format!("/{name}"));
             }
         }
@@ -423,6 +428,7 @@ impl<'de> Deserialize<'de> for Segment {
 /// [`SegmentError::NotFound`] if there is no such name.
 pub fn unlink_named(name: &str) -> Result<(), SegmentError> {
     check_name(name)?;
+    tracker::unregister(name);
     sys::shm_unlink(&format!("/{name}")).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             SegmentError::NotFound(name.to_owned())

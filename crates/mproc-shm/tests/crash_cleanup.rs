@@ -24,6 +24,8 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// How long the tracker may take to act after its program is gone.
 const CLEANUP: Duration = Duration::from_secs(10);
 const MAILBOX: usize = 4096;
+/// What the parent stores into `ready` to let an "exit" child end.
+const GO: u32 = 2;
 /// The tests look at process-wide state (this binary's trackers).
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -35,8 +37,8 @@ struct Report {
 
 /// Creates one named object of each kind (their names are `tag_…`, or
 /// generated), plus one it persists and one it drops, writes their names to
-/// `mailbox` and sets `ready`; then, by role, waits to be killed or exits
-/// without dropping anything.
+/// `mailbox` and sets `ready`; then, by role, waits to be killed, or for
+/// [`GO`] and then exits without dropping anything.
 #[test]
 #[ignore = "child process of the tests in this file"]
 fn child_create_named_and_die() {
@@ -81,15 +83,20 @@ fn child_create_named_and_die() {
         "kill" => loop {
             thread::sleep(Duration::from_secs(1));
         },
-        // Ends the process without running a single destructor.
-        "exit" => std::process::exit(0),
+        // Once told, ends the process without running a single destructor.
+        "exit" => {
+            while ready.load(Ordering::Acquire) != GO {
+                thread::sleep(Duration::from_millis(2));
+            }
+            std::process::exit(0)
+        }
         _ => panic!("unknown role {role}"),
     }
 }
 
 /// Starts a child in `role`, waits until it holds its names, and returns
-/// them with the child.
-fn start(role: &str, tag: &str) -> (TestChild, Report) {
+/// them with the child and its `ready` word.
+fn start(role: &str, tag: &str) -> (TestChild, Report, SharedAtomicU32) {
     let mailbox = RawArray::<u8>::new(MAILBOX).unwrap();
     let ready = SharedAtomicU32::new(0).unwrap();
     let mut child = spawn_child(
@@ -115,7 +122,7 @@ fn start(role: &str, tag: &str) -> (TestChild, Report) {
     for name in tracked.iter().chain([&persisted]) {
         assert!(exists(name), "{name} is not in /dev/shm while its creator lives");
     }
-    (child, Report { tracked, persisted })
+    (child, Report { tracked, persisted }, ready)
 }
 
 fn exists(name: &str) -> bool {
@@ -177,7 +184,7 @@ fn sigkilled_creators_leave_no_names() {
         let mut failed = Vec::new();
         for trial in 0..TRIALS {
             let tag = format!("mproc_t_crash_{id}_{trial}");
-            let (child, report) = start("kill", &tag);
+            let (child, report, _) = start("kill", &tag);
             let st = child.kill();
             assert_eq!(st.signal(), Some(libc::SIGKILL), "{st:?}");
             let left = leftovers(&report);
@@ -208,7 +215,8 @@ fn creators_that_exit_without_dropping_leave_no_names() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     watchdog(LIMIT, || {
         let tag = format!("mproc_t_exit_{}", std::process::id());
-        let (child, report) = start("exit", &tag);
+        let (child, report, ready) = start("exit", &tag);
+        ready.store(GO, Ordering::Release);
         let st = child.wait(LIMIT);
         assert_eq!(st.code(), Some(0), "{st:?}");
         let left = leftovers(&report);
