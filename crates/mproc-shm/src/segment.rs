@@ -30,8 +30,10 @@ pub const NAME_PREFIX: &str = "mproc_";
 ///   `/dev/shm`, and is freed when the last process holding it closes it.
 /// * [`Segment::create_named`] and [`Segment::create_unique`] make a POSIX
 ///   named segment with `O_EXCL` and mode 0600; the creator unlinks the name
-///   on drop (unless [`Segment::persist`] is called). [`Segment::open_named`]
-///   attaches to one and never unlinks it.
+///   on drop (unless [`Segment::persist`] is called), and if it dies without
+///   dropping it (SIGKILL), a tracker process unlinks it once the creator and
+///   the processes forked from it are gone. [`Segment::open_named`] attaches
+///   to one and never unlinks it.
 ///
 /// A segment is a handle: serializing it inside
 /// [`collect_fds`](crate::handle::collect_fds) sends its descriptor, and the

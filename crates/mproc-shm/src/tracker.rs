@@ -164,6 +164,12 @@ fn connection() -> Option<BorrowedFd<'static>> {
 
 /// Starts a tracker and makes it this process's; `None` if that fails.
 fn launch() -> Option<BorrowedFd<'static>> {
+    // A process started as a tracker that did not become one (which cannot
+    // happen when the constructor is linked, see below) must not start
+    // another: that would be a chain of programs.
+    if std::env::var_os(ENV).is_some() {
+        return None;
+    }
     // Re-executing this program makes a tracker only if the constructor is
     // in the executable itself (not in a shared library loaded by, say,
     // Python); referring to it also keeps it in the link.

@@ -120,7 +120,10 @@ fn start(role: &str, tag: &str) -> (TestChild, Report, SharedAtomicU32) {
     let tracked: Vec<String> = lines.collect();
     assert_eq!(tracked.len(), 9, "{text}");
     for name in tracked.iter().chain([&persisted]) {
-        assert!(exists(name), "{name} is not in /dev/shm while its creator lives");
+        assert!(
+            exists(name),
+            "{name} is not in /dev/shm while its creator lives"
+        );
     }
     (child, Report { tracked, persisted }, ready)
 }

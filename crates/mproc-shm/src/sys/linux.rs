@@ -490,7 +490,11 @@ pub(crate) fn in_main_executable(addr: *const libc::c_void) -> bool {
 /// program ever waits for it. It runs in a session of its own, with stdio on
 /// `/dev/null`, an empty signal mask, `keep` inherited at the same number
 /// and `var` added to the environment. Returns once it has been executed.
-pub(crate) fn spawn_detached(arg0: &str, var: (&str, &str), keep: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn spawn_detached(
+    arg0: &str,
+    var: (&str, &str),
+    keep: BorrowedFd<'_>,
+) -> io::Result<()> {
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
 
