@@ -53,8 +53,11 @@ fn a_tracker_holds_at_most_max_names() {
 #[test]
 fn a_stray_variable_names_no_tracker_socket() {
     // A descriptor that is not a SOCK_SEQPACKET socket never makes a tracker.
-    assert!(!sys::is_seqpacket(0));
-    let (a, _b) = sys::seqpacket_pair().unwrap();
+    let file = std::fs::File::open("/dev/null").unwrap();
+    assert!(!sys::is_seqpacket(file.as_raw_fd()));
+    assert_eq!(sys::socket_inode(file.as_raw_fd()), None);
+    let (a, b) = sys::seqpacket_pair().unwrap();
     assert!(sys::is_seqpacket(a.as_raw_fd()));
-    assert_eq!(sys::socket_inode(0), None);
+    let (ia, ib) = (sys::socket_inode(a.as_raw_fd()), sys::socket_inode(b.as_raw_fd()));
+    assert!(ia.is_some() && ib.is_some() && ia != ib);
 }
