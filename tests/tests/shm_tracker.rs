@@ -68,8 +68,14 @@ fn forked_children_keep_a_killed_creators_names_until_they_end() {
         }
         let left = exists(&name);
         let _ = mproc::shm::unlink_named(&name);
-        assert!(kept, "the name went while a process forked from its creator ran");
+        assert!(
+            kept,
+            "the name went while a process forked from its creator ran"
+        );
         assert!(!pid_alive(holder), "the holder did not end");
-        assert!(!left, "the name outlived every process that held its tracker");
+        assert!(
+            !left,
+            "the name outlived every process that held its tracker"
+        );
     });
 }

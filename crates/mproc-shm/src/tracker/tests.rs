@@ -58,6 +58,9 @@ fn a_stray_variable_names_no_tracker_socket() {
     assert_eq!(sys::socket_inode(file.as_raw_fd()), None);
     let (a, b) = sys::seqpacket_pair().unwrap();
     assert!(sys::is_seqpacket(a.as_raw_fd()));
-    let (ia, ib) = (sys::socket_inode(a.as_raw_fd()), sys::socket_inode(b.as_raw_fd()));
+    let (ia, ib) = (
+        sys::socket_inode(a.as_raw_fd()),
+        sys::socket_inode(b.as_raw_fd()),
+    );
     assert!(ia.is_some() && ib.is_some() && ia != ib);
 }
