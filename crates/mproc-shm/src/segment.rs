@@ -143,8 +143,7 @@ impl Segment {
         // From here on the name is removed even if this process dies.
         tracker::register(name);
         let unlink = || {
-            tracker::unregister(name);
-            let _ = sys::shm_unlink(&posix);
+            let _ = unlink_named(name);
         };
         if let Err(e) = sys::ftruncate(fd.as_fd(), len as u64) {
             unlink();
@@ -356,8 +355,7 @@ impl Drop for Segment {
         unsafe { sys::munmap(self.ptr.as_ptr(), self.len) };
         if self.unlink_on_drop {
             if let Some(name) = &self.name {
-                tracker::unregister(name);
-                let _ = sys::shm_unlink(&format!("/{name}"));
+                let _ = unlink_named(name);
             }
         }
     }
@@ -424,7 +422,10 @@ impl<'de> Deserialize<'de> for Segment {
     }
 }
 
-/// Removes a named segment by name (without a leading slash).
+/// Removes a named segment by name (without a leading slash), and its
+/// registration with this program's tracker, if it has one: the name is
+/// withdrawn first, so a crash in between leaves the name rather than
+/// letting the tracker remove a segment someone creates anew under it.
 ///
 /// # Errors
 /// [`SegmentError::NotFound`] if there is no such name.

@@ -210,6 +210,8 @@ fn serve(conn: OwnedFd) -> ! {
         sys::ignore_signal(sig);
     }
     sys::close_all_but_stdio_and(conn.as_raw_fd());
+    // Pin no directory of the program's (a mount point, say).
+    let _ = std::env::set_current_dir("/");
     let _ = sys::send_record(conn.as_fd(), &[HELLO]);
 
     let mut names: Vec<String> = Vec::new();
