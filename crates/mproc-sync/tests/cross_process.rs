@@ -167,6 +167,63 @@ fn child_event_condition() {
     cond.notify_all().unwrap();
 }
 
+/// CPython's `test_waitfor`: the child notifies and then waits on the same
+/// condition; its own notify must not wake itself (it was for the parent).
+/// Ten rounds, each the CPython test's exchange.
+#[test]
+fn condition_wait_for_across_processes() {
+    watchdog(Duration::from_secs(120), || {
+        // Both processes on one CPU: the child runs on from its notify into
+        // its wait before the parent is scheduled, which is what lost the
+        // wake-up (on two CPUs the parent usually won the race).
+        let cpu = common::pin_to_one_cpu();
+        let cond = Condition::new().unwrap();
+        let state = Counter::new();
+        state.set(u64::MAX);
+        let child = spawn_child("child_wait_for", &(&cond, &state, cpu));
+        for round in 0..WAIT_FOR_ROUNDS {
+            {
+                let _g = cond.lock().unwrap();
+                // CPython's `wait_for(lambda: state == 0)`, without a
+                // timeout: a lost wake-up hangs it. Here a wait that times
+                // out fails.
+                while state.get() != round * 5 {
+                    let notified = cond.wait_timeout(Duration::from_secs(5)).unwrap();
+                    assert!(notified, "round {round}: the child's notify was lost");
+                }
+            }
+            for _ in 0..4 {
+                std::thread::sleep(Duration::from_millis(2));
+                let _g = cond.lock().unwrap();
+                state.set(state.get() + 1);
+                cond.notify(1).unwrap();
+            }
+        }
+        expect_success(child, CHILD_LIMIT);
+        assert_eq!(state.get(), WAIT_FOR_ROUNDS * 5 - 1);
+    });
+}
+
+const WAIT_FOR_ROUNDS: u64 = 10;
+
+#[test]
+#[ignore = "child role of condition_wait_for_across_processes"]
+fn child_wait_for() {
+    let Some((cond, state, cpu)) = payload::<(Condition, Counter, usize)>() else {
+        return;
+    };
+    common::pin_to_cpu(cpu);
+    for round in 0..WAIT_FOR_ROUNDS {
+        let _g = cond.lock().unwrap();
+        state.set(round * 5);
+        cond.notify(1).unwrap();
+        let ok = cond
+            .wait_for_timeout(|| state.get() == round * 5 + 4, Duration::from_secs(20))
+            .unwrap();
+        assert!(ok, "round {round}: state {}", state.get());
+    }
+}
+
 #[test]
 fn barrier_across_processes() {
     watchdog(Duration::from_secs(60), || {

@@ -325,6 +325,62 @@ fn event_set_clear_wait() {
     });
 }
 
+/// issue: a notify woke a waiter that started waiting after it (here the
+/// notifier itself, waiting right after notifying), so the waiter it was
+/// meant for slept on: ping-pong deadlocked.
+#[test]
+fn condition_notify_wakes_only_earlier_waiters() {
+    watchdog(LIMIT, || {
+        for _ in 0..10 {
+            let c = Condition::new().unwrap();
+            let c2 = c.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let t = thread::spawn(move || {
+                let _g = c2.lock().unwrap();
+                tx.send(()).unwrap();
+                c2.wait_timeout(Duration::from_secs(5)).unwrap()
+            });
+            rx.recv().unwrap();
+            {
+                let _g = c.lock().unwrap();
+                // The other thread is waiting once we hold the lock.
+                assert_eq!(c.notify(1), Ok(1));
+                // Not woken by our own notify: it was for the other thread.
+                assert_eq!(c.wait_timeout(ms(100)), Ok(false));
+            }
+            assert!(t.join().unwrap(), "the earlier waiter missed its notify");
+        }
+    });
+}
+
+/// notify(n) wakes the n longest waiting, and a waiter that timed out does
+/// not take a notify meant for one still waiting.
+#[test]
+fn condition_timed_out_waiter_does_not_spend_a_notify() {
+    watchdog(LIMIT, || {
+        let c = Condition::new().unwrap();
+        let spawn = |timeout: Duration| {
+            let c = c.clone();
+            thread::spawn(move || {
+                let _g = c.lock().unwrap();
+                c.wait_timeout(timeout).unwrap()
+            })
+        };
+        let patient = spawn(Duration::from_secs(20));
+        while c.waiting() < 1 {
+            thread::sleep(ms(1));
+        }
+        let hasty = spawn(ms(10));
+        assert!(!hasty.join().unwrap(), "nobody notified the hasty waiter");
+        assert_eq!(c.waiting(), 1);
+        let _g = c.lock().unwrap();
+        assert_eq!(c.notify(1), Ok(1));
+        drop(_g);
+        assert!(patient.join().unwrap());
+        assert_eq!(c.waiting(), 0);
+    });
+}
+
 #[test]
 fn barrier_indices_and_action() {
     watchdog(LIMIT, || {
