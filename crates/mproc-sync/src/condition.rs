@@ -93,16 +93,17 @@ impl RawCondition {
 
     /// A condition with no waiters.
     pub const fn new() -> Self {
-        const FREE: Slot = Slot {
-            word: AtomicU32::new(0),
-            ticket: AtomicU32::new(0),
-        };
         Self {
             next_ticket: AtomicU32::new(0),
             high: AtomicU32::new(0),
             overflow_seq: AtomicU32::new(0),
             overflow: AtomicU32::new(0),
-            slots: [FREE; SLOTS],
+            slots: [const {
+                Slot {
+                    word: AtomicU32::new(0),
+                    ticket: AtomicU32::new(0),
+                }
+            }; SLOTS],
         }
     }
 
