@@ -384,21 +384,23 @@ fn condition_timed_out_waiter_does_not_spend_a_notify() {
 #[test]
 fn barrier_indices_and_action() {
     watchdog(LIMIT, || {
-        let runs = Arc::new(AtomicU32::new(0));
-        let r2 = runs.clone();
-        let b = Barrier::new(3).unwrap().with_action(move || {
-            r2.fetch_add(1, Ordering::SeqCst);
-        });
+        // An action is a `fn` item (it may run in another process): its
+        // state is a static.
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        fn count() {
+            RUNS.fetch_add(1, Ordering::SeqCst);
+        }
+        let b = Barrier::new(3).unwrap().with_action(count).unwrap();
+        assert!(b.has_action());
         assert_eq!(b.parties(), 3);
         for generation in 1..=3 {
             let hs: Vec<_> = (0..3)
                 .map(|_| {
                     let b = b.clone();
-                    let runs = runs.clone();
                     thread::spawn(move || {
                         let i = b.wait().unwrap();
                         // The action ran before anyone was released.
-                        (i, runs.load(Ordering::SeqCst))
+                        (i, RUNS.load(Ordering::SeqCst))
                     })
                 })
                 .collect();
@@ -428,9 +430,13 @@ fn barrier_timeout_breaks_it_for_all() {
         assert_eq!(b.wait(), Err(BrokenBarrier));
         b.reset();
         assert!(!b.broken());
-        // The default timeout of a handle breaks it too.
+        // The barrier's default timeout breaks it too, through every handle.
         let b = Barrier::new(2).unwrap().with_timeout(ms(10));
-        assert_eq!(b.wait(), Err(BrokenBarrier));
+        let other = b.clone();
+        assert_eq!(other.timeout(), Some(ms(10)));
+        let t0 = Instant::now();
+        assert_eq!(other.wait(), Err(BrokenBarrier));
+        assert!(t0.elapsed() >= ms(10));
     });
 }
 
@@ -473,7 +479,7 @@ fn barrier_action_panic_breaks_it() {
         while b.n_waiting() < 1 {
             thread::sleep(ms(1));
         }
-        let last = b.clone().with_action(|| panic!("action failed"));
+        let last = b.clone().with_action(|| panic!("action failed")).unwrap();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| last.wait()));
         assert!(r.is_err(), "the panic continues in the last party");
         assert_eq!(waiter.join().unwrap(), Err(BrokenBarrier));
