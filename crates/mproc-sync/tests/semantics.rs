@@ -295,6 +295,33 @@ fn condition_wait_for_returns_the_predicate() {
     });
 }
 
+/// A set that is cleared again before a sleeping waiter runs still wakes it
+/// (`threading.Event`: the waiter was signalled). Before, the waiter saw the
+/// flag clear and slept on, missing the wake-up for ever.
+#[test]
+fn event_pulse_wakes_sleeping_waiters() {
+    watchdog(LIMIT, || {
+        // One CPU: the setter clears before the woken waiter runs.
+        common::pin_to_one_cpu();
+        for _ in 0..20 {
+            let e = Event::new().unwrap();
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let e = e.clone();
+                    thread::spawn(move || e.wait_timeout(Duration::from_secs(5)))
+                })
+                .collect();
+            thread::sleep(ms(20));
+            e.set();
+            e.clear();
+            for h in hs {
+                assert!(h.join().unwrap(), "a waiter missed the set");
+            }
+            assert!(!e.is_set());
+        }
+    });
+}
+
 #[test]
 fn event_set_clear_wait() {
     watchdog(LIMIT, || {
