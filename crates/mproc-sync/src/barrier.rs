@@ -521,3 +521,32 @@ impl<'de> Deserialize<'de> for Barrier {
         Ok(Self { shared, parties })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_action_that_does_not_resolve_breaks_the_barrier() {
+        fn nothing() {}
+        let b = Barrier::new(1).unwrap().with_action(nothing).unwrap();
+        assert_eq!(b.wait(), Ok(0));
+        // Another process wrote a reference to no function (or the memory
+        // is corrupt): the barrier breaks, nothing is called.
+        {
+            let g = b.lock();
+            let off = g.s.action[0].load(Ordering::Relaxed);
+            g.s.action[0].store(off.wrapping_add(8), Ordering::Relaxed);
+        }
+        assert_eq!(b.wait(), Err(BrokenBarrier));
+        assert!(b.broken());
+        b.reset();
+        // And one made by another executable.
+        b.set_action(nothing).unwrap();
+        {
+            let g = b.lock();
+            g.s.action[5].fetch_add(1, Ordering::Relaxed);
+        }
+        assert_eq!(b.wait(), Err(BrokenBarrier));
+    }
+}

@@ -206,7 +206,7 @@ impl RawCondition {
         let seq = (NO_SLOT - 1).wrapping_sub(ticket);
         let notified = loop {
             // Acquire: pairs with the Release bump in `notify`.
-            if self.overflow_seq.load(Ordering::Acquire) & 0x7fff_ffff != seq {
+            if self.overflow_seq.load(Ordering::Acquire) != seq {
                 break true;
             }
             if sleep(&self.overflow_seq, seq, deadline) == Slept::DeadlinePassed {
@@ -266,7 +266,12 @@ impl RawCondition {
         // Relaxed: a hint; waiters without a slot re-check `overflow_seq`.
         if woken < n && self.overflow.load(Ordering::Relaxed) > 0 {
             // Release: pairs with the Acquire loads in `wait_without_slot`.
-            self.overflow_seq.fetch_add(1, Ordering::Release);
+            // Kept to 31 bits, the range of the tickets that carry it.
+            let _ = self
+                .overflow_seq
+                .fetch_update(Ordering::Release, Ordering::Relaxed, |v| {
+                    Some(v.wrapping_add(1) & 0x7fff_ffff)
+                });
             futex::wake(&self.overflow_seq, u32::MAX);
             woken = woken.saturating_add(self.overflow.load(Ordering::Relaxed).min(n - woken));
         }
@@ -662,5 +667,31 @@ impl<'de> Deserialize<'de> for Condition {
             shared,
             lock: w.lock,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiters_beyond_the_slots_are_woken_by_a_notify() {
+        let c = RawCondition::new();
+        let tickets: Vec<u32> = (0..SLOTS).map(|_| c.prepare_wait()).collect();
+        assert_eq!(c.waiting(), SLOTS as u32);
+        let extra = c.prepare_wait();
+        assert!(extra as usize >= SLOTS);
+        assert!(!c.wait_prepared(extra, Some(Instant::now())));
+        let extra = c.prepare_wait();
+        std::thread::scope(|s| {
+            let h =
+                s.spawn(|| c.wait_prepared(extra, Some(Instant::now() + Duration::from_secs(20))));
+            assert_eq!(c.notify(u32::MAX), SLOTS as u32 + 1);
+            assert!(h.join().unwrap());
+        });
+        for t in tickets {
+            assert!(c.wait_prepared(t, Some(Instant::now())));
+        }
+        assert_eq!(c.waiting(), 0);
     }
 }

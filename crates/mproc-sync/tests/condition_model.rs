@@ -28,6 +28,9 @@ const WAITING: u32 = 2;
 const NOTIFIED: u32 = 3;
 const TIMED_OUT: u32 = 4;
 const EXIT: u32 = 5;
+const GO_WAIT_BRIEFLY: u32 = 6;
+/// How long a brief wait lasts (nobody notifies during it).
+const BRIEF: Duration = Duration::from_millis(2);
 
 /// One word per agent: the driver writes GO_WAIT/EXIT, the agent the rest.
 struct Board(Segment);
@@ -70,6 +73,11 @@ fn agent(cond: &Condition, board: &Board, i: usize) {
                 let notified = cond.wait_timeout(LONG).unwrap();
                 board.set(i, if notified { NOTIFIED } else { TIMED_OUT });
             }
+            GO_WAIT_BRIEFLY => {
+                let _g = cond.lock().unwrap();
+                let notified = cond.wait_timeout(BRIEF).unwrap();
+                board.set(i, if notified { NOTIFIED } else { TIMED_OUT });
+            }
             EXIT => return,
             _ => thread::sleep(Duration::from_micros(100)),
         }
@@ -88,6 +96,9 @@ fn run_agents(cond: &Condition, board: &Board, first: usize) {
 enum Op {
     /// Agent `i` starts waiting (if it is not waiting already).
     Wait(usize),
+    /// Agent `i` (if not waiting) waits briefly and times out: it must not
+    /// take, nor spend, a later notify.
+    WaitBriefly(usize),
     /// notify(n); then the notifier waits briefly itself, if `then_wait`.
     Notify {
         n: u32,
@@ -99,6 +110,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..AGENTS).prop_map(Op::Wait),
+        1 => (0..AGENTS).prop_map(Op::WaitBriefly),
         2 => (0..4u32, any::<bool>()).prop_map(|(n, then_wait)| Op::Notify { n, then_wait }),
         1 => Just(Op::NotifyAll),
     ]
@@ -143,6 +155,14 @@ fn drive(cond: &Condition, board: &Board, ops: &[Op]) -> Result<(), TestCaseErro
                 // The agent released the lock inside `wait` once we get it.
                 drop(cond.lock().unwrap());
                 line.push(i);
+            }
+            Op::WaitBriefly(i) => {
+                if line.contains(&i) {
+                    continue;
+                }
+                board.set(i, GO_WAIT_BRIEFLY);
+                board.await_state(i, TIMED_OUT);
+                board.set(i, IDLE);
             }
             Op::Notify { .. } | Op::NotifyAll => {
                 let n = match op {

@@ -500,6 +500,52 @@ fn crash_condition_waiter_sees_owner_died_on_reacquire() {
     });
 }
 
+/// A waiter whose process was killed while waiting does not take a notify:
+/// the oldest waiter is skipped when its process is dead, and the live one
+/// behind it is woken.
+#[test]
+fn crash_condition_waiter_does_not_take_a_notify() {
+    watchdog(Duration::from_secs(60), || {
+        let cond = Condition::new().unwrap();
+        let child = spawn_child("child_condition_waiter", &cond);
+        let t0 = Instant::now();
+        while cond.waiting() < 1 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the child never waited"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        sigkill(&child);
+        expect_killed(child);
+        let c2 = cond.clone();
+        let live = std::thread::spawn(move || {
+            let _g = c2.lock().unwrap();
+            c2.wait_timeout(Duration::from_secs(20)).unwrap()
+        });
+        while cond.waiting() < 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let g = cond.lock().unwrap();
+        assert_eq!(cond.notify(1), Ok(1));
+        drop(g);
+        assert!(live.join().unwrap(), "the notify went to the dead waiter");
+        assert_eq!(cond.waiting(), 0, "the dead waiter's place was freed");
+    });
+}
+
+#[test]
+#[ignore = "child role of crash_condition_waiter_does_not_take_a_notify"]
+fn child_condition_waiter() {
+    let Some(cond) = payload::<Condition>() else {
+        return;
+    };
+    let _g = cond.lock().unwrap();
+    let _ = cond.wait_timeout(Duration::from_secs(60));
+    // Killed before this: the parent never notifies before the kill.
+    std::process::exit(3);
+}
+
 #[test]
 fn crash_barrier_party() {
     watchdog(Duration::from_secs(60), || {
