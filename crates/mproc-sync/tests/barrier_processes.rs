@@ -38,7 +38,7 @@ fn child_late_party() {
     };
     assert_eq!(b.timeout(), Some(TIMEOUT), "the timeout did not travel");
     if late {
-        std::thread::sleep(TIMEOUT * 3);
+        std::thread::sleep(TIMEOUT * 6);
     }
     assert_eq!(b.wait(), Err(BrokenBarrier));
 }
