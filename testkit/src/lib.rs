@@ -3,6 +3,10 @@
 //! It depends on no mproc crate, so even the bottom of the stack
 //! (`mproc-shm`) can use it without a dependency cycle.
 
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -40,6 +44,131 @@ pub fn watchdog<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send
 #[track_caller]
 pub fn watchdog_secs<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) -> R {
     watchdog(Duration::from_secs(secs), f)
+}
+
+/// A child process running this test binary again: killed and reaped if
+/// the test fails before it waits for it.
+#[derive(Debug)]
+pub struct Kid {
+    child: Option<Child>,
+    out: BufReader<ChildStdout>,
+}
+
+/// Runs this test binary again to execute only the test `name` (usually
+/// `#[ignore]`d: a role played in a child process), with `envs` added to
+/// the environment. The child's standard output is piped to [`Kid::line`].
+///
+/// # Panics
+/// If the process cannot start.
+pub fn reexec(name: &str, envs: &[(&str, &OsStr)]) -> Kid {
+    let exe = std::env::current_exe().expect("the test binary");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--exact",
+        name,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .envs(envs.iter().copied())
+    .stdout(Stdio::piped());
+    let mut child = cmd.spawn().expect("start the test binary again");
+    let out = BufReader::new(child.stdout.take().expect("piped stdout"));
+    Kid {
+        child: Some(child),
+        out,
+    }
+}
+
+impl Kid {
+    /// The child's process id.
+    ///
+    /// # Panics
+    /// Never: the child is there until waited for.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// The rest of the first output line that contains `prefix`, after it
+    /// (the test harness's output before it is skipped, including its
+    /// `test name ... ` that begins the child's first line).
+    ///
+    /// # Panics
+    /// If the output ends first.
+    pub fn line(&mut self, prefix: &str) -> String {
+        let mut s = String::new();
+        loop {
+            s.clear();
+            let n = self.out.read_line(&mut s).expect("read the child's output");
+            assert!(n > 0, "the child ended without printing {prefix:?}");
+            if let Some(at) = s.find(prefix) {
+                return s[at + prefix.len()..].trim_end().to_owned();
+            }
+        }
+    }
+
+    /// Waits for the child to exit (run it under a [`watchdog`]).
+    ///
+    /// # Panics
+    /// If waiting fails.
+    pub fn wait(mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("a child not yet waited for");
+        c.wait().expect("wait for the child")
+    }
+
+    /// Kills the child with SIGKILL and reaps it.
+    ///
+    /// # Panics
+    /// If it was not killed by that signal (it had exited already).
+    pub fn sigkill(mut self) {
+        let mut c = self.child.take().expect("a child not yet waited for");
+        c.kill().expect("SIGKILL the child");
+        let st = c.wait().expect("wait for the child");
+        assert_eq!(st.signal(), Some(9), "{st:?}");
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The processes descended from `pid` (children, their children, …),
+/// from `/proc`.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut parent_of = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // After the command name in parentheses: state, then the parent's pid.
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<i32>().ok());
+        if let Some(pp) = ppid {
+            parent_of.push((p, pp));
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(q) = frontier.pop() {
+        for &(p, pp) in &parent_of {
+            if pp == q && !out.contains(&p) {
+                out.push(p);
+                frontier.push(p);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

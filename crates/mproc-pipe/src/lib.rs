@@ -84,6 +84,7 @@ mod codec;
 mod connection;
 mod error;
 mod frame;
+mod handshake;
 mod listener;
 #[doc(hidden)]
 pub mod __private {
@@ -106,5 +107,8 @@ pub use crate::frame::{
     DEFAULT_MAX_MESSAGE, Frame, FrameDecoder, FrameError, MAX_HEADER_LEN, Wire, encode_frame,
     encode_header,
 };
-pub use crate::listener::{Address, Client, DEFAULT_HANDSHAKE_TIMEOUT, Listener, ListenerBuilder};
+pub use crate::listener::{
+    Address, Client, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_PENDING_HANDSHAKES, Listener,
+    ListenerBuilder,
+};
 pub use crate::wait::{Waitable, wait, wait_deadline, wait_timeout};
