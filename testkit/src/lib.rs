@@ -137,6 +137,59 @@ impl Drop for Kid {
     }
 }
 
+/// A fresh directory under the system's temporary directory, removed with
+/// its contents on drop.
+#[derive(Debug)]
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// Creates the directory (`mproc-test-<pid>-<n>`).
+    ///
+    /// # Panics
+    /// If it cannot be created.
+    pub fn new() -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        // Relaxed: only uniqueness matters.
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("mproc-test-{}-{n}", std::process::id()));
+        std::fs::create_dir(&p).expect("create a temporary directory");
+        Self(p)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// The names of its entries.
+    ///
+    /// # Panics
+    /// If it cannot be read.
+    pub fn entries(&self) -> Vec<String> {
+        std::fs::read_dir(&self.0)
+            .expect("read the temporary directory")
+            .map(|e| {
+                e.expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect()
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The processes descended from `pid` (children, their children, …),
 /// from `/proc`.
 pub fn descendants(pid: i32) -> Vec<i32> {

@@ -13,6 +13,7 @@ use mproc_pipe::{
     Address, AuthError, Client, ConnectError, Digest, Listener, RecvError, Wire, encode_frame,
     wait_timeout,
 };
+use mproc_testkit::TempDir;
 
 fn tcp_any() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -204,7 +205,7 @@ fn mproc_peers_use_shared_memory() {
 fn listener_errors_and_cleanup() {
     watchdog(30, || {
         let dir = TempDir::new();
-        let path = dir.0.join("sock");
+        let path = dir.path().join("sock");
         let l = Listener::bind(path.clone()).unwrap();
         assert_eq!(l.address(), &Address::Unix(path.clone()));
         assert!(path.exists());
@@ -278,32 +279,6 @@ fn abstract_addresses() {
         l.accept().unwrap();
         t.join().unwrap().unwrap();
     });
-}
-
-/// A fresh private directory, removed with its contents on drop.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("mproc-pipe-test-{}-{n}", std::process::id()));
-        std::fs::create_dir(&p).unwrap();
-        Self(p)
-    }
-
-    fn entries(&self) -> Vec<String> {
-        std::fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A raw socket connected to a Unix-domain listener (path or abstract).
@@ -583,7 +558,7 @@ fn killed_owners_leave_no_socket_behind() {
                 "child",
                 &[
                     (ROLE, "listener-owner".as_ref()),
-                    ("TMPDIR", tmp.0.as_os_str()),
+                    ("TMPDIR", tmp.path().as_os_str()),
                 ],
             );
             let addr: Address = kid.line("ADDR ").parse().unwrap();
