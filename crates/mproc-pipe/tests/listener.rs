@@ -509,6 +509,16 @@ fn child() {
             // Stay until the parent has read it.
             assert!(c.recv_bytes().unwrap_err().is_eof());
         }
+        "stranger" => {
+            // Another user: only possible when the tests run as root.
+            // SAFETY: plain setgid/setuid calls; no memory is involved.
+            assert_eq!(unsafe { libc::setgid(65534) }, 0);
+            // SAFETY: as above.
+            assert_eq!(unsafe { libc::setuid(65534) }, 0);
+            let addr: Address = std::env::var(ADDR).unwrap().parse().unwrap();
+            let e = Client::new(addr).authkey(b"k").connect().unwrap_err();
+            println!("STRANGER {e:?}");
+        }
         "listener-owner" => {
             let l = Listener::builder_auto().authkey(b"k").bind().unwrap();
             println!("ADDR {}", l.address());
@@ -574,5 +584,46 @@ fn killed_owners_leave_no_socket_behind() {
             );
         }
         assert_eq!(tmp.entries(), Vec::<String>::new());
+    });
+}
+
+#[test]
+fn automatic_addresses_admit_only_the_same_user() {
+    watchdog(60, || {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: needs root to run a client as another user");
+            return;
+        }
+        for key in [Some(b"k"), None] {
+            let b = Listener::builder_auto();
+            let l = match key {
+                Some(k) => b.authkey(k),
+                None => b,
+            }
+            .bind()
+            .unwrap();
+            let at = l.address().to_string();
+            let mut kid =
+                mproc_testkit::reexec("child", &[(ROLE, "stranger".as_ref()), (ADDR, at.as_ref())]);
+            let addr = l.address().clone();
+            let t = std::thread::spawn(move || {
+                // The stranger's error came first: it was turned away.
+                let e = kid.line("STRANGER ");
+                assert!(kid.wait().success());
+                let c = Client::new(addr);
+                let c = match key {
+                    Some(k) => c.authkey(k),
+                    None => c,
+                };
+                c.connect().unwrap().send_bytes(b"same user").unwrap();
+                e
+            });
+            // Only the client of our user is ever accepted.
+            let c = l.accept().unwrap();
+            assert_eq!(c.recv_bytes().unwrap(), b"same user");
+            let e = t.join().unwrap();
+            assert!(e.contains("Closed"), "{e}");
+        }
     });
 }
