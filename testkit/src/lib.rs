@@ -54,6 +54,24 @@ pub struct Kid {
     out: BufReader<ChildStdout>,
 }
 
+/// A command that runs this test binary again to execute only the test
+/// `name` (usually `#[ignore]`d: a role played in a child process), its
+/// output not captured.
+///
+/// # Panics
+/// If the test binary's path is unknown.
+pub fn test_command(name: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("the test binary"));
+    cmd.args([
+        "--exact",
+        name,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    cmd
+}
+
 /// Runs this test binary again to execute only the test `name` (usually
 /// `#[ignore]`d: a role played in a child process), with `envs` added to
 /// the environment. The child's standard output is piped to [`Kid::line`].
@@ -61,18 +79,11 @@ pub struct Kid {
 /// # Panics
 /// If the process cannot start.
 pub fn reexec(name: &str, envs: &[(&str, &OsStr)]) -> Kid {
-    let exe = std::env::current_exe().expect("the test binary");
-    let mut cmd = Command::new(exe);
-    cmd.args([
-        "--exact",
-        name,
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .envs(envs.iter().copied())
-    .stdout(Stdio::piped());
-    let mut child = cmd.spawn().expect("start the test binary again");
+    let mut child = test_command(name)
+        .envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the test binary again");
     let out = BufReader::new(child.stdout.take().expect("piped stdout"));
     Kid {
         child: Some(child),

@@ -243,11 +243,17 @@ fn abstract_addresses() {
         t.join().unwrap().unwrap();
         let addr = l.address().clone();
         drop(l);
-        let e = Client::new(addr).connect().unwrap_err();
-        assert!(
-            matches!(&e, ConnectError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused),
-            "{e:?}"
-        );
+        // A process that other tests are starting may hold a copy of the
+        // socket for a moment, until it executes its program.
+        loop {
+            match Client::new(addr.clone()).connect() {
+                Err(ConnectError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    break;
+                }
+                Ok(_) => std::thread::sleep(Duration::from_millis(1)),
+                Err(e) => panic!("{e:?}"),
+            }
+        }
         // An explicit abstract name, in CPython's spelling or ours.
         let name = format!("mproc-test-{}", std::process::id());
         let cpython = std::path::PathBuf::from(format!("\0{name}"));
@@ -313,27 +319,44 @@ fn read_frame(s: &mut UnixStream) -> Vec<u8> {
 /// How long an honest client may wait while silent ones hold the listener.
 const SERVED_WITHIN: Duration = Duration::from_secs(1);
 
+/// What the listener's thread reports: the first connection it accepted,
+/// with the first message on it.
+type Served = Result<(Vec<u8>, mproc_pipe::Connection), ConnectError>;
+
+/// A keyed listener with 100 silent clients, accepting once on a thread;
+/// its address, the silent clients, and what it accepted.
+fn listener_among_silent_clients() -> (Address, Vec<UnixStream>, std::sync::mpsc::Receiver<Served>)
+{
+    let l = Listener::builder_auto().authkey(b"k").bind().unwrap();
+    let addr = l.address().clone();
+    let quiet: Vec<UnixStream> = (0..100).map(|_| raw_connect(&addr)).collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = l.accept().map(|c| (c.recv_bytes().unwrap(), c));
+        let _ = tx.send(r);
+        l
+    });
+    (addr, quiet, rx)
+}
+
+/// Waits at most [`SERVED_WITHIN`] for the listener to serve a client who
+/// says `msg`.
+fn served(rx: &std::sync::mpsc::Receiver<Served>, msg: &[u8]) {
+    match rx.recv_timeout(SERVED_WITHIN) {
+        Ok(Ok((m, _))) => assert_eq!(m, msg),
+        other => panic!("the honest client was not served within {SERVED_WITHIN:?}: {other:?}"),
+    }
+}
+
 #[test]
 fn silent_clients_do_not_delay_an_honest_one() {
     watchdog(60, || {
-        let l = Listener::builder_auto().authkey(b"k").bind().unwrap();
-        let addr = l.address().clone();
-        let quiet: Vec<UnixStream> = (0..100).map(|_| raw_connect(&addr)).collect();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let r = l.accept().map(|c| c.recv_bytes().unwrap());
-            let _ = tx.send(r);
-            l
-        });
+        let (addr, quiet, rx) = listener_among_silent_clients();
         let honest = std::thread::spawn(move || {
             let c = Client::new(addr).authkey(b"k").connect().unwrap();
             c.send_bytes(b"honest").unwrap();
         });
-        let served = rx.recv_timeout(SERVED_WITHIN);
-        assert!(
-            matches!(&served, Ok(Ok(m)) if m == b"honest"),
-            "the honest client was not served within {SERVED_WITHIN:?}: {served:?}"
-        );
+        served(&rx, b"honest");
         honest.join().unwrap();
         drop(quiet);
     });
@@ -506,8 +529,6 @@ fn child() {
             println!("CONNECTING");
             let c = Client::new(addr).authkey(b"k").connect().unwrap();
             c.send_bytes(b"honest child").unwrap();
-            // Stay until the parent has read it.
-            assert!(c.recv_bytes().unwrap_err().is_eof());
         }
         "stranger" => {
             // Another user: only possible when the tests run as root.
@@ -531,15 +552,7 @@ fn child() {
 #[test]
 fn silent_clients_do_not_delay_an_honest_client_process() {
     watchdog(60, || {
-        let l = Listener::builder_auto().authkey(b"k").bind().unwrap();
-        let addr = l.address().clone();
-        let quiet: Vec<UnixStream> = (0..100).map(|_| raw_connect(&addr)).collect();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let r = l.accept().map(|c| (c.recv_bytes(), c));
-            let _ = tx.send(r);
-            l
-        });
+        let (addr, quiet, rx) = listener_among_silent_clients();
         let at = addr.to_string();
         let mut kid = mproc_testkit::reexec(
             "child",
@@ -547,12 +560,7 @@ fn silent_clients_do_not_delay_an_honest_client_process() {
         );
         // From the moment the child starts connecting.
         assert_eq!(kid.line("CONNECTING"), "");
-        let served = rx.recv_timeout(SERVED_WITHIN);
-        let Ok(Ok((msg, conn))) = served else {
-            panic!("the honest child was not served within {SERVED_WITHIN:?}: {served:?}");
-        };
-        assert_eq!(msg.unwrap(), b"honest child");
-        drop(conn);
+        served(&rx, b"honest child");
         assert!(kid.wait().success());
         drop(quiet);
     });
