@@ -197,7 +197,9 @@ struct Pending {
 /// ([`ListenerBuilder::handshake_timeout`]), and at most
 /// [`ListenerBuilder::max_pending_handshakes`] run at once: a new client
 /// then displaces the one that has waited longest. Unfinished handshakes
-/// wait inside the listener between calls.
+/// wait inside the listener between calls. ([`wait`](crate::wait) on a
+/// listener reports new clients only: an `accept` that follows waits for
+/// some handshake to end.)
 ///
 /// # Examples
 ///
@@ -661,7 +663,8 @@ impl fmt::Debug for Listener {
         f.debug_struct("Listener")
             .field("address", &self.address)
             .field("settings", &self.settings)
-            .finish()
+            .field("max_pending_handshakes", &self.max_pending)
+            .finish_non_exhaustive()
     }
 }
 
