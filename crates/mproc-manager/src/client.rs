@@ -71,6 +71,7 @@ pub(crate) fn owner() -> Owner {
 pub(crate) enum AddrWire {
     Unix(PathBuf),
     Tcp(SocketAddr),
+    Abstract(Vec<u8>),
 }
 
 impl From<&Address> for AddrWire {
@@ -78,6 +79,7 @@ impl From<&Address> for AddrWire {
         match a {
             Address::Unix(p) => Self::Unix(p.clone()),
             Address::Tcp(s) => Self::Tcp(*s),
+            Address::Abstract(n) => Self::Abstract(n.clone()),
         }
     }
 }
@@ -87,6 +89,7 @@ impl From<AddrWire> for Address {
         match a {
             AddrWire::Unix(p) => Self::Unix(p),
             AddrWire::Tcp(s) => Self::Tcp(s),
+            AddrWire::Abstract(n) => Self::Abstract(n),
         }
     }
 }
@@ -253,7 +256,7 @@ impl Session {
                 ConnectError::Io(e) => Error::Disconnected(e),
                 other => Error::Disconnected(io::Error::other(other.to_string())),
             })?;
-        let local = matches!(self.address, Address::Unix(_));
+        let local = matches!(self.address, Address::Unix(_) | Address::Abstract(_));
         let link = self.hello(conn, local)?;
         if !local {
             sys::keepalive(link.fd());

@@ -68,8 +68,12 @@ impl Default for ManagerBuilder {
 
 impl ManagerBuilder {
     /// Listens at `address`: a TCP address (`127.0.0.1:0` picks a port) for
-    /// remote clients, or a Unix socket path. The default is a Unix socket
-    /// in a fresh private (0700) directory, removed at shutdown.
+    /// remote clients, or a Unix socket path or abstract name. The default
+    /// is a private Unix socket ([`Listener::builder_auto`]): on Linux a
+    /// fresh abstract name that only processes of the same user may use,
+    /// which leaves nothing behind even when the server is killed;
+    /// elsewhere a socket in a fresh private (0700) directory, removed at
+    /// shutdown.
     pub fn address(mut self, address: impl Into<Address>) -> Self {
         self.address = Some(address.into());
         self
