@@ -542,8 +542,7 @@ impl Core {
         let seg = Segment::anonymous(mp + bytes.len())
             .map_err(|e| PutFail::Broken(io_broken(e.into())))?;
         // SAFETY: the segment was made just above and is not shared yet.
-        unsafe { seg.write_plain(mp, bytes) }
-            .map_err(|e| PutFail::Broken(io_broken(e.into())))?;
+        unsafe { seg.write_plain(mp, bytes) }.map_err(|e| PutFail::Broken(io_broken(e.into())))?;
         let ctl = self.ctl();
         let recs = self.records();
         let len = bytes.len() as u64;

@@ -169,7 +169,11 @@ pub(crate) unsafe fn store_words(dst: *mut u8, src: &[u8]) {
     let (lead, head, body) = split(dst, n);
     if head > 0 {
         // SAFETY: the aligned word holding the first byte (the caller's promise).
-        merge_into(unsafe { word_at(dst.wrapping_sub(lead)) }, lead, &src[..head]);
+        merge_into(
+            unsafe { word_at(dst.wrapping_sub(lead)) },
+            lead,
+            &src[..head],
+        );
     }
     for (k, s) in src[head..head + body].chunks_exact(WORD).enumerate() {
         let w = usize::from_ne_bytes(s.try_into().unwrap_or([0; WORD]));
@@ -179,7 +183,11 @@ pub(crate) unsafe fn store_words(dst: *mut u8, src: &[u8]) {
     }
     if head + body < n {
         // SAFETY: the aligned word holding the last bytes (the caller's promise).
-        merge_into(unsafe { word_at(dst.add(head + body)) }, 0, &src[head + body..]);
+        merge_into(
+            unsafe { word_at(dst.add(head + body)) },
+            0,
+            &src[head + body..],
+        );
     }
 }
 

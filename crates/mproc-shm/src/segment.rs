@@ -32,6 +32,16 @@ pub const NAME_PREFIX: &str = "mproc_";
 /// must know that nobody writes the bytes meanwhile (a lock, or a hand-over
 /// protocol).
 ///
+/// A segment attached to the memory of an mproc object (by name with
+/// [`Segment::open_named`], or from its descriptor) must follow that
+/// object's protocol as every process does: the elements of a locked
+/// [`Array`](crate::Array) or [`Value`](crate::Value) are accessed plainly
+/// under their lock (a guard hands out `&mut [T]`), so no copy through such
+/// a segment, atomic or not, may touch them while a thread of this process
+/// could hold that lock. mproc never hands out such a segment itself except
+/// through the `unsafe` [`Array::segment`](crate::Array::segment) and
+/// [`Value::segment`](crate::Value::segment).
+///
 /// * [`Segment::anonymous`] makes a memfd: it has no name, cannot leak into
 ///   `/dev/shm`, and is freed when the last process holding it closes it.
 /// * [`Segment::create_named`] and [`Segment::create_unique`] make a POSIX
@@ -252,9 +262,9 @@ impl Segment {
     /// The start of the mapping. It is page-aligned and valid for
     /// [`Segment::len`] bytes while `self` lives.
     ///
-    /// Other processes may write through their own mapping at any time, so
-    /// any access through this pointer must be atomic, or synchronised by a
-    /// protocol (a lock) that all processes follow.
+    /// Other threads and processes may write through their own mapping at
+    /// any time, so any access through this pointer must be atomic, or
+    /// synchronised by a protocol (a lock) that all of them follow.
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }

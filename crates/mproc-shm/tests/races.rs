@@ -63,7 +63,10 @@ fn race(
             .collect();
         for _ in 0..ROUNDS {
             let seen = read();
-            assert!(seen.iter().all(|&x| is_written(x)), "torn value in {seen:x?}");
+            assert!(
+                seen.iter().all(|&x| is_written(x)),
+                "torn value in {seen:x?}"
+            );
         }
         stop.store(true, Ordering::Relaxed);
         for w in writers {
@@ -129,7 +132,10 @@ fn segment_copies_race_without_tearing_aligned_words() {
     let w = Arc::clone(&seg);
     race(
         move |k| {
-            let bytes: Vec<u8> = [PATTERNS[k]; LEN].iter().flat_map(|x| x.to_ne_bytes()).collect();
+            let bytes: Vec<u8> = [PATTERNS[k]; LEN]
+                .iter()
+                .flat_map(|x| x.to_ne_bytes())
+                .collect();
             w.write(0, &bytes).unwrap();
             // A write of part of the range races with the whole-range one.
             w.write(8 * k + 8, &bytes[..8 * 5]).unwrap();
