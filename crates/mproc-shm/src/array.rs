@@ -615,7 +615,8 @@ impl<T: Pod + Send> RawArray<T> {
 
     /// The segment holding the array. Its copies ([`Segment::read`],
     /// [`Segment::write`]) are atomic too, so using them on the elements
-    /// races with this array's copies without undefined behaviour.
+    /// while this array's copies run is no data race (mind the note on
+    /// mixed access sizes at [`Segment::read`]).
     pub fn segment(&self) -> &Segment {
         self.region.segment()
     }

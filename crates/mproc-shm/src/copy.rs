@@ -29,8 +29,8 @@
 //! copies do when two of them race on a word that one covers whole and the
 //! other only in part; P1478 defines that case and every supported CPU
 //! performs it as expected, but strictly it lies outside the model, so the
-//! copies of `Segment` say so. Memory that needs no tearing guarantee at all
-//! is better copied under a lock, with the plain copies the lock allows.
+//! copies of `Segment` say so. Data that must never tear belongs under a
+//! lock, where plain copies are allowed and fastest.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
@@ -42,7 +42,7 @@ fn misalignment(addr: *const u8) -> usize {
     addr.addr() % WORD
 }
 
-/// Reads the atomic word at `p`.
+/// The atomic word at `p`.
 ///
 /// # Safety
 /// `p` is aligned for `usize` and valid for reads of a word; every racing

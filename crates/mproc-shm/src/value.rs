@@ -402,8 +402,8 @@ impl<T: Pod + Send> RawValue<T> {
     }
 
     /// The segment holding the value. Its copies are atomic too, so using
-    /// them on the value races with this handle's without undefined
-    /// behaviour.
+    /// them on the value while this handle's copies run is no data race
+    /// (mind the note on mixed access sizes at [`Segment::read`]).
     pub fn segment(&self) -> &Segment {
         self.region.segment()
     }
