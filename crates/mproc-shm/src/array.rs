@@ -479,9 +479,10 @@ impl<T> fmt::Debug for Iter<'_, T> {
 /// writers are otherwise synchronised (for example each child writes its own
 /// disjoint part, then the parent reads after joining them), or use [`Array`].
 ///
-/// The atomic copies cost little (about the speed of `memcpy` for large
-/// copies), but they cannot be vectorised; [`Array::with_lock`] works on the
-/// elements in place.
+/// Large atomic copies run at about the speed of the locked [`Array`]'s
+/// `memcpy` (the bench scenarios `raw_array_copy_64mib` and
+/// `array_copy_64mib`), but they cannot be vectorised with other work;
+/// [`Array::with_lock`] works on the elements in place.
 ///
 /// ```
 /// use mproc_shm::RawArray;
