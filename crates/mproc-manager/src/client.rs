@@ -588,7 +588,8 @@ impl RawProxy {
     }
 }
 
-/// How a proxy travels.
+/// How a proxy travels. (`Outer` is serialized by hand, in
+/// `RawProxy::serialize`: keep the two in step.)
 #[derive(Serialize, Deserialize)]
 enum ProxyWire {
     /// Inside a value stored in (or read from) the manager: the id only.
@@ -612,7 +613,7 @@ enum ProxyWire {
 
 impl Serialize for RawProxy {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::Error as _;
+        use serde::ser::{Error as _, SerializeStructVariant as _};
         let inner = CURRENT.with(|c| match c.borrow_mut().as_mut() {
             Some(cur) => {
                 // Only a proxy of the same server can keep its object alive there.
@@ -639,6 +640,15 @@ impl Serialize for RawProxy {
             .try_clone()
             .map_err(S::Error::custom)?;
         let timeout_ms = self.session.timeout.as_millis().min(u64::MAX as u128) as u64;
+        // `ProxyWire::Outer`, field by field as its derived form would be, so
+        // that the key (which fails in anything but an mproc handle channel)
+        // goes before the transfer reference is taken.
+        let mut v = s.serialize_struct_variant("ProxyWire", 1, "Outer", 6)?;
+        v.serialize_field("address", &address)?;
+        v.serialize_field("id", &self.id)?;
+        v.serialize_field("kind", &self.kind)?;
+        v.serialize_field("timeout_ms", &timeout_ms)?;
+        v.serialize_field("key", &key)?;
         // A reference for the receiver, so the object outlives this proxy
         // while the message travels.
         let token = match self.session.call(&Request::Transfer { id: self.id }) {
@@ -646,15 +656,8 @@ impl Serialize for RawProxy {
             Ok(r) => return Err(S::Error::custom(crate::proxy::unexpected(r))),
             Err(e) => return Err(S::Error::custom(e)),
         };
-        ProxyWire::Outer {
-            address,
-            id: self.id,
-            kind: self.kind,
-            timeout_ms,
-            key,
-            token,
-        }
-        .serialize(s)
+        v.serialize_field("token", &token)?;
+        v.end()
     }
 }
 

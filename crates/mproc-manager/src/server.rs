@@ -540,21 +540,19 @@ impl Server {
                 }
             }
             Request::Adopt { token } => {
-                let id = lock(&self.refs).transfers.remove(&token);
-                match id {
-                    Some(id) => {
-                        let mut refs = lock(&self.refs);
-                        if refs.counts.contains_key(&id) {
+                let adopted = {
+                    let mut refs = lock(&self.refs);
+                    match refs.transfers.remove(&token) {
+                        // The transfer's reference becomes the client's.
+                        Some(id) if refs.counts.contains_key(&id) => {
                             refs.credit(peer.client, id);
-                            drop(refs);
-                            // The reference is the client's now, whatever the entry says.
-                            self.entry(id).map(|e| Reply::Object(id, e.kind))
-                        } else {
-                            Err(RemoteError::NoSuchObject(id))
+                            Ok(id)
                         }
+                        Some(id) => Err(RemoteError::NoSuchObject(id)),
+                        None => Err(RemoteError::NoSuchTransfer(token)),
                     }
-                    None => Err(RemoteError::NoSuchTransfer(token)),
-                }
+                };
+                adopted.and_then(|id| self.entry(id).map(|e| Reply::Object(id, e.kind)))
             }
             Request::Names => Ok(Reply::Names(lock(&self.names).keys().cloned().collect())),
             Request::ObjectCount => Ok(Reply::Count(

@@ -246,3 +246,48 @@ fn a_sigkilled_childs_references_are_released() {
         );
     });
 }
+
+#[test]
+fn a_proxy_that_fails_to_serialize_takes_no_reference() {
+    watchdog(60, || {
+        let m = Manager::start().unwrap();
+        let base = m.object_count().unwrap();
+        let d = m.dict::<u32, u32>().unwrap();
+        // Plain postcard cannot carry the key's descriptor: refused before
+        // any reference for a receiver is taken.
+        for _ in 0..10 {
+            assert!(postcard::to_stdvec(&d).is_err());
+        }
+        drop(d);
+        assert_eq!(m.object_count().unwrap(), base);
+    });
+}
+
+#[test]
+fn a_call_that_times_out_does_not_cost_the_process_its_references() {
+    watchdog(60, || {
+        let m = Manager::builder()
+            .call_timeout(Duration::from_millis(200))
+            .start()
+            .unwrap();
+        let base = m.object_count().unwrap();
+        let d = m.dict::<u32, u32>().unwrap();
+        d.insert(&1, &1).unwrap();
+        // The server takes longer than the call timeout: the connection the
+        // call used is given up, and it was this process's only one.
+        let r = d.update_with(&1, 600u64, |_: &mut u32, ms: u64| {
+            std::thread::sleep(Duration::from_millis(ms))
+        });
+        assert!(
+            matches!(r, Err(mproc_manager::Error::Disconnected(_))),
+            "{r:?}"
+        );
+        // Once the server is done with it, the process still counts as
+        // connected: its dict lives on.
+        std::thread::sleep(Duration::from_millis(800));
+        assert_eq!(m.object_count().unwrap(), base + 1);
+        assert_eq!(d.get(&1).unwrap(), Some(1));
+        drop(d);
+        assert_eq!(m.object_count().unwrap(), base);
+    });
+}
