@@ -1560,3 +1560,6 @@ pub(crate) fn fuzz_request(data: &[u8]) -> bool {
     server.client_left(1);
     decoded
 }
+
+#[cfg(test)]
+mod tests;
