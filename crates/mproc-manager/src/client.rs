@@ -391,8 +391,10 @@ impl Session {
         if self.refs_lost.load(Ordering::Relaxed) {
             return;
         }
-        if let Err(e) = self.call(&Request::Decref { id }) {
-            if e.is_disconnected() {
+        // Gone, not slow: a request that timed out was sent, and the server
+        // acts on it all the same.
+        if let Err(Error::Disconnected(e)) = self.call(&Request::Decref { id }) {
+            if e.kind() != io::ErrorKind::TimedOut {
                 self.refs_lost.store(true, Ordering::Relaxed);
             }
         }
