@@ -33,7 +33,6 @@ pub(crate) type Bytes = Vec<u8>;
 /// keeps its object alive. In a reply, each of `refs` is a reference the
 /// server has just granted to the reading client, which its proxies adopt
 /// (see `client::Hold`); an object that no longer exists is left out.
-/// Equality and hashing look at the encoding only.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Val {
     pub(crate) bytes: Bytes,
@@ -49,14 +48,6 @@ impl Val {
         }
     }
 }
-
-impl PartialEq for Val {
-    fn eq(&self, other: &Self) -> bool {
-        self.bytes == other.bytes
-    }
-}
-
-impl Eq for Val {}
 
 /// Identifies whoever holds a lock: a client process and one of its threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
