@@ -293,6 +293,12 @@ pub(crate) struct State {
     /// Jobs whose callers may still submit (imap/map in progress).
     pub(crate) active_jobs: usize,
     shutdown: bool,
+    /// Build waits for the first workers' initializers ([`Shared::start`]).
+    building: bool,
+    /// Why a first worker never became ready, while `building`: kept here
+    /// for build (the death handler, which may run first, leaves it, and
+    /// does not replace the worker).
+    startup_failure: Option<BuildError>,
     init_failures: u32,
     /// Consecutive workers that could not be started.
     start_failures: u32,
@@ -363,6 +369,8 @@ impl Shared {
             broken: None,
             active_jobs: 0,
             shutdown: false,
+            building: cfg.init.is_some(),
+            startup_failure: None,
             init_failures: 0,
             start_failures: 0,
             feeder_idle: false,
@@ -601,11 +609,9 @@ impl Shared {
         // Wait until every worker ran its initializer (or one failed).
         let mut st = lock(&self.st);
         loop {
-            let failed = match (
-                st.workers.iter().find_map(|w| w.init_failed.clone()),
-                st.broken.clone(),
-            ) {
-                (Some(m), _) | (None, Some(TaskError::InitializerFailed(m))) => {
+            let failed = match (st.startup_failure.take(), st.broken.clone()) {
+                (Some(e), _) => Some(e),
+                (None, Some(TaskError::InitializerFailed(m))) => {
                     Some(BuildError::Initializer { message: m })
                 }
                 (None, Some(e)) => Some(BuildError::Initializer {
@@ -620,6 +626,7 @@ impl Shared {
                 return Err(e);
             }
             if st.workers.iter().all(|w| w.ready) {
+                st.building = false;
                 return Ok(());
             }
             st = self
@@ -1315,6 +1322,9 @@ impl Shared {
             }
             FromWorker::InitFailed(m) => {
                 let mut st = lock(&self.st);
+                if st.building && st.startup_failure.is_none() {
+                    st.startup_failure = Some(BuildError::Initializer { message: m.clone() });
+                }
                 st.workers[slot].init_failed = Some(m);
                 self.state_cv.notify_all();
                 true
@@ -1522,11 +1532,16 @@ impl Shared {
         if let Some(c) = &conn {
             let _ = self.drain_conn(slot, c);
         }
-        let idle = lock(&self.st).workers[slot].inflight.is_empty();
+        let (idle, ready) = {
+            let st = lock(&self.st);
+            let w = &st.workers[slot];
+            (w.inflight.is_empty(), w.ready)
+        };
         let status = match handle {
             // Nothing of it can fail, so only its end matters, not how it
-            // ended: no need to wait for a fork server to tell.
-            Some(h) if idle => {
+            // ended: no need to wait for a fork server to tell. (One that
+            // died in its initializer is reported with how it ended.)
+            Some(h) if idle && ready => {
                 if !h.wait_ended_timeout(Duration::from_millis(500)) {
                     // Its socket broke but it lives on: it is of no use now.
                     let _ = h.kill();
@@ -1575,8 +1590,17 @@ impl Shared {
             w.dead = true;
             w.conn = None;
             let pid = w.pid;
-            let init_failed = w.init_failed.take();
             let start_failed = w.start_failed.take();
+            // A worker that ended in its initializer without a panic to
+            // report failed it too.
+            let init_failed = w.init_failed.take().or_else(|| {
+                (self.cfg.init.is_some() && !w.ready && start_failed.is_none())
+                    .then(|| format!("a worker {status} while running it"))
+            });
+            if st.building && st.startup_failure.is_none() && init_failed.is_some() {
+                st.startup_failure = Some(BuildError::WorkerLost { status });
+            }
+            let w = &mut st.workers[slot];
             let inflight = std::mem::take(&mut w.inflight);
             let lost = TaskError::WorkerLost { pid, status };
             for inf in inflight {
@@ -1653,6 +1677,8 @@ impl Shared {
             let respawn = !st.shutdown
                 && !give_up
                 && st.broken.is_none()
+                // Build fails anyway.
+                && (!st.building || st.startup_failure.is_none())
                 && (st.run == Run::Running || (st.run == Run::Closed && has_work));
             self.state_cv.notify_all();
             (pid, respawn, init_failed)

@@ -120,6 +120,41 @@ impl TaskError {
     }
 }
 
+/// Why an item of [`Pool::try_imap`](crate::Pool::try_imap) (or its
+/// chunked and unordered forms) has no value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TryImapError<E> {
+    /// The item's task failed.
+    Task(TaskError),
+    /// The input yielded this error at this position: the input ends there,
+    /// so this is the last item.
+    Input(E),
+}
+
+impl<E> fmt::Display for TryImapError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Task(_) => f.write_str("the task failed"),
+            Self::Input(_) => f.write_str("the input yielded an error"),
+        }
+    }
+}
+
+impl<E: Error + 'static> Error for TryImapError<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Task(e) => Some(e),
+            Self::Input(e) => Some(e),
+        }
+    }
+}
+
+impl<E> From<TaskError> for TryImapError<E> {
+    fn from(e: TaskError) -> Self {
+        Self::Task(e)
+    }
+}
+
 /// Why a pool operation (`map`, `apply`, `get` on an [`AsyncResult`], …)
 /// failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

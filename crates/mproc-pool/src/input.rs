@@ -1,8 +1,17 @@
 //! Turning a map's input into encoded chunks, lazily: integer ranges travel
 //! as their first item, vectors of plain numbers as bytes, anything else as
 //! postcard, one chunk at a time.
+//!
+//! An input iterator that panics ends the input there: the chunk before the
+//! panic is still cut, and the panic is kept
+//! ([`Producer::take_panic`]) for the caller to resume once the results
+//! before it were delivered.
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::os::fd::OwnedFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
 
 use serde::Serialize;
 
@@ -31,6 +40,10 @@ pub(crate) trait Producer {
     /// Whether items cost nothing to ship, however many a chunk holds.
     fn free(&self) -> bool {
         false
+    }
+    /// The panic of the input iterator, which ended the input (once).
+    fn take_panic(&mut self) -> Option<Box<dyn Any + Send>> {
+        None
     }
 }
 
@@ -64,7 +77,46 @@ where
         it: input.into_iter(),
         pod: is_pod::<A>(),
         deferred: None,
+        panicked: false,
+        panic: None,
     })
+}
+
+/// The `Ok` items of an input of `Result`s, up to its first `Err`, which
+/// ends it and is kept in `error` (for [`TryImap`](crate::TryImap)).
+pub(crate) struct UntilErr<I, E> {
+    pub(crate) it: I,
+    pub(crate) error: Rc<RefCell<Option<E>>>,
+    pub(crate) failed: bool,
+}
+
+impl<I, A, E> Iterator for UntilErr<I, E>
+where
+    I: Iterator<Item = Result<A, E>>,
+{
+    type Item = A;
+
+    fn next(&mut self) -> Option<A> {
+        if self.failed {
+            return None;
+        }
+        match self.it.next()? {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.failed = true;
+                *self.error.borrow_mut() = Some(e);
+                None
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self.failed {
+            true => (0, Some(0)),
+            // Any item may be the error.
+            false => (0, self.it.size_hint().1),
+        }
+    }
 }
 
 struct RangeProducer {
@@ -148,6 +200,30 @@ struct IterProducer<I> {
     pod: bool,
     /// An item that failed to encode after the chunk before it was cut.
     deferred: Option<String>,
+    /// The iterator panicked: it is not asked again.
+    panicked: bool,
+    /// Its panic, until the caller takes it.
+    panic: Option<Box<dyn Any + Send>>,
+}
+
+impl<I: Iterator> IterProducer<I> {
+    /// The next item; `None` at the end, or once the iterator panicked (the
+    /// panic is kept: it must not cross `collect_fds`, whose caller would
+    /// miss it, nor lose the chunk before it).
+    fn pull(&mut self) -> Option<I::Item> {
+        if self.panicked {
+            return None;
+        }
+        let it = &mut self.it;
+        match catch_unwind(AssertUnwindSafe(|| it.next())) {
+            Ok(item) => item,
+            Err(p) => {
+                self.panicked = true;
+                self.panic = Some(p);
+                None
+            }
+        }
+    }
 }
 
 impl<I> Producer for IterProducer<I>
@@ -161,7 +237,7 @@ where
         }
         if self.pod {
             let mut items: Vec<I::Item> = Vec::with_capacity(max.min(1 << 16));
-            items.extend(self.it.by_ref().take(max));
+            items.extend(std::iter::from_fn(|| self.pull()).take(max));
             if items.is_empty() {
                 return None;
             }
@@ -185,7 +261,7 @@ where
         let mut failed = None;
         let (_, fds): ((), Vec<OwnedFd>) = mproc_shm::handle::collect_fds(|| {
             while offsets.len() <= max {
-                let Some(item) = self.it.next() else { break };
+                let Some(item) = self.pull() else { break };
                 let mark = bytes.len();
                 if let Err(e) = postcard::to_io(&item, &mut bytes) {
                     bytes.truncate(mark);
@@ -217,9 +293,16 @@ where
     }
 
     fn remaining(&self) -> Option<usize> {
+        if self.panicked {
+            return Some(0);
+        }
         match self.it.size_hint() {
             (lo, Some(hi)) if lo == hi => Some(lo),
             _ => None,
         }
+    }
+
+    fn take_panic(&mut self) -> Option<Box<dyn Any + Send>> {
+        self.panic.take()
     }
 }

@@ -55,7 +55,11 @@
 //! in the background (build returns before they exist, unless there is an
 //! initializer): one that cannot be started is replaced like a dead one,
 //! and if none can, the work fails with [`TaskError::WorkerStart`]. An
-//! initializer that fails makes [`PoolBuilder::build`] fail. Workers ignore SIGINT; with
+//! initializer that fails makes [`PoolBuilder::build`] fail. An input
+//! iterator that fails surfaces where it failed, after the results before
+//! it: its panic goes on from [`Imap`]'s `next` (or from `map`), and an
+//! `Err` of an input of `Result`s ([`Pool::try_imap`]) is yielded as
+//! [`TryImapError::Input`]. Workers ignore SIGINT; with
 //! [`PoolBuilder::cancel_on_ctrl_c`], Ctrl-C cancels the outstanding work
 //! (every pending [`AsyncResult`] resolves to [`TaskError::Cancelled`]), and
 //! [`Pool::cancel`] does the same from code. [`Pool::terminate`] escalates
@@ -102,7 +106,7 @@ pub mod __private {
     }
 }
 
-pub use crate::error::{BuildError, GetTimeoutError, PoolError, TaskError};
+pub use crate::error::{BuildError, GetTimeoutError, PoolError, TaskError, TryImapError};
 pub use crate::job::AsyncResult;
-pub use crate::pool::{Imap, Pool, PoolBuilder, StarFn};
+pub use crate::pool::{Imap, Pool, PoolBuilder, StarFn, TryImap};
 pub use mproc_process::{ExitStatus, StartMethod, cpu_count};

@@ -1,7 +1,8 @@
 //! `Pool`, its builder, and the `imap` iterators.
 
+use std::cell::RefCell;
 use std::fmt;
-use std::marker::PhantomData;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,23 +11,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::engine::{Config, Payload, Run, Shared, Task};
-use crate::error::{BuildError, PoolError, TaskError};
-use crate::input::{Produced, Producer, producer};
+use crate::error::{BuildError, PoolError, TaskError, TryImapError};
+use crate::input::{Produced, Producer, UntilErr, producer};
 use crate::job::{ApplyJob, AsyncResult, Callback, Chunk, MapJob, Slot, assemble, lock};
 use crate::sys;
 use crate::wire::Kind;
 use crate::worker::{InitFn, TaskFn, run_init, run_task};
-
-/// Compile-time check that a function type has no captured state.
-struct AssertZst<F>(PhantomData<F>);
-
-impl<F> AssertZst<F> {
-    const OK: () = assert!(
-        size_of::<F>() == 0,
-        "mproc-pool: a task is a `fn` item or a non-capturing closure; captured state \
-         (and fn pointers) cannot reach a worker process: pass data as the arguments instead"
-    );
-}
 
 fn entry_of<F, A, R>() -> i64
 where
@@ -34,9 +24,9 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let () = AssertZst::<F>::OK;
+    mproc_fnref::assert_zst::<F>();
     let f: TaskFn = run_task::<F, A, R>;
-    mproc_process::fnref::offset_of(f as *const ())
+    mproc_fnref::offset_of(f as *const ())
 }
 
 /// An initializer's entry, encoded arguments and their descriptors.
@@ -120,19 +110,20 @@ impl PoolBuilder {
     }
 
     /// Runs `f(args)` once in every worker before it takes tasks
-    /// (Python's `initializer`/`initargs`). If it panics in a worker
-    /// started by [`build`](Self::build), `build` fails; if it keeps failing
-    /// in replacement workers, the pool stops and fails queued tasks with
-    /// [`TaskError::InitializerFailed`] instead of respawning for ever.
+    /// (Python's `initializer`/`initargs`). If it fails (panics, or ends
+    /// the process) in any worker started by [`build`](Self::build),
+    /// `build` fails; if it keeps failing in replacement workers, the pool
+    /// stops and fails queued tasks with [`TaskError::InitializerFailed`]
+    /// instead of respawning for ever.
     pub fn initializer<F, A>(mut self, f: F, args: A) -> Self
     where
         F: Fn(A) + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
     {
-        let () = AssertZst::<F>::OK;
+        mproc_fnref::assert_zst::<F>();
         let _ = f;
         let run: InitFn = run_init::<F, A>;
-        let entry = mproc_process::fnref::offset_of(run as *const ());
+        let entry = mproc_fnref::offset_of(run as *const ());
         self.init = Some(
             mproc_shm::handle::to_bytes_with_fds(&args)
                 .map(|(b, fds)| (entry, b, fds))
@@ -176,7 +167,9 @@ impl PoolBuilder {
     /// [`BuildError::Start`] if a worker cannot be asked for (the fork
     /// server cannot be started or reached; those already asked for are
     /// killed), or, with an initializer, cannot be started;
-    /// [`BuildError::Initializer`] if the initializer failed in a worker.
+    /// [`BuildError::Initializer`] with the panic message if the
+    /// initializer panicked in a worker, [`BuildError::WorkerLost`] if a
+    /// worker ended while running it.
     pub fn build(self) -> Result<Pool, BuildError> {
         let processes = self.processes.unwrap_or_else(cpu_count);
         if processes == 0 {
@@ -408,6 +401,12 @@ impl Pool {
     /// idles while another has work left; a `Vec` of plain numbers travels
     /// as bytes.
     ///
+    /// If the input iterator panics, the items before it still run, then
+    /// the panic goes on from `map` (CPython's `map` reads the whole input
+    /// first, so the iterable's exception comes from `map` too). An input
+    /// of `Result`s is best collected first (`collect::<Result<Vec<_>,
+    /// _>>()?`), or streamed with [`try_imap`](Pool::try_imap).
+    ///
     /// # Errors
     /// [`PoolError::NotRunning`] after close/terminate; otherwise every item
     /// runs, and the first failure in input order is returned
@@ -488,7 +487,7 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = Args>,
     {
-        let () = AssertZst::<F>::OK;
+        mproc_fnref::assert_zst::<F>();
         let _ = f;
         self.map(
             |args: Args| {
@@ -502,7 +501,8 @@ impl Pool {
     }
 
     /// Submits a map and returns at once (Python's `map_async`). The input is
-    /// encoded now; the result resolves to the whole vector or the first
+    /// encoded now (a panic of its iterator goes on from here, and nothing
+    /// is submitted); the result resolves to the whole vector or the first
     /// failure.
     ///
     /// # Errors
@@ -587,6 +587,10 @@ impl Pool {
                 }
             }
         }
+        if let Some(p) = prod.take_panic() {
+            // The input's panic goes on from here; nothing was submitted.
+            std::panic::resume_unwind(p);
+        }
         self.shared.submit(tasks);
         self.shared.ensure_threads();
         job.seal();
@@ -600,6 +604,12 @@ impl Pool {
     /// bounded number of chunks in flight; chunk sizes adapt as in
     /// [`map`](Pool::map). Each item is `Ok(value)` or the task's error, and
     /// iteration goes on after an error.
+    ///
+    /// If the input iterator panics, the results of the items before it
+    /// come first, then the panic goes on from [`next`](Iterator::next) at
+    /// its position (as CPython raises the iterable's exception there), and
+    /// nothing follows. For an input of `Result`s, see
+    /// [`try_imap`](Pool::try_imap).
     ///
     /// # Errors
     /// [`PoolError::NotRunning`] after close/terminate.
@@ -662,6 +672,122 @@ impl Pool {
     {
         let _ = f;
         self.imap_inner::<F, A, R, I>(iterable, None, false)
+    }
+
+    /// [`imap`](Pool::imap) over an input of `Result`s: the results of the
+    /// `Ok` items, in order, and at the first `Err` (as CPython raises the
+    /// iterable's exception at its position)
+    /// [`TryImapError::Input`] with it, after which the input is not read
+    /// and the iterator ends. A failed task is [`TryImapError::Task`].
+    ///
+    /// # Errors
+    /// [`PoolError::NotRunning`] after close/terminate.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mproc_pool::{Pool, TryImapError};
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let input = ["1", "2", "x", "4"].map(str::parse::<u32>);
+    /// let mut it = pool.try_imap(|x: u32| x * 10, input)?;
+    /// assert_eq!(it.next(), Some(Ok(10)));
+    /// assert_eq!(it.next(), Some(Ok(20)));
+    /// assert!(matches!(it.next(), Some(Err(TryImapError::Input(_)))));
+    /// assert_eq!(it.next(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_imap<'p, F, A, R, E, I>(
+        &'p self,
+        f: F,
+        iterable: I,
+    ) -> Result<TryImap<'p, R, E>, PoolError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = Result<A, E>>,
+        A: 'p,
+        E: 'p,
+        I: 'p,
+    {
+        let _ = f;
+        self.try_imap_inner::<F, A, R, E, I>(iterable, None, true)
+    }
+
+    /// [`try_imap`](Pool::try_imap) with a fixed chunk size.
+    ///
+    /// # Errors
+    /// [`PoolError::ZeroChunksize`] for 0; [`PoolError::NotRunning`].
+    pub fn try_imap_chunked<'p, F, A, R, E, I>(
+        &'p self,
+        f: F,
+        iterable: I,
+        chunksize: usize,
+    ) -> Result<TryImap<'p, R, E>, PoolError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = Result<A, E>>,
+        A: 'p,
+        E: 'p,
+        I: 'p,
+    {
+        let _ = f;
+        if chunksize == 0 {
+            return Err(PoolError::ZeroChunksize);
+        }
+        self.try_imap_inner::<F, A, R, E, I>(iterable, Some(chunksize), true)
+    }
+
+    /// [`try_imap`](Pool::try_imap) yielding results in the order they
+    /// finish (as [`imap_unordered`](Pool::imap_unordered)); the input's
+    /// error comes after the results of every item before it.
+    ///
+    /// # Errors
+    /// [`PoolError::NotRunning`] after close/terminate.
+    pub fn try_imap_unordered<'p, F, A, R, E, I>(
+        &'p self,
+        f: F,
+        iterable: I,
+    ) -> Result<TryImap<'p, R, E>, PoolError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = Result<A, E>>,
+        A: 'p,
+        E: 'p,
+        I: 'p,
+    {
+        let _ = f;
+        self.try_imap_inner::<F, A, R, E, I>(iterable, None, false)
+    }
+
+    fn try_imap_inner<'p, F, A, R, E, I>(
+        &'p self,
+        iterable: I,
+        chunksize: Option<usize>,
+        ordered: bool,
+    ) -> Result<TryImap<'p, R, E>, PoolError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = Result<A, E>>,
+        A: 'p,
+        E: 'p,
+        I: 'p,
+    {
+        let error = Rc::new(RefCell::new(None));
+        let input = UntilErr {
+            it: iterable.into_iter(),
+            error: error.clone(),
+            failed: false,
+        };
+        let inner = self.imap_inner::<F, A, R, _>(input, chunksize, ordered)?;
+        Ok(TryImap { inner, error })
     }
 
     fn imap_inner<'p, F, A, R, I>(
@@ -955,6 +1081,12 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
                     return Ok(Some(c));
                 }
                 if self.exhausted && st.outstanding == 0 {
+                    drop(st);
+                    // Every item before the input's panic was delivered:
+                    // the panic goes on from here, at its position.
+                    if let Some(p) = self.prod.take_panic() {
+                        std::panic::resume_unwind(p);
+                    }
                     return Ok(None);
                 }
                 if !self.exhausted && st.outstanding_tasks < self.window {
@@ -1055,5 +1187,83 @@ impl<R> Drop for Imap<'_, R> {
             lock(&self.pool.shared.st).active_jobs -= 1;
             self.pool.shared.poke();
         }
+    }
+}
+
+/// The iterator of [`Pool::try_imap`] and its chunked and unordered forms:
+/// as [`Imap`], and at the input's first `Err`, [`TryImapError::Input`]
+/// with it as the last item.
+pub struct TryImap<'p, R, E> {
+    inner: Imap<'p, R>,
+    /// The input's error, once it was read (shared with the input adapter).
+    error: Rc<RefCell<Option<E>>>,
+}
+
+impl<R, E> fmt::Debug for TryImap<'_, R, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TryImap")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static, E> TryImap<'_, R, E> {
+    /// The next item, waiting at most until `deadline` (as
+    /// [`Imap::next_deadline`]).
+    ///
+    /// # Errors
+    /// `Err(())` on timeout.
+    #[allow(clippy::result_unit_err, clippy::type_complexity)]
+    pub fn next_deadline(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<Option<Result<R, TryImapError<E>>>, ()> {
+        self.inner
+            .next_deadline(deadline)
+            .map(|r| self.with_input_error(r))
+    }
+
+    /// [`next_deadline`](TryImap::next_deadline) with a timeout.
+    ///
+    /// # Errors
+    /// `Err(())` on timeout.
+    #[allow(clippy::result_unit_err, clippy::type_complexity)]
+    pub fn next_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Result<R, TryImapError<E>>>, ()> {
+        self.inner
+            .next_timeout(timeout)
+            .map(|r| self.with_input_error(r))
+    }
+
+    /// An item of the inner iterator; at its end, the input's error.
+    fn with_input_error(
+        &self,
+        r: Option<Result<R, TaskError>>,
+    ) -> Option<Result<R, TryImapError<E>>> {
+        match r {
+            Some(r) => Some(r.map_err(TryImapError::Task)),
+            None => self
+                .error
+                .borrow_mut()
+                .take()
+                .map(|e| Err(TryImapError::Input(e))),
+        }
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static, E> Iterator for TryImap<'_, R, E> {
+    type Item = Result<R, TryImapError<E>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let r = self.inner.next();
+        self.with_input_error(r)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (lo, hi) = self.inner.size_hint();
+        let error = usize::from(self.error.borrow().is_some());
+        (lo + error, hi.and_then(|h| h.checked_add(error)))
     }
 }

@@ -318,6 +318,55 @@ fn failing_initializer_fails_build() {
     });
 }
 
+fn fail_in_first_worker(_: ()) {
+    if mproc_process::current_process().name() == "PoolWorker-1" {
+        panic!("the first worker refuses");
+    }
+}
+
+/// An initializer that fails in one worker only: its replacement succeeds,
+/// so a build that missed the failure (the death handler used to consume it
+/// and respawn the worker before build looked) would return a working pool.
+#[test]
+fn initializer_failing_in_one_worker_fails_build() {
+    watchdog(120, || {
+        for round in 0..20 {
+            match Pool::builder()
+                .processes(2)
+                .initializer(fail_in_first_worker, ())
+                .build()
+            {
+                Err(mproc_pool::BuildError::Initializer { message }) => {
+                    assert!(message.contains("the first worker refuses"), "{message}")
+                }
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+    });
+}
+
+fn exit_in_init(code: i32) {
+    std::process::exit(code);
+}
+
+/// An initializer that ends its worker (no panic to report) fails build
+/// too, with how the worker ended, instead of being retried for ever.
+#[test]
+fn initializer_ending_its_worker_fails_build() {
+    watchdog(60, || {
+        match Pool::builder()
+            .processes(2)
+            .initializer(exit_in_init, 7)
+            .build()
+        {
+            Err(mproc_pool::BuildError::WorkerLost { status }) => {
+                assert_eq!(status.code(), Some(7), "{status}")
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
 #[test]
 fn build_validates_arguments() {
     assert!(matches!(

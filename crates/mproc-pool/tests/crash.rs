@@ -249,36 +249,61 @@ fn init_unless_marker(path: String) {
     }
 }
 
+/// Builds a one-worker pool with `init`, which starts refusing once a
+/// marker file exists, then kills the worker: the replacements fail their
+/// initializer, and after a bounded number of attempts the pool gives up
+/// and queued work fails with [`TaskError::InitializerFailed`] saying
+/// `why` (no endless loop), new work too.
+fn check_failing_replacements_stop_the_pool<F>(init: F, tag: &str, why: &str)
+where
+    F: Fn(String) + Copy + Send + 'static,
+{
+    let path = marker(tag);
+    let _ = std::fs::remove_file(&path);
+    let p = path.to_string_lossy().into_owned();
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer(init, p)
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(|x: u32| x + 1, 1).unwrap(), 2);
+    std::fs::write(&path, b"x").unwrap();
+    let victim = pool.pids()[0];
+    // SAFETY: kill(2) on our own worker.
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    let r = pool.apply_async(|x: u32| x + 1, 2).unwrap();
+    let e = r.get().unwrap_err();
+    let _ = std::fs::remove_file(&path);
+    match e.task_error() {
+        Some(TaskError::InitializerFailed(m)) => assert!(m.contains(why), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // New work fails at once too.
+    assert!(matches!(
+        pool.apply(|x: u32| x, 3).unwrap_err().task_error(),
+        Some(TaskError::InitializerFailed(_))
+    ));
+}
+
 #[test]
 fn replacements_failing_their_initializer_stop_the_pool() {
     watchdog(60, || {
-        let path = marker("init");
-        let _ = std::fs::remove_file(&path);
-        let p = path.to_string_lossy().into_owned();
-        let pool = Pool::builder()
-            .processes(1)
-            .initializer(init_unless_marker, p)
-            .build()
-            .unwrap();
-        assert_eq!(pool.apply(|x: u32| x + 1, 1).unwrap(), 2);
-        std::fs::write(&path, b"x").unwrap();
-        let victim = pool.pids()[0];
-        // SAFETY: kill(2) on our own worker.
-        unsafe { libc::kill(victim, libc::SIGKILL) };
-        // The replacements fail their initializer; after a bounded number of
-        // attempts the pool gives up and queued work fails (no endless loop).
-        let r = pool.apply_async(|x: u32| x + 1, 2).unwrap();
-        let e = r.get().unwrap_err();
-        let _ = std::fs::remove_file(&path);
-        match e.task_error() {
-            Some(TaskError::InitializerFailed(m)) => assert!(m.contains("marker present"), "{m}"),
-            other => panic!("{other:?}"),
-        }
-        // New work fails at once too.
-        assert!(matches!(
-            pool.apply(|x: u32| x, 3).unwrap_err().task_error(),
-            Some(TaskError::InitializerFailed(_))
-        ));
+        check_failing_replacements_stop_the_pool(init_unless_marker, "init", "marker present")
+    });
+}
+
+fn exit_if_marker(path: String) {
+    if std::path::Path::new(&path).exists() {
+        std::process::exit(9);
+    }
+}
+
+/// Replacements whose initializer ends the process (no panic to report)
+/// count as failing it: the pool gives up instead of respawning for ever.
+#[test]
+fn replacements_ending_in_their_initializer_stop_the_pool() {
+    watchdog(60, || {
+        check_failing_replacements_stop_the_pool(exit_if_marker, "init-exit", "code 9")
     });
 }
 

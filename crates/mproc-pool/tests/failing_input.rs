@@ -1,0 +1,361 @@
+//! An input that fails (its iterator panics, or yields `Err` to the
+//! `try_imap` family) surfaces at its position, after the results before
+//! it, as CPython raises the iterable's exception there; the pool stays
+//! usable.
+
+mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use common::watchdog;
+use mproc_pool::{Pool, TaskError, TryImapError};
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn length(s: String) -> usize {
+    s.len()
+}
+
+fn fail_on_1(x: u64) -> u64 {
+    if x == 1 {
+        panic!("one is bad");
+    }
+    x * x
+}
+
+/// `0..n` of plain numbers whose iterator panics when asked for `at`.
+fn numbers_panicking_at(at: u64, n: u64) -> impl Iterator<Item = u64> {
+    (0..n).inspect(move |&x| {
+        if x == at {
+            panic!("the input fails at {x}");
+        }
+    })
+}
+
+/// Strings of 0, 1, 2, … characters whose iterator panics when asked for
+/// item `at` (encoded items, not plain numbers).
+fn strings_panicking_at(at: usize, n: usize) -> impl Iterator<Item = String> {
+    (0..n).map(move |x| {
+        if x == at {
+            panic!("the input fails at {x}");
+        }
+        "x".repeat(x)
+    })
+}
+
+/// `0..n` as `Ok`s, with an `Err` at `at`.
+fn results_failing_at(at: u64, n: u64) -> impl Iterator<Item = Result<u64, String>> {
+    (0..n).map(move |x| {
+        if x == at {
+            Err(format!("no item {x}"))
+        } else {
+            Ok(x)
+        }
+    })
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// The message of the panic that `f` must raise.
+fn panic_of<T>(f: impl FnOnce() -> T) -> String {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(_) => panic!("the input's panic never came"),
+        Err(p) => panic_text(&*p),
+    }
+}
+
+/// Takes items until the input's panic, which must come after them, and
+/// nothing after it: returns them and the panic message.
+fn until_panic<I: Iterator>(it: &mut I) -> (Vec<I::Item>, String) {
+    let mut got = Vec::new();
+    let msg = panic_of(|| {
+        for v in it.by_ref() {
+            got.push(v);
+        }
+    });
+    assert!(it.next().is_none(), "an item after the input's panic");
+    (got, msg)
+}
+
+/// The pool still works (right answers, no hang).
+fn still_works(pool: &Pool) {
+    let want: Vec<u64> = (0..100).map(|x| x * x).collect();
+    assert_eq!(
+        pool.map(square, (0..100u64).collect::<Vec<_>>()).unwrap(),
+        want
+    );
+    let got: Vec<u64> = pool
+        .imap(square, 0..100u64)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(pool.apply(square, 7).unwrap(), 49);
+}
+
+#[test]
+fn imap_yields_the_results_before_a_panicking_input_then_its_panic() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let mut it = pool
+            .imap_chunked(square, numbers_panicking_at(3, 10), 1)
+            .unwrap();
+        let (got, msg) = until_panic(&mut it);
+        assert_eq!(got, [Ok(0), Ok(1), Ok(4)]);
+        assert_eq!(msg, "the input fails at 3");
+        // Nothing comes after the failure.
+        drop(it);
+        still_works(&pool);
+    });
+}
+
+#[test]
+fn imap_of_encoded_items_yields_the_results_before_a_panicking_input() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        for chunk in [1, 2, 5] {
+            let mut it = pool
+                .imap_chunked(length, strings_panicking_at(3, 10), chunk)
+                .unwrap();
+            let (got, msg) = until_panic(&mut it);
+            assert_eq!(got, [Ok(0), Ok(1), Ok(2)], "chunk {chunk}");
+            assert_eq!(msg, "the input fails at 3");
+        }
+        still_works(&pool);
+    });
+}
+
+/// Adaptive chunks: the failure falls inside a chunk, whose items before
+/// it are still run.
+#[test]
+fn adaptive_imap_keeps_every_result_before_a_panicking_input() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        for at in [0, 3, 2_500] {
+            let mut it = pool.imap(square, numbers_panicking_at(at, 10_000)).unwrap();
+            let (got, msg) = until_panic(&mut it);
+            let want: Vec<Result<u64, TaskError>> = (0..at).map(|x| Ok(x * x)).collect();
+            assert_eq!(got, want, "failing at {at}");
+            assert_eq!(msg, format!("the input fails at {at}"));
+        }
+        still_works(&pool);
+    });
+}
+
+#[test]
+fn imap_unordered_yields_every_result_before_a_panicking_input() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let mut it = pool
+            .imap_unordered(square, numbers_panicking_at(3, 10))
+            .unwrap();
+        let (got, msg) = until_panic(&mut it);
+        let mut got: Vec<u64> = got.into_iter().map(Result::unwrap).collect();
+        got.sort_unstable();
+        assert_eq!(got, [0, 1, 4]);
+        assert_eq!(msg, "the input fails at 3");
+        drop(it);
+        still_works(&pool);
+    });
+}
+
+/// `map` materialises its result: the items before the failure run, then
+/// the input's panic goes on from `map` (no value, no error).
+#[test]
+fn map_and_starmap_pass_a_panicking_input_on() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        assert_eq!(
+            panic_of(|| pool.map(square, numbers_panicking_at(3, 10))),
+            "the input fails at 3"
+        );
+        assert_eq!(
+            panic_of(|| pool.map_chunked(length, strings_panicking_at(5, 10), 2)),
+            "the input fails at 5"
+        );
+        fn add(a: u64, b: u64) -> u64 {
+            a + b
+        }
+        assert_eq!(
+            panic_of(|| pool.starmap(add, numbers_panicking_at(3, 10).map(|x| (x, x)))),
+            "the input fails at 3"
+        );
+        still_works(&pool);
+    });
+}
+
+/// `map_async` reads its input before it returns: the panic goes on from
+/// it and nothing is submitted.
+#[test]
+fn map_async_passes_a_panicking_input_on_at_once() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        assert_eq!(
+            panic_of(|| pool.map_async(length, strings_panicking_at(3, 10))),
+            "the input fails at 3"
+        );
+        still_works(&pool);
+    });
+}
+
+/// A failing input ends the job: `close` then `join` do not wait for it.
+#[test]
+fn a_panicking_input_leaves_nothing_for_join_to_wait_for() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let mut it = pool
+            .imap_chunked(square, numbers_panicking_at(3, 10), 1)
+            .unwrap();
+        let (got, _) = until_panic(&mut it);
+        assert_eq!(got.len(), 3);
+        pool.close();
+        pool.join().unwrap();
+        drop(it);
+    });
+}
+
+/// The input is still read lazily: an endless one works.
+#[test]
+fn imap_reads_an_endless_input_lazily() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let got: Vec<u64> = pool
+            .imap(square, (0u64..).map(|x| x + 1))
+            .unwrap()
+            .take(5)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got, [1, 4, 9, 16, 25]);
+    });
+}
+
+#[test]
+fn try_imap_yields_the_results_before_an_err_then_it() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let want = [
+            Ok(0),
+            Ok(1),
+            Ok(4),
+            Err(TryImapError::Input("no item 3".to_string())),
+        ];
+        for chunk in [1, 2, 5] {
+            let it = pool.try_imap_chunked(square, results_failing_at(3, 10), chunk);
+            assert_eq!(it.unwrap().collect::<Vec<_>>(), want, "chunk {chunk}");
+        }
+        // Far into adaptive chunks too.
+        let got: Vec<_> = pool
+            .try_imap(square, results_failing_at(5_000, 20_000))
+            .unwrap()
+            .collect();
+        assert_eq!(got.len(), 5_001);
+        assert!(
+            got[..5_000]
+                .iter()
+                .enumerate()
+                .all(|(i, r)| *r == Ok((i * i) as u64))
+        );
+        assert_eq!(
+            got[5_000],
+            Err(TryImapError::Input("no item 5000".to_string()))
+        );
+        // The error is the only one, and the input is read no further.
+        let mut read = 0;
+        let input = results_failing_at(3, 10).inspect(|_| read += 1);
+        let got: Vec<_> = pool.try_imap(square, input).unwrap().collect();
+        assert_eq!(got, want);
+        assert_eq!(read, 4);
+        still_works(&pool);
+    });
+}
+
+/// A failed task and a failed input each surface at their position.
+#[test]
+fn try_imap_tells_a_failed_task_from_a_failed_input() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let got: Vec<_> = pool
+            .try_imap_chunked(fail_on_1, results_failing_at(3, 10), 1)
+            .unwrap()
+            .collect();
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0], Ok(0));
+        match &got[1] {
+            Err(TryImapError::Task(TaskError::Panicked { message })) => {
+                assert!(message.contains("one is bad"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(got[2], Ok(4));
+        assert_eq!(got[3], Err(TryImapError::Input("no item 3".to_string())));
+    });
+}
+
+#[test]
+fn try_imap_unordered_ends_with_the_input_error() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let mut got: Vec<_> = pool
+            .try_imap_unordered(square, results_failing_at(3, 10))
+            .unwrap()
+            .collect();
+        assert_eq!(
+            got.pop(),
+            Some(Err(TryImapError::Input("no item 3".to_string())))
+        );
+        let mut got: Vec<u64> = got.into_iter().map(Result::unwrap).collect();
+        got.sort_unstable();
+        assert_eq!(got, [0, 1, 4]);
+    });
+}
+
+#[test]
+fn try_imap_with_a_timeout_and_an_input_without_errors() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let mut it = pool
+            .try_imap(square, (0..5u64).map(Ok::<u64, std::io::Error>))
+            .unwrap();
+        let mut got = Vec::new();
+        while let Some(r) = it.next_timeout(std::time::Duration::from_secs(30)).unwrap() {
+            got.push(r.unwrap());
+        }
+        assert_eq!(got, [0, 1, 4, 9, 16]);
+        // An input error is an `Error` whose source is the input's error.
+        let input = vec![Err(std::io::Error::other("disk on fire"))];
+        let e = pool
+            .try_imap(square, input)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap_err();
+        let source = std::error::Error::source(&e).unwrap();
+        assert_eq!(source.to_string(), "disk on fire");
+        assert!(
+            pool.try_imap_chunked(square, results_failing_at(3, 10), 0)
+                .is_err()
+        );
+    });
+}
+
+/// A panicking input of `Result`s: the panic comes as with `imap`.
+#[test]
+fn try_imap_passes_a_panic_of_its_input_on_at_its_position() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let input = numbers_panicking_at(3, 10).map(Ok::<u64, String>);
+        let mut it = pool.try_imap_chunked(square, input, 1).unwrap();
+        let (got, msg) = until_panic(&mut it);
+        assert_eq!(got, [Ok(0), Ok(1), Ok(4)]);
+        assert_eq!(msg, "the input fails at 3");
+        drop(it);
+        still_works(&pool);
+    });
+}
