@@ -1,0 +1,186 @@
+//! Where results land: a [`Sink`] per operation, filled by the MPI thread
+//! and drained by the caller's thread, and [`AsyncResult`].
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use mproc_pool::{PoolError, TaskError};
+use serde::de::DeserializeOwned;
+
+/// A chunk's results as they arrived: the result message and where its
+/// payload (`postcard` of `Vec<Result<R, String>>`) starts.
+pub(crate) struct Bytes {
+    pub(crate) buf: Vec<u8>,
+    pub(crate) start: usize,
+}
+
+/// A chunk's outcome.
+pub(crate) type ChunkOut = Result<Bytes, TaskError>;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long a waiting caller polls before it sleeps on the condition
+/// variable (short: a round trip to another rank is a few microseconds).
+const SPIN: Duration = Duration::from_micros(20);
+
+/// The chunks of one operation that came back, in arrival order.
+#[derive(Default)]
+pub(crate) struct Sink {
+    done: Mutex<Vec<(usize, ChunkOut)>>,
+    cv: Condvar,
+    /// Chunks delivered so far (read without the lock while spinning).
+    count: AtomicUsize,
+}
+
+impl Sink {
+    /// Called by the MPI thread.
+    pub(crate) fn deliver(&self, seq: usize, out: ChunkOut) {
+        lock(&self.done).push((seq, out));
+        // Release: pairs with the Acquire loads of the spinning waiter.
+        self.count.fetch_add(1, Ordering::Release);
+        self.cv.notify_all();
+    }
+
+    /// How many chunks came back so far.
+    pub(crate) fn delivered(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Waits until at least one chunk is there (or the deadline passes) and
+    /// takes all that are.
+    pub(crate) fn take(&self, deadline: Option<Instant>) -> Vec<(usize, ChunkOut)> {
+        let t0 = Instant::now();
+        while lock(&self.done).is_empty() && t0.elapsed() < SPIN {
+            std::hint::spin_loop();
+            std::thread::yield_now();
+        }
+        let mut g = lock(&self.done);
+        while g.is_empty() {
+            match deadline {
+                None => g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break;
+                    }
+                    g = self.cv.wait_timeout(g, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                }
+            }
+        }
+        std::mem::take(&mut *g)
+    }
+
+    /// Waits until `n` chunks in all have been delivered (or the deadline).
+    pub(crate) fn wait_count(&self, n: usize, deadline: Option<Instant>) -> bool {
+        let t0 = Instant::now();
+        while self.delivered() < n && t0.elapsed() < SPIN {
+            std::thread::yield_now();
+        }
+        let mut g = lock(&self.done);
+        while self.delivered() < n {
+            match deadline {
+                None => g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return false;
+                    }
+                    g = self.cv.wait_timeout(g, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Decodes a chunk of `n` items: each item's value or error.
+pub(crate) fn decode_chunk<R: DeserializeOwned>(out: ChunkOut, n: usize) -> Vec<Result<R, TaskError>> {
+    let failed = |e: TaskError| (0..n).map(|_| Err(e.clone())).collect();
+    let bytes = match out {
+        Ok(b) => b,
+        Err(e) => return failed(e),
+    };
+    match postcard::from_bytes::<Vec<Result<R, String>>>(&bytes.buf[bytes.start..]) {
+        Ok(v) if v.len() == n => v
+            .into_iter()
+            .map(|r| r.map_err(|message| TaskError::Panicked { message }))
+            .collect(),
+        Ok(v) => failed(TaskError::Decode(format!(
+            "a worker rank returned {} results for a chunk of {n} items",
+            v.len()
+        ))),
+        Err(e) => failed(TaskError::Decode(e.to_string())),
+    }
+}
+
+/// Turns the decoded items of a whole map into its value, or the first
+/// failure in input order.
+pub(crate) fn collect_map<R>(items: impl Iterator<Item = Result<R, TaskError>>) -> Result<Vec<R>, PoolError> {
+    let mut v = Vec::new();
+    for (index, r) in items.enumerate() {
+        match r {
+            Ok(x) => v.push(x),
+            Err(error) => return Err(PoolError::Task { index, error }),
+        }
+    }
+    Ok(v)
+}
+
+type Finish<T> = Box<dyn FnOnce(Vec<(usize, ChunkOut)>) -> Result<T, PoolError> + Send>;
+
+/// The result of [`MpiPool::apply_async`](crate::MpiPool::apply_async) or
+/// [`MpiPool::map_async`](crate::MpiPool::map_async) (Python's
+/// `AsyncResult`).
+#[must_use = "an AsyncResult does nothing unless waited on"]
+pub struct AsyncResult<T> {
+    sink: Arc<Sink>,
+    chunks: usize,
+    finish: Finish<T>,
+}
+
+impl<T> fmt::Debug for AsyncResult<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult").field("ready", &self.ready()).finish_non_exhaustive()
+    }
+}
+
+impl<T> AsyncResult<T> {
+    pub(crate) fn new(sink: Arc<Sink>, chunks: usize, finish: Finish<T>) -> Self {
+        Self { sink, chunks, finish }
+    }
+
+    /// Whether the result has arrived (Python's `ready()`).
+    pub fn ready(&self) -> bool {
+        self.sink.delivered() >= self.chunks
+    }
+
+    /// Blocks until the result has arrived.
+    pub fn wait(&self) {
+        self.sink.wait_count(self.chunks, None);
+    }
+
+    /// Blocks until the result has arrived or `timeout` passed; returns
+    /// whether it arrived.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.sink.wait_count(self.chunks, Instant::now().checked_add(timeout))
+    }
+
+    /// Waits for the result and returns it (Python's `get()`).
+    ///
+    /// # Errors
+    /// [`PoolError::Task`] if the task (for a map: the first failed item in
+    /// input order) failed.
+    pub fn get(self) -> Result<T, PoolError> {
+        self.wait();
+        let mut all = Vec::with_capacity(self.chunks);
+        while all.len() < self.chunks {
+            all.extend(self.sink.take(None));
+        }
+        all.sort_by_key(|(seq, _)| *seq);
+        (self.finish)(all)
+    }
+}
