@@ -222,11 +222,16 @@ fn run_master<C: Communicator>(
     est: &Estimates,
 ) {
     let mine = task::probe_offset();
+    let my_host = mpi::environment::processor_name().unwrap_or_default();
     let mut max_local = 1usize;
+    let mut pids = Vec::with_capacity(workers.len());
     for &w in &workers {
         let (msg, _) = comm.process_at_rank(w).receive_vec_with_tag::<u8>(wire::TAG_HELLO);
         match wire::parse_hello(&msg) {
-            Ok(h) if h.probe == mine => max_local = max_local.max(h.local as usize),
+            Ok(h) if h.probe == mine => {
+                max_local = max_local.max(h.local as usize);
+                pids.push((h.host == my_host).then_some(h.pid));
+            }
             Ok(h) => {
                 eprintln!(
                     "mproc-mpi: worker rank {w} (pid {} on {}) runs a different executable; \
@@ -244,7 +249,7 @@ fn run_master<C: Communicator>(
     let _ = local;
     let _ = ready.send(Ok(Ready::Master { workers: workers.len(), local: max_local }));
     let mut m = Sched {
-        workers: workers.iter().map(|&rank| Slot { rank, inflight: 0 }).collect(),
+        workers: workers.iter().zip(pids).map(|(&rank, pid)| Slot { rank, inflight: 0, pid }).collect(),
         queue: VecDeque::new(),
         out: HashMap::new(),
         next_id: 1,
@@ -259,6 +264,8 @@ fn run_master<C: Communicator>(
 struct Slot {
     rank: Rank,
     inflight: usize,
+    /// The worker's pid if it runs on this host (then rank 0 can see it die).
+    pid: Option<u32>,
 }
 
 struct Outstanding {
@@ -288,6 +295,9 @@ const EAGER: usize = 4096;
 const SPIN: Duration = Duration::from_micros(50);
 /// Its longest nap while work is out (a command wakes it at once).
 const MAX_NAP: Duration = Duration::from_millis(1);
+/// How often rank 0 checks that the workers on its host with work out are
+/// alive.
+const WATCH: Duration = Duration::from_millis(100);
 
 impl Sched {
     fn on_cmd(&mut self, cmd: Cmd) {
@@ -310,6 +320,7 @@ impl Sched {
 
     fn run<C: Communicator>(&mut self, comm: &C, rx: &Receiver<Cmd>, est: &Estimates) {
         let mut last_activity = Instant::now();
+        let mut last_watch = Instant::now();
         let mut nap = Duration::from_micros(20);
         loop {
             let mut busy = false;
@@ -353,6 +364,10 @@ impl Sched {
                 last_activity = Instant::now();
                 continue;
             }
+            if last_watch.elapsed() >= WATCH {
+                last_watch = Instant::now();
+                self.watch(comm);
+            }
             match rx.recv_timeout(nap) {
                 Ok(cmd) => {
                     self.on_cmd(cmd);
@@ -389,6 +404,23 @@ impl Sched {
         sent
     }
 
+    /// Ends the job if a worker on this host with work out has died: MPI
+    /// cannot replace a rank, and the MPI runtime does not always end a job
+    /// whose spawned process died (Open MPI 4 leaves the parent waiting).
+    fn watch<C: Communicator>(&self, comm: &C) {
+        for w in &self.workers {
+            let Some(pid) = w.pid else { continue };
+            if w.inflight > 0 && !alive(pid) {
+                eprintln!(
+                    "mproc-mpi: worker rank {} (pid {pid}) died with work out; an MPI job cannot \
+                     replace a rank, so the job is aborted",
+                    w.rank
+                );
+                comm.abort(1);
+            }
+        }
+    }
+
     fn on_result(&mut self, from: Rank, msg: Vec<u8>, est: &Estimates) {
         let (id, ns, failure) = match wire::parse_result(&msg) {
             Ok(r) => (r.id, r.ns, r.out.err()),
@@ -410,6 +442,16 @@ impl Sched {
             };
             sink.deliver(o.seq, out);
         }
+    }
+}
+
+/// Whether process `pid` (on this host) is alive: it exists and is not a
+/// zombie.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat.rsplit_once(") ").is_none_or(|(_, rest)| !rest.starts_with(['Z', 'X'])),
+        Err(_) => false,
     }
 }
 
