@@ -97,23 +97,61 @@ impl Sink {
     }
 }
 
-/// Decodes a chunk of `n` items: each item's value or error.
-pub(crate) fn decode_chunk<R: DeserializeOwned>(out: ChunkOut, n: usize) -> Vec<Result<R, TaskError>> {
-    let failed = |e: TaskError| (0..n).map(|_| Err(e.clone())).collect();
+/// A chunk's items, decoded: each item's value or error, in order.
+pub(crate) struct Decoded<R> {
+    values: std::vec::IntoIter<R>,
+    failures: std::collections::VecDeque<(u64, TaskError)>,
+    pos: u64,
+    len: u64,
+}
+
+impl<R> Iterator for Decoded<R> {
+    type Item = Result<R, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.len {
+            return None;
+        }
+        let k = self.pos;
+        self.pos += 1;
+        if self.failures.front().is_some_and(|(at, _)| *at == k) {
+            return self.failures.pop_front().map(|(_, e)| Err(e));
+        }
+        self.values.next().map(Ok)
+    }
+}
+
+/// Decodes a chunk of `n` items.
+pub(crate) fn decode_chunk<R: DeserializeOwned>(out: ChunkOut, n: usize) -> Decoded<R> {
+    let all_failed = |e: TaskError| Decoded {
+        values: Vec::new().into_iter(),
+        failures: (0..n as u64).map(|k| (k, e.clone())).collect(),
+        pos: 0,
+        len: n as u64,
+    };
     let bytes = match out {
         Ok(b) => b,
-        Err(e) => return failed(e),
+        Err(e) => return all_failed(e),
     };
-    match postcard::from_bytes::<Vec<Result<R, String>>>(&bytes.buf[bytes.start..]) {
-        Ok(v) if v.len() == n => v
-            .into_iter()
-            .map(|r| r.map_err(|message| TaskError::Panicked { message }))
-            .collect(),
-        Ok(v) => failed(TaskError::Decode(format!(
-            "a worker rank returned {} results for a chunk of {n} items",
-            v.len()
+    match postcard::from_bytes::<(Vec<R>, Vec<(u64, String)>)>(&bytes.buf[bytes.start..]) {
+        Ok((values, failures))
+            if values.len() + failures.len() == n
+                && failures.windows(2).all(|w| w[0].0 < w[1].0)
+                && failures.last().is_none_or(|f| f.0 < n as u64) =>
+        {
+            Decoded {
+                values: values.into_iter(),
+                failures: failures.into_iter().map(|(k, message)| (k, TaskError::Panicked { message })).collect(),
+                pos: 0,
+                len: n as u64,
+            }
+        }
+        Ok((values, failures)) => all_failed(TaskError::Decode(format!(
+            "a worker rank returned {} values and {} failures for a chunk of {n} items",
+            values.len(),
+            failures.len()
         ))),
-        Err(e) => failed(TaskError::Decode(e.to_string())),
+        Err(e) => all_failed(TaskError::Decode(e.to_string())),
     }
 }
 

@@ -1,6 +1,6 @@
 //! `MpiPool`, its builder and the `imap` iterator.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::comm::{self, Chunk, Cmd, Launch, Master};
 use crate::error::MpiError;
-use crate::job::{AsyncResult, ChunkOut, Sink, collect_map, decode_chunk};
+use crate::job::{AsyncResult, ChunkOut, Decoded, Sink, collect_map, decode_chunk};
 use crate::worker::entry_of;
 use crate::{chunk, task, wire};
 
@@ -196,7 +196,7 @@ impl MpiPool {
             1,
             Box::new(|mut all: Vec<(usize, ChunkOut)>| {
                 let (_, out) = all.pop().expect("one chunk");
-                let r = decode_chunk::<R>(out, 1).pop().expect("one item");
+                let r = decode_chunk::<R>(out, 1).next().expect("one item");
                 r.map_err(|error| PoolError::Task { index: 0, error })
             }),
         ))
@@ -371,7 +371,7 @@ impl MpiPool {
             exhausted: false,
             next_seq: 0,
             arrived: BTreeMap::new(),
-            buffer: VecDeque::new(),
+            current: None,
             consumed: 0,
             _r: std::marker::PhantomData,
         })
@@ -506,7 +506,7 @@ pub struct Imap<'p, R> {
     /// The next chunk to yield (ordered).
     next_seq: usize,
     arrived: BTreeMap<usize, ChunkOut>,
-    buffer: VecDeque<Result<R, TaskError>>,
+    current: Option<Decoded<R>>,
     /// Chunks taken out of the sink.
     consumed: usize,
     _r: std::marker::PhantomData<fn() -> R>,
@@ -586,17 +586,17 @@ impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(x) = self.buffer.pop_front() {
+            if let Some(x) = self.current.as_mut().and_then(Iterator::next) {
                 return Some(x);
             }
             if self.ordered {
                 if let Some(out) = self.arrived.remove(&self.next_seq) {
-                    self.buffer.extend(decode_chunk(out, self.sizes[self.next_seq]));
+                    self.current = Some(decode_chunk(out, self.sizes[self.next_seq]));
                     self.next_seq += 1;
                     continue;
                 }
             } else if let Some((seq, out)) = self.arrived.pop_first() {
-                self.buffer.extend(decode_chunk(out, self.sizes[seq]));
+                self.current = Some(decode_chunk(out, self.sizes[seq]));
                 self.next_seq += 1;
                 continue;
             }

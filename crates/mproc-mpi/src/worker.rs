@@ -53,20 +53,38 @@ pub(crate) fn record_panic(msg: String) {
     LAST_PANIC.with(|p| *p.borrow_mut() = Some(msg));
 }
 
-/// Runs one item, catching a panic as its message.
-fn call<F: Fn(A) -> R, A, R>(f: &F, a: A) -> Result<R, String> {
-    IN_TASK.with(|t| t.set(true));
-    let r = panic::catch_unwind(AssertUnwindSafe(|| f(a)));
-    IN_TASK.with(|t| t.set(false));
-    r.map_err(|payload| {
-        LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| {
-            payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic with a non-string payload".to_string())
-        })
+/// A chunk's outcome as it travels: the values of the items that
+/// succeeded, in order, and the failed items' positions and messages.
+pub(crate) type Out<R> = (Vec<R>, Vec<(u64, String)>);
+
+/// The message of a caught panic (the hook recorded it with its location).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with a non-string payload".to_string())
     })
+}
+
+/// Runs `step(from)` (which runs items from position `from` on, setting
+/// `cur` before each) until it completes; a panic fails item `cur`, and the
+/// run goes on after it. One `catch_unwind` per chunk, not per item.
+fn run_guarded(failures: &mut Vec<(u64, String)>, mut step: impl FnMut(u64, &mut u64)) {
+    IN_TASK.with(|t| t.set(true));
+    let mut from = 0u64;
+    loop {
+        let mut cur = from;
+        match panic::catch_unwind(AssertUnwindSafe(|| step(from, &mut cur))) {
+            Ok(()) => break,
+            Err(payload) => {
+                failures.push((cur, panic_message(&*payload)));
+                from = cur + 1;
+            }
+        }
+    }
+    IN_TASK.with(|t| t.set(false));
 }
 
 fn run_chunk<F, A, R>(ctx: &WorkerCtx, input: Input<'_>) -> Result<Vec<u8>, String>
@@ -77,17 +95,35 @@ where
 {
     // SAFETY: `entry_of` asserted that `F` is zero-sized; it is `Copy`.
     let f: F = unsafe { task::conjure() };
-    let out: Vec<Result<R, String>> = match input {
+    let out: Out<R> = match input {
         Input::Items(bytes) => {
             let items: Vec<A> =
                 postcard::from_bytes(bytes).map_err(|e| format!("the chunk's items did not decode: {e}"))?;
             match &ctx.local {
-                Some(pool) if items.len() > 1 => pool
-                    .imap(f, items)
-                    .map_err(|e| e.to_string())?
-                    .map(|r| r.map_err(|e| local_error(&e)))
-                    .collect(),
-                _ => items.into_iter().map(|a| call(&f, a)).collect(),
+                Some(pool) if items.len() > 1 => {
+                    let mut out: Out<R> = (Vec::with_capacity(items.len()), Vec::new());
+                    let results = pool.imap(f, items).map_err(|e| e.to_string())?;
+                    for (k, r) in results.enumerate() {
+                        match r {
+                            Ok(v) => out.0.push(v),
+                            Err(e) => out.1.push((k as u64, local_error(&e))),
+                        }
+                    }
+                    out
+                }
+                _ => {
+                    let mut values = Vec::with_capacity(items.len());
+                    let mut failures = Vec::new();
+                    let mut it = items.into_iter();
+                    run_guarded(&mut failures, |from, cur| {
+                        *cur = from;
+                        for a in it.by_ref() {
+                            values.push(f(a));
+                            *cur += 1;
+                        }
+                    });
+                    (values, failures)
+                }
             }
         }
         Input::Range { start, len } => match &ctx.local {
@@ -100,9 +136,18 @@ where
                         (start + a as i128, b - a)
                     })
                     .collect();
-                let mut out = Vec::with_capacity(len as usize);
-                for piece in pool.map(run_range::<F, A, R>, pieces).map_err(|e| e.to_string())? {
-                    out.extend(piece?);
+                let mut out: Out<R> = (Vec::with_capacity(len.min(1 << 20) as usize), Vec::new());
+                let mut base = 0u64;
+                for (piece, (_, n)) in pool
+                    .map(run_range::<F, A, R>, pieces.clone())
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .zip(pieces)
+                {
+                    let (values, failures) = piece?;
+                    out.0.extend(values);
+                    out.1.extend(failures.into_iter().map(|(k, m)| (base + k, m)));
+                    base += n;
                 }
                 out
             }
@@ -122,7 +167,7 @@ fn local_error(e: &mproc_pool::TaskError) -> String {
 
 /// Runs `f` over `len` integers from `start` (in the worker rank, or in a
 /// process of its local pool: a `fn` item, so it travels by reference too).
-fn run_range<F, A, R>((start, len): (i128, u64)) -> Result<Vec<Result<R, String>>, String>
+fn run_range<F, A, R>((start, len): (i128, u64)) -> Result<Out<R>, String>
 where
     F: Fn(A) -> R + Copy + Send + 'static,
     A: Serialize + DeserializeOwned + 'static,
@@ -130,13 +175,18 @@ where
 {
     // SAFETY: `entry_of::<F, ..>` asserted that `F` is zero-sized.
     let f: F = unsafe { task::conjure() };
-    let mut out = Vec::with_capacity(len.min(1 << 20) as usize);
-    let is_int = mproc_pool::__private::for_each_in_range::<A>(start, 0, len, |_, a| {
-        out.push(call(&f, a));
-        true
+    let mut values = Vec::with_capacity(len.min(1 << 20) as usize);
+    let mut failures = Vec::new();
+    let mut is_int = true;
+    run_guarded(&mut failures, |from, cur| {
+        is_int = mproc_pool::__private::for_each_in_range::<A>(start, from, len, |k, a| {
+            *cur = k;
+            values.push(f(a));
+            true
+        });
     });
     if is_int {
-        Ok(out)
+        Ok((values, failures))
     } else {
         Err("a range chunk for a task whose argument is not an integer".to_string())
     }
