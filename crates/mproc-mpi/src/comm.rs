@@ -516,7 +516,7 @@ pub(crate) fn dispatch_spawned() {
 /// The local process count of a spawned worker, from its last argument.
 fn spawned_marker() -> Option<usize> {
     let cmdline = std::fs::read("/proc/self/cmdline").ok()?;
-    let last = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty()).next_back()?;
+    let last = cmdline.split(|&b| b == 0).rfind(|a| !a.is_empty())?;
     let last = std::str::from_utf8(last).ok()?;
     last.strip_prefix(WORKER_ARG)?.parse().ok()
 }

@@ -25,6 +25,7 @@ use crate::{chunk, task, wire};
 /// // Under `mpirun -n 5 prog`: rank 0 gets the pool, ranks 1..5 serve in
 /// // here, each running its chunks on 8 local processes.
 /// let pool = MpiPool::builder().local_processes(8).build()?;
+/// println!("{} ranks x {} processes", pool.workers(), pool.local_processes());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default)]
