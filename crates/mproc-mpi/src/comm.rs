@@ -40,6 +40,10 @@ pub(crate) enum Cmd {
     /// Drop what is queued (those results fail with `Cancelled`), then as
     /// `Close`.
     Terminate,
+    /// Once the pool is idle, time this many raw 8-byte MPI round trips
+    /// with the first worker (after 200 unmeasured ones); reply with the
+    /// whole duration.
+    Echo(u64, Sender<Duration>),
 }
 
 /// Measured time per item, per task function.
@@ -254,6 +258,7 @@ fn run_master<C: Communicator>(
         out: HashMap::new(),
         next_id: 1,
         closing: false,
+        echo: None,
     };
     m.run(comm, &rx, est);
     for w in &m.workers {
@@ -283,6 +288,7 @@ struct Sched {
     out: HashMap<u64, Outstanding>,
     next_id: u64,
     closing: bool,
+    echo: Option<(u64, Sender<Duration>)>,
 }
 
 /// Chunks per worker at once: one running, one waiting in its receive
@@ -304,6 +310,7 @@ impl Sched {
         match cmd {
             Cmd::Submit(chunks) => self.queue.extend(chunks),
             Cmd::Close => self.closing = true,
+            Cmd::Echo(rounds, reply) => self.echo = Some((rounds, reply)),
             Cmd::Terminate => {
                 self.closing = true;
                 for c in self.queue.drain(..) {
@@ -343,6 +350,12 @@ impl Sched {
                 self.on_result(status.source_rank(), msg, est);
             }
             busy |= self.dispatch(comm);
+            if self.out.is_empty() && self.queue.is_empty() {
+                if let Some((rounds, reply)) = self.echo.take() {
+                    let _ = reply.send(self.echo_rounds(comm, rounds));
+                    busy = true;
+                }
+            }
             if self.closing && self.queue.is_empty() && self.out.is_empty() {
                 return;
             }
@@ -402,6 +415,22 @@ impl Sched {
             }
         }
         sent
+    }
+
+    /// Raw MPI round trips with the first worker (idle pool only).
+    fn echo_rounds<C: Communicator>(&self, comm: &C, rounds: u64) -> Duration {
+        const WARM: u64 = 200;
+        let peer = comm.process_at_rank(self.workers[0].rank);
+        peer.send_with_tag(&(rounds + WARM).to_le_bytes()[..], wire::TAG_ECHO);
+        let mut t0 = Instant::now();
+        for i in 0..rounds + WARM {
+            if i == WARM {
+                t0 = Instant::now();
+            }
+            peer.send_with_tag(&i, wire::TAG_ECHO);
+            let _: (u64, _) = peer.receive_with_tag(wire::TAG_ECHO);
+        }
+        t0.elapsed()
     }
 
     /// Ends the job if a worker on this host with work out has died: MPI

@@ -414,6 +414,21 @@ impl MpiPool {
         Ok(())
     }
 
+    /// Times `rounds` raw 8-byte MPI round trips between rank 0 and the
+    /// first worker rank, on the pool's own MPI thread once it is idle: the
+    /// floor under [`apply`](Self::apply)'s round trip, measured in the same
+    /// run. Returns the mean round trip, or `None` if the pool is not
+    /// running.
+    #[doc(hidden)]
+    pub fn raw_round_trip(&self, rounds: u64) -> Option<std::time::Duration> {
+        self.check_running().ok()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        if !self.master.send(Cmd::Echo(rounds.max(1), tx)) {
+            return None;
+        }
+        rx.recv().ok().map(|d| d / rounds.max(1) as u32)
+    }
+
     /// Whether the workers have stopped and MPI is finalised.
     pub fn is_finished(&self) -> bool {
         self.master.finished()

@@ -10,6 +10,9 @@ pub(crate) const TAG_RESULT: i32 = 2;
 pub(crate) const TAG_STOP: i32 = 3;
 /// Worker → rank 0, once: who it is.
 pub(crate) const TAG_HELLO: i32 = 4;
+/// Rank 0 ↔ worker: the raw 8-byte ping-pong that measures MPI's own round
+/// trip (the first message carries the number of rounds).
+pub(crate) const TAG_ECHO: i32 = 5;
 
 const TASK_HEADER: usize = 17;
 pub(crate) const RESULT_HEADER: usize = 25;

@@ -237,6 +237,14 @@ pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
         let (msg, status) = matched.matched_receive_vec::<u8>();
         match status.tag() {
             wire::TAG_STOP => break,
+            wire::TAG_ECHO => {
+                // Plain blocking MPI, as a raw rsmpi program would do it.
+                let rounds = msg.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+                for _ in 0..rounds {
+                    let (x, _) = peer.receive_with_tag::<u64>(wire::TAG_ECHO);
+                    peer.send_with_tag(&x, wire::TAG_ECHO);
+                }
+            }
             wire::TAG_TASK => {
                 let reply = run_message(&ctx, &msg);
                 peer.send_with_tag(&reply[..], wire::TAG_RESULT);
