@@ -36,9 +36,11 @@ pub(crate) fn chunk_size(
     };
     match remaining {
         Some(r) => {
-            // Two chunks per worker at most for what is left.
+            // Two chunks per worker at most for what is left, but not below
+            // a tenth of the target: a tail of tiny chunks is all round trips.
             let share = r.div_ceil(2 * workers.max(1)).max(1);
-            n.min(share).min(r.max(1))
+            let floor = if ns_per_item.is_some() { n / 10 } else { 1 };
+            n.min(share.max(floor)).min(r.max(1))
         }
         None => n,
     }
@@ -70,7 +72,12 @@ mod tests {
     #[test]
     fn the_tail_is_shared() {
         // 100 left over 2 workers: at most 25 per chunk.
-        assert_eq!(chunk_size(Some(1.0), 0, Some(100), 2, 1), 25);
+        assert_eq!(chunk_size(Some(1e5), 0, Some(100), 2, 1), 20);
+        assert_eq!(chunk_size(Some(1e6), 0, Some(100), 2, 1), 2);
+        // ... but never below a tenth of the target.
+        assert_eq!(chunk_size(Some(1000.0), 0, Some(3000), 2, 1), 750);
+        assert_eq!(chunk_size(Some(1000.0), 0, Some(1000), 2, 1), 250);
+        assert_eq!(chunk_size(Some(1000.0), 0, Some(100), 2, 1), 100);
         assert_eq!(chunk_size(Some(1.0), 0, Some(1), 4, 1), 1);
         assert_eq!(chunk_size(None, 5, Some(3), 1, 1), 2);
     }

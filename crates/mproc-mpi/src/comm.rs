@@ -51,11 +51,20 @@ pub(crate) enum Cmd {
 pub(crate) struct Estimates(Mutex<HashMap<i64, (f64, f64)>>);
 
 impl Estimates {
+    /// Adds a chunk's measurement: a moving average of the time per item,
+    /// weighted by items, that forgets old chunks (a chunk slowed down by
+    /// preemption must not shrink the chunks for the rest of the run).
     fn add(&self, entry: i64, ns: u64, items: usize) {
+        if items == 0 {
+            return;
+        }
         let mut m = lock(&self.0);
         let e = m.entry(entry).or_insert((0.0, 0.0));
-        e.0 += ns as f64;
-        e.1 += items as f64;
+        let (ns, items) = (ns as f64, items as f64);
+        // Keep the weight of the past at most 4 chunks' worth of this one.
+        let keep = (4.0 * items / e.1.max(items)).min(1.0);
+        e.0 = e.0 * keep + ns;
+        e.1 = e.1 * keep + items;
     }
 
     /// Nanoseconds per item, once something was measured.
@@ -464,6 +473,9 @@ impl Sched {
         };
         self.workers[o.slot].inflight -= 1;
         est.add(o.entry, ns, o.items);
+        if std::env::var_os("MPROC_MPI_TRACE").is_some() {
+            eprintln!("chunk {id} from {from}: {} items, {} us on the worker, est {:?}", o.items, ns / 1000, est.get(o.entry));
+        }
         if let Some(sink) = o.sink {
             let out = match failure {
                 None => Ok(Bytes { buf: msg, start: wire::RESULT_HEADER }),

@@ -121,6 +121,16 @@ impl<R> Iterator for Decoded<R> {
     }
 }
 
+impl<R> Decoded<R> {
+    /// All the values, or the first failure and its position in the chunk.
+    pub(crate) fn into_values(mut self) -> Result<Vec<R>, (usize, TaskError)> {
+        match self.failures.pop_front() {
+            None => Ok(self.values.collect()),
+            Some((k, e)) => Err((k as usize, e)),
+        }
+    }
+}
+
 /// Decodes a chunk of `n` items.
 pub(crate) fn decode_chunk<R: DeserializeOwned>(out: ChunkOut, n: usize) -> Decoded<R> {
     let all_failed = |e: TaskError| Decoded {

@@ -221,7 +221,7 @@ impl MpiPool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        collect_map(self.imap_inner::<F, A, R, I>(iterable, None, true)?)
+        self.imap_inner::<F, A, R, I>(iterable, None, true)?.collect_all()
     }
 
     /// [`map`](Self::map) with a fixed chunk size.
@@ -239,7 +239,7 @@ impl MpiPool {
         if chunksize == 0 {
             return Err(PoolError::ZeroChunksize);
         }
-        collect_map(self.imap_inner::<F, A, R, I>(iterable, Some(chunksize), true)?)
+        self.imap_inner::<F, A, R, I>(iterable, Some(chunksize), true)?.collect_all()
     }
 
     /// Applies `f` to argument tuples (Python's `starmap`).
@@ -597,6 +597,47 @@ impl<R: DeserializeOwned> Imap<'_, R> {
     }
 }
 
+impl<R: DeserializeOwned> Imap<'_, R> {
+    /// The next chunk's items (in input order, or as they finish), after
+    /// topping up the window, so the workers have work while the caller
+    /// goes through this chunk.
+    fn next_decoded(&mut self) -> Option<Decoded<R>> {
+        loop {
+            self.refill();
+            let ready = if self.ordered {
+                self.arrived.remove(&self.next_seq).map(|out| (self.next_seq, out))
+            } else {
+                self.arrived.pop_first()
+            };
+            if let Some((seq, out)) = ready {
+                self.next_seq += 1;
+                return Some(decode_chunk(out, self.sizes[seq]));
+            }
+            if self.next_seq >= self.sizes.len() && self.exhausted {
+                return None;
+            }
+            for (seq, out) in self.sink.take(None) {
+                self.consumed += 1;
+                self.arrived.insert(seq, out);
+            }
+        }
+    }
+
+    /// Collects everything (for `map`): a chunk without failures is moved
+    /// in whole; the first failure in input order ends it.
+    fn collect_all(mut self) -> Result<Vec<R>, PoolError> {
+        let mut v = Vec::new();
+        while let Some(chunk) = self.next_decoded() {
+            let base = v.len();
+            match chunk.into_values() {
+                Ok(values) => v.extend(values),
+                Err((k, error)) => return Err(PoolError::Task { index: base + k, error }),
+            }
+        }
+        Ok(v)
+    }
+}
+
 impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
     type Item = Result<R, TaskError>;
 
@@ -605,25 +646,7 @@ impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
             if let Some(x) = self.current.as_mut().and_then(Iterator::next) {
                 return Some(x);
             }
-            if self.ordered {
-                if let Some(out) = self.arrived.remove(&self.next_seq) {
-                    self.current = Some(decode_chunk(out, self.sizes[self.next_seq]));
-                    self.next_seq += 1;
-                    continue;
-                }
-            } else if let Some((seq, out)) = self.arrived.pop_first() {
-                self.current = Some(decode_chunk(out, self.sizes[seq]));
-                self.next_seq += 1;
-                continue;
-            }
-            self.refill();
-            if self.next_seq >= self.sizes.len() && self.exhausted {
-                return None;
-            }
-            for (seq, out) in self.sink.take(None) {
-                self.consumed += 1;
-                self.arrived.insert(seq, out);
-            }
+            self.current = Some(self.next_decoded()?);
         }
     }
 }
