@@ -37,14 +37,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // "Using a loop": one apply_async per item, then get each.
     let t0 = Instant::now();
-    let results = data.iter().map(|&x| pool.apply_async(cube, x)).collect::<Result<Vec<_>, _>>()?;
-    let cubes = results.into_iter().map(|r| r.get()).collect::<Result<Vec<_>, _>>()?;
-    println!("{cubes:?} (apply_async, {:.1} µs)", t0.elapsed().as_secs_f64() * 1e6);
+    let results = data
+        .iter()
+        .map(|&x| pool.apply_async(cube, x))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cubes = results
+        .into_iter()
+        .map(|r| r.get())
+        .collect::<Result<Vec<_>, _>>()?;
+    println!(
+        "{cubes:?} (apply_async, {:.1} µs)",
+        t0.elapsed().as_secs_f64() * 1e6
+    );
 
     // "Using a map".
     let t0 = Instant::now();
     let mapped = pool.map(cube, data)?;
-    println!("{mapped:?} (map, {:.1} µs)", t0.elapsed().as_secs_f64() * 1e6);
+    println!(
+        "{mapped:?} (map, {:.1} µs)",
+        t0.elapsed().as_secs_f64() * 1e6
+    );
     assert_eq!(cubes, [1, 8, 27, 64, 125, 216]);
     assert_eq!(mapped, cubes);
     Ok(())

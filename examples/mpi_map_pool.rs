@@ -24,7 +24,10 @@ fn lots_of_math(n: u64) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let op_count: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(40_000_000);
+    let op_count: u64 = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40_000_000);
     let local: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1);
 
     // Every rank runs up to here; ranks >= 1 serve inside `build` and exit.

@@ -16,11 +16,16 @@ use mproc::mpi::MpiPool;
 mod scatter;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let nx1: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(256);
+    let nx1: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256);
     let pool = MpiPool::new()?;
 
     let t0 = Instant::now();
-    let serial: Vec<_> = (0..nx1 * nx1).map(|k| scatter::compute_field((k, nx1))).collect();
+    let serial: Vec<_> = (0..nx1 * nx1)
+        .map(|k| scatter::compute_field((k, nx1)))
+        .collect();
     let t_serial = t0.elapsed();
 
     let t0 = Instant::now();
@@ -28,7 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t_pool = t0.elapsed();
     assert_eq!(res, serial);
 
-    let peak = res.iter().map(|(_, (re, im))| (re * re + im * im).sqrt()).fold(0.0, f64::max);
+    let peak = res
+        .iter()
+        .map(|(_, (re, im))| (re * re + im * im).sqrt())
+        .fold(0.0, f64::max);
     println!("grid {nx1}x{nx1}; max |scattered field| = {peak:.4}");
     println!(
         "serial: {:.3} s, MpiPool ({} ranks x {} local processes): {:.3} s, speed-up {:.2}x",

@@ -62,18 +62,17 @@ fn launch(job: &str, ranks: usize) -> BenchResult<serde_json::Value> {
 }
 
 fn num(v: &serde_json::Value, k: &str) -> BenchResult<f64> {
-    v[k].as_f64().ok_or_else(|| format!("the MPI job reported no {k}: {v}").into())
+    v[k].as_f64()
+        .ok_or_else(|| format!("the MPI job reported no {k}: {v}").into())
 }
 
 fn mpi_apply_rtt(_: &Ctx) -> BenchResult<Vec<Measurement>> {
     let v = launch("apply_rtt", 2)?;
     let (apply, raw) = (num(&v, "apply_us")?, num(&v, "raw_us")?);
-    Ok(vec![
-        Measurement::lower(apply, "µs").note(format!(
-            "raw rsmpi 8-byte round trip in the same job: {raw:.2} µs ({:.1}x the raw floor)",
-            apply / raw
-        )),
-    ])
+    Ok(vec![Measurement::lower(apply, "µs").note(format!(
+        "raw rsmpi 8-byte round trip in the same job: {raw:.2} µs ({:.1}x the raw floor)",
+        apply / raw
+    ))])
 }
 
 fn square(x: u64) -> u64 {
@@ -108,7 +107,11 @@ fn lots_of_math(n: u64) {
 
 fn mpi_map_seed(_: &Ctx) -> BenchResult<Vec<Measurement>> {
     let v = launch("map_seed", 3)?;
-    let (serial, startup, map) = (num(&v, "serial_s")?, num(&v, "startup_s")?, num(&v, "map_s")?);
+    let (serial, startup, map) = (
+        num(&v, "serial_s")?,
+        num(&v, "startup_s")?,
+        num(&v, "map_s")?,
+    );
     Ok(vec![Measurement::higher(serial / (startup + map), "x").note(format!(
         "serial {:.1} ms; pool start-up (MPI_Init + handshake) {:.1} ms + map {:.1} ms; map alone {:.2}x",
         serial * 1e3,
@@ -123,15 +126,19 @@ fn mpi_hybrid(_: &Ctx) -> BenchResult<Vec<Measurement>> {
     let ranks = launch("hybrid_2x1", 3)?;
     let (h, r) = (num(&hybrid, "mitems_s")?, num(&ranks, "mitems_s")?);
     Ok(vec![
-        Measurement::higher(h, "M items/s").metric("1 rank x 2 local").note(format!(
-            "{:.2}x the 2-rank figure; rank 0 used {:.0}% of a core while waiting",
-            h / r,
-            num(&hybrid, "rank0_cpu")? * 100.0
-        )),
-        Measurement::higher(r, "M items/s").metric("2 ranks x 1").note(format!(
-            "rank 0 used {:.0}% of a core while waiting (the workers must get both cores)",
-            num(&ranks, "rank0_cpu")? * 100.0
-        )),
+        Measurement::higher(h, "M items/s")
+            .metric("1 rank x 2 local")
+            .note(format!(
+                "{:.2}x the 2-rank figure; rank 0 used {:.0}% of a core while waiting",
+                h / r,
+                num(&hybrid, "rank0_cpu")? * 100.0
+            )),
+        Measurement::higher(r, "M items/s")
+            .metric("2 ranks x 1")
+            .note(format!(
+                "rank 0 used {:.0}% of a core while waiting (the workers must get both cores)",
+                num(&ranks, "rank0_cpu")? * 100.0
+            )),
     ])
 }
 
@@ -198,9 +205,18 @@ fn run_job(job: &str) -> BenchResult<String> {
                 per.push(t0.elapsed().as_secs_f64() * 1e6 / 2000.0);
             }
             let raw: Vec<f64> = (0..5)
-                .map(|_| pool.raw_round_trip(20_000).unwrap_or(Duration::ZERO).as_secs_f64() * 1e6)
+                .map(|_| {
+                    pool.raw_round_trip(20_000)
+                        .unwrap_or(Duration::ZERO)
+                        .as_secs_f64()
+                        * 1e6
+                })
                 .collect();
-            format!(r#"{{"apply_us": {}, "raw_us": {}}}"#, median(per), median(raw))
+            format!(
+                r#"{{"apply_us": {}, "raw_us": {}}}"#,
+                median(per),
+                median(raw)
+            )
         }
         "map_tiny" => {
             const N: u64 = 1_000_000;

@@ -31,7 +31,11 @@ pub(crate) fn chunk_size(
         Some(ns) => {
             let target = TARGET_NS * local.max(1) as f64;
             let n = target / ns.max(0.1);
-            if n >= MAX_ITEMS as f64 { MAX_ITEMS } else { (n as usize).max(1) }
+            if n >= MAX_ITEMS as f64 {
+                MAX_ITEMS
+            } else {
+                (n as usize).max(1)
+            }
         }
     };
     match remaining {

@@ -69,7 +69,10 @@ impl Estimates {
 
     /// Nanoseconds per item, once something was measured.
     pub(crate) fn get(&self, entry: i64) -> Option<f64> {
-        lock(&self.0).get(&entry).filter(|e| e.1 > 0.0).map(|e| e.0 / e.1)
+        lock(&self.0)
+            .get(&entry)
+            .filter(|e| e.1 > 0.0)
+            .map(|e| e.0 / e.1)
     }
 }
 
@@ -99,7 +102,9 @@ pub(crate) struct Master {
 impl Master {
     /// Sends a command; `false` if the MPI thread is gone.
     pub(crate) fn send(&self, cmd: Cmd) -> bool {
-        lock(&self.tx).as_ref().is_some_and(|tx| tx.send(cmd).is_ok())
+        lock(&self.tx)
+            .as_ref()
+            .is_some_and(|tx| tx.send(cmd).is_ok())
     }
 
     /// Waits until the MPI thread has finished (MPI finalised).
@@ -160,14 +165,22 @@ pub(crate) fn start(launch: Launch, local: usize) -> Result<Master, MpiError> {
         }
         Err(_) => {
             let _ = thread.join();
-            Err(MpiError::Thread("the MPI thread ended during start-up".into()))
+            Err(MpiError::Thread(
+                "the MPI thread ended during start-up".into(),
+            ))
         }
     }
 }
 
 type ReadyTx = Sender<Result<Ready, MpiError>>;
 
-fn mpi_thread(launch: Launch, local: usize, ready: ReadyTx, rx: Receiver<Cmd>, est: Arc<Estimates>) {
+fn mpi_thread(
+    launch: Launch,
+    local: usize,
+    ready: ReadyTx,
+    rx: Receiver<Cmd>,
+    est: Arc<Estimates>,
+) {
     MPI_THREAD.with(|t| t.set(true));
     let Some((universe, level)) = mpi::initialize_with_threading(Threading::Funneled) else {
         let _ = ready.send(Err(MpiError::Init("MPI_Init_thread failed".into())));
@@ -239,7 +252,9 @@ fn run_master<C: Communicator>(
     let mut max_local = 1usize;
     let mut pids = Vec::with_capacity(workers.len());
     for &w in &workers {
-        let (msg, _) = comm.process_at_rank(w).receive_vec_with_tag::<u8>(wire::TAG_HELLO);
+        let (msg, _) = comm
+            .process_at_rank(w)
+            .receive_vec_with_tag::<u8>(wire::TAG_HELLO);
         match wire::parse_hello(&msg) {
             Ok(h) if h.probe == mine => {
                 max_local = max_local.max(h.local as usize);
@@ -260,9 +275,20 @@ fn run_master<C: Communicator>(
         }
     }
     let _ = local;
-    let _ = ready.send(Ok(Ready::Master { workers: workers.len(), local: max_local }));
+    let _ = ready.send(Ok(Ready::Master {
+        workers: workers.len(),
+        local: max_local,
+    }));
     let mut m = Sched {
-        workers: workers.iter().zip(pids).map(|(&rank, pid)| Slot { rank, inflight: 0, pid }).collect(),
+        workers: workers
+            .iter()
+            .zip(pids)
+            .map(|(&rank, pid)| Slot {
+                rank,
+                inflight: 0,
+                pid,
+            })
+            .collect(),
         queue: VecDeque::new(),
         out: HashMap::new(),
         next_id: 1,
@@ -271,7 +297,8 @@ fn run_master<C: Communicator>(
     };
     m.run(comm, &rx, est);
     for w in &m.workers {
-        comm.process_at_rank(w.rank).send_with_tag(&[0u8; 0][..], wire::TAG_STOP);
+        comm.process_at_rank(w.rank)
+            .send_with_tag(&[0u8; 0][..], wire::TAG_STOP);
     }
 }
 
@@ -353,7 +380,10 @@ impl Sched {
                     }
                 }
             }
-            while let Some(matched) = comm.any_process().immediate_matched_probe_with_tag(wire::TAG_RESULT) {
+            while let Some(matched) = comm
+                .any_process()
+                .immediate_matched_probe_with_tag(wire::TAG_RESULT)
+            {
                 busy = true;
                 let (msg, status) = matched.matched_receive_vec::<u8>();
                 self.on_result(status.source_rank(), msg, est);
@@ -406,7 +436,9 @@ impl Sched {
         let mut sent = false;
         for depth in 0..DEPTH {
             for i in 0..self.workers.len() {
-                let Some(front) = self.queue.front() else { return sent };
+                let Some(front) = self.queue.front() else {
+                    return sent;
+                };
                 if self.workers[i].inflight != depth || (depth > 0 && front.msg.len() > EAGER) {
                     continue;
                 }
@@ -414,11 +446,18 @@ impl Sched {
                 let id = self.next_id;
                 self.next_id += 1;
                 wire::set_id(&mut c.msg, id);
-                comm.process_at_rank(self.workers[i].rank).send_with_tag(&c.msg[..], wire::TAG_TASK);
+                comm.process_at_rank(self.workers[i].rank)
+                    .send_with_tag(&c.msg[..], wire::TAG_TASK);
                 self.workers[i].inflight += 1;
                 self.out.insert(
                     id,
-                    Outstanding { sink: Some(c.sink), seq: c.seq, entry: c.entry, items: c.items, slot: i },
+                    Outstanding {
+                        sink: Some(c.sink),
+                        seq: c.seq,
+                        entry: c.entry,
+                        items: c.items,
+                        slot: i,
+                    },
                 );
                 sent = true;
             }
@@ -473,12 +512,12 @@ impl Sched {
         };
         self.workers[o.slot].inflight -= 1;
         est.add(o.entry, ns, o.items);
-        if std::env::var_os("MPROC_MPI_TRACE").is_some() {
-            eprintln!("chunk {id} from {from}: {} items, {} us on the worker, est {:?}", o.items, ns / 1000, est.get(o.entry));
-        }
         if let Some(sink) = o.sink {
             let out = match failure {
-                None => Ok(Bytes { buf: msg, start: wire::RESULT_HEADER }),
+                None => Ok(Bytes {
+                    buf: msg,
+                    start: wire::RESULT_HEADER,
+                }),
                 Some(e) => Err(TaskError::Decode(e)),
             };
             sink.deliver(o.seq, out);
@@ -491,7 +530,9 @@ impl Sched {
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name.
-        Ok(stat) => stat.rsplit_once(") ").is_none_or(|(_, rest)| !rest.starts_with(['Z', 'X'])),
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_none_or(|(_, rest)| !rest.starts_with(['Z', 'X'])),
         Err(_) => false,
     }
 }
@@ -532,7 +573,9 @@ fn install_panic_hook() {
 /// Serves as a spawned worker if this process was started as one by
 /// [`Launch::Spawn`] (and then exits); returns at once otherwise.
 pub(crate) fn dispatch_spawned() {
-    let Some(local) = spawned_marker() else { return };
+    let Some(local) = spawned_marker() else {
+        return;
+    };
     if std::env::var_os("MPROC_CHILD").is_some() || std::env::var_os("MPROC_FORKSERVER").is_some() {
         return;
     }
@@ -544,7 +587,9 @@ pub(crate) fn dispatch_spawned() {
     };
     install_panic_hook();
     let Some(parent) = universe.world().parent() else {
-        eprintln!("mproc-mpi: {WORKER_ARG} given but this process has no MPI parent; do not pass it by hand");
+        eprintln!(
+            "mproc-mpi: {WORKER_ARG} given but this process has no MPI parent; do not pass it by hand"
+        );
         drop(universe);
         std::process::exit(1)
     };

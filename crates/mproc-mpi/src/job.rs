@@ -67,7 +67,11 @@ impl Sink {
                     if now >= d {
                         break;
                     }
-                    g = self.cv.wait_timeout(g, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                    g = self
+                        .cv
+                        .wait_timeout(g, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
             }
         }
@@ -89,7 +93,11 @@ impl Sink {
                     if now >= d {
                         return false;
                     }
-                    g = self.cv.wait_timeout(g, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                    g = self
+                        .cv
+                        .wait_timeout(g, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
             }
         }
@@ -151,7 +159,10 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(out: ChunkOut, n: usize) -> Deco
         {
             Decoded {
                 values: values.into_iter(),
-                failures: failures.into_iter().map(|(k, message)| (k, TaskError::Panicked { message })).collect(),
+                failures: failures
+                    .into_iter()
+                    .map(|(k, message)| (k, TaskError::Panicked { message }))
+                    .collect(),
                 pos: 0,
                 len: n as u64,
             }
@@ -167,7 +178,9 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(out: ChunkOut, n: usize) -> Deco
 
 /// Turns the decoded items of a whole map into its value, or the first
 /// failure in input order.
-pub(crate) fn collect_map<R>(items: impl Iterator<Item = Result<R, TaskError>>) -> Result<Vec<R>, PoolError> {
+pub(crate) fn collect_map<R>(
+    items: impl Iterator<Item = Result<R, TaskError>>,
+) -> Result<Vec<R>, PoolError> {
     let mut v = Vec::new();
     for (index, r) in items.enumerate() {
         match r {
@@ -192,13 +205,19 @@ pub struct AsyncResult<T> {
 
 impl<T> fmt::Debug for AsyncResult<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncResult").field("ready", &self.ready()).finish_non_exhaustive()
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish_non_exhaustive()
     }
 }
 
 impl<T> AsyncResult<T> {
     pub(crate) fn new(sink: Arc<Sink>, chunks: usize, finish: Finish<T>) -> Self {
-        Self { sink, chunks, finish }
+        Self {
+            sink,
+            chunks,
+            finish,
+        }
     }
 
     /// Whether the result has arrived (Python's `ready()`).
@@ -214,7 +233,8 @@ impl<T> AsyncResult<T> {
     /// Blocks until the result has arrived or `timeout` passed; returns
     /// whether it arrived.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.sink.wait_count(self.chunks, Instant::now().checked_add(timeout))
+        self.sink
+            .wait_count(self.chunks, Instant::now().checked_add(timeout))
     }
 
     /// Waits for the result and returns it (Python's `get()`).

@@ -77,7 +77,10 @@ impl MpiPoolBuilder {
             None => Launch::Static,
         };
         let master = comm::start(launch, local)?;
-        Ok(MpiPool { master, state: AtomicU8::new(RUNNING) })
+        Ok(MpiPool {
+            master,
+            state: AtomicU8::new(RUNNING),
+        })
     }
 }
 
@@ -149,11 +152,19 @@ impl MpiPool {
     }
 
     fn check_running(&self) -> Result<(), PoolError> {
-        if self.state.load(Ordering::Acquire) == RUNNING { Ok(()) } else { Err(PoolError::NotRunning) }
+        if self.state.load(Ordering::Acquire) == RUNNING {
+            Ok(())
+        } else {
+            Err(PoolError::NotRunning)
+        }
     }
 
     fn submit(&self, chunks: Vec<Chunk>) -> Result<(), PoolError> {
-        if chunks.is_empty() || self.master.send(Cmd::Submit(chunks)) { Ok(()) } else { Err(PoolError::NotRunning) }
+        if chunks.is_empty() || self.master.send(Cmd::Submit(chunks)) {
+            Ok(())
+        } else {
+            Err(PoolError::NotRunning)
+        }
     }
 
     // ----- apply -----
@@ -187,11 +198,19 @@ impl MpiPool {
         let _ = f;
         self.check_running()?;
         let entry = entry_of::<F, A, R>();
-        let items = postcard::to_allocvec(&[args][..])
-            .map_err(|e| PoolError::Task { index: 0, error: TaskError::Encode(e.to_string()) })?;
+        let items = postcard::to_allocvec(&[args][..]).map_err(|e| PoolError::Task {
+            index: 0,
+            error: TaskError::Encode(e.to_string()),
+        })?;
         let sink = Arc::new(Sink::default());
         let msg = wire::task_items(entry, &items);
-        self.submit(vec![Chunk { msg, sink: sink.clone(), seq: 0, entry, items: 1 }])?;
+        self.submit(vec![Chunk {
+            msg,
+            sink: sink.clone(),
+            seq: 0,
+            entry,
+            items: 1,
+        }])?;
         Ok(AsyncResult::new(
             sink,
             1,
@@ -221,14 +240,20 @@ impl MpiPool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        self.imap_inner::<F, A, R, I>(iterable, None, true)?.collect_all()
+        self.imap_inner::<F, A, R, I>(iterable, None, true)?
+            .collect_all()
     }
 
     /// [`map`](Self::map) with a fixed chunk size.
     ///
     /// # Errors
     /// [`PoolError::ZeroChunksize`] for 0; otherwise as [`map`](Self::map).
-    pub fn map_chunked<F, A, R, I>(&self, f: F, iterable: I, chunksize: usize) -> Result<Vec<R>, PoolError>
+    pub fn map_chunked<F, A, R, I>(
+        &self,
+        f: F,
+        iterable: I,
+        chunksize: usize,
+    ) -> Result<Vec<R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned + 'static,
@@ -239,7 +264,8 @@ impl MpiPool {
         if chunksize == 0 {
             return Err(PoolError::ZeroChunksize);
         }
-        self.imap_inner::<F, A, R, I>(iterable, Some(chunksize), true)?.collect_all()
+        self.imap_inner::<F, A, R, I>(iterable, Some(chunksize), true)?
+            .collect_all()
     }
 
     /// Applies `f` to argument tuples (Python's `starmap`).
@@ -294,7 +320,13 @@ impl MpiPool {
         while let Some((msg, n)) = input.next_chunk(entry, size) {
             sizes.push(n);
             match msg {
-                Ok(msg) => chunks.push(Chunk { msg, sink: sink.clone(), seq: sizes.len() - 1, entry, items: n }),
+                Ok(msg) => chunks.push(Chunk {
+                    msg,
+                    sink: sink.clone(),
+                    seq: sizes.len() - 1,
+                    entry,
+                    items: n,
+                }),
                 Err(e) => sink.deliver(sizes.len() - 1, Err(TaskError::Encode(e))),
             }
         }
@@ -304,7 +336,10 @@ impl MpiPool {
             sink,
             n_chunks,
             Box::new(move |all: Vec<(usize, ChunkOut)>| {
-                collect_map(all.into_iter().flat_map(|(seq, out)| decode_chunk::<R>(out, sizes[seq])))
+                collect_map(
+                    all.into_iter()
+                        .flat_map(|(seq, out)| decode_chunk::<R>(out, sizes[seq])),
+                )
             }),
         ))
     }
@@ -334,7 +369,11 @@ impl MpiPool {
     ///
     /// # Errors
     /// [`PoolError::NotRunning`] after close/terminate.
-    pub fn imap_unordered<'p, F, A, R, I>(&'p self, f: F, iterable: I) -> Result<Imap<'p, R>, PoolError>
+    pub fn imap_unordered<'p, F, A, R, I>(
+        &'p self,
+        f: F,
+        iterable: I,
+    ) -> Result<Imap<'p, R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned + 'static,
@@ -383,7 +422,11 @@ impl MpiPool {
     /// Takes no new work; queued work finishes, then the workers stop
     /// (Python's `close`).
     pub fn close(&self) {
-        if self.state.compare_exchange(RUNNING, CLOSED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        if self
+            .state
+            .compare_exchange(RUNNING, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
             self.master.send(Cmd::Close);
         }
     }
@@ -605,7 +648,9 @@ impl<R: DeserializeOwned> Imap<'_, R> {
         loop {
             self.refill();
             let ready = if self.ordered {
-                self.arrived.remove(&self.next_seq).map(|out| (self.next_seq, out))
+                self.arrived
+                    .remove(&self.next_seq)
+                    .map(|out| (self.next_seq, out))
             } else {
                 self.arrived.pop_first()
             };
@@ -631,7 +676,12 @@ impl<R: DeserializeOwned> Imap<'_, R> {
             let base = v.len();
             match chunk.into_values() {
                 Ok(values) => v.extend(values),
-                Err((k, error)) => return Err(PoolError::Task { index: base + k, error }),
+                Err((k, error)) => {
+                    return Err(PoolError::Task {
+                        index: base + k,
+                        error,
+                    });
+                }
             }
         }
         Ok(v)

@@ -78,7 +78,11 @@ pub(crate) fn parse_task(m: &[u8]) -> Result<(u64, i64, Input<'_>), String> {
                 len: u64_at(m, TASK_HEADER + 16),
             }
         }
-        k => return Err(format!("a task message has an unknown kind {k} or a bad length")),
+        k => {
+            return Err(format!(
+                "a task message has an unknown kind {k} or a bad length"
+            ));
+        }
     };
     Ok((id, entry, input))
 }
@@ -112,7 +116,10 @@ pub(crate) fn result(id: u64, ns: u64, items: u64, out: Result<&[u8], &str>) -> 
 /// Parses a result message.
 pub(crate) fn parse_result(m: &[u8]) -> Result<ChunkReply<'_>, String> {
     if m.len() < RESULT_HEADER {
-        return Err(format!("a result message of {} bytes is too short", m.len()));
+        return Err(format!(
+            "a result message of {} bytes is too short",
+            m.len()
+        ));
     }
     let body = &m[RESULT_HEADER..];
     let out = match m[24] {
@@ -120,7 +127,12 @@ pub(crate) fn parse_result(m: &[u8]) -> Result<ChunkReply<'_>, String> {
         1 => Err(String::from_utf8_lossy(body).into_owned()),
         s => return Err(format!("a result message has an unknown status {s}")),
     };
-    Ok(ChunkReply { id: u64_at(m, 0), ns: u64_at(m, 8), items: u64_at(m, 16), out })
+    Ok(ChunkReply {
+        id: u64_at(m, 0),
+        ns: u64_at(m, 8),
+        items: u64_at(m, 16),
+        out,
+    })
 }
 
 /// What a worker says about itself once, before any result.
@@ -168,16 +180,32 @@ mod tests {
         set_id(&mut m, 7);
         assert_eq!(parse_task(&m).unwrap(), (7, -42, Input::Items(b"abc")));
         let m = task_range(5, -3, 10);
-        assert_eq!(parse_task(&m).unwrap(), (0, 5, Input::Range { start: -3, len: 10 }));
+        assert_eq!(
+            parse_task(&m).unwrap(),
+            (0, 5, Input::Range { start: -3, len: 10 })
+        );
     }
 
     #[test]
     fn result_and_hello_round_trip() {
         let m = result(3, 100, 2, Ok(b"xy"));
-        assert_eq!(parse_result(&m).unwrap(), ChunkReply { id: 3, ns: 100, items: 2, out: Ok(&b"xy"[..]) });
+        assert_eq!(
+            parse_result(&m).unwrap(),
+            ChunkReply {
+                id: 3,
+                ns: 100,
+                items: 2,
+                out: Ok(&b"xy"[..])
+            }
+        );
         let m = result(3, 100, 2, Err("boom"));
         assert_eq!(parse_result(&m).unwrap().out, Err("boom".to_string()));
-        let h = Hello { probe: -9, local: 4, pid: 1234, host: "node1".into() };
+        let h = Hello {
+            probe: -9,
+            local: 4,
+            pid: 1234,
+            host: "node1".into(),
+        };
         assert_eq!(parse_hello(&hello(&h)).unwrap(), h);
     }
 

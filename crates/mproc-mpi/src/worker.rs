@@ -59,13 +59,15 @@ pub(crate) type Out<R> = (Vec<R>, Vec<(u64, String)>);
 
 /// The message of a caught panic (the hook recorded it with its location).
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| {
-        payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic with a non-string payload".to_string())
-    })
+    LAST_PANIC
+        .with(|p| p.borrow_mut().take())
+        .unwrap_or_else(|| {
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic with a non-string payload".to_string())
+        })
 }
 
 /// Runs `step(from)` (which runs items from position `from` on, setting
@@ -97,8 +99,8 @@ where
     let f: F = unsafe { task::conjure() };
     let out: Out<R> = match input {
         Input::Items(bytes) => {
-            let items: Vec<A> =
-                postcard::from_bytes(bytes).map_err(|e| format!("the chunk's items did not decode: {e}"))?;
+            let items: Vec<A> = postcard::from_bytes(bytes)
+                .map_err(|e| format!("the chunk's items did not decode: {e}"))?;
             match &ctx.local {
                 Some(pool) if items.len() > 1 => {
                     let mut out: Out<R> = (Vec::with_capacity(items.len()), Vec::new());
@@ -146,7 +148,8 @@ where
                 {
                     let (values, failures) = piece?;
                     out.0.extend(values);
-                    out.1.extend(failures.into_iter().map(|(k, m)| (base + k, m)));
+                    out.1
+                        .extend(failures.into_iter().map(|(k, m)| (base + k, m)));
                     base += n;
                 }
                 out
@@ -205,7 +208,9 @@ pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
             match Pool::new(local) {
                 Ok(p) => Some(p),
                 Err(e) => {
-                    eprintln!("mproc-mpi: worker rank could not start its local pool ({e}); running chunks in the rank");
+                    eprintln!(
+                        "mproc-mpi: worker rank could not start its local pool ({e}); running chunks in the rank"
+                    );
                     None
                 }
             }
@@ -239,7 +244,9 @@ pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
             wire::TAG_STOP => break,
             wire::TAG_ECHO => {
                 // Plain blocking MPI, as a raw rsmpi program would do it.
-                let rounds = msg.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+                let rounds = msg
+                    .get(..8)
+                    .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
                 for _ in 0..rounds {
                     let (x, _) = peer.receive_with_tag::<u64>(wire::TAG_ECHO);
                     peer.send_with_tag(&x, wire::TAG_ECHO);

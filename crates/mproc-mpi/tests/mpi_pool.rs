@@ -53,23 +53,47 @@ fn common(pool: &MpiPool) {
     // map over a range (travels as ranges) and over a Vec, against serial.
     let serial: Vec<u64> = (0..10_000u64).map(square).collect();
     assert_eq!(pool.map(square, 0..10_000u64).unwrap(), serial);
-    assert_eq!(pool.map(square, (0..10_000u64).collect::<Vec<_>>()).unwrap(), serial);
+    assert_eq!(
+        pool.map(square, (0..10_000u64).collect::<Vec<_>>())
+            .unwrap(),
+        serial
+    );
     assert_eq!(pool.map(square, 5..=9u64).unwrap(), [25, 36, 49, 64, 81]);
-    assert_eq!(pool.map_chunked(square, 0..1000u64, 7).unwrap(), serial[..1000]);
-    assert_eq!(pool.map_chunked(square, 0..3u64, 0), Err(PoolError::ZeroChunksize));
+    assert_eq!(
+        pool.map_chunked(square, 0..1000u64, 7).unwrap(),
+        serial[..1000]
+    );
+    assert_eq!(
+        pool.map_chunked(square, 0..3u64, 0),
+        Err(PoolError::ZeroChunksize)
+    );
     // A closure (non-capturing) works like a fn item.
-    assert_eq!(pool.map(|s: String| s.len(), vec!["a".to_string(), "abc".into()]).unwrap(), [1, 3]);
+    assert_eq!(
+        pool.map(|s: String| s.len(), vec!["a".to_string(), "abc".into()])
+            .unwrap(),
+        [1, 3]
+    );
     // Empty input.
-    assert_eq!(pool.map(square, Vec::<u64>::new()).unwrap(), Vec::<u64>::new());
+    assert_eq!(
+        pool.map(square, Vec::<u64>::new()).unwrap(),
+        Vec::<u64>::new()
+    );
     assert_eq!(pool.map(square, 0..0u64).unwrap(), Vec::<u64>::new());
     assert_eq!(pool.imap(square, Vec::<u64>::new()).unwrap().count(), 0);
     // imap: in order, lazily.
-    let got: Vec<u64> = pool.imap(square, 0..2000u64).unwrap().map(Result::unwrap).collect();
+    let got: Vec<u64> = pool
+        .imap(square, 0..2000u64)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(got, serial[..2000]);
     let mut it = pool
-        .imap(slow_double, (0..1_000_000u64).inspect(|_| {
-            PULLED.fetch_add(1, Ordering::Relaxed);
-        }))
+        .imap(
+            slow_double,
+            (0..1_000_000u64).inspect(|_| {
+                PULLED.fetch_add(1, Ordering::Relaxed);
+            }),
+        )
         .unwrap();
     assert_eq!(it.next().unwrap().unwrap(), 0);
     assert_eq!(it.next().unwrap().unwrap(), 2);
@@ -77,15 +101,24 @@ fn common(pool: &MpiPool) {
     assert!(pulled < 1000, "imap read {pulled} items ahead");
     drop(it);
     // imap_unordered: every result once.
-    let mut got: Vec<u64> = pool.imap_unordered(square, 0..3000u64).unwrap().map(Result::unwrap).collect();
+    let mut got: Vec<u64> = pool
+        .imap_unordered(square, 0..3000u64)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     got.sort_unstable();
     let mut want = serial[..3000].to_vec();
     want.sort_unstable();
     assert_eq!(got, want);
     // starmap, apply, apply_async, map_async.
-    assert_eq!(pool.starmap(add, vec![(1, 2), (3, 4), (5, 6)]).unwrap(), [3, 7, 11]);
+    assert_eq!(
+        pool.starmap(add, vec![(1, 2), (3, 4), (5, 6)]).unwrap(),
+        [3, 7, 11]
+    );
     assert_eq!(pool.apply(square, 12).unwrap(), 144);
-    let rs: Vec<_> = (0..50u64).map(|x| pool.apply_async(square, x).unwrap()).collect();
+    let rs: Vec<_> = (0..50u64)
+        .map(|x| pool.apply_async(square, x).unwrap())
+        .collect();
     let vals: Vec<u64> = rs.into_iter().map(|r| r.get().unwrap()).collect();
     assert_eq!(vals, serial[..50]);
     let r = pool.map_async(square, 0..500u64).unwrap();
@@ -113,11 +146,17 @@ fn common(pool: &MpiPool) {
         }
     }
     match pool.map(fails_on_7, 0..10u32) {
-        Err(PoolError::Task { index: 7, error: TaskError::Panicked { .. } }) => {}
+        Err(PoolError::Task {
+            index: 7,
+            error: TaskError::Panicked { .. },
+        }) => {}
         other => panic!("map with a panic: {other:?}"),
     }
     match pool.apply(fails_on_7, 7) {
-        Err(PoolError::Task { index: 0, error: TaskError::Panicked { .. } }) => {}
+        Err(PoolError::Task {
+            index: 0,
+            error: TaskError::Panicked { .. },
+        }) => {}
         other => panic!("apply with a panic: {other:?}"),
     }
     assert_eq!(pool.apply(fails_on_7, 1).unwrap(), 2);
@@ -137,9 +176,15 @@ fn scenario(name: &str) {
             let pool = MpiPool::builder().local_processes(1).build().unwrap();
             common(&pool);
             // Several worker ranks all took part.
-            let pids: std::collections::HashSet<u32> =
-                pool.map_chunked(pid_of, 0..(200 * pool.workers() as u32), 1).unwrap().into_iter().collect();
-            assert!(pids.len() > 1 || pool.workers() == 1, "one worker did everything: {pids:?}");
+            let pids: std::collections::HashSet<u32> = pool
+                .map_chunked(pid_of, 0..(200 * pool.workers() as u32), 1)
+                .unwrap()
+                .into_iter()
+                .collect();
+            assert!(
+                pids.len() > 1 || pool.workers() == 1,
+                "one worker did everything: {pids:?}"
+            );
             assert!(!pids.contains(&std::process::id()));
             println!("workers {}", pool.workers());
             finish(pool, name);
@@ -149,21 +194,32 @@ fn scenario(name: &str) {
             assert_eq!(pool.local_processes(), 2);
             common(&pool);
             // The items ran in the local pool's processes, not in the rank.
-            let pids: std::collections::HashSet<u32> =
-                pool.map_chunked(pid_of, 0..400u32, 100).unwrap().into_iter().collect();
+            let pids: std::collections::HashSet<u32> = pool
+                .map_chunked(pid_of, 0..400u32, 100)
+                .unwrap()
+                .into_iter()
+                .collect();
             assert!(!pids.contains(&std::process::id()));
             println!("hybrid pids {}", pids.len());
             finish(pool, name);
         }
         "spawn" => {
-            let pool = MpiPool::builder().spawn_workers(2).local_processes(1).build().unwrap();
+            let pool = MpiPool::builder()
+                .spawn_workers(2)
+                .local_processes(1)
+                .build()
+                .unwrap();
             assert_eq!(pool.workers(), 2);
             common(&pool);
             finish(pool, name);
         }
         "static_kill" | "spawn_kill" => {
             let pool = if name == "spawn_kill" {
-                MpiPool::builder().spawn_workers(2).local_processes(1).build().unwrap()
+                MpiPool::builder()
+                    .spawn_workers(2)
+                    .local_processes(1)
+                    .build()
+                    .unwrap()
             } else {
                 MpiPool::builder().local_processes(1).build().unwrap()
             };
@@ -199,22 +255,37 @@ fn run(case: &Case) -> Result<String, String> {
         Some(n) => format!("mpirun -n {n} {}", exe.display()),
         None => exe.display().to_string(),
     };
-    let script = format!(". {env} && exec timeout -k 5 {limit} {launch} {}", case.scenario);
+    let script = format!(
+        ". {env} && exec timeout -k 5 {limit} {launch} {}",
+        case.scenario
+    );
     let t0 = Instant::now();
-    let out = Command::new("bash").arg("-c").arg(&script).output().map_err(|e| e.to_string())?;
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .map_err(|e| e.to_string())?;
     let took = t0.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let log = format!("$ {script}\nstatus {:?} after {took:?}\n--- stdout\n{stdout}--- stderr\n{stderr}", out.status);
+    let log = format!(
+        "$ {script}\nstatus {:?} after {took:?}\n--- stdout\n{stdout}--- stderr\n{stderr}",
+        out.status
+    );
     if case.ok {
         if out.status.success() && stdout.contains(&format!("OK {}", case.scenario)) {
             Ok(format!("{:.2?}", took))
         } else {
             Err(log)
         }
-    } else if out.status.code() == Some(124) || out.status.code() == Some(137) && took >= Duration::from_secs(limit) {
+    } else if out.status.code() == Some(124)
+        || out.status.code() == Some(137) && took >= Duration::from_secs(limit)
+    {
         Err(format!("the job hung until the timeout\n{log}"))
-    } else if out.status.success() || !stdout.contains("killing a worker") || stdout.contains("after the kill") {
+    } else if out.status.success()
+        || !stdout.contains("killing a worker")
+        || stdout.contains("after the kill")
+    {
         Err(format!("the job did not fail as it should\n{log}"))
     } else {
         Ok(format!("{:.2?}, status {:?}", took, out.status))
@@ -227,19 +298,59 @@ fn main() {
         return;
     }
     let cases = [
-        Case { scenario: "static", ranks: Some(3), ok: true },
-        Case { scenario: "static", ranks: Some(2), ok: true },
-        Case { scenario: "static", ranks: Some(4), ok: true },
-        Case { scenario: "hybrid", ranks: Some(2), ok: true },
-        Case { scenario: "spawn", ranks: None, ok: true },
-        Case { scenario: "one_rank", ranks: Some(1), ok: true },
-        Case { scenario: "static_kill", ranks: Some(3), ok: false },
-        Case { scenario: "spawn_kill", ranks: None, ok: false },
+        Case {
+            scenario: "static",
+            ranks: Some(3),
+            ok: true,
+        },
+        Case {
+            scenario: "static",
+            ranks: Some(2),
+            ok: true,
+        },
+        Case {
+            scenario: "static",
+            ranks: Some(4),
+            ok: true,
+        },
+        Case {
+            scenario: "hybrid",
+            ranks: Some(2),
+            ok: true,
+        },
+        Case {
+            scenario: "spawn",
+            ranks: None,
+            ok: true,
+        },
+        Case {
+            scenario: "one_rank",
+            ranks: Some(1),
+            ok: true,
+        },
+        Case {
+            scenario: "static_kill",
+            ranks: Some(3),
+            ok: false,
+        },
+        Case {
+            scenario: "spawn_kill",
+            ranks: None,
+            ok: false,
+        },
     ];
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let (mut passed, mut failed) = (0, 0);
     for c in &cases {
-        let name = format!("{}{}", c.scenario, c.ranks.map_or(" (spawn)".to_string(), |n| format!(" -n {n}")));
+        let name = format!(
+            "{}{}",
+            c.scenario,
+            c.ranks
+                .map_or(" (spawn)".to_string(), |n| format!(" -n {n}"))
+        );
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
             continue;
         }

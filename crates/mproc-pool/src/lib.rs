@@ -111,7 +111,12 @@ pub mod __private {
     /// Calls `each` with the items `start + k` (`from <= k < len`) as an `A`
     /// if `A` is a primitive integer, and returns `false` (calling nothing)
     /// otherwise; `each` returns `false` to stop early.
-    pub fn for_each_in_range<A>(start: i128, from: u64, len: u64, each: impl FnMut(u64, A) -> bool) -> bool {
+    pub fn for_each_in_range<A>(
+        start: i128,
+        from: u64,
+        len: u64,
+        each: impl FnMut(u64, A) -> bool,
+    ) -> bool {
         crate::kinds::for_each_in_range(start, from, len, each)
     }
 }
