@@ -32,10 +32,10 @@
 //! # Launching
 //!
 //! * **Static** (SPMD): `mpirun -n N prog`, `srun prog`. Every rank runs
-//!   `main` up to [`MpiPool::new`]; rank 0 gets the pool, ranks ≥ 1 serve
+//!   `main` up to `MpiPool::new`; rank 0 gets the pool, ranks ≥ 1 serve
 //!   tasks inside that call and exit the process when the pool closes. Put
 //!   work that only rank 0 should do after `new()`.
-//! * **Spawn**: a plain `prog` calls [`MpiPool::spawn`]`(n)`, which starts
+//! * **Spawn**: a plain `prog` calls `MpiPool::spawn``(n)`, which starts
 //!   `n` workers with `MPI_Comm_spawn` of the current executable. They are
 //!   dispatched before `main` (an ELF constructor, as mproc's children are),
 //!   so `main` never runs in them. Needs an MPI with dynamic processes
@@ -48,7 +48,7 @@
 //!
 //! # Tasks
 //!
-//! As with mproc's local [`Pool`](mproc_pool::Pool): a task is a `fn` item or
+//! As with mproc's local `Pool`: a task is a `fn` item or
 //! a non-capturing closure reached by reference (every rank runs the same
 //! executable, and a handshake checks it), arguments and results are serde
 //! values (postcard), and integer ranges travel as ranges, never
@@ -66,20 +66,20 @@
 //!
 //! # Hybrid: one rank per node, one process per core
 //!
-//! [`MpiPoolBuilder::local_processes`]`(k)` (default: each rank's
-//! [`cpu_count`](mproc_process::cpu_count)) makes every worker rank run its
+//! `MpiPoolBuilder::local_processes``(k)` (default: each rank's
+//! `cpu_count`) makes every worker rank run its
 //! chunks on a local mproc `Pool` of `k` processes. MPI traffic is then one
 //! message per chunk, and on-node parallelism is mproc's.
 //!
 //! # Failures
 //!
 //! * A task that panics fails that task with
-//!   [`TaskError::Panicked`] and its message; the worker rank carries on.
+//!   `TaskError::Panicked` and its message; the worker rank carries on.
 //! * A worker rank that dies cannot be replaced under MPI. The MPI runtime
 //!   then ends the whole job (`mpirun` reports which rank died and how),
 //!   so rank 0 never hangs; a panic outside a task on a worker rank calls
 //!   `MPI_Abort` for the same reason. Wrap runs in `timeout` in CI anyway.
-//! * [`MpiPool::terminate`] drops queued work, but a chunk already running
+//! * `MpiPool::terminate` drops queued work, but a chunk already running
 //!   on a rank finishes there (MPI cannot kill one rank alone).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
