@@ -339,21 +339,13 @@ fn main() {
             ok: false,
         },
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
     let (mut passed, mut failed) = (0, 0);
     for c in &cases {
         let name = format!(
             "{}{}",
             c.scenario,
-            c.ranks
-                .map_or(" (spawn)".to_string(), |n| format!(" -n {n}"))
+            c.ranks.map_or(" (spawn)".to_string(), |n| format!(" -n {n}"))
         );
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
         match run(c) {
             Ok(how) => {
                 passed += 1;
