@@ -139,6 +139,22 @@ impl<R> Decoded<R> {
     }
 }
 
+/// Whether `R` is `()`.
+fn is_unit<R>() -> bool {
+    typeid::of::<R>() == std::any::TypeId::of::<()>()
+}
+
+/// `k` unit values as a `Vec<R>`, without a loop.
+fn units<R>(k: u64) -> Vec<R> {
+    assert!(is_unit::<R>());
+    // No bytes to write: the compiler turns this into setting the length.
+    let v: Vec<()> = vec![(); k as usize];
+    let v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: `R` is `()` (asserted; same TypeId, `()` has no lifetimes), so
+    // this moves the Vec out as its own type; the original is not dropped.
+    unsafe { std::mem::transmute_copy::<Vec<()>, Vec<R>>(&v) }
+}
+
 /// Decodes a chunk of `n` items.
 pub(crate) fn decode_chunk<R: DeserializeOwned>(out: ChunkOut, n: usize) -> Decoded<R> {
     let all_failed = |e: TaskError| Decoded {
@@ -151,7 +167,17 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(out: ChunkOut, n: usize) -> Deco
         Ok(b) => b,
         Err(e) => return all_failed(e),
     };
-    match postcard::from_bytes::<(Vec<R>, Vec<(u64, String)>)>(&bytes.buf[bytes.start..]) {
+    let payload = &bytes.buf[bytes.start..];
+    let parsed = if is_unit::<R>() {
+        // `()` values have no bytes: the list is its length (postcard writes a
+        // sequence's length as the same varint as a u64), and decoding it item
+        // by item would cost rank 0 a loop over every item of the chunk.
+        postcard::from_bytes::<(u64, Vec<(u64, String)>)>(payload)
+            .map(|(k, f)| (units::<R>(k.min(n as u64)), f))
+    } else {
+        postcard::from_bytes::<(Vec<R>, Vec<(u64, String)>)>(payload)
+    };
+    match parsed {
         Ok((values, failures))
             if values.len() + failures.len() == n
                 && failures.windows(2).all(|w| w[0].0 < w[1].0)

@@ -675,7 +675,7 @@ impl<R: DeserializeOwned> Imap<'_, R> {
         while let Some(chunk) = self.next_decoded() {
             let base = v.len();
             match chunk.into_values() {
-                Ok(values) => v.extend(values),
+                Ok(mut values) => v.append(&mut values),
                 Err((k, error)) => {
                     return Err(PoolError::Task {
                         index: base + k,

@@ -26,6 +26,10 @@ fn fails_on_7(x: u32) -> u32 {
     x + 1
 }
 
+fn unit_fails_on_3(x: u32) {
+    assert!(x != 3, "three");
+}
+
 fn describe(v: Vec<u8>) -> (usize, u64, Vec<u8>) {
     let sum = v.iter().map(|&b| b as u64).sum();
     (v.len(), sum, vec![7u8; 3 << 20])
@@ -160,6 +164,17 @@ fn common(pool: &MpiPool) {
         other => panic!("apply with a panic: {other:?}"),
     }
     assert_eq!(pool.apply(fails_on_7, 1).unwrap(), 2);
+    // `()` results travel as a count, failures still by position.
+    assert_eq!(pool.map(|_: u64| (), 0..100_000u64).unwrap().len(), 100_000);
+    let units: Vec<Result<(), TaskError>> = pool.imap(unit_fails_on_3, 0..6u32).unwrap().collect();
+    assert_eq!(
+        units.iter().map(Result::is_ok).collect::<Vec<_>>(),
+        [true, true, true, false, true, true]
+    );
+    match pool.map(unit_fails_on_3, 0..6u32) {
+        Err(PoolError::Task { index: 3, .. }) => {}
+        other => panic!("unit map with a panic: {other:?}"),
+    }
 }
 
 fn finish(pool: MpiPool, name: &str) {
@@ -344,7 +359,8 @@ fn main() {
         let name = format!(
             "{}{}",
             c.scenario,
-            c.ranks.map_or(" (spawn)".to_string(), |n| format!(" -n {n}"))
+            c.ranks
+                .map_or(" (spawn)".to_string(), |n| format!(" -n {n}"))
         );
         match run(c) {
             Ok(how) => {
