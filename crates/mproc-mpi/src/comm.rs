@@ -280,6 +280,7 @@ fn run_master<C: Communicator>(
         local: max_local,
     }));
     let mut m = Sched {
+        sending: Vec::new(),
         workers: workers
             .iter()
             .zip(pids)
@@ -296,6 +297,9 @@ fn run_master<C: Communicator>(
         echo: None,
     };
     m.run(comm, &rx, est);
+    for s in m.sending.drain(..) {
+        s.finish();
+    }
     for w in &m.workers {
         comm.process_at_rank(w.rank)
             .send_with_tag(&[0u8; 0][..], wire::TAG_STOP);
@@ -318,8 +322,53 @@ struct Outstanding {
     slot: usize,
 }
 
+/// A task message on its way out (`MPI_Isend`): the request and the
+/// buffer it reads, leaked for the request's `'static` scope and freed once
+/// the send completed.
+struct Sending {
+    req: mpi::request::Request<'static, [u8], mpi::request::StaticScope>,
+    buf: *mut [u8],
+}
+
+impl Sending {
+    fn start<C: Communicator>(comm: &C, rank: Rank, msg: Vec<u8>) -> Self {
+        let buf: &'static mut [u8] = Box::leak(msg.into_boxed_slice());
+        let ptr: *mut [u8] = buf;
+        // SAFETY: `ptr` comes from the leaked box just above; MPI only reads
+        // the buffer, and it is freed (in `finish`) only after the request
+        // completed.
+        let shared: &'static [u8] = unsafe { &*ptr };
+        let req = comm.process_at_rank(rank).immediate_send_with_tag(
+            mpi::request::StaticScope,
+            shared,
+            wire::TAG_TASK,
+        );
+        Self { req, buf: ptr }
+    }
+
+    /// Completes the send if it is done (then frees its buffer).
+    fn try_finish(self) -> Option<Self> {
+        match self.req.test() {
+            Ok(_) => {
+                // SAFETY: the request completed, so MPI no longer reads the
+                // buffer; it was leaked from a box in `start` and is freed once.
+                drop(unsafe { Box::from_raw(self.buf) });
+                None
+            }
+            Err(req) => Some(Self { req, buf: self.buf }),
+        }
+    }
+
+    fn finish(self) {
+        self.req.wait();
+        // SAFETY: as in `try_finish`.
+        drop(unsafe { Box::from_raw(self.buf) });
+    }
+}
+
 struct Sched {
     workers: Vec<Slot>,
+    sending: Vec<Sending>,
     queue: VecDeque<Chunk>,
     out: HashMap<u64, Outstanding>,
     next_id: u64,
@@ -330,9 +379,6 @@ struct Sched {
 /// Chunks per worker at once: one running, one waiting in its receive
 /// queue, so a worker never idles for a round trip.
 const DEPTH: usize = 2;
-/// A second chunk is sent ahead only if it is this small (sent eagerly, so
-/// the blocking send returns at once even though the worker is busy).
-const EAGER: usize = 4096;
 /// How long the MPI thread polls after activity before it naps.
 const SPIN: Duration = Duration::from_micros(50);
 /// Its longest nap while work is out (a command wakes it at once).
@@ -389,13 +435,23 @@ impl Sched {
                 self.on_result(status.source_rank(), msg, est);
             }
             busy |= self.dispatch(comm);
+            if !self.sending.is_empty() {
+                self.sending = std::mem::take(&mut self.sending)
+                    .into_iter()
+                    .filter_map(Sending::try_finish)
+                    .collect();
+            }
             if self.out.is_empty() && self.queue.is_empty() {
                 if let Some((rounds, reply)) = self.echo.take() {
                     let _ = reply.send(self.echo_rounds(comm, rounds));
                     busy = true;
                 }
             }
-            if self.closing && self.queue.is_empty() && self.out.is_empty() {
+            if self.closing
+                && self.queue.is_empty()
+                && self.out.is_empty()
+                && self.sending.is_empty()
+            {
                 return;
             }
             if busy {
@@ -436,18 +492,21 @@ impl Sched {
         let mut sent = false;
         for depth in 0..DEPTH {
             for i in 0..self.workers.len() {
-                let Some(front) = self.queue.front() else {
+                if self.queue.is_empty() {
                     return sent;
-                };
-                if self.workers[i].inflight != depth || (depth > 0 && front.msg.len() > EAGER) {
+                }
+                if self.workers[i].inflight != depth {
                     continue;
                 }
                 let mut c = self.queue.pop_front().expect("checked above");
                 let id = self.next_id;
                 self.next_id += 1;
                 wire::set_id(&mut c.msg, id);
-                comm.process_at_rank(self.workers[i].rank)
-                    .send_with_tag(&c.msg[..], wire::TAG_TASK);
+                // Non-blocking: a large chunk for a busy worker must not stop
+                // this thread from taking the other workers' results.
+                let msg = std::mem::take(&mut c.msg);
+                self.sending
+                    .push(Sending::start(comm, self.workers[i].rank, msg));
                 self.workers[i].inflight += 1;
                 self.out.insert(
                     id,
