@@ -1,24 +1,11 @@
 //! Functions by reference: the one place this crate touches the mechanism
-//! (`mproc_process::fnref` today). Every rank runs the same executable, so a
+//! (`mproc-fnref`, shared with the local Pool, processes and the manager). Every rank runs the same executable, so a
 //! worker rank finds a task's code from its offset to a fixed anchor.
 
-use std::marker::PhantomData;
-
-/// Compile-time check that a function type has no captured state.
-struct AssertZst<F>(PhantomData<F>);
-
-impl<F> AssertZst<F> {
-    const OK: () = assert!(
-        size_of::<F>() == 0,
-        "mproc-mpi: a task is a `fn` item or a non-capturing closure; captured state \
-         (and fn pointers) cannot reach another rank: pass data as the arguments instead"
-    );
-}
-
 /// Fails the build unless `F` is zero-sized (a `fn` item or a non-capturing
-/// closure).
-pub(crate) fn assert_zst<F>() {
-    let () = AssertZst::<F>::OK;
+/// closure); the message is mproc-fnref's, the same for every crate.
+pub(crate) const fn assert_zst<F>() {
+    mproc_fnref::assert_zst::<F>();
 }
 
 /// The value of a zero-sized function type.
@@ -34,17 +21,17 @@ pub(crate) unsafe fn conjure<F: Copy>() -> F {
 
 /// Where the code at `addr` is, as an offset another rank can resolve.
 pub(crate) fn offset_of(addr: *const ()) -> i64 {
-    mproc_process::fnref::offset_of(addr)
+    mproc_fnref::offset_of(addr)
 }
 
 /// The code address at `offset`.
 ///
 /// # Safety
-/// As [`mproc_process::fnref::address_at`]: `offset` comes from
+/// As [`mproc_fnref::address_at`]: `offset` comes from
 /// [`offset_of`] in a process running the same executable.
 pub(crate) unsafe fn address_at(offset: i64) -> *const () {
     // SAFETY: forwarded to the caller.
-    unsafe { mproc_process::fnref::address_at(offset) }
+    unsafe { mproc_fnref::address_at(offset) }
 }
 
 /// A function whose offset both sides compare at the handshake, so a worker
