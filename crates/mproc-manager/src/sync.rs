@@ -321,9 +321,10 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`Error::Disconnected`].
-    pub fn value(&self) -> Result<u64, Error> {
+    pub fn value(&self) -> Result<usize, Error> {
         match self.raw.call(Op::LockState)? {
-            Reply::Held(_, v) => Ok(v),
+            // Lossless on the 64-bit targets mproc supports.
+            Reply::Held(_, v) => Ok(v as usize),
             r => Err(unexpected(r)),
         }
     }

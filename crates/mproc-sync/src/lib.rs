@@ -112,7 +112,7 @@ pub use crate::error::{
     TryLockError, WaitError,
 };
 pub use crate::event::{Event, RawEvent};
-pub use crate::lock::{Lock, LockGuard};
+pub use crate::lock::{Lock, LockGuard, LockOwner};
 pub use crate::rlock::{RLock, RLockGuard};
 pub use crate::semaphore::{
     BoundedSemaphore, RawSemaphore, SEM_VALUE_MAX, Semaphore, SemaphoreGuard,

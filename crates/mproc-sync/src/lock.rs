@@ -58,6 +58,25 @@ pub struct Lock {
     shared: Shared<LockState>,
 }
 
+/// Who holds a [`Lock`] or [`RLock`](crate::RLock): a snapshot, readable
+/// from any process.
+///
+/// Its `Debug` form is `pid 1234, thread 1240`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LockOwner {
+    /// The holder's process id.
+    pub pid: u32,
+    /// The holder's kernel thread id (0 for a moment right after it took the
+    /// lock, or when a [`Lock`] was released on its behalf).
+    pub tid: u32,
+}
+
+impl fmt::Debug for LockOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {}, thread {}", self.pid, self.tid)
+    }
+}
+
 /// Holds a [`Lock`]; releases it when dropped.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
@@ -195,6 +214,15 @@ impl Lock {
         self.state().mutex.owner_pid()
     }
 
+    /// The holder right now (a snapshot), if any, readable from any process
+    /// (CPython's `<Lock(owner=SomeOtherProcess)>`).
+    pub fn owner(&self) -> Option<LockOwner> {
+        let pid = self.owner_pid()?;
+        // Relaxed: a snapshot for display (see `guard`).
+        let tid = self.state().owner_tid.load(Ordering::Relaxed);
+        Some(LockOwner { pid, tid })
+    }
+
     /// Whether the calling thread acquired the lock last and it is still
     /// held (a snapshot, exact for the calling thread's own state).
     pub fn is_owned_by_current_thread(&self) -> bool {
@@ -245,9 +273,10 @@ impl LockGuard<'_> {
 
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // CPython: `<Lock(owner=…)>`.
         f.debug_struct("Lock")
-            .field("owner_pid", &self.owner_pid())
-            .finish_non_exhaustive()
+            .field("owner", &self.owner())
+            .finish()
     }
 }
 

@@ -179,7 +179,7 @@ fn drive(cond: &Condition, board: &Board, ops: &[Op]) -> Result<(), TestCaseErro
                 let expect: Vec<usize> = line.drain(..n.min(line.len())).collect();
                 {
                     let _g = cond.lock().unwrap();
-                    let woken = cond.notify(n.min(u32::MAX as usize) as u32).unwrap();
+                    let woken = cond.notify(n).unwrap();
                     prop_assert_eq!(woken as usize, expect.len());
                     if then_wait {
                         // Nobody else notifies: this must time out.
