@@ -96,6 +96,7 @@ mod error;
 mod event;
 #[doc(hidden)]
 pub mod fuzzing;
+#[macro_use]
 mod lock;
 mod rlock;
 mod semaphore;

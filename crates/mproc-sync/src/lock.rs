@@ -51,11 +51,64 @@ unsafe impl SharedSync for LockState {}
 ///     assert!(lock.try_lock().is_err());
 /// }
 /// assert!(!lock.is_locked());
+///
+/// // CPython style, without a guard: any thread may release it.
+/// assert_eq!(lock.acquire(), mproc_sync::Acquired::Clean);
+/// assert_eq!(lock.try_acquire(), None);
+/// let l2 = lock.clone();
+/// std::thread::spawn(move || l2.release()).join().unwrap()?;
+/// assert!(lock.release().is_err()); // released too many times
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct Lock {
     shared: Shared<LockState>,
+}
+
+/// The guard-less acquisitions of [`Lock`] and [`RLock`](crate::RLock)
+/// (CPython's `acquire(block, timeout)`), built on their guard forms.
+macro_rules! guardless_acquire {
+    () => {
+        /// Acquires without a guard, blocking until it is acquired: CPython's
+        /// `acquire()`. Release it with `release`.
+        ///
+        /// Returns [`Acquired::OwnerDied`] if the previous holder process died
+        /// holding it (the lock is held either way).
+        pub fn acquire(&self) -> Acquired {
+            match self.lock() {
+                Ok(g) => crate::lock::keep(g, Acquired::Clean),
+                Err(e) => crate::lock::keep(e.into_inner(), Acquired::OwnerDied),
+            }
+        }
+
+        /// Acquires without a guard if that is possible without waiting:
+        /// CPython's `acquire(False)`. `None` if it is held.
+        pub fn try_acquire(&self) -> Option<Acquired> {
+            self.acquire_timeout(Some(Duration::ZERO))
+        }
+
+        /// Acquires without a guard, waiting at most `timeout` (`None`: for
+        /// ever; zero: try once): CPython's `acquire(timeout=…)`. `None` if
+        /// the time ran out.
+        pub fn acquire_timeout(&self, timeout: Option<Duration>) -> Option<Acquired> {
+            let Some(timeout) = timeout else {
+                return Some(self.acquire());
+            };
+            match self.lock_timeout(timeout) {
+                Ok(g) => Some(crate::lock::keep(g, Acquired::Clean)),
+                Err(LockTimeoutError::OwnerDied(g)) => {
+                    Some(crate::lock::keep(g, Acquired::OwnerDied))
+                }
+                Err(LockTimeoutError::Timeout) => None,
+            }
+        }
+    };
+}
+
+/// Keeps a lock held without its guard and returns `how`.
+pub(crate) fn keep<G>(guard: G, how: Acquired) -> Acquired {
+    std::mem::forget(guard);
+    how
 }
 
 /// Who holds a [`Lock`] or [`RLock`](crate::RLock): a snapshot, readable
@@ -185,9 +238,14 @@ impl Lock {
         }
     }
 
-    /// Releases the lock, whoever holds it (CPython's `Lock.release()` from
-    /// another thread or process). Use it with a guard that was
-    /// [`std::mem::forget`]-ed, or to release on behalf of another process.
+    guardless_acquire!();
+
+    /// Releases the lock, whoever holds it: CPython's `Lock.release()`,
+    /// which any thread or process may call, not only the one that acquired
+    /// it. Pairs with [`Lock::acquire`], or releases on behalf of another
+    /// thread or process. A [`LockGuard`] still alive elsewhere would then
+    /// release again when dropped (possibly a later holder's acquisition),
+    /// so release this way only locks taken without a guard.
     ///
     /// # Errors
     /// [`OverRelease`] if the lock is not locked.

@@ -177,8 +177,11 @@ impl RLock {
         }
     }
 
-    /// Releases one acquisition, for a guard that was
-    /// [`std::mem::forget`]-ed (CPython's `RLock.release()`).
+    guardless_acquire!();
+
+    /// Releases one acquisition (CPython's `RLock.release()`): pairs with
+    /// [`RLock::acquire`] or a [`std::mem::forget`]-ed guard. Unlike a
+    /// [`Lock`](crate::Lock), only the owning thread may release it.
     ///
     /// # Errors
     /// [`NotOwner`] if the calling thread does not own the lock.
