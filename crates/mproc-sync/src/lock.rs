@@ -344,6 +344,22 @@ impl fmt::Debug for LockGuard<'_> {
     }
 }
 
+impl mproc_shm::ValueLock for Lock {
+    type Guard<'a> = LockGuard<'a>;
+
+    fn acquire_guard(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+        self.lock()
+    }
+
+    fn identity(&self) -> u128 {
+        self.shared.identity()
+    }
+
+    fn guard_identity(guard: &LockGuard<'_>) -> u128 {
+        guard.lock.shared.identity()
+    }
+}
+
 impl Serialize for Lock {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.shared.serialize(s)

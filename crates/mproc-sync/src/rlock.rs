@@ -294,6 +294,22 @@ impl fmt::Debug for RLockGuard<'_> {
     }
 }
 
+impl mproc_shm::ValueLock for RLock {
+    type Guard<'a> = RLockGuard<'a>;
+
+    fn acquire_guard(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
+        self.lock()
+    }
+
+    fn identity(&self) -> u128 {
+        self.shared.identity()
+    }
+
+    fn guard_identity(guard: &RLockGuard<'_>) -> u128 {
+        guard.lock.shared.identity()
+    }
+}
+
 impl Serialize for RLock {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.shared.serialize(s)
