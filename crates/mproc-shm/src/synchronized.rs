@@ -55,14 +55,6 @@ impl fmt::Display for WrongLock {
 
 impl std::error::Error for WrongLock {}
 
-fn check<L: ValueLock>(lock: &L, guard: &L::Guard<'_>) -> Result<(), WrongLock> {
-    if L::guard_identity(guard) == lock.identity() {
-        Ok(())
-    } else {
-        Err(WrongLock)
-    }
-}
-
 /// One plain-data value in shared memory guarded by a caller-supplied lock
 /// `L`: CPython's `Value(typecode, v, lock=L)` (a `Synchronized` object).
 ///
@@ -118,17 +110,6 @@ impl<T: Pod + Send, L: ValueLock> Synchronized<T, L> {
         })
     }
 
-    /// The lock guarding this value (CPython's `get_lock()`).
-    pub fn get_lock(&self) -> &L {
-        &self.lock
-    }
-
-    fn acquire(&self) -> L::Guard<'_> {
-        self.lock
-            .acquire_guard()
-            .unwrap_or_else(LockError::into_inner)
-    }
-
     /// Copies the value out under the lock. With a non-recursive lock, do
     /// not call it while holding the lock (use [`Synchronized::locked`]).
     pub fn get(&self) -> T {
@@ -150,19 +131,6 @@ impl<T: Pod + Send, L: ValueLock> Synchronized<T, L> {
         let r = f(&mut v);
         self.raw.set(v);
         r
-    }
-
-    /// Opens the value under `guard`, a guard of this value's lock, to read
-    /// and write it without taking the lock again.
-    ///
-    /// # Errors
-    /// [`WrongLock`] if `guard` holds another lock.
-    pub fn locked<'g>(&'g self, guard: &'g L::Guard<'_>) -> Result<LockedValue<'g, T>, WrongLock> {
-        check(&self.lock, guard)?;
-        Ok(LockedValue {
-            raw: &self.raw,
-            _not_send: PhantomData,
-        })
     }
 }
 
@@ -218,17 +186,6 @@ impl<T: Pod + Send, L: ValueLock> SynchronizedArray<T, L> {
         })
     }
 
-    /// The lock guarding this array (CPython's `get_lock()`).
-    pub fn get_lock(&self) -> &L {
-        &self.lock
-    }
-
-    fn acquire(&self) -> L::Guard<'_> {
-        self.lock
-            .acquire_guard()
-            .unwrap_or_else(LockError::into_inner)
-    }
-
     /// The number of elements.
     pub fn len(&self) -> usize {
         self.raw.len()
@@ -269,18 +226,6 @@ impl<T: Pod + Send, L: ValueLock> SynchronizedArray<T, L> {
         // The length is the array's own: the copy cannot be out of range.
         let _ = self.raw.copy_from(0, &v);
         r
-    }
-
-    /// Opens the array under `guard`, a guard of this array's lock.
-    ///
-    /// # Errors
-    /// [`WrongLock`] if `guard` holds another lock.
-    pub fn locked<'g>(&'g self, guard: &'g L::Guard<'_>) -> Result<LockedArray<'g, T>, WrongLock> {
-        check(&self.lock, guard)?;
-        Ok(LockedArray {
-            raw: &self.raw,
-            _not_send: PhantomData,
-        })
     }
 }
 
@@ -330,76 +275,80 @@ impl<T: Pod + Send> LockedArray<'_, T> {
     }
 }
 
-impl<T, L: Clone> Clone for Synchronized<T, L> {
-    /// Another handle to the same value and lock.
-    fn clone(&self) -> Self {
-        Self {
-            raw: self.raw.clone(),
-            lock: self.lock.clone(),
+/// The impls that `Synchronized` and `SynchronizedArray` share: `Clone`,
+/// `Debug`, and serialization as (raw storage, lock).
+macro_rules! handle_impls {
+    ($ty:ident, $view:ident, $raw:ident) => {
+        impl<T, L: Clone> Clone for $ty<T, L> {
+            /// Another handle to the same storage and lock.
+            fn clone(&self) -> Self {
+                Self {
+                    raw: self.raw.clone(),
+                    lock: self.lock.clone(),
+                }
+            }
         }
-    }
-}
 
-impl<T, L: Clone> Clone for SynchronizedArray<T, L> {
-    /// Another handle to the same array and lock.
-    fn clone(&self) -> Self {
-        Self {
-            raw: self.raw.clone(),
-            lock: self.lock.clone(),
+        impl<T, L: fmt::Debug> fmt::Debug for $ty<T, L> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("lock", &self.lock)
+                    .finish_non_exhaustive()
+            }
         }
-    }
+
+        impl<T> fmt::Debug for $view<'_, T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($view)).finish_non_exhaustive()
+            }
+        }
+
+        impl<T, L: Serialize> Serialize for $ty<T, L> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                (&self.raw, &self.lock).serialize(s)
+            }
+        }
+
+        impl<'de, T: Pod + Send, L: ValueLock> Deserialize<'de> for $ty<T, L> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let (raw, lock) = <($raw<T>, L)>::deserialize(d)?;
+                Ok(Self { raw, lock })
+            }
+        }
+
+        impl<T: Pod + Send, L: ValueLock> $ty<T, L> {
+            /// The lock guarding this storage (CPython's `get_lock()`).
+            pub fn get_lock(&self) -> &L {
+                &self.lock
+            }
+
+            fn acquire(&self) -> L::Guard<'_> {
+                self.lock
+                    .acquire_guard()
+                    .unwrap_or_else(LockError::into_inner)
+            }
+
+            /// Opens the storage under `guard`, a guard of its lock (which
+            /// may guard other values too), to read and write it without
+            /// taking the lock again.
+            ///
+            /// # Errors
+            /// [`WrongLock`] if `guard` holds another lock.
+            pub fn locked<'g>(
+                &'g self,
+                guard: &'g L::Guard<'_>,
+            ) -> Result<$view<'g, T>, WrongLock> {
+                if L::guard_identity(guard) != self.lock.identity() {
+                    return Err(WrongLock);
+                }
+                Ok($view {
+                    raw: &self.raw,
+                    _not_send: PhantomData,
+                })
+            }
+        }
+    };
 }
 
-impl<T, L: fmt::Debug> fmt::Debug for Synchronized<T, L> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Synchronized")
-            .field("lock", &self.lock)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T, L: fmt::Debug> fmt::Debug for SynchronizedArray<T, L> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SynchronizedArray")
-            .field("lock", &self.lock)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T> fmt::Debug for LockedValue<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockedValue").finish_non_exhaustive()
-    }
-}
-
-impl<T> fmt::Debug for LockedArray<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockedArray").finish_non_exhaustive()
-    }
-}
-
-impl<T, L: Serialize> Serialize for Synchronized<T, L> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        (&self.raw, &self.lock).serialize(s)
-    }
-}
-
-impl<'de, T: Pod + Send, L: ValueLock> Deserialize<'de> for Synchronized<T, L> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (raw, lock) = <(RawValue<T>, L)>::deserialize(d)?;
-        Ok(Self { raw, lock })
-    }
-}
-
-impl<T, L: Serialize> Serialize for SynchronizedArray<T, L> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        (&self.raw, &self.lock).serialize(s)
-    }
-}
-
-impl<'de, T: Pod + Send, L: ValueLock> Deserialize<'de> for SynchronizedArray<T, L> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (raw, lock) = <(RawArray<T>, L)>::deserialize(d)?;
-        Ok(Self { raw, lock })
-    }
-}
+handle_impls!(Synchronized, LockedValue, RawValue);
+handle_impls!(SynchronizedArray, LockedArray, RawArray);
