@@ -88,7 +88,7 @@ pub use mproc_process::{
     current_process, get_context, init, parent_process,
 };
 pub use mproc_queue::{JoinableQueue, Queue, SimpleQueue};
-pub use mproc_shm::{Array, RawArray, RawValue, Value};
+pub use mproc_shm::{Array, RawArray, RawValue, Synchronized, SynchronizedArray, Value};
 pub use mproc_sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 
 /// The README's examples, compiled and run as doc tests.
