@@ -5,7 +5,8 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use mproc_shm::Segment;
@@ -199,9 +200,32 @@ pub struct Connection<C = Postcard> {
     writable: bool,
     wire: Wire,
     shm_threshold: Option<usize>,
+    shared: Arc<Shared>,
+    _codec: PhantomData<fn() -> C>,
+}
+
+/// What the clones of a connection made by [`Connection::try_clone`] share:
+/// they read and write one stream, so they take turns through these.
+struct Shared {
     reader: Mutex<Reader>,
     writer: Mutex<Writer>,
-    _codec: PhantomData<fn() -> C>,
+    /// Set when an oversized or malformed message made the connection
+    /// unreadable; read without the reader's lock by `readable`, `poll`
+    /// and `wait`.
+    unreadable: AtomicBool,
+}
+
+impl Shared {
+    fn new(reader: Reader) -> Arc<Self> {
+        Arc::new(Self {
+            reader: Mutex::new(reader),
+            writer: Mutex::new(Writer {
+                buf: Vec::new(),
+                arena: None,
+            }),
+            unreadable: AtomicBool::new(false),
+        })
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -242,11 +266,7 @@ impl Connection<Postcard> {
             writable,
             wire: Wire::Cpython,
             shm_threshold: None,
-            reader: Mutex::new(Reader::new(DEFAULT_MAX_MESSAGE, Wire::Cpython)),
-            writer: Mutex::new(Writer {
-                buf: Vec::new(),
-                arena: None,
-            }),
+            shared: Shared::new(Reader::new(DEFAULT_MAX_MESSAGE, Wire::Cpython)),
             _codec: PhantomData,
         }
     }
@@ -262,15 +282,17 @@ impl<C: Codec> Connection<C> {
             writable: self.writable,
             wire: self.wire,
             shm_threshold: self.shm_threshold,
-            reader: self.reader,
-            writer: self.writer,
+            shared: self.shared,
             _codec: PhantomData,
         }
     }
 
-    /// Whether this end can receive.
+    /// Whether this end can receive: `false` for the write-only end of a
+    /// one-way pipe, and from the moment an oversized or malformed message
+    /// made the connection unreadable (as CPython's `readable` after
+    /// "bad message length").
     pub fn readable(&self) -> bool {
-        self.readable
+        self.readable && !self.is_unreadable()
     }
 
     /// Whether this end can send.
@@ -296,9 +318,7 @@ impl<C: Codec> Connection<C> {
         };
         self.wire = wire;
         self.shm_threshold = (wire == Wire::Mproc).then_some(DEFAULT_SHM_THRESHOLD);
-        self.reader
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(&self.shared.reader)
             .dec
             .set_wire(wire);
     }
@@ -319,13 +339,13 @@ impl<C: Codec> Connection<C> {
 
     /// The largest message accepted on receive (default 1 GiB).
     pub fn max_message(&self) -> usize {
-        lock(&self.reader).max
+        lock(&self.shared.reader).max
     }
 
     /// Sets the largest message accepted on receive. A longer message fails
     /// with [`RecvError::TooLarge`] without being read or allocated.
     pub fn set_max_message(&mut self, max: usize) {
-        let r = self.reader.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut r = lock(&self.shared.reader);
         r.max = max;
         if r.dec.is_idle() {
             r.dec.set_max(max);
@@ -377,7 +397,7 @@ impl<C: Codec> Connection<C> {
         if !self.writable {
             return Err(SendBytesError::NotWritable);
         }
-        let mut w = lock(&self.writer);
+        let mut w = lock(&self.shared.writer);
         let w = &mut *w;
         w.buf.clear();
         w.buf.extend_from_slice(&[0; MAX_HEADER_LEN]);
@@ -429,7 +449,7 @@ impl<C: Codec> Connection<C> {
         if !self.writable {
             return Err(SendBytesError::NotWritable);
         }
-        let mut w = lock(&self.writer);
+        let mut w = lock(&self.shared.writer);
         if self.use_shm(buf.len()) {
             return ArenaTx::send(&mut w.arena, self.fd.as_fd(), buf);
         }
@@ -569,7 +589,9 @@ impl<C: Codec> Connection<C> {
     /// without waiting). Never consumes data.
     ///
     /// # Errors
-    /// [`RecvError::NotReadable`] on a write-only end; `Io` on OS errors.
+    /// [`RecvError::NotReadable`] on a write-only end; [`RecvError::Broken`]
+    /// once an earlier bad message made the connection unreadable; `Io` on
+    /// OS errors (`EBADF` for a descriptor closed behind mproc's back).
     pub fn poll(&self, timeout: Duration) -> Result<bool, RecvError> {
         self.poll_deadline(sys::deadline_after(timeout))
     }
@@ -581,6 +603,9 @@ impl<C: Codec> Connection<C> {
     pub fn poll_deadline(&self, deadline: Option<Instant>) -> Result<bool, RecvError> {
         if !self.readable {
             return Err(RecvError::NotReadable);
+        }
+        if self.is_unreadable() {
+            return Err(RecvError::Broken);
         }
         if self.has_buffered() {
             return Ok(true);
@@ -596,7 +621,7 @@ impl<C: Codec> Connection<C> {
         if !self.readable {
             return Err(RecvError::NotReadable);
         }
-        let mut guard = lock(&self.reader);
+        let mut guard = lock(&self.shared.reader);
         let r = &mut *guard;
         if r.broken {
             return Err(RecvError::Broken);
@@ -618,6 +643,9 @@ impl<C: Codec> Connection<C> {
         match result {
             Err(e @ (RecvError::TooLarge { .. } | RecvError::Protocol(_) | RecvError::Broken)) => {
                 r.broken = true;
+                // Relaxed: a flag read on its own; the reader's lock orders
+                // everything else.
+                self.shared.unreadable.store(true, Ordering::Relaxed);
                 Err(e)
             }
             Ok((msg, _)) if msg.len() > limit => Err(RecvError::TooLarge {
@@ -769,12 +797,20 @@ impl<C> Connection<C> {
     /// answer is `false` and callers look at the descriptor instead of
     /// waiting for that receive to finish.
     pub(crate) fn has_buffered(&self) -> bool {
-        let r = match self.reader.try_lock() {
+        let r = match self.shared.reader.try_lock() {
             Ok(r) => r,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return false,
         };
         r.pos < r.end || r.eof
+    }
+
+    /// Whether an oversized or malformed message made the connection
+    /// unreadable: `wait` then never reports it ready.
+    pub(crate) fn is_unreadable(&self) -> bool {
+        // Relaxed: pairs with the store in `recv_frame`; a late view only
+        // delays the report by one call.
+        self.shared.unreadable.load(Ordering::Relaxed)
     }
 
     pub(crate) fn borrow_fd(&self) -> BorrowedFd<'_> {
@@ -784,9 +820,7 @@ impl<C> Connection<C> {
     /// Makes the first receive fail if the first message is an authkey
     /// challenge: set on the connections of clients without an authkey.
     pub(crate) fn refuse_challenge_first(&mut self) {
-        self.reader
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(&self.shared.reader)
             .refuse_challenge = true;
     }
 }
@@ -820,7 +854,7 @@ struct WireForm {
 impl<C> Serialize for Connection<C> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::Error;
-        let r = lock(&self.reader);
+        let r = lock(&self.shared.reader);
         if !r.dec.is_idle() || !r.batches.is_empty() {
             return Err(S::Error::custom(
                 "cannot send a connection in the middle of receiving a message",
@@ -878,11 +912,7 @@ impl<'de, C> Deserialize<'de> for Connection<C> {
             } else {
                 None
             },
-            reader: Mutex::new(reader),
-            writer: Mutex::new(Writer {
-                buf: Vec::new(),
-                arena: None,
-            }),
+            shared: Shared::new(reader),
             _codec: PhantomData,
         })
     }

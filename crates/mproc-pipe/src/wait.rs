@@ -24,6 +24,14 @@ pub trait Waitable {
     fn ready_now(&self) -> bool {
         false
     }
+
+    /// Whether the object can no longer become ready, so that [`wait`]
+    /// leaves it out: a connection that an oversized or malformed message
+    /// made unreadable (its unread bytes would otherwise report it ready
+    /// for ever).
+    fn never_ready(&self) -> bool {
+        false
+    }
 }
 
 impl<T: AsFd> Waitable for T {
@@ -38,7 +46,11 @@ impl<C> Waitable for Connection<C> {
     }
 
     fn ready_now(&self) -> bool {
-        self.has_buffered()
+        !self.is_unreadable() && self.has_buffered()
+    }
+
+    fn never_ready(&self) -> bool {
+        self.is_unreadable()
     }
 }
 
@@ -53,10 +65,12 @@ impl Waitable for Listener {
 ///
 /// A connection is ready when a message or end of file can be received, a
 /// listener when a client is waiting, a process sentinel when the process
-/// has exited.
+/// has exited. A connection that an oversized or malformed message made
+/// unreadable is never reported.
 ///
 /// # Errors
-/// The OS error from `poll(2)`.
+/// The OS error from `poll(2)`; `EBADF` if a descriptor is not open (CPython
+/// raises too).
 ///
 /// # Examples
 ///
@@ -102,7 +116,12 @@ fn wait_impl(objects: &[&dyn Waitable], deadline: Option<Instant>) -> io::Result
     let mut fds: Vec<libc::pollfd> = objects
         .iter()
         .map(|o| libc::pollfd {
-            fd: o.wait_fd().as_raw_fd(),
+            // poll(2) skips negative descriptors.
+            fd: if o.never_ready() {
+                -1
+            } else {
+                o.wait_fd().as_raw_fd()
+            },
             events: libc::POLLIN,
             revents: 0,
         })

@@ -562,3 +562,47 @@ fn poll_and_wait_do_not_block_behind_a_receiving_thread() {
         assert_eq!(receiver.join().unwrap(), b"wake");
     });
 }
+
+/// CPython: after "bad message length" a connection that can also write
+/// stops being readable (`_readable = False`), so `poll` raises and `wait`
+/// loops do not spin on it.
+#[test]
+fn bad_message_length_makes_the_connection_unreadable() {
+    watchdog(10, || {
+        let (a, b) = pipe(true).unwrap();
+        let (c, d) = pipe(true).unwrap();
+        a.send_bytes(b"12345").unwrap();
+        assert!(b.readable());
+        assert!(matches!(
+            b.recv_bytes_max(4),
+            Err(RecvError::TooLarge { len: 5, max: 4 })
+        ));
+        assert!(!b.readable());
+        assert!(b.writable());
+        assert!(matches!(b.poll(Duration::ZERO), Err(RecvError::Broken)));
+        // The unread bytes are still in the socket, yet `wait` reports only
+        // the connection that has a message.
+        c.send_bytes(b"x").unwrap();
+        assert_eq!(wait_timeout(&[&b, &d], Duration::from_secs(5)).unwrap(), [1]);
+        assert!(wait_timeout(&[&b], Duration::from_millis(20)).unwrap().is_empty());
+        b.send_bytes(b"still writable").unwrap();
+        assert_eq!(a.recv_bytes().unwrap(), b"still writable");
+    });
+}
+
+/// CPython's `wait` raises for a closed descriptor; `poll(2)` reports it as
+/// `POLLNVAL`, which is an error, not readiness.
+#[test]
+fn waiting_on_an_invalid_descriptor_is_an_error() {
+    watchdog(10, || {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let raw = a.as_raw_fd();
+        drop(a);
+        // SAFETY: only polled, never read or closed, and nothing in this
+        // test opens a descriptor between the drop above and the wait.
+        let closed = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+        let err = wait_timeout(&[&closed], Duration::from_secs(5)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+        drop(b);
+    });
+}
