@@ -257,7 +257,7 @@ pub enum AuthError {
     /// (Python: "digest received was wrong").
     WrongDigest,
     /// The peer uses legacy HMAC-MD5 authentication (Python 3.11 and older),
-    /// which is off unless enabled explicitly.
+    /// which was turned off with `allow_legacy_md5(false)`.
     LegacyMd5Disabled,
     /// The peer asked for a digest mproc does not implement.
     UnsupportedDigest(String),
@@ -290,7 +290,7 @@ impl fmt::Display for AuthError {
             Self::Rejected => f.write_str("authentication failed: digest sent was rejected"),
             Self::WrongDigest => f.write_str("authentication failed: digest received was wrong"),
             Self::LegacyMd5Disabled => f.write_str(
-                "authentication failed: the peer uses legacy HMAC-MD5, which is not enabled",
+                "authentication failed: the peer uses legacy HMAC-MD5, which is turned off",
             ),
             Self::UnsupportedDigest(d) => {
                 write!(f, "authentication failed: unsupported digest {d:?}")

@@ -54,9 +54,9 @@
 //! [`Listener`] and [`Client`] connect over Unix-domain sockets (filesystem
 //! paths or Linux abstract names, see [`Address`]) or TCP. With an authkey
 //! both sides run CPython's mutual challenge/response handshake with
-//! HMAC-SHA256 (`{sha256}`-prefixed, as CPython 3.12+); the legacy HMAC-MD5
-//! form of CPython 3.11 and older is accepted only when enabled with
-//! `allow_legacy_md5`. A listener runs the handshakes of all connecting
+//! HMAC-SHA256 (`{sha256}`-prefixed, as CPython 3.12+). As in CPython
+//! 3.12+, peers speaking the legacy HMAC-MD5 form of CPython 3.11 and older
+//! are accepted and answered; `allow_legacy_md5(false)` refuses them. A listener runs the handshakes of all connecting
 //! clients side by side, so a slow or silent client delays nobody.
 //! Mismatched settings are named: a client without an authkey is told that
 //! the listener requires one, at its first receive, and a listener is told

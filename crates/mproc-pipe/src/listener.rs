@@ -259,8 +259,11 @@ impl ListenerBuilder {
         self
     }
 
-    /// Accepts clients that only speak the legacy HMAC-MD5 handshake
-    /// (CPython 3.11 and older). Off by default.
+    /// Whether clients that only speak the legacy HMAC-MD5 handshake
+    /// (CPython 3.11 and older) are accepted. On by default, as in CPython
+    /// 3.12+; `false` refuses them with
+    /// [`AuthError::LegacyMd5Disabled`](crate::AuthError::LegacyMd5Disabled).
+    /// Our challenges ask for [`ListenerBuilder::digest`] either way.
     pub fn allow_legacy_md5(mut self, allow: bool) -> Self {
         self.settings.auth.allow_legacy_md5 = allow;
         self
@@ -698,8 +701,10 @@ impl Client {
         self
     }
 
-    /// Speaks the legacy HMAC-MD5 handshake with listeners that require it
-    /// (CPython 3.11 and older). Off by default.
+    /// Whether the legacy HMAC-MD5 handshake is spoken with listeners that
+    /// require it (CPython 3.11 and older). On by default, as in CPython
+    /// 3.12+; `false` refuses them with
+    /// [`AuthError::LegacyMd5Disabled`](crate::AuthError::LegacyMd5Disabled).
     pub fn allow_legacy_md5(mut self, allow: bool) -> Self {
         self.settings.auth.allow_legacy_md5 = allow;
         self

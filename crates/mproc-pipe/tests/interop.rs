@@ -335,28 +335,73 @@ fn wrong_key_fails_on_both_sides_python_client() {
     }
 }
 
+/// Whether `python3` speaks only the legacy handshake (3.11 and older);
+/// `None` (with a message) when the test does not apply.
+fn legacy_python() -> Option<()> {
+    let out = match Command::new("python3")
+        .args(["-c", "import sys; print(sys.version_info >= (3, 12))"])
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("SKIPPED: python3 is not available ({e})");
+            return None;
+        }
+    };
+    if String::from_utf8_lossy(&out.stdout).trim() == "True" {
+        eprintln!("SKIPPED: python3 speaks the modern handshake natively");
+        return None;
+    }
+    Some(())
+}
+
+/// CPython 3.12+ authenticates 3.11 peers (legacy HMAC-MD5) by default;
+/// so does mproc, in both roles, with no option set.
 #[test]
-fn legacy_python_is_refused_unless_enabled() {
+fn legacy_python_authenticates_by_default() {
     watchdog(60, || {
-        let out = match Command::new("python3")
-            .args(["-c", "import sys; print(sys.version_info >= (3, 12))"])
-            .output()
-        {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("SKIPPED: python3 is not available ({e})");
-                return;
-            }
-        };
-        if String::from_utf8_lossy(&out.stdout).trim() == "True" {
-            eprintln!("SKIPPED: python3 speaks the modern handshake natively");
+        if legacy_python().is_none() {
             return;
         }
         let Some(mut py) = Py::start(&["server", "legacy", "unix", "secret"]) else {
             return;
         };
         let addr = parse_address(&py.line());
-        let err = Client::new(addr).authkey(b"secret").connect().unwrap_err();
+        let c = Client::new(addr).authkey(b"secret").connect().unwrap();
+        exchange(&c);
+        drop(c);
+        assert_eq!(py.line(), "DONE");
+        assert_eq!(py.finish(), 0);
+
+        let l = Listener::builder_auto().authkey(b"secret").bind().unwrap();
+        let at = l.address().to_string();
+        let Some(mut py) = Py::start(&["client", "legacy", "unix", "secret", &at]) else {
+            return;
+        };
+        let c = l.accept().unwrap();
+        assert_eq!(c.recv_bytes().unwrap(), b"hello from python");
+        exchange(&c);
+        drop(c);
+        assert_eq!(py.line(), "DONE");
+        assert_eq!(py.finish(), 0);
+    });
+}
+
+#[test]
+fn legacy_python_is_refused_when_disabled() {
+    watchdog(60, || {
+        if legacy_python().is_none() {
+            return;
+        }
+        let Some(mut py) = Py::start(&["server", "legacy", "unix", "secret"]) else {
+            return;
+        };
+        let addr = parse_address(&py.line());
+        let err = Client::new(addr)
+            .authkey(b"secret")
+            .allow_legacy_md5(false)
+            .connect()
+            .unwrap_err();
         assert!(
             matches!(err, ConnectError::Auth(AuthError::LegacyMd5Disabled)),
             "{err:?}"
@@ -364,6 +409,22 @@ fn legacy_python_is_refused_unless_enabled() {
         // Python then sees the connection close during its handshake.
         let _ = py.line();
         assert_ne!(py.finish(), 0);
+
+        let l = Listener::builder_auto()
+            .authkey(b"secret")
+            .allow_legacy_md5(false)
+            .bind()
+            .unwrap();
+        let at = l.address().to_string();
+        let Some(py) = Py::start(&["client", "legacy", "unix", "secret", &at]) else {
+            return;
+        };
+        let err = l.accept().unwrap_err();
+        assert!(
+            matches!(err, ConnectError::Auth(AuthError::LegacyMd5Disabled)),
+            "{err:?}"
+        );
+        drop(py);
     });
 }
 
