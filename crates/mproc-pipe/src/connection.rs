@@ -6,7 +6,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use mproc_shm::Segment;
@@ -19,6 +19,7 @@ use crate::codec::{Codec, Postcard};
 use crate::error::{RecvError, SendBytesError, SendError};
 use crate::frame::{DEFAULT_MAX_MESSAGE, Frame, FrameDecoder, MAX_HEADER_LEN, Wire, encode_header};
 use crate::sys::{self, FdKind};
+use crate::wlock::WriteLock;
 
 /// The read-ahead buffer: small messages arrive with one system call each.
 const READ_BUF: usize = 64 << 10;
@@ -28,6 +29,9 @@ const DIRECT_MIN: usize = 16 << 10;
 /// The default size from which [`Wire::Mproc`] connections send messages
 /// through shared memory.
 pub const DEFAULT_SHM_THRESHOLD: usize = 256 << 10;
+/// The most shared-memory arenas a receiving end maps at once: one per
+/// process sending large messages through copies of the other end.
+const MAX_ARENAS: usize = 64;
 /// A send buffer larger than this is freed after use rather than kept.
 const KEEP_SEND_BUF: usize = 1 << 20;
 
@@ -91,7 +95,9 @@ struct Reader {
     /// Stream position where the frame being decoded began.
     frame_start: u64,
     batches: VecDeque<FdBatch>,
-    arena: Option<ArenaRx>,
+    /// The arenas of the senders on the other side (one per sending process
+    /// when the peer end is shared; see [`MAX_ARENAS`]).
+    arenas: Vec<ArenaRx>,
     eof: bool,
     broken: bool,
     /// Until the first message: refuse it if it is an authkey challenge.
@@ -109,7 +115,7 @@ impl Reader {
             received: 0,
             frame_start: 0,
             batches: VecDeque::new(),
-            arena: None,
+            arenas: Vec::new(),
             eof: false,
             broken: false,
             refuse_challenge: false,
@@ -213,6 +219,9 @@ struct Shared {
     /// unreadable; read without the reader's lock by `readable`, `poll`
     /// and `wait`.
     unreadable: AtomicBool,
+    /// The process-shared write lock, made when a writable copy of the
+    /// connection first leaves for another process.
+    wlock: OnceLock<WriteLock>,
 }
 
 impl Shared {
@@ -224,6 +233,7 @@ impl Shared {
                 arena: None,
             }),
             unreadable: AtomicBool::new(false),
+            wlock: OnceLock::new(),
         })
     }
 }
@@ -318,9 +328,7 @@ impl<C: Codec> Connection<C> {
         };
         self.wire = wire;
         self.shm_threshold = (wire == Wire::Mproc).then_some(DEFAULT_SHM_THRESHOLD);
-        lock(&self.shared.reader)
-            .dec
-            .set_wire(wire);
+        lock(&self.shared.reader).dec.set_wire(wire);
     }
 
     /// The message size from which sends go through shared memory
@@ -355,6 +363,62 @@ impl<C: Codec> Connection<C> {
     /// Whether this connection can carry mproc handles (a Unix socket).
     pub fn can_pass_handles(&self) -> bool {
         self.kind == FdKind::Unix
+    }
+
+    /// Another handle to this connection, with a duplicate of its socket
+    /// (like [`std::fs::File::try_clone`]); each clone is closed on its own.
+    ///
+    /// Clones share everything but the descriptor: the bytes read ahead,
+    /// the shared-memory arena of large messages, and the settings as they
+    /// were. Receives and sends through any of them take turns, so a
+    /// message is never torn between clones, and it does not matter which
+    /// clone receives.
+    ///
+    /// To share one end with several processes (CPython passes one writer
+    /// to many children), pass a clone (or the connection itself, by
+    /// reference) to each child as an argument: every process then gets a
+    /// copy. The copies of a writable end send each message whole, under
+    /// a process-shared write lock made when the first copy leaves, and
+    /// messages above the shared-memory threshold travel through an arena
+    /// per sending process; the receiving end accepts up to 64 of these
+    /// at once.
+    ///
+    /// Receiving from copies in *several processes* is not supported: each
+    /// process reads ahead of the message it needs, so concurrent readers
+    /// in different processes would each take parts of the others'
+    /// messages. Give each reading process its own connection (or use a
+    /// queue).
+    ///
+    /// # Errors
+    /// The OS error if the descriptor cannot be duplicated.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (rx, tx) = mproc_pipe::pipe(false)?;
+    /// let tx2 = tx.try_clone()?;
+    /// let t = std::thread::spawn(move || tx2.send("from a clone"));
+    /// tx.send("from the original")?;
+    /// t.join().unwrap()?;
+    /// drop(tx);
+    /// let mut got = vec![rx.recv::<String>()?, rx.recv::<String>()?];
+    /// got.sort();
+    /// assert_eq!(got, ["from a clone", "from the original"]);
+    /// // The clone is gone and the original dropped: end of file.
+    /// assert!(rx.recv_bytes().unwrap_err().is_eof());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self {
+            fd: self.fd.try_clone()?,
+            kind: self.kind,
+            readable: self.readable,
+            writable: self.writable,
+            wire: self.wire,
+            shm_threshold: self.shm_threshold,
+            shared: Arc::clone(&self.shared),
+            _codec: PhantomData,
+        })
     }
 
     /// Closes the connection, reporting an error from `close` (dropping it
@@ -410,18 +474,22 @@ impl<C: Codec> Connection<C> {
             Ok(()) => {
                 let payload_len = w.buf.len() - MAX_HEADER_LEN;
                 if fds.is_empty() && self.use_shm(payload_len) {
-                    ArenaTx::send(&mut w.arena, self.fd.as_fd(), &w.buf[MAX_HEADER_LEN..])
+                    self.exclusive(|| {
+                        ArenaTx::send(&mut w.arena, self.fd.as_fd(), &w.buf[MAX_HEADER_LEN..])
+                    })
                 } else {
                     let mut h = [0u8; MAX_HEADER_LEN];
                     let n = encode_header(payload_len as u64, &mut h);
                     w.buf[MAX_HEADER_LEN - n..MAX_HEADER_LEN].copy_from_slice(&h[..n]);
                     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-                    sys::write_all(
-                        self.fd.as_fd(),
-                        self.kind,
-                        &[&w.buf[MAX_HEADER_LEN - n..]],
-                        &borrowed,
-                    )
+                    self.exclusive(|| {
+                        sys::write_all(
+                            self.fd.as_fd(),
+                            self.kind,
+                            &[&w.buf[MAX_HEADER_LEN - n..]],
+                            &borrowed,
+                        )
+                    })
                     .map_err(SendBytesError::from_io)
                 }
             }
@@ -451,12 +519,22 @@ impl<C: Codec> Connection<C> {
         }
         let mut w = lock(&self.shared.writer);
         if self.use_shm(buf.len()) {
-            return ArenaTx::send(&mut w.arena, self.fd.as_fd(), buf);
+            return self.exclusive(|| ArenaTx::send(&mut w.arena, self.fd.as_fd(), buf));
         }
         let mut h = [0u8; MAX_HEADER_LEN];
         let n = encode_header(buf.len() as u64, &mut h);
-        sys::write_all(self.fd.as_fd(), self.kind, &[&h[..n], buf], &[])
+        self.exclusive(|| sys::write_all(self.fd.as_fd(), self.kind, &[&h[..n], buf], &[]))
             .map_err(SendBytesError::from_io)
+    }
+
+    /// Runs one message's write, holding the process-shared write lock once
+    /// the connection has copies in other processes. The caller holds the
+    /// writer's mutex, which serializes the clones in this process.
+    fn exclusive<R>(&self, write: impl FnOnce() -> R) -> R {
+        match self.shared.wlock.get() {
+            Some(l) => l.with(write),
+            None => write(),
+        }
     }
 
     /// Sends `size` bytes of `buf` from `offset` (all the rest when `size` is
@@ -771,16 +849,34 @@ impl<C: Codec> Connection<C> {
                     ));
                 }
                 if let Some(fd) = fds.pop() {
-                    r.arena = Some(ArenaRx::adopt(fd, arena)?);
+                    let a = ArenaRx::adopt(fd, arena)?;
+                    r.arenas.retain(|b| b.id() != arena);
+                    if r.arenas.len() >= MAX_ARENAS {
+                        return Err(RecvError::Protocol(
+                            "too many senders' shared-memory arenas",
+                        ));
+                    }
+                    r.arenas.push(a);
                 }
-                match &mut r.arena {
-                    Some(a) if a.id() == arena => Ok((a.read(start, len)?, Vec::new())),
-                    _ => Err(RecvError::Protocol(
+                let Some(a) = r.arenas.iter_mut().find(|a| a.id() == arena) else {
+                    return Err(RecvError::Protocol(
                         "shared-memory record for an unknown arena",
-                    )),
-                }
+                    ));
+                };
+                let msg = a.read(start, len)?;
+                r.arenas.retain(|a| !a.finished());
+                Ok((msg, Vec::new()))
             }
         }
+    }
+}
+
+/// The connection's socket. Reading or writing it directly bypasses the
+/// connection's framing and buffering; it is meant for polling and for
+/// passing the descriptor on.
+impl<C> AsFd for Connection<C> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -813,15 +909,23 @@ impl<C> Connection<C> {
         self.shared.unreadable.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn borrow_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// A copy of the process-shared write lock's segment, made on first use.
+    fn write_lock(&self) -> io::Result<Segment> {
+        let l = match self.shared.wlock.get() {
+            Some(l) => l,
+            None => {
+                // A racing thread may set its own first; both are unused so far.
+                let _ = self.shared.wlock.set(WriteLock::create()?);
+                self.shared.wlock.get().ok_or(io::ErrorKind::Other)?
+            }
+        };
+        l.segment().try_clone().map_err(io::Error::other)
     }
 
     /// Makes the first receive fail if the first message is an authkey
     /// challenge: set on the connections of clients without an authkey.
     pub(crate) fn refuse_challenge_first(&mut self) {
-        lock(&self.shared.reader)
-            .refuse_challenge = true;
+        lock(&self.shared.reader).refuse_challenge = true;
     }
 }
 
@@ -847,8 +951,10 @@ struct WireForm {
     max_message: u64,
     /// Bytes already read from the socket but not yet consumed.
     buffered: Vec<u8>,
-    /// The peer's arena as mapped here, and how far it has been read.
-    arena: Option<(Segment, u64, u64)>,
+    /// The peers' arenas as mapped here, and how far each has been read.
+    arenas: Vec<(Segment, u64, u64)>,
+    /// The write lock shared by the copies of a writable connection.
+    wlock: Option<Segment>,
 }
 
 impl<C> Serialize for Connection<C> {
@@ -860,12 +966,15 @@ impl<C> Serialize for Connection<C> {
                 "cannot send a connection in the middle of receiving a message",
             ));
         }
-        let arena = match &r.arena {
-            Some(a) => {
-                let (seg, id, next) = a.parts();
-                Some((seg.try_clone().map_err(S::Error::custom)?, id, next))
-            }
-            None => None,
+        let mut arenas = Vec::with_capacity(r.arenas.len());
+        for a in &r.arenas {
+            let (seg, id, next) = a.parts();
+            arenas.push((seg.try_clone().map_err(S::Error::custom)?, id, next));
+        }
+        let wlock = if self.writable {
+            Some(self.write_lock().map_err(S::Error::custom)?)
+        } else {
+            None
         };
         let fd = HandleFd::new(self.fd.try_clone().map_err(S::Error::custom)?);
         WireForm {
@@ -876,7 +985,8 @@ impl<C> Serialize for Connection<C> {
             shm_threshold: self.shm_threshold.map(|t| t as u64),
             max_message: r.max as u64,
             buffered: r.buf[r.pos..r.end].to_vec(),
-            arena,
+            arenas,
+            wlock,
         }
         .serialize(s)
     }
@@ -898,8 +1008,17 @@ impl<'de, C> Deserialize<'de> for Connection<C> {
         reader.end = w.buffered.len();
         reader.received = w.buffered.len() as u64;
         reader.buf = w.buffered;
-        if let Some((seg, id, next)) = w.arena {
-            reader.arena = Some(ArenaRx::from_parts(seg, id, next).map_err(D::Error::custom)?);
+        if w.arenas.len() > MAX_ARENAS {
+            return Err(D::Error::custom("too many shared-memory arenas"));
+        }
+        for (seg, id, next) in w.arenas {
+            let a = ArenaRx::from_parts(seg, id, next).map_err(D::Error::custom)?;
+            reader.arenas.push(a);
+        }
+        let shared = Shared::new(reader);
+        if let Some(seg) = w.wlock {
+            let l = WriteLock::adopt(seg).map_err(D::Error::custom)?;
+            let _ = shared.wlock.set(l);
         }
         Ok(Self {
             fd,
@@ -912,7 +1031,7 @@ impl<'de, C> Deserialize<'de> for Connection<C> {
             } else {
                 None
             },
-            shared: Shared::new(reader),
+            shared,
             _codec: PhantomData,
         })
     }

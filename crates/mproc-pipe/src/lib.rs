@@ -104,6 +104,7 @@ mod private;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
 mod wait;
+mod wlock;
 
 pub use crate::auth::{
     AuthOptions, CHALLENGE, Digest, FAILURE, MAX_HANDSHAKE_MESSAGE, WELCOME, make_challenge,

@@ -2,7 +2,7 @@
 //! is ready (Python's `multiprocessing.connection.wait`).
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
@@ -12,9 +12,10 @@ use crate::sys;
 /// Something [`wait`] can wait on: a descriptor that becomes readable (or
 /// hung up), plus, for a [`Connection`], bytes it has already buffered.
 ///
-/// It is implemented for every [`AsFd`] type (sockets, pipes, files, pidfds
-/// and the process sentinels of mproc-process) and for [`Connection`] and
-/// [`Listener`].
+/// It is implemented for [`Connection`] and [`Listener`], for
+/// [`BorrowedFd`] (so the process sentinels of mproc-process, and any
+/// [`AsFd`] type through `&x.as_fd()`) and [`OwnedFd`], and for the
+/// standard library's sockets, files and child pipes.
 pub trait Waitable {
     /// The descriptor to poll for readability.
     fn wait_fd(&self) -> BorrowedFd<'_>;
@@ -34,15 +35,36 @@ pub trait Waitable {
     }
 }
 
-impl<T: AsFd> Waitable for T {
-    fn wait_fd(&self) -> BorrowedFd<'_> {
-        self.as_fd()
-    }
+// Not a blanket impl over `AsFd`: `Connection` is `AsFd` too, and waiting
+// on it must also look at the bytes it has already read.
+macro_rules! waitable_fds {
+    ($($t:ty),* $(,)?) => {$(
+        impl Waitable for $t {
+            fn wait_fd(&self) -> BorrowedFd<'_> {
+                self.as_fd()
+            }
+        }
+    )*};
 }
+
+waitable_fds!(
+    BorrowedFd<'_>,
+    OwnedFd,
+    std::fs::File,
+    std::net::TcpStream,
+    std::net::TcpListener,
+    std::net::UdpSocket,
+    std::os::unix::net::UnixStream,
+    std::os::unix::net::UnixListener,
+    std::os::unix::net::UnixDatagram,
+    std::io::Stdin,
+    std::process::ChildStdout,
+    std::process::ChildStderr,
+);
 
 impl<C> Waitable for Connection<C> {
     fn wait_fd(&self) -> BorrowedFd<'_> {
-        self.borrow_fd()
+        self.as_fd()
     }
 
     fn ready_now(&self) -> bool {

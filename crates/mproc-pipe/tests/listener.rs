@@ -655,7 +655,10 @@ fn addresses_from_strings_and_through_serde() {
 
         assert_eq!(Address::from("\0srv"), Address::Abstract(b"srv".to_vec()));
         assert_eq!(Address::from("@srv"), Address::Abstract(b"srv".to_vec()));
-        assert_eq!(Address::from("/tmp/x.sock"), Address::Unix("/tmp/x.sock".into()));
+        assert_eq!(
+            Address::from("/tmp/x.sock"),
+            Address::Unix("/tmp/x.sock".into())
+        );
         assert_eq!(
             Address::from(String::from("[::1]:8080")),
             Address::Tcp("[::1]:8080".parse().unwrap())

@@ -583,8 +583,15 @@ fn bad_message_length_makes_the_connection_unreadable() {
         // The unread bytes are still in the socket, yet `wait` reports only
         // the connection that has a message.
         c.send_bytes(b"x").unwrap();
-        assert_eq!(wait_timeout(&[&b, &d], Duration::from_secs(5)).unwrap(), [1]);
-        assert!(wait_timeout(&[&b], Duration::from_millis(20)).unwrap().is_empty());
+        assert_eq!(
+            wait_timeout(&[&b, &d], Duration::from_secs(5)).unwrap(),
+            [1]
+        );
+        assert!(
+            wait_timeout(&[&b], Duration::from_millis(20))
+                .unwrap()
+                .is_empty()
+        );
         b.send_bytes(b"still writable").unwrap();
         assert_eq!(a.recv_bytes().unwrap(), b"still writable");
     });
@@ -604,5 +611,52 @@ fn waiting_on_an_invalid_descriptor_is_an_error() {
         let err = wait_timeout(&[&closed], Duration::from_secs(5)).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EBADF));
         drop(b);
+    });
+}
+
+/// Clones share the stream's state: senders on several clones never tear a
+/// message (large ones share one arena), and receives through different
+/// clones continue each other (the bytes read ahead are shared).
+#[test]
+fn clones_share_one_stream() {
+    watchdog(30, || {
+        let (a, b) = pipe(true).unwrap();
+        let senders: Vec<_> = (0..3u8)
+            .map(|i| {
+                let c = a.try_clone().unwrap();
+                assert_ne!(c.as_fd().as_raw_fd(), a.as_fd().as_raw_fd());
+                std::thread::spawn(move || {
+                    for n in [10usize, 100 << 10, 300 << 10, 7] {
+                        c.send_bytes(&vec![i; n]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let b2 = b.try_clone().unwrap();
+        let mut got = Vec::new();
+        for k in 0..12 {
+            let m = if k % 2 == 0 {
+                b.recv_bytes()
+            } else {
+                b2.recv_bytes()
+            }
+            .unwrap();
+            assert!(m.iter().all(|&x| x == m[0]), "a torn message");
+            got.push((m[0], m.len()));
+        }
+        for s in senders {
+            s.join().unwrap();
+        }
+        got.sort();
+        let want: Vec<(u8, usize)> = (0..3u8)
+            .flat_map(|i| [(i, 7), (i, 10), (i, 100 << 10), (i, 300 << 10)])
+            .collect();
+        assert_eq!(got, want);
+        // Every clone of `a` is gone once `a` is; until then, no end of file.
+        a.send(&5u8).unwrap();
+        drop(a);
+        assert_eq!(b2.recv::<u8>().unwrap(), 5);
+        assert!(b.recv_bytes().unwrap_err().is_eof());
+        assert!(b2.recv_bytes().unwrap_err().is_eof());
     });
 }

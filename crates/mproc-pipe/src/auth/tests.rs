@@ -8,13 +8,6 @@ const ALL: [Digest; 5] = [
     Digest::Sha3_384,
 ];
 
-fn legacy() -> AuthOptions {
-    AuthOptions {
-        allow_legacy_md5: true,
-        ..AuthOptions::default()
-    }
-}
-
 #[test]
 fn modern_round_trip_for_every_digest() {
     for d in ALL {
