@@ -101,7 +101,7 @@ impl fmt::Display for RecvError {
             }
             Self::Broken => f.write_str("connection is unreadable after an earlier bad message"),
             Self::Protocol(s) => write!(f, "protocol error: {s}"),
-            Self::Decode(_) => f.write_str("failed to decode the message"),
+            Self::Decode(e) => write!(f, "failed to decode the message: {e}"),
             Self::Io(_) => f.write_str("failed to read from the connection"),
         }
     }
@@ -110,7 +110,7 @@ impl fmt::Display for RecvError {
 impl Error for RecvError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            Self::Decode(e) => Some(e),
+            // The codec's reason is part of the message.
             Self::Io(e) => Some(e),
             _ => None,
         }
@@ -183,7 +183,7 @@ impl fmt::Display for SendBytesError {
             Self::CannotPassHandles => {
                 f.write_str("this connection cannot carry mproc handles (file descriptors)")
             }
-            Self::Encode(_) => f.write_str("failed to encode the message"),
+            Self::Encode(e) => write!(f, "failed to encode the message: {e}"),
             Self::Io(_) => f.write_str("failed to write to the connection"),
         }
     }
@@ -192,7 +192,7 @@ impl fmt::Display for SendBytesError {
 impl Error for SendBytesError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            Self::Encode(e) => Some(e),
+            // The codec's reason is part of the message.
             Self::Io(e) => Some(e),
             _ => None,
         }

@@ -660,3 +660,38 @@ fn clones_share_one_stream() {
         assert!(b2.recv_bytes().unwrap_err().is_eof());
     });
 }
+
+/// A `Serialize` impl's own message reaches the caller of `send`, and
+/// postcard's reason the caller of `recv`.
+#[test]
+fn codec_errors_keep_their_reason() {
+    struct Refuses;
+    impl Serialize for Refuses {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("this value stays here"))
+        }
+    }
+    watchdog(10, || {
+        let (a, b) = pipe(true).unwrap();
+        let e = a.send(Refuses).unwrap_err();
+        assert!(matches!(e.error(), SendBytesError::Encode(_)));
+        assert_eq!(
+            e.to_string(),
+            "failed to encode the message: this value stays here"
+        );
+        let e = a.send_ref(&vec![Some(Refuses)]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "failed to encode the message: this value stays here"
+        );
+        a.send_bytes(&[1]).unwrap();
+        let e = b.recv::<(u8, String)>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "failed to decode the message: {}",
+                postcard::Error::DeserializeUnexpectedEnd
+            )
+        );
+    });
+}

@@ -564,3 +564,46 @@ fn handle_round_trip_in_process() {
         );
     });
 }
+
+/// A `Serialize` impl's own message (`serde::ser::Error::custom`) reaches
+/// the caller of `put`, and postcard's reason the caller of `get` (CPython
+/// shows the pickling error's message).
+#[test]
+fn codec_errors_keep_their_reason() {
+    /// Encodes as nothing, or refuses; decodes as a u64 that is not there.
+    struct Odd(bool);
+    impl serde::Serialize for Odd {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if self.0 {
+                Err(serde::ser::Error::custom("Odd(true) cannot be sent"))
+            } else {
+                s.serialize_unit()
+            }
+        }
+    }
+    impl<'de> serde::Deserialize<'de> for Odd {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            u64::deserialize(d).map(|_| Odd(false))
+        }
+    }
+    watchdog(LIMIT, || {
+        let q: Queue<Odd> = Queue::new(0).unwrap();
+        let e = match q.put(Odd(true)) {
+            Err(e @ PutError::Encode(..)) => e,
+            other => panic!("expected an encode error, got {other:?}"),
+        };
+        assert_eq!(
+            e.to_string(),
+            "failed to encode the item: Odd(true) cannot be sent"
+        );
+        q.put(Odd(false)).unwrap();
+        let e = q.get().map(|_| ()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "failed to decode an item taken from the queue: {}",
+                postcard::Error::DeserializeUnexpectedEnd
+            )
+        );
+    });
+}
