@@ -88,7 +88,7 @@ impl fmt::Debug for RecvError {
 impl fmt::Display for RecvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Eof => f.write_str("connection closed by the peer"),
+            Self::Eof => f.write_str("connection is closed by the peer (end of file)"),
             Self::Truncated => f.write_str("got end of file during message"),
             Self::Timeout => f.write_str("timed out waiting for a message"),
             Self::NotReadable => f.write_str("connection is write-only"),
@@ -173,7 +173,7 @@ impl fmt::Display for SendBytesError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotWritable => f.write_str("connection is read-only"),
-            Self::Disconnected => f.write_str("connection closed by the peer"),
+            Self::Disconnected => f.write_str("connection is closed by the peer"),
             Self::OutOfRange { offset, size, len } => {
                 write!(
                     f,

@@ -695,3 +695,33 @@ fn codec_errors_keep_their_reason() {
         );
     });
 }
+
+/// Error texts name the state the way users search for it ("connection is
+/// closed"), and use CPython's words where it has some.
+#[test]
+fn error_texts_name_the_state() {
+    watchdog(10, || {
+        let (a, b) = pipe(true).unwrap();
+        drop(b);
+        let e = a.recv_bytes().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "connection is closed by the peer (end of file)"
+        );
+        let e = a.send_bytes(b"x").unwrap_err();
+        assert_eq!(e.to_string(), "connection is closed by the peer");
+        let (r, w) = pipe(false).unwrap();
+        assert_eq!(
+            r.send_bytes(b"x").unwrap_err().to_string(),
+            "connection is read-only"
+        );
+        assert_eq!(
+            w.recv_bytes().unwrap_err().to_string(),
+            "connection is write-only"
+        );
+        assert_eq!(
+            RecvError::Broken.to_string(),
+            "connection is unreadable after an earlier bad message"
+        );
+    });
+}

@@ -220,7 +220,7 @@ macro_rules! put_error {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 match self {
                     $(Self::$v(_) => f.write_str($msg),)*
-                    Self::Closed(_) => f.write_str("cannot put into a closed queue"),
+                    Self::Closed(_) => f.write_str("queue is closed"),
                     Self::Encode(_, e) => fmt::Display::fmt(e, f),
                     Self::Broken(_, e) => fmt::Display::fmt(e, f),
                 }
@@ -375,7 +375,7 @@ pub enum TaskDoneError {
 
 impl fmt::Display for TaskDoneError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("task_done called too many times")
+        f.write_str("task_done() called too many times")
     }
 }
 

@@ -535,7 +535,11 @@ fn errors_and_debug_do_not_need_debug_payloads() {
     struct NoDebug;
     let e: PutError<NoDebug> = PutError::Closed(NoDebug);
     assert_eq!(format!("{e:?}"), "Closed(..)");
-    assert_eq!(e.to_string(), "cannot put into a closed queue");
+    assert_eq!(e.to_string(), "queue is closed");
+    assert_eq!(
+        mproc_queue::TaskDoneError::TooManyCalls.to_string(),
+        "task_done() called too many times"
+    );
     let q: Queue<u8> = Queue::new(3).unwrap();
     assert!(format!("{q:?}").contains("maxsize: 3"));
 }
