@@ -443,9 +443,32 @@ impl<C: Codec> Connection<C> {
     /// Sends a typed value (Python's `send`). On failure the value comes back
     /// inside the error.
     ///
+    /// The message is the codec's encoding of the value and nothing else,
+    /// exactly as CPython's `send(obj)` is `send_bytes` of the pickle: the
+    /// wire does not say whether a message was sent typed or raw. With
+    /// [`Postcard`], a value of a zero-sized type (`()`, a unit struct) encodes
+    /// as no bytes, so `send(())` and `send_bytes(b"")` send the same empty
+    /// message (CPython's `send(None)` sends a non-empty pickle); either is
+    /// received by `recv::<()>()` and by `recv_bytes()`. This is deliberate:
+    /// a marker byte for `()` alone would make typed messages differ from
+    /// their codec's encoding, which Python peers and custom codecs rely on.
+    /// Send a value with content (an enum variant, `Some(())`) when the
+    /// receiver must tell the two apart.
+    ///
     /// # Errors
     /// [`SendError`] wrapping a [`SendBytesError`]: `NotWritable`,
     /// `Disconnected`, `Encode`, `CannotPassHandles` or `Io`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = mproc_pipe::pipe(true)?;
+    /// a.send(())?;
+    /// a.send_bytes(b"")?;
+    /// assert_eq!(b.recv_bytes()?, b"");
+    /// b.recv::<()>()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send<T: Serialize>(&self, value: T) -> Result<(), SendError<T>> {
         match self.send_ref(&value) {
             Ok(()) => Ok(()),

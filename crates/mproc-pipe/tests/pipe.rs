@@ -725,3 +725,22 @@ fn error_texts_name_the_state() {
         );
     });
 }
+
+/// `send(())` is the empty message of `send_bytes(b"")`, byte for byte on
+/// the wire (a documented difference: CPython's `send(None)` is a pickle).
+#[test]
+fn unit_and_empty_bytes_are_the_same_message() {
+    use std::io::Read;
+
+    watchdog(10, || {
+        let (x, mut raw) = std::os::unix::net::UnixStream::pair().unwrap();
+        let a = Connection::from_fd(OwnedFd::from(x)).unwrap();
+        a.send(()).unwrap();
+        a.send_bytes(b"").unwrap();
+        a.send(Some(())).unwrap();
+        drop(a);
+        let mut wire = Vec::new();
+        raw.read_to_end(&mut wire).unwrap();
+        assert_eq!(wire, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
+    });
+}
