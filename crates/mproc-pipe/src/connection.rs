@@ -30,7 +30,9 @@ const DIRECT_MIN: usize = 16 << 10;
 /// through shared memory.
 pub const DEFAULT_SHM_THRESHOLD: usize = 256 << 10;
 /// The most shared-memory arenas a receiving end maps at once: one per
-/// process sending large messages through copies of the other end.
+/// process sending large messages through copies of the other end. Beyond
+/// it, the least recently used is unmapped (a sender killed before it
+/// could retire its arena leaves one behind).
 const MAX_ARENAS: usize = 64;
 /// A send buffer larger than this is freed after use rather than kept.
 const KEEP_SEND_BUF: usize = 1 << 20;
@@ -380,8 +382,10 @@ impl<C: Codec> Connection<C> {
     /// copy. The copies of a writable end send each message whole, under
     /// a process-shared write lock made when the first copy leaves, and
     /// messages above the shared-memory threshold travel through an arena
-    /// per sending process; the receiving end accepts up to 64 of these
-    /// at once.
+    /// per sending process; the receiving end keeps up to 64 of these
+    /// mapped, and unmaps the least recently used beyond that (a sender
+    /// that has not sent a large message for that long then gets its next
+    /// one refused as a protocol error on the receiving side).
     ///
     /// Receiving from copies in *several processes* is not supported: each
     /// process reads ahead of the message it needs, so concurrent readers
@@ -875,18 +879,22 @@ impl<C: Codec> Connection<C> {
                     let a = ArenaRx::adopt(fd, arena)?;
                     r.arenas.retain(|b| b.id() != arena);
                     if r.arenas.len() >= MAX_ARENAS {
-                        return Err(RecvError::Protocol(
-                            "too many senders' shared-memory arenas",
-                        ));
+                        // The least recently used: most likely a sender that
+                        // was killed before it could retire its arena.
+                        r.arenas.remove(0);
                     }
                     r.arenas.push(a);
                 }
-                let Some(a) = r.arenas.iter_mut().find(|a| a.id() == arena) else {
+                let Some(i) = r.arenas.iter().position(|a| a.id() == arena) else {
                     return Err(RecvError::Protocol(
                         "shared-memory record for an unknown arena",
                     ));
                 };
+                // Keep the list in order of use, the most recent last.
+                let mut a = r.arenas.remove(i);
                 let msg = a.read(start, len)?;
+                r.arenas.push(a);
+                // Unmap the arenas that their senders gave up and that are read.
                 r.arenas.retain(|a| !a.finished());
                 Ok((msg, Vec::new()))
             }
