@@ -377,9 +377,9 @@ impl<C: Codec> Connection<C> {
     /// clone receives.
     ///
     /// To share one end with several processes (CPython passes one writer
-    /// to many children), pass a clone (or the connection itself, by
-    /// reference) to each child as an argument: every process then gets a
-    /// copy. The copies of a writable end send each message whole, under
+    /// to many children), pass a clone to each child as an argument (or
+    /// send one inside a message): every process then gets its own copy of
+    /// the socket. The copies of a writable end send each message whole, under
     /// a process-shared write lock made when the first copy leaves, and
     /// messages above the shared-memory threshold travel through an arena
     /// per sending process; the receiving end keeps up to 64 of these
