@@ -9,8 +9,9 @@
 //! published: entries and records are in the same order. A consumer, under
 //! the consumer lock, *peeks* at the channel's first entry (it receives
 //! duplicates of the descriptors, the entry stays queued), maps the segment
-//! and copies the message out, and only then claims the record, with the
-//! same swap as inline records; it then receives the entry to drop it.
+//! and copies the message out (and decodes it), and only then claims the
+//! record, with the same swap as inline records; it then receives the entry
+//! to drop it.
 //!
 //! So a consumer killed before its swap leaves both to the next one and
 //! loses nothing; one killed after it had the item and leaves a stale entry,
@@ -696,8 +697,20 @@ impl Core {
         }
     }
 
-    /// Takes an item's bytes into `out`.
-    pub(crate) fn get_bytes(&self, out: &mut Vec<u8>, deadline: Deadline) -> Result<(), GetFail> {
+    /// Takes an item: its bytes into `out`, then `decode`s them.
+    ///
+    /// A large message is decoded before its record is claimed (under the
+    /// consumer lock), so that once it is claimed the consumer has the item
+    /// in hand; others are decoded once claimed (their copy may be torn
+    /// until the claim confirms it). A decoding error comes with a claimed
+    /// item either way: it is lost, not left to fail every get.
+    pub(crate) fn get_decoded<R>(
+        &self,
+        out: &mut Vec<u8>,
+        deadline: Deadline,
+        decode: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, GetFail> {
+        let mut decode = Some(decode);
         let ctl = self.ctl();
         let recs = self.records();
         // The first look of a get that may wait is not strict (see `Ring::peek`).
@@ -713,7 +726,7 @@ impl Core {
                 // read-modify-write per get instead of three). A first look
                 // that finds nothing takes no lock either.
                 match recs.take(out) {
-                    Ok(Take::Taken) => return Some(Ok(ctl.wait.not_full.waiters_seqcst())),
+                    Ok(Take::Taken) => return Some(Ok((None, ctl.wait.not_full.waiters_seqcst()))),
                     Ok(Take::Empty) if !strict && !self.overflow().has_record() => return None,
                     Ok(_) => {}
                     Err(c) => return Some(Err(GetFail::Broken(c.into()))),
@@ -744,20 +757,21 @@ impl Core {
                     if p.kind() == REC_INLINE {
                         // SAFETY: consumer lock held since the peek.
                         if unsafe { recs.commit(p) } {
-                            return Some(Ok(waiters()));
+                            return Some(Ok((None, waiters())));
                         }
                         // A lock-free consumer took it: look again.
                         continue;
                     }
-                    // A large message: copied out of its segment before its
-                    // record is claimed, so a consumer killed while copying
-                    // leaves it to the next one. (So under the lock: large
-                    // messages are copied one at a time.)
+                    // A large message: copied out of its segment and decoded
+                    // before its record is claimed, so a consumer killed
+                    // meanwhile leaves it to the next one. (So under the
+                    // lock: large messages are taken one at a time.)
                     let rec = <[u8; 16]>::try_from(out.as_slice())
                         .map_err(|_| BrokenError::corrupted("short record"));
                     if let Err(e) = rec.and_then(|rec| self.copy_large(&rec, out)) {
                         return Some(Err(GetFail::Broken(e)));
                     }
+                    let item = decode.take().map(|d| d(out));
                     // Lock-free consumers leave large-message records alone:
                     // only a scribbled `head` fails this.
                     // SAFETY: consumer lock held since the peek.
@@ -770,7 +784,7 @@ impl Core {
                     // (a consumer killed before this leaves it stale, and the
                     // next large get discards it).
                     let _ = self.recv_entry(false);
-                    return Some(Ok(waiters()));
+                    return Some(Ok((item, waiters())));
                 }
             },
             || self.prepare_get(),
@@ -780,9 +794,16 @@ impl Core {
             None if self.is_closed() => return Err(GetFail::Closed),
             None => return Err(GetFail::Empty),
         };
-        let r = r.map(|waiters| ctl.wait.not_full.notify_if(waiters));
+        let r = r.map(|(item, waiters)| {
+            ctl.wait.not_full.notify_if(waiters);
+            item
+        });
         self.trim_overflow();
-        r
+        match (r?, decode) {
+            (Some(item), _) => Ok(item),
+            (None, Some(d)) => Ok(d(out)),
+            (None, None) => unreachable!("an item decoded and not returned"),
+        }
     }
 
     /// Gives the overflow log's pages back once consumers drained it (a
