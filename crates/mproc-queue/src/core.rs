@@ -23,7 +23,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mproc_shm::handle::{self, HandleFd};
@@ -148,6 +148,13 @@ pub(crate) struct Core {
     head_cache: ProducerCache,
     /// See [`LogGate`].
     stalled: AtomicU64,
+    /// The side-channel entry of the last large message this handle took,
+    /// closed by its next get (or when it is dropped) rather than between
+    /// the claim and the return: the close frees the message's memory,
+    /// which takes as long as copying it. `has_spent` says whether there is
+    /// one, so other gets do not lock.
+    spent: std::sync::Mutex<Vec<OwnedFd>>,
+    has_spent: AtomicBool,
     /// The control block inside `seg` (checked once, in `assemble`).
     ctl: std::ptr::NonNull<Ctl>,
 }
@@ -303,6 +310,8 @@ impl Core {
             maxsize: p.maxsize,
             head_cache: ProducerCache::new(),
             stalled: AtomicU64::new(u64::MAX),
+            spent: std::sync::Mutex::new(Vec::new()),
+            has_spent: AtomicBool::new(false),
             ctl,
         })
     }
@@ -711,6 +720,7 @@ impl Core {
         decode: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, GetFail> {
         let mut decode = Some(decode);
+        self.close_spent();
         let ctl = self.ctl();
         let recs = self.records();
         // The first look of a get that may wait is not strict (see `Ring::peek`).
@@ -780,10 +790,12 @@ impl Core {
                             Corrupted("ring head moved under the consumer lock").into(),
                         )));
                     }
-                    // The item is ours: drop its entry from the side channel
+                    // The item is ours: take its entry off the side channel
                     // (a consumer killed before this leaves it stale, and the
-                    // next large get discards it).
-                    let _ = self.recv_entry(false);
+                    // next holder of the lock drops it), closed later.
+                    if let Ok(Some(e)) = self.recv_entry(false) {
+                        self.keep_spent(e.fds);
+                    }
                     return Some(Ok((item, waiters())));
                 }
             },
@@ -804,6 +816,28 @@ impl Core {
             (None, Some(d)) => Ok(d(out)),
             (None, None) => unreachable!("an item decoded and not returned"),
         }
+    }
+
+    /// Closes the entry [`Core::keep_spent`] kept, if any.
+    fn close_spent(&self) {
+        // Relaxed: a hint; the mutex orders the descriptors themselves.
+        if self.has_spent.load(Ordering::Relaxed) {
+            let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+            // Relaxed: under the mutex, as in `keep_spent`.
+            self.has_spent.store(false, Ordering::Relaxed);
+            let fds = std::mem::take(&mut *spent);
+            drop(spent);
+            drop(fds);
+        }
+    }
+
+    /// Keeps `fds` (a taken entry's descriptors) open until this handle's
+    /// next get (which closes them outside the claim-to-return window).
+    fn keep_spent(&self, fds: Vec<OwnedFd>) {
+        let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        spent.extend(fds);
+        // Relaxed: under the mutex, which orders the vector itself.
+        self.has_spent.store(true, Ordering::Relaxed);
     }
 
     /// Gives the overflow log's pages back once consumers drained it (a
