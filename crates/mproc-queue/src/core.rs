@@ -720,6 +720,23 @@ impl Core {
         decode: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, GetFail> {
         let mut decode = Some(decode);
+        let mut item = None;
+        self.get_bytes(out, deadline, &mut |b| item = decode.take().map(|d| d(b)))?;
+        match (item, decode) {
+            (Some(item), _) => Ok(item),
+            (None, Some(d)) => Ok(d(out)),
+            (None, None) => unreachable!("an item decoded and not returned"),
+        }
+    }
+
+    /// Takes an item's bytes into `out`; for a large message, also calls
+    /// `decode_large` on them before claiming it (see `get_decoded`).
+    fn get_bytes(
+        &self,
+        out: &mut Vec<u8>,
+        deadline: Deadline,
+        decode_large: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), GetFail> {
         self.close_spent();
         let ctl = self.ctl();
         let recs = self.records();
@@ -736,7 +753,7 @@ impl Core {
                 // read-modify-write per get instead of three). A first look
                 // that finds nothing takes no lock either.
                 match recs.take(out) {
-                    Ok(Take::Taken) => return Some(Ok((None, ctl.wait.not_full.waiters_seqcst()))),
+                    Ok(Take::Taken) => return Some(Ok(ctl.wait.not_full.waiters_seqcst())),
                     Ok(Take::Empty) if !strict && !self.overflow().has_record() => return None,
                     Ok(_) => {}
                     Err(c) => return Some(Err(GetFail::Broken(c.into()))),
@@ -767,7 +784,7 @@ impl Core {
                     if p.kind() == REC_INLINE {
                         // SAFETY: consumer lock held since the peek.
                         if unsafe { recs.commit(p) } {
-                            return Some(Ok((None, waiters())));
+                            return Some(Ok(waiters()));
                         }
                         // A lock-free consumer took it: look again.
                         continue;
@@ -781,7 +798,7 @@ impl Core {
                     if let Err(e) = rec.and_then(|rec| self.copy_large(&rec, out)) {
                         return Some(Err(GetFail::Broken(e)));
                     }
-                    let item = decode.take().map(|d| d(out));
+                    decode_large(out);
                     // Lock-free consumers leave large-message records alone:
                     // only a scribbled `head` fails this.
                     // SAFETY: consumer lock held since the peek.
@@ -796,7 +813,7 @@ impl Core {
                     if let Ok(Some(e)) = self.recv_entry(false) {
                         self.keep_spent(e.fds);
                     }
-                    return Some(Ok((item, waiters())));
+                    return Some(Ok(waiters()));
                 }
             },
             || self.prepare_get(),
@@ -806,16 +823,9 @@ impl Core {
             None if self.is_closed() => return Err(GetFail::Closed),
             None => return Err(GetFail::Empty),
         };
-        let r = r.map(|(item, waiters)| {
-            ctl.wait.not_full.notify_if(waiters);
-            item
-        });
+        let r = r.map(|waiters| ctl.wait.not_full.notify_if(waiters));
         self.trim_overflow();
-        match (r?, decode) {
-            (Some(item), _) => Ok(item),
-            (None, Some(d)) => Ok(d(out)),
-            (None, None) => unreachable!("an item decoded and not returned"),
-        }
+        r
     }
 
     /// Closes the entry [`Core::keep_spent`] kept, if any.
