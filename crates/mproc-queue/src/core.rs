@@ -18,7 +18,8 @@
 //! which the next holder of the consumer lock drops (see
 //! `drop_claimed_entry`), as does any later large get (entries older than
 //! its record are stale). The descriptors a killed consumer held are closed
-//! by the kernel.
+//! by the kernel; a live one closes the entry it took at its next get (see
+//! `Core::spent`).
 
 use std::fmt;
 use std::io;
@@ -148,11 +149,12 @@ pub(crate) struct Core {
     head_cache: ProducerCache,
     /// See [`LogGate`].
     stalled: AtomicU64,
-    /// The side-channel entry of the last large message this handle took,
-    /// closed by its next get (or when it is dropped) rather than between
-    /// the claim and the return: the close frees the message's memory,
-    /// which takes as long as copying it. `has_spent` says whether there is
-    /// one, so other gets do not lock.
+    /// The descriptors of the side-channel entries of large messages this
+    /// handle took since its last get, closed by its next get (or when it is
+    /// dropped) rather than between the claim and the return: closing the
+    /// last one frees the message's memory, which takes about as long as
+    /// copying it. `has_spent` says whether there are any, so that other
+    /// gets do not lock.
     spent: std::sync::Mutex<Vec<OwnedFd>>,
     has_spent: AtomicBool,
     /// The control block inside `seg` (checked once, in `assemble`).
