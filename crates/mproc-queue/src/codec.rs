@@ -14,6 +14,7 @@ thread_local! {
 
 /// Runs `f` with this thread's scratch buffer, emptied (or a fresh one if it
 /// is in use already).
+#[inline]
 pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
     buf.clear();

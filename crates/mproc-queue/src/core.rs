@@ -1,10 +1,30 @@
 //! The untyped queue every public type wraps: a segment (header, control
 //! block, ring) plus the side channel for large messages.
+//!
+//! # Large messages
+//!
+//! A message too large for the ring goes into a segment of its own. Under
+//! the producer lock, its descriptor is sent with a fresh id over the side
+//! channel (a `SOCK_SEQPACKET` pair), then a record `(id, len)` is
+//! published: entries and records are in the same order. A consumer, under
+//! the consumer lock, *peeks* at the channel's first entry (it receives
+//! duplicates of the descriptors, the entry stays queued), maps the segment
+//! and copies the message out (and decodes it), and only then claims the
+//! record, with the same swap as inline records; it then receives the entry
+//! to drop it.
+//!
+//! So a consumer killed before its swap leaves both to the next one and
+//! loses nothing; one killed after it had the item and leaves a stale entry,
+//! which the next holder of the consumer lock drops (see
+//! `drop_claimed_entry`), as does any later large get (entries older than
+//! its record are stale). The descriptors a killed consumer held are closed
+//! by the kernel; a live one closes the entry it took at its next get (see
+//! `Core::spent`).
 
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mproc_shm::handle::{self, HandleFd};
@@ -14,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{BrokenError, CreateError};
 use crate::layout::{CTL_OFFSET, Ctl, KIND_LARGE, RING_OFFSET};
 use crate::overflow::{self, Overflow};
-use crate::records::Records;
+use crate::records::{Records, Taken};
 use crate::ring::{self, Corrupted, ProducerCache, Push, REC_INLINE, REC_LARGE, Ring, Take};
 use crate::wait::{Deadline, Prepare, SLICE, block_on};
 
@@ -129,6 +149,14 @@ pub(crate) struct Core {
     head_cache: ProducerCache,
     /// See [`LogGate`].
     stalled: AtomicU64,
+    /// The descriptors of the side-channel entries of large messages this
+    /// handle took since its last get, closed by its next get (or when it is
+    /// dropped) rather than between the claim and the return: closing the
+    /// last one frees the message's memory, which takes about as long as
+    /// copying it. `has_spent` says whether there are any, so that other
+    /// gets do not lock.
+    spent: std::sync::Mutex<Vec<OwnedFd>>,
+    has_spent: AtomicBool,
     /// The control block inside `seg` (checked once, in `assemble`).
     ctl: std::ptr::NonNull<Ctl>,
 }
@@ -176,6 +204,13 @@ impl Drop for Guard<'_> {
         // releaser; nothing touches the ring under it after the drop.
         unsafe { self.0.unlock() };
     }
+}
+
+/// An entry of the side channel: the id it carries (`None`: not a
+/// well-formed entry) and the descriptors that came with it.
+struct Entry {
+    id: Option<u64>,
+    fds: Vec<OwnedFd>,
 }
 
 #[derive(Deserialize)]
@@ -277,6 +312,8 @@ impl Core {
             maxsize: p.maxsize,
             head_cache: ProducerCache::new(),
             stalled: AtomicU64::new(u64::MAX),
+            spent: std::sync::Mutex::new(Vec::new()),
+            has_spent: AtomicBool::new(false),
             ctl,
         })
     }
@@ -326,11 +363,39 @@ impl Core {
     }
 
     /// Takes the consumer lock. A consumer that died holding it either
-    /// committed its record or left it for the next one; large-message ids
-    /// cover the side channel (see `take_large`).
+    /// claimed its record or left it for the next one; one that claimed a
+    /// large message may have left its side-channel entry, dropped here.
     fn lock_cons(&self) -> Guard<'_> {
         let ctl = self.ctl();
-        Guard::lock(ctl, &ctl.cons.lock).0
+        let (g, died) = Guard::lock(ctl, &ctl.cons.lock);
+        if died {
+            self.drop_claimed_entry();
+        }
+        g
+    }
+
+    /// Drops the side channel's first entry if it belongs to the large
+    /// message a dead consumer was taking and whose record it claimed (so
+    /// that its segment does not live on until the next large get).
+    /// Called with the consumer lock, just taken from a dead owner: the
+    /// record it was taking is the next one unless it claimed it.
+    fn drop_claimed_entry(&self) {
+        // Relaxed: only consumer-lock holders touch `large_taken`.
+        let id = self.ctl().cons.large_taken.load(Ordering::Relaxed);
+        if !matches!(self.recv_entry(true), Ok(Some(e)) if e.id == Some(id)) {
+            return;
+        }
+        let mut rec = Vec::new();
+        // SAFETY: the caller holds the consumer lock.
+        let claimed = match unsafe { self.records().peek(&mut rec, true) } {
+            Ok(Some(t)) => t.kind() != REC_LARGE || rec.get(..8) != Some(&id.to_le_bytes()[..]),
+            Ok(None) => true,
+            // Corrupted: the next get reports it.
+            Err(_) => false,
+        };
+        if claimed {
+            let _ = self.recv_entry(false);
+        }
     }
 
     pub(crate) fn ctl(&self) -> &Ctl {
@@ -643,8 +708,37 @@ impl Core {
         }
     }
 
-    /// Takes an item's bytes into `out`.
-    pub(crate) fn get_bytes(&self, out: &mut Vec<u8>, deadline: Deadline) -> Result<(), GetFail> {
+    /// Takes an item: its bytes into `out`, then `decode`s them.
+    ///
+    /// A large message is decoded before its record is claimed (under the
+    /// consumer lock), so that once it is claimed the consumer has the item
+    /// in hand; others are decoded once claimed (their copy may be torn
+    /// until the claim confirms it). A decoding error comes with a claimed
+    /// item either way: it is lost, not left to fail every get.
+    ///
+    /// (Inlined, as is `with_scratch` around it: as calls, they cost an
+    /// 8-byte get about 5 ns.)
+    #[inline]
+    pub(crate) fn get_decoded<R>(
+        &self,
+        out: &mut Vec<u8>,
+        deadline: Deadline,
+        decode: impl Fn(&[u8]) -> R,
+    ) -> Result<R, GetFail> {
+        let mut item = None;
+        self.get_bytes(out, deadline, &mut |b| item = Some(decode(b)))?;
+        Ok(item.unwrap_or_else(|| decode(out)))
+    }
+
+    /// Takes an item's bytes into `out`; for a large message, also calls
+    /// `decode_large` on them before claiming it (see `get_decoded`).
+    fn get_bytes(
+        &self,
+        out: &mut Vec<u8>,
+        deadline: Deadline,
+        decode_large: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), GetFail> {
+        self.close_spent();
         let ctl = self.ctl();
         let recs = self.records();
         // The first look of a get that may wait is not strict (see `Ring::peek`).
@@ -660,7 +754,7 @@ impl Core {
                 // read-modify-write per get instead of three). A first look
                 // that finds nothing takes no lock either.
                 match recs.take(out) {
-                    Ok(Take::Taken) => return Some(Ok((None, ctl.wait.not_full.waiters_seqcst()))),
+                    Ok(Take::Taken) => return Some(Ok(ctl.wait.not_full.waiters_seqcst())),
                     Ok(Take::Empty) if !strict && !self.overflow().has_record() => return None,
                     Ok(_) => {}
                     Err(c) => return Some(Err(GetFail::Broken(c.into()))),
@@ -691,26 +785,14 @@ impl Core {
                     if p.kind() == REC_INLINE {
                         // SAFETY: consumer lock held since the peek.
                         if unsafe { recs.commit(p) } {
-                            return Some(Ok((None, waiters())));
+                            return Some(Ok(waiters()));
                         }
                         // A lock-free consumer took it: look again.
                         continue;
                     }
-                    let fd = self.take_large(out);
-                    // Lock-free consumers leave large-message records alone:
-                    // only a scribbled `head` fails this.
                     // SAFETY: consumer lock held since the peek.
-                    if !unsafe { recs.commit(p) } {
-                        return Some(Err(GetFail::Broken(
-                            Corrupted("ring head moved under the consumer lock").into(),
-                        )));
-                    }
-                    match fd {
-                        Ok(Some(fd)) => return Some(Ok((Some(fd), waiters()))),
-                        // A killed consumer was taking this one: skip it.
-                        Ok(None) => continue,
-                        Err(e) => return Some(Err(GetFail::Broken(e))),
-                    }
+                    let r = unsafe { self.take_large(&recs, p, out, decode_large) };
+                    return Some(r.map(|()| waiters()).map_err(GetFail::Broken));
                 }
             },
             || self.prepare_get(),
@@ -720,30 +802,69 @@ impl Core {
             None if self.is_closed() => return Err(GetFail::Closed),
             None => return Err(GetFail::Empty),
         };
-        let r = r.map(|(large, waiters)| {
-            ctl.wait.not_full.notify_if(waiters);
-            large
-        });
+        let r = r.map(|waiters| ctl.wait.not_full.notify_if(waiters));
         self.trim_overflow();
-        match r {
-            Ok(None) => Ok(()),
-            Ok(Some((seg, len))) => {
-                // Copied outside the lock: large messages do not hold up others.
-                out.clear();
-                // The size is backed by a real segment, but may still be more
-                // than this process can hold: an error, not an abort.
-                out.try_reserve_exact(len)
-                    .map_err(|_| GetFail::Broken(io_broken(io::ErrorKind::OutOfMemory.into())))?;
-                out.resize(len, 0);
-                // SAFETY: the producer wrote the bytes before it sent the
-                // descriptor and never writes them again (`put_large` only drops
-                // its mapping), so nobody writes them during this copy.
-                unsafe { seg.read_plain(mproc_shm::HEADER_SIZE, out) }
-                    .map_err(|e| GetFail::Broken(io_broken(e.into())))?;
-                Ok(())
-            }
-            Err(e) => Err(e),
+        r
+    }
+
+    /// Takes the large message whose record `p` the caller peeked into
+    /// `out`: copies it out of its segment into `out` and `decode`s it, and
+    /// only then claims the record (so a consumer killed meanwhile leaves it
+    /// to the next one; and large messages are taken one at a time), then
+    /// takes its entry off the side channel.
+    ///
+    /// Out of line: it is the cold path of `get_bytes`.
+    ///
+    /// # Safety
+    /// The caller holds the consumer lock, and has held it since the peek.
+    #[cold]
+    #[inline(never)]
+    unsafe fn take_large(
+        &self,
+        recs: &Records<'_>,
+        p: Taken,
+        out: &mut Vec<u8>,
+        decode: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), BrokenError> {
+        let rec = <[u8; 16]>::try_from(out.as_slice())
+            .map_err(|_| BrokenError::corrupted("short record"))?;
+        self.copy_large(&rec, out)?;
+        decode(out);
+        // Lock-free consumers leave large-message records alone: only a
+        // scribbled `head` fails this.
+        // SAFETY: the caller holds the consumer lock since the peek.
+        if !unsafe { recs.commit(p) } {
+            return Err(Corrupted("ring head moved under the consumer lock").into());
         }
+        // The item is ours: take its entry off the side channel (a consumer
+        // killed before this leaves it stale, and the next holder of the
+        // lock drops it), closed later.
+        if let Ok(Some(e)) = self.recv_entry(false) {
+            self.keep_spent(e.fds);
+        }
+        Ok(())
+    }
+
+    /// Closes the entry [`Core::keep_spent`] kept, if any.
+    fn close_spent(&self) {
+        // Relaxed: a hint; the mutex orders the descriptors themselves.
+        if self.has_spent.load(Ordering::Relaxed) {
+            let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+            // Relaxed: under the mutex, as in `keep_spent`.
+            self.has_spent.store(false, Ordering::Relaxed);
+            let fds = std::mem::take(&mut *spent);
+            drop(spent);
+            drop(fds);
+        }
+    }
+
+    /// Keeps `fds` (a taken entry's descriptors) open until this handle's
+    /// next get (which closes them outside the claim-to-return window).
+    fn keep_spent(&self, fds: Vec<OwnedFd>) {
+        let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        spent.extend(fds);
+        // Relaxed: under the mutex, which orders the vector itself.
+        self.has_spent.store(true, Ordering::Relaxed);
     }
 
     /// Gives the overflow log's pages back once consumers drained it (a
@@ -758,65 +879,83 @@ impl Core {
         unsafe { ovf.trim_if_empty() };
     }
 
-    /// Receives the descriptor of the large message whose record `(id, len)`
-    /// is in `rec`. `None` when a killed consumer was taking it already.
-    fn take_large(&self, rec: &[u8]) -> Result<Option<(Segment, usize)>, BrokenError> {
-        let ctl = self.ctl();
-        let id = u64::from_le_bytes(
-            rec[..8]
-                .try_into()
-                .map_err(|_| BrokenError::corrupted("short record"))?,
-        );
-        let len = u64::from_le_bytes(
-            rec[8..16]
-                .try_into()
-                .map_err(|_| BrokenError::corrupted("short record"))?,
-        );
-        // Relaxed: only consumer-lock holders touch `large_taken`.
-        let taken = ctl.cons.large_taken.load(Ordering::Relaxed);
-        if (id.wrapping_sub(taken) as i64) <= 0 {
-            return Ok(None);
+    /// Receives the side channel's first entry; with `peek`, leaves it
+    /// there (its descriptors are then duplicates). `None` when the channel
+    /// is empty.
+    fn recv_entry(&self, peek: bool) -> Result<Option<Entry>, BrokenError> {
+        let mut buf = [0u8; 16];
+        let mut fds = Vec::new();
+        let r = if peek {
+            handle::peek_with_fds(self.rx.as_fd(), &mut buf, &mut fds)
+        } else {
+            handle::recv_with_fds(self.rx.as_fd(), &mut buf, &mut fds)
+        };
+        let id = match r {
+            Ok(16) => Some(u64::from_le_bytes(buf[..8].try_into().unwrap_or_default())),
+            Ok(_) => None,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(io_broken(e)),
+        };
+        Ok(Some(Entry { id, fds }))
+    }
+
+    /// Copies the large message whose record `(id, len)` is `rec` into
+    /// `out` (replacing its contents), leaving its entry in the side channel:
+    /// the entry is dropped only once the record is claimed, so until then
+    /// the item is in the queue for whoever takes the consumer lock next.
+    /// Entries before it are stale (their records were claimed by consumers
+    /// killed before they dropped them, or never published by producers
+    /// killed between send and publish) and are discarded here.
+    ///
+    /// Called with the consumer lock held.
+    fn copy_large(&self, rec: &[u8; 16], out: &mut Vec<u8>) -> Result<(), BrokenError> {
+        let id = u64::from_le_bytes(rec[..8].try_into().unwrap_or_default());
+        let len = u64::from_le_bytes(rec[8..].try_into().unwrap_or_default());
+        // Relaxed: only consumer-lock holders touch `large_taken`; see
+        // `drop_claimed_entry`.
+        self.ctl().cons.large_taken.store(id, Ordering::Relaxed);
+        let fd = loop {
+            match self.recv_entry(true)? {
+                Some(mut e) if e.id == Some(id) && e.fds.len() == 1 => {
+                    break e.fds.pop().expect("one descriptor");
+                }
+                // Stale (an older id) or garbage: drop it, closing its
+                // descriptors.
+                Some(e) if e.id.is_none_or(|g| (g.wrapping_sub(id) as i64) < 0) => {
+                    let _ = self.recv_entry(false)?;
+                }
+                // Entries leave only after their records: a later one, or
+                // none, means someone else removed it.
+                _ => {
+                    return Err(BrokenError::corrupted(
+                        "large message missing from the side channel",
+                    ));
+                }
+            }
+        };
+        let seg = Segment::from_fd(fd).map_err(|e| io_broken(e.into()))?;
+        let p = seg
+            .check_layout(Layout {
+                kind: KIND_LARGE,
+                fingerprint: self.fingerprint,
+            })
+            .map_err(|_| BrokenError::corrupted("large message segment has a bad header"))?;
+        if p[0] != len || p[1] != id || len > (seg.len() - mproc_shm::HEADER_SIZE) as u64 {
+            return Err(BrokenError::corrupted(
+                "large message segment does not match its record",
+            ));
         }
-        // Claim before receiving: a consumer killed after this makes the next
-        // one skip the record, and the descriptor left (or not) in the
-        // channel is discarded as stale.
-        ctl.cons.large_taken.store(id, Ordering::Relaxed);
-        loop {
-            let mut buf = [0u8; 16];
-            let mut fds = Vec::new();
-            let n = match handle::recv_with_fds(self.rx.as_fd(), &mut buf, &mut fds) {
-                Ok(n) => n,
-                // Nothing there: a killed consumer took it before the claim
-                // was visible; the item is lost with that consumer.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => return Err(io_broken(e)),
-            };
-            let got = u64::from_le_bytes(buf[..8].try_into().unwrap_or_default());
-            if n != 16 || fds.len() != 1 || (got.wrapping_sub(id) as i64) < 0 {
-                // A stale entry from a producer killed between send and
-                // publish, or garbage: drop it (closing its descriptors).
-                continue;
-            }
-            if got != id {
-                return Err(BrokenError::corrupted(
-                    "large message missing from the side channel",
-                ));
-            }
-            let seg = Segment::from_fd(fds.pop().expect("one descriptor"))
-                .map_err(|e| io_broken(e.into()))?;
-            let p = seg
-                .check_layout(Layout {
-                    kind: KIND_LARGE,
-                    fingerprint: self.fingerprint,
-                })
-                .map_err(|_| BrokenError::corrupted("large message segment has a bad header"))?;
-            if p[0] != len || p[1] != id || len > (seg.len() - mproc_shm::HEADER_SIZE) as u64 {
-                return Err(BrokenError::corrupted(
-                    "large message segment does not match its record",
-                ));
-            }
-            return Ok(Some((seg, len as usize)));
-        }
+        let len = len as usize;
+        out.clear();
+        // The size is backed by a real segment, but may still be more than
+        // this process can hold: an error, not an abort (and the item stays).
+        out.try_reserve_exact(len)
+            .map_err(|_| io_broken(io::ErrorKind::OutOfMemory.into()))?;
+        out.resize(len, 0);
+        // SAFETY: the producer wrote the bytes before it sent the descriptor
+        // and never writes them again (`put_large` only drops its mapping),
+        // so nobody writes them during this copy.
+        unsafe { seg.read_plain(mproc_shm::HEADER_SIZE, out) }.map_err(|e| io_broken(e.into()))
     }
 
     /// Unfinished tasks (JoinableQueue): records published minus `task_done` calls.

@@ -50,8 +50,8 @@ pub(crate) struct ConsumerLine {
     /// The consumer lock.
     pub(crate) lock: RawMutex,
     /// The id of the last large message a consumer started to take (stored
-    /// before the descriptor is received, so a consumer killed mid-way makes
-    /// the next one skip that record rather than take a later descriptor).
+    /// before it looks at the side channel, so that the next holder of the
+    /// lock can drop the entry of a message a killed consumer claimed).
     pub(crate) large_taken: AtomicU64,
 }
 

@@ -71,7 +71,9 @@
 //!   every platform; like CPython's they are snapshots while others work.
 //! * A process killed in the middle of `put` or `get` neither corrupts nor
 //!   locks the queue (the locks detect the death of their owner); a consumer
-//!   killed in the middle of `get` loses at most the item it was taking.
+//!   killed in the middle of `get` loses at most the item it was taking, and
+//!   only if it had claimed it: every item, large ones included, is copied
+//!   out before it is claimed.
 //! * CPython lets a queue reach another process only by inheritance; these
 //!   queues serialize as handles and travel any way mproc sends handles.
 //!

@@ -281,9 +281,9 @@ impl<T, C: Codec<T>> Queue<T, C> {
     fn get_inner(&self, deadline: Deadline) -> Result<T, GetFailure> {
         with_scratch(|buf| {
             self.core
-                .get_bytes(buf, deadline)
-                .map_err(GetFailure::Fail)?;
-            C::decode(buf).map_err(GetFailure::Decode)
+                .get_decoded(buf, deadline, C::decode)
+                .map_err(GetFailure::Fail)?
+                .map_err(GetFailure::Decode)
         })
     }
 

@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -19,7 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::watchdog;
-use mproc_queue::{GetError, JoinableQueue, Queue, QueueBuilder};
+use mproc_queue::{Bytes, GetError, JoinableQueue, Queue, QueueBuilder};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -234,6 +234,28 @@ fn child_entry() {
             }
         }
         "lockholder" => lock_holder(),
+        "copier" => copier(),
+        "cannothold" => {
+            let q: Queue<Vec<u8>, Bytes> = take_handle();
+            // Too little address space left for the item's segment or copy.
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let vm_kib: u64 = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmSize:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap();
+            let limit = (vm_kib << 10) + (16 << 20);
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: `lim` is a valid rlimit for the duration of the call.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) }, 0);
+            match q.get_timeout(Duration::from_secs(10)) {
+                Err(mproc_queue::GetTimeoutError::Broken(e)) => println!("FAILED {e}"),
+                other => panic!("expected a failed get, got {:?}", other.map(|v| v.len())),
+            }
+        }
         "worker" => {
             let q: JoinableQueue<u64> = take_handle();
             while let Ok(v) = q.get() {
@@ -571,6 +593,198 @@ fn crash_rounds(rounds: u32) {
     .unwrap();
     assert_eq!(q.get().unwrap().data.len(), 5000);
     assert!(q.is_empty());
+}
+
+/// The ring of the kill-mid-get test: items above 64 KiB take the
+/// large-message path (a segment each, its descriptor on the side channel).
+const COPY_RING: usize = 256 << 10;
+
+/// The length and filler byte of item `i` of the kill-mid-get test: every
+/// other item is large (64 KiB to 1 MiB), the others small.
+fn copy_item_shape(i: u64) -> (usize, u8) {
+    let h = Rng(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1).next();
+    let len = if i % 2 == 1 {
+        (COPY_RING / 4) as u64 + 1 + h % (1 << 20)
+    } else {
+        8 + h % 4096
+    };
+    (len as usize, i as u8 ^ 0x5a)
+}
+
+/// Item `i` of the kill-mid-get test: its index, then filler.
+fn copy_item(i: u64) -> Vec<u8> {
+    let (len, b) = copy_item_shape(i);
+    let mut v = vec![b; len];
+    v[..8].copy_from_slice(&i.to_le_bytes());
+    v
+}
+
+/// The index of a received item, after checking its length and samples of
+/// its filler against [`copy_item`].
+fn check_copy_item(v: &[u8]) -> u64 {
+    let i = u64::from_le_bytes(v[..8].try_into().unwrap());
+    let (len, b) = copy_item_shape(i);
+    assert_eq!(v.len(), len, "item {i} has the wrong length");
+    for k in (8..len).step_by(4096).chain([len - 1]) {
+        assert_eq!(v[k], b, "item {i} torn at byte {k}");
+    }
+    i
+}
+
+/// A consumer of the kill-mid-get test: logs the index of every item it
+/// gets (one 8-byte write each) until the queue is closed.
+fn copier() {
+    let q: Queue<Vec<u8>, Bytes> = take_handle();
+    let mut log = std::fs::File::create(std::env::var("C_LOG").unwrap()).unwrap();
+    loop {
+        match q.get() {
+            Ok(v) if v.is_empty() => return,
+            Ok(v) => log.write_all(&check_copy_item(&v).to_le_bytes()).unwrap(),
+            Err(e) => panic!("get failed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn killed_consumers_lose_at_most_the_item_being_copied() {
+    let kills: u32 = std::env::var("MPQ_COPY_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    watchdog(Duration::from_secs(240), move || {
+        kill_consumers_mid_get(kills)
+    });
+}
+
+/// A producer thread puts items (half of them large) into a short queue
+/// while two consumer processes get them; `kills` times, a consumer that
+/// has got something is killed at a random moment and replaced. Survivors
+/// and the parent drain the rest. Every item is received at most once, and
+/// at most one item is lost per kill: the one a consumer had claimed and
+/// not yet returned.
+fn kill_consumers_mid_get(kills: u32) {
+    let q: Queue<Vec<u8>, Bytes> = QueueBuilder::new()
+        .maxsize(8)
+        .capacity(COPY_RING)
+        .build()
+        .unwrap();
+    let dir = temp_dir("copy");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = {
+        let (q, stop) = (q.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                q.put(copy_item(n)).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut logs = Vec::new();
+    let start = |logs: &mut Vec<PathBuf>| {
+        let log = dir.join(format!("c{}", logs.len()));
+        let kid = spawn("copier", &q, &[("C_LOG", log.display().to_string())]);
+        logs.push(log.clone());
+        (kid, log)
+    };
+    let mut consumers: Vec<(Kid, PathBuf)> = (0..2).map(|_| start(&mut logs)).collect();
+    let mut rng = Rng(0xc0_ffee_1234);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    for _ in 0..kills {
+        let k = (rng.next() % consumers.len() as u64) as usize;
+        // Kill it only once it is getting items, at a random moment.
+        while std::fs::metadata(&consumers[k].1).map_or(0, |m| m.len()) == 0 {
+            assert!(Instant::now() < deadline, "consumer never got an item");
+            thread::sleep(Duration::from_micros(200));
+        }
+        thread::sleep(Duration::from_micros(rng.next() % 3000));
+        let st = kill_and_reap(&mut consumers[k].0);
+        assert!(
+            st.signal() == Some(libc::SIGKILL),
+            "consumer failed on its own: {st:?}"
+        );
+        consumers[k] = start(&mut logs);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let count = producer.join().unwrap();
+    // The parent helps drain. One empty item per survivor, and one for the
+    // parent, says stop: it comes after every item, so whoever gets one
+    // finds every item before it claimed.
+    for _ in 0..=consumers.len() {
+        q.put(Vec::new()).unwrap();
+    }
+    let mut mine = Vec::new();
+    loop {
+        let v = q.get_timeout(Duration::from_secs(30)).unwrap();
+        if v.is_empty() {
+            break;
+        }
+        mine.push(check_copy_item(&v));
+    }
+    for (kid, _) in &mut consumers {
+        let st = wait_until(kid, deadline);
+        assert!(st.success(), "consumer failed: {st:?}");
+    }
+    let mut got = BTreeSet::new();
+    let logged = logs.iter().flat_map(|l| {
+        let b = std::fs::read(l).unwrap();
+        b.chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect::<Vec<_>>()
+    });
+    for i in logged.chain(mine) {
+        assert!(i < count, "item {i} received but only {count} were put");
+        assert!(got.insert(i), "item {i} received twice");
+    }
+    let lost: Vec<u64> = (0..count).filter(|i| !got.contains(i)).collect();
+    eprintln!(
+        "kill mid-get: {count} items, {kills} consumers killed, {} lost ({:.0}% of kills): {lost:?}",
+        lost.len(),
+        100.0 * lost.len() as f64 / f64::from(kills.max(1)),
+    );
+    assert!(
+        lost.len() <= kills as usize,
+        "{} items lost, {kills} consumers killed",
+        lost.len()
+    );
+    assert!(q.is_empty());
+    // A large item still goes through, and afterwards no descriptor is left
+    // in the side channel (stale ones are discarded on the way).
+    q.put(copy_item(1)).unwrap();
+    assert_eq!(
+        q.get_timeout(Duration::from_secs(10)).unwrap(),
+        copy_item(1)
+    );
+    let (_, _, rx) = common::raw_parts(&q);
+    let mut fds = Vec::new();
+    let r = mproc_shm::handle::recv_with_fds(rx.as_fd(), &mut [0u8; 16], &mut fds);
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "side channel not empty: {r:?}, {} descriptors",
+        fds.len()
+    );
+}
+
+#[test]
+fn a_consumer_that_cannot_hold_a_large_item_leaves_it_queued() {
+    watchdog(Duration::from_secs(60), || {
+        let q: Queue<Vec<u8>, Bytes> = QueueBuilder::new().capacity(COPY_RING).build().unwrap();
+        let item: Vec<u8> = (0..64u32 << 20).map(|k| (k % 251) as u8).collect();
+        q.put(item.clone()).unwrap();
+        let mut child = spawn_piped("cannothold", &q, &[]);
+        let st = wait_until(&mut child, Instant::now() + Duration::from_secs(30));
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        assert!(
+            st.success() && out.contains("FAILED"),
+            "child: {st:?}, {out}"
+        );
+        // The failed get left the item for the next consumer.
+        assert_eq!(q.qsize(), 1);
+        assert!(q.get_timeout(Duration::from_secs(10)).unwrap() == item);
+        assert!(q.is_empty());
+    });
 }
 
 #[test]

@@ -246,8 +246,25 @@ pub unsafe fn recv_with_fds_raw(
     fds: &mut Vec<OwnedFd>,
     nonblock: bool,
 ) -> io::Result<usize> {
+    let flags = if nonblock { libc::MSG_DONTWAIT } else { 0 };
     // SAFETY: forwarded from this function's own contract.
-    unsafe { crate::sys::recv_with_fds_raw(sock, buf, len, fds, nonblock) }
+    unsafe { crate::sys::recv_with_fds_raw(sock, buf, len, fds, flags) }
+}
+
+/// [`recv_with_fds`] that leaves the message queued (`MSG_PEEK`): the next
+/// receive gets it again. The descriptors it carries arrive as duplicates
+/// (Linux installs a new descriptor for each one on every peek), so this
+/// process owns them whatever happens to the message.
+///
+/// # Errors
+/// As [`recv_with_fds`].
+pub fn peek_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<usize> {
+    // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes.
+    unsafe { crate::sys::recv_with_fds_raw(sock, buf.as_mut_ptr(), buf.len(), fds, libc::MSG_PEEK) }
 }
 
 /// Takes ownership of a raw descriptor number that was inherited from a

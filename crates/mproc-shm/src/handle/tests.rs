@@ -75,3 +75,32 @@ fn descriptors_in_every_count_arrive_in_order() {
     let too_many: Vec<_> = (0..=MAX_FDS_PER_MESSAGE).map(|_| a.as_fd()).collect();
     assert!(send_with_fds(a.as_fd(), b"x", &too_many).is_err());
 }
+
+#[test]
+fn a_peeked_message_stays_queued_and_its_descriptors_are_duplicates() {
+    let (a, b) = UnixStream::pair().unwrap();
+    b.set_nonblocking(true).unwrap();
+    let (w, mut r) = UnixStream::pair().unwrap();
+    assert_eq!(send_with_fds(a.as_fd(), b"m1", &[w.as_fd()]).unwrap(), 2);
+    drop(w);
+    let mut buf = [0u8; 2];
+    let mut peeked = Vec::new();
+    for _ in 0..2 {
+        assert_eq!(peek_with_fds(b.as_fd(), &mut buf, &mut peeked).unwrap(), 2);
+        assert_eq!(&buf, b"m1");
+    }
+    assert_eq!(peeked.len(), 2);
+    let mut got = Vec::new();
+    assert_eq!(recv_with_fds(b.as_fd(), &mut buf, &mut got).unwrap(), 2);
+    assert_eq!(got.len(), 1);
+    // Every copy is the same write end, and owned here.
+    for (k, fd) in peeked.into_iter().chain(got).enumerate() {
+        std::fs::File::from(fd).write_all(&[k as u8]).unwrap();
+    }
+    let mut three = Vec::new();
+    r.read_to_end(&mut three).unwrap();
+    assert_eq!(three, [0, 1, 2]);
+    // Gone now.
+    let e = peek_with_fds(b.as_fd(), &mut buf, &mut Vec::new()).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+}

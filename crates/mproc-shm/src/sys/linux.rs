@@ -221,7 +221,7 @@ pub(crate) fn recv_with_fds(
     fds: &mut Vec<OwnedFd>,
 ) -> io::Result<usize> {
     // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes.
-    unsafe { recv_with_fds_raw(sock, buf.as_mut_ptr(), buf.len(), fds, false) }
+    unsafe { recv_with_fds_raw(sock, buf.as_mut_ptr(), buf.len(), fds, 0) }
 }
 
 /// Size in u64 words of a control buffer that holds `MAX_FDS_PER_MESSAGE`
@@ -229,7 +229,8 @@ pub(crate) fn recv_with_fds(
 const CBUF_WORDS: usize = 130;
 
 /// One `recvmsg` into raw memory collecting `SCM_RIGHTS` descriptors
-/// (close-on-exec), retrying on `EINTR`; `nonblock` adds `MSG_DONTWAIT`.
+/// (close-on-exec), retrying on `EINTR`; `flags` are added to the call's
+/// (`MSG_DONTWAIT`, `MSG_PEEK`).
 ///
 /// # Safety
 /// `buf` must be valid for writes of `len` bytes.
@@ -238,7 +239,7 @@ pub(crate) unsafe fn recv_with_fds_raw(
     buf: *mut u8,
     len: usize,
     fds: &mut Vec<OwnedFd>,
-    nonblock: bool,
+    flags: libc::c_int,
 ) -> io::Result<usize> {
     let mut iov = libc::iovec {
         iov_base: buf.cast(),
@@ -251,7 +252,7 @@ pub(crate) unsafe fn recv_with_fds_raw(
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
-    let flags = libc::MSG_CMSG_CLOEXEC | if nonblock { libc::MSG_DONTWAIT } else { 0 };
+    let flags = libc::MSG_CMSG_CLOEXEC | flags;
     // SAFETY: `iov` covers memory the caller guarantees writable for `len`
     // bytes, and the control buffer is a live local array; both outlive the call.
     let n = cvt_retry(|| unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) })?;
