@@ -100,6 +100,9 @@ pub(crate) struct Measurement {
     pub(crate) better: Better,
     /// Extra facts shown beside the figure (e.g. how often a lock changed hands).
     pub(crate) note: String,
+    /// A value the figure cannot honestly exceed (a speed-up above the CPUs
+    /// at work); a median above it marks the row as a broken measurement.
+    pub(crate) ceiling: Option<f64>,
 }
 
 impl Measurement {
@@ -111,6 +114,7 @@ impl Measurement {
             unit,
             better: Better::Higher,
             note: String::new(),
+            ceiling: None,
         }
     }
 
@@ -122,6 +126,7 @@ impl Measurement {
             unit,
             better: Better::Lower,
             note: String::new(),
+            ceiling: None,
         }
     }
 
@@ -135,6 +140,17 @@ impl Measurement {
     pub(crate) fn note(mut self, note: impl Into<String>) -> Self {
         self.note = note.into();
         self
+    }
+
+    /// Sets the value the figure cannot honestly exceed.
+    pub(crate) fn ceiling(mut self, ceiling: f64) -> Self {
+        self.ceiling = Some(ceiling);
+        self
+    }
+
+    /// Whether the figure is above its ceiling: the measurement is broken.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.ceiling.is_some_and(|c| self.value > c)
     }
 }
 
@@ -330,7 +346,8 @@ pub(crate) struct Row {
 }
 
 impl Row {
-    pub(crate) fn to_json(&self) -> String {
+    /// This row as one JSON object, with the floors that bound it.
+    pub(crate) fn to_json(&self, floors: &[&Row]) -> String {
         let mut obj = serde_json::json!({
             "scenario": self.scenario,
             "placement": self.placement.as_str(),
@@ -344,6 +361,23 @@ impl Row {
         }
         if !self.m.note.is_empty() {
             obj["note"] = self.m.note.clone().into();
+        }
+        if self.m.is_broken() {
+            obj["broken"] = true.into();
+        }
+        if !floors.is_empty() {
+            obj["floors"] = floors
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "scenario": f.scenario,
+                        "metric": f.m.metric,
+                        "value": f.m.value,
+                        "unit": f.m.unit,
+                        "vs_floor": vs_floor(&self.m, &f.m),
+                    })
+                })
+                .collect();
         }
         obj.to_string()
     }
@@ -412,6 +446,7 @@ pub(crate) fn run_python(
             unit,
             better,
             note,
+            ceiling: None,
         });
     }
     Ok(ms)
@@ -423,4 +458,11 @@ pub(crate) fn speedup(mproc: &Measurement, cpython: &Measurement) -> f64 {
         Better::Higher => mproc.value / cpython.value,
         Better::Lower => cpython.value / mproc.value,
     }
+}
+
+/// How a figure compares with its floor: for a cost (lower is better) how
+/// many times the floor it takes; for a rate, the fraction of the floor's
+/// rate it reaches.
+pub(crate) fn vs_floor(m: &Measurement, floor: &Measurement) -> f64 {
+    m.value / floor.value
 }
