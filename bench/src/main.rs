@@ -218,6 +218,7 @@ fn floors_for<'a>(r: &Row, done: &'a [Row]) -> Vec<&'a Row> {
     scenarios::PAIRS
         .iter()
         .filter(|p| p.scenario == r.scenario && p.metric == r.m.metric)
+        .filter(|p| !(p.two_cpus && r.placement == Placement::Same))
         .filter_map(|p| {
             done.iter()
                 .find(|d| d.scenario == p.floor && d.m.metric == p.floor_metric)
@@ -265,7 +266,7 @@ fn report(mproc: &[Row], python: &[Row], done: &[Row], json: bool) {
         for f in floors {
             let ratio = harness::vs_floor(&r.m, &f.m);
             let verdict = match r.m.better {
-                Better::Lower => format!("takes {ratio:.1}x the floor"),
+                Better::Lower => format!("takes {}x the floor", fmt_value(ratio)),
                 Better::Higher => format!("reaches {:.0}% of the floor", ratio * 100.0),
             };
             println!(
