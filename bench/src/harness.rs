@@ -466,3 +466,35 @@ pub(crate) fn speedup(mproc: &Measurement, cpython: &Measurement) -> f64 {
 pub(crate) fn vs_floor(m: &Measurement, floor: &Measurement) -> f64 {
     m.value / floor.value
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_figure_above_its_ceiling_is_broken() {
+        assert!(!Measurement::higher(1.9, "x").ceiling(2.0).is_broken());
+        assert!(!Measurement::higher(2.0, "x").ceiling(2.0).is_broken());
+        assert!(Measurement::higher(2.9, "x").ceiling(2.0).is_broken());
+        assert!(!Measurement::higher(2.9, "x").is_broken());
+    }
+
+    #[test]
+    fn broken_rows_and_floors_show_in_json() {
+        let row = |scenario: &str, m: Measurement| Row {
+            scenario: scenario.to_owned(),
+            placement: Placement::Default,
+            implementation: "mproc",
+            m,
+        };
+        let r = row("pool_map_seed", Measurement::higher(2.9, "x").ceiling(2.0));
+        let v: serde_json::Value = serde_json::from_str(&r.to_json(&[])).unwrap();
+        assert_eq!(v["broken"], true);
+        let r = row("pipe_rtt", Measurement::lower(9.0, "us"));
+        let f = row("floor_pipe_rtt", Measurement::lower(3.0, "us"));
+        let v: serde_json::Value = serde_json::from_str(&r.to_json(&[&f])).unwrap();
+        assert!(v.get("broken").is_none());
+        assert_eq!(v["floors"][0]["scenario"], "floor_pipe_rtt");
+        assert_eq!(v["floors"][0]["vs_floor"], 3.0);
+    }
+}
