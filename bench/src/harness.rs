@@ -336,6 +336,41 @@ pub(crate) fn timed<R>(f: impl FnOnce() -> R) -> (R, Duration) {
     (r, t0.elapsed())
 }
 
+/// Copy bandwidth of a `bytes`-long destination, best of `rounds`: fills a
+/// source buffer, warms both sides (the figure is the copy, not page
+/// faults), times `copy_in` (source into the destination) and `copy_out`
+/// (back into a second buffer), checks the round trip, and reports GB/s as
+/// metrics "in" and "out".
+pub(crate) fn copy_bandwidth(
+    bytes: usize,
+    rounds: usize,
+    mut copy_in: impl FnMut(&[u8]) -> BenchResult<()>,
+    mut copy_out: impl FnMut(&mut [u8]) -> BenchResult<()>,
+) -> BenchResult<Vec<Measurement>> {
+    let src: Vec<u8> = (0..bytes).map(|i| i as u8).collect();
+    let mut dst = vec![0u8; bytes];
+    copy_in(&src)?;
+    copy_out(&mut dst)?;
+    let mut best_in = Duration::MAX;
+    let mut best_out = Duration::MAX;
+    for _ in 0..rounds {
+        let (r, t) = timed(|| copy_in(std::hint::black_box(&src)));
+        r?;
+        best_in = best_in.min(t);
+        let (r, t) = timed(|| copy_out(std::hint::black_box(&mut dst)));
+        r?;
+        best_out = best_out.min(t);
+    }
+    if dst != src {
+        return Err("copy mismatch".into());
+    }
+    let gbs = |t: Duration| bytes as f64 / t.as_secs_f64() / 1e9;
+    Ok(vec![
+        Measurement::higher(gbs(best_in), "GB/s").metric("in"),
+        Measurement::higher(gbs(best_out), "GB/s").metric("out"),
+    ])
+}
+
 /// One line of the report.
 #[derive(Debug, Clone)]
 pub(crate) struct Row {

@@ -15,14 +15,15 @@
 //! `memfd` handed to it as a descriptor.
 
 use std::fs::File;
-use std::hint::black_box;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{BenchResult, Ctx, Measurement, Placement, Role, Scenario, pin_to_cpu, timed};
+use crate::harness::{
+    BenchResult, Ctx, Measurement, Placement, Role, Scenario, copy_bandwidth, pin_to_cpu,
+};
 
 /// The scenarios of the floors.
 pub(crate) fn scenarios() -> Vec<Scenario> {
@@ -579,39 +580,24 @@ fn floor_memcpy_64mib(_: &Ctx) -> BenchResult<Vec<Measurement>> {
     const BYTES: usize = 64 << 20;
     const ROUNDS: usize = 5;
     let m = SharedMap::create(BYTES)?;
-    let src: Vec<u8> = (0..BYTES).map(|i| i as u8).collect();
-    let mut dst = vec![0u8; BYTES];
     let shared = m.ptr.as_ptr();
-    let copy_in = |src: &[u8]| {
-        assert_eq!(src.len(), BYTES);
-        // SAFETY: `shared` is a live mapping of BYTES bytes that no other
-        // process maps; `src` holds BYTES bytes of a separate allocation.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), shared, BYTES) }
-    };
-    let copy_out = |dst: &mut [u8]| {
-        assert_eq!(dst.len(), BYTES);
-        // SAFETY: as for `copy_in`, in the other direction.
-        unsafe { std::ptr::copy_nonoverlapping(shared, dst.as_mut_ptr(), BYTES) }
-    };
-    // Warm both sides' pages (the figure is the copy, not page faults).
-    copy_in(&src);
-    copy_out(&mut dst);
-    let mut best_in = Duration::MAX;
-    let mut best_out = Duration::MAX;
-    for _ in 0..ROUNDS {
-        let ((), t) = timed(|| copy_in(black_box(&src)));
-        best_in = best_in.min(t);
-        let ((), t) = timed(|| copy_out(black_box(&mut dst)));
-        best_out = best_out.min(t);
-    }
-    if dst != src {
-        return Err("copy mismatch".into());
-    }
-    let gbs = |t: Duration| BYTES as f64 / t.as_secs_f64() / 1e9;
-    Ok(vec![
-        Measurement::higher(gbs(best_in), "GB/s").metric("in"),
-        Measurement::higher(gbs(best_out), "GB/s").metric("out"),
-    ])
+    copy_bandwidth(
+        BYTES,
+        ROUNDS,
+        |src| {
+            assert_eq!(src.len(), BYTES);
+            // SAFETY: `shared` is a live mapping of BYTES bytes that no other
+            // process maps; `src` holds BYTES bytes of a separate allocation.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), shared, BYTES) };
+            Ok(())
+        },
+        |dst| {
+            assert_eq!(dst.len(), BYTES);
+            // SAFETY: as above, in the other direction.
+            unsafe { std::ptr::copy_nonoverlapping(shared, dst.as_mut_ptr(), BYTES) };
+            Ok(())
+        },
+    )
 }
 
 // --------------------------------------------------------------- spsc_ring

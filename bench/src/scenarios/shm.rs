@@ -11,7 +11,7 @@ use mproc_shm::{Array, SharedAtomicU64, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::harness::{BenchResult, Ctx, Measurement, Role, Scenario, timed};
+use crate::harness::{BenchResult, Ctx, Measurement, Role, Scenario, copy_bandwidth, timed};
 
 /// The scenarios of this crate.
 pub(crate) fn scenarios() -> Vec<Scenario> {
@@ -183,29 +183,12 @@ fn array_copy_64mib(_: &Ctx) -> BenchResult<Vec<Measurement>> {
     const BYTES: usize = 64 << 20;
     const ROUNDS: usize = 5;
     let a = Array::<u8>::new(BYTES)?;
-    let src: Vec<u8> = (0..BYTES).map(|i| i as u8).collect();
-    let mut dst = vec![0u8; BYTES];
-    // Warm both sides' pages (the measured figure is the copy, not page faults).
-    a.copy_from(0, &src)?;
-    a.copy_to(0, &mut dst)?;
-    let mut best_in = Duration::MAX;
-    let mut best_out = Duration::MAX;
-    for _ in 0..ROUNDS {
-        let (r, t) = timed(|| a.copy_from(0, black_box(&src)));
-        r?;
-        best_in = best_in.min(t);
-        let (r, t) = timed(|| a.copy_to(0, black_box(&mut dst)));
-        r?;
-        best_out = best_out.min(t);
-    }
-    if dst != src {
-        return Err("copy mismatch".into());
-    }
-    let gbs = |t: Duration| BYTES as f64 / t.as_secs_f64() / 1e9;
-    Ok(vec![
-        Measurement::higher(gbs(best_in), "GB/s").metric("in"),
-        Measurement::higher(gbs(best_out), "GB/s").metric("out"),
-    ])
+    copy_bandwidth(
+        BYTES,
+        ROUNDS,
+        |src| Ok(a.copy_from(0, src)?),
+        |dst| Ok(a.copy_to(0, dst)?),
+    )
 }
 
 // --------------------------------------------------------------- array_sum_10m
