@@ -266,7 +266,7 @@ fn report(mproc: &[Row], python: &[Row], done: &[Row], json: bool) {
         for f in floors {
             let ratio = harness::vs_floor(&r.m, &f.m);
             let verdict = match r.m.better {
-                Better::Lower => format!("takes {}x the floor", fmt_value(ratio)),
+                Better::Lower => format!("takes {ratio:.2}x the floor"),
                 Better::Higher => format!("reaches {:.0}% of the floor", ratio * 100.0),
             };
             println!(
