@@ -4,13 +4,18 @@
 //! cargo run --release --example multi_process [-- PROCESSES [OP_COUNT]]
 //! ```
 //! The seed asked for the number of processes on standard input; here it is
-//! the first argument (default: `cpu_count()`). Which count is quickest?
+//! the first argument (default: `cpu_count()`). It first runs the whole
+//! range in this process (the very function the children run), then split
+//! over the processes, and prints the speed-up. Which count is quickest?
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use mproc::{Process, cpu_count};
 
+/// The seed's work. Never inlined, so the serial run and the children run
+/// one and the same compiled loop (see `two_process`).
+#[inline(never)]
 fn lots_of_math((n1, n2): (u64, u64)) {
     for n in n1..n2 {
         black_box(n * n);
@@ -19,27 +24,45 @@ fn lots_of_math((n1, n2): (u64, u64)) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
+    let cpus = cpu_count() as u64;
     let proc_count: u64 = args
         .next()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(cpu_count() as u64)
+        .unwrap_or(cpus)
         .max(1);
     let op_count: u64 = args
         .next()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(40_000_000);
+        .unwrap_or(1_500_000_000);
+    let tt = Instant::now();
+    lots_of_math((0, op_count));
+    let serial = tt.elapsed();
+    println!(
+        "1 process   : {:.3} s ({op_count} operations)",
+        serial.as_secs_f64()
+    );
+
     let tt = Instant::now();
     let op_proc = op_count / proc_count;
     let mut procs = Vec::new();
     for i in 0..proc_count {
-        procs.push(Process::new(lots_of_math, (i * op_proc, (i + 1) * op_proc)).start()?);
+        // The last process also takes the remainder of the division.
+        let end = if i + 1 == proc_count {
+            op_count
+        } else {
+            (i + 1) * op_proc
+        };
+        procs.push(Process::new(lots_of_math, (i * op_proc, end)).start()?);
     }
     for p in &mut procs {
         p.join()?;
     }
+    let parallel = tt.elapsed();
     println!(
-        "done in : {:.3} s ({op_count} operations, {proc_count} processes)",
-        tt.elapsed().as_secs_f64()
+        "{proc_count} processes : {:.3} s, {:.2}x faster (at most {}x: {proc_count} processes, {cpus} CPUs)",
+        parallel.as_secs_f64(),
+        serial.as_secs_f64() / parallel.as_secs_f64(),
+        proc_count.min(cpus)
     );
     Ok(())
 }

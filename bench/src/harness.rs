@@ -100,6 +100,9 @@ pub(crate) struct Measurement {
     pub(crate) better: Better,
     /// Extra facts shown beside the figure (e.g. how often a lock changed hands).
     pub(crate) note: String,
+    /// A value the figure cannot honestly exceed (a speed-up above the CPUs
+    /// at work); a median above it marks the row as a broken measurement.
+    pub(crate) ceiling: Option<f64>,
 }
 
 impl Measurement {
@@ -111,6 +114,7 @@ impl Measurement {
             unit,
             better: Better::Higher,
             note: String::new(),
+            ceiling: None,
         }
     }
 
@@ -122,6 +126,7 @@ impl Measurement {
             unit,
             better: Better::Lower,
             note: String::new(),
+            ceiling: None,
         }
     }
 
@@ -135,6 +140,17 @@ impl Measurement {
     pub(crate) fn note(mut self, note: impl Into<String>) -> Self {
         self.note = note.into();
         self
+    }
+
+    /// Sets the value the figure cannot honestly exceed.
+    pub(crate) fn ceiling(mut self, ceiling: f64) -> Self {
+        self.ceiling = Some(ceiling);
+        self
+    }
+
+    /// Whether the figure is above its ceiling: the measurement is broken.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.ceiling.is_some_and(|c| self.value > c)
     }
 }
 
@@ -320,6 +336,41 @@ pub(crate) fn timed<R>(f: impl FnOnce() -> R) -> (R, Duration) {
     (r, t0.elapsed())
 }
 
+/// Copy bandwidth of a `bytes`-long destination, best of `rounds`: fills a
+/// source buffer, warms both sides (the figure is the copy, not page
+/// faults), times `copy_in` (source into the destination) and `copy_out`
+/// (back into a second buffer), checks the round trip, and reports GB/s as
+/// metrics "in" and "out".
+pub(crate) fn copy_bandwidth(
+    bytes: usize,
+    rounds: usize,
+    mut copy_in: impl FnMut(&[u8]) -> BenchResult<()>,
+    mut copy_out: impl FnMut(&mut [u8]) -> BenchResult<()>,
+) -> BenchResult<Vec<Measurement>> {
+    let src: Vec<u8> = (0..bytes).map(|i| i as u8).collect();
+    let mut dst = vec![0u8; bytes];
+    copy_in(&src)?;
+    copy_out(&mut dst)?;
+    let mut best_in = Duration::MAX;
+    let mut best_out = Duration::MAX;
+    for _ in 0..rounds {
+        let (r, t) = timed(|| copy_in(std::hint::black_box(&src)));
+        r?;
+        best_in = best_in.min(t);
+        let (r, t) = timed(|| copy_out(std::hint::black_box(&mut dst)));
+        r?;
+        best_out = best_out.min(t);
+    }
+    if dst != src {
+        return Err("copy mismatch".into());
+    }
+    let gbs = |t: Duration| bytes as f64 / t.as_secs_f64() / 1e9;
+    Ok(vec![
+        Measurement::higher(gbs(best_in), "GB/s").metric("in"),
+        Measurement::higher(gbs(best_out), "GB/s").metric("out"),
+    ])
+}
+
 /// One line of the report.
 #[derive(Debug, Clone)]
 pub(crate) struct Row {
@@ -330,7 +381,8 @@ pub(crate) struct Row {
 }
 
 impl Row {
-    pub(crate) fn to_json(&self) -> String {
+    /// This row as one JSON object, with the floors that bound it.
+    pub(crate) fn to_json(&self, floors: &[&Row]) -> String {
         let mut obj = serde_json::json!({
             "scenario": self.scenario,
             "placement": self.placement.as_str(),
@@ -344,6 +396,23 @@ impl Row {
         }
         if !self.m.note.is_empty() {
             obj["note"] = self.m.note.clone().into();
+        }
+        if self.m.is_broken() {
+            obj["broken"] = true.into();
+        }
+        if !floors.is_empty() {
+            obj["floors"] = floors
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "scenario": f.scenario,
+                        "metric": f.m.metric,
+                        "value": f.m.value,
+                        "unit": f.m.unit,
+                        "vs_floor": vs_floor(&self.m, &f.m),
+                    })
+                })
+                .collect();
         }
         obj.to_string()
     }
@@ -412,6 +481,7 @@ pub(crate) fn run_python(
             unit,
             better,
             note,
+            ceiling: None,
         });
     }
     Ok(ms)
@@ -422,5 +492,44 @@ pub(crate) fn speedup(mproc: &Measurement, cpython: &Measurement) -> f64 {
     match mproc.better {
         Better::Higher => mproc.value / cpython.value,
         Better::Lower => cpython.value / mproc.value,
+    }
+}
+
+/// How a figure compares with its floor: for a cost (lower is better) how
+/// many times the floor it takes; for a rate, the fraction of the floor's
+/// rate it reaches.
+pub(crate) fn vs_floor(m: &Measurement, floor: &Measurement) -> f64 {
+    m.value / floor.value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_figure_above_its_ceiling_is_broken() {
+        assert!(!Measurement::higher(1.9, "x").ceiling(2.0).is_broken());
+        assert!(!Measurement::higher(2.0, "x").ceiling(2.0).is_broken());
+        assert!(Measurement::higher(2.9, "x").ceiling(2.0).is_broken());
+        assert!(!Measurement::higher(2.9, "x").is_broken());
+    }
+
+    #[test]
+    fn broken_rows_and_floors_show_in_json() {
+        let row = |scenario: &str, m: Measurement| Row {
+            scenario: scenario.to_owned(),
+            placement: Placement::Default,
+            implementation: "mproc",
+            m,
+        };
+        let r = row("pool_map_seed", Measurement::higher(2.9, "x").ceiling(2.0));
+        let v: serde_json::Value = serde_json::from_str(&r.to_json(&[])).unwrap();
+        assert_eq!(v["broken"], true);
+        let r = row("pipe_rtt", Measurement::lower(9.0, "us"));
+        let f = row("floor_pipe_rtt", Measurement::lower(3.0, "us"));
+        let v: serde_json::Value = serde_json::from_str(&r.to_json(&[&f])).unwrap();
+        assert!(v.get("broken").is_none());
+        assert_eq!(v["floors"][0]["scenario"], "floor_pipe_rtt");
+        assert_eq!(v["floors"][0]["vs_floor"], 3.0);
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p mproc-bench -- [SCENARIO...] [--json] [--python]
-//!     [--placement same|split|default] [--reps N] [--quick] [--list]
+//!     [--placement same|split|default] [--reps N] [--quick] [--list] [--no-floors]
 //! ```
 //!
 //! Without scenario names every scenario runs. Each runs `--reps` times
@@ -14,6 +14,11 @@
 //! `"metric"` when a scenario reports several figures, and `"note"`).
 //! Placement `same` pins every process to CPU 0, `split` the measuring
 //! process to CPU 0 and its partner to CPU 1.
+//!
+//! Named scenarios bring their floors along (`floor_*`, measured with libc
+//! alone; see `scenarios/floor.rs`), which run first and are printed under
+//! each figure they bound (`"floors"` in JSON); `--no-floors` leaves them out.
+//! A speed-up above the CPUs at work is marked as a broken measurement.
 
 #[allow(dead_code)] // not every helper is used by every set of scenarios
 mod harness;
@@ -21,7 +26,7 @@ mod scenarios;
 
 use std::process::ExitCode;
 
-use harness::{Ctx, Measurement, Placement, Row};
+use harness::{Better, Ctx, Measurement, Placement, Row};
 
 struct Args {
     names: Vec<String>,
@@ -31,6 +36,7 @@ struct Args {
     reps: usize,
     quick: bool,
     list: bool,
+    floors: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -42,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
         reps: 5,
         quick: false,
         list: false,
+        floors: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -50,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
             "--python" => a.python = true,
             "--quick" => a.quick = true,
             "--list" => a.list = true,
+            "--no-floors" => a.floors = false,
             "--bench" => {} // passed by `cargo bench`; ignored
             "--placement" => {
                 let p = it.next().ok_or("--placement needs same|split|default")?;
@@ -113,10 +121,22 @@ fn main() -> ExitCode {
     let ctx = Ctx {
         placement: args.placement,
     };
+    // The named scenarios and the floors they are paired with.
+    let mut wanted: Vec<&str> = args.names.iter().map(String::as_str).collect();
+    if args.floors {
+        for n in args.names.iter() {
+            for f in scenarios::floors_of(n) {
+                if !wanted.contains(&f) {
+                    wanted.push(f);
+                }
+            }
+        }
+    }
     let mut failed = false;
+    let mut done: Vec<Row> = Vec::new();
     for s in all
         .iter()
-        .filter(|s| args.names.is_empty() || args.names.iter().any(|n| n == s.name))
+        .filter(|s| args.names.is_empty() || wanted.contains(&s.name))
     {
         let mut runs: Vec<Vec<Measurement>> = Vec::new();
         for _ in 0..args.reps {
@@ -148,10 +168,22 @@ fn main() -> ExitCode {
                 });
                 let mut m = nearest.unwrap_or(m).clone();
                 m.value = median;
+                if m.is_broken() {
+                    eprintln!(
+                        "mproc-bench: WARNING: {} {} is {median:.2}, above the {} possible: a broken measurement",
+                        s.name,
+                        m.metric,
+                        m.ceiling.unwrap_or_default()
+                    );
+                }
                 Row {
                     scenario: s.name.to_owned(),
                     placement: args.placement,
-                    implementation: "mproc",
+                    implementation: if scenarios::is_floor(s.name) {
+                        "floor"
+                    } else {
+                        "mproc"
+                    },
                     m,
                 }
             })
@@ -175,7 +207,8 @@ fn main() -> ExitCode {
         } else {
             Vec::new()
         };
-        report(&mproc_rows, &py_rows, args.json);
+        report(&mproc_rows, &py_rows, &done, args.json);
+        done.extend(mproc_rows);
     }
     if failed {
         ExitCode::FAILURE
@@ -184,20 +217,35 @@ fn main() -> ExitCode {
     }
 }
 
-fn report(mproc: &[Row], python: &[Row], json: bool) {
+/// The rows in `done` of the floors that bound `r`.
+fn floors_for<'a>(r: &Row, done: &'a [Row]) -> Vec<&'a Row> {
+    scenarios::PAIRS
+        .iter()
+        .filter(|p| p.scenario == r.scenario && p.metric == r.m.metric)
+        .filter(|p| !(p.two_cpus && r.placement == Placement::Same))
+        .filter_map(|p| {
+            done.iter()
+                .find(|d| d.scenario == p.floor && d.m.metric == p.floor_metric)
+        })
+        .collect()
+}
+
+fn report(mproc: &[Row], python: &[Row], done: &[Row], json: bool) {
     for r in mproc {
         let py = python.iter().find(|p| p.m.metric == r.m.metric);
+        let floors = floors_for(r, done);
         if json {
-            println!("{}", r.to_json());
+            println!("{}", r.to_json(&floors));
             if let Some(p) = py {
-                println!("{}", p.to_json());
+                println!("{}", p.to_json(&[]));
             }
             continue;
         }
         let mut line = format!(
-            "{:<28} {:<8} mproc {:>14} {:<8}",
+            "{:<28} {:<8} {:<5} {:>14} {:<8}",
             r.label(),
             r.placement.as_str(),
+            r.implementation,
             fmt_value(r.m.value),
             r.m.unit
         );
@@ -209,10 +257,31 @@ fn report(mproc: &[Row], python: &[Row], json: bool) {
                 harness::speedup(&r.m, &p.m)
             ));
         }
+        if r.m.is_broken() {
+            line.push_str(&format!(
+                "  BROKEN MEASUREMENT: above the {} possible",
+                r.m.ceiling.unwrap_or_default()
+            ));
+        }
         if !r.m.note.is_empty() {
             line.push_str(&format!("  ({})", r.m.note));
         }
         println!("{line}");
+        for f in floors {
+            let ratio = harness::vs_floor(&r.m, &f.m);
+            let verdict = match r.m.better {
+                Better::Lower => format!("takes {ratio:.2}x the floor"),
+                Better::Higher => format!("reaches {:.0}% of the floor", ratio * 100.0),
+            };
+            println!(
+                "  floor {:<28} {:<8} {:>14} {:<8}  {} {verdict}",
+                f.label(),
+                f.placement.as_str(),
+                fmt_value(f.m.value),
+                f.m.unit,
+                r.label(),
+            );
+        }
     }
     if !json {
         for p in python

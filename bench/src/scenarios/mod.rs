@@ -2,6 +2,9 @@
 
 use crate::harness::{Role, Scenario};
 
+pub(crate) use floor::{PAIRS, floors_of, is_floor};
+
+mod floor;
 mod manager;
 #[cfg(feature = "mpi")]
 pub(crate) mod mpi;
@@ -15,6 +18,8 @@ mod sync;
 /// All scenarios, in the order they run by default.
 pub(crate) fn all() -> Vec<Scenario> {
     let mut v = Vec::new();
+    // Floors first: a report prints each one under the figures it bounds.
+    v.extend(floor::scenarios());
     v.extend(shm::scenarios());
     v.extend(sync::scenarios());
     v.extend(process::scenarios());
@@ -30,6 +35,7 @@ pub(crate) fn all() -> Vec<Scenario> {
 /// All child roles.
 pub(crate) fn roles() -> Vec<Role> {
     let mut v = Vec::new();
+    v.extend(floor::roles());
     v.extend(shm::roles());
     v.extend(sync::roles());
     v.extend(process::roles());

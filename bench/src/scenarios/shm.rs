@@ -11,7 +11,7 @@ use mproc_shm::{Array, RawArray, SharedAtomicU64, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::harness::{BenchResult, Ctx, Measurement, Role, Scenario, timed};
+use crate::harness::{BenchResult, Ctx, Measurement, Role, Scenario, copy_bandwidth, timed};
 
 /// The scenarios of this crate.
 pub(crate) fn scenarios() -> Vec<Scenario> {
@@ -186,49 +186,29 @@ fn value_locked_2proc(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
 
 /// The bytes copied by the 64 MiB copy scenarios.
 const COPY_BYTES: usize = 64 << 20;
+/// Warm rounds each way; the best one is reported.
+const COPY_ROUNDS: usize = 5;
 
 fn array_copy_64mib(_: &Ctx) -> BenchResult<Vec<Measurement>> {
     let a = Array::<u8>::new(COPY_BYTES)?;
-    copy_rounds(|s| a.copy_from(0, s), |d| a.copy_to(0, d))
+    copy_bandwidth(
+        COPY_BYTES,
+        COPY_ROUNDS,
+        |src| Ok(a.copy_from(0, src)?),
+        |dst| Ok(a.copy_to(0, dst)?),
+    )
 }
 
 // -------------------------------------------------------- raw_array_copy_64mib
 
 fn raw_array_copy_64mib(_: &Ctx) -> BenchResult<Vec<Measurement>> {
     let a = RawArray::<u8>::new(COPY_BYTES)?;
-    copy_rounds(|s| a.copy_from(0, s), |d| a.copy_to(0, d))
-}
-
-/// Copies [`COPY_BYTES`] in with `copy_in` and out with `copy_out`, warm,
-/// and reports the best of five rounds each way.
-fn copy_rounds<E: std::error::Error + Send + Sync + 'static>(
-    copy_in: impl Fn(&[u8]) -> Result<(), E>,
-    copy_out: impl Fn(&mut [u8]) -> Result<(), E>,
-) -> BenchResult<Vec<Measurement>> {
-    const ROUNDS: usize = 5;
-    let src: Vec<u8> = (0..COPY_BYTES).map(|i| i as u8).collect();
-    let mut dst = vec![0u8; COPY_BYTES];
-    // Warm both sides' pages (the measured figure is the copy, not page faults).
-    copy_in(&src)?;
-    copy_out(&mut dst)?;
-    let mut best_in = Duration::MAX;
-    let mut best_out = Duration::MAX;
-    for _ in 0..ROUNDS {
-        let (r, t) = timed(|| copy_in(black_box(&src)));
-        r?;
-        best_in = best_in.min(t);
-        let (r, t) = timed(|| copy_out(black_box(&mut dst)));
-        r?;
-        best_out = best_out.min(t);
-    }
-    if dst != src {
-        return Err("copy mismatch".into());
-    }
-    let gbs = |t: Duration| COPY_BYTES as f64 / t.as_secs_f64() / 1e9;
-    Ok(vec![
-        Measurement::higher(gbs(best_in), "GB/s").metric("in"),
-        Measurement::higher(gbs(best_out), "GB/s").metric("out"),
-    ])
+    copy_bandwidth(
+        COPY_BYTES,
+        COPY_ROUNDS,
+        |src| Ok(a.copy_from(0, src)?),
+        |dst| Ok(a.copy_to(0, dst)?),
+    )
 }
 
 // --------------------------------------------------------------- array_sum_10m
