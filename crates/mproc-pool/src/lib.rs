@@ -39,9 +39,13 @@
 //! each worker an equal part at once; a worker that runs out of work takes
 //! half of what another has left (the busy one stops there), so
 //! `pool.map(f, 0..40_000_000)` ships a handful of small messages and the
-//! workers finish together whatever each item costs. `imap` over a range
-//! of a function not measured yet sends large chunks that the workers cut
-//! after about 1 ms of work, the rest being queued again. An explicit chunk
+//! workers finish together whatever each item costs. `imap_unordered` over
+//! a range of a function not measured yet sends large chunks that the
+//! workers cut after about 1 ms of work, the rest being queued again; an
+//! ordered `imap` cuts every input from the front of the order, so its
+//! results stream steadily from the first (a progress bar moves), and
+//! [`Imap`] is an `ExactSizeIterator` when the input's length is known
+//! (ranges, `Vec`s, `ExactSizeIterator`s), for progress bars. An explicit chunk
 //! size ([`Pool::map_chunked`]) of 0 is an error, not CPython's silent list
 //! of `None`s. Large arguments and results (MiBs) go through the connection's
 //! shared-memory path.

@@ -1013,11 +1013,16 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
                     let rem = self.prod.remaining();
                     *self.even.get_or_insert_with(|| shared.even_share(rem))
                 }
-                (false, None) => {
-                    self.pool
-                        .shared
-                        .chunk_size(self.entry, self.prod.remaining(), self.prod.free())
-                }
+                // An ordered imap's consumer waits for the front of the
+                // order: a range is cut like any input, into chunks of about
+                // TARGET_NS of work from the front (the first of one item),
+                // not into shares far ahead that its workers would run
+                // side by side with the front.
+                (false, None) => self.pool.shared.chunk_size(
+                    self.entry,
+                    self.prod.remaining(),
+                    self.prod.free() && (self.eager || !self.ordered),
+                ),
             };
             let next = if max == 0 {
                 None
@@ -1191,6 +1196,12 @@ impl<R: DeserializeOwned + Send + 'static> Iterator for Imap<'_, R> {
         }
     }
 }
+
+/// Exact when the input's length is known: integer ranges, `Vec`s, slices
+/// and every input whose `size_hint` is exact (an `ExactSizeIterator`), so
+/// progress bars such as indicatif's `.progress()` show the total. For an
+/// input of unknown length, `len` panics, as the trait's contract has it.
+impl<R: DeserializeOwned + Send + 'static> ExactSizeIterator for Imap<'_, R> {}
 
 impl<R> Drop for Imap<'_, R> {
     fn drop(&mut self) {
