@@ -110,7 +110,9 @@ pub mod __private {
     }
 }
 
-pub use crate::error::{BuildError, GetTimeoutError, PoolError, TaskError, TryImapError};
+pub use crate::error::{
+    BuildError, GetTimeoutError, PanicPayload, PoolError, TaskError, TryImapError,
+};
 pub use crate::job::AsyncResult;
 pub use crate::pool::{Imap, Pool, PoolBuilder, StarFn, TryImap};
 pub use mproc_process::{ExitStatus, StartMethod, cpu_count};

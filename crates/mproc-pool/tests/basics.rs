@@ -5,10 +5,19 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{alive, watchdog};
-use mproc_pool::{Pool, PoolError, TaskError};
+use mproc_pool::{PanicPayload, Pool, PoolError, TaskError};
 
 fn square(x: u64) -> u64 {
     x * x
+}
+
+/// Panics with a `&str` (0), a `String` (1), or an `i32` (2).
+fn panics_with(kind: u32) -> u32 {
+    match kind {
+        0 => panic!("a literal"),
+        1 => panic!("formatted {kind}"),
+        _ => std::panic::panic_any(7i32),
+    }
 }
 
 fn slow_id(x: u64) -> u64 {
@@ -116,7 +125,7 @@ fn errors_are_per_item_and_map_reports_the_first() {
         for (i, r) in items.iter().enumerate() {
             if i == 3 {
                 match r {
-                    Err(TaskError::Panicked { message }) => {
+                    Err(TaskError::Panicked { message, .. }) => {
                         assert!(message.contains("three is bad"), "{message}")
                     }
                     other => panic!("expected a panic, got {other:?}"),
@@ -138,6 +147,44 @@ fn errors_are_per_item_and_map_reports_the_first() {
         }
         // The workers survived.
         assert_eq!(pool.apply(fail_on_3, 4).unwrap(), 40);
+    });
+}
+
+#[test]
+fn a_panic_carries_its_message_payload_kind_and_location() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let got: Vec<_> = pool.imap(panics_with, 0..3u32).unwrap().collect();
+        let expected = [
+            ("a literal", PanicPayload::Str),
+            ("formatted 1", PanicPayload::String),
+            ("Box<dyn Any>", PanicPayload::Other),
+        ];
+        // Backtraces travel where they are enabled (the workers inherit
+        // the environment).
+        let backtraces = std::backtrace::Backtrace::capture().status()
+            == std::backtrace::BacktraceStatus::Captured;
+        for (r, (msg, kind)) in got.iter().zip(expected) {
+            let Err(
+                e @ TaskError::Panicked {
+                    message,
+                    payload,
+                    location,
+                    backtrace,
+                    ..
+                },
+            ) = r
+            else {
+                panic!("expected a panic, got {r:?}");
+            };
+            assert_eq!(message, msg);
+            assert_eq!(*payload, kind);
+            let at = location.as_deref().expect("a location");
+            assert!(at.contains("basics.rs:"), "{at}");
+            assert_eq!(backtrace.is_some(), backtraces);
+            assert!(e.is_panicked());
+            assert_eq!(e.to_string(), format!("the task panicked at {at}: {msg}"));
+        }
     });
 }
 

@@ -99,7 +99,7 @@ fn a_panic_in_a_split_range_fails_only_that_item() {
         match pool.map(lopsided_panics_at_1500, 0..4000u64) {
             Err(PoolError::Task {
                 index: 1500,
-                error: TaskError::Panicked { message },
+                error: TaskError::Panicked { message, .. },
             }) => assert!(message.contains("item 1500"), "{message}"),
             other => panic!("unexpected {other:?}"),
         }
