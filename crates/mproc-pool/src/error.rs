@@ -272,6 +272,24 @@ impl PoolError {
     }
 }
 
+/// Why [`Imap::next_timeout`](crate::Imap::next_timeout) (or
+/// `next_deadline`, or those of [`TryImap`](crate::TryImap)) returned
+/// without an item (Python's `next(timeout)` raising `TimeoutError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NextTimeoutError {
+    /// No result was ready in time; the iterator stays usable.
+    Timeout,
+}
+
+impl fmt::Display for NextTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out waiting for the next result")
+    }
+}
+
+impl Error for NextTimeoutError {}
+
 /// Why [`AsyncResult::get_timeout`] returned without a value.
 pub enum GetTimeoutError<T> {
     /// Not ready in time: the result is handed back, still usable.

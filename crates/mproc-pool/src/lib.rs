@@ -111,7 +111,7 @@ pub mod __private {
 }
 
 pub use crate::error::{
-    BuildError, GetTimeoutError, PanicPayload, PoolError, TaskError, TryImapError,
+    BuildError, GetTimeoutError, NextTimeoutError, PanicPayload, PoolError, TaskError, TryImapError,
 };
 pub use crate::job::AsyncResult;
 pub use crate::pool::{Imap, Pool, PoolBuilder, StarFn, TryImap};
