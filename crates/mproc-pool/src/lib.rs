@@ -1,6 +1,7 @@
 //! A process pool for mproc: Python's `multiprocessing.Pool` (`map`, `imap`,
-//! `imap_unordered`, `starmap`, `apply`, `apply_async`, `map_async`), fast
-//! for tiny tasks and never hanging when a worker dies.
+//! `imap_unordered`, `starmap`, `apply`, `apply_async`, `map_async`,
+//! `starmap_async`), fast for tiny tasks and never hanging when a worker
+//! dies.
 //!
 //! # Hello, world!
 //!
@@ -52,7 +53,9 @@
 //!
 //! # Failures
 //!
-//! A panicking task fails that item with [`TaskError::Panicked`]. A worker
+//! A panicking task fails that item with [`TaskError::Panicked`] (the panic
+//! message, what the payload was, where it panicked and, where
+//! `RUST_BACKTRACE` asks, the worker's backtrace). A worker
 //! that dies fails only the item it was running with
 //! [`TaskError::WorkerLost`] and its exit status, is replaced, and the pool
 //! stays usable (CPython's pool hangs for ever here). Workers are started
