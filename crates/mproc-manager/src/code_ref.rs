@@ -1,60 +1,29 @@
 //! Functions by reference, for server-side updates.
 //!
-//! mproc-process sends a child the function to run as the distance of a
-//! monomorphized entry point from a fixed anchor; the child runs the same
-//! executable, so the distance holds under ASLR. Server-side updates reuse
-//! the idea, with one more safeguard, because here the offset arrives from a
-//! socket: the client does not send the distance of a *function* but of a
-//! static *descriptor* (`Desc`: two magic words, then the function pointer),
-//! and the server calls it only if
+//! The client sends the offset of a [`Desc`] (a constant of the executable
+//! describing one monomorphized update function) from the anchor of
+//! [`mproc_fnref`], and the server calls it only if
 //!
 //! * both sides run the same executable file (checked once per connection,
-//!   [`exe_token`]: device, inode, size and modification time),
-//! * the descriptor lies wholly inside a loaded segment of this executable
-//!   and is aligned (so reading it cannot fault),
-//! * it starts with the magic words, and
-//! * the function pointer it holds points into an executable segment of this
-//!   executable.
+//!   [`exe_token`]: device, inode, size and modification time), and
+//! * [`Desc::resolve`] recognises the offset as a descriptor of an
+//!   [`ApplyFn`] inside this executable's loaded image.
 //!
 //! A request with any other offset gets an error reply. Descriptors are
 //! constants in the image: a client cannot plant one (requests land on the
 //! heap, outside every segment checked).
 
 use std::marker::PhantomData;
-use std::sync::OnceLock;
 
+use mproc_fnref::Desc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::proto::ExeWire;
-use crate::sys;
 
 /// What a server-side update function does: given the encoded value and the
 /// encoded argument, update the value in place and return the encoded result.
 pub(crate) type ApplyFn = fn(&mut Vec<u8>, &[u8]) -> Result<Vec<u8>, String>;
-
-const MAGIC: [u64; 2] = [0x6d70_726f_632d_6d67, 0x7570_6461_7465_2d31];
-
-/// A descriptor of an update function, a constant in the executable.
-#[repr(C)]
-pub(crate) struct Desc {
-    magic: [u64; 2],
-    call: ApplyFn,
-}
-
-/// The byte offset of `Desc::call`.
-const CALL_OFFSET: usize = std::mem::offset_of!(Desc, call);
-
-/// Compile-time check that `F` has no bytes (nothing captured).
-struct AssertZst<F>(PhantomData<F>);
-
-impl<F> AssertZst<F> {
-    const OK: () = assert!(
-        size_of::<F>() == 0,
-        "mproc-manager: a server-side update runs a `fn` item or a non-capturing closure; \
-         pass data through the `arg` parameter instead of capturing it"
-    );
-}
 
 /// Carries the descriptor of one monomorphized update.
 struct Tramp<F, V, A, R>(PhantomData<fn(F, V, A) -> R>);
@@ -66,10 +35,7 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    const DESC: Desc = Desc {
-        magic: MAGIC,
-        call: apply::<F, V, A, R>,
-    };
+    const DESC: Desc<ApplyFn> = Desc::new(apply::<F, V, A, R>);
 }
 
 /// Runs `F` on the decoded value and argument (in the server).
@@ -80,7 +46,7 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let () = AssertZst::<F>::OK;
+    mproc_fnref::assert_zst::<F>();
     let mut v: V = postcard::from_bytes(value)
         .map_err(|e| format!("the stored value does not decode as the function's type: {e}"))?;
     let a: A =
@@ -96,17 +62,6 @@ where
     Ok(out)
 }
 
-/// The fixed point offsets are measured from.
-#[inline(never)]
-fn anchor() -> u32 {
-    // A distinctive body, so that no other function is folded into this one.
-    std::hint::black_box(0x6d67_7231)
-}
-
-fn anchor_addr() -> usize {
-    anchor as fn() -> u32 as usize
-}
-
 /// The offset of the descriptor of `F` updating a `V` with an `A`.
 pub(crate) fn offset_of<F, V, A, R>(_f: F) -> i64
 where
@@ -115,62 +70,18 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let d: &'static Desc = &Tramp::<F, V, A, R>::DESC;
-    (d as *const Desc as usize as i64).wrapping_sub(anchor_addr() as i64)
-}
-
-/// One loaded segment of this executable: `[start, end)`, executable or not.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Range {
-    pub(crate) start: usize,
-    pub(crate) end: usize,
-    pub(crate) exec: bool,
-}
-
-fn image() -> &'static [Range] {
-    static IMAGE: OnceLock<Vec<Range>> = OnceLock::new();
-    IMAGE.get_or_init(|| sys::image_segments(anchor_addr()))
-}
-
-fn inside(addr: usize, len: usize, exec: bool) -> bool {
-    let Some(end) = addr.checked_add(len) else {
-        return false;
-    };
-    image()
-        .iter()
-        .any(|r| addr >= r.start && end <= r.end && (r.exec || !exec))
+    let d: &'static Desc<ApplyFn> = &Tramp::<F, V, A, R>::DESC;
+    d.offset()
 }
 
 /// The update function whose descriptor lies at `offset`, if it is one.
 pub(crate) fn resolve(offset: i64) -> Option<ApplyFn> {
-    let addr = (anchor_addr() as i64).wrapping_add(offset) as usize;
-    if addr % align_of::<Desc>() != 0 || !inside(addr, size_of::<Desc>(), false) {
-        return None;
-    }
-    // SAFETY: `addr` is aligned and `[addr, addr + size_of::<Desc>())` lies
-    // inside a loaded (mapped, readable, initialised) segment of this
-    // executable, checked just above; plain integers have no invalid values.
-    let magic = unsafe { std::ptr::read_volatile(addr as *const [u64; 2]) };
-    if magic != MAGIC {
-        return None;
-    }
-    // SAFETY: as above; the word at CALL_OFFSET is inside the same range and
-    // read as a plain integer, which every bit pattern is.
-    let call = unsafe { std::ptr::read_volatile((addr + CALL_OFFSET) as *const usize) };
-    if !inside(call, 1, true) {
-        return None;
-    }
-    // The descriptor carries the magic words and points into this executable's
-    // code (same executable as the client, checked per connection).
-    // SAFETY: so it is one of the `Tramp::DESC` constants, whose `call` field
-    // is an `ApplyFn`.
-    Some(unsafe { std::mem::transmute::<usize, ApplyFn>(call) })
+    Desc::<ApplyFn>::resolve(offset).ok()
 }
 
 /// Identifies this process's executable file.
 pub(crate) fn exe_token() -> Option<ExeWire> {
-    static EXE: OnceLock<Option<ExeWire>> = OnceLock::new();
-    *EXE.get_or_init(|| sys::exe_id().ok())
+    mproc_fnref::exe_id().ok()
 }
 
 #[cfg(test)]

@@ -31,15 +31,8 @@ pub(crate) struct Owner {
     pub(crate) thread: u64,
 }
 
-/// Identifies an executable file (see `code_ref::ExeToken`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ExeWire {
-    pub(crate) dev: u64,
-    pub(crate) ino: u64,
-    pub(crate) size: u64,
-    pub(crate) mtime: i64,
-    pub(crate) mtime_nsec: i64,
-}
+/// Identifies an executable file (see `code_ref::exe_token`).
+pub(crate) type ExeWire = mproc_fnref::ExeId;
 
 /// The kinds of shared objects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -802,14 +802,18 @@ impl Server {
             Obj::Condition(c) => Ok(c.woken.remove(&ticket).then_some(())),
             _ => Err(wrong(Kind::Condition, kind)),
         });
-        {
+        // A notify that came between the timeout and this cleanup chose this
+        // waiter (it counted it as woken): take it, or it is lost.
+        let late = {
             let mut g = guard(&e.state);
             if let Obj::Condition(c) = &mut *g {
                 c.waiting.retain(|t| *t != ticket);
-                c.woken.remove(&ticket);
+                c.woken.remove(&ticket)
+            } else {
+                false
             }
-        }
-        let notified = notified?.is_some();
+        };
+        let notified = notified?.is_some() || late;
         // Take the lock back, without limit (as CPython does).
         let _ = Self::wait_for(peer, e, None, |o| match o {
             Obj::Condition(c) if c.lock.owner.is_none() => {

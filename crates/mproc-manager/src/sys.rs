@@ -1,19 +1,7 @@
 //! The operating-system calls of this crate (Linux).
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd};
-
-use crate::code_ref::Range;
-use crate::proto::ExeWire;
-
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
 
 /// The process id.
 pub(crate) fn getpid() -> i32 {
@@ -38,23 +26,6 @@ pub(crate) fn random(buf: &mut [u8]) -> io::Result<()> {
         done += n as usize;
     }
     Ok(())
-}
-
-/// Identifies the running executable file.
-pub(crate) fn exe_id() -> io::Result<ExeWire> {
-    let mut st = MaybeUninit::<libc::stat>::uninit();
-    let path = c"/proc/self/exe";
-    // SAFETY: `path` is NUL-terminated and `st` points to writable memory of the right size.
-    cvt(unsafe { libc::stat(path.as_ptr(), st.as_mut_ptr()) })?;
-    // SAFETY: `stat` succeeded, so it initialised `st`.
-    let st = unsafe { st.assume_init() };
-    Ok(ExeWire {
-        dev: st.st_dev,
-        ino: st.st_ino,
-        size: st.st_size as u64,
-        mtime: st.st_mtime,
-        mtime_nsec: st.st_mtime_nsec,
-    })
 }
 
 /// Stops a listening socket: a thread blocked in `accept` on it returns
@@ -90,59 +61,6 @@ pub(crate) fn keepalive(fd: BorrowedFd<'_>) {
             size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-}
-
-struct Search {
-    anchor: usize,
-    found: Vec<Range>,
-}
-
-const PF_X: u32 = 1;
-const PF_R: u32 = 4;
-
-unsafe extern "C" fn visit(
-    info: *mut libc::dl_phdr_info,
-    _size: libc::size_t,
-    data: *mut libc::c_void,
-) -> libc::c_int {
-    // SAFETY: `data` is the `&mut Search` passed to dl_iterate_phdr below,
-    // alive for the whole iteration; `info` is valid during this callback.
-    let (search, info) = unsafe { (&mut *data.cast::<Search>(), &*info) };
-    let base = info.dlpi_addr as usize;
-    let mut ranges = Vec::new();
-    for i in 0..info.dlpi_phnum as usize {
-        // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers.
-        let ph = unsafe { &*info.dlpi_phdr.add(i) };
-        if ph.p_type == libc::PT_LOAD && ph.p_flags & PF_R != 0 {
-            let start = base.wrapping_add(ph.p_vaddr as usize);
-            ranges.push(Range {
-                start,
-                end: start.saturating_add(ph.p_memsz as usize),
-                exec: ph.p_flags & PF_X != 0,
-            });
-        }
-    }
-    if ranges
-        .iter()
-        .any(|r| r.exec && search.anchor >= r.start && search.anchor < r.end)
-    {
-        search.found = ranges;
-        return 1;
-    }
-    0
-}
-
-/// The loaded, readable segments of the object (the executable) that
-/// contains `anchor`.
-pub(crate) fn image_segments(anchor: usize) -> Vec<Range> {
-    let mut search = Search {
-        anchor,
-        found: Vec::new(),
-    };
-    // SAFETY: `visit` matches the callback type and only reads the headers it
-    // is given; `search` outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut search as *mut Search).cast()) };
-    search.found
 }
 
 /// Ignores SIGINT in this process (the manager server, as CPython's: Ctrl-C

@@ -2,7 +2,6 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,26 +18,15 @@ use crate::sys;
 use crate::wire::Kind;
 use crate::worker::{InitFn, TaskFn, run_init, run_task};
 
-/// Compile-time check that a function type has no captured state.
-struct AssertZst<F>(PhantomData<F>);
-
-impl<F> AssertZst<F> {
-    const OK: () = assert!(
-        size_of::<F>() == 0,
-        "mproc-pool: a task is a `fn` item or a non-capturing closure; captured state \
-         (and fn pointers) cannot reach a worker process: pass data as the arguments instead"
-    );
-}
-
 fn entry_of<F, A, R>() -> i64
 where
     F: Fn(A) -> R + Copy + Send + 'static,
     A: DeserializeOwned,
     R: Serialize,
 {
-    let () = AssertZst::<F>::OK;
+    mproc_fnref::assert_zst::<F>();
     let f: TaskFn = run_task::<F, A, R>;
-    mproc_process::fnref::offset_of(f as *const ())
+    mproc_fnref::offset_of(f as *const ())
 }
 
 /// An initializer's entry, encoded arguments and their descriptors.
@@ -132,10 +120,10 @@ impl PoolBuilder {
         F: Fn(A) + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
     {
-        let () = AssertZst::<F>::OK;
+        mproc_fnref::assert_zst::<F>();
         let _ = f;
         let run: InitFn = run_init::<F, A>;
-        let entry = mproc_process::fnref::offset_of(run as *const ());
+        let entry = mproc_fnref::offset_of(run as *const ());
         self.init = Some(
             mproc_shm::handle::to_bytes_with_fds(&args)
                 .map(|(b, fds)| (entry, b, fds))
@@ -499,7 +487,7 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = Args>,
     {
-        let () = AssertZst::<F>::OK;
+        mproc_fnref::assert_zst::<F>();
         let _ = f;
         self.map(|args: Args| call_star::<F, Args>(args), iterable)
     }

@@ -1,5 +1,5 @@
 //! The worker side: the process loop, and the monomorphized functions that
-//! run a task's items (reached by reference, see `mproc_process::fnref`).
+//! run a task's items (reached by reference, see `mproc_fnref`).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -468,7 +468,7 @@ unsafe fn resolve<T: Copy>(entry: i64) -> T {
     // forked it), so the offset names the same function here.
     // SAFETY: by the caller's contract that function has type `T`, a fn pointer type.
     unsafe {
-        let p = mproc_process::fnref::address_at(entry);
+        let p = mproc_fnref::address_at(entry);
         std::mem::transmute_copy::<*const (), T>(&p)
     }
 }

@@ -5,8 +5,9 @@
 //!
 //! A child runs `F: Fn(A) -> R` where `F` is zero-sized (a `fn` item or a
 //! non-capturing closure). The parent sends the distance between the
-//! monomorphized [`entry::<F, A, R>`](entry) and this crate's [`anchor`];
-//! the child, which runs the same executable, adds it to its own `anchor`.
+//! monomorphized [`entry::<F, A, R>`](entry) and the anchor of
+//! [`mproc_fnref`]; the child, which runs the same executable, adds it to its
+//! own anchor.
 //! Under ASLR the whole image moves as one piece, so the distance holds. The
 //! entry conjures the zero-sized `F` (it has no bytes), decodes `A`, calls it
 //! and encodes `R`.
@@ -21,7 +22,6 @@
 //! same for platforms without such constructors.
 
 use std::io::Write;
-use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -46,18 +46,9 @@ pub(crate) type EntryResult = Result<(Vec<u8>, Vec<OwnedFd>), String>;
 /// The monomorphized function a child calls.
 pub(crate) type Entry = fn(&[u8], Vec<OwnedFd>) -> EntryResult;
 
-/// The fixed point entry offsets are measured from.
-#[inline(never)]
-fn anchor() -> u32 {
-    // A distinctive body, so that no other function is folded into this one
-    // (harmless anyway: the address only has to be the same in every copy of
-    // the executable).
-    std::hint::black_box(0x6d70_726f)
-}
-
 /// The distance of `e` from the anchor.
 pub(crate) fn entry_offset(e: Entry) -> i64 {
-    (e as usize as i64).wrapping_sub(anchor as fn() -> u32 as usize as i64)
+    mproc_fnref::offset_of(e as *const ())
 }
 
 /// The entry at `offset` from the anchor.
@@ -66,22 +57,13 @@ pub(crate) fn entry_offset(e: Entry) -> i64 {
 /// `offset` must come from [`entry_offset`] in a process running the same
 /// executable (the caller checks the executable identity first).
 unsafe fn entry_at(offset: i64) -> Entry {
-    let p = (anchor as fn() -> u32 as *const ()).wrapping_byte_offset(offset as isize);
-    // SAFETY: by the caller's contract `p` is the address of an `Entry`
-    // function in this very image: the same executable puts every function
-    // at the same distance from `anchor`.
+    // SAFETY: by the caller's contract the offset was made by `entry_offset`
+    // in a process running this executable.
+    let p = unsafe { mproc_fnref::address_at(offset) };
+    // SAFETY: so `p` is the address of an `Entry` function in this very
+    // image: the same executable puts every function at the same distance
+    // from the anchor.
     unsafe { std::mem::transmute::<*const (), Entry>(p) }
-}
-
-/// Compile-time check that `F` has no bytes (no captured state to send).
-pub(crate) struct AssertZst<F>(PhantomData<F>);
-
-impl<F> AssertZst<F> {
-    pub(crate) const OK: () = assert!(
-        size_of::<F>() == 0,
-        "mproc: a process runs a `fn` item or a non-capturing closure; captured state \
-         (and fn pointers) cannot reach another process: pass data as the arguments instead"
-    );
 }
 
 /// The entry of a child that runs `F` on `A` and returns `R`.
@@ -91,7 +73,7 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let () = AssertZst::<F>::OK;
+    mproc_fnref::assert_zst::<F>();
     let a: A = mproc_shm::handle::from_bytes_with_fds(args, fds)
         .map_err(|e| format!("failed to decode the process arguments: {e}"))?;
     // SAFETY: `F` is zero-sized (checked at compile time above), so its one value
@@ -156,7 +138,7 @@ pub(crate) fn run_child(
     }
 
     // A forked child is the parent's image by construction.
-    let code = if method != StartMethod::Fork && state::exe_id().ok() != Some(req.exe) {
+    let code = if method != StartMethod::Fork && mproc_fnref::exe_id().ok() != Some(req.exe) {
         let msg = "the parent runs a different executable (was the binary rebuilt or replaced?)";
         let _ = wire::send_result(chan.as_fd(), Tag::Error, msg.as_bytes(), &[]);
         1

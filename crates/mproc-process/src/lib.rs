@@ -88,8 +88,6 @@
 mod child;
 mod cpu;
 mod error;
-#[doc(hidden)]
-pub mod fnref;
 mod process;
 mod server;
 mod start;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::child::{self, AssertZst};
+use crate::child;
 use crate::error::{JoinError, JoinTimeoutError, StartError, TryJoinError, UnknownStartMethod};
 use crate::state::{self, lock};
 use crate::sys::{self, RawPid};
@@ -587,7 +587,7 @@ where
 {
     /// A process that will run `f(args)`.
     pub fn new(f: F, args: A) -> Self {
-        let () = AssertZst::<F>::OK;
+        mproc_fnref::assert_zst::<F>();
         Self {
             f,
             args,
@@ -678,7 +678,7 @@ where
         if fds.len() > mproc_shm::handle::MAX_FDS_PER_MESSAGE - 2 {
             return Err(StartError::TooManyHandles { count: fds.len() });
         }
-        let exe = state::exe_id().map_err(|e| match e.kind() {
+        let exe = mproc_fnref::exe_id().map_err(|e| match e.kind() {
             io::ErrorKind::Unsupported => StartError::Unsupported,
             _ => StartError::Os(e),
         })?;

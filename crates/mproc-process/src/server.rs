@@ -28,7 +28,7 @@ use crate::child;
 use crate::error::StartError;
 use crate::process::{StartMethod, Watch};
 use crate::start::{self, Started};
-use crate::state::{self, lock};
+use crate::state::lock;
 use crate::sys::{self, RawPid};
 use crate::wire::{self, Request};
 use mproc_shm::handle::recv_with_fds;
@@ -320,7 +320,7 @@ pub(crate) fn serve(fd: RawFd) -> ! {
         sys::exit_now(child::BOOTSTRAP_EXIT)
     };
     let me = sys::getpid();
-    let exe = state::exe_id().ok();
+    let exe = mproc_fnref::exe_id().ok();
     // Every child decodes its arguments and encodes its result through
     // these thread-locals. Their first use registers a destructor, which
     // binds a dynamic symbol lazily (a symbol lookup and a dozen page

@@ -1,11 +1,10 @@
 //! Process-global state: who this process is, and the children it started.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::process::Inner;
-use crate::sys;
-use crate::wire::{ExeId, Request};
+use crate::wire::Request;
 
 /// Who this process is, in mproc's terms.
 #[derive(Clone, Debug)]
@@ -32,7 +31,6 @@ static ME: Mutex<Option<Me>> = Mutex::new(None);
 // Relaxed: only uniqueness matters, no other memory is published through it.
 static NEXT_CHILD: AtomicU32 = AtomicU32::new(1);
 static CHILDREN: Mutex<Vec<Arc<Inner>>> = Mutex::new(Vec::new());
-static EXE: OnceLock<Result<ExeId, i32>> = OnceLock::new();
 
 /// Locks a mutex, ignoring poisoning (the data stays consistent: every
 /// critical section here is a plain read or assignment).
@@ -53,16 +51,6 @@ pub(crate) fn next_identity() -> Vec<u32> {
         .unwrap_or_default();
     id.push(NEXT_CHILD.fetch_add(1, Ordering::Relaxed));
     id
-}
-
-/// The running executable's identity, computed once.
-pub(crate) fn exe_id() -> std::io::Result<ExeId> {
-    // An error without an OS code is the non-Linux stub's `Unsupported`.
-    EXE.get_or_init(|| sys::exe_id().map_err(|e| e.raw_os_error().unwrap_or(-1)))
-        .map_err(|code| match code {
-            -1 => std::io::ErrorKind::Unsupported.into(),
-            code => std::io::Error::from_raw_os_error(code),
-        })
 }
 
 /// Records a started child.

@@ -30,14 +30,7 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// Identifies an executable file: a child refuses a request made by a
 /// different binary, because functions travel as code offsets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ExeId {
-    pub(crate) dev: u64,
-    pub(crate) ino: u64,
-    pub(crate) size: u64,
-    pub(crate) mtime: i64,
-    pub(crate) mtime_nsec: i64,
-}
+pub(crate) use mproc_fnref::ExeId;
 
 /// Everything a child needs to run one function.
 #[derive(Clone, Debug, Serialize, Deserialize)]

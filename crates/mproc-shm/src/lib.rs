@@ -21,6 +21,15 @@
 //! [`Segment`] is a mapped shared memory file. It is anonymous by default;
 //! named POSIX segments exist only on request and are owned by their creator.
 //!
+//! A named segment does not outlive a creator that dies without dropping it
+//! (SIGKILL, `abort`, `process::exit`): the first named segment a process
+//! creates starts a tracker, a copy of the program that waits for the
+//! creator and every process forked from it to end, and then unlinks every
+//! name they created and neither dropped nor [persisted](Segment::persist).
+//! Processes started by executing a program (the spawn and fork-server start
+//! methods) have trackers of their own. The tracker is nobody's child, holds
+//! no terminal or pipe, and exits as soon as it has cleaned up.
+//!
 //! # Layouts
 //!
 //! Every segment that mproc lays out starts with a [`Header`] (magic, layout
@@ -82,6 +91,7 @@ mod segment;
 mod shared_memory;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
+mod tracker;
 mod value;
 
 pub use crate::array::{Array, ArrayGuard, Iter, RawArray};

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::SegmentError;
 use crate::handle::HandleFd;
-use crate::sys;
+use crate::{sys, tracker};
 
 /// The largest segment mproc will create or map: 1 TiB. Anything larger is
 /// almost certainly a corrupted size, not a request.
@@ -30,8 +30,10 @@ pub const NAME_PREFIX: &str = "mproc_";
 ///   `/dev/shm`, and is freed when the last process holding it closes it.
 /// * [`Segment::create_named`] and [`Segment::create_unique`] make a POSIX
 ///   named segment with `O_EXCL` and mode 0600; the creator unlinks the name
-///   on drop (unless [`Segment::persist`] is called). [`Segment::open_named`]
-///   attaches to one and never unlinks it.
+///   on drop (unless [`Segment::persist`] is called), and if it dies without
+///   dropping it (SIGKILL), a tracker process unlinks it once the creator and
+///   the processes forked from it are gone. [`Segment::open_named`] attaches
+///   to one and never unlinks it.
 ///
 /// A segment is a handle: serializing it inside
 /// [`collect_fds`](crate::handle::collect_fds) sends its descriptor, and the
@@ -85,7 +87,7 @@ fn check_size(size: u64) -> Result<usize, SegmentError> {
     usize::try_from(size).map_err(|_| SegmentError::TooLarge { size })
 }
 
-fn check_name(name: &str) -> Result<(), SegmentError> {
+pub(crate) fn check_name(name: &str) -> Result<(), SegmentError> {
     let bad = name.is_empty()
         || name.len() > 250
         || name.contains('/')
@@ -138,17 +140,16 @@ impl Segment {
                     SegmentError::Io(e)
                 }
             })?;
+        // From here on the name is removed even if this process dies.
+        tracker::register(name);
+        let unlink = || {
+            let _ = unlink_named(name);
+        };
         if let Err(e) = sys::ftruncate(fd.as_fd(), len as u64) {
-            let _ = sys::shm_unlink(&posix);
+            unlink();
             return Err(SegmentError::Io(e));
         }
-        match Self::map(fd, len, Some(name.to_owned()), true) {
-            Ok(s) => Ok(s),
-            Err(e) => {
-                let _ = sys::shm_unlink(&posix);
-                Err(e)
-            }
-        }
+        Self::map(fd, len, Some(name.to_owned()), true).inspect_err(|_| unlink())
     }
 
     /// Creates a named segment whose name is `prefix` followed by random hex
@@ -261,9 +262,13 @@ impl Segment {
         self.unlink_on_drop
     }
 
-    /// Keeps the name after this segment is dropped: the caller takes over
-    /// the duty to unlink it (for example with [`unlink_named`]).
+    /// Keeps the name after this segment is dropped, and after this program
+    /// ends, however it ends: the caller takes over the duty to unlink it
+    /// (for example with [`unlink_named`]).
     pub fn persist(&mut self) {
+        if let (true, Some(name)) = (self.unlink_on_drop, &self.name) {
+            tracker::unregister(name);
+        }
         self.unlink_on_drop = false;
     }
 
@@ -350,7 +355,7 @@ impl Drop for Segment {
         unsafe { sys::munmap(self.ptr.as_ptr(), self.len) };
         if self.unlink_on_drop {
             if let Some(name) = &self.name {
-                let _ = sys::shm_unlink(&format!("/{name}"));
+                let _ = unlink_named(name);
             }
         }
     }
@@ -417,12 +422,16 @@ impl<'de> Deserialize<'de> for Segment {
     }
 }
 
-/// Removes a named segment by name (without a leading slash).
+/// Removes a named segment by name (without a leading slash), and its
+/// registration with this program's tracker, if it has one: the name is
+/// withdrawn first, so a crash in between leaves the name rather than
+/// letting the tracker remove a segment someone creates anew under it.
 ///
 /// # Errors
 /// [`SegmentError::NotFound`] if there is no such name.
 pub fn unlink_named(name: &str) -> Result<(), SegmentError> {
     check_name(name)?;
+    tracker::unregister(name);
     sys::shm_unlink(&format!("/{name}")).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             SegmentError::NotFound(name.to_owned())

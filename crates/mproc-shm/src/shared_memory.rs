@@ -36,6 +36,12 @@ pub const PYTHON_NAME_PREFIX: &str = "psm_";
 ///   Call [`SharedMemory::persist`] to keep the name alive after the creator
 ///   goes away; whoever unlinks it later calls [`SharedMemory::unlink`] or
 ///   [`unlink_named`](crate::unlink_named).
+/// * **A crash does not leak the name either.** As with CPython's resource
+///   tracker, a creator that dies without dropping the block (SIGKILL,
+///   `process::exit`) leaves it to a small tracker process, started with the
+///   first named segment, which unlinks it once the creator and every
+///   process forked from it are gone. Only creators register: an opener's
+///   exit never unlinks the block (CPython's tracker, up to 3.12, does).
 /// * The bytes are reached through copies, never a `&[u8]`/memoryview,
 ///   because another process may write them at any time.
 ///
@@ -151,8 +157,9 @@ impl SharedMemory {
         self.seg.unlinks_on_drop()
     }
 
-    /// Keeps the name when this (creating) handle is dropped, as CPython
-    /// does; someone must then [`unlink`](SharedMemory::unlink) it.
+    /// Keeps the name when this (creating) handle is dropped, and when this
+    /// program ends, however it ends; someone must then
+    /// [`unlink`](SharedMemory::unlink) it.
     pub fn persist(&mut self) {
         self.seg.persist();
     }

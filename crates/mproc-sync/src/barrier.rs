@@ -1,10 +1,12 @@
 //! `Barrier`: parties wait until all have arrived.
 
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::Arc;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use mproc_fnref::{Desc, ExeId, FnRef, FnRefError};
 
 use mproc_shm::mutex::{current_pid, process_alive};
 use mproc_shm::{RawMutex, Segment, SharedSync, futex};
@@ -37,24 +39,50 @@ pub(crate) struct BarrierState {
     history: AtomicU64,
     /// Processes that have waited on this barrier (0: free slot).
     known: [AtomicU32; KNOWN],
+    /// The default timeout of `wait`, in nanoseconds plus one (0: none).
+    timeout: AtomicU64,
+    /// Non-zero when `action` holds an action. Written under the lock.
+    has_action: AtomicU32,
+    _reserved2: AtomicU32,
+    /// The action: a function reference (offset, then the identity of the
+    /// executable that made it). Written and read under the lock.
+    action: [AtomicU64; 6],
 }
 
 // SAFETY: repr(C) of SharedSync fields (atomics); every bit pattern is valid
 // (counts are checked against the parties, impossible pids are dead).
 unsafe impl SharedSync for BarrierState {}
 
-const TAG: &str = "mproc-sync BarrierState v1";
+const TAG: &str = "mproc-sync BarrierState v2";
 
-/// The action the last arriver of each generation runs.
-type Action = Arc<dyn Fn() + Send + Sync>;
+/// What an action is called through.
+type ActionFn = fn();
+
+/// Carries the descriptor of one action.
+struct Tramp<F>(PhantomData<F>);
+
+impl<F: Fn() + Copy + Send + 'static> Tramp<F> {
+    const DESC: Desc<ActionFn> = Desc::new(run_action::<F>);
+}
+
+/// Runs the action `F` (in whichever process arrives last).
+fn run_action<F: Fn() + Copy + Send + 'static>() {
+    mproc_fnref::assert_zst::<F>();
+    // SAFETY: `F` is zero-sized (checked at compile time above) and `Copy`:
+    // its one value has no bytes, so conjuring it is copying the one that
+    // `Barrier::with_action` was given.
+    let f: F = unsafe { std::mem::zeroed() };
+    f()
+}
 
 /// A barrier shared between processes, like CPython's
 /// `multiprocessing.Barrier` (`threading.Barrier`).
 ///
 /// `parties` processes (or threads) call [`Barrier::wait`]; they all block
 /// until the last arrives, then all return, each with a distinct arrival
-/// index (the first arriver gets 0). The last arriver first runs the action,
-/// if its handle has one.
+/// index (the first arriver gets 0). The last arriver first runs the
+/// barrier's action, if it has one: exactly once per generation, in
+/// whichever process arrives last.
 ///
 /// The barrier breaks, making every current and future `wait` fail with
 /// [`BrokenBarrier`] until [`Barrier::reset`], when: [`Barrier::abort`] is
@@ -69,9 +97,13 @@ type Action = Arc<dyn Fn() + Send + Sync>;
 /// barrier that outlives some of its parties (for example to be reused by
 /// new processes) must be [`Barrier::reset`] first, which forgets them.
 ///
-/// The action is a property of the handle in one process (a closure cannot
-/// travel): a handle received from another process has none until
-/// [`Barrier::set_action`].
+/// The action ([`Barrier::with_action`]) and the default timeout
+/// ([`Barrier::with_timeout`]) are part of the barrier, in its shared
+/// memory: every handle, in every process, sees them. The action travels by
+/// reference (a `fn` item or a closure that captures nothing, like every
+/// function mproc runs in another process), so the processes that may
+/// arrive last must run the same executable as the one that set it; in
+/// another one, resolving it fails and the barrier breaks instead.
 ///
 /// # Examples
 ///
@@ -88,8 +120,6 @@ type Action = Arc<dyn Fn() + Send + Sync>;
 pub struct Barrier {
     shared: Shared<BarrierState>,
     parties: u32,
-    action: Option<Action>,
-    timeout: Option<Duration>,
 }
 
 impl Barrier {
@@ -105,15 +135,10 @@ impl Barrier {
             ));
         }
         let shared = Shared::create(kind::BARRIER, TAG, [u64::from(parties), 0, 0, 0], |_| {})?;
-        Ok(Self {
-            shared,
-            parties,
-            action: None,
-            timeout: None,
-        })
+        Ok(Self { shared, parties })
     }
 
-    /// Opens a segment that holds a `Barrier` (with no action).
+    /// Opens a segment that holds a `Barrier`.
     ///
     /// # Errors
     /// [`OpenError`] if the segment holds something else or is corrupt.
@@ -122,30 +147,114 @@ impl Barrier {
         Ok(Self {
             shared,
             parties: check_parties(params[0])?,
-            action: None,
-            timeout: None,
         })
     }
 
-    /// This handle with `action`, run by the last arriver of each generation
-    /// (if it arrives through a handle with an action) before anyone is
-    /// released. If it panics, the barrier breaks and the panic continues in
-    /// that party.
-    pub fn with_action(mut self, action: impl Fn() + Send + Sync + 'static) -> Self {
-        self.action = Some(Arc::new(action));
+    /// The barrier with `action`, run by the last arriver of each
+    /// generation, in whichever process that is, before anyone is released
+    /// (CPython's `Barrier(parties, action)`). If it panics, the barrier
+    /// breaks and the panic continues in that party.
+    ///
+    /// `action` is a `fn` item or a closure that captures nothing (anything
+    /// else does not compile): it reaches other processes by reference. It
+    /// finds shared state the way any function run in another process does,
+    /// for example through a static set up in each process.
+    ///
+    /// # Errors
+    /// [`FnRefError`] if the running executable cannot be identified (off
+    /// Linux: [`FnRefError::Unsupported`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn report() {
+    ///     println!("all here");
+    /// }
+    ///
+    /// let b = mproc_sync::Barrier::new(1)?.with_action(report)?;
+    /// assert_eq!(b.wait(), Ok(0)); // prints "all here"
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_action<F>(self, action: F) -> Result<Self, FnRefError>
+    where
+        F: Fn() + Copy + Send + 'static,
+    {
+        self.set_action(action)?;
+        Ok(self)
+    }
+
+    /// Sets or replaces the barrier's action (for every handle, in every
+    /// process), as [`Barrier::with_action`].
+    ///
+    /// # Errors
+    /// As [`Barrier::with_action`].
+    pub fn set_action<F>(&self, action: F) -> Result<(), FnRefError>
+    where
+        F: Fn() + Copy + Send + 'static,
+    {
+        mproc_fnref::assert_zst::<F>();
+        let _ = action;
+        let r = FnRef::new(&Tramp::<F>::DESC)?;
+        let e = r.exe();
+        let words = [
+            r.offset() as u64,
+            e.dev,
+            e.ino,
+            e.size,
+            e.mtime as u64,
+            e.mtime_nsec as u64,
+        ];
+        let g = self.lock();
+        for (slot, w) in g.s.action.iter().zip(words) {
+            // Relaxed: under the internal lock, which the last arriver holds
+            // when it reads them.
+            slot.store(w, Ordering::Relaxed);
+        }
+        g.s.has_action.store(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The barrier's action, if it has one. Call with the state locked.
+    fn action(g: &StateGuard<'_>) -> Option<FnRef<ActionFn>> {
+        // Relaxed: under the internal lock.
+        if g.s.has_action.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let w = g.s.action.each_ref().map(|a| a.load(Ordering::Relaxed));
+        let exe = ExeId {
+            dev: w[1],
+            ino: w[2],
+            size: w[3],
+            mtime: w[4] as i64,
+            mtime_nsec: w[5] as i64,
+        };
+        Some(FnRef::from_parts(w[0] as i64, exe))
+    }
+
+    /// Whether the barrier has an action (a snapshot).
+    pub fn has_action(&self) -> bool {
+        // Relaxed: a snapshot.
+        self.state().has_action.load(Ordering::Relaxed) != 0
+    }
+
+    /// The barrier with a default timeout for [`Barrier::wait`], for every
+    /// handle in every process (CPython's `Barrier(parties, action,
+    /// timeout)`): a party that waits longer breaks the barrier for all.
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        let ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX - 1);
+        // Relaxed: a plain setting; a wait that starts later in this thread
+        // sees it, and other processes receive the barrier after this.
+        self.state().timeout.store(ns + 1, Ordering::Relaxed);
         self
     }
 
-    /// Sets or replaces the action of this handle.
-    pub fn set_action(&mut self, action: impl Fn() + Send + Sync + 'static) {
-        self.action = Some(Arc::new(action));
-    }
-
-    /// This handle with a default timeout for [`Barrier::wait`] (CPython's
-    /// `Barrier(parties, action, timeout)`).
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
+    /// The default timeout of [`Barrier::wait`], if any.
+    pub fn timeout(&self) -> Option<Duration> {
+        // Relaxed: see `with_timeout`.
+        match self.state().timeout.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n - 1)),
+        }
     }
 
     /// The shared memory segment of this barrier.
@@ -179,14 +288,14 @@ impl Barrier {
         self.shared.get()
     }
 
-    /// Waits until all parties have arrived (or for the handle's default
+    /// Waits until all parties have arrived (or for the barrier's default
     /// timeout); returns this party's arrival index, `0..parties`.
     ///
     /// # Errors
     /// [`BrokenBarrier`] if the barrier is or becomes broken (see the type's
     /// documentation).
     pub fn wait(&self) -> Result<u32, BrokenBarrier> {
-        match self.timeout {
+        match self.timeout() {
             Some(t) => self.wait_timeout(t),
             None => self.wait_inner(None),
         }
@@ -284,8 +393,16 @@ impl Barrier {
             return Err(BrokenBarrier);
         }
         if index + 1 == self.parties {
-            if let Some(action) = &self.action {
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| action())) {
+            if let Some(action) = Self::action(&g) {
+                // An action this process cannot run (another executable made
+                // it, or the memory is corrupt) fails like one that panics,
+                // without the panic.
+                let Ok(action) = action.resolve() else {
+                    s.count.store(index + 1, Ordering::Relaxed);
+                    self.break_locked(&g);
+                    return Err(BrokenBarrier);
+                };
+                if let Err(p) = catch_unwind(action) {
                     s.count.store(index + 1, Ordering::Relaxed);
                     self.break_locked(&g);
                     drop(g);
@@ -386,7 +503,7 @@ impl fmt::Debug for Barrier {
             .field("parties", &self.parties)
             .field("n_waiting", &self.n_waiting())
             .field("broken", &self.broken())
-            .field("has_action", &self.action.is_some())
+            .field("has_action", &self.has_action())
             .finish()
     }
 }
@@ -401,11 +518,35 @@ impl<'de> Deserialize<'de> for Barrier {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (shared, params) = deserialize_shared(d, kind::BARRIER, TAG)?;
         let parties = check_parties(params[0]).map_err(serde::de::Error::custom)?;
-        Ok(Self {
-            shared,
-            parties,
-            action: None,
-            timeout: None,
-        })
+        Ok(Self { shared, parties })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_action_that_does_not_resolve_breaks_the_barrier() {
+        fn nothing() {}
+        let b = Barrier::new(1).unwrap().with_action(nothing).unwrap();
+        assert_eq!(b.wait(), Ok(0));
+        // Another process wrote a reference to no function (or the memory
+        // is corrupt): the barrier breaks, nothing is called.
+        {
+            let g = b.lock();
+            let off = g.s.action[0].load(Ordering::Relaxed);
+            g.s.action[0].store(off.wrapping_add(8), Ordering::Relaxed);
+        }
+        assert_eq!(b.wait(), Err(BrokenBarrier));
+        assert!(b.broken());
+        b.reset();
+        // And one made by another executable.
+        b.set_action(nothing).unwrap();
+        {
+            let g = b.lock();
+            g.s.action[5].fetch_add(1, Ordering::Relaxed);
+        }
+        assert_eq!(b.wait(), Err(BrokenBarrier));
     }
 }

@@ -1,9 +1,10 @@
 //! `Condition`, and the raw in-segment condition variable.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use mproc_shm::mutex::{current_pid, process_alive};
 use mproc_shm::{Acquired, RawMutex, Segment, SharedSync, futex};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -19,136 +20,272 @@ use crate::wait::{Slept, deadline_after, sleep, spin_until};
 /// for crates that lay out their own segments next to a
 /// [`RawMutex`](mproc_shm::RawMutex).
 ///
-/// Waiters register while holding the associated lock; `notify(n)` (also
-/// under the lock) hands out exactly `min(n, waiting)` wake-ups, and a waiter
-/// that times out deregisters itself atomically, so notifications are never
-/// spent on waiters that already left (CPython's accounting for timed-out
-/// waiters).
+/// Each waiter takes a slot while holding the associated lock, stamped with
+/// a ticket (its place in line) and its process id; `notify(n)` (also under
+/// the lock) marks the `n` longest-waiting slots as notified and wakes their
+/// owners, each on its own slot. A notify therefore wakes only waiters that
+/// were already waiting when it was called: one that starts waiting later
+/// (the notifier itself, in ping-pong) can never take it. A waiter that
+/// times out gives its slot up with a compare-and-swap that loses against
+/// a concurrent notify (then it counts as notified), so a notify is never
+/// spent on a waiter that left, and a waiter's process that died is skipped
+/// (and its slot freed) by the next notify.
+///
+/// Up to [`RawCondition::SLOTS`] waiters hold slots at once; a further
+/// waiter waits without one and returns at the next notify of any waiter
+/// (a spurious wake-up, which condition variables allow).
 #[repr(C)]
-#[derive(Debug, Default)]
 pub struct RawCondition {
-    /// Bumped by every notify that hands out wake-ups; the futex word.
-    seq: AtomicU32,
-    _reserved: AtomicU32,
-    /// (registered waiters << 32) | (wake-ups handed out, not yet taken).
-    state: AtomicU64,
+    /// The next ticket. Written under the lock.
+    next_ticket: AtomicU32,
+    /// One past the highest slot index in use (a bound for scans, never
+    /// too small). Written under the lock.
+    high: AtomicU32,
+    /// Bumped by a notify while waiters without a slot exist; their futex word.
+    overflow_seq: AtomicU32,
+    /// How many waiters wait without a slot.
+    overflow: AtomicU32,
+    slots: [Slot; SLOTS],
 }
 
-// SAFETY: repr(C) of atomics; every bit pattern is valid (counts are
-// saturated where they could be inconsistent).
+/// One waiter's place.
+#[repr(C)]
+#[derive(Default)]
+struct Slot {
+    /// `state | pid` (state in the top two bits; 0: free). The futex word
+    /// its waiter sleeps on.
+    word: AtomicU32,
+    /// The waiter's ticket.
+    ticket: AtomicU32,
+}
+
+const SLOTS: usize = 254;
+const STATE: u32 = 0b11 << 30;
+const WAITING: u32 = 0b01 << 30;
+const NOTIFIED: u32 = 0b10 << 30;
+/// The ticket of a waiter that has no slot.
+const NO_SLOT: u32 = u32::MAX;
+
+const _: () = assert!(size_of::<RawCondition>() == 16 + 8 * SLOTS);
+
+// SAFETY: repr(C) of atomics; every bit pattern is valid: a slot word whose
+// state is not WAITING or NOTIFIED is never woken nor reused until freed by
+// its owner, `high` is clamped to SLOTS, and tickets only order waiters.
 unsafe impl SharedSync for RawCondition {}
 
-const ONE_WAITER: u64 = 1 << 32;
+impl Default for RawCondition {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for RawCondition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawCondition")
+            .field("waiting", &self.waiting())
+            .finish_non_exhaustive()
+    }
+}
 
 impl RawCondition {
+    /// How many waiters can hold a slot at once (see the type's docs).
+    pub const SLOTS: usize = SLOTS;
+
     /// A condition with no waiters.
     pub const fn new() -> Self {
         Self {
-            seq: AtomicU32::new(0),
-            _reserved: AtomicU32::new(0),
-            state: AtomicU64::new(0),
+            next_ticket: AtomicU32::new(0),
+            high: AtomicU32::new(0),
+            overflow_seq: AtomicU32::new(0),
+            overflow: AtomicU32::new(0),
+            slots: [const {
+                Slot {
+                    word: AtomicU32::new(0),
+                    ticket: AtomicU32::new(0),
+                }
+            }; SLOTS],
         }
+    }
+
+    fn high(&self) -> usize {
+        // Relaxed: written under the lock the caller holds (or a bound that
+        // may only be too large).
+        (self.high.load(Ordering::Relaxed) as usize).min(SLOTS)
     }
 
     /// Registers the caller as a waiter and returns a ticket for
     /// [`RawCondition::wait_prepared`]. Call it while holding the lock.
     pub fn prepare_wait(&self) -> u32 {
-        // AcqRel: orders the registration before the ticket read below.
-        self.state.fetch_add(ONE_WAITER, Ordering::AcqRel);
-        // Acquire: pairs with the Release increment in `notify`.
-        self.seq.load(Ordering::Acquire)
+        let pid = current_pid() & !STATE;
+        let free = self
+            .slots
+            .iter()
+            // Relaxed: a free slot is only taken under the lock, which orders
+            // this with the waiter that freed it (or it stays taken).
+            .position(|s| s.word.load(Ordering::Relaxed) == 0)
+            .or_else(|| self.reclaim_dead());
+        let Some(i) = free else {
+            // Relaxed: a hint for `notify`, which reads it under the lock.
+            self.overflow.fetch_add(1, Ordering::Relaxed);
+            // Acquire: pairs with the Release bump in `notify`.
+            return NO_SLOT - 1 - (self.overflow_seq.load(Ordering::Acquire) & 0x7fff_ffff);
+        };
+        let slot = &self.slots[i];
+        // Relaxed: under the lock; the slot commits with the store below.
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        slot.ticket.store(ticket, Ordering::Relaxed);
+        if i >= self.high() {
+            self.high.store(i as u32 + 1, Ordering::Relaxed);
+        }
+        // Release: the ticket above is visible to a notifier that sees the
+        // slot waiting (it holds the lock anyway).
+        slot.word.store(WAITING | pid, Ordering::Release);
+        i as u32
+    }
+
+    /// Frees the slots of waiters whose process died; returns one.
+    #[cold]
+    fn reclaim_dead(&self) -> Option<usize> {
+        let mut found = None;
+        for (i, s) in self.slots.iter().enumerate() {
+            // Relaxed: under the lock; the CAS settles a race with a waiter
+            // that gives its slot up itself.
+            let w = s.word.load(Ordering::Relaxed);
+            if w & STATE != 0
+                && !process_alive(w & !STATE)
+                && s.word
+                    .compare_exchange(w, 0, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                found.get_or_insert(i);
+            }
+        }
+        found
     }
 
     /// After [`RawCondition::prepare_wait`] and releasing the lock: waits
     /// until notified or `deadline` (`None`: no deadline) passes, and
     /// returns whether it was notified. Re-acquire the lock afterwards.
     pub fn wait_prepared(&self, ticket: u32, deadline: Option<Instant>) -> bool {
-        let mut seq = ticket;
+        let Some(slot) = self.slots.get(ticket as usize) else {
+            return self.wait_without_slot(ticket, deadline);
+        };
         loop {
-            if self.take_wakeup() {
+            // Acquire: pairs with the AcqRel CAS in `notify`, so what the
+            // notifier wrote before notifying is visible.
+            let w = slot.word.load(Ordering::Acquire);
+            if w & STATE != WAITING {
+                // Notified (or the slot was reclaimed as a dead process's,
+                // which cannot be ours: we are alive): give it back.
+                // Release: our reads of the slot happen before its reuse.
+                slot.word.store(0, Ordering::Release);
                 return true;
             }
-            if spin_until(|| self.state.load(Ordering::Relaxed) as u32 > 0) {
+            if spin_until(|| slot.word.load(Ordering::Relaxed) != w) {
                 continue;
             }
-            match sleep(&self.seq, seq, deadline) {
-                Slept::DeadlinePassed => return self.leave(),
-                Slept::Woken | Slept::SliceOver => {
-                    // Acquire: pairs with the Release increment in `notify`.
-                    seq = self.seq.load(Ordering::Acquire);
+            if sleep(&slot.word, w, deadline) == Slept::DeadlinePassed {
+                // Leave, unless a notify marked us in the meantime: the CAS
+                // fails then, and the notify is ours.
+                // AcqRel: pairs with the CAS in `notify`.
+                match slot
+                    .word
+                    .compare_exchange(w, 0, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => return false,
+                    Err(_) => continue,
                 }
             }
         }
     }
 
-    /// Takes a wake-up if one is handed out, deregistering.
-    fn take_wakeup(&self) -> bool {
-        let mut st = self.state.load(Ordering::Acquire);
-        while st as u32 > 0 {
-            let new = st.saturating_sub(ONE_WAITER + 1);
-            // AcqRel: pairs with the AcqRel update in `notify`.
-            match self
-                .state
-                .compare_exchange_weak(st, new, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return true,
-                Err(x) => st = x,
+    /// A waiter that found every slot taken: woken by the next notify that
+    /// finds such waiters.
+    #[cold]
+    fn wait_without_slot(&self, ticket: u32, deadline: Option<Instant>) -> bool {
+        let seq = (NO_SLOT - 1).wrapping_sub(ticket);
+        let notified = loop {
+            // Acquire: pairs with the Release bump in `notify`.
+            if self.overflow_seq.load(Ordering::Acquire) != seq {
+                break true;
             }
-        }
-        false
-    }
-
-    /// Deregisters at the deadline, unless a wake-up arrived: then takes it.
-    fn leave(&self) -> bool {
-        let mut st = self.state.load(Ordering::Acquire);
-        loop {
-            let (taken, new) = if st as u32 > 0 {
-                (true, st.saturating_sub(ONE_WAITER + 1))
-            } else {
-                (false, st.saturating_sub(ONE_WAITER))
-            };
-            // AcqRel: as in `take_wakeup`.
-            match self
-                .state
-                .compare_exchange_weak(st, new, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return taken,
-                Err(x) => st = x,
-            }
-        }
-    }
-
-    /// Wakes up to `n` registered waiters that have not been woken yet and
-    /// returns how many. Call it while holding the lock.
-    pub fn notify(&self, n: u32) -> u32 {
-        let mut st = self.state.load(Ordering::Acquire);
-        let k = loop {
-            let (waiting, handed) = ((st >> 32) as u32, st as u32);
-            let k = waiting.saturating_sub(handed).min(n);
-            if k == 0 {
-                return 0;
-            }
-            // AcqRel: pairs with the updates by waiters.
-            match self.state.compare_exchange_weak(
-                st,
-                st + u64::from(k),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break k,
-                Err(x) => st = x,
+            if sleep(&self.overflow_seq, seq, deadline) == Slept::DeadlinePassed {
+                break false;
             }
         };
-        // Release: pairs with the Acquire loads of `seq` by waiters.
-        self.seq.fetch_add(1, Ordering::Release);
-        futex::wake(&self.seq, k);
-        k
+        // Relaxed: a hint; saturating so a corrupt count cannot wrap.
+        let _ = self
+            .overflow
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+        notified
     }
 
-    /// How many waiters are registered and not yet woken (a snapshot).
+    /// Wakes up to `n` waiters that were waiting when it was called and
+    /// have not been woken yet, longest waiting first, and returns how
+    /// many. Call it while holding the lock.
+    pub fn notify(&self, n: u32) -> u32 {
+        let mut woken = 0;
+        if n == 0 {
+            return 0;
+        }
+        // Relaxed: under the lock.
+        let next = self.next_ticket.load(Ordering::Relaxed);
+        let slots = &self.slots[..self.high()];
+        // Relaxed: under the lock.
+        let waiting = slots
+            .iter()
+            .filter(|s| s.word.load(Ordering::Relaxed) & STATE == WAITING)
+            .count();
+        if n as usize >= waiting {
+            // Everyone (notify_all): no need to find the oldest.
+            for s in slots {
+                woken += u32::from(wake_slot(s));
+            }
+        }
+        while woken < n {
+            // The longest-waiting slot: the smallest distance back from
+            // `next` is the newest, so the largest is the oldest.
+            let mut best: Option<(usize, u32, u32)> = None;
+            for (i, s) in slots.iter().enumerate() {
+                // Relaxed: under the lock; the CAS below settles races with
+                // waiters that time out.
+                let w = s.word.load(Ordering::Relaxed);
+                if w & STATE != WAITING {
+                    continue;
+                }
+                let age = next.wrapping_sub(s.ticket.load(Ordering::Relaxed));
+                if best.is_none_or(|(_, _, a)| age > a) {
+                    best = Some((i, w, age));
+                }
+            }
+            let Some((i, _, _)) = best else { break };
+            woken += u32::from(wake_slot(&slots[i]));
+        }
+        // Relaxed: a hint; waiters without a slot re-check `overflow_seq`.
+        if woken < n && self.overflow.load(Ordering::Relaxed) > 0 {
+            // Release: pairs with the Acquire loads in `wait_without_slot`.
+            // Kept to 31 bits, the range of the tickets that carry it.
+            let _ = self
+                .overflow_seq
+                .fetch_update(Ordering::Release, Ordering::Relaxed, |v| {
+                    Some(v.wrapping_add(1) & 0x7fff_ffff)
+                });
+            futex::wake(&self.overflow_seq, u32::MAX);
+            woken = woken.saturating_add(self.overflow.load(Ordering::Relaxed).min(n - woken));
+        }
+        woken
+    }
+
+    /// How many waiters are waiting and not yet notified (a snapshot).
     pub fn waiting(&self) -> u32 {
-        let st = self.state.load(Ordering::Relaxed);
-        ((st >> 32) as u32).saturating_sub(st as u32)
+        let in_slots = self.slots[..self.high()]
+            .iter()
+            // Relaxed: a snapshot.
+            .filter(|s| s.word.load(Ordering::Relaxed) & STATE == WAITING)
+            .count() as u32;
+        in_slots.saturating_add(self.overflow.load(Ordering::Relaxed))
     }
 
     /// Waits on this condition with `mutex` as its lock: releases `mutex`,
@@ -167,7 +304,37 @@ impl RawCondition {
     }
 }
 
-const TAG: &str = "mproc-sync RawCondition v1";
+/// Marks a waiting slot notified and wakes its waiter; frees it instead if
+/// its process died. Returns whether it woke someone. Under the lock.
+fn wake_slot(s: &Slot) -> bool {
+    // Relaxed: under the lock; the CAS settles races with a timeout.
+    let w = s.word.load(Ordering::Relaxed);
+    if w & STATE != WAITING {
+        return false;
+    }
+    let pid = w & !STATE;
+    if !process_alive(pid) {
+        // Its process died waiting: free the slot, wake nobody.
+        // Relaxed: only the lock holder reuses a free slot.
+        let _ = s
+            .word
+            .compare_exchange(w, 0, Ordering::Relaxed, Ordering::Relaxed);
+        return false;
+    }
+    // AcqRel: publishes the notifier's writes to the waiter (pairs with its
+    // Acquire load) and settles a race with its timeout (a failed CAS: it
+    // left, and the notify goes to the next one).
+    let ok = s
+        .word
+        .compare_exchange(w, NOTIFIED | pid, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok();
+    if ok {
+        futex::wake(&s.word, 1);
+    }
+    ok
+}
+
+const TAG: &str = "mproc-sync RawCondition v2";
 
 /// The lock under a [`Condition`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -500,5 +667,31 @@ impl<'de> Deserialize<'de> for Condition {
             shared,
             lock: w.lock,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiters_beyond_the_slots_are_woken_by_a_notify() {
+        let c = RawCondition::new();
+        let tickets: Vec<u32> = (0..SLOTS).map(|_| c.prepare_wait()).collect();
+        assert_eq!(c.waiting(), SLOTS as u32);
+        let extra = c.prepare_wait();
+        assert!(extra as usize >= SLOTS);
+        assert!(!c.wait_prepared(extra, Some(Instant::now())));
+        let extra = c.prepare_wait();
+        std::thread::scope(|s| {
+            let h =
+                s.spawn(|| c.wait_prepared(extra, Some(Instant::now() + Duration::from_secs(20))));
+            assert_eq!(c.notify(u32::MAX), SLOTS as u32 + 1);
+            assert!(h.join().unwrap());
+        });
+        for t in tickets {
+            assert!(c.wait_prepared(t, Some(Instant::now())));
+        }
+        assert_eq!(c.waiting(), 0);
     }
 }

@@ -16,16 +16,23 @@ use crate::wait::{Slept, deadline_after, sleep, spin_until};
 ///
 /// `set` makes no system call when nobody sleeps; `wait` spins briefly (when
 /// this process may use more than one CPU) before it sleeps on a futex.
+///
+/// Every `set` of a clear flag starts a new generation, so a waiter that was
+/// waiting when the flag was set returns `true` even if the flag was
+/// cleared again before it ran (as `threading.Event` does): a quick
+/// set-then-clear wakes every waiter instead of being missed.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct RawEvent {
-    /// 0: clear; anything else: set. The futex word.
+    /// Bit 0: set; the other bits count the sets of a clear flag (the
+    /// generation). The futex word.
     flag: AtomicU32,
     /// How many waiters may be asleep (a hint for `set`).
     waiters: AtomicU32,
 }
 
-// SAFETY: repr(C) of atomics; every bit pattern is valid (non-zero is set).
+// SAFETY: repr(C) of atomics; every bit pattern is valid (bit 0 is the flag,
+// the rest a wrapping count).
 unsafe impl SharedSync for RawEvent {}
 
 impl RawEvent {
@@ -42,7 +49,7 @@ impl RawEvent {
     pub fn is_set(&self) -> bool {
         // Acquire: pairs with the store in `set`, so what the setter wrote
         // before setting is visible once the flag is seen.
-        self.flag.load(Ordering::Acquire) != 0
+        self.flag.load(Ordering::Acquire) & SET != 0
     }
 
     /// Sets the flag and wakes every waiter.
@@ -50,7 +57,13 @@ impl RawEvent {
     pub fn set(&self) {
         // SeqCst: publishes the setter's writes (Release) and orders against
         // the waiter count load (pairs with the SeqCst increment in `wait`).
-        if self.flag.swap(1, Ordering::SeqCst) == 0 && self.waiters.load(Ordering::SeqCst) > 0 {
+        let was = self
+            .flag
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                // A new generation (the count in the upper bits), flag set.
+                (w & SET == 0).then(|| (w | SET).wrapping_add(2))
+            });
+        if was.is_ok() && self.waiters.load(Ordering::SeqCst) > 0 {
             futex::wake(&self.flag, u32::MAX);
         }
     }
@@ -58,7 +71,7 @@ impl RawEvent {
     /// Clears the flag.
     pub fn clear(&self) {
         // Relaxed: clearing publishes nothing; waiters re-check the flag.
-        self.flag.store(0, Ordering::Relaxed);
+        self.flag.fetch_and(!SET, Ordering::Relaxed);
     }
 
     /// Blocks until the flag is set.
@@ -78,13 +91,17 @@ impl RawEvent {
     }
 
     fn wait_inner(&self, deadline: Option<Instant>) -> bool {
-        if self.is_set() {
+        // Acquire: as in `is_set`.
+        let start = self.flag.load(Ordering::Acquire);
+        if start & SET != 0 {
             return true;
         }
+        // Set since `start` (now, or set and cleared again meanwhile).
+        let signalled = || self.flag.load(Ordering::Acquire) != start;
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return false;
         }
-        if spin_until(|| self.is_set()) {
+        if spin_until(signalled) {
             return true;
         }
         loop {
@@ -94,14 +111,14 @@ impl RawEvent {
             // a deadline, sleep until woken.
             let r = match deadline {
                 None => {
-                    futex::wait(&self.flag, 0, None);
+                    futex::wait(&self.flag, start, None);
                     Slept::Woken
                 }
-                Some(_) => sleep(&self.flag, 0, deadline),
+                Some(_) => sleep(&self.flag, start, deadline),
             };
             // Relaxed: a hint only.
             self.waiters.fetch_sub(1, Ordering::Relaxed);
-            if self.is_set() {
+            if signalled() {
                 return true;
             }
             if r == Slept::DeadlinePassed {
@@ -111,7 +128,10 @@ impl RawEvent {
     }
 }
 
-const TAG: &str = "mproc-sync RawEvent v1";
+/// The flag bit of `RawEvent::flag`.
+const SET: u32 = 1;
+
+const TAG: &str = "mproc-sync RawEvent v2";
 
 /// A flag shared between processes, like CPython's `multiprocessing.Event`:
 /// [`Event::set`] wakes every process waiting in [`Event::wait`].

@@ -117,4 +117,5 @@ pub use crate::rlock::{RLock, RLockGuard};
 pub use crate::semaphore::{
     BoundedSemaphore, RawSemaphore, SEM_VALUE_MAX, Semaphore, SemaphoreGuard,
 };
+pub use mproc_fnref::FnRefError;
 pub use mproc_shm::{Acquired, RawMutex};

@@ -167,6 +167,63 @@ fn child_event_condition() {
     cond.notify_all().unwrap();
 }
 
+/// CPython's `test_waitfor`: the child notifies and then waits on the same
+/// condition; its own notify must not wake itself (it was for the parent).
+/// Ten rounds, each the CPython test's exchange.
+#[test]
+fn condition_wait_for_across_processes() {
+    watchdog(Duration::from_secs(120), || {
+        // Both processes on one CPU: the child runs on from its notify into
+        // its wait before the parent is scheduled, which is what lost the
+        // wake-up (on two CPUs the parent usually won the race).
+        let cpu = common::pin_to_one_cpu();
+        let cond = Condition::new().unwrap();
+        let state = Counter::new();
+        state.set(u64::MAX);
+        let child = spawn_child("child_wait_for", &(&cond, &state, cpu));
+        for round in 0..WAIT_FOR_ROUNDS {
+            {
+                let _g = cond.lock().unwrap();
+                // CPython's `wait_for(lambda: state == 0)`, without a
+                // timeout: a lost wake-up hangs it. Here a wait that times
+                // out fails.
+                while state.get() != round * 5 {
+                    let notified = cond.wait_timeout(Duration::from_secs(5)).unwrap();
+                    assert!(notified, "round {round}: the child's notify was lost");
+                }
+            }
+            for _ in 0..4 {
+                std::thread::sleep(Duration::from_millis(2));
+                let _g = cond.lock().unwrap();
+                state.set(state.get() + 1);
+                cond.notify(1).unwrap();
+            }
+        }
+        expect_success(child, CHILD_LIMIT);
+        assert_eq!(state.get(), WAIT_FOR_ROUNDS * 5 - 1);
+    });
+}
+
+const WAIT_FOR_ROUNDS: u64 = 10;
+
+#[test]
+#[ignore = "child role of condition_wait_for_across_processes"]
+fn child_wait_for() {
+    let Some((cond, state, cpu)) = payload::<(Condition, Counter, usize)>() else {
+        return;
+    };
+    common::pin_to_cpu(cpu);
+    for round in 0..WAIT_FOR_ROUNDS {
+        let _g = cond.lock().unwrap();
+        state.set(round * 5);
+        cond.notify(1).unwrap();
+        let ok = cond
+            .wait_for_timeout(|| state.get() == round * 5 + 4, Duration::from_secs(20))
+            .unwrap();
+        assert!(ok, "round {round}: state {}", state.get());
+    }
+}
+
 #[test]
 fn barrier_across_processes() {
     watchdog(Duration::from_secs(60), || {
@@ -441,6 +498,52 @@ fn crash_condition_waiter_sees_owner_died_on_reacquire() {
         assert_eq!(cond.notify(1), Ok(0), "the lock is held again");
         expect_killed(child);
     });
+}
+
+/// A waiter whose process was killed while waiting does not take a notify:
+/// the oldest waiter is skipped when its process is dead, and the live one
+/// behind it is woken.
+#[test]
+fn crash_condition_waiter_does_not_take_a_notify() {
+    watchdog(Duration::from_secs(60), || {
+        let cond = Condition::new().unwrap();
+        let child = spawn_child("child_condition_waiter", &cond);
+        let t0 = Instant::now();
+        while cond.waiting() < 1 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the child never waited"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        sigkill(&child);
+        expect_killed(child);
+        let c2 = cond.clone();
+        let live = std::thread::spawn(move || {
+            let _g = c2.lock().unwrap();
+            c2.wait_timeout(Duration::from_secs(20)).unwrap()
+        });
+        while cond.waiting() < 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let g = cond.lock().unwrap();
+        assert_eq!(cond.notify(1), Ok(1));
+        drop(g);
+        assert!(live.join().unwrap(), "the notify went to the dead waiter");
+        assert_eq!(cond.waiting(), 0, "the dead waiter's place was freed");
+    });
+}
+
+#[test]
+#[ignore = "child role of crash_condition_waiter_does_not_take_a_notify"]
+fn child_condition_waiter() {
+    let Some(cond) = payload::<Condition>() else {
+        return;
+    };
+    let _g = cond.lock().unwrap();
+    let _ = cond.wait_timeout(Duration::from_secs(60));
+    // Killed before this: the parent never notifies before the kill.
+    std::process::exit(3);
 }
 
 #[test]

@@ -295,6 +295,33 @@ fn condition_wait_for_returns_the_predicate() {
     });
 }
 
+/// A set that is cleared again before a sleeping waiter runs still wakes it
+/// (`threading.Event`: the waiter was signalled). Before, the waiter saw the
+/// flag clear and slept on, missing the wake-up for ever.
+#[test]
+fn event_pulse_wakes_sleeping_waiters() {
+    watchdog(LIMIT, || {
+        // One CPU: the setter clears before the woken waiter runs.
+        common::pin_to_one_cpu();
+        for _ in 0..20 {
+            let e = Event::new().unwrap();
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let e = e.clone();
+                    thread::spawn(move || e.wait_timeout(Duration::from_secs(5)))
+                })
+                .collect();
+            thread::sleep(ms(20));
+            e.set();
+            e.clear();
+            for h in hs {
+                assert!(h.join().unwrap(), "a waiter missed the set");
+            }
+            assert!(!e.is_set());
+        }
+    });
+}
+
 #[test]
 fn event_set_clear_wait() {
     watchdog(LIMIT, || {
@@ -325,24 +352,82 @@ fn event_set_clear_wait() {
     });
 }
 
+/// issue: a notify woke a waiter that started waiting after it (here the
+/// notifier itself, waiting right after notifying), so the waiter it was
+/// meant for slept on: ping-pong deadlocked.
+#[test]
+fn condition_notify_wakes_only_earlier_waiters() {
+    watchdog(LIMIT, || {
+        for _ in 0..10 {
+            let c = Condition::new().unwrap();
+            let c2 = c.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let t = thread::spawn(move || {
+                let _g = c2.lock().unwrap();
+                tx.send(()).unwrap();
+                c2.wait_timeout(Duration::from_secs(5)).unwrap()
+            });
+            rx.recv().unwrap();
+            {
+                let _g = c.lock().unwrap();
+                // The other thread is waiting once we hold the lock.
+                assert_eq!(c.notify(1), Ok(1));
+                // Not woken by our own notify: it was for the other thread.
+                assert_eq!(c.wait_timeout(ms(100)), Ok(false));
+            }
+            assert!(t.join().unwrap(), "the earlier waiter missed its notify");
+        }
+    });
+}
+
+/// notify(n) wakes the n longest waiting, and a waiter that timed out does
+/// not take a notify meant for one still waiting.
+#[test]
+fn condition_timed_out_waiter_does_not_spend_a_notify() {
+    watchdog(LIMIT, || {
+        let c = Condition::new().unwrap();
+        let spawn = |timeout: Duration| {
+            let c = c.clone();
+            thread::spawn(move || {
+                let _g = c.lock().unwrap();
+                c.wait_timeout(timeout).unwrap()
+            })
+        };
+        let patient = spawn(Duration::from_secs(20));
+        while c.waiting() < 1 {
+            thread::sleep(ms(1));
+        }
+        let hasty = spawn(ms(10));
+        assert!(!hasty.join().unwrap(), "nobody notified the hasty waiter");
+        assert_eq!(c.waiting(), 1);
+        let _g = c.lock().unwrap();
+        assert_eq!(c.notify(1), Ok(1));
+        drop(_g);
+        assert!(patient.join().unwrap());
+        assert_eq!(c.waiting(), 0);
+    });
+}
+
 #[test]
 fn barrier_indices_and_action() {
     watchdog(LIMIT, || {
-        let runs = Arc::new(AtomicU32::new(0));
-        let r2 = runs.clone();
-        let b = Barrier::new(3).unwrap().with_action(move || {
-            r2.fetch_add(1, Ordering::SeqCst);
-        });
+        // An action is a `fn` item (it may run in another process): its
+        // state is a static.
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        fn count() {
+            RUNS.fetch_add(1, Ordering::SeqCst);
+        }
+        let b = Barrier::new(3).unwrap().with_action(count).unwrap();
+        assert!(b.has_action());
         assert_eq!(b.parties(), 3);
         for generation in 1..=3 {
             let hs: Vec<_> = (0..3)
                 .map(|_| {
                     let b = b.clone();
-                    let runs = runs.clone();
                     thread::spawn(move || {
                         let i = b.wait().unwrap();
                         // The action ran before anyone was released.
-                        (i, runs.load(Ordering::SeqCst))
+                        (i, RUNS.load(Ordering::SeqCst))
                     })
                 })
                 .collect();
@@ -372,9 +457,13 @@ fn barrier_timeout_breaks_it_for_all() {
         assert_eq!(b.wait(), Err(BrokenBarrier));
         b.reset();
         assert!(!b.broken());
-        // The default timeout of a handle breaks it too.
+        // The barrier's default timeout breaks it too, through every handle.
         let b = Barrier::new(2).unwrap().with_timeout(ms(10));
-        assert_eq!(b.wait(), Err(BrokenBarrier));
+        let other = b.clone();
+        assert_eq!(other.timeout(), Some(ms(10)));
+        let t0 = Instant::now();
+        assert_eq!(other.wait(), Err(BrokenBarrier));
+        assert!(t0.elapsed() >= ms(10));
     });
 }
 
@@ -417,7 +506,7 @@ fn barrier_action_panic_breaks_it() {
         while b.n_waiting() < 1 {
             thread::sleep(ms(1));
         }
-        let last = b.clone().with_action(|| panic!("action failed"));
+        let last = b.clone().with_action(|| panic!("action failed")).unwrap();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| last.wait()));
         assert!(r.is_err(), "the panic continues in the last party");
         assert_eq!(waiter.join().unwrap(), Err(BrokenBarrier));

@@ -7,8 +7,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::time::Duration;
 
-use crate::wire::ExeId;
-
 /// Converts a `-1`-on-error return value into an `io::Result`.
 pub(crate) fn cvt<T: Copy + PartialEq + From<i8>>(r: T) -> io::Result<T> {
     if r == T::from(-1) {
@@ -413,23 +411,6 @@ pub(crate) fn read_file_prefix(fd: BorrowedFd<'_>, len: usize) -> io::Result<Vec
         got += n;
     }
     Ok(out)
-}
-
-/// Identifies the running executable (device, inode, size, mtime).
-pub(crate) fn exe_id() -> io::Result<ExeId> {
-    let mut st = MaybeUninit::<libc::stat>::uninit();
-    let path = c"/proc/self/exe";
-    // SAFETY: `path` is NUL-terminated and `st` points to writable memory of the right size.
-    cvt(unsafe { libc::stat(path.as_ptr(), st.as_mut_ptr()) })?;
-    // SAFETY: `stat` succeeded, so it initialised `st`.
-    let st = unsafe { st.assume_init() };
-    Ok(ExeId {
-        dev: st.st_dev,
-        ino: st.st_ino,
-        size: st.st_size as u64,
-        mtime: st.st_mtime,
-        mtime_nsec: st.st_mtime_nsec,
-    })
 }
 
 /// The result of [`fork`].

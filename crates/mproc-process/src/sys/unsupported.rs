@@ -7,8 +7,6 @@ use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use crate::wire::ExeId;
-
 fn unsupported<T>() -> io::Result<T> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
@@ -130,10 +128,6 @@ pub(crate) fn memfd_with(_data: &[u8]) -> io::Result<OwnedFd> {
 }
 
 pub(crate) fn read_file_prefix(_fd: BorrowedFd<'_>, _len: usize) -> io::Result<Vec<u8>> {
-    unsupported()
-}
-
-pub(crate) fn exe_id() -> io::Result<ExeId> {
     unsupported()
 }
 

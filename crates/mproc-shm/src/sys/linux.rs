@@ -2,7 +2,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
@@ -329,4 +329,216 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
     // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE only reads the address as a key.
     let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
     usize::try_from(r).unwrap_or(0)
+}
+
+// The resource tracker's system calls (see `tracker.rs`).
+
+/// A connected pair of `SOCK_SEQPACKET` Unix sockets, close-on-exec: each
+/// `send` arrives as one whole record, and `recv` returns 0 once every
+/// descriptor of the other end is closed.
+pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    let ty = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC;
+    // SAFETY: `fds` is a writable array of two c_ints, as socketpair fills.
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, ty, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: socketpair just returned both descriptors and nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A close-on-exec duplicate of `fd` numbered `min` or above.
+pub(crate) fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: `fd` is open; F_DUPFD_CLOEXEC takes an int and returns a new descriptor.
+    let r = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) })?;
+    // SAFETY: fcntl just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+/// Sends `record` as one message, blocking while the socket buffer is full;
+/// a peer that is gone is `EPIPE` (never `SIGPIPE`).
+pub(crate) fn send_record(sock: BorrowedFd<'_>, record: &[u8]) -> io::Result<()> {
+    // SAFETY: `record` is a live buffer of `record.len()` bytes.
+    let n = cvt_retry(|| unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            record.as_ptr().cast(),
+            record.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    })?;
+    debug_assert_eq!(n as usize, record.len(), "a record is sent whole");
+    Ok(())
+}
+
+/// Receives one record into `buf` (cut to its length); `Ok(0)` once every
+/// holder of the other end is gone.
+pub(crate) fn recv_record(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a live, writable buffer of `buf.len()` bytes.
+    let n = cvt_retry(|| unsafe {
+        libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
+    })?;
+    Ok(n as usize)
+}
+
+/// Waits until `fd` is readable (or its peer is gone); `false` if `timeout`
+/// passed first.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `p` is one valid pollfd for the duration of the call.
+    let n = cvt_retry(|| unsafe { libc::poll(&mut p, 1, ms) })?;
+    Ok(n > 0)
+}
+
+/// The inode of a socket, which tells it apart from any other open file
+/// (sockets share one device); `None` if `fd` is not an open socket.
+pub(crate) fn socket_inode(fd: RawFd) -> Option<u64> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` points to writable memory of the right size; a closed or
+    // foreign `fd` is only an error (EBADF) or someone else's file.
+    cvt(unsafe { libc::fstat(fd, st.as_mut_ptr()) }).ok()?;
+    // SAFETY: `fstat` succeeded, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    (st.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(st.st_ino)
+}
+
+/// Whether `fd` is an open `SOCK_SEQPACKET` socket.
+pub(crate) fn is_seqpacket(fd: RawFd) -> bool {
+    let mut ty: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `ty` and `len` are writable and `len` holds the size of `ty`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&raw mut ty).cast(),
+            &mut len,
+        )
+    };
+    r == 0 && ty == libc::SOCK_SEQPACKET
+}
+
+/// Closes every descriptor above 2 except `keep`.
+pub(crate) fn close_all_but_stdio_and(keep: RawFd) {
+    let ranges = [(3, keep - 1), (keep + 1, libc::c_int::MAX)];
+    let mut done = true;
+    for (first, last) in ranges {
+        if first <= last {
+            // SAFETY: close_range takes plain integers; closing descriptors
+            // nothing in this fresh process uses cannot break Rust ownership.
+            let r = unsafe { libc::close_range(first as libc::c_uint, last as libc::c_uint, 0) };
+            done &= r == 0;
+        }
+    }
+    if done {
+        return;
+    }
+    // Kernels before 5.9: close what /proc lists (collected first, as
+    // closing while reading the directory would skip entries).
+    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in open.into_iter().filter(|&fd| fd > 2 && fd != keep) {
+        // SAFETY: as above; the directory's own descriptor is already closed,
+        // so this fails harmlessly with EBADF for it.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Ignores `sig` from now on.
+pub(crate) fn ignore_signal(sig: libc::c_int) {
+    // SAFETY: SIG_IGN is a valid disposition for every catchable signal.
+    unsafe { libc::signal(sig, libc::SIG_IGN) };
+}
+
+/// Names this process as `ps` and `/proc/<pid>/comm` show it (15 bytes at most).
+pub(crate) fn set_process_name(name: &std::ffi::CStr) {
+    // SAFETY: `name` is NUL-terminated; PR_SET_NAME reads at most 16 bytes of it.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
+/// Whether `addr` lies in the main executable rather than in a shared
+/// library (for example a Python extension that links mproc-shm). Without
+/// dynamic-linking information (a static binary), everything is the main
+/// executable.
+pub(crate) fn in_main_executable(addr: *const libc::c_void) -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector.
+    let phdr = unsafe { libc::getauxval(libc::AT_PHDR) } as *const libc::c_void;
+    let base_of = |a: *const libc::c_void| {
+        let mut info = std::mem::MaybeUninit::<libc::Dl_info>::uninit();
+        // SAFETY: `info` is writable; dladdr only inspects the address.
+        let found = unsafe { libc::dladdr(a, info.as_mut_ptr()) } != 0;
+        // SAFETY: dladdr filled `info` when it returned non-zero.
+        found.then(|| unsafe { info.assume_init() }.dli_fbase)
+    };
+    match (base_of(phdr), base_of(addr)) {
+        (Some(main), Some(ours)) => main == ours,
+        _ => true,
+    }
+}
+
+/// Starts `/proc/self/exe` (this very program) as a detached process that
+/// is not our child: it is forked from a short-lived intermediate that exits
+/// at once (reaped here), so it is reparented to init and nobody in this
+/// program ever waits for it. It runs in a session of its own, with stdio on
+/// `/dev/null`, an empty signal mask, `keep` inherited at the same number
+/// and `var` added to the environment. Returns once it has been executed.
+pub(crate) fn spawn_detached(
+    arg0: &str,
+    var: (&str, &str),
+    keep: BorrowedFd<'_>,
+) -> io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    let keep = keep.as_raw_fd();
+    if keep <= 2 {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0(arg0)
+        .env(var.0, var.1)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe calls (fork, _exit, setsid, fcntl, sigemptyset,
+    // sigprocmask) on values computed before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            match libc::fork() {
+                -1 => return Err(io::Error::last_os_error()),
+                // The grandchild goes on to exec.
+                0 => {}
+                // The intermediate ends here; its parent reaps it below.
+                _ => libc::_exit(0),
+            }
+            libc::setsid();
+            if libc::fcntl(keep, libc::F_SETFD, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(empty.as_mut_ptr());
+            libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), ptr::null_mut());
+            Ok(())
+        });
+    }
+    // `spawn` returns once the grandchild has executed the program (or with
+    // its error): both keep the write end of std's close-on-exec error pipe.
+    let mut intermediate = cmd.spawn()?;
+    let _ = intermediate.wait();
+    Ok(())
+}
+
+/// Ends this process at once, without running exit handlers or `main`.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is always safe to call; it does not return.
+    unsafe { libc::_exit(code) }
 }

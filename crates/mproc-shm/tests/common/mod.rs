@@ -64,6 +64,20 @@ impl TestChild {
     pub fn id(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
+
+    /// The exit status if the child has finished, without waiting.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut().expect("already waited");
+        child.try_wait().expect("try_wait")
+    }
+
+    /// Sends the child `SIGKILL` and reaps it.
+    #[track_caller]
+    pub fn kill(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("waited twice");
+        let _ = child.kill();
+        child.wait().expect("reaping a killed child")
+    }
 }
 
 impl Drop for TestChild {

@@ -1,0 +1,221 @@
+//! proptest: random sequences of waits and notifies on one Condition by
+//! waiters that are threads of this process and threads of a child process,
+//! checked against a model: `notify(n)` wakes exactly the `n` longest
+//! waiting (all of them for `notify_all`), and never a waiter that started
+//! waiting after it, such as the notifier itself waiting right after its
+//! notify (the ping-pong shape that lost wake-ups).
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{payload, spawn_child, wait_child, watchdog};
+use mproc_shm::Segment;
+use mproc_sync::Condition;
+use proptest::prelude::*;
+
+/// Waiters per process.
+const PER_PROCESS: usize = 2;
+const AGENTS: usize = 2 * PER_PROCESS;
+const LONG: Duration = Duration::from_secs(30);
+
+/// Commands and states of an agent, in the board segment.
+const IDLE: u32 = 0;
+const GO_WAIT: u32 = 1;
+const WAITING: u32 = 2;
+const NOTIFIED: u32 = 3;
+const TIMED_OUT: u32 = 4;
+const EXIT: u32 = 5;
+const GO_WAIT_BRIEFLY: u32 = 6;
+/// How long a brief wait lasts (nobody notifies during it).
+const BRIEF: Duration = Duration::from_millis(2);
+
+/// One word per agent: the driver writes GO_WAIT/EXIT, the agent the rest.
+struct Board(Segment);
+
+impl Board {
+    fn new() -> Self {
+        Self(Segment::anonymous(64 * AGENTS).unwrap())
+    }
+    fn word(&self, i: usize) -> &AtomicU32 {
+        self.0.get(64 * i).unwrap()
+    }
+    fn get(&self, i: usize) -> u32 {
+        self.word(i).load(Ordering::SeqCst)
+    }
+    fn set(&self, i: usize, v: u32) {
+        self.word(i).store(v, Ordering::SeqCst)
+    }
+    fn await_state(&self, i: usize, want: u32) {
+        let t0 = Instant::now();
+        while self.get(i) != want {
+            assert!(
+                t0.elapsed() < LONG,
+                "agent {i} is {} not {want}",
+                self.get(i)
+            );
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+/// An agent: waits on the condition when told to, and reports the outcome.
+fn agent(cond: &Condition, board: &Board, i: usize) {
+    loop {
+        match board.get(i) {
+            GO_WAIT => {
+                let _g = cond.lock().unwrap();
+                // Under the lock: the driver, once it holds the lock after
+                // seeing this, knows the agent is inside `wait`.
+                board.set(i, WAITING);
+                let notified = cond.wait_timeout(LONG).unwrap();
+                board.set(i, if notified { NOTIFIED } else { TIMED_OUT });
+            }
+            GO_WAIT_BRIEFLY => {
+                let _g = cond.lock().unwrap();
+                let notified = cond.wait_timeout(BRIEF).unwrap();
+                board.set(i, if notified { NOTIFIED } else { TIMED_OUT });
+            }
+            EXIT => return,
+            _ => thread::sleep(Duration::from_micros(100)),
+        }
+    }
+}
+
+fn run_agents(cond: &Condition, board: &Board, first: usize) {
+    thread::scope(|s| {
+        for i in first..first + PER_PROCESS {
+            s.spawn(move || agent(cond, board, i));
+        }
+    });
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// Agent `i` starts waiting (if it is not waiting already).
+    Wait(usize),
+    /// Agent `i` (if not waiting) waits briefly and times out: it must not
+    /// take, nor spend, a later notify.
+    WaitBriefly(usize),
+    /// notify(n); then the notifier waits briefly itself, if `then_wait`.
+    Notify {
+        n: u32,
+        then_wait: bool,
+    },
+    NotifyAll,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..AGENTS).prop_map(Op::Wait),
+        1 => (0..AGENTS).prop_map(Op::WaitBriefly),
+        2 => (0..4u32, any::<bool>()).prop_map(|(n, then_wait)| Op::Notify { n, then_wait }),
+        1 => Just(Op::NotifyAll),
+    ]
+}
+
+fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
+    let cond = Condition::new().unwrap();
+    let board = Board::new();
+    let mut child = spawn_child("child_agents", &(&cond, &board.0));
+    let result = thread::scope(|s| {
+        s.spawn(|| run_agents(&cond, &board, 0));
+        let r = drive(&cond, &board, ops);
+        // Wake whoever still waits, then stop every agent.
+        {
+            let _g = cond.lock().unwrap();
+            cond.notify_all().unwrap();
+        }
+        for i in 0..AGENTS {
+            while board.get(i) == WAITING || board.get(i) == GO_WAIT {
+                thread::sleep(Duration::from_micros(200));
+            }
+            board.set(i, EXIT);
+        }
+        r
+    });
+    let st = wait_child(&mut child, LONG);
+    prop_assert!(st.success(), "child failed: {st:?}");
+    result
+}
+
+fn drive(cond: &Condition, board: &Board, ops: &[Op]) -> Result<(), TestCaseError> {
+    // The model: agents waiting, longest waiting first.
+    let mut line: Vec<usize> = Vec::new();
+    for &op in ops {
+        match op {
+            Op::Wait(i) => {
+                if line.contains(&i) {
+                    continue;
+                }
+                board.set(i, GO_WAIT);
+                board.await_state(i, WAITING);
+                // The agent released the lock inside `wait` once we get it.
+                drop(cond.lock().unwrap());
+                line.push(i);
+            }
+            Op::WaitBriefly(i) => {
+                if line.contains(&i) {
+                    continue;
+                }
+                board.set(i, GO_WAIT_BRIEFLY);
+                board.await_state(i, TIMED_OUT);
+                board.set(i, IDLE);
+            }
+            Op::Notify { .. } | Op::NotifyAll => {
+                let n = match op {
+                    Op::Notify { n, .. } => n as usize,
+                    _ => usize::MAX,
+                };
+                let then_wait = matches!(
+                    op,
+                    Op::Notify {
+                        then_wait: true,
+                        ..
+                    }
+                );
+                let expect: Vec<usize> = line.drain(..n.min(line.len())).collect();
+                {
+                    let _g = cond.lock().unwrap();
+                    let woken = cond.notify(n.min(u32::MAX as usize) as u32).unwrap();
+                    prop_assert_eq!(woken as usize, expect.len());
+                    if then_wait {
+                        // Nobody else notifies: this must time out.
+                        let got = cond.wait_timeout(Duration::from_millis(5)).unwrap();
+                        prop_assert!(!got, "the notifier took its own notify");
+                    }
+                }
+                for &i in &expect {
+                    board.await_state(i, NOTIFIED);
+                    board.set(i, IDLE);
+                }
+                for &i in &line {
+                    prop_assert_eq!(board.get(i), WAITING, "agent {} woke", i);
+                }
+                prop_assert_eq!(cond.waiting() as usize, line.len());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+#[ignore = "child role of condition_model_with_processes_and_threads"]
+fn child_agents() {
+    let Some((cond, board)) = payload::<(Condition, Segment)>() else {
+        return;
+    };
+    run_agents(&cond, &Board(board), PER_PROCESS);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn condition_model_with_processes_and_threads(ops in prop::collection::vec(op(), 1..24)) {
+        let ops2 = ops.clone();
+        watchdog(Duration::from_secs(120), move || run_case(&ops2))?;
+    }
+}
