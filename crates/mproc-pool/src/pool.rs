@@ -518,7 +518,7 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = Args>,
     {
-        let () = AssertZst::<F>::OK;
+        mproc_fnref::assert_zst::<F>();
         let _ = f;
         self.map_async(|args: Args| call_star::<F, Args>(args), iterable)
     }
