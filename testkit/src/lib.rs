@@ -3,6 +3,10 @@
 //! It depends on no mproc crate, so even the bottom of the stack
 //! (`mproc-shm`) can use it without a dependency cycle.
 
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -40,6 +44,195 @@ pub fn watchdog<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send
 #[track_caller]
 pub fn watchdog_secs<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) -> R {
     watchdog(Duration::from_secs(secs), f)
+}
+
+/// A child process running this test binary again: killed and reaped if
+/// the test fails before it waits for it.
+#[derive(Debug)]
+pub struct Kid {
+    child: Option<Child>,
+    out: BufReader<ChildStdout>,
+}
+
+/// A command that runs this test binary again to execute only the test
+/// `name` (usually `#[ignore]`d: a role played in a child process), its
+/// output not captured.
+///
+/// # Panics
+/// If the test binary's path is unknown.
+pub fn test_command(name: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("the test binary"));
+    cmd.args([
+        "--exact",
+        name,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    cmd
+}
+
+/// Runs this test binary again to execute only the test `name` (usually
+/// `#[ignore]`d: a role played in a child process), with `envs` added to
+/// the environment. The child's standard output is piped to [`Kid::line`].
+///
+/// # Panics
+/// If the process cannot start.
+pub fn reexec(name: &str, envs: &[(&str, &OsStr)]) -> Kid {
+    let mut child = test_command(name)
+        .envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the test binary again");
+    let out = BufReader::new(child.stdout.take().expect("piped stdout"));
+    Kid {
+        child: Some(child),
+        out,
+    }
+}
+
+impl Kid {
+    /// The child's process id.
+    ///
+    /// # Panics
+    /// Never: the child is there until waited for.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// The rest of the first output line that contains `prefix`, after it
+    /// (the test harness's output before it is skipped, including its
+    /// `test name ... ` that begins the child's first line).
+    ///
+    /// # Panics
+    /// If the output ends first.
+    pub fn line(&mut self, prefix: &str) -> String {
+        let mut s = String::new();
+        loop {
+            s.clear();
+            let n = self.out.read_line(&mut s).expect("read the child's output");
+            assert!(n > 0, "the child ended without printing {prefix:?}");
+            if let Some(at) = s.find(prefix) {
+                return s[at + prefix.len()..].trim_end().to_owned();
+            }
+        }
+    }
+
+    /// Waits for the child to exit (run it under a [`watchdog`]).
+    ///
+    /// # Panics
+    /// If waiting fails.
+    pub fn wait(mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("a child not yet waited for");
+        c.wait().expect("wait for the child")
+    }
+
+    /// Kills the child with SIGKILL and reaps it.
+    ///
+    /// # Panics
+    /// If it was not killed by that signal (it had exited already).
+    pub fn sigkill(mut self) {
+        let mut c = self.child.take().expect("a child not yet waited for");
+        c.kill().expect("SIGKILL the child");
+        let st = c.wait().expect("wait for the child");
+        assert_eq!(st.signal(), Some(9), "{st:?}");
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A fresh directory under the system's temporary directory, removed with
+/// its contents on drop.
+#[derive(Debug)]
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// Creates the directory (`mproc-test-<pid>-<n>`).
+    ///
+    /// # Panics
+    /// If it cannot be created.
+    pub fn new() -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        // Relaxed: only uniqueness matters.
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("mproc-test-{}-{n}", std::process::id()));
+        std::fs::create_dir(&p).expect("create a temporary directory");
+        Self(p)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// The names of its entries.
+    ///
+    /// # Panics
+    /// If it cannot be read.
+    pub fn entries(&self) -> Vec<String> {
+        std::fs::read_dir(&self.0)
+            .expect("read the temporary directory")
+            .map(|e| {
+                e.expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect()
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The processes descended from `pid` (children, their children, …),
+/// from `/proc`.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut parent_of = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // After the command name in parentheses: state, then the parent's pid.
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<i32>().ok());
+        if let Some(pp) = ppid {
+            parent_of.push((p, pp));
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(q) = frontier.pop() {
+        for &(p, pp) in &parent_of {
+            if pp == q && !out.contains(&p) {
+                out.push(p);
+                frontier.push(p);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Benchmark scenarios of mproc-shm: shared atomics, a contended locked
-//! Value, bulk Array copies and a child scanning a large Array.
+//! Value, bulk Array and RawArray copies and a child scanning a large Array.
 
 use std::hint::black_box;
 use std::os::fd::{AsFd, OwnedFd};
@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mproc_shm::handle::{from_bytes_with_fds, to_bytes_with_fds};
-use mproc_shm::{Array, SharedAtomicU64, Value};
+use mproc_shm::{Array, RawArray, SharedAtomicU64, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -30,6 +30,11 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             name: "array_copy_64mib",
             about: "copy 64 MiB into / out of a locked Array<u8> (warm), GB/s, best of 5",
             run: array_copy_64mib,
+        },
+        Scenario {
+            name: "raw_array_copy_64mib",
+            about: "copy 64 MiB into / out of a RawArray<u8> (word-atomic copies, warm), GB/s, best of 5",
+            run: raw_array_copy_64mib,
         },
         Scenario {
             name: "array_sum_10m",
@@ -179,29 +184,47 @@ fn value_locked_2proc(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
 
 // ------------------------------------------------------------ array_copy_64mib
 
+/// The bytes copied by the 64 MiB copy scenarios.
+const COPY_BYTES: usize = 64 << 20;
+
 fn array_copy_64mib(_: &Ctx) -> BenchResult<Vec<Measurement>> {
-    const BYTES: usize = 64 << 20;
+    let a = Array::<u8>::new(COPY_BYTES)?;
+    copy_rounds(|s| a.copy_from(0, s), |d| a.copy_to(0, d))
+}
+
+// -------------------------------------------------------- raw_array_copy_64mib
+
+fn raw_array_copy_64mib(_: &Ctx) -> BenchResult<Vec<Measurement>> {
+    let a = RawArray::<u8>::new(COPY_BYTES)?;
+    copy_rounds(|s| a.copy_from(0, s), |d| a.copy_to(0, d))
+}
+
+/// Copies [`COPY_BYTES`] in with `copy_in` and out with `copy_out`, warm,
+/// and reports the best of five rounds each way.
+fn copy_rounds<E: std::error::Error + Send + Sync + 'static>(
+    copy_in: impl Fn(&[u8]) -> Result<(), E>,
+    copy_out: impl Fn(&mut [u8]) -> Result<(), E>,
+) -> BenchResult<Vec<Measurement>> {
     const ROUNDS: usize = 5;
-    let a = Array::<u8>::new(BYTES)?;
-    let src: Vec<u8> = (0..BYTES).map(|i| i as u8).collect();
-    let mut dst = vec![0u8; BYTES];
+    let src: Vec<u8> = (0..COPY_BYTES).map(|i| i as u8).collect();
+    let mut dst = vec![0u8; COPY_BYTES];
     // Warm both sides' pages (the measured figure is the copy, not page faults).
-    a.copy_from(0, &src)?;
-    a.copy_to(0, &mut dst)?;
+    copy_in(&src)?;
+    copy_out(&mut dst)?;
     let mut best_in = Duration::MAX;
     let mut best_out = Duration::MAX;
     for _ in 0..ROUNDS {
-        let (r, t) = timed(|| a.copy_from(0, black_box(&src)));
+        let (r, t) = timed(|| copy_in(black_box(&src)));
         r?;
         best_in = best_in.min(t);
-        let (r, t) = timed(|| a.copy_to(0, black_box(&mut dst)));
+        let (r, t) = timed(|| copy_out(black_box(&mut dst)));
         r?;
         best_out = best_out.min(t);
     }
     if dst != src {
         return Err("copy mismatch".into());
     }
-    let gbs = |t: Duration| BYTES as f64 / t.as_secs_f64() / 1e9;
+    let gbs = |t: Duration| COPY_BYTES as f64 / t.as_secs_f64() / 1e9;
     Ok(vec![
         Measurement::higher(gbs(best_in), "GB/s").metric("in"),
         Measurement::higher(gbs(best_out), "GB/s").metric("out"),

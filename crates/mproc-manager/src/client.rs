@@ -6,7 +6,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Error;
 use crate::link::{Link, LinkError};
-use crate::proto::{self, Id, Kind, Op, Owner, Reply, Request, WaitMs};
+use crate::proto::{self, Id, Kind, Op, Owner, Reply, Request, Val, WaitMs};
 use crate::sys;
 
 /// Locks a mutex, ignoring poisoning (every critical section here leaves
@@ -71,6 +71,7 @@ pub(crate) fn owner() -> Owner {
 pub(crate) enum AddrWire {
     Unix(PathBuf),
     Tcp(SocketAddr),
+    Abstract(Vec<u8>),
 }
 
 impl From<&Address> for AddrWire {
@@ -78,6 +79,7 @@ impl From<&Address> for AddrWire {
         match a {
             Address::Unix(p) => Self::Unix(p.clone()),
             Address::Tcp(s) => Self::Tcp(*s),
+            Address::Abstract(n) => Self::Abstract(n.clone()),
         }
     }
 }
@@ -87,6 +89,7 @@ impl From<AddrWire> for Address {
         match a {
             AddrWire::Unix(p) => Self::Unix(p),
             AddrWire::Tcp(s) => Self::Tcp(s),
+            AddrWire::Abstract(n) => Self::Abstract(n),
         }
     }
 }
@@ -100,6 +103,14 @@ pub(crate) struct Session {
     pub(crate) timeout: Duration,
     pid: AtomicI32,
     pool: Mutex<Vec<Link>>,
+    /// The last connection a call failed on, kept open (and never used
+    /// again) so that this process always has a connection to the server
+    /// while it lives: the server gives back a client's references when its
+    /// last connection closes.
+    retired: Mutex<Option<Link>>,
+    /// A reference could not be given back because the server is gone: do
+    /// not try again for every proxy dropped.
+    refs_lost: AtomicBool,
     /// 0: not known yet, 1: the server runs our executable, 2: it does not.
     same_exe: AtomicU8,
     key_segment: OnceLock<Segment>,
@@ -118,18 +129,101 @@ impl fmt::Debug for Session {
 /// connections however they arrived.
 static SESSIONS: Mutex<Vec<Weak<Session>>> = Mutex::new(Vec::new());
 
-thread_local! {
-    /// The session whose values are being encoded or decoded on this thread:
-    /// proxies inside them travel as bare object ids.
-    static CURRENT: RefCell<Option<Arc<Session>>> = const { RefCell::new(None) };
+/// A value being encoded for, or decoded from, one server.
+struct Current {
+    session: Arc<Session>,
+    /// Encoding: the ids of the proxies of this server met so far.
+    embedded: Vec<Id>,
+    /// Decoding: the references the server granted with the value, which
+    /// the proxies decoded from it adopt.
+    granted: Vec<Arc<Hold>>,
 }
 
-/// Runs `f` with `s` as the current session (see [`CURRENT`]).
-pub(crate) fn within<R>(s: &Arc<Session>, f: impl FnOnce() -> R) -> R {
-    let outer = CURRENT.with(|c| c.replace(Some(s.clone())));
+thread_local! {
+    /// The value being encoded or decoded on this thread: proxies inside it
+    /// travel as bare object ids.
+    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `cur` as the current value (see [`CURRENT`]), and returns
+/// it back with `f`'s result.
+fn within<R>(cur: Current, f: impl FnOnce() -> R) -> (R, Current) {
+    let outer = CURRENT.with(|c| c.replace(Some(cur)));
     let r = f();
-    CURRENT.with(|c| *c.borrow_mut() = outer);
-    r
+    let cur = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer));
+    (
+        r,
+        cur.expect("the current value is restored by `within` only"),
+    )
+}
+
+/// Encodes a value for `session`'s server, listing the objects whose
+/// proxies it contains (see [`Val`]).
+pub(crate) fn encode<T: Serialize + ?Sized>(session: &Arc<Session>, v: &T) -> Result<Val, Error> {
+    let cur = Current {
+        session: session.clone(),
+        embedded: Vec::new(),
+        granted: Vec::new(),
+    };
+    let (bytes, cur) = within(cur, || postcard::to_stdvec(v));
+    let mut refs = cur.embedded;
+    refs.sort_unstable();
+    refs.dedup();
+    Ok(Val {
+        bytes: bytes.map_err(Error::Encode)?,
+        refs,
+    })
+}
+
+/// Decodes a value from `session`'s server; its proxies adopt the
+/// references the server granted with it, and the references no proxy
+/// adopted (the value did not decode, say) are given back.
+pub(crate) fn decode<T: DeserializeOwned>(session: &Arc<Session>, v: &Val) -> Result<T, Error> {
+    let granted = v
+        .refs
+        .iter()
+        .map(|&id| Arc::new(Hold::new(session.clone(), id)))
+        .collect();
+    let cur = Current {
+        session: session.clone(),
+        embedded: Vec::new(),
+        granted,
+    };
+    within(cur, || postcard::from_bytes(&v.bytes))
+        .0
+        .map_err(Error::Decode)
+}
+
+/// One reference to an object, held in the server for this process's
+/// proxies of it (CPython increfs when it makes a proxy and decrefs when
+/// the proxy is finalized). Clones of a proxy share one; dropping the last
+/// gives the reference back, and the server frees the object with its last
+/// reference.
+pub(crate) struct Hold {
+    session: Arc<Session>,
+    id: Id,
+    /// The process the reference was granted to.
+    client: u64,
+}
+
+impl Hold {
+    /// Takes over a reference the server has just granted to this process.
+    pub(crate) fn new(session: Arc<Session>, id: Id) -> Self {
+        Self {
+            session,
+            id,
+            client: client_id(),
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        // A copy inherited through fork: the reference is the parent's.
+        if self.client == client_id() {
+            self.session.decref(self.id);
+        }
+    }
 }
 
 impl Session {
@@ -156,6 +250,8 @@ impl Session {
             timeout,
             pid: AtomicI32::new(sys::getpid()),
             pool: Mutex::new(Vec::new()),
+            retired: Mutex::new(None),
+            refs_lost: AtomicBool::new(false),
             same_exe: AtomicU8::new(0),
             key_segment: OnceLock::new(),
         }
@@ -253,7 +349,7 @@ impl Session {
                 ConnectError::Io(e) => Error::Disconnected(e),
                 other => Error::Disconnected(io::Error::other(other.to_string())),
             })?;
-        let local = matches!(self.address, Address::Unix(_));
+        let local = matches!(self.address, Address::Unix(_) | Address::Abstract(_));
         let link = self.hello(conn, local)?;
         if !local {
             sys::keepalive(link.fd());
@@ -269,6 +365,7 @@ impl Session {
             if self.pid.swap(pid, Ordering::Relaxed) != pid {
                 // Inherited through fork: those connections are the parent's.
                 pool.clear();
+                *lock(&self.retired) = None;
             }
             if let Some(c) = pool.pop() {
                 return Ok(c);
@@ -279,6 +376,31 @@ impl Session {
 
     fn give_back(&self, conn: Link) {
         lock(&self.pool).push(conn);
+    }
+
+    /// Keeps a connection that failed open, but out of use (see `retired`);
+    /// the one it replaces closes.
+    fn retire(&self, conn: Link) {
+        let old = lock(&self.retired).replace(conn);
+        drop(old);
+    }
+
+    /// Gives one of this process's references to `id` back to the server.
+    /// Errors are ignored: a server that cannot be reached has either gone
+    /// (with every object) or will give the reference back when this
+    /// process's connections close.
+    fn decref(&self, id: Id) {
+        // Relaxed: a hint that saves useless calls; a stale value only costs one.
+        if self.refs_lost.load(Ordering::Relaxed) {
+            return;
+        }
+        // Gone, not slow: a request that timed out was sent, and the server
+        // acts on it all the same.
+        if let Err(Error::Disconnected(e)) = self.call(&Request::Decref { id }) {
+            if e.kind() != io::ErrorKind::TimedOut {
+                self.refs_lost.store(true, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Whether the server runs this executable (connects to find out).
@@ -306,6 +428,7 @@ impl Session {
         let bytes = postcard::to_stdvec(req).map_err(Error::Encode)?;
         let link = self.take()?;
         if let Err(e) = link.send_bytes(bytes) {
+            self.retire(link);
             return Err(Error::Disconnected(io::Error::other(e)));
         }
         let reply = match wait {
@@ -329,7 +452,10 @@ impl Session {
                     r => Ok(r),
                 }
             }
-            Err(e) => Err(link_error(e)),
+            Err(e) => {
+                self.retire(link);
+                Err(link_error(e))
+            }
         }
     }
 
@@ -388,13 +514,19 @@ fn link_error(e: LinkError) -> Error {
     }
 }
 
-/// An untyped proxy: a shared object's id and kind, and the session that
-/// reaches its server. Typed proxies wrap one.
+/// An untyped proxy: a shared object's id and kind, the session that
+/// reaches its server, and the reference that keeps the object alive.
+/// Typed proxies wrap one.
 #[derive(Clone)]
 pub struct RawProxy {
     pub(crate) session: Arc<Session>,
     pub(crate) id: Id,
     pub(crate) kind: Kind,
+    /// `None` only for a proxy of an object that was already gone when it
+    /// was decoded (its calls fail with [`Error::NoSuchObject`]). Never
+    /// read: it is here for its `Drop`.
+    #[allow(dead_code)]
+    hold: Option<Arc<Hold>>,
 }
 
 impl fmt::Debug for RawProxy {
@@ -408,6 +540,18 @@ impl fmt::Debug for RawProxy {
 }
 
 impl RawProxy {
+    /// A proxy that takes over the reference the server has just granted
+    /// to this process (a create, lookup, incref or adoption).
+    pub(crate) fn granted(session: Arc<Session>, id: Id, kind: Kind) -> Self {
+        let hold = Some(Arc::new(Hold::new(session.clone(), id)));
+        Self {
+            session,
+            id,
+            kind,
+            hold,
+        }
+    }
+
     /// The object's id within its server.
     pub fn id(&self) -> u64 {
         self.id
@@ -427,16 +571,30 @@ impl RawProxy {
         self.session.call(&Request::Call { id: self.id, op })
     }
 
-    pub(crate) fn enc<T: Serialize + ?Sized>(&self, v: &T) -> Result<Vec<u8>, Error> {
-        within(&self.session, || postcard::to_stdvec(v)).map_err(Error::Encode)
+    /// Encodes a value to store (see [`encode`]).
+    pub(crate) fn enc<T: Serialize + ?Sized>(&self, v: &T) -> Result<Val, Error> {
+        encode(&self.session, v)
     }
 
-    pub(crate) fn dec<T: DeserializeOwned>(&self, b: &[u8]) -> Result<T, Error> {
-        within(&self.session, || postcard::from_bytes(b)).map_err(Error::Decode)
+    /// Encodes bytes only: a dict key, a value to compare with, an update's
+    /// argument. (A proxy inside a key does not keep its object alive.)
+    pub(crate) fn enc_bytes<T: Serialize + ?Sized>(&self, v: &T) -> Result<Vec<u8>, Error> {
+        Ok(self.enc(v)?.bytes)
+    }
+
+    /// Decodes a value the server sent (see [`decode`]).
+    pub(crate) fn dec<T: DeserializeOwned>(&self, v: &Val) -> Result<T, Error> {
+        decode(&self.session, v)
+    }
+
+    /// Decodes bytes sent without references (a dict key).
+    pub(crate) fn dec_bytes<T: DeserializeOwned>(&self, b: &[u8]) -> Result<T, Error> {
+        decode(&self.session, &Val::plain(b.to_vec()))
     }
 }
 
-/// How a proxy travels.
+/// How a proxy travels. (`Outer` is serialized by hand, in
+/// `RawProxy::serialize`: keep the two in step.)
 #[derive(Serialize, Deserialize)]
 enum ProxyWire {
     /// Inside a value stored in (or read from) the manager: the id only.
@@ -446,20 +604,31 @@ enum ProxyWire {
         kind: Kind,
     },
     /// To another process, as an mproc handle: with the authkey in a sealed
-    /// memfd that only travels as a file descriptor.
+    /// memfd that only travels as a file descriptor, and the token of the
+    /// reference the server keeps for it while it travels.
     Outer {
         address: AddrWire,
         id: Id,
         kind: Kind,
         timeout_ms: u64,
         key: Segment,
+        token: u64,
     },
 }
 
 impl Serialize for RawProxy {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::Error as _;
-        let inner = CURRENT.with(|c| c.borrow().is_some());
+        use serde::ser::{Error as _, SerializeStructVariant as _};
+        let inner = CURRENT.with(|c| match c.borrow_mut().as_mut() {
+            Some(cur) => {
+                // Only a proxy of the same server can keep its object alive there.
+                if cur.session.address == self.session.address {
+                    cur.embedded.push(self.id);
+                }
+                true
+            }
+            None => false,
+        });
         let address = AddrWire::from(&self.session.address);
         if inner {
             return ProxyWire::Inner {
@@ -476,14 +645,24 @@ impl Serialize for RawProxy {
             .try_clone()
             .map_err(S::Error::custom)?;
         let timeout_ms = self.session.timeout.as_millis().min(u64::MAX as u128) as u64;
-        ProxyWire::Outer {
-            address,
-            id: self.id,
-            kind: self.kind,
-            timeout_ms,
-            key,
-        }
-        .serialize(s)
+        // `ProxyWire::Outer`, field by field as its derived form would be, so
+        // that the key (which fails in anything but an mproc handle channel)
+        // goes before the transfer reference is taken.
+        let mut v = s.serialize_struct_variant("ProxyWire", 1, "Outer", 6)?;
+        v.serialize_field("address", &address)?;
+        v.serialize_field("id", &self.id)?;
+        v.serialize_field("kind", &self.kind)?;
+        v.serialize_field("timeout_ms", &timeout_ms)?;
+        v.serialize_field("key", &key)?;
+        // A reference for the receiver, so the object outlives this proxy
+        // while the message travels.
+        let token = match self.session.call(&Request::Transfer { id: self.id }) {
+            Ok(Reply::Token(t)) => t,
+            Ok(r) => return Err(S::Error::custom(crate::proxy::unexpected(r))),
+            Err(e) => return Err(S::Error::custom(e)),
+        };
+        v.serialize_field("token", &token)?;
+        v.end()
     }
 }
 
@@ -493,13 +672,38 @@ impl<'de> Deserialize<'de> for RawProxy {
         match ProxyWire::deserialize(d)? {
             ProxyWire::Inner { address, id, kind } => {
                 let address = Address::from(address);
-                let current = CURRENT
-                    .with(|c| c.borrow().clone())
-                    .filter(|s| s.address == address);
-                let session = current.or_else(|| Session::find(&address)).ok_or_else(|| {
-                    D::Error::custom("a proxy stored in a manager can only be read through a proxy of that manager")
-                })?;
-                Ok(Self { session, id, kind })
+                // The reference granted with the value, if this is its server.
+                let current = CURRENT.with(|c| {
+                    c.borrow()
+                        .as_ref()
+                        .filter(|cur| cur.session.address == address)
+                        .map(|cur| {
+                            let hold = cur.granted.iter().find(|h| h.id == id).cloned();
+                            (cur.session.clone(), hold)
+                        })
+                });
+                let (session, hold) = match current {
+                    Some(found) => found,
+                    None => (Session::find(&address).ok_or_else(|| {
+                        D::Error::custom("a proxy stored in a manager can only be read through a proxy of that manager")
+                    })?, None),
+                };
+                let hold = match hold {
+                    Some(h) => Some(h),
+                    // None granted (a key, another manager's proxy): ask for
+                    // one; an object already gone gives a proxy whose calls
+                    // fail with `NoSuchObject`.
+                    None => match session.call(&Request::Incref { id }) {
+                        Ok(Reply::Object(..)) => Some(Arc::new(Hold::new(session.clone(), id))),
+                        _ => None,
+                    },
+                };
+                Ok(Self {
+                    session,
+                    id,
+                    kind,
+                    hold,
+                })
             }
             ProxyWire::Outer {
                 address,
@@ -507,6 +711,7 @@ impl<'de> Deserialize<'de> for RawProxy {
                 kind,
                 timeout_ms,
                 key,
+                token,
             } => {
                 let mut len = [0u8; 4];
                 key.read(0, &mut len).map_err(D::Error::custom)?;
@@ -517,7 +722,16 @@ impl<'de> Deserialize<'de> for RawProxy {
                 let mut k = vec![0u8; len];
                 key.read(4, &mut k).map_err(D::Error::custom)?;
                 let session = Session::get(address.into(), &k, Duration::from_millis(timeout_ms));
-                Ok(Self { session, id, kind })
+                match session.call(&Request::Adopt { token }) {
+                    Ok(Reply::Object(i, k)) if i == id && k == kind => {
+                        Ok(Self::granted(session, id, kind))
+                    }
+                    Ok(Reply::Object(..)) => Err(D::Error::custom(
+                        "the server adopted a proxy of another object",
+                    )),
+                    Ok(r) => Err(D::Error::custom(crate::proxy::unexpected(r))),
+                    Err(e) => Err(D::Error::custom(e)),
+                }
             }
         }
     }

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use crate::code_ref;
 use crate::error::Error;
-use crate::proto::{Kind, Op, Reply};
+use crate::proto::{Kind, Op, Reply, Val};
 use crate::proxy::{boolean, bytes, count, proxy_type, unexpected, unit};
 
 proxy_type! {
@@ -41,7 +41,7 @@ where
     V: Serialize + DeserializeOwned,
 {
     fn key<Q: Serialize + ?Sized>(&self, k: &Q) -> Result<Vec<u8>, Error> {
-        self.raw.enc(k)
+        self.raw.enc_bytes(k)
     }
 
     fn maybe(&self, r: Reply) -> Result<Option<V>, Error> {
@@ -125,7 +125,9 @@ where
     /// As for [`Dict::get`].
     pub fn pop_item(&self) -> Result<Option<(K, V)>, Error> {
         match self.raw.call(Op::DictPopItem)? {
-            Reply::MaybePair(Some((k, v))) => Ok(Some((self.raw.dec(&k)?, self.raw.dec(&v)?))),
+            Reply::MaybePair(Some((k, v))) => {
+                Ok(Some((self.raw.dec_bytes(&k)?, self.raw.dec(&v)?)))
+            }
             Reply::MaybePair(None) => Ok(None),
             r => Err(unexpected(r)),
         }
@@ -213,7 +215,7 @@ where
         match self.raw.call(Op::DictItems)? {
             Reply::Pairs(p) => p
                 .iter()
-                .map(|(k, v)| Ok((self.raw.dec(k)?, self.raw.dec(v)?)))
+                .map(|(k, v)| Ok((self.raw.dec_bytes(k)?, self.raw.dec(v)?)))
                 .collect(),
             r => Err(unexpected(r)),
         }
@@ -249,7 +251,7 @@ where
         match self.raw.call(Op::DictGetMany(enc?))? {
             Reply::MaybeList(vs) => vs
                 .iter()
-                .map(|v| v.as_deref().map(|b| self.raw.dec(b)).transpose())
+                .map(|v| v.as_ref().map(|b| self.raw.dec(b)).transpose())
                 .collect(),
             r => Err(unexpected(r)),
         }
@@ -335,7 +337,7 @@ where
                     key: self.key(k)?,
                     default: Some(d.clone()),
                     func,
-                    arg: self.raw.enc(&a)?,
+                    arg: self.raw.enc_bytes(&a)?,
                 };
                 Ok((self.raw.id, op))
             })
@@ -353,7 +355,7 @@ where
         }
     }
 
-    fn apply<A, R, F>(&self, key: &K, default: Option<Vec<u8>>, arg: A, f: F) -> Result<R, Error>
+    fn apply<A, R, F>(&self, key: &K, default: Option<Val>, arg: A, f: F) -> Result<R, Error>
     where
         F: Fn(&mut V, A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
@@ -367,7 +369,7 @@ where
             key: self.key(key)?,
             default,
             func,
-            arg: self.raw.enc(&arg)?,
+            arg: self.raw.enc_bytes(&arg)?,
         };
         let b = bytes(self.raw.call(op)?)?;
         self.raw.dec(&b)

@@ -113,6 +113,9 @@ impl Error {
             RemoteError::NoSuchObject(_) => Self::NoSuchObject,
             RemoteError::NoSuchName(n) => Self::NoSuchName(n),
             RemoteError::NameTaken(n) => Self::NameTaken(n),
+            RemoteError::NoSuchTransfer(t) => Self::Remote(format!(
+                "the reference sent with this proxy (token {t}) was adopted already, or never existed"
+            )),
             RemoteError::Empty => Self::Empty,
             RemoteError::Full => Self::Full,
             RemoteError::Timeout => Self::Timeout,

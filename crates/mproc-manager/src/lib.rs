@@ -44,8 +44,9 @@
 //! built from other code gets [`Error::ForeignExecutable`].
 //!
 //! Nested proxies work as in CPython 3.6+: a proxy stored as (part of) a
-//! value, e.g. a `Dict<String, List<u32>>`, travels as an object id, and
-//! operations on the list you read back reach the shared list.
+//! value, e.g. a `Dict<String, List<u32>>`, travels as an object id, keeps
+//! its object alive while stored, and operations on the list you read back
+//! reach the shared list.
 //!
 //! Several operations can share one round trip: [`Dict::update`],
 //! [`Dict::get_many`], [`Dict::items`], [`List::extend`], [`List::snapshot`].
@@ -97,8 +98,12 @@
 //!   server-side updates for methods that change them).
 //! * Results are copies everywhere, iteration takes a snapshot
 //!   ([`Dict::items`]), so "dict changed size during iteration" cannot happen.
-//! * Shared objects are not reference-counted: they live until
-//!   [`Manager::release`] or shutdown.
+//! * References are counted per process, not per proxy: clones of a proxy
+//!   share one reference, and the server gives back every reference of a
+//!   process whose connections close (a killed child leaks nothing).
+//! * A proxy sent to another process keeps its object alive until the
+//!   receiver reads it, however late (CPython needs the sender's proxy to
+//!   live that long); one that is never read keeps it until shutdown.
 //! * Starting twice, or after shutdown, cannot be written: the builder and
 //!   [`Manager::shutdown`] consume their receivers.
 //! * A client that dies holding a lock does not leave it locked for ever.
@@ -110,8 +115,25 @@
 //! A manager made by [`Manager::start`] owns its server process (a daemon:
 //! it also dies if this process is killed). [`Manager::shutdown`], or
 //! dropping the manager, stops it: a shutdown request, then SIGTERM and
-//! SIGKILL after the shutdown timeout. Shared objects live until then, or
-//! until [`Manager::release`] (CPython counts references instead).
+//! SIGKILL after the shutdown timeout.
+//!
+//! A shared object lives while something refers to it, as in CPython: a
+//! proxy in any process (clones share one reference, given back when the
+//! last is dropped), a registry name ([`Manager::register`]), a value stored
+//! in another shared object that contains a proxy of it, or a proxy on its
+//! way to another process (serialized, not yet read; one that is never read
+//! keeps its object until shutdown). The server frees it with its last
+//! reference, and the objects only it referred to with it; the references
+//! of a process whose connections close (it exited or was killed) go then.
+//! Objects that refer to each other in a cycle keep each other alive until
+//! the cycle is broken. [`Manager::release`] frees an object at once,
+//! whatever refers to it. [`Manager::object_count`] says how many objects
+//! the server holds.
+//!
+//! A proxy copied into a child by `fork` (other than through the child's
+//! arguments, which carry their own references) uses the parent's
+//! reference. A proxy of another manager stored in a value does not keep
+//! its object alive, nor does one inside a dict key.
 
 #![doc(test(attr(deny(warnings))))]
 

@@ -98,7 +98,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// # Errors
     /// [`Error::ValueMissing`] if there is none (Python's `ValueError`).
     pub fn remove(&self, item: &T) -> Result<(), Error> {
-        unit(self.raw.call(Op::ListRemove(self.raw.enc(item)?))?)
+        unit(self.raw.call(Op::ListRemove(self.raw.enc_bytes(item)?))?)
     }
 
     /// The index of the first item equal to `item`.
@@ -106,7 +106,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// # Errors
     /// [`Error::ValueMissing`] if there is none.
     pub fn index(&self, item: &T) -> Result<usize, Error> {
-        Ok(count(self.raw.call(Op::ListIndex(self.raw.enc(item)?))?)? as usize)
+        Ok(count(self.raw.call(Op::ListIndex(self.raw.enc_bytes(item)?))?)? as usize)
     }
 
     /// How many items equal `item`.
@@ -114,7 +114,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn count(&self, item: &T) -> Result<usize, Error> {
-        Ok(count(self.raw.call(Op::ListCount(self.raw.enc(item)?))?)? as usize)
+        Ok(count(self.raw.call(Op::ListCount(self.raw.enc_bytes(item)?))?)? as usize)
     }
 
     /// The number of items.
@@ -172,7 +172,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         let b = bytes(self.raw.call(Op::ListApply {
             index,
             func,
-            arg: self.raw.enc(&arg)?,
+            arg: self.raw.enc_bytes(&arg)?,
         })?)?;
         self.raw.dec(&b)
     }

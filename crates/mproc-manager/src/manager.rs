@@ -16,7 +16,7 @@ use crate::dict::Dict;
 use crate::error::Error;
 use crate::list::List;
 use crate::proto::ExeWire;
-use crate::proto::{Init, Kind, Reply, Request};
+use crate::proto::{Init, Kind, Reply, Request, Val};
 use crate::proxy::{Proxy, unexpected, unit};
 use crate::queue::{JoinableQueue, Queue};
 use crate::server::ExitCleanup;
@@ -68,8 +68,12 @@ impl Default for ManagerBuilder {
 
 impl ManagerBuilder {
     /// Listens at `address`: a TCP address (`127.0.0.1:0` picks a port) for
-    /// remote clients, or a Unix socket path. The default is a Unix socket
-    /// in a fresh private (0700) directory, removed at shutdown.
+    /// remote clients, or a Unix socket path or abstract name. The default
+    /// is a private Unix socket ([`Listener::builder_auto`]): on Linux a
+    /// fresh abstract name that only processes of the same user may use,
+    /// which leaves nothing behind even when the server is killed;
+    /// elsewhere a socket in a fresh private (0700) directory, removed at
+    /// shutdown.
     pub fn address(mut self, address: impl Into<Address>) -> Self {
         self.address = Some(address.into());
         self
@@ -375,17 +379,13 @@ impl Manager {
 
     fn create(&self, kind: Kind, init: Init) -> Result<RawProxy, Error> {
         match self.session.call(&Request::Create { kind, init })? {
-            Reply::Object(id, kind) => Ok(RawProxy {
-                session: self.session.clone(),
-                id,
-                kind,
-            }),
+            Reply::Object(id, kind) => Ok(RawProxy::granted(self.session.clone(), id, kind)),
             r => Err(unexpected(r)),
         }
     }
 
-    fn enc<T: Serialize + ?Sized>(&self, v: &T) -> Result<Vec<u8>, Error> {
-        crate::client::within(&self.session, || postcard::to_stdvec(v)).map_err(Error::Encode)
+    fn enc<T: Serialize + ?Sized>(&self, v: &T) -> Result<Val, Error> {
+        crate::client::encode(&self.session, v)
     }
 
     /// A new, empty shared dict.
@@ -406,7 +406,7 @@ impl Manager {
     ) -> Result<Dict<K, V>, Error> {
         let p: Result<Vec<_>, Error> = pairs
             .into_iter()
-            .map(|(k, v)| Ok((self.enc(&k)?, self.enc(&v)?)))
+            .map(|(k, v)| Ok((self.enc(&k)?.bytes, self.enc(&v)?)))
             .collect();
         Ok(Dict::wrap(self.create(Kind::Dict, Init::Pairs(p?))?))
     }
@@ -538,6 +538,7 @@ impl Manager {
 
     /// Names `proxy`'s object in the server's registry, so that processes
     /// that [`connect`](Manager::connect) can [`lookup`](Manager::lookup) it.
+    /// The name keeps the object alive until [`unregister`](Manager::unregister).
     ///
     /// # Errors
     /// [`Error::NameTaken`] if the name is in use.
@@ -556,16 +557,15 @@ impl Manager {
         match self.session.call(&Request::Lookup {
             name: name.to_owned(),
         })? {
-            Reply::Object(id, kind) => P::from_raw(RawProxy {
-                session: self.session.clone(),
-                id,
-                kind,
-            }),
+            Reply::Object(id, kind) => {
+                P::from_raw(RawProxy::granted(self.session.clone(), id, kind))
+            }
             r => Err(unexpected(r)),
         }
     }
 
-    /// Removes `name` from the registry (the object stays).
+    /// Removes `name` from the registry (the object stays while other
+    /// references to it remain).
     ///
     /// # Errors
     /// [`Error::NoSuchName`].
@@ -587,7 +587,8 @@ impl Manager {
     }
 
     /// How many shared objects the server holds (CPython's
-    /// `_number_of_objects`).
+    /// `_number_of_objects`): those that a proxy, a registry name, a value
+    /// stored in another object or a proxy in flight still refers to.
     ///
     /// # Errors
     /// [`Error::Disconnected`].
@@ -598,9 +599,10 @@ impl Manager {
         }
     }
 
-    /// Frees `proxy`'s object in the server (and its registry names). Every
-    /// proxy of it, in every process, then gets [`Error::NoSuchObject`].
-    /// Objects otherwise live until the server shuts down.
+    /// Frees `proxy`'s object in the server now, whatever still refers to it
+    /// (and its registry names). Every proxy of it, in every process, then
+    /// gets [`Error::NoSuchObject`]. Objects are otherwise freed when the
+    /// last proxy, name or stored value referring to them goes.
     ///
     /// # Errors
     /// [`Error::NoSuchObject`] if it was already freed.

@@ -11,8 +11,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped whenever the messages below change incompatibly.
-pub(crate) const PROTOCOL: u32 = 1;
+/// Bumped whenever the messages below change incompatibly (2: reference
+/// counts, [`Val`], transfers).
+pub(crate) const PROTOCOL: u32 = 2;
 
 /// The largest request the server accepts (64 MiB): bigger frames close the
 /// connection instead of being buffered.
@@ -23,6 +24,30 @@ pub(crate) type Id = u64;
 
 /// Encoded bytes of a user value.
 pub(crate) type Bytes = Vec<u8>;
+
+/// A user value as it is stored in the server: its encoding, and the objects
+/// whose proxies it contains (each distinct one once).
+///
+/// While a value is stored, each of its `refs` holds a reference to that
+/// object, so a proxy kept inside a dict, list, namespace, value or queue
+/// keeps its object alive. In a reply, each of `refs` is a reference the
+/// server has just granted to the reading client, which its proxies adopt
+/// (see `client::Hold`); an object that no longer exists is left out.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Val {
+    pub(crate) bytes: Bytes,
+    pub(crate) refs: Vec<Id>,
+}
+
+impl Val {
+    /// A value that contains no proxy.
+    pub(crate) fn plain(bytes: Bytes) -> Self {
+        Self {
+            bytes,
+            refs: Vec::new(),
+        }
+    }
+}
 
 /// Identifies whoever holds a lock: a client process and one of its threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -96,9 +121,9 @@ impl fmt::Display for Kind {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum Init {
     Empty,
-    Value(Bytes),
-    Items(Vec<Bytes>),
-    Pairs(Vec<(Bytes, Bytes)>),
+    Value(Val),
+    Items(Vec<Val>),
+    Pairs(Vec<(Bytes, Val)>),
     Count(u64),
     Queue { maxsize: u64 },
 }
@@ -128,8 +153,18 @@ pub(crate) enum Request {
     Names,
     /// How many objects the server holds.
     ObjectCount,
-    /// Forgets an object (it stays usable by nobody).
+    /// Frees an object whatever its references (it stays usable by nobody).
     Release { id: Id },
+    /// Takes one more reference to an object for this client.
+    Incref { id: Id },
+    /// Gives back one of this client's references to an object; the object
+    /// is freed with its last reference.
+    Decref { id: Id },
+    /// Takes a reference on behalf of a proxy about to travel to another
+    /// process; the reply is the token the receiver adopts it with.
+    Transfer { id: Id },
+    /// Makes a transferred reference this client's (replies with the object).
+    Adopt { token: u64 },
     /// One operation on one object.
     Call { id: Id, op: Op },
     /// Several operations, each on its object, in order, in one round trip.
@@ -146,31 +181,31 @@ pub(crate) type WaitMs = Option<u64>;
 pub(crate) enum Op {
     // Dict.
     DictGet(Bytes),
-    DictInsert(Bytes, Bytes),
+    DictInsert(Bytes, Val),
     DictRemove(Bytes),
     DictContains(Bytes),
     DictPop(Bytes),
-    DictSetDefault(Bytes, Bytes),
+    DictSetDefault(Bytes, Val),
     DictKeys,
     DictValues,
     DictItems,
-    DictUpdate(Vec<(Bytes, Bytes)>),
+    DictUpdate(Vec<(Bytes, Val)>),
     DictGetMany(Vec<Bytes>),
     DictPopItem,
     /// Server-side update of the value at a key; `default` is inserted first
     /// when the key is missing (else the key must exist).
     DictApply {
         key: Bytes,
-        default: Option<Bytes>,
+        default: Option<Val>,
         func: i64,
         arg: Bytes,
     },
     // List.
-    ListPush(Bytes),
-    ListExtend(Vec<Bytes>),
+    ListPush(Val),
+    ListExtend(Vec<Val>),
     ListGet(i64),
-    ListSet(i64, Bytes),
-    ListInsert(i64, Bytes),
+    ListSet(i64, Val),
+    ListInsert(i64, Val),
     ListPop(Option<i64>),
     ListRemove(Bytes),
     ListIndex(Bytes),
@@ -183,7 +218,7 @@ pub(crate) enum Op {
     },
     // Namespace.
     NsGet(String),
-    NsSet(String, Bytes),
+    NsSet(String, Val),
     NsDel(String),
     NsNames,
     NsApply {
@@ -193,8 +228,8 @@ pub(crate) enum Op {
     },
     // Value.
     ValueGet,
-    ValueSet(Bytes),
-    ValueSwap(Bytes),
+    ValueSet(Val),
+    ValueSwap(Val),
     ValueApply {
         func: i64,
         arg: Bytes,
@@ -230,7 +265,7 @@ pub(crate) enum Op {
     BarrierAbort,
     BarrierInfo,
     // Queues.
-    Put(Bytes, WaitMs),
+    Put(Val, WaitMs),
     Get(WaitMs),
     QSize,
     TaskDone,
@@ -274,14 +309,17 @@ pub(crate) enum Reply {
     Unit,
     Bool(bool),
     Count(u64),
-    Bytes(Bytes),
-    MaybeBytes(Option<Bytes>),
-    List(Vec<Bytes>),
-    MaybeList(Vec<Option<Bytes>>),
-    Pairs(Vec<(Bytes, Bytes)>),
-    MaybePair(Option<(Bytes, Bytes)>),
+    Bytes(Val),
+    MaybeBytes(Option<Val>),
+    List(Vec<Val>),
+    MaybeList(Vec<Option<Val>>),
+    Pairs(Vec<(Bytes, Val)>),
+    MaybePair(Option<(Bytes, Val)>),
     Names(Vec<String>),
+    /// An object, with a reference to it granted to the client.
     Object(Id, Kind),
+    /// A transfer token (see [`Request::Transfer`]).
+    Token(u64),
     Acquired(Acquired),
     /// The lock state: (held, recursion count).
     Held(bool, u64),
@@ -300,6 +338,7 @@ pub(crate) enum RemoteError {
     WrongKind { expected: Kind, found: Kind },
     NoSuchObject(Id),
     NoSuchName(String),
+    NoSuchTransfer(u64),
     NameTaken(String),
     Empty,
     Full,
@@ -338,7 +377,7 @@ pub(crate) fn samples() -> Vec<Vec<u8>> {
         Request::Ping,
         Request::Create {
             kind: Kind::Dict,
-            init: Init::Pairs(vec![(vec![1, b'a'], vec![3])]),
+            init: Init::Pairs(vec![(vec![1, b'a'], Val::plain(vec![3]))]),
         },
         Request::Create {
             kind: Kind::Barrier,
@@ -353,20 +392,20 @@ pub(crate) fn samples() -> Vec<Vec<u8>> {
         },
         Request::Call {
             id: 1,
-            op: Op::DictInsert(vec![1, b'k'], vec![5]),
+            op: Op::DictInsert(vec![1, b'k'], Val::plain(vec![5])),
         },
         Request::Call {
             id: 1,
             op: Op::DictApply {
                 key: vec![1, b'k'],
-                default: Some(vec![0]),
+                default: Some(Val::plain(vec![0])),
                 func: 4096,
                 arg: vec![1],
             },
         },
         Request::Call {
             id: 2,
-            op: Op::ListInsert(i64::MIN, vec![9]),
+            op: Op::ListInsert(i64::MIN, Val::plain(vec![9])),
         },
         Request::Call {
             id: 2,
@@ -403,7 +442,7 @@ pub(crate) fn samples() -> Vec<Vec<u8>> {
         },
         Request::Call {
             id: 11,
-            op: Op::Put(vec![1, 2, 3], Some(0)),
+            op: Op::Put(Val::plain(vec![1, 2, 3]), Some(0)),
         },
         Request::Call {
             id: 11,
@@ -415,6 +454,19 @@ pub(crate) fn samples() -> Vec<Vec<u8>> {
             (11, Op::Get(None)),
         ]),
         Request::Release { id: 3 },
+        // A list holding proxies of the dict (1) and of itself (2).
+        Request::Call {
+            id: 2,
+            op: Op::ListPush(Val {
+                bytes: vec![4],
+                refs: vec![1, 2, 2],
+            }),
+        },
+        Request::Incref { id: 1 },
+        Request::Decref { id: 1 },
+        Request::Decref { id: 99 },
+        Request::Transfer { id: 2 },
+        Request::Adopt { token: 1 },
         Request::Shutdown,
     ];
     reqs.iter()

@@ -2,7 +2,7 @@
 
 use crate::client::RawProxy;
 use crate::error::Error;
-use crate::proto::{Kind, Reply};
+use crate::proto::{Kind, Reply, Val};
 
 /// A typed handle to a shared object in a manager.
 ///
@@ -46,6 +46,7 @@ fn reply_name(r: &Reply) -> &'static str {
         Reply::MaybePair(_) => "optional pair",
         Reply::Names(_) => "names",
         Reply::Object(..) => "object",
+        Reply::Token(_) => "token",
         Reply::Acquired(_) => "acquired",
         Reply::Held(..) => "held",
         Reply::Barrier(..) => "barrier",
@@ -75,7 +76,7 @@ pub(crate) fn boolean(r: Reply) -> Result<bool, Error> {
     }
 }
 
-pub(crate) fn bytes(r: Reply) -> Result<Vec<u8>, Error> {
+pub(crate) fn bytes(r: Reply) -> Result<Val, Error> {
     match r {
         Reply::Bytes(b) => Ok(b),
         r => Err(unexpected(r)),

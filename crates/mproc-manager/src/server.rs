@@ -1,5 +1,6 @@
 //! The server: shared objects, the registry, and one thread per connection.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::panic::{self, AssertUnwindSafe};
@@ -16,7 +17,8 @@ use crate::client::lock;
 use crate::code_ref;
 use crate::link::Link;
 use crate::proto::{
-    self, Acquired, Bytes, ExeWire, Id, Init, Kind, Op, Owner, RemoteError, Reply, Request, WaitMs,
+    self, Acquired, Bytes, ExeWire, Id, Init, Kind, Op, Owner, RemoteError, Reply, Request, Val,
+    WaitMs,
 };
 use crate::sys;
 
@@ -31,24 +33,24 @@ type RResult<T> = Result<T, RemoteError>;
 #[derive(Default)]
 struct OrderedMap {
     index: HashMap<Bytes, u64>,
-    entries: BTreeMap<u64, (Bytes, Bytes)>,
+    entries: BTreeMap<u64, (Bytes, Val)>,
     next: u64,
 }
 
 impl OrderedMap {
-    fn get(&self, k: &[u8]) -> Option<&Bytes> {
+    fn get(&self, k: &[u8]) -> Option<&Val> {
         self.index
             .get(k)
             .and_then(|s| self.entries.get(s))
             .map(|(_, v)| v)
     }
 
-    fn get_mut(&mut self, k: &[u8]) -> Option<&mut Bytes> {
+    fn get_mut(&mut self, k: &[u8]) -> Option<&mut Val> {
         let s = self.index.get(k)?;
         self.entries.get_mut(s).map(|(_, v)| v)
     }
 
-    fn insert(&mut self, k: Bytes, v: Bytes) -> Option<Bytes> {
+    fn insert(&mut self, k: Bytes, v: Val) -> Option<Val> {
         if let Some(s) = self.index.get(&k) {
             let slot = self.entries.get_mut(s).expect("index and entries agree");
             return Some(std::mem::replace(&mut slot.1, v));
@@ -60,12 +62,12 @@ impl OrderedMap {
         None
     }
 
-    fn remove(&mut self, k: &[u8]) -> Option<Bytes> {
+    fn remove(&mut self, k: &[u8]) -> Option<Val> {
         let s = self.index.remove(k)?;
         self.entries.remove(&s).map(|(_, v)| v)
     }
 
-    fn pop_last(&mut self) -> Option<(Bytes, Bytes)> {
+    fn pop_last(&mut self) -> Option<(Bytes, Val)> {
         let (_, (k, v)) = self.entries.pop_last()?;
         self.index.remove(&k);
         Some((k, v))
@@ -75,9 +77,13 @@ impl OrderedMap {
         self.entries.len()
     }
 
-    fn clear(&mut self) {
+    /// Empties the map, returning its values.
+    fn drain(&mut self) -> Vec<Val> {
         self.index.clear();
-        self.entries.clear();
+        std::mem::take(&mut self.entries)
+            .into_values()
+            .map(|(_, v)| v)
+            .collect()
     }
 }
 
@@ -128,7 +134,7 @@ struct BarrierState {
 }
 
 struct QueueState {
-    items: VecDeque<Bytes>,
+    items: VecDeque<Val>,
     /// 0: unbounded.
     maxsize: u64,
     unfinished: u64,
@@ -136,9 +142,9 @@ struct QueueState {
 
 enum Obj {
     Dict(OrderedMap),
-    List(Vec<Bytes>),
-    Namespace(BTreeMap<String, Bytes>),
-    Value(Bytes),
+    List(Vec<Val>),
+    Namespace(BTreeMap<String, Val>),
+    Value(Val),
     Lock(LockState),
     Semaphore { value: u64, bound: Option<u64> },
     Event(bool),
@@ -147,10 +153,183 @@ enum Obj {
     Queue(QueueState),
 }
 
+impl Obj {
+    /// Takes out every stored value (the object is being freed).
+    fn drain(&mut self) -> Vec<Val> {
+        match self {
+            Self::Dict(m) => m.drain(),
+            Self::List(l) => std::mem::take(l),
+            Self::Namespace(n) => std::mem::take(n).into_values().collect(),
+            Self::Value(v) => vec![std::mem::take(v)],
+            Self::Queue(q) => std::mem::take(&mut q.items).into(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 struct Entry {
+    id: Id,
     kind: Kind,
     state: Mutex<Obj>,
     cv: Condvar,
+}
+
+/// Who keeps each object alive (CPython's `id_to_refcount`).
+///
+/// An object's count is the sum of its references: one per reference a
+/// client's proxies hold (granted by a create, a lookup, an adoption, an
+/// incref or a reply carrying a stored proxy), one per registry name, one
+/// per stored value that contains a proxy of it, and one per proxy in
+/// flight (serialized for another process, not yet adopted). The object is
+/// freed when its count reaches zero, and the references its own stored
+/// values held go with it. Objects that refer to each other in a cycle keep
+/// each other alive (as in CPython's manager, which has no cycle collector).
+#[derive(Default)]
+struct Refs {
+    /// Every live object's count. An object missing here is freed (or being
+    /// freed): nothing may take a reference to it any more.
+    counts: HashMap<Id, u64>,
+    /// Per client: how many references its proxies hold, by object. Given
+    /// back when the client's last connection closes, so a killed process
+    /// leaks nothing.
+    clients: HashMap<u64, HashMap<Id, u64>>,
+    /// Proxies in flight: token → object.
+    transfers: HashMap<u64, Id>,
+    next_token: u64,
+}
+
+impl Refs {
+    /// One more reference to `id`, if it lives.
+    fn incref(&mut self, id: Id) -> bool {
+        match self.counts.get_mut(&id) {
+            Some(n) => {
+                *n += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// One reference fewer to `id`; when it was the last, `id` goes to
+    /// `freed` (to be reaped once no object lock is held).
+    fn decref(&mut self, id: Id, freed: &mut Vec<Id>) {
+        if let Some(n) = self.counts.get_mut(&id) {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.remove(&id);
+                freed.push(id);
+            }
+        }
+    }
+
+    /// Records one of `id`'s references (already counted) as `client`'s.
+    fn credit(&mut self, client: u64, id: Id) {
+        *self
+            .clients
+            .entry(client)
+            .or_default()
+            .entry(id)
+            .or_insert(0) += 1;
+    }
+
+    /// A new reference to `id` for `client`, if `id` lives.
+    fn grant(&mut self, client: u64, id: Id) -> bool {
+        let ok = self.incref(id);
+        if ok {
+            self.credit(client, id);
+        }
+        ok
+    }
+
+    /// `client` gives back one of its references to `id`; false if it held none.
+    fn give_back(&mut self, client: u64, id: Id, freed: &mut Vec<Id>) -> bool {
+        let Some(held) = self.clients.get_mut(&client) else {
+            return false;
+        };
+        let Some(n) = held.get_mut(&id) else {
+            return false;
+        };
+        *n -= 1;
+        if *n == 0 {
+            held.remove(&id);
+            if held.is_empty() {
+                self.clients.remove(&client);
+            }
+        }
+        self.decref(id, freed);
+        true
+    }
+}
+
+/// The reference bookkeeping of one operation on one object (the
+/// container): values stored into it, copied out of it, moved out of it.
+/// Used while the container's lock is held; what the operation freed is
+/// reaped after it (see [`Server::reap`]).
+struct Store<'a> {
+    refs: &'a Mutex<Refs>,
+    client: u64,
+    container: Id,
+    freed: RefCell<Vec<Id>>,
+}
+
+impl Store<'_> {
+    /// Takes the references `vals` hold once stored in the container: all
+    /// or none. Fails if the container was freed meanwhile (its values would
+    /// never be given back) or a referred object does not exist.
+    fn keep<'v>(&self, vals: impl IntoIterator<Item = &'v Val> + Clone) -> RResult<()> {
+        let mut refs = lock(self.refs);
+        if !refs.counts.contains_key(&self.container) {
+            return Err(RemoteError::NoSuchObject(self.container));
+        }
+        for v in vals.clone() {
+            if let Some(&id) = v.refs.iter().find(|id| !refs.counts.contains_key(id)) {
+                return Err(RemoteError::NoSuchObject(id));
+            }
+        }
+        for v in vals {
+            for &id in &v.refs {
+                refs.incref(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// A copy of a stored value for the client: grants it a reference to
+    /// each object the value refers to (leaving out any freed by force).
+    fn lend(&self, mut v: Val) -> Val {
+        if !v.refs.is_empty() {
+            let mut refs = lock(self.refs);
+            v.refs.retain(|&id| refs.grant(self.client, id));
+        }
+        v
+    }
+
+    /// A value moved out of the container to the client: its references
+    /// become the client's.
+    fn hand_over(&self, mut v: Val) -> Val {
+        if !v.refs.is_empty() {
+            let mut refs = lock(self.refs);
+            v.refs.retain(|&id| {
+                let live = refs.counts.contains_key(&id);
+                if live {
+                    refs.credit(self.client, id);
+                }
+                live
+            });
+        }
+        v
+    }
+
+    /// A value removed from the container and thrown away.
+    fn discard(&self, v: Val) {
+        if !v.refs.is_empty() {
+            let mut refs = lock(self.refs);
+            let mut freed = self.freed.borrow_mut();
+            for id in v.refs {
+                refs.decref(id, &mut freed);
+            }
+        }
+    }
 }
 
 /// What a connection thread knows about its client.
@@ -176,6 +355,7 @@ pub(crate) struct Server {
     names: Mutex<BTreeMap<String, Id>>,
     next_id: AtomicU64,
     clients: Mutex<HashMap<u64, usize>>,
+    refs: Mutex<Refs>,
     exe: Option<ExeWire>,
     stopping: AtomicBool,
 }
@@ -209,6 +389,7 @@ impl Server {
             names: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             clients: Mutex::new(HashMap::new()),
+            refs: Mutex::new(Refs::default()),
             exe: code_ref::exe_token(),
             stopping: AtomicBool::new(false),
         }
@@ -223,8 +404,18 @@ impl Server {
             .ok_or(RemoteError::NoSuchObject(id))
     }
 
-    fn create(&self, kind: Kind, init: Init) -> RResult<Id> {
+    /// Makes an object, with one reference to it for `client`.
+    fn create(&self, client: u64, kind: Kind, init: Init) -> RResult<Id> {
         let bad = || RemoteError::Malformed(format!("bad initial state for a {kind}"));
+        let embedded: Vec<Id> = match &init {
+            Init::Value(v) => v.refs.clone(),
+            Init::Items(vs) => vs.iter().flat_map(|v| v.refs.iter().copied()).collect(),
+            Init::Pairs(ps) => ps
+                .iter()
+                .flat_map(|(_, v)| v.refs.iter().copied())
+                .collect(),
+            Init::Empty | Init::Count(_) | Init::Queue { .. } => Vec::new(),
+        };
         let obj = match (kind, init) {
             (Kind::Dict, Init::Empty) => Obj::Dict(OrderedMap::default()),
             (Kind::Dict, Init::Pairs(p)) => {
@@ -267,7 +458,19 @@ impl Server {
         };
         // Relaxed: only uniqueness matters.
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut refs = lock(&self.refs);
+            if let Some(&gone) = embedded.iter().find(|i| !refs.counts.contains_key(i)) {
+                return Err(RemoteError::NoSuchObject(gone));
+            }
+            for &i in &embedded {
+                refs.incref(i);
+            }
+            refs.counts.insert(id, 1);
+            refs.credit(client, id);
+        }
         let e = Arc::new(Entry {
+            id,
             kind,
             state: Mutex::new(obj),
             cv: Condvar::new(),
@@ -282,16 +485,21 @@ impl Server {
     /// Handles one request. Never panics on any input (a panic in a user's
     /// update function is caught by the caller).
     pub(crate) fn handle(&self, peer: &Peer<'_>, req: Request) -> (Reply, Then) {
+        let mut freed = Vec::new();
         let r = match req {
             Request::Hello { .. } => Err(RemoteError::Malformed("hello sent twice".into())),
             Request::Ping => Ok(Reply::Unit),
-            Request::Create { kind, init } => {
-                self.create(kind, init).map(|id| Reply::Object(id, kind))
-            }
+            Request::Create { kind, init } => self
+                .create(peer.client, kind, init)
+                .map(|id| Reply::Object(id, kind)),
             Request::Register { name, id } => self.entry(id).and_then(|_| {
                 let mut names = lock(&self.names);
                 if names.contains_key(&name) {
                     return Err(RemoteError::NameTaken(name));
+                }
+                // A name holds a reference.
+                if !lock(&self.refs).incref(id) {
+                    return Err(RemoteError::NoSuchObject(id));
                 }
                 names.insert(name, id);
                 Ok(Reply::Unit)
@@ -299,29 +507,69 @@ impl Server {
             Request::Lookup { name } => {
                 let id = lock(&self.names).get(&name).copied();
                 match id {
-                    Some(id) => self.entry(id).map(|e| Reply::Object(id, e.kind)),
+                    Some(id) => self.entry(id).and_then(|e| self.grant(peer, id, e.kind)),
                     None => Err(RemoteError::NoSuchName(name)),
                 }
             }
             Request::Unregister { name } => match lock(&self.names).remove(&name) {
-                Some(_) => Ok(Reply::Unit),
+                Some(id) => {
+                    lock(&self.refs).decref(id, &mut freed);
+                    Ok(Reply::Unit)
+                }
                 None => Err(RemoteError::NoSuchName(name)),
             },
+            Request::Incref { id } => self.entry(id).and_then(|e| self.grant(peer, id, e.kind)),
+            Request::Decref { id } => {
+                if lock(&self.refs).give_back(peer.client, id, &mut freed) {
+                    Ok(Reply::Unit)
+                } else {
+                    Err(RemoteError::NotAllowed(format!(
+                        "this client holds no reference to object {id}"
+                    )))
+                }
+            }
+            Request::Transfer { id } => {
+                let mut refs = lock(&self.refs);
+                if refs.incref(id) {
+                    refs.next_token += 1;
+                    let token = refs.next_token;
+                    refs.transfers.insert(token, id);
+                    Ok(Reply::Token(token))
+                } else {
+                    Err(RemoteError::NoSuchObject(id))
+                }
+            }
+            Request::Adopt { token } => {
+                let adopted = {
+                    let mut refs = lock(&self.refs);
+                    match refs.transfers.remove(&token) {
+                        // The transfer's reference becomes the client's.
+                        Some(id) if refs.counts.contains_key(&id) => {
+                            refs.credit(peer.client, id);
+                            Ok(id)
+                        }
+                        Some(id) => Err(RemoteError::NoSuchObject(id)),
+                        None => Err(RemoteError::NoSuchTransfer(token)),
+                    }
+                };
+                adopted.and_then(|id| self.entry(id).map(|e| Reply::Object(id, e.kind)))
+            }
             Request::Names => Ok(Reply::Names(lock(&self.names).keys().cloned().collect())),
             Request::ObjectCount => Ok(Reply::Count(
                 self.objects.read().unwrap_or_else(|e| e.into_inner()).len() as u64,
             )),
             Request::Release { id } => {
-                let gone = self
-                    .objects
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
                 lock(&self.names).retain(|_, v| *v != id);
-                gone.map(|_| Reply::Unit)
-                    .ok_or(RemoteError::NoSuchObject(id))
+                if lock(&self.refs).counts.remove(&id).is_some() {
+                    freed.push(id);
+                    Ok(Reply::Unit)
+                } else {
+                    Err(RemoteError::NoSuchObject(id))
+                }
             }
-            Request::Call { id, op } => self.entry(id).and_then(|e| self.op(peer, &e, op)),
+            Request::Call { id, op } => self
+                .entry(id)
+                .and_then(|e| self.op(peer, &e, op, &mut freed)),
             Request::Batch(ops) => {
                 let mut out = Vec::with_capacity(ops.len().min(1024));
                 for (id, op) in ops {
@@ -330,7 +578,8 @@ impl Server {
                             "waiting operations cannot be batched".into(),
                         ))
                     } else {
-                        self.entry(id).and_then(|e| self.op(peer, &e, op))
+                        self.entry(id)
+                            .and_then(|e| self.op(peer, &e, op, &mut freed))
                     };
                     out.push(r.unwrap_or_else(Reply::Err));
                 }
@@ -338,7 +587,38 @@ impl Server {
             }
             Request::Shutdown => return (Reply::Unit, Then::Shutdown),
         };
+        self.reap(freed);
         (r.unwrap_or_else(Reply::Err), Then::Continue)
+    }
+
+    /// A new reference to `id` for the client, as a reply.
+    fn grant(&self, peer: &Peer<'_>, id: Id, kind: Kind) -> RResult<Reply> {
+        if lock(&self.refs).grant(peer.client, id) {
+            Ok(Reply::Object(id, kind))
+        } else {
+            Err(RemoteError::NoSuchObject(id))
+        }
+    }
+
+    /// Frees the objects in `freed` (their counts are gone already), and in
+    /// turn those whose last reference was a value stored in one of them.
+    /// Called with no object's lock held: a freed object's values are taken
+    /// out under its own lock.
+    fn reap(&self, mut freed: Vec<Id>) {
+        while let Some(id) = freed.pop() {
+            let gone = self
+                .objects
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            let Some(e) = gone else { continue };
+            let vals = guard(&e.state).drain();
+            e.cv.notify_all();
+            let mut refs = lock(&self.refs);
+            for id in vals.into_iter().flat_map(|v| v.refs) {
+                refs.decref(id, &mut freed);
+            }
+        }
     }
 
     fn deadline(peer: &Peer<'_>, wait: WaitMs) -> Option<Instant> {
@@ -382,19 +662,35 @@ impl Server {
         }
     }
 
-    fn apply(peer: &Peer<'_>, func: i64, value: &mut Bytes, arg: &[u8]) -> RResult<Reply> {
+    /// Runs an update function on a stored value. Its references stay as
+    /// they were: a proxy cannot be decoded inside the server, so the
+    /// function cannot have added or removed one.
+    fn apply(peer: &Peer<'_>, func: i64, value: &mut Val, arg: &[u8]) -> RResult<Reply> {
         if !peer.same_exe {
             return Err(RemoteError::ForeignExecutable);
         }
         let f = code_ref::resolve(func).ok_or(RemoteError::BadFunction)?;
-        match panic::catch_unwind(AssertUnwindSafe(|| f(value, arg))) {
-            Ok(Ok(r)) => Ok(Reply::Bytes(r)),
+        match panic::catch_unwind(AssertUnwindSafe(|| f(&mut value.bytes, arg))) {
+            Ok(Ok(r)) => Ok(Reply::Bytes(Val::plain(r))),
             Ok(Err(m)) => Err(RemoteError::Decode(m)),
             Err(p) => Err(RemoteError::Panicked(panic_message(&*p))),
         }
     }
 
-    fn op(&self, peer: &Peer<'_>, e: &Entry, op: Op) -> RResult<Reply> {
+    /// Runs `op` on `e`; adds the objects it freed to `freed`.
+    fn op(&self, peer: &Peer<'_>, e: &Entry, op: Op, freed: &mut Vec<Id>) -> RResult<Reply> {
+        let st = Store {
+            refs: &self.refs,
+            client: peer.client,
+            container: e.id,
+            freed: RefCell::new(Vec::new()),
+        };
+        let r = self.op_in(peer, &st, e, op);
+        freed.append(&mut st.freed.borrow_mut());
+        r
+    }
+
+    fn op_in(&self, peer: &Peer<'_>, st: &Store<'_>, e: &Entry, op: Op) -> RResult<Reply> {
         let kind = e.kind;
         match op {
             Op::Len => match &*guard(&e.state) {
@@ -405,16 +701,8 @@ impl Server {
                 _ => Err(wrong(Kind::Dict, kind)),
             },
             Op::Clear => match &mut *guard(&e.state) {
-                Obj::Dict(m) => {
-                    m.clear();
-                    Ok(Reply::Unit)
-                }
-                Obj::List(l) => {
-                    l.clear();
-                    Ok(Reply::Unit)
-                }
-                Obj::Namespace(n) => {
-                    n.clear();
+                o @ (Obj::Dict(_) | Obj::List(_) | Obj::Namespace(_)) => {
+                    o.drain().into_iter().for_each(|v| st.discard(v));
                     Ok(Reply::Unit)
                 }
                 _ => Err(wrong(Kind::Dict, kind)),
@@ -436,7 +724,7 @@ impl Server {
                 let Obj::Dict(m) = &mut *g else {
                     return Err(wrong(Kind::Dict, kind));
                 };
-                Self::dict_op(peer, m, op)
+                Self::dict_op(peer, st, m, op)
             }
             Op::ListPush(_)
             | Op::ListExtend(_)
@@ -453,7 +741,7 @@ impl Server {
                 let Obj::List(l) = &mut *g else {
                     return Err(wrong(Kind::List, kind));
                 };
-                Self::list_op(peer, l, op)
+                Self::list_op(peer, st, l, op)
             }
             Op::NsGet(_) | Op::NsSet(..) | Op::NsDel(_) | Op::NsNames | Op::NsApply { .. } => {
                 let mut g = guard(&e.state);
@@ -464,15 +752,21 @@ impl Server {
                     Op::NsGet(k) => n
                         .get(&k)
                         .cloned()
-                        .map(Reply::Bytes)
+                        .map(|v| Reply::Bytes(st.lend(v)))
                         .ok_or(RemoteError::KeyMissing),
                     Op::NsSet(k, v) => {
-                        n.insert(k, v);
+                        st.keep([&v])?;
+                        if let Some(old) = n.insert(k, v) {
+                            st.discard(old);
+                        }
                         Ok(Reply::Unit)
                     }
                     Op::NsDel(k) => n
                         .remove(&k)
-                        .map(|_| Reply::Unit)
+                        .map(|old| {
+                            st.discard(old);
+                            Reply::Unit
+                        })
                         .ok_or(RemoteError::KeyMissing),
                     Op::NsNames => Ok(Reply::Names(n.keys().cloned().collect())),
                     Op::NsApply { name, func, arg } => {
@@ -488,12 +782,16 @@ impl Server {
                     return Err(wrong(Kind::Value, kind));
                 };
                 match op {
-                    Op::ValueGet => Ok(Reply::Bytes(v.clone())),
+                    Op::ValueGet => Ok(Reply::Bytes(st.lend(v.clone()))),
                     Op::ValueSet(n) => {
-                        *v = n;
+                        st.keep([&n])?;
+                        st.discard(std::mem::replace(v, n));
                         Ok(Reply::Unit)
                     }
-                    Op::ValueSwap(n) => Ok(Reply::Bytes(std::mem::replace(v, n))),
+                    Op::ValueSwap(n) => {
+                        st.keep([&n])?;
+                        Ok(Reply::Bytes(st.hand_over(std::mem::replace(v, n))))
+                    }
                     Op::ValueApply { func, arg } => Self::apply(peer, func, v, &arg),
                     _ => unreachable!("matched above"),
                 }
@@ -612,6 +910,7 @@ impl Server {
                 let mut item = Some(item);
                 let r = Self::wait_for(peer, e, wait, |o| match o {
                     Obj::Queue(q) if q.maxsize == 0 || (q.items.len() as u64) < q.maxsize => {
+                        st.keep(item.as_ref())?;
                         q.items.extend(item.take());
                         q.unfinished += 1;
                         Ok(Some(()))
@@ -624,7 +923,7 @@ impl Server {
             }
             Op::Get(wait) => {
                 let r = Self::wait_for(peer, e, wait, |o| match o {
-                    Obj::Queue(q) => Ok(q.items.pop_front()),
+                    Obj::Queue(q) => Ok(q.items.pop_front().map(|v| st.hand_over(v))),
                     _ => Err(wrong(Kind::Queue, kind)),
                 })?;
                 e.cv.notify_all();
@@ -663,33 +962,58 @@ impl Server {
         }
     }
 
-    fn dict_op(peer: &Peer<'_>, m: &mut OrderedMap, op: Op) -> RResult<Reply> {
+    fn dict_op(peer: &Peer<'_>, st: &Store<'_>, m: &mut OrderedMap, op: Op) -> RResult<Reply> {
+        let lend = |v: Option<&Val>| v.map(|v| st.lend(v.clone()));
         Ok(match op {
-            Op::DictGet(k) => Reply::MaybeBytes(m.get(&k).cloned()),
-            Op::DictInsert(k, v) => Reply::MaybeBytes(m.insert(k, v)),
-            Op::DictRemove(k) => Reply::MaybeBytes(m.remove(&k)),
+            Op::DictGet(k) => Reply::MaybeBytes(lend(m.get(&k))),
+            Op::DictInsert(k, v) => {
+                st.keep([&v])?;
+                Reply::MaybeBytes(m.insert(k, v).map(|old| st.hand_over(old)))
+            }
+            Op::DictRemove(k) => Reply::MaybeBytes(m.remove(&k).map(|old| st.hand_over(old))),
             Op::DictContains(k) => Reply::Bool(m.get(&k).is_some()),
-            Op::DictPop(k) => Reply::Bytes(m.remove(&k).ok_or(RemoteError::KeyMissing)?),
+            Op::DictPop(k) => {
+                Reply::Bytes(st.hand_over(m.remove(&k).ok_or(RemoteError::KeyMissing)?))
+            }
             Op::DictSetDefault(k, v) => match m.get(&k) {
-                Some(old) => Reply::Bytes(old.clone()),
+                Some(old) => Reply::Bytes(st.lend(old.clone())),
                 None => {
+                    st.keep([&v])?;
                     m.insert(k, v.clone());
-                    Reply::Bytes(v)
+                    Reply::Bytes(st.lend(v))
                 }
             },
-            Op::DictKeys => Reply::List(m.entries.values().map(|(k, _)| k.clone()).collect()),
-            Op::DictValues => Reply::List(m.entries.values().map(|(_, v)| v.clone()).collect()),
-            Op::DictItems => Reply::Pairs(m.entries.values().cloned().collect()),
+            Op::DictKeys => Reply::List(
+                m.entries
+                    .values()
+                    .map(|(k, _)| Val::plain(k.clone()))
+                    .collect(),
+            ),
+            Op::DictValues => Reply::List(
+                m.entries
+                    .values()
+                    .map(|(_, v)| st.lend(v.clone()))
+                    .collect(),
+            ),
+            Op::DictItems => Reply::Pairs(
+                m.entries
+                    .values()
+                    .map(|(k, v)| (k.clone(), st.lend(v.clone())))
+                    .collect(),
+            ),
             Op::DictUpdate(pairs) => {
+                st.keep(pairs.iter().map(|(_, v)| v))?;
                 for (k, v) in pairs {
-                    m.insert(k, v);
+                    if let Some(old) = m.insert(k, v) {
+                        st.discard(old);
+                    }
                 }
                 Reply::Unit
             }
             Op::DictGetMany(keys) => {
-                Reply::MaybeList(keys.iter().map(|k| m.get(k).cloned()).collect())
+                Reply::MaybeList(keys.iter().map(|k| lend(m.get(k))).collect())
             }
-            Op::DictPopItem => Reply::MaybePair(m.pop_last()),
+            Op::DictPopItem => Reply::MaybePair(m.pop_last().map(|(k, v)| (k, st.hand_over(v)))),
             Op::DictApply {
                 key,
                 default,
@@ -703,6 +1027,7 @@ impl Server {
                             if !peer.same_exe {
                                 return Err(RemoteError::ForeignExecutable);
                             }
+                            st.keep([&d])?;
                             m.insert(key.clone(), d);
                         }
                         None => return Err(RemoteError::KeyMissing),
@@ -715,23 +1040,27 @@ impl Server {
         })
     }
 
-    fn list_op(peer: &Peer<'_>, l: &mut Vec<Bytes>, op: Op) -> RResult<Reply> {
+    fn list_op(peer: &Peer<'_>, st: &Store<'_>, l: &mut Vec<Val>, op: Op) -> RResult<Reply> {
         Ok(match op {
             Op::ListPush(v) => {
+                st.keep([&v])?;
                 l.push(v);
                 Reply::Unit
             }
             Op::ListExtend(vs) => {
+                st.keep(&vs)?;
                 l.extend(vs);
                 Reply::Unit
             }
-            Op::ListGet(i) => Reply::Bytes(l[norm(i, l.len())?].clone()),
+            Op::ListGet(i) => Reply::Bytes(st.lend(l[norm(i, l.len())?].clone())),
             Op::ListSet(i, v) => {
                 let i = norm(i, l.len())?;
-                l[i] = v;
+                st.keep([&v])?;
+                st.discard(std::mem::replace(&mut l[i], v));
                 Reply::Unit
             }
             Op::ListInsert(i, v) => {
+                st.keep([&v])?;
                 // Python clamps insert positions.
                 let n = l.len() as i64;
                 let i = if i < 0 { (i + n).max(0) } else { i.min(n) };
@@ -740,23 +1069,23 @@ impl Server {
             }
             Op::ListPop(i) => {
                 let i = norm(i.unwrap_or(-1), l.len())?;
-                Reply::Bytes(l.remove(i))
+                Reply::Bytes(st.hand_over(l.remove(i)))
             }
             Op::ListRemove(v) => {
                 let i = l
                     .iter()
-                    .position(|x| *x == v)
+                    .position(|x| x.bytes == v)
                     .ok_or(RemoteError::ValueMissing)?;
-                l.remove(i);
+                st.discard(l.remove(i));
                 Reply::Unit
             }
             Op::ListIndex(v) => Reply::Count(
                 l.iter()
-                    .position(|x| *x == v)
+                    .position(|x| x.bytes == v)
                     .ok_or(RemoteError::ValueMissing)? as u64,
             ),
-            Op::ListCount(v) => Reply::Count(l.iter().filter(|x| **x == v).count() as u64),
-            Op::ListSnapshot => Reply::List(l.clone()),
+            Op::ListCount(v) => Reply::Count(l.iter().filter(|x| x.bytes == v).count() as u64),
+            Op::ListSnapshot => Reply::List(l.iter().map(|v| st.lend(v.clone())).collect()),
             Op::ListApply { index, func, arg } => {
                 let i = norm(index, l.len())?;
                 return Self::apply(peer, func, &mut l[i], &arg);
@@ -883,8 +1212,9 @@ impl Server {
         *lock(&self.clients).entry(client).or_insert(0) += 1;
     }
 
-    /// Uncounts a connection; when a client's last one closes, releases the
-    /// locks it held (marking them so the next holder learns of it).
+    /// Uncounts a connection; when a client's last one closes, gives back
+    /// the references its proxies held and releases the locks it held
+    /// (marking them so the next holder learns of it).
     fn client_left(&self, client: u64) {
         let gone = {
             let mut c = lock(&self.clients);
@@ -902,6 +1232,16 @@ impl Server {
         if !gone {
             return;
         }
+        let mut freed = Vec::new();
+        {
+            let mut refs = lock(&self.refs);
+            for (id, n) in refs.clients.remove(&client).unwrap_or_default() {
+                for _ in 0..n {
+                    refs.decref(id, &mut freed);
+                }
+            }
+        }
+        self.reap(freed);
         let objects: Vec<Arc<Entry>> = self
             .objects
             .read()
@@ -954,9 +1294,10 @@ impl Server {
                 (client, same, rings)
             }
             _ => {
-                let _ = conn.send_ref(&Reply::Err(RemoteError::Malformed(
-                    "expected a hello of protocol version 1 first".into(),
-                )));
+                let _ = conn.send_ref(&Reply::Err(RemoteError::Malformed(format!(
+                    "expected a hello of protocol version {} first",
+                    proto::PROTOCOL
+                ))));
                 return false;
             }
         };
@@ -1010,10 +1351,17 @@ impl Server {
         shutdown
     }
 
-    /// Puts an item taken by a client that vanished back at the queue's head.
-    fn requeue(&self, id: Id, item: Bytes) {
+    /// Puts an item taken by a client that vanished back at the queue's head
+    /// (with its references: the client's, given back when it is counted
+    /// out, still keep them alive here).
+    fn requeue(&self, id: Id, item: Val) {
         if let Ok(e) = self.entry(id) {
             if let Obj::Queue(q) = &mut *guard(&e.state) {
+                let mut refs = lock(&self.refs);
+                for &r in &item.refs {
+                    refs.incref(r);
+                }
+                drop(refs);
                 q.items.push_front(item);
             }
             e.cv.notify_all();
@@ -1186,9 +1534,12 @@ pub(crate) fn fuzz_request(data: &[u8]) -> bool {
     // A few objects of every kind, so ids 1.. exist.
     for (kind, init) in [
         (Kind::Dict, Init::Empty),
-        (Kind::List, Init::Items(vec![vec![1], vec![2]])),
+        (
+            Kind::List,
+            Init::Items(vec![Val::plain(vec![1]), Val::plain(vec![2])]),
+        ),
         (Kind::Namespace, Init::Empty),
-        (Kind::Value, Init::Value(vec![0])),
+        (Kind::Value, Init::Value(Val::plain(vec![0]))),
         (Kind::Lock, Init::Empty),
         (Kind::RLock, Init::Empty),
         (Kind::BoundedSemaphore, Init::Count(1)),
@@ -1197,7 +1548,7 @@ pub(crate) fn fuzz_request(data: &[u8]) -> bool {
         (Kind::Barrier, Init::Count(2)),
         (Kind::JoinableQueue, Init::Queue { maxsize: 2 }),
     ] {
-        let _ = server.create(kind, init);
+        let _ = server.create(1, kind, init);
     }
     let peer = Peer {
         client: 1,
@@ -1207,5 +1558,12 @@ pub(crate) fn fuzz_request(data: &[u8]) -> bool {
     };
     let decoded = proto::decode_request(data).is_ok();
     let _ = server.handle_bytes(&peer, data);
+    // The client leaves: every reference it held goes (a stored value may
+    // have made a cycle, which stays).
+    server.client_joined(1);
+    server.client_left(1);
     decoded
 }
+
+#[cfg(test)]
+mod tests;

@@ -73,7 +73,7 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
         let func = code_ref::offset_of::<F, T, A, R>(f);
         let b = bytes(self.raw.call(Op::ValueApply {
             func,
-            arg: self.raw.enc(&arg)?,
+            arg: self.raw.enc_bytes(&arg)?,
         })?)?;
         self.raw.dec(&b)
     }
@@ -178,7 +178,7 @@ impl Namespace {
         let b = bytes(self.raw.call(Op::NsApply {
             name: name.to_owned(),
             func,
-            arg: self.raw.enc(&arg)?,
+            arg: self.raw.enc_bytes(&arg)?,
         })?)?;
         self.raw.dec(&b)
     }

@@ -1,15 +1,10 @@
-//! CPython's authkey handshake (`deliver_challenge` / `answer_challenge`).
-//!
-//! The pure functions here build and check the messages; the I/O runs them
-//! over a connection. Every handshake message is one frame of at most 256
-//! bytes, read with exact reads so nothing after it is consumed.
-
-use std::time::Instant;
+//! CPython's authkey handshake messages (`deliver_challenge` /
+//! `answer_challenge`): pure functions that build and check them. The
+//! handshake module runs them over a socket.
 
 use hmac::{Hmac, Mac};
 
-use crate::connection::Connection;
-use crate::error::{AuthError, ConnectError, RecvError};
+use crate::error::AuthError;
 
 /// The prefix of a challenge.
 pub const CHALLENGE: &[u8] = b"#CHALLENGE#";
@@ -168,7 +163,7 @@ pub fn make_challenge(digest: Digest) -> Result<(Vec<u8>, Vec<u8>), AuthError> {
 /// `answer_challenge`).
 ///
 /// # Errors
-/// `Protocol` without the `#CHALLENGE#` prefix, `ChallengeTooShort`,
+/// `ChallengeExpected` without the `#CHALLENGE#` prefix, `ChallengeTooShort`,
 /// `UnsupportedDigest`, and `LegacyMd5Disabled` for an MD5 challenge unless
 /// allowed.
 pub fn respond_to_challenge(
@@ -178,7 +173,7 @@ pub fn respond_to_challenge(
 ) -> Result<Vec<u8>, AuthError> {
     let body = challenge
         .strip_prefix(CHALLENGE)
-        .ok_or(AuthError::Protocol("expected a challenge"))?;
+        .ok_or(AuthError::ChallengeExpected)?;
     if body.len() < MD5_ONLY_MESSAGE_LENGTH {
         return Err(AuthError::ChallengeTooShort(body.len()));
     }
@@ -199,14 +194,18 @@ pub fn respond_to_challenge(
 ///
 /// # Errors
 /// `WrongDigest` when it does not match; `DigestLength`, `UnsupportedDigest`,
-/// `Protocol`, and `LegacyMd5Disabled` for an MD5 response unless allowed.
+/// `AnswerExpected` for a message that is no answer at all, and
+/// `LegacyMd5Disabled` for an MD5 response unless allowed.
 pub fn verify_response(
     authkey: &[u8],
     body: &[u8],
     response: &[u8],
     opts: &AuthOptions,
 ) -> Result<(), AuthError> {
-    let (digest, mac) = digest_and_payload(response)?;
+    let (digest, mac) = digest_and_payload(response).map_err(|e| match e {
+        AuthError::Protocol(_) => AuthError::AnswerExpected,
+        e => e,
+    })?;
     let digest = digest.unwrap_or(Digest::Md5);
     if digest == Digest::Md5 && !opts.allow_legacy_md5 {
         return Err(AuthError::LegacyMd5Disabled);
@@ -224,61 +223,12 @@ pub fn verify_response(
     }
 }
 
-fn recv_small<C>(conn: &Connection<C>, deadline: Option<Instant>) -> Result<Vec<u8>, ConnectError> {
-    conn.recv_exact_small(MAX_HANDSHAKE_MESSAGE, deadline)
-        .map_err(|e| match e {
-            RecvError::Eof | RecvError::Truncated => ConnectError::Auth(AuthError::Closed),
-            RecvError::TooLarge { .. } => {
-                ConnectError::Auth(AuthError::Protocol("handshake message too long"))
-            }
-            RecvError::Timeout => ConnectError::Io(std::io::ErrorKind::TimedOut.into()),
-            RecvError::Io(e) => ConnectError::Io(e),
-            _ => ConnectError::Auth(AuthError::Protocol("bad handshake message")),
-        })
-}
-
-fn send_small<C>(conn: &Connection<C>, msg: &[u8]) -> Result<(), ConnectError> {
-    conn.send_raw(msg).map_err(|e| match e.raw_os_error() {
-        Some(libc::EPIPE) | Some(libc::ECONNRESET) => ConnectError::Auth(AuthError::Closed),
-        _ => ConnectError::Io(e),
+/// Whether `message` is a well-formed challenge: what a listener with an
+/// authkey sends first.
+pub(crate) fn is_challenge(message: &[u8]) -> bool {
+    message.strip_prefix(CHALLENGE).is_some_and(|body| {
+        body.len() >= MD5_ONLY_MESSAGE_LENGTH && digest_and_payload(body).is_ok()
     })
-}
-
-/// Challenges the peer to prove it knows `authkey` (CPython's `deliver_challenge`).
-pub(crate) fn deliver_challenge<C>(
-    conn: &Connection<C>,
-    authkey: &[u8],
-    opts: &AuthOptions,
-    deadline: Option<Instant>,
-) -> Result<(), ConnectError> {
-    let (msg, body) = make_challenge(opts.digest)?;
-    send_small(conn, &msg)?;
-    let response = recv_small(conn, deadline)?;
-    match verify_response(authkey, &body, &response, opts) {
-        Ok(()) => send_small(conn, WELCOME),
-        Err(e) => {
-            let _ = send_small(conn, FAILURE);
-            Err(e.into())
-        }
-    }
-}
-
-/// Proves to the peer that we know `authkey` (CPython's `answer_challenge`).
-pub(crate) fn answer_challenge<C>(
-    conn: &Connection<C>,
-    authkey: &[u8],
-    opts: &AuthOptions,
-    deadline: Option<Instant>,
-) -> Result<(), ConnectError> {
-    let challenge = recv_small(conn, deadline)?;
-    let response = respond_to_challenge(authkey, &challenge, opts)?;
-    send_small(conn, &response)?;
-    let verdict = recv_small(conn, deadline)?;
-    if verdict == WELCOME {
-        Ok(())
-    } else {
-        Err(AuthError::Rejected.into())
-    }
 }
 
 #[cfg(test)]

@@ -93,6 +93,8 @@ struct Reader {
     arena: Option<ArenaRx>,
     eof: bool,
     broken: bool,
+    /// Until the first message: refuse it if it is an authkey challenge.
+    refuse_challenge: bool,
 }
 
 impl Reader {
@@ -109,6 +111,7 @@ impl Reader {
             arena: None,
             eof: false,
             broken: false,
+            refuse_challenge: false,
         }
     }
 
@@ -600,9 +603,17 @@ impl<C: Codec> Connection<C> {
         }
         let conn_max = r.max;
         let limit = max_len.map_or(conn_max, |m| m.min(conn_max));
-        let result = self.recv_frame_locked(r, deadline, limit);
+        let mut result = self.recv_frame_locked(r, deadline, limit);
         if r.dec.is_idle() {
             r.dec.set_max(conn_max);
+        }
+        if let (true, Ok((msg, _))) = (r.refuse_challenge, &result) {
+            r.refuse_challenge = false;
+            if crate::auth::is_challenge(msg) {
+                result = Err(RecvError::Protocol(
+                    "the listener requires an authkey and none was given",
+                ));
+            }
         }
         match result {
             Err(e @ (RecvError::TooLarge { .. } | RecvError::Protocol(_) | RecvError::Broken)) => {
@@ -770,77 +781,13 @@ impl<C> Connection<C> {
         self.fd.as_fd()
     }
 
-    /// Handshake helper: reads one whole frame of at most `max` bytes with
-    /// exact-size reads, so nothing after it is consumed.
-    pub(crate) fn recv_exact_small(
-        &self,
-        max: usize,
-        deadline: Option<Instant>,
-    ) -> Result<Vec<u8>, RecvError> {
-        let mut h = [0u8; 4];
-        self.read_exact_raw(&mut h, deadline)?;
-        let n = i32::from_be_bytes(h);
-        let len = usize::try_from(n).map_err(|_| RecvError::TooLarge {
-            len: u64::MAX,
-            max: max as u64,
-        })?;
-        if len > max {
-            return Err(RecvError::TooLarge {
-                len: len as u64,
-                max: max as u64,
-            });
-        }
-        let mut buf = vec![0u8; len];
-        self.read_exact_raw(&mut buf, deadline)?;
-        Ok(buf)
-    }
-
-    fn read_exact_raw(
-        &self,
-        mut out: &mut [u8],
-        deadline: Option<Instant>,
-    ) -> Result<(), RecvError> {
-        let mut fds = Vec::new();
-        let first = out.len();
-        while !out.is_empty() {
-            if let Some(d) = deadline {
-                if !sys::wait_readable(self.fd.as_fd(), Some(d)).map_err(RecvError::Io)? {
-                    return Err(RecvError::Timeout);
-                }
-            }
-            // SAFETY: `out` is an initialised, writable slice of `out.len()` bytes.
-            let got = unsafe {
-                sys::read(
-                    self.fd.as_fd(),
-                    self.kind,
-                    out.as_mut_ptr(),
-                    out.len(),
-                    &mut fds,
-                    deadline.is_some(),
-                )
-            };
-            fds.clear();
-            match got {
-                Ok(0) => {
-                    return Err(if out.len() == first {
-                        RecvError::Eof
-                    } else {
-                        RecvError::Truncated
-                    });
-                }
-                Ok(n) => out = &mut out[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(RecvError::Io(e)),
-            }
-        }
-        Ok(())
-    }
-
-    /// Handshake helper: writes one small frame.
-    pub(crate) fn send_raw(&self, payload: &[u8]) -> io::Result<()> {
-        let mut h = [0u8; MAX_HEADER_LEN];
-        let n = encode_header(payload.len() as u64, &mut h);
-        sys::write_all(self.fd.as_fd(), self.kind, &[&h[..n], payload], &[])
+    /// Makes the first receive fail if the first message is an authkey
+    /// challenge: set on the connections of clients without an authkey.
+    pub(crate) fn refuse_challenge_first(&mut self) {
+        self.reader
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .refuse_challenge = true;
     }
 }
 

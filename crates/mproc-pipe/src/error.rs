@@ -276,6 +276,12 @@ pub enum AuthError {
     Protocol(&'static str),
     /// The peer closed the connection during the handshake.
     Closed,
+    /// The client sent something that is not an answer to our challenge:
+    /// it has no authkey, and took the handshake for its conversation.
+    AnswerExpected,
+    /// The listener sent something that is not a challenge: it has no
+    /// authkey, and took the handshake for its conversation.
+    ChallengeExpected,
 }
 
 impl fmt::Display for AuthError {
@@ -302,6 +308,14 @@ impl fmt::Display for AuthError {
             Self::Closed => {
                 f.write_str("authentication failed: connection closed during the handshake")
             }
+            Self::AnswerExpected => f.write_str(
+                "authentication failed: the client sent data where an authentication answer \
+                 was expected: it has no authkey",
+            ),
+            Self::ChallengeExpected => f.write_str(
+                "authentication failed: the listener sent data where a challenge was expected: \
+                 it has no authkey",
+            ),
         }
     }
 }
@@ -314,15 +328,22 @@ impl Error for AuthError {}
 pub enum ConnectError {
     /// The authkey handshake failed.
     Auth(AuthError),
-    /// The operating system reported an error (including a handshake timeout,
-    /// `TimedOut`).
+    /// The operating system reported an error.
     Io(io::Error),
+    /// The handshake did not finish within the handshake timeout; the text
+    /// says what was awaited, and what usually causes the silence.
+    Timeout(&'static str),
 }
 
 impl ConnectError {
     /// Whether the handshake failed (Python's `AuthenticationError`).
     pub fn is_auth(&self) -> bool {
         matches!(self, Self::Auth(_))
+    }
+
+    /// Whether the handshake timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout(_))
     }
 }
 
@@ -331,6 +352,7 @@ impl fmt::Display for ConnectError {
         match self {
             Self::Auth(e) => fmt::Display::fmt(e, f),
             Self::Io(_) => f.write_str("failed to establish the connection"),
+            Self::Timeout(what) => write!(f, "timed out waiting for {what}"),
         }
     }
 }
@@ -338,7 +360,7 @@ impl fmt::Display for ConnectError {
 impl Error for ConnectError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            Self::Auth(_) => None,
+            Self::Auth(_) | Self::Timeout(_) => None,
             Self::Io(e) => Some(e),
         }
     }

@@ -52,10 +52,15 @@
 //! # Listeners, clients and authkeys
 //!
 //! [`Listener`] and [`Client`] connect over Unix-domain sockets (filesystem
-//! paths) or TCP. With an authkey both sides run CPython's mutual
-//! challenge/response handshake with HMAC-SHA256 (`{sha256}`-prefixed, as
-//! CPython 3.12+); the legacy HMAC-MD5 form of CPython 3.11 and older is
-//! accepted only when enabled with `allow_legacy_md5`.
+//! paths or Linux abstract names, see [`Address`]) or TCP. With an authkey
+//! both sides run CPython's mutual challenge/response handshake with
+//! HMAC-SHA256 (`{sha256}`-prefixed, as CPython 3.12+); the legacy HMAC-MD5
+//! form of CPython 3.11 and older is accepted only when enabled with
+//! `allow_legacy_md5`. A listener runs the handshakes of all connecting
+//! clients side by side, so a slow or silent client delays nobody.
+//! Mismatched settings are named: a client without an authkey is told that
+//! the listener requires one, at its first receive, and a listener is told
+//! that the client sent data where an answer was expected.
 //!
 //! # Where mproc differs from CPython
 //!
@@ -72,9 +77,13 @@
 //!   [`RecvError::TooLarge`]), like CPython; a read-only end stays open.
 //! * Negative lengths other than `-1` are errors (CPython reads them as
 //!   empty messages).
-//! * Listeners default to a backlog of 128 (CPython: 1) and give up on a
-//!   client whose handshake takes over [`DEFAULT_HANDSHAKE_TIMEOUT`]
-//!   (CPython waits for ever); both are configurable.
+//! * Listeners default to a backlog of 128 (CPython: 1), run up to
+//!   [`DEFAULT_MAX_PENDING_HANDSHAKES`] handshakes at once (CPython: one at
+//!   a time), and give up on a client whose handshake takes over
+//!   [`DEFAULT_HANDSHAKE_TIMEOUT`] (CPython waits for ever); all are
+//!   configurable.
+//! * The automatic address of [`Listener::builder_auto`] is an abstract
+//!   name on Linux (CPython: a socket file in a temporary directory).
 
 #![doc(test(attr(deny(warnings))))]
 
@@ -84,6 +93,7 @@ mod codec;
 mod connection;
 mod error;
 mod frame;
+mod handshake;
 mod listener;
 #[doc(hidden)]
 pub mod __private {
@@ -106,5 +116,8 @@ pub use crate::frame::{
     DEFAULT_MAX_MESSAGE, Frame, FrameDecoder, FrameError, MAX_HEADER_LEN, Wire, encode_frame,
     encode_header,
 };
-pub use crate::listener::{Address, Client, DEFAULT_HANDSHAKE_TIMEOUT, Listener, ListenerBuilder};
+pub use crate::listener::{
+    Address, Client, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_PENDING_HANDSHAKES, Listener,
+    ListenerBuilder,
+};
 pub use crate::wait::{Waitable, wait, wait_deadline, wait_timeout};

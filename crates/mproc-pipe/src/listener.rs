@@ -1,34 +1,80 @@
 //! `Listener` and `Client`: connections over Unix-domain and TCP sockets,
 //! optionally authenticated with CPython's authkey handshake.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::auth::{AuthOptions, Digest, answer_challenge, deliver_challenge};
+use crate::auth::{AuthOptions, Digest};
 use crate::connection::Connection;
 use crate::error::ConnectError;
 use crate::frame::Wire;
+use crate::handshake::{Handshake, Progress, Role};
+use crate::sys;
 
 /// The default limit on one authkey handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The default limit on handshakes a [`Listener`] runs at once.
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 128;
+
 /// Where a [`Listener`] listens and a [`Client`] connects.
 ///
-/// Unix-domain addresses are filesystem paths; Linux abstract names are not
-/// supported (anyone on the host could connect to them without the
-/// filesystem's permission check).
+/// Parsed from a string ([`str::parse`]): `@name` (or `\0name`, Python's
+/// spelling) is an abstract Unix name, a numeric `ip:port` is TCP, and
+/// anything else a filesystem path. [`Display`](fmt::Display) writes the
+/// same forms, abstract names with `@`.
+///
+/// # Examples
+///
+/// ```
+/// use mproc_pipe::Address;
+///
+/// assert_eq!("@srv".parse::<Address>()?, Address::Abstract(b"srv".to_vec()));
+/// assert_eq!("\0srv".parse::<Address>()?, Address::Abstract(b"srv".to_vec()));
+/// assert!(matches!("127.0.0.1:80".parse::<Address>()?, Address::Tcp(_)));
+/// assert_eq!("/tmp/s".parse::<Address>()?, Address::Unix("/tmp/s".into()));
+/// assert_eq!(Address::Abstract(b"srv".to_vec()).to_string(), "@srv");
+/// # Ok::<(), std::convert::Infallible>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Address {
-    /// A Unix-domain socket at this path (Python's `str` address).
+    /// A Unix-domain socket at this path (Python's `str` address). A path
+    /// that starts with a NUL byte (Python's spelling of an abstract name)
+    /// is taken as [`Address::Abstract`].
     Unix(PathBuf),
     /// A TCP socket (Python's `(host, port)` address).
     Tcp(SocketAddr),
+    /// A Linux abstract Unix-domain socket name (Python's `"\0name"`),
+    /// without the leading NUL. It exists while the listener's socket is
+    /// open and leaves nothing behind, even when its process is killed.
+    /// There is no filesystem permission check: any process in the same
+    /// network namespace can connect, so use an authkey (the automatic
+    /// private address of [`Listener::builder_auto`] also checks that
+    /// clients run as the same user). Other systems: `Unsupported`.
+    Abstract(Vec<u8>),
+}
+
+impl Address {
+    /// The same address, with a NUL-prefixed Unix path as an abstract name.
+    fn normalized(self) -> Self {
+        match self {
+            Self::Unix(p) => match p.as_os_str().as_bytes().split_first() {
+                Some((0, name)) => Self::Abstract(name.to_vec()),
+                _ => Self::Unix(p),
+            },
+            a => a,
+        }
+    }
 }
 
 impl From<SocketAddr> for Address {
@@ -39,13 +85,27 @@ impl From<SocketAddr> for Address {
 
 impl From<PathBuf> for Address {
     fn from(p: PathBuf) -> Self {
-        Self::Unix(p)
+        Self::Unix(p).normalized()
     }
 }
 
 impl From<&Path> for Address {
     fn from(p: &Path) -> Self {
-        Self::Unix(p.to_owned())
+        Self::Unix(p.to_owned()).normalized()
+    }
+}
+
+impl FromStr for Address {
+    type Err = Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Infallible> {
+        if let Some(name) = s.strip_prefix('@') {
+            return Ok(Self::Abstract(name.as_bytes().to_vec()));
+        }
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(Self::Tcp(a));
+        }
+        Ok(Self::from(Path::new(s)))
     }
 }
 
@@ -54,6 +114,7 @@ impl fmt::Display for Address {
         match self {
             Self::Unix(p) => write!(f, "{}", p.display()),
             Self::Tcp(a) => write!(f, "{a}"),
+            Self::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
         }
     }
 }
@@ -61,7 +122,7 @@ impl fmt::Display for Address {
 /// Settings shared by [`Listener`] and [`Client`].
 #[derive(Clone, Default)]
 struct Settings {
-    authkey: Option<Vec<u8>>,
+    authkey: Option<Arc<[u8]>>,
     auth: AuthOptions,
     wire: Wire,
     handshake_timeout: Option<Duration>,
@@ -83,13 +144,62 @@ enum Sock {
     Tcp(TcpListener),
 }
 
+impl Sock {
+    /// Accepts a connection (without waiting if the socket is non-blocking).
+    fn accept(&self) -> io::Result<(OwnedFd, Option<Address>)> {
+        match self {
+            Self::Unix(l) => {
+                let (s, a) = l.accept()?;
+                Ok((s.into(), unix_peer(&a)))
+            }
+            Self::Tcp(l) => {
+                let (s, a) = l.accept()?;
+                s.set_nodelay(true)?;
+                Ok((s.into(), Some(Address::Tcp(a))))
+            }
+        }
+    }
+}
+
+fn unix_peer(a: &std::os::unix::net::SocketAddr) -> Option<Address> {
+    if let Some(p) = a.as_pathname() {
+        return Some(Address::Unix(p.to_owned()));
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::linux::net::SocketAddrExt;
+        if let Some(name) = a.as_abstract_name() {
+            return Some(Address::Abstract(name.to_vec()));
+        }
+    }
+    None
+}
+
+/// A client whose handshake is under way.
+struct Pending {
+    stream: OwnedFd,
+    peer: Option<Address>,
+    handshake: Handshake,
+    /// The `poll` events it waits for.
+    wait: libc::c_short,
+}
+
 /// A socket that accepts connections (Python's
 /// `multiprocessing.connection.Listener`).
 ///
 /// With an authkey, [`Listener::accept`] runs CPython's handshake (challenge
 /// the client, then answer its challenge) before returning the connection,
 /// and nothing the client sends after its handshake messages is read until
-/// both directions have succeeded.
+/// both directions have succeeded. Handshakes run side by side: `accept`
+/// takes every waiting client in, drives all their handshakes at once
+/// (without threads) and returns the first client that completes, so a
+/// slow or silent client delays nobody. Each handshake has its own deadline
+/// ([`ListenerBuilder::handshake_timeout`]), and at most
+/// [`ListenerBuilder::max_pending_handshakes`] run at once: a new client
+/// then displaces the one that has waited longest. Unfinished handshakes
+/// wait inside the listener between calls. ([`wait`](crate::wait) on a
+/// listener reports new clients only: an `accept` that follows waits for
+/// some handshake to end.)
 ///
 /// # Examples
 ///
@@ -112,9 +222,14 @@ pub struct Listener {
     sock: Sock,
     address: Address,
     settings: Settings,
+    max_pending: usize,
+    /// Only clients running as our user are accepted (automatic private
+    /// addresses that the filesystem does not protect).
+    same_user_only: bool,
+    /// Handshakes under way, oldest first.
+    pending: Mutex<VecDeque<Pending>>,
     /// A private directory we created for an automatic address; removed on drop.
     temp_dir: Option<PathBuf>,
-    unlink_on_drop: bool,
 }
 
 /// Configures and binds a [`Listener`].
@@ -123,13 +238,24 @@ pub struct Listener {
 pub struct ListenerBuilder {
     address: Option<Address>,
     backlog: u32,
+    max_pending: usize,
     settings: Settings,
 }
 
 impl ListenerBuilder {
     /// Requires clients to prove they know `key` (CPython's `authkey`).
     pub fn authkey(mut self, key: &[u8]) -> Self {
-        self.settings.authkey = Some(key.to_vec());
+        self.settings.authkey = Some(key.into());
+        self
+    }
+
+    /// How many handshakes may run at once (default
+    /// [`DEFAULT_MAX_PENDING_HANDSHAKES`]; at least 1). When a client
+    /// arrives with the limit reached, the client that has waited longest
+    /// is disconnected: clients that complete their handshake promptly are
+    /// served even while many others connect and stay silent.
+    pub fn max_pending_handshakes(mut self, max: usize) -> Self {
+        self.max_pending = max.max(1);
         self
     }
 
@@ -153,7 +279,8 @@ impl ListenerBuilder {
     }
 
     /// Gives up on a client whose handshake takes longer than this
-    /// (default [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None`: wait for ever, as CPython).
+    /// (default [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None`: no limit, as CPython,
+    /// though such clients still leave when the pending limit is reached).
     pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.settings.handshake_timeout = timeout;
         self
@@ -173,37 +300,42 @@ impl ListenerBuilder {
     /// The OS error: for example `AddrInUse` when the address is taken.
     pub fn bind(self) -> io::Result<Listener> {
         let backlog = self.backlog.min(i32::MAX as u32) as libc::c_int;
-        let (sock, address, temp_dir, unlink) = match self.address {
+        let mut temp_dir = None;
+        let mut same_user_only = false;
+        let (sock, address) = match self.address {
             Some(Address::Tcp(a)) => {
                 let l = TcpListener::bind(a)?;
                 listen(l.as_fd(), backlog)?;
                 let addr = Address::Tcp(l.local_addr()?);
-                (Sock::Tcp(l), addr, None, false)
+                (Sock::Tcp(l), addr)
             }
-            Some(Address::Unix(p)) => (
-                Sock::Unix(bind_unix(&p, backlog)?),
-                Address::Unix(p),
-                None,
-                true,
+            Some(Address::Unix(p)) => (Sock::Unix(bind_unix(&p, backlog)?), Address::Unix(p)),
+            Some(Address::Abstract(name)) => (
+                Sock::Unix(bind_abstract(&name, backlog)?),
+                Address::Abstract(name),
             ),
             None => {
-                let dir = private_dir()?;
-                let path = dir.join("listener");
-                match bind_unix(&path, backlog) {
-                    Ok(l) => (Sock::Unix(l), Address::Unix(path), Some(dir), true),
-                    Err(e) => {
-                        let _ = std::fs::remove_dir(&dir);
-                        return Err(e);
-                    }
-                }
+                same_user_only = true;
+                let (l, addr, dir) = bind_private(backlog)?;
+                temp_dir = dir;
+                (Sock::Unix(l), addr)
             }
         };
+        if self.settings.authkey.is_some() {
+            // `accept` polls, then takes every waiting client without blocking.
+            match &sock {
+                Sock::Unix(l) => l.set_nonblocking(true)?,
+                Sock::Tcp(l) => l.set_nonblocking(true)?,
+            }
+        }
         Ok(Listener {
             sock,
             address,
             settings: self.settings,
+            max_pending: self.max_pending,
+            same_user_only,
+            pending: Mutex::new(VecDeque::new()),
             temp_dir,
-            unlink_on_drop: unlink,
         })
     }
 }
@@ -219,10 +351,10 @@ fn listen(fd: BorrowedFd<'_>, backlog: libc::c_int) -> io::Result<()> {
 }
 
 fn bind_unix(path: &Path, backlog: libc::c_int) -> io::Result<UnixListener> {
-    if path.as_os_str().is_empty() || path.as_os_str().as_encoded_bytes().first() == Some(&0) {
+    if path.as_os_str().is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "abstract or empty Unix socket addresses are not supported",
+            "empty Unix socket address",
         ));
     }
     let l = UnixListener::bind(path)?;
@@ -230,22 +362,90 @@ fn bind_unix(path: &Path, backlog: libc::c_int) -> io::Result<UnixListener> {
     Ok(l)
 }
 
-/// A fresh private (0700) directory for an automatic socket address.
-fn private_dir() -> io::Result<PathBuf> {
+#[cfg(target_os = "linux")]
+fn bind_abstract(name: &[u8], backlog: libc::c_int) -> io::Result<UnixListener> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+    let l = UnixListener::bind_addr(&addr)?;
+    listen(l.as_fd(), backlog)?;
+    Ok(l)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn bind_abstract(_name: &[u8], _backlog: libc::c_int) -> io::Result<UnixListener> {
+    Err(abstract_unsupported())
+}
+
+#[cfg(target_os = "linux")]
+fn connect_abstract(name: &[u8]) -> io::Result<UnixStream> {
+    use std::os::linux::net::SocketAddrExt;
+    UnixStream::connect_addr(&std::os::unix::net::SocketAddr::from_abstract_name(name)?)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn connect_abstract(_name: &[u8]) -> io::Result<UnixStream> {
+    Err(abstract_unsupported())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn abstract_unsupported() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "abstract Unix socket addresses exist only on Linux",
+    )
+}
+
+/// A fresh random name, `mproc-` and 16 hex digits.
+fn random_name() -> io::Result<String> {
+    let mut r = [0u8; 8];
+    sys::random(&mut r)?;
+    Ok(r.iter().fold(String::from("mproc-"), |mut s, b| {
+        s.push_str(&format!("{b:02x}"));
+        s
+    }))
+}
+
+/// Binds a private automatic address. On Linux, a fresh abstract name: no
+/// file, so nothing is left behind even if the process is killed.
+#[cfg(target_os = "linux")]
+fn bind_private(backlog: libc::c_int) -> io::Result<(UnixListener, Address, Option<PathBuf>)> {
+    for _ in 0..100 {
+        let name = random_name()?.into_bytes();
+        match bind_abstract(&name, backlog) {
+            Ok(l) => return Ok((l, Address::Abstract(name), None)),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no free abstract socket name",
+    ))
+}
+
+/// Binds a private automatic address: a socket in a fresh private (0700)
+/// temporary directory.
+#[cfg(not(target_os = "linux"))]
+fn bind_private(backlog: libc::c_int) -> io::Result<(UnixListener, Address, Option<PathBuf>)> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let base = std::env::temp_dir();
     for _ in 0..100 {
-        let mut r = [0u8; 6];
-        crate::sys::random(&mut r)?;
-        let name: String = r.iter().map(|b| format!("{b:02x}")).collect();
-        let dir = base.join(format!("mproc-{name}"));
+        let dir = base.join(random_name()?);
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-                return Ok(dir);
-            }
+            Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
+        let path = dir.join("listener");
+        let bound = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .and_then(|()| bind_unix(&path, backlog));
+        return match bound {
+            Ok(l) => Ok((l, Address::Unix(path), Some(dir))),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                Err(e)
+            }
+        };
     }
     Err(io::Error::new(
         io::ErrorKind::AlreadyExists,
@@ -253,12 +453,17 @@ fn private_dir() -> io::Result<PathBuf> {
     ))
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Listener {
     /// A builder listening at `address`.
     pub fn builder(address: impl Into<Address>) -> ListenerBuilder {
         ListenerBuilder {
-            address: Some(address.into()),
+            address: Some(address.into().normalized()),
             backlog: 128,
+            max_pending: DEFAULT_MAX_PENDING_HANDSHAKES,
             settings: Settings {
                 handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
                 ..Settings::default()
@@ -266,8 +471,12 @@ impl Listener {
         }
     }
 
-    /// A builder listening on a Unix socket at a fresh path in a private
-    /// temporary directory (Python's `Listener()` default), removed on drop.
+    /// A builder listening on a fresh private Unix socket (Python's
+    /// `Listener()` default). On Linux it is a random abstract name, which
+    /// leaves nothing behind even if the process is killed, and only clients
+    /// running as the same user (or root) are accepted, as the filesystem
+    /// would ensure for a private directory. Elsewhere it is a socket in a
+    /// fresh private (0700) temporary directory, removed on drop.
     pub fn builder_auto() -> ListenerBuilder {
         ListenerBuilder {
             address: None,
@@ -290,10 +499,15 @@ impl Listener {
 
     /// Accepts a client, running the authkey handshake if one is set.
     ///
+    /// Blocks until a client connects, or with an authkey until a client
+    /// completes its handshake or one fails (each client's failure is
+    /// reported once, by one call); handshakes of other clients go on in
+    /// later calls.
+    ///
     /// # Errors
-    /// [`ConnectError::Auth`] if the client fails the handshake (the
-    /// connection is then closed), [`ConnectError::Io`] on OS errors or a
-    /// handshake timeout.
+    /// [`ConnectError::Auth`] if a client fails the handshake (the
+    /// connection is then closed), [`ConnectError::Timeout`] if a client's
+    /// handshake ran out of time, [`ConnectError::Io`] on OS errors.
     pub fn accept(&self) -> Result<Connection, ConnectError> {
         self.accept_with_peer().map(|(c, _)| c)
     }
@@ -304,31 +518,115 @@ impl Listener {
     /// # Errors
     /// As [`Listener::accept`].
     pub fn accept_with_peer(&self) -> Result<(Connection, Option<Address>), ConnectError> {
-        let (fd, peer): (OwnedFd, Option<Address>) = match &self.sock {
-            Sock::Unix(l) => {
-                let (s, a) = l.accept()?;
-                (
-                    s.into(),
-                    a.as_pathname().map(|p| Address::Unix(p.to_owned())),
-                )
-            }
-            Sock::Tcp(l) => {
-                let (s, a) = l.accept()?;
-                s.set_nodelay(true)?;
-                (s.into(), Some(Address::Tcp(a)))
-            }
+        let (fd, peer) = match &self.settings.authkey {
+            None => self.accept_plain()?,
+            Some(key) => self.accept_authenticated(key)?,
         };
         let mut conn = Connection::from_fd(fd)?;
-        if let Some(key) = &self.settings.authkey {
+        conn.set_wire(self.settings.wire);
+        Ok((conn, peer))
+    }
+
+    /// Whether a freshly accepted client may stay.
+    fn admits(&self, fd: &OwnedFd) -> bool {
+        !self.same_user_only || sys::peer_is_same_user(fd.as_fd()).unwrap_or(false)
+    }
+
+    fn accept_plain(&self) -> io::Result<(OwnedFd, Option<Address>)> {
+        loop {
+            let (fd, peer) = self.sock.accept()?;
+            if self.admits(&fd) {
+                return Ok((fd, peer));
+            }
+        }
+    }
+
+    /// Drives every pending handshake, taking new clients in, until one
+    /// completes (returned) or fails or expires (its error returned).
+    fn accept_authenticated(
+        &self,
+        key: &Arc<[u8]>,
+    ) -> Result<(OwnedFd, Option<Address>), ConnectError> {
+        let mut pending = lock(&self.pending);
+        let mut polls = Vec::new();
+        loop {
+            let now = Instant::now();
+            let expired = pending
+                .iter()
+                .position(|p| p.handshake.deadline().is_some_and(|d| d <= now));
+            if let Some(p) = expired.and_then(|i| pending.remove(i)) {
+                return Err(p.handshake.timed_out());
+            }
+            polls.clear();
+            polls.push(libc::pollfd {
+                fd: self.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            polls.extend(pending.iter().map(|p| libc::pollfd {
+                fd: p.stream.as_raw_fd(),
+                events: p.wait,
+                revents: 0,
+            }));
+            let deadline = pending.iter().filter_map(|p| p.handshake.deadline()).min();
+            sys::poll(&mut polls, deadline)?;
+            for (i, ready) in polls[1..].iter().enumerate() {
+                if ready.revents == 0 {
+                    continue;
+                }
+                let p = &mut pending[i];
+                match p.handshake.advance(p.stream.as_fd()) {
+                    Ok(Progress::Wait(events)) => p.wait = events,
+                    Ok(Progress::Done) => {
+                        if let Some(p) = pending.remove(i) {
+                            return Ok((p.stream, p.peer));
+                        }
+                    }
+                    Err(e) => {
+                        pending.remove(i);
+                        return Err(e);
+                    }
+                }
+            }
+            if polls[0].revents != 0 {
+                self.take_in(key, &mut pending)?;
+            }
+        }
+    }
+
+    /// Accepts the clients waiting in the backlog (at most one pending
+    /// limit's worth), each with a handshake just started.
+    fn take_in(&self, key: &Arc<[u8]>, pending: &mut VecDeque<Pending>) -> io::Result<()> {
+        for _ in 0..self.max_pending {
+            let (stream, peer) = match self.sock.accept() {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) => return Err(e),
+            };
+            if !self.admits(&stream) {
+                continue;
+            }
+            if pending.len() >= self.max_pending {
+                pending.pop_front();
+            }
             let deadline = self
                 .settings
                 .handshake_timeout
                 .and_then(|t| Instant::now().checked_add(t));
-            deliver_challenge(&conn, key, &self.settings.auth, deadline)?;
-            answer_challenge(&conn, key, &self.settings.auth, deadline)?;
+            pending.push_back(Pending {
+                stream,
+                peer,
+                handshake: Handshake::new(
+                    Role::Listener,
+                    key.clone(),
+                    self.settings.auth,
+                    deadline,
+                ),
+                wait: libc::POLLOUT,
+            });
         }
-        conn.set_wire(self.settings.wire);
-        Ok((conn, peer))
+        Ok(())
     }
 
     pub(crate) fn borrow_fd(&self) -> BorrowedFd<'_> {
@@ -351,7 +649,7 @@ impl AsRawFd for Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let (true, Address::Unix(p)) = (self.unlink_on_drop, &self.address) {
+        if let Address::Unix(p) = &self.address {
             let _ = std::fs::remove_file(p);
         }
         if let Some(d) = &self.temp_dir {
@@ -365,7 +663,8 @@ impl fmt::Debug for Listener {
         f.debug_struct("Listener")
             .field("address", &self.address)
             .field("settings", &self.settings)
-            .finish()
+            .field("max_pending_handshakes", &self.max_pending)
+            .finish_non_exhaustive()
     }
 }
 
@@ -385,7 +684,7 @@ impl Client {
     /// [`Client::authkey`] is set.
     pub fn new(address: impl Into<Address>) -> Self {
         Self {
-            address: address.into(),
+            address: address.into().normalized(),
             settings: Settings {
                 handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
                 ..Settings::default()
@@ -395,7 +694,7 @@ impl Client {
 
     /// Proves knowledge of `key` and requires the listener to prove it too.
     pub fn authkey(mut self, key: &[u8]) -> Self {
-        self.settings.authkey = Some(key.to_vec());
+        self.settings.authkey = Some(key.into());
         self
     }
 
@@ -428,26 +727,38 @@ impl Client {
 
     /// Connects (and authenticates).
     ///
+    /// Without an authkey, nothing is read at connect (as in CPython), but
+    /// if the listener's first message is a challenge, the first receive
+    /// fails with [`RecvError::Protocol`](crate::RecvError::Protocol) saying
+    /// that the listener requires an authkey, instead of returning the
+    /// challenge as a message.
+    ///
     /// # Errors
-    /// [`ConnectError::Io`] if the connection fails or the handshake times
-    /// out, [`ConnectError::Auth`] if authentication fails.
+    /// [`ConnectError::Io`] if the connection fails, [`ConnectError::Auth`]
+    /// if authentication fails, [`ConnectError::Timeout`] if the handshake
+    /// times out (the text says what was awaited: a listener without an
+    /// authkey never sends the challenge).
     pub fn connect(&self) -> Result<Connection, ConnectError> {
         let fd: OwnedFd = match &self.address {
             Address::Unix(p) => UnixStream::connect(p)?.into(),
+            Address::Abstract(name) => connect_abstract(name)?.into(),
             Address::Tcp(a) => {
                 let s = TcpStream::connect(a)?;
                 s.set_nodelay(true)?;
                 s.into()
             }
         };
-        let mut conn = Connection::from_fd(fd)?;
         if let Some(key) = &self.settings.authkey {
             let deadline = self
                 .settings
                 .handshake_timeout
                 .and_then(|t| Instant::now().checked_add(t));
-            answer_challenge(&conn, key, &self.settings.auth, deadline)?;
-            deliver_challenge(&conn, key, &self.settings.auth, deadline)?;
+            Handshake::new(Role::Client, key.clone(), self.settings.auth, deadline)
+                .run(fd.as_fd())?;
+        }
+        let mut conn = Connection::from_fd(fd)?;
+        if self.settings.authkey.is_none() {
+            conn.refuse_challenge_first();
         }
         conn.set_wire(self.settings.wire);
         Ok(conn)

@@ -9,7 +9,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -66,22 +65,39 @@ def echo(c):
     print('DONE', flush=True)
 
 role, mode, family, key = sys.argv[1:5]
-key = key.encode()
+key = None if key == '-' else key.encode()
 if mode == 'modern':
     install_modern()
 if role == 'server':
-    addr = ('127.0.0.1', 0) if family == 'tcp' else os.path.join(tempfile.mkdtemp(), 'sock')
-    with mc.Listener(addr, authkey=key) as l:
-        a = l.address
-        print('tcp %s %d' % a if family == 'tcp' else 'unix ' + a, flush=True)
-        try:
-            c = l.accept()
-        except AuthenticationError as e:
-            print('AUTHFAIL', e, flush=True)
-            sys.exit(3)
-        echo(c)
+    if family == 'tcp':
+        addr = ('127.0.0.1', 0)
+    elif family == 'abstract':
+        addr = '\0mproc-py-%d' % os.getpid()
+    else:
+        tmp = tempfile.mkdtemp()
+        addr = os.path.join(tmp, 'sock')
+    try:
+        with mc.Listener(addr, authkey=key) as l:
+            a = l.address
+            if isinstance(a, bytes):  # CPython's form of an abstract name
+                a = a.decode()
+            if family == 'tcp':
+                print('tcp %s %d' % a, flush=True)
+            else:
+                print('unix ' + a.replace('\0', '@', 1), flush=True)
+            try:
+                c = l.accept()
+            except AuthenticationError as e:
+                print('AUTHFAIL', e, flush=True)
+                sys.exit(3)
+            echo(c)
+    finally:
+        if family == 'unix':
+            os.rmdir(tmp)
 else:
     addr = (sys.argv[5], int(sys.argv[6])) if family == 'tcp' else sys.argv[5]
+    if family == 'unix' and addr.startswith('@'):
+        addr = '\0' + addr[1:]  # an abstract name, CPython's spelling
     try:
         c = mc.Client(addr, authkey=key)
     except AuthenticationError as e:
@@ -158,7 +174,8 @@ fn parse_address(line: &str) -> Address {
             let port: u16 = parts.next().expect("port").parse().expect("port number");
             Address::Tcp(format!("{host}:{port}").parse().expect("socket address"))
         }
-        Some("unix") => Address::Unix(PathBuf::from(parts.next().expect("path"))),
+        // A path, or `@name` for an abstract name.
+        Some("unix") => parts.next().expect("path").parse().expect("address"),
         _ => panic!("unexpected python output {line:?}"),
     }
 }
@@ -216,7 +233,8 @@ fn python_client_rust_listener(mode: &'static str, family: &'static str) {
             .unwrap();
         let args: Vec<String> = match l.address() {
             Address::Tcp(a) => vec![a.ip().to_string(), a.port().to_string()],
-            Address::Unix(p) => vec![p.display().to_string()],
+            // A path, or an abstract name as `@name`.
+            a => vec![a.to_string()],
         };
         let mut all = vec!["client", mode, family, "secret"];
         all.extend(args.iter().map(String::as_str));
@@ -240,6 +258,11 @@ fn rust_client_python_listener_unix_modern() {
 #[test]
 fn rust_client_python_listener_tcp_modern() {
     rust_client_python_listener("modern", "tcp");
+}
+
+#[test]
+fn rust_client_python_listener_abstract_modern() {
+    rust_client_python_listener("modern", "abstract");
 }
 
 #[test]
@@ -296,11 +319,8 @@ fn wrong_key_fails_on_both_sides_python_client() {
                 .allow_legacy_md5(true)
                 .bind()
                 .unwrap();
-            let Address::Unix(p) = l.address().clone() else {
-                unreachable!()
-            };
-            let path = p.display().to_string();
-            let Some(mut py) = Py::start(&["client", mode, "unix", "wrong", &path]) else {
+            let at = l.address().to_string();
+            let Some(mut py) = Py::start(&["client", mode, "unix", "wrong", &at]) else {
                 return;
             };
             let err = l.accept().unwrap_err();
@@ -343,6 +363,44 @@ fn legacy_python_is_refused_unless_enabled() {
         );
         // Python then sees the connection close during its handshake.
         let _ = py.line();
+        assert_ne!(py.finish(), 0);
+    });
+}
+
+#[test]
+fn keyless_python_client_is_named_at_accept() {
+    watchdog(60, || {
+        // CPython's Client without an authkey sends its first message where
+        // the answer to our challenge belongs.
+        let l = Listener::builder_auto().authkey(b"secret").bind().unwrap();
+        let at = l.address().to_string();
+        let Some(py) = Py::start(&["client", "modern", "unix", "-", &at]) else {
+            return;
+        };
+        let err = l.accept().unwrap_err();
+        assert!(
+            matches!(err, ConnectError::Auth(AuthError::AnswerExpected)),
+            "{err:?}"
+        );
+        drop(py);
+    });
+}
+
+#[test]
+fn keyless_rust_client_is_told_the_python_listener_wants_a_key() {
+    watchdog(60, || {
+        let Some(mut py) = Py::start(&["server", "modern", "unix", "secret"]) else {
+            return;
+        };
+        let addr = parse_address(&py.line());
+        let c = Client::new(addr).connect().unwrap();
+        let e = c.recv_bytes().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "protocol error: the listener requires an authkey and none was given"
+        );
+        drop(c);
+        // Python sees the connection close during its handshake.
         assert_ne!(py.finish(), 0);
     });
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use common::{pattern, watchdog};
@@ -60,16 +60,8 @@ fn spawn(role: &str, conn: &Connection) -> Kid {
     let fd = fds.into_iter().next().unwrap();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let raw = fd.as_raw_fd();
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        role,
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(ROLE, role)
-    .env(HANDLE, hex);
+    let mut cmd = mproc_testkit::test_command(role);
+    cmd.env(ROLE, role).env(HANDLE, hex);
     // SAFETY: runs in the forked child before exec; only fcntl and dup2, which
     // are async-signal-safe, and no allocation.
     unsafe {

@@ -541,8 +541,8 @@ impl Core {
         let mp = mproc_shm::HEADER_SIZE;
         let seg = Segment::anonymous(mp + bytes.len())
             .map_err(|e| PutFail::Broken(io_broken(e.into())))?;
-        seg.write(mp, bytes)
-            .map_err(|e| PutFail::Broken(io_broken(e.into())))?;
+        // SAFETY: the segment was made just above and is not shared yet.
+        unsafe { seg.write_plain(mp, bytes) }.map_err(|e| PutFail::Broken(io_broken(e.into())))?;
         let ctl = self.ctl();
         let recs = self.records();
         let len = bytes.len() as u64;
@@ -735,7 +735,10 @@ impl Core {
                 out.try_reserve_exact(len)
                     .map_err(|_| GetFail::Broken(io_broken(io::ErrorKind::OutOfMemory.into())))?;
                 out.resize(len, 0);
-                seg.read(mproc_shm::HEADER_SIZE, out)
+                // SAFETY: the producer wrote the bytes before it sent the
+                // descriptor and never writes them again (`put_large` only drops
+                // its mapping), so nobody writes them during this copy.
+                unsafe { seg.read_plain(mproc_shm::HEADER_SIZE, out) }
                     .map_err(|e| GetFail::Broken(io_broken(e.into())))?;
                 Ok(())
             }

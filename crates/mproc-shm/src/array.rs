@@ -133,7 +133,10 @@ impl<T: Pod + Send> Array<T> {
     pub fn get(&self, i: usize) -> Option<T> {
         let mut out = [T::zeroed()];
         let _g = self.lock_anyway();
-        self.region.copy_out(i, &mut out).ok().map(|()| out[0])
+        // SAFETY: we hold the lock (`_g`).
+        unsafe { self.region.copy_out_plain(i, &mut out) }
+            .ok()
+            .map(|()| out[0])
     }
 
     /// Stores `v` at index `i`.
@@ -142,7 +145,8 @@ impl<T: Pod + Send> Array<T> {
     /// [`RangeError`] if `i` is out of range.
     pub fn set(&self, i: usize, v: T) -> Result<(), RangeError> {
         let _g = self.lock_anyway();
-        self.region.copy_in(i, &[v])
+        // SAFETY: we hold the lock (`_g`).
+        unsafe { self.region.copy_in_plain(i, &[v]) }
     }
 
     /// Copies elements `[start, start + out.len())` into `out`, under the lock.
@@ -152,7 +156,8 @@ impl<T: Pod + Send> Array<T> {
     pub fn copy_to(&self, start: usize, out: &mut [T]) -> Result<(), RangeError> {
         self.region.check_range(start, out.len())?;
         let _g = self.lock_anyway();
-        self.region.copy_out(start, out)
+        // SAFETY: we hold the lock (`_g`).
+        unsafe { self.region.copy_out_plain(start, out) }
     }
 
     /// Copies `data` into elements `[start, start + data.len())`, under the lock.
@@ -162,14 +167,16 @@ impl<T: Pod + Send> Array<T> {
     pub fn copy_from(&self, start: usize, data: &[T]) -> Result<(), RangeError> {
         self.region.check_range(start, data.len())?;
         let _g = self.lock_anyway();
-        self.region.copy_in(start, data)
+        // SAFETY: we hold the lock (`_g`).
+        unsafe { self.region.copy_in_plain(start, data) }
     }
 
     /// Copies the whole array out, under the lock.
     pub fn to_vec(&self) -> Vec<T> {
         let mut v = vec![T::zeroed(); self.len()];
         let _g = self.lock_anyway();
-        let _ = self.region.copy_out(0, &mut v);
+        // SAFETY: we hold the lock (`_g`).
+        let _ = unsafe { self.region.copy_out_plain(0, &mut v) };
         v
     }
 
@@ -248,8 +255,27 @@ impl<T: Pod + Send> Array<T> {
         self.region.lock().is_locked()
     }
 
-    /// The segment holding the array.
-    pub fn segment(&self) -> &Segment {
+    /// The segment holding the array (header, lock and elements).
+    ///
+    /// The segment's safe copies do not take the array's lock, so they
+    /// could race with a guard's `&mut [T]`:
+    ///
+    /// ```compile_fail,E0133
+    /// let a = mproc_shm::Array::<u8>::new(8)?;
+    /// let mut g = a.lock().unwrap();
+    /// let elems: &mut [u8] = &mut g;
+    /// a.segment().write(256, &[1; 8])?;   // would write under `elems`
+    /// elems[0] = 2;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Safety
+    /// Through the returned segment, and anything made from it (clones, its
+    /// descriptor), do not read or write the elements (the bytes from the
+    /// data offset on) while any thread of this process may hold the lock
+    /// or use the array. The header and the lock word are atomics and may be
+    /// read at any time.
+    pub unsafe fn segment(&self) -> &Segment {
         self.region.segment()
     }
 
@@ -398,12 +424,15 @@ impl<'a, T: Pod> Iter<'a, T> {
         if self.locked {
             // A dead previous owner does not matter for a copy of Pod data.
             let _ = self.region.lock().lock();
-            let _ = self.region.copy_out(self.next, &mut self.buf);
+            // SAFETY: we hold the lock, taken just above.
+            let _ = unsafe { self.region.copy_out_plain(self.next, &mut self.buf) };
             // SAFETY: locked just above (cleanly or from a dead owner, either
             // way now held by us); the copy is done.
             unsafe { self.region.lock().unlock() };
         } else {
-            let _ = self.region.copy_out(self.next, &mut self.buf);
+            // SAFETY: an unlocked iterator is made only by `RawArray::iter`, and a
+            // raw array's elements are only accessed by word-atomic copies.
+            let _ = unsafe { self.region.load(self.next, &mut self.buf) };
         }
         self.next += chunk;
         self.pos = 0;
@@ -441,11 +470,19 @@ impl<T> fmt::Debug for Iter<'_, T> {
 /// A fixed-length array of plain-data elements in shared memory *without* a
 /// lock: CPython's `RawArray`.
 ///
-/// Every access is a plain copy. When processes write concurrently they race:
-/// a copy may mix old and new elements, and a `T` wider than the machine's
-/// atomic width may be torn. Use it when writers are otherwise synchronised
-/// (for example each child writes its own disjoint part, then the parent
-/// reads after joining them), or use [`Array`].
+/// Every access is a copy made of relaxed atomic loads and stores of whole
+/// machine words, so threads and processes may read and write at the same
+/// time without undefined behaviour. They race, as in CPython: a copy may
+/// mix old and new elements, and a `T` wider than a machine word (8 bytes on
+/// 64-bit targets), or not aligned to its size, may be torn between words;
+/// an element that fits in an aligned word is always seen whole. Use it when
+/// writers are otherwise synchronised (for example each child writes its own
+/// disjoint part, then the parent reads after joining them), or use [`Array`].
+///
+/// Large atomic copies run at about the speed of the locked [`Array`]'s
+/// `memcpy` (the bench scenarios `raw_array_copy_64mib` and
+/// `array_copy_64mib`), but they cannot be vectorised with other work;
+/// [`Array::with_lock`] works on the elements in place.
 ///
 /// ```
 /// use mproc_shm::RawArray;
@@ -531,7 +568,10 @@ impl<T: Pod + Send> RawArray<T> {
     /// Copies out element `i` (racy), or `None` if it is out of range.
     pub fn get(&self, i: usize) -> Option<T> {
         let mut out = [T::zeroed()];
-        self.region.copy_out(i, &mut out).ok().map(|()| out[0])
+        // SAFETY: a raw array's elements are only accessed by word-atomic copies.
+        unsafe { self.region.load(i, &mut out) }
+            .ok()
+            .map(|()| out[0])
     }
 
     /// Stores `v` at index `i` (racy).
@@ -539,7 +579,8 @@ impl<T: Pod + Send> RawArray<T> {
     /// # Errors
     /// [`RangeError`] if `i` is out of range.
     pub fn set(&self, i: usize, v: T) -> Result<(), RangeError> {
-        self.region.copy_in(i, &[v])
+        // SAFETY: a raw array's elements are only accessed by word-atomic copies.
+        unsafe { self.region.store(i, &[v]) }
     }
 
     /// Copies elements `[start, start + out.len())` into `out` (racy).
@@ -547,7 +588,8 @@ impl<T: Pod + Send> RawArray<T> {
     /// # Errors
     /// [`RangeError`] if the range does not fit.
     pub fn copy_to(&self, start: usize, out: &mut [T]) -> Result<(), RangeError> {
-        self.region.copy_out(start, out)
+        // SAFETY: a raw array's elements are only accessed by word-atomic copies.
+        unsafe { self.region.load(start, out) }
     }
 
     /// Copies `data` into elements `[start, start + data.len())` (racy).
@@ -555,13 +597,15 @@ impl<T: Pod + Send> RawArray<T> {
     /// # Errors
     /// [`RangeError`] if the range does not fit.
     pub fn copy_from(&self, start: usize, data: &[T]) -> Result<(), RangeError> {
-        self.region.copy_in(start, data)
+        // SAFETY: a raw array's elements are only accessed by word-atomic copies.
+        unsafe { self.region.store(start, data) }
     }
 
     /// Copies the whole array out (racy).
     pub fn to_vec(&self) -> Vec<T> {
         let mut v = vec![T::zeroed(); self.len()];
-        let _ = self.region.copy_out(0, &mut v);
+        // SAFETY: a raw array's elements are only accessed by word-atomic copies.
+        let _ = unsafe { self.region.load(0, &mut v) };
         v
     }
 
@@ -570,7 +614,10 @@ impl<T: Pod + Send> RawArray<T> {
         Iter::new(&self.region, false)
     }
 
-    /// The segment holding the array.
+    /// The segment holding the array. Its copies ([`Segment::read`],
+    /// [`Segment::write`]) are atomic too, so using them on the elements
+    /// while this array's copies run is no data race (mind the note on
+    /// mixed access sizes at [`Segment::read`]).
     pub fn segment(&self) -> &Segment {
         self.region.segment()
     }

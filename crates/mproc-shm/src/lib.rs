@@ -81,6 +81,7 @@
 
 mod array;
 mod atomic;
+mod copy;
 pub mod error;
 pub mod futex;
 pub mod handle;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use bytemuck::Pod;
 
+use crate::copy;
 use crate::error::{LayoutError, RangeError, SegmentError};
 use crate::layout::{HEADER_SIZE, Layout, fingerprint_of};
 use crate::mutex::RawMutex;
@@ -34,6 +35,8 @@ pub(crate) const KIND_ATOMIC: u32 = 0x0105;
 pub(crate) const LOCK_OFFSET: usize = HEADER_SIZE;
 /// The smallest offset of the data: after the lock's 128-byte line.
 const DATA_MIN_OFFSET: usize = 2 * HEADER_SIZE;
+// The word-atomic copies of the raw kinds need the data to start on a word.
+const _: () = assert!(DATA_MIN_OFFSET % std::mem::size_of::<usize>() == 0);
 /// The largest element alignment a mapping (page-aligned) can guarantee.
 const MAX_ALIGN: usize = 4096;
 
@@ -115,7 +118,7 @@ impl<T> Clone for Region<T> {
 }
 
 // The elements are only touched through raw pointers by the wrappers, which add
-// their own rules (a lock, or documented racy copies).
+// their own rules: a lock (plain copies and guards), or word-atomic copies only.
 // SAFETY: the region owns its segment (Send + Sync); `T: Send` keeps non-sendable types out.
 unsafe impl<T: Send> Send for Region<T> {}
 // SAFETY: as for Send; `&Region` gives no access to the elements by itself.
@@ -196,8 +199,8 @@ impl<T: Pod> Region<T> {
             }
             Init::Copy(src) => {
                 debug_assert_eq!(src.len(), len);
-                region
-                    .copy_in(0, &src[..len.min(src.len())])
+                // SAFETY: the region is not shared yet (see above).
+                unsafe { region.copy_in_plain(0, &src[..len.min(src.len())]) }
                     .map_err(|_| LayoutError::Corrupt("initialiser"))?;
             }
         }
@@ -280,25 +283,67 @@ impl<T: Pod> Region<T> {
         }
     }
 
-    /// Copies elements `[start, start + out.len())` out. The caller holds the
-    /// lock, or accepts a racy copy.
-    pub(crate) fn copy_out(&self, start: usize, out: &mut [T]) -> Result<(), RangeError> {
+    /// Copies elements `[start, start + out.len())` out with a plain `memcpy`.
+    ///
+    /// # Safety
+    /// Nobody writes the elements meanwhile: the caller holds the region's
+    /// lock (a locked kind, whose every access takes it).
+    pub(crate) unsafe fn copy_out_plain(
+        &self,
+        start: usize,
+        out: &mut [T],
+    ) -> Result<(), RangeError> {
         self.check_range(start, out.len())?;
         // SAFETY: the range lies inside the region (checked above) and `out` is
-        // a distinct Rust buffer. Concurrent writers elsewhere can only change
-        // which bytes are copied; T is Pod, so any bytes are a valid T.
+        // a distinct Rust buffer; the caller holds the lock, so nobody writes it.
         unsafe {
             std::ptr::copy_nonoverlapping(self.data().add(start), out.as_mut_ptr(), out.len())
         };
         Ok(())
     }
 
-    /// Copies `src` into elements `[start, start + src.len())`.
-    pub(crate) fn copy_in(&self, start: usize, src: &[T]) -> Result<(), RangeError> {
+    /// Copies `src` into elements `[start, start + src.len())` with a plain
+    /// `memcpy`.
+    ///
+    /// # Safety
+    /// Nobody else reads or writes the elements meanwhile: the caller holds
+    /// the region's lock, or the region is not shared yet.
+    pub(crate) unsafe fn copy_in_plain(&self, start: usize, src: &[T]) -> Result<(), RangeError> {
         self.check_range(start, src.len())?;
         // SAFETY: the range lies inside the region and cannot overlap `src`, a
-        // Rust buffer outside the mapping.
+        // Rust buffer outside the mapping; the caller has it to itself.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.data().add(start), src.len()) };
+        Ok(())
+    }
+
+    /// Copies elements `[start, start + out.len())` out with word-sized
+    /// relaxed atomics: racing writers may leave a mix of old and new
+    /// elements, but an element no wider than a machine word is never torn.
+    ///
+    /// # Safety
+    /// The region is of a raw kind: its elements are only ever accessed
+    /// through [`Region::load`] and [`Region::store`] (or before it is shared).
+    pub(crate) unsafe fn load(&self, start: usize, out: &mut [T]) -> Result<(), RangeError> {
+        self.check_range(start, out.len())?;
+        // SAFETY: the range lies inside the region, whose start is word-aligned
+        // (DATA_MIN_OFFSET is a multiple of the word), so every word overlapping
+        // it lies inside the page-granular mapping; by the caller's promise all
+        // racing accesses to those words are word-sized atomics. Any bytes form
+        // valid Pod elements.
+        unsafe { copy::load_words(self.data().add(start).cast(), bytemuck::cast_slice_mut(out)) };
+        Ok(())
+    }
+
+    /// Copies `src` into elements `[start, start + src.len())` with word-sized
+    /// relaxed atomics (see [`Region::load`]).
+    ///
+    /// # Safety
+    /// As for [`Region::load`].
+    pub(crate) unsafe fn store(&self, start: usize, src: &[T]) -> Result<(), RangeError> {
+        self.check_range(start, src.len())?;
+        // SAFETY: as in `load`; words only partly in the range are updated with a
+        // compare-and-swap that keeps the neighbouring elements' bytes.
+        unsafe { copy::store_words(self.data().add(start).cast(), bytemuck::cast_slice(src)) };
         Ok(())
     }
 }

@@ -7,6 +7,7 @@ use std::ptr::NonNull;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::copy;
 use crate::error::SegmentError;
 use crate::handle::HandleFd;
 use crate::{sys, tracker};
@@ -22,9 +23,24 @@ pub const NAME_PREFIX: &str = "mproc_";
 ///
 /// A segment is a file (a memfd, or a POSIX shared-memory object when named)
 /// mapped shared into this process. It never hands out references to its
-/// bytes, only a raw pointer ([`Segment::as_ptr`]) and copying accessors
-/// ([`Segment::read`], [`Segment::write`]), because another process may write
-/// them at any time.
+/// bytes (except to atomics, [`Segment::get`]), only a raw pointer
+/// ([`Segment::as_ptr`]) and copying accessors, because another thread or
+/// process may write them at any time. [`Segment::read`] and
+/// [`Segment::write`] are atomic copies that may race (the result may be
+/// torn, never undefined); [`Segment::read_plain`] and
+/// [`Segment::write_plain`] are plain `memcpy`s, `unsafe` because the caller
+/// must know that nobody writes the bytes meanwhile (a lock, or a hand-over
+/// protocol).
+///
+/// A segment attached to the memory of an mproc object (by name with
+/// [`Segment::open_named`], or from its descriptor) must follow that
+/// object's protocol as every process does: the elements of a locked
+/// [`Array`](crate::Array) or [`Value`](crate::Value) are accessed plainly
+/// under their lock (a guard hands out `&mut [T]`), so no copy through such
+/// a segment, atomic or not, may touch them while a thread of this process
+/// could hold that lock. mproc never hands out such a segment itself except
+/// through the `unsafe` [`Array::segment`](crate::Array::segment) and
+/// [`Value::segment`](crate::Value::segment).
 ///
 /// * [`Segment::anonymous`] makes a memfd: it has no name, cannot leak into
 ///   `/dev/shm`, and is freed when the last process holding it closes it.
@@ -73,8 +89,10 @@ pub struct Segment {
 // thread; it exposes the bytes only through raw pointers and copies, so no
 // aliasing guarantee is shared across threads.
 unsafe impl Send for Segment {}
-// SAFETY: as for Send; every method takes `&self` and performs no unsynchronised
-// access to Rust-visible state.
+// SAFETY: as for Send. Threads sharing `&Segment` can only reach the bytes
+// through atomics ([`Segment::read`], [`Segment::write`], [`Segment::get`] of
+// `SharedSync` types) or through `unsafe` methods and raw pointers whose
+// contracts exclude racing plain accesses, so no safe use is a data race.
 unsafe impl Sync for Segment {}
 
 fn check_size(size: u64) -> Result<usize, SegmentError> {
@@ -245,9 +263,9 @@ impl Segment {
     /// The start of the mapping. It is page-aligned and valid for
     /// [`Segment::len`] bytes while `self` lives.
     ///
-    /// Other processes may write through their own mapping at any time, so
-    /// any access through this pointer must be atomic, or synchronised by a
-    /// protocol (a lock) that all processes follow.
+    /// Other threads and processes may write through their own mapping at
+    /// any time, so any access through this pointer must be atomic, or
+    /// synchronised by a protocol (a lock) that all of them follow.
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
@@ -300,30 +318,85 @@ impl Segment {
 
     /// Copies `out.len()` bytes starting at `offset` out of the segment.
     ///
-    /// The copy is not atomic with respect to writers in other processes;
-    /// use a lock if they may write concurrently.
+    /// Other threads and processes may write the same bytes meanwhile: the
+    /// copy is made of relaxed atomic loads (whole aligned words, single
+    /// bytes at the ends), so it may mix old and new bytes, but an aligned
+    /// word written whole by one [`Segment::write`] is read whole, and the
+    /// race is never undefined behaviour. Take a lock (or use another
+    /// protocol) for a consistent snapshot; with one,
+    /// [`Segment::read_plain`] is the faster copy.
+    ///
+    /// (Strictly, Rust's memory model gives no meaning to racing atomic
+    /// accesses of different sizes: two racing copies that cover the same
+    /// word, one whole and one in part, are of that kind. They follow the
+    /// byte-wise atomic `memcpy` of the C++ proposal P1478, which every
+    /// supported CPU performs byte by byte as expected.)
     ///
     /// # Errors
     /// [`SegmentError::OutOfBounds`] if the range does not fit.
     pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), SegmentError> {
         self.check_range(offset, out.len())?;
-        // SAFETY: the range was checked to lie inside the mapping; `out` is a
-        // distinct Rust buffer, so the regions cannot overlap. Racing writers in
-        // other processes can only change which bytes are copied.
+        // SAFETY: the range was checked to lie inside the mapping; every racing
+        // access that mproc's safe API makes to segment bytes is atomic.
+        unsafe { copy::load_bytes(self.as_ptr().add(offset), out) };
+        Ok(())
+    }
+
+    /// Copies `data` into the segment starting at `offset`.
+    ///
+    /// The copy is made of relaxed atomic stores, so racing with other
+    /// readers and writers is allowed (see [`Segment::read`]);
+    /// [`Segment::write_plain`] is the faster copy for bytes nobody else
+    /// touches meanwhile.
+    ///
+    /// # Errors
+    /// [`SegmentError::OutOfBounds`] if the range does not fit.
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), SegmentError> {
+        self.check_range(offset, data.len())?;
+        // SAFETY: as in `read`.
+        unsafe { copy::store_bytes(self.as_ptr().add(offset), data) };
+        Ok(())
+    }
+
+    /// Copies `out.len()` bytes starting at `offset` out of the segment with
+    /// a plain `memcpy`: the fast copy, for bytes a protocol keeps still.
+    ///
+    /// # Errors
+    /// [`SegmentError::OutOfBounds`] if the range does not fit.
+    ///
+    /// # Safety
+    /// No thread of this process writes the range during the call, through
+    /// this segment or any other mapping of the same memory (another
+    /// process's writes are outside the Rust abstract machine; a protocol
+    /// should exclude them too, or the copy may be torn). Holding a lock that
+    /// every writer of the range takes is enough, and so is a range that was
+    /// written before it was handed over and is never written again.
+    pub unsafe fn read_plain(&self, offset: usize, out: &mut [u8]) -> Result<(), SegmentError> {
+        self.check_range(offset, out.len())?;
+        // SAFETY: the range lies inside the mapping and `out` is a distinct Rust
+        // buffer; the caller promises that nobody writes the range meanwhile.
         unsafe {
             std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), out.as_mut_ptr(), out.len())
         };
         Ok(())
     }
 
-    /// Copies `data` into the segment starting at `offset`.
+    /// Copies `data` into the segment starting at `offset` with a plain
+    /// `memcpy`: the fast copy, for bytes the caller has to itself.
     ///
     /// # Errors
     /// [`SegmentError::OutOfBounds`] if the range does not fit.
-    pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), SegmentError> {
+    ///
+    /// # Safety
+    /// No thread of this process reads or writes the range during the call,
+    /// through this segment or any other mapping of the same memory, and no
+    /// `&`/`&mut` reference to those bytes is alive (a protocol should
+    /// exclude other processes too). Holding a lock that every user of the
+    /// range takes is enough, and so is a segment that has not been shared yet.
+    pub unsafe fn write_plain(&self, offset: usize, data: &[u8]) -> Result<(), SegmentError> {
         self.check_range(offset, data.len())?;
-        // SAFETY: the range lies inside the mapping and cannot overlap `data`,
-        // a Rust buffer outside it.
+        // SAFETY: the range lies inside the mapping and cannot overlap `data`, a
+        // Rust buffer outside it; the caller promises it has the range to itself.
         unsafe {
             std::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(offset), data.len())
         };

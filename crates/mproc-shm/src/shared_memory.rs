@@ -43,7 +43,10 @@ pub const PYTHON_NAME_PREFIX: &str = "psm_";
 ///   process forked from it are gone. Only creators register: an opener's
 ///   exit never unlinks the block (CPython's tracker, up to 3.12, does).
 /// * The bytes are reached through copies, never a `&[u8]`/memoryview,
-///   because another process may write them at any time.
+///   because another process may write them at any time. The copies are
+///   atomic word by word ([`Segment::read`]), so racing with other
+///   processes or threads may tear data but is never undefined behaviour,
+///   as with CPython's unsynchronised `buf`.
 ///
 /// # Examples
 ///
@@ -117,7 +120,8 @@ impl SharedMemory {
         self.seg.len()
     }
 
-    /// Copies `out.len()` bytes at `offset` out of the block.
+    /// Copies `out.len()` bytes at `offset` out of the block (an atomic
+    /// copy that may race with writers, see [`Segment::read`]).
     ///
     /// # Errors
     /// [`SegmentError::OutOfBounds`] if the range does not fit.
@@ -125,7 +129,7 @@ impl SharedMemory {
         self.seg.read(offset, out)
     }
 
-    /// Copies `data` into the block at `offset`.
+    /// Copies `data` into the block at `offset` (see [`Segment::write`]).
     ///
     /// # Errors
     /// [`SegmentError::OutOfBounds`] if the range does not fit.

@@ -198,8 +198,26 @@ impl<T: Pod + Send> Value<T> {
         self.region.lock().is_locked()
     }
 
-    /// The segment holding the value.
-    pub fn segment(&self) -> &Segment {
+    /// The segment holding the value (header, lock and value).
+    ///
+    /// The segment's safe copies do not take the value's lock, so they
+    /// could race with a guard's `&mut T`:
+    ///
+    /// ```compile_fail,E0133
+    /// let v = mproc_shm::Value::new(0u64)?;
+    /// let mut g = v.lock().unwrap();
+    /// let x: &mut u64 = &mut g;
+    /// v.segment().write(256, &[1; 8])?;   // would write under `x`
+    /// *x += 1;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Safety
+    /// As for [`Array::segment`](crate::Array::segment): through the returned
+    /// segment, and anything made from it, do not read or write the value's
+    /// bytes while any thread of this process may hold the lock or use the
+    /// value.
+    pub unsafe fn segment(&self) -> &Segment {
         self.region.segment()
     }
 
@@ -303,11 +321,13 @@ impl<T> fmt::Debug for ValueGuard<'_, T> {
 /// One plain-data value in shared memory *without* a lock: CPython's
 /// `RawValue`.
 ///
-/// Reads and writes are plain copies. When processes write concurrently they
-/// race: a read may see a torn mix of two writes for a `T` wider than the
-/// machine's atomic width, and read-modify-write sequences lose updates. Use
-/// [`Value`] (locked) or [`SharedAtomic`](crate::SharedAtomic) unless every
-/// writer is otherwise synchronised.
+/// Reads and writes are copies made of relaxed atomic word loads and stores,
+/// so threads and processes may use it at the same time without undefined
+/// behaviour. They race, as in CPython: a read may see a torn mix of two
+/// writes for a `T` wider than a machine word (a `T` that fits in an aligned
+/// word is always seen whole), and read-modify-write sequences lose updates.
+/// Use [`Value`] (locked) or [`SharedAtomic`](crate::SharedAtomic) unless
+/// every writer is otherwise synchronised.
 ///
 /// ```
 /// use mproc_shm::RawValue;
@@ -369,19 +389,21 @@ impl<T: Pod + Send> RawValue<T> {
 
     /// Copies the value out (racy, see the type's docs).
     pub fn get(&self) -> T {
-        // SAFETY: the element pointer is valid and aligned for the region's
-        // lifetime; a volatile read makes no assumption about other writers, and
-        // any bytes form a valid Pod `T`.
-        unsafe { self.region.data().read_volatile() }
+        let mut out = [T::zeroed()];
+        // SAFETY: a raw value's bytes are only accessed by word-atomic copies.
+        let _ = unsafe { self.region.load(0, &mut out) };
+        out[0]
     }
 
     /// Stores `v` (racy, see the type's docs).
     pub fn set(&self, v: T) {
-        // SAFETY: as in `get`; no reference to the element exists anywhere.
-        unsafe { self.region.data().write_volatile(v) };
+        // SAFETY: a raw value's bytes are only accessed by word-atomic copies.
+        let _ = unsafe { self.region.store(0, &[v]) };
     }
 
-    /// The segment holding the value.
+    /// The segment holding the value. Its copies are atomic too, so using
+    /// them on the value while this handle's copies run is no data race
+    /// (mind the note on mixed access sizes at [`Segment::read`]).
     pub fn segment(&self) -> &Segment {
         self.region.segment()
     }

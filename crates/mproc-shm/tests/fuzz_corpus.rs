@@ -47,11 +47,18 @@ fn write_segment_header_corpus() {
         seg.read(0, &mut b).unwrap();
         b
     };
-    let arr = bytes(Array::<u64>::from_slice(&[1, 2, 3, 4]).unwrap().segment());
-    let val = bytes(Value::new(7u64).unwrap().segment());
+    let arr = Array::<u64>::from_slice(&[1, 2, 3, 4]).unwrap();
+    let val = Value::new(7u64).unwrap();
+    let empty = Array::<f64>::new(0).unwrap();
+    // SAFETY: one thread, no guard alive, so nothing uses the elements while
+    // their bytes are read.
+    let arr = bytes(unsafe { arr.segment() });
+    // SAFETY: as above.
+    let val = bytes(unsafe { val.segment() });
     let raw = bytes(RawValue::new(9u32).unwrap().segment());
     let atomic = bytes(SharedAtomicU64::new(3).unwrap().segment());
-    let empty = bytes(Array::<f64>::new(0).unwrap().segment());
+    // SAFETY: as above.
+    let empty = bytes(unsafe { empty.segment() });
     let w = |name: &str, data: &[u8]| std::fs::write(dir.join(name), data).unwrap();
     w("valid_array_u64", &arr);
     w("valid_value_u64", &val);

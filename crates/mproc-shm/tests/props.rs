@@ -46,14 +46,17 @@ proptest! {
         xor in 1u8..=255,
     ) {
         let a = Array::<u64>::new(len).unwrap();
-        let copy = corrupted(a.segment(), at, xor);
+        // SAFETY: one thread, no guard alive: nothing uses the elements meanwhile.
+        let copy = corrupted(unsafe { a.segment() }, at, xor);
         prop_assert!(Array::<u64>::from_segment(copy).is_err());
     }
 
     #[test]
     fn corrupted_value_and_atomic_headers_are_rejected(at in 0usize..64, xor in 1u8..=255) {
         let v = Value::new(5u32).unwrap();
-        prop_assert!(Value::<u32>::from_segment(corrupted(v.segment(), at, xor)).is_err());
+        // SAFETY: one thread, no guard alive: nothing uses the value meanwhile.
+        let copy = corrupted(unsafe { v.segment() }, at, xor);
+        prop_assert!(Value::<u32>::from_segment(copy).is_err());
         let a = SharedAtomicU64::new(5).unwrap();
         prop_assert!(SharedAtomicU64::from_segment(corrupted(a.segment(), at, xor)).is_err());
     }
@@ -67,10 +70,12 @@ proptest! {
     #[test]
     fn truncated_segments_are_rejected(len in 1usize..300, cut in 1usize..2500) {
         let a = Array::<u64>::new(len).unwrap();
-        let total = a.segment().len();
+        // SAFETY: one thread, no guard alive: nothing uses the elements meanwhile.
+        let seg = unsafe { a.segment() };
+        let total = seg.len();
         let keep = total.saturating_sub(cut).max(1);
         let mut bytes = vec![0u8; keep];
-        a.segment().read(0, &mut bytes).unwrap();
+        seg.read(0, &mut bytes).unwrap();
         let short = Segment::anonymous(keep).unwrap();
         short.write(0, &bytes).unwrap();
         let e = Array::<u64>::from_segment(short).unwrap_err();
@@ -92,16 +97,19 @@ fn corrupted(seg: &Segment, at: usize, xor: u8) -> Segment {
 fn an_untouched_copy_is_accepted() {
     // The corruption tests would pass vacuously if copies were never accepted.
     let a = Array::<u64>::from_slice(&[1, 2, 3]).unwrap();
-    let b = Array::<u64>::from_segment(corrupted(a.segment(), 100, 1)).unwrap();
+    // SAFETY: one thread, no guard alive: nothing uses the elements meanwhile.
+    let seg = unsafe { a.segment() };
+    let b = Array::<u64>::from_segment(corrupted(seg, 100, 1)).unwrap();
     assert_eq!(b.to_vec(), [1, 2, 3]);
     let v = Value::new(5u32).unwrap();
     assert_eq!(
-        Value::<u32>::from_segment(corrupted(v.segment(), 127, 1))
+        // SAFETY: as above, for the value.
+        Value::<u32>::from_segment(corrupted(unsafe { v.segment() }, 127, 1))
             .unwrap()
             .get(),
         5
     );
-    let mut bytes = vec![0u8; a.segment().len()];
-    a.segment().read(0, &mut bytes).unwrap();
+    let mut bytes = vec![0u8; seg.len()];
+    seg.read(0, &mut bytes).unwrap();
     assert_eq!(mproc_shm::fuzzing::segment_header(&bytes), 1);
 }

@@ -82,7 +82,7 @@ fn malformed_messages_are_errors() {
     let o = AuthOptions::default();
     assert_eq!(
         respond_to_challenge(b"k", b"hello", &o),
-        Err(AuthError::Protocol("expected a challenge"))
+        Err(AuthError::ChallengeExpected)
     );
     assert_eq!(
         respond_to_challenge(b"k", b"#CHALLENGE#short", &o),
@@ -111,8 +111,15 @@ fn malformed_messages_are_errors() {
     );
     assert_eq!(
         verify_response(b"k", &body, b"", &o),
-        Err(AuthError::Protocol(
-            "missing digest prefix or unsupported message length"
-        ))
+        Err(AuthError::AnswerExpected)
+    );
+    assert_eq!(
+        verify_response(
+            b"k",
+            &body,
+            b"a plain message from a client without a key",
+            &o
+        ),
+        Err(AuthError::AnswerExpected)
     );
 }

@@ -291,12 +291,87 @@ pub(crate) fn poll(fds: &mut [libc::pollfd], deadline: Option<Instant>) -> io::R
 /// Waits until `fd` is readable (or hung up) or `deadline` passes; returns
 /// whether it is ready.
 pub(crate) fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {
+    wait_ready(fd, libc::POLLIN, deadline)
+}
+
+/// Waits until `fd` has one of the poll `events` (or is hung up) or
+/// `deadline` passes; returns whether it is ready.
+pub(crate) fn wait_ready(
+    fd: BorrowedFd<'_>,
+    events: libc::c_short,
+    deadline: Option<Instant>,
+) -> io::Result<bool> {
     let mut p = [libc::pollfd {
         fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
+        events,
         revents: 0,
     }];
     Ok(poll(&mut p, deadline)? > 0)
+}
+
+/// Sends what of `buf` a socket takes without waiting (`WouldBlock` if
+/// nothing), never raising `SIGPIPE`. Retries on `EINTR`.
+pub(crate) fn send_nonblock(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is initialised and readable for `buf.len()` bytes.
+        let r = cvt(unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
+        });
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+/// Receives at most `buf.len()` bytes from a socket without waiting
+/// (`WouldBlock` if none; 0 at end of file). Descriptors sent along are
+/// discarded by the kernel. Retries on `EINTR`.
+pub(crate) fn recv_nonblock(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is writable for `buf.len()` bytes.
+        let r = cvt(unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        });
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+/// Whether the process at the other end of a Unix socket runs as our
+/// effective user (or as root, whom file permissions do not stop either).
+pub(crate) fn peer_is_same_user(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid, writable and sized as SO_PEERCRED expects.
+    cvt_int(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    Ok(cred.uid == me || cred.uid == 0)
 }
 
 /// Whether the peer of a socket has gone away (`POLLHUP`/`POLLERR`), without waiting.

@@ -1,0 +1,206 @@
+//! Reference counting, request by request, against an in-memory server.
+
+use super::*;
+
+fn call(s: &Server, client: u64, req: Request) -> Reply {
+    let peer = Peer {
+        client,
+        same_exe: true,
+        fd: None,
+        no_wait: true,
+    };
+    s.handle(&peer, req).0
+}
+
+fn create(s: &Server, client: u64, kind: Kind, init: Init) -> Id {
+    match call(s, client, Request::Create { kind, init }) {
+        Reply::Object(id, k) if k == kind => id,
+        r => panic!("create: {r:?}"),
+    }
+}
+
+fn count(s: &Server) -> usize {
+    s.objects.read().unwrap().len()
+}
+
+fn holding(ids: &[Id]) -> Val {
+    Val {
+        bytes: vec![1],
+        refs: ids.to_vec(),
+    }
+}
+
+fn is_err(r: &Reply, want: &RemoteError) -> bool {
+    matches!(r, Reply::Err(e) if e == want)
+}
+
+#[test]
+fn an_object_lives_while_a_client_or_a_name_refers_to_it() {
+    let s = Server::new();
+    let d = create(&s, 1, Kind::Dict, Init::Empty);
+    call(
+        &s,
+        1,
+        Request::Register {
+            name: "d".into(),
+            id: d,
+        },
+    );
+    assert!(matches!(
+        call(&s, 1, Request::Decref { id: d }),
+        Reply::Unit
+    ));
+    assert_eq!(count(&s), 1, "the name keeps it");
+    assert!(matches!(
+        call(&s, 2, Request::Lookup { name: "d".into() }),
+        Reply::Object(id, Kind::Dict) if id == d
+    ));
+    call(&s, 1, Request::Unregister { name: "d".into() });
+    assert_eq!(count(&s), 1, "client 2's lookup keeps it");
+    call(&s, 2, Request::Decref { id: d });
+    assert_eq!(count(&s), 0);
+    assert!(lock(&s.refs).counts.is_empty() && lock(&s.refs).clients.is_empty());
+}
+
+#[test]
+fn bad_reference_requests_are_error_replies() {
+    let s = Server::new();
+    let d = create(&s, 1, Kind::Dict, Init::Empty);
+    let r = call(&s, 2, Request::Decref { id: d });
+    assert!(matches!(r, Reply::Err(RemoteError::NotAllowed(_))), "{r:?}");
+    let r = call(&s, 1, Request::Decref { id: 99 });
+    assert!(matches!(r, Reply::Err(RemoteError::NotAllowed(_))), "{r:?}");
+    assert!(is_err(
+        &call(&s, 1, Request::Adopt { token: 5 }),
+        &RemoteError::NoSuchTransfer(5)
+    ));
+    assert!(is_err(
+        &call(&s, 1, Request::Incref { id: 99 }),
+        &RemoteError::NoSuchObject(99)
+    ));
+    // A value naming an object that does not exist is refused, whole.
+    let l = create(&s, 1, Kind::List, Init::Empty);
+    let r = call(
+        &s,
+        1,
+        Request::Call {
+            id: l,
+            op: Op::ListExtend(vec![holding(&[d]), holding(&[99])]),
+        },
+    );
+    assert!(is_err(&r, &RemoteError::NoSuchObject(99)), "{r:?}");
+    assert_eq!(lock(&s.refs).counts[&d], 1, "nothing was kept");
+    let r = call(
+        &s,
+        1,
+        Request::Create {
+            kind: Kind::Value,
+            init: Init::Value(holding(&[42])),
+        },
+    );
+    assert!(is_err(&r, &RemoteError::NoSuchObject(42)), "{r:?}");
+    assert_eq!(count(&s), 2);
+}
+
+#[test]
+fn stored_values_hold_what_they_refer_to_and_freeing_cascades() {
+    let s = Server::new();
+    let inner = create(&s, 1, Kind::Dict, Init::Empty);
+    let list = create(&s, 1, Kind::List, Init::Items(vec![holding(&[inner])]));
+    let outer = create(&s, 1, Kind::Value, Init::Value(holding(&[list])));
+    call(&s, 1, Request::Decref { id: inner });
+    call(&s, 1, Request::Decref { id: list });
+    assert_eq!(count(&s), 3);
+    // A reader is granted its own reference.
+    let r = call(
+        &s,
+        2,
+        Request::Call {
+            id: outer,
+            op: Op::ValueGet,
+        },
+    );
+    assert!(matches!(&r, Reply::Bytes(v) if v.refs == [list]), "{r:?}");
+    call(&s, 1, Request::Decref { id: outer });
+    assert_eq!(count(&s), 2, "client 2 still holds the list");
+    s.client_joined(2);
+    s.client_left(2);
+    assert_eq!(count(&s), 0, "the list went, and the dict with it");
+}
+
+#[test]
+fn a_cycle_stays_until_it_is_broken() {
+    let s = Server::new();
+    let l = create(&s, 1, Kind::List, Init::Empty);
+    call(
+        &s,
+        1,
+        Request::Call {
+            id: l,
+            op: Op::ListPush(holding(&[l])),
+        },
+    );
+    call(&s, 1, Request::Decref { id: l });
+    assert_eq!(count(&s), 1, "it refers to itself");
+    // Anyone may still reach it by id and break the cycle.
+    call(&s, 1, Request::Incref { id: l });
+    call(
+        &s,
+        1,
+        Request::Call {
+            id: l,
+            op: Op::Clear,
+        },
+    );
+    call(&s, 1, Request::Decref { id: l });
+    assert_eq!(count(&s), 0);
+}
+
+#[test]
+fn a_transfer_outlives_its_sender_until_adopted() {
+    let s = Server::new();
+    let d = create(&s, 1, Kind::Dict, Init::Empty);
+    s.client_joined(1);
+    let Reply::Token(t) = call(&s, 1, Request::Transfer { id: d }) else {
+        panic!("no token");
+    };
+    s.client_left(1);
+    assert_eq!(count(&s), 1, "in flight");
+    assert!(matches!(
+        call(&s, 2, Request::Adopt { token: t }),
+        Reply::Object(..)
+    ));
+    assert!(is_err(
+        &call(&s, 3, Request::Adopt { token: t }),
+        &RemoteError::NoSuchTransfer(t)
+    ));
+    call(&s, 2, Request::Decref { id: d });
+    assert_eq!(count(&s), 0);
+}
+
+#[test]
+fn a_forced_release_leaves_later_decrefs_harmless() {
+    let s = Server::new();
+    let inner = create(&s, 1, Kind::Dict, Init::Empty);
+    let d = create(
+        &s,
+        1,
+        Kind::Dict,
+        Init::Pairs(vec![(vec![1], holding(&[inner]))]),
+    );
+    call(&s, 1, Request::Decref { id: inner });
+    assert!(matches!(
+        call(&s, 1, Request::Release { id: d }),
+        Reply::Unit
+    ));
+    assert_eq!(count(&s), 0, "its values' references went with it");
+    assert!(matches!(
+        call(&s, 1, Request::Decref { id: d }),
+        Reply::Unit
+    ));
+    assert!(is_err(
+        &call(&s, 1, Request::Release { id: d }),
+        &RemoteError::NoSuchObject(d)
+    ));
+    assert!(lock(&s.refs).clients.is_empty());
+}
