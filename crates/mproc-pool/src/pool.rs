@@ -994,12 +994,12 @@ pub trait StarFn<Args>: Copy + Send + 'static {
 }
 
 /// Calls a [`StarFn`] with a tuple, for the tasks of [`Pool::starmap`] and
-/// [`Pool::starmap_async`] (non-capturing closures, which unlike this
-/// function's type need not be `'static` in `Args`). The callers assert
-/// that `F` is zero-sized.
+/// [`Pool::starmap_async`] (non-capturing closures calling this, which
+/// unlike this function's type need not be `'static` in `Args`).
 fn call_star<F: StarFn<Args>, Args>(args: Args) -> F::Output {
-    // SAFETY: `F` is zero-sized (asserted by the callers) and `Copy`: its
-    // one value has no bytes, so conjuring it is copying it.
+    mproc_fnref::assert_zst::<F>();
+    // SAFETY: `F` is zero-sized (asserted just above) and `Copy`: its one
+    // value has no bytes, so conjuring it is copying it.
     let f: F = unsafe { std::mem::zeroed() };
     f.call(args)
 }
