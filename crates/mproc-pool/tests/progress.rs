@@ -52,15 +52,17 @@ fn lead_per_result(input: impl Iterator<Item = u64> + 'static, n: usize) -> Vec<
     leads
 }
 
-/// How far computing runs ahead of the consumer is bounded by what is in
-/// flight, not by the input: no result waits behind a large part of the
-/// input computed out of order. (Whatever the machine's load: while the
-/// consumer waits, the workers can only finish what was sent.)
+/// Computing never runs far ahead of the consumer: no result waits behind
+/// a large part of the input computed out of order. (Cutting the input into
+/// a few shares, as before, put the lead at 3 items per result, 371 of 500
+/// at worst. Cut from the front, it stays within what is in flight, a few
+/// items, plus what one worker computes while the other is held up: a
+/// quarter of the input is 250 ms of work, far beyond a scheduling delay.)
 fn assert_streams(leads: &[u64]) {
     let worst = leads.iter().copied().max().unwrap_or(0);
     let n = leads.len() as u64;
     assert!(
-        worst <= n / 10,
+        worst <= n / 4,
         "a result arrived after {worst} items beyond it were computed (of {n}); leads: {:?}",
         &leads[..leads.len().min(40)]
     );
