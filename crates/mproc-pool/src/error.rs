@@ -7,6 +7,7 @@ use std::io;
 use mproc_process::{ExitStatus, StartError};
 
 use crate::job::AsyncResult;
+use crate::wire::{PANIC_STR, PANIC_STRING, Panic};
 
 /// Why a [`PoolBuilder::build`](crate::PoolBuilder::build) failed.
 #[derive(Debug)]
@@ -55,13 +56,41 @@ impl Error for BuildError {
     }
 }
 
+/// What a task's panic payload was (the value given to `panic!` or
+/// [`std::panic::panic_any`]), as [`TaskError::Panicked`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PanicPayload {
+    /// A `&'static str` (`panic!("literal")`): the message is the string.
+    Str,
+    /// A `String` (`panic!("{x}")`, `.unwrap()`, `.expect(..)`): the message
+    /// is the string.
+    String,
+    /// Another type ([`std::panic::panic_any`]): it cannot travel, and the
+    /// message is `Box<dyn Any>`.
+    Other,
+}
+
 /// Why one task (one call of the function on one item) produced no value.
+///
+/// Matchable by kind, e.g. `TaskError::Panicked { message, .. }`; new kinds
+/// and fields may be added.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TaskError {
-    /// The function panicked; the worker survived.
+    /// The function panicked; the worker survived. (CPython re-raises the
+    /// remote exception with the worker's traceback text.)
+    #[non_exhaustive]
     Panicked {
-        /// The panic message, with its location.
+        /// The panic message: the payload when it is a `String` or `&str`.
         message: String,
+        /// What the payload was.
+        payload: PanicPayload,
+        /// Where it panicked (`file:line:column`), if known.
+        location: Option<String>,
+        /// The worker's backtrace, when backtraces are enabled there
+        /// (`RUST_BACKTRACE=1`, which workers inherit).
+        backtrace: Option<String>,
     },
     /// The worker running the task died (killed by a signal, aborted, out of
     /// memory, exited). It was replaced; other tasks were not affected.
@@ -91,7 +120,12 @@ pub enum TaskError {
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Panicked { message } => write!(f, "the task panicked: {message}"),
+            Self::Panicked {
+                message,
+                location: Some(at),
+                ..
+            } => write!(f, "the task panicked at {at}: {message}"),
+            Self::Panicked { message, .. } => write!(f, "the task panicked: {message}"),
             Self::WorkerLost { pid, status } => {
                 write!(f, "the worker running the task (pid {pid}) {status}")
             }
@@ -109,6 +143,25 @@ impl fmt::Display for TaskError {
 impl Error for TaskError {}
 
 impl TaskError {
+    /// A panic as it came from a worker.
+    pub(crate) fn from_panic(p: Panic) -> Self {
+        Self::Panicked {
+            message: p.message,
+            payload: match p.payload {
+                PANIC_STR => PanicPayload::Str,
+                PANIC_STRING => PanicPayload::String,
+                _ => PanicPayload::Other,
+            },
+            location: p.location,
+            backtrace: p.backtrace,
+        }
+    }
+
+    /// Whether the task's function panicked.
+    pub fn is_panicked(&self) -> bool {
+        matches!(self, Self::Panicked { .. })
+    }
+
     /// Whether the worker running the task died.
     pub fn is_worker_lost(&self) -> bool {
         matches!(self, Self::WorkerLost { .. })
@@ -218,6 +271,24 @@ impl PoolError {
         self.task_error().is_some_and(TaskError::is_cancelled)
     }
 }
+
+/// Why [`Imap::next_timeout`](crate::Imap::next_timeout) (or
+/// `next_deadline`, or those of [`TryImap`](crate::TryImap)) returned
+/// without an item (Python's `next(timeout)` raising `TimeoutError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NextTimeoutError {
+    /// No result was ready in time; the iterator stays usable.
+    Timeout,
+}
+
+impl fmt::Display for NextTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out waiting for the next result")
+    }
+}
+
+impl Error for NextTimeoutError {}
 
 /// Why [`AsyncResult::get_timeout`] returned without a value.
 pub enum GetTimeoutError<T> {

@@ -40,7 +40,7 @@ fn decode<R: DeserializeOwned>(
     let mut failed: Vec<(usize, TaskError)> = out
         .failures
         .iter()
-        .map(|(k, m)| (*k as usize, TaskError::Panicked { message: m.clone() }))
+        .map(|(k, p)| (*k as usize, TaskError::from_panic(p.clone())))
         .chain(out.encode_failures.iter().map(|(k, m)| {
             (
                 *k as usize,
@@ -99,7 +99,7 @@ pub(crate) fn fuzz_decode(data: &[u8]) {
     let failures = rest
         .iter()
         .take(2)
-        .map(|&b| (u64::from(b % 20), String::new()))
+        .map(|&b| (u64::from(b % 20), crate::wire::Panic::default()))
         .collect();
     let out = TaskOut {
         failures,

@@ -1,6 +1,7 @@
 //! A process pool for mproc: Python's `multiprocessing.Pool` (`map`, `imap`,
-//! `imap_unordered`, `starmap`, `apply`, `apply_async`, `map_async`), fast
-//! for tiny tasks and never hanging when a worker dies.
+//! `imap_unordered`, `starmap`, `apply`, `apply_async`, `map_async`,
+//! `starmap_async`), fast for tiny tasks and never hanging when a worker
+//! dies.
 //!
 //! # Hello, world!
 //!
@@ -39,16 +40,22 @@
 //! each worker an equal part at once; a worker that runs out of work takes
 //! half of what another has left (the busy one stops there), so
 //! `pool.map(f, 0..40_000_000)` ships a handful of small messages and the
-//! workers finish together whatever each item costs. `imap` over a range
-//! of a function not measured yet sends large chunks that the workers cut
-//! after about 1 ms of work, the rest being queued again. An explicit chunk
+//! workers finish together whatever each item costs. `imap_unordered` over
+//! a range of a function not measured yet sends large chunks that the
+//! workers cut after about 1 ms of work, the rest being queued again; an
+//! ordered `imap` cuts every input from the front of the order, so its
+//! results stream steadily from the first (a progress bar moves), and
+//! [`Imap`] is an `ExactSizeIterator` when the input's length is known
+//! (ranges, `Vec`s, `ExactSizeIterator`s), for progress bars. An explicit chunk
 //! size ([`Pool::map_chunked`]) of 0 is an error, not CPython's silent list
 //! of `None`s. Large arguments and results (MiBs) go through the connection's
 //! shared-memory path.
 //!
 //! # Failures
 //!
-//! A panicking task fails that item with [`TaskError::Panicked`]. A worker
+//! A panicking task fails that item with [`TaskError::Panicked`] (the panic
+//! message, what the payload was, where it panicked and, where
+//! `RUST_BACKTRACE` asks, the worker's backtrace). A worker
 //! that dies fails only the item it was running with
 //! [`TaskError::WorkerLost`] and its exit status, is replaced, and the pool
 //! stays usable (CPython's pool hangs for ever here). Workers are started
@@ -125,7 +132,9 @@ pub mod __private {
     }
 }
 
-pub use crate::error::{BuildError, GetTimeoutError, PoolError, TaskError, TryImapError};
+pub use crate::error::{
+    BuildError, GetTimeoutError, NextTimeoutError, PanicPayload, PoolError, TaskError, TryImapError,
+};
 pub use crate::job::AsyncResult;
 pub use crate::pool::{Imap, Pool, PoolBuilder, StarFn, TryImap};
 pub use mproc_process::{ExitStatus, StartMethod, cpu_count};

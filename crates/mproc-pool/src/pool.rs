@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::engine::{Config, Payload, Run, Shared, Task};
-use crate::error::{BuildError, PoolError, TaskError, TryImapError};
+use crate::error::{BuildError, NextTimeoutError, PoolError, TaskError, TryImapError};
 use crate::input::{Produced, Producer, UntilErr, producer};
 use crate::job::{ApplyJob, AsyncResult, Callback, Chunk, MapJob, Slot, assemble, lock};
 use crate::sys;
@@ -489,15 +489,38 @@ impl Pool {
     {
         mproc_fnref::assert_zst::<F>();
         let _ = f;
-        self.map(
-            |args: Args| {
-                // SAFETY: `F` is zero-sized (asserted above) and `Copy`: its
-                // one value has no bytes, so conjuring it is copying it.
-                let f: F = unsafe { std::mem::zeroed() };
-                f.call(args)
-            },
-            iterable,
-        )
+        self.map(|args: Args| call_star::<F, Args>(args), iterable)
+    }
+
+    /// Submits a [`starmap`](Pool::starmap) and returns at once (Python's
+    /// `starmap_async`), as [`map_async`](Pool::map_async).
+    ///
+    /// # Errors
+    /// [`PoolError::NotRunning`] after close/terminate.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn add(a: u32, b: u32) -> u32 { a + b }
+    /// let pool = mproc_pool::Pool::new(2)?;
+    /// let r = pool.starmap_async(add, vec![(1, 2), (3, 4)])?;
+    /// assert_eq!(r.get()?, [3, 7]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn starmap_async<F, Args, I>(
+        &self,
+        f: F,
+        iterable: I,
+    ) -> Result<AsyncResult<Vec<F::Output>>, PoolError>
+    where
+        F: StarFn<Args>,
+        Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        mproc_fnref::assert_zst::<F>();
+        let _ = f;
+        self.map_async(|args: Args| call_star::<F, Args>(args), iterable)
     }
 
     /// Submits a map and returns at once (Python's `map_async`). The input is
@@ -515,6 +538,31 @@ impl Pool {
         I: IntoIterator<Item = A>,
     {
         self.map_async_callback(f, iterable, |_| {})
+    }
+
+    /// [`map_async`](Pool::map_async) with a fixed chunk size (Python's
+    /// `map_async(f, it, chunksize)`).
+    ///
+    /// # Errors
+    /// [`PoolError::ZeroChunksize`] for 0; [`PoolError::NotRunning`] after
+    /// close/terminate.
+    pub fn map_async_chunked<F, A, R, I>(
+        &self,
+        f: F,
+        iterable: I,
+        chunksize: usize,
+    ) -> Result<AsyncResult<Vec<R>>, PoolError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        let _ = f;
+        if chunksize == 0 {
+            return Err(PoolError::ZeroChunksize);
+        }
+        self.map_async_inner::<F, A, R, I, _>(iterable, Some(chunksize), |_| {})
     }
 
     /// [`map_async`](Pool::map_async) with a callback run with the result on
@@ -536,6 +584,22 @@ impl Pool {
         C: FnOnce(Result<&Vec<R>, &PoolError>) + Send + 'static,
     {
         let _ = f;
+        self.map_async_inner::<F, A, R, I, C>(iterable, None, callback)
+    }
+
+    fn map_async_inner<F, A, R, I, C>(
+        &self,
+        iterable: I,
+        chunksize: Option<usize>,
+        callback: C,
+    ) -> Result<AsyncResult<Vec<R>>, PoolError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        C: FnOnce(Result<&Vec<R>, &PoolError>) + Send + 'static,
+    {
         self.check_running()?;
         let entry = entry_of::<F, A, R>();
         let job = Arc::new(MapJob::<R>::new());
@@ -550,11 +614,12 @@ impl Pool {
         }
         let mut prod = producer::<A, I>(iterable);
         let procs = self.processes();
-        let size = match (self.shared.estimate(entry), prod.remaining()) {
-            (Some(_), rem) => self.shared.chunk_size(entry, rem, false),
+        let size = match (chunksize, self.shared.estimate(entry), prod.remaining()) {
+            (Some(c), _, _) => c,
+            (None, Some(_), rem) => self.shared.chunk_size(entry, rem, false),
             // CPython's default: four chunks per worker.
-            (None, Some(n)) => n.div_ceil(4 * procs).max(1),
-            (None, None) => 64,
+            (None, None, Some(n)) => n.div_ceil(4 * procs).max(1),
+            (None, None, None) => 64,
         };
         let mut next = 0;
         let mut tasks = Vec::new();
@@ -928,6 +993,17 @@ pub trait StarFn<Args>: Copy + Send + 'static {
     fn call(&self, args: Args) -> Self::Output;
 }
 
+/// Calls a [`StarFn`] with a tuple, for the tasks of [`Pool::starmap`] and
+/// [`Pool::starmap_async`] (non-capturing closures calling this, which
+/// unlike this function's type need not be `'static` in `Args`).
+fn call_star<F: StarFn<Args>, Args>(args: Args) -> F::Output {
+    mproc_fnref::assert_zst::<F>();
+    // SAFETY: `F` is zero-sized (asserted just above) and `Copy`: its one
+    // value has no bytes, so conjuring it is copying it.
+    let f: F = unsafe { std::mem::zeroed() };
+    f.call(args)
+}
+
 macro_rules! star_fn {
     ($($a:ident),*) => {
         impl<Func, Ret, $($a),*> StarFn<($($a,)*)> for Func
@@ -1001,11 +1077,16 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
                     let rem = self.prod.remaining();
                     *self.even.get_or_insert_with(|| shared.even_share(rem))
                 }
-                (false, None) => {
-                    self.pool
-                        .shared
-                        .chunk_size(self.entry, self.prod.remaining(), self.prod.free())
-                }
+                // An ordered imap's consumer waits for the front of the
+                // order: a range is cut like any input, into chunks of about
+                // TARGET_NS of work from the front (the first of one item),
+                // not into shares far ahead that its workers would run
+                // side by side with the front.
+                (false, None) => self.pool.shared.chunk_size(
+                    self.entry,
+                    self.prod.remaining(),
+                    self.prod.free() && (self.eager || !self.ordered),
+                ),
             };
             let next = if max == 0 {
                 None
@@ -1055,8 +1136,11 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
     }
 
     /// The next finished chunk (in order, or any for unordered);
-    /// `Ok(None)` at the end, `Err(())` at the deadline.
-    fn next_chunk(&mut self, deadline: Option<Instant>) -> Result<Option<Chunk<R>>, ()> {
+    /// `Ok(None)` at the end, `Err` at the deadline.
+    fn next_chunk(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Chunk<R>>, NextTimeoutError> {
         loop {
             self.top_up();
             // After the first chunks left: the workers need not wait.
@@ -1097,7 +1181,7 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
                     Some(d) => {
                         let now = Instant::now();
                         if now >= d {
-                            return Err(());
+                            return Err(NextTimeoutError::Timeout);
                         }
                         st = job
                             .cv
@@ -1111,29 +1195,34 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
     }
 
     /// The next result, waiting at most until `deadline` (Python's
-    /// `next(timeout)`): `Err(())` if none arrived in time (the iterator
-    /// stays usable).
+    /// `next(timeout)`); `Ok(None)` at the end.
     ///
     /// # Errors
-    /// `Err(())` on timeout.
-    #[allow(clippy::result_unit_err)]
-    pub fn next_deadline(&mut self, deadline: Instant) -> Result<Option<Result<R, TaskError>>, ()> {
+    /// [`NextTimeoutError::Timeout`] if no result was ready in time (the
+    /// iterator stays usable).
+    pub fn next_deadline(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<Option<Result<R, TaskError>>, NextTimeoutError> {
         self.next_inner(Some(deadline))
     }
 
     /// [`next_deadline`](Imap::next_deadline) with a timeout.
     ///
     /// # Errors
-    /// `Err(())` on timeout.
-    #[allow(clippy::result_unit_err)]
-    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<R, TaskError>>, ()> {
+    /// [`NextTimeoutError::Timeout`] if no result was ready in time (the
+    /// iterator stays usable).
+    pub fn next_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Result<R, TaskError>>, NextTimeoutError> {
         self.next_inner(Instant::now().checked_add(timeout))
     }
 
     fn next_inner(
         &mut self,
         deadline: Option<Instant>,
-    ) -> Result<Option<Result<R, TaskError>>, ()> {
+    ) -> Result<Option<Result<R, TaskError>>, NextTimeoutError> {
         loop {
             if let Some((c, i)) = &mut self.current {
                 if *i < c.first + c.count {
@@ -1180,6 +1269,12 @@ impl<R: DeserializeOwned + Send + 'static> Iterator for Imap<'_, R> {
     }
 }
 
+/// Exact when the input's length is known: integer ranges, `Vec`s, slices
+/// and every input whose `size_hint` is exact (an `ExactSizeIterator`), so
+/// progress bars such as indicatif's `.progress()` show the total. For an
+/// input of unknown length, `len` panics, as the trait's contract has it.
+impl<R: DeserializeOwned + Send + 'static> ExactSizeIterator for Imap<'_, R> {}
+
 impl<R> Drop for Imap<'_, R> {
     fn drop(&mut self) {
         if !self.exhausted {
@@ -1212,12 +1307,13 @@ impl<R: DeserializeOwned + Send + 'static, E> TryImap<'_, R, E> {
     /// [`Imap::next_deadline`]).
     ///
     /// # Errors
-    /// `Err(())` on timeout.
-    #[allow(clippy::result_unit_err, clippy::type_complexity)]
+    /// [`NextTimeoutError::Timeout`] if no item was ready in time (the
+    /// iterator stays usable).
+    #[allow(clippy::type_complexity)]
     pub fn next_deadline(
         &mut self,
         deadline: Instant,
-    ) -> Result<Option<Result<R, TryImapError<E>>>, ()> {
+    ) -> Result<Option<Result<R, TryImapError<E>>>, NextTimeoutError> {
         self.inner
             .next_deadline(deadline)
             .map(|r| self.with_input_error(r))
@@ -1226,12 +1322,13 @@ impl<R: DeserializeOwned + Send + 'static, E> TryImap<'_, R, E> {
     /// [`next_deadline`](TryImap::next_deadline) with a timeout.
     ///
     /// # Errors
-    /// `Err(())` on timeout.
-    #[allow(clippy::result_unit_err, clippy::type_complexity)]
+    /// [`NextTimeoutError::Timeout`] if no item was ready in time (the
+    /// iterator stays usable).
+    #[allow(clippy::type_complexity)]
     pub fn next_timeout(
         &mut self,
         timeout: Duration,
-    ) -> Result<Option<Result<R, TryImapError<E>>>, ()> {
+    ) -> Result<Option<Result<R, TryImapError<E>>>, NextTimeoutError> {
         self.inner
             .next_timeout(timeout)
             .map(|r| self.with_input_error(r))

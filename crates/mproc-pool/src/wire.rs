@@ -75,8 +75,8 @@ pub(crate) enum ToWorker {
 pub(crate) struct TaskOut {
     /// The whole task failed before running (its arguments did not decode).
     pub(crate) error: Option<String>,
-    /// Items (index within the task) whose call panicked, with the message.
-    pub(crate) failures: Vec<(u64, String)>,
+    /// Items (index within the task) whose call panicked, with the panic.
+    pub(crate) failures: Vec<(u64, Panic)>,
     /// How long the task took in the worker.
     pub(crate) nanos: u64,
     /// Payload bytes (the values; plain numbers for failed items are zero,
@@ -89,6 +89,24 @@ pub(crate) struct TaskOut {
     /// out); the parent runs the rest elsewhere. `None`: all ran.
     pub(crate) cut: Option<u64>,
 }
+
+/// A panic of a task's call, as it travels.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Panic {
+    /// The payload, when it is a string.
+    pub(crate) message: String,
+    /// [`PANIC_STR`], [`PANIC_STRING`], or another type.
+    pub(crate) payload: u8,
+    pub(crate) location: Option<String>,
+    pub(crate) backtrace: Option<String>,
+}
+
+/// [`Panic::payload`]: a `&'static str`.
+pub(crate) const PANIC_STR: u8 = 0;
+/// [`Panic::payload`]: a `String`.
+pub(crate) const PANIC_STRING: u8 = 1;
+/// [`Panic::payload`]: another type.
+pub(crate) const PANIC_OTHER: u8 = 2;
 
 /// Worker → parent.
 #[derive(Debug, Serialize, Deserialize)]
@@ -262,7 +280,15 @@ mod tests {
             nanos: 123_456,
             len: 16,
             cut: Some(1000),
-            failures: vec![(3, "boom".into())],
+            failures: vec![(
+                3,
+                Panic {
+                    message: "boom".into(),
+                    payload: PANIC_STR,
+                    location: Some("src/main.rs:3:5".into()),
+                    backtrace: None,
+                },
+            )],
             ..TaskOut::default()
         };
         vec![

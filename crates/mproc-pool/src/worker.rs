@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::kinds::{for_each_in_range, is_pod, pod_bytes};
 use crate::sys;
 use crate::wire::{
-    Bytes, FromWorker, Kind, Msg, Parsed, TaskOut, ToWorker, send_header, should_pack, unpack,
+    Bytes, FromWorker, Kind, Msg, PANIC_OTHER, PANIC_STR, PANIC_STRING, Panic, Parsed, TaskOut,
+    ToWorker, send_header, should_pack, unpack,
 };
 
 /// What a worker is doing, in shared memory the parent reads after the
@@ -136,21 +137,35 @@ pub(crate) type TaskFn = fn(TaskIn<'_>) -> TaskResult;
 pub(crate) type InitFn = fn(&[u8], Vec<OwnedFd>) -> Result<(), String>;
 
 thread_local! {
-    /// Where the last panic on this thread happened.
-    static PANIC_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Where the last panic on this thread happened, and its backtrace
+    /// (when enabled).
+    static PANIC_AT: RefCell<(Option<String>, Option<String>)> = const { RefCell::new((None, None)) };
 }
 
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    let msg = if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
+/// A caught panic, with where it happened (see [`install_panic_hook`]).
+fn panic_of(payload: &(dyn std::any::Any + Send)) -> Panic {
+    let (message, kind) = if let Some(s) = payload.downcast_ref::<&str>() {
+        ((*s).to_owned(), PANIC_STR)
     } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
+        (s.clone(), PANIC_STRING)
     } else {
-        "Box<dyn Any>".to_owned()
+        ("Box<dyn Any>".to_owned(), PANIC_OTHER)
     };
-    match PANIC_AT.with(|p| p.borrow_mut().take()) {
-        Some(at) => format!("{msg} (at {at})"),
-        None => msg,
+    let (location, backtrace) = PANIC_AT.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    Panic {
+        message,
+        payload: kind,
+        location,
+        backtrace,
+    }
+}
+
+/// A caught panic as one line of text.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let p = panic_of(payload);
+    match p.location {
+        Some(at) => format!("{} (at {at})", p.message),
+        None => p.message,
     }
 }
 
@@ -159,7 +174,7 @@ struct Sink {
     out: Vec<u8>,
     pod: bool,
     pod_size: usize,
-    failures: Vec<(u64, String)>,
+    failures: Vec<(u64, Panic)>,
     encode_failures: Vec<(u64, String)>,
 }
 
@@ -178,12 +193,12 @@ impl Sink {
         }
     }
 
-    fn fail(&mut self, k: u64, message: String) {
+    fn fail(&mut self, k: u64, panic: Panic) {
         if self.pod {
             // A placeholder keeps plain values at fixed positions.
             self.out.resize(self.out.len() + self.pod_size, 0);
         }
-        self.failures.push((k, message));
+        self.failures.push((k, panic));
     }
 }
 
@@ -305,7 +320,7 @@ where
                                 return Err("a range task for a non-integer argument type".into());
                             }
                             Err(p) => {
-                                sink.fail(k, panic_text(&*p));
+                                sink.fail(k, panic_of(&*p));
                                 k += 1;
                                 continue;
                             }
@@ -350,7 +365,7 @@ where
                             }
                         }));
                         if let Err(p) = r {
-                            sink.fail(k, panic_text(&*p));
+                            sink.fail(k, panic_of(&*p));
                             k += 1;
                         }
                     }
@@ -385,7 +400,7 @@ where
                         match r {
                             Ok(r) => r?,
                             Err(p) => {
-                                sink.fail(k, panic_text(&*p));
+                                sink.fail(k, panic_of(&*p));
                                 k += 1;
                             }
                         }
@@ -433,10 +448,13 @@ where
 
 fn install_panic_hook() {
     panic::set_hook(Box::new(|info| {
-        if let Some(l) = info.location() {
-            let at = format!("{}:{}:{}", l.file(), l.line(), l.column());
-            PANIC_AT.with(|p| *p.borrow_mut() = Some(at));
-        }
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+        // Captured only where RUST_BACKTRACE (or RUST_LIB_BACKTRACE) asks.
+        let bt = std::backtrace::Backtrace::capture();
+        let bt = (bt.status() == std::backtrace::BacktraceStatus::Captured).then(|| bt.to_string());
+        PANIC_AT.with(|p| *p.borrow_mut() = (at, bt));
     }));
 }
 

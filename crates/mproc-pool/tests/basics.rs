@@ -5,10 +5,19 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{alive, watchdog};
-use mproc_pool::{Pool, PoolError, TaskError};
+use mproc_pool::{NextTimeoutError, PanicPayload, Pool, PoolError, TaskError, TryImapError};
 
 fn square(x: u64) -> u64 {
     x * x
+}
+
+/// Panics with a `&str` (0), a `String` (1), or an `i32` (2).
+fn panics_with(kind: u32) -> u32 {
+    match kind {
+        0 => panic!("a literal"),
+        1 => panic!("formatted {kind}"),
+        _ => std::panic::panic_any(7i32),
+    }
 }
 
 fn slow_id(x: u64) -> u64 {
@@ -116,7 +125,7 @@ fn errors_are_per_item_and_map_reports_the_first() {
         for (i, r) in items.iter().enumerate() {
             if i == 3 {
                 match r {
-                    Err(TaskError::Panicked { message }) => {
+                    Err(TaskError::Panicked { message, .. }) => {
                         assert!(message.contains("three is bad"), "{message}")
                     }
                     other => panic!("expected a panic, got {other:?}"),
@@ -138,6 +147,135 @@ fn errors_are_per_item_and_map_reports_the_first() {
         }
         // The workers survived.
         assert_eq!(pool.apply(fail_on_3, 4).unwrap(), 40);
+    });
+}
+
+#[test]
+fn a_panic_carries_its_message_payload_kind_and_location() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let got: Vec<_> = pool.imap(panics_with, 0..3u32).unwrap().collect();
+        let expected = [
+            ("a literal", PanicPayload::Str),
+            ("formatted 1", PanicPayload::String),
+            ("Box<dyn Any>", PanicPayload::Other),
+        ];
+        // Backtraces travel where they are enabled (the workers inherit
+        // the environment).
+        let backtraces = std::backtrace::Backtrace::capture().status()
+            == std::backtrace::BacktraceStatus::Captured;
+        for (r, (msg, kind)) in got.iter().zip(expected) {
+            let Err(
+                e @ TaskError::Panicked {
+                    message,
+                    payload,
+                    location,
+                    backtrace,
+                    ..
+                },
+            ) = r
+            else {
+                panic!("expected a panic, got {r:?}");
+            };
+            assert_eq!(message, msg);
+            assert_eq!(*payload, kind);
+            let at = location.as_deref().expect("a location");
+            assert!(at.contains("basics.rs:"), "{at}");
+            assert_eq!(backtrace.is_some(), backtraces);
+            assert!(e.is_panicked());
+            assert_eq!(e.to_string(), format!("the task panicked at {at}: {msg}"));
+        }
+    });
+}
+
+fn add(a: u32, b: u32) -> u32 {
+    a + b
+}
+
+fn pid_with(x: u32) -> (u32, u32) {
+    (x, std::process::id())
+}
+
+/// Sleeps 500 ms for item 1, not at all for the others.
+fn slow_at_1(x: u64) -> u64 {
+    if x == 1 {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    x
+}
+
+#[test]
+fn starmap_async_and_map_async_chunked() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let r = pool
+            .starmap_async(add, (0..100u32).map(|i| (i, 2 * i)))
+            .unwrap();
+        assert_eq!(
+            r.get().unwrap(),
+            (0..100).map(|i| 3 * i).collect::<Vec<_>>()
+        );
+        // Two chunks of 50: each ran whole in one worker.
+        let r = pool.map_async_chunked(pid_with, 0..100u32, 50).unwrap();
+        let out = r.get().unwrap();
+        assert_eq!(
+            out.iter().map(|(x, _)| *x).collect::<Vec<_>>(),
+            (0..100).collect::<Vec<_>>()
+        );
+        for chunk in out.chunks(50) {
+            assert!(
+                chunk.iter().all(|(_, p)| *p == chunk[0].1),
+                "a chunk was cut"
+            );
+        }
+        assert!(matches!(
+            pool.map_async_chunked(pid_with, 0..3u32, 0),
+            Err(PoolError::ZeroChunksize)
+        ));
+    });
+}
+
+#[test]
+fn imap_next_timeout_times_out_per_item_and_goes_on() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        // Both workers exist: item 1 starts when item 0 does.
+        assert_eq!(pool.map(square, 0..4u64).unwrap(), [0, 1, 4, 9]);
+        for ordered in [true, false] {
+            let mut it = if ordered {
+                pool.imap_chunked(slow_at_1, 0..3u64, 1).unwrap()
+            } else {
+                pool.imap_unordered(slow_at_1, 1..2u64).unwrap()
+            };
+            if ordered {
+                assert_eq!(it.next_timeout(Duration::from_secs(30)), Ok(Some(Ok(0))));
+            }
+            let t0 = Instant::now();
+            let e = it.next_timeout(Duration::from_millis(20)).unwrap_err();
+            assert!(t0.elapsed() >= Duration::from_millis(20));
+            assert_eq!(e, NextTimeoutError::Timeout);
+            assert_eq!(e.to_string(), "timed out waiting for the next result");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            assert_eq!(it.next_deadline(deadline), Ok(Some(Ok(1))));
+            if ordered {
+                assert_eq!(it.next_deadline(deadline), Ok(Some(Ok(2))));
+            }
+            assert_eq!(it.next_deadline(deadline), Ok(None));
+        }
+        // try_imap: the same error type.
+        let input = vec![Ok(0u64), Ok(1), Err("bad")];
+        let mut it = pool.try_imap_chunked(slow_at_1, input, 1).unwrap();
+        assert_eq!(it.next_timeout(Duration::from_secs(30)), Ok(Some(Ok(0))));
+        assert_eq!(
+            it.next_timeout(Duration::from_millis(20)),
+            Err(NextTimeoutError::Timeout)
+        );
+        assert_eq!(it.next_timeout(Duration::from_secs(30)), Ok(Some(Ok(1))));
+        assert_eq!(
+            it.next_timeout(Duration::from_secs(30)),
+            Ok(Some(Err(TryImapError::Input("bad"))))
+        );
+        assert_eq!(it.next_timeout(Duration::from_secs(30)), Ok(None));
     });
 }
 

@@ -73,8 +73,9 @@ fn a_range_map_is_split_while_it_runs() {
 fn imap_over_a_range_cuts_its_first_chunks() {
     watchdog(120, || {
         let pool = Pool::new(2).unwrap();
-        // Unmeasured: the first chunks are a quarter of the range each, cut
-        // by the workers after their time budget; the rest is queued again.
+        // Unmeasured: the first chunks are cut by the workers after their
+        // time budget and the rest is queued again (a quarter of the range
+        // each when unordered; ordered, from the front of the order).
         let got: Vec<u32> = pool
             .imap(slow_plus_one, 0..600u32)
             .unwrap()
@@ -98,7 +99,7 @@ fn a_panic_in_a_split_range_fails_only_that_item() {
         match pool.map(lopsided_panics_at_1500, 0..4000u64) {
             Err(PoolError::Task {
                 index: 1500,
-                error: TaskError::Panicked { message },
+                error: TaskError::Panicked { message, .. },
             }) => assert!(message.contains("item 1500"), "{message}"),
             other => panic!("unexpected {other:?}"),
         }

@@ -288,7 +288,7 @@ fn try_imap_tells_a_failed_task_from_a_failed_input() {
         assert_eq!(got.len(), 4);
         assert_eq!(got[0], Ok(0));
         match &got[1] {
-            Err(TryImapError::Task(TaskError::Panicked { message })) => {
+            Err(TryImapError::Task(TaskError::Panicked { message, .. })) => {
                 assert!(message.contains("one is bad"), "{message}")
             }
             other => panic!("{other:?}"),
