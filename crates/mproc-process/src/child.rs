@@ -124,9 +124,14 @@ pub(crate) fn run_child(
     }
     if req.daemon {
         // Dies with its parent: the kernel sends SIGKILL when the parent
-        // (thread) exits; if it already exited, our parent pid changed.
-        if sys::set_parent_death_signal().is_err() || sys::getppid() != expected_ppid {
+        // (thread) exits. If it exited before the signal was set up, our
+        // parent pid changed: die the same way, so that how a daemon ends
+        // does not depend on which of the two came first.
+        if sys::set_parent_death_signal().is_err() {
             sys::exit_now(1);
+        }
+        if sys::getppid() != expected_ppid {
+            sys::kill_self();
         }
     }
     if method != StartMethod::ForkServer {

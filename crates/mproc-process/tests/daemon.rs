@@ -252,3 +252,56 @@ fn a_dead_fork_server_is_restarted_and_its_children_report_lost() {
         assert_ne!(new_server, server);
     });
 }
+
+/// The intermediate parent of the next test: starts a daemon with `method`,
+/// publishes its pid, and kills itself at once, most likely before the
+/// daemon has even set up its parent-death signal.
+fn middle_dies_at_once(args: (String, SharedAtomicU64)) {
+    let (m, daemon_pid) = args;
+    let d = Process::new(sleep_forever, ())
+        .daemon(true)
+        .start_method(m.parse().expect("method"))
+        .start()
+        .expect("daemon");
+    daemon_pid.store(d.pid().as_raw() as u64, Ordering::SeqCst);
+    // SAFETY: kill takes plain integers; this process kills itself.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    sleep_forever(())
+}
+
+#[test]
+fn a_daemon_whose_parent_dies_before_it_runs_is_killed_by_sigkill_too() {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an int flag.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(r, 0);
+    watchdog(120, || {
+        for m in ["spawn", "fork", "forkserver"] {
+            for _ in 0..3 {
+                let pid = SharedAtomicU64::new(0).expect("atomic");
+                let mut mid = Process::new(
+                    middle_dies_at_once,
+                    (m.to_owned(), pid.try_clone().unwrap()),
+                )
+                .start_method(StartMethod::Spawn)
+                .start()
+                .expect("start middle");
+                match mid.join() {
+                    Err(JoinError::Failed(ExitStatus::Signaled(9))) => {}
+                    other => panic!("{m}: middle joined as {other:?}"),
+                }
+                let daemon = pid.load(Ordering::SeqCst) as i32;
+                assert!(daemon > 0, "{m}: the middle never published its daemon");
+                let cleanup = Cleanup(vec![daemon]);
+                // Whichever way it learns that its parent died, a daemon
+                // dies the same way: by SIGKILL.
+                let st = reap(daemon).expect("the daemon outlived its parent by 5 s");
+                std::mem::forget(cleanup);
+                assert!(
+                    libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL,
+                    "{m}: daemon status {st:#x} (exit code {})",
+                    libc::WEXITSTATUS(st)
+                );
+            }
+        }
+    });
+}

@@ -443,6 +443,14 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Ends this process by SIGKILL, as the parent-death signal would have.
+pub(crate) fn kill_self() -> ! {
+    // SAFETY: kill takes plain integers; SIGKILL cannot be caught, blocked
+    // or ignored, so the process ends here.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    exit_now(1)
+}
+
 /// Replaces descriptor 0 with `/dev/null`.
 pub(crate) fn stdin_to_devnull() -> io::Result<()> {
     // SAFETY: the path is NUL-terminated.
