@@ -102,8 +102,13 @@ pub enum JoinError {
     /// The child's exit status is unknown: the fork server that started it
     /// died, or someone else reaped it. CPython reports exit code 255 here.
     Lost,
-    /// The return value was already taken by an earlier join.
-    AlreadyJoined,
+    /// The return value was already taken by an earlier join. A later join
+    /// reports how the child ended, again (CPython's `join` may be called any
+    /// number of times); one whose first join failed returns that same error.
+    AlreadyJoined {
+        /// How the child ended.
+        status: ExitStatus,
+    },
     /// Waiting for the child failed.
     Io(io::Error),
 }
@@ -112,9 +117,31 @@ impl JoinError {
     /// How the child ended, when known.
     pub fn status(&self) -> Option<ExitStatus> {
         match self {
-            Self::Panicked { status, .. } | Self::Bootstrap { status, .. } => Some(*status),
+            Self::Panicked { status, .. }
+            | Self::Bootstrap { status, .. }
+            | Self::AlreadyJoined { status } => Some(*status),
             Self::Failed(s) => Some(*s),
             _ => None,
+        }
+    }
+
+    /// The same outcome, for a join after the first (an OS error is
+    /// repeated by its kind).
+    pub(crate) fn replay(&self) -> Self {
+        match self {
+            Self::Panicked { message, status } => Self::Panicked {
+                message: message.clone(),
+                status: *status,
+            },
+            Self::Failed(s) => Self::Failed(*s),
+            Self::Bootstrap { message, status } => Self::Bootstrap {
+                message: message.clone(),
+                status: *status,
+            },
+            Self::InvalidResult(why) => Self::InvalidResult(why.clone()),
+            Self::Lost => Self::Lost,
+            Self::AlreadyJoined { status } => Self::AlreadyJoined { status: *status },
+            Self::Io(e) => Self::Io(e.kind().into()),
         }
     }
 
@@ -138,7 +165,10 @@ impl fmt::Display for JoinError {
             Self::Lost => f.write_str(
                 "the exit status of the child process is unknown (its fork server died)",
             ),
-            Self::AlreadyJoined => f.write_str("the child process was already joined"),
+            Self::AlreadyJoined { status } => write!(
+                f,
+                "the child process was already joined (it {status}); its value was returned then"
+            ),
             Self::Io(_) => f.write_str("failed to wait for the child process"),
         }
     }

@@ -741,7 +741,7 @@ impl Prepared {
             chan: Some(started.chan),
             theirs: started.theirs,
             reader: ResultReader::default(),
-            joined: false,
+            joined: None,
             kill_on_drop: self.kill_on_drop,
             _result: PhantomData,
         }
@@ -827,7 +827,8 @@ pub struct ProcessHandle<R> {
     /// Our copy of the child's end of `chan`, for reuse after the join.
     theirs: Option<OwnedFd>,
     reader: ResultReader,
-    joined: bool,
+    /// What a join after the first returns.
+    joined: Option<JoinError>,
     kill_on_drop: bool,
     _result: PhantomData<fn() -> R>,
 }
@@ -987,7 +988,9 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
     /// # Errors
     /// [`JoinError::Panicked`] (with the message) if the function panicked,
     /// [`JoinError::Failed`] (with the [`ExitStatus`]) if the child ended
-    /// without returning, [`JoinError::AlreadyJoined`] on a second join.
+    /// without returning. Joining again returns the same error, or
+    /// [`JoinError::AlreadyJoined`] with the exit status if the value was
+    /// returned: like CPython's, a join may be repeated.
     pub fn join(&mut self) -> Result<R, JoinError> {
         self.join_inner(None).map_err(|e| match e {
             JoinTimeoutError::Join(e) => e,
@@ -1026,9 +1029,19 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
     }
 
     fn join_inner(&mut self, deadline: Option<Instant>) -> Result<R, JoinTimeoutError> {
-        if self.joined {
-            return Err(JoinError::AlreadyJoined.into());
+        if let Some(outcome) = &self.joined {
+            return Err(outcome.replay().into());
         }
+        let r = self.join_first(deadline);
+        if let Err(JoinTimeoutError::Join(e)) = &r {
+            self.joined = Some(e.replay());
+        }
+        r
+    }
+
+    /// The first join: the value, or why there is none (kept by the caller
+    /// for later joins).
+    fn join_first(&mut self, deadline: Option<Instant>) -> Result<R, JoinTimeoutError> {
         // A child never blocks on sending its result (large values go
         // through a memory file), so the socket is read only once it ended.
         let end = self.inner.wait_end(deadline);
@@ -1055,12 +1068,13 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
             }
         }
         self.theirs = None;
-        self.joined = true;
         let status = match end {
             End::Ended(s) => s,
             End::Lost => return Err(JoinError::Lost.into()),
             End::Running => unreachable!("loop exits only once ended"),
         };
+        // Whatever follows, the value is taken now: later joins say so.
+        self.joined = Some(JoinError::AlreadyJoined { status });
         let frame = self
             .reader
             .take()
