@@ -106,11 +106,13 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 pub(crate) fn run_child(
     req: &mut Request,
     chan: OwnedFd,
-    fds: Vec<OwnedFd>,
+    mut fds: Vec<OwnedFd>,
     expected_ppid: i32,
     method: StartMethod,
 ) -> ! {
-    state::become_child(req);
+    // The parent sentinel follows the argument descriptors.
+    let sentinel = if req.parent_sentinel { fds.pop() } else { None };
+    state::become_child(req, sentinel);
     if method == StartMethod::Spawn {
         // A Rust `main` would ignore SIGPIPE; a child never reaches `main`.
         // (The fork server ignores it already, and a forked child keeps its
@@ -283,7 +285,7 @@ fn spawned_child(fd: RawFd) -> ! {
     let chan = unsafe { sys::adopt(fd) };
     let _ = sys::set_cloexec(chan.as_fd());
     match wire::read_request(chan.as_fd()) {
-        Ok(Some((mut req, fds))) if fds.len() == req.nfds as usize => {
+        Ok(Some((mut req, fds))) if fds.len() == req.fd_count() => {
             let ppid = req.parent_pid;
             let method = StartMethod::from_u8(req.method).unwrap_or(StartMethod::Spawn);
             run_child(&mut req, chan, fds, ppid, method)

@@ -4,7 +4,7 @@ use std::error::Error;
 use std::fmt;
 use std::io;
 
-use crate::process::ExitStatus;
+use crate::process::{ExitStatus, START_METHOD_ENV, StartMethod};
 
 /// Why a process could not be started.
 #[derive(Debug)]
@@ -34,8 +34,17 @@ pub enum StartError {
     /// The fork server rejected the request (it reports a different
     /// executable or a malformed request).
     Rejected(&'static str),
+    /// No start method was chosen and the process-wide default is unknown
+    /// (see [`get_start_method`](crate::get_start_method)).
+    StartMethod(StartMethodError),
     /// This platform has no implementation.
     Unsupported,
+}
+
+impl From<StartMethodError> for StartError {
+    fn from(e: StartMethodError) -> Self {
+        Self::StartMethod(e)
+    }
 }
 
 impl fmt::Display for StartError {
@@ -55,6 +64,9 @@ impl fmt::Display for StartError {
             Self::Os(_) => f.write_str("failed to create the child process"),
             Self::ForkServer(_) => f.write_str("failed to start or reach the fork server"),
             Self::Rejected(why) => write!(f, "the fork server rejected the request: {why}"),
+            Self::StartMethod(_) => {
+                f.write_str("no start method was chosen and the default is unknown")
+            }
             Self::Unsupported => {
                 f.write_str("starting processes is not supported on this platform")
             }
@@ -66,6 +78,7 @@ impl Error for StartError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             Self::Os(e) | Self::ForkServer(e) => Some(e),
+            Self::StartMethod(e) => Some(e),
             _ => None,
         }
     }
@@ -281,3 +294,42 @@ impl fmt::Display for UnknownStartMethod {
 }
 
 impl Error for UnknownStartMethod {}
+
+/// Error of [`set_start_method`](crate::set_start_method) and
+/// [`get_start_method`](crate::get_start_method).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StartMethodError {
+    /// The process-wide start method was fixed already, by an earlier
+    /// `set_start_method` or by its first use (CPython's
+    /// `RuntimeError("context has already been set")`); use
+    /// [`set_start_method_force`](crate::set_start_method_force) to change it.
+    AlreadySet {
+        /// The method in force.
+        current: StartMethod,
+    },
+    /// The environment variable [`START_METHOD_ENV`] names no start method.
+    BadEnvironment {
+        /// Its value.
+        value: String,
+    },
+}
+
+impl fmt::Display for StartMethodError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AlreadySet { current } => {
+                write!(
+                    f,
+                    "context has already been set (the start method is {current})"
+                )
+            }
+            Self::BadEnvironment { value } => write!(
+                f,
+                "{START_METHOD_ENV}={value:?} names no start method (expected forkserver, spawn or fork)"
+            ),
+        }
+    }
+}
+
+impl Error for StartMethodError {}

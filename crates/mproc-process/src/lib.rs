@@ -85,6 +85,7 @@
 
 #![doc(test(attr(deny(warnings))))]
 
+mod authkey;
 mod child;
 mod cpu;
 mod error;
@@ -97,11 +98,15 @@ mod state;
 mod sys;
 mod wire;
 
+pub use crate::authkey::{AuthKey, set_authkey};
 pub use crate::cpu::{CpuCount, CpuSource, cpu_count, cpu_count_source};
-pub use crate::error::{JoinError, JoinTimeoutError, StartError, TryJoinError, UnknownStartMethod};
+pub use crate::error::{
+    JoinError, JoinTimeoutError, StartError, StartMethodError, TryJoinError, UnknownStartMethod,
+};
 pub use crate::process::{
-    Context, ExitStatus, PendingStart, Pid, Process, ProcessHandle, ProcessInfo, StartMethod,
-    active_children, all_start_methods, current_process, get_context, parent_process,
+    Context, ExitStatus, PendingStart, Pid, Process, ProcessHandle, ProcessInfo, START_METHOD_ENV,
+    StartMethod, active_children, all_start_methods, current_process, get_context,
+    get_start_method, parent_process, set_start_method, set_start_method_force,
 };
 
 /// Serves the child or fork-server role if this process was started as one

@@ -150,6 +150,10 @@ pub(crate) fn exit_now(code: i32) -> ! {
     std::process::exit(code)
 }
 
+pub(crate) fn random(_buf: &mut [u8]) -> io::Result<()> {
+    unsupported()
+}
+
 pub(crate) fn kill_self() -> ! {
     std::process::abort()
 }
