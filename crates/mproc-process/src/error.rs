@@ -297,7 +297,8 @@ impl Error for UnknownStartMethod {}
 
 /// Error of [`set_start_method`](crate::set_start_method) and
 /// [`get_start_method`](crate::get_start_method).
-#[derive(Debug, Clone, PartialEq, Eq)]
+// Serializable so that a child can report it to its parent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum StartMethodError {
     /// The process-wide start method was fixed already, by an earlier
