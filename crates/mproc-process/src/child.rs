@@ -21,6 +21,7 @@
 //! request and exits, so `main` never runs in a child. [`crate::init`] does the
 //! same for platforms without such constructors.
 
+use std::cell::Cell;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
@@ -178,11 +179,49 @@ pub(crate) fn run_child(
     sys::exit_now(code)
 }
 
+thread_local! {
+    /// Set while a child's hook calls the hook it replaced: std's default
+    /// hook (as wrapped by [`wrap_default_hook`]) and the hook of an mproc
+    /// child this one was forked from then stay quiet.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Wraps std's default panic hook, before `main` runs, so that a child's
+/// hook can tell it from a hook of the user's: the child chains to the
+/// hook it finds (in a forked child, one `main` may have installed) and the
+/// default one must not print the panic a second time.
+pub(crate) fn wrap_default_hook() {
+    let std_default = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        if !QUIET.try_with(Cell::get).unwrap_or(false) {
+            std_default(info);
+        }
+    }));
+}
+
+/// Whether `RUST_BACKTRACE` asks for a backtrace: `Some(full)` if so.
+fn backtrace_wanted() -> Option<bool> {
+    match std::env::var_os("RUST_BACKTRACE") {
+        Some(v) if v == "full" => Some(true),
+        Some(v) if !v.is_empty() && v != "0" => Some(false),
+        _ => None,
+    }
+}
+
 /// Writes panics to the real stderr descriptor (not to a test harness's
-/// capture buffer, which a forked child would never print).
+/// capture buffer, which a forked child would never print), with a
+/// backtrace when `RUST_BACKTRACE` asks for one, then runs the hook it
+/// replaced (a user's hook inherited by a forked child; std's default
+/// stays quiet).
 pub(crate) fn install_panic_hook() {
-    // A zero-sized closure: boxing it does not allocate.
-    panic::set_hook(Box::new(|info| {
+    let previous = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        if QUIET.try_with(Cell::get).unwrap_or(false) {
+            // Chained from the hook of a child forked from this one: it
+            // reported the panic; only the hooks beneath may still speak.
+            previous(info);
+            return;
+        }
         let name = state::my_name().unwrap_or_default();
         let msg = panic_message(info.payload());
         let at = info
@@ -190,10 +229,27 @@ pub(crate) fn install_panic_hook() {
             .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
             .unwrap_or_default();
         let pid = sys::getpid();
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "process '{name}' (pid {pid}) panicked{at}:\n{msg}"
-        );
+        {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "process '{name}' (pid {pid}) panicked{at}:\n{msg}");
+            let _ = match backtrace_wanted() {
+                Some(full) => {
+                    let bt = std::backtrace::Backtrace::force_capture();
+                    if full {
+                        writeln!(err, "stack backtrace:\n{bt:#}")
+                    } else {
+                        writeln!(err, "stack backtrace:\n{bt}")
+                    }
+                }
+                None => writeln!(
+                    err,
+                    "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace"
+                ),
+            };
+        }
+        let _ = QUIET.try_with(|q| q.set(true));
+        previous(info);
+        let _ = QUIET.try_with(|q| q.set(false));
         if cfg!(panic = "abort") {
             // The process aborts right after this hook: report the panic now
             // (with unwinding, `run_child` reports it after catching it).
@@ -225,6 +281,7 @@ static CONSTRUCTOR: extern "C" fn() = constructor;
 
 #[cfg(target_os = "linux")]
 extern "C" fn constructor() {
+    wrap_default_hook();
     dispatch();
 }
 

@@ -117,6 +117,8 @@ pub use crate::process::{
 /// in `main`, before any other thread exists.
 pub fn init() {
     child::keep_constructor();
+    #[cfg(not(target_os = "linux"))]
+    child::wrap_default_hook();
     child::dispatch();
 }
 
