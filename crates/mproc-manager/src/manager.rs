@@ -183,7 +183,9 @@ impl ManagerBuilder {
 
     /// Connects to a running server (CPython's `BaseManager.connect`). The
     /// returned manager does not own the server: dropping it leaves the
-    /// server running.
+    /// server running. Without [`authkey`](Self::authkey) it proves the
+    /// process authkey, so a child reaches a manager its parent started
+    /// knowing only the address.
     ///
     /// # Errors
     /// [`Error::Auth`] for a wrong authkey (before any object is
@@ -193,10 +195,9 @@ impl ManagerBuilder {
             .address
             .clone()
             .ok_or_else(|| Error::Io(io::Error::other("connect needs an address")))?;
-        let key = self
-            .authkey
-            .clone()
-            .ok_or_else(|| Error::Io(io::Error::other("connect needs the authkey")))?;
+        // CPython's default too: the process authkey, which a child
+        // inherited from the parent that started the server.
+        let key = self.key()?;
         let session = Session::get(address, &key, self.call_timeout);
         // CPython's `connect` sends a `dummy` request: fail now, not later.
         unit(session.call(&Request::Ping)?)?;
