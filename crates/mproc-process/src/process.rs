@@ -690,6 +690,8 @@ impl Context {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
+        // Here too, so that a wrong function is reported at the caller's line.
+        const { mproc_fnref::assert_zst::<F>() };
         Process::new(f, args).start_method(self.method)
     }
 }
@@ -736,6 +738,25 @@ impl Context {
 /// let f: fn(u64) -> u64 = double;
 /// let _ = Process::new(f, 1u64).start();
 /// ```
+///
+/// Pass `double` itself (a zero-sized `fn` item), not `f`.
+///
+/// The error (E0080, with [`mproc_fnref::assert_zst`]'s message) points at
+/// the caller's `Process::new(..)` (or `Context::process(..)`) line:
+///
+/// ```text
+/// note: the above error was encountered while instantiating `fn Process::<fn(u64) -> u64, u64>::new`
+///  --> src/main.rs:7:13
+///   |
+/// 7 |     let _ = Process::new(f, 1u64).start();
+/// ```
+///
+/// It comes from `cargo build`, not `cargo check`: stable Rust has no trait
+/// bound that means "zero-sized" (a fn pointer and a capturing closure are
+/// `Fn + Copy + Send + 'static` like a `fn` item, so
+/// `#[diagnostic::on_unimplemented]` has nothing to hang on), and a size
+/// check on a generic type is evaluated only when the function is
+/// instantiated, which `cargo check` does not do.
 #[must_use = "a Process does nothing until started"]
 pub struct Process<F, A> {
     f: F,
@@ -816,8 +837,13 @@ where
     R: Serialize + DeserializeOwned,
 {
     /// A process that will run `f(args)`.
+    ///
+    /// `f` must be a `fn` item or a closure that captures nothing: anything
+    /// else is a compile error at this call (see [`Process`]).
     pub fn new(f: F, args: A) -> Self {
-        mproc_fnref::assert_zst::<F>();
+        // In a const block of this function, rather than a call, so that the
+        // error names the caller's line (the function instantiated there).
+        const { mproc_fnref::assert_zst::<F>() };
         Self {
             f,
             args,

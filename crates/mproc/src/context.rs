@@ -89,12 +89,22 @@ impl Context {
     }
 
     /// A process builder with this context's start method (`ctx.Process`).
+    ///
+    /// Like [`Process::new`], a function with captured state (or a fn
+    /// pointer) is a compile error at this call:
+    ///
+    /// ```compile_fail,E0080
+    /// let n = 5u64;
+    /// let _ = mproc::get_context(mproc::StartMethod::Spawn).process(move |x: u64| x + n, 1u64);
+    /// ```
     pub fn process<F, A, R>(&self, f: F, args: A) -> Process<F, A>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
+        // Here too, so that a wrong function is reported at the caller's line.
+        const { mproc_fnref::assert_zst::<F>() };
         Process::new(f, args).start_method(self.method)
     }
 
