@@ -45,7 +45,19 @@
 //!   test` binary always has several threads.
 //!
 //! Choose per process with [`Process::start_method`], or make a [`Context`]
-//! with [`get_context`] that fixes it for everything made through it.
+//! with [`get_context`] that fixes it for everything made through it. A
+//! builder without a method uses the process-wide default
+//! ([`get_start_method`]): the one given to [`set_start_method`], else the
+//! environment variable [`START_METHOD_ENV`] (`MPROC_START_METHOD`), else the
+//! fork server; a child inherits its parent's.
+//!
+//! # Who am I
+//!
+//! [`current_process`] names this process and says how it was started;
+//! [`parent_process`] describes the parent, with a sentinel that sees its
+//! death even before it is reaped; each process has an [`AuthKey`]
+//! (32 random bytes in the main process) that its children inherit, whatever
+//! the start method, and that a manager uses when given no key.
 //!
 //! # Child dispatch: programs, examples and tests alike
 //!

@@ -512,7 +512,10 @@ impl ProcessInfo {
     /// Returns at once for the current process, which cannot wait for its
     /// own end.
     pub fn join(&self) {
-        let _ = self.join_deadline(Instant::now() + Duration::from_secs(u32::MAX.into()));
+        if matches!(self.who, Who::Current) {
+            return;
+        }
+        while !self.join_timeout(Duration::from_secs(3600)) {}
     }
 
     /// Waits up to `timeout` for the process to end; returns whether it did.
