@@ -5,7 +5,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::watchdog;
+use common::{reap, watchdog};
 use mproc_process::{ExitStatus, JoinError, Process, StartMethod};
 use mproc_shm::SharedAtomicU64;
 
@@ -61,24 +61,6 @@ fn exits_within(fd: i32, t: Duration) -> bool {
     // SAFETY: `p` is one valid pollfd.
     let n = unsafe { libc::poll(&mut p, 1, t.as_millis() as i32) };
     n == 1
-}
-
-/// Reaps `pid` (an orphan re-parented to this subreaper), waiting up to 5 s.
-fn reap(pid: i32) -> Option<i32> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut status = 0;
-        // SAFETY: `status` is a valid writable int.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::__WALL) };
-        if r == pid {
-            return Some(status);
-        }
-        // ECHILD: not re-parented to us yet (its parent is still exiting).
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Kills and reaps the listed orphans if the test fails half-way, so that no
@@ -174,9 +156,7 @@ fn dies_with_parent(method: &str) {
 
 #[test]
 fn a_daemon_dies_within_1s_of_its_parent_sigkill_and_a_non_daemon_survives() {
-    // SAFETY: PR_SET_CHILD_SUBREAPER takes an int flag.
-    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    assert_eq!(r, 0);
+    common::become_subreaper();
     watchdog(120, || {
         for m in ["forkserver", "spawn", "fork"] {
             dies_with_parent(m);
@@ -217,9 +197,7 @@ fn daemons_may_have_children() {
 
 #[test]
 fn a_dead_fork_server_is_restarted_and_its_children_report_lost() {
-    // SAFETY: PR_SET_CHILD_SUBREAPER takes an int flag.
-    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    assert_eq!(r, 0);
+    common::become_subreaper();
     watchdog(60, || {
         let _ = Process::new(square, 1).start().unwrap().join().unwrap();
         let mut orphan = Process::new(sleep_forever, ())
@@ -271,9 +249,7 @@ fn middle_dies_at_once(args: (String, SharedAtomicU64)) {
 
 #[test]
 fn a_daemon_whose_parent_dies_before_it_runs_is_killed_by_sigkill_too() {
-    // SAFETY: PR_SET_CHILD_SUBREAPER takes an int flag.
-    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    assert_eq!(r, 0);
+    common::become_subreaper();
     watchdog(120, || {
         for m in ["spawn", "fork", "forkserver"] {
             for _ in 0..3 {

@@ -105,7 +105,7 @@ impl Context {
     {
         // Here too, so that a wrong function is reported at the caller's line.
         const { mproc_fnref::assert_zst::<F>() };
-        Process::new(f, args).start_method(self.method)
+        mproc_process::Context::from(*self).process(f, args)
     }
 
     /// A pool builder whose workers start with this context's method
