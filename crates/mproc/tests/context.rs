@@ -2,7 +2,7 @@
 //! without one follow the process-wide default; the process authkey is the
 //! manager's default key.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::process::Command;
 
 use mproc::{
@@ -92,9 +92,10 @@ fn builders_without_a_method_follow_set_start_method() {
 
 /// A child connects to its parent's manager knowing only the address: the
 /// key is the authkey it inherited.
-fn use_parents_manager(path: PathBuf) -> u32 {
+fn use_parents_manager(addr: String) -> u32 {
+    let addr: SocketAddr = addr.parse().unwrap();
     let m = Manager::builder()
-        .address(path)
+        .address(addr)
         .connect()
         .expect("connect without a key");
     m.value(41u32).unwrap().get().unwrap() + 1
@@ -103,20 +104,22 @@ fn use_parents_manager(path: PathBuf) -> u32 {
 #[test]
 fn a_child_reaches_its_parents_manager_with_the_inherited_authkey() {
     watchdog(120, || {
-        let manager = Manager::builder().start().unwrap();
-        let path = match manager.address() {
-            mproc::managers::Address::Unix(p) => p.clone(),
-            other => panic!("default address {other:?}"),
+        // TCP, the address a remote client would use too.
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let manager = Manager::builder().address(any).start().unwrap();
+        let addr = match manager.address() {
+            mproc::managers::Address::Tcp(a) => *a,
+            other => panic!("bound {other:?}"),
         };
         for m in [StartMethod::ForkServer, StartMethod::Spawn] {
-            let mut h = Process::new(use_parents_manager, path.clone())
+            let mut h = Process::new(use_parents_manager, addr.to_string())
                 .start_method(m)
                 .start()
                 .unwrap();
             assert_eq!(h.join().unwrap(), 42, "{m}");
         }
         // Another key is refused.
-        assert!(Manager::connect(path, b"not the process key").is_err());
+        assert!(Manager::connect(addr, b"not the process key").is_err());
         manager.shutdown().unwrap();
     });
 }
