@@ -39,7 +39,8 @@ pub struct ManagerBuilder {
     authkey: Option<Vec<u8>>,
     call_timeout: Duration,
     shutdown_timeout: Duration,
-    start_method: StartMethod,
+    /// `None`: the process-wide default, resolved by `start`.
+    start_method: Option<StartMethod>,
 }
 
 impl fmt::Debug for ManagerBuilder {
@@ -61,7 +62,7 @@ impl Default for ManagerBuilder {
             authkey: None,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
-            start_method: StartMethod::default(),
+            start_method: None,
         }
     }
 }
@@ -80,7 +81,9 @@ impl ManagerBuilder {
     }
 
     /// The authkey clients must prove they know (CPython's handshake, HMAC
-    /// SHA-256). The default is 32 fresh random bytes.
+    /// SHA-256). The default is this process's authkey
+    /// ([`AuthKey`](mproc_process::AuthKey), CPython's
+    /// `current_process().authkey`), which the processes it starts inherit.
     pub fn authkey(mut self, key: &[u8]) -> Self {
         self.authkey = Some(key.to_vec());
         self
@@ -102,20 +105,20 @@ impl ManagerBuilder {
         self
     }
 
-    /// The start method of the server process (default: the fork server).
+    /// The start method of the server process (default: the process-wide
+    /// [`get_start_method`](mproc_process::get_start_method)).
     pub fn start_method(mut self, method: StartMethod) -> Self {
-        self.start_method = method;
+        self.start_method = Some(method);
         self
     }
 
     fn key(&self) -> Result<Vec<u8>, Error> {
         match &self.authkey {
             Some(k) => Ok(k.clone()),
-            None => {
-                let mut k = vec![0u8; 32];
-                sys::random(&mut k).map_err(Error::Io)?;
-                Ok(k)
-            }
+            None => Ok(mproc_process::current_process()
+                .authkey()
+                .map(|k| k.as_bytes().to_vec())
+                .unwrap_or_default()),
         }
     }
 
@@ -136,7 +139,10 @@ impl ManagerBuilder {
         let mut process = Process::new(server_main, args)
             .name("SyncManager")
             .daemon(true)
-            .start_method(self.start_method)
+            .start_method(match self.start_method {
+                Some(m) => m,
+                None => mproc_process::get_start_method().map_err(|e| Error::Start(e.into()))?,
+            })
             .start()
             .map_err(Error::Start)?;
         let ready = mine.recv_timeout::<Ready>(self.call_timeout.max(Duration::from_secs(10)));
@@ -181,7 +187,9 @@ impl ManagerBuilder {
 
     /// Connects to a running server (CPython's `BaseManager.connect`). The
     /// returned manager does not own the server: dropping it leaves the
-    /// server running.
+    /// server running. Without [`authkey`](Self::authkey) it proves the
+    /// process authkey, so a child reaches a manager its parent started
+    /// knowing only the address.
     ///
     /// # Errors
     /// [`Error::Auth`] for a wrong authkey (before any object is
@@ -191,10 +199,9 @@ impl ManagerBuilder {
             .address
             .clone()
             .ok_or_else(|| Error::Io(io::Error::other("connect needs an address")))?;
-        let key = self
-            .authkey
-            .clone()
-            .ok_or_else(|| Error::Io(io::Error::other("connect needs the authkey")))?;
+        // CPython's default too: the process authkey, which a child
+        // inherited from the parent that started the server.
+        let key = self.key()?;
         let session = Session::get(address, &key, self.call_timeout);
         // CPython's `connect` sends a `dummy` request: fail now, not later.
         unit(session.call(&Request::Ping)?)?;

@@ -51,7 +51,8 @@ type InitTemplate = (i64, Vec<u8>, Vec<std::os::fd::OwnedFd>);
 #[must_use = "a builder does nothing until build() is called"]
 pub struct PoolBuilder {
     processes: Option<usize>,
-    method: StartMethod,
+    /// `None`: the process-wide default, resolved by `build`.
+    method: Option<StartMethod>,
     max_tasks: Option<u64>,
     init: Option<Result<InitTemplate, String>>,
     cancel_on_ctrl_c: bool,
@@ -74,7 +75,7 @@ impl Default for PoolBuilder {
     fn default() -> Self {
         Self {
             processes: None,
-            method: StartMethod::default(),
+            method: None,
             max_tasks: None,
             init: None,
             cancel_on_ctrl_c: false,
@@ -91,9 +92,11 @@ impl PoolBuilder {
         self
     }
 
-    /// How workers are started (default [`StartMethod::ForkServer`]).
+    /// How workers are started (default: the process-wide
+    /// [`get_start_method`](mproc_process::get_start_method), read when the
+    /// pool is built, as CPython's `Pool` takes its context).
     pub fn start_method(mut self, method: StartMethod) -> Self {
-        self.method = method;
+        self.method = Some(method);
         self
     }
 
@@ -187,9 +190,13 @@ impl PoolBuilder {
                 });
             }
         };
+        let method = match self.method {
+            Some(m) => m,
+            None => mproc_process::get_start_method().map_err(|e| BuildError::Start(e.into()))?,
+        };
         let cfg = Config {
             processes,
-            method: self.method,
+            method,
             max_items: self.max_tasks,
             init,
         };

@@ -21,6 +21,7 @@
 //! request and exits, so `main` never runs in a child. [`crate::init`] does the
 //! same for platforms without such constructors.
 
+use std::cell::Cell;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
@@ -106,11 +107,13 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 pub(crate) fn run_child(
     req: &mut Request,
     chan: OwnedFd,
-    fds: Vec<OwnedFd>,
+    mut fds: Vec<OwnedFd>,
     expected_ppid: i32,
     method: StartMethod,
 ) -> ! {
-    state::become_child(req);
+    // The parent sentinel follows the argument descriptors.
+    let sentinel = if req.parent_sentinel { fds.pop() } else { None };
+    state::become_child(req, sentinel);
     if method == StartMethod::Spawn {
         // A Rust `main` would ignore SIGPIPE; a child never reaches `main`.
         // (The fork server ignores it already, and a forked child keeps its
@@ -124,9 +127,14 @@ pub(crate) fn run_child(
     }
     if req.daemon {
         // Dies with its parent: the kernel sends SIGKILL when the parent
-        // (thread) exits; if it already exited, our parent pid changed.
-        if sys::set_parent_death_signal().is_err() || sys::getppid() != expected_ppid {
+        // (thread) exits. If it exited before the signal was set up, our
+        // parent pid changed: die the same way, so that how a daemon ends
+        // does not depend on which of the two came first.
+        if sys::set_parent_death_signal().is_err() {
             sys::exit_now(1);
+        }
+        if sys::getppid() != expected_ppid {
+            sys::kill_self();
         }
     }
     if method != StartMethod::ForkServer {
@@ -171,11 +179,49 @@ pub(crate) fn run_child(
     sys::exit_now(code)
 }
 
+thread_local! {
+    /// Set while a child's hook calls the hook it replaced: std's default
+    /// hook (as wrapped by [`wrap_default_hook`]) and the hook of an mproc
+    /// child this one was forked from then stay quiet.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Wraps std's default panic hook, before `main` runs, so that a child's
+/// hook can tell it from a hook of the user's: the child chains to the
+/// hook it finds (in a forked child, one `main` may have installed) and the
+/// default one must not print the panic a second time.
+pub(crate) fn wrap_default_hook() {
+    let std_default = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        if !QUIET.try_with(Cell::get).unwrap_or(false) {
+            std_default(info);
+        }
+    }));
+}
+
+/// Whether `RUST_BACKTRACE` asks for a backtrace: `Some(full)` if so.
+fn backtrace_wanted() -> Option<bool> {
+    match std::env::var_os("RUST_BACKTRACE") {
+        Some(v) if v == "full" => Some(true),
+        Some(v) if !v.is_empty() && v != "0" => Some(false),
+        _ => None,
+    }
+}
+
 /// Writes panics to the real stderr descriptor (not to a test harness's
-/// capture buffer, which a forked child would never print).
+/// capture buffer, which a forked child would never print), with a
+/// backtrace when `RUST_BACKTRACE` asks for one, then runs the hook it
+/// replaced (a user's hook inherited by a forked child; std's default
+/// stays quiet).
 pub(crate) fn install_panic_hook() {
-    // A zero-sized closure: boxing it does not allocate.
-    panic::set_hook(Box::new(|info| {
+    let previous = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        if QUIET.try_with(Cell::get).unwrap_or(false) {
+            // Chained from the hook of a child forked from this one: it
+            // reported the panic; only the hooks beneath may still speak.
+            previous(info);
+            return;
+        }
         let name = state::my_name().unwrap_or_default();
         let msg = panic_message(info.payload());
         let at = info
@@ -183,10 +229,27 @@ pub(crate) fn install_panic_hook() {
             .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
             .unwrap_or_default();
         let pid = sys::getpid();
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "process '{name}' (pid {pid}) panicked{at}:\n{msg}"
-        );
+        {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "process '{name}' (pid {pid}) panicked{at}:\n{msg}");
+            let _ = match backtrace_wanted() {
+                Some(full) => {
+                    let bt = std::backtrace::Backtrace::force_capture();
+                    if full {
+                        writeln!(err, "stack backtrace:\n{bt:#}")
+                    } else {
+                        writeln!(err, "stack backtrace:\n{bt}")
+                    }
+                }
+                None => writeln!(
+                    err,
+                    "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace"
+                ),
+            };
+        }
+        let _ = QUIET.try_with(|q| q.set(true));
+        previous(info);
+        let _ = QUIET.try_with(|q| q.set(false));
         if cfg!(panic = "abort") {
             // The process aborts right after this hook: report the panic now
             // (with unwinding, `run_child` reports it after catching it).
@@ -218,6 +281,7 @@ static CONSTRUCTOR: extern "C" fn() = constructor;
 
 #[cfg(target_os = "linux")]
 extern "C" fn constructor() {
+    wrap_default_hook();
     dispatch();
 }
 
@@ -278,7 +342,7 @@ fn spawned_child(fd: RawFd) -> ! {
     let chan = unsafe { sys::adopt(fd) };
     let _ = sys::set_cloexec(chan.as_fd());
     match wire::read_request(chan.as_fd()) {
-        Ok(Some((mut req, fds))) if fds.len() == req.nfds as usize => {
+        Ok(Some((mut req, fds))) if fds.len() == req.fd_count() => {
             let ppid = req.parent_pid;
             let method = StartMethod::from_u8(req.method).unwrap_or(StartMethod::Spawn);
             run_child(&mut req, chan, fds, ppid, method)

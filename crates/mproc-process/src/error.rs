@@ -4,7 +4,7 @@ use std::error::Error;
 use std::fmt;
 use std::io;
 
-use crate::process::ExitStatus;
+use crate::process::{ExitStatus, START_METHOD_ENV, StartMethod};
 
 /// Why a process could not be started.
 #[derive(Debug)]
@@ -34,8 +34,17 @@ pub enum StartError {
     /// The fork server rejected the request (it reports a different
     /// executable or a malformed request).
     Rejected(&'static str),
+    /// No start method was chosen and the process-wide default is unknown
+    /// (see [`get_start_method`](crate::get_start_method)).
+    StartMethod(StartMethodError),
     /// This platform has no implementation.
     Unsupported,
+}
+
+impl From<StartMethodError> for StartError {
+    fn from(e: StartMethodError) -> Self {
+        Self::StartMethod(e)
+    }
 }
 
 impl fmt::Display for StartError {
@@ -55,6 +64,9 @@ impl fmt::Display for StartError {
             Self::Os(_) => f.write_str("failed to create the child process"),
             Self::ForkServer(_) => f.write_str("failed to start or reach the fork server"),
             Self::Rejected(why) => write!(f, "the fork server rejected the request: {why}"),
+            Self::StartMethod(_) => {
+                f.write_str("no start method was chosen and the default is unknown")
+            }
             Self::Unsupported => {
                 f.write_str("starting processes is not supported on this platform")
             }
@@ -66,6 +78,7 @@ impl Error for StartError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             Self::Os(e) | Self::ForkServer(e) => Some(e),
+            Self::StartMethod(e) => Some(e),
             _ => None,
         }
     }
@@ -102,8 +115,13 @@ pub enum JoinError {
     /// The child's exit status is unknown: the fork server that started it
     /// died, or someone else reaped it. CPython reports exit code 255 here.
     Lost,
-    /// The return value was already taken by an earlier join.
-    AlreadyJoined,
+    /// The return value was already taken by an earlier join. A later join
+    /// reports how the child ended, again (CPython's `join` may be called any
+    /// number of times); one whose first join failed returns that same error.
+    AlreadyJoined {
+        /// How the child ended.
+        status: ExitStatus,
+    },
     /// Waiting for the child failed.
     Io(io::Error),
 }
@@ -112,9 +130,31 @@ impl JoinError {
     /// How the child ended, when known.
     pub fn status(&self) -> Option<ExitStatus> {
         match self {
-            Self::Panicked { status, .. } | Self::Bootstrap { status, .. } => Some(*status),
+            Self::Panicked { status, .. }
+            | Self::Bootstrap { status, .. }
+            | Self::AlreadyJoined { status } => Some(*status),
             Self::Failed(s) => Some(*s),
             _ => None,
+        }
+    }
+
+    /// The same outcome, for a join after the first (an OS error is
+    /// repeated by its kind).
+    pub(crate) fn replay(&self) -> Self {
+        match self {
+            Self::Panicked { message, status } => Self::Panicked {
+                message: message.clone(),
+                status: *status,
+            },
+            Self::Failed(s) => Self::Failed(*s),
+            Self::Bootstrap { message, status } => Self::Bootstrap {
+                message: message.clone(),
+                status: *status,
+            },
+            Self::InvalidResult(why) => Self::InvalidResult(why.clone()),
+            Self::Lost => Self::Lost,
+            Self::AlreadyJoined { status } => Self::AlreadyJoined { status: *status },
+            Self::Io(e) => Self::Io(e.kind().into()),
         }
     }
 
@@ -138,7 +178,10 @@ impl fmt::Display for JoinError {
             Self::Lost => f.write_str(
                 "the exit status of the child process is unknown (its fork server died)",
             ),
-            Self::AlreadyJoined => f.write_str("the child process was already joined"),
+            Self::AlreadyJoined { status } => write!(
+                f,
+                "the child process was already joined (it {status}); its value was returned then"
+            ),
             Self::Io(_) => f.write_str("failed to wait for the child process"),
         }
     }
@@ -251,3 +294,43 @@ impl fmt::Display for UnknownStartMethod {
 }
 
 impl Error for UnknownStartMethod {}
+
+/// Error of [`set_start_method`](crate::set_start_method) and
+/// [`get_start_method`](crate::get_start_method).
+// Serializable so that a child can report it to its parent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum StartMethodError {
+    /// The process-wide start method was fixed already, by an earlier
+    /// `set_start_method` or by its first use (CPython's
+    /// `RuntimeError("context has already been set")`); use
+    /// [`set_start_method_force`](crate::set_start_method_force) to change it.
+    AlreadySet {
+        /// The method in force.
+        current: StartMethod,
+    },
+    /// The environment variable [`START_METHOD_ENV`] names no start method.
+    BadEnvironment {
+        /// Its value.
+        value: String,
+    },
+}
+
+impl fmt::Display for StartMethodError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AlreadySet { current } => {
+                write!(
+                    f,
+                    "context has already been set (the start method is {current})"
+                )
+            }
+            Self::BadEnvironment { value } => write!(
+                f,
+                "{START_METHOD_ENV}={value:?} names no start method (expected forkserver, spawn or fork)"
+            ),
+        }
+    }
+}
+
+impl Error for StartMethodError {}

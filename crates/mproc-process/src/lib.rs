@@ -45,7 +45,19 @@
 //!   test` binary always has several threads.
 //!
 //! Choose per process with [`Process::start_method`], or make a [`Context`]
-//! with [`get_context`] that fixes it for everything made through it.
+//! with [`get_context`] that fixes it for everything made through it. A
+//! builder without a method uses the process-wide default
+//! ([`get_start_method`]): the one given to [`set_start_method`], else the
+//! environment variable [`START_METHOD_ENV`] (`MPROC_START_METHOD`), else the
+//! fork server; a child inherits its parent's.
+//!
+//! # Who am I
+//!
+//! [`current_process`] names this process and says how it was started;
+//! [`parent_process`] describes the parent, with a sentinel that sees its
+//! death even before it is reaped; each process has an [`AuthKey`]
+//! (32 random bytes in the main process) that its children inherit, whatever
+//! the start method, and that a manager uses when given no key.
 //!
 //! # Child dispatch: programs, examples and tests alike
 //!
@@ -85,6 +97,7 @@
 
 #![doc(test(attr(deny(warnings))))]
 
+mod authkey;
 mod child;
 mod cpu;
 mod error;
@@ -97,11 +110,15 @@ mod state;
 mod sys;
 mod wire;
 
+pub use crate::authkey::{AuthKey, set_authkey};
 pub use crate::cpu::{CpuCount, CpuSource, cpu_count, cpu_count_source};
-pub use crate::error::{JoinError, JoinTimeoutError, StartError, TryJoinError, UnknownStartMethod};
+pub use crate::error::{
+    JoinError, JoinTimeoutError, StartError, StartMethodError, TryJoinError, UnknownStartMethod,
+};
 pub use crate::process::{
-    Context, ExitStatus, PendingStart, Pid, Process, ProcessHandle, ProcessInfo, StartMethod,
-    active_children, all_start_methods, current_process, get_context, parent_process,
+    Context, ExitStatus, PendingStart, Pid, Process, ProcessHandle, ProcessInfo, START_METHOD_ENV,
+    StartMethod, active_children, all_start_methods, current_process, get_context,
+    get_start_method, parent_process, set_start_method, set_start_method_force,
 };
 
 /// Serves the child or fork-server role if this process was started as one
@@ -112,6 +129,8 @@ pub use crate::process::{
 /// in `main`, before any other thread exists.
 pub fn init() {
     child::keep_constructor();
+    #[cfg(not(target_os = "linux"))]
+    child::wrap_default_hook();
     child::dispatch();
 }
 

@@ -12,24 +12,35 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::authkey::AuthKey;
 use crate::child;
-use crate::error::{JoinError, JoinTimeoutError, StartError, TryJoinError, UnknownStartMethod};
+use crate::error::{
+    JoinError, JoinTimeoutError, StartError, StartMethodError, TryJoinError, UnknownStartMethod,
+};
 use crate::state::{self, lock};
 use crate::sys::{self, RawPid};
 use crate::wire::{self, Request, ResultReader, Tag};
 use crate::{server, start};
 
 /// How a child process is created. See the crate docs for the trade-offs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+///
+/// `StartMethod::default()` is the built-in default, the fork server; the
+/// process-wide default that builders follow is [`get_start_method`].
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum StartMethod {
     /// A single-threaded server process, started by exec of this binary on
     /// first use, forks each child. Safe from threaded parents; fast.
     #[default]
+    #[serde(rename = "forkserver")]
     ForkServer,
     /// Re-execute this binary for each child. Safe from threaded parents.
+    #[serde(rename = "spawn")]
     Spawn,
     /// Fork the calling process. Fastest; refused when the caller has more
     /// than one thread.
+    #[serde(rename = "fork")]
     Fork,
 }
 
@@ -52,7 +63,7 @@ impl StartMethod {
         }
     }
 
-    fn to_u8(self) -> u8 {
+    pub(crate) fn to_u8(self) -> u8 {
         match self {
             Self::ForkServer => 0,
             Self::Spawn => 1,
@@ -78,6 +89,64 @@ impl FromStr for StartMethod {
             other => Err(UnknownStartMethod(other.to_owned())),
         }
     }
+}
+
+/// The environment variable that chooses the process-wide default start
+/// method (`forkserver`, `spawn` or `fork`) without code changes; see
+/// [`get_start_method`].
+pub const START_METHOD_ENV: &str = "MPROC_START_METHOD";
+
+/// Fixes the start method of everything started without an explicit one
+/// (Python's `set_start_method`): [`Process`], and the pools and managers
+/// built on it.
+///
+/// # Errors
+/// [`StartMethodError::AlreadySet`] if the default was fixed already, by an
+/// earlier call or by its first use (as CPython's `"context has already
+/// been set"`); [`set_start_method_force`] changes it anyway.
+///
+/// # Examples
+///
+/// ```
+/// use mproc_process::{get_start_method, set_start_method, StartMethod, StartMethodError};
+///
+/// set_start_method(StartMethod::Spawn)?;
+/// assert_eq!(get_start_method()?, StartMethod::Spawn);
+/// assert_eq!(
+///     set_start_method(StartMethod::Fork),
+///     Err(StartMethodError::AlreadySet { current: StartMethod::Spawn })
+/// );
+/// # Ok::<(), StartMethodError>(())
+/// ```
+pub fn set_start_method(method: StartMethod) -> Result<(), StartMethodError> {
+    state::set_default_method(method, false)
+}
+
+/// [`set_start_method`] even if the default was fixed already (Python's
+/// `set_start_method(m, force=True)`).
+pub fn set_start_method_force(method: StartMethod) {
+    let _ = state::set_default_method(method, true);
+}
+
+/// The process-wide default start method (Python's `get_start_method()`),
+/// which this call fixes if nothing did before, as CPython's does.
+///
+/// In order of precedence: the method given to [`set_start_method`]; in a
+/// child mproc started, its parent's default; the environment variable
+/// [`START_METHOD_ENV`] (read once; unset or empty means the built-in
+/// default); the fork server. A builder's explicit
+/// [`start_method`](Process::start_method), or a [`Context`], overrides all
+/// of these for what it starts.
+///
+/// # Errors
+/// [`StartMethodError::BadEnvironment`] if the environment variable names
+/// no start method. There is deliberately no fallback: a deployment that
+/// asked for a start method and misspelt it learns so at the first start
+/// (which fails with [`StartError::StartMethod`]), not by running with
+/// another. An explicit choice in code (`set_start_method`, a builder's or
+/// a context's) does not read the variable and is unaffected.
+pub fn get_start_method() -> Result<StartMethod, StartMethodError> {
+    state::default_method()
 }
 
 /// Every start method this platform supports (Python's
@@ -215,6 +284,8 @@ pub(crate) struct Inner {
     pid: RawPid,
     name: String,
     daemon: bool,
+    method: StartMethod,
+    authkey: AuthKey,
     watch: Watch,
     end: Mutex<End>,
 }
@@ -350,12 +421,38 @@ impl Inner {
 
 /// A description of a process: the current one, its parent, or a running
 /// child (see [`current_process`], [`parent_process`], [`active_children`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// The parent and the children come with a *sentinel*, a descriptor that
+/// becomes readable when the process ends, so [`is_alive`](Self::is_alive)
+/// and [`join_timeout`](Self::join_timeout) tell the truth even after the
+/// process died and its pid was reused (CPython's parent sentinel).
+#[derive(Clone, Debug)]
 pub struct ProcessInfo {
     pid: Pid,
     name: String,
     daemon: bool,
+    method: Option<StartMethod>,
+    who: Who,
 }
+
+/// Which process a [`ProcessInfo`] describes, and how to watch it.
+#[derive(Clone, Debug)]
+enum Who {
+    Current,
+    /// The parent, with a pidfd of it that it sent us (`None` on kernels
+    /// without pidfds).
+    Parent(Option<Arc<OwnedFd>>),
+    Child(Arc<Inner>),
+}
+
+impl PartialEq for ProcessInfo {
+    fn eq(&self, other: &Self) -> bool {
+        (self.pid, &self.name, self.daemon, self.method)
+            == (other.pid, &other.name, other.daemon, other.method)
+    }
+}
+
+impl Eq for ProcessInfo {}
 
 impl ProcessInfo {
     /// The process id.
@@ -373,34 +470,167 @@ impl ProcessInfo {
         self.daemon
     }
 
-    /// Whether the process still exists (signal 0 reaches it). A recycled
-    /// pid can make this true for a process that has long gone.
+    /// How the process was started: `None` for a process mproc did not
+    /// start (the main process) and for the parent (which this process
+    /// cannot know).
+    pub fn start_method(&self) -> Option<StartMethod> {
+        self.method
+    }
+
+    /// The authkey (CPython's `Process.authkey`): this process's own for the
+    /// current process (see [`AuthKey`]), the one a child was started with
+    /// for a child, `None` for the parent (as in CPython, whose parent
+    /// object has none; the key a child inherited is its own).
+    pub fn authkey(&self) -> Option<AuthKey> {
+        match &self.who {
+            Who::Current => Some(state::authkey()),
+            Who::Child(inner) => Some(inner.authkey.clone()),
+            Who::Parent(_) => None,
+        }
+    }
+
+    /// A descriptor that becomes readable when the process ends, for
+    /// `mproc_pipe::wait` or `poll`: the parent's pidfd, or a child's
+    /// sentinel. `None` for the current process, and on kernels without
+    /// pidfds (before Linux 5.3).
+    pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
+        match &self.who {
+            Who::Current => None,
+            Who::Parent(fd) => fd.as_ref().map(|fd| fd.as_fd()),
+            Who::Child(inner) => inner.watch.fd(inner.pid),
+        }
+    }
+
+    /// Whether the process is still running. For the parent this is its
+    /// sentinel: false as soon as it died, even while it is a zombie or
+    /// after its pid was reused.
     pub fn is_alive(&self) -> bool {
-        match sys::kill(self.pid.0, 0) {
+        !self.join_deadline(Instant::now())
+    }
+
+    /// Waits until the process has ended (Python's `parent_process().join()`).
+    /// Returns at once for the current process, which cannot wait for its
+    /// own end.
+    pub fn join(&self) {
+        if matches!(self.who, Who::Current) {
+            return;
+        }
+        while !self.join_timeout(Duration::from_secs(3600)) {}
+    }
+
+    /// Waits up to `timeout` for the process to end; returns whether it did.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => self.join_deadline(d),
+            None => {
+                self.join();
+                !matches!(self.who, Who::Current)
+            }
+        }
+    }
+
+    /// Waits until `deadline` for the process to end; returns whether it did.
+    /// Always false for the current process, at once.
+    pub fn join_deadline(&self, deadline: Instant) -> bool {
+        match &self.who {
+            Who::Current => false,
+            Who::Child(inner) => inner.wait_gone(deadline),
+            Who::Parent(Some(fd)) => loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let mut p = [sys::pollin(fd.as_fd())];
+                match sys::poll(&mut p, Some(left)) {
+                    Ok(_) if sys::ready(&p[0]) => return true,
+                    _ if left.is_zero() => return false,
+                    _ => {}
+                }
+            },
+            Who::Parent(None) => loop {
+                if !self.parent_signalable() {
+                    return true;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                std::thread::sleep(left.min(Duration::from_millis(10)));
+            },
+        }
+    }
+
+    /// Without a pidfd: whether signal 0 reaches the parent and, for the
+    /// start methods whose OS parent it is, it still is our parent (a
+    /// recycled pid fails the second test, a zombie the first only if reaped).
+    fn parent_signalable(&self) -> bool {
+        let reachable = match sys::kill(self.pid.0, 0) {
             Ok(()) => true,
             Err(e) => e.raw_os_error() == Some(libc::EPERM),
-        }
+        };
+        let method = state::me().method;
+        reachable && (method == Some(StartMethod::ForkServer) || sys::getppid() == self.pid.0)
     }
 }
 
 /// The process calling this: `MainProcess` unless mproc started it.
+///
+/// # Examples
+///
+/// ```
+/// use mproc_process::{current_process, Process, StartMethod};
+///
+/// fn how(_: ()) -> (String, Option<StartMethod>) {
+///     let me = current_process();
+///     (me.name().to_owned(), me.start_method())
+/// }
+///
+/// assert_eq!(current_process().start_method(), None);
+/// let mut child = Process::new(how, ()).name("worker").start_method(StartMethod::Spawn).start()?;
+/// assert_eq!(child.join()?, ("worker".to_owned(), Some(StartMethod::Spawn)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn current_process() -> ProcessInfo {
     let me = state::me();
     ProcessInfo {
         pid: Pid(sys::getpid()),
         name: me.name,
         daemon: me.daemon,
+        method: me.method,
+        who: Who::Current,
     }
 }
 
 /// The process that started this one (`None` in a process mproc did not
 /// start). For fork-server children this is the process that asked for the
 /// child, not the server.
+///
+/// Its [`is_alive`](ProcessInfo::is_alive) and
+/// [`join_timeout`](ProcessInfo::join_timeout) watch a pidfd the parent sent
+/// of itself with the start request (or left in the forked memory), so they
+/// see the parent's death even when it was killed, is a zombie, or its pid
+/// was reused.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use mproc_process::{parent_process, Process};
+///
+/// fn parent_alive(_: ()) -> bool {
+///     let parent = parent_process().expect("started by mproc");
+///     // The parent is busy joining us: it does not end within 10 ms.
+///     !parent.join_timeout(Duration::from_millis(10)) && parent.is_alive()
+/// }
+///
+/// assert!(parent_process().is_none());
+/// assert!(Process::new(parent_alive, ()).start()?.join()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn parent_process() -> Option<ProcessInfo> {
     state::me().parent.map(|(pid, name)| ProcessInfo {
         pid: Pid(pid),
         name,
         daemon: false,
+        method: None,
+        who: Who::Parent(state::parent_sentinel().map(Arc::new)),
     })
 }
 
@@ -414,6 +644,8 @@ pub fn active_children() -> Vec<ProcessInfo> {
             pid: Pid(c.pid),
             name: c.name.clone(),
             daemon: c.daemon,
+            method: Some(c.method),
+            who: Who::Child(c),
         })
         .collect()
 }
@@ -461,6 +693,8 @@ impl Context {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
+        // Here too, so that a wrong function is reported at the caller's line.
+        const { mproc_fnref::assert_zst::<F>() };
         Process::new(f, args).start_method(self.method)
     }
 }
@@ -507,13 +741,32 @@ impl Context {
 /// let f: fn(u64) -> u64 = double;
 /// let _ = Process::new(f, 1u64).start();
 /// ```
+///
+/// Pass `double` itself (a zero-sized `fn` item), not `f`.
+///
+/// The error (E0080, with [`mproc_fnref::assert_zst`]'s message) points at
+/// the caller's `Process::new(..)` (or `Context::process(..)`) line:
+///
+/// ```text
+/// note: the above error was encountered while instantiating `fn Process::<fn(u64) -> u64, u64>::new`
+///  --> src/main.rs:7:13
+///   |
+/// 7 |     let _ = Process::new(f, 1u64).start();
+/// ```
+///
+/// It comes from `cargo build`, not `cargo check`: stable Rust has no trait
+/// bound that means "zero-sized" (a fn pointer and a capturing closure are
+/// `Fn + Copy + Send + 'static` like a `fn` item, so
+/// `#[diagnostic::on_unimplemented]` has nothing to hang on), and a size
+/// check on a generic type is evaluated only when the function is
+/// instantiated, which `cargo check` does not do.
 #[must_use = "a Process does nothing until started"]
 pub struct Process<F, A> {
     f: F,
     args: A,
     name: Option<String>,
     daemon: Option<bool>,
-    method: StartMethod,
+    method: Option<StartMethod>,
     threaded_fork: bool,
     kill_on_drop: bool,
 }
@@ -544,9 +797,10 @@ impl<F, A> Process<F, A> {
         self
     }
 
-    /// Chooses the start method (default [`StartMethod::ForkServer`]).
+    /// Chooses the start method (default: the process-wide
+    /// [`get_start_method`], itself the fork server unless chosen otherwise).
     pub fn start_method(mut self, method: StartMethod) -> Self {
-        self.method = method;
+        self.method = Some(method);
         self
     }
 
@@ -586,14 +840,19 @@ where
     R: Serialize + DeserializeOwned,
 {
     /// A process that will run `f(args)`.
+    ///
+    /// `f` must be a `fn` item or a closure that captures nothing: anything
+    /// else is a compile error at this call (see [`Process`]).
     pub fn new(f: F, args: A) -> Self {
-        mproc_fnref::assert_zst::<F>();
+        // In a const block of this function, rather than a call, so that the
+        // error names the caller's line (the function instantiated there).
+        const { mproc_fnref::assert_zst::<F>() };
         Self {
             f,
             args,
             name: None,
             daemon: None,
-            method: StartMethod::default(),
+            method: None,
             threaded_fork: false,
             kill_on_drop: false,
         }
@@ -675,9 +934,14 @@ where
         let (args, fds) =
             mproc_shm::handle::to_bytes_with_fds(&self.args).map_err(StartError::Encode)?;
         drop(self.args);
-        if fds.len() > mproc_shm::handle::MAX_FDS_PER_MESSAGE - 2 {
+        // Room for the fork server's two descriptors and the parent sentinel.
+        if fds.len() > mproc_shm::handle::MAX_FDS_PER_MESSAGE - 3 {
             return Err(StartError::TooManyHandles { count: fds.len() });
         }
+        let method = match self.method {
+            Some(m) => m,
+            None => state::default_method()?,
+        };
         let exe = mproc_fnref::exe_id().map_err(|e| match e.kind() {
             io::ErrorKind::Unsupported => StartError::Unsupported,
             _ => StartError::Os(e),
@@ -693,6 +957,14 @@ where
             n
         });
         let daemon = self.daemon.unwrap_or(me.daemon);
+        let authkey = state::authkey();
+        // The pidfd of this process, the child's parent sentinel: sent along
+        // (a copy), or inherited by a forked child.
+        let sentinel = state::with_self_pidfd(|fd| match method {
+            StartMethod::Fork => None,
+            _ => fd.and_then(|fd| fd.try_clone().ok()),
+        });
+        let mut fds = fds;
         let req = Request {
             protocol: wire::PROTOCOL,
             exe,
@@ -702,14 +974,19 @@ where
             daemon,
             parent_pid: sys::getpid(),
             parent_name: me.name,
-            method: self.method.to_u8(),
+            method: method.to_u8(),
+            default_method: state::default_for_child(),
+            authkey: authkey.as_bytes().to_vec(),
+            parent_sentinel: sentinel.is_some(),
             nfds: fds.len() as u32,
             args,
         };
+        fds.extend(sentinel);
         let p = Prepared {
             name,
             daemon,
-            method: self.method,
+            authkey,
+            method,
             threaded_fork: self.threaded_fork,
             kill_on_drop: self.kill_on_drop,
         };
@@ -721,6 +998,7 @@ where
 struct Prepared {
     name: String,
     daemon: bool,
+    authkey: AuthKey,
     method: StartMethod,
     threaded_fork: bool,
     kill_on_drop: bool,
@@ -732,6 +1010,8 @@ impl Prepared {
             pid: started.pid,
             name: self.name,
             daemon: self.daemon,
+            method: self.method,
+            authkey: self.authkey,
             watch: started.watch,
             end: Mutex::new(End::Running),
         });
@@ -741,7 +1021,7 @@ impl Prepared {
             chan: Some(started.chan),
             theirs: started.theirs,
             reader: ResultReader::default(),
-            joined: false,
+            joined: None,
             kill_on_drop: self.kill_on_drop,
             _result: PhantomData,
         }
@@ -827,7 +1107,8 @@ pub struct ProcessHandle<R> {
     /// Our copy of the child's end of `chan`, for reuse after the join.
     theirs: Option<OwnedFd>,
     reader: ResultReader,
-    joined: bool,
+    /// What a join after the first returns.
+    joined: Option<JoinError>,
     kill_on_drop: bool,
     _result: PhantomData<fn() -> R>,
 }
@@ -987,7 +1268,9 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
     /// # Errors
     /// [`JoinError::Panicked`] (with the message) if the function panicked,
     /// [`JoinError::Failed`] (with the [`ExitStatus`]) if the child ended
-    /// without returning, [`JoinError::AlreadyJoined`] on a second join.
+    /// without returning. Joining again returns the same error, or
+    /// [`JoinError::AlreadyJoined`] with the exit status if the value was
+    /// returned: like CPython's, a join may be repeated.
     pub fn join(&mut self) -> Result<R, JoinError> {
         self.join_inner(None).map_err(|e| match e {
             JoinTimeoutError::Join(e) => e,
@@ -1026,9 +1309,19 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
     }
 
     fn join_inner(&mut self, deadline: Option<Instant>) -> Result<R, JoinTimeoutError> {
-        if self.joined {
-            return Err(JoinError::AlreadyJoined.into());
+        if let Some(outcome) = &self.joined {
+            return Err(outcome.replay().into());
         }
+        let r = self.join_first(deadline);
+        if let Err(JoinTimeoutError::Join(e)) = &r {
+            self.joined = Some(e.replay());
+        }
+        r
+    }
+
+    /// The first join: the value, or why there is none (kept by the caller
+    /// for later joins).
+    fn join_first(&mut self, deadline: Option<Instant>) -> Result<R, JoinTimeoutError> {
         // A child never blocks on sending its result (large values go
         // through a memory file), so the socket is read only once it ended.
         let end = self.inner.wait_end(deadline);
@@ -1055,12 +1348,13 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
             }
         }
         self.theirs = None;
-        self.joined = true;
         let status = match end {
             End::Ended(s) => s,
             End::Lost => return Err(JoinError::Lost.into()),
             End::Running => unreachable!("loop exits only once ended"),
         };
+        // Whatever follows, the value is taken now: later joins say so.
+        self.joined = Some(JoinError::AlreadyJoined { status });
         let frame = self
             .reader
             .take()

@@ -364,7 +364,7 @@ pub(crate) fn serve(fd: RawFd) -> ! {
                 sys::exit_now(child::BOOTSTRAP_EXIT)
             }
         };
-        if fds.len() != req.nfds as usize + 2 {
+        if fds.len() != req.fd_count() + 2 {
             let _ = sys::write_all(ctrl.as_fd(), &BAD_REQUEST.to_le_bytes());
             continue;
         }

@@ -1,10 +1,14 @@
 //! Process-global state: who this process is, and the children it started.
 
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use crate::process::Inner;
-use crate::wire::Request;
+use crate::authkey::AuthKey;
+use crate::error::StartMethodError;
+use crate::process::{Inner, START_METHOD_ENV, StartMethod};
+use crate::sys::{self, RawPid};
+use crate::wire::{self, Request};
 
 /// Who this process is, in mproc's terms.
 #[derive(Clone, Debug)]
@@ -12,6 +16,8 @@ pub(crate) struct Me {
     pub(crate) name: String,
     pub(crate) identity: Vec<u32>,
     pub(crate) daemon: bool,
+    /// How this process was started (`None` in a process mproc did not start).
+    pub(crate) method: Option<StartMethod>,
     pub(crate) parent: Option<(i32, String)>,
 }
 
@@ -21,6 +27,7 @@ impl Me {
             name: "MainProcess".to_owned(),
             identity: Vec::new(),
             daemon: false,
+            method: None,
             parent: None,
         }
     }
@@ -87,7 +94,7 @@ pub(crate) fn live_children() -> Vec<Arc<Inner>> {
 ///
 /// Written to touch little memory: after a fork every page this writes is
 /// copied, and those page faults are most of the cost of a forked child.
-pub(crate) fn become_child(req: &mut Request) {
+pub(crate) fn become_child(req: &mut Request, sentinel: Option<OwnedFd>) {
     {
         let mut kids = lock(&CHILDREN);
         if !kids.is_empty() {
@@ -100,10 +107,117 @@ pub(crate) fn become_child(req: &mut Request) {
     crate::server::forget_client();
     crate::start::forget_spawner();
     NEXT_CHILD.store(1, Ordering::Relaxed);
+    let method = StartMethod::from_u8(req.method);
+    if method == Some(StartMethod::Fork) {
+        // The parent's pidfd of itself is our parent sentinel (moved, so
+        // nothing is allocated); its default and authkey are ours already.
+        let mine = lock(&SELF_PIDFD).take();
+        *lock(&PARENT_SENTINEL) = mine
+            .filter(|(pid, _)| *pid == req.parent_pid)
+            .map(|(_, fd)| fd);
+    } else {
+        *lock(&PARENT_SENTINEL) = sentinel;
+        if let Some(m) = StartMethod::from_u8(req.default_method) {
+            // Like CPython's spawn, which sets the parent's method, forced.
+            *lock(&DEFAULT_METHOD) = Some(m);
+        }
+        set_authkey(AuthKey::new(std::mem::take(&mut req.authkey)));
+    }
     *lock(&ME) = Some(Me {
         name: std::mem::take(&mut req.name),
         identity: std::mem::take(&mut req.identity),
         daemon: req.daemon,
+        method,
         parent: Some((req.parent_pid, std::mem::take(&mut req.parent_name))),
     });
+}
+
+/// The process-wide default start method, once fixed (by
+/// [`crate::set_start_method`], or by its first use).
+static DEFAULT_METHOD: Mutex<Option<StartMethod>> = Mutex::new(None);
+
+/// [`START_METHOD_ENV`], read once.
+fn env_method() -> Result<StartMethod, StartMethodError> {
+    static ENV: OnceLock<Result<StartMethod, String>> = OnceLock::new();
+    let v = ENV.get_or_init(|| match std::env::var(START_METHOD_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(StartMethod::default()),
+        Ok(v) if v.is_empty() => Ok(StartMethod::default()),
+        Ok(v) => v.parse().map_err(|_| v),
+        Err(std::env::VarError::NotUnicode(v)) => Err(v.to_string_lossy().into_owned()),
+    });
+    v.clone()
+        .map_err(|value| StartMethodError::BadEnvironment { value })
+}
+
+/// The default start method, fixing it if it was not fixed yet.
+pub(crate) fn default_method() -> Result<StartMethod, StartMethodError> {
+    let mut g = lock(&DEFAULT_METHOD);
+    match *g {
+        Some(m) => Ok(m),
+        None => {
+            let m = env_method()?;
+            *g = Some(m);
+            Ok(m)
+        }
+    }
+}
+
+/// Fixes the default start method; without `force`, only if it was not
+/// fixed yet.
+pub(crate) fn set_default_method(m: StartMethod, force: bool) -> Result<(), StartMethodError> {
+    let mut g = lock(&DEFAULT_METHOD);
+    match *g {
+        Some(current) if !force => Err(StartMethodError::AlreadySet { current }),
+        _ => {
+            *g = Some(m);
+            Ok(())
+        }
+    }
+}
+
+/// The default a child inherits: ours if fixed or known, without fixing it.
+pub(crate) fn default_for_child() -> u8 {
+    let fixed = *lock(&DEFAULT_METHOD);
+    match fixed.map(Ok).unwrap_or_else(env_method) {
+        Ok(m) => m.to_u8(),
+        Err(_) => wire::NO_DEFAULT,
+    }
+}
+
+/// This process's authkey (`None` until first used).
+static AUTHKEY: Mutex<Option<AuthKey>> = Mutex::new(None);
+
+/// This process's authkey: 32 random bytes unless inherited or set.
+pub(crate) fn authkey() -> AuthKey {
+    lock(&AUTHKEY).get_or_insert_with(AuthKey::random).clone()
+}
+
+/// Replaces this process's authkey.
+pub(crate) fn set_authkey(key: AuthKey) {
+    *lock(&AUTHKEY) = Some(key);
+}
+
+/// A pidfd of this process (with the pid it was opened in), sent to
+/// children as their parent sentinel; a forked child finds it in memory.
+static SELF_PIDFD: Mutex<Option<(RawPid, OwnedFd)>> = Mutex::new(None);
+
+/// The parent's pidfd, in a child mproc started.
+static PARENT_SENTINEL: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Runs `f` with this process's own pidfd (`None` on kernels without
+/// pidfds), opening it on first use.
+pub(crate) fn with_self_pidfd<T>(f: impl FnOnce(Option<&OwnedFd>) -> T) -> T {
+    let mut g = lock(&SELF_PIDFD);
+    let me = sys::getpid();
+    if g.as_ref().is_none_or(|(pid, _)| *pid != me) {
+        *g = sys::pidfd_open(me).ok().map(|fd| (me, fd));
+    }
+    f(g.as_ref().map(|(_, fd)| fd))
+}
+
+/// A new descriptor of the parent sentinel, if this process has one.
+pub(crate) fn parent_sentinel() -> Option<OwnedFd> {
+    lock(&PARENT_SENTINEL)
+        .as_ref()
+        .and_then(|fd| fd.try_clone().ok())
 }

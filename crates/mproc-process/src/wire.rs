@@ -18,7 +18,7 @@ pub(crate) const REQUEST_MAGIC: u32 = 0x4d50_5251;
 /// Magic of a result frame ("MPRS").
 pub(crate) const RESULT_MAGIC: u32 = 0x4d50_5253;
 /// Version of the request layout; a mismatch is refused.
-pub(crate) const PROTOCOL: u32 = 1;
+pub(crate) const PROTOCOL: u32 = 2;
 /// Frame header: magic (u32 LE), tag (u32 LE), payload length (u64 LE).
 pub(crate) const HEADER_LEN: usize = 16;
 /// The largest request or result payload accepted (64 GiB): anything larger is
@@ -45,9 +45,28 @@ pub(crate) struct Request {
     pub(crate) parent_pid: i32,
     pub(crate) parent_name: String,
     pub(crate) method: u8,
-    /// How many descriptors belong to the arguments (they come last).
+    /// The parent's process-wide default start method, for the child's own
+    /// children ([`NO_DEFAULT`]: the child reads its environment).
+    pub(crate) default_method: u8,
+    /// The parent's authkey, which the child inherits.
+    pub(crate) authkey: Vec<u8>,
+    /// Whether the last descriptor is a pidfd of the parent (the child's
+    /// "parent sentinel"); it follows the argument descriptors.
+    pub(crate) parent_sentinel: bool,
+    /// How many descriptors belong to the arguments.
     pub(crate) nfds: u32,
     pub(crate) args: Vec<u8>,
+}
+
+/// [`Request::default_method`] when the parent has none it can name.
+pub(crate) const NO_DEFAULT: u8 = u8::MAX;
+
+impl Request {
+    /// How many descriptors travel with the request (arguments, then the
+    /// parent sentinel).
+    pub(crate) fn fd_count(&self) -> usize {
+        self.nfds as usize + usize::from(self.parent_sentinel)
+    }
 }
 
 /// Tags of a result frame.
@@ -434,6 +453,9 @@ pub(crate) fn samples() -> Vec<(&'static str, Vec<u8>)> {
         parent_pid: 42,
         parent_name: "MainProcess".to_owned(),
         method: 0,
+        default_method: 1,
+        authkey: vec![7; 32],
+        parent_sentinel: false,
         nfds: 0,
         args: vec![7, 1, 2, 3],
     };

@@ -5,7 +5,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::watchdog;
+use common::{reap, watchdog};
 use mproc_process::{ExitStatus, JoinError, Process, StartMethod};
 use mproc_shm::SharedAtomicU64;
 
@@ -61,24 +61,6 @@ fn exits_within(fd: i32, t: Duration) -> bool {
     // SAFETY: `p` is one valid pollfd.
     let n = unsafe { libc::poll(&mut p, 1, t.as_millis() as i32) };
     n == 1
-}
-
-/// Reaps `pid` (an orphan re-parented to this subreaper), waiting up to 5 s.
-fn reap(pid: i32) -> Option<i32> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut status = 0;
-        // SAFETY: `status` is a valid writable int.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::__WALL) };
-        if r == pid {
-            return Some(status);
-        }
-        // ECHILD: not re-parented to us yet (its parent is still exiting).
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Kills and reaps the listed orphans if the test fails half-way, so that no
@@ -174,9 +156,7 @@ fn dies_with_parent(method: &str) {
 
 #[test]
 fn a_daemon_dies_within_1s_of_its_parent_sigkill_and_a_non_daemon_survives() {
-    // SAFETY: PR_SET_CHILD_SUBREAPER takes an int flag.
-    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    assert_eq!(r, 0);
+    common::become_subreaper();
     watchdog(120, || {
         for m in ["forkserver", "spawn", "fork"] {
             dies_with_parent(m);
@@ -217,9 +197,7 @@ fn daemons_may_have_children() {
 
 #[test]
 fn a_dead_fork_server_is_restarted_and_its_children_report_lost() {
-    // SAFETY: PR_SET_CHILD_SUBREAPER takes an int flag.
-    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    assert_eq!(r, 0);
+    common::become_subreaper();
     watchdog(60, || {
         let _ = Process::new(square, 1).start().unwrap().join().unwrap();
         let mut orphan = Process::new(sleep_forever, ())
@@ -250,5 +228,56 @@ fn a_dead_fork_server_is_restarted_and_its_children_report_lost() {
         );
         let new_server = mproc_process::__private::fork_server_pid().expect("server runs");
         assert_ne!(new_server, server);
+    });
+}
+
+/// The intermediate parent of the next test: starts a daemon with `method`,
+/// publishes its pid, and kills itself at once, most likely before the
+/// daemon has even set up its parent-death signal.
+fn middle_dies_at_once(args: (String, SharedAtomicU64)) {
+    let (m, daemon_pid) = args;
+    let d = Process::new(sleep_forever, ())
+        .daemon(true)
+        .start_method(m.parse().expect("method"))
+        .start()
+        .expect("daemon");
+    daemon_pid.store(d.pid().as_raw() as u64, Ordering::SeqCst);
+    // SAFETY: kill takes plain integers; this process kills itself.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    sleep_forever(())
+}
+
+#[test]
+fn a_daemon_whose_parent_dies_before_it_runs_is_killed_by_sigkill_too() {
+    common::become_subreaper();
+    watchdog(120, || {
+        for m in ["spawn", "fork", "forkserver"] {
+            for _ in 0..3 {
+                let pid = SharedAtomicU64::new(0).expect("atomic");
+                let mut mid = Process::new(
+                    middle_dies_at_once,
+                    (m.to_owned(), pid.try_clone().unwrap()),
+                )
+                .start_method(StartMethod::Spawn)
+                .start()
+                .expect("start middle");
+                match mid.join() {
+                    Err(JoinError::Failed(ExitStatus::Signaled(9))) => {}
+                    other => panic!("{m}: middle joined as {other:?}"),
+                }
+                let daemon = pid.load(Ordering::SeqCst) as i32;
+                assert!(daemon > 0, "{m}: the middle never published its daemon");
+                let cleanup = Cleanup(vec![daemon]);
+                // Whichever way it learns that its parent died, a daemon
+                // dies the same way: by SIGKILL.
+                let st = reap(daemon).expect("the daemon outlived its parent by 5 s");
+                std::mem::forget(cleanup);
+                assert!(
+                    libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL,
+                    "{m}: daemon status {st:#x} (exit code {})",
+                    libc::WEXITSTATUS(st)
+                );
+            }
+        }
     });
 }

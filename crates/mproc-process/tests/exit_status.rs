@@ -67,11 +67,59 @@ fn panics(m: String) -> Result<(), String> {
         other => return Err(format!("panic joined as {other:?}")),
     }
     ensure!(h.exitcode() == Some(1), "exitcode {:?}", h.exitcode());
-    ensure!(
-        matches!(h.join(), Err(JoinError::AlreadyJoined)),
-        "second join"
-    );
+    // Joining again is CPython's idempotent join: the same outcome, again.
+    for _ in 0..2 {
+        match h.join() {
+            Err(JoinError::Panicked { message, status }) => {
+                ensure!(message == "boom 42", "second join: message {message:?}");
+                ensure!(status == ExitStatus::Exited(1), "second join: {status:?}");
+            }
+            other => return Err(format!("second join of a panic: {other:?}")),
+        }
+    }
     Ok(())
+}
+
+fn joins_twice(m: String) -> Result<(), String> {
+    let m = method(&m);
+    // The value comes back once; later joins report the same exit status.
+    let mut h = Process::new(sleep_ms, 1)
+        .start_method(m)
+        .start()
+        .map_err(|e| e.to_string())?;
+    ensure!(h.join().ok() == Some(1), "first join returns the value");
+    for _ in 0..2 {
+        match h.join() {
+            Err(e @ JoinError::AlreadyJoined { .. }) => {
+                ensure!(e.status() == Some(ExitStatus::Exited(0)), "{e:?}");
+            }
+            other => return Err(format!("second join of a value: {other:?}")),
+        }
+        match h.join_timeout(Duration::from_secs(1)) {
+            Err(JoinTimeoutError::Join(JoinError::AlreadyJoined { status })) => {
+                ensure!(status == ExitStatus::Exited(0), "{status:?}")
+            }
+            other => return Err(format!("join_timeout after join: {other:?}")),
+        }
+    }
+    ensure!(h.exitcode() == Some(0), "exitcode {:?}", h.exitcode());
+    // A child that exited without a value: every join says so.
+    let mut h = Process::new(exit_with, 7)
+        .start_method(m)
+        .start()
+        .map_err(|e| e.to_string())?;
+    for i in 0..3 {
+        match h.join() {
+            Err(JoinError::Failed(ExitStatus::Exited(7))) => {}
+            other => return Err(format!("join #{i} of exit(7): {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn joining_again_returns_the_same_outcome() {
+    watchdog(120, || each_method(joins_twice));
 }
 
 #[test]

@@ -40,8 +40,10 @@
 //!
 //! | Python | mproc |
 //! |---|---|
-//! | `Process`, `current_process`, `active_children`, `cpu_count`, `get_context` | [`Process`], [`current_process`], [`active_children`], [`cpu_count`], [`get_context`] ([`process`]) |
-//! | `Pipe`, `Connection`, `connection.wait`, `Listener`, `Client` | [`pipe()`], [`Connection`], [`wait`], [`Listener`], [`Client`] ([`connection`]) |
+//! | `Process`, `current_process`, `parent_process`, `active_children`, `cpu_count` | [`Process`], [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] ([`process`]) |
+//! | `set_start_method`, `get_start_method`, `get_all_start_methods`, `get_context` | [`set_start_method`], [`get_start_method`], [`all_start_methods`], [`get_context`] / [`default_context`] (a [`Context`] offers the whole API) |
+//! | `current_process().authkey` | [`ProcessInfo::authkey`], [`set_authkey`] |
+//! | `Pipe`, `Connection`, `connection.wait`, `Listener`, `Client` | [`pipe()`], [`Connection`], [`wait`] / [`wait_timeout`], [`Listener`], [`Client`] ([`connection`]) |
 //! | `Queue`, `SimpleQueue`, `JoinableQueue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`] ([`queue`]) |
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Event`, `Barrier` | same names ([`sync`]) |
 //! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] ([`shm`]) |
@@ -80,12 +82,16 @@ pub mod shared_memory {
     pub use mproc_shm::{PYTHON_NAME_PREFIX, SharedMemory};
 }
 
+mod context;
+
+pub use crate::context::{Context, default_context, get_context};
 pub use mproc_manager::Manager;
-pub use mproc_pipe::{Client, Connection, Listener, pipe, wait};
+pub use mproc_pipe::{Client, Connection, Listener, pipe, wait, wait_timeout};
 pub use mproc_pool::{AsyncResult, Pool};
 pub use mproc_process::{
-    Context, ExitStatus, Process, ProcessHandle, StartMethod, active_children, cpu_count,
-    current_process, get_context, init, parent_process,
+    AuthKey, ExitStatus, JoinError, Pid, Process, ProcessHandle, ProcessInfo, StartError,
+    StartMethod, StartMethodError, active_children, all_start_methods, cpu_count, current_process,
+    get_start_method, init, parent_process, set_authkey, set_start_method, set_start_method_force,
 };
 pub use mproc_queue::{JoinableQueue, Queue, SimpleQueue};
 pub use mproc_shm::{Array, RawArray, RawValue, Synchronized, SynchronizedArray, Value};

@@ -443,6 +443,30 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Fills `buf` from the kernel's random source (`getrandom(2)`).
+pub(crate) fn random(buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match cvt(n) {
+            Ok(n) => done += n as usize,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Ends this process by SIGKILL, as the parent-death signal would have.
+pub(crate) fn kill_self() -> ! {
+    // SAFETY: kill takes plain integers; SIGKILL cannot be caught, blocked
+    // or ignored, so the process ends here.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    exit_now(1)
+}
+
 /// Replaces descriptor 0 with `/dev/null`.
 pub(crate) fn stdin_to_devnull() -> io::Result<()> {
     // SAFETY: the path is NUL-terminated.

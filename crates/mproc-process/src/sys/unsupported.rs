@@ -150,6 +150,14 @@ pub(crate) fn exit_now(code: i32) -> ! {
     std::process::exit(code)
 }
 
+pub(crate) fn random(_buf: &mut [u8]) -> io::Result<()> {
+    unsupported()
+}
+
+pub(crate) fn kill_self() -> ! {
+    std::process::abort()
+}
+
 pub(crate) fn stdin_to_devnull() -> io::Result<()> {
     unsupported()
 }

@@ -42,3 +42,50 @@ macro_rules! ensure {
         }
     };
 }
+
+/// Makes this process the subreaper of its descendants, so that orphans
+/// (children of a killed middle process) are re-parented to it and can be
+/// reaped by the test.
+pub fn become_subreaper() {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an int flag.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(r, 0, "PR_SET_CHILD_SUBREAPER");
+}
+
+/// Reaps `pid` (an orphan re-parented to this subreaper), waiting up to 5 s.
+pub fn reap(pid: i32) -> Option<i32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid writable int.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::__WALL) };
+        if r == pid {
+            return Some(status);
+        }
+        // ECHILD: not re-parented to us yet (its parent is still exiting).
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Waits up to 5 s for `pid` to be gone: reaped here if it was re-parented
+/// to this subreaper, or by its own parent (a fork server reaps its
+/// children while it lives). Returns whether it is gone.
+pub fn reap_or_gone(pid: i32) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid writable int.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::__WALL) };
+        // SAFETY: signal 0 only checks that the process exists.
+        if r == pid || (r == -1 && unsafe { libc::kill(pid, 0) } == -1) {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
