@@ -176,7 +176,7 @@ impl Context {
     ///
     /// # Errors
     /// If the shared memory cannot be created.
-    pub fn semaphore(&self, value: u32) -> Result<Semaphore, mproc_sync::CreateError> {
+    pub fn semaphore(&self, value: usize) -> Result<Semaphore, mproc_sync::CreateError> {
         Semaphore::new(value)
     }
 
@@ -186,7 +186,7 @@ impl Context {
     /// If the shared memory cannot be created.
     pub fn bounded_semaphore(
         &self,
-        value: u32,
+        value: usize,
     ) -> Result<BoundedSemaphore, mproc_sync::CreateError> {
         BoundedSemaphore::new(value)
     }
@@ -211,7 +211,7 @@ impl Context {
     ///
     /// # Errors
     /// As [`Barrier::new`].
-    pub fn barrier(&self, parties: u32) -> Result<Barrier, mproc_sync::CreateError> {
+    pub fn barrier(&self, parties: usize) -> Result<Barrier, mproc_sync::CreateError> {
         Barrier::new(parties)
     }
 
