@@ -104,7 +104,10 @@ pub enum TaskError {
     /// Ctrl-C, [`Pool::terminate`](crate::Pool::terminate), or the pool was
     /// dropped) before it finished.
     Cancelled,
-    /// The argument could not be serialized (the task never ran).
+    /// A value of the task could not be serialized: its argument, in this
+    /// process (the task never ran), or its result, in the worker (the task
+    /// ran; its result is lost). The message says which, and keeps the
+    /// reason a `Serialize` impl gave (`serde::ser::Error::custom`).
     Encode(String),
     /// The argument or the result did not travel: the worker could not
     /// decode the argument, or the parent could not decode the result.
@@ -130,7 +133,7 @@ impl fmt::Display for TaskError {
                 write!(f, "the worker running the task (pid {pid}) {status}")
             }
             Self::Cancelled => f.write_str("the task was cancelled"),
-            Self::Encode(m) => write!(f, "the task's argument could not be serialized: {m}"),
+            Self::Encode(m) => write!(f, "could not serialize {m}"),
             Self::Decode(m) => write!(f, "a task's value could not be deserialized: {m}"),
             Self::InitializerFailed(m) => {
                 write!(f, "pool workers keep failing their initializer: {m}")

@@ -265,7 +265,8 @@ where
                 let mark = bytes.len();
                 if let Err(e) = postcard::to_io(&item, &mut bytes) {
                     bytes.truncate(mark);
-                    failed = Some(e.to_string());
+                    let e = mproc_shm::codec_error::PostcardError::encode(&item, e);
+                    failed = Some(format!("the task's argument: {e}"));
                     break;
                 }
                 offsets.push(bytes.len());

@@ -44,7 +44,7 @@ fn decode<R: DeserializeOwned>(
         .chain(out.encode_failures.iter().map(|(k, m)| {
             (
                 *k as usize,
-                TaskError::Decode(format!("the result could not be serialized: {m}")),
+                TaskError::Encode(format!("the task's result: {m}")),
             )
         }))
         .collect();

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mproc_process::{Context, StartMethod, cpu_count};
+use mproc_shm::codec_error::PostcardError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -130,7 +131,7 @@ impl PoolBuilder {
         self.init = Some(
             mproc_shm::handle::to_bytes_with_fds(&args)
                 .map(|(b, fds)| (entry, b, fds))
-                .map_err(|e| e.to_string()),
+                .map_err(|e| PostcardError::encode(&args, e).to_string()),
         );
         self
     }
@@ -390,7 +391,11 @@ impl Pool {
                 self.shared.submit(vec![task]);
                 self.shared.ensure_threads();
             }
-            Err(e) => crate::job::Sink::fail(&*job, 0, 1, TaskError::Encode(e.to_string())),
+            Err(e) => {
+                let e = PostcardError::encode(&args, e);
+                let e = TaskError::Encode(format!("the task's argument: {e}"));
+                crate::job::Sink::fail(&*job, 0, 1, e)
+            }
         }
         Ok(AsyncResult::new(slot))
     }

@@ -188,6 +188,7 @@ impl Sink {
             let mark = self.out.len();
             if let Err(e) = postcard::to_io(&r, &mut self.out) {
                 self.out.truncate(mark);
+                let e = mproc_shm::codec_error::PostcardError::encode(&r, e);
                 self.encode_failures.push((k, e.to_string()));
             }
         }

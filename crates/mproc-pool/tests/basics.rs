@@ -629,3 +629,71 @@ fn drop_joins_with_a_deadline_then_terminates() {
         assert!(pids.iter().all(|&p| !alive(p)));
     });
 }
+
+/// A value whose `Serialize` fails with its own message when it is odd.
+#[derive(Debug, serde::Deserialize)]
+struct Picky(u32);
+
+impl serde::Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 % 2 == 1 {
+            return Err(serde::ser::Error::custom(format!("{} is odd", self.0)));
+        }
+        s.serialize_u32(self.0)
+    }
+}
+
+fn picky_result(x: u32) -> Picky {
+    Picky(x)
+}
+
+fn picky_arg(p: Picky) -> u32 {
+    p.0
+}
+
+#[test]
+fn values_that_fail_to_serialize_are_encode_errors_with_their_reason() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        // A result the worker cannot serialize: an encode error of that task.
+        let items: Vec<_> = pool.imap(picky_result, 0..4u32).unwrap().collect();
+        assert_eq!(items[0].as_ref().unwrap().0, 0);
+        assert_eq!(items[2].as_ref().unwrap().0, 2);
+        for k in [1, 3] {
+            match &items[k] {
+                Err(TaskError::Encode(m)) => {
+                    assert!(m.contains(&format!("{k} is odd")), "{m}");
+                    assert!(m.contains("result"), "{m}");
+                }
+                other => panic!("item {k}: expected an encode error, got {other:?}"),
+            }
+        }
+        match pool.apply(picky_result, 5) {
+            Err(e) => match e.task_error() {
+                Some(TaskError::Encode(m)) => assert!(m.contains("5 is odd"), "{m}"),
+                other => panic!("{other:?}"),
+            },
+            Ok(v) => panic!("{v:?}"),
+        }
+        // An argument this process cannot serialize: also an encode error,
+        // with its reason, and the task never ran.
+        match pool.apply(picky_arg, Picky(7)) {
+            Err(e) => match e.task_error() {
+                Some(TaskError::Encode(m)) => {
+                    assert!(m.contains("7 is odd") && m.contains("argument"), "{m}")
+                }
+                other => panic!("{other:?}"),
+            },
+            Ok(v) => panic!("{v}"),
+        }
+        let items: Vec<_> = pool
+            .imap(picky_arg, vec![Picky(0), Picky(9)])
+            .unwrap()
+            .collect();
+        assert_eq!(items[0].as_ref().unwrap(), &0);
+        match &items[1] {
+            Err(TaskError::Encode(m)) => assert!(m.contains("9 is odd"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    });
+}
