@@ -51,16 +51,17 @@ fail=0
 for c in $crates; do
     crate="target/package/$c-$version.crate"
     if [ ! -f "$crate" ]; then echo "FAIL: $c: $crate missing"; fail=1; continue; fi
+    bad=0
     tar -xzf "$crate" -C "$tmp"
     root="$tmp/$c-$version"
     for f in README.md LICENSE-MIT LICENSE-APACHE src/lib.rs; do
-        [ -f "$root/$f" ] && [ ! -L "$root/$f" ] || { echo "FAIL: $c: $f not in the package"; fail=1; }
+        [ -f "$root/$f" ] && [ ! -L "$root/$f" ] || { echo "FAIL: $c: $f not in the package"; bad=1; }
     done
     for key in '^keywords = ' '^categories = ' '^readme = "README.md"' '^\[package.metadata.docs.rs\]'; do
-        grep -qE "$key" "$root/Cargo.toml" || { echo "FAIL: $c: manifest lacks $key"; fail=1; }
+        grep -qE "$key" "$root/Cargo.toml" || { echo "FAIL: $c: manifest lacks $key"; bad=1; }
     done
     # Files named by include_str!/include_bytes!, relative to the including file.
-    python3 - "$root" "$c" <<'EOF' || fail=1
+    python3 - "$root" "$c" <<'EOF' || bad=1
 import os, re, sys
 root, name = os.path.realpath(sys.argv[1]), sys.argv[2]
 bad = 0
@@ -77,7 +78,10 @@ for d, _, files in os.walk(root):
                 bad = 1
 sys.exit(bad)
 EOF
-    n=$(tar -tzf "$crate" | wc -l)
-    echo "ok: $c ($n files)"
+    if [ "$bad" = 0 ]; then
+        echo "ok: $c ($(tar -tzf "$crate" | wc -l) files)"
+    else
+        fail=1
+    fi
 done
 exit $fail
