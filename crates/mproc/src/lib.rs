@@ -98,6 +98,9 @@ pub use mproc_shm::{Array, RawArray, RawValue, Synchronized, SynchronizedArray, 
 pub use mproc_sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 
 /// The README's examples, compiled and run as doc tests.
+// `README.md` here is a symbolic link to the repository's README: the path
+// stays inside this package, so the doc test also builds from the packaged
+// crate (`cargo package` stores the link's target as a plain file).
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
