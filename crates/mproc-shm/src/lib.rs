@@ -81,6 +81,7 @@
 
 mod array;
 mod atomic;
+pub mod codec_error;
 mod copy;
 pub mod error;
 pub mod futex;
