@@ -71,8 +71,10 @@ pub enum Error {
     /// Server-side updates need the client and the server to run the same
     /// executable file; this client does not.
     ForeignExecutable,
-    /// A value could not be encoded (serde/postcard).
-    Encode(postcard::Error),
+    /// A value could not be encoded (serde/postcard). Its `Display` is the
+    /// reason the value's `Serialize` impl gave to
+    /// `serde::ser::Error::custom`, when it gave one.
+    Encode(mproc_shm::codec_error::PostcardError),
     /// A value from the server did not decode as the proxy's type.
     Decode(postcard::Error),
     /// A server-side update function failed before running (the stored value
