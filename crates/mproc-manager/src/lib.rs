@@ -139,7 +139,6 @@
 
 mod client;
 mod code_ref;
-mod demo;
 mod dict;
 mod error;
 mod link;
@@ -155,7 +154,6 @@ mod sys;
 mod value;
 
 pub use crate::client::RawProxy;
-pub use crate::demo::fruit_demo;
 pub use crate::dict::Dict;
 pub use crate::error::{Error, PutError};
 pub use crate::list::List;
