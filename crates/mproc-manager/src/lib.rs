@@ -157,7 +157,9 @@ pub use crate::client::RawProxy;
 pub use crate::dict::Dict;
 pub use crate::error::{Error, PutError};
 pub use crate::list::List;
-pub use crate::manager::{DEFAULT_CALL_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, Manager, ManagerBuilder};
+pub use crate::manager::{
+    DEFAULT_CALL_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, Manager, ManagerBuilder, ShutdownStatus,
+};
 pub use crate::proto::Kind;
 pub use crate::proxy::Proxy;
 pub use crate::queue::{JoinableQueue, Queue};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mproc_pipe::{Address, Connection, Listener};
-use mproc_process::{Pid, Process, ProcessHandle, StartMethod};
+use mproc_process::{ExitStatus, Pid, Process, ProcessHandle, StartMethod};
 use mproc_shm::Segment;
 use serde::{Deserialize, Serialize};
 
@@ -218,18 +218,24 @@ impl ManagerBuilder {
     /// [`Error::Io`] if the address cannot be bound.
     pub fn serve(self, ready: impl FnOnce(&Address)) -> Result<(), Error> {
         let key = self.key()?;
-        let listener = bind(self.address.as_ref()).map_err(Error::Io)?;
+        let listener = bind(self.address.as_ref(), &key).map_err(Error::Io)?;
         ready(listener.address());
-        server::serve(listener, key, None, None);
+        server::serve(listener, None, None);
         Ok(())
     }
 }
 
-fn bind(address: Option<&Address>) -> io::Result<Listener> {
+/// Binds the server's listener, which runs the authkey handshakes.
+fn bind(address: Option<&Address>, key: &[u8]) -> io::Result<Listener> {
     match address {
-        Some(a) => Listener::builder(a.clone()).backlog(512).bind(),
-        None => Listener::builder_auto().backlog(512).bind(),
+        Some(a) => Listener::builder(a.clone()),
+        None => Listener::builder_auto(),
     }
+    .backlog(512)
+    .authkey(key)
+    .handshake_timeout(Some(server::HANDSHAKE_TIMEOUT))
+    .max_pending_handshakes(server::MAX_PENDING_HANDSHAKES)
+    .bind()
 }
 
 /// The authkey in a sealed memfd: it reaches the server process as a file
@@ -271,7 +277,7 @@ fn server_main(args: ServerArgs) {
     };
     drop(args.key);
     let address = args.address.map(Address::from);
-    let listener = match bind(address.as_ref()) {
+    let listener = match bind(address.as_ref(), &key) {
         Ok(l) => l,
         Err(e) => {
             let at = address
@@ -298,7 +304,7 @@ fn server_main(args: ServerArgs) {
     if args.ready.send_ref(&ready).is_err() {
         return;
     }
-    server::serve(listener, key, Some(args.ready), Some(cleanup));
+    server::serve(listener, Some(args.ready), Some(cleanup));
 }
 
 /// What the server process reports once it listens: its address and
@@ -619,41 +625,59 @@ impl Manager {
     }
 
     /// Stops the server: asks it to exit, waits up to the shutdown timeout,
-    /// then terminates it (SIGTERM, then SIGKILL). For a connected manager
-    /// this asks the server to exit and returns. Calls through proxies of
-    /// this server then return [`Error::Disconnected`].
+    /// then terminates it (SIGTERM, then SIGKILL), as CPython's
+    /// `shutdown()` does; returns how it ended. For a connected manager
+    /// this asks the server to exit and returns [`ShutdownStatus::Requested`].
+    /// Calls through proxies of this server then return
+    /// [`Error::Disconnected`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mproc_manager::{Manager, ShutdownStatus};
+    /// use mproc_process::ExitStatus;
+    ///
+    /// let m = Manager::start()?;
+    /// assert_eq!(m.shutdown()?, ShutdownStatus::Exited(ExitStatus::Exited(0)));
+    /// # Ok::<(), mproc_manager::Error>(())
+    /// ```
     ///
     /// # Errors
-    /// [`Error::Io`] if the server process could not be signalled.
-    pub fn shutdown(mut self) -> Result<(), Error> {
+    /// [`Error::Io`] if the server process could not be signalled (or
+    /// survived SIGKILL); for a connected manager, [`Error::Disconnected`]
+    /// if the server did not take the request.
+    pub fn shutdown(mut self) -> Result<ShutdownStatus, Error> {
         self.stop()
     }
 
-    fn stop(&mut self) -> Result<(), Error> {
+    fn stop(&mut self) -> Result<ShutdownStatus, Error> {
         if self.stopped {
-            return Ok(());
+            return Ok(ShutdownStatus::Requested);
         }
         self.stopped = true;
         let Some(mut p) = self.process.take() else {
-            return self.session.call(&Request::Shutdown).map(|_| ());
+            return unit(self.session.call(&Request::Shutdown)?)
+                .map(|()| ShutdownStatus::Requested);
         };
-        // The server exits as soon as it reads the request: wait for that,
-        // not for a reply.
-        let asked = self.session.send_only(&Request::Shutdown);
-        let deadline = Instant::now() + self.shutdown_timeout;
-        let r = if asked.is_ok() && p.join_deadline(deadline).is_ok() {
-            Ok(())
-        } else if p.status().is_some() {
-            let _ = p.join_timeout(Duration::ZERO);
-            Ok(())
+        let r = if let Some(status) = p.status() {
+            Ok(ShutdownStatus::AlreadyGone(status))
         } else {
-            let r = p
-                .terminate_timeout(self.shutdown_timeout)
-                .map(|_| ())
-                .map_err(Error::Io);
-            let _ = p.join_timeout(Duration::ZERO);
-            r
+            // The server exits as soon as it reads the request: wait for
+            // that, not for a reply.
+            let asked = self.session.send_only(&Request::Shutdown);
+            let deadline = Instant::now() + self.shutdown_timeout;
+            let _ = p.join_deadline(deadline);
+            match p.status() {
+                Some(status) if asked.is_ok() => Ok(ShutdownStatus::Exited(status)),
+                // It ended before the request could be sent.
+                Some(status) => Ok(ShutdownStatus::AlreadyGone(status)),
+                None => p
+                    .terminate_timeout(self.shutdown_timeout)
+                    .map(ShutdownStatus::Terminated)
+                    .map_err(Error::Io),
+            }
         };
+        let _ = p.join_timeout(Duration::ZERO);
         // A server that was killed could not remove its socket.
         if let Some(path) = self.auto_socket.take() {
             let _ = std::fs::remove_file(&path);
@@ -663,6 +687,29 @@ impl Manager {
         }
         r
     }
+}
+
+/// How a manager's server ended at [`Manager::shutdown`].
+///
+/// CPython's `shutdown()` returns nothing; the steps it takes (ask, wait
+/// `shutdown_timeout`, terminate, kill) are the same, and this says which
+/// one ended the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShutdownStatus {
+    /// The server exited on the shutdown request within the shutdown
+    /// timeout (normally `Exited(0)`).
+    Exited(ExitStatus),
+    /// The server had already ended (it crashed, was killed, or another
+    /// client shut it down) before the request could reach it.
+    AlreadyGone(ExitStatus),
+    /// The server did not exit within the shutdown timeout and was
+    /// terminated: `Signaled(SIGTERM)`, or `Signaled(SIGKILL)` when
+    /// SIGTERM did not end it within a second timeout either.
+    Terminated(ExitStatus),
+    /// A manager that does not own the server ([`Manager::connect`]): the
+    /// server took the request; how it ends is its owner's to see.
+    Requested,
 }
 
 impl Drop for Manager {

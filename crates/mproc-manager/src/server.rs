@@ -8,10 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use mproc_pipe::{
-    AuthOptions, Connection, FAILURE, Listener, MAX_HANDSHAKE_MESSAGE, WELCOME, make_challenge,
-    respond_to_challenge, verify_response,
-};
+use mproc_pipe::{ConnectError, Connection, Listener};
 
 use crate::client::lock;
 use crate::code_ref;
@@ -23,7 +20,13 @@ use crate::proto::{
 use crate::sys;
 
 /// How long a client may take over the authkey handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many clients may be in the authkey handshake at once. The listener
+/// runs their handshakes side by side in the accepting thread; one more
+/// drops the client that has waited longest. A connection gets its own
+/// thread only once authenticated, so silent or slow clients cost a socket
+/// each, never a thread.
+pub(crate) const MAX_PENDING_HANDSHAKES: usize = 64;
 /// How often a waiting server thread checks that its client is still there.
 const WAIT_STEP: Duration = Duration::from_millis(50);
 
@@ -1416,32 +1419,6 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Runs CPython's server side of the authkey handshake (challenge the
-/// client, then answer its challenge) with a deadline.
-fn handshake(conn: &mut Connection, key: &[u8]) -> bool {
-    let opts = AuthOptions::default();
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-    conn.set_max_message(MAX_HANDSHAKE_MESSAGE);
-    let ok = (|| {
-        let (msg, body) = make_challenge(opts.digest).ok()?;
-        conn.send_bytes(&msg).ok()?;
-        let response = conn.recv_bytes_deadline(deadline).ok()?;
-        if verify_response(key, &body, &response, &opts).is_err() {
-            let _ = conn.send_bytes(FAILURE);
-            return None;
-        }
-        conn.send_bytes(WELCOME).ok()?;
-        let challenge = conn.recv_bytes_deadline(deadline).ok()?;
-        let answer = respond_to_challenge(key, &challenge, &opts).ok()?;
-        conn.send_bytes(&answer).ok()?;
-        let verdict = conn.recv_bytes_deadline(deadline).ok()?;
-        (verdict == WELCOME).then_some(())
-    })()
-    .is_some();
-    conn.set_max_message(proto::MAX_REQUEST);
-    ok
-}
-
 /// What a server process removes before it exits at a shutdown request.
 #[derive(Debug, Default)]
 pub(crate) struct ExitCleanup {
@@ -1450,19 +1427,15 @@ pub(crate) struct ExitCleanup {
 }
 
 /// Serves `listener` (and the already-trusted `owner` connection, if any)
-/// until a client asks for shutdown. Each connection gets a thread.
+/// until a client asks for shutdown. The listener runs the authkey
+/// handshakes (see [`MAX_PENDING_HANDSHAKES`]); each authenticated
+/// connection gets a thread.
 ///
 /// With `exit`, the thread that received the shutdown request removes the
 /// socket and ends the process at once (a server process has nothing else
 /// to save); without, this function returns.
-pub(crate) fn serve(
-    listener: Listener,
-    key: Vec<u8>,
-    owner: Option<Connection>,
-    exit: Option<ExitCleanup>,
-) {
+pub(crate) fn serve(listener: Listener, owner: Option<Connection>, exit: Option<ExitCleanup>) {
     let server = Arc::new(Server::new());
-    let key: Arc<[u8]> = key.into();
     // Shared with the stoppers, so the descriptor they shut down stays open.
     let listener = Arc::new(listener);
     let exit = Arc::new(exit);
@@ -1504,18 +1477,20 @@ pub(crate) fn serve(
                 if server.stopping.load(Ordering::SeqCst) {
                     break;
                 }
+                c.set_max_message(proto::MAX_REQUEST);
                 let server = server.clone();
-                let key = key.clone();
                 let stop = stop.clone();
                 let _ = std::thread::Builder::new()
                     .name("mproc-manager-conn".into())
                     .spawn(move || {
-                        if handshake(&mut c, &key) && server.serve_connection(c) {
+                        if server.serve_connection(c) {
                             stop();
                         }
                     });
             }
             Err(_) if server.stopping.load(Ordering::SeqCst) => break,
+            // A client that failed or abandoned its handshake: go on.
+            Err(ConnectError::Auth(_) | ConnectError::Timeout(_)) => {}
             // Out of descriptors or a client that vanished mid-accept: go on.
             Err(_) => std::thread::sleep(Duration::from_millis(1)),
         }
