@@ -137,6 +137,7 @@
 
 #![doc(test(attr(deny(warnings))))]
 
+mod array;
 mod client;
 mod code_ref;
 mod dict;
@@ -147,16 +148,19 @@ mod manager;
 mod proto;
 mod proxy;
 mod queue;
+mod repr;
 mod server;
 mod sync;
 #[cfg_attr(target_os = "linux", path = "sys.rs")]
 mod sys;
 mod value;
 
+pub use crate::array::Array;
 pub use crate::client::RawProxy;
 pub use crate::dict::Dict;
+pub use crate::dict::{DictIter, DictKeys};
 pub use crate::error::{Error, PutError};
-pub use crate::list::List;
+pub use crate::list::{List, ListIter, Slice};
 pub use crate::manager::{
     DEFAULT_CALL_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, Manager, ManagerBuilder, ShutdownStatus,
 };

@@ -11,6 +11,7 @@ use mproc_process::{ExitStatus, Pid, Process, ProcessHandle, StartMethod};
 use mproc_shm::Segment;
 use serde::{Deserialize, Serialize};
 
+use crate::array::Array;
 use crate::client::{AddrWire, RawProxy, Session};
 use crate::dict::Dict;
 use crate::error::Error;
@@ -435,6 +436,19 @@ impl Manager {
     ) -> Result<List<T>, Error> {
         let v: Result<Vec<_>, Error> = items.into_iter().map(|i| self.enc(&i)).collect();
         Ok(List::wrap(self.create(Kind::List, Init::Items(v?))?))
+    }
+
+    /// A new shared array holding `items`, whose length then never changes
+    /// (CPython's `m.Array(typecode, sequence)`).
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`]; [`Error::Encode`].
+    pub fn array<T: Serialize>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<Array<T>, Error> {
+        let v: Result<Vec<_>, Error> = items.into_iter().map(|i| self.enc(&i)).collect();
+        Ok(Array::wrap(self.create(Kind::Array, Init::Items(v?))?))
     }
 
     /// A new, empty namespace.
