@@ -518,6 +518,57 @@ pub(crate) fn samples() -> Vec<Vec<u8>> {
             (2, Op::ListSnapshot),
             (11, Op::Get(None)),
         ]),
+        Request::Call {
+            id: 1,
+            op: Op::DictPage {
+                from: 0,
+                max: 2,
+                len: Some(1),
+                values: true,
+            },
+        },
+        Request::Call {
+            id: 2,
+            op: Op::ListSetSlice(
+                SliceWire {
+                    start: Some(-1),
+                    stop: None,
+                    step: -2,
+                },
+                vec![Val::plain(vec![5])],
+            ),
+        },
+        Request::Call {
+            id: 2,
+            op: Op::ListDelSlice(SliceWire {
+                start: None,
+                stop: Some(i64::MAX),
+                step: i64::MIN,
+            }),
+        },
+        Request::Call {
+            id: 2,
+            op: Op::ListSort {
+                func: 4096,
+                reverse: true,
+            },
+        },
+        Request::Call {
+            id: 2,
+            op: Op::ListRepeat(i64::MAX),
+        },
+        Request::Call {
+            id: 3,
+            op: Op::NsSet(
+                "name".into(),
+                Val::plain(vec![3, b'B', b'o', b'b']),
+                "'Bob'".into(),
+            ),
+        },
+        Request::Call {
+            id: 3,
+            op: Op::NsRepr,
+        },
         Request::Release { id: 3 },
         // A list holding proxies of the dict (1) and of itself (2).
         Request::Call {

@@ -179,18 +179,30 @@ impl<'a> ser::Serializer for &'a mut Repr {
         Ok(())
     }
     fn serialize_bytes(self, v: &[u8]) -> Done {
-        self.0.push_str("b'");
+        let q = if v.contains(&b'\'') && !v.contains(&b'"') {
+            b'"'
+        } else {
+            b'\''
+        };
+        self.0.push('b');
+        self.0.push(q as char);
         for &b in v {
             match b {
                 b'\\' => self.0.push_str("\\\\"),
-                b'\'' => self.0.push_str("\\'"),
+                b'\n' => self.0.push_str("\\n"),
+                b'\r' => self.0.push_str("\\r"),
+                b'\t' => self.0.push_str("\\t"),
+                b if b == q => {
+                    self.0.push('\\');
+                    self.0.push(b as char);
+                }
                 0x20..=0x7e => self.0.push(b as char),
                 _ => {
                     let _ = write!(self.0, "\\x{b:02x}");
                 }
             }
         }
-        self.0.push('\'');
+        self.0.push(q as char);
         Ok(())
     }
     fn serialize_none(self) -> Done {
@@ -370,7 +382,9 @@ mod tests {
         assert_eq!(repr(&Shape::Dot), "Dot");
         assert_eq!(repr(&Shape::Circle(1.5)), "Circle(1.5)");
         assert_eq!(repr(&Shape::Rect { w: 2, h: 3 }), "Rect(w=2, h=3)");
-        assert_eq!(repr(serde_bytes_like(b"a\x00'")), "b'a\\x00\\''");
+        // Python: repr(b"a\x00'") and repr(b"'\"\n").
+        assert_eq!(repr(&Bytes(b"a\x00'")), "b\"a\\x00'\"");
+        assert_eq!(repr(&Bytes(b"'\"\n")), "b'\\'\"\\n'");
     }
 
     struct Bytes<'a>(&'a [u8]);
@@ -378,8 +392,5 @@ mod tests {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             s.serialize_bytes(self.0)
         }
-    }
-    fn serde_bytes_like(b: &[u8]) -> Bytes<'_> {
-        Bytes(b)
     }
 }
