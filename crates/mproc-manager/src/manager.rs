@@ -673,22 +673,29 @@ impl Manager {
             return unit(self.session.call(&Request::Shutdown)?)
                 .map(|()| ShutdownStatus::Requested);
         };
-        let r = if let Some(status) = p.status() {
-            Ok(ShutdownStatus::AlreadyGone(status))
-        } else {
-            // The server exits as soon as it reads the request: wait for
-            // that, not for a reply.
-            let asked = self.session.send_only(&Request::Shutdown);
-            let deadline = Instant::now() + self.shutdown_timeout;
-            let _ = p.join_deadline(deadline);
-            match p.status() {
-                Some(status) if asked.is_ok() => Ok(ShutdownStatus::Exited(status)),
-                // It ended before the request could be sent.
-                Some(status) => Ok(ShutdownStatus::AlreadyGone(status)),
-                None => p
-                    .terminate_timeout(self.shutdown_timeout)
-                    .map(ShutdownStatus::Terminated)
-                    .map_err(Error::Io),
+        // The server ends with `Exited(0)` only on a shutdown request (this
+        // one or another client's); any other end is a crash or a kill.
+        let ended = |status: ExitStatus| {
+            if status == ExitStatus::Exited(0) {
+                ShutdownStatus::Exited(status)
+            } else {
+                ShutdownStatus::AlreadyGone(status)
+            }
+        };
+        let r = match p.status() {
+            Some(status) => Ok(ended(status)),
+            None => {
+                // The server exits as soon as it reads the request: wait
+                // for that, not for a reply.
+                let _ = self.session.send_only(&Request::Shutdown);
+                let _ = p.join_deadline(Instant::now() + self.shutdown_timeout);
+                match p.status() {
+                    Some(status) => Ok(ended(status)),
+                    None => p
+                        .terminate_timeout(self.shutdown_timeout)
+                        .map(ShutdownStatus::Terminated)
+                        .map_err(Error::Io),
+                }
             }
         };
         let _ = p.join_timeout(Duration::ZERO);
@@ -711,11 +718,12 @@ impl Manager {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ShutdownStatus {
-    /// The server exited on the shutdown request within the shutdown
-    /// timeout (normally `Exited(0)`).
+    /// The server exited on a shutdown request within the shutdown timeout
+    /// (`Exited(0)`, the only way it exits by itself): this one, or an
+    /// earlier one from another client.
     Exited(ExitStatus),
-    /// The server had already ended (it crashed, was killed, or another
-    /// client shut it down) before the request could reach it.
+    /// The server had ended otherwise before the shutdown: it crashed or
+    /// was killed (the status says how).
     AlreadyGone(ExitStatus),
     /// The server did not exit within the shutdown timeout and was
     /// terminated: `Signaled(SIGTERM)`, or `Signaled(SIGKILL)` when
