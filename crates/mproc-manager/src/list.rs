@@ -374,8 +374,9 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// of 0 or less empties it).
     ///
     /// # Errors
-    /// [`Error::Remote`] if the list would exceed 2^26 items (Python's
-    /// `MemoryError`); [`Error::Disconnected`].
+    /// [`Error::Remote`] if the list would take more than 256 MiB in the
+    /// server (Python's `MemoryError`; the server copies the items where
+    /// CPython shares them); [`Error::Disconnected`].
     pub fn repeat_in_place(&self, n: i64) -> Result<(), Error> {
         unit(self.raw.call(Op::ListRepeat(n))?)
     }

@@ -385,8 +385,8 @@ fn norm(index: i64, len: usize) -> RResult<usize> {
     }
 }
 
-/// The most items a list may reach by repetition (`l *= n`).
-const MAX_LIST_LEN: usize = 1 << 26;
+/// The most bytes a list may reach by repetition (`l *= n`).
+const MAX_REPEAT_BYTES: usize = 256 << 20;
 
 /// The most entries an iterator's page holds.
 const MAX_PAGE: usize = 4096;
@@ -1328,13 +1328,18 @@ impl Server {
                     std::mem::take(l).into_iter().for_each(|v| st.discard(v));
                     return Ok(Reply::Unit);
                 }
+                // Items are copied (not shared as in CPython): bound the bytes.
+                let size: usize = l
+                    .iter()
+                    .map(|v| v.bytes.len() + std::mem::size_of::<Val>())
+                    .sum();
                 let total = usize::try_from(n)
                     .ok()
-                    .and_then(|n| l.len().checked_mul(n))
-                    .filter(|&t| t <= MAX_LIST_LEN)
+                    .filter(|&n| size.checked_mul(n).is_some_and(|b| b <= MAX_REPEAT_BYTES))
+                    .map(|n| l.len() * n)
                     .ok_or_else(|| {
                         RemoteError::NotAllowed(format!(
-                            "a list of more than {MAX_LIST_LEN} items (CPython's MemoryError)"
+                            "a repeated list of more than {MAX_REPEAT_BYTES} bytes (CPython's MemoryError)"
                         ))
                     })?;
                 let one = l.len();
