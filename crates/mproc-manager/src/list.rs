@@ -43,7 +43,9 @@ pub struct Slice {
 }
 
 impl Slice {
-    /// `start:stop` (`None`: from the beginning, to the end).
+    /// `start:stop` (`None`: from the beginning, to the end). Also for a
+    /// backwards slice such as Python's `l[8:2:-2]`:
+    /// `Slice::new(Some(8), Some(2)).step(-2)` (clippy rejects `8..2`).
     pub fn new(start: Option<i64>, stop: Option<i64>) -> Self {
         Self {
             start,

@@ -1307,14 +1307,12 @@ impl Server {
                 for i in sl.indices() {
                     gone[i] = true;
                 }
-                let mut i = 0;
-                for v in std::mem::take(l) {
-                    if gone[i] {
+                for (v, gone) in std::mem::take(l).into_iter().zip(gone) {
+                    if gone {
                         st.discard(v);
                     } else {
                         l.push(v);
                     }
-                    i += 1;
                 }
                 Reply::Unit
             }

@@ -284,11 +284,17 @@ mod lists {
             assert_eq!(l.get_slice(2..5).unwrap(), [2, 3, 4]);
             assert_eq!(l.get_slice(-3..).unwrap(), [7, 8, 9]);
             assert_eq!(l.get_slice(..-8).unwrap(), [0, 1]);
-            assert_eq!(l.get_slice(5..2).unwrap(), Vec::<i64>::new());
+            assert_eq!(
+                l.get_slice(Slice::new(Some(5), Some(2))).unwrap(),
+                Vec::<i64>::new()
+            );
             assert_eq!(l.get_slice(-100..100).unwrap().len(), 10);
             assert_eq!(l.get_slice(Slice::from(..).step(3)).unwrap(), [0, 3, 6, 9]);
             assert_eq!(l.get_slice(Slice::from(..).step(-3)).unwrap(), [9, 6, 3, 0]);
-            assert_eq!(l.get_slice(Slice::from(8..2).step(-2)).unwrap(), [8, 6, 4]);
+            assert_eq!(
+                l.get_slice(Slice::new(Some(8), Some(2)).step(-2)).unwrap(),
+                [8, 6, 4]
+            );
             assert_eq!(l.get_slice(Slice::from(..).step(i64::MIN)).unwrap(), [9]);
             assert!(l.get_slice(Slice::from(..).step(0)).is_err());
             // l[2:5] = [20]; l[:0] = [-1, -2]
@@ -297,7 +303,7 @@ mod lists {
             l.set_slice(..0, &[-1, -2]).unwrap();
             assert_eq!(l.snapshot().unwrap(), [-1, -2, 0, 1, 20, 5, 6, 7, 8, 9]);
             // l[5:3] = [99] inserts at 5.
-            l.set_slice(5..3, &[99]).unwrap();
+            l.set_slice(Slice::new(Some(5), Some(3)), &[99]).unwrap();
             assert_eq!(l.get_slice(4..7).unwrap(), [20, 99, 5]);
             // Extended slices need the same length (ValueError in CPython).
             let e = l.set_slice(Slice::from(..).step(2), &[1, 2]).unwrap_err();
