@@ -36,6 +36,8 @@ where
     R: Serialize,
 {
     const DESC: Desc<ApplyFn> = Desc::new(apply::<F, V, A, R>);
+    /// The same update for a namespace field (see [`ReprApplyFn`]).
+    const REPR_DESC: Desc<ReprApplyFn> = Desc::new(apply_repr::<F, V, A, R>);
 }
 
 /// Runs `F` on the decoded value and argument (in the server).
@@ -83,18 +85,6 @@ pub(crate) fn resolve(offset: i64) -> Option<ApplyFn> {
 /// value's repr (see `repr`), which the server keeps for `str(ns)`.
 pub(crate) type ReprApplyFn = fn(&mut Vec<u8>, &[u8]) -> Result<(Vec<u8>, String), String>;
 
-struct ReprTramp<F, V, A, R>(PhantomData<fn(F, V, A) -> R>);
-
-impl<F, V, A, R> ReprTramp<F, V, A, R>
-where
-    F: Fn(&mut V, A) -> R + Copy + Send + 'static,
-    V: Serialize + DeserializeOwned,
-    A: DeserializeOwned,
-    R: Serialize,
-{
-    const DESC: Desc<ReprApplyFn> = Desc::new(apply_repr::<F, V, A, R>);
-}
-
 fn apply_repr<F, V, A, R>(value: &mut Vec<u8>, arg: &[u8]) -> Result<(Vec<u8>, String), String>
 where
     F: Fn(&mut V, A) -> R + Copy + Send + 'static,
@@ -115,7 +105,7 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let d: &'static Desc<ReprApplyFn> = &ReprTramp::<F, V, A, R>::DESC;
+    let d: &'static Desc<ReprApplyFn> = &Tramp::<F, V, A, R>::REPR_DESC;
     d.offset()
 }
 

@@ -265,19 +265,18 @@ impl<'a> ser::Serializer for &'a mut Repr {
     fn serialize_map(self, _: Option<usize>) -> Result<Compound<'a>, ReprError> {
         Ok(self.open("{", "}", false))
     }
-    fn serialize_struct(self, name: &'static str, _: usize) -> Result<Compound<'a>, ReprError> {
-        self.0.push_str(name);
-        Ok(self.open("(", ")", false))
+    fn serialize_struct(self, name: &'static str, len: usize) -> Result<Compound<'a>, ReprError> {
+        // Fields add their names: `Point(x=1, y=2)`.
+        self.serialize_tuple_struct(name, len)
     }
     fn serialize_struct_variant(
         self,
-        _: &'static str,
-        _: u32,
+        name: &'static str,
+        index: u32,
         variant: &'static str,
-        _: usize,
+        len: usize,
     ) -> Result<Compound<'a>, ReprError> {
-        self.0.push_str(variant);
-        Ok(self.open("(", ")", false))
+        self.serialize_tuple_variant(name, index, variant, len)
     }
     fn is_human_readable(&self) -> bool {
         false
