@@ -73,6 +73,10 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "mpi")]
+    if let Some(code) = scenarios::mpi::run_job_if_asked() {
+        return ExitCode::from(code);
+    }
     if let Some(code) = harness::run_role_if_child(&scenarios::roles()) {
         return ExitCode::from(code as u8);
     }

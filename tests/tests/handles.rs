@@ -48,7 +48,7 @@ fn shared_memory_handles_reach_children() {
 
 type Sync = (Lock, RLock, Semaphore, BoundedSemaphore, Event, Barrier);
 
-fn use_sync((lock, rlock, sem, bsem, ev, barrier): Sync) -> u32 {
+fn use_sync((lock, rlock, sem, bsem, ev, barrier): Sync) -> usize {
     // The parent holds `lock`: as in CPython any process may release a Lock.
     lock.release().expect("lock was held by the parent");
     {

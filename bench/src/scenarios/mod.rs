@@ -3,6 +3,8 @@
 use crate::harness::{Role, Scenario};
 
 mod manager;
+#[cfg(feature = "mpi")]
+pub(crate) mod mpi;
 mod pipe;
 mod pool;
 mod process;
@@ -20,6 +22,8 @@ pub(crate) fn all() -> Vec<Scenario> {
     v.extend(queue::scenarios());
     v.extend(pool::scenarios());
     v.extend(manager::scenarios());
+    #[cfg(feature = "mpi")]
+    v.extend(mpi::scenarios());
     v
 }
 

@@ -189,6 +189,8 @@ pub use crate::queue::{JoinableQueue, Queue};
 pub use crate::sync::{Barrier, Condition, Event, Lock, LockGuard, RLock, Semaphore};
 pub use crate::value::{Namespace, Value};
 pub use mproc_pipe::Address;
+/// How a lock was acquired by a guard-less `acquire` (shared with mproc-sync).
+pub use mproc_shm::Acquired;
 
 /// Internals for fuzz targets and tests. Not a stable API.
 #[doc(hidden)]

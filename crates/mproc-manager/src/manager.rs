@@ -488,9 +488,9 @@ impl Manager {
     ///
     /// # Errors
     /// [`Error::Disconnected`].
-    pub fn semaphore(&self, value: u64) -> Result<Semaphore, Error> {
+    pub fn semaphore(&self, value: usize) -> Result<Semaphore, Error> {
         Ok(Semaphore::wrap(
-            self.create(Kind::Semaphore, Init::Count(value))?,
+            self.create(Kind::Semaphore, Init::Count(value as u64))?,
         ))
     }
 
@@ -498,10 +498,11 @@ impl Manager {
     ///
     /// # Errors
     /// [`Error::Disconnected`].
-    pub fn bounded_semaphore(&self, value: u64) -> Result<Semaphore, Error> {
-        Ok(Semaphore::wrap(
-            self.create(Kind::BoundedSemaphore, Init::Count(value))?,
-        ))
+    pub fn bounded_semaphore(&self, value: usize) -> Result<Semaphore, Error> {
+        Ok(Semaphore::wrap(self.create(
+            Kind::BoundedSemaphore,
+            Init::Count(value as u64),
+        )?))
     }
 
     /// A new event, not set.

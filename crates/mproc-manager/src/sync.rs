@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use crate::client::{RawProxy, owner};
 use crate::error::Error;
-use crate::proto::{Acquired, Kind, Op, Owner, Reply, WaitMs};
+use crate::proto::{Acquired as Wire, Kind, Op, Owner, Reply, WaitMs};
 use crate::proxy::{boolean, count, proxy_type, unexpected, unit};
+use mproc_shm::Acquired;
 
 /// The wire form of a timeout: whole milliseconds, rounded up, so that a
 /// wait never ends before the time asked for.
@@ -81,7 +82,7 @@ impl Drop for LockGuard<'_> {
     }
 }
 
-fn acquire(raw: &RawProxy, wait: WaitMs) -> Result<Acquired, Error> {
+fn acquire(raw: &RawProxy, wait: WaitMs) -> Result<Wire, Error> {
     match raw.call(Op::Acquire {
         owner: owner(),
         wait,
@@ -93,11 +94,11 @@ fn acquire(raw: &RawProxy, wait: WaitMs) -> Result<Acquired, Error> {
 
 fn guard(raw: &RawProxy, wait: WaitMs) -> Result<Option<LockGuard<'_>>, Error> {
     Ok(match acquire(raw, wait)? {
-        Acquired::No => None,
+        Wire::No => None,
         a => Some(LockGuard {
             raw,
             owner: owner(),
-            died: a == Acquired::OwnerDied,
+            died: a == Wire::OwnerDied,
             released: false,
             _not_send: PhantomData,
         }),
@@ -140,17 +141,45 @@ macro_rules! lock_methods {
             guard(&self.raw, until(deadline))
         }
 
-        /// Python's `acquire(blocking=True, timeout=-1)` without a guard:
-        /// `timeout` `None` waits for ever. Returns whether it was acquired.
-        /// Release it with `release`.
+        /// Acquires without a guard, waiting as long as it takes: CPython's
+        /// `acquire()`. Release it with `release`. Returns
+        /// [`Acquired::OwnerDied`] if the previous holder's process
+        /// disconnected while holding it (the lock is held either way), as
+        /// `mproc_sync::Lock::acquire` does.
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`] if the server is gone.
+        pub fn acquire(&self) -> Result<Acquired, Error> {
+            self.acquire_timeout(None)?.ok_or(Error::Timeout)
+        }
+
+        /// Acquires without a guard if it is free: CPython's
+        /// `acquire(False)`. `None` if it is held.
         ///
         /// # Errors
         /// [`Error::Disconnected`].
-        pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, Error> {
-            Ok(acquire(&self.raw, wait_ms(timeout))? != Acquired::No)
+        pub fn try_acquire(&self) -> Result<Option<Acquired>, Error> {
+            self.acquire_timeout(Some(Duration::ZERO))
         }
 
-        /// Python's `release()`.
+        /// Acquires without a guard, waiting at most `timeout` (`None`: for
+        /// ever): CPython's `acquire(timeout=…)`. `None` if the time ran out.
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`].
+        pub fn acquire_timeout(
+            &self,
+            timeout: Option<Duration>,
+        ) -> Result<Option<Acquired>, Error> {
+            Ok(match acquire(&self.raw, wait_ms(timeout))? {
+                Wire::Yes => Some(Acquired::Clean),
+                Wire::OwnerDied => Some(Acquired::OwnerDied),
+                Wire::No => None,
+            })
+        }
+
+        /// CPython's `release()`. A `Lock` may be released by any thread or
+        /// process; an `RLock` or `Condition` only by its owning thread.
         ///
         /// # Errors
         /// [`Error::Unlocked`] if it is not held, [`Error::NotOwner`] if
@@ -290,7 +319,7 @@ impl Semaphore {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn try_acquire(&self) -> Result<bool, Error> {
-        Ok(acquire(&self.raw, Some(0))? != Acquired::No)
+        Ok(acquire(&self.raw, Some(0))? != Wire::No)
     }
 
     /// Takes one unit, waiting up to `timeout`; returns whether it did.
@@ -298,7 +327,7 @@ impl Semaphore {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, Error> {
-        Ok(acquire(&self.raw, wait_ms(Some(timeout)))? != Acquired::No)
+        Ok(acquire(&self.raw, wait_ms(Some(timeout)))? != Wire::No)
     }
 
     /// Takes one unit, waiting until `deadline`; returns whether it did.
@@ -306,7 +335,7 @@ impl Semaphore {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn acquire_deadline(&self, deadline: Instant) -> Result<bool, Error> {
-        Ok(acquire(&self.raw, until(deadline))? != Acquired::No)
+        Ok(acquire(&self.raw, until(deadline))? != Wire::No)
     }
 
     /// Gives one unit back.
@@ -321,9 +350,10 @@ impl Semaphore {
     ///
     /// # Errors
     /// [`Error::Disconnected`].
-    pub fn value(&self) -> Result<u64, Error> {
+    pub fn value(&self) -> Result<usize, Error> {
         match self.raw.call(Op::LockState)? {
-            Reply::Held(_, v) => Ok(v),
+            // Lossless on the 64-bit targets mproc supports.
+            Reply::Held(_, v) => Ok(v as usize),
             r => Err(unexpected(r)),
         }
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{wait_gone, watchdog};
-use mproc_manager::{Dict, Error, Event, Lock, Manager, Queue};
+use mproc_manager::{Acquired, Dict, Error, Event, Lock, Manager, Queue};
 use mproc_process::Process;
 
 #[test]
@@ -29,7 +29,7 @@ fn sigkill_the_server_every_call_returns_disconnected_within_its_timeout() {
             },
             {
                 let l = lock.clone();
-                std::thread::spawn(move || l.acquire(None).map(|_| ()))
+                std::thread::spawn(move || l.acquire().map(|_| ()))
             },
             {
                 let e = ev.clone();
@@ -80,6 +80,33 @@ fn victim((lock, ready, q): (Lock, Event, Queue<u32>)) -> u32 {
     let x = q.get().unwrap();
     drop(g);
     x
+}
+
+/// Takes the lock without a guard and exits holding it.
+fn acquire_and_exit(lock: Lock) -> bool {
+    lock.acquire().unwrap() == Acquired::Clean
+}
+
+/// The guard-less forms report a dead holder as mproc_sync::Lock's do: the
+/// next acquisition returns `Acquired::OwnerDied`, once.
+#[test]
+fn a_client_exiting_with_a_guardless_lock_is_reported_to_the_next_acquire() {
+    watchdog(60, || {
+        let m = Manager::start().unwrap();
+        let lock = m.lock().unwrap();
+        let mut p = Process::new(acquire_and_exit, lock.clone())
+            .start()
+            .unwrap();
+        assert!(p.join_timeout(Duration::from_secs(20)).unwrap());
+        let limit = Some(Duration::from_secs(10));
+        assert_eq!(
+            lock.acquire_timeout(limit).unwrap(),
+            Some(Acquired::OwnerDied)
+        );
+        lock.release().unwrap();
+        assert_eq!(lock.acquire_timeout(limit).unwrap(), Some(Acquired::Clean));
+        lock.release().unwrap();
+    });
 }
 
 fn bystander((d, stop): (Dict<String, u64>, Event)) -> u64 {

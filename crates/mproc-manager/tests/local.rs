@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{wait_gone, watchdog};
-use mproc_manager::{Dict, Error, Kind, List, Manager, Proxy, Queue};
+use mproc_manager::{Acquired, Dict, Error, Kind, List, Manager, Proxy, Queue};
 
 #[test]
 fn dict_operations_follow_python() {
@@ -169,9 +169,16 @@ fn locks_follow_threading_semantics() {
             matches!(lock.release(), Err(Error::Unlocked)),
             "release unlocked lock"
         );
-        assert!(lock.acquire(None).unwrap());
+        assert_eq!(lock.acquire().unwrap(), Acquired::Clean);
         assert!(lock.is_locked().unwrap());
-        assert!(!lock.acquire(Some(Duration::ZERO)).unwrap());
+        assert_eq!(lock.try_acquire().unwrap(), None);
+        let t0 = Instant::now();
+        assert_eq!(
+            lock.acquire_timeout(Some(Duration::from_millis(100)))
+                .unwrap(),
+            None
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(100));
         let t0 = Instant::now();
         assert!(
             lock.lock_timeout(Duration::from_millis(100))

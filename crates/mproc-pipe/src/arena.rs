@@ -30,6 +30,12 @@ struct Ctl {
     wake: AtomicU32,
     /// Set by a sender about to sleep on `wake`.
     waiting: AtomicU32,
+    /// 0 while the sender uses the arena; then one more than the position
+    /// where its last message ends, so that the receiver, once it has read
+    /// that far, can unmap the arena (a connection shared by several
+    /// sending processes has one arena per sender, and a sender replaces
+    /// its arena when a message does not fit).
+    retired: AtomicU64,
 }
 
 // SAFETY: repr(C) of atomics only; all zeros is the valid initial state.
@@ -37,7 +43,7 @@ unsafe impl SharedSync for Ctl {}
 
 const LAYOUT: Layout = Layout {
     kind: 0x0401,
-    fingerprint: fingerprint_of::<Ctl>("mproc-pipe arena v1"),
+    fingerprint: fingerprint_of::<Ctl>("mproc-pipe arena v2"),
 };
 /// Where the ring's bytes start: page-aligned, after header and control block.
 const DATA_OFF: usize = 4096;
@@ -155,6 +161,16 @@ impl ArenaTx {
     }
 }
 
+impl Drop for ArenaTx {
+    fn drop(&mut self) {
+        if let Ok(ctl) = ctl(&self.seg) {
+            // Release: orders the arena's messages before the flag; pairs with
+            // the Acquire load in `ArenaRx::finished`.
+            ctl.retired.store(self.tail + 1, Ordering::Release);
+        }
+    }
+}
+
 /// The receiving side: the peer's arena as mapped here.
 pub(crate) struct ArenaRx {
     seg: Segment,
@@ -195,6 +211,17 @@ impl ArenaRx {
 
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Whether the sender has given the arena up and every message in it has
+    /// been read: it can be unmapped. (A hostile sender can only make us
+    /// unmap its arena early, and then its next record is an error.)
+    pub(crate) fn finished(&self) -> bool {
+        ctl(&self.seg).map_or(true, |c| {
+            // Acquire: pairs with the Release store in `ArenaTx::drop`.
+            let r = c.retired.load(Ordering::Acquire);
+            r != 0 && self.next >= r - 1
+        })
     }
 
     /// Copies the message at `start..start+len` out and frees its space.

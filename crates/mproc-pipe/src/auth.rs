@@ -24,7 +24,7 @@ const MAX_DIGEST_NAME: usize = 8;
 /// An HMAC digest of the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Digest {
-    /// HMAC-MD5: legacy, only with [`AuthOptions::allow_legacy_md5`].
+    /// HMAC-MD5: legacy, refused when [`AuthOptions::allow_legacy_md5`] is off.
     Md5,
     /// HMAC-SHA256: CPython 3.12+'s default and ours.
     Sha256,
@@ -108,7 +108,11 @@ pub struct AuthOptions {
     /// The digest our challenges ask for (default SHA-256).
     pub digest: Digest,
     /// Accept and answer the legacy HMAC-MD5 protocol of CPython 3.11 and
-    /// older (default off).
+    /// older: a 16-byte response to our challenge, a 20-byte challenge, and
+    /// `{md5}` (default on, as in CPython 3.12+, which accepts `md5` among
+    /// its allowed digests). Our own challenges use [`AuthOptions::digest`]
+    /// either way. Turn it off to refuse such peers with
+    /// [`AuthError::LegacyMd5Disabled`](crate::AuthError::LegacyMd5Disabled).
     pub allow_legacy_md5: bool,
 }
 
@@ -116,7 +120,7 @@ impl Default for AuthOptions {
     fn default() -> Self {
         Self {
             digest: Digest::Sha256,
-            allow_legacy_md5: false,
+            allow_legacy_md5: true,
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::error::Error;
 use std::fmt;
 
+use mproc_shm::codec_error::PostcardError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -38,16 +39,19 @@ impl Codec for Postcard {
                 *out = v;
                 Ok(())
             }
-            Err(e) => Err(CodecError::new(e)),
+            Err(e) => Err(CodecError::new(PostcardError::encode(value, e))),
         }
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-        postcard::from_bytes(bytes).map_err(CodecError::new)
+        postcard::from_bytes(bytes).map_err(|e| CodecError::new(PostcardError::decode(e)))
     }
 }
 
 /// A value could not be encoded or a message could not be decoded.
+///
+/// It shows the format's reason: for [`Postcard`], the message a `Serialize`
+/// impl gave to `serde::ser::Error::custom`, or postcard's description.
 pub struct CodecError(Box<dyn Error + Send + Sync + 'static>);
 
 impl CodecError {
@@ -65,14 +69,15 @@ impl fmt::Debug for CodecError {
     }
 }
 
+/// The format's error, as it is (this type only carries it).
 impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("message codec failed")
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
 impl Error for CodecError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(&*self.0)
+        self.0.source()
     }
 }

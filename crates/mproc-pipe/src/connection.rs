@@ -5,7 +5,8 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use mproc_shm::Segment;
@@ -18,6 +19,7 @@ use crate::codec::{Codec, Postcard};
 use crate::error::{RecvError, SendBytesError, SendError};
 use crate::frame::{DEFAULT_MAX_MESSAGE, Frame, FrameDecoder, MAX_HEADER_LEN, Wire, encode_header};
 use crate::sys::{self, FdKind};
+use crate::wlock::WriteLock;
 
 /// The read-ahead buffer: small messages arrive with one system call each.
 const READ_BUF: usize = 64 << 10;
@@ -27,6 +29,11 @@ const DIRECT_MIN: usize = 16 << 10;
 /// The default size from which [`Wire::Mproc`] connections send messages
 /// through shared memory.
 pub const DEFAULT_SHM_THRESHOLD: usize = 256 << 10;
+/// The most shared-memory arenas a receiving end maps at once: one per
+/// process sending large messages through copies of the other end. Beyond
+/// it, the least recently used is unmapped (a sender killed before it
+/// could retire its arena leaves one behind).
+const MAX_ARENAS: usize = 64;
 /// A send buffer larger than this is freed after use rather than kept.
 const KEEP_SEND_BUF: usize = 1 << 20;
 
@@ -90,7 +97,9 @@ struct Reader {
     /// Stream position where the frame being decoded began.
     frame_start: u64,
     batches: VecDeque<FdBatch>,
-    arena: Option<ArenaRx>,
+    /// The arenas of the senders on the other side (one per sending process
+    /// when the peer end is shared; see [`MAX_ARENAS`]).
+    arenas: Vec<ArenaRx>,
     eof: bool,
     broken: bool,
     /// Until the first message: refuse it if it is an authkey challenge.
@@ -108,7 +117,7 @@ impl Reader {
             received: 0,
             frame_start: 0,
             batches: VecDeque::new(),
-            arena: None,
+            arenas: Vec::new(),
             eof: false,
             broken: false,
             refuse_challenge: false,
@@ -199,9 +208,36 @@ pub struct Connection<C = Postcard> {
     writable: bool,
     wire: Wire,
     shm_threshold: Option<usize>,
+    shared: Arc<Shared>,
+    _codec: PhantomData<fn() -> C>,
+}
+
+/// What the clones of a connection made by [`Connection::try_clone`] share:
+/// they read and write one stream, so they take turns through these.
+struct Shared {
     reader: Mutex<Reader>,
     writer: Mutex<Writer>,
-    _codec: PhantomData<fn() -> C>,
+    /// Set when an oversized or malformed message made the connection
+    /// unreadable; read without the reader's lock by `readable`, `poll`
+    /// and `wait`.
+    unreadable: AtomicBool,
+    /// The process-shared write lock, made when a writable copy of the
+    /// connection first leaves for another process.
+    wlock: OnceLock<WriteLock>,
+}
+
+impl Shared {
+    fn new(reader: Reader) -> Arc<Self> {
+        Arc::new(Self {
+            reader: Mutex::new(reader),
+            writer: Mutex::new(Writer {
+                buf: Vec::new(),
+                arena: None,
+            }),
+            unreadable: AtomicBool::new(false),
+            wlock: OnceLock::new(),
+        })
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -242,11 +278,7 @@ impl Connection<Postcard> {
             writable,
             wire: Wire::Cpython,
             shm_threshold: None,
-            reader: Mutex::new(Reader::new(DEFAULT_MAX_MESSAGE, Wire::Cpython)),
-            writer: Mutex::new(Writer {
-                buf: Vec::new(),
-                arena: None,
-            }),
+            shared: Shared::new(Reader::new(DEFAULT_MAX_MESSAGE, Wire::Cpython)),
             _codec: PhantomData,
         }
     }
@@ -262,15 +294,17 @@ impl<C: Codec> Connection<C> {
             writable: self.writable,
             wire: self.wire,
             shm_threshold: self.shm_threshold,
-            reader: self.reader,
-            writer: self.writer,
+            shared: self.shared,
             _codec: PhantomData,
         }
     }
 
-    /// Whether this end can receive.
+    /// Whether this end can receive: `false` for the write-only end of a
+    /// one-way pipe, and from the moment an oversized or malformed message
+    /// made the connection unreadable (as CPython's `readable` after
+    /// "bad message length").
     pub fn readable(&self) -> bool {
-        self.readable
+        self.readable && !self.is_unreadable()
     }
 
     /// Whether this end can send.
@@ -296,11 +330,7 @@ impl<C: Codec> Connection<C> {
         };
         self.wire = wire;
         self.shm_threshold = (wire == Wire::Mproc).then_some(DEFAULT_SHM_THRESHOLD);
-        self.reader
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .dec
-            .set_wire(wire);
+        lock(&self.shared.reader).dec.set_wire(wire);
     }
 
     /// The message size from which sends go through shared memory
@@ -319,13 +349,13 @@ impl<C: Codec> Connection<C> {
 
     /// The largest message accepted on receive (default 1 GiB).
     pub fn max_message(&self) -> usize {
-        lock(&self.reader).max
+        lock(&self.shared.reader).max
     }
 
     /// Sets the largest message accepted on receive. A longer message fails
     /// with [`RecvError::TooLarge`] without being read or allocated.
     pub fn set_max_message(&mut self, max: usize) {
-        let r = self.reader.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut r = lock(&self.shared.reader);
         r.max = max;
         if r.dec.is_idle() {
             r.dec.set_max(max);
@@ -335,6 +365,64 @@ impl<C: Codec> Connection<C> {
     /// Whether this connection can carry mproc handles (a Unix socket).
     pub fn can_pass_handles(&self) -> bool {
         self.kind == FdKind::Unix
+    }
+
+    /// Another handle to this connection, with a duplicate of its socket
+    /// (like [`std::fs::File::try_clone`]); each clone is closed on its own.
+    ///
+    /// Clones share everything but the descriptor: the bytes read ahead,
+    /// the shared-memory arena of large messages, and the settings as they
+    /// were. Receives and sends through any of them take turns, so a
+    /// message is never torn between clones, and it does not matter which
+    /// clone receives.
+    ///
+    /// To share one end with several processes (CPython passes one writer
+    /// to many children), pass a clone to each child as an argument (or
+    /// send one inside a message): every process then gets its own copy of
+    /// the socket. The copies of a writable end send each message whole, under
+    /// a process-shared write lock made when the first copy leaves, and
+    /// messages above the shared-memory threshold travel through an arena
+    /// per sending process; the receiving end keeps up to 64 of these
+    /// mapped, and unmaps the least recently used beyond that (a sender
+    /// that has not sent a large message for that long then gets its next
+    /// one refused as a protocol error on the receiving side).
+    ///
+    /// Receiving from copies in *several processes* is not supported: each
+    /// process reads ahead of the message it needs, so concurrent readers
+    /// in different processes would each take parts of the others'
+    /// messages. Give each reading process its own connection (or use a
+    /// queue).
+    ///
+    /// # Errors
+    /// The OS error if the descriptor cannot be duplicated.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (rx, tx) = mproc_pipe::pipe(false)?;
+    /// let tx2 = tx.try_clone()?;
+    /// let t = std::thread::spawn(move || tx2.send("from a clone"));
+    /// tx.send("from the original")?;
+    /// t.join().unwrap()?;
+    /// drop(tx);
+    /// let mut got = vec![rx.recv::<String>()?, rx.recv::<String>()?];
+    /// got.sort();
+    /// assert_eq!(got, ["from a clone", "from the original"]);
+    /// // The clone is gone and the original dropped: end of file.
+    /// assert!(rx.recv_bytes().unwrap_err().is_eof());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self {
+            fd: self.fd.try_clone()?,
+            kind: self.kind,
+            readable: self.readable,
+            writable: self.writable,
+            wire: self.wire,
+            shm_threshold: self.shm_threshold,
+            shared: Arc::clone(&self.shared),
+            _codec: PhantomData,
+        })
     }
 
     /// Closes the connection, reporting an error from `close` (dropping it
@@ -359,9 +447,32 @@ impl<C: Codec> Connection<C> {
     /// Sends a typed value (Python's `send`). On failure the value comes back
     /// inside the error.
     ///
+    /// The message is the codec's encoding of the value and nothing else,
+    /// exactly as CPython's `send(obj)` is `send_bytes` of the pickle: the
+    /// wire does not say whether a message was sent typed or raw. With
+    /// [`Postcard`], a value of a zero-sized type (`()`, a unit struct) encodes
+    /// as no bytes, so `send(())` and `send_bytes(b"")` send the same empty
+    /// message (CPython's `send(None)` sends a non-empty pickle); either is
+    /// received by `recv::<()>()` and by `recv_bytes()`. This is deliberate:
+    /// a marker byte for `()` alone would make typed messages differ from
+    /// their codec's encoding, which Python peers and custom codecs rely on.
+    /// Send a value with content (an enum variant, `Some(())`) when the
+    /// receiver must tell the two apart.
+    ///
     /// # Errors
     /// [`SendError`] wrapping a [`SendBytesError`]: `NotWritable`,
     /// `Disconnected`, `Encode`, `CannotPassHandles` or `Io`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = mproc_pipe::pipe(true)?;
+    /// a.send(())?;
+    /// a.send_bytes(b"")?;
+    /// assert_eq!(b.recv_bytes()?, b"");
+    /// b.recv::<()>()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send<T: Serialize>(&self, value: T) -> Result<(), SendError<T>> {
         match self.send_ref(&value) {
             Ok(()) => Ok(()),
@@ -377,7 +488,7 @@ impl<C: Codec> Connection<C> {
         if !self.writable {
             return Err(SendBytesError::NotWritable);
         }
-        let mut w = lock(&self.writer);
+        let mut w = lock(&self.shared.writer);
         let w = &mut *w;
         w.buf.clear();
         w.buf.extend_from_slice(&[0; MAX_HEADER_LEN]);
@@ -390,18 +501,22 @@ impl<C: Codec> Connection<C> {
             Ok(()) => {
                 let payload_len = w.buf.len() - MAX_HEADER_LEN;
                 if fds.is_empty() && self.use_shm(payload_len) {
-                    ArenaTx::send(&mut w.arena, self.fd.as_fd(), &w.buf[MAX_HEADER_LEN..])
+                    self.exclusive(|| {
+                        ArenaTx::send(&mut w.arena, self.fd.as_fd(), &w.buf[MAX_HEADER_LEN..])
+                    })
                 } else {
                     let mut h = [0u8; MAX_HEADER_LEN];
                     let n = encode_header(payload_len as u64, &mut h);
                     w.buf[MAX_HEADER_LEN - n..MAX_HEADER_LEN].copy_from_slice(&h[..n]);
                     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-                    sys::write_all(
-                        self.fd.as_fd(),
-                        self.kind,
-                        &[&w.buf[MAX_HEADER_LEN - n..]],
-                        &borrowed,
-                    )
+                    self.exclusive(|| {
+                        sys::write_all(
+                            self.fd.as_fd(),
+                            self.kind,
+                            &[&w.buf[MAX_HEADER_LEN - n..]],
+                            &borrowed,
+                        )
+                    })
                     .map_err(SendBytesError::from_io)
                 }
             }
@@ -429,14 +544,24 @@ impl<C: Codec> Connection<C> {
         if !self.writable {
             return Err(SendBytesError::NotWritable);
         }
-        let mut w = lock(&self.writer);
+        let mut w = lock(&self.shared.writer);
         if self.use_shm(buf.len()) {
-            return ArenaTx::send(&mut w.arena, self.fd.as_fd(), buf);
+            return self.exclusive(|| ArenaTx::send(&mut w.arena, self.fd.as_fd(), buf));
         }
         let mut h = [0u8; MAX_HEADER_LEN];
         let n = encode_header(buf.len() as u64, &mut h);
-        sys::write_all(self.fd.as_fd(), self.kind, &[&h[..n], buf], &[])
+        self.exclusive(|| sys::write_all(self.fd.as_fd(), self.kind, &[&h[..n], buf], &[]))
             .map_err(SendBytesError::from_io)
+    }
+
+    /// Runs one message's write, holding the process-shared write lock once
+    /// the connection has copies in other processes. The caller holds the
+    /// writer's mutex, which serializes the clones in this process.
+    fn exclusive<R>(&self, write: impl FnOnce() -> R) -> R {
+        match self.shared.wlock.get() {
+            Some(l) => l.with(write),
+            None => write(),
+        }
     }
 
     /// Sends `size` bytes of `buf` from `offset` (all the rest when `size` is
@@ -569,7 +694,9 @@ impl<C: Codec> Connection<C> {
     /// without waiting). Never consumes data.
     ///
     /// # Errors
-    /// [`RecvError::NotReadable`] on a write-only end; `Io` on OS errors.
+    /// [`RecvError::NotReadable`] on a write-only end; [`RecvError::Broken`]
+    /// once an earlier bad message made the connection unreadable; `Io` on
+    /// OS errors (`EBADF` for a descriptor closed behind mproc's back).
     pub fn poll(&self, timeout: Duration) -> Result<bool, RecvError> {
         self.poll_deadline(sys::deadline_after(timeout))
     }
@@ -581,6 +708,9 @@ impl<C: Codec> Connection<C> {
     pub fn poll_deadline(&self, deadline: Option<Instant>) -> Result<bool, RecvError> {
         if !self.readable {
             return Err(RecvError::NotReadable);
+        }
+        if self.is_unreadable() {
+            return Err(RecvError::Broken);
         }
         if self.has_buffered() {
             return Ok(true);
@@ -596,7 +726,7 @@ impl<C: Codec> Connection<C> {
         if !self.readable {
             return Err(RecvError::NotReadable);
         }
-        let mut guard = lock(&self.reader);
+        let mut guard = lock(&self.shared.reader);
         let r = &mut *guard;
         if r.broken {
             return Err(RecvError::Broken);
@@ -618,6 +748,9 @@ impl<C: Codec> Connection<C> {
         match result {
             Err(e @ (RecvError::TooLarge { .. } | RecvError::Protocol(_) | RecvError::Broken)) => {
                 r.broken = true;
+                // Relaxed: a flag read on its own; the reader's lock orders
+                // everything else.
+                self.shared.unreadable.store(true, Ordering::Relaxed);
                 Err(e)
             }
             Ok((msg, _)) if msg.len() > limit => Err(RecvError::TooLarge {
@@ -743,16 +876,38 @@ impl<C: Codec> Connection<C> {
                     ));
                 }
                 if let Some(fd) = fds.pop() {
-                    r.arena = Some(ArenaRx::adopt(fd, arena)?);
+                    let a = ArenaRx::adopt(fd, arena)?;
+                    r.arenas.retain(|b| b.id() != arena);
+                    if r.arenas.len() >= MAX_ARENAS {
+                        // The least recently used: most likely a sender that
+                        // was killed before it could retire its arena.
+                        r.arenas.remove(0);
+                    }
+                    r.arenas.push(a);
                 }
-                match &mut r.arena {
-                    Some(a) if a.id() == arena => Ok((a.read(start, len)?, Vec::new())),
-                    _ => Err(RecvError::Protocol(
+                let Some(i) = r.arenas.iter().position(|a| a.id() == arena) else {
+                    return Err(RecvError::Protocol(
                         "shared-memory record for an unknown arena",
-                    )),
-                }
+                    ));
+                };
+                // Keep the list in order of use, the most recent last.
+                let mut a = r.arenas.remove(i);
+                let msg = a.read(start, len)?;
+                r.arenas.push(a);
+                // Unmap the arenas that their senders gave up and that are read.
+                r.arenas.retain(|a| !a.finished());
+                Ok((msg, Vec::new()))
             }
         }
+    }
+}
+
+/// The connection's socket. Reading or writing it directly bypasses the
+/// connection's framing and buffering; it is meant for polling and for
+/// passing the descriptor on.
+impl<C> AsFd for Connection<C> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -769,7 +924,7 @@ impl<C> Connection<C> {
     /// answer is `false` and callers look at the descriptor instead of
     /// waiting for that receive to finish.
     pub(crate) fn has_buffered(&self) -> bool {
-        let r = match self.reader.try_lock() {
+        let r = match self.shared.reader.try_lock() {
             Ok(r) => r,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return false,
@@ -777,17 +932,31 @@ impl<C> Connection<C> {
         r.pos < r.end || r.eof
     }
 
-    pub(crate) fn borrow_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// Whether an oversized or malformed message made the connection
+    /// unreadable: `wait` then never reports it ready.
+    pub(crate) fn is_unreadable(&self) -> bool {
+        // Relaxed: pairs with the store in `recv_frame`; a late view only
+        // delays the report by one call.
+        self.shared.unreadable.load(Ordering::Relaxed)
+    }
+
+    /// A copy of the process-shared write lock's segment, made on first use.
+    fn write_lock(&self) -> io::Result<Segment> {
+        let l = match self.shared.wlock.get() {
+            Some(l) => l,
+            None => {
+                // A racing thread may set its own first; both are unused so far.
+                let _ = self.shared.wlock.set(WriteLock::create()?);
+                self.shared.wlock.get().ok_or(io::ErrorKind::Other)?
+            }
+        };
+        l.segment().try_clone().map_err(io::Error::other)
     }
 
     /// Makes the first receive fail if the first message is an authkey
     /// challenge: set on the connections of clients without an authkey.
     pub(crate) fn refuse_challenge_first(&mut self) {
-        self.reader
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .refuse_challenge = true;
+        lock(&self.shared.reader).refuse_challenge = true;
     }
 }
 
@@ -813,25 +982,30 @@ struct WireForm {
     max_message: u64,
     /// Bytes already read from the socket but not yet consumed.
     buffered: Vec<u8>,
-    /// The peer's arena as mapped here, and how far it has been read.
-    arena: Option<(Segment, u64, u64)>,
+    /// The peers' arenas as mapped here, and how far each has been read.
+    arenas: Vec<(Segment, u64, u64)>,
+    /// The write lock shared by the copies of a writable connection.
+    wlock: Option<Segment>,
 }
 
 impl<C> Serialize for Connection<C> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::Error;
-        let r = lock(&self.reader);
+        let r = lock(&self.shared.reader);
         if !r.dec.is_idle() || !r.batches.is_empty() {
             return Err(S::Error::custom(
                 "cannot send a connection in the middle of receiving a message",
             ));
         }
-        let arena = match &r.arena {
-            Some(a) => {
-                let (seg, id, next) = a.parts();
-                Some((seg.try_clone().map_err(S::Error::custom)?, id, next))
-            }
-            None => None,
+        let mut arenas = Vec::with_capacity(r.arenas.len());
+        for a in &r.arenas {
+            let (seg, id, next) = a.parts();
+            arenas.push((seg.try_clone().map_err(S::Error::custom)?, id, next));
+        }
+        let wlock = if self.writable {
+            Some(self.write_lock().map_err(S::Error::custom)?)
+        } else {
+            None
         };
         let fd = HandleFd::new(self.fd.try_clone().map_err(S::Error::custom)?);
         WireForm {
@@ -842,7 +1016,8 @@ impl<C> Serialize for Connection<C> {
             shm_threshold: self.shm_threshold.map(|t| t as u64),
             max_message: r.max as u64,
             buffered: r.buf[r.pos..r.end].to_vec(),
-            arena,
+            arenas,
+            wlock,
         }
         .serialize(s)
     }
@@ -864,8 +1039,17 @@ impl<'de, C> Deserialize<'de> for Connection<C> {
         reader.end = w.buffered.len();
         reader.received = w.buffered.len() as u64;
         reader.buf = w.buffered;
-        if let Some((seg, id, next)) = w.arena {
-            reader.arena = Some(ArenaRx::from_parts(seg, id, next).map_err(D::Error::custom)?);
+        if w.arenas.len() > MAX_ARENAS {
+            return Err(D::Error::custom("too many shared-memory arenas"));
+        }
+        for (seg, id, next) in w.arenas {
+            let a = ArenaRx::from_parts(seg, id, next).map_err(D::Error::custom)?;
+            reader.arenas.push(a);
+        }
+        let shared = Shared::new(reader);
+        if let Some(seg) = w.wlock {
+            let l = WriteLock::adopt(seg).map_err(D::Error::custom)?;
+            let _ = shared.wlock.set(l);
         }
         Ok(Self {
             fd,
@@ -878,11 +1062,7 @@ impl<'de, C> Deserialize<'de> for Connection<C> {
             } else {
                 None
             },
-            reader: Mutex::new(reader),
-            writer: Mutex::new(Writer {
-                buf: Vec::new(),
-                arena: None,
-            }),
+            shared,
             _codec: PhantomData,
         })
     }

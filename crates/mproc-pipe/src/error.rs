@@ -88,7 +88,7 @@ impl fmt::Debug for RecvError {
 impl fmt::Display for RecvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Eof => f.write_str("connection closed by the peer"),
+            Self::Eof => f.write_str("connection is closed by the peer (end of file)"),
             Self::Truncated => f.write_str("got end of file during message"),
             Self::Timeout => f.write_str("timed out waiting for a message"),
             Self::NotReadable => f.write_str("connection is write-only"),
@@ -101,7 +101,7 @@ impl fmt::Display for RecvError {
             }
             Self::Broken => f.write_str("connection is unreadable after an earlier bad message"),
             Self::Protocol(s) => write!(f, "protocol error: {s}"),
-            Self::Decode(_) => f.write_str("failed to decode the message"),
+            Self::Decode(e) => write!(f, "failed to decode the message: {e}"),
             Self::Io(_) => f.write_str("failed to read from the connection"),
         }
     }
@@ -110,7 +110,7 @@ impl fmt::Display for RecvError {
 impl Error for RecvError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            Self::Decode(e) => Some(e),
+            // The codec's reason is part of the message.
             Self::Io(e) => Some(e),
             _ => None,
         }
@@ -173,7 +173,7 @@ impl fmt::Display for SendBytesError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotWritable => f.write_str("connection is read-only"),
-            Self::Disconnected => f.write_str("connection closed by the peer"),
+            Self::Disconnected => f.write_str("connection is closed by the peer"),
             Self::OutOfRange { offset, size, len } => {
                 write!(
                     f,
@@ -183,7 +183,7 @@ impl fmt::Display for SendBytesError {
             Self::CannotPassHandles => {
                 f.write_str("this connection cannot carry mproc handles (file descriptors)")
             }
-            Self::Encode(_) => f.write_str("failed to encode the message"),
+            Self::Encode(e) => write!(f, "failed to encode the message: {e}"),
             Self::Io(_) => f.write_str("failed to write to the connection"),
         }
     }
@@ -192,7 +192,7 @@ impl fmt::Display for SendBytesError {
 impl Error for SendBytesError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            Self::Encode(e) => Some(e),
+            // The codec's reason is part of the message.
             Self::Io(e) => Some(e),
             _ => None,
         }
@@ -257,7 +257,7 @@ pub enum AuthError {
     /// (Python: "digest received was wrong").
     WrongDigest,
     /// The peer uses legacy HMAC-MD5 authentication (Python 3.11 and older),
-    /// which is off unless enabled explicitly.
+    /// which was turned off with `allow_legacy_md5(false)`.
     LegacyMd5Disabled,
     /// The peer asked for a digest mproc does not implement.
     UnsupportedDigest(String),
@@ -290,7 +290,7 @@ impl fmt::Display for AuthError {
             Self::Rejected => f.write_str("authentication failed: digest sent was rejected"),
             Self::WrongDigest => f.write_str("authentication failed: digest received was wrong"),
             Self::LegacyMd5Disabled => f.write_str(
-                "authentication failed: the peer uses legacy HMAC-MD5, which is not enabled",
+                "authentication failed: the peer uses legacy HMAC-MD5, which is turned off",
             ),
             Self::UnsupportedDigest(d) => {
                 write!(f, "authentication failed: unsupported digest {d:?}")

@@ -20,7 +20,7 @@
 //! ([`Connection::send`] / [`Connection::recv`], postcard by default, any
 //! [`Codec`] pluggable) and raw messages ([`Connection::send_bytes`] /
 //! [`Connection::recv_bytes`], [`Connection::recv_bytes_into`]), polls with a
-//! timeout, and is itself a handle: it can be passed to a child process, or
+//! timeout, can be cloned ([`Connection::try_clone`]), and is itself a handle: it can be passed to a child process, or
 //! sent inside a message on another connection (its descriptor travels with
 //! `SCM_RIGHTS`), as can any mproc handle such as a shared-memory segment.
 //!
@@ -54,9 +54,9 @@
 //! [`Listener`] and [`Client`] connect over Unix-domain sockets (filesystem
 //! paths or Linux abstract names, see [`Address`]) or TCP. With an authkey
 //! both sides run CPython's mutual challenge/response handshake with
-//! HMAC-SHA256 (`{sha256}`-prefixed, as CPython 3.12+); the legacy HMAC-MD5
-//! form of CPython 3.11 and older is accepted only when enabled with
-//! `allow_legacy_md5`. A listener runs the handshakes of all connecting
+//! HMAC-SHA256 (`{sha256}`-prefixed, as CPython 3.12+). As in CPython
+//! 3.12+, peers speaking the legacy HMAC-MD5 form of CPython 3.11 and older
+//! are accepted and answered; `allow_legacy_md5(false)` refuses them. A listener runs the handshakes of all connecting
 //! clients side by side, so a slow or silent client delays nobody.
 //! Mismatched settings are named: a client without an authkey is told that
 //! the listener requires one, at its first receive, and a listener is told
@@ -68,13 +68,26 @@
 //!   with the unused directions shut (CPython uses `os.pipe()`), so both ends
 //!   can still carry handles.
 //! * `close` consumes the connection, so "handle is closed" cannot happen.
-//! * [`wait`] returns the indices of the ready objects, in increasing order.
+//! * [`wait`] returns the indices of the ready objects, in increasing order;
+//!   it takes connections, listeners, [`BorrowedFd`](std::os::fd::BorrowedFd)s
+//!   (process sentinels) and the standard library's descriptor types (other
+//!   [`AsFd`](std::os::fd::AsFd) types as `&x.as_fd()`), and a descriptor
+//!   that is not open is an error.
+//! * [`Connection::try_clone`] shares one end; copies of a writable end in
+//!   several processes send each message whole (CPython's writers need a
+//!   lock for that). Reading one end from several processes at once is not
+//!   supported.
+//! * `send(())` and `send_bytes(b"")` are the same empty message: postcard
+//!   encodes `()` as nothing (CPython's `send(None)` is a non-empty pickle).
+//! * Legacy HMAC-MD5 peers are accepted, as in CPython 3.12+, and can be
+//!   refused with `allow_legacy_md5(false)`.
 //! * Receives also come as `try_` and `_timeout`/`_deadline` forms; a
 //!   timeout in the middle of a message keeps what arrived, and the next call
 //!   continues it.
 //! * A message longer than `recv_bytes_max`'s limit or the connection's
 //!   maximum makes the connection unreadable ([`RecvError::Broken`] after
-//!   [`RecvError::TooLarge`]), like CPython; a read-only end stays open.
+//!   [`RecvError::TooLarge`]; `readable()` turns false and [`wait`] leaves
+//!   it out), like CPython; a read-only end stays open.
 //! * Negative lengths other than `-1` are errors (CPython reads them as
 //!   empty messages).
 //! * Listeners default to a backlog of 128 (CPython: 1), run up to
@@ -104,6 +117,7 @@ mod private;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
 mod wait;
+mod wlock;
 
 pub use crate::auth::{
     AuthOptions, CHALLENGE, Digest, FAILURE, MAX_HANDSHAKE_MESSAGE, WELCOME, make_challenge,

@@ -7,12 +7,14 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::auth::{AuthOptions, Digest};
 use crate::connection::Connection;
@@ -29,22 +31,36 @@ pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 128;
 
 /// Where a [`Listener`] listens and a [`Client`] connects.
 ///
-/// Parsed from a string ([`str::parse`]): `@name` (or `\0name`, Python's
-/// spelling) is an abstract Unix name, a numeric `ip:port` is TCP, and
-/// anything else a filesystem path. [`Display`](fmt::Display) writes the
-/// same forms, abstract names with `@`.
+/// Made from a string (`From<&str>`, or [`str::parse`]): `@name` (or
+/// `\0name`, Python's spelling) is an abstract Unix name, a numeric
+/// `ip:port` is TCP, and anything else a filesystem path. Every string is
+/// some address, so the conversion is `From` rather than `TryFrom`: a
+/// mistyped TCP address (`"localhost:80"`: names are not resolved) becomes
+/// a path, and connecting to it fails with `NotFound`.
+/// [`Display`](fmt::Display) writes the same forms, abstract names with `@`.
+///
+/// An address is `Serialize + Deserialize`, so it can be passed to a child
+/// process as an argument; paths and abstract names travel as bytes, so
+/// names that are not UTF-8 survive.
 ///
 /// # Examples
 ///
 /// ```
-/// use mproc_pipe::Address;
+/// use mproc_pipe::{Address, Client, Listener};
+///
+/// let l = Listener::bind("127.0.0.1:0")?;
+/// let c = Client::new(l.address().clone()).connect()?;
+/// let s = l.accept()?;
+/// c.send_bytes(b"hi")?;
+/// assert_eq!(s.recv_bytes()?, b"hi");
 ///
 /// assert_eq!("@srv".parse::<Address>()?, Address::Abstract(b"srv".to_vec()));
 /// assert_eq!("\0srv".parse::<Address>()?, Address::Abstract(b"srv".to_vec()));
 /// assert!(matches!("127.0.0.1:80".parse::<Address>()?, Address::Tcp(_)));
 /// assert_eq!("/tmp/s".parse::<Address>()?, Address::Unix("/tmp/s".into()));
 /// assert_eq!(Address::Abstract(b"srv".to_vec()).to_string(), "@srv");
-/// # Ok::<(), std::convert::Infallible>(())
+/// assert_eq!(Address::from("@srv"), Address::Abstract(b"srv".to_vec()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Address {
@@ -106,6 +122,57 @@ impl FromStr for Address {
             return Ok(Self::Tcp(a));
         }
         Ok(Self::from(Path::new(s)))
+    }
+}
+
+impl From<&str> for Address {
+    fn from(s: &str) -> Self {
+        match s.parse() {
+            Ok(a) => a,
+            Err(e) => match e {},
+        }
+    }
+}
+
+impl From<String> for Address {
+    fn from(s: String) -> Self {
+        Self::from(s.as_str())
+    }
+}
+
+impl From<&String> for Address {
+    fn from(s: &String) -> Self {
+        Self::from(s.as_str())
+    }
+}
+
+/// How an [`Address`] is serialized: paths and names as raw bytes.
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "Address")]
+enum AddressForm {
+    Unix(Vec<u8>),
+    Tcp(SocketAddr),
+    Abstract(Vec<u8>),
+}
+
+impl Serialize for Address {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Unix(p) => AddressForm::Unix(p.as_os_str().as_bytes().to_vec()),
+            Self::Tcp(a) => AddressForm::Tcp(*a),
+            Self::Abstract(name) => AddressForm::Abstract(name.clone()),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match AddressForm::deserialize(d)? {
+            AddressForm::Unix(p) => Self::from(PathBuf::from(std::ffi::OsString::from_vec(p))),
+            AddressForm::Tcp(a) => Self::Tcp(a),
+            AddressForm::Abstract(name) => Self::Abstract(name),
+        })
     }
 }
 
@@ -259,8 +326,11 @@ impl ListenerBuilder {
         self
     }
 
-    /// Accepts clients that only speak the legacy HMAC-MD5 handshake
-    /// (CPython 3.11 and older). Off by default.
+    /// Whether clients that only speak the legacy HMAC-MD5 handshake
+    /// (CPython 3.11 and older) are accepted. On by default, as in CPython
+    /// 3.12+; `false` refuses them with
+    /// [`AuthError::LegacyMd5Disabled`](crate::AuthError::LegacyMd5Disabled).
+    /// Our challenges ask for [`ListenerBuilder::digest`] either way.
     pub fn allow_legacy_md5(mut self, allow: bool) -> Self {
         self.settings.auth.allow_legacy_md5 = allow;
         self
@@ -698,8 +768,10 @@ impl Client {
         self
     }
 
-    /// Speaks the legacy HMAC-MD5 handshake with listeners that require it
-    /// (CPython 3.11 and older). Off by default.
+    /// Whether the legacy HMAC-MD5 handshake is spoken with listeners that
+    /// require it (CPython 3.11 and older). On by default, as in CPython
+    /// 3.12+; `false` refuses them with
+    /// [`AuthError::LegacyMd5Disabled`](crate::AuthError::LegacyMd5Disabled).
     pub fn allow_legacy_md5(mut self, allow: bool) -> Self {
         self.settings.auth.allow_legacy_md5 = allow;
         self

@@ -2,7 +2,7 @@
 //! is ready (Python's `multiprocessing.connection.wait`).
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
@@ -12,9 +12,10 @@ use crate::sys;
 /// Something [`wait`] can wait on: a descriptor that becomes readable (or
 /// hung up), plus, for a [`Connection`], bytes it has already buffered.
 ///
-/// It is implemented for every [`AsFd`] type (sockets, pipes, files, pidfds
-/// and the process sentinels of mproc-process) and for [`Connection`] and
-/// [`Listener`].
+/// It is implemented for [`Connection`] and [`Listener`], for
+/// [`BorrowedFd`] (so the process sentinels of mproc-process, and any
+/// [`AsFd`] type through `&x.as_fd()`) and [`OwnedFd`], and for the
+/// standard library's sockets, files and child pipes.
 pub trait Waitable {
     /// The descriptor to poll for readability.
     fn wait_fd(&self) -> BorrowedFd<'_>;
@@ -24,21 +25,54 @@ pub trait Waitable {
     fn ready_now(&self) -> bool {
         false
     }
-}
 
-impl<T: AsFd> Waitable for T {
-    fn wait_fd(&self) -> BorrowedFd<'_> {
-        self.as_fd()
+    /// Whether the object can no longer become ready, so that [`wait`]
+    /// leaves it out: a connection that an oversized or malformed message
+    /// made unreadable (its unread bytes would otherwise report it ready
+    /// for ever).
+    fn never_ready(&self) -> bool {
+        false
     }
 }
+
+// Not a blanket impl over `AsFd`: `Connection` is `AsFd` too, and waiting
+// on it must also look at the bytes it has already read.
+macro_rules! waitable_fds {
+    ($($t:ty),* $(,)?) => {$(
+        impl Waitable for $t {
+            fn wait_fd(&self) -> BorrowedFd<'_> {
+                self.as_fd()
+            }
+        }
+    )*};
+}
+
+waitable_fds!(
+    BorrowedFd<'_>,
+    OwnedFd,
+    std::fs::File,
+    std::net::TcpStream,
+    std::net::TcpListener,
+    std::net::UdpSocket,
+    std::os::unix::net::UnixStream,
+    std::os::unix::net::UnixListener,
+    std::os::unix::net::UnixDatagram,
+    std::io::Stdin,
+    std::process::ChildStdout,
+    std::process::ChildStderr,
+);
 
 impl<C> Waitable for Connection<C> {
     fn wait_fd(&self) -> BorrowedFd<'_> {
-        self.borrow_fd()
+        self.as_fd()
     }
 
     fn ready_now(&self) -> bool {
-        self.has_buffered()
+        !self.is_unreadable() && self.has_buffered()
+    }
+
+    fn never_ready(&self) -> bool {
+        self.is_unreadable()
     }
 }
 
@@ -53,10 +87,12 @@ impl Waitable for Listener {
 ///
 /// A connection is ready when a message or end of file can be received, a
 /// listener when a client is waiting, a process sentinel when the process
-/// has exited.
+/// has exited. A connection that an oversized or malformed message made
+/// unreadable is never reported.
 ///
 /// # Errors
-/// The OS error from `poll(2)`.
+/// The OS error from `poll(2)`; `EBADF` if a descriptor is not open (CPython
+/// raises too).
 ///
 /// # Examples
 ///
@@ -102,7 +138,12 @@ fn wait_impl(objects: &[&dyn Waitable], deadline: Option<Instant>) -> io::Result
     let mut fds: Vec<libc::pollfd> = objects
         .iter()
         .map(|o| libc::pollfd {
-            fd: o.wait_fd().as_raw_fd(),
+            // poll(2) skips negative descriptors.
+            fd: if o.never_ready() {
+                -1
+            } else {
+                o.wait_fd().as_raw_fd()
+            },
             events: libc::POLLIN,
             revents: 0,
         })

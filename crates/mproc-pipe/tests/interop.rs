@@ -203,16 +203,25 @@ fn exchange(c: &Connection) {
 }
 
 fn rust_client_python_listener(mode: &'static str, family: &'static str) {
+    rust_client_python_listener_with(mode, family, Some(mode == "legacy"));
+}
+
+/// `allow_legacy`: `None` keeps the default.
+fn rust_client_python_listener_with(
+    mode: &'static str,
+    family: &'static str,
+    allow_legacy: Option<bool>,
+) {
     watchdog(60, move || {
         let Some(mut py) = Py::start(&["server", mode, family, "secret"]) else {
             return;
         };
         let addr = parse_address(&py.line());
-        let c = Client::new(addr)
-            .authkey(b"secret")
-            .allow_legacy_md5(mode == "legacy")
-            .connect()
-            .unwrap();
+        let mut client = Client::new(addr).authkey(b"secret");
+        if let Some(allow) = allow_legacy {
+            client = client.allow_legacy_md5(allow);
+        }
+        let c = client.connect().unwrap();
         exchange(&c);
         drop(c);
         assert_eq!(py.line(), "DONE");
@@ -221,16 +230,25 @@ fn rust_client_python_listener(mode: &'static str, family: &'static str) {
 }
 
 fn python_client_rust_listener(mode: &'static str, family: &'static str) {
+    python_client_rust_listener_with(mode, family, Some(mode == "legacy"));
+}
+
+/// `allow_legacy`: `None` keeps the default.
+fn python_client_rust_listener_with(
+    mode: &'static str,
+    family: &'static str,
+    allow_legacy: Option<bool>,
+) {
     watchdog(60, move || {
         let b = match family {
             "tcp" => Listener::builder("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap()),
             _ => Listener::builder_auto(),
         };
-        let l = b
-            .authkey(b"secret")
-            .allow_legacy_md5(mode == "legacy")
-            .bind()
-            .unwrap();
+        let mut b = b.authkey(b"secret");
+        if let Some(allow) = allow_legacy {
+            b = b.allow_legacy_md5(allow);
+        }
+        let l = b.bind().unwrap();
         let args: Vec<String> = match l.address() {
             Address::Tcp(a) => vec![a.ip().to_string(), a.port().to_string()],
             // A path, or an abstract name as `@name`.
@@ -335,28 +353,52 @@ fn wrong_key_fails_on_both_sides_python_client() {
     }
 }
 
+/// Whether `python3` speaks only the legacy handshake (3.11 and older);
+/// `None` (with a message) when the test does not apply.
+fn legacy_python() -> Option<()> {
+    let out = match Command::new("python3")
+        .args(["-c", "import sys; print(sys.version_info >= (3, 12))"])
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("SKIPPED: python3 is not available ({e})");
+            return None;
+        }
+    };
+    if String::from_utf8_lossy(&out.stdout).trim() == "True" {
+        eprintln!("SKIPPED: python3 speaks the modern handshake natively");
+        return None;
+    }
+    Some(())
+}
+
+/// CPython 3.12+ authenticates 3.11 peers (legacy HMAC-MD5) by default;
+/// so does mproc, in both roles, with no option set.
 #[test]
-fn legacy_python_is_refused_unless_enabled() {
+fn legacy_python_authenticates_by_default() {
+    if legacy_python().is_none() {
+        return;
+    }
+    rust_client_python_listener_with("legacy", "unix", None);
+    python_client_rust_listener_with("legacy", "unix", None);
+}
+
+#[test]
+fn legacy_python_is_refused_when_disabled() {
     watchdog(60, || {
-        let out = match Command::new("python3")
-            .args(["-c", "import sys; print(sys.version_info >= (3, 12))"])
-            .output()
-        {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("SKIPPED: python3 is not available ({e})");
-                return;
-            }
-        };
-        if String::from_utf8_lossy(&out.stdout).trim() == "True" {
-            eprintln!("SKIPPED: python3 speaks the modern handshake natively");
+        if legacy_python().is_none() {
             return;
         }
         let Some(mut py) = Py::start(&["server", "legacy", "unix", "secret"]) else {
             return;
         };
         let addr = parse_address(&py.line());
-        let err = Client::new(addr).authkey(b"secret").connect().unwrap_err();
+        let err = Client::new(addr)
+            .authkey(b"secret")
+            .allow_legacy_md5(false)
+            .connect()
+            .unwrap_err();
         assert!(
             matches!(err, ConnectError::Auth(AuthError::LegacyMd5Disabled)),
             "{err:?}"
@@ -364,6 +406,22 @@ fn legacy_python_is_refused_unless_enabled() {
         // Python then sees the connection close during its handshake.
         let _ = py.line();
         assert_ne!(py.finish(), 0);
+
+        let l = Listener::builder_auto()
+            .authkey(b"secret")
+            .allow_legacy_md5(false)
+            .bind()
+            .unwrap();
+        let at = l.address().to_string();
+        let Some(py) = Py::start(&["client", "legacy", "unix", "secret", &at]) else {
+            return;
+        };
+        let err = l.accept().unwrap_err();
+        assert!(
+            matches!(err, ConnectError::Auth(AuthError::LegacyMd5Disabled)),
+            "{err:?}"
+        );
+        drop(py);
     });
 }
 

@@ -635,3 +635,44 @@ fn automatic_addresses_admit_only_the_same_user() {
         }
     });
 }
+
+/// Addresses come from strings (`Listener::bind("127.0.0.1:0")`, Python's
+/// `"\0name"` and mproc's `@name`) and survive serde unchanged, so a
+/// listener's address can be handed to another process.
+#[test]
+fn addresses_from_strings_and_through_serde() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::PathBuf;
+
+    watchdog(10, || {
+        let l = Listener::bind("127.0.0.1:0").unwrap();
+        assert!(matches!(l.address(), Address::Tcp(a) if a.ip().is_loopback() && a.port() != 0));
+        let c = Client::new(l.address().to_string()).connect().unwrap();
+        let s = l.accept().unwrap();
+        c.send_bytes(b"over tcp").unwrap();
+        assert_eq!(s.recv_bytes().unwrap(), b"over tcp");
+
+        assert_eq!(Address::from("\0srv"), Address::Abstract(b"srv".to_vec()));
+        assert_eq!(Address::from("@srv"), Address::Abstract(b"srv".to_vec()));
+        assert_eq!(
+            Address::from("/tmp/x.sock"),
+            Address::Unix("/tmp/x.sock".into())
+        );
+        assert_eq!(
+            Address::from(String::from("[::1]:8080")),
+            Address::Tcp("[::1]:8080".parse().unwrap())
+        );
+        let not_utf8 = PathBuf::from(OsStr::from_bytes(b"/tmp/\xff.sock"));
+        for a in [
+            Address::from("\0srv"),
+            Address::Abstract(b"\xfe\x00odd".to_vec()),
+            Address::from(not_utf8.as_path()),
+            Address::from("127.0.0.1:5000"),
+            l.address().clone(),
+        ] {
+            let bytes = postcard::to_allocvec(&a).unwrap();
+            assert_eq!(postcard::from_bytes::<Address>(&bytes).unwrap(), a);
+        }
+    });
+}

@@ -1,6 +1,6 @@
 //! Connections between processes. Children are this test binary run again
 //! (`--exact <role> --ignored`), with a connection handed over as a handle:
-//! its serialized bytes in an environment variable and its descriptor at 3.
+//! its serialized bytes in an environment variable and its descriptors at 3…
 
 mod common;
 
@@ -16,6 +16,7 @@ use mproc_shm::handle::{from_bytes_with_fds, to_bytes_with_fds};
 
 const ROLE: &str = "MPROC_PIPE_TEST_ROLE";
 const HANDLE: &str = "MPROC_PIPE_TEST_HANDLE";
+const NFDS: &str = "MPROC_PIPE_TEST_NFDS";
 
 /// A child process, killed and reaped if the test fails before waiting.
 struct Kid(Option<Child>);
@@ -53,28 +54,39 @@ impl Drop for Kid {
     }
 }
 
-/// Starts this binary as `role`, handing it `conn` as a handle.
+/// Starts this binary as `role`, handing it `conn` as a handle (its
+/// descriptors at 3, 4, …: the socket, and the write lock that copies of a
+/// writable connection share).
 fn spawn(role: &str, conn: &Connection) -> Kid {
     let (bytes, fds) = to_bytes_with_fds(conn).unwrap();
-    assert_eq!(fds.len(), 1);
-    let fd = fds.into_iter().next().unwrap();
+    assert_eq!(fds.len(), if conn.writable() { 2 } else { 1 });
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let raw = fd.as_raw_fd();
+    let raws: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let mut cmd = mproc_testkit::test_command(role);
-    cmd.env(ROLE, role).env(HANDLE, hex);
+    cmd.env(ROLE, role)
+        .env(HANDLE, hex)
+        .env(NFDS, fds.len().to_string());
     // SAFETY: runs in the forked child before exec; only fcntl and dup2, which
-    // are async-signal-safe, and no allocation.
+    // are async-signal-safe, and no allocation (`raws` was built before).
     unsafe {
         cmd.pre_exec(move || {
-            let tmp = libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 100);
-            if tmp < 0 || libc::dup2(tmp, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
+            let mut high = [0; 8];
+            for (h, &raw) in high.iter_mut().zip(&raws) {
+                *h = libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 100);
+                if *h < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, &h) in high.iter().take(raws.len()).enumerate() {
+                if libc::dup2(h, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
     }
     let child = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();
-    drop(fd);
+    drop(fds);
     Kid(Some(child))
 }
 
@@ -88,9 +100,12 @@ fn inherited(role: &str) -> Option<Connection> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
         .collect();
-    // SAFETY: the parent placed exactly this descriptor at 3 for us.
-    let fd = unsafe { OwnedFd::from_raw_fd(3) };
-    Some(from_bytes_with_fds(&bytes, vec![fd]).unwrap())
+    let n: i32 = std::env::var(NFDS).unwrap().parse().unwrap();
+    // SAFETY: the parent placed exactly these descriptors at 3.. for us.
+    let fds = (3..3 + n)
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect();
+    Some(from_bytes_with_fds(&bytes, fds).unwrap())
 }
 
 #[test]

@@ -562,3 +562,176 @@ fn poll_and_wait_do_not_block_behind_a_receiving_thread() {
         assert_eq!(receiver.join().unwrap(), b"wake");
     });
 }
+
+/// CPython: after "bad message length" a connection that can also write
+/// stops being readable (`_readable = False`), so `poll` raises and `wait`
+/// loops do not spin on it.
+#[test]
+fn bad_message_length_makes_the_connection_unreadable() {
+    watchdog(10, || {
+        let (a, b) = pipe(true).unwrap();
+        let (c, d) = pipe(true).unwrap();
+        a.send_bytes(b"12345").unwrap();
+        assert!(b.readable());
+        assert!(matches!(
+            b.recv_bytes_max(4),
+            Err(RecvError::TooLarge { len: 5, max: 4 })
+        ));
+        assert!(!b.readable());
+        assert!(b.writable());
+        assert!(matches!(b.poll(Duration::ZERO), Err(RecvError::Broken)));
+        // The unread bytes are still in the socket, yet `wait` reports only
+        // the connection that has a message.
+        c.send_bytes(b"x").unwrap();
+        assert_eq!(
+            wait_timeout(&[&b, &d], Duration::from_secs(5)).unwrap(),
+            [1]
+        );
+        assert!(
+            wait_timeout(&[&b], Duration::from_millis(20))
+                .unwrap()
+                .is_empty()
+        );
+        b.send_bytes(b"still writable").unwrap();
+        assert_eq!(a.recv_bytes().unwrap(), b"still writable");
+    });
+}
+
+/// CPython's `wait` raises for a closed descriptor; `poll(2)` reports it as
+/// `POLLNVAL`, which is an error, not readiness.
+#[test]
+fn waiting_on_an_invalid_descriptor_is_an_error() {
+    watchdog(10, || {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let raw = a.as_raw_fd();
+        drop(a);
+        // SAFETY: only polled, never read or closed, and nothing in this
+        // test opens a descriptor between the drop above and the wait.
+        let closed = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+        let err = wait_timeout(&[&closed], Duration::from_secs(5)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+        drop(b);
+    });
+}
+
+/// Clones share the stream's state: senders on several clones never tear a
+/// message (large ones share one arena), and receives through different
+/// clones continue each other (the bytes read ahead are shared).
+#[test]
+fn clones_share_one_stream() {
+    watchdog(30, || {
+        let (a, b) = pipe(true).unwrap();
+        let senders: Vec<_> = (0..3u8)
+            .map(|i| {
+                let c = a.try_clone().unwrap();
+                assert_ne!(c.as_fd().as_raw_fd(), a.as_fd().as_raw_fd());
+                std::thread::spawn(move || {
+                    for n in [10usize, 100 << 10, 300 << 10, 7] {
+                        c.send_bytes(&vec![i; n]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let b2 = b.try_clone().unwrap();
+        let mut got = Vec::new();
+        for k in 0..12 {
+            let m = if k % 2 == 0 {
+                b.recv_bytes()
+            } else {
+                b2.recv_bytes()
+            }
+            .unwrap();
+            assert!(m.iter().all(|&x| x == m[0]), "a torn message");
+            got.push((m[0], m.len()));
+        }
+        for s in senders {
+            s.join().unwrap();
+        }
+        got.sort();
+        let want: Vec<(u8, usize)> = (0..3u8)
+            .flat_map(|i| [(i, 7), (i, 10), (i, 100 << 10), (i, 300 << 10)])
+            .collect();
+        assert_eq!(got, want);
+        // Every clone of `a` is gone once `a` is; until then, no end of file.
+        a.send(&5u8).unwrap();
+        drop(a);
+        assert_eq!(b2.recv::<u8>().unwrap(), 5);
+        assert!(b.recv_bytes().unwrap_err().is_eof());
+        assert!(b2.recv_bytes().unwrap_err().is_eof());
+    });
+}
+
+/// A `Serialize` impl's own message reaches the caller of `send`, and
+/// postcard's reason the caller of `recv`.
+#[test]
+fn codec_errors_keep_their_reason() {
+    struct Refuses;
+    impl Serialize for Refuses {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("this value stays here"))
+        }
+    }
+    watchdog(10, || {
+        let (a, b) = pipe(true).unwrap();
+        let e = a.send(Refuses).unwrap_err();
+        assert!(matches!(e.error(), SendBytesError::Encode(_)));
+        assert_eq!(
+            e.to_string(),
+            "failed to encode the message: this value stays here"
+        );
+        let e = a.send_ref(&vec![Some(Refuses)]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "failed to encode the message: this value stays here"
+        );
+        a.send_bytes(&[1]).unwrap();
+        let e = b.recv::<(u8, String)>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "failed to decode the message: {}",
+                postcard::Error::DeserializeUnexpectedEnd
+            )
+        );
+    });
+}
+
+/// Error texts name the state the way users search for it ("connection is
+/// closed"), and use CPython's words where it has some.
+#[test]
+fn error_texts_name_the_state() {
+    watchdog(10, || {
+        let (a, b) = pipe(true).unwrap();
+        drop(b);
+        let e = a.recv_bytes().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "connection is closed by the peer (end of file)"
+        );
+        let e = a.send_bytes(b"x").unwrap_err();
+        assert_eq!(e.to_string(), "connection is closed by the peer");
+        assert_eq!(
+            RecvError::Broken.to_string(),
+            "connection is unreadable after an earlier bad message"
+        );
+    });
+}
+
+/// `send(())` is the empty message of `send_bytes(b"")`, byte for byte on
+/// the wire (a documented difference: CPython's `send(None)` is a pickle).
+#[test]
+fn unit_and_empty_bytes_are_the_same_message() {
+    use std::io::Read;
+
+    watchdog(10, || {
+        let (x, mut raw) = std::os::unix::net::UnixStream::pair().unwrap();
+        let a = Connection::from_fd(OwnedFd::from(x)).unwrap();
+        a.send(()).unwrap();
+        a.send_bytes(b"").unwrap();
+        a.send(Some(())).unwrap();
+        drop(a);
+        let mut wire = Vec::new();
+        raw.read_to_end(&mut wire).unwrap();
+        assert_eq!(wire, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
+    });
+}

@@ -104,6 +104,25 @@ pub mod __private {
         crate::wire::fuzz_headers(data);
         crate::job::fuzz_decode(data);
     }
+
+    /// If `input` is a `Range` or `RangeInclusive` of a primitive integer:
+    /// its first item (as `i128`) and its length; otherwise `input` back.
+    /// For mproc-mpi, which ships ranges the same way.
+    pub fn int_range<I>(input: I) -> Result<(i128, u128), I> {
+        crate::kinds::as_int_range(input).map(|r| (r.start, r.len))
+    }
+
+    /// Calls `each` with the items `start + k` (`from <= k < len`) as an `A`
+    /// if `A` is a primitive integer, and returns `false` (calling nothing)
+    /// otherwise; `each` returns `false` to stop early.
+    pub fn for_each_in_range<A>(
+        start: i128,
+        from: u64,
+        len: u64,
+        each: impl FnMut(u64, A) -> bool,
+    ) -> bool {
+        crate::kinds::for_each_in_range(start, from, len, each)
+    }
 }
 
 pub use crate::error::{BuildError, GetTimeoutError, PoolError, TaskError, TryImapError};

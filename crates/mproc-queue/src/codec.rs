@@ -1,6 +1,7 @@
 //! How items become bytes in the ring: postcard for serde types, a plain copy
 //! for plain-data types.
 
+use mproc_shm::codec_error::PostcardError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -78,8 +79,11 @@ impl<T: Serialize + DeserializeOwned> Codec<T> for Postcard {
         // Serialize inside `collect_fds`: an mproc handle then serializes
         // successfully but leaves its descriptor in the side table, which is
         // how we recognise it and report it clearly.
-        let (r, fds) =
-            mproc_shm::handle::collect_fds(|| postcard::to_extend(value, std::mem::take(buf)));
+        // The error is made inside too: it may serialize the value again.
+        let (r, fds) = mproc_shm::handle::collect_fds(|| {
+            postcard::to_extend(value, std::mem::take(buf))
+                .map_err(|e| PostcardError::encode(value, e))
+        });
         match r {
             Ok(v) => *buf = v,
             Err(e) => {
@@ -98,7 +102,8 @@ impl<T: Serialize + DeserializeOwned> Codec<T> for Postcard {
     }
 
     fn decode(bytes: &[u8]) -> Result<T, DecodeError> {
-        let (v, rest) = postcard::take_from_bytes(bytes).map_err(DecodeError::custom)?;
+        let (v, rest) = postcard::take_from_bytes(bytes)
+            .map_err(|e| DecodeError::custom(PostcardError::decode(e)))?;
         if rest.is_empty() {
             Ok(v)
         } else {

@@ -95,19 +95,13 @@ impl fmt::Display for EncodeError {
             EncodeKind::TooLarge(n) => {
                 write!(f, "an encoded item of {n} bytes is too large for a queue")
             }
-            EncodeKind::Custom(_) => f.write_str("failed to encode the item"),
+            EncodeKind::Custom(e) => write!(f, "failed to encode the item: {e}"),
         }
     }
 }
 
-impl Error for EncodeError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match &self.0 {
-            EncodeKind::Custom(e) => Some(&**e),
-            _ => None,
-        }
-    }
-}
+/// The codec's reason is part of the message, not a `source`.
+impl Error for EncodeError {}
 
 /// An item taken from the queue could not be decoded (it is lost).
 #[derive(Debug)]
@@ -122,15 +116,16 @@ impl DecodeError {
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("failed to decode an item taken from the queue")
+        write!(
+            f,
+            "failed to decode an item taken from the queue: {}",
+            self.0
+        )
     }
 }
 
-impl Error for DecodeError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(&*self.0)
-    }
-}
+/// The codec's reason is part of the message, not a `source`.
+impl Error for DecodeError {}
 
 #[derive(Debug)]
 enum BrokenKind {
@@ -225,7 +220,7 @@ macro_rules! put_error {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 match self {
                     $(Self::$v(_) => f.write_str($msg),)*
-                    Self::Closed(_) => f.write_str("cannot put into a closed queue"),
+                    Self::Closed(_) => f.write_str("queue is closed"),
                     Self::Encode(_, e) => fmt::Display::fmt(e, f),
                     Self::Broken(_, e) => fmt::Display::fmt(e, f),
                 }
@@ -380,7 +375,7 @@ pub enum TaskDoneError {
 
 impl fmt::Display for TaskDoneError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("task_done called too many times")
+        f.write_str("task_done() called too many times")
     }
 }
 

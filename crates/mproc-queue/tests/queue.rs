@@ -535,7 +535,11 @@ fn errors_and_debug_do_not_need_debug_payloads() {
     struct NoDebug;
     let e: PutError<NoDebug> = PutError::Closed(NoDebug);
     assert_eq!(format!("{e:?}"), "Closed(..)");
-    assert_eq!(e.to_string(), "cannot put into a closed queue");
+    assert_eq!(e.to_string(), "queue is closed");
+    assert_eq!(
+        mproc_queue::TaskDoneError::TooManyCalls.to_string(),
+        "task_done() called too many times"
+    );
     let q: Queue<u8> = Queue::new(3).unwrap();
     assert!(format!("{q:?}").contains("maxsize: 3"));
 }
@@ -561,6 +565,49 @@ fn handle_round_trip_in_process() {
         let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(&q).unwrap();
         assert!(
             mproc_shm::handle::from_bytes_with_fds::<JoinableQueue<u64, Pod>>(&bytes, fds).is_err()
+        );
+    });
+}
+
+/// A `Serialize` impl's own message (`serde::ser::Error::custom`) reaches
+/// the caller of `put`, and postcard's reason the caller of `get` (CPython
+/// shows the pickling error's message).
+#[test]
+fn codec_errors_keep_their_reason() {
+    /// Encodes as nothing, or refuses; decodes as a u64 that is not there.
+    struct Odd(bool);
+    impl serde::Serialize for Odd {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if self.0 {
+                Err(serde::ser::Error::custom("Odd(true) cannot be sent"))
+            } else {
+                s.serialize_unit()
+            }
+        }
+    }
+    impl<'de> serde::Deserialize<'de> for Odd {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            u64::deserialize(d).map(|_| Odd(false))
+        }
+    }
+    watchdog(LIMIT, || {
+        let q: Queue<Odd> = Queue::new(0).unwrap();
+        let e = match q.put(Odd(true)) {
+            Err(e @ PutError::Encode(..)) => e,
+            other => panic!("expected an encode error, got {other:?}"),
+        };
+        assert_eq!(
+            e.to_string(),
+            "failed to encode the item: Odd(true) cannot be sent"
+        );
+        q.put(Odd(false)).unwrap();
+        let e = q.get().map(|_| ()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "failed to decode an item taken from the queue: {}",
+                postcard::Error::DeserializeUnexpectedEnd
+            )
         );
     });
 }

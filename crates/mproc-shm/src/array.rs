@@ -53,6 +53,10 @@ const ITER_CHUNK_BYTES: usize = 16 * 1024;
 /// As for [`Value`](crate::Value): [`Array::lock`] reports a holder that died
 /// with [`LockError::OwnerDied`] carrying the guard, and the convenience
 /// methods proceed on the elements as they were left.
+///
+/// Each `Array` has its own lock. For arrays and values guarded by one lock
+/// (CPython's `lock=L` argument), see
+/// [`SynchronizedArray`](crate::SynchronizedArray).
 pub struct Array<T> {
     region: Region<T>,
 }

@@ -46,6 +46,7 @@
 //! | `Array('i', 10)` (locked) | [`Array<i32>`](Array) |
 //! | `RawArray('i', 10)` | [`RawArray<i32>`](RawArray) |
 //! | `v.get_lock()` | [`Value::lock`], [`Array::lock`] (guards), [`Value::with_lock`] |
+//! | `Value('i', 0, lock=L)`, `Array('i', 3, lock=L)` | [`Synchronized<i32, L>`](Synchronized), [`SynchronizedArray<i32, L>`](SynchronizedArray), with `L` an `mproc_sync::Lock` or `RLock` ([`ValueLock`]) |
 //! | (none) | [`SharedAtomic`] integers: `fetch_add`, `compare_exchange`, … |
 //! | `shared_memory.SharedMemory` | [`SharedMemory`] (interoperates with CPython) |
 //!
@@ -91,6 +92,7 @@ pub mod mutex;
 mod region;
 mod segment;
 mod shared_memory;
+mod synchronized;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
 mod tracker;
@@ -111,6 +113,9 @@ pub use crate::layout::{
 pub use crate::mutex::{Acquired, RawMutex};
 pub use crate::segment::{MAX_SEGMENT_SIZE, NAME_PREFIX, Segment, unlink_named};
 pub use crate::shared_memory::{PYTHON_NAME_PREFIX, SharedMemory};
+pub use crate::synchronized::{
+    LockedArray, LockedValue, Synchronized, SynchronizedArray, ValueLock, WrongLock,
+};
 pub use crate::value::{RawValue, Value, ValueGuard};
 pub use bytemuck::{Pod, Zeroable};
 

@@ -68,6 +68,9 @@ pub(crate) fn deadline_result<G>(
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
+/// Each `Value` has its own lock. For several values guarded by one lock
+/// (CPython's `lock=L` argument), see [`Synchronized`](crate::Synchronized).
+///
 /// # Owner death
 /// If a process dies holding the lock, the next [`Value::lock`] returns
 /// [`LockError::OwnerDied`] carrying the guard: the lock is held and the value

@@ -21,7 +21,10 @@ use crate::wait::{Slept, deadline_after, sleep, spin_until};
 const KNOWN: usize = 64;
 
 /// The largest number of parties.
-pub const MAX_PARTIES: u32 = 1 << 20;
+pub const MAX_PARTIES: usize = MAX_PARTIES_U32 as usize;
+
+/// [`MAX_PARTIES`] in the width of the in-segment counts.
+const MAX_PARTIES_U32: u32 = 1 << 20;
 
 #[repr(C)]
 pub(crate) struct BarrierState {
@@ -128,12 +131,13 @@ impl Barrier {
     /// # Errors
     /// [`CreateError::InvalidArgument`] for 0 or too many parties;
     /// [`CreateError::Segment`] if the segment cannot be made.
-    pub fn new(parties: u32) -> Result<Self, CreateError> {
-        if parties == 0 || parties > MAX_PARTIES {
-            return Err(CreateError::InvalidArgument(
+    pub fn new(parties: usize) -> Result<Self, CreateError> {
+        let parties = u32::try_from(parties)
+            .ok()
+            .filter(|&p| p > 0 && p <= MAX_PARTIES_U32)
+            .ok_or(CreateError::InvalidArgument(
                 "a barrier needs 1 to MAX_PARTIES parties",
-            ));
-        }
+            ))?;
         let shared = Shared::create(kind::BARRIER, TAG, [u64::from(parties), 0, 0, 0], |_| {})?;
         Ok(Self { shared, parties })
     }
@@ -263,18 +267,18 @@ impl Barrier {
     }
 
     /// The number of parties.
-    pub fn parties(&self) -> u32 {
-        self.parties
+    pub fn parties(&self) -> usize {
+        self.parties as usize
     }
 
     /// How many parties wait right now (a snapshot).
-    pub fn n_waiting(&self) -> u32 {
+    pub fn n_waiting(&self) -> usize {
         let s = self.state();
         // Relaxed: a snapshot.
         if s.broken.load(Ordering::Relaxed) != 0 {
             0
         } else {
-            s.count.load(Ordering::Relaxed).min(self.parties)
+            s.count.load(Ordering::Relaxed).min(self.parties) as usize
         }
     }
 
@@ -294,10 +298,10 @@ impl Barrier {
     /// # Errors
     /// [`BrokenBarrier`] if the barrier is or becomes broken (see the type's
     /// documentation).
-    pub fn wait(&self) -> Result<u32, BrokenBarrier> {
+    pub fn wait(&self) -> Result<usize, BrokenBarrier> {
         match self.timeout() {
             Some(t) => self.wait_timeout(t),
-            None => self.wait_inner(None),
+            None => self.wait_index(None),
         }
     }
 
@@ -305,16 +309,20 @@ impl Barrier {
     ///
     /// # Errors
     /// As [`Barrier::wait`].
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BrokenBarrier> {
-        self.wait_inner(Some(deadline_after(timeout).unwrap_or_else(far_future)))
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, BrokenBarrier> {
+        self.wait_index(Some(deadline_after(timeout).unwrap_or_else(far_future)))
     }
 
     /// Waits until `deadline` at most; breaks the barrier if it passes.
     ///
     /// # Errors
     /// As [`Barrier::wait`].
-    pub fn wait_deadline(&self, deadline: Instant) -> Result<u32, BrokenBarrier> {
-        self.wait_inner(Some(deadline))
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<usize, BrokenBarrier> {
+        self.wait_index(Some(deadline))
+    }
+
+    fn wait_index(&self, deadline: Option<Instant>) -> Result<usize, BrokenBarrier> {
+        self.wait_inner(deadline).map(|i| i as usize)
     }
 
     /// Locks the state; a dead holder of the internal lock breaks the barrier.
@@ -481,7 +489,7 @@ fn far_future() -> Instant {
 fn check_parties(p: u64) -> Result<u32, OpenError> {
     u32::try_from(p)
         .ok()
-        .filter(|&p| p > 0 && p <= MAX_PARTIES)
+        .filter(|&p| p > 0 && p <= MAX_PARTIES_U32)
         .ok_or(OpenError::Corrupt("barrier parties out of range"))
 }
 

@@ -605,24 +605,26 @@ impl Condition {
     ///
     /// # Errors
     /// [`NotOwner`] if the calling thread does not hold the lock.
-    pub fn notify(&self, n: u32) -> Result<u32, NotOwner> {
+    pub fn notify(&self, n: usize) -> Result<usize, NotOwner> {
         if !self.owned() {
             return Err(NotOwner);
         }
-        Ok(self.shared.get().notify(n))
+        // More than u32::MAX waiters cannot exist: saturating is exact.
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(self.shared.get().notify(n) as usize)
     }
 
     /// Wakes every waiter; returns how many were woken.
     ///
     /// # Errors
     /// [`NotOwner`] if the calling thread does not hold the lock.
-    pub fn notify_all(&self) -> Result<u32, NotOwner> {
-        self.notify(u32::MAX)
+    pub fn notify_all(&self) -> Result<usize, NotOwner> {
+        self.notify(usize::MAX)
     }
 
     /// How many waiters are waiting and not yet notified (a snapshot).
-    pub fn waiting(&self) -> u32 {
-        self.shared.get().waiting()
+    pub fn waiting(&self) -> usize {
+        self.shared.get().waiting() as usize
     }
 }
 

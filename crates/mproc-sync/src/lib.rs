@@ -82,6 +82,35 @@
 //! Liveness is judged by process id, so a pid reused by a new process within
 //! one slice would look alive (see [`mproc_shm::mutex`]).
 //!
+//! # Several values under one lock
+//!
+//! [`Lock`] and [`RLock`] implement [`mproc_shm::ValueLock`], so they can
+//! guard shared values: CPython's `Value('q', 0, lock=L)` is
+//! [`mproc_shm::Synchronized::new`]`(0i64, &l)`. The values carry (a handle
+//! to) the lock to children. Take the lock once and open each value under
+//! the guard to keep an invariant between them:
+//!
+//! ```
+//! use mproc_shm::Synchronized;
+//!
+//! let lock = mproc_sync::Lock::new()?;
+//! let a = Synchronized::new(100i64, &lock)?;
+//! let b = Synchronized::new(0i64, &lock)?;
+//! {
+//!     let g = lock.lock().unwrap_or_else(|e| e.into_inner());
+//!     let (a, b) = (a.locked(&g)?, b.locked(&g)?); // each checks the guard
+//!     a.set(a.get() - 10);
+//!     b.set(b.get() + 10);
+//!     assert_eq!(a.get() + b.get(), 100);
+//! }
+//! b.with_lock(|x| *x += 1); // one value, one acquisition
+//! assert_eq!((a.get(), b.get()), (90, 11));
+//! let other = mproc_sync::Lock::new()?;
+//! let g = other.lock().unwrap_or_else(|e| e.into_inner());
+//! assert!(a.locked(&g).is_err()); // not a's lock
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Raw forms
 //!
 //! [`RawSemaphore`], [`RawEvent`] and [`RawCondition`] (with
@@ -96,6 +125,7 @@ mod error;
 mod event;
 #[doc(hidden)]
 pub mod fuzzing;
+#[macro_use]
 mod lock;
 mod rlock;
 mod semaphore;
@@ -112,7 +142,7 @@ pub use crate::error::{
     TryLockError, WaitError,
 };
 pub use crate::event::{Event, RawEvent};
-pub use crate::lock::{Lock, LockGuard};
+pub use crate::lock::{Lock, LockGuard, LockOwner};
 pub use crate::rlock::{RLock, RLockGuard};
 pub use crate::semaphore::{
     BoundedSemaphore, RawSemaphore, SEM_VALUE_MAX, Semaphore, SemaphoreGuard,

@@ -51,11 +51,83 @@ unsafe impl SharedSync for LockState {}
 ///     assert!(lock.try_lock().is_err());
 /// }
 /// assert!(!lock.is_locked());
+///
+/// // CPython style, without a guard: any thread may release it.
+/// assert_eq!(lock.acquire(), mproc_sync::Acquired::Clean);
+/// assert_eq!(lock.try_acquire(), None);
+/// let l2 = lock.clone();
+/// std::thread::spawn(move || l2.release()).join().unwrap()?;
+/// assert!(lock.release().is_err()); // released too many times
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct Lock {
     shared: Shared<LockState>,
+}
+
+/// The guard-less acquisitions of [`Lock`] and [`RLock`](crate::RLock)
+/// (CPython's `acquire(block, timeout)`), built on their guard forms.
+macro_rules! guardless_acquire {
+    () => {
+        /// Acquires without a guard, blocking until it is acquired: CPython's
+        /// `acquire()`. Release it with `release`.
+        ///
+        /// Returns [`Acquired::OwnerDied`] if the previous holder process died
+        /// holding it (the lock is held either way).
+        pub fn acquire(&self) -> Acquired {
+            match self.lock() {
+                Ok(g) => crate::lock::keep(g, Acquired::Clean),
+                Err(e) => crate::lock::keep(e.into_inner(), Acquired::OwnerDied),
+            }
+        }
+
+        /// Acquires without a guard if that is possible without waiting:
+        /// CPython's `acquire(False)`. `None` if it is held.
+        pub fn try_acquire(&self) -> Option<Acquired> {
+            self.acquire_timeout(Some(Duration::ZERO))
+        }
+
+        /// Acquires without a guard, waiting at most `timeout` (`None`: for
+        /// ever; zero: try once): CPython's `acquire(timeout=…)`. `None` if
+        /// the time ran out.
+        pub fn acquire_timeout(&self, timeout: Option<Duration>) -> Option<Acquired> {
+            let Some(timeout) = timeout else {
+                return Some(self.acquire());
+            };
+            match self.lock_timeout(timeout) {
+                Ok(g) => Some(crate::lock::keep(g, Acquired::Clean)),
+                Err(LockTimeoutError::OwnerDied(g)) => {
+                    Some(crate::lock::keep(g, Acquired::OwnerDied))
+                }
+                Err(LockTimeoutError::Timeout) => None,
+            }
+        }
+    };
+}
+
+/// Keeps a lock held without its guard and returns `how`.
+pub(crate) fn keep<G>(guard: G, how: Acquired) -> Acquired {
+    std::mem::forget(guard);
+    how
+}
+
+/// Who holds a [`Lock`] or [`RLock`](crate::RLock): a snapshot, readable
+/// from any process.
+///
+/// Its `Debug` form is `pid 1234, thread 1240`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LockOwner {
+    /// The holder's process id.
+    pub pid: u32,
+    /// The holder's kernel thread id (0 for a moment right after it took the
+    /// lock, or when a [`Lock`] was released on its behalf).
+    pub tid: u32,
+}
+
+impl fmt::Debug for LockOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {}, thread {}", self.pid, self.tid)
+    }
 }
 
 /// Holds a [`Lock`]; releases it when dropped.
@@ -166,9 +238,14 @@ impl Lock {
         }
     }
 
-    /// Releases the lock, whoever holds it (CPython's `Lock.release()` from
-    /// another thread or process). Use it with a guard that was
-    /// [`std::mem::forget`]-ed, or to release on behalf of another process.
+    guardless_acquire!();
+
+    /// Releases the lock, whoever holds it: CPython's `Lock.release()`,
+    /// which any thread or process may call, not only the one that acquired
+    /// it. Pairs with [`Lock::acquire`], or releases on behalf of another
+    /// thread or process. A [`LockGuard`] still alive elsewhere would then
+    /// release again when dropped (possibly a later holder's acquisition),
+    /// so release this way only locks taken without a guard.
     ///
     /// # Errors
     /// [`OverRelease`] if the lock is not locked.
@@ -193,6 +270,15 @@ impl Lock {
     /// The process id of the holder right now (a snapshot), if any.
     pub fn owner_pid(&self) -> Option<u32> {
         self.state().mutex.owner_pid()
+    }
+
+    /// The holder right now (a snapshot), if any, readable from any process
+    /// (CPython's `<Lock(owner=SomeOtherProcess)>`).
+    pub fn owner(&self) -> Option<LockOwner> {
+        let pid = self.owner_pid()?;
+        // Relaxed: a snapshot for display (see `guard`).
+        let tid = self.state().owner_tid.load(Ordering::Relaxed);
+        Some(LockOwner { pid, tid })
     }
 
     /// Whether the calling thread acquired the lock last and it is still
@@ -245,15 +331,32 @@ impl LockGuard<'_> {
 
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // CPython: `<Lock(owner=…)>`.
         f.debug_struct("Lock")
-            .field("owner_pid", &self.owner_pid())
-            .finish_non_exhaustive()
+            .field("owner", &self.owner())
+            .finish()
     }
 }
 
 impl fmt::Debug for LockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockGuard").finish_non_exhaustive()
+    }
+}
+
+impl mproc_shm::ValueLock for Lock {
+    type Guard<'a> = LockGuard<'a>;
+
+    fn acquire_guard(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+        self.lock()
+    }
+
+    fn identity(&self) -> u128 {
+        self.shared.identity()
+    }
+
+    fn guard_identity(guard: &LockGuard<'_>) -> u128 {
+        guard.lock.shared.identity()
     }
 }
 

@@ -9,6 +9,7 @@ use mproc_shm::{Acquired, RawMutex, Segment, SharedSync};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{CreateError, LockError, LockTimeoutError, NotOwner, OpenError, TryLockError};
+use crate::lock::LockOwner;
 use crate::shared::{Shared, deserialize_shared, kind};
 use crate::sys::current_tid;
 use crate::wait::deadline_after;
@@ -176,8 +177,11 @@ impl RLock {
         }
     }
 
-    /// Releases one acquisition, for a guard that was
-    /// [`std::mem::forget`]-ed (CPython's `RLock.release()`).
+    guardless_acquire!();
+
+    /// Releases one acquisition (CPython's `RLock.release()`): pairs with
+    /// [`RLock::acquire`] or a [`std::mem::forget`]-ed guard. Unlike a
+    /// [`Lock`](crate::Lock), only the owning thread may release it.
     ///
     /// # Errors
     /// [`NotOwner`] if the calling thread does not own the lock.
@@ -235,15 +239,26 @@ impl RLock {
         self.state().mutex.owner_pid()
     }
 
-    /// The recursion count if the calling thread owns the lock, else 0
-    /// (CPython shows it in the repr).
-    pub fn count(&self) -> u32 {
-        if self.is_owned_by_current_thread() {
-            // Relaxed: only the owner thread touches the count.
-            self.state().count.load(Ordering::Relaxed)
-        } else {
-            0
+    /// The owner right now (a snapshot), if any: its process and thread,
+    /// readable from any process (CPython's repr shows the owner).
+    pub fn owner(&self) -> Option<LockOwner> {
+        let s = self.state();
+        let pid = s.mutex.owner_pid()?;
+        // Relaxed: a snapshot for display; the owner writes it right after
+        // taking the mutex, so it may still read 0 for a moment.
+        let tid = s.owner_tid.load(Ordering::Relaxed);
+        Some(LockOwner { pid, tid })
+    }
+
+    /// The recursion count right now (a snapshot): how many acquisitions
+    /// the owner holds, 0 when free. Readable from any thread or process,
+    /// as in CPython's `<RLock(SomeOtherProcess, 2)>`.
+    pub fn count(&self) -> usize {
+        if !self.is_locked() {
+            return 0;
         }
+        // Relaxed: a snapshot; only the owner thread writes the count.
+        self.state().count.load(Ordering::Relaxed) as usize
     }
 }
 
@@ -265,16 +280,33 @@ impl RLockGuard<'_> {
 
 impl fmt::Debug for RLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // CPython: `<RLock(owner, count)>`.
         f.debug_struct("RLock")
-            .field("owner_pid", &self.owner_pid())
+            .field("owner", &self.owner())
             .field("count", &self.count())
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
 impl fmt::Debug for RLockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RLockGuard").finish_non_exhaustive()
+    }
+}
+
+impl mproc_shm::ValueLock for RLock {
+    type Guard<'a> = RLockGuard<'a>;
+
+    fn acquire_guard(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
+        self.lock()
+    }
+
+    fn identity(&self) -> u128 {
+        self.shared.identity()
+    }
+
+    fn guard_identity(guard: &RLockGuard<'_>) -> u128 {
+        guard.lock.shared.identity()
     }
 }
 

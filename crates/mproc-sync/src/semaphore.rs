@@ -17,7 +17,10 @@ use crate::shared::{Shared, deserialize_shared, kind};
 use crate::wait::{Slept, deadline_after, sleep, spin_until};
 
 /// The largest value a semaphore can hold (CPython's `SEM_VALUE_MAX` on Linux).
-pub const SEM_VALUE_MAX: u32 = i32::MAX as u32;
+pub const SEM_VALUE_MAX: usize = VALUE_MAX as usize;
+
+/// [`SEM_VALUE_MAX`] in the width of the in-segment count.
+const VALUE_MAX: u32 = i32::MAX as u32;
 
 /// A counting semaphore that lives in shared memory: just the count and a
 /// waiter count, no owner tracking.
@@ -177,12 +180,15 @@ thread_local! {
 }
 
 impl Core {
-    fn create(kind: u32, value: u32, max: u32) -> Result<Self, CreateError> {
-        if value > SEM_VALUE_MAX {
-            return Err(CreateError::InvalidArgument(
+    /// `max`: `None` for "the initial value" (a bounded semaphore).
+    fn create(kind: u32, value: usize, max: Option<u32>) -> Result<Self, CreateError> {
+        let value = u32::try_from(value)
+            .ok()
+            .filter(|&v| v <= VALUE_MAX)
+            .ok_or(CreateError::InvalidArgument(
                 "semaphore value above SEM_VALUE_MAX",
-            ));
-        }
+            ))?;
+        let max = max.unwrap_or(value);
         let shared = Shared::create(kind, TAG, [u64::from(max), 0, 0, 0], |s: &SemState| {
             // Relaxed: published by the header's Release store.
             s.sem.value.store(value, Ordering::Relaxed);
@@ -192,18 +198,14 @@ impl Core {
 
     fn open(seg: Segment, kind: u32) -> Result<Self, OpenError> {
         let (shared, params) = Shared::open(seg, kind, TAG)?;
-        let max = u32::try_from(params[0])
-            .ok()
-            .filter(|&m| m <= SEM_VALUE_MAX);
+        let max = u32::try_from(params[0]).ok().filter(|&m| m <= VALUE_MAX);
         let max = max.ok_or(OpenError::Corrupt("semaphore maximum out of range"))?;
         Ok(Self { shared, max })
     }
 
     fn deserialize<'de, D: Deserializer<'de>>(d: D, kind: u32) -> Result<Self, D::Error> {
         let (shared, params): (Shared<SemState>, _) = deserialize_shared(d, kind, TAG)?;
-        let max = u32::try_from(params[0])
-            .ok()
-            .filter(|&m| m <= SEM_VALUE_MAX);
+        let max = u32::try_from(params[0]).ok().filter(|&m| m <= VALUE_MAX);
         let max = max.ok_or_else(|| {
             serde::de::Error::custom(OpenError::Corrupt("semaphore maximum out of range"))
         })?;
@@ -467,8 +469,8 @@ macro_rules! semaphore_api {
 
             /// The number of units available right now (CPython's
             /// `get_value()`, a snapshot).
-            pub fn value(&self) -> u32 {
-                self.core.state().sem.value()
+            pub fn value(&self) -> usize {
+                self.core.state().sem.value() as usize
             }
         }
 
@@ -528,9 +530,9 @@ impl Semaphore {
     /// # Errors
     /// [`CreateError::InvalidArgument`] above the maximum;
     /// [`CreateError::Segment`] if the segment cannot be made.
-    pub fn new(value: u32) -> Result<Self, CreateError> {
+    pub fn new(value: usize) -> Result<Self, CreateError> {
         Ok(Self {
-            core: Core::create(kind::Semaphore, value, SEM_VALUE_MAX)?,
+            core: Core::create(kind::Semaphore, value, Some(VALUE_MAX))?,
         })
     }
 
@@ -570,9 +572,9 @@ impl BoundedSemaphore {
     /// # Errors
     /// [`CreateError::InvalidArgument`] above [`SEM_VALUE_MAX`];
     /// [`CreateError::Segment`] if the segment cannot be made.
-    pub fn new(value: u32) -> Result<Self, CreateError> {
+    pub fn new(value: usize) -> Result<Self, CreateError> {
         Ok(Self {
-            core: Core::create(kind::BoundedSemaphore, value, value)?,
+            core: Core::create(kind::BoundedSemaphore, value, None)?,
         })
     }
 
@@ -586,8 +588,8 @@ impl BoundedSemaphore {
     }
 
     /// The bound (the initial value).
-    pub fn max_value(&self) -> u32 {
-        self.core.max
+    pub fn max_value(&self) -> usize {
+        self.core.max as usize
     }
 }
 

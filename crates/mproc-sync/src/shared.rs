@@ -28,6 +28,8 @@ pub(crate) mod kind {
 pub(crate) struct Shared<T: SharedSync> {
     seg: Arc<Segment>,
     ptr: NonNull<T>,
+    /// Which shared memory file this is (see [`Shared::identity`]).
+    id: u128,
     _t: PhantomData<T>,
 }
 
@@ -77,11 +79,20 @@ impl<T: SharedSync> Shared<T> {
 
     fn wrap(seg: Arc<Segment>) -> Result<Self, mproc_shm::SegmentError> {
         let ptr = NonNull::from(seg.get::<T>(HEADER_SIZE)?);
+        let id = file_identity(&seg).unwrap_or(ptr.as_ptr() as usize as u128);
         Ok(Self {
             seg,
             ptr,
+            id,
             _t: PhantomData,
         })
+    }
+
+    /// Which primitive this is: the device and inode of its shared memory
+    /// file, the same for every handle to it in any process (unforgeable:
+    /// the kernel's, not the segment's bytes).
+    pub(crate) fn identity(&self) -> u128 {
+        self.id
     }
 
     /// The in-segment state.
@@ -104,6 +115,7 @@ impl<T: SharedSync> Clone for Shared<T> {
         Self {
             seg: self.seg.clone(),
             ptr: self.ptr,
+            id: self.id,
             _t: PhantomData,
         }
     }
@@ -121,6 +133,22 @@ impl<T: SharedSync> Serialize for Shared<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.seg.serialize(s)
     }
+}
+
+/// The (device, inode) of the file behind `seg`; `None` if `fstat` fails
+/// (then the mapping's address stands in, which no other live mapping has).
+fn file_identity(seg: &Segment) -> Option<u128> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: the descriptor is open (borrowed from the segment) and `st` is
+    // valid for writes of one `stat`.
+    let r = unsafe { libc::fstat(seg.as_fd().as_raw_fd(), st.as_mut_ptr()) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: fstat succeeded, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    Some((u128::from(st.st_dev) << 64) | u128::from(st.st_ino))
 }
 
 /// Deserializes a segment and opens it as `T` of `kind`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{Counter, payload, spawn_child, wait_child, watchdog};
 use mproc_sync::{Barrier, BrokenBarrier};
 
-const PARTIES: u32 = 5;
+const PARTIES: usize = 5;
 const TIMEOUT: Duration = Duration::from_millis(500);
 const LIMIT: Duration = Duration::from_secs(60);
 

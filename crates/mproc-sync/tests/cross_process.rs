@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::{Counter, expect_killed, expect_success, payload, sigkill, spawn_child, watchdog};
 use mproc_sync::{
-    Barrier, BoundedSemaphore, Condition, Event, Lock, LockTimeoutError, RLock, Semaphore,
-    WaitError,
+    Acquired, Barrier, BoundedSemaphore, Condition, Event, Lock, LockTimeoutError, RLock,
+    Semaphore, WaitError,
 };
 
 const PROCS: usize = 4;
@@ -20,7 +20,7 @@ fn lock_excludes_four_processes() {
     watchdog(Duration::from_secs(180), || {
         let lock = Lock::new().unwrap();
         let counter = Counter::new();
-        let start = Barrier::new(PROCS as u32).unwrap();
+        let start = Barrier::new(PROCS).unwrap();
         let children: Vec<_> = (0..PROCS)
             .map(|_| spawn_child("child_lock_updates", &(&lock, &counter, &start)))
             .collect();
@@ -55,12 +55,93 @@ fn child_lock_updates() {
     eprintln!("{contended} of {UPDATES} acquisitions found the lock held");
 }
 
+/// CPython: `<RLock(SomeOtherProcess, nonzero)>`: another process sees who
+/// owns an RLock and how deep.
+#[test]
+fn rlock_owner_and_count_are_visible_from_another_process() {
+    watchdog(Duration::from_secs(60), || {
+        let rlock = RLock::new().unwrap();
+        let a = rlock.lock().unwrap();
+        let b = rlock.lock().unwrap();
+        let me = std::process::id();
+        let owner = rlock.owner().unwrap();
+        assert_eq!(owner.pid, me);
+        assert_eq!(
+            format!("{rlock:?}"),
+            format!("RLock {{ owner: Some({owner:?}), count: 2 }}")
+        );
+        let child = spawn_child("child_rlock_observer", &(&rlock, me, owner.tid, 2usize));
+        expect_success(child, CHILD_LIMIT);
+        drop(b);
+        drop(a);
+        assert_eq!(format!("{rlock:?}"), "RLock { owner: None, count: 0 }");
+        let child = spawn_child("child_rlock_observer", &(&rlock, 0u32, 0u32, 0usize));
+        expect_success(child, CHILD_LIMIT);
+    });
+}
+
+#[test]
+#[ignore = "child role of rlock_owner_and_count_are_visible_from_another_process"]
+fn child_rlock_observer() {
+    let Some((rlock, pid, tid, count)) = payload::<(RLock, u32, u32, usize)>() else {
+        return;
+    };
+    assert_eq!(rlock.count(), count);
+    if pid == 0 {
+        assert_eq!(rlock.owner(), None);
+        assert!(!rlock.is_locked());
+    } else {
+        let owner = rlock.owner().expect("owned by the parent");
+        assert_eq!((owner.pid, owner.tid), (pid, tid));
+        assert!(!rlock.is_owned_by_current_thread());
+        assert!(rlock.try_lock().unwrap_err().is_would_block());
+        assert_eq!(
+            format!("{rlock:?}"),
+            format!("RLock {{ owner: Some(pid {pid}, thread {tid}), count: {count} }}")
+        );
+    }
+}
+
+/// A holder that exits after a guard-less `acquire` is reported to the next
+/// guard-less acquirer as `Acquired::OwnerDied`, for Lock and RLock alike.
+#[test]
+fn guardless_acquire_reports_a_dead_holder() {
+    watchdog(Duration::from_secs(60), || {
+        let lock = Lock::new().unwrap();
+        let rlock = RLock::new().unwrap();
+        let child = spawn_child("child_acquire_and_exit", &(&lock, &rlock));
+        expect_success(child, CHILD_LIMIT);
+        assert!(lock.is_locked());
+        assert_eq!(rlock.count(), 2);
+        let limit = Some(Duration::from_secs(30));
+        assert_eq!(lock.acquire_timeout(limit), Some(Acquired::OwnerDied));
+        assert_eq!(rlock.acquire_timeout(limit), Some(Acquired::OwnerDied));
+        assert_eq!(rlock.count(), 1);
+        assert_eq!(rlock.owner().map(|o| o.pid), Some(std::process::id()));
+        lock.release().unwrap();
+        rlock.release().unwrap();
+        assert_eq!(lock.acquire(), Acquired::Clean);
+        assert_eq!(rlock.acquire(), Acquired::Clean);
+    });
+}
+
+#[test]
+#[ignore = "child role of guardless_acquire_reports_a_dead_holder"]
+fn child_acquire_and_exit() {
+    let Some((lock, rlock)) = payload::<(Lock, RLock)>() else {
+        return;
+    };
+    assert_eq!(lock.acquire(), Acquired::Clean);
+    assert_eq!(rlock.acquire(), Acquired::Clean);
+    assert_eq!(rlock.acquire(), Acquired::Clean);
+}
+
 #[test]
 fn rlock_three_deep_excludes_four_processes() {
     watchdog(Duration::from_secs(180), || {
         let rlock = RLock::new().unwrap();
         let counter = Counter::new();
-        let start = Barrier::new(PROCS as u32).unwrap();
+        let start = Barrier::new(PROCS).unwrap();
         let children: Vec<_> = (0..PROCS)
             .map(|_| spawn_child("child_rlock_updates", &(&rlock, &counter, &start)))
             .collect();

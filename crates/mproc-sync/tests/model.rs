@@ -15,8 +15,8 @@ use mproc_sync::{BoundedSemaphore, Lock, LockGuard, RLock, RLockGuard, Semaphore
 use proptest::prelude::*;
 
 const ACTORS: usize = 3;
-const SEM_INIT: u32 = 2;
-const BSEM_MAX: u32 = 2;
+const SEM_INIT: usize = 2;
+const BSEM_MAX: usize = 2;
 const TIMEOUT_MS: u64 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,9 +193,9 @@ fn execute<'a>(p: &'a Prims, held: &mut Held<'a>, op: Op, forget: bool) -> u8 {
 /// The model of all four primitives and of who holds what.
 #[derive(Debug, Default)]
 struct Model {
-    sem: u32,
+    sem: usize,
     sem_held: [u32; ACTORS],
-    bsem: u32,
+    bsem: usize,
     bsem_held: [u32; ACTORS],
     rlock_owner: Option<usize>,
     rlock_count: u32,

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::watchdog;
 use mproc_sync::{
-    Barrier, BoundedSemaphore, BrokenBarrier, Condition, Event, Lock, LockTimeoutError, NotOwner,
-    OverRelease, RLock, Semaphore, TryLockError, WaitError,
+    Acquired, Barrier, BoundedSemaphore, BrokenBarrier, Condition, Event, Lock, LockTimeoutError,
+    NotOwner, OverRelease, RLock, Semaphore, TryLockError, WaitError,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -92,16 +92,61 @@ fn rlock_recursion_and_owner_rules() {
             let try_other = r2.lock_timeout(ms(20)).is_err();
             (not_owner, try_other, r2.count())
         });
-        assert_eq!(other.join().unwrap(), (Err(NotOwner), true, 0));
+        // The count is visible from another thread (CPython's repr shows it
+        // for any observer).
+        assert_eq!(other.join().unwrap(), (Err(NotOwner), true, 3));
         drop(c);
         drop(b);
         assert!(r.is_locked());
         drop(a);
         assert!(!r.is_locked());
+        assert_eq!(r.count(), 0);
+        assert_eq!(r.owner(), None);
         // Release through a forgotten guard, CPython style.
         std::mem::forget(r.lock().unwrap());
         assert_eq!(r.release(), Ok(()));
         assert!(!r.is_locked());
+    });
+}
+
+/// CPython: `acquire(block, timeout) -> bool` and `release()`; a Lock may be
+/// released by any thread, an RLock only by its owner.
+#[test]
+fn guardless_acquire_and_release_follow_cpython() {
+    watchdog(LIMIT, || {
+        let lock = Lock::new().unwrap();
+        assert_eq!(lock.acquire(), Acquired::Clean);
+        assert!(lock.is_owned_by_current_thread());
+        assert_eq!(lock.try_acquire(), None);
+        let t0 = Instant::now();
+        assert_eq!(lock.acquire_timeout(Some(T)), None);
+        assert!(t0.elapsed() >= T);
+        // Another thread releases it (CPython's Lock is not owner-checked).
+        let l2 = lock.clone();
+        assert_eq!(thread::spawn(move || l2.release()).join().unwrap(), Ok(()));
+        assert!(!lock.is_locked());
+        assert_eq!(lock.release(), Err(OverRelease));
+        assert_eq!(lock.acquire_timeout(None), Some(Acquired::Clean));
+        assert_eq!(lock.release(), Ok(()));
+
+        let r = RLock::new().unwrap();
+        assert_eq!(r.acquire(), Acquired::Clean);
+        assert_eq!(r.try_acquire(), Some(Acquired::Clean));
+        assert_eq!(
+            r.acquire_timeout(Some(Duration::ZERO)),
+            Some(Acquired::Clean)
+        );
+        assert_eq!(r.count(), 3);
+        let r2 = r.clone();
+        let other =
+            thread::spawn(move || (r2.release(), r2.acquire_timeout(Some(ms(20))), r2.count()));
+        assert_eq!(other.join().unwrap(), (Err(NotOwner), None, 3));
+        for left in [2, 1, 0] {
+            assert_eq!(r.release(), Ok(()));
+            assert_eq!(r.count(), left);
+        }
+        assert!(!r.is_locked());
+        assert_eq!(r.release(), Err(NotOwner));
     });
 }
 
@@ -196,7 +241,7 @@ fn condition_wait_releases_a_reentered_rlock_fully() {
     });
 }
 
-struct ConditionProbe(u32);
+struct ConditionProbe(usize);
 
 fn probe(c: &Condition) -> ConditionProbe {
     // The condition's RLock is only reachable through its guard.

@@ -48,16 +48,26 @@
 //! | `shared_memory.SharedMemory` | [`shared_memory::SharedMemory`] |
 //! | `Pool`, `AsyncResult` | [`Pool`], [`AsyncResult`] ([`pool`]) |
 //! | `Manager()`, `.dict()`, `.list()`, `.Namespace()`, `BaseManager` | [`Manager`], proxies in [`managers`] |
+//! | `mpi4py.futures.MPIPoolExecutor`, `mpi4py.util.pool.Pool` | `MpiPool` (module `mpi`, feature `mpi`) |
 //!
 //! # Child processes and `main`
 //!
 //! Children started with the fork server (the default) or spawn are new runs
 //! of the same executable; mproc serves them before `main` runs, in programs,
 //! examples and `cargo test` binaries alike. See [`process`] for details.
+//!
+//! # Features
+//!
+//! * `mpi`: `mpi::MpiPool`, the Pool API on
+//!   the ranks of an MPI job (module `mpi`), for work that outgrows one
+//!   machine. Needs Open MPI and libclang to build (`scripts/install-mpi.sh`).
 
 #![doc(test(attr(deny(warnings))))]
 
 pub use mproc_manager as managers;
+/// The Pool API across machines, on MPI (feature `mpi`).
+#[cfg(feature = "mpi")]
+pub use mproc_mpi as mpi;
 pub use mproc_pipe as connection;
 pub use mproc_pool as pool;
 pub use mproc_process as process;
@@ -78,7 +88,7 @@ pub use mproc_process::{
     current_process, get_context, init, parent_process,
 };
 pub use mproc_queue::{JoinableQueue, Queue, SimpleQueue};
-pub use mproc_shm::{Array, RawArray, RawValue, Value};
+pub use mproc_shm::{Array, RawArray, RawValue, Synchronized, SynchronizedArray, Value};
 pub use mproc_sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 
 /// The README's examples, compiled and run as doc tests.

@@ -8,13 +8,6 @@ const ALL: [Digest; 5] = [
     Digest::Sha3_384,
 ];
 
-fn legacy() -> AuthOptions {
-    AuthOptions {
-        allow_legacy_md5: true,
-        ..AuthOptions::default()
-    }
-}
-
 #[test]
 fn modern_round_trip_for_every_digest() {
     for d in ALL {
@@ -51,30 +44,42 @@ fn known_sha256_vector() {
     verify_response(b"key", &body, &resp, &AuthOptions::default()).unwrap();
 }
 
+/// CPython 3.12+ still answers a legacy 20-byte challenge and accepts a
+/// legacy 16-byte HMAC-MD5 response; so does mproc by default, while
+/// `allow_legacy_md5: false` refuses both.
 #[test]
-fn legacy_md5_needs_opt_in() {
+fn legacy_md5_is_accepted_by_default_and_can_be_refused() {
+    let strict = AuthOptions {
+        allow_legacy_md5: false,
+        ..AuthOptions::default()
+    };
+    assert!(AuthOptions::default().allow_legacy_md5);
+    assert_eq!(AuthOptions::default().digest, Digest::Sha256);
     let challenge: Vec<u8> = [CHALLENGE, &[7u8; 20]].concat();
-    assert_eq!(
-        respond_to_challenge(b"k", &challenge, &AuthOptions::default()),
-        Err(AuthError::LegacyMd5Disabled)
-    );
-    let resp = respond_to_challenge(b"k", &challenge, &legacy()).unwrap();
+    let resp = respond_to_challenge(b"k", &challenge, &AuthOptions::default()).unwrap();
     // hmac.new(b"k", bytes([7] * 20), "md5").hexdigest()
     let hex: String = resp.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, "6d5cca6646793217129b4439afb17dad");
-    verify_response(b"k", &[7u8; 20], &resp, &legacy()).unwrap();
     assert_eq!(
-        verify_response(b"k", &[7u8; 20], &resp, &AuthOptions::default()),
+        respond_to_challenge(b"k", &challenge, &strict),
+        Err(AuthError::LegacyMd5Disabled)
+    );
+    verify_response(b"k", &[7u8; 20], &resp, &AuthOptions::default()).unwrap();
+    assert_eq!(
+        verify_response(b"k", &[7u8; 20], &resp, &strict),
         Err(AuthError::LegacyMd5Disabled)
     );
     // A 3.11 client answers our modern challenge with raw HMAC-MD5 over the whole body.
     let (_, body) = make_challenge(Digest::Sha256).unwrap();
     let raw = Digest::Md5.mac(b"k", &body);
-    verify_response(b"k", &body, &raw, &legacy()).unwrap();
+    verify_response(b"k", &body, &raw, &AuthOptions::default()).unwrap();
     assert_eq!(
-        verify_response(b"k", &body, &raw, &AuthOptions::default()),
+        verify_response(b"k", &body, &raw, &strict),
         Err(AuthError::LegacyMd5Disabled)
     );
+    // Our own challenges stay {sha256}.
+    let (msg, _) = make_challenge(AuthOptions::default().digest).unwrap();
+    assert!(msg.starts_with(b"#CHALLENGE#{sha256}"));
 }
 
 #[test]

@@ -33,3 +33,31 @@ fn stray_fds_are_dropped() {
     assert_eq!(r.claim_fds(20, 30).len(), 0);
     assert!(r.batches.is_empty());
 }
+
+/// A receiver maps one arena per sending copy of the other end, and unmaps
+/// an arena once its sender has given it up (grown out of it, or dropped
+/// its end) and every message in it has been read.
+#[test]
+fn arenas_per_sender_are_unmapped_when_retired() {
+    let arenas = |c: &Connection| lock(&c.shared.reader).arenas.len();
+    let (rx, tx) = pipe(false).unwrap();
+    let big = vec![7u8; 300 << 10];
+    // A copy as another process gets it: its own writer, so its own arena.
+    let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(&tx).unwrap();
+    let copy: Connection = mproc_shm::handle::from_bytes_with_fds(&bytes, fds).unwrap();
+    tx.send_bytes(&big).unwrap();
+    copy.send_bytes(&big).unwrap();
+    assert_eq!(rx.recv_bytes().unwrap(), big);
+    assert_eq!(rx.recv_bytes().unwrap(), big);
+    assert_eq!(arenas(&rx), 2);
+    // The copy gives its arena up; once read to the end, it is unmapped.
+    drop(copy);
+    tx.send_bytes(&big).unwrap();
+    assert_eq!(rx.recv_bytes().unwrap(), big);
+    assert_eq!(arenas(&rx), 1);
+    // Growing past the arena replaces it; the old one goes too.
+    let huge = vec![9u8; (8 << 20) + 1];
+    tx.send_bytes(&huge).unwrap();
+    assert_eq!(rx.recv_bytes().unwrap(), huge);
+    assert_eq!(arenas(&rx), 1);
+}

@@ -284,6 +284,10 @@ pub(crate) fn poll(fds: &mut [libc::pollfd], deadline: Option<Instant>) -> io::R
                 }
             }
         }
+        // A closed descriptor is reported as POLLNVAL: an error, not readiness.
+        if r > 0 && fds.iter().any(|p| p.revents & libc::POLLNVAL != 0) {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
         return Ok(r as usize);
     }
 }

@@ -1,0 +1,28 @@
+"""Running a CPython counterpart as an MPI job with mpi4py (4.x, from PyPI:
+`scripts/install-mpi.sh --bench`).
+
+`relaunch(n)` re-runs the calling script as
+`mpirun -n N python3 -m mpi4py.futures script --inner ...` (static mode: rank 0
+runs the script, ranks >= 1 serve MPIPoolExecutor) with the Open MPI
+settings of scripts/mpi-env.sh, relays its output, and exits; inside the job
+it returns and the script goes on.
+"""
+import os
+import subprocess
+import sys
+
+ENV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "mpi-env.sh")
+
+
+def relaunch(n, timeout=600):
+    if "--inner" in sys.argv:
+        sys.argv.remove("--inner")
+        return
+    args = " ".join(sys.argv[1:])
+    script = os.path.abspath(sys.argv[0])
+    cmd = f". {ENV} && exec timeout -k 5 {timeout} mpirun -n {n} {sys.executable} -m mpi4py.futures {script} --inner {args}"
+    out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
+    sys.stdout.write(out.stdout)
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr)
+    sys.exit(out.returncode)

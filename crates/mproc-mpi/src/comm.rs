@@ -1,0 +1,667 @@
+//! The MPI thread. With Open MPI a communicator is not `Send`, so every MPI
+//! call of a process happens on this one thread: it initialises MPI
+//! (`MPI_THREAD_FUNNELED`), serves as a worker or runs rank 0's scheduler,
+//! and finalises MPI when the pool is done. The pool talks to it through a
+//! channel.
+
+use std::collections::{HashMap, VecDeque};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use mpi::collective::Root;
+use mpi::environment::Threading;
+use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::topology::{Communicator, Rank, SimpleCommunicator};
+use mproc_pool::TaskError;
+
+use crate::error::MpiError;
+use crate::job::{Bytes, Sink, lock};
+use crate::{task, wire, worker};
+
+/// A chunk on its way to a worker rank.
+pub(crate) struct Chunk {
+    /// The task message (its id is written when it is sent).
+    pub(crate) msg: Vec<u8>,
+    pub(crate) sink: Arc<Sink>,
+    /// Its position in its operation.
+    pub(crate) seq: usize,
+    pub(crate) entry: i64,
+    pub(crate) items: usize,
+}
+
+pub(crate) enum Cmd {
+    Submit(Vec<Chunk>),
+    /// Run what is queued, then stop the workers and finalise.
+    Close,
+    /// Drop what is queued (those results fail with `Cancelled`), then as
+    /// `Close`.
+    Terminate,
+    /// Once the pool is idle, time this many raw 8-byte MPI round trips
+    /// with the first worker (after 200 unmeasured ones); reply with the
+    /// whole duration.
+    Echo(u64, Sender<Duration>),
+}
+
+/// Measured time per item, per task function.
+#[derive(Default)]
+pub(crate) struct Estimates(Mutex<HashMap<i64, (f64, f64)>>);
+
+impl Estimates {
+    /// Adds a chunk's measurement: a moving average of the time per item,
+    /// weighted by items, that forgets old chunks (a chunk slowed down by
+    /// preemption must not shrink the chunks for the rest of the run).
+    fn add(&self, entry: i64, ns: u64, items: usize) {
+        if items == 0 {
+            return;
+        }
+        let mut m = lock(&self.0);
+        let e = m.entry(entry).or_insert((0.0, 0.0));
+        let (ns, items) = (ns as f64, items as f64);
+        // Keep the weight of the past at most 4 chunks' worth of this one.
+        let keep = (4.0 * items / e.1.max(items)).min(1.0);
+        e.0 = e.0 * keep + ns;
+        e.1 = e.1 * keep + items;
+    }
+
+    /// Nanoseconds per item, once something was measured.
+    pub(crate) fn get(&self, entry: i64) -> Option<f64> {
+        lock(&self.0)
+            .get(&entry)
+            .filter(|e| e.1 > 0.0)
+            .map(|e| e.0 / e.1)
+    }
+}
+
+/// How the worker processes come to be.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Launch {
+    /// `mpirun -n N prog`: ranks ≥ 1 are the workers.
+    Static,
+    /// `MPI_Comm_spawn` of this executable, this many times.
+    Spawn(usize),
+}
+
+/// The argument that marks a spawned worker (followed by its local process
+/// count).
+pub(crate) const WORKER_ARG: &str = "--mproc-mpi-worker=";
+
+/// Rank 0's handle on the MPI thread.
+pub(crate) struct Master {
+    tx: Mutex<Option<Sender<Cmd>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) workers: usize,
+    /// The largest local process count of a worker rank.
+    pub(crate) local: usize,
+    pub(crate) est: Arc<Estimates>,
+}
+
+impl Master {
+    /// Sends a command; `false` if the MPI thread is gone.
+    pub(crate) fn send(&self, cmd: Cmd) -> bool {
+        lock(&self.tx)
+            .as_ref()
+            .is_some_and(|tx| tx.send(cmd).is_ok())
+    }
+
+    /// Waits until the MPI thread has finished (MPI finalised).
+    pub(crate) fn join(&self) {
+        // Dropping the sender ends the thread's wait once it is idle.
+        lock(&self.tx).take();
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+    }
+
+    pub(crate) fn finished(&self) -> bool {
+        lock(&self.thread).as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+enum Ready {
+    Master { workers: usize, local: usize },
+    Worker,
+}
+
+static USED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    static MPI_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Starts MPI on its own thread. On rank 0 (or in a process that spawned
+/// its workers) returns the handle; on a static worker rank, serves until
+/// the pool closes and then exits the process.
+pub(crate) fn start(launch: Launch, local: usize) -> Result<Master, MpiError> {
+    if USED.swap(true, Ordering::SeqCst) || mpi::environment::is_initialized() {
+        return Err(MpiError::AlreadyInitialized);
+    }
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (cmd_tx, cmd_rx) = mpsc::channel();
+    let est = Arc::new(Estimates::default());
+    let est2 = est.clone();
+    let thread = thread::Builder::new()
+        .name("mproc-mpi".into())
+        .spawn(move || mpi_thread(launch, local, ready_tx, cmd_rx, est2))
+        .map_err(|e| MpiError::Thread(e.to_string()))?;
+    match ready_rx.recv() {
+        Ok(Ok(Ready::Master { workers, local })) => Ok(Master {
+            tx: Mutex::new(Some(cmd_tx)),
+            thread: Mutex::new(Some(thread)),
+            workers,
+            local,
+            est,
+        }),
+        Ok(Ok(Ready::Worker)) => {
+            let _ = thread.join();
+            std::process::exit(0)
+        }
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(MpiError::Thread(
+                "the MPI thread ended during start-up".into(),
+            ))
+        }
+    }
+}
+
+type ReadyTx = Sender<Result<Ready, MpiError>>;
+
+fn mpi_thread(
+    launch: Launch,
+    local: usize,
+    ready: ReadyTx,
+    rx: Receiver<Cmd>,
+    est: Arc<Estimates>,
+) {
+    MPI_THREAD.with(|t| t.set(true));
+    let Some((universe, level)) = mpi::initialize_with_threading(Threading::Funneled) else {
+        let _ = ready.send(Err(MpiError::Init("MPI_Init_thread failed".into())));
+        return;
+    };
+    if level < Threading::Funneled {
+        let _ = ready.send(Err(MpiError::Init(format!(
+            "MPI gave threading level {level:?}, the pool needs Funneled"
+        ))));
+        return;
+    }
+    install_panic_hook();
+    let world = universe.world();
+    match launch {
+        Launch::Static => {
+            if world.size() < 2 {
+                let _ = ready.send(Err(MpiError::NoWorkers));
+                return;
+            }
+            if world.rank() != 0 {
+                let _ = ready.send(Ok(Ready::Worker));
+                worker::serve(&world, 0, local);
+                return;
+            }
+            let workers: Vec<Rank> = (1..world.size()).collect();
+            run_master(&world, workers, local, ready, rx, &est);
+        }
+        Launch::Spawn(n) => {
+            if n == 0 {
+                let _ = ready.send(Err(MpiError::NoWorkers));
+                return;
+            }
+            let exe = match std::env::current_exe() {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = ready.send(Err(MpiError::Spawn(format!("no current executable: {e}"))));
+                    return;
+                }
+            };
+            let mut cmd = Command::new(exe);
+            cmd.arg(format!("{WORKER_ARG}{local}"));
+            let me = SimpleCommunicator::self_comm();
+            let inter = match me.process_at_rank(0).spawn(&cmd, n as Rank) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = ready.send(Err(MpiError::Spawn(format!("{e:?}"))));
+                    return;
+                }
+            };
+            let workers: Vec<Rank> = (0..n as Rank).collect();
+            run_master(&inter, workers, local, ready, rx, &est);
+        }
+    }
+    drop(world);
+    drop(universe);
+}
+
+/// Collects every worker's hello, then schedules until closed.
+fn run_master<C: Communicator>(
+    comm: &C,
+    workers: Vec<Rank>,
+    local: usize,
+    ready: ReadyTx,
+    rx: Receiver<Cmd>,
+    est: &Estimates,
+) {
+    let mine = task::probe_offset();
+    let my_host = mpi::environment::processor_name().unwrap_or_default();
+    let mut max_local = 1usize;
+    let mut pids = Vec::with_capacity(workers.len());
+    for &w in &workers {
+        let (msg, _) = comm
+            .process_at_rank(w)
+            .receive_vec_with_tag::<u8>(wire::TAG_HELLO);
+        match wire::parse_hello(&msg) {
+            Ok(h) if h.probe == mine => {
+                max_local = max_local.max(h.local as usize);
+                pids.push((h.host == my_host).then_some(h.pid));
+            }
+            Ok(h) => {
+                eprintln!(
+                    "mproc-mpi: worker rank {w} (pid {} on {}) runs a different executable; \
+                     every rank must run the same binary (at the same path on every node)",
+                    h.pid, h.host
+                );
+                comm.abort(2);
+            }
+            Err(e) => {
+                eprintln!("mproc-mpi: worker rank {w} sent a bad hello: {e}");
+                comm.abort(2);
+            }
+        }
+    }
+    let _ = local;
+    let _ = ready.send(Ok(Ready::Master {
+        workers: workers.len(),
+        local: max_local,
+    }));
+    let mut m = Sched {
+        sending: Vec::new(),
+        workers: workers
+            .iter()
+            .zip(pids)
+            .map(|(&rank, pid)| Slot {
+                rank,
+                inflight: 0,
+                pid,
+            })
+            .collect(),
+        queue: VecDeque::new(),
+        out: HashMap::new(),
+        next_id: 1,
+        closing: false,
+        echo: None,
+    };
+    m.run(comm, &rx, est);
+    for s in m.sending.drain(..) {
+        s.finish();
+    }
+    for w in &m.workers {
+        comm.process_at_rank(w.rank)
+            .send_with_tag(&[0u8; 0][..], wire::TAG_STOP);
+    }
+}
+
+struct Slot {
+    rank: Rank,
+    inflight: usize,
+    /// The worker's pid if it runs on this host (then rank 0 can see it die).
+    pid: Option<u32>,
+}
+
+struct Outstanding {
+    /// `None` once cancelled: the result is received and dropped.
+    sink: Option<Arc<Sink>>,
+    seq: usize,
+    entry: i64,
+    items: usize,
+    slot: usize,
+}
+
+/// A task message on its way out (`MPI_Isend`): the request and the
+/// buffer it reads, leaked for the request's `'static` scope and freed once
+/// the send completed.
+struct Sending {
+    req: mpi::request::Request<'static, [u8], mpi::request::StaticScope>,
+    buf: *mut [u8],
+}
+
+impl Sending {
+    fn start<C: Communicator>(comm: &C, rank: Rank, msg: Vec<u8>) -> Self {
+        let buf: &'static mut [u8] = Box::leak(msg.into_boxed_slice());
+        let ptr: *mut [u8] = buf;
+        // SAFETY: `ptr` comes from the leaked box just above; MPI only reads
+        // the buffer, and it is freed (in `finish`) only after the request
+        // completed.
+        let shared: &'static [u8] = unsafe { &*ptr };
+        let req = comm.process_at_rank(rank).immediate_send_with_tag(
+            mpi::request::StaticScope,
+            shared,
+            wire::TAG_TASK,
+        );
+        Self { req, buf: ptr }
+    }
+
+    /// Completes the send if it is done (then frees its buffer).
+    fn try_finish(self) -> Option<Self> {
+        match self.req.test() {
+            Ok(_) => {
+                // SAFETY: the request completed, so MPI no longer reads the
+                // buffer; it was leaked from a box in `start` and is freed once.
+                drop(unsafe { Box::from_raw(self.buf) });
+                None
+            }
+            Err(req) => Some(Self { req, buf: self.buf }),
+        }
+    }
+
+    fn finish(self) {
+        self.req.wait();
+        // SAFETY: as in `try_finish`.
+        drop(unsafe { Box::from_raw(self.buf) });
+    }
+}
+
+struct Sched {
+    workers: Vec<Slot>,
+    sending: Vec<Sending>,
+    queue: VecDeque<Chunk>,
+    out: HashMap<u64, Outstanding>,
+    next_id: u64,
+    closing: bool,
+    echo: Option<(u64, Sender<Duration>)>,
+}
+
+/// Chunks per worker at once: one running, one waiting in its receive
+/// queue, so a worker never idles for a round trip.
+const DEPTH: usize = 2;
+/// How long the MPI thread polls after activity before it naps.
+const SPIN: Duration = Duration::from_micros(50);
+/// Its longest nap while work is out (a command wakes it at once).
+const MAX_NAP: Duration = Duration::from_millis(1);
+/// How often rank 0 checks that the workers on its host with work out are
+/// alive.
+const WATCH: Duration = Duration::from_millis(100);
+
+impl Sched {
+    fn on_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Submit(chunks) => self.queue.extend(chunks),
+            Cmd::Close => self.closing = true,
+            Cmd::Echo(rounds, reply) => self.echo = Some((rounds, reply)),
+            Cmd::Terminate => {
+                self.closing = true;
+                for c in self.queue.drain(..) {
+                    c.sink.deliver(c.seq, Err(TaskError::Cancelled));
+                }
+                for o in self.out.values_mut() {
+                    if let Some(s) = o.sink.take() {
+                        s.deliver(o.seq, Err(TaskError::Cancelled));
+                    }
+                }
+            }
+        }
+    }
+
+    fn run<C: Communicator>(&mut self, comm: &C, rx: &Receiver<Cmd>, est: &Estimates) {
+        let mut last_activity = Instant::now();
+        let mut last_watch = Instant::now();
+        let mut nap = Duration::from_micros(20);
+        loop {
+            let mut busy = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(cmd) => {
+                        busy = true;
+                        self.on_cmd(cmd);
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.closing = true;
+                        break;
+                    }
+                }
+            }
+            while let Some(matched) = comm
+                .any_process()
+                .immediate_matched_probe_with_tag(wire::TAG_RESULT)
+            {
+                busy = true;
+                let (msg, status) = matched.matched_receive_vec::<u8>();
+                self.on_result(status.source_rank(), msg, est);
+            }
+            busy |= self.dispatch(comm);
+            if !self.sending.is_empty() {
+                self.sending = std::mem::take(&mut self.sending)
+                    .into_iter()
+                    .filter_map(Sending::try_finish)
+                    .collect();
+            }
+            if self.out.is_empty() && self.queue.is_empty() {
+                if let Some((rounds, reply)) = self.echo.take() {
+                    let _ = reply.send(self.echo_rounds(comm, rounds));
+                    busy = true;
+                }
+            }
+            if self.closing
+                && self.queue.is_empty()
+                && self.out.is_empty()
+                && self.sending.is_empty()
+            {
+                return;
+            }
+            if busy {
+                last_activity = Instant::now();
+                nap = Duration::from_micros(20);
+                continue;
+            }
+            if last_activity.elapsed() < SPIN {
+                thread::yield_now();
+                continue;
+            }
+            if self.queue.is_empty() && self.out.is_empty() {
+                // Nothing can arrive from the workers: sleep until told.
+                match rx.recv() {
+                    Ok(cmd) => self.on_cmd(cmd),
+                    Err(_) => self.closing = true,
+                }
+                last_activity = Instant::now();
+                continue;
+            }
+            if last_watch.elapsed() >= WATCH {
+                last_watch = Instant::now();
+                self.watch(comm);
+            }
+            match rx.recv_timeout(nap) {
+                Ok(cmd) => {
+                    self.on_cmd(cmd);
+                    last_activity = Instant::now();
+                }
+                Err(RecvTimeoutError::Timeout) => nap = (nap * 2).min(MAX_NAP),
+                Err(RecvTimeoutError::Disconnected) => self.closing = true,
+            }
+        }
+    }
+
+    /// Hands queued chunks to free workers (the least loaded first).
+    fn dispatch<C: Communicator>(&mut self, comm: &C) -> bool {
+        let mut sent = false;
+        for depth in 0..DEPTH {
+            for i in 0..self.workers.len() {
+                if self.queue.is_empty() {
+                    return sent;
+                }
+                if self.workers[i].inflight != depth {
+                    continue;
+                }
+                let mut c = self.queue.pop_front().expect("checked above");
+                let id = self.next_id;
+                self.next_id += 1;
+                wire::set_id(&mut c.msg, id);
+                // Non-blocking: a large chunk for a busy worker must not stop
+                // this thread from taking the other workers' results.
+                let msg = std::mem::take(&mut c.msg);
+                self.sending
+                    .push(Sending::start(comm, self.workers[i].rank, msg));
+                self.workers[i].inflight += 1;
+                self.out.insert(
+                    id,
+                    Outstanding {
+                        sink: Some(c.sink),
+                        seq: c.seq,
+                        entry: c.entry,
+                        items: c.items,
+                        slot: i,
+                    },
+                );
+                sent = true;
+            }
+        }
+        sent
+    }
+
+    /// Raw MPI round trips with the first worker (idle pool only).
+    fn echo_rounds<C: Communicator>(&self, comm: &C, rounds: u64) -> Duration {
+        const WARM: u64 = 200;
+        let peer = comm.process_at_rank(self.workers[0].rank);
+        peer.send_with_tag(&(rounds + WARM).to_le_bytes()[..], wire::TAG_ECHO);
+        let mut t0 = Instant::now();
+        for i in 0..rounds + WARM {
+            if i == WARM {
+                t0 = Instant::now();
+            }
+            peer.send_with_tag(&i, wire::TAG_ECHO);
+            let _: (u64, _) = peer.receive_with_tag(wire::TAG_ECHO);
+        }
+        t0.elapsed()
+    }
+
+    /// Ends the job if a worker on this host with work out has died: MPI
+    /// cannot replace a rank, and the MPI runtime does not always end a job
+    /// whose spawned process died (Open MPI 4 leaves the parent waiting).
+    fn watch<C: Communicator>(&self, comm: &C) {
+        for w in &self.workers {
+            let Some(pid) = w.pid else { continue };
+            if w.inflight > 0 && !alive(pid) {
+                eprintln!(
+                    "mproc-mpi: worker rank {} (pid {pid}) died with work out; an MPI job cannot \
+                     replace a rank, so the job is aborted",
+                    w.rank
+                );
+                comm.abort(1);
+            }
+        }
+    }
+
+    fn on_result(&mut self, from: Rank, msg: Vec<u8>, est: &Estimates) {
+        let (id, ns, failure) = match wire::parse_result(&msg) {
+            Ok(r) => (r.id, r.ns, r.out.err()),
+            Err(e) => {
+                eprintln!("mproc-mpi: rank {from} sent a bad result message: {e}");
+                return;
+            }
+        };
+        let Some(o) = self.out.remove(&id) else {
+            eprintln!("mproc-mpi: rank {from} sent a result for unknown chunk {id}: {failure:?}");
+            return;
+        };
+        self.workers[o.slot].inflight -= 1;
+        est.add(o.entry, ns, o.items);
+        if let Some(sink) = o.sink {
+            let out = match failure {
+                None => Ok(Bytes {
+                    buf: msg,
+                    start: wire::RESULT_HEADER,
+                }),
+                Some(e) => Err(TaskError::Decode(e)),
+            };
+            sink.deliver(o.seq, out);
+        }
+    }
+}
+
+/// Whether process `pid` (on this host) is alive: it exists and is not a
+/// zombie.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_none_or(|(_, rest)| !rest.starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+/// Makes a panic outside a task on the MPI thread (a worker rank's loop, or
+/// rank 0's scheduler) end the whole job through `MPI_Abort` instead of
+/// leaving the other ranks waiting for ever. A task's panic is recorded for
+/// its result instead.
+fn install_panic_hook() {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if worker::in_task() {
+            let msg = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic with a non-string payload".into());
+            let msg = match info.location() {
+                Some(l) => format!("{msg} (at {}:{})", l.file(), l.line()),
+                None => msg,
+            };
+            worker::record_panic(msg);
+            return;
+        }
+        prev(info);
+        if MPI_THREAD.with(|t| t.get()) && !mpi::environment::is_finalized() {
+            eprintln!("mproc-mpi: panic on the MPI thread; aborting the MPI job");
+            // SAFETY: MPI is initialised (this thread initialised it) and not
+            // finalised; MPI_Abort takes any communicator and never returns.
+            unsafe {
+                mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, 101);
+            }
+        }
+    }));
+}
+
+/// Serves as a spawned worker if this process was started as one by
+/// [`Launch::Spawn`] (and then exits); returns at once otherwise.
+pub(crate) fn dispatch_spawned() {
+    let Some(local) = spawned_marker() else {
+        return;
+    };
+    if std::env::var_os("MPROC_CHILD").is_some() || std::env::var_os("MPROC_FORKSERVER").is_some() {
+        return;
+    }
+    USED.store(true, Ordering::SeqCst);
+    MPI_THREAD.with(|t| t.set(true));
+    let Some((universe, _)) = mpi::initialize_with_threading(Threading::Funneled) else {
+        eprintln!("mproc-mpi: a spawned worker could not initialise MPI");
+        std::process::exit(1)
+    };
+    install_panic_hook();
+    let Some(parent) = universe.world().parent() else {
+        eprintln!(
+            "mproc-mpi: {WORKER_ARG} given but this process has no MPI parent; do not pass it by hand"
+        );
+        drop(universe);
+        std::process::exit(1)
+    };
+    worker::serve(&parent, 0, local);
+    drop(parent);
+    drop(universe);
+    std::process::exit(0)
+}
+
+/// The local process count of a spawned worker, from its last argument.
+fn spawned_marker() -> Option<usize> {
+    let cmdline = std::fs::read("/proc/self/cmdline").ok()?;
+    let last = cmdline.split(|&b| b == 0).rfind(|a| !a.is_empty())?;
+    let last = std::str::from_utf8(last).ok()?;
+    last.strip_prefix(WORKER_ARG)?.parse().ok()
+}

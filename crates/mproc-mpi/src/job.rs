@@ -1,0 +1,280 @@
+//! Where results land: a [`Sink`] per operation, filled by the MPI thread
+//! and drained by the caller's thread, and [`AsyncResult`].
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use mproc_pool::{PoolError, TaskError};
+use serde::de::DeserializeOwned;
+
+/// A chunk's results as they arrived: the result message and where its
+/// payload (`postcard` of `Vec<Result<R, String>>`) starts.
+pub(crate) struct Bytes {
+    pub(crate) buf: Vec<u8>,
+    pub(crate) start: usize,
+}
+
+/// A chunk's outcome.
+pub(crate) type ChunkOut = Result<Bytes, TaskError>;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long a waiting caller polls before it sleeps on the condition
+/// variable (short: a round trip to another rank is a few microseconds).
+const SPIN: Duration = Duration::from_micros(20);
+
+/// The chunks of one operation that came back, in arrival order.
+#[derive(Default)]
+pub(crate) struct Sink {
+    done: Mutex<Vec<(usize, ChunkOut)>>,
+    cv: Condvar,
+    /// Chunks delivered so far (read without the lock while spinning).
+    count: AtomicUsize,
+}
+
+impl Sink {
+    /// Called by the MPI thread.
+    pub(crate) fn deliver(&self, seq: usize, out: ChunkOut) {
+        lock(&self.done).push((seq, out));
+        // Release: pairs with the Acquire loads of the spinning waiter.
+        self.count.fetch_add(1, Ordering::Release);
+        self.cv.notify_all();
+    }
+
+    /// How many chunks came back so far.
+    pub(crate) fn delivered(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Waits until at least one chunk is there (or the deadline passes) and
+    /// takes all that are.
+    pub(crate) fn take(&self, deadline: Option<Instant>) -> Vec<(usize, ChunkOut)> {
+        let t0 = Instant::now();
+        while lock(&self.done).is_empty() && t0.elapsed() < SPIN {
+            std::hint::spin_loop();
+            std::thread::yield_now();
+        }
+        let mut g = lock(&self.done);
+        while g.is_empty() {
+            match deadline {
+                None => g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break;
+                    }
+                    g = self
+                        .cv
+                        .wait_timeout(g, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+        std::mem::take(&mut *g)
+    }
+
+    /// Waits until `n` chunks in all have been delivered (or the deadline).
+    pub(crate) fn wait_count(&self, n: usize, deadline: Option<Instant>) -> bool {
+        let t0 = Instant::now();
+        while self.delivered() < n && t0.elapsed() < SPIN {
+            std::thread::yield_now();
+        }
+        let mut g = lock(&self.done);
+        while self.delivered() < n {
+            match deadline {
+                None => g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return false;
+                    }
+                    g = self
+                        .cv
+                        .wait_timeout(g, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// A chunk's items, decoded: each item's value or error, in order.
+pub(crate) struct Decoded<R> {
+    values: std::vec::IntoIter<R>,
+    failures: std::collections::VecDeque<(u64, TaskError)>,
+    pos: u64,
+    len: u64,
+}
+
+impl<R> Iterator for Decoded<R> {
+    type Item = Result<R, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.len {
+            return None;
+        }
+        let k = self.pos;
+        self.pos += 1;
+        if self.failures.front().is_some_and(|(at, _)| *at == k) {
+            return self.failures.pop_front().map(|(_, e)| Err(e));
+        }
+        self.values.next().map(Ok)
+    }
+}
+
+impl<R> Decoded<R> {
+    /// All the values, or the first failure and its position in the chunk.
+    pub(crate) fn into_values(mut self) -> Result<Vec<R>, (usize, TaskError)> {
+        match self.failures.pop_front() {
+            None => Ok(self.values.collect()),
+            Some((k, e)) => Err((k as usize, e)),
+        }
+    }
+}
+
+/// Whether `R` is `()`.
+fn is_unit<R>() -> bool {
+    typeid::of::<R>() == std::any::TypeId::of::<()>()
+}
+
+/// `k` unit values as a `Vec<R>`, without a loop.
+fn units<R>(k: u64) -> Vec<R> {
+    assert!(is_unit::<R>());
+    // No bytes to write: the compiler turns this into setting the length.
+    let v: Vec<()> = vec![(); k as usize];
+    let v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: `R` is `()` (asserted; same TypeId, `()` has no lifetimes), so
+    // this moves the Vec out as its own type; the original is not dropped.
+    unsafe { std::mem::transmute_copy::<Vec<()>, Vec<R>>(&v) }
+}
+
+/// Decodes a chunk of `n` items.
+pub(crate) fn decode_chunk<R: DeserializeOwned>(out: ChunkOut, n: usize) -> Decoded<R> {
+    let all_failed = |e: TaskError| Decoded {
+        values: Vec::new().into_iter(),
+        failures: (0..n as u64).map(|k| (k, e.clone())).collect(),
+        pos: 0,
+        len: n as u64,
+    };
+    let bytes = match out {
+        Ok(b) => b,
+        Err(e) => return all_failed(e),
+    };
+    let payload = &bytes.buf[bytes.start..];
+    let parsed = if is_unit::<R>() {
+        // `()` values have no bytes: the list is its length (postcard writes a
+        // sequence's length as the same varint as a u64), and decoding it item
+        // by item would cost rank 0 a loop over every item of the chunk.
+        postcard::from_bytes::<(u64, Vec<(u64, String)>)>(payload)
+            .map(|(k, f)| (units::<R>(k.min(n as u64)), f))
+    } else {
+        postcard::from_bytes::<(Vec<R>, Vec<(u64, String)>)>(payload)
+    };
+    match parsed {
+        Ok((values, failures))
+            if values.len() + failures.len() == n
+                && failures.windows(2).all(|w| w[0].0 < w[1].0)
+                && failures.last().is_none_or(|f| f.0 < n as u64) =>
+        {
+            Decoded {
+                values: values.into_iter(),
+                failures: failures
+                    .into_iter()
+                    .map(|(k, message)| (k, TaskError::Panicked { message }))
+                    .collect(),
+                pos: 0,
+                len: n as u64,
+            }
+        }
+        Ok((values, failures)) => all_failed(TaskError::Decode(format!(
+            "a worker rank returned {} values and {} failures for a chunk of {n} items",
+            values.len(),
+            failures.len()
+        ))),
+        Err(e) => all_failed(TaskError::Decode(e.to_string())),
+    }
+}
+
+/// Turns the decoded items of a whole map into its value, or the first
+/// failure in input order.
+pub(crate) fn collect_map<R>(
+    items: impl Iterator<Item = Result<R, TaskError>>,
+) -> Result<Vec<R>, PoolError> {
+    let mut v = Vec::new();
+    for (index, r) in items.enumerate() {
+        match r {
+            Ok(x) => v.push(x),
+            Err(error) => return Err(PoolError::Task { index, error }),
+        }
+    }
+    Ok(v)
+}
+
+type Finish<T> = Box<dyn FnOnce(Vec<(usize, ChunkOut)>) -> Result<T, PoolError> + Send>;
+
+/// The result of [`MpiPool::apply_async`](crate::MpiPool::apply_async) or
+/// [`MpiPool::map_async`](crate::MpiPool::map_async) (Python's
+/// `AsyncResult`).
+#[must_use = "an AsyncResult does nothing unless waited on"]
+pub struct AsyncResult<T> {
+    sink: Arc<Sink>,
+    chunks: usize,
+    finish: Finish<T>,
+}
+
+impl<T> fmt::Debug for AsyncResult<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> AsyncResult<T> {
+    pub(crate) fn new(sink: Arc<Sink>, chunks: usize, finish: Finish<T>) -> Self {
+        Self {
+            sink,
+            chunks,
+            finish,
+        }
+    }
+
+    /// Whether the result has arrived (Python's `ready()`).
+    pub fn ready(&self) -> bool {
+        self.sink.delivered() >= self.chunks
+    }
+
+    /// Blocks until the result has arrived.
+    pub fn wait(&self) {
+        self.sink.wait_count(self.chunks, None);
+    }
+
+    /// Blocks until the result has arrived or `timeout` passed; returns
+    /// whether it arrived.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.sink
+            .wait_count(self.chunks, Instant::now().checked_add(timeout))
+    }
+
+    /// Waits for the result and returns it (Python's `get()`).
+    ///
+    /// # Errors
+    /// [`PoolError::Task`] if the task (for a map: the first failed item in
+    /// input order) failed.
+    pub fn get(self) -> Result<T, PoolError> {
+        self.wait();
+        let mut all = Vec::with_capacity(self.chunks);
+        while all.len() < self.chunks {
+            all.extend(self.sink.take(None));
+        }
+        all.sort_by_key(|(seq, _)| *seq);
+        (self.finish)(all)
+    }
+}

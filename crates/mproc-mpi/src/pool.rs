@@ -1,0 +1,702 @@
+//! `MpiPool`, its builder and the `imap` iterator.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use mproc_pool::{PoolError, StarFn, TaskError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::comm::{self, Chunk, Cmd, Launch, Master};
+use crate::error::MpiError;
+use crate::job::{AsyncResult, ChunkOut, Decoded, Sink, collect_map, decode_chunk};
+use crate::worker::entry_of;
+use crate::{chunk, task, wire};
+
+/// Builds an [`MpiPool`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use mproc_mpi::MpiPool;
+///
+/// // Under `mpirun -n 5 prog`: rank 0 gets the pool, ranks 1..5 serve in
+/// // here, each running its chunks on 8 local processes.
+/// let pool = MpiPool::builder().local_processes(8).build()?;
+/// println!("{} ranks x {} processes", pool.workers(), pool.local_processes());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct MpiPoolBuilder {
+    local: Option<usize>,
+    spawn: Option<usize>,
+}
+
+impl MpiPoolBuilder {
+    /// How many processes each worker rank runs its chunks on (default
+    /// [`cpu_count`](mproc_process::cpu_count) of that rank, which honours
+    /// the rank's CPU binding and SLURM/PBS allocations). With more than one,
+    /// a worker rank starts a local mproc [`Pool`](mproc_pool::Pool): one
+    /// rank per node, one process per core, and MPI messages per chunk.
+    pub fn local_processes(mut self, k: usize) -> Self {
+        self.local = Some(k);
+        self
+    }
+
+    /// Spawns `n` workers (`MPI_Comm_spawn` of this executable) instead of
+    /// using the ranks of a static job.
+    pub fn spawn_workers(mut self, n: usize) -> Self {
+        self.spawn = Some(n);
+        self
+    }
+
+    /// Initialises MPI and makes the pool.
+    ///
+    /// In a static job (`mpirun -n N prog`, `srun prog`), rank 0 gets the
+    /// pool; on every other rank this call serves tasks until rank 0's pool
+    /// closes, then **exits the process** (status 0). With
+    /// [`spawn_workers`](Self::spawn_workers), this process gets the pool and
+    /// the workers are new processes of the same executable, dispatched
+    /// before their `main`.
+    ///
+    /// # Errors
+    /// [`MpiError::AlreadyInitialized`] for a second pool in one process;
+    /// [`MpiError::NoWorkers`] for a static job of one rank;
+    /// [`MpiError::Spawn`], [`MpiError::Init`], [`MpiError::NoLocalProcesses`].
+    pub fn build(self) -> Result<MpiPool, MpiError> {
+        crate::keep_constructor();
+        let local = self.local.unwrap_or_else(mproc_process::cpu_count);
+        if local == 0 {
+            return Err(MpiError::NoLocalProcesses);
+        }
+        let launch = match self.spawn {
+            Some(n) => Launch::Spawn(n),
+            None => Launch::Static,
+        };
+        let master = comm::start(launch, local)?;
+        Ok(MpiPool {
+            master,
+            state: AtomicU8::new(RUNNING),
+        })
+    }
+}
+
+const RUNNING: u8 = 0;
+const CLOSED: u8 = 1;
+const TERMINATED: u8 = 2;
+
+/// Python's `multiprocessing.Pool`, with its workers on MPI ranks: other
+/// cores, other nodes.
+///
+/// See the [crate docs](crate) for launching, tasks and failures.
+pub struct MpiPool {
+    master: Master,
+    state: AtomicU8,
+}
+
+impl fmt::Debug for MpiPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MpiPool")
+            .field("workers", &self.master.workers)
+            .field("local_processes", &self.master.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MpiPool {
+    /// A pool on the ranks of a static MPI job (`mpirun -n N prog`): see
+    /// [`MpiPoolBuilder::build`].
+    ///
+    /// # Errors
+    /// As [`MpiPoolBuilder::build`].
+    pub fn new() -> Result<Self, MpiError> {
+        Self::builder().build()
+    }
+
+    /// The same as [`new`](Self::new) (mpi4py's `MPICommExecutor` style:
+    /// the workers are the other ranks of `MPI_COMM_WORLD`).
+    ///
+    /// # Errors
+    /// As [`MpiPoolBuilder::build`].
+    pub fn from_world() -> Result<Self, MpiError> {
+        Self::new()
+    }
+
+    /// A pool on `n` workers spawned with `MPI_Comm_spawn` (mpi4py's
+    /// `MPIPoolExecutor` style); the program runs as a plain `prog` (or
+    /// `mpirun -n 1 prog`).
+    ///
+    /// # Errors
+    /// As [`MpiPoolBuilder::build`].
+    pub fn spawn(n: usize) -> Result<Self, MpiError> {
+        Self::builder().spawn_workers(n).build()
+    }
+
+    /// A builder for the options.
+    pub fn builder() -> MpiPoolBuilder {
+        MpiPoolBuilder::default()
+    }
+
+    /// The number of worker ranks.
+    pub fn workers(&self) -> usize {
+        self.master.workers
+    }
+
+    /// The number of processes per worker rank (the largest, if they
+    /// differ).
+    pub fn local_processes(&self) -> usize {
+        self.master.local
+    }
+
+    fn check_running(&self) -> Result<(), PoolError> {
+        if self.state.load(Ordering::Acquire) == RUNNING {
+            Ok(())
+        } else {
+            Err(PoolError::NotRunning)
+        }
+    }
+
+    fn submit(&self, chunks: Vec<Chunk>) -> Result<(), PoolError> {
+        if chunks.is_empty() || self.master.send(Cmd::Submit(chunks)) {
+            Ok(())
+        } else {
+            Err(PoolError::NotRunning)
+        }
+    }
+
+    // ----- apply -----
+
+    /// Runs `f(args)` on a worker rank and waits for the value (Python's
+    /// `apply`).
+    ///
+    /// # Errors
+    /// [`PoolError::NotRunning`] after close/terminate; [`PoolError::Task`]
+    /// if the task failed.
+    pub fn apply<F, A, R>(&self, f: F, args: A) -> Result<R, PoolError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_async(f, args)?.get()
+    }
+
+    /// Submits `f(args)` and returns at once (Python's `apply_async`).
+    ///
+    /// # Errors
+    /// [`PoolError::NotRunning`] after close/terminate; [`PoolError::Task`]
+    /// with [`TaskError::Encode`] if `args` does not serialize.
+    pub fn apply_async<F, A, R>(&self, f: F, args: A) -> Result<AsyncResult<R>, PoolError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let _ = f;
+        self.check_running()?;
+        let entry = entry_of::<F, A, R>();
+        let items = postcard::to_allocvec(&[args][..]).map_err(|e| PoolError::Task {
+            index: 0,
+            error: TaskError::Encode(e.to_string()),
+        })?;
+        let sink = Arc::new(Sink::default());
+        let msg = wire::task_items(entry, &items);
+        self.submit(vec![Chunk {
+            msg,
+            sink: sink.clone(),
+            seq: 0,
+            entry,
+            items: 1,
+        }])?;
+        Ok(AsyncResult::new(
+            sink,
+            1,
+            Box::new(|mut all: Vec<(usize, ChunkOut)>| {
+                let (_, out) = all.pop().expect("one chunk");
+                let r = decode_chunk::<R>(out, 1).next().expect("one item");
+                r.map_err(|error| PoolError::Task { index: 0, error })
+            }),
+        ))
+    }
+
+    // ----- map -----
+
+    /// Applies `f` to every item and returns the values in input order
+    /// (Python's `map`). Chunks are sized from the measured time per item
+    /// and go to whichever worker rank is free; the input is consumed
+    /// lazily, a bounded window at a time; an integer range travels as
+    /// ranges, never as items.
+    ///
+    /// # Errors
+    /// [`PoolError::NotRunning`] after close/terminate; otherwise every item
+    /// runs and the first failure in input order is returned.
+    pub fn map<F, A, R, I>(&self, _f: F, iterable: I) -> Result<Vec<R>, PoolError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.imap_inner::<F, A, R, I>(iterable, None, true)?
+            .collect_all()
+    }
+
+    /// [`map`](Self::map) with a fixed chunk size.
+    ///
+    /// # Errors
+    /// [`PoolError::ZeroChunksize`] for 0; otherwise as [`map`](Self::map).
+    pub fn map_chunked<F, A, R, I>(
+        &self,
+        f: F,
+        iterable: I,
+        chunksize: usize,
+    ) -> Result<Vec<R>, PoolError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        let _ = f;
+        if chunksize == 0 {
+            return Err(PoolError::ZeroChunksize);
+        }
+        self.imap_inner::<F, A, R, I>(iterable, Some(chunksize), true)?
+            .collect_all()
+    }
+
+    /// Applies `f` to argument tuples (Python's `starmap`).
+    ///
+    /// # Errors
+    /// As [`map`](Self::map).
+    pub fn starmap<F, Args, I>(&self, f: F, iterable: I) -> Result<Vec<F::Output>, PoolError>
+    where
+        F: StarFn<Args>,
+        Args: Serialize + DeserializeOwned + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        task::assert_zst::<F>();
+        let _ = f;
+        self.map(
+            |args: Args| {
+                // SAFETY: `F` is zero-sized (asserted above) and `Copy`.
+                let f: F = unsafe { task::conjure() };
+                f.call(args)
+            },
+            iterable,
+        )
+    }
+
+    /// Submits a map and returns at once (Python's `map_async`). The input
+    /// is read and encoded now, in chunks of about a quarter of each
+    /// worker's share (CPython's rule) until the function has been measured.
+    ///
+    /// # Errors
+    /// [`PoolError::NotRunning`] after close/terminate.
+    pub fn map_async<F, A, R, I>(&self, f: F, iterable: I) -> Result<AsyncResult<Vec<R>>, PoolError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        let _ = f;
+        self.check_running()?;
+        let entry = entry_of::<F, A, R>();
+        let mut input = Input::new(iterable);
+        let workers = self.workers();
+        let size = match (self.master.est.get(entry), input.remaining()) {
+            (Some(ns), rem) => chunk::chunk_size(Some(ns), 0, rem, workers, self.master.local),
+            (None, Some(rem)) => rem.div_ceil(4 * workers).max(1),
+            (None, None) => 64,
+        };
+        let sink = Arc::new(Sink::default());
+        let mut chunks = Vec::new();
+        let mut sizes = Vec::new();
+        while let Some((msg, n)) = input.next_chunk(entry, size) {
+            sizes.push(n);
+            match msg {
+                Ok(msg) => chunks.push(Chunk {
+                    msg,
+                    sink: sink.clone(),
+                    seq: sizes.len() - 1,
+                    entry,
+                    items: n,
+                }),
+                Err(e) => sink.deliver(sizes.len() - 1, Err(TaskError::Encode(e))),
+            }
+        }
+        let n_chunks = sizes.len();
+        self.submit(chunks)?;
+        Ok(AsyncResult::new(
+            sink,
+            n_chunks,
+            Box::new(move |all: Vec<(usize, ChunkOut)>| {
+                collect_map(
+                    all.into_iter()
+                        .flat_map(|(seq, out)| decode_chunk::<R>(out, sizes[seq])),
+                )
+            }),
+        ))
+    }
+
+    // ----- imap -----
+
+    /// Applies `f` to every item and yields the results in input order as
+    /// they arrive (Python's `imap`); the input is read lazily with a
+    /// bounded number of chunks out. Each item is `Ok(value)` or its
+    /// task's error, and iteration goes on after an error.
+    ///
+    /// # Errors
+    /// [`PoolError::NotRunning`] after close/terminate.
+    pub fn imap<'p, F, A, R, I>(&'p self, f: F, iterable: I) -> Result<Imap<'p, R>, PoolError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A> + 'p,
+    {
+        let _ = f;
+        self.imap_inner::<F, A, R, I>(iterable, None, true)
+    }
+
+    /// Like [`imap`](Self::imap), but yields results as they finish
+    /// (Python's `imap_unordered`), each exactly once.
+    ///
+    /// # Errors
+    /// [`PoolError::NotRunning`] after close/terminate.
+    pub fn imap_unordered<'p, F, A, R, I>(
+        &'p self,
+        f: F,
+        iterable: I,
+    ) -> Result<Imap<'p, R>, PoolError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A> + 'p,
+    {
+        let _ = f;
+        self.imap_inner::<F, A, R, I>(iterable, None, false)
+    }
+
+    fn imap_inner<'p, F, A, R, I>(
+        &'p self,
+        iterable: I,
+        chunksize: Option<usize>,
+        ordered: bool,
+    ) -> Result<Imap<'p, R>, PoolError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A> + 'p,
+    {
+        self.check_running()?;
+        let entry = entry_of::<F, A, R>();
+        let source: Box<dyn ChunkSource + 'p> = Box::new(Input::new(iterable));
+        Ok(Imap {
+            pool: self,
+            source,
+            entry,
+            chunksize,
+            ordered,
+            sink: Arc::new(Sink::default()),
+            sizes: Vec::new(),
+            probes: 0,
+            exhausted: false,
+            next_seq: 0,
+            arrived: BTreeMap::new(),
+            current: None,
+            consumed: 0,
+            _r: std::marker::PhantomData,
+        })
+    }
+
+    // ----- lifecycle -----
+
+    /// Takes no new work; queued work finishes, then the workers stop
+    /// (Python's `close`).
+    pub fn close(&self) {
+        if self
+            .state
+            .compare_exchange(RUNNING, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.master.send(Cmd::Close);
+        }
+    }
+
+    /// Drops queued work (those results fail with
+    /// [`TaskError::Cancelled`]); chunks already running on a worker rank
+    /// finish there and are discarded, then the workers stop. MPI cannot
+    /// kill a remote rank without ending the whole job, so this waits for
+    /// the running chunks.
+    pub fn terminate(&self) {
+        if self.state.swap(TERMINATED, Ordering::AcqRel) != TERMINATED {
+            self.master.send(Cmd::Terminate);
+        }
+        self.master.join();
+    }
+
+    /// Waits until the workers have stopped and MPI is finalised (after
+    /// [`close`](Self::close) or [`terminate`](Self::terminate)).
+    ///
+    /// # Errors
+    /// [`PoolError::StillRunning`] if the pool was neither closed nor
+    /// terminated.
+    pub fn join(&self) -> Result<(), PoolError> {
+        if self.state.load(Ordering::Acquire) == RUNNING {
+            return Err(PoolError::StillRunning);
+        }
+        self.master.join();
+        Ok(())
+    }
+
+    /// Times `rounds` raw 8-byte MPI round trips between rank 0 and the
+    /// first worker rank, on the pool's own MPI thread once it is idle: the
+    /// floor under [`apply`](Self::apply)'s round trip, measured in the same
+    /// run. Returns the mean round trip, or `None` if the pool is not
+    /// running.
+    #[doc(hidden)]
+    pub fn raw_round_trip(&self, rounds: u64) -> Option<std::time::Duration> {
+        self.check_running().ok()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        if !self.master.send(Cmd::Echo(rounds.max(1), tx)) {
+            return None;
+        }
+        rx.recv().ok().map(|d| d / rounds.max(1) as u32)
+    }
+
+    /// Whether the workers have stopped and MPI is finalised.
+    pub fn is_finished(&self) -> bool {
+        self.master.finished()
+    }
+}
+
+impl Drop for MpiPool {
+    /// Closes the pool and waits for queued work, the workers' exit and
+    /// MPI's finalisation.
+    fn drop(&mut self) {
+        self.close();
+        self.master.join();
+    }
+}
+
+/// A map's input, cut into task messages.
+trait ChunkSource {
+    /// The next chunk of at most `max` items: its message (or why it did not
+    /// encode) and its item count; `None` at the end.
+    fn next_chunk(&mut self, entry: i64, max: usize) -> Option<(Result<Vec<u8>, String>, usize)>;
+    fn remaining(&self) -> Option<usize>;
+}
+
+enum Input<'a, A> {
+    Range { start: i128, left: u128 },
+    Iter(Box<dyn Iterator<Item = A> + 'a>),
+}
+
+impl<'a, A: Serialize + 'a> Input<'a, A> {
+    fn new<I: IntoIterator<Item = A> + 'a>(iterable: I) -> Self {
+        match mproc_pool::__private::int_range(iterable) {
+            Ok((start, left)) => Input::Range { start, left },
+            Err(it) => Input::Iter(Box::new(it.into_iter())),
+        }
+    }
+}
+
+impl<'a, A: Serialize + 'a> ChunkSource for Input<'a, A> {
+    fn next_chunk(&mut self, entry: i64, max: usize) -> Option<(Result<Vec<u8>, String>, usize)> {
+        match self {
+            Input::Range { start, left } => {
+                if *left == 0 {
+                    return None;
+                }
+                let n = (max as u128).min(*left).min(u64::MAX as u128) as u64;
+                let msg = wire::task_range(entry, *start, n);
+                *start = start.wrapping_add(n as i128);
+                *left -= n as u128;
+                Some((Ok(msg), n as usize))
+            }
+            Input::Iter(it) => {
+                let items: Vec<A> = it.by_ref().take(max).collect();
+                if items.is_empty() {
+                    return None;
+                }
+                let n = items.len();
+                let msg = postcard::to_allocvec(&items[..])
+                    .map(|b| wire::task_items(entry, &b))
+                    .map_err(|e| e.to_string());
+                Some((msg, n))
+            }
+        }
+    }
+
+    fn remaining(&self) -> Option<usize> {
+        match self {
+            Input::Range { left, .. } => Some((*left).min(usize::MAX as u128) as usize),
+            Input::Iter(it) => match it.size_hint() {
+                (lo, Some(hi)) if lo == hi => Some(lo),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The iterator of [`MpiPool::imap`] and [`MpiPool::imap_unordered`].
+///
+/// Dropping it early stops submitting; chunks already out finish and are
+/// discarded.
+pub struct Imap<'p, R> {
+    pool: &'p MpiPool,
+    source: Box<dyn ChunkSource + 'p>,
+    entry: i64,
+    chunksize: Option<usize>,
+    ordered: bool,
+    sink: Arc<Sink>,
+    /// Items per chunk submitted so far.
+    sizes: Vec<usize>,
+    probes: u32,
+    exhausted: bool,
+    /// The next chunk to yield (ordered).
+    next_seq: usize,
+    arrived: BTreeMap<usize, ChunkOut>,
+    current: Option<Decoded<R>>,
+    /// Chunks taken out of the sink.
+    consumed: usize,
+    _r: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for Imap<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Imap")
+            .field("ordered", &self.ordered)
+            .field("submitted", &self.sizes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: DeserializeOwned> Imap<'_, R> {
+    /// Chunks out at once: two per worker rank and one more each waiting.
+    fn window(&self) -> usize {
+        3 * self.pool.workers()
+    }
+
+    /// Cuts and submits chunks while the window has room.
+    fn refill(&mut self) {
+        let mut batch = Vec::new();
+        while !self.exhausted {
+            let out = self.sizes.len() - self.sink.delivered();
+            let held = self.sizes.len() - self.consumed;
+            if out >= self.window() || held >= 4 * self.window() {
+                break;
+            }
+            let est = self.pool.master.est.get(self.entry);
+            let size = self.chunksize.unwrap_or_else(|| {
+                chunk::chunk_size(
+                    est,
+                    self.probes,
+                    self.source.remaining(),
+                    self.pool.workers(),
+                    self.pool.master.local,
+                )
+            });
+            if est.is_none() {
+                self.probes += 1;
+            }
+            match self.source.next_chunk(self.entry, size) {
+                None => self.exhausted = true,
+                Some((msg, n)) => {
+                    let seq = self.sizes.len();
+                    self.sizes.push(n);
+                    match msg {
+                        Ok(msg) => batch.push(Chunk {
+                            msg,
+                            sink: self.sink.clone(),
+                            seq,
+                            entry: self.entry,
+                            items: n,
+                        }),
+                        Err(e) => self.sink.deliver(seq, Err(TaskError::Encode(e))),
+                    }
+                }
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let seqs: Vec<usize> = batch.iter().map(|c| c.seq).collect();
+        if self.pool.submit(batch).is_err() {
+            // The pool is gone: what was cut fails.
+            for seq in seqs {
+                self.sink.deliver(seq, Err(TaskError::Cancelled));
+            }
+            self.exhausted = true;
+        }
+    }
+}
+
+impl<R: DeserializeOwned> Imap<'_, R> {
+    /// The next chunk's items (in input order, or as they finish), after
+    /// topping up the window, so the workers have work while the caller
+    /// goes through this chunk.
+    fn next_decoded(&mut self) -> Option<Decoded<R>> {
+        loop {
+            self.refill();
+            let ready = if self.ordered {
+                self.arrived
+                    .remove(&self.next_seq)
+                    .map(|out| (self.next_seq, out))
+            } else {
+                self.arrived.pop_first()
+            };
+            if let Some((seq, out)) = ready {
+                self.next_seq += 1;
+                return Some(decode_chunk(out, self.sizes[seq]));
+            }
+            if self.next_seq >= self.sizes.len() && self.exhausted {
+                return None;
+            }
+            for (seq, out) in self.sink.take(None) {
+                self.consumed += 1;
+                self.arrived.insert(seq, out);
+            }
+        }
+    }
+
+    /// Collects everything (for `map`): a chunk without failures is moved
+    /// in whole; the first failure in input order ends it.
+    fn collect_all(mut self) -> Result<Vec<R>, PoolError> {
+        let mut v = Vec::new();
+        while let Some(chunk) = self.next_decoded() {
+            let base = v.len();
+            match chunk.into_values() {
+                Ok(mut values) => v.append(&mut values),
+                Err((k, error)) => {
+                    return Err(PoolError::Task {
+                        index: base + k,
+                        error,
+                    });
+                }
+            }
+        }
+        Ok(v)
+    }
+}
+
+impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
+    type Item = Result<R, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(x) = self.current.as_mut().and_then(Iterator::next) {
+                return Some(x);
+            }
+            self.current = Some(self.next_decoded()?);
+        }
+    }
+}

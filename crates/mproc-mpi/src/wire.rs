@@ -1,0 +1,229 @@
+//! The messages between rank 0 and the worker ranks: fixed little-endian
+//! headers, then postcard payloads. Every parser checks lengths and returns
+//! an error for bad input; none panics.
+
+/// Rank 0 → worker: a chunk to run.
+pub(crate) const TAG_TASK: i32 = 1;
+/// Worker → rank 0: a chunk's results.
+pub(crate) const TAG_RESULT: i32 = 2;
+/// Rank 0 → worker: no more work, finalize and exit.
+pub(crate) const TAG_STOP: i32 = 3;
+/// Worker → rank 0, once: who it is.
+pub(crate) const TAG_HELLO: i32 = 4;
+/// Rank 0 ↔ worker: the raw 8-byte ping-pong that measures MPI's own round
+/// trip (the first message carries the number of rounds).
+pub(crate) const TAG_ECHO: i32 = 5;
+
+const TASK_HEADER: usize = 17;
+pub(crate) const RESULT_HEADER: usize = 25;
+const KIND_ITEMS: u8 = 0;
+const KIND_RANGE: u8 = 1;
+
+/// A chunk's input.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Input<'a> {
+    /// `postcard` of a `Vec<A>`.
+    Items(&'a [u8]),
+    /// `len` integers from `start`.
+    Range { start: i128, len: u64 },
+}
+
+/// A task message with id 0 (the MPI thread writes the real id with
+/// [`set_id`] when it sends it).
+pub(crate) fn task_items(entry: i64, items: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(TASK_HEADER + items.len());
+    m.extend_from_slice(&0u64.to_le_bytes());
+    m.extend_from_slice(&entry.to_le_bytes());
+    m.push(KIND_ITEMS);
+    m.extend_from_slice(items);
+    m
+}
+
+/// A task message for `len` integers from `start`.
+pub(crate) fn task_range(entry: i64, start: i128, len: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(TASK_HEADER + 24);
+    m.extend_from_slice(&0u64.to_le_bytes());
+    m.extend_from_slice(&entry.to_le_bytes());
+    m.push(KIND_RANGE);
+    m.extend_from_slice(&start.to_le_bytes());
+    m.extend_from_slice(&len.to_le_bytes());
+    m
+}
+
+/// Writes the chunk id into a message made by `task_*`.
+pub(crate) fn set_id(msg: &mut [u8], id: u64) {
+    msg[..8].copy_from_slice(&id.to_le_bytes());
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Parses a task message: `(id, entry, input)`.
+pub(crate) fn parse_task(m: &[u8]) -> Result<(u64, i64, Input<'_>), String> {
+    if m.len() < TASK_HEADER {
+        return Err(format!("a task message of {} bytes is too short", m.len()));
+    }
+    let id = u64_at(m, 0);
+    let entry = u64_at(m, 8) as i64;
+    let input = match m[16] {
+        KIND_ITEMS => Input::Items(&m[TASK_HEADER..]),
+        KIND_RANGE if m.len() == TASK_HEADER + 24 => {
+            let mut s = [0u8; 16];
+            s.copy_from_slice(&m[TASK_HEADER..TASK_HEADER + 16]);
+            Input::Range {
+                start: i128::from_le_bytes(s),
+                len: u64_at(m, TASK_HEADER + 16),
+            }
+        }
+        k => {
+            return Err(format!(
+                "a task message has an unknown kind {k} or a bad length"
+            ));
+        }
+    };
+    Ok((id, entry, input))
+}
+
+/// A chunk's outcome as a worker reports it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ChunkReply<'a> {
+    pub(crate) id: u64,
+    /// Wall time the worker rank spent on the chunk.
+    pub(crate) ns: u64,
+    pub(crate) items: u64,
+    /// `postcard` of `Vec<Result<R, String>>`, or why the whole chunk failed.
+    pub(crate) out: Result<&'a [u8], String>,
+}
+
+/// A result message.
+pub(crate) fn result(id: u64, ns: u64, items: u64, out: Result<&[u8], &str>) -> Vec<u8> {
+    let body = match out {
+        Ok(b) => b,
+        Err(e) => e.as_bytes(),
+    };
+    let mut m = Vec::with_capacity(RESULT_HEADER + body.len());
+    m.extend_from_slice(&id.to_le_bytes());
+    m.extend_from_slice(&ns.to_le_bytes());
+    m.extend_from_slice(&items.to_le_bytes());
+    m.push(u8::from(out.is_err()));
+    m.extend_from_slice(body);
+    m
+}
+
+/// Parses a result message.
+pub(crate) fn parse_result(m: &[u8]) -> Result<ChunkReply<'_>, String> {
+    if m.len() < RESULT_HEADER {
+        return Err(format!(
+            "a result message of {} bytes is too short",
+            m.len()
+        ));
+    }
+    let body = &m[RESULT_HEADER..];
+    let out = match m[24] {
+        0 => Ok(body),
+        1 => Err(String::from_utf8_lossy(body).into_owned()),
+        s => return Err(format!("a result message has an unknown status {s}")),
+    };
+    Ok(ChunkReply {
+        id: u64_at(m, 0),
+        ns: u64_at(m, 8),
+        items: u64_at(m, 16),
+        out,
+    })
+}
+
+/// What a worker says about itself once, before any result.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Hello {
+    /// Its offset of `task::probe_fn` (the same executable has the same).
+    pub(crate) probe: i64,
+    /// Processes it runs chunks on (1: the rank itself).
+    pub(crate) local: u32,
+    pub(crate) pid: u32,
+    pub(crate) host: String,
+}
+
+/// A hello message.
+pub(crate) fn hello(h: &Hello) -> Vec<u8> {
+    let mut m = Vec::with_capacity(16 + h.host.len());
+    m.extend_from_slice(&h.probe.to_le_bytes());
+    m.extend_from_slice(&h.local.to_le_bytes());
+    m.extend_from_slice(&h.pid.to_le_bytes());
+    m.extend_from_slice(h.host.as_bytes());
+    m
+}
+
+/// Parses a hello message.
+pub(crate) fn parse_hello(m: &[u8]) -> Result<Hello, String> {
+    if m.len() < 16 {
+        return Err(format!("a hello message of {} bytes is too short", m.len()));
+    }
+    let word = |at: usize| u32::from_le_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]]);
+    Ok(Hello {
+        probe: u64_at(m, 0) as i64,
+        local: word(8),
+        pid: word(12),
+        host: String::from_utf8_lossy(&m[16..]).into_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_round_trips() {
+        let mut m = task_items(-42, b"abc");
+        set_id(&mut m, 7);
+        assert_eq!(parse_task(&m).unwrap(), (7, -42, Input::Items(b"abc")));
+        let m = task_range(5, -3, 10);
+        assert_eq!(
+            parse_task(&m).unwrap(),
+            (0, 5, Input::Range { start: -3, len: 10 })
+        );
+    }
+
+    #[test]
+    fn result_and_hello_round_trip() {
+        let m = result(3, 100, 2, Ok(b"xy"));
+        assert_eq!(
+            parse_result(&m).unwrap(),
+            ChunkReply {
+                id: 3,
+                ns: 100,
+                items: 2,
+                out: Ok(&b"xy"[..])
+            }
+        );
+        let m = result(3, 100, 2, Err("boom"));
+        assert_eq!(parse_result(&m).unwrap().out, Err("boom".to_string()));
+        let h = Hello {
+            probe: -9,
+            local: 4,
+            pid: 1234,
+            host: "node1".into(),
+        };
+        assert_eq!(parse_hello(&hello(&h)).unwrap(), h);
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        for n in 0..TASK_HEADER {
+            assert!(parse_task(&vec![0u8; n]).is_err());
+        }
+        let mut m = task_range(1, 2, 3);
+        m.pop();
+        assert!(parse_task(&m).is_err());
+        let mut m = task_items(1, b"");
+        m[16] = 9;
+        assert!(parse_task(&m).is_err());
+        assert!(parse_result(&[0u8; 24]).is_err());
+        let mut m = result(1, 1, 1, Ok(b""));
+        m[24] = 7;
+        assert!(parse_result(&m).is_err());
+        assert!(parse_hello(&[0u8; 15]).is_err());
+    }
+}

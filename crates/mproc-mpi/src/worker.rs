@@ -1,0 +1,289 @@
+//! The worker side: ranks ≥ 1 of a static job, and spawned workers (which
+//! are dispatched before `main`, like mproc's children).
+
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::topology::{Communicator, Rank};
+use mproc_pool::Pool;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::task;
+use crate::wire::{self, Input};
+
+/// What a worker rank runs its chunks with.
+pub(crate) struct WorkerCtx {
+    /// The local pool of a hybrid worker rank (`local_processes(k)`, k > 1).
+    local: Option<Pool>,
+}
+
+/// A task's entry point in a worker: runs one chunk, returns the encoded
+/// `Vec<Result<R, String>>` or why the whole chunk failed.
+pub(crate) type RunFn = fn(&WorkerCtx, Input<'_>) -> Result<Vec<u8>, String>;
+
+/// The entry of task `F` (reached by reference on the worker ranks).
+pub(crate) fn entry_of<F, A, R>() -> i64
+where
+    F: Fn(A) -> R + Copy + Send + 'static,
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    task::assert_zst::<F>();
+    let f: RunFn = run_chunk::<F, A, R>;
+    task::offset_of(f as *const ())
+}
+
+thread_local! {
+    /// Set while a task runs under `catch_unwind`: the panic hook records
+    /// the message instead of aborting the job.
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Whether the current thread is running a task (for the panic hook).
+pub(crate) fn in_task() -> bool {
+    IN_TASK.with(Cell::get)
+}
+
+/// Records a task's panic message (from the panic hook).
+pub(crate) fn record_panic(msg: String) {
+    LAST_PANIC.with(|p| *p.borrow_mut() = Some(msg));
+}
+
+/// A chunk's outcome as it travels: the values of the items that
+/// succeeded, in order, and the failed items' positions and messages.
+pub(crate) type Out<R> = (Vec<R>, Vec<(u64, String)>);
+
+/// The message of a caught panic (the hook recorded it with its location).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    LAST_PANIC
+        .with(|p| p.borrow_mut().take())
+        .unwrap_or_else(|| {
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic with a non-string payload".to_string())
+        })
+}
+
+/// Runs `step(from)` (which runs items from position `from` on, setting
+/// `cur` before each) until it completes; a panic fails item `cur`, and the
+/// run goes on after it. One `catch_unwind` per chunk, not per item.
+fn run_guarded(failures: &mut Vec<(u64, String)>, mut step: impl FnMut(u64, &mut u64)) {
+    IN_TASK.with(|t| t.set(true));
+    let mut from = 0u64;
+    loop {
+        let mut cur = from;
+        match panic::catch_unwind(AssertUnwindSafe(|| step(from, &mut cur))) {
+            Ok(()) => break,
+            Err(payload) => {
+                failures.push((cur, panic_message(&*payload)));
+                from = cur + 1;
+            }
+        }
+    }
+    IN_TASK.with(|t| t.set(false));
+}
+
+fn run_chunk<F, A, R>(ctx: &WorkerCtx, input: Input<'_>) -> Result<Vec<u8>, String>
+where
+    F: Fn(A) -> R + Copy + Send + 'static,
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    // SAFETY: `entry_of` asserted that `F` is zero-sized; it is `Copy`.
+    let f: F = unsafe { task::conjure() };
+    let out: Out<R> = match input {
+        Input::Items(bytes) => {
+            let items: Vec<A> = postcard::from_bytes(bytes)
+                .map_err(|e| format!("the chunk's items did not decode: {e}"))?;
+            match &ctx.local {
+                Some(pool) if items.len() > 1 => {
+                    let mut out: Out<R> = (Vec::with_capacity(items.len()), Vec::new());
+                    let results = pool.imap(f, items).map_err(|e| e.to_string())?;
+                    for (k, r) in results.enumerate() {
+                        match r {
+                            Ok(v) => out.0.push(v),
+                            Err(e) => out.1.push((k as u64, local_error(&e))),
+                        }
+                    }
+                    out
+                }
+                _ => {
+                    let mut values = Vec::with_capacity(items.len());
+                    let mut failures = Vec::new();
+                    let mut it = items.into_iter();
+                    run_guarded(&mut failures, |from, cur| {
+                        *cur = from;
+                        for a in it.by_ref() {
+                            values.push(f(a));
+                            *cur += 1;
+                        }
+                    });
+                    (values, failures)
+                }
+            }
+        }
+        Input::Range { start, len } => match &ctx.local {
+            Some(pool) if len > 1 => {
+                let parts = (pool.processes() as u64 * 4).min(len);
+                let pieces: Vec<(i128, u64)> = (0..parts)
+                    .map(|i| {
+                        let a = len * i / parts;
+                        let b = len * (i + 1) / parts;
+                        (start + a as i128, b - a)
+                    })
+                    .collect();
+                let mut out: Out<R> = (Vec::with_capacity(len.min(1 << 20) as usize), Vec::new());
+                let mut base = 0u64;
+                for (piece, (_, n)) in pool
+                    .map(run_range::<F, A, R>, pieces.clone())
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .zip(pieces)
+                {
+                    let (values, failures) = piece?;
+                    out.0.extend(values);
+                    out.1
+                        .extend(failures.into_iter().map(|(k, m)| (base + k, m)));
+                    base += n;
+                }
+                out
+            }
+            _ => run_range::<F, A, R>((start, len))?,
+        },
+    };
+    postcard::to_allocvec(&out).map_err(|e| format!("the chunk's results did not encode: {e}"))
+}
+
+/// A local worker's error as the message rank 0 reports.
+fn local_error(e: &mproc_pool::TaskError) -> String {
+    match e {
+        mproc_pool::TaskError::Panicked { message } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Runs `f` over `len` integers from `start` (in the worker rank, or in a
+/// process of its local pool: a `fn` item, so it travels by reference too).
+fn run_range<F, A, R>((start, len): (i128, u64)) -> Result<Out<R>, String>
+where
+    F: Fn(A) -> R + Copy + Send + 'static,
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    // SAFETY: `entry_of::<F, ..>` asserted that `F` is zero-sized.
+    let f: F = unsafe { task::conjure() };
+    let mut values = Vec::with_capacity(len.min(1 << 20) as usize);
+    let mut failures = Vec::new();
+    let mut is_int = true;
+    run_guarded(&mut failures, |from, cur| {
+        is_int = mproc_pool::__private::for_each_in_range::<A>(start, from, len, |k, a| {
+            *cur = k;
+            values.push(f(a));
+            true
+        });
+    });
+    if is_int {
+        Ok((values, failures))
+    } else {
+        Err("a range chunk for a task whose argument is not an integer".to_string())
+    }
+}
+
+/// How long an idle worker keeps polling before it starts to sleep.
+const SPIN: Duration = Duration::from_micros(200);
+/// The longest sleep between polls of an idle worker.
+const MAX_NAP: Duration = Duration::from_millis(1);
+
+/// Serves rank `master` of `comm` until it sends STOP. Never busy-waits for
+/// long: an idle worker polls for [`SPIN`], then sleeps in growing naps.
+pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
+    let ctx = WorkerCtx {
+        local: if local > 1 {
+            match Pool::new(local) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    eprintln!(
+                        "mproc-mpi: worker rank could not start its local pool ({e}); running chunks in the rank"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        },
+    };
+    let host = mpi::environment::processor_name().unwrap_or_default();
+    let hello = wire::Hello {
+        probe: task::probe_offset(),
+        local: ctx.local.as_ref().map_or(1, |p| p.processes() as u32),
+        pid: std::process::id(),
+        host,
+    };
+    let peer = comm.process_at_rank(master);
+    peer.send_with_tag(&wire::hello(&hello)[..], wire::TAG_HELLO);
+    let mut idle_since = Instant::now();
+    let mut nap = Duration::from_micros(20);
+    loop {
+        let Some(matched) = peer.immediate_matched_probe() else {
+            if idle_since.elapsed() < SPIN {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(MAX_NAP);
+            }
+            continue;
+        };
+        let (msg, status) = matched.matched_receive_vec::<u8>();
+        match status.tag() {
+            wire::TAG_STOP => break,
+            wire::TAG_ECHO => {
+                // Plain blocking MPI, as a raw rsmpi program would do it.
+                let rounds = msg
+                    .get(..8)
+                    .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+                for _ in 0..rounds {
+                    let (x, _) = peer.receive_with_tag::<u64>(wire::TAG_ECHO);
+                    peer.send_with_tag(&x, wire::TAG_ECHO);
+                }
+            }
+            wire::TAG_TASK => {
+                let reply = run_message(&ctx, &msg);
+                peer.send_with_tag(&reply[..], wire::TAG_RESULT);
+            }
+            t => eprintln!("mproc-mpi: worker ignored a message with unknown tag {t}"),
+        }
+        idle_since = Instant::now();
+        nap = Duration::from_micros(20);
+    }
+    drop(ctx);
+}
+
+/// Runs a task message; returns the result message.
+fn run_message(ctx: &WorkerCtx, msg: &[u8]) -> Vec<u8> {
+    let t0 = Instant::now();
+    let (id, entry, input) = match wire::parse_task(msg) {
+        Ok(t) => t,
+        Err(e) => return wire::result(0, 0, 0, Err(&e)),
+    };
+    let items = match input {
+        Input::Items(_) => 0,
+        Input::Range { len, .. } => len,
+    };
+    // SAFETY: rank 0 made `entry` with `entry_of` (a `RunFn`) in the same
+    // executable: the hello handshake compared `task::probe_offset` on both
+    // sides, and rank 0 sends no task to a worker whose offset differs.
+    let run: RunFn = unsafe { std::mem::transmute::<*const (), RunFn>(task::address_at(entry)) };
+    let out = run(ctx, input);
+    let ns = t0.elapsed().as_nanos() as u64;
+    match out {
+        // The item count of an items chunk is in its payload; rank 0 knows it.
+        Ok(bytes) => wire::result(id, ns, items, Ok(&bytes)),
+        Err(e) => wire::result(id, ns, items, Err(&e)),
+    }
+}
