@@ -298,6 +298,39 @@ fn count_visits((hits, worker): (Dict<String, u64>, u32)) {
         .expect("insert");
 }
 
+const FRUIT: [&str; 6] = ["apple", "banana", "cherry", "damson", "elderberry", "fig"];
+
+/// Runs in each child: adds its fruit, and counts itself under `"baskets"`.
+fn pick((fruit, i): (Dict<String, u32>, usize)) -> Result<(), String> {
+    let add = |name: &str| {
+        fruit
+            .update_or_insert_with(&name.to_owned(), &0, 1, |n: &mut u32, k: u32| *n += k)
+            .map_err(|e| e.to_string())
+    };
+    add(FRUIT[i % FRUIT.len()])?;
+    add("baskets")
+}
+
+/// Python's classic `Manager().dict()` demo: `workers` processes fill one
+/// shared dict (each adds a fruit and counts itself); returns its items
+/// sorted by name.
+fn fruit_demo(workers: usize) -> Res<Vec<(String, u32)>> {
+    let m = Manager::start()?;
+    let fruit = m.dict::<String, u32>()?;
+    let mut children = Vec::with_capacity(workers);
+    for i in 0..workers {
+        children.push(Process::new(pick, (fruit.clone(), i)).start()?);
+    }
+    for mut c in children {
+        c.join()??;
+    }
+    let mut items = fruit.items()?;
+    items.sort();
+    assert!(items.contains(&("baskets".to_owned(), workers as u32)));
+    m.shutdown()?;
+    Ok(items)
+}
+
 fn manager() -> Res<()> {
     section("manager: a dict shared through a server process");
     let t0 = Instant::now();
@@ -314,7 +347,7 @@ fn manager() -> Res<()> {
     let mut items = hits.items()?;
     items.sort();
     println!("  {items:?}");
-    let fruit = mproc::managers::fruit_demo(3)?;
+    let fruit = fruit_demo(3)?;
     println!("  the seed's fruit dictionary, filled by 3 processes: {fruit:?}");
     let t0 = Instant::now();
     drop(m);

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use mproc_pipe::{Address, Client, ConnectError, Connection};
 use mproc_shm::Segment;
+use mproc_shm::codec_error::PostcardError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -165,7 +166,11 @@ pub(crate) fn encode<T: Serialize + ?Sized>(session: &Arc<Session>, v: &T) -> Re
         embedded: Vec::new(),
         granted: Vec::new(),
     };
-    let (bytes, cur) = within(cur, || postcard::to_stdvec(v));
+    // The reason a `Serialize` impl gave is recovered in the same context,
+    // so its proxies take the same path the second time.
+    let (bytes, cur) = within(cur, || {
+        postcard::to_stdvec(v).map_err(|e| PostcardError::encode(v, e))
+    });
     let mut refs = cur.embedded;
     refs.sort_unstable();
     refs.dedup();
@@ -425,7 +430,8 @@ impl Session {
             Request::Call { op, .. } => op.wait(),
             _ => None,
         };
-        let bytes = postcard::to_stdvec(req).map_err(Error::Encode)?;
+        let bytes =
+            postcard::to_stdvec(req).map_err(|e| Error::Encode(PostcardError::encode(req, e)))?;
         let link = self.take()?;
         if let Err(e) = link.send_bytes(bytes) {
             self.retire(link);
@@ -463,7 +469,8 @@ impl Session {
     /// it open until the server has acted (closing it could make the server
     /// drop the request with the connection).
     pub(crate) fn send_only(&self, req: &Request) -> Result<Link, Error> {
-        let bytes = postcard::to_stdvec(req).map_err(Error::Encode)?;
+        let bytes =
+            postcard::to_stdvec(req).map_err(|e| Error::Encode(PostcardError::encode(req, e)))?;
         let link = self.take()?;
         link.send_bytes(bytes)
             .map_err(|e| Error::Disconnected(io::Error::other(e)))?;

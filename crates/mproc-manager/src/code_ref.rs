@@ -36,6 +36,8 @@ where
     R: Serialize,
 {
     const DESC: Desc<ApplyFn> = Desc::new(apply::<F, V, A, R>);
+    /// The same update for a namespace field (see [`ReprApplyFn`]).
+    const REPR_DESC: Desc<ReprApplyFn> = Desc::new(apply_repr::<F, V, A, R>);
 }
 
 /// Runs `F` on the decoded value and argument (in the server).
@@ -77,6 +79,127 @@ where
 /// The update function whose descriptor lies at `offset`, if it is one.
 pub(crate) fn resolve(offset: i64) -> Option<ApplyFn> {
     Desc::<ApplyFn>::resolve(offset).ok()
+}
+
+/// A namespace field's update: as [`ApplyFn`], also returning the updated
+/// value's repr (see `repr`), which the server keeps for `str(ns)`.
+pub(crate) type ReprApplyFn = fn(&mut Vec<u8>, &[u8]) -> Result<(Vec<u8>, String), String>;
+
+fn apply_repr<F, V, A, R>(value: &mut Vec<u8>, arg: &[u8]) -> Result<(Vec<u8>, String), String>
+where
+    F: Fn(&mut V, A) -> R + Copy + Send + 'static,
+    V: Serialize + DeserializeOwned,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let out = apply::<F, V, A, R>(value, arg)?;
+    let v: V = postcard::from_bytes(value).map_err(|e| e.to_string())?;
+    Ok((out, crate::repr::repr(&v)))
+}
+
+/// The offset of the descriptor of `F` updating a namespace field `V`.
+pub(crate) fn repr_offset_of<F, V, A, R>(_f: F) -> i64
+where
+    F: Fn(&mut V, A) -> R + Copy + Send + 'static,
+    V: Serialize + DeserializeOwned,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let d: &'static Desc<ReprApplyFn> = &Tramp::<F, V, A, R>::REPR_DESC;
+    d.offset()
+}
+
+/// The namespace update function whose descriptor lies at `offset`.
+pub(crate) fn resolve_repr(offset: i64) -> Option<ReprApplyFn> {
+    Desc::<ReprApplyFn>::resolve(offset).ok()
+}
+
+/// A list sort: given the encoded items and `reverse`, the order to put
+/// them in (a permutation of their indices; stable, as Python's sort).
+pub(crate) type SortFn = fn(&[&[u8]], bool) -> Result<Vec<usize>, String>;
+
+/// Sorts by `F`'s key (`F` is `()`-like for a plain sort, see [`sort_offset`]).
+struct SortTramp<F, T, K>(PhantomData<fn(F, T) -> K>);
+
+impl<F, T, K> SortTramp<F, T, K>
+where
+    F: Fn(&T) -> K + Copy + Send + 'static,
+    T: DeserializeOwned,
+    K: Ord,
+{
+    const DESC: Desc<SortFn> = Desc::new(sort_by_key::<F, T, K>);
+}
+
+fn sort_by_key<F, T, K>(items: &[&[u8]], reverse: bool) -> Result<Vec<usize>, String>
+where
+    F: Fn(&T) -> K + Copy + Send + 'static,
+    T: DeserializeOwned,
+    K: Ord,
+{
+    mproc_fnref::assert_zst::<F>();
+    // SAFETY: as in `apply`: `F` is zero-sized and `Copy`.
+    let f: F = unsafe { std::mem::zeroed() };
+    let keys = decode_all::<T>(items)?;
+    Ok(order(&keys.iter().map(f).collect::<Vec<K>>(), reverse))
+}
+
+fn decode_all<T: DeserializeOwned>(items: &[&[u8]]) -> Result<Vec<T>, String> {
+    items
+        .iter()
+        .map(|b| {
+            postcard::from_bytes::<T>(b)
+                .map_err(|e| format!("an item does not decode as the sort's type: {e}"))
+        })
+        .collect()
+}
+
+/// The stable order of `keys`, ascending or (with `reverse`) descending.
+fn order<K: Ord>(keys: &[K], reverse: bool) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    // Stable both ways: `reverse` keeps equal items in their order, as
+    // Python's `sort(reverse=True)` does.
+    if reverse {
+        order.sort_by(|&a, &b| keys[b].cmp(&keys[a]));
+    } else {
+        order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+    }
+    order
+}
+
+/// Sorts `T`s by their own order.
+struct PlainSortTramp<T>(PhantomData<fn() -> T>);
+
+impl<T: DeserializeOwned + Ord> PlainSortTramp<T> {
+    const DESC: Desc<SortFn> = Desc::new(sort_plain::<T>);
+}
+
+fn sort_plain<T: DeserializeOwned + Ord>(
+    items: &[&[u8]],
+    reverse: bool,
+) -> Result<Vec<usize>, String> {
+    Ok(order(&decode_all::<T>(items)?, reverse))
+}
+
+/// The offset of the descriptor of a plain sort of `T`s.
+pub(crate) fn plain_sort_offset<T: DeserializeOwned + Ord>() -> i64 {
+    let d: &'static Desc<SortFn> = &PlainSortTramp::<T>::DESC;
+    d.offset()
+}
+
+/// The offset of the descriptor of a sort of `T`s by the key `F`.
+pub(crate) fn sort_offset<F, T, K>(_f: F) -> i64
+where
+    F: Fn(&T) -> K + Copy + Send + 'static,
+    T: DeserializeOwned,
+    K: Ord,
+{
+    let d: &'static Desc<SortFn> = &SortTramp::<F, T, K>::DESC;
+    d.offset()
+}
+
+/// The sort function whose descriptor lies at `offset`, if it is one.
+pub(crate) fn resolve_sort(offset: i64) -> Option<SortFn> {
+    Desc::<SortFn>::resolve(offset).ok()
 }
 
 /// Identifies this process's executable file.

@@ -1,14 +1,145 @@
 //! `Dict<K, V>`: a shared dict.
 
 use std::borrow::Borrow;
+use std::collections::VecDeque;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::code_ref;
 use crate::error::Error;
+use crate::list::DEFAULT_BATCH;
 use crate::proto::{Kind, Op, Reply, Val};
 use crate::proxy::{boolean, bytes, count, proxy_type, unexpected, unit};
+
+/// Fetches a dict's entries page by page, checking its size as CPython's
+/// dict iterators do.
+struct Pages<K, V> {
+    dict: Dict<K, V>,
+    /// The insertion slot to go on from.
+    next: u64,
+    /// The size at the first page; `None` before it.
+    len: Option<u64>,
+    batch: u32,
+    values: bool,
+    done: bool,
+}
+
+impl<K, V> Pages<K, V>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    /// The next page, decoded at once (so the references granted with the
+    /// values are adopted or given back now, whatever the caller takes);
+    /// empty at the end. After an error, always empty (CPython's exhausted
+    /// iterator).
+    fn fetch(&mut self) -> Vec<Result<(K, Option<V>), Error>> {
+        if self.done {
+            return Vec::new();
+        }
+        let op = Op::DictPage {
+            from: self.next,
+            max: self.batch,
+            len: self.len,
+            values: self.values,
+        };
+        let raw = &self.dict.raw;
+        match raw.call(op) {
+            Ok(Reply::Page { items, next, len }) => {
+                self.done = items.is_empty();
+                self.next = next;
+                self.len.get_or_insert(len);
+                items
+                    .iter()
+                    .map(|(k, v)| {
+                        let k = raw.dec_bytes(k)?;
+                        let v = if self.values { Some(raw.dec(v)?) } else { None };
+                        Ok((k, v))
+                    })
+                    .collect()
+            }
+            Ok(r) => {
+                self.done = true;
+                vec![Err(unexpected(r))]
+            }
+            Err(e) => {
+                self.done = true;
+                vec![Err(e)]
+            }
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for Pages<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pages")
+            .field("dict", &self.dict)
+            .field("next", &self.next)
+            .field("len", &self.len)
+            .field("batch", &self.batch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An iterator over a shared dict's pairs, in insertion order
+/// ([`Dict::iter`]), fetching them in batches.
+///
+/// As in CPython, the dict must not change size while it is iterated: the
+/// iterator then yields [`Error::ChangedSize`] ("dictionary changed size
+/// during iteration") and ends. The size is checked at every batch (with a
+/// batch of 1, at every item, as CPython does) and once more at the end;
+/// it is taken at the first batch, not when the iterator is made. It holds
+/// no state in the server (a cursor and the size travel with each
+/// request), only a clone of the proxy, which keeps the dict alive.
+#[derive(Debug)]
+pub struct DictIter<K, V> {
+    pages: Pages<K, V>,
+    buf: VecDeque<Result<(K, V), Error>>,
+}
+
+impl<K, V> Iterator for DictIter<K, V>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    type Item = Result<(K, V), Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() {
+            let page =
+                self.pages.fetch().into_iter().map(|r| {
+                    r.and_then(|(k, v)| Ok((k, v.ok_or_else(|| unexpected(Reply::Unit))?)))
+                });
+            self.buf.extend(page);
+        }
+        self.buf.pop_front()
+    }
+}
+
+/// An iterator over a shared dict's keys ([`Dict::iter_keys`]; Python's
+/// `for k in d`), with [`DictIter`]'s rules; values do not travel.
+#[derive(Debug)]
+pub struct DictKeys<K, V> {
+    pages: Pages<K, V>,
+    buf: VecDeque<Result<K, Error>>,
+}
+
+impl<K, V> Iterator for DictKeys<K, V>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    type Item = Result<K, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() {
+            let page = self.pages.fetch().into_iter().map(|r| r.map(|(k, _)| k));
+            self.buf.extend(page);
+        }
+        self.buf.pop_front()
+    }
+}
 
 proxy_type! {
     /// A proxy of a dict in the manager (CPython's `DictProxy`), keeping
@@ -205,9 +336,9 @@ where
         self.list(Op::DictValues)
     }
 
-    /// A snapshot of the pairs, in insertion order (one round trip; taking
-    /// a snapshot also sidesteps CPython's "dict changed size during
-    /// iteration").
+    /// A snapshot of the pairs, in insertion order, in one round trip (a
+    /// copy: later changes do not matter to it; [`Dict::iter`] goes
+    /// through the dict itself).
     ///
     /// # Errors
     /// As for [`Dict::get`].
@@ -218,6 +349,65 @@ where
                 .map(|(k, v)| Ok((self.raw.dec_bytes(k)?, self.raw.dec(v)?)))
                 .collect(),
             r => Err(unexpected(r)),
+        }
+    }
+
+    fn pages(&self, batch: usize, values: bool) -> Pages<K, V> {
+        Pages {
+            dict: self.clone(),
+            next: 0,
+            len: None,
+            batch: batch.clamp(1, 4096) as u32,
+            values,
+            done: false,
+        }
+    }
+
+    /// Iterates over the pairs in insertion order, 64 per round trip,
+    /// without a full copy; a change of the dict's size meanwhile is an
+    /// error, as in CPython (see [`DictIter`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mproc_manager::Error;
+    ///
+    /// let m = mproc_manager::Manager::start()?;
+    /// let d = m.dict_from([("a".to_string(), 1), ("b".to_string(), 2)])?;
+    /// let pairs: Vec<(String, i32)> = d.iter().collect::<Result<_, _>>()?;
+    /// assert_eq!(pairs, [("a".to_string(), 1), ("b".to_string(), 2)]);
+    ///
+    /// // Python: RuntimeError("dictionary changed size during iteration").
+    /// let mut keys = d.iter_keys_batched(1);
+    /// assert_eq!(keys.next().transpose()?, Some("a".to_string()));
+    /// d.insert(&"c".to_string(), &3)?;
+    /// assert!(matches!(keys.next(), Some(Err(Error::ChangedSize))));
+    /// assert!(keys.next().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn iter(&self) -> DictIter<K, V> {
+        self.iter_batched(DEFAULT_BATCH as usize)
+    }
+
+    /// [`Dict::iter`] fetching `batch` pairs per round trip (at least 1, at
+    /// most 4096).
+    pub fn iter_batched(&self, batch: usize) -> DictIter<K, V> {
+        DictIter {
+            pages: self.pages(batch, true),
+            buf: VecDeque::new(),
+        }
+    }
+
+    /// Iterates over the keys in insertion order (see [`Dict::iter`]).
+    pub fn iter_keys(&self) -> DictKeys<K, V> {
+        self.iter_keys_batched(DEFAULT_BATCH as usize)
+    }
+
+    /// [`Dict::iter_keys`] fetching `batch` keys per round trip.
+    pub fn iter_keys_batched(&self, batch: usize) -> DictKeys<K, V> {
+        DictKeys {
+            pages: self.pages(batch, false),
+            buf: VecDeque::new(),
         }
     }
 

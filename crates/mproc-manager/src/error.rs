@@ -37,6 +37,18 @@ pub enum Error {
     },
     /// The value is not in the list (`ValueError` of `list.remove`/`index`).
     ValueMissing,
+    /// The dict changed size while an iterator went through it (CPython's
+    /// `RuntimeError("dictionary changed size during iteration")`).
+    ChangedSize,
+    /// A slice assignment of the wrong length: to an extended slice (step
+    /// other than 1) of a list, or to any slice of an [`Array`](crate::Array),
+    /// whose length is fixed (CPython's `ValueError`).
+    SizeMismatch {
+        /// The slice's length.
+        expected: u64,
+        /// The number of items given.
+        found: u64,
+    },
     /// The object is of another kind than the proxy expects (a named object
     /// looked up with the wrong proxy type).
     WrongKind {
@@ -71,8 +83,10 @@ pub enum Error {
     /// Server-side updates need the client and the server to run the same
     /// executable file; this client does not.
     ForeignExecutable,
-    /// A value could not be encoded (serde/postcard).
-    Encode(postcard::Error),
+    /// A value could not be encoded (serde/postcard). Its `Display` is the
+    /// reason the value's `Serialize` impl gave to
+    /// `serde::ser::Error::custom`, when it gave one.
+    Encode(mproc_shm::codec_error::PostcardError),
     /// A value from the server did not decode as the proxy's type.
     Decode(postcard::Error),
     /// A server-side update function failed before running (the stored value
@@ -132,6 +146,8 @@ impl Error {
             RemoteError::Panicked(m) => Self::Panicked(m),
             RemoteError::Malformed(m) => Self::Remote(format!("malformed request: {m}")),
             RemoteError::NotAllowed(m) => Self::Remote(m),
+            RemoteError::ChangedSize => Self::ChangedSize,
+            RemoteError::SizeMismatch { expected, found } => Self::SizeMismatch { expected, found },
         }
     }
 }
@@ -148,6 +164,11 @@ impl fmt::Debug for Error {
                 .finish(),
             Self::WrongKind { expected, found } => f
                 .debug_struct("WrongKind")
+                .field("expected", expected)
+                .field("found", found)
+                .finish(),
+            Self::SizeMismatch { expected, found } => f
+                .debug_struct("SizeMismatch")
                 .field("expected", expected)
                 .field("found", found)
                 .finish(),
@@ -170,6 +191,7 @@ impl Error {
         match self {
             Self::KeyMissing => "KeyMissing",
             Self::ValueMissing => "ValueMissing",
+            Self::ChangedSize => "ChangedSize",
             Self::NoSuchObject => "NoSuchObject",
             Self::Empty => "Empty",
             Self::Full => "Full",
@@ -193,6 +215,8 @@ impl fmt::Display for Error {
             Self::KeyMissing => f.write_str("key not found"),
             Self::IndexOutOfRange { index, len } => write!(f, "index {index} out of range for a list of length {len}"),
             Self::ValueMissing => f.write_str("value not in list"),
+            Self::ChangedSize => f.write_str("dictionary changed size during iteration"),
+            Self::SizeMismatch { expected, found } => write!(f, "attempt to assign a sequence of size {found} to a slice of size {expected}"),
             Self::WrongKind { expected, found } => write!(f, "the shared object is a {found}, not a {expected}"),
             Self::NoSuchObject => f.write_str("the manager has no such object"),
             Self::NoSuchName(n) => write!(f, "no shared object is registered as {n:?}"),

@@ -49,7 +49,9 @@
 //! reach the shared list.
 //!
 //! Several operations can share one round trip: [`Dict::update`],
-//! [`Dict::get_many`], [`Dict::items`], [`List::extend`], [`List::snapshot`].
+//! [`Dict::get_many`], [`Dict::items`], [`List::extend`], [`List::snapshot`],
+//! [`List::get_slice`], [`List::set_slice`], and the batches of the
+//! iterators.
 //!
 //! # Errors and failures
 //!
@@ -96,8 +98,25 @@
 //! * Proxies are typed, and any serde type can be shared (no `register` of
 //!   classes: `Value<MyStruct>` or `Dict<K, MyStruct>` instead, with
 //!   server-side updates for methods that change them).
-//! * Results are copies everywhere, iteration takes a snapshot
-//!   ([`Dict::items`]), so "dict changed size during iteration" cannot happen.
+//! * Results are copies everywhere. Iterators ([`Dict::iter`],
+//!   [`Dict::iter_keys`], [`List::iter`]) fetch batches of copies and keep
+//!   no state in the server (a cursor travels with each request); a dict's
+//!   size is checked at every batch, so a change of size shows as
+//!   [`Error::ChangedSize`] at the next batch rather than the next item
+//!   (with a batch of 1, exactly as CPython). A list iterator goes by
+//!   index and never fails, as in CPython.
+//! * Functions that need the stored values' type run in the server by
+//!   reference: updates, and sorting ([`List::sort`], [`List::sort_by_key`]).
+//! * `str(ns)` ([`Namespace::repr`], `Display`) shows each field as Python's
+//!   `repr` would show its serde form, made when the field was set (the
+//!   server cannot decode it): `Namespace(age=42, name='Bob')`.
+//! * [`Manager::array`] takes an item type instead of a typecode; its
+//!   length is fixed, so a slice assignment must keep it.
+//! * [`Manager::shutdown`] reports how the server ended ([`ShutdownStatus`]).
+//! * The server runs the authkey handshakes of new connections side by
+//!   side in its accepting thread, at most 64 at once (the longest waiting
+//!   is dropped for a new one) and 10 s each: silent connections cost it a
+//!   socket each, never a thread.
 //! * References are counted per process, not per proxy: clones of a proxy
 //!   share one reference, and the server gives back every reference of a
 //!   process whose connections close (a killed child leaks nothing).
@@ -137,9 +156,9 @@
 
 #![doc(test(attr(deny(warnings))))]
 
+mod array;
 mod client;
 mod code_ref;
-mod demo;
 mod dict;
 mod error;
 mod link;
@@ -148,18 +167,22 @@ mod manager;
 mod proto;
 mod proxy;
 mod queue;
+mod repr;
 mod server;
 mod sync;
 #[cfg_attr(target_os = "linux", path = "sys.rs")]
 mod sys;
 mod value;
 
+pub use crate::array::Array;
 pub use crate::client::RawProxy;
-pub use crate::demo::fruit_demo;
 pub use crate::dict::Dict;
+pub use crate::dict::{DictIter, DictKeys};
 pub use crate::error::{Error, PutError};
-pub use crate::list::List;
-pub use crate::manager::{DEFAULT_CALL_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, Manager, ManagerBuilder};
+pub use crate::list::{List, ListIter, Slice};
+pub use crate::manager::{
+    DEFAULT_CALL_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, Manager, ManagerBuilder, ShutdownStatus,
+};
 pub use crate::proto::Kind;
 pub use crate::proxy::Proxy;
 pub use crate::queue::{JoinableQueue, Queue};

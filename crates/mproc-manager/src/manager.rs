@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mproc_pipe::{Address, Connection, Listener};
-use mproc_process::{Pid, Process, ProcessHandle, StartMethod};
+use mproc_process::{ExitStatus, Pid, Process, ProcessHandle, StartMethod};
 use mproc_shm::Segment;
 use serde::{Deserialize, Serialize};
 
+use crate::array::Array;
 use crate::client::{AddrWire, RawProxy, Session};
 use crate::dict::Dict;
 use crate::error::Error;
@@ -225,18 +226,24 @@ impl ManagerBuilder {
     /// [`Error::Io`] if the address cannot be bound.
     pub fn serve(self, ready: impl FnOnce(&Address)) -> Result<(), Error> {
         let key = self.key()?;
-        let listener = bind(self.address.as_ref()).map_err(Error::Io)?;
+        let listener = bind(self.address.as_ref(), &key).map_err(Error::Io)?;
         ready(listener.address());
-        server::serve(listener, key, None, None);
+        server::serve(listener, None, None);
         Ok(())
     }
 }
 
-fn bind(address: Option<&Address>) -> io::Result<Listener> {
+/// Binds the server's listener, which runs the authkey handshakes.
+fn bind(address: Option<&Address>, key: &[u8]) -> io::Result<Listener> {
     match address {
-        Some(a) => Listener::builder(a.clone()).backlog(512).bind(),
-        None => Listener::builder_auto().backlog(512).bind(),
+        Some(a) => Listener::builder(a.clone()),
+        None => Listener::builder_auto(),
     }
+    .backlog(512)
+    .authkey(key)
+    .handshake_timeout(Some(server::HANDSHAKE_TIMEOUT))
+    .max_pending_handshakes(server::MAX_PENDING_HANDSHAKES)
+    .bind()
 }
 
 /// The authkey in a sealed memfd: it reaches the server process as a file
@@ -278,7 +285,7 @@ fn server_main(args: ServerArgs) {
     };
     drop(args.key);
     let address = args.address.map(Address::from);
-    let listener = match bind(address.as_ref()) {
+    let listener = match bind(address.as_ref(), &key) {
         Ok(l) => l,
         Err(e) => {
             let at = address
@@ -305,7 +312,7 @@ fn server_main(args: ServerArgs) {
     if args.ready.send_ref(&ready).is_err() {
         return;
     }
-    server::serve(listener, key, Some(args.ready), Some(cleanup));
+    server::serve(listener, Some(args.ready), Some(cleanup));
 }
 
 /// What the server process reports once it listens: its address and
@@ -436,6 +443,19 @@ impl Manager {
     ) -> Result<List<T>, Error> {
         let v: Result<Vec<_>, Error> = items.into_iter().map(|i| self.enc(&i)).collect();
         Ok(List::wrap(self.create(Kind::List, Init::Items(v?))?))
+    }
+
+    /// A new shared array holding `items`, whose length then never changes
+    /// (CPython's `m.Array(typecode, sequence)`).
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`]; [`Error::Encode`].
+    pub fn array<T: Serialize>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<Array<T>, Error> {
+        let v: Result<Vec<_>, Error> = items.into_iter().map(|i| self.enc(&i)).collect();
+        Ok(Array::wrap(self.create(Kind::Array, Init::Items(v?))?))
     }
 
     /// A new, empty namespace.
@@ -627,41 +647,66 @@ impl Manager {
     }
 
     /// Stops the server: asks it to exit, waits up to the shutdown timeout,
-    /// then terminates it (SIGTERM, then SIGKILL). For a connected manager
-    /// this asks the server to exit and returns. Calls through proxies of
-    /// this server then return [`Error::Disconnected`].
+    /// then terminates it (SIGTERM, then SIGKILL), as CPython's
+    /// `shutdown()` does; returns how it ended. For a connected manager
+    /// this asks the server to exit and returns [`ShutdownStatus::Requested`].
+    /// Calls through proxies of this server then return
+    /// [`Error::Disconnected`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mproc_manager::{Manager, ShutdownStatus};
+    /// use mproc_process::ExitStatus;
+    ///
+    /// let m = Manager::start()?;
+    /// assert_eq!(m.shutdown()?, ShutdownStatus::Exited(ExitStatus::Exited(0)));
+    /// # Ok::<(), mproc_manager::Error>(())
+    /// ```
     ///
     /// # Errors
-    /// [`Error::Io`] if the server process could not be signalled.
-    pub fn shutdown(mut self) -> Result<(), Error> {
+    /// [`Error::Io`] if the server process could not be signalled (or
+    /// survived SIGKILL); for a connected manager, [`Error::Disconnected`]
+    /// if the server did not take the request.
+    pub fn shutdown(mut self) -> Result<ShutdownStatus, Error> {
         self.stop()
     }
 
-    fn stop(&mut self) -> Result<(), Error> {
+    fn stop(&mut self) -> Result<ShutdownStatus, Error> {
         if self.stopped {
-            return Ok(());
+            return Ok(ShutdownStatus::Requested);
         }
         self.stopped = true;
         let Some(mut p) = self.process.take() else {
-            return self.session.call(&Request::Shutdown).map(|_| ());
+            return unit(self.session.call(&Request::Shutdown)?)
+                .map(|()| ShutdownStatus::Requested);
         };
-        // The server exits as soon as it reads the request: wait for that,
-        // not for a reply.
-        let asked = self.session.send_only(&Request::Shutdown);
-        let deadline = Instant::now() + self.shutdown_timeout;
-        let r = if asked.is_ok() && p.join_deadline(deadline).is_ok() {
-            Ok(())
-        } else if p.status().is_some() {
-            let _ = p.join_timeout(Duration::ZERO);
-            Ok(())
-        } else {
-            let r = p
-                .terminate_timeout(self.shutdown_timeout)
-                .map(|_| ())
-                .map_err(Error::Io);
-            let _ = p.join_timeout(Duration::ZERO);
-            r
+        // The server ends with `Exited(0)` only on a shutdown request (this
+        // one or another client's); any other end is a crash or a kill.
+        let ended = |status: ExitStatus| {
+            if status == ExitStatus::Exited(0) {
+                ShutdownStatus::Exited(status)
+            } else {
+                ShutdownStatus::AlreadyGone(status)
+            }
         };
+        let r = match p.status() {
+            Some(status) => Ok(ended(status)),
+            None => {
+                // The server exits as soon as it reads the request: wait
+                // for that, not for a reply.
+                let _ = self.session.send_only(&Request::Shutdown);
+                let _ = p.join_deadline(Instant::now() + self.shutdown_timeout);
+                match p.status() {
+                    Some(status) => Ok(ended(status)),
+                    None => p
+                        .terminate_timeout(self.shutdown_timeout)
+                        .map(ShutdownStatus::Terminated)
+                        .map_err(Error::Io),
+                }
+            }
+        };
+        let _ = p.join_timeout(Duration::ZERO);
         // A server that was killed could not remove its socket.
         if let Some(path) = self.auto_socket.take() {
             let _ = std::fs::remove_file(&path);
@@ -671,6 +716,30 @@ impl Manager {
         }
         r
     }
+}
+
+/// How a manager's server ended at [`Manager::shutdown`].
+///
+/// CPython's `shutdown()` returns nothing; the steps it takes (ask, wait
+/// `shutdown_timeout`, terminate, kill) are the same, and this says which
+/// one ended the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShutdownStatus {
+    /// The server exited on a shutdown request within the shutdown timeout
+    /// (`Exited(0)`, the only way it exits by itself): this one, or an
+    /// earlier one from another client.
+    Exited(ExitStatus),
+    /// The server had ended otherwise before the shutdown: it crashed or
+    /// was killed (the status says how).
+    AlreadyGone(ExitStatus),
+    /// The server did not exit within the shutdown timeout and was
+    /// terminated: `Signaled(SIGTERM)`, or `Signaled(SIGKILL)` when
+    /// SIGTERM did not end it within a second timeout either.
+    Terminated(ExitStatus),
+    /// A manager that does not own the server ([`Manager::connect`]): the
+    /// server took the request; how it ends is its owner's to see.
+    Requested,
 }
 
 impl Drop for Manager {

@@ -12,8 +12,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever the messages below change incompatibly (2: reference
-/// counts, [`Val`], transfers).
-pub(crate) const PROTOCOL: u32 = 2;
+/// counts, [`Val`], transfers; 3: pages, slices, sorting, arrays,
+/// namespace reprs).
+pub(crate) const PROTOCOL: u32 = 3;
 
 /// The largest request the server accepts (64 MiB): bigger frames close the
 /// connection instead of being buffered.
@@ -88,6 +89,8 @@ pub enum Kind {
     Queue,
     /// [`JoinableQueue`](crate::JoinableQueue).
     JoinableQueue,
+    /// [`Array`](crate::Array): a list of fixed length.
+    Array,
 }
 
 impl Kind {
@@ -107,6 +110,7 @@ impl Kind {
             Self::Barrier => "Barrier",
             Self::Queue => "Queue",
             Self::JoinableQueue => "JoinableQueue",
+            Self::Array => "Array",
         }
     }
 }
@@ -173,6 +177,15 @@ pub(crate) enum Request {
     Shutdown,
 }
 
+/// A Python slice (`start:stop:step`) on the wire; `step` is never 0 in a
+/// valid request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SliceWire {
+    pub(crate) start: Option<i64>,
+    pub(crate) stop: Option<i64>,
+    pub(crate) step: i64,
+}
+
 /// A waiting time on the wire: `None` waits without limit.
 pub(crate) type WaitMs = Option<u64>;
 
@@ -192,6 +205,15 @@ pub(crate) enum Op {
     DictUpdate(Vec<(Bytes, Val)>),
     DictGetMany(Vec<Bytes>),
     DictPopItem,
+    /// Up to `max` entries from insertion slot `from` on (an iterator's
+    /// page), with their values if `values`. `len`: the size the iterator
+    /// saw first; another size is [`RemoteError::ChangedSize`].
+    DictPage {
+        from: u64,
+        max: u32,
+        len: Option<u64>,
+        values: bool,
+    },
     /// Server-side update of the value at a key; `default` is inserted first
     /// when the key is missing (else the key must exist).
     DictApply {
@@ -211,6 +233,22 @@ pub(crate) enum Op {
     ListIndex(Bytes),
     ListCount(Bytes),
     ListSnapshot,
+    /// Up to `max` items from index `from` on (an iterator's page).
+    ListPage {
+        from: u64,
+        max: u32,
+    },
+    ListSlice(SliceWire),
+    ListSetSlice(SliceWire, Vec<Val>),
+    ListDelSlice(SliceWire),
+    /// Sorts with the sort function at offset `func` (see `code_ref`).
+    ListSort {
+        func: i64,
+        reverse: bool,
+    },
+    ListReverse,
+    /// `l *= n`.
+    ListRepeat(i64),
     ListApply {
         index: i64,
         func: i64,
@@ -218,9 +256,12 @@ pub(crate) enum Op {
     },
     // Namespace.
     NsGet(String),
-    NsSet(String, Val),
+    /// Sets a field: its value and its repr (for `str(ns)`).
+    NsSet(String, Val, String),
     NsDel(String),
     NsNames,
+    /// `name=repr` of every field, sorted by name.
+    NsRepr,
     NsApply {
         name: String,
         func: i64,
@@ -268,11 +309,27 @@ pub(crate) enum Op {
     Put(Val, WaitMs),
     Get(WaitMs),
     QSize,
+    QFull,
     TaskDone,
     Join(WaitMs),
 }
 
 impl Op {
+    /// Whether this list operation leaves the length as it is (so it may
+    /// run on an [`Kind::Array`]).
+    pub(crate) fn keeps_length(&self) -> bool {
+        !matches!(
+            self,
+            Self::ListPush(_)
+                | Self::ListExtend(_)
+                | Self::ListInsert(..)
+                | Self::ListPop(_)
+                | Self::ListRemove(_)
+                | Self::ListDelSlice(_)
+                | Self::ListRepeat(_)
+        )
+    }
+
     /// Whether this operation may wait (and so gets no fixed call timeout).
     pub(crate) fn wait(&self) -> Option<WaitMs> {
         match self {
@@ -314,6 +371,12 @@ pub(crate) enum Reply {
     List(Vec<Val>),
     MaybeList(Vec<Option<Val>>),
     Pairs(Vec<(Bytes, Val)>),
+    /// A dict iterator's page: entries, the slot to go on from, the dict's size.
+    Page {
+        items: Vec<(Bytes, Val)>,
+        next: u64,
+        len: u64,
+    },
     MaybePair(Option<(Bytes, Val)>),
     Names(Vec<String>),
     /// An object, with a reference to it granted to the client.
@@ -354,6 +417,8 @@ pub(crate) enum RemoteError {
     Panicked(String),
     Malformed(String),
     NotAllowed(String),
+    ChangedSize,
+    SizeMismatch { expected: u64, found: u64 },
 }
 
 /// Decodes a request frame (the fuzz target's entry).
@@ -453,6 +518,57 @@ pub(crate) fn samples() -> Vec<Vec<u8>> {
             (2, Op::ListSnapshot),
             (11, Op::Get(None)),
         ]),
+        Request::Call {
+            id: 1,
+            op: Op::DictPage {
+                from: 0,
+                max: 2,
+                len: Some(1),
+                values: true,
+            },
+        },
+        Request::Call {
+            id: 2,
+            op: Op::ListSetSlice(
+                SliceWire {
+                    start: Some(-1),
+                    stop: None,
+                    step: -2,
+                },
+                vec![Val::plain(vec![5])],
+            ),
+        },
+        Request::Call {
+            id: 2,
+            op: Op::ListDelSlice(SliceWire {
+                start: None,
+                stop: Some(i64::MAX),
+                step: i64::MIN,
+            }),
+        },
+        Request::Call {
+            id: 2,
+            op: Op::ListSort {
+                func: 4096,
+                reverse: true,
+            },
+        },
+        Request::Call {
+            id: 2,
+            op: Op::ListRepeat(i64::MAX),
+        },
+        Request::Call {
+            id: 3,
+            op: Op::NsSet(
+                "name".into(),
+                Val::plain(vec![3, b'B', b'o', b'b']),
+                "'Bob'".into(),
+            ),
+        },
+        Request::Call {
+            id: 3,
+            op: Op::NsRepr,
+        },
         Request::Release { id: 3 },
         // A list holding proxies of the dict (1) and of itself (2).
         Request::Call {

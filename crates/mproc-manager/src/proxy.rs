@@ -43,6 +43,7 @@ fn reply_name(r: &Reply) -> &'static str {
         Reply::List(_) => "list",
         Reply::MaybeList(_) => "list of options",
         Reply::Pairs(_) => "pairs",
+        Reply::Page { .. } => "page",
         Reply::MaybePair(_) => "optional pair",
         Reply::Names(_) => "names",
         Reply::Object(..) => "object",

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, PutError};
 use crate::proto::{Kind, Op, WaitMs};
-use crate::proxy::{bytes, count, proxy_type, unit};
+use crate::proxy::{boolean, bytes, count, proxy_type, unit};
 use crate::sync::wait_ms;
 
 fn until(deadline: Instant) -> WaitMs {
@@ -116,6 +116,16 @@ macro_rules! queue_methods {
         /// [`Error::Disconnected`].
         pub fn is_empty(&self) -> Result<bool, Error> {
             Ok(self.qsize()? == 0)
+        }
+
+        /// Whether the queue holds `maxsize` items (Python's `full()`;
+        /// never for an unbounded queue). Exact when asked: the server
+        /// holds the items.
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`].
+        pub fn is_full(&self) -> Result<bool, Error> {
+            boolean(self.raw.call(Op::QFull)?)
         }
     };
 }

@@ -8,22 +8,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use mproc_pipe::{
-    AuthOptions, Connection, FAILURE, Listener, MAX_HANDSHAKE_MESSAGE, WELCOME, make_challenge,
-    respond_to_challenge, verify_response,
-};
+use mproc_pipe::{ConnectError, Connection, Listener};
 
 use crate::client::lock;
 use crate::code_ref;
 use crate::link::Link;
 use crate::proto::{
-    self, Acquired, Bytes, ExeWire, Id, Init, Kind, Op, Owner, RemoteError, Reply, Request, Val,
-    WaitMs,
+    self, Acquired, Bytes, ExeWire, Id, Init, Kind, Op, Owner, RemoteError, Reply, Request,
+    SliceWire, Val, WaitMs,
 };
 use crate::sys;
 
 /// How long a client may take over the authkey handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many clients may be in the authkey handshake at once. The listener
+/// runs their handshakes side by side in the accepting thread; one more
+/// drops the client that has waited longest. A connection gets its own
+/// thread only once authenticated, so silent or slow clients cost a socket
+/// each, never a thread.
+pub(crate) const MAX_PENDING_HANDSHAKES: usize = 64;
 /// How often a waiting server thread checks that its client is still there.
 const WAIT_STEP: Duration = Duration::from_millis(50);
 
@@ -143,10 +146,14 @@ struct QueueState {
 enum Obj {
     Dict(OrderedMap),
     List(Vec<Val>),
-    Namespace(BTreeMap<String, Val>),
+    /// Each field's value and repr (see `repr`).
+    Namespace(BTreeMap<String, (Val, String)>),
     Value(Val),
     Lock(LockState),
-    Semaphore { value: u64, bound: Option<u64> },
+    Semaphore {
+        value: u64,
+        bound: Option<u64>,
+    },
     Event(bool),
     Condition(CondState),
     Barrier(BarrierState),
@@ -159,7 +166,7 @@ impl Obj {
         match self {
             Self::Dict(m) => m.drain(),
             Self::List(l) => std::mem::take(l),
-            Self::Namespace(n) => std::mem::take(n).into_values().collect(),
+            Self::Namespace(n) => std::mem::take(n).into_values().map(|(v, _)| v).collect(),
             Self::Value(v) => vec![std::mem::take(v)],
             Self::Queue(q) => std::mem::take(&mut q.items).into(),
             _ => Vec::new(),
@@ -378,6 +385,60 @@ fn norm(index: i64, len: usize) -> RResult<usize> {
     }
 }
 
+/// The most bytes a list may reach by repetition (`l *= n`).
+const MAX_REPEAT_BYTES: usize = 256 << 20;
+
+/// The most entries an iterator's page holds.
+const MAX_PAGE: usize = 4096;
+
+fn page_size(max: u32) -> usize {
+    (max as usize).clamp(1, MAX_PAGE)
+}
+
+/// A Python slice resolved against a length (`slice.indices`).
+#[derive(Debug, PartialEq, Eq)]
+struct Slice {
+    start: i64,
+    step: i64,
+    count: usize,
+}
+
+impl Slice {
+    fn of(s: SliceWire, len: usize) -> RResult<Self> {
+        if s.step == 0 {
+            return Err(RemoteError::NotAllowed("slice step cannot be zero".into()));
+        }
+        let (len, step) = (len as i128, i128::from(s.step));
+        let (lower, upper) = if step < 0 { (-1, len - 1) } else { (0, len) };
+        let bound = |v: Option<i64>, default: i128| match v.map(i128::from) {
+            None => default,
+            Some(v) if v < 0 => (v + len).max(lower),
+            Some(v) => v.min(upper),
+        };
+        let start = bound(s.start, if step < 0 { upper } else { lower });
+        let stop = bound(s.stop, if step < 0 { lower } else { upper });
+        let count = if step > 0 && stop > start {
+            (stop - start - 1) / step + 1
+        } else if step < 0 && start > stop {
+            (start - stop - 1) / -step + 1
+        } else {
+            0
+        };
+        // In range: `start` lies within [-1, len] and `count` within [0, len].
+        Ok(Self {
+            start: start as i64,
+            step: s.step,
+            count: count as usize,
+        })
+    }
+
+    /// The indices the slice selects, in order.
+    fn indices(&self) -> impl Iterator<Item = usize> + use<> {
+        let (start, step) = (i128::from(self.start), i128::from(self.step));
+        (0..self.count as i128).map(move |k| (start + k * step) as usize)
+    }
+}
+
 fn guard(m: &Mutex<Obj>) -> MutexGuard<'_, Obj> {
     lock(m)
 }
@@ -426,7 +487,7 @@ impl Server {
                 Obj::Dict(m)
             }
             (Kind::List, Init::Empty) => Obj::List(Vec::new()),
-            (Kind::List, Init::Items(v)) => Obj::List(v),
+            (Kind::List | Kind::Array, Init::Items(v)) => Obj::List(v),
             (Kind::Namespace, Init::Empty) => Obj::Namespace(BTreeMap::new()),
             (Kind::Value, Init::Value(v)) => Obj::Value(v),
             (Kind::Lock | Kind::RLock, Init::Empty) => Obj::Lock(LockState::default()),
@@ -677,6 +738,60 @@ impl Server {
         }
     }
 
+    /// Runs a namespace field's update function, which also remakes the
+    /// field's repr.
+    fn apply_repr(
+        peer: &Peer<'_>,
+        func: i64,
+        value: &mut Val,
+        repr: &mut String,
+        arg: &[u8],
+    ) -> RResult<Reply> {
+        if !peer.same_exe {
+            return Err(RemoteError::ForeignExecutable);
+        }
+        let f = code_ref::resolve_repr(func).ok_or(RemoteError::BadFunction)?;
+        match panic::catch_unwind(AssertUnwindSafe(|| f(&mut value.bytes, arg))) {
+            Ok(Ok((r, new_repr))) => {
+                *repr = new_repr;
+                Ok(Reply::Bytes(Val::plain(r)))
+            }
+            Ok(Err(m)) => Err(RemoteError::Decode(m)),
+            Err(p) => Err(RemoteError::Panicked(panic_message(&*p))),
+        }
+    }
+
+    /// Sorts a list with the sort function at `func`: the items move, with
+    /// their references, in the order it returns.
+    fn sort(peer: &Peer<'_>, l: &mut Vec<Val>, func: i64, reverse: bool) -> RResult<Reply> {
+        if !peer.same_exe {
+            return Err(RemoteError::ForeignExecutable);
+        }
+        let f = code_ref::resolve_sort(func).ok_or(RemoteError::BadFunction)?;
+        let order = {
+            let items: Vec<&[u8]> = l.iter().map(|v| &v.bytes[..]).collect();
+            match panic::catch_unwind(AssertUnwindSafe(|| f(&items, reverse))) {
+                Ok(Ok(order)) => order,
+                Ok(Err(m)) => return Err(RemoteError::Decode(m)),
+                Err(p) => return Err(RemoteError::Panicked(panic_message(&*p))),
+            }
+        };
+        let n = l.len();
+        let mut seen = vec![false; n];
+        let permutation = order.len() == n
+            && order
+                .iter()
+                .all(|&i| i < n && !std::mem::replace(&mut seen[i], true));
+        if !permutation {
+            return Err(RemoteError::Malformed(
+                "the sort function returned no permutation".into(),
+            ));
+        }
+        let mut taken: Vec<Option<Val>> = std::mem::take(l).into_iter().map(Some).collect();
+        *l = order.iter().filter_map(|&i| taken[i].take()).collect();
+        Ok(Reply::Unit)
+    }
+
     /// Runs `op` on `e`; adds the objects it freed to `freed`.
     fn op(&self, peer: &Peer<'_>, e: &Entry, op: Op, freed: &mut Vec<Id>) -> RResult<Reply> {
         let st = Store {
@@ -700,6 +815,7 @@ impl Server {
                 Obj::Queue(q) => Ok(Reply::Count(q.items.len() as u64)),
                 _ => Err(wrong(Kind::Dict, kind)),
             },
+            Op::Clear if kind == Kind::Array => Err(wrong(Kind::List, kind)),
             Op::Clear => match &mut *guard(&e.state) {
                 o @ (Obj::Dict(_) | Obj::List(_) | Obj::Namespace(_)) => {
                     o.drain().into_iter().for_each(|v| st.discard(v));
@@ -719,6 +835,7 @@ impl Server {
             | Op::DictUpdate(_)
             | Op::DictGetMany(_)
             | Op::DictPopItem
+            | Op::DictPage { .. }
             | Op::DictApply { .. } => {
                 let mut g = guard(&e.state);
                 let Obj::Dict(m) = &mut *g else {
@@ -736,14 +853,29 @@ impl Server {
             | Op::ListIndex(_)
             | Op::ListCount(_)
             | Op::ListSnapshot
+            | Op::ListPage { .. }
+            | Op::ListSlice(_)
+            | Op::ListSetSlice(..)
+            | Op::ListDelSlice(_)
+            | Op::ListSort { .. }
+            | Op::ListReverse
+            | Op::ListRepeat(_)
             | Op::ListApply { .. } => {
                 let mut g = guard(&e.state);
                 let Obj::List(l) = &mut *g else {
                     return Err(wrong(Kind::List, kind));
                 };
-                Self::list_op(peer, st, l, op)
+                if kind == Kind::Array && !op.keeps_length() {
+                    return Err(wrong(Kind::List, kind));
+                }
+                Self::list_op(peer, st, l, op, kind == Kind::Array)
             }
-            Op::NsGet(_) | Op::NsSet(..) | Op::NsDel(_) | Op::NsNames | Op::NsApply { .. } => {
+            Op::NsGet(_)
+            | Op::NsSet(..)
+            | Op::NsDel(_)
+            | Op::NsNames
+            | Op::NsRepr
+            | Op::NsApply { .. } => {
                 let mut g = guard(&e.state);
                 let Obj::Namespace(n) = &mut *g else {
                     return Err(wrong(Kind::Namespace, kind));
@@ -751,27 +883,29 @@ impl Server {
                 match op {
                     Op::NsGet(k) => n
                         .get(&k)
-                        .cloned()
-                        .map(|v| Reply::Bytes(st.lend(v)))
+                        .map(|(v, _)| Reply::Bytes(st.lend(v.clone())))
                         .ok_or(RemoteError::KeyMissing),
-                    Op::NsSet(k, v) => {
+                    Op::NsSet(k, v, r) => {
                         st.keep([&v])?;
-                        if let Some(old) = n.insert(k, v) {
+                        if let Some((old, _)) = n.insert(k, (v, r)) {
                             st.discard(old);
                         }
                         Ok(Reply::Unit)
                     }
                     Op::NsDel(k) => n
                         .remove(&k)
-                        .map(|old| {
+                        .map(|(old, _)| {
                             st.discard(old);
                             Reply::Unit
                         })
                         .ok_or(RemoteError::KeyMissing),
                     Op::NsNames => Ok(Reply::Names(n.keys().cloned().collect())),
+                    Op::NsRepr => Ok(Reply::Names(
+                        n.iter().map(|(k, (_, r))| format!("{k}={r}")).collect(),
+                    )),
                     Op::NsApply { name, func, arg } => {
-                        let v = n.get_mut(&name).ok_or(RemoteError::KeyMissing)?;
-                        Self::apply(peer, func, v, &arg)
+                        let (v, r) = n.get_mut(&name).ok_or(RemoteError::KeyMissing)?;
+                        Self::apply_repr(peer, func, v, r, &arg)
                     }
                     _ => unreachable!("matched above"),
                 }
@@ -933,6 +1067,12 @@ impl Server {
                 Obj::Queue(q) => Ok(Reply::Count(q.items.len() as u64)),
                 _ => Err(wrong(Kind::Queue, kind)),
             },
+            Op::QFull => match &*guard(&e.state) {
+                Obj::Queue(q) => Ok(Reply::Bool(
+                    q.maxsize != 0 && q.items.len() as u64 >= q.maxsize,
+                )),
+                _ => Err(wrong(Kind::Queue, kind)),
+            },
             Op::TaskDone => {
                 let mut g = guard(&e.state);
                 let Obj::Queue(q) = &mut *g else {
@@ -1014,6 +1154,37 @@ impl Server {
                 Reply::MaybeList(keys.iter().map(|k| lend(m.get(k))).collect())
             }
             Op::DictPopItem => Reply::MaybePair(m.pop_last().map(|(k, v)| (k, st.hand_over(v)))),
+            Op::DictPage {
+                from,
+                max,
+                len,
+                values,
+            } => {
+                // CPython checks the size at every step of an iterator.
+                if len.is_some_and(|l| l != m.len() as u64) {
+                    return Err(RemoteError::ChangedSize);
+                }
+                let mut next = from;
+                let items = m
+                    .entries
+                    .range(from..)
+                    .take(page_size(max))
+                    .map(|(&slot, (k, v))| {
+                        next = slot + 1;
+                        let v = if values {
+                            st.lend(v.clone())
+                        } else {
+                            Val::default()
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect();
+                Reply::Page {
+                    items,
+                    next,
+                    len: m.len() as u64,
+                }
+            }
             Op::DictApply {
                 key,
                 default,
@@ -1040,7 +1211,15 @@ impl Server {
         })
     }
 
-    fn list_op(peer: &Peer<'_>, st: &Store<'_>, l: &mut Vec<Val>, op: Op) -> RResult<Reply> {
+    /// A list operation; `fixed`: the list is an array, whose length never
+    /// changes.
+    fn list_op(
+        peer: &Peer<'_>,
+        st: &Store<'_>,
+        l: &mut Vec<Val>,
+        op: Op,
+        fixed: bool,
+    ) -> RResult<Reply> {
         Ok(match op {
             Op::ListPush(v) => {
                 st.keep([&v])?;
@@ -1086,6 +1265,88 @@ impl Server {
             ),
             Op::ListCount(v) => Reply::Count(l.iter().filter(|x| x.bytes == v).count() as u64),
             Op::ListSnapshot => Reply::List(l.iter().map(|v| st.lend(v.clone())).collect()),
+            Op::ListPage { from, max } => Reply::List(
+                l.iter()
+                    .skip(usize::try_from(from).unwrap_or(usize::MAX))
+                    .take(page_size(max))
+                    .map(|v| st.lend(v.clone()))
+                    .collect(),
+            ),
+            Op::ListSlice(s) => Reply::List(
+                Slice::of(s, l.len())?
+                    .indices()
+                    .map(|i| st.lend(l[i].clone()))
+                    .collect(),
+            ),
+            Op::ListSetSlice(s, items) => {
+                let sl = Slice::of(s, l.len())?;
+                if (fixed || sl.step != 1) && items.len() != sl.count {
+                    return Err(RemoteError::SizeMismatch {
+                        expected: sl.count as u64,
+                        found: items.len() as u64,
+                    });
+                }
+                st.keep(&items)?;
+                if sl.step == 1 {
+                    // Python: an empty or backwards range inserts at `start`.
+                    let start = sl.start as usize;
+                    let end = start + sl.count;
+                    for old in l.splice(start..end, items) {
+                        st.discard(old);
+                    }
+                } else {
+                    for (i, v) in sl.indices().zip(items) {
+                        st.discard(std::mem::replace(&mut l[i], v));
+                    }
+                }
+                Reply::Unit
+            }
+            Op::ListDelSlice(s) => {
+                let sl = Slice::of(s, l.len())?;
+                let mut gone = vec![false; l.len()];
+                for i in sl.indices() {
+                    gone[i] = true;
+                }
+                for (v, gone) in std::mem::take(l).into_iter().zip(gone) {
+                    if gone {
+                        st.discard(v);
+                    } else {
+                        l.push(v);
+                    }
+                }
+                Reply::Unit
+            }
+            Op::ListSort { func, reverse } => return Self::sort(peer, l, func, reverse),
+            Op::ListReverse => {
+                l.reverse();
+                Reply::Unit
+            }
+            Op::ListRepeat(n) => {
+                if n <= 0 {
+                    std::mem::take(l).into_iter().for_each(|v| st.discard(v));
+                    return Ok(Reply::Unit);
+                }
+                // Items are copied (not shared as in CPython): bound the bytes.
+                let size: usize = l
+                    .iter()
+                    .map(|v| v.bytes.len() + std::mem::size_of::<Val>())
+                    .sum();
+                let total = usize::try_from(n)
+                    .ok()
+                    .filter(|&n| size.checked_mul(n).is_some_and(|b| b <= MAX_REPEAT_BYTES))
+                    .map(|n| l.len() * n)
+                    .ok_or_else(|| {
+                        RemoteError::NotAllowed(format!(
+                            "a repeated list of more than {MAX_REPEAT_BYTES} bytes (CPython's MemoryError)"
+                        ))
+                    })?;
+                let one = l.len();
+                while l.len() < total {
+                    st.keep(&l[..one])?;
+                    l.extend_from_within(..one);
+                }
+                Reply::Unit
+            }
             Op::ListApply { index, func, arg } => {
                 let i = norm(index, l.len())?;
                 return Self::apply(peer, func, &mut l[i], &arg);
@@ -1416,32 +1677,6 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Runs CPython's server side of the authkey handshake (challenge the
-/// client, then answer its challenge) with a deadline.
-fn handshake(conn: &mut Connection, key: &[u8]) -> bool {
-    let opts = AuthOptions::default();
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-    conn.set_max_message(MAX_HANDSHAKE_MESSAGE);
-    let ok = (|| {
-        let (msg, body) = make_challenge(opts.digest).ok()?;
-        conn.send_bytes(&msg).ok()?;
-        let response = conn.recv_bytes_deadline(deadline).ok()?;
-        if verify_response(key, &body, &response, &opts).is_err() {
-            let _ = conn.send_bytes(FAILURE);
-            return None;
-        }
-        conn.send_bytes(WELCOME).ok()?;
-        let challenge = conn.recv_bytes_deadline(deadline).ok()?;
-        let answer = respond_to_challenge(key, &challenge, &opts).ok()?;
-        conn.send_bytes(&answer).ok()?;
-        let verdict = conn.recv_bytes_deadline(deadline).ok()?;
-        (verdict == WELCOME).then_some(())
-    })()
-    .is_some();
-    conn.set_max_message(proto::MAX_REQUEST);
-    ok
-}
-
 /// What a server process removes before it exits at a shutdown request.
 #[derive(Debug, Default)]
 pub(crate) struct ExitCleanup {
@@ -1450,19 +1685,15 @@ pub(crate) struct ExitCleanup {
 }
 
 /// Serves `listener` (and the already-trusted `owner` connection, if any)
-/// until a client asks for shutdown. Each connection gets a thread.
+/// until a client asks for shutdown. The listener runs the authkey
+/// handshakes (see [`MAX_PENDING_HANDSHAKES`]); each authenticated
+/// connection gets a thread.
 ///
 /// With `exit`, the thread that received the shutdown request removes the
 /// socket and ends the process at once (a server process has nothing else
 /// to save); without, this function returns.
-pub(crate) fn serve(
-    listener: Listener,
-    key: Vec<u8>,
-    owner: Option<Connection>,
-    exit: Option<ExitCleanup>,
-) {
+pub(crate) fn serve(listener: Listener, owner: Option<Connection>, exit: Option<ExitCleanup>) {
     let server = Arc::new(Server::new());
-    let key: Arc<[u8]> = key.into();
     // Shared with the stoppers, so the descriptor they shut down stays open.
     let listener = Arc::new(listener);
     let exit = Arc::new(exit);
@@ -1504,18 +1735,20 @@ pub(crate) fn serve(
                 if server.stopping.load(Ordering::SeqCst) {
                     break;
                 }
+                c.set_max_message(proto::MAX_REQUEST);
                 let server = server.clone();
-                let key = key.clone();
                 let stop = stop.clone();
                 let _ = std::thread::Builder::new()
                     .name("mproc-manager-conn".into())
                     .spawn(move || {
-                        if handshake(&mut c, &key) && server.serve_connection(c) {
+                        if server.serve_connection(c) {
                             stop();
                         }
                     });
             }
             Err(_) if server.stopping.load(Ordering::SeqCst) => break,
+            // A client that failed or abandoned its handshake: go on.
+            Err(ConnectError::Auth(_) | ConnectError::Timeout(_)) => {}
             // Out of descriptors or a client that vanished mid-accept: go on.
             Err(_) => std::thread::sleep(Duration::from_millis(1)),
         }

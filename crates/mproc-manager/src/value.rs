@@ -103,6 +103,18 @@ proxy_type! {
     Namespace<>, Namespace, Kind::Namespace
 }
 
+/// CPython's `str(ns)` ([`Namespace::repr`]); a round trip to the server.
+/// If that fails, the error shows inside the parentheses. (`Debug` stays
+/// local: the id and the address.)
+impl std::fmt::Display for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.repr() {
+            Ok(r) => f.write_str(&r),
+            Err(e) => write!(f, "Namespace(<{e}>)"),
+        }
+    }
+}
+
 fn check_name(name: &str) -> Result<(), Error> {
     if name.starts_with('_') {
         Err(Error::Remote(format!(
@@ -131,10 +143,9 @@ impl Namespace {
     /// [`Error::Disconnected`]; [`Error::Encode`].
     pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), Error> {
         check_name(name)?;
-        unit(
-            self.raw
-                .call(Op::NsSet(name.to_owned(), self.raw.enc(value)?))?,
-        )
+        let v = self.raw.enc(value)?;
+        let op = Op::NsSet(name.to_owned(), v, crate::repr::repr(value));
+        unit(self.raw.call(op)?)
     }
 
     /// Deletes the field `name`.
@@ -174,7 +185,8 @@ impl Namespace {
         if !self.raw.session.same_exe()? {
             return Err(Error::ForeignExecutable);
         }
-        let func = code_ref::offset_of::<F, T, A, R>(f);
+        // The server remakes the field's repr with the new value.
+        let func = code_ref::repr_offset_of::<F, T, A, R>(f);
         let b = bytes(self.raw.call(Op::NsApply {
             name: name.to_owned(),
             func,
@@ -183,8 +195,37 @@ impl Namespace {
         self.raw.dec(&b)
     }
 
-    /// `Namespace(age=…, name=…)` with each field shown by `show` (the
-    /// server does not know the fields' types; CPython's `str(ns)`).
+    /// CPython's `str(ns)`: `Namespace(age=42, name='Bob')`, fields sorted
+    /// by name, in one round trip. Each value reads as Python's `repr`
+    /// would show its serde form (strings quoted, numbers plain, `True`,
+    /// `None`, `[…]`, `(…)`, `{…}`, structs as `Point(x=1, y=2)`); the
+    /// repr is made by the client that set the field (or the server-side
+    /// update that changed it) and kept with it, since the server cannot
+    /// decode the value itself. `Display` shows the same.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = mproc_manager::Manager::start()?;
+    /// let ns = m.namespace()?;
+    /// ns.set("name", "Bob")?;
+    /// ns.set("age", &42)?;
+    /// assert_eq!(ns.repr()?, "Namespace(age=42, name='Bob')");
+    /// assert_eq!(ns.to_string(), "Namespace(age=42, name='Bob')");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`].
+    pub fn repr(&self) -> Result<String, Error> {
+        match self.raw.call(Op::NsRepr)? {
+            Reply::Names(fields) => Ok(format!("Namespace({})", fields.join(", "))),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// `Namespace(age=…, name=…)` with each field shown by `show`, for a
+    /// rendering of your own (see [`Namespace::repr`] for CPython's).
     ///
     /// # Errors
     /// [`Error::Disconnected`], or what `show` returns.

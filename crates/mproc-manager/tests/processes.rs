@@ -112,21 +112,6 @@ fn a_proxy_travels_over_an_mproc_connection() {
     });
 }
 
-#[test]
-fn the_fruit_demo_counts_every_basket() {
-    watchdog(60, || {
-        let items = mproc_manager::fruit_demo(5).unwrap();
-        let total: u32 = items
-            .iter()
-            .filter(|(k, _)| k != "baskets")
-            .map(|(_, v)| v)
-            .sum();
-        assert_eq!(total, 5);
-        assert!(items.contains(&("baskets".to_string(), 5)));
-        assert!(items.contains(&("apple".to_string(), 1)));
-    });
-}
-
 fn count_words((d, words): (Dict<String, u64>, Vec<String>)) -> usize {
     d.update_or_insert_many_with(
         words.iter().map(|w| (w, 1u64)),

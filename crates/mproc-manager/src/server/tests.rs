@@ -204,3 +204,79 @@ fn a_forced_release_leaves_later_decrefs_harmless() {
     ));
     assert!(lock(&s.refs).clients.is_empty());
 }
+
+#[test]
+fn an_array_refuses_every_operation_that_changes_its_length() {
+    let s = Server::new();
+    let a = create(
+        &s,
+        1,
+        Kind::Array,
+        Init::Items(vec![Val::plain(vec![1]), Val::plain(vec![2])]),
+    );
+    let all = SliceWire {
+        start: None,
+        stop: None,
+        step: 1,
+    };
+    for op in [
+        Op::ListPush(Val::plain(vec![3])),
+        Op::ListExtend(vec![]),
+        Op::ListInsert(0, Val::plain(vec![3])),
+        Op::ListPop(None),
+        Op::ListRemove(vec![1]),
+        Op::ListDelSlice(all),
+        Op::ListRepeat(2),
+        Op::Clear,
+    ] {
+        let r = call(&s, 1, Request::Call { id: a, op });
+        assert!(
+            matches!(r, Reply::Err(RemoteError::WrongKind { .. })),
+            "{r:?}"
+        );
+    }
+    let r = call(
+        &s,
+        1,
+        Request::Call {
+            id: a,
+            op: Op::ListSetSlice(all, vec![Val::plain(vec![9])]),
+        },
+    );
+    assert!(is_err(
+        &r,
+        &RemoteError::SizeMismatch {
+            expected: 2,
+            found: 1
+        }
+    ));
+    let r = call(&s, 1, Request::Call { id: a, op: Op::Len });
+    assert!(matches!(r, Reply::Count(2)), "{r:?}");
+}
+
+#[test]
+fn slices_resolve_as_pythons_slice_indices() {
+    let sl = |start, stop, step, len| {
+        let s = Slice::of(SliceWire { start, stop, step }, len).unwrap();
+        s.indices().collect::<Vec<_>>()
+    };
+    // From CPython: list(range(len))[start:stop:step].
+    assert_eq!(sl(None, None, 1, 0), Vec::<usize>::new());
+    assert_eq!(sl(Some(-1), None, -1, 3), [2, 1, 0]);
+    assert_eq!(sl(Some(10), Some(-10), -3, 5), [4, 1]);
+    assert_eq!(sl(Some(-10), Some(10), 4, 5), [0, 4]);
+    assert_eq!(sl(Some(i64::MIN), Some(i64::MAX), i64::MAX, 3), [0]);
+    assert_eq!(sl(Some(i64::MAX), Some(i64::MIN), i64::MIN, 3), [2]);
+    assert_eq!(sl(Some(1), Some(1), 1, 3), Vec::<usize>::new());
+    assert!(
+        Slice::of(
+            SliceWire {
+                start: None,
+                stop: None,
+                step: 0
+            },
+            3
+        )
+        .is_err()
+    );
+}
