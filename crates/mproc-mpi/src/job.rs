@@ -187,7 +187,7 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(out: ChunkOut, n: usize) -> Deco
                 values: values.into_iter(),
                 failures: failures
                     .into_iter()
-                    .map(|(k, message)| (k, TaskError::Panicked { message }))
+                    .map(|(k, message)| (k, TaskError::panicked(message)))
                     .collect(),
                 pos: 0,
                 len: n as u64,

@@ -163,7 +163,7 @@ where
 /// A local worker's error as the message rank 0 reports.
 fn local_error(e: &mproc_pool::TaskError) -> String {
     match e {
-        mproc_pool::TaskError::Panicked { message } => message.clone(),
+        mproc_pool::TaskError::Panicked { message, .. } => message.clone(),
         other => other.to_string(),
     }
 }

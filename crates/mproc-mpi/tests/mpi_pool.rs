@@ -140,7 +140,7 @@ fn common(pool: &MpiPool) {
     for (i, r) in out.iter().enumerate() {
         if i == 7 {
             match r {
-                Err(TaskError::Panicked { message }) => {
+                Err(TaskError::Panicked { message, .. }) => {
                     assert!(message.contains("seven is not allowed"), "{message}")
                 }
                 other => panic!("item 7: {other:?}"),

@@ -160,6 +160,18 @@ impl TaskError {
         }
     }
 
+    /// A panic caught somewhere else than a local worker (for example on an
+    /// MPI rank by mproc-mpi), known only by its message: the payload was a
+    /// `String`, and neither location nor backtrace are known.
+    pub fn panicked(message: impl Into<String>) -> Self {
+        Self::Panicked {
+            message: message.into(),
+            payload: PanicPayload::String,
+            location: None,
+            backtrace: None,
+        }
+    }
+
     /// Whether the task's function panicked.
     pub fn is_panicked(&self) -> bool {
         matches!(self, Self::Panicked { .. })
