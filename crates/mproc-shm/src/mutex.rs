@@ -433,7 +433,7 @@ pub fn refresh_affinity() {
 
 /// Whether the system has more than one CPU online (cached like
 /// [`spin_useful`]).
-fn several_cpus_online() -> bool {
+pub(crate) fn several_cpus_online() -> bool {
     // Relaxed: a cached, idempotent fact about the system.
     match ONLINE.load(Ordering::Relaxed) {
         1 => false,
