@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use mproc_shm::Segment;
+use mproc_shm::wait;
 use mproc_shm::handle::{HandleFd, collect_fds, provide_fds};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -715,6 +716,7 @@ impl<C: Codec> Connection<C> {
         if self.has_buffered() {
             return Ok(true);
         }
+        self.spin_for_data(deadline.map_or(Deadline::Never, Deadline::At));
         sys::wait_readable(self.fd.as_fd(), deadline).map_err(RecvError::Io)
     }
 
@@ -767,6 +769,8 @@ impl<C: Codec> Connection<C> {
         deadline: Deadline,
         limit: usize,
     ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
+        // The last read found nothing to read.
+        let mut empty = false;
         loop {
             if r.pos < r.end {
                 if r.dec.is_idle() {
@@ -792,14 +796,16 @@ impl<C: Codec> Connection<C> {
                     RecvError::Truncated
                 });
             }
-            let nonblock = match deadline {
-                Deadline::Never => false,
-                Deadline::At(d) => {
-                    if !sys::wait_readable(self.fd.as_fd(), Some(d)).map_err(RecvError::Io)? {
-                        return Err(RecvError::Timeout);
-                    }
-                    true
+            // On a socket, read first without waiting: a message that is
+            // already there costs no `poll`. When there is none, busy-wait
+            // briefly for one (see `spin_for_data`) before sleeping.
+            let nonblock = if self.kind != FdKind::Other && !empty {
+                true
+            } else {
+                if std::mem::take(&mut empty) {
+                    self.spin_for_data(deadline);
                 }
+                self.wait_for_data(deadline)?
             };
             let mut fds = Vec::new();
             let direct = r
@@ -838,7 +844,10 @@ impl<C: Codec> Connection<C> {
             };
             let n = match got {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    empty = true;
+                    continue;
+                }
                 Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => 0,
                 Err(e) => return Err(RecvError::Io(e)),
             };
@@ -861,6 +870,39 @@ impl<C: Codec> Connection<C> {
                 }
             } else {
                 r.end = n;
+            }
+        }
+    }
+
+    /// Busy-waits briefly for the descriptor to become readable, when a
+    /// read found it empty and another CPU can run the sender.
+    ///
+    /// A reader that sleeps is woken by the sender's write, and waking a
+    /// sleeping CPU costs tens of microseconds on virtual machines; a
+    /// reader that polls finds the message as soon as it is written. The
+    /// spin follows [`mproc_shm::wait`]'s adaptive policy (shared with the
+    /// queues): none with one CPU, and a budget that shrinks to nothing
+    /// when the sender shares our CPU.
+    fn spin_for_data(&self, deadline: Deadline) {
+        let d = match deadline {
+            Deadline::Never => wait::Deadline::Never,
+            Deadline::At(t) => wait::Deadline::At(t),
+        };
+        if !d.passed() {
+            wait::spin_until(d, || sys::readable_now(self.fd.as_fd()));
+        }
+    }
+
+    /// Waits until the descriptor is readable or `deadline`; returns whether
+    /// the read that follows must not block (it must not outlast a deadline).
+    fn wait_for_data(&self, deadline: Deadline) -> Result<bool, RecvError> {
+        match deadline {
+            Deadline::Never => Ok(false),
+            Deadline::At(d) => {
+                if !sys::wait_readable(self.fd.as_fd(), Some(d)).map_err(RecvError::Io)? {
+                    return Err(RecvError::Timeout);
+                }
+                Ok(true)
             }
         }
     }
