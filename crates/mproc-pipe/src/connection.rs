@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use mproc_shm::Segment;
-use mproc_shm::wait;
 use mproc_shm::handle::{HandleFd, collect_fds, provide_fds};
+use mproc_shm::wait;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -168,6 +168,15 @@ enum Deadline {
 impl Deadline {
     fn after(d: Duration) -> Self {
         sys::deadline_after(d).map_or(Self::Never, Self::At)
+    }
+}
+
+impl From<Deadline> for wait::Deadline {
+    fn from(d: Deadline) -> Self {
+        match d {
+            Deadline::Never => Self::Never,
+            Deadline::At(t) => Self::At(t),
+        }
     }
 }
 
@@ -716,7 +725,13 @@ impl<C: Codec> Connection<C> {
         if self.has_buffered() {
             return Ok(true);
         }
-        self.spin_for_data(deadline.map_or(Deadline::Never, Deadline::At));
+        // Busy-wait briefly first (see `wait::begin_socket_wait`): a
+        // reader woken from `poll` by a writer on another CPU pays that
+        // CPU's wake-up.
+        if let Some(s) = wait::begin_socket_wait() {
+            let d = deadline.map_or(wait::Deadline::Never, wait::Deadline::At);
+            s.until(d, || sys::readable_now(self.fd.as_fd()));
+        }
         sys::wait_readable(self.fd.as_fd(), deadline).map_err(RecvError::Io)
     }
 
@@ -771,6 +786,8 @@ impl<C: Codec> Connection<C> {
     ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
         // The last read found nothing to read.
         let mut empty = false;
+        // The decision to spin, taken before a read without waiting.
+        let mut spin: Option<wait::Spin> = None;
         loop {
             if r.pos < r.end {
                 if r.dec.is_idle() {
@@ -799,12 +816,20 @@ impl<C: Codec> Connection<C> {
             // On a socket, read first without waiting: a message that is
             // already there costs no `poll`. When there is none, busy-wait
             // briefly for one (see `spin_for_data`) before sleeping.
-            let nonblock = if self.kind != FdKind::Other && !empty {
+            // When this wait may spin (see `wait::begin_socket_wait`), read
+            // first without waiting: a message that is already there costs
+            // no `poll`. When there is none, busy-wait briefly for one
+            // before sleeping.
+            let nonblock = if let (true, Some(s)) = (std::mem::take(&mut empty), spin.take()) {
+                s.until(deadline.into(), || sys::readable_now(self.fd.as_fd()));
+                self.wait_for_data(deadline)?
+            } else if let Some(s) = (self.kind != FdKind::Other)
+                .then(wait::begin_socket_wait)
+                .flatten()
+            {
+                spin = Some(s);
                 true
             } else {
-                if std::mem::take(&mut empty) {
-                    self.spin_for_data(deadline);
-                }
                 self.wait_for_data(deadline)?
             };
             let mut fds = Vec::new();
@@ -871,25 +896,6 @@ impl<C: Codec> Connection<C> {
             } else {
                 r.end = n;
             }
-        }
-    }
-
-    /// Busy-waits briefly for the descriptor to become readable, when a
-    /// read found it empty and another CPU can run the sender.
-    ///
-    /// A reader that sleeps is woken by the sender's write, and waking a
-    /// sleeping CPU costs tens of microseconds on virtual machines; a
-    /// reader that polls finds the message as soon as it is written. The
-    /// spin follows [`mproc_shm::wait`]'s adaptive policy (shared with the
-    /// queues): none with one CPU, and a budget that shrinks to nothing
-    /// when the sender shares our CPU.
-    fn spin_for_data(&self, deadline: Deadline) {
-        let d = match deadline {
-            Deadline::Never => wait::Deadline::Never,
-            Deadline::At(t) => wait::Deadline::At(t),
-        };
-        if !d.passed() {
-            wait::spin_until(d, || sys::readable_now(self.fd.as_fd()));
         }
     }
 

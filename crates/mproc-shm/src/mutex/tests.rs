@@ -138,4 +138,3 @@ fn dead_owner_is_taken_over_by_a_blocked_locker() {
         eprintln!("recovered {after_kill:?} after the kill");
     });
 }
-
