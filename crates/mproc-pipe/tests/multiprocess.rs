@@ -237,12 +237,42 @@ fn recv_some_way(c: &Connection, s: &mut u64) -> Vec<u8> {
     }
 }
 
+/// Pins this process to CPU `cpu` (if there is one), so that the receive
+/// paths that spin only while pinned run.
+fn pin_to(cpu: usize) {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it;
+    // sched_setaffinity reads `size_of::<cpu_set_t>()` bytes of it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu % n, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+    mproc_shm::mutex::refresh_affinity();
+}
+
+#[test]
+#[ignore = "child role"]
+fn role_jittery_pinger() {
+    let Some(c) = inherited("role_jittery_pinger") else {
+        return;
+    };
+    pin_to(0);
+    let mut s = 0x9e37_79b9_7f4a_7c15_u64;
+    for i in 0u32..3000 {
+        jitter(&mut s);
+        c.send_bytes(&i.to_le_bytes()).unwrap();
+        assert_eq!(recv_some_way(&c, &mut s), i.to_le_bytes(), "round {i}");
+    }
+}
+
 #[test]
 #[ignore = "child role"]
 fn role_jittery_echo() {
     let Some(c) = inherited("role_jittery_echo") else {
         return;
     };
+    pin_to(1);
     let mut s = u64::from(std::process::id()) | 1;
     loop {
         match c.recv_bytes_timeout(Duration::from_secs(20)) {
@@ -295,5 +325,22 @@ fn threads_exchange_with_random_pauses_in_both_directions() {
         let t = std::thread::spawn(run(a, 0x1234_5678_9abc_def1));
         run(b, 0x0fed_cba9_8765_4321)();
         t.join().unwrap();
+    });
+}
+
+/// As `round_trips_with_random_pauses_lose_no_wake_up`, between two
+/// children pinned to different CPUs, where receivers spin before they
+/// sleep: messages are caught while spinning, in `poll`, or after a sleep.
+#[test]
+fn pinned_children_with_random_pauses_lose_no_wake_up() {
+    watchdog(120, || {
+        let (a, b) = pipe(true).unwrap();
+        let pinger = spawn("role_jittery_pinger", &a);
+        let echo = spawn("role_jittery_echo", &b);
+        drop((a, b));
+        let st = pinger.wait();
+        assert!(st.success(), "{st:?}");
+        let st = echo.wait();
+        assert!(st.success(), "{st:?}");
     });
 }
