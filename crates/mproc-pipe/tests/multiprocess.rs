@@ -237,6 +237,17 @@ fn recv_some_way(c: &Connection, s: &mut u64) -> Vec<u8> {
     }
 }
 
+/// Sends 3000 numbered messages, each after a random pause, and checks
+/// that each comes back before sending the next.
+fn ping_rounds(c: &Connection, seed: u64) {
+    let mut s = seed;
+    for i in 0u32..3000 {
+        jitter(&mut s);
+        c.send_bytes(&i.to_le_bytes()).unwrap();
+        assert_eq!(recv_some_way(c, &mut s), i.to_le_bytes(), "round {i}");
+    }
+}
+
 /// Pins this process to CPU `cpu` (if there is one), so that the receive
 /// paths that spin only while pinned run.
 fn pin_to(cpu: usize) {
@@ -258,12 +269,7 @@ fn role_jittery_pinger() {
         return;
     };
     pin_to(0);
-    let mut s = 0x9e37_79b9_7f4a_7c15_u64;
-    for i in 0u32..3000 {
-        jitter(&mut s);
-        c.send_bytes(&i.to_le_bytes()).unwrap();
-        assert_eq!(recv_some_way(&c, &mut s), i.to_le_bytes(), "round {i}");
-    }
+    ping_rounds(&c, 0x9e37_79b9_7f4a_7c15);
 }
 
 #[test]
@@ -295,12 +301,7 @@ fn round_trips_with_random_pauses_lose_no_wake_up() {
         let (a, b) = pipe(true).unwrap();
         let kid = spawn("role_jittery_echo", &b);
         drop(b);
-        let mut s = 0x9e37_79b9_7f4a_7c15_u64;
-        for i in 0u32..3000 {
-            jitter(&mut s);
-            a.send_bytes(&i.to_le_bytes()).unwrap();
-            assert_eq!(recv_some_way(&a, &mut s), i.to_le_bytes(), "round {i}");
-        }
+        ping_rounds(&a, 0x9e37_79b9_7f4a_7c15);
         drop(a);
         let st = kid.wait();
         assert!(st.success(), "{st:?}");
@@ -312,16 +313,7 @@ fn round_trips_with_random_pauses_lose_no_wake_up() {
 fn threads_exchange_with_random_pauses_in_both_directions() {
     watchdog(120, || {
         let (a, b) = pipe(true).unwrap();
-        let run = |c: Connection, seed: u64| {
-            move || {
-                let mut s = seed;
-                for i in 0u32..3000 {
-                    jitter(&mut s);
-                    c.send_bytes(&i.to_le_bytes()).unwrap();
-                    assert_eq!(recv_some_way(&c, &mut s), i.to_le_bytes(), "round {i}");
-                }
-            }
-        };
+        let run = |c: Connection, seed: u64| move || ping_rounds(&c, seed);
         let t = std::thread::spawn(run(a, 0x1234_5678_9abc_def1));
         run(b, 0x0fed_cba9_8765_4321)();
         t.join().unwrap();
