@@ -13,7 +13,6 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
 
 use mproc_shm::{HEADER_SIZE, Layout, Segment, SharedSync, fingerprint_of, futex};
 
@@ -50,8 +49,6 @@ const DATA_OFF: usize = 4096;
 const _: () = assert!(HEADER_SIZE + std::mem::size_of::<Ctl>() <= DATA_OFF);
 /// The smallest ring created.
 pub(crate) const DEFAULT_CAPACITY: usize = 8 << 20;
-/// How long a sender sleeps between checks that its receiver is still there.
-const SPACE_POLL: Duration = Duration::from_millis(20);
 
 fn ctl(seg: &Segment) -> Result<&Ctl, mproc_shm::SegmentError> {
     seg.get::<Ctl>(HEADER_SIZE)
@@ -153,7 +150,7 @@ impl ArenaTx {
             if ctl.head.load(Ordering::SeqCst) != head {
                 continue;
             }
-            futex::wait(&ctl.wake, seq, Some(SPACE_POLL));
+            futex::wait(&ctl.wake, seq, Some(mproc_shm::wait::LIVENESS_SLICE));
             if sys::peer_gone(sock) {
                 return Err(SendBytesError::Disconnected);
             }

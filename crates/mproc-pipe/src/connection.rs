@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use mproc_shm::Segment;
 use mproc_shm::handle::{HandleFd, collect_fds, provide_fds};
+use mproc_shm::wait;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -167,6 +168,15 @@ enum Deadline {
 impl Deadline {
     fn after(d: Duration) -> Self {
         sys::deadline_after(d).map_or(Self::Never, Self::At)
+    }
+}
+
+impl From<Deadline> for wait::Deadline {
+    fn from(d: Deadline) -> Self {
+        match d {
+            Deadline::Never => Self::Never,
+            Deadline::At(t) => Self::At(t),
+        }
     }
 }
 
@@ -715,6 +725,13 @@ impl<C: Codec> Connection<C> {
         if self.has_buffered() {
             return Ok(true);
         }
+        // Busy-wait briefly first (see `wait::begin_socket_wait`): a
+        // reader woken from `poll` by a writer on another CPU pays that
+        // CPU's wake-up.
+        if let Some(s) = wait::begin_socket_wait() {
+            let d = deadline.map_or(wait::Deadline::Never, wait::Deadline::At);
+            s.until(d, || sys::readable_now(self.fd.as_fd()));
+        }
         sys::wait_readable(self.fd.as_fd(), deadline).map_err(RecvError::Io)
     }
 
@@ -767,6 +784,10 @@ impl<C: Codec> Connection<C> {
         deadline: Deadline,
         limit: usize,
     ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
+        // The last read found nothing to read.
+        let mut empty = false;
+        // The decision to spin, taken before a read without waiting.
+        let mut spin: Option<wait::Spin> = None;
         loop {
             if r.pos < r.end {
                 if r.dec.is_idle() {
@@ -792,14 +813,24 @@ impl<C: Codec> Connection<C> {
                     RecvError::Truncated
                 });
             }
-            let nonblock = match deadline {
-                Deadline::Never => false,
-                Deadline::At(d) => {
-                    if !sys::wait_readable(self.fd.as_fd(), Some(d)).map_err(RecvError::Io)? {
-                        return Err(RecvError::Timeout);
-                    }
-                    true
-                }
+            // On a socket, read first without waiting: a message that is
+            // already there costs no `poll`. When there is none, busy-wait
+            // briefly for one (see `spin_for_data`) before sleeping.
+            // When this wait may spin (see `wait::begin_socket_wait`), read
+            // first without waiting: a message that is already there costs
+            // no `poll`. When there is none, busy-wait briefly for one
+            // before sleeping.
+            let nonblock = if let (true, Some(s)) = (std::mem::take(&mut empty), spin.take()) {
+                s.until(deadline.into(), || sys::readable_now(self.fd.as_fd()));
+                self.wait_for_data(deadline)?
+            } else if let Some(s) = (self.kind != FdKind::Other)
+                .then(wait::begin_socket_wait)
+                .flatten()
+            {
+                spin = Some(s);
+                true
+            } else {
+                self.wait_for_data(deadline)?
             };
             let mut fds = Vec::new();
             let direct = r
@@ -838,7 +869,10 @@ impl<C: Codec> Connection<C> {
             };
             let n = match got {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    empty = true;
+                    continue;
+                }
                 Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => 0,
                 Err(e) => return Err(RecvError::Io(e)),
             };
@@ -861,6 +895,20 @@ impl<C: Codec> Connection<C> {
                 }
             } else {
                 r.end = n;
+            }
+        }
+    }
+
+    /// Waits until the descriptor is readable or `deadline`; returns whether
+    /// the read that follows must not block (it must not outlast a deadline).
+    fn wait_for_data(&self, deadline: Deadline) -> Result<bool, RecvError> {
+        match deadline {
+            Deadline::Never => Ok(false),
+            Deadline::At(d) => {
+                if !sys::wait_readable(self.fd.as_fd(), Some(d)).map_err(RecvError::Io)? {
+                    return Err(RecvError::Timeout);
+                }
+                Ok(true)
             }
         }
     }

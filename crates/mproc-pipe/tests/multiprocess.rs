@@ -205,3 +205,134 @@ fn child_killed_while_parent_waits_gives_eof() {
         assert_eq!(st.signal(), Some(libc::SIGKILL));
     });
 }
+
+/// A small xorshift generator: deterministic per seed, no dependency.
+fn next_rand(s: &mut u64) -> u64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    *s
+}
+
+/// Sleeps for a random 0..200 µs one time in four, so that the other side
+/// finds the message sometimes while spinning and sometimes only after it
+/// fell asleep.
+fn jitter(s: &mut u64) {
+    let r = next_rand(s);
+    if r % 4 == 0 {
+        std::thread::sleep(Duration::from_micros((r >> 8) % 200));
+    }
+}
+
+/// Receives one message in one of the ways a receiver can wait: blocking,
+/// with a timeout, or after `poll`.
+fn recv_some_way(c: &Connection, s: &mut u64) -> Vec<u8> {
+    match next_rand(s) % 3 {
+        0 => c.recv_bytes().unwrap(),
+        1 => c.recv_bytes_timeout(Duration::from_secs(20)).unwrap(),
+        _ => {
+            assert!(c.poll(Duration::from_secs(20)).unwrap());
+            c.try_recv_bytes().unwrap()
+        }
+    }
+}
+
+/// Sends 3000 numbered messages, each after a random pause, and checks
+/// that each comes back before sending the next.
+fn ping_rounds(c: &Connection, seed: u64) {
+    let mut s = seed;
+    for i in 0u32..3000 {
+        jitter(&mut s);
+        c.send_bytes(&i.to_le_bytes()).unwrap();
+        assert_eq!(recv_some_way(c, &mut s), i.to_le_bytes(), "round {i}");
+    }
+}
+
+/// Pins this process to CPU `cpu` (if there is one), so that the receive
+/// paths that spin only while pinned run.
+fn pin_to(cpu: usize) {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it;
+    // sched_setaffinity reads `size_of::<cpu_set_t>()` bytes of it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu % n, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+    mproc_shm::mutex::refresh_affinity();
+}
+
+#[test]
+#[ignore = "child role"]
+fn role_jittery_pinger() {
+    let Some(c) = inherited("role_jittery_pinger") else {
+        return;
+    };
+    pin_to(0);
+    ping_rounds(&c, 0x9e37_79b9_7f4a_7c15);
+}
+
+#[test]
+#[ignore = "child role"]
+fn role_jittery_echo() {
+    let Some(c) = inherited("role_jittery_echo") else {
+        return;
+    };
+    pin_to(1);
+    let mut s = u64::from(std::process::id()) | 1;
+    loop {
+        match c.recv_bytes_timeout(Duration::from_secs(20)) {
+            Ok(m) => {
+                jitter(&mut s);
+                c.send_bytes(&m).unwrap();
+            }
+            Err(RecvError::Eof) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Round trips with random pauses on both sides: each hand-off is caught
+/// while the receiver spins, or after it slept (the sender's write must wake
+/// it), or while it waits in `poll`. A lost wake-up shows as a timeout.
+#[test]
+fn round_trips_with_random_pauses_lose_no_wake_up() {
+    watchdog(120, || {
+        let (a, b) = pipe(true).unwrap();
+        let kid = spawn("role_jittery_echo", &b);
+        drop(b);
+        ping_rounds(&a, 0x9e37_79b9_7f4a_7c15);
+        drop(a);
+        let st = kid.wait();
+        assert!(st.success(), "{st:?}");
+    });
+}
+
+/// The same between threads of one process, in both directions at once.
+#[test]
+fn threads_exchange_with_random_pauses_in_both_directions() {
+    watchdog(120, || {
+        let (a, b) = pipe(true).unwrap();
+        let run = |c: Connection, seed: u64| move || ping_rounds(&c, seed);
+        let t = std::thread::spawn(run(a, 0x1234_5678_9abc_def1));
+        run(b, 0x0fed_cba9_8765_4321)();
+        t.join().unwrap();
+    });
+}
+
+/// As `round_trips_with_random_pauses_lose_no_wake_up`, between two
+/// children pinned to different CPUs, where receivers spin before they
+/// sleep: messages are caught while spinning, in `poll`, or after a sleep.
+#[test]
+fn pinned_children_with_random_pauses_lose_no_wake_up() {
+    watchdog(120, || {
+        let (a, b) = pipe(true).unwrap();
+        let pinger = spawn("role_jittery_pinger", &a);
+        let echo = spawn("role_jittery_echo", &b);
+        drop((a, b));
+        let st = pinger.wait();
+        assert!(st.success(), "{st:?}");
+        let st = echo.wait();
+        assert!(st.success(), "{st:?}");
+    });
+}

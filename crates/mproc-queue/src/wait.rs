@@ -20,108 +20,20 @@
 //!   so the frequent side pays nothing beyond its swap; or
 //! * by SeqCst on both words (task counts, which change without a lock).
 //!
+//! The spin policy, deadlines and slices are [`mproc_shm::wait`]'s.
 //! Sleeps are cut into slices of at most [`SLICE`] so that a waker killed
 //! between changing the condition and waking (SIGKILL) delays a sleeper by at
 //! most a slice instead of for ever.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use mproc_shm::futex;
 
 use crate::layout::WaitWord;
 
-/// The longest busy-wait before yielding, when another CPU can run the
-/// process we wait for.
-const SPIN_MAX_NS: u32 = 50_000;
-/// The shortest.
-const SPIN_MIN_NS: u32 = 2_000;
-
-/// The current busy-wait budget of this process, adapted like glibc's
-/// adaptive mutexes: halved whenever spinning gave up (the other side was
-/// not running, for example it shares our CPU), doubled whenever it
-/// succeeded.
-static SPIN_NS: AtomicU32 = AtomicU32::new(SPIN_MAX_NS);
-/// The busy-wait budget of this process while it is pinned to one CPU of
-/// several: adapted like [`SPIN_NS`], except that it drops to zero (no
-/// spinning) when spinning keeps failing, as it does when the process we
-/// wait for is pinned to the same CPU. A pinned process may well wait for
-/// one on another CPU, where spinning is what makes a hand-off fast.
-static PINNED_SPIN_NS: AtomicU32 = AtomicU32::new(SPIN_MAX_NS);
-/// Waits of a pinned process with a zero budget since it last tried one.
-static PINNED_SKIPPED: AtomicU32 = AtomicU32::new(0);
-/// A pinned process with a zero budget spins (for [`SPIN_MIN_NS`]) on one
-/// wait in this many, to notice that spinning became useful.
-const PINNED_RETRY: u32 = 1024;
-/// Whether more than one CPU is online: 0 unknown, 1 no, 2 yes.
-static SEVERAL_ONLINE: AtomicU32 = AtomicU32::new(0);
-
-/// The spin budget (and the word it adapts) of a wait starting now, or
-/// `None` when this wait should not spin.
-fn spin_budget() -> Option<(&'static AtomicU32, u32)> {
-    if mproc_shm::mutex::spin_useful() {
-        // Relaxed: a heuristic shared by the threads of this process.
-        return Some((&SPIN_NS, SPIN_NS.load(Ordering::Relaxed)));
-    }
-    // Relaxed: a cached, idempotent fact about the system (CPUs rarely go
-    // offline; a stale answer only costs a short spin).
-    let several = match SEVERAL_ONLINE.load(Ordering::Relaxed) {
-        1 => false,
-        2 => true,
-        _ => {
-            let s = crate::sys::online_cpus().is_none_or(|n| n > 1);
-            SEVERAL_ONLINE.store(if s { 2 } else { 1 }, Ordering::Relaxed);
-            s
-        }
-    };
-    if !several {
-        return None;
-    }
-    // Relaxed: heuristics shared by the threads of this process.
-    let budget = PINNED_SPIN_NS.load(Ordering::Relaxed);
-    if budget != 0 {
-        return Some((&PINNED_SPIN_NS, budget));
-    }
-    // A plain load and store (not an RMW): threads racing here only make
-    // the retry a little early or late.
-    let skipped = PINNED_SKIPPED.load(Ordering::Relaxed).wrapping_add(1);
-    PINNED_SKIPPED.store(skipped, Ordering::Relaxed);
-    (skipped % PINNED_RETRY == 0).then_some((&PINNED_SPIN_NS, SPIN_MIN_NS))
-}
-
-/// The budget after a spin of `budget` gave up.
-fn shrink(word: &AtomicU32, budget: u32) -> u32 {
-    if std::ptr::eq(word, &PINNED_SPIN_NS) && budget <= SPIN_MIN_NS {
-        0
-    } else {
-        (budget / 2).max(SPIN_MIN_NS)
-    }
-}
-
-/// Rounds of `sched_yield` before sleeping.
-const YIELDS: u32 = 16;
-/// The longest single sleep.
-pub(crate) const SLICE: Duration = Duration::from_millis(100);
-
-/// When a blocking operation gives up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Deadline {
-    /// Never waits.
-    Now,
-    /// Waits until this instant.
-    At(Instant),
-    /// Waits for ever.
-    Never,
-}
-
-impl Deadline {
-    /// The deadline `timeout` from now (or never, if that overflows).
-    pub(crate) fn after(timeout: Duration) -> Self {
-        Instant::now()
-            .checked_add(timeout)
-            .map_or(Self::Never, Self::At)
-    }
-}
+pub(crate) use mproc_shm::wait::{Deadline, SLICE};
+use mproc_shm::wait::{YIELDS, spin_until};
 
 /// Set in [`WaitWord::waiters`] while a registered sleeper has not been
 /// woken since it registered; the low bits count registrations.
@@ -278,47 +190,15 @@ pub(crate) fn block_on<R>(
     if deadline == Deadline::Now {
         return None;
     }
-    let past = |d: Deadline| matches!(d, Deadline::At(t) if Instant::now() >= t);
     // Spin only when another CPU may run the process we wait for: on a
     // single CPU it would only burn the time slice the other one needs.
-    if let Some((budget_word, budget)) = spin.then(spin_budget).flatten() {
-        let limit = Duration::from_nanos(u64::from(budget));
-        // Read the clock only once the first probes failed: a quick answer
-        // is then noticed without waiting for the clock (the budget runs a
-        // few probes longer).
-        let mut start = None;
-        let mut i = 0u32;
-        loop {
-            if probe() {
-                if let Some(r) = attempt() {
-                    budget_word.store(
-                        budget.saturating_mul(2).clamp(SPIN_MIN_NS, SPIN_MAX_NS),
-                        Ordering::Relaxed,
-                    );
-                    return Some(r);
-                }
-            }
-            // Probe often at first (an answer to a request usually comes
-            // within a microsecond), then back off: each probe reads the
-            // other side's cache line, and reading it less often lets the
-            // other side write several items before the line moves.
-            // (`spin_loop` can cost ~30 ns on virtual machines.)
-            let pauses = if i < 32 {
-                1
-            } else {
-                1u32 << ((i - 32) / 8).min(4)
-            };
-            for _ in 0..pauses {
-                std::hint::spin_loop();
-            }
-            i += 1;
-            // Reading the clock costs about as much as a probe: seldom.
-            if i % 16 == 0
-                && (start.get_or_insert_with(Instant::now).elapsed() > limit || past(deadline))
-            {
-                budget_word.store(shrink(budget_word, budget), Ordering::Relaxed);
-                break;
-            }
+    if spin {
+        let mut got = None;
+        if spin_until(deadline, || {
+            got = if probe() { attempt() } else { None };
+            got.is_some()
+        }) {
+            return got;
         }
     }
     for _ in 0..YIELDS {
@@ -328,21 +208,13 @@ pub(crate) fn block_on<R>(
                 return Some(r);
             }
         }
-        if past(deadline) {
+        if deadline.passed() {
             return attempt();
         }
     }
     loop {
         if let Prepare::Sleep { seq, max } = prepare() {
-            let t = match deadline {
-                Deadline::Never => Some(max.min(SLICE)),
-                Deadline::At(d) => d
-                    .checked_duration_since(Instant::now())
-                    .filter(|t| !t.is_zero())
-                    .map(|t| t.min(max).min(SLICE)),
-                Deadline::Now => None,
-            };
-            if let Some(t) = t {
+            if let Some(t) = deadline.sleep_for(max.min(SLICE)) {
                 futex::wait(&word.seq, seq, Some(t));
             }
             word.unregister();
@@ -350,7 +222,7 @@ pub(crate) fn block_on<R>(
         if let Some(r) = attempt() {
             return Some(r);
         }
-        if past(deadline) {
+        if deadline.passed() {
             return None;
         }
     }
@@ -359,6 +231,8 @@ pub(crate) fn block_on<R>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicU32;
+    use std::time::Instant;
 
     fn word() -> WaitWord {
         WaitWord {

@@ -97,6 +97,7 @@ mod synchronized;
 mod sys;
 mod tracker;
 mod value;
+pub mod wait;
 
 pub use crate::array::{Array, ArrayGuard, Iter, RawArray};
 pub use crate::atomic::{

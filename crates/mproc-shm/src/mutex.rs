@@ -14,10 +14,11 @@
 //! * A contender first spins for up to [`SPIN_MAX`], so that two busy
 //!   processes on different CPUs hand the lock over without sleeping. It
 //!   stops spinning when the waiters bit is set (others already sleep: the
-//!   lock is held long). The spin budget adapts per thread
-//!   ([`adaptive_spin`]): when spinning does not pay off (the owner cannot
-//!   run while we spin, because both are pinned to one CPU), it shrinks to
-//!   nothing. With a single CPU online there is no spin at all.
+//!   lock is held long). The spin budget is the process's, shared with
+//!   every mproc primitive ([`crate::wait`]): when spinning does not pay
+//!   off (the owner cannot run while we spin, because both are pinned to
+//!   one CPU), it shrinks to nothing. With a single CPU online there is no
+//!   spin at all.
 //! * Then it sets the waiters bit and sleeps on the futex, in slices of at
 //!   most [`LIVENESS_SLICE`]. After each slice it checks whether the owner
 //!   process still lives; if it has exited (a zombie counts as exited), the
@@ -96,8 +97,8 @@ const PID_MASK: u32 = !WAITERS;
 pub const PID_MAX_LIMIT: u32 = 1 << 22;
 
 /// The longest a blocked locker sleeps before checking whether the owner
-/// process is still alive.
-pub const LIVENESS_SLICE: Duration = Duration::from_millis(20);
+/// process is still alive ([`crate::wait::LIVENESS_SLICE`]).
+pub const LIVENESS_SLICE: Duration = crate::wait::LIVENESS_SLICE;
 
 impl RawMutex {
     /// An unlocked mutex.
@@ -433,7 +434,7 @@ pub fn refresh_affinity() {
 
 /// Whether the system has more than one CPU online (cached like
 /// [`spin_useful`]).
-fn several_cpus_online() -> bool {
+pub(crate) fn several_cpus_online() -> bool {
     // Relaxed: a cached, idempotent fact about the system.
     match ONLINE.load(Ordering::Relaxed) {
         1 => false,
@@ -447,74 +448,19 @@ fn several_cpus_online() -> bool {
     }
 }
 
-/// The longest a waiter spins before sleeping.
-pub const SPIN_MAX: Duration = Duration::from_micros(30);
-/// The spin of a probe, when spinning has not been paying off.
-const SPIN_PROBE: Duration = Duration::from_micros(2);
-/// One slow path in this many probes while spinning does not pay off.
-const PROBE_EVERY: u32 = 32;
-
-thread_local! {
-    /// This thread's current spin budget in nanoseconds, and a counter of
-    /// slow paths for probing.
-    static SPIN_BUDGET: Cell<(u32, u32)> = const { Cell::new((SPIN_MAX.as_nanos() as u32, 0)) };
-}
+/// The longest a waiter spins before sleeping ([`crate::wait::SPIN_MAX_NS`]).
+pub const SPIN_MAX: Duration = Duration::from_nanos(crate::wait::SPIN_MAX_NS as u64);
 
 /// Spins calling `poll` until it returns `Some(true)` (success: returns
 /// `true`) or `Some(false)` (give up: returns `false`), or the spin budget
 /// runs out (returns `false`; the caller then sleeps).
 ///
-/// The budget adapts per thread, like glibc's adaptive mutexes: a spin that
-/// succeeds doubles it (up to [`SPIN_MAX`]), one that runs out halves it,
-/// down to nothing. When the other side cannot run while we spin (both
-/// processes pinned to one CPU), spins keep failing and the budget drops to
-/// zero within a few waits; then one wait in 32 probes with a short spin,
-/// so that a change (the other side moved to another CPU) is noticed. With
-/// a single CPU online there is no spinning at all.
-pub fn adaptive_spin(mut poll: impl FnMut() -> Option<bool>) -> bool {
-    if let Some(r) = poll() {
-        return r;
-    }
-    if !several_cpus_online() {
-        return false;
-    }
-    let (budget, count) = SPIN_BUDGET.with(Cell::get);
-    let limit = if budget == 0 {
-        let count = count.wrapping_add(1);
-        SPIN_BUDGET.with(|c| c.set((0, count)));
-        if count % PROBE_EVERY != 0 {
-            return false;
-        }
-        SPIN_PROBE
-    } else {
-        Duration::from_nanos(u64::from(budget))
-    };
-    let start = Instant::now();
-    let mut i = 0u32;
-    let outcome = loop {
-        std::hint::spin_loop();
-        if let Some(r) = poll() {
-            break Some(r);
-        }
-        i = i.wrapping_add(1);
-        if i % 16 == 0 && start.elapsed() > limit {
-            break None;
-        }
-    };
-    let max = SPIN_MAX.as_nanos() as u32;
-    match outcome {
-        Some(true) => {
-            let grown = budget.saturating_mul(2).clamp(4_000, max);
-            SPIN_BUDGET.with(|c| c.set((grown, 0)));
-            true
-        }
-        Some(false) => false,
-        None => {
-            let shrunk = if budget < 2_000 { 0 } else { budget / 2 };
-            SPIN_BUDGET.with(|c| c.set((shrunk, 0)));
-            false
-        }
-    }
+/// This is [`crate::wait::spin`] without a deadline: the budget is the
+/// process's, shared with every other mproc primitive, and adapts as
+/// described there (no spinning with one CPU online, none when the other
+/// side keeps sharing our CPU).
+pub fn adaptive_spin(poll: impl FnMut() -> Option<bool>) -> bool {
+    crate::wait::spin(crate::wait::Deadline::Never, poll)
 }
 
 /// Whether `pid` names a process that has not exited.

@@ -292,6 +292,19 @@ pub(crate) fn poll(fds: &mut [libc::pollfd], deadline: Option<Instant>) -> io::R
     }
 }
 
+/// Whether `fd` is readable (or hung up, or in error) right now; never
+/// waits. Errors count as ready: the read that follows reports them.
+pub(crate) fn readable_now(fd: BorrowedFd<'_>) -> bool {
+    let mut p = [libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: `p` is a valid, writable array of one pollfd structure.
+    let r = unsafe { libc::poll(p.as_mut_ptr(), 1, 0) };
+    r != 0
+}
+
 /// Waits until `fd` is readable (or hung up) or `deadline` passes; returns
 /// whether it is ready.
 pub(crate) fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {

@@ -25,13 +25,6 @@ pub(crate) fn yield_now() {
     unsafe { libc::sched_yield() };
 }
 
-/// The number of CPUs online (`None` if unknown).
-pub(crate) fn online_cpus() -> Option<usize> {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    usize::try_from(n).ok().filter(|n| *n > 0)
-}
-
 /// Gives the whole pages inside `[start, start + len)` of a shared mapping
 /// back to the system (`madvise(MADV_REMOVE)`): they read as zeros
 /// afterwards and use no memory until written again.

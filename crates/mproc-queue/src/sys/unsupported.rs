@@ -11,10 +11,6 @@ pub(crate) fn yield_now() {
     std::thread::yield_now();
 }
 
-pub(crate) fn online_cpus() -> Option<usize> {
-    std::thread::available_parallelism().ok().map(|n| n.get())
-}
-
 /// Does nothing here: the pages stay in use.
 ///
 /// # Safety
