@@ -178,63 +178,20 @@ where
 {
     // SAFETY: `entry_of::<F, ..>` asserted that `F` is zero-sized.
     let f: F = unsafe { task::conjure() };
-    let mut values = Vec::new();
+    let mut values = Vec::with_capacity(len.min(1 << 20) as usize);
     let mut failures = Vec::new();
     let mut is_int = true;
     run_guarded(&mut failures, |from, cur| {
-        let mut k = from;
-        while k < len && is_int {
-            let e = len.min(k.saturating_add(RANGE_BLOCK));
-            values.reserve((e - k) as usize);
-            let mut w = Written {
-                spare: values.spare_capacity_mut().as_mut_ptr(),
-                values: &mut values,
-                cur: &mut *cur,
-                base: k,
-                n: 0,
-            };
-            is_int = mproc_pool::__private::for_each_in_range::<A>(start, k, e, |_, a| {
-                let r = f(a);
-                // SAFETY: `reserve` made room for `e - k` values after the
-                // length, and this runs once per item of `k..e`, so `n` is
-                // below `e - k`.
-                unsafe { w.spare.add(w.n).write(std::mem::MaybeUninit::new(r)) };
-                w.n += 1;
-                true
-            });
-            drop(w);
-            k = e;
-        }
+        is_int = mproc_pool::__private::for_each_in_range::<A>(start, from, len, |k, a| {
+            *cur = k;
+            values.push(f(a));
+            true
+        });
     });
     if is_int {
         Ok((values, failures))
     } else {
         Err("a range chunk for a task whose argument is not an integer".to_string())
-    }
-}
-
-/// Items of a range run per reservation of their values.
-const RANGE_BLOCK: u64 = 1 << 16;
-
-/// The values a range block wrote into the spare capacity of `values`:
-/// dropping it (on return, or while a task's panic unwinds) commits them and
-/// sets `cur` to the item that was running. The item loop keeps `n` in a
-/// register; counting through captured `&mut` state instead stores to memory
-/// around every call, which made the loop twice as slow as a plain one.
-struct Written<'a, R> {
-    spare: *mut std::mem::MaybeUninit<R>,
-    values: &'a mut Vec<R>,
-    cur: &'a mut u64,
-    base: u64,
-    n: usize,
-}
-
-impl<R> Drop for Written<'_, R> {
-    fn drop(&mut self) {
-        // SAFETY: the loop wrote `n` values in order into the spare capacity
-        // right after the length (`spare`), which `reserve` made room for.
-        unsafe { self.values.set_len(self.values.len() + self.n) };
-        *self.cur = self.base + self.n as u64;
     }
 }
 
