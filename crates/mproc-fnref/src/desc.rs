@@ -35,8 +35,9 @@ const MASKED: [u64; 2] = [MAGIC[0] ^ MASK, MAGIC[1] ^ MASK];
 /// }
 /// fn call<F: Fn() -> u32 + Copy + 'static>() -> u32 {
 ///     mproc_fnref::assert_zst::<F>();
-///     // SAFETY: `F` is zero-sized (checked above) and `Copy`: its one
-///     // value has no bytes, so conjuring it is copying it.
+///     // `F` is zero-sized (checked above) and `Copy`: its one value has no
+///     // bytes, so conjuring it is copying it.
+///     // SAFETY: zero-sized and `Copy`, as said above.
 ///     let f: F = unsafe { std::mem::zeroed() };
 ///     f()
 /// }

@@ -107,10 +107,10 @@ impl ArenaTx {
         let start = a.tail + skip;
         a.wait_for_space(sock, start + len)?;
         let at = DATA_OFF + (start % a.cap) as usize;
-        // SAFETY: `wait_for_space` saw (Acquire on `head`) that the receiver has
-        // copied out everything it was sent in this range, and it reads the
-        // range again only after the record below announces it: nobody else
-        // touches these bytes during the copy.
+        // `wait_for_space` saw (Acquire on `head`) that the receiver has copied
+        // out everything it was sent in this range, and it reads the range
+        // again only after the record below announces it.
+        // SAFETY: so nobody else touches these bytes during the copy.
         unsafe { a.seg.write_plain(at, data) }
             .map_err(|e| SendBytesError::Io(io::Error::other(e)))?;
         let rec = encode_shm(ShmRef {

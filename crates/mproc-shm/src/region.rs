@@ -325,11 +325,10 @@ impl<T: Pod> Region<T> {
     /// through [`Region::load`] and [`Region::store`] (or before it is shared).
     pub(crate) unsafe fn load(&self, start: usize, out: &mut [T]) -> Result<(), RangeError> {
         self.check_range(start, out.len())?;
-        // SAFETY: the range lies inside the region, whose start is word-aligned
+        // The range lies inside the region, whose start is word-aligned
         // (DATA_MIN_OFFSET is a multiple of the word), so every word overlapping
-        // it lies inside the page-granular mapping; by the caller's promise all
-        // racing accesses to those words are word-sized atomics. Any bytes form
-        // valid Pod elements.
+        // it lies inside the page-granular mapping. Any bytes form valid Pod.
+        // SAFETY: as above; by the caller's promise, racing accesses are atomics.
         unsafe { copy::load_words(self.data().add(start).cast(), bytemuck::cast_slice_mut(out)) };
         Ok(())
     }
