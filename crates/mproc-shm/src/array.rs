@@ -3,17 +3,16 @@
 //! and `RawArray`.
 
 use std::fmt;
-use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{LockError, LockTimeoutError, RangeError, SegmentError, TryLockError};
+use crate::lock_api::Guard;
+use crate::mutex::RawMutex;
 use crate::region::{Init, KIND_ARRAY, KIND_RAW_ARRAY, Region};
 use crate::segment::Segment;
-use crate::value::{deadline_result, lock_result, try_lock_result};
 
 /// How many bytes [`Iter`] copies out per lock acquisition.
 const ITER_CHUNK_BYTES: usize = 16 * 1024;
@@ -213,8 +212,7 @@ impl<T: Pod + Send> Array<T> {
     /// [`LockError::OwnerDied`] (with the guard) if the previous holder died
     /// holding the lock.
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
-        let a = self.region.lock().lock();
-        lock_result(a, ArrayGuard::new(&self.region))
+        self.region.lock_all().lock()
     }
 
     /// Locks the array if the lock is free right now.
@@ -222,9 +220,7 @@ impl<T: Pod + Send> Array<T> {
     /// # Errors
     /// [`TryLockError::WouldBlock`] or [`TryLockError::OwnerDied`].
     pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
-        try_lock_result(self.region.lock().try_lock(), || {
-            ArrayGuard::new(&self.region)
-        })
+        self.region.lock_all().try_lock()
     }
 
     /// Locks the array, waiting at most `timeout`.
@@ -235,10 +231,7 @@ impl<T: Pod + Send> Array<T> {
         &self,
         timeout: Duration,
     ) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
-        match Instant::now().checked_add(timeout) {
-            Some(d) => self.lock_deadline(d),
-            None => self.lock().map_err(LockTimeoutError::from),
-        }
+        self.region.lock_all().lock_timeout(timeout)
     }
 
     /// Locks the array, waiting until `deadline` at most.
@@ -249,9 +242,7 @@ impl<T: Pod + Send> Array<T> {
         &self,
         deadline: Instant,
     ) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
-        deadline_result(self.region.lock().lock_deadline(deadline), || {
-            ArrayGuard::new(&self.region)
-        })
+        self.region.lock_all().lock_deadline(deadline)
     }
 
     /// Whether some process holds the lock right now (a snapshot).
@@ -336,65 +327,9 @@ impl<'a, T: Pod + Send> IntoIterator for &'a Array<T> {
 /// The lock of an [`Array`], held; dereferences to the elements as a slice.
 /// Unlocks on drop.
 ///
-/// A guard stays on the thread that locked:
-///
-/// ```compile_fail,E0277
-/// fn assert_send<T: Send>() {}
-/// assert_send::<mproc_shm::ArrayGuard<'static, f64>>();
-/// ```
-#[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct ArrayGuard<'a, T> {
-    region: &'a Region<T>,
-    /// The lock may record its owner thread: the guard stays on it.
-    _not_send: PhantomData<*const ()>,
-}
-
-impl<'a, T: Pod> ArrayGuard<'a, T> {
-    fn new(region: &'a Region<T>) -> Self {
-        Self {
-            region,
-            _not_send: PhantomData,
-        }
-    }
-}
-
-// SAFETY: sharing `&ArrayGuard` across threads only gives `&[T]`, which is
-// fine for `T: Sync` (as for std's MutexGuard).
-unsafe impl<T: Sync> Sync for ArrayGuard<'_, T> {}
-
-impl<T> Deref for ArrayGuard<'_, T> {
-    type Target = [T];
-    fn deref(&self) -> &[T] {
-        // SAFETY: the lock is held for the guard's lifetime (nobody else touches the
-        // elements); the pointer is aligned and valid for `len` elements (checked
-        // when the region was made or opened); T is Pod, so any bytes are valid.
-        unsafe { std::slice::from_raw_parts(self.region.data(), self.region.len()) }
-    }
-}
-
-impl<T> DerefMut for ArrayGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut [T] {
-        // SAFETY: as in `deref`; `&mut self` makes this the only reference
-        // derived from the guard.
-        unsafe { std::slice::from_raw_parts_mut(self.region.data(), self.region.len()) }
-    }
-}
-
-impl<T> Drop for ArrayGuard<'_, T> {
-    fn drop(&mut self) {
-        // SAFETY: the guard exists only while this thread holds the lock, and no
-        // reference derived from it outlives it.
-        unsafe { self.region.lock().unlock() };
-    }
-}
-
-impl<T> fmt::Debug for ArrayGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ArrayGuard")
-            .field("len", &self.region.len())
-            .finish_non_exhaustive()
-    }
-}
+/// It is the workspace's one [`Guard`](crate::Guard) type (see
+/// [`lock_api`](crate::lock_api)); it stays on the thread that locked.
+pub type ArrayGuard<'a, T> = Guard<'a, RawMutex, [T]>;
 
 /// An iterator over copies of the elements of an [`Array`] or [`RawArray`],
 /// made a chunk at a time (see [`Array::iter`]).

@@ -17,6 +17,7 @@ use bytemuck::Pod;
 use crate::copy;
 use crate::error::{LayoutError, RangeError, SegmentError};
 use crate::layout::{HEADER_SIZE, Layout, fingerprint_of};
+use crate::lock_api::LockRef;
 use crate::mutex::RawMutex;
 use crate::segment::Segment;
 
@@ -141,6 +142,23 @@ impl<T> Region<T> {
         // LOCK_OFFSET (128, aligned) is inside the mapping; RawMutex is atomics only,
         // so sharing it with other processes is sound; the reference borrows `self`.
         unsafe { &*self.seg.as_ptr().add(LOCK_OFFSET).cast::<RawMutex>() }
+    }
+
+    /// The lock with the first element it protects (a `Value`).
+    pub(crate) fn lock_one(&self) -> LockRef<'_, RawMutex, T> {
+        // SAFETY: `data` is valid and aligned for `len >= 1` elements while
+        // `self` lives (checked when the region was made or opened); elements
+        // are Pod-checked by every constructor of a locked region, so any bytes
+        // form a valid T; every access to the elements of a locked region goes
+        // through its lock.
+        unsafe { LockRef::new(self.lock(), self.data) }
+    }
+
+    /// The lock with all the elements it protects (an `Array`).
+    pub(crate) fn lock_all(&self) -> LockRef<'_, RawMutex, [T]> {
+        let all = NonNull::slice_from_raw_parts(self.data, self.len);
+        // SAFETY: as in `lock_one`, for all `len` elements.
+        unsafe { LockRef::new(self.lock(), all) }
     }
 
     /// The underlying segment.
