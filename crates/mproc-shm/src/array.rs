@@ -6,12 +6,11 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{LockError, LockTimeoutError, RangeError, SegmentError, TryLockError};
 use crate::lock_api::Guard;
 use crate::mutex::RawMutex;
-use crate::region::{Init, KIND_ARRAY, KIND_RAW_ARRAY, Region};
+use crate::region::{Init, KIND_ARRAY, KIND_RAW_ARRAY, Region, region_handle};
 use crate::segment::Segment;
 
 /// How many bytes [`Iter`] copies out per lock acquisition.
@@ -60,14 +59,7 @@ pub struct Array<T> {
     region: Region<T>,
 }
 
-impl<T> Clone for Array<T> {
-    /// Another handle to the same shared memory in this process (no new mapping).
-    fn clone(&self) -> Self {
-        Self {
-            region: self.region.clone(),
-        }
-    }
-}
+region_handle!(Array, KIND_ARRAY, None, "an array");
 
 impl<T: Pod + Send> Array<T> {
     /// Creates an array of `len` zeros in a fresh anonymous segment.
@@ -99,26 +91,6 @@ impl<T: Pod + Send> Array<T> {
     pub fn create_named(name: &str, len: usize) -> Result<Self, SegmentError> {
         Ok(Self {
             region: Region::create_named(name, KIND_ARRAY, len, Init::Zeroed)?,
-        })
-    }
-
-    /// Opens an array made by [`Array::create_named`] (with the same `T`).
-    ///
-    /// # Errors
-    /// [`SegmentError::NotFound`], or [`SegmentError::Layout`] if the segment
-    /// holds something else.
-    pub fn open_named(name: &str) -> Result<Self, SegmentError> {
-        Self::from_segment(Segment::open_named(name)?)
-    }
-
-    /// Adopts a segment that holds an `Array<T>`, checking its header.
-    ///
-    /// # Errors
-    /// [`SegmentError::Layout`] for a foreign segment or another kind or type,
-    /// [`SegmentError::Truncated`] for a segment smaller than its header says.
-    pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: Region::open(seg, KIND_ARRAY, None)?,
         })
     }
 
@@ -274,22 +246,6 @@ impl<T: Pod + Send> Array<T> {
         self.region.segment()
     }
 
-    /// The segment's name, if it was created or opened by name.
-    pub fn name(&self) -> Option<&str> {
-        self.region.segment().name()
-    }
-
-    /// Another handle to the same array: the same as `clone`, kept for
-    /// code written before handles were `Clone`.
-    ///
-    /// # Errors
-    /// None today; the signature is kept for compatibility.
-    pub fn try_clone(&self) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: self.region.try_clone()?,
-        })
-    }
-
     fn lock_anyway(&self) -> ArrayGuard<'_, T> {
         self.lock().unwrap_or_else(LockError::into_inner)
     }
@@ -301,18 +257,6 @@ impl<T> fmt::Debug for Array<T> {
             .field("len", &self.region.len())
             .field("segment", self.region.segment())
             .finish_non_exhaustive()
-    }
-}
-
-impl<T> Serialize for Array<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.region.segment().serialize(s)
-    }
-}
-
-impl<'de, T: Pod + Send> Deserialize<'de> for Array<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Self::from_segment(Segment::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -436,14 +380,7 @@ pub struct RawArray<T> {
     region: Region<T>,
 }
 
-impl<T> Clone for RawArray<T> {
-    /// Another handle to the same shared memory in this process (no new mapping).
-    fn clone(&self) -> Self {
-        Self {
-            region: self.region.clone(),
-        }
-    }
-}
+region_handle!(RawArray, KIND_RAW_ARRAY, None, "an array");
 
 impl<T: Pod + Send> RawArray<T> {
     /// Creates an array of `len` zeros in a fresh anonymous segment.
@@ -473,24 +410,6 @@ impl<T: Pod + Send> RawArray<T> {
     pub fn create_named(name: &str, len: usize) -> Result<Self, SegmentError> {
         Ok(Self {
             region: Region::create_named(name, KIND_RAW_ARRAY, len, Init::Zeroed)?,
-        })
-    }
-
-    /// Opens an array made by [`RawArray::create_named`].
-    ///
-    /// # Errors
-    /// As [`Array::open_named`].
-    pub fn open_named(name: &str) -> Result<Self, SegmentError> {
-        Self::from_segment(Segment::open_named(name)?)
-    }
-
-    /// Adopts a segment that holds a `RawArray<T>`, checking its header.
-    ///
-    /// # Errors
-    /// As [`Array::from_segment`].
-    pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: Region::open(seg, KIND_RAW_ARRAY, None)?,
         })
     }
 
@@ -560,21 +479,6 @@ impl<T: Pod + Send> RawArray<T> {
     pub fn segment(&self) -> &Segment {
         self.region.segment()
     }
-
-    /// The segment's name, if it has one.
-    pub fn name(&self) -> Option<&str> {
-        self.region.segment().name()
-    }
-
-    /// Another handle to the same array.
-    ///
-    /// # Errors
-    /// None today; the signature is kept for compatibility.
-    pub fn try_clone(&self) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: self.region.try_clone()?,
-        })
-    }
 }
 
 impl<T> fmt::Debug for RawArray<T> {
@@ -583,18 +487,6 @@ impl<T> fmt::Debug for RawArray<T> {
             .field("len", &self.region.len())
             .field("segment", self.region.segment())
             .finish_non_exhaustive()
-    }
-}
-
-impl<T> Serialize for RawArray<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.region.segment().serialize(s)
-    }
-}
-
-impl<'de, T: Pod + Send> Deserialize<'de> for RawArray<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Self::from_segment(Segment::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 

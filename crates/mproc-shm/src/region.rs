@@ -364,3 +364,80 @@ impl<T: Pod> Region<T> {
         Ok(())
     }
 }
+
+/// What every handle over a [`Region`] (`Value`, `RawValue`, `Array`,
+/// `RawArray`) has in the same form: `Clone` (another handle to the same
+/// mapping), `open_named`, `from_segment` (the header checked for the
+/// handle's kind, element type and, for values, length), `name`,
+/// `try_clone`, and serde as its segment (a descriptor in a handle message).
+///
+/// `$ty` is a struct with one field `region: Region<T>`; `$kind` its kind;
+/// `$len` the element count a segment must hold (`None`: any); `$what` how
+/// docs name one (`"a value"`).
+macro_rules! region_handle {
+    ($ty:ident, $kind:expr, $len:expr, $what:literal) => {
+        impl<T> Clone for $ty<T> {
+            /// Another handle to the same shared memory in this process (no new mapping).
+            fn clone(&self) -> Self {
+                Self {
+                    region: self.region.clone(),
+                }
+            }
+        }
+
+        impl<T: ::bytemuck::Pod + Send> $ty<T> {
+            #[doc = concat!("Opens ", $what, " made by [`", stringify!($ty), "::create_named`] (with the same `T`).")]
+            ///
+            /// # Errors
+            /// [`SegmentError::NotFound`](crate::SegmentError::NotFound), or
+            /// [`SegmentError::Layout`](crate::SegmentError::Layout) if the
+            /// segment holds something else.
+            pub fn open_named(name: &str) -> Result<Self, $crate::SegmentError> {
+                Self::from_segment($crate::Segment::open_named(name)?)
+            }
+
+            #[doc = concat!("Adopts a segment that holds a `", stringify!($ty), "<T>`, checking its header.")]
+            ///
+            /// # Errors
+            /// [`SegmentError::Layout`](crate::SegmentError::Layout) for a
+            /// foreign segment or another kind or type,
+            /// [`SegmentError::Truncated`](crate::SegmentError::Truncated) for a
+            /// segment smaller than its header says.
+            pub fn from_segment(seg: $crate::Segment) -> Result<Self, $crate::SegmentError> {
+                Ok(Self {
+                    region: $crate::region::Region::open(seg, $kind, $len)?,
+                })
+            }
+
+            /// The segment's name, if it was created or opened by name.
+            pub fn name(&self) -> Option<&str> {
+                self.region.segment().name()
+            }
+
+            /// Another handle to the same memory: the same as `clone`, kept
+            /// for code written before handles were `Clone`.
+            ///
+            /// # Errors
+            /// None today; the signature is kept for compatibility.
+            pub fn try_clone(&self) -> Result<Self, $crate::SegmentError> {
+                Ok(Self {
+                    region: self.region.try_clone()?,
+                })
+            }
+        }
+
+        impl<T> ::serde::Serialize for $ty<T> {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                ::serde::Serialize::serialize(self.region.segment(), s)
+            }
+        }
+
+        impl<'de, T: ::bytemuck::Pod + Send> ::serde::Deserialize<'de> for $ty<T> {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let seg = <$crate::Segment as ::serde::Deserialize>::deserialize(d)?;
+                Self::from_segment(seg).map_err(::serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use region_handle;

@@ -5,12 +5,11 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{LockError, LockTimeoutError, SegmentError, TryLockError};
 use crate::lock_api::Guard;
 use crate::mutex::RawMutex;
-use crate::region::{Init, KIND_RAW_VALUE, KIND_VALUE, Region};
+use crate::region::{Init, KIND_RAW_VALUE, KIND_VALUE, Region, region_handle};
 use crate::segment::Segment;
 
 /// One plain-data value in shared memory, protected by a cross-process lock:
@@ -50,14 +49,7 @@ pub struct Value<T> {
     region: Region<T>,
 }
 
-impl<T> Clone for Value<T> {
-    /// Another handle to the same shared memory in this process (no new mapping).
-    fn clone(&self) -> Self {
-        Self {
-            region: self.region.clone(),
-        }
-    }
-}
+region_handle!(Value, KIND_VALUE, Some(1), "a value");
 
 impl<T: Pod + Send> Value<T> {
     /// Creates a value initialised to `v` in a fresh anonymous segment.
@@ -78,26 +70,6 @@ impl<T: Pod + Send> Value<T> {
     pub fn create_named(name: &str, v: T) -> Result<Self, SegmentError> {
         let region = Region::create_named(name, KIND_VALUE, 1, Init::Fill(v))?;
         Ok(Self { region })
-    }
-
-    /// Opens a value made by [`Value::create_named`] (with the same `T`).
-    ///
-    /// # Errors
-    /// [`SegmentError::NotFound`], or [`SegmentError::Layout`] if the segment
-    /// holds something else.
-    pub fn open_named(name: &str) -> Result<Self, SegmentError> {
-        Self::from_segment(Segment::open_named(name)?)
-    }
-
-    /// Adopts a segment that holds a `Value<T>`, checking its header.
-    ///
-    /// # Errors
-    /// [`SegmentError::Layout`] for a foreign segment or another kind or type,
-    /// [`SegmentError::Truncated`] for a segment smaller than its header says.
-    pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: Region::open(seg, KIND_VALUE, Some(1))?,
-        })
     }
 
     /// Copies the value out (under the lock).
@@ -184,22 +156,6 @@ impl<T: Pod + Send> Value<T> {
     pub unsafe fn segment(&self) -> &Segment {
         self.region.segment()
     }
-
-    /// The segment's name, if it was created or opened by name.
-    pub fn name(&self) -> Option<&str> {
-        self.region.segment().name()
-    }
-
-    /// Another handle to the same value: the same as `clone`, kept for
-    /// code written before handles were `Clone`.
-    ///
-    /// # Errors
-    /// None today; the signature is kept for compatibility.
-    pub fn try_clone(&self) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: self.region.try_clone()?,
-        })
-    }
 }
 
 impl<T> fmt::Debug for Value<T> {
@@ -207,18 +163,6 @@ impl<T> fmt::Debug for Value<T> {
         f.debug_struct("Value")
             .field("segment", self.region.segment())
             .finish_non_exhaustive()
-    }
-}
-
-impl<T> Serialize for Value<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.region.segment().serialize(s)
-    }
-}
-
-impl<'de, T: Pod + Send> Deserialize<'de> for Value<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Self::from_segment(Segment::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -251,14 +195,7 @@ pub struct RawValue<T> {
     region: Region<T>,
 }
 
-impl<T> Clone for RawValue<T> {
-    /// Another handle to the same shared memory in this process (no new mapping).
-    fn clone(&self) -> Self {
-        Self {
-            region: self.region.clone(),
-        }
-    }
-}
+region_handle!(RawValue, KIND_RAW_VALUE, Some(1), "a value");
 
 impl<T: Pod + Send> RawValue<T> {
     /// Creates a value initialised to `v` in a fresh anonymous segment.
@@ -277,24 +214,6 @@ impl<T: Pod + Send> RawValue<T> {
     pub fn create_named(name: &str, v: T) -> Result<Self, SegmentError> {
         let region = Region::create_named(name, KIND_RAW_VALUE, 1, Init::Fill(v))?;
         Ok(Self { region })
-    }
-
-    /// Opens a value made by [`RawValue::create_named`].
-    ///
-    /// # Errors
-    /// As [`Value::open_named`].
-    pub fn open_named(name: &str) -> Result<Self, SegmentError> {
-        Self::from_segment(Segment::open_named(name)?)
-    }
-
-    /// Adopts a segment that holds a `RawValue<T>`, checking its header.
-    ///
-    /// # Errors
-    /// As [`Value::from_segment`].
-    pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: Region::open(seg, KIND_RAW_VALUE, Some(1))?,
-        })
     }
 
     /// Copies the value out (racy, see the type's docs).
@@ -317,21 +236,6 @@ impl<T: Pod + Send> RawValue<T> {
     pub fn segment(&self) -> &Segment {
         self.region.segment()
     }
-
-    /// The segment's name, if it has one.
-    pub fn name(&self) -> Option<&str> {
-        self.region.segment().name()
-    }
-
-    /// Another handle to the same value.
-    ///
-    /// # Errors
-    /// None today; the signature is kept for compatibility.
-    pub fn try_clone(&self) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: self.region.try_clone()?,
-        })
-    }
 }
 
 impl<T> fmt::Debug for RawValue<T> {
@@ -339,18 +243,6 @@ impl<T> fmt::Debug for RawValue<T> {
         f.debug_struct("RawValue")
             .field("segment", self.region.segment())
             .finish_non_exhaustive()
-    }
-}
-
-impl<T> Serialize for RawValue<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.region.segment().serialize(s)
-    }
-}
-
-impl<'de, T: Pod + Send> Deserialize<'de> for RawValue<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Self::from_segment(Segment::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
