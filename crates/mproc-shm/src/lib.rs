@@ -87,6 +87,7 @@ mod copy;
 pub mod error;
 pub mod futex;
 pub mod handle;
+pub mod kind;
 mod layout;
 pub mod lock_api;
 pub mod mutex;

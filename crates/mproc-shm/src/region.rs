@@ -21,16 +21,10 @@ use crate::lock_api::LockRef;
 use crate::mutex::RawMutex;
 use crate::segment::Segment;
 
-/// Kind of a locked [`Value`](crate::Value).
-pub(crate) const KIND_VALUE: u32 = 0x0101;
-/// Kind of a [`RawValue`](crate::RawValue).
-pub(crate) const KIND_RAW_VALUE: u32 = 0x0102;
-/// Kind of a locked [`Array`](crate::Array).
-pub(crate) const KIND_ARRAY: u32 = 0x0103;
-/// Kind of a [`RawArray`](crate::RawArray).
-pub(crate) const KIND_RAW_ARRAY: u32 = 0x0104;
-/// Kind of a [`SharedAtomic`](crate::SharedAtomic).
-pub(crate) const KIND_ATOMIC: u32 = 0x0105;
+pub(crate) use crate::kind::{
+    ARRAY as KIND_ARRAY, ATOMIC as KIND_ATOMIC, RAW_ARRAY as KIND_RAW_ARRAY,
+    RAW_VALUE as KIND_RAW_VALUE, VALUE as KIND_VALUE,
+};
 
 /// Where the lock word sits: right after the header, on its own line.
 pub(crate) const LOCK_OFFSET: usize = HEADER_SIZE;
