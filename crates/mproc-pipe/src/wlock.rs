@@ -9,63 +9,45 @@
 //! different processes are never interleaved.
 
 use std::io;
+use std::ptr::NonNull;
 
-use mproc_shm::{Acquired, HEADER_SIZE, Layout, RawMutex, Segment, fingerprint_of};
+use mproc_shm::{LockRef, RawMutex, Segment, TypedSegment};
 
-const LAYOUT: Layout = Layout {
-    kind: mproc_shm::kind::PIPE_WRITE_LOCK,
-    fingerprint: fingerprint_of::<RawMutex>("mproc-pipe write lock v1"),
-};
+const TAG: &str = "mproc-pipe write lock v1";
 
 /// A process-shared mutex in its own small segment.
 pub(crate) struct WriteLock {
-    seg: Segment,
+    seg: TypedSegment<RawMutex>,
 }
 
 impl WriteLock {
     /// A new, unlocked lock.
     pub(crate) fn create() -> io::Result<Self> {
-        let seg = Segment::anonymous(HEADER_SIZE + std::mem::size_of::<RawMutex>())
+        let seg = TypedSegment::create(mproc_shm::kind::PIPE_WRITE_LOCK, TAG, [0; 4], |_| {})
             .map_err(io::Error::other)?;
-        seg.header()
-            .map_err(io::Error::other)?
-            .init(LAYOUT, seg.len() as u64, [0; 4]);
         Ok(Self { seg })
     }
 
     /// Adopts a lock received from another process, checking its layout.
     pub(crate) fn adopt(seg: Segment) -> io::Result<Self> {
-        seg.check_layout(LAYOUT).map_err(io::Error::other)?;
-        seg.get::<RawMutex>(HEADER_SIZE).map_err(io::Error::other)?;
+        let (seg, _) = TypedSegment::open(seg, mproc_shm::kind::PIPE_WRITE_LOCK, TAG)
+            .map_err(io::Error::other)?;
         Ok(Self { seg })
     }
 
     /// The segment, to travel with the connection.
     pub(crate) fn segment(&self) -> &Segment {
-        &self.seg
+        self.seg.segment()
     }
 
-    /// Runs `f` holding the lock.
+    /// Runs `f` holding the lock (released also if `f` panics).
     pub(crate) fn with<R>(&self, f: impl FnOnce() -> R) -> R {
-        let Ok(m) = self.seg.get::<RawMutex>(HEADER_SIZE) else {
-            // `adopt` and `create` checked that the mutex fits.
-            return f();
-        };
+        // SAFETY: the lock protects no memory (only the order of bytes in the
+        // socket), so the data is `()`, for which a dangling pointer is valid.
+        let lock = unsafe { LockRef::new(self.seg.get(), NonNull::<()>::dangling()) };
         // A writer that died holding the lock may have left half a message in
         // the socket; the reader reports that, so carry on either way.
-        let (Acquired::Clean | Acquired::OwnerDied) = m.lock();
-        let _unlock = Unlock(m);
+        let _held = lock.lock().unwrap_or_else(mproc_shm::LockError::into_inner);
         f()
-    }
-}
-
-/// Unlocks when dropped, also if the write panics.
-struct Unlock<'a>(&'a RawMutex);
-
-impl Drop for Unlock<'_> {
-    fn drop(&mut self) {
-        // SAFETY: `WriteLock::with` locked it on this thread, and nothing the
-        // lock protects (the order of bytes in the socket) is touched after.
-        unsafe { self.0.unlock() };
     }
 }

@@ -98,6 +98,7 @@ mod synchronized;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
 mod tracker;
+mod typed;
 mod value;
 pub mod wait;
 
@@ -120,6 +121,7 @@ pub use crate::shared_memory::{PYTHON_NAME_PREFIX, SharedMemory};
 pub use crate::synchronized::{
     LockedArray, LockedValue, Synchronized, SynchronizedArray, ValueLock, WrongLock,
 };
+pub use crate::typed::TypedSegment;
 pub use crate::value::{RawValue, Value, ValueGuard};
 pub use bytemuck::{Pod, Zeroable};
 
