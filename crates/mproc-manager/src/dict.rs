@@ -159,7 +159,7 @@ proxy_type! {
     /// let m = mproc_manager::Manager::start()?;
     /// let d = m.dict::<String, u64>()?;
     /// d.insert(&"apples".to_string(), &3)?;
-    /// d.update_or_insert_with(&"apples".to_string(), &0, 2, |v: &mut u64, n: u64| *v += n)?;
+    /// d.update_or_insert_with(&"apples".to_string(), &0, |v: &mut u64, n: u64| *v += n, 2)?;
     /// assert_eq!(d.get("apples")?, Some(5));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -462,17 +462,17 @@ where
     /// if the server runs another executable; [`Error::Panicked`] if `f`
     /// panicked (the value is then unchanged); [`Error::Update`] if the
     /// stored value is not a `V`.
-    pub fn update_with<A, R, F>(&self, key: &K, arg: A, f: F) -> Result<R, Error>
+    pub fn update_with<A, R, F>(&self, key: &K, f: F, arg: A) -> Result<R, Error>
     where
         F: Fn(&mut V, A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        self.apply(key, None, arg, f)
+        self.apply(key, None, f, arg)
     }
 
     /// Like [`Dict::update_with`], inserting `default` first when `key` is
-    /// missing (a counter: `update_or_insert_with(&k, &0, 1, |v, n| *v += n)`).
+    /// missing (a counter: `update_or_insert_with(&k, &0, |v, n| *v += n, 1)`).
     /// If `f` then fails, the default stays inserted.
     ///
     /// # Errors
@@ -481,8 +481,8 @@ where
         &self,
         key: &K,
         default: &V,
-        arg: A,
         f: F,
+        arg: A,
     ) -> Result<R, Error>
     where
         F: Fn(&mut V, A) -> R + Copy + Send + 'static,
@@ -490,23 +490,23 @@ where
         R: Serialize + DeserializeOwned,
     {
         let d = self.raw.enc(default)?;
-        self.apply(key, Some(d), arg, f)
+        self.apply(key, Some(d), f, arg)
     }
 
     /// [`Dict::update_or_insert_with`] for many keys in one round trip: for
     /// each `(key, arg)`, inserts `default` if the key is missing, then runs
     /// `f(&mut value, arg)` in the server. Each update is atomic on its own;
     /// they run in order. Returns each result (a counter of words:
-    /// `d.update_or_insert_many_with(words.iter().map(|w| (w, 1)), &0, |n, k| *n += k)`).
+    /// `d.update_or_insert_many_with(&0, |n, k| *n += k, words.iter().map(|w| (w, 1)))`).
     ///
     /// # Errors
     /// As for [`Dict::update_with`]; the first failed update's error (the
     /// updates before it took effect, those after it too).
     pub fn update_or_insert_many_with<'a, I, A, R, F>(
         &self,
-        items: I,
         default: &V,
         f: F,
+        items: I,
     ) -> Result<Vec<R>, Error>
     where
         I: IntoIterator<Item = (&'a K, A)>,
@@ -545,7 +545,7 @@ where
         }
     }
 
-    fn apply<A, R, F>(&self, key: &K, default: Option<Val>, arg: A, f: F) -> Result<R, Error>
+    fn apply<A, R, F>(&self, key: &K, default: Option<Val>, f: F, arg: A) -> Result<R, Error>
     where
         F: Fn(&mut V, A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,

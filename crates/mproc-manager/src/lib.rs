@@ -13,7 +13,7 @@
 //! use mproc_process::Process;
 //!
 //! fn pick(d: Dict<String, u32>) -> usize {
-//!     d.update_or_insert_with(&"apples".to_string(), &0, 3, |v: &mut u32, n: u32| *v += n).unwrap();
+//!     d.update_or_insert_with(&"apples".to_string(), &0, |v: &mut u32, n: u32| *v += n, 3).unwrap();
 //!     d.len().unwrap()
 //! }
 //!

@@ -450,7 +450,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// # Errors
     /// [`Error::IndexOutOfRange`], [`Error::ForeignExecutable`],
     /// [`Error::Panicked`], [`Error::Update`].
-    pub fn update_with<A, R, F>(&self, index: i64, arg: A, f: F) -> Result<R, Error>
+    pub fn update_with<A, R, F>(&self, index: i64, f: F, arg: A) -> Result<R, Error>
     where
         F: Fn(&mut T, A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,

@@ -20,7 +20,7 @@ proxy_type! {
     /// ```
     /// let m = mproc_manager::Manager::start()?;
     /// let v = m.value(10u64)?;
-    /// let after = v.update_with(5, |x: &mut u64, n: u64| { *x += n; *x })?;
+    /// let after = v.update_with(|x: &mut u64, n: u64| { *x += n; *x }, 5)?;
     /// assert_eq!(after, 15);
     /// assert_eq!(v.get()?, 15);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -61,7 +61,7 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
     ///
     /// # Errors
     /// [`Error::ForeignExecutable`], [`Error::Panicked`], [`Error::Update`].
-    pub fn update_with<A, R, F>(&self, arg: A, f: F) -> Result<R, Error>
+    pub fn update_with<A, R, F>(&self, f: F, arg: A) -> Result<R, Error>
     where
         F: Fn(&mut T, A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
@@ -174,7 +174,7 @@ impl Namespace {
     /// # Errors
     /// [`Error::KeyMissing`], [`Error::ForeignExecutable`],
     /// [`Error::Panicked`], [`Error::Update`].
-    pub fn update_with<T, A, R, F>(&self, name: &str, arg: A, f: F) -> Result<R, Error>
+    pub fn update_with<T, A, R, F>(&self, name: &str, f: F, arg: A) -> Result<R, Error>
     where
         F: Fn(&mut T, A) -> R + Copy + Send + 'static,
         T: Serialize + DeserializeOwned,

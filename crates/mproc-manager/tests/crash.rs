@@ -112,7 +112,7 @@ fn a_client_exiting_with_a_guardless_lock_is_reported_to_the_next_acquire() {
 fn bystander((d, stop): (Dict<String, u64>, Event)) -> u64 {
     let mut n = 0;
     while !stop.is_set().unwrap() {
-        d.update_or_insert_with(&"count".to_string(), &0, 1, |v: &mut u64, k: u64| *v += k)
+        d.update_or_insert_with(&"count".to_string(), &0, |v: &mut u64, k: u64| *v += k, 1)
             .unwrap();
         n += 1;
     }
@@ -137,9 +137,12 @@ fn sigkill_a_client_mid_call_the_server_and_the_others_carry_on() {
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while running.load(Ordering::Relaxed) {
-                    d.update_or_insert_with(&"count".to_string(), &0, 1, |v: &mut u64, k: u64| {
-                        *v += k
-                    })
+                    d.update_or_insert_with(
+                        &"count".to_string(),
+                        &0,
+                        |v: &mut u64, k: u64| *v += k,
+                        1,
+                    )
                     .unwrap();
                     n += 1;
                 }

@@ -101,7 +101,7 @@ fn results_are_copies_and_nested_proxies_propagate() {
             "mutating a copy must not reach the server"
         );
         // The fix: a server-side update.
-        d.update_with(&"plain".into(), 2u32, |v: &mut Vec<u32>, x: u32| v.push(x))
+        d.update_with(&"plain".into(), |v: &mut Vec<u32>, x: u32| v.push(x), 2u32)
             .unwrap();
         assert_eq!(d.get("plain").unwrap().unwrap(), [1, 2]);
         // Nested proxies do propagate.
@@ -121,7 +121,7 @@ fn namespace_and_value() {
         let ns = m.namespace().unwrap();
         ns.set("name", "Bob").unwrap();
         ns.set("age", &41u32).unwrap();
-        ns.update_with("age", 1u32, |a: &mut u32, n: u32| *a += n)
+        ns.update_with("age", |a: &mut u32, n: u32| *a += n, 1u32)
             .unwrap();
         assert_eq!(ns.get::<u32>("age").unwrap(), 42);
         assert!(matches!(ns.get::<u32>("nope"), Err(Error::KeyMissing)));
@@ -144,14 +144,17 @@ fn namespace_and_value() {
         let v = m.value((1u8, String::from("x"))).unwrap();
         assert_eq!(v.get().unwrap(), (1, "x".into()));
         assert_eq!(v.swap(&(2, "y".into())).unwrap(), (1, "x".into()));
-        let len = v.update_with('z', |t: &mut (u8, String), c: char| {
-            t.1.push(c);
-            t.1.len()
-        });
+        let len = v.update_with(
+            |t: &mut (u8, String), c: char| {
+                t.1.push(c);
+                t.1.len()
+            },
+            'z',
+        );
         assert_eq!(len.unwrap(), 2);
         assert_eq!(v.get().unwrap(), (2, "yz".into()));
         // A panicking update leaves the value as it was, and the server alive.
-        let r = v.update_with((), |_t: &mut (u8, String), ()| -> u8 { panic!("boom") });
+        let r = v.update_with(|_t: &mut (u8, String), ()| -> u8 { panic!("boom") }, ());
         assert!(
             matches!(r, Err(Error::Panicked(ref m)) if m.contains("boom")),
             "{r:?}"

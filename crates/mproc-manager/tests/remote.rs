@@ -86,7 +86,7 @@ fn remote_role() {
                 results.insert(&x, &(x * x)).unwrap();
                 // Same executable, so server-side updates work remotely too.
                 results
-                    .update_or_insert_with(&u32::MAX, &0, 1, |n: &mut u32, k: u32| *n += k)
+                    .update_or_insert_with(&u32::MAX, &0, |n: &mut u32, k: u32| *n += k, 1)
                     .unwrap();
             }
             std::process::exit(0);
@@ -105,7 +105,7 @@ fn remote_role() {
             let m = Manager::connect(addr, &key).unwrap();
             let d: Dict<u32, u32> = m.lookup("results").unwrap();
             d.insert(&1, &10).unwrap();
-            let r = d.update_with(&1, 1u32, |v: &mut u32, n: u32| *v += n);
+            let r = d.update_with(&1, |v: &mut u32, n: u32| *v += n, 1u32);
             std::process::exit(if matches!(r, Err(Error::ForeignExecutable)) {
                 0
             } else {
