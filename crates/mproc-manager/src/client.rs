@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Error;
 use crate::link::{Link, LinkError};
-use crate::proto::{self, Id, Kind, Op, Owner, Reply, Request, Val, WaitMs};
+use crate::proto::{self, Id, Kind, Op, Owner, RemoteError, Reply, Request, Val, WaitMs};
 use crate::sys;
 
 /// Locks a mutex, ignoring poisoning (every critical section here leaves
@@ -426,6 +426,15 @@ impl Session {
     /// `Err`). Never waits longer than the call timeout for a server that
     /// does not answer, plus the operation's own waiting time.
     pub(crate) fn call(&self, req: &Request) -> Result<Reply, Error> {
+        match self.exchange(req)? {
+            Reply::Err(e) => Err(Error::from_remote(e)),
+            r => Ok(r),
+        }
+    }
+
+    /// Sends `req` and returns the server's reply as it is, a `Reply::Err`
+    /// included (for operations with outcomes of their own).
+    pub(crate) fn exchange(&self, req: &Request) -> Result<Reply, Error> {
         let wait: Option<WaitMs> = match req {
             Request::Call { op, .. } => op.wait(),
             _ => None,
@@ -453,10 +462,7 @@ impl Session {
         match reply {
             Ok(r) => {
                 self.give_back(link);
-                match r {
-                    Reply::Err(e) => Err(Error::from_remote(e)),
-                    r => Ok(r),
-                }
+                Ok(r)
             }
             Err(e) => {
                 self.retire(link);
@@ -576,6 +582,20 @@ impl RawProxy {
 
     pub(crate) fn call(&self, op: Op) -> Result<Reply, Error> {
         self.session.call(&Request::Call { id: self.id, op })
+    }
+
+    /// Runs an operation that may give up (a wait that timed out, a queue
+    /// found empty or full): `Ok(None)` when the server answered `gave_up`.
+    pub(crate) fn call_or_give_up(
+        &self,
+        op: Op,
+        gave_up: RemoteError,
+    ) -> Result<Option<Reply>, Error> {
+        match self.session.exchange(&Request::Call { id: self.id, op })? {
+            Reply::Err(e) if e == gave_up => Ok(None),
+            Reply::Err(e) => Err(Error::from_remote(e)),
+            r => Ok(Some(r)),
+        }
     }
 
     /// Encodes a value to store (see [`encode`]).

@@ -5,7 +5,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{wait_gone, watchdog};
-use mproc_manager::{Acquired, Dict, Error, Kind, List, Manager, Proxy, Queue};
+use mproc_manager::{
+    Acquired, Dict, Error, GetTimeoutError, JoinTimeoutError, Kind, List, LockTimeoutError,
+    Manager, Proxy, PutTimeoutError, Queue, TryGetError, TryLockError, TryPutError,
+};
 
 #[test]
 fn dict_operations_follow_python() {
@@ -183,28 +186,26 @@ fn locks_follow_threading_semantics() {
         );
         assert!(t0.elapsed() >= Duration::from_millis(100));
         let t0 = Instant::now();
-        assert!(
-            lock.lock_timeout(Duration::from_millis(100))
-                .unwrap()
-                .is_none()
-        );
+        assert!(matches!(
+            lock.lock_timeout(Duration::from_millis(100)),
+            Err(LockTimeoutError::Timeout)
+        ));
         assert!(t0.elapsed() >= Duration::from_millis(100));
         // threading.Lock: another thread may release it.
         let l2 = lock.clone();
         std::thread::spawn(move || l2.release().unwrap())
             .join()
             .unwrap();
-        let g = lock.try_lock().unwrap().expect("free again");
-        assert!(!g.owner_died());
+        let g = lock.try_lock().expect("free again, from a live owner");
         g.unlock().unwrap();
 
         let r = m.rlock().unwrap();
         let g1 = r.lock().unwrap();
-        let g2 = r.try_lock().unwrap().expect("re-entrant");
+        let g2 = r.try_lock().expect("re-entrant");
         let r2 = r.clone();
         let other = std::thread::spawn(move || {
             (
-                r2.try_lock().unwrap().is_none(),
+                matches!(r2.try_lock(), Err(TryLockError::WouldBlock)),
                 matches!(r2.release(), Err(Error::NotOwner)),
             )
         });
@@ -214,14 +215,17 @@ fn locks_follow_threading_semantics() {
         assert!(!r.is_locked().unwrap());
 
         let s = m.bounded_semaphore(2).unwrap();
-        assert!(s.try_acquire().unwrap());
-        assert!(s.try_acquire().unwrap());
-        assert!(!s.try_acquire().unwrap());
-        assert!(!s.acquire_timeout(Duration::from_millis(20)).unwrap());
-        assert!(
-            !s.acquire_deadline(Instant::now() + Duration::from_millis(20))
-                .unwrap()
-        );
+        s.try_acquire().unwrap().forget();
+        s.try_acquire().unwrap().forget();
+        assert!(matches!(s.try_acquire(), Err(TryLockError::WouldBlock)));
+        assert!(matches!(
+            s.acquire_timeout(Duration::from_millis(20)),
+            Err(LockTimeoutError::Timeout)
+        ));
+        assert!(matches!(
+            s.acquire_deadline(Instant::now() + Duration::from_millis(20)),
+            Err(LockTimeoutError::Timeout)
+        ));
         s.release().unwrap();
         s.release().unwrap();
         assert!(matches!(s.release(), Err(Error::OverRelease)));
@@ -325,22 +329,21 @@ fn queues() {
     watchdog(60, || {
         let m = Manager::start().unwrap();
         let q = m.queue::<u32>(2).unwrap();
-        assert!(matches!(q.try_get(), Err(Error::Empty)));
+        assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
         let t0 = Instant::now();
         assert!(matches!(
             q.get_timeout(Duration::from_millis(50)),
-            Err(Error::Empty)
+            Err(GetTimeoutError::Timeout)
         ));
         assert!(t0.elapsed() >= Duration::from_millis(50));
         q.put(1).unwrap();
         q.put(2).unwrap();
         let e = q.try_put(3).unwrap_err();
-        assert!(matches!(e.error, Error::Full));
+        assert!(matches!(e, TryPutError::Full(_)));
         assert_eq!(e.into_inner(), 3, "a failed put hands the item back");
         assert!(matches!(
-            q.put_timeout(3, Duration::from_millis(20))
-                .map_err(|e| e.error),
-            Err(Error::Full)
+            q.put_timeout(3, Duration::from_millis(20)),
+            Err(PutTimeoutError::Timeout(3))
         ));
         assert_eq!(q.qsize().unwrap(), 2);
         assert_eq!((q.get().unwrap(), q.get().unwrap()), (1, 2));
@@ -355,7 +358,7 @@ fn queues() {
         j.put("b".into()).unwrap();
         assert!(matches!(
             j.join_timeout(Duration::from_millis(20)),
-            Err(Error::Timeout)
+            Err(JoinTimeoutError::Timeout)
         ));
         let j2 = j.clone();
         let worker = std::thread::spawn(move || {

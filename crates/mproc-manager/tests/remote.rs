@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::watchdog;
-use mproc_manager::{Address, Dict, Error, Manager, Queue};
+use mproc_manager::{Address, ConnectError, Dict, Error, Manager, Queue};
 
 const ROLE: &str = "MPROC_MANAGER_TEST_ROLE";
 const ADDR: &str = "MPROC_MANAGER_TEST_ADDR";
@@ -92,7 +92,7 @@ fn remote_role() {
             std::process::exit(0);
         }
         "wrong-key" => match Manager::connect(addr, &key) {
-            Err(Error::Auth(_)) => std::process::exit(0),
+            Err(ConnectError::Auth(_)) => std::process::exit(0),
             Err(e) => {
                 eprintln!("unexpected error: {e}");
                 std::process::exit(2)
@@ -164,7 +164,7 @@ fn a_wrong_key_is_refused_before_any_object_is_reachable() {
         // In process, too.
         assert!(matches!(
             Manager::connect(m.address().clone(), b"nope"),
-            Err(Error::Auth(_))
+            Err(ConnectError::Auth(_))
         ));
         // A client that skips the handshake and sends a request gets the
         // challenge, then FAILURE, then the connection closes: no reply.
@@ -252,7 +252,7 @@ fn connecting_to_nothing_is_disconnected_not_a_hang() {
             .authkey(b"k")
             .call_timeout(Duration::from_millis(500))
             .connect();
-        assert!(matches!(r, Err(Error::Disconnected(_))), "{r:?}");
+        assert!(matches!(r, Err(ConnectError::Disconnected(_))), "{r:?}");
     });
 }
 
