@@ -217,34 +217,30 @@ pub(crate) fn serve(listener: Listener, owner: Option<Connection>, exit: Option<
             sys::shutdown_listener(borrow(&listener));
         })
     };
-    if let Some(mut c) = owner {
+    // Serves a connection in a thread of its own; stops the server when the
+    // connection asks for shutdown.
+    let spawn = |mut c: Connection, name: &str| {
         c.set_max_message(proto::MAX_REQUEST);
         let server = server.clone();
         let stop = stop.clone();
         let _ = std::thread::Builder::new()
-            .name("mproc-manager-owner".into())
+            .name(name.into())
             .spawn(move || {
                 if server.serve_connection(c) {
                     stop();
                 }
             });
+    };
+    if let Some(c) = owner {
+        spawn(c, "mproc-manager-owner");
     }
     loop {
         match listener.accept() {
-            Ok(mut c) => {
+            Ok(c) => {
                 if server.stopping.load(Ordering::SeqCst) {
                     break;
                 }
-                c.set_max_message(proto::MAX_REQUEST);
-                let server = server.clone();
-                let stop = stop.clone();
-                let _ = std::thread::Builder::new()
-                    .name("mproc-manager-conn".into())
-                    .spawn(move || {
-                        if server.serve_connection(c) {
-                            stop();
-                        }
-                    });
+                spawn(c, "mproc-manager-conn");
             }
             Err(_) if server.stopping.load(Ordering::SeqCst) => break,
             // A client that failed or abandoned its handshake: go on.
