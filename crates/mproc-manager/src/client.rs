@@ -278,15 +278,7 @@ impl Session {
         s.same_exe
             .store(if same_exe { 1 } else { 2 }, Ordering::Relaxed);
         let rings = conn.can_pass_handles();
-        let req = Request::Hello {
-            protocol: proto::PROTOCOL,
-            client: client_id(),
-            exe: crate::code_ref::exe_token(),
-            rings,
-        };
-        conn.send_ref(&req)
-            .map_err(|e| Error::Disconnected(io::Error::other(e.to_string())))?;
-        let mut link = Link::plain(conn);
+        let mut link = send_hello(conn, rings)?;
         if rings {
             link.upgrade_client()
                 .map_err(|e| Error::Disconnected(io::Error::other(e)))?;
@@ -312,15 +304,7 @@ impl Session {
     /// moves it onto shared-memory rings.
     fn hello(&self, conn: Connection, local: bool) -> Result<Link, Error> {
         let rings = local && conn.can_pass_handles();
-        let req = Request::Hello {
-            protocol: proto::PROTOCOL,
-            client: client_id(),
-            exe: crate::code_ref::exe_token(),
-            rings,
-        };
-        conn.send_ref(&req)
-            .map_err(|e| Error::Disconnected(io::Error::other(e.to_string())))?;
-        let mut link = Link::plain(conn);
+        let mut link = send_hello(conn, rings)?;
         match link.recv::<Reply>(Some(Instant::now() + self.timeout)) {
             Ok(Reply::Hello {
                 protocol, same_exe, ..
@@ -506,14 +490,34 @@ impl Session {
         if let Some(s) = self.key_segment.get() {
             return Ok(s);
         }
-        let seg = Segment::anonymous(4 + self.key.len())
-            .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
-        seg.write(0, &(self.key.len() as u32).to_le_bytes())
-            .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
-        seg.write(4, &self.key)
-            .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+        let seg = key_segment(&self.key).map_err(Error::Io)?;
         Ok(self.key_segment.get_or_init(|| seg))
     }
+}
+
+/// The authkey in a sealed memfd segment (its length, then its bytes): it reaches
+/// another process as a file descriptor, never as bytes in a message.
+pub(crate) fn key_segment(key: &[u8]) -> io::Result<Segment> {
+    let seg = Segment::anonymous(4 + key.len()).map_err(|e| io::Error::other(e.to_string()))?;
+    seg.write(0, &(key.len() as u32).to_le_bytes())
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    seg.write(4, key)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(seg)
+}
+
+/// Introduces this client on a fresh connection (`rings`: it will move onto
+/// shared-memory rings next).
+fn send_hello(conn: Connection, rings: bool) -> Result<Link, Error> {
+    let req = Request::Hello {
+        protocol: proto::PROTOCOL,
+        client: client_id(),
+        exe: crate::code_ref::exe_token(),
+        rings,
+    };
+    conn.send_ref(&req)
+        .map_err(|e| Error::Disconnected(io::Error::other(e.to_string())))?;
+    Ok(Link::plain(conn))
 }
 
 fn link_error(e: LinkError) -> Error {

@@ -10,7 +10,7 @@ use crate::code_ref;
 use crate::error::Error;
 use crate::list::DEFAULT_BATCH;
 use crate::proto::{Kind, Op, Reply, Val};
-use crate::proxy::{boolean, bytes, count, proxy_type, unexpected, unit};
+use crate::proxy::{boolean, bytes, count, proxy_type, run_update, unexpected, unit};
 
 /// Fetches a dict's entries page by page, checking its size as CPython's
 /// dict iterators do.
@@ -551,17 +551,14 @@ where
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        if !self.raw.session.same_exe()? {
-            return Err(Error::ForeignExecutable);
-        }
         let func = code_ref::offset_of::<F, V, A, R>(f);
-        let op = Op::DictApply {
-            key: self.key(key)?,
-            default,
-            func,
-            arg: self.raw.enc_bytes(&arg)?,
-        };
-        let b = bytes(self.raw.call(op)?)?;
-        self.raw.dec(&b)
+        run_update(&self.raw, func, |func| {
+            Ok(Op::DictApply {
+                key: self.key(key)?,
+                default,
+                func,
+                arg: self.raw.enc_bytes(&arg)?,
+            })
+        })
     }
 }

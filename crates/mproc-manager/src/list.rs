@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use crate::code_ref;
 use crate::error::Error;
 use crate::proto::{Kind, Op, Reply, SliceWire, Val};
-use crate::proxy::{bytes, count, proxy_type, unexpected, unit};
+use crate::proxy::{bytes, count, proxy_type, run_update, unexpected, unit};
 
 /// How many items an iterator fetches per round trip by default.
 pub(crate) const DEFAULT_BATCH: u32 = 64;
@@ -456,15 +456,13 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        if !self.raw.session.same_exe()? {
-            return Err(Error::ForeignExecutable);
-        }
         let func = code_ref::offset_of::<F, T, A, R>(f);
-        let b = bytes(self.raw.call(Op::ListApply {
-            index,
-            func,
-            arg: self.raw.enc_bytes(&arg)?,
-        })?)?;
-        self.raw.dec(&b)
+        run_update(&self.raw, func, |func| {
+            Ok(Op::ListApply {
+                index,
+                func,
+                arg: self.raw.enc_bytes(&arg)?,
+            })
+        })
     }
 }

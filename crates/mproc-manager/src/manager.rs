@@ -12,7 +12,7 @@ use mproc_shm::Segment;
 use serde::{Deserialize, Serialize};
 
 use crate::array::Array;
-use crate::client::{AddrWire, RawProxy, Session};
+use crate::client::{AddrWire, RawProxy, Session, key_segment};
 use crate::dict::Dict;
 use crate::error::{ConnectError, Error};
 use crate::list::List;
@@ -131,7 +131,7 @@ impl ManagerBuilder {
     /// message says why).
     pub fn start(self) -> Result<Manager, ConnectError> {
         let key = self.key()?;
-        let key_segment = key_segment(&key)?;
+        let key_segment = key_segment(&key).map_err(ConnectError::Io)?;
         let (mine, theirs) = mproc_pipe::pipe(true).map_err(ConnectError::Io)?;
         let args = ServerArgs {
             address: self.address.as_ref().map(AddrWire::from),
@@ -247,18 +247,6 @@ fn bind(address: Option<&Address>, key: &[u8]) -> io::Result<Listener> {
     .handshake_timeout(Some(server::HANDSHAKE_TIMEOUT))
     .max_pending_handshakes(server::MAX_PENDING_HANDSHAKES)
     .bind()
-}
-
-/// The authkey in a sealed memfd: it reaches the server process as a file
-/// descriptor, never as bytes in a message.
-fn key_segment(key: &[u8]) -> Result<Segment, ConnectError> {
-    let seg = Segment::anonymous(4 + key.len())
-        .map_err(|e| ConnectError::Io(io::Error::other(e.to_string())))?;
-    seg.write(0, &(key.len() as u32).to_le_bytes())
-        .map_err(|e| ConnectError::Io(io::Error::other(e.to_string())))?;
-    seg.write(4, key)
-        .map_err(|e| ConnectError::Io(io::Error::other(e.to_string())))?;
-    Ok(seg)
 }
 
 fn read_key(seg: &Segment) -> Option<Vec<u8>> {

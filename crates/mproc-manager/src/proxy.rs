@@ -1,8 +1,10 @@
 //! What every typed proxy has in common.
 
+use serde::de::DeserializeOwned;
+
 use crate::client::RawProxy;
 use crate::error::Error;
-use crate::proto::{Kind, Reply, Val};
+use crate::proto::{Kind, Op, Reply, Val};
 
 /// A typed handle to a shared object in a manager.
 ///
@@ -82,6 +84,22 @@ pub(crate) fn bytes(r: Reply) -> Result<Val, Error> {
         Reply::Bytes(b) => Ok(b),
         r => Err(unexpected(r)),
     }
+}
+
+/// Runs a server-side update (a function sent by reference, at offset
+/// `func`): the operation is made by `op`, and the function's result comes
+/// back. Refused here, before any call, when the server runs another
+/// executable.
+pub(crate) fn run_update<R: DeserializeOwned>(
+    raw: &RawProxy,
+    func: i64,
+    op: impl FnOnce(i64) -> Result<Op, Error>,
+) -> Result<R, Error> {
+    if !raw.session.same_exe()? {
+        return Err(Error::ForeignExecutable);
+    }
+    let b = bytes(raw.call(op(func)?)?)?;
+    raw.dec(&b)
 }
 
 /// Defines a typed proxy struct over `RawProxy` with its common impls.

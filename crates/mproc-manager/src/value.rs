@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use crate::code_ref;
 use crate::error::Error;
 use crate::proto::{Kind, Op, Reply};
-use crate::proxy::{bytes, proxy_type, unexpected, unit};
+use crate::proxy::{bytes, proxy_type, run_update, unexpected, unit};
 
 proxy_type! {
     /// A proxy of one shared value of any serde type (CPython's
@@ -67,15 +67,13 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        if !self.raw.session.same_exe()? {
-            return Err(Error::ForeignExecutable);
-        }
         let func = code_ref::offset_of::<F, T, A, R>(f);
-        let b = bytes(self.raw.call(Op::ValueApply {
-            func,
-            arg: self.raw.enc_bytes(&arg)?,
-        })?)?;
-        self.raw.dec(&b)
+        run_update(&self.raw, func, |func| {
+            Ok(Op::ValueApply {
+                func,
+                arg: self.raw.enc_bytes(&arg)?,
+            })
+        })
     }
 }
 
@@ -182,17 +180,15 @@ impl Namespace {
         R: Serialize + DeserializeOwned,
     {
         check_name(name)?;
-        if !self.raw.session.same_exe()? {
-            return Err(Error::ForeignExecutable);
-        }
         // The server remakes the field's repr with the new value.
         let func = code_ref::repr_offset_of::<F, T, A, R>(f);
-        let b = bytes(self.raw.call(Op::NsApply {
-            name: name.to_owned(),
-            func,
-            arg: self.raw.enc_bytes(&arg)?,
-        })?)?;
-        self.raw.dec(&b)
+        run_update(&self.raw, func, |func| {
+            Ok(Op::NsApply {
+                name: name.to_owned(),
+                func,
+                arg: self.raw.enc_bytes(&arg)?,
+            })
+        })
     }
 
     /// CPython's `str(ns)`: `Namespace(age=42, name='Bob')`, fields sorted
