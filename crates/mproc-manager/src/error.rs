@@ -631,3 +631,69 @@ wait_error! {
         Timeout => "timed out waiting for every task to be done"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gone() -> io::Error {
+        io::Error::new(io::ErrorKind::NotConnected, "gone")
+    }
+
+    #[test]
+    fn connect_and_call_errors_convert_both_ways_keeping_the_kind() {
+        assert!(Error::from(ConnectError::Disconnected(gone())).is_disconnected());
+        assert!(ConnectError::from(Error::Disconnected(gone())).is_disconnected());
+        assert!(matches!(
+            Error::from(ConnectError::Protocol("v9".into())),
+            Error::Remote(m) if m == "v9"
+        ));
+        assert!(matches!(
+            ConnectError::from(Error::KeyMissing),
+            ConnectError::Protocol(m) if m == "key not found"
+        ));
+    }
+
+    #[test]
+    fn outcomes_of_waits_are_not_call_errors() {
+        // A server that answered `Empty` to a call that cannot wait is a bug
+        // of the server: it shows as one, not as a typed outcome.
+        for e in [RemoteError::Empty, RemoteError::Full, RemoteError::Timeout] {
+            assert!(matches!(Error::from_remote(e), Error::Remote(_)));
+        }
+    }
+
+    #[test]
+    fn lock_errors_widen_and_hand_back_the_guard() {
+        let died: TryLockError<u8> = LockError::OwnerDied(7).into();
+        assert!(died.is_owner_died() && !died.is_would_block());
+        assert_eq!(died.into_inner(), Some(7));
+        let call: LockTimeoutError<u8> = LockError::Call(Error::KeyMissing).into();
+        assert!(matches!(call, LockTimeoutError::Call(Error::KeyMissing)));
+        assert_eq!(call.into_inner(), None);
+        assert!(LockTimeoutError::<u8>::Timeout.is_timeout());
+        assert_eq!(
+            TryLockError::<u8>::WouldBlock.to_string(),
+            "the lock is held by someone else"
+        );
+    }
+
+    #[test]
+    fn failed_puts_hand_the_item_back() {
+        assert_eq!(TryPutError::Full(3).into_inner(), 3);
+        let e = PutTimeoutError::from(PutError {
+            item: 4,
+            error: Error::Disconnected(gone()),
+        });
+        assert!(matches!(&e, PutTimeoutError::Call(p) if p.error.is_disconnected()));
+        assert_eq!(e.into_inner(), 4);
+        assert!(matches!(
+            TryGetError::from(Error::KeyMissing),
+            TryGetError::Call(Error::KeyMissing)
+        ));
+        assert_eq!(
+            JoinTimeoutError::Timeout.to_string(),
+            "timed out waiting for every task to be done"
+        );
+    }
+}
