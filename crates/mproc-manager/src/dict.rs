@@ -10,7 +10,7 @@ use crate::code_ref;
 use crate::error::Error;
 use crate::list::DEFAULT_BATCH;
 use crate::proto::{Kind, Op, Reply, Val};
-use crate::proxy::{boolean, bytes, count, proxy_type, run_update, unexpected, unit};
+use crate::proxy::{boolean, bytes, container_methods, proxy_type, run_update, unexpected, unit};
 
 /// Fetches a dict's entries page by page, checking its size as CPython's
 /// dict iterators do.
@@ -289,29 +289,7 @@ where
         self.raw.dec(&b)
     }
 
-    /// The number of entries.
-    ///
-    /// # Errors
-    /// [`Error::Disconnected`].
-    pub fn len(&self) -> Result<usize, Error> {
-        Ok(count(self.raw.call(Op::Len)?)? as usize)
-    }
-
-    /// Whether the dict is empty.
-    ///
-    /// # Errors
-    /// [`Error::Disconnected`].
-    pub fn is_empty(&self) -> Result<bool, Error> {
-        Ok(self.len()? == 0)
-    }
-
-    /// Removes every entry.
-    ///
-    /// # Errors
-    /// [`Error::Disconnected`].
-    pub fn clear(&self) -> Result<(), Error> {
-        unit(self.raw.call(Op::Clear)?)
-    }
+    container_methods!("entries");
 
     fn list<T: DeserializeOwned>(&self, op: Op) -> Result<Vec<T>, Error> {
         match self.raw.call(op)? {

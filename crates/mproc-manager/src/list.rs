@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use crate::code_ref;
 use crate::error::Error;
 use crate::proto::{Kind, Op, Reply, SliceWire, Val};
-use crate::proxy::{bytes, count, proxy_type, run_update, unexpected, unit};
+use crate::proxy::{bytes, container_methods, count, proxy_type, run_update, unexpected, unit};
 
 /// How many items an iterator fetches per round trip by default.
 pub(crate) const DEFAULT_BATCH: u32 = 64;
@@ -262,29 +262,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         Ok(count(self.raw.call(Op::ListCount(self.raw.enc_bytes(item)?))?)? as usize)
     }
 
-    /// The number of items.
-    ///
-    /// # Errors
-    /// [`Error::Disconnected`].
-    pub fn len(&self) -> Result<usize, Error> {
-        Ok(count(self.raw.call(Op::Len)?)? as usize)
-    }
-
-    /// Whether the list is empty.
-    ///
-    /// # Errors
-    /// [`Error::Disconnected`].
-    pub fn is_empty(&self) -> Result<bool, Error> {
-        Ok(self.len()? == 0)
-    }
-
-    /// Removes every item.
-    ///
-    /// # Errors
-    /// [`Error::Disconnected`].
-    pub fn clear(&self) -> Result<(), Error> {
-        unit(self.raw.call(Op::Clear)?)
-    }
+    container_methods!("items");
 
     /// A copy of the whole list, in one round trip (Python's `l[:]`).
     ///

@@ -169,3 +169,35 @@ macro_rules! proxy_type {
 }
 
 pub(crate) use proxy_type;
+
+/// `len`, `is_empty` and `clear` of a container proxy (dict, list):
+/// `$what` names its contents in the docs ("entries", "items").
+macro_rules! container_methods {
+    ($what:literal) => {
+        #[doc = concat!("The number of ", $what, ".")]
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`].
+        pub fn len(&self) -> Result<usize, Error> {
+            Ok($crate::proxy::count(self.raw.call(Op::Len)?)? as usize)
+        }
+
+        #[doc = concat!("Whether there are no ", $what, ".")]
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`].
+        pub fn is_empty(&self) -> Result<bool, Error> {
+            Ok(self.len()? == 0)
+        }
+
+        #[doc = concat!("Removes every one of the ", $what, ".")]
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`].
+        pub fn clear(&self) -> Result<(), Error> {
+            $crate::proxy::unit(self.raw.call(Op::Clear)?)
+        }
+    };
+}
+
+pub(crate) use container_methods;
