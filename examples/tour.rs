@@ -289,9 +289,12 @@ fn pool() -> Res<()> {
 fn count_visits((hits, worker): (Dict<String, u64>, u32)) {
     for _ in 0..100 {
         // Runs inside the manager's server: no lost update between processes.
-        hits.update_or_insert_with(&"visits".to_owned(), &0, 1u64, |v: &mut u64, by: u64| {
-            *v += by
-        })
+        hits.update_or_insert_with(
+            &"visits".to_owned(),
+            &0,
+            |v: &mut u64, by: u64| *v += by,
+            1u64,
+        )
         .expect("update in the server");
     }
     hits.insert(&format!("worker {worker}"), &100)
@@ -304,7 +307,7 @@ const FRUIT: [&str; 6] = ["apple", "banana", "cherry", "damson", "elderberry", "
 fn pick((fruit, i): (Dict<String, u32>, usize)) -> Result<(), String> {
     let add = |name: &str| {
         fruit
-            .update_or_insert_with(&name.to_owned(), &0, 1, |n: &mut u32, k: u32| *n += k)
+            .update_or_insert_with(&name.to_owned(), &0, |n: &mut u32, k: u32| *n += k, 1)
             .map_err(|e| e.to_string())
     };
     add(FRUIT[i % FRUIT.len()])?;

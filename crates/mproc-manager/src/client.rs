@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Error;
 use crate::link::{Link, LinkError};
-use crate::proto::{self, Id, Kind, Op, Owner, Reply, Request, Val, WaitMs};
+use crate::proto::{self, Id, Kind, Op, Owner, RemoteError, Reply, Request, Val, WaitMs};
 use crate::sys;
 
 /// Locks a mutex, ignoring poisoning (every critical section here leaves
@@ -278,15 +278,7 @@ impl Session {
         s.same_exe
             .store(if same_exe { 1 } else { 2 }, Ordering::Relaxed);
         let rings = conn.can_pass_handles();
-        let req = Request::Hello {
-            protocol: proto::PROTOCOL,
-            client: client_id(),
-            exe: crate::code_ref::exe_token(),
-            rings,
-        };
-        conn.send_ref(&req)
-            .map_err(|e| Error::Disconnected(io::Error::other(e.to_string())))?;
-        let mut link = Link::plain(conn);
+        let mut link = send_hello(conn, rings)?;
         if rings {
             link.upgrade_client()
                 .map_err(|e| Error::Disconnected(io::Error::other(e)))?;
@@ -312,15 +304,7 @@ impl Session {
     /// moves it onto shared-memory rings.
     fn hello(&self, conn: Connection, local: bool) -> Result<Link, Error> {
         let rings = local && conn.can_pass_handles();
-        let req = Request::Hello {
-            protocol: proto::PROTOCOL,
-            client: client_id(),
-            exe: crate::code_ref::exe_token(),
-            rings,
-        };
-        conn.send_ref(&req)
-            .map_err(|e| Error::Disconnected(io::Error::other(e.to_string())))?;
-        let mut link = Link::plain(conn);
+        let mut link = send_hello(conn, rings)?;
         match link.recv::<Reply>(Some(Instant::now() + self.timeout)) {
             Ok(Reply::Hello {
                 protocol, same_exe, ..
@@ -426,6 +410,15 @@ impl Session {
     /// `Err`). Never waits longer than the call timeout for a server that
     /// does not answer, plus the operation's own waiting time.
     pub(crate) fn call(&self, req: &Request) -> Result<Reply, Error> {
+        match self.exchange(req)? {
+            Reply::Err(e) => Err(Error::from_remote(e)),
+            r => Ok(r),
+        }
+    }
+
+    /// Sends `req` and returns the server's reply as it is, a `Reply::Err`
+    /// included (for operations with outcomes of their own).
+    pub(crate) fn exchange(&self, req: &Request) -> Result<Reply, Error> {
         let wait: Option<WaitMs> = match req {
             Request::Call { op, .. } => op.wait(),
             _ => None,
@@ -453,10 +446,7 @@ impl Session {
         match reply {
             Ok(r) => {
                 self.give_back(link);
-                match r {
-                    Reply::Err(e) => Err(Error::from_remote(e)),
-                    r => Ok(r),
-                }
+                Ok(r)
             }
             Err(e) => {
                 self.retire(link);
@@ -500,14 +490,34 @@ impl Session {
         if let Some(s) = self.key_segment.get() {
             return Ok(s);
         }
-        let seg = Segment::anonymous(4 + self.key.len())
-            .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
-        seg.write(0, &(self.key.len() as u32).to_le_bytes())
-            .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
-        seg.write(4, &self.key)
-            .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+        let seg = key_segment(&self.key).map_err(Error::Io)?;
         Ok(self.key_segment.get_or_init(|| seg))
     }
+}
+
+/// The authkey in a sealed memfd segment (its length, then its bytes): it reaches
+/// another process as a file descriptor, never as bytes in a message.
+pub(crate) fn key_segment(key: &[u8]) -> io::Result<Segment> {
+    let seg = Segment::anonymous(4 + key.len()).map_err(|e| io::Error::other(e.to_string()))?;
+    seg.write(0, &(key.len() as u32).to_le_bytes())
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    seg.write(4, key)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(seg)
+}
+
+/// Introduces this client on a fresh connection (`rings`: it will move onto
+/// shared-memory rings next).
+fn send_hello(conn: Connection, rings: bool) -> Result<Link, Error> {
+    let req = Request::Hello {
+        protocol: proto::PROTOCOL,
+        client: client_id(),
+        exe: crate::code_ref::exe_token(),
+        rings,
+    };
+    conn.send_ref(&req)
+        .map_err(|e| Error::Disconnected(io::Error::other(e.to_string())))?;
+    Ok(Link::plain(conn))
 }
 
 fn link_error(e: LinkError) -> Error {
@@ -576,6 +586,20 @@ impl RawProxy {
 
     pub(crate) fn call(&self, op: Op) -> Result<Reply, Error> {
         self.session.call(&Request::Call { id: self.id, op })
+    }
+
+    /// Runs an operation that may give up (a wait that timed out, a queue
+    /// found empty or full): `Ok(None)` when the server answered `gave_up`.
+    pub(crate) fn call_or_give_up(
+        &self,
+        op: Op,
+        gave_up: RemoteError,
+    ) -> Result<Option<Reply>, Error> {
+        match self.session.exchange(&Request::Call { id: self.id, op })? {
+            Reply::Err(e) if e == gave_up => Ok(None),
+            Reply::Err(e) => Err(Error::from_remote(e)),
+            r => Ok(Some(r)),
+        }
     }
 
     /// Encodes a value to store (see [`encode`]).

@@ -10,7 +10,7 @@ use crate::code_ref;
 use crate::error::Error;
 use crate::list::DEFAULT_BATCH;
 use crate::proto::{Kind, Op, Reply, Val};
-use crate::proxy::{boolean, bytes, count, proxy_type, unexpected, unit};
+use crate::proxy::{boolean, bytes, container_methods, proxy_type, run_update, unexpected, unit};
 
 /// Fetches a dict's entries page by page, checking its size as CPython's
 /// dict iterators do.
@@ -159,7 +159,7 @@ proxy_type! {
     /// let m = mproc_manager::Manager::start()?;
     /// let d = m.dict::<String, u64>()?;
     /// d.insert(&"apples".to_string(), &3)?;
-    /// d.update_or_insert_with(&"apples".to_string(), &0, 2, |v: &mut u64, n: u64| *v += n)?;
+    /// d.update_or_insert_with(&"apples".to_string(), &0, |v: &mut u64, n: u64| *v += n, 2)?;
     /// assert_eq!(d.get("apples")?, Some(5));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -289,29 +289,7 @@ where
         self.raw.dec(&b)
     }
 
-    /// The number of entries.
-    ///
-    /// # Errors
-    /// [`Error::Disconnected`].
-    pub fn len(&self) -> Result<usize, Error> {
-        Ok(count(self.raw.call(Op::Len)?)? as usize)
-    }
-
-    /// Whether the dict is empty.
-    ///
-    /// # Errors
-    /// [`Error::Disconnected`].
-    pub fn is_empty(&self) -> Result<bool, Error> {
-        Ok(self.len()? == 0)
-    }
-
-    /// Removes every entry.
-    ///
-    /// # Errors
-    /// [`Error::Disconnected`].
-    pub fn clear(&self) -> Result<(), Error> {
-        unit(self.raw.call(Op::Clear)?)
-    }
+    container_methods!("entries");
 
     fn list<T: DeserializeOwned>(&self, op: Op) -> Result<Vec<T>, Error> {
         match self.raw.call(op)? {
@@ -462,17 +440,17 @@ where
     /// if the server runs another executable; [`Error::Panicked`] if `f`
     /// panicked (the value is then unchanged); [`Error::Update`] if the
     /// stored value is not a `V`.
-    pub fn update_with<A, R, F>(&self, key: &K, arg: A, f: F) -> Result<R, Error>
+    pub fn update_with<A, R, F>(&self, key: &K, f: F, arg: A) -> Result<R, Error>
     where
         F: Fn(&mut V, A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        self.apply(key, None, arg, f)
+        self.apply(key, None, f, arg)
     }
 
     /// Like [`Dict::update_with`], inserting `default` first when `key` is
-    /// missing (a counter: `update_or_insert_with(&k, &0, 1, |v, n| *v += n)`).
+    /// missing (a counter: `update_or_insert_with(&k, &0, |v, n| *v += n, 1)`).
     /// If `f` then fails, the default stays inserted.
     ///
     /// # Errors
@@ -481,8 +459,8 @@ where
         &self,
         key: &K,
         default: &V,
-        arg: A,
         f: F,
+        arg: A,
     ) -> Result<R, Error>
     where
         F: Fn(&mut V, A) -> R + Copy + Send + 'static,
@@ -490,23 +468,23 @@ where
         R: Serialize + DeserializeOwned,
     {
         let d = self.raw.enc(default)?;
-        self.apply(key, Some(d), arg, f)
+        self.apply(key, Some(d), f, arg)
     }
 
     /// [`Dict::update_or_insert_with`] for many keys in one round trip: for
     /// each `(key, arg)`, inserts `default` if the key is missing, then runs
     /// `f(&mut value, arg)` in the server. Each update is atomic on its own;
     /// they run in order. Returns each result (a counter of words:
-    /// `d.update_or_insert_many_with(words.iter().map(|w| (w, 1)), &0, |n, k| *n += k)`).
+    /// `d.update_or_insert_many_with(&0, |n, k| *n += k, words.iter().map(|w| (w, 1)))`).
     ///
     /// # Errors
     /// As for [`Dict::update_with`]; the first failed update's error (the
     /// updates before it took effect, those after it too).
     pub fn update_or_insert_many_with<'a, I, A, R, F>(
         &self,
-        items: I,
         default: &V,
         f: F,
+        items: I,
     ) -> Result<Vec<R>, Error>
     where
         I: IntoIterator<Item = (&'a K, A)>,
@@ -545,23 +523,20 @@ where
         }
     }
 
-    fn apply<A, R, F>(&self, key: &K, default: Option<Val>, arg: A, f: F) -> Result<R, Error>
+    fn apply<A, R, F>(&self, key: &K, default: Option<Val>, f: F, arg: A) -> Result<R, Error>
     where
         F: Fn(&mut V, A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        if !self.raw.session.same_exe()? {
-            return Err(Error::ForeignExecutable);
-        }
         let func = code_ref::offset_of::<F, V, A, R>(f);
-        let op = Op::DictApply {
-            key: self.key(key)?,
-            default,
-            func,
-            arg: self.raw.enc_bytes(&arg)?,
-        };
-        let b = bytes(self.raw.call(op)?)?;
-        self.raw.dec(&b)
+        run_update(&self.raw, func, |func| {
+            Ok(Op::DictApply {
+                key: self.key(key)?,
+                default,
+                func,
+                arg: self.raw.enc_bytes(&arg)?,
+            })
+        })
     }
 }

@@ -6,18 +6,34 @@ use std::io;
 
 use crate::proto::{Kind, RemoteError};
 
-/// Why a manager operation failed.
+/// Why a proxy call failed: the error every manager operation can return.
 ///
-/// Every proxy call can fail the same basic ways (the server is gone, the
-/// request could not be encoded), so proxies share this one type instead of
-/// one enum per method; the variants a method can return are listed in its
-/// docs. A failed [`Queue::put`](crate::Queue::put) hands its item back
-/// through [`PutError`].
+/// The manager's errors come in three layers, as mproc-queue's do:
+///
+/// * [`ConnectError`]: starting a server or connecting to one
+///   ([`Manager::start`](crate::Manager::start),
+///   [`Manager::connect`](crate::Manager::connect)).
+/// * `Error` (this type): a call through a proxy. Every call can fail the
+///   same basic ways (the server is gone, a value does not encode), and
+///   each object's own refusals (a missing key, an index out of range, a
+///   release by a non-owner) come back here too, typed; the variants a
+///   method can return are listed in its docs.
+/// * Per-operation errors where an operation has an outcome of its own:
+///   the four lock forms ([`LockError`], [`TryLockError`],
+///   [`LockTimeoutError`]: owner death and busy locks, with the guard),
+///   the queue's `try_`/`_timeout` forms ([`TryGetError`],
+///   [`GetTimeoutError`], [`TryPutError`], [`PutTimeoutError`], and
+///   [`PutError`], which hand the item back) and
+///   [`JoinableQueue::join_timeout`](crate::JoinableQueue::join_timeout)
+///   ([`JoinTimeoutError`]). Each has a `Call(Error)` variant for the
+///   failures above and `From<Error>`, so `?` works inside them, and each
+///   implements `std::error::Error`, so `?` into `Box<dyn Error>` works.
 ///
 /// CPython mapping: [`Error::KeyMissing`] is `KeyError`,
 /// [`Error::IndexOutOfRange`] is `IndexError`, [`Error::ValueMissing`] is
 /// `ValueError`, [`Error::Remote`] is `RemoteError`, [`Error::Auth`] is
-/// `AuthenticationError`.
+/// `AuthenticationError`; `queue.Empty` and `queue.Full` are
+/// [`TryGetError::Empty`] and [`TryPutError::Full`].
 #[non_exhaustive]
 pub enum Error {
     /// The server is dead, unreachable, or did not answer within the call
@@ -63,12 +79,6 @@ pub enum Error {
     NoSuchName(String),
     /// The name is already registered.
     NameTaken(String),
-    /// The queue is empty (`queue.Empty`).
-    Empty,
-    /// The queue is full (`queue.Full`).
-    Full,
-    /// A wait timed out.
-    Timeout,
     /// The lock is held by someone else (an RLock or Condition released, or
     /// a Condition waited on or notified, by a non-owner).
     NotOwner,
@@ -96,8 +106,6 @@ pub enum Error {
     Panicked(String),
     /// Any other failure inside the server (CPython's `RemoteError`).
     Remote(String),
-    /// The server could not be started.
-    Start(mproc_process::StartError),
     /// A local operating-system error.
     Io(io::Error),
 }
@@ -113,11 +121,6 @@ impl Error {
         matches!(self, Self::KeyMissing)
     }
 
-    /// Whether a wait timed out.
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, Self::Timeout)
-    }
-
     pub(crate) fn from_remote(e: RemoteError) -> Self {
         match e {
             RemoteError::KeyMissing => Self::KeyMissing,
@@ -130,9 +133,11 @@ impl Error {
             RemoteError::NoSuchTransfer(t) => Self::Remote(format!(
                 "the reference sent with this proxy (token {t}) was adopted already, or never existed"
             )),
-            RemoteError::Empty => Self::Empty,
-            RemoteError::Full => Self::Full,
-            RemoteError::Timeout => Self::Timeout,
+            // Outcomes of waiting operations, which turn them into their
+            // own errors before this; anywhere else they are a server bug.
+            e @ (RemoteError::Empty | RemoteError::Full | RemoteError::Timeout) => {
+                Self::Remote(format!("unexpected outcome {e:?}"))
+            }
             RemoteError::NotOwner => Self::NotOwner,
             RemoteError::Unlocked => Self::Unlocked,
             RemoteError::OverRelease => Self::OverRelease,
@@ -179,7 +184,6 @@ impl fmt::Debug for Error {
             Self::Update(m) => f.debug_tuple("Update").field(m).finish(),
             Self::Panicked(m) => f.debug_tuple("Panicked").field(m).finish(),
             Self::Remote(m) => f.debug_tuple("Remote").field(m).finish(),
-            Self::Start(e) => f.debug_tuple("Start").field(e).finish(),
             Self::Io(e) => f.debug_tuple("Io").field(e).finish(),
             other => f.write_str(other.unit_name()),
         }
@@ -193,9 +197,6 @@ impl Error {
             Self::ValueMissing => "ValueMissing",
             Self::ChangedSize => "ChangedSize",
             Self::NoSuchObject => "NoSuchObject",
-            Self::Empty => "Empty",
-            Self::Full => "Full",
-            Self::Timeout => "Timeout",
             Self::NotOwner => "NotOwner",
             Self::Unlocked => "Unlocked",
             Self::OverRelease => "OverRelease",
@@ -221,9 +222,6 @@ impl fmt::Display for Error {
             Self::NoSuchObject => f.write_str("the manager has no such object"),
             Self::NoSuchName(n) => write!(f, "no shared object is registered as {n:?}"),
             Self::NameTaken(n) => write!(f, "a shared object is already registered as {n:?}"),
-            Self::Empty => f.write_str("the queue is empty"),
-            Self::Full => f.write_str("the queue is full"),
-            Self::Timeout => f.write_str("timed out"),
             Self::NotOwner => f.write_str("the lock is not held by the caller"),
             Self::Unlocked => f.write_str("release unlocked lock"),
             Self::OverRelease => f.write_str("semaphore released too many times"),
@@ -237,13 +235,106 @@ impl fmt::Display for Error {
             Self::Update(m) => write!(f, "the server-side update failed: {m}"),
             Self::Panicked(m) => write!(f, "the server-side update panicked: {m}"),
             Self::Remote(m) => write!(f, "the manager server failed: {m}"),
-            Self::Start(_) => f.write_str("failed to start the manager server"),
             Self::Io(_) => f.write_str("manager i/o failed"),
         }
     }
 }
 
 impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ConnectError> for Error {
+    /// A failed (re)connection as a call's failure: a server that could
+    /// not be started or reached is [`Error::Disconnected`] or
+    /// [`Error::Io`] (with the [`mproc_process::StartError`] as the
+    /// `io::Error`'s payload), a refused authkey [`Error::Auth`].
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Disconnected(e) => Self::Disconnected(e),
+            ConnectError::Auth(e) => Self::Auth(e),
+            ConnectError::Io(e) => Self::Io(e),
+            ConnectError::Start(e) => Self::Io(io::Error::other(e)),
+            ConnectError::Protocol(m) => Self::Remote(m),
+        }
+    }
+}
+
+/// Why a manager could not be started or connected to
+/// ([`ManagerBuilder::start`](crate::ManagerBuilder::start),
+/// [`ManagerBuilder::connect`](crate::ManagerBuilder::connect),
+/// [`ManagerBuilder::serve`](crate::ManagerBuilder::serve)).
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The server process could not be started.
+    Start(mproc_process::StartError),
+    /// Nothing answers at the address, or the server went away during the
+    /// handshake.
+    Disconnected(io::Error),
+    /// The server refused the authkey (or the client refused the server's):
+    /// CPython's `AuthenticationError`.
+    Auth(mproc_pipe::AuthError),
+    /// The server answered the hello with something else than a manager of
+    /// this protocol version would.
+    Protocol(String),
+    /// A local operating-system error (binding the address, the authkey's
+    /// segment, the pipe to the server process), or the server reported
+    /// that it could not bind its address (the message says why).
+    Io(io::Error),
+}
+
+impl ConnectError {
+    /// Whether the server is gone or unreachable.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, Self::Disconnected(_))
+    }
+}
+
+impl From<Error> for ConnectError {
+    /// The first call of a connection (its hello, a ping) as a connect
+    /// failure.
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Disconnected(e) => Self::Disconnected(e),
+            Error::Auth(e) => Self::Auth(e),
+            Error::Io(e) => Self::Io(e),
+            other => Self::Protocol(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Debug for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Start(e) => f.debug_tuple("Start").field(e).finish(),
+            Self::Disconnected(e) => f.debug_tuple("Disconnected").field(e).finish(),
+            Self::Auth(e) => f.debug_tuple("Auth").field(e).finish(),
+            Self::Protocol(m) => f.debug_tuple("Protocol").field(m).finish(),
+            Self::Io(e) => f.debug_tuple("Io").field(e).finish(),
+        }
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Start(_) => f.write_str("failed to start the manager server"),
+            Self::Disconnected(e) => {
+                write!(f, "the manager server is disconnected or unreachable: {e}")
+            }
+            Self::Auth(e) => write!(f, "manager authentication failed: {e}"),
+            Self::Protocol(m) => write!(f, "the manager server's answer is not understood: {m}"),
+            Self::Io(_) => f.write_str("manager i/o failed"),
+        }
+    }
+}
+
+impl StdError for ConnectError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
             Self::Start(e) => Some(e),
@@ -253,11 +344,133 @@ impl StdError for Error {
     }
 }
 
+/// The lock errors: mproc-sync's shapes (`mproc_sync::LockError`,
+/// `TryLockError`, `LockTimeoutError`), each with one more variant,
+/// `Call(Error)`, for a call that failed (the lock is then not held).
+macro_rules! lock_error {
+    (
+        $(#[$m:meta])* $name:ident {
+            $($(#[$vm:meta])* $v:ident => ($msg:literal, $is:ident),)*
+        }
+    ) => {
+        $(#[$m])*
+        pub enum $name<G> {
+            $($(#[$vm])* $v,)*
+            /// The lock was acquired, but its previous holder's process
+            /// disconnected (died) while holding it: the state it protects
+            /// may be half-updated. The lock is held: here is its guard.
+            OwnerDied(G),
+            /// The call failed (the lock is not held).
+            Call(Error),
+        }
+
+        impl<G> $name<G> {
+            /// Whether the lock was acquired from a holder that died.
+            pub fn is_owner_died(&self) -> bool {
+                matches!(self, Self::OwnerDied(_))
+            }
+
+            $(
+                #[doc = concat!("Whether this is [`", stringify!($name), "::", stringify!($v), "`].")]
+                pub fn $is(&self) -> bool {
+                    matches!(self, Self::$v)
+                }
+            )*
+
+            /// The guard, if the lock was acquired from a holder that died.
+            pub fn into_inner(self) -> Option<G> {
+                match self {
+                    Self::OwnerDied(g) => Some(g),
+                    _ => None,
+                }
+            }
+        }
+
+        impl<G> From<Error> for $name<G> {
+            fn from(e: Error) -> Self {
+                Self::Call(e)
+            }
+        }
+
+        impl<G> fmt::Debug for $name<G> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $(Self::$v => f.write_str(stringify!($v)),)*
+                    Self::OwnerDied(_) => f.write_str("OwnerDied(..)"),
+                    Self::Call(e) => f.debug_tuple("Call").field(e).finish(),
+                }
+            }
+        }
+
+        impl<G> fmt::Display for $name<G> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $(Self::$v => f.write_str($msg),)*
+                    Self::OwnerDied(_) => {
+                        f.write_str("the previous holder of the lock died while holding it")
+                    }
+                    Self::Call(e) => fmt::Display::fmt(e, f),
+                }
+            }
+        }
+
+        impl<G> StdError for $name<G> {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                match self {
+                    Self::Call(e) => e.source(),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+lock_error! {
+    /// Why `lock` (or a semaphore's `acquire`) did not give a clean guard.
+    LockError {}
+}
+
+lock_error! {
+    /// Why `try_lock` (or a semaphore's `try_acquire`) did not give a clean
+    /// guard.
+    TryLockError {
+        /// Someone else holds the lock right now.
+        WouldBlock => ("the lock is held by someone else", is_would_block),
+    }
+}
+
+lock_error! {
+    /// Why `lock_timeout`/`lock_deadline` (or a semaphore's
+    /// `acquire_timeout`/`acquire_deadline`) did not give a clean guard.
+    LockTimeoutError {
+        /// The lock stayed held until the deadline.
+        Timeout => ("timed out waiting for the lock", is_timeout),
+    }
+}
+
+impl<G> From<LockError<G>> for TryLockError<G> {
+    fn from(e: LockError<G>) -> Self {
+        match e {
+            LockError::OwnerDied(g) => Self::OwnerDied(g),
+            LockError::Call(e) => Self::Call(e),
+        }
+    }
+}
+
+impl<G> From<LockError<G>> for LockTimeoutError<G> {
+    fn from(e: LockError<G>) -> Self {
+        match e {
+            LockError::OwnerDied(g) => Self::OwnerDied(g),
+            LockError::Call(e) => Self::Call(e),
+        }
+    }
+}
+
 /// A failed [`Queue::put`](crate::Queue::put): the item, and why.
 pub struct PutError<T> {
     /// The item that was not put.
     pub item: T,
-    /// Why ([`Error::Full`] when the queue stayed full).
+    /// Why (the server is gone, the item did not encode, …).
     pub error: Error,
 }
 
@@ -283,3 +496,204 @@ impl<T> fmt::Display for PutError<T> {
 }
 
 impl<T> StdError for PutError<T> {}
+
+/// The errors of a queue's `put` forms that may give up: the item back, and
+/// why (mproc-queue's shapes, with `Call` for a failed call).
+macro_rules! put_error {
+    ($(#[$m:meta])* $name:ident { $(#[$vm:meta])* $v:ident => $msg:literal }) => {
+        $(#[$m])*
+        pub enum $name<T> {
+            $(#[$vm])*
+            $v(T),
+            /// The call failed (the server is gone, the item did not
+            /// encode, …); the item and the error.
+            Call(PutError<T>),
+        }
+
+        impl<T> $name<T> {
+            /// The item that was not put.
+            pub fn into_inner(self) -> T {
+                match self {
+                    Self::$v(t) => t,
+                    Self::Call(e) => e.item,
+                }
+            }
+        }
+
+        impl<T> From<PutError<T>> for $name<T> {
+            fn from(e: PutError<T>) -> Self {
+                Self::Call(e)
+            }
+        }
+
+        impl<T> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    Self::$v(_) => f.write_str(concat!(stringify!($v), "(..)")),
+                    Self::Call(e) => f.debug_tuple("Call").field(e).finish(),
+                }
+            }
+        }
+
+        impl<T> fmt::Display for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    Self::$v(_) => f.write_str($msg),
+                    Self::Call(e) => fmt::Display::fmt(e, f),
+                }
+            }
+        }
+
+        impl<T> StdError for $name<T> {}
+    };
+}
+
+put_error! {
+    /// Why [`Queue::try_put`](crate::Queue::try_put) failed; the item is
+    /// handed back.
+    TryPutError {
+        /// The queue is full (CPython's `queue.Full`).
+        Full => "the queue is full"
+    }
+}
+
+put_error! {
+    /// Why [`Queue::put_timeout`](crate::Queue::put_timeout) or
+    /// `put_deadline` failed; the item is handed back.
+    PutTimeoutError {
+        /// The queue stayed full until the deadline (CPython's `queue.Full`).
+        Timeout => "timed out waiting for room in the queue"
+    }
+}
+
+/// The errors of the waiting operations without a payload: an outcome of
+/// their own, or a failed call.
+macro_rules! wait_error {
+    ($(#[$m:meta])* $name:ident { $(#[$vm:meta])* $v:ident => $msg:literal }) => {
+        $(#[$m])*
+        #[derive(Debug)]
+        pub enum $name {
+            $(#[$vm])*
+            $v,
+            /// The call failed (the server is gone, the item did not
+            /// decode, …).
+            Call(Error),
+        }
+
+        impl From<Error> for $name {
+            fn from(e: Error) -> Self {
+                Self::Call(e)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    Self::$v => f.write_str($msg),
+                    Self::Call(e) => fmt::Display::fmt(e, f),
+                }
+            }
+        }
+
+        impl StdError for $name {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                match self {
+                    Self::Call(e) => e.source(),
+                    Self::$v => None,
+                }
+            }
+        }
+    };
+}
+
+wait_error! {
+    /// Why [`Queue::try_get`](crate::Queue::try_get) failed.
+    TryGetError {
+        /// The queue is empty (CPython's `queue.Empty`).
+        Empty => "the queue is empty"
+    }
+}
+
+wait_error! {
+    /// Why [`Queue::get_timeout`](crate::Queue::get_timeout) or
+    /// `get_deadline` failed.
+    GetTimeoutError {
+        /// The queue stayed empty until the deadline (CPython's `queue.Empty`).
+        Timeout => "timed out waiting for an item"
+    }
+}
+
+wait_error! {
+    /// Why [`JoinableQueue::join_timeout`](crate::JoinableQueue::join_timeout)
+    /// or `join_deadline` failed.
+    JoinTimeoutError {
+        /// Tasks were still unfinished at the deadline.
+        Timeout => "timed out waiting for every task to be done"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gone() -> io::Error {
+        io::Error::new(io::ErrorKind::NotConnected, "gone")
+    }
+
+    #[test]
+    fn connect_and_call_errors_convert_both_ways_keeping_the_kind() {
+        assert!(Error::from(ConnectError::Disconnected(gone())).is_disconnected());
+        assert!(ConnectError::from(Error::Disconnected(gone())).is_disconnected());
+        assert!(matches!(
+            Error::from(ConnectError::Protocol("v9".into())),
+            Error::Remote(m) if m == "v9"
+        ));
+        assert!(matches!(
+            ConnectError::from(Error::KeyMissing),
+            ConnectError::Protocol(m) if m == "key not found"
+        ));
+    }
+
+    #[test]
+    fn outcomes_of_waits_are_not_call_errors() {
+        // A server that answered `Empty` to a call that cannot wait is a bug
+        // of the server: it shows as one, not as a typed outcome.
+        for e in [RemoteError::Empty, RemoteError::Full, RemoteError::Timeout] {
+            assert!(matches!(Error::from_remote(e), Error::Remote(_)));
+        }
+    }
+
+    #[test]
+    fn lock_errors_widen_and_hand_back_the_guard() {
+        let died: TryLockError<u8> = LockError::OwnerDied(7).into();
+        assert!(died.is_owner_died() && !died.is_would_block());
+        assert_eq!(died.into_inner(), Some(7));
+        let call: LockTimeoutError<u8> = LockError::Call(Error::KeyMissing).into();
+        assert!(matches!(call, LockTimeoutError::Call(Error::KeyMissing)));
+        assert_eq!(call.into_inner(), None);
+        assert!(LockTimeoutError::<u8>::Timeout.is_timeout());
+        assert_eq!(
+            TryLockError::<u8>::WouldBlock.to_string(),
+            "the lock is held by someone else"
+        );
+    }
+
+    #[test]
+    fn failed_puts_hand_the_item_back() {
+        assert_eq!(TryPutError::Full(3).into_inner(), 3);
+        let e = PutTimeoutError::from(PutError {
+            item: 4,
+            error: Error::Disconnected(gone()),
+        });
+        assert!(matches!(&e, PutTimeoutError::Call(p) if p.error.is_disconnected()));
+        assert_eq!(e.into_inner(), 4);
+        assert!(matches!(
+            TryGetError::from(Error::KeyMissing),
+            TryGetError::Call(Error::KeyMissing)
+        ));
+        assert_eq!(
+            JoinTimeoutError::Timeout.to_string(),
+            "timed out waiting for every task to be done"
+        );
+    }
+}

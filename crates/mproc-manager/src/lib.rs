@@ -13,7 +13,7 @@
 //! use mproc_process::Process;
 //!
 //! fn pick(d: Dict<String, u32>) -> usize {
-//!     d.update_or_insert_with(&"apples".to_string(), &0, 3, |v: &mut u32, n: u32| *v += n).unwrap();
+//!     d.update_or_insert_with(&"apples".to_string(), &0, |v: &mut u32, n: u32| *v += n, 3).unwrap();
 //!     d.len().unwrap()
 //! }
 //!
@@ -56,7 +56,10 @@
 //! # Errors and failures
 //!
 //! A failure inside the server comes back typed ([`Error::KeyMissing`],
-//! [`Error::IndexOutOfRange`], [`Error::WrongKind`], …). A dead or
+//! [`Error::IndexOutOfRange`], [`Error::WrongKind`], …); operations with
+//! outcomes of their own have their own errors ([`TryGetError::Empty`],
+//! [`LockTimeoutError::Timeout`], …: the shape is described at [`Error`]),
+//! and starting or connecting fails with a [`ConnectError`]. A dead or
 //! unreachable server is [`Error::Disconnected`], returned within the call
 //! timeout ([`ManagerBuilder::call_timeout`], 5 s by default); operations
 //! that wait (locks, queue gets) add their own timeout, and without one they
@@ -64,7 +67,7 @@
 //! hostile request gets an error reply (or its connection is closed); it
 //! never takes the server down. A client that dies, even mid-call or
 //! holding a lock, does not affect the others: its locks are released and
-//! the next holder is told ([`LockGuard::owner_died`]).
+//! the next holder is told ([`LockError::OwnerDied`]).
 //!
 //! # Remote managers and authkeys
 //!
@@ -178,7 +181,10 @@ pub use crate::array::Array;
 pub use crate::client::RawProxy;
 pub use crate::dict::Dict;
 pub use crate::dict::{DictIter, DictKeys};
-pub use crate::error::{Error, PutError};
+pub use crate::error::{
+    ConnectError, Error, GetTimeoutError, JoinTimeoutError, LockError, LockTimeoutError, PutError,
+    PutTimeoutError, TryGetError, TryLockError, TryPutError,
+};
 pub use crate::list::{List, ListIter, Slice};
 pub use crate::manager::{
     DEFAULT_CALL_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, Manager, ManagerBuilder, ShutdownStatus,
@@ -186,7 +192,9 @@ pub use crate::manager::{
 pub use crate::proto::Kind;
 pub use crate::proxy::Proxy;
 pub use crate::queue::{JoinableQueue, Queue};
-pub use crate::sync::{Barrier, Condition, Event, Lock, LockGuard, RLock, Semaphore};
+pub use crate::sync::{
+    Barrier, Condition, Event, Lock, LockGuard, RLock, Semaphore, SemaphoreGuard,
+};
 pub use crate::value::{Namespace, Value};
 pub use mproc_pipe::Address;
 /// How a lock was acquired by a guard-less `acquire` (shared with mproc-sync).

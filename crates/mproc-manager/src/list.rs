@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use crate::code_ref;
 use crate::error::Error;
 use crate::proto::{Kind, Op, Reply, SliceWire, Val};
-use crate::proxy::{bytes, count, proxy_type, unexpected, unit};
+use crate::proxy::{bytes, container_methods, count, proxy_type, run_update, unexpected, unit};
 
 /// How many items an iterator fetches per round trip by default.
 pub(crate) const DEFAULT_BATCH: u32 = 64;
@@ -262,29 +262,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         Ok(count(self.raw.call(Op::ListCount(self.raw.enc_bytes(item)?))?)? as usize)
     }
 
-    /// The number of items.
-    ///
-    /// # Errors
-    /// [`Error::Disconnected`].
-    pub fn len(&self) -> Result<usize, Error> {
-        Ok(count(self.raw.call(Op::Len)?)? as usize)
-    }
-
-    /// Whether the list is empty.
-    ///
-    /// # Errors
-    /// [`Error::Disconnected`].
-    pub fn is_empty(&self) -> Result<bool, Error> {
-        Ok(self.len()? == 0)
-    }
-
-    /// Removes every item.
-    ///
-    /// # Errors
-    /// [`Error::Disconnected`].
-    pub fn clear(&self) -> Result<(), Error> {
-        unit(self.raw.call(Op::Clear)?)
-    }
+    container_methods!("items");
 
     /// A copy of the whole list, in one round trip (Python's `l[:]`).
     ///
@@ -450,21 +428,19 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// # Errors
     /// [`Error::IndexOutOfRange`], [`Error::ForeignExecutable`],
     /// [`Error::Panicked`], [`Error::Update`].
-    pub fn update_with<A, R, F>(&self, index: i64, arg: A, f: F) -> Result<R, Error>
+    pub fn update_with<A, R, F>(&self, index: i64, f: F, arg: A) -> Result<R, Error>
     where
         F: Fn(&mut T, A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        if !self.raw.session.same_exe()? {
-            return Err(Error::ForeignExecutable);
-        }
         let func = code_ref::offset_of::<F, T, A, R>(f);
-        let b = bytes(self.raw.call(Op::ListApply {
-            index,
-            func,
-            arg: self.raw.enc_bytes(&arg)?,
-        })?)?;
-        self.raw.dec(&b)
+        run_update(&self.raw, func, |func| {
+            Ok(Op::ListApply {
+                index,
+                func,
+                arg: self.raw.enc_bytes(&arg)?,
+            })
+        })
     }
 }

@@ -12,9 +12,9 @@ use mproc_shm::Segment;
 use serde::{Deserialize, Serialize};
 
 use crate::array::Array;
-use crate::client::{AddrWire, RawProxy, Session};
+use crate::client::{AddrWire, RawProxy, Session, key_segment};
 use crate::dict::Dict;
-use crate::error::Error;
+use crate::error::{ConnectError, Error};
 use crate::list::List;
 use crate::proto::ExeWire;
 use crate::proto::{Init, Kind, Reply, Request, Val};
@@ -113,7 +113,7 @@ impl ManagerBuilder {
         self
     }
 
-    fn key(&self) -> Result<Vec<u8>, Error> {
+    fn key(&self) -> Result<Vec<u8>, ConnectError> {
         match &self.authkey {
             Some(k) => Ok(k.clone()),
             None => Ok(mproc_process::current_process()
@@ -126,12 +126,13 @@ impl ManagerBuilder {
     /// Starts the server process and returns the manager that owns it.
     ///
     /// # Errors
-    /// [`Error::Start`] if the process cannot start; [`Error::Io`] if the
-    /// server cannot bind its address (the message says why).
-    pub fn start(self) -> Result<Manager, Error> {
+    /// [`ConnectError::Start`] if the process cannot start;
+    /// [`ConnectError::Io`] if the server cannot bind its address (the
+    /// message says why).
+    pub fn start(self) -> Result<Manager, ConnectError> {
         let key = self.key()?;
-        let key_segment = key_segment(&key)?;
-        let (mine, theirs) = mproc_pipe::pipe(true).map_err(Error::Io)?;
+        let key_segment = key_segment(&key).map_err(ConnectError::Io)?;
+        let (mine, theirs) = mproc_pipe::pipe(true).map_err(ConnectError::Io)?;
         let args = ServerArgs {
             address: self.address.as_ref().map(AddrWire::from),
             key: key_segment,
@@ -142,21 +143,23 @@ impl ManagerBuilder {
             .daemon(true)
             .start_method(match self.start_method {
                 Some(m) => m,
-                None => mproc_process::get_start_method().map_err(|e| Error::Start(e.into()))?,
+                None => {
+                    mproc_process::get_start_method().map_err(|e| ConnectError::Start(e.into()))?
+                }
             })
             .start()
-            .map_err(Error::Start)?;
+            .map_err(ConnectError::Start)?;
         let ready = mine.recv_timeout::<Ready>(self.call_timeout.max(Duration::from_secs(10)));
         let (address, exe) = match ready {
             Ok(Ok((a, exe))) => (Address::from(a), exe),
             Ok(Err(msg)) => {
                 let _ = process.join_timeout(self.shutdown_timeout);
-                return Err(Error::Io(io::Error::other(msg)));
+                return Err(ConnectError::Io(io::Error::other(msg)));
             }
             Err(e) => {
                 let _ = process.terminate_timeout(self.shutdown_timeout);
                 let _ = process.join_timeout(Duration::ZERO);
-                return Err(Error::Io(io::Error::other(format!(
+                return Err(ConnectError::Io(io::Error::other(format!(
                     "the manager server did not start: {e}"
                 ))));
             }
@@ -168,7 +171,7 @@ impl ManagerBuilder {
                 Err(e) => {
                     let _ = process.terminate_timeout(self.shutdown_timeout);
                     let _ = process.join_timeout(Duration::ZERO);
-                    return Err(e);
+                    return Err(e.into());
                 }
             };
         let auto_socket = match (&self.address, &session.address) {
@@ -193,13 +196,13 @@ impl ManagerBuilder {
     /// knowing only the address.
     ///
     /// # Errors
-    /// [`Error::Auth`] for a wrong authkey (before any object is
-    /// reachable); [`Error::Disconnected`] if nothing answers.
-    pub fn connect(self) -> Result<Manager, Error> {
+    /// [`ConnectError::Auth`] for a wrong authkey (before any object is
+    /// reachable); [`ConnectError::Disconnected`] if nothing answers.
+    pub fn connect(self) -> Result<Manager, ConnectError> {
         let address = self
             .address
             .clone()
-            .ok_or_else(|| Error::Io(io::Error::other("connect needs an address")))?;
+            .ok_or_else(|| ConnectError::Io(io::Error::other("connect needs an address")))?;
         // CPython's default too: the process authkey, which a child
         // inherited from the parent that started the server.
         let key = self.key()?;
@@ -223,10 +226,10 @@ impl ManagerBuilder {
     /// address once clients can connect.
     ///
     /// # Errors
-    /// [`Error::Io`] if the address cannot be bound.
-    pub fn serve(self, ready: impl FnOnce(&Address)) -> Result<(), Error> {
+    /// [`ConnectError::Io`] if the address cannot be bound.
+    pub fn serve(self, ready: impl FnOnce(&Address)) -> Result<(), ConnectError> {
         let key = self.key()?;
-        let listener = bind(self.address.as_ref(), &key).map_err(Error::Io)?;
+        let listener = bind(self.address.as_ref(), &key).map_err(ConnectError::Io)?;
         ready(listener.address());
         server::serve(listener, None, None);
         Ok(())
@@ -244,18 +247,6 @@ fn bind(address: Option<&Address>, key: &[u8]) -> io::Result<Listener> {
     .handshake_timeout(Some(server::HANDSHAKE_TIMEOUT))
     .max_pending_handshakes(server::MAX_PENDING_HANDSHAKES)
     .bind()
-}
-
-/// The authkey in a sealed memfd: it reaches the server process as a file
-/// descriptor, never as bytes in a message.
-fn key_segment(key: &[u8]) -> Result<Segment, Error> {
-    let seg = Segment::anonymous(4 + key.len())
-        .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
-    seg.write(0, &(key.len() as u32).to_le_bytes())
-        .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
-    seg.write(4, key)
-        .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
-    Ok(seg)
 }
 
 fn read_key(seg: &Segment) -> Option<Vec<u8>> {
@@ -355,7 +346,7 @@ impl Manager {
     ///
     /// # Errors
     /// As for [`ManagerBuilder::start`].
-    pub fn start() -> Result<Self, Error> {
+    pub fn start() -> Result<Self, ConnectError> {
         ManagerBuilder::default().start()
     }
 
@@ -368,7 +359,7 @@ impl Manager {
     ///
     /// # Errors
     /// As for [`ManagerBuilder::connect`].
-    pub fn connect(address: impl Into<Address>, authkey: &[u8]) -> Result<Self, Error> {
+    pub fn connect(address: impl Into<Address>, authkey: &[u8]) -> Result<Self, ConnectError> {
         ManagerBuilder::default()
             .address(address)
             .authkey(authkey)

@@ -1,8 +1,10 @@
 //! What every typed proxy has in common.
 
+use serde::de::DeserializeOwned;
+
 use crate::client::RawProxy;
 use crate::error::Error;
-use crate::proto::{Kind, Reply, Val};
+use crate::proto::{Kind, Op, Reply, Val};
 
 /// A typed handle to a shared object in a manager.
 ///
@@ -84,6 +86,22 @@ pub(crate) fn bytes(r: Reply) -> Result<Val, Error> {
     }
 }
 
+/// Runs a server-side update (a function sent by reference, at offset
+/// `func`): the operation is made by `op`, and the function's result comes
+/// back. Refused here, before any call, when the server runs another
+/// executable.
+pub(crate) fn run_update<R: DeserializeOwned>(
+    raw: &RawProxy,
+    func: i64,
+    op: impl FnOnce(i64) -> Result<Op, Error>,
+) -> Result<R, Error> {
+    if !raw.session.same_exe()? {
+        return Err(Error::ForeignExecutable);
+    }
+    let b = bytes(raw.call(op(func)?)?)?;
+    raw.dec(&b)
+}
+
 /// Defines a typed proxy struct over `RawProxy` with its common impls.
 macro_rules! proxy_type {
     ($(#[$m:meta])* $name:ident<$($t:ident),*>, $kinds:pat, $expected:expr) => {
@@ -151,3 +169,35 @@ macro_rules! proxy_type {
 }
 
 pub(crate) use proxy_type;
+
+/// `len`, `is_empty` and `clear` of a container proxy (dict, list):
+/// `$what` names its contents in the docs ("entries", "items").
+macro_rules! container_methods {
+    ($what:literal) => {
+        #[doc = concat!("The number of ", $what, ".")]
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`].
+        pub fn len(&self) -> Result<usize, Error> {
+            Ok($crate::proxy::count(self.raw.call(Op::Len)?)? as usize)
+        }
+
+        #[doc = concat!("Whether there are no ", $what, ".")]
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`].
+        pub fn is_empty(&self) -> Result<bool, Error> {
+            Ok(self.len()? == 0)
+        }
+
+        #[doc = concat!("Removes every one of the ", $what, ".")]
+        ///
+        /// # Errors
+        /// [`Error::Disconnected`].
+        pub fn clear(&self) -> Result<(), Error> {
+            $crate::proxy::unit(self.raw.call(Op::Clear)?)
+        }
+    };
+}
+
+pub(crate) use container_methods;

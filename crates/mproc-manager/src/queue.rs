@@ -5,25 +5,30 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{Error, PutError};
-use crate::proto::{Kind, Op, WaitMs};
+use crate::error::{
+    Error, GetTimeoutError, JoinTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
+};
+use crate::proto::{Kind, Op, RemoteError, WaitMs};
 use crate::proxy::{boolean, bytes, count, proxy_type, unit};
-use crate::sync::wait_ms;
-
-fn until(deadline: Instant) -> WaitMs {
-    wait_ms(Some(deadline.saturating_duration_since(Instant::now())))
-}
+use crate::sync::{until, wait_ms};
 
 /// The queue methods shared by both queue types.
 macro_rules! queue_methods {
     () => {
-        fn put_inner(&self, item: T, wait: WaitMs) -> Result<(), PutError<T>> {
+        /// Puts an item, waiting while `wait` allows; `Ok(Err(item))`
+        /// when the queue stayed full.
+        fn put_inner(&self, item: T, wait: WaitMs) -> Result<Result<(), T>, PutError<T>> {
             let enc = match self.raw.enc(&item) {
                 Ok(b) => b,
                 Err(error) => return Err(PutError { item, error }),
             };
-            match self.raw.call(Op::Put(enc, wait)).and_then(unit) {
-                Ok(()) => Ok(()),
+            match self
+                .raw
+                .call_or_give_up(Op::Put(enc, wait), RemoteError::Full)
+                .and_then(|r| r.map(unit).transpose())
+            {
+                Ok(Some(())) => Ok(Ok(())),
+                Ok(None) => Ok(Err(item)),
                 Err(error) => Err(PutError { item, error }),
             }
         }
@@ -34,36 +39,52 @@ macro_rules! queue_methods {
         /// # Errors
         /// [`Error::Disconnected`] or [`Error::Encode`], with the item back.
         pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-            self.put_inner(item, None)
+            match self.put_inner(item, None)? {
+                Ok(()) => Ok(()),
+                // Without a limit, the server waits until there is room.
+                Err(item) => Err(PutError {
+                    item,
+                    error: Error::from_remote(RemoteError::Full),
+                }),
+            }
         }
 
         /// Puts an item if there is room now.
         ///
         /// # Errors
-        /// [`Error::Full`] (and those of `put`), with the item back.
-        pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
-            self.put_inner(item, Some(0))
+        /// [`TryPutError::Full`], and those of `put`, with the item back.
+        pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
+            self.put_inner(item, Some(0))?.map_err(TryPutError::Full)
         }
 
         /// Puts an item, waiting up to `timeout` for room.
         ///
         /// # Errors
-        /// [`Error::Full`] (and those of `put`), with the item back.
-        pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
-            self.put_inner(item, wait_ms(Some(timeout)))
+        /// [`PutTimeoutError::Timeout`], and those of `put`, with the item back.
+        pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
+            self.put_inner(item, wait_ms(Some(timeout)))?
+                .map_err(PutTimeoutError::Timeout)
         }
 
         /// Puts an item, waiting until `deadline` for room.
         ///
         /// # Errors
-        /// [`Error::Full`] (and those of `put`), with the item back.
-        pub fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutError<T>> {
-            self.put_inner(item, until(deadline))
+        /// [`PutTimeoutError::Timeout`], and those of `put`, with the item back.
+        pub fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutTimeoutError<T>> {
+            self.put_inner(item, until(deadline))?
+                .map_err(PutTimeoutError::Timeout)
         }
 
-        fn get_inner(&self, wait: WaitMs) -> Result<T, Error> {
-            let b = bytes(self.raw.call(Op::Get(wait))?)?;
-            self.raw.dec(&b)
+        /// Takes the oldest item, waiting while `wait` allows; `None` when
+        /// the queue stayed empty.
+        fn get_inner(&self, wait: WaitMs) -> Result<Option<T>, Error> {
+            match self
+                .raw
+                .call_or_give_up(Op::Get(wait), RemoteError::Empty)?
+            {
+                Some(r) => self.raw.dec(&bytes(r)?).map(Some),
+                None => Ok(None),
+            }
         }
 
         /// Takes the oldest item, waiting while the queue is empty.
@@ -75,31 +96,36 @@ macro_rules! queue_methods {
         /// # Errors
         /// [`Error::Disconnected`]; [`Error::Decode`] if the item is not a `T`.
         pub fn get(&self) -> Result<T, Error> {
-            self.get_inner(None)
+            // Without a limit, the server waits until there is an item.
+            self.get_inner(None)?
+                .ok_or_else(|| Error::from_remote(RemoteError::Empty))
         }
 
         /// Takes the oldest item if there is one.
         ///
         /// # Errors
-        /// [`Error::Empty`], and those of `get`.
-        pub fn try_get(&self) -> Result<T, Error> {
-            self.get_inner(Some(0))
+        /// [`TryGetError::Empty`], and those of `get` as [`TryGetError::Call`].
+        pub fn try_get(&self) -> Result<T, TryGetError> {
+            self.get_inner(Some(0))?.ok_or(TryGetError::Empty)
         }
 
         /// Takes the oldest item, waiting up to `timeout`.
         ///
         /// # Errors
-        /// [`Error::Empty`] on timeout, and those of `get`.
-        pub fn get_timeout(&self, timeout: Duration) -> Result<T, Error> {
-            self.get_inner(wait_ms(Some(timeout)))
+        /// [`GetTimeoutError::Timeout`], and those of `get` as
+        /// [`GetTimeoutError::Call`].
+        pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
+            self.get_inner(wait_ms(Some(timeout)))?
+                .ok_or(GetTimeoutError::Timeout)
         }
 
         /// Takes the oldest item, waiting until `deadline`.
         ///
         /// # Errors
-        /// [`Error::Empty`] on timeout, and those of `get`.
-        pub fn get_deadline(&self, deadline: Instant) -> Result<T, Error> {
-            self.get_inner(until(deadline))
+        /// As for `get_timeout`.
+        pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetTimeoutError> {
+            self.get_inner(until(deadline))?
+                .ok_or(GetTimeoutError::Timeout)
         }
 
         /// The number of items (exact: the server holds them).
@@ -174,22 +200,34 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn join(&self) -> Result<(), Error> {
+        // Without a limit, the server waits until every task is done.
         unit(self.raw.call(Op::Join(None))?)
     }
 
     /// Waits up to `timeout` for every item to be finished.
     ///
     /// # Errors
-    /// [`Error::Timeout`], [`Error::Disconnected`].
-    pub fn join_timeout(&self, timeout: Duration) -> Result<(), Error> {
-        unit(self.raw.call(Op::Join(wait_ms(Some(timeout))))?)
+    /// [`JoinTimeoutError::Timeout`]; [`Error::Disconnected`] as
+    /// [`JoinTimeoutError::Call`].
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinTimeoutError> {
+        self.join_inner(wait_ms(Some(timeout)))
     }
 
     /// Waits until `deadline` for every item to be finished.
     ///
     /// # Errors
-    /// [`Error::Timeout`], [`Error::Disconnected`].
-    pub fn join_deadline(&self, deadline: Instant) -> Result<(), Error> {
-        unit(self.raw.call(Op::Join(until(deadline)))?)
+    /// As for [`JoinableQueue::join_timeout`].
+    pub fn join_deadline(&self, deadline: Instant) -> Result<(), JoinTimeoutError> {
+        self.join_inner(until(deadline))
+    }
+
+    fn join_inner(&self, wait: WaitMs) -> Result<(), JoinTimeoutError> {
+        match self
+            .raw
+            .call_or_give_up(Op::Join(wait), RemoteError::Timeout)?
+        {
+            Some(r) => Ok(unit(r)?),
+            None => Err(JoinTimeoutError::Timeout),
+        }
     }
 }

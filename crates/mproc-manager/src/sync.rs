@@ -5,16 +5,23 @@
 //! They follow `threading` semantics, as CPython's manager objects do, with
 //! one improvement: when a client process disconnects (dies) while holding a
 //! `Lock`, `RLock` or `Condition`, the server releases it, and the next
-//! acquirer learns so from [`LockGuard::owner_died`] instead of waiting for
-//! ever.
+//! acquirer gets it with [`LockError::OwnerDied`] (holding the guard)
+//! instead of waiting for ever.
+//!
+//! Their API has mproc-sync's shape: `lock`, `try_lock`, `lock_timeout`,
+//! `lock_deadline` give a guard (a semaphore's `acquire` forms too), owner
+//! death is an error that carries the guard, and the guard-less CPython
+//! spelling (`acquire`, `try_acquire`, `acquire_timeout`, `release`) is
+//! there as in `mproc_sync::Lock`. Each call can also fail as a call
+//! (`Call(Error)`: the server is gone).
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use crate::client::{RawProxy, owner};
-use crate::error::Error;
-use crate::proto::{Acquired as Wire, Kind, Op, Owner, Reply, WaitMs};
+use crate::error::{Error, LockError, LockTimeoutError, TryLockError};
+use crate::proto::{Acquired as Wire, Kind, Op, Owner, RemoteError, Reply, WaitMs};
 use crate::proxy::{boolean, count, proxy_type, unexpected, unit};
 use mproc_shm::Acquired;
 
@@ -24,7 +31,8 @@ pub(crate) fn wait_ms(timeout: Option<Duration>) -> WaitMs {
     timeout.map(|t| t.as_nanos().div_ceil(1_000_000).min(u64::MAX as u128) as u64)
 }
 
-fn until(deadline: Instant) -> WaitMs {
+/// The wire form of a deadline (see [`wait_ms`]).
+pub(crate) fn until(deadline: Instant) -> WaitMs {
     wait_ms(Some(deadline.saturating_duration_since(Instant::now())))
 }
 
@@ -42,7 +50,6 @@ fn until(deadline: Instant) -> WaitMs {
 pub struct LockGuard<'a> {
     raw: &'a RawProxy,
     owner: Owner,
-    died: bool,
     released: bool,
     /// The owner is this thread: the guard must stay on it.
     _not_send: PhantomData<*const ()>,
@@ -52,18 +59,11 @@ impl fmt::Debug for LockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockGuard")
             .field("id", &self.raw.id)
-            .field("owner_died", &self.died)
             .finish()
     }
 }
 
 impl LockGuard<'_> {
-    /// Whether the previous holder's process disconnected while holding the
-    /// lock: the state it protects may be half-updated.
-    pub fn owner_died(&self) -> bool {
-        self.died
-    }
-
     /// Releases the lock now.
     ///
     /// # Errors
@@ -92,17 +92,37 @@ fn acquire(raw: &RawProxy, wait: WaitMs) -> Result<Wire, Error> {
     }
 }
 
-fn guard(raw: &RawProxy, wait: WaitMs) -> Result<Option<LockGuard<'_>>, Error> {
-    Ok(match acquire(raw, wait)? {
-        Wire::No => None,
-        a => Some(LockGuard {
-            raw,
-            owner: owner(),
-            died: a == Wire::OwnerDied,
-            released: false,
-            _not_send: PhantomData,
-        }),
-    })
+/// Acquires, waiting while `wait` allows: `Ok(None)` if the lock stayed
+/// held, `Err(LockError::OwnerDied)` with the guard if its holder had died.
+fn guard(raw: &RawProxy, wait: WaitMs) -> Result<Option<LockGuard<'_>>, LockError<LockGuard<'_>>> {
+    let held = || LockGuard {
+        raw,
+        owner: owner(),
+        released: false,
+        _not_send: PhantomData,
+    };
+    match acquire(raw, wait)? {
+        Wire::No => Ok(None),
+        Wire::Yes => Ok(Some(held())),
+        Wire::OwnerDied => Err(LockError::OwnerDied(held())),
+    }
+}
+
+/// The guard forms of `lock`, `try_lock` and `lock_timeout`, from [`guard`].
+fn lock_forever(raw: &RawProxy) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+    // Without a limit, the server waits until the lock is free.
+    guard(raw, None)?.ok_or_else(|| LockError::Call(Error::from_remote(RemoteError::Timeout)))
+}
+
+fn lock_now(raw: &RawProxy) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
+    guard(raw, Some(0))?.ok_or(TryLockError::WouldBlock)
+}
+
+fn lock_until(
+    raw: &RawProxy,
+    wait: WaitMs,
+) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
+    guard(raw, wait)?.ok_or(LockTimeoutError::Timeout)
 }
 
 /// The lock methods shared by `Lock`, `RLock` and `Condition`.
@@ -111,34 +131,45 @@ macro_rules! lock_methods {
         /// Acquires the lock, waiting as long as it takes.
         ///
         /// # Errors
-        /// [`Error::Disconnected`] if the server is gone (checked every call
-        /// timeout while waiting).
-        pub fn lock(&self) -> Result<LockGuard<'_>, Error> {
-            guard(&self.raw, None)?.ok_or(Error::Timeout)
+        /// [`LockError::OwnerDied`] (holding the guard) if the previous
+        /// holder's process disconnected while holding it;
+        /// [`LockError::Call`] with [`Error::Disconnected`] if the server is
+        /// gone (checked every call timeout while waiting).
+        pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+            lock_forever(&self.raw)
         }
 
-        /// Acquires the lock if it is free; `None` if not.
+        /// Acquires the lock if it is free.
         ///
         /// # Errors
-        /// [`Error::Disconnected`].
-        pub fn try_lock(&self) -> Result<Option<LockGuard<'_>>, Error> {
-            guard(&self.raw, Some(0))
+        /// [`TryLockError::WouldBlock`] if it is held;
+        /// [`TryLockError::OwnerDied`] and [`TryLockError::Call`] as for `lock`.
+        pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
+            lock_now(&self.raw)
         }
 
-        /// Acquires the lock, waiting up to `timeout`; `None` if it stayed taken.
+        /// Acquires the lock, waiting up to `timeout`.
         ///
         /// # Errors
-        /// [`Error::Disconnected`].
-        pub fn lock_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>, Error> {
-            guard(&self.raw, wait_ms(Some(timeout)))
+        /// [`LockTimeoutError::Timeout`] if it stayed held;
+        /// [`LockTimeoutError::OwnerDied`] and [`LockTimeoutError::Call`] as
+        /// for `lock`.
+        pub fn lock_timeout(
+            &self,
+            timeout: Duration,
+        ) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
+            lock_until(&self.raw, wait_ms(Some(timeout)))
         }
 
-        /// Acquires the lock, waiting until `deadline`; `None` if it stayed taken.
+        /// Acquires the lock, waiting until `deadline`.
         ///
         /// # Errors
-        /// [`Error::Disconnected`].
-        pub fn lock_deadline(&self, deadline: Instant) -> Result<Option<LockGuard<'_>>, Error> {
-            guard(&self.raw, until(deadline))
+        /// As for `lock_timeout`.
+        pub fn lock_deadline(
+            &self,
+            deadline: Instant,
+        ) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
+            lock_until(&self.raw, until(deadline))
         }
 
         /// Acquires without a guard, waiting as long as it takes: CPython's
@@ -150,7 +181,9 @@ macro_rules! lock_methods {
         /// # Errors
         /// [`Error::Disconnected`] if the server is gone.
         pub fn acquire(&self) -> Result<Acquired, Error> {
-            self.acquire_timeout(None)?.ok_or(Error::Timeout)
+            // Without a limit, the server waits until the lock is free.
+            self.acquire_timeout(None)?
+                .ok_or_else(|| Error::from_remote(RemoteError::Timeout))
         }
 
         /// Acquires without a guard if it is free: CPython's
@@ -209,13 +242,16 @@ proxy_type! {
     /// # Examples
     ///
     /// ```
+    /// use mproc_manager::TryLockError;
+    ///
     /// let m = mproc_manager::Manager::start()?;
     /// let lock = m.lock()?;
     /// {
-    ///     let _g = lock.lock()?;
-    ///     assert!(lock.try_lock()?.is_none());
+    ///     // `unwrap`, as with std's `Mutex`: the error borrows the lock.
+    ///     let _g = lock.lock().unwrap();
+    ///     assert!(matches!(lock.try_lock(), Err(TryLockError::WouldBlock)));
     /// }
-    /// assert!(lock.try_lock()?.is_some());
+    /// assert!(lock.try_lock().is_ok());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     Lock<>, Lock, Kind::Lock
@@ -305,40 +341,94 @@ proxy_type! {
     Semaphore<>, Semaphore | BoundedSemaphore, Kind::Semaphore
 }
 
+/// One unit of a manager [`Semaphore`]; given back when dropped (errors
+/// ignored), like `mproc_sync::SemaphoreGuard`.
+///
+/// Unlike a lock's, a unit is not recovered when its holder's process dies
+/// (the server does not know who holds units, as in CPython).
+#[must_use = "the unit is given back as soon as the guard is dropped"]
+pub struct SemaphoreGuard<'a> {
+    raw: &'a RawProxy,
+}
+
+impl SemaphoreGuard<'_> {
+    /// Keeps the unit taken for good (for semaphores used as signals, where
+    /// someone else releases).
+    pub fn forget(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for SemaphoreGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.raw.call(Op::Release { owner: owner() });
+    }
+}
+
+impl fmt::Debug for SemaphoreGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SemaphoreGuard")
+            .field("id", &self.raw.id)
+            .finish()
+    }
+}
+
 impl Semaphore {
+    /// Takes one unit, waiting `wait`: `None` if there was none.
+    fn take(&self, wait: WaitMs) -> Result<Option<SemaphoreGuard<'_>>, Error> {
+        Ok(match acquire(&self.raw, wait)? {
+            Wire::No => None,
+            // A semaphore's units are never marked: `OwnerDied` cannot come.
+            Wire::Yes | Wire::OwnerDied => Some(SemaphoreGuard { raw: &self.raw }),
+        })
+    }
+
     /// Takes one unit, waiting as long as it takes.
     ///
     /// # Errors
-    /// [`Error::Disconnected`].
-    pub fn acquire(&self) -> Result<(), Error> {
-        acquire(&self.raw, None).map(|_| ())
+    /// [`LockError::Call`] with [`Error::Disconnected`] if the server is
+    /// gone. (Never [`LockError::OwnerDied`]: units are not recovered from
+    /// dead holders.)
+    pub fn acquire(&self) -> Result<SemaphoreGuard<'_>, LockError<SemaphoreGuard<'_>>> {
+        // Without a limit, the server waits until a unit is free.
+        self.take(None)?
+            .ok_or_else(|| LockError::Call(Error::from_remote(RemoteError::Timeout)))
     }
 
-    /// Takes one unit if available; returns whether it did.
+    /// Takes one unit if one is available now.
     ///
     /// # Errors
-    /// [`Error::Disconnected`].
-    pub fn try_acquire(&self) -> Result<bool, Error> {
-        Ok(acquire(&self.raw, Some(0))? != Wire::No)
+    /// [`TryLockError::WouldBlock`] if none is; [`TryLockError::Call`] as
+    /// for `acquire`.
+    pub fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, TryLockError<SemaphoreGuard<'_>>> {
+        self.take(Some(0))?.ok_or(TryLockError::WouldBlock)
     }
 
-    /// Takes one unit, waiting up to `timeout`; returns whether it did.
+    /// Takes one unit, waiting up to `timeout`.
     ///
     /// # Errors
-    /// [`Error::Disconnected`].
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, Error> {
-        Ok(acquire(&self.raw, wait_ms(Some(timeout)))? != Wire::No)
+    /// [`LockTimeoutError::Timeout`] when the time runs out;
+    /// [`LockTimeoutError::Call`] as for `acquire`.
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<SemaphoreGuard<'_>, LockTimeoutError<SemaphoreGuard<'_>>> {
+        self.take(wait_ms(Some(timeout)))?
+            .ok_or(LockTimeoutError::Timeout)
     }
 
-    /// Takes one unit, waiting until `deadline`; returns whether it did.
+    /// Takes one unit, waiting until `deadline`.
     ///
     /// # Errors
-    /// [`Error::Disconnected`].
-    pub fn acquire_deadline(&self, deadline: Instant) -> Result<bool, Error> {
-        Ok(acquire(&self.raw, until(deadline))? != Wire::No)
+    /// As for [`Semaphore::acquire_timeout`].
+    pub fn acquire_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<SemaphoreGuard<'_>, LockTimeoutError<SemaphoreGuard<'_>>> {
+        self.take(until(deadline))?.ok_or(LockTimeoutError::Timeout)
     }
 
-    /// Gives one unit back.
+    /// Adds one unit (CPython's `release()`); any thread or process may.
     ///
     /// # Errors
     /// [`Error::OverRelease`] for a bounded semaphore at its initial value.

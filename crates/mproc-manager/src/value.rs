@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use crate::code_ref;
 use crate::error::Error;
 use crate::proto::{Kind, Op, Reply};
-use crate::proxy::{bytes, proxy_type, unexpected, unit};
+use crate::proxy::{bytes, proxy_type, run_update, unexpected, unit};
 
 proxy_type! {
     /// A proxy of one shared value of any serde type (CPython's
@@ -20,7 +20,7 @@ proxy_type! {
     /// ```
     /// let m = mproc_manager::Manager::start()?;
     /// let v = m.value(10u64)?;
-    /// let after = v.update_with(5, |x: &mut u64, n: u64| { *x += n; *x })?;
+    /// let after = v.update_with(|x: &mut u64, n: u64| { *x += n; *x }, 5)?;
     /// assert_eq!(after, 15);
     /// assert_eq!(v.get()?, 15);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -61,21 +61,19 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
     ///
     /// # Errors
     /// [`Error::ForeignExecutable`], [`Error::Panicked`], [`Error::Update`].
-    pub fn update_with<A, R, F>(&self, arg: A, f: F) -> Result<R, Error>
+    pub fn update_with<A, R, F>(&self, f: F, arg: A) -> Result<R, Error>
     where
         F: Fn(&mut T, A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        if !self.raw.session.same_exe()? {
-            return Err(Error::ForeignExecutable);
-        }
         let func = code_ref::offset_of::<F, T, A, R>(f);
-        let b = bytes(self.raw.call(Op::ValueApply {
-            func,
-            arg: self.raw.enc_bytes(&arg)?,
-        })?)?;
-        self.raw.dec(&b)
+        run_update(&self.raw, func, |func| {
+            Ok(Op::ValueApply {
+                func,
+                arg: self.raw.enc_bytes(&arg)?,
+            })
+        })
     }
 }
 
@@ -174,7 +172,7 @@ impl Namespace {
     /// # Errors
     /// [`Error::KeyMissing`], [`Error::ForeignExecutable`],
     /// [`Error::Panicked`], [`Error::Update`].
-    pub fn update_with<T, A, R, F>(&self, name: &str, arg: A, f: F) -> Result<R, Error>
+    pub fn update_with<T, A, R, F>(&self, name: &str, f: F, arg: A) -> Result<R, Error>
     where
         F: Fn(&mut T, A) -> R + Copy + Send + 'static,
         T: Serialize + DeserializeOwned,
@@ -182,17 +180,15 @@ impl Namespace {
         R: Serialize + DeserializeOwned,
     {
         check_name(name)?;
-        if !self.raw.session.same_exe()? {
-            return Err(Error::ForeignExecutable);
-        }
         // The server remakes the field's repr with the new value.
         let func = code_ref::repr_offset_of::<F, T, A, R>(f);
-        let b = bytes(self.raw.call(Op::NsApply {
-            name: name.to_owned(),
-            func,
-            arg: self.raw.enc_bytes(&arg)?,
-        })?)?;
-        self.raw.dec(&b)
+        run_update(&self.raw, func, |func| {
+            Ok(Op::NsApply {
+                name: name.to_owned(),
+                func,
+                arg: self.raw.enc_bytes(&arg)?,
+            })
+        })
     }
 
     /// CPython's `str(ns)`: `Namespace(age=42, name='Bob')`, fields sorted

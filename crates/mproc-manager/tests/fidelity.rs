@@ -487,7 +487,7 @@ mod namespaces {
             ns.set("at", &Point { x: 1, y: -2 }).unwrap();
             ns.set("ok", &Some(true)).unwrap();
             // A server-side update remakes the repr.
-            ns.update_with("age", 1u32, |a: &mut u32, n: u32| *a += n)
+            ns.update_with("age", |a: &mut u32, n: u32| *a += n, 1u32)
                 .unwrap();
             assert_eq!(
                 ns.repr().unwrap(),

@@ -5,7 +5,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{wait_gone, watchdog};
-use mproc_manager::{Acquired, Dict, Error, Kind, List, Manager, Proxy, Queue};
+use mproc_manager::{
+    Acquired, Dict, Error, GetTimeoutError, JoinTimeoutError, Kind, List, LockTimeoutError,
+    Manager, Proxy, PutTimeoutError, Queue, TryGetError, TryLockError, TryPutError,
+};
 
 #[test]
 fn dict_operations_follow_python() {
@@ -101,7 +104,7 @@ fn results_are_copies_and_nested_proxies_propagate() {
             "mutating a copy must not reach the server"
         );
         // The fix: a server-side update.
-        d.update_with(&"plain".into(), 2u32, |v: &mut Vec<u32>, x: u32| v.push(x))
+        d.update_with(&"plain".into(), |v: &mut Vec<u32>, x: u32| v.push(x), 2u32)
             .unwrap();
         assert_eq!(d.get("plain").unwrap().unwrap(), [1, 2]);
         // Nested proxies do propagate.
@@ -121,7 +124,7 @@ fn namespace_and_value() {
         let ns = m.namespace().unwrap();
         ns.set("name", "Bob").unwrap();
         ns.set("age", &41u32).unwrap();
-        ns.update_with("age", 1u32, |a: &mut u32, n: u32| *a += n)
+        ns.update_with("age", |a: &mut u32, n: u32| *a += n, 1u32)
             .unwrap();
         assert_eq!(ns.get::<u32>("age").unwrap(), 42);
         assert!(matches!(ns.get::<u32>("nope"), Err(Error::KeyMissing)));
@@ -144,14 +147,17 @@ fn namespace_and_value() {
         let v = m.value((1u8, String::from("x"))).unwrap();
         assert_eq!(v.get().unwrap(), (1, "x".into()));
         assert_eq!(v.swap(&(2, "y".into())).unwrap(), (1, "x".into()));
-        let len = v.update_with('z', |t: &mut (u8, String), c: char| {
-            t.1.push(c);
-            t.1.len()
-        });
+        let len = v.update_with(
+            |t: &mut (u8, String), c: char| {
+                t.1.push(c);
+                t.1.len()
+            },
+            'z',
+        );
         assert_eq!(len.unwrap(), 2);
         assert_eq!(v.get().unwrap(), (2, "yz".into()));
         // A panicking update leaves the value as it was, and the server alive.
-        let r = v.update_with((), |_t: &mut (u8, String), ()| -> u8 { panic!("boom") });
+        let r = v.update_with(|_t: &mut (u8, String), ()| -> u8 { panic!("boom") }, ());
         assert!(
             matches!(r, Err(Error::Panicked(ref m)) if m.contains("boom")),
             "{r:?}"
@@ -180,28 +186,26 @@ fn locks_follow_threading_semantics() {
         );
         assert!(t0.elapsed() >= Duration::from_millis(100));
         let t0 = Instant::now();
-        assert!(
-            lock.lock_timeout(Duration::from_millis(100))
-                .unwrap()
-                .is_none()
-        );
+        assert!(matches!(
+            lock.lock_timeout(Duration::from_millis(100)),
+            Err(LockTimeoutError::Timeout)
+        ));
         assert!(t0.elapsed() >= Duration::from_millis(100));
         // threading.Lock: another thread may release it.
         let l2 = lock.clone();
         std::thread::spawn(move || l2.release().unwrap())
             .join()
             .unwrap();
-        let g = lock.try_lock().unwrap().expect("free again");
-        assert!(!g.owner_died());
+        let g = lock.try_lock().expect("free again, from a live owner");
         g.unlock().unwrap();
 
         let r = m.rlock().unwrap();
         let g1 = r.lock().unwrap();
-        let g2 = r.try_lock().unwrap().expect("re-entrant");
+        let g2 = r.try_lock().expect("re-entrant");
         let r2 = r.clone();
         let other = std::thread::spawn(move || {
             (
-                r2.try_lock().unwrap().is_none(),
+                matches!(r2.try_lock(), Err(TryLockError::WouldBlock)),
                 matches!(r2.release(), Err(Error::NotOwner)),
             )
         });
@@ -211,14 +215,17 @@ fn locks_follow_threading_semantics() {
         assert!(!r.is_locked().unwrap());
 
         let s = m.bounded_semaphore(2).unwrap();
-        assert!(s.try_acquire().unwrap());
-        assert!(s.try_acquire().unwrap());
-        assert!(!s.try_acquire().unwrap());
-        assert!(!s.acquire_timeout(Duration::from_millis(20)).unwrap());
-        assert!(
-            !s.acquire_deadline(Instant::now() + Duration::from_millis(20))
-                .unwrap()
-        );
+        s.try_acquire().unwrap().forget();
+        s.try_acquire().unwrap().forget();
+        assert!(matches!(s.try_acquire(), Err(TryLockError::WouldBlock)));
+        assert!(matches!(
+            s.acquire_timeout(Duration::from_millis(20)),
+            Err(LockTimeoutError::Timeout)
+        ));
+        assert!(matches!(
+            s.acquire_deadline(Instant::now() + Duration::from_millis(20)),
+            Err(LockTimeoutError::Timeout)
+        ));
         s.release().unwrap();
         s.release().unwrap();
         assert!(matches!(s.release(), Err(Error::OverRelease)));
@@ -322,22 +329,21 @@ fn queues() {
     watchdog(60, || {
         let m = Manager::start().unwrap();
         let q = m.queue::<u32>(2).unwrap();
-        assert!(matches!(q.try_get(), Err(Error::Empty)));
+        assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
         let t0 = Instant::now();
         assert!(matches!(
             q.get_timeout(Duration::from_millis(50)),
-            Err(Error::Empty)
+            Err(GetTimeoutError::Timeout)
         ));
         assert!(t0.elapsed() >= Duration::from_millis(50));
         q.put(1).unwrap();
         q.put(2).unwrap();
         let e = q.try_put(3).unwrap_err();
-        assert!(matches!(e.error, Error::Full));
+        assert!(matches!(e, TryPutError::Full(_)));
         assert_eq!(e.into_inner(), 3, "a failed put hands the item back");
         assert!(matches!(
-            q.put_timeout(3, Duration::from_millis(20))
-                .map_err(|e| e.error),
-            Err(Error::Full)
+            q.put_timeout(3, Duration::from_millis(20)),
+            Err(PutTimeoutError::Timeout(3))
         ));
         assert_eq!(q.qsize().unwrap(), 2);
         assert_eq!((q.get().unwrap(), q.get().unwrap()), (1, 2));
@@ -352,7 +358,7 @@ fn queues() {
         j.put("b".into()).unwrap();
         assert!(matches!(
             j.join_timeout(Duration::from_millis(20)),
-            Err(Error::Timeout)
+            Err(JoinTimeoutError::Timeout)
         ));
         let j2 = j.clone();
         let worker = std::thread::spawn(move || {

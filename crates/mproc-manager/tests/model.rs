@@ -124,10 +124,15 @@ fn dict_and_list_follow_their_models() {
                                     v
                                 }
                             };
-                            let got = d.update_or_insert_with(&k, &0, v, |x: &mut u16, n: u16| {
-                                *x = x.wrapping_add(n);
-                                *x
-                            });
+                            let got = d.update_or_insert_with(
+                                &k,
+                                &0,
+                                |x: &mut u16, n: u16| {
+                                    *x = x.wrapping_add(n);
+                                    *x
+                                },
+                                v,
+                            );
                             prop_assert_eq!(got.unwrap(), want);
                         }
                     }

@@ -11,12 +11,12 @@ const ROUNDS: u64 = 250;
 
 fn hammer((d, l, v, me): (Dict<String, u64>, List<u64>, Value<Vec<u64>>, usize)) -> u64 {
     for i in 0..ROUNDS {
-        d.update_or_insert_with(&"total".to_string(), &0, 1, |t: &mut u64, n: u64| *t += n)
+        d.update_or_insert_with(&"total".to_string(), &0, |t: &mut u64, n: u64| *t += n, 1)
             .unwrap();
-        d.update_or_insert_with(&format!("child-{me}"), &0, i, |t: &mut u64, n: u64| *t += n)
+        d.update_or_insert_with(&format!("child-{me}"), &0, |t: &mut u64, n: u64| *t += n, i)
             .unwrap();
-        l.update_with(0, 2, |x: &mut u64, n: u64| *x += n).unwrap();
-        v.update_with(me as u64, |xs: &mut Vec<u64>, x: u64| xs.push(x))
+        l.update_with(0, |x: &mut u64, n: u64| *x += n, 2).unwrap();
+        v.update_with(|xs: &mut Vec<u64>, x: u64| xs.push(x), me as u64)
             .unwrap();
     }
     l.push(&(me as u64)).unwrap();
@@ -114,9 +114,9 @@ fn a_proxy_travels_over_an_mproc_connection() {
 
 fn count_words((d, words): (Dict<String, u64>, Vec<String>)) -> usize {
     d.update_or_insert_many_with(
-        words.iter().map(|w| (w, 1u64)),
         &0,
         |n: &mut u64, k: u64| *n += k,
+        words.iter().map(|w| (w, 1u64)),
     )
     .unwrap()
     .len()
@@ -155,9 +155,9 @@ fn batched_server_side_updates_from_children_count_exactly() {
         );
         // A failing update in a batch reports its error.
         let r = d.update_or_insert_many_with(
-            [(&"x".to_string(), 1u64)],
             &0,
             |_n: &mut u64, _k: u64| -> u64 { panic!("no") },
+            [(&"x".to_string(), 1u64)],
         );
         assert!(matches!(r, Err(mproc_manager::Error::Panicked(_))), "{r:?}");
     });

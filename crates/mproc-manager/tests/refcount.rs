@@ -275,9 +275,11 @@ fn a_call_that_times_out_does_not_cost_the_process_its_references() {
         d.insert(&1, &1).unwrap();
         // The server takes longer than the call timeout: the connection the
         // call used is given up, and it was this process's only one.
-        let r = d.update_with(&1, 2000u64, |_: &mut u32, ms: u64| {
-            std::thread::sleep(Duration::from_millis(ms))
-        });
+        let r = d.update_with(
+            &1,
+            |_: &mut u32, ms: u64| std::thread::sleep(Duration::from_millis(ms)),
+            2000u64,
+        );
         assert!(
             matches!(r, Err(mproc_manager::Error::Disconnected(_))),
             "{r:?}"

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::watchdog;
-use mproc_manager::{Address, Dict, Error, Manager, Queue};
+use mproc_manager::{Address, ConnectError, Dict, Error, Manager, Queue};
 
 const ROLE: &str = "MPROC_MANAGER_TEST_ROLE";
 const ADDR: &str = "MPROC_MANAGER_TEST_ADDR";
@@ -77,13 +77,13 @@ fn remote_role() {
                 results.insert(&x, &(x * x)).unwrap();
                 // Same executable, so server-side updates work remotely too.
                 results
-                    .update_or_insert_with(&u32::MAX, &0, 1, |n: &mut u32, k: u32| *n += k)
+                    .update_or_insert_with(&u32::MAX, &0, |n: &mut u32, k: u32| *n += k, 1)
                     .unwrap();
             }
             std::process::exit(0);
         }
         "wrong-key" => match Manager::connect(addr, &key) {
-            Err(Error::Auth(_)) => std::process::exit(0),
+            Err(ConnectError::Auth(_)) => std::process::exit(0),
             Err(e) => {
                 eprintln!("unexpected error: {e}");
                 std::process::exit(2)
@@ -96,7 +96,7 @@ fn remote_role() {
             let m = Manager::connect(addr, &key).unwrap();
             let d: Dict<u32, u32> = m.lookup("results").unwrap();
             d.insert(&1, &10).unwrap();
-            let r = d.update_with(&1, 1u32, |v: &mut u32, n: u32| *v += n);
+            let r = d.update_with(&1, |v: &mut u32, n: u32| *v += n, 1u32);
             std::process::exit(if matches!(r, Err(Error::ForeignExecutable)) {
                 0
             } else {
@@ -155,7 +155,7 @@ fn a_wrong_key_is_refused_before_any_object_is_reachable() {
         // In process, too.
         assert!(matches!(
             Manager::connect(m.address().clone(), b"nope"),
-            Err(Error::Auth(_))
+            Err(ConnectError::Auth(_))
         ));
         // A client that skips the handshake and sends a request gets the
         // challenge, then FAILURE, then the connection closes: no reply.
@@ -243,7 +243,7 @@ fn connecting_to_nothing_is_disconnected_not_a_hang() {
             .authkey(b"k")
             .call_timeout(Duration::from_millis(500))
             .connect();
-        assert!(matches!(r, Err(Error::Disconnected(_))), "{r:?}");
+        assert!(matches!(r, Err(ConnectError::Disconnected(_))), "{r:?}");
     });
 }
 

@@ -1,6 +1,8 @@
 //! Reference counting, request by request, against an in-memory server.
 
 use super::*;
+use crate::proto::{Op, SliceWire};
+use objects::Slice;
 
 fn call(s: &Server, client: u64, req: Request) -> Reply {
     let peer = Peer {
