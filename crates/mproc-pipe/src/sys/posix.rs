@@ -1,56 +1,27 @@
-//! Linux system calls used by mproc-pipe. Every `unsafe` call of the crate
-//! that talks to the OS sits here.
+//! The POSIX system calls of mproc-pipe, shared by Linux and macOS: stream
+//! I/O with descriptors attached, `poll`, non-blocking socket I/O.
 
-use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
+
+use mproc_shm::sys::cvt;
 
 /// The largest number of descriptors one message may carry (`SCM_MAX_FD`).
 pub(crate) const MAX_FDS: usize = mproc_shm::handle::MAX_FDS_PER_MESSAGE;
 
-/// Size in u64 words of a control buffer that holds [`MAX_FDS`] descriptors:
-/// CMSG_SPACE(253 * 4) = 16 + 1012 rounded up to 8 = 1032 bytes.
-const CBUF_WORDS: usize = 130;
-
 /// Messages up to this size (header included) are sent from one stack buffer.
 const SMALL_SEND: usize = 512;
 
-fn cvt(r: isize) -> io::Result<usize> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
-}
-
-fn cvt_int(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-/// A connected pair of Unix stream sockets, close-on-exec.
-pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` is a valid, writable array of two c_ints.
-    cvt_int(unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    })?;
-    // SAFETY: socketpair succeeded and returned two fresh descriptors nobody else owns.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+/// [`cvt`] for calls that return a byte count.
+fn cvt_len(r: isize) -> io::Result<usize> {
+    cvt(r).map(|n| n as usize)
 }
 
 /// Shuts down one direction of a socket (`libc::SHUT_RD` or `SHUT_WR`).
 pub(crate) fn shutdown(fd: BorrowedFd<'_>, how: libc::c_int) -> io::Result<()> {
     // SAFETY: `fd` is a valid descriptor for the duration of the call.
-    cvt_int(unsafe { libc::shutdown(fd.as_raw_fd(), how) })?;
+    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), how) })?;
     Ok(())
 }
 
@@ -69,25 +40,20 @@ pub(crate) enum FdKind {
 pub(crate) fn fd_kind(fd: BorrowedFd<'_>) -> io::Result<FdKind> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `fd` is valid and `st` points to writable memory of the right size.
-    cvt_int(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
     // SAFETY: fstat succeeded, so it initialised `st`.
     let st = unsafe { st.assume_init() };
     if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
         return Ok(FdKind::Other);
     }
-    let mut domain: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `domain` and `len` are valid, writable and sized as the call expects.
-    cvt_int(unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_DOMAIN,
-            (&mut domain as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    })?;
-    Ok(if domain == libc::AF_UNIX {
+    let mut addr = std::mem::MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `addr` is writable for `len` bytes, as getsockname expects.
+    cvt(unsafe { libc::getsockname(fd.as_raw_fd(), addr.as_mut_ptr().cast(), &mut len) })?;
+    // SAFETY: zero-initialised, and getsockname wrote at most `len` bytes of
+    // an address into it: every byte is initialised.
+    let family = unsafe { addr.assume_init() }.ss_family;
+    Ok(if libc::c_int::from(family) == libc::AF_UNIX {
         FdKind::Unix
     } else {
         FdKind::OtherSocket
@@ -122,7 +88,7 @@ pub(crate) fn write_all(
         let mut done = 0;
         while done < total {
             // SAFETY: `buf[done..total]` is initialised and readable.
-            let r = cvt(unsafe {
+            let r = cvt_len(unsafe {
                 libc::send(
                     fd.as_raw_fd(),
                     buf[done..].as_ptr().cast(),
@@ -138,83 +104,38 @@ pub(crate) fn write_all(
         }
         return Ok(());
     }
-    let mut iov = [libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }; 2];
+    let mut iov = [IoSlice::new(&[]); 2];
     let mut n_iov = 0;
     for p in parts.iter().filter(|p| !p.is_empty()) {
-        iov[n_iov] = libc::iovec {
-            iov_base: p.as_ptr() as *mut libc::c_void,
-            iov_len: p.len(),
-        };
+        iov[n_iov] = IoSlice::new(p);
         n_iov += 1;
     }
-    let mut cbuf = [0u64; CBUF_WORDS];
+    let mut bufs = &mut iov[..n_iov];
     let mut first = true;
-    let mut start = 0;
-    while start < n_iov {
+    while !bufs.is_empty() {
         let n = if kind == FdKind::Other {
-            // SAFETY: iov[start..n_iov] describe live, readable buffers borrowed from `parts`.
-            cvt(unsafe {
+            // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix, and
+            // `bufs` are live, readable buffers borrowed from `parts`.
+            cvt_len(unsafe {
                 libc::writev(
                     fd.as_raw_fd(),
-                    iov[start..].as_ptr(),
-                    (n_iov - start) as libc::c_int,
+                    bufs.as_ptr().cast::<libc::iovec>(),
+                    bufs.len() as libc::c_int,
                 )
             })
         } else {
-            // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
-            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-            msg.msg_iov = iov[start..].as_mut_ptr();
-            msg.msg_iovlen = n_iov - start;
-            if first && !fds.is_empty() {
-                fill_rights(&mut msg, &mut cbuf, fds);
-            }
-            // SAFETY: `msg` points to valid iovecs and a control buffer that outlive the call.
-            cvt(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })
+            let fds = if first { fds } else { &[] };
+            mproc_shm::sys::send_vectored_with_fds(fd, bufs, fds)
         };
-        let mut n = match n {
+        let n = match n {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
         first = false;
-        while start < n_iov && n >= iov[start].iov_len {
-            n -= iov[start].iov_len;
-            start += 1;
-        }
-        if start < n_iov {
-            // SAFETY: `n < iov_len`, so the advanced pointer stays inside the same buffer.
-            iov[start].iov_base = unsafe { iov[start].iov_base.cast::<u8>().add(n) }.cast();
-            iov[start].iov_len -= n;
-        }
+        IoSlice::advance_slices(&mut bufs, n);
     }
     Ok(())
-}
-
-/// Fills `msg`'s control data with an `SCM_RIGHTS` message holding `fds`.
-fn fill_rights(msg: &mut libc::msghdr, cbuf: &mut [u64; CBUF_WORDS], fds: &[BorrowedFd<'_>]) {
-    let fd_bytes = std::mem::size_of_val(fds);
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(fd_bytes as u32) } as usize;
-    debug_assert!(space <= std::mem::size_of_val(cbuf));
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    // SAFETY: msg_control points to `space` writable, aligned bytes, enough for one header.
-    let cmsg = unsafe { libc::CMSG_FIRSTHDR(msg) };
-    // SAFETY: `cmsg` is non-null (the buffer holds a header) and points into `cbuf`.
-    unsafe {
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes as u32) as _;
-    }
-    // SAFETY: CMSG_DATA points inside `cbuf`, with room for `fds.len()` c_ints (checked by `space`).
-    let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
-    for (i, f) in fds.iter().enumerate() {
-        // SAFETY: `i < fds.len()`, within the data area; it may be unaligned.
-        unsafe { data.add(i).write_unaligned(f.as_raw_fd()) };
-    }
 }
 
 /// Reads at most `len` bytes into `buf`, appending any descriptors that came
@@ -235,12 +156,12 @@ pub(crate) unsafe fn read(
         let r = match kind {
             FdKind::Other => {
                 // SAFETY: the caller guarantees `buf` is writable for `len` bytes.
-                cvt(unsafe { libc::read(fd.as_raw_fd(), buf.cast(), len) })
+                cvt_len(unsafe { libc::read(fd.as_raw_fd(), buf.cast(), len) })
             }
             FdKind::OtherSocket => {
                 let flags = if nonblock { libc::MSG_DONTWAIT } else { 0 };
                 // SAFETY: the caller guarantees `buf` is writable for `len` bytes.
-                cvt(unsafe { libc::recv(fd.as_raw_fd(), buf.cast(), len, flags) })
+                cvt_len(unsafe { libc::recv(fd.as_raw_fd(), buf.cast(), len, flags) })
             }
             FdKind::Unix => {
                 // SAFETY: the caller guarantees `buf` is writable for `len` bytes.
@@ -331,7 +252,7 @@ pub(crate) fn wait_ready(
 pub(crate) fn send_nonblock(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     loop {
         // SAFETY: `buf` is initialised and readable for `buf.len()` bytes.
-        let r = cvt(unsafe {
+        let r = cvt_len(unsafe {
             libc::send(
                 fd.as_raw_fd(),
                 buf.as_ptr().cast(),
@@ -352,7 +273,7 @@ pub(crate) fn send_nonblock(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize>
 pub(crate) fn recv_nonblock(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         // SAFETY: `buf` is writable for `buf.len()` bytes.
-        let r = cvt(unsafe {
+        let r = cvt_len(unsafe {
             libc::recv(
                 fd.as_raw_fd(),
                 buf.as_mut_ptr().cast(),
@@ -367,57 +288,8 @@ pub(crate) fn recv_nonblock(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<us
     }
 }
 
-/// Whether the process at the other end of a Unix socket runs as our
-/// effective user (or as root, whom file permissions do not stop either).
-pub(crate) fn peer_is_same_user(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` and `len` are valid, writable and sized as SO_PEERCRED expects.
-    cvt_int(unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    })?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    Ok(cred.uid == me || cred.uid == 0)
-}
-
-/// Whether the peer of a socket has gone away (`POLLHUP`/`POLLERR`), without waiting.
-pub(crate) fn peer_gone(fd: BorrowedFd<'_>) -> bool {
-    let mut p = [libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: 0,
-        revents: 0,
-    }];
-    match poll(&mut p, Some(Instant::now())) {
-        Ok(_) => p[0].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0,
-        Err(_) => true,
-    }
-}
-
 /// A deadline `d` from now, saturating instead of overflowing.
 pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
     Instant::now().checked_add(d)
 }
 
-/// Fills `buf` from the OS random source.
-pub(crate) fn random(buf: &mut [u8]) -> io::Result<()> {
-    getrandom::fill(buf).map_err(|e| io::Error::other(e.to_string()))
-}
-
-/// Whether `fd` is a memory file that can no longer shrink.
-pub(crate) fn cannot_shrink(fd: BorrowedFd<'_>) -> bool {
-    // SAFETY: F_GET_SEALS only reads the descriptor's seals; it fails (EINVAL)
-    // on descriptors that are not memfds.
-    let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
-    seals >= 0 && seals & libc::F_SEAL_SHRINK != 0
-}
