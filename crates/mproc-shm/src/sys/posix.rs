@@ -104,8 +104,7 @@ pub(crate) unsafe fn munmap(ptr: *mut u8, len: usize) {
 }
 
 /// The page size.
-#[allow(dead_code)]
-pub(crate) fn page_size() -> usize {
+pub fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let r = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     usize::try_from(r).unwrap_or(4096)
