@@ -72,6 +72,21 @@ pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
     u64::try_from(st.st_size).map_err(|_| io::ErrorKind::InvalidData.into())
 }
 
+/// The (device, inode) pair that names the file behind `fd` system-wide.
+///
+/// # Errors
+/// The OS error of `fstat`.
+pub fn file_identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is valid and `st` points to writable memory of the right size.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: `fstat` succeeded, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    // `dev_t` is signed on macOS; any one-to-one mapping to u64 will do.
+    #[allow(clippy::unnecessary_cast)]
+    Ok((st.st_dev as u64, st.st_ino as u64))
+}
+
 /// Maps `len` bytes of `fd` shared and read-write.
 pub(crate) fn mmap_shared(fd: BorrowedFd<'_>, len: usize) -> io::Result<*mut u8> {
     // SAFETY: a fresh mapping chosen by the kernel (addr = NULL) aliases no Rust
