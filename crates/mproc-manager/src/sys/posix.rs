@@ -23,4 +23,3 @@ pub(crate) fn keepalive(fd: BorrowedFd<'_>) {
         )
     };
 }
-

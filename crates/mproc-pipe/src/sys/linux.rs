@@ -28,4 +28,3 @@ pub(crate) fn peer_is_same_user(fd: BorrowedFd<'_>) -> io::Result<bool> {
     let me = unsafe { libc::geteuid() };
     Ok(cred.uid == me || cred.uid == 0)
 }
-

@@ -27,4 +27,3 @@ pub(crate) fn drain(fd: BorrowedFd<'_>) {
     // SAFETY: reads 8 bytes into a valid u64; non-blocking.
     let _ = unsafe { libc::read(fd.as_raw_fd(), (&raw mut v).cast(), 8) };
 }
-
