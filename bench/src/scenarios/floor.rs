@@ -220,13 +220,8 @@ impl SharedMap {
 
     /// Maps a descriptor received from the parent, at its full size.
     fn open(fd: OwnedFd) -> io::Result<Self> {
-        // SAFETY: an all-zero stat is a valid buffer for fstat to fill.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: fstat on a descriptor we own, into a valid buffer.
-        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let len = usize::try_from(st.st_size).map_err(|_| io::ErrorKind::InvalidData)?;
+        let len = mproc_shm::sys::file_size(fd.as_fd())?;
+        let len = usize::try_from(len).map_err(|_| io::ErrorKind::InvalidData)?;
         if len < SMALL {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -237,22 +232,8 @@ impl SharedMap {
     }
 
     fn map(fd: OwnedFd, len: usize) -> io::Result<Self> {
-        // SAFETY: a fresh shared mapping of a descriptor we own; the kernel
-        // picks the address. The result is checked for MAP_FAILED.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or(io::ErrorKind::Other)?;
+        let p = mproc_shm::sys::mmap_shared(fd.as_fd(), len)?;
+        let ptr = NonNull::new(p).ok_or(io::ErrorKind::Other)?;
         Ok(Self { ptr, len, fd })
     }
 
@@ -287,7 +268,7 @@ impl Drop for SharedMap {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping `map` made; no reference into it
         // outlives `self` (they all borrow it).
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        unsafe { mproc_shm::sys::munmap(self.ptr.as_ptr(), self.len) };
     }
 }
 
@@ -512,7 +493,7 @@ fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    mproc_shm::sys::socketpair(libc::SOCK_STREAM, false)
+    mproc_shm::sys::socketpair()
 }
 
 /// Round trips of 8 bytes: write to `wr`, read the echo from `rd`.

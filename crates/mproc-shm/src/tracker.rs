@@ -177,7 +177,7 @@ fn launch() -> Option<BorrowedFd<'static>> {
     if !sys::in_main_executable(ctor.cast()) {
         return None;
     }
-    let (ours, theirs) = sys::socketpair(libc::SOCK_SEQPACKET, false).ok()?;
+    let (ours, theirs) = sys::socketpair_with(libc::SOCK_SEQPACKET, false).ok()?;
     // Clear of stdio, which the new process gets as /dev/null.
     let theirs = sys::dup_at_least(theirs.as_fd(), FD_FLOOR).ok()?;
     let value = theirs.as_raw_fd().to_string();

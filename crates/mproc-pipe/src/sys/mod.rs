@@ -3,10 +3,9 @@
 //! crate's own POSIX calls (Linux and macOS alike), `linux.rs` the
 //! Linux-only ones and `unsupported.rs` their stand-ins elsewhere.
 
-use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 
-pub(crate) use mproc_shm::sys::{cannot_shrink, random};
+pub(crate) use mproc_shm::sys::{cannot_shrink, random, socketpair};
 
 mod posix;
 pub(crate) use posix::*;
@@ -15,11 +14,6 @@ pub(crate) use posix::*;
 #[cfg_attr(not(target_os = "linux"), path = "unsupported.rs")]
 mod platform;
 pub(crate) use platform::*;
-
-/// A connected pair of Unix stream sockets, close-on-exec.
-pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    mproc_shm::sys::socketpair(libc::SOCK_STREAM, false)
-}
 
 /// Whether the peer of a socket has hung up (`POLLHUP`/`POLLERR`), without
 /// waiting. A one-way pipe's reader shuts down its writing side: that is

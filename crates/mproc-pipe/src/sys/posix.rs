@@ -5,7 +5,7 @@ use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use mproc_shm::sys::cvt;
+use mproc_shm::sys::{cvt, cvt_retry};
 
 /// The largest number of descriptors one message may carry (`SCM_MAX_FD`).
 pub(crate) const MAX_FDS: usize = mproc_shm::handle::MAX_FDS_PER_MESSAGE;
@@ -250,42 +250,21 @@ pub(crate) fn wait_ready(
 /// Sends what of `buf` a socket takes without waiting (`WouldBlock` if
 /// nothing), never raising `SIGPIPE`. Retries on `EINTR`.
 pub(crate) fn send_nonblock(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: `buf` is initialised and readable for `buf.len()` bytes.
-        let r = cvt_len(unsafe {
-            libc::send(
-                fd.as_raw_fd(),
-                buf.as_ptr().cast(),
-                buf.len(),
-                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-            )
-        });
-        match r {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => return r,
-        }
-    }
+    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+    // SAFETY: `buf` is initialised and readable for `buf.len()` bytes.
+    let n =
+        cvt_retry(|| unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) })?;
+    Ok(n as usize)
 }
 
 /// Receives at most `buf.len()` bytes from a socket without waiting
 /// (`WouldBlock` if none; 0 at end of file). Descriptors sent along are
 /// discarded by the kernel. Retries on `EINTR`.
 pub(crate) fn recv_nonblock(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: `buf` is writable for `buf.len()` bytes.
-        let r = cvt_len(unsafe {
-            libc::recv(
-                fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        });
-        match r {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => return r,
-        }
-    }
+    let (ptr, len) = (buf.as_mut_ptr().cast(), buf.len());
+    // SAFETY: `buf` is writable for `buf.len()` bytes.
+    let n = cvt_retry(|| unsafe { libc::recv(fd.as_raw_fd(), ptr, len, libc::MSG_DONTWAIT) })?;
+    Ok(n as usize)
 }
 
 /// A deadline `d` from now, saturating instead of overflowing.

@@ -3,11 +3,9 @@
 //! crate's own POSIX calls (Linux and macOS alike), `linux.rs` the
 //! Linux-only ones and `unsupported.rs` their stand-ins elsewhere.
 
-use std::io;
-use std::os::fd::OwnedFd;
-
 pub(crate) use mproc_shm::sys::{
     default_signal, exit_now, getpid, ignore_signal, random, set_cloexec, set_nonblocking,
+    socketpair, socketpair_with,
 };
 
 mod posix;
@@ -17,16 +15,6 @@ pub(crate) use posix::*;
 #[cfg_attr(not(target_os = "linux"), path = "unsupported.rs")]
 mod platform;
 pub(crate) use platform::*;
-
-/// A connected pair of close-on-exec Unix stream sockets.
-pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    mproc_shm::sys::socketpair(libc::SOCK_STREAM, false)
-}
-
-/// A connected pair of close-on-exec, non-blocking Unix stream sockets.
-pub(crate) fn socketpair_nonblocking() -> io::Result<(OwnedFd, OwnedFd)> {
-    mproc_shm::sys::socketpair(libc::SOCK_STREAM, true)
-}
 
 /// The number of CPUs in this process's affinity mask; `None` where it
 /// cannot be read.

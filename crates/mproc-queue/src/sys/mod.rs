@@ -18,5 +18,5 @@ pub(crate) use std::thread::yield_now;
 /// channel that carries descriptors of large messages. Message boundaries are
 /// kept, so every send is received as one record.
 pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    mproc_shm::sys::socketpair(libc::SOCK_SEQPACKET, true)
+    mproc_shm::sys::socketpair_with(libc::SOCK_SEQPACKET, true)
 }

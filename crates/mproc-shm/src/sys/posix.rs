@@ -63,7 +63,10 @@ pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
 }
 
 /// Returns the size of a file (`fstat`).
-pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
+///
+/// # Errors
+/// The OS error of `fstat`; `InvalidData` for a negative size.
+pub fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `fd` is valid and `st` points to writable memory of the right size.
     cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
@@ -88,7 +91,10 @@ pub fn file_identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
 }
 
 /// Maps `len` bytes of `fd` shared and read-write.
-pub(crate) fn mmap_shared(fd: BorrowedFd<'_>, len: usize) -> io::Result<*mut u8> {
+///
+/// # Errors
+/// The OS error of `mmap`.
+pub fn mmap_shared(fd: BorrowedFd<'_>, len: usize) -> io::Result<*mut u8> {
     // SAFETY: a fresh mapping chosen by the kernel (addr = NULL) aliases no Rust
     // object; `fd` is valid for the call.
     let p = unsafe {
@@ -112,7 +118,7 @@ pub(crate) fn mmap_shared(fd: BorrowedFd<'_>, len: usize) -> io::Result<*mut u8>
 /// # Safety
 /// `ptr`/`len` must be exactly a live mapping returned by [`mmap_shared`], and
 /// no reference into it may be used afterwards.
-pub(crate) unsafe fn munmap(ptr: *mut u8, len: usize) {
+pub unsafe fn munmap(ptr: *mut u8, len: usize) {
     // SAFETY: guaranteed by the caller.
     let r = unsafe { libc::munmap(ptr.cast(), len) };
     debug_assert_eq!(r, 0, "munmap failed");
@@ -295,6 +301,15 @@ pub(crate) unsafe fn recv_with_fds_raw(
     Ok(n as usize)
 }
 
+/// A connected pair of close-on-exec, blocking Unix stream sockets (see
+/// [`socketpair_with`]).
+///
+/// # Errors
+/// The OS error of `socketpair` or `fcntl`.
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    socketpair_with(libc::SOCK_STREAM, false)
+}
+
 /// A connected pair of close-on-exec Unix sockets of type `ty`
 /// (`SOCK_STREAM`, or `SOCK_SEQPACKET`: each `send` arrives as one whole
 /// record), non-blocking if asked. `recv` returns 0 once every descriptor of
@@ -302,7 +317,7 @@ pub(crate) unsafe fn recv_with_fds_raw(
 ///
 /// # Errors
 /// The OS error of `socketpair` or `fcntl`.
-pub fn socketpair(ty: libc::c_int, nonblocking: bool) -> io::Result<(OwnedFd, OwnedFd)> {
+pub fn socketpair_with(ty: libc::c_int, nonblocking: bool) -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     let nonblock = if nonblocking { SOCK_NONBLOCK } else { 0 };
     let ty = ty | SOCK_CLOEXEC | nonblock;
