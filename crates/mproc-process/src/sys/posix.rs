@@ -308,30 +308,41 @@ pub(crate) fn spawn_self(opts: &SpawnSelf<'_>) -> io::Result<RawPid> {
     let mut envp: Vec<*mut libc::c_char> = opts.env.iter().map(|e| e.as_ptr().cast_mut()).collect();
     envp.push(ptr::null_mut());
 
-    let mut actions = FileActions::new()?;
+    // SAFETY: init and destroy functions of the same type.
+    let mut actions = unsafe {
+        SpawnObject::new(
+            libc::posix_spawn_file_actions_init,
+            libc::posix_spawn_file_actions_destroy,
+        )
+    }?;
     let keep = opts.keep.as_raw_fd();
     // SAFETY: `actions` is initialised; dup2 of a descriptor onto itself
     // clears FD_CLOEXEC in the child (POSIX 2017, glibc >= 2.29).
-    check(unsafe { libc::posix_spawn_file_actions_adddup2(&mut actions.0, keep, keep) })?;
+    check(unsafe { libc::posix_spawn_file_actions_adddup2(&mut actions.value, keep, keep) })?;
     // SAFETY: `actions` is initialised and the path is NUL-terminated.
     check(unsafe {
         libc::posix_spawn_file_actions_addopen(
-            &mut actions.0,
+            &mut actions.value,
             0,
             c"/dev/null".as_ptr(),
             libc::O_RDONLY,
             0,
         )
     })?;
-    let mut attr = SpawnAttr::new()?;
+    // SAFETY: init and destroy functions of the same type.
+    let mut attr =
+        unsafe { SpawnObject::new(libc::posix_spawnattr_init, libc::posix_spawnattr_destroy) }?;
     let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: `empty` is writable; sigemptyset initialises it.
     unsafe { libc::sigemptyset(empty.as_mut_ptr()) };
     // SAFETY: `attr` is initialised; `empty` was initialised above.
-    check(unsafe { libc::posix_spawnattr_setsigmask(&mut attr.0, empty.as_ptr()) })?;
+    check(unsafe { libc::posix_spawnattr_setsigmask(&mut attr.value, empty.as_ptr()) })?;
     // SAFETY: `attr` is initialised.
     check(unsafe {
-        libc::posix_spawnattr_setflags(&mut attr.0, libc::POSIX_SPAWN_SETSIGMASK as libc::c_short)
+        libc::posix_spawnattr_setflags(
+            &mut attr.value,
+            libc::POSIX_SPAWN_SETSIGMASK as libc::c_short,
+        )
     })?;
 
     let mut pid: libc::pid_t = 0;
@@ -342,8 +353,8 @@ pub(crate) fn spawn_self(opts: &SpawnSelf<'_>) -> io::Result<RawPid> {
         libc::posix_spawn(
             &mut pid,
             exe.as_ptr(),
-            &actions.0,
-            &attr.0,
+            &actions.value,
+            &attr.value,
             argv.as_ptr(),
             envp.as_ptr(),
         )
@@ -359,41 +370,36 @@ fn check(r: libc::c_int) -> io::Result<()> {
     }
 }
 
-struct FileActions(libc::posix_spawn_file_actions_t);
+/// A `posix_spawn` attributes or file-actions object, destroyed on drop.
+struct SpawnObject<T> {
+    value: T,
+    destroy: unsafe extern "C" fn(*mut T) -> libc::c_int,
+}
 
-impl FileActions {
-    fn new() -> io::Result<Self> {
-        let mut a = MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
-        // SAFETY: `a` is writable; init initialises it.
-        check(unsafe { libc::posix_spawn_file_actions_init(a.as_mut_ptr()) })?;
+impl<T> SpawnObject<T> {
+    /// Initialises a `T` with `init`; `destroy` runs on drop.
+    ///
+    /// # Safety
+    /// `init` must fully initialise a `T` when it returns 0, and `destroy`
+    /// must be its matching destroy function.
+    unsafe fn new(
+        init: unsafe extern "C" fn(*mut T) -> libc::c_int,
+        destroy: unsafe extern "C" fn(*mut T) -> libc::c_int,
+    ) -> io::Result<Self> {
+        let mut a = MaybeUninit::<T>::uninit();
+        // SAFETY: `a` is writable; `init` initialises it (this fn's contract).
+        check(unsafe { init(a.as_mut_ptr()) })?;
         // SAFETY: initialised just above.
-        Ok(Self(unsafe { a.assume_init() }))
+        let value = unsafe { a.assume_init() };
+        Ok(Self { value, destroy })
     }
 }
 
-impl Drop for FileActions {
+impl<T> Drop for SpawnObject<T> {
     fn drop(&mut self) {
-        // SAFETY: the actions were initialised in `new` and are destroyed once.
-        unsafe { libc::posix_spawn_file_actions_destroy(&mut self.0) };
-    }
-}
-
-struct SpawnAttr(libc::posix_spawnattr_t);
-
-impl SpawnAttr {
-    fn new() -> io::Result<Self> {
-        let mut a = MaybeUninit::<libc::posix_spawnattr_t>::uninit();
-        // SAFETY: `a` is writable; init initialises it.
-        check(unsafe { libc::posix_spawnattr_init(a.as_mut_ptr()) })?;
-        // SAFETY: initialised just above.
-        Ok(Self(unsafe { a.assume_init() }))
-    }
-}
-
-impl Drop for SpawnAttr {
-    fn drop(&mut self) {
-        // SAFETY: the attributes were initialised in `new` and are destroyed once.
-        unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
+        // SAFETY: `value` was initialised in `new` and is destroyed once, by
+        // its matching function.
+        unsafe { (self.destroy)(&mut self.value) };
     }
 }
 
