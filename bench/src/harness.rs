@@ -13,10 +13,12 @@
 use std::error::Error;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// The error type scenarios return.
 pub(crate) type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -201,33 +203,27 @@ impl Ctx {
             None => cmd.env_remove(ENV_CPU),
         };
         let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
-        // SAFETY: the closure runs in the forked child before exec and calls only
-        // fcntl and dup2, which are async-signal-safe; it allocates nothing
-        // (`raw` was built before the fork and is only read).
-        unsafe {
-            cmd.pre_exec(move || {
-                let mut tmp = [0i32; 64];
-                if raw.len() > tmp.len() {
-                    return Err(io::ErrorKind::InvalidInput.into());
-                }
-                for (i, &fd) in raw.iter().enumerate() {
-                    let t = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 1000);
-                    if t < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    tmp[i] = t;
-                }
-                for (i, &t) in tmp[..raw.len()].iter().enumerate() {
-                    if libc::dup2(t, FIRST_FD + i as i32) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
+        mproc_testkit::pass_fds(&mut cmd, &raw, FIRST_FD);
         let child = cmd.spawn()?;
         Ok(RoleChild { child: Some(child) })
     }
+}
+
+impl Ctx {
+    /// Starts `role` with `v` (which may hold mproc handles) handed over: its
+    /// bytes as the argument (hex), its descriptors placed in the child. The
+    /// child gets it back with [`unpack`].
+    pub(crate) fn spawn_with<T: Serialize>(&self, role: &str, v: &T) -> BenchResult<RoleChild> {
+        let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(v)?;
+        let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+        self.spawn(role, &mproc_testkit::hex(&bytes), &borrowed)
+    }
+}
+
+/// In a role child started by [`Ctx::spawn_with`]: the value handed over.
+pub(crate) fn unpack<T: DeserializeOwned>(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<T> {
+    let bytes = mproc_testkit::try_unhex(arg).ok_or("bad role argument")?;
+    Ok(mproc_shm::handle::from_bytes_with_fds(&bytes, fds)?)
 }
 
 /// A running role child; killed and reaped if dropped before [`RoleChild::wait`].
@@ -289,7 +285,7 @@ pub(crate) fn allowed_cpus() -> usize {
 pub(crate) fn run_role_if_child(roles: &[Role]) -> Option<i32> {
     let name = std::env::var(ENV_ROLE).ok()?;
     let arg = std::env::var(ENV_ARG).unwrap_or_default();
-    let nfds: i32 = std::env::var(ENV_NFDS)
+    let nfds: usize = std::env::var(ENV_NFDS)
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
@@ -301,9 +297,7 @@ pub(crate) fn run_role_if_child(roles: &[Role]) -> Option<i32> {
     }
     // SAFETY: the parent's pre_exec placed exactly `nfds` open descriptors at
     // FIRST_FD.. for this process, and nothing else in it owns them.
-    let fds = (0..nfds)
-        .map(|i| unsafe { OwnedFd::from_raw_fd(FIRST_FD + i) })
-        .collect();
+    let fds = unsafe { mproc_testkit::take_passed_fds(FIRST_FD, nfds) };
     let Some(role) = roles.iter().find(|r| r.name == name) else {
         eprintln!("mproc-bench child: unknown role {name:?}");
         return Some(2);

@@ -4,7 +4,9 @@
 //! (`mproc-shm`) can use it without a dependency cycle.
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
+use std::io::{self, BufRead, BufReader};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -235,6 +237,120 @@ pub fn descendants(pid: i32) -> Vec<i32> {
     out
 }
 
+/// Makes the child `cmd` starts find `fds` as its descriptors `first`,
+/// `first + 1`, … (inherited: close-on-exec cleared), whatever numbers they
+/// have here — even numbers that overlap that range.
+///
+/// At most 64 descriptors; more make the spawn fail with `InvalidInput`.
+pub fn pass_fds(cmd: &mut Command, fds: &[RawFd], first: RawFd) {
+    let raw = fds.to_vec();
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // fcntl and dup2, which are async-signal-safe; it allocates nothing (`raw`
+    // was built before the fork and is only read).
+    unsafe {
+        cmd.pre_exec(move || {
+            // First out of the way (above any target number), then into place,
+            // so that a descriptor already sitting on a target is not lost.
+            let mut tmp = [0 as RawFd; 64];
+            if raw.len() > tmp.len() {
+                return Err(io::ErrorKind::InvalidInput.into());
+            }
+            for (i, &fd) in raw.iter().enumerate() {
+                let t = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, first + 64);
+                if t < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                tmp[i] = t;
+            }
+            for (i, &t) in tmp[..raw.len()].iter().enumerate() {
+                // dup2 clears close-on-exec on the new descriptor.
+                if libc::dup2(t, first + i as RawFd) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Makes the child `cmd` starts die with SIGKILL when the thread that
+/// started it ends (Linux's `PR_SET_PDEATHSIG`), so a test killed midway
+/// leaves no child behind.
+pub fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and makes one
+    // async-signal-safe system call (prctl) with constant arguments.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+/// In a child started with [`pass_fds`]: takes ownership of the `n`
+/// descriptors from `first` on.
+///
+/// # Safety
+/// The parent passed exactly `n` descriptors from `first` on, and nothing
+/// else in this process owns them.
+pub unsafe fn take_passed_fds(first: RawFd, n: usize) -> Vec<OwnedFd> {
+    (0..n)
+        // SAFETY: guaranteed by the caller.
+        .map(|i| unsafe { OwnedFd::from_raw_fd(first + i as RawFd) })
+        .collect()
+}
+
+/// Bytes as lower-case hex (for passing a message in the environment).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of a [`hex`] string.
+///
+/// # Panics
+/// If `s` is not hex of even length.
+pub fn unhex(s: &str) -> Vec<u8> {
+    try_unhex(s).expect("hex of even length")
+}
+
+/// The bytes of a [`hex`] string; `None` if `s` is not hex of even length.
+pub fn try_unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The names of `/dev/shm` entries that start with `prefix`, sorted.
+pub fn shm_entries(prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Whether a process with this pid exists and is not a zombie.
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            // The state follows the parenthesised command name.
+            let state = s
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next());
+            !matches!(state, Some('Z' | 'X') | None)
+        }
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +372,13 @@ mod tests {
         watchdog(Duration::from_millis(20), || {
             thread::sleep(Duration::from_secs(2))
         });
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        assert_eq!(hex(&[0, 0xab, 0x7f]), "00ab7f");
+        assert_eq!(unhex("00ab7f"), vec![0, 0xab, 0x7f]);
+        assert_eq!(try_unhex("0"), None);
+        assert_eq!(try_unhex("zz"), None);
     }
 }

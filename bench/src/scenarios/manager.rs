@@ -1,11 +1,11 @@
 //! Benchmark scenarios of mproc-manager: dict set+get throughput from a
 //! child process, and the cost of starting and shutting down a manager.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Instant;
 
+use crate::harness::unpack;
 use mproc_manager::{Dict, Manager, Value};
-use mproc_shm::handle::{from_bytes_with_fds, to_bytes_with_fds};
 
 use crate::harness::{BenchResult, Ctx, Measurement, Role, Scenario, median};
 
@@ -41,10 +41,7 @@ type Args = (Dict<u64, u64>, Value<f64>);
 
 /// The client child: N set+get pairs, then stores its elapsed seconds.
 fn role_dict_client(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
-    let bytes: Result<Vec<u8>, _> = (0..arg.len() / 2)
-        .map(|i| u8::from_str_radix(arg.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
-        .collect();
-    let (d, out): Args = from_bytes_with_fds(&bytes?, fds)?;
+    let (d, out): Args = unpack(arg, fds)?;
     // Warm up: connect, and the first key.
     d.insert(&0, &0)?;
     let t0 = Instant::now();
@@ -63,10 +60,7 @@ fn manager_dict(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let m = Manager::start()?;
     let d = m.dict::<u64, u64>()?;
     let out = m.value(0f64)?;
-    let (bytes, fds) = to_bytes_with_fds(&(d.clone(), out.clone()))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-    let child = ctx.spawn("manager_dict_client", &hex, &borrowed)?;
+    let child = ctx.spawn_with("manager_dict_client", &(d.clone(), out.clone()))?;
     child.wait()?;
     let secs = out.get()?;
     if secs <= 0.0 {

@@ -1,11 +1,11 @@
 //! Benchmark scenarios of mproc-pipe: round-trip latency of small messages
 //! and bandwidth of 1 MiB messages, over the socket and through shared memory.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Instant;
 
+use crate::harness::unpack;
 use mproc_pipe::{Connection, RecvError, Wire, pipe};
-use mproc_shm::handle::{from_bytes_with_fds, to_bytes_with_fds};
 
 use crate::harness::{BenchResult, Ctx, Measurement, Role, RoleChild, Scenario};
 
@@ -45,17 +45,11 @@ fn quick() -> bool {
 
 /// Starts `role` with `conn` handed over as an mproc handle.
 fn spawn_with(ctx: &Ctx, role: &str, conn: &Connection) -> BenchResult<RoleChild> {
-    let (bytes, fds) = to_bytes_with_fds(conn)?;
-    let arg: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-    ctx.spawn(role, &arg, &borrowed)
+    ctx.spawn_with(role, conn)
 }
 
 fn adopt(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<Connection> {
-    let bytes: Result<Vec<u8>, _> = (0..arg.len() / 2)
-        .map(|i| u8::from_str_radix(arg.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
-        .collect();
-    Ok(from_bytes_with_fds(&bytes?, fds)?)
+    unpack(arg, fds)
 }
 
 fn role_echo(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {

@@ -2,13 +2,12 @@
 //! producers/consumers (u64 and 4 KiB items) and the round-trip latency
 //! through two queues.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Instant;
 
+use crate::harness::unpack;
 use mproc_queue::{Bytes, Pod, Queue};
-use mproc_shm::handle::{from_bytes_with_fds, to_bytes_with_fds};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::harness::{BenchResult, Ctx, Measurement, Role, RoleChild, Scenario};
 
@@ -69,27 +68,10 @@ pub(crate) fn roles() -> Vec<Role> {
     ]
 }
 
-/// Serializes mproc handles for a role child: the argument string (a count,
-/// a colon, then the hex of the postcard bytes) and the descriptors.
-fn pack<T: Serialize>(n: u64, v: &T) -> BenchResult<(String, Vec<OwnedFd>)> {
-    let (bytes, fds) = to_bytes_with_fds(v)?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok((format!("{n}:{hex}"), fds))
-}
-
-/// The inverse of [`pack`], in the child.
-fn unpack<T: DeserializeOwned>(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<(u64, T)> {
-    let (n, hex) = arg.split_once(':').ok_or("bad role argument")?;
-    let bytes: Result<Vec<u8>, _> = (0..hex.len() / 2)
-        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
-        .collect();
-    Ok((n.parse()?, from_bytes_with_fds(&bytes?, fds)?))
-}
-
+/// Starts `role` with a count `n` and the handles `v`; the child gets them
+/// back with `unpack::<(u64, T)>`.
 fn spawn_with<T: Serialize>(ctx: &Ctx, role: &str, n: u64, v: &T) -> BenchResult<RoleChild> {
-    let (arg, fds) = pack(n, v)?;
-    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-    ctx.spawn(role, &arg, &borrowed)
+    ctx.spawn_with(role, &(n, v))
 }
 
 /// Producer child: waits for a start token on the second queue, then puts

@@ -2,14 +2,12 @@
 //! Value, bulk Array and RawArray copies and a child scanning a large Array.
 
 use std::hint::black_box;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use mproc_shm::handle::{from_bytes_with_fds, to_bytes_with_fds};
+use crate::harness::unpack;
 use mproc_shm::{Array, RawArray, SharedAtomicU64, Value};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::harness::{BenchResult, Ctx, Measurement, Role, Scenario, copy_bandwidth, timed};
 
@@ -56,31 +54,6 @@ pub(crate) fn roles() -> Vec<Role> {
             run: role_array_sum,
         },
     ]
-}
-
-/// Serializes mproc handles for a role child: the argument string (hex of
-/// the postcard bytes) and the descriptors to hand over.
-fn pack<T: Serialize>(v: &T) -> BenchResult<(String, Vec<OwnedFd>)> {
-    let (bytes, fds) = to_bytes_with_fds(v)?;
-    Ok((bytes.iter().map(|b| format!("{b:02x}")).collect(), fds))
-}
-
-/// The inverse of [`pack`], in the child.
-fn unpack<T: DeserializeOwned>(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<T> {
-    let bytes: Result<Vec<u8>, _> = (0..arg.len() / 2)
-        .map(|i| u8::from_str_radix(arg.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
-        .collect();
-    Ok(from_bytes_with_fds(&bytes?, fds)?)
-}
-
-fn spawn_with<T: Serialize>(
-    ctx: &Ctx,
-    role: &str,
-    v: &T,
-) -> BenchResult<crate::harness::RoleChild> {
-    let (arg, fds) = pack(v)?;
-    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-    ctx.spawn(role, &arg, &borrowed)
 }
 
 /// Waits (spinning, then yielding) until `a` reaches `n`, or fails after `limit`.
@@ -161,7 +134,7 @@ fn role_locked_incr(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
 fn value_locked_2proc(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let v: Counter = Value::new([0; 4])?;
     let sync = SharedAtomicU64::new(0)?;
-    let child = spawn_with(ctx, "shm_locked_incr", &(&v, &sync))?;
+    let child = ctx.spawn_with("shm_locked_incr", &(&v, &sync))?;
     await_count(&sync, 1, Duration::from_secs(30))?;
     let t0 = Instant::now();
     // Release: "go"; the child waits for it with Acquire.
@@ -254,7 +227,7 @@ fn array_sum_10m(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
         }
     });
     let result = Array::<u64>::new(4)?;
-    spawn_with(ctx, "shm_array_sum", &(&a, &result))?.wait()?;
+    ctx.spawn_with("shm_array_sum", &(&a, &result))?.wait()?;
     let r = result.to_vec();
     if r[3] != 1 {
         return Err("child reported nothing".into());

@@ -2,17 +2,15 @@
 //! two processes, and a ping-pong through two Events.
 
 use std::hint::black_box;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::harness::unpack;
 use mproc_shm::Segment;
-use mproc_shm::handle::{from_bytes_with_fds, to_bytes_with_fds};
 use mproc_sync::{Event, Lock};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use crate::harness::{BenchResult, Ctx, Measurement, Role, RoleChild, Scenario, timed};
+use crate::harness::{BenchResult, Ctx, Measurement, Role, Scenario, timed};
 
 /// The scenarios of this crate.
 pub(crate) fn scenarios() -> Vec<Scenario> {
@@ -47,24 +45,6 @@ pub(crate) fn roles() -> Vec<Role> {
             run: role_event_pong,
         },
     ]
-}
-
-fn pack<T: Serialize>(v: &T) -> BenchResult<(String, Vec<OwnedFd>)> {
-    let (bytes, fds) = to_bytes_with_fds(v)?;
-    Ok((bytes.iter().map(|b| format!("{b:02x}")).collect(), fds))
-}
-
-fn unpack<T: DeserializeOwned>(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<T> {
-    let bytes: Result<Vec<u8>, _> = (0..arg.len() / 2)
-        .map(|i| u8::from_str_radix(arg.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
-        .collect();
-    Ok(from_bytes_with_fds(&bytes?, fds)?)
-}
-
-fn spawn_with<T: Serialize>(ctx: &Ctx, role: &str, v: &T) -> BenchResult<RoleChild> {
-    let (arg, fds) = pack(v)?;
-    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-    ctx.spawn(role, &arg, &borrowed)
 }
 
 /// A few shared counters: [ops, last owner, owner changes, ready/done].
@@ -153,7 +133,7 @@ fn role_lock_hammer(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
 fn lock_contended_2proc(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let lock = Lock::new()?;
     let cells = Cells::new()?;
-    let child = spawn_with(ctx, "sync_lock_hammer", &(&lock, &cells.0))?;
+    let child = ctx.spawn_with("sync_lock_hammer", &(&lock, &cells.0))?;
     cells.await_at_least(3, 1, Duration::from_secs(30))?;
     let t0 = Instant::now();
     // Release: "go".
@@ -197,7 +177,7 @@ fn event_pingpong(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let warm = n / 10;
     let ping = Event::new()?;
     let pong = Event::new()?;
-    let child = spawn_with(ctx, "sync_event_pong", &(&ping, &pong, n + warm))?;
+    let child = ctx.spawn_with("sync_event_pong", &(&ping, &pong, n + warm))?;
     let round = || -> BenchResult<()> {
         ping.set();
         // An untimed wait, as in the CPython counterpart (a timed futex wait

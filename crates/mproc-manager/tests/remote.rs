@@ -15,16 +15,7 @@ const ROLE: &str = "MPROC_MANAGER_TEST_ROLE";
 const ADDR: &str = "MPROC_MANAGER_TEST_ADDR";
 const KEY: &str = "MPROC_MANAGER_TEST_KEY";
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
+use mproc_testkit::{hex, unhex};
 
 /// Runs this test binary as the unrelated process, with `role`.
 fn run_role(role: &str, addr: &Address, key: &[u8]) -> std::process::ExitStatus {

@@ -41,7 +41,7 @@ struct Ctl {
 unsafe impl SharedSync for Ctl {}
 
 const LAYOUT: Layout = Layout {
-    kind: 0x0401,
+    kind: mproc_shm::kind::PIPE_ARENA,
     fingerprint: fingerprint_of::<Ctl>("mproc-pipe arena v2"),
 };
 /// Where the ring's bytes start: page-aligned, after header and control block.

@@ -13,7 +13,7 @@ use std::io;
 use mproc_shm::{Acquired, HEADER_SIZE, Layout, RawMutex, Segment, fingerprint_of};
 
 const LAYOUT: Layout = Layout {
-    kind: 0x0402,
+    kind: mproc_shm::kind::PIPE_WRITE_LOCK,
     fingerprint: fingerprint_of::<RawMutex>("mproc-pipe write lock v1"),
 };
 

@@ -6,8 +6,8 @@
 
 mod common;
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
@@ -62,31 +62,12 @@ impl Drop for Kid {
 fn spawn(role: &str, conn: &Connection) -> Kid {
     let (bytes, fds) = to_bytes_with_fds(conn).unwrap();
     assert_eq!(fds.len(), if conn.writable() { 2 } else { 1 });
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let raws: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let mut cmd = mproc_testkit::test_command(role);
     cmd.env(ROLE, role)
-        .env(HANDLE, hex)
+        .env(HANDLE, mproc_testkit::hex(&bytes))
         .env(NFDS, fds.len().to_string());
-    // SAFETY: runs in the forked child before exec; only fcntl and dup2, which
-    // are async-signal-safe, and no allocation (`raws` was built before).
-    unsafe {
-        cmd.pre_exec(move || {
-            let mut high = [0; 8];
-            for (h, &raw) in high.iter_mut().zip(&raws) {
-                *h = libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 100);
-                if *h < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            for (i, &h) in high.iter().take(raws.len()).enumerate() {
-                if libc::dup2(h, 3 + i as i32) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    mproc_testkit::pass_fds(&mut cmd, &raws, 3);
     let child = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();
     drop(fds);
     Kid(Some(child))
@@ -98,15 +79,10 @@ fn inherited(role: &str) -> Option<Connection> {
         return None;
     }
     let hex = std::env::var(HANDLE).unwrap();
-    let bytes: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect();
-    let n: i32 = std::env::var(NFDS).unwrap().parse().unwrap();
+    let bytes = mproc_testkit::unhex(&hex);
+    let n: usize = std::env::var(NFDS).unwrap().parse().unwrap();
     // SAFETY: the parent placed exactly these descriptors at 3.. for us.
-    let fds = (3..3 + n)
-        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
-        .collect();
+    let fds = unsafe { mproc_testkit::take_passed_fds(3, n) };
     Some(from_bytes_with_fds(&bytes, fds).unwrap())
 }
 

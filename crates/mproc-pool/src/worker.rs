@@ -65,7 +65,7 @@ pub(crate) const NOT_STARTED: u64 = u64::MAX;
 pub(crate) const FINISHED: u64 = u64::MAX - 1;
 
 pub(crate) const PROGRESS_LAYOUT: Layout = Layout {
-    kind: 0x0601,
+    kind: mproc_shm::kind::POOL_PROGRESS,
     fingerprint: fingerprint_of::<Progress>("mproc-pool progress v4"),
 };
 

@@ -13,14 +13,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use mproc_shm::{RawMutex, SharedSync};
 
-/// Layout kind of a [`Queue`](crate::Queue) segment.
-pub(crate) const KIND_QUEUE: u32 = 0x0301;
-/// Layout kind of a [`SimpleQueue`](crate::SimpleQueue) segment.
-pub(crate) const KIND_SIMPLE: u32 = 0x0302;
-/// Layout kind of a [`JoinableQueue`](crate::JoinableQueue) segment.
-pub(crate) const KIND_JOINABLE: u32 = 0x0303;
-/// Layout kind of the dedicated segment of a message too large for the ring.
-pub(crate) const KIND_LARGE: u32 = 0x0304;
+// Layout kinds, from the workspace's registry.
+pub(crate) use mproc_shm::kind::{
+    JOINABLE_QUEUE as KIND_JOINABLE, LARGE_MESSAGE as KIND_LARGE, QUEUE as KIND_QUEUE,
+    SIMPLE_QUEUE as KIND_SIMPLE,
+};
 
 /// Where the control block starts.
 pub(crate) const CTL_OFFSET: usize = mproc_shm::HEADER_SIZE;

@@ -10,8 +10,8 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,17 +80,6 @@ fn temp_dir(tag: &str) -> TempDir {
     TempDir(d)
 }
 
-fn to_hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn from_hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 /// A child process that is killed and reaped when dropped, so a failing
 /// test leaves no process behind.
 struct Kid(Child);
@@ -133,30 +122,13 @@ fn spawn_with<H: Serialize>(role: &str, handle: &H, env: &[(&str, String)], stdo
         "--test-threads=1",
     ])
     .env(ROLE, role)
-    .env(HANDLE, to_hex(&bytes))
+    .env(HANDLE, mproc_testkit::hex(&bytes))
     .env(NFDS, raw.len().to_string())
     .stdout(stdout);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    // SAFETY: the closure only calls fcntl and dup2, which are
-    // async-signal-safe, on descriptors that stay open until spawn returns.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Move every descriptor above the target range first, so a source
-            // already numbered inside it is not clobbered.
-            for (i, &fd) in raw.iter().enumerate() {
-                let tmp = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 300 + i as RawFd);
-                if tmp < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::dup2(tmp, FD_BASE + i as RawFd) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    mproc_testkit::pass_fds(&mut cmd, &raw, FD_BASE);
     let child = cmd.spawn().unwrap();
     drop(fds);
     Kid(child)
@@ -169,13 +141,11 @@ fn spawn_piped<H: Serialize>(role: &str, handle: &H, env: &[(&str, String)]) -> 
 
 /// In a child: the handle the parent gave.
 fn take_handle<H: serde::de::DeserializeOwned>() -> H {
-    let bytes = from_hex(&std::env::var(HANDLE).unwrap());
-    let n: i32 = std::env::var(NFDS).unwrap().parse().unwrap();
-    let fds: Vec<OwnedFd> = (0..n)
-        // SAFETY: the parent placed `n` descriptors at FD_BASE.. for us, and
-        // nothing else in this process owns them.
-        .map(|i| unsafe { mproc_shm::handle::adopt_raw_fd(FD_BASE + i) })
-        .collect();
+    let bytes = mproc_testkit::unhex(&std::env::var(HANDLE).unwrap());
+    let n: usize = std::env::var(NFDS).unwrap().parse().unwrap();
+    // SAFETY: the parent placed `n` descriptors at FD_BASE.. for us, and
+    // nothing else in this process owns them.
+    let fds = unsafe { mproc_testkit::take_passed_fds(FD_BASE, n) };
     mproc_shm::handle::from_bytes_with_fds(&bytes, fds).unwrap()
 }
 
@@ -789,11 +759,13 @@ fn a_consumer_that_cannot_hold_a_large_item_leaves_it_queued() {
 
 #[test]
 fn child_puts_100_mib_and_parent_joins_before_getting() {
-    watchdog(Duration::from_secs(120), || {
+    // Generous hang guards: a debug build on a loaded 2-CPU machine took
+    // over 60 s to fill and write 100 MiB.
+    watchdog(Duration::from_secs(300), || {
         let q: Queue<Vec<u8>> = Queue::new(0).unwrap();
         let mut child = spawn("bigput", &q, &[]);
         // Join first: the child must be able to exit with its item unread.
-        let st = wait_until(&mut child, Instant::now() + Duration::from_secs(60));
+        let st = wait_until(&mut child, Instant::now() + Duration::from_secs(240));
         assert!(st.success(), "child failed: {st:?}");
         assert_eq!(q.qsize(), 1);
         let v = q.get().unwrap();

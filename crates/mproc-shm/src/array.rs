@@ -3,17 +3,15 @@
 //! and `RawArray`.
 
 use std::fmt;
-use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{LockError, LockTimeoutError, RangeError, SegmentError, TryLockError};
-use crate::region::{Init, KIND_ARRAY, KIND_RAW_ARRAY, Region};
+use crate::lock_api::Guard;
+use crate::mutex::RawMutex;
+use crate::region::{Init, KIND_ARRAY, KIND_RAW_ARRAY, Region, region_handle};
 use crate::segment::Segment;
-use crate::value::{deadline_result, lock_result, try_lock_result};
 
 /// How many bytes [`Iter`] copies out per lock acquisition.
 const ITER_CHUNK_BYTES: usize = 16 * 1024;
@@ -61,14 +59,7 @@ pub struct Array<T> {
     region: Region<T>,
 }
 
-impl<T> Clone for Array<T> {
-    /// Another handle to the same shared memory in this process (no new mapping).
-    fn clone(&self) -> Self {
-        Self {
-            region: self.region.clone(),
-        }
-    }
-}
+region_handle!(Array, KIND_ARRAY, None, "an array");
 
 impl<T: Pod + Send> Array<T> {
     /// Creates an array of `len` zeros in a fresh anonymous segment.
@@ -100,26 +91,6 @@ impl<T: Pod + Send> Array<T> {
     pub fn create_named(name: &str, len: usize) -> Result<Self, SegmentError> {
         Ok(Self {
             region: Region::create_named(name, KIND_ARRAY, len, Init::Zeroed)?,
-        })
-    }
-
-    /// Opens an array made by [`Array::create_named`] (with the same `T`).
-    ///
-    /// # Errors
-    /// [`SegmentError::NotFound`], or [`SegmentError::Layout`] if the segment
-    /// holds something else.
-    pub fn open_named(name: &str) -> Result<Self, SegmentError> {
-        Self::from_segment(Segment::open_named(name)?)
-    }
-
-    /// Adopts a segment that holds an `Array<T>`, checking its header.
-    ///
-    /// # Errors
-    /// [`SegmentError::Layout`] for a foreign segment or another kind or type,
-    /// [`SegmentError::Truncated`] for a segment smaller than its header says.
-    pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: Region::open(seg, KIND_ARRAY, None)?,
         })
     }
 
@@ -213,8 +184,7 @@ impl<T: Pod + Send> Array<T> {
     /// [`LockError::OwnerDied`] (with the guard) if the previous holder died
     /// holding the lock.
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
-        let a = self.region.lock().lock();
-        lock_result(a, ArrayGuard::new(&self.region))
+        self.region.lock_all().lock()
     }
 
     /// Locks the array if the lock is free right now.
@@ -222,9 +192,7 @@ impl<T: Pod + Send> Array<T> {
     /// # Errors
     /// [`TryLockError::WouldBlock`] or [`TryLockError::OwnerDied`].
     pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
-        try_lock_result(self.region.lock().try_lock(), || {
-            ArrayGuard::new(&self.region)
-        })
+        self.region.lock_all().try_lock()
     }
 
     /// Locks the array, waiting at most `timeout`.
@@ -235,10 +203,7 @@ impl<T: Pod + Send> Array<T> {
         &self,
         timeout: Duration,
     ) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
-        match Instant::now().checked_add(timeout) {
-            Some(d) => self.lock_deadline(d),
-            None => self.lock().map_err(LockTimeoutError::from),
-        }
+        self.region.lock_all().lock_timeout(timeout)
     }
 
     /// Locks the array, waiting until `deadline` at most.
@@ -249,9 +214,7 @@ impl<T: Pod + Send> Array<T> {
         &self,
         deadline: Instant,
     ) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
-        deadline_result(self.region.lock().lock_deadline(deadline), || {
-            ArrayGuard::new(&self.region)
-        })
+        self.region.lock_all().lock_deadline(deadline)
     }
 
     /// Whether some process holds the lock right now (a snapshot).
@@ -283,22 +246,6 @@ impl<T: Pod + Send> Array<T> {
         self.region.segment()
     }
 
-    /// The segment's name, if it was created or opened by name.
-    pub fn name(&self) -> Option<&str> {
-        self.region.segment().name()
-    }
-
-    /// Another handle to the same array: the same as `clone`, kept for
-    /// code written before handles were `Clone`.
-    ///
-    /// # Errors
-    /// None today; the signature is kept for compatibility.
-    pub fn try_clone(&self) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: self.region.try_clone()?,
-        })
-    }
-
     fn lock_anyway(&self) -> ArrayGuard<'_, T> {
         self.lock().unwrap_or_else(LockError::into_inner)
     }
@@ -313,18 +260,6 @@ impl<T> fmt::Debug for Array<T> {
     }
 }
 
-impl<T> Serialize for Array<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.region.segment().serialize(s)
-    }
-}
-
-impl<'de, T: Pod + Send> Deserialize<'de> for Array<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Self::from_segment(Segment::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
-
 impl<'a, T: Pod + Send> IntoIterator for &'a Array<T> {
     type Item = T;
     type IntoIter = Iter<'a, T>;
@@ -336,65 +271,9 @@ impl<'a, T: Pod + Send> IntoIterator for &'a Array<T> {
 /// The lock of an [`Array`], held; dereferences to the elements as a slice.
 /// Unlocks on drop.
 ///
-/// A guard stays on the thread that locked:
-///
-/// ```compile_fail,E0277
-/// fn assert_send<T: Send>() {}
-/// assert_send::<mproc_shm::ArrayGuard<'static, f64>>();
-/// ```
-#[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct ArrayGuard<'a, T> {
-    region: &'a Region<T>,
-    /// The lock may record its owner thread: the guard stays on it.
-    _not_send: PhantomData<*const ()>,
-}
-
-impl<'a, T: Pod> ArrayGuard<'a, T> {
-    fn new(region: &'a Region<T>) -> Self {
-        Self {
-            region,
-            _not_send: PhantomData,
-        }
-    }
-}
-
-// SAFETY: sharing `&ArrayGuard` across threads only gives `&[T]`, which is
-// fine for `T: Sync` (as for std's MutexGuard).
-unsafe impl<T: Sync> Sync for ArrayGuard<'_, T> {}
-
-impl<T> Deref for ArrayGuard<'_, T> {
-    type Target = [T];
-    fn deref(&self) -> &[T] {
-        // SAFETY: the lock is held for the guard's lifetime (nobody else touches the
-        // elements); the pointer is aligned and valid for `len` elements (checked
-        // when the region was made or opened); T is Pod, so any bytes are valid.
-        unsafe { std::slice::from_raw_parts(self.region.data(), self.region.len()) }
-    }
-}
-
-impl<T> DerefMut for ArrayGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut [T] {
-        // SAFETY: as in `deref`; `&mut self` makes this the only reference
-        // derived from the guard.
-        unsafe { std::slice::from_raw_parts_mut(self.region.data(), self.region.len()) }
-    }
-}
-
-impl<T> Drop for ArrayGuard<'_, T> {
-    fn drop(&mut self) {
-        // SAFETY: the guard exists only while this thread holds the lock, and no
-        // reference derived from it outlives it.
-        unsafe { self.region.lock().unlock() };
-    }
-}
-
-impl<T> fmt::Debug for ArrayGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ArrayGuard")
-            .field("len", &self.region.len())
-            .finish_non_exhaustive()
-    }
-}
+/// It is the workspace's one [`Guard`](crate::Guard) type (see
+/// [`lock_api`](crate::lock_api)); it stays on the thread that locked.
+pub type ArrayGuard<'a, T> = Guard<'a, RawMutex, [T]>;
 
 /// An iterator over copies of the elements of an [`Array`] or [`RawArray`],
 /// made a chunk at a time (see [`Array::iter`]).
@@ -501,14 +380,7 @@ pub struct RawArray<T> {
     region: Region<T>,
 }
 
-impl<T> Clone for RawArray<T> {
-    /// Another handle to the same shared memory in this process (no new mapping).
-    fn clone(&self) -> Self {
-        Self {
-            region: self.region.clone(),
-        }
-    }
-}
+region_handle!(RawArray, KIND_RAW_ARRAY, None, "an array");
 
 impl<T: Pod + Send> RawArray<T> {
     /// Creates an array of `len` zeros in a fresh anonymous segment.
@@ -538,24 +410,6 @@ impl<T: Pod + Send> RawArray<T> {
     pub fn create_named(name: &str, len: usize) -> Result<Self, SegmentError> {
         Ok(Self {
             region: Region::create_named(name, KIND_RAW_ARRAY, len, Init::Zeroed)?,
-        })
-    }
-
-    /// Opens an array made by [`RawArray::create_named`].
-    ///
-    /// # Errors
-    /// As [`Array::open_named`].
-    pub fn open_named(name: &str) -> Result<Self, SegmentError> {
-        Self::from_segment(Segment::open_named(name)?)
-    }
-
-    /// Adopts a segment that holds a `RawArray<T>`, checking its header.
-    ///
-    /// # Errors
-    /// As [`Array::from_segment`].
-    pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: Region::open(seg, KIND_RAW_ARRAY, None)?,
         })
     }
 
@@ -625,21 +479,6 @@ impl<T: Pod + Send> RawArray<T> {
     pub fn segment(&self) -> &Segment {
         self.region.segment()
     }
-
-    /// The segment's name, if it has one.
-    pub fn name(&self) -> Option<&str> {
-        self.region.segment().name()
-    }
-
-    /// Another handle to the same array.
-    ///
-    /// # Errors
-    /// None today; the signature is kept for compatibility.
-    pub fn try_clone(&self) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: self.region.try_clone()?,
-        })
-    }
 }
 
 impl<T> fmt::Debug for RawArray<T> {
@@ -648,18 +487,6 @@ impl<T> fmt::Debug for RawArray<T> {
             .field("len", &self.region.len())
             .field("segment", self.region.segment())
             .finish_non_exhaustive()
-    }
-}
-
-impl<T> Serialize for RawArray<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.region.segment().serialize(s)
-    }
-}
-
-impl<'de, T: Pod + Send> Deserialize<'de> for RawArray<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Self::from_segment(Segment::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 

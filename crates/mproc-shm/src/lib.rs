@@ -87,7 +87,9 @@ mod copy;
 pub mod error;
 pub mod futex;
 pub mod handle;
+pub mod kind;
 mod layout;
+pub mod lock_api;
 pub mod mutex;
 mod region;
 mod segment;
@@ -111,6 +113,7 @@ pub use crate::error::{
 pub use crate::layout::{
     HEADER_SIZE, Header, LAYOUT_VERSION, Layout, MAGIC, SharedSync, fingerprint_of,
 };
+pub use crate::lock_api::{Guard, LockRef, RawLock};
 pub use crate::mutex::{Acquired, RawMutex};
 pub use crate::segment::{MAX_SEGMENT_SIZE, NAME_PREFIX, Segment, unlink_named};
 pub use crate::shared_memory::{PYTHON_NAME_PREFIX, SharedMemory};

@@ -17,19 +17,14 @@ use bytemuck::Pod;
 use crate::copy;
 use crate::error::{LayoutError, RangeError, SegmentError};
 use crate::layout::{HEADER_SIZE, Layout, fingerprint_of};
+use crate::lock_api::LockRef;
 use crate::mutex::RawMutex;
 use crate::segment::Segment;
 
-/// Kind of a locked [`Value`](crate::Value).
-pub(crate) const KIND_VALUE: u32 = 0x0101;
-/// Kind of a [`RawValue`](crate::RawValue).
-pub(crate) const KIND_RAW_VALUE: u32 = 0x0102;
-/// Kind of a locked [`Array`](crate::Array).
-pub(crate) const KIND_ARRAY: u32 = 0x0103;
-/// Kind of a [`RawArray`](crate::RawArray).
-pub(crate) const KIND_RAW_ARRAY: u32 = 0x0104;
-/// Kind of a [`SharedAtomic`](crate::SharedAtomic).
-pub(crate) const KIND_ATOMIC: u32 = 0x0105;
+pub(crate) use crate::kind::{
+    ARRAY as KIND_ARRAY, ATOMIC as KIND_ATOMIC, RAW_ARRAY as KIND_RAW_ARRAY,
+    RAW_VALUE as KIND_RAW_VALUE, VALUE as KIND_VALUE,
+};
 
 /// Where the lock word sits: right after the header, on its own line.
 pub(crate) const LOCK_OFFSET: usize = HEADER_SIZE;
@@ -141,6 +136,23 @@ impl<T> Region<T> {
         // LOCK_OFFSET (128, aligned) is inside the mapping; RawMutex is atomics only,
         // so sharing it with other processes is sound; the reference borrows `self`.
         unsafe { &*self.seg.as_ptr().add(LOCK_OFFSET).cast::<RawMutex>() }
+    }
+
+    /// The lock with the first element it protects (a `Value`).
+    pub(crate) fn lock_one(&self) -> LockRef<'_, RawMutex, T> {
+        // SAFETY: `data` is valid and aligned for `len >= 1` elements while
+        // `self` lives (checked when the region was made or opened); elements
+        // are Pod-checked by every constructor of a locked region, so any bytes
+        // form a valid T; every access to the elements of a locked region goes
+        // through its lock.
+        unsafe { LockRef::new(self.lock(), self.data) }
+    }
+
+    /// The lock with all the elements it protects (an `Array`).
+    pub(crate) fn lock_all(&self) -> LockRef<'_, RawMutex, [T]> {
+        let all = NonNull::slice_from_raw_parts(self.data, self.len);
+        // SAFETY: as in `lock_one`, for all `len` elements.
+        unsafe { LockRef::new(self.lock(), all) }
     }
 
     /// The underlying segment.
@@ -346,3 +358,80 @@ impl<T: Pod> Region<T> {
         Ok(())
     }
 }
+
+/// What every handle over a [`Region`] (`Value`, `RawValue`, `Array`,
+/// `RawArray`) has in the same form: `Clone` (another handle to the same
+/// mapping), `open_named`, `from_segment` (the header checked for the
+/// handle's kind, element type and, for values, length), `name`,
+/// `try_clone`, and serde as its segment (a descriptor in a handle message).
+///
+/// `$ty` is a struct with one field `region: Region<T>`; `$kind` its kind;
+/// `$len` the element count a segment must hold (`None`: any); `$what` how
+/// docs name one (`"a value"`).
+macro_rules! region_handle {
+    ($ty:ident, $kind:expr, $len:expr, $what:literal) => {
+        impl<T> Clone for $ty<T> {
+            /// Another handle to the same shared memory in this process (no new mapping).
+            fn clone(&self) -> Self {
+                Self {
+                    region: self.region.clone(),
+                }
+            }
+        }
+
+        impl<T: ::bytemuck::Pod + Send> $ty<T> {
+            #[doc = concat!("Opens ", $what, " made by [`", stringify!($ty), "::create_named`] (with the same `T`).")]
+            ///
+            /// # Errors
+            /// [`SegmentError::NotFound`](crate::SegmentError::NotFound), or
+            /// [`SegmentError::Layout`](crate::SegmentError::Layout) if the
+            /// segment holds something else.
+            pub fn open_named(name: &str) -> Result<Self, $crate::SegmentError> {
+                Self::from_segment($crate::Segment::open_named(name)?)
+            }
+
+            #[doc = concat!("Adopts a segment that holds a `", stringify!($ty), "<T>`, checking its header.")]
+            ///
+            /// # Errors
+            /// [`SegmentError::Layout`](crate::SegmentError::Layout) for a
+            /// foreign segment or another kind or type,
+            /// [`SegmentError::Truncated`](crate::SegmentError::Truncated) for a
+            /// segment smaller than its header says.
+            pub fn from_segment(seg: $crate::Segment) -> Result<Self, $crate::SegmentError> {
+                Ok(Self {
+                    region: $crate::region::Region::open(seg, $kind, $len)?,
+                })
+            }
+
+            /// The segment's name, if it was created or opened by name.
+            pub fn name(&self) -> Option<&str> {
+                self.region.segment().name()
+            }
+
+            /// Another handle to the same memory: the same as `clone`, kept
+            /// for code written before handles were `Clone`.
+            ///
+            /// # Errors
+            /// None today; the signature is kept for compatibility.
+            pub fn try_clone(&self) -> Result<Self, $crate::SegmentError> {
+                Ok(Self {
+                    region: self.region.try_clone()?,
+                })
+            }
+        }
+
+        impl<T> ::serde::Serialize for $ty<T> {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                ::serde::Serialize::serialize(self.region.segment(), s)
+            }
+        }
+
+        impl<'de, T: ::bytemuck::Pod + Send> ::serde::Deserialize<'de> for $ty<T> {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let seg = <$crate::Segment as ::serde::Deserialize>::deserialize(d)?;
+                Self::from_segment(seg).map_err(::serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use region_handle;

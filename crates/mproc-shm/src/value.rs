@@ -2,47 +2,15 @@
 //! its own shared segment, like CPython's `Value` and `RawValue`.
 
 use std::fmt;
-use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{LockError, LockTimeoutError, SegmentError, TryLockError};
-use crate::mutex::Acquired;
-use crate::region::{Init, KIND_RAW_VALUE, KIND_VALUE, Region};
+use crate::lock_api::Guard;
+use crate::mutex::RawMutex;
+use crate::region::{Init, KIND_RAW_VALUE, KIND_VALUE, Region, region_handle};
 use crate::segment::Segment;
-
-/// Turns how a lock was acquired into the guard or the owner-died error.
-pub(crate) fn lock_result<G>(a: Acquired, g: G) -> Result<G, LockError<G>> {
-    match a {
-        Acquired::Clean => Ok(g),
-        Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
-    }
-}
-
-/// As [`lock_result`] for `try_lock`.
-pub(crate) fn try_lock_result<G>(
-    a: Option<Acquired>,
-    g: impl FnOnce() -> G,
-) -> Result<G, TryLockError<G>> {
-    match a {
-        None => Err(TryLockError::WouldBlock),
-        Some(a) => lock_result(a, g()).map_err(TryLockError::from),
-    }
-}
-
-/// As [`lock_result`] for `lock_deadline`.
-pub(crate) fn deadline_result<G>(
-    a: Option<Acquired>,
-    g: impl FnOnce() -> G,
-) -> Result<G, LockTimeoutError<G>> {
-    match a {
-        None => Err(LockTimeoutError::Timeout),
-        Some(a) => lock_result(a, g()).map_err(LockTimeoutError::from),
-    }
-}
 
 /// One plain-data value in shared memory, protected by a cross-process lock:
 /// CPython's `Value(typecode, v)` (with `lock=True`).
@@ -81,14 +49,7 @@ pub struct Value<T> {
     region: Region<T>,
 }
 
-impl<T> Clone for Value<T> {
-    /// Another handle to the same shared memory in this process (no new mapping).
-    fn clone(&self) -> Self {
-        Self {
-            region: self.region.clone(),
-        }
-    }
-}
+region_handle!(Value, KIND_VALUE, Some(1), "a value");
 
 impl<T: Pod + Send> Value<T> {
     /// Creates a value initialised to `v` in a fresh anonymous segment.
@@ -109,26 +70,6 @@ impl<T: Pod + Send> Value<T> {
     pub fn create_named(name: &str, v: T) -> Result<Self, SegmentError> {
         let region = Region::create_named(name, KIND_VALUE, 1, Init::Fill(v))?;
         Ok(Self { region })
-    }
-
-    /// Opens a value made by [`Value::create_named`] (with the same `T`).
-    ///
-    /// # Errors
-    /// [`SegmentError::NotFound`], or [`SegmentError::Layout`] if the segment
-    /// holds something else.
-    pub fn open_named(name: &str) -> Result<Self, SegmentError> {
-        Self::from_segment(Segment::open_named(name)?)
-    }
-
-    /// Adopts a segment that holds a `Value<T>`, checking its header.
-    ///
-    /// # Errors
-    /// [`SegmentError::Layout`] for a foreign segment or another kind or type,
-    /// [`SegmentError::Truncated`] for a segment smaller than its header says.
-    pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: Region::open(seg, KIND_VALUE, Some(1))?,
-        })
     }
 
     /// Copies the value out (under the lock).
@@ -154,8 +95,7 @@ impl<T: Pod + Send> Value<T> {
     /// [`LockError::OwnerDied`] (with the guard) if the previous holder died
     /// holding the lock.
     pub fn lock(&self) -> Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
-        let a = self.region.lock().lock();
-        lock_result(a, ValueGuard::new(&self.region))
+        self.region.lock_one().lock()
     }
 
     /// Locks the value if the lock is free right now.
@@ -164,9 +104,7 @@ impl<T: Pod + Send> Value<T> {
     /// [`TryLockError::WouldBlock`] if it is held, or
     /// [`TryLockError::OwnerDied`] (with the guard).
     pub fn try_lock(&self) -> Result<ValueGuard<'_, T>, TryLockError<ValueGuard<'_, T>>> {
-        try_lock_result(self.region.lock().try_lock(), || {
-            ValueGuard::new(&self.region)
-        })
+        self.region.lock_one().try_lock()
     }
 
     /// Locks the value, waiting at most `timeout`.
@@ -177,10 +115,7 @@ impl<T: Pod + Send> Value<T> {
         &self,
         timeout: Duration,
     ) -> Result<ValueGuard<'_, T>, LockTimeoutError<ValueGuard<'_, T>>> {
-        match Instant::now().checked_add(timeout) {
-            Some(d) => self.lock_deadline(d),
-            None => self.lock().map_err(LockTimeoutError::from),
-        }
+        self.region.lock_one().lock_timeout(timeout)
     }
 
     /// Locks the value, waiting until `deadline` at most.
@@ -191,9 +126,7 @@ impl<T: Pod + Send> Value<T> {
         &self,
         deadline: Instant,
     ) -> Result<ValueGuard<'_, T>, LockTimeoutError<ValueGuard<'_, T>>> {
-        deadline_result(self.region.lock().lock_deadline(deadline), || {
-            ValueGuard::new(&self.region)
-        })
+        self.region.lock_one().lock_deadline(deadline)
     }
 
     /// Whether some process holds the lock right now (a snapshot).
@@ -223,22 +156,6 @@ impl<T: Pod + Send> Value<T> {
     pub unsafe fn segment(&self) -> &Segment {
         self.region.segment()
     }
-
-    /// The segment's name, if it was created or opened by name.
-    pub fn name(&self) -> Option<&str> {
-        self.region.segment().name()
-    }
-
-    /// Another handle to the same value: the same as `clone`, kept for
-    /// code written before handles were `Clone`.
-    ///
-    /// # Errors
-    /// None today; the signature is kept for compatibility.
-    pub fn try_clone(&self) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: self.region.try_clone()?,
-        })
-    }
 }
 
 impl<T> fmt::Debug for Value<T> {
@@ -249,77 +166,11 @@ impl<T> fmt::Debug for Value<T> {
     }
 }
 
-impl<T> Serialize for Value<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.region.segment().serialize(s)
-    }
-}
-
-impl<'de, T: Pod + Send> Deserialize<'de> for Value<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Self::from_segment(Segment::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
-
 /// The lock of a [`Value`], held; dereferences to the value. Unlocks on drop.
 ///
-/// A guard stays on the thread that locked:
-///
-/// ```compile_fail,E0277
-/// fn assert_send<T: Send>() {}
-/// assert_send::<mproc_shm::ValueGuard<'static, u64>>();
-/// ```
-#[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct ValueGuard<'a, T> {
-    region: &'a Region<T>,
-    /// The lock may record its owner thread: the guard stays on it.
-    _not_send: PhantomData<*const ()>,
-}
-
-impl<'a, T: Pod> ValueGuard<'a, T> {
-    fn new(region: &'a Region<T>) -> Self {
-        Self {
-            region,
-            _not_send: PhantomData,
-        }
-    }
-}
-
-// SAFETY: sharing `&ValueGuard` across threads only gives `&T`, which is fine
-// for `T: Sync` (as for std's MutexGuard).
-unsafe impl<T: Sync> Sync for ValueGuard<'_, T> {}
-
-impl<T> Deref for ValueGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: the lock is held for the guard's lifetime (nobody else touches the
-        // element); the pointer is valid and aligned (checked when the region was
-        // made or opened); T is Pod, so whatever bytes are there form a valid T.
-        unsafe { &*self.region.data() }
-    }
-}
-
-impl<T> DerefMut for ValueGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in `deref`; `&mut self` makes this the only reference
-        // derived from the guard.
-        unsafe { &mut *self.region.data() }
-    }
-}
-
-impl<T> Drop for ValueGuard<'_, T> {
-    fn drop(&mut self) {
-        // SAFETY: the guard exists only while this thread holds the lock, and no
-        // reference derived from it outlives it.
-        unsafe { self.region.lock().unlock() };
-    }
-}
-
-impl<T> fmt::Debug for ValueGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ValueGuard").finish_non_exhaustive()
-    }
-}
+/// It is the workspace's one [`Guard`](crate::Guard) type (see
+/// [`lock_api`](crate::lock_api)); it stays on the thread that locked.
+pub type ValueGuard<'a, T> = Guard<'a, RawMutex, T>;
 
 /// One plain-data value in shared memory *without* a lock: CPython's
 /// `RawValue`.
@@ -344,14 +195,7 @@ pub struct RawValue<T> {
     region: Region<T>,
 }
 
-impl<T> Clone for RawValue<T> {
-    /// Another handle to the same shared memory in this process (no new mapping).
-    fn clone(&self) -> Self {
-        Self {
-            region: self.region.clone(),
-        }
-    }
-}
+region_handle!(RawValue, KIND_RAW_VALUE, Some(1), "a value");
 
 impl<T: Pod + Send> RawValue<T> {
     /// Creates a value initialised to `v` in a fresh anonymous segment.
@@ -370,24 +214,6 @@ impl<T: Pod + Send> RawValue<T> {
     pub fn create_named(name: &str, v: T) -> Result<Self, SegmentError> {
         let region = Region::create_named(name, KIND_RAW_VALUE, 1, Init::Fill(v))?;
         Ok(Self { region })
-    }
-
-    /// Opens a value made by [`RawValue::create_named`].
-    ///
-    /// # Errors
-    /// As [`Value::open_named`].
-    pub fn open_named(name: &str) -> Result<Self, SegmentError> {
-        Self::from_segment(Segment::open_named(name)?)
-    }
-
-    /// Adopts a segment that holds a `RawValue<T>`, checking its header.
-    ///
-    /// # Errors
-    /// As [`Value::from_segment`].
-    pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: Region::open(seg, KIND_RAW_VALUE, Some(1))?,
-        })
     }
 
     /// Copies the value out (racy, see the type's docs).
@@ -410,21 +236,6 @@ impl<T: Pod + Send> RawValue<T> {
     pub fn segment(&self) -> &Segment {
         self.region.segment()
     }
-
-    /// The segment's name, if it has one.
-    pub fn name(&self) -> Option<&str> {
-        self.region.segment().name()
-    }
-
-    /// Another handle to the same value.
-    ///
-    /// # Errors
-    /// None today; the signature is kept for compatibility.
-    pub fn try_clone(&self) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: self.region.try_clone()?,
-        })
-    }
 }
 
 impl<T> fmt::Debug for RawValue<T> {
@@ -432,18 +243,6 @@ impl<T> fmt::Debug for RawValue<T> {
         f.debug_struct("RawValue")
             .field("segment", self.region.segment())
             .finish_non_exhaustive()
-    }
-}
-
-impl<T> Serialize for RawValue<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.region.segment().serialize(s)
-    }
-}
-
-impl<'de, T: Pod + Send> Deserialize<'de> for RawValue<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Self::from_segment(Segment::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 

@@ -1,11 +1,11 @@
 //! `Lock`: a non-recursive lock that any process may release.
 
 use std::fmt;
-use std::marker::PhantomData;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mproc_shm::{Acquired, RawMutex, Segment, SharedSync};
+use mproc_shm::{Acquired, Guard, LockRef, RawLock, RawMutex, Segment, SharedSync};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{
@@ -13,7 +13,6 @@ use crate::error::{
 };
 use crate::shared::{Shared, deserialize_shared, kind};
 use crate::sys::current_tid;
-use crate::wait::deadline_after;
 
 const TAG: &str = "mproc-sync LockState v1";
 
@@ -130,12 +129,10 @@ impl fmt::Debug for LockOwner {
     }
 }
 
-/// Holds a [`Lock`]; releases it when dropped.
-#[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct LockGuard<'a> {
-    lock: &'a Lock,
-    _not_send: PhantomData<*const ()>,
-}
+/// Holds a [`Lock`]; releases it when dropped. It is the workspace's one
+/// [`Guard`] type (see [`mproc_shm::lock_api`]): [`Guard::lock`] gives the
+/// lock, and it stays on the thread that locked.
+pub type LockGuard<'a> = Guard<'a, Lock>;
 
 impl Lock {
     /// A new unlocked lock in its own shared memory segment.
@@ -168,21 +165,23 @@ impl Lock {
         self.shared.get()
     }
 
+    /// The lock as a [`LockRef`]: its four ways in, as guards.
     #[inline]
-    fn guard(&self, how: Acquired) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+    fn lock_ref(&self) -> LockRef<'_, Self> {
+        // SAFETY: the protected data is `()`, for which a dangling, aligned
+        // pointer is valid; there is nothing another process could write.
+        unsafe { LockRef::new(self, NonNull::dangling()) }
+    }
+
+    /// Records the calling thread as the holder after an acquisition.
+    #[inline]
+    fn took(&self, how: Acquired) -> Acquired {
         // Relaxed: read only by this thread's ownership checks, and by others
         // as a hint; the mutex orders the protected data.
         self.state()
             .owner_tid
             .store(current_tid(), Ordering::Relaxed);
-        let g = LockGuard {
-            lock: self,
-            _not_send: PhantomData,
-        };
-        match how {
-            Acquired::Clean => Ok(g),
-            Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
-        }
+        how
     }
 
     /// Blocks until the lock is acquired.
@@ -192,7 +191,7 @@ impl Lock {
     /// process died holding the lock.
     #[inline]
     pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        self.guard(self.state().mutex.lock())
+        self.lock_ref().lock()
     }
 
     /// Acquires the lock if that is possible without waiting.
@@ -202,10 +201,7 @@ impl Lock {
     /// (holding the guard) if its holder had died.
     #[inline]
     pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
-        match self.state().mutex.try_lock() {
-            Some(a) => self.guard(a).map_err(Into::into),
-            None => Err(TryLockError::WouldBlock),
-        }
+        self.lock_ref().try_lock()
     }
 
     /// Acquires the lock, waiting at most `timeout` (zero: try once).
@@ -218,10 +214,7 @@ impl Lock {
         &self,
         timeout: Duration,
     ) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
-        match deadline_after(timeout) {
-            Some(d) => self.lock_deadline(d),
-            None => self.lock().map_err(Into::into),
-        }
+        self.lock_ref().lock_timeout(timeout)
     }
 
     /// Acquires the lock, waiting until `deadline` at most (past: try once).
@@ -232,10 +225,7 @@ impl Lock {
         &self,
         deadline: Instant,
     ) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
-        match self.state().mutex.lock_deadline(deadline) {
-            Some(a) => self.guard(a).map_err(Into::into),
-            None => Err(LockTimeoutError::Timeout),
-        }
+        self.lock_ref().lock_deadline(deadline)
     }
 
     guardless_acquire!();
@@ -250,7 +240,7 @@ impl Lock {
     /// # Errors
     /// [`OverRelease`] if the lock is not locked.
     pub fn release(&self) -> Result<(), OverRelease> {
-        // Relaxed: see `guard`.
+        // Relaxed: see `took`.
         self.state().owner_tid.store(0, Ordering::Relaxed);
         // SAFETY: releasing a lock held by someone else is this type's
         // documented (CPython) semantics; the data it protects is the
@@ -295,7 +285,7 @@ impl Lock {
     /// The calling thread holds the lock and keeps its guard alive but unused
     /// until [`Lock::relock`].
     pub(crate) unsafe fn unlock_raw(&self) {
-        // Relaxed: see `guard`.
+        // Relaxed: see `took`.
         self.state().owner_tid.store(0, Ordering::Relaxed);
         // SAFETY: guaranteed by the caller.
         unsafe { self.state().mutex.unlock() };
@@ -303,29 +293,36 @@ impl Lock {
 
     /// Re-acquires after [`Lock::unlock_raw`], for the guard kept by the caller.
     pub(crate) fn relock(&self) -> Acquired {
-        let a = self.state().mutex.lock();
-        // Relaxed: see `guard`.
-        self.state()
-            .owner_tid
-            .store(current_tid(), Ordering::Relaxed);
-        a
+        self.took(self.state().mutex.lock())
     }
 }
 
-impl Drop for LockGuard<'_> {
+// SAFETY: the state's RawMutex gives mutual exclusion across processes;
+// every acquisition path goes through it, and `unlock` releases it.
+unsafe impl RawLock for Lock {
     #[inline]
-    fn drop(&mut self) {
-        // SAFETY: the guard proves this thread acquired the lock; if another
-        // process force-released it meanwhile, that is CPython's semantics
-        // (the release is then that caller's responsibility).
-        unsafe { self.lock.unlock_raw() };
+    fn acquire(&self) -> Acquired {
+        self.took(self.state().mutex.lock())
     }
-}
 
-impl LockGuard<'_> {
-    /// The lock this guard holds.
-    pub fn lock(&self) -> &Lock {
-        self.lock
+    #[inline]
+    fn try_acquire(&self) -> Option<Acquired> {
+        let how = self.state().mutex.try_lock()?;
+        Some(self.took(how))
+    }
+
+    #[inline]
+    fn acquire_deadline(&self, deadline: Instant) -> Option<Acquired> {
+        let how = self.state().mutex.lock_deadline(deadline)?;
+        Some(self.took(how))
+    }
+
+    #[inline]
+    unsafe fn unlock(&self) {
+        // SAFETY: the caller holds the lock (RawLock::unlock's contract); if
+        // another process force-released it meanwhile, that is CPython's
+        // semantics (the release is then that caller's responsibility).
+        unsafe { self.unlock_raw() };
     }
 }
 
@@ -335,12 +332,6 @@ impl fmt::Debug for Lock {
         f.debug_struct("Lock")
             .field("owner", &self.owner())
             .finish()
-    }
-}
-
-impl fmt::Debug for LockGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockGuard").finish_non_exhaustive()
     }
 }
 
@@ -356,7 +347,7 @@ impl mproc_shm::ValueLock for Lock {
     }
 
     fn guard_identity(guard: &LockGuard<'_>) -> u128 {
-        guard.lock.shared.identity()
+        guard.lock().shared.identity()
     }
 }
 

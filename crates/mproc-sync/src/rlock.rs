@@ -1,18 +1,17 @@
 //! `RLock`: a recursive lock owned by one thread of one process.
 
 use std::fmt;
-use std::marker::PhantomData;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mproc_shm::{Acquired, RawMutex, Segment, SharedSync};
+use mproc_shm::{Acquired, Guard, LockRef, RawLock, RawMutex, Segment, SharedSync};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{CreateError, LockError, LockTimeoutError, NotOwner, OpenError, TryLockError};
 use crate::lock::LockOwner;
 use crate::shared::{Shared, deserialize_shared, kind};
 use crate::sys::current_tid;
-use crate::wait::deadline_after;
 
 const TAG: &str = "mproc-sync RLockState v1";
 
@@ -54,12 +53,10 @@ pub struct RLock {
     shared: Shared<RLockState>,
 }
 
-/// One acquisition of an [`RLock`]; released when dropped.
-#[must_use = "the acquisition is released as soon as the guard is dropped"]
-pub struct RLockGuard<'a> {
-    lock: &'a RLock,
-    _not_send: PhantomData<*const ()>,
-}
+/// One acquisition of an [`RLock`]; released when dropped. It is the
+/// workspace's one [`Guard`] type (see [`mproc_shm::lock_api`]):
+/// [`Guard::lock`] gives the lock, and it stays on the thread that locked.
+pub type RLockGuard<'a> = Guard<'a, RLock>;
 
 impl RLock {
     /// A new unlocked recursive lock in its own shared memory segment.
@@ -115,15 +112,12 @@ impl RLock {
         Some(a)
     }
 
-    fn guard(&self, how: Acquired) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
-        let g = RLockGuard {
-            lock: self,
-            _not_send: PhantomData,
-        };
-        match how {
-            Acquired::Clean => Ok(g),
-            Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
-        }
+    /// The lock as a [`LockRef`]: its four ways in, as guards.
+    #[inline]
+    fn lock_ref(&self) -> LockRef<'_, Self> {
+        // SAFETY: the protected data is `()`, for which a dangling, aligned
+        // pointer is valid; there is nothing another process could write.
+        unsafe { LockRef::new(self, NonNull::dangling()) }
     }
 
     /// Acquires (or re-enters) the lock, blocking until it is free.
@@ -132,8 +126,7 @@ impl RLock {
     /// [`LockError::OwnerDied`] (holding the guard) if the previous owner
     /// process died holding it.
     pub fn lock(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
-        let a = self.enter(|m| Some(m.lock())).unwrap_or(Acquired::Clean);
-        self.guard(a)
+        self.lock_ref().lock()
     }
 
     /// Acquires (or re-enters) the lock if possible without waiting.
@@ -142,10 +135,7 @@ impl RLock {
     /// [`TryLockError::WouldBlock`] if another thread owns it;
     /// [`TryLockError::OwnerDied`] (holding the guard) if its owner had died.
     pub fn try_lock(&self) -> Result<RLockGuard<'_>, TryLockError<RLockGuard<'_>>> {
-        match self.enter(RawMutex::try_lock) {
-            Some(a) => self.guard(a).map_err(Into::into),
-            None => Err(TryLockError::WouldBlock),
-        }
+        self.lock_ref().try_lock()
     }
 
     /// Acquires (or re-enters) the lock, waiting at most `timeout`.
@@ -157,10 +147,7 @@ impl RLock {
         &self,
         timeout: Duration,
     ) -> Result<RLockGuard<'_>, LockTimeoutError<RLockGuard<'_>>> {
-        match deadline_after(timeout) {
-            Some(d) => self.lock_deadline(d),
-            None => self.lock().map_err(Into::into),
-        }
+        self.lock_ref().lock_timeout(timeout)
     }
 
     /// Acquires (or re-enters) the lock, waiting until `deadline` at most.
@@ -171,10 +158,7 @@ impl RLock {
         &self,
         deadline: Instant,
     ) -> Result<RLockGuard<'_>, LockTimeoutError<RLockGuard<'_>>> {
-        match self.enter(|m| m.lock_deadline(deadline)) {
-            Some(a) => self.guard(a).map_err(Into::into),
-            None => Err(LockTimeoutError::Timeout),
-        }
+        self.lock_ref().lock_deadline(deadline)
     }
 
     guardless_acquire!();
@@ -262,19 +246,27 @@ impl RLock {
     }
 }
 
-impl Drop for RLockGuard<'_> {
-    fn drop(&mut self) {
+// SAFETY: the state's RawMutex gives mutual exclusion across processes;
+// re-entry is counted only by the owner thread, and the mutex is released
+// with the last acquisition.
+unsafe impl RawLock for RLock {
+    fn acquire(&self) -> Acquired {
+        self.enter(|m| Some(m.lock())).unwrap_or(Acquired::Clean)
+    }
+
+    fn try_acquire(&self) -> Option<Acquired> {
+        self.enter(RawMutex::try_lock)
+    }
+
+    fn acquire_deadline(&self, deadline: Instant) -> Option<Acquired> {
+        self.enter(|m| m.lock_deadline(deadline))
+    }
+
+    unsafe fn unlock(&self) {
         // A guard is !Send and released on its owner thread, so this cannot
         // fail unless the count was corrupted by another process.
-        let r = self.lock.release();
+        let r = self.release();
         debug_assert!(r.is_ok(), "RLock guard released by a non-owner");
-    }
-}
-
-impl RLockGuard<'_> {
-    /// The lock this guard holds.
-    pub fn lock(&self) -> &RLock {
-        self.lock
     }
 }
 
@@ -285,12 +277,6 @@ impl fmt::Debug for RLock {
             .field("owner", &self.owner())
             .field("count", &self.count())
             .finish()
-    }
-}
-
-impl fmt::Debug for RLockGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RLockGuard").finish_non_exhaustive()
     }
 }
 
@@ -306,7 +292,7 @@ impl mproc_shm::ValueLock for RLock {
     }
 
     fn guard_identity(guard: &RLockGuard<'_>) -> u128 {
-        guard.lock.shared.identity()
+        guard.lock().shared.identity()
     }
 }
 

@@ -11,17 +11,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{CreateError, OpenError};
 
-/// Layout kinds of mproc-sync segments (0x02xx).
+/// Layout kinds of mproc-sync segments (0x02xx), from the workspace's
+/// registry [`mproc_shm::kind`]. (The two semaphores are named after their
+/// types, which the semaphore macro pastes in.)
 pub(crate) mod kind {
-    pub(crate) const LOCK: u32 = 0x0201;
-    pub(crate) const RLOCK: u32 = 0x0202;
+    pub(crate) use mproc_shm::kind::{BARRIER, CONDITION, EVENT, LOCK, RLOCK};
     #[allow(non_upper_case_globals)]
-    pub(crate) const Semaphore: u32 = 0x0203;
+    pub(crate) const Semaphore: u32 = mproc_shm::kind::SEMAPHORE;
     #[allow(non_upper_case_globals)]
-    pub(crate) const BoundedSemaphore: u32 = 0x0204;
-    pub(crate) const CONDITION: u32 = 0x0205;
-    pub(crate) const EVENT: u32 = 0x0206;
-    pub(crate) const BARRIER: u32 = 0x0207;
+    pub(crate) const BoundedSemaphore: u32 = mproc_shm::kind::BOUNDED_SEMAPHORE;
 }
 
 /// A segment holding a header and one `T` at offset [`HEADER_SIZE`].

@@ -183,7 +183,7 @@ fn debug_does_not_need_debug_payloads() {
     let v = Value::new(NoDebug(1)).unwrap();
     assert!(format!("{v:?}").starts_with("Value"));
     let g = v.lock().unwrap();
-    assert_eq!(format!("{g:?}"), "ValueGuard { .. }");
+    assert_eq!(format!("{g:?}"), "Guard { .. }");
     drop(g);
     assert_eq!(v.get().0, 1);
 }

@@ -4,8 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, RawFd};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,7 +22,9 @@ const NFDS: &str = "MPROC_SHM_TEST_NFDS";
 /// Where a child finds its descriptors.
 const FD_BASE: RawFd = 100;
 
-pub use mproc_testkit::watchdog;
+use mproc_testkit::{die_with_parent, hex, pass_fds, take_passed_fds, unhex};
+#[allow(unused_imports)] // each test binary uses some of these
+pub use mproc_testkit::{shm_entries, watchdog};
 
 /// A child process that is killed and reaped if dropped before
 /// [`TestChild::wait`] (for example when the test panics).
@@ -94,20 +95,7 @@ impl Drop for TestChild {
 /// with [`child_payload`].
 pub fn spawn_child<P: Serialize>(test: &str, role: &str, payload: &P) -> TestChild {
     let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(payload).expect("serialize payload");
-    // Move the descriptors far above FD_BASE first, so placing them at
-    // FD_BASE.. in the child cannot clobber one not yet placed.
-    let high: Vec<OwnedFd> = fds
-        .iter()
-        .map(|fd| {
-            // SAFETY: `fd` is open; F_DUPFD_CLOEXEC returns a new descriptor we own.
-            let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 1000) };
-            assert!(r >= 0, "dup: {}", std::io::Error::last_os_error());
-            // SAFETY: `r` was just returned by fcntl and nothing else owns it.
-            unsafe { OwnedFd::from_raw_fd(r) }
-        })
-        .collect();
-    drop(fds);
-    let raw: Vec<RawFd> = high.iter().map(AsRawFd::as_raw_fd).collect();
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
     cmd.args([
         "--exact",
@@ -122,23 +110,10 @@ pub fn spawn_child<P: Serialize>(test: &str, role: &str, payload: &P) -> TestChi
     .env(NFDS, raw.len().to_string())
     .stdin(Stdio::null())
     .stdout(Stdio::null());
-    // SAFETY: the closure runs between fork and exec and only makes
-    // async-signal-safe system calls (dup2, prctl) on pre-computed values.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (i, &fd) in raw.iter().enumerate() {
-                // dup2 clears close-on-exec on the new descriptor.
-                if libc::dup2(fd, FD_BASE + i as RawFd) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            // The child dies with the test's thread, even if the test is killed.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    pass_fds(&mut cmd, &raw, FD_BASE);
+    die_with_parent(&mut cmd);
     let child = cmd.spawn().expect("spawn child");
-    drop(high);
+    drop(fds);
     TestChild {
         child: Some(child),
         what: format!("{test}/{role}"),
@@ -161,37 +136,9 @@ pub fn child_payload<P: DeserializeOwned>(limit: Duration) -> Option<(String, P)
         .expect("fd count")
         .parse()
         .expect("fd count");
-    let fds = (0..n)
-        .map(|i| {
-            // SAFETY: the parent placed exactly `n` descriptors at FD_BASE.. for
-            // us, and nothing else in this process owns them.
-            unsafe { mproc_shm::handle::adopt_raw_fd(FD_BASE + i as RawFd) }
-        })
-        .collect();
+    // SAFETY: the parent placed exactly `n` descriptors at FD_BASE.. for us,
+    // and nothing else in this process owns them.
+    let fds = unsafe { take_passed_fds(FD_BASE, n) };
     let payload = mproc_shm::handle::from_bytes_with_fds(&bytes, fds).expect("deserialize payload");
     Some((role, payload))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
-        .collect()
-}
-
-/// The names of `/dev/shm` entries that start with `prefix`.
-pub fn shm_entries(prefix: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| n.starts_with(prefix))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }

@@ -2,9 +2,8 @@
 //! running one `#[ignore]`d test, handing it mproc handles.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -20,7 +19,6 @@ const FIRST_FD: i32 = 3;
 /// `payload` (which may contain handles) available through [`payload`].
 pub fn spawn_child<T: Serialize>(name: &str, payload: &T) -> Child {
     let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(payload).expect("serialize payload");
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
     cmd.args([
@@ -30,34 +28,11 @@ pub fn spawn_child<T: Serialize>(name: &str, payload: &T) -> Child {
         "--nocapture",
         "--test-threads=1",
     ])
-    .env(ENV_PAYLOAD, hex)
+    .env(ENV_PAYLOAD, hex(&bytes))
     .env(ENV_NFDS, raw.len().to_string())
     .stdin(Stdio::null())
     .stdout(Stdio::null());
-    // SAFETY: runs in the child between fork and exec; calls only fcntl and
-    // dup2 (async-signal-safe) and reads `raw`, built before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            let mut tmp = [0i32; 64];
-            if raw.len() > tmp.len() {
-                return Err(io::ErrorKind::InvalidInput.into());
-            }
-            for (i, &fd) in raw.iter().enumerate() {
-                let t = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 1000);
-                if t < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                tmp[i] = t;
-            }
-            for (i, &t) in tmp[..raw.len()].iter().enumerate() {
-                // dup2 clears close-on-exec on the new descriptor.
-                if libc::dup2(t, FIRST_FD + i as i32) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    pass_fds(&mut cmd, &raw, FIRST_FD);
     let child = cmd.spawn().expect("spawn child");
     drop(fds);
     child
@@ -67,15 +42,11 @@ pub fn spawn_child<T: Serialize>(name: &str, payload: &T) -> Child {
 /// runs on its own (then the test does nothing).
 pub fn payload<T: DeserializeOwned>() -> Option<T> {
     let hex = std::env::var(ENV_PAYLOAD).ok()?;
-    let n: i32 = std::env::var(ENV_NFDS).ok()?.parse().ok()?;
-    let bytes: Vec<u8> = (0..hex.len() / 2)
-        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
-        .collect();
+    let n: usize = std::env::var(ENV_NFDS).ok()?.parse().ok()?;
+    let bytes = unhex(&hex);
     // SAFETY: the parent placed exactly `n` descriptors at FIRST_FD.. for this
     // process, and nothing else in it owns them.
-    let fds = (0..n)
-        .map(|i| unsafe { OwnedFd::from_raw_fd(FIRST_FD + i) })
-        .collect();
+    let fds = unsafe { take_passed_fds(FIRST_FD, n) };
     Some(mproc_shm::handle::from_bytes_with_fds(&bytes, fds).expect("deserialize payload"))
 }
 
@@ -119,6 +90,7 @@ pub fn expect_killed(mut child: Child) {
 }
 
 pub use mproc_testkit::watchdog;
+use mproc_testkit::{hex, pass_fds, take_passed_fds, unhex};
 
 /// A shared counter in its own segment, updated non-atomically (load, then
 /// store) so that a lost update would show.
