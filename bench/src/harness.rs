@@ -254,6 +254,7 @@ impl Drop for RoleChild {
 }
 
 /// Pins the calling process (all its future threads and children) to `cpu`.
+#[cfg(target_os = "linux")]
 pub(crate) fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     // SAFETY: an all-zero cpu_set_t is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -268,17 +269,15 @@ pub(crate) fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     }
 }
 
+/// Affinity masks are Linux's (macOS has only advisory affinity tags).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn pin_to_cpu(_cpu: usize) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 /// The number of CPUs this process may run on.
 pub(crate) fn allowed_cpus() -> usize {
-    // SAFETY: an all-zero cpu_set_t is valid for sched_getaffinity to fill.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed.
-    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if r != 0 {
-        return 1;
-    }
-    // SAFETY: CPU_COUNT only reads `set`.
-    (unsafe { libc::CPU_COUNT(&set) }) as usize
+    mproc_shm::sys::allowed_cpus().map_or(1, |n| n as usize)
 }
 
 /// If this process was started as a role child, runs the role and returns

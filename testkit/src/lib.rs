@@ -275,16 +275,19 @@ pub fn pass_fds(cmd: &mut Command, fds: &[RawFd], first: RawFd) {
 
 /// Makes the child `cmd` starts die with SIGKILL when the thread that
 /// started it ends (Linux's `PR_SET_PDEATHSIG`), so a test killed midway
-/// leaves no child behind.
+/// leaves no child behind. Elsewhere this does nothing.
 pub fn die_with_parent(cmd: &mut Command) {
     // SAFETY: the closure runs in the forked child before exec and makes one
     // async-signal-safe system call (prctl) with constant arguments.
+    #[cfg(target_os = "linux")]
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
 }
 
 /// In a child started with [`pass_fds`]: takes ownership of the `n`

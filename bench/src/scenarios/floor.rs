@@ -187,17 +187,29 @@ const RING: usize = 1024;
 /// The size of the small mappings (control lines plus the ring).
 const SMALL: usize = SLOTS + RING * 8;
 
+/// A new, empty, close-on-exec memory file.
+#[cfg(target_os = "linux")]
+fn memfd() -> io::Result<OwnedFd> {
+    // SAFETY: the name is a NUL-terminated C string; memfd_create returns
+    // a new descriptor or -1.
+    let fd = unsafe { libc::memfd_create(c"mproc-bench-floor".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by memfd_create and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Memory files are Linux's: the floors that need one do not run elsewhere.
+#[cfg(not(target_os = "linux"))]
+fn memfd() -> io::Result<OwnedFd> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 impl SharedMap {
     /// A new zero-filled mapping of `len` bytes.
     fn create(len: usize) -> io::Result<Self> {
-        // SAFETY: the name is a NUL-terminated C string; memfd_create returns
-        // a new descriptor or -1.
-        let fd = unsafe { libc::memfd_create(c"mproc-bench-floor".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just returned by memfd_create and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = memfd()?;
         let size = libc::off_t::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
         // SAFETY: ftruncate on a descriptor we own.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } != 0 {
@@ -208,13 +220,8 @@ impl SharedMap {
 
     /// Maps a descriptor received from the parent, at its full size.
     fn open(fd: OwnedFd) -> io::Result<Self> {
-        // SAFETY: an all-zero stat is a valid buffer for fstat to fill.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: fstat on a descriptor we own, into a valid buffer.
-        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let len = usize::try_from(st.st_size).map_err(|_| io::ErrorKind::InvalidData)?;
+        let len = mproc_shm::sys::file_size(fd.as_fd())?;
+        let len = usize::try_from(len).map_err(|_| io::ErrorKind::InvalidData)?;
         if len < SMALL {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -225,22 +232,8 @@ impl SharedMap {
     }
 
     fn map(fd: OwnedFd, len: usize) -> io::Result<Self> {
-        // SAFETY: a fresh shared mapping of a descriptor we own; the kernel
-        // picks the address. The result is checked for MAP_FAILED.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or(io::ErrorKind::Other)?;
+        let p = mproc_shm::sys::mmap_shared(fd.as_fd(), len)?;
+        let ptr = NonNull::new(p).ok_or(io::ErrorKind::Other)?;
         Ok(Self { ptr, len, fd })
     }
 
@@ -275,7 +268,7 @@ impl Drop for SharedMap {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping `map` made; no reference into it
         // outlives `self` (they all borrow it).
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        unsafe { mproc_shm::sys::munmap(self.ptr.as_ptr(), self.len) };
     }
 }
 
@@ -399,27 +392,14 @@ fn floor_spin_rtt(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
 
 /// FUTEX_WAIT on a word shared between processes (not FUTEX_PRIVATE): sleeps
 /// while `*word == expected`. Spurious returns are fine, callers re-check.
+/// (mproc-shm's futex is the bare system call, no policy around it.)
 fn futex_wait(word: &AtomicU32, expected: u32) {
-    // SAFETY: `word` is a valid, aligned u32 in a shared mapping; a null
-    // timeout waits without limit; the return value is ignored on purpose
-    // (EAGAIN and EINTR only mean "look again").
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            expected,
-            std::ptr::null::<libc::timespec>(),
-        );
-    }
+    mproc_shm::futex::wait(word, expected, None);
 }
 
 /// Wakes one waiter on `word`.
 fn futex_wake(word: &AtomicU32) {
-    // SAFETY: as in `futex_wait`; FUTEX_WAKE only reads the address.
-    unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1);
-    }
+    mproc_shm::futex::wake(word, 1);
 }
 
 /// Sets `word` to `v` and wakes its waiter.
@@ -501,30 +481,19 @@ fn role_fd_echo(_: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
 
 fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut p = [0i32; 2];
-    // SAFETY: pipe2 fills the two-element array on success.
-    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    // SAFETY: pipe fills the two-element array on success.
+    if unsafe { libc::pipe(p.as_mut_ptr()) } != 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: both descriptors are new and owned by nothing else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) })
+    let pair = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+    mproc_shm::sys::set_cloexec(pair.0.as_fd())?;
+    mproc_shm::sys::set_cloexec(pair.1.as_fd())?;
+    Ok(pair)
 }
 
 fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut p = [0i32; 2];
-    // SAFETY: socketpair fills the two-element array on success.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            p.as_mut_ptr(),
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors are new and owned by nothing else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) })
+    mproc_shm::sys::socketpair()
 }
 
 /// Round trips of 8 bytes: write to `wr`, read the echo from `rd`.

@@ -56,8 +56,6 @@ mod desc;
 mod error;
 mod exe;
 mod offset;
-#[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
-#[cfg_attr(not(target_os = "linux"), path = "sys/unsupported.rs")]
 mod sys;
 
 pub use crate::desc::{Desc, FnRef};

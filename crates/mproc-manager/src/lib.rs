@@ -173,7 +173,6 @@ mod queue;
 mod repr;
 mod server;
 mod sync;
-#[cfg_attr(target_os = "linux", path = "sys.rs")]
 mod sys;
 mod value;
 

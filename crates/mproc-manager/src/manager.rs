@@ -267,7 +267,7 @@ struct ServerArgs {
 
 /// The manager server process.
 fn server_main(args: ServerArgs) {
-    sys::ignore_sigint();
+    sys::ignore_signal(libc::SIGINT);
     let Some(key) = read_key(&args.key) else {
         let _ = args
             .ready

@@ -114,7 +114,6 @@ pub mod __private {
     pub use crate::private::{auth_handshake, frame_decode};
 }
 mod private;
-#[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
 mod wait;
 mod wlock;

@@ -1,6 +1,8 @@
 //! Listener and Client between Rust processes' threads: Unix and TCP,
 //! authkeys, failures and limits of the handshake.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::io::{Read, Write};

@@ -2,6 +2,8 @@
 //! (`--exact <role> --ignored`), with a connection handed over as a handle:
 //! its serialized bytes in an environment variable and its descriptors at 3…
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::os::fd::AsRawFd;

@@ -1,6 +1,8 @@
 //! Connections within one process: typed and raw messages, sizes, errors,
 //! poll and wait, handles sent over connections.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::collections::{BTreeMap, HashMap};

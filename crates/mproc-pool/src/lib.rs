@@ -96,7 +96,6 @@ mod input;
 mod job;
 mod kinds;
 mod pool;
-#[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
 mod wire;
 mod worker;

@@ -477,7 +477,7 @@ unsafe fn resolve<T: Copy>(entry: i64) -> T {
 /// The worker process: runs batches until told to exit, its connection
 /// closes, or it reached its task budget.
 pub(crate) fn worker_main(args: WorkerArgs) {
-    sys::ignore_sigint();
+    sys::ignore_signal(libc::SIGINT);
     install_panic_hook();
     let conn = args.conn;
     let segment = match conn.recv::<Msg>().map(Parsed::<ToWorker>::new) {

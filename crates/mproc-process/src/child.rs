@@ -118,12 +118,12 @@ pub(crate) fn run_child(
         // A Rust `main` would ignore SIGPIPE; a child never reaches `main`.
         // (The fork server ignores it already, and a forked child keeps its
         // parent's dispositions.)
-        sys::set_signal(libc::SIGPIPE, true);
+        sys::ignore_signal(libc::SIGPIPE);
     }
     if method != StartMethod::Fork {
         // The fork server ignores SIGINT; a child takes Ctrl-C like any
         // program.
-        sys::set_signal(libc::SIGINT, false);
+        sys::default_signal(libc::SIGINT);
     }
     if req.daemon {
         // Dies with its parent: the kernel sends SIGKILL when the parent

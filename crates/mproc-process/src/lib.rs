@@ -105,8 +105,6 @@ mod process;
 mod server;
 mod start;
 mod state;
-#[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
-#[cfg_attr(not(target_os = "linux"), path = "sys/unsupported.rs")]
 mod sys;
 mod wire;
 

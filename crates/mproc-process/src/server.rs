@@ -311,8 +311,8 @@ pub(crate) fn serve(fd: RawFd) -> ! {
     let _ = sys::set_cloexec(ctrl.as_fd());
     // Ctrl-C in the terminal goes to the whole process group: the server
     // must outlive it so the parent can decide; its children restore SIGINT.
-    sys::set_signal(libc::SIGINT, true);
-    sys::set_signal(libc::SIGPIPE, true);
+    sys::ignore_signal(libc::SIGINT);
+    sys::ignore_signal(libc::SIGPIPE);
     if sys::block_sigchld(true).is_err() {
         sys::exit_now(child::BOOTSTRAP_EXIT);
     }

@@ -54,7 +54,7 @@ pub(crate) fn result_channel() -> io::Result<(OwnedFd, OwnedFd)> {
             return Ok(pair);
         }
     }
-    sys::socketpair_nonblocking()
+    sys::socketpair_with(libc::SOCK_STREAM, true)
 }
 
 /// Keeps a joined child's channel for the next child if nothing is left in

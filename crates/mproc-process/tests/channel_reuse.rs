@@ -2,6 +2,8 @@
 //! server): whatever the previous child did (returned a large value, a
 //! handle, panicked, was killed half-way), the next one's result is its own.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! cpu_count follows the scheduler variables of a real process environment.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::process::Command;

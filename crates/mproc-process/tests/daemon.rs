@@ -1,5 +1,7 @@
 //! Daemons die with their parent, even a SIGKILLed one; others survive.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::sync::atomic::Ordering;

@@ -1,6 +1,8 @@
 //! An ordinary program (the `start_methods` example, with its own `main`)
 //! starts children under every start method.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::path::PathBuf;

@@ -1,5 +1,7 @@
 //! Exit codes, panics, signals and join timeouts, under every start method.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::time::{Duration, Instant};

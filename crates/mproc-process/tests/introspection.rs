@@ -1,5 +1,7 @@
 //! current_process, parent_process, active_children, names, contexts.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! stray children. (One test in its own binary, so no other test's children
 //! are running while it looks.)
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -2,6 +2,8 @@
 //! backtrace when `RUST_BACKTRACE` asks for one, and (for a forked child)
 //! the output of the panic hook its parent had installed.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::io::{Read, Seek, Write};

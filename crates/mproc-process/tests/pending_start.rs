@@ -3,6 +3,8 @@
 //! several threads, some given up; and a child that finds data written to
 //! it before it existed.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! process-global state, so each runs in its own re-executed copy of this
 //! test binary, with the environment it needs.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::process::Command;

@@ -1,5 +1,7 @@
 //! Starting children from a parent that runs busy threads.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! Arguments and return values of several types, large payloads, and shared
 //! memory handles passed to children, under every start method.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::sync::atomic::Ordering;

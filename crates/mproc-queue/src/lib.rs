@@ -94,8 +94,6 @@ mod overflow;
 mod queue;
 mod records;
 mod ring;
-#[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
-#[cfg_attr(not(target_os = "linux"), path = "sys/unsupported.rs")]
 mod sys;
 mod wait;
 

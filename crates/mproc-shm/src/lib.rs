@@ -95,8 +95,8 @@ mod region;
 mod segment;
 mod shared_memory;
 mod synchronized;
-#[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
-mod sys;
+#[doc(hidden)]
+pub mod sys;
 mod tracker;
 mod typed;
 mod value;

@@ -55,8 +55,7 @@ use std::time::{Duration, Instant};
 
 use crate::futex;
 use crate::layout::SharedSync;
-
-mod sys;
+use crate::sys;
 
 /// How a lock was acquired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -399,7 +398,7 @@ pub fn current_pid() -> u32 {
 #[cold]
 fn current_pid_slow() -> u32 {
     AT_FORK.call_once(|| sys::at_fork_child(forget_after_fork));
-    let pid = sys::getpid();
+    let pid = sys::getpid() as u32;
     PID.store(pid, Ordering::Relaxed);
     pid
 }

@@ -90,8 +90,8 @@ static LAUNCH: Mutex<u32> = Mutex::new(0);
 ///
 /// Linked only if something references it: the start path does (see
 /// [`launch`]), so every executable that can start a tracker has it.
-#[used]
-#[unsafe(link_section = ".init_array")]
+#[cfg_attr(target_os = "linux", used)]
+#[cfg_attr(target_os = "linux", unsafe(link_section = ".init_array"))]
 static CONSTRUCTOR: extern "C" fn() = constructor;
 
 extern "C" fn constructor() {
@@ -177,7 +177,7 @@ fn launch() -> Option<BorrowedFd<'static>> {
     if !sys::in_main_executable(ctor.cast()) {
         return None;
     }
-    let (ours, theirs) = sys::seqpacket_pair().ok()?;
+    let (ours, theirs) = sys::socketpair_with(libc::SOCK_SEQPACKET, false).ok()?;
     // Clear of stdio, which the new process gets as /dev/null.
     let theirs = sys::dup_at_least(theirs.as_fd(), FD_FLOOR).ok()?;
     let value = theirs.as_raw_fd().to_string();

@@ -172,15 +172,7 @@ impl<T: SharedSync> Serialize for TypedSegment<T> {
 /// The (device, inode) of the file behind `seg`; `None` if `fstat` fails
 /// (then the mapping's address stands in, which no other live mapping has).
 fn file_identity(seg: &Segment) -> Option<u128> {
-    use std::os::fd::{AsFd, AsRawFd};
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: the descriptor is open (borrowed from the segment) and `st` is
-    // valid for writes of one `stat`.
-    let r = unsafe { libc::fstat(seg.as_fd().as_raw_fd(), st.as_mut_ptr()) };
-    if r != 0 {
-        return None;
-    }
-    // SAFETY: fstat succeeded, so it filled `st`.
-    let st = unsafe { st.assume_init() };
-    Some((u128::from(st.st_dev) << 64) | u128::from(st.st_ino))
+    use std::os::fd::AsFd;
+    let (dev, ino) = crate::sys::file_identity(seg.as_fd()).ok()?;
+    Some((u128::from(dev) << 64) | u128::from(ino))
 }

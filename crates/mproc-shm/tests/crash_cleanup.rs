@@ -5,6 +5,8 @@
 //! (The tests run one after the other in their own binary, so looking for
 //! this binary's tracker processes sees only theirs.)
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::os::unix::process::ExitStatusExt;

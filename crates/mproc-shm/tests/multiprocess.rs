@@ -2,6 +2,8 @@
 //! this test binary run again; every shared object reaches them as a
 //! descriptor (the handle mechanism), and every wait has a deadline.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::sync::atomic::Ordering;

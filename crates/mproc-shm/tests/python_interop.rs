@@ -2,6 +2,8 @@
 //! message) where python3 is not installed. Every Python child runs under a
 //! deadline, and every name is unlinked even when an assertion fails.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -130,8 +130,6 @@ mod lock;
 mod rlock;
 mod semaphore;
 mod shared;
-#[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
-#[cfg_attr(not(target_os = "linux"), path = "sys/unsupported.rs")]
 mod sys;
 mod wait;
 

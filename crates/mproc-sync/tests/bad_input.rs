@@ -1,6 +1,8 @@
 //! Segments of the wrong kind, corrupt headers and impossible lock words, and
 //! the replay of the `sync_open` fuzz corpus.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::time::Duration;

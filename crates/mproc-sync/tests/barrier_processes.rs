@@ -1,6 +1,8 @@
 //! A barrier's timeout and action belong to the barrier: they travel with
 //! it to other processes (issue: they were properties of one handle).
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::sync::OnceLock;

@@ -5,6 +5,8 @@
 //! waiting after it, such as the notifier itself waiting right after its
 //! notify (the ping-pong shape that lost wake-ups).
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,6 +1,8 @@
 //! Mutual exclusion across processes, handles travelling to children, and
 //! recovery from a holder killed with SIGKILL.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -2,6 +2,8 @@
 //! by three processes (this one and two children) on shared primitives,
 //! checked step by step against a model.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::io::{Read, Write};

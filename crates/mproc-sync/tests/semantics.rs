@@ -1,6 +1,8 @@
 //! CPython §1.5 behaviours of every primitive, exercised with threads (the
 //! cross-process paths are the same code; see cross_process.rs).
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! CPython's `Value(…, lock=L)` / `Array(…, lock=L)`: several shared values
 //! guarded by one caller-supplied lock, which travels with them to children.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::time::Duration;

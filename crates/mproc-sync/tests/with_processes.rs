@@ -2,6 +2,8 @@
 //! (the default; the child is forked from a process that may have used a
 //! lock before, so its cached process id must be refreshed) and by spawn.
 
+#![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
+
 mod common;
 
 use std::time::Duration;

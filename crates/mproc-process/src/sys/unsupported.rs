@@ -1,226 +1,80 @@
-//! Stand-ins for platforms other than Linux: the crate compiles, and starting
-//! a process returns an `Unsupported` error. `cpu_count` falls back to
-//! `std::thread::available_parallelism`.
+//! Stand-ins for the Linux-only calls of mproc-process on other targets:
+//! the crate builds, and what needs pidfds, `PR_SET_PDEATHSIG`, signalfd or
+//! `/proc` returns `Unsupported` (the fork server and the `Fork` start
+//! method need them, so starting a process fails with that error).
+//! `ARCHITECTURE.md` ("macOS port") says what replaces each call.
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-fn unsupported<T>() -> io::Result<T> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "mproc-process supports Linux only",
-    ))
+use mproc_shm::sys::{cvt, getpid, set_cloexec, set_nonblocking, unsupported};
+
+use super::posix::{RawPid, own};
+
+/// The running executable, as `posix_spawn` can start it again.
+pub(crate) fn self_exe() -> io::Result<CString> {
+    let path = std::env::current_exe()?;
+    CString::new(path.into_os_string().into_encoded_bytes())
+        .map_err(|_| io::ErrorKind::InvalidInput.into())
 }
 
-pub(crate) type RawPid = libc::pid_t;
-
-pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    unsupported()
-}
-
-pub(crate) fn socketpair_nonblocking() -> io::Result<(OwnedFd, OwnedFd)> {
-    unsupported()
-}
-
-pub(crate) fn pending_bytes(_fd: BorrowedFd<'_>) -> io::Result<usize> {
-    unsupported()
-}
-
-pub(crate) fn wait_writable(_fd: BorrowedFd<'_>) -> io::Result<()> {
-    unsupported()
-}
-
+/// A close-on-exec, non-blocking pipe: (read end, write end). Without
+/// `pipe2` the flags are set right after creation (a concurrent fork+exec
+/// in this window may leak the pipe into that program).
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    unsupported()
-}
-
-pub(crate) fn set_nonblocking(_fd: BorrowedFd<'_>, _on: bool) -> io::Result<()> {
-    unsupported()
-}
-
-pub(crate) fn set_cloexec(_fd: BorrowedFd<'_>) -> io::Result<()> {
-    unsupported()
-}
-
-pub(crate) fn write_all(_fd: BorrowedFd<'_>, _data: &[u8]) -> io::Result<()> {
-    unsupported()
-}
-
-pub(crate) fn read(_fd: BorrowedFd<'_>, _buf: &mut [u8]) -> io::Result<usize> {
-    unsupported()
-}
-
-pub(crate) fn poll(_fds: &mut [libc::pollfd], _timeout: Option<Duration>) -> io::Result<usize> {
-    unsupported()
-}
-
-pub(crate) fn pollin(fd: BorrowedFd<'_>) -> libc::pollfd {
-    use std::os::fd::AsRawFd;
-    libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid, writable array of two c_ints.
+    cvt(unsafe { libc::pipe(fds.as_mut_ptr()) })?;
+    let pair = (own(fds[0]), own(fds[1]));
+    for fd in [&pair.0, &pair.1] {
+        set_cloexec(fd.as_fd())?;
+        set_nonblocking(fd.as_fd(), true)?;
     }
+    Ok(pair)
 }
 
-pub(crate) fn ready(p: &libc::pollfd) -> bool {
-    p.revents != 0
-}
-
+/// No pidfds here (the macOS port uses kqueue `EVFILT_PROC`).
 pub(crate) fn pidfd_open(_pid: RawPid) -> io::Result<OwnedFd> {
-    unsupported()
+    unsupported("a process descriptor (pidfd)")
 }
 
-pub(crate) fn waitpid(_pid: RawPid, _block: bool) -> io::Result<Option<libc::c_int>> {
-    unsupported()
-}
-
-pub(crate) fn waitpid_any() -> io::Result<Option<(RawPid, libc::c_int)>> {
-    unsupported()
-}
-
-pub(crate) fn decode_status(status: libc::c_int) -> (bool, i32) {
-    (true, status)
-}
-
-pub(crate) fn kill(_pid: RawPid, _sig: libc::c_int) -> io::Result<()> {
-    unsupported()
-}
-
+/// No pidfds here ([`pidfd_open`]).
 pub(crate) fn pidfd_send_signal(_fd: BorrowedFd<'_>, _sig: libc::c_int) -> io::Result<()> {
-    unsupported()
+    unsupported("signalling through a pidfd")
 }
 
-pub(crate) fn getpid() -> RawPid {
-    std::process::id() as RawPid
-}
-
+/// Does nothing: the process keeps its name.
 pub(crate) fn set_name_from_argv0() {}
 
+/// The process id stands in for the thread id (used only to name threads
+/// of a process that cannot start children here).
 pub(crate) fn gettid() -> RawPid {
     getpid()
 }
 
-pub(crate) fn getppid() -> RawPid {
-    0
-}
-
+/// No `PR_SET_PDEATHSIG` here (the macOS port watches the parent with
+/// kqueue).
 pub(crate) fn set_parent_death_signal() -> io::Result<()> {
-    unsupported()
+    unsupported("dying with the parent process (PR_SET_PDEATHSIG)")
 }
 
+/// No `/proc/self/task` here.
 pub(crate) fn thread_count() -> io::Result<usize> {
-    unsupported()
+    unsupported("counting this process's threads")
 }
 
+/// No `/proc/self/task` here.
 pub(crate) fn single_threaded() -> io::Result<bool> {
-    unsupported()
+    unsupported("counting this process's threads")
 }
 
-pub(crate) fn wait_exited_nowait(_pid: RawPid) -> io::Result<()> {
-    unsupported()
-}
-
+/// No memfd here (the macOS port uses `shm_open` of a random name).
 pub(crate) fn memfd_with(_data: &[u8]) -> io::Result<OwnedFd> {
-    unsupported()
+    unsupported("an anonymous memory file")
 }
 
-pub(crate) fn read_file_prefix(_fd: BorrowedFd<'_>, _len: usize) -> io::Result<Vec<u8>> {
-    unsupported()
-}
-
-/// The result of [`fork`] (never produced here).
-#[allow(dead_code)]
-pub(crate) enum Forked {
-    /// In the parent, with the child's pid.
-    Parent(RawPid),
-    /// In the child.
-    Child,
-}
-
-/// # Safety
-/// Never forks here; always safe.
-pub(crate) unsafe fn fork() -> io::Result<Forked> {
-    unsupported()
-}
-
-pub(crate) fn exit_now(code: i32) -> ! {
-    std::process::exit(code)
-}
-
-pub(crate) fn random(_buf: &mut [u8]) -> io::Result<()> {
-    unsupported()
-}
-
-pub(crate) fn kill_self() -> ! {
-    std::process::abort()
-}
-
-pub(crate) fn stdin_to_devnull() -> io::Result<()> {
-    unsupported()
-}
-
-pub(crate) fn dup_onto(_fd: BorrowedFd<'_>, _target: RawFd) -> io::Result<()> {
-    unsupported()
-}
-
-pub(crate) fn send_two(_sock: BorrowedFd<'_>, _head: &[u8], _body: &[u8]) -> io::Result<()> {
-    unsupported()
-}
-
-pub(crate) fn set_signal(_sig: libc::c_int, _ignore: bool) {}
-
-pub(crate) fn block_sigchld(_block: bool) -> io::Result<()> {
-    unsupported()
-}
-
+/// No signalfd here (the macOS port uses a self-pipe).
 pub(crate) fn signalfd_sigchld() -> io::Result<OwnedFd> {
-    unsupported()
-}
-
-pub(crate) fn drain(_fd: BorrowedFd<'_>) {}
-
-pub(crate) fn affinity_count() -> Option<usize> {
-    None
-}
-
-/// Options for [`spawn_self`].
-pub(crate) struct SpawnSelf<'a> {
-    pub(crate) keep: BorrowedFd<'a>,
-    pub(crate) env: &'a [CString],
-}
-
-pub(crate) fn spawn_self(opts: &SpawnSelf<'_>) -> io::Result<RawPid> {
-    let _ = (opts.keep, opts.env);
-    unsupported()
-}
-
-/// Closes a descriptor that is owned by a value that will never drop (it
-/// is forgotten).
-///
-/// # Safety
-/// `fd` must not be used or closed again by anything in this process.
-pub(crate) unsafe fn close_unowned(fd: RawFd) {
-    let _ = fd;
-}
-
-/// # Safety
-/// `fd` must be open and owned by nothing else in this process.
-pub(crate) unsafe fn adopt(fd: RawFd) -> OwnedFd {
-    use std::os::fd::FromRawFd;
-    // SAFETY: guaranteed by the caller.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
-pub(crate) fn fd_is_open(_fd: RawFd) -> bool {
-    false
-}
-
-/// # Safety
-/// No other thread may read or write the environment concurrently.
-pub(crate) unsafe fn remove_env(name: &str) {
-    // SAFETY: guaranteed by the caller.
-    unsafe { std::env::remove_var(name) };
+    unsupported("a signal descriptor (signalfd)")
 }

@@ -1,15 +1,6 @@
 //! Stand-ins on platforms mproc-queue does not support yet.
 
 use std::io;
-use std::os::fd::OwnedFd;
-
-pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    Err(io::ErrorKind::Unsupported.into())
-}
-
-pub(crate) fn yield_now() {
-    std::thread::yield_now();
-}
 
 /// Does nothing here: the pages stay in use.
 ///

@@ -1,4 +1,5 @@
-//! Linux system calls used by mproc-shm. Every `unsafe` call sits here.
+//! The Linux-only system calls: memfd and its seals, shared futexes, pidfd,
+//! the affinity mask, `close_range`, `prctl`, the auxiliary vector, `/proc`.
 
 use std::ffi::CString;
 use std::io;
@@ -7,24 +8,17 @@ use std::ptr;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
-/// Converts a `-1`-on-error return value into an `io::Result`.
-pub(crate) fn cvt<T: Copy + PartialEq + From<i8>>(r: T) -> io::Result<T> {
-    if r == T::from(-1) {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
+use super::Liveness;
+use super::posix::{cvt, process_exists};
 
-/// Like [`cvt`], retrying while the call fails with `EINTR`.
-fn cvt_retry<T: Copy + PartialEq + From<i8>>(mut f: impl FnMut() -> T) -> io::Result<T> {
-    loop {
-        match cvt(f()) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => return r,
-        }
-    }
-}
+/// Socket-type flag for an atomic close-on-exec socket.
+pub(super) const SOCK_CLOEXEC: libc::c_int = libc::SOCK_CLOEXEC;
+/// Socket-type flag for an atomic non-blocking socket.
+pub(super) const SOCK_NONBLOCK: libc::c_int = libc::SOCK_NONBLOCK;
+/// `recvmsg` flag making received descriptors close-on-exec atomically.
+pub(super) const MSG_CMSG_CLOEXEC: libc::c_int = libc::MSG_CMSG_CLOEXEC;
+/// Poll event for a peer that shut down writing.
+pub(super) const POLLRDHUP: libc::c_short = libc::POLLRDHUP;
 
 /// Creates an anonymous memory file (`memfd_create`, close-on-exec, sealing
 /// allowed so that [`seal_size`] can pin its size).
@@ -36,31 +30,6 @@ pub(crate) fn memfd_create(name: &str) -> io::Result<OwnedFd> {
     })?;
     // SAFETY: `memfd_create` just returned this descriptor and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Opens a POSIX shared-memory object (`shm_open`, close-on-exec).
-pub(crate) fn shm_open(name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
-    let name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
-    // SAFETY: `name` is a valid NUL-terminated string; flags and mode are plain integers.
-    let fd = cvt(unsafe { libc::shm_open(name.as_ptr(), flags | libc::O_CLOEXEC, mode) })?;
-    // SAFETY: `shm_open` just returned this descriptor and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Removes a POSIX shared-memory name (`shm_unlink`).
-pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
-    let name = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
-    // SAFETY: `name` is a valid NUL-terminated string.
-    cvt(unsafe { libc::shm_unlink(name.as_ptr()) })?;
-    Ok(())
-}
-
-/// Sets the size of a file (`ftruncate`).
-pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
-    let len = libc::off_t::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
-    // SAFETY: `fd` is a valid open descriptor for the duration of the call.
-    cvt_retry(|| unsafe { libc::ftruncate(fd.as_raw_fd(), len) })?;
-    Ok(())
 }
 
 /// Seals a memfd against shrinking (and against further seals), so that no
@@ -89,47 +58,6 @@ pub(crate) fn is_size_sealed(seals: libc::c_int) -> bool {
     seals & libc::F_SEAL_SHRINK != 0
 }
 
-/// Returns the size of a file (`fstat`).
-pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `fd` is valid and `st` points to writable memory of the right size.
-    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
-    // SAFETY: `fstat` succeeded, so it initialised `st`.
-    let st = unsafe { st.assume_init() };
-    u64::try_from(st.st_size).map_err(|_| io::ErrorKind::InvalidData.into())
-}
-
-/// Maps `len` bytes of `fd` shared and read-write.
-pub(crate) fn mmap_shared(fd: BorrowedFd<'_>, len: usize) -> io::Result<*mut u8> {
-    // SAFETY: a fresh mapping chosen by the kernel (addr = NULL) aliases no Rust
-    // object; `fd` is valid for the call.
-    let p = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(p.cast())
-}
-
-/// Unmaps a mapping made by [`mmap_shared`].
-///
-/// # Safety
-/// `ptr`/`len` must be exactly a live mapping returned by [`mmap_shared`], and
-/// no reference into it may be used afterwards.
-pub(crate) unsafe fn munmap(ptr: *mut u8, len: usize) {
-    // SAFETY: guaranteed by the caller.
-    let r = unsafe { libc::munmap(ptr.cast(), len) };
-    debug_assert_eq!(r, 0, "munmap failed");
-}
-
 /// Faults in every page of a shared mapping now (`MADV_POPULATE_WRITE`),
 /// so that later accesses do not take page faults. Kernels before 5.14 do not
 /// know the advice; then this does nothing.
@@ -140,159 +68,6 @@ pub(crate) fn populate(ptr: *mut u8, len: usize) -> io::Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
         r => r.map(drop),
     }
-}
-
-/// The page size.
-#[allow(dead_code)]
-pub(crate) fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let r = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(r).unwrap_or(4096)
-}
-
-/// Sends bytes plus descriptors with `SCM_RIGHTS`.
-pub(crate) fn send_with_fds(
-    sock: BorrowedFd<'_>,
-    data: &[u8],
-    fds: &[BorrowedFd<'_>],
-) -> io::Result<usize> {
-    if fds.len() > crate::handle::MAX_FDS_PER_MESSAGE {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "too many descriptors for one message",
-        ));
-    }
-    if data.is_empty() && !fds.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "descriptors need at least one byte of data",
-        ));
-    }
-    let mut iov = libc::iovec {
-        iov_base: data.as_ptr() as *mut libc::c_void,
-        iov_len: data.len(),
-    };
-    let fd_bytes = std::mem::size_of_val(fds);
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(fd_bytes as u32) } as usize;
-    // u64 elements keep the control buffer aligned for `cmsghdr`. A few
-    // descriptors (the usual case) fit on the stack: no allocation, which
-    // matters right after a fork, where a heap write copies a shared page.
-    let mut small = [0u64; 6];
-    let mut large = Vec::new();
-    let cbuf: &mut [u64] = if space <= size_of_val(&small) {
-        &mut small
-    } else {
-        large.resize(space.div_ceil(8), 0u64);
-        &mut large
-    };
-    // SAFETY: an all-zero msghdr is a valid value (null pointers, zero lengths).
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if !fds.is_empty() {
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        // SAFETY: msg_control points to `space` writable, aligned bytes, enough for one header.
-        let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-        // SAFETY: `cmsg` is non-null (the buffer holds a header) and points into `cbuf`.
-        unsafe {
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes as u32) as _;
-        }
-        // SAFETY: CMSG_DATA points at `fd_bytes` writable bytes inside `cbuf`,
-        // room for exactly `fds.len()` c_ints (written unaligned).
-        let slots = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
-        for (i, f) in fds.iter().enumerate() {
-            // SAFETY: `i < fds.len()`: inside the room described above.
-            unsafe { ptr::write_unaligned(slots.add(i), f.as_raw_fd()) };
-        }
-    }
-    // SAFETY: `msg` points to a valid iovec and control buffer that outlive the call.
-    let n = cvt_retry(|| unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })?;
-    Ok(n as usize)
-}
-
-/// Receives bytes plus descriptors sent with `SCM_RIGHTS`.
-pub(crate) fn recv_with_fds(
-    sock: BorrowedFd<'_>,
-    buf: &mut [u8],
-    fds: &mut Vec<OwnedFd>,
-) -> io::Result<usize> {
-    // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes.
-    unsafe { recv_with_fds_raw(sock, buf.as_mut_ptr(), buf.len(), fds, 0) }
-}
-
-/// Size in u64 words of a control buffer that holds `MAX_FDS_PER_MESSAGE`
-/// descriptors: CMSG_SPACE(253 * 4) = 16 + 1012, rounded up to 8 = 1032 bytes.
-const CBUF_WORDS: usize = 130;
-
-/// One `recvmsg` into raw memory collecting `SCM_RIGHTS` descriptors
-/// (close-on-exec), retrying on `EINTR`; `flags` are added to the call's
-/// (`MSG_DONTWAIT`, `MSG_PEEK`).
-///
-/// # Safety
-/// `buf` must be valid for writes of `len` bytes.
-pub(crate) unsafe fn recv_with_fds_raw(
-    sock: BorrowedFd<'_>,
-    buf: *mut u8,
-    len: usize,
-    fds: &mut Vec<OwnedFd>,
-    flags: libc::c_int,
-) -> io::Result<usize> {
-    let mut iov = libc::iovec {
-        iov_base: buf.cast(),
-        iov_len: len,
-    };
-    let mut cbuf = [0u64; CBUF_WORDS];
-    // SAFETY: an all-zero msghdr is a valid value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
-    let flags = libc::MSG_CMSG_CLOEXEC | flags;
-    // SAFETY: `iov` covers memory the caller guarantees writable for `len`
-    // bytes, and the control buffer is a live local array; both outlive the call.
-    let n = cvt_retry(|| unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) })?;
-    if msg.msg_controllen > 0 {
-        // SAFETY: after a successful recvmsg, the control buffer holds `msg_controllen` valid bytes.
-        let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-        while !cmsg.is_null() {
-            // SAFETY: `cmsg` is a header inside the control buffer, as CMSG_FIRSTHDR/NXTHDR guarantee.
-            let (level, ty, clen) = unsafe {
-                (
-                    (*cmsg).cmsg_level,
-                    (*cmsg).cmsg_type,
-                    (*cmsg).cmsg_len as usize,
-                )
-            };
-            if level == libc::SOL_SOCKET && ty == libc::SCM_RIGHTS {
-                // SAFETY: CMSG_LEN(0) is a pure size computation.
-                let header = unsafe { libc::CMSG_LEN(0) } as usize;
-                let count = clen.saturating_sub(header) / std::mem::size_of::<libc::c_int>();
-                // SAFETY: CMSG_DATA points at `count` c_ints the kernel wrote; they may be unaligned.
-                let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
-                for i in 0..count {
-                    // SAFETY: `i < count`, within the data the kernel wrote.
-                    let raw = unsafe { data.add(i).read_unaligned() };
-                    // SAFETY: the kernel installed this descriptor for us; nothing else owns it.
-                    fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
-                }
-            }
-            // SAFETY: `cmsg` is a valid header of `msg`.
-            cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
-        }
-    }
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        fds.clear();
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "too many descriptors in one message",
-        ));
-    }
-    Ok(n as usize)
 }
 
 /// `FUTEX_WAIT` on a shared (not process-private) futex word: sleeps while
@@ -332,97 +107,6 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
     usize::try_from(r).unwrap_or(0)
 }
 
-// The resource tracker's system calls (see `tracker.rs`).
-
-/// A connected pair of `SOCK_SEQPACKET` Unix sockets, close-on-exec: each
-/// `send` arrives as one whole record, and `recv` returns 0 once every
-/// descriptor of the other end is closed.
-pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    let ty = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC;
-    // SAFETY: `fds` is a writable array of two c_ints, as socketpair fills.
-    cvt(unsafe { libc::socketpair(libc::AF_UNIX, ty, 0, fds.as_mut_ptr()) })?;
-    // SAFETY: socketpair just returned both descriptors and nothing else owns them.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// A close-on-exec duplicate of `fd` numbered `min` or above.
-pub(crate) fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: `fd` is open; F_DUPFD_CLOEXEC takes an int and returns a new descriptor.
-    let r = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) })?;
-    // SAFETY: fcntl just returned this descriptor and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(r) })
-}
-
-/// Sends `record` as one message, blocking while the socket buffer is full;
-/// a peer that is gone is `EPIPE` (never `SIGPIPE`).
-pub(crate) fn send_record(sock: BorrowedFd<'_>, record: &[u8]) -> io::Result<()> {
-    // SAFETY: `record` is a live buffer of `record.len()` bytes.
-    let n = cvt_retry(|| unsafe {
-        libc::send(
-            sock.as_raw_fd(),
-            record.as_ptr().cast(),
-            record.len(),
-            libc::MSG_NOSIGNAL,
-        )
-    })?;
-    debug_assert_eq!(n as usize, record.len(), "a record is sent whole");
-    Ok(())
-}
-
-/// Receives one record into `buf` (cut to its length); `Ok(0)` once every
-/// holder of the other end is gone.
-pub(crate) fn recv_record(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is a live, writable buffer of `buf.len()` bytes.
-    let n = cvt_retry(|| unsafe {
-        libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-    })?;
-    Ok(n as usize)
-}
-
-/// Waits until `fd` is readable (or its peer is gone); `false` if `timeout`
-/// passed first.
-pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `p` is one valid pollfd for the duration of the call.
-    let n = cvt_retry(|| unsafe { libc::poll(&mut p, 1, ms) })?;
-    Ok(n > 0)
-}
-
-/// The inode of a socket, which tells it apart from any other open file
-/// (sockets share one device); `None` if `fd` is not an open socket.
-pub(crate) fn socket_inode(fd: RawFd) -> Option<u64> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `st` points to writable memory of the right size; a closed or
-    // foreign `fd` is only an error (EBADF) or someone else's file.
-    cvt(unsafe { libc::fstat(fd, st.as_mut_ptr()) }).ok()?;
-    // SAFETY: `fstat` succeeded, so it initialised `st`.
-    let st = unsafe { st.assume_init() };
-    (st.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(st.st_ino)
-}
-
-/// Whether `fd` is an open `SOCK_SEQPACKET` socket.
-pub(crate) fn is_seqpacket(fd: RawFd) -> bool {
-    let mut ty: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `ty` and `len` are writable and `len` holds the size of `ty`.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&raw mut ty).cast(),
-            &mut len,
-        )
-    };
-    r == 0 && ty == libc::SOCK_SEQPACKET
-}
-
 /// Closes every descriptor above 2 except `keep`.
 pub(crate) fn close_all_but_stdio_and(keep: RawFd) {
     let ranges = [(3, keep - 1), (keep + 1, libc::c_int::MAX)];
@@ -451,12 +135,6 @@ pub(crate) fn close_all_but_stdio_and(keep: RawFd) {
         // so this fails harmlessly with EBADF for it.
         unsafe { libc::close(fd) };
     }
-}
-
-/// Ignores `sig` from now on.
-pub(crate) fn ignore_signal(sig: libc::c_int) {
-    // SAFETY: SIG_IGN is a valid disposition for every catchable signal.
-    unsafe { libc::signal(sig, libc::SIG_IGN) };
 }
 
 /// Names this process as `ps` and `/proc/<pid>/comm` show it (15 bytes at most).
@@ -538,8 +216,88 @@ pub(crate) fn spawn_detached(
     Ok(())
 }
 
-/// Ends this process at once, without running exit handlers or `main`.
-pub(crate) fn exit_now(code: i32) -> ! {
-    // SAFETY: `_exit` is always safe to call; it does not return.
-    unsafe { libc::_exit(code) }
+/// The number of CPUs this process may run on, per its affinity mask; `None`
+/// when the mask cannot be read.
+pub fn allowed_cpus() -> Option<u32> {
+    // SAFETY: an all-zero cpu_set_t is a valid, empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed; pid 0
+    // means the calling thread.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: `set` was filled in by the kernel.
+    Some(unsafe { libc::CPU_COUNT(&set) } as u32)
+}
+
+/// Whether `pid` names a process that has not exited yet.
+///
+/// A killed process that its parent has not reaped yet is a zombie: it still
+/// answers `kill(pid, 0)`, but it can never release anything, so it counts as
+/// dead here. A pidfd becomes readable exactly when the process exits, zombie
+/// or not; without pidfds (kernels before 5.3, seccomp filters) the state
+/// letter in `/proc/<pid>/stat` decides.
+pub(crate) fn liveness(pid: u32) -> Liveness {
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return Liveness::Dead;
+    };
+    if raw <= 0 {
+        return Liveness::Dead;
+    }
+    match pidfd_open(raw) {
+        Ok(fd) => {
+            if pidfd_exited(&fd) {
+                Liveness::Dead
+            } else {
+                Liveness::Alive
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Liveness::Dead,
+        Err(_) => liveness_fallback(raw),
+    }
+}
+
+fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags by value and returns a new
+    // descriptor or -1; no memory is passed.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as libc::c_int) })
+}
+
+fn pidfd_exited(fd: &OwnedFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid pollfd; a zero timeout never blocks.
+    let r = unsafe { libc::poll(&mut p, 1, 0) };
+    r > 0 && p.revents & libc::POLLIN != 0
+}
+
+fn liveness_fallback(pid: libc::pid_t) -> Liveness {
+    if !process_exists(pid) {
+        return Liveness::Dead;
+    }
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // The state letter follows the last ')' (the command name may contain one).
+            let state = stat
+                .iter()
+                .rposition(|&b| b == b')')
+                .and_then(|i| stat.get(i + 2).copied());
+            match state {
+                Some(b'Z' | b'X' | b'x') => Liveness::Dead,
+                _ => Liveness::Alive,
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Liveness::Dead,
+        // Unknown: never steal a lock on a guess.
+        Err(_) => Liveness::Alive,
+    }
 }

@@ -56,7 +56,7 @@ fn a_stray_variable_names_no_tracker_socket() {
     let file = std::fs::File::open("/dev/null").unwrap();
     assert!(!sys::is_seqpacket(file.as_raw_fd()));
     assert_eq!(sys::socket_inode(file.as_raw_fd()), None);
-    let (a, b) = sys::seqpacket_pair().unwrap();
+    let (a, b) = sys::socketpair_with(libc::SOCK_SEQPACKET, false).unwrap();
     assert!(sys::is_seqpacket(a.as_raw_fd()));
     let (ia, ib) = (
         sys::socket_inode(a.as_raw_fd()),

@@ -1,4 +1,4 @@
-//! Linux system calls used by mproc-sync. Every `unsafe` OS call sits here.
+//! The Linux-only call of mproc-sync: the kernel thread id (`gettid`).
 
 use std::cell::Cell;
 
