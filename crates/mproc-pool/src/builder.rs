@@ -16,7 +16,7 @@ use crate::worker::init_entry;
 /// An initializer's entry, encoded arguments and their descriptors.
 type InitTemplate = (i64, Vec<u8>, Vec<std::os::fd::OwnedFd>);
 
-/// Builds a [`Pool`] (Python's `Pool(processes, initializer, initargs,
+/// Builds a [`Pool`](crate::Pool) (Python's `Pool(processes, initializer, initargs,
 /// maxtasksperchild, context)`).
 ///
 /// # Examples
@@ -100,7 +100,7 @@ impl PoolBuilder {
     /// (Python's `initializer`/`initargs`). If it fails (panics, or ends
     /// the process) in any worker started by [`build`](Self::build),
     /// `build` fails; if it keeps failing in replacement workers, the pool
-    /// stops and fails queued tasks with [`TaskError::InitializerFailed`]
+    /// stops and fails queued tasks with [`TaskError::InitializerFailed`](crate::TaskError::InitializerFailed)
     /// instead of respawning for ever.
     pub fn initializer<F, A>(mut self, f: F, args: A) -> Self
     where
@@ -118,7 +118,7 @@ impl PoolBuilder {
     }
 
     /// Makes Ctrl-C (SIGINT) in this process cancel the pool's work: every
-    /// pending result resolves to [`TaskError::Cancelled`] and blocked calls
+    /// pending result resolves to [`TaskError::Cancelled`](crate::TaskError::Cancelled) and blocked calls
     /// return. The handler is process-wide; a second Ctrl-C ends the program
     /// as usual. Off by default (then Ctrl-C ends the program, and the
     /// workers, which are daemons, end with it). Workers always ignore

@@ -17,7 +17,7 @@ use crate::input::{Produced, Producer};
 use crate::job::{Chunk, MapJob, Sink, lock};
 use crate::task::Task;
 
-/// The iterator of [`Pool::imap`] and [`Pool::imap_unordered`].
+/// The iterator of [`Pool::imap`](crate::Pool::imap) and [`Pool::imap_unordered`](crate::Pool::imap_unordered).
 ///
 /// A plain `Iterator`, so adapters (and progress bars such as indicatif's
 /// `ProgressIterator`) work on it. Dropping it early stops submitting; work
@@ -293,7 +293,7 @@ impl<R> Drop for Imap<'_, R> {
     }
 }
 
-/// The iterator of [`Pool::try_imap`] and its chunked and unordered forms:
+/// The iterator of [`Pool::try_imap`](crate::Pool::try_imap) and its chunked and unordered forms:
 /// as [`Imap`], and at the input's first `Err`, [`TryImapError::Input`]
 /// with it as the last item.
 pub struct TryImap<'p, R, E> {

@@ -2,7 +2,7 @@
 //! for [`Pool::starmap`](crate::Pool::starmap).
 
 /// A function taking a tuple's fields as separate arguments, for
-/// [`Pool::starmap`]. Implemented for `fn` items and non-capturing closures
+/// [`Pool::starmap`](crate::Pool::starmap). Implemented for `fn` items and non-capturing closures
 /// of 1 to 6 arguments.
 pub trait StarFn<Args>: Copy + Send + 'static {
     /// What the function returns.
@@ -11,8 +11,8 @@ pub trait StarFn<Args>: Copy + Send + 'static {
     fn call(&self, args: Args) -> Self::Output;
 }
 
-/// Calls a [`StarFn`] with a tuple, for the tasks of [`Pool::starmap`] and
-/// [`Pool::starmap_async`] (non-capturing closures calling this, which
+/// Calls a [`StarFn`] with a tuple, for the tasks of [`Pool::starmap`](crate::Pool::starmap) and
+/// [`Pool::starmap_async`](crate::Pool::starmap_async) (non-capturing closures calling this, which
 /// unlike this function's type need not be `'static` in `Args`).
 pub(crate) fn call_star<F: StarFn<Args>, Args>(args: Args) -> F::Output {
     mproc_fnref::assert_zst::<F>();

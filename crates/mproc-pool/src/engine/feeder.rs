@@ -178,8 +178,8 @@ impl Engine {
     }
 
     /// Asks the worker with the most range work left in its running batch
-    /// to give up half of it (see [`Progress::split`]); its answer
-    /// ([`FromWorker::Split`]) queues that half for an idle worker.
+    /// to give up half of it (see [`Progress::split`](crate::worker::Progress::split)); its answer
+    /// ([`FromWorker::Split`](crate::wire::FromWorker::Split)) queues that half for an idle worker.
     pub(super) fn ask_split(&self, st: &mut State) {
         let mut best: Option<(usize, u64, f64)> = None;
         for (i, w) in st.workers.iter().enumerate() {

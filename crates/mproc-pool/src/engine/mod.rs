@@ -155,7 +155,7 @@ pub(crate) struct Engine {
     cfg: Config,
     /// The scheduling policy, for `cfg`'s sizes.
     policy: Policy,
-    /// Where the workers say what they run (see [`Progress`]); made once
+    /// Where the workers say what they run (see [`Progress`](crate::worker::Progress)); made once
     /// the first workers were asked for ([`Engine::start`]).
     progress: OnceLock<Segment>,
     /// Held while waiting for the fork server's answers to start requests

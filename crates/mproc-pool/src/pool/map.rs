@@ -195,8 +195,8 @@ impl Pool {
     /// [`imap`](Pool::imap) over an input of `Result`s: the results of the
     /// `Ok` items, in order, and at the first `Err` (as CPython raises the
     /// iterable's exception at its position)
-    /// [`TryImapError::Input`] with it, after which the input is not read
-    /// and the iterator ends. A failed task is [`TryImapError::Task`].
+    /// [`TryImapError::Input`](crate::TryImapError::Input) with it, after which the input is not read
+    /// and the iterator ends. A failed task is [`TryImapError::Task`](crate::TryImapError::Task).
     ///
     /// # Errors
     /// [`PoolError::NotRunning`] after close/terminate.

@@ -24,7 +24,7 @@ impl PoolBuilder {
     /// worker that then cannot be started is handled like one that died:
     /// its work runs in the others, and it is replaced (a few times at
     /// most); if no worker can be started at all, the work fails with
-    /// [`TaskError::WorkerStart`]. With an initializer, this waits until
+    /// [`TaskError::WorkerStart`](crate::TaskError::WorkerStart). With an initializer, this waits until
     /// every worker ran it.
     ///
     /// # Errors
@@ -60,10 +60,10 @@ impl PoolBuilder {
 ///
 /// # Failures
 ///
-/// * A task that panics fails that item ([`TaskError::Panicked`] with the
+/// * A task that panics fails that item ([`TaskError::Panicked`](crate::TaskError::Panicked) with the
 ///   message); the worker lives on.
 /// * A worker that dies (killed, aborted, out of memory) fails only the
-///   item it was running, with [`TaskError::WorkerLost`] and its exit
+///   item it was running, with [`TaskError::WorkerLost`](crate::TaskError::WorkerLost) and its exit
 ///   status; the other items it held are re-run elsewhere (so items before
 ///   it in the same chunk may run twice), it is replaced at once, and the
 ///   pool stays usable. Detection takes milliseconds: the parent watches
@@ -71,9 +71,9 @@ impl PoolBuilder {
 ///   in blocks of a few microseconds that are tracked as a whole: a worker
 ///   that dies in one has the block run again item by item, so an item
 ///   that kills its worker again fails, and the others succeed.
-/// * [`Pool::cancel`] (or Ctrl-C with
+/// * [`Pool::cancel`](crate::Pool::cancel) (or Ctrl-C with
 ///   [`PoolBuilder::cancel_on_ctrl_c`]) resolves everything outstanding to
-///   [`TaskError::Cancelled`].
+///   [`TaskError::Cancelled`](crate::TaskError::Cancelled).
 ///
 /// # Shutting down
 ///
@@ -141,7 +141,7 @@ impl Pool {
         self.engine.ensure_threads();
     }
 
-    /// Resolves every queued and running task to [`TaskError::Cancelled`]
+    /// Resolves every queued and running task to [`TaskError::Cancelled`](crate::TaskError::Cancelled)
     /// at once, and stops `map`/`imap` calls in progress from submitting
     /// more. Workers that were running cancelled tasks are killed and
     /// replaced; the pool stays usable.
@@ -152,7 +152,7 @@ impl Pool {
 
     /// Stops the workers now: SIGTERM, then SIGKILL to those still alive
     /// after 1 s (Python's `terminate`, which never escalates). Pending
-    /// results resolve to [`TaskError::Cancelled`].
+    /// results resolve to [`TaskError::Cancelled`](crate::TaskError::Cancelled).
     pub fn terminate(&self) {
         self.terminate_timeout(Duration::from_secs(1));
     }
