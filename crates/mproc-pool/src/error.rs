@@ -1,4 +1,6 @@
-//! Errors of pool construction, of pool operations and of single tasks.
+//! Errors of pool construction, of pool operations and of single tasks
+//! (the error of [`AsyncResult::get_timeout`](crate::AsyncResult::get_timeout),
+//! which hands the result back, is defined next to it).
 
 use std::error::Error;
 use std::fmt;
@@ -6,7 +8,6 @@ use std::io;
 
 use mproc_process::{ExitStatus, StartError};
 
-use crate::job::AsyncResult;
 use crate::wire::{PANIC_STR, PANIC_STRING, Panic};
 
 /// Why a [`PoolBuilder::build`](crate::PoolBuilder::build) failed.
@@ -223,7 +224,7 @@ impl<E> From<TaskError> for TryImapError<E> {
     }
 }
 
-/// Why a pool operation (`map`, `apply`, `get` on an [`AsyncResult`], …)
+/// Why a pool operation (`map`, `apply`, `get` on an [`AsyncResult`](crate::AsyncResult), …)
 /// failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PoolError {
@@ -304,45 +305,3 @@ impl fmt::Display for NextTimeoutError {
 }
 
 impl Error for NextTimeoutError {}
-
-/// Why [`AsyncResult::get_timeout`] returned without a value.
-pub enum GetTimeoutError<T> {
-    /// Not ready in time: the result is handed back, still usable.
-    Timeout(AsyncResult<T>),
-    /// The work failed.
-    Failed(PoolError),
-}
-
-impl<T> GetTimeoutError<T> {
-    /// Whether it timed out.
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, Self::Timeout(_))
-    }
-}
-
-impl<T> fmt::Debug for GetTimeoutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Timeout(_) => f.write_str("Timeout(..)"),
-            Self::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
-        }
-    }
-}
-
-impl<T> fmt::Display for GetTimeoutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Timeout(_) => f.write_str("timed out waiting for the result"),
-            Self::Failed(_) => f.write_str("the work failed"),
-        }
-    }
-}
-
-impl<T> Error for GetTimeoutError<T> {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            Self::Failed(e) => Some(e),
-            Self::Timeout(_) => None,
-        }
-    }
-}

@@ -17,8 +17,8 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
-use crate::engine::{ByteSource, Data, Payload};
-use crate::kinds::{self, is_pod, pod_bytes};
+use crate::fast_path::{self, ByteSource, is_pod, pod_bytes};
+use crate::task::{Data, Payload};
 use crate::wire::Kind;
 
 /// One chunk, or one item that could not be encoded.
@@ -53,7 +53,7 @@ where
     A: Serialize + 'a,
     I: IntoIterator<Item = A> + 'a,
 {
-    let input = match kinds::as_int_range(input) {
+    let input = match fast_path::as_int_range(input) {
         Ok(r) => {
             return Box::new(RangeProducer {
                 start: r.start,
@@ -62,7 +62,7 @@ where
         }
         Err(i) => i,
     };
-    let input = match kinds::as_pod_vec::<I, A>(input) {
+    let input = match fast_path::as_pod_vec::<I, A>(input) {
         Ok((src, elem, len)) => {
             return Box::new(PodProducer {
                 src,
@@ -138,7 +138,7 @@ impl Producer for RangeProducer {
             kind: Kind::Range,
             count: n,
             payload: Payload {
-                bytes: crate::engine::Data::Owned(bytes),
+                bytes: Data::Owned(bytes),
                 fds: Vec::new(),
                 offsets: Vec::new(),
                 elem: 0,
@@ -248,7 +248,7 @@ where
                 kind: Kind::Pod,
                 count,
                 payload: Payload {
-                    bytes: crate::engine::Data::Owned(bytes),
+                    bytes: Data::Owned(bytes),
                     fds: Vec::new(),
                     offsets: Vec::new(),
                     elem: size_of::<I::Item>(),
@@ -284,7 +284,7 @@ where
             kind: Kind::Seq,
             count,
             payload: Payload {
-                bytes: crate::engine::Data::Owned(bytes),
+                bytes: Data::Owned(bytes),
                 fds,
                 offsets,
                 elem: 0,

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use crate::error::{GetTimeoutError, PoolError, TaskError};
-use crate::kinds::{is_pod, pod_from_bytes};
+use crate::error::{PoolError, TaskError};
+use crate::fast_path::{is_pod, pod_from_bytes};
 use crate::wire::TaskOut;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -420,6 +420,48 @@ impl<T> AsyncResult<T> {
             index: 0,
             error: TaskError::Cancelled,
         }))
+    }
+}
+
+/// Why [`AsyncResult::get_timeout`] returned without a value.
+pub enum GetTimeoutError<T> {
+    /// Not ready in time: the result is handed back, still usable.
+    Timeout(AsyncResult<T>),
+    /// The work failed.
+    Failed(PoolError),
+}
+
+impl<T> GetTimeoutError<T> {
+    /// Whether it timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout(_))
+    }
+}
+
+impl<T> fmt::Debug for GetTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout(_) => f.write_str("Timeout(..)"),
+            Self::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+        }
+    }
+}
+
+impl<T> fmt::Display for GetTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout(_) => f.write_str("timed out waiting for the result"),
+            Self::Failed(_) => f.write_str("the work failed"),
+        }
+    }
+}
+
+impl<T> std::error::Error for GetTimeoutError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Failed(e) => Some(e),
+            Self::Timeout(_) => None,
+        }
     }
 }
 

@@ -90,13 +90,17 @@
 
 #![doc(test(attr(deny(warnings))))]
 
+mod builder;
 mod engine;
 mod error;
+mod fast_path;
+mod imap;
 mod input;
 mod job;
-mod kinds;
 mod pool;
+mod star;
 mod sys;
+mod task;
 mod wire;
 mod worker;
 
@@ -115,7 +119,7 @@ pub mod __private {
     /// its first item (as `i128`) and its length; otherwise `input` back.
     /// For mproc-mpi, which ships ranges the same way.
     pub fn int_range<I>(input: I) -> Result<(i128, u128), I> {
-        crate::kinds::as_int_range(input).map(|r| (r.start, r.len))
+        crate::fast_path::as_int_range(input).map(|r| (r.start, r.len))
     }
 
     /// Calls `each` with the items `start + k` (`from <= k < len`) as an `A`
@@ -127,13 +131,16 @@ pub mod __private {
         len: u64,
         each: impl FnMut(u64, A) -> bool,
     ) -> bool {
-        crate::kinds::for_each_in_range(start, from, len, each)
+        crate::fast_path::for_each_in_range(start, from, len, each)
     }
 }
 
+pub use crate::builder::PoolBuilder;
 pub use crate::error::{
-    BuildError, GetTimeoutError, NextTimeoutError, PanicPayload, PoolError, TaskError, TryImapError,
+    BuildError, NextTimeoutError, PanicPayload, PoolError, TaskError, TryImapError,
 };
-pub use crate::job::AsyncResult;
-pub use crate::pool::{Imap, Pool, PoolBuilder, StarFn, TryImap};
+pub use crate::imap::{Imap, TryImap};
+pub use crate::job::{AsyncResult, GetTimeoutError};
+pub use crate::pool::Pool;
+pub use crate::star::StarFn;
 pub use mproc_process::{ExitStatus, StartMethod, cpu_count};

@@ -14,7 +14,7 @@ use mproc_shm::{HEADER_SIZE, Layout, Segment, SharedSync, fingerprint_of};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::kinds::{for_each_in_range, is_pod, pod_bytes};
+use crate::fast_path::{for_each_in_range, is_pod, pod_bytes};
 use crate::sys;
 use crate::wire::{
     Bytes, FromWorker, Kind, Msg, PANIC_OTHER, PANIC_STR, PANIC_STRING, Panic, Parsed, TaskOut,
@@ -445,6 +445,30 @@ where
     let a: A = mproc_shm::handle::from_bytes_with_fds(payload, fds)
         .map_err(|e| format!("the initializer's arguments did not decode: {e}"))?;
     panic::catch_unwind(AssertUnwindSafe(|| f(a))).map_err(|p| panic_text(&*p))
+}
+
+/// The offset of `F`'s task runner from the code anchor: what a worker
+/// is told to run for a task of `F` (see `mproc_fnref`).
+pub(crate) fn entry_of<F, A, R>() -> i64
+where
+    F: Fn(A) -> R + Copy + Send + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    mproc_fnref::assert_zst::<F>();
+    let f: TaskFn = run_task::<F, A, R>;
+    mproc_fnref::offset_of(f as *const ())
+}
+
+/// [`entry_of`] for an initializer `F`.
+pub(crate) fn init_entry<F, A>() -> i64
+where
+    F: Fn(A) + Copy + Send + 'static,
+    A: DeserializeOwned,
+{
+    mproc_fnref::assert_zst::<F>();
+    let run: InitFn = run_init::<F, A>;
+    mproc_fnref::offset_of(run as *const ())
 }
 
 fn install_panic_hook() {

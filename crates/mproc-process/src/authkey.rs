@@ -1,9 +1,9 @@
 //! The process authkey (CPython's `current_process().authkey`).
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use crate::state;
+use crate::lock::lock;
 
 /// A secret shared by a process and the children it starts (CPython's
 /// `AuthenticationString`): the key a [`Manager`] and its clients prove
@@ -94,5 +94,13 @@ impl fmt::Debug for AuthKey {
 /// assert_eq!(current_process().authkey().unwrap().as_bytes(), b"a key the whole deployment shares");
 /// ```
 pub fn set_authkey(key: AuthKey) {
-    state::set_authkey(key);
+    *lock(&AUTHKEY) = Some(key);
+}
+
+/// This process's authkey (`None` until first used).
+static AUTHKEY: Mutex<Option<AuthKey>> = Mutex::new(None);
+
+/// This process's authkey: 32 random bytes unless inherited or set.
+pub(crate) fn current() -> AuthKey {
+    lock(&AUTHKEY).get_or_insert_with(AuthKey::random).clone()
 }

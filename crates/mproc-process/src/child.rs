@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::process::StartMethod;
+use crate::method::StartMethod;
 use crate::wire::{self, Request, Tag};
 use crate::{state, sys};
 

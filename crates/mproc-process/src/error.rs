@@ -1,10 +1,13 @@
-//! Errors of starting and joining processes.
+//! Errors of starting and joining processes (the error of parsing a
+//! start method's name, [`UnknownStartMethod`](crate::UnknownStartMethod),
+//! is defined next to [`StartMethod`]).
 
 use std::error::Error;
 use std::fmt;
 use std::io;
 
-use crate::process::{ExitStatus, START_METHOD_ENV, StartMethod};
+use crate::method::{START_METHOD_ENV, StartMethod};
+use crate::status::ExitStatus;
 
 /// Why a process could not be started.
 #[derive(Debug)]
@@ -19,7 +22,7 @@ pub enum StartError {
         /// How many descriptors the arguments hold.
         count: usize,
     },
-    /// [`StartMethod::Fork`](crate::StartMethod::Fork) was asked for while
+    /// [`StartMethod::Fork`] was asked for while
     /// this process has more than one thread. Use the fork server (the
     /// default) or spawn instead; see
     /// [`Process::allow_fork_with_threads`](crate::Process::allow_fork_with_threads).
@@ -278,22 +281,6 @@ impl Error for TryJoinError {
         }
     }
 }
-
-/// Error of parsing a [`StartMethod`](crate::StartMethod) name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownStartMethod(pub String);
-
-impl fmt::Display for UnknownStartMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot find context for '{}' (expected forkserver, spawn or fork)",
-            self.0
-        )
-    }
-}
-
-impl Error for UnknownStartMethod {}
 
 /// Error of [`set_start_method`](crate::set_start_method) and
 /// [`get_start_method`](crate::get_start_method).

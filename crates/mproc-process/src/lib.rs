@@ -99,25 +99,34 @@
 
 mod authkey;
 mod child;
+mod context;
 mod cpu;
 mod error;
+mod handle;
+mod info;
+mod lock;
+mod method;
 mod process;
 mod server;
 mod start;
 mod state;
+mod status;
 mod sys;
+mod watch;
 mod wire;
 
 pub use crate::authkey::{AuthKey, set_authkey};
+pub use crate::context::{
+    Context, all_start_methods, get_context, get_start_method, set_start_method,
+    set_start_method_force,
+};
 pub use crate::cpu::{CpuCount, CpuSource, cpu_count, cpu_count_source};
-pub use crate::error::{
-    JoinError, JoinTimeoutError, StartError, StartMethodError, TryJoinError, UnknownStartMethod,
-};
-pub use crate::process::{
-    Context, ExitStatus, PendingStart, Pid, Process, ProcessHandle, ProcessInfo, START_METHOD_ENV,
-    StartMethod, active_children, all_start_methods, current_process, get_context,
-    get_start_method, parent_process, set_start_method, set_start_method_force,
-};
+pub use crate::error::{JoinError, JoinTimeoutError, StartError, StartMethodError, TryJoinError};
+pub use crate::handle::{PendingStart, ProcessHandle};
+pub use crate::info::{ProcessInfo, active_children, current_process, parent_process};
+pub use crate::method::{START_METHOD_ENV, StartMethod, UnknownStartMethod};
+pub use crate::process::Process;
+pub use crate::status::{ExitStatus, Pid};
 
 /// Serves the child or fork-server role if this process was started as one
 /// (and then exits); returns at once otherwise.

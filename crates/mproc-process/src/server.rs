@@ -26,10 +26,11 @@ use std::sync::{Arc, Mutex};
 
 use crate::child;
 use crate::error::StartError;
-use crate::process::{StartMethod, Watch};
+use crate::lock::lock;
+use crate::method::StartMethod;
 use crate::start::{self, Started};
-use crate::state::lock;
 use crate::sys::{self, RawPid};
+use crate::watch::Watch;
 use crate::wire::{self, Request};
 use mproc_shm::handle::recv_with_fds;
 

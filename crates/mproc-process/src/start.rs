@@ -8,9 +8,10 @@ use std::sync::mpsc;
 
 use crate::child;
 use crate::error::StartError;
-use crate::process::{StartMethod, Watch};
-use crate::state::lock;
+use crate::lock::lock;
+use crate::method::StartMethod;
 use crate::sys::{self, RawPid};
+use crate::watch::Watch;
 use crate::wire::{self, Request};
 
 /// A started child, as seen by its parent.

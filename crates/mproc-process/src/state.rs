@@ -2,12 +2,14 @@
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::authkey::AuthKey;
+use crate::authkey::{self, AuthKey};
 use crate::error::StartMethodError;
-use crate::process::{Inner, START_METHOD_ENV, StartMethod};
+use crate::lock::lock;
+use crate::method::{START_METHOD_ENV, StartMethod};
 use crate::sys::{self, RawPid};
+use crate::watch::Inner;
 use crate::wire::{self, Request};
 
 /// Who this process is, in mproc's terms.
@@ -38,12 +40,6 @@ static ME: Mutex<Option<Me>> = Mutex::new(None);
 // Relaxed: only uniqueness matters, no other memory is published through it.
 static NEXT_CHILD: AtomicU32 = AtomicU32::new(1);
 static CHILDREN: Mutex<Vec<Arc<Inner>>> = Mutex::new(Vec::new());
-
-/// Locks a mutex, ignoring poisoning (the data stays consistent: every
-/// critical section here is a plain read or assignment).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A copy of who this process is.
 pub(crate) fn me() -> Me {
@@ -121,7 +117,7 @@ pub(crate) fn become_child(req: &mut Request, sentinel: Option<OwnedFd>) {
             // Like CPython's spawn, which sets the parent's method, forced.
             *lock(&DEFAULT_METHOD) = Some(m);
         }
-        set_authkey(AuthKey::new(std::mem::take(&mut req.authkey)));
+        authkey::set_authkey(AuthKey::new(std::mem::take(&mut req.authkey)));
     }
     *lock(&ME) = Some(Me {
         name: std::mem::take(&mut req.name),
@@ -182,19 +178,6 @@ pub(crate) fn default_for_child() -> u8 {
         Ok(m) => m.to_u8(),
         Err(_) => wire::NO_DEFAULT,
     }
-}
-
-/// This process's authkey (`None` until first used).
-static AUTHKEY: Mutex<Option<AuthKey>> = Mutex::new(None);
-
-/// This process's authkey: 32 random bytes unless inherited or set.
-pub(crate) fn authkey() -> AuthKey {
-    lock(&AUTHKEY).get_or_insert_with(AuthKey::random).clone()
-}
-
-/// Replaces this process's authkey.
-pub(crate) fn set_authkey(key: AuthKey) {
-    *lock(&AUTHKEY) = Some(key);
 }
 
 /// A pidfd of this process (with the pid it was opened in), sent to

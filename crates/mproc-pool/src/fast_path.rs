@@ -5,7 +5,11 @@ use std::any::TypeId;
 use std::ops::{Range, RangeInclusive};
 use std::sync::Arc;
 
-use crate::engine::ByteSource;
+/// Bytes another owner keeps alive (a caller's `Vec` of plain numbers,
+/// shipped without a copy).
+pub(crate) trait ByteSource: Send + Sync {
+    fn bytes(&self) -> &[u8];
+}
 
 /// Whether `T` is the same type as `U` (lifetimes ignored, which is sound
 /// here because every `U` we compare with has none).

@@ -1,0 +1,169 @@
+//! [`PoolBuilder`]: what a pool is built with ([`build`](PoolBuilder::build)
+//! itself is next to [`Pool`](crate::Pool)).
+
+use std::fmt;
+use std::time::Duration;
+
+use mproc_process::{Context, StartMethod, cpu_count};
+use mproc_shm::codec_error::PostcardError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::engine::Config;
+use crate::error::BuildError;
+use crate::worker::init_entry;
+
+/// An initializer's entry, encoded arguments and their descriptors.
+type InitTemplate = (i64, Vec<u8>, Vec<std::os::fd::OwnedFd>);
+
+/// Builds a [`Pool`](crate::Pool) (Python's `Pool(processes, initializer, initargs,
+/// maxtasksperchild, context)`).
+///
+/// # Examples
+///
+/// ```
+/// use mproc_pool::Pool;
+///
+/// fn setup(tag: String) {
+///     assert_eq!(tag, "ready");
+/// }
+///
+/// let pool = Pool::builder().processes(2).initializer(setup, "ready".to_string()).max_tasks_per_child(100).build()?;
+/// assert_eq!(pool.map(|x: u32| x + 1, vec![1, 2, 3])?, [2, 3, 4]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a builder does nothing until build() is called"]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    /// `None`: the process-wide default, resolved by `build`.
+    method: Option<StartMethod>,
+    max_tasks: Option<u64>,
+    init: Option<Result<InitTemplate, String>>,
+    cancel_on_ctrl_c: bool,
+    drop_timeout: Duration,
+}
+
+impl fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("processes", &self.processes)
+            .field("method", &self.method)
+            .field("max_tasks_per_child", &self.max_tasks)
+            .field("initializer", &self.init.is_some())
+            .field("cancel_on_ctrl_c", &self.cancel_on_ctrl_c)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        Self {
+            processes: None,
+            method: None,
+            max_tasks: None,
+            init: None,
+            cancel_on_ctrl_c: false,
+            drop_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// How many worker processes (default: [`cpu_count`], which honours the
+    /// affinity mask, cgroup quotas and SLURM/PBS allocations).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// How workers are started (default: the process-wide
+    /// [`get_start_method`](mproc_process::get_start_method), read when the
+    /// pool is built, as CPython's `Pool` takes its context).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Uses a context's start method (Python's `context=`).
+    pub fn context(self, ctx: Context) -> Self {
+        self.start_method(ctx.start_method())
+    }
+
+    /// Replaces each worker after it ran `n` items (Python's
+    /// `maxtasksperchild`; here every item counts, whatever the chunking).
+    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
+        self.max_tasks = Some(n);
+        self
+    }
+
+    /// Runs `f(args)` once in every worker before it takes tasks
+    /// (Python's `initializer`/`initargs`). If it fails (panics, or ends
+    /// the process) in any worker started by [`build`](Self::build),
+    /// `build` fails; if it keeps failing in replacement workers, the pool
+    /// stops and fails queued tasks with [`TaskError::InitializerFailed`](crate::TaskError::InitializerFailed)
+    /// instead of respawning for ever.
+    pub fn initializer<F, A>(mut self, f: F, args: A) -> Self
+    where
+        F: Fn(A) + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned,
+    {
+        let _ = f;
+        let entry = init_entry::<F, A>();
+        self.init = Some(
+            mproc_shm::handle::to_bytes_with_fds(&args)
+                .map(|(b, fds)| (entry, b, fds))
+                .map_err(|e| PostcardError::encode(&args, e).to_string()),
+        );
+        self
+    }
+
+    /// Makes Ctrl-C (SIGINT) in this process cancel the pool's work: every
+    /// pending result resolves to [`TaskError::Cancelled`](crate::TaskError::Cancelled) and blocked calls
+    /// return. The handler is process-wide; a second Ctrl-C ends the program
+    /// as usual. Off by default (then Ctrl-C ends the program, and the
+    /// workers, which are daemons, end with it). Workers always ignore
+    /// SIGINT themselves.
+    pub fn cancel_on_ctrl_c(mut self, on: bool) -> Self {
+        self.cancel_on_ctrl_c = on;
+        self
+    }
+
+    /// How long dropping the pool waits for queued work before it
+    /// terminates the workers (default 10 s).
+    pub fn drop_timeout(mut self, t: Duration) -> Self {
+        self.drop_timeout = t;
+        self
+    }
+
+    /// The configuration to start with: whether Ctrl-C cancels, how long
+    /// a drop waits, and the engine's [`Config`].
+    pub(crate) fn into_config(self) -> Result<(Config, bool, Duration), BuildError> {
+        let processes = self.processes.unwrap_or_else(cpu_count);
+        if processes == 0 {
+            return Err(BuildError::NoProcesses);
+        }
+        if self.max_tasks == Some(0) {
+            return Err(BuildError::ZeroMaxTasks);
+        }
+        let init = match self.init {
+            None => None,
+            Some(Ok(i)) => Some(i),
+            Some(Err(m)) => {
+                return Err(BuildError::Initializer {
+                    message: format!("its arguments did not serialize: {m}"),
+                });
+            }
+        };
+        let method = match self.method {
+            Some(m) => m,
+            None => mproc_process::get_start_method().map_err(|e| BuildError::Start(e.into()))?,
+        };
+        let cfg = Config {
+            processes,
+            method,
+            max_items: self.max_tasks,
+            init,
+        };
+        Ok((cfg, self.cancel_on_ctrl_c, self.drop_timeout))
+    }
+}
