@@ -20,6 +20,10 @@ pub enum CreateError {
     Segment(SegmentError),
     /// The side channel for large messages could not be made.
     Io(io::Error),
+    /// The number of leases asked for is outside the supported range (1 to 65536).
+    InvalidLeases(usize),
+    /// The lease item size asked for is larger than supported (1 GiB).
+    InvalidItemSize(usize),
 }
 
 impl fmt::Display for CreateError {
@@ -39,6 +43,12 @@ impl fmt::Display for CreateError {
             ),
             Self::Segment(_) => f.write_str("failed to create the queue's shared memory"),
             Self::Io(_) => f.write_str("failed to create the queue's side channel"),
+            Self::InvalidLeases(n) => {
+                write!(f, "{n} leases is outside the supported range (1 to 65536)")
+            }
+            Self::InvalidItemSize(n) => {
+                write!(f, "lease item size {n} is larger than the supported 1 GiB")
+            }
         }
     }
 }

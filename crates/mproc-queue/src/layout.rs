@@ -21,6 +21,10 @@ pub(crate) const KIND_SIMPLE: u32 = 0x0302;
 pub(crate) const KIND_JOINABLE: u32 = 0x0303;
 /// Layout kind of the dedicated segment of a message too large for the ring.
 pub(crate) const KIND_LARGE: u32 = 0x0304;
+/// Layout kind of a [`LeaseQueue`](crate::LeaseQueue)'s queue segment.
+pub(crate) const KIND_LEASE: u32 = 0x0305;
+/// Layout kind of a [`LeaseQueue`](crate::LeaseQueue)'s lease table.
+pub(crate) const KIND_LEASE_TABLE: u32 = 0x0306;
 
 /// Where the control block starts.
 pub(crate) const CTL_OFFSET: usize = mproc_shm::HEADER_SIZE;

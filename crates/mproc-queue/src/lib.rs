@@ -90,6 +90,7 @@ mod codec;
 mod core;
 mod error;
 mod layout;
+mod lease;
 mod overflow;
 mod queue;
 mod records;
@@ -107,6 +108,7 @@ pub use crate::error::{
     BrokenError, CreateError, DecodeError, EncodeError, GetError, GetTimeoutError,
     JoinTimeoutError, PutError, PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
 };
+pub use crate::lease::{AckError, Lease, LeaseQueue, LeaseQueueBuilder};
 pub use crate::queue::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};
 
 /// Entry points for the fuzz targets in `fuzz/` (only under `cfg(fuzzing)`).
