@@ -182,10 +182,14 @@ impl LeaseQueueBuilder {
 ///   SIGKILL is concerned: the item is copied into the lease table before
 ///   the queue lets go of it, and the next consumer finishes or undoes a
 ///   take that a killed one left half-done.
-/// * A dead holder is noticed by the other consumers' scans (at most every
-///   20 ms while they are busy, and whenever they would otherwise wait),
-///   with the same check the locks use for a dead owner; the limits stated
-///   there (pid reuse, one pid namespace) hold here too.
+/// * A dead holder is noticed by the other consumers' scans: at a handle's
+///   first `get_lease` (so a consumer started to replace a dead one
+///   redelivers its item first), every 256 leases of a busy handle (at
+///   most one scan per 20 ms among all), and whenever a consumer would
+///   otherwise wait. Until a death is noticed, new items go on being
+///   delivered. The check is the one the locks use for a dead owner
+///   (`mproc_shm::mutex::process_alive`), with the limits stated there
+///   (pid reuse, one pid namespace).
 /// * Duplicates happen only for items whose lease was taken back (a dead
 ///   or expired holder may have done the work without acking it).
 ///
@@ -428,11 +432,13 @@ impl<T, C: Codec<T>> LeaseQueue<T, C> {
         t.recover(c);
         // Relaxed: a per-handle heuristic (a plain load and store: racing
         // threads only make a scan a little early or late).
-        let n = self.shared.gets.load(Ordering::Relaxed).wrapping_add(1);
-        self.shared.gets.store(n, Ordering::Relaxed);
+        let n = self.shared.gets.load(Ordering::Relaxed);
+        self.shared.gets.store(n.wrapping_add(1), Ordering::Relaxed);
         let now = if timeout != 0 || n % SCAN_EVERY == 0 {
             let now = crate::sys::monotonic_ns();
-            if t.scan_due(now, SCAN_NS) {
+            // A handle's first get always scans: a consumer started to
+            // replace a dead one redelivers its item first.
+            if n == 0 || t.scan_due(now, SCAN_NS) {
                 t.scan(c, me, now);
             }
             now
