@@ -5,7 +5,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
-use mproc_queue::{Bytes, Pod, Queue};
+use mproc_queue::{Bytes, LeaseQueue, Pod, Queue};
 use mproc_shm::handle::{from_bytes_with_fds, to_bytes_with_fds};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,6 +20,7 @@ const END: u64 = u64::MAX;
 
 type U64Queue = Queue<u64, Pod>;
 type BytesQueue = Queue<Vec<u8>, Bytes>;
+type U64LeaseQueue = LeaseQueue<u64, Pod>;
 
 /// The scenarios of this crate.
 pub(crate) fn scenarios() -> Vec<Scenario> {
@@ -28,6 +29,11 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             name: "queue_1p1c_u64",
             about: "1 producer process -> 1 consumer process, Queue<u64, Pod>, N=10M, M msgs/s",
             run: queue_1p1c_u64,
+        },
+        Scenario {
+            name: "lease_queue_1p1c",
+            about: "1 producer process -> 1 consumer process, LeaseQueue<u64, Pod>, get_lease + ack each, N=10M, M msgs/s",
+            run: lease_queue_1p1c,
         },
         Scenario {
             name: "queue_2p2c_u64",
@@ -53,6 +59,10 @@ pub(crate) fn roles() -> Vec<Role> {
         Role {
             name: "queue_produce_u64",
             run: role_produce_u64,
+        },
+        Role {
+            name: "lease_produce_u64",
+            run: role_lease_produce_u64,
         },
         Role {
             name: "queue_consume_u64",
@@ -104,6 +114,18 @@ fn role_produce_u64(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
     Ok(())
 }
 
+/// Producer child of `lease_queue_1p1c`: as `role_produce_u64`, into a
+/// lease queue.
+fn role_lease_produce_u64(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
+    let (n, (q, start)): (u64, (U64LeaseQueue, U64Queue)) = unpack(arg, fds)?;
+    start.get()?;
+    for i in 0..n {
+        q.put(i).map_err(|e| e.to_string())?;
+    }
+    q.put(END).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// Consumer child: takes items until it sees END; checks nothing is out of range.
 fn role_consume_u64(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
     let (n, q): (u64, U64Queue) = unpack(arg, fds)?;
@@ -146,6 +168,37 @@ fn queue_1p1c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let mut expect = 0;
     loop {
         let v = q.get()?;
+        if v == END {
+            break;
+        }
+        if v != expect {
+            return Err(format!("got {v}, expected {expect}").into());
+        }
+        expect += 1;
+    }
+    let dt = t0.elapsed();
+    child.wait()?;
+    if expect != N_U64 {
+        return Err(format!("received {expect} of {N_U64}").into());
+    }
+    Ok(vec![Measurement::higher(
+        N_U64 as f64 / dt.as_secs_f64() / 1e6,
+        "M msgs/s",
+    )])
+}
+
+/// As `queue_1p1c_u64`, with every item leased and acked.
+fn lease_queue_1p1c(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+    let q: U64LeaseQueue = LeaseQueue::new()?;
+    let start: U64Queue = Queue::new(0)?;
+    let child = spawn_with(ctx, "lease_produce_u64", N_U64, &(&q, &start))?;
+    let t0 = Instant::now();
+    start.put(0).map_err(|e| e.to_string())?;
+    let mut expect = 0;
+    loop {
+        let l = q.get_lease()?;
+        let v = *l;
+        l.ack()?;
         if v == END {
             break;
         }
