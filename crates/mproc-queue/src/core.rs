@@ -38,6 +38,7 @@ use crate::records::{Records, Taken};
 use crate::ring::{self, Corrupted, ProducerCache, Push, REC_INLINE, REC_LARGE, Ring, Take};
 use crate::wait::{Deadline, Prepare, SLICE, block_on};
 
+mod batch;
 mod locked;
 pub(crate) use locked::{Consumer, Took};
 

@@ -290,6 +290,48 @@ impl<T> From<PutError<T>> for PutTimeoutError<T> {
     }
 }
 
+/// Why a batched put ([`put_many`](crate::Queue::put_many) and its forms)
+/// stopped: the error of the item that was not put (which it hands back),
+/// and how many items were put before it.
+#[derive(Debug)]
+pub struct PutManyError<E> {
+    put: usize,
+    error: E,
+}
+
+impl<E> PutManyError<E> {
+    pub(crate) fn new(put: usize, error: E) -> Self {
+        Self { put, error }
+    }
+
+    /// How many items were put (and are in the queue) before the failure.
+    pub fn put(&self) -> usize {
+        self.put
+    }
+
+    /// Why the item was not put (and the item).
+    pub fn error(&self) -> &E {
+        &self.error
+    }
+
+    /// The error, with the item that was not put.
+    pub fn into_error(self) -> E {
+        self.error
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for PutManyError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (after {} items were put)", self.error, self.put)
+    }
+}
+
+impl<E: Error + 'static> Error for PutManyError<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.error.source()
+    }
+}
+
 macro_rules! get_error {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident => $msg:literal,)* }) => {
         $(#[$m])*

@@ -106,7 +106,8 @@ mod fuzz;
 pub use crate::codec::{Bytes, Codec, Pod, Postcard};
 pub use crate::error::{
     BrokenError, CreateError, DecodeError, EncodeError, GetError, GetTimeoutError,
-    JoinTimeoutError, PutError, PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
+    JoinTimeoutError, PutError, PutManyError, PutTimeoutError, TaskDoneError, TryGetError,
+    TryPutError,
 };
 pub use crate::lease::{AckError, Lease, LeaseQueue, LeaseQueueBuilder};
 pub use crate::queue::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};

@@ -17,6 +17,8 @@ use crate::layout::{KIND_JOINABLE, KIND_QUEUE, KIND_SIMPLE};
 use crate::overflow::DEFAULT_OVERFLOW;
 use crate::wait::Deadline;
 
+mod batch;
+
 pub(crate) fn fingerprint<T, C: Codec<T>>() -> u64 {
     mproc_shm::fingerprint_of::<T>(C::TAG)
 }
