@@ -36,6 +36,11 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             run: lease_queue_1p1c,
         },
         Scenario {
+            name: "queue_batch_1p1c_u64",
+            about: "1 producer process -> 1 consumer process, Queue<u64, Pod>, put_many/get_many of up to 4096, N=10M, M msgs/s",
+            run: queue_batch_1p1c_u64,
+        },
+        Scenario {
             name: "queue_2p2c_u64",
             about: "2 producer -> 2 consumer processes, Queue<u64, Pod>, N=10M in all, M msgs/s",
             run: queue_2p2c_u64,
@@ -63,6 +68,10 @@ pub(crate) fn roles() -> Vec<Role> {
         Role {
             name: "lease_produce_u64",
             run: role_lease_produce_u64,
+        },
+        Role {
+            name: "queue_batch_produce_u64",
+            run: role_batch_produce_u64,
         },
         Role {
             name: "queue_consume_u64",
@@ -126,6 +135,24 @@ fn role_lease_produce_u64(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
     Ok(())
 }
 
+/// Items per `put_many`/`get_many` in `queue_batch_1p1c_u64`.
+const BATCH: u64 = 4096;
+
+/// Producer child of `queue_batch_1p1c_u64`: as `role_produce_u64`, with
+/// `put_many` of `BATCH` items at a time.
+fn role_batch_produce_u64(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
+    let (n, (q, start)): (u64, (U64Queue, U64Queue)) = unpack(arg, fds)?;
+    start.get()?;
+    let mut i = 0;
+    while i < n {
+        let end = (i + BATCH).min(n);
+        q.put_many(i..end).map_err(|e| e.to_string())?;
+        i = end;
+    }
+    q.put(END).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// Consumer child: takes items until it sees END; checks nothing is out of range.
 fn role_consume_u64(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
     let (n, q): (u64, U64Queue) = unpack(arg, fds)?;
@@ -175,6 +202,39 @@ fn queue_1p1c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
             return Err(format!("got {v}, expected {expect}").into());
         }
         expect += 1;
+    }
+    let dt = t0.elapsed();
+    child.wait()?;
+    if expect != N_U64 {
+        return Err(format!("received {expect} of {N_U64}").into());
+    }
+    Ok(vec![Measurement::higher(
+        N_U64 as f64 / dt.as_secs_f64() / 1e6,
+        "M msgs/s",
+    )])
+}
+
+/// As `queue_1p1c_u64`, with `put_many` and `get_many`.
+fn queue_batch_1p1c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+    let q: U64Queue = Queue::new(0)?;
+    let start: U64Queue = Queue::new(0)?;
+    let child = spawn_with(ctx, "queue_batch_produce_u64", N_U64, &(&q, &start))?;
+    let mut v = Vec::with_capacity(BATCH as usize);
+    let t0 = Instant::now();
+    start.put(0).map_err(|e| e.to_string())?;
+    let mut expect = 0;
+    'all: loop {
+        v.clear();
+        q.get_many(&mut v, BATCH as usize)?;
+        for &x in &v {
+            if x == END {
+                break 'all;
+            }
+            if x != expect {
+                return Err(format!("got {x}, expected {expect}").into());
+            }
+            expect += 1;
+        }
     }
     let dt = t0.elapsed();
     child.wait()?;
