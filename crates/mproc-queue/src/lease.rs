@@ -19,6 +19,8 @@ use crate::layout::KIND_LEASE;
 use crate::queue::{Queue, QueueBuilder};
 use crate::wait::{Deadline, SLICE};
 
+#[cfg(any(test, fuzzing))]
+pub(crate) mod fuzz;
 mod table;
 
 use table::{Leased, Outcome, Params, Table};

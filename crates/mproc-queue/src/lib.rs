@@ -120,4 +120,9 @@ pub mod __fuzz {
     pub fn queue_record(data: &[u8]) {
         crate::fuzz::queue_record(data);
     }
+
+    /// Fuzzes the lease table; see `fuzz/fuzz_targets/lease_table.rs`.
+    pub fn lease_table(data: &[u8]) {
+        crate::lease::fuzz::lease_table(data);
+    }
 }
