@@ -66,6 +66,9 @@ pub(crate) const MAX_CAPACITY: usize = 1 << 30;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Corrupted(pub(crate) &'static str);
 
+/// A ring word unpacked: (sequence, position).
+pub(crate) type Unpacked = (u32, u32);
+
 /// Packs a sequence and a position into a ring word.
 pub(crate) fn pack(seq: u32, pos: u32) -> u64 {
     (u64::from(seq) << 32) | u64::from(pos)
@@ -435,7 +438,7 @@ impl<'a> Ring<'a> {
         maxcount: u32,
         cache: &ProducerCache,
         fits: impl Fn(u32, usize) -> Option<R>,
-    ) -> Result<Result<((u32, u32), R), Push>, Corrupted> {
+    ) -> Result<Result<(Unpacked, R), Push>, Corrupted> {
         // Relaxed: only lock holders store `tail`, and the lock's Acquire
         // ordered us after the last of them.
         let tail_w = self.ctl.tail.0.load(Ordering::Relaxed);

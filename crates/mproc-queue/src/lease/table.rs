@@ -402,8 +402,10 @@ impl Table {
         // Relaxed: free slots change only under the lock.
         let w = h.word.load(Ordering::Relaxed);
         let leased = word(LEASED, generation(w) + 1, me);
-        // SeqCst: publishes the slot for acks, scans and `free_slot` probes.
-        h.word.store(leased, Ordering::SeqCst);
+        // Release: publishes the slot's fields to scans (under the lock
+        // anyway) and to `free_slot` probes. No waiter waits for a slot to
+        // become leased, so no SeqCst pairing is needed (unlike `swap_from`).
+        h.word.store(leased, Ordering::Release);
         Ok(Leased {
             slot: s as u32,
             word: leased,
