@@ -16,10 +16,32 @@
 //! # Queues
 //!
 //! [`Queue`] (with an optional item limit), [`JoinableQueue`] (adds
-//! `task_done`/`join`) and [`SimpleQueue`] (no limit, no timeouts). Blocking
+//! `task_done`/`join`), [`SimpleQueue`] (no limit, no timeouts) and
+//! [`LeaseQueue`] (items acked by their consumers, see below). Blocking
 //! operations come as `put`/`try_put`/`put_timeout`/`put_deadline` and
 //! `get`/`try_get`/`get_timeout`/`get_deadline`; `qsize`, `is_empty` and
 //! `is_full` read shared counters.
+//!
+//! # Batches
+//!
+//! [`Queue::put_many`] and [`Queue::get_many`] (with `try_`, `_timeout` and
+//! `_deadline` forms) move many small items per exchange of the ring's
+//! header words: a producer publishes a group of records with one store,
+//! a consumer claims a run of them with one compare-and-swap. The crash
+//! guarantees are those of single puts: once `put_many` returns, every
+//! item is in the queue; a producer killed in the middle leaves a prefix
+//! of its items (whole, in order, none after a missing one). A consumer
+//! killed in the middle of `get_many` loses at most the run it had
+//! claimed.
+//!
+//! # Leases
+//!
+//! [`LeaseQueue`] delivers each item *at least once*: `get_lease` hands out
+//! the item with a [`Lease`], and the item is gone only once the lease is
+//! acked. Items whose consumer died (or whose lease expired, or was
+//! dropped without an ack) are delivered again, first and in order, with a
+//! delivery count, and a poison item can be dropped after a number of
+//! deliveries.
 //!
 //! # How it works
 //!
