@@ -111,46 +111,45 @@ fn spawn_with<T: Serialize>(ctx: &Ctx, role: &str, n: u64, v: &T) -> BenchResult
     ctx.spawn(role, &arg, &borrowed)
 }
 
-/// Producer child: waits for a start token on the second queue, then puts
-/// `n` items 0..n and one END.
+/// A producer's items: 0..n, then END.
+type Items = std::iter::Chain<std::ops::Range<u64>, std::array::IntoIter<u64, 1>>;
+
+/// Producer child body: waits for a start token on the second queue, then
+/// puts items 0..n and one END with `put_all`.
+fn produce<Q: DeserializeOwned>(
+    arg: &str,
+    fds: Vec<OwnedFd>,
+    put_all: impl FnOnce(&Q, Items) -> Result<(), String>,
+) -> BenchResult<()> {
+    let (n, (q, start)): (u64, (Q, U64Queue)) = unpack(arg, fds)?;
+    start.get()?;
+    put_all(&q, (0..n).chain([END]))?;
+    Ok(())
+}
+
+/// Producer child: `put` one item at a time.
 fn role_produce_u64(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
-    let (n, (q, start)): (u64, (U64Queue, U64Queue)) = unpack(arg, fds)?;
-    start.get()?;
-    for i in 0..n {
-        q.put(i).map_err(|e| e.to_string())?;
-    }
-    q.put(END).map_err(|e| e.to_string())?;
-    Ok(())
+    produce(arg, fds, |q: &U64Queue, mut items| {
+        items.try_for_each(|i| q.put(i).map_err(|e| e.to_string()))
+    })
 }
 
-/// Producer child of `lease_queue_1p1c`: as `role_produce_u64`, into a
-/// lease queue.
+/// Producer child of `lease_queue_1p1c`: `put` into a lease queue.
 fn role_lease_produce_u64(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
-    let (n, (q, start)): (u64, (U64LeaseQueue, U64Queue)) = unpack(arg, fds)?;
-    start.get()?;
-    for i in 0..n {
-        q.put(i).map_err(|e| e.to_string())?;
-    }
-    q.put(END).map_err(|e| e.to_string())?;
-    Ok(())
+    produce(arg, fds, |q: &U64LeaseQueue, mut items| {
+        items.try_for_each(|i| q.put(i).map_err(|e| e.to_string()))
+    })
 }
 
-/// Items per `put_many`/`get_many` in `queue_batch_1p1c_u64`.
-const BATCH: u64 = 4096;
+/// Items per `get_many` in `queue_batch_1p1c_u64`.
+const BATCH: usize = 4096;
 
-/// Producer child of `queue_batch_1p1c_u64`: as `role_produce_u64`, with
-/// `put_many` of `BATCH` items at a time.
+/// Producer child of `queue_batch_1p1c_u64`: one `put_many` of them all
+/// (which publishes them in groups).
 fn role_batch_produce_u64(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
-    let (n, (q, start)): (u64, (U64Queue, U64Queue)) = unpack(arg, fds)?;
-    start.get()?;
-    let mut i = 0;
-    while i < n {
-        let end = (i + BATCH).min(n);
-        q.put_many(i..end).map_err(|e| e.to_string())?;
-        i = end;
-    }
-    q.put(END).map_err(|e| e.to_string())?;
-    Ok(())
+    produce(arg, fds, |q: &U64Queue, items| {
+        q.put_many(items).map(drop).map_err(|e| e.to_string())
+    })
 }
 
 /// Consumer child: takes items until it sees END; checks nothing is out of range.
@@ -186,15 +185,21 @@ fn role_echo(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
     Ok(())
 }
 
-fn queue_1p1c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
-    let q: U64Queue = Queue::new(0)?;
+/// One producer child started as `role` with `q` puts 0..N_U64 and END;
+/// the parent takes them with `next`, checking their order: M msgs/s.
+fn one_to_one<Q: Serialize>(
+    ctx: &Ctx,
+    role: &str,
+    q: &Q,
+    mut next: impl FnMut() -> BenchResult<u64>,
+) -> BenchResult<Vec<Measurement>> {
     let start: U64Queue = Queue::new(0)?;
-    let child = spawn_with(ctx, "queue_produce_u64", N_U64, &(&q, &start))?;
+    let child = spawn_with(ctx, role, N_U64, &(q, &start))?;
     let t0 = Instant::now();
     start.put(0).map_err(|e| e.to_string())?;
     let mut expect = 0;
     loop {
-        let v = q.get()?;
+        let v = next()?;
         if v == END {
             break;
         }
@@ -212,70 +217,37 @@ fn queue_1p1c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
         N_U64 as f64 / dt.as_secs_f64() / 1e6,
         "M msgs/s",
     )])
+}
+
+fn queue_1p1c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+    let q: U64Queue = Queue::new(0)?;
+    one_to_one(ctx, "queue_produce_u64", &q, || Ok(q.get()?))
 }
 
 /// As `queue_1p1c_u64`, with `put_many` and `get_many`.
 fn queue_batch_1p1c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let q: U64Queue = Queue::new(0)?;
-    let start: U64Queue = Queue::new(0)?;
-    let child = spawn_with(ctx, "queue_batch_produce_u64", N_U64, &(&q, &start))?;
-    let mut v = Vec::with_capacity(BATCH as usize);
-    let t0 = Instant::now();
-    start.put(0).map_err(|e| e.to_string())?;
-    let mut expect = 0;
-    'all: loop {
-        v.clear();
-        q.get_many(&mut v, BATCH as usize)?;
-        for &x in &v {
-            if x == END {
-                break 'all;
-            }
-            if x != expect {
-                return Err(format!("got {x}, expected {expect}").into());
-            }
-            expect += 1;
+    let (mut v, mut at) = (Vec::with_capacity(BATCH), 0);
+    one_to_one(ctx, "queue_batch_produce_u64", &q, || {
+        if at == v.len() {
+            v.clear();
+            at = 0;
+            q.get_many(&mut v, BATCH)?;
         }
-    }
-    let dt = t0.elapsed();
-    child.wait()?;
-    if expect != N_U64 {
-        return Err(format!("received {expect} of {N_U64}").into());
-    }
-    Ok(vec![Measurement::higher(
-        N_U64 as f64 / dt.as_secs_f64() / 1e6,
-        "M msgs/s",
-    )])
+        at += 1;
+        Ok(v[at - 1])
+    })
 }
 
 /// As `queue_1p1c_u64`, with every item leased and acked.
 fn lease_queue_1p1c(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let q: U64LeaseQueue = LeaseQueue::new()?;
-    let start: U64Queue = Queue::new(0)?;
-    let child = spawn_with(ctx, "lease_produce_u64", N_U64, &(&q, &start))?;
-    let t0 = Instant::now();
-    start.put(0).map_err(|e| e.to_string())?;
-    let mut expect = 0;
-    loop {
+    one_to_one(ctx, "lease_produce_u64", &q, || {
         let l = q.get_lease()?;
         let v = *l;
         l.ack()?;
-        if v == END {
-            break;
-        }
-        if v != expect {
-            return Err(format!("got {v}, expected {expect}").into());
-        }
-        expect += 1;
-    }
-    let dt = t0.elapsed();
-    child.wait()?;
-    if expect != N_U64 {
-        return Err(format!("received {expect} of {N_U64}").into());
-    }
-    Ok(vec![Measurement::higher(
-        N_U64 as f64 / dt.as_secs_f64() / 1e6,
-        "M msgs/s",
-    )])
+        Ok(v)
+    })
 }
 
 fn queue_2p2c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {

@@ -79,6 +79,24 @@ fn word(state: u64, generation: u64, pid: u32) -> u64 {
     (state << STATE_SHIFT) | ((generation & GEN_MASK) << 32) | u64::from(pid)
 }
 
+impl SlotHead {
+    /// Moves the slot from word `w` to state `to` (no holder, same
+    /// generation), unless its word changed meanwhile.
+    fn swap_state(&self, w: u64, to: u64) -> bool {
+        // SeqCst: frees or hands back the slot for `free_slot` and
+        // `redeliver`, ordered before the waiter check that follows changes
+        // made outside the lock (see `Core::get_locked`).
+        self.word
+            .compare_exchange(
+                w,
+                word(to, generation(w), 0),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+}
+
 /// The table's control line.
 #[repr(C, align(128))]
 #[derive(Debug)]
@@ -326,19 +344,9 @@ impl Table {
         let h = self.head(s);
         let w = h.word.load(Ordering::Relaxed);
         let claimed = u64::from(c.consumed()) != ctl.taking_consumed.load(Ordering::Relaxed);
-        if state(w) == FREE && claimed {
-            // SeqCst: as in `nack`.
-            if h.word
-                .compare_exchange(
-                    w,
-                    word(WAITING, generation(w), 0),
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                ctl.waiting.fetch_add(1, Ordering::SeqCst);
-            }
+        if state(w) == FREE && claimed && h.swap_state(w, WAITING) {
+            // SeqCst: see `has_waiting`.
+            ctl.waiting.fetch_add(1, Ordering::SeqCst);
         }
         // Leased: the killed consumer got as far as recording its lease; a
         // scan will find its holder dead.
@@ -460,16 +468,7 @@ impl Table {
             let spent = self.p.max_deliveries != 0 && deliveries >= self.p.max_deliveries;
             if spent || len > self.p.slot_bytes {
                 // Poison (or scribbled): dropped.
-                // SeqCst: as in `release`.
-                if h.word
-                    .compare_exchange(
-                        w,
-                        word(FREE, generation(w), 0),
-                        Ordering::SeqCst,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
+                if h.swap_state(w, FREE) {
                     self.drop_one();
                     self.uncount_waiting();
                 }
@@ -533,16 +532,10 @@ impl Table {
         let Some(s) = Some(l.slot as usize).filter(|&s| s < self.p.slots) else {
             return Outcome::Lost;
         };
-        // SeqCst: frees the slot for `free_slot` and orders the change
-        // before the waiter check the caller makes (see `Core::get_locked`).
-        match self.head(s).word.compare_exchange(
-            l.word,
-            word(to, generation(l.word), 0),
-            Ordering::SeqCst,
-            Ordering::Relaxed,
-        ) {
-            Ok(_) => Outcome::Done,
-            Err(_) => Outcome::Lost,
+        if self.head(s).swap_state(l.word, to) {
+            Outcome::Done
+        } else {
+            Outcome::Lost
         }
     }
 
@@ -593,16 +586,7 @@ impl Table {
                     // Relaxed: written under the lock before the lease.
                     let exp = h.expires.load(Ordering::Relaxed);
                     let expired = exp != 0 && now >= exp;
-                    if (expired || !alive(holder(w)))
-                        && h.word
-                            .compare_exchange(
-                                w,
-                                word(WAITING, generation(w), 0),
-                                Ordering::SeqCst,
-                                Ordering::Relaxed,
-                            )
-                            .is_ok()
-                    {
+                    if (expired || !alive(holder(w))) && h.swap_state(w, WAITING) {
                         taken_back += 1;
                         waiting += 1;
                     }

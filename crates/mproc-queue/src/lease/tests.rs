@@ -177,6 +177,18 @@ fn a_take_cut_short_loses_nothing() {
     assert!(q.is_empty());
 }
 
+/// Leases the next record into `slot` as process `pid` would.
+fn lease_as(q: &LeaseQueue<u32>, slot: usize, pid: u32) {
+    let t = &q.shared.table;
+    let mut out = Vec::new();
+    q.q.core.with_consumer(|c| {
+        t.begin(c, slot, c.consumed());
+        let took = c.take(&mut out, &mut |b| t.keep(c, slot, b)).unwrap();
+        assert_eq!(took, Took::Taken);
+        t.commit(c, slot, pid, 0).unwrap();
+    });
+}
+
 /// A lease whose holder process is dead is taken back by a scan.
 #[test]
 fn leases_of_dead_holders_are_taken_back() {
@@ -186,17 +198,8 @@ fn leases_of_dead_holders_are_taken_back() {
     let q = queue(LeaseQueueBuilder::new());
     q.put(5).unwrap();
     q.put(6).unwrap();
-    let t = &q.shared.table;
-    let mut out = Vec::new();
     // Leased by the dead process.
-    q.q.core.with_consumer(|c| {
-        t.begin(c, 3, c.consumed());
-        assert_eq!(
-            c.take(&mut out, &mut |b| t.keep(c, 3, b)).unwrap(),
-            Took::Taken
-        );
-        t.commit(c, 3, dead, 0).unwrap();
-    });
+    lease_as(&q, 3, dead);
     // This handle's first get scans, finds the holder dead and delivers
     // its item again, before the next new one.
     let l = q.get_lease_timeout(Duration::from_secs(10)).unwrap();
@@ -207,14 +210,7 @@ fn leases_of_dead_holders_are_taken_back() {
     l.ack().unwrap();
     // Later, a holder found dead when a consumer would wait.
     q.put(7).unwrap();
-    q.q.core.with_consumer(|c| {
-        t.begin(c, 2, c.consumed());
-        assert_eq!(
-            c.take(&mut out, &mut |b| t.keep(c, 2, b)).unwrap(),
-            Took::Taken
-        );
-        t.commit(c, 2, dead, 0).unwrap();
-    });
+    lease_as(&q, 2, dead);
     let l = q.get_lease_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!((*l, l.delivery_count()), (7, 2));
     l.ack().unwrap();

@@ -261,6 +261,3 @@ impl Ring<'_> {
         unsafe { out.set_len(at + len) };
     }
 }
-
-#[cfg(test)]
-mod tests;
