@@ -141,6 +141,7 @@ pub(crate) const PAIRS: &[Pair] = &[
     pair("queue_1p1c_u64", "", "crossbeam_bounded_u64", ""),
     pair("queue_1p1c_u64", "", "floor_spsc_ring", ""),
     pair("queue_2p2c_u64", "", "floor_spsc_ring", ""),
+    pair("queue_batch_1p1c_u64", "", "floor_spsc_ring", ""),
     pair("proc_start_fork", "", "floor_fork", ""),
     pair("proc_start_forkserver", "", "floor_fork", ""),
 ];

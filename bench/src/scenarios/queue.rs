@@ -6,8 +6,9 @@ use std::os::fd::OwnedFd;
 use std::time::Instant;
 
 use crate::harness::unpack;
-use mproc_queue::{Bytes, Pod, Queue};
+use mproc_queue::{Bytes, LeaseQueue, Pod, Queue};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::harness::{BenchResult, Ctx, Measurement, Role, RoleChild, Scenario};
 
@@ -19,6 +20,7 @@ const END: u64 = u64::MAX;
 
 type U64Queue = Queue<u64, Pod>;
 type BytesQueue = Queue<Vec<u8>, Bytes>;
+type U64LeaseQueue = LeaseQueue<u64, Pod>;
 
 /// The scenarios of this crate.
 pub(crate) fn scenarios() -> Vec<Scenario> {
@@ -27,6 +29,16 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             name: "queue_1p1c_u64",
             about: "1 producer process -> 1 consumer process, Queue<u64, Pod>, N=10M, M msgs/s",
             run: queue_1p1c_u64,
+        },
+        Scenario {
+            name: "lease_queue_1p1c",
+            about: "1 producer process -> 1 consumer process, LeaseQueue<u64, Pod>, get_lease + ack each, N=10M, M msgs/s",
+            run: lease_queue_1p1c,
+        },
+        Scenario {
+            name: "queue_batch_1p1c_u64",
+            about: "1 producer process -> 1 consumer process, Queue<u64, Pod>, put_many/get_many of up to 4096, N=10M, M msgs/s",
+            run: queue_batch_1p1c_u64,
         },
         Scenario {
             name: "queue_2p2c_u64",
@@ -54,6 +66,14 @@ pub(crate) fn roles() -> Vec<Role> {
             run: role_produce_u64,
         },
         Role {
+            name: "lease_produce_u64",
+            run: role_lease_produce_u64,
+        },
+        Role {
+            name: "queue_batch_produce_u64",
+            run: role_batch_produce_u64,
+        },
+        Role {
             name: "queue_consume_u64",
             run: role_consume_u64,
         },
@@ -74,16 +94,45 @@ fn spawn_with<T: Serialize>(ctx: &Ctx, role: &str, n: u64, v: &T) -> BenchResult
     ctx.spawn_with(role, &(n, v))
 }
 
-/// Producer child: waits for a start token on the second queue, then puts
-/// `n` items 0..n and one END.
-fn role_produce_u64(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
-    let (n, (q, start)): (u64, (U64Queue, U64Queue)) = unpack(arg, fds)?;
+/// A producer's items: 0..n, then END.
+type Items = std::iter::Chain<std::ops::Range<u64>, std::array::IntoIter<u64, 1>>;
+
+/// Producer child body: waits for a start token on the second queue, then
+/// puts items 0..n and one END with `put_all`.
+fn produce<Q: DeserializeOwned>(
+    arg: &str,
+    fds: Vec<OwnedFd>,
+    put_all: impl FnOnce(&Q, Items) -> Result<(), String>,
+) -> BenchResult<()> {
+    let (n, (q, start)): (u64, (Q, U64Queue)) = unpack(arg, fds)?;
     start.get()?;
-    for i in 0..n {
-        q.put(i).map_err(|e| e.to_string())?;
-    }
-    q.put(END).map_err(|e| e.to_string())?;
+    put_all(&q, (0..n).chain([END]))?;
     Ok(())
+}
+
+/// Producer child: `put` one item at a time.
+fn role_produce_u64(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
+    produce(arg, fds, |q: &U64Queue, mut items| {
+        items.try_for_each(|i| q.put(i).map_err(|e| e.to_string()))
+    })
+}
+
+/// Producer child of `lease_queue_1p1c`: `put` into a lease queue.
+fn role_lease_produce_u64(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
+    produce(arg, fds, |q: &U64LeaseQueue, mut items| {
+        items.try_for_each(|i| q.put(i).map_err(|e| e.to_string()))
+    })
+}
+
+/// Items per `get_many` in `queue_batch_1p1c_u64`.
+const BATCH: usize = 4096;
+
+/// Producer child of `queue_batch_1p1c_u64`: one `put_many` of them all
+/// (which publishes them in groups).
+fn role_batch_produce_u64(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
+    produce(arg, fds, |q: &U64Queue, items| {
+        q.put_many(items).map(drop).map_err(|e| e.to_string())
+    })
 }
 
 /// Consumer child: takes items until it sees END; checks nothing is out of range.
@@ -119,15 +168,21 @@ fn role_echo(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
     Ok(())
 }
 
-fn queue_1p1c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
-    let q: U64Queue = Queue::new(0)?;
+/// One producer child started as `role` with `q` puts 0..N_U64 and END;
+/// the parent takes them with `next`, checking their order: M msgs/s.
+fn one_to_one<Q: Serialize>(
+    ctx: &Ctx,
+    role: &str,
+    q: &Q,
+    mut next: impl FnMut() -> BenchResult<u64>,
+) -> BenchResult<Vec<Measurement>> {
     let start: U64Queue = Queue::new(0)?;
-    let child = spawn_with(ctx, "queue_produce_u64", N_U64, &(&q, &start))?;
+    let child = spawn_with(ctx, role, N_U64, &(q, &start))?;
     let t0 = Instant::now();
     start.put(0).map_err(|e| e.to_string())?;
     let mut expect = 0;
     loop {
-        let v = q.get()?;
+        let v = next()?;
         if v == END {
             break;
         }
@@ -145,6 +200,37 @@ fn queue_1p1c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
         N_U64 as f64 / dt.as_secs_f64() / 1e6,
         "M msgs/s",
     )])
+}
+
+fn queue_1p1c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+    let q: U64Queue = Queue::new(0)?;
+    one_to_one(ctx, "queue_produce_u64", &q, || Ok(q.get()?))
+}
+
+/// As `queue_1p1c_u64`, with `put_many` and `get_many`.
+fn queue_batch_1p1c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+    let q: U64Queue = Queue::new(0)?;
+    let (mut v, mut at) = (Vec::with_capacity(BATCH), 0);
+    one_to_one(ctx, "queue_batch_produce_u64", &q, || {
+        if at == v.len() {
+            v.clear();
+            at = 0;
+            q.get_many(&mut v, BATCH)?;
+        }
+        at += 1;
+        Ok(v[at - 1])
+    })
+}
+
+/// As `queue_1p1c_u64`, with every item leased and acked.
+fn lease_queue_1p1c(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+    let q: U64LeaseQueue = LeaseQueue::new()?;
+    one_to_one(ctx, "lease_produce_u64", &q, || {
+        let l = q.get_lease()?;
+        let v = *l;
+        l.ack()?;
+        Ok(v)
+    })
 }
 
 fn queue_2p2c_u64(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {

@@ -38,6 +38,10 @@ use crate::records::{Records, Taken};
 use crate::ring::{self, Corrupted, ProducerCache, Push, REC_INLINE, REC_LARGE, Ring, Take};
 use crate::wait::{Deadline, Prepare, SLICE, block_on};
 
+mod batch;
+mod locked;
+pub(crate) use locked::{Consumer, Took};
+
 /// The default ring capacity: 1 MiB (its pages are only allocated as they
 /// are first used).
 pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;

@@ -20,6 +20,10 @@ pub enum CreateError {
     Segment(SegmentError),
     /// The side channel for large messages could not be made.
     Io(io::Error),
+    /// The number of leases asked for is outside the supported range (1 to 65536).
+    InvalidLeases(usize),
+    /// The lease item size asked for is larger than supported (1 GiB).
+    InvalidItemSize(usize),
 }
 
 impl fmt::Display for CreateError {
@@ -39,6 +43,12 @@ impl fmt::Display for CreateError {
             ),
             Self::Segment(_) => f.write_str("failed to create the queue's shared memory"),
             Self::Io(_) => f.write_str("failed to create the queue's side channel"),
+            Self::InvalidLeases(n) => {
+                write!(f, "{n} leases is outside the supported range (1 to 65536)")
+            }
+            Self::InvalidItemSize(n) => {
+                write!(f, "lease item size {n} is larger than the supported 1 GiB")
+            }
         }
     }
 }
@@ -277,6 +287,48 @@ impl<T> From<PutError<T>> for PutTimeoutError<T> {
             PutError::Encode(t, e) => Self::Encode(t, e),
             PutError::Broken(t, e) => Self::Broken(t, e),
         }
+    }
+}
+
+/// Why a batched put ([`put_many`](crate::Queue::put_many) and its forms)
+/// stopped: the error of the item that was not put (which it hands back),
+/// and how many items were put before it.
+#[derive(Debug)]
+pub struct PutManyError<E> {
+    put: usize,
+    error: E,
+}
+
+impl<E> PutManyError<E> {
+    pub(crate) fn new(put: usize, error: E) -> Self {
+        Self { put, error }
+    }
+
+    /// How many items were put (and are in the queue) before the failure.
+    pub fn put(&self) -> usize {
+        self.put
+    }
+
+    /// Why the item was not put (and the item).
+    pub fn error(&self) -> &E {
+        &self.error
+    }
+
+    /// The error, with the item that was not put.
+    pub fn into_error(self) -> E {
+        self.error
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for PutManyError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (after {} items were put)", self.error, self.put)
+    }
+}
+
+impl<E: Error + 'static> Error for PutManyError<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.error.source()
     }
 }
 

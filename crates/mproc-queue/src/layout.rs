@@ -15,8 +15,8 @@ use mproc_shm::{RawMutex, SharedSync};
 
 // Layout kinds, from the workspace's registry.
 pub(crate) use mproc_shm::kind::{
-    JOINABLE_QUEUE as KIND_JOINABLE, LARGE_MESSAGE as KIND_LARGE, QUEUE as KIND_QUEUE,
-    SIMPLE_QUEUE as KIND_SIMPLE,
+    JOINABLE_QUEUE as KIND_JOINABLE, LARGE_MESSAGE as KIND_LARGE, LEASE_QUEUE as KIND_LEASE,
+    LEASE_TABLE as KIND_LEASE_TABLE, QUEUE as KIND_QUEUE, SIMPLE_QUEUE as KIND_SIMPLE,
 };
 
 /// Where the control block starts.

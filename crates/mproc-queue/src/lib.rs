@@ -16,10 +16,32 @@
 //! # Queues
 //!
 //! [`Queue`] (with an optional item limit), [`JoinableQueue`] (adds
-//! `task_done`/`join`) and [`SimpleQueue`] (no limit, no timeouts). Blocking
+//! `task_done`/`join`), [`SimpleQueue`] (no limit, no timeouts) and
+//! [`LeaseQueue`] (items acked by their consumers, see below). Blocking
 //! operations come as `put`/`try_put`/`put_timeout`/`put_deadline` and
 //! `get`/`try_get`/`get_timeout`/`get_deadline`; `qsize`, `is_empty` and
 //! `is_full` read shared counters.
+//!
+//! # Batches
+//!
+//! [`Queue::put_many`] and [`Queue::get_many`] (with `try_`, `_timeout` and
+//! `_deadline` forms) move many small items per exchange of the ring's
+//! header words: a producer publishes a group of records with one store,
+//! a consumer claims a run of them with one compare-and-swap. The crash
+//! guarantees are those of single puts: once `put_many` returns, every
+//! item is in the queue; a producer killed in the middle leaves a prefix
+//! of its items (whole, in order, none after a missing one). A consumer
+//! killed in the middle of `get_many` loses at most the run it had
+//! claimed.
+//!
+//! # Leases
+//!
+//! [`LeaseQueue`] delivers each item *at least once*: `get_lease` hands out
+//! the item with a [`Lease`], and the item is gone only once the lease is
+//! acked. Items whose consumer died (or whose lease expired, or was
+//! dropped without an ack) are delivered again, first and in order, with a
+//! delivery count, and a poison item can be dropped after a number of
+//! deliveries.
 //!
 //! # How it works
 //!
@@ -90,6 +112,7 @@ mod codec;
 mod core;
 mod error;
 mod layout;
+mod lease;
 mod overflow;
 mod queue;
 mod records;
@@ -103,8 +126,10 @@ mod fuzz;
 pub use crate::codec::{Bytes, Codec, Pod, Postcard};
 pub use crate::error::{
     BrokenError, CreateError, DecodeError, EncodeError, GetError, GetTimeoutError,
-    JoinTimeoutError, PutError, PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
+    JoinTimeoutError, PutError, PutManyError, PutTimeoutError, TaskDoneError, TryGetError,
+    TryPutError,
 };
+pub use crate::lease::{AckError, Lease, LeaseQueue, LeaseQueueBuilder};
 pub use crate::queue::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};
 
 /// Entry points for the fuzz targets in `fuzz/` (only under `cfg(fuzzing)`).
@@ -114,5 +139,10 @@ pub mod __fuzz {
     /// Fuzzes the ring's record parser and protocol; see `fuzz/fuzz_targets/queue_record.rs`.
     pub fn queue_record(data: &[u8]) {
         crate::fuzz::queue_record(data);
+    }
+
+    /// Fuzzes the lease table; see `fuzz/fuzz_targets/lease_table.rs`.
+    pub fn lease_table(data: &[u8]) {
+        crate::lease::fuzz::lease_table(data);
     }
 }

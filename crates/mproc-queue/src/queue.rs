@@ -17,7 +17,9 @@ use crate::layout::{KIND_JOINABLE, KIND_QUEUE, KIND_SIMPLE};
 use crate::overflow::DEFAULT_OVERFLOW;
 use crate::wait::Deadline;
 
-fn fingerprint<T, C: Codec<T>>() -> u64 {
+mod batch;
+
+pub(crate) fn fingerprint<T, C: Codec<T>>() -> u64 {
     mproc_shm::fingerprint_of::<T>(C::TAG)
 }
 
@@ -80,6 +82,17 @@ impl QueueBuilder {
     pub fn overflow(mut self, bytes: usize) -> Self {
         self.overflow = bytes;
         self
+    }
+
+    /// Creates the untyped queue of a queue of `kind`.
+    pub(crate) fn build_core(self, kind: u32, fingerprint: u64) -> Result<Core, CreateError> {
+        Core::create(
+            kind,
+            fingerprint,
+            self.maxsize,
+            self.capacity,
+            self.overflow,
+        )
     }
 
     /// Creates a [`Queue`].
@@ -164,7 +177,9 @@ impl QueueBuilder {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Queue<T, C = Postcard> {
-    core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
+    /// The largest encoded item `put` accepts.
+    max_item: usize,
     _marker: PhantomData<fn(T) -> T>,
     _codec: PhantomData<fn() -> C>,
 }
@@ -173,6 +188,7 @@ impl<T, C> Clone for Queue<T, C> {
     fn clone(&self) -> Self {
         Self {
             core: self.core.clone(),
+            max_item: self.max_item,
             _marker: PhantomData,
             _codec: PhantomData,
         }
@@ -197,8 +213,15 @@ impl<T, C: Codec<T>> Queue<T, C> {
     }
 
     fn from_core(core: Core) -> Self {
+        Self::from_core_limited(core, (isize::MAX as usize) - mproc_shm::HEADER_SIZE)
+    }
+
+    /// A queue whose puts refuse items that encode to more than `max_item`
+    /// bytes (leases keep a copy of each item in a slot of that size).
+    pub(crate) fn from_core_limited(core: Core, max_item: usize) -> Self {
         Self {
             core: Arc::new(core),
+            max_item,
             _marker: PhantomData,
             _codec: PhantomData,
         }
@@ -206,7 +229,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
 
     fn put_inner(&self, item: T, deadline: Deadline) -> Result<(), (T, PutFailure)> {
         let r = C::encode_with(&item, |bytes| {
-            if bytes.len() > (isize::MAX as usize) - mproc_shm::HEADER_SIZE {
+            if bytes.len() > self.max_item {
                 return Err(PutFailure::Encode(EncodeError::too_large(bytes.len())));
             }
             self.core

@@ -66,6 +66,9 @@ pub(crate) const MAX_CAPACITY: usize = 1 << 30;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Corrupted(pub(crate) &'static str);
 
+/// A ring word unpacked: (sequence, position).
+pub(crate) type Unpacked = (u32, u32);
+
 /// Packs a sequence and a position into a ring word.
 pub(crate) fn pack(seq: u32, pos: u32) -> u64 {
     (u64::from(seq) << 32) | u64::from(pos)
@@ -407,13 +410,40 @@ impl<'a> Ring<'a> {
         maxcount: u32,
         cache: &'c ProducerCache,
     ) -> Result<Result<Reservation<'c>, Push>, Corrupted> {
+        let len32 = u32::try_from(len).map_err(|_| Corrupted("record too large"))?;
+        let need = record_size(len);
+        // SAFETY: forwarded from the caller.
+        let room = unsafe { self.room(maxcount, cache, |_, bytes| (need <= bytes).then_some(())) }?;
+        Ok(room.map(|(tail, ())| Reservation {
+            tail,
+            len: len32,
+            need,
+            cache,
+        }))
+    }
+
+    /// Looks for room at `tail`: `fits(records, bytes)` is given how many
+    /// more records `maxcount` allows (at least one) and how many bytes are
+    /// free for records (the next terminator's excluded), and says what it
+    /// takes (`None`: not enough). Returns `tail` with its answer, or why
+    /// there is no room (`Full`: `maxcount` records are queued).
+    ///
+    /// `cache` is this handle's view of `head`; it is refreshed when another
+    /// producer published since, or when it says there is no room.
+    ///
+    /// # Safety
+    /// As for [`Ring::reserve`].
+    pub(crate) unsafe fn room<R>(
+        &self,
+        maxcount: u32,
+        cache: &ProducerCache,
+        fits: impl Fn(u32, usize) -> Option<R>,
+    ) -> Result<Result<(Unpacked, R), Push>, Corrupted> {
         // Relaxed: only lock holders store `tail`, and the lock's Acquire
         // ordered us after the last of them.
         let tail_w = self.ctl.tail.0.load(Ordering::Relaxed);
         let tail = self.check_word(tail_w)?;
         let head_cache = &cache.head;
-        let len32 = u32::try_from(len).map_err(|_| Corrupted("record too large"))?;
-        let need = record_size(len);
         // Relaxed: a cached copy; it only ever lags the real head, which makes
         // the ring look fuller than it is, never emptier.
         // Relaxed: the cache is only touched under the producer lock.
@@ -433,14 +463,12 @@ impl<'a> Ring<'a> {
             {
                 Ok((h, used)) => {
                     let count = tail.0.wrapping_sub(h.0);
-                    // The record, and the next terminator after it.
-                    if count < maxcount && need + REC_HEADER <= self.cap as usize - used {
-                        return Ok(Ok(Reservation {
-                            tail,
-                            len: len32,
-                            need,
-                            cache,
-                        }));
+                    // Room for records, and the next terminator after them.
+                    let bytes = (self.cap as usize - used).saturating_sub(REC_HEADER);
+                    if count < maxcount {
+                        if let Some(r) = fits(maxcount - count, bytes) {
+                            return Ok(Ok((tail, r)));
+                        }
                     }
                     if fresh {
                         return Ok(Err(if count >= maxcount {
@@ -646,27 +674,40 @@ impl<'a> Ring<'a> {
             .is_ok()
     }
 
-    /// Completes the publication of a record whose producer was killed
-    /// between storing its header and storing `tail`: advances `tail` over
-    /// it. Called by whoever takes the producer lock from a dead owner.
+    /// Completes the publication of the records whose producer was killed
+    /// between storing a header and storing `tail`: advances `tail` over
+    /// every record published at it (one, or a whole group, see `batch`).
+    /// Called by whoever takes the producer lock from a dead owner.
+    ///
+    /// Each publication zeroes the word after what it publishes, so the
+    /// walk stops at the first word that is not the header of the record
+    /// expected there.
     ///
     /// # Safety
     /// The caller holds the producer lock.
     pub(crate) unsafe fn repair(&self) -> Result<(), Corrupted> {
         // Relaxed: only producer-lock holders store `tail`.
-        let tail = self.check_word(self.ctl.tail.0.load(Ordering::Relaxed))?;
-        // Acquire: the dead producer's writes before its header store.
-        let hdr = self.word_at(tail.1).load(Ordering::Acquire);
-        if !is_header_of(hdr, tail.0) {
-            return Ok(());
+        let start = self.check_word(self.ctl.tail.0.load(Ordering::Relaxed))?;
+        let (mut seq, mut pos) = start;
+        let mut walked = 0usize;
+        loop {
+            // Acquire: the dead producer's writes before its header store.
+            let hdr = self.word_at(pos).load(Ordering::Acquire);
+            if !is_header_of(hdr, seq) {
+                break;
+            }
+            let need = self.span(hdr)?;
+            walked += need;
+            if walked + REC_HEADER > self.cap as usize {
+                return Err(Corrupted("published records longer than the ring"));
+            }
+            seq = seq.wrapping_add(1);
+            pos = ((pos as usize + need) % self.cap as usize) as u32;
         }
-        let need = self.span(hdr)?;
-        let next_pos = ((tail.1 as usize + need) % self.cap as usize) as u32;
-        // Release: as in `publish`.
-        self.ctl
-            .tail
-            .0
-            .store(pack(tail.0.wrapping_add(1), next_pos), Ordering::Release);
+        if (seq, pos) != start {
+            // Release: as in `publish`.
+            self.ctl.tail.0.store(pack(seq, pos), Ordering::Release);
+        }
         Ok(())
     }
 
@@ -679,6 +720,9 @@ impl<'a> Ring<'a> {
         self.claim(p)
     }
 }
+
+mod batch;
+pub(crate) use batch::{Batch, TakeMany};
 
 #[cfg(test)]
 mod tests;

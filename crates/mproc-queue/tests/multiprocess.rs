@@ -19,7 +19,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::watchdog;
-use mproc_queue::{Bytes, GetError, JoinableQueue, Queue, QueueBuilder};
+use mproc_queue::{
+    Bytes, GetError, GetTimeoutError, JoinableQueue, LeaseQueue, LeaseQueueBuilder, Queue,
+    QueueBuilder,
+};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -205,6 +208,17 @@ fn child_entry() {
         }
         "lockholder" => lock_holder(),
         "copier" => copier(),
+        "leaser" => leaser(),
+        "batcher" => batcher(),
+        "poisoned" => {
+            // Takes a lease, logs its delivery count, and dies holding it.
+            let q: LeaseQueue<Vec<u8>, Bytes> = take_handle();
+            let l = q.get_lease_timeout(Duration::from_secs(30)).unwrap();
+            println!("COUNT {} {}", l[0], l.delivery_count());
+            std::io::stdout().flush().unwrap();
+            // SAFETY: kill with our own pid only sends us a signal.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
         "cannothold" => {
             let q: Queue<Vec<u8>, Bytes> = take_handle();
             // Too little address space left for the item's segment or copy.
@@ -851,4 +865,337 @@ fn killed_lock_holders_leave_the_queue_usable() {
             }
         }
     });
+}
+
+/// Item `i` of the lease tests: its index, then filler (small ones in the
+/// ring, every fourth one large enough to travel in a segment of its own).
+fn lease_item(i: u32) -> Vec<u8> {
+    let len = if i % 4 == 3 {
+        5000 + (i as usize * 7) % 9000
+    } else {
+        4 + (i as usize * 13) % 300
+    };
+    let mut v = vec![i as u8 ^ 0xa5; len];
+    v[..4].copy_from_slice(&i.to_le_bytes());
+    v
+}
+
+fn check_lease_item(v: &[u8]) -> u32 {
+    let i = u32::from_le_bytes(v[..4].try_into().unwrap());
+    assert_eq!(v, &lease_item(i)[..], "item {i} torn");
+    i
+}
+
+/// A consumer of the lease crash test: logs each lease it gets (index,
+/// delivery count, 0) and each ack that returned (index, count, 1), one
+/// 9-byte write each, until the queue is closed, drained and acked.
+fn leaser() {
+    let q: LeaseQueue<Vec<u8>, Bytes> = take_handle();
+    let mut log = std::fs::File::create(std::env::var("C_LOG").unwrap()).unwrap();
+    let rec = |i: u32, n: u32, acked: u8| {
+        let mut r = [0u8; 9];
+        r[..4].copy_from_slice(&i.to_le_bytes());
+        r[4..8].copy_from_slice(&n.to_le_bytes());
+        r[8] = acked;
+        r
+    };
+    loop {
+        match q.get_lease_timeout(Duration::from_secs(60)) {
+            Ok(l) => {
+                let (i, n) = (check_lease_item(&l), l.delivery_count());
+                log.write_all(&rec(i, n, 0)).unwrap();
+                // A little work, so that kills land inside leases too.
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_micros(20) {
+                    std::hint::spin_loop();
+                }
+                l.ack().unwrap();
+                log.write_all(&rec(i, n, 1)).unwrap();
+            }
+            Err(GetTimeoutError::Closed) => return,
+            Err(e) => panic!("get_lease failed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn lease_crash_rounds_lose_nothing_and_redeliver_only_what_killed_consumers_held() {
+    let kills: u32 = std::env::var("MPQ_LEASE_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    watchdog(Duration::from_secs(240), move || lease_crash_rounds(kills));
+}
+
+/// A producer thread puts items into a short lease queue while three
+/// consumer processes lease and ack them; `kills` times, a consumer is
+/// SIGKILLed at a random moment and replaced. Then the queue is closed and
+/// the survivors drain it. Every item put is acked by some consumer; an
+/// item is delivered more than once only when a consumer that leased it
+/// (or was taking it) was killed, and its delivery counts say so.
+fn lease_crash_rounds(kills: u32) {
+    let q: LeaseQueue<Vec<u8>, Bytes> = LeaseQueueBuilder::new()
+        .maxsize(16)
+        .capacity(16 << 10)
+        .max_leases(8)
+        .build()
+        .unwrap();
+    let dir = temp_dir("lease");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = {
+        let (q, stop) = (q.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                // Acknowledged once `put` returns.
+                q.put(lease_item(n)).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut logs: Vec<(PathBuf, bool)> = Vec::new();
+    let start = |logs: &mut Vec<(PathBuf, bool)>| {
+        let log = dir.join(format!("c{}", logs.len()));
+        let kid = spawn("leaser", &q, &[("C_LOG", log.display().to_string())]);
+        logs.push((log, false));
+        (kid, logs.len() - 1)
+    };
+    let mut consumers: Vec<(Kid, usize)> = (0..3).map(|_| start(&mut logs)).collect();
+    let mut rng = Rng(0x1ea5_e5ee_d000);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    for _ in 0..kills {
+        let k = (rng.next() % consumers.len() as u64) as usize;
+        let log = logs[consumers[k].1].0.clone();
+        while std::fs::metadata(&log).map_or(0, |m| m.len()) == 0 {
+            assert!(Instant::now() < deadline, "consumer never got an item");
+            thread::sleep(Duration::from_micros(200));
+        }
+        thread::sleep(Duration::from_micros(rng.next() % 3000));
+        let st = kill_and_reap(&mut consumers[k].0);
+        assert_eq!(
+            st.signal(),
+            Some(libc::SIGKILL),
+            "consumer failed on its own: {st:?}"
+        );
+        logs[consumers[k].1].1 = true;
+        consumers[k] = start(&mut logs);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let count = producer.join().unwrap();
+    q.close();
+    for (kid, _) in &mut consumers {
+        let st = wait_until(kid, deadline);
+        assert!(st.success(), "consumer failed: {st:?}");
+    }
+    // Per item: (delivery count, acked, by a killed consumer) of each record.
+    let mut seen: BTreeMap<u32, Vec<(u32, bool, bool)>> = BTreeMap::new();
+    for (log, killed) in &logs {
+        let b = std::fs::read(log).unwrap();
+        for r in b.chunks_exact(9) {
+            let i = u32::from_le_bytes(r[..4].try_into().unwrap());
+            let n = u32::from_le_bytes(r[4..8].try_into().unwrap());
+            assert!(i < count, "item {i} leased but only {count} were put");
+            seen.entry(i).or_default().push((n, r[8] == 1, *killed));
+        }
+    }
+    let mut extra = 0u32;
+    for i in 0..count {
+        let recs = seen
+            .get(&i)
+            .unwrap_or_else(|| panic!("item {i} was never delivered"));
+        let acks: Vec<_> = recs.iter().filter(|r| r.1).collect();
+        assert!(
+            !acks.is_empty() || recs.iter().all(|r| r.2),
+            "item {i} lost"
+        );
+        // Acked exactly once, unless a killed consumer acked it and died
+        // before logging... it logs after the ack returns, so an ack it
+        // logged is final: at most one ack in all.
+        assert!(acks.len() <= 1, "item {i} acked {} times", acks.len());
+        let got: Vec<_> = recs.iter().filter(|r| !r.1).collect();
+        let mut counts: Vec<u32> = got.iter().map(|r| r.0).collect();
+        counts.sort_unstable();
+        counts.dedup();
+        assert_eq!(
+            counts.len(),
+            got.len(),
+            "item {i}: delivery counts repeat: {recs:?}"
+        );
+        // Every delivery but the one acked went to a consumer later killed.
+        let unacked_by_survivors = got
+            .iter()
+            .filter(|g| !g.2 && !acks.iter().any(|a| a.0 == g.0))
+            .count();
+        assert_eq!(
+            unacked_by_survivors, 0,
+            "item {i} redelivered without a death: {recs:?}"
+        );
+        let last = *counts.last().unwrap();
+        extra += last - 1;
+        if acks.is_empty() {
+            // Acked by a killed consumer that died before logging it.
+            assert!(recs.iter().any(|r| r.0 == last && r.2));
+        }
+    }
+    // Each killed consumer held or was taking at most one item.
+    assert!(extra <= kills, "{extra} extra deliveries for {kills} kills");
+    eprintln!("lease crash: {count} items, {kills} consumers killed, {extra} redeliveries");
+    assert_eq!(q.leased(), 0);
+    assert!(q.is_empty());
+    assert_eq!(q.dropped(), 0);
+}
+
+/// A poison item kills every consumer that leases it: after
+/// `max_deliveries` deliveries it is dropped, and the next item is
+/// delivered to the next consumer.
+#[test]
+fn a_poison_item_is_dropped_after_max_deliveries_across_processes() {
+    watchdog(Duration::from_secs(120), || {
+        let q: LeaseQueue<Vec<u8>, Bytes> =
+            LeaseQueueBuilder::new().max_deliveries(3).build().unwrap();
+        q.put(vec![0xee]).unwrap();
+        q.put(vec![1]).unwrap();
+        for k in 1..=3 {
+            let mut kid = spawn_piped("poisoned", &q, &[]);
+            let out = std::io::BufReader::new(kid.stdout.take().unwrap());
+            let lines: Vec<String> = std::io::BufRead::lines(out).map(Result::unwrap).collect();
+            // (libtest's "test child_entry ... " comes first on the line.)
+            let count = lines
+                .iter()
+                .find_map(|l| l.split_once("COUNT ").map(|(_, c)| c.trim()))
+                .unwrap_or_else(|| panic!("no count from the child: {lines:?}"));
+            assert_eq!(count, format!("238 {k}"));
+            let st = wait_until(&mut kid, Instant::now() + Duration::from_secs(30));
+            assert_eq!(st.signal(), Some(libc::SIGKILL));
+        }
+        // Its third holder died too: dropped, and the next item comes.
+        let l = q.get_lease_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!((l[0], l.delivery_count()), (1, 1));
+        l.ack().unwrap();
+        assert_eq!(q.dropped(), 1);
+        assert!(q.is_empty());
+    });
+}
+
+/// A producer of the batch crash test: puts its items 0.. with `put_many`
+/// in batches of 1 to 300, and logs the count put after each batch returns.
+fn batcher() {
+    let q: Queue<Item> = take_handle();
+    let p = env_u64("P_ID") as u32;
+    let mut rng = Rng(env_u64("P_SEED") | 1);
+    let mut log = std::fs::File::create(std::env::var("P_LOG").unwrap()).unwrap();
+    let mut i = 0u32;
+    loop {
+        let n = 1 + (rng.next() % 300) as u32;
+        let sizes: Vec<usize> = (0..n)
+            .map(|_| match rng.next() % 20 {
+                0 => 700,
+                k => (k * 3) as usize,
+            })
+            .collect();
+        let items = (i..i + n).zip(sizes).map(|(k, len)| Item {
+            p,
+            i: k,
+            data: vec![fill(p, k); len],
+        });
+        assert_eq!(q.put_many(items).unwrap(), n as usize);
+        i += n;
+        log.write_all(&i.to_le_bytes()).unwrap();
+    }
+}
+
+#[test]
+fn batch_crash_rounds_leave_whole_prefixes_and_lose_nothing_acknowledged() {
+    let rounds: u32 = std::env::var("MPQ_BATCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    watchdog(Duration::from_secs(240), move || batch_crash_rounds(rounds));
+}
+
+/// Producer processes put batches and are SIGKILLed at random moments
+/// while the parent takes items with `get_many`. From each producer the
+/// parent receives exactly its items 0..m, in order, none torn, with m at
+/// least the count its last returned `put_many` acknowledged: a killed
+/// batch leaves a prefix of whole records, and no acknowledged batch loses
+/// anything.
+fn batch_crash_rounds(rounds: u32) {
+    let dir = temp_dir("batch");
+    let mut rng = Rng(0xba7c_4ed5);
+    for r in 0..rounds {
+        // A small ring (groups split and spill into the log, items of 700
+        // bytes go by descriptor) with and without an item limit.
+        let q: Queue<Item> = QueueBuilder::new()
+            .maxsize(if r % 2 == 0 { 0 } else { 40 })
+            .capacity(2048)
+            .build()
+            .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let consumer = {
+            let (q, stop) = (q.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut got: BTreeMap<u32, u32> = BTreeMap::new();
+                let mut v = Vec::new();
+                loop {
+                    v.clear();
+                    match q.get_many_timeout(&mut v, 64, Duration::from_millis(20)) {
+                        Ok(_) => {}
+                        Err(GetTimeoutError::Timeout) if stop.load(Ordering::SeqCst) => break,
+                        Err(GetTimeoutError::Timeout) => continue,
+                        Err(e) => panic!("get_many failed: {e}"),
+                    }
+                    for it in &v {
+                        assert!(
+                            it.data.iter().all(|&b| b == fill(it.p, it.i)),
+                            "torn item {}/{}",
+                            it.p,
+                            it.i
+                        );
+                        let next = got.entry(it.p).or_insert(0);
+                        assert_eq!(it.i, *next, "producer {}: gap or reorder", it.p);
+                        *next += 1;
+                    }
+                }
+                got
+            })
+        };
+        let mut kids: Vec<Kid> = (0..2u32)
+            .map(|k| {
+                spawn(
+                    "batcher",
+                    &q,
+                    &[
+                        ("P_ID", k.to_string()),
+                        ("P_SEED", rng.next().to_string()),
+                        ("P_LOG", dir.join(format!("b{r}_{k}")).display().to_string()),
+                    ],
+                )
+            })
+            .collect();
+        thread::sleep(Duration::from_micros(2000 + rng.next() % 15_000));
+        for kid in &mut kids {
+            let st = kill_and_reap(kid);
+            assert_eq!(
+                st.signal(),
+                Some(libc::SIGKILL),
+                "producer failed on its own: {st:?}"
+            );
+            thread::sleep(Duration::from_micros(rng.next() % 3000));
+        }
+        stop.store(true, Ordering::SeqCst);
+        let got = consumer.join().unwrap();
+        for k in 0..2u32 {
+            let acked = read_acks(&dir.join(format!("b{r}_{k}")))
+                .last()
+                .copied()
+                .unwrap_or(0);
+            let received = got.get(&k).copied().unwrap_or(0);
+            assert!(
+                received >= acked,
+                "round {r}, producer {k}: {acked} acknowledged, {received} received"
+            );
+        }
+        assert!(q.is_empty());
+    }
 }

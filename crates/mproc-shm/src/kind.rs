@@ -42,6 +42,10 @@ pub const SIMPLE_QUEUE: u32 = 0x0302;
 pub const JOINABLE_QUEUE: u32 = 0x0303;
 /// The dedicated segment of a queue message too large for its ring.
 pub const LARGE_MESSAGE: u32 = 0x0304;
+/// mproc-queue's `LeaseQueue` (its queue segment).
+pub const LEASE_QUEUE: u32 = 0x0305;
+/// A `LeaseQueue`'s lease table.
+pub const LEASE_TABLE: u32 = 0x0306;
 
 /// The shared-memory ring between the two ends of an mproc-pipe `pipe()`.
 pub const PIPE_ARENA: u32 = 0x0401;
@@ -70,6 +74,8 @@ const ALL: &[u32] = &[
     SIMPLE_QUEUE,
     JOINABLE_QUEUE,
     LARGE_MESSAGE,
+    LEASE_QUEUE,
+    LEASE_TABLE,
     PIPE_ARENA,
     PIPE_WRITE_LOCK,
     POOL_PROGRESS,

@@ -93,7 +93,7 @@ pub use mproc_process::{
     StartMethod, StartMethodError, active_children, all_start_methods, cpu_count, current_process,
     get_start_method, init, parent_process, set_authkey, set_start_method, set_start_method_force,
 };
-pub use mproc_queue::{JoinableQueue, Queue, SimpleQueue};
+pub use mproc_queue::{JoinableQueue, LeaseQueue, Queue, SimpleQueue};
 pub use mproc_shm::{Array, RawArray, RawValue, Synchronized, SynchronizedArray, Value};
 pub use mproc_sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 

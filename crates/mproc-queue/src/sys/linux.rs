@@ -30,3 +30,17 @@ pub(crate) unsafe fn discard(start: *mut u8, len: usize) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process on the
+/// machine (lease expiry times are compared across processes).
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}

@@ -1,0 +1,266 @@
+use std::time::Duration;
+
+use super::*;
+use crate::error::EncodeError;
+
+fn queue(b: LeaseQueueBuilder) -> LeaseQueue<u32> {
+    b.build().unwrap()
+}
+
+#[test]
+fn ack_finishes_and_nack_redelivers_first_in_order() {
+    let q = queue(LeaseQueueBuilder::new());
+    for i in 0..5 {
+        q.put(i).unwrap();
+    }
+    let a = q.get_lease().unwrap();
+    let b = q.get_lease().unwrap();
+    let c = q.get_lease().unwrap();
+    assert_eq!((*a, *b, *c), (0, 1, 2));
+    assert_eq!(q.leased(), 3);
+    b.ack().unwrap();
+    // Given back out of order: delivered again in put order, before 3.
+    c.nack();
+    drop(a);
+    let a = q.get_lease().unwrap();
+    let c = q.get_lease().unwrap();
+    assert_eq!((*a, a.delivery_count()), (0, 2));
+    assert_eq!((*c, c.delivery_count()), (2, 2));
+    let d = q.get_lease().unwrap();
+    assert_eq!((*d, d.delivery_count()), (3, 1));
+    for l in [a, c, d] {
+        l.ack().unwrap();
+    }
+    let e = q.try_get_lease().unwrap();
+    assert_eq!(*e, 4);
+    e.ack().unwrap();
+    assert!(matches!(q.try_get_lease(), Err(TryGetError::Empty)));
+    assert!(q.is_empty());
+    assert_eq!(q.dropped(), 0);
+}
+
+#[test]
+fn poison_items_are_dropped_after_max_deliveries() {
+    let q = queue(LeaseQueueBuilder::new().max_deliveries(3));
+    q.put(7).unwrap();
+    q.put(8).unwrap();
+    for k in 1..=3 {
+        let l = q.get_lease().unwrap();
+        assert_eq!((*l, l.delivery_count()), (7, k));
+    }
+    // Delivered three times: dropped, and 8 comes next.
+    let l = q.get_lease().unwrap();
+    assert_eq!((*l, l.delivery_count()), (8, 1));
+    l.ack().unwrap();
+    assert_eq!(q.dropped(), 1);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn expired_leases_are_taken_back() {
+    let q = queue(LeaseQueueBuilder::new().lease_timeout(Duration::from_millis(30)));
+    q.put(1).unwrap();
+    let stale = q.get_lease().unwrap();
+    assert!(matches!(q.try_get_lease(), Err(TryGetError::Empty)));
+    let t0 = std::time::Instant::now();
+    let again = q.get_lease_timeout(Duration::from_secs(10)).unwrap();
+    assert!(t0.elapsed() >= Duration::from_millis(20));
+    assert_eq!((*again, again.delivery_count()), (1, 2));
+    assert_eq!(stale.ack(), Err(AckError::Expired));
+    again.ack().unwrap();
+    assert!(q.is_empty());
+}
+
+#[test]
+fn a_full_table_waits_for_an_ack() {
+    let q = queue(LeaseQueueBuilder::new().max_leases(2));
+    for i in 0..3 {
+        q.put(i).unwrap();
+    }
+    let a = q.get_lease().unwrap();
+    let b = q.get_lease().unwrap();
+    assert!(matches!(q.try_get_lease(), Err(TryGetError::Empty)));
+    let t0 = std::time::Instant::now();
+    assert!(matches!(
+        q.get_lease_timeout(Duration::from_millis(30)),
+        Err(GetTimeoutError::Timeout)
+    ));
+    assert!(t0.elapsed() >= Duration::from_millis(30));
+    std::thread::scope(|s| {
+        let h = s.spawn(|| *q.get_lease_timeout(Duration::from_secs(30)).unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+        a.ack().unwrap();
+        assert_eq!(h.join().unwrap(), 2);
+    });
+    drop(b);
+}
+
+#[test]
+fn closed_means_drained_and_nothing_leased() {
+    let q = queue(LeaseQueueBuilder::new());
+    q.put(1).unwrap();
+    q.close();
+    assert!(q.put(2).is_err());
+    let l = q.get_lease().unwrap();
+    // A lease is out: it could come back, so not closed yet.
+    assert!(matches!(q.try_get_lease(), Err(TryGetError::Empty)));
+    drop(l);
+    let l = q.get_lease().unwrap();
+    l.ack().unwrap();
+    assert!(matches!(q.get_lease(), Err(GetError::Closed)));
+}
+
+#[test]
+fn items_larger_than_a_slot_are_refused_by_put() {
+    let q: LeaseQueue<Vec<u8>, crate::Bytes> =
+        LeaseQueueBuilder::new().max_item_size(100).build().unwrap();
+    match q.put(vec![0; 101]) {
+        Err(PutError::Encode(v, e)) => {
+            assert_eq!(v.len(), 101);
+            let _: EncodeError = e;
+        }
+        other => panic!("{other:?}"),
+    }
+    q.put(vec![1; 100]).unwrap();
+    assert_eq!(q.get_lease().unwrap().len(), 100);
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    assert!(matches!(
+        LeaseQueueBuilder::new()
+            .max_leases(0)
+            .build::<u32, Postcard>(),
+        Err(CreateError::InvalidLeases(0))
+    ));
+    assert!(matches!(
+        LeaseQueueBuilder::new()
+            .max_item_size(2 << 30)
+            .build::<u32, Postcard>(),
+        Err(CreateError::InvalidItemSize(_))
+    ));
+}
+
+/// A take cut short between the claim and the lease record (as by a
+/// SIGKILL there) leaves the item in its slot; the next consumer finds it
+/// and delivers it again. One cut short before the claim leaves the item in
+/// the queue.
+#[test]
+fn a_take_cut_short_loses_nothing() {
+    let q = queue(LeaseQueueBuilder::new());
+    q.put(10).unwrap();
+    q.put(11).unwrap();
+    let t = &q.shared.table;
+    let core = &*q.q.core;
+    let mut out = Vec::new();
+    // Cut short after the claim.
+    core.with_consumer(|c| {
+        t.begin(c, 0, c.consumed());
+        assert_eq!(
+            c.take(&mut out, &mut |b| t.keep(c, 0, b)).unwrap(),
+            Took::Taken
+        );
+    });
+    assert_eq!(q.qsize(), 1);
+    // The next lock holder finishes that take first (as every attempt
+    // does), then is cut short before the claim: its slot stays free.
+    core.with_consumer(|c| {
+        t.recover(c);
+        t.begin(c, 1, c.consumed());
+    });
+    let l = q.get_lease().unwrap();
+    assert_eq!((*l, l.delivery_count()), (10, 2));
+    l.ack().unwrap();
+    let l = q.get_lease().unwrap();
+    assert_eq!((*l, l.delivery_count()), (11, 1));
+    l.ack().unwrap();
+    assert!(q.is_empty());
+}
+
+/// Leases the next record into `slot` as process `pid` would.
+fn lease_as(q: &LeaseQueue<u32>, slot: usize, pid: u32) {
+    let t = &q.shared.table;
+    let mut out = Vec::new();
+    q.q.core.with_consumer(|c| {
+        t.begin(c, slot, c.consumed());
+        let took = c.take(&mut out, &mut |b| t.keep(c, slot, b)).unwrap();
+        assert_eq!(took, Took::Taken);
+        t.commit(c, slot, pid, 0).unwrap();
+    });
+}
+
+/// A lease whose holder process is dead is taken back by a scan.
+#[test]
+fn leases_of_dead_holders_are_taken_back() {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let q = queue(LeaseQueueBuilder::new());
+    q.put(5).unwrap();
+    q.put(6).unwrap();
+    // Leased by the dead process.
+    lease_as(&q, 3, dead);
+    // This handle's first get scans, finds the holder dead and delivers
+    // its item again, before the next new one.
+    let l = q.get_lease_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!((*l, l.delivery_count()), (5, 2));
+    l.ack().unwrap();
+    let l = q.get_lease().unwrap();
+    assert_eq!((*l, l.delivery_count()), (6, 1));
+    l.ack().unwrap();
+    // Later, a holder found dead when a consumer would wait.
+    q.put(7).unwrap();
+    lease_as(&q, 2, dead);
+    let l = q.get_lease_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!((*l, l.delivery_count()), (7, 2));
+    l.ack().unwrap();
+    assert!(q.is_empty());
+}
+
+#[test]
+fn a_scribbled_table_is_an_error_not_a_panic() {
+    let q = queue(LeaseQueueBuilder::new().max_leases(4).max_item_size(16));
+    q.put(1).unwrap();
+    let seg = q.shared.table.segment();
+    // Every slot waiting, with impossible lengths and orders.
+    for s in 0..4 {
+        let off = 256 + s * 64;
+        seg.write(off, &(2u64 << 62).to_le_bytes()).unwrap();
+        seg.write(off + 28, &u32::MAX.to_le_bytes()).unwrap();
+    }
+    seg.write(128, &u64::MAX.to_le_bytes()).unwrap(); // taking
+    seg.write(128 + 40, &7u32.to_le_bytes()).unwrap(); // waiting
+    // The scribbled slots are dropped; the queued item still comes.
+    let l = q.get_lease_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(*l, 1);
+    assert_eq!(q.dropped(), 4);
+}
+
+#[test]
+fn fuzz_corpus_replays() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/lease_table");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).expect("corpus directory exists") {
+        let data = std::fs::read(e.expect("dir entry").path()).expect("readable corpus file");
+        super::fuzz::lease_table(&data);
+        n += 1;
+    }
+    assert!(n >= 3, "corpus has only {n} files");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+    /// Operation streams match the model (mode 0) and scribbles never
+    /// panic (mode 1).
+    #[test]
+    fn fuzz_entry_matches_the_model_and_never_panics(
+        mode in 0u8..2,
+        ops in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+    ) {
+        let mut data = vec![mode];
+        data.extend(ops);
+        super::fuzz::lease_table(&data);
+    }
+}
