@@ -15,6 +15,7 @@ use crate::frame::{DEFAULT_MAX_MESSAGE, Wire};
 use crate::sys::{self, FdKind};
 use crate::wlock::WriteLock;
 use recv::Reader;
+use ring::Ring;
 
 /// The read-ahead buffer: small messages arrive with one system call each.
 const READ_BUF: usize = 64 << 10;
@@ -65,8 +66,9 @@ pub fn pipe(duplex: bool) -> io::Result<(Connection, Connection)> {
         sys::shutdown(x.as_fd(), libc::SHUT_WR)?;
         sys::shutdown(y.as_fd(), libc::SHUT_RD)?;
     }
-    let mut a = Connection::build(x, FdKind::Unix, rx_side.0, rx_side.1);
-    let mut b = Connection::build(y, FdKind::Unix, tx_side.0, tx_side.1);
+    let (ra, rb) = Ring::pair()?;
+    let mut a = Connection::build(x, FdKind::Unix, rx_side.0, rx_side.1, Some(ra));
+    let mut b = Connection::build(y, FdKind::Unix, tx_side.0, tx_side.1, Some(rb));
     a.set_wire(Wire::Mproc);
     b.set_wire(Wire::Mproc);
     Ok((a, b))
@@ -116,7 +118,29 @@ pub struct Connection<C = Postcard> {
     wire: Wire,
     shm_threshold: Option<usize>,
     shared: Arc<Shared>,
+    /// Counts this value as a holder of its ring end (a [`pipe`] end).
+    /// Declared after `fd`, so that the socket is closed when its drop
+    /// wakes the peer to look for end of file.
+    open: Option<OpenEnd>,
     _codec: PhantomData<fn() -> C>,
+}
+
+/// One `Connection` holding an end of a ring ([`Ring::opened`]); dropping
+/// it counts the holder out and wakes a parked receiver on the other side.
+struct OpenEnd(Arc<Ring>);
+
+impl OpenEnd {
+    /// Counts one more holder of the end.
+    fn new(ring: &Arc<Ring>) -> Self {
+        ring.opened();
+        Self(Arc::clone(ring))
+    }
+}
+
+impl Drop for OpenEnd {
+    fn drop(&mut self) {
+        self.0.closed();
+    }
 }
 
 /// What the clones of a connection made by [`Connection::try_clone`] share:
@@ -131,10 +155,14 @@ struct Shared {
     /// The process-shared write lock, made when a writable copy of the
     /// connection first leaves for another process.
     wlock: OnceLock<WriteLock>,
+    /// The shared-memory ring of a [`pipe`] end (`None` on other
+    /// connections, whose messages all travel on the socket).
+    ring: Option<Arc<Ring>>,
 }
 
 impl Shared {
-    fn new(reader: Reader) -> Arc<Self> {
+    fn new(mut reader: Reader, ring: Option<Ring>) -> Arc<Self> {
+        reader.dec.set_bells(ring.is_some());
         Arc::new(Self {
             reader: Mutex::new(reader),
             writer: Mutex::new(Writer {
@@ -143,6 +171,7 @@ impl Shared {
             }),
             unreadable: AtomicBool::new(false),
             wlock: OnceLock::new(),
+            ring: ring.map(Arc::new),
         })
     }
 }
@@ -174,10 +203,18 @@ impl Connection<Postcard> {
             ));
         }
         let kind = sys::fd_kind(fd.as_fd())?;
-        Ok(Self::build(fd, kind, readable, writable))
+        Ok(Self::build(fd, kind, readable, writable, None))
     }
 
-    fn build(fd: OwnedFd, kind: FdKind, readable: bool, writable: bool) -> Self {
+    /// A connection whose ring end (if any) is already counted open.
+    fn build(
+        fd: OwnedFd,
+        kind: FdKind,
+        readable: bool,
+        writable: bool,
+        ring: Option<Ring>,
+    ) -> Self {
+        let shared = Shared::new(Reader::new(DEFAULT_MAX_MESSAGE, Wire::Cpython), ring);
         Self {
             fd,
             kind,
@@ -185,7 +222,8 @@ impl Connection<Postcard> {
             writable,
             wire: Wire::Cpython,
             shm_threshold: None,
-            shared: Shared::new(Reader::new(DEFAULT_MAX_MESSAGE, Wire::Cpython)),
+            open: shared.ring.clone().map(OpenEnd),
+            shared,
             _codec: PhantomData,
         }
     }
@@ -202,6 +240,7 @@ impl<C: Codec> Connection<C> {
             wire: self.wire,
             shm_threshold: self.shm_threshold,
             shared: self.shared,
+            open: self.open,
             _codec: PhantomData,
         }
     }
@@ -327,6 +366,7 @@ impl<C: Codec> Connection<C> {
             writable: self.writable,
             wire: self.wire,
             shm_threshold: self.shm_threshold,
+            open: self.shared.ring.as_ref().map(OpenEnd::new),
             shared: Arc::clone(&self.shared),
             _codec: PhantomData,
         })
@@ -380,6 +420,18 @@ impl<C> Connection<C> {
         r.pos < r.end || r.eof
     }
 
+    /// Whether a receive would find something at once: a message or end of
+    /// file in the ring of a `pipe` end (with `arm`, asking its next sender
+    /// to ring the socket's doorbell first: the caller is about to poll the
+    /// descriptor), or bytes read ahead. Errors count as ready: the receive
+    /// reports them.
+    pub(crate) fn ready_to_receive(&self, arm: bool) -> bool {
+        match self.shared.ring.as_deref() {
+            Some(ring) => self.ring_ready(ring, arm).unwrap_or(true),
+            None => self.has_buffered(),
+        }
+    }
+
     /// Whether an oversized or malformed message made the connection
     /// unreadable: `wait` then never reports it ready.
     pub(crate) fn is_unreadable(&self) -> bool {
@@ -421,6 +473,7 @@ impl<C> fmt::Debug for Connection<C> {
 
 mod handle;
 mod recv;
+mod ring;
 mod send;
 
 #[cfg(test)]

@@ -55,11 +55,11 @@ impl Drop for Kid {
 }
 
 /// Starts this binary as `role`, handing it `conn` as a handle (its
-/// descriptors at 3, 4, …: the socket, and the write lock that copies of a
-/// writable connection share).
+/// descriptors at 3, 4, …: the socket, the write lock that copies of a
+/// writable connection share, and the shared-memory ring of a `pipe` end).
 fn spawn(role: &str, conn: &Connection) -> Kid {
     let (bytes, fds) = to_bytes_with_fds(conn).unwrap();
-    assert_eq!(fds.len(), if conn.writable() { 2 } else { 1 });
+    assert_eq!(fds.len(), if conn.writable() { 3 } else { 2 });
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let raws: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let mut cmd = mproc_testkit::test_command(role);

@@ -8,7 +8,8 @@ use mproc_shm::handle::HandleFd;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::recv::Reader;
-use super::{Connection, MAX_ARENAS, Shared, lock};
+use super::ring::Ring;
+use super::{Connection, MAX_ARENAS, OpenEnd, Shared, lock};
 use crate::arena::ArenaRx;
 use crate::frame::Wire;
 use crate::sys::{self, FdKind};
@@ -29,13 +30,16 @@ struct WireForm {
     arenas: Vec<(Segment, u64, u64)>,
     /// The write lock shared by the copies of a writable connection.
     wlock: Option<Segment>,
+    /// The ring of a `pipe` end, and which end (counted open for the
+    /// receiver when sent).
+    ring: Option<(Segment, u8)>,
 }
 
 impl<C> Serialize for Connection<C> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::Error;
         let r = lock(&self.shared.reader);
-        if !r.dec.is_idle() || !r.batches.is_empty() {
+        if !r.dec.is_idle() || !r.batches.is_empty() || r.socket_due > 0 {
             return Err(S::Error::custom(
                 "cannot send a connection in the middle of receiving a message",
             ));
@@ -50,7 +54,19 @@ impl<C> Serialize for Connection<C> {
         } else {
             None
         };
+        let ring = match &self.shared.ring {
+            Some(ring) => {
+                let (seg, end) = ring.parts();
+                Some((seg.try_clone().map_err(S::Error::custom)?, end as u8))
+            }
+            None => None,
+        };
         let fd = HandleFd::new(self.fd.try_clone().map_err(S::Error::custom)?);
+        // The copy that the receiver will make holds the end from now on: a
+        // sender on the other side must not see it closed while it travels.
+        if let Some(ring) = &self.shared.ring {
+            ring.opened();
+        }
         WireForm {
             fd,
             readable: self.readable,
@@ -61,6 +77,7 @@ impl<C> Serialize for Connection<C> {
             buffered: r.buf[r.pos..r.end].to_vec(),
             arenas,
             wlock,
+            ring,
         }
         .serialize(s)
     }
@@ -89,7 +106,14 @@ impl<'de, C> Deserialize<'de> for Connection<C> {
             let a = ArenaRx::from_parts(seg, id, next).map_err(D::Error::custom)?;
             reader.arenas.push(a);
         }
-        let shared = Shared::new(reader);
+        let ring = match w.ring {
+            Some(_) if kind != FdKind::Unix => {
+                return Err(D::Error::custom("a pipe ring without its Unix socket"));
+            }
+            Some((seg, end)) => Some(Ring::adopt(seg, usize::from(end)).map_err(D::Error::custom)?),
+            None => None,
+        };
+        let shared = Shared::new(reader, ring);
         if let Some(seg) = w.wlock {
             let l = WriteLock::adopt(seg).map_err(D::Error::custom)?;
             let _ = shared.wlock.set(l);
@@ -105,6 +129,8 @@ impl<'de, C> Deserialize<'de> for Connection<C> {
             } else {
                 None
             },
+            // The sender counted this copy open (see `serialize`).
+            open: shared.ring.clone().map(OpenEnd),
             shared,
             _codec: PhantomData,
         })

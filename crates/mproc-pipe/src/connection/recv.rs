@@ -8,14 +8,15 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mproc_shm::handle::provide_fds;
-use mproc_shm::wait::{self, Deadline};
+use mproc_shm::wait::{self, Deadline, LIVENESS_SLICE, YIELDS, spin_until};
 use serde::de::DeserializeOwned;
 
+use super::ring::{Ring, Taken};
 use super::{Connection, DIRECT_MIN, MAX_ARENAS, READ_BUF, lock};
 use crate::arena::ArenaRx;
 use crate::codec::Codec;
 use crate::error::RecvError;
-use crate::frame::{Frame, FrameDecoder, Wire};
+use crate::frame::{BELL, Frame, FrameDecoder, Wire};
 use crate::sys::{self, FdKind};
 
 /// Descriptors that arrived with the bytes at stream positions `start..end`.
@@ -45,6 +46,9 @@ pub(super) struct Reader {
     pub(super) broken: bool,
     /// Until the first message: refuse it if it is an authkey challenge.
     pub(super) refuse_challenge: bool,
+    /// Frames on the socket that the ring has announced and that are not
+    /// received yet (a `pipe` end; see `ring.rs`).
+    pub(super) socket_due: u32,
 }
 
 impl Reader {
@@ -62,6 +66,7 @@ impl Reader {
             eof: false,
             broken: false,
             refuse_challenge: false,
+            socket_due: 0,
         }
     }
 
@@ -215,6 +220,9 @@ impl<C: Codec> Connection<C> {
         if self.is_unreadable() {
             return Err(RecvError::Broken);
         }
+        if let Some(ring) = self.shared.ring.as_deref() {
+            return self.poll_ring(ring, deadline);
+        }
         if self.has_buffered() {
             return Ok(true);
         }
@@ -272,6 +280,121 @@ impl<C: Codec> Connection<C> {
     }
 
     fn recv_frame_locked(
+        &self,
+        r: &mut Reader,
+        deadline: Deadline,
+        limit: usize,
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
+        match self.shared.ring.as_deref() {
+            Some(ring) => self.recv_ring(r, ring, deadline, limit),
+            None => self.recv_socket(r, deadline, limit),
+        }
+    }
+
+    /// Receives from a `pipe` end: the next record of the ring, or the
+    /// socket frame it announces (see `ring.rs`).
+    fn recv_ring(
+        &self,
+        r: &mut Reader,
+        ring: &Ring,
+        deadline: Deadline,
+        limit: usize,
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
+        let mut spun = false;
+        loop {
+            if r.socket_due > 0 {
+                // The frame was written before its record was published.
+                let got = match self.recv_socket(r, deadline, limit) {
+                    Err(RecvError::Eof) => Err(RecvError::Truncated),
+                    got => got,
+                };
+                if got.is_ok() {
+                    r.socket_due -= 1;
+                }
+                return got;
+            }
+            match ring.take()? {
+                Some(Taken::Msg(m)) if m.len() > limit => {
+                    return Err(RecvError::TooLarge {
+                        len: m.len() as u64,
+                        max: limit as u64,
+                    });
+                }
+                Some(Taken::Msg(m)) => return Ok((m, Vec::new())),
+                Some(Taken::Socket) => {
+                    r.socket_due += 1;
+                    continue;
+                }
+                None => {}
+            }
+            // Senders publish before they close, so an empty ring after end
+            // of file stays empty; bytes on the socket that no record
+            // announced are a frame whose sender died while writing it.
+            if r.eof {
+                return Err(if r.pos < r.end || !r.dec.is_idle() {
+                    RecvError::Truncated
+                } else {
+                    RecvError::Eof
+                });
+            }
+            if deadline.passed() {
+                // End of file is an answer too, also without waiting.
+                self.look_at_socket(r)?;
+                if r.eof || !ring.is_empty() {
+                    continue;
+                }
+                return Err(RecvError::Timeout);
+            }
+            if !spun {
+                spun = true;
+                // Spin while another CPU may run the sender, then let a
+                // sender on our CPU run, then sleep (the queue's policy).
+                if spin_until(deadline, || !ring.is_empty())
+                    || (0..YIELDS).any(|_| {
+                        std::thread::yield_now();
+                        !ring.is_empty()
+                    })
+                {
+                    continue;
+                }
+            }
+            if let Some(t) = deadline.sleep_for(LIVENESS_SLICE) {
+                ring.park(t);
+                if ring.is_empty() {
+                    // Woken without a message, or the slice ended: a sender
+                    // that closed (or died) left end of file on the socket.
+                    self.look_at_socket(r)?;
+                }
+            }
+        }
+    }
+
+    /// [`Connection::poll_deadline`] of a `pipe` end.
+    fn poll_ring(&self, ring: &Ring, deadline: Option<Instant>) -> Result<bool, RecvError> {
+        if self.ring_ready(ring, false)? {
+            return Ok(true);
+        }
+        let until = deadline.map_or(Deadline::Never, Deadline::At);
+        if spin_until(until, || !ring.is_empty()) {
+            return Ok(true);
+        }
+        loop {
+            if self.ring_ready(ring, true)? {
+                return Ok(true);
+            }
+            // In slices: two threads polling one end may share a doorbell.
+            let slice = until.sleep_for(wait::SLICE).unwrap_or_default();
+            let slice_end = Instant::now() + slice;
+            if !sys::wait_readable(self.fd.as_fd(), Some(slice_end)).map_err(RecvError::Io)?
+                && until.passed()
+            {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Receives one frame from the socket.
+    fn recv_socket(
         &self,
         r: &mut Reader,
         deadline: Deadline,
@@ -444,5 +567,88 @@ impl<C: Codec> Connection<C> {
                 Ok((msg, Vec::new()))
             }
         }
+    }
+}
+
+impl<C> Connection<C> {
+    /// Reads what the socket holds without waiting, when nothing read
+    /// ahead is left, and drops doorbells at the front of what is buffered:
+    /// afterwards `r.pos < r.end` means a frame (or part of one) is there.
+    fn look_at_socket(&self, r: &mut Reader) -> Result<(), RecvError> {
+        if r.pos == r.end && !r.eof {
+            r.pos = 0;
+            r.end = 0;
+            match self.read_ahead(r, true) {
+                Ok(0) => r.eof = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => r.eof = true,
+                Err(e) => return Err(RecvError::Io(e)),
+            }
+        }
+        if r.dec.is_idle() {
+            while r.end - r.pos >= BELL.len() && r.buf[r.pos..r.pos + BELL.len()] == BELL {
+                r.pos += BELL.len();
+            }
+        }
+        // Bytes that no record announced yet: their record is on its way,
+        // unless their sender died and the socket is at its end.
+        if r.pos < r.end && !r.eof && sys::at_eof(self.fd.as_fd()) {
+            r.eof = true;
+        }
+        Ok(())
+    }
+
+    /// Whether a receive from this `pipe` end would find a message or end of
+    /// file now. With `arm`, first asks the next sender to ring the socket's
+    /// doorbell, for a caller about to wait on the descriptor.
+    pub(crate) fn ring_ready(&self, ring: &Ring, arm: bool) -> Result<bool, RecvError> {
+        if arm {
+            ring.arm();
+        }
+        if !ring.is_empty() {
+            return Ok(true);
+        }
+        let mut r = match self.shared.reader.try_lock() {
+            Ok(r) => r,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            // A receive in progress on another thread: look at the descriptor.
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
+        };
+        if r.socket_due > 0 || r.eof || r.broken {
+            return Ok(true);
+        }
+        self.look_at_socket(&mut r)?;
+        Ok(r.pos < r.end || r.eof || !ring.is_empty())
+    }
+
+    /// Fills the read-ahead buffer from position 0 (the caller has consumed
+    /// it), keeping the descriptors that came along; returns the byte count.
+    fn read_ahead(&self, r: &mut Reader, nonblock: bool) -> io::Result<usize> {
+        if r.buf.len() < READ_BUF {
+            r.buf.resize(READ_BUF, 0);
+        }
+        let mut fds = Vec::new();
+        // SAFETY: `r.buf` is an initialised buffer of `r.buf.len()` bytes.
+        let n = unsafe {
+            sys::read(
+                self.fd.as_fd(),
+                self.kind,
+                r.buf.as_mut_ptr(),
+                r.buf.len(),
+                &mut fds,
+                nonblock,
+            )
+        }?;
+        r.received += n as u64;
+        r.end = n;
+        if !fds.is_empty() {
+            r.batches.push_back(FdBatch {
+                start: r.received - n as u64,
+                end: r.received,
+                fds,
+            });
+        }
+        Ok(n)
     }
 }

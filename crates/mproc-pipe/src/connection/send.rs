@@ -5,6 +5,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use mproc_shm::handle::collect_fds;
 use serde::Serialize;
 
+use super::ring::INLINE_MAX;
 use super::{Connection, KEEP_SEND_BUF, lock};
 use crate::arena::ArenaTx;
 use crate::codec::Codec;
@@ -69,24 +70,26 @@ impl<C: Codec> Connection<C> {
             }
             Ok(()) => {
                 let payload_len = w.buf.len() - MAX_HEADER_LEN;
+                let inline = fds.is_empty().then_some(&w.buf[MAX_HEADER_LEN..]);
                 if fds.is_empty() && self.use_shm(payload_len) {
-                    self.exclusive(|| {
+                    self.deliver(inline, || {
                         ArenaTx::send(&mut w.arena, self.fd.as_fd(), &w.buf[MAX_HEADER_LEN..])
                     })
                 } else {
                     let mut h = [0u8; MAX_HEADER_LEN];
                     let n = encode_header(payload_len as u64, &mut h);
                     w.buf[MAX_HEADER_LEN - n..MAX_HEADER_LEN].copy_from_slice(&h[..n]);
+                    let inline = fds.is_empty().then_some(&w.buf[MAX_HEADER_LEN..]);
                     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-                    self.exclusive(|| {
+                    self.deliver(inline, || {
                         sys::write_all(
                             self.fd.as_fd(),
                             self.kind,
                             &[&w.buf[MAX_HEADER_LEN - n..]],
                             &borrowed,
                         )
+                        .map_err(SendBytesError::from_io)
                     })
-                    .map_err(SendBytesError::from_io)
                 }
             }
         };
@@ -115,12 +118,44 @@ impl<C: Codec> Connection<C> {
         }
         let mut w = lock(&self.shared.writer);
         if self.use_shm(buf.len()) {
-            return self.exclusive(|| ArenaTx::send(&mut w.arena, self.fd.as_fd(), buf));
+            return self.deliver(Some(buf), || {
+                ArenaTx::send(&mut w.arena, self.fd.as_fd(), buf)
+            });
         }
         let mut h = [0u8; MAX_HEADER_LEN];
         let n = encode_header(buf.len() as u64, &mut h);
-        self.exclusive(|| sys::write_all(self.fd.as_fd(), self.kind, &[&h[..n], buf], &[]))
-            .map_err(SendBytesError::from_io)
+        self.deliver(Some(buf), || {
+            sys::write_all(self.fd.as_fd(), self.kind, &[&h[..n], buf], &[])
+                .map_err(SendBytesError::from_io)
+        })
+    }
+
+    /// Sends one message under the write locks. On a `pipe` end, `inline`
+    /// (the payload, when it carries no descriptors) goes through the
+    /// shared-memory ring if it fits; otherwise `write` puts the message on
+    /// the socket, and the ring announces it at its place in the order.
+    /// Other connections just `write`.
+    fn deliver(
+        &self,
+        inline: Option<&[u8]>,
+        write: impl FnOnce() -> Result<(), SendBytesError>,
+    ) -> Result<(), SendBytesError> {
+        let Some(ring) = self.shared.ring.as_deref() else {
+            return self.exclusive(write);
+        };
+        let fd = self.fd.as_fd();
+        // A ring takes messages that nobody will read: the socket says
+        // whether the other end is really gone.
+        if ring.peer_closed() && sys::peer_gone(fd) {
+            return Err(SendBytesError::Disconnected);
+        }
+        match inline.filter(|b| b.len() <= INLINE_MAX) {
+            Some(b) => self.exclusive(|| ring.push(fd, false, b)),
+            None => self.exclusive(|| {
+                write()?;
+                ring.push(fd, true, &[])
+            }),
+        }
     }
 
     /// Runs one message's write, holding the process-shared write lock once

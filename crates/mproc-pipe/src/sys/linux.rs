@@ -367,6 +367,28 @@ pub(crate) fn recv_nonblock(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<us
     }
 }
 
+/// Whether a socket is at end of file with nothing left to read: peeks
+/// without waiting and without consuming anything.
+pub(crate) fn at_eof(fd: BorrowedFd<'_>) -> bool {
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: `b` is writable for 1 byte; MSG_PEEK leaves the data queued.
+        let r = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                b.as_mut_ptr().cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        match cvt(r) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return e.raw_os_error() == Some(libc::ECONNRESET),
+            Ok(n) => return n == 0,
+        }
+    }
+}
+
 /// Whether the process at the other end of a Unix socket runs as our
 /// effective user (or as root, whom file permissions do not stop either).
 pub(crate) fn peer_is_same_user(fd: BorrowedFd<'_>) -> io::Result<bool> {
