@@ -458,3 +458,57 @@ impl Ring {
         self.rx().state.0.fetch_or(ARMED, Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_that_break_the_rules_are_protocol_errors() {
+        let kinds: [(u32, u32, u64); 4] = [
+            // An unknown kind.
+            (0, 9, REC),
+            // An inline message longer than the ring allows.
+            (
+                INLINE_MAX as u32 + 1,
+                INLINE,
+                REC + padded(INLINE_MAX as u64 + 1),
+            ),
+            // A message running past the published tail.
+            (100, INLINE, REC + 8),
+            // A socket note with a payload.
+            (4, SOCKET, REC + 8),
+        ];
+        for (len, kind, tail) in kinds {
+            let (a, b) = Ring::pair().unwrap();
+            a.write_header(0, len, kind);
+            a.tx().tail.0.store(tail, Ordering::SeqCst);
+            assert!(
+                matches!(b.take(), Err(RecvError::Protocol(_))),
+                "{kind} {len}"
+            );
+        }
+        // A tail more than a ring ahead.
+        let (a, b) = Ring::pair().unwrap();
+        a.tx().tail.0.store(CAP + REC, Ordering::SeqCst);
+        assert!(matches!(b.take(), Err(RecvError::Protocol(_))));
+    }
+
+    #[test]
+    fn records_wrap_around_the_ring() {
+        let (a, b) = Ring::pair().unwrap();
+        let (x, _) = crate::sys::socketpair().unwrap();
+        let msg = vec![0x5a; 5000];
+        for i in 0..100u8 {
+            let mut m = msg.clone();
+            m[0] = i;
+            a.push(x.as_fd(), false, &m).unwrap();
+            match b.take().unwrap() {
+                Some(Taken::Msg(got)) => assert_eq!(got, m),
+                _ => panic!("no message {i}"),
+            }
+        }
+        assert!(b.is_empty());
+        assert!(b.take().unwrap().is_none());
+    }
+}
