@@ -10,7 +10,7 @@ use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use common::{pattern, watchdog};
-use mproc_pipe::{Connection, RecvError, pipe};
+use mproc_pipe::{Connection, RecvError, RecvTimeoutError, pipe};
 use mproc_shm::Segment;
 use mproc_shm::handle::{from_bytes_with_fds, to_bytes_with_fds};
 
@@ -197,7 +197,7 @@ fn child_killed_while_parent_waits_gives_eof() {
         drop(b);
         assert!(matches!(
             a.recv_bytes_timeout(Duration::from_millis(100)),
-            Err(RecvError::Timeout)
+            Err(RecvTimeoutError::Timeout)
         ));
         kid.kill();
         assert!(matches!(a.recv_bytes(), Err(RecvError::Eof)));
@@ -286,7 +286,7 @@ fn role_jittery_echo() {
                 jitter(&mut s);
                 c.send_bytes(&m).unwrap();
             }
-            Err(RecvError::Eof) => break,
+            Err(RecvTimeoutError::Eof) => break,
             Err(e) => panic!("{e}"),
         }
     }

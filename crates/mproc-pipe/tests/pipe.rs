@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{pattern, watchdog};
-use mproc_pipe::{Connection, RecvError, SendBytesError, Wire, pipe, wait, wait_timeout};
+use mproc_pipe::{
+    Connection, RecvError, RecvTimeoutError, SendBytesError, TryRecvError, Wire, pipe, wait,
+    wait_timeout,
+};
 use mproc_shm::Segment;
 use serde::{Deserialize, Serialize};
 
@@ -378,7 +381,7 @@ fn partial_message_survives_a_timeout() {
         let t0 = Instant::now();
         assert!(matches!(
             b.recv_bytes_timeout(Duration::from_millis(50)),
-            Err(RecvError::Timeout)
+            Err(RecvTimeoutError::Timeout)
         ));
         assert!(t0.elapsed() >= Duration::from_millis(50));
         (&a).write_all(&frame[50_000..]).unwrap();
@@ -400,17 +403,17 @@ fn poll_and_try_recv_timeouts() {
         let t0 = Instant::now();
         assert!(!b.poll(Duration::from_millis(80)).unwrap());
         assert!(t0.elapsed() >= Duration::from_millis(80));
-        assert!(matches!(b.try_recv::<u8>(), Err(RecvError::Timeout)));
+        assert!(matches!(b.try_recv::<u8>(), Err(TryRecvError::Empty)));
         let t0 = Instant::now();
         assert!(matches!(
             b.recv_timeout::<u8>(Duration::from_millis(60)),
-            Err(RecvError::Timeout)
+            Err(RecvTimeoutError::Timeout)
         ));
         assert!(t0.elapsed() >= Duration::from_millis(60));
         let t0 = Instant::now();
         assert!(matches!(
             b.recv_deadline::<u8>(t0 + Duration::from_millis(40)),
-            Err(RecvError::Timeout)
+            Err(RecvTimeoutError::Timeout)
         ));
         assert!(t0.elapsed() >= Duration::from_millis(40));
         a.send(&5u8).unwrap();
@@ -810,6 +813,6 @@ fn doorbells_wake_waiters_and_leave_no_false_readiness() {
         });
         assert_eq!(b.recv::<u32>().unwrap(), 7);
         assert!(!b.poll(Duration::from_millis(10)).unwrap());
-        assert!(matches!(b.try_recv::<u32>(), Err(RecvError::Timeout)));
+        assert!(matches!(b.try_recv::<u32>(), Err(TryRecvError::Empty)));
     });
 }

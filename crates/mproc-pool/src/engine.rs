@@ -24,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mproc_pipe::{Connection, RecvError, Waitable};
+use mproc_pipe::{Connection, TryRecvError, Waitable};
 use mproc_process::{ExitStatus, PendingStart, Process, ProcessHandle, StartError, StartMethod};
 use mproc_shm::Segment;
 use mproc_shm::handle::HandleFd;
@@ -1264,7 +1264,7 @@ impl Shared {
                         return false;
                     }
                 }
-                Err(RecvError::Timeout) => return true,
+                Err(TryRecvError::Empty) => return true,
                 Err(_) => return false,
             }
         }

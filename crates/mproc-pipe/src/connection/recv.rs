@@ -15,7 +15,7 @@ use super::ring::{Ring, Taken};
 use super::{Connection, DIRECT_MIN, MAX_ARENAS, READ_BUF, lock};
 use crate::arena::ArenaRx;
 use crate::codec::Codec;
-use crate::error::RecvError;
+use crate::error::{RecvError, RecvTimeoutError, TryRecvError};
 use crate::frame::{BELL, Frame, FrameDecoder, Wire};
 use crate::sys::{self, FdKind};
 
@@ -106,35 +106,43 @@ impl<C: Codec> Connection<C> {
     /// `Decode` if the message is not a `T`; others as [`RecvError`].
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T, RecvError> {
         self.recv_typed(Deadline::Never)
+            .map_err(RecvTimeoutError::untimed)
     }
 
     /// Receives a typed value if one is already there.
     ///
     /// # Errors
-    /// [`RecvError::Timeout`] if none is; otherwise as [`Connection::recv`].
-    pub fn try_recv<T: DeserializeOwned>(&self) -> Result<T, RecvError> {
+    /// [`TryRecvError::Empty`] if none is; otherwise as [`Connection::recv`].
+    pub fn try_recv<T: DeserializeOwned>(&self) -> Result<T, TryRecvError> {
         self.recv_typed(Deadline::Now)
+            .map_err(RecvTimeoutError::untried)
     }
 
     /// Receives a typed value, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`RecvError::Timeout`] if none arrived; otherwise as [`Connection::recv`].
-    pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T, RecvError> {
+    /// [`RecvTimeoutError::Timeout`] if none arrived; otherwise as [`Connection::recv`].
+    pub fn recv_timeout<T: DeserializeOwned>(
+        &self,
+        timeout: Duration,
+    ) -> Result<T, RecvTimeoutError> {
         self.recv_typed(Deadline::after(timeout))
     }
 
     /// Receives a typed value, waiting until `deadline`.
     ///
     /// # Errors
-    /// [`RecvError::Timeout`] if none arrived; otherwise as [`Connection::recv`].
-    pub fn recv_deadline<T: DeserializeOwned>(&self, deadline: Instant) -> Result<T, RecvError> {
+    /// [`RecvTimeoutError::Timeout`] if none arrived; otherwise as [`Connection::recv`].
+    pub fn recv_deadline<T: DeserializeOwned>(
+        &self,
+        deadline: Instant,
+    ) -> Result<T, RecvTimeoutError> {
         self.recv_typed(Deadline::At(deadline))
     }
 
-    fn recv_typed<T: DeserializeOwned>(&self, deadline: Deadline) -> Result<T, RecvError> {
+    fn recv_typed<T: DeserializeOwned>(&self, deadline: Deadline) -> Result<T, RecvTimeoutError> {
         let (bytes, fds) = self.recv_frame(deadline, None)?;
-        provide_fds(fds, || C::decode(&bytes)).map_err(RecvError::Decode)
+        provide_fds(fds, || C::decode(&bytes)).map_err(RecvTimeoutError::Decode)
     }
 
     /// Receives one message's bytes (Python's `recv_bytes()`).
@@ -142,30 +150,34 @@ impl<C: Codec> Connection<C> {
     /// # Errors
     /// As [`Connection::recv`], without `Decode`.
     pub fn recv_bytes(&self) -> Result<Vec<u8>, RecvError> {
-        Ok(self.recv_frame(Deadline::Never, None)?.0)
+        self.recv_frame(Deadline::Never, None)
+            .map(|(m, _)| m)
+            .map_err(RecvTimeoutError::untimed)
     }
 
     /// Receives one message's bytes if one is already there.
     ///
     /// # Errors
-    /// [`RecvError::Timeout`] if none is; otherwise as [`Connection::recv_bytes`].
-    pub fn try_recv_bytes(&self) -> Result<Vec<u8>, RecvError> {
-        Ok(self.recv_frame(Deadline::Now, None)?.0)
+    /// [`TryRecvError::Empty`] if none is; otherwise as [`Connection::recv_bytes`].
+    pub fn try_recv_bytes(&self) -> Result<Vec<u8>, TryRecvError> {
+        self.recv_frame(Deadline::Now, None)
+            .map(|(m, _)| m)
+            .map_err(RecvTimeoutError::untried)
     }
 
     /// Receives one message's bytes, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`RecvError::Timeout`] if none arrived; otherwise as [`Connection::recv_bytes`].
-    pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
+    /// [`RecvTimeoutError::Timeout`] if none arrived; otherwise as [`Connection::recv_bytes`].
+    pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
         Ok(self.recv_frame(Deadline::after(timeout), None)?.0)
     }
 
     /// Receives one message's bytes, waiting until `deadline`.
     ///
     /// # Errors
-    /// [`RecvError::Timeout`] if none arrived; otherwise as [`Connection::recv_bytes`].
-    pub fn recv_bytes_deadline(&self, deadline: Instant) -> Result<Vec<u8>, RecvError> {
+    /// [`RecvTimeoutError::Timeout`] if none arrived; otherwise as [`Connection::recv_bytes`].
+    pub fn recv_bytes_deadline(&self, deadline: Instant) -> Result<Vec<u8>, RecvTimeoutError> {
         Ok(self.recv_frame(Deadline::At(deadline), None)?.0)
     }
 
@@ -177,7 +189,9 @@ impl<C: Codec> Connection<C> {
     /// makes the connection unreadable (as in CPython); otherwise as
     /// [`Connection::recv_bytes`].
     pub fn recv_bytes_max(&self, max_len: usize) -> Result<Vec<u8>, RecvError> {
-        Ok(self.recv_frame(Deadline::Never, Some(max_len))?.0)
+        self.recv_frame(Deadline::Never, Some(max_len))
+            .map(|(m, _)| m)
+            .map_err(RecvTimeoutError::untimed)
     }
 
     /// Receives one message into `buf`, returning its length (Python's
@@ -187,7 +201,9 @@ impl<C: Codec> Connection<C> {
     /// [`RecvError::BufferTooShort`] carrying the whole (consumed) message if
     /// it does not fit; otherwise as [`Connection::recv_bytes`].
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
-        let (msg, _) = self.recv_frame(Deadline::Never, None)?;
+        let (msg, _) = self
+            .recv_frame(Deadline::Never, None)
+            .map_err(RecvTimeoutError::untimed)?;
         match buf.get_mut(..msg.len()) {
             Some(dst) => {
                 dst.copy_from_slice(&msg);
@@ -240,14 +256,14 @@ impl<C: Codec> Connection<C> {
         &self,
         deadline: Deadline,
         max_len: Option<usize>,
-    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvTimeoutError> {
         if !self.readable {
-            return Err(RecvError::NotReadable);
+            return Err(RecvTimeoutError::NotReadable);
         }
         let mut guard = lock(&self.shared.reader);
         let r = &mut *guard;
         if r.broken {
-            return Err(RecvError::Broken);
+            return Err(RecvTimeoutError::Broken);
         }
         let conn_max = r.max;
         let limit = max_len.map_or(conn_max, |m| m.min(conn_max));
@@ -258,20 +274,24 @@ impl<C: Codec> Connection<C> {
         if let (true, Ok((msg, _))) = (r.refuse_challenge, &result) {
             r.refuse_challenge = false;
             if crate::auth::is_challenge(msg) {
-                result = Err(RecvError::Protocol(
+                result = Err(RecvTimeoutError::Protocol(
                     "the listener requires an authkey and none was given",
                 ));
             }
         }
         match result {
-            Err(e @ (RecvError::TooLarge { .. } | RecvError::Protocol(_) | RecvError::Broken)) => {
+            Err(
+                e @ (RecvTimeoutError::TooLarge { .. }
+                | RecvTimeoutError::Protocol(_)
+                | RecvTimeoutError::Broken),
+            ) => {
                 r.broken = true;
                 // Relaxed: a flag read on its own; the reader's lock orders
                 // everything else.
                 self.shared.unreadable.store(true, Ordering::Relaxed);
                 Err(e)
             }
-            Ok((msg, _)) if msg.len() > limit => Err(RecvError::TooLarge {
+            Ok((msg, _)) if msg.len() > limit => Err(RecvTimeoutError::TooLarge {
                 len: msg.len() as u64,
                 max: limit as u64,
             }),
@@ -284,7 +304,7 @@ impl<C: Codec> Connection<C> {
         r: &mut Reader,
         deadline: Deadline,
         limit: usize,
-    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvTimeoutError> {
         match self.shared.ring.as_deref() {
             Some(ring) => self.recv_ring(r, ring, deadline, limit),
             None => self.recv_socket(r, deadline, limit),
@@ -299,13 +319,13 @@ impl<C: Codec> Connection<C> {
         ring: &Ring,
         deadline: Deadline,
         limit: usize,
-    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvTimeoutError> {
         let mut spun = false;
         loop {
             if r.socket_due > 0 {
                 // The frame was written before its record was published.
                 let got = match self.recv_socket(r, deadline, limit) {
-                    Err(RecvError::Eof) => Err(RecvError::Truncated),
+                    Err(RecvTimeoutError::Eof) => Err(RecvTimeoutError::Truncated),
                     got => got,
                 };
                 if got.is_ok() {
@@ -315,7 +335,7 @@ impl<C: Codec> Connection<C> {
             }
             match ring.take()? {
                 Some(Taken::Msg(m)) if m.len() > limit => {
-                    return Err(RecvError::TooLarge {
+                    return Err(RecvTimeoutError::TooLarge {
                         len: m.len() as u64,
                         max: limit as u64,
                     });
@@ -332,9 +352,9 @@ impl<C: Codec> Connection<C> {
             // announced are a frame whose sender died while writing it.
             if r.eof {
                 return Err(if r.pos < r.end || !r.dec.is_idle() {
-                    RecvError::Truncated
+                    RecvTimeoutError::Truncated
                 } else {
-                    RecvError::Eof
+                    RecvTimeoutError::Eof
                 });
             }
             if deadline.passed() {
@@ -343,7 +363,7 @@ impl<C: Codec> Connection<C> {
                 if r.eof || !ring.is_empty() {
                     continue;
                 }
-                return Err(RecvError::Timeout);
+                return Err(RecvTimeoutError::Timeout);
             }
             if !spun {
                 spun = true;
@@ -399,7 +419,7 @@ impl<C: Codec> Connection<C> {
         r: &mut Reader,
         deadline: Deadline,
         limit: usize,
-    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvTimeoutError> {
         // The last read found nothing to read.
         let mut empty = false;
         // The decision to spin, taken before a read without waiting.
@@ -413,7 +433,7 @@ impl<C: Codec> Connection<C> {
                 let (n, frame) = r
                     .dec
                     .decode(&r.buf[r.pos..r.end])
-                    .map_err(RecvError::from_frame)?;
+                    .map_err(RecvTimeoutError::from_frame)?;
                 r.pos += n;
                 if let Some(f) = frame {
                     return self.finish(r, f);
@@ -424,9 +444,9 @@ impl<C: Codec> Connection<C> {
             r.end = 0;
             if r.eof {
                 return Err(if r.dec.is_idle() {
-                    RecvError::Eof
+                    RecvTimeoutError::Eof
                 } else {
-                    RecvError::Truncated
+                    RecvTimeoutError::Truncated
                 });
             }
             // On a socket, read first without waiting: a message that is
@@ -490,7 +510,7 @@ impl<C: Codec> Connection<C> {
                     continue;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => 0,
-                Err(e) => return Err(RecvError::Io(e)),
+                Err(e) => return Err(RecvTimeoutError::Io(e)),
             };
             if n == 0 {
                 r.eof = true;
@@ -517,7 +537,7 @@ impl<C: Codec> Connection<C> {
 
     /// Waits until the descriptor is readable or `deadline`; returns whether
     /// the read that follows must not block (it must not outlast a deadline).
-    fn wait_for_data(&self, deadline: Deadline) -> Result<bool, RecvError> {
+    fn wait_for_data(&self, deadline: Deadline) -> Result<bool, RecvTimeoutError> {
         match deadline {
             Deadline::Never => Ok(false),
             Deadline::At(_) | Deadline::Now => {
@@ -525,21 +545,25 @@ impl<C: Codec> Connection<C> {
                     Deadline::At(d) => d,
                     _ => Instant::now(),
                 };
-                if !sys::wait_readable(self.fd.as_fd(), Some(d)).map_err(RecvError::Io)? {
-                    return Err(RecvError::Timeout);
+                if !sys::wait_readable(self.fd.as_fd(), Some(d)).map_err(RecvTimeoutError::Io)? {
+                    return Err(RecvTimeoutError::Timeout);
                 }
                 Ok(true)
             }
         }
     }
 
-    fn finish(&self, r: &mut Reader, frame: Frame) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
+    fn finish(
+        &self,
+        r: &mut Reader,
+        frame: Frame,
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvTimeoutError> {
         let mut fds = r.claim_fds(r.frame_start, r.stream_pos());
         match frame {
             Frame::Bytes(b) => Ok((b, fds)),
             Frame::Shm { arena, start, len } => {
                 if fds.len() > 1 {
-                    return Err(RecvError::Protocol(
+                    return Err(RecvTimeoutError::Protocol(
                         "shared-memory record with several descriptors",
                     ));
                 }
@@ -554,7 +578,7 @@ impl<C: Codec> Connection<C> {
                     r.arenas.push(a);
                 }
                 let Some(i) = r.arenas.iter().position(|a| a.id() == arena) else {
-                    return Err(RecvError::Protocol(
+                    return Err(RecvTimeoutError::Protocol(
                         "shared-memory record for an unknown arena",
                     ));
                 };
