@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mproc_shm::handle::provide_fds;
-use mproc_shm::wait::{self, Deadline, LIVENESS_SLICE, YIELDS, spin_until};
+use mproc_shm::wait::{self, Deadline, LIVENESS_SLICE, spin_until};
 use serde::de::DeserializeOwned;
 
 use super::ring::{Ring, Taken};
@@ -365,16 +365,14 @@ impl<C: Codec> Connection<C> {
                 }
                 return Err(RecvTimeoutError::Timeout);
             }
+            // Spin while another CPU may run the sender (the policy of
+            // `mproc_shm::wait`), then sleep. No `sched_yield` rounds: a
+            // process that yields stays runnable, so on a CPU shared with
+            // busy processes it waits a whole time slice for its turn,
+            // where a sleeper that is woken gets the CPU at once.
             if !spun {
                 spun = true;
-                // Spin while another CPU may run the sender, then let a
-                // sender on our CPU run, then sleep (the queue's policy).
-                if spin_until(deadline, || !ring.is_empty())
-                    || (0..YIELDS).any(|_| {
-                        std::thread::yield_now();
-                        !ring.is_empty()
-                    })
-                {
+                if spin_until(deadline, || !ring.is_empty()) {
                     continue;
                 }
             }
