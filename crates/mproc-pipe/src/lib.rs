@@ -114,6 +114,8 @@ pub mod __private {
     pub use crate::private::{auth_handshake, frame_decode};
 }
 mod private;
+#[cfg(feature = "tokio")]
+mod reactor;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
 mod wait;

@@ -252,7 +252,7 @@ impl<C: Codec> Connection<C> {
         sys::wait_readable(self.fd.as_fd(), deadline).map_err(RecvError::Io)
     }
 
-    fn recv_frame(
+    pub(crate) fn recv_frame(
         &self,
         deadline: Deadline,
         max_len: Option<usize>,
