@@ -466,42 +466,11 @@ impl<C: Codec> Connection<C> {
             } else {
                 self.wait_for_data(deadline)?
             };
-            let mut fds = Vec::new();
             let direct = r
                 .dec
                 .payload_remaining()
                 .is_some_and(|rem| rem >= DIRECT_MIN);
-            let got = if direct {
-                let spare = r.dec.payload_spare();
-                // SAFETY: `spare` is writable spare capacity of the payload Vec,
-                // valid for `spare.len()` bytes.
-                unsafe {
-                    sys::read(
-                        self.fd.as_fd(),
-                        self.kind,
-                        spare.as_mut_ptr().cast(),
-                        spare.len(),
-                        &mut fds,
-                        nonblock,
-                    )
-                }
-            } else {
-                if r.buf.len() < READ_BUF {
-                    r.buf.resize(READ_BUF, 0);
-                }
-                // SAFETY: `r.buf` is an initialised buffer of `r.buf.len()` bytes.
-                unsafe {
-                    sys::read(
-                        self.fd.as_fd(),
-                        self.kind,
-                        r.buf.as_mut_ptr(),
-                        r.buf.len(),
-                        &mut fds,
-                        nonblock,
-                    )
-                }
-            };
-            let n = match got {
+            let n = match self.read_into(r, direct, nonblock) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     empty = true;
@@ -514,21 +483,11 @@ impl<C: Codec> Connection<C> {
                 r.eof = true;
                 continue;
             }
-            r.received += n as u64;
-            if !fds.is_empty() {
-                r.batches.push_back(FdBatch {
-                    start: r.received - n as u64,
-                    end: r.received,
-                    fds,
-                });
-            }
             if direct {
                 // SAFETY: the read initialised the first `n` bytes of the spare slice.
                 if let Some(f) = unsafe { r.dec.payload_advance(n) } {
                     return self.finish(r, f);
                 }
-            } else {
-                r.end = n;
             }
         }
     }
@@ -600,7 +559,7 @@ impl<C> Connection<C> {
         if r.pos == r.end && !r.eof {
             r.pos = 0;
             r.end = 0;
-            match self.read_ahead(r, true) {
+            match self.read_into(r, false, true) {
                 Ok(0) => r.eof = true,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -644,26 +603,45 @@ impl<C> Connection<C> {
         Ok(r.pos < r.end || r.eof || !ring.is_empty())
     }
 
-    /// Fills the read-ahead buffer from position 0 (the caller has consumed
-    /// it), keeping the descriptors that came along; returns the byte count.
-    fn read_ahead(&self, r: &mut Reader, nonblock: bool) -> io::Result<usize> {
-        if r.buf.len() < READ_BUF {
-            r.buf.resize(READ_BUF, 0);
-        }
+    /// Reads from the socket: straight into the payload being decoded
+    /// (`direct`), or into the read-ahead buffer from position 0 (the caller
+    /// has consumed it). Keeps the descriptors that came along, and returns
+    /// the byte count (0: end of file).
+    fn read_into(&self, r: &mut Reader, direct: bool, nonblock: bool) -> io::Result<usize> {
         let mut fds = Vec::new();
-        // SAFETY: `r.buf` is an initialised buffer of `r.buf.len()` bytes.
-        let n = unsafe {
-            sys::read(
-                self.fd.as_fd(),
-                self.kind,
-                r.buf.as_mut_ptr(),
-                r.buf.len(),
-                &mut fds,
-                nonblock,
-            )
-        }?;
+        let n = if direct {
+            let spare = r.dec.payload_spare();
+            // SAFETY: `spare` is writable spare capacity of the payload Vec,
+            // valid for `spare.len()` bytes.
+            unsafe {
+                sys::read(
+                    self.fd.as_fd(),
+                    self.kind,
+                    spare.as_mut_ptr().cast(),
+                    spare.len(),
+                    &mut fds,
+                    nonblock,
+                )
+            }?
+        } else {
+            if r.buf.len() < READ_BUF {
+                r.buf.resize(READ_BUF, 0);
+            }
+            // SAFETY: `r.buf` is an initialised buffer of `r.buf.len()` bytes.
+            let n = unsafe {
+                sys::read(
+                    self.fd.as_fd(),
+                    self.kind,
+                    r.buf.as_mut_ptr(),
+                    r.buf.len(),
+                    &mut fds,
+                    nonblock,
+                )
+            }?;
+            r.end = n;
+            n
+        };
         r.received += n as u64;
-        r.end = n;
         if !fds.is_empty() {
             r.batches.push_back(FdBatch {
                 start: r.received - n as u64,
