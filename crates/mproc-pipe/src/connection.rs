@@ -38,7 +38,16 @@ const KEEP_SEND_BUF: usize = 1 << 20;
 /// With `duplex`, both ends can send and receive. Without, the first end can
 /// only receive and the second only send (Python's `(reader, writer)`).
 /// Both ends speak [`Wire::Mproc`]: messages of [`DEFAULT_SHM_THRESHOLD`]
-/// bytes or more travel through shared memory.
+/// bytes or more travel through shared memory. Small messages (up to
+/// 16 KiB, without handles) travel through a shared-memory ring between
+/// the two ends, with no system call while the receiver is awake: a
+/// receiver spins briefly when another CPU may run the sender, then
+/// sleeps on a futex that the sender wakes only when it finds it asleep.
+/// The socket still carries the other messages, end of file, and a
+/// doorbell for receivers that wait on the descriptor through [`wait`](crate::wait()),
+/// [`Connection::poll`] or the async forms. (Polling the descriptor
+/// yourself, for example in your own epoll loop, does not see the
+/// messages in the ring: wait through those.)
 ///
 /// # Errors
 /// The OS error if the socket pair cannot be created.
@@ -391,8 +400,11 @@ impl<C: Codec> Connection<C> {
 }
 
 /// The connection's socket. Reading or writing it directly bypasses the
-/// connection's framing and buffering; it is meant for polling and for
-/// passing the descriptor on.
+/// connection's framing and buffering; it is meant for passing the
+/// descriptor on, and for polling a connection that did not come from
+/// [`pipe`] (a `pipe` end's small messages travel through shared memory:
+/// wait for them with [`wait`](crate::wait()), [`Connection::poll`] or the async forms,
+/// which ask the sender to ring the socket).
 impl<C> AsFd for Connection<C> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
