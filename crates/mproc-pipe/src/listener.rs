@@ -242,15 +242,6 @@ fn unix_peer(a: &std::os::unix::net::SocketAddr) -> Option<Address> {
     None
 }
 
-/// What [`Listener::try_accept`] found.
-#[cfg(feature = "tokio")]
-pub(crate) enum Attempt {
-    /// A client, and its address.
-    Done(Connection, Option<Address>),
-    /// Nothing yet: wait for one of these, or until the deadline.
-    Wait(Vec<libc::pollfd>, Option<Instant>),
-}
-
 /// A client whose handshake is under way.
 struct Pending {
     stream: OwnedFd,
@@ -709,7 +700,8 @@ impl Listener {
     /// again (descriptors with their `poll` events, and the earliest
     /// handshake deadline).
     #[cfg(feature = "tokio")]
-    pub(crate) fn try_accept(&self) -> Result<Attempt, ConnectError> {
+    pub(crate) fn try_accept(&self) -> Result<crate::reactor::Attempt, ConnectError> {
+        use crate::reactor::Attempt;
         match &self.settings.authkey {
             None => loop {
                 let listener = self.handshake_polls(&VecDeque::new());
