@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use mproc_pipe::{Connection, RecvError};
+use mproc_pipe::{Connection, RecvError, RecvTimeoutError};
 use mproc_queue::{GetTimeoutError, QueueBuilder};
 use serde::de::DeserializeOwned;
 
@@ -38,16 +38,22 @@ pub(crate) enum LinkError {
     Decode(String),
 }
 
-impl From<RecvError> for LinkError {
-    fn from(e: RecvError) -> Self {
+impl From<RecvTimeoutError> for LinkError {
+    fn from(e: RecvTimeoutError) -> Self {
         match e {
-            RecvError::Timeout => Self::Timeout,
-            RecvError::Decode(e) => Self::Decode(e.to_string()),
-            RecvError::Eof | RecvError::Truncated => {
+            RecvTimeoutError::Timeout => Self::Timeout,
+            RecvTimeoutError::Decode(e) => Self::Decode(e.to_string()),
+            RecvTimeoutError::Eof | RecvTimeoutError::Truncated => {
                 Self::Gone("the peer closed the connection".into())
             }
             other => Self::Gone(other.to_string()),
         }
+    }
+}
+
+impl From<RecvError> for LinkError {
+    fn from(e: RecvError) -> Self {
+        RecvTimeoutError::from(e).into()
     }
 }
 

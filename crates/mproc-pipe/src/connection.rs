@@ -1,26 +1,21 @@
 //! `Connection` and `pipe`: framed, typed or raw messages over a socket.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
 
 use mproc_shm::Segment;
-use mproc_shm::handle::{HandleFd, collect_fds, provide_fds};
-use mproc_shm::wait;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::arena::{ArenaRx, ArenaTx};
+use crate::arena::ArenaTx;
 use crate::codec::{Codec, Postcard};
-use crate::error::{RecvError, SendBytesError, SendError};
-use crate::frame::{DEFAULT_MAX_MESSAGE, Frame, FrameDecoder, MAX_HEADER_LEN, Wire, encode_header};
+use crate::frame::{DEFAULT_MAX_MESSAGE, Wire};
 use crate::sys::{self, FdKind};
 use crate::wlock::WriteLock;
+use recv::Reader;
+use ring::Ring;
 
 /// The read-ahead buffer: small messages arrive with one system call each.
 const READ_BUF: usize = 64 << 10;
@@ -43,7 +38,16 @@ const KEEP_SEND_BUF: usize = 1 << 20;
 /// With `duplex`, both ends can send and receive. Without, the first end can
 /// only receive and the second only send (Python's `(reader, writer)`).
 /// Both ends speak [`Wire::Mproc`]: messages of [`DEFAULT_SHM_THRESHOLD`]
-/// bytes or more travel through shared memory.
+/// bytes or more travel through shared memory. Small messages (up to
+/// 16 KiB, without handles) travel through a shared-memory ring between
+/// the two ends, with no system call while the receiver is awake: a
+/// receiver spins briefly when another CPU may run the sender, then
+/// sleeps on a futex that the sender wakes only when it finds it asleep.
+/// The socket still carries the other messages, end of file, and a
+/// doorbell for receivers that wait on the descriptor through [`wait`](crate::wait()),
+/// [`Connection::poll`] or the async forms. (Polling the descriptor
+/// yourself, for example in your own epoll loop, does not see the
+/// messages in the ring: wait through those.)
 ///
 /// # Errors
 /// The OS error if the socket pair cannot be created.
@@ -71,113 +75,17 @@ pub fn pipe(duplex: bool) -> io::Result<(Connection, Connection)> {
         sys::shutdown(x.as_fd(), libc::SHUT_WR)?;
         sys::shutdown(y.as_fd(), libc::SHUT_RD)?;
     }
-    let mut a = Connection::build(x, FdKind::Unix, rx_side.0, rx_side.1);
-    let mut b = Connection::build(y, FdKind::Unix, tx_side.0, tx_side.1);
+    let (ra, rb) = Ring::pair()?;
+    let mut a = Connection::build(x, FdKind::Unix, rx_side.0, rx_side.1, Some(ra));
+    let mut b = Connection::build(y, FdKind::Unix, tx_side.0, tx_side.1, Some(rb));
     a.set_wire(Wire::Mproc);
     b.set_wire(Wire::Mproc);
     Ok((a, b))
 }
 
-/// Descriptors that arrived with the bytes at stream positions `start..end`.
-struct FdBatch {
-    start: u64,
-    end: u64,
-    fds: Vec<OwnedFd>,
-}
-
-struct Reader {
-    dec: FrameDecoder,
-    /// The connection's largest accepted message (the decoder's may be
-    /// lowered for one `recv_bytes_max` call).
-    max: usize,
-    buf: Vec<u8>,
-    pos: usize,
-    end: usize,
-    /// Bytes received from the descriptor so far (stream position of `buf[end]`).
-    received: u64,
-    /// Stream position where the frame being decoded began.
-    frame_start: u64,
-    batches: VecDeque<FdBatch>,
-    /// The arenas of the senders on the other side (one per sending process
-    /// when the peer end is shared; see [`MAX_ARENAS`]).
-    arenas: Vec<ArenaRx>,
-    eof: bool,
-    broken: bool,
-    /// Until the first message: refuse it if it is an authkey challenge.
-    refuse_challenge: bool,
-}
-
-impl Reader {
-    fn new(max: usize, wire: Wire) -> Self {
-        Self {
-            dec: FrameDecoder::with_wire(max, wire),
-            max,
-            buf: Vec::new(),
-            pos: 0,
-            end: 0,
-            received: 0,
-            frame_start: 0,
-            batches: VecDeque::new(),
-            arenas: Vec::new(),
-            eof: false,
-            broken: false,
-            refuse_challenge: false,
-        }
-    }
-
-    fn stream_pos(&self) -> u64 {
-        self.received - (self.end - self.pos) as u64
-    }
-
-    /// The descriptors that belong to the frame at `start..next`.
-    ///
-    /// A sender attaches a frame's descriptors to its first byte, and Linux
-    /// ends a `recvmsg` right after the message that carried descriptors. So
-    /// descriptors that arrived in a read covering `a..b` belong to the last
-    /// frame that starts in `a..b`. Batches matching no frame start (only a
-    /// misbehaving peer sends those) are closed.
-    fn claim_fds(&mut self, start: u64, next: u64) -> Vec<OwnedFd> {
-        let mut out = Vec::new();
-        while let Some(b) = self.batches.front() {
-            if b.end <= start {
-                self.batches.pop_front();
-            } else if b.start <= start && next >= b.end {
-                if let Some(b) = self.batches.pop_front() {
-                    out.extend(b.fds);
-                }
-            } else {
-                break;
-            }
-        }
-        out
-    }
-}
-
 struct Writer {
     buf: Vec<u8>,
     arena: Option<ArenaTx>,
-}
-
-/// When a blocking call gives up.
-#[derive(Clone, Copy)]
-enum Deadline {
-    Never,
-    At(Instant),
-}
-
-impl Deadline {
-    fn after(d: Duration) -> Self {
-        sys::deadline_after(d).map_or(Self::Never, Self::At)
-    }
-}
-
-impl From<Deadline> for wait::Deadline {
-    fn from(d: Deadline) -> Self {
-        match d {
-            Deadline::Never => Self::Never,
-            Deadline::At(t) => Self::At(t),
-        }
-    }
 }
 
 /// One end of a message channel (Python's `multiprocessing.connection.Connection`).
@@ -219,7 +127,29 @@ pub struct Connection<C = Postcard> {
     wire: Wire,
     shm_threshold: Option<usize>,
     shared: Arc<Shared>,
+    /// Counts this value as a holder of its ring end (a [`pipe`] end).
+    /// Declared after `fd`, so that the socket is closed when its drop
+    /// wakes the peer to look for end of file.
+    open: Option<OpenEnd>,
     _codec: PhantomData<fn() -> C>,
+}
+
+/// One `Connection` holding an end of a ring ([`Ring::opened`]); dropping
+/// it counts the holder out and wakes a parked receiver on the other side.
+struct OpenEnd(Arc<Ring>);
+
+impl OpenEnd {
+    /// Counts one more holder of the end.
+    fn new(ring: &Arc<Ring>) -> Self {
+        ring.opened();
+        Self(Arc::clone(ring))
+    }
+}
+
+impl Drop for OpenEnd {
+    fn drop(&mut self) {
+        self.0.closed();
+    }
 }
 
 /// What the clones of a connection made by [`Connection::try_clone`] share:
@@ -234,10 +164,14 @@ struct Shared {
     /// The process-shared write lock, made when a writable copy of the
     /// connection first leaves for another process.
     wlock: OnceLock<WriteLock>,
+    /// The shared-memory ring of a [`pipe`] end (`None` on other
+    /// connections, whose messages all travel on the socket).
+    ring: Option<Arc<Ring>>,
 }
 
 impl Shared {
-    fn new(reader: Reader) -> Arc<Self> {
+    fn new(mut reader: Reader, ring: Option<Ring>) -> Arc<Self> {
+        reader.dec.set_bells(ring.is_some());
         Arc::new(Self {
             reader: Mutex::new(reader),
             writer: Mutex::new(Writer {
@@ -246,6 +180,7 @@ impl Shared {
             }),
             unreadable: AtomicBool::new(false),
             wlock: OnceLock::new(),
+            ring: ring.map(Arc::new),
         })
     }
 }
@@ -277,10 +212,18 @@ impl Connection<Postcard> {
             ));
         }
         let kind = sys::fd_kind(fd.as_fd())?;
-        Ok(Self::build(fd, kind, readable, writable))
+        Ok(Self::build(fd, kind, readable, writable, None))
     }
 
-    fn build(fd: OwnedFd, kind: FdKind, readable: bool, writable: bool) -> Self {
+    /// A connection whose ring end (if any) is already counted open.
+    fn build(
+        fd: OwnedFd,
+        kind: FdKind,
+        readable: bool,
+        writable: bool,
+        ring: Option<Ring>,
+    ) -> Self {
+        let shared = Shared::new(Reader::new(DEFAULT_MAX_MESSAGE, Wire::Cpython), ring);
         Self {
             fd,
             kind,
@@ -288,7 +231,8 @@ impl Connection<Postcard> {
             writable,
             wire: Wire::Cpython,
             shm_threshold: None,
-            shared: Shared::new(Reader::new(DEFAULT_MAX_MESSAGE, Wire::Cpython)),
+            open: shared.ring.clone().map(OpenEnd),
+            shared,
             _codec: PhantomData,
         }
     }
@@ -305,6 +249,7 @@ impl<C: Codec> Connection<C> {
             wire: self.wire,
             shm_threshold: self.shm_threshold,
             shared: self.shared,
+            open: self.open,
             _codec: PhantomData,
         }
     }
@@ -363,7 +308,7 @@ impl<C: Codec> Connection<C> {
     }
 
     /// Sets the largest message accepted on receive. A longer message fails
-    /// with [`RecvError::TooLarge`] without being read or allocated.
+    /// with [`RecvError::TooLarge`](crate::RecvError::TooLarge) without being read or allocated.
     pub fn set_max_message(&mut self, max: usize) {
         let mut r = lock(&self.shared.reader);
         r.max = max;
@@ -430,6 +375,7 @@ impl<C: Codec> Connection<C> {
             writable: self.writable,
             wire: self.wire,
             shm_threshold: self.shm_threshold,
+            open: self.shared.ring.as_ref().map(OpenEnd::new),
             shared: Arc::clone(&self.shared),
             _codec: PhantomData,
         })
@@ -451,508 +397,14 @@ impl<C: Codec> Connection<C> {
             Err(io::Error::last_os_error())
         }
     }
-
-    // ----- sending -----
-
-    /// Sends a typed value (Python's `send`). On failure the value comes back
-    /// inside the error.
-    ///
-    /// The message is the codec's encoding of the value and nothing else,
-    /// exactly as CPython's `send(obj)` is `send_bytes` of the pickle: the
-    /// wire does not say whether a message was sent typed or raw. With
-    /// [`Postcard`], a value of a zero-sized type (`()`, a unit struct) encodes
-    /// as no bytes, so `send(())` and `send_bytes(b"")` send the same empty
-    /// message (CPython's `send(None)` sends a non-empty pickle); either is
-    /// received by `recv::<()>()` and by `recv_bytes()`. This is deliberate:
-    /// a marker byte for `()` alone would make typed messages differ from
-    /// their codec's encoding, which Python peers and custom codecs rely on.
-    /// Send a value with content (an enum variant, `Some(())`) when the
-    /// receiver must tell the two apart.
-    ///
-    /// # Errors
-    /// [`SendError`] wrapping a [`SendBytesError`]: `NotWritable`,
-    /// `Disconnected`, `Encode`, `CannotPassHandles` or `Io`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let (a, b) = mproc_pipe::pipe(true)?;
-    /// a.send(())?;
-    /// a.send_bytes(b"")?;
-    /// assert_eq!(b.recv_bytes()?, b"");
-    /// b.recv::<()>()?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn send<T: Serialize>(&self, value: T) -> Result<(), SendError<T>> {
-        match self.send_ref(&value) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(SendError::new(value, e)),
-        }
-    }
-
-    /// Sends a typed value by reference.
-    ///
-    /// # Errors
-    /// As [`Connection::send`].
-    pub fn send_ref<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), SendBytesError> {
-        if !self.writable {
-            return Err(SendBytesError::NotWritable);
-        }
-        let mut w = lock(&self.shared.writer);
-        let w = &mut *w;
-        w.buf.clear();
-        w.buf.extend_from_slice(&[0; MAX_HEADER_LEN]);
-        let (r, fds) = collect_fds(|| C::encode(value, &mut w.buf));
-        let result = match r {
-            Err(e) => Err(SendBytesError::Encode(e)),
-            Ok(()) if !fds.is_empty() && self.kind != FdKind::Unix => {
-                Err(SendBytesError::CannotPassHandles)
-            }
-            Ok(()) => {
-                let payload_len = w.buf.len() - MAX_HEADER_LEN;
-                if fds.is_empty() && self.use_shm(payload_len) {
-                    self.exclusive(|| {
-                        ArenaTx::send(&mut w.arena, self.fd.as_fd(), &w.buf[MAX_HEADER_LEN..])
-                    })
-                } else {
-                    let mut h = [0u8; MAX_HEADER_LEN];
-                    let n = encode_header(payload_len as u64, &mut h);
-                    w.buf[MAX_HEADER_LEN - n..MAX_HEADER_LEN].copy_from_slice(&h[..n]);
-                    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-                    self.exclusive(|| {
-                        sys::write_all(
-                            self.fd.as_fd(),
-                            self.kind,
-                            &[&w.buf[MAX_HEADER_LEN - n..]],
-                            &borrowed,
-                        )
-                    })
-                    .map_err(SendBytesError::from_io)
-                }
-            }
-        };
-        if w.buf.capacity() > KEEP_SEND_BUF {
-            w.buf = Vec::new();
-        }
-        result
-    }
-
-    fn use_shm(&self, len: usize) -> bool {
-        self.wire == Wire::Mproc
-            && self.kind == FdKind::Unix
-            && self.shm_threshold.is_some_and(|t| len >= t)
-    }
-
-    /// Sends `buf` as one message (Python's `send_bytes`). Between mproc
-    /// peers ([`Wire::Mproc`]) a large message goes through shared memory;
-    /// otherwise the bytes are CPython-framed, header and payload in one
-    /// write.
-    ///
-    /// # Errors
-    /// `NotWritable`, `Disconnected` or `Io`.
-    pub fn send_bytes(&self, buf: &[u8]) -> Result<(), SendBytesError> {
-        if !self.writable {
-            return Err(SendBytesError::NotWritable);
-        }
-        let mut w = lock(&self.shared.writer);
-        if self.use_shm(buf.len()) {
-            return self.exclusive(|| ArenaTx::send(&mut w.arena, self.fd.as_fd(), buf));
-        }
-        let mut h = [0u8; MAX_HEADER_LEN];
-        let n = encode_header(buf.len() as u64, &mut h);
-        self.exclusive(|| sys::write_all(self.fd.as_fd(), self.kind, &[&h[..n], buf], &[]))
-            .map_err(SendBytesError::from_io)
-    }
-
-    /// Runs one message's write, holding the process-shared write lock once
-    /// the connection has copies in other processes. The caller holds the
-    /// writer's mutex, which serializes the clones in this process.
-    fn exclusive<R>(&self, write: impl FnOnce() -> R) -> R {
-        match self.shared.wlock.get() {
-            Some(l) => l.with(write),
-            None => write(),
-        }
-    }
-
-    /// Sends `size` bytes of `buf` from `offset` (all the rest when `size` is
-    /// `None`), as Python's `send_bytes(buf, offset, size)`.
-    ///
-    /// # Errors
-    /// [`SendBytesError::OutOfRange`] if the range does not fit, else as
-    /// [`Connection::send_bytes`].
-    pub fn send_bytes_range(
-        &self,
-        buf: &[u8],
-        offset: usize,
-        size: Option<usize>,
-    ) -> Result<(), SendBytesError> {
-        let size_v = size.unwrap_or(buf.len().saturating_sub(offset));
-        match offset.checked_add(size_v) {
-            Some(end) if offset <= buf.len() && end <= buf.len() => {
-                self.send_bytes(&buf[offset..end])
-            }
-            _ => Err(SendBytesError::OutOfRange {
-                offset,
-                size: size_v,
-                len: buf.len(),
-            }),
-        }
-    }
-
-    // ----- receiving -----
-
-    /// Receives a typed value (Python's `recv`), blocking until one arrives.
-    ///
-    /// # Errors
-    /// [`RecvError::Eof`] once the peer has closed and nothing is left;
-    /// `Decode` if the message is not a `T`; others as [`RecvError`].
-    pub fn recv<T: DeserializeOwned>(&self) -> Result<T, RecvError> {
-        self.recv_typed(Deadline::Never)
-    }
-
-    /// Receives a typed value if one is already there.
-    ///
-    /// # Errors
-    /// [`RecvError::Timeout`] if none is; otherwise as [`Connection::recv`].
-    pub fn try_recv<T: DeserializeOwned>(&self) -> Result<T, RecvError> {
-        self.recv_typed(Deadline::At(Instant::now()))
-    }
-
-    /// Receives a typed value, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// [`RecvError::Timeout`] if none arrived; otherwise as [`Connection::recv`].
-    pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T, RecvError> {
-        self.recv_typed(Deadline::after(timeout))
-    }
-
-    /// Receives a typed value, waiting until `deadline`.
-    ///
-    /// # Errors
-    /// [`RecvError::Timeout`] if none arrived; otherwise as [`Connection::recv`].
-    pub fn recv_deadline<T: DeserializeOwned>(&self, deadline: Instant) -> Result<T, RecvError> {
-        self.recv_typed(Deadline::At(deadline))
-    }
-
-    fn recv_typed<T: DeserializeOwned>(&self, deadline: Deadline) -> Result<T, RecvError> {
-        let (bytes, fds) = self.recv_frame(deadline, None)?;
-        provide_fds(fds, || C::decode(&bytes)).map_err(RecvError::Decode)
-    }
-
-    /// Receives one message's bytes (Python's `recv_bytes()`).
-    ///
-    /// # Errors
-    /// As [`Connection::recv`], without `Decode`.
-    pub fn recv_bytes(&self) -> Result<Vec<u8>, RecvError> {
-        Ok(self.recv_frame(Deadline::Never, None)?.0)
-    }
-
-    /// Receives one message's bytes if one is already there.
-    ///
-    /// # Errors
-    /// [`RecvError::Timeout`] if none is; otherwise as [`Connection::recv_bytes`].
-    pub fn try_recv_bytes(&self) -> Result<Vec<u8>, RecvError> {
-        Ok(self.recv_frame(Deadline::At(Instant::now()), None)?.0)
-    }
-
-    /// Receives one message's bytes, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// [`RecvError::Timeout`] if none arrived; otherwise as [`Connection::recv_bytes`].
-    pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
-        Ok(self.recv_frame(Deadline::after(timeout), None)?.0)
-    }
-
-    /// Receives one message's bytes, waiting until `deadline`.
-    ///
-    /// # Errors
-    /// [`RecvError::Timeout`] if none arrived; otherwise as [`Connection::recv_bytes`].
-    pub fn recv_bytes_deadline(&self, deadline: Instant) -> Result<Vec<u8>, RecvError> {
-        Ok(self.recv_frame(Deadline::At(deadline), None)?.0)
-    }
-
-    /// Receives one message of at most `max_len` bytes (Python's
-    /// `recv_bytes(maxlength)`).
-    ///
-    /// # Errors
-    /// [`RecvError::TooLarge`] for a longer message, which is left unread and
-    /// makes the connection unreadable (as in CPython); otherwise as
-    /// [`Connection::recv_bytes`].
-    pub fn recv_bytes_max(&self, max_len: usize) -> Result<Vec<u8>, RecvError> {
-        Ok(self.recv_frame(Deadline::Never, Some(max_len))?.0)
-    }
-
-    /// Receives one message into `buf`, returning its length (Python's
-    /// `recv_bytes_into`).
-    ///
-    /// # Errors
-    /// [`RecvError::BufferTooShort`] carrying the whole (consumed) message if
-    /// it does not fit; otherwise as [`Connection::recv_bytes`].
-    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
-        let (msg, _) = self.recv_frame(Deadline::Never, None)?;
-        match buf.get_mut(..msg.len()) {
-            Some(dst) => {
-                dst.copy_from_slice(&msg);
-                Ok(msg.len())
-            }
-            None => Err(RecvError::BufferTooShort(msg)),
-        }
-    }
-
-    /// Whether a message (or end of file) is ready to be received, waiting up
-    /// to `timeout` (Python's `poll(timeout)`; `Duration::ZERO` checks
-    /// without waiting). Never consumes data.
-    ///
-    /// # Errors
-    /// [`RecvError::NotReadable`] on a write-only end; [`RecvError::Broken`]
-    /// once an earlier bad message made the connection unreadable; `Io` on
-    /// OS errors (`EBADF` for a descriptor closed behind mproc's back).
-    pub fn poll(&self, timeout: Duration) -> Result<bool, RecvError> {
-        self.poll_deadline(sys::deadline_after(timeout))
-    }
-
-    /// Like [`Connection::poll`], waiting until `deadline` (`None`: for ever).
-    ///
-    /// # Errors
-    /// As [`Connection::poll`].
-    pub fn poll_deadline(&self, deadline: Option<Instant>) -> Result<bool, RecvError> {
-        if !self.readable {
-            return Err(RecvError::NotReadable);
-        }
-        if self.is_unreadable() {
-            return Err(RecvError::Broken);
-        }
-        if self.has_buffered() {
-            return Ok(true);
-        }
-        // Busy-wait briefly first (see `wait::begin_socket_wait`): a
-        // reader woken from `poll` by a writer on another CPU pays that
-        // CPU's wake-up.
-        if let Some(s) = wait::begin_socket_wait() {
-            let d = deadline.map_or(wait::Deadline::Never, wait::Deadline::At);
-            s.until(d, || sys::readable_now(self.fd.as_fd()));
-        }
-        sys::wait_readable(self.fd.as_fd(), deadline).map_err(RecvError::Io)
-    }
-
-    fn recv_frame(
-        &self,
-        deadline: Deadline,
-        max_len: Option<usize>,
-    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
-        if !self.readable {
-            return Err(RecvError::NotReadable);
-        }
-        let mut guard = lock(&self.shared.reader);
-        let r = &mut *guard;
-        if r.broken {
-            return Err(RecvError::Broken);
-        }
-        let conn_max = r.max;
-        let limit = max_len.map_or(conn_max, |m| m.min(conn_max));
-        let mut result = self.recv_frame_locked(r, deadline, limit);
-        if r.dec.is_idle() {
-            r.dec.set_max(conn_max);
-        }
-        if let (true, Ok((msg, _))) = (r.refuse_challenge, &result) {
-            r.refuse_challenge = false;
-            if crate::auth::is_challenge(msg) {
-                result = Err(RecvError::Protocol(
-                    "the listener requires an authkey and none was given",
-                ));
-            }
-        }
-        match result {
-            Err(e @ (RecvError::TooLarge { .. } | RecvError::Protocol(_) | RecvError::Broken)) => {
-                r.broken = true;
-                // Relaxed: a flag read on its own; the reader's lock orders
-                // everything else.
-                self.shared.unreadable.store(true, Ordering::Relaxed);
-                Err(e)
-            }
-            Ok((msg, _)) if msg.len() > limit => Err(RecvError::TooLarge {
-                len: msg.len() as u64,
-                max: limit as u64,
-            }),
-            other => other,
-        }
-    }
-
-    fn recv_frame_locked(
-        &self,
-        r: &mut Reader,
-        deadline: Deadline,
-        limit: usize,
-    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
-        // The last read found nothing to read.
-        let mut empty = false;
-        // The decision to spin, taken before a read without waiting.
-        let mut spin: Option<wait::Spin> = None;
-        loop {
-            if r.pos < r.end {
-                if r.dec.is_idle() {
-                    r.frame_start = r.stream_pos();
-                    r.dec.set_max(limit);
-                }
-                let (n, frame) = r
-                    .dec
-                    .decode(&r.buf[r.pos..r.end])
-                    .map_err(RecvError::from_frame)?;
-                r.pos += n;
-                if let Some(f) = frame {
-                    return self.finish(r, f);
-                }
-                continue;
-            }
-            r.pos = 0;
-            r.end = 0;
-            if r.eof {
-                return Err(if r.dec.is_idle() {
-                    RecvError::Eof
-                } else {
-                    RecvError::Truncated
-                });
-            }
-            // On a socket, read first without waiting: a message that is
-            // already there costs no `poll`. When there is none, busy-wait
-            // briefly for one (see `spin_for_data`) before sleeping.
-            // When this wait may spin (see `wait::begin_socket_wait`), read
-            // first without waiting: a message that is already there costs
-            // no `poll`. When there is none, busy-wait briefly for one
-            // before sleeping.
-            let nonblock = if let (true, Some(s)) = (std::mem::take(&mut empty), spin.take()) {
-                s.until(deadline.into(), || sys::readable_now(self.fd.as_fd()));
-                self.wait_for_data(deadline)?
-            } else if let Some(s) = (self.kind != FdKind::Other)
-                .then(wait::begin_socket_wait)
-                .flatten()
-            {
-                spin = Some(s);
-                true
-            } else {
-                self.wait_for_data(deadline)?
-            };
-            let mut fds = Vec::new();
-            let direct = r
-                .dec
-                .payload_remaining()
-                .is_some_and(|rem| rem >= DIRECT_MIN);
-            let got = if direct {
-                let spare = r.dec.payload_spare();
-                // SAFETY: `spare` is writable spare capacity of the payload Vec,
-                // valid for `spare.len()` bytes.
-                unsafe {
-                    sys::read(
-                        self.fd.as_fd(),
-                        self.kind,
-                        spare.as_mut_ptr().cast(),
-                        spare.len(),
-                        &mut fds,
-                        nonblock,
-                    )
-                }
-            } else {
-                if r.buf.len() < READ_BUF {
-                    r.buf.resize(READ_BUF, 0);
-                }
-                // SAFETY: `r.buf` is an initialised buffer of `r.buf.len()` bytes.
-                unsafe {
-                    sys::read(
-                        self.fd.as_fd(),
-                        self.kind,
-                        r.buf.as_mut_ptr(),
-                        r.buf.len(),
-                        &mut fds,
-                        nonblock,
-                    )
-                }
-            };
-            let n = match got {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    empty = true;
-                    continue;
-                }
-                Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => 0,
-                Err(e) => return Err(RecvError::Io(e)),
-            };
-            if n == 0 {
-                r.eof = true;
-                continue;
-            }
-            r.received += n as u64;
-            if !fds.is_empty() {
-                r.batches.push_back(FdBatch {
-                    start: r.received - n as u64,
-                    end: r.received,
-                    fds,
-                });
-            }
-            if direct {
-                // SAFETY: the read initialised the first `n` bytes of the spare slice.
-                if let Some(f) = unsafe { r.dec.payload_advance(n) } {
-                    return self.finish(r, f);
-                }
-            } else {
-                r.end = n;
-            }
-        }
-    }
-
-    /// Waits until the descriptor is readable or `deadline`; returns whether
-    /// the read that follows must not block (it must not outlast a deadline).
-    fn wait_for_data(&self, deadline: Deadline) -> Result<bool, RecvError> {
-        match deadline {
-            Deadline::Never => Ok(false),
-            Deadline::At(d) => {
-                if !sys::wait_readable(self.fd.as_fd(), Some(d)).map_err(RecvError::Io)? {
-                    return Err(RecvError::Timeout);
-                }
-                Ok(true)
-            }
-        }
-    }
-
-    fn finish(&self, r: &mut Reader, frame: Frame) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
-        let mut fds = r.claim_fds(r.frame_start, r.stream_pos());
-        match frame {
-            Frame::Bytes(b) => Ok((b, fds)),
-            Frame::Shm { arena, start, len } => {
-                if fds.len() > 1 {
-                    return Err(RecvError::Protocol(
-                        "shared-memory record with several descriptors",
-                    ));
-                }
-                if let Some(fd) = fds.pop() {
-                    let a = ArenaRx::adopt(fd, arena)?;
-                    r.arenas.retain(|b| b.id() != arena);
-                    if r.arenas.len() >= MAX_ARENAS {
-                        // The least recently used: most likely a sender that
-                        // was killed before it could retire its arena.
-                        r.arenas.remove(0);
-                    }
-                    r.arenas.push(a);
-                }
-                let Some(i) = r.arenas.iter().position(|a| a.id() == arena) else {
-                    return Err(RecvError::Protocol(
-                        "shared-memory record for an unknown arena",
-                    ));
-                };
-                // Keep the list in order of use, the most recent last.
-                let mut a = r.arenas.remove(i);
-                let msg = a.read(start, len)?;
-                r.arenas.push(a);
-                // Unmap the arenas that their senders gave up and that are read.
-                r.arenas.retain(|a| !a.finished());
-                Ok((msg, Vec::new()))
-            }
-        }
-    }
 }
 
 /// The connection's socket. Reading or writing it directly bypasses the
-/// connection's framing and buffering; it is meant for polling and for
-/// passing the descriptor on.
+/// connection's framing and buffering; it is meant for passing the
+/// descriptor on, and for polling a connection that did not come from
+/// [`pipe`] (a `pipe` end's small messages travel through shared memory:
+/// wait for them with [`wait`](crate::wait()), [`Connection::poll`] or the async forms,
+/// which ask the sender to ring the socket).
 impl<C> AsFd for Connection<C> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
@@ -978,6 +430,18 @@ impl<C> Connection<C> {
             Err(std::sync::TryLockError::WouldBlock) => return false,
         };
         r.pos < r.end || r.eof
+    }
+
+    /// Whether a receive would find something at once: a message or end of
+    /// file in the ring of a `pipe` end (with `arm`, asking its next sender
+    /// to ring the socket's doorbell first: the caller is about to poll the
+    /// descriptor), or bytes read ahead. Errors count as ready: the receive
+    /// reports them.
+    pub(crate) fn ready_to_receive(&self, arm: bool) -> bool {
+        match self.shared.ring.as_deref() {
+            Some(ring) => self.ring_ready(ring, arm).unwrap_or(true),
+            None => self.has_buffered(),
+        }
     }
 
     /// Whether an oversized or malformed message made the connection
@@ -1019,102 +483,10 @@ impl<C> fmt::Debug for Connection<C> {
     }
 }
 
-/// How a connection travels to another process.
-#[derive(Serialize, Deserialize)]
-struct WireForm {
-    fd: HandleFd,
-    readable: bool,
-    writable: bool,
-    mproc: bool,
-    shm_threshold: Option<u64>,
-    max_message: u64,
-    /// Bytes already read from the socket but not yet consumed.
-    buffered: Vec<u8>,
-    /// The peers' arenas as mapped here, and how far each has been read.
-    arenas: Vec<(Segment, u64, u64)>,
-    /// The write lock shared by the copies of a writable connection.
-    wlock: Option<Segment>,
-}
-
-impl<C> Serialize for Connection<C> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::Error;
-        let r = lock(&self.shared.reader);
-        if !r.dec.is_idle() || !r.batches.is_empty() {
-            return Err(S::Error::custom(
-                "cannot send a connection in the middle of receiving a message",
-            ));
-        }
-        let mut arenas = Vec::with_capacity(r.arenas.len());
-        for a in &r.arenas {
-            let (seg, id, next) = a.parts();
-            arenas.push((seg.try_clone().map_err(S::Error::custom)?, id, next));
-        }
-        let wlock = if self.writable {
-            Some(self.write_lock().map_err(S::Error::custom)?)
-        } else {
-            None
-        };
-        let fd = HandleFd::new(self.fd.try_clone().map_err(S::Error::custom)?);
-        WireForm {
-            fd,
-            readable: self.readable,
-            writable: self.writable,
-            mproc: self.wire == Wire::Mproc,
-            shm_threshold: self.shm_threshold.map(|t| t as u64),
-            max_message: r.max as u64,
-            buffered: r.buf[r.pos..r.end].to_vec(),
-            arenas,
-            wlock,
-        }
-        .serialize(s)
-    }
-}
-
-impl<'de, C> Deserialize<'de> for Connection<C> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let w = WireForm::deserialize(d)?;
-        let fd = w.fd.into_inner();
-        let kind = sys::fd_kind(fd.as_fd()).map_err(D::Error::custom)?;
-        let wire = if w.mproc && kind == FdKind::Unix {
-            Wire::Mproc
-        } else {
-            Wire::Cpython
-        };
-        let max = usize::try_from(w.max_message).unwrap_or(usize::MAX);
-        let mut reader = Reader::new(max, wire);
-        reader.end = w.buffered.len();
-        reader.received = w.buffered.len() as u64;
-        reader.buf = w.buffered;
-        if w.arenas.len() > MAX_ARENAS {
-            return Err(D::Error::custom("too many shared-memory arenas"));
-        }
-        for (seg, id, next) in w.arenas {
-            let a = ArenaRx::from_parts(seg, id, next).map_err(D::Error::custom)?;
-            reader.arenas.push(a);
-        }
-        let shared = Shared::new(reader);
-        if let Some(seg) = w.wlock {
-            let l = WriteLock::adopt(seg).map_err(D::Error::custom)?;
-            let _ = shared.wlock.set(l);
-        }
-        Ok(Self {
-            fd,
-            kind,
-            readable: w.readable,
-            writable: w.writable,
-            wire,
-            shm_threshold: if wire == Wire::Mproc {
-                w.shm_threshold.map(|t| t as usize)
-            } else {
-                None
-            },
-            shared,
-            _codec: PhantomData,
-        })
-    }
-}
+mod handle;
+mod recv;
+mod ring;
+mod send;
 
 #[cfg(test)]
 mod tests;

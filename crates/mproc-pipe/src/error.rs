@@ -7,50 +7,159 @@ use std::io;
 use crate::codec::CodecError;
 use crate::frame::FrameError;
 
-/// Why a receive (`recv`, `recv_bytes`, `recv_bytes_into`, and their
-/// `try_`/`_timeout` forms) failed.
-pub enum RecvError {
-    /// The peer closed the connection and every message was received
-    /// (Python's `EOFError`).
-    Eof,
-    /// The peer closed the connection in the middle of a message
-    /// (Python's `OSError("got end of file during message")`).
-    Truncated,
-    /// Nothing arrived in time (`try_` and `_timeout` forms only). A partly
-    /// received message is kept, and the next call continues it.
-    Timeout,
-    /// This end of a one-way pipe is write-only.
-    NotReadable,
-    /// A message exceeded the maximum length, so its bytes were left unread
-    /// and the connection can no longer be read (Python's
-    /// `OSError("bad message length")`); it may still be written.
-    TooLarge {
-        /// The announced length.
-        len: u64,
-        /// The largest accepted.
-        max: u64,
-    },
-    /// `recv_bytes_into` was given a buffer too small; the whole message,
-    /// consumed from the connection, is here (Python's `BufferTooShort`).
-    BufferTooShort(Vec<u8>),
-    /// An earlier error (an oversized or malformed message) left the
-    /// connection unreadable.
-    Broken,
-    /// The peer sent bytes that are not a valid message.
-    Protocol(&'static str),
-    /// The message did not decode as the requested type.
-    Decode(CodecError),
-    /// The operating system reported an error.
-    Io(io::Error),
+/// Defines a receive error enum: the variants every receive shares, plus
+/// those of its operation (as mproc-queue's `GetError` family).
+macro_rules! recv_error {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident => $msg:literal,)* }) => {
+        $(#[$m])*
+        pub enum $name {
+            $($(#[$vm])* $v,)*
+            /// The peer closed the connection and every message was received
+            /// (Python's `EOFError`).
+            Eof,
+            /// The peer closed the connection in the middle of a message
+            /// (Python's `OSError("got end of file during message")`).
+            Truncated,
+            /// This end of a one-way pipe is write-only.
+            NotReadable,
+            /// A message exceeded the maximum length, so its bytes were left
+            /// unread and the connection can no longer be read (Python's
+            /// `OSError("bad message length")`); it may still be written.
+            TooLarge {
+                /// The announced length.
+                len: u64,
+                /// The largest accepted.
+                max: u64,
+            },
+            /// `recv_bytes_into` was given a buffer too small; the whole
+            /// message, consumed from the connection, is here (Python's
+            /// `BufferTooShort`).
+            BufferTooShort(Vec<u8>),
+            /// An earlier error (an oversized or malformed message) left the
+            /// connection unreadable.
+            Broken,
+            /// The peer sent bytes that are not a valid message.
+            Protocol(&'static str),
+            /// The message did not decode as the requested type.
+            Decode(CodecError),
+            /// The operating system reported an error.
+            Io(io::Error),
+        }
+
+        impl $name {
+            /// Whether this is the end of file (`Eof`).
+            pub fn is_eof(&self) -> bool {
+                matches!(self, Self::Eof)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $(Self::$v => f.write_str(stringify!($v)),)*
+                    Self::Eof => f.write_str("Eof"),
+                    Self::Truncated => f.write_str("Truncated"),
+                    Self::NotReadable => f.write_str("NotReadable"),
+                    Self::TooLarge { len, max } => f
+                        .debug_struct("TooLarge")
+                        .field("len", len)
+                        .field("max", max)
+                        .finish(),
+                    Self::BufferTooShort(m) => write!(f, "BufferTooShort({} bytes)", m.len()),
+                    Self::Broken => f.write_str("Broken"),
+                    Self::Protocol(s) => f.debug_tuple("Protocol").field(s).finish(),
+                    Self::Decode(e) => f.debug_tuple("Decode").field(e).finish(),
+                    Self::Io(e) => f.debug_tuple("Io").field(e).finish(),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $(Self::$v => f.write_str($msg),)*
+                    Self::Eof => f.write_str("connection is closed by the peer (end of file)"),
+                    Self::Truncated => f.write_str("got end of file during message"),
+                    Self::NotReadable => f.write_str("connection is write-only"),
+                    Self::TooLarge { len, max } => write!(
+                        f,
+                        "bad message length: {len} bytes exceeds the maximum of {max}"
+                    ),
+                    Self::BufferTooShort(m) => {
+                        write!(f, "buffer too short for a message of {} bytes", m.len())
+                    }
+                    Self::Broken => {
+                        f.write_str("connection is unreadable after an earlier bad message")
+                    }
+                    Self::Protocol(s) => write!(f, "protocol error: {s}"),
+                    Self::Decode(e) => write!(f, "failed to decode the message: {e}"),
+                    Self::Io(_) => f.write_str("failed to read from the connection"),
+                }
+            }
+        }
+
+        impl Error for $name {
+            fn source(&self) -> Option<&(dyn Error + 'static)> {
+                match self {
+                    // The codec's reason is part of the message.
+                    Self::Io(e) => Some(e),
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-impl RecvError {
-    /// Whether this is [`RecvError::Eof`].
-    pub fn is_eof(&self) -> bool {
-        matches!(self, Self::Eof)
-    }
+recv_error! {
+    /// Why a blocking receive (`recv`, `recv_bytes`, `recv_bytes_max`,
+    /// `recv_bytes_into`) or a `poll` failed.
+    RecvError {}
+}
 
-    /// Whether this is [`RecvError::Timeout`].
+recv_error! {
+    /// Why a receive without waiting (`try_recv`, `try_recv_bytes`) failed.
+    TryRecvError {
+        /// No message is waiting (a partly received one is kept, and the
+        /// next call continues it).
+        Empty => "no message is waiting",
+    }
+}
+
+recv_error! {
+    /// Why a receive with a time limit (`recv_timeout`, `recv_deadline`,
+    /// `recv_bytes_timeout`, `recv_bytes_deadline`) failed.
+    RecvTimeoutError {
+        /// Nothing arrived in time. A partly received message is kept, and
+        /// the next call continues it.
+        Timeout => "timed out waiting for a message",
+    }
+}
+
+/// The shared variants of a blocking receive's error, in another receive's.
+macro_rules! from_recv_error {
+    ($($name:ident),*) => {$(
+        impl From<RecvError> for $name {
+            fn from(e: RecvError) -> Self {
+                match e {
+                    RecvError::Eof => Self::Eof,
+                    RecvError::Truncated => Self::Truncated,
+                    RecvError::NotReadable => Self::NotReadable,
+                    RecvError::TooLarge { len, max } => Self::TooLarge { len, max },
+                    RecvError::BufferTooShort(m) => Self::BufferTooShort(m),
+                    RecvError::Broken => Self::Broken,
+                    RecvError::Protocol(s) => Self::Protocol(s),
+                    RecvError::Decode(e) => Self::Decode(e),
+                    RecvError::Io(e) => Self::Io(e),
+                }
+            }
+        }
+    )*};
+}
+
+from_recv_error!(TryRecvError, RecvTimeoutError);
+
+impl RecvTimeoutError {
+    /// Whether this is [`RecvTimeoutError::Timeout`].
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::Timeout)
     }
@@ -62,58 +171,37 @@ impl RecvError {
             FrameError::Failed => Self::Broken,
         }
     }
-}
 
-impl fmt::Debug for RecvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// The error of a receive that could not time out (no deadline).
+    pub(crate) fn untimed(self) -> RecvError {
         match self {
-            Self::Eof => f.write_str("Eof"),
-            Self::Truncated => f.write_str("Truncated"),
-            Self::Timeout => f.write_str("Timeout"),
-            Self::NotReadable => f.write_str("NotReadable"),
-            Self::TooLarge { len, max } => f
-                .debug_struct("TooLarge")
-                .field("len", len)
-                .field("max", max)
-                .finish(),
-            Self::BufferTooShort(m) => write!(f, "BufferTooShort({} bytes)", m.len()),
-            Self::Broken => f.write_str("Broken"),
-            Self::Protocol(s) => f.debug_tuple("Protocol").field(s).finish(),
-            Self::Decode(e) => f.debug_tuple("Decode").field(e).finish(),
-            Self::Io(e) => f.debug_tuple("Io").field(e).finish(),
+            // Only a deadline ends a wait with `Timeout`.
+            Self::Timeout => RecvError::Io(io::ErrorKind::TimedOut.into()),
+            Self::Eof => RecvError::Eof,
+            Self::Truncated => RecvError::Truncated,
+            Self::NotReadable => RecvError::NotReadable,
+            Self::TooLarge { len, max } => RecvError::TooLarge { len, max },
+            Self::BufferTooShort(m) => RecvError::BufferTooShort(m),
+            Self::Broken => RecvError::Broken,
+            Self::Protocol(s) => RecvError::Protocol(s),
+            Self::Decode(e) => RecvError::Decode(e),
+            Self::Io(e) => RecvError::Io(e),
+        }
+    }
+
+    /// The error of a receive that did not wait: a timeout means empty.
+    pub(crate) fn untried(self) -> TryRecvError {
+        match self {
+            Self::Timeout => TryRecvError::Empty,
+            other => other.untimed().into(),
         }
     }
 }
 
-impl fmt::Display for RecvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Eof => f.write_str("connection is closed by the peer (end of file)"),
-            Self::Truncated => f.write_str("got end of file during message"),
-            Self::Timeout => f.write_str("timed out waiting for a message"),
-            Self::NotReadable => f.write_str("connection is write-only"),
-            Self::TooLarge { len, max } => write!(
-                f,
-                "bad message length: {len} bytes exceeds the maximum of {max}"
-            ),
-            Self::BufferTooShort(m) => {
-                write!(f, "buffer too short for a message of {} bytes", m.len())
-            }
-            Self::Broken => f.write_str("connection is unreadable after an earlier bad message"),
-            Self::Protocol(s) => write!(f, "protocol error: {s}"),
-            Self::Decode(e) => write!(f, "failed to decode the message: {e}"),
-            Self::Io(_) => f.write_str("failed to read from the connection"),
-        }
-    }
-}
-
-impl Error for RecvError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            // The codec's reason is part of the message.
-            Self::Io(e) => Some(e),
-            _ => None,
-        }
+impl TryRecvError {
+    /// Whether this is [`TryRecvError::Empty`].
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Self::Empty)
     }
 }
 

@@ -18,6 +18,12 @@ pub const MAX_HEADER_LEN: usize = 12;
 
 /// The header value that introduces a shared-memory record (mproc peers only).
 const SHM_MARK: i32 = -2;
+/// The header value of a doorbell: a frame of no message that wakes a
+/// receiver waiting on the socket of a [`pipe`](crate::pipe) end whose
+/// messages travel through shared memory (see `connection/ring.rs`).
+const BELL_MARK: i32 = -3;
+/// A doorbell as written to the socket.
+pub(crate) const BELL: [u8; 4] = BELL_MARK.to_be_bytes();
 /// The size of a shared-memory record: arena id, start, length (u64 BE each).
 pub(crate) const SHM_RECORD_LEN: usize = 24;
 
@@ -182,6 +188,8 @@ enum State {
 pub struct FrameDecoder {
     max: usize,
     wire: Wire,
+    /// Whether doorbells are skipped (else they are invalid lengths).
+    bells: bool,
     state: State,
 }
 
@@ -212,6 +220,7 @@ impl FrameDecoder {
         Self {
             max,
             wire,
+            bells: false,
             state: State::Header {
                 buf: [0; MAX_HEADER_LEN],
                 have: 0,
@@ -236,6 +245,11 @@ impl FrameDecoder {
 
     pub(crate) fn set_wire(&mut self, wire: Wire) {
         self.wire = wire;
+    }
+
+    /// Skips doorbells between frames (the socket of a `pipe` end).
+    pub(crate) fn set_bells(&mut self, on: bool) {
+        self.bells = on;
     }
 
     /// Whether the decoder sits between frames (no partial frame held).
@@ -291,6 +305,10 @@ impl FrameDecoder {
                                 buf: [0; SHM_RECORD_LEN],
                                 have: 0,
                             };
+                            continue;
+                        }
+                        BELL_MARK if self.bells => {
+                            self.reset();
                             continue;
                         }
                         n if n < 0 => return Err(self.fail(FrameError::BadLength(n))),

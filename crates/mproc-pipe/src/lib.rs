@@ -114,6 +114,8 @@ pub mod __private {
     pub use crate::private::{auth_handshake, frame_decode};
 }
 mod private;
+#[cfg(feature = "tokio")]
+mod reactor;
 mod sys;
 mod wait;
 mod wlock;
@@ -124,7 +126,9 @@ pub use crate::auth::{
 };
 pub use crate::codec::{Codec, CodecError, Postcard};
 pub use crate::connection::{Connection, DEFAULT_SHM_THRESHOLD, pipe};
-pub use crate::error::{AuthError, ConnectError, RecvError, SendBytesError, SendError};
+pub use crate::error::{
+    AuthError, ConnectError, RecvError, RecvTimeoutError, SendBytesError, SendError, TryRecvError,
+};
 pub use crate::frame::{
     DEFAULT_MAX_MESSAGE, Frame, FrameDecoder, FrameError, MAX_HEADER_LEN, Wire, encode_frame,
     encode_header,

@@ -592,9 +592,14 @@ impl Listener {
             None => self.accept_plain()?,
             Some(key) => self.accept_authenticated(key)?,
         };
+        Ok((self.adopt(fd)?, peer))
+    }
+
+    /// The connection of an accepted (and authenticated) client.
+    fn adopt(&self, fd: OwnedFd) -> io::Result<Connection> {
         let mut conn = Connection::from_fd(fd)?;
         conn.set_wire(self.settings.wire);
-        Ok((conn, peer))
+        Ok(conn)
     }
 
     /// Whether a freshly accepted client may stay.
@@ -618,48 +623,103 @@ impl Listener {
         key: &Arc<[u8]>,
     ) -> Result<(OwnedFd, Option<Address>), ConnectError> {
         let mut pending = lock(&self.pending);
-        let mut polls = Vec::new();
         loop {
-            let now = Instant::now();
-            let expired = pending
-                .iter()
-                .position(|p| p.handshake.deadline().is_some_and(|d| d <= now));
-            if let Some(p) = expired.and_then(|i| pending.remove(i)) {
-                return Err(p.handshake.timed_out());
+            if let Some(done) = self.handshake_pass(key, &mut pending, true)? {
+                return Ok(done);
             }
-            polls.clear();
-            polls.push(libc::pollfd {
-                fd: self.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-            polls.extend(pending.iter().map(|p| libc::pollfd {
-                fd: p.stream.as_raw_fd(),
-                events: p.wait,
-                revents: 0,
-            }));
-            let deadline = pending.iter().filter_map(|p| p.handshake.deadline()).min();
-            sys::poll(&mut polls, deadline)?;
-            for (i, ready) in polls[1..].iter().enumerate() {
-                if ready.revents == 0 {
-                    continue;
+        }
+    }
+
+    /// One round of [`Listener::accept_authenticated`]: polls the listener
+    /// and the pending handshakes (until one is ready or a handshake's
+    /// deadline with `block`, else without waiting), and advances those
+    /// that are ready. `Some` when a handshake completed.
+    fn handshake_pass(
+        &self,
+        key: &Arc<[u8]>,
+        pending: &mut VecDeque<Pending>,
+        block: bool,
+    ) -> Result<Option<(OwnedFd, Option<Address>)>, ConnectError> {
+        let now = Instant::now();
+        let expired = pending
+            .iter()
+            .position(|p| p.handshake.deadline().is_some_and(|d| d <= now));
+        if let Some(p) = expired.and_then(|i| pending.remove(i)) {
+            return Err(p.handshake.timed_out());
+        }
+        let mut polls = self.handshake_polls(pending);
+        let deadline = if block {
+            pending.iter().filter_map(|p| p.handshake.deadline()).min()
+        } else {
+            Some(now)
+        };
+        sys::poll(&mut polls, deadline)?;
+        for (i, ready) in polls[1..].iter().enumerate() {
+            if ready.revents == 0 {
+                continue;
+            }
+            let p = &mut pending[i];
+            match p.handshake.advance(p.stream.as_fd()) {
+                Ok(Progress::Wait(events)) => p.wait = events,
+                Ok(Progress::Done) => {
+                    if let Some(p) = pending.remove(i) {
+                        return Ok(Some((p.stream, p.peer)));
+                    }
                 }
-                let p = &mut pending[i];
-                match p.handshake.advance(p.stream.as_fd()) {
-                    Ok(Progress::Wait(events)) => p.wait = events,
-                    Ok(Progress::Done) => {
-                        if let Some(p) = pending.remove(i) {
-                            return Ok((p.stream, p.peer));
-                        }
-                    }
-                    Err(e) => {
-                        pending.remove(i);
-                        return Err(e);
-                    }
+                Err(e) => {
+                    pending.remove(i);
+                    return Err(e);
                 }
             }
-            if polls[0].revents != 0 {
-                self.take_in(key, &mut pending)?;
+        }
+        if polls[0].revents != 0 {
+            self.take_in(key, pending)?;
+        }
+        Ok(None)
+    }
+
+    /// What a handshake round waits for: the listener, then each pending
+    /// client's socket with the events its handshake waits for.
+    fn handshake_polls(&self, pending: &VecDeque<Pending>) -> Vec<libc::pollfd> {
+        let mut polls = Vec::with_capacity(pending.len() + 1);
+        polls.push(libc::pollfd {
+            fd: self.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        polls.extend(pending.iter().map(|p| libc::pollfd {
+            fd: p.stream.as_raw_fd(),
+            events: p.wait,
+            revents: 0,
+        }));
+        polls
+    }
+
+    /// One accept without waiting, for [`Listener::accept_async`]: a client
+    /// whose handshake (if any) is done, or what to wait for before trying
+    /// again (descriptors with their `poll` events, and the earliest
+    /// handshake deadline).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn try_accept(&self) -> Result<crate::reactor::Attempt, ConnectError> {
+        use crate::reactor::Attempt;
+        match &self.settings.authkey {
+            None => loop {
+                let listener = self.handshake_polls(&VecDeque::new());
+                if !sys::readable_now(self.borrow_fd()) {
+                    return Ok(Attempt::Wait(listener, None));
+                }
+                let (fd, peer) = self.sock.accept()?;
+                if self.admits(&fd) {
+                    return Ok(Attempt::Done(self.adopt(fd)?, peer));
+                }
+            },
+            Some(key) => {
+                let mut pending = lock(&self.pending);
+                if let Some((fd, peer)) = self.handshake_pass(key, &mut pending, false)? {
+                    return Ok(Attempt::Done(self.adopt(fd)?, peer));
+                }
+                let deadline = pending.iter().filter_map(|p| p.handshake.deadline()).min();
+                Ok(Attempt::Wait(self.handshake_polls(&pending), deadline))
             }
         }
     }

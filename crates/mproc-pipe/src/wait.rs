@@ -33,6 +33,14 @@ pub trait Waitable {
     fn never_ready(&self) -> bool {
         false
     }
+
+    /// Whether the object is really ready once its descriptor polled
+    /// readable: `false` when the wake-up was for something already
+    /// consumed (a [`pipe`](crate::pipe) end's doorbell for a message that
+    /// was received in the meantime); [`wait`] then waits on.
+    fn woken(&self) -> bool {
+        true
+    }
 }
 
 // Not a blanket impl over `AsFd`: `Connection` is `AsFd` too, and waiting
@@ -68,7 +76,13 @@ impl<C> Waitable for Connection<C> {
     }
 
     fn ready_now(&self) -> bool {
-        !self.is_unreadable() && self.has_buffered()
+        // A pipe end asks its senders to ring the doorbell on the socket
+        // that `wait` is about to poll.
+        !self.is_unreadable() && self.ready_to_receive(true)
+    }
+
+    fn woken(&self) -> bool {
+        self.ready_to_receive(false)
     }
 
     fn never_ready(&self) -> bool {
@@ -128,6 +142,18 @@ pub fn wait_deadline(objects: &[&dyn Waitable], deadline: Instant) -> io::Result
 }
 
 fn wait_impl(objects: &[&dyn Waitable], deadline: Option<Instant>) -> io::Result<Vec<usize>> {
+    loop {
+        let ready = wait_once(objects, deadline)?;
+        let passed = deadline.is_some_and(|d| Instant::now() >= d);
+        if !ready.is_empty() || passed {
+            return Ok(ready);
+        }
+    }
+}
+
+/// One `poll` over `objects`: those ready (possibly none, after a wake-up
+/// that [`Waitable::woken`] found empty).
+fn wait_once(objects: &[&dyn Waitable], deadline: Option<Instant>) -> io::Result<Vec<usize>> {
     let buffered: Vec<bool> = objects.iter().map(|o| o.ready_now()).collect();
     // With something ready already, only look (do not sleep) at the rest.
     let deadline = if buffered.contains(&true) {
@@ -150,6 +176,6 @@ fn wait_impl(objects: &[&dyn Waitable], deadline: Option<Instant>) -> io::Result
         .collect();
     sys::poll(&mut fds, deadline)?;
     Ok((0..objects.len())
-        .filter(|&i| buffered[i] || fds[i].revents != 0)
+        .filter(|&i| buffered[i] || (fds[i].revents != 0 && objects[i].woken()))
         .collect())
 }

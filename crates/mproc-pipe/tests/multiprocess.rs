@@ -6,13 +6,13 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use common::{pattern, watchdog};
-use mproc_pipe::{Connection, RecvError, pipe};
+use mproc_pipe::{Connection, RecvError, RecvTimeoutError, pipe};
 use mproc_shm::Segment;
 use mproc_shm::handle::{from_bytes_with_fds, to_bytes_with_fds};
 
@@ -57,11 +57,11 @@ impl Drop for Kid {
 }
 
 /// Starts this binary as `role`, handing it `conn` as a handle (its
-/// descriptors at 3, 4, …: the socket, and the write lock that copies of a
-/// writable connection share).
+/// descriptors at 3, 4, …: the socket, the write lock that copies of a
+/// writable connection share, and the shared-memory ring of a `pipe` end).
 fn spawn(role: &str, conn: &Connection) -> Kid {
     let (bytes, fds) = to_bytes_with_fds(conn).unwrap();
-    assert_eq!(fds.len(), if conn.writable() { 2 } else { 1 });
+    assert_eq!(fds.len(), if conn.writable() { 3 } else { 2 });
     let raws: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let mut cmd = mproc_testkit::test_command(role);
     cmd.env(ROLE, role)
@@ -175,7 +175,7 @@ fn child_killed_while_parent_waits_gives_eof() {
         drop(b);
         assert!(matches!(
             a.recv_bytes_timeout(Duration::from_millis(100)),
-            Err(RecvError::Timeout)
+            Err(RecvTimeoutError::Timeout)
         ));
         kid.kill();
         assert!(matches!(a.recv_bytes(), Err(RecvError::Eof)));
@@ -264,7 +264,7 @@ fn role_jittery_echo() {
                 jitter(&mut s);
                 c.send_bytes(&m).unwrap();
             }
-            Err(RecvError::Eof) => break,
+            Err(RecvTimeoutError::Eof) => break,
             Err(e) => panic!("{e}"),
         }
     }
@@ -312,5 +312,109 @@ fn pinned_children_with_random_pauses_lose_no_wake_up() {
         assert!(st.success(), "{st:?}");
         let st = echo.wait();
         assert!(st.success(), "{st:?}");
+    });
+}
+
+/// A multi-threaded runtime for the async tests.
+#[cfg(feature = "tokio")]
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_io()
+        .build()
+        .unwrap()
+}
+
+/// `send_async`/`recv_async` with a child process that echoes, on a
+/// multi-threaded runtime: the receiving task is woken by the doorbell
+/// the child's sends ring on the socket.
+#[cfg(feature = "tokio")]
+#[test]
+fn async_round_trips_with_a_child() {
+    watchdog(120, || {
+        let (a, b) = pipe(true).unwrap();
+        let kid = spawn("role_jittery_echo", &b);
+        drop(b);
+        let a = std::sync::Arc::new(a);
+        runtime().block_on(async {
+            let task = tokio::spawn({
+                let a = a.clone();
+                async move {
+                    for i in 0u32..500 {
+                        a.send_bytes_async(&i.to_le_bytes()).await.unwrap();
+                        assert_eq!(a.recv_bytes_async().await.unwrap(), i.to_le_bytes());
+                    }
+                    a.send_async((7u8, String::from("typed"))).await.unwrap();
+                    a.recv_async::<(u8, String)>().await.unwrap()
+                }
+            });
+            assert_eq!(task.await.unwrap(), (7, String::from("typed")));
+        });
+        drop(a);
+        assert!(kid.wait().success());
+    });
+}
+
+/// A receive future dropped before its message came takes nothing: the
+/// message sent afterwards, and a message half on the socket when the
+/// future was dropped, are received whole.
+#[cfg(feature = "tokio")]
+#[test]
+fn dropped_receive_futures_lose_nothing() {
+    watchdog(60, || {
+        runtime().block_on(async {
+            let (a, b) = pipe(true).unwrap();
+            tokio::select! {
+                biased;
+                _ = b.recv_bytes_async() => panic!("nothing was sent"),
+                _ = tokio::task::yield_now() => {}
+            }
+            a.send_bytes(b"after").unwrap();
+            assert_eq!(b.recv_bytes_async().await.unwrap(), b"after");
+            // Half a frame on a plain socket connection.
+            let (x, y) = std::os::unix::net::UnixStream::pair().unwrap();
+            let y = Connection::from_fd(OwnedFd::from(y)).unwrap();
+            let frame = mproc_pipe::encode_frame(&pattern(100_000));
+            use std::io::Write;
+            (&x).write_all(&frame[..30_000]).unwrap();
+            tokio::select! {
+                biased;
+                _ = y.recv_bytes_async() => panic!("half a message"),
+                _ = tokio::task::yield_now() => {}
+            }
+            let writer = std::thread::spawn(move || (&x).write_all(&frame[30_000..]).unwrap());
+            assert_eq!(y.recv_bytes_async().await.unwrap(), pattern(100_000));
+            writer.join().unwrap();
+        });
+    });
+}
+
+/// `accept_async` runs the authkey handshake on the reactor, for a client
+/// in another thread, and refuses a client with the wrong key.
+#[cfg(feature = "tokio")]
+#[test]
+fn accept_async_with_an_authkey() {
+    use mproc_pipe::{Client, Listener};
+    watchdog(60, || {
+        let l = Listener::builder("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap())
+            .authkey(b"k")
+            .bind()
+            .unwrap();
+        let addr = l.address().clone();
+        runtime().block_on(async {
+            let a2 = addr.clone();
+            let bad = std::thread::spawn(move || Client::new(a2).authkey(b"x").connect());
+            assert!(l.accept_async().await.unwrap_err().is_auth());
+            assert!(bad.join().unwrap().is_err());
+            let client = std::thread::spawn(move || {
+                let c = Client::new(addr).authkey(b"k").connect().unwrap();
+                c.send(&41u32).unwrap();
+                c.recv::<u32>().unwrap()
+            });
+            let c = l.accept_async().await.unwrap();
+            let n: u32 = c.recv_async().await.unwrap();
+            c.send_async(n + 1).await.unwrap();
+            assert_eq!(client.join().unwrap(), 42);
+        });
     });
 }

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{pattern, watchdog};
-use mproc_pipe::{Connection, RecvError, SendBytesError, Wire, pipe, wait, wait_timeout};
+use mproc_pipe::{
+    Connection, RecvError, RecvTimeoutError, SendBytesError, TryRecvError, Wire, pipe, wait,
+    wait_timeout,
+};
 use mproc_shm::Segment;
 use serde::{Deserialize, Serialize};
 
@@ -380,7 +383,7 @@ fn partial_message_survives_a_timeout() {
         let t0 = Instant::now();
         assert!(matches!(
             b.recv_bytes_timeout(Duration::from_millis(50)),
-            Err(RecvError::Timeout)
+            Err(RecvTimeoutError::Timeout)
         ));
         assert!(t0.elapsed() >= Duration::from_millis(50));
         (&a).write_all(&frame[50_000..]).unwrap();
@@ -402,17 +405,17 @@ fn poll_and_try_recv_timeouts() {
         let t0 = Instant::now();
         assert!(!b.poll(Duration::from_millis(80)).unwrap());
         assert!(t0.elapsed() >= Duration::from_millis(80));
-        assert!(matches!(b.try_recv::<u8>(), Err(RecvError::Timeout)));
+        assert!(matches!(b.try_recv::<u8>(), Err(TryRecvError::Empty)));
         let t0 = Instant::now();
         assert!(matches!(
             b.recv_timeout::<u8>(Duration::from_millis(60)),
-            Err(RecvError::Timeout)
+            Err(RecvTimeoutError::Timeout)
         ));
         assert!(t0.elapsed() >= Duration::from_millis(60));
         let t0 = Instant::now();
         assert!(matches!(
             b.recv_deadline::<u8>(t0 + Duration::from_millis(40)),
-            Err(RecvError::Timeout)
+            Err(RecvTimeoutError::Timeout)
         ));
         assert!(t0.elapsed() >= Duration::from_millis(40));
         a.send(&5u8).unwrap();
@@ -735,5 +738,83 @@ fn unit_and_empty_bytes_are_the_same_message() {
         let mut wire = Vec::new();
         raw.read_to_end(&mut wire).unwrap();
         assert_eq!(wire, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
+    });
+}
+
+/// A `pipe` end carries small messages through a shared-memory ring and the
+/// rest (large ones, ones with descriptors) on the socket: mixed sends keep
+/// their order, and a sender that fills the ring waits for the receiver.
+#[test]
+fn mixed_sizes_keep_their_order_through_a_full_ring() {
+    watchdog(60, || {
+        let (a, b) = pipe(false).unwrap();
+        let (a, b) = (b, a);
+        let sizes = [0usize, 8, 1000, 16 << 10, (16 << 10) + 1, 40_000, 300_000];
+        let sender = std::thread::spawn(move || {
+            for i in 0..400usize {
+                if i % 50 == 7 {
+                    let seg = Segment::anonymous(4096).unwrap();
+                    seg.write(0, &(i as u64).to_le_bytes()).unwrap();
+                    a.send(&(i as u64, Some(seg))).unwrap();
+                } else {
+                    let mut m = pattern(sizes[i % sizes.len()]);
+                    m.extend_from_slice(&(i as u64).to_le_bytes());
+                    a.send_bytes(&m).unwrap();
+                }
+            }
+        });
+        // Let the sender fill the ring (64 KiB) and block on it.
+        std::thread::sleep(Duration::from_millis(100));
+        for i in 0..400usize {
+            if i % 50 == 7 {
+                let (n, seg): (u64, Option<Segment>) = b.recv().unwrap();
+                let mut got = [0u8; 8];
+                seg.unwrap().read(0, &mut got).unwrap();
+                assert_eq!((n, u64::from_le_bytes(got)), (i as u64, i as u64));
+            } else {
+                let m = b.recv_bytes().unwrap();
+                let (body, tag) = m.split_at(m.len() - 8);
+                assert_eq!(u64::from_le_bytes(tag.try_into().unwrap()), i as u64);
+                assert_eq!(body, pattern(sizes[i % sizes.len()]));
+            }
+        }
+        sender.join().unwrap();
+        assert!(matches!(b.recv_bytes(), Err(RecvError::Eof)));
+    });
+}
+
+/// A receiver waiting on the descriptor (`wait`, `poll`) is woken by a
+/// doorbell on the socket; once the message is received, the doorbell
+/// left in the socket does not make the connection look ready.
+#[test]
+fn doorbells_wake_waiters_and_leave_no_false_readiness() {
+    watchdog(30, || {
+        let (a, b) = pipe(true).unwrap();
+        for round in 0..20u8 {
+            let waiter = std::thread::scope(|s| {
+                let w = s.spawn(|| wait_timeout(&[&b], Duration::from_secs(20)).unwrap());
+                std::thread::sleep(Duration::from_millis(5));
+                a.send_bytes(&[round]).unwrap();
+                w.join().unwrap()
+            });
+            assert_eq!(waiter, [0]);
+            assert_eq!(b.recv_bytes().unwrap(), [round]);
+            assert!(
+                wait_timeout(&[&b], Duration::from_millis(10))
+                    .unwrap()
+                    .is_empty()
+            );
+            assert!(!b.poll(Duration::ZERO).unwrap());
+        }
+        // The same with poll.
+        std::thread::scope(|s| {
+            let p = s.spawn(|| b.poll(Duration::from_secs(20)).unwrap());
+            std::thread::sleep(Duration::from_millis(5));
+            a.send(&7u32).unwrap();
+            assert!(p.join().unwrap());
+        });
+        assert_eq!(b.recv::<u32>().unwrap(), 7);
+        assert!(!b.poll(Duration::from_millis(10)).unwrap());
+        assert!(matches!(b.try_recv::<u32>(), Err(TryRecvError::Empty)));
     });
 }

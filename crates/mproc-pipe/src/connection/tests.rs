@@ -1,4 +1,8 @@
-use super::*;
+use std::os::fd::OwnedFd;
+
+use super::recv::{FdBatch, Reader};
+use super::{Connection, lock, pipe};
+use crate::frame::Wire;
 
 fn fds(n: usize) -> Vec<OwnedFd> {
     (0..n)

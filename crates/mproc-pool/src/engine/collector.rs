@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mproc_pipe::{Connection, RecvError, Waitable};
+use mproc_pipe::{Connection, TryRecvError, Waitable};
 
 use super::policy::Estimate;
 use super::{Engine, MAX_ATTEMPTS};
@@ -110,7 +110,7 @@ impl Engine {
                         return false;
                     }
                 }
-                Err(RecvError::Timeout) => return true,
+                Err(TryRecvError::Empty) => return true,
                 Err(_) => return false,
             }
         }
