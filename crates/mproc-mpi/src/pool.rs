@@ -181,7 +181,14 @@ impl MpiPool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.apply_async(f, args)?.get()
+        let _ = f;
+        let (chunk, result) = self.apply_job::<F, A, R>(args)?;
+        // The caller waits at once: it may drive MPI itself (no hand-off to
+        // the MPI thread and back for a short task).
+        if !self.master.submit_waiting(chunk, &result.sink) {
+            return Err(PoolError::NotRunning);
+        }
+        result.get()
     }
 
     /// Submits `f(args)` and returns at once (Python's `apply_async`).
@@ -196,6 +203,18 @@ impl MpiPool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let _ = f;
+        let (chunk, result) = self.apply_job::<F, A, R>(args)?;
+        self.submit(vec![chunk])?;
+        Ok(result)
+    }
+
+    /// The chunk of one `apply` and the result it will fill.
+    fn apply_job<F, A, R>(&self, args: A) -> Result<(Chunk, AsyncResult<R>), PoolError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
         self.check_running()?;
         let entry = entry_of::<F, A, R>();
         let items = postcard::to_allocvec(&[args][..]).map_err(|e| PoolError::Task {
@@ -204,14 +223,14 @@ impl MpiPool {
         })?;
         let sink = Arc::new(Sink::default());
         let msg = wire::task_items(entry, &items);
-        self.submit(vec![Chunk {
+        let chunk = Chunk {
             msg,
             sink: sink.clone(),
             seq: 0,
             entry,
             items: 1,
-        }])?;
-        Ok(AsyncResult::new(
+        };
+        let result = AsyncResult::new(
             sink,
             1,
             Box::new(|mut all: Vec<(usize, ChunkOut)>| {
@@ -219,7 +238,8 @@ impl MpiPool {
                 let r = decode_chunk::<R>(out, 1).next().expect("one item");
                 r.map_err(|error| PoolError::Task { index: 0, error })
             }),
-        ))
+        );
+        Ok((chunk, result))
     }
 
     // ----- map -----
