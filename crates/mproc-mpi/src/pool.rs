@@ -217,12 +217,11 @@ impl MpiPool {
     {
         self.check_running()?;
         let entry = entry_of::<F, A, R>();
-        let items = postcard::to_allocvec(&[args][..]).map_err(|e| PoolError::Task {
+        let msg = wire::task_items_from(entry, &[args][..]).map_err(|e| PoolError::Task {
             index: 0,
-            error: TaskError::Encode(e.to_string()),
+            error: TaskError::Encode(e),
         })?;
         let sink = Arc::new(Sink::default());
-        let msg = wire::task_items(entry, &items);
         let chunk = Chunk {
             msg,
             sink: sink.clone(),
@@ -515,21 +514,23 @@ trait ChunkSource {
     fn remaining(&self) -> Option<usize>;
 }
 
-enum Input<'a, A> {
+/// The iterator's own type, not a boxed one: cutting a chunk of tiny items
+/// is then a copy loop, not a virtual call per item.
+enum Input<I> {
     Range { start: i128, left: u128 },
-    Iter(Box<dyn Iterator<Item = A> + 'a>),
+    Iter(I),
 }
 
-impl<'a, A: Serialize + 'a> Input<'a, A> {
-    fn new<I: IntoIterator<Item = A> + 'a>(iterable: I) -> Self {
+impl<I: Iterator> Input<I> {
+    fn new<T: IntoIterator<IntoIter = I>>(iterable: T) -> Self {
         match mproc_pool::__private::int_range(iterable) {
             Ok((start, left)) => Input::Range { start, left },
-            Err(it) => Input::Iter(Box::new(it.into_iter())),
+            Err(it) => Input::Iter(it.into_iter()),
         }
     }
 }
 
-impl<'a, A: Serialize + 'a> ChunkSource for Input<'a, A> {
+impl<I: Iterator<Item: Serialize>> ChunkSource for Input<I> {
     fn next_chunk(&mut self, entry: i64, max: usize) -> Option<(Result<Vec<u8>, String>, usize)> {
         match self {
             Input::Range { start, left } => {
@@ -543,14 +544,12 @@ impl<'a, A: Serialize + 'a> ChunkSource for Input<'a, A> {
                 Some((Ok(msg), n as usize))
             }
             Input::Iter(it) => {
-                let items: Vec<A> = it.by_ref().take(max).collect();
+                let items: Vec<I::Item> = it.by_ref().take(max).collect();
                 if items.is_empty() {
                     return None;
                 }
                 let n = items.len();
-                let msg = postcard::to_allocvec(&items[..])
-                    .map(|b| wire::task_items(entry, &b))
-                    .map_err(|e| e.to_string());
+                let msg = wire::task_items_from(entry, &items[..]);
                 Some((msg, n))
             }
         }
@@ -606,9 +605,10 @@ impl<R: DeserializeOwned> Imap<'_, R> {
         3 * self.pool.workers()
     }
 
-    /// Cuts and submits chunks while the window has room.
+    /// Cuts and submits chunks while the window has room, each as soon as
+    /// it is cut: a worker starts on the first while this thread encodes
+    /// the next.
     fn refill(&mut self) {
-        let mut batch = Vec::new();
         while !self.exhausted {
             let out = self.sizes.len() - self.sink.delivered();
             let held = self.sizes.len() - self.consumed;
@@ -628,34 +628,31 @@ impl<R: DeserializeOwned> Imap<'_, R> {
             if est.is_none() {
                 self.probes += 1;
             }
-            match self.source.next_chunk(self.entry, size) {
-                None => self.exhausted = true,
-                Some((msg, n)) => {
-                    let seq = self.sizes.len();
-                    self.sizes.push(n);
-                    match msg {
-                        Ok(msg) => batch.push(Chunk {
-                            msg,
-                            sink: self.sink.clone(),
-                            seq,
-                            entry: self.entry,
-                            items: n,
-                        }),
-                        Err(e) => self.sink.deliver(seq, Err(TaskError::Encode(e))),
-                    }
+            let Some((msg, n)) = self.source.next_chunk(self.entry, size) else {
+                self.exhausted = true;
+                break;
+            };
+            let seq = self.sizes.len();
+            self.sizes.push(n);
+            let msg = match msg {
+                Ok(msg) => msg,
+                Err(e) => {
+                    self.sink.deliver(seq, Err(TaskError::Encode(e)));
+                    continue;
                 }
-            }
-        }
-        if batch.is_empty() {
-            return;
-        }
-        let seqs: Vec<usize> = batch.iter().map(|c| c.seq).collect();
-        if self.pool.submit(batch).is_err() {
-            // The pool is gone: what was cut fails.
-            for seq in seqs {
+            };
+            let chunk = Chunk {
+                msg,
+                sink: self.sink.clone(),
+                seq,
+                entry: self.entry,
+                items: n,
+            };
+            if self.pool.submit(vec![chunk]).is_err() {
+                // The pool is gone: this chunk fails, and no more are cut.
                 self.sink.deliver(seq, Err(TaskError::Cancelled));
+                self.exhausted = true;
             }
-            self.exhausted = true;
         }
     }
 }

@@ -28,23 +28,37 @@ pub(crate) enum Input<'a> {
     Range { start: i128, len: u64 },
 }
 
-/// A task message with id 0 (the MPI thread writes the real id with
-/// [`set_id`] when it sends it).
-pub(crate) fn task_items(entry: i64, items: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(TASK_HEADER + items.len());
+/// A task message's header with id 0 (the MPI thread writes the real id
+/// with [`set_id`] when it sends it), with room for `body` more bytes.
+fn task_header(entry: i64, kind: u8, body: usize) -> Vec<u8> {
+    let mut m = Vec::with_capacity(TASK_HEADER + body);
     m.extend_from_slice(&0u64.to_le_bytes());
     m.extend_from_slice(&entry.to_le_bytes());
-    m.push(KIND_ITEMS);
+    m.push(kind);
+    m
+}
+
+/// A task message with already encoded items.
+#[cfg(test)]
+fn task_items(entry: i64, items: &[u8]) -> Vec<u8> {
+    let mut m = task_header(entry, KIND_ITEMS, items.len());
     m.extend_from_slice(items);
     m
 }
 
+/// A task message carrying `postcard` of `items`, encoded straight after
+/// the header (no second copy of a large chunk).
+pub(crate) fn task_items_from<T: serde::Serialize>(
+    entry: i64,
+    items: &[T],
+) -> Result<Vec<u8>, String> {
+    let m = task_header(entry, KIND_ITEMS, items.len() * size_of::<T>().max(1));
+    postcard::to_extend(items, m).map_err(|e| e.to_string())
+}
+
 /// A task message for `len` integers from `start`.
 pub(crate) fn task_range(entry: i64, start: i128, len: u64) -> Vec<u8> {
-    let mut m = Vec::with_capacity(TASK_HEADER + 24);
-    m.extend_from_slice(&0u64.to_le_bytes());
-    m.extend_from_slice(&entry.to_le_bytes());
-    m.push(KIND_RANGE);
+    let mut m = task_header(entry, KIND_RANGE, 24);
     m.extend_from_slice(&start.to_le_bytes());
     m.extend_from_slice(&len.to_le_bytes());
     m
@@ -179,6 +193,12 @@ mod tests {
         let mut m = task_items(-42, b"abc");
         set_id(&mut m, 7);
         assert_eq!(parse_task(&m).unwrap(), (7, -42, Input::Items(b"abc")));
+        let items = [1u64, 300, u64::MAX];
+        let m = task_items_from(3, &items[..]).unwrap();
+        assert_eq!(
+            m,
+            task_items(3, &postcard::to_allocvec(&items[..]).unwrap())
+        );
         let m = task_range(5, -3, 10);
         assert_eq!(
             parse_task(&m).unwrap(),
