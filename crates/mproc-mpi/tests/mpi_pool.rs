@@ -229,8 +229,12 @@ fn scenario(name: &str) {
             println!("workers {}", pool.workers());
             finish(pool, name);
         }
-        "hybrid" => {
-            let pool = MpiPool::builder().local_processes(2).build().unwrap();
+        "hybrid" | "hybrid_spawn" => {
+            let mut b = MpiPool::builder().local_processes(2);
+            if name == "hybrid_spawn" {
+                b = b.spawn_workers(1);
+            }
+            let pool = b.build().unwrap();
             assert_eq!(pool.local_processes(), 2);
             common(&pool);
             // The items ran in the local pool's processes, not in the rank.
@@ -360,6 +364,11 @@ fn main() {
         },
         Case {
             scenario: "spawn",
+            ranks: None,
+            ok: true,
+        },
+        Case {
+            scenario: "hybrid_spawn",
             ranks: None,
             ok: true,
         },
