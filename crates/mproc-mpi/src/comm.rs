@@ -558,8 +558,12 @@ unsafe impl<C: Communicator> Send for Sched<C> {}
 const DEPTH: usize = 2;
 /// How long the MPI thread polls after activity before it naps.
 const SPIN: Duration = Duration::from_micros(50);
-/// Its longest nap while work is out (a command wakes it at once).
-const MAX_NAP: Duration = Duration::from_millis(1);
+/// Its longest nap while work is out (a command wakes it at once). Short:
+/// a worker whose result is large waits in its send (MPI's rendezvous)
+/// until this thread takes it, and a worker with both its chunks done
+/// waits for the next; at this period the naps cost rank 0 a few per cent
+/// of a core.
+const MAX_NAP: Duration = Duration::from_micros(200);
 /// How often rank 0 checks that the workers on its host with work out are
 /// alive.
 const WATCH: Duration = Duration::from_millis(100);
