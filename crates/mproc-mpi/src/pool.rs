@@ -544,6 +544,13 @@ impl<I: Iterator<Item: Serialize>> ChunkSource for Input<I> {
                 Some((Ok(msg), n as usize))
             }
             Input::Iter(it) => {
+                if let (lo, Some(hi)) = it.size_hint()
+                    && lo == hi
+                {
+                    // Known length: encode the items as they come.
+                    let (msg, n) = wire::task_items_iter(entry, lo.min(max), it.by_ref());
+                    return (n > 0).then_some((msg, n));
+                }
                 let items: Vec<I::Item> = it.by_ref().take(max).collect();
                 if items.is_empty() {
                     return None;
@@ -688,7 +695,9 @@ impl<R: DeserializeOwned> Imap<'_, R> {
     /// Collects everything (for `map`): a chunk without failures is moved
     /// in whole; the first failure in input order ends it.
     fn collect_all(mut self) -> Result<Vec<R>, PoolError> {
-        let mut v = Vec::new();
+        // Sized once when the length is known (no regrowing copies of a
+        // large result).
+        let mut v = Vec::with_capacity(self.source.remaining().unwrap_or(0).min(1 << 24));
         while let Some(chunk) = self.next_decoded() {
             let base = v.len();
             match chunk.into_values() {
