@@ -553,9 +553,11 @@ struct Sched<C> {
 // finalises MPI.
 unsafe impl<C: Communicator> Send for Sched<C> {}
 
-/// Chunks per worker at once: one running, one waiting in its receive
-/// queue, so a worker never idles for a round trip.
-const DEPTH: usize = 2;
+/// Chunks per worker at once: one running and two waiting in its receive
+/// queue, so a worker never idles for a round trip, nor while rank 0 waits
+/// for a core (with as many busy workers as cores, a waking rank 0 can wait
+/// for a scheduler time slice).
+pub(crate) const DEPTH: usize = 3;
 /// How long the MPI thread polls after activity before it naps.
 const SPIN: Duration = Duration::from_micros(50);
 /// Its longest nap while work is out (a command wakes it at once). Short:

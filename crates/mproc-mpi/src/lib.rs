@@ -56,8 +56,9 @@
 //!
 //! # Scheduling
 //!
-//! Dynamic: the next chunk goes to the first free worker rank, with one
-//! more small chunk waiting at each so no worker idles for a round trip.
+//! Dynamic: the next chunk goes to the first free worker rank, with two
+//! more waiting at each so no worker idles for a round trip or while rank 0
+//! waits for a core.
 //! Chunk sizes follow the measured time per item (about 2 ms of work per
 //! chunk and local process), so maps of tiny tasks need no chunk size.
 //! `imap` reads its input lazily with a bounded window and yields in order.

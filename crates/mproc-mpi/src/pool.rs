@@ -607,9 +607,13 @@ impl<R> fmt::Debug for Imap<'_, R> {
 }
 
 impl<R: DeserializeOwned> Imap<'_, R> {
-    /// Chunks out at once: two per worker rank and one more each waiting.
-    fn window(&self) -> usize {
-        3 * self.pool.workers()
+    /// Chunks out at once: as many per worker rank as it holds, and one
+    /// more each waiting on rank 0; until the function has been measured,
+    /// two each (the probes double in size, and imap must not read far
+    /// ahead of its consumer).
+    fn window(&self, measured: bool) -> usize {
+        let per = if measured { comm::DEPTH + 1 } else { 2 };
+        per * self.pool.workers()
     }
 
     /// Cuts and submits chunks while the window has room, each as soon as
@@ -617,12 +621,13 @@ impl<R: DeserializeOwned> Imap<'_, R> {
     /// the next.
     fn refill(&mut self) {
         while !self.exhausted {
+            let est = self.pool.master.est.get(self.entry);
+            let window = self.window(est.is_some() || self.chunksize.is_some());
             let out = self.sizes.len() - self.sink.delivered();
             let held = self.sizes.len() - self.consumed;
-            if out >= self.window() || held >= 4 * self.window() {
+            if out >= window || held >= 4 * window {
                 break;
             }
-            let est = self.pool.master.est.get(self.entry);
             let size = self.chunksize.unwrap_or_else(|| {
                 chunk::chunk_size(
                     est,
