@@ -1,8 +1,12 @@
-//! The MPI thread. With Open MPI a communicator is not `Send`, so every MPI
-//! call of a process happens on this one thread: it initialises MPI
-//! (`MPI_THREAD_FUNNELED`), serves as a worker or runs rank 0's scheduler,
-//! and finalises MPI when the pool is done. The pool talks to it through a
-//! channel.
+//! The MPI thread. With Open MPI a communicator is not `Send`: this thread
+//! initialises MPI, serves as a worker or runs rank 0's scheduler, and
+//! finalises MPI when the pool is done; the pool talks to it through a
+//! channel. On rank 0 the scheduler and its communicator sit behind one
+//! lock, the [`Engine`]: whoever holds it drives MPI. That is the MPI thread,
+//! or a caller that waits for a short result (`apply`) and would otherwise
+//! pay two cross-thread wake-ups per round trip (MPI is then initialised
+//! with `MPI_THREAD_SERIALIZED`, which allows calls from any thread, one at
+//! a time).
 
 use std::collections::{HashMap, VecDeque};
 use std::process::Command;
@@ -44,6 +48,8 @@ pub(crate) enum Cmd {
     /// with the first worker (after 200 unmeasured ones); reply with the
     /// whole duration.
     Echo(u64, Sender<Duration>),
+    /// A caller that drove MPI stopped with work out: take over.
+    Wake,
 }
 
 /// Measured time per item, per task function.
@@ -89,10 +95,23 @@ pub(crate) enum Launch {
 /// count).
 pub(crate) const WORKER_ARG: &str = "--mproc-mpi-worker=";
 
+/// Rank 0's scheduler and communicator; `None` once the MPI thread has
+/// stopped the workers (before it finalises MPI).
+pub(crate) type Engine = Mutex<Option<Box<dyn Drive>>>;
+
+/// How long a caller waiting for its own chunk drives MPI before it hands
+/// over to the MPI thread and sleeps (a round trip here is a few µs; a
+/// longer task is not worth a core of rank 0's host).
+const DRIVE: Duration = Duration::from_micros(50);
+
 /// Rank 0's handle on the MPI thread.
 pub(crate) struct Master {
     tx: Mutex<Option<Sender<Cmd>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    engine: Arc<Engine>,
+    /// Whether threads other than the MPI thread may drive MPI (MPI gave
+    /// `MPI_THREAD_SERIALIZED`).
+    shared: bool,
     pub(crate) workers: usize,
     /// The largest local process count of a worker rank.
     pub(crate) local: usize,
@@ -119,10 +138,56 @@ impl Master {
     pub(crate) fn finished(&self) -> bool {
         lock(&self.thread).as_ref().is_none_or(|t| t.is_finished())
     }
+
+    /// Submits `chunk` for a caller that waits for it at once (`apply`):
+    /// unless another thread is driving MPI, the caller sends it and polls
+    /// for its result itself for up to [`DRIVE`], then leaves the rest to
+    /// the MPI thread. `false` if the pool is gone.
+    pub(crate) fn submit_waiting(&self, chunk: Chunk, sink: &Sink) -> bool {
+        let mut chunk = Some(chunk);
+        if self.shared {
+            if let Ok(mut g) = self.engine.try_lock() {
+                match g.as_mut() {
+                    Some(d) => {
+                        d.on_cmd(Cmd::Submit(vec![chunk.take().expect("not sent yet")]));
+                        d.step(&self.est);
+                    }
+                    None => return false,
+                }
+            }
+        }
+        if let Some(chunk) = chunk {
+            return self.send(Cmd::Submit(vec![chunk]));
+        }
+        let t0 = Instant::now();
+        while sink.delivered() == 0 {
+            if t0.elapsed() >= DRIVE {
+                // Still out: the MPI thread (perhaps asleep, with nothing
+                // it knew of out) takes over.
+                return self.send(Cmd::Wake) || sink.delivered() > 0;
+            }
+            // Another thread holding the lock is driving: just watch.
+            if let Ok(mut g) = self.engine.try_lock() {
+                match g.as_mut() {
+                    Some(d) => {
+                        d.step(&self.est);
+                    }
+                    None => return sink.delivered() > 0,
+                }
+            }
+            std::hint::spin_loop();
+        }
+        true
+    }
 }
 
 enum Ready {
-    Master { workers: usize, local: usize },
+    Master {
+        workers: usize,
+        local: usize,
+        engine: Arc<Engine>,
+        shared: bool,
+    },
     Worker,
 }
 
@@ -148,9 +213,16 @@ pub(crate) fn start(launch: Launch, local: usize) -> Result<Master, MpiError> {
         .spawn(move || mpi_thread(launch, local, ready_tx, cmd_rx, est2))
         .map_err(|e| MpiError::Thread(e.to_string()))?;
     match ready_rx.recv() {
-        Ok(Ok(Ready::Master { workers, local })) => Ok(Master {
+        Ok(Ok(Ready::Master {
+            workers,
+            local,
+            engine,
+            shared,
+        })) => Ok(Master {
             tx: Mutex::new(Some(cmd_tx)),
             thread: Mutex::new(Some(thread)),
+            engine,
+            shared,
             workers,
             local,
             est,
@@ -182,7 +254,9 @@ fn mpi_thread(
     est: Arc<Estimates>,
 ) {
     MPI_THREAD.with(|t| t.set(true));
-    let Some((universe, level)) = mpi::initialize_with_threading(Threading::Funneled) else {
+    // Serialized lets a waiting caller on rank 0 drive MPI itself (under the
+    // engine's lock); Funneled is enough for everything else.
+    let Some((universe, level)) = mpi::initialize_with_threading(Threading::Serialized) else {
         let _ = ready.send(Err(MpiError::Init("MPI_Init_thread failed".into())));
         return;
     };
@@ -206,7 +280,7 @@ fn mpi_thread(
                 return;
             }
             let workers: Vec<Rank> = (1..world.size()).collect();
-            run_master(&world, workers, local, ready, rx, &est);
+            run_master(world, workers, level, ready, rx, &est);
         }
         Launch::Spawn(n) => {
             if n == 0 {
@@ -231,18 +305,18 @@ fn mpi_thread(
                 }
             };
             let workers: Vec<Rank> = (0..n as Rank).collect();
-            run_master(&inter, workers, local, ready, rx, &est);
+            drop(world);
+            run_master(inter, workers, level, ready, rx, &est);
         }
     }
-    drop(world);
     drop(universe);
 }
 
 /// Collects every worker's hello, then schedules until closed.
-fn run_master<C: Communicator>(
-    comm: &C,
+fn run_master<C: Communicator + 'static>(
+    comm: C,
     workers: Vec<Rank>,
-    local: usize,
+    level: Threading,
     ready: ReadyTx,
     rx: Receiver<Cmd>,
     est: &Estimates,
@@ -274,12 +348,9 @@ fn run_master<C: Communicator>(
             }
         }
     }
-    let _ = local;
-    let _ = ready.send(Ok(Ready::Master {
-        workers: workers.len(),
-        local: max_local,
-    }));
-    let mut m = Sched {
+    let n_workers = workers.len();
+    let sched = Sched {
+        comm,
         sending: Vec::new(),
         workers: workers
             .iter()
@@ -296,14 +367,108 @@ fn run_master<C: Communicator>(
         closing: false,
         echo: None,
     };
-    m.run(comm, &rx, est);
-    for s in m.sending.drain(..) {
-        s.finish();
+    let engine: Arc<Engine> = Arc::new(Mutex::new(Some(Box::new(sched))));
+    let _ = ready.send(Ok(Ready::Master {
+        workers: n_workers,
+        local: max_local,
+        engine: engine.clone(),
+        shared: level >= Threading::Serialized,
+    }));
+    run(&engine, &rx, est);
+    // Stop the workers and drop the communicator here, before MPI_Finalize;
+    // no caller can reach the engine after this.
+    let last = lock(&engine).take();
+    if let Some(mut d) = last {
+        d.stop();
     }
-    for w in &m.workers {
-        comm.process_at_rank(w.rank)
-            .send_with_tag(&[0u8; 0][..], wire::TAG_STOP);
+}
+
+/// The MPI thread's loop on rank 0: takes commands, drives MPI while work
+/// is out (polling briefly after activity, then napping), sleeps while
+/// there is none, and returns once closed and drained.
+fn run(engine: &Engine, rx: &Receiver<Cmd>, est: &Estimates) {
+    let mut last_activity = Instant::now();
+    let mut last_watch = Instant::now();
+    let mut nap = Duration::from_micros(20);
+    loop {
+        let (busy, idle) = {
+            let mut g = lock(engine);
+            let d = g.as_mut().expect("the engine lives until this loop ends");
+            let mut busy = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(cmd) => {
+                        busy = true;
+                        d.on_cmd(cmd);
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        d.on_cmd(Cmd::Close);
+                        break;
+                    }
+                }
+            }
+            busy |= d.step(est);
+            if d.finished() {
+                return;
+            }
+            let idle = d.idle();
+            if !busy && !idle && last_watch.elapsed() >= WATCH {
+                last_watch = Instant::now();
+                d.watch();
+            }
+            (busy, idle)
+        };
+        if busy {
+            last_activity = Instant::now();
+            nap = Duration::from_micros(20);
+            continue;
+        }
+        if last_activity.elapsed() < SPIN {
+            thread::yield_now();
+            continue;
+        }
+        let cmd = if idle {
+            // Nothing can arrive from the workers: sleep until told.
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(nap)
+        };
+        match cmd {
+            Ok(cmd) => {
+                lock(engine)
+                    .as_mut()
+                    .expect("the engine lives until this loop ends")
+                    .on_cmd(cmd);
+                last_activity = Instant::now();
+            }
+            Err(RecvTimeoutError::Timeout) => nap = (nap * 2).min(MAX_NAP),
+            Err(RecvTimeoutError::Disconnected) => {
+                lock(engine)
+                    .as_mut()
+                    .expect("the engine lives until this loop ends")
+                    .on_cmd(Cmd::Close);
+            }
+        }
     }
+}
+
+/// What rank 0's MPI work looks like from outside, so the engine does not
+/// depend on the communicator's type (a world or a spawn's
+/// inter-communicator).
+pub(crate) trait Drive: Send {
+    fn on_cmd(&mut self, cmd: Cmd);
+    /// Takes results, hands out queued chunks, completes sends, answers an
+    /// echo once idle; whether anything happened.
+    fn step(&mut self, est: &Estimates) -> bool;
+    /// Nothing queued and nothing out.
+    fn idle(&self) -> bool;
+    /// Closed, and everything done.
+    fn finished(&self) -> bool;
+    /// Ends the job if a worker on this host with work out has died.
+    fn watch(&self);
+    /// Completes the sends and stops the workers.
+    fn stop(&mut self);
 }
 
 struct Slot {
@@ -366,7 +531,8 @@ impl Sending {
     }
 }
 
-struct Sched {
+struct Sched<C> {
+    comm: C,
     workers: Vec<Slot>,
     sending: Vec<Sending>,
     queue: VecDeque<Chunk>,
@@ -376,23 +542,41 @@ struct Sched {
     echo: Option<(u64, Sender<Duration>)>,
 }
 
-/// Chunks per worker at once: one running, one waiting in its receive
-/// queue, so a worker never idles for a round trip.
-const DEPTH: usize = 2;
+// SAFETY: MPI handles (the communicator, the send requests) are plain
+// handles valid in every thread of the process; MPI itself only requires
+// that calls from different threads do not overlap, unless it runs at
+// MPI_THREAD_MULTIPLE. A `Sched` is only ever reached through the
+// `Engine`'s mutex, so one thread at a time calls MPI through it; threads
+// other than the MPI thread take that lock only when `Master::shared` says
+// MPI was initialised with MPI_THREAD_SERIALIZED or more; and the MPI
+// thread takes the `Sched` out of the engine and drops it before it
+// finalises MPI.
+unsafe impl<C: Communicator> Send for Sched<C> {}
+
+/// Chunks per worker at once: one running and two waiting in its receive
+/// queue, so a worker never idles for a round trip, nor while rank 0 waits
+/// for a core (with as many busy workers as cores, a waking rank 0 can wait
+/// for a scheduler time slice).
+pub(crate) const DEPTH: usize = 3;
 /// How long the MPI thread polls after activity before it naps.
 const SPIN: Duration = Duration::from_micros(50);
-/// Its longest nap while work is out (a command wakes it at once).
-const MAX_NAP: Duration = Duration::from_millis(1);
+/// Its longest nap while work is out (a command wakes it at once). Short:
+/// a worker whose result is large waits in its send (MPI's rendezvous)
+/// until this thread takes it, and a worker with both its chunks done
+/// waits for the next; at this period the naps cost rank 0 a few per cent
+/// of a core.
+const MAX_NAP: Duration = Duration::from_micros(200);
 /// How often rank 0 checks that the workers on its host with work out are
 /// alive.
 const WATCH: Duration = Duration::from_millis(100);
 
-impl Sched {
+impl<C: Communicator> Sched<C> {
     fn on_cmd(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Submit(chunks) => self.queue.extend(chunks),
             Cmd::Close => self.closing = true,
             Cmd::Echo(rounds, reply) => self.echo = Some((rounds, reply)),
+            Cmd::Wake => {}
             Cmd::Terminate => {
                 self.closing = true;
                 for c in self.queue.drain(..) {
@@ -407,88 +591,8 @@ impl Sched {
         }
     }
 
-    fn run<C: Communicator>(&mut self, comm: &C, rx: &Receiver<Cmd>, est: &Estimates) {
-        let mut last_activity = Instant::now();
-        let mut last_watch = Instant::now();
-        let mut nap = Duration::from_micros(20);
-        loop {
-            let mut busy = false;
-            loop {
-                match rx.try_recv() {
-                    Ok(cmd) => {
-                        busy = true;
-                        self.on_cmd(cmd);
-                    }
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        self.closing = true;
-                        break;
-                    }
-                }
-            }
-            while let Some(matched) = comm
-                .any_process()
-                .immediate_matched_probe_with_tag(wire::TAG_RESULT)
-            {
-                busy = true;
-                let (msg, status) = matched.matched_receive_vec::<u8>();
-                self.on_result(status.source_rank(), msg, est);
-            }
-            busy |= self.dispatch(comm);
-            if !self.sending.is_empty() {
-                self.sending = std::mem::take(&mut self.sending)
-                    .into_iter()
-                    .filter_map(Sending::try_finish)
-                    .collect();
-            }
-            if self.out.is_empty() && self.queue.is_empty() {
-                if let Some((rounds, reply)) = self.echo.take() {
-                    let _ = reply.send(self.echo_rounds(comm, rounds));
-                    busy = true;
-                }
-            }
-            if self.closing
-                && self.queue.is_empty()
-                && self.out.is_empty()
-                && self.sending.is_empty()
-            {
-                return;
-            }
-            if busy {
-                last_activity = Instant::now();
-                nap = Duration::from_micros(20);
-                continue;
-            }
-            if last_activity.elapsed() < SPIN {
-                thread::yield_now();
-                continue;
-            }
-            if self.queue.is_empty() && self.out.is_empty() {
-                // Nothing can arrive from the workers: sleep until told.
-                match rx.recv() {
-                    Ok(cmd) => self.on_cmd(cmd),
-                    Err(_) => self.closing = true,
-                }
-                last_activity = Instant::now();
-                continue;
-            }
-            if last_watch.elapsed() >= WATCH {
-                last_watch = Instant::now();
-                self.watch(comm);
-            }
-            match rx.recv_timeout(nap) {
-                Ok(cmd) => {
-                    self.on_cmd(cmd);
-                    last_activity = Instant::now();
-                }
-                Err(RecvTimeoutError::Timeout) => nap = (nap * 2).min(MAX_NAP),
-                Err(RecvTimeoutError::Disconnected) => self.closing = true,
-            }
-        }
-    }
-
     /// Hands queued chunks to free workers (the least loaded first).
-    fn dispatch<C: Communicator>(&mut self, comm: &C) -> bool {
+    fn dispatch(&mut self) -> bool {
         let mut sent = false;
         for depth in 0..DEPTH {
             for i in 0..self.workers.len() {
@@ -506,7 +610,7 @@ impl Sched {
                 // this thread from taking the other workers' results.
                 let msg = std::mem::take(&mut c.msg);
                 self.sending
-                    .push(Sending::start(comm, self.workers[i].rank, msg));
+                    .push(Sending::start(&self.comm, self.workers[i].rank, msg));
                 self.workers[i].inflight += 1;
                 self.out.insert(
                     id,
@@ -525,9 +629,9 @@ impl Sched {
     }
 
     /// Raw MPI round trips with the first worker (idle pool only).
-    fn echo_rounds<C: Communicator>(&self, comm: &C, rounds: u64) -> Duration {
+    fn echo_rounds(&self, rounds: u64) -> Duration {
         const WARM: u64 = 200;
-        let peer = comm.process_at_rank(self.workers[0].rank);
+        let peer = self.comm.process_at_rank(self.workers[0].rank);
         peer.send_with_tag(&(rounds + WARM).to_le_bytes()[..], wire::TAG_ECHO);
         let mut t0 = Instant::now();
         for i in 0..rounds + WARM {
@@ -543,7 +647,7 @@ impl Sched {
     /// Ends the job if a worker on this host with work out has died: MPI
     /// cannot replace a rank, and the MPI runtime does not always end a job
     /// whose spawned process died (Open MPI 4 leaves the parent waiting).
-    fn watch<C: Communicator>(&self, comm: &C) {
+    fn check_workers(&self) {
         for w in &self.workers {
             let Some(pid) = w.pid else { continue };
             if w.inflight > 0 && !alive(pid) {
@@ -552,7 +656,7 @@ impl Sched {
                      replace a rank, so the job is aborted",
                     w.rank
                 );
-                comm.abort(1);
+                self.comm.abort(1);
             }
         }
     }
@@ -580,6 +684,62 @@ impl Sched {
                 Some(e) => Err(TaskError::Decode(e)),
             };
             sink.deliver(o.seq, out);
+        }
+    }
+}
+
+impl<C: Communicator> Drive for Sched<C> {
+    fn on_cmd(&mut self, cmd: Cmd) {
+        Sched::on_cmd(self, cmd);
+    }
+
+    fn step(&mut self, est: &Estimates) -> bool {
+        let mut busy = false;
+        while let Some(matched) = self
+            .comm
+            .any_process()
+            .immediate_matched_probe_with_tag(wire::TAG_RESULT)
+        {
+            busy = true;
+            let (msg, status) = matched.matched_receive_vec::<u8>();
+            self.on_result(status.source_rank(), msg, est);
+        }
+        busy |= self.dispatch();
+        if !self.sending.is_empty() {
+            self.sending = std::mem::take(&mut self.sending)
+                .into_iter()
+                .filter_map(Sending::try_finish)
+                .collect();
+        }
+        if self.idle() {
+            if let Some((rounds, reply)) = self.echo.take() {
+                let _ = reply.send(self.echo_rounds(rounds));
+                busy = true;
+            }
+        }
+        busy
+    }
+
+    fn idle(&self) -> bool {
+        self.out.is_empty() && self.queue.is_empty()
+    }
+
+    fn finished(&self) -> bool {
+        self.closing && self.idle() && self.sending.is_empty()
+    }
+
+    fn watch(&self) {
+        self.check_workers();
+    }
+
+    fn stop(&mut self) {
+        for s in self.sending.drain(..) {
+            s.finish();
+        }
+        for w in &self.workers {
+            self.comm
+                .process_at_rank(w.rank)
+                .send_with_tag(&[0u8; 0][..], wire::TAG_STOP);
         }
     }
 }

@@ -30,15 +30,47 @@ pub(crate) struct Sink {
     cv: Condvar,
     /// Chunks delivered so far (read without the lock while spinning).
     count: AtomicUsize,
+    /// Threads asleep on `cv` (changed only under the lock): a delivery
+    /// with none skips the wake-up system call.
+    sleepers: AtomicUsize,
 }
 
 impl Sink {
     /// Called by the MPI thread.
     pub(crate) fn deliver(&self, seq: usize, out: ChunkOut) {
-        lock(&self.done).push((seq, out));
+        let mut g = lock(&self.done);
+        g.push((seq, out));
         // Release: pairs with the Acquire loads of the spinning waiter.
         self.count.fetch_add(1, Ordering::Release);
-        self.cv.notify_all();
+        // A sleeper registers under the lock before it waits, so reading
+        // the count under the lock misses none.
+        let wake = self.sleepers.load(Ordering::Relaxed) > 0;
+        drop(g);
+        if wake {
+            self.cv.notify_all();
+        }
+    }
+
+    /// Sleeps on the condition variable (registered as a sleeper) until
+    /// woken or `deadline`.
+    fn sleep<'a>(
+        &self,
+        g: MutexGuard<'a, Vec<(usize, ChunkOut)>>,
+        deadline: Option<Instant>,
+    ) -> MutexGuard<'a, Vec<(usize, ChunkOut)>> {
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        let g = match deadline {
+            None => self.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                self.cv
+                    .wait_timeout(g, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        g
     }
 
     /// How many chunks came back so far.
@@ -55,20 +87,10 @@ impl Sink {
         // many times, than with the caller asleep).
         let mut g = lock(&self.done);
         while g.is_empty() {
-            match deadline {
-                None => g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        break;
-                    }
-                    g = self
-                        .cv
-                        .wait_timeout(g, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
             }
+            g = self.sleep(g, deadline);
         }
         std::mem::take(&mut *g)
     }
@@ -78,20 +100,10 @@ impl Sink {
         // No polling first (see `take`).
         let mut g = lock(&self.done);
         while self.delivered() < n {
-            match deadline {
-                None => g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return false;
-                    }
-                    g = self
-                        .cv
-                        .wait_timeout(g, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
             }
+            g = self.sleep(g, deadline);
         }
         true
     }
@@ -216,7 +228,7 @@ type Finish<T> = Box<dyn FnOnce(Vec<(usize, ChunkOut)>) -> Result<T, PoolError> 
 /// `AsyncResult`).
 #[must_use = "an AsyncResult does nothing unless waited on"]
 pub struct AsyncResult<T> {
-    sink: Arc<Sink>,
+    pub(crate) sink: Arc<Sink>,
     chunks: usize,
     finish: Finish<T>,
 }

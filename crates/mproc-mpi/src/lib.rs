@@ -56,13 +56,18 @@
 //!
 //! # Scheduling
 //!
-//! Dynamic: the next chunk goes to the first free worker rank, with one
-//! more small chunk waiting at each so no worker idles for a round trip.
+//! Dynamic: the next chunk goes to the first free worker rank, with two
+//! more waiting at each so no worker idles for a round trip or while rank 0
+//! waits for a core.
 //! Chunk sizes follow the measured time per item (about 2 ms of work per
 //! chunk and local process), so maps of tiny tasks need no chunk size.
 //! `imap` reads its input lazily with a bounded window and yields in order.
 //! Rank 0 and idle workers poll briefly and then sleep in short naps, so a
-//! waiting rank 0 leaves the cores to the workers.
+//! waiting rank 0 leaves the cores to the workers. `apply` is the
+//! exception for short tasks: the calling thread sends the task and polls
+//! for the result itself (MPI runs at `MPI_THREAD_SERIALIZED`, one thread
+//! at a time) for up to 50 µs before it hands over to rank 0's MPI thread
+//! and sleeps, so a short round trip involves no thread wake-up on rank 0.
 //!
 //! # Hybrid: one rank per node, one process per core
 //!

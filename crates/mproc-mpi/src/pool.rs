@@ -181,7 +181,14 @@ impl MpiPool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.apply_async(f, args)?.get()
+        let _ = f;
+        let (chunk, result) = self.apply_job::<F, A, R>(args)?;
+        // The caller waits at once: it may drive MPI itself (no hand-off to
+        // the MPI thread and back for a short task).
+        if !self.master.submit_waiting(chunk, &result.sink) {
+            return Err(PoolError::NotRunning);
+        }
+        result.get()
     }
 
     /// Submits `f(args)` and returns at once (Python's `apply_async`).
@@ -196,22 +203,33 @@ impl MpiPool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let _ = f;
+        let (chunk, result) = self.apply_job::<F, A, R>(args)?;
+        self.submit(vec![chunk])?;
+        Ok(result)
+    }
+
+    /// The chunk of one `apply` and the result it will fill.
+    fn apply_job<F, A, R>(&self, args: A) -> Result<(Chunk, AsyncResult<R>), PoolError>
+    where
+        F: Fn(A) -> R + Copy + Send + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
         self.check_running()?;
         let entry = entry_of::<F, A, R>();
-        let items = postcard::to_allocvec(&[args][..]).map_err(|e| PoolError::Task {
+        let msg = wire::task_items_from(entry, &[args][..]).map_err(|e| PoolError::Task {
             index: 0,
-            error: TaskError::Encode(e.to_string()),
+            error: TaskError::Encode(e),
         })?;
         let sink = Arc::new(Sink::default());
-        let msg = wire::task_items(entry, &items);
-        self.submit(vec![Chunk {
+        let chunk = Chunk {
             msg,
             sink: sink.clone(),
             seq: 0,
             entry,
             items: 1,
-        }])?;
-        Ok(AsyncResult::new(
+        };
+        let result = AsyncResult::new(
             sink,
             1,
             Box::new(|mut all: Vec<(usize, ChunkOut)>| {
@@ -219,7 +237,8 @@ impl MpiPool {
                 let r = decode_chunk::<R>(out, 1).next().expect("one item");
                 r.map_err(|error| PoolError::Task { index: 0, error })
             }),
-        ))
+        );
+        Ok((chunk, result))
     }
 
     // ----- map -----
@@ -495,21 +514,23 @@ trait ChunkSource {
     fn remaining(&self) -> Option<usize>;
 }
 
-enum Input<'a, A> {
+/// The iterator's own type, not a boxed one: cutting a chunk of tiny items
+/// is then a copy loop, not a virtual call per item.
+enum Input<I> {
     Range { start: i128, left: u128 },
-    Iter(Box<dyn Iterator<Item = A> + 'a>),
+    Iter(I),
 }
 
-impl<'a, A: Serialize + 'a> Input<'a, A> {
-    fn new<I: IntoIterator<Item = A> + 'a>(iterable: I) -> Self {
+impl<I: Iterator> Input<I> {
+    fn new<T: IntoIterator<IntoIter = I>>(iterable: T) -> Self {
         match mproc_pool::__private::int_range(iterable) {
             Ok((start, left)) => Input::Range { start, left },
-            Err(it) => Input::Iter(Box::new(it.into_iter())),
+            Err(it) => Input::Iter(it.into_iter()),
         }
     }
 }
 
-impl<'a, A: Serialize + 'a> ChunkSource for Input<'a, A> {
+impl<I: Iterator<Item: Serialize>> ChunkSource for Input<I> {
     fn next_chunk(&mut self, entry: i64, max: usize) -> Option<(Result<Vec<u8>, String>, usize)> {
         match self {
             Input::Range { start, left } => {
@@ -523,14 +544,19 @@ impl<'a, A: Serialize + 'a> ChunkSource for Input<'a, A> {
                 Some((Ok(msg), n as usize))
             }
             Input::Iter(it) => {
-                let items: Vec<A> = it.by_ref().take(max).collect();
+                if let (lo, Some(hi)) = it.size_hint()
+                    && lo == hi
+                {
+                    // Known length: encode the items as they come.
+                    let (msg, n) = wire::task_items_iter(entry, lo.min(max), it.by_ref());
+                    return (n > 0).then_some((msg, n));
+                }
+                let items: Vec<I::Item> = it.by_ref().take(max).collect();
                 if items.is_empty() {
                     return None;
                 }
                 let n = items.len();
-                let msg = postcard::to_allocvec(&items[..])
-                    .map(|b| wire::task_items(entry, &b))
-                    .map_err(|e| e.to_string());
+                let msg = wire::task_items_from(entry, &items[..]);
                 Some((msg, n))
             }
         }
@@ -581,21 +607,27 @@ impl<R> fmt::Debug for Imap<'_, R> {
 }
 
 impl<R: DeserializeOwned> Imap<'_, R> {
-    /// Chunks out at once: two per worker rank and one more each waiting.
-    fn window(&self) -> usize {
-        3 * self.pool.workers()
+    /// Chunks out at once: as many per worker rank as it holds, and one
+    /// more each waiting on rank 0; until the function has been measured,
+    /// two each (the probes double in size, and imap must not read far
+    /// ahead of its consumer).
+    fn window(&self, measured: bool) -> usize {
+        let per = if measured { comm::DEPTH + 1 } else { 2 };
+        per * self.pool.workers()
     }
 
-    /// Cuts and submits chunks while the window has room.
+    /// Cuts and submits chunks while the window has room, each as soon as
+    /// it is cut: a worker starts on the first while this thread encodes
+    /// the next.
     fn refill(&mut self) {
-        let mut batch = Vec::new();
         while !self.exhausted {
+            let est = self.pool.master.est.get(self.entry);
+            let window = self.window(est.is_some() || self.chunksize.is_some());
             let out = self.sizes.len() - self.sink.delivered();
             let held = self.sizes.len() - self.consumed;
-            if out >= self.window() || held >= 4 * self.window() {
+            if out >= window || held >= 4 * window {
                 break;
             }
-            let est = self.pool.master.est.get(self.entry);
             let size = self.chunksize.unwrap_or_else(|| {
                 chunk::chunk_size(
                     est,
@@ -608,34 +640,31 @@ impl<R: DeserializeOwned> Imap<'_, R> {
             if est.is_none() {
                 self.probes += 1;
             }
-            match self.source.next_chunk(self.entry, size) {
-                None => self.exhausted = true,
-                Some((msg, n)) => {
-                    let seq = self.sizes.len();
-                    self.sizes.push(n);
-                    match msg {
-                        Ok(msg) => batch.push(Chunk {
-                            msg,
-                            sink: self.sink.clone(),
-                            seq,
-                            entry: self.entry,
-                            items: n,
-                        }),
-                        Err(e) => self.sink.deliver(seq, Err(TaskError::Encode(e))),
-                    }
+            let Some((msg, n)) = self.source.next_chunk(self.entry, size) else {
+                self.exhausted = true;
+                break;
+            };
+            let seq = self.sizes.len();
+            self.sizes.push(n);
+            let msg = match msg {
+                Ok(msg) => msg,
+                Err(e) => {
+                    self.sink.deliver(seq, Err(TaskError::Encode(e)));
+                    continue;
                 }
-            }
-        }
-        if batch.is_empty() {
-            return;
-        }
-        let seqs: Vec<usize> = batch.iter().map(|c| c.seq).collect();
-        if self.pool.submit(batch).is_err() {
-            // The pool is gone: what was cut fails.
-            for seq in seqs {
+            };
+            let chunk = Chunk {
+                msg,
+                sink: self.sink.clone(),
+                seq,
+                entry: self.entry,
+                items: n,
+            };
+            if self.pool.submit(vec![chunk]).is_err() {
+                // The pool is gone: this chunk fails, and no more are cut.
                 self.sink.deliver(seq, Err(TaskError::Cancelled));
+                self.exhausted = true;
             }
-            self.exhausted = true;
         }
     }
 }
@@ -671,7 +700,9 @@ impl<R: DeserializeOwned> Imap<'_, R> {
     /// Collects everything (for `map`): a chunk without failures is moved
     /// in whole; the first failure in input order ends it.
     fn collect_all(mut self) -> Result<Vec<R>, PoolError> {
-        let mut v = Vec::new();
+        // Sized once when the length is known (no regrowing copies of a
+        // large result).
+        let mut v = Vec::with_capacity(self.source.remaining().unwrap_or(0).min(1 << 24));
         while let Some(chunk) = self.next_decoded() {
             let base = v.len();
             match chunk.into_values() {

@@ -28,23 +28,66 @@ pub(crate) enum Input<'a> {
     Range { start: i128, len: u64 },
 }
 
-/// A task message with id 0 (the MPI thread writes the real id with
-/// [`set_id`] when it sends it).
-pub(crate) fn task_items(entry: i64, items: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(TASK_HEADER + items.len());
+/// A task message's header with id 0 (the MPI thread writes the real id
+/// with [`set_id`] when it sends it), with room for `body` more bytes.
+fn task_header(entry: i64, kind: u8, body: usize) -> Vec<u8> {
+    let mut m = Vec::with_capacity(TASK_HEADER + body);
     m.extend_from_slice(&0u64.to_le_bytes());
     m.extend_from_slice(&entry.to_le_bytes());
-    m.push(KIND_ITEMS);
+    m.push(kind);
+    m
+}
+
+/// A task message with already encoded items.
+#[cfg(test)]
+fn task_items(entry: i64, items: &[u8]) -> Vec<u8> {
+    let mut m = task_header(entry, KIND_ITEMS, items.len());
     m.extend_from_slice(items);
     m
 }
 
+/// A task message carrying `postcard` of `items`, encoded straight after
+/// the header (no second copy of a large chunk).
+pub(crate) fn task_items_from<T: serde::Serialize>(
+    entry: i64,
+    items: &[T],
+) -> Result<Vec<u8>, String> {
+    let m = task_header(entry, KIND_ITEMS, items.len() * size_of::<T>().max(1));
+    postcard::to_extend(items, m).map_err(|e| e.to_string())
+}
+
+/// A task message carrying the next `n` items of `items`, each encoded
+/// straight into the message (no `Vec` of the items first): the same bytes
+/// as `task_items_from` of those items. Returns the message and how many
+/// items it holds (fewer than `n` if the iterator ran out early).
+pub(crate) fn task_items_iter<T: serde::Serialize>(
+    entry: i64,
+    n: usize,
+    items: impl Iterator<Item = T>,
+) -> (Result<Vec<u8>, String>, usize) {
+    let mut count = 0usize;
+    let encode = |count: &mut usize| {
+        let m = task_header(entry, KIND_ITEMS, n * size_of::<T>().max(1));
+        let mut m = postcard::to_extend(&n, m)?;
+        for item in items.take(n) {
+            m = postcard::to_extend(&item, m)?;
+            *count += 1;
+        }
+        if *count != n {
+            // The iterator promised more than it had: write the real length.
+            let promised = postcard::to_allocvec(&n)?.len();
+            let real = postcard::to_allocvec(&*count)?;
+            m.splice(TASK_HEADER..TASK_HEADER + promised, real);
+        }
+        Ok::<_, postcard::Error>(m)
+    };
+    let msg = encode(&mut count).map_err(|e| e.to_string());
+    (msg, count)
+}
+
 /// A task message for `len` integers from `start`.
 pub(crate) fn task_range(entry: i64, start: i128, len: u64) -> Vec<u8> {
-    let mut m = Vec::with_capacity(TASK_HEADER + 24);
-    m.extend_from_slice(&0u64.to_le_bytes());
-    m.extend_from_slice(&entry.to_le_bytes());
-    m.push(KIND_RANGE);
+    let mut m = task_header(entry, KIND_RANGE, 24);
     m.extend_from_slice(&start.to_le_bytes());
     m.extend_from_slice(&len.to_le_bytes());
     m
@@ -104,13 +147,26 @@ pub(crate) fn result(id: u64, ns: u64, items: u64, out: Result<&[u8], &str>) -> 
         Ok(b) => b,
         Err(e) => e.as_bytes(),
     };
-    let mut m = Vec::with_capacity(RESULT_HEADER + body.len());
-    m.extend_from_slice(&id.to_le_bytes());
-    m.extend_from_slice(&ns.to_le_bytes());
-    m.extend_from_slice(&items.to_le_bytes());
-    m.push(u8::from(out.is_err()));
+    let mut m = result_header(id, items, out.is_err(), body.len());
+    set_result_ns(&mut m, ns);
     m.extend_from_slice(body);
     m
+}
+
+/// A result message's header (time 0), with room for `body` more bytes:
+/// a worker encodes a chunk's results straight after it.
+pub(crate) fn result_header(id: u64, items: u64, failed: bool, body: usize) -> Vec<u8> {
+    let mut m = Vec::with_capacity(RESULT_HEADER + body);
+    m.extend_from_slice(&id.to_le_bytes());
+    m.extend_from_slice(&0u64.to_le_bytes());
+    m.extend_from_slice(&items.to_le_bytes());
+    m.push(u8::from(failed));
+    m
+}
+
+/// Writes the worker's time into a result message.
+pub(crate) fn set_result_ns(m: &mut [u8], ns: u64) {
+    m[8..16].copy_from_slice(&ns.to_le_bytes());
 }
 
 /// Parses a result message.
@@ -179,6 +235,17 @@ mod tests {
         let mut m = task_items(-42, b"abc");
         set_id(&mut m, 7);
         assert_eq!(parse_task(&m).unwrap(), (7, -42, Input::Items(b"abc")));
+        let items = [1u64, 300, u64::MAX];
+        let m = task_items_from(3, &items[..]).unwrap();
+        assert_eq!(
+            m,
+            task_items(3, &postcard::to_allocvec(&items[..]).unwrap())
+        );
+        let (it, k) = task_items_iter(3, 3, items.iter().copied());
+        assert_eq!((it.unwrap(), k), (m.clone(), 3));
+        // An iterator shorter than promised: the length is the real one.
+        let (it, k) = task_items_iter(3, 200, items.iter().copied());
+        assert_eq!((it.unwrap(), k), (m, 3));
         let m = task_range(5, -3, 10);
         assert_eq!(
             parse_task(&m).unwrap(),

@@ -20,9 +20,10 @@ pub(crate) struct WorkerCtx {
     local: Option<Pool>,
 }
 
-/// A task's entry point in a worker: runs one chunk, returns the encoded
-/// `Vec<Result<R, String>>` or why the whole chunk failed.
-pub(crate) type RunFn = fn(&WorkerCtx, Input<'_>) -> Result<Vec<u8>, String>;
+/// A task's entry point in a worker: runs one chunk and appends its
+/// encoded outcome to the reply (a result header), or says why the whole
+/// chunk failed.
+pub(crate) type RunFn = fn(&WorkerCtx, Input<'_>, Vec<u8>) -> Result<Vec<u8>, String>;
 
 /// The entry of task `F` (reached by reference on the worker ranks).
 pub(crate) fn entry_of<F, A, R>() -> i64
@@ -89,7 +90,7 @@ fn run_guarded(failures: &mut Vec<(u64, String)>, mut step: impl FnMut(u64, &mut
     IN_TASK.with(|t| t.set(false));
 }
 
-fn run_chunk<F, A, R>(ctx: &WorkerCtx, input: Input<'_>) -> Result<Vec<u8>, String>
+fn run_chunk<F, A, R>(ctx: &WorkerCtx, input: Input<'_>, reply: Vec<u8>) -> Result<Vec<u8>, String>
 where
     F: Fn(A) -> R + Copy + Send + 'static,
     A: Serialize + DeserializeOwned + 'static,
@@ -157,7 +158,7 @@ where
             _ => run_range::<F, A, R>((start, len))?,
         },
     };
-    postcard::to_allocvec(&out).map_err(|e| format!("the chunk's results did not encode: {e}"))
+    postcard::to_extend(&out, reply).map_err(|e| format!("the chunk's results did not encode: {e}"))
 }
 
 /// A local worker's error as the message rank 0 reports.
@@ -271,19 +272,23 @@ fn run_message(ctx: &WorkerCtx, msg: &[u8]) -> Vec<u8> {
         Ok(t) => t,
         Err(e) => return wire::result(0, 0, 0, Err(&e)),
     };
-    let items = match input {
-        Input::Items(_) => 0,
-        Input::Range { len, .. } => len,
+    // The reply's room: about the input's size for items (a guess).
+    let (items, room) = match input {
+        Input::Items(b) => (0, b.len()),
+        Input::Range { len, .. } => (len, 64),
     };
     // SAFETY: rank 0 made `entry` with `entry_of` (a `RunFn`) in the same
     // executable: the hello handshake compared `task::probe_offset` on both
     // sides, and rank 0 sends no task to a worker whose offset differs.
     let run: RunFn = unsafe { std::mem::transmute::<*const (), RunFn>(task::address_at(entry)) };
-    let out = run(ctx, input);
+    let out = run(ctx, input, wire::result_header(id, items, false, room));
     let ns = t0.elapsed().as_nanos() as u64;
     match out {
         // The item count of an items chunk is in its payload; rank 0 knows it.
-        Ok(bytes) => wire::result(id, ns, items, Ok(&bytes)),
+        Ok(mut reply) => {
+            wire::set_result_ns(&mut reply, ns);
+            reply
+        }
         Err(e) => wire::result(id, ns, items, Err(&e)),
     }
 }

@@ -164,6 +164,31 @@ fn common(pool: &MpiPool) {
         other => panic!("apply with a panic: {other:?}"),
     }
     assert_eq!(pool.apply(fails_on_7, 1).unwrap(), 2);
+    // An apply longer than the caller drives MPI itself: the MPI thread
+    // takes over and wakes the caller.
+    assert_eq!(pool.apply(slow_double, 21).unwrap(), 42);
+    // apply from several threads while a map runs: the callers and the MPI
+    // thread take turns driving MPI, and every result reaches its caller.
+    std::thread::scope(|s| {
+        let map = s.spawn(|| pool.map(slow_double, 0..300u64).unwrap());
+        let callers: Vec<_> = (0..4u64)
+            .map(|t| {
+                s.spawn(move || {
+                    (0..300u64)
+                        .map(|i| pool.apply(square, t * 1000 + i).unwrap())
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        for (t, c) in callers.into_iter().enumerate() {
+            let want: Vec<u64> = (0..300u64).map(|i| square(t as u64 * 1000 + i)).collect();
+            assert_eq!(c.join().unwrap(), want);
+        }
+        assert_eq!(
+            map.join().unwrap(),
+            (0..300u64).map(|x| x * 2).collect::<Vec<_>>()
+        );
+    });
     // `()` results travel as a count, failures still by position.
     assert_eq!(pool.map(|_: u64| (), 0..100_000u64).unwrap().len(), 100_000);
     let units: Vec<Result<(), TaskError>> = pool.imap(unit_fails_on_3, 0..6u32).unwrap().collect();
@@ -204,8 +229,12 @@ fn scenario(name: &str) {
             println!("workers {}", pool.workers());
             finish(pool, name);
         }
-        "hybrid" => {
-            let pool = MpiPool::builder().local_processes(2).build().unwrap();
+        "hybrid" | "hybrid_spawn" => {
+            let mut b = MpiPool::builder().local_processes(2);
+            if name == "hybrid_spawn" {
+                b = b.spawn_workers(1);
+            }
+            let pool = b.build().unwrap();
             assert_eq!(pool.local_processes(), 2);
             common(&pool);
             // The items ran in the local pool's processes, not in the rank.
@@ -335,6 +364,11 @@ fn main() {
         },
         Case {
             scenario: "spawn",
+            ranks: None,
+            ok: true,
+        },
+        Case {
+            scenario: "hybrid_spawn",
             ranks: None,
             ok: true,
         },
