@@ -543,3 +543,76 @@ pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` is always safe to call; it does not return.
     unsafe { libc::_exit(code) }
 }
+
+/// A fresh eventfd (counter 0), non-blocking and close-on-exec.
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain integer arguments; the call creates a new descriptor.
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+    // SAFETY: `eventfd` just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether `fd` is an eventfd (its `/proc/self/fd` link names one).
+pub(crate) fn is_eventfd(fd: BorrowedFd<'_>) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .is_ok_and(|p| p.as_os_str() == "anon_inode:[eventfd]")
+}
+
+/// Sets `O_NONBLOCK` on a descriptor (its open file description).
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: `fd` is valid for the call; F_GETFL takes no argument.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    if flags & libc::O_NONBLOCK == 0 {
+        // SAFETY: `fd` is valid for the call; F_SETFL takes an int argument.
+        cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    }
+    Ok(())
+}
+
+/// `poll(2)` on `fds` until one is ready or `deadline` (`None`: for ever)
+/// passes; retries on `EINTR` and never returns before the deadline with
+/// nothing ready. A descriptor that is not open is `EBADF`.
+pub(crate) fn poll(
+    fds: &mut [libc::pollfd],
+    deadline: Option<std::time::Instant>,
+) -> io::Result<usize> {
+    loop {
+        let timeout = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                // Round up so that a wait never ends before the deadline.
+                left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int
+            }
+        };
+        // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfd structures.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        let n = match cvt(r) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => r?,
+        };
+        if n == 0 && deadline.is_some_and(|d| std::time::Instant::now() < d) {
+            // poll's millisecond clock may wake a little early.
+            continue;
+        }
+        if n > 0 && fds.iter().any(|p| p.revents & libc::POLLNVAL != 0) {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        return Ok(n as usize);
+    }
+}
+
+/// Adds 1 to an eventfd's counter; a full counter (`EAGAIN`) already
+/// reads as rung, so it is not an error.
+pub(crate) fn eventfd_add(fd: BorrowedFd<'_>) {
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: `fd` is valid for the call and `one` is 8 readable bytes.
+    let _ = cvt_retry(|| unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), 8) });
+}
+
+/// Resets a non-blocking eventfd's counter; returns whether it was non-zero.
+pub(crate) fn eventfd_take(fd: BorrowedFd<'_>) -> bool {
+    let mut buf = [0u8; 8];
+    // SAFETY: `fd` is valid for the call and `buf` is 8 writable bytes.
+    cvt_retry(|| unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) }).is_ok()
+}
