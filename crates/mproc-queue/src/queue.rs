@@ -164,7 +164,7 @@ impl QueueBuilder {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Queue<T, C = Postcard> {
-    core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
     _marker: PhantomData<fn(T) -> T>,
     _codec: PhantomData<fn() -> C>,
 }
@@ -428,7 +428,7 @@ impl<'de, T, C: Codec<T>> Deserialize<'de> for Queue<T, C> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct JoinableQueue<T, C = Postcard> {
-    q: Queue<T, C>,
+    pub(crate) q: Queue<T, C>,
 }
 
 impl<T, C> Clone for JoinableQueue<T, C> {
@@ -632,7 +632,7 @@ impl<'de, T, C: Codec<T>> Deserialize<'de> for JoinableQueue<T, C> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct SimpleQueue<T, C = Postcard> {
-    q: Queue<T, C>,
+    pub(crate) q: Queue<T, C>,
 }
 
 impl<T, C> Clone for SimpleQueue<T, C> {
