@@ -96,6 +96,7 @@ mod input;
 mod job;
 mod kinds;
 mod pool;
+mod ready;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
 mod wire;
@@ -136,5 +137,7 @@ pub use crate::error::{
     BuildError, GetTimeoutError, NextTimeoutError, PanicPayload, PoolError, TaskError, TryImapError,
 };
 pub use crate::job::AsyncResult;
+#[cfg(feature = "tokio")]
+pub use crate::ready::AsyncResultFuture;
 pub use crate::pool::{Imap, Pool, PoolBuilder, StarFn, TryImap};
 pub use mproc_process::{ExitStatus, StartMethod, cpu_count};

@@ -213,6 +213,19 @@ impl<W: Waitable + ?Sized> Waitable for &W {
     }
 }
 
+/// A descriptor that never turns readable (a doorbell nobody rings), for
+/// a [`Waitable`] that has nothing to poll: a process without a sentinel
+/// (kernels before 5.3), or one that can never be ready.
+///
+/// # Panics
+/// If the process cannot make one more eventfd on first use (out of
+/// descriptors).
+pub fn idle_fd() -> BorrowedFd<'static> {
+    static IDLE: std::sync::OnceLock<Doorbell> = std::sync::OnceLock::new();
+    IDLE.get_or_init(|| Doorbell::new().expect("an eventfd for mproc_shm::ready::idle_fd"))
+        .as_fd()
+}
+
 /// A [`Waitable::register`] withdrawn on drop (also when a future holding
 /// it is dropped mid-way).
 struct Registration<'a, W: Waitable + ?Sized>(&'a W);
