@@ -71,14 +71,14 @@ pub(crate) fn roles() -> Vec<Role> {
 
 /// Serializes mproc handles for a role child: the argument string (a count,
 /// a colon, then the hex of the postcard bytes) and the descriptors.
-fn pack<T: Serialize>(n: u64, v: &T) -> BenchResult<(String, Vec<OwnedFd>)> {
+pub(crate) fn pack<T: Serialize>(n: u64, v: &T) -> BenchResult<(String, Vec<OwnedFd>)> {
     let (bytes, fds) = to_bytes_with_fds(v)?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     Ok((format!("{n}:{hex}"), fds))
 }
 
 /// The inverse of [`pack`], in the child.
-fn unpack<T: DeserializeOwned>(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<(u64, T)> {
+pub(crate) fn unpack<T: DeserializeOwned>(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<(u64, T)> {
     let (n, hex) = arg.split_once(':').ok_or("bad role argument")?;
     let bytes: Result<Vec<u8>, _> = (0..hex.len() / 2)
         .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
@@ -86,7 +86,7 @@ fn unpack<T: DeserializeOwned>(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<(u64
     Ok((n.parse()?, from_bytes_with_fds(&bytes?, fds)?))
 }
 
-fn spawn_with<T: Serialize>(ctx: &Ctx, role: &str, n: u64, v: &T) -> BenchResult<RoleChild> {
+pub(crate) fn spawn_with<T: Serialize>(ctx: &Ctx, role: &str, n: u64, v: &T) -> BenchResult<RoleChild> {
     let (arg, fds) = pack(n, v)?;
     let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
     ctx.spawn(role, &arg, &borrowed)
@@ -217,16 +217,22 @@ fn queue_1p1c_4kib(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
 }
 
 fn queue_rtt(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+    Ok(vec![Measurement::lower(blocking_rtt(ctx, N_RTT)?, "us")])
+}
+
+/// The blocking round trip through two queues and an echo child, `n`
+/// times after a warm-up: microseconds per round trip.
+pub(crate) fn blocking_rtt(ctx: &Ctx, n: u64) -> BenchResult<f64> {
     let ping: U64Queue = Queue::new(0)?;
     let pong: U64Queue = Queue::new(0)?;
-    let child = spawn_with(ctx, "queue_echo", N_RTT + 1000, &(&ping, &pong))?;
+    let child = spawn_with(ctx, "queue_echo", n + 1000, &(&ping, &pong))?;
     // Warm up (and wait for the child to start).
     for i in 0..1000 {
         ping.put(i).map_err(|e| e.to_string())?;
         pong.get()?;
     }
     let t0 = Instant::now();
-    for i in 0..N_RTT {
+    for i in 0..n {
         ping.put(i).map_err(|e| e.to_string())?;
         let v = pong.get()?;
         if v != i + 1 {
@@ -235,8 +241,5 @@ fn queue_rtt(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     }
     let dt = t0.elapsed();
     child.wait()?;
-    Ok(vec![Measurement::lower(
-        dt.as_secs_f64() * 1e6 / N_RTT as f64,
-        "us",
-    )])
+    Ok(dt.as_secs_f64() * 1e6 / n as f64)
 }
