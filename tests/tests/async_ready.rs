@@ -12,7 +12,9 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Runs `f` on a fresh multi-threaded runtime under the watchdog and a
 /// tokio timeout.
-fn run<F: std::future::Future<Output = ()> + Send + 'static>(f: impl FnOnce() -> F + Send + 'static) {
+fn run<F: std::future::Future<Output = ()> + Send + 'static>(
+    f: impl FnOnce() -> F + Send + 'static,
+) {
     watchdog(LIMIT, || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -20,7 +22,9 @@ fn run<F: std::future::Future<Output = ()> + Send + 'static>(f: impl FnOnce() ->
             .build()
             .unwrap();
         rt.block_on(async move {
-            tokio::time::timeout(WAIT, f()).await.expect("async test timed out");
+            tokio::time::timeout(WAIT, f())
+                .await
+                .expect("async test timed out");
         });
     });
 }
@@ -91,7 +95,9 @@ fn simple_and_joinable_queues_have_async_forms() {
     run(|| async {
         let sq: SimpleQueue<String> = SimpleQueue::new().unwrap();
         let jq: JoinableQueue<String> = JoinableQueue::new(0).unwrap();
-        let mut h = Process::new(put_strings, (sq.clone(), jq.clone())).start().unwrap();
+        let mut h = Process::new(put_strings, (sq.clone(), jq.clone()))
+            .start()
+            .unwrap();
         for i in 0..50 {
             assert_eq!(sq.get_async().await.unwrap(), format!("s{i}"));
             assert_eq!(jq.get_async().await.unwrap(), format!("j{i}"));
@@ -119,7 +125,11 @@ fn many_tasks_get_async_from_one_queue() {
         let q: Queue<u64> = Queue::new(0).unwrap();
         let mut kids: Vec<_> = [(0, N / 2), (N / 2, N)]
             .into_iter()
-            .map(|(a, b)| Process::new(produce_range, (q.clone(), a, b)).start().unwrap())
+            .map(|(a, b)| {
+                Process::new(produce_range, (q.clone(), a, b))
+                    .start()
+                    .unwrap()
+            })
             .collect();
         let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let tasks: Vec<_> = (0..8)
@@ -159,7 +169,9 @@ fn a_cancelled_get_async_loses_nothing() {
         let q: Queue<u64> = Queue::new(0).unwrap();
         let r = tokio::time::timeout(Duration::from_millis(20), q.get_async()).await;
         assert!(r.is_err(), "nothing was put");
-        let mut h = Process::new(produce_range, (q.clone(), 5, 6)).start().unwrap();
+        let mut h = Process::new(produce_range, (q.clone(), 5, 6))
+            .start()
+            .unwrap();
         h.join_async().await.unwrap();
         assert_eq!(q.try_get().unwrap(), 5);
     });

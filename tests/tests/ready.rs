@@ -27,7 +27,9 @@ fn wait_returns_the_queue_a_child_put_into() {
     watchdog(LIMIT, || {
         let qs: Vec<Queue<u64>> = (0..6).map(|_| Queue::new(0).unwrap()).collect();
         for k in [0, 3, 5] {
-            let mut h = Process::new(put_after_pause, (qs.clone(), k)).start().unwrap();
+            let mut h = Process::new(put_after_pause, (qs.clone(), k))
+                .start()
+                .unwrap();
             let objs: Vec<&dyn Waitable> = qs.iter().map(|q| q as &dyn Waitable).collect();
             assert_eq!(wait_timeout(&objs, WAIT).unwrap(), [k]);
             // Level-triggered: still ready until the item is taken.
@@ -110,7 +112,11 @@ fn wait_returns_the_process_that_ended_and_the_parent_sentinel_is_waitable() {
         drop(b);
         // The main process has no parent handle; a child's is tested below.
         assert_eq!(
-            Process::new(parent_is_alive, ()).start().unwrap().join().unwrap(),
+            Process::new(parent_is_alive, ())
+                .start()
+                .unwrap()
+                .join()
+                .unwrap(),
             (true, false)
         );
     });
@@ -181,8 +187,8 @@ fn many_waiters_on_one_queue_miss_nothing() {
                         let mut got = Vec::new();
                         let deadline = Instant::now() + WAIT;
                         loop {
-                            let r = mproc::connection::wait_deadline(&[&q, &stop], deadline)
-                                .unwrap();
+                            let r =
+                                mproc::connection::wait_deadline(&[&q, &stop], deadline).unwrap();
                             assert!(!r.is_empty(), "a waiter timed out");
                             if r.contains(&0) {
                                 if let Ok(v) = q.try_get() {
@@ -236,7 +242,11 @@ fn two_waiters_both_see_one_item() {
 fn a_closed_queue_is_ready() {
     watchdog(LIMIT, || {
         let q: Queue<u64> = Queue::new(0).unwrap();
-        assert!(wait_timeout(&[&q], Duration::from_millis(10)).unwrap().is_empty());
+        assert!(
+            wait_timeout(&[&q], Duration::from_millis(10))
+                .unwrap()
+                .is_empty()
+        );
         let t0 = Instant::now();
         std::thread::scope(|s| {
             s.spawn(|| {

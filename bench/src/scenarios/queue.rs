@@ -86,7 +86,12 @@ pub(crate) fn unpack<T: DeserializeOwned>(arg: &str, fds: Vec<OwnedFd>) -> Bench
     Ok((n.parse()?, from_bytes_with_fds(&bytes?, fds)?))
 }
 
-pub(crate) fn spawn_with<T: Serialize>(ctx: &Ctx, role: &str, n: u64, v: &T) -> BenchResult<RoleChild> {
+pub(crate) fn spawn_with<T: Serialize>(
+    ctx: &Ctx,
+    role: &str,
+    n: u64,
+    v: &T,
+) -> BenchResult<RoleChild> {
     let (arg, fds) = pack(n, v)?;
     let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
     ctx.spawn(role, &arg, &borrowed)

@@ -151,7 +151,7 @@ pub use crate::error::{
     BuildError, GetTimeoutError, NextTimeoutError, PanicPayload, PoolError, TaskError, TryImapError,
 };
 pub use crate::job::AsyncResult;
+pub use crate::pool::{Imap, Pool, PoolBuilder, StarFn, TryImap};
 #[cfg(feature = "tokio")]
 pub use crate::ready::AsyncResultFuture;
-pub use crate::pool::{Imap, Pool, PoolBuilder, StarFn, TryImap};
 pub use mproc_process::{ExitStatus, StartMethod, cpu_count};

@@ -99,7 +99,10 @@ mod future {
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
             let this = self.get_mut();
             loop {
-                let res = this.res.as_ref().expect("AsyncResultFuture polled after completion");
+                let res = this
+                    .res
+                    .as_ref()
+                    .expect("AsyncResultFuture polled after completion");
                 if res.ready() {
                     return Poll::Ready(this.res.take().expect("checked above").get());
                 }

@@ -388,13 +388,19 @@ mod tests {
     fn a_doorbell_rings_until_drained() {
         let b = Doorbell::new().unwrap();
         let fd = b.as_fd();
-        assert_eq!(wait_timeout(&[&fd], Duration::ZERO).unwrap(), Vec::<usize>::new());
+        assert_eq!(
+            wait_timeout(&[&fd], Duration::ZERO).unwrap(),
+            Vec::<usize>::new()
+        );
         b.ring();
         b.ring();
         assert_eq!(wait_timeout(&[&fd], Duration::ZERO).unwrap(), [0]);
         assert!(b.drain());
         assert!(!b.drain());
-        assert_eq!(wait_timeout(&[&fd], Duration::ZERO).unwrap(), Vec::<usize>::new());
+        assert_eq!(
+            wait_timeout(&[&fd], Duration::ZERO).unwrap(),
+            Vec::<usize>::new()
+        );
     }
 
     #[test]
@@ -415,7 +421,11 @@ mod tests {
         let b = Doorbell::new().unwrap();
         let t0 = Instant::now();
         let fd = b.as_fd();
-        assert!(wait_timeout(&[&fd], Duration::from_millis(30)).unwrap().is_empty());
+        assert!(
+            wait_timeout(&[&fd], Duration::from_millis(30))
+                .unwrap()
+                .is_empty()
+        );
         assert!(t0.elapsed() >= Duration::from_millis(30));
     }
 }

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use mproc_shm::ready::{Doorbell, Waitable};
 use mproc_shm::{Segment, SharedSync, futex};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{CreateError, OpenError};
 use crate::shared::{Shared, kind};
@@ -183,7 +183,10 @@ impl Event {
     pub fn new() -> Result<Self, CreateError> {
         Ok(Self {
             shared: Shared::create(kind::EVENT, TAG, [0; 4], |_| {})?,
-            bell: Arc::new(Doorbell::new().map_err(|e| CreateError::Segment(mproc_shm::SegmentError::Io(e)))?),
+            bell: Arc::new(
+                Doorbell::new()
+                    .map_err(|e| CreateError::Segment(mproc_shm::SegmentError::Io(e)))?,
+            ),
         })
     }
 
@@ -201,7 +204,9 @@ impl Event {
     pub fn from_segment(seg: Segment) -> Result<Self, OpenError> {
         Ok(Self {
             shared: Shared::open(seg, kind::EVENT, TAG)?.0,
-            bell: Arc::new(Doorbell::new().map_err(|e| OpenError::Segment(mproc_shm::SegmentError::Io(e)))?),
+            bell: Arc::new(
+                Doorbell::new().map_err(|e| OpenError::Segment(mproc_shm::SegmentError::Io(e)))?,
+            ),
         })
     }
 
