@@ -83,7 +83,7 @@
 //!
 //! # Features
 //!
-//! * `tokio`: `AsyncResult` is [`IntoFuture`](std::future::IntoFuture)
+//! * `tokio`: `AsyncResult` is [`IntoFuture`]
 //!   (`result.await`, see `AsyncResultFuture`), through tokio's reactor
 //!   (no thread per waiter).
 //!
