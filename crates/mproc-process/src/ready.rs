@@ -7,35 +7,33 @@ use mproc_shm::ready::{Waitable, idle_fd};
 
 use crate::process::{ProcessHandle, ProcessInfo};
 
-/// Ready once the child has ended (its sentinel is readable). Without a
-/// sentinel (kernels before 5.3) it is never reported.
-impl<R> Waitable for ProcessHandle<R> {
-    fn wait_fd(&self) -> BorrowedFd<'_> {
-        match self.sentinel() {
-            Some(fd) => fd,
-            None => idle_fd(),
-        }
-    }
+/// Waitable through the sentinel; without one (kernels before 5.3, the
+/// current process) never reported.
+macro_rules! waitable_by_sentinel {
+    ($($(#[$doc:meta])* [$($g:ident)?] $t:ty;)*) => {$(
+        $(#[$doc])*
+        impl$(<$g>)? Waitable for $t {
+            fn wait_fd(&self) -> BorrowedFd<'_> {
+                match self.sentinel() {
+                    Some(fd) => fd,
+                    None => idle_fd(),
+                }
+            }
 
-    fn never_ready(&self) -> bool {
-        self.sentinel().is_none()
-    }
+            fn never_ready(&self) -> bool {
+                self.sentinel().is_none()
+            }
+        }
+    )*};
 }
 
-/// Ready once the process (the parent, from [`parent_process`](crate::parent_process),
-/// or a child from [`active_children`](crate::active_children)) has ended;
-/// the current process, and one without a sentinel, are never reported.
-impl Waitable for ProcessInfo {
-    fn wait_fd(&self) -> BorrowedFd<'_> {
-        match self.sentinel() {
-            Some(fd) => fd,
-            None => idle_fd(),
-        }
-    }
-
-    fn never_ready(&self) -> bool {
-        self.sentinel().is_none()
-    }
+waitable_by_sentinel! {
+    /// Ready once the child has ended (its sentinel is readable).
+    [R] ProcessHandle<R>;
+    /// Ready once the process (the parent, from
+    /// [`parent_process`](crate::parent_process), or a child from
+    /// [`active_children`](crate::active_children)) has ended.
+    [] ProcessInfo;
 }
 
 #[cfg(feature = "tokio")]
