@@ -12,6 +12,7 @@ mod pipe;
 mod pool;
 mod process;
 mod queue;
+mod ready;
 mod shm;
 mod sync;
 
@@ -25,6 +26,7 @@ pub(crate) fn all() -> Vec<Scenario> {
     v.extend(process::scenarios());
     v.extend(pipe::scenarios());
     v.extend(queue::scenarios());
+    v.extend(ready::scenarios());
     v.extend(pool::scenarios());
     v.extend(manager::scenarios());
     #[cfg(feature = "mpi")]
@@ -41,6 +43,7 @@ pub(crate) fn roles() -> Vec<Role> {
     v.extend(process::roles());
     v.extend(pipe::roles());
     v.extend(queue::roles());
+    v.extend(ready::roles());
     v.extend(pool::roles());
     v.extend(manager::roles());
     v

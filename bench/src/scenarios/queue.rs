@@ -90,7 +90,12 @@ pub(crate) fn roles() -> Vec<Role> {
 
 /// Starts `role` with a count `n` and the handles `v`; the child gets them
 /// back with `unpack::<(u64, T)>`.
-fn spawn_with<T: Serialize>(ctx: &Ctx, role: &str, n: u64, v: &T) -> BenchResult<RoleChild> {
+pub(crate) fn spawn_with<T: Serialize>(
+    ctx: &Ctx,
+    role: &str,
+    n: u64,
+    v: &T,
+) -> BenchResult<RoleChild> {
     ctx.spawn_with(role, &(n, v))
 }
 
@@ -285,16 +290,22 @@ fn queue_1p1c_4kib(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
 }
 
 fn queue_rtt(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+    Ok(vec![Measurement::lower(blocking_rtt(ctx, N_RTT)?, "us")])
+}
+
+/// The blocking round trip through two queues and an echo child, `n`
+/// times after a warm-up: microseconds per round trip.
+pub(crate) fn blocking_rtt(ctx: &Ctx, n: u64) -> BenchResult<f64> {
     let ping: U64Queue = Queue::new(0)?;
     let pong: U64Queue = Queue::new(0)?;
-    let child = spawn_with(ctx, "queue_echo", N_RTT + 1000, &(&ping, &pong))?;
+    let child = spawn_with(ctx, "queue_echo", n + 1000, &(&ping, &pong))?;
     // Warm up (and wait for the child to start).
     for i in 0..1000 {
         ping.put(i).map_err(|e| e.to_string())?;
         pong.get()?;
     }
     let t0 = Instant::now();
-    for i in 0..N_RTT {
+    for i in 0..n {
         ping.put(i).map_err(|e| e.to_string())?;
         let v = pong.get()?;
         if v != i + 1 {
@@ -303,8 +314,5 @@ fn queue_rtt(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     }
     let dt = t0.elapsed();
     child.wait()?;
-    Ok(vec![Measurement::lower(
-        dt.as_secs_f64() * 1e6 / N_RTT as f64,
-        "us",
-    )])
+    Ok(dt.as_secs_f64() * 1e6 / n as f64)
 }

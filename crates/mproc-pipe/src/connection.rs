@@ -444,6 +444,19 @@ impl<C> Connection<C> {
         }
     }
 
+    /// Whether this is a `pipe()` end with a shared-memory ring.
+    pub(crate) fn has_ring(&self) -> bool {
+        self.shared.ring.is_some()
+    }
+
+    /// Asks the ring's next sender to ring the socket (a `wait` is about to
+    /// poll it); nothing for a connection without a ring.
+    pub(crate) fn arm_doorbell(&self) {
+        if let Some(ring) = self.shared.ring.as_deref() {
+            ring.arm();
+        }
+    }
+
     /// Whether an oversized or malformed message made the connection
     /// unreadable: `wait` then never reports it ready.
     pub(crate) fn is_unreadable(&self) -> bool {

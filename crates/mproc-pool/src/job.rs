@@ -282,6 +282,8 @@ impl<R: DeserializeOwned + Send> Sink for MapJob<R> {
 pub(crate) struct Slot<T> {
     st: Mutex<Option<Result<T, PoolError>>>,
     cv: Condvar,
+    /// Made by the first `as_fd` (see `ready`), rung by `set`.
+    pub(crate) bell: std::sync::OnceLock<mproc_shm::ready::Doorbell>,
 }
 
 impl<T> Slot<T> {
@@ -289,7 +291,16 @@ impl<T> Slot<T> {
         Arc::new(Self {
             st: Mutex::new(None),
             cv: Condvar::new(),
+            bell: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Rings the doorbell if the result is there (called once the
+    /// doorbell exists: `set` rings it from then on, under the same lock).
+    pub(crate) fn ring_if_done(&self, bell: &mproc_shm::ready::Doorbell) {
+        if lock(&self.st).is_some() {
+            bell.ring();
+        }
     }
 
     pub(crate) fn set(&self, r: Result<T, PoolError>) {
@@ -297,6 +308,10 @@ impl<T> Slot<T> {
         if st.is_none() {
             *st = Some(r);
             self.cv.notify_all();
+            // Under the lock: see `Slot::ring_if_done`.
+            if let Some(b) = self.bell.get() {
+                b.ring();
+            }
         }
     }
 }
@@ -309,7 +324,7 @@ impl<T> Slot<T> {
 /// first. It never hangs on a dead worker. It may outlive its pool.
 #[must_use = "an AsyncResult does nothing unless waited on"]
 pub struct AsyncResult<T> {
-    slot: Arc<Slot<T>>,
+    pub(crate) slot: Arc<Slot<T>>,
 }
 
 impl<T> fmt::Debug for AsyncResult<T> {

@@ -73,6 +73,20 @@
 //! SIGTERM to SIGKILL. Dropping a pool closes it and joins with a deadline,
 //! then terminates.
 //!
+//! # Waiting on results, and async
+//!
+//! [`AsyncResult`] is [`Waitable`](mproc_shm::ready::Waitable) and
+//! [`AsFd`](std::os::fd::AsFd): `mproc_pipe::wait` takes it beside
+//! connections, queues and process handles, and reports it once the result
+//! is there. Its descriptor (an eventfd) is made on the first `as_fd`, so
+//! results nobody polls cost nothing.
+//!
+//! # Features
+//!
+//! * `tokio`: `AsyncResult` is [`IntoFuture`]
+//!   (`result.await`, see `AsyncResultFuture`), through tokio's reactor
+//!   (no thread per waiter).
+//!
 //! # Differences from CPython
 //!
 //! * `map` is not materialised first and does not use `len/(4·procs)`
@@ -98,6 +112,7 @@ mod imap;
 mod input;
 mod job;
 mod pool;
+mod ready;
 mod star;
 mod sys;
 mod task;
@@ -142,5 +157,7 @@ pub use crate::error::{
 pub use crate::imap::{Imap, TryImap};
 pub use crate::job::{AsyncResult, GetTimeoutError};
 pub use crate::pool::Pool;
+#[cfg(feature = "tokio")]
+pub use crate::ready::AsyncResultFuture;
 pub use crate::star::StarFn;
 pub use mproc_process::{ExitStatus, StartMethod, cpu_count};

@@ -89,6 +89,14 @@
 //! killed with SIGKILL (`PR_SET_PDEATHSIG`, plus a parent-pid check right
 //! after setting it). Daemons may start children of their own.
 //!
+//! # Waiting on many things, and async
+//!
+//! [`ProcessHandle`] and [`ProcessInfo`] are
+//! [`Waitable`](mproc_shm::ready::Waitable): `mproc_pipe::wait` takes them
+//! beside connections, queues and events, and reports a process once it has
+//! ended. With the `tokio` feature, [`ProcessHandle::join_async`] awaits the
+//! end through the runtime's reactor (no thread per waiter).
+//!
 //! # CPU count
 //!
 //! [`cpu_count`] is the number of CPUs this process may use (affinity mask,
@@ -107,6 +115,7 @@ mod info;
 mod lock;
 mod method;
 mod process;
+mod ready;
 mod server;
 mod start;
 mod state;

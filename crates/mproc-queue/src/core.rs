@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mproc_shm::handle::{self, HandleFd};
+use mproc_shm::ready::Doorbell;
 use mproc_shm::{Acquired, Layout, RawMutex, Segment};
 use serde::{Deserialize, Serialize};
 
@@ -163,6 +164,11 @@ pub(crate) struct Core {
     has_spent: AtomicBool,
     /// The control block inside `seg` (checked once, in `assemble`).
     ctl: std::ptr::NonNull<Ctl>,
+    /// Rung for processes that wait for an item through a descriptor
+    /// (`wait`, `get_async`), only while `Ctl::wait` counts any: see `ready`.
+    pub(crate) bell: Doorbell,
+    /// The same for room (`put_async`).
+    pub(crate) room_bell: Doorbell,
 }
 
 // SAFETY: `ctl` points into the mapping `seg` owns (which is Send and Sync)
@@ -186,7 +192,7 @@ impl fmt::Debug for Core {
 
 /// A lock guard on one of the two queue locks (see `Core::lock_prod` and
 /// `Core::lock_cons`).
-struct Guard<'a>(&'a RawMutex);
+pub(crate) struct Guard<'a>(&'a RawMutex);
 
 impl<'a> Guard<'a> {
     /// Locks `m`; true with it when its previous owner died holding it.
@@ -222,6 +228,8 @@ struct Wire {
     seg: Segment,
     tx: HandleFd,
     rx: HandleFd,
+    bell: Doorbell,
+    room_bell: Doorbell,
 }
 
 /// The parts of a queue checked by `create`/`open`.
@@ -238,6 +246,8 @@ struct WireRef<'a> {
     seg: &'a Segment,
     tx: &'a HandleFd,
     rx: &'a HandleFd,
+    bell: &'a Doorbell,
+    room_bell: &'a Doorbell,
 }
 
 fn io_broken(e: io::Error) -> BrokenError {
@@ -270,6 +280,10 @@ impl Core {
         // The overflow log's pages exist only once written.
         let seg = Segment::anonymous(RING_OFFSET + cap + ovf_cap).map_err(CreateError::Segment)?;
         let (tx, rx) = crate::sys::seqpacket_pair().map_err(CreateError::Io)?;
+        let bells = [
+            Doorbell::new().map_err(CreateError::Io)?,
+            Doorbell::new().map_err(CreateError::Io)?,
+        ];
         let hdr = seg.header().map_err(CreateError::Segment)?;
         hdr.init(
             Layout { kind, fingerprint },
@@ -288,13 +302,14 @@ impl Core {
             ovf_cap,
             maxsize,
         };
-        Self::assemble(seg, tx, rx, parts).map_err(CreateError::Segment)
+        Self::assemble(seg, tx, rx, bells, parts).map_err(CreateError::Segment)
     }
 
     fn assemble(
         seg: Segment,
         tx: OwnedFd,
         rx: OwnedFd,
+        [bell, room_bell]: [Doorbell; 2],
         p: Parts,
     ) -> Result<Self, mproc_shm::SegmentError> {
         let ctl = std::ptr::NonNull::from(seg.get::<Ctl>(CTL_OFFSET)?);
@@ -319,6 +334,8 @@ impl Core {
             spent: std::sync::Mutex::new(Vec::new()),
             has_spent: AtomicBool::new(false),
             ctl,
+            bell,
+            room_bell,
         })
     }
 
@@ -349,16 +366,20 @@ impl Core {
             ovf_cap,
             maxsize: maxsize as u32,
         };
-        Self::assemble(w.seg, tx, rx, parts).map_err(|e| format!("queue segment is unusable: {e}"))
+        Self::assemble(w.seg, tx, rx, [w.bell, w.room_bell], parts)
+            .map_err(|e| format!("queue segment is unusable: {e}"))
     }
 
     /// Takes the producer lock. A producer that died holding it either
     /// published nothing (the next one overwrites its bytes) or stored its
     /// record's header but not `tail`, which is completed here.
-    fn lock_prod(&self) -> Guard<'_> {
+    pub(crate) fn lock_prod(&self) -> Guard<'_> {
         let ctl = self.ctl();
         let (g, died) = Guard::lock(ctl, &ctl.prod.lock);
         if died {
+            // It may have published without ringing, like the wake-ups in
+            // `Guard::lock`.
+            self.bell.ring();
             // SAFETY: we hold the producer lock. A corrupted ring is reported
             // by the operation that follows, which reads the same words.
             let _ = unsafe { self.ring().repair() };
@@ -479,6 +500,8 @@ impl Core {
         ctl.wait.not_empty.notify_always();
         ctl.wait.not_full.notify_always();
         ctl.tasks.all_done.notify_always();
+        self.bell.ring();
+        self.room_bell.ring();
     }
 
     /// Puts an encoded item.
@@ -565,7 +588,9 @@ impl Core {
     fn after_put(&self, r: Option<Result<u32, PutFail>>) -> Result<(), PutFail> {
         match r {
             Some(Ok(waiters)) => {
-                self.ctl().wait.not_empty.notify_if(waiters);
+                if self.ctl().wait.not_empty.notify_if(waiters) {
+                    self.ring_for_items();
+                }
                 Ok(())
             }
             Some(Err(e)) => Err(e),
@@ -806,7 +831,11 @@ impl Core {
             None if self.is_closed() => return Err(GetFail::Closed),
             None => return Err(GetFail::Empty),
         };
-        let r = r.map(|waiters| ctl.wait.not_full.notify_if(waiters));
+        let r = r.map(|waiters| {
+            if ctl.wait.not_full.notify_if(waiters) {
+                self.ring_for_room();
+            }
+        });
         self.trim_overflow();
         r
     }
@@ -1025,6 +1054,8 @@ impl Core {
             seg: &self.seg,
             tx: &self.tx,
             rx: &self.rx,
+            bell: &self.bell,
+            room_bell: &self.room_bell,
         }
         .serialize(s)
     }

@@ -4,7 +4,7 @@
 //! offset 0     mproc_shm::Header (128 bytes; params = [ring capacity, maxsize,
 //!              overflow capacity, ring offset])
 //! offset 128   Ctl: eight 128-byte lines (producer lock, tail, consumer lock, head,
-//!              wait words, tasks, overflow tail, overflow head)
+//!              wait words and doorbell counts, tasks, overflow tail, overflow head)
 //! offset 1152  the ring: `capacity` bytes of records
 //!              then the overflow log: `overflow capacity` bytes (sparse)
 //! ```
@@ -74,6 +74,12 @@ pub(crate) struct WaitLine {
     pub(crate) not_full: WaitWord,
     /// Non-zero once `close` was called.
     pub(crate) closed: AtomicU32,
+    /// How many wait on the doorbell for an item (registered under the
+    /// producer lock, beside a registration on `not_empty`): see `ready`.
+    pub(crate) bells: AtomicU32,
+    /// How many wait on the doorbell for room (registered with SeqCst,
+    /// beside a registration on `not_full`).
+    pub(crate) room_bells: AtomicU32,
 }
 
 /// JoinableQueue bookkeeping.
@@ -164,6 +170,8 @@ impl Ctl {
                 not_empty: w(),
                 not_full: w(),
                 closed: AtomicU32::new(0),
+                bells: AtomicU32::new(0),
+                room_bells: AtomicU32::new(0),
             },
             tasks: TaskLine {
                 done: AtomicU32::new(0),

@@ -99,6 +99,21 @@
 //! * CPython lets a queue reach another process only by inheritance; these
 //!   queues serialize as handles and travel any way mproc sends handles.
 //!
+//! # Waiting on many things, and async
+//!
+//! The queues are [`Waitable`](mproc_shm::ready::Waitable): `mproc_pipe::wait`
+//! (or [`mproc_shm::ready::wait`]) takes them beside connections, process
+//! handles and events, and reports a queue when `get` would not block. The
+//! descriptor behind it is a doorbell (an eventfd) that producers ring only
+//! while somebody waits: a put pays nothing for it otherwise.
+//!
+//! # Features
+//!
+//! * `tokio`: `get_async` and `put_async` on the three queues, awaiting the
+//!   doorbell through tokio's reactor (no thread per waiter, no timer).
+//!   `get_async` is cancellation-safe; dropping a `put_async` future that
+//!   waits for room drops its item.
+//!
 //! # Handles
 //!
 //! Queues implement `Serialize`/`Deserialize` as handles (see
@@ -115,6 +130,7 @@ mod layout;
 mod lease;
 mod overflow;
 mod queue;
+mod ready;
 mod records;
 mod ring;
 mod sys;

@@ -451,7 +451,7 @@ impl<'de, T, C: Codec<T>> Deserialize<'de> for Queue<T, C> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct JoinableQueue<T, C = Postcard> {
-    q: Queue<T, C>,
+    pub(crate) q: Queue<T, C>,
 }
 
 impl<T, C> Clone for JoinableQueue<T, C> {
@@ -655,7 +655,7 @@ impl<'de, T, C: Codec<T>> Deserialize<'de> for JoinableQueue<T, C> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct SimpleQueue<T, C = Postcard> {
-    q: Queue<T, C>,
+    pub(crate) q: Queue<T, C>,
 }
 
 impl<T, C> Clone for SimpleQueue<T, C> {

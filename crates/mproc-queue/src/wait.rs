@@ -46,10 +46,10 @@ impl WaitWord {
     /// Only the first of several wakers pays for the system call: the wake
     /// disarms the word until a sleeper registers again (a sleeper that
     /// slept on an older `seq` wakes at once, since `seq` moved).
-    pub(crate) fn notify_if(&self, waiters: u32) {
-        if waiters & ARMED != 0 {
-            self.wake_armed();
-        }
+    /// Returns whether this call woke the word (then the caller also rings
+    /// the queue's doorbell if anybody waits on it).
+    pub(crate) fn notify_if(&self, waiters: u32) -> bool {
+        waiters & ARMED != 0 && self.wake_armed()
     }
 
     /// Wakes every sleeper, if one registered since the last wake, for
@@ -61,13 +61,29 @@ impl WaitWord {
         }
     }
 
-    /// Disarms the word and, if it was armed, wakes every sleeper.
-    fn wake_armed(&self) {
+    /// Disarms the word and, if it was armed, wakes every sleeper; returns
+    /// whether it did.
+    fn wake_armed(&self) -> bool {
         // SeqCst: ordered after the caller's change of the condition and
         // before the `seq` bump.
-        if self.waiters.fetch_and(!ARMED, Ordering::SeqCst) & ARMED != 0 {
+        let armed = self.waiters.fetch_and(!ARMED, Ordering::SeqCst) & ARMED != 0;
+        if armed {
             self.notify_always();
         }
+        armed
+    }
+
+    /// Arms the word again if anybody is registered (a doorbell waiter that
+    /// stays registered across wake-ups: see `Core::bell_rearm`). Call as
+    /// [`register`](Self::register) would be: under the lock, or followed
+    /// by a SeqCst fence.
+    pub(crate) fn rearm(&self) {
+        // SeqCst: as in `register_seqcst` when the caller has no lock.
+        let _ = self
+            .waiters
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |w| {
+                (w & !ARMED != 0).then_some(w | ARMED)
+            });
     }
 
     /// Wakes every sleeper unconditionally.

@@ -73,6 +73,18 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Waiting on many things
+//!
+//! The [`ready`] module's [`wait`](ready::wait) blocks until any of several
+//! mproc objects (connections, processes, queues, events, pool results) or
+//! descriptors is ready; the [`Doorbell`](ready::Doorbell) behind it lets
+//! shared-memory objects wake pollers at no cost while nobody waits.
+//!
+//! # Features
+//!
+//! * `tokio`: [`ready::ready`], an async wait on one object, for the
+//!   `_async` methods of the other mproc crates.
+//!
 //! # Handles
 //!
 //! The [`handle`] module serializes descriptors beside serde data, so mproc
@@ -91,6 +103,7 @@ pub mod kind;
 mod layout;
 pub mod lock_api;
 pub mod mutex;
+pub mod ready;
 mod region;
 mod segment;
 mod shared_memory;

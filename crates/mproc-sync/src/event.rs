@@ -4,11 +4,14 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use mproc_shm::ready::{Doorbell, Waitable};
 use mproc_shm::{Segment, SharedSync, futex};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
 
 use crate::error::{CreateError, OpenError};
-use crate::shared::{Shared, deserialize_shared, kind};
+use crate::shared::{Shared, kind};
 use crate::wait::{Slept, deadline_after, sleep, spin_until};
 
 /// A flag that processes can wait on, in shared memory: the raw form of
@@ -131,7 +134,20 @@ impl RawEvent {
 /// The flag bit of `RawEvent::flag`.
 const SET: u32 = 1;
 
-const TAG: &str = "mproc-sync RawEvent v2";
+const TAG: &str = "mproc-sync Event v3";
+
+/// An [`Event`]'s segment: the flag, and how many wait on its doorbell.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct EventState {
+    raw: RawEvent,
+    /// Doorbell waiters (see [`Waitable`]): `set` rings only while non-zero.
+    bells: AtomicU32,
+}
+
+// SAFETY: repr(C) of a RawEvent (SharedSync) and an atomic; every bit
+// pattern is valid.
+unsafe impl SharedSync for EventState {}
 
 /// A flag shared between processes, like CPython's `multiprocessing.Event`:
 /// [`Event::set`] wakes every process waiting in [`Event::wait`].
@@ -149,9 +165,14 @@ const TAG: &str = "mproc-sync RawEvent v2";
 /// assert!(ev.is_set());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// An event is [`Waitable`]: `mproc_pipe::wait` reports it while it is set.
+/// Its descriptor is a doorbell (an eventfd that travels with the event)
+/// that `set` rings only while somebody waits on it.
 #[derive(Clone)]
 pub struct Event {
-    shared: Shared<RawEvent>,
+    shared: Shared<EventState>,
+    bell: Arc<Doorbell>,
 }
 
 impl Event {
@@ -162,17 +183,35 @@ impl Event {
     pub fn new() -> Result<Self, CreateError> {
         Ok(Self {
             shared: Shared::create(kind::EVENT, TAG, [0; 4], |_| {})?,
+            bell: Arc::new(
+                Doorbell::new()
+                    .map_err(|e| CreateError::Segment(mproc_shm::SegmentError::Io(e)))?,
+            ),
         })
     }
 
     /// Opens a segment that holds an `Event`.
     ///
+    /// The segment does not carry the event's doorbell, so this handle gets
+    /// one of its own: [`wait`](Self::wait) and friends see every `set`, but
+    /// `mproc_pipe::wait` and `wait_async` on this handle are woken only by
+    /// sets made through it (pass the `Event` itself to other processes to
+    /// keep one doorbell).
+    ///
     /// # Errors
-    /// [`OpenError`] if the segment holds something else or is corrupt.
+    /// [`OpenError`] if the segment holds something else or is corrupt, or
+    /// no doorbell can be made.
     pub fn from_segment(seg: Segment) -> Result<Self, OpenError> {
         Ok(Self {
             shared: Shared::open(seg, kind::EVENT, TAG)?.0,
+            bell: Arc::new(
+                Doorbell::new().map_err(|e| OpenError::Segment(mproc_shm::SegmentError::Io(e)))?,
+            ),
         })
+    }
+
+    fn raw(&self) -> &RawEvent {
+        &self.shared.get().raw
     }
 
     /// The shared memory segment of this event.
@@ -182,33 +221,51 @@ impl Event {
 
     /// Whether the flag is set (a snapshot).
     pub fn is_set(&self) -> bool {
-        self.shared.get().is_set()
+        self.raw().is_set()
     }
 
     /// Sets the flag (idempotent) and wakes every waiter.
     pub fn set(&self) {
-        self.shared.get().set();
+        self.raw().set();
+        // SeqCst: after the SeqCst update of the flag in `RawEvent::set`;
+        // pairs with the count and fence in `register`, so a doorbell
+        // waiter either is counted here or sees the flag.
+        if self.shared.get().bells.load(Ordering::SeqCst) != 0 {
+            self.bell.ring();
+        }
     }
 
     /// Clears the flag.
     pub fn clear(&self) {
-        self.shared.get().clear();
+        self.raw().clear();
     }
 
     /// Blocks until the flag is set.
     pub fn wait(&self) {
-        self.shared.get().wait();
+        self.raw().wait();
+    }
+
+    /// Awaits the flag (the async [`wait`](Self::wait)), through the
+    /// event's doorbell and the tokio runtime's reactor: no thread waits.
+    /// Cancellation-safe (dropping the future withdraws its registration).
+    ///
+    /// # Errors
+    /// The OS error if the doorbell cannot be watched (no tokio runtime,
+    /// out of descriptors).
+    #[cfg(feature = "tokio")]
+    pub async fn wait_async(&self) -> std::io::Result<()> {
+        mproc_shm::ready::ready(self).await
     }
 
     /// Waits at most `timeout` (zero: check once); returns whether the flag
     /// is set on return (CPython's `wait(timeout)`).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.shared.get().wait_timeout(timeout)
+        self.raw().wait_timeout(timeout)
     }
 
     /// Waits until `deadline` at most; returns whether the flag is set.
     pub fn wait_deadline(&self, deadline: Instant) -> bool {
-        self.shared.get().wait_deadline(deadline)
+        self.raw().wait_deadline(deadline)
     }
 }
 
@@ -222,14 +279,64 @@ impl fmt::Debug for Event {
 
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.shared.serialize(s)
+        (&self.shared, &*self.bell).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        /// The segment, then the doorbell (see `serialize`).
+        #[derive(Deserialize)]
+        struct Wire(Segment, Doorbell);
+        let Wire(seg, bell) = Wire::deserialize(d)?;
+        let shared = Shared::open(seg, kind::EVENT, TAG)
+            .map_err(D::Error::custom)?
+            .0;
         Ok(Self {
-            shared: deserialize_shared(d, kind::EVENT, TAG)?.0,
+            shared,
+            bell: Arc::new(bell),
         })
+    }
+}
+
+/// Ready while the flag is set.
+impl Waitable for Event {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.bell.as_fd()
+    }
+
+    fn ready_now(&self) -> bool {
+        self.is_set()
+    }
+
+    fn is_doorbell(&self) -> bool {
+        true
+    }
+
+    fn register(&self) {
+        // SeqCst, then a fence before the caller looks at the flag: pairs
+        // with the SeqCst flag update and count load in `set`.
+        self.shared.get().bells.fetch_add(1, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    fn unregister(&self) {
+        // Relaxed: a stale count costs at most a spurious ring.
+        let _ = self
+            .shared
+            .get()
+            .bells
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1));
+    }
+
+    fn rearm(&self) {
+        self.bell.drain();
+        // SeqCst: as in `register`; `set` rings while the count is non-zero,
+        // so only a set that came before the drain needs ringing again.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.is_set() {
+            self.bell.ring();
+        }
     }
 }

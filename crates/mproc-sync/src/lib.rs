@@ -116,6 +116,17 @@
 //! [`RawSemaphore`], [`RawEvent`] and [`RawCondition`] (with
 //! [`mproc_shm::RawMutex`]) are the in-segment forms, [`SharedSync`](mproc_shm::SharedSync),
 //! for crates that lay out their own segments.
+//!
+//! # Waiting on many things, and async
+//!
+//! [`Event`] is [`Waitable`](mproc_shm::ready::Waitable): `mproc_pipe::wait`
+//! reports it while it is set. Its descriptor is a doorbell (an eventfd that
+//! travels with the event) rung by `set` only while somebody waits.
+//!
+//! # Features
+//!
+//! * `tokio`: `Event::wait_async`, through tokio's reactor (no thread per
+//!   waiter; cancellation-safe).
 
 #![doc(test(attr(deny(warnings))))]
 

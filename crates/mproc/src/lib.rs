@@ -63,6 +63,13 @@
 //! * `mpi`: `mpi::MpiPool`, the Pool API on
 //!   the ranks of an MPI job (module `mpi`), for work that outgrows one
 //!   machine. Needs Open MPI and libclang to build (`scripts/install-mpi.sh`).
+//! * `tokio`: async forms built on readiness descriptors (no thread per
+//!   waiter): `Queue::get_async`/`put_async` (and on `SimpleQueue`,
+//!   `JoinableQueue`), `ProcessHandle::join_async`, `Event::wait_async`, and
+//!   `AsyncResult` is `IntoFuture`. Without it nothing depends on tokio.
+//!
+//! [`wait`] takes connections, listeners, process handles, queues, events,
+//! pool results and raw descriptors in one list ([`Waitable`]).
 
 #![doc(test(attr(deny(warnings))))]
 
@@ -86,7 +93,7 @@ mod context;
 
 pub use crate::context::{Context, default_context, get_context};
 pub use mproc_manager::Manager;
-pub use mproc_pipe::{Client, Connection, Listener, pipe, wait, wait_timeout};
+pub use mproc_pipe::{Client, Connection, Listener, Waitable, pipe, wait, wait_timeout};
 pub use mproc_pool::{AsyncResult, Pool};
 pub use mproc_process::{
     AuthKey, ExitStatus, JoinError, Pid, Process, ProcessHandle, ProcessInfo, StartError,

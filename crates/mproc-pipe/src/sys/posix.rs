@@ -175,43 +175,7 @@ pub(crate) unsafe fn read(
     }
 }
 
-/// `poll(2)` over `fds`, retrying on `EINTR` until `deadline` (`None`: no
-/// limit). Returns how many entries have events.
-pub(crate) fn poll(fds: &mut [libc::pollfd], deadline: Option<Instant>) -> io::Result<usize> {
-    loop {
-        let timeout = match deadline {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                // Round up so that a wait never ends before the deadline.
-                let ms = left.as_nanos().div_ceil(1_000_000);
-                ms.min(i32::MAX as u128) as libc::c_int
-            }
-        };
-        // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfd structures.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if r == 0 {
-            if let Some(d) = deadline {
-                // poll's millisecond clock may wake a little early; sleep the rest.
-                if Instant::now() < d {
-                    continue;
-                }
-            }
-        }
-        // A closed descriptor is reported as POLLNVAL: an error, not readiness.
-        if r > 0 && fds.iter().any(|p| p.revents & libc::POLLNVAL != 0) {
-            return Err(io::Error::from_raw_os_error(libc::EBADF));
-        }
-        return Ok(r as usize);
-    }
-}
+pub(crate) use mproc_shm::sys::poll;
 
 /// Whether `fd` is readable (or hung up, or in error) right now; never
 /// waits. Errors count as ready: the read that follows reports them.

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use super::Liveness;
-use super::posix::{cvt, process_exists};
+use super::posix::{cvt, cvt_retry, process_exists};
 
 /// Socket-type flag for an atomic close-on-exec socket.
 pub(super) const SOCK_CLOEXEC: libc::c_int = libc::SOCK_CLOEXEC;
@@ -300,4 +300,33 @@ fn liveness_fallback(pid: libc::pid_t) -> Liveness {
         // Unknown: never steal a lock on a guess.
         Err(_) => Liveness::Alive,
     }
+}
+
+/// A fresh eventfd (counter 0), non-blocking and close-on-exec.
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain integer arguments; the call creates a new descriptor.
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+    // SAFETY: `eventfd` just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether `fd` is an eventfd (its `/proc/self/fd` link names one).
+pub(crate) fn is_eventfd(fd: BorrowedFd<'_>) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .is_ok_and(|p| p.as_os_str() == "anon_inode:[eventfd]")
+}
+
+/// Adds 1 to an eventfd's counter; a full counter (`EAGAIN`) already
+/// reads as rung, so it is not an error.
+pub(crate) fn eventfd_add(fd: BorrowedFd<'_>) {
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: `fd` is valid for the call and `one` is 8 readable bytes.
+    let _ = cvt_retry(|| unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), 8) });
+}
+
+/// Resets a non-blocking eventfd's counter; returns whether it was non-zero.
+pub(crate) fn eventfd_take(fd: BorrowedFd<'_>) -> bool {
+    let mut buf = [0u8; 8];
+    // SAFETY: `fd` is valid for the call and `buf` is 8 writable bytes.
+    cvt_retry(|| unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) }).is_ok()
 }

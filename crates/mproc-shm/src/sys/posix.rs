@@ -536,3 +536,37 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` is always safe to call; it does not return.
     unsafe { libc::_exit(code) }
 }
+
+/// `poll(2)` on `fds` until one is ready or `deadline` (`None`: for ever)
+/// passes; retries on `EINTR` and never returns before the deadline with
+/// nothing ready.
+///
+/// # Errors
+/// The OS error of `poll`; `EBADF` for a descriptor that is not open
+/// (`POLLNVAL`).
+pub fn poll(fds: &mut [libc::pollfd], deadline: Option<std::time::Instant>) -> io::Result<usize> {
+    loop {
+        let timeout = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                // Round up so that a wait never ends before the deadline.
+                left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int
+            }
+        };
+        // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfd structures.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        let n = match cvt(r) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => r?,
+        };
+        if n == 0 && deadline.is_some_and(|d| std::time::Instant::now() < d) {
+            // poll's millisecond clock may wake a little early.
+            continue;
+        }
+        if n > 0 && fds.iter().any(|p| p.revents & libc::POLLNVAL != 0) {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        return Ok(n as usize);
+    }
+}

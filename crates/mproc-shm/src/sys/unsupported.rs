@@ -107,3 +107,22 @@ pub(crate) fn liveness(pid: u32) -> Liveness {
         _ => Liveness::Dead,
     }
 }
+
+/// Doorbells are Linux eventfds; the macOS port uses a non-blocking pipe
+/// (its read end polled, its write end rung).
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    unsupported("a doorbell (eventfd)")
+}
+
+/// No descriptor is an eventfd here.
+pub(crate) fn is_eventfd(_fd: BorrowedFd<'_>) -> bool {
+    false
+}
+
+/// Never reached: no doorbell is ever made here.
+pub(crate) fn eventfd_add(_fd: BorrowedFd<'_>) {}
+
+/// Never reached: no doorbell is ever made here.
+pub(crate) fn eventfd_take(_fd: BorrowedFd<'_>) -> bool {
+    false
+}

@@ -1,0 +1,133 @@
+//! [`AsyncResult`] as a [`Waitable`] and [`AsFd`] (ready once the result is
+//! there) and, with the `tokio` feature, as a future ([`IntoFuture`]).
+//!
+//! The descriptor is a doorbell (an eventfd) made on the first `as_fd`, so
+//! results nobody polls cost nothing; the pool's result thread rings it when
+//! the result arrives, and nobody drains it (a result stays ready).
+//!
+//! [`IntoFuture`]: std::future::IntoFuture
+
+use std::os::fd::{AsFd, BorrowedFd};
+
+use mproc_shm::ready::{Doorbell, Waitable};
+
+use crate::job::AsyncResult;
+
+impl<T> AsFd for AsyncResult<T> {
+    /// A descriptor that turns readable once the result is there (and
+    /// stays so).
+    ///
+    /// # Panics
+    /// If the process is out of descriptors on the first call.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        let slot = &self.slot;
+        if let Some(b) = slot.bell.get() {
+            return b.as_fd();
+        }
+        let bell = slot
+            .bell
+            .get_or_init(|| Doorbell::new().expect("an eventfd for AsyncResult::as_fd"));
+        // A result set before the doorbell existed did not ring it.
+        slot.ring_if_done(bell);
+        bell.as_fd()
+    }
+}
+
+/// Ready once the result is there.
+impl<T> Waitable for AsyncResult<T> {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+
+    fn ready_now(&self) -> bool {
+        self.ready()
+    }
+}
+
+#[cfg(feature = "tokio")]
+pub use self::future::AsyncResultFuture;
+
+#[cfg(feature = "tokio")]
+mod future {
+    use std::future::{Future, IntoFuture};
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::io::unix::AsyncFd;
+
+    use crate::error::PoolError;
+    use crate::job::AsyncResult;
+
+    /// The future of an [`AsyncResult`] (`result.await`): resolves to what
+    /// [`AsyncResult::get`] returns, without blocking a thread (the tokio
+    /// runtime's reactor watches the result's doorbell).
+    ///
+    /// Cancellation-safe in the sense that dropping it only drops the
+    /// result (the task still runs in the pool).
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct AsyncResultFuture<T> {
+        res: Option<AsyncResult<T>>,
+        fd: Option<AsyncFd<OwnedFd>>,
+    }
+
+    impl<T> std::fmt::Debug for AsyncResultFuture<T> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("AsyncResultFuture")
+                .field("result", &self.res)
+                .finish_non_exhaustive()
+        }
+    }
+
+    /// `result.await` (needs a tokio runtime with I/O enabled; outside one,
+    /// the future blocks its thread in [`AsyncResult::get`]).
+    impl<T> IntoFuture for AsyncResult<T> {
+        type Output = Result<T, PoolError>;
+        type IntoFuture = AsyncResultFuture<T>;
+
+        fn into_future(self) -> Self::IntoFuture {
+            AsyncResultFuture {
+                res: Some(self),
+                fd: None,
+            }
+        }
+    }
+
+    impl<T> Future for AsyncResultFuture<T> {
+        type Output = Result<T, PoolError>;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let this = self.get_mut();
+            loop {
+                let res = this
+                    .res
+                    .as_ref()
+                    .expect("AsyncResultFuture polled after completion");
+                if res.ready() {
+                    return Poll::Ready(this.res.take().expect("checked above").get());
+                }
+                let fd = match &mut this.fd {
+                    Some(fd) => fd,
+                    slot => match mproc_shm::ready::reactor_fd(res.as_fd()) {
+                        Ok(fd) => slot.insert(fd),
+                        // No reactor: wait the blocking way.
+                        Err(_) => {
+                            return Poll::Ready(this.res.take().expect("checked above").get());
+                        }
+                    },
+                };
+                match fd.poll_read_ready(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(mut guard)) => {
+                        if !res.ready() {
+                            guard.clear_ready();
+                        }
+                    }
+                    Poll::Ready(Err(_)) => {
+                        return Poll::Ready(this.res.take().expect("checked above").get());
+                    }
+                }
+            }
+        }
+    }
+}
