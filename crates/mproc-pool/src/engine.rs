@@ -1008,6 +1008,9 @@ impl Shared {
                 (d, t.payload.clone())
             })
             .collect();
+        for t in &batch {
+            t.job.dispatched();
+        }
         let w = &mut st.workers[slot];
         w.assigned += items as u64;
         w.inflight.push_back(InFlight {
@@ -1477,7 +1480,7 @@ impl Shared {
                         let mut st = lock(&self.st);
                         for (mut t, e) in lost.into_iter().rev() {
                             t.attempts += 1;
-                            if t.attempts > MAX_ATTEMPTS {
+                            if t.attempts > MAX_ATTEMPTS || !t.job.rerun_lost() {
                                 failed.push((t, e));
                             } else {
                                 st.pending.push_front(t);
@@ -1612,16 +1615,20 @@ impl Shared {
                     base += t.count;
                     // Only items that ran count as an attempt: not those of
                     // batches still queued, nor those after the culprit.
-                    if started && culprit.as_ref().is_none_or(|c| range.start <= c.start) {
+                    let ran = started && culprit.as_ref().is_none_or(|c| range.start <= c.start);
+                    if ran {
                         t.attempts += 1;
                     }
+                    let rerun = t.job.rerun_lost();
                     match culprit.clone().filter(|c| range.contains(&c.start)) {
                         Some(c) => {
                             let k = c.start - range.start;
                             let k2 = (c.end - range.start).clamp(k + 1, t.count);
                             match (t.slice(0, k), t.slice(k, k2), t.slice(k2, t.count)) {
                                 (Some(a), Some(mut x), Some(mut b)) => {
-                                    if a.count > 0 {
+                                    if a.count > 0 && !rerun {
+                                        failed.push((a, lost.clone()));
+                                    } else if a.count > 0 {
                                         requeue.push(a);
                                     }
                                     if x.count == 1 {
@@ -1642,7 +1649,9 @@ impl Shared {
                                 _ => failed.push((t, lost.clone())),
                             }
                         }
-                        None if t.attempts > MAX_ATTEMPTS => failed.push((t, lost.clone())),
+                        None if t.attempts > MAX_ATTEMPTS || (ran && !rerun) => {
+                            failed.push((t, lost.clone()))
+                        }
                         None => requeue.push(t),
                     }
                 }
@@ -1758,6 +1767,36 @@ impl Shared {
             t.job.fail(t.first, t.count, TaskError::Cancelled);
         }
         sys::notify(self.wake.as_fd());
+    }
+
+    /// Takes the queued (not yet dispatched) tasks of `job` out of the
+    /// queue, or every queued task if `job` is `None`, and fails them with
+    /// `Cancelled`. Returns how many it took. Running tasks are left alone.
+    /// (`job` is the address of the tasks' sink.)
+    pub(crate) fn cancel_queued(&self, job: Option<*const ()>) -> usize {
+        let tasks: Vec<Task> = {
+            let mut st = lock(&self.st);
+            match job {
+                None => st.pending.drain(..).collect(),
+                Some(j) => {
+                    let mine = |t: &Task| std::ptr::addr_eq(Arc::as_ptr(&t.job), j);
+                    let (taken, kept): (VecDeque<Task>, _) = std::mem::take(&mut st.pending)
+                        .into_iter()
+                        .partition(|t| mine(t));
+                    st.pending = kept;
+                    taken.into()
+                }
+            }
+        };
+        let n = tasks.len();
+        for t in tasks {
+            t.job.fail(t.first, t.count, TaskError::Cancelled);
+        }
+        if n > 0 {
+            // A closed pool may now let its workers go.
+            self.poke();
+        }
+        n
     }
 
     /// Stops every worker now (SIGTERM, then SIGKILL after `grace`) and

@@ -92,6 +92,7 @@
 
 mod engine;
 mod error;
+mod executor;
 mod input;
 mod job;
 mod kinds;
@@ -134,6 +135,10 @@ pub mod __private {
 
 pub use crate::error::{
     BuildError, GetTimeoutError, NextTimeoutError, PanicPayload, PoolError, TaskError, TryImapError,
+};
+pub use crate::executor::{
+    AsCompleted, AsFuture, ExecutorBuilder, Future, FutureError, Map, ProcessPoolExecutor,
+    ReturnWhen, as_completed, wait, wait_timeout,
 };
 pub use crate::job::AsyncResult;
 pub use crate::pool::{Imap, Pool, PoolBuilder, StarFn, TryImap};

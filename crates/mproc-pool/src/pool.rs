@@ -14,12 +14,12 @@ use serde::de::DeserializeOwned;
 use crate::engine::{Config, Payload, Run, Shared, Task};
 use crate::error::{BuildError, NextTimeoutError, PoolError, TaskError, TryImapError};
 use crate::input::{Produced, Producer, UntilErr, producer};
-use crate::job::{ApplyJob, AsyncResult, Callback, Chunk, MapJob, Slot, assemble, lock};
+use crate::job::{ApplyJob, AsyncResult, Callback, Chunk, MapJob, Sink, Slot, assemble, lock};
 use crate::sys;
 use crate::wire::Kind;
 use crate::worker::{InitFn, TaskFn, run_init, run_task};
 
-fn entry_of<F, A, R>() -> i64
+pub(crate) fn entry_of<F, A, R>() -> i64
 where
     F: Fn(A) -> R + Copy + Send + 'static,
     A: DeserializeOwned,
@@ -289,6 +289,11 @@ impl Pool {
         self.shared.pids()
     }
 
+    /// The engine (for the executor's hooks).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     fn check_running(&self) -> Result<(), PoolError> {
         match lock(&self.shared.st).run {
             Run::Running => Ok(()),
@@ -366,7 +371,14 @@ impl Pool {
             slot: slot.clone(),
             callback: Mutex::new(cb),
         });
-        match mproc_shm::handle::to_bytes_with_fds(&args) {
+        self.submit_one(entry, &args, job);
+        Ok(AsyncResult::new(slot))
+    }
+
+    /// Queues the one-item task `entry(args)` for `job` (or fails it there
+    /// if `args` does not serialize).
+    pub(crate) fn submit_one<A: Serialize>(&self, entry: i64, args: &A, job: Arc<dyn Sink>) {
+        match mproc_shm::handle::to_bytes_with_fds(args) {
             Ok((bytes, fds)) => {
                 let offsets = vec![0, bytes.len()];
                 let payload = Payload {
@@ -392,12 +404,11 @@ impl Pool {
                 self.shared.ensure_threads();
             }
             Err(e) => {
-                let e = PostcardError::encode(&args, e);
+                let e = PostcardError::encode(args, e);
                 let e = TaskError::Encode(format!("the task's argument: {e}"));
-                crate::job::Sink::fail(&*job, 0, 1, e)
+                job.fail(0, 1, e)
             }
         }
-        Ok(AsyncResult::new(slot))
     }
 
     // ----- map -----
