@@ -794,26 +794,90 @@ impl<R> Drop for Map<'_, R> {
 
 // ----- wait, as_completed -----
 
-/// A [`Future`] or a reference to one: what [`wait`] and [`as_completed`]
-/// take (so they work on `&[Future<R>]` and on `Vec<Future<R>>`).
+/// A [`Future`] or a reference to one, of any value type: what [`wait`]
+/// and [`as_completed`] take, so they work on `&[Future<R>]`, on
+/// `Vec<Future<R>>`, and on futures of different types as
+/// `&dyn AsFuture` (`[&a as &dyn AsFuture, &b]`).
 pub trait AsFuture {
-    /// The future's value type.
-    type Output;
-    /// The future.
-    fn as_future(&self) -> &Future<Self::Output>;
+    /// The future, its value type erased.
+    fn as_future_ref(&self) -> FutureRef<'_>;
 }
 
 impl<R> AsFuture for Future<R> {
-    type Output = R;
-    fn as_future(&self) -> &Future<R> {
-        self
+    fn as_future_ref(&self) -> FutureRef<'_> {
+        FutureRef(&*self.core)
     }
 }
 
-impl<R> AsFuture for &Future<R> {
-    type Output = R;
-    fn as_future(&self) -> &Future<R> {
-        self
+impl<T: AsFuture + ?Sized> AsFuture for &T {
+    fn as_future_ref(&self) -> FutureRef<'_> {
+        (**self).as_future_ref()
+    }
+}
+
+/// A [`Future`] of any value type (from [`AsFuture`]): its state.
+#[derive(Clone, Copy)]
+pub struct FutureRef<'a>(&'a dyn Watchable);
+
+impl fmt::Debug for FutureRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FutureRef")
+            .field("done", &self.done())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FutureRef<'_> {
+    /// As [`Future::done`].
+    pub fn done(&self) -> bool {
+        self.0.phase() >= SUCCEEDED
+    }
+
+    /// As [`Future::running`].
+    pub fn running(&self) -> bool {
+        self.0.phase() == RUNNING
+    }
+
+    /// As [`Future::cancelled`].
+    pub fn cancelled(&self) -> bool {
+        self.0.phase() == CANCELLED
+    }
+
+    /// Whether it failed (not counting cancellation).
+    pub fn failed(&self) -> bool {
+        self.0.phase() == FAILED
+    }
+}
+
+/// What `wait` and `as_completed` need of a future, whatever its type.
+trait Watchable {
+    fn phase(&self) -> u8;
+    /// Has `w` told (index `i`) when it resolves, at once if it is.
+    fn watch(&self, w: &Arc<Waiter>, i: usize);
+    fn unwatch(&self, w: &Arc<Waiter>);
+}
+
+impl<R> Watchable for Core<R> {
+    fn phase(&self) -> u8 {
+        Core::phase(self)
+    }
+
+    fn watch(&self, w: &Arc<Waiter>, i: usize) {
+        let mut g = lock(&self.inner);
+        // Under the lock: `resolve` sets the phase and takes the waiters
+        // under it too, so no resolution is missed.
+        if self.phase() >= SUCCEEDED {
+            drop(g);
+            w.push(i);
+        } else {
+            g.waiters.push((w.clone(), i));
+        }
+    }
+
+    fn unwatch(&self, w: &Arc<Waiter>) {
+        lock(&self.inner)
+            .waiters
+            .retain(|(x, _)| !Arc::ptr_eq(x, w));
     }
 }
 
@@ -866,27 +930,17 @@ impl<F: AsFuture> Watch<F> {
         let waiter = Arc::new(Waiter::default());
         let items: Vec<Option<F>> = fs.into_iter().map(Some).collect();
         for (i, f) in items.iter().enumerate() {
-            let Some(f) = f else { continue };
-            let core = &f.as_future().core;
-            let mut g = lock(&core.inner);
-            if core.phase() >= SUCCEEDED {
-                drop(g);
-                waiter.push(i);
-            } else {
-                g.waiters.push((waiter.clone(), i));
+            if let Some(f) = f {
+                f.as_future_ref().0.watch(&waiter, i);
             }
         }
         Self { items, waiter }
     }
-}
 
-impl<F: AsFuture> Watch<F> {
     /// Stops watching the futures not taken out.
     fn unwatch(&self) {
         for f in self.items.iter().flatten() {
-            lock(&f.as_future().core.inner)
-                .waiters
-                .retain(|(w, _)| !Arc::ptr_eq(w, &self.waiter));
+            f.as_future_ref().0.unwatch(&self.waiter);
         }
     }
 }
@@ -950,12 +1004,12 @@ fn wait_inner<F: AsFuture>(
         };
         done += 1;
         if let Some(f) = &w.items[i] {
-            failed |= f.as_future().core.phase() == FAILED;
+            failed |= f.as_future_ref().failed();
         }
     }
     w.unwatch();
     let items: Vec<F> = std::mem::take(&mut w.items).into_iter().flatten().collect();
-    items.into_iter().partition(|f| f.as_future().done())
+    items.into_iter().partition(|f| f.as_future_ref().done())
 }
 
 /// The futures in the order they resolve (Python's

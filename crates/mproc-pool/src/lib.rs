@@ -137,8 +137,8 @@ pub use crate::error::{
     BuildError, GetTimeoutError, NextTimeoutError, PanicPayload, PoolError, TaskError, TryImapError,
 };
 pub use crate::executor::{
-    AsCompleted, AsFuture, ExecutorBuilder, Future, FutureError, Map, ProcessPoolExecutor,
-    ReturnWhen, as_completed, wait, wait_timeout,
+    AsCompleted, AsFuture, ExecutorBuilder, Future, FutureError, FutureRef, Map,
+    ProcessPoolExecutor, ReturnWhen, as_completed, wait, wait_timeout,
 };
 pub use crate::job::AsyncResult;
 pub use crate::pool::{Imap, Pool, PoolBuilder, StarFn, TryImap};
