@@ -390,36 +390,79 @@ fn a_killed_worker_fails_only_its_future() {
     });
 }
 
+/// Marks item `x` as run in `dir` (`u32::MAX` if it ran before), and
+/// kills its own worker for 3.
+fn once_or_killed((x, dir): (u32, String)) -> u32 {
+    let first = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(format!("{dir}/{x}"))
+        .is_ok();
+    if x == 3 {
+        // SAFETY: kill(2) of this very process.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    }
+    if first { x + 1 } else { u32::MAX }
+}
+
+/// Submits 0..8 of `once_or_killed` to one worker that batches them (the
+/// function is measured first); returns the outcomes.
+fn run_batch_with_a_killer(rerun: bool) -> Vec<Result<u32, FutureError>> {
+    let dir = std::env::temp_dir().join(format!("exec-once-{rerun}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    let d = dir.to_string_lossy().into_owned();
+    let ex = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .rerun_lost(rerun)
+        .build()
+        .unwrap();
+    // Teach the engine the function is fast, so tasks travel in batches.
+    for x in 100..400u32 {
+        ex.submit(once_or_killed, (x, d.clone()))
+            .unwrap()
+            .result()
+            .unwrap();
+    }
+    let futs: Vec<_> = (0..8u32)
+        .map(|x| ex.submit(once_or_killed, (x, d.clone())).unwrap())
+        .collect();
+    let out: Vec<_> = futs.iter().map(|f| f.result()).collect();
+    assert_eq!(ex.submit(square, 3).unwrap().result().unwrap(), 9);
+    drop(ex);
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
 #[test]
 fn at_most_once_fails_lost_tasks_instead_of_rerunning() {
     watchdog(90, || {
-        let ex = ProcessPoolExecutor::builder()
-            .max_workers(1)
-            .rerun_lost(false)
-            .build()
-            .unwrap();
-        // Teach the engine the function is fast, so tasks travel in batches.
-        for x in 10..40u32 {
-            ex.submit(killed_on_3, x).unwrap().result().unwrap();
-        }
-        let futs: Vec<_> = (0..8u32)
-            .map(|x| ex.submit(killed_on_3, x).unwrap())
-            .collect();
-        let mut lost = 0;
-        for (x, f) in futs.iter().enumerate() {
-            match f.result() {
-                Ok(v) => assert_eq!(v, x as u32 + 1),
+        let out = run_batch_with_a_killer(false);
+        for (x, r) in out.iter().enumerate() {
+            match r {
+                Ok(v) => assert_eq!(*v, x as u32 + 1, "task {x} ran twice"),
                 // The killer, or one whose result died with the worker.
                 Err(e) if e.task_error().is_some_and(TaskError::is_worker_lost) => {
                     assert!(x <= 3, "task {x} never ran in the dead worker");
-                    lost += 1;
                 }
                 Err(e) => panic!("unexpected {e:?}"),
             }
         }
-        assert!(futs[3].exception().is_some_and(|e| e.is_worker_lost()));
-        assert!(lost >= 1);
-        assert_eq!(ex.submit(square, 3).unwrap().result().unwrap(), 9);
+        assert!(
+            out[3]
+                .as_ref()
+                .unwrap_err()
+                .task_error()
+                .is_some_and(TaskError::is_worker_lost)
+        );
+        // By default, only the killer fails (the others may run twice).
+        let out = run_batch_with_a_killer(true);
+        for (x, r) in out.iter().enumerate() {
+            match r {
+                Ok(_) => assert_ne!(x, 3),
+                Err(e) => assert!(x == 3 && e.task_error().is_some_and(TaskError::is_worker_lost)),
+            }
+        }
     });
 }
 
