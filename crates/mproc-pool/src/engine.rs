@@ -1405,7 +1405,11 @@ impl Shared {
                         // work now rather than after waking the feeder.
                         self.ask_split(&mut st);
                     }
-                    if st.feeder_idle {
+                    // The feeder only has work if some is queued (this
+                    // worker can take more), or to let a closed pool's
+                    // workers go: waking it for nothing costs a thread
+                    // wake-up per result, on the path of every round trip.
+                    if st.feeder_idle && (!st.pending.is_empty() || st.run != Run::Running) {
                         st.feeder_idle = false;
                         self.feeder_cv.notify_one();
                     }
@@ -1499,7 +1503,11 @@ impl Shared {
                 }
                 self.dispatch_to_idle();
                 // A closed pool may now let its workers go.
-                self.feeder_cv.notify_one();
+                let mut st = lock(&self.st);
+                if st.feeder_idle && st.run != Run::Running {
+                    st.feeder_idle = false;
+                    self.feeder_cv.notify_one();
+                }
                 true
             }
         }
