@@ -1,7 +1,7 @@
 //! A process pool for mproc: Python's `multiprocessing.Pool` (`map`, `imap`,
 //! `imap_unordered`, `starmap`, `apply`, `apply_async`, `map_async`,
-//! `starmap_async`), fast for tiny tasks and never hanging when a worker
-//! dies.
+//! `starmap_async`) and `concurrent.futures.ProcessPoolExecutor`, fast for
+//! tiny tasks and never hanging when a worker dies.
 //!
 //! # Hello, world!
 //!
@@ -72,6 +72,14 @@
 //! [`Pool::cancel`] does the same from code. [`Pool::terminate`] escalates
 //! SIGTERM to SIGKILL. Dropping a pool closes it and joins with a deadline,
 //! then terminates.
+//!
+//! # Futures
+//!
+//! [`ProcessPoolExecutor`] is Python's `concurrent.futures` executor on the
+//! same engine: [`ProcessPoolExecutor::submit`] returns a [`Future`];
+//! [`ProcessPoolExecutor::map`], [`wait`] (with [`ReturnWhen`]) and
+//! [`as_completed`] work as in Python, and a dead worker fails only the
+//! future of its task.
 //!
 //! # Differences from CPython
 //!
