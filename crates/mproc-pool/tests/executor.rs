@@ -47,6 +47,15 @@ fn aborts_on_3(x: u32) -> u32 {
     x + 1
 }
 
+/// Waits until `f` was dispatched to a worker.
+fn wait_running<R>(f: &mproc_pool::Future<R>) {
+    let t0 = Instant::now();
+    while !f.running() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "never dispatched");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn results_equal_serial() {
     watchdog(60, || {
@@ -220,11 +229,7 @@ fn cancel_pending_but_not_running() {
         let ex = ProcessPoolExecutor::new(1).unwrap();
         let long = ex.submit(sleep_ms, 700).unwrap();
         let rest: Vec<_> = (0..6).map(|i| ex.submit(sleep_ms, i).unwrap()).collect();
-        let t0 = Instant::now();
-        while !long.running() {
-            assert!(t0.elapsed() < Duration::from_secs(20), "never dispatched");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_running(&long);
         // Running: cannot be cancelled.
         assert!(!long.cancel());
         assert!(!long.cancelled());
@@ -286,11 +291,7 @@ fn shutdown_without_waiting_cancels_pending() {
         let ex = ProcessPoolExecutor::new(1).unwrap();
         let long = ex.submit(sleep_ms, 500).unwrap();
         let rest: Vec<_> = (0..6).map(|i| ex.submit(sleep_ms, i).unwrap()).collect();
-        let t0 = Instant::now();
-        while !long.running() {
-            assert!(t0.elapsed() < Duration::from_secs(20), "never dispatched");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_running(&long);
         ex.shutdown(false, true);
         assert!(!long.done());
         assert_eq!(
