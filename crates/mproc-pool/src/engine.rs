@@ -1787,12 +1787,18 @@ impl Shared {
             match job {
                 None => st.pending.drain(..).collect(),
                 Some(j) => {
-                    let mine = |t: &Task| std::ptr::addr_eq(Arc::as_ptr(&t.job), j);
-                    let (taken, kept): (VecDeque<Task>, _) = std::mem::take(&mut st.pending)
-                        .into_iter()
-                        .partition(|t| mine(t));
-                    st.pending = kept;
-                    taken.into()
+                    // One pass, in place: a job's tasks are queued in order.
+                    let mut taken = Vec::new();
+                    let mut i = 0;
+                    while let Some(k) = st
+                        .pending
+                        .range(i..)
+                        .position(|t| std::ptr::addr_eq(Arc::as_ptr(&t.job), j))
+                    {
+                        i += k;
+                        taken.extend(st.pending.remove(i));
+                    }
+                    taken
                 }
             }
         };
