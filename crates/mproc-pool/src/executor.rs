@@ -28,7 +28,8 @@ mod wait;
 
 pub use self::future::{Future, FutureError};
 pub use self::wait::{
-    AsCompleted, AsFuture, FutureRef, ReturnWhen, as_completed, wait, wait_timeout,
+    AsCompleted, AsFuture, FutureRef, ReturnWhen, as_completed, as_completed_timeout, wait,
+    wait_timeout,
 };
 
 // ----- the executor -----
@@ -103,7 +104,7 @@ impl ExecutorBuilder {
     /// again elsewhere, so the only future that fails is the one whose task
     /// was running when the worker died; a task may then run twice. With
     /// `false` no task ever runs twice: those futures fail with
-    /// [`TaskError::WorkerLost`] too (Python's executor fails every
+    /// [`TaskError::WorkerLost`](crate::TaskError::WorkerLost) too (Python's executor fails every
     /// outstanding future with `BrokenProcessPool` instead).
     pub fn rerun_lost(mut self, on: bool) -> Self {
         self.rerun_lost = on;
@@ -133,9 +134,9 @@ impl ExecutorBuilder {
 ///
 /// # Failures
 ///
-/// A task that panics fails its future with [`TaskError::Panicked`]; a
+/// A task that panics fails its future with [`TaskError::Panicked`](crate::TaskError::Panicked); a
 /// worker that dies fails only the future of the task it was running, with
-/// [`TaskError::WorkerLost`], is replaced, and the other futures complete
+/// [`TaskError::WorkerLost`](crate::TaskError::WorkerLost), is replaced, and the other futures complete
 /// (see [`ExecutorBuilder::rerun_lost`]). CPython's executor instead breaks
 /// for good and fails every outstanding future.
 ///
@@ -145,7 +146,7 @@ impl ExecutorBuilder {
 /// Python's `with` block: `shutdown(wait = true, cancel_futures = false)`,
 /// except that it waits at most [`ExecutorBuilder::drop_timeout`] (10 s by
 /// default); then it terminates the workers, and futures still outstanding
-/// resolve to [`TaskError::Cancelled`]. Futures may outlive their executor.
+/// resolve to [`TaskError::Cancelled`](crate::TaskError::Cancelled). Futures may outlive their executor.
 ///
 /// # Examples
 ///

@@ -146,7 +146,7 @@ pub use crate::error::{
 };
 pub use crate::executor::{
     AsCompleted, AsFuture, ExecutorBuilder, Future, FutureError, FutureRef, Map,
-    ProcessPoolExecutor, ReturnWhen, as_completed, wait, wait_timeout,
+    ProcessPoolExecutor, ReturnWhen, as_completed, as_completed_timeout, wait, wait_timeout,
 };
 pub use crate::job::AsyncResult;
 pub use crate::pool::{Imap, Pool, PoolBuilder, StarFn, TryImap};

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::watchdog;
 use mproc_pool::{
-    AsFuture, FutureError, ProcessPoolExecutor, ReturnWhen, TaskError, as_completed, wait,
-    wait_timeout,
+    AsFuture, FutureError, ProcessPoolExecutor, ReturnWhen, TaskError, as_completed,
+    as_completed_timeout, wait, wait_timeout,
 };
 
 fn square(x: u64) -> u64 {
@@ -153,6 +153,17 @@ fn as_completed_yields_all_in_completion_order() {
         assert!(t0.elapsed() >= Duration::from_millis(100));
         assert_eq!(it.next().map(|f| f.result().unwrap()), Some(1000));
         assert!(it.next().is_none());
+        // Python's as_completed(fs, timeout).
+        let futs = [
+            ex.submit(sleep_ms, 0).unwrap(),
+            ex.submit(sleep_ms, 1000).unwrap(),
+        ];
+        let t0 = Instant::now();
+        let got: Vec<_> = as_completed_timeout(&futs, Duration::from_millis(300)).collect();
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].as_ref().unwrap().result().unwrap(), 0);
+        assert!(got[1].is_err());
     });
 }
 

@@ -89,7 +89,7 @@ pub mod shared_memory {
 pub mod futures {
     pub use mproc_pool::{
         AsCompleted, AsFuture, ExecutorBuilder, Future, FutureError, FutureRef, Map,
-        ProcessPoolExecutor, ReturnWhen, as_completed, wait, wait_timeout,
+        ProcessPoolExecutor, ReturnWhen, as_completed, as_completed_timeout, wait, wait_timeout,
     };
 }
 

@@ -210,7 +210,7 @@ impl From<TaskError> for FutureError {
     }
 }
 
-/// The eventual result of [`ProcessPoolExecutor::submit`] (Python's
+/// The eventual result of [`ProcessPoolExecutor::submit`](crate::ProcessPoolExecutor::submit) (Python's
 /// `concurrent.futures.Future`).
 ///
 /// It resolves exactly once: to the value, to the task's error, or to

@@ -231,12 +231,36 @@ fn wait_inner<F: AsFuture>(
 /// The futures in the order they resolve (Python's
 /// `concurrent.futures.as_completed`): those already done first, in input
 /// order, then each as it resolves. Takes `&[Future<R>]`/`&Vec<…>` (and
-/// yields references) or owned futures. For Python's `timeout`, iterate
-/// with [`AsCompleted::next_deadline`] and one deadline.
+/// yields references) or owned futures. For Python's `timeout`, see
+/// [`as_completed_timeout`] (or [`AsCompleted::next_deadline`]).
 pub fn as_completed<F: AsFuture>(fs: impl IntoIterator<Item = F>) -> AsCompleted<F> {
     let watch = Watch::new(fs);
     let left = watch.items.len();
     AsCompleted { watch, left }
+}
+
+/// [`as_completed`] with Python's `timeout`: the futures as they resolve,
+/// then, if they did not all resolve within `timeout` of this call,
+/// [`NextTimeoutError::Timeout`] once, and the end.
+pub fn as_completed_timeout<F: AsFuture>(
+    fs: impl IntoIterator<Item = F>,
+    timeout: Duration,
+) -> impl Iterator<Item = Result<F, NextTimeoutError>> {
+    let deadline = Instant::now().checked_add(timeout);
+    let mut it = as_completed(fs);
+    let mut timed_out = false;
+    std::iter::from_fn(move || {
+        if timed_out {
+            return None;
+        }
+        match it.next_inner(deadline) {
+            Ok(f) => f.map(Ok),
+            Err(e) => {
+                timed_out = true;
+                Some(Err(e))
+            }
+        }
+    })
 }
 
 /// The iterator of [`as_completed`].
