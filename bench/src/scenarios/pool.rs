@@ -1,6 +1,6 @@
 //! Benchmark scenarios of mproc-pool: a map of a tiny function, the seed
-//! program (map over a range, pool start-up included), Monte-Carlo pi, and
-//! a burst of apply_async calls.
+//! program (map over a range, pool start-up included), Monte-Carlo pi, a
+//! burst of apply_async calls, and the executor's submit.
 //!
 //! Speed-ups compare like with like: the serial baseline calls the very
 //! function the workers run (`#[inline(never)]`, so there is one compiled
@@ -16,7 +16,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use mproc_pool::Pool;
+use mproc_pool::{Pool, ProcessPoolExecutor};
 
 use crate::harness::{
     BenchResult, Ctx, Measurement, Placement, Role, Scenario, allowed_cpus, timed,
@@ -55,6 +55,11 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             name: "pool_apply_async",
             about: "10,000 trivial apply_async calls on Pool(2), then get all, k calls/s (placement default only)",
             run: pool_apply_async,
+        },
+        Scenario {
+            name: "executor_submit",
+            about: "ProcessPoolExecutor(2): 10,000 trivial tasks, submit + result one at a time (serial) and all submitted then collected (pipelined), k tasks/s (placement default only)",
+            run: executor_submit,
         },
     ]
 }
@@ -223,5 +228,53 @@ fn pool_apply_async(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
             t.as_secs_f64() * 1e3,
             placement_warning(ctx)
         )),
+    ])
+}
+
+fn executor_submit(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
+    const N: u32 = 10_000;
+    let want = (1..=u64::from(N)).sum::<u64>();
+    let ex = ProcessPoolExecutor::new(2)?;
+    for i in 0..100 {
+        ex.submit(trivial, i)?.into_result()?;
+    }
+    let (sum, serial) = timed(|| -> BenchResult<u64> {
+        let mut sum = 0u64;
+        for i in 0..N {
+            sum += u64::from(ex.submit(trivial, i)?.into_result()?);
+        }
+        Ok(sum)
+    });
+    if sum? != want {
+        return Err("wrong executor results (serial)".into());
+    }
+    let (sum, piped) = timed(|| -> BenchResult<u64> {
+        let futs = (0..N)
+            .map(|i| ex.submit(trivial, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut sum = 0u64;
+        for f in futs {
+            sum += u64::from(f.into_result()?);
+        }
+        Ok(sum)
+    });
+    if sum? != want {
+        return Err("wrong executor results (pipelined)".into());
+    }
+    let rate = |t: Duration| f64::from(N) / t.as_secs_f64() / 1e3;
+    let note = |t: Duration| {
+        format!(
+            "{:.1} ms for {N}{}",
+            t.as_secs_f64() * 1e3,
+            placement_warning(ctx)
+        )
+    };
+    Ok(vec![
+        Measurement::higher(rate(serial), "k tasks/s")
+            .metric("serial")
+            .note(note(serial)),
+        Measurement::higher(rate(piped), "k tasks/s")
+            .metric("pipelined")
+            .note(note(piped)),
     ])
 }

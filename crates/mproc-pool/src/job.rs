@@ -23,6 +23,14 @@ pub(crate) trait Sink: Send + Sync {
     fn deliver(&self, first: usize, count: usize, out: &TaskOut, bytes: &[u8], fds: Vec<OwnedFd>);
     /// Items `first..first + count` failed with `err`.
     fn fail(&self, first: usize, count: usize, err: TaskError);
+    /// The task left the queue for a worker (called with the pool's state
+    /// locked: it must not take the pool's locks).
+    fn dispatched(&self) {}
+    /// Whether the task runs again if its worker dies after it ran (its
+    /// result was lost), or fails with `WorkerLost` (at most once).
+    fn rerun_lost(&self) -> bool {
+        true
+    }
 }
 
 /// Values of a task, and its failed items (index within the task).
@@ -88,6 +96,24 @@ fn decode<R: DeserializeOwned>(
         })?
     };
     Ok((values, failed))
+}
+
+/// Decodes the value of a one-item task (`apply_async`, an executor's
+/// `submit`), or its failure.
+pub(crate) fn decode_one<R: DeserializeOwned>(
+    count: usize,
+    out: &TaskOut,
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<R, TaskError> {
+    match decode::<R>(count, out, bytes, fds) {
+        Ok((mut v, mut failed)) => match (failed.pop(), v.pop()) {
+            (Some((_, e)), _) => Err(e),
+            (None, Some(v)) => Ok(v),
+            (None, None) => Err(TaskError::Decode("no result".into())),
+        },
+        Err(m) => Err(TaskError::Decode(m)),
+    }
 }
 
 /// Fuzzing entry: decoding task values (with failures) of a few types.
@@ -501,20 +527,8 @@ impl<R: Send> ApplyJob<R> {
 
 impl<R: DeserializeOwned + Send> Sink for ApplyJob<R> {
     fn deliver(&self, _first: usize, count: usize, out: &TaskOut, bytes: &[u8], fds: Vec<OwnedFd>) {
-        let r = match decode::<R>(count, out, bytes, fds) {
-            Ok((mut v, mut failed)) => match (failed.pop(), v.pop()) {
-                (Some((_, e)), _) => Err(PoolError::Task { index: 0, error: e }),
-                (None, Some(v)) => Ok(v),
-                (None, None) => Err(PoolError::Task {
-                    index: 0,
-                    error: TaskError::Decode("no result".into()),
-                }),
-            },
-            Err(m) => Err(PoolError::Task {
-                index: 0,
-                error: TaskError::Decode(m),
-            }),
-        };
+        let r = decode_one::<R>(count, out, bytes, fds)
+            .map_err(|error| PoolError::Task { index: 0, error });
         self.finish(r);
     }
 

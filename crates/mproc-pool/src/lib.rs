@@ -1,7 +1,7 @@
 //! A process pool for mproc: Python's `multiprocessing.Pool` (`map`, `imap`,
 //! `imap_unordered`, `starmap`, `apply`, `apply_async`, `map_async`,
-//! `starmap_async`), fast for tiny tasks and never hanging when a worker
-//! dies.
+//! `starmap_async`) and `concurrent.futures.ProcessPoolExecutor`, fast for
+//! tiny tasks and never hanging when a worker dies.
 //!
 //! # Hello, world!
 //!
@@ -73,6 +73,14 @@
 //! SIGTERM to SIGKILL. Dropping a pool closes it and joins with a deadline,
 //! then terminates.
 //!
+//! # Futures
+//!
+//! [`ProcessPoolExecutor`] is Python's `concurrent.futures` executor on the
+//! same engine: [`ProcessPoolExecutor::submit`] returns a [`Future`];
+//! [`ProcessPoolExecutor::map`], [`wait`] (with [`ReturnWhen`]) and
+//! [`as_completed`] work as in Python, and a dead worker fails only the
+//! future of its task.
+//!
 //! # Waiting on results, and async
 //!
 //! [`AsyncResult`] is [`Waitable`](mproc_shm::ready::Waitable) and
@@ -107,6 +115,7 @@
 mod builder;
 mod engine;
 mod error;
+mod executor;
 mod fast_path;
 mod imap;
 mod input;
@@ -153,6 +162,10 @@ pub mod __private {
 pub use crate::builder::PoolBuilder;
 pub use crate::error::{
     BuildError, NextTimeoutError, PanicPayload, PoolError, TaskError, TryImapError,
+};
+pub use crate::executor::{
+    AsCompleted, AsFuture, ExecutorBuilder, Future, FutureError, FutureRef, Map,
+    ProcessPoolExecutor, ReturnWhen, as_completed, as_completed_timeout, wait, wait_timeout,
 };
 pub use crate::imap::{Imap, TryImap};
 pub use crate::job::{AsyncResult, GetTimeoutError};

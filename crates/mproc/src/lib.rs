@@ -49,6 +49,7 @@
 //! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] ([`shm`]) |
 //! | `shared_memory.SharedMemory` | [`shared_memory::SharedMemory`] |
 //! | `Pool`, `AsyncResult` | [`Pool`], [`AsyncResult`] ([`pool`]) |
+//! | `concurrent.futures.ProcessPoolExecutor`, `Future`, `wait`, `as_completed` | [`ProcessPoolExecutor`], [`futures::Future`], [`futures::wait`], [`futures::as_completed`] ([`futures`]) |
 //! | `Manager()`, `.dict()`, `.list()`, `.Namespace()`, `BaseManager` | [`Manager`], proxies in [`managers`] |
 //! | `mpi4py.futures.MPIPoolExecutor`, `mpi4py.util.pool.Pool` | `MpiPool` (module `mpi`, feature `mpi`) |
 //!
@@ -89,12 +90,22 @@ pub mod shared_memory {
     pub use mproc_shm::{PYTHON_NAME_PREFIX, SharedMemory};
 }
 
+/// Python's `concurrent.futures`, on processes: [`ProcessPoolExecutor`],
+/// its [`Future`](futures::Future)s, [`wait`](futures::wait) and
+/// [`as_completed`](futures::as_completed).
+pub mod futures {
+    pub use mproc_pool::{
+        AsCompleted, AsFuture, ExecutorBuilder, Future, FutureError, FutureRef, Map,
+        ProcessPoolExecutor, ReturnWhen, as_completed, as_completed_timeout, wait, wait_timeout,
+    };
+}
+
 mod context;
 
 pub use crate::context::{Context, default_context, get_context};
 pub use mproc_manager::Manager;
 pub use mproc_pipe::{Client, Connection, Listener, Waitable, pipe, wait, wait_timeout};
-pub use mproc_pool::{AsyncResult, Pool};
+pub use mproc_pool::{AsyncResult, Pool, ProcessPoolExecutor};
 pub use mproc_process::{
     AuthKey, ExitStatus, JoinError, Pid, Process, ProcessHandle, ProcessInfo, StartError,
     StartMethod, StartMethodError, active_children, all_start_methods, cpu_count, current_process,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use mproc_pipe::{Connection, TryRecvError, Waitable};
 
 use super::policy::Estimate;
-use super::{Engine, MAX_ATTEMPTS};
+use super::{Engine, MAX_ATTEMPTS, Run};
 use crate::error::{BuildError, TaskError};
 use crate::job::lock;
 use crate::sys;
@@ -238,7 +238,11 @@ impl Engine {
                         // work now rather than after waking the feeder.
                         self.ask_split(&mut st);
                     }
-                    if st.feeder_idle {
+                    // The feeder only has work if some is queued (this
+                    // worker can take more), or to let a closed pool's
+                    // workers go: waking it for nothing costs a thread
+                    // wake-up per result, on the path of every round trip.
+                    if st.feeder_idle && (!st.pending.is_empty() || st.run != Run::Running) {
                         st.feeder_idle = false;
                         self.feeder_cv.notify_one();
                     }
@@ -313,7 +317,7 @@ impl Engine {
                         let mut st = lock(&self.st);
                         for (mut t, e) in lost.into_iter().rev() {
                             t.attempts += 1;
-                            if t.attempts > MAX_ATTEMPTS {
+                            if t.attempts > MAX_ATTEMPTS || !t.job.rerun_lost() {
                                 failed.push((t, e));
                             } else {
                                 st.pending.push_front(t);
@@ -332,7 +336,11 @@ impl Engine {
                 }
                 self.dispatch_to_idle();
                 // A closed pool may now let its workers go.
-                self.feeder_cv.notify_one();
+                let mut st = lock(&self.st);
+                if st.feeder_idle && st.run != Run::Running {
+                    st.feeder_idle = false;
+                    self.feeder_cv.notify_one();
+                }
                 true
             }
         }

@@ -118,6 +118,9 @@ impl Engine {
                 (d, t.payload.clone())
             })
             .collect();
+        for t in &batch {
+            t.job.dispatched();
+        }
         let w = &mut st.workers[slot];
         w.assigned += items as u64;
         w.inflight.push_back(InFlight {

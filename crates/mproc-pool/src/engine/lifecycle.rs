@@ -429,16 +429,20 @@ impl Engine {
                     base += t.count;
                     // Only items that ran count as an attempt: not those of
                     // batches still queued, nor those after the culprit.
-                    if started && culprit.as_ref().is_none_or(|c| range.start <= c.start) {
+                    let ran = started && culprit.as_ref().is_none_or(|c| range.start <= c.start);
+                    if ran {
                         t.attempts += 1;
                     }
+                    let rerun = t.job.rerun_lost();
                     match culprit.clone().filter(|c| range.contains(&c.start)) {
                         Some(c) => {
                             let k = c.start - range.start;
                             let k2 = (c.end - range.start).clamp(k + 1, t.count);
                             match (t.slice(0, k), t.slice(k, k2), t.slice(k2, t.count)) {
                                 (Some(a), Some(mut x), Some(mut b)) => {
-                                    if a.count > 0 {
+                                    if a.count > 0 && !rerun {
+                                        failed.push((a, lost.clone()));
+                                    } else if a.count > 0 {
                                         requeue.push(a);
                                     }
                                     if x.count == 1 {
@@ -459,7 +463,9 @@ impl Engine {
                                 _ => failed.push((t, lost.clone())),
                             }
                         }
-                        None if t.attempts > MAX_ATTEMPTS => failed.push((t, lost.clone())),
+                        None if t.attempts > MAX_ATTEMPTS || (ran && !rerun) => {
+                            failed.push((t, lost.clone()))
+                        }
                         None => requeue.push(t),
                     }
                 }
@@ -573,6 +579,42 @@ impl Engine {
             t.job.fail(t.first, t.count, TaskError::Cancelled);
         }
         sys::notify(self.wake.as_fd());
+    }
+
+    /// Takes the queued (not yet dispatched) tasks of `job` out of the
+    /// queue, or every queued task if `job` is `None`, and fails them with
+    /// `Cancelled`. Returns how many it took. Running tasks are left alone.
+    /// (`job` is the address of the tasks' sink.)
+    pub(crate) fn cancel_queued(&self, job: Option<*const ()>) -> usize {
+        let tasks: Vec<Task> = {
+            let mut st = lock(&self.st);
+            match job {
+                None => st.pending.drain(..).collect(),
+                Some(j) => {
+                    // One pass, in place: a job's tasks are queued in order.
+                    let mut taken = Vec::new();
+                    let mut i = 0;
+                    while let Some(k) = st
+                        .pending
+                        .range(i..)
+                        .position(|t| std::ptr::addr_eq(Arc::as_ptr(&t.job), j))
+                    {
+                        i += k;
+                        taken.extend(st.pending.remove(i));
+                    }
+                    taken
+                }
+            }
+        };
+        let n = tasks.len();
+        for t in tasks {
+            t.job.fail(t.first, t.count, TaskError::Cancelled);
+        }
+        if n > 0 {
+            // A closed pool may now let its workers go.
+            self.poke();
+        }
+        n
     }
 
     /// Stops every worker now (SIGTERM, then SIGKILL after `grace`) and

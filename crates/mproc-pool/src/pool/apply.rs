@@ -85,7 +85,14 @@ impl Pool {
             slot: slot.clone(),
             callback: Mutex::new(cb),
         });
-        match mproc_shm::handle::to_bytes_with_fds(&args) {
+        self.submit_one(entry, &args, job);
+        Ok(AsyncResult::new(slot))
+    }
+
+    /// Queues the one-item task `entry(args)` for `job` (or fails it there
+    /// if `args` does not serialize).
+    pub(crate) fn submit_one<A: Serialize>(&self, entry: i64, args: &A, job: Arc<dyn Sink>) {
+        match mproc_shm::handle::to_bytes_with_fds(args) {
             Ok((bytes, fds)) => {
                 let offsets = vec![0, bytes.len()];
                 let payload = Payload {
@@ -100,12 +107,11 @@ impl Pool {
                 self.engine.ensure_threads();
             }
             Err(e) => {
-                let e = PostcardError::encode(&args, e);
+                let e = PostcardError::encode(args, e);
                 let e = TaskError::Encode(format!("the task's argument: {e}"));
-                Sink::fail(&*job, 0, 1, e)
+                job.fail(0, 1, e)
             }
         }
-        Ok(AsyncResult::new(slot))
     }
 
     /// Submits a [`starmap`](Pool::starmap) and returns at once (Python's

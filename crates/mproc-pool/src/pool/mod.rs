@@ -124,6 +124,11 @@ impl Pool {
         self.engine.pids()
     }
 
+    /// The engine (for the executor's hooks).
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     fn check_running(&self) -> Result<(), PoolError> {
         match self.engine.run() {
             Run::Running => Ok(()),
