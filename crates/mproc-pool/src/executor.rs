@@ -219,7 +219,7 @@ impl ProcessPoolExecutor {
     }
 
     fn is_open(&self) -> bool {
-        *self.open.read().unwrap_or_else(|e| e.into_inner())
+        *mproc_shm::local::read(&self.open)
     }
 
     /// Schedules `f(args)` and returns its [`Future`] at once (Python's
@@ -236,7 +236,7 @@ impl ProcessPoolExecutor {
     {
         let _ = f;
         let entry = entry_of::<F, A, R>();
-        let open = self.open.read().unwrap_or_else(|e| e.into_inner());
+        let open = mproc_shm::local::read(&self.open);
         if !*open {
             return Err(PoolError::NotRunning);
         }
@@ -335,7 +335,7 @@ impl ProcessPoolExecutor {
     /// worker yet; the others complete, then the workers exit. With `wait`,
     /// returns once they did.
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        *self.open.write().unwrap_or_else(|e| e.into_inner()) = false;
+        *mproc_shm::local::write(&self.open) = false;
         if cancel_futures {
             self.pool.engine().cancel_queued(None);
         }

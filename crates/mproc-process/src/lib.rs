@@ -112,7 +112,6 @@ mod cpu;
 mod error;
 mod handle;
 mod info;
-mod lock;
 mod method;
 mod process;
 mod ready;

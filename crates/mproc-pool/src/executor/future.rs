@@ -108,17 +108,14 @@ impl<R> Core<R> {
         while self.phase() < SUCCEEDED {
             g.sleepers += 1;
             g = match deadline {
-                None => self.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+                None => mproc_shm::local::wait(&self.cv, g),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         g.sleepers -= 1;
                         return (g, false);
                     }
-                    self.cv
-                        .wait_timeout(g, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
+                    mproc_shm::local::wait_for(&self.cv, g, d - now)
                 }
             };
             g.sleepers -= 1;
