@@ -28,6 +28,8 @@ use crate::worker::entry_of;
 mod future;
 mod wait;
 
+#[cfg(feature = "tokio")]
+pub use self::future::FutureResult;
 pub use self::future::{Future, FutureError};
 pub use self::wait::{
     AsCompleted, AsFuture, FutureRef, ReturnWhen, as_completed, as_completed_timeout, wait,
