@@ -697,7 +697,7 @@ impl Listener {
     /// whose handshake (if any) is done, or what to wait for before trying
     /// again (descriptors with their `poll` events, and the earliest
     /// handshake deadline).
-    #[cfg(feature = "tokio")]
+    #[cfg(all(feature = "tokio", target_os = "linux"))]
     pub(crate) fn try_accept(&self) -> Result<crate::reactor::Attempt, ConnectError> {
         use crate::reactor::Attempt;
         match &self.settings.authkey {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
@@ -375,7 +375,7 @@ fn dropped_receive_futures_lose_nothing() {
             assert_eq!(b.recv_bytes_async().await.unwrap(), b"after");
             // Half a frame on a plain socket connection.
             let (x, y) = std::os::unix::net::UnixStream::pair().unwrap();
-            let y = Connection::from_fd(OwnedFd::from(y)).unwrap();
+            let y = Connection::from_fd(std::os::fd::OwnedFd::from(y)).unwrap();
             let frame = mproc_pipe::encode_frame(&pattern(100_000));
             use std::io::Write;
             (&x).write_all(&frame[..30_000]).unwrap();
