@@ -139,6 +139,7 @@ impl Engine {
             split_asked: None,
             pace: None,
             send_lock: Arc::default(),
+            replaces: None,
         })
     }
 
@@ -167,6 +168,16 @@ impl Engine {
                     st.start_failures = 0;
                     let w = &mut st.workers[slot];
                     w.pid = h.pid().as_raw();
+                    if let Some((old_pid, status)) = w.replaces.take() {
+                        mproc_shm::trace_event!(
+                            info,
+                            old_pid = old_pid,
+                            status = %status,
+                            new_pid = w.pid,
+                            worker = %format_args!("PoolWorker-{}", w.n),
+                            "pool worker replaced"
+                        );
+                    }
                     if w.dead {
                         // Stopped meanwhile (terminate, failed build).
                         drop(st);
@@ -471,6 +482,18 @@ impl Engine {
                 }
             }
             for t in requeue.drain(..).rev() {
+                if t.attempts > 0 {
+                    // It ran (and lost its worker) `attempts` times.
+                    mproc_shm::trace_event!(
+                        warn,
+                        attempt = t.attempts + 1,
+                        worker_pid = pid,
+                        status = %status,
+                        first = t.first,
+                        count = t.count,
+                        "pool task retried after its worker died"
+                    );
+                }
                 st.pending.push_front(t);
             }
             if init_failed.is_some() {
@@ -526,7 +549,10 @@ impl Engine {
                             let _ = h.join_timeout(Duration::from_secs(5));
                         }
                     } else {
-                        st.workers[slot] = w;
+                        st.workers[slot] = Worker {
+                            replaces: Some((pid, status)),
+                            ..w
+                        };
                     }
                 }
                 Err(e) => {
