@@ -375,7 +375,7 @@ impl Engine {
                     let _ = h.kill();
                     let _ = h.wait_ended_timeout(Duration::from_secs(5));
                 }
-                ExitStatus::Exited(0)
+                ended_status(h)
             }
             Some(mut h) => match h.join_timeout(Duration::from_millis(500)) {
                 Ok(()) => ExitStatus::Exited(0),
@@ -725,6 +725,20 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         s = e.source();
     }
     m
+}
+
+/// How an idle worker that ended, ended. Only the `tracing` events say it,
+/// so without them it is not waited for (`Exited(0)`); with them, the fork
+/// server's report is waited for a little.
+fn ended_status(mut h: mproc_process::ProcessHandle<()>) -> ExitStatus {
+    if cfg!(feature = "tracing") {
+        match h.join_timeout(Duration::from_millis(100)) {
+            Ok(()) => ExitStatus::Exited(0),
+            Err(e) => join_status(&e).unwrap_or(ExitStatus::Exited(0)),
+        }
+    } else {
+        ExitStatus::Exited(0)
+    }
 }
 
 fn join_status(e: &mproc_process::JoinTimeoutError) -> Option<ExitStatus> {
