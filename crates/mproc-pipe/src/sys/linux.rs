@@ -1,7 +1,10 @@
 //! The Linux-only calls of mproc-pipe: the peer's credentials (`SO_PEERCRED`), and the epoll set and timer the async handshakes wait on.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
+#[cfg(feature = "tokio")]
+use std::os::fd::{FromRawFd, OwnedFd};
+#[cfg(feature = "tokio")]
 use std::time::{Duration, Instant};
 
 use mproc_shm::sys::cvt;
