@@ -39,7 +39,11 @@ const STUCK: u64 = 7;
 #[derive(Debug, Serialize, Deserialize)]
 enum Report {
     /// Worker `worker` leased job `job`, delivered for the `delivery`th time.
-    Started { worker: usize, job: u64, delivery: u32 },
+    Started {
+        worker: usize,
+        job: u64,
+        delivery: u32,
+    },
     /// Job `job` gave `value`.
     Done { job: u64, value: u64 },
 }
@@ -72,7 +76,10 @@ fn worker((id, jobs, results): WorkerArgs) {
         }
         std::thread::sleep(Duration::from_millis(2));
         results
-            .put(Report::Done { job: k, value: k * k })
+            .put(Report::Done {
+                job: k,
+                value: k * k,
+            })
             .expect("report");
         lease.ack().expect("ack");
     }
@@ -137,7 +144,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if ready.first() == Some(&0) {
             while let Ok(r) = results.try_get() {
                 match r {
-                    Report::Started { worker, job, delivery } if job == STUCK => {
+                    Report::Started {
+                        worker,
+                        job,
+                        delivery,
+                    } if job == STUCK => {
                         println!("worker-{worker} started job {job} (delivery {delivery})");
                         if delivery == 1 {
                             if let Some(w) = workers.iter().find(|w| w.id == worker) {

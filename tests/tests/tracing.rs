@@ -264,7 +264,9 @@ fn a_killed_fork_server_is_reported_restarted() {
         Process::new(nothing, ()).start().unwrap().join().unwrap();
         let new = mproc::process::__private::fork_server_pid().expect("a new fork server");
         assert_ne!(new, old);
-        let lost = expect_event("fork server lost", |e| e.field("server_pid") == old.to_string());
+        let lost = expect_event("fork server lost", |e| {
+            e.field("server_pid") == old.to_string()
+        });
         assert_eq!(lost.level, Level::WARN);
         assert_eq!(lost.field("status"), "Some(Signaled(9))");
         let e = expect_event("fork server restarted", |e| {

@@ -99,7 +99,7 @@
 //!
 //! # Features
 //!
-//! * `tokio`: [`ProcessHandle::join_async`].
+//! * `tokio`: `ProcessHandle::join_async` (see above).
 //! * `tracing`: `tracing` events (`warn`) when the fork server is lost (its
 //!   pid, the error that showed it, how it ended) and when it is restarted
 //!   (the old and the new pid).

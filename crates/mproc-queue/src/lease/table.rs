@@ -604,12 +604,17 @@ impl Table {
                     if (expired || dead) && h.swap_state(w, WAITING) {
                         taken_back += 1;
                         waiting += 1;
+                        let reason = if dead {
+                            "consumer died"
+                        } else {
+                            "lease expired"
+                        };
                         mproc_shm::trace_event!(
                             warn,
                             consumer_pid = holder(w),
                             // Relaxed: as `expires`.
                             deliveries = h.deliveries.load(Ordering::Relaxed),
-                            reason = if dead { "consumer died" } else { "lease expired" },
+                            reason = reason,
                             pid = me,
                             slot = s,
                             "lease taken back for redelivery"
