@@ -231,3 +231,26 @@ fn an_async_result_can_be_awaited() {
         pool.join().unwrap();
     });
 }
+
+#[test]
+fn an_executor_future_can_be_awaited() {
+    run(|| async {
+        let ex = mproc::ProcessPoolExecutor::new(2).unwrap();
+        let fs: Vec<_> = (0..5).map(|i| ex.submit(cube, i).unwrap()).collect();
+        let mut got = Vec::new();
+        for f in fs {
+            got.push(f.await.unwrap());
+        }
+        assert_eq!(got, [0, 1, 8, 27, 64]);
+        // Several awaited at once from other tasks.
+        let hs: Vec<_> = (5..8)
+            .map(|i| tokio::spawn(ex.submit(cube, i).unwrap().into_future()))
+            .collect();
+        let mut got = Vec::new();
+        for h in hs {
+            got.push(h.await.unwrap().unwrap());
+        }
+        assert_eq!(got, [125, 216, 343]);
+        ex.shutdown(true, false);
+    });
+}

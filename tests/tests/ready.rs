@@ -159,6 +159,30 @@ fn wait_returns_the_async_result_that_is_done() {
     });
 }
 
+#[test]
+fn wait_returns_the_executor_future_that_is_done() {
+    watchdog(LIMIT, || {
+        let ex = mproc::ProcessPoolExecutor::new(2).unwrap();
+        let q: Queue<u64> = Queue::new(0).unwrap();
+        let f = ex.submit(slow_square, 7).unwrap();
+        assert_eq!(wait_timeout(&[&q, &f], WAIT).unwrap(), [1]);
+        assert_eq!(f.result().unwrap(), 49);
+        // Resolved before anybody polled it: ready at once.
+        let f = ex.submit(slow_square, 4).unwrap();
+        f.wait();
+        assert_eq!(wait_timeout(&[&f], Duration::ZERO).unwrap(), [0]);
+        // A cancelled future is resolved too.
+        let g = ex.submit(slow_square, 5).unwrap();
+        let h = ex.submit(slow_square, 6).unwrap();
+        let i = ex.submit(slow_square, 8).unwrap();
+        if i.cancel() {
+            assert_eq!(wait_timeout(&[&i], Duration::ZERO).unwrap(), [0]);
+        }
+        assert_eq!((g.result().unwrap(), h.result().unwrap()), (25, 36));
+        ex.shutdown(true, false);
+    });
+}
+
 fn produce((q, n): (Queue<u64>, u64)) {
     for i in 0..n {
         q.put(i).unwrap();

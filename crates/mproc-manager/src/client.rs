@@ -7,7 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use mproc_pipe::{Address, Client, ConnectError, Connection};
@@ -21,11 +21,7 @@ use crate::link::{Link, LinkError};
 use crate::proto::{self, Id, Kind, Op, Owner, RemoteError, Reply, Request, Val, WaitMs};
 use crate::sys;
 
-/// Locks a mutex, ignoring poisoning (every critical section here leaves
-/// the data consistent).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use mproc_shm::local::lock;
 
 /// This process's client id (fresh after a fork).
 pub(crate) fn client_id() -> u64 {

@@ -19,9 +19,7 @@ pub(crate) struct Bytes {
 /// A chunk's outcome.
 pub(crate) type ChunkOut = Result<Bytes, TaskError>;
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use mproc_shm::local::lock;
 
 /// The chunks of one operation that came back, in arrival order.
 #[derive(Default)]
@@ -60,13 +58,10 @@ impl Sink {
     ) -> MutexGuard<'a, Vec<(usize, ChunkOut)>> {
         self.sleepers.fetch_add(1, Ordering::Relaxed);
         let g = match deadline {
-            None => self.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+            None => mproc_shm::local::wait(&self.cv, g),
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
-                self.cv
-                    .wait_timeout(g, left)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
+                mproc_shm::local::wait_for(&self.cv, g, left)
             }
         };
         self.sleepers.fetch_sub(1, Ordering::Relaxed);

@@ -114,7 +114,9 @@ pub mod __private {
     pub use crate::private::{auth_handshake, frame_decode};
 }
 mod private;
-#[cfg(feature = "tokio")]
+// The async forms wait on an epoll set for handshakes: Linux only (the
+// macOS port would use kqueue; see ARCHITECTURE.md).
+#[cfg(all(feature = "tokio", target_os = "linux"))]
 mod reactor;
 mod sys;
 mod wait;

@@ -11,7 +11,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -523,9 +523,7 @@ fn bind_private(backlog: libc::c_int) -> io::Result<(UnixListener, Address, Opti
     ))
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use mproc_shm::local::lock;
 
 impl Listener {
     /// A builder listening at `address`.
@@ -699,7 +697,7 @@ impl Listener {
     /// whose handshake (if any) is done, or what to wait for before trying
     /// again (descriptors with their `poll` events, and the earliest
     /// handshake deadline).
-    #[cfg(feature = "tokio")]
+    #[cfg(all(feature = "tokio", target_os = "linux"))]
     pub(crate) fn try_accept(&self) -> Result<crate::reactor::Attempt, ConnectError> {
         use crate::reactor::Attempt;
         match &self.settings.authkey {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
@@ -143,7 +143,9 @@ fn echo_child_with_handles_and_shared_memory() {
         let mut buf = [0u8; 14];
         seg.read(0, &mut buf).unwrap();
         assert_eq!(&buf, b"child was here");
-        for n in [0, 1, 64 << 10, 300 << 10, 16 << 20] {
+        // 250 KiB: a socket frame (above the ring's 16 KiB, below the
+        // shared-memory threshold) larger than the socket's buffer.
+        for n in [0, 1, 64 << 10, 250 << 10, 300 << 10, 16 << 20] {
             let m = pattern(n);
             a.send_bytes(&m).unwrap();
             assert!(a.recv_bytes().unwrap() == m, "echo of {n} bytes");
@@ -373,7 +375,7 @@ fn dropped_receive_futures_lose_nothing() {
             assert_eq!(b.recv_bytes_async().await.unwrap(), b"after");
             // Half a frame on a plain socket connection.
             let (x, y) = std::os::unix::net::UnixStream::pair().unwrap();
-            let y = Connection::from_fd(OwnedFd::from(y)).unwrap();
+            let y = Connection::from_fd(std::os::fd::OwnedFd::from(y)).unwrap();
             let frame = mproc_pipe::encode_frame(&pattern(100_000));
             use std::io::Write;
             (&x).write_all(&frame[..30_000]).unwrap();

@@ -154,6 +154,34 @@ fn large_messages_through_shared_memory() {
     });
 }
 
+/// A `pipe()` end writes a message that is too large for its ring (or
+/// carries handles) on the socket: one larger than the socket's buffer can
+/// only be written while the receiver reads it, so the receiver must learn
+/// of it before the sender has written it all.
+#[test]
+fn socket_frames_larger_than_the_socket_buffer_arrive() {
+    watchdog(60, || {
+        let (a, b) = pipe(true).unwrap();
+        let t = std::thread::spawn(move || {
+            // Below the shared-memory threshold: a plain socket frame.
+            a.send_bytes(&pattern(250 << 10)).unwrap();
+            // A handle keeps even a large message on the socket.
+            let seg = Segment::anonymous(4096).unwrap();
+            a.send(&(seg, pattern(4 << 20))).unwrap();
+            a
+        });
+        let got = b.recv_bytes_timeout(Duration::from_secs(30)).unwrap();
+        assert!(got == pattern(250 << 10), "the 250 KiB frame differs");
+        let (seg, big): (Segment, Vec<u8>) = b.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(seg.len(), 4096);
+        assert!(
+            big == pattern(4 << 20),
+            "the 4 MiB frame with a handle differs"
+        );
+        drop(t.join().unwrap());
+    });
+}
+
 #[test]
 fn concurrent_senders_never_interleave() {
     watchdog(60, || {

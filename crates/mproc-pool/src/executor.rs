@@ -28,6 +28,8 @@ use crate::worker::entry_of;
 mod future;
 mod wait;
 
+#[cfg(feature = "tokio")]
+pub use self::future::FutureResult;
 pub use self::future::{Future, FutureError};
 pub use self::wait::{
     AsCompleted, AsFuture, FutureRef, ReturnWhen, as_completed, as_completed_timeout, wait,
@@ -219,7 +221,7 @@ impl ProcessPoolExecutor {
     }
 
     fn is_open(&self) -> bool {
-        *self.open.read().unwrap_or_else(|e| e.into_inner())
+        *mproc_shm::local::read(&self.open)
     }
 
     /// Schedules `f(args)` and returns its [`Future`] at once (Python's
@@ -236,7 +238,7 @@ impl ProcessPoolExecutor {
     {
         let _ = f;
         let entry = entry_of::<F, A, R>();
-        let open = self.open.read().unwrap_or_else(|e| e.into_inner());
+        let open = mproc_shm::local::read(&self.open);
         if !*open {
             return Err(PoolError::NotRunning);
         }
@@ -335,7 +337,7 @@ impl ProcessPoolExecutor {
     /// worker yet; the others complete, then the workers exit. With `wait`,
     /// returns once they did.
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        *self.open.write().unwrap_or_else(|e| e.into_inner()) = false;
+        *mproc_shm::local::write(&self.open) = false;
         if cancel_futures {
             self.pool.engine().cancel_queued(None);
         }

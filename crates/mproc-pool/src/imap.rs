@@ -186,17 +186,13 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
                     break;
                 }
                 match deadline {
-                    None => st = job.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
+                    None => st = mproc_shm::local::wait(&job.cv, st),
                     Some(d) => {
                         let now = Instant::now();
                         if now >= d {
                             return Err(NextTimeoutError::Timeout);
                         }
-                        st = job
-                            .cv
-                            .wait_timeout(st, d - now)
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0;
+                        st = mproc_shm::local::wait_for(&job.cv, st, d - now);
                     }
                 }
             }

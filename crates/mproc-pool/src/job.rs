@@ -13,9 +13,7 @@ use crate::error::{PoolError, TaskError};
 use crate::fast_path::{is_pod, pod_from_bytes};
 use crate::wire::TaskOut;
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use mproc_shm::local::lock;
 
 /// Receives the outcome of a job's tasks (called by the collector thread).
 pub(crate) trait Sink: Send + Sync {
@@ -381,7 +379,7 @@ impl<T> AsyncResult<T> {
     pub fn wait(&self) {
         let mut st = lock(&self.slot.st);
         while st.is_none() {
-            st = self.slot.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+            st = mproc_shm::local::wait(&self.slot.cv, st);
         }
     }
 
@@ -404,12 +402,7 @@ impl<T> AsyncResult<T> {
             if now >= deadline {
                 return false;
             }
-            st = self
-                .slot
-                .cv
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = mproc_shm::local::wait_for(&self.slot.cv, st, deadline - now);
         }
         true
     }

@@ -167,6 +167,8 @@ pub use crate::builder::PoolBuilder;
 pub use crate::error::{
     BuildError, NextTimeoutError, PanicPayload, PoolError, TaskError, TryImapError,
 };
+#[cfg(feature = "tokio")]
+pub use crate::executor::FutureResult;
 pub use crate::executor::{
     AsCompleted, AsFuture, ExecutorBuilder, Future, FutureError, FutureRef, Map,
     ProcessPoolExecutor, ReturnWhen, as_completed, as_completed_timeout, wait, wait_timeout,

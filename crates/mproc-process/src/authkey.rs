@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use crate::lock::lock;
+use mproc_shm::local::lock;
 
 /// A secret shared by a process and the children it starts (CPython's
 /// `AuthenticationString`): the key a [`Manager`] and its clients prove

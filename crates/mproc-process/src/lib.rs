@@ -119,7 +119,6 @@ mod cpu;
 mod error;
 mod handle;
 mod info;
-mod lock;
 mod method;
 mod process;
 mod ready;

@@ -27,13 +27,13 @@ use std::sync::{Arc, Mutex};
 
 use crate::child;
 use crate::error::StartError;
-use crate::lock::lock;
 use crate::method::StartMethod;
 use crate::start::{self, Started};
 use crate::sys::{self, RawPid};
 use crate::watch::Watch;
 use crate::wire::{self, Request};
 use mproc_shm::handle::recv_with_fds;
+use mproc_shm::local::lock;
 
 /// The parent's connection to its fork server.
 ///

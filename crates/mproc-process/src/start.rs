@@ -8,11 +8,11 @@ use std::sync::mpsc;
 
 use crate::child;
 use crate::error::StartError;
-use crate::lock::lock;
 use crate::method::StartMethod;
 use crate::sys::{self, RawPid};
 use crate::watch::Watch;
 use crate::wire::{self, Request};
+use mproc_shm::local::lock;
 
 /// A started child, as seen by its parent.
 pub(crate) struct Started {

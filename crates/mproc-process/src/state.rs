@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::authkey::{self, AuthKey};
 use crate::error::StartMethodError;
-use crate::lock::lock;
 use crate::method::{START_METHOD_ENV, StartMethod};
 use crate::sys::{self, RawPid};
 use crate::watch::Inner;
 use crate::wire::{self, Request};
+use mproc_shm::local::lock;
 
 /// Who this process is, in mproc's terms.
 #[derive(Clone, Debug)]

@@ -8,10 +8,10 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::authkey::AuthKey;
-use crate::lock::lock;
 use crate::method::StartMethod;
 use crate::status::ExitStatus;
 use crate::sys::{self, RawPid};
+use mproc_shm::local::lock;
 
 /// How a parent learns that a child ended.
 #[derive(Debug)]

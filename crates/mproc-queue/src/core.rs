@@ -882,7 +882,7 @@ impl Core {
     fn close_spent(&self) {
         // Relaxed: a hint; the mutex orders the descriptors themselves.
         if self.has_spent.load(Ordering::Relaxed) {
-            let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+            let mut spent = mproc_shm::local::lock(&self.spent);
             // Relaxed: under the mutex, as in `keep_spent`.
             self.has_spent.store(false, Ordering::Relaxed);
             let fds = std::mem::take(&mut *spent);
@@ -894,7 +894,7 @@ impl Core {
     /// Keeps `fds` (a taken entry's descriptors) open until this handle's
     /// next get (which closes them outside the claim-to-return window).
     fn keep_spent(&self, fds: Vec<OwnedFd>) {
-        let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut spent = mproc_shm::local::lock(&self.spent);
         spent.extend(fds);
         // Relaxed: under the mutex, which orders the vector itself.
         self.has_spent.store(true, Ordering::Relaxed);

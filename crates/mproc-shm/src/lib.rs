@@ -105,6 +105,7 @@ pub mod futex;
 pub mod handle;
 pub mod kind;
 mod layout;
+pub mod local;
 pub mod lock_api;
 pub mod mutex;
 pub mod ready;

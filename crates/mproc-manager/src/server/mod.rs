@@ -61,9 +61,7 @@ impl Server {
     }
 
     fn entry(&self, id: Id) -> RemoteResult<Arc<Entry>> {
-        self.objects
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        mproc_shm::local::read(&self.objects)
             .get(&id)
             .cloned()
             .ok_or(RemoteError::NoSuchObject(id))
@@ -140,10 +138,7 @@ impl Server {
             state: Mutex::new(obj),
             cv: Condvar::new(),
         });
-        self.objects
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, e);
+        mproc_shm::local::write(&self.objects).insert(id, e);
         Ok(id)
     }
 
@@ -221,7 +216,7 @@ impl Server {
             }
             Request::Names => Ok(Reply::Names(lock(&self.names).keys().cloned().collect())),
             Request::ObjectCount => Ok(Reply::Count(
-                self.objects.read().unwrap_or_else(|e| e.into_inner()).len() as u64,
+                mproc_shm::local::read(&self.objects).len() as u64
             )),
             Request::Release { id } => {
                 lock(&self.names).retain(|_, v| *v != id);
@@ -271,11 +266,7 @@ impl Server {
     /// out under its own lock.
     fn reap(&self, mut freed: Vec<Id>) {
         while let Some(id) = freed.pop() {
-            let gone = self
-                .objects
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
+            let gone = mproc_shm::local::write(&self.objects).remove(&id);
             let Some(e) = gone else { continue };
             let vals = lock(&e.state).drain();
             e.cv.notify_all();
@@ -321,10 +312,7 @@ impl Server {
             }
         }
         self.reap(freed);
-        let objects: Vec<Arc<Entry>> = self
-            .objects
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        let objects: Vec<Arc<Entry>> = mproc_shm::local::read(&self.objects)
             .values()
             .cloned()
             .collect();

@@ -45,10 +45,7 @@ impl Server {
                 Some(d) => (d - now).min(WAIT_STEP),
                 None => WAIT_STEP,
             };
-            g =
-                e.cv.wait_timeout(g, step)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+            g = mproc_shm::local::wait_for(&e.cv, g, step);
             if peer.fd.is_some_and(sys::peer_gone) {
                 return Err(RemoteError::NotAllowed("the client went away".into()));
             }

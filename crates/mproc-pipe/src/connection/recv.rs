@@ -323,7 +323,8 @@ impl<C: Codec> Connection<C> {
         let mut spun = false;
         loop {
             if r.socket_due > 0 {
-                // The frame was written before its record was published.
+                // The ring announced a frame on the socket; its sender
+                // may still be writing it.
                 let got = match self.recv_socket(r, deadline, limit) {
                     Err(RecvTimeoutError::Eof) => Err(RecvTimeoutError::Truncated),
                     got => got,
@@ -572,8 +573,8 @@ impl<C> Connection<C> {
                 r.pos += BELL.len();
             }
         }
-        // Bytes that no record announced yet: their record is on its way,
-        // unless their sender died and the socket is at its end.
+        // Bytes that no record announced (a sender that died while writing
+        // a frame, or a peer off the protocol): end of file settles it.
         if r.pos < r.end && !r.eof && sys::at_eof(self.fd.as_fd()) {
             r.eof = true;
         }

@@ -6,14 +6,15 @@
 //! a receiver copies it out and publishes `head`. Everything the ring
 //! cannot carry (messages with descriptors, messages above [`INLINE_MAX`],
 //! shared-memory arena records) still travels on the socket, announced by a
-//! `SOCKET` record in the ring at its place in the message order, and
-//! written to the socket *before* its record is published, so a receiver
-//! that meets the record never waits for the frame behind it.
+//! `SOCKET` record in the ring at its place in the message order. The
+//! record is published *before* the frame is written: a frame larger than
+//! the socket's buffer can only be written while the receiver reads it,
+//! and a receiver reads the socket for the frames the ring announced (it
+//! then waits for the rest of the frame as on any socket).
 //!
 //! Waking, in the order of cost:
 //! * a receiver spins on `tail` briefly when another CPU may run the sender
-//!   (the policy of [`mproc_shm::wait`]), then yields a few times (a sender
-//!   on our CPU gets to run), then parks on the futex word `seq` after
+//!   (the policy of [`mproc_shm::wait`]), then parks on the futex word `seq` after
 //!   setting `PARKED` in `state`; a sender reads `state` after publishing
 //!   and makes the `futex_wake` system call only when it finds `PARKED`
 //!   (SeqCst on `tail` and `state` on both sides: one of the two always

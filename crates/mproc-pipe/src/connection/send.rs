@@ -151,9 +151,12 @@ impl<C: Codec> Connection<C> {
         }
         match inline.filter(|b| b.len() <= INLINE_MAX) {
             Some(b) => self.exclusive(|| ring.push(fd, false, b)),
+            // Announce, then write: a frame larger than the socket's buffer
+            // is written only while the receiver reads it, and the receiver
+            // reads the socket for the frames the ring has announced.
             None => self.exclusive(|| {
-                write()?;
-                ring.push(fd, true, &[])
+                ring.push(fd, true, &[])?;
+                write()
             }),
         }
     }

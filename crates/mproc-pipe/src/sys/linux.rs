@@ -9,20 +9,6 @@ use std::time::{Duration, Instant};
 
 use mproc_shm::sys::cvt;
 
-/// Whether `fd` can be written (or is hung up, or in error) right now;
-/// never waits.
-#[cfg(feature = "tokio")]
-pub(crate) fn writable_now(fd: BorrowedFd<'_>) -> bool {
-    let mut p = [libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLOUT,
-        revents: 0,
-    }];
-    // SAFETY: `p` is a valid, writable array of one pollfd structure.
-    let r = unsafe { libc::poll(p.as_mut_ptr(), 1, 0) };
-    r != 0
-}
-
 /// A new epoll descriptor (close-on-exec).
 #[cfg(feature = "tokio")]
 pub(crate) fn epoll_create() -> io::Result<OwnedFd> {
@@ -70,28 +56,6 @@ pub(crate) fn timer_at(at: Instant) -> io::Result<OwnedFd> {
     // SAFETY: `spec` is a valid itimerspec; a null old value is allowed.
     cvt(unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) })?;
     Ok(fd)
-}
-
-/// Whether a socket is at end of file with nothing left to read: peeks
-/// without waiting and without consuming anything.
-pub(crate) fn at_eof(fd: BorrowedFd<'_>) -> bool {
-    let mut b = [0u8; 1];
-    loop {
-        // SAFETY: `b` is writable for 1 byte; MSG_PEEK leaves the data queued.
-        let r = unsafe {
-            libc::recv(
-                fd.as_raw_fd(),
-                b.as_mut_ptr().cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        match cvt(r) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return e.raw_os_error() == Some(libc::ECONNRESET),
-            Ok(n) => return n == 0,
-        }
-    }
 }
 
 /// Whether the process at the other end of a Unix socket runs as our

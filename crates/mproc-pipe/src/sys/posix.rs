@@ -235,3 +235,39 @@ pub(crate) fn recv_nonblock(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<us
 pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
     Instant::now().checked_add(d)
 }
+
+/// Whether `fd` can be written (or is hung up, or in error) right now;
+/// never waits.
+#[cfg(all(feature = "tokio", target_os = "linux"))]
+pub(crate) fn writable_now(fd: BorrowedFd<'_>) -> bool {
+    let mut p = [libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    }];
+    // SAFETY: `p` is a valid, writable array of one pollfd structure.
+    let r = unsafe { libc::poll(p.as_mut_ptr(), 1, 0) };
+    r != 0
+}
+
+/// Whether a socket is at end of file with nothing left to read: peeks
+/// without waiting and without consuming anything.
+pub(crate) fn at_eof(fd: BorrowedFd<'_>) -> bool {
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: `b` is writable for 1 byte; MSG_PEEK leaves the data queued.
+        let r = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                b.as_mut_ptr().cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        match cvt(r) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return e.raw_os_error() == Some(libc::ECONNRESET),
+            Ok(n) => return n == 0,
+        }
+    }
+}

@@ -39,7 +39,7 @@ impl Engine {
                     self.ask_split(&mut st);
                 }
                 st.feeder_idle = true;
-                st = self.feeder_cv.wait(st).unwrap_or_else(|e| e.into_inner());
+                st = mproc_shm::local::wait(&self.feeder_cv, st);
                 continue;
             };
             let batch = self.take_batch(&mut st, slot);

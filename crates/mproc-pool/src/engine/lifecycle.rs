@@ -270,11 +270,7 @@ impl Engine {
                 st.building = false;
                 return Ok(());
             }
-            st = self
-                .state_cv
-                .wait_timeout(st, Duration::from_millis(50))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = mproc_shm::local::wait_for(&self.state_cv, st, Duration::from_millis(50));
         }
     }
 
@@ -695,11 +691,7 @@ impl Engine {
                 }
                 None => step,
             };
-            st = self
-                .state_cv
-                .wait_timeout(st, wait)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = mproc_shm::local::wait_for(&self.state_cv, st, wait);
         }
     }
 

@@ -2,11 +2,12 @@
 //! the engine (the task's sink).
 
 use std::fmt;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use mproc_shm::ready::{Doorbell, Waitable};
 use serde::de::DeserializeOwned;
 
 use super::wait::Waiter;
@@ -46,6 +47,9 @@ pub(super) struct Core<R> {
     cv: Condvar,
     engine: Weak<Engine>,
     rerun_lost: bool,
+    /// Made by the first `as_fd` (see `Future`'s `AsFd`), rung by
+    /// `resolve`; both look at it with `inner` locked.
+    bell: OnceLock<Doorbell>,
 }
 
 impl<R> Core<R> {
@@ -61,6 +65,7 @@ impl<R> Core<R> {
             cv: Condvar::new(),
             engine,
             rerun_lost,
+            bell: OnceLock::new(),
         }
     }
 
@@ -88,6 +93,9 @@ impl<R> Core<R> {
         let out = outcome.insert(r);
         // Release: see `phase`.
         self.phase.store(phase, Ordering::Release);
+        if let Some(b) = self.bell.get() {
+            b.ring();
+        }
         for cb in std::mem::take(callbacks) {
             run_callback(cb, out.as_ref());
         }
@@ -108,17 +116,14 @@ impl<R> Core<R> {
         while self.phase() < SUCCEEDED {
             g.sleepers += 1;
             g = match deadline {
-                None => self.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+                None => mproc_shm::local::wait(&self.cv, g),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         g.sleepers -= 1;
                         return (g, false);
                     }
-                    self.cv
-                        .wait_timeout(g, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
+                    mproc_shm::local::wait_for(&self.cv, g, d - now)
                 }
             };
             g.sleepers -= 1;
@@ -401,4 +406,129 @@ fn take_outcome<R>(g: &mut Inner<R>) -> Result<R, FutureError> {
         .take()
         .unwrap_or(Err(TaskError::Cancelled))
         .map_err(FutureError::Task)
+}
+
+impl<R> AsFd for Future<R> {
+    /// A descriptor that turns readable once the future is resolved (and
+    /// stays so), for `wait` beside other mproc objects or an async
+    /// reactor. Made on the first call, so futures nobody polls cost none.
+    ///
+    /// # Panics
+    /// If the process is out of descriptors on the first call.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        let core = &*self.core;
+        if let Some(b) = core.bell.get() {
+            return b.as_fd();
+        }
+        // Under the lock `resolve` rings with: either it finds the doorbell
+        // or this finds the future resolved.
+        let g = lock(&core.inner);
+        let bell = core
+            .bell
+            .get_or_init(|| Doorbell::new().expect("an eventfd for Future::as_fd"));
+        if core.phase() >= SUCCEEDED {
+            bell.ring();
+        }
+        drop(g);
+        bell.as_fd()
+    }
+}
+
+/// Ready once resolved (finished, failed or cancelled).
+impl<R> Waitable for Future<R> {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+
+    fn ready_now(&self) -> bool {
+        self.done()
+    }
+}
+
+#[cfg(feature = "tokio")]
+pub use self::awaiting::FutureResult;
+
+#[cfg(feature = "tokio")]
+mod awaiting {
+    use std::future::IntoFuture;
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::io::unix::AsyncFd;
+
+    use super::{Future, FutureError};
+
+    /// What `future.await` runs: resolves to [`Future::into_result`]'s
+    /// value without blocking a thread (the tokio runtime's reactor
+    /// watches the future's doorbell). Dropping it drops the future; the
+    /// task still runs (cancel it first to stop it).
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct FutureResult<R> {
+        future: Option<Future<R>>,
+        fd: Option<AsyncFd<OwnedFd>>,
+    }
+
+    impl<R> std::fmt::Debug for FutureResult<R> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("FutureResult")
+                .field("future", &self.future)
+                .finish_non_exhaustive()
+        }
+    }
+
+    /// `future.await` (needs a tokio runtime with I/O enabled; outside one
+    /// it blocks its thread in [`Future::into_result`]).
+    impl<R> IntoFuture for Future<R> {
+        type Output = Result<R, FutureError>;
+        type IntoFuture = FutureResult<R>;
+
+        fn into_future(self) -> Self::IntoFuture {
+            FutureResult {
+                future: Some(self),
+                fd: None,
+            }
+        }
+    }
+
+    impl<R> std::future::Future for FutureResult<R> {
+        type Output = Result<R, FutureError>;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let this = self.get_mut();
+            let done = |this: &mut Self| {
+                let f = this
+                    .future
+                    .take()
+                    .expect("FutureResult polled after completion");
+                Poll::Ready(f.into_result())
+            };
+            loop {
+                let f = this
+                    .future
+                    .as_ref()
+                    .expect("FutureResult polled after completion");
+                if f.done() {
+                    return done(this);
+                }
+                let fd = match &mut this.fd {
+                    Some(fd) => fd,
+                    slot => match mproc_shm::ready::reactor_fd(f.as_fd()) {
+                        Ok(fd) => slot.insert(fd),
+                        // No reactor: wait the blocking way.
+                        Err(_) => return done(this),
+                    },
+                };
+                match fd.poll_read_ready(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(mut guard)) => {
+                        if !f.done() {
+                            guard.clear_ready();
+                        }
+                    }
+                    Poll::Ready(Err(_)) => return done(this),
+                }
+            }
+        }
+    }
 }

@@ -119,16 +119,13 @@ impl Waiter {
                 return Some(i);
             }
             q = match deadline {
-                None => self.cv.wait(q).unwrap_or_else(|e| e.into_inner()),
+                None => mproc_shm::local::wait(&self.cv, q),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         return None;
                     }
-                    self.cv
-                        .wait_timeout(q, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
+                    mproc_shm::local::wait_for(&self.cv, q, d - now)
                 }
             };
         }
