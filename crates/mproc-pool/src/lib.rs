@@ -94,6 +94,10 @@
 //! * `tokio`: `AsyncResult` is [`IntoFuture`]
 //!   (`result.await`, see `AsyncResultFuture`), through tokio's reactor
 //!   (no thread per waiter).
+//! * `tracing`: `tracing` events: a worker replaced (`info`: the old pid,
+//!   how it ended, the new pid and name), a task run again after its worker
+//!   died (`warn`: the attempt, the dead worker's pid, the task's first item
+//!   and item count).
 //!
 //! # Differences from CPython
 //!

@@ -97,6 +97,13 @@
 //! ended. With the `tokio` feature, [`ProcessHandle::join_async`] awaits the
 //! end through the runtime's reactor (no thread per waiter).
 //!
+//! # Features
+//!
+//! * `tokio`: `ProcessHandle::join_async` (see above).
+//! * `tracing`: `tracing` events (`warn`) when the fork server is lost (its
+//!   pid, the error that showed it, how it ended) and when it is restarted
+//!   (the old and the new pid).
+//!
 //! # CPU count
 //!
 //! [`cpu_count`] is the number of CPUs this process may use (affinity mask,

@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::child;
@@ -63,6 +64,10 @@ type Reply = (i64, Option<OwnedFd>);
 
 static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
 
+/// The pid of the last server [`discard`]ed and not yet replaced (0: none),
+/// for the event that reports its replacement.
+static DISCARDED: AtomicI32 = AtomicI32::new(0);
+
 /// Held by the one thread reading replies (taken before [`CLIENT`], never
 /// while holding it).
 static READER: Mutex<()> = Mutex::new(());
@@ -75,6 +80,8 @@ const FORK_FAILED: i64 = -3;
 /// Called in a new child: the parent's server is not ours. Closing our copy
 /// of the control socket lets the server see end of file when the parent dies.
 pub(crate) fn forget_client() {
+    // Relaxed: this process's own bookkeeping.
+    DISCARDED.store(0, Ordering::Relaxed);
     let mut g = lock(&CLIENT);
     if g.is_some() {
         let old = g.take();
@@ -123,11 +130,22 @@ fn read_reply(ctrl: BorrowedFd<'_>) -> io::Result<Reply> {
     Ok((i64::from_le_bytes(reply), pidfds.into_iter().next()))
 }
 
-/// Forgets a server that died or broke the protocol, after reaping it.
-fn discard(g: &mut Option<Client>) {
+/// Forgets a server that died or broke the protocol (`why`), after
+/// reaping it.
+fn discard(g: &mut Option<Client>, why: &io::Error) {
     if let Some(old) = g.take() {
         let _ = sys::kill(old.pid, libc::SIGKILL);
-        let _ = sys::waitpid(old.pid, true);
+        let status = sys::waitpid(old.pid, true).ok().flatten();
+        let status = status.map(crate::status::ExitStatus::from_raw);
+        // Relaxed: under CLIENT's lock, as is its reader in `send`.
+        DISCARDED.store(old.pid, Ordering::Relaxed);
+        mproc_shm::trace_event!(
+            warn,
+            server_pid = old.pid,
+            error = %why,
+            status = ?status,
+            "fork server lost"
+        );
     }
 }
 
@@ -170,7 +188,18 @@ pub(crate) fn send(req: &Request, fds: &[OwnedFd]) -> Result<Pending, StartError
         let mut attempt = 0;
         loop {
             if g.is_none() {
-                *g = Some(launch().map_err(StartError::ForkServer)?);
+                let c = launch().map_err(StartError::ForkServer)?;
+                // Relaxed: under CLIENT's lock, as in `discard`.
+                let old = DISCARDED.swap(0, Ordering::Relaxed);
+                if old != 0 {
+                    mproc_shm::trace_event!(
+                        warn,
+                        old_pid = old,
+                        new_pid = c.pid,
+                        "fork server restarted"
+                    );
+                }
+                *g = Some(c);
             }
             let c = g.as_mut().expect("just set");
             match wire::send_all(c.ctrl.as_fd(), &frame, &send) {
@@ -182,7 +211,7 @@ pub(crate) fn send(req: &Request, fds: &[OwnedFd]) -> Result<Pending, StartError
                     // The server died (or the protocol broke): reap it and
                     // start a fresh one, once. Requests still waiting for
                     // their replies from it fail in `finish`.
-                    discard(&mut g);
+                    discard(&mut g, &e);
                     attempt += 1;
                     if attempt > 1 {
                         return Err(StartError::ForkServer(e));
@@ -248,7 +277,7 @@ fn await_reply(p: &Pending) -> Result<Reply, StartError> {
         let r = match r {
             Ok(r) => r,
             Err(e) => {
-                discard(&mut g);
+                discard(&mut g, &e);
                 return Err(StartError::ForkServer(e));
             }
         };

@@ -113,6 +113,10 @@
 //!   doorbell through tokio's reactor (no thread per waiter, no timer).
 //!   `get_async` is cancellation-safe; dropping a `put_async` future that
 //!   waits for room drops its item.
+//! * `tracing`: `tracing` events from the [`LeaseQueue`]: a lease taken
+//!   back for redelivery (`warn`: the dead consumer's pid, or an expired
+//!   lease, and the deliveries so far), the item redelivered (`info`), an
+//!   item dropped after its last delivery (`warn`).
 //!
 //! # Handles
 //!

@@ -84,6 +84,10 @@
 //!
 //! * `tokio`: [`ready::ready`], an async wait on one object, for the
 //!   `_async` methods of the other mproc crates.
+//! * `tracing`: [`tracing`](https://docs.rs/tracing) events for what mproc
+//!   does on its own: here, a lock taken over from a dead owner (`warn`,
+//!   with the dead owner's and the taker's pids); the other crates'
+//!   `tracing` features turn this one on and add their own events.
 //!
 //! # Handles
 //!
@@ -111,6 +115,7 @@ mod shared_memory;
 mod synchronized;
 #[doc(hidden)]
 pub mod sys;
+mod trace;
 mod tracker;
 mod typed;
 mod value;
@@ -138,6 +143,14 @@ pub use crate::synchronized::{
 pub use crate::typed::TypedSegment;
 pub use crate::value::{RawValue, Value, ValueGuard};
 pub use bytemuck::{Pod, Zeroable};
+
+/// Support for mproc's own macros (`trace_event!`). Not part of the
+/// supported API.
+#[doc(hidden)]
+pub mod __private {
+    #[cfg(feature = "tracing")]
+    pub use tracing;
+}
 
 /// Entry points for fuzz targets and their corpus-replay tests. Not part of
 /// the supported API.

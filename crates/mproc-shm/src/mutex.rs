@@ -263,10 +263,22 @@ impl RawMutex {
         }
         // Keep the waiters bit: others may sleep on the word.
         // Acquire: the dead owner's writes are as visible as they will ever be.
-        self.word
+        let taken = self
+            .word
             .compare_exchange(w, me | (w & WAITERS), Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| Acquired::OwnerDied)
+            .is_ok();
+        if taken {
+            // The one place every mproc lock learns of a dead owner. The
+            // address names the lock within this process.
+            crate::trace_event!(
+                warn,
+                dead_owner_pid = pid,
+                pid = me,
+                lock = ?std::ptr::from_ref(self),
+                "lock recovered from a dead owner"
+            );
+        }
+        taken.then_some(Acquired::OwnerDied)
     }
 
     /// Spins (when useful), then sleeps in liveness slices, until the lock is

@@ -127,6 +127,9 @@
 //!
 //! * `tokio`: `Event::wait_async`, through tokio's reactor (no thread per
 //!   waiter; cancellation-safe).
+//! * `tracing`: a `tracing` event (`warn`) when any lock here is taken over
+//!   from a dead owner: the dead owner's pid and the taker's (emitted by
+//!   [`RawMutex`], under every lock).
 
 #![doc(test(attr(deny(warnings))))]
 

@@ -68,6 +68,13 @@
 //!   waiter): `Queue::get_async`/`put_async` (and on `SimpleQueue`,
 //!   `JoinableQueue`), `ProcessHandle::join_async`, `Event::wait_async`, and
 //!   `AsyncResult` is `IntoFuture`. Without it nothing depends on tokio.
+//! * `tracing`: [`tracing`](https://docs.rs/tracing) events for what mproc
+//!   does on its own, with the pids involved: a pool worker replaced
+//!   (`info`), a pool task retried after its worker died, the fork server
+//!   lost and restarted, a lock taken over from a dead owner, a lease taken
+//!   back for redelivery (all `warn`), and the item redelivered (`info`).
+//!   Their targets are the emitting modules (`mproc_pool::…`,
+//!   `mproc_shm::mutex`, …). Without it nothing depends on tracing.
 //!
 //! [`wait`] takes connections, listeners, process handles, queues, events,
 //! pool results and raw descriptors in one list ([`Waitable`]).

@@ -139,6 +139,7 @@ impl Engine {
             split_asked: None,
             pace: None,
             send_lock: Arc::default(),
+            replaces: None,
         })
     }
 
@@ -167,6 +168,16 @@ impl Engine {
                     st.start_failures = 0;
                     let w = &mut st.workers[slot];
                     w.pid = h.pid().as_raw();
+                    if let Some((old_pid, status)) = w.replaces.take() {
+                        mproc_shm::trace_event!(
+                            info,
+                            old_pid = old_pid,
+                            status = %status,
+                            new_pid = w.pid,
+                            worker = %format_args!("PoolWorker-{}", w.n),
+                            "pool worker replaced"
+                        );
+                    }
                     if w.dead {
                         // Stopped meanwhile (terminate, failed build).
                         drop(st);
@@ -360,7 +371,7 @@ impl Engine {
                     let _ = h.kill();
                     let _ = h.wait_ended_timeout(Duration::from_secs(5));
                 }
-                ExitStatus::Exited(0)
+                ended_status(h)
             }
             Some(mut h) => match h.join_timeout(Duration::from_millis(500)) {
                 Ok(()) => ExitStatus::Exited(0),
@@ -467,6 +478,18 @@ impl Engine {
                 }
             }
             for t in requeue.drain(..).rev() {
+                if t.attempts > 0 {
+                    // It ran (and lost its worker) `attempts` times.
+                    mproc_shm::trace_event!(
+                        warn,
+                        attempt = t.attempts + 1,
+                        worker_pid = pid,
+                        status = %status,
+                        first = t.first,
+                        count = t.count,
+                        "pool task retried after its worker died"
+                    );
+                }
                 st.pending.push_front(t);
             }
             if init_failed.is_some() {
@@ -522,7 +545,10 @@ impl Engine {
                             let _ = h.join_timeout(Duration::from_secs(5));
                         }
                     } else {
-                        st.workers[slot] = w;
+                        st.workers[slot] = Worker {
+                            replaces: Some((pid, status)),
+                            ..w
+                        };
                     }
                 }
                 Err(e) => {
@@ -691,6 +717,20 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         s = e.source();
     }
     m
+}
+
+/// How an idle worker that ended, ended. Only the `tracing` events say it,
+/// so without them it is not waited for (`Exited(0)`); with them, the fork
+/// server's report is waited for a little.
+fn ended_status(mut h: mproc_process::ProcessHandle<()>) -> ExitStatus {
+    if cfg!(feature = "tracing") {
+        match h.join_timeout(Duration::from_millis(100)) {
+            Ok(()) => ExitStatus::Exited(0),
+            Err(e) => join_status(&e).unwrap_or(ExitStatus::Exited(0)),
+        }
+    } else {
+        ExitStatus::Exited(0)
+    }
 }
 
 fn join_status(e: &mproc_process::JoinTimeoutError) -> Option<ExitStatus> {

@@ -40,7 +40,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use mproc_pipe::Connection;
-use mproc_process::{PendingStart, ProcessHandle, StartMethod};
+use mproc_process::{ExitStatus, PendingStart, ProcessHandle, StartMethod};
 use mproc_shm::Segment;
 
 use crate::error::{BuildError, PoolError, TaskError};
@@ -88,6 +88,9 @@ struct Worker {
     pace: Option<(i64, f64)>,
     /// Held while a batch is sent to it (see [`Engine::dispatch`]).
     send_lock: Arc<Mutex<()>>,
+    /// The pid of the worker it replaces and how that one ended, until its
+    /// own pid is known (then reported: see [`Engine::settle_starts`]).
+    replaces: Option<(i32, ExitStatus)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

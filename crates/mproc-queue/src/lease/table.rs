@@ -471,6 +471,13 @@ impl Table {
                 if h.swap_state(w, FREE) {
                     self.drop_one();
                     self.uncount_waiting();
+                    mproc_shm::trace_event!(
+                        warn,
+                        deliveries = deliveries,
+                        pid = me,
+                        slot = s,
+                        "leased item dropped after its last delivery"
+                    );
                 }
                 continue;
             }
@@ -493,6 +500,13 @@ impl Table {
                 continue;
             }
             self.uncount_waiting();
+            mproc_shm::trace_event!(
+                info,
+                deliveries = deliveries,
+                pid = me,
+                slot = s,
+                "lease redelivered"
+            );
             return Some(Leased {
                 slot: s as u32,
                 word: leased,
@@ -586,9 +600,25 @@ impl Table {
                     // Relaxed: written under the lock before the lease.
                     let exp = h.expires.load(Ordering::Relaxed);
                     let expired = exp != 0 && now >= exp;
-                    if (expired || !alive(holder(w))) && h.swap_state(w, WAITING) {
+                    let dead = !expired && !alive(holder(w));
+                    if (expired || dead) && h.swap_state(w, WAITING) {
                         taken_back += 1;
                         waiting += 1;
+                        let reason = if dead {
+                            "consumer died"
+                        } else {
+                            "lease expired"
+                        };
+                        mproc_shm::trace_event!(
+                            warn,
+                            consumer_pid = holder(w),
+                            // Relaxed: as `expires`.
+                            deliveries = h.deliveries.load(Ordering::Relaxed),
+                            reason = reason,
+                            pid = me,
+                            slot = s,
+                            "lease taken back for redelivery"
+                        );
                     }
                 }
                 _ => {}
