@@ -94,7 +94,7 @@
 //! [`ProcessHandle`] and [`ProcessInfo`] are
 //! [`Waitable`](mproc_shm::ready::Waitable): `mproc_pipe::wait` takes them
 //! beside connections, queues and events, and reports a process once it has
-//! ended. With the `tokio` feature, [`ProcessHandle::join_async`] awaits the
+//! ended. With the `tokio` feature, `ProcessHandle::join_async` awaits the
 //! end through the runtime's reactor (no thread per waiter).
 //!
 //! # Features

@@ -82,7 +82,7 @@
 //!
 //! # Features
 //!
-//! * `tokio`: [`ready::ready`], an async wait on one object, for the
+//! * `tokio`: `ready::ready`, an async wait on one object, for the
 //!   `_async` methods of the other mproc crates.
 //! * `tracing`: [`tracing`](https://docs.rs/tracing) events for what mproc
 //!   does on its own: here, a lock taken over from a dead owner (`warn`,
