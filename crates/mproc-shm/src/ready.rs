@@ -22,7 +22,7 @@
 //! object is ready now (an item in a queue, an event set), and [`wait`]
 //! reports an object as long as that holds.
 //!
-//! With the `tokio` feature, [`ready`] awaits one object's readiness
+//! With the `tokio` feature, `ready` awaits one object's readiness
 //! through `tokio::io::unix::AsyncFd`, the building block of the `_async`
 //! methods of the other crates.
 
