@@ -37,7 +37,7 @@ use crate::handle::HandleFd;
 use crate::sys;
 
 /// An eventfd that an object's producers ring to wake the processes that
-/// wait on it with [`wait`] or [`ready`] (see the [module docs](self)).
+/// wait on it with [`wait`] or `ready` (see the [module docs](self)).
 ///
 /// It travels to other processes like every mproc handle (serialize it
 /// inside [`collect_fds`](crate::handle::collect_fds)); a received
