@@ -41,6 +41,38 @@ fn wait_returns_the_queue_a_child_put_into() {
     });
 }
 
+/// A queue's descriptor for a poll loop of one's own: a `watch` keeps its
+/// doorbell rung by the child's put, and a plain poll of the bare
+/// descriptor (no mproc wait logic) sees it.
+#[test]
+fn a_watched_queue_descriptor_turns_readable_on_a_childs_put() {
+    use std::os::fd::AsFd;
+    watchdog(LIMIT, || {
+        let qs: Vec<Queue<u64>> = vec![Queue::new(0).unwrap()];
+        let w = mproc::watch(&qs[0]);
+        let fd = w.as_fd();
+        assert!(wait_timeout(&[&fd], Duration::ZERO).unwrap().is_empty());
+        assert!(!w.is_ready());
+        let mut h = Process::new(put_after_pause, (qs.clone(), 0))
+            .start()
+            .unwrap();
+        assert_eq!(wait_timeout(&[&fd], WAIT).unwrap(), [0]);
+        assert!(w.is_ready());
+        assert_eq!(qs[0].get().unwrap(), 100);
+        // Taken: after a rearm the descriptor is quiet again.
+        assert!(!w.is_ready());
+        w.rearm();
+        assert!(wait_timeout(&[&fd], Duration::ZERO).unwrap().is_empty());
+        h.join().unwrap();
+        // A process handle's descriptor is its sentinel.
+        let (a, _b) = pipe(true).unwrap();
+        assert_eq!(
+            wait_timeout(&[&h.as_fd(), &a.as_fd()], Duration::ZERO).unwrap(),
+            [0]
+        );
+    });
+}
+
 type Kinds = (SimpleQueue<String>, JoinableQueue<String>, Event, usize);
 
 fn act_on_one((sq, jq, ev, k): Kinds) {

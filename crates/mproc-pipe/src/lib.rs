@@ -139,4 +139,4 @@ pub use crate::listener::{
     Address, Client, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_PENDING_HANDSHAKES, Listener,
     ListenerBuilder,
 };
-pub use crate::wait::{Waitable, wait, wait_deadline, wait_timeout};
+pub use crate::wait::{Waitable, Watch, wait, wait_deadline, wait_timeout, watch};

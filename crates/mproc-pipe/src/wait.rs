@@ -5,7 +5,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd};
 
-pub use mproc_shm::ready::{Waitable, wait, wait_deadline, wait_timeout};
+pub use mproc_shm::ready::{Waitable, Watch, wait, wait_deadline, wait_timeout, watch};
 
 use crate::connection::Connection;
 use crate::listener::Listener;
@@ -38,6 +38,13 @@ impl<C> Waitable for Connection<C> {
 
     fn rearm(&self) {
         self.arm_doorbell();
+    }
+}
+
+/// The listening socket: readable when a client is waiting.
+impl std::os::fd::AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.borrow_fd()
     }
 }
 

@@ -25,6 +25,16 @@ macro_rules! waitable_by_sentinel {
                 self.sentinel().is_none()
             }
         }
+
+        $(#[$doc])*
+        ///
+        /// The descriptor is the sentinel; without one, a descriptor that
+        /// never turns readable.
+        impl$(<$g>)? std::os::fd::AsFd for $t {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.wait_fd()
+            }
+        }
     )*};
 }
 

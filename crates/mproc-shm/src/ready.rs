@@ -243,6 +243,78 @@ impl<W: Waitable + ?Sized> Drop for Registration<'_, W> {
     }
 }
 
+/// An object's readiness descriptor for an event loop of your own (epoll,
+/// mio, another runtime), from [`watch`].
+///
+/// While the `Watch` lives, the object's descriptor ([`AsFd`]) turns
+/// readable when the object may have turned ready: for a queue or an event
+/// that is a [`Doorbell`] its producers ring only because this watch is
+/// registered (nobody pays for it otherwise). Readable means "look":
+/// [`is_ready`](Self::is_ready) says whether the object is ready; when it
+/// is not (another process took the item first), call
+/// [`rearm`](Self::rearm) before polling again. Readiness is
+/// level-triggered: a queue with items stays ready.
+pub struct Watch<'a, W: Waitable + ?Sized> {
+    reg: Registration<'a, W>,
+}
+
+/// Registers a [`Watch`] on `obj`: its descriptor for a poll loop of your
+/// own, kept accurate until the watch is dropped.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use std::time::Duration;
+/// use mproc_shm::ready::{Doorbell, watch, wait_timeout};
+///
+/// let bell = Doorbell::new()?;
+/// let fd = bell.as_fd();
+/// let w = watch(&fd);
+/// bell.ring();
+/// // Any poll loop works; here mproc's own `wait` on the bare descriptor.
+/// assert_eq!(wait_timeout(&[&w.as_fd()], Duration::from_secs(5))?, [0]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn watch<W: Waitable + ?Sized>(obj: &W) -> Watch<'_, W> {
+    Watch {
+        reg: Registration::new(obj),
+    }
+}
+
+impl<W: Waitable + ?Sized> Watch<'_, W> {
+    /// Whether the object is ready now (look after the descriptor turned
+    /// readable).
+    pub fn is_ready(&self) -> bool {
+        let o = self.reg.0;
+        !o.never_ready() && o.ready_now()
+    }
+
+    /// After a wake-up that found the object not ready: clears the
+    /// descriptor and makes sure the next change makes it readable again
+    /// (and makes it readable at once if the object turned ready
+    /// meanwhile).
+    pub fn rearm(&self) {
+        if self.reg.0.is_doorbell() {
+            self.reg.0.rearm();
+        }
+    }
+}
+
+impl<W: Waitable + ?Sized> AsFd for Watch<'_, W> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.reg.0.wait_fd()
+    }
+}
+
+impl<W: Waitable + ?Sized> fmt::Debug for Watch<'_, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watch")
+            .field("fd", &self.reg.0.wait_fd().as_raw_fd())
+            .finish()
+    }
+}
+
 /// Waits until at least one of `objects` is ready, and returns the indices
 /// of all that are, in increasing order.
 ///

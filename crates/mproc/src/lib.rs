@@ -111,7 +111,9 @@ mod context;
 
 pub use crate::context::{Context, default_context, get_context};
 pub use mproc_manager::Manager;
-pub use mproc_pipe::{Client, Connection, Listener, Waitable, pipe, wait, wait_timeout};
+pub use mproc_pipe::{
+    Client, Connection, Listener, Waitable, Watch, pipe, wait, wait_timeout, watch,
+};
 pub use mproc_pool::{AsyncResult, Pool, ProcessPoolExecutor};
 pub use mproc_process::{
     AuthKey, ExitStatus, JoinError, Pid, Process, ProcessHandle, ProcessInfo, StartError,
