@@ -1,6 +1,7 @@
 //! [`LeaseQueue`]: a queue whose items are leased, not taken, so that
 //! work is never lost with its worker.
 
+use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
@@ -248,6 +249,28 @@ impl<T, C> fmt::Debug for LeaseQueue<T, C> {
     }
 }
 
+/// A get's [`Table::want_slots`], withdrawn when it returns.
+struct WantsSlots<'t> {
+    t: &'t Table,
+    wanted: Cell<bool>,
+}
+
+impl WantsSlots<'_> {
+    fn want(&self) {
+        if !self.wanted.replace(true) {
+            self.t.want_slots();
+        }
+    }
+}
+
+impl Drop for WantsSlots<'_> {
+    fn drop(&mut self) {
+        if self.wanted.get() {
+            self.t.unwant_slots();
+        }
+    }
+}
+
 enum LeaseFailure {
     Fail(GetFail),
     Decode(crate::DecodeError),
@@ -372,10 +395,16 @@ impl<T, C: Codec<T>> LeaseQueue<T, C> {
         let t = &self.shared.table;
         let core = &*self.q.core;
         let me = mproc_shm::mutex::current_pid();
+        let wants = WantsSlots {
+            t,
+            wanted: Cell::new(false),
+        };
         with_scratch(|out| {
             let r = core.get_locked(
                 deadline,
                 |has_record, closed| {
+                    // Before the slots are looked at: acks notify from now on.
+                    wants.want();
                     t.has_waiting()
                         || (has_record && t.has_free(self.hint()))
                         || (closed && !has_record && t.in_use() == 0)
@@ -598,9 +627,12 @@ impl<T, C> Lease<'_, T, C> {
     /// this call (see [`LeaseQueueBuilder::lease_timeout`]).
     pub fn ack(mut self) -> Result<(), AckError> {
         self.done = true;
-        let r = self.q.shared.table.ack(self.l);
-        // A consumer may wait for a free slot.
-        self.q.q.core.notify_consumers();
+        let t = &self.q.shared.table;
+        let r = t.ack(self.l);
+        // A consumer may wait for a free slot (or for none in use).
+        if t.slots_wanted() {
+            self.q.q.core.notify_consumers();
+        }
         match r {
             Outcome::Done => Ok(()),
             Outcome::Lost => Err(AckError::Expired),
