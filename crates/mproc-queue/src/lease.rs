@@ -431,7 +431,6 @@ impl<T, C: Codec<T>> LeaseQueue<T, C> {
                     q: self,
                     l,
                     item,
-                    done: false,
                     _codec: PhantomData,
                 }),
                 Err(e) => {
@@ -580,6 +579,11 @@ impl fmt::Display for AckError {
 
 impl std::error::Error for AckError {}
 
+/// The slot of a [`Lease`] that was acked or given back (no table has
+/// that many slots).
+const DONE: u32 = u32::MAX;
+const _: () = assert!(table::MAX_SLOTS < DONE as usize);
+
 /// An item leased from a [`LeaseQueue`]: the item (through `Deref`, or
 /// [`Lease::item`]) and the duty to [`ack`](Lease::ack) it.
 ///
@@ -588,9 +592,11 @@ impl std::error::Error for AckError {}
 #[must_use = "a lease that is dropped gives its item back (nack); call `ack` once done"]
 pub struct Lease<'q, T, C = Postcard> {
     q: &'q LeaseQueue<T, C>,
+    /// The lease; its slot is [`DONE`] once acked or given back (a
+    /// sentinel, not a flag: a `bool` here makes every `Result` holding a
+    /// lease slower to move).
     l: Leased,
     item: T,
-    done: bool,
     _codec: PhantomData<fn() -> C>,
 }
 
@@ -626,9 +632,10 @@ impl<T, C> Lease<'_, T, C> {
     /// [`AckError::Expired`] if the lease expired and was taken back before
     /// this call (see [`LeaseQueueBuilder::lease_timeout`]).
     pub fn ack(mut self) -> Result<(), AckError> {
-        self.done = true;
+        let l = self.l;
+        self.l.slot = DONE;
         let t = &self.q.shared.table;
-        let r = t.ack(self.l);
+        let r = t.ack(l);
         // A consumer may wait for a free slot (or for none in use).
         if t.slots_wanted() {
             self.q.q.core.notify_consumers();
@@ -646,11 +653,12 @@ impl<T, C> Lease<'_, T, C> {
     }
 
     fn give_back(&mut self) {
-        if std::mem::replace(&mut self.done, true) {
+        if self.l.slot == DONE {
             return;
         }
         let (t, core) = (&self.q.shared.table, &self.q.q.core);
         let l = self.l;
+        self.l.slot = DONE;
         if core.with_consumer(|c| t.nack(c, l)) == Outcome::Done {
             core.notify_consumers();
         }
