@@ -500,8 +500,7 @@ impl<T, C: Codec<T>> LeaseQueue<T, C> {
         let Some(s) = t.free_slot(self.hint()) else {
             return idle(out);
         };
-        t.begin(c, s, c.consumed());
-        match c.take(out, &mut |b| t.keep(c, s, b)) {
+        match c.take(out, &mut |b, consumed| t.keep(c, s, b, consumed)) {
             Ok(Took::Taken) => {
                 // Relaxed: as in `hint`.
                 self.shared.hint.store(s, Ordering::Relaxed);

@@ -405,11 +405,13 @@ impl Table {
         ctl.taking.store(s as u64 + 1, Ordering::Relaxed);
     }
 
-    /// Writes an item's bytes into slot `s` (being taken) before its record
-    /// is claimed. An item too large for the slot is marked so
-    /// ([`Table::commit`] then refuses it).
+    /// Starts a take into free slot `s` ([`Table::begin`], with the queue's
+    /// consumed count before the claim) and writes the item's bytes into
+    /// it before its record is claimed. An item too large for the slot is
+    /// marked so ([`Table::commit`] then refuses it).
     #[inline]
-    pub(crate) fn keep(&self, _c: &Consumer<'_>, s: usize, bytes: &[u8]) {
+    pub(crate) fn keep(&self, c: &Consumer<'_>, s: usize, bytes: &[u8], consumed: u32) {
+        self.begin(c, s, consumed);
         let h = self.head(s);
         let ctl = self.ctl();
         // Relaxed (all): under the consumer lock, as in `begin`.

@@ -155,9 +155,8 @@ fn a_take_cut_short_loses_nothing() {
     let mut out = Vec::new();
     // Cut short after the claim.
     core.with_consumer(|c| {
-        t.begin(c, 0, c.consumed());
         assert_eq!(
-            c.take(&mut out, &mut |b| t.keep(c, 0, b)).unwrap(),
+            c.take(&mut out, &mut |b, n| t.keep(c, 0, b, n)).unwrap(),
             Took::Taken
         );
     });
@@ -182,8 +181,7 @@ fn lease_as(q: &LeaseQueue<u32>, slot: usize, pid: u32) {
     let t = &q.shared.table;
     let mut out = Vec::new();
     q.q.core.with_consumer(|c| {
-        t.begin(c, slot, c.consumed());
-        let took = c.take(&mut out, &mut |b| t.keep(c, slot, b)).unwrap();
+        let took = c.take(&mut out, &mut |b, n| t.keep(c, slot, b, n)).unwrap();
         assert_eq!(took, Took::Taken);
         t.commit(c, slot, pid, 0).unwrap();
     });
