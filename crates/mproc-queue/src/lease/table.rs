@@ -79,6 +79,16 @@ fn word(state: u64, generation: u64, pid: u32) -> u64 {
     (state << STATE_SHIFT) | ((generation & GEN_MASK) << 32) | u64::from(pid)
 }
 
+/// Takes one off a count, never below zero.
+fn decrement(n: &AtomicU32) {
+    // SeqCst: `waiting` pairs with the waiter's SeqCst registration (see
+    // `Table::has_waiting`); for `slot_waiters` a stale count only makes an
+    // ack notify in vain.
+    let _ = n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+        Some(n.saturating_sub(1))
+    });
+}
+
 impl SlotHead {
     /// Moves the slot from word `w` to state `to` (no holder, same
     /// generation), unless its word changed meanwhile.
@@ -314,13 +324,7 @@ impl Table {
 
     /// Withdraws a [`Table::want_slots`].
     pub(crate) fn unwant_slots(&self) {
-        // Relaxed: a later ack that still sees us only notifies in vain.
-        let _ = self
-            .ctl()
-            .slot_waiters
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(1))
-            });
+        decrement(&self.ctl().slot_waiters);
     }
 
     /// Whether a consumer may wait for a slot to be freed (a killed waiter
@@ -576,14 +580,9 @@ impl Table {
     }
 
     fn uncount_waiting(&self) {
-        // SeqCst: see `has_waiting`; never below zero (a nack between its
-        // swap and its add may make us take its slot first).
-        let _ = self
-            .ctl()
-            .waiting
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                Some(n.saturating_sub(1))
-            });
+        // Never below zero: a nack between its swap and its add may make us
+        // take its slot first.
+        decrement(&self.ctl().waiting);
     }
 
     /// Frees the slot of a finished lease. Needs no lock.
