@@ -95,6 +95,48 @@ fn a_full_table_waits_for_an_ack() {
     drop(b);
 }
 
+/// Acks wake consumers only while one counts itself as waiting for a
+/// slot: a waiter is counted while it waits (for a free slot, or for the
+/// last lease of a closed queue), and the count is back to zero after.
+#[test]
+fn waiters_for_a_slot_are_counted_while_they_wait() {
+    let q = queue(LeaseQueueBuilder::new().max_leases(1));
+    let t = &q.shared.table;
+    let counted = || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !t.slots_wanted() {
+            assert!(std::time::Instant::now() < deadline, "waiter not counted");
+            std::thread::yield_now();
+        }
+    };
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    let a = q.get_lease().unwrap();
+    assert!(!t.slots_wanted());
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let l = q.get_lease_timeout(Duration::from_secs(30)).unwrap();
+            let v = *l;
+            l.ack().unwrap();
+            v
+        });
+        counted();
+        a.ack().unwrap();
+        assert_eq!(h.join().unwrap(), 2);
+    });
+    assert!(!t.slots_wanted());
+    q.put(3).unwrap();
+    q.close();
+    let a = q.get_lease().unwrap();
+    std::thread::scope(|s| {
+        let h = s.spawn(|| q.get_lease_timeout(Duration::from_secs(30)).map(|l| *l));
+        counted();
+        a.ack().unwrap();
+        assert!(matches!(h.join().unwrap(), Err(GetTimeoutError::Closed)));
+    });
+    assert!(!t.slots_wanted());
+}
+
 #[test]
 fn closed_means_drained_and_nothing_leased() {
     let q = queue(LeaseQueueBuilder::new());
