@@ -1,6 +1,7 @@
 //! [`LeaseQueue`]: a queue whose items are leased, not taken, so that
 //! work is never lost with its worker.
 
+use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
@@ -248,6 +249,28 @@ impl<T, C> fmt::Debug for LeaseQueue<T, C> {
     }
 }
 
+/// A get's [`Table::want_slots`], withdrawn when it returns.
+struct WantsSlots<'t> {
+    t: &'t Table,
+    wanted: Cell<bool>,
+}
+
+impl WantsSlots<'_> {
+    fn want(&self) {
+        if !self.wanted.replace(true) {
+            self.t.want_slots();
+        }
+    }
+}
+
+impl Drop for WantsSlots<'_> {
+    fn drop(&mut self) {
+        if self.wanted.get() {
+            self.t.unwant_slots();
+        }
+    }
+}
+
 enum LeaseFailure {
     Fail(GetFail),
     Decode(crate::DecodeError),
@@ -372,10 +395,16 @@ impl<T, C: Codec<T>> LeaseQueue<T, C> {
         let t = &self.shared.table;
         let core = &*self.q.core;
         let me = mproc_shm::mutex::current_pid();
+        let wants = WantsSlots {
+            t,
+            wanted: Cell::new(false),
+        };
         with_scratch(|out| {
             let r = core.get_locked(
                 deadline,
                 |has_record, closed| {
+                    // Before the slots are looked at: acks notify from now on.
+                    wants.want();
                     t.has_waiting()
                         || (has_record && t.has_free(self.hint()))
                         || (closed && !has_record && t.in_use() == 0)
@@ -402,7 +431,6 @@ impl<T, C: Codec<T>> LeaseQueue<T, C> {
                     q: self,
                     l,
                     item,
-                    done: false,
                     _codec: PhantomData,
                 }),
                 Err(e) => {
@@ -472,8 +500,7 @@ impl<T, C: Codec<T>> LeaseQueue<T, C> {
         let Some(s) = t.free_slot(self.hint()) else {
             return idle(out);
         };
-        t.begin(c, s, c.consumed());
-        match c.take(out, &mut |b| t.keep(c, s, b)) {
+        match c.take(out, &mut |b, consumed| t.keep(c, s, b, consumed)) {
             Ok(Took::Taken) => {
                 // Relaxed: as in `hint`.
                 self.shared.hint.store(s, Ordering::Relaxed);
@@ -551,6 +578,11 @@ impl fmt::Display for AckError {
 
 impl std::error::Error for AckError {}
 
+/// The slot of a [`Lease`] that was acked or given back (no table has
+/// that many slots).
+const DONE: u32 = u32::MAX;
+const _: () = assert!(table::MAX_SLOTS < DONE as usize);
+
 /// An item leased from a [`LeaseQueue`]: the item (through `Deref`, or
 /// [`Lease::item`]) and the duty to [`ack`](Lease::ack) it.
 ///
@@ -559,9 +591,11 @@ impl std::error::Error for AckError {}
 #[must_use = "a lease that is dropped gives its item back (nack); call `ack` once done"]
 pub struct Lease<'q, T, C = Postcard> {
     q: &'q LeaseQueue<T, C>,
+    /// The lease; its slot is [`DONE`] once acked or given back (a
+    /// sentinel, not a flag: a `bool` here makes every `Result` holding a
+    /// lease slower to move).
     l: Leased,
     item: T,
-    done: bool,
     _codec: PhantomData<fn() -> C>,
 }
 
@@ -597,10 +631,14 @@ impl<T, C> Lease<'_, T, C> {
     /// [`AckError::Expired`] if the lease expired and was taken back before
     /// this call (see [`LeaseQueueBuilder::lease_timeout`]).
     pub fn ack(mut self) -> Result<(), AckError> {
-        self.done = true;
-        let r = self.q.shared.table.ack(self.l);
-        // A consumer may wait for a free slot.
-        self.q.q.core.notify_consumers();
+        let l = self.l;
+        self.l.slot = DONE;
+        let t = &self.q.shared.table;
+        let r = t.ack(l);
+        // A consumer may wait for a free slot (or for none in use).
+        if t.slots_wanted() {
+            self.q.q.core.notify_consumers();
+        }
         match r {
             Outcome::Done => Ok(()),
             Outcome::Lost => Err(AckError::Expired),
@@ -614,11 +652,12 @@ impl<T, C> Lease<'_, T, C> {
     }
 
     fn give_back(&mut self) {
-        if std::mem::replace(&mut self.done, true) {
+        if self.l.slot == DONE {
             return;
         }
         let (t, core) = (&self.q.shared.table, &self.q.q.core);
         let l = self.l;
+        self.l.slot = DONE;
         if core.with_consumer(|c| t.nack(c, l)) == Outcome::Done {
             core.notify_consumers();
         }

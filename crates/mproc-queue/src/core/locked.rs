@@ -42,11 +42,13 @@ impl Consumer<'_> {
     /// Takes the next record into `out`, calling `keep` on its bytes after
     /// they are copied out and before the record is claimed: a process
     /// killed before the claim leaves the record in the queue, one killed
-    /// after it has run `keep` to the end.
+    /// after it has run `keep` to the end. `keep` also gets
+    /// [`Consumer::consumed`] as it is before the claim (read after the
+    /// peek, whose loads it reuses).
     pub(crate) fn take(
         &self,
         out: &mut Vec<u8>,
-        keep: &mut dyn FnMut(&[u8]),
+        keep: &mut dyn FnMut(&[u8], u32),
     ) -> Result<Took, GetFail> {
         let core = self.core;
         let recs = core.records();
@@ -67,8 +69,11 @@ impl Consumer<'_> {
                 Ok(None) => return Ok(Took::Empty),
                 Err(c) => return Err(GetFail::Broken(c.into())),
             };
+            // Only consumer-lock holders claim records: this holds until
+            // the claim below.
+            let consumed = self.consumed();
             if p.kind() == REC_INLINE {
-                keep(out);
+                keep(out, consumed);
                 // SAFETY: consumer lock held since the peek.
                 if unsafe { recs.commit(p) } {
                     self.took.set(true);
@@ -78,7 +83,8 @@ impl Consumer<'_> {
                 continue;
             }
             // SAFETY: consumer lock held since the peek.
-            unsafe { core.take_large(&recs, p, out, keep) }.map_err(GetFail::Broken)?;
+            unsafe { core.take_large(&recs, p, out, &mut |b| keep(b, consumed)) }
+                .map_err(GetFail::Broken)?;
             self.took.set(true);
             return Ok(Took::Taken);
         }

@@ -79,6 +79,16 @@ fn word(state: u64, generation: u64, pid: u32) -> u64 {
     (state << STATE_SHIFT) | ((generation & GEN_MASK) << 32) | u64::from(pid)
 }
 
+/// Takes one off a count, never below zero.
+fn decrement(n: &AtomicU32) {
+    // SeqCst: `waiting` pairs with the waiter's SeqCst registration (see
+    // `Table::has_waiting`); for `slot_waiters` a stale count only makes an
+    // ack notify in vain.
+    let _ = n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+        Some(n.saturating_sub(1))
+    });
+}
+
 impl SlotHead {
     /// Moves the slot from word `w` to state `to` (no holder, same
     /// generation), unless its word changed meanwhile.
@@ -113,7 +123,9 @@ struct TableCtl {
     last_scan: AtomicU64,
     /// Slots that may be waiting for redelivery (a hint: scans recount).
     waiting: AtomicU32,
-    _reserved: AtomicU32,
+    /// Consumers that may wait for a slot to be freed (see
+    /// [`Table::want_slots`]); acks notify only while it is not zero.
+    slot_waiters: AtomicU32,
 }
 
 /// The head of a slot; the item's bytes follow it.
@@ -242,19 +254,24 @@ impl Table {
         &self.seg
     }
 
+    #[inline]
     pub(crate) fn params(&self) -> Params {
         self.p
     }
 
+    #[inline]
     fn ctl(&self) -> &TableCtl {
         self.seg
             .get::<TableCtl>(CTL_OFFSET)
             .expect("the table was checked to hold its control line")
     }
 
+    #[inline]
     fn head(&self, s: usize) -> &SlotHead {
         debug_assert!(s < self.p.slots);
-        let s = s % self.p.slots;
+        // Clamped, not `%`: a division on every slot access costs more than
+        // the rest of a lease.
+        let s = s.min(self.p.slots - 1);
         // SAFETY: `create`/`open` checked that `slots` slots of `stride`
         // bytes fit the mapping after SLOTS_OFFSET, which is 128-aligned;
         // `stride` is a multiple of 64, so each head is 8-aligned and inside
@@ -270,6 +287,7 @@ impl Table {
         }
     }
 
+    #[inline]
     fn data_offset(&self, s: usize) -> usize {
         SLOTS_OFFSET + s * self.p.stride() + SLOT_HEAD
     }
@@ -286,24 +304,51 @@ impl Table {
     }
 
     /// Whether some slot may be waiting for redelivery (a hint).
+    #[inline]
     pub(crate) fn has_waiting(&self) -> bool {
         // SeqCst: pairs with the waiter's SeqCst registration (see
         // `Core::get_locked`).
         self.ctl().waiting.load(Ordering::SeqCst) != 0
     }
 
+    /// Says that this get may wait for a slot to be freed (for a free slot,
+    /// or for none to be in use once the queue is closed): from now on
+    /// until [`Table::unwant_slots`], [`Table::slots_wanted`] is true, so
+    /// acks notify. Called before the slots are looked at.
+    pub(crate) fn want_slots(&self) {
+        // SeqCst: ordered before the SeqCst loads of the slots' words that
+        // follow; an ack's SeqCst swap then load of `slot_waiters` either
+        // sees this or its freed slot is seen by those loads.
+        self.ctl().slot_waiters.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Withdraws a [`Table::want_slots`].
+    pub(crate) fn unwant_slots(&self) {
+        decrement(&self.ctl().slot_waiters);
+    }
+
+    /// Whether a consumer may wait for a slot to be freed (a killed waiter
+    /// leaves this true for good: acks then always notify).
+    #[inline]
+    pub(crate) fn slots_wanted(&self) -> bool {
+        // SeqCst: after the ack's SeqCst swap; see `want_slots`.
+        self.ctl().slot_waiters.load(Ordering::SeqCst) != 0
+    }
+
     /// Whether a slot is free, looking first at `hint`.
+    #[inline]
     pub(crate) fn has_free(&self, hint: usize) -> bool {
         self.free_slot(hint).is_some()
     }
 
     /// A free slot, looking first at `hint` and then at those after it.
+    #[inline]
     pub(crate) fn free_slot(&self, hint: usize) -> Option<usize> {
         let n = self.p.slots;
-        (0..n)
-            .map(|k| (hint + k) % n)
-            // SeqCst: pairs with the SeqCst swap in `release`.
-            .find(|&s| state(self.head(s).word.load(Ordering::SeqCst)) == FREE)
+        let start = if hint < n { hint } else { 0 };
+        // SeqCst: pairs with the SeqCst swap in `release`.
+        let free = |s: usize| state(self.head(s).word.load(Ordering::SeqCst)) == FREE;
+        (start..n).chain(0..start).find(|&s| free(s))
     }
 
     /// Whether any slot is in use (leased or waiting).
@@ -327,6 +372,7 @@ impl Table {
     /// Finishes a take that a killed consumer left in flight: its slot
     /// waits for redelivery if the record was claimed, and stays free if
     /// not.
+    #[inline]
     pub(crate) fn recover(&self, c: &Consumer<'_>) {
         let ctl = self.ctl();
         // Relaxed (here and below): written and read under the consumer lock.
@@ -353,6 +399,7 @@ impl Table {
     }
 
     /// Starts a take into free slot `s`: records it as in flight.
+    #[inline]
     pub(crate) fn begin(&self, _c: &Consumer<'_>, s: usize, consumed: u32) {
         let ctl = self.ctl();
         // Relaxed: under the consumer lock, which orders them for the next
@@ -362,10 +409,13 @@ impl Table {
         ctl.taking.store(s as u64 + 1, Ordering::Relaxed);
     }
 
-    /// Writes an item's bytes into slot `s` (being taken) before its record
-    /// is claimed. An item too large for the slot is marked so
-    /// ([`Table::commit`] then refuses it).
-    pub(crate) fn keep(&self, _c: &Consumer<'_>, s: usize, bytes: &[u8]) {
+    /// Starts a take into free slot `s` ([`Table::begin`], with the queue's
+    /// consumed count before the claim) and writes the item's bytes into
+    /// it before its record is claimed. An item too large for the slot is
+    /// marked so ([`Table::commit`] then refuses it).
+    #[inline]
+    pub(crate) fn keep(&self, c: &Consumer<'_>, s: usize, bytes: &[u8], consumed: u32) {
+        self.begin(c, s, consumed);
         let h = self.head(s);
         let ctl = self.ctl();
         // Relaxed (all): under the consumer lock, as in `begin`.
@@ -388,6 +438,7 @@ impl Table {
 
     /// Records slot `s`, just filled, as leased by `me`; `Err` (and the slot
     /// stays free) when its item was too large for it.
+    #[inline]
     pub(crate) fn commit(
         &self,
         _c: &Consumer<'_>,
@@ -422,6 +473,7 @@ impl Table {
     }
 
     /// Ends a take that claimed nothing.
+    #[inline]
     pub(crate) fn abandon(&self, _c: &Consumer<'_>) {
         // Relaxed: under the consumer lock.
         self.ctl().taking.store(0, Ordering::Relaxed);
@@ -430,7 +482,22 @@ impl Table {
     /// Leases the waiting item first delivered earliest to `me`, copying
     /// its bytes into `out`; items delivered `max_deliveries` times already
     /// are dropped on the way. `None` when no item waits.
+    #[inline]
     pub(crate) fn redeliver(
+        &self,
+        c: &Consumer<'_>,
+        me: u32,
+        expires: u64,
+        out: &mut Vec<u8>,
+    ) -> Option<Leased> {
+        if !self.has_waiting() {
+            return None;
+        }
+        self.redeliver_waiting(c, me, expires, out)
+    }
+
+    /// [`Table::redeliver`] once some slot may be waiting.
+    fn redeliver_waiting(
         &self,
         _c: &Consumer<'_>,
         me: u32,
@@ -438,9 +505,6 @@ impl Table {
         out: &mut Vec<u8>,
     ) -> Option<Leased> {
         let ctl = self.ctl();
-        if !self.has_waiting() {
-            return None;
-        }
         loop {
             let mut best: Option<(usize, u64, u64)> = None;
             for s in 0..self.p.slots {
@@ -516,17 +580,13 @@ impl Table {
     }
 
     fn uncount_waiting(&self) {
-        // SeqCst: see `has_waiting`; never below zero (a nack between its
-        // swap and its add may make us take its slot first).
-        let _ = self
-            .ctl()
-            .waiting
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                Some(n.saturating_sub(1))
-            });
+        // Never below zero: a nack between its swap and its add may make us
+        // take its slot first.
+        decrement(&self.ctl().waiting);
     }
 
     /// Frees the slot of a finished lease. Needs no lock.
+    #[inline]
     pub(crate) fn ack(&self, l: Leased) -> Outcome {
         self.swap_from(l, FREE)
     }
@@ -542,6 +602,7 @@ impl Table {
         r
     }
 
+    #[inline]
     fn swap_from(&self, l: Leased, to: u64) -> Outcome {
         let Some(s) = Some(l.slot as usize).filter(|&s| s < self.p.slots) else {
             return Outcome::Lost;

@@ -95,6 +95,48 @@ fn a_full_table_waits_for_an_ack() {
     drop(b);
 }
 
+/// Acks wake consumers only while one counts itself as waiting for a
+/// slot: a waiter is counted while it waits (for a free slot, or for the
+/// last lease of a closed queue), and the count is back to zero after.
+#[test]
+fn waiters_for_a_slot_are_counted_while_they_wait() {
+    let q = queue(LeaseQueueBuilder::new().max_leases(1));
+    let t = &q.shared.table;
+    let counted = || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !t.slots_wanted() {
+            assert!(std::time::Instant::now() < deadline, "waiter not counted");
+            std::thread::yield_now();
+        }
+    };
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    let a = q.get_lease().unwrap();
+    assert!(!t.slots_wanted());
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let l = q.get_lease_timeout(Duration::from_secs(30)).unwrap();
+            let v = *l;
+            l.ack().unwrap();
+            v
+        });
+        counted();
+        a.ack().unwrap();
+        assert_eq!(h.join().unwrap(), 2);
+    });
+    assert!(!t.slots_wanted());
+    q.put(3).unwrap();
+    q.close();
+    let a = q.get_lease().unwrap();
+    std::thread::scope(|s| {
+        let h = s.spawn(|| q.get_lease_timeout(Duration::from_secs(30)).map(|l| *l));
+        counted();
+        a.ack().unwrap();
+        assert!(matches!(h.join().unwrap(), Err(GetTimeoutError::Closed)));
+    });
+    assert!(!t.slots_wanted());
+}
+
 #[test]
 fn closed_means_drained_and_nothing_leased() {
     let q = queue(LeaseQueueBuilder::new());
@@ -155,9 +197,8 @@ fn a_take_cut_short_loses_nothing() {
     let mut out = Vec::new();
     // Cut short after the claim.
     core.with_consumer(|c| {
-        t.begin(c, 0, c.consumed());
         assert_eq!(
-            c.take(&mut out, &mut |b| t.keep(c, 0, b)).unwrap(),
+            c.take(&mut out, &mut |b, n| t.keep(c, 0, b, n)).unwrap(),
             Took::Taken
         );
     });
@@ -182,8 +223,7 @@ fn lease_as(q: &LeaseQueue<u32>, slot: usize, pid: u32) {
     let t = &q.shared.table;
     let mut out = Vec::new();
     q.q.core.with_consumer(|c| {
-        t.begin(c, slot, c.consumed());
-        let took = c.take(&mut out, &mut |b| t.keep(c, slot, b)).unwrap();
+        let took = c.take(&mut out, &mut |b, n| t.keep(c, slot, b, n)).unwrap();
         assert_eq!(took, Took::Taken);
         t.commit(c, slot, pid, 0).unwrap();
     });
