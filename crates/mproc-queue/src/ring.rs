@@ -394,6 +394,32 @@ impl<'a> Ring<'a> {
         unsafe { out.set_len(len) };
     }
 
+    /// This producer handle's view of `head` for a reservation at `tail_w`,
+    /// and whether it is fresh: the cached copy while nobody else published
+    /// since this handle did, else `head` itself (cached for next time).
+    #[inline(always)]
+    fn head_view(&self, tail_w: u64, cache: &ProducerCache) -> (bool, u64) {
+        // Relaxed: a cached copy; it only ever lags the real head, which makes
+        // the ring look fuller than it is, never emptier.
+        // Relaxed: the cache is only touched under the producer lock.
+        if cache.mark.load(Ordering::Relaxed) != tail_w {
+            (true, self.refresh_head(cache))
+        } else {
+            (false, cache.head.load(Ordering::Relaxed))
+        }
+    }
+
+    /// Reads `head` and caches it.
+    #[inline(always)]
+    fn refresh_head(&self, cache: &ProducerCache) -> u64 {
+        // Acquire: pairs with the Release store in `commit`, so the bytes the
+        // consumers read before moving `head` are no longer needed.
+        let h = self.ctl.head.0.load(Ordering::Acquire);
+        // Relaxed: the cache is only touched under the producer lock.
+        cache.head.store(h, Ordering::Relaxed);
+        h
+    }
+
     /// Reserves room for a record of `len` payload bytes at `tail`, unless
     /// the queue holds `maxcount` records or the ring lacks room
     /// (`Err(Push::Full)` / `Err(Push::NoRoom)`).
@@ -410,16 +436,46 @@ impl<'a> Ring<'a> {
         maxcount: u32,
         cache: &'c ProducerCache,
     ) -> Result<Result<Reservation<'c>, Push>, Corrupted> {
+        // Relaxed: only lock holders store `tail`, and the lock's Acquire
+        // ordered us after the last of them.
+        let tail_w = self.ctl.tail.0.load(Ordering::Relaxed);
+        let tail = self.check_word(tail_w)?;
         let len32 = u32::try_from(len).map_err(|_| Corrupted("record too large"))?;
         let need = record_size(len);
-        // SAFETY: forwarded from the caller.
-        let room = unsafe { self.room(maxcount, cache, |_, bytes| (need <= bytes).then_some(())) }?;
-        Ok(room.map(|(tail, ())| Reservation {
-            tail,
-            len: len32,
-            need,
-            cache,
-        }))
+        // Its own loop rather than `room` with a closure: the single put is
+        // the hot path, and through `room` a put + get cost 8 ns more
+        // (110 -> 118 ns in a one-thread loop).
+        let (mut fresh, mut head_w) = self.head_view(tail_w, cache);
+        loop {
+            match self
+                .check_word(head_w)
+                .and_then(|h| Ok((h, self.used(h, tail)?)))
+            {
+                Ok((h, used)) => {
+                    let count = tail.0.wrapping_sub(h.0);
+                    // The record, and the next terminator after it.
+                    if count < maxcount && need + REC_HEADER <= self.cap as usize - used {
+                        return Ok(Ok(Reservation {
+                            tail,
+                            len: len32,
+                            need,
+                            cache,
+                        }));
+                    }
+                    if fresh {
+                        return Ok(Err(if count >= maxcount {
+                            Push::Full
+                        } else {
+                            Push::NoRoom
+                        }));
+                    }
+                }
+                Err(e) if fresh => return Err(e),
+                Err(_) => {}
+            }
+            head_w = self.refresh_head(cache);
+            fresh = true;
+        }
     }
 
     /// Looks for room at `tail`: `fits(records, bytes)` is given how many
@@ -443,19 +499,7 @@ impl<'a> Ring<'a> {
         // ordered us after the last of them.
         let tail_w = self.ctl.tail.0.load(Ordering::Relaxed);
         let tail = self.check_word(tail_w)?;
-        let head_cache = &cache.head;
-        // Relaxed: a cached copy; it only ever lags the real head, which makes
-        // the ring look fuller than it is, never emptier.
-        // Relaxed: the cache is only touched under the producer lock.
-        let mut fresh = cache.mark.load(Ordering::Relaxed) != tail_w;
-        let mut head_w = if fresh {
-            // Acquire: pairs with the Release store in `commit`.
-            let h = self.ctl.head.0.load(Ordering::Acquire);
-            head_cache.store(h, Ordering::Relaxed);
-            h
-        } else {
-            head_cache.load(Ordering::Relaxed)
-        };
+        let (mut fresh, mut head_w) = self.head_view(tail_w, cache);
         loop {
             match self
                 .check_word(head_w)
@@ -481,10 +525,7 @@ impl<'a> Ring<'a> {
                 Err(e) if fresh => return Err(e),
                 Err(_) => {}
             }
-            // Acquire: pairs with the Release store in `commit`, so the bytes the
-            // consumers read before moving `head` are no longer needed.
-            head_w = self.ctl.head.0.load(Ordering::Acquire);
-            head_cache.store(head_w, Ordering::Relaxed);
+            head_w = self.refresh_head(cache);
             fresh = true;
         }
     }
