@@ -441,17 +441,36 @@ impl Table {
     #[inline]
     pub(crate) fn commit(
         &self,
-        _c: &Consumer<'_>,
+        c: &Consumer<'_>,
         s: usize,
         me: u32,
         expires: u64,
     ) -> Result<Leased, BrokenError> {
+        self.commit_steps(c, s, me, expires, false)
+    }
+
+    /// [`Table::commit`], stopping after its first step with `cut` (as a
+    /// consumer killed there would: the test of that window).
+    ///
+    /// The lease is recorded *before* the take stops being in flight: a
+    /// consumer killed between the two leaves a lease of a dead holder,
+    /// which a scan takes back. (In the other order it left a claimed
+    /// record, a free slot and no take in flight: the item was lost.)
+    #[inline]
+    pub(crate) fn commit_steps(
+        &self,
+        _c: &Consumer<'_>,
+        s: usize,
+        me: u32,
+        expires: u64,
+        cut: bool,
+    ) -> Result<Leased, BrokenError> {
         let ctl = self.ctl();
-        // Relaxed: under the consumer lock.
-        ctl.taking.store(0, Ordering::Relaxed);
         let h = self.head(s);
         // Relaxed: under the consumer lock.
         if h.len.load(Ordering::Relaxed) as usize > self.p.slot_bytes {
+            // Relaxed: under the consumer lock.
+            ctl.taking.store(0, Ordering::Relaxed);
             self.drop_one();
             return Err(BrokenError::corrupted(
                 "an item larger than the lease slots was put",
@@ -465,6 +484,10 @@ impl Table {
         // anyway) and to `free_slot` probes. No waiter waits for a slot to
         // become leased, so no SeqCst pairing is needed (unlike `swap_from`).
         h.word.store(leased, Ordering::Release);
+        if !cut {
+            // Relaxed: under the consumer lock.
+            ctl.taking.store(0, Ordering::Relaxed);
+        }
         Ok(Leased {
             slot: s as u32,
             word: leased,
