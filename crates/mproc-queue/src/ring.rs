@@ -69,6 +69,16 @@ pub(crate) struct Corrupted(pub(crate) &'static str);
 /// A ring word unpacked: (sequence, position).
 pub(crate) type Unpacked = (u32, u32);
 
+/// Why a fresh look found no room: `maxcount` records queued, or too
+/// few free bytes.
+fn no_room(count: u32, maxcount: u32) -> Push {
+    if count >= maxcount {
+        Push::Full
+    } else {
+        Push::NoRoom
+    }
+}
+
 /// Packs a sequence and a position into a ring word.
 pub(crate) fn pack(seq: u32, pos: u32) -> u64 {
     (u64::from(seq) << 32) | u64::from(pos)
@@ -463,11 +473,7 @@ impl<'a> Ring<'a> {
                         }));
                     }
                     if fresh {
-                        return Ok(Err(if count >= maxcount {
-                            Push::Full
-                        } else {
-                            Push::NoRoom
-                        }));
+                        return Ok(Err(no_room(count, maxcount)));
                     }
                 }
                 Err(e) if fresh => return Err(e),
@@ -515,11 +521,7 @@ impl<'a> Ring<'a> {
                         }
                     }
                     if fresh {
-                        return Ok(Err(if count >= maxcount {
-                            Push::Full
-                        } else {
-                            Push::NoRoom
-                        }));
+                        return Ok(Err(no_room(count, maxcount)));
                     }
                 }
                 Err(e) if fresh => return Err(e),

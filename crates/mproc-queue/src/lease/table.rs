@@ -272,12 +272,12 @@ impl Table {
         // Clamped, not `%`: a division on every slot access costs more than
         // the rest of a lease.
         let s = s.min(self.p.slots - 1);
-        // SAFETY: `create`/`open` checked that `slots` slots of `stride`
-        // bytes fit the mapping after SLOTS_OFFSET, which is 128-aligned;
-        // `stride` is a multiple of 64, so each head is 8-aligned and inside
-        // the mapping, which lives as long as `self`. SlotHead is SharedSync
-        // (atomics only): a shared reference to it is sound whatever other
-        // processes do.
+        // `create`/`open` checked that `slots` slots of `stride` bytes fit
+        // the mapping after SLOTS_OFFSET, which is 128-aligned, and `stride`
+        // is a multiple of 64.
+        // SAFETY: so the head is 8-aligned and inside the mapping, which
+        // lives as long as `self`; SlotHead is SharedSync (atomics only), so
+        // a shared reference is sound whatever other processes do.
         unsafe {
             &*self
                 .seg
