@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use mproc_shm::Segment;
 
 use crate::arena::ArenaTx;
-use crate::codec::{Codec, Postcard};
+use crate::codec::Postcard;
 use crate::frame::{DEFAULT_MAX_MESSAGE, Wire};
 use crate::sys::{self, FdKind};
 use crate::wlock::WriteLock;
@@ -236,9 +236,9 @@ impl Connection<Postcard> {
     }
 }
 
-impl<C: Codec> Connection<C> {
+impl<C> Connection<C> {
     /// The same connection with another codec for typed messages.
-    pub fn with_codec<D: Codec>(self) -> Connection<D> {
+    pub fn with_codec<D>(self) -> Connection<D> {
         Connection {
             fd: self.fd,
             kind: self.kind,

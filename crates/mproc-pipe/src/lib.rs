@@ -126,7 +126,7 @@ pub use crate::auth::{
     AuthOptions, CHALLENGE, Digest, FAILURE, MAX_HANDSHAKE_MESSAGE, WELCOME, make_challenge,
     respond_to_challenge, verify_response,
 };
-pub use crate::codec::{Codec, CodecError, Postcard};
+pub use crate::codec::{Bytes, Codec, CodecError, Encode, Pod, Postcard};
 pub use crate::connection::{Connection, DEFAULT_SHM_THRESHOLD, pipe};
 pub use crate::error::{
     AuthError, ConnectError, RecvError, RecvTimeoutError, SendBytesError, SendError, TryRecvError,

@@ -8,12 +8,10 @@ use std::time::Instant;
 
 use mproc_shm::handle::provide_fds;
 use mproc_shm::wait::Deadline;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use crate::codec::Codec;
+use crate::codec::{Codec, Encode};
 use crate::connection::Connection;
 use crate::error::{ConnectError, RecvError, RecvTimeoutError, SendBytesError, SendError};
 use crate::listener::{Address, Listener};
@@ -44,7 +42,7 @@ pub(crate) enum Attempt {
     Wait(Vec<libc::pollfd>, Option<Instant>),
 }
 
-impl<C: Codec> Connection<C> {
+impl<C> Connection<C> {
     /// Receives a typed value, awaiting it on the tokio reactor (the async
     /// [`Connection::recv`]). Needs a tokio runtime with I/O enabled.
     ///
@@ -55,7 +53,10 @@ impl<C: Codec> Connection<C> {
     ///
     /// # Errors
     /// As [`Connection::recv`]; `Io` outside a runtime.
-    pub async fn recv_async<T: DeserializeOwned>(&self) -> Result<T, RecvError> {
+    pub async fn recv_async<T>(&self) -> Result<T, RecvError>
+    where
+        C: Codec<T>,
+    {
         let (bytes, fds) = self.recv_frame_async().await?;
         provide_fds(fds, || C::decode(&bytes)).map_err(RecvError::Decode)
     }
@@ -104,7 +105,10 @@ impl<C: Codec> Connection<C> {
     ///
     /// # Errors
     /// As [`Connection::send`]; `Io` outside a runtime.
-    pub async fn send_async<T: Serialize>(&self, value: T) -> Result<(), SendError<T>> {
+    pub async fn send_async<T>(&self, value: T) -> Result<(), SendError<T>>
+    where
+        C: Encode<T>,
+    {
         match self.writable_async().await {
             Ok(()) => self.send(value),
             Err(e) => Err(SendError::new(value, SendBytesError::Io(e))),

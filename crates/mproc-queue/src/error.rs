@@ -5,6 +5,7 @@ use std::fmt;
 use std::io;
 
 use mproc_shm::SegmentError;
+use mproc_shm::codec::CodecError;
 
 /// Why a queue could not be created.
 #[derive(Debug)]
@@ -113,6 +114,16 @@ impl fmt::Display for EncodeError {
 /// The codec's reason is part of the message, not a `source`.
 impl Error for EncodeError {}
 
+impl From<CodecError> for EncodeError {
+    fn from(e: CodecError) -> Self {
+        if e.is_handle() {
+            Self::handle()
+        } else {
+            Self::custom(e)
+        }
+    }
+}
+
 /// An item taken from the queue could not be decoded (it is lost).
 #[derive(Debug)]
 pub struct DecodeError(Box<dyn Error + Send + Sync>);
@@ -136,6 +147,12 @@ impl fmt::Display for DecodeError {
 
 /// The codec's reason is part of the message, not a `source`.
 impl Error for DecodeError {}
+
+impl From<CodecError> for DecodeError {
+    fn from(e: CodecError) -> Self {
+        Self::custom(e)
+    }
+}
 
 #[derive(Debug)]
 enum BrokenKind {

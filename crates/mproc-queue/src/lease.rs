@@ -437,7 +437,7 @@ impl<T, C: Codec<T>> LeaseQueue<T, C> {
                     // Undecodable: it would fail every consumer in turn.
                     t.discard(l);
                     core.notify_consumers();
-                    Err(LeaseFailure::Decode(e))
+                    Err(LeaseFailure::Decode(e.into()))
                 }
             }
         })

@@ -143,7 +143,7 @@ mod wait;
 #[cfg(any(test, fuzzing))]
 mod fuzz;
 
-pub use crate::codec::{Bytes, Codec, Pod, Postcard};
+pub use crate::codec::{Bytes, Codec, CodecError, Encode, Pod, Postcard};
 pub use crate::error::{
     BrokenError, CreateError, DecodeError, EncodeError, GetError, GetTimeoutError,
     JoinTimeoutError, PutError, PutManyError, PutTimeoutError, TaskDoneError, TryGetError,

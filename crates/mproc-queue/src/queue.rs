@@ -239,7 +239,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
         match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err((item, e)),
-            Err(e) => Err((item, PutFailure::Encode(e))),
+            Err(e) => Err((item, PutFailure::Encode(e.into()))),
         }
     }
 
@@ -306,7 +306,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
             self.core
                 .get_decoded(buf, deadline, C::decode)
                 .map_err(GetFailure::Fail)?
-                .map_err(GetFailure::Decode)
+                .map_err(|e| GetFailure::Decode(e.into()))
         })
     }
 

@@ -63,6 +63,12 @@ pub fn collect_fds<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
     (r, fds.unwrap_or_default())
 }
 
+/// Whether a [`collect_fds`] side table is open on this thread, so that a
+/// handle serialized now would put its descriptor there.
+pub fn collecting() -> bool {
+    SINK.with(|s| s.borrow().is_some())
+}
+
 /// Runs `f` (which deserializes something) with `fds` available to the
 /// [`HandleFd`]s it meets, by index.
 ///

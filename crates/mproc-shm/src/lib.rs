@@ -98,6 +98,7 @@
 
 mod array;
 mod atomic;
+pub mod codec;
 pub mod codec_error;
 mod copy;
 pub mod error;

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use mproc_shm::handle::provide_fds;
 use mproc_shm::wait::{self, Deadline, LIVENESS_SLICE, spin_until};
-use serde::de::DeserializeOwned;
 
 use super::ring::{Ring, Taken};
 use super::{Connection, DIRECT_MIN, MAX_ARENAS, READ_BUF, lock};
@@ -98,13 +97,16 @@ impl Reader {
     }
 }
 
-impl<C: Codec> Connection<C> {
+impl<C> Connection<C> {
     /// Receives a typed value (Python's `recv`), blocking until one arrives.
     ///
     /// # Errors
     /// [`RecvError::Eof`] once the peer has closed and nothing is left;
     /// `Decode` if the message is not a `T`; others as [`RecvError`].
-    pub fn recv<T: DeserializeOwned>(&self) -> Result<T, RecvError> {
+    pub fn recv<T>(&self) -> Result<T, RecvError>
+    where
+        C: Codec<T>,
+    {
         self.recv_typed(Deadline::Never)
             .map_err(RecvTimeoutError::untimed)
     }
@@ -113,7 +115,10 @@ impl<C: Codec> Connection<C> {
     ///
     /// # Errors
     /// [`TryRecvError::Empty`] if none is; otherwise as [`Connection::recv`].
-    pub fn try_recv<T: DeserializeOwned>(&self) -> Result<T, TryRecvError> {
+    pub fn try_recv<T>(&self) -> Result<T, TryRecvError>
+    where
+        C: Codec<T>,
+    {
         self.recv_typed(Deadline::Now)
             .map_err(RecvTimeoutError::untried)
     }
@@ -122,10 +127,10 @@ impl<C: Codec> Connection<C> {
     ///
     /// # Errors
     /// [`RecvTimeoutError::Timeout`] if none arrived; otherwise as [`Connection::recv`].
-    pub fn recv_timeout<T: DeserializeOwned>(
-        &self,
-        timeout: Duration,
-    ) -> Result<T, RecvTimeoutError> {
+    pub fn recv_timeout<T>(&self, timeout: Duration) -> Result<T, RecvTimeoutError>
+    where
+        C: Codec<T>,
+    {
         self.recv_typed(Deadline::after(timeout))
     }
 
@@ -133,14 +138,17 @@ impl<C: Codec> Connection<C> {
     ///
     /// # Errors
     /// [`RecvTimeoutError::Timeout`] if none arrived; otherwise as [`Connection::recv`].
-    pub fn recv_deadline<T: DeserializeOwned>(
-        &self,
-        deadline: Instant,
-    ) -> Result<T, RecvTimeoutError> {
+    pub fn recv_deadline<T>(&self, deadline: Instant) -> Result<T, RecvTimeoutError>
+    where
+        C: Codec<T>,
+    {
         self.recv_typed(Deadline::At(deadline))
     }
 
-    fn recv_typed<T: DeserializeOwned>(&self, deadline: Deadline) -> Result<T, RecvTimeoutError> {
+    fn recv_typed<T>(&self, deadline: Deadline) -> Result<T, RecvTimeoutError>
+    where
+        C: Codec<T>,
+    {
         let (bytes, fds) = self.recv_frame(deadline, None)?;
         provide_fds(fds, || C::decode(&bytes)).map_err(RecvTimeoutError::Decode)
     }

@@ -3,17 +3,16 @@
 use std::os::fd::{AsFd, BorrowedFd};
 
 use mproc_shm::handle::collect_fds;
-use serde::Serialize;
 
 use super::ring::INLINE_MAX;
 use super::{Connection, KEEP_SEND_BUF, lock};
 use crate::arena::ArenaTx;
-use crate::codec::Codec;
+use crate::codec::Encode;
 use crate::error::{SendBytesError, SendError};
 use crate::frame::{MAX_HEADER_LEN, Wire, encode_header};
 use crate::sys::{self, FdKind};
 
-impl<C: Codec> Connection<C> {
+impl<C> Connection<C> {
     /// Sends a typed value (Python's `send`). On failure the value comes back
     /// inside the error.
     ///
@@ -43,7 +42,10 @@ impl<C: Codec> Connection<C> {
     /// b.recv::<()>()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn send<T: Serialize>(&self, value: T) -> Result<(), SendError<T>> {
+    pub fn send<T>(&self, value: T) -> Result<(), SendError<T>>
+    where
+        C: Encode<T>,
+    {
         match self.send_ref(&value) {
             Ok(()) => Ok(()),
             Err(e) => Err(SendError::new(value, e)),
@@ -54,7 +56,10 @@ impl<C: Codec> Connection<C> {
     ///
     /// # Errors
     /// As [`Connection::send`].
-    pub fn send_ref<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), SendBytesError> {
+    pub fn send_ref<T: ?Sized>(&self, value: &T) -> Result<(), SendBytesError>
+    where
+        C: Encode<T>,
+    {
         if !self.writable {
             return Err(SendBytesError::NotWritable);
         }

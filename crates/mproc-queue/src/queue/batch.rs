@@ -61,7 +61,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
                     Ok(true)
                 }
             });
-            match r.and_then(|r| r) {
+            match r.map_err(EncodeError::from).and_then(|r| r) {
                 Ok(true) => {
                     held.push(item);
                     if batch.bytes() >= limit {
@@ -210,7 +210,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
                     match C::decode(&buf[at..e]) {
                         Ok(v) => out.push(v),
                         Err(e) => {
-                            bad.get_or_insert(e);
+                            bad.get_or_insert(e.into());
                         }
                     }
                     at = e;

@@ -1,0 +1,309 @@
+//! Codecs: how values become the bytes mproc carries, and back. One set for
+//! every crate, so a program picks its format once: connections
+//! (`mproc_pipe::Connection<C>`) and queues (`mproc_queue::Queue<T, C>`)
+//! take the same codec types.
+//!
+//! - [`Postcard`], the default: any serde type, compact and fast.
+//! - [`Pod`]: plain-data types (`bytemuck::Pod`), copied as they are.
+//! - [`Bytes`]: byte vectors, carried as they are.
+//!
+//! A codec is a type with no values; [`Encode<T>`] says it can write a `T`,
+//! [`Codec<T>`] that it can also read one back. The two are separate so that
+//! a borrowed or unsized value (`&(&a, &b)`, a `str`) can be sent wherever
+//! its owned form can be received.
+//!
+//! ```
+//! use mproc_shm::codec::{Codec, Encode, Pod, Postcard};
+//!
+//! let mut buf = Vec::new();
+//! Postcard::encode(&(1u8, "two"), &mut buf)?;
+//! let (a, b): (u8, String) = Postcard::decode(&buf)?;
+//! assert_eq!((a, b.as_str()), (1, "two"));
+//!
+//! buf.clear();
+//! Pod::encode(&[1.5f64, 2.5], &mut buf)?;
+//! assert_eq!(buf.len(), 16);
+//! assert_eq!(<Pod as Codec<[f64; 2]>>::decode(&buf)?, [1.5, 2.5]);
+//! # Ok::<(), mproc_shm::codec::CodecError>(())
+//! ```
+//!
+//! # Handles
+//!
+//! mproc handles (segments, connections, queues) serialize their descriptors
+//! into the side table of [`collect_fds`](crate::handle::collect_fds). A
+//! connection encodes inside one, so any serde codec can send handles over
+//! it. Where no side table is open (a queue: shared memory cannot carry
+//! descriptors), encoding a handle fails with a [`CodecError`] whose
+//! [`is_handle`](CodecError::is_handle) is true.
+
+use std::cell::RefCell;
+use std::error::Error;
+use std::fmt;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec_error::PostcardError;
+
+/// A codec that can encode a `T`.
+pub trait Encode<T: ?Sized>: 'static {
+    /// A short stable name of the format, mixed into fingerprints (a queue
+    /// segment records it, so both ends must use the same codec).
+    const TAG: &'static str;
+
+    /// Appends the encoding of `value` to `out`.
+    ///
+    /// # Errors
+    /// The format's error if `value` cannot be encoded.
+    fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError>;
+
+    /// Encodes `value` and hands the bytes to `f`. The default encodes into
+    /// a reused per-thread buffer ([`with_scratch`]); codecs whose values
+    /// already are bytes override it to skip that copy.
+    ///
+    /// # Errors
+    /// The format's error if `value` cannot be encoded.
+    #[inline]
+    fn encode_with<R>(value: &T, f: impl FnOnce(&[u8]) -> R) -> Result<R, CodecError> {
+        with_scratch(|buf| {
+            Self::encode(value, buf)?;
+            Ok(f(buf))
+        })
+    }
+}
+
+/// A codec that can encode a `T` and decode it again.
+pub trait Codec<T>: Encode<T> {
+    /// Decodes a value from exactly `bytes`. The bytes may come from another
+    /// process: treat them as untrusted (never panic, never allocate more
+    /// than they justify).
+    ///
+    /// # Errors
+    /// The format's error if `bytes` is not an encoding of a `T`.
+    fn decode(bytes: &[u8]) -> Result<T, CodecError>;
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's reusable scratch buffer, emptied (or with a
+/// fresh one if the thread's is in use already, as in a nested call).
+#[inline]
+pub fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    buf.clear();
+    let r = f(&mut buf);
+    // Keep small buffers only: one large message must not pin its memory.
+    if buf.capacity() <= 1 << 16 {
+        SCRATCH.with(|s| *s.borrow_mut() = buf);
+    }
+    r
+}
+
+/// The default codec: [postcard](https://docs.rs/postcard), for any serde
+/// type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Postcard;
+
+impl<T: Serialize + ?Sized> Encode<T> for Postcard {
+    const TAG: &'static str = "postcard";
+
+    #[inline]
+    fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        match postcard::to_extend(value, std::mem::take(out)) {
+            Ok(v) => {
+                *out = v;
+                Ok(())
+            }
+            Err(e) => Err(CodecError::postcard_encode(value, e)),
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Codec<T> for Postcard {
+    #[inline]
+    fn decode(bytes: &[u8]) -> Result<T, CodecError> {
+        match postcard::take_from_bytes(bytes) {
+            Ok((v, [])) => Ok(v),
+            Ok(_) => Err(CodecError::new("trailing bytes after the value")),
+            Err(e) => Err(CodecError::new(PostcardError::decode(e))),
+        }
+    }
+}
+
+/// The plain-data codec: a value's bytes are copied as they are, with no
+/// encoding (`T: bytemuck::Pod`: integers, floats, arrays of them and
+/// `#[repr(C)]` structs of them). Both ends must agree on the layout, which
+/// they do when they run the same program on the same machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pod;
+
+impl<T: bytemuck::Pod> Encode<T> for Pod {
+    const TAG: &'static str = "pod";
+
+    #[inline]
+    fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        out.extend_from_slice(bytemuck::bytes_of(value));
+        Ok(())
+    }
+
+    #[inline]
+    fn encode_with<R>(value: &T, f: impl FnOnce(&[u8]) -> R) -> Result<R, CodecError> {
+        Ok(f(bytemuck::bytes_of(value)))
+    }
+}
+
+impl<T: bytemuck::Pod> Codec<T> for Pod {
+    #[inline]
+    fn decode(bytes: &[u8]) -> Result<T, CodecError> {
+        bytemuck::try_pod_read_unaligned(bytes).map_err(|e| CodecError::new(format!("{e:?}")))
+    }
+}
+
+/// The byte codec: a `Vec<u8>` (or a `[u8]` to send) is carried as it is,
+/// with no encoding (postcard would prefix a length and copy it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bytes;
+
+impl Encode<[u8]> for Bytes {
+    const TAG: &'static str = "bytes";
+
+    #[inline]
+    fn encode(value: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+        out.extend_from_slice(value);
+        Ok(())
+    }
+
+    #[inline]
+    fn encode_with<R>(value: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<R, CodecError> {
+        Ok(f(value))
+    }
+}
+
+impl Encode<Vec<u8>> for Bytes {
+    const TAG: &'static str = "bytes";
+
+    #[inline]
+    fn encode(value: &Vec<u8>, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        <Self as Encode<[u8]>>::encode(value, out)
+    }
+
+    #[inline]
+    fn encode_with<R>(value: &Vec<u8>, f: impl FnOnce(&[u8]) -> R) -> Result<R, CodecError> {
+        Ok(f(value))
+    }
+}
+
+impl Codec<Vec<u8>> for Bytes {
+    #[inline]
+    fn decode(bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
+        Ok(bytes.to_vec())
+    }
+}
+
+/// A value could not be encoded or a message could not be decoded. Its
+/// `Display` is the format's reason: for [`Postcard`], the message a
+/// `Serialize` impl gave to `serde::ser::Error::custom`, or postcard's
+/// description.
+pub struct CodecError(Repr);
+
+enum Repr {
+    Handle,
+    Format(Box<dyn Error + Send + Sync + 'static>),
+}
+
+impl CodecError {
+    /// Wraps a format's own error (for codec implementations).
+    pub fn new(e: impl Into<Box<dyn Error + Send + Sync + 'static>>) -> Self {
+        Self(Repr::Format(e.into()))
+    }
+
+    /// Whether the value held an mproc handle and was encoded where no
+    /// descriptor can travel (see [the module docs](self#handles)).
+    pub fn is_handle(&self) -> bool {
+        matches!(self.0, Repr::Handle)
+    }
+
+    /// The error for `value`, which postcard failed to encode. A handle is
+    /// told apart by walking `value` once more with a side table open: only
+    /// a value that holds a handle puts a descriptor there.
+    #[cold]
+    fn postcard_encode<T: Serialize + ?Sized>(value: &T, e: postcard::Error) -> Self {
+        if !crate::handle::collecting() {
+            let (_, fds) = crate::handle::collect_fds(|| postcard::to_extend(value, Vec::new()));
+            if !fds.is_empty() {
+                return Self(Repr::Handle);
+            }
+        }
+        Self::new(PostcardError::encode(value, e))
+    }
+}
+
+impl fmt::Debug for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CodecError")
+            .field(&self.to_string())
+            .finish()
+    }
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Repr::Handle => f.write_str(
+                "the value holds an mproc handle, whose descriptor cannot travel this way \
+                 (send it as a process argument or over a Connection)",
+            ),
+            Repr::Format(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl Error for CodecError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match &self.0 {
+            Repr::Handle => None,
+            Repr::Format(e) => e.source(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handle::HandleFd;
+
+    #[test]
+    fn postcard_round_trips_and_rejects_trailing_bytes() {
+        let mut buf = Vec::new();
+        Postcard::encode(&vec![3u32, 4], &mut buf).unwrap();
+        assert_eq!(<Postcard as Codec<Vec<u32>>>::decode(&buf).unwrap(), [3, 4]);
+        buf.push(0);
+        let e = <Postcard as Codec<Vec<u32>>>::decode(&buf).unwrap_err();
+        assert_eq!(e.to_string(), "trailing bytes after the value");
+    }
+
+    #[test]
+    fn a_handle_outside_a_side_table_is_a_handle_error() {
+        let fd = std::fs::File::open("/dev/null").unwrap();
+        let h = HandleFd::new(fd.into());
+        let e = Postcard::encode(&(1u8, &h), &mut Vec::new()).unwrap_err();
+        assert!(e.is_handle(), "{e}");
+        // Inside a side table the same value encodes, its descriptor aside.
+        let (r, fds) = crate::handle::collect_fds(|| Postcard::encode(&h, &mut Vec::new()));
+        assert!(r.is_ok());
+        assert_eq!(fds.len(), 1);
+    }
+
+    #[test]
+    fn pod_and_bytes_copy_as_they_are() {
+        let mut buf = Vec::new();
+        Pod::encode(&0x0102_0304u32, &mut buf).unwrap();
+        assert_eq!(buf, 0x0102_0304u32.to_ne_bytes());
+        assert!(<Pod as Codec<u64>>::decode(&buf).is_err());
+        let n = Bytes::encode_with(&vec![9u8; 5], <[u8]>::len).unwrap();
+        assert_eq!(n, 5);
+        assert_eq!(<Bytes as Codec<Vec<u8>>>::decode(&[1, 2]).unwrap(), [1, 2]);
+    }
+}
