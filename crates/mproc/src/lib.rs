@@ -81,6 +81,9 @@
 
 #![doc(test(attr(deny(warnings))))]
 
+/// How typed values become bytes: one set of codecs for connections and
+/// queues (`Connection<C>`, `Queue<T, C>`).
+pub use mproc_shm::codec;
 pub use mproc_manager as managers;
 /// The Pool API across machines, on MPI (feature `mpi`).
 #[cfg(feature = "mpi")]
