@@ -81,9 +81,6 @@
 
 #![doc(test(attr(deny(warnings))))]
 
-/// How typed values become bytes: one set of codecs for connections and
-/// queues (`Connection<C>`, `Queue<T, C>`).
-pub use mproc_shm::codec;
 pub use mproc_manager as managers;
 /// The Pool API across machines, on MPI (feature `mpi`).
 #[cfg(feature = "mpi")]
@@ -93,6 +90,9 @@ pub use mproc_pool as pool;
 pub use mproc_process as process;
 pub use mproc_queue as queue;
 pub use mproc_shm as shm;
+/// How typed values become bytes: one set of codecs for connections and
+/// queues (`Connection<C>`, `Queue<T, C>`).
+pub use mproc_shm::codec;
 pub use mproc_sync as sync;
 
 /// CPython's `multiprocessing.shared_memory`: named segments Python can open.
