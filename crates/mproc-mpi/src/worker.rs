@@ -196,13 +196,19 @@ where
     }
 }
 
-/// How long an idle worker keeps polling before it starts to sleep.
+/// How long an idle worker polls without giving up its CPU: about the time
+/// rank 0 takes to send the next task after a result (a `sched_yield`
+/// between polls would add its own cost to every round trip).
+const HOT: Duration = Duration::from_micros(50);
+/// How long an idle worker keeps polling (yielding between polls) before it
+/// starts to sleep.
 const SPIN: Duration = Duration::from_micros(200);
 /// The longest sleep between polls of an idle worker.
 const MAX_NAP: Duration = Duration::from_millis(1);
 
 /// Serves rank `master` of `comm` until it sends STOP. Never busy-waits for
-/// long: an idle worker polls for [`SPIN`], then sleeps in growing naps.
+/// long: an idle worker polls for [`HOT`], then yields between polls until
+/// [`SPIN`], then sleeps in growing naps.
 pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
     let ctx = WorkerCtx {
         local: if local > 1 {
@@ -232,7 +238,10 @@ pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
     let mut nap = Duration::from_micros(20);
     loop {
         let Some(matched) = peer.immediate_matched_probe() else {
-            if idle_since.elapsed() < SPIN {
+            let idle = idle_since.elapsed();
+            if idle < HOT {
+                std::hint::spin_loop();
+            } else if idle < SPIN {
                 std::thread::yield_now();
             } else {
                 std::thread::sleep(nap);
