@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 use mproc_shm::{Acquired, Guard, LockRef, RawLock, RawMutex, Segment, SharedSync};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{
-    CreateError, LockError, LockTimeoutError, OpenError, OverRelease, TryLockError,
-};
+use crate::error::{CreateError, LockError, LockTimeoutError, OpenError, OverRelease};
 use crate::shared::{Shared, deserialize_shared, kind};
 use crate::sys::current_tid;
 
@@ -184,49 +182,7 @@ impl Lock {
         how
     }
 
-    /// Blocks until the lock is acquired.
-    ///
-    /// # Errors
-    /// [`LockError::OwnerDied`] (holding the guard) if the previous holder
-    /// process died holding the lock.
-    #[inline]
-    pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        self.lock_ref().lock()
-    }
-
-    /// Acquires the lock if that is possible without waiting.
-    ///
-    /// # Errors
-    /// [`TryLockError::WouldBlock`] if it is held; [`TryLockError::OwnerDied`]
-    /// (holding the guard) if its holder had died.
-    #[inline]
-    pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
-        self.lock_ref().try_lock()
-    }
-
-    /// Acquires the lock, waiting at most `timeout` (zero: try once).
-    ///
-    /// # Errors
-    /// [`LockTimeoutError::Timeout`] when the time runs out;
-    /// [`LockTimeoutError::OwnerDied`] (holding the guard) if the previous
-    /// holder died holding it.
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
-        self.lock_ref().lock_timeout(timeout)
-    }
-
-    /// Acquires the lock, waiting until `deadline` at most (past: try once).
-    ///
-    /// # Errors
-    /// As [`Lock::lock_timeout`].
-    pub fn lock_deadline(
-        &self,
-        deadline: Instant,
-    ) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
-        self.lock_ref().lock_deadline(deadline)
-    }
+    mproc_shm::lock_forms!(LockGuard<'_>, "the lock");
 
     guardless_acquire!();
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mproc_shm::{Acquired, Guard, LockRef, RawLock, RawMutex, Segment, SharedSync};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{CreateError, LockError, LockTimeoutError, NotOwner, OpenError, TryLockError};
+use crate::error::{CreateError, LockError, LockTimeoutError, NotOwner, OpenError};
 use crate::lock::LockOwner;
 use crate::shared::{Shared, deserialize_shared, kind};
 use crate::sys::current_tid;
@@ -120,46 +120,7 @@ impl RLock {
         unsafe { LockRef::new(self, NonNull::dangling()) }
     }
 
-    /// Acquires (or re-enters) the lock, blocking until it is free.
-    ///
-    /// # Errors
-    /// [`LockError::OwnerDied`] (holding the guard) if the previous owner
-    /// process died holding it.
-    pub fn lock(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
-        self.lock_ref().lock()
-    }
-
-    /// Acquires (or re-enters) the lock if possible without waiting.
-    ///
-    /// # Errors
-    /// [`TryLockError::WouldBlock`] if another thread owns it;
-    /// [`TryLockError::OwnerDied`] (holding the guard) if its owner had died.
-    pub fn try_lock(&self) -> Result<RLockGuard<'_>, TryLockError<RLockGuard<'_>>> {
-        self.lock_ref().try_lock()
-    }
-
-    /// Acquires (or re-enters) the lock, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// [`LockTimeoutError::Timeout`] when the time runs out;
-    /// [`LockTimeoutError::OwnerDied`] as for [`RLock::lock`].
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<RLockGuard<'_>, LockTimeoutError<RLockGuard<'_>>> {
-        self.lock_ref().lock_timeout(timeout)
-    }
-
-    /// Acquires (or re-enters) the lock, waiting until `deadline` at most.
-    ///
-    /// # Errors
-    /// As [`RLock::lock_timeout`].
-    pub fn lock_deadline(
-        &self,
-        deadline: Instant,
-    ) -> Result<RLockGuard<'_>, LockTimeoutError<RLockGuard<'_>>> {
-        self.lock_ref().lock_deadline(deadline)
-    }
+    mproc_shm::lock_forms!(RLockGuard<'_>, "the lock (or re-enters it)");
 
     guardless_acquire!();
 
