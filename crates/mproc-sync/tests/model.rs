@@ -94,6 +94,42 @@ fn code<G, E>(r: Result<G, E>, push: impl FnOnce(G), died: impl Fn(&E) -> bool) 
     }
 }
 
+/// As [`code`], for an acquisition waiting at most TIMEOUT_MS: TOO_FAST
+/// if it timed out before that.
+fn timed_code<G, E>(
+    acquire: impl FnOnce(Duration) -> Result<G, E>,
+    push: impl FnOnce(G),
+    timed_out: impl Fn(&E) -> bool,
+    died: impl Fn(&E) -> bool,
+) -> u8 {
+    let limit = Duration::from_millis(TIMEOUT_MS);
+    let t0 = Instant::now();
+    let r = acquire(limit);
+    let early = matches!(&r, Err(e) if timed_out(e));
+    let c = code(r, push, died);
+    if early && t0.elapsed() < limit {
+        TOO_FAST
+    } else {
+        c
+    }
+}
+
+/// Drops `guard` (the newest held): OK, or NOTHING if none was held.
+fn dropped<G>(guard: Option<G>) -> u8 {
+    guard.map_or(NOTHING, |g| {
+        drop(g);
+        OK
+    })
+}
+
+/// OK for a release that worked, else `refused`.
+fn released<E>(r: Result<(), E>, refused: u8) -> u8 {
+    match r {
+        Ok(()) => OK,
+        Err(_) => refused,
+    }
+}
+
 /// Executes `op` in this process; `forget` applies to LockDrop.
 fn execute<'a>(p: &'a Prims, held: &mut Held<'a>, op: Op, forget: bool) -> u8 {
     match op {
@@ -102,56 +138,33 @@ fn execute<'a>(p: &'a Prims, held: &mut Held<'a>, op: Op, forget: bool) -> u8 {
             |g| held.sem.push(g),
             |e| e.is_owner_died(),
         ),
-        Op::SemTimeout => {
-            let t0 = Instant::now();
-            let r = p.sem.acquire_timeout(Duration::from_millis(TIMEOUT_MS));
-            let timed_out = matches!(&r, Err(e) if e.is_timeout());
-            let c = code(r, |g| held.sem.push(g), |e| e.is_owner_died());
-            if timed_out && t0.elapsed() < Duration::from_millis(TIMEOUT_MS) {
-                TOO_FAST
-            } else {
-                c
-            }
-        }
-        Op::SemDrop => held.sem.pop().map_or(NOTHING, |g| {
-            drop(g);
-            OK
-        }),
-        Op::SemRelease => match p.sem.release() {
-            Ok(()) => OK,
-            Err(_) => OVER_RELEASE,
-        },
+        Op::SemTimeout => timed_code(
+            |t| p.sem.acquire_timeout(t),
+            |g| held.sem.push(g),
+            |e| e.is_timeout(),
+            |e| e.is_owner_died(),
+        ),
+        Op::SemDrop => dropped(held.sem.pop()),
+        Op::SemRelease => released(p.sem.release(), OVER_RELEASE),
         Op::BSemTry => code(
             p.bsem.try_acquire(),
             |g| held.bsem.push(g),
             |e| e.is_owner_died(),
         ),
-        Op::BSemDrop => held.bsem.pop().map_or(NOTHING, |g| {
-            drop(g);
-            OK
-        }),
-        Op::BSemRelease => match p.bsem.release() {
-            Ok(()) => OK,
-            Err(_) => OVER_RELEASE,
-        },
+        Op::BSemDrop => dropped(held.bsem.pop()),
+        Op::BSemRelease => released(p.bsem.release(), OVER_RELEASE),
         Op::RLockTry => code(
             p.rlock.try_lock(),
             |g| held.rlock.push(g),
             |e| e.is_owner_died(),
         ),
-        Op::RLockDrop => held.rlock.pop().map_or(NOTHING, |g| {
-            drop(g);
-            OK
-        }),
+        Op::RLockDrop => dropped(held.rlock.pop()),
         Op::RLockRelease => {
             // An owner releases through a forgotten guard; others must fail.
             if let Some(g) = held.rlock.pop() {
                 std::mem::forget(g);
             }
-            match p.rlock.release() {
-                Ok(()) => OK,
-                Err(_) => NOT_OWNER,
-            }
+            released(p.rlock.release(), NOT_OWNER)
         }
         Op::LockTry => {
             if held.lock.is_some() {
@@ -167,15 +180,12 @@ fn execute<'a>(p: &'a Prims, held: &mut Held<'a>, op: Op, forget: bool) -> u8 {
             if held.lock.is_some() {
                 return NOTHING;
             }
-            let t0 = Instant::now();
-            let r = p.lock.lock_timeout(Duration::from_millis(TIMEOUT_MS));
-            let timed_out = matches!(&r, Err(e) if e.is_timeout());
-            let c = code(r, |g| held.lock = Some(g), |e| e.is_owner_died());
-            if timed_out && t0.elapsed() < Duration::from_millis(TIMEOUT_MS) {
-                TOO_FAST
-            } else {
-                c
-            }
+            timed_code(
+                |t| p.lock.lock_timeout(t),
+                |g| held.lock = Some(g),
+                |e| e.is_timeout(),
+                |e| e.is_owner_died(),
+            )
         }
         Op::LockDrop => held.lock.take().map_or(NOTHING, |g| {
             if forget {
@@ -185,10 +195,7 @@ fn execute<'a>(p: &'a Prims, held: &mut Held<'a>, op: Op, forget: bool) -> u8 {
             }
             OK
         }),
-        Op::LockForceRelease => match p.lock.release() {
-            Ok(()) => OK,
-            Err(_) => OVER_RELEASE,
-        },
+        Op::LockForceRelease => released(p.lock.release(), OVER_RELEASE),
     }
 }
 
