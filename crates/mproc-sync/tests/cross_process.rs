@@ -392,48 +392,24 @@ fn child_hold_and_hang() {
     let Some((held, counter, ready)) = payload::<(Held, Counter, Event)>() else {
         return;
     };
-    let hang = |ready: &Event| -> ! {
-        ready.set();
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    };
+    // Whatever the child takes stays held until it is killed (its guards
+    // are never dropped).
     match &held {
-        Held::Lock(l) => {
-            let _g = l.lock().unwrap();
-            counter.set(42);
-            hang(&ready)
-        }
-        Held::RLock(l) => {
-            let _a = l.lock().unwrap();
-            let _b = l.lock().unwrap();
-            counter.set(42);
-            hang(&ready)
-        }
-        Held::Semaphore(s) => {
-            let _g = s.acquire().unwrap();
-            counter.set(42);
-            hang(&ready)
-        }
-        Held::Bounded(s) => {
-            let _g = s.acquire().unwrap();
-            counter.set(42);
-            hang(&ready)
-        }
-        Held::Condition(c) => {
-            let _g = c.lock().unwrap();
-            counter.set(42);
-            hang(&ready)
-        }
-        Held::Barrier(b) => {
-            counter.set(42);
-            ready.set();
-            // Waits for a third party that never comes, until killed.
-            let _ = b.wait();
-            loop {
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        }
+        Held::Lock(l) => std::mem::forget(l.lock().unwrap()),
+        Held::RLock(l) => std::mem::forget((l.lock().unwrap(), l.lock().unwrap())),
+        Held::Semaphore(s) => std::mem::forget(s.acquire().unwrap()),
+        Held::Bounded(s) => std::mem::forget(s.acquire().unwrap()),
+        Held::Condition(c) => std::mem::forget(c.lock().unwrap()),
+        Held::Barrier(_) => {}
+    }
+    counter.set(42);
+    ready.set();
+    if let Held::Barrier(b) = &held {
+        // Waits for a third party that never comes, until killed.
+        let _ = b.wait();
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 

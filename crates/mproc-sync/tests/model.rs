@@ -199,13 +199,62 @@ fn execute<'a>(p: &'a Prims, held: &mut Held<'a>, op: Op, forget: bool) -> u8 {
     }
 }
 
+/// The model of a semaphore: its free units, the guards each actor holds,
+/// and its bound (`usize::MAX`: unbounded).
+#[derive(Debug)]
+struct SemModel {
+    free: usize,
+    held: [u32; ACTORS],
+    max: usize,
+}
+
+impl SemModel {
+    fn new(free: usize, max: usize) -> Self {
+        Self {
+            free,
+            held: [0; ACTORS],
+            max,
+        }
+    }
+
+    /// An acquisition (a try, or one that times out) by `actor`.
+    fn take(&mut self, actor: usize) -> (u8, bool) {
+        if self.free > 0 {
+            self.free -= 1;
+            self.held[actor] += 1;
+            (OK, false)
+        } else {
+            (FAIL, false)
+        }
+    }
+
+    /// `actor` drops its newest guard. A guard's release past the bound is
+    /// dropped (its unit was already given back by an explicit release).
+    fn drop_guard(&mut self, actor: usize) -> (u8, bool) {
+        if self.held[actor] == 0 {
+            return (NOTHING, false);
+        }
+        self.held[actor] -= 1;
+        self.free = (self.free + 1).min(self.max);
+        (OK, false)
+    }
+
+    /// An explicit release, by anyone.
+    fn release(&mut self) -> (u8, bool) {
+        if self.free < self.max {
+            self.free += 1;
+            (OK, false)
+        } else {
+            (OVER_RELEASE, false)
+        }
+    }
+}
+
 /// The model of all four primitives and of who holds what.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Model {
-    sem: usize,
-    sem_held: [u32; ACTORS],
-    bsem: usize,
-    bsem_held: [u32; ACTORS],
+    sem: SemModel,
+    bsem: SemModel,
     rlock_owner: Option<usize>,
     rlock_count: u32,
     /// Who holds a Lock guard, and whether that guard went stale (the lock
@@ -219,54 +268,12 @@ impl Model {
     /// `forget` flag for LockDrop.
     fn step(&mut self, actor: usize, op: Op) -> (u8, bool) {
         match op {
-            Op::SemTry | Op::SemTimeout => {
-                if self.sem > 0 {
-                    self.sem -= 1;
-                    self.sem_held[actor] += 1;
-                    (OK, false)
-                } else {
-                    (FAIL, false)
-                }
-            }
-            Op::SemDrop => {
-                if self.sem_held[actor] == 0 {
-                    return (NOTHING, false);
-                }
-                self.sem_held[actor] -= 1;
-                self.sem += 1;
-                (OK, false)
-            }
-            Op::SemRelease => {
-                self.sem += 1;
-                (OK, false)
-            }
-            Op::BSemTry => {
-                if self.bsem > 0 {
-                    self.bsem -= 1;
-                    self.bsem_held[actor] += 1;
-                    (OK, false)
-                } else {
-                    (FAIL, false)
-                }
-            }
-            Op::BSemDrop => {
-                if self.bsem_held[actor] == 0 {
-                    return (NOTHING, false);
-                }
-                self.bsem_held[actor] -= 1;
-                // A guard's release past the bound is dropped (its unit was
-                // already given back by an explicit release).
-                self.bsem = (self.bsem + 1).min(BSEM_MAX);
-                (OK, false)
-            }
-            Op::BSemRelease => {
-                if self.bsem < BSEM_MAX {
-                    self.bsem += 1;
-                    (OK, false)
-                } else {
-                    (OVER_RELEASE, false)
-                }
-            }
+            Op::SemTry | Op::SemTimeout => self.sem.take(actor),
+            Op::SemDrop => self.sem.drop_guard(actor),
+            Op::SemRelease => self.sem.release(),
+            Op::BSemTry => self.bsem.take(actor),
+            Op::BSemDrop => self.bsem.drop_guard(actor),
+            Op::BSemRelease => self.bsem.release(),
             Op::RLockTry => match self.rlock_owner {
                 None => {
                     self.rlock_owner = Some(actor);
@@ -369,9 +376,12 @@ fn run_case(steps: &[(usize, usize)]) -> Result<(), TestCaseError> {
         socks.push(mine);
     }
     let mut model = Model {
-        sem: SEM_INIT,
-        bsem: BSEM_MAX,
-        ..Model::default()
+        sem: SemModel::new(SEM_INIT, usize::MAX),
+        bsem: SemModel::new(BSEM_MAX, BSEM_MAX),
+        rlock_owner: None,
+        rlock_count: 0,
+        lock_guard: [None; ACTORS],
+        lock_locked: false,
     };
     let mut held = Held::default();
     let mut result = Ok(());
@@ -394,8 +404,8 @@ fn run_case(steps: &[(usize, usize)]) -> Result<(), TestCaseError> {
             break;
         }
         // Counts never negative (u32), bounded never over, and equal to the model.
-        if prims.sem.value() != model.sem
-            || prims.bsem.value() != model.bsem
+        if prims.sem.value() != model.sem.free
+            || prims.bsem.value() != model.bsem.free
             || prims.bsem.value() > BSEM_MAX
         {
             result = Err(TestCaseError::fail(format!(
