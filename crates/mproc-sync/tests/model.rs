@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use common::{expect_success, payload, spawn_child, watchdog};
 use mproc_shm::handle::HandleFd;
-use mproc_sync::{BoundedSemaphore, Lock, LockGuard, RLock, RLockGuard, Semaphore, SemaphoreGuard};
+use mproc_sync::{
+    BoundedSemaphore, Lock, LockGuard, LockTimeoutError, RLock, RLockGuard, Semaphore,
+    SemaphoreGuard, TryLockError,
+};
 use proptest::prelude::*;
 
 const ACTORS: usize = 3;
@@ -83,30 +86,53 @@ struct Held<'a> {
     lock: Option<LockGuard<'a>>,
 }
 
-fn code<G, E>(r: Result<G, E>, push: impl FnOnce(G), died: impl Fn(&E) -> bool) -> u8 {
+/// The error of a `try_*` or `*_timeout` acquisition.
+trait AcquireError {
+    fn is_owner_died(&self) -> bool;
+    fn is_timeout(&self) -> bool;
+}
+
+impl<G> AcquireError for TryLockError<G> {
+    fn is_owner_died(&self) -> bool {
+        TryLockError::is_owner_died(self)
+    }
+    fn is_timeout(&self) -> bool {
+        false
+    }
+}
+
+impl<G> AcquireError for LockTimeoutError<G> {
+    fn is_owner_died(&self) -> bool {
+        LockTimeoutError::is_owner_died(self)
+    }
+    fn is_timeout(&self) -> bool {
+        LockTimeoutError::is_timeout(self)
+    }
+}
+
+/// The outcome code of an acquisition; a guard it gave goes to `push`.
+fn code<G, E: AcquireError>(r: Result<G, E>, push: impl FnOnce(G)) -> u8 {
     match r {
         Ok(g) => {
             push(g);
             OK
         }
-        Err(e) if died(&e) => OWNER_DIED,
+        Err(e) if e.is_owner_died() => OWNER_DIED,
         Err(_) => FAIL,
     }
 }
 
 /// As [`code`], for an acquisition waiting at most TIMEOUT_MS: TOO_FAST
 /// if it timed out before that.
-fn timed_code<G, E>(
+fn timed_code<G, E: AcquireError>(
     acquire: impl FnOnce(Duration) -> Result<G, E>,
     push: impl FnOnce(G),
-    timed_out: impl Fn(&E) -> bool,
-    died: impl Fn(&E) -> bool,
 ) -> u8 {
     let limit = Duration::from_millis(TIMEOUT_MS);
     let t0 = Instant::now();
     let r = acquire(limit);
-    let early = matches!(&r, Err(e) if timed_out(e));
-    let c = code(r, push, died);
+    let early = matches!(&r, Err(e) if e.is_timeout());
+    let c = code(r, push);
     if early && t0.elapsed() < limit {
         TOO_FAST
     } else {
@@ -133,31 +159,14 @@ fn released<E>(r: Result<(), E>, refused: u8) -> u8 {
 /// Executes `op` in this process; `forget` applies to LockDrop.
 fn execute<'a>(p: &'a Prims, held: &mut Held<'a>, op: Op, forget: bool) -> u8 {
     match op {
-        Op::SemTry => code(
-            p.sem.try_acquire(),
-            |g| held.sem.push(g),
-            |e| e.is_owner_died(),
-        ),
-        Op::SemTimeout => timed_code(
-            |t| p.sem.acquire_timeout(t),
-            |g| held.sem.push(g),
-            |e| e.is_timeout(),
-            |e| e.is_owner_died(),
-        ),
+        Op::SemTry => code(p.sem.try_acquire(), |g| held.sem.push(g)),
+        Op::SemTimeout => timed_code(|t| p.sem.acquire_timeout(t), |g| held.sem.push(g)),
         Op::SemDrop => dropped(held.sem.pop()),
         Op::SemRelease => released(p.sem.release(), OVER_RELEASE),
-        Op::BSemTry => code(
-            p.bsem.try_acquire(),
-            |g| held.bsem.push(g),
-            |e| e.is_owner_died(),
-        ),
+        Op::BSemTry => code(p.bsem.try_acquire(), |g| held.bsem.push(g)),
         Op::BSemDrop => dropped(held.bsem.pop()),
         Op::BSemRelease => released(p.bsem.release(), OVER_RELEASE),
-        Op::RLockTry => code(
-            p.rlock.try_lock(),
-            |g| held.rlock.push(g),
-            |e| e.is_owner_died(),
-        ),
+        Op::RLockTry => code(p.rlock.try_lock(), |g| held.rlock.push(g)),
         Op::RLockDrop => dropped(held.rlock.pop()),
         Op::RLockRelease => {
             // An owner releases through a forgotten guard; others must fail.
@@ -170,22 +179,13 @@ fn execute<'a>(p: &'a Prims, held: &mut Held<'a>, op: Op, forget: bool) -> u8 {
             if held.lock.is_some() {
                 return NOTHING; // not recursive: would only fail
             }
-            code(
-                p.lock.try_lock(),
-                |g| held.lock = Some(g),
-                |e| e.is_owner_died(),
-            )
+            code(p.lock.try_lock(), |g| held.lock = Some(g))
         }
         Op::LockTimeout => {
             if held.lock.is_some() {
                 return NOTHING;
             }
-            timed_code(
-                |t| p.lock.lock_timeout(t),
-                |g| held.lock = Some(g),
-                |e| e.is_timeout(),
-                |e| e.is_owner_died(),
-            )
+            timed_code(|t| p.lock.lock_timeout(t), |g| held.lock = Some(g))
         }
         Op::LockDrop => held.lock.take().map_or(NOTHING, |g| {
             if forget {
