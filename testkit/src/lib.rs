@@ -11,7 +11,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Runs `f` on its own thread and returns its result, panicking if it takes
 /// longer than `limit`: a test that could block can never hang the run.
@@ -148,6 +148,68 @@ impl Drop for Kid {
             let _ = c.wait();
         }
     }
+}
+
+/// Waits for `child` at most `limit`; after that kills it, reaps it and
+/// panics, naming it `what`.
+///
+/// # Panics
+/// If the child does not finish in time, or waiting fails.
+#[track_caller]
+pub fn wait_within(child: &mut Child, limit: Duration, what: &dyn std::fmt::Display) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return st,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(2)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("child {what} did not finish within {limit:?}");
+            }
+            Err(e) => panic!("waiting for child {what}: {e}"),
+        }
+    }
+}
+
+/// Where a child started with [`give_payload`] finds its descriptors.
+const PAYLOAD_FD_BASE: RawFd = 100;
+/// The hex-encoded message for the child.
+const PAYLOAD_MSG: &str = "MPROC_TEST_MSG";
+/// How many descriptors the child finds from [`PAYLOAD_FD_BASE`] on.
+const PAYLOAD_NFDS: &str = "MPROC_TEST_NFDS";
+
+/// Hands the child `cmd` starts a message and descriptors (a serialized
+/// handle message, typically), for it to pick up with [`take_payload`].
+/// The caller keeps `fds` open until the child has started.
+///
+/// At most 64 descriptors (see [`pass_fds`]).
+pub fn give_payload(cmd: &mut Command, bytes: &[u8], fds: &[RawFd]) {
+    cmd.env(PAYLOAD_MSG, hex(bytes))
+        .env(PAYLOAD_NFDS, fds.len().to_string());
+    pass_fds(cmd, fds, PAYLOAD_FD_BASE);
+}
+
+/// In a child started with [`give_payload`]: its message and descriptors.
+/// `None` in a process started without one (a test run on its own).
+///
+/// # Safety
+/// Call it at most once per process, and only where nothing else owns the
+/// descriptors from 100 on (which [`give_payload`] placed there).
+///
+/// # Panics
+/// If the parent's environment entries are malformed.
+pub unsafe fn take_payload() -> Option<(Vec<u8>, Vec<OwnedFd>)> {
+    let msg = std::env::var(PAYLOAD_MSG).ok()?;
+    let n: usize = std::env::var(PAYLOAD_NFDS)
+        .expect("descriptor count")
+        .parse()
+        .expect("descriptor count");
+    // SAFETY: the parent placed exactly `n` descriptors from PAYLOAD_FD_BASE
+    // on for this process (give_payload), and by the caller's promise
+    // nothing else here owns them.
+    let fds = unsafe { take_passed_fds(PAYLOAD_FD_BASE, n) };
+    Some((unhex(&msg), fds))
 }
 
 /// A fresh directory under the system's temporary directory, removed with

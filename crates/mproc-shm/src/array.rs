@@ -3,14 +3,13 @@
 //! and `RawArray`.
 
 use std::fmt;
-use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::error::{LockError, LockTimeoutError, RangeError, SegmentError, TryLockError};
-use crate::lock_api::Guard;
+use crate::error::{LockError, RangeError};
+use crate::lock_api::{Guard, LockRef};
 use crate::mutex::RawMutex;
-use crate::region::{Init, KIND_ARRAY, KIND_RAW_ARRAY, Region, region_handle};
+use crate::region::{KIND_ARRAY, KIND_RAW_ARRAY, Region, region_handle};
 use crate::segment::Segment;
 
 /// How many bytes [`Iter`] copies out per lock acquisition.
@@ -59,51 +58,9 @@ pub struct Array<T> {
     region: Region<T>,
 }
 
-region_handle!(Array, KIND_ARRAY, None, "an array");
+region_handle!(array Array, KIND_ARRAY);
 
 impl<T: Pod + Send> Array<T> {
-    /// Creates an array of `len` zeros in a fresh anonymous segment.
-    ///
-    /// # Errors
-    /// [`SegmentError`] if the segment cannot be created (or `len` elements
-    /// of `T` overflow the address space).
-    pub fn new(len: usize) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: Region::create(KIND_ARRAY, len, Init::Zeroed)?,
-        })
-    }
-
-    /// Creates an array holding a copy of `data`.
-    ///
-    /// # Errors
-    /// As [`Array::new`].
-    pub fn from_slice(data: &[T]) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: Region::create(KIND_ARRAY, data.len(), Init::Copy(data))?,
-        })
-    }
-
-    /// Creates an array of `len` zeros in a named POSIX segment that unrelated
-    /// processes can open with [`Array::open_named`]; unlinked on drop.
-    ///
-    /// # Errors
-    /// As [`Segment::create_named`].
-    pub fn create_named(name: &str, len: usize) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: Region::create_named(name, KIND_ARRAY, len, Init::Zeroed)?,
-        })
-    }
-
-    /// The number of elements.
-    pub fn len(&self) -> usize {
-        self.region.len()
-    }
-
-    /// Whether the array has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.region.len() == 0
-    }
-
     /// Copies out element `i`, or `None` if it is out of range.
     pub fn get(&self, i: usize) -> Option<T> {
         let mut out = [T::zeroed()];
@@ -173,49 +130,11 @@ impl<T: Pod + Send> Array<T> {
     /// This is the fast path for scans and bulk updates: `f` works on the
     /// shared memory in place, without copying.
     pub fn with_lock<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> R {
-        let mut g = self.lock().unwrap_or_else(LockError::into_inner);
+        let mut g = self.lock_anyway();
         f(&mut g)
     }
 
-    /// Locks the array, blocking until the lock is free; the guard gives
-    /// `&mut [T]`. This is CPython's `with a.get_lock():`.
-    ///
-    /// # Errors
-    /// [`LockError::OwnerDied`] (with the guard) if the previous holder died
-    /// holding the lock.
-    pub fn lock(&self) -> Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
-        self.region.lock_all().lock()
-    }
-
-    /// Locks the array if the lock is free right now.
-    ///
-    /// # Errors
-    /// [`TryLockError::WouldBlock`] or [`TryLockError::OwnerDied`].
-    pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
-        self.region.lock_all().try_lock()
-    }
-
-    /// Locks the array, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// [`LockTimeoutError::Timeout`] or [`LockTimeoutError::OwnerDied`].
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
-        self.region.lock_all().lock_timeout(timeout)
-    }
-
-    /// Locks the array, waiting until `deadline` at most.
-    ///
-    /// # Errors
-    /// [`LockTimeoutError::Timeout`] or [`LockTimeoutError::OwnerDied`].
-    pub fn lock_deadline(
-        &self,
-        deadline: Instant,
-    ) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
-        self.region.lock_all().lock_deadline(deadline)
-    }
+    crate::lock_forms!(ArrayGuard<'_, T>, "the array's lock");
 
     /// Whether some process holds the lock right now (a snapshot).
     pub fn is_locked(&self) -> bool {
@@ -246,25 +165,14 @@ impl<T: Pod + Send> Array<T> {
         self.region.segment()
     }
 
+    /// The lock with the elements it protects: the four ways in.
+    #[inline]
+    fn lock_ref(&self) -> LockRef<'_, RawMutex, [T]> {
+        self.region.lock_all()
+    }
+
     fn lock_anyway(&self) -> ArrayGuard<'_, T> {
         self.lock().unwrap_or_else(LockError::into_inner)
-    }
-}
-
-impl<T> fmt::Debug for Array<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Array")
-            .field("len", &self.region.len())
-            .field("segment", self.region.segment())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'a, T: Pod + Send> IntoIterator for &'a Array<T> {
-    type Item = T;
-    type IntoIter = Iter<'a, T>;
-    fn into_iter(self) -> Iter<'a, T> {
-        self.iter()
     }
 }
 
@@ -380,49 +288,9 @@ pub struct RawArray<T> {
     region: Region<T>,
 }
 
-region_handle!(RawArray, KIND_RAW_ARRAY, None, "an array");
+region_handle!(array RawArray, KIND_RAW_ARRAY);
 
 impl<T: Pod + Send> RawArray<T> {
-    /// Creates an array of `len` zeros in a fresh anonymous segment.
-    ///
-    /// # Errors
-    /// As [`Array::new`].
-    pub fn new(len: usize) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: Region::create(KIND_RAW_ARRAY, len, Init::Zeroed)?,
-        })
-    }
-
-    /// Creates an array holding a copy of `data`.
-    ///
-    /// # Errors
-    /// As [`Array::new`].
-    pub fn from_slice(data: &[T]) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: Region::create(KIND_RAW_ARRAY, data.len(), Init::Copy(data))?,
-        })
-    }
-
-    /// Creates an array of `len` zeros in a named POSIX segment; unlinked on drop.
-    ///
-    /// # Errors
-    /// As [`Segment::create_named`].
-    pub fn create_named(name: &str, len: usize) -> Result<Self, SegmentError> {
-        Ok(Self {
-            region: Region::create_named(name, KIND_RAW_ARRAY, len, Init::Zeroed)?,
-        })
-    }
-
-    /// The number of elements.
-    pub fn len(&self) -> usize {
-        self.region.len()
-    }
-
-    /// Whether the array has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.region.len() == 0
-    }
-
     /// Copies out element `i` (racy), or `None` if it is out of range.
     pub fn get(&self, i: usize) -> Option<T> {
         let mut out = [T::zeroed()];
@@ -478,23 +346,6 @@ impl<T: Pod + Send> RawArray<T> {
     /// mixed access sizes at [`Segment::read`]).
     pub fn segment(&self) -> &Segment {
         self.region.segment()
-    }
-}
-
-impl<T> fmt::Debug for RawArray<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawArray")
-            .field("len", &self.region.len())
-            .field("segment", self.region.segment())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'a, T: Pod + Send> IntoIterator for &'a RawArray<T> {
-    type Item = T;
-    type IntoIter = Iter<'a, T>;
-    fn into_iter(self) -> Iter<'a, T> {
-        self.iter()
     }
 }
 

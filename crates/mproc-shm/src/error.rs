@@ -232,11 +232,14 @@ impl<G> fmt::Debug for LockError<G> {
 
 impl<G> fmt::Display for LockError<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the previous holder of the lock died while holding it")
+        f.write_str(OWNER_DIED)
     }
 }
 
 impl<G> Error for LockError<G> {}
+
+/// What every lock error says for [`LockError::OwnerDied`].
+const OWNER_DIED: &str = "the previous holder of the lock died while holding it";
 
 /// Why a `try_lock` did not give a clean guard.
 pub enum TryLockError<G> {
@@ -246,51 +249,67 @@ pub enum TryLockError<G> {
     OwnerDied(G),
 }
 
-impl<G> TryLockError<G> {
-    /// Whether the lock was busy.
-    pub fn is_would_block(&self) -> bool {
-        matches!(self, Self::WouldBlock)
-    }
+/// What [`TryLockError`] and [`LockTimeoutError`] share: a variant
+/// `$other` for the lock not taken (`$is_other` asks for it, `$other_msg`
+/// says it) beside `OwnerDied(G)`, with the accessors, `From<LockError>`,
+/// `Debug`, `Display` and `Error`.
+macro_rules! lock_not_clean {
+    ($ty:ident, $other:ident, $is_other:ident, $is_other_doc:literal, $other_msg:literal) => {
+        impl<G> $ty<G> {
+            #[doc = $is_other_doc]
+            pub fn $is_other(&self) -> bool {
+                matches!(self, Self::$other)
+            }
 
-    /// Whether the lock was acquired from a dead holder.
-    pub fn is_owner_died(&self) -> bool {
-        matches!(self, Self::OwnerDied(_))
-    }
+            /// Whether the lock was acquired from a dead holder.
+            pub fn is_owner_died(&self) -> bool {
+                matches!(self, Self::OwnerDied(_))
+            }
 
-    /// The guard, if the lock was acquired from a dead holder.
-    pub fn into_inner(self) -> Option<G> {
-        match self {
-            Self::WouldBlock => None,
-            Self::OwnerDied(g) => Some(g),
+            /// The guard, if the lock was acquired from a dead holder.
+            pub fn into_inner(self) -> Option<G> {
+                match self {
+                    Self::$other => None,
+                    Self::OwnerDied(g) => Some(g),
+                }
+            }
         }
-    }
+
+        impl<G> From<LockError<G>> for $ty<G> {
+            fn from(e: LockError<G>) -> Self {
+                Self::OwnerDied(e.into_inner())
+            }
+        }
+
+        impl<G> fmt::Debug for $ty<G> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self {
+                    Self::$other => stringify!($other),
+                    Self::OwnerDied(_) => "OwnerDied(..)",
+                })
+            }
+        }
+
+        impl<G> fmt::Display for $ty<G> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self {
+                    Self::$other => $other_msg,
+                    Self::OwnerDied(_) => OWNER_DIED,
+                })
+            }
+        }
+
+        impl<G> Error for $ty<G> {}
+    };
 }
 
-impl<G> From<LockError<G>> for TryLockError<G> {
-    fn from(e: LockError<G>) -> Self {
-        Self::OwnerDied(e.into_inner())
-    }
-}
-
-impl<G> fmt::Debug for TryLockError<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::WouldBlock => "WouldBlock",
-            Self::OwnerDied(_) => "OwnerDied(..)",
-        })
-    }
-}
-
-impl<G> fmt::Display for TryLockError<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::WouldBlock => "the lock is held by someone else",
-            Self::OwnerDied(_) => "the previous holder of the lock died while holding it",
-        })
-    }
-}
-
-impl<G> Error for TryLockError<G> {}
+lock_not_clean!(
+    TryLockError,
+    WouldBlock,
+    is_would_block,
+    "Whether the lock was busy.",
+    "the lock is held by someone else"
+);
 
 /// Why a `lock_timeout` or `lock_deadline` did not give a clean guard.
 pub enum LockTimeoutError<G> {
@@ -300,51 +319,13 @@ pub enum LockTimeoutError<G> {
     OwnerDied(G),
 }
 
-impl<G> LockTimeoutError<G> {
-    /// Whether the wait timed out.
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, Self::Timeout)
-    }
-
-    /// Whether the lock was acquired from a dead holder.
-    pub fn is_owner_died(&self) -> bool {
-        matches!(self, Self::OwnerDied(_))
-    }
-
-    /// The guard, if the lock was acquired from a dead holder.
-    pub fn into_inner(self) -> Option<G> {
-        match self {
-            Self::Timeout => None,
-            Self::OwnerDied(g) => Some(g),
-        }
-    }
-}
-
-impl<G> From<LockError<G>> for LockTimeoutError<G> {
-    fn from(e: LockError<G>) -> Self {
-        Self::OwnerDied(e.into_inner())
-    }
-}
-
-impl<G> fmt::Debug for LockTimeoutError<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Timeout => "Timeout",
-            Self::OwnerDied(_) => "OwnerDied(..)",
-        })
-    }
-}
-
-impl<G> fmt::Display for LockTimeoutError<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Timeout => "timed out waiting for the lock",
-            Self::OwnerDied(_) => "the previous holder of the lock died while holding it",
-        })
-    }
-}
-
-impl<G> Error for LockTimeoutError<G> {}
+lock_not_clean!(
+    LockTimeoutError,
+    Timeout,
+    is_timeout,
+    "Whether the wait timed out.",
+    "timed out waiting for the lock"
+);
 
 /// An index or element range outside a shared array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

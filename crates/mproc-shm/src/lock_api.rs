@@ -15,8 +15,9 @@
 //! - [`Guard`] dereferences to the data and releases the lock when dropped.
 //!
 //! A new locked type is then a few lines: implement [`RawLock`] if its
-//! locking is not a plain [`RawMutex`], make a `LockRef` over its lock and its
-//! data, and forward its public methods to it.
+//! locking is not a plain [`RawMutex`], give it a private
+//! `fn lock_ref(&self) -> LockRef<'_, L, T>` over its lock and its data, and
+//! let `lock_forms!` write its four public methods, forwards to it.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -80,6 +81,71 @@ unsafe impl RawLock for RawMutex {
         // SAFETY: forwarded from the caller.
         unsafe { RawMutex::unlock(self) }
     }
+}
+
+/// Writes the four public ways into a locked type — `lock`, `try_lock`,
+/// `lock_timeout` and `lock_deadline` — as forwards to the type's own
+/// `fn lock_ref(&self) -> LockRef<'_, L, T>`, inside an inherent `impl`.
+///
+/// `$guard` is the guard type, its borrow of `self` written `'_`; `$what`
+/// names the lock in the docs (`"the value's lock"`). The caller's crate
+/// root must have `LockError`, `TryLockError` and `LockTimeoutError` (the
+/// docs link to them there).
+///
+/// For mproc's own crates (`Value`, `Array`, `Lock`, `RLock`); not a stable
+/// API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! lock_forms {
+    ($guard:ty, $what:literal) => {
+        #[doc = concat!("Acquires ", $what, ", blocking until it is free.")]
+        ///
+        /// # Errors
+        /// [`LockError::OwnerDied`](crate::LockError::OwnerDied) (holding
+        /// the guard: the lock is held) if the previous holder died holding
+        /// the lock.
+        #[inline]
+        pub fn lock(&self) -> ::core::result::Result<$guard, $crate::LockError<$guard>> {
+            self.lock_ref().lock()
+        }
+
+        #[doc = concat!("Acquires ", $what, " if that is possible without waiting.")]
+        ///
+        /// # Errors
+        /// [`TryLockError::WouldBlock`](crate::TryLockError::WouldBlock) if
+        /// the lock is held;
+        /// [`TryLockError::OwnerDied`](crate::TryLockError::OwnerDied)
+        /// (holding the guard) if its holder had died.
+        #[inline]
+        pub fn try_lock(&self) -> ::core::result::Result<$guard, $crate::TryLockError<$guard>> {
+            self.lock_ref().try_lock()
+        }
+
+        #[doc = concat!("Acquires ", $what, ", waiting at most `timeout` (zero: try once).")]
+        ///
+        /// # Errors
+        /// [`LockTimeoutError::Timeout`](crate::LockTimeoutError::Timeout)
+        /// when the time runs out;
+        /// [`LockTimeoutError::OwnerDied`](crate::LockTimeoutError::OwnerDied)
+        /// (holding the guard) if the previous holder died holding the lock.
+        pub fn lock_timeout(
+            &self,
+            timeout: ::std::time::Duration,
+        ) -> ::core::result::Result<$guard, $crate::LockTimeoutError<$guard>> {
+            self.lock_ref().lock_timeout(timeout)
+        }
+
+        #[doc = concat!("Acquires ", $what, ", waiting until `deadline` at most (past: try once).")]
+        ///
+        /// # Errors
+        /// As `lock_timeout`.
+        pub fn lock_deadline(
+            &self,
+            deadline: ::std::time::Instant,
+        ) -> ::core::result::Result<$guard, $crate::LockTimeoutError<$guard>> {
+            self.lock_ref().lock_deadline(deadline)
+        }
+    };
 }
 
 /// A lock and the data it protects: the four ways to take it.

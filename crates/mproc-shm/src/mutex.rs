@@ -422,17 +422,7 @@ fn current_pid_slow() -> u32 {
 /// pinned to *different* single CPUs (spinning helps there);
 /// [`adaptive_spin`] learns that case instead, and is what mproc's locks use.
 pub fn spin_useful() -> bool {
-    // Relaxed: a cached, idempotent fact about this process.
-    match SPIN.load(Ordering::Relaxed) {
-        1 => false,
-        2 => true,
-        _ => {
-            AT_FORK.call_once(|| sys::at_fork_child(forget_after_fork));
-            let useful = sys::allowed_cpus().is_none_or(|n| n > 1);
-            SPIN.store(if useful { 2 } else { 1 }, Ordering::Relaxed);
-            useful
-        }
-    }
+    cached_fact(&SPIN, || sys::allowed_cpus().is_none_or(|n| n > 1))
 }
 
 /// Forgets the cached CPU affinity, for a process that changed its own
@@ -446,15 +436,22 @@ pub fn refresh_affinity() {
 /// Whether the system has more than one CPU online (cached like
 /// [`spin_useful`]).
 pub(crate) fn several_cpus_online() -> bool {
-    // Relaxed: a cached, idempotent fact about the system.
-    match ONLINE.load(Ordering::Relaxed) {
+    cached_fact(&ONLINE, || sys::online_cpus().is_none_or(|n| n > 1))
+}
+
+/// The fact `cell` caches (0: not known yet, forgotten after a `fork`;
+/// 1: false; 2: true), found out with `find` the first time.
+#[inline]
+fn cached_fact(cell: &AtomicU8, find: impl FnOnce() -> bool) -> bool {
+    // Relaxed: a cached, idempotent fact about this process or the system.
+    match cell.load(Ordering::Relaxed) {
         1 => false,
         2 => true,
         _ => {
             AT_FORK.call_once(|| sys::at_fork_child(forget_after_fork));
-            let several = sys::online_cpus().is_none_or(|n| n > 1);
-            ONLINE.store(if several { 2 } else { 1 }, Ordering::Relaxed);
-            several
+            let fact = find();
+            cell.store(if fact { 2 } else { 1 }, Ordering::Relaxed);
+            fact
         }
     }
 }

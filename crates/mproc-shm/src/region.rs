@@ -363,13 +363,120 @@ impl<T: Pod> Region<T> {
 /// `RawArray`) has in the same form: `Clone` (another handle to the same
 /// mapping), `open_named`, `from_segment` (the header checked for the
 /// handle's kind, element type and, for values, length), `name`,
-/// `try_clone`, and serde as its segment (a descriptor in a handle message).
+/// `try_clone`, `Debug`, serde as its segment (a descriptor in a handle
+/// message), and the constructors of its shape:
 ///
-/// `$ty` is a struct with one field `region: Region<T>`; `$kind` its kind;
-/// `$len` the element count a segment must hold (`None`: any); `$what` how
-/// docs name one (`"a value"`).
+/// - `region_handle!(value Value, KIND_VALUE)`: `new(v)` and
+///   `create_named(name, v)`, one element;
+/// - `region_handle!(array Array, KIND_ARRAY)`: `new(len)`, `from_slice`,
+///   `create_named(name, len)`, `len`, `is_empty`, and `IntoIterator` for
+///   `&Array` (over the type's own `iter`).
+///
+/// `$ty` is a struct with one field `region: Region<T>`; `$kind` its kind.
 macro_rules! region_handle {
-    ($ty:ident, $kind:expr, $len:expr, $what:literal) => {
+    (value $ty:ident, $kind:expr) => {
+        $crate::region::region_handle!(@any $ty, $kind, Some(1), "a value");
+
+        impl<T: ::bytemuck::Pod + Send> $ty<T> {
+            /// Creates a value initialised to `v` in a fresh anonymous segment.
+            ///
+            /// # Errors
+            /// [`SegmentError`](crate::SegmentError) if the segment cannot be created.
+            pub fn new(v: T) -> Result<Self, $crate::SegmentError> {
+                let init = $crate::region::Init::Fill(v);
+                let region = $crate::region::Region::create($kind, 1, init)?;
+                Ok(Self { region })
+            }
+
+            /// Creates a value initialised to `v` in a named POSIX segment
+            #[doc = concat!("that unrelated processes can open with [`", stringify!($ty), "::open_named`].")]
+            /// The name is unlinked when this handle is dropped.
+            ///
+            /// # Errors
+            /// As [`Segment::create_named`](crate::Segment::create_named).
+            pub fn create_named(name: &str, v: T) -> Result<Self, $crate::SegmentError> {
+                let init = $crate::region::Init::Fill(v);
+                let region = $crate::region::Region::create_named(name, $kind, 1, init)?;
+                Ok(Self { region })
+            }
+        }
+
+        impl<T> ::std::fmt::Debug for $ty<T> {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("segment", self.region.segment())
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+    (array $ty:ident, $kind:expr) => {
+        $crate::region::region_handle!(@any $ty, $kind, None, "an array");
+
+        impl<T: ::bytemuck::Pod + Send> $ty<T> {
+            /// Creates an array of `len` zeros in a fresh anonymous segment.
+            ///
+            /// # Errors
+            /// [`SegmentError`](crate::SegmentError) if the segment cannot be
+            /// created (or `len` elements of `T` overflow the address space).
+            pub fn new(len: usize) -> Result<Self, $crate::SegmentError> {
+                let init = $crate::region::Init::Zeroed;
+                let region = $crate::region::Region::create($kind, len, init)?;
+                Ok(Self { region })
+            }
+
+            /// Creates an array holding a copy of `data`.
+            ///
+            /// # Errors
+            #[doc = concat!("As [`", stringify!($ty), "::new`].")]
+            pub fn from_slice(data: &[T]) -> Result<Self, $crate::SegmentError> {
+                let init = $crate::region::Init::Copy(data);
+                let region = $crate::region::Region::create($kind, data.len(), init)?;
+                Ok(Self { region })
+            }
+
+            /// Creates an array of `len` zeros in a named POSIX segment that
+            #[doc = concat!("unrelated processes can open with [`", stringify!($ty), "::open_named`];")]
+            /// unlinked on drop.
+            ///
+            /// # Errors
+            /// As [`Segment::create_named`](crate::Segment::create_named).
+            pub fn create_named(name: &str, len: usize) -> Result<Self, $crate::SegmentError> {
+                let init = $crate::region::Init::Zeroed;
+                let region = $crate::region::Region::create_named(name, $kind, len, init)?;
+                Ok(Self { region })
+            }
+
+            /// The number of elements.
+            pub fn len(&self) -> usize {
+                self.region.len()
+            }
+
+            /// Whether the array has no elements.
+            pub fn is_empty(&self) -> bool {
+                self.region.len() == 0
+            }
+        }
+
+        impl<T> ::std::fmt::Debug for $ty<T> {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("len", &self.region.len())
+                    .field("segment", self.region.segment())
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<'a, T: ::bytemuck::Pod + Send> IntoIterator for &'a $ty<T> {
+            type Item = T;
+            type IntoIter = $crate::array::Iter<'a, T>;
+            fn into_iter(self) -> $crate::array::Iter<'a, T> {
+                self.iter()
+            }
+        }
+    };
+    // What every shape shares; `$len` is the element count a segment must
+    // hold (`None`: any), `$what` how docs name one (`"a value"`).
+    (@any $ty:ident, $kind:expr, $len:expr, $what:literal) => {
         impl<T> Clone for $ty<T> {
             /// Another handle to the same shared memory in this process (no new mapping).
             fn clone(&self) -> Self {

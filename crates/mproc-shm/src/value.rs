@@ -1,15 +1,12 @@
 //! `Value<T>` (locked) and `RawValue<T>` (unlocked): one plain-data value in
 //! its own shared segment, like CPython's `Value` and `RawValue`.
 
-use std::fmt;
-use std::time::{Duration, Instant};
-
 use bytemuck::Pod;
 
-use crate::error::{LockError, LockTimeoutError, SegmentError, TryLockError};
-use crate::lock_api::Guard;
+use crate::error::LockError;
+use crate::lock_api::{Guard, LockRef};
 use crate::mutex::RawMutex;
-use crate::region::{Init, KIND_RAW_VALUE, KIND_VALUE, Region, region_handle};
+use crate::region::{KIND_RAW_VALUE, KIND_VALUE, Region, region_handle};
 use crate::segment::Segment;
 
 /// One plain-data value in shared memory, protected by a cross-process lock:
@@ -49,29 +46,9 @@ pub struct Value<T> {
     region: Region<T>,
 }
 
-region_handle!(Value, KIND_VALUE, Some(1), "a value");
+region_handle!(value Value, KIND_VALUE);
 
 impl<T: Pod + Send> Value<T> {
-    /// Creates a value initialised to `v` in a fresh anonymous segment.
-    ///
-    /// # Errors
-    /// [`SegmentError`] if the segment cannot be created.
-    pub fn new(v: T) -> Result<Self, SegmentError> {
-        let region = Region::create(KIND_VALUE, 1, Init::Fill(v))?;
-        Ok(Self { region })
-    }
-
-    /// Creates a value initialised to `v` in a named POSIX segment that
-    /// unrelated processes can open with [`Value::open_named`]. The name is
-    /// unlinked when this value is dropped.
-    ///
-    /// # Errors
-    /// As [`Segment::create_named`].
-    pub fn create_named(name: &str, v: T) -> Result<Self, SegmentError> {
-        let region = Region::create_named(name, KIND_VALUE, 1, Init::Fill(v))?;
-        Ok(Self { region })
-    }
-
     /// Copies the value out (under the lock).
     pub fn get(&self) -> T {
         self.with_lock(|v| *v)
@@ -88,45 +65,12 @@ impl<T: Pod + Send> Value<T> {
         f(&mut g)
     }
 
-    /// Locks the value, blocking until the lock is free; the guard gives
-    /// `&mut T`. This is CPython's `with v.get_lock():`.
-    ///
-    /// # Errors
-    /// [`LockError::OwnerDied`] (with the guard) if the previous holder died
-    /// holding the lock.
-    pub fn lock(&self) -> Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
-        self.region.lock_one().lock()
-    }
+    crate::lock_forms!(ValueGuard<'_, T>, "the value's lock");
 
-    /// Locks the value if the lock is free right now.
-    ///
-    /// # Errors
-    /// [`TryLockError::WouldBlock`] if it is held, or
-    /// [`TryLockError::OwnerDied`] (with the guard).
-    pub fn try_lock(&self) -> Result<ValueGuard<'_, T>, TryLockError<ValueGuard<'_, T>>> {
-        self.region.lock_one().try_lock()
-    }
-
-    /// Locks the value, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// [`LockTimeoutError::Timeout`] or [`LockTimeoutError::OwnerDied`].
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<ValueGuard<'_, T>, LockTimeoutError<ValueGuard<'_, T>>> {
-        self.region.lock_one().lock_timeout(timeout)
-    }
-
-    /// Locks the value, waiting until `deadline` at most.
-    ///
-    /// # Errors
-    /// [`LockTimeoutError::Timeout`] or [`LockTimeoutError::OwnerDied`].
-    pub fn lock_deadline(
-        &self,
-        deadline: Instant,
-    ) -> Result<ValueGuard<'_, T>, LockTimeoutError<ValueGuard<'_, T>>> {
-        self.region.lock_one().lock_deadline(deadline)
+    /// The lock with the value it protects: the four ways in.
+    #[inline]
+    fn lock_ref(&self) -> LockRef<'_, RawMutex, T> {
+        self.region.lock_one()
     }
 
     /// Whether some process holds the lock right now (a snapshot).
@@ -155,14 +99,6 @@ impl<T: Pod + Send> Value<T> {
     /// value.
     pub unsafe fn segment(&self) -> &Segment {
         self.region.segment()
-    }
-}
-
-impl<T> fmt::Debug for Value<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Value")
-            .field("segment", self.region.segment())
-            .finish_non_exhaustive()
     }
 }
 
@@ -195,27 +131,9 @@ pub struct RawValue<T> {
     region: Region<T>,
 }
 
-region_handle!(RawValue, KIND_RAW_VALUE, Some(1), "a value");
+region_handle!(value RawValue, KIND_RAW_VALUE);
 
 impl<T: Pod + Send> RawValue<T> {
-    /// Creates a value initialised to `v` in a fresh anonymous segment.
-    ///
-    /// # Errors
-    /// [`SegmentError`] if the segment cannot be created.
-    pub fn new(v: T) -> Result<Self, SegmentError> {
-        let region = Region::create(KIND_RAW_VALUE, 1, Init::Fill(v))?;
-        Ok(Self { region })
-    }
-
-    /// Creates a value in a named POSIX segment; unlinked on drop.
-    ///
-    /// # Errors
-    /// As [`Segment::create_named`].
-    pub fn create_named(name: &str, v: T) -> Result<Self, SegmentError> {
-        let region = Region::create_named(name, KIND_RAW_VALUE, 1, Init::Fill(v))?;
-        Ok(Self { region })
-    }
-
     /// Copies the value out (racy, see the type's docs).
     pub fn get(&self) -> T {
         let mut out = [T::zeroed()];
@@ -235,14 +153,6 @@ impl<T: Pod + Send> RawValue<T> {
     /// (mind the note on mixed access sizes at [`Segment::read`]).
     pub fn segment(&self) -> &Segment {
         self.region.segment()
-    }
-}
-
-impl<T> fmt::Debug for RawValue<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawValue")
-            .field("segment", self.region.segment())
-            .finish_non_exhaustive()
     }
 }
 

@@ -10,10 +10,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{shm_entries, watchdog};
 use mproc_shm::{SegmentError, SharedMemory};
+use mproc_testkit::wait_within;
 
 const LIMIT: Duration = Duration::from_secs(60);
 const SIZE: usize = 10_000;
@@ -48,20 +49,19 @@ impl Drop for Unlink {
 /// Kills and reaps a child on drop.
 struct Reap(Option<Child>);
 impl Reap {
-    fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
-        let mut c = self.0.take().unwrap();
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(st) = c.try_wait().unwrap() {
-                return st;
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!("python child did not finish within {limit:?}");
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().unwrap()
+    }
+
+    /// Waits for the Python child (at most LIMIT) and asserts that it
+    /// succeeded (`hint` says what a failure likely means) without a
+    /// resource-tracker warning on its standard error, `stderr`.
+    fn expect_success(mut self, stderr: &mpsc::Receiver<String>, hint: &str) {
+        let st = wait_within(self.0.as_mut().unwrap(), LIMIT, &"python");
+        self.0 = None;
+        let err = stderr.recv_timeout(LIMIT).unwrap_or_default();
+        assert!(st.success(), "python failed{hint}: {st:?}\n{err}");
+        assert!(!err.contains("resource_tracker"), "python warned: {err}");
     }
 }
 impl Drop for Reap {
@@ -83,6 +83,28 @@ fn drain(mut r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
         let _ = tx.send(s);
     });
     rx
+}
+
+/// Runs `script` in `py` with `args`; its standard error is drained into
+/// the returned channel.
+fn run_python(
+    py: &str,
+    script: &str,
+    args: &[&str],
+    stdin: Stdio,
+    stdout: Stdio,
+) -> (Reap, mpsc::Receiver<String>) {
+    let mut child = Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    let stderr = drain(child.stderr.take().unwrap());
+    (Reap(Some(child)), stderr)
 }
 
 fn rust_pattern(i: usize) -> u8 {
@@ -110,17 +132,11 @@ sys.exit(0 if ok else 5)
 fn python_creates_rust_opens() {
     let Some(py) = python() else { return };
     watchdog(LIMIT, move || {
-        let mut child = Command::new(py)
-            .args(["-c", PY_CREATES, &SIZE.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn python3");
-        let mut stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let stderr = drain(child.stderr.take().unwrap());
-        let reap = Reap(Some(child));
+        let size = SIZE.to_string();
+        let (mut reap, stderr) =
+            run_python(py, PY_CREATES, &[&size], Stdio::piped(), Stdio::piped());
+        let mut stdin = reap.child().stdin.take().unwrap();
+        let stdout = reap.child().stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             let mut line = String::new();
@@ -149,10 +165,7 @@ fn python_creates_rust_opens() {
         drop(shm); // an opener never unlinks: Python's unlink must still succeed
         stdin.write_all(b"done\n").unwrap();
         drop(stdin);
-        let st = reap.wait(LIMIT);
-        let err = stderr.recv_timeout(LIMIT).unwrap_or_default();
-        assert!(st.success(), "python failed: {st:?}\n{err}");
-        assert!(!err.contains("resource_tracker"), "python warned: {err}");
+        reap.expect_success(&stderr, "");
         assert!(matches!(
             SharedMemory::open(&name),
             Err(SegmentError::NotFound(_))
@@ -185,25 +198,10 @@ fn rust_creates_python_opens() {
         let name = shm.name().to_owned();
         let data: Vec<u8> = (0..SIZE).map(rust_pattern).collect();
         shm.write(0, &data).unwrap();
-        let child = Command::new(py)
-            .args(["-c", PY_OPENS, &name, &SIZE.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map(|mut c| {
-                let err = drain(c.stderr.take().unwrap());
-                (Reap(Some(c)), err)
-            })
-            .expect("spawn python3");
-        let (reap, stderr) = child;
-        let st = reap.wait(LIMIT);
-        let err = stderr.recv_timeout(LIMIT).unwrap_or_default();
-        assert!(
-            st.success(),
-            "python failed (bytes did not match?): {st:?}\n{err}"
-        );
-        assert!(!err.contains("resource_tracker"), "python warned: {err}");
+        let size = SIZE.to_string();
+        let (reap, stderr) =
+            run_python(py, PY_OPENS, &[&name, &size], Stdio::null(), Stdio::null());
+        reap.expect_success(&stderr, " (bytes did not match?)");
         let mut back = [0u8; 10];
         shm.read(0, &mut back).unwrap();
         assert_eq!(&back, b"frompython");

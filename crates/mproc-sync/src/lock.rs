@@ -1,17 +1,13 @@
 //! `Lock`: a non-recursive lock that any process may release.
 
 use std::fmt;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mproc_shm::{Acquired, Guard, LockRef, RawLock, RawMutex, Segment, SharedSync};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use mproc_shm::{Acquired, Guard, RawLock, RawMutex, SharedSync};
 
-use crate::error::{
-    CreateError, LockError, LockTimeoutError, OpenError, OverRelease, TryLockError,
-};
-use crate::shared::{Shared, deserialize_shared, kind};
+use crate::error::{LockTimeoutError, OverRelease};
+use crate::shared::{Shared, kind};
 use crate::sys::current_tid;
 
 const TAG: &str = "mproc-sync LockState v1";
@@ -34,7 +30,7 @@ unsafe impl SharedSync for LockState {}
 /// It is not recursive (a second `lock()` by the holder blocks), and it is
 /// not owner-checked: any thread or process may [`Lock::release`] it. If the
 /// process holding it dies, the next acquirer gets the lock with
-/// [`LockError::OwnerDied`] instead of waiting for ever.
+/// [`LockError::OwnerDied`](crate::LockError::OwnerDied) instead of waiting for ever.
 ///
 /// A `Lock` is a handle: `clone` gives another handle to the same lock, and
 /// serializing it (inside [`mproc_shm::handle::collect_fds`]) sends it to
@@ -104,6 +100,91 @@ macro_rules! guardless_acquire {
     };
 }
 
+/// What [`Lock`] and [`RLock`](crate::RLock) have in the same form, over
+/// their state `$state` in a segment of kind `$kind`: `new`, `from_segment`,
+/// `segment`, the private `state` and `lock_ref`, the four lock forms
+/// ([`mproc_shm::lock_forms!`]), [`mproc_shm::ValueLock`], and serde as the
+/// segment. `$noun` names one in the docs (`"lock"`), `$what` the
+/// docs' `$what` of the lock forms.
+macro_rules! lock_handle {
+    ($ty:ident, $guard:ident, $state:ty, $kind:ident, $noun:literal, $what:literal) => {
+        impl $ty {
+            #[doc = concat!("A new unlocked ", $noun, " in its own shared memory segment.")]
+            ///
+            /// # Errors
+            /// [`CreateError::Segment`](crate::CreateError::Segment) if the
+            /// segment cannot be made.
+            pub fn new() -> Result<Self, crate::CreateError> {
+                Ok(Self {
+                    shared: crate::shared::Shared::create(kind::$kind, TAG, [0; 4], |_| {})?,
+                })
+            }
+
+            #[doc = concat!("Opens a segment that holds a `", stringify!($ty), "` (made by [`", stringify!($ty), "::new`] in this or another process).")]
+            ///
+            /// # Errors
+            /// [`OpenError`](crate::OpenError) if the segment holds something
+            /// else or is corrupt.
+            pub fn from_segment(seg: ::mproc_shm::Segment) -> Result<Self, crate::OpenError> {
+                Ok(Self {
+                    shared: crate::shared::Shared::open(seg, kind::$kind, TAG)?.0,
+                })
+            }
+
+            #[doc = concat!("The shared memory segment of this ", $noun, ".")]
+            pub fn segment(&self) -> &::mproc_shm::Segment {
+                self.shared.segment()
+            }
+
+            fn state(&self) -> &$state {
+                self.shared.get()
+            }
+
+            /// The lock as a [`LockRef`](mproc_shm::LockRef): its four ways
+            /// in, as guards.
+            #[inline]
+            fn lock_ref(&self) -> ::mproc_shm::LockRef<'_, Self> {
+                // SAFETY: the protected data is `()`, for which a dangling,
+                // aligned pointer is valid; there is nothing another process
+                // could write.
+                unsafe { ::mproc_shm::LockRef::new(self, ::std::ptr::NonNull::dangling()) }
+            }
+
+            ::mproc_shm::lock_forms!($guard<'_>, $what);
+        }
+
+        impl ::mproc_shm::ValueLock for $ty {
+            type Guard<'a> = $guard<'a>;
+
+            fn acquire_guard(&self) -> Result<$guard<'_>, crate::LockError<$guard<'_>>> {
+                self.lock()
+            }
+
+            fn identity(&self) -> u128 {
+                self.shared.identity()
+            }
+
+            fn guard_identity(guard: &$guard<'_>) -> u128 {
+                guard.lock().shared.identity()
+            }
+        }
+
+        impl ::serde::Serialize for $ty {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                ::serde::Serialize::serialize(&self.shared, s)
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $ty {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Ok(Self {
+                    shared: crate::shared::deserialize_shared(d, kind::$kind, TAG)?.0,
+                })
+            }
+        }
+    };
+}
+
 /// Keeps a lock held without its guard and returns `how`.
 pub(crate) fn keep<G>(guard: G, how: Acquired) -> Acquired {
     std::mem::forget(guard);
@@ -134,45 +215,9 @@ impl fmt::Debug for LockOwner {
 /// lock, and it stays on the thread that locked.
 pub type LockGuard<'a> = Guard<'a, Lock>;
 
+lock_handle!(Lock, LockGuard, LockState, LOCK, "lock", "the lock");
+
 impl Lock {
-    /// A new unlocked lock in its own shared memory segment.
-    ///
-    /// # Errors
-    /// [`CreateError::Segment`] if the segment cannot be made.
-    pub fn new() -> Result<Self, CreateError> {
-        Ok(Self {
-            shared: Shared::create(kind::LOCK, TAG, [0; 4], |_| {})?,
-        })
-    }
-
-    /// Opens a segment that holds a `Lock` (made by [`Lock::new`] in this or
-    /// another process).
-    ///
-    /// # Errors
-    /// [`OpenError`] if the segment holds something else or is corrupt.
-    pub fn from_segment(seg: Segment) -> Result<Self, OpenError> {
-        Ok(Self {
-            shared: Shared::open(seg, kind::LOCK, TAG)?.0,
-        })
-    }
-
-    /// The shared memory segment of this lock.
-    pub fn segment(&self) -> &Segment {
-        self.shared.segment()
-    }
-
-    fn state(&self) -> &LockState {
-        self.shared.get()
-    }
-
-    /// The lock as a [`LockRef`]: its four ways in, as guards.
-    #[inline]
-    fn lock_ref(&self) -> LockRef<'_, Self> {
-        // SAFETY: the protected data is `()`, for which a dangling, aligned
-        // pointer is valid; there is nothing another process could write.
-        unsafe { LockRef::new(self, NonNull::dangling()) }
-    }
-
     /// Records the calling thread as the holder after an acquisition.
     #[inline]
     fn took(&self, how: Acquired) -> Acquired {
@@ -182,50 +227,6 @@ impl Lock {
             .owner_tid
             .store(current_tid(), Ordering::Relaxed);
         how
-    }
-
-    /// Blocks until the lock is acquired.
-    ///
-    /// # Errors
-    /// [`LockError::OwnerDied`] (holding the guard) if the previous holder
-    /// process died holding the lock.
-    #[inline]
-    pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        self.lock_ref().lock()
-    }
-
-    /// Acquires the lock if that is possible without waiting.
-    ///
-    /// # Errors
-    /// [`TryLockError::WouldBlock`] if it is held; [`TryLockError::OwnerDied`]
-    /// (holding the guard) if its holder had died.
-    #[inline]
-    pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
-        self.lock_ref().try_lock()
-    }
-
-    /// Acquires the lock, waiting at most `timeout` (zero: try once).
-    ///
-    /// # Errors
-    /// [`LockTimeoutError::Timeout`] when the time runs out;
-    /// [`LockTimeoutError::OwnerDied`] (holding the guard) if the previous
-    /// holder died holding it.
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
-        self.lock_ref().lock_timeout(timeout)
-    }
-
-    /// Acquires the lock, waiting until `deadline` at most (past: try once).
-    ///
-    /// # Errors
-    /// As [`Lock::lock_timeout`].
-    pub fn lock_deadline(
-        &self,
-        deadline: Instant,
-    ) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
-        self.lock_ref().lock_deadline(deadline)
     }
 
     guardless_acquire!();
@@ -332,35 +333,5 @@ impl fmt::Debug for Lock {
         f.debug_struct("Lock")
             .field("owner", &self.owner())
             .finish()
-    }
-}
-
-impl mproc_shm::ValueLock for Lock {
-    type Guard<'a> = LockGuard<'a>;
-
-    fn acquire_guard(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        self.lock()
-    }
-
-    fn identity(&self) -> u128 {
-        self.shared.identity()
-    }
-
-    fn guard_identity(guard: &LockGuard<'_>) -> u128 {
-        guard.lock().shared.identity()
-    }
-}
-
-impl Serialize for Lock {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.shared.serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Lock {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self {
-            shared: deserialize_shared(d, kind::LOCK, TAG)?.0,
-        })
     }
 }

@@ -1,16 +1,14 @@
 //! `RLock`: a recursive lock owned by one thread of one process.
 
 use std::fmt;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mproc_shm::{Acquired, Guard, LockRef, RawLock, RawMutex, Segment, SharedSync};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use mproc_shm::{Acquired, Guard, RawLock, RawMutex, SharedSync};
 
-use crate::error::{CreateError, LockError, LockTimeoutError, NotOwner, OpenError, TryLockError};
+use crate::error::{LockTimeoutError, NotOwner};
 use crate::lock::LockOwner;
-use crate::shared::{Shared, deserialize_shared, kind};
+use crate::shared::{Shared, kind};
 use crate::sys::current_tid;
 
 const TAG: &str = "mproc-sync RLockState v1";
@@ -34,7 +32,7 @@ unsafe impl SharedSync for RLockState {}
 /// Its owner is one thread of one process (process id and thread id), which
 /// may acquire it again and again; it is free when every acquisition is
 /// released. Only the owner may release it. If the owning process dies, the
-/// next acquirer gets it with [`LockError::OwnerDied`].
+/// next acquirer gets it with [`LockError::OwnerDied`](crate::LockError::OwnerDied).
 ///
 /// # Examples
 ///
@@ -58,36 +56,16 @@ pub struct RLock {
 /// [`Guard::lock`] gives the lock, and it stays on the thread that locked.
 pub type RLockGuard<'a> = Guard<'a, RLock>;
 
+lock_handle!(
+    RLock,
+    RLockGuard,
+    RLockState,
+    RLOCK,
+    "recursive lock",
+    "the lock (or re-enters it)"
+);
+
 impl RLock {
-    /// A new unlocked recursive lock in its own shared memory segment.
-    ///
-    /// # Errors
-    /// [`CreateError::Segment`] if the segment cannot be made.
-    pub fn new() -> Result<Self, CreateError> {
-        Ok(Self {
-            shared: Shared::create(kind::RLOCK, TAG, [0; 4], |_| {})?,
-        })
-    }
-
-    /// Opens a segment that holds an `RLock`.
-    ///
-    /// # Errors
-    /// [`OpenError`] if the segment holds something else or is corrupt.
-    pub fn from_segment(seg: Segment) -> Result<Self, OpenError> {
-        Ok(Self {
-            shared: Shared::open(seg, kind::RLOCK, TAG)?.0,
-        })
-    }
-
-    /// The shared memory segment of this lock.
-    pub fn segment(&self) -> &Segment {
-        self.shared.segment()
-    }
-
-    fn state(&self) -> &RLockState {
-        self.shared.get()
-    }
-
     /// Whether the calling thread owns the lock.
     pub fn is_owned_by_current_thread(&self) -> bool {
         let s = self.state();
@@ -110,55 +88,6 @@ impl RLock {
         s.owner_tid.store(current_tid(), Ordering::Relaxed);
         s.count.store(1, Ordering::Relaxed);
         Some(a)
-    }
-
-    /// The lock as a [`LockRef`]: its four ways in, as guards.
-    #[inline]
-    fn lock_ref(&self) -> LockRef<'_, Self> {
-        // SAFETY: the protected data is `()`, for which a dangling, aligned
-        // pointer is valid; there is nothing another process could write.
-        unsafe { LockRef::new(self, NonNull::dangling()) }
-    }
-
-    /// Acquires (or re-enters) the lock, blocking until it is free.
-    ///
-    /// # Errors
-    /// [`LockError::OwnerDied`] (holding the guard) if the previous owner
-    /// process died holding it.
-    pub fn lock(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
-        self.lock_ref().lock()
-    }
-
-    /// Acquires (or re-enters) the lock if possible without waiting.
-    ///
-    /// # Errors
-    /// [`TryLockError::WouldBlock`] if another thread owns it;
-    /// [`TryLockError::OwnerDied`] (holding the guard) if its owner had died.
-    pub fn try_lock(&self) -> Result<RLockGuard<'_>, TryLockError<RLockGuard<'_>>> {
-        self.lock_ref().try_lock()
-    }
-
-    /// Acquires (or re-enters) the lock, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// [`LockTimeoutError::Timeout`] when the time runs out;
-    /// [`LockTimeoutError::OwnerDied`] as for [`RLock::lock`].
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<RLockGuard<'_>, LockTimeoutError<RLockGuard<'_>>> {
-        self.lock_ref().lock_timeout(timeout)
-    }
-
-    /// Acquires (or re-enters) the lock, waiting until `deadline` at most.
-    ///
-    /// # Errors
-    /// As [`RLock::lock_timeout`].
-    pub fn lock_deadline(
-        &self,
-        deadline: Instant,
-    ) -> Result<RLockGuard<'_>, LockTimeoutError<RLockGuard<'_>>> {
-        self.lock_ref().lock_deadline(deadline)
     }
 
     guardless_acquire!();
@@ -277,35 +206,5 @@ impl fmt::Debug for RLock {
             .field("owner", &self.owner())
             .field("count", &self.count())
             .finish()
-    }
-}
-
-impl mproc_shm::ValueLock for RLock {
-    type Guard<'a> = RLockGuard<'a>;
-
-    fn acquire_guard(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
-        self.lock()
-    }
-
-    fn identity(&self) -> u128 {
-        self.shared.identity()
-    }
-
-    fn guard_identity(guard: &RLockGuard<'_>) -> u128 {
-        guard.lock().shared.identity()
-    }
-}
-
-impl Serialize for RLock {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.shared.serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for RLock {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self {
-            shared: deserialize_shared(d, kind::RLOCK, TAG)?.0,
-        })
     }
 }

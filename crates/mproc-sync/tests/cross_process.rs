@@ -7,6 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use common::{Counter, expect_killed, expect_success, payload, sigkill, spawn_child, watchdog};
 use mproc_sync::{
     Acquired, Barrier, BoundedSemaphore, Condition, Event, Lock, LockTimeoutError, RLock,
@@ -17,19 +20,35 @@ const PROCS: usize = 4;
 const UPDATES: u64 = 50_000;
 const CHILD_LIMIT: Duration = Duration::from_secs(120);
 
+/// Runs the test `child` in PROCS children, each handed `lock`, a shared
+/// counter and a barrier to start together (see [`started_updater`]);
+/// returns the counter once all of them succeeded.
+fn count_by_children<L: Serialize>(child: &str, lock: &L) -> u64 {
+    let counter = Counter::new();
+    let start = Barrier::new(PROCS).unwrap();
+    let children: Vec<_> = (0..PROCS)
+        .map(|_| spawn_child(child, &(lock, &counter, &start)))
+        .collect();
+    for c in children {
+        expect_success(c, CHILD_LIMIT);
+    }
+    counter.get()
+}
+
+/// In a child of [`count_by_children`]: its lock and counter, once all
+/// PROCS children have started (so that they really contend).
+fn started_updater<L: DeserializeOwned>() -> Option<(L, Counter)> {
+    let (lock, counter, start) = payload::<(L, Counter, Barrier)>()?;
+    start.wait_timeout(Duration::from_secs(60)).unwrap();
+    Some((lock, counter))
+}
+
 #[test]
 fn lock_excludes_four_processes() {
     watchdog(Duration::from_secs(180), || {
         let lock = Lock::new().unwrap();
-        let counter = Counter::new();
-        let start = Barrier::new(PROCS).unwrap();
-        let children: Vec<_> = (0..PROCS)
-            .map(|_| spawn_child("child_lock_updates", &(&lock, &counter, &start)))
-            .collect();
-        for c in children {
-            expect_success(c, CHILD_LIMIT);
-        }
-        assert_eq!(counter.get(), PROCS as u64 * UPDATES);
+        let count = count_by_children("child_lock_updates", &lock);
+        assert_eq!(count, PROCS as u64 * UPDATES);
         assert!(!lock.is_locked());
     });
 }
@@ -37,11 +56,9 @@ fn lock_excludes_four_processes() {
 #[test]
 #[ignore = "child role of lock_excludes_four_processes"]
 fn child_lock_updates() {
-    let Some((lock, counter, start)) = payload::<(Lock, Counter, Barrier)>() else {
+    let Some((lock, counter)) = started_updater::<Lock>() else {
         return;
     };
-    // All four start together, so that they really contend.
-    start.wait_timeout(Duration::from_secs(60)).unwrap();
     let mut contended = 0u64;
     for _ in 0..UPDATES {
         let _g = match lock.try_lock() {
@@ -142,15 +159,8 @@ fn child_acquire_and_exit() {
 fn rlock_three_deep_excludes_four_processes() {
     watchdog(Duration::from_secs(180), || {
         let rlock = RLock::new().unwrap();
-        let counter = Counter::new();
-        let start = Barrier::new(PROCS).unwrap();
-        let children: Vec<_> = (0..PROCS)
-            .map(|_| spawn_child("child_rlock_updates", &(&rlock, &counter, &start)))
-            .collect();
-        for c in children {
-            expect_success(c, CHILD_LIMIT);
-        }
-        assert_eq!(counter.get(), PROCS as u64 * UPDATES);
+        let count = count_by_children("child_rlock_updates", &rlock);
+        assert_eq!(count, PROCS as u64 * UPDATES);
         assert!(!rlock.is_locked());
     });
 }
@@ -158,11 +168,9 @@ fn rlock_three_deep_excludes_four_processes() {
 #[test]
 #[ignore = "child role of rlock_three_deep_excludes_four_processes"]
 fn child_rlock_updates() {
-    let Some((rlock, counter, start)) = payload::<(RLock, Counter, Barrier)>() else {
+    let Some((rlock, counter)) = started_updater::<RLock>() else {
         return;
     };
-    // All four start together, so that they really contend.
-    start.wait_timeout(Duration::from_secs(60)).unwrap();
     for _ in 0..UPDATES {
         let _a = rlock.lock().expect("no holder dies");
         let _b = rlock.lock().expect("re-entry");
@@ -384,48 +392,24 @@ fn child_hold_and_hang() {
     let Some((held, counter, ready)) = payload::<(Held, Counter, Event)>() else {
         return;
     };
-    let hang = |ready: &Event| -> ! {
-        ready.set();
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    };
+    // Whatever the child takes stays held until it is killed (its guards
+    // are never dropped).
     match &held {
-        Held::Lock(l) => {
-            let _g = l.lock().unwrap();
-            counter.set(42);
-            hang(&ready)
-        }
-        Held::RLock(l) => {
-            let _a = l.lock().unwrap();
-            let _b = l.lock().unwrap();
-            counter.set(42);
-            hang(&ready)
-        }
-        Held::Semaphore(s) => {
-            let _g = s.acquire().unwrap();
-            counter.set(42);
-            hang(&ready)
-        }
-        Held::Bounded(s) => {
-            let _g = s.acquire().unwrap();
-            counter.set(42);
-            hang(&ready)
-        }
-        Held::Condition(c) => {
-            let _g = c.lock().unwrap();
-            counter.set(42);
-            hang(&ready)
-        }
-        Held::Barrier(b) => {
-            counter.set(42);
-            ready.set();
-            // Waits for a third party that never comes, until killed.
-            let _ = b.wait();
-            loop {
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        }
+        Held::Lock(l) => std::mem::forget(l.lock().unwrap()),
+        Held::RLock(l) => std::mem::forget((l.lock().unwrap(), l.lock().unwrap())),
+        Held::Semaphore(s) => std::mem::forget(s.acquire().unwrap()),
+        Held::Bounded(s) => std::mem::forget(s.acquire().unwrap()),
+        Held::Condition(c) => std::mem::forget(c.lock().unwrap()),
+        Held::Barrier(_) => {}
+    }
+    counter.set(42);
+    ready.set();
+    if let Held::Barrier(b) = &held {
+        // Waits for a third party that never comes, until killed.
+        let _ = b.wait();
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
@@ -433,21 +417,31 @@ fn report(what: &str, killed: Instant) {
     eprintln!("{what}: recovered {:?} after SIGKILL", killed.elapsed());
 }
 
+/// Kills a child holding `held` (see [`kill_holder`]), then takes the
+/// primitive with `take` (given 20 s), which must report the dead holder.
+/// Returns that error (it holds the guard), the child (a zombie) and the
+/// counter the child wrote under the primitive.
+fn take_from_killed<G: std::fmt::Debug>(
+    held: Held,
+    what: &str,
+    take: impl FnOnce(Duration) -> Result<G, LockTimeoutError<G>>,
+) -> (LockTimeoutError<G>, std::process::Child, Counter) {
+    let counter = Counter::new();
+    let (child, killed) = kill_holder(&held, &counter);
+    let e = take(Duration::from_secs(20)).expect_err("no owner-died indication");
+    assert!(e.is_owner_died(), "dead holder not recovered");
+    report(what, killed);
+    (e, child, counter)
+}
+
 #[test]
 fn crash_lock_holder() {
     watchdog(Duration::from_secs(60), || {
         let lock = Lock::new().unwrap();
-        let counter = Counter::new();
-        let (child, killed) = kill_holder(&Held::Lock(lock.clone()), &counter);
-        match lock.lock_timeout(Duration::from_secs(20)) {
-            Err(LockTimeoutError::OwnerDied(g)) => {
-                report("Lock", killed);
-                assert_eq!(counter.get(), 42, "protected data reachable");
-                drop(g);
-            }
-            Err(LockTimeoutError::Timeout) => panic!("dead holder not recovered"),
-            Ok(_) => panic!("no owner-died indication"),
-        }
+        let (e, child, counter) =
+            take_from_killed(Held::Lock(lock.clone()), "Lock", |t| lock.lock_timeout(t));
+        assert_eq!(counter.get(), 42, "protected data reachable");
+        drop(e);
         expect_killed(child);
         // Afterwards the lock is an ordinary lock again.
         assert!(lock.try_lock().is_ok());
@@ -477,13 +471,9 @@ fn crash_lock_holder_seen_by_try_lock() {
 fn crash_rlock_holder() {
     watchdog(Duration::from_secs(60), || {
         let rlock = RLock::new().unwrap();
-        let counter = Counter::new();
-        let (child, killed) = kill_holder(&Held::RLock(rlock.clone()), &counter);
-        let e = rlock
-            .lock_timeout(Duration::from_secs(20))
-            .expect_err("no owner-died indication");
-        assert!(e.is_owner_died(), "dead holder not recovered");
-        report("RLock", killed);
+        let (e, child, counter) = take_from_killed(Held::RLock(rlock.clone()), "RLock", |t| {
+            rlock.lock_timeout(t)
+        });
         assert_eq!(counter.get(), 42);
         let g = e.into_inner().unwrap();
         // The dead owner's recursion is forgotten: one release frees it.
@@ -498,13 +488,10 @@ fn crash_rlock_holder() {
 fn crash_semaphore_holder() {
     watchdog(Duration::from_secs(60), || {
         let sem = Semaphore::new(1).unwrap();
-        let counter = Counter::new();
-        let (child, killed) = kill_holder(&Held::Semaphore(sem.clone()), &counter);
-        let e = sem
-            .acquire_timeout(Duration::from_secs(20))
-            .expect_err("no owner-died indication");
-        assert!(e.is_owner_died(), "dead holder's unit not recovered");
-        report("Semaphore", killed);
+        let (e, child, counter) =
+            take_from_killed(Held::Semaphore(sem.clone()), "Semaphore", |t| {
+                sem.acquire_timeout(t)
+            });
         assert_eq!(counter.get(), 42);
         drop(e);
         assert_eq!(sem.value(), 1);
@@ -516,13 +503,9 @@ fn crash_semaphore_holder() {
 fn crash_bounded_semaphore_holder() {
     watchdog(Duration::from_secs(60), || {
         let sem = BoundedSemaphore::new(1).unwrap();
-        let counter = Counter::new();
-        let (child, killed) = kill_holder(&Held::Bounded(sem.clone()), &counter);
-        let e = sem
-            .acquire_timeout(Duration::from_secs(20))
-            .expect_err("no owner-died indication");
-        assert!(e.is_owner_died());
-        report("BoundedSemaphore", killed);
+        let (e, child, _) = take_from_killed(Held::Bounded(sem.clone()), "BoundedSemaphore", |t| {
+            sem.acquire_timeout(t)
+        });
         drop(e);
         // The recovered unit went back exactly once: still bounded.
         assert_eq!(sem.value(), 1);
@@ -535,13 +518,9 @@ fn crash_bounded_semaphore_holder() {
 fn crash_condition_lock_holder() {
     watchdog(Duration::from_secs(60), || {
         let cond = Condition::new().unwrap();
-        let counter = Counter::new();
-        let (child, killed) = kill_holder(&Held::Condition(cond.clone()), &counter);
-        let e = cond
-            .lock_timeout(Duration::from_secs(20))
-            .expect_err("no owner-died indication");
-        assert!(e.is_owner_died());
-        report("Condition", killed);
+        let (e, child, _) = take_from_killed(Held::Condition(cond.clone()), "Condition", |t| {
+            cond.lock_timeout(t)
+        });
         let _g = e.into_inner().unwrap();
         // The condition is usable: waiting times out normally.
         assert_eq!(cond.wait_timeout(Duration::from_millis(10)), Ok(false));

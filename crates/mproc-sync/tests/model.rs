@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use common::{expect_success, payload, spawn_child, watchdog};
 use mproc_shm::handle::HandleFd;
-use mproc_sync::{BoundedSemaphore, Lock, LockGuard, RLock, RLockGuard, Semaphore, SemaphoreGuard};
+use mproc_sync::{
+    BoundedSemaphore, Lock, LockGuard, LockTimeoutError, RLock, RLockGuard, Semaphore,
+    SemaphoreGuard, TryLockError,
+};
 use proptest::prelude::*;
 
 const ACTORS: usize = 3;
@@ -83,99 +86,106 @@ struct Held<'a> {
     lock: Option<LockGuard<'a>>,
 }
 
-fn code<G, E>(r: Result<G, E>, push: impl FnOnce(G), died: impl Fn(&E) -> bool) -> u8 {
+/// The error of a `try_*` or `*_timeout` acquisition.
+trait AcquireError {
+    fn is_owner_died(&self) -> bool;
+    fn is_timeout(&self) -> bool;
+}
+
+impl<G> AcquireError for TryLockError<G> {
+    fn is_owner_died(&self) -> bool {
+        TryLockError::is_owner_died(self)
+    }
+    fn is_timeout(&self) -> bool {
+        false
+    }
+}
+
+impl<G> AcquireError for LockTimeoutError<G> {
+    fn is_owner_died(&self) -> bool {
+        LockTimeoutError::is_owner_died(self)
+    }
+    fn is_timeout(&self) -> bool {
+        LockTimeoutError::is_timeout(self)
+    }
+}
+
+/// The outcome code of an acquisition; a guard it gave goes to `push`.
+fn code<G, E: AcquireError>(r: Result<G, E>, push: impl FnOnce(G)) -> u8 {
     match r {
         Ok(g) => {
             push(g);
             OK
         }
-        Err(e) if died(&e) => OWNER_DIED,
+        Err(e) if e.is_owner_died() => OWNER_DIED,
         Err(_) => FAIL,
+    }
+}
+
+/// As [`code`], for an acquisition waiting at most TIMEOUT_MS: TOO_FAST
+/// if it timed out before that.
+fn timed_code<G, E: AcquireError>(
+    acquire: impl FnOnce(Duration) -> Result<G, E>,
+    push: impl FnOnce(G),
+) -> u8 {
+    let limit = Duration::from_millis(TIMEOUT_MS);
+    let t0 = Instant::now();
+    let r = acquire(limit);
+    let early = matches!(&r, Err(e) if e.is_timeout());
+    let c = code(r, push);
+    if early && t0.elapsed() < limit {
+        TOO_FAST
+    } else {
+        c
+    }
+}
+
+/// Drops `guard` (the newest held): OK, or NOTHING if none was held.
+fn dropped<G>(guard: Option<G>) -> u8 {
+    guard.map_or(NOTHING, |g| {
+        drop(g);
+        OK
+    })
+}
+
+/// OK for a release that worked, else `refused`.
+fn released<E>(r: Result<(), E>, refused: u8) -> u8 {
+    match r {
+        Ok(()) => OK,
+        Err(_) => refused,
     }
 }
 
 /// Executes `op` in this process; `forget` applies to LockDrop.
 fn execute<'a>(p: &'a Prims, held: &mut Held<'a>, op: Op, forget: bool) -> u8 {
     match op {
-        Op::SemTry => code(
-            p.sem.try_acquire(),
-            |g| held.sem.push(g),
-            |e| e.is_owner_died(),
-        ),
-        Op::SemTimeout => {
-            let t0 = Instant::now();
-            let r = p.sem.acquire_timeout(Duration::from_millis(TIMEOUT_MS));
-            let timed_out = matches!(&r, Err(e) if e.is_timeout());
-            let c = code(r, |g| held.sem.push(g), |e| e.is_owner_died());
-            if timed_out && t0.elapsed() < Duration::from_millis(TIMEOUT_MS) {
-                TOO_FAST
-            } else {
-                c
-            }
-        }
-        Op::SemDrop => held.sem.pop().map_or(NOTHING, |g| {
-            drop(g);
-            OK
-        }),
-        Op::SemRelease => match p.sem.release() {
-            Ok(()) => OK,
-            Err(_) => OVER_RELEASE,
-        },
-        Op::BSemTry => code(
-            p.bsem.try_acquire(),
-            |g| held.bsem.push(g),
-            |e| e.is_owner_died(),
-        ),
-        Op::BSemDrop => held.bsem.pop().map_or(NOTHING, |g| {
-            drop(g);
-            OK
-        }),
-        Op::BSemRelease => match p.bsem.release() {
-            Ok(()) => OK,
-            Err(_) => OVER_RELEASE,
-        },
-        Op::RLockTry => code(
-            p.rlock.try_lock(),
-            |g| held.rlock.push(g),
-            |e| e.is_owner_died(),
-        ),
-        Op::RLockDrop => held.rlock.pop().map_or(NOTHING, |g| {
-            drop(g);
-            OK
-        }),
+        Op::SemTry => code(p.sem.try_acquire(), |g| held.sem.push(g)),
+        Op::SemTimeout => timed_code(|t| p.sem.acquire_timeout(t), |g| held.sem.push(g)),
+        Op::SemDrop => dropped(held.sem.pop()),
+        Op::SemRelease => released(p.sem.release(), OVER_RELEASE),
+        Op::BSemTry => code(p.bsem.try_acquire(), |g| held.bsem.push(g)),
+        Op::BSemDrop => dropped(held.bsem.pop()),
+        Op::BSemRelease => released(p.bsem.release(), OVER_RELEASE),
+        Op::RLockTry => code(p.rlock.try_lock(), |g| held.rlock.push(g)),
+        Op::RLockDrop => dropped(held.rlock.pop()),
         Op::RLockRelease => {
             // An owner releases through a forgotten guard; others must fail.
             if let Some(g) = held.rlock.pop() {
                 std::mem::forget(g);
             }
-            match p.rlock.release() {
-                Ok(()) => OK,
-                Err(_) => NOT_OWNER,
-            }
+            released(p.rlock.release(), NOT_OWNER)
         }
         Op::LockTry => {
             if held.lock.is_some() {
                 return NOTHING; // not recursive: would only fail
             }
-            code(
-                p.lock.try_lock(),
-                |g| held.lock = Some(g),
-                |e| e.is_owner_died(),
-            )
+            code(p.lock.try_lock(), |g| held.lock = Some(g))
         }
         Op::LockTimeout => {
             if held.lock.is_some() {
                 return NOTHING;
             }
-            let t0 = Instant::now();
-            let r = p.lock.lock_timeout(Duration::from_millis(TIMEOUT_MS));
-            let timed_out = matches!(&r, Err(e) if e.is_timeout());
-            let c = code(r, |g| held.lock = Some(g), |e| e.is_owner_died());
-            if timed_out && t0.elapsed() < Duration::from_millis(TIMEOUT_MS) {
-                TOO_FAST
-            } else {
-                c
-            }
+            timed_code(|t| p.lock.lock_timeout(t), |g| held.lock = Some(g))
         }
         Op::LockDrop => held.lock.take().map_or(NOTHING, |g| {
             if forget {
@@ -185,20 +195,66 @@ fn execute<'a>(p: &'a Prims, held: &mut Held<'a>, op: Op, forget: bool) -> u8 {
             }
             OK
         }),
-        Op::LockForceRelease => match p.lock.release() {
-            Ok(()) => OK,
-            Err(_) => OVER_RELEASE,
-        },
+        Op::LockForceRelease => released(p.lock.release(), OVER_RELEASE),
+    }
+}
+
+/// The model of a semaphore: its free units, the guards each actor holds,
+/// and its bound (`usize::MAX`: unbounded).
+#[derive(Debug)]
+struct SemModel {
+    free: usize,
+    held: [u32; ACTORS],
+    max: usize,
+}
+
+impl SemModel {
+    fn new(free: usize, max: usize) -> Self {
+        Self {
+            free,
+            held: [0; ACTORS],
+            max,
+        }
+    }
+
+    /// An acquisition (a try, or one that times out) by `actor`.
+    fn take(&mut self, actor: usize) -> (u8, bool) {
+        if self.free > 0 {
+            self.free -= 1;
+            self.held[actor] += 1;
+            (OK, false)
+        } else {
+            (FAIL, false)
+        }
+    }
+
+    /// `actor` drops its newest guard. A guard's release past the bound is
+    /// dropped (its unit was already given back by an explicit release).
+    fn drop_guard(&mut self, actor: usize) -> (u8, bool) {
+        if self.held[actor] == 0 {
+            return (NOTHING, false);
+        }
+        self.held[actor] -= 1;
+        self.free = (self.free + 1).min(self.max);
+        (OK, false)
+    }
+
+    /// An explicit release, by anyone.
+    fn release(&mut self) -> (u8, bool) {
+        if self.free < self.max {
+            self.free += 1;
+            (OK, false)
+        } else {
+            (OVER_RELEASE, false)
+        }
     }
 }
 
 /// The model of all four primitives and of who holds what.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Model {
-    sem: usize,
-    sem_held: [u32; ACTORS],
-    bsem: usize,
-    bsem_held: [u32; ACTORS],
+    sem: SemModel,
+    bsem: SemModel,
     rlock_owner: Option<usize>,
     rlock_count: u32,
     /// Who holds a Lock guard, and whether that guard went stale (the lock
@@ -212,54 +268,12 @@ impl Model {
     /// `forget` flag for LockDrop.
     fn step(&mut self, actor: usize, op: Op) -> (u8, bool) {
         match op {
-            Op::SemTry | Op::SemTimeout => {
-                if self.sem > 0 {
-                    self.sem -= 1;
-                    self.sem_held[actor] += 1;
-                    (OK, false)
-                } else {
-                    (FAIL, false)
-                }
-            }
-            Op::SemDrop => {
-                if self.sem_held[actor] == 0 {
-                    return (NOTHING, false);
-                }
-                self.sem_held[actor] -= 1;
-                self.sem += 1;
-                (OK, false)
-            }
-            Op::SemRelease => {
-                self.sem += 1;
-                (OK, false)
-            }
-            Op::BSemTry => {
-                if self.bsem > 0 {
-                    self.bsem -= 1;
-                    self.bsem_held[actor] += 1;
-                    (OK, false)
-                } else {
-                    (FAIL, false)
-                }
-            }
-            Op::BSemDrop => {
-                if self.bsem_held[actor] == 0 {
-                    return (NOTHING, false);
-                }
-                self.bsem_held[actor] -= 1;
-                // A guard's release past the bound is dropped (its unit was
-                // already given back by an explicit release).
-                self.bsem = (self.bsem + 1).min(BSEM_MAX);
-                (OK, false)
-            }
-            Op::BSemRelease => {
-                if self.bsem < BSEM_MAX {
-                    self.bsem += 1;
-                    (OK, false)
-                } else {
-                    (OVER_RELEASE, false)
-                }
-            }
+            Op::SemTry | Op::SemTimeout => self.sem.take(actor),
+            Op::SemDrop => self.sem.drop_guard(actor),
+            Op::SemRelease => self.sem.release(),
+            Op::BSemTry => self.bsem.take(actor),
+            Op::BSemDrop => self.bsem.drop_guard(actor),
+            Op::BSemRelease => self.bsem.release(),
             Op::RLockTry => match self.rlock_owner {
                 None => {
                     self.rlock_owner = Some(actor);
@@ -362,9 +376,12 @@ fn run_case(steps: &[(usize, usize)]) -> Result<(), TestCaseError> {
         socks.push(mine);
     }
     let mut model = Model {
-        sem: SEM_INIT,
-        bsem: BSEM_MAX,
-        ..Model::default()
+        sem: SemModel::new(SEM_INIT, usize::MAX),
+        bsem: SemModel::new(BSEM_MAX, BSEM_MAX),
+        rlock_owner: None,
+        rlock_count: 0,
+        lock_guard: [None; ACTORS],
+        lock_locked: false,
     };
     let mut held = Held::default();
     let mut result = Ok(());
@@ -387,8 +404,8 @@ fn run_case(steps: &[(usize, usize)]) -> Result<(), TestCaseError> {
             break;
         }
         // Counts never negative (u32), bounded never over, and equal to the model.
-        if prims.sem.value() != model.sem
-            || prims.bsem.value() != model.bsem
+        if prims.sem.value() != model.sem.free
+            || prims.bsem.value() != model.bsem.free
             || prims.bsem.value() > BSEM_MAX
         {
             result = Err(TestCaseError::fail(format!(

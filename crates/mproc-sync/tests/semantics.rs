@@ -23,6 +23,37 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// A thread that takes `c`'s lock and waits on it at most `timeout`;
+/// joining it gives whether it was notified.
+fn condition_waiter(c: &Condition, timeout: Duration) -> thread::JoinHandle<bool> {
+    let c = c.clone();
+    thread::spawn(move || {
+        let _g = c.lock().unwrap();
+        c.wait_timeout(timeout).unwrap()
+    })
+}
+
+/// `n` threads waiting for `e` at most `timeout` each; joining one gives
+/// whether it saw the flag set.
+fn event_waiters(e: &Event, n: usize, timeout: Duration) -> Vec<thread::JoinHandle<bool>> {
+    (0..n)
+        .map(|_| {
+            let e = e.clone();
+            thread::spawn(move || e.wait_timeout(timeout))
+        })
+        .collect()
+}
+
+/// A thread waiting on `b` (on which nobody waited yet), once it waits.
+fn barrier_waiter(b: &Barrier) -> thread::JoinHandle<Result<usize, BrokenBarrier>> {
+    let b2 = b.clone();
+    let h = thread::spawn(move || b2.wait());
+    while b.n_waiting() < 1 {
+        thread::sleep(ms(1));
+    }
+    h
+}
+
 #[test]
 fn lock_timeout_waits_at_least_the_timeout() {
     watchdog(LIMIT, || {
@@ -295,17 +326,9 @@ fn condition_notify_counts() {
 fn condition_notify_skips_waiters_that_timed_out() {
     watchdog(LIMIT, || {
         let c = Condition::with_lock(Lock::new().unwrap()).unwrap();
-        let c1 = c.clone();
-        let short = thread::spawn(move || {
-            let _g = c1.lock().unwrap();
-            c1.wait_timeout(ms(20)).unwrap()
-        });
+        let short = condition_waiter(&c, ms(20));
         assert!(!short.join().unwrap());
-        let c2 = c.clone();
-        let long = thread::spawn(move || {
-            let _g = c2.lock().unwrap();
-            c2.wait_timeout(Duration::from_secs(10)).unwrap()
-        });
+        let long = condition_waiter(&c, Duration::from_secs(10));
         while c.waiting() < 1 {
             thread::sleep(ms(1));
         }
@@ -352,12 +375,7 @@ fn event_pulse_wakes_sleeping_waiters() {
         common::pin_to_one_cpu();
         for _ in 0..20 {
             let e = Event::new().unwrap();
-            let hs: Vec<_> = (0..2)
-                .map(|_| {
-                    let e = e.clone();
-                    thread::spawn(move || e.wait_timeout(Duration::from_secs(5)))
-                })
-                .collect();
+            let hs = event_waiters(&e, 2, Duration::from_secs(5));
             thread::sleep(ms(20));
             e.set();
             e.clear();
@@ -384,13 +402,7 @@ fn event_set_clear_wait() {
         assert!(e.wait_timeout(Duration::ZERO));
         e.clear();
         assert!(!e.is_set());
-        let e2 = e.clone();
-        let hs: Vec<_> = (0..3)
-            .map(|_| {
-                let e = e2.clone();
-                thread::spawn(move || e.wait_timeout(Duration::from_secs(20)))
-            })
-            .collect();
+        let hs = event_waiters(&e, 3, Duration::from_secs(20));
         thread::sleep(ms(20));
         e.set();
         for h in hs {
@@ -433,18 +445,11 @@ fn condition_notify_wakes_only_earlier_waiters() {
 fn condition_timed_out_waiter_does_not_spend_a_notify() {
     watchdog(LIMIT, || {
         let c = Condition::new().unwrap();
-        let spawn = |timeout: Duration| {
-            let c = c.clone();
-            thread::spawn(move || {
-                let _g = c.lock().unwrap();
-                c.wait_timeout(timeout).unwrap()
-            })
-        };
-        let patient = spawn(Duration::from_secs(20));
+        let patient = condition_waiter(&c, Duration::from_secs(20));
         while c.waiting() < 1 {
             thread::sleep(ms(1));
         }
-        let hasty = spawn(ms(10));
+        let hasty = condition_waiter(&c, ms(10));
         assert!(!hasty.join().unwrap(), "nobody notified the hasty waiter");
         assert_eq!(c.waiting(), 1);
         let _g = c.lock().unwrap();
@@ -491,11 +496,7 @@ fn barrier_indices_and_action() {
 fn barrier_timeout_breaks_it_for_all() {
     watchdog(LIMIT, || {
         let b = Barrier::new(3).unwrap();
-        let b2 = b.clone();
-        let patient = thread::spawn(move || b2.wait());
-        while b.n_waiting() < 1 {
-            thread::sleep(ms(1));
-        }
+        let patient = barrier_waiter(&b);
         let t0 = Instant::now();
         assert_eq!(b.wait_timeout(T), Err(BrokenBarrier));
         assert!(t0.elapsed() >= T);
@@ -518,21 +519,13 @@ fn barrier_timeout_breaks_it_for_all() {
 fn barrier_abort_and_reset() {
     watchdog(LIMIT, || {
         let b = Barrier::new(2).unwrap();
-        let b2 = b.clone();
-        let waiter = thread::spawn(move || b2.wait());
-        while b.n_waiting() < 1 {
-            thread::sleep(ms(1));
-        }
+        let waiter = barrier_waiter(&b);
         b.abort();
         assert_eq!(waiter.join().unwrap(), Err(BrokenBarrier));
         assert_eq!(b.wait(), Err(BrokenBarrier));
         b.reset();
         // Reset while a party waits: it fails, and the barrier is usable after.
-        let b3 = b.clone();
-        let waiter = thread::spawn(move || b3.wait());
-        while b.n_waiting() < 1 {
-            thread::sleep(ms(1));
-        }
+        let waiter = barrier_waiter(&b);
         b.reset();
         assert_eq!(waiter.join().unwrap(), Err(BrokenBarrier));
         assert!(!b.broken());
@@ -548,11 +541,7 @@ fn barrier_abort_and_reset() {
 fn barrier_action_panic_breaks_it() {
     watchdog(LIMIT, || {
         let b = Barrier::new(2).unwrap();
-        let b2 = b.clone();
-        let waiter = thread::spawn(move || b2.wait());
-        while b.n_waiting() < 1 {
-            thread::sleep(ms(1));
-        }
+        let waiter = barrier_waiter(&b);
         let last = b.clone().with_action(|| panic!("action failed")).unwrap();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| last.wait()));
         assert!(r.is_err(), "the panic continues in the last party");

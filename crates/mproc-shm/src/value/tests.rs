@@ -1,5 +1,5 @@
 use super::*;
-use crate::error::LayoutError;
+use crate::error::{LayoutError, SegmentError};
 use crate::handle::{from_bytes_with_fds, to_bytes_with_fds};
 use std::time::{Duration, Instant};
 

@@ -5,9 +5,9 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::os::fd::{AsRawFd, RawFd};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -15,14 +15,8 @@ use serde::de::DeserializeOwned;
 /// The environment variable naming a child's role (its test returns at once
 /// without it, so `cargo test -- --ignored` passes).
 const ROLE: &str = "MPROC_SHM_TEST_ROLE";
-/// The hex-encoded postcard message for the child.
-const MSG: &str = "MPROC_SHM_TEST_MSG";
-/// How many descriptors the child finds from `FD_BASE` on.
-const NFDS: &str = "MPROC_SHM_TEST_NFDS";
-/// Where a child finds its descriptors.
-const FD_BASE: RawFd = 100;
 
-use mproc_testkit::{die_with_parent, hex, pass_fds, take_passed_fds, unhex};
+use mproc_testkit::{die_with_parent, give_payload, take_payload, test_command, wait_within};
 #[allow(unused_imports)] // each test binary uses some of these
 pub use mproc_testkit::{shm_entries, watchdog};
 
@@ -38,19 +32,7 @@ impl TestChild {
     #[track_caller]
     pub fn wait(mut self, limit: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("waited twice");
-        let deadline = Instant::now() + limit;
-        loop {
-            match child.try_wait() {
-                Ok(Some(st)) => return st,
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
-                Ok(None) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("child {} did not finish within {limit:?}", self.what);
-                }
-                Err(e) => panic!("waiting for child {}: {e}", self.what),
-            }
-        }
+        wait_within(&mut child, limit, &self.what)
     }
 
     /// Waits (as [`TestChild::wait`]) and asserts a zero exit status.
@@ -96,21 +78,12 @@ impl Drop for TestChild {
 pub fn spawn_child<P: Serialize>(test: &str, role: &str, payload: &P) -> TestChild {
     let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(payload).expect("serialize payload");
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-    cmd.args([
-        "--exact",
-        test,
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-        "-q",
-    ])
-    .env(ROLE, role)
-    .env(MSG, hex(&bytes))
-    .env(NFDS, raw.len().to_string())
-    .stdin(Stdio::null())
-    .stdout(Stdio::null());
-    pass_fds(&mut cmd, &raw, FD_BASE);
+    let mut cmd = test_command(test);
+    cmd.arg("-q")
+        .env(ROLE, role)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    give_payload(&mut cmd, &bytes, &raw);
     die_with_parent(&mut cmd);
     let child = cmd.spawn().expect("spawn child");
     drop(fds);
@@ -131,14 +104,9 @@ pub fn child_payload<P: DeserializeOwned>(limit: Duration) -> Option<(String, P)
         std::process::exit(3);
     });
     let role = std::env::var(ROLE).ok()?;
-    let bytes = unhex(&std::env::var(MSG).expect("payload"));
-    let n: usize = std::env::var(NFDS)
-        .expect("fd count")
-        .parse()
-        .expect("fd count");
-    // SAFETY: the parent placed exactly `n` descriptors at FD_BASE.. for us,
-    // and nothing else in this process owns them.
-    let fds = unsafe { take_passed_fds(FD_BASE, n) };
+    // SAFETY: called once per child (its one test reads its payload), and
+    // nothing else in a test process owns the descriptors placed for it.
+    let (bytes, fds) = unsafe { take_payload() }.expect("payload");
     let payload = mproc_shm::handle::from_bytes_with_fds(&bytes, fds).expect("deserialize payload");
     Some((role, payload))
 }

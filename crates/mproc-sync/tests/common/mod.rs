@@ -4,35 +4,20 @@
 
 use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-
-const ENV_PAYLOAD: &str = "MPROC_SYNC_TEST_PAYLOAD";
-const ENV_NFDS: &str = "MPROC_SYNC_TEST_NFDS";
-const FIRST_FD: i32 = 3;
 
 /// Starts this test binary running only the ignored test `name`, with
 /// `payload` (which may contain handles) available through [`payload`].
 pub fn spawn_child<T: Serialize>(name: &str, payload: &T) -> Child {
     let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(payload).expect("serialize payload");
     let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-    cmd.args([
-        "--exact",
-        name,
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(ENV_PAYLOAD, hex(&bytes))
-    .env(ENV_NFDS, raw.len().to_string())
-    .stdin(Stdio::null())
-    .stdout(Stdio::null());
-    pass_fds(&mut cmd, &raw, FIRST_FD);
+    let mut cmd = test_command(name);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    give_payload(&mut cmd, &bytes, &raw);
     let child = cmd.spawn().expect("spawn child");
     drop(fds);
     child
@@ -41,29 +26,16 @@ pub fn spawn_child<T: Serialize>(name: &str, payload: &T) -> Child {
 /// In a child started by [`spawn_child`]: its payload. `None` when the test
 /// runs on its own (then the test does nothing).
 pub fn payload<T: DeserializeOwned>() -> Option<T> {
-    let hex = std::env::var(ENV_PAYLOAD).ok()?;
-    let n: usize = std::env::var(ENV_NFDS).ok()?.parse().ok()?;
-    let bytes = unhex(&hex);
-    // SAFETY: the parent placed exactly `n` descriptors at FIRST_FD.. for this
-    // process, and nothing else in it owns them.
-    let fds = unsafe { take_passed_fds(FIRST_FD, n) };
+    // SAFETY: called once per child (its one test reads its payload), and
+    // nothing else in a test process owns the descriptors placed for it.
+    let (bytes, fds) = unsafe { take_payload() }?;
     Some(mproc_shm::handle::from_bytes_with_fds(&bytes, fds).expect("deserialize payload"))
 }
 
 /// Waits for `child`, killing it (and failing) after `limit`.
 pub fn wait_child(child: &mut Child, limit: Duration) -> ExitStatus {
-    let t0 = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            return st;
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("child {} did not finish within {limit:?}", child.id());
-        }
-        thread::sleep(Duration::from_millis(2));
-    }
+    let id = child.id();
+    wait_within(child, limit, &id)
 }
 
 /// Waits for `child` and asserts that it exited with status 0.
@@ -90,7 +62,7 @@ pub fn expect_killed(mut child: Child) {
 }
 
 pub use mproc_testkit::watchdog;
-use mproc_testkit::{hex, pass_fds, take_passed_fds, unhex};
+use mproc_testkit::{give_payload, take_payload, test_command, wait_within};
 
 /// A shared counter in its own segment, updated non-atomically (load, then
 /// store) so that a lost update would show.
