@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{each_method, method, start, watchdog};
-use mproc_process::{ExitStatus, JoinError, JoinTimeoutError, Process};
+use mproc_process::{ExitStatus, JoinError, JoinTimeoutError, Process, ProcessHandle};
 
 fn exit_with(code: i32) {
     std::process::exit(code)
@@ -24,6 +24,15 @@ fn sleep_ms(ms: u64) -> u64 {
     ms
 }
 
+/// Joins `h`, which must report an exit with `code` and no value; `what`
+/// names the join in the error.
+fn join_exited(h: &mut ProcessHandle<()>, code: i32, what: &str) -> Result<(), String> {
+    match h.join() {
+        Err(JoinError::Failed(ExitStatus::Exited(c))) if c == code => Ok(()),
+        other => Err(format!("{what} joined as {other:?}")),
+    }
+}
+
 fn exit_codes(m: String) -> Result<(), String> {
     let m = method(&m);
     let mut ok = start(Process::new(returns_unit, ()), m)?;
@@ -31,10 +40,7 @@ fn exit_codes(m: String) -> Result<(), String> {
     ensure!(ok.exitcode() == Some(0), "exitcode {:?}", ok.exitcode());
     for code in [0, 3, 255] {
         let mut h = start(Process::new(exit_with, code), m)?;
-        match h.join() {
-            Err(JoinError::Failed(ExitStatus::Exited(c))) if c == code => {}
-            other => return Err(format!("exit({code}) joined as {other:?}")),
-        }
+        join_exited(&mut h, code, &format!("exit({code})"))?;
         ensure!(
             h.exitcode() == Some(code),
             "exit({code}) gave exitcode {:?}",
@@ -96,10 +102,7 @@ fn joins_twice(m: String) -> Result<(), String> {
     // A child that exited without a value: every join says so.
     let mut h = start(Process::new(exit_with, 7), m)?;
     for i in 0..3 {
-        match h.join() {
-            Err(JoinError::Failed(ExitStatus::Exited(7))) => {}
-            other => return Err(format!("join #{i} of exit(7): {other:?}")),
-        }
+        join_exited(&mut h, 7, &format!("join #{i} of exit(7)"))?;
     }
     Ok(())
 }
@@ -250,11 +253,7 @@ fn wait_ended(m: String) -> Result<(), String> {
         q.wait_ended_timeout(Duration::from_secs(10)),
         "an exiting child not ended after 10 s"
     );
-    match q.join() {
-        Err(JoinError::Failed(ExitStatus::Exited(7))) => {}
-        other => return Err(format!("exit(7) joined as {other:?}")),
-    }
-    Ok(())
+    join_exited(&mut q, 7, "exit(7)")
 }
 
 #[test]
