@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 use mproc::{LeaseQueue, Lock, Pool, Process, Queue};
@@ -76,11 +76,15 @@ impl Subscriber for Capture {
     fn exit(&self, _: &Id) {}
 }
 
-/// Installs the subscriber (once) and takes this binary's test lock.
-fn setup() -> MutexGuard<'static, ()> {
+/// Runs `body` under the watchdog with the subscriber installed (once) and
+/// this binary's test lock held.
+fn traced(body: impl FnOnce() + Send + 'static) {
     static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| tracing::subscriber::set_global_default(Capture).expect("subscriber"));
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    watchdog(LIMIT, || {
+        INSTALL.call_once(|| tracing::subscriber::set_global_default(Capture).expect("subscriber"));
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        body()
+    })
 }
 
 /// The first event with `message` that `pred` accepts, waiting for it up
@@ -127,8 +131,7 @@ fn take_and_exit(lock: Lock) {
 
 #[test]
 fn a_lock_taken_over_from_a_dead_owner_is_reported() {
-    watchdog(LIMIT, || {
-        let _serial = setup();
+    traced(|| {
         let lock = Lock::new().unwrap();
         let mut child = Process::new(take_and_exit, lock.clone()).start().unwrap();
         let dead = child.pid().as_raw();
@@ -155,8 +158,7 @@ fn lease_and_hang((q, started): (LeaseQueue<u64>, Queue<u64>)) {
 
 #[test]
 fn a_lease_of_a_killed_consumer_is_reported_taken_back_and_redelivered() {
-    watchdog(LIMIT, || {
-        let _serial = setup();
+    traced(|| {
         let q: LeaseQueue<u64> = LeaseQueue::new().unwrap();
         let started: Queue<u64> = Queue::new(0).unwrap();
         q.put(41).unwrap();
@@ -193,8 +195,7 @@ fn square(x: u64) -> u64 {
 
 #[test]
 fn a_killed_pool_worker_is_reported_replaced() {
-    watchdog(LIMIT, || {
-        let _serial = setup();
+    traced(|| {
         let pool = Pool::builder().processes(2).build().unwrap();
         assert_eq!(pool.map(square, 0..10u64).unwrap()[9], 81);
         let old = pool.pids();
@@ -228,8 +229,7 @@ fn die_at_three((x, victim): (u64, i32)) -> u64 {
 
 #[test]
 fn a_task_run_again_after_its_worker_died_is_reported() {
-    watchdog(LIMIT, || {
-        let _serial = setup();
+    traced(|| {
         let pool = Pool::builder().processes(1).build().unwrap();
         let worker = pool.pids()[0];
         let args: Vec<(u64, i32)> = (0..8).map(|x| (x, worker)).collect();
@@ -254,8 +254,7 @@ fn nothing(_: ()) {}
 
 #[test]
 fn a_killed_fork_server_is_reported_restarted() {
-    watchdog(LIMIT, || {
-        let _serial = setup();
+    traced(|| {
         // Make sure a fork server runs, then kill it.
         Process::new(nothing, ()).start().unwrap().join().unwrap();
         let old = mproc::process::__private::fork_server_pid().expect("a fork server");

@@ -25,88 +25,67 @@ use crate::proto::ExeWire;
 /// encoded argument, update the value in place and return the encoded result.
 pub(crate) type ApplyFn = fn(&mut Vec<u8>, &[u8]) -> Result<Vec<u8>, String>;
 
-/// Carries the descriptor of one monomorphized update.
-struct Tramp<F, V, A, R>(PhantomData<fn(F, V, A) -> R>);
-
-impl<F, V, A, R> Tramp<F, V, A, R>
-where
-    F: Fn(&mut V, A) -> R + Copy + Send + 'static,
-    V: Serialize + DeserializeOwned,
-    A: DeserializeOwned,
-    R: Serialize,
-{
-    const DESC: Desc<ApplyFn> = Desc::new(apply::<F, V, A, R>);
-    /// The same update for a namespace field (see [`ReprApplyFn`]).
-    const REPR_DESC: Desc<ReprApplyFn> = Desc::new(apply_repr::<F, V, A, R>);
-}
-
-/// Runs `F` on the decoded value and argument (in the server).
-fn apply<F, V, A, R>(value: &mut Vec<u8>, arg: &[u8]) -> Result<Vec<u8>, String>
-where
-    F: Fn(&mut V, A) -> R + Copy + Send + 'static,
-    V: Serialize + DeserializeOwned,
-    A: DeserializeOwned,
-    R: Serialize,
-{
-    mproc_fnref::assert_zst::<F>();
-    let mut v: V = postcard::from_bytes(value)
-        .map_err(|e| format!("the stored value does not decode as the function's type: {e}"))?;
-    let a: A =
-        postcard::from_bytes(arg).map_err(|e| format!("the argument does not decode: {e}"))?;
-    // SAFETY: `F` is zero-sized (checked at compile time above), so it has no
-    // bytes and its one value is what the client had; it is `Copy`, so making
-    // a copy out of nothing duplicates nothing that could be owned.
-    let f: F = unsafe { std::mem::zeroed() };
-    let r = f(&mut v, a);
-    let out = postcard::to_stdvec(&r).map_err(|e| format!("the result does not encode: {e}"))?;
-    *value =
-        postcard::to_stdvec(&v).map_err(|e| format!("the updated value does not encode: {e}"))?;
-    Ok(out)
-}
-
-/// The offset of the descriptor of `F` updating a `V` with an `A`.
-pub(crate) fn offset_of<F, V, A, R>(_f: F) -> i64
-where
-    F: Fn(&mut V, A) -> R + Copy + Send + 'static,
-    V: Serialize + DeserializeOwned,
-    A: DeserializeOwned,
-    R: Serialize,
-{
-    let d: &'static Desc<ApplyFn> = &Tramp::<F, V, A, R>::DESC;
-    d.offset()
-}
-
-/// The update function whose descriptor lies at `offset`, if it is one.
-pub(crate) fn resolve(offset: i64) -> Option<ApplyFn> {
-    Desc::<ApplyFn>::resolve(offset).ok()
-}
+/// One monomorphized update: `F` updating a `V` with an `A` and returning
+/// an `R`. Its descriptors are what a client sends; its functions are what
+/// the server runs.
+pub(crate) struct Update<F, V, A, R>(PhantomData<fn(F, V, A) -> R>);
 
 /// A namespace field's update: as [`ApplyFn`], also returning the updated
 /// value's repr (see `repr`), which the server keeps for `str(ns)`.
 pub(crate) type ReprApplyFn = fn(&mut Vec<u8>, &[u8]) -> Result<(Vec<u8>, String), String>;
 
-fn apply_repr<F, V, A, R>(value: &mut Vec<u8>, arg: &[u8]) -> Result<(Vec<u8>, String), String>
+impl<F, V, A, R> Update<F, V, A, R>
 where
     F: Fn(&mut V, A) -> R + Copy + Send + 'static,
     V: Serialize + DeserializeOwned,
     A: DeserializeOwned,
     R: Serialize,
 {
-    let out = apply::<F, V, A, R>(value, arg)?;
-    let v: V = postcard::from_bytes(value).map_err(|e| e.to_string())?;
-    Ok((out, crate::repr::repr(&v)))
+    const DESC: Desc<ApplyFn> = Desc::new(Self::apply);
+    /// The same update for a namespace field (see [`ReprApplyFn`]).
+    const REPR_DESC: Desc<ReprApplyFn> = Desc::new(Self::apply_repr);
+
+    /// The offset of the descriptor of `F` updating a `V` with an `A`.
+    pub(crate) fn offset(_f: F) -> i64 {
+        let d: &'static Desc<ApplyFn> = &Self::DESC;
+        d.offset()
+    }
+
+    /// The offset of the descriptor of `F` updating a namespace field `V`.
+    pub(crate) fn repr_offset(_f: F) -> i64 {
+        let d: &'static Desc<ReprApplyFn> = &Self::REPR_DESC;
+        d.offset()
+    }
+
+    /// Runs `F` on the decoded value and argument (in the server).
+    fn apply(value: &mut Vec<u8>, arg: &[u8]) -> Result<Vec<u8>, String> {
+        mproc_fnref::assert_zst::<F>();
+        let mut v: V = postcard::from_bytes(value)
+            .map_err(|e| format!("the stored value does not decode as the function's type: {e}"))?;
+        let a: A =
+            postcard::from_bytes(arg).map_err(|e| format!("the argument does not decode: {e}"))?;
+        // SAFETY: `F` is zero-sized (checked at compile time above), so it has no
+        // bytes and its one value is what the client had; it is `Copy`, so making
+        // a copy out of nothing duplicates nothing that could be owned.
+        let f: F = unsafe { std::mem::zeroed() };
+        let r = f(&mut v, a);
+        let out =
+            postcard::to_stdvec(&r).map_err(|e| format!("the result does not encode: {e}"))?;
+        *value = postcard::to_stdvec(&v)
+            .map_err(|e| format!("the updated value does not encode: {e}"))?;
+        Ok(out)
+    }
+
+    fn apply_repr(value: &mut Vec<u8>, arg: &[u8]) -> Result<(Vec<u8>, String), String> {
+        let out = Self::apply(value, arg)?;
+        let v: V = postcard::from_bytes(value).map_err(|e| e.to_string())?;
+        Ok((out, crate::repr::repr(&v)))
+    }
 }
 
-/// The offset of the descriptor of `F` updating a namespace field `V`.
-pub(crate) fn repr_offset_of<F, V, A, R>(_f: F) -> i64
-where
-    F: Fn(&mut V, A) -> R + Copy + Send + 'static,
-    V: Serialize + DeserializeOwned,
-    A: DeserializeOwned,
-    R: Serialize,
-{
-    let d: &'static Desc<ReprApplyFn> = &Tramp::<F, V, A, R>::REPR_DESC;
-    d.offset()
+/// The update function whose descriptor lies at `offset`, if it is one.
+pub(crate) fn resolve(offset: i64) -> Option<ApplyFn> {
+    Desc::<ApplyFn>::resolve(offset).ok()
 }
 
 /// The namespace update function whose descriptor lies at `offset`.
@@ -137,7 +116,7 @@ where
     K: Ord,
 {
     mproc_fnref::assert_zst::<F>();
-    // SAFETY: as in `apply`: `F` is zero-sized and `Copy`.
+    // SAFETY: as in `Update::apply`: `F` is zero-sized and `Copy`.
     let f: F = unsafe { std::mem::zeroed() };
     let keys = decode_all::<T>(items)?;
     Ok(order(&keys.iter().map(f).collect::<Vec<K>>(), reverse))
@@ -213,7 +192,7 @@ mod tests {
 
     #[test]
     fn offsets_resolve_and_garbage_does_not() {
-        let off = offset_of(|v: &mut u64, n: u64| {
+        let off = Update::offset(|v: &mut u64, n: u64| {
             *v += n;
             *v
         });

@@ -496,7 +496,7 @@ where
         if !self.raw.session.same_exe()? {
             return Err(Error::ForeignExecutable);
         }
-        let func = code_ref::offset_of::<F, V, A, R>(f);
+        let func = code_ref::Update::<F, V, A, R>::offset(f);
         let d = self.raw.enc(default)?;
         let ops: Result<Vec<_>, Error> = items
             .into_iter()
@@ -529,7 +529,7 @@ where
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let func = code_ref::offset_of::<F, V, A, R>(f);
+        let func = code_ref::Update::<F, V, A, R>::offset(f);
         run_update(&self.raw, func, |func| {
             Ok(Op::DictApply {
                 key: self.key(key)?,

@@ -34,6 +34,7 @@ use crate::proto::{Kind, RemoteError};
 /// `ValueError`, [`Error::Remote`] is `RemoteError`, [`Error::Auth`] is
 /// `AuthenticationError`; `queue.Empty` and `queue.Full` are
 /// [`TryGetError::Empty`] and [`TryPutError::Full`].
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// The server is dead, unreachable, or did not answer within the call
@@ -157,57 +158,6 @@ impl Error {
     }
 }
 
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Disconnected(e) => f.debug_tuple("Disconnected").field(e).finish(),
-            Self::Auth(e) => f.debug_tuple("Auth").field(e).finish(),
-            Self::IndexOutOfRange { index, len } => f
-                .debug_struct("IndexOutOfRange")
-                .field("index", index)
-                .field("len", len)
-                .finish(),
-            Self::WrongKind { expected, found } => f
-                .debug_struct("WrongKind")
-                .field("expected", expected)
-                .field("found", found)
-                .finish(),
-            Self::SizeMismatch { expected, found } => f
-                .debug_struct("SizeMismatch")
-                .field("expected", expected)
-                .field("found", found)
-                .finish(),
-            Self::NoSuchName(n) => f.debug_tuple("NoSuchName").field(n).finish(),
-            Self::NameTaken(n) => f.debug_tuple("NameTaken").field(n).finish(),
-            Self::Encode(e) => f.debug_tuple("Encode").field(e).finish(),
-            Self::Decode(e) => f.debug_tuple("Decode").field(e).finish(),
-            Self::Update(m) => f.debug_tuple("Update").field(m).finish(),
-            Self::Panicked(m) => f.debug_tuple("Panicked").field(m).finish(),
-            Self::Remote(m) => f.debug_tuple("Remote").field(m).finish(),
-            Self::Io(e) => f.debug_tuple("Io").field(e).finish(),
-            other => f.write_str(other.unit_name()),
-        }
-    }
-}
-
-impl Error {
-    fn unit_name(&self) -> &'static str {
-        match self {
-            Self::KeyMissing => "KeyMissing",
-            Self::ValueMissing => "ValueMissing",
-            Self::ChangedSize => "ChangedSize",
-            Self::NoSuchObject => "NoSuchObject",
-            Self::NotOwner => "NotOwner",
-            Self::Unlocked => "Unlocked",
-            Self::OverRelease => "OverRelease",
-            Self::BrokenBarrier => "BrokenBarrier",
-            Self::TooManyTaskDone => "TooManyTaskDone",
-            Self::ForeignExecutable => "ForeignExecutable",
-            _ => "Error",
-        }
-    }
-}
-
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -269,6 +219,7 @@ impl From<ConnectError> for Error {
 /// ([`ManagerBuilder::start`](crate::ManagerBuilder::start),
 /// [`ManagerBuilder::connect`](crate::ManagerBuilder::connect),
 /// [`ManagerBuilder::serve`](crate::ManagerBuilder::serve)).
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum ConnectError {
     /// The server process could not be started.
@@ -304,18 +255,6 @@ impl From<Error> for ConnectError {
             Error::Auth(e) => Self::Auth(e),
             Error::Io(e) => Self::Io(e),
             other => Self::Protocol(other.to_string()),
-        }
-    }
-}
-
-impl fmt::Debug for ConnectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Start(e) => f.debug_tuple("Start").field(e).finish(),
-            Self::Disconnected(e) => f.debug_tuple("Disconnected").field(e).finish(),
-            Self::Auth(e) => f.debug_tuple("Auth").field(e).finish(),
-            Self::Protocol(m) => f.debug_tuple("Protocol").field(m).finish(),
-            Self::Io(e) => f.debug_tuple("Io").field(e).finish(),
         }
     }
 }

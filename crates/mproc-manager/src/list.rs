@@ -434,7 +434,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let func = code_ref::offset_of::<F, T, A, R>(f);
+        let func = code_ref::Update::<F, T, A, R>::offset(f);
         run_update(&self.raw, func, |func| {
             Ok(Op::ListApply {
                 index,

@@ -67,7 +67,7 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let func = code_ref::offset_of::<F, T, A, R>(f);
+        let func = code_ref::Update::<F, T, A, R>::offset(f);
         run_update(&self.raw, func, |func| {
             Ok(Op::ValueApply {
                 func,
@@ -181,7 +181,7 @@ impl Namespace {
     {
         check_name(name)?;
         // The server remakes the field's repr with the new value.
-        let func = code_ref::repr_offset_of::<F, T, A, R>(f);
+        let func = code_ref::Update::<F, T, A, R>::repr_offset(f);
         run_update(&self.raw, func, |func| {
             Ok(Op::NsApply {
                 name: name.to_owned(),

@@ -24,6 +24,16 @@ fn settle(m: &Manager, want: usize) -> usize {
     }
 }
 
+/// Runs `body` under a watchdog with a freshly started manager and its
+/// object count before the test made anything.
+fn with_manager(body: impl FnOnce(Manager, usize) + Send + 'static) {
+    watchdog(60, || {
+        let m = Manager::start().unwrap();
+        let base = m.object_count().unwrap();
+        body(m, base)
+    })
+}
+
 /// The resident set size of process `pid`, in KiB.
 fn rss_kib(pid: i32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -66,9 +76,7 @@ fn a_thousand_dropped_dicts_leave_the_object_count_and_the_server_memory_as_they
 
 #[test]
 fn clones_share_the_reference_and_the_last_drop_frees() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
-        let base = m.object_count().unwrap();
+    with_manager(|m, base| {
         let d = m.dict::<u32, u32>().unwrap();
         let copies: Vec<_> = (0..10).map(|_| d.clone()).collect();
         drop(d);
@@ -104,9 +112,7 @@ fn outlive((d, go): (Dict<u32, String>, Event)) -> Dict<u32, String> {
 
 #[test]
 fn a_proxy_sent_to_a_child_outlives_the_parents_copy_and_comes_back() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
-        let base = m.object_count().unwrap();
+    with_manager(|m, base| {
         let d = m.dict::<u32, String>().unwrap();
         d.insert(&1, &"one".into()).unwrap();
         let go = m.event().unwrap();
@@ -131,9 +137,7 @@ fn a_proxy_sent_to_a_child_outlives_the_parents_copy_and_comes_back() {
 
 #[test]
 fn a_proxy_sent_over_a_connection_keeps_its_object_while_in_flight() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
-        let base = m.object_count().unwrap();
+    with_manager(|m, base| {
         let (a, b) = mproc_pipe::pipe(true).unwrap();
         {
             let d = m.dict::<u32, u32>().unwrap();
@@ -151,9 +155,7 @@ fn a_proxy_sent_over_a_connection_keeps_its_object_while_in_flight() {
 
 #[test]
 fn a_nested_proxy_keeps_its_object_until_removed_and_dropped() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
-        let base = m.object_count().unwrap();
+    with_manager(|m, base| {
         let l = m.list::<Dict<u32, String>>().unwrap();
         {
             let inner = m.dict::<u32, String>().unwrap();
@@ -201,9 +203,7 @@ fn a_nested_proxy_keeps_its_object_until_removed_and_dropped() {
 
 #[test]
 fn a_proxy_in_a_queue_stays_alive_until_taken_and_dropped() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
-        let base = m.object_count().unwrap();
+    with_manager(|m, base| {
         let q = m.queue::<Value<u64>>(0).unwrap();
         q.put(m.value(42u64).unwrap()).unwrap();
         assert_eq!(m.object_count().unwrap(), base + 2);
@@ -224,9 +224,7 @@ fn hold_and_hang((d, _l, ready): (Dict<u32, u32>, List<u32>, Event)) {
 
 #[test]
 fn a_sigkilled_childs_references_are_released() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
-        let base = m.object_count().unwrap();
+    with_manager(|m, base| {
         let ready = m.event().unwrap();
         let mut child = Process::new(
             hold_and_hang,
@@ -249,9 +247,7 @@ fn a_sigkilled_childs_references_are_released() {
 
 #[test]
 fn a_proxy_that_fails_to_serialize_takes_no_reference() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
-        let base = m.object_count().unwrap();
+    with_manager(|m, base| {
         let d = m.dict::<u32, u32>().unwrap();
         // Plain postcard cannot carry the key's descriptor: refused before
         // any reference for a receiver is taken.

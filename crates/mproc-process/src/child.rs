@@ -86,15 +86,11 @@ where
         .map_err(|e| format!("failed to encode the return value: {e}"))
 }
 
-/// The text of a panic payload.
+/// The text of a panic payload (as std's hook shows a payload without one).
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any>".to_owned()
-    }
+    crate::panic_text(payload)
+        .unwrap_or("Box<dyn Any>")
+        .to_owned()
 }
 
 /// Runs a request in this (new) child process and exits with its code.

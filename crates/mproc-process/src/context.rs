@@ -87,7 +87,7 @@ pub fn all_start_methods() -> [StartMethod; 3] {
 /// assert_eq!(child.join()?, 49);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Context {
     method: StartMethod,
 }

@@ -199,6 +199,26 @@ impl Error for JoinError {
     }
 }
 
+/// The text of a panic payload, if it has one: what `panic!` with a
+/// message carries (a `&str` or a `String`). This is the `message` of
+/// [`JoinError::Panicked`]; the manager reports a panicking server-side
+/// update with it too.
+///
+/// # Examples
+///
+/// ```
+/// let p = std::panic::catch_unwind(|| panic!("boom {}", 42)).unwrap_err();
+/// assert_eq!(mproc_process::panic_text(&*p), Some("boom 42"));
+/// let p = std::panic::catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err();
+/// assert_eq!(mproc_process::panic_text(&*p), None);
+/// ```
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+}
+
 /// Error of [`ProcessHandle::join_timeout`](crate::ProcessHandle::join_timeout)
 /// and [`ProcessHandle::join_deadline`](crate::ProcessHandle::join_deadline).
 #[derive(Debug)]

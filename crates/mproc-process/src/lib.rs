@@ -136,7 +136,9 @@ pub use crate::context::{
     set_start_method_force,
 };
 pub use crate::cpu::{CpuCount, CpuSource, cpu_count, cpu_count_source};
-pub use crate::error::{JoinError, JoinTimeoutError, StartError, StartMethodError, TryJoinError};
+pub use crate::error::{
+    JoinError, JoinTimeoutError, StartError, StartMethodError, TryJoinError, panic_text,
+};
 pub use crate::handle::{PendingStart, ProcessHandle};
 pub use crate::info::{ProcessInfo, active_children, current_process, parent_process};
 pub use crate::method::{START_METHOD_ENV, StartMethod, UnknownStartMethod};

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{each_method, method, watchdog};
+use common::{each_method, method, start, watchdog};
 use mproc_process::{JoinError, Process};
 use mproc_shm::Segment;
 
@@ -39,38 +39,25 @@ fn segment_with(byte: u8) -> Segment {
 fn rounds(m: String) -> Result<(), String> {
     let method = method(&m);
     for round in 0..5u8 {
-        let v = Process::new(big, 100_000)
-            .start_method(method)
-            .start()
-            .map_err(|e| e.to_string())?
+        let v = start(Process::new(big, 100_000), method)?
             .join()
             .map_err(|e| e.to_string())?;
         ensure!(v == big(100_000), "round {round}: large value corrupted");
 
-        let seg = Process::new(segment_with, round)
-            .start_method(method)
-            .start()
-            .map_err(|e| e.to_string())?
+        let seg = start(Process::new(segment_with, round), method)?
             .join()
             .map_err(|e| e.to_string())?;
         let mut b = [0u8; 8];
         seg.read(0, &mut b).map_err(|e| e.to_string())?;
         ensure!(b == [round; 8], "round {round}: segment holds {b:?}");
 
-        let r = Process::new(boom, ())
-            .start_method(method)
-            .start()
-            .map_err(|e| e.to_string())?
-            .join();
+        let r = start(Process::new(boom, ()), method)?.join();
         ensure!(
             matches!(&r, Err(JoinError::Panicked { message, .. }) if message == "boom"),
             "round {round}: panic reported as {r:?}"
         );
 
-        let mut h = Process::new(sleeper, 10_000)
-            .start_method(method)
-            .start()
-            .map_err(|e| e.to_string())?;
+        let mut h = start(Process::new(sleeper, 10_000), method)?;
         h.kill().map_err(|e| e.to_string())?;
         let r = h.join();
         ensure!(
@@ -79,10 +66,7 @@ fn rounds(m: String) -> Result<(), String> {
         );
 
         let s = format!("round {round}");
-        let v = Process::new(echo, s.clone())
-            .start_method(method)
-            .start()
-            .map_err(|e| e.to_string())?
+        let v = start(Process::new(echo, s.clone()), method)?
             .join()
             .map_err(|e| e.to_string())?;
         ensure!(v == s, "round {round}: echo returned {v:?}");

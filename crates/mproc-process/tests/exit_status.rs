@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{each_method, method, watchdog};
-use mproc_process::{ExitStatus, JoinError, JoinTimeoutError, Process};
+use common::{each_method, method, start, watchdog};
+use mproc_process::{ExitStatus, JoinError, JoinTimeoutError, Process, ProcessHandle};
 
 fn exit_with(code: i32) {
     std::process::exit(code)
@@ -24,23 +24,23 @@ fn sleep_ms(ms: u64) -> u64 {
     ms
 }
 
+/// Joins `h`, which must report an exit with `code` and no value; `what`
+/// names the join in the error.
+fn join_exited(h: &mut ProcessHandle<()>, code: i32, what: &str) -> Result<(), String> {
+    match h.join() {
+        Err(JoinError::Failed(ExitStatus::Exited(c))) if c == code => Ok(()),
+        other => Err(format!("{what} joined as {other:?}")),
+    }
+}
+
 fn exit_codes(m: String) -> Result<(), String> {
     let m = method(&m);
-    let mut ok = Process::new(returns_unit, ())
-        .start_method(m)
-        .start()
-        .map_err(|e| e.to_string())?;
+    let mut ok = start(Process::new(returns_unit, ()), m)?;
     ensure!(ok.join().is_ok(), "a returning child joins Ok");
     ensure!(ok.exitcode() == Some(0), "exitcode {:?}", ok.exitcode());
     for code in [0, 3, 255] {
-        let mut h = Process::new(exit_with, code)
-            .start_method(m)
-            .start()
-            .map_err(|e| e.to_string())?;
-        match h.join() {
-            Err(JoinError::Failed(ExitStatus::Exited(c))) if c == code => {}
-            other => return Err(format!("exit({code}) joined as {other:?}")),
-        }
+        let mut h = start(Process::new(exit_with, code), m)?;
+        join_exited(&mut h, code, &format!("exit({code})"))?;
         ensure!(
             h.exitcode() == Some(code),
             "exit({code}) gave exitcode {:?}",
@@ -57,10 +57,7 @@ fn children_exit_with_0_3_and_255() {
 }
 
 fn panics(m: String) -> Result<(), String> {
-    let mut h = Process::new(boom, 42)
-        .start_method(method(&m))
-        .start()
-        .map_err(|e| e.to_string())?;
+    let mut h = start(Process::new(boom, 42), method(&m))?;
     match h.join() {
         Err(JoinError::Panicked { message, status }) => {
             ensure!(message == "boom 42", "message {message:?}");
@@ -85,10 +82,7 @@ fn panics(m: String) -> Result<(), String> {
 fn joins_twice(m: String) -> Result<(), String> {
     let m = method(&m);
     // The value comes back once; later joins report the same exit status.
-    let mut h = Process::new(sleep_ms, 1)
-        .start_method(m)
-        .start()
-        .map_err(|e| e.to_string())?;
+    let mut h = start(Process::new(sleep_ms, 1), m)?;
     ensure!(h.join().ok() == Some(1), "first join returns the value");
     for _ in 0..2 {
         match h.join() {
@@ -106,15 +100,9 @@ fn joins_twice(m: String) -> Result<(), String> {
     }
     ensure!(h.exitcode() == Some(0), "exitcode {:?}", h.exitcode());
     // A child that exited without a value: every join says so.
-    let mut h = Process::new(exit_with, 7)
-        .start_method(m)
-        .start()
-        .map_err(|e| e.to_string())?;
+    let mut h = start(Process::new(exit_with, 7), m)?;
     for i in 0..3 {
-        match h.join() {
-            Err(JoinError::Failed(ExitStatus::Exited(7))) => {}
-            other => return Err(format!("join #{i} of exit(7): {other:?}")),
-        }
+        join_exited(&mut h, 7, &format!("join #{i} of exit(7)"))?;
     }
     Ok(())
 }
@@ -132,11 +120,7 @@ fn a_panicking_child_exits_1_with_its_message() {
 fn signals(m: String) -> Result<(), String> {
     let m = method(&m);
     for (sig, code) in [(libc::SIGKILL, -9), (libc::SIGTERM, -15)] {
-        let mut h = Process::new(sleep_ms, 30_000)
-            .kill_on_drop(true)
-            .start_method(m)
-            .start()
-            .map_err(|e| e.to_string())?;
+        let mut h = start(Process::new(sleep_ms, 30_000).kill_on_drop(true), m)?;
         ensure!(h.is_alive(), "alive after start");
         ensure!(h.exitcode().is_none(), "exitcode while running");
         if sig == libc::SIGKILL {
@@ -166,11 +150,10 @@ fn killed_children_report_minus_the_signal() {
 }
 
 fn join_timeout(m: String) -> Result<(), String> {
-    let mut h = Process::new(sleep_ms, 30_000)
-        .kill_on_drop(true)
-        .start_method(method(&m))
-        .start()
-        .map_err(|e| e.to_string())?;
+    let mut h = start(
+        Process::new(sleep_ms, 30_000).kill_on_drop(true),
+        method(&m),
+    )?;
     let t0 = Instant::now();
     let r = h.join_timeout(Duration::from_millis(200));
     ensure!(
@@ -209,11 +192,10 @@ fn ignore_term_then_sleep(ms: u64) {
 }
 
 fn escalation(m: String) -> Result<(), String> {
-    let h = Process::new(ignore_term_then_sleep, 30_000)
-        .kill_on_drop(true)
-        .start_method(method(&m))
-        .start()
-        .map_err(|e| e.to_string())?;
+    let h = start(
+        Process::new(ignore_term_then_sleep, 30_000).kill_on_drop(true),
+        method(&m),
+    )?;
     // Give the child time to ignore SIGTERM.
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
@@ -240,10 +222,7 @@ fn terminate_escalates_to_sigkill() {
 /// ended (whether or not its status is known yet); join still reports it.
 fn wait_ended(m: String) -> Result<(), String> {
     let m = method(&m);
-    let mut h = Process::new(sleep_ms, 60_000)
-        .start_method(m)
-        .start()
-        .map_err(|e| e.to_string())?;
+    let mut h = start(Process::new(sleep_ms, 60_000), m)?;
     let t0 = Instant::now();
     ensure!(
         !h.wait_ended_timeout(Duration::from_millis(50)),
@@ -269,19 +248,12 @@ fn wait_ended(m: String) -> Result<(), String> {
         "a joined child not ended"
     );
 
-    let mut q = Process::new(exit_with, 7)
-        .start_method(m)
-        .start()
-        .map_err(|e| e.to_string())?;
+    let mut q = start(Process::new(exit_with, 7), m)?;
     ensure!(
         q.wait_ended_timeout(Duration::from_secs(10)),
         "an exiting child not ended after 10 s"
     );
-    match q.join() {
-        Err(JoinError::Failed(ExitStatus::Exited(7))) => {}
-        other => return Err(format!("exit(7) joined as {other:?}")),
-    }
-    Ok(())
+    join_exited(&mut q, 7, "exit(7)")
 }
 
 #[test]

@@ -6,9 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::watchdog;
+use common::{start, watchdog};
 use mproc_process::{
-    Process, ProcessInfo, StartMethod, active_children, all_start_methods, current_process,
+    Pid, Process, ProcessInfo, StartMethod, active_children, all_start_methods, current_process,
     get_context, parent_process,
 };
 
@@ -54,6 +54,16 @@ fn children_know_who_they_and_their_parents_are() {
     });
 }
 
+/// Waits up to 10 s for `pids` to leave `active_children()`; fails with
+/// `what` if they do not.
+fn wait_unlisted(pids: &[Pid], what: &str) {
+    let t0 = std::time::Instant::now();
+    while active_children().iter().any(|c| pids.contains(&c.pid())) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn active_children_lists_running_children_and_reaps_finished_ones() {
     watchdog(60, || {
@@ -81,17 +91,7 @@ fn active_children_lists_running_children_and_reaps_finished_ones() {
         b.kill().unwrap();
         let (pa, pb) = (a.pid(), b.pid());
         drop((a, b));
-        let t0 = std::time::Instant::now();
-        while active_children()
-            .iter()
-            .any(|c| c.pid() == pa || c.pid() == pb)
-        {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "killed children still listed"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_unlisted(&[pa, pb], "killed children still listed");
     });
 }
 
@@ -126,14 +126,7 @@ fn kill_on_drop_kills() {
             .unwrap();
         let pid = h.pid();
         drop(h);
-        let t0 = std::time::Instant::now();
-        while active_children().iter().any(|c| c.pid() == pid) {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "kill_on_drop child still running"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_unlisted(&[pid], "kill_on_drop child still running");
     });
 }
 
@@ -187,10 +180,7 @@ fn keys_below(new: Option<Vec<u8>>) -> Result<Vec<u8>, String> {
     }
     let mine = current_process().authkey().unwrap().as_bytes().to_vec();
     for m in all_start_methods() {
-        let mut h = Process::new(key_and_method, ())
-            .start_method(m)
-            .start()
-            .map_err(|e| e.to_string())?;
+        let mut h = start(Process::new(key_and_method, ()), m)?;
         let (key, method) = h.join().map_err(|e| e.to_string())?;
         if key != mine || method != Some(m) {
             return Err(format!("{m}: key {} method {method:?}", key == mine));

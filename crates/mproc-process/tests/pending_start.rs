@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{each_method, method, watchdog};
 use mproc_process::{Process, StartMethod};
+use mproc_testkit::pid_alive;
 
 fn square(x: u64) -> u64 {
     x * x
@@ -27,15 +28,6 @@ fn tell_pid_then_sleep(w: mproc_shm::handle::HandleFd) {
     write!(f, "{}", std::process::id()).expect("write");
     drop(f);
     std::thread::sleep(Duration::from_secs(60));
-}
-
-/// Whether `pid` is a live process (not a zombie, nor being reaped).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit(')')
-            .next()
-            .is_some_and(|r| !r.trim_start().starts_with(['Z', 'X']))
-    })
 }
 
 /// Reads what the parent wrote into a pipe before the child was created.
@@ -142,10 +134,13 @@ fn given_up_starts_do_not_disturb_the_others() {
         drop(k);
         // Killed: it is gone within a moment (it would sleep for a minute).
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while alive(pid) && std::time::Instant::now() < deadline {
+        while pid_alive(pid) && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(!alive(pid), "the child outlived its dropped pending start");
+        assert!(
+            !pid_alive(pid),
+            "the child outlived its dropped pending start"
+        );
         // Starts go on normally.
         for i in 0..4u64 {
             let mut h = Process::new(square, i).start().expect("start");

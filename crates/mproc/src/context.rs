@@ -1,6 +1,8 @@
 //! Python's context objects: one value that fixes the start method of
 //! everything made through it.
 
+use std::fmt;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -45,14 +47,21 @@ use crate::{
 /// assert_eq!(pool.map(|x: u64| x + 1, vec![1, 2])?, [2, 3]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Context {
-    method: StartMethod,
+    inner: mproc_process::Context,
+}
+
+/// As the process crate's context: `Context { method: … }`.
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.inner, f)
+    }
 }
 
 /// The context of a start method (Python's `get_context(method)`).
 pub fn get_context(method: StartMethod) -> Context {
-    Context { method }
+    Context::from(mproc_process::get_context(method))
 }
 
 /// The context of the process-wide default start method (Python's
@@ -66,14 +75,14 @@ pub fn default_context() -> Result<Context, StartMethodError> {
 }
 
 impl From<mproc_process::Context> for Context {
-    fn from(c: mproc_process::Context) -> Self {
-        get_context(c.start_method())
+    fn from(inner: mproc_process::Context) -> Self {
+        Self { inner }
     }
 }
 
 impl From<Context> for mproc_process::Context {
     fn from(c: Context) -> Self {
-        mproc_process::get_context(c.method)
+        c.inner
     }
 }
 
@@ -85,7 +94,7 @@ impl Context {
 
     /// Its start method (Python's `ctx.get_start_method()`).
     pub fn start_method(&self) -> StartMethod {
-        self.method
+        self.inner.start_method()
     }
 
     /// A process builder with this context's start method (`ctx.Process`).
@@ -105,19 +114,19 @@ impl Context {
     {
         // Here too, so that a wrong function is reported at the caller's line.
         const { mproc_fnref::assert_zst::<F>() };
-        mproc_process::Context::from(*self).process(f, args)
+        self.inner.process(f, args)
     }
 
     /// A pool builder whose workers start with this context's method
     /// (`ctx.Pool`).
     pub fn pool(&self) -> mproc_pool::PoolBuilder {
-        crate::Pool::builder().start_method(self.method)
+        crate::Pool::builder().start_method(self.start_method())
     }
 
     /// A manager builder whose server starts with this context's method
     /// (`ctx.Manager`).
     pub fn manager(&self) -> mproc_manager::ManagerBuilder {
-        crate::Manager::builder().start_method(self.method)
+        crate::Manager::builder().start_method(self.start_method())
     }
 
     /// `ctx.Queue(maxsize)`: see [`Queue::new`].

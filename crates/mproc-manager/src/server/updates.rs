@@ -91,14 +91,9 @@ fn is_permutation(order: &[usize], n: usize) -> bool {
             .all(|&i| i < n && !std::mem::replace(&mut seen[i], true))
 }
 
+/// The text of a panic in a server-side update.
 pub(super) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic".to_owned()
-    }
+    mproc_process::panic_text(p).unwrap_or("a panic").to_owned()
 }
 
 #[cfg(test)]

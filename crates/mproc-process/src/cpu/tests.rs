@@ -1,7 +1,11 @@
 use super::*;
 
-fn nz(n: usize) -> NonZeroUsize {
-    NonZeroUsize::new(n).unwrap()
+/// The answer `n` CPUs, from `source`.
+fn counted(n: usize, source: CpuSource) -> CpuCount {
+    CpuCount {
+        count: NonZeroUsize::new(n).unwrap(),
+        source,
+    }
 }
 
 fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
@@ -15,33 +19,15 @@ fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 
 #[test]
 fn affinity_alone() {
     let c = decide(Some(8), None, env(&[]));
-    assert_eq!(
-        c,
-        CpuCount {
-            count: nz(8),
-            source: CpuSource::Affinity
-        }
-    );
+    assert_eq!(c, counted(8, CpuSource::Affinity));
 }
 
 #[test]
 fn quota_rounds_up_and_wins_when_smaller() {
     let c = decide(Some(8), Some(1.5), env(&[]));
-    assert_eq!(
-        c,
-        CpuCount {
-            count: nz(2),
-            source: CpuSource::CgroupQuota
-        }
-    );
+    assert_eq!(c, counted(2, CpuSource::CgroupQuota));
     let c = decide(Some(2), Some(3.0), env(&[]));
-    assert_eq!(
-        c,
-        CpuCount {
-            count: nz(2),
-            source: CpuSource::Affinity
-        }
-    );
+    assert_eq!(c, counted(2, CpuSource::Affinity));
 }
 
 #[test]
@@ -55,33 +41,15 @@ fn scheduler_variables_in_order() {
             ("OMP_NUM_THREADS", "1"),
         ]),
     );
-    assert_eq!(
-        c,
-        CpuCount {
-            count: nz(4),
-            source: CpuSource::Slurm
-        }
-    );
+    assert_eq!(c, counted(4, CpuSource::Slurm));
     let c = decide(
         Some(128),
         None,
         env(&[("NCPUS", "6"), ("OMP_NUM_THREADS", "3")]),
     );
-    assert_eq!(
-        c,
-        CpuCount {
-            count: nz(6),
-            source: CpuSource::Pbs
-        }
-    );
+    assert_eq!(c, counted(6, CpuSource::Pbs));
     let c = decide(Some(128), None, env(&[("OMP_NUM_THREADS", "3,2")]));
-    assert_eq!(
-        c,
-        CpuCount {
-            count: nz(3),
-            source: CpuSource::OpenMp
-        }
-    );
+    assert_eq!(c, counted(3, CpuSource::OpenMp));
 }
 
 #[test]
@@ -89,27 +57,14 @@ fn scheduler_tie_names_the_scheduler_and_os_limit_caps_it() {
     let c = decide(Some(4), None, env(&[("SLURM_CPUS_PER_TASK", "4")]));
     assert_eq!(c.source, CpuSource::Slurm);
     let c = decide(Some(2), None, env(&[("SLURM_CPUS_PER_TASK", "16")]));
-    assert_eq!(
-        c,
-        CpuCount {
-            count: nz(2),
-            source: CpuSource::Affinity
-        }
-    );
+    assert_eq!(c, counted(2, CpuSource::Affinity));
 }
 
 #[test]
 fn bad_variables_are_ignored() {
     for bad in ["", "0", "-3", "four", " ", "1e3"] {
         let c = decide(Some(8), None, env(&[("SLURM_CPUS_PER_TASK", bad)]));
-        assert_eq!(
-            c,
-            CpuCount {
-                count: nz(8),
-                source: CpuSource::Affinity
-            },
-            "value {bad:?}"
-        );
+        assert_eq!(c, counted(8, CpuSource::Affinity), "value {bad:?}");
     }
     // A bad SLURM value falls through to the next variable.
     let c = decide(
@@ -117,13 +72,7 @@ fn bad_variables_are_ignored() {
         None,
         env(&[("SLURM_CPUS_PER_TASK", "x"), ("NCPUS", "3")]),
     );
-    assert_eq!(
-        c,
-        CpuCount {
-            count: nz(3),
-            source: CpuSource::Pbs
-        }
-    );
+    assert_eq!(c, counted(3, CpuSource::Pbs));
 }
 
 #[test]

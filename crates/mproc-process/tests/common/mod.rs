@@ -1,7 +1,9 @@
 //! Shared helpers of the mproc-process integration tests.
 #![allow(dead_code, unreachable_pub)]
 
-use mproc_process::{Process, StartMethod};
+use mproc_process::{Process, ProcessHandle, StartMethod};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 pub use mproc_testkit::watchdog_secs as watchdog;
 
@@ -26,6 +28,16 @@ where
         Ok(Err(e)) => panic!("fork: {e}"),
         Err(e) => panic!("fork scenario child failed: {e}"),
     }
+}
+
+/// Starts `p` with start method `m`; a failed start as its message.
+pub fn start<F, A, R>(p: Process<F, A>, m: StartMethod) -> Result<ProcessHandle<R>, String>
+where
+    F: Fn(A) -> R + Copy + Send + 'static,
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    p.start_method(m).start().map_err(|e| e.to_string())
 }
 
 /// Parses a method name.
