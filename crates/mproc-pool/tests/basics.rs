@@ -5,7 +5,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{alive, watchdog};
-use mproc_pool::{NextTimeoutError, PanicPayload, Pool, PoolError, TaskError, TryImapError};
+use mproc_pool::{
+    AsyncResult, NextTimeoutError, PanicPayload, Pool, PoolError, TaskError, TryImapError,
+};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -34,6 +36,17 @@ fn fail_on_3(x: u32) -> u32 {
 
 fn pid_of(_: u32) -> i32 {
     std::process::id() as i32
+}
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// `n` tasks that each sleep `ms`, submitted at once.
+fn sleepers(pool: &Pool, n: usize, ms: u64) -> Vec<AsyncResult<()>> {
+    (0..n)
+        .map(|_| pool.apply_async(sleep_ms, ms).unwrap())
+        .collect()
 }
 
 #[test]
@@ -290,9 +303,7 @@ fn apply_async_get_timeout_and_callbacks() {
         let got: Vec<u64> = rs.into_iter().map(|r| r.get().unwrap()).collect();
         assert_eq!(got, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 
-        let r = pool
-            .apply_async(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), 400)
-            .unwrap();
+        let r = pool.apply_async(sleep_ms, 400).unwrap();
         assert!(!r.ready());
         assert_eq!(r.successful(), None);
         let t0 = Instant::now();
@@ -358,15 +369,7 @@ fn terminate_cancels_pending_results() {
     watchdog(60, || {
         let pool = Pool::new(1).unwrap();
         let pids = pool.pids();
-        let rs: Vec<_> = (0..4)
-            .map(|_| {
-                pool.apply_async(
-                    |ms: u64| std::thread::sleep(Duration::from_millis(ms)),
-                    5000,
-                )
-                .unwrap()
-            })
-            .collect();
+        let rs = sleepers(&pool, 4, 5000);
         std::thread::sleep(Duration::from_millis(100));
         pool.terminate();
         for r in rs {
@@ -539,15 +542,7 @@ fn large_arguments_and_results() {
 fn cancel_resolves_everything_and_pool_stays_usable() {
     watchdog(60, || {
         let pool = Pool::new(2).unwrap();
-        let rs: Vec<_> = (0..6)
-            .map(|_| {
-                pool.apply_async(
-                    |ms: u64| std::thread::sleep(Duration::from_millis(ms)),
-                    10_000,
-                )
-                .unwrap()
-            })
-            .collect();
+        let rs = sleepers(&pool, 6, 10_000);
         std::thread::sleep(Duration::from_millis(200));
         let t0 = Instant::now();
         pool.cancel();
