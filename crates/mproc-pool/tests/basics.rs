@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{alive, watchdog};
+use common::{alive, sorted_values, values, watchdog};
 use mproc_pool::{
     AsyncResult, NextTimeoutError, PanicPayload, Pool, PoolError, TaskError, TryImapError,
 };
@@ -96,26 +96,12 @@ fn map_orders_results_for_every_input_kind() {
 fn imap_is_ordered_and_lazy_and_unordered_yields_each_once() {
     watchdog(60, || {
         let pool = Pool::new(2).unwrap();
-        let got: Vec<u64> = pool
-            .imap(slow_id, 0..50u64)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let got = values(pool.imap(slow_id, 0..50u64).unwrap());
         assert_eq!(got, (0..50).collect::<Vec<_>>());
-        let mut un: Vec<u64> = pool
-            .imap_unordered(slow_id, 0..50u64)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        un.sort();
+        let un = sorted_values(pool.imap_unordered(slow_id, 0..50u64).unwrap());
         assert_eq!(un, (0..50).collect::<Vec<_>>());
         // Lazy: an endless input works as long as we stop.
-        let first: Vec<u64> = pool
-            .imap(square, 0u64..)
-            .unwrap()
-            .take(5)
-            .map(Result::unwrap)
-            .collect();
+        let first = values(pool.imap(square, 0u64..).unwrap().take(5));
         assert_eq!(first, [0, 1, 4, 9, 16]);
         // A counting iterator shows the input is pulled a window at a time.
         let pulled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{alive, watchdog};
+use common::{alive, sorted_values, values, watchdog};
 use mproc_pool::{Pool, PoolError, TaskError};
 
 /// Items below 2000 are slow (they sleep, so the test does not depend on
@@ -76,18 +76,9 @@ fn imap_over_a_range_cuts_its_first_chunks() {
         // Unmeasured: the first chunks are cut by the workers after their
         // time budget and the rest is queued again (a quarter of the range
         // each when unordered; ordered, from the front of the order).
-        let got: Vec<u32> = pool
-            .imap(slow_plus_one, 0..600u32)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let got = values(pool.imap(slow_plus_one, 0..600u32).unwrap());
         assert_eq!(got, (1..601).collect::<Vec<_>>());
-        let mut unordered: Vec<u32> = pool
-            .imap_unordered(slow_plus_one, 0..=599u32)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        unordered.sort_unstable();
+        let unordered = sorted_values(pool.imap_unordered(slow_plus_one, 0..=599u32).unwrap());
         assert_eq!(unordered, (1..601).collect::<Vec<_>>());
     });
 }

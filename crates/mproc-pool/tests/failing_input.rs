@@ -7,7 +7,7 @@ mod common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use common::watchdog;
+use common::{sorted_values, values, watchdog};
 use mproc_pool::{Pool, TaskError, TryImapError};
 
 fn square(x: u64) -> u64 {
@@ -91,12 +91,7 @@ fn still_works(pool: &Pool) {
         pool.map(square, (0..100u64).collect::<Vec<_>>()).unwrap(),
         want
     );
-    let got: Vec<u64> = pool
-        .imap(square, 0..100u64)
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(got, want);
+    assert_eq!(values(pool.imap(square, 0..100u64).unwrap()), want);
     assert_eq!(pool.apply(square, 7).unwrap(), 49);
 }
 
@@ -157,9 +152,7 @@ fn imap_unordered_yields_every_result_before_a_panicking_input() {
             .imap_unordered(square, numbers_panicking_at(3, 10))
             .unwrap();
         let (got, msg) = until_panic(&mut it);
-        let mut got: Vec<u64> = got.into_iter().map(Result::unwrap).collect();
-        got.sort_unstable();
-        assert_eq!(got, [0, 1, 4]);
+        assert_eq!(sorted_values(got), [0, 1, 4]);
         assert_eq!(msg, "the input fails at 3");
         drop(it);
         still_works(&pool);
@@ -226,12 +219,7 @@ fn a_panicking_input_leaves_nothing_for_join_to_wait_for() {
 fn imap_reads_an_endless_input_lazily() {
     watchdog(60, || {
         let pool = Pool::new(2).unwrap();
-        let got: Vec<u64> = pool
-            .imap(square, (0u64..).map(|x| x + 1))
-            .unwrap()
-            .take(5)
-            .map(Result::unwrap)
-            .collect();
+        let got = values(pool.imap(square, (0u64..).map(|x| x + 1)).unwrap().take(5));
         assert_eq!(got, [1, 4, 9, 16, 25]);
     });
 }
@@ -310,9 +298,7 @@ fn try_imap_unordered_ends_with_the_input_error() {
             got.pop(),
             Some(Err(TryImapError::Input("no item 3".to_string())))
         );
-        let mut got: Vec<u64> = got.into_iter().map(Result::unwrap).collect();
-        got.sort_unstable();
-        assert_eq!(got, [0, 1, 4]);
+        assert_eq!(sorted_values(got), [0, 1, 4]);
     });
 }
 
