@@ -1,9 +1,34 @@
-//! Shared helpers: run a test body under a watchdog, see whether a worker
-//! still exists, collect what an `imap` yields.
+//! Shared helpers: run a test body under a watchdog (with a fresh pool or
+//! executor), see whether a worker still exists, collect what an `imap`
+//! yields.
 #![allow(dead_code, unused_imports)] // not every test binary uses each
 
 pub(crate) use mproc_testkit::pid_alive as alive;
 pub(crate) use mproc_testkit::watchdog_secs as watchdog;
+
+use mproc_pool::{Pool, ProcessPoolExecutor};
+
+/// Runs `body` under a watchdog of `secs` with a new pool of `processes`
+/// workers.
+pub(crate) fn with_pool<R: Send + 'static>(
+    secs: u64,
+    processes: usize,
+    body: impl FnOnce(Pool) -> R + Send + 'static,
+) -> R {
+    watchdog(secs, move || body(Pool::new(processes).unwrap()))
+}
+
+/// Runs `body` under a watchdog of `secs` with a new executor of
+/// `max_workers` workers.
+pub(crate) fn with_executor<R: Send + 'static>(
+    secs: u64,
+    max_workers: usize,
+    body: impl FnOnce(ProcessPoolExecutor) -> R + Send + 'static,
+) -> R {
+    watchdog(secs, move || {
+        body(ProcessPoolExecutor::new(max_workers).unwrap())
+    })
+}
 
 /// The values an `imap` (or any iterator of results) yields, in its order;
 /// panics at an error.
