@@ -153,12 +153,14 @@ pub mod __private {
     /// The chunk size of a `*_chunked` call (`Some`), or
     /// [`PoolError::ZeroChunksize`](crate::PoolError::ZeroChunksize) for 0:
     /// the rule mproc-mpi's `MpiPool` shares.
+    #[inline]
     pub fn fixed_chunksize(chunksize: usize) -> Result<Option<usize>, crate::PoolError> {
         crate::pool::fixed_chunksize(chunksize)
     }
 
     /// The chunk size of a `map_async` whose function was not measured yet
     /// (CPython's rule), shared with mproc-mpi's `MpiPool`.
+    #[inline]
     pub fn unmeasured_chunk_size(remaining: Option<usize>, workers: usize) -> usize {
         crate::engine::unmeasured_chunk_size(remaining, workers)
     }

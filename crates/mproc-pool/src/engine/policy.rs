@@ -35,6 +35,7 @@ const MIN_SPLIT_NS: f64 = 100_000.0;
 /// The chunk size of a `map_async` whose function was not measured yet:
 /// CPython's rule, four chunks per worker, or 64 items for an input of
 /// unknown length. mproc-mpi's `map_async` follows it too.
+#[inline]
 pub(crate) fn unmeasured_chunk_size(remaining: Option<usize>, workers: usize) -> usize {
     match remaining {
         Some(n) => n.div_ceil(4 * workers.max(1)).max(1),

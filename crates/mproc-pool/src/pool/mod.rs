@@ -203,6 +203,7 @@ impl Pool {
 
 /// The chunk size of a `*_chunked` call as the engine takes it (`None` is
 /// adaptive), or [`PoolError::ZeroChunksize`] for 0.
+#[inline]
 pub(crate) fn fixed_chunksize(chunksize: usize) -> Result<Option<usize>, PoolError> {
     match chunksize {
         0 => Err(PoolError::ZeroChunksize),
