@@ -23,21 +23,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = MpiPool::new()?;
 
     let t0 = Instant::now();
-    let serial: Vec<_> = (0..nx1 * nx1)
-        .map(|k| scatter::compute_field((k, nx1)))
-        .collect();
+    let serial: Vec<_> = scatter::nodes(nx1).map(scatter::compute_field).collect();
     let t_serial = t0.elapsed();
 
     let t0 = Instant::now();
-    let res = pool.map(scatter::compute_field, (0..nx1 * nx1).map(|k| (k, nx1)))?;
+    let res = pool.map(scatter::compute_field, scatter::nodes(nx1))?;
     let t_pool = t0.elapsed();
     assert_eq!(res, serial);
 
-    let peak = res
-        .iter()
-        .map(|(_, (re, im))| (re * re + im * im).sqrt())
-        .fold(0.0, f64::max);
-    println!("grid {nx1}x{nx1}; max |scattered field| = {peak:.4}");
+    println!(
+        "grid {nx1}x{nx1}; max |scattered field| = {:.4}",
+        scatter::peak(&res)
+    );
     println!(
         "serial: {:.3} s, MpiPool ({} ranks x {} local processes): {:.3} s, speed-up {:.2}x",
         t_serial.as_secs_f64(),

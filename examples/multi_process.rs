@@ -5,22 +5,19 @@
 //! ```
 //! The seed asked for the number of processes on standard input; here it is
 //! the first argument (default: `cpu_count()`). It first runs the whole
-//! range in this process (the very function the children run), then split
+//! range in this process (the very function the children run,
+//! `one_process`'s), then split
 //! over the processes, and prints the speed-up. Which count is quickest?
 
-use std::hint::black_box;
 use std::time::Instant;
 
 use mproc::{Process, cpu_count};
 
-/// The seed's work. Never inlined, so the serial run and the children run
-/// one and the same compiled loop (see `two_process`).
-#[inline(never)]
-fn lots_of_math((n1, n2): (u64, u64)) {
-    for n in n1..n2 {
-        black_box(n * n);
-    }
-}
+#[path = "one_process.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod one_process;
+
+use one_process::{lots_of_math, serial_baseline};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -34,13 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_500_000_000);
-    let tt = Instant::now();
-    lots_of_math((0, op_count));
-    let serial = tt.elapsed();
-    println!(
-        "1 process   : {:.3} s ({op_count} operations)",
-        serial.as_secs_f64()
-    );
+    let serial = serial_baseline(op_count);
 
     let tt = Instant::now();
     let op_proc = op_count / proc_count;

@@ -4,36 +4,25 @@
 //! cargo run --release --example two_process [-- OP_COUNT]
 //! ```
 //! Is it twice as fast? It first runs the whole range in this process (the
-//! very function the children run), then half in each of two processes,
+//! very function the children run, `one_process`'s), then half in each of two processes,
 //! and prints the speed-up. On a quiet machine with two free CPUs: nearly 2.
 
-use std::hint::black_box;
 use std::time::Instant;
 
 use mproc::{Process, cpu_count};
 
-/// The seed's work. Never inlined, so the serial run and the children run
-/// one and the same compiled loop: the speed-up then measures the
-/// processes, not two copies of the loop the compiler placed differently.
-#[inline(never)]
-fn lots_of_math((n1, n2): (u64, u64)) {
-    for n in n1..n2 {
-        black_box(n * n);
-    }
-}
+#[path = "one_process.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod one_process;
+
+use one_process::{lots_of_math, serial_baseline};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let op_count: u64 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_500_000_000);
-    let tt = Instant::now();
-    lots_of_math((0, op_count));
-    let serial = tt.elapsed();
-    println!(
-        "1 process   : {:.3} s ({op_count} operations)",
-        serial.as_secs_f64()
-    );
+    let serial = serial_baseline(op_count);
 
     let tt = Instant::now();
     // CHANGE 2 - assign processes; CHANGE 3 - start them.

@@ -8,11 +8,7 @@ relaunch(2)
 
 from mpi4py.futures import MPIPoolExecutor  # noqa: E402
 
-from _common import emit, median, parse  # noqa: E402
-
-
-def square(x):
-    return x * x
+from _common import emit, median, parse, square  # noqa: E402
 
 
 def main():

@@ -11,20 +11,12 @@ relaunch(3)
 
 from mpi4py.futures import MPIPoolExecutor  # noqa: E402
 
-from _common import emit, parse  # noqa: E402
-
-
-def lots_of_math(n):
-    m = n * n  # noqa: F841
+from _common import emit, lots_of_math, parse, seed_serial  # noqa: E402
 
 
 def main():
     args = parse()
-    n = 4_000_000 if args.quick else 40_000_000
-    t0 = time.perf_counter()
-    for i in range(n):
-        lots_of_math(i)
-    serial = time.perf_counter() - t0
+    n, serial = seed_serial(args)
     t0 = time.perf_counter()
     with MPIPoolExecutor() as ex:
         workers = ex.num_workers

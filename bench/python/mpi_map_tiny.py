@@ -8,17 +8,13 @@ relaunch(3)
 
 from mpi4py.futures import MPIPoolExecutor  # noqa: E402
 
-from _common import emit, parse  # noqa: E402
-
-
-def square(x):
-    return x * x
+from _common import emit, parse, square, tiny_input  # noqa: E402
 
 
 def main():
     args = parse()
-    n = 100_000 if args.quick else 1_000_000
-    data = list(range(n))
+    data = tiny_input(args)
+    n = len(data)
     rates = {}
     with MPIPoolExecutor() as ex:
         list(ex.map(square, range(1000), chunksize=100))

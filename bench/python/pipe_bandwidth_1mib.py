@@ -1,6 +1,5 @@
 """CPython counterpart of pipe_bandwidth_1mib: 1 MiB send_bytes to a child
 that recv_bytes, N=2000 (2 GiB), GB/s. CPython has only the socket path."""
-import multiprocessing as mp
 import time
 
 import _common
@@ -8,9 +7,7 @@ import _common
 SIZE = 1 << 20
 
 
-def child(conn, other, placement):
-    _common.pin_child(placement)
-    other.close()  # the parent's end, inherited by fork: close it or EOF never comes
+def sink(conn):
     total = 0
     while True:
         try:
@@ -26,11 +23,7 @@ def child(conn, other, placement):
 def main():
     args = _common.parse()
     n = 200 if args.quick else 2000
-    ctx = mp.get_context("fork")
-    a, b = ctx.Pipe()
-    p = ctx.Process(target=child, args=(b, a, args.placement))
-    p.start()
-    b.close()
+    a, p = _common.start_pipe_child(sink, args.placement)
     msg = b"\x5a" * SIZE
     for _ in range(50):
         a.send_bytes(msg)

@@ -1,14 +1,11 @@
 """CPython counterpart of pipe_rtt: 8-byte send_bytes/recv_bytes round trip
 to a child over multiprocessing.Pipe(), N=20000, microseconds."""
-import multiprocessing as mp
 import time
 
 import _common
 
 
-def child(conn, other, placement):
-    _common.pin_child(placement)
-    other.close()  # the parent's end, inherited by fork: close it or EOF never comes
+def echo(conn):
     while True:
         try:
             m = conn.recv_bytes()
@@ -20,11 +17,7 @@ def child(conn, other, placement):
 def main():
     args = _common.parse()
     n = 2000 if args.quick else 20000
-    ctx = mp.get_context("fork")
-    a, b = ctx.Pipe()
-    p = ctx.Process(target=child, args=(b, a, args.placement))
-    p.start()
-    b.close()
+    a, p = _common.start_pipe_child(echo, args.placement)
     msg = b"\x07" * 8
     for _ in range(1000):
         a.send_bytes(msg)

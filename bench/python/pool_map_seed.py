@@ -3,20 +3,12 @@ range(40M)) + close/join) against its serial loop; speed-up (below 1 = slower)."
 import time
 import multiprocessing
 
-from _common import emit, parse
-
-
-def lots_of_math(n):
-    m = n * n
+from _common import emit, lots_of_math, parse, seed_serial
 
 
 def main():
     args = parse()
-    n = 4_000_000 if args.quick else 40_000_000
-    t0 = time.perf_counter()
-    for i in range(n):
-        lots_of_math(i)
-    serial = time.perf_counter() - t0
+    n, serial = seed_serial(args)
     t0 = time.perf_counter()
     p = multiprocessing.Pool(processes=2)
     p.map(lots_of_math, range(0, n))

@@ -3,17 +3,13 @@ already running), M items/s; the serial loop is reported as a note."""
 import time
 from multiprocessing import Pool
 
-from _common import emit, parse
-
-
-def square(x):
-    return x * x
+from _common import emit, parse, square, tiny_input
 
 
 def main():
     args = parse()
-    n = 100_000 if args.quick else 1_000_000
-    data = list(range(n))
+    data = tiny_input(args)
+    n = len(data)
     with Pool(2) as p:
         p.map(square, range(1000))
         t0 = time.perf_counter()

@@ -1,9 +1,8 @@
 """queue_1p1c_4kib: one producer process -> one consumer process through
 multiprocessing.Queue, 4 KiB bytes items; M msgs/s."""
-import multiprocessing as mp
 import time
 
-from _common import emit, parse, pin_child
+from _common import emit, parse, pin_child, start_producer
 
 
 def producer(q, n, placement):
@@ -17,10 +16,7 @@ def producer(q, n, placement):
 def main():
     args = parse()
     n = 10_000 if args.quick else 100_000
-    q = mp.Queue()
-    p = mp.Process(target=producer, args=(q, n, args.placement))
-    p.start()
-    assert q.get() == b"ready"
+    q, p = start_producer(producer, n, args.placement, b"ready")
     t0 = time.perf_counter()
     for _ in range(n):
         assert len(q.get()) == 4096

@@ -1,9 +1,8 @@
 """queue_1p1c_u64: one producer process -> one consumer process through
 multiprocessing.Queue, integer items; M msgs/s."""
-import multiprocessing as mp
 import time
 
-from _common import emit, parse, pin_child
+from _common import emit, parse, pin_child, start_producer
 
 END = -1
 
@@ -19,10 +18,7 @@ def producer(q, n, placement):
 def main():
     args = parse()
     n = 20_000 if args.quick else 300_000
-    q = mp.Queue()
-    p = mp.Process(target=producer, args=(q, n, args.placement))
-    p.start()
-    assert q.get() == "ready"
+    q, p = start_producer(producer, n, args.placement, "ready")
     t0 = time.perf_counter()
     expect = 0
     while True:

@@ -16,35 +16,38 @@ mod ready;
 mod shm;
 mod sync;
 
+/// A module's list of scenarios.
+type Scenarios = fn() -> Vec<Scenario>;
+/// A module's list of child roles.
+type Roles = fn() -> Vec<Role>;
+
+/// Every module's scenarios and child roles, in the order they run by
+/// default. Floors first: a report prints each one under the figures it
+/// bounds.
+const MODULES: &[(Scenarios, Roles)] = &[
+    (floor::scenarios, floor::roles),
+    (shm::scenarios, shm::roles),
+    (sync::scenarios, sync::roles),
+    (process::scenarios, process::roles),
+    (pipe::scenarios, pipe::roles),
+    (queue::scenarios, queue::roles),
+    (ready::scenarios, ready::roles),
+    (pool::scenarios, pool::roles),
+    (manager::scenarios, manager::roles),
+    // The MPI scenarios run their children with mpirun, not as roles.
+    #[cfg(feature = "mpi")]
+    (mpi::scenarios, Vec::new),
+];
+
 /// All scenarios, in the order they run by default.
 pub(crate) fn all() -> Vec<Scenario> {
-    let mut v = Vec::new();
-    // Floors first: a report prints each one under the figures it bounds.
-    v.extend(floor::scenarios());
-    v.extend(shm::scenarios());
-    v.extend(sync::scenarios());
-    v.extend(process::scenarios());
-    v.extend(pipe::scenarios());
-    v.extend(queue::scenarios());
-    v.extend(ready::scenarios());
-    v.extend(pool::scenarios());
-    v.extend(manager::scenarios());
-    #[cfg(feature = "mpi")]
-    v.extend(mpi::scenarios());
-    v
+    MODULES
+        .iter()
+        .flat_map(|(scenarios, _)| scenarios())
+        .collect()
 }
 
 /// All child roles.
 pub(crate) fn roles() -> Vec<Role> {
-    let mut v = Vec::new();
-    v.extend(floor::roles());
-    v.extend(shm::roles());
-    v.extend(sync::roles());
-    v.extend(process::roles());
-    v.extend(pipe::roles());
-    v.extend(queue::roles());
-    v.extend(ready::roles());
-    v.extend(pool::roles());
-    v.extend(manager::roles());
-    v
+    MODULES.iter().flat_map(|(_, roles)| roles()).collect()
 }

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use mproc_pool::__private::{call_star, fixed_chunksize, unmeasured_chunk_size};
 use mproc_pool::{PoolError, StarFn, TaskError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -181,8 +182,7 @@ impl MpiPool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let _ = f;
-        let (chunk, result) = self.apply_job::<F, A, R>(args)?;
+        let (chunk, result) = self.apply_job(f, args)?;
         // The caller waits at once: it may drive MPI itself (no hand-off to
         // the MPI thread and back for a short task).
         if !self.master.submit_waiting(chunk, &result.sink) {
@@ -202,14 +202,13 @@ impl MpiPool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let _ = f;
-        let (chunk, result) = self.apply_job::<F, A, R>(args)?;
+        let (chunk, result) = self.apply_job(f, args)?;
         self.submit(vec![chunk])?;
         Ok(result)
     }
 
     /// The chunk of one `apply` and the result it will fill.
-    fn apply_job<F, A, R>(&self, args: A) -> Result<(Chunk, AsyncResult<R>), PoolError>
+    fn apply_job<F, A, R>(&self, _f: F, args: A) -> Result<(Chunk, AsyncResult<R>), PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned + 'static,
@@ -252,15 +251,14 @@ impl MpiPool {
     /// # Errors
     /// [`PoolError::NotRunning`] after close/terminate; otherwise every item
     /// runs and the first failure in input order is returned.
-    pub fn map<F, A, R, I>(&self, _f: F, iterable: I) -> Result<Vec<R>, PoolError>
+    pub fn map<F, A, R, I>(&self, f: F, iterable: I) -> Result<Vec<R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        self.imap_inner::<F, A, R, I>(iterable, None, true)?
-            .collect_all()
+        self.imap_inner(f, iterable, None, true)?.collect_all()
     }
 
     /// [`map`](Self::map) with a fixed chunk size.
@@ -279,11 +277,7 @@ impl MpiPool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        let _ = f;
-        if chunksize == 0 {
-            return Err(PoolError::ZeroChunksize);
-        }
-        self.imap_inner::<F, A, R, I>(iterable, Some(chunksize), true)?
+        self.imap_inner(f, iterable, fixed_chunksize(chunksize)?, true)?
             .collect_all()
     }
 
@@ -300,14 +294,7 @@ impl MpiPool {
     {
         task::assert_zst::<F>();
         let _ = f;
-        self.map(
-            |args: Args| {
-                // SAFETY: `F` is zero-sized (asserted above) and `Copy`.
-                let f: F = unsafe { task::conjure() };
-                f.call(args)
-            },
-            iterable,
-        )
+        self.map(|args: Args| call_star::<F, Args>(args), iterable)
     }
 
     /// Submits a map and returns at once (Python's `map_async`). The input
@@ -330,8 +317,7 @@ impl MpiPool {
         let workers = self.workers();
         let size = match (self.master.est.get(entry), input.remaining()) {
             (Some(ns), rem) => chunk::chunk_size(Some(ns), 0, rem, workers, self.master.local),
-            (None, Some(rem)) => rem.div_ceil(4 * workers).max(1),
-            (None, None) => 64,
+            (None, rem) => unmeasured_chunk_size(rem, workers),
         };
         let sink = Arc::new(Sink::default());
         let mut chunks = Vec::new();
@@ -379,8 +365,7 @@ impl MpiPool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A> + 'p,
     {
-        let _ = f;
-        self.imap_inner::<F, A, R, I>(iterable, None, true)
+        self.imap_inner(f, iterable, None, true)
     }
 
     /// Like [`imap`](Self::imap), but yields results as they finish
@@ -399,12 +384,12 @@ impl MpiPool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A> + 'p,
     {
-        let _ = f;
-        self.imap_inner::<F, A, R, I>(iterable, None, false)
+        self.imap_inner(f, iterable, None, false)
     }
 
     fn imap_inner<'p, F, A, R, I>(
         &'p self,
+        _f: F,
         iterable: I,
         chunksize: Option<usize>,
         ordered: bool,

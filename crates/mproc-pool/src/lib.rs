@@ -150,6 +150,28 @@ pub mod __private {
         crate::fast_path::as_int_range(input).map(|r| (r.start, r.len))
     }
 
+    /// The chunk size of a `*_chunked` call (`Some`), or
+    /// [`PoolError::ZeroChunksize`](crate::PoolError::ZeroChunksize) for 0:
+    /// the rule mproc-mpi's `MpiPool` shares.
+    #[inline]
+    pub fn fixed_chunksize(chunksize: usize) -> Result<Option<usize>, crate::PoolError> {
+        crate::pool::fixed_chunksize(chunksize)
+    }
+
+    /// The chunk size of a `map_async` whose function was not measured yet
+    /// (CPython's rule), shared with mproc-mpi's `MpiPool`.
+    #[inline]
+    pub fn unmeasured_chunk_size(remaining: Option<usize>, workers: usize) -> usize {
+        crate::engine::unmeasured_chunk_size(remaining, workers)
+    }
+
+    /// Calls [`StarFn`](crate::StarFn) `F` with a tuple: the task of a
+    /// `starmap`, shared with mproc-mpi's `MpiPool`.
+    #[inline]
+    pub fn call_star<F: crate::StarFn<Args>, Args>(args: Args) -> F::Output {
+        crate::star::call_star::<F, Args>(args)
+    }
+
     /// Calls `each` with the items `start + k` (`from <= k < len`) as an `A`
     /// if `A` is a primitive integer, and returns `false` (calling nothing)
     /// otherwise; `each` returns `false` to stop early.

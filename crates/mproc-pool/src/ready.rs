@@ -46,18 +46,91 @@ impl<T> Waitable for AsyncResult<T> {
 
 #[cfg(feature = "tokio")]
 pub use self::future::AsyncResultFuture;
+#[cfg(feature = "tokio")]
+pub(crate) use self::future::{Awaiting, Resolving};
 
 #[cfg(feature = "tokio")]
 mod future {
     use std::future::{Future, IntoFuture};
-    use std::os::fd::{AsFd, OwnedFd};
+    use std::os::fd::OwnedFd;
     use std::pin::Pin;
     use std::task::{Context, Poll};
 
+    use mproc_shm::ready::Waitable;
     use tokio::io::unix::AsyncFd;
 
     use crate::error::PoolError;
     use crate::job::AsyncResult;
+
+    /// A result that resolves once and is then ready for good (its
+    /// [`Waitable`] doorbell rings then): [`AsyncResult`] and the executor's
+    /// `Future`, awaited the same way by [`Awaiting`].
+    pub(crate) trait Resolving: Waitable {
+        /// What awaiting it gives.
+        type Output;
+        /// The future's type name, for the panic of a poll after completion.
+        const FUTURE: &'static str;
+        /// Takes the outcome, blocking until it is there.
+        fn take_blocking(self) -> Self::Output;
+    }
+
+    /// The body of the pool's futures: polls a [`Resolving`] result without
+    /// blocking a thread (the tokio runtime's reactor watches its doorbell),
+    /// or in the blocking way where there is no reactor.
+    pub(crate) struct Awaiting<T> {
+        pub(crate) value: Option<T>,
+        fd: Option<AsyncFd<OwnedFd>>,
+    }
+
+    impl<T: Resolving> Awaiting<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Self {
+                value: Some(value),
+                fd: None,
+            }
+        }
+
+        fn finish(&mut self) -> Poll<T::Output> {
+            Poll::Ready(self.value.take().expect("checked by poll").take_blocking())
+        }
+
+        pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<T::Output> {
+            loop {
+                let Some(value) = self.value.as_ref() else {
+                    panic!("{} polled after completion", T::FUTURE);
+                };
+                if value.ready_now() {
+                    return self.finish();
+                }
+                let fd = match &mut self.fd {
+                    Some(fd) => fd,
+                    slot => match mproc_shm::ready::reactor_fd(value.wait_fd()) {
+                        Ok(fd) => slot.insert(fd),
+                        // No reactor: wait the blocking way.
+                        Err(_) => return self.finish(),
+                    },
+                };
+                match fd.poll_read_ready(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(mut guard)) => {
+                        if !value.ready_now() {
+                            guard.clear_ready();
+                        }
+                    }
+                    Poll::Ready(Err(_)) => return self.finish(),
+                }
+            }
+        }
+    }
+
+    impl<T> Resolving for AsyncResult<T> {
+        type Output = Result<T, PoolError>;
+        const FUTURE: &'static str = "AsyncResultFuture";
+
+        fn take_blocking(self) -> Self::Output {
+            self.get()
+        }
+    }
 
     /// The future of an [`AsyncResult`] (`result.await`): resolves to what
     /// [`AsyncResult::get`] returns, without blocking a thread (the tokio
@@ -66,15 +139,12 @@ mod future {
     /// Cancellation-safe in the sense that dropping it only drops the
     /// result (the task still runs in the pool).
     #[must_use = "futures do nothing unless awaited"]
-    pub struct AsyncResultFuture<T> {
-        res: Option<AsyncResult<T>>,
-        fd: Option<AsyncFd<OwnedFd>>,
-    }
+    pub struct AsyncResultFuture<T>(Awaiting<AsyncResult<T>>);
 
     impl<T> std::fmt::Debug for AsyncResultFuture<T> {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("AsyncResultFuture")
-                .field("result", &self.res)
+                .field("result", &self.0.value)
                 .finish_non_exhaustive()
         }
     }
@@ -86,10 +156,7 @@ mod future {
         type IntoFuture = AsyncResultFuture<T>;
 
         fn into_future(self) -> Self::IntoFuture {
-            AsyncResultFuture {
-                res: Some(self),
-                fd: None,
-            }
+            AsyncResultFuture(Awaiting::new(self))
         }
     }
 
@@ -97,37 +164,7 @@ mod future {
         type Output = Result<T, PoolError>;
 
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            let this = self.get_mut();
-            loop {
-                let res = this
-                    .res
-                    .as_ref()
-                    .expect("AsyncResultFuture polled after completion");
-                if res.ready() {
-                    return Poll::Ready(this.res.take().expect("checked above").get());
-                }
-                let fd = match &mut this.fd {
-                    Some(fd) => fd,
-                    slot => match mproc_shm::ready::reactor_fd(res.as_fd()) {
-                        Ok(fd) => slot.insert(fd),
-                        // No reactor: wait the blocking way.
-                        Err(_) => {
-                            return Poll::Ready(this.res.take().expect("checked above").get());
-                        }
-                    },
-                };
-                match fd.poll_read_ready(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(mut guard)) => {
-                        if !res.ready() {
-                            guard.clear_ready();
-                        }
-                    }
-                    Poll::Ready(Err(_)) => {
-                        return Poll::Ready(this.res.take().expect("checked above").get());
-                    }
-                }
-            }
+            self.get_mut().0.poll(cx)
         }
     }
 }

@@ -4,8 +4,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{alive, watchdog};
-use mproc_pool::{NextTimeoutError, PanicPayload, Pool, PoolError, TaskError, TryImapError};
+use common::{alive, sorted_values, values, watchdog, with_pool};
+use mproc_pool::{
+    AsyncResult, NextTimeoutError, PanicPayload, Pool, PoolError, TaskError, TryImapError,
+};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -36,10 +38,20 @@ fn pid_of(_: u32) -> i32 {
     std::process::id() as i32
 }
 
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// `n` tasks that each sleep `ms`, submitted at once.
+fn sleepers(pool: &Pool, n: usize, ms: u64) -> Vec<AsyncResult<()>> {
+    (0..n)
+        .map(|_| pool.apply_async(sleep_ms, ms).unwrap())
+        .collect()
+}
+
 #[test]
 fn map_orders_results_for_every_input_kind() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let want: Vec<u64> = (0..1000u64).map(|x| x * x).collect();
         assert_eq!(pool.map(square, 0..1000u64).unwrap(), want);
         assert_eq!(
@@ -81,28 +93,13 @@ fn map_orders_results_for_every_input_kind() {
 
 #[test]
 fn imap_is_ordered_and_lazy_and_unordered_yields_each_once() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
-        let got: Vec<u64> = pool
-            .imap(slow_id, 0..50u64)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+    with_pool(60, 2, |pool| {
+        let got = values(pool.imap(slow_id, 0..50u64).unwrap());
         assert_eq!(got, (0..50).collect::<Vec<_>>());
-        let mut un: Vec<u64> = pool
-            .imap_unordered(slow_id, 0..50u64)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        un.sort();
+        let un = sorted_values(pool.imap_unordered(slow_id, 0..50u64).unwrap());
         assert_eq!(un, (0..50).collect::<Vec<_>>());
         // Lazy: an endless input works as long as we stop.
-        let first: Vec<u64> = pool
-            .imap(square, 0u64..)
-            .unwrap()
-            .take(5)
-            .map(Result::unwrap)
-            .collect();
+        let first = values(pool.imap(square, 0u64..).unwrap().take(5));
         assert_eq!(first, [0, 1, 4, 9, 16]);
         // A counting iterator shows the input is pulled a window at a time.
         let pulled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -118,8 +115,7 @@ fn imap_is_ordered_and_lazy_and_unordered_yields_each_once() {
 
 #[test]
 fn errors_are_per_item_and_map_reports_the_first() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let items: Vec<_> = pool.imap(fail_on_3, 0..6u32).unwrap().collect();
         assert_eq!(items.len(), 6);
         for (i, r) in items.iter().enumerate() {
@@ -152,8 +148,7 @@ fn errors_are_per_item_and_map_reports_the_first() {
 
 #[test]
 fn a_panic_carries_its_message_payload_kind_and_location() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let got: Vec<_> = pool.imap(panics_with, 0..3u32).unwrap().collect();
         let expected = [
             ("a literal", PanicPayload::Str),
@@ -206,8 +201,7 @@ fn slow_at_1(x: u64) -> u64 {
 
 #[test]
 fn starmap_async_and_map_async_chunked() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let r = pool
             .starmap_async(add, (0..100u32).map(|i| (i, 2 * i)))
             .unwrap();
@@ -237,8 +231,7 @@ fn starmap_async_and_map_async_chunked() {
 
 #[test]
 fn imap_next_timeout_times_out_per_item_and_goes_on() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         // Both workers exist: item 1 starts when item 0 does.
         assert_eq!(pool.map(square, 0..4u64).unwrap(), [0, 1, 4, 9]);
         for ordered in [true, false] {
@@ -281,8 +274,7 @@ fn imap_next_timeout_times_out_per_item_and_goes_on() {
 
 #[test]
 fn apply_async_get_timeout_and_callbacks() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         assert_eq!(pool.apply(square, 7).unwrap(), 49);
         let rs: Vec<_> = (0..100u64)
             .map(|i| pool.apply_async(square, i).unwrap())
@@ -290,9 +282,7 @@ fn apply_async_get_timeout_and_callbacks() {
         let got: Vec<u64> = rs.into_iter().map(|r| r.get().unwrap()).collect();
         assert_eq!(got, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
 
-        let r = pool
-            .apply_async(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), 400)
-            .unwrap();
+        let r = pool.apply_async(sleep_ms, 400).unwrap();
         assert!(!r.ready());
         assert_eq!(r.successful(), None);
         let t0 = Instant::now();
@@ -332,8 +322,7 @@ fn apply_async_get_timeout_and_callbacks() {
 
 #[test]
 fn close_join_and_use_after_close() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let pids = pool.pids();
         assert_eq!(pids.len(), 2);
         assert_eq!(pool.join(), Err(PoolError::StillRunning));
@@ -355,18 +344,9 @@ fn close_join_and_use_after_close() {
 
 #[test]
 fn terminate_cancels_pending_results() {
-    watchdog(60, || {
-        let pool = Pool::new(1).unwrap();
+    with_pool(60, 1, |pool| {
         let pids = pool.pids();
-        let rs: Vec<_> = (0..4)
-            .map(|_| {
-                pool.apply_async(
-                    |ms: u64| std::thread::sleep(Duration::from_millis(ms)),
-                    5000,
-                )
-                .unwrap()
-            })
-            .collect();
+        let rs = sleepers(&pool, 4, 5000);
         std::thread::sleep(Duration::from_millis(100));
         pool.terminate();
         for r in rs {
@@ -519,8 +499,7 @@ fn build_validates_arguments() {
 
 #[test]
 fn large_arguments_and_results() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let big: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 3 << 20]).collect();
         let sums = pool
             .map(
@@ -537,17 +516,8 @@ fn large_arguments_and_results() {
 
 #[test]
 fn cancel_resolves_everything_and_pool_stays_usable() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
-        let rs: Vec<_> = (0..6)
-            .map(|_| {
-                pool.apply_async(
-                    |ms: u64| std::thread::sleep(Duration::from_millis(ms)),
-                    10_000,
-                )
-                .unwrap()
-            })
-            .collect();
+    with_pool(60, 2, |pool| {
+        let rs = sleepers(&pool, 6, 10_000);
         std::thread::sleep(Duration::from_millis(200));
         let t0 = Instant::now();
         pool.cancel();
@@ -596,8 +566,7 @@ fn stubborn(ms: u64) -> u64 {
 
 #[test]
 fn terminate_escalates_to_sigkill() {
-    watchdog(60, || {
-        let pool = Pool::new(1).unwrap();
+    with_pool(60, 1, |pool| {
         let pids = pool.pids();
         let r = pool.apply_async(stubborn, 30_000).unwrap();
         std::thread::sleep(Duration::from_millis(200));
@@ -653,8 +622,7 @@ fn picky_arg(p: Picky) -> u32 {
 
 #[test]
 fn values_that_fail_to_serialize_are_encode_errors_with_their_reason() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         // A result the worker cannot serialize: an encode error of that task.
         let items: Vec<_> = pool.imap(picky_result, 0..4u32).unwrap().collect();
         assert_eq!(items[0].as_ref().unwrap().0, 0);

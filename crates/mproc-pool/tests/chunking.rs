@@ -8,8 +8,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{alive, watchdog};
-use mproc_pool::{Pool, PoolError, TaskError};
+use common::{alive, sorted_values, values, with_pool};
+use mproc_pool::{PoolError, TaskError};
 
 /// Items below 2000 are slow (they sleep, so the test does not depend on
 /// CPU time); the others are instant.
@@ -49,8 +49,7 @@ fn slow_plus_one(x: u32) -> u32 {
 
 #[test]
 fn a_range_map_is_split_while_it_runs() {
-    watchdog(120, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(120, 2, |pool| {
         // `map` gives each worker half of the range; the second half is
         // instant, so its worker goes idle and takes over part of the
         // first half (at least 100 ms of sleeping) from the other.
@@ -71,31 +70,20 @@ fn a_range_map_is_split_while_it_runs() {
 
 #[test]
 fn imap_over_a_range_cuts_its_first_chunks() {
-    watchdog(120, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(120, 2, |pool| {
         // Unmeasured: the first chunks are cut by the workers after their
         // time budget and the rest is queued again (a quarter of the range
         // each when unordered; ordered, from the front of the order).
-        let got: Vec<u32> = pool
-            .imap(slow_plus_one, 0..600u32)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let got = values(pool.imap(slow_plus_one, 0..600u32).unwrap());
         assert_eq!(got, (1..601).collect::<Vec<_>>());
-        let mut unordered: Vec<u32> = pool
-            .imap_unordered(slow_plus_one, 0..=599u32)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        unordered.sort_unstable();
+        let unordered = sorted_values(pool.imap_unordered(slow_plus_one, 0..=599u32).unwrap());
         assert_eq!(unordered, (1..601).collect::<Vec<_>>());
     });
 }
 
 #[test]
 fn a_panic_in_a_split_range_fails_only_that_item() {
-    watchdog(120, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(120, 2, |pool| {
         match pool.map(lopsided_panics_at_1500, 0..4000u64) {
             Err(PoolError::Task {
                 index: 1500,
@@ -119,8 +107,7 @@ fn a_panic_in_a_split_range_fails_only_that_item() {
 
 #[test]
 fn a_worker_dying_in_a_split_range_loses_only_its_item() {
-    watchdog(120, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(120, 2, |pool| {
         match pool.map(lopsided_aborts_at_1500, 0..4000u64) {
             Err(PoolError::Task {
                 index: 1500,
@@ -147,8 +134,7 @@ fn a_worker_dying_in_a_split_range_loses_only_its_item() {
 
 #[test]
 fn a_worker_killed_among_tiny_range_items_loses_at_most_one() {
-    watchdog(120, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(120, 2, |pool| {
         // Tiny items run in blocks tracked as a whole; a worker killed in
         // one has the block run again item by item, so at most the one
         // item known to be running is lost.
@@ -178,8 +164,7 @@ fn a_worker_killed_among_tiny_range_items_loses_at_most_one() {
 
 #[test]
 fn encoded_items_are_split_while_running_too() {
-    watchdog(120, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(120, 2, |pool| {
         // Measured fast: the 16 items go in chunks of 4, two per worker.
         let _ = pool.map(nap, vec![(0, 0)]).unwrap();
         // The first chunk is slow (4 x 40 ms), the others instant: the

@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{alive, watchdog};
+use common::{alive, watchdog, with_pool};
 use mproc_pool::{ExitStatus, Pool, TaskError};
 
 fn marker(tag: &str) -> PathBuf {
@@ -40,8 +40,7 @@ fn wait_for_pid(path: &PathBuf) -> i32 {
 
 #[test]
 fn sigkill_mid_task_fails_only_that_task() {
-    watchdog(90, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(90, 2, |pool| {
         let before = pool.pids();
         let path = marker("one");
         let _ = std::fs::remove_file(&path);
@@ -97,8 +96,7 @@ fn sigkill_mid_task_fails_only_that_task() {
 
 #[test]
 fn apply_async_on_a_killed_worker_resolves() {
-    watchdog(60, || {
-        let pool = Pool::new(1).unwrap();
+    with_pool(60, 1, |pool| {
         let path = marker("apply");
         let _ = std::fs::remove_file(&path);
         let r = pool
@@ -123,8 +121,7 @@ fn tick(x: u64) -> u64 {
 
 #[test]
 fn repeated_kills_during_a_long_imap_never_hang() {
-    watchdog(120, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(120, 2, |pool| {
         let n = 3000u64;
         let pids_seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -175,8 +172,7 @@ fn repeated_kills_during_a_long_imap_never_hang() {
 
 #[test]
 fn abort_in_a_task_is_worker_lost_with_sigabrt() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let r: Vec<_> = pool
             .imap(
                 |x: u32| if x == 2 { std::process::abort() } else { x },
@@ -201,8 +197,7 @@ fn abort_in_a_task_is_worker_lost_with_sigabrt() {
 /// sent to it runs elsewhere.
 #[test]
 fn a_worker_killed_before_any_work_is_replaced() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let before = pool.pids();
         assert_eq!(before.len(), 2);
         // SAFETY: kill(2) on a pid our pool started and has not reaped.
@@ -232,8 +227,7 @@ fn a_worker_killed_before_any_work_is_replaced() {
 
 #[test]
 fn dropping_a_pool_leaves_no_workers() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let pids = pool.pids();
         assert_eq!(pool.map(|x: u8| x, 0..10u8).unwrap().len(), 10);
         drop(pool);
@@ -336,8 +330,7 @@ fn check_only_victim_lost(r: &[Result<u64, TaskError>]) {
 
 #[test]
 fn a_tiny_item_that_kills_its_worker_is_the_only_one_lost() {
-    watchdog(120, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(120, 2, |pool| {
         // Teach the pool that the function is tiny (large chunks).
         assert_eq!(pool.map(tiny_or_abort, 0..200_000u64).unwrap()[7], 21);
         let r: Vec<_> = pool.imap(tiny_or_abort, 0..1_000_000u64).unwrap().collect();

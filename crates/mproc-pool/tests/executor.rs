@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::watchdog;
+use common::{watchdog, with_executor};
 use mproc_pool::{
     AsFuture, FutureError, ProcessPoolExecutor, ReturnWhen, TaskError, as_completed,
     as_completed_timeout, wait, wait_timeout,
@@ -58,8 +58,7 @@ fn wait_running<R>(f: &mproc_pool::Future<R>) {
 
 #[test]
 fn results_equal_serial() {
-    watchdog(60, || {
-        let ex = ProcessPoolExecutor::new(2).unwrap();
+    with_executor(60, 2, |ex| {
         let futs: Vec<_> = (0..200u64).map(|x| ex.submit(square, x).unwrap()).collect();
         let got: Vec<u64> = futs.iter().map(|f| f.result().unwrap()).collect();
         let want: Vec<u64> = (0..200u64).map(square).collect();
@@ -84,8 +83,7 @@ fn results_equal_serial() {
 
 #[test]
 fn result_timeout_then_value() {
-    watchdog(60, || {
-        let ex = ProcessPoolExecutor::new(1).unwrap();
+    with_executor(60, 1, |ex| {
         let f = ex.submit(sleep_ms, 800).unwrap();
         let t0 = Instant::now();
         assert_eq!(
@@ -107,8 +105,7 @@ fn result_timeout_then_value() {
 
 #[test]
 fn map_timeout_raises_after_the_deadline() {
-    watchdog(60, || {
-        let ex = ProcessPoolExecutor::new(2).unwrap();
+    with_executor(60, 2, |ex| {
         let t0 = Instant::now();
         let mut it = ex
             .map_timeout(sleep_ms, vec![0, 10, 1500, 0], Duration::from_millis(300))
@@ -123,8 +120,7 @@ fn map_timeout_raises_after_the_deadline() {
 
 #[test]
 fn as_completed_yields_all_in_completion_order() {
-    watchdog(60, || {
-        let ex = ProcessPoolExecutor::new(2).unwrap();
+    with_executor(60, 2, |ex| {
         let futs = vec![
             ex.submit(sleep_ms, 2000).unwrap(),
             ex.submit(sleep_ms, 0).unwrap(),
@@ -169,8 +165,7 @@ fn as_completed_yields_all_in_completion_order() {
 
 #[test]
 fn wait_first_completed() {
-    watchdog(60, || {
-        let ex = ProcessPoolExecutor::new(2).unwrap();
+    with_executor(60, 2, |ex| {
         let futs = vec![
             ex.submit(sleep_ms, 2000).unwrap(),
             ex.submit(sleep_ms, 0).unwrap(),
@@ -187,8 +182,7 @@ fn wait_first_completed() {
 
 #[test]
 fn wait_first_exception() {
-    watchdog(60, || {
-        let ex = ProcessPoolExecutor::new(2).unwrap();
+    with_executor(60, 2, |ex| {
         let slow = ex.submit(sleep_ms, 2000).unwrap();
         let bad = ex.submit(panics_on_3, 3).unwrap();
         let fine = ex.submit(panics_on_3, 4).unwrap();
@@ -206,8 +200,7 @@ fn wait_first_exception() {
 
 #[test]
 fn wait_all_completed_and_timeout() {
-    watchdog(60, || {
-        let ex = ProcessPoolExecutor::new(2).unwrap();
+    with_executor(60, 2, |ex| {
         let futs: Vec<_> = [0, 30, 60, 90]
             .into_iter()
             .map(|ms| ex.submit(sleep_ms, ms).unwrap())
@@ -236,8 +229,7 @@ fn wait_all_completed_and_timeout() {
 
 #[test]
 fn cancel_pending_but_not_running() {
-    watchdog(60, || {
-        let ex = ProcessPoolExecutor::new(1).unwrap();
+    with_executor(60, 1, |ex| {
         let long = ex.submit(sleep_ms, 700).unwrap();
         let rest: Vec<_> = (0..6).map(|i| ex.submit(sleep_ms, i).unwrap()).collect();
         wait_running(&long);
@@ -268,8 +260,7 @@ fn cancel_pending_but_not_running() {
 
 #[test]
 fn done_callbacks_run_once_with_the_outcome() {
-    watchdog(60, || {
-        let ex = ProcessPoolExecutor::new(1).unwrap();
+    with_executor(60, 1, |ex| {
         let hits = Arc::new(AtomicUsize::new(0));
         let f = ex.submit(sleep_ms, 200).unwrap();
         let h = hits.clone();
@@ -298,8 +289,7 @@ fn done_callbacks_run_once_with_the_outcome() {
 
 #[test]
 fn shutdown_without_waiting_cancels_pending() {
-    watchdog(60, || {
-        let ex = ProcessPoolExecutor::new(1).unwrap();
+    with_executor(60, 1, |ex| {
         let long = ex.submit(sleep_ms, 500).unwrap();
         let rest: Vec<_> = (0..6).map(|i| ex.submit(sleep_ms, i).unwrap()).collect();
         wait_running(&long);
@@ -324,8 +314,7 @@ fn shutdown_without_waiting_cancels_pending() {
 
 #[test]
 fn shutdown_waits_for_running_and_queued() {
-    watchdog(60, || {
-        let ex = ProcessPoolExecutor::new(2).unwrap();
+    with_executor(60, 2, |ex| {
         let futs: Vec<_> = (0..8)
             .map(|i| ex.submit(sleep_ms, 20 + i).unwrap())
             .collect();
@@ -340,8 +329,7 @@ fn shutdown_waits_for_running_and_queued() {
 
 #[test]
 fn a_panic_fails_only_its_future_with_the_message() {
-    watchdog(60, || {
-        let ex = ProcessPoolExecutor::new(2).unwrap();
+    with_executor(60, 2, |ex| {
         let futs: Vec<_> = (0..8u32)
             .map(|x| ex.submit(panics_on_3, x).unwrap())
             .collect();
@@ -361,8 +349,7 @@ fn a_panic_fails_only_its_future_with_the_message() {
 
 #[test]
 fn a_killed_worker_fails_only_its_future() {
-    watchdog(90, || {
-        let ex = ProcessPoolExecutor::new(2).unwrap();
+    with_executor(90, 2, |ex| {
         let before = ex.pids();
         let futs: Vec<_> = (0..40u32)
             .map(|x| ex.submit(killed_on_3, x).unwrap())

@@ -7,7 +7,7 @@ mod common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use common::watchdog;
+use common::{sorted_values, values, with_pool};
 use mproc_pool::{Pool, TaskError, TryImapError};
 
 fn square(x: u64) -> u64 {
@@ -91,19 +91,13 @@ fn still_works(pool: &Pool) {
         pool.map(square, (0..100u64).collect::<Vec<_>>()).unwrap(),
         want
     );
-    let got: Vec<u64> = pool
-        .imap(square, 0..100u64)
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(got, want);
+    assert_eq!(values(pool.imap(square, 0..100u64).unwrap()), want);
     assert_eq!(pool.apply(square, 7).unwrap(), 49);
 }
 
 #[test]
 fn imap_yields_the_results_before_a_panicking_input_then_its_panic() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let mut it = pool
             .imap_chunked(square, numbers_panicking_at(3, 10), 1)
             .unwrap();
@@ -118,8 +112,7 @@ fn imap_yields_the_results_before_a_panicking_input_then_its_panic() {
 
 #[test]
 fn imap_of_encoded_items_yields_the_results_before_a_panicking_input() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         for chunk in [1, 2, 5] {
             let mut it = pool
                 .imap_chunked(length, strings_panicking_at(3, 10), chunk)
@@ -136,8 +129,7 @@ fn imap_of_encoded_items_yields_the_results_before_a_panicking_input() {
 /// it are still run.
 #[test]
 fn adaptive_imap_keeps_every_result_before_a_panicking_input() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         for at in [0, 3, 2_500] {
             let mut it = pool.imap(square, numbers_panicking_at(at, 10_000)).unwrap();
             let (got, msg) = until_panic(&mut it);
@@ -151,15 +143,12 @@ fn adaptive_imap_keeps_every_result_before_a_panicking_input() {
 
 #[test]
 fn imap_unordered_yields_every_result_before_a_panicking_input() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let mut it = pool
             .imap_unordered(square, numbers_panicking_at(3, 10))
             .unwrap();
         let (got, msg) = until_panic(&mut it);
-        let mut got: Vec<u64> = got.into_iter().map(Result::unwrap).collect();
-        got.sort_unstable();
-        assert_eq!(got, [0, 1, 4]);
+        assert_eq!(sorted_values(got), [0, 1, 4]);
         assert_eq!(msg, "the input fails at 3");
         drop(it);
         still_works(&pool);
@@ -170,8 +159,7 @@ fn imap_unordered_yields_every_result_before_a_panicking_input() {
 /// the input's panic goes on from `map` (no value, no error).
 #[test]
 fn map_and_starmap_pass_a_panicking_input_on() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         assert_eq!(
             panic_of(|| pool.map(square, numbers_panicking_at(3, 10))),
             "the input fails at 3"
@@ -195,8 +183,7 @@ fn map_and_starmap_pass_a_panicking_input_on() {
 /// it and nothing is submitted.
 #[test]
 fn map_async_passes_a_panicking_input_on_at_once() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         assert_eq!(
             panic_of(|| pool.map_async(length, strings_panicking_at(3, 10))),
             "the input fails at 3"
@@ -208,8 +195,7 @@ fn map_async_passes_a_panicking_input_on_at_once() {
 /// A failing input ends the job: `close` then `join` do not wait for it.
 #[test]
 fn a_panicking_input_leaves_nothing_for_join_to_wait_for() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let mut it = pool
             .imap_chunked(square, numbers_panicking_at(3, 10), 1)
             .unwrap();
@@ -224,22 +210,15 @@ fn a_panicking_input_leaves_nothing_for_join_to_wait_for() {
 /// The input is still read lazily: an endless one works.
 #[test]
 fn imap_reads_an_endless_input_lazily() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
-        let got: Vec<u64> = pool
-            .imap(square, (0u64..).map(|x| x + 1))
-            .unwrap()
-            .take(5)
-            .map(Result::unwrap)
-            .collect();
+    with_pool(60, 2, |pool| {
+        let got = values(pool.imap(square, (0u64..).map(|x| x + 1)).unwrap().take(5));
         assert_eq!(got, [1, 4, 9, 16, 25]);
     });
 }
 
 #[test]
 fn try_imap_yields_the_results_before_an_err_then_it() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let want = [
             Ok(0),
             Ok(1),
@@ -279,8 +258,7 @@ fn try_imap_yields_the_results_before_an_err_then_it() {
 /// A failed task and a failed input each surface at their position.
 #[test]
 fn try_imap_tells_a_failed_task_from_a_failed_input() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let got: Vec<_> = pool
             .try_imap_chunked(fail_on_1, results_failing_at(3, 10), 1)
             .unwrap()
@@ -300,8 +278,7 @@ fn try_imap_tells_a_failed_task_from_a_failed_input() {
 
 #[test]
 fn try_imap_unordered_ends_with_the_input_error() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let mut got: Vec<_> = pool
             .try_imap_unordered(square, results_failing_at(3, 10))
             .unwrap()
@@ -310,16 +287,13 @@ fn try_imap_unordered_ends_with_the_input_error() {
             got.pop(),
             Some(Err(TryImapError::Input("no item 3".to_string())))
         );
-        let mut got: Vec<u64> = got.into_iter().map(Result::unwrap).collect();
-        got.sort_unstable();
-        assert_eq!(got, [0, 1, 4]);
+        assert_eq!(sorted_values(got), [0, 1, 4]);
     });
 }
 
 #[test]
 fn try_imap_with_a_timeout_and_an_input_without_errors() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let mut it = pool
             .try_imap(square, (0..5u64).map(Ok::<u64, std::io::Error>))
             .unwrap();
@@ -348,8 +322,7 @@ fn try_imap_with_a_timeout_and_an_input_without_errors() {
 /// A panicking input of `Result`s: the panic comes as with `imap`.
 #[test]
 fn try_imap_passes_a_panic_of_its_input_on_at_its_position() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let input = numbers_panicking_at(3, 10).map(Ok::<u64, String>);
         let mut it = pool.try_imap_chunked(square, input, 1).unwrap();
         let (got, msg) = until_panic(&mut it);

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::watchdog;
+use common::{watchdog, with_pool};
 use mproc_pool::Pool;
 use mproc_shm::SharedAtomicU64;
 
@@ -83,8 +83,7 @@ fn ordered_imap_over_a_vec_streams_from_the_start() {
 
 #[test]
 fn imap_len_counts_down_as_items_are_consumed() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         for ordered in [true, false] {
             let mut it = if ordered {
                 pool.imap(plus_one, 0..100u64).unwrap()
@@ -122,8 +121,7 @@ fn imap_len_counts_down_as_items_are_consumed() {
 
 #[test]
 fn imap_of_unknown_length_has_an_open_size_hint() {
-    watchdog(60, || {
-        let pool = Pool::new(2).unwrap();
+    with_pool(60, 2, |pool| {
         let mut it = pool
             .imap(plus_one, (0..10u64).filter(|x| x % 2 == 0))
             .unwrap();

@@ -49,7 +49,7 @@ use crate::sys;
 use crate::task::Task;
 
 use policy::Policy;
-pub(crate) use policy::{Cutting, DEPTH, Estimate};
+pub(crate) use policy::{Cutting, DEPTH, Estimate, unmeasured_chunk_size};
 
 /// How often a task may be re-run after its worker died under it (while
 /// running another item of the same batch).

@@ -32,6 +32,17 @@ const MAX_CHUNK: usize = 1 << 26;
 /// of for an idle worker (it costs a few messages).
 const MIN_SPLIT_NS: f64 = 100_000.0;
 
+/// The chunk size of a `map_async` whose function was not measured yet:
+/// CPython's rule, four chunks per worker, or 64 items for an input of
+/// unknown length. mproc-mpi's `map_async` follows it too.
+#[inline]
+pub(crate) fn unmeasured_chunk_size(remaining: Option<usize>, workers: usize) -> usize {
+    match remaining {
+        Some(n) => n.div_ceil(4 * workers.max(1)).max(1),
+        None => 64,
+    }
+}
+
 /// What was measured of a function.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Estimate {

@@ -451,28 +451,32 @@ pub use self::awaiting::FutureResult;
 #[cfg(feature = "tokio")]
 mod awaiting {
     use std::future::IntoFuture;
-    use std::os::fd::{AsFd, OwnedFd};
     use std::pin::Pin;
     use std::task::{Context, Poll};
 
-    use tokio::io::unix::AsyncFd;
-
     use super::{Future, FutureError};
+    use crate::ready::{Awaiting, Resolving};
+
+    impl<R> Resolving for Future<R> {
+        type Output = Result<R, FutureError>;
+        const FUTURE: &'static str = "FutureResult";
+
+        fn take_blocking(self) -> Self::Output {
+            self.into_result()
+        }
+    }
 
     /// What `future.await` runs: resolves to [`Future::into_result`]'s
     /// value without blocking a thread (the tokio runtime's reactor
     /// watches the future's doorbell). Dropping it drops the future; the
     /// task still runs (cancel it first to stop it).
     #[must_use = "futures do nothing unless awaited"]
-    pub struct FutureResult<R> {
-        future: Option<Future<R>>,
-        fd: Option<AsyncFd<OwnedFd>>,
-    }
+    pub struct FutureResult<R>(Awaiting<Future<R>>);
 
     impl<R> std::fmt::Debug for FutureResult<R> {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("FutureResult")
-                .field("future", &self.future)
+                .field("future", &self.0.value)
                 .finish_non_exhaustive()
         }
     }
@@ -484,10 +488,7 @@ mod awaiting {
         type IntoFuture = FutureResult<R>;
 
         fn into_future(self) -> Self::IntoFuture {
-            FutureResult {
-                future: Some(self),
-                fd: None,
-            }
+            FutureResult(Awaiting::new(self))
         }
     }
 
@@ -495,40 +496,7 @@ mod awaiting {
         type Output = Result<R, FutureError>;
 
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            let this = self.get_mut();
-            let done = |this: &mut Self| {
-                let f = this
-                    .future
-                    .take()
-                    .expect("FutureResult polled after completion");
-                Poll::Ready(f.into_result())
-            };
-            loop {
-                let f = this
-                    .future
-                    .as_ref()
-                    .expect("FutureResult polled after completion");
-                if f.done() {
-                    return done(this);
-                }
-                let fd = match &mut this.fd {
-                    Some(fd) => fd,
-                    slot => match mproc_shm::ready::reactor_fd(f.as_fd()) {
-                        Ok(fd) => slot.insert(fd),
-                        // No reactor: wait the blocking way.
-                        Err(_) => return done(this),
-                    },
-                };
-                match fd.poll_read_ready(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(mut guard)) => {
-                        if !f.done() {
-                            guard.clear_ready();
-                        }
-                    }
-                    Poll::Ready(Err(_)) => return done(this),
-                }
-            }
+            self.get_mut().0.poll(cx)
         }
     }
 }

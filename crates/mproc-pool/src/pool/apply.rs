@@ -7,7 +7,8 @@ use mproc_shm::codec_error::PostcardError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::Pool;
+use super::{Pool, fixed_chunksize};
+use crate::engine::unmeasured_chunk_size;
 use crate::error::{PoolError, TaskError};
 use crate::input::{Produced, producer};
 use crate::job::{ApplyJob, AsyncResult, Callback, MapJob, Sink, Slot, lock};
@@ -68,7 +69,7 @@ impl Pool {
 
     fn apply_inner<F, A, R>(
         &self,
-        f: F,
+        _f: F,
         args: A,
         cb: Option<Callback<R>>,
     ) -> Result<AsyncResult<R>, PoolError>
@@ -77,7 +78,6 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let _ = f;
         self.check_running()?;
         let entry = entry_of::<F, A, R>();
         let slot = Slot::new();
@@ -180,11 +180,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        let _ = f;
-        if chunksize == 0 {
-            return Err(PoolError::ZeroChunksize);
-        }
-        self.map_async_inner::<F, A, R, I, _>(iterable, Some(chunksize), |_| {})
+        self.map_async_inner(f, iterable, fixed_chunksize(chunksize)?, |_| {})
     }
 
     /// [`map_async`](Pool::map_async) with a callback run with the result on
@@ -205,12 +201,12 @@ impl Pool {
         I: IntoIterator<Item = A>,
         C: FnOnce(Result<&Vec<R>, &PoolError>) + Send + 'static,
     {
-        let _ = f;
-        self.map_async_inner::<F, A, R, I, C>(iterable, None, callback)
+        self.map_async_inner(f, iterable, None, callback)
     }
 
     fn map_async_inner<F, A, R, I, C>(
         &self,
+        _f: F,
         iterable: I,
         chunksize: Option<usize>,
         callback: C,
@@ -235,13 +231,10 @@ impl Pool {
             }));
         }
         let mut prod = producer::<A, I>(iterable);
-        let procs = self.processes();
         let size = match (chunksize, self.engine.estimate(entry), prod.remaining()) {
             (Some(c), _, _) => c,
             (None, Some(_), rem) => self.engine.chunk_size(entry, rem, false),
-            // CPython's default: four chunks per worker.
-            (None, None, Some(n)) => n.div_ceil(4 * procs).max(1),
-            (None, None, None) => 64,
+            (None, None, rem) => unmeasured_chunk_size(rem, self.processes()),
         };
         let mut next = 0;
         let mut tasks = Vec::new();

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::Pool;
+use super::{Pool, fixed_chunksize};
 use crate::error::PoolError;
 use crate::imap::{Imap, TryImap};
 use crate::input::{Producer, UntilErr, producer};
@@ -44,8 +44,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        let _ = f;
-        self.map_inner::<F, A, R, I>(iterable, None)
+        self.map_inner(f, iterable, None)
     }
 
     /// [`map`](Pool::map) with a fixed chunk size.
@@ -64,15 +63,12 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        let _ = f;
-        if chunksize == 0 {
-            return Err(PoolError::ZeroChunksize);
-        }
-        self.map_inner::<F, A, R, I>(iterable, Some(chunksize))
+        self.map_inner(f, iterable, fixed_chunksize(chunksize)?)
     }
 
     fn map_inner<F, A, R, I>(
         &self,
+        f: F,
         iterable: I,
         chunksize: Option<usize>,
     ) -> Result<Vec<R>, PoolError>
@@ -82,7 +78,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        let mut it = self.imap_inner::<F, A, R, I>(iterable, chunksize, true)?;
+        let mut it = self.imap_inner(f, iterable, chunksize, true)?;
         it.set_eager();
         let mut chunks = Vec::new();
         while let Some(c) = it.next_chunk(None).unwrap_or(None) {
@@ -140,8 +136,7 @@ impl Pool {
         A: 'p,
         I: 'p,
     {
-        let _ = f;
-        self.imap_inner::<F, A, R, I>(iterable, None, true)
+        self.imap_inner(f, iterable, None, true)
     }
 
     /// [`imap`](Pool::imap) with a fixed chunk size.
@@ -162,11 +157,7 @@ impl Pool {
         A: 'p,
         I: 'p,
     {
-        let _ = f;
-        if chunksize == 0 {
-            return Err(PoolError::ZeroChunksize);
-        }
-        self.imap_inner::<F, A, R, I>(iterable, Some(chunksize), true)
+        self.imap_inner(f, iterable, fixed_chunksize(chunksize)?, true)
     }
 
     /// Like [`imap`](Pool::imap), but yields results in the order they
@@ -188,8 +179,7 @@ impl Pool {
         A: 'p,
         I: 'p,
     {
-        let _ = f;
-        self.imap_inner::<F, A, R, I>(iterable, None, false)
+        self.imap_inner(f, iterable, None, false)
     }
 
     /// [`imap`](Pool::imap) over an input of `Result`s: the results of the
@@ -229,8 +219,7 @@ impl Pool {
         E: 'p,
         I: 'p,
     {
-        let _ = f;
-        self.try_imap_inner::<F, A, R, E, I>(iterable, None, true)
+        self.try_imap_inner(f, iterable, None, true)
     }
 
     /// [`try_imap`](Pool::try_imap) with a fixed chunk size.
@@ -252,11 +241,7 @@ impl Pool {
         E: 'p,
         I: 'p,
     {
-        let _ = f;
-        if chunksize == 0 {
-            return Err(PoolError::ZeroChunksize);
-        }
-        self.try_imap_inner::<F, A, R, E, I>(iterable, Some(chunksize), true)
+        self.try_imap_inner(f, iterable, fixed_chunksize(chunksize)?, true)
     }
 
     /// [`try_imap`](Pool::try_imap) yielding results in the order they
@@ -279,12 +264,12 @@ impl Pool {
         E: 'p,
         I: 'p,
     {
-        let _ = f;
-        self.try_imap_inner::<F, A, R, E, I>(iterable, None, false)
+        self.try_imap_inner(f, iterable, None, false)
     }
 
     fn try_imap_inner<'p, F, A, R, E, I>(
         &'p self,
+        f: F,
         iterable: I,
         chunksize: Option<usize>,
         ordered: bool,
@@ -304,12 +289,13 @@ impl Pool {
             error: error.clone(),
             failed: false,
         };
-        let inner = self.imap_inner::<F, A, R, _>(input, chunksize, ordered)?;
+        let inner = self.imap_inner(f, input, chunksize, ordered)?;
         Ok(TryImap { inner, error })
     }
 
     fn imap_inner<'p, F, A, R, I>(
         &'p self,
+        _f: F,
         iterable: I,
         chunksize: Option<usize>,
         ordered: bool,

@@ -201,6 +201,16 @@ impl Pool {
     }
 }
 
+/// The chunk size of a `*_chunked` call as the engine takes it (`None` is
+/// adaptive), or [`PoolError::ZeroChunksize`] for 0.
+#[inline]
+pub(crate) fn fixed_chunksize(chunksize: usize) -> Result<Option<usize>, PoolError> {
+    match chunksize {
+        0 => Err(PoolError::ZeroChunksize),
+        c => Ok(Some(c)),
+    }
+}
+
 impl Drop for Pool {
     fn drop(&mut self) {
         if let Some(slot) = self.sigint_slot {

@@ -1,18 +1,46 @@
-//! Shared helpers: run a test body under a watchdog.
+//! Shared helpers: run a test body under a watchdog (with a fresh pool or
+//! executor), see whether a worker still exists, collect what an `imap`
+//! yields.
+#![allow(dead_code, unused_imports)] // not every test binary uses each
 
+pub(crate) use mproc_testkit::pid_alive as alive;
 pub(crate) use mproc_testkit::watchdog_secs as watchdog;
 
-/// Whether a process exists and has not ended: not a zombie (`Z`), nor
-/// being reaped (`X`, seen for a moment while its parent reaps it).
-#[allow(dead_code)] // not every test binary uses it
-pub(crate) fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with(['Z', 'X']),
-        Err(_) => false,
-    }
+use mproc_pool::{Pool, ProcessPoolExecutor};
+
+/// Runs `body` under a watchdog of `secs` with a new pool of `processes`
+/// workers.
+pub(crate) fn with_pool<R: Send + 'static>(
+    secs: u64,
+    processes: usize,
+    body: impl FnOnce(Pool) -> R + Send + 'static,
+) -> R {
+    watchdog(secs, move || body(Pool::new(processes).unwrap()))
+}
+
+/// Runs `body` under a watchdog of `secs` with a new executor of
+/// `max_workers` workers.
+pub(crate) fn with_executor<R: Send + 'static>(
+    secs: u64,
+    max_workers: usize,
+    body: impl FnOnce(ProcessPoolExecutor) -> R + Send + 'static,
+) -> R {
+    watchdog(secs, move || {
+        body(ProcessPoolExecutor::new(max_workers).unwrap())
+    })
+}
+
+/// The values an `imap` (or any iterator of results) yields, in its order;
+/// panics at an error.
+pub(crate) fn values<R, E: std::fmt::Debug>(it: impl IntoIterator<Item = Result<R, E>>) -> Vec<R> {
+    it.into_iter().map(Result::unwrap).collect()
+}
+
+/// [`values`] sorted: for an unordered `imap`.
+pub(crate) fn sorted_values<R: Ord, E: std::fmt::Debug>(
+    it: impl IntoIterator<Item = Result<R, E>>,
+) -> Vec<R> {
+    let mut v = values(it);
+    v.sort_unstable();
+    v
 }

@@ -426,3 +426,12 @@ proptest! {
         prop_assert!(max_items.is_none_or(|m| n as u64 <= m));
     }
 }
+
+#[test]
+fn an_unmeasured_map_async_cuts_four_chunks_per_worker() {
+    assert_eq!(unmeasured_chunk_size(Some(100), 2), 13);
+    assert_eq!(unmeasured_chunk_size(Some(8), 2), 1);
+    assert_eq!(unmeasured_chunk_size(Some(0), 2), 1);
+    // An input of unknown length.
+    assert_eq!(unmeasured_chunk_size(None, 2), 64);
+}
