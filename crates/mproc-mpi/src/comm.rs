@@ -558,6 +558,12 @@ unsafe impl<C: Communicator> Send for Sched<C> {}
 /// for a core (with as many busy workers as cores, a waking rank 0 can wait
 /// for a scheduler time slice).
 pub(crate) const DEPTH: usize = 3;
+
+/// The largest task message sent with a plain `MPI_Send`: well under the
+/// eager limit of Open MPI's shared-memory and TCP transports (4 KiB and
+/// 64 KiB by default), so the send completes without the worker; at most
+/// [`DEPTH`] of them wait per worker, which the eager buffers hold.
+const EAGER: usize = 1024;
 /// How long the MPI thread polls after activity before it naps.
 const SPIN: Duration = Duration::from_micros(50);
 /// Its longest nap while work is out (a command wakes it at once). Short:
@@ -606,11 +612,20 @@ impl<C: Communicator> Sched<C> {
                 let id = self.next_id;
                 self.next_id += 1;
                 wire::set_id(&mut c.msg, id);
-                // Non-blocking: a large chunk for a busy worker must not stop
-                // this thread from taking the other workers' results.
                 let msg = std::mem::take(&mut c.msg);
-                self.sending
-                    .push(Sending::start(&self.comm, self.workers[i].rank, msg));
+                let rank = self.workers[i].rank;
+                if msg.len() <= EAGER {
+                    // Small: MPI copies it out at once (the eager protocol),
+                    // so a plain send returns without waiting for the
+                    // worker, and costs no request to test later.
+                    self.comm
+                        .process_at_rank(rank)
+                        .send_with_tag(&msg[..], wire::TAG_TASK);
+                } else {
+                    // Non-blocking: a large chunk for a busy worker must not
+                    // stop this thread from taking the other workers' results.
+                    self.sending.push(Sending::start(&self.comm, rank, msg));
+                }
                 self.workers[i].inflight += 1;
                 self.out.insert(
                     id,

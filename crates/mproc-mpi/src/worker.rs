@@ -5,7 +5,8 @@ use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::datatype::Equivalence;
+use mpi::point_to_point::{Destination, Source};
 use mpi::topology::{Communicator, Rank};
 use mproc_pool::Pool;
 use serde::Serialize;
@@ -203,6 +204,9 @@ const HOT: Duration = Duration::from_micros(50);
 /// How long an idle worker keeps polling (yielding between polls) before it
 /// starts to sleep.
 const SPIN: Duration = Duration::from_micros(200);
+/// The largest receive buffer a worker keeps between tasks (one large
+/// chunk must not pin its memory for the rest of the job).
+const KEEP_BUF: usize = 1 << 24;
 /// The longest sleep between polls of an idle worker.
 const MAX_NAP: Duration = Duration::from_millis(1);
 
@@ -234,10 +238,11 @@ pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
     };
     let peer = comm.process_at_rank(master);
     peer.send_with_tag(&wire::hello(&hello)[..], wire::TAG_HELLO);
+    let mut msg: Vec<u8> = Vec::new();
     let mut idle_since = Instant::now();
     let mut nap = Duration::from_micros(20);
     loop {
-        let Some(matched) = peer.immediate_matched_probe() else {
+        let Some((message, probed)) = peer.immediate_matched_probe() else {
             let idle = idle_since.elapsed();
             if idle < HOT {
                 std::hint::spin_loop();
@@ -249,7 +254,10 @@ pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
             }
             continue;
         };
-        let (msg, status) = matched.matched_receive_vec::<u8>();
+        // Into a buffer kept across messages: no allocation per task.
+        let len = usize::try_from(probed.count(u8::equivalent_datatype())).unwrap_or(0);
+        msg.resize(len, 0);
+        let status = message.matched_receive_into(&mut msg[..]);
         match status.tag() {
             wire::TAG_STOP => break,
             wire::TAG_ECHO => {
@@ -267,6 +275,9 @@ pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
                 peer.send_with_tag(&reply[..], wire::TAG_RESULT);
             }
             t => eprintln!("mproc-mpi: worker ignored a message with unknown tag {t}"),
+        }
+        if msg.capacity() > KEEP_BUF {
+            msg = Vec::new();
         }
         idle_since = Instant::now();
         nap = Duration::from_micros(20);
