@@ -852,14 +852,21 @@ fn a_consumer_that_cannot_hold_a_large_item_leaves_it_queued() {
     });
 }
 
+/// A queue a child of `role` put into and exited (within `limit`): the
+/// parent joins it first, so the child must be able to exit with its items
+/// unread.
+fn filled_by_child(role: &str, limit: Duration) -> Queue<Vec<u8>> {
+    let q: Queue<Vec<u8>> = Queue::new(0).unwrap();
+    run_child(role, &q, limit);
+    q
+}
+
 #[test]
 fn child_puts_100_mib_and_parent_joins_before_getting() {
     // Generous hang guards: a debug build on a loaded 2-CPU machine took
     // over 60 s to fill and write 100 MiB.
     watchdog(Duration::from_secs(300), || {
-        let q: Queue<Vec<u8>> = Queue::new(0).unwrap();
-        // Join first: the child must be able to exit with its item unread.
-        run_child("bigput", &q, Duration::from_secs(240));
+        let q = filled_by_child("bigput", Duration::from_secs(240));
         assert_eq!(q.qsize(), 1);
         let v = q.get().unwrap();
         assert_eq!(v.len(), 100 << 20);
@@ -870,8 +877,7 @@ fn child_puts_100_mib_and_parent_joins_before_getting() {
 #[test]
 fn child_puts_100_mib_in_many_items_and_parent_joins_before_getting() {
     watchdog(Duration::from_secs(120), || {
-        let q: Queue<Vec<u8>> = Queue::new(0).unwrap();
-        run_child("manyput", &q, Duration::from_secs(90));
+        let q = filled_by_child("manyput", Duration::from_secs(90));
         assert_eq!(q.qsize(), 400_330);
         for i in 0..400_000u32 {
             assert_eq!(q.get().unwrap(), i.to_le_bytes().repeat(4));
