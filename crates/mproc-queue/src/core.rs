@@ -460,7 +460,6 @@ impl Core {
 
     /// Puts an encoded item.
     pub(crate) fn put_bytes(&self, bytes: &[u8], deadline: Deadline) -> Result<(), PutFail> {
-        let ctl = self.ctl();
         if bytes.len() > self.inline_max() {
             return self.put_large(bytes, deadline);
         }
@@ -475,7 +474,7 @@ impl Core {
                 } {
                     // Read under the producer lock, which sleeping consumers
                     // register under: see `wait`.
-                    Ok(Push::Done) => Some(Ok(ctl.wait.not_empty.waiters())),
+                    Ok(Push::Done) => Some(Ok(self.ctl().wait.not_empty.waiters())),
                     Ok(Push::Full | Push::NoRoom) => None,
                     Err(c) => Some(Err(PutFail::Broken(c.into()))),
                 }
