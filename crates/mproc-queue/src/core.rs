@@ -500,23 +500,25 @@ impl Core {
         mut wants: impl FnMut() -> (usize, bool),
     ) -> Result<(), PutFail> {
         let ctl = self.ctl();
-        let gate = LogGate::new(deadline, &self.stalled, self.records());
+        let gate = &LogGate::new(deadline, &self.stalled, self.records());
+        // `move`: the closures hold `locked` and `wants` themselves, not a
+        // pointer to them (an indirection less on the single put's path).
         let r = block_on(
             &ctl.wait.not_full,
             deadline,
             self.spin_for_room(),
             || self.probe_room(),
-            || {
+            move || {
                 let g = self.lock_prod();
                 // Relaxed: the lock orders us after `close`, which holds it.
                 if ctl.wait.closed.load(Ordering::Relaxed) != 0 {
                     return Some(Err(PutFail::Closed));
                 }
-                locked(&gate, g)
+                locked(gate, g)
             },
-            || {
+            move || {
                 let (len, side_full) = wants();
-                self.prepare_put(len, side_full, &gate)
+                self.prepare_put(len, side_full, gate)
             },
         );
         self.after_put(r)
