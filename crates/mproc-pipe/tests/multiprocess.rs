@@ -40,6 +40,12 @@ impl Kid {
         }
     }
 
+    /// Waits for the child (see [`Kid::wait`]) and checks that it succeeded.
+    fn join(self) {
+        let st = self.wait();
+        assert!(st.success(), "{st:?}");
+    }
+
     fn kill(&mut self) {
         if let Some(c) = self.0.as_mut() {
             let _ = c.kill();
@@ -71,6 +77,14 @@ fn spawn(role: &str, conn: &Connection) -> Kid {
     let child = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();
     drop(fds);
     Kid(Some(child))
+}
+
+/// A duplex pipe whose other end went to a child started as `role` (this
+/// process keeps no copy of it).
+fn pipe_to_child(role: &str) -> (Connection, Kid) {
+    let (a, b) = pipe(true).unwrap();
+    let kid = spawn(role, &b);
+    (a, kid)
 }
 
 /// In a child: the connection handed over, or `None` when run by hand.
@@ -132,9 +146,7 @@ fn role_sleep() {
 #[test]
 fn echo_child_with_handles_and_shared_memory() {
     watchdog(60, || {
-        let (a, b) = pipe(true).unwrap();
-        let kid = spawn("role_echo", &b);
-        drop(b);
+        let (a, kid) = pipe_to_child("role_echo");
         let seg = Segment::anonymous(4096).unwrap();
         let (x, y) = pipe(true).unwrap();
         a.send((seg.try_clone().unwrap(), y)).unwrap();
@@ -151,17 +163,14 @@ fn echo_child_with_handles_and_shared_memory() {
             assert!(a.recv_bytes().unwrap() == m, "echo of {n} bytes");
         }
         drop(a);
-        let st = kid.wait();
-        assert!(st.success(), "{st:?}");
+        kid.join();
     });
 }
 
 #[test]
 fn child_dying_mid_message_is_an_error_not_a_hang() {
     watchdog(60, || {
-        let (a, b) = pipe(true).unwrap();
-        let kid = spawn("role_die_mid_message", &b);
-        drop(b);
+        let (a, kid) = pipe_to_child("role_die_mid_message");
         assert_eq!(a.recv_bytes().unwrap(), b"complete");
         assert!(matches!(a.recv_bytes(), Err(RecvError::Truncated)));
         let st = kid.wait();
@@ -172,9 +181,7 @@ fn child_dying_mid_message_is_an_error_not_a_hang() {
 #[test]
 fn child_killed_while_parent_waits_gives_eof() {
     watchdog(60, || {
-        let (a, b) = pipe(true).unwrap();
-        let mut kid = spawn("role_sleep", &b);
-        drop(b);
+        let (a, mut kid) = pipe_to_child("role_sleep");
         assert!(matches!(
             a.recv_bytes_timeout(Duration::from_millis(100)),
             Err(RecvTimeoutError::Timeout)
@@ -278,13 +285,10 @@ fn role_jittery_echo() {
 #[test]
 fn round_trips_with_random_pauses_lose_no_wake_up() {
     watchdog(120, || {
-        let (a, b) = pipe(true).unwrap();
-        let kid = spawn("role_jittery_echo", &b);
-        drop(b);
+        let (a, kid) = pipe_to_child("role_jittery_echo");
         ping_rounds(&a, 0x9e37_79b9_7f4a_7c15);
         drop(a);
-        let st = kid.wait();
-        assert!(st.success(), "{st:?}");
+        kid.join();
     });
 }
 
@@ -310,10 +314,8 @@ fn pinned_children_with_random_pauses_lose_no_wake_up() {
         let pinger = spawn("role_jittery_pinger", &a);
         let echo = spawn("role_jittery_echo", &b);
         drop((a, b));
-        let st = pinger.wait();
-        assert!(st.success(), "{st:?}");
-        let st = echo.wait();
-        assert!(st.success(), "{st:?}");
+        pinger.join();
+        echo.join();
     });
 }
 
@@ -334,9 +336,7 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn async_round_trips_with_a_child() {
     watchdog(120, || {
-        let (a, b) = pipe(true).unwrap();
-        let kid = spawn("role_jittery_echo", &b);
-        drop(b);
+        let (a, kid) = pipe_to_child("role_jittery_echo");
         let a = std::sync::Arc::new(a);
         runtime().block_on(async {
             let task = tokio::spawn({
@@ -353,7 +353,7 @@ fn async_round_trips_with_a_child() {
             assert_eq!(task.await.unwrap(), (7, String::from("typed")));
         });
         drop(a);
-        assert!(kid.wait().success());
+        kid.join();
     });
 }
 

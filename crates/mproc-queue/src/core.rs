@@ -460,23 +460,13 @@ impl Core {
 
     /// Puts an encoded item.
     pub(crate) fn put_bytes(&self, bytes: &[u8], deadline: Deadline) -> Result<(), PutFail> {
-        let ctl = self.ctl();
         if bytes.len() > self.inline_max() {
             return self.put_large(bytes, deadline);
         }
         let recs = self.records();
-        let gate = LogGate::new(deadline, &self.stalled, self.records());
-        let r = block_on(
-            &ctl.wait.not_full,
+        self.put_with(
             deadline,
-            self.spin_for_room(),
-            || self.probe_room(),
-            || {
-                let _g = self.lock_prod();
-                // Relaxed: the lock orders us after `close`, which holds it.
-                if ctl.wait.closed.load(Ordering::Relaxed) != 0 {
-                    return Some(Err(PutFail::Closed));
-                }
+            |gate, _g| {
                 let max = self.maxcount();
                 // SAFETY: we hold the producer lock; `bytes.len() <= cap / 4`.
                 match unsafe {
@@ -484,12 +474,52 @@ impl Core {
                 } {
                     // Read under the producer lock, which sleeping consumers
                     // register under: see `wait`.
-                    Ok(Push::Done) => Some(Ok(ctl.wait.not_empty.waiters())),
+                    Ok(Push::Done) => Some(Ok(self.ctl().wait.not_empty.waiters())),
                     Ok(Push::Full | Push::NoRoom) => None,
                     Err(c) => Some(Err(PutFail::Broken(c.into()))),
                 }
             },
-            || self.prepare_put(bytes.len(), false, &gate),
+            || (bytes.len(), false),
+        )
+    }
+
+    /// How every put waits and locks: until `deadline`, each attempt
+    /// (spinning, then sleeping on `not_full`) takes the producer lock,
+    /// fails on a closed queue, and hands the lock to `locked`, which
+    /// publishes and returns the `not_empty` waiters it read under the lock
+    /// (`None`: no room yet). Before each sleep, `wants` says the length of
+    /// the next record and whether the side channel was full (see
+    /// `prepare_put`). Then wakes the consumers.
+    ///
+    /// (Inlined: it is the single put's hot path.)
+    #[inline(always)]
+    fn put_with(
+        &self,
+        deadline: Deadline,
+        mut locked: impl FnMut(&LogGate<'_>, Guard<'_>) -> Option<Result<u32, PutFail>>,
+        mut wants: impl FnMut() -> (usize, bool),
+    ) -> Result<(), PutFail> {
+        let ctl = self.ctl();
+        let gate = &LogGate::new(deadline, &self.stalled, self.records());
+        // `move`: the closures hold `locked` and `wants` themselves, not a
+        // pointer to them (an indirection less on the single put's path).
+        let r = block_on(
+            &ctl.wait.not_full,
+            deadline,
+            self.spin_for_room(),
+            || self.probe_room(),
+            move || {
+                let g = self.lock_prod();
+                // Relaxed: the lock orders us after `close`, which holds it.
+                if ctl.wait.closed.load(Ordering::Relaxed) != 0 {
+                    return Some(Err(PutFail::Closed));
+                }
+                locked(gate, g)
+            },
+            move || {
+                let (len, side_full) = wants();
+                self.prepare_put(len, side_full, gate)
+            },
         );
         self.after_put(r)
     }

@@ -6,23 +6,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::layout::Ctl;
 use crate::overflow::{self, Overflow};
 use crate::records::Records;
-use crate::ring::{ProducerCache, Push, REC_INLINE, Ring, Take};
+use crate::ring::{Corrupted, ProducerCache, Push, REC_INLINE, Ring, Take};
 
-/// A heap ring of `cap` bytes (u64s keep it 8-aligned).
-struct HeapRing {
-    ctl: Box<Ctl>,
-    mem: Vec<u64>,
+/// A heap ring of `cap` bytes (u64s keep it 8-aligned); also the unit
+/// tests' ring.
+pub(crate) struct HeapRing {
+    pub(crate) ctl: Box<Ctl>,
+    pub(crate) mem: Vec<u64>,
 }
 
 impl HeapRing {
-    fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         Self {
             ctl: Ctl::new_boxed(),
             mem: vec![0; cap / 8],
         }
     }
 
-    fn ring(&mut self) -> Ring<'_> {
+    pub(crate) fn ring(&mut self) -> Ring<'_> {
         let cap = self.mem.len() * 8;
         // SAFETY: `mem` is a heap buffer of `cap` bytes, disjoint from `ctl`,
         // borrowed mutably for the ring's lifetime; cap is a multiple of 8 in range.
@@ -56,6 +57,56 @@ impl HeapRecords {
             // trimmed), 8-aligned, disjoint from `ctl` and the ring.
             ovf: unsafe { Overflow::new(&self.ctl, self.log.as_mut_ptr().cast(), log) },
         }
+    }
+}
+
+/// Runs `entry` on every file of the fuzz corpus `name` (in `fuzz/corpus`),
+/// and checks that there are at least `min` of them.
+#[cfg(test)]
+pub(crate) fn replay_corpus(name: &str, min: usize, entry: fn(&[u8])) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(name);
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).expect("corpus directory exists") {
+        let data = std::fs::read(e.expect("dir entry").path()).expect("readable corpus file");
+        entry(&data);
+        n += 1;
+    }
+    assert!(n >= min, "corpus has only {n} files");
+}
+
+/// Consumes records from arbitrary bytes until there is none or one is
+/// reported corrupted (`rounds` at most), by lock-free takes and locked
+/// peeks alternately: it must not panic, and no payload taken (peeked) may
+/// be larger than `take_max` (`peek_max`) bytes.
+///
+/// `take` is a lock-free take; `peek` a locked peek and its commit, which
+/// says whether the commit went through (`None`: nothing to peek, or
+/// corrupted).
+fn consume_arbitrary(
+    rounds: usize,
+    (take_max, peek_max): (usize, usize),
+    mut take: impl FnMut(&mut Vec<u8>) -> Result<Take, Corrupted>,
+    mut peek: impl FnMut(&mut Vec<u8>) -> Option<bool>,
+) {
+    let mut out = Vec::new();
+    for i in 0..rounds {
+        if i % 2 == 0 {
+            match take(&mut out) {
+                Ok(Take::Taken) => {
+                    assert!(out.len() <= take_max, "payload larger than the ring");
+                    continue;
+                }
+                Ok(Take::Locked) => {}
+                Ok(Take::Empty) | Err(_) => break,
+            }
+        }
+        let Some(committed) = peek(&mut out) else {
+            break;
+        };
+        assert!(out.len() <= peek_max, "payload larger than its store");
+        assert!(committed, "head moved by nobody");
     }
 }
 
@@ -102,29 +153,13 @@ fn records(first: u8, rest: &[u8]) {
             // SAFETY: single-threaded: nobody else touches the stores.
             let _ = unsafe { recs.ring.repair() };
         }
-        let mut out = Vec::new();
-        for i in 0..cap + log {
-            // Lock-free takes and locked peeks, alternately.
-            if i % 2 == 0 {
-                match recs.take(&mut out) {
-                    Ok(Take::Taken) => {
-                        assert!(out.len() <= cap, "payload larger than the ring");
-                        continue;
-                    }
-                    Ok(Take::Locked) => {}
-                    Ok(Take::Empty) | Err(_) => break,
-                }
-            }
+        consume_arbitrary(
+            cap + log,
+            (cap, cap.max(log)),
+            |out| recs.take(out),
             // SAFETY: single-threaded: nobody else touches the stores.
-            match unsafe { recs.peek(&mut out, true) } {
-                Ok(Some(t)) => {
-                    assert!(out.len() <= cap.max(log), "payload larger than its store");
-                    // SAFETY: as above.
-                    assert!(unsafe { recs.commit(t) }, "head moved by nobody");
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
+            |out| Some(unsafe { recs.commit(recs.peek(out, true).ok()??) }),
+        );
         let _ = recs.len();
         let _ = recs.has_room(8, 3, true, true);
         // SAFETY: as above.
@@ -233,28 +268,13 @@ pub(crate) fn queue_record(data: &[u8]) {
             // SAFETY: single-threaded: nobody else touches the ring.
             let _ = unsafe { ring.repair() };
         }
-        let mut out = Vec::new();
-        for i in 0..cap {
-            if i % 2 == 0 {
-                match ring.take(&mut out, || false) {
-                    Ok(Take::Taken) => {
-                        assert!(out.len() <= cap, "payload larger than the ring");
-                        continue;
-                    }
-                    Ok(Take::Locked) => {}
-                    Ok(Take::Empty) | Err(_) => break,
-                }
-            }
+        consume_arbitrary(
+            cap,
+            (cap, cap),
+            |out| ring.take(out, || false),
             // SAFETY: single-threaded: nobody else touches the ring.
-            match unsafe { ring.peek(&mut out, true) } {
-                Ok(Some(p)) => {
-                    assert!(out.len() <= cap, "payload larger than the ring");
-                    // SAFETY: as above.
-                    assert!(unsafe { ring.commit(p) }, "head moved by nobody");
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
+            |out| Some(unsafe { ring.commit(ring.peek(out, true).ok()??) }),
+        );
         // A push after arbitrary state must not panic either.
         // SAFETY: as above.
         let _ = unsafe { ring.try_push(REC_INLINE, b"x", u32::MAX, &caches_h[0]) };

@@ -14,7 +14,8 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,16 @@ struct Item {
 
 fn fill(p: u32, i: u32) -> u8 {
     (p.wrapping_mul(31).wrapping_add(i)) as u8
+}
+
+/// Panics if `it` is torn: its filler is not the one its producer wrote.
+fn check_item(it: &Item) {
+    assert!(
+        it.data.iter().all(|&b| b == fill(it.p, it.i)),
+        "torn item {}/{}",
+        it.p,
+        it.i
+    );
 }
 
 /// A small deterministic generator (xorshift) for children's sizes.
@@ -156,6 +167,15 @@ fn env_u64(k: &str) -> u64 {
     std::env::var(k).unwrap().parse().unwrap()
 }
 
+/// A test's round or kill count: `var` from the environment if set, else
+/// `default`.
+fn env_count(var: &str, default: u32) -> u32 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Waits for `child` until `deadline`; kills it (and fails) after that.
 fn wait_until(child: &mut Child, deadline: Instant) -> ExitStatus {
     loop {
@@ -174,6 +194,141 @@ fn wait_until(child: &mut Child, deadline: Instant) -> ExitStatus {
 fn kill_and_reap(child: &mut Child) -> ExitStatus {
     let _ = child.kill();
     child.wait().unwrap()
+}
+
+/// Waits for each of `kids` until `deadline` and checks that it succeeded.
+fn wait_all<'k>(kids: impl IntoIterator<Item = &'k mut Kid>, deadline: Instant, what: &str) {
+    for kid in kids {
+        let st = wait_until(kid, deadline);
+        assert!(st.success(), "{what} failed: {st:?}");
+    }
+}
+
+/// Runs a child of `role` on `handle` to its end (within `limit`) and checks
+/// that it succeeded.
+fn run_child<H: Serialize>(role: &str, handle: &H, limit: Duration) {
+    let mut child = spawn(role, handle, &[]);
+    wait_all([&mut child], Instant::now() + limit, "child");
+}
+
+/// Consumer processes of one role, each logging to a file of its own in a
+/// scratch directory (`c0`, `c1`, … in the order they started); killed ones
+/// are replaced by new ones.
+struct Consumers<'a, H> {
+    role: &'static str,
+    q: &'a H,
+    dir: &'a TempDir,
+    /// The running consumers, each with the index of its log.
+    kids: Vec<(Kid, usize)>,
+    /// Every consumer's log, and whether that consumer was killed.
+    logs: Vec<(PathBuf, bool)>,
+}
+
+impl<'a, H: Serialize> Consumers<'a, H> {
+    /// Starts `n` consumers of `role` on `q`.
+    fn start(role: &'static str, q: &'a H, dir: &'a TempDir, n: usize) -> Self {
+        let mut c = Self {
+            role,
+            q,
+            dir,
+            kids: Vec::new(),
+            logs: Vec::new(),
+        };
+        for _ in 0..n {
+            let kid = c.start_one();
+            c.kids.push(kid);
+        }
+        c
+    }
+
+    fn start_one(&mut self) -> (Kid, usize) {
+        let log = self.dir.join(format!("c{}", self.logs.len()));
+        let kid = spawn(self.role, self.q, &[("C_LOG", log.display().to_string())]);
+        self.logs.push((log, false));
+        (kid, self.logs.len() - 1)
+    }
+
+    /// `kills` times: picks a consumer at random, waits until it is getting
+    /// items (its log is not empty), SIGKILLs it at a random moment after
+    /// that, and starts another in its place.
+    fn kill_and_replace(&mut self, kills: u32, rng: &mut Rng, deadline: Instant) {
+        for _ in 0..kills {
+            let k = (rng.next() % self.kids.len() as u64) as usize;
+            let log = self.kids[k].1;
+            while std::fs::metadata(&self.logs[log].0).map_or(0, |m| m.len()) == 0 {
+                assert!(Instant::now() < deadline, "consumer never got an item");
+                thread::sleep(Duration::from_micros(200));
+            }
+            thread::sleep(Duration::from_micros(rng.next() % 3000));
+            let st = kill_and_reap(&mut self.kids[k].0);
+            assert_eq!(
+                st.signal(),
+                Some(libc::SIGKILL),
+                "consumer failed on its own: {st:?}"
+            );
+            self.logs[log].1 = true;
+            self.kids[k] = self.start_one();
+        }
+    }
+
+    /// Waits for the running consumers to finish, successfully, by `deadline`.
+    fn wait(&mut self, deadline: Instant) {
+        wait_all(
+            self.kids.iter_mut().map(|(kid, _)| kid),
+            deadline,
+            "consumer",
+        );
+    }
+}
+
+/// A thread of the parent that runs until told to stop.
+struct Background<T> {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<T>,
+}
+
+impl<T: Send + 'static> Background<T> {
+    /// Runs `f` on a new thread with the flag it must stop at.
+    fn start(f: impl FnOnce(&AtomicBool) -> T + Send + 'static) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        Self {
+            stop,
+            thread: thread::spawn(move || f(&flag)),
+        }
+    }
+
+    /// Raises the flag and returns what the thread returned.
+    fn stop(self) -> T {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
+
+impl Background<u32> {
+    /// Calls `step(0)`, `step(1)`, … until stopped; [`stop`](Self::stop)
+    /// returns how many steps ran.
+    fn count(mut step: impl FnMut(u32) + Send + 'static) -> Self {
+        Self::start(move |stop| {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                step(n);
+                n += 1;
+            }
+            n
+        })
+    }
+}
+
+/// The fixed-size records of a child's log (none if it never wrote one).
+fn read_log<const N: usize>(path: &Path) -> Vec<[u8; N]> {
+    let b = std::fs::read(path).unwrap_or_default();
+    b.chunks_exact(N).map(|c| c.try_into().unwrap()).collect()
+}
+
+/// The little-endian `u32` at the start of `b`.
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b[..4].try_into().unwrap())
 }
 
 /// The entry point of every child; does nothing in a normal test run.
@@ -310,12 +465,7 @@ fn consumer() {
     loop {
         match q.get() {
             Ok(it) => {
-                assert!(
-                    it.data.iter().all(|&b| b == fill(it.p, it.i)),
-                    "torn item {}/{}",
-                    it.p,
-                    it.i
-                );
+                check_item(&it);
                 let mut rec = [0u8; 8];
                 rec[..4].copy_from_slice(&it.p.to_le_bytes());
                 rec[4..].copy_from_slice(&it.i.to_le_bytes());
@@ -329,22 +479,14 @@ fn consumer() {
 
 /// Reads a consumer log: the (producer, index) pairs in the order received.
 fn read_pairs(path: &Path) -> Vec<(u32, u32)> {
-    let b = std::fs::read(path).unwrap_or_default();
-    b.chunks_exact(8)
-        .map(|c| {
-            (
-                u32::from_le_bytes(c[..4].try_into().unwrap()),
-                u32::from_le_bytes(c[4..].try_into().unwrap()),
-            )
-        })
+    read_log::<8>(path)
+        .iter()
+        .map(|r| (le_u32(r), le_u32(&r[4..])))
         .collect()
 }
 
 fn read_acks(path: &Path) -> Vec<u32> {
-    let b = std::fs::read(path).unwrap_or_default();
-    b.chunks_exact(4)
-        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
+    read_log::<4>(path).iter().map(|r| le_u32(r)).collect()
 }
 
 /// Every (producer, index) received at most once, and each consumer saw
@@ -375,15 +517,7 @@ fn run_mpmc(np: usize, nc: usize, count: u32, maxlen: u64, maxsize: usize, cap: 
         .unwrap();
     let dir = temp_dir("mpmc");
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut consumers: Vec<Kid> = (0..nc)
-        .map(|c| {
-            spawn(
-                "consumer",
-                &q,
-                &[("C_LOG", dir.join(format!("c{c}")).display().to_string())],
-            )
-        })
-        .collect();
+    let mut consumers = Consumers::start("consumer", &q, &dir, nc);
     let mut producers: Vec<Kid> = (0..np)
         .map(|p| {
             let env = [
@@ -395,18 +529,10 @@ fn run_mpmc(np: usize, nc: usize, count: u32, maxlen: u64, maxsize: usize, cap: 
             spawn("producer", &q, &env)
         })
         .collect();
-    for p in &mut producers {
-        let st = wait_until(p, deadline);
-        assert!(st.success(), "producer failed: {st:?}");
-    }
+    wait_all(&mut producers, deadline, "producer");
     q.close();
-    for c in &mut consumers {
-        let st = wait_until(c, deadline);
-        assert!(st.success(), "consumer failed: {st:?}");
-    }
-    let logs: Vec<_> = (0..nc)
-        .map(|c| read_pairs(&dir.join(format!("c{c}"))))
-        .collect();
+    consumers.wait(deadline);
+    let logs: Vec<_> = consumers.logs.iter().map(|(l, _)| read_pairs(l)).collect();
     let got = check_fifo_no_dup(&logs);
     let want: BTreeSet<(u32, u32)> = (0..np as u32)
         .flat_map(|p| (0..count).map(move |i| (p, i)))
@@ -441,10 +567,7 @@ proptest! {
 
 #[test]
 fn crash_rounds_keep_the_queue_usable_and_lose_nothing_acknowledged() {
-    let rounds: u32 = std::env::var("MPQ_CRASH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(250);
+    let rounds: u32 = env_count("MPQ_CRASH_ROUNDS", 250);
     watchdog(Duration::from_secs(240), move || crash_rounds(rounds));
 }
 
@@ -452,12 +575,7 @@ fn drain_into(q: &Queue<Item>, mine: &mut Vec<(u32, u32)>) {
     loop {
         match q.try_get() {
             Ok(it) => {
-                assert!(
-                    it.data.iter().all(|&b| b == fill(it.p, it.i)),
-                    "torn item {}/{}",
-                    it.p,
-                    it.i
-                );
+                check_item(&it);
                 mine.push((it.p, it.i));
             }
             Err(mproc_queue::TryGetError::Empty) => return,
@@ -631,10 +749,7 @@ fn copier() {
 
 #[test]
 fn killed_consumers_lose_at_most_the_item_being_copied() {
-    let kills: u32 = std::env::var("MPQ_COPY_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+    let kills: u32 = env_count("MPQ_COPY_KILLS", 60);
     watchdog(Duration::from_secs(240), move || {
         kill_consumers_mid_get(kills)
     });
@@ -653,49 +768,19 @@ fn kill_consumers_mid_get(kills: u32) {
         .build()
         .unwrap();
     let dir = temp_dir("copy");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let producer = {
-        let (q, stop) = (q.clone(), stop.clone());
-        thread::spawn(move || {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                q.put(copy_item(n)).unwrap();
-                n += 1;
-            }
-            n
-        })
+        let q = q.clone();
+        Background::count(move |n| q.put(copy_item(n.into())).unwrap())
     };
-    let mut logs = Vec::new();
-    let start = |logs: &mut Vec<PathBuf>| {
-        let log = dir.join(format!("c{}", logs.len()));
-        let kid = spawn("copier", &q, &[("C_LOG", log.display().to_string())]);
-        logs.push(log.clone());
-        (kid, log)
-    };
-    let mut consumers: Vec<(Kid, PathBuf)> = (0..2).map(|_| start(&mut logs)).collect();
+    let mut consumers = Consumers::start("copier", &q, &dir, 2);
     let mut rng = Rng(0xc0_ffee_1234);
     let deadline = Instant::now() + Duration::from_secs(180);
-    for _ in 0..kills {
-        let k = (rng.next() % consumers.len() as u64) as usize;
-        // Kill it only once it is getting items, at a random moment.
-        while std::fs::metadata(&consumers[k].1).map_or(0, |m| m.len()) == 0 {
-            assert!(Instant::now() < deadline, "consumer never got an item");
-            thread::sleep(Duration::from_micros(200));
-        }
-        thread::sleep(Duration::from_micros(rng.next() % 3000));
-        let st = kill_and_reap(&mut consumers[k].0);
-        assert!(
-            st.signal() == Some(libc::SIGKILL),
-            "consumer failed on its own: {st:?}"
-        );
-        consumers[k] = start(&mut logs);
-    }
-    stop.store(true, Ordering::Relaxed);
-    let count = producer.join().unwrap();
+    consumers.kill_and_replace(kills, &mut rng, deadline);
+    let count = u64::from(producer.stop());
     // The parent helps drain. One empty item per survivor, and one for the
     // parent, says stop: it comes after every item, so whoever gets one
     // finds every item before it claimed.
-    for _ in 0..=consumers.len() {
+    for _ in 0..=consumers.kids.len() {
         q.put(Vec::new()).unwrap();
     }
     let mut mine = Vec::new();
@@ -706,17 +791,13 @@ fn kill_consumers_mid_get(kills: u32) {
         }
         mine.push(check_copy_item(&v));
     }
-    for (kid, _) in &mut consumers {
-        let st = wait_until(kid, deadline);
-        assert!(st.success(), "consumer failed: {st:?}");
-    }
+    consumers.wait(deadline);
     let mut got = BTreeSet::new();
-    let logged = logs.iter().flat_map(|l| {
-        let b = std::fs::read(l).unwrap();
-        b.chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-            .collect::<Vec<_>>()
-    });
+    let logged = consumers
+        .logs
+        .iter()
+        .flat_map(|(l, _)| read_log::<8>(l))
+        .map(u64::from_le_bytes);
     for i in logged.chain(mine) {
         assert!(i < count, "item {i} received but only {count} were put");
         assert!(got.insert(i), "item {i} received twice");
@@ -771,16 +852,21 @@ fn a_consumer_that_cannot_hold_a_large_item_leaves_it_queued() {
     });
 }
 
+/// A queue a child of `role` put into and exited (within `limit`): the
+/// parent joins it first, so the child must be able to exit with its items
+/// unread.
+fn filled_by_child(role: &str, limit: Duration) -> Queue<Vec<u8>> {
+    let q: Queue<Vec<u8>> = Queue::new(0).unwrap();
+    run_child(role, &q, limit);
+    q
+}
+
 #[test]
 fn child_puts_100_mib_and_parent_joins_before_getting() {
     // Generous hang guards: a debug build on a loaded 2-CPU machine took
     // over 60 s to fill and write 100 MiB.
     watchdog(Duration::from_secs(300), || {
-        let q: Queue<Vec<u8>> = Queue::new(0).unwrap();
-        let mut child = spawn("bigput", &q, &[]);
-        // Join first: the child must be able to exit with its item unread.
-        let st = wait_until(&mut child, Instant::now() + Duration::from_secs(240));
-        assert!(st.success(), "child failed: {st:?}");
+        let q = filled_by_child("bigput", Duration::from_secs(240));
         assert_eq!(q.qsize(), 1);
         let v = q.get().unwrap();
         assert_eq!(v.len(), 100 << 20);
@@ -791,10 +877,7 @@ fn child_puts_100_mib_and_parent_joins_before_getting() {
 #[test]
 fn child_puts_100_mib_in_many_items_and_parent_joins_before_getting() {
     watchdog(Duration::from_secs(120), || {
-        let q: Queue<Vec<u8>> = Queue::new(0).unwrap();
-        let mut child = spawn("manyput", &q, &[]);
-        let st = wait_until(&mut child, Instant::now() + Duration::from_secs(90));
-        assert!(st.success(), "child failed: {st:?}");
+        let q = filled_by_child("manyput", Duration::from_secs(90));
         assert_eq!(q.qsize(), 400_330);
         for i in 0..400_000u32 {
             assert_eq!(q.get().unwrap(), i.to_le_bytes().repeat(4));
@@ -817,10 +900,11 @@ fn joinable_queue_across_processes() {
         q.join_timeout(Duration::from_secs(30)).unwrap();
         assert_eq!(q.unfinished_tasks(), 0);
         q.close();
-        for w in &mut workers {
-            let st = wait_until(w, Instant::now() + Duration::from_secs(30));
-            assert!(st.success(), "worker failed: {st:?}");
-        }
+        wait_all(
+            &mut workers,
+            Instant::now() + Duration::from_secs(30),
+            "worker",
+        );
     });
 }
 
@@ -881,7 +965,7 @@ fn lease_item(i: u32) -> Vec<u8> {
 }
 
 fn check_lease_item(v: &[u8]) -> u32 {
-    let i = u32::from_le_bytes(v[..4].try_into().unwrap());
+    let i = le_u32(v);
     assert_eq!(v, &lease_item(i)[..], "item {i} torn");
     i
 }
@@ -920,10 +1004,7 @@ fn leaser() {
 
 #[test]
 fn lease_crash_rounds_lose_nothing_and_redeliver_only_what_killed_consumers_held() {
-    let kills: u32 = std::env::var("MPQ_LEASE_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
+    let kills: u32 = env_count("MPQ_LEASE_KILLS", 40);
     watchdog(Duration::from_secs(240), move || lease_crash_rounds(kills));
 }
 
@@ -941,60 +1022,23 @@ fn lease_crash_rounds(kills: u32) {
         .build()
         .unwrap();
     let dir = temp_dir("lease");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let producer = {
-        let (q, stop) = (q.clone(), stop.clone());
-        thread::spawn(move || {
-            let mut n = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                // Acknowledged once `put` returns.
-                q.put(lease_item(n)).unwrap();
-                n += 1;
-            }
-            n
-        })
+        let q = q.clone();
+        // Acknowledged once `put` returns.
+        Background::count(move |n| q.put(lease_item(n)).unwrap())
     };
-    let mut logs: Vec<(PathBuf, bool)> = Vec::new();
-    let start = |logs: &mut Vec<(PathBuf, bool)>| {
-        let log = dir.join(format!("c{}", logs.len()));
-        let kid = spawn("leaser", &q, &[("C_LOG", log.display().to_string())]);
-        logs.push((log, false));
-        (kid, logs.len() - 1)
-    };
-    let mut consumers: Vec<(Kid, usize)> = (0..3).map(|_| start(&mut logs)).collect();
+    let mut consumers = Consumers::start("leaser", &q, &dir, 3);
     let mut rng = Rng(0x1ea5_e5ee_d000);
     let deadline = Instant::now() + Duration::from_secs(180);
-    for _ in 0..kills {
-        let k = (rng.next() % consumers.len() as u64) as usize;
-        let log = logs[consumers[k].1].0.clone();
-        while std::fs::metadata(&log).map_or(0, |m| m.len()) == 0 {
-            assert!(Instant::now() < deadline, "consumer never got an item");
-            thread::sleep(Duration::from_micros(200));
-        }
-        thread::sleep(Duration::from_micros(rng.next() % 3000));
-        let st = kill_and_reap(&mut consumers[k].0);
-        assert_eq!(
-            st.signal(),
-            Some(libc::SIGKILL),
-            "consumer failed on its own: {st:?}"
-        );
-        logs[consumers[k].1].1 = true;
-        consumers[k] = start(&mut logs);
-    }
-    stop.store(true, Ordering::Relaxed);
-    let count = producer.join().unwrap();
+    consumers.kill_and_replace(kills, &mut rng, deadline);
+    let count = producer.stop();
     q.close();
-    for (kid, _) in &mut consumers {
-        let st = wait_until(kid, deadline);
-        assert!(st.success(), "consumer failed: {st:?}");
-    }
+    consumers.wait(deadline);
     // Per item: (delivery count, acked, by a killed consumer) of each record.
     let mut seen: BTreeMap<u32, Vec<(u32, bool, bool)>> = BTreeMap::new();
-    for (log, killed) in &logs {
-        let b = std::fs::read(log).unwrap();
-        for r in b.chunks_exact(9) {
-            let i = u32::from_le_bytes(r[..4].try_into().unwrap());
-            let n = u32::from_le_bytes(r[4..8].try_into().unwrap());
+    for (log, killed) in &consumers.logs {
+        for r in read_log::<9>(log) {
+            let (i, n) = (le_u32(&r), le_u32(&r[4..]));
             assert!(i < count, "item {i} leased but only {count} were put");
             seen.entry(i).or_default().push((n, r[8] == 1, *killed));
         }
@@ -1107,10 +1151,7 @@ fn batcher() {
 
 #[test]
 fn batch_crash_rounds_leave_whole_prefixes_and_lose_nothing_acknowledged() {
-    let rounds: u32 = std::env::var("MPQ_BATCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
+    let rounds: u32 = env_count("MPQ_BATCH_ROUNDS", 40);
     watchdog(Duration::from_secs(240), move || batch_crash_rounds(rounds));
 }
 
@@ -1131,10 +1172,9 @@ fn batch_crash_rounds(rounds: u32) {
             .capacity(2048)
             .build()
             .unwrap();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let consumer = {
-            let (q, stop) = (q.clone(), stop.clone());
-            thread::spawn(move || {
+            let q = q.clone();
+            Background::start(move |stop| {
                 let mut got: BTreeMap<u32, u32> = BTreeMap::new();
                 let mut v = Vec::new();
                 loop {
@@ -1146,12 +1186,7 @@ fn batch_crash_rounds(rounds: u32) {
                         Err(e) => panic!("get_many failed: {e}"),
                     }
                     for it in &v {
-                        assert!(
-                            it.data.iter().all(|&b| b == fill(it.p, it.i)),
-                            "torn item {}/{}",
-                            it.p,
-                            it.i
-                        );
+                        check_item(it);
                         let next = got.entry(it.p).or_insert(0);
                         assert_eq!(it.i, *next, "producer {}: gap or reorder", it.p);
                         *next += 1;
@@ -1183,8 +1218,7 @@ fn batch_crash_rounds(rounds: u32) {
             );
             thread::sleep(Duration::from_micros(rng.next() % 3000));
         }
-        stop.store(true, Ordering::SeqCst);
-        let got = consumer.join().unwrap();
+        let got = consumer.stop();
         for k in 0..2u32 {
             let acked = read_acks(&dir.join(format!("b{r}_{k}")))
                 .last()

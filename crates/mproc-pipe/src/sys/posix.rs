@@ -180,9 +180,16 @@ pub(crate) use mproc_shm::sys::poll;
 /// Whether `fd` is readable (or hung up, or in error) right now; never
 /// waits. Errors count as ready: the read that follows reports them.
 pub(crate) fn readable_now(fd: BorrowedFd<'_>) -> bool {
+    ready_now(fd, libc::POLLIN)
+}
+
+/// Whether `fd` has one of the poll `events` (or is hung up, or in error)
+/// right now; never waits.
+#[inline]
+fn ready_now(fd: BorrowedFd<'_>, events: libc::c_short) -> bool {
     let mut p = [libc::pollfd {
         fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
+        events,
         revents: 0,
     }];
     // SAFETY: `p` is a valid, writable array of one pollfd structure.
@@ -240,14 +247,7 @@ pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
 /// never waits.
 #[cfg(all(feature = "tokio", target_os = "linux"))]
 pub(crate) fn writable_now(fd: BorrowedFd<'_>) -> bool {
-    let mut p = [libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLOUT,
-        revents: 0,
-    }];
-    // SAFETY: `p` is a valid, writable array of one pollfd structure.
-    let r = unsafe { libc::poll(p.as_mut_ptr(), 1, 0) };
-    r != 0
+    ready_now(fd, libc::POLLOUT)
 }
 
 /// Whether a socket is at end of file with nothing left to read: peeks

@@ -1,11 +1,9 @@
 //! Batched puts and gets on the untyped queue: many records per producer
 //! lock and per claim (see `ring::batch` for the protocol).
 
-use std::sync::atomic::Ordering;
-
-use super::{Core, GetFail, LogGate, PutFail};
+use super::{Core, GetFail, PutFail};
 use crate::ring::{Batch, Push, REC_INLINE, TakeMany};
-use crate::wait::{Deadline, block_on};
+use crate::wait::Deadline;
 
 impl Core {
     /// The largest record a batch may hold (larger items go through
@@ -27,21 +25,14 @@ impl Core {
     pub(crate) fn put_batch(&self, b: &mut Batch, deadline: Deadline) -> Result<(), PutFail> {
         let ctl = self.ctl();
         let recs = self.records();
-        let gate = LogGate::new(deadline, &self.stalled, self.records());
         let b = std::cell::RefCell::new(b);
-        let r = block_on(
-            &ctl.wait.not_full,
+        self.put_with(
             deadline,
-            self.spin_for_room(),
-            || self.probe_room(),
-            || {
+            |gate, g| {
                 let mut b = b.borrow_mut();
                 let (r, waiters) = {
-                    let _g = self.lock_prod();
-                    // Relaxed: the lock orders us after `close`, which holds it.
-                    if ctl.wait.closed.load(Ordering::Relaxed) != 0 {
-                        return Some(Err(PutFail::Closed));
-                    }
+                    // The producer lock, released at the end of this block.
+                    let _g = g;
                     let max = self.maxcount();
                     let before = b.published();
                     let r = loop {
@@ -94,18 +85,15 @@ impl Core {
                 }
             },
             || {
-                let len = {
-                    let b = b.borrow();
-                    if b.pending() == 0 {
-                        0
-                    } else {
-                        b.next_payload().len()
-                    }
+                let b = b.borrow();
+                let len = if b.pending() == 0 {
+                    0
+                } else {
+                    b.next_payload().len()
                 };
-                self.prepare_put(len, false, &gate)
+                (len, false)
             },
-        );
-        self.after_put(r)
+        )
     }
 
     /// Takes up to `max` inline records without waiting and without the

@@ -68,18 +68,9 @@ impl Core {
         let recs = self.records();
         let len = bytes.len() as u64;
         let side_full = std::cell::Cell::new(false);
-        let gate = LogGate::new(deadline, &self.stalled, self.records());
-        let r = block_on(
-            &ctl.wait.not_full,
+        self.put_with(
             deadline,
-            self.spin_for_room(),
-            || self.probe_room(),
-            || {
-                let _g = self.lock_prod();
-                // Relaxed: ordered by the lock, as in `put_bytes`.
-                if ctl.wait.closed.load(Ordering::Relaxed) != 0 {
-                    return Some(Err(PutFail::Closed));
-                }
+            |gate, _g| {
                 // Reserve first, so a full queue does not burn ids or descriptors.
                 // SAFETY: we hold the producer lock until the publish below; 16 <= cap / 4.
                 let res = match unsafe {
@@ -119,7 +110,7 @@ impl Core {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         // (The ring reservation `res` is simply not published.)
                         // SAFETY: we hold the producer lock.
-                        let r = unsafe { self.copy_into_log(&recs, bytes, &gate) };
+                        let r = unsafe { self.copy_into_log(&recs, bytes, gate) };
                         side_full.set(r.is_none());
                         return r;
                     }
@@ -131,9 +122,8 @@ impl Core {
                 // Read under the producer lock, as in `put_bytes`.
                 Some(Ok(ctl.wait.not_empty.waiters()))
             },
-            || self.prepare_put(16, side_full.get(), &gate),
-        );
-        self.after_put(r)
+            || (16, side_full.get()),
+        )
     }
 
     /// Takes the large message whose record `p` the caller peeked into

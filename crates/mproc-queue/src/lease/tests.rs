@@ -3,16 +3,18 @@ use std::time::Duration;
 use super::*;
 use crate::error::EncodeError;
 
-fn queue(b: LeaseQueueBuilder) -> LeaseQueue<u32> {
-    b.build().unwrap()
+/// A lease queue built by `b`, with `items` put into it.
+fn queue(b: LeaseQueueBuilder, items: impl IntoIterator<Item = u32>) -> LeaseQueue<u32> {
+    let q = b.build().unwrap();
+    for i in items {
+        q.put(i).unwrap();
+    }
+    q
 }
 
 #[test]
 fn ack_finishes_and_nack_redelivers_first_in_order() {
-    let q = queue(LeaseQueueBuilder::new());
-    for i in 0..5 {
-        q.put(i).unwrap();
-    }
+    let q = queue(LeaseQueueBuilder::new(), 0..5);
     let a = q.get_lease().unwrap();
     let b = q.get_lease().unwrap();
     let c = q.get_lease().unwrap();
@@ -41,9 +43,7 @@ fn ack_finishes_and_nack_redelivers_first_in_order() {
 
 #[test]
 fn poison_items_are_dropped_after_max_deliveries() {
-    let q = queue(LeaseQueueBuilder::new().max_deliveries(3));
-    q.put(7).unwrap();
-    q.put(8).unwrap();
+    let q = queue(LeaseQueueBuilder::new().max_deliveries(3), [7, 8]);
     for k in 1..=3 {
         let l = q.get_lease().unwrap();
         assert_eq!((*l, l.delivery_count()), (7, k));
@@ -58,8 +58,10 @@ fn poison_items_are_dropped_after_max_deliveries() {
 
 #[test]
 fn expired_leases_are_taken_back() {
-    let q = queue(LeaseQueueBuilder::new().lease_timeout(Duration::from_millis(30)));
-    q.put(1).unwrap();
+    let q = queue(
+        LeaseQueueBuilder::new().lease_timeout(Duration::from_millis(30)),
+        [1],
+    );
     let stale = q.get_lease().unwrap();
     assert!(matches!(q.try_get_lease(), Err(TryGetError::Empty)));
     let t0 = std::time::Instant::now();
@@ -73,10 +75,7 @@ fn expired_leases_are_taken_back() {
 
 #[test]
 fn a_full_table_waits_for_an_ack() {
-    let q = queue(LeaseQueueBuilder::new().max_leases(2));
-    for i in 0..3 {
-        q.put(i).unwrap();
-    }
+    let q = queue(LeaseQueueBuilder::new().max_leases(2), 0..3);
     let a = q.get_lease().unwrap();
     let b = q.get_lease().unwrap();
     assert!(matches!(q.try_get_lease(), Err(TryGetError::Empty)));
@@ -100,7 +99,7 @@ fn a_full_table_waits_for_an_ack() {
 /// last lease of a closed queue), and the count is back to zero after.
 #[test]
 fn waiters_for_a_slot_are_counted_while_they_wait() {
-    let q = queue(LeaseQueueBuilder::new().max_leases(1));
+    let q = queue(LeaseQueueBuilder::new().max_leases(1), []);
     let t = &q.shared.table;
     let counted = || {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -139,8 +138,7 @@ fn waiters_for_a_slot_are_counted_while_they_wait() {
 
 #[test]
 fn closed_means_drained_and_nothing_leased() {
-    let q = queue(LeaseQueueBuilder::new());
-    q.put(1).unwrap();
+    let q = queue(LeaseQueueBuilder::new(), [1]);
     q.close();
     assert!(q.put(2).is_err());
     let l = q.get_lease().unwrap();
@@ -189,9 +187,7 @@ fn bad_settings_are_refused() {
 /// the queue.
 #[test]
 fn a_take_cut_short_loses_nothing() {
-    let q = queue(LeaseQueueBuilder::new());
-    q.put(10).unwrap();
-    q.put(11).unwrap();
+    let q = queue(LeaseQueueBuilder::new(), [10, 11]);
     let t = &q.shared.table;
     let core = &*q.q.core;
     let mut out = Vec::new();
@@ -218,15 +214,34 @@ fn a_take_cut_short_loses_nothing() {
     assert!(q.is_empty());
 }
 
-/// Leases the next record into `slot` as process `pid` would.
-fn lease_as(q: &LeaseQueue<u32>, slot: usize, pid: u32) {
+/// Leases the next record into `slot` as process `pid` would; with `cut`,
+/// stops inside `commit` as a consumer killed there would (see
+/// `Table::commit_steps`).
+fn lease_as(q: &LeaseQueue<u32>, slot: usize, pid: u32, cut: bool) {
     let t = &q.shared.table;
     let mut out = Vec::new();
     q.q.core.with_consumer(|c| {
         let took = c.take(&mut out, &mut |b, n| t.keep(c, slot, b, n)).unwrap();
         assert_eq!(took, Took::Taken);
-        t.commit(c, slot, pid, 0).unwrap();
+        t.commit_steps(c, slot, pid, 0, cut).unwrap();
     });
+}
+
+/// The pid of a process that has exited (and been reaped).
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// Leases the next item (waiting up to 10 s), checks it and its delivery
+/// count, and acks it.
+#[track_caller]
+fn ack_next(q: &LeaseQueue<u32>, item: u32, delivery_count: u32) {
+    let l = q.get_lease_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!((*l, l.delivery_count()), (item, delivery_count));
+    l.ack().unwrap();
 }
 
 /// A consumer killed inside `commit`, after its record was claimed: the
@@ -234,60 +249,40 @@ fn lease_as(q: &LeaseQueue<u32>, slot: usize, pid: u32) {
 /// in about 200 runs: "item 1359 was never delivered").
 #[test]
 fn a_consumer_killed_inside_commit_loses_nothing() {
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let dead = child.id();
-    child.wait().unwrap();
-    let q = queue(LeaseQueueBuilder::new());
-    q.put(5).unwrap();
-    q.put(6).unwrap();
-    let t = &q.shared.table;
-    let mut out = Vec::new();
-    q.q.core.with_consumer(|c| {
-        let took = c.take(&mut out, &mut |b, n| t.keep(c, 2, b, n)).unwrap();
-        assert_eq!(took, Took::Taken);
-        // The dead process got this far in `commit`.
-        t.commit_steps(c, 2, dead, 0, true).unwrap();
-    });
-    let l = q.get_lease_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!((*l, l.delivery_count()), (5, 2));
-    l.ack().unwrap();
-    let l = q.get_lease_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!((*l, l.delivery_count()), (6, 1));
-    l.ack().unwrap();
+    let dead = dead_pid();
+    let q = queue(LeaseQueueBuilder::new(), [5, 6]);
+    // The dead process got as far as the first step of `commit`.
+    lease_as(&q, 2, dead, true);
+    ack_next(&q, 5, 2);
+    ack_next(&q, 6, 1);
 }
 
 /// A lease whose holder process is dead is taken back by a scan.
 #[test]
 fn leases_of_dead_holders_are_taken_back() {
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let dead = child.id();
-    child.wait().unwrap();
-    let q = queue(LeaseQueueBuilder::new());
-    q.put(5).unwrap();
-    q.put(6).unwrap();
+    let dead = dead_pid();
+    let q = queue(LeaseQueueBuilder::new(), [5, 6]);
     // Leased by the dead process.
-    lease_as(&q, 3, dead);
+    lease_as(&q, 3, dead, false);
     // This handle's first get scans, finds the holder dead and delivers
     // its item again, before the next new one.
-    let l = q.get_lease_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!((*l, l.delivery_count()), (5, 2));
-    l.ack().unwrap();
+    ack_next(&q, 5, 2);
     let l = q.get_lease().unwrap();
     assert_eq!((*l, l.delivery_count()), (6, 1));
     l.ack().unwrap();
     // Later, a holder found dead when a consumer would wait.
     q.put(7).unwrap();
-    lease_as(&q, 2, dead);
-    let l = q.get_lease_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!((*l, l.delivery_count()), (7, 2));
-    l.ack().unwrap();
+    lease_as(&q, 2, dead, false);
+    ack_next(&q, 7, 2);
     assert!(q.is_empty());
 }
 
 #[test]
 fn a_scribbled_table_is_an_error_not_a_panic() {
-    let q = queue(LeaseQueueBuilder::new().max_leases(4).max_item_size(16));
-    q.put(1).unwrap();
+    let q = queue(
+        LeaseQueueBuilder::new().max_leases(4).max_item_size(16),
+        [1],
+    );
     let seg = q.shared.table.segment();
     // Every slot waiting, with impossible lengths and orders.
     for s in 0..4 {
@@ -305,15 +300,7 @@ fn a_scribbled_table_is_an_error_not_a_panic() {
 
 #[test]
 fn fuzz_corpus_replays() {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/lease_table");
-    let mut n = 0;
-    for e in std::fs::read_dir(&dir).expect("corpus directory exists") {
-        let data = std::fs::read(e.expect("dir entry").path()).expect("readable corpus file");
-        super::fuzz::lease_table(&data);
-        n += 1;
-    }
-    assert!(n >= 3, "corpus has only {n} files");
+    crate::fuzz::replay_corpus("lease_table", 3, super::fuzz::lease_table);
 }
 
 proptest::proptest! {

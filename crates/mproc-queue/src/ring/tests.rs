@@ -1,27 +1,8 @@
 use std::sync::atomic::Ordering;
 
 use super::*;
+use crate::fuzz::HeapRing;
 use crate::layout::Ctl;
-
-struct Heap {
-    ctl: Box<Ctl>,
-    mem: Vec<u64>,
-}
-
-impl Heap {
-    fn new(cap: usize) -> Self {
-        Self {
-            ctl: Ctl::new_boxed(),
-            mem: vec![0; cap / 8],
-        }
-    }
-
-    fn ring(&mut self) -> Ring<'_> {
-        let cap = self.mem.len() * 8;
-        // SAFETY: a heap buffer of `cap` bytes, disjoint from `ctl`, borrowed for the ring's life.
-        unsafe { Ring::new(&self.ctl, self.mem.as_mut_ptr().cast(), cap) }
-    }
-}
 
 fn push(r: &Ring<'_>, p: &[u8], max: u32, hc: &ProducerCache) -> Push {
     // SAFETY: single-threaded test: we are the only producer.
@@ -39,7 +20,7 @@ fn pop(r: &Ring<'_>) -> Option<Vec<u8>> {
 
 #[test]
 fn round_trip_and_wrap() {
-    let mut h = Heap::new(256);
+    let mut h = HeapRing::new(256);
     let r = h.ring();
     let hc = ProducerCache::new();
     for i in 0..200u32 {
@@ -54,7 +35,7 @@ fn round_trip_and_wrap() {
 
 #[test]
 fn fills_exactly_and_reports_no_room() {
-    let mut h = Heap::new(256);
+    let mut h = HeapRing::new(256);
     let r = h.ring();
     let hc = ProducerCache::new();
     // 15 records of 16 bytes and the 8-byte terminator after them: 248
@@ -80,7 +61,7 @@ fn fills_exactly_and_reports_no_room() {
 
 #[test]
 fn maxcount_is_full() {
-    let mut h = Heap::new(1024);
+    let mut h = HeapRing::new(1024);
     let r = h.ring();
     let hc = ProducerCache::new();
     assert_eq!(push(&r, b"a", 2, &hc), Push::Done);
@@ -92,7 +73,7 @@ fn maxcount_is_full() {
 
 #[test]
 fn unpublished_record_is_invisible() {
-    let mut h = Heap::new(256);
+    let mut h = HeapRing::new(256);
     let hc = ProducerCache::new();
     {
         let r = h.ring();
@@ -118,7 +99,7 @@ fn unpublished_record_is_invisible() {
 
 #[test]
 fn header_stored_without_tail_is_completed_by_repair() {
-    let mut h = Heap::new(256);
+    let mut h = HeapRing::new(256);
     let hc = ProducerCache::new();
     let r = h.ring();
     assert_eq!(push(&r, b"one", u32::MAX, &hc), Push::Done);
@@ -147,13 +128,17 @@ fn header_stored_without_tail_is_completed_by_repair() {
     assert_eq!(pop(&r), Some(b"three".to_vec()));
 }
 
+/// A 256-byte ring holding one record, `abc`, for tests to scribble over
+/// its header (`mem[0]`).
+fn ring_with_abc() -> HeapRing {
+    let mut h = HeapRing::new(256);
+    push(&h.ring(), b"abc", u32::MAX, &ProducerCache::new());
+    h
+}
+
 #[test]
 fn corruption_is_an_error() {
-    let mut h = Heap::new(256);
-    {
-        let r = h.ring();
-        push(&r, b"abc", u32::MAX, &ProducerCache::new());
-    }
+    let mut h = ring_with_abc();
     // Scribble a huge length into the record header.
     h.mem[0] = 0xffff_ff00 | (u64::from(REC_INLINE) << 32);
     let r = h.ring();
@@ -175,15 +160,7 @@ fn corruption_is_an_error() {
 
 #[test]
 fn fuzz_corpus_replays() {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/queue_record");
-    let mut n = 0;
-    for e in std::fs::read_dir(&dir).expect("corpus directory exists") {
-        let data = std::fs::read(e.expect("dir entry").path()).expect("readable corpus file");
-        crate::fuzz::queue_record(&data);
-        n += 1;
-    }
-    assert!(n >= 4, "corpus has only {n} files");
+    crate::fuzz::replay_corpus("queue_record", 4, crate::fuzz::queue_record);
 }
 
 proptest::proptest! {
@@ -257,7 +234,7 @@ fn ring_and_log_keep_put_order() {
 fn two_producers_with_stale_caches_never_overwrite() {
     // Producer A's cached head goes stale while B fills and C drains: A must
     // not trust it (the bug class that corrupts MPMC rings).
-    let mut h = Heap::new(256);
+    let mut h = HeapRing::new(256);
     let r = h.ring();
     let (a, b) = (ProducerCache::new(), ProducerCache::new());
     assert_eq!(push(&r, &[1; 8], u32::MAX, &a), Push::Done);
@@ -290,7 +267,7 @@ fn two_producers_with_stale_caches_never_overwrite() {
 
 #[test]
 fn take_without_the_lock() {
-    let mut h = Heap::new(256);
+    let mut h = HeapRing::new(256);
     let r = h.ring();
     let hc = ProducerCache::new();
     let mut out = vec![9; 3];
@@ -323,7 +300,7 @@ fn take_without_the_lock() {
 
 #[test]
 fn a_locked_commit_loses_to_a_lock_free_take() {
-    let mut h = Heap::new(256);
+    let mut h = HeapRing::new(256);
     let r = h.ring();
     let hc = ProducerCache::new();
     push(&r, b"first", u32::MAX, &hc);
@@ -347,7 +324,7 @@ fn a_locked_commit_loses_to_a_lock_free_take() {
 
 #[test]
 fn take_leaves_large_records_to_the_lock() {
-    let mut h = Heap::new(256);
+    let mut h = HeapRing::new(256);
     let r = h.ring();
     let hc = ProducerCache::new();
     let rec = [7u8; 16];
@@ -362,11 +339,7 @@ fn take_leaves_large_records_to_the_lock() {
 
 #[test]
 fn take_reports_scribbled_records() {
-    let mut h = Heap::new(256);
-    {
-        let r = h.ring();
-        push(&r, b"abc", u32::MAX, &ProducerCache::new());
-    }
+    let mut h = ring_with_abc();
     // A header of this sequence with an impossible length: an error.
     h.mem[0] = 0xffff_ff00 | (u64::from(REC_INLINE) << 32);
     let mut out = Vec::new();
@@ -520,7 +493,7 @@ fn lock_free_and_locked_consumers_share_the_work() {
 
 #[test]
 fn a_peek_at_a_head_that_moved_on_says_so() {
-    let mut h = Heap::new(256);
+    let mut h = HeapRing::new(256);
     let r = h.ring();
     let hc = ProducerCache::new();
     let mut out = Vec::new();
@@ -657,7 +630,7 @@ fn item(i: u32) -> Vec<u8> {
 
 #[test]
 fn groups_round_trip_across_the_wrap() {
-    let mut h = Heap::new(1024);
+    let mut h = HeapRing::new(1024);
     let r = h.ring();
     let hc = ProducerCache::new();
     let mut next = 0u32;
@@ -698,7 +671,7 @@ fn groups_round_trip_across_the_wrap() {
 
 #[test]
 fn a_group_is_cut_at_maxcount() {
-    let mut h = Heap::new(1024);
+    let mut h = HeapRing::new(1024);
     let r = h.ring();
     let hc = ProducerCache::new();
     let mut b = batch((0..5).map(item));
@@ -716,7 +689,7 @@ fn a_group_is_cut_at_maxcount() {
 /// consumers can see.
 #[test]
 fn repair_completes_a_whole_group() {
-    let mut h = Heap::new(1024);
+    let mut h = HeapRing::new(1024);
     let r = h.ring();
     let hc = ProducerCache::new();
     let tail0 = r.ctl.tail.0.load(Ordering::Relaxed);
@@ -736,7 +709,7 @@ fn repair_completes_a_whole_group() {
 /// visible, and the next one writes over its bytes.
 #[test]
 fn a_group_killed_before_its_header_is_invisible() {
-    let mut h = Heap::new(1024);
+    let mut h = HeapRing::new(1024);
     let r = h.ring();
     let hc = ProducerCache::new();
     let mut b = batch((0..4).map(item));
