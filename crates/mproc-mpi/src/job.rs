@@ -173,6 +173,13 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(out: ChunkOut, n: usize) -> Deco
         // by item would cost rank 0 a loop over every item of the chunk.
         postcard::from_bytes::<(u64, Vec<(u64, String)>)>(payload)
             .map(|(k, f)| (units::<R>(k.min(n as u64)), f))
+    } else if mproc_pool::__private::is_plain::<R>() {
+        // Plain numbers: the failures, then the values as their bytes.
+        postcard::take_from_bytes::<Vec<(u64, String)>>(payload).and_then(|(f, rest)| {
+            mproc_pool::__private::plain_from_bytes::<R>(rest)
+                .map(|v| (v, f))
+                .ok_or(postcard::Error::DeserializeUnexpectedEnd)
+        })
     } else {
         postcard::from_bytes::<(Vec<R>, Vec<(u64, String)>)>(payload)
     };
@@ -275,5 +282,37 @@ impl<T> AsyncResult<T> {
         }
         all.sort_by_key(|(seq, _)| *seq);
         (self.finish)(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(payload: Vec<u8>) -> ChunkOut {
+        Ok(Bytes {
+            buf: payload,
+            start: 0,
+        })
+    }
+
+    #[test]
+    fn plain_results_are_the_failures_then_the_values_bytes() {
+        // Items 0 and 2 succeeded with 7 and 9; item 1 panicked.
+        let mut payload = postcard::to_allocvec(&vec![(1u64, "boom".to_string())]).unwrap();
+        payload.extend_from_slice(&7u64.to_ne_bytes());
+        payload.extend_from_slice(&9u64.to_ne_bytes());
+        let d = decode_chunk::<u64>(chunk(payload.clone()), 3);
+        let got: Vec<_> = d.map(|r| r.map_err(|e| e.to_string())).collect();
+        assert_eq!(got[0], Ok(7));
+        assert!(got[1].as_ref().unwrap_err().contains("boom"));
+        assert_eq!(got[2], Ok(9));
+        // A torn value is a decode error for the whole chunk, not a panic.
+        payload.pop();
+        let d = decode_chunk::<u64>(chunk(payload), 3);
+        assert!(
+            d.into_iter()
+                .all(|r| matches!(r, Err(TaskError::Decode(_))))
+        );
     }
 }

@@ -529,6 +529,13 @@ impl<I: Iterator<Item: Serialize>> ChunkSource for Input<I> {
                 Some((Ok(msg), n as usize))
             }
             Input::Iter(it) => {
+                if mproc_pool::__private::is_plain::<I::Item>() {
+                    // Plain numbers travel as their bytes, as in the local pool.
+                    let items: Vec<I::Item> = it.by_ref().take(max).collect();
+                    let bytes = mproc_pool::__private::plain_bytes(&items[..])?;
+                    return (!items.is_empty())
+                        .then(|| (Ok(wire::task_plain(entry, bytes)), items.len()));
+                }
                 if let (lo, Some(hi)) = it.size_hint()
                     && lo == hi
                 {

@@ -20,6 +20,7 @@ const TASK_HEADER: usize = 17;
 pub(crate) const RESULT_HEADER: usize = 25;
 const KIND_ITEMS: u8 = 0;
 const KIND_RANGE: u8 = 1;
+const KIND_PLAIN: u8 = 2;
 
 /// A chunk's input.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub(crate) enum Input<'a> {
     Items(&'a [u8]),
     /// `len` integers from `start`.
     Range { start: i128, len: u64 },
+    /// Plain numbers as their bytes (see `mproc_pool`'s `is_plain`).
+    Plain(&'a [u8]),
 }
 
 /// A task message's header with id 0 (the MPI thread writes the real id
@@ -91,6 +94,13 @@ pub(crate) fn task_items_iter<T: Serialize>(
     (msg, count)
 }
 
+/// A task message carrying plain numbers as their bytes.
+pub(crate) fn task_plain(entry: i64, bytes: &[u8]) -> Vec<u8> {
+    let mut m = task_header(entry, KIND_PLAIN, bytes.len());
+    m.extend_from_slice(bytes);
+    m
+}
+
 /// A task message for `len` integers from `start`.
 pub(crate) fn task_range(entry: i64, start: i128, len: u64) -> Vec<u8> {
     let mut m = task_header(entry, KIND_RANGE, 24);
@@ -119,6 +129,7 @@ pub(crate) fn parse_task(m: &[u8]) -> Result<(u64, i64, Input<'_>), String> {
     let entry = u64_at(m, 8) as i64;
     let input = match m[16] {
         KIND_ITEMS => Input::Items(&m[TASK_HEADER..]),
+        KIND_PLAIN => Input::Plain(&m[TASK_HEADER..]),
         KIND_RANGE if m.len() == TASK_HEADER + 24 => {
             let mut s = [0u8; 16];
             s.copy_from_slice(&m[TASK_HEADER..TASK_HEADER + 16]);
@@ -252,6 +263,11 @@ mod tests {
         // An iterator shorter than promised: the length is the real one.
         let (it, k) = task_items_iter(3, 200, items.iter().copied());
         assert_eq!((it.unwrap(), k), (m, 3));
+        let m = task_plain(4, &[1, 2, 3]);
+        assert_eq!(
+            parse_task(&m).unwrap(),
+            (0, 4, Input::Plain(&[1, 2, 3][..]))
+        );
         let m = task_range(5, -3, 10);
         assert_eq!(
             parse_task(&m).unwrap(),

@@ -100,9 +100,8 @@ where
     // SAFETY: `entry_of` asserted that `F` is zero-sized; it is `Copy`.
     let f: F = unsafe { task::conjure() };
     let out: Out<R> = match input {
-        Input::Items(bytes) => {
-            let items: Vec<A> = postcard::from_bytes(bytes)
-                .map_err(|e| format!("the chunk's items did not decode: {e}"))?;
+        Input::Items(_) | Input::Plain(_) => {
+            let items: Vec<A> = items_of(&input)?;
             match &ctx.local {
                 Some(pool) if items.len() > 1 => {
                     let mut out: Out<R> = (Vec::with_capacity(items.len()), Vec::new());
@@ -159,7 +158,28 @@ where
             _ => run_range::<F, A, R>((start, len))?,
         },
     };
-    postcard::to_extend(&out, reply).map_err(|e| format!("the chunk's results did not encode: {e}"))
+    let encoded = match mproc_pool::__private::plain_bytes(&out.0) {
+        // Plain numbers go as their bytes, after the failures (which find
+        // their own end); rank 0 knows `R` and reads them the same way.
+        Some(values) => postcard::to_extend(&out.1, reply).map(|mut m| {
+            m.extend_from_slice(values);
+            m
+        }),
+        None => postcard::to_extend(&out, reply),
+    };
+    encoded.map_err(|e| format!("the chunk's results did not encode: {e}"))
+}
+
+/// The items of an items chunk, postcard-encoded or plain.
+fn items_of<A: DeserializeOwned>(input: &Input<'_>) -> Result<Vec<A>, String> {
+    match *input {
+        Input::Items(bytes) => postcard::from_bytes(bytes)
+            .map_err(|e| format!("the chunk's items did not decode: {e}")),
+        Input::Plain(bytes) => mproc_pool::__private::plain_from_bytes(bytes).ok_or_else(|| {
+            "the chunk's items are not whole plain values of the task's argument type".to_string()
+        }),
+        Input::Range { .. } => Err("a range chunk where items were expected".to_string()),
+    }
 }
 
 /// A local worker's error as the message rank 0 reports.
@@ -294,7 +314,7 @@ fn run_message(ctx: &WorkerCtx, msg: &[u8]) -> Vec<u8> {
     };
     // The reply's room: about the input's size for items (a guess).
     let (items, room) = match input {
-        Input::Items(b) => (0, b.len()),
+        Input::Items(b) | Input::Plain(b) => (0, b.len()),
         Input::Range { len, .. } => (len, 64),
     };
     // SAFETY: rank 0 made `entry` with `entry_of` (a `RunFn`) in the same

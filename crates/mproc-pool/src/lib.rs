@@ -165,6 +165,34 @@ pub mod __private {
         crate::engine::unmeasured_chunk_size(remaining, workers)
     }
 
+    /// Whether values of `T` travel as their bytes (plain numbers, with a
+    /// size: `()` has its own path), as the local pool ships them; shared
+    /// with mproc-mpi's `MpiPool`.
+    #[inline]
+    pub fn is_plain<T>() -> bool {
+        crate::fast_path::is_pod::<T>() && size_of::<T>() > 0
+    }
+
+    /// The bytes of `values` if [`is_plain`]`::<T>()`.
+    #[inline]
+    pub fn plain_bytes<T>(values: &[T]) -> Option<&[u8]> {
+        // SAFETY: `is_plain` says `T` is a plain number (`is_pod`).
+        is_plain::<T>().then(|| unsafe { crate::fast_path::pod_bytes(values) })
+    }
+
+    /// `bytes` (from another process: any length) as values of `T`, if
+    /// [`is_plain`]`::<T>()` and the length is a whole number of them.
+    #[inline]
+    pub fn plain_from_bytes<T>(bytes: &[u8]) -> Option<Vec<T>> {
+        if !is_plain::<T>() || bytes.len() % size_of::<T>() != 0 {
+            return None;
+        }
+        let n = bytes.len() / size_of::<T>();
+        // SAFETY: `T` is a plain number (`is_pod`) and `bytes` holds exactly
+        // `n` of them.
+        Some(unsafe { crate::fast_path::pod_from_bytes(bytes, n) })
+    }
+
     /// Calls [`StarFn`](crate::StarFn) `F` with a tuple: the task of a
     /// `starmap`, shared with mproc-mpi's `MpiPool`.
     #[inline]
