@@ -60,6 +60,29 @@ fn batches_keep_put_order_across_ring_log_and_large_messages() {
     });
 }
 
+/// While the overflow log holds records, `get_many` still takes every
+/// ready item up to `max` (the ring's ahead of the log's, the log's, the
+/// ring's after them), not one per call: a consumer that fell behind once
+/// (so that its producer spilled into the log) must catch up in batches.
+#[test]
+fn get_many_takes_every_ready_item_while_the_log_holds_some() {
+    watchdog(LIMIT, || {
+        // A 4 KiB ring holds about 250 records of a u64: nobody takes while
+        // the 2000 are put, so most spill into the log.
+        let q: Queue<u64, Pod> = QueueBuilder::new().capacity(4096).build().unwrap();
+        assert_eq!(q.put_many(0..2000).unwrap(), 2000);
+        let mut out = Vec::new();
+        assert_eq!(q.get_many(&mut out, 100).unwrap(), 100);
+        assert_eq!(out, (0..100).collect::<Vec<_>>());
+        // Room in the ring again: these go there, behind the log's records.
+        assert_eq!(q.put_many(2000..2050).unwrap(), 50);
+        assert_eq!(q.get_many(&mut out, 1000).unwrap(), 1000);
+        assert_eq!(q.try_get_many(&mut out, 5000).unwrap(), 950);
+        assert_eq!(out, (0..2050).collect::<Vec<_>>());
+        assert!(q.is_empty());
+    });
+}
+
 #[test]
 fn get_many_waits_for_one_and_takes_what_is_ready() {
     watchdog(LIMIT, || {
