@@ -212,3 +212,37 @@ fn threads_put_and_get_in_batches_without_loss_or_reordering() {
         assert!(q.is_empty());
     });
 }
+
+/// A consumer that pauses now and then (as one descheduled under load) while
+/// one `put_many` puts everything: the producer spills into the overflow log
+/// each time, and the consumer still gets every item, in order, in batches
+/// (it once took one item per `get_many` while the log held any, copying a
+/// whole run of ring records for each, and fell ever further behind).
+#[test]
+fn a_consumer_that_pauses_catches_up_with_a_put_many_through_the_log() {
+    watchdog(LIMIT, || {
+        let q: Queue<u64, Pod> = QueueBuilder::new().capacity(64 << 10).build().unwrap();
+        const N: u64 = 300_000;
+        thread::scope(|s| {
+            s.spawn(|| assert_eq!(q.put_many(0..N).unwrap(), N as usize));
+            let (mut next, mut calls) = (0, 0u64);
+            let mut v = Vec::new();
+            while next < N {
+                v.clear();
+                let n = q.get_many(&mut v, 4096).unwrap();
+                assert_eq!(v.len(), n);
+                for &x in &v {
+                    assert_eq!(x, next);
+                    next += 1;
+                }
+                calls += 1;
+                if calls % 16 == 1 {
+                    // Longer than a producer waits for room before it
+                    // uses the log.
+                    thread::sleep(Duration::from_millis(5));
+                }
+            }
+        });
+        assert!(q.is_empty());
+    });
+}
