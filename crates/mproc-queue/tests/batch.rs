@@ -60,6 +60,29 @@ fn batches_keep_put_order_across_ring_log_and_large_messages() {
     });
 }
 
+/// While the overflow log holds records, `get_many` still takes every
+/// ready item up to `max` (the ring's ahead of the log's, the log's, the
+/// ring's after them), not one per call: a consumer that fell behind once
+/// (so that its producer spilled into the log) must catch up in batches.
+#[test]
+fn get_many_takes_every_ready_item_while_the_log_holds_some() {
+    watchdog(LIMIT, || {
+        // A 4 KiB ring holds about 250 records of a u64: nobody takes while
+        // the 2000 are put, so most spill into the log.
+        let q: Queue<u64, Pod> = QueueBuilder::new().capacity(4096).build().unwrap();
+        assert_eq!(q.put_many(0..2000).unwrap(), 2000);
+        let mut out = Vec::new();
+        assert_eq!(q.get_many(&mut out, 100).unwrap(), 100);
+        assert_eq!(out, (0..100).collect::<Vec<_>>());
+        // Room in the ring again: these go there, behind the log's records.
+        assert_eq!(q.put_many(2000..2050).unwrap(), 50);
+        assert_eq!(q.get_many(&mut out, 1000).unwrap(), 1000);
+        assert_eq!(q.try_get_many(&mut out, 5000).unwrap(), 950);
+        assert_eq!(out, (0..2050).collect::<Vec<_>>());
+        assert!(q.is_empty());
+    });
+}
+
 #[test]
 fn get_many_waits_for_one_and_takes_what_is_ready() {
     watchdog(LIMIT, || {
@@ -183,6 +206,40 @@ fn threads_put_and_get_in_batches_without_loss_or_reordering() {
                     let (p, k) = ((x >> 32) as usize, x & 0xffff_ffff);
                     assert_eq!(k, last[p].map_or(0, |l| l + 1), "producer {p}");
                     last[p] = Some(k);
+                }
+            }
+        });
+        assert!(q.is_empty());
+    });
+}
+
+/// A consumer that pauses now and then (as one descheduled under load) while
+/// one `put_many` puts everything: the producer spills into the overflow log
+/// each time, and the consumer still gets every item, in order, in batches
+/// (it once took one item per `get_many` while the log held any, copying a
+/// whole run of ring records for each, and fell ever further behind).
+#[test]
+fn a_consumer_that_pauses_catches_up_with_a_put_many_through_the_log() {
+    watchdog(LIMIT, || {
+        let q: Queue<u64, Pod> = QueueBuilder::new().capacity(64 << 10).build().unwrap();
+        const N: u64 = 300_000;
+        thread::scope(|s| {
+            s.spawn(|| assert_eq!(q.put_many(0..N).unwrap(), N as usize));
+            let (mut next, mut calls) = (0, 0u64);
+            let mut v = Vec::new();
+            while next < N {
+                v.clear();
+                let n = q.get_many(&mut v, 4096).unwrap();
+                assert_eq!(v.len(), n);
+                for &x in &v {
+                    assert_eq!(x, next);
+                    next += 1;
+                }
+                calls += 1;
+                if calls % 16 == 1 {
+                    // Longer than a producer waits for room before it
+                    // uses the log.
+                    thread::sleep(Duration::from_millis(5));
                 }
             }
         });

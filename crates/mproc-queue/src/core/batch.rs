@@ -98,26 +98,26 @@ impl Core {
 
     /// Takes up to `max` inline records without waiting and without the
     /// consumer lock (see `Ring::take_many`), appending their payloads to
-    /// `out` and where each ends to `ends`. 0 when there is none, or when
-    /// the next record must be taken under the lock (a large message, or
-    /// one from the overflow log): a single get takes it.
+    /// `out` and where each ends to `ends`. `Empty` when there is none,
+    /// `Locked` when the next record must be taken under the lock (a large
+    /// message, or the overflow log holds records): a single get takes it.
     pub(crate) fn take_batch(
         &self,
         out: &mut Vec<u8>,
         ends: &mut Vec<usize>,
         max: usize,
-    ) -> Result<usize, GetFail> {
+    ) -> Result<TakeMany, GetFail> {
         let ctl = self.ctl();
         let ovf = self.overflow();
         match self.ring().take_many(out, ends, max, || ovf.has_record()) {
-            Ok(TakeMany::Taken(n)) => {
+            Ok(t @ TakeMany::Taken(_)) => {
                 // After the SeqCst swap that freed the room: see `wait`.
                 ctl.wait
                     .not_full
                     .notify_if(ctl.wait.not_full.waiters_seqcst());
-                Ok(n)
+                Ok(t)
             }
-            Ok(TakeMany::Empty | TakeMany::Locked) => Ok(0),
+            Ok(t) => Ok(t),
             Err(c) => Err(GetFail::Broken(c.into())),
         }
     }

@@ -10,7 +10,7 @@ use crate::error::{
     EncodeError, GetError, GetTimeoutError, PutError, PutManyError, PutTimeoutError, TryGetError,
     TryPutError,
 };
-use crate::ring::Batch;
+use crate::ring::{Batch, TakeMany};
 use crate::wait::Deadline;
 
 /// Why a batched put stopped: how many items it put, the item it could
@@ -181,29 +181,27 @@ impl<T, C: Codec<T>> Queue<T, C> {
         })
     }
 
-    /// Takes every small item that is ready at once, up to `max`, claiming
-    /// them together; or, if none is, one item the single way (waiting
-    /// until `deadline`), then those ready after it.
+    /// Takes every item that is ready at once, up to `max`: runs of small
+    /// ring items claimed together, and one at a time (under the consumer
+    /// lock) those that must be (large messages, and every item while the
+    /// overflow log holds some); waits until `deadline` for the first one
+    /// only. Undecodable items count as taken (they are lost).
     fn get_many_inner(
         &self,
         out: &mut Vec<T>,
         max: usize,
         deadline: Deadline,
     ) -> Result<usize, GetFailure> {
-        if max == 0 {
-            return Ok(0);
-        }
         let core = &*self.core;
         let mut got = 0;
-        let mut first = true;
         let mut bad = None;
-        loop {
-            let n = with_scratch(|buf| {
+        while got < max {
+            let t = with_scratch(|buf| {
                 let mut ends = Vec::new();
-                let n = core
+                let t = core
                     .take_batch(buf, &mut ends, max - got)
                     .map_err(GetFailure::Fail)?;
-                out.reserve(n);
+                out.reserve(ends.len());
                 let mut at = 0;
                 for &e in &ends {
                     // Claimed: an item that does not decode is lost, as in `get`.
@@ -215,18 +213,27 @@ impl<T, C: Codec<T>> Queue<T, C> {
                     }
                     at = e;
                 }
-                Ok(n)
+                Ok(t)
             })?;
-            got += n;
-            if n > 0 || !first || got == max {
-                break;
-            }
-            first = false;
-            // Nothing ready for a batch: one item the single way.
-            out.push(self.get_inner(deadline)?);
-            got += 1;
-            if got == max {
-                break;
+            match t {
+                TakeMany::Taken(n) => got += n,
+                TakeMany::Empty if got > 0 => break,
+                // None ready (wait for one), or the next must be taken under
+                // the lock: one item the single way.
+                TakeMany::Empty | TakeMany::Locked => {
+                    let d = if got == 0 { deadline } else { Deadline::Now };
+                    match self.get_inner(d) {
+                        Ok(v) => out.push(v),
+                        Err(GetFailure::Decode(e)) => {
+                            bad.get_or_insert(e);
+                        }
+                        Err(GetFailure::Fail(GetFail::Empty | GetFail::Closed)) if got > 0 => {
+                            break;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    got += 1;
+                }
             }
         }
         match bad {

@@ -174,6 +174,15 @@ impl Ring<'_> {
         max: usize,
         defer: impl Fn() -> bool,
     ) -> Result<TakeMany, Corrupted> {
+        // The log holds records: they may come first, so any run read now
+        // would be discarded (the check after reading, below, is the one
+        // that keeps the order). Say so before copying up to `max` records
+        // for nothing, which made a consumer that fell behind once (its
+        // producers spilled into the log) copy thousands of records per
+        // item and never catch up.
+        if defer() {
+            return Ok(TakeMany::Locked);
+        }
         let (out0, ends0) = (out.len(), ends.len());
         let cap = self.cap as usize;
         loop {
