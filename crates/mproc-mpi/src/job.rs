@@ -173,15 +173,23 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(out: ChunkOut, n: usize) -> Deco
         // by item would cost rank 0 a loop over every item of the chunk.
         postcard::from_bytes::<(u64, Vec<(u64, String)>)>(payload)
             .map(|(k, f)| (units::<R>(k.min(n as u64)), f))
+            .map_err(|e| e.to_string())
     } else if mproc_pool::__private::is_plain::<R>() {
         // Plain numbers: the failures, then the values as their bytes.
-        postcard::take_from_bytes::<Vec<(u64, String)>>(payload).and_then(|(f, rest)| {
-            mproc_pool::__private::plain_from_bytes::<R>(rest)
-                .map(|v| (v, f))
-                .ok_or(postcard::Error::DeserializeUnexpectedEnd)
-        })
+        postcard::take_from_bytes::<Vec<(u64, String)>>(payload)
+            .map_err(|e| e.to_string())
+            .and_then(|(f, rest)| {
+                mproc_pool::__private::plain_from_bytes::<R>(rest)
+                    .map(|v| (v, f))
+                    .ok_or_else(|| {
+                        format!(
+                            "a worker rank's {} bytes of results are not a whole number of values",
+                            rest.len()
+                        )
+                    })
+            })
     } else {
-        postcard::from_bytes::<(Vec<R>, Vec<(u64, String)>)>(payload)
+        postcard::from_bytes::<(Vec<R>, Vec<(u64, String)>)>(payload).map_err(|e| e.to_string())
     };
     match parsed {
         Ok((values, failures))
@@ -204,7 +212,7 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(out: ChunkOut, n: usize) -> Deco
             values.len(),
             failures.len()
         ))),
-        Err(e) => all_failed(TaskError::Decode(e.to_string())),
+        Err(e) => all_failed(TaskError::Decode(e)),
     }
 }
 
@@ -310,9 +318,8 @@ mod tests {
         // A torn value is a decode error for the whole chunk, not a panic.
         payload.pop();
         let d = decode_chunk::<u64>(chunk(payload), 3);
-        assert!(
-            d.into_iter()
-                .all(|r| matches!(r, Err(TaskError::Decode(_))))
-        );
+        assert!(d.into_iter().all(
+            |r| matches!(r, Err(TaskError::Decode(m)) if m.contains("not a whole number of values"))
+        ));
     }
 }

@@ -112,9 +112,10 @@ impl<T> Clone for Region<T> {
     }
 }
 
-// The elements are only touched through raw pointers by the wrappers, which add
-// their own rules: a lock (plain copies and guards), or word-atomic copies only.
-// SAFETY: the region owns its segment (Send + Sync); `T: Send` keeps non-sendable types out.
+// SAFETY: the region owns its segment (Send + Sync); `T: Send` keeps
+// non-sendable types out. The elements are only touched through raw pointers
+// by the wrappers, which add their own rules: a lock (plain copies and
+// guards), or word-atomic copies only.
 unsafe impl<T: Send> Send for Region<T> {}
 // SAFETY: as for Send; `&Region` gives no access to the elements by itself.
 unsafe impl<T: Send> Sync for Region<T> {}
