@@ -10,15 +10,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use mpi::collective::Root;
+use mpi::datatype::Equivalence;
 use mpi::environment::Threading;
-use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::point_to_point::{Destination, Source};
 use mpi::topology::{Communicator, Rank, SimpleCommunicator};
 use mproc_pool::TaskError;
 
@@ -95,9 +96,27 @@ pub(crate) enum Launch {
 /// count).
 pub(crate) const WORKER_ARG: &str = "--mproc-mpi-worker=";
 
-/// Rank 0's scheduler and communicator; `None` once the MPI thread has
-/// stopped the workers (before it finalises MPI).
-pub(crate) type Engine = Mutex<Option<Box<dyn Drive>>>;
+/// Rank 0's scheduler and communicator, and who drives them.
+pub(crate) struct Engine {
+    /// The scheduler; `None` once the MPI thread has stopped the workers
+    /// (before it finalises MPI).
+    sched: Mutex<Option<Box<dyn Drive>>>,
+    /// Callers driving MPI for their own result (`Master::submit_waiting`).
+    /// While there are any, the MPI thread sleeps until a command comes: a
+    /// third thread polling beside the caller and the worker would take a
+    /// core from one of them on a small machine. The last caller to stop
+    /// wakes it if work is still out.
+    drivers: AtomicUsize,
+}
+
+impl Engine {
+    fn new(sched: Box<dyn Drive>) -> Self {
+        Self {
+            sched: Mutex::new(Some(sched)),
+            drivers: AtomicUsize::new(0),
+        }
+    }
+}
 
 /// How long a caller waiting for its own chunk drives MPI before it hands
 /// over to the MPI thread and sleeps (a round trip here is a few µs; a
@@ -133,6 +152,8 @@ impl Master {
         if let Some(t) = lock(&self.thread).take() {
             let _ = t.join();
         }
+        // No more messages: the kept buffers go back to the allocator.
+        crate::buf::release();
     }
 
     pub(crate) fn finished(&self) -> bool {
@@ -146,9 +167,12 @@ impl Master {
     pub(crate) fn submit_waiting(&self, chunk: Chunk, sink: &Sink) -> bool {
         let mut chunk = Some(chunk);
         if self.shared {
-            if let Ok(mut g) = self.engine.try_lock() {
+            if let Ok(mut g) = self.engine.sched.try_lock() {
                 match g.as_mut() {
                     Some(d) => {
+                        // Registered before the chunk is out, so the MPI
+                        // thread does not start polling for its result.
+                        self.engine.drivers.fetch_add(1, Ordering::SeqCst);
                         d.on_cmd(Cmd::Submit(vec![chunk.take().expect("not sent yet")]));
                         d.step(&self.est);
                     }
@@ -160,22 +184,40 @@ impl Master {
             return self.send(Cmd::Submit(vec![chunk]));
         }
         let t0 = Instant::now();
-        while sink.delivered() == 0 {
-            if t0.elapsed() >= DRIVE {
-                // Still out: the MPI thread (perhaps asleep, with nothing
-                // it knew of out) takes over.
-                return self.send(Cmd::Wake) || sink.delivered() > 0;
-            }
+        let mut gone = false;
+        while sink.delivered() == 0 && t0.elapsed() < DRIVE {
             // Another thread holding the lock is driving: just watch.
-            if let Ok(mut g) = self.engine.try_lock() {
+            if let Ok(mut g) = self.engine.sched.try_lock() {
                 match g.as_mut() {
                     Some(d) => {
                         d.step(&self.est);
                     }
-                    None => return sink.delivered() > 0,
+                    None => {
+                        gone = true;
+                        break;
+                    }
                 }
             }
             std::hint::spin_loop();
+        }
+        // SeqCst, as the MPI thread's load: either it sees no driver left,
+        // or this thread sees what is out (below) and wakes it.
+        let last = self.engine.drivers.fetch_sub(1, Ordering::SeqCst) == 1;
+        if gone {
+            return sink.delivered() > 0;
+        }
+        // Work still out (this result after `DRIVE`, or other callers'
+        // chunks): the MPI thread, asleep while this one drove, takes over.
+        let out = sink.delivered() == 0
+            || (last
+                && match self.engine.sched.try_lock() {
+                    Ok(g) => g.as_ref().is_some_and(|d| !d.idle()),
+                    // The MPI thread holds it: it may have read the count
+                    // before this thread's decrement, so it is woken anyway.
+                    Err(_) => true,
+                });
+        if out {
+            return self.send(Cmd::Wake) || sink.delivered() > 0;
         }
         true
     }
@@ -367,7 +409,7 @@ fn run_master<C: Communicator + 'static>(
         closing: false,
         echo: None,
     };
-    let engine: Arc<Engine> = Arc::new(Mutex::new(Some(Box::new(sched))));
+    let engine = Arc::new(Engine::new(Box::new(sched)));
     let _ = ready.send(Ok(Ready::Master {
         workers: n_workers,
         local: max_local,
@@ -377,7 +419,7 @@ fn run_master<C: Communicator + 'static>(
     run(&engine, &rx, est);
     // Stop the workers and drop the communicator here, before MPI_Finalize;
     // no caller can reach the engine after this.
-    let last = lock(&engine).take();
+    let last = lock(&engine.sched).take();
     if let Some(mut d) = last {
         d.stop();
     }
@@ -391,8 +433,20 @@ fn run(engine: &Engine, rx: &Receiver<Cmd>, est: &Estimates) {
     let mut last_watch = Instant::now();
     let mut nap = Duration::from_micros(20);
     loop {
+        if engine.drivers.load(Ordering::SeqCst) > 0 {
+            // A caller drives MPI for its own result: keep out of its way
+            // until a command comes (the last such caller sends `Wake` if
+            // it leaves work out).
+            let cmd = rx.recv().unwrap_or(Cmd::Close);
+            lock(&engine.sched)
+                .as_mut()
+                .expect("the engine lives until this loop ends")
+                .on_cmd(cmd);
+            last_activity = Instant::now();
+            continue;
+        }
         let (busy, idle) = {
-            let mut g = lock(engine);
+            let mut g = lock(&engine.sched);
             let d = g.as_mut().expect("the engine lives until this loop ends");
             let mut busy = false;
             loop {
@@ -436,7 +490,7 @@ fn run(engine: &Engine, rx: &Receiver<Cmd>, est: &Estimates) {
         };
         match cmd {
             Ok(cmd) => {
-                lock(engine)
+                lock(&engine.sched)
                     .as_mut()
                     .expect("the engine lives until this loop ends")
                     .on_cmd(cmd);
@@ -444,7 +498,7 @@ fn run(engine: &Engine, rx: &Receiver<Cmd>, est: &Estimates) {
             }
             Err(RecvTimeoutError::Timeout) => nap = (nap * 2).min(MAX_NAP),
             Err(RecvTimeoutError::Disconnected) => {
-                lock(engine)
+                lock(&engine.sched)
                     .as_mut()
                     .expect("the engine lives until this loop ends")
                     .on_cmd(Cmd::Close);
@@ -488,46 +542,55 @@ struct Outstanding {
 }
 
 /// A task message on its way out (`MPI_Isend`): the request and the
-/// buffer it reads, leaked for the request's `'static` scope and freed once
-/// the send completed.
+/// buffer it reads, taken apart into its raw parts (so nothing owns it
+/// while MPI reads it under the request's `'static` scope) and put
+/// together again once the send completed, to be reused.
 struct Sending {
     req: mpi::request::Request<'static, [u8], mpi::request::StaticScope>,
-    buf: *mut [u8],
+    /// The message's pointer, length and capacity.
+    parts: (*mut u8, usize, usize),
 }
 
 impl Sending {
     fn start<C: Communicator>(comm: &C, rank: Rank, msg: Vec<u8>) -> Self {
-        let buf: &'static mut [u8] = Box::leak(msg.into_boxed_slice());
-        let ptr: *mut [u8] = buf;
-        // SAFETY: `ptr` comes from the leaked box just above; MPI only reads
-        // the buffer, and it is freed (in `finish`) only after the request
-        // completed.
-        let shared: &'static [u8] = unsafe { &*ptr };
+        let mut msg = std::mem::ManuallyDrop::new(msg);
+        let parts = (msg.as_mut_ptr(), msg.len(), msg.capacity());
+        // SAFETY: the message's first `len` bytes are initialised and stay
+        // allocated, unmoved and unwritten until `reclaim` rebuilds the Vec,
+        // which happens only after the request completed; MPI only reads it.
+        let shared: &'static [u8] = unsafe { std::slice::from_raw_parts(parts.0, parts.1) };
         let req = comm.process_at_rank(rank).immediate_send_with_tag(
             mpi::request::StaticScope,
             shared,
             wire::TAG_TASK,
         );
-        Self { req, buf: ptr }
+        Self { req, parts }
     }
 
-    /// Completes the send if it is done (then frees its buffer).
+    /// The message again, once its send completed.
+    fn reclaim(parts: (*mut u8, usize, usize)) -> Vec<u8> {
+        // SAFETY: `parts` are a Vec's raw parts taken apart in `start` and
+        // put together once, here, after MPI stopped reading them.
+        unsafe { Vec::from_raw_parts(parts.0, parts.1, parts.2) }
+    }
+
+    /// Completes the send if it is done (then its buffer is reused).
     fn try_finish(self) -> Option<Self> {
         match self.req.test() {
             Ok(_) => {
-                // SAFETY: the request completed, so MPI no longer reads the
-                // buffer; it was leaked from a box in `start` and is freed once.
-                drop(unsafe { Box::from_raw(self.buf) });
+                crate::buf::recycle(Self::reclaim(self.parts));
                 None
             }
-            Err(req) => Some(Self { req, buf: self.buf }),
+            Err(req) => Some(Self {
+                req,
+                parts: self.parts,
+            }),
         }
     }
 
     fn finish(self) {
         self.req.wait();
-        // SAFETY: as in `try_finish`.
-        drop(unsafe { Box::from_raw(self.buf) });
+        crate::buf::recycle(Self::reclaim(self.parts));
     }
 }
 
@@ -621,6 +684,7 @@ impl<C: Communicator> Sched<C> {
                     self.comm
                         .process_at_rank(rank)
                         .send_with_tag(&msg[..], wire::TAG_TASK);
+                    crate::buf::recycle(msg);
                 } else {
                     // Non-blocking: a large chunk for a busy worker must not
                     // stop this thread from taking the other workers' results.
@@ -716,7 +780,12 @@ impl<C: Communicator> Drive for Sched<C> {
             .immediate_matched_probe_with_tag(wire::TAG_RESULT)
         {
             busy = true;
-            let (msg, status) = matched.matched_receive_vec::<u8>();
+            // Into a reused buffer (see `buf`): results of a tiny map are
+            // megabytes per chunk.
+            let (message, probed) = matched;
+            let len = usize::try_from(probed.count(u8::equivalent_datatype())).unwrap_or(0);
+            let mut msg = crate::buf::with_len(len);
+            let status = message.matched_receive_into(&mut msg[..]);
             self.on_result(status.source_rank(), msg, est);
         }
         busy |= self.dispatch();

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use mproc_pool::{PoolError, TaskError};
 use serde::de::DeserializeOwned;
 
+use crate::worker::Out;
+
 /// A chunk's results as they arrived: the result message and where its
 /// payload (`postcard` of `Vec<Result<R, String>>`) starts.
 pub(crate) struct Bytes {
@@ -166,31 +168,8 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(out: ChunkOut, n: usize) -> Deco
         Ok(b) => b,
         Err(e) => return all_failed(e),
     };
-    let payload = &bytes.buf[bytes.start..];
-    let parsed = if is_unit::<R>() {
-        // `()` values have no bytes: the list is its length (postcard writes a
-        // sequence's length as the same varint as a u64), and decoding it item
-        // by item would cost rank 0 a loop over every item of the chunk.
-        postcard::from_bytes::<(u64, Vec<(u64, String)>)>(payload)
-            .map(|(k, f)| (units::<R>(k.min(n as u64)), f))
-            .map_err(|e| e.to_string())
-    } else if mproc_pool::__private::is_plain::<R>() {
-        // Plain numbers: the failures, then the values as their bytes.
-        postcard::take_from_bytes::<Vec<(u64, String)>>(payload)
-            .map_err(|e| e.to_string())
-            .and_then(|(f, rest)| {
-                mproc_pool::__private::plain_from_bytes::<R>(rest)
-                    .map(|v| (v, f))
-                    .ok_or_else(|| {
-                        format!(
-                            "a worker rank's {} bytes of results are not a whole number of values",
-                            rest.len()
-                        )
-                    })
-            })
-    } else {
-        postcard::from_bytes::<(Vec<R>, Vec<(u64, String)>)>(payload).map_err(|e| e.to_string())
-    };
+    let parsed = parse_chunk::<R>(&bytes.buf[bytes.start..], n);
+    crate::buf::recycle(bytes.buf);
     match parsed {
         Ok((values, failures))
             if values.len() + failures.len() == n
@@ -213,6 +192,59 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(out: ChunkOut, n: usize) -> Deco
             failures.len()
         ))),
         Err(e) => all_failed(TaskError::Decode(e)),
+    }
+}
+
+/// Appends a chunk of `n` items to `values` if all of them succeeded and
+/// their values are plain numbers: one copy from the message straight into
+/// `values` (a map of tiny items copies megabytes per chunk). Gives the
+/// chunk back otherwise, and appends nothing.
+pub(crate) fn append_plain<R>(out: ChunkOut, n: usize, values: &mut Vec<R>) -> Option<ChunkOut> {
+    let Ok(bytes) = &out else { return Some(out) };
+    if !mproc_pool::__private::is_plain::<R>() {
+        return Some(out);
+    }
+    let payload = &bytes.buf[bytes.start..];
+    match postcard::take_from_bytes::<Vec<(u64, String)>>(payload) {
+        Ok((failures, rest)) if failures.is_empty() && rest.len() == n * size_of::<R>() => {
+            let appended = mproc_pool::__private::plain_extend(values, rest);
+            debug_assert!(appended);
+            if let Ok(b) = out {
+                crate::buf::recycle(b.buf);
+            }
+            None
+        }
+        // Failures, or bad bytes: the general path says which.
+        _ => Some(out),
+    }
+}
+
+/// A chunk's payload as its values and failures (not yet checked against
+/// the chunk's size).
+fn parse_chunk<R: DeserializeOwned>(payload: &[u8], n: usize) -> Result<Out<R>, String> {
+    if is_unit::<R>() {
+        // `()` values have no bytes: the list is its length (postcard writes a
+        // sequence's length as the same varint as a u64), and decoding it item
+        // by item would cost rank 0 a loop over every item of the chunk.
+        postcard::from_bytes::<(u64, Vec<(u64, String)>)>(payload)
+            .map(|(k, f)| (units::<R>(k.min(n as u64)), f))
+            .map_err(|e| e.to_string())
+    } else if mproc_pool::__private::is_plain::<R>() {
+        // Plain numbers: the failures, then the values as their bytes.
+        postcard::take_from_bytes::<Vec<(u64, String)>>(payload)
+            .map_err(|e| e.to_string())
+            .and_then(|(f, rest)| {
+                mproc_pool::__private::plain_from_bytes::<R>(rest)
+                    .map(|v| (v, f))
+                    .ok_or_else(|| {
+                        format!(
+                            "a worker rank's {} bytes of results are not a whole number of values",
+                            rest.len()
+                        )
+                    })
+            })
+    } else {
+        postcard::from_bytes::<(Vec<R>, Vec<(u64, String)>)>(payload).map_err(|e| e.to_string())
     }
 }
 

@@ -91,6 +91,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 #[cfg(feature = "mpi")]
+mod buf;
+#[cfg(feature = "mpi")]
 mod chunk;
 #[cfg(feature = "mpi")]
 mod comm;

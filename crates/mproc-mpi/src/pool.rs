@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::comm::{self, Chunk, Cmd, Launch, Master};
 use crate::error::MpiError;
-use crate::job::{AsyncResult, ChunkOut, Decoded, Sink, collect_map, decode_chunk};
+use crate::job::{AsyncResult, ChunkOut, Decoded, Sink, append_plain, collect_map, decode_chunk};
 use crate::worker::entry_of;
 use crate::{chunk, task, wire};
 
@@ -529,12 +529,9 @@ impl<I: Iterator<Item: Serialize>> ChunkSource for Input<I> {
                 Some((Ok(msg), n as usize))
             }
             Input::Iter(it) => {
-                if mproc_pool::__private::is_plain::<I::Item>() {
-                    // Plain numbers travel as their bytes, as in the local pool.
-                    let items: Vec<I::Item> = it.by_ref().take(max).collect();
-                    let bytes = mproc_pool::__private::plain_bytes(&items[..])?;
-                    return (!items.is_empty())
-                        .then(|| (Ok(wire::task_plain(entry, bytes)), items.len()));
+                // Plain numbers travel as their bytes, as in the local pool.
+                if let Some((msg, n)) = wire::task_plain_iter(entry, max, it) {
+                    return (n > 0).then_some((Ok(msg), n));
                 }
                 if let (lo, Some(hi)) = it.size_hint()
                     && lo == hi
@@ -666,6 +663,11 @@ impl<R: DeserializeOwned> Imap<'_, R> {
     /// topping up the window, so the workers have work while the caller
     /// goes through this chunk.
     fn next_decoded(&mut self) -> Option<Decoded<R>> {
+        self.next_out().map(|(out, n)| decode_chunk(out, n))
+    }
+
+    /// The next chunk's outcome and item count (see `next_decoded`).
+    fn next_out(&mut self) -> Option<(ChunkOut, usize)> {
         loop {
             self.refill();
             let ready = if self.ordered {
@@ -677,7 +679,7 @@ impl<R: DeserializeOwned> Imap<'_, R> {
             };
             if let Some((seq, out)) = ready {
                 self.next_seq += 1;
-                return Some(decode_chunk(out, self.sizes[seq]));
+                return Some((out, self.sizes[seq]));
             }
             if self.next_seq >= self.sizes.len() && self.exhausted {
                 return None;
@@ -695,9 +697,13 @@ impl<R: DeserializeOwned> Imap<'_, R> {
         // Sized once when the length is known (no regrowing copies of a
         // large result).
         let mut v = Vec::with_capacity(self.source.remaining().unwrap_or(0).min(1 << 24));
-        while let Some(chunk) = self.next_decoded() {
+        while let Some((out, n)) = self.next_out() {
+            // Plain values without failures: copied straight into `v`.
+            let Some(out) = append_plain(out, n, &mut v) else {
+                continue;
+            };
             let base = v.len();
-            match chunk.into_values() {
+            match decode_chunk::<R>(out, n).into_values() {
                 Ok(mut values) => v.append(&mut values),
                 Err((k, error)) => {
                     return Err(PoolError::Task {

@@ -36,7 +36,7 @@ pub(crate) enum Input<'a> {
 /// A task message's header with id 0 (the MPI thread writes the real id
 /// with [`set_id`] when it sends it), with room for `body` more bytes.
 fn task_header(entry: i64, kind: u8, body: usize) -> Vec<u8> {
-    let mut m = Vec::with_capacity(TASK_HEADER + body);
+    let mut m = crate::buf::with_capacity(TASK_HEADER + body);
     m.extend_from_slice(&0u64.to_le_bytes());
     m.extend_from_slice(&entry.to_le_bytes());
     m.push(kind);
@@ -95,10 +95,24 @@ pub(crate) fn task_items_iter<T: Serialize>(
 }
 
 /// A task message carrying plain numbers as their bytes.
-pub(crate) fn task_plain(entry: i64, bytes: &[u8]) -> Vec<u8> {
-    let mut m = task_header(entry, KIND_PLAIN, bytes.len());
-    m.extend_from_slice(bytes);
-    m
+/// A task message carrying the next `max` (at most) items of `items` as
+/// their bytes, written straight into the message, and how many it holds;
+/// `None` unless the items are plain numbers.
+pub(crate) fn task_plain_iter<T>(
+    entry: i64,
+    max: usize,
+    items: &mut impl Iterator<Item = T>,
+) -> Option<(Vec<u8>, usize)> {
+    if !mproc_pool::__private::is_plain::<T>() {
+        return None;
+    }
+    let mut m = task_header(
+        entry,
+        KIND_PLAIN,
+        max.min(items.size_hint().0) * size_of::<T>(),
+    );
+    let n = mproc_pool::__private::plain_write(&mut m, items, max)?;
+    Some((m, n))
 }
 
 /// A task message for `len` integers from `start`.
@@ -173,7 +187,7 @@ pub(crate) fn result(id: u64, ns: u64, items: u64, out: Result<&[u8], &str>) -> 
 /// A result message's header (time 0), with room for `body` more bytes:
 /// a worker encodes a chunk's results straight after it.
 pub(crate) fn result_header(id: u64, items: u64, failed: bool, body: usize) -> Vec<u8> {
-    let mut m = Vec::with_capacity(RESULT_HEADER + body);
+    let mut m = crate::buf::with_capacity(RESULT_HEADER + body);
     m.extend_from_slice(&id.to_le_bytes());
     m.extend_from_slice(&0u64.to_le_bytes());
     m.extend_from_slice(&items.to_le_bytes());
@@ -263,11 +277,20 @@ mod tests {
         // An iterator shorter than promised: the length is the real one.
         let (it, k) = task_items_iter(3, 200, items.iter().copied());
         assert_eq!((it.unwrap(), k), (m, 3));
-        let m = task_plain(4, &[1, 2, 3]);
+        // Plain items: their bytes, as many as there are (at most `max`).
+        let (m, k) = task_plain_iter(4, 5, &mut [1u8, 2, 3].into_iter()).unwrap();
+        assert_eq!(k, 3);
         assert_eq!(
             parse_task(&m).unwrap(),
             (0, 4, Input::Plain(&[1, 2, 3][..]))
         );
+        let mut long = 0..10_000u32;
+        let (m, k) = task_plain_iter(4, 5000, &mut long).unwrap();
+        assert_eq!((k, long.next()), (5000, Some(5000)));
+        let (_, _, input) = parse_task(&m).unwrap();
+        let bytes: Vec<u8> = (0..5000u32).flat_map(u32::to_ne_bytes).collect();
+        assert_eq!(input, Input::Plain(&bytes[..]));
+        assert!(task_plain_iter(4, 5, &mut ["x"].into_iter()).is_none());
         let m = task_range(5, -3, 10);
         assert_eq!(
             parse_task(&m).unwrap(),

@@ -293,6 +293,7 @@ pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
             wire::TAG_TASK => {
                 let reply = run_message(&ctx, &msg);
                 peer.send_with_tag(&reply[..], wire::TAG_RESULT);
+                crate::buf::recycle(reply);
             }
             t => eprintln!("mproc-mpi: worker ignored a message with unknown tag {t}"),
         }
@@ -303,6 +304,7 @@ pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
         nap = Duration::from_micros(20);
     }
     drop(ctx);
+    crate::buf::release();
 }
 
 /// Runs a task message; returns the result message.

@@ -161,17 +161,72 @@ pub(crate) fn for_each_in_range<A>(
 pub(crate) unsafe fn pod_from_bytes<T>(bytes: &[u8], n: usize) -> Vec<T> {
     debug_assert_eq!(bytes.len(), n * size_of::<T>());
     let mut v = Vec::<T>::with_capacity(n);
-    // SAFETY: `v` has room for `n` values, `bytes` holds exactly their bytes
-    // (caller), and every bit pattern is a valid `T` (caller: plain number).
+    // SAFETY: the caller's promise, passed on.
+    unsafe { pod_extend(&mut v, bytes) };
+    v
+}
+
+/// Appends the plain values whose bytes `bytes` holds (unaligned) to `v`.
+///
+/// # Safety
+/// `T` must satisfy [`is_pod`] and `bytes.len()` must be a multiple of
+/// `size_of::<T>()` (not zero).
+pub(crate) unsafe fn pod_extend<T>(v: &mut Vec<T>, bytes: &[u8]) {
+    let n = bytes.len() / size_of::<T>();
+    debug_assert_eq!(bytes.len(), n * size_of::<T>());
+    v.reserve(n);
+    // SAFETY: `v` has room for `n` more values after its length, `bytes`
+    // holds exactly their bytes (caller), every bit pattern is a valid `T`
+    // (caller: plain number), and the two do not overlap (`bytes` is
+    // borrowed while `v` is borrowed mutably).
     unsafe {
         std::ptr::copy_nonoverlapping(
             bytes.as_ptr(),
-            v.as_mut_ptr().cast::<u8>(),
-            n * size_of::<T>(),
+            v.as_mut_ptr().add(v.len()).cast::<u8>(),
+            bytes.len(),
         );
-        v.set_len(n);
+        v.set_len(v.len() + n);
     }
-    v
+}
+
+/// Appends the bytes of the next values of `items`, at most `max` of them,
+/// to `out`, each written straight into place (no `Vec` of the values
+/// first); returns how many.
+///
+/// # Safety
+/// `T` must satisfy [`is_pod`].
+pub(crate) unsafe fn pod_write<T>(
+    out: &mut Vec<u8>,
+    items: &mut impl Iterator<Item = T>,
+    max: usize,
+) -> usize {
+    /// Values written per reservation when the iterator does not know its
+    /// length.
+    const BLOCK: usize = 4096;
+    let size = size_of::<T>();
+    let mut n = 0;
+    while n < max {
+        let room = (max - n).min(items.size_hint().0.max(BLOCK));
+        out.reserve(room * size);
+        let mut k = 0;
+        // SAFETY: `out` has room for `room` values after its length (just
+        // reserved); each is written unaligned into it, inside that room,
+        // and `set_len` covers only the bytes written; a plain number has
+        // no padding, so they are all initialised.
+        unsafe {
+            let dst = out.as_mut_ptr().add(out.len());
+            for x in items.by_ref().take(room) {
+                dst.add(k * size).cast::<T>().write_unaligned(x);
+                k += 1;
+            }
+            out.set_len(out.len() + k * size);
+        }
+        n += k;
+        if k < room {
+            break;
+        }
+    }
+    n
 }
 
 /// The bytes of plain values.
@@ -224,5 +279,35 @@ mod tests {
         }));
         assert_eq!(got, [(1, -2), (2, -1), (3, 0)]);
         assert!(!for_each_in_range::<String>(0, 0, 1, |_, _| true));
+    }
+
+    #[test]
+    fn plain_values_written_and_read_in_place() {
+        use crate::__private::{plain_extend, plain_write};
+        // Written after what the buffer holds, unaligned, at most `max`;
+        // the iterator keeps the rest.
+        let mut out = vec![0xAAu8];
+        let mut items = (1u64..).take(10_000);
+        assert_eq!(plain_write(&mut out, &mut items, 5000), Some(5000));
+        assert_eq!(items.next(), Some(5001));
+        assert_eq!(out.len(), 1 + 5000 * 8);
+        assert_eq!(out[0], 0xAA);
+        // An iterator without a length, shorter than `max`.
+        let mut odd = (0u16..9).filter(|x| x % 2 == 1);
+        let mut small: Vec<u8> = Vec::new();
+        assert_eq!(plain_write(&mut small, &mut odd, 100), Some(4));
+        assert!(plain_write(&mut small, &mut ["x"].into_iter(), 1).is_none());
+        // Read back, appended to what is there.
+        let mut back = vec![0u64];
+        assert!(plain_extend(&mut back, &out[1..]));
+        assert_eq!(back.len(), 5001);
+        assert_eq!(back[1..], (1..=5000u64).collect::<Vec<_>>()[..]);
+        let mut shorts: Vec<u16> = Vec::new();
+        assert!(plain_extend(&mut shorts, &small));
+        assert_eq!(shorts, [1u16, 3, 5, 7]);
+        // A torn value, or a type that is not plain: nothing appended.
+        assert!(!plain_extend(&mut back, &out[1..8]));
+        assert!(!plain_extend(&mut Vec::<String>::new(), &[]));
+        assert_eq!(back.len(), 5001);
     }
 }

@@ -193,6 +193,34 @@ pub mod __private {
         Some(unsafe { crate::fast_path::pod_from_bytes(bytes, n) })
     }
 
+    /// Appends the bytes of the next values of `items` (at most `max`) to
+    /// `out` if [`is_plain`]`::<T>()`, and returns how many; `None` (and
+    /// nothing taken) otherwise.
+    #[inline]
+    pub fn plain_write<T>(
+        out: &mut Vec<u8>,
+        items: &mut impl Iterator<Item = T>,
+        max: usize,
+    ) -> Option<usize> {
+        // SAFETY: `is_plain` says `T` is a plain number (`is_pod`).
+        is_plain::<T>().then(|| unsafe { crate::fast_path::pod_write(out, items, max) })
+    }
+
+    /// Appends `bytes` (from another process: any length) to `values` as
+    /// values of `T`, if [`is_plain`]`::<T>()` and the length is a whole
+    /// number of them; `false` (and nothing appended) otherwise. One copy,
+    /// straight into `values`.
+    #[inline]
+    pub fn plain_extend<T>(values: &mut Vec<T>, bytes: &[u8]) -> bool {
+        if !is_plain::<T>() || bytes.len() % size_of::<T>() != 0 {
+            return false;
+        }
+        // SAFETY: `T` is a plain number (`is_pod`) and `bytes` holds a
+        // whole number of them.
+        unsafe { crate::fast_path::pod_extend(values, bytes) };
+        true
+    }
+
     /// Calls [`StarFn`](crate::StarFn) `F` with a tuple: the task of a
     /// `starmap`, shared with mproc-mpi's `MpiPool`.
     #[inline]
