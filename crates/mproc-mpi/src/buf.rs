@@ -11,7 +11,7 @@
 
 use std::sync::Mutex;
 
-use crate::job::lock;
+use mproc_shm::local::lock;
 
 /// Smaller buffers are not kept: the allocator serves them from memory it
 /// keeps anyway.

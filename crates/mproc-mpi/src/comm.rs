@@ -23,8 +23,9 @@ use mpi::point_to_point::{Destination, Source};
 use mpi::topology::{Communicator, Rank, SimpleCommunicator};
 use mproc_pool::TaskError;
 
+use crate::decode::Bytes;
 use crate::error::MpiError;
-use crate::job::{Bytes, Sink, lock};
+use crate::job::{Sink, lock};
 use crate::{task, wire, worker};
 
 /// A chunk on its way to a worker rank.

@@ -6,20 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use mproc_pool::{PoolError, TaskError};
-use serde::de::DeserializeOwned;
+use mproc_pool::PoolError;
 
-use crate::worker::Out;
-
-/// A chunk's results as they arrived: the result message and where its
-/// payload (`postcard` of `Vec<Result<R, String>>`) starts.
-pub(crate) struct Bytes {
-    pub(crate) buf: Vec<u8>,
-    pub(crate) start: usize,
-}
-
-/// A chunk's outcome.
-pub(crate) type ChunkOut = Result<Bytes, TaskError>;
+use crate::decode::ChunkOut;
 
 pub(crate) use mproc_shm::local::lock;
 
@@ -106,163 +95,6 @@ impl Sink {
     }
 }
 
-/// A chunk's items, decoded: each item's value or error, in order.
-pub(crate) struct Decoded<R> {
-    values: std::vec::IntoIter<R>,
-    failures: std::collections::VecDeque<(u64, TaskError)>,
-    pos: u64,
-    len: u64,
-}
-
-impl<R> Iterator for Decoded<R> {
-    type Item = Result<R, TaskError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.pos >= self.len {
-            return None;
-        }
-        let k = self.pos;
-        self.pos += 1;
-        if self.failures.front().is_some_and(|(at, _)| *at == k) {
-            return self.failures.pop_front().map(|(_, e)| Err(e));
-        }
-        self.values.next().map(Ok)
-    }
-}
-
-impl<R> Decoded<R> {
-    /// All the values, or the first failure and its position in the chunk.
-    pub(crate) fn into_values(mut self) -> Result<Vec<R>, (usize, TaskError)> {
-        match self.failures.pop_front() {
-            None => Ok(self.values.collect()),
-            Some((k, e)) => Err((k as usize, e)),
-        }
-    }
-}
-
-/// Whether `R` is `()`.
-fn is_unit<R>() -> bool {
-    typeid::of::<R>() == std::any::TypeId::of::<()>()
-}
-
-/// `k` unit values as a `Vec<R>`, without a loop.
-fn units<R>(k: u64) -> Vec<R> {
-    assert!(is_unit::<R>());
-    // No bytes to write: the compiler turns this into setting the length.
-    let v: Vec<()> = vec![(); k as usize];
-    let v = std::mem::ManuallyDrop::new(v);
-    // SAFETY: `R` is `()` (asserted; same TypeId, `()` has no lifetimes), so
-    // this moves the Vec out as its own type; the original is not dropped.
-    unsafe { std::mem::transmute_copy::<Vec<()>, Vec<R>>(&v) }
-}
-
-/// Decodes a chunk of `n` items.
-pub(crate) fn decode_chunk<R: DeserializeOwned>(out: ChunkOut, n: usize) -> Decoded<R> {
-    let all_failed = |e: TaskError| Decoded {
-        values: Vec::new().into_iter(),
-        failures: (0..n as u64).map(|k| (k, e.clone())).collect(),
-        pos: 0,
-        len: n as u64,
-    };
-    let bytes = match out {
-        Ok(b) => b,
-        Err(e) => return all_failed(e),
-    };
-    let parsed = parse_chunk::<R>(&bytes.buf[bytes.start..], n);
-    crate::buf::recycle(bytes.buf);
-    match parsed {
-        Ok((values, failures))
-            if values.len() + failures.len() == n
-                && failures.windows(2).all(|w| w[0].0 < w[1].0)
-                && failures.last().is_none_or(|f| f.0 < n as u64) =>
-        {
-            Decoded {
-                values: values.into_iter(),
-                failures: failures
-                    .into_iter()
-                    .map(|(k, message)| (k, TaskError::panicked(message)))
-                    .collect(),
-                pos: 0,
-                len: n as u64,
-            }
-        }
-        Ok((values, failures)) => all_failed(TaskError::Decode(format!(
-            "a worker rank returned {} values and {} failures for a chunk of {n} items",
-            values.len(),
-            failures.len()
-        ))),
-        Err(e) => all_failed(TaskError::Decode(e)),
-    }
-}
-
-/// Appends a chunk of `n` items to `values` if all of them succeeded and
-/// their values are plain numbers: one copy from the message straight into
-/// `values` (a map of tiny items copies megabytes per chunk). Gives the
-/// chunk back otherwise, and appends nothing.
-pub(crate) fn append_plain<R>(out: ChunkOut, n: usize, values: &mut Vec<R>) -> Option<ChunkOut> {
-    let Ok(bytes) = &out else { return Some(out) };
-    if !mproc_pool::__private::is_plain::<R>() {
-        return Some(out);
-    }
-    let payload = &bytes.buf[bytes.start..];
-    match postcard::take_from_bytes::<Vec<(u64, String)>>(payload) {
-        Ok((failures, rest)) if failures.is_empty() && rest.len() == n * size_of::<R>() => {
-            let appended = mproc_pool::__private::plain_extend(values, rest);
-            debug_assert!(appended);
-            if let Ok(b) = out {
-                crate::buf::recycle(b.buf);
-            }
-            None
-        }
-        // Failures, or bad bytes: the general path says which.
-        _ => Some(out),
-    }
-}
-
-/// A chunk's payload as its values and failures (not yet checked against
-/// the chunk's size).
-fn parse_chunk<R: DeserializeOwned>(payload: &[u8], n: usize) -> Result<Out<R>, String> {
-    if is_unit::<R>() {
-        // `()` values have no bytes: the list is its length (postcard writes a
-        // sequence's length as the same varint as a u64), and decoding it item
-        // by item would cost rank 0 a loop over every item of the chunk.
-        postcard::from_bytes::<(u64, Vec<(u64, String)>)>(payload)
-            .map(|(k, f)| (units::<R>(k.min(n as u64)), f))
-            .map_err(|e| e.to_string())
-    } else if mproc_pool::__private::is_plain::<R>() {
-        // Plain numbers: the failures, then the values as their bytes.
-        postcard::take_from_bytes::<Vec<(u64, String)>>(payload)
-            .map_err(|e| e.to_string())
-            .and_then(|(f, rest)| {
-                mproc_pool::__private::plain_from_bytes::<R>(rest)
-                    .map(|v| (v, f))
-                    .ok_or_else(|| {
-                        format!(
-                            "a worker rank's {} bytes of results are not a whole number of values",
-                            rest.len()
-                        )
-                    })
-            })
-    } else {
-        postcard::from_bytes::<(Vec<R>, Vec<(u64, String)>)>(payload).map_err(|e| e.to_string())
-    }
-}
-
-/// Turns the decoded items of a whole map into its value, or the first
-/// failure in input order.
-pub(crate) fn collect_map<R>(
-    items: impl Iterator<Item = Result<R, TaskError>>,
-) -> Result<Vec<R>, PoolError> {
-    let mut v = Vec::new();
-    for (index, r) in items.enumerate() {
-        match r {
-            Ok(x) => v.push(x),
-            Err(error) => return Err(PoolError::Task { index, error }),
-        }
-    }
-    Ok(v)
-}
-
 type Finish<T> = Box<dyn FnOnce(Vec<(usize, ChunkOut)>) -> Result<T, PoolError> + Send>;
 
 /// The result of [`MpiPool::apply_async`](crate::MpiPool::apply_async) or
@@ -322,36 +154,5 @@ impl<T> AsyncResult<T> {
         }
         all.sort_by_key(|(seq, _)| *seq);
         (self.finish)(all)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn chunk(payload: Vec<u8>) -> ChunkOut {
-        Ok(Bytes {
-            buf: payload,
-            start: 0,
-        })
-    }
-
-    #[test]
-    fn plain_results_are_the_failures_then_the_values_bytes() {
-        // Items 0 and 2 succeeded with 7 and 9; item 1 panicked.
-        let mut payload = postcard::to_allocvec(&vec![(1u64, "boom".to_string())]).unwrap();
-        payload.extend_from_slice(&7u64.to_ne_bytes());
-        payload.extend_from_slice(&9u64.to_ne_bytes());
-        let d = decode_chunk::<u64>(chunk(payload.clone()), 3);
-        let got: Vec<_> = d.map(|r| r.map_err(|e| e.to_string())).collect();
-        assert_eq!(got[0], Ok(7));
-        assert!(got[1].as_ref().unwrap_err().contains("boom"));
-        assert_eq!(got[2], Ok(9));
-        // A torn value is a decode error for the whole chunk, not a panic.
-        payload.pop();
-        let d = decode_chunk::<u64>(chunk(payload), 3);
-        assert!(d.into_iter().all(
-            |r| matches!(r, Err(TaskError::Decode(m)) if m.contains("not a whole number of values"))
-        ));
     }
 }

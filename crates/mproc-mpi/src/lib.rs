@@ -90,12 +90,16 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
-#[cfg(feature = "mpi")]
+// The message formats and their parsers need no MPI: they build without
+// the feature, for `__private`'s fuzz entry.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 mod buf;
 #[cfg(feature = "mpi")]
 mod chunk;
 #[cfg(feature = "mpi")]
 mod comm;
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+mod decode;
 #[cfg(feature = "mpi")]
 mod error;
 #[cfg(feature = "mpi")]
@@ -104,7 +108,7 @@ mod job;
 mod pool;
 #[cfg(feature = "mpi")]
 mod task;
-#[cfg(feature = "mpi")]
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 mod wire;
 #[cfg(feature = "mpi")]
 mod worker;
@@ -119,6 +123,16 @@ pub use crate::{
 pub use mproc_pool::{PoolError, StarFn, TaskError};
 #[cfg(feature = "mpi")]
 pub use mproc_process::cpu_count;
+
+/// Entry points for fuzzing and tests; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    /// Parses `data` as every message a rank receives and decodes what it
+    /// carries (the parsers of bytes from another rank). Never panics.
+    pub fn mpi_message(data: &[u8]) {
+        crate::decode::fuzz(data);
+    }
+}
 
 /// Serves the spawned-worker role if this process was started as one (and
 /// then exits); returns at once otherwise.

@@ -11,8 +11,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::comm::{self, Chunk, Cmd, Launch, Master};
+use crate::decode::{ChunkOut, Decoded, append_plain, collect_map, decode_chunk};
 use crate::error::MpiError;
-use crate::job::{AsyncResult, ChunkOut, Decoded, Sink, append_plain, collect_map, decode_chunk};
+use crate::job::{AsyncResult, Sink};
 use crate::worker::entry_of;
 use crate::{chunk, task, wire};
 

@@ -12,6 +12,7 @@ use mproc_pool::Pool;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::decode::{Out, items_of};
 use crate::task;
 use crate::wire::{self, Input};
 
@@ -54,10 +55,6 @@ pub(crate) fn in_task() -> bool {
 pub(crate) fn record_panic(msg: String) {
     LAST_PANIC.with(|p| *p.borrow_mut() = Some(msg));
 }
-
-/// A chunk's outcome as it travels: the values of the items that
-/// succeeded, in order, and the failed items' positions and messages.
-pub(crate) type Out<R> = (Vec<R>, Vec<(u64, String)>);
 
 /// The message of a caught panic (the hook recorded it with its location).
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -168,18 +165,6 @@ where
         None => postcard::to_extend(&out, reply),
     };
     encoded.map_err(|e| format!("the chunk's results did not encode: {e}"))
-}
-
-/// The items of an items chunk, postcard-encoded or plain.
-fn items_of<A: DeserializeOwned>(input: &Input<'_>) -> Result<Vec<A>, String> {
-    match *input {
-        Input::Items(bytes) => postcard::from_bytes(bytes)
-            .map_err(|e| format!("the chunk's items did not decode: {e}")),
-        Input::Plain(bytes) => mproc_pool::__private::plain_from_bytes(bytes).ok_or_else(|| {
-            "the chunk's items are not whole plain values of the task's argument type".to_string()
-        }),
-        Input::Range { .. } => Err("a range chunk where items were expected".to_string()),
-    }
 }
 
 /// A local worker's error as the message rank 0 reports.
