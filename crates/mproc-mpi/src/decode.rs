@@ -110,6 +110,21 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(out: ChunkOut, n: usize) -> Deco
     }
 }
 
+/// Decodes the one item of an `apply`'s chunk: a plain value without
+/// failure is read straight out of the message (no `Vec`, no iterator).
+pub(crate) fn decode_one<R: DeserializeOwned>(out: ChunkOut) -> Result<R, TaskError> {
+    if let Ok(b) = &out
+        // An empty failure list is postcard's one byte 0, then the value.
+        && let Some((0, value)) = b.buf.get(b.start..).and_then(<[u8]>::split_first)
+        && let Some(v) = mproc_pool::__private::plain_one::<R>(value)
+    {
+        return Ok(v);
+    }
+    decode_chunk::<R>(out, 1)
+        .next()
+        .expect("a decoded chunk of one item yields one")
+}
+
 /// Appends a chunk of `n` items to `values` if all of them succeeded and
 /// their values are plain numbers: one copy from the message straight into
 /// `values` (a map of tiny items copies megabytes per chunk). Gives the
@@ -249,6 +264,35 @@ mod tests {
         let d = decode_chunk::<u64>(chunk(payload), 3);
         assert!(d.into_iter().all(
             |r| matches!(r, Err(TaskError::Decode(m)) if m.contains("not a whole number of values"))
+        ));
+    }
+
+    #[test]
+    fn one_item_decodes_without_the_general_path_and_the_same_way() {
+        // A plain value after an empty failure list.
+        let mut ok = vec![0u8];
+        ok.extend_from_slice(&42u64.to_ne_bytes());
+        assert_eq!(decode_one::<u64>(chunk(ok.clone())).unwrap(), 42);
+        // A torn value: the general path's decode error, no panic.
+        ok.pop();
+        assert!(matches!(
+            decode_one::<u64>(chunk(ok)),
+            Err(TaskError::Decode(_))
+        ));
+        // A failure: the panic's message.
+        let failed = postcard::to_allocvec(&vec![(0u64, "boom".to_string())]).unwrap();
+        match decode_one::<u64>(chunk(failed)) {
+            Err(TaskError::Panicked { message, .. }) => assert!(message.contains("boom")),
+            other => panic!("{other:?}"),
+        }
+        // Not plain: postcard, as before.
+        let s =
+            postcard::to_allocvec(&(vec!["hi".to_string()], Vec::<(u64, String)>::new())).unwrap();
+        assert_eq!(decode_one::<String>(chunk(s)).unwrap(), "hi");
+        // A whole chunk's error stays that error.
+        assert!(matches!(
+            decode_one::<u64>(Err(TaskError::Cancelled)),
+            Err(TaskError::Cancelled)
         ));
     }
 }

@@ -95,7 +95,16 @@ impl Sink {
     }
 }
 
-type Finish<T> = Box<dyn FnOnce(Vec<(usize, ChunkOut)>) -> Result<T, PoolError> + Send>;
+/// Every chunk of a map, in order, to its value.
+type FinishChunks<T> = Box<dyn FnOnce(Vec<(usize, ChunkOut)>) -> Result<T, PoolError> + Send>;
+
+/// How the chunks that came back become the value.
+pub(crate) enum Finish<T> {
+    /// Every chunk of a map, in order.
+    Chunks(FinishChunks<T>),
+    /// The one chunk of an `apply` (no `Vec` and no sort on its round trip).
+    One(fn(ChunkOut) -> Result<T, PoolError>),
+}
 
 /// The result of [`MpiPool::apply_async`](crate::MpiPool::apply_async) or
 /// [`MpiPool::map_async`](crate::MpiPool::map_async) (Python's
@@ -148,11 +157,19 @@ impl<T> AsyncResult<T> {
     /// input order) failed.
     pub fn get(self) -> Result<T, PoolError> {
         self.wait();
-        let mut all = Vec::with_capacity(self.chunks);
-        while all.len() < self.chunks {
-            all.extend(self.sink.take(None));
+        match self.finish {
+            Finish::One(finish) => {
+                let (_, out) = self.sink.take(None).pop().expect("the one chunk arrived");
+                finish(out)
+            }
+            Finish::Chunks(finish) => {
+                let mut all = Vec::with_capacity(self.chunks);
+                while all.len() < self.chunks {
+                    all.extend(self.sink.take(None));
+                }
+                all.sort_by_key(|(seq, _)| *seq);
+                finish(all)
+            }
         }
-        all.sort_by_key(|(seq, _)| *seq);
-        (self.finish)(all)
     }
 }

@@ -11,9 +11,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::comm::{self, Chunk, Cmd, Launch, Master};
-use crate::decode::{ChunkOut, Decoded, append_plain, collect_map, decode_chunk};
+use crate::decode::{ChunkOut, Decoded, append_plain, collect_map, decode_chunk, decode_one};
 use crate::error::MpiError;
-use crate::job::{AsyncResult, Sink};
+use crate::job::{AsyncResult, Finish, Sink};
 use crate::worker::entry_of;
 use crate::{chunk, task, wire};
 
@@ -217,10 +217,18 @@ impl MpiPool {
     {
         self.check_running()?;
         let entry = entry_of::<F, A, R>();
-        let msg = wire::task_items_from(entry, &[args][..]).map_err(|e| PoolError::Task {
-            index: 0,
-            error: TaskError::Encode(e),
-        })?;
+        // A plain number goes as its bytes (cheaper to read on the worker).
+        let mut one = std::iter::once(args);
+        let msg = match wire::task_plain_iter(entry, 1, &mut one) {
+            Some((msg, _)) => msg,
+            None => {
+                let args = one.next().expect("not taken: the item is not plain");
+                wire::task_items_from(entry, &[args][..]).map_err(|e| PoolError::Task {
+                    index: 0,
+                    error: TaskError::Encode(e),
+                })?
+            }
+        };
         let sink = Arc::new(Sink::default());
         let chunk = Chunk {
             msg,
@@ -232,10 +240,8 @@ impl MpiPool {
         let result = AsyncResult::new(
             sink,
             1,
-            Box::new(|mut all: Vec<(usize, ChunkOut)>| {
-                let (_, out) = all.pop().expect("one chunk");
-                let r = decode_chunk::<R>(out, 1).next().expect("one item");
-                r.map_err(|error| PoolError::Task { index: 0, error })
+            Finish::One(|out| {
+                decode_one::<R>(out).map_err(|error| PoolError::Task { index: 0, error })
             }),
         );
         Ok((chunk, result))
@@ -341,12 +347,12 @@ impl MpiPool {
         Ok(AsyncResult::new(
             sink,
             n_chunks,
-            Box::new(move |all: Vec<(usize, ChunkOut)>| {
+            Finish::Chunks(Box::new(move |all: Vec<(usize, ChunkOut)>| {
                 collect_map(
                     all.into_iter()
                         .flat_map(|(seq, out)| decode_chunk::<R>(out, sizes[seq])),
                 )
-            }),
+            })),
         ))
     }
 

@@ -155,6 +155,10 @@ where
             _ => run_range::<F, A, R>((start, len))?,
         },
     };
+    let mut reply = reply;
+    // Room for the values' bytes (their size in memory, a guess for
+    // postcard's), and the failures' length: no regrowing copy.
+    reply.reserve(size_of_val(&out.0[..]) + 8);
     let encoded = match mproc_pool::__private::plain_bytes(&out.0) {
         // Plain numbers go as their bytes, after the failures (which find
         // their own end); rank 0 knows `R` and reads them the same way.

@@ -308,6 +308,12 @@ mod tests {
         // A torn value, or a type that is not plain: nothing appended.
         assert!(!plain_extend(&mut back, &out[1..8]));
         assert!(!plain_extend(&mut Vec::<String>::new(), &[]));
+        // One value, exactly.
+        use crate::__private::plain_one;
+        assert_eq!(plain_one::<u32>(&7u32.to_ne_bytes()), Some(7));
+        assert_eq!(plain_one::<u32>(&[1, 2, 3]), None);
+        assert_eq!(plain_one::<u32>(&[0; 8]), None);
+        assert_eq!(plain_one::<String>(&[]), None);
         assert_eq!(back.len(), 5001);
     }
 }

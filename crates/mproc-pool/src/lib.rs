@@ -206,6 +206,18 @@ pub mod __private {
         is_plain::<T>().then(|| unsafe { crate::fast_path::pod_write(out, items, max) })
     }
 
+    /// The one value of `T` whose bytes `bytes` (from another process: any
+    /// length) holds, if [`is_plain`]`::<T>()` and the length is exactly one.
+    #[inline]
+    pub fn plain_one<T>(bytes: &[u8]) -> Option<T> {
+        if !is_plain::<T>() || bytes.len() != size_of::<T>() {
+            return None;
+        }
+        // SAFETY: `T` is a plain number (`is_pod`), so any bytes of its size
+        // are a valid `T`; the read is unaligned.
+        Some(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
+    }
+
     /// Appends `bytes` (from another process: any length) to `values` as
     /// values of `T`, if [`is_plain`]`::<T>()` and the length is a whole
     /// number of them; `false` (and nothing appended) otherwise. One copy,
