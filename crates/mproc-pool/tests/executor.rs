@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{watchdog, with_executor};
+use common::{only_failure_at, watchdog, with_executor};
 use mproc_pool::{
     AsFuture, FutureError, ProcessPoolExecutor, ReturnWhen, TaskError, as_completed,
     as_completed_timeout, wait, wait_timeout,
@@ -45,6 +45,11 @@ fn aborts_on_3(x: u32) -> u32 {
         std::process::abort();
     }
     x + 1
+}
+
+/// What the tasks above return for `x` (when they return).
+fn plus_one(x: usize) -> u32 {
+    x as u32 + 1
 }
 
 /// Waits until `f` was dispatched to a worker.
@@ -333,15 +338,11 @@ fn a_panic_fails_only_its_future_with_the_message() {
         let futs: Vec<_> = (0..8u32)
             .map(|x| ex.submit(panics_on_3, x).unwrap())
             .collect();
-        for (x, f) in futs.iter().enumerate() {
-            match f.result() {
-                Ok(v) => assert_eq!(v, x as u32 + 1),
-                Err(FutureError::Task(TaskError::Panicked { message, .. })) => {
-                    assert_eq!(x, 3);
-                    assert_eq!(message, "three is not allowed");
-                }
-                Err(e) => panic!("unexpected {e:?}"),
+        match only_failure_at(futs.iter().map(|f| f.result()), 3, plus_one) {
+            FutureError::Task(TaskError::Panicked { message, .. }) => {
+                assert_eq!(message, "three is not allowed");
             }
+            e => panic!("unexpected {e:?}"),
         }
         assert!(futs[3].exception().is_some());
     });
@@ -354,15 +355,11 @@ fn a_killed_worker_fails_only_its_future() {
         let futs: Vec<_> = (0..40u32)
             .map(|x| ex.submit(killed_on_3, x).unwrap())
             .collect();
-        for (x, f) in futs.iter().enumerate() {
-            match f.result() {
-                Ok(v) => assert_eq!(v, x as u32 + 1),
-                Err(FutureError::Task(TaskError::WorkerLost { status, .. })) => {
-                    assert_eq!(x, 3);
-                    assert_eq!(status, mproc_pool::ExitStatus::Signaled(libc::SIGKILL));
-                }
-                Err(e) => panic!("unexpected {e:?}"),
+        match only_failure_at(futs.iter().map(|f| f.result()), 3, plus_one) {
+            FutureError::Task(TaskError::WorkerLost { status, .. }) => {
+                assert_eq!(status, mproc_pool::ExitStatus::Signaled(libc::SIGKILL));
             }
+            e => panic!("unexpected {e:?}"),
         }
         assert!(futs[3].exception().is_some_and(|e| e.is_worker_lost()));
         // Replaced: still two workers, and it keeps working.
@@ -374,18 +371,8 @@ fn a_killed_worker_fails_only_its_future() {
         let futs: Vec<_> = (0..8u32)
             .map(|x| ex.submit(aborts_on_3, x).unwrap())
             .collect();
-        for (x, f) in futs.iter().enumerate() {
-            let r = f.result();
-            if x == 3 {
-                assert!(
-                    r.unwrap_err()
-                        .task_error()
-                        .is_some_and(|e| e.is_worker_lost())
-                );
-            } else {
-                assert_eq!(r.unwrap(), x as u32 + 1);
-            }
-        }
+        let e = only_failure_at(futs.iter().map(|f| f.result()), 3, plus_one);
+        assert!(e.task_error().is_some_and(|e| e.is_worker_lost()), "{e:?}");
     });
 }
 
