@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    BenchResult, Ctx, Measurement, Placement, Role, Scenario, copy_bandwidth, pin_to_cpu,
+    BenchResult, Ctx, Measurement, Placement, Role, RoleChild, Scenario, copy_bandwidth, pin_to_cpu,
 };
 
 /// The scenarios of the floors.
@@ -333,6 +333,15 @@ fn parent_go(m: &SharedMap) -> BenchResult<()> {
     Ok(())
 }
 
+/// Starts child role `role` (with `arg`) on a new small shared mapping and
+/// completes the start handshake: the mapping and the child.
+fn start_on_map(ctx: &Ctx, role: &str, arg: &str) -> BenchResult<(SharedMap, RoleChild)> {
+    let m = SharedMap::create(SMALL)?;
+    let child = ctx.spawn(role, arg, &[m.fd.as_fd()])?;
+    parent_go(&m)?;
+    Ok((m, child))
+}
+
 fn first_fd(fds: Vec<OwnedFd>) -> BenchResult<OwnedFd> {
     fds.into_iter()
         .next()
@@ -383,9 +392,7 @@ fn role_spin_echo(_: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
 
 fn floor_spin_rtt(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let n: u32 = if quick() { 20_000 } else { 200_000 };
-    let m = SharedMap::create(SMALL)?;
-    let child = ctx.spawn("floor_spin_echo", "", &[m.fd.as_fd()])?;
-    parent_go(&m)?;
+    let (m, child) = start_on_map(ctx, "floor_spin_echo", "")?;
     let (ping, pong) = (m.u64_at(PING), m.u64_at(PONG));
     let mut w = Waiter::new();
     let us = us_per_round_trip(n, |i| {
@@ -450,9 +457,7 @@ fn role_futex_echo(_: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
 
 fn floor_futex_rtt(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let n: u32 = if quick() { 2_000 } else { 20_000 };
-    let m = SharedMap::create(SMALL)?;
-    let child = ctx.spawn("floor_futex_echo", "", &[m.fd.as_fd()])?;
-    parent_go(&m)?;
+    let (m, child) = start_on_map(ctx, "floor_futex_echo", "")?;
     let (ping, pong) = (m.u32_at(PING), m.u32_at(PONG));
     let us = us_per_round_trip(n, |i| {
         futex_post(ping, i);
@@ -606,10 +611,8 @@ fn role_ring_produce(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
 
 fn floor_spsc_ring(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let n = if quick() { RING_N / 10 } else { RING_N };
-    let m = SharedMap::create(SMALL)?;
-    let child = ctx.spawn("floor_ring_produce", &n.to_string(), &[m.fd.as_fd()])?;
+    let (m, child) = start_on_map(ctx, "floor_ring_produce", &n.to_string())?;
     let (head, tail) = (m.u64_at(PING), m.u64_at(PONG));
-    parent_go(&m)?;
     let t0 = Instant::now();
     let mut w = Waiter::new();
     let mut seen_head = 0;
