@@ -23,6 +23,16 @@ fn sleep_ms(ms: u64) -> u64 {
     ms
 }
 
+/// Submits one `sleep_ms` task for each of `ms`, in their order.
+fn sleeps(
+    ex: &ProcessPoolExecutor,
+    ms: impl IntoIterator<Item = u64>,
+) -> Vec<mproc_pool::Future<u64>> {
+    ms.into_iter()
+        .map(|ms| ex.submit(sleep_ms, ms).unwrap())
+        .collect()
+}
+
 /// Panics for 3, else `x + 1`.
 fn panics_on_3(x: u32) -> u32 {
     assert!(x != 3, "three is not allowed");
@@ -126,17 +136,12 @@ fn map_timeout_raises_after_the_deadline() {
 #[test]
 fn as_completed_yields_all_in_completion_order() {
     with_executor(60, 2, |ex| {
-        let futs = vec![
-            ex.submit(sleep_ms, 2000).unwrap(),
-            ex.submit(sleep_ms, 0).unwrap(),
-        ];
+        let futs = sleeps(&ex, [2000, 0]);
         let order: Vec<u64> = as_completed(&futs).map(|f| f.result().unwrap()).collect();
         // A 2 s gap: the fast one comes first.
         assert_eq!(order, [0, 2000]);
         // Many of different lengths: every one, once.
-        let futs: Vec<_> = (0..12u64)
-            .map(|i| ex.submit(sleep_ms, (i * 7) % 40).unwrap())
-            .collect();
+        let futs = sleeps(&ex, (0..12u64).map(|i| (i * 7) % 40));
         let got: Vec<u64> = as_completed(futs)
             .map(|f| f.into_result().unwrap())
             .collect();
@@ -147,7 +152,7 @@ fn as_completed_yields_all_in_completion_order() {
             want.iter().collect::<BTreeSet<_>>()
         );
         // A deadline, as Python's as_completed(timeout).
-        let futs = [ex.submit(sleep_ms, 1000).unwrap()];
+        let futs = sleeps(&ex, [1000]);
         let mut it = as_completed(&futs);
         let t0 = Instant::now();
         assert!(it.next_timeout(Duration::from_millis(100)).is_err());
@@ -155,10 +160,7 @@ fn as_completed_yields_all_in_completion_order() {
         assert_eq!(it.next().map(|f| f.result().unwrap()), Some(1000));
         assert!(it.next().is_none());
         // Python's as_completed(fs, timeout).
-        let futs = [
-            ex.submit(sleep_ms, 0).unwrap(),
-            ex.submit(sleep_ms, 1000).unwrap(),
-        ];
+        let futs = sleeps(&ex, [0, 1000]);
         let t0 = Instant::now();
         let got: Vec<_> = as_completed_timeout(&futs, Duration::from_millis(300)).collect();
         assert!(t0.elapsed() >= Duration::from_millis(300));
@@ -171,10 +173,7 @@ fn as_completed_yields_all_in_completion_order() {
 #[test]
 fn wait_first_completed() {
     with_executor(60, 2, |ex| {
-        let futs = vec![
-            ex.submit(sleep_ms, 2000).unwrap(),
-            ex.submit(sleep_ms, 0).unwrap(),
-        ];
+        let futs = sleeps(&ex, [2000, 0]);
         let (done, not_done) = wait(&futs, ReturnWhen::FirstCompleted);
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].result().unwrap(), 0);
@@ -206,10 +205,7 @@ fn wait_first_exception() {
 #[test]
 fn wait_all_completed_and_timeout() {
     with_executor(60, 2, |ex| {
-        let futs: Vec<_> = [0, 30, 60, 90]
-            .into_iter()
-            .map(|ms| ex.submit(sleep_ms, ms).unwrap())
-            .collect();
+        let futs = sleeps(&ex, [0, 30, 60, 90]);
         let (done, not_done) = wait(&futs, ReturnWhen::AllCompleted);
         assert_eq!((done.len(), not_done.len()), (4, 0));
         assert_eq!(
@@ -236,7 +232,7 @@ fn wait_all_completed_and_timeout() {
 fn cancel_pending_but_not_running() {
     with_executor(60, 1, |ex| {
         let long = ex.submit(sleep_ms, 700).unwrap();
-        let rest: Vec<_> = (0..6).map(|i| ex.submit(sleep_ms, i).unwrap()).collect();
+        let rest = sleeps(&ex, 0..6);
         wait_running(&long);
         // Running: cannot be cancelled.
         assert!(!long.cancel());
@@ -296,7 +292,7 @@ fn done_callbacks_run_once_with_the_outcome() {
 fn shutdown_without_waiting_cancels_pending() {
     with_executor(60, 1, |ex| {
         let long = ex.submit(sleep_ms, 500).unwrap();
-        let rest: Vec<_> = (0..6).map(|i| ex.submit(sleep_ms, i).unwrap()).collect();
+        let rest = sleeps(&ex, 0..6);
         wait_running(&long);
         ex.shutdown(false, true);
         assert!(!long.done());
@@ -320,9 +316,7 @@ fn shutdown_without_waiting_cancels_pending() {
 #[test]
 fn shutdown_waits_for_running_and_queued() {
     with_executor(60, 2, |ex| {
-        let futs: Vec<_> = (0..8)
-            .map(|i| ex.submit(sleep_ms, 20 + i).unwrap())
-            .collect();
+        let futs = sleeps(&ex, 20..28);
         ex.shutdown(true, false);
         assert!(futs.iter().all(|f| f.done()));
         assert_eq!(
