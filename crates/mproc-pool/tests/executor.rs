@@ -71,6 +71,18 @@ fn wait_running<R>(f: &mproc_pool::Future<R>) {
     }
 }
 
+/// On an executor of one worker: a task sleeping `long_ms`, running when
+/// this returns, and six short ones submitted after it.
+fn one_running_six_queued(
+    ex: &ProcessPoolExecutor,
+    long_ms: u64,
+) -> (mproc_pool::Future<u64>, Vec<mproc_pool::Future<u64>>) {
+    let long = ex.submit(sleep_ms, long_ms).unwrap();
+    let rest = sleeps(ex, 0..6);
+    wait_running(&long);
+    (long, rest)
+}
+
 #[test]
 fn results_equal_serial() {
     with_executor(60, 2, |ex| {
@@ -231,9 +243,7 @@ fn wait_all_completed_and_timeout() {
 #[test]
 fn cancel_pending_but_not_running() {
     with_executor(60, 1, |ex| {
-        let long = ex.submit(sleep_ms, 700).unwrap();
-        let rest = sleeps(&ex, 0..6);
-        wait_running(&long);
+        let (long, rest) = one_running_six_queued(&ex, 700);
         // Running: cannot be cancelled.
         assert!(!long.cancel());
         assert!(!long.cancelled());
@@ -291,9 +301,7 @@ fn done_callbacks_run_once_with_the_outcome() {
 #[test]
 fn shutdown_without_waiting_cancels_pending() {
     with_executor(60, 1, |ex| {
-        let long = ex.submit(sleep_ms, 500).unwrap();
-        let rest = sleeps(&ex, 0..6);
-        wait_running(&long);
+        let (long, rest) = one_running_six_queued(&ex, 500);
         ex.shutdown(false, true);
         assert!(!long.done());
         assert_eq!(
