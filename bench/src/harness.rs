@@ -15,6 +15,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -320,6 +321,20 @@ pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     } else {
         (xs[n / 2 - 1] + xs[n / 2]) / 2.0
     }
+}
+
+/// Waits (yielding) until `counter` reaches `n`, a count another process
+/// raises, or fails after `limit`.
+pub(crate) fn await_at_least(counter: &AtomicU64, n: u64, limit: Duration) -> BenchResult<()> {
+    let t0 = Instant::now();
+    // Acquire: pairs with the other process's Release increments.
+    while counter.load(Ordering::Acquire) < n {
+        if t0.elapsed() > limit {
+            return Err("bench child did not report in time".into());
+        }
+        std::thread::yield_now();
+    }
+    Ok(())
 }
 
 /// Times `f`, returning its result and the elapsed time.

@@ -13,6 +13,10 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod fixtures;
+
+pub use fixtures::only_failure_at;
+
 /// Runs `f` on its own thread and returns its result, panicking if it takes
 /// longer than `limit`: a test that could block can never hang the run.
 ///

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    BenchResult, Ctx, Measurement, Placement, Role, Scenario, copy_bandwidth, pin_to_cpu,
+    BenchResult, Ctx, Measurement, Placement, Role, RoleChild, Scenario, copy_bandwidth, pin_to_cpu,
 };
 
 /// The scenarios of the floors.
@@ -333,10 +333,38 @@ fn parent_go(m: &SharedMap) -> BenchResult<()> {
     Ok(())
 }
 
+/// Starts child role `role` (with `arg`) on a new small shared mapping and
+/// completes the start handshake: the mapping and the child.
+fn start_on_map(ctx: &Ctx, role: &str, arg: &str) -> BenchResult<(SharedMap, RoleChild)> {
+    let m = SharedMap::create(SMALL)?;
+    let child = ctx.spawn(role, arg, &[m.fd.as_fd()])?;
+    parent_go(&m)?;
+    Ok((m, child))
+}
+
 fn first_fd(fds: Vec<OwnedFd>) -> BenchResult<OwnedFd> {
     fds.into_iter()
         .next()
         .ok_or_else(|| "no descriptor handed over".into())
+}
+
+/// Round trips made before the timed ones.
+const WARM_TRIPS: u32 = 1_000;
+
+/// Microseconds per round trip: runs `round_trip(i)` for `i` from 1 on,
+/// [`WARM_TRIPS`] times untimed, then `n` times timed.
+fn us_per_round_trip(
+    n: u32,
+    mut round_trip: impl FnMut(u32) -> BenchResult<()>,
+) -> BenchResult<f64> {
+    for i in 1..=WARM_TRIPS {
+        round_trip(i)?;
+    }
+    let t0 = Instant::now();
+    for i in WARM_TRIPS + 1..=WARM_TRIPS + n {
+        round_trip(i)?;
+    }
+    Ok(t0.elapsed().as_secs_f64() * 1e6 / f64::from(n))
 }
 
 // ---------------------------------------------------------------- spin_rtt
@@ -363,22 +391,15 @@ fn role_spin_echo(_: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
 }
 
 fn floor_spin_rtt(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
-    let n: u64 = if quick() { 20_000 } else { 200_000 };
-    let warm = 1_000;
-    let m = SharedMap::create(SMALL)?;
-    let child = ctx.spawn("floor_spin_echo", "", &[m.fd.as_fd()])?;
-    parent_go(&m)?;
+    let n: u32 = if quick() { 20_000 } else { 200_000 };
+    let (m, child) = start_on_map(ctx, "floor_spin_echo", "")?;
     let (ping, pong) = (m.u64_at(PING), m.u64_at(PONG));
     let mut w = Waiter::new();
-    let mut t0 = Instant::now();
-    for i in 1..=warm + n {
-        if i == warm + 1 {
-            t0 = Instant::now();
-        }
+    let us = us_per_round_trip(n, |i| {
+        let i = u64::from(i);
         ping.store(i, Ordering::Release);
-        w.until(|| pong.load(Ordering::Acquire) == i)?;
-    }
-    let us = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+        w.until(|| pong.load(Ordering::Acquire) == i)
+    })?;
     ping.store(STOP, Ordering::Release);
     child.wait()?;
     let m = Measurement::lower(us, "us");
@@ -436,24 +457,17 @@ fn role_futex_echo(_: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
 
 fn floor_futex_rtt(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let n: u32 = if quick() { 2_000 } else { 20_000 };
-    let warm = 1_000;
-    let m = SharedMap::create(SMALL)?;
-    let child = ctx.spawn("floor_futex_echo", "", &[m.fd.as_fd()])?;
-    parent_go(&m)?;
+    let (m, child) = start_on_map(ctx, "floor_futex_echo", "")?;
     let (ping, pong) = (m.u32_at(PING), m.u32_at(PONG));
-    let mut t0 = Instant::now();
-    for i in 1..=warm + n {
-        if i == warm + 1 {
-            t0 = Instant::now();
-        }
+    let us = us_per_round_trip(n, |i| {
         futex_post(ping, i);
         // The echo is the only writer of `pong`, and it writes `i` next.
         let got = futex_await_change(pong, i - 1);
         if got != i {
             return Err(format!("futex echo returned {got} for {i}").into());
         }
-    }
-    let us = t0.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+        Ok(())
+    })?;
     futex_post(ping, u32::MAX);
     child.wait()?;
     Ok(vec![Measurement::lower(us, "us")])
@@ -500,18 +514,14 @@ fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Round trips of 8 bytes: write to `wr`, read the echo from `rd`.
 fn fd_rtt(mut wr: File, mut rd: File, n: u32) -> BenchResult<f64> {
     let mut buf = [0u8; 8];
-    let mut t0 = Instant::now();
-    for i in 0..1_000 + n {
-        if i == 1_000 {
-            t0 = Instant::now();
-        }
+    us_per_round_trip(n, |i| {
         wr.write_all(&u64::from(i).to_le_bytes())?;
         rd.read_exact(&mut buf)?;
         if u64::from_le_bytes(buf) != u64::from(i) {
             return Err("bad echo".into());
         }
-    }
-    Ok(t0.elapsed().as_secs_f64() * 1e6 / f64::from(n))
+        Ok(())
+    })
 }
 
 fn floor_pipe_rtt(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
@@ -601,10 +611,8 @@ fn role_ring_produce(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
 
 fn floor_spsc_ring(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let n = if quick() { RING_N / 10 } else { RING_N };
-    let m = SharedMap::create(SMALL)?;
-    let child = ctx.spawn("floor_ring_produce", &n.to_string(), &[m.fd.as_fd()])?;
+    let (m, child) = start_on_map(ctx, "floor_ring_produce", &n.to_string())?;
     let (head, tail) = (m.u64_at(PING), m.u64_at(PONG));
-    parent_go(&m)?;
     let t0 = Instant::now();
     let mut w = Waiter::new();
     let mut seen_head = 0;

@@ -200,8 +200,43 @@ fn trivial(x: u32) -> u32 {
     x + 1
 }
 
+/// The trivial tasks of a burst.
+const BURST: u32 = 10_000;
+
+/// What a burst of `trivial` over `0..BURST` sums to.
+const BURST_SUM: u64 = (BURST as u64) * (BURST as u64 + 1) / 2;
+
+/// A burst: `trivial` over `0..BURST` submitted with `submit`, then every
+/// result taken with `get`; returns their sum.
+fn burst<H, E, F>(
+    submit: impl Fn(u32) -> Result<H, E>,
+    get: impl Fn(H) -> Result<u32, F>,
+) -> BenchResult<u64>
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    F: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let handles = (0..BURST)
+        .map(submit)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Into::into)?;
+    let mut sum = 0u64;
+    for h in handles {
+        sum += u64::from(get(h).map_err(Into::into)?);
+    }
+    Ok(sum)
+}
+
+/// Thousands of `unit` per second, `BURST` of them in `t`.
+fn per_burst(t: Duration, unit: &'static str, ctx: &Ctx) -> Measurement {
+    Measurement::higher(f64::from(BURST) / t.as_secs_f64() / 1e3, unit).note(format!(
+        "{:.1} ms for {BURST}{}",
+        t.as_secs_f64() * 1e3,
+        placement_warning(ctx)
+    ))
+}
+
 fn pool_apply_async(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
-    const N: u32 = 10_000;
     let pool = Pool::new(2)?;
     for r in (0..100)
         .map(|i| pool.apply_async(trivial, i))
@@ -209,72 +244,34 @@ fn pool_apply_async(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     {
         r.get()?;
     }
-    let (sum, t) = timed(|| -> BenchResult<u64> {
-        let rs = (0..N)
-            .map(|i| pool.apply_async(trivial, i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut sum = 0u64;
-        for r in rs {
-            sum += u64::from(r.get()?);
-        }
-        Ok(sum)
-    });
-    if sum? != (1..=u64::from(N)).sum::<u64>() {
+    let (sum, t) = timed(|| burst(|i| pool.apply_async(trivial, i), |r| r.get()));
+    if sum? != BURST_SUM {
         return Err("wrong apply_async results".into());
     }
-    Ok(vec![
-        Measurement::higher(f64::from(N) / t.as_secs_f64() / 1e3, "k calls/s").note(format!(
-            "{:.1} ms for {N}{}",
-            t.as_secs_f64() * 1e3,
-            placement_warning(ctx)
-        )),
-    ])
+    Ok(vec![per_burst(t, "k calls/s", ctx)])
 }
 
 fn executor_submit(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
-    const N: u32 = 10_000;
-    let want = (1..=u64::from(N)).sum::<u64>();
     let ex = ProcessPoolExecutor::new(2)?;
     for i in 0..100 {
         ex.submit(trivial, i)?.into_result()?;
     }
     let (sum, serial) = timed(|| -> BenchResult<u64> {
         let mut sum = 0u64;
-        for i in 0..N {
+        for i in 0..BURST {
             sum += u64::from(ex.submit(trivial, i)?.into_result()?);
         }
         Ok(sum)
     });
-    if sum? != want {
+    if sum? != BURST_SUM {
         return Err("wrong executor results (serial)".into());
     }
-    let (sum, piped) = timed(|| -> BenchResult<u64> {
-        let futs = (0..N)
-            .map(|i| ex.submit(trivial, i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut sum = 0u64;
-        for f in futs {
-            sum += u64::from(f.into_result()?);
-        }
-        Ok(sum)
-    });
-    if sum? != want {
+    let (sum, piped) = timed(|| burst(|i| ex.submit(trivial, i), |f| f.into_result()));
+    if sum? != BURST_SUM {
         return Err("wrong executor results (pipelined)".into());
     }
-    let rate = |t: Duration| f64::from(N) / t.as_secs_f64() / 1e3;
-    let note = |t: Duration| {
-        format!(
-            "{:.1} ms for {N}{}",
-            t.as_secs_f64() * 1e3,
-            placement_warning(ctx)
-        )
-    };
     Ok(vec![
-        Measurement::higher(rate(serial), "k tasks/s")
-            .metric("serial")
-            .note(note(serial)),
-        Measurement::higher(rate(piped), "k tasks/s")
-            .metric("pipelined")
-            .note(note(piped)),
+        per_burst(serial, "k tasks/s", ctx).metric("serial"),
+        per_burst(piped, "k tasks/s", ctx).metric("pipelined"),
     ])
 }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use crate::harness::unpack;
 use mproc_shm::{Array, RawArray, SharedAtomicU64, Value};
 
-use crate::harness::{BenchResult, Ctx, Measurement, Role, Scenario, copy_bandwidth, timed};
+use crate::harness::{
+    BenchResult, Ctx, Measurement, Role, Scenario, await_at_least, copy_bandwidth, timed,
+};
 
 /// The scenarios of this crate.
 pub(crate) fn scenarios() -> Vec<Scenario> {
@@ -54,19 +56,6 @@ pub(crate) fn roles() -> Vec<Role> {
             run: role_array_sum,
         },
     ]
-}
-
-/// Waits (spinning, then yielding) until `a` reaches `n`, or fails after `limit`.
-fn await_count(a: &SharedAtomicU64, n: u64, limit: Duration) -> BenchResult<()> {
-    let t0 = Instant::now();
-    // Acquire: pairs with the children's Release increments.
-    while a.load(Ordering::Acquire) < n {
-        if t0.elapsed() > limit {
-            return Err("bench child did not report in time".into());
-        }
-        std::thread::yield_now();
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------- value_atomic
@@ -124,7 +113,7 @@ fn role_locked_incr(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
     let (v, sync): (Counter, SharedAtomicU64) = unpack(arg, fds)?;
     // Release: tells the parent we are ready; Acquire below waits for "go".
     sync.fetch_add(1, Ordering::Release);
-    await_count(&sync, 2, Duration::from_secs(30))?;
+    await_at_least(&sync, 2, Duration::from_secs(30))?;
     locked_increments(&v, 2, LOCKED_N);
     // Release: publishes "done"; pairs with the parent's Acquire.
     sync.fetch_add(1, Ordering::Release);
@@ -135,12 +124,12 @@ fn value_locked_2proc(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let v: Counter = Value::new([0; 4])?;
     let sync = SharedAtomicU64::new(0)?;
     let child = ctx.spawn_with("shm_locked_incr", &(&v, &sync))?;
-    await_count(&sync, 1, Duration::from_secs(30))?;
+    await_at_least(&sync, 1, Duration::from_secs(30))?;
     let t0 = Instant::now();
     // Release: "go"; the child waits for it with Acquire.
     sync.fetch_add(1, Ordering::Release);
     locked_increments(&v, 1, LOCKED_N);
-    await_count(&sync, 3, Duration::from_secs(120))?;
+    await_at_least(&sync, 3, Duration::from_secs(120))?;
     let t = t0.elapsed();
     child.wait()?;
     let [count, _, handovers, busy] = v.get();

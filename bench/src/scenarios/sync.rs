@@ -10,7 +10,7 @@ use crate::harness::unpack;
 use mproc_shm::Segment;
 use mproc_sync::{Event, Lock};
 
-use crate::harness::{BenchResult, Ctx, Measurement, Role, Scenario, timed};
+use crate::harness::{BenchResult, Ctx, Measurement, Role, Scenario, await_at_least, timed};
 
 /// The scenarios of this crate.
 pub(crate) fn scenarios() -> Vec<Scenario> {
@@ -58,19 +58,6 @@ impl Cells {
     fn at(&self, i: usize) -> &AtomicU64 {
         // The segment is 64 bytes: 8 cells, and callers use indices 0..4.
         self.0.get(i * 8).expect("cell index within the segment")
-    }
-
-    /// Waits (yielding) until cell `i` reaches `n`.
-    fn await_at_least(&self, i: usize, n: u64, limit: Duration) -> BenchResult<()> {
-        let t0 = Instant::now();
-        // Acquire: pairs with the Release increments of the other process.
-        while self.at(i).load(Ordering::Acquire) < n {
-            if t0.elapsed() > limit {
-                return Err("bench child did not report in time".into());
-            }
-            std::thread::yield_now();
-        }
-        Ok(())
     }
 }
 
@@ -123,7 +110,7 @@ fn role_lock_hammer(arg: &str, fds: Vec<OwnedFd>) -> BenchResult<()> {
     let cells = Cells(cells);
     // Release: "ready"; then wait for the parent's "go" (cell 3 = 2).
     cells.at(3).fetch_add(1, Ordering::Release);
-    cells.await_at_least(3, 2, Duration::from_secs(30))?;
+    await_at_least(cells.at(3), 2, Duration::from_secs(30))?;
     hammer(&lock, &cells, 2, HAMMER_N);
     // Release: "done".
     cells.at(3).fetch_add(1, Ordering::Release);
@@ -134,12 +121,12 @@ fn lock_contended_2proc(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     let lock = Lock::new()?;
     let cells = Cells::new()?;
     let child = ctx.spawn_with("sync_lock_hammer", &(&lock, &cells.0))?;
-    cells.await_at_least(3, 1, Duration::from_secs(30))?;
+    await_at_least(cells.at(3), 1, Duration::from_secs(30))?;
     let t0 = Instant::now();
     // Release: "go".
     cells.at(3).fetch_add(1, Ordering::Release);
     hammer(&lock, &cells, 1, HAMMER_N);
-    cells.await_at_least(3, 3, Duration::from_secs(300))?;
+    await_at_least(cells.at(3), 3, Duration::from_secs(300))?;
     let t = t0.elapsed();
     child.wait()?;
     let count = cells.at(0).load(Ordering::Acquire);

@@ -6,20 +6,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{wait_gone, watchdog};
+use common::{wait_gone, watchdog, with_manager};
 use mproc_manager::{
     Acquired, Dict, Error, Event, GetTimeoutError, Lock, LockTimeoutError, Manager, Queue,
 };
 use mproc_process::Process;
 
+/// A manager whose calls give up after `timeout`, its server's pid, and a
+/// dict and an unbounded queue on it.
+fn server_with_call_timeout(timeout: Duration) -> (Manager, i32, Dict<u32, u32>, Queue<u32>) {
+    let m = Manager::builder().call_timeout(timeout).start().unwrap();
+    let pid = m.pid().unwrap().as_raw();
+    let d = m.dict().unwrap();
+    let q = m.queue(0).unwrap();
+    (m, pid, d, q)
+}
+
 #[test]
 fn sigkill_the_server_every_call_returns_disconnected_within_its_timeout() {
     watchdog(60, || {
         let timeout = Duration::from_millis(500);
-        let m = Manager::builder().call_timeout(timeout).start().unwrap();
-        let pid = m.pid().unwrap().as_raw();
-        let d = m.dict::<u32, u32>().unwrap();
-        let q = m.queue::<u32>(0).unwrap();
+        let (m, pid, d, q) = server_with_call_timeout(timeout);
         let lock = m.lock().unwrap();
         let ev = m.event().unwrap();
         let held = lock.lock().unwrap();
@@ -97,8 +104,7 @@ fn acquire_and_exit(lock: Lock) -> bool {
 /// next acquisition returns `Acquired::OwnerDied`, once.
 #[test]
 fn a_client_exiting_with_a_guardless_lock_is_reported_to_the_next_acquire() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
+    with_manager(60, |m| {
         let lock = m.lock().unwrap();
         let mut p = Process::new(acquire_and_exit, lock.clone())
             .start()
@@ -127,8 +133,7 @@ fn bystander((d, stop): (Dict<String, u64>, Event)) -> u64 {
 
 #[test]
 fn sigkill_a_client_mid_call_the_server_and_the_others_carry_on() {
-    watchdog(90, || {
-        let m = Manager::start().unwrap();
+    with_manager(90, |m| {
         let lock = m.lock().unwrap();
         let ready = m.event().unwrap();
         let stop = m.event().unwrap();
@@ -253,10 +258,7 @@ fn hostile_bytes_on_an_authenticated_connection_never_kill_the_server() {
 fn a_hung_server_gives_disconnected_within_the_call_timeout() {
     watchdog(60, || {
         let timeout = Duration::from_millis(300);
-        let m = Manager::builder().call_timeout(timeout).start().unwrap();
-        let pid = m.pid().unwrap().as_raw();
-        let d = m.dict::<u32, u32>().unwrap();
-        let q = m.queue::<u32>(0).unwrap();
+        let (m, pid, d, q) = server_with_call_timeout(timeout);
         d.insert(&1, &1).unwrap();
         let waiter = {
             let q = q.clone();

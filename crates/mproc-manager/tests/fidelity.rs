@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::watchdog;
+use common::{watchdog, with_manager};
 use mproc_manager::{Error, Manager};
 use serde::ser::{Error as _, Serialize, Serializer};
 
@@ -19,8 +19,7 @@ impl Serialize for Refuses {
 
 #[test]
 fn an_encode_error_keeps_the_serialize_impls_reason() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
+    with_manager(60, |m| {
         let ns = m.namespace().unwrap();
         let e = ns.set("x", &Refuses).unwrap_err();
         assert!(matches!(e, Error::Encode(_)), "{e:?}");
@@ -91,7 +90,7 @@ mod shutdown {
     use mproc_manager::{Manager, ShutdownStatus};
     use mproc_process::ExitStatus;
 
-    use crate::common::{wait_gone, watchdog};
+    use crate::common::{wait_gone, watchdog, with_manager};
 
     fn signal(pid: i32, sig: i32) {
         // SAFETY: kill has no memory-safety preconditions.
@@ -100,8 +99,7 @@ mod shutdown {
 
     #[test]
     fn a_server_that_exits_on_request_reports_a_clean_exit() {
-        watchdog(60, || {
-            let m = Manager::start().unwrap();
+        with_manager(60, |m| {
             assert_eq!(
                 m.shutdown().unwrap(),
                 ShutdownStatus::Exited(ExitStatus::Exited(0))
@@ -111,8 +109,7 @@ mod shutdown {
 
     #[test]
     fn a_server_killed_before_shutdown_reports_already_gone() {
-        watchdog(60, || {
-            let m = Manager::start().unwrap();
+        with_manager(60, |m| {
             let pid = m.pid().unwrap().as_raw();
             signal(pid, libc::SIGKILL);
             assert!(wait_gone(pid, 10));
@@ -175,14 +172,13 @@ mod shutdown {
 }
 
 mod iterators {
-    use mproc_manager::{Error, Manager};
+    use mproc_manager::Error;
 
-    use crate::common::watchdog;
+    use crate::common::with_manager;
 
     #[test]
     fn dict_iteration_goes_in_insertion_order_across_batches() {
-        watchdog(60, || {
-            let m = Manager::start().unwrap();
+        with_manager(60, |m| {
             let d = m.dict_from((0..200u32).map(|i| (i, i * 10))).unwrap();
             d.remove(&5).unwrap();
             for batch in [1, 7, 64, 4096] {
@@ -200,8 +196,7 @@ mod iterators {
 
     #[test]
     fn a_dict_that_changes_size_during_iteration_is_an_error() {
-        watchdog(60, || {
-            let m = Manager::start().unwrap();
+        with_manager(60, |m| {
             let d = m.dict_from([(1u8, 'a'), (2, 'b'), (3, 'c')]).unwrap();
             // CPython test_dict_iter: RuntimeError, then the iterator is spent.
             let mut it = d.iter_batched(1);
@@ -230,8 +225,7 @@ mod iterators {
 
     #[test]
     fn list_iteration_is_live_by_index_as_in_cpython() {
-        watchdog(60, || {
-            let m = Manager::start().unwrap();
+        with_manager(60, |m| {
             let l = m.list_from(0..5i32).unwrap();
             let all: Vec<i32> = l.iter_batched(2).collect::<Result<_, _>>().unwrap();
             assert_eq!(all, [0, 1, 2, 3, 4]);
@@ -248,8 +242,7 @@ mod iterators {
 
     #[test]
     fn iterators_keep_their_object_alive_and_leave_nothing_in_the_server() {
-        watchdog(60, || {
-            let m = Manager::start().unwrap();
+        with_manager(60, |m| {
             let inner = m.list_from([7u8]).unwrap();
             let d = m.dict::<u8, mproc_manager::List<u8>>().unwrap();
             d.insert(&1, &inner).unwrap();
@@ -271,14 +264,13 @@ mod iterators {
 }
 
 mod lists {
-    use mproc_manager::{Error, Manager, Slice};
+    use mproc_manager::{Error, Slice};
 
-    use crate::common::watchdog;
+    use crate::common::with_manager;
 
     #[test]
     fn slices_follow_python() {
-        watchdog(60, || {
-            let m = Manager::start().unwrap();
+        with_manager(60, |m| {
             let l = m.list_from(0..10i64).unwrap();
             // Values checked against CPython 3.12: list(range(10))[...]
             assert_eq!(l.get_slice(2..5).unwrap(), [2, 3, 4]);
@@ -330,8 +322,7 @@ mod lists {
 
     #[test]
     fn sort_reverse_repeat_concat() {
-        watchdog(60, || {
-            let m = Manager::start().unwrap();
+        with_manager(60, |m| {
             let l = m
                 .list_from(["pear", "fig", "apple", "kiwi", "date"].map(String::from))
                 .unwrap();
@@ -374,8 +365,7 @@ mod lists {
 
     #[test]
     fn sorting_moves_nested_proxies_with_their_references() {
-        watchdog(60, || {
-            let m = Manager::start().unwrap();
+        with_manager(60, |m| {
             let l = m.list::<(u8, mproc_manager::Value<u8>)>().unwrap();
             for k in [3u8, 1, 2] {
                 l.push(&(k, m.value(k * 10).unwrap())).unwrap();
@@ -406,8 +396,7 @@ mod lists {
 
     #[test]
     fn an_array_has_a_fixed_length() {
-        watchdog(60, || {
-            let m = Manager::start().unwrap();
+        with_manager(60, |m| {
             let a = m.array([1i32, 2, 3, 4]).unwrap();
             assert_eq!(a.len().unwrap(), 4);
             a.set(-1, &40).unwrap();
@@ -444,8 +433,7 @@ mod lists {
 
     #[test]
     fn queue_is_full() {
-        watchdog(60, || {
-            let m = Manager::start().unwrap();
+        with_manager(60, |m| {
             let q = m.queue::<u8>(2).unwrap();
             assert!(!q.is_full().unwrap());
             q.put(1).unwrap();
@@ -462,10 +450,9 @@ mod lists {
 }
 
 mod namespaces {
-    use mproc_manager::Manager;
     use serde::{Deserialize, Serialize};
 
-    use crate::common::watchdog;
+    use crate::common::with_manager;
 
     #[derive(Serialize, Deserialize)]
     struct Point {
@@ -475,8 +462,7 @@ mod namespaces {
 
     #[test]
     fn a_namespace_prints_like_cpythons() {
-        watchdog(60, || {
-            let m = Manager::start().unwrap();
+        with_manager(60, |m| {
             let ns = m.namespace().unwrap();
             assert_eq!(ns.to_string(), "Namespace()");
             // CPython test_namespace: str(n) == "Namespace(name='Bob')".

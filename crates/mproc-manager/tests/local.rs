@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{wait_gone, watchdog};
+use common::{wait_gone, watchdog, with_manager};
 use mproc_manager::{
     Acquired, Dict, Error, GetTimeoutError, JoinTimeoutError, Kind, List, LockTimeoutError,
     Manager, Proxy, PutTimeoutError, Queue, TryGetError, TryLockError, TryPutError,
@@ -12,8 +12,7 @@ use mproc_manager::{
 
 #[test]
 fn dict_operations_follow_python() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
+    with_manager(60, |m| {
         let d = m.dict::<String, i64>().unwrap();
         assert_eq!(d.insert(&"a".into(), &1).unwrap(), None);
         assert_eq!(d.insert(&"b".into(), &2).unwrap(), None);
@@ -59,8 +58,7 @@ fn dict_operations_follow_python() {
 
 #[test]
 fn list_operations_follow_python() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
+    with_manager(60, |m| {
         let l = m.list_from([1, 2, 3]).unwrap();
         l.push(&4).unwrap();
         l.extend(&[5, 6]).unwrap();
@@ -91,8 +89,7 @@ fn list_operations_follow_python() {
 
 #[test]
 fn results_are_copies_and_nested_proxies_propagate() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
+    with_manager(60, |m| {
         // The trap: a plain nested container read back is a copy.
         let d = m.dict::<String, Vec<u32>>().unwrap();
         d.insert(&"plain".into(), &vec![1]).unwrap();
@@ -119,8 +116,7 @@ fn results_are_copies_and_nested_proxies_propagate() {
 
 #[test]
 fn namespace_and_value() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
+    with_manager(60, |m| {
         let ns = m.namespace().unwrap();
         ns.set("name", "Bob").unwrap();
         ns.set("age", &41u32).unwrap();
@@ -168,8 +164,7 @@ fn namespace_and_value() {
 
 #[test]
 fn locks_follow_threading_semantics() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
+    with_manager(60, |m| {
         let lock = m.lock().unwrap();
         assert!(
             matches!(lock.release(), Err(Error::Unlocked)),
@@ -238,8 +233,7 @@ fn locks_follow_threading_semantics() {
 
 #[test]
 fn event_condition_barrier() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
+    with_manager(60, |m| {
         let e = m.event().unwrap();
         assert!(!e.is_set().unwrap());
         assert!(!e.wait_timeout(Duration::from_millis(30)).unwrap());
@@ -326,8 +320,7 @@ fn event_condition_barrier() {
 
 #[test]
 fn queues() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
+    with_manager(60, |m| {
         let q = m.queue::<u32>(2).unwrap();
         assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
         let t0 = Instant::now();
@@ -375,8 +368,7 @@ fn queues() {
 
 #[test]
 fn registry_and_kinds() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
+    with_manager(60, |m| {
         let d = m.dict::<u32, u32>().unwrap();
         m.register("d", &d).unwrap();
         assert!(matches!(m.register("d", &d), Err(Error::NameTaken(_))));
@@ -410,8 +402,7 @@ fn registry_and_kinds() {
 
 #[test]
 fn proxies_never_serialize_their_key_into_plain_bytes() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
+    with_manager(60, |m| {
         let d = m.dict::<u32, u32>().unwrap();
         // Outside mproc's handle channels (plain postcard, JSON, a file…) a
         // proxy refuses to serialize: its key travels only as a descriptor.
@@ -454,8 +445,7 @@ fn shutdown_stops_the_server_and_calls_report_disconnected() {
 
 #[test]
 fn batched_requests_share_one_round_trip() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
+    with_manager(60, |m| {
         let d = m.dict::<u32, u32>().unwrap();
         let pairs: Vec<(u32, u32)> = (0..1000).map(|i| (i, i * i)).collect();
         d.update(pairs.iter().map(|(k, v)| (k, v))).unwrap();

@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::watchdog;
-use mproc_manager::{Error, Manager};
+use common::with_manager;
+use mproc_manager::Error;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -63,8 +63,7 @@ fn norm(i: i64, len: usize) -> Option<usize> {
 
 #[test]
 fn dict_and_list_follow_their_models() {
-    watchdog(300, || {
-        let m = Manager::start().unwrap();
+    with_manager(300, |m| {
         let d = m.dict::<u8, u16>().unwrap();
         let l = m.list::<u16>().unwrap();
         let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(64));

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::watchdog;
+use common::{watchdog, with_manager};
 use mproc_manager::{Dict, List, Manager, Queue, Value};
 use mproc_process::{Process, StartMethod};
 
@@ -25,8 +25,7 @@ fn hammer((d, l, v, me): (Dict<String, u64>, List<u64>, Value<Vec<u64>>, usize))
 
 #[test]
 fn children_update_a_dict_and_a_list_concurrently_without_losing_one() {
-    watchdog(120, || {
-        let m = Manager::start().unwrap();
+    with_manager(120, |m| {
         let d = m.dict::<String, u64>().unwrap();
         let l = m.list_from([0u64]).unwrap();
         let v = m.value(Vec::<u64>::new()).unwrap();
@@ -101,8 +100,7 @@ fn a_queue_feeds_children_under_every_safe_start_method() {
 
 #[test]
 fn a_proxy_travels_over_an_mproc_connection() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
+    with_manager(60, |m| {
         let d = m.dict::<u32, String>().unwrap();
         let (a, b) = mproc_pipe::pipe(true).unwrap();
         a.send(&d).unwrap();
@@ -124,8 +122,7 @@ fn count_words((d, words): (Dict<String, u64>, Vec<String>)) -> usize {
 
 #[test]
 fn batched_server_side_updates_from_children_count_exactly() {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
+    with_manager(60, |m| {
         let d = m.dict::<String, u64>().unwrap();
         let words: Vec<String> = "the cat and the hat and the bat"
             .split(' ')

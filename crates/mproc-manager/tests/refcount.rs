@@ -27,8 +27,7 @@ fn settle(m: &Manager, want: usize) -> usize {
 /// Runs `body` under a watchdog with a freshly started manager and its
 /// object count before the test made anything.
 fn with_manager(body: impl FnOnce(Manager, usize) + Send + 'static) {
-    watchdog(60, || {
-        let m = Manager::start().unwrap();
+    common::with_manager(60, |m| {
         let base = m.object_count().unwrap();
         body(m, base)
     })
@@ -52,8 +51,7 @@ fn create_and_drop(m: &Manager, n: usize) {
 
 #[test]
 fn a_thousand_dropped_dicts_leave_the_object_count_and_the_server_memory_as_they_were() {
-    watchdog(120, || {
-        let m = Manager::start().unwrap();
+    common::with_manager(120, |m| {
         let pid = m.pid().unwrap().as_raw();
         let base = m.object_count().unwrap();
         create_and_drop(&m, 1000);

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mproc_mpi::{MpiPool, PoolError, TaskError};
+use mproc_testkit::only_failure_at;
 
 fn square(x: u64) -> u64 {
     x * x
@@ -137,17 +138,11 @@ fn common(pool: &MpiPool) {
     assert!(back.iter().all(|&b| b == 7));
     // A panicking task fails only itself; the worker carries on.
     let out: Vec<Result<u32, TaskError>> = pool.imap(fails_on_7, 0..10u32).unwrap().collect();
-    for (i, r) in out.iter().enumerate() {
-        if i == 7 {
-            match r {
-                Err(TaskError::Panicked { message, .. }) => {
-                    assert!(message.contains("seven is not allowed"), "{message}")
-                }
-                other => panic!("item 7: {other:?}"),
-            }
-        } else {
-            assert_eq!(r.as_ref().unwrap(), &(i as u32 + 1));
+    match only_failure_at(out, 7, |i| i as u32 + 1) {
+        TaskError::Panicked { message, .. } => {
+            assert!(message.contains("seven is not allowed"), "{message}")
         }
+        other => panic!("item 7: {other:?}"),
     }
     match pool.map(fails_on_7, 0..10u32) {
         Err(PoolError::Task {

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{alive, sorted_values, values, watchdog, with_pool};
+use common::{alive, only_failure_at, sorted_values, values, watchdog, with_pool};
 use mproc_pool::{
     AsyncResult, NextTimeoutError, PanicPayload, Pool, PoolError, TaskError, TryImapError,
 };
@@ -118,17 +118,11 @@ fn errors_are_per_item_and_map_reports_the_first() {
     with_pool(60, 2, |pool| {
         let items: Vec<_> = pool.imap(fail_on_3, 0..6u32).unwrap().collect();
         assert_eq!(items.len(), 6);
-        for (i, r) in items.iter().enumerate() {
-            if i == 3 {
-                match r {
-                    Err(TaskError::Panicked { message, .. }) => {
-                        assert!(message.contains("three is bad"), "{message}")
-                    }
-                    other => panic!("expected a panic, got {other:?}"),
-                }
-            } else {
-                assert_eq!(r.as_ref().unwrap(), &(i as u32 * 10));
+        match only_failure_at(items, 3, |i| i as u32 * 10) {
+            TaskError::Panicked { message, .. } => {
+                assert!(message.contains("three is bad"), "{message}")
             }
+            other => panic!("expected a panic, got {other:?}"),
         }
         match pool.map(fail_on_3, 0..100u32) {
             Err(PoolError::Task {

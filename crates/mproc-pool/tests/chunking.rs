@@ -8,8 +8,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{alive, sorted_values, values, with_pool};
-use mproc_pool::{PoolError, TaskError};
+use common::{alive, only_failure_at, sorted_values, values, with_pool};
+use mproc_pool::{Pool, PoolError, TaskError};
 
 /// Items below 2000 are slow (they sleep, so the test does not depend on
 /// CPU time); the others are instant.
@@ -81,53 +81,50 @@ fn imap_over_a_range_cuts_its_first_chunks() {
     });
 }
 
+/// Runs `f`, which fails at item 1500, over the split range `0..4000`
+/// with `map` and then `imap`: `map` reports item 1500 and `imap` yields
+/// every other item's value; returns the two errors of item 1500.
+fn fail_at_1500_in_a_split_range<F>(pool: &Pool, f: F) -> (TaskError, TaskError)
+where
+    F: Fn(u64) -> u64 + Copy + Send + 'static,
+{
+    let from_map = match pool.map(f, 0..4000u64) {
+        Err(PoolError::Task { index: 1500, error }) => error,
+        other => panic!("unexpected {other:?}"),
+    };
+    let from_imap = only_failure_at(pool.imap(f, 0..4000u64).unwrap(), 1500, |i| i as u64 * 3);
+    (from_map, from_imap)
+}
+
 #[test]
 fn a_panic_in_a_split_range_fails_only_that_item() {
     with_pool(120, 2, |pool| {
-        match pool.map(lopsided_panics_at_1500, 0..4000u64) {
-            Err(PoolError::Task {
-                index: 1500,
-                error: TaskError::Panicked { message, .. },
-            }) => assert!(message.contains("item 1500"), "{message}"),
+        let (from_map, from_imap) = fail_at_1500_in_a_split_range(&pool, lopsided_panics_at_1500);
+        match from_map {
+            TaskError::Panicked { message, .. } => {
+                assert!(message.contains("item 1500"), "{message}")
+            }
             other => panic!("unexpected {other:?}"),
         }
-        for (i, r) in pool
-            .imap(lopsided_panics_at_1500, 0..4000u64)
-            .unwrap()
-            .enumerate()
-        {
-            match r {
-                Ok(v) => assert_eq!(v, i as u64 * 3),
-                Err(TaskError::Panicked { .. }) => assert_eq!(i, 1500),
-                Err(e) => panic!("item {i}: {e}"),
-            }
-        }
+        assert!(
+            matches!(from_imap, TaskError::Panicked { .. }),
+            "{from_imap}"
+        );
     });
 }
 
 #[test]
 fn a_worker_dying_in_a_split_range_loses_only_its_item() {
     with_pool(120, 2, |pool| {
-        match pool.map(lopsided_aborts_at_1500, 0..4000u64) {
-            Err(PoolError::Task {
-                index: 1500,
-                error: TaskError::WorkerLost { .. },
-            }) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-        let mut lost = Vec::new();
-        for (i, r) in pool
-            .imap(lopsided_aborts_at_1500, 0..4000u64)
-            .unwrap()
-            .enumerate()
-        {
-            match r {
-                Ok(v) => assert_eq!(v, i as u64 * 3),
-                Err(TaskError::WorkerLost { .. }) => lost.push(i),
-                Err(e) => panic!("item {i}: {e}"),
-            }
-        }
-        assert_eq!(lost, [1500]);
+        let (from_map, from_imap) = fail_at_1500_in_a_split_range(&pool, lopsided_aborts_at_1500);
+        assert!(
+            matches!(from_map, TaskError::WorkerLost { .. }),
+            "{from_map:?}"
+        );
+        assert!(
+            matches!(from_imap, TaskError::WorkerLost { .. }),
+            "{from_imap}"
+        );
         assert_eq!(pool.pids().len(), 2);
     });
 }

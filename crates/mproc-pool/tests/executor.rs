@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{watchdog, with_executor};
+use common::{only_failure_at, watchdog, with_executor};
 use mproc_pool::{
     AsFuture, FutureError, ProcessPoolExecutor, ReturnWhen, TaskError, as_completed,
     as_completed_timeout, wait, wait_timeout,
@@ -21,6 +21,16 @@ fn square(x: u64) -> u64 {
 fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
+}
+
+/// Submits one `sleep_ms` task for each of `ms`, in their order.
+fn sleeps(
+    ex: &ProcessPoolExecutor,
+    ms: impl IntoIterator<Item = u64>,
+) -> Vec<mproc_pool::Future<u64>> {
+    ms.into_iter()
+        .map(|ms| ex.submit(sleep_ms, ms).unwrap())
+        .collect()
 }
 
 /// Panics for 3, else `x + 1`.
@@ -47,6 +57,11 @@ fn aborts_on_3(x: u32) -> u32 {
     x + 1
 }
 
+/// What the tasks above return for `x` (when they return).
+fn plus_one(x: usize) -> u32 {
+    x as u32 + 1
+}
+
 /// Waits until `f` was dispatched to a worker.
 fn wait_running<R>(f: &mproc_pool::Future<R>) {
     let t0 = Instant::now();
@@ -54,6 +69,18 @@ fn wait_running<R>(f: &mproc_pool::Future<R>) {
         assert!(t0.elapsed() < Duration::from_secs(20), "never dispatched");
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// On an executor of one worker: a task sleeping `long_ms`, running when
+/// this returns, and six short ones submitted after it.
+fn one_running_six_queued(
+    ex: &ProcessPoolExecutor,
+    long_ms: u64,
+) -> (mproc_pool::Future<u64>, Vec<mproc_pool::Future<u64>>) {
+    let long = ex.submit(sleep_ms, long_ms).unwrap();
+    let rest = sleeps(ex, 0..6);
+    wait_running(&long);
+    (long, rest)
 }
 
 #[test]
@@ -121,17 +148,12 @@ fn map_timeout_raises_after_the_deadline() {
 #[test]
 fn as_completed_yields_all_in_completion_order() {
     with_executor(60, 2, |ex| {
-        let futs = vec![
-            ex.submit(sleep_ms, 2000).unwrap(),
-            ex.submit(sleep_ms, 0).unwrap(),
-        ];
+        let futs = sleeps(&ex, [2000, 0]);
         let order: Vec<u64> = as_completed(&futs).map(|f| f.result().unwrap()).collect();
         // A 2 s gap: the fast one comes first.
         assert_eq!(order, [0, 2000]);
         // Many of different lengths: every one, once.
-        let futs: Vec<_> = (0..12u64)
-            .map(|i| ex.submit(sleep_ms, (i * 7) % 40).unwrap())
-            .collect();
+        let futs = sleeps(&ex, (0..12u64).map(|i| (i * 7) % 40));
         let got: Vec<u64> = as_completed(futs)
             .map(|f| f.into_result().unwrap())
             .collect();
@@ -142,7 +164,7 @@ fn as_completed_yields_all_in_completion_order() {
             want.iter().collect::<BTreeSet<_>>()
         );
         // A deadline, as Python's as_completed(timeout).
-        let futs = [ex.submit(sleep_ms, 1000).unwrap()];
+        let futs = sleeps(&ex, [1000]);
         let mut it = as_completed(&futs);
         let t0 = Instant::now();
         assert!(it.next_timeout(Duration::from_millis(100)).is_err());
@@ -150,10 +172,7 @@ fn as_completed_yields_all_in_completion_order() {
         assert_eq!(it.next().map(|f| f.result().unwrap()), Some(1000));
         assert!(it.next().is_none());
         // Python's as_completed(fs, timeout).
-        let futs = [
-            ex.submit(sleep_ms, 0).unwrap(),
-            ex.submit(sleep_ms, 1000).unwrap(),
-        ];
+        let futs = sleeps(&ex, [0, 1000]);
         let t0 = Instant::now();
         let got: Vec<_> = as_completed_timeout(&futs, Duration::from_millis(300)).collect();
         assert!(t0.elapsed() >= Duration::from_millis(300));
@@ -166,10 +185,7 @@ fn as_completed_yields_all_in_completion_order() {
 #[test]
 fn wait_first_completed() {
     with_executor(60, 2, |ex| {
-        let futs = vec![
-            ex.submit(sleep_ms, 2000).unwrap(),
-            ex.submit(sleep_ms, 0).unwrap(),
-        ];
+        let futs = sleeps(&ex, [2000, 0]);
         let (done, not_done) = wait(&futs, ReturnWhen::FirstCompleted);
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].result().unwrap(), 0);
@@ -201,10 +217,7 @@ fn wait_first_exception() {
 #[test]
 fn wait_all_completed_and_timeout() {
     with_executor(60, 2, |ex| {
-        let futs: Vec<_> = [0, 30, 60, 90]
-            .into_iter()
-            .map(|ms| ex.submit(sleep_ms, ms).unwrap())
-            .collect();
+        let futs = sleeps(&ex, [0, 30, 60, 90]);
         let (done, not_done) = wait(&futs, ReturnWhen::AllCompleted);
         assert_eq!((done.len(), not_done.len()), (4, 0));
         assert_eq!(
@@ -230,9 +243,7 @@ fn wait_all_completed_and_timeout() {
 #[test]
 fn cancel_pending_but_not_running() {
     with_executor(60, 1, |ex| {
-        let long = ex.submit(sleep_ms, 700).unwrap();
-        let rest: Vec<_> = (0..6).map(|i| ex.submit(sleep_ms, i).unwrap()).collect();
-        wait_running(&long);
+        let (long, rest) = one_running_six_queued(&ex, 700);
         // Running: cannot be cancelled.
         assert!(!long.cancel());
         assert!(!long.cancelled());
@@ -290,9 +301,7 @@ fn done_callbacks_run_once_with_the_outcome() {
 #[test]
 fn shutdown_without_waiting_cancels_pending() {
     with_executor(60, 1, |ex| {
-        let long = ex.submit(sleep_ms, 500).unwrap();
-        let rest: Vec<_> = (0..6).map(|i| ex.submit(sleep_ms, i).unwrap()).collect();
-        wait_running(&long);
+        let (long, rest) = one_running_six_queued(&ex, 500);
         ex.shutdown(false, true);
         assert!(!long.done());
         assert_eq!(
@@ -315,9 +324,7 @@ fn shutdown_without_waiting_cancels_pending() {
 #[test]
 fn shutdown_waits_for_running_and_queued() {
     with_executor(60, 2, |ex| {
-        let futs: Vec<_> = (0..8)
-            .map(|i| ex.submit(sleep_ms, 20 + i).unwrap())
-            .collect();
+        let futs = sleeps(&ex, 20..28);
         ex.shutdown(true, false);
         assert!(futs.iter().all(|f| f.done()));
         assert_eq!(
@@ -333,15 +340,11 @@ fn a_panic_fails_only_its_future_with_the_message() {
         let futs: Vec<_> = (0..8u32)
             .map(|x| ex.submit(panics_on_3, x).unwrap())
             .collect();
-        for (x, f) in futs.iter().enumerate() {
-            match f.result() {
-                Ok(v) => assert_eq!(v, x as u32 + 1),
-                Err(FutureError::Task(TaskError::Panicked { message, .. })) => {
-                    assert_eq!(x, 3);
-                    assert_eq!(message, "three is not allowed");
-                }
-                Err(e) => panic!("unexpected {e:?}"),
+        match only_failure_at(futs.iter().map(|f| f.result()), 3, plus_one) {
+            FutureError::Task(TaskError::Panicked { message, .. }) => {
+                assert_eq!(message, "three is not allowed");
             }
+            e => panic!("unexpected {e:?}"),
         }
         assert!(futs[3].exception().is_some());
     });
@@ -354,15 +357,11 @@ fn a_killed_worker_fails_only_its_future() {
         let futs: Vec<_> = (0..40u32)
             .map(|x| ex.submit(killed_on_3, x).unwrap())
             .collect();
-        for (x, f) in futs.iter().enumerate() {
-            match f.result() {
-                Ok(v) => assert_eq!(v, x as u32 + 1),
-                Err(FutureError::Task(TaskError::WorkerLost { status, .. })) => {
-                    assert_eq!(x, 3);
-                    assert_eq!(status, mproc_pool::ExitStatus::Signaled(libc::SIGKILL));
-                }
-                Err(e) => panic!("unexpected {e:?}"),
+        match only_failure_at(futs.iter().map(|f| f.result()), 3, plus_one) {
+            FutureError::Task(TaskError::WorkerLost { status, .. }) => {
+                assert_eq!(status, mproc_pool::ExitStatus::Signaled(libc::SIGKILL));
             }
+            e => panic!("unexpected {e:?}"),
         }
         assert!(futs[3].exception().is_some_and(|e| e.is_worker_lost()));
         // Replaced: still two workers, and it keeps working.
@@ -374,18 +373,8 @@ fn a_killed_worker_fails_only_its_future() {
         let futs: Vec<_> = (0..8u32)
             .map(|x| ex.submit(aborts_on_3, x).unwrap())
             .collect();
-        for (x, f) in futs.iter().enumerate() {
-            let r = f.result();
-            if x == 3 {
-                assert!(
-                    r.unwrap_err()
-                        .task_error()
-                        .is_some_and(|e| e.is_worker_lost())
-                );
-            } else {
-                assert_eq!(r.unwrap(), x as u32 + 1);
-            }
-        }
+        let e = only_failure_at(futs.iter().map(|f| f.result()), 3, plus_one);
+        assert!(e.task_error().is_some_and(|e| e.is_worker_lost()), "{e:?}");
     });
 }
 

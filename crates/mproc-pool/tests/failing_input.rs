@@ -84,6 +84,21 @@ fn until_panic<I: Iterator>(it: &mut I) -> (Vec<I::Item>, String) {
     (got, msg)
 }
 
+/// [`until_panic`] where the panic must be the input's at item `at`:
+/// returns the items before it.
+#[track_caller]
+fn until_input_panic_at<I: Iterator>(it: &mut I, at: u64) -> Vec<I::Item> {
+    let (got, msg) = until_panic(it);
+    assert_eq!(msg, format!("the input fails at {at}"));
+    got
+}
+
+/// Checks that `f` passes on the input's panic at item `at`.
+#[track_caller]
+fn assert_input_panics_at<T>(at: u64, f: impl FnOnce() -> T) {
+    assert_eq!(panic_of(f), format!("the input fails at {at}"));
+}
+
 /// The pool still works (right answers, no hang).
 fn still_works(pool: &Pool) {
     let want: Vec<u64> = (0..100).map(|x| x * x).collect();
@@ -101,9 +116,8 @@ fn imap_yields_the_results_before_a_panicking_input_then_its_panic() {
         let mut it = pool
             .imap_chunked(square, numbers_panicking_at(3, 10), 1)
             .unwrap();
-        let (got, msg) = until_panic(&mut it);
+        let got = until_input_panic_at(&mut it, 3);
         assert_eq!(got, [Ok(0), Ok(1), Ok(4)]);
-        assert_eq!(msg, "the input fails at 3");
         // Nothing comes after the failure.
         drop(it);
         still_works(&pool);
@@ -117,9 +131,8 @@ fn imap_of_encoded_items_yields_the_results_before_a_panicking_input() {
             let mut it = pool
                 .imap_chunked(length, strings_panicking_at(3, 10), chunk)
                 .unwrap();
-            let (got, msg) = until_panic(&mut it);
+            let got = until_input_panic_at(&mut it, 3);
             assert_eq!(got, [Ok(0), Ok(1), Ok(2)], "chunk {chunk}");
-            assert_eq!(msg, "the input fails at 3");
         }
         still_works(&pool);
     });
@@ -132,10 +145,9 @@ fn adaptive_imap_keeps_every_result_before_a_panicking_input() {
     with_pool(60, 2, |pool| {
         for at in [0, 3, 2_500] {
             let mut it = pool.imap(square, numbers_panicking_at(at, 10_000)).unwrap();
-            let (got, msg) = until_panic(&mut it);
+            let got = until_input_panic_at(&mut it, at);
             let want: Vec<Result<u64, TaskError>> = (0..at).map(|x| Ok(x * x)).collect();
             assert_eq!(got, want, "failing at {at}");
-            assert_eq!(msg, format!("the input fails at {at}"));
         }
         still_works(&pool);
     });
@@ -147,9 +159,8 @@ fn imap_unordered_yields_every_result_before_a_panicking_input() {
         let mut it = pool
             .imap_unordered(square, numbers_panicking_at(3, 10))
             .unwrap();
-        let (got, msg) = until_panic(&mut it);
+        let got = until_input_panic_at(&mut it, 3);
         assert_eq!(sorted_values(got), [0, 1, 4]);
-        assert_eq!(msg, "the input fails at 3");
         drop(it);
         still_works(&pool);
     });
@@ -160,21 +171,16 @@ fn imap_unordered_yields_every_result_before_a_panicking_input() {
 #[test]
 fn map_and_starmap_pass_a_panicking_input_on() {
     with_pool(60, 2, |pool| {
-        assert_eq!(
-            panic_of(|| pool.map(square, numbers_panicking_at(3, 10))),
-            "the input fails at 3"
-        );
-        assert_eq!(
-            panic_of(|| pool.map_chunked(length, strings_panicking_at(5, 10), 2)),
-            "the input fails at 5"
-        );
+        assert_input_panics_at(3, || pool.map(square, numbers_panicking_at(3, 10)));
+        assert_input_panics_at(5, || {
+            pool.map_chunked(length, strings_panicking_at(5, 10), 2)
+        });
         fn add(a: u64, b: u64) -> u64 {
             a + b
         }
-        assert_eq!(
-            panic_of(|| pool.starmap(add, numbers_panicking_at(3, 10).map(|x| (x, x)))),
-            "the input fails at 3"
-        );
+        assert_input_panics_at(3, || {
+            pool.starmap(add, numbers_panicking_at(3, 10).map(|x| (x, x)))
+        });
         still_works(&pool);
     });
 }
@@ -184,10 +190,7 @@ fn map_and_starmap_pass_a_panicking_input_on() {
 #[test]
 fn map_async_passes_a_panicking_input_on_at_once() {
     with_pool(60, 2, |pool| {
-        assert_eq!(
-            panic_of(|| pool.map_async(length, strings_panicking_at(3, 10))),
-            "the input fails at 3"
-        );
+        assert_input_panics_at(3, || pool.map_async(length, strings_panicking_at(3, 10)));
         still_works(&pool);
     });
 }
@@ -325,9 +328,8 @@ fn try_imap_passes_a_panic_of_its_input_on_at_its_position() {
     with_pool(60, 2, |pool| {
         let input = numbers_panicking_at(3, 10).map(Ok::<u64, String>);
         let mut it = pool.try_imap_chunked(square, input, 1).unwrap();
-        let (got, msg) = until_panic(&mut it);
+        let got = until_input_panic_at(&mut it, 3);
         assert_eq!(got, [Ok(0), Ok(1), Ok(4)]);
-        assert_eq!(msg, "the input fails at 3");
         drop(it);
         still_works(&pool);
     });

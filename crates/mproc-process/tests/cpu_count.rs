@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use mproc_process::{CpuSource, cpu_count, cpu_count_source};
 
 /// Runs in a re-executed copy of this test binary, with variables set.
@@ -17,14 +15,7 @@ fn child_report_cpu_count() {
 }
 
 fn run_with_env(vars: &[(&str, &str)]) -> String {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        "child_report_cpu_count",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
+    let mut cmd = mproc_testkit::test_command("child_report_cpu_count");
     for k in ["SLURM_CPUS_PER_TASK", "NCPUS", "OMP_NUM_THREADS"] {
         cmd.env_remove(k);
     }

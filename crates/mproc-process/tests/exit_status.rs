@@ -24,6 +24,19 @@ fn sleep_ms(ms: u64) -> u64 {
     ms
 }
 
+/// Runs `f` with `timeout` and checks that it took at least that long;
+/// returns what `f` returned.
+fn at_least<T>(timeout: Duration, f: impl FnOnce(Duration) -> T) -> Result<T, String> {
+    let t0 = Instant::now();
+    let r = f(timeout);
+    ensure!(
+        t0.elapsed() >= timeout,
+        "returned after {:?}, before its timeout {timeout:?}",
+        t0.elapsed()
+    );
+    Ok(r)
+}
+
 /// Joins `h`, which must report an exit with `code` and no value; `what`
 /// names the join in the error.
 fn join_exited(h: &mut ProcessHandle<()>, code: i32, what: &str) -> Result<(), String> {
@@ -154,16 +167,10 @@ fn join_timeout(m: String) -> Result<(), String> {
         Process::new(sleep_ms, 30_000).kill_on_drop(true),
         method(&m),
     )?;
-    let t0 = Instant::now();
-    let r = h.join_timeout(Duration::from_millis(200));
+    let r = at_least(Duration::from_millis(200), |t| h.join_timeout(t))?;
     ensure!(
         matches!(r, Err(JoinTimeoutError::Timeout)),
         "join_timeout gave {r:?}"
-    );
-    ensure!(
-        t0.elapsed() >= Duration::from_millis(200),
-        "returned early: {:?}",
-        t0.elapsed()
     );
     ensure!(h.is_alive(), "child died after join_timeout");
     ensure!(
@@ -198,17 +205,11 @@ fn escalation(m: String) -> Result<(), String> {
     )?;
     // Give the child time to ignore SIGTERM.
     std::thread::sleep(Duration::from_millis(300));
-    let t0 = Instant::now();
-    let st = h
-        .terminate_timeout(Duration::from_millis(200))
+    let st = at_least(Duration::from_millis(200), |t| h.terminate_timeout(t))?
         .map_err(|e| e.to_string())?;
     ensure!(
         st == ExitStatus::Signaled(libc::SIGKILL),
         "escalation gave {st:?}"
-    );
-    ensure!(
-        t0.elapsed() >= Duration::from_millis(200),
-        "escalated early"
     );
     Ok(())
 }
@@ -223,15 +224,9 @@ fn terminate_escalates_to_sigkill() {
 fn wait_ended(m: String) -> Result<(), String> {
     let m = method(&m);
     let mut h = start(Process::new(sleep_ms, 60_000), m)?;
-    let t0 = Instant::now();
     ensure!(
-        !h.wait_ended_timeout(Duration::from_millis(50)),
+        !at_least(Duration::from_millis(50), |t| h.wait_ended_timeout(t))?,
         "a sleeping child reported ended"
-    );
-    ensure!(
-        t0.elapsed() >= Duration::from_millis(50),
-        "returned after {:?}",
-        t0.elapsed()
     );
     ensure!(h.is_alive(), "alive after wait_ended_timeout");
     h.kill().map_err(|e| e.to_string())?;

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use mproc_process::{
     Process, START_METHOD_ENV, StartError, StartMethod, StartMethodError, current_process,
     get_start_method, set_start_method, set_start_method_force,
@@ -24,19 +22,27 @@ fn try_set_in_child(m: StartMethod) -> Result<(), StartMethodError> {
     set_start_method(m)
 }
 
-fn start_default() -> (Option<StartMethod>, Result<StartMethod, StartMethodError>) {
-    Process::new(report, ())
+/// Checks that a child started without a method is started with `m` and
+/// has `m` as its own default.
+#[track_caller]
+fn assert_default_start_uses(m: StartMethod) {
+    let child = Process::new(report, ())
         .start()
         .expect("start")
         .join()
-        .expect("join")
+        .expect("join");
+    assert_eq!(child, (Some(m), Ok(m)));
+}
+
+/// What setting the default says once it is fixed to `current`.
+fn already_set(current: StartMethod) -> Result<(), StartMethodError> {
+    Err(StartMethodError::AlreadySet { current })
 }
 
 /// Runs `role` in a re-executed copy of this binary with the variable set
 /// (or removed) and asserts that it passed.
 fn run_role(role: &str, env: Option<&str>) {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", role, "--ignored", "--test-threads=1"]);
+    let mut cmd = mproc_testkit::test_command(role);
     match env {
         Some(v) => cmd.env(START_METHOD_ENV, v),
         None => cmd.env_remove(START_METHOD_ENV),
@@ -57,9 +63,7 @@ fn role_set_start_method() {
     set_start_method(StartMethod::Spawn).unwrap();
     assert_eq!(
         set_start_method(StartMethod::Fork),
-        Err(StartMethodError::AlreadySet {
-            current: StartMethod::Spawn
-        })
+        already_set(StartMethod::Spawn)
     );
     assert_eq!(
         set_start_method(StartMethod::Fork).unwrap_err().to_string(),
@@ -68,19 +72,11 @@ fn role_set_start_method() {
     assert_eq!(get_start_method(), Ok(StartMethod::Spawn));
     // A builder without a method follows it, and the child inherits it as
     // its own default, fixed.
-    assert_eq!(
-        start_default(),
-        (Some(StartMethod::Spawn), Ok(StartMethod::Spawn))
-    );
+    assert_default_start_uses(StartMethod::Spawn);
     let mut h = Process::new(try_set_in_child, StartMethod::Fork)
         .start()
         .unwrap();
-    assert_eq!(
-        h.join().unwrap(),
-        Err(StartMethodError::AlreadySet {
-            current: StartMethod::Spawn
-        })
-    );
+    assert_eq!(h.join().unwrap(), already_set(StartMethod::Spawn));
     // An explicit method still wins.
     let mut h = Process::new(report, ())
         .start_method(StartMethod::ForkServer)
@@ -90,25 +86,17 @@ fn role_set_start_method() {
     // force changes it.
     set_start_method_force(StartMethod::ForkServer);
     assert_eq!(get_start_method(), Ok(StartMethod::ForkServer));
-    assert_eq!(
-        start_default(),
-        (Some(StartMethod::ForkServer), Ok(StartMethod::ForkServer))
-    );
+    assert_default_start_uses(StartMethod::ForkServer);
 }
 
 #[test]
 #[ignore = "role of the default start method test"]
 fn role_first_use_fixes_the_default() {
     // Like CPython's get_start_method(), whose first use fixes the context.
-    assert_eq!(
-        start_default(),
-        (Some(StartMethod::ForkServer), Ok(StartMethod::ForkServer))
-    );
+    assert_default_start_uses(StartMethod::ForkServer);
     assert_eq!(
         set_start_method(StartMethod::Spawn),
-        Err(StartMethodError::AlreadySet {
-            current: StartMethod::ForkServer
-        })
+        already_set(StartMethod::ForkServer)
     );
 }
 
@@ -116,10 +104,7 @@ fn role_first_use_fixes_the_default() {
 #[ignore = "role of the default start method test"]
 fn role_environment_spawn() {
     assert_eq!(get_start_method(), Ok(StartMethod::Spawn));
-    assert_eq!(
-        start_default(),
-        (Some(StartMethod::Spawn), Ok(StartMethod::Spawn))
-    );
+    assert_default_start_uses(StartMethod::Spawn);
 }
 
 #[test]
@@ -147,10 +132,7 @@ fn role_environment_invalid() {
     assert_eq!(h.join().unwrap(), (Some(StartMethod::Spawn), Err(bad)));
     // Code may still choose.
     set_start_method(StartMethod::Spawn).unwrap();
-    assert_eq!(
-        start_default(),
-        (Some(StartMethod::Spawn), Ok(StartMethod::Spawn))
-    );
+    assert_default_start_uses(StartMethod::Spawn);
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::{each_method, method, watchdog};
+use common::{each_method, method, start, watchdog};
 use mproc_process::Process;
 use mproc_shm::{SharedAtomicU64, Value};
 use serde::{Deserialize, Serialize};
@@ -51,30 +51,16 @@ fn add_to(v: (Value<u64>, SharedAtomicU64, u64)) -> u64 {
 fn values(m: String) -> Result<(), String> {
     let m = method(&m);
     let e = |e: &dyn std::fmt::Display| e.to_string();
-    let mut a = Process::new(square, 12)
-        .start_method(m)
-        .start()
-        .map_err(|x| e(&x))?;
-    let mut b = Process::new(shout, "hé there".to_owned())
-        .start_method(m)
-        .start()
-        .map_err(|x| e(&x))?;
+    let mut a = start(Process::new(square, 12), m)?;
+    let mut b = start(Process::new(shout, "hé there".to_owned()), m)?;
     let p = Point {
         x: 1.5,
         label: "p".into(),
         tags: vec![200, 2],
     };
-    let mut c = Process::new(describe, p)
-        .start_method(m)
-        .start()
-        .map_err(|x| e(&x))?;
-    let mut d = Process::new(
-        |v: Vec<i32>| v.into_iter().rev().collect::<Vec<_>>(),
-        vec![1, 2, 3],
-    )
-    .start_method(m)
-    .start()
-    .map_err(|x| e(&x))?;
+    let mut c = start(Process::new(describe, p), m)?;
+    let reverse = |v: Vec<i32>| v.into_iter().rev().collect::<Vec<_>>();
+    let mut d = start(Process::new(reverse, vec![1, 2, 3]), m)?;
     ensure!(a.join().map_err(|x| e(&x))? == 144, "square");
     ensure!(b.join().map_err(|x| e(&x))? == "HÉ THERE", "shout");
     let got = c.join().map_err(|x| e(&x))?;
@@ -84,10 +70,7 @@ fn values(m: String) -> Result<(), String> {
     );
     ensure!(d.join().map_err(|x| e(&x))? == vec![3, 2, 1], "closure");
     // 4 MiB: far more than a socket buffer; join must read while it waits.
-    let mut h = Process::new(big, 4 << 20)
-        .start_method(m)
-        .start()
-        .map_err(|x| e(&x))?;
+    let mut h = start(Process::new(big, 4 << 20), m)?;
     let v = h.join().map_err(|x| e(&x))?;
     ensure!(v == big(4 << 20), "big result differs (len {})", v.len());
     Ok(())
@@ -109,12 +92,7 @@ fn shared(m: String) -> Result<(), String> {
             atomic.try_clone().map_err(|x| x.to_string())?,
             500,
         );
-        kids.push(
-            Process::new(add_to, args)
-                .start_method(m)
-                .start()
-                .map_err(|x| x.to_string())?,
-        );
+        kids.push(start(Process::new(add_to, args), m)?);
     }
     for k in &mut kids {
         let seen = k.join().map_err(|x| x.to_string())?;

@@ -14,6 +14,11 @@ fn call(s: &Server, client: u64, req: Request) -> Reply {
     s.handle(&peer, req).0
 }
 
+/// Client `client` calls operation `op` on object `id`.
+fn call_op(s: &Server, client: u64, id: Id, op: Op) -> Reply {
+    call(s, client, Request::Call { id, op })
+}
+
 fn create(s: &Server, client: u64, kind: Kind, init: Init) -> Id {
     match call(s, client, Request::Create { kind, init }) {
         Reply::Object(id, k) if k == kind => id,
@@ -82,13 +87,11 @@ fn bad_reference_requests_are_error_replies() {
     ));
     // A value naming an object that does not exist is refused, whole.
     let l = create(&s, 1, Kind::List, Init::Empty);
-    let r = call(
+    let r = call_op(
         &s,
         1,
-        Request::Call {
-            id: l,
-            op: Op::ListExtend(vec![holding(&[d]), holding(&[99])]),
-        },
+        l,
+        Op::ListExtend(vec![holding(&[d]), holding(&[99])]),
     );
     assert!(is_err(&r, &RemoteError::NoSuchObject(99)), "{r:?}");
     assert_eq!(lock(&s.refs).counts[&d], 1, "nothing was kept");
@@ -114,14 +117,7 @@ fn stored_values_hold_what_they_refer_to_and_freeing_cascades() {
     call(&s, 1, Request::Decref { id: list });
     assert_eq!(count(&s), 3);
     // A reader is granted its own reference.
-    let r = call(
-        &s,
-        2,
-        Request::Call {
-            id: outer,
-            op: Op::ValueGet,
-        },
-    );
+    let r = call_op(&s, 2, outer, Op::ValueGet);
     assert!(matches!(&r, Reply::Bytes(v) if v.refs == [list]), "{r:?}");
     call(&s, 1, Request::Decref { id: outer });
     assert_eq!(count(&s), 2, "client 2 still holds the list");
@@ -134,26 +130,12 @@ fn stored_values_hold_what_they_refer_to_and_freeing_cascades() {
 fn a_cycle_stays_until_it_is_broken() {
     let s = Server::new();
     let l = create(&s, 1, Kind::List, Init::Empty);
-    call(
-        &s,
-        1,
-        Request::Call {
-            id: l,
-            op: Op::ListPush(holding(&[l])),
-        },
-    );
+    call_op(&s, 1, l, Op::ListPush(holding(&[l])));
     call(&s, 1, Request::Decref { id: l });
     assert_eq!(count(&s), 1, "it refers to itself");
     // Anyone may still reach it by id and break the cycle.
     call(&s, 1, Request::Incref { id: l });
-    call(
-        &s,
-        1,
-        Request::Call {
-            id: l,
-            op: Op::Clear,
-        },
-    );
+    call_op(&s, 1, l, Op::Clear);
     call(&s, 1, Request::Decref { id: l });
     assert_eq!(count(&s), 0);
 }
@@ -231,20 +213,13 @@ fn an_array_refuses_every_operation_that_changes_its_length() {
         Op::ListRepeat(2),
         Op::Clear,
     ] {
-        let r = call(&s, 1, Request::Call { id: a, op });
+        let r = call_op(&s, 1, a, op);
         assert!(
             matches!(r, Reply::Err(RemoteError::WrongKind { .. })),
             "{r:?}"
         );
     }
-    let r = call(
-        &s,
-        1,
-        Request::Call {
-            id: a,
-            op: Op::ListSetSlice(all, vec![Val::plain(vec![9])]),
-        },
-    );
+    let r = call_op(&s, 1, a, Op::ListSetSlice(all, vec![Val::plain(vec![9])]));
     assert!(is_err(
         &r,
         &RemoteError::SizeMismatch {
@@ -252,7 +227,7 @@ fn an_array_refuses_every_operation_that_changes_its_length() {
             found: 1
         }
     ));
-    let r = call(&s, 1, Request::Call { id: a, op: Op::Len });
+    let r = call_op(&s, 1, a, Op::Len);
     assert!(matches!(r, Reply::Count(2)), "{r:?}");
 }
 

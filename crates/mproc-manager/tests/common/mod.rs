@@ -3,8 +3,17 @@
 
 use std::time::Duration;
 
+use mproc_manager::Manager;
 use mproc_testkit::pid_alive;
 pub(crate) use mproc_testkit::watchdog_secs as watchdog;
+
+/// Runs `body` under a watchdog of `secs` with a newly started manager.
+pub(crate) fn with_manager<R: Send + 'static>(
+    secs: u64,
+    body: impl FnOnce(Manager) -> R + Send + 'static,
+) -> R {
+    watchdog(secs, || body(Manager::start().unwrap()))
+}
 
 /// Waits up to `secs` for `pid` to be gone.
 pub(crate) fn wait_gone(pid: i32, secs: u64) -> bool {

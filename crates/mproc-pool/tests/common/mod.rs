@@ -1,8 +1,9 @@
 //! Shared helpers: run a test body under a watchdog (with a fresh pool or
 //! executor), see whether a worker still exists, collect what an `imap`
-//! yields.
+//! yields, check a run in which one item fails.
 #![allow(dead_code, unused_imports)] // not every test binary uses each
 
+pub(crate) use mproc_testkit::only_failure_at;
 pub(crate) use mproc_testkit::pid_alive as alive;
 pub(crate) use mproc_testkit::watchdog_secs as watchdog;
 

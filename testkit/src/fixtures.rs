@@ -1,0 +1,54 @@
+//! Checks shared by the pool, executor and MPI pool tests.
+
+use std::fmt::Debug;
+
+/// Checks the outcomes of a run in which only item `at` fails: every other
+/// item `i` is `Ok(want(i))`, and item `at` is an error, which it returns
+/// (for the caller to check that it is the expected one).
+///
+/// # Panics
+/// If another item fails, an item's value differs from `want`, item `at`
+/// succeeds, or the outcomes end before it.
+#[track_caller]
+pub fn only_failure_at<T, E>(
+    outcomes: impl IntoIterator<Item = Result<T, E>>,
+    at: usize,
+    want: impl Fn(usize) -> T,
+) -> E
+where
+    T: PartialEq + Debug,
+    E: Debug,
+{
+    let mut failure = None;
+    for (i, r) in outcomes.into_iter().enumerate() {
+        match r {
+            Err(e) if i == at => failure = Some(e),
+            Err(e) => panic!("item {i} failed (only item {at} should): {e:?}"),
+            Ok(v) => assert_eq!(v, want(i), "item {i}"),
+        }
+    }
+    failure.unwrap_or_else(|| panic!("item {at} did not fail"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn returns_the_one_failure() {
+        let outcomes = [Ok(0), Ok(2), Err("two"), Ok(6)];
+        assert_eq!(only_failure_at(outcomes, 2, |i| i * 2), "two");
+    }
+
+    #[test]
+    #[should_panic(expected = "item 1 failed")]
+    fn refuses_another_failure() {
+        only_failure_at([Ok(0), Err("one"), Err("two")], 2, |i| i);
+    }
+
+    #[test]
+    #[should_panic(expected = "item 3 did not fail")]
+    fn refuses_a_missing_failure() {
+        only_failure_at([Ok::<_, ()>(0), Ok(1)], 3, |i| i);
+    }
+}
