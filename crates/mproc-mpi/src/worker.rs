@@ -157,7 +157,7 @@ where
     };
     let mut reply = reply;
     // Room for the values' bytes (their size in memory, a guess for
-    // postcard's), and the failures' length: no regrowing copy.
+    // postcard's) and the failures' length, if the guess above was short.
     reply.reserve(size_of_val(&out.0[..]) + 8);
     let encoded = match mproc_pool::__private::plain_bytes(&out.0) {
         // Plain numbers go as their bytes, after the failures (which find
@@ -303,9 +303,10 @@ fn run_message(ctx: &WorkerCtx, msg: &[u8]) -> Vec<u8> {
         Ok(t) => t,
         Err(e) => return wire::result(0, 0, 0, Err(&e)),
     };
-    // The reply's room: about the input's size for items (a guess).
+    // The reply's room: about the input's size for items (a guess), and
+    // a little more, so that one small result needs no second allocation.
     let (items, room) = match input {
-        Input::Items(b) | Input::Plain(b) => (0, b.len()),
+        Input::Items(b) | Input::Plain(b) => (0, b.len() + 64),
         Input::Range { len, .. } => (len, 64),
     };
     // SAFETY: rank 0 made `entry` with `entry_of` (a `RunFn`) in the same
