@@ -207,8 +207,7 @@ impl Master {
                         // Registered before the chunk is out, so the MPI
                         // thread does not start polling for its result.
                         self.engine.drivers.fetch_add(1, Ordering::SeqCst);
-                        d.push(chunk.take().expect("not sent yet"));
-                        d.step(&self.est);
+                        d.send_now(chunk.take().expect("not sent yet"));
                     }
                     None => return false,
                 }
@@ -219,7 +218,12 @@ impl Master {
         }
         let t0 = Instant::now();
         let mut gone = false;
-        while sink.delivered() == 0 && t0.elapsed() < DRIVE {
+        let mut polls = 0u32;
+        while sink.delivered() == 0 {
+            polls = polls.wrapping_add(1);
+            if polls % worker::POLLS_PER_CLOCK == 0 && t0.elapsed() >= DRIVE {
+                break;
+            }
             // Another thread holding the lock is driving: just watch.
             if let Ok(mut g) = self.engine.sched.try_lock() {
                 match g.as_mut() {
@@ -546,8 +550,10 @@ fn run(engine: &Engine, rx: &Receiver<Cmd>, est: &Estimates) {
 /// inter-communicator).
 pub(crate) trait Drive: Send {
     fn on_cmd(&mut self, cmd: Cmd);
-    /// Queues one chunk (`Cmd::Submit` without its `Vec`).
-    fn push(&mut self, chunk: Chunk);
+    /// Queues one chunk (`Cmd::Submit` without its `Vec`) and hands out
+    /// what is queued, without looking for results first (a caller about to
+    /// wait for this chunk's: the probe would only delay its send).
+    fn send_now(&mut self, chunk: Chunk);
     /// Takes results, hands out queued chunks, completes sends, answers an
     /// echo once idle; whether anything happened.
     fn step(&mut self, est: &Estimates) -> bool;
@@ -808,8 +814,9 @@ impl<C: Communicator> Drive for Sched<C> {
         Sched::on_cmd(self, cmd);
     }
 
-    fn push(&mut self, chunk: Chunk) {
+    fn send_now(&mut self, chunk: Chunk) {
         self.queue.push_back(chunk);
+        self.dispatch();
     }
 
     fn step(&mut self, est: &Estimates) -> bool {

@@ -213,6 +213,8 @@ const HOT: Duration = Duration::from_micros(50);
 /// How long an idle worker keeps polling (yielding between polls) before it
 /// starts to sleep.
 const SPIN: Duration = Duration::from_micros(200);
+/// Polls between two looks at the clock while a worker is idle.
+pub(crate) const POLLS_PER_CLOCK: u32 = 8;
 /// The largest receive buffer a worker keeps between tasks (one large
 /// chunk must not pin its memory for the rest of the job).
 const KEEP_BUF: usize = 1 << 24;
@@ -250,8 +252,16 @@ pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
     let mut msg: Vec<u8> = Vec::new();
     let mut idle_since = Instant::now();
     let mut nap = Duration::from_micros(20);
+    let mut polls = 0u32;
     loop {
         let Some((message, probed)) = peer.immediate_matched_probe() else {
+            // The clock every few polls only: reading it is a fair part of
+            // a poll, and so of the delay before a task is seen.
+            polls = polls.wrapping_add(1);
+            if polls % POLLS_PER_CLOCK != 0 {
+                std::hint::spin_loop();
+                continue;
+            }
             let idle = idle_since.elapsed();
             if idle < HOT {
                 std::hint::spin_loop();
