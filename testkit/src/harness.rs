@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ChildStdout, Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use crate::{give_payload, wait_within};
@@ -116,12 +116,9 @@ impl TestChild {
         );
     }
 
-    /// The child's standard output, piped when it was started.
-    ///
-    /// # Panics
-    /// If it was not piped, or was taken already.
-    pub fn take_stdout(&mut self) -> ChildStdout {
-        self.child.stdout.take().expect("the child's piped stdout")
+    /// The child itself (to take its piped standard streams, say).
+    pub fn child_mut(&mut self) -> &mut Child {
+        &mut self.child
     }
 }
 
