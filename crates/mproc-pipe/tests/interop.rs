@@ -9,11 +9,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::{pattern, watchdog};
 use mproc_pipe::{Address, AuthError, Client, ConnectError, Connection, Listener};
+use mproc_testkit::TestChild;
 
 const PY: &str = r#"
 import hmac, os, sys, tempfile
@@ -109,7 +110,7 @@ else:
 
 /// A python3 child: killed and reaped if the test fails early.
 struct Py {
-    child: Child,
+    child: TestChild,
     out: BufReader<std::process::ChildStdout>,
 }
 
@@ -130,7 +131,10 @@ impl Py {
             }
         };
         let out = BufReader::new(child.stdout.take().expect("piped stdout"));
-        Some(Self { child, out })
+        Some(Self {
+            child: TestChild::new(child, "python3"),
+            out,
+        })
     }
 
     fn line(&mut self) -> String {
@@ -139,30 +143,18 @@ impl Py {
         s.trim_end().to_owned()
     }
 
-    /// Waits (the watchdog bounds it) and returns the exit code.
+    /// Waits (at most 30 s) and returns the exit code.
     fn finish(mut self) -> i32 {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                if !st.success() {
-                    let mut err = String::new();
-                    if let Some(mut e) = self.child.stderr.take() {
-                        let _ = std::io::Read::read_to_string(&mut e, &mut err);
-                    }
-                    eprintln!("python stderr:\n{err}");
-                }
-                return st.code().unwrap_or(-1);
+        let stderr = self.child.child_mut().stderr.take();
+        let st = self.child.wait(Duration::from_secs(30));
+        if !st.success() {
+            let mut err = String::new();
+            if let Some(mut e) = stderr {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
             }
-            assert!(Instant::now() < deadline, "python did not exit");
-            std::thread::sleep(Duration::from_millis(10));
+            eprintln!("python stderr:\n{err}");
         }
-    }
-}
-
-impl Drop for Py {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        st.code().unwrap_or(-1)
     }
 }
 
