@@ -194,6 +194,32 @@ fn exchange(c: &Connection) {
     assert_eq!(&buf[..7], b"py:into");
 }
 
+/// A Python listener (`mode`, `family`, the key `secret`) and the address
+/// it printed; `None` (with a message) without python3.
+fn python_listener(mode: &str, family: &str) -> Option<(Py, Address)> {
+    let mut py = Py::start(&["server", mode, family, "secret"])?;
+    let addr = parse_address(&py.line());
+    Some((py, addr))
+}
+
+/// A Unix listener with the key `secret` (`allow_legacy`: `None` keeps the
+/// default) refusing a Python client (`mode`, its key `key`, `-` for none):
+/// the error `accept` returns, and the client; `None` without python3.
+fn refused_python_client(
+    mode: &str,
+    key: &str,
+    allow_legacy: Option<bool>,
+) -> Option<(ConnectError, Py)> {
+    let mut b = Listener::builder_auto().authkey(b"secret");
+    if let Some(allow) = allow_legacy {
+        b = b.allow_legacy_md5(allow);
+    }
+    let l = b.bind().unwrap();
+    let at = l.address().to_string();
+    let py = Py::start(&["client", mode, "unix", key, &at])?;
+    Some((l.accept().unwrap_err(), py))
+}
+
 fn rust_client_python_listener(mode: &'static str, family: &'static str) {
     rust_client_python_listener_with(mode, family, Some(mode == "legacy"));
 }
@@ -205,10 +231,9 @@ fn rust_client_python_listener_with(
     allow_legacy: Option<bool>,
 ) {
     watchdog(60, move || {
-        let Some(mut py) = Py::start(&["server", mode, family, "secret"]) else {
+        let Some((mut py, addr)) = python_listener(mode, family) else {
             return;
         };
-        let addr = parse_address(&py.line());
         let mut client = Client::new(addr).authkey(b"secret");
         if let Some(allow) = allow_legacy {
             client = client.allow_legacy_md5(allow);
@@ -300,10 +325,9 @@ fn python_client_rust_listener_native_handshake() {
 fn wrong_key_fails_on_both_sides_rust_client() {
     for mode in ["modern", "legacy"] {
         watchdog(60, move || {
-            let Some(mut py) = Py::start(&["server", mode, "unix", "secret"]) else {
+            let Some((mut py, addr)) = python_listener(mode, "unix") else {
                 return;
             };
-            let addr = parse_address(&py.line());
             let err = Client::new(addr)
                 .authkey(b"wrong")
                 .allow_legacy_md5(true)
@@ -324,16 +348,9 @@ fn wrong_key_fails_on_both_sides_rust_client() {
 fn wrong_key_fails_on_both_sides_python_client() {
     for mode in ["modern", "legacy"] {
         watchdog(60, move || {
-            let l = Listener::builder_auto()
-                .authkey(b"secret")
-                .allow_legacy_md5(true)
-                .bind()
-                .unwrap();
-            let at = l.address().to_string();
-            let Some(mut py) = Py::start(&["client", mode, "unix", "wrong", &at]) else {
+            let Some((err, mut py)) = refused_python_client(mode, "wrong", Some(true)) else {
                 return;
             };
-            let err = l.accept().unwrap_err();
             assert!(
                 matches!(err, ConnectError::Auth(AuthError::WrongDigest)),
                 "{mode}: {err:?}"
@@ -382,10 +399,9 @@ fn legacy_python_is_refused_when_disabled() {
         if legacy_python().is_none() {
             return;
         }
-        let Some(mut py) = Py::start(&["server", "legacy", "unix", "secret"]) else {
+        let Some((mut py, addr)) = python_listener("legacy", "unix") else {
             return;
         };
-        let addr = parse_address(&py.line());
         let err = Client::new(addr)
             .authkey(b"secret")
             .allow_legacy_md5(false)
@@ -399,16 +415,9 @@ fn legacy_python_is_refused_when_disabled() {
         let _ = py.line();
         assert_ne!(py.finish(), 0);
 
-        let l = Listener::builder_auto()
-            .authkey(b"secret")
-            .allow_legacy_md5(false)
-            .bind()
-            .unwrap();
-        let at = l.address().to_string();
-        let Some(py) = Py::start(&["client", "legacy", "unix", "secret", &at]) else {
+        let Some((err, py)) = refused_python_client("legacy", "secret", Some(false)) else {
             return;
         };
-        let err = l.accept().unwrap_err();
         assert!(
             matches!(err, ConnectError::Auth(AuthError::LegacyMd5Disabled)),
             "{err:?}"
@@ -422,12 +431,9 @@ fn keyless_python_client_is_named_at_accept() {
     watchdog(60, || {
         // CPython's Client without an authkey sends its first message where
         // the answer to our challenge belongs.
-        let l = Listener::builder_auto().authkey(b"secret").bind().unwrap();
-        let at = l.address().to_string();
-        let Some(py) = Py::start(&["client", "modern", "unix", "-", &at]) else {
+        let Some((err, py)) = refused_python_client("modern", "-", None) else {
             return;
         };
-        let err = l.accept().unwrap_err();
         assert!(
             matches!(err, ConnectError::Auth(AuthError::AnswerExpected)),
             "{err:?}"
@@ -439,10 +445,9 @@ fn keyless_python_client_is_named_at_accept() {
 #[test]
 fn keyless_rust_client_is_told_the_python_listener_wants_a_key() {
     watchdog(60, || {
-        let Some(mut py) = Py::start(&["server", "modern", "unix", "secret"]) else {
+        let Some((py, addr)) = python_listener("modern", "unix") else {
             return;
         };
-        let addr = parse_address(&py.line());
         let c = Client::new(addr).connect().unwrap();
         let e = c.recv_bytes().unwrap_err();
         assert_eq!(
