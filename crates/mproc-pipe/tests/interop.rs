@@ -203,12 +203,14 @@ fn python_listener(mode: &str, family: &str) -> Option<(Py, Address)> {
 }
 
 /// A Unix listener with the key `secret` (`allow_legacy`: `None` keeps the
-/// default) refusing a Python client (`mode`, its key `key`, `-` for none):
-/// the error `accept` returns, and the client; `None` without python3.
+/// default) refusing a Python client (`mode`, its key `key`, `-` for none)
+/// for the reason `why`: the error `accept` returned, and the client;
+/// `None` without python3.
 fn refused_python_client(
     mode: &str,
     key: &str,
     allow_legacy: Option<bool>,
+    why: AuthError,
 ) -> Option<(ConnectError, Py)> {
     let mut b = Listener::builder_auto().authkey(b"secret");
     if let Some(allow) = allow_legacy {
@@ -217,7 +219,12 @@ fn refused_python_client(
     let l = b.bind().unwrap();
     let at = l.address().to_string();
     let py = Py::start(&["client", mode, "unix", key, &at])?;
-    Some((l.accept().unwrap_err(), py))
+    let err = l.accept().unwrap_err();
+    assert!(
+        matches!(&err, ConnectError::Auth(e) if *e == why),
+        "{mode}: {err:?}"
+    );
+    Some((err, py))
 }
 
 fn rust_client_python_listener(mode: &'static str, family: &'static str) {
@@ -348,13 +355,11 @@ fn wrong_key_fails_on_both_sides_rust_client() {
 fn wrong_key_fails_on_both_sides_python_client() {
     for mode in ["modern", "legacy"] {
         watchdog(60, move || {
-            let Some((err, mut py)) = refused_python_client(mode, "wrong", Some(true)) else {
+            let Some((err, mut py)) =
+                refused_python_client(mode, "wrong", Some(true), AuthError::WrongDigest)
+            else {
                 return;
             };
-            assert!(
-                matches!(err, ConnectError::Auth(AuthError::WrongDigest)),
-                "{mode}: {err:?}"
-            );
             assert!(err.to_string().contains("digest received was wrong"));
             assert!(py.line().starts_with("AUTHFAIL"));
             assert_eq!(py.finish(), 3);
@@ -415,14 +420,12 @@ fn legacy_python_is_refused_when_disabled() {
         let _ = py.line();
         assert_ne!(py.finish(), 0);
 
-        let Some((err, py)) = refused_python_client("legacy", "secret", Some(false)) else {
-            return;
-        };
-        assert!(
-            matches!(err, ConnectError::Auth(AuthError::LegacyMd5Disabled)),
-            "{err:?}"
+        refused_python_client(
+            "legacy",
+            "secret",
+            Some(false),
+            AuthError::LegacyMd5Disabled,
         );
-        drop(py);
     });
 }
 
@@ -431,14 +434,7 @@ fn keyless_python_client_is_named_at_accept() {
     watchdog(60, || {
         // CPython's Client without an authkey sends its first message where
         // the answer to our challenge belongs.
-        let Some((err, py)) = refused_python_client("modern", "-", None) else {
-            return;
-        };
-        assert!(
-            matches!(err, ConnectError::Auth(AuthError::AnswerExpected)),
-            "{err:?}"
-        );
-        drop(py);
+        refused_python_client("modern", "-", None, AuthError::AnswerExpected);
     });
 }
 
