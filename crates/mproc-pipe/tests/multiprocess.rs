@@ -185,30 +185,31 @@ fn ping_rounds(c: &Connection, seed: u64) {
     }
 }
 
-/// Pins this process to the `i`-th CPU it may use (counting round), so that
-/// the receive paths that spin only while pinned run.
-fn pin_to(i: usize) {
+/// As [`inherited`], with this process pinned to the `i`-th CPU it may use
+/// (counting round), so that the receive paths that spin only while pinned
+/// run.
+fn inherited_pinned(role: &str, i: usize) -> Option<Connection> {
+    let c = inherited(role)?;
     mproc_testkit::pin_to_nth_cpu(i);
     mproc_shm::mutex::refresh_affinity();
+    Some(c)
 }
 
 #[test]
 #[ignore = "child role"]
 fn role_jittery_pinger() {
-    let Some(c) = inherited("role_jittery_pinger") else {
+    let Some(c) = inherited_pinned("role_jittery_pinger", 0) else {
         return;
     };
-    pin_to(0);
     ping_rounds(&c, 0x9e37_79b9_7f4a_7c15);
 }
 
 #[test]
 #[ignore = "child role"]
 fn role_jittery_echo() {
-    let Some(c) = inherited("role_jittery_echo") else {
+    let Some(c) = inherited_pinned("role_jittery_echo", 1) else {
         return;
     };
-    pin_to(1);
     let mut s = u64::from(std::process::id()) | 1;
     loop {
         match c.recv_bytes_timeout(Duration::from_secs(20)) {
