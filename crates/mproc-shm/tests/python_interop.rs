@@ -19,6 +19,14 @@ use mproc_testkit::TestChild;
 const LIMIT: Duration = Duration::from_secs(60);
 const SIZE: usize = 10_000;
 
+/// Runs `test` with the Python command, under a watchdog of LIMIT; skips
+/// it (with a message) where python3 is not installed.
+fn with_python(test: impl FnOnce(&'static str) + Send + 'static) {
+    if let Some(py) = python() {
+        watchdog(LIMIT, move || test(py));
+    }
+}
+
 fn python() -> Option<&'static str> {
     let ok = Command::new("python3")
         .arg("-c")
@@ -113,8 +121,7 @@ sys.exit(0 if ok else 5)
 
 #[test]
 fn python_creates_rust_opens() {
-    let Some(py) = python() else { return };
-    watchdog(LIMIT, move || {
+    with_python(|py| {
         let size = SIZE.to_string();
         let (mut child, stderr) =
             run_python(py, PY_CREATES, &[&size], Stdio::piped(), Stdio::piped());
@@ -175,8 +182,7 @@ sys.exit(0 if ok else 5)
 
 #[test]
 fn rust_creates_python_opens() {
-    let Some(py) = python() else { return };
-    watchdog(LIMIT, move || {
+    with_python(|py| {
         let shm = SharedMemory::create(SIZE).unwrap();
         let name = shm.name().to_owned();
         let data: Vec<u8> = (0..SIZE).map(rust_pattern).collect();
