@@ -13,9 +13,6 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-mod harness;
-pub use harness::{TestChild, allowed_cpus, pin_to_cpu, pin_to_nth_cpu, spawn_with_payload};
-
 /// Runs `f` on its own thread and returns its result, panicking if it takes
 /// longer than `limit`: a test that could block can never hang the run.
 ///
@@ -418,6 +415,9 @@ pub fn pid_alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+mod harness;
+pub use harness::{TestChild, allowed_cpus, pin_to_cpu, pin_to_nth_cpu, spawn_with_payload};
 
 #[cfg(test)]
 mod tests {
