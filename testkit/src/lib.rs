@@ -420,6 +420,9 @@ pub fn pid_alive(pid: i32) -> bool {
     }
 }
 
+mod harness;
+pub use harness::{TestChild, allowed_cpus, pin_to_cpu, pin_to_nth_cpu, spawn_with_payload};
+
 #[cfg(test)]
 mod tests {
     use super::*;

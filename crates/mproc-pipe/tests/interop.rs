@@ -9,11 +9,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::{pattern, watchdog};
 use mproc_pipe::{Address, AuthError, Client, ConnectError, Connection, Listener};
+use mproc_testkit::TestChild;
 
 const PY: &str = r#"
 import hmac, os, sys, tempfile
@@ -109,7 +110,7 @@ else:
 
 /// A python3 child: killed and reaped if the test fails early.
 struct Py {
-    child: Child,
+    child: TestChild,
     out: BufReader<std::process::ChildStdout>,
 }
 
@@ -130,7 +131,10 @@ impl Py {
             }
         };
         let out = BufReader::new(child.stdout.take().expect("piped stdout"));
-        Some(Self { child, out })
+        Some(Self {
+            child: TestChild::new(child, "python3"),
+            out,
+        })
     }
 
     fn line(&mut self) -> String {
@@ -139,30 +143,18 @@ impl Py {
         s.trim_end().to_owned()
     }
 
-    /// Waits (the watchdog bounds it) and returns the exit code.
+    /// Waits (at most 30 s) and returns the exit code.
     fn finish(mut self) -> i32 {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                if !st.success() {
-                    let mut err = String::new();
-                    if let Some(mut e) = self.child.stderr.take() {
-                        let _ = std::io::Read::read_to_string(&mut e, &mut err);
-                    }
-                    eprintln!("python stderr:\n{err}");
-                }
-                return st.code().unwrap_or(-1);
+        let stderr = self.child.child_mut().stderr.take();
+        let st = self.child.wait(Duration::from_secs(30));
+        if !st.success() {
+            let mut err = String::new();
+            if let Some(mut e) = stderr {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
             }
-            assert!(Instant::now() < deadline, "python did not exit");
-            std::thread::sleep(Duration::from_millis(10));
+            eprintln!("python stderr:\n{err}");
         }
-    }
-}
-
-impl Drop for Py {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        st.code().unwrap_or(-1)
     }
 }
 
@@ -202,6 +194,39 @@ fn exchange(c: &Connection) {
     assert_eq!(&buf[..7], b"py:into");
 }
 
+/// A Python listener (`mode`, `family`, the key `secret`) and the address
+/// it printed; `None` (with a message) without python3.
+fn python_listener(mode: &str, family: &str) -> Option<(Py, Address)> {
+    let mut py = Py::start(&["server", mode, family, "secret"])?;
+    let addr = parse_address(&py.line());
+    Some((py, addr))
+}
+
+/// A Unix listener with the key `secret` (`allow_legacy`: `None` keeps the
+/// default) refusing a Python client (`mode`, its key `key`, `-` for none)
+/// for the reason `why`: the error `accept` returned, and the client;
+/// `None` without python3.
+fn refused_python_client(
+    mode: &str,
+    key: &str,
+    allow_legacy: Option<bool>,
+    why: AuthError,
+) -> Option<(ConnectError, Py)> {
+    let mut b = Listener::builder_auto().authkey(b"secret");
+    if let Some(allow) = allow_legacy {
+        b = b.allow_legacy_md5(allow);
+    }
+    let l = b.bind().unwrap();
+    let at = l.address().to_string();
+    let py = Py::start(&["client", mode, "unix", key, &at])?;
+    let err = l.accept().unwrap_err();
+    assert!(
+        matches!(&err, ConnectError::Auth(e) if *e == why),
+        "{mode}: {err:?}"
+    );
+    Some((err, py))
+}
+
 fn rust_client_python_listener(mode: &'static str, family: &'static str) {
     rust_client_python_listener_with(mode, family, Some(mode == "legacy"));
 }
@@ -213,10 +238,9 @@ fn rust_client_python_listener_with(
     allow_legacy: Option<bool>,
 ) {
     watchdog(60, move || {
-        let Some(mut py) = Py::start(&["server", mode, family, "secret"]) else {
+        let Some((mut py, addr)) = python_listener(mode, family) else {
             return;
         };
-        let addr = parse_address(&py.line());
         let mut client = Client::new(addr).authkey(b"secret");
         if let Some(allow) = allow_legacy {
             client = client.allow_legacy_md5(allow);
@@ -308,10 +332,9 @@ fn python_client_rust_listener_native_handshake() {
 fn wrong_key_fails_on_both_sides_rust_client() {
     for mode in ["modern", "legacy"] {
         watchdog(60, move || {
-            let Some(mut py) = Py::start(&["server", mode, "unix", "secret"]) else {
+            let Some((mut py, addr)) = python_listener(mode, "unix") else {
                 return;
             };
-            let addr = parse_address(&py.line());
             let err = Client::new(addr)
                 .authkey(b"wrong")
                 .allow_legacy_md5(true)
@@ -332,20 +355,11 @@ fn wrong_key_fails_on_both_sides_rust_client() {
 fn wrong_key_fails_on_both_sides_python_client() {
     for mode in ["modern", "legacy"] {
         watchdog(60, move || {
-            let l = Listener::builder_auto()
-                .authkey(b"secret")
-                .allow_legacy_md5(true)
-                .bind()
-                .unwrap();
-            let at = l.address().to_string();
-            let Some(mut py) = Py::start(&["client", mode, "unix", "wrong", &at]) else {
+            let Some((err, mut py)) =
+                refused_python_client(mode, "wrong", Some(true), AuthError::WrongDigest)
+            else {
                 return;
             };
-            let err = l.accept().unwrap_err();
-            assert!(
-                matches!(err, ConnectError::Auth(AuthError::WrongDigest)),
-                "{mode}: {err:?}"
-            );
             assert!(err.to_string().contains("digest received was wrong"));
             assert!(py.line().starts_with("AUTHFAIL"));
             assert_eq!(py.finish(), 3);
@@ -390,10 +404,9 @@ fn legacy_python_is_refused_when_disabled() {
         if legacy_python().is_none() {
             return;
         }
-        let Some(mut py) = Py::start(&["server", "legacy", "unix", "secret"]) else {
+        let Some((mut py, addr)) = python_listener("legacy", "unix") else {
             return;
         };
-        let addr = parse_address(&py.line());
         let err = Client::new(addr)
             .authkey(b"secret")
             .allow_legacy_md5(false)
@@ -407,21 +420,12 @@ fn legacy_python_is_refused_when_disabled() {
         let _ = py.line();
         assert_ne!(py.finish(), 0);
 
-        let l = Listener::builder_auto()
-            .authkey(b"secret")
-            .allow_legacy_md5(false)
-            .bind()
-            .unwrap();
-        let at = l.address().to_string();
-        let Some(py) = Py::start(&["client", "legacy", "unix", "secret", &at]) else {
-            return;
-        };
-        let err = l.accept().unwrap_err();
-        assert!(
-            matches!(err, ConnectError::Auth(AuthError::LegacyMd5Disabled)),
-            "{err:?}"
+        refused_python_client(
+            "legacy",
+            "secret",
+            Some(false),
+            AuthError::LegacyMd5Disabled,
         );
-        drop(py);
     });
 }
 
@@ -430,27 +434,16 @@ fn keyless_python_client_is_named_at_accept() {
     watchdog(60, || {
         // CPython's Client without an authkey sends its first message where
         // the answer to our challenge belongs.
-        let l = Listener::builder_auto().authkey(b"secret").bind().unwrap();
-        let at = l.address().to_string();
-        let Some(py) = Py::start(&["client", "modern", "unix", "-", &at]) else {
-            return;
-        };
-        let err = l.accept().unwrap_err();
-        assert!(
-            matches!(err, ConnectError::Auth(AuthError::AnswerExpected)),
-            "{err:?}"
-        );
-        drop(py);
+        refused_python_client("modern", "-", None, AuthError::AnswerExpected);
     });
 }
 
 #[test]
 fn keyless_rust_client_is_told_the_python_listener_wants_a_key() {
     watchdog(60, || {
-        let Some(mut py) = Py::start(&["server", "modern", "unix", "secret"]) else {
+        let Some((py, addr)) = python_listener("modern", "unix") else {
             return;
         };
-        let addr = parse_address(&py.line());
         let c = Client::new(addr).connect().unwrap();
         let e = c.recv_bytes().unwrap_err();
         assert_eq!(

@@ -12,13 +12,26 @@ use std::time::{Duration, Instant};
 
 use common::{pattern, watchdog};
 use mproc_pipe::{
-    Address, AuthError, Client, ConnectError, Digest, Listener, RecvError, Wire, encode_frame,
-    wait_timeout,
+    Address, AuthError, Client, ConnectError, Connection, Digest, Listener, RecvError, Wire,
+    encode_frame, wait_timeout,
 };
 use mproc_testkit::TempDir;
 
 fn tcp_any() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
+}
+
+/// Runs `client` on a thread, given `l`'s address, while `l` accepts: what
+/// `accept` returned, then what the client returned (so the client must not
+/// wait for the accepted connection).
+fn accept_from<T: Send + 'static>(
+    l: &Listener,
+    client: impl FnOnce(Address) -> T + Send + 'static,
+) -> (Result<Connection, ConnectError>, T) {
+    let addr = l.address().clone();
+    let t = std::thread::spawn(move || client(addr));
+    let accepted = l.accept();
+    (accepted, t.join().unwrap())
 }
 
 #[test]
@@ -59,28 +72,25 @@ fn every_digest_and_no_auth() {
                 .digest(d)
                 .bind()
                 .unwrap();
-            let addr = l.address().clone();
-            let t = std::thread::spawn(move || {
+            let (server, client) = accept_from(&l, move |addr| {
                 Client::new(addr)
                     .authkey(b"k")
                     .digest(d)
                     .connect()
                     .map(|_| ())
             });
-            l.accept().unwrap();
-            t.join().unwrap().unwrap();
+            server.unwrap();
+            client.unwrap();
         }
         let l = Listener::bind(tcp_any()).unwrap();
-        let addr = l.address().clone();
-        let t = std::thread::spawn(move || {
+        let (c, ()) = accept_from(&l, |addr| {
             Client::new(addr)
                 .connect()
                 .unwrap()
                 .send_bytes(b"plain")
                 .unwrap()
         });
-        assert_eq!(l.accept().unwrap().recv_bytes().unwrap(), b"plain");
-        t.join().unwrap();
+        assert_eq!(c.unwrap().recv_bytes().unwrap(), b"plain");
     });
 }
 
@@ -88,11 +98,10 @@ fn every_digest_and_no_auth() {
 fn wrong_key_fails_on_both_sides() {
     watchdog(30, || {
         let l = Listener::builder_auto().authkey(b"right").bind().unwrap();
-        let addr = l.address().clone();
-        let t =
-            std::thread::spawn(move || Client::new(addr).authkey(b"wrong").connect().unwrap_err());
-        let server = l.accept().unwrap_err();
-        let client = t.join().unwrap();
+        let (server, client) = accept_from(&l, |addr| {
+            Client::new(addr).authkey(b"wrong").connect().unwrap_err()
+        });
+        let server = server.unwrap_err();
         assert!(
             matches!(server, ConnectError::Auth(AuthError::WrongDigest)),
             "{server:?}"
@@ -152,15 +161,13 @@ fn message_sent_right_after_the_handshake_is_kept() {
         // listener must not have consumed it when accept returns, and it is
         // then the first message received.
         let l = Listener::builder_auto().authkey(b"k").bind().unwrap();
-        let addr = l.address().clone();
-        let t = std::thread::spawn(move || {
+        let (c, client) = accept_from(&l, |addr| {
             let c = Client::new(addr).authkey(b"k").connect().unwrap();
             c.send_bytes(b"first").unwrap();
             c
         });
-        let c = l.accept().unwrap();
-        assert_eq!(c.recv_bytes().unwrap(), b"first");
-        drop(t.join().unwrap());
+        assert_eq!(c.unwrap().recv_bytes().unwrap(), b"first");
+        drop(client);
     });
 }
 
@@ -278,14 +285,14 @@ fn abstract_addresses() {
         l.accept().unwrap().send_bytes(b"abstract").unwrap();
         assert_eq!(t.join().unwrap().unwrap(), b"abstract");
         // `Address::Unix` with a leading NUL, built by hand, is abstract too.
-        let t = std::thread::spawn(move || {
+        let (server, client) = accept_from(&l, |_| {
             Client::new(Address::Unix(cpython))
                 .authkey(b"k")
                 .connect()
                 .map(|_| ())
         });
-        l.accept().unwrap();
-        t.join().unwrap().unwrap();
+        server.unwrap();
+        client.unwrap();
     });
 }
 
@@ -407,13 +414,12 @@ fn keyless_client_against_a_keyed_listener_names_the_cause() {
         // The client waits for the listener's first message: it must not
         // take the challenge for one.
         let l = Listener::builder_auto().authkey(b"k").bind().unwrap();
-        let addr = l.address().clone();
-        let t = std::thread::spawn(move || {
+        let (server, client) = accept_from(&l, |addr| {
             let c = Client::new(addr).connect().unwrap();
             c.recv_bytes()
         });
-        let server = l.accept().unwrap_err();
-        let client = t.join().unwrap().unwrap_err();
+        let server = server.unwrap_err();
+        let client = client.unwrap_err();
         assert!(
             matches!(client, RecvError::Protocol(m) if m.contains("requires an authkey")),
             "{client:?}"
@@ -428,14 +434,13 @@ fn keyless_client_against_a_keyed_listener_names_the_cause() {
             "{server:?}"
         );
         // The client speaks first: the listener names the cause at accept.
-        let addr = l.address().clone();
-        let t = std::thread::spawn(move || {
+        let (server, (first, then)) = accept_from(&l, |addr| {
             let c = Client::new(addr).connect().unwrap();
             c.send_bytes(b"hello, no key here").unwrap();
             let first = c.recv_bytes();
             (first, c.recv_bytes())
         });
-        let server = l.accept().unwrap_err();
+        let server = server.unwrap_err();
         assert!(
             matches!(server, ConnectError::Auth(AuthError::AnswerExpected)),
             "{server:?}"
@@ -445,7 +450,6 @@ fn keyless_client_against_a_keyed_listener_names_the_cause() {
             "authentication failed: the client sent data where an authentication answer \
              was expected: it has no authkey"
         );
-        let (first, then) = t.join().unwrap();
         let first = first.unwrap_err();
         assert!(first.to_string().contains("requires an authkey"), "{first}");
         assert!(matches!(then, Err(RecvError::Broken)), "{then:?}");
@@ -494,16 +498,14 @@ fn keyed_client_against_a_keyless_listener_names_the_cause() {
         );
         // The listener waits for the client: the client's handshake times
         // out, and says why.
-        let addr = l.address().clone();
-        let t = std::thread::spawn(move || {
+        let (c, e) = accept_from(&l, |addr| {
             Client::new(addr)
                 .authkey(b"k")
                 .handshake_timeout(Some(Duration::from_millis(200)))
                 .connect()
                 .unwrap_err()
         });
-        let c = l.accept().unwrap();
-        let e = t.join().unwrap();
+        let c = c.unwrap();
         assert!(e.is_timeout(), "{e:?}");
         assert_eq!(
             e.to_string(),

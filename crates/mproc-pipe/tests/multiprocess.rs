@@ -1,6 +1,6 @@
 //! Connections between processes. Children are this test binary run again
-//! (`--exact <role> --ignored`), with a connection handed over as a handle:
-//! its serialized bytes in an environment variable and its descriptors at 3…
+//! (`--exact <role> --ignored`), with a connection handed over as a handle
+//! (testkit's payload: its serialized bytes and its descriptors).
 
 #![cfg(target_os = "linux")] // needs Linux: processes, memfd segments, Linux-only calls
 
@@ -8,80 +8,32 @@ mod common;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ExitStatus};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{pattern, watchdog};
 use mproc_pipe::{Connection, RecvError, RecvTimeoutError, pipe};
 use mproc_shm::Segment;
 use mproc_shm::handle::{from_bytes_with_fds, to_bytes_with_fds};
+use mproc_testkit::TestChild;
 
 const ROLE: &str = "MPROC_PIPE_TEST_ROLE";
-const HANDLE: &str = "MPROC_PIPE_TEST_HANDLE";
-const NFDS: &str = "MPROC_PIPE_TEST_NFDS";
-
-/// A child process, killed and reaped if the test fails before waiting.
-struct Kid(Option<Child>);
-
-impl Kid {
-    fn wait(mut self) -> ExitStatus {
-        let mut c = self.0.take().expect("child");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = c.try_wait().expect("try_wait") {
-                return st;
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!("child did not exit");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Waits for the child (see [`Kid::wait`]) and checks that it succeeded.
-    fn join(self) {
-        let st = self.wait();
-        assert!(st.success(), "{st:?}");
-    }
-
-    fn kill(&mut self) {
-        if let Some(c) = self.0.as_mut() {
-            let _ = c.kill();
-        }
-    }
-}
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+/// How long a child may take.
+const CHILD_LIMIT: Duration = Duration::from_secs(30);
 
 /// Starts this binary as `role`, handing it `conn` as a handle (its
-/// descriptors at 3, 4, …: the socket, the write lock that copies of a
-/// writable connection share, and the shared-memory ring of a `pipe` end).
-fn spawn(role: &str, conn: &Connection) -> Kid {
+/// descriptors: the socket, the write lock that copies of a writable
+/// connection share, and the shared-memory ring of a `pipe` end).
+fn spawn(role: &str, conn: &Connection) -> TestChild {
     let (bytes, fds) = to_bytes_with_fds(conn).unwrap();
     assert_eq!(fds.len(), if conn.writable() { 3 } else { 2 });
-    let raws: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let mut cmd = mproc_testkit::test_command(role);
-    cmd.env(ROLE, role)
-        .env(HANDLE, mproc_testkit::hex(&bytes))
-        .env(NFDS, fds.len().to_string());
-    mproc_testkit::pass_fds(&mut cmd, &raws, 3);
-    let child = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();
-    drop(fds);
-    Kid(Some(child))
+    cmd.env(ROLE, role).stdout(std::process::Stdio::null());
+    mproc_testkit::spawn_with_payload(&mut cmd, (bytes, fds), role)
 }
 
 /// A duplex pipe whose other end went to a child started as `role` (this
 /// process keeps no copy of it).
-fn pipe_to_child(role: &str) -> (Connection, Kid) {
+fn pipe_to_child(role: &str) -> (Connection, TestChild) {
     let (a, b) = pipe(true).unwrap();
     let kid = spawn(role, &b);
     (a, kid)
@@ -92,11 +44,9 @@ fn inherited(role: &str) -> Option<Connection> {
     if std::env::var(ROLE).ok()? != role {
         return None;
     }
-    let hex = std::env::var(HANDLE).unwrap();
-    let bytes = mproc_testkit::unhex(&hex);
-    let n: usize = std::env::var(NFDS).unwrap().parse().unwrap();
-    // SAFETY: the parent placed exactly these descriptors at 3.. for us.
-    let fds = unsafe { mproc_testkit::take_passed_fds(3, n) };
+    // SAFETY: called once in this child (by its one role), and nothing else
+    // here owns the descriptors placed for it.
+    let (bytes, fds) = unsafe { mproc_testkit::take_payload() }.expect("a payload");
     Some(from_bytes_with_fds(&bytes, fds).unwrap())
 }
 
@@ -163,7 +113,7 @@ fn echo_child_with_handles_and_shared_memory() {
             assert!(a.recv_bytes().unwrap() == m, "echo of {n} bytes");
         }
         drop(a);
-        kid.join();
+        kid.wait_success(CHILD_LIMIT);
     });
 }
 
@@ -173,7 +123,7 @@ fn child_dying_mid_message_is_an_error_not_a_hang() {
         let (a, kid) = pipe_to_child("role_die_mid_message");
         assert_eq!(a.recv_bytes().unwrap(), b"complete");
         assert!(matches!(a.recv_bytes(), Err(RecvError::Truncated)));
-        let st = kid.wait();
+        let st = kid.wait(CHILD_LIMIT);
         assert_eq!(st.code(), Some(7));
     });
 }
@@ -181,14 +131,14 @@ fn child_dying_mid_message_is_an_error_not_a_hang() {
 #[test]
 fn child_killed_while_parent_waits_gives_eof() {
     watchdog(60, || {
-        let (a, mut kid) = pipe_to_child("role_sleep");
+        let (a, kid) = pipe_to_child("role_sleep");
         assert!(matches!(
             a.recv_bytes_timeout(Duration::from_millis(100)),
             Err(RecvTimeoutError::Timeout)
         ));
-        kid.kill();
+        kid.signal_kill();
         assert!(matches!(a.recv_bytes(), Err(RecvError::Eof)));
-        let st = kid.wait();
+        let st = kid.wait(CHILD_LIMIT);
         assert_eq!(st.signal(), Some(libc::SIGKILL));
     });
 }
@@ -235,37 +185,31 @@ fn ping_rounds(c: &Connection, seed: u64) {
     }
 }
 
-/// Pins this process to CPU `cpu` (if there is one), so that the receive
-/// paths that spin only while pinned run.
-fn pin_to(cpu: usize) {
-    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it;
-    // sched_setaffinity reads `size_of::<cpu_set_t>()` bytes of it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu % n, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
+/// As [`inherited`], with this process pinned to the `i`-th CPU it may use
+/// (counting round), so that the receive paths that spin only while pinned
+/// run.
+fn inherited_pinned(role: &str, i: usize) -> Option<Connection> {
+    let c = inherited(role)?;
+    mproc_testkit::pin_to_nth_cpu(i);
     mproc_shm::mutex::refresh_affinity();
+    Some(c)
 }
 
 #[test]
 #[ignore = "child role"]
 fn role_jittery_pinger() {
-    let Some(c) = inherited("role_jittery_pinger") else {
+    let Some(c) = inherited_pinned("role_jittery_pinger", 0) else {
         return;
     };
-    pin_to(0);
     ping_rounds(&c, 0x9e37_79b9_7f4a_7c15);
 }
 
 #[test]
 #[ignore = "child role"]
 fn role_jittery_echo() {
-    let Some(c) = inherited("role_jittery_echo") else {
+    let Some(c) = inherited_pinned("role_jittery_echo", 1) else {
         return;
     };
-    pin_to(1);
     let mut s = u64::from(std::process::id()) | 1;
     loop {
         match c.recv_bytes_timeout(Duration::from_secs(20)) {
@@ -288,7 +232,7 @@ fn round_trips_with_random_pauses_lose_no_wake_up() {
         let (a, kid) = pipe_to_child("role_jittery_echo");
         ping_rounds(&a, 0x9e37_79b9_7f4a_7c15);
         drop(a);
-        kid.join();
+        kid.wait_success(CHILD_LIMIT);
     });
 }
 
@@ -314,8 +258,8 @@ fn pinned_children_with_random_pauses_lose_no_wake_up() {
         let pinger = spawn("role_jittery_pinger", &a);
         let echo = spawn("role_jittery_echo", &b);
         drop((a, b));
-        pinger.join();
-        echo.join();
+        pinger.wait_success(CHILD_LIMIT);
+        echo.wait_success(CHILD_LIMIT);
     });
 }
 
@@ -353,7 +297,7 @@ fn async_round_trips_with_a_child() {
             assert_eq!(task.await.unwrap(), (7, String::from("typed")));
         });
         drop(a);
-        kid.join();
+        kid.wait_success(CHILD_LIMIT);
     });
 }
 

@@ -10,12 +10,12 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,13 +24,11 @@ use mproc_queue::{
     Bytes, GetError, GetTimeoutError, JoinableQueue, LeaseQueue, LeaseQueueBuilder, Queue,
     QueueBuilder,
 };
+use mproc_testkit::{TempDir, TestChild};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
 const ROLE: &str = "MPQ_TEST_ROLE";
-const HANDLE: &str = "MPQ_TEST_HANDLE";
-const NFDS: &str = "MPQ_TEST_NFDS";
-const FD_BASE: RawFd = 100;
 
 /// An item: producer id, its sequence number, and filler whose bytes are
 /// derived from both (checked by consumers).
@@ -67,99 +65,36 @@ impl Rng {
     }
 }
 
-/// A scratch directory for children's logs, removed on drop (also when the
-/// test fails).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn join(&self, name: impl AsRef<Path>) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(tag: &str) -> TempDir {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "mproc-queue-test-{}-{tag}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    TempDir(d)
-}
-
-/// A child process that is killed and reaped when dropped, so a failing
-/// test leaves no process behind.
-struct Kid(Child);
-
-impl std::ops::Deref for Kid {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Kid {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        // Errors mean it was reaped already.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts this test binary as a child with `role`, giving it `handle`.
-fn spawn<H: Serialize>(role: &str, handle: &H, env: &[(&str, String)]) -> Kid {
+fn spawn<H: Serialize>(role: &str, handle: &H, env: &[(&str, String)]) -> TestChild {
     spawn_with(role, handle, env, Stdio::null())
 }
 
-fn spawn_with<H: Serialize>(role: &str, handle: &H, env: &[(&str, String)], stdout: Stdio) -> Kid {
-    let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(handle).unwrap();
-    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        "child_entry",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(ROLE, role)
-    .env(HANDLE, mproc_testkit::hex(&bytes))
-    .env(NFDS, raw.len().to_string())
-    .stdout(stdout);
+fn spawn_with<H: Serialize>(
+    role: &str,
+    handle: &H,
+    env: &[(&str, String)],
+    stdout: Stdio,
+) -> TestChild {
+    let mut cmd = mproc_testkit::test_command("child_entry");
+    cmd.env(ROLE, role).stdout(stdout);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    mproc_testkit::pass_fds(&mut cmd, &raw, FD_BASE);
-    let child = cmd.spawn().unwrap();
-    drop(fds);
-    Kid(child)
+    let payload = mproc_shm::handle::to_bytes_with_fds(handle).unwrap();
+    mproc_testkit::spawn_with_payload(&mut cmd, payload, role)
 }
 
 /// As [`spawn`], with the child's stdout piped to the parent.
-fn spawn_piped<H: Serialize>(role: &str, handle: &H, env: &[(&str, String)]) -> Kid {
+fn spawn_piped<H: Serialize>(role: &str, handle: &H, env: &[(&str, String)]) -> TestChild {
     spawn_with(role, handle, env, Stdio::piped())
 }
 
 /// In a child: the handle the parent gave.
 fn take_handle<H: serde::de::DeserializeOwned>() -> H {
-    let bytes = mproc_testkit::unhex(&std::env::var(HANDLE).unwrap());
-    let n: usize = std::env::var(NFDS).unwrap().parse().unwrap();
-    // SAFETY: the parent placed `n` descriptors at FD_BASE.. for us, and
-    // nothing else in this process owns them.
-    let fds = unsafe { mproc_testkit::take_passed_fds(FD_BASE, n) };
+    // SAFETY: called once per child (its role takes its handle once), and
+    // nothing else in this process owns the descriptors placed for it.
+    let (bytes, fds) = unsafe { mproc_testkit::take_payload() }.expect("a payload");
     mproc_shm::handle::from_bytes_with_fds(&bytes, fds).unwrap()
 }
 
@@ -176,30 +111,10 @@ fn env_count(var: &str, default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-/// Waits for `child` until `deadline`; kills it (and fails) after that.
-fn wait_until(child: &mut Child, deadline: Instant) -> ExitStatus {
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let st = child.wait().unwrap();
-            panic!("child {} did not finish in time ({st:?})", child.id());
-        }
-        thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn kill_and_reap(child: &mut Child) -> ExitStatus {
-    let _ = child.kill();
-    child.wait().unwrap()
-}
-
 /// Waits for each of `kids` until `deadline` and checks that it succeeded.
-fn wait_all<'k>(kids: impl IntoIterator<Item = &'k mut Kid>, deadline: Instant, what: &str) {
+fn wait_all<'k>(kids: impl IntoIterator<Item = &'k mut TestChild>, deadline: Instant, what: &str) {
     for kid in kids {
-        let st = wait_until(kid, deadline);
+        let st = kid.wait_until(deadline);
         assert!(st.success(), "{what} failed: {st:?}");
     }
 }
@@ -219,7 +134,7 @@ struct Consumers<'a, H> {
     q: &'a H,
     dir: &'a TempDir,
     /// The running consumers, each with the index of its log.
-    kids: Vec<(Kid, usize)>,
+    kids: Vec<(TestChild, usize)>,
     /// Every consumer's log, and whether that consumer was killed.
     logs: Vec<(PathBuf, bool)>,
 }
@@ -241,8 +156,8 @@ impl<'a, H: Serialize> Consumers<'a, H> {
         c
     }
 
-    fn start_one(&mut self) -> (Kid, usize) {
-        let log = self.dir.join(format!("c{}", self.logs.len()));
+    fn start_one(&mut self) -> (TestChild, usize) {
+        let log = self.dir.path().join(format!("c{}", self.logs.len()));
         let kid = spawn(self.role, self.q, &[("C_LOG", log.display().to_string())]);
         self.logs.push((log, false));
         (kid, self.logs.len() - 1)
@@ -260,7 +175,7 @@ impl<'a, H: Serialize> Consumers<'a, H> {
                 thread::sleep(Duration::from_micros(200));
             }
             thread::sleep(Duration::from_micros(rng.next() % 3000));
-            let st = kill_and_reap(&mut self.kids[k].0);
+            let st = self.kids[k].0.kill();
             assert_eq!(
                 st.signal(),
                 Some(libc::SIGKILL),
@@ -515,10 +430,10 @@ fn run_mpmc(np: usize, nc: usize, count: u32, maxlen: u64, maxsize: usize, cap: 
         .capacity(cap)
         .build()
         .unwrap();
-    let dir = temp_dir("mpmc");
+    let dir = TempDir::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut consumers = Consumers::start("consumer", &q, &dir, nc);
-    let mut producers: Vec<Kid> = (0..np)
+    let mut producers: Vec<TestChild> = (0..np)
         .map(|p| {
             let env = [
                 ("P_ID", p.to_string()),
@@ -590,7 +505,7 @@ fn crash_rounds(rounds: u32) {
         .capacity(2048)
         .build()
         .unwrap();
-    let dir = temp_dir("crash");
+    let dir = TempDir::new();
     let mut rng = Rng(0x5eed_1234_abcd);
     let mut killed_consumers = 0u32;
     let mut mine = Vec::new();
@@ -612,12 +527,15 @@ fn crash_rounds(rounds: u32) {
                     ("P_COUNT", "1000000".into()),
                     ("P_MAXLEN", maxlen.to_string()),
                     ("P_SEED", rng.next().to_string()),
-                    ("P_LOG", dir.join(format!("p{id}")).display().to_string()),
+                    (
+                        "P_LOG",
+                        dir.path().join(format!("p{id}")).display().to_string(),
+                    ),
                 ],
             ));
         }
         for k in 0..nc {
-            let log = dir.join(format!("c{r}_{k}"));
+            let log = dir.path().join(format!("c{r}_{k}"));
             children.push(spawn(
                 "consumer",
                 &q,
@@ -631,7 +549,7 @@ fn crash_rounds(rounds: u32) {
         while !children.is_empty() {
             let i = (rng.next() % children.len() as u64) as usize;
             let mut c = children.swap_remove(i);
-            let st = kill_and_reap(&mut c);
+            let st = c.kill();
             assert!(
                 st.signal() == Some(libc::SIGKILL) || st.success(),
                 "child failed on its own: {st:?}"
@@ -661,7 +579,7 @@ fn crash_rounds(rounds: u32) {
     let got = check_fifo_no_dup(&logs);
     let mut missing = 0u32;
     for &r in &producer_ids {
-        let acked = read_acks(&dir.join(format!("p{r}")));
+        let acked = read_acks(&dir.path().join(format!("p{r}")));
         assert!(acked.iter().enumerate().all(|(k, &i)| k as u32 == i));
         for &i in &acked {
             if !got.contains(&(r, i)) {
@@ -767,7 +685,7 @@ fn kill_consumers_mid_get(kills: u32) {
         .capacity(COPY_RING)
         .build()
         .unwrap();
-    let dir = temp_dir("copy");
+    let dir = TempDir::new();
     let producer = {
         let q = q.clone();
         Background::count(move |n| q.put(copy_item(n.into())).unwrap())
@@ -838,9 +756,10 @@ fn a_consumer_that_cannot_hold_a_large_item_leaves_it_queued() {
         let item: Vec<u8> = (0..64u32 << 20).map(|k| (k % 251) as u8).collect();
         q.put(item.clone()).unwrap();
         let mut child = spawn_piped("cannothold", &q, &[]);
-        let st = wait_until(&mut child, Instant::now() + Duration::from_secs(30));
+        let st = child.wait_until(Instant::now() + Duration::from_secs(30));
         let mut out = String::new();
-        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        std::io::Read::read_to_string(&mut child.child_mut().stdout.take().unwrap(), &mut out)
+            .unwrap();
         assert!(
             st.success() && out.contains("FAILED"),
             "child: {st:?}, {out}"
@@ -893,7 +812,7 @@ fn child_puts_100_mib_in_many_items_and_parent_joins_before_getting() {
 fn joinable_queue_across_processes() {
     watchdog(Duration::from_secs(60), || {
         let q: JoinableQueue<u64> = JoinableQueue::new(16).unwrap();
-        let mut workers: Vec<Kid> = (0..2).map(|_| spawn("worker", &q, &[])).collect();
+        let mut workers: Vec<TestChild> = (0..2).map(|_| spawn("worker", &q, &[])).collect();
         for v in 0..500 {
             q.put(v % 1000).unwrap();
         }
@@ -920,7 +839,7 @@ fn killed_lock_holders_leave_the_queue_usable() {
             let raw = common::raw_parts(&q);
             let mut cmd_child = {
                 let mut c = spawn_piped("lockholder", &raw, &[("WHICH", which.to_string())]);
-                let out = c.stdout.take().unwrap();
+                let out = c.child_mut().stdout.take().unwrap();
                 let mut lines = std::io::BufReader::new(out).lines();
                 assert!(
                     lines.any(|l| l.unwrap().contains("LOCKED")),
@@ -933,7 +852,7 @@ fn killed_lock_holders_leave_the_queue_usable() {
                 raw.0.get::<mproc_shm::RawMutex>(off).unwrap().is_locked(),
                 "child holds the {which} lock"
             );
-            let st = kill_and_reap(&mut cmd_child);
+            let st = cmd_child.kill();
             assert_eq!(st.signal(), Some(libc::SIGKILL));
             if which == "producer" {
                 // Nothing half-written became visible, and the lock is recovered.
@@ -1021,7 +940,7 @@ fn lease_crash_rounds(kills: u32) {
         .max_leases(8)
         .build()
         .unwrap();
-    let dir = temp_dir("lease");
+    let dir = TempDir::new();
     let producer = {
         let q = q.clone();
         // Acknowledged once `put` returns.
@@ -1102,7 +1021,7 @@ fn a_poison_item_is_dropped_after_max_deliveries_across_processes() {
         q.put(vec![1]).unwrap();
         for k in 1..=3 {
             let mut kid = spawn_piped("poisoned", &q, &[]);
-            let out = std::io::BufReader::new(kid.stdout.take().unwrap());
+            let out = std::io::BufReader::new(kid.child_mut().stdout.take().unwrap());
             let lines: Vec<String> = std::io::BufRead::lines(out).map(Result::unwrap).collect();
             // (libtest's "test child_entry ... " comes first on the line.)
             let count = lines
@@ -1110,7 +1029,7 @@ fn a_poison_item_is_dropped_after_max_deliveries_across_processes() {
                 .find_map(|l| l.split_once("COUNT ").map(|(_, c)| c.trim()))
                 .unwrap_or_else(|| panic!("no count from the child: {lines:?}"));
             assert_eq!(count, format!("238 {k}"));
-            let st = wait_until(&mut kid, Instant::now() + Duration::from_secs(30));
+            let st = kid.wait_until(Instant::now() + Duration::from_secs(30));
             assert_eq!(st.signal(), Some(libc::SIGKILL));
         }
         // Its third holder died too: dropped, and the next item comes.
@@ -1162,7 +1081,7 @@ fn batch_crash_rounds_leave_whole_prefixes_and_lose_nothing_acknowledged() {
 /// batch leaves a prefix of whole records, and no acknowledged batch loses
 /// anything.
 fn batch_crash_rounds(rounds: u32) {
-    let dir = temp_dir("batch");
+    let dir = TempDir::new();
     let mut rng = Rng(0xba7c_4ed5);
     for r in 0..rounds {
         // A small ring (groups split and spill into the log, items of 700
@@ -1195,7 +1114,7 @@ fn batch_crash_rounds(rounds: u32) {
                 got
             })
         };
-        let mut kids: Vec<Kid> = (0..2u32)
+        let mut kids: Vec<TestChild> = (0..2u32)
             .map(|k| {
                 spawn(
                     "batcher",
@@ -1203,14 +1122,17 @@ fn batch_crash_rounds(rounds: u32) {
                     &[
                         ("P_ID", k.to_string()),
                         ("P_SEED", rng.next().to_string()),
-                        ("P_LOG", dir.join(format!("b{r}_{k}")).display().to_string()),
+                        (
+                            "P_LOG",
+                            dir.path().join(format!("b{r}_{k}")).display().to_string(),
+                        ),
                     ],
                 )
             })
             .collect();
         thread::sleep(Duration::from_micros(2000 + rng.next() % 15_000));
         for kid in &mut kids {
-            let st = kill_and_reap(kid);
+            let st = kid.kill();
             assert_eq!(
                 st.signal(),
                 Some(libc::SIGKILL),
@@ -1220,7 +1142,7 @@ fn batch_crash_rounds(rounds: u32) {
         }
         let got = consumer.stop();
         for k in 0..2u32 {
-            let acked = read_acks(&dir.join(format!("b{r}_{k}")))
+            let acked = read_acks(&dir.path().join(format!("b{r}_{k}")))
                 .last()
                 .copied()
                 .unwrap_or(0);

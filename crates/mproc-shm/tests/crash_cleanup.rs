@@ -189,7 +189,7 @@ fn sigkilled_creators_leave_no_names() {
         let mut failed = Vec::new();
         for trial in 0..TRIALS {
             let tag = format!("mproc_t_crash_{id}_{trial}");
-            let (child, report, _) = start("kill", &tag);
+            let (mut child, report, _) = start("kill", &tag);
             let st = child.kill();
             assert_eq!(st.signal(), Some(libc::SIGKILL), "{st:?}");
             let left = leftovers(&report);

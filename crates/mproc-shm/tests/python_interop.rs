@@ -7,17 +7,25 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
 use common::{shm_entries, watchdog};
 use mproc_shm::{SegmentError, SharedMemory};
-use mproc_testkit::wait_within;
+use mproc_testkit::TestChild;
 
 const LIMIT: Duration = Duration::from_secs(60);
 const SIZE: usize = 10_000;
+
+/// Runs `test` with the Python command, under a watchdog of LIMIT; skips
+/// it (with a message) where python3 is not installed.
+fn with_python(test: impl FnOnce(&'static str) + Send + 'static) {
+    if let Some(py) = python() {
+        watchdog(LIMIT, move || test(py));
+    }
+}
 
 fn python() -> Option<&'static str> {
     let ok = Command::new("python3")
@@ -46,31 +54,14 @@ impl Drop for Unlink {
     }
 }
 
-/// Kills and reaps a child on drop.
-struct Reap(Option<Child>);
-impl Reap {
-    fn child(&mut self) -> &mut Child {
-        self.0.as_mut().unwrap()
-    }
-
-    /// Waits for the Python child (at most LIMIT) and asserts that it
-    /// succeeded (`hint` says what a failure likely means) without a
-    /// resource-tracker warning on its standard error, `stderr`.
-    fn expect_success(mut self, stderr: &mpsc::Receiver<String>, hint: &str) {
-        let st = wait_within(self.0.as_mut().unwrap(), LIMIT, &"python");
-        self.0 = None;
-        let err = stderr.recv_timeout(LIMIT).unwrap_or_default();
-        assert!(st.success(), "python failed{hint}: {st:?}\n{err}");
-        assert!(!err.contains("resource_tracker"), "python warned: {err}");
-    }
-}
-impl Drop for Reap {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// Waits for the Python child (at most LIMIT) and asserts that it succeeded
+/// (`hint` says what a failure likely means) without a resource-tracker
+/// warning on its standard error, `stderr`.
+fn expect_success(child: TestChild, stderr: &mpsc::Receiver<String>, hint: &str) {
+    let st = child.wait(LIMIT);
+    let err = stderr.recv_timeout(LIMIT).unwrap_or_default();
+    assert!(st.success(), "python failed{hint}: {st:?}\n{err}");
+    assert!(!err.contains("resource_tracker"), "python warned: {err}");
 }
 
 /// Reads a child stream to the end on a thread; the result arrives on the
@@ -93,7 +84,7 @@ fn run_python(
     args: &[&str],
     stdin: Stdio,
     stdout: Stdio,
-) -> (Reap, mpsc::Receiver<String>) {
+) -> (TestChild, mpsc::Receiver<String>) {
     let mut child = Command::new(py)
         .arg("-c")
         .arg(script)
@@ -104,7 +95,7 @@ fn run_python(
         .spawn()
         .expect("spawn python3");
     let stderr = drain(child.stderr.take().unwrap());
-    (Reap(Some(child)), stderr)
+    (TestChild::new(child, "python"), stderr)
 }
 
 fn rust_pattern(i: usize) -> u8 {
@@ -130,13 +121,12 @@ sys.exit(0 if ok else 5)
 
 #[test]
 fn python_creates_rust_opens() {
-    let Some(py) = python() else { return };
-    watchdog(LIMIT, move || {
+    with_python(|py| {
         let size = SIZE.to_string();
-        let (mut reap, stderr) =
+        let (mut child, stderr) =
             run_python(py, PY_CREATES, &[&size], Stdio::piped(), Stdio::piped());
-        let mut stdin = reap.child().stdin.take().unwrap();
-        let stdout = reap.child().stdout.take().unwrap();
+        let mut stdin = child.child_mut().stdin.take().unwrap();
+        let stdout = child.child_mut().stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             let mut line = String::new();
@@ -165,7 +155,7 @@ fn python_creates_rust_opens() {
         drop(shm); // an opener never unlinks: Python's unlink must still succeed
         stdin.write_all(b"done\n").unwrap();
         drop(stdin);
-        reap.expect_success(&stderr, "");
+        expect_success(child, &stderr, "");
         assert!(matches!(
             SharedMemory::open(&name),
             Err(SegmentError::NotFound(_))
@@ -192,16 +182,15 @@ sys.exit(0 if ok else 5)
 
 #[test]
 fn rust_creates_python_opens() {
-    let Some(py) = python() else { return };
-    watchdog(LIMIT, move || {
+    with_python(|py| {
         let shm = SharedMemory::create(SIZE).unwrap();
         let name = shm.name().to_owned();
         let data: Vec<u8> = (0..SIZE).map(rust_pattern).collect();
         shm.write(0, &data).unwrap();
         let size = SIZE.to_string();
-        let (reap, stderr) =
+        let (child, stderr) =
             run_python(py, PY_OPENS, &[&name, &size], Stdio::null(), Stdio::null());
-        reap.expect_success(&stderr, " (bytes did not match?)");
+        expect_success(child, &stderr, " (bytes did not match?)");
         let mut back = [0u8; 10];
         shm.read(0, &mut back).unwrap();
         assert_eq!(&back, b"frompython");

@@ -38,31 +38,34 @@ fn is_written(x: u64) -> bool {
     x == 0 || PATTERNS.contains(&x)
 }
 
-/// Runs `write(k)` for every pattern index k on two threads until `read`
-/// has run `ROUNDS` times on the calling thread; `read` returns the words it
-/// saw and each must be one that some writer wrote.
-fn race(
-    write: impl Fn(usize) + Send + Sync + 'static,
-    read: impl Fn() -> Vec<u64> + Send + 'static,
+/// Runs `write(&shared, k)` for every pattern index k on two threads until
+/// `read(&shared)` has run `ROUNDS` times on the calling thread; `read`
+/// returns the words it saw and each must be one that some writer wrote.
+fn race<S: Send + Sync + 'static>(
+    shared: S,
+    write: impl Fn(&S, usize) + Send + Sync + 'static,
+    read: impl Fn(&S) -> Vec<u64> + Send + 'static,
 ) {
     watchdog_secs(120, move || {
         let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(shared);
         let write = Arc::new(write);
         let writers: Vec<_> = (0..2)
             .map(|w| {
-                let (stop, write) = (Arc::clone(&stop), Arc::clone(&write));
+                let (stop, shared, write) =
+                    (Arc::clone(&stop), Arc::clone(&shared), Arc::clone(&write));
                 thread::spawn(move || {
                     let mut k = w;
                     // Relaxed: only a stop flag; join orders the rest.
                     while !stop.load(Ordering::Relaxed) {
-                        write(k % PATTERNS.len());
+                        write(&shared, k % PATTERNS.len());
                         k += 1;
                     }
                 })
             })
             .collect();
         for _ in 0..ROUNDS {
-            let seen = read();
+            let seen = read(&shared);
             assert!(
                 seen.iter().all(|&x| is_written(x)),
                 "torn value in {seen:x?}"
@@ -77,17 +80,15 @@ fn race(
 
 #[test]
 fn raw_array_bulk_and_element_copies_race_without_tearing() {
-    let a = RawArray::<u64>::new(LEN).unwrap();
-    let w = a.clone();
-    let r = a.clone();
     race(
-        move |k| {
+        RawArray::<u64>::new(LEN).unwrap(),
+        |w, k| {
             w.copy_from(0, &[PATTERNS[k]; LEN]).unwrap();
             for i in (k..LEN).step_by(7) {
                 w.set(i, PATTERNS[(k + 1) % PATTERNS.len()]).unwrap();
             }
         },
-        move || {
+        |r| {
             let mut v = r.to_vec();
             v.extend(r.iter().step_by(5));
             v.extend((0..LEN).step_by(11).map(|i| r.get(i).unwrap()));
@@ -101,37 +102,33 @@ fn raw_array_bulk_and_element_copies_race_without_tearing() {
 
 #[test]
 fn raw_array_of_u32_elements_never_tear() {
-    let a = RawArray::<u32>::new(LEN).unwrap();
-    let w = a.clone();
-    let r = a.clone();
     race(
-        move |k| {
+        RawArray::<u32>::new(LEN).unwrap(),
+        |w, k| {
             let p = PATTERNS[k] as u32;
             w.copy_from(1, &[p; LEN - 2]).unwrap();
             for i in (k..LEN).step_by(3) {
                 w.set(i, p).unwrap();
             }
         },
-        move || r.iter().map(|x| u64::from(x) * 0x1_0000_0001).collect(),
+        |r| r.iter().map(|x| u64::from(x) * 0x1_0000_0001).collect(),
     );
 }
 
 #[test]
 fn raw_value_racing_get_and_set() {
-    let v = RawValue::new([0u64; 4]).unwrap();
-    let w = v.clone();
     race(
-        move |k| w.set([PATTERNS[k]; 4]),
-        move || (0..64).flat_map(|_| v.get()).collect(),
+        RawValue::new([0u64; 4]).unwrap(),
+        |w, k| w.set([PATTERNS[k]; 4]),
+        |v| (0..64).flat_map(|_| v.get()).collect(),
     );
 }
 
 #[test]
 fn segment_copies_race_without_tearing_aligned_words() {
-    let seg = Arc::new(Segment::anonymous(8 * LEN).unwrap());
-    let w = Arc::clone(&seg);
     race(
-        move |k| {
+        Segment::anonymous(8 * LEN).unwrap(),
+        |w, k| {
             let bytes: Vec<u8> = [PATTERNS[k]; LEN]
                 .iter()
                 .flat_map(|x| x.to_ne_bytes())
@@ -140,7 +137,7 @@ fn segment_copies_race_without_tearing_aligned_words() {
             // A write of part of the range races with the whole-range one.
             w.write(8 * k + 8, &bytes[..8 * 5]).unwrap();
         },
-        move || {
+        |seg| {
             let mut out = vec![0u8; 8 * LEN];
             seg.read(0, &mut out).unwrap();
             out.chunks_exact(8)

@@ -8,7 +8,7 @@ mod common;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{Counter, payload, spawn_child, wait_child, watchdog};
+use common::{Counter, payload, spawn_child, watchdog};
 use mproc_sync::{Barrier, BrokenBarrier};
 
 const PARTIES: usize = 5;
@@ -24,8 +24,8 @@ fn a_late_party_breaks_the_barrier_for_all_children() {
         let kids: Vec<_> = (0..PARTIES)
             .map(|i| spawn_child("child_late_party", &(&b, i == PARTIES - 1)))
             .collect();
-        for mut k in kids {
-            let st = wait_child(&mut k, LIMIT);
+        for k in kids {
+            let st = k.wait(LIMIT);
             assert!(st.success(), "a child did not see BrokenBarrier: {st:?}");
         }
         assert!(b.broken());
@@ -71,8 +71,8 @@ fn the_action_runs_once_per_generation_across_processes() {
         let kids: Vec<_> = (0..3)
             .map(|_| spawn_child("child_action", &(&b, &runs)))
             .collect();
-        for mut k in kids {
-            let st = wait_child(&mut k, LIMIT);
+        for k in kids {
+            let st = k.wait(LIMIT);
             assert!(st.success(), "child failed: {st:?}");
         }
         assert_eq!(runs.get(), GENERATIONS);

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{payload, spawn_child, wait_child, watchdog};
+use common::{payload, spawn_child, watchdog};
 use mproc_shm::Segment;
 use mproc_sync::Condition;
 use proptest::prelude::*;
@@ -121,7 +121,7 @@ fn op() -> impl Strategy<Value = Op> {
 fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
     let cond = Condition::new().unwrap();
     let board = Board::new();
-    let mut child = spawn_child("child_agents", &(&cond, &board.0));
+    let child = spawn_child("child_agents", &(&cond, &board.0));
     let result = thread::scope(|s| {
         s.spawn(|| run_agents(&cond, &board, 0));
         let r = drive(&cond, &board, ops);
@@ -138,7 +138,7 @@ fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
         }
         r
     });
-    let st = wait_child(&mut child, LONG);
+    let st = child.wait(LONG);
     prop_assert!(st.success(), "child failed: {st:?}");
     result
 }

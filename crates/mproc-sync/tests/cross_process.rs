@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use common::{Counter, expect_killed, expect_success, payload, sigkill, spawn_child, watchdog};
+use common::{Counter, TestChild, payload, spawn_child, watchdog};
 use mproc_sync::{
     Acquired, Barrier, BoundedSemaphore, Condition, Event, Lock, LockTimeoutError, RLock,
     Semaphore, WaitError,
@@ -30,7 +30,7 @@ fn count_by_children<L: Serialize>(child: &str, lock: &L) -> u64 {
         .map(|_| spawn_child(child, &(lock, &counter, &start)))
         .collect();
     for c in children {
-        expect_success(c, CHILD_LIMIT);
+        c.wait_success(CHILD_LIMIT);
     }
     counter.get()
 }
@@ -43,14 +43,23 @@ fn started_updater<L: DeserializeOwned>() -> Option<(L, Counter)> {
     Some((lock, counter))
 }
 
+/// PROCS children of the test `child` each make UPDATES updates under
+/// `lock` (see [`count_by_children`]): none is lost, and the lock ends free.
+fn excludes_children<L: Serialize + Send + 'static>(
+    child: &'static str,
+    lock: L,
+    is_locked: fn(&L) -> bool,
+) {
+    watchdog(Duration::from_secs(180), move || {
+        let count = count_by_children(child, &lock);
+        assert_eq!(count, PROCS as u64 * UPDATES);
+        assert!(!is_locked(&lock));
+    });
+}
+
 #[test]
 fn lock_excludes_four_processes() {
-    watchdog(Duration::from_secs(180), || {
-        let lock = Lock::new().unwrap();
-        let count = count_by_children("child_lock_updates", &lock);
-        assert_eq!(count, PROCS as u64 * UPDATES);
-        assert!(!lock.is_locked());
-    });
+    excludes_children("child_lock_updates", Lock::new().unwrap(), Lock::is_locked);
 }
 
 #[test]
@@ -90,12 +99,12 @@ fn rlock_owner_and_count_are_visible_from_another_process() {
             format!("RLock {{ owner: Some({owner:?}), count: 2 }}")
         );
         let child = spawn_child("child_rlock_observer", &(&rlock, me, owner.tid, 2usize));
-        expect_success(child, CHILD_LIMIT);
+        child.wait_success(CHILD_LIMIT);
         drop(b);
         drop(a);
         assert_eq!(format!("{rlock:?}"), "RLock { owner: None, count: 0 }");
         let child = spawn_child("child_rlock_observer", &(&rlock, 0u32, 0u32, 0usize));
-        expect_success(child, CHILD_LIMIT);
+        child.wait_success(CHILD_LIMIT);
     });
 }
 
@@ -129,7 +138,7 @@ fn guardless_acquire_reports_a_dead_holder() {
         let lock = Lock::new().unwrap();
         let rlock = RLock::new().unwrap();
         let child = spawn_child("child_acquire_and_exit", &(&lock, &rlock));
-        expect_success(child, CHILD_LIMIT);
+        child.wait_success(CHILD_LIMIT);
         assert!(lock.is_locked());
         assert_eq!(rlock.count(), 2);
         let limit = Some(Duration::from_secs(30));
@@ -157,12 +166,11 @@ fn child_acquire_and_exit() {
 
 #[test]
 fn rlock_three_deep_excludes_four_processes() {
-    watchdog(Duration::from_secs(180), || {
-        let rlock = RLock::new().unwrap();
-        let count = count_by_children("child_rlock_updates", &rlock);
-        assert_eq!(count, PROCS as u64 * UPDATES);
-        assert!(!rlock.is_locked());
-    });
+    excludes_children(
+        "child_rlock_updates",
+        RLock::new().unwrap(),
+        RLock::is_locked,
+    );
 }
 
 #[test]
@@ -185,7 +193,7 @@ fn lock_released_by_another_process() {
     watchdog(Duration::from_secs(60), || {
         let lock = Lock::new().unwrap();
         std::mem::forget(lock.lock().unwrap());
-        expect_success(spawn_child("child_release_lock", &lock), CHILD_LIMIT);
+        spawn_child("child_release_lock", &lock).wait_success(CHILD_LIMIT);
         assert!(!lock.is_locked());
         // Releasing an unlocked Lock is an error, as in CPython.
         assert!(lock.release().is_err());
@@ -207,7 +215,7 @@ fn rlock_release_by_another_process_is_not_owner() {
     watchdog(Duration::from_secs(60), || {
         let rlock = RLock::new().unwrap();
         let _g = rlock.lock().unwrap();
-        expect_success(spawn_child("child_release_rlock", &rlock), CHILD_LIMIT);
+        spawn_child("child_release_rlock", &rlock).wait_success(CHILD_LIMIT);
         assert!(rlock.is_owned_by_current_thread());
     });
 }
@@ -241,7 +249,7 @@ fn event_and_condition_across_processes() {
             let r = cond.wait_for_timeout(|| counter.get() == 7, Duration::from_secs(30));
             assert_eq!(r, Ok(true));
         }
-        expect_success(child, CHILD_LIMIT);
+        child.wait_success(CHILD_LIMIT);
     });
 }
 
@@ -267,7 +275,7 @@ fn condition_wait_for_across_processes() {
         // Both processes on one CPU: the child runs on from its notify into
         // its wait before the parent is scheduled, which is what lost the
         // wake-up (on two CPUs the parent usually won the race).
-        let cpu = common::pin_to_one_cpu();
+        let cpu = mproc_testkit::pin_to_nth_cpu(0);
         let cond = Condition::new().unwrap();
         let state = Counter::new();
         state.set(u64::MAX);
@@ -290,7 +298,7 @@ fn condition_wait_for_across_processes() {
                 cond.notify(1).unwrap();
             }
         }
-        expect_success(child, CHILD_LIMIT);
+        child.wait_success(CHILD_LIMIT);
         assert_eq!(state.get(), WAIT_FOR_ROUNDS * 5 - 1);
     });
 }
@@ -303,7 +311,7 @@ fn child_wait_for() {
     let Some((cond, state, cpu)) = payload::<(Condition, Counter, usize)>() else {
         return;
     };
-    common::pin_to_cpu(cpu);
+    mproc_testkit::pin_to_cpu(cpu);
     for round in 0..WAIT_FOR_ROUNDS {
         let _g = cond.lock().unwrap();
         state.set(round * 5);
@@ -328,7 +336,7 @@ fn barrier_across_processes() {
             indices.push(barrier.wait_timeout(Duration::from_secs(30)).unwrap());
         }
         for c in children {
-            expect_success(c, CHILD_LIMIT);
+            c.wait_success(CHILD_LIMIT);
         }
         assert!(indices.iter().all(|&i| i < 3));
         // Each of the 5 generations gives exactly one index 0 among 3 parties.
@@ -364,7 +372,7 @@ enum Held {
 /// Starts a child that takes `held`, writes 42 into the counter, sets
 /// `ready`, and sleeps until it is killed; kills it (leaving a zombie) and
 /// returns the child and the instant of the kill.
-fn kill_holder(held: &Held, counter: &Counter) -> (std::process::Child, Instant) {
+fn kill_holder(held: &Held, counter: &Counter) -> (TestChild, Instant) {
     let ready = Event::new().unwrap();
     let child = spawn_child("child_hold_and_hang", &(held, counter, &ready));
     assert!(
@@ -382,7 +390,7 @@ fn kill_holder(held: &Held, counter: &Counter) -> (std::process::Child, Instant)
             std::thread::sleep(Duration::from_millis(1));
         }
     }
-    sigkill(&child);
+    child.signal_kill();
     (child, Instant::now())
 }
 
@@ -425,7 +433,7 @@ fn take_from_killed<G: std::fmt::Debug>(
     held: Held,
     what: &str,
     take: impl FnOnce(Duration) -> Result<G, LockTimeoutError<G>>,
-) -> (LockTimeoutError<G>, std::process::Child, Counter) {
+) -> (LockTimeoutError<G>, TestChild, Counter) {
     let counter = Counter::new();
     let (child, killed) = kill_holder(&held, &counter);
     let e = take(Duration::from_secs(20)).expect_err("no owner-died indication");
@@ -442,7 +450,7 @@ fn crash_lock_holder() {
             take_from_killed(Held::Lock(lock.clone()), "Lock", |t| lock.lock_timeout(t));
         assert_eq!(counter.get(), 42, "protected data reachable");
         drop(e);
-        expect_killed(child);
+        child.expect_killed();
         // Afterwards the lock is an ordinary lock again.
         assert!(lock.try_lock().is_ok());
     });
@@ -463,7 +471,7 @@ fn crash_lock_holder_seen_by_try_lock() {
         };
         report("Lock (try_lock)", killed);
         drop(g);
-        expect_killed(child);
+        child.expect_killed();
     });
 }
 
@@ -480,7 +488,7 @@ fn crash_rlock_holder() {
         assert_eq!(rlock.count(), 1);
         drop(g);
         assert!(!rlock.is_locked());
-        expect_killed(child);
+        child.expect_killed();
     });
 }
 
@@ -495,7 +503,7 @@ fn crash_semaphore_holder() {
         assert_eq!(counter.get(), 42);
         drop(e);
         assert_eq!(sem.value(), 1);
-        expect_killed(child);
+        child.expect_killed();
     });
 }
 
@@ -510,7 +518,7 @@ fn crash_bounded_semaphore_holder() {
         // The recovered unit went back exactly once: still bounded.
         assert_eq!(sem.value(), 1);
         assert!(sem.release().is_err());
-        expect_killed(child);
+        child.expect_killed();
     });
 }
 
@@ -524,7 +532,7 @@ fn crash_condition_lock_holder() {
         let _g = e.into_inner().unwrap();
         // The condition is usable: waiting times out normally.
         assert_eq!(cond.wait_timeout(Duration::from_millis(10)), Ok(false));
-        expect_killed(child);
+        child.expect_killed();
     });
 }
 
@@ -558,7 +566,7 @@ fn crash_condition_waiter_sees_owner_died_on_reacquire() {
         assert_eq!(r, Err(WaitError::OwnerDied { notified: false }));
         assert_eq!(counter.get(), 42);
         assert_eq!(cond.notify(1), Ok(0), "the lock is held again");
-        expect_killed(child);
+        child.expect_killed();
     });
 }
 
@@ -578,8 +586,8 @@ fn crash_condition_waiter_does_not_take_a_notify() {
             );
             std::thread::sleep(Duration::from_millis(1));
         }
-        sigkill(&child);
-        expect_killed(child);
+        child.signal_kill();
+        child.expect_killed();
         let c2 = cond.clone();
         let live = std::thread::spawn(move || {
             let _g = c2.lock().unwrap();
@@ -621,6 +629,37 @@ fn crash_barrier_party() {
         assert_eq!(r, Err(mproc_sync::BrokenBarrier));
         report("Barrier", killed);
         assert!(barrier.broken());
-        expect_killed(child);
+        child.expect_killed();
     });
+}
+
+/// A test that fails while its child runs leaves no child behind: the child
+/// is killed and reaped as the test unwinds.
+#[test]
+fn a_failing_test_leaves_no_child_behind() {
+    watchdog(Duration::from_secs(60), || {
+        let started = Event::new().unwrap();
+        let mut pid = 0;
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let child = spawn_child("child_sleep", &started);
+            pid = child.id() as i32;
+            assert!(started.wait_timeout(Duration::from_secs(30)));
+            panic!("the test fails while its child {pid} runs");
+        }));
+        assert!(failed.is_err());
+        assert!(
+            !mproc_testkit::pid_alive(pid),
+            "child {pid} outlived its test"
+        );
+    });
+}
+
+#[test]
+#[ignore = "child role of a_failing_test_leaves_no_child_behind"]
+fn child_sleep() {
+    let Some(started) = payload::<Event>() else {
+        return;
+    };
+    started.set();
+    std::thread::sleep(Duration::from_secs(60));
 }

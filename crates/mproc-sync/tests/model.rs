@@ -11,7 +11,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use common::{expect_success, payload, spawn_child, watchdog};
+use common::{payload, spawn_child, watchdog};
 use mproc_shm::handle::HandleFd;
 use mproc_sync::{
     BoundedSemaphore, Lock, LockGuard, LockTimeoutError, RLock, RLockGuard, Semaphore,
@@ -423,7 +423,7 @@ fn run_case(steps: &[(usize, usize)]) -> Result<(), TestCaseError> {
     drop(held);
     drop(socks);
     for c in children {
-        expect_success(c, Duration::from_secs(30));
+        c.wait_success(Duration::from_secs(30));
     }
     result
 }

@@ -372,7 +372,7 @@ fn condition_wait_for_returns_the_predicate() {
 fn event_pulse_wakes_sleeping_waiters() {
     watchdog(LIMIT, || {
         // One CPU: the setter clears before the woken waiter runs.
-        common::pin_to_one_cpu();
+        mproc_testkit::pin_to_nth_cpu(0);
         for _ in 0..20 {
             let e = Event::new().unwrap();
             let hs = event_waiters(&e, 2, Duration::from_secs(5));

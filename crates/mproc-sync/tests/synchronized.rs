@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{expect_success, payload, spawn_child, watchdog};
+use common::{payload, spawn_child, watchdog};
 use mproc_shm::{Synchronized, SynchronizedArray, ValueLock, WrongLock};
 use mproc_sync::{Barrier, Event, Lock, RLock};
 
@@ -68,7 +68,7 @@ fn two_values_share_one_lock_across_processes() {
             checks += 1;
         }
         for c in children {
-            expect_success(c, CHILD_LIMIT);
+            c.wait_success(CHILD_LIMIT);
         }
         assert_eq!(a.get(), TOTAL - PROCS as i64 * MOVES);
         assert_eq!(b.get(), PROCS as i64 * MOVES);
@@ -156,7 +156,7 @@ fn the_lock_travels_to_a_spawned_child() {
         assert!(seen.wait_timeout(Duration::from_secs(60)));
         assert_eq!(v.locked(&g).unwrap().get(), 0);
         drop(g);
-        expect_success(child, CHILD_LIMIT);
+        child.wait_success(CHILD_LIMIT);
         assert_eq!(v.get(), 1);
     });
 }

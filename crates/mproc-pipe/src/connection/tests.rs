@@ -1,3 +1,4 @@
+use std::ops::Range;
 use std::os::fd::OwnedFd;
 
 use super::recv::{FdBatch, Reader};
@@ -10,33 +11,38 @@ fn fds(n: usize) -> Vec<OwnedFd> {
         .collect()
 }
 
-/// A reader to which `n` descriptors arrived with the bytes `start..end`.
-fn reader_with_fds(start: u64, end: u64, n: usize) -> Reader {
+/// How many of the `n` descriptors that arrived with the bytes `start..end`
+/// the frame `first` and then the frame `second` claim, checking that no
+/// batch is left.
+fn claimed(
+    start: u64,
+    end: u64,
+    n: usize,
+    first: Range<u64>,
+    second: Range<u64>,
+) -> (usize, usize) {
     let mut r = Reader::new(100, Wire::Cpython);
     r.batches.push_back(FdBatch {
         start,
         end,
         fds: fds(n),
     });
-    r
+    let a = r.claim_fds(first.start, first.end).len();
+    let b = r.claim_fds(second.start, second.end).len();
+    assert!(r.batches.is_empty());
+    (a, b)
 }
 
 #[test]
 fn fds_go_to_the_last_frame_starting_in_their_read() {
     // One read covered frames at 0 and 10; its descriptors belong to the frame at 10.
-    let mut r = reader_with_fds(0, 30, 2);
-    assert!(r.claim_fds(0, 10).is_empty());
-    assert_eq!(r.claim_fds(10, 30).len(), 2);
-    assert!(r.batches.is_empty());
+    assert_eq!(claimed(0, 30, 2, 0..10, 10..30), (0, 2));
 }
 
 #[test]
 fn stray_fds_are_dropped() {
     // Descriptors that arrived in the middle of a frame's payload (5..8 inside 0..20).
-    let mut r = reader_with_fds(5, 8, 1);
-    assert!(r.claim_fds(0, 20).is_empty());
-    assert_eq!(r.claim_fds(20, 30).len(), 0);
-    assert!(r.batches.is_empty());
+    assert_eq!(claimed(5, 8, 1, 0..20, 20..30), (0, 0));
 }
 
 /// A receiver maps one arena per sending copy of the other end, and unmaps

@@ -97,41 +97,48 @@ fn frames_arriving_byte_by_byte_are_reassembled() {
 #[test]
 fn talk_instead_of_a_handshake_names_the_cause() {
     let opts = AuthOptions::default();
-    // A client without a key sends its first message as the answer ...
-    let (x, y) = pair();
-    let mut l = Handshake::new(Role::Listener, key(b"k"), opts, None);
-    assert_eq!(l.advance(x.as_fd()).unwrap(), Progress::Wait(libc::POLLIN));
-    sys::send_nonblock(y.as_fd(), &encode_frame(b"hello")).unwrap();
-    let e = l.advance(x.as_fd()).unwrap_err();
-    assert!(
-        matches!(e, ConnectError::Auth(AuthError::AnswerExpected)),
-        "{e:?}"
-    );
-    // ... or one too long to be an answer.
-    let (x, y) = pair();
-    let mut l = Handshake::new(Role::Listener, key(b"k"), opts, None);
-    l.advance(x.as_fd()).unwrap();
-    sys::send_nonblock(y.as_fd(), &encode_frame(&[7u8; 1000])).unwrap();
-    let e = l.advance(x.as_fd()).unwrap_err();
-    assert!(
-        matches!(e, ConnectError::Auth(AuthError::AnswerExpected)),
-        "{e:?}"
-    );
-    // A listener without a key greets the client instead of challenging it.
-    let (x, y) = pair();
-    let mut c = Handshake::new(Role::Client, key(b"k"), opts, None);
-    sys::send_nonblock(x.as_fd(), &encode_frame(b"welcome")).unwrap();
-    let e = c.advance(y.as_fd()).unwrap_err();
-    assert!(
-        matches!(e, ConnectError::Auth(AuthError::ChallengeExpected)),
-        "{e:?}"
-    );
-    // A peer that hangs up.
-    let (x, y) = pair();
-    let mut c = Handshake::new(Role::Client, key(b"k"), opts, None);
-    drop(x);
-    let e = c.advance(y.as_fd()).unwrap_err();
-    assert!(matches!(e, ConnectError::Auth(AuthError::Closed)), "{e:?}");
+    // Our role, what the peer sends (`None`: it hangs up), and the error.
+    let cases: [(Role, Option<&[u8]>, AuthError); 4] = [
+        // A client without a key sends its first message as the answer ...
+        (Role::Listener, Some(b"hello"), AuthError::AnswerExpected),
+        // ... or one too long to be an answer.
+        (
+            Role::Listener,
+            Some(&[7u8; 1000]),
+            AuthError::AnswerExpected,
+        ),
+        // A listener without a key greets the client instead of challenging it.
+        (Role::Client, Some(b"welcome"), AuthError::ChallengeExpected),
+        // A peer that hangs up.
+        (Role::Client, None, AuthError::Closed),
+    ];
+    for (role, peer_sends, why) in cases {
+        let (x, y) = pair();
+        let (mine, peer) = if role == Role::Listener {
+            (x, y)
+        } else {
+            (y, x)
+        };
+        let mut h = Handshake::new(role, key(b"k"), opts, None);
+        if role == Role::Listener {
+            // Its challenge goes out first.
+            assert_eq!(
+                h.advance(mine.as_fd()).unwrap(),
+                Progress::Wait(libc::POLLIN)
+            );
+        }
+        match peer_sends {
+            Some(m) => {
+                sys::send_nonblock(peer.as_fd(), &encode_frame(m)).unwrap();
+            }
+            None => drop(peer),
+        }
+        let e = h.advance(mine.as_fd()).unwrap_err();
+        assert!(
+            matches!(&e, ConnectError::Auth(a) if *a == why),
+            "{role:?}: {e:?}"
+        );
+    }
 }
 
 #[test]

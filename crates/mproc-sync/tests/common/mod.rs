@@ -2,25 +2,19 @@
 //! running one `#[ignore]`d test, handing it mproc handles.
 #![allow(dead_code, unreachable_pub)]
 
-use std::os::fd::AsRawFd;
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ExitStatus, Stdio};
-use std::time::Duration;
+use std::process::Stdio;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Starts this test binary running only the ignored test `name`, with
 /// `payload` (which may contain handles) available through [`payload`].
-pub fn spawn_child<T: Serialize>(name: &str, payload: &T) -> Child {
-    let (bytes, fds) = mproc_shm::handle::to_bytes_with_fds(payload).expect("serialize payload");
-    let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+/// The child is killed if the test fails before waiting for it.
+pub fn spawn_child<T: Serialize>(name: &str, payload: &T) -> TestChild {
     let mut cmd = test_command(name);
     cmd.stdin(Stdio::null()).stdout(Stdio::null());
-    give_payload(&mut cmd, &bytes, &raw);
-    let child = cmd.spawn().expect("spawn child");
-    drop(fds);
-    child
+    let payload = mproc_shm::handle::to_bytes_with_fds(payload).expect("serialize payload");
+    spawn_with_payload(&mut cmd, payload, name)
 }
 
 /// In a child started by [`spawn_child`]: its payload. `None` when the test
@@ -32,37 +26,8 @@ pub fn payload<T: DeserializeOwned>() -> Option<T> {
     Some(mproc_shm::handle::from_bytes_with_fds(&bytes, fds).expect("deserialize payload"))
 }
 
-/// Waits for `child`, killing it (and failing) after `limit`.
-pub fn wait_child(child: &mut Child, limit: Duration) -> ExitStatus {
-    let id = child.id();
-    wait_within(child, limit, &id)
-}
-
-/// Waits for `child` and asserts that it exited with status 0.
-pub fn expect_success(mut child: Child, limit: Duration) {
-    let st = wait_child(&mut child, limit);
-    assert!(st.success(), "child failed: {st:?}");
-}
-
-/// Kills `child` with SIGKILL, without reaping it (it stays a zombie).
-pub fn sigkill(child: &Child) {
-    // SAFETY: kill with a valid pid of our own child and a valid signal.
-    let r = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
-    assert_eq!(r, 0, "kill failed");
-}
-
-/// Reaps `child` and asserts that SIGKILL ended it.
-pub fn expect_killed(mut child: Child) {
-    let st = wait_child(&mut child, Duration::from_secs(10));
-    assert_eq!(
-        st.signal(),
-        Some(libc::SIGKILL),
-        "child was not killed: {st:?}"
-    );
-}
-
-pub use mproc_testkit::watchdog;
-use mproc_testkit::{give_payload, take_payload, test_command, wait_within};
+pub use mproc_testkit::{TestChild, watchdog};
+use mproc_testkit::{spawn_with_payload, take_payload, test_command};
 
 /// A shared counter in its own segment, updated non-atomically (load, then
 /// store) so that a lost update would show.
@@ -103,31 +68,4 @@ impl Counter {
         std::hint::black_box(());
         self.set(v + 1);
     }
-}
-
-/// Pins the calling thread to one CPU it may use now, and returns it.
-pub fn pin_to_one_cpu() -> usize {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
-    // writes at most its size.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed.
-    let r = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
-    assert_eq!(r, 0, "sched_getaffinity failed");
-    // SAFETY: CPU_ISSET reads the set at an index below CPU_SETSIZE.
-    let cpu = (0..libc::CPU_SETSIZE as usize)
-        .find(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .expect("some CPU is allowed");
-    pin_to_cpu(cpu);
-    cpu
-}
-
-/// Pins the calling thread to `cpu`.
-pub fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` is below CPU_SETSIZE (it came from a set) and `set` is valid.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid cpu_set_t of the size passed.
-    let r = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
-    assert_eq!(r, 0, "sched_setaffinity failed");
 }
