@@ -26,6 +26,7 @@ use mproc_pool::TaskError;
 use crate::decode::Bytes;
 use crate::error::MpiError;
 use crate::job::{Sink, lock};
+use crate::posted::{self, Posted};
 use crate::{task, wire, worker};
 
 /// A chunk on its way to a worker rank.
@@ -429,8 +430,11 @@ fn run_master<C: Communicator + 'static>(
         }
     }
     let n_workers = workers.len();
+    let small = Posted::new(&comm.any_process(), wire::TAG_RESULT_SMALL);
     let sched = Sched {
         comm,
+        small,
+        steps: 0,
         sending: Vec::new(),
         workers: workers
             .iter()
@@ -638,6 +642,11 @@ impl Sending {
 
 struct Sched<C> {
     comm: C,
+    /// The receive posted for small results (from any worker).
+    small: Posted,
+    /// Steps so far: large results are probed for every
+    /// [`PROBE_EVERY`]th only.
+    steps: u32,
     workers: Vec<Slot>,
     sending: Vec<Sending>,
     queue: VecDeque<Chunk>,
@@ -664,11 +673,9 @@ unsafe impl<C: Communicator> Send for Sched<C> {}
 /// for a scheduler time slice).
 pub(crate) const DEPTH: usize = 3;
 
-/// The largest task message sent with a plain `MPI_Send`: well under the
-/// eager limit of Open MPI's shared-memory and TCP transports (4 KiB and
-/// 64 KiB by default), so the send completes without the worker; at most
-/// [`DEPTH`] of them wait per worker, which the eager buffers hold.
-const EAGER: usize = 1024;
+/// Polls (of rank 0 and of a worker) per probe for large messages; the
+/// small ones, `apply`'s among them, are tested for at every poll.
+pub(crate) const PROBE_EVERY: u32 = 4;
 /// How long the MPI thread polls after activity before it naps.
 const SPIN: Duration = Duration::from_micros(50);
 /// Its longest nap while work is out (a command wakes it at once). Short:
@@ -719,13 +726,15 @@ impl<C: Communicator> Sched<C> {
                 wire::set_id(&mut c.msg, id);
                 let msg = std::mem::take(&mut c.msg);
                 let rank = self.workers[i].rank;
-                if msg.len() <= EAGER {
+                if msg.len() <= posted::SMALL {
                     // Small: MPI copies it out at once (the eager protocol),
                     // so a plain send returns without waiting for the
-                    // worker, and costs no request to test later.
+                    // worker, and costs no request to test later; at most
+                    // `DEPTH` of them wait per worker, which the eager
+                    // buffers hold. The worker's posted receive takes it.
                     self.comm
                         .process_at_rank(rank)
-                        .send_with_tag(&msg[..], wire::TAG_TASK);
+                        .send_with_tag(&msg[..], wire::TAG_TASK_SMALL);
                     crate::buf::recycle(msg);
                 } else {
                     // Non-blocking: a large chunk for a busy worker must not
@@ -821,10 +830,18 @@ impl<C: Communicator> Drive for Sched<C> {
 
     fn step(&mut self, est: &Estimates) -> bool {
         let mut busy = false;
-        while let Some(matched) = self
-            .comm
-            .any_process()
-            .immediate_matched_probe_with_tag(wire::TAG_RESULT)
+        while let Some((msg, from)) = self.small.take(&self.comm.any_process()) {
+            busy = true;
+            self.on_result(from, msg, est);
+        }
+        self.steps = self.steps.wrapping_add(1);
+        // Large results: a probe costs about as much as the test above, and
+        // a few polls' delay is nothing beside moving a large result.
+        while self.steps % PROBE_EVERY == 0
+            && let Some(matched) = self
+                .comm
+                .any_process()
+                .immediate_matched_probe_with_tag(wire::TAG_RESULT)
         {
             busy = true;
             // Into a reused buffer (see `buf`): results of a tiny map are
@@ -867,6 +884,8 @@ impl<C: Communicator> Drive for Sched<C> {
         for s in self.sending.drain(..) {
             s.finish();
         }
+        // Every result is in: no small one can come any more.
+        self.small.cancel();
         for w in &self.workers {
             self.comm
                 .process_at_rank(w.rank)

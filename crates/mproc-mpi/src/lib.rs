@@ -107,6 +107,8 @@ mod job;
 #[cfg(feature = "mpi")]
 mod pool;
 #[cfg(feature = "mpi")]
+mod posted;
+#[cfg(feature = "mpi")]
 mod task;
 #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 mod wire;

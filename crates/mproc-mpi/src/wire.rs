@@ -15,6 +15,12 @@ pub(crate) const TAG_HELLO: i32 = 4;
 /// Rank 0 ↔ worker: the raw 8-byte ping-pong that measures MPI's own round
 /// trip (the first message carries the number of rounds).
 pub(crate) const TAG_ECHO: i32 = 5;
+/// Rank 0 → worker: a chunk to run, in a message of at most
+/// [`posted::SMALL`](crate::posted::SMALL) bytes (taken by a posted receive).
+pub(crate) const TAG_TASK_SMALL: i32 = 6;
+/// Worker → rank 0: a chunk's results, in a message of at most
+/// [`posted::SMALL`](crate::posted::SMALL) bytes (taken by a posted receive).
+pub(crate) const TAG_RESULT_SMALL: i32 = 7;
 
 const TASK_HEADER: usize = 17;
 pub(crate) const RESULT_HEADER: usize = 25;

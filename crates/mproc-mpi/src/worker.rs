@@ -13,8 +13,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::decode::{Out, items_of};
-use crate::task;
+use crate::posted::{self, Posted};
 use crate::wire::{self, Input};
+use crate::{comm, task};
 
 /// What a worker rank runs its chunks with.
 pub(crate) struct WorkerCtx {
@@ -249,15 +250,40 @@ pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
     };
     let peer = comm.process_at_rank(master);
     peer.send_with_tag(&wire::hello(&hello)[..], wire::TAG_HELLO);
+    // Runs a task and sends its reply (small ones to rank 0's posted
+    // receive).
+    let answer = |task: &[u8]| {
+        let reply = run_message(&ctx, task);
+        let tag = if reply.len() <= posted::SMALL {
+            wire::TAG_RESULT_SMALL
+        } else {
+            wire::TAG_RESULT
+        };
+        peer.send_with_tag(&reply[..], tag);
+        crate::buf::recycle(reply);
+    };
+    let mut small = Posted::new(&peer, wire::TAG_TASK_SMALL);
     let mut msg: Vec<u8> = Vec::new();
     let mut idle_since = Instant::now();
     let mut nap = Duration::from_micros(20);
     let mut polls = 0u32;
     loop {
-        let Some((message, probed)) = peer.immediate_matched_probe() else {
+        if let Some((task, _)) = small.take(&peer) {
+            answer(&task);
+            idle_since = Instant::now();
+            nap = Duration::from_micros(20);
+            continue;
+        }
+        // Everything else (large tasks, stop, echo) every few polls.
+        polls = polls.wrapping_add(1);
+        let probed = if polls % comm::PROBE_EVERY == 0 {
+            peer.immediate_matched_probe()
+        } else {
+            None
+        };
+        let Some((message, probed)) = probed else {
             // The clock every few polls only: reading it is a fair part of
             // a poll, and so of the delay before a task is seen.
-            polls = polls.wrapping_add(1);
             if polls % POLLS_PER_CLOCK != 0 {
                 std::hint::spin_loop();
                 continue;
@@ -289,11 +315,8 @@ pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
                     peer.send_with_tag(&x, wire::TAG_ECHO);
                 }
             }
-            wire::TAG_TASK => {
-                let reply = run_message(&ctx, &msg);
-                peer.send_with_tag(&reply[..], wire::TAG_RESULT);
-                crate::buf::recycle(reply);
-            }
+            // A small task only if it came before the receive was posted.
+            wire::TAG_TASK | wire::TAG_TASK_SMALL => answer(&msg),
             t => eprintln!("mproc-mpi: worker ignored a message with unknown tag {t}"),
         }
         if msg.capacity() > KEEP_BUF {
@@ -302,6 +325,8 @@ pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
         idle_since = Instant::now();
         nap = Duration::from_micros(20);
     }
+    // Rank 0 sends STOP once every result is in: no task can come.
+    small.cancel();
     drop(ctx);
     crate::buf::release();
 }
