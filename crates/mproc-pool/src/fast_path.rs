@@ -161,16 +161,22 @@ pub(crate) fn for_each_in_range<A>(
 pub(crate) unsafe fn pod_from_bytes<T>(bytes: &[u8], n: usize) -> Vec<T> {
     debug_assert_eq!(bytes.len(), n * size_of::<T>());
     let mut v = Vec::<T>::with_capacity(n);
-    // SAFETY: the caller's promise, passed on.
-    unsafe { pod_extend(&mut v, bytes) };
+    if size_of::<T>() == 0 {
+        // SAFETY: `n` zero-sized values take no bytes, and one of a plain
+        // type (caller) needs none to be valid.
+        unsafe { v.set_len(n) };
+    } else {
+        // SAFETY: the caller's promise, passed on (`T` has a size).
+        unsafe { pod_extend(&mut v, bytes) };
+    }
     v
 }
 
 /// Appends the plain values whose bytes `bytes` holds (unaligned) to `v`.
 ///
 /// # Safety
-/// `T` must satisfy [`is_pod`] and `bytes.len()` must be a multiple of
-/// `size_of::<T>()` (not zero).
+/// `T` must satisfy [`is_pod`] and not be zero-sized, and `bytes.len()`
+/// must be a multiple of `size_of::<T>()`.
 pub(crate) unsafe fn pod_extend<T>(v: &mut Vec<T>, bytes: &[u8]) {
     let n = bytes.len() / size_of::<T>();
     debug_assert_eq!(bytes.len(), n * size_of::<T>());
@@ -308,6 +314,9 @@ mod tests {
         // A torn value, or a type that is not plain: nothing appended.
         assert!(!plain_extend(&mut back, &out[1..8]));
         assert!(!plain_extend(&mut Vec::<String>::new(), &[]));
+        // Zero-sized plain values (`()`) take no bytes: a count alone.
+        // SAFETY: `()` is plain, and 3 of them take 0 bytes.
+        assert_eq!(unsafe { pod_from_bytes::<()>(&[], 3) }.len(), 3);
         // One value, exactly.
         use crate::__private::plain_one;
         assert_eq!(plain_one::<u32>(&7u32.to_ne_bytes()), Some(7));
