@@ -186,6 +186,20 @@ impl fmt::Display for Address {
     }
 }
 
+/// The handshake setters of [`ListenerBuilder`] and [`Client`]: each sets
+/// one field of the builder's [`Settings`] and keeps its own doc text.
+/// `name(arg: Type) => field.path = value;` becomes
+/// `pub fn name(mut self, arg: Type) -> Self`.
+macro_rules! settings_setters {
+    ($($(#[doc = $doc:literal])* $name:ident($arg:ident: $ty:ty) => $($field:ident).+ = $value:expr;)*) => {$(
+        $(#[doc = $doc])*
+        pub fn $name(mut self, $arg: $ty) -> Self {
+            self.settings.$($field).+ = $value;
+            self
+        }
+    )*};
+}
+
 /// Settings shared by [`Listener`] and [`Client`].
 #[derive(Clone, Default)]
 struct Settings {
@@ -310,10 +324,25 @@ pub struct ListenerBuilder {
 }
 
 impl ListenerBuilder {
-    /// Requires clients to prove they know `key` (CPython's `authkey`).
-    pub fn authkey(mut self, key: &[u8]) -> Self {
-        self.settings.authkey = Some(key.into());
-        self
+    settings_setters! {
+        /// Requires clients to prove they know `key` (CPython's `authkey`).
+        authkey(key: &[u8]) => authkey = Some(key.into());
+        /// Whether clients that only speak the legacy HMAC-MD5 handshake
+        /// (CPython 3.11 and older) are accepted. On by default, as in CPython
+        /// 3.12+; `false` refuses them with
+        /// [`AuthError::LegacyMd5Disabled`](crate::AuthError::LegacyMd5Disabled).
+        /// Our challenges ask for [`ListenerBuilder::digest`] either way.
+        allow_legacy_md5(allow: bool) => auth.allow_legacy_md5 = allow;
+        /// The digest our challenges ask for (default SHA-256).
+        digest(digest: Digest) => auth.digest = digest;
+        /// Gives up on a client whose handshake takes longer than this
+        /// (default [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None`: no limit, as CPython,
+        /// though such clients still leave when the pending limit is reached).
+        handshake_timeout(timeout: Option<Duration>) => handshake_timeout = timeout;
+        /// Declares that clients are mproc processes that also opted in, so
+        /// accepted connections use [`Wire::Mproc`] (shared memory for large
+        /// messages on Unix sockets). Python clients cannot read that.
+        mproc_peers(yes: bool) => wire = if yes { Wire::Mproc } else { Wire::Cpython };
     }
 
     /// How many handshakes may run at once (default
@@ -326,41 +355,9 @@ impl ListenerBuilder {
         self
     }
 
-    /// Whether clients that only speak the legacy HMAC-MD5 handshake
-    /// (CPython 3.11 and older) are accepted. On by default, as in CPython
-    /// 3.12+; `false` refuses them with
-    /// [`AuthError::LegacyMd5Disabled`](crate::AuthError::LegacyMd5Disabled).
-    /// Our challenges ask for [`ListenerBuilder::digest`] either way.
-    pub fn allow_legacy_md5(mut self, allow: bool) -> Self {
-        self.settings.auth.allow_legacy_md5 = allow;
-        self
-    }
-
-    /// The digest our challenges ask for (default SHA-256).
-    pub fn digest(mut self, digest: Digest) -> Self {
-        self.settings.auth.digest = digest;
-        self
-    }
-
     /// The listen backlog (default 128; CPython's default is 1).
     pub fn backlog(mut self, backlog: u32) -> Self {
         self.backlog = backlog;
-        self
-    }
-
-    /// Gives up on a client whose handshake takes longer than this
-    /// (default [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None`: no limit, as CPython,
-    /// though such clients still leave when the pending limit is reached).
-    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.settings.handshake_timeout = timeout;
-        self
-    }
-
-    /// Declares that clients are mproc processes that also opted in, so
-    /// accepted connections use [`Wire::Mproc`] (shared memory for large
-    /// messages on Unix sockets). Python clients cannot read that.
-    pub fn mproc_peers(mut self, yes: bool) -> Self {
-        self.settings.wire = if yes { Wire::Mproc } else { Wire::Cpython };
         self
     }
 
@@ -820,39 +817,22 @@ impl Client {
         }
     }
 
-    /// Proves knowledge of `key` and requires the listener to prove it too.
-    pub fn authkey(mut self, key: &[u8]) -> Self {
-        self.settings.authkey = Some(key.into());
-        self
-    }
-
-    /// Whether the legacy HMAC-MD5 handshake is spoken with listeners that
-    /// require it (CPython 3.11 and older). On by default, as in CPython
-    /// 3.12+; `false` refuses them with
-    /// [`AuthError::LegacyMd5Disabled`](crate::AuthError::LegacyMd5Disabled).
-    pub fn allow_legacy_md5(mut self, allow: bool) -> Self {
-        self.settings.auth.allow_legacy_md5 = allow;
-        self
-    }
-
-    /// The digest our challenge asks for (default SHA-256).
-    pub fn digest(mut self, digest: Digest) -> Self {
-        self.settings.auth.digest = digest;
-        self
-    }
-
-    /// Gives up if the handshake takes longer than this
-    /// (default [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None`: no limit).
-    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.settings.handshake_timeout = timeout;
-        self
-    }
-
-    /// Declares that the listener is mproc and opted in too, so the
-    /// connection uses [`Wire::Mproc`].
-    pub fn mproc_peer(mut self, yes: bool) -> Self {
-        self.settings.wire = if yes { Wire::Mproc } else { Wire::Cpython };
-        self
+    settings_setters! {
+        /// Proves knowledge of `key` and requires the listener to prove it too.
+        authkey(key: &[u8]) => authkey = Some(key.into());
+        /// Whether the legacy HMAC-MD5 handshake is spoken with listeners that
+        /// require it (CPython 3.11 and older). On by default, as in CPython
+        /// 3.12+; `false` refuses them with
+        /// [`AuthError::LegacyMd5Disabled`](crate::AuthError::LegacyMd5Disabled).
+        allow_legacy_md5(allow: bool) => auth.allow_legacy_md5 = allow;
+        /// The digest our challenge asks for (default SHA-256).
+        digest(digest: Digest) => auth.digest = digest;
+        /// Gives up if the handshake takes longer than this
+        /// (default [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None`: no limit).
+        handshake_timeout(timeout: Option<Duration>) => handshake_timeout = timeout;
+        /// Declares that the listener is mproc and opted in too, so the
+        /// connection uses [`Wire::Mproc`].
+        mproc_peer(yes: bool) => wire = if yes { Wire::Mproc } else { Wire::Cpython };
     }
 
     /// Connects (and authenticates).
