@@ -186,18 +186,49 @@ impl fmt::Display for Address {
     }
 }
 
-/// The handshake setters of [`ListenerBuilder`] and [`Client`]: each sets
-/// one field of the builder's [`Settings`] and keeps its own doc text.
-/// `name(arg: Type) => field.path = value;` becomes
-/// `pub fn name(mut self, arg: Type) -> Self`.
+/// The handshake setters of [`ListenerBuilder`] and [`Client`], each
+/// written once here: an invocation lists `name: setting;` with the doc
+/// text of its own side, and gets `pub fn name(mut self, …) -> Self`
+/// setting that field of the builder's [`Settings`].
 macro_rules! settings_setters {
-    ($($(#[doc = $doc:literal])* $name:ident($arg:ident: $ty:ty) => $($field:ident).+ = $value:expr;)*) => {$(
+    ($($(#[doc = $doc:literal])* $name:ident: $setting:ident;)*) => {$(
+        settings_setters!(@setter [$($doc)*] $name $setting);
+    )*};
+    (@setter [$($doc:literal)*] $name:ident authkey) => {
         $(#[doc = $doc])*
-        pub fn $name(mut self, $arg: $ty) -> Self {
-            self.settings.$($field).+ = $value;
+        pub fn $name(mut self, key: &[u8]) -> Self {
+            self.settings.authkey = Some(key.into());
             self
         }
-    )*};
+    };
+    (@setter [$($doc:literal)*] $name:ident legacy_md5) => {
+        $(#[doc = $doc])*
+        pub fn $name(mut self, allow: bool) -> Self {
+            self.settings.auth.allow_legacy_md5 = allow;
+            self
+        }
+    };
+    (@setter [$($doc:literal)*] $name:ident digest) => {
+        $(#[doc = $doc])*
+        pub fn $name(mut self, digest: Digest) -> Self {
+            self.settings.auth.digest = digest;
+            self
+        }
+    };
+    (@setter [$($doc:literal)*] $name:ident handshake_timeout) => {
+        $(#[doc = $doc])*
+        pub fn $name(mut self, timeout: Option<Duration>) -> Self {
+            self.settings.handshake_timeout = timeout;
+            self
+        }
+    };
+    (@setter [$($doc:literal)*] $name:ident wire) => {
+        $(#[doc = $doc])*
+        pub fn $name(mut self, yes: bool) -> Self {
+            self.settings.wire = if yes { Wire::Mproc } else { Wire::Cpython };
+            self
+        }
+    };
 }
 
 /// Settings shared by [`Listener`] and [`Client`].
@@ -326,23 +357,23 @@ pub struct ListenerBuilder {
 impl ListenerBuilder {
     settings_setters! {
         /// Requires clients to prove they know `key` (CPython's `authkey`).
-        authkey(key: &[u8]) => authkey = Some(key.into());
+        authkey: authkey;
         /// Whether clients that only speak the legacy HMAC-MD5 handshake
         /// (CPython 3.11 and older) are accepted. On by default, as in CPython
         /// 3.12+; `false` refuses them with
         /// [`AuthError::LegacyMd5Disabled`](crate::AuthError::LegacyMd5Disabled).
         /// Our challenges ask for [`ListenerBuilder::digest`] either way.
-        allow_legacy_md5(allow: bool) => auth.allow_legacy_md5 = allow;
+        allow_legacy_md5: legacy_md5;
         /// The digest our challenges ask for (default SHA-256).
-        digest(digest: Digest) => auth.digest = digest;
+        digest: digest;
         /// Gives up on a client whose handshake takes longer than this
         /// (default [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None`: no limit, as CPython,
         /// though such clients still leave when the pending limit is reached).
-        handshake_timeout(timeout: Option<Duration>) => handshake_timeout = timeout;
+        handshake_timeout: handshake_timeout;
         /// Declares that clients are mproc processes that also opted in, so
         /// accepted connections use [`Wire::Mproc`] (shared memory for large
         /// messages on Unix sockets). Python clients cannot read that.
-        mproc_peers(yes: bool) => wire = if yes { Wire::Mproc } else { Wire::Cpython };
+        mproc_peers: wire;
     }
 
     /// How many handshakes may run at once (default
@@ -819,20 +850,20 @@ impl Client {
 
     settings_setters! {
         /// Proves knowledge of `key` and requires the listener to prove it too.
-        authkey(key: &[u8]) => authkey = Some(key.into());
+        authkey: authkey;
         /// Whether the legacy HMAC-MD5 handshake is spoken with listeners that
         /// require it (CPython 3.11 and older). On by default, as in CPython
         /// 3.12+; `false` refuses them with
         /// [`AuthError::LegacyMd5Disabled`](crate::AuthError::LegacyMd5Disabled).
-        allow_legacy_md5(allow: bool) => auth.allow_legacy_md5 = allow;
+        allow_legacy_md5: legacy_md5;
         /// The digest our challenge asks for (default SHA-256).
-        digest(digest: Digest) => auth.digest = digest;
+        digest: digest;
         /// Gives up if the handshake takes longer than this
         /// (default [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None`: no limit).
-        handshake_timeout(timeout: Option<Duration>) => handshake_timeout = timeout;
+        handshake_timeout: handshake_timeout;
         /// Declares that the listener is mproc and opted in too, so the
         /// connection uses [`Wire::Mproc`].
-        mproc_peer(yes: bool) => wire = if yes { Wire::Mproc } else { Wire::Cpython };
+        mproc_peer: wire;
     }
 
     /// Connects (and authenticates).
