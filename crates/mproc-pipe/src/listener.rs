@@ -376,20 +376,15 @@ impl ListenerBuilder {
         mproc_peers: wire;
     }
 
-    /// How many handshakes may run at once (default
-    /// [`DEFAULT_MAX_PENDING_HANDSHAKES`]; at least 1). When a client
-    /// arrives with the limit reached, the client that has waited longest
-    /// is disconnected: clients that complete their handshake promptly are
-    /// served even while many others connect and stay silent.
-    pub fn max_pending_handshakes(mut self, max: usize) -> Self {
-        self.max_pending = max.max(1);
-        self
-    }
-
-    /// The listen backlog (default 128; CPython's default is 1).
-    pub fn backlog(mut self, backlog: u32) -> Self {
-        self.backlog = backlog;
-        self
+    mproc_shm::builder_setters! {
+        /// How many handshakes may run at once (default
+        /// [`DEFAULT_MAX_PENDING_HANDSHAKES`]; at least 1). When a client
+        /// arrives with the limit reached, the client that has waited longest
+        /// is disconnected: clients that complete their handshake promptly are
+        /// served even while many others connect and stay silent.
+        max_pending_handshakes(max: usize) => max_pending = max.max(1);
+        /// The listen backlog (default 128; CPython's default is 1).
+        backlog(backlog: u32) => backlog = backlog;
     }
 
     /// Binds the socket and starts listening.

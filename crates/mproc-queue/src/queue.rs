@@ -95,31 +95,22 @@ impl QueueBuilder {
         }
     }
 
-    /// The most items the queue holds; 0 (the default) means no item limit
-    /// (CPython's `maxsize <= 0`). The limit counts items, as in CPython.
-    pub fn maxsize(mut self, n: usize) -> Self {
-        self.maxsize = n;
-        self
-    }
-
-    /// The size in bytes of the shared ring that holds small items
-    /// (256 B to 1 GiB; default 1 MiB). Items larger than a quarter of it
-    /// travel in a dedicated segment each. When the ring is full, items go
-    /// to the overflow log (see [`QueueBuilder::overflow`]).
-    pub fn capacity(mut self, bytes: usize) -> Self {
-        self.capacity = bytes;
-        self
-    }
-
-    /// The size in bytes of the overflow log (at most and by default 16 GiB):
-    /// the shared memory that takes items while the ring is full, so that a
-    /// producer does not wait for consumers until the queue reaches its
-    /// maxsize. Its memory is only used while items are in it, and given
-    /// back once consumers drain it; until then it costs address space only.
-    /// With 0, a full ring makes producers wait, as a full pipe would.
-    pub fn overflow(mut self, bytes: usize) -> Self {
-        self.overflow = bytes;
-        self
+    mproc_shm::builder_setters! {
+        /// The most items the queue holds; 0 (the default) means no item limit
+        /// (CPython's `maxsize <= 0`). The limit counts items, as in CPython.
+        maxsize(n: usize) => maxsize = n;
+        /// The size in bytes of the shared ring that holds small items
+        /// (256 B to 1 GiB; default 1 MiB). Items larger than a quarter of it
+        /// travel in a dedicated segment each. When the ring is full, items go
+        /// to the overflow log (see [`QueueBuilder::overflow`]).
+        capacity(bytes: usize) => capacity = bytes;
+        /// The size in bytes of the overflow log (at most and by default 16 GiB):
+        /// the shared memory that takes items while the ring is full, so that a
+        /// producer does not wait for consumers until the queue reaches its
+        /// maxsize. Its memory is only used while items are in it, and given
+        /// back once consumers drain it; until then it costs address space only.
+        /// With 0, a full ring makes producers wait, as a full pipe would.
+        overflow(bytes: usize) => overflow = bytes;
     }
 
     /// Creates the untyped queue of a queue of `kind`.

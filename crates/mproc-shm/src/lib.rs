@@ -122,6 +122,22 @@ mod typed;
 mod value;
 pub mod wait;
 
+/// The setters of an mproc builder, each written as one line under its own
+/// doc text: `name(arg: Type) => field = value;` becomes
+/// `pub fn name(mut self, arg: Type) -> Self { self.field = value; self }`.
+/// Used inside an `impl` block of the builder; not a stable API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! builder_setters {
+    ($($(#[doc = $doc:literal])* $name:ident($arg:ident: $ty:ty) => $field:ident = $value:expr;)*) => {$(
+        $(#[doc = $doc])*
+        pub fn $name(mut self, $arg: $ty) -> Self {
+            self.$field = $value;
+            self
+        }
+    )*};
+}
+
 pub use crate::array::{Array, ArrayGuard, Iter, RawArray};
 pub use crate::atomic::{
     AtomicInt, SharedAtomic, SharedAtomicI8, SharedAtomicI16, SharedAtomicI32, SharedAtomicI64,
