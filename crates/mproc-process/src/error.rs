@@ -219,6 +219,38 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
 }
 
+/// What [`JoinTimeoutError`] and [`TryJoinError`] share: a case of their
+/// own (`$other`, which `Display` shows as `$msg`) beside `Join(JoinError)`,
+/// which they show and chain as the `JoinError` itself; and
+/// `From<JoinError>`.
+macro_rules! or_join_error {
+    ($ty:ident, $other:ident, $msg:literal) => {
+        impl From<JoinError> for $ty {
+            fn from(e: JoinError) -> Self {
+                Self::Join(e)
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    Self::$other => f.write_str($msg),
+                    Self::Join(e) => fmt::Display::fmt(e, f),
+                }
+            }
+        }
+
+        impl Error for $ty {
+            fn source(&self) -> Option<&(dyn Error + 'static)> {
+                match self {
+                    Self::$other => None,
+                    Self::Join(e) => e.source(),
+                }
+            }
+        }
+    };
+}
+
 /// Error of [`ProcessHandle::join_timeout`](crate::ProcessHandle::join_timeout)
 /// and [`ProcessHandle::join_deadline`](crate::ProcessHandle::join_deadline).
 #[derive(Debug)]
@@ -229,34 +261,16 @@ pub enum JoinTimeoutError {
     Join(JoinError),
 }
 
-impl From<JoinError> for JoinTimeoutError {
-    fn from(e: JoinError) -> Self {
-        Self::Join(e)
-    }
-}
+or_join_error!(
+    JoinTimeoutError,
+    Timeout,
+    "timed out waiting for the child process"
+);
 
 impl JoinTimeoutError {
     /// Whether the deadline passed with the child still running.
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::Timeout)
-    }
-}
-
-impl fmt::Display for JoinTimeoutError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Timeout => f.write_str("timed out waiting for the child process"),
-            Self::Join(e) => fmt::Display::fmt(e, f),
-        }
-    }
-}
-
-impl Error for JoinTimeoutError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            Self::Timeout => None,
-            Self::Join(e) => e.source(),
-        }
     }
 }
 
@@ -269,35 +283,13 @@ pub enum TryJoinError {
     Join(JoinError),
 }
 
-impl From<JoinError> for TryJoinError {
-    fn from(e: JoinError) -> Self {
-        Self::Join(e)
-    }
-}
+or_join_error!(TryJoinError, Running, "the child process is still running");
 
 impl From<JoinTimeoutError> for TryJoinError {
     fn from(e: JoinTimeoutError) -> Self {
         match e {
             JoinTimeoutError::Timeout => Self::Running,
             JoinTimeoutError::Join(e) => Self::Join(e),
-        }
-    }
-}
-
-impl fmt::Display for TryJoinError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Running => f.write_str("the child process is still running"),
-            Self::Join(e) => fmt::Display::fmt(e, f),
-        }
-    }
-}
-
-impl Error for TryJoinError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            Self::Running => None,
-            Self::Join(e) => e.source(),
         }
     }
 }
