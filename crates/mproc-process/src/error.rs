@@ -219,38 +219,6 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
 }
 
-/// What [`JoinTimeoutError`] and [`TryJoinError`] share: a case of their
-/// own (`$other`, which `Display` shows as `$msg`) beside `Join(JoinError)`,
-/// which they show and chain as the `JoinError` itself; and
-/// `From<JoinError>`.
-macro_rules! or_join_error {
-    ($ty:ident, $other:ident, $msg:literal) => {
-        impl From<JoinError> for $ty {
-            fn from(e: JoinError) -> Self {
-                Self::Join(e)
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match self {
-                    Self::$other => f.write_str($msg),
-                    Self::Join(e) => fmt::Display::fmt(e, f),
-                }
-            }
-        }
-
-        impl Error for $ty {
-            fn source(&self) -> Option<&(dyn Error + 'static)> {
-                match self {
-                    Self::$other => None,
-                    Self::Join(e) => e.source(),
-                }
-            }
-        }
-    };
-}
-
 /// Error of [`ProcessHandle::join_timeout`](crate::ProcessHandle::join_timeout)
 /// and [`ProcessHandle::join_deadline`](crate::ProcessHandle::join_deadline).
 #[derive(Debug)]
@@ -261,11 +229,10 @@ pub enum JoinTimeoutError {
     Join(JoinError),
 }
 
-or_join_error!(
-    JoinTimeoutError,
-    Timeout,
-    "timed out waiting for the child process"
-);
+mproc_shm::own_or_inner_error!(JoinTimeoutError {
+    Timeout => "timed out waiting for the child process",
+    Join(JoinError)
+});
 
 impl JoinTimeoutError {
     /// Whether the deadline passed with the child still running.
@@ -283,7 +250,10 @@ pub enum TryJoinError {
     Join(JoinError),
 }
 
-or_join_error!(TryJoinError, Running, "the child process is still running");
+mproc_shm::own_or_inner_error!(TryJoinError {
+    Running => "the child process is still running",
+    Join(JoinError)
+});
 
 impl From<JoinTimeoutError> for TryJoinError {
     fn from(e: JoinTimeoutError) -> Self {
