@@ -530,13 +530,12 @@ where
         R: Serialize + DeserializeOwned,
     {
         let func = code_ref::Update::<F, V, A, R>::offset(f);
-        run_update(&self.raw, func, |func| {
-            Ok(Op::DictApply {
-                key: self.key(key)?,
-                default,
-                func,
-                arg: self.raw.enc_bytes(&arg)?,
-            })
+        let key = self.key(key)?;
+        run_update(&self.raw, func, &arg, |func, arg| Op::DictApply {
+            key,
+            default,
+            func,
+            arg,
         })
     }
 }

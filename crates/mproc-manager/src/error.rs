@@ -519,29 +519,7 @@ macro_rules! wait_error {
             Call(Error),
         }
 
-        impl From<Error> for $name {
-            fn from(e: Error) -> Self {
-                Self::Call(e)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match self {
-                    Self::$v => f.write_str($msg),
-                    Self::Call(e) => fmt::Display::fmt(e, f),
-                }
-            }
-        }
-
-        impl StdError for $name {
-            fn source(&self) -> Option<&(dyn StdError + 'static)> {
-                match self {
-                    Self::Call(e) => e.source(),
-                    Self::$v => None,
-                }
-            }
-        }
+        mproc_shm::own_or_inner_error!($name { $v => $msg, Call(Error) });
     };
 }
 

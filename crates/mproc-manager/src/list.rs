@@ -435,12 +435,10 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         R: Serialize + DeserializeOwned,
     {
         let func = code_ref::Update::<F, T, A, R>::offset(f);
-        run_update(&self.raw, func, |func| {
-            Ok(Op::ListApply {
-                index,
-                func,
-                arg: self.raw.enc_bytes(&arg)?,
-            })
+        run_update(&self.raw, func, &arg, |func, arg| Op::ListApply {
+            index,
+            func,
+            arg,
         })
     }
 }

@@ -69,48 +69,31 @@ impl Default for ManagerBuilder {
 }
 
 impl ManagerBuilder {
-    /// Listens at `address`: a TCP address (`127.0.0.1:0` picks a port) for
-    /// remote clients, or a Unix socket path or abstract name. The default
-    /// is a private Unix socket ([`Listener::builder_auto`]): on Linux a
-    /// fresh abstract name that only processes of the same user may use,
-    /// which leaves nothing behind even when the server is killed;
-    /// elsewhere a socket in a fresh private (0700) directory, removed at
-    /// shutdown.
-    pub fn address(mut self, address: impl Into<Address>) -> Self {
-        self.address = Some(address.into());
-        self
-    }
-
-    /// The authkey clients must prove they know (CPython's handshake, HMAC
-    /// SHA-256). The default is this process's authkey
-    /// ([`AuthKey`](mproc_process::AuthKey), CPython's
-    /// `current_process().authkey`), which the processes it starts inherit.
-    pub fn authkey(mut self, key: &[u8]) -> Self {
-        self.authkey = Some(key.to_vec());
-        self
-    }
-
-    /// How long a call waits for a server that does not answer before it
-    /// returns [`Error::Disconnected`] (default 5 s). Waiting operations
-    /// (`lock`, `get`, …) add their own timeout to it, and without one they
-    /// check every `timeout` that the server still answers.
-    pub fn call_timeout(mut self, timeout: Duration) -> Self {
-        self.call_timeout = timeout;
-        self
-    }
-
-    /// How long shutdown waits for the server to exit before terminating it
-    /// (default 1 s).
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
-        self
-    }
-
-    /// The start method of the server process (default: the process-wide
-    /// [`get_start_method`](mproc_process::get_start_method)).
-    pub fn start_method(mut self, method: StartMethod) -> Self {
-        self.start_method = Some(method);
-        self
+    mproc_shm::builder_setters! {
+        /// Listens at `address`: a TCP address (`127.0.0.1:0` picks a port) for
+        /// remote clients, or a Unix socket path or abstract name. The default
+        /// is a private Unix socket ([`Listener::builder_auto`]): on Linux a
+        /// fresh abstract name that only processes of the same user may use,
+        /// which leaves nothing behind even when the server is killed;
+        /// elsewhere a socket in a fresh private (0700) directory, removed at
+        /// shutdown.
+        address(address: impl Into<Address>) => address = Some(address.into());
+        /// The authkey clients must prove they know (CPython's handshake, HMAC
+        /// SHA-256). The default is this process's authkey
+        /// ([`AuthKey`](mproc_process::AuthKey), CPython's
+        /// `current_process().authkey`), which the processes it starts inherit.
+        authkey(key: &[u8]) => authkey = Some(key.to_vec());
+        /// How long a call waits for a server that does not answer before it
+        /// returns [`Error::Disconnected`] (default 5 s). Waiting operations
+        /// (`lock`, `get`, …) add their own timeout to it, and without one they
+        /// check every `timeout` that the server still answers.
+        call_timeout(timeout: Duration) => call_timeout = timeout;
+        /// How long shutdown waits for the server to exit before terminating it
+        /// (default 1 s).
+        shutdown_timeout(timeout: Duration) => shutdown_timeout = timeout;
+        /// The start method of the server process (default: the process-wide
+        /// [`get_start_method`](mproc_process::get_start_method)).
+        start_method(method: StartMethod) => start_method = Some(method);
     }
 
     fn key(&self) -> Result<Vec<u8>, ConnectError> {
@@ -393,12 +376,18 @@ impl Manager {
         crate::client::encode(&self.session, v)
     }
 
+    /// The initial items of a list or an array, encoded.
+    fn enc_items<T: Serialize>(&self, items: impl IntoIterator<Item = T>) -> Result<Init, Error> {
+        let v: Result<Vec<_>, Error> = items.into_iter().map(|i| self.enc(&i)).collect();
+        Ok(Init::Items(v?))
+    }
+
     /// A new, empty shared dict.
     ///
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn dict<K, V>(&self) -> Result<Dict<K, V>, Error> {
-        Ok(Dict::wrap(self.create(Kind::Dict, Init::Empty)?))
+        self.create(Kind::Dict, Init::Empty).map(Dict::wrap)
     }
 
     /// A new shared dict holding `pairs`.
@@ -413,7 +402,7 @@ impl Manager {
             .into_iter()
             .map(|(k, v)| Ok((self.enc(&k)?.bytes, self.enc(&v)?)))
             .collect();
-        Ok(Dict::wrap(self.create(Kind::Dict, Init::Pairs(p?))?))
+        self.create(Kind::Dict, Init::Pairs(p?)).map(Dict::wrap)
     }
 
     /// A new, empty shared list.
@@ -421,7 +410,7 @@ impl Manager {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn list<T>(&self) -> Result<List<T>, Error> {
-        Ok(List::wrap(self.create(Kind::List, Init::Empty)?))
+        self.create(Kind::List, Init::Empty).map(List::wrap)
     }
 
     /// A new shared list holding `items`.
@@ -432,8 +421,8 @@ impl Manager {
         &self,
         items: impl IntoIterator<Item = T>,
     ) -> Result<List<T>, Error> {
-        let v: Result<Vec<_>, Error> = items.into_iter().map(|i| self.enc(&i)).collect();
-        Ok(List::wrap(self.create(Kind::List, Init::Items(v?))?))
+        self.create(Kind::List, self.enc_items(items)?)
+            .map(List::wrap)
     }
 
     /// A new shared array holding `items`, whose length then never changes
@@ -445,8 +434,8 @@ impl Manager {
         &self,
         items: impl IntoIterator<Item = T>,
     ) -> Result<Array<T>, Error> {
-        let v: Result<Vec<_>, Error> = items.into_iter().map(|i| self.enc(&i)).collect();
-        Ok(Array::wrap(self.create(Kind::Array, Init::Items(v?))?))
+        self.create(Kind::Array, self.enc_items(items)?)
+            .map(Array::wrap)
     }
 
     /// A new, empty namespace.
@@ -454,7 +443,8 @@ impl Manager {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn namespace(&self) -> Result<Namespace, Error> {
-        Ok(Namespace::wrap(self.create(Kind::Namespace, Init::Empty)?))
+        self.create(Kind::Namespace, Init::Empty)
+            .map(Namespace::wrap)
     }
 
     /// A new shared value.
@@ -463,7 +453,7 @@ impl Manager {
     /// [`Error::Disconnected`]; [`Error::Encode`].
     pub fn value<T: Serialize>(&self, value: T) -> Result<Value<T>, Error> {
         let b = self.enc(&value)?;
-        Ok(Value::wrap(self.create(Kind::Value, Init::Value(b))?))
+        self.create(Kind::Value, Init::Value(b)).map(Value::wrap)
     }
 
     /// A new lock.
@@ -471,7 +461,7 @@ impl Manager {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn lock(&self) -> Result<Lock, Error> {
-        Ok(Lock::wrap(self.create(Kind::Lock, Init::Empty)?))
+        self.create(Kind::Lock, Init::Empty).map(Lock::wrap)
     }
 
     /// A new re-entrant lock.
@@ -479,7 +469,7 @@ impl Manager {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn rlock(&self) -> Result<RLock, Error> {
-        Ok(RLock::wrap(self.create(Kind::RLock, Init::Empty)?))
+        self.create(Kind::RLock, Init::Empty).map(RLock::wrap)
     }
 
     /// A new semaphore with `value` units.
@@ -487,9 +477,8 @@ impl Manager {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn semaphore(&self, value: usize) -> Result<Semaphore, Error> {
-        Ok(Semaphore::wrap(
-            self.create(Kind::Semaphore, Init::Count(value as u64))?,
-        ))
+        self.create(Kind::Semaphore, Init::Count(value as u64))
+            .map(Semaphore::wrap)
     }
 
     /// A new bounded semaphore: releasing above `value` is [`Error::OverRelease`].
@@ -497,10 +486,8 @@ impl Manager {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn bounded_semaphore(&self, value: usize) -> Result<Semaphore, Error> {
-        Ok(Semaphore::wrap(self.create(
-            Kind::BoundedSemaphore,
-            Init::Count(value as u64),
-        )?))
+        self.create(Kind::BoundedSemaphore, Init::Count(value as u64))
+            .map(Semaphore::wrap)
     }
 
     /// A new event, not set.
@@ -508,7 +495,7 @@ impl Manager {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn event(&self) -> Result<Event, Error> {
-        Ok(Event::wrap(self.create(Kind::Event, Init::Empty)?))
+        self.create(Kind::Event, Init::Empty).map(Event::wrap)
     }
 
     /// A new condition with its own re-entrant lock.
@@ -516,7 +503,8 @@ impl Manager {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn condition(&self) -> Result<Condition, Error> {
-        Ok(Condition::wrap(self.create(Kind::Condition, Init::Empty)?))
+        self.create(Kind::Condition, Init::Empty)
+            .map(Condition::wrap)
     }
 
     /// A new barrier for `parties` (at least 1) waiters.
@@ -524,9 +512,8 @@ impl Manager {
     /// # Errors
     /// [`Error::Remote`] for zero parties; [`Error::Disconnected`].
     pub fn barrier(&self, parties: usize) -> Result<Barrier, Error> {
-        Ok(Barrier::wrap(
-            self.create(Kind::Barrier, Init::Count(parties as u64))?,
-        ))
+        self.create(Kind::Barrier, Init::Count(parties as u64))
+            .map(Barrier::wrap)
     }
 
     /// A new queue holding at most `maxsize` items (0: unbounded).
@@ -534,12 +521,9 @@ impl Manager {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn queue<T>(&self, maxsize: usize) -> Result<Queue<T>, Error> {
-        Ok(Queue::wrap(self.create(
-            Kind::Queue,
-            Init::Queue {
-                maxsize: maxsize as u64,
-            },
-        )?))
+        let maxsize = maxsize as u64;
+        self.create(Kind::Queue, Init::Queue { maxsize })
+            .map(Queue::wrap)
     }
 
     /// A new joinable queue holding at most `maxsize` items (0: unbounded).
@@ -547,12 +531,9 @@ impl Manager {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn joinable_queue<T>(&self, maxsize: usize) -> Result<JoinableQueue<T>, Error> {
-        Ok(JoinableQueue::wrap(self.create(
-            Kind::JoinableQueue,
-            Init::Queue {
-                maxsize: maxsize as u64,
-            },
-        )?))
+        let maxsize = maxsize as u64;
+        self.create(Kind::JoinableQueue, Init::Queue { maxsize })
+            .map(JoinableQueue::wrap)
     }
 
     /// Names `proxy`'s object in the server's registry, so that processes

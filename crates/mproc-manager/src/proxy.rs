@@ -1,5 +1,6 @@
 //! What every typed proxy has in common.
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::client::RawProxy;
@@ -87,18 +88,19 @@ pub(crate) fn bytes(r: Reply) -> Result<Val, Error> {
 }
 
 /// Runs a server-side update (a function sent by reference, at offset
-/// `func`): the operation is made by `op`, and the function's result comes
-/// back. Refused here, before any call, when the server runs another
-/// executable.
-pub(crate) fn run_update<R: DeserializeOwned>(
+/// `func`) with `arg`: the operation is made by `op` from the offset and
+/// the encoded argument, and the function's result comes back. Refused
+/// here, before any call, when the server runs another executable.
+pub(crate) fn run_update<A: Serialize, R: DeserializeOwned>(
     raw: &RawProxy,
     func: i64,
-    op: impl FnOnce(i64) -> Result<Op, Error>,
+    arg: &A,
+    op: impl FnOnce(i64, Vec<u8>) -> Op,
 ) -> Result<R, Error> {
     if !raw.session.same_exe()? {
         return Err(Error::ForeignExecutable);
     }
-    let b = bytes(raw.call(op(func)?)?)?;
+    let b = bytes(raw.call(op(func, raw.enc_bytes(arg)?))?)?;
     raw.dec(&b)
 }
 

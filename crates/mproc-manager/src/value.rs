@@ -68,11 +68,9 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
         R: Serialize + DeserializeOwned,
     {
         let func = code_ref::Update::<F, T, A, R>::offset(f);
-        run_update(&self.raw, func, |func| {
-            Ok(Op::ValueApply {
-                func,
-                arg: self.raw.enc_bytes(&arg)?,
-            })
+        run_update(&self.raw, func, &arg, |func, arg| Op::ValueApply {
+            func,
+            arg,
         })
     }
 }
@@ -182,12 +180,10 @@ impl Namespace {
         check_name(name)?;
         // The server remakes the field's repr with the new value.
         let func = code_ref::Update::<F, T, A, R>::repr_offset(f);
-        run_update(&self.raw, func, |func| {
-            Ok(Op::NsApply {
-                name: name.to_owned(),
-                func,
-                arg: self.raw.enc_bytes(&arg)?,
-            })
+        run_update(&self.raw, func, &arg, |func, arg| Op::NsApply {
+            name: name.to_owned(),
+            func,
+            arg,
         })
     }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use mproc_pool::__private::{call_star, fixed_chunksize, unmeasured_chunk_size};
+use mproc_pool::__private::{fixed_chunksize, star, unmeasured_chunk_size};
 use mproc_pool::{PoolError, StarFn, TaskError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -15,7 +15,7 @@ use crate::decode::{ChunkOut, Decoded, append_plain, collect_map, decode_chunk, 
 use crate::error::MpiError;
 use crate::job::{AsyncResult, Finish, Sink};
 use crate::worker::entry_of;
-use crate::{chunk, task, wire};
+use crate::{chunk, wire};
 
 /// Builds an [`MpiPool`].
 ///
@@ -38,21 +38,16 @@ pub struct MpiPoolBuilder {
 }
 
 impl MpiPoolBuilder {
-    /// How many processes each worker rank runs its chunks on (default
-    /// [`cpu_count`](mproc_process::cpu_count) of that rank, which honours
-    /// the rank's CPU binding and SLURM/PBS allocations). With more than one,
-    /// a worker rank starts a local mproc [`Pool`](mproc_pool::Pool): one
-    /// rank per node, one process per core, and MPI messages per chunk.
-    pub fn local_processes(mut self, k: usize) -> Self {
-        self.local = Some(k);
-        self
-    }
-
-    /// Spawns `n` workers (`MPI_Comm_spawn` of this executable) instead of
-    /// using the ranks of a static job.
-    pub fn spawn_workers(mut self, n: usize) -> Self {
-        self.spawn = Some(n);
-        self
+    mproc_shm::builder_setters! {
+        /// How many processes each worker rank runs its chunks on (default
+        /// [`cpu_count`](mproc_process::cpu_count) of that rank, which honours
+        /// the rank's CPU binding and SLURM/PBS allocations). With more than one,
+        /// a worker rank starts a local mproc [`Pool`](mproc_pool::Pool): one
+        /// rank per node, one process per core, and MPI messages per chunk.
+        local_processes(k: usize) => local = Some(k);
+        /// Spawns `n` workers (`MPI_Comm_spawn` of this executable) instead of
+        /// using the ranks of a static job.
+        spawn_workers(n: usize) => spawn = Some(n);
     }
 
     /// Initialises MPI and makes the pool.
@@ -299,9 +294,7 @@ impl MpiPool {
         F::Output: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = Args>,
     {
-        task::assert_zst::<F>();
-        let _ = f;
-        self.map(|args: Args| call_star::<F, Args>(args), iterable)
+        self.map(star(f), iterable)
     }
 
     /// Submits a map and returns at once (Python's `map_async`). The input

@@ -186,6 +186,51 @@ impl fmt::Display for Address {
     }
 }
 
+/// The handshake setters of [`ListenerBuilder`] and [`Client`], each
+/// written once here: an invocation lists `name: setting;` with the doc
+/// text of its own side, and gets `pub fn name(mut self, …) -> Self`
+/// setting that field of the builder's [`Settings`].
+macro_rules! settings_setters {
+    ($($(#[doc = $doc:literal])* $name:ident: $setting:ident;)*) => {$(
+        settings_setters!(@setter [$($doc)*] $name $setting);
+    )*};
+    (@setter [$($doc:literal)*] $name:ident authkey) => {
+        $(#[doc = $doc])*
+        pub fn $name(mut self, key: &[u8]) -> Self {
+            self.settings.authkey = Some(key.into());
+            self
+        }
+    };
+    (@setter [$($doc:literal)*] $name:ident legacy_md5) => {
+        $(#[doc = $doc])*
+        pub fn $name(mut self, allow: bool) -> Self {
+            self.settings.auth.allow_legacy_md5 = allow;
+            self
+        }
+    };
+    (@setter [$($doc:literal)*] $name:ident digest) => {
+        $(#[doc = $doc])*
+        pub fn $name(mut self, digest: Digest) -> Self {
+            self.settings.auth.digest = digest;
+            self
+        }
+    };
+    (@setter [$($doc:literal)*] $name:ident handshake_timeout) => {
+        $(#[doc = $doc])*
+        pub fn $name(mut self, timeout: Option<Duration>) -> Self {
+            self.settings.handshake_timeout = timeout;
+            self
+        }
+    };
+    (@setter [$($doc:literal)*] $name:ident wire) => {
+        $(#[doc = $doc])*
+        pub fn $name(mut self, yes: bool) -> Self {
+            self.settings.wire = if yes { Wire::Mproc } else { Wire::Cpython };
+            self
+        }
+    };
+}
+
 /// Settings shared by [`Listener`] and [`Client`].
 #[derive(Clone, Default)]
 struct Settings {
@@ -310,58 +355,36 @@ pub struct ListenerBuilder {
 }
 
 impl ListenerBuilder {
-    /// Requires clients to prove they know `key` (CPython's `authkey`).
-    pub fn authkey(mut self, key: &[u8]) -> Self {
-        self.settings.authkey = Some(key.into());
-        self
+    settings_setters! {
+        /// Requires clients to prove they know `key` (CPython's `authkey`).
+        authkey: authkey;
+        /// Whether clients that only speak the legacy HMAC-MD5 handshake
+        /// (CPython 3.11 and older) are accepted. On by default, as in CPython
+        /// 3.12+; `false` refuses them with
+        /// [`AuthError::LegacyMd5Disabled`](crate::AuthError::LegacyMd5Disabled).
+        /// Our challenges ask for [`ListenerBuilder::digest`] either way.
+        allow_legacy_md5: legacy_md5;
+        /// The digest our challenges ask for (default SHA-256).
+        digest: digest;
+        /// Gives up on a client whose handshake takes longer than this
+        /// (default [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None`: no limit, as CPython,
+        /// though such clients still leave when the pending limit is reached).
+        handshake_timeout: handshake_timeout;
+        /// Declares that clients are mproc processes that also opted in, so
+        /// accepted connections use [`Wire::Mproc`] (shared memory for large
+        /// messages on Unix sockets). Python clients cannot read that.
+        mproc_peers: wire;
     }
 
-    /// How many handshakes may run at once (default
-    /// [`DEFAULT_MAX_PENDING_HANDSHAKES`]; at least 1). When a client
-    /// arrives with the limit reached, the client that has waited longest
-    /// is disconnected: clients that complete their handshake promptly are
-    /// served even while many others connect and stay silent.
-    pub fn max_pending_handshakes(mut self, max: usize) -> Self {
-        self.max_pending = max.max(1);
-        self
-    }
-
-    /// Whether clients that only speak the legacy HMAC-MD5 handshake
-    /// (CPython 3.11 and older) are accepted. On by default, as in CPython
-    /// 3.12+; `false` refuses them with
-    /// [`AuthError::LegacyMd5Disabled`](crate::AuthError::LegacyMd5Disabled).
-    /// Our challenges ask for [`ListenerBuilder::digest`] either way.
-    pub fn allow_legacy_md5(mut self, allow: bool) -> Self {
-        self.settings.auth.allow_legacy_md5 = allow;
-        self
-    }
-
-    /// The digest our challenges ask for (default SHA-256).
-    pub fn digest(mut self, digest: Digest) -> Self {
-        self.settings.auth.digest = digest;
-        self
-    }
-
-    /// The listen backlog (default 128; CPython's default is 1).
-    pub fn backlog(mut self, backlog: u32) -> Self {
-        self.backlog = backlog;
-        self
-    }
-
-    /// Gives up on a client whose handshake takes longer than this
-    /// (default [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None`: no limit, as CPython,
-    /// though such clients still leave when the pending limit is reached).
-    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.settings.handshake_timeout = timeout;
-        self
-    }
-
-    /// Declares that clients are mproc processes that also opted in, so
-    /// accepted connections use [`Wire::Mproc`] (shared memory for large
-    /// messages on Unix sockets). Python clients cannot read that.
-    pub fn mproc_peers(mut self, yes: bool) -> Self {
-        self.settings.wire = if yes { Wire::Mproc } else { Wire::Cpython };
-        self
+    mproc_shm::builder_setters! {
+        /// How many handshakes may run at once (default
+        /// [`DEFAULT_MAX_PENDING_HANDSHAKES`]; at least 1). When a client
+        /// arrives with the limit reached, the client that has waited longest
+        /// is disconnected: clients that complete their handshake promptly are
+        /// served even while many others connect and stay silent.
+        max_pending_handshakes(max: usize) => max_pending = max.max(1);
+        /// The listen backlog (default 128; CPython's default is 1).
+        backlog(backlog: u32) => backlog = backlog;
     }
 
     /// Binds the socket and starts listening.
@@ -820,39 +843,22 @@ impl Client {
         }
     }
 
-    /// Proves knowledge of `key` and requires the listener to prove it too.
-    pub fn authkey(mut self, key: &[u8]) -> Self {
-        self.settings.authkey = Some(key.into());
-        self
-    }
-
-    /// Whether the legacy HMAC-MD5 handshake is spoken with listeners that
-    /// require it (CPython 3.11 and older). On by default, as in CPython
-    /// 3.12+; `false` refuses them with
-    /// [`AuthError::LegacyMd5Disabled`](crate::AuthError::LegacyMd5Disabled).
-    pub fn allow_legacy_md5(mut self, allow: bool) -> Self {
-        self.settings.auth.allow_legacy_md5 = allow;
-        self
-    }
-
-    /// The digest our challenge asks for (default SHA-256).
-    pub fn digest(mut self, digest: Digest) -> Self {
-        self.settings.auth.digest = digest;
-        self
-    }
-
-    /// Gives up if the handshake takes longer than this
-    /// (default [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None`: no limit).
-    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.settings.handshake_timeout = timeout;
-        self
-    }
-
-    /// Declares that the listener is mproc and opted in too, so the
-    /// connection uses [`Wire::Mproc`].
-    pub fn mproc_peer(mut self, yes: bool) -> Self {
-        self.settings.wire = if yes { Wire::Mproc } else { Wire::Cpython };
-        self
+    settings_setters! {
+        /// Proves knowledge of `key` and requires the listener to prove it too.
+        authkey: authkey;
+        /// Whether the legacy HMAC-MD5 handshake is spoken with listeners that
+        /// require it (CPython 3.11 and older). On by default, as in CPython
+        /// 3.12+; `false` refuses them with
+        /// [`AuthError::LegacyMd5Disabled`](crate::AuthError::LegacyMd5Disabled).
+        allow_legacy_md5: legacy_md5;
+        /// The digest our challenge asks for (default SHA-256).
+        digest: digest;
+        /// Gives up if the handshake takes longer than this
+        /// (default [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None`: no limit).
+        handshake_timeout: handshake_timeout;
+        /// Declares that the listener is mproc and opted in too, so the
+        /// connection uses [`Wire::Mproc`].
+        mproc_peer: wire;
     }
 
     /// Connects (and authenticates).

@@ -69,19 +69,14 @@ impl Default for PoolBuilder {
 }
 
 impl PoolBuilder {
-    /// How many worker processes (default: [`cpu_count`], which honours the
-    /// affinity mask, cgroup quotas and SLURM/PBS allocations).
-    pub fn processes(mut self, n: usize) -> Self {
-        self.processes = Some(n);
-        self
-    }
-
-    /// How workers are started (default: the process-wide
-    /// [`get_start_method`](mproc_process::get_start_method), read when the
-    /// pool is built, as CPython's `Pool` takes its context).
-    pub fn start_method(mut self, method: StartMethod) -> Self {
-        self.method = Some(method);
-        self
+    mproc_shm::builder_setters! {
+        /// How many worker processes (default: [`cpu_count`], which honours the
+        /// affinity mask, cgroup quotas and SLURM/PBS allocations).
+        processes(n: usize) => processes = Some(n);
+        /// How workers are started (default: the process-wide
+        /// [`get_start_method`](mproc_process::get_start_method), read when the
+        /// pool is built, as CPython's `Pool` takes its context).
+        start_method(method: StartMethod) => method = Some(method);
     }
 
     /// Uses a context's start method (Python's `context=`).
@@ -89,11 +84,10 @@ impl PoolBuilder {
         self.start_method(ctx.start_method())
     }
 
-    /// Replaces each worker after it ran `n` items (Python's
-    /// `maxtasksperchild`; here every item counts, whatever the chunking).
-    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
-        self.max_tasks = Some(n);
-        self
+    mproc_shm::builder_setters! {
+        /// Replaces each worker after it ran `n` items (Python's
+        /// `maxtasksperchild`; here every item counts, whatever the chunking).
+        max_tasks_per_child(n: u64) => max_tasks = Some(n);
     }
 
     /// Runs `f(args)` once in every worker before it takes tasks
@@ -117,22 +111,17 @@ impl PoolBuilder {
         self
     }
 
-    /// Makes Ctrl-C (SIGINT) in this process cancel the pool's work: every
-    /// pending result resolves to [`TaskError::Cancelled`](crate::TaskError::Cancelled) and blocked calls
-    /// return. The handler is process-wide; a second Ctrl-C ends the program
-    /// as usual. Off by default (then Ctrl-C ends the program, and the
-    /// workers, which are daemons, end with it). Workers always ignore
-    /// SIGINT themselves.
-    pub fn cancel_on_ctrl_c(mut self, on: bool) -> Self {
-        self.cancel_on_ctrl_c = on;
-        self
-    }
-
-    /// How long dropping the pool waits for queued work before it
-    /// terminates the workers (default 10 s).
-    pub fn drop_timeout(mut self, t: Duration) -> Self {
-        self.drop_timeout = t;
-        self
+    mproc_shm::builder_setters! {
+        /// Makes Ctrl-C (SIGINT) in this process cancel the pool's work: every
+        /// pending result resolves to [`TaskError::Cancelled`](crate::TaskError::Cancelled) and blocked calls
+        /// return. The handler is process-wide; a second Ctrl-C ends the program
+        /// as usual. Off by default (then Ctrl-C ends the program, and the
+        /// workers, which are daemons, end with it). Workers always ignore
+        /// SIGINT themselves.
+        cancel_on_ctrl_c(on: bool) => cancel_on_ctrl_c = on;
+        /// How long dropping the pool waits for queued work before it
+        /// terminates the workers (default 10 s).
+        drop_timeout(t: Duration) => drop_timeout = t;
     }
 
     /// The configuration to start with: whether Ctrl-C cancels, how long

@@ -233,11 +233,13 @@ pub mod __private {
         true
     }
 
-    /// Calls [`StarFn`](crate::StarFn) `F` with a tuple: the task of a
-    /// `starmap`, shared with mproc-mpi's `MpiPool`.
+    /// [`StarFn`](crate::StarFn) `f` as the function of a `map`: the task
+    /// of a `starmap`, shared with mproc-mpi's `MpiPool`.
     #[inline]
-    pub fn call_star<F: crate::StarFn<Args>, Args>(args: Args) -> F::Output {
-        crate::star::call_star::<F, Args>(args)
+    pub fn star<F: crate::StarFn<Args>, Args>(
+        f: F,
+    ) -> impl Fn(Args) -> F::Output + Copy + Send + 'static {
+        crate::star::star(f)
     }
 
     /// Calls `each` with the items `start + k` (`from <= k < len`) as an `A`

@@ -47,13 +47,11 @@ impl<T> Waitable for AsyncResult<T> {
 #[cfg(feature = "tokio")]
 pub use self::future::AsyncResultFuture;
 #[cfg(feature = "tokio")]
-pub(crate) use self::future::{Awaiting, Resolving};
+pub(crate) use self::future::{Awaiting, Resolving, awaitable};
 
 #[cfg(feature = "tokio")]
 mod future {
-    use std::future::{Future, IntoFuture};
     use std::os::fd::OwnedFd;
-    use std::pin::Pin;
     use std::task::{Context, Poll};
 
     use mproc_shm::ready::Waitable;
@@ -132,39 +130,64 @@ mod future {
         }
     }
 
-    /// The future of an [`AsyncResult`] (`result.await`): resolves to what
-    /// [`AsyncResult::get`] returns, without blocking a thread (the tokio
-    /// runtime's reactor watches the result's doorbell).
-    ///
-    /// Cancellation-safe in the sense that dropping it only drops the
-    /// result (the task still runs in the pool).
-    #[must_use = "futures do nothing unless awaited"]
-    pub struct AsyncResultFuture<T>(Awaiting<AsyncResult<T>>);
+    /// The public future of a [`Resolving`] type, with its own doc texts:
+    /// `$future<T>` holds an [`Awaiting`] of `$value<T>` (shown as `$field`
+    /// by `Debug`), is what `$value<T>` turns into for `.await`, and gives
+    /// `Result<T, $error>`. For [`AsyncResultFuture`] here and the
+    /// executor's `FutureResult`.
+    macro_rules! awaitable {
+        (
+            $(#[doc = $doc:literal])*
+            pub struct $future:ident for $value:ident<$t:ident> -> Result<_, $error:ty>, $field:literal;
+            $(#[doc = $into_doc:literal])*
+            impl IntoFuture;
+        ) => {
+            $(#[doc = $doc])*
+            #[must_use = "futures do nothing unless awaited"]
+            pub struct $future<$t>(Awaiting<$value<$t>>);
 
-    impl<T> std::fmt::Debug for AsyncResultFuture<T> {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("AsyncResultFuture")
-                .field("result", &self.0.value)
-                .finish_non_exhaustive()
-        }
+            impl<$t> std::fmt::Debug for $future<$t> {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.debug_struct(stringify!($future))
+                        .field($field, &self.0.value)
+                        .finish_non_exhaustive()
+                }
+            }
+
+            $(#[doc = $into_doc])*
+            impl<$t> std::future::IntoFuture for $value<$t> {
+                type Output = Result<$t, $error>;
+                type IntoFuture = $future<$t>;
+
+                fn into_future(self) -> Self::IntoFuture {
+                    $future(Awaiting::new(self))
+                }
+            }
+
+            impl<$t> std::future::Future for $future<$t> {
+                type Output = Result<$t, $error>;
+
+                fn poll(
+                    self: std::pin::Pin<&mut Self>,
+                    cx: &mut std::task::Context<'_>,
+                ) -> std::task::Poll<Self::Output> {
+                    self.get_mut().0.poll(cx)
+                }
+            }
+        };
     }
+    pub(crate) use awaitable;
 
-    /// `result.await` (needs a tokio runtime with I/O enabled; outside one,
-    /// the future blocks its thread in [`AsyncResult::get`]).
-    impl<T> IntoFuture for AsyncResult<T> {
-        type Output = Result<T, PoolError>;
-        type IntoFuture = AsyncResultFuture<T>;
-
-        fn into_future(self) -> Self::IntoFuture {
-            AsyncResultFuture(Awaiting::new(self))
-        }
-    }
-
-    impl<T> Future for AsyncResultFuture<T> {
-        type Output = Result<T, PoolError>;
-
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            self.get_mut().0.poll(cx)
-        }
+    awaitable! {
+        /// The future of an [`AsyncResult`] (`result.await`): resolves to what
+        /// [`AsyncResult::get`] returns, without blocking a thread (the tokio
+        /// runtime's reactor watches the result's doorbell).
+        ///
+        /// Cancellation-safe in the sense that dropping it only drops the
+        /// result (the task still runs in the pool).
+        pub struct AsyncResultFuture for AsyncResult<T> -> Result<_, PoolError>, "result";
+        /// `result.await` (needs a tokio runtime with I/O enabled; outside one,
+        /// the future blocks its thread in [`AsyncResult::get`]).
+        impl IntoFuture;
     }
 }

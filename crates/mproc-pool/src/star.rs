@@ -22,6 +22,20 @@ pub(crate) fn call_star<F: StarFn<Args>, Args>(args: Args) -> F::Output {
     f.call(args)
 }
 
+/// `f` in its tuple form: the task of every `starmap` ([`Pool::starmap`](crate::Pool::starmap),
+/// [`Pool::starmap_async`](crate::Pool::starmap_async), mproc-mpi's `MpiPool::starmap`), which
+/// then runs as a `map`. A non-capturing closure calling [`call_star`], so
+/// it is zero-sized like `f` (checked here) and need not be `'static` in
+/// `Args`.
+#[inline]
+pub(crate) fn star<F: StarFn<Args>, Args>(
+    f: F,
+) -> impl Fn(Args) -> F::Output + Copy + Send + 'static {
+    mproc_fnref::assert_zst::<F>();
+    let _ = f;
+    |args: Args| call_star::<F, Args>(args)
+}
+
 macro_rules! star_fn {
     ($($a:ident),*) => {
         impl<Func, Ret, $($a),*> StarFn<($($a,)*)> for Func

@@ -229,34 +229,15 @@ pub enum JoinTimeoutError {
     Join(JoinError),
 }
 
-impl From<JoinError> for JoinTimeoutError {
-    fn from(e: JoinError) -> Self {
-        Self::Join(e)
-    }
-}
+mproc_shm::own_or_inner_error!(JoinTimeoutError {
+    Timeout => "timed out waiting for the child process",
+    Join(JoinError)
+});
 
 impl JoinTimeoutError {
     /// Whether the deadline passed with the child still running.
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::Timeout)
-    }
-}
-
-impl fmt::Display for JoinTimeoutError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Timeout => f.write_str("timed out waiting for the child process"),
-            Self::Join(e) => fmt::Display::fmt(e, f),
-        }
-    }
-}
-
-impl Error for JoinTimeoutError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            Self::Timeout => None,
-            Self::Join(e) => e.source(),
-        }
     }
 }
 
@@ -269,35 +250,16 @@ pub enum TryJoinError {
     Join(JoinError),
 }
 
-impl From<JoinError> for TryJoinError {
-    fn from(e: JoinError) -> Self {
-        Self::Join(e)
-    }
-}
+mproc_shm::own_or_inner_error!(TryJoinError {
+    Running => "the child process is still running",
+    Join(JoinError)
+});
 
 impl From<JoinTimeoutError> for TryJoinError {
     fn from(e: JoinTimeoutError) -> Self {
         match e {
             JoinTimeoutError::Timeout => Self::Running,
             JoinTimeoutError::Join(e) => Self::Join(e),
-        }
-    }
-}
-
-impl fmt::Display for TryJoinError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Running => f.write_str("the child process is still running"),
-            Self::Join(e) => fmt::Display::fmt(e, f),
-        }
-    }
-}
-
-impl Error for TryJoinError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            Self::Running => None,
-            Self::Join(e) => e.source(),
         }
     }
 }

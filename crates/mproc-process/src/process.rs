@@ -99,33 +99,20 @@ impl<F, A> fmt::Debug for Process<F, A> {
 }
 
 impl<F, A> Process<F, A> {
-    /// Names the process (default: `Process-N`, `Process-N:M` for a grandchild).
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Makes the child a daemon: it dies with its parent, even when the
-    /// parent is killed with SIGKILL. The default is the current process's
-    /// own daemon flag (false in the main process), as in CPython. Unlike
-    /// CPython's, daemons may start children of their own.
-    pub fn daemon(mut self, daemon: bool) -> Self {
-        self.daemon = Some(daemon);
-        self
-    }
-
-    /// Chooses the start method (default: the process-wide
-    /// [`get_start_method`](crate::get_start_method), itself the fork server unless chosen otherwise).
-    pub fn start_method(mut self, method: StartMethod) -> Self {
-        self.method = Some(method);
-        self
-    }
-
-    /// Sends SIGKILL to the child if its handle is dropped while it runs
-    /// (default: off, the child runs on).
-    pub fn kill_on_drop(mut self, on: bool) -> Self {
-        self.kill_on_drop = on;
-        self
+    mproc_shm::builder_setters! {
+        /// Names the process (default: `Process-N`, `Process-N:M` for a grandchild).
+        name(name: impl Into<String>) => name = Some(name.into());
+        /// Makes the child a daemon: it dies with its parent, even when the
+        /// parent is killed with SIGKILL. The default is the current process's
+        /// own daemon flag (false in the main process), as in CPython. Unlike
+        /// CPython's, daemons may start children of their own.
+        daemon(daemon: bool) => daemon = Some(daemon);
+        /// Chooses the start method (default: the process-wide
+        /// [`get_start_method`](crate::get_start_method), itself the fork server unless chosen otherwise).
+        start_method(method: StartMethod) => method = Some(method);
+        /// Sends SIGKILL to the child if its handle is dropped while it runs
+        /// (default: off, the child runs on).
+        kill_on_drop(on: bool) => kill_on_drop = on;
     }
 
     /// Lets [`StartMethod::Fork`] fork even when this process has more than

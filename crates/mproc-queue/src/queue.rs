@@ -19,6 +19,44 @@ use crate::wait::Deadline;
 
 mod batch;
 
+/// What a queue wrapper (a [`Queue`] in `q` with a kind of its own) has in
+/// common: `Clone`, and serde as a handle of that kind.
+macro_rules! wrapper_impls {
+    ($name:ident, $kind:ident) => {
+        impl<T, C> Clone for $name<T, C> {
+            fn clone(&self) -> Self {
+                Self { q: self.q.clone() }
+            }
+        }
+
+        impl<T, C: Codec<T>> Serialize for $name<T, C> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                self.q.core.serialize(s)
+            }
+        }
+
+        impl<'de, T, C: Codec<T>> Deserialize<'de> for $name<T, C> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Ok(Self {
+                    q: Queue::deserialize_kind(d, $kind)?,
+                })
+            }
+        }
+    };
+}
+
+/// Methods of a queue wrapper that only hand the call to its [`Queue`]
+/// (`self.q`): `fn name(&self, arg: Type) -> Ret;`, with its own doc
+/// text, becomes `pub fn name(&self, arg: Type) -> Ret { self.q.name(arg) }`.
+macro_rules! forward_to_queue {
+    ($($(#[doc = $doc:literal])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) $(-> $ret:ty)?;)*) => {$(
+        $(#[doc = $doc])*
+        pub fn $name(&self $(, $arg: $ty)*) $(-> $ret)? {
+            self.q.$name($($arg),*)
+        }
+    )*};
+}
+
 pub(crate) fn fingerprint<T, C: Codec<T>>() -> u64 {
     mproc_shm::fingerprint_of::<T>(C::TAG)
 }
@@ -57,31 +95,22 @@ impl QueueBuilder {
         }
     }
 
-    /// The most items the queue holds; 0 (the default) means no item limit
-    /// (CPython's `maxsize <= 0`). The limit counts items, as in CPython.
-    pub fn maxsize(mut self, n: usize) -> Self {
-        self.maxsize = n;
-        self
-    }
-
-    /// The size in bytes of the shared ring that holds small items
-    /// (256 B to 1 GiB; default 1 MiB). Items larger than a quarter of it
-    /// travel in a dedicated segment each. When the ring is full, items go
-    /// to the overflow log (see [`QueueBuilder::overflow`]).
-    pub fn capacity(mut self, bytes: usize) -> Self {
-        self.capacity = bytes;
-        self
-    }
-
-    /// The size in bytes of the overflow log (at most and by default 16 GiB):
-    /// the shared memory that takes items while the ring is full, so that a
-    /// producer does not wait for consumers until the queue reaches its
-    /// maxsize. Its memory is only used while items are in it, and given
-    /// back once consumers drain it; until then it costs address space only.
-    /// With 0, a full ring makes producers wait, as a full pipe would.
-    pub fn overflow(mut self, bytes: usize) -> Self {
-        self.overflow = bytes;
-        self
+    mproc_shm::builder_setters! {
+        /// The most items the queue holds; 0 (the default) means no item limit
+        /// (CPython's `maxsize <= 0`). The limit counts items, as in CPython.
+        maxsize(n: usize) => maxsize = n;
+        /// The size in bytes of the shared ring that holds small items
+        /// (256 B to 1 GiB; default 1 MiB). Items larger than a quarter of it
+        /// travel in a dedicated segment each. When the ring is full, items go
+        /// to the overflow log (see [`QueueBuilder::overflow`]).
+        capacity(bytes: usize) => capacity = bytes;
+        /// The size in bytes of the overflow log (at most and by default 16 GiB):
+        /// the shared memory that takes items while the ring is full, so that a
+        /// producer does not wait for consumers until the queue reaches its
+        /// maxsize. Its memory is only used while items are in it, and given
+        /// back once consumers drain it; until then it costs address space only.
+        /// With 0, a full ring makes producers wait, as a full pipe would.
+        overflow(bytes: usize) => overflow = bytes;
     }
 
     /// Creates the untyped queue of a queue of `kind`.
@@ -101,13 +130,14 @@ impl QueueBuilder {
     /// [`CreateError`] for an out-of-range capacity or maxsize, or when the
     /// shared memory or side channel cannot be made.
     pub fn build<T, C: Codec<T>>(self) -> Result<Queue<T, C>, CreateError> {
-        Ok(Queue::from_core(Core::create(
-            KIND_QUEUE,
-            fingerprint::<T, C>(),
-            self.maxsize,
-            self.capacity,
-            self.overflow,
-        )?))
+        self.build_kind(KIND_QUEUE)
+    }
+
+    /// Creates the [`Queue`] of a queue of `kind`.
+    fn build_kind<T, C: Codec<T>>(self, kind: u32) -> Result<Queue<T, C>, CreateError> {
+        Ok(Queue::from_core(
+            self.build_core(kind, fingerprint::<T, C>())?,
+        ))
     }
 
     /// Creates a [`JoinableQueue`].
@@ -115,15 +145,8 @@ impl QueueBuilder {
     /// # Errors
     /// As [`QueueBuilder::build`].
     pub fn build_joinable<T, C: Codec<T>>(self) -> Result<JoinableQueue<T, C>, CreateError> {
-        let core = Core::create(
-            KIND_JOINABLE,
-            fingerprint::<T, C>(),
-            self.maxsize,
-            self.capacity,
-            self.overflow,
-        )?;
         Ok(JoinableQueue {
-            q: Queue::from_core(core),
+            q: self.build_kind(KIND_JOINABLE)?,
         })
     }
 
@@ -132,15 +155,9 @@ impl QueueBuilder {
     /// # Errors
     /// As [`QueueBuilder::build`].
     pub fn build_simple<T, C: Codec<T>>(self) -> Result<SimpleQueue<T, C>, CreateError> {
-        let core = Core::create(
-            KIND_SIMPLE,
-            fingerprint::<T, C>(),
-            0,
-            self.capacity,
-            self.overflow,
-        )?;
+        let unlimited = Self { maxsize: 0, ..self };
         Ok(SimpleQueue {
-            q: Queue::from_core(core),
+            q: unlimited.build_kind(KIND_SIMPLE)?,
         })
     }
 }
@@ -254,11 +271,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// handed back in every case.
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
         self.put_inner(item, Deadline::Never)
-            .map_err(|(t, e)| match e {
-                PutFailure::Encode(e) => PutError::Encode(t, e),
-                PutFailure::Fail(PutFail::Closed | PutFail::Full) => PutError::Closed(t),
-                PutFailure::Fail(PutFail::Broken(e)) => PutError::Broken(t, e),
-            })
+            .map_err(|(t, e)| e.put_error(t))
     }
 
     /// Puts `item` if there is room right now (CPython's `put_nowait`).
@@ -267,12 +280,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// [`TryPutError::Full`] if the queue is full, otherwise as [`Queue::put`].
     pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
         self.put_inner(item, Deadline::Now)
-            .map_err(|(t, e)| match e {
-                PutFailure::Encode(e) => TryPutError::Encode(t, e),
-                PutFailure::Fail(PutFail::Full) => TryPutError::Full(t),
-                PutFailure::Fail(PutFail::Closed) => TryPutError::Closed(t),
-                PutFailure::Fail(PutFail::Broken(e)) => TryPutError::Broken(t, e),
-            })
+            .map_err(|(t, e)| e.try_put_error(t))
     }
 
     /// Puts `item`, waiting at most `timeout` for room.
@@ -293,12 +301,8 @@ impl<T, C: Codec<T>> Queue<T, C> {
     }
 
     fn put_with(&self, item: T, deadline: Deadline) -> Result<(), PutTimeoutError<T>> {
-        self.put_inner(item, deadline).map_err(|(t, e)| match e {
-            PutFailure::Encode(e) => PutTimeoutError::Encode(t, e),
-            PutFailure::Fail(PutFail::Full) => PutTimeoutError::Timeout(t),
-            PutFailure::Fail(PutFail::Closed) => PutTimeoutError::Closed(t),
-            PutFailure::Fail(PutFail::Broken(e)) => PutTimeoutError::Broken(t, e),
-        })
+        self.put_inner(item, deadline)
+            .map_err(|(t, e)| e.put_timeout_error(t))
     }
 
     fn get_inner(&self, deadline: Deadline) -> Result<T, GetFailure> {
@@ -320,11 +324,8 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// [`GetError::Decode`] if the item taken cannot be decoded (it is lost),
     /// [`GetError::Broken`] if the shared state is corrupted.
     pub fn get(&self) -> Result<T, GetError> {
-        self.get_inner(Deadline::Never).map_err(|e| match e {
-            GetFailure::Decode(e) => GetError::Decode(e),
-            GetFailure::Fail(GetFail::Closed | GetFail::Empty) => GetError::Closed,
-            GetFailure::Fail(GetFail::Broken(e)) => GetError::Broken(e),
-        })
+        self.get_inner(Deadline::Never)
+            .map_err(GetFailure::get_error)
     }
 
     /// Takes an item if one is there right now (CPython's `get_nowait`).
@@ -332,12 +333,8 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// # Errors
     /// [`TryGetError::Empty`] if the queue is empty, otherwise as [`Queue::get`].
     pub fn try_get(&self) -> Result<T, TryGetError> {
-        self.get_inner(Deadline::Now).map_err(|e| match e {
-            GetFailure::Decode(e) => TryGetError::Decode(e),
-            GetFailure::Fail(GetFail::Empty) => TryGetError::Empty,
-            GetFailure::Fail(GetFail::Closed) => TryGetError::Closed,
-            GetFailure::Fail(GetFail::Broken(e)) => TryGetError::Broken(e),
-        })
+        self.get_inner(Deadline::Now)
+            .map_err(GetFailure::try_get_error)
     }
 
     /// Takes an item, waiting at most `timeout`.
@@ -358,12 +355,8 @@ impl<T, C: Codec<T>> Queue<T, C> {
     }
 
     fn get_with(&self, deadline: Deadline) -> Result<T, GetTimeoutError> {
-        self.get_inner(deadline).map_err(|e| match e {
-            GetFailure::Decode(e) => GetTimeoutError::Decode(e),
-            GetFailure::Fail(GetFail::Empty) => GetTimeoutError::Timeout,
-            GetFailure::Fail(GetFail::Closed) => GetTimeoutError::Closed,
-            GetFailure::Fail(GetFail::Broken(e)) => GetTimeoutError::Broken(e),
-        })
+        self.get_inner(deadline)
+            .map_err(GetFailure::get_timeout_error)
     }
 }
 
@@ -414,6 +407,91 @@ enum GetFailure {
     Fail(GetFail),
 }
 
+/// The public error of each form of put, from a failed put of item `t`
+/// (one place for the rules, which `put_many` and its forms share).
+impl PutFailure {
+    /// As [`Queue::put`] reports it (a full queue cannot stop a put that
+    /// waits without limit: it is closed).
+    #[inline]
+    fn put_error<T>(self, t: T) -> PutError<T> {
+        match self {
+            PutFailure::Encode(e) => PutError::Encode(t, e),
+            PutFailure::Fail(PutFail::Closed | PutFail::Full) => PutError::Closed(t),
+            PutFailure::Fail(PutFail::Broken(e)) => PutError::Broken(t, e),
+        }
+    }
+
+    /// As [`Queue::try_put`] reports it.
+    #[inline]
+    fn try_put_error<T>(self, t: T) -> TryPutError<T> {
+        match self {
+            PutFailure::Encode(e) => TryPutError::Encode(t, e),
+            PutFailure::Fail(PutFail::Full) => TryPutError::Full(t),
+            PutFailure::Fail(PutFail::Closed) => TryPutError::Closed(t),
+            PutFailure::Fail(PutFail::Broken(e)) => TryPutError::Broken(t, e),
+        }
+    }
+
+    /// As [`Queue::put_timeout`] reports it (full: the time ran out).
+    #[inline]
+    fn put_timeout_error<T>(self, t: T) -> PutTimeoutError<T> {
+        match self {
+            PutFailure::Encode(e) => PutTimeoutError::Encode(t, e),
+            PutFailure::Fail(PutFail::Full) => PutTimeoutError::Timeout(t),
+            PutFailure::Fail(PutFail::Closed) => PutTimeoutError::Closed(t),
+            PutFailure::Fail(PutFail::Broken(e)) => PutTimeoutError::Broken(t, e),
+        }
+    }
+}
+
+/// The public error of each form of get (shared with `get_many` and its
+/// forms).
+impl GetFailure {
+    /// As [`Queue::get`] reports it (empty after waiting without limit:
+    /// closed and drained).
+    #[inline]
+    fn get_error(self) -> GetError {
+        match self {
+            GetFailure::Decode(e) => GetError::Decode(e),
+            GetFailure::Fail(GetFail::Closed | GetFail::Empty) => GetError::Closed,
+            GetFailure::Fail(GetFail::Broken(e)) => GetError::Broken(e),
+        }
+    }
+
+    /// As [`Queue::try_get`] reports it.
+    #[inline]
+    fn try_get_error(self) -> TryGetError {
+        match self {
+            GetFailure::Decode(e) => TryGetError::Decode(e),
+            GetFailure::Fail(GetFail::Empty) => TryGetError::Empty,
+            GetFailure::Fail(GetFail::Closed) => TryGetError::Closed,
+            GetFailure::Fail(GetFail::Broken(e)) => TryGetError::Broken(e),
+        }
+    }
+
+    /// As [`Queue::get_timeout`] reports it (empty: the time ran out).
+    #[inline]
+    fn get_timeout_error(self) -> GetTimeoutError {
+        match self {
+            GetFailure::Decode(e) => GetTimeoutError::Decode(e),
+            GetFailure::Fail(GetFail::Empty) => GetTimeoutError::Timeout,
+            GetFailure::Fail(GetFail::Closed) => GetTimeoutError::Closed,
+            GetFailure::Fail(GetFail::Broken(e)) => GetTimeoutError::Broken(e),
+        }
+    }
+}
+
+impl<T, C: Codec<T>> Queue<T, C> {
+    /// The queue of a handle of `kind` (a [`Queue`]'s, or a wrapper's).
+    fn deserialize_kind<'de, D: Deserializer<'de>>(d: D, kind: u32) -> Result<Self, D::Error> {
+        Ok(Self::from_core(Core::deserialize(
+            d,
+            kind,
+            fingerprint::<T, C>(),
+        )?))
+    }
+}
+
 impl<T, C: Codec<T>> Serialize for Queue<T, C> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.core.serialize(s)
@@ -422,11 +500,7 @@ impl<T, C: Codec<T>> Serialize for Queue<T, C> {
 
 impl<'de, T, C: Codec<T>> Deserialize<'de> for Queue<T, C> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self::from_core(Core::deserialize(
-            d,
-            KIND_QUEUE,
-            fingerprint::<T, C>(),
-        )?))
+        Self::deserialize_kind(d, KIND_QUEUE)
     }
 }
 
@@ -454,11 +528,7 @@ pub struct JoinableQueue<T, C = Postcard> {
     pub(crate) q: Queue<T, C>,
 }
 
-impl<T, C> Clone for JoinableQueue<T, C> {
-    fn clone(&self) -> Self {
-        Self { q: self.q.clone() }
-    }
-}
+wrapper_impls!(JoinableQueue, KIND_JOINABLE);
 
 impl<T, C> fmt::Debug for JoinableQueue<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -478,68 +548,47 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
         QueueBuilder::new().maxsize(maxsize).build_joinable()
     }
 
-    /// As [`Queue::put`]; the item counts as an unfinished task.
-    ///
-    /// # Errors
-    /// As [`Queue::put`].
-    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        self.q.put(item)
-    }
-
-    /// As [`Queue::try_put`].
-    ///
-    /// # Errors
-    /// As [`Queue::try_put`].
-    pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
-        self.q.try_put(item)
-    }
-
-    /// As [`Queue::put_timeout`].
-    ///
-    /// # Errors
-    /// As [`Queue::put_timeout`].
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
-        self.q.put_timeout(item, timeout)
-    }
-
-    /// As [`Queue::put_deadline`].
-    ///
-    /// # Errors
-    /// As [`Queue::put_deadline`].
-    pub fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutTimeoutError<T>> {
-        self.q.put_deadline(item, deadline)
-    }
-
-    /// As [`Queue::get`].
-    ///
-    /// # Errors
-    /// As [`Queue::get`].
-    pub fn get(&self) -> Result<T, GetError> {
-        self.q.get()
-    }
-
-    /// As [`Queue::try_get`].
-    ///
-    /// # Errors
-    /// As [`Queue::try_get`].
-    pub fn try_get(&self) -> Result<T, TryGetError> {
-        self.q.try_get()
-    }
-
-    /// As [`Queue::get_timeout`].
-    ///
-    /// # Errors
-    /// As [`Queue::get_timeout`].
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
-        self.q.get_timeout(timeout)
-    }
-
-    /// As [`Queue::get_deadline`].
-    ///
-    /// # Errors
-    /// As [`Queue::get_deadline`].
-    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetTimeoutError> {
-        self.q.get_deadline(deadline)
+    forward_to_queue! {
+        /// As [`Queue::put`]; the item counts as an unfinished task.
+        ///
+        /// # Errors
+        /// As [`Queue::put`].
+        fn put(&self, item: T) -> Result<(), PutError<T>>;
+        /// As [`Queue::try_put`].
+        ///
+        /// # Errors
+        /// As [`Queue::try_put`].
+        fn try_put(&self, item: T) -> Result<(), TryPutError<T>>;
+        /// As [`Queue::put_timeout`].
+        ///
+        /// # Errors
+        /// As [`Queue::put_timeout`].
+        fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>>;
+        /// As [`Queue::put_deadline`].
+        ///
+        /// # Errors
+        /// As [`Queue::put_deadline`].
+        fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutTimeoutError<T>>;
+        /// As [`Queue::get`].
+        ///
+        /// # Errors
+        /// As [`Queue::get`].
+        fn get(&self) -> Result<T, GetError>;
+        /// As [`Queue::try_get`].
+        ///
+        /// # Errors
+        /// As [`Queue::try_get`].
+        fn try_get(&self) -> Result<T, TryGetError>;
+        /// As [`Queue::get_timeout`].
+        ///
+        /// # Errors
+        /// As [`Queue::get_timeout`].
+        fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError>;
+        /// As [`Queue::get_deadline`].
+        ///
+        /// # Errors
+        /// As [`Queue::get_deadline`].
+        fn get_deadline(&self, deadline: Instant) -> Result<T, GetTimeoutError>;
     }
 }
 
@@ -549,35 +598,20 @@ impl<T, C> JoinableQueue<T, C> {
         &self.q
     }
 
-    /// As [`Queue::qsize`].
-    pub fn qsize(&self) -> usize {
-        self.q.qsize()
-    }
-
-    /// As [`Queue::is_empty`].
-    pub fn is_empty(&self) -> bool {
-        self.q.is_empty()
-    }
-
-    /// As [`Queue::is_full`].
-    pub fn is_full(&self) -> bool {
-        self.q.is_full()
-    }
-
-    /// As [`Queue::maxsize`].
-    pub fn maxsize(&self) -> usize {
-        self.q.maxsize()
-    }
-
-    /// As [`Queue::close`]; also wakes everyone in [`JoinableQueue::join`]
-    /// (who go on waiting for unfinished tasks).
-    pub fn close(&self) {
-        self.q.close();
-    }
-
-    /// As [`Queue::is_closed`].
-    pub fn is_closed(&self) -> bool {
-        self.q.is_closed()
+    forward_to_queue! {
+        /// As [`Queue::qsize`].
+        fn qsize(&self) -> usize;
+        /// As [`Queue::is_empty`].
+        fn is_empty(&self) -> bool;
+        /// As [`Queue::is_full`].
+        fn is_full(&self) -> bool;
+        /// As [`Queue::maxsize`].
+        fn maxsize(&self) -> usize;
+        /// As [`Queue::close`]; also wakes everyone in [`JoinableQueue::join`]
+        /// (who go on waiting for unfinished tasks).
+        fn close(&self);
+        /// As [`Queue::is_closed`].
+        fn is_closed(&self) -> bool;
     }
 
     /// The number of items put and not yet marked done.
@@ -625,21 +659,6 @@ impl<T, C> JoinableQueue<T, C> {
     }
 }
 
-impl<T, C: Codec<T>> Serialize for JoinableQueue<T, C> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.q.core.serialize(s)
-    }
-}
-
-impl<'de, T, C: Codec<T>> Deserialize<'de> for JoinableQueue<T, C> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let core = Core::deserialize(d, KIND_JOINABLE, fingerprint::<T, C>())?;
-        Ok(Self {
-            q: Queue::from_core(core),
-        })
-    }
-}
-
 /// A simpler queue with no item limit and no timeouts (CPython's
 /// `SimpleQueue`): `put`, `get`, `is_empty` and `close`.
 ///
@@ -658,11 +677,7 @@ pub struct SimpleQueue<T, C = Postcard> {
     pub(crate) q: Queue<T, C>,
 }
 
-impl<T, C> Clone for SimpleQueue<T, C> {
-    fn clone(&self) -> Self {
-        Self { q: self.q.clone() }
-    }
-}
+wrapper_impls!(SimpleQueue, KIND_SIMPLE);
 
 impl<T, C> fmt::Debug for SimpleQueue<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -679,59 +694,32 @@ impl<T, C: Codec<T>> SimpleQueue<T, C> {
         QueueBuilder::new().build_simple()
     }
 
-    /// Puts `item`, waiting only if the ring is full of unread items.
-    ///
-    /// # Errors
-    /// As [`Queue::put`].
-    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        self.q.put(item)
-    }
-
-    /// Takes the item at the front, waiting while the queue is empty.
-    ///
-    /// # Errors
-    /// As [`Queue::get`].
-    pub fn get(&self) -> Result<T, GetError> {
-        self.q.get()
-    }
-
-    /// Takes an item if one is there right now.
-    ///
-    /// # Errors
-    /// As [`Queue::try_get`].
-    pub fn try_get(&self) -> Result<T, TryGetError> {
-        self.q.try_get()
+    forward_to_queue! {
+        /// Puts `item`, waiting only if the ring is full of unread items.
+        ///
+        /// # Errors
+        /// As [`Queue::put`].
+        fn put(&self, item: T) -> Result<(), PutError<T>>;
+        /// Takes the item at the front, waiting while the queue is empty.
+        ///
+        /// # Errors
+        /// As [`Queue::get`].
+        fn get(&self) -> Result<T, GetError>;
+        /// Takes an item if one is there right now.
+        ///
+        /// # Errors
+        /// As [`Queue::try_get`].
+        fn try_get(&self) -> Result<T, TryGetError>;
     }
 }
 
 impl<T, C> SimpleQueue<T, C> {
-    /// Whether the queue holds no items (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.q.is_empty()
-    }
-
-    /// As [`Queue::close`]. Idempotent.
-    pub fn close(&self) {
-        self.q.close();
-    }
-
-    /// As [`Queue::is_closed`].
-    pub fn is_closed(&self) -> bool {
-        self.q.is_closed()
-    }
-}
-
-impl<T, C: Codec<T>> Serialize for SimpleQueue<T, C> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.q.core.serialize(s)
-    }
-}
-
-impl<'de, T, C: Codec<T>> Deserialize<'de> for SimpleQueue<T, C> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let core = Core::deserialize(d, KIND_SIMPLE, fingerprint::<T, C>())?;
-        Ok(Self {
-            q: Queue::from_core(core),
-        })
+    forward_to_queue! {
+        /// Whether the queue holds no items (a snapshot).
+        fn is_empty(&self) -> bool;
+        /// As [`Queue::close`]. Idempotent.
+        fn close(&self);
+        /// As [`Queue::is_closed`].
+        fn is_closed(&self) -> bool;
     }
 }

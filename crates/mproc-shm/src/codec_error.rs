@@ -106,10 +106,31 @@ struct Capture;
 
 type Done = Result<(), Captured>;
 
-macro_rules! ignore_scalars {
-    ($($name:ident: $t:ty),* $(,)?) => {$(
-        fn $name(self, _: $t) -> Done {
+/// The methods that walk nothing: `name(arguments…)` ignores the arguments.
+macro_rules! ignore {
+    ($($name:ident($($t:ty),*)),* $(,)?) => {$(
+        fn $name(self, $(_: $t),*) -> Done {
             Ok(())
+        }
+    )*};
+}
+
+/// The methods of a value that wraps one inner value: the inner one is
+/// walked.
+macro_rules! walk_inner {
+    ($($name:ident($($t:ty),*)),* $(,)?) => {$(
+        fn $name<T: Serialize + ?Sized>(self, $(_: $t,)* v: &T) -> Done {
+            v.serialize(self)
+        }
+    )*};
+}
+
+/// The methods that start a compound value: its elements are walked by
+/// the impls of the `compound!` traits below.
+macro_rules! open {
+    ($($name:ident($($t:ty),*)),* $(,)?) => {$(
+        fn $name(self, $(_: $t),*) -> Result<Self, Captured> {
+            Ok(self)
         }
     )*};
 }
@@ -125,95 +146,44 @@ impl ser::Serializer for Capture {
     type SerializeStruct = Self;
     type SerializeStructVariant = Self;
 
-    ignore_scalars!(
-        serialize_bool: bool,
-        serialize_i8: i8,
-        serialize_i16: i16,
-        serialize_i32: i32,
-        serialize_i64: i64,
-        serialize_i128: i128,
-        serialize_u8: u8,
-        serialize_u16: u16,
-        serialize_u32: u32,
-        serialize_u64: u64,
-        serialize_u128: u128,
-        serialize_f32: f32,
-        serialize_f64: f64,
-        serialize_char: char,
-        serialize_str: &str,
-        serialize_bytes: &[u8],
-        serialize_unit_struct: &'static str,
+    ignore!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_i128(i128),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_u128(u128),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_char(char),
+        serialize_str(&str),
+        serialize_bytes(&[u8]),
+        serialize_none(),
+        serialize_unit(),
+        serialize_unit_struct(&'static str),
+        serialize_unit_variant(&'static str, u32, &'static str),
     );
 
-    fn serialize_none(self) -> Done {
-        Ok(())
-    }
+    walk_inner!(
+        serialize_some(),
+        serialize_newtype_struct(&'static str),
+        serialize_newtype_variant(&'static str, u32, &'static str),
+    );
 
-    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Done {
-        v.serialize(self)
-    }
-
-    fn serialize_unit(self) -> Done {
-        Ok(())
-    }
-
-    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Done {
-        Ok(())
-    }
-
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Done {
-        v.serialize(self)
-    }
-
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        v: &T,
-    ) -> Done {
-        v.serialize(self)
-    }
-
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self, Captured> {
-        Ok(self)
-    }
-
-    fn serialize_tuple(self, _: usize) -> Result<Self, Captured> {
-        Ok(self)
-    }
-
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self, Captured> {
-        Ok(self)
-    }
-
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self, Captured> {
-        Ok(self)
-    }
-
-    fn serialize_map(self, _: Option<usize>) -> Result<Self, Captured> {
-        Ok(self)
-    }
-
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, Captured> {
-        Ok(self)
-    }
-
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self, Captured> {
-        Ok(self)
-    }
+    open!(
+        serialize_seq(Option<usize>),
+        serialize_tuple(usize),
+        serialize_tuple_struct(&'static str, usize),
+        serialize_tuple_variant(&'static str, u32, &'static str, usize),
+        serialize_map(Option<usize>),
+        serialize_struct(&'static str, usize),
+        serialize_struct_variant(&'static str, u32, &'static str, usize),
+    );
 
     fn is_human_readable(&self) -> bool {
         false

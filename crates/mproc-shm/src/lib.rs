@@ -122,6 +122,57 @@ mod typed;
 mod value;
 pub mod wait;
 
+/// The setters of an mproc builder, each written as one line under its own
+/// doc text: `name(arg: Type) => field = value;` becomes
+/// `pub fn name(mut self, arg: Type) -> Self { self.field = value; self }`.
+/// Used inside an `impl` block of the builder; not a stable API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! builder_setters {
+    ($($(#[doc = $doc:literal])* $name:ident($arg:ident: $ty:ty) => $field:ident = $value:expr;)*) => {$(
+        $(#[doc = $doc])*
+        pub fn $name(mut self, $arg: $ty) -> Self {
+            self.$field = $value;
+            self
+        }
+    )*};
+}
+
+/// The impls of an error enum with one case of its own (`$own`, which
+/// `Display` shows as `$msg`) beside `$wrap($inner)`, which it shows and
+/// chains as the inner error itself: `From<$inner>`, `Display` and
+/// `Error`. For mproc's "timed out, or the call failed" errors; not a
+/// stable API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! own_or_inner_error {
+    ($ty:ident { $own:ident => $msg:literal, $wrap:ident($inner:ty) }) => {
+        impl ::core::convert::From<$inner> for $ty {
+            fn from(e: $inner) -> Self {
+                Self::$wrap(e)
+            }
+        }
+
+        impl ::core::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                match self {
+                    Self::$own => f.write_str($msg),
+                    Self::$wrap(e) => ::core::fmt::Display::fmt(e, f),
+                }
+            }
+        }
+
+        impl ::std::error::Error for $ty {
+            fn source(&self) -> Option<&(dyn ::std::error::Error + 'static)> {
+                match self {
+                    Self::$own => None,
+                    Self::$wrap(e) => ::std::error::Error::source(e),
+                }
+            }
+        }
+    };
+}
+
 pub use crate::array::{Array, ArrayGuard, Iter, RawArray};
 pub use crate::atomic::{
     AtomicInt, SharedAtomic, SharedAtomicI8, SharedAtomicI16, SharedAtomicI32, SharedAtomicI64,

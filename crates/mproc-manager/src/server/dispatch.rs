@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use super::connection::Peer;
 use super::objects::{Entry, ObjectState, release_owned, wrong_kind};
 use super::refs::Store;
+use super::waits::Wait;
 use super::{RemoteResult, Server};
 use crate::client::lock;
 use crate::proto::{Id, Kind, Op, RemoteError, Reply};
@@ -162,45 +163,38 @@ impl Server {
                     _ => unreachable!("matched above"),
                 }
             }
-            Op::Acquire { owner, wait } => self.acquire(peer, e, owner, wait),
-            Op::Release { owner } => {
-                let mut g = lock(&e.state);
-                let r = match &mut *g {
-                    ObjectState::Lock(l) if kind == Kind::Lock => match l.owner {
-                        // threading.Lock: anyone may release it.
-                        Some(_) => {
-                            l.owner = None;
-                            l.count = 0;
-                            Ok(Reply::Unit)
-                        }
-                        None => Err(RemoteError::Unlocked),
-                    },
-                    ObjectState::Lock(l) => release_owned(l, owner),
-                    ObjectState::Condition(c) => release_owned(&mut c.lock, owner),
-                    ObjectState::Semaphore { value, bound } => {
-                        if bound.is_some_and(|b| *value >= b) || *value == u64::MAX {
-                            Err(RemoteError::OverRelease)
-                        } else {
-                            *value += 1;
-                            Ok(Reply::Unit)
-                        }
+            Op::Acquire { owner, wait } => Wait::new(peer, e, wait).acquire(owner),
+            Op::Release { owner } => e.change(|o| match o {
+                ObjectState::Lock(l) if kind == Kind::Lock => match l.owner {
+                    // threading.Lock: anyone may release it.
+                    Some(_) => {
+                        l.owner = None;
+                        l.count = 0;
+                        Ok(Reply::Unit)
                     }
-                    _ => Err(wrong_kind(Kind::Lock, kind)),
-                };
-                drop(g);
-                e.cv.notify_all();
-                r
-            }
+                    None => Err(RemoteError::Unlocked),
+                },
+                ObjectState::Lock(l) => release_owned(l, owner),
+                ObjectState::Condition(c) => release_owned(&mut c.lock, owner),
+                ObjectState::Semaphore { value, bound } => {
+                    if bound.is_some_and(|b| *value >= b) || *value == u64::MAX {
+                        Err(RemoteError::OverRelease)
+                    } else {
+                        *value += 1;
+                        Ok(Reply::Unit)
+                    }
+                }
+                _ => Err(wrong_kind(Kind::Lock, kind)),
+            }),
             Op::LockState => match &*lock(&e.state) {
                 ObjectState::Lock(l) => Ok(Reply::Held(l.owner.is_some(), l.count)),
                 ObjectState::Condition(c) => Ok(Reply::Held(c.lock.owner.is_some(), c.lock.count)),
                 ObjectState::Semaphore { value, .. } => Ok(Reply::Held(*value == 0, *value)),
                 _ => Err(wrong_kind(Kind::Lock, kind)),
             },
-            Op::CondWait { owner, wait } => self.cond_wait(peer, e, owner, wait),
-            Op::CondNotify { owner, n } => {
-                let mut g = lock(&e.state);
-                let ObjectState::Condition(c) = &mut *g else {
+            Op::CondWait { owner, wait } => Wait::new(peer, e, wait).cond_wait(owner),
+            Op::CondNotify { owner, n } => e.change(|o| {
+                let ObjectState::Condition(c) = o else {
                     return Err(wrong_kind(Kind::Condition, kind));
                 };
                 if c.lock.owner != Some(owner) {
@@ -214,16 +208,13 @@ impl Server {
                     c.woken.insert(t);
                     woken += 1;
                 }
-                drop(g);
-                e.cv.notify_all();
                 Ok(Reply::Count(woken))
-            }
-            Op::EventSet | Op::EventClear | Op::EventIsSet => {
-                let mut g = lock(&e.state);
-                let ObjectState::Event(flag) = &mut *g else {
+            }),
+            Op::EventSet | Op::EventClear | Op::EventIsSet => e.change(|o| {
+                let ObjectState::Event(flag) = o else {
                     return Err(wrong_kind(Kind::Event, kind));
                 };
-                let r = match op {
+                Ok(match op {
                     Op::EventSet => {
                         *flag = true;
                         Reply::Unit
@@ -233,26 +224,22 @@ impl Server {
                         Reply::Unit
                     }
                     _ => Reply::Bool(*flag),
-                };
-                drop(g);
-                e.cv.notify_all();
-                Ok(r)
-            }
+                })
+            }),
             Op::EventWait(wait) => {
-                let r = Self::wait_for(peer, e, wait, |o| match o {
+                let r = Wait::new(peer, e, wait).until(|o| match o {
                     ObjectState::Event(true) => Ok(Some(())),
                     ObjectState::Event(false) => Ok(None),
                     _ => Err(wrong_kind(Kind::Event, kind)),
                 })?;
                 Ok(Reply::Bool(r.is_some()))
             }
-            Op::BarrierWait(wait) => self.barrier_wait(peer, e, wait),
-            Op::BarrierReset | Op::BarrierAbort | Op::BarrierInfo => {
-                let mut g = lock(&e.state);
-                let ObjectState::Barrier(b) = &mut *g else {
+            Op::BarrierWait(wait) => Wait::new(peer, e, wait).barrier_wait(),
+            Op::BarrierReset | Op::BarrierAbort | Op::BarrierInfo => e.change(|o| {
+                let ObjectState::Barrier(b) = o else {
                     return Err(wrong_kind(Kind::Barrier, kind));
                 };
-                let r = match op {
+                Ok(match op {
                     Op::BarrierReset => {
                         if b.waiting > 0 {
                             b.broken_generations.insert(b.generation);
@@ -267,14 +254,11 @@ impl Server {
                         Reply::Unit
                     }
                     _ => Reply::Barrier(b.parties, b.waiting, b.broken),
-                };
-                drop(g);
-                e.cv.notify_all();
-                Ok(r)
-            }
+                })
+            }),
             Op::Put(item, wait) => {
                 let mut item = Some(item);
-                let r = Self::wait_for(peer, e, wait, |o| match o {
+                let r = Wait::new(peer, e, wait).until(|o| match o {
                     ObjectState::Queue(q)
                         if q.maxsize == 0 || (q.items.len() as u64) < q.maxsize =>
                     {
@@ -290,7 +274,7 @@ impl Server {
                 r.map(|()| Reply::Unit).ok_or(RemoteError::Full)
             }
             Op::Get(wait) => {
-                let r = Self::wait_for(peer, e, wait, |o| match o {
+                let r = Wait::new(peer, e, wait).until(|o| match o {
                     ObjectState::Queue(q) => Ok(q.items.pop_front().map(|v| st.hand_over(v))),
                     _ => Err(wrong_kind(Kind::Queue, kind)),
                 })?;
@@ -307,9 +291,8 @@ impl Server {
                 )),
                 _ => Err(wrong_kind(Kind::Queue, kind)),
             },
-            Op::TaskDone => {
-                let mut g = lock(&e.state);
-                let ObjectState::Queue(q) = &mut *g else {
+            Op::TaskDone => e.change(|o| {
+                let ObjectState::Queue(q) = o else {
                     return Err(wrong_kind(Kind::JoinableQueue, kind));
                 };
                 if kind != Kind::JoinableQueue {
@@ -319,15 +302,13 @@ impl Server {
                     return Err(RemoteError::TooManyTaskDone);
                 }
                 q.unfinished -= 1;
-                drop(g);
-                e.cv.notify_all();
                 Ok(Reply::Unit)
-            }
+            }),
             Op::Join(wait) => {
                 if kind != Kind::JoinableQueue {
                     return Err(wrong_kind(Kind::JoinableQueue, kind));
                 }
-                let r = Self::wait_for(peer, e, wait, |o| match o {
+                let r = Wait::new(peer, e, wait).until(|o| match o {
                     ObjectState::Queue(q) => Ok((q.unfinished == 0).then_some(())),
                     _ => Err(wrong_kind(Kind::JoinableQueue, kind)),
                 })?;

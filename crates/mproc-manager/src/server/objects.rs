@@ -155,6 +155,20 @@ pub(super) struct Entry {
     pub(super) cv: Condvar,
 }
 
+impl Entry {
+    /// Runs `f` on the state under its lock, then wakes every waiter on
+    /// the object (they check their own condition again), whatever `f`
+    /// returned.
+    pub(super) fn change<T>(
+        &self,
+        f: impl FnOnce(&mut ObjectState) -> RemoteResult<T>,
+    ) -> RemoteResult<T> {
+        let r = f(&mut crate::client::lock(&self.state));
+        self.cv.notify_all();
+        r
+    }
+}
+
 pub(super) fn wrong_kind(expected: Kind, found: Kind) -> RemoteError {
     RemoteError::WrongKind { expected, found }
 }

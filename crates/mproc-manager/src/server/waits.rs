@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::RemoteResult;
 use super::connection::Peer;
 use super::objects::{Entry, ObjectState, wrong_kind};
-use super::{RemoteResult, Server};
 use crate::client::lock;
 use crate::proto::{Acquired, Kind, Owner, RemoteError, Reply, WaitMs};
 use crate::sys;
@@ -13,54 +13,55 @@ use crate::sys;
 /// How often a waiting server thread checks that its client is still there.
 const WAIT_STEP: Duration = Duration::from_millis(50);
 
-impl Server {
-    pub(super) fn deadline(peer: &Peer<'_>, wait: WaitMs) -> Option<Instant> {
-        if peer.no_wait {
-            return Some(Instant::now());
-        }
-        match wait {
+/// One client's blocking operation on one object: who waits (to notice
+/// it go away), on what, and until when.
+pub(super) struct Wait<'a> {
+    peer: &'a Peer<'a>,
+    e: &'a Entry,
+    deadline: Option<Instant>,
+}
+
+impl<'a> Wait<'a> {
+    /// A wait of `peer` on `e` for at most `wait` (none at all for a peer
+    /// that never waits).
+    pub(super) fn new(peer: &'a Peer<'a>, e: &'a Entry, wait: WaitMs) -> Self {
+        let deadline = if peer.no_wait {
+            Some(Instant::now())
+        } else {
             // An unrepresentable deadline is as good as none.
-            Some(ms) => Instant::now().checked_add(Duration::from_millis(ms)),
-            None => None,
-        }
+            wait.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)))
+        };
+        Wait { peer, e, deadline }
     }
 
-    /// Waits on `e`'s condition variable until `f` yields a value (`Ok(Some)`),
-    /// the deadline passes (`Ok(None)`), or the client goes away.
-    pub(super) fn wait_for<T>(
-        peer: &Peer<'_>,
-        e: &Entry,
-        wait: WaitMs,
+    /// Waits on the object's condition variable until `f` yields a value
+    /// (`Ok(Some)`), the deadline passes (`Ok(None)`), or the client goes
+    /// away.
+    pub(super) fn until<T>(
+        &self,
         mut f: impl FnMut(&mut ObjectState) -> RemoteResult<Option<T>>,
     ) -> RemoteResult<Option<T>> {
-        let deadline = Self::deadline(peer, wait);
-        let mut g = lock(&e.state);
+        let mut g = lock(&self.e.state);
         loop {
             if let Some(t) = f(&mut g)? {
                 return Ok(Some(t));
             }
             let now = Instant::now();
-            let step = match deadline {
+            let step = match self.deadline {
                 Some(d) if d <= now => return Ok(None),
                 Some(d) => (d - now).min(WAIT_STEP),
                 None => WAIT_STEP,
             };
-            g = mproc_shm::local::wait_for(&e.cv, g, step);
-            if peer.fd.is_some_and(sys::peer_gone) {
+            g = mproc_shm::local::wait_for(&self.e.cv, g, step);
+            if self.peer.fd.is_some_and(sys::peer_gone) {
                 return Err(RemoteError::NotAllowed("the client went away".into()));
             }
         }
     }
 
-    pub(super) fn acquire(
-        &self,
-        peer: &Peer<'_>,
-        e: &Entry,
-        owner: Owner,
-        wait: WaitMs,
-    ) -> RemoteResult<Reply> {
-        let kind = e.kind;
-        let r = Self::wait_for(peer, e, wait, |o| match o {
+    pub(super) fn acquire(&self, owner: Owner) -> RemoteResult<Reply> {
+        let kind = self.e.kind;
+        let r = self.until(|o| match o {
             ObjectState::Lock(l) => Ok(l.try_take(owner, kind == Kind::RLock)),
             ObjectState::Condition(c) => Ok(c.lock.try_take(owner, true)),
             ObjectState::Semaphore { value, .. } => Ok((*value > 0).then(|| {
@@ -72,14 +73,8 @@ impl Server {
         Ok(Reply::Acquired(r.unwrap_or(Acquired::No)))
     }
 
-    pub(super) fn cond_wait(
-        &self,
-        peer: &Peer<'_>,
-        e: &Entry,
-        owner: Owner,
-        wait: WaitMs,
-    ) -> RemoteResult<Reply> {
-        let kind = e.kind;
+    pub(super) fn cond_wait(&self, owner: Owner) -> RemoteResult<Reply> {
+        let (e, kind) = (self.e, self.e.kind);
         let (ticket, saved) = {
             let mut g = lock(&e.state);
             let ObjectState::Condition(c) = &mut *g else {
@@ -97,7 +92,7 @@ impl Server {
             (t, saved)
         };
         e.cv.notify_all();
-        let notified = Self::wait_for(peer, e, wait, |o| match o {
+        let notified = self.until(|o| match o {
             ObjectState::Condition(c) => Ok(c.woken.remove(&ticket).then_some(())),
             _ => Err(wrong_kind(Kind::Condition, kind)),
         });
@@ -114,7 +109,8 @@ impl Server {
         };
         let notified = notified?.is_some() || late;
         // Take the lock back, without limit (as CPython does).
-        let _ = Self::wait_for(peer, e, None, |o| match o {
+        let forever = Wait::new(self.peer, e, None);
+        let _ = forever.until(|o| match o {
             ObjectState::Condition(c) if c.lock.owner.is_none() => {
                 c.lock.owner = Some(owner);
                 c.lock.count = saved;
@@ -125,13 +121,8 @@ impl Server {
         Ok(Reply::Bool(notified))
     }
 
-    pub(super) fn barrier_wait(
-        &self,
-        peer: &Peer<'_>,
-        e: &Entry,
-        wait: WaitMs,
-    ) -> RemoteResult<Reply> {
-        let kind = e.kind;
+    pub(super) fn barrier_wait(&self) -> RemoteResult<Reply> {
+        let (e, kind) = (self.e, self.e.kind);
         let (generation, index) = {
             let mut g = lock(&e.state);
             let ObjectState::Barrier(b) = &mut *g else {
@@ -151,7 +142,7 @@ impl Server {
             }
             (b.generation, index)
         };
-        let r = Self::wait_for(peer, e, wait, |o| match o {
+        let r = self.until(|o| match o {
             ObjectState::Barrier(b) => {
                 if b.broken_generations.contains(&generation)
                     || (b.broken && b.generation == generation)

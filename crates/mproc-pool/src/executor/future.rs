@@ -450,12 +450,8 @@ pub use self::awaiting::FutureResult;
 
 #[cfg(feature = "tokio")]
 mod awaiting {
-    use std::future::IntoFuture;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
     use super::{Future, FutureError};
-    use crate::ready::{Awaiting, Resolving};
+    use crate::ready::{Awaiting, Resolving, awaitable};
 
     impl<R> Resolving for Future<R> {
         type Output = Result<R, FutureError>;
@@ -466,37 +462,14 @@ mod awaiting {
         }
     }
 
-    /// What `future.await` runs: resolves to [`Future::into_result`]'s
-    /// value without blocking a thread (the tokio runtime's reactor
-    /// watches the future's doorbell). Dropping it drops the future; the
-    /// task still runs (cancel it first to stop it).
-    #[must_use = "futures do nothing unless awaited"]
-    pub struct FutureResult<R>(Awaiting<Future<R>>);
-
-    impl<R> std::fmt::Debug for FutureResult<R> {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("FutureResult")
-                .field("future", &self.0.value)
-                .finish_non_exhaustive()
-        }
-    }
-
-    /// `future.await` (needs a tokio runtime with I/O enabled; outside one
-    /// it blocks its thread in [`Future::into_result`]).
-    impl<R> IntoFuture for Future<R> {
-        type Output = Result<R, FutureError>;
-        type IntoFuture = FutureResult<R>;
-
-        fn into_future(self) -> Self::IntoFuture {
-            FutureResult(Awaiting::new(self))
-        }
-    }
-
-    impl<R> std::future::Future for FutureResult<R> {
-        type Output = Result<R, FutureError>;
-
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            self.get_mut().0.poll(cx)
-        }
+    awaitable! {
+        /// What `future.await` runs: resolves to [`Future::into_result`]'s
+        /// value without blocking a thread (the tokio runtime's reactor
+        /// watches the future's doorbell). Dropping it drops the future; the
+        /// task still runs (cancel it first to stop it).
+        pub struct FutureResult for Future<R> -> Result<_, FutureError>, "future";
+        /// `future.await` (needs a tokio runtime with I/O enabled; outside one
+        /// it blocks its thread in [`Future::into_result`]).
+        impl IntoFuture;
     }
 }

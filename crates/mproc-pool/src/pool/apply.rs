@@ -12,7 +12,7 @@ use crate::engine::unmeasured_chunk_size;
 use crate::error::{PoolError, TaskError};
 use crate::input::{Produced, producer};
 use crate::job::{ApplyJob, AsyncResult, Callback, MapJob, Sink, Slot, lock};
-use crate::star::{StarFn, call_star};
+use crate::star::{StarFn, star};
 use crate::task::{Data, Payload, Task};
 use crate::wire::Kind;
 use crate::worker::entry_of;
@@ -140,9 +140,7 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = Args>,
     {
-        mproc_fnref::assert_zst::<F>();
-        let _ = f;
-        self.map_async(|args: Args| call_star::<F, Args>(args), iterable)
+        self.map_async(star(f), iterable)
     }
 
     /// Submits a map and returns at once (Python's `map_async`). The input is

@@ -12,7 +12,7 @@ use crate::error::PoolError;
 use crate::imap::{Imap, TryImap};
 use crate::input::{Producer, UntilErr, producer};
 use crate::job::assemble;
-use crate::star::{StarFn, call_star};
+use crate::star::{StarFn, star};
 use crate::worker::entry_of;
 
 impl Pool {
@@ -108,9 +108,7 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = Args>,
     {
-        mproc_fnref::assert_zst::<F>();
-        let _ = f;
-        self.map(|args: Args| call_star::<F, Args>(args), iterable)
+        self.map(star(f), iterable)
     }
 
     /// Applies `f` to every item and yields the results in input order as

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::{GetFailure, PutFailure, Queue};
 use crate::codec::{Codec, with_scratch};
-use crate::core::{GetFail, PutFail};
+use crate::core::GetFail;
 use crate::error::{
     EncodeError, GetError, GetTimeoutError, PutError, PutManyError, PutTimeoutError, TryGetError,
     TryPutError,
@@ -105,16 +105,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
         items: I,
     ) -> Result<usize, PutManyError<PutError<T>>> {
         self.put_many_inner(items, Deadline::Never)
-            .map_err(|(n, t, e)| {
-                PutManyError::new(
-                    n,
-                    match e {
-                        PutFailure::Encode(e) => PutError::Encode(t, e),
-                        PutFailure::Fail(PutFail::Closed | PutFail::Full) => PutError::Closed(t),
-                        PutFailure::Fail(PutFail::Broken(e)) => PutError::Broken(t, e),
-                    },
-                )
-            })
+            .map_err(|(n, t, e)| PutManyError::new(n, e.put_error(t)))
     }
 
     /// As [`Queue::put_many`], putting only while there is room right now.
@@ -126,17 +117,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
         items: I,
     ) -> Result<usize, PutManyError<TryPutError<T>>> {
         self.put_many_inner(items, Deadline::Now)
-            .map_err(|(n, t, e)| {
-                PutManyError::new(
-                    n,
-                    match e {
-                        PutFailure::Encode(e) => TryPutError::Encode(t, e),
-                        PutFailure::Fail(PutFail::Full) => TryPutError::Full(t),
-                        PutFailure::Fail(PutFail::Closed) => TryPutError::Closed(t),
-                        PutFailure::Fail(PutFail::Broken(e)) => TryPutError::Broken(t, e),
-                    },
-                )
-            })
+            .map_err(|(n, t, e)| PutManyError::new(n, e.try_put_error(t)))
     }
 
     /// As [`Queue::put_many`], waiting at most `timeout` in all for room.
@@ -168,17 +149,8 @@ impl<T, C: Codec<T>> Queue<T, C> {
         items: I,
         deadline: Deadline,
     ) -> Result<usize, PutManyError<PutTimeoutError<T>>> {
-        self.put_many_inner(items, deadline).map_err(|(n, t, e)| {
-            PutManyError::new(
-                n,
-                match e {
-                    PutFailure::Encode(e) => PutTimeoutError::Encode(t, e),
-                    PutFailure::Fail(PutFail::Full) => PutTimeoutError::Timeout(t),
-                    PutFailure::Fail(PutFail::Closed) => PutTimeoutError::Closed(t),
-                    PutFailure::Fail(PutFail::Broken(e)) => PutTimeoutError::Broken(t, e),
-                },
-            )
-        })
+        self.put_many_inner(items, deadline)
+            .map_err(|(n, t, e)| PutManyError::new(n, e.put_timeout_error(t)))
     }
 
     /// Takes every item that is ready at once, up to `max`: runs of small
@@ -252,11 +224,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// taken with the undecodable one were appended to `out` (it is lost).
     pub fn get_many(&self, out: &mut Vec<T>, max: usize) -> Result<usize, GetError> {
         self.get_many_inner(out, max, Deadline::Never)
-            .map_err(|e| match e {
-                GetFailure::Decode(e) => GetError::Decode(e),
-                GetFailure::Fail(GetFail::Closed | GetFail::Empty) => GetError::Closed,
-                GetFailure::Fail(GetFail::Broken(e)) => GetError::Broken(e),
-            })
+            .map_err(GetFailure::get_error)
     }
 
     /// As [`Queue::get_many`], if an item is there right now.
@@ -265,12 +233,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// As [`Queue::try_get`] (and [`Queue::get_many`] for decoding).
     pub fn try_get_many(&self, out: &mut Vec<T>, max: usize) -> Result<usize, TryGetError> {
         self.get_many_inner(out, max, Deadline::Now)
-            .map_err(|e| match e {
-                GetFailure::Decode(e) => TryGetError::Decode(e),
-                GetFailure::Fail(GetFail::Empty) => TryGetError::Empty,
-                GetFailure::Fail(GetFail::Closed) => TryGetError::Closed,
-                GetFailure::Fail(GetFail::Broken(e)) => TryGetError::Broken(e),
-            })
+            .map_err(GetFailure::try_get_error)
     }
 
     /// As [`Queue::get_many`], waiting at most `timeout` for the first item.
@@ -307,11 +270,6 @@ impl<T, C: Codec<T>> Queue<T, C> {
         deadline: Deadline,
     ) -> Result<usize, GetTimeoutError> {
         self.get_many_inner(out, max, deadline)
-            .map_err(|e| match e {
-                GetFailure::Decode(e) => GetTimeoutError::Decode(e),
-                GetFailure::Fail(GetFail::Empty) => GetTimeoutError::Timeout,
-                GetFailure::Fail(GetFail::Closed) => GetTimeoutError::Closed,
-                GetFailure::Fail(GetFail::Broken(e)) => GetTimeoutError::Broken(e),
-            })
+            .map_err(GetFailure::get_timeout_error)
     }
 }
