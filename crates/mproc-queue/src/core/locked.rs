@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{Core, GetFail};
-use crate::ring::REC_INLINE;
+use crate::ring::{Peek, REC_INLINE};
 use crate::wait::{Deadline, Prepare, block_on};
 
 /// What [`Consumer::take`] found.
@@ -52,6 +52,24 @@ impl Consumer<'_> {
     ) -> Result<Took, GetFail> {
         let core = self.core;
         let recs = core.records();
+        // The common case first: an inline record at the ring's `head` while
+        // the overflow log is empty is the next in put order (as for
+        // `Records::take`), and a look that finds it needs neither `tail`
+        // nor the log's front. Anything else takes the general look below.
+        if let Ok(Peek::Record(p)) = recs.ring.peek_at(recs.ring.head_word(), out, false) {
+            if p.kind == REC_INLINE && !recs.ovf.has_record() {
+                // Only consumer-lock holders claim records: this holds until
+                // the claim below.
+                keep(out, self.consumed());
+                // SAFETY: a `Consumer` exists only while the consumer lock is
+                // held (see `Core::get_locked`), since the peek.
+                if unsafe { recs.ring.commit(p) } {
+                    self.took.set(true);
+                    return Ok(Took::Taken);
+                }
+                // Only a scribbled `head` moves under the lock: look again.
+            }
+        }
         loop {
             // SAFETY: a `Consumer` exists only while the consumer lock is
             // held (see `Core::get_locked`).

@@ -196,6 +196,8 @@ pub(crate) enum Outcome {
 pub(crate) struct Table {
     seg: Segment,
     p: Params,
+    /// `p.stride()`, computed once: every slot access uses it.
+    stride: usize,
 }
 
 impl std::fmt::Debug for Table {
@@ -224,7 +226,15 @@ impl Table {
                 p.timeout_ns,
             ],
         );
-        Ok(Self { seg, p })
+        Ok(Self::from_parts(seg, p))
+    }
+
+    fn from_parts(seg: Segment, p: Params) -> Self {
+        Self {
+            seg,
+            p,
+            stride: p.stride(),
+        }
     }
 
     /// Opens a received table, checking its header.
@@ -247,7 +257,7 @@ impl Table {
         {
             return Err("lease table header is corrupt".into());
         }
-        Ok(Self { seg, p })
+        Ok(Self::from_parts(seg, p))
     }
 
     pub(crate) fn segment(&self) -> &Segment {
@@ -278,18 +288,12 @@ impl Table {
         // SAFETY: so the head is 8-aligned and inside the mapping, which
         // lives as long as `self`; SlotHead is SharedSync (atomics only), so
         // a shared reference is sound whatever other processes do.
-        unsafe {
-            &*self
-                .seg
-                .as_ptr()
-                .add(SLOTS_OFFSET + s * self.p.stride())
-                .cast()
-        }
+        unsafe { &*self.seg.as_ptr().add(SLOTS_OFFSET + s * self.stride).cast() }
     }
 
     #[inline]
     fn data_offset(&self, s: usize) -> usize {
-        SLOTS_OFFSET + s * self.p.stride() + SLOT_HEAD
+        SLOTS_OFFSET + s * self.stride + SLOT_HEAD
     }
 
     /// Items dropped so far (see [`Table::dropped`]).
