@@ -146,6 +146,7 @@ struct SlotHead {
 
 const _: () = assert!(std::mem::size_of::<TableCtl>() == 128);
 const _: () = assert!(SLOT_HEAD == 32);
+const _: () = assert!(CTL_OFFSET % std::mem::align_of::<TableCtl>() == 0);
 
 // SAFETY: repr(C) structs of atomics, valid for every bit pattern including
 // all zeros (an empty table); padding from align(128) is never read.
@@ -271,9 +272,15 @@ impl Table {
 
     #[inline]
     fn ctl(&self) -> &TableCtl {
-        self.seg
-            .get::<TableCtl>(CTL_OFFSET)
-            .expect("the table was checked to hold its control line")
+        // `create`/`open` checked that the mapping holds the slots after
+        // SLOTS_OFFSET, so the control line before them too; a mapping is
+        // page-aligned, so CTL_OFFSET (128) is aligned for TableCtl.
+        // SAFETY: so the line is inside the mapping, which lives as long as
+        // `self`, and aligned; TableCtl is SharedSync (atomics only), so a
+        // shared reference is sound whatever other processes do. (Not
+        // `Segment::get`: its bounds check on every access costs more than
+        // the accesses themselves on a lease's path.)
+        unsafe { &*self.seg.as_ptr().add(CTL_OFFSET).cast() }
     }
 
     #[inline]
@@ -305,6 +312,15 @@ impl Table {
     fn drop_one(&self) {
         // Relaxed: a counter.
         self.ctl().dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether a get may skip [`Table::recover`] and [`Table::redeliver`]:
+    /// no take is in flight and no slot may be waiting for redelivery.
+    #[inline]
+    pub(crate) fn quiet(&self) -> bool {
+        let ctl = self.ctl();
+        // Relaxed: `taking` is written and read under the consumer lock.
+        ctl.taking.load(Ordering::Relaxed) == 0 && !self.has_waiting()
     }
 
     /// Whether some slot may be waiting for redelivery (a hint).
@@ -352,7 +368,10 @@ impl Table {
         let start = if hint < n { hint } else { 0 };
         // SeqCst: pairs with the SeqCst swap in `release`.
         let free = |s: usize| state(self.head(s).word.load(Ordering::SeqCst)) == FREE;
-        (start..n).chain(0..start).find(|&s| free(s))
+        if free(start) {
+            return Some(start);
+        }
+        (start + 1..n).chain(0..start).find(|&s| free(s))
     }
 
     /// Whether any slot is in use (leased or waiting).
