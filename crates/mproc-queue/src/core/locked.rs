@@ -45,31 +45,55 @@ impl Consumer<'_> {
     /// after it has run `keep` to the end. `keep` also gets
     /// [`Consumer::consumed`] as it is before the claim (read after the
     /// peek, whose loads it reuses).
+    #[inline]
     pub(crate) fn take(
+        &self,
+        out: &mut Vec<u8>,
+        keep: &mut dyn FnMut(&[u8], u32),
+    ) -> Result<Took, GetFail> {
+        if self.take_inline(out, |b, consumed| keep(b, consumed)) {
+            return Ok(Took::Taken);
+        }
+        self.take_any(out, keep)
+    }
+
+    /// [`Consumer::take`]'s common case: an inline record at the ring's
+    /// `head` while the overflow log is empty is the next in put order (as
+    /// for `Records::take`), and a look that finds it needs neither `tail`
+    /// nor the log's front. True once it is taken; false when the next
+    /// record is not such a one (or none is there): then `keep` may have
+    /// run, nothing was claimed, and [`Consumer::take_any`] takes it.
+    #[inline]
+    fn take_inline(&self, out: &mut Vec<u8>, keep: impl FnOnce(&[u8], u32)) -> bool {
+        let recs = self.core.records();
+        let Ok(Peek::Record(p)) = recs.ring.peek_at(recs.ring.head_word(), out, false) else {
+            return false;
+        };
+        if p.kind != REC_INLINE || recs.ovf.has_record() {
+            return false;
+        }
+        // Only consumer-lock holders claim records: this holds until the
+        // claim below.
+        keep(out, self.consumed());
+        // SAFETY: a `Consumer` exists only while the consumer lock is held
+        // (see `Core::get_locked`), since the peek. (Only a scribbled
+        // `head` moves under the lock and fails the claim.)
+        let taken = unsafe { recs.ring.commit(p) };
+        if taken {
+            self.took.set(true);
+        }
+        taken
+    }
+
+    /// [`Consumer::take`] without its common case first: whatever record
+    /// is next, from a strict look.
+    fn take_any(
         &self,
         out: &mut Vec<u8>,
         keep: &mut dyn FnMut(&[u8], u32),
     ) -> Result<Took, GetFail> {
         let core = self.core;
         let recs = core.records();
-        // The common case first: an inline record at the ring's `head` while
-        // the overflow log is empty is the next in put order (as for
-        // `Records::take`), and a look that finds it needs neither `tail`
-        // nor the log's front. Anything else takes the general look below.
-        if let Ok(Peek::Record(p)) = recs.ring.peek_at(recs.ring.head_word(), out, false) {
-            if p.kind == REC_INLINE && !recs.ovf.has_record() {
-                // Only consumer-lock holders claim records: this holds until
-                // the claim below.
-                keep(out, self.consumed());
-                // SAFETY: a `Consumer` exists only while the consumer lock is
-                // held (see `Core::get_locked`), since the peek.
-                if unsafe { recs.ring.commit(p) } {
-                    self.took.set(true);
-                    return Ok(Took::Taken);
-                }
-                // Only a scribbled `head` moves under the lock: look again.
-            }
-        }
         loop {
             // SAFETY: a `Consumer` exists only while the consumer lock is
             // held (see `Core::get_locked`).
