@@ -395,29 +395,14 @@ impl<T, C: Codec<T>> LeaseQueue<T, C> {
         let t = &self.shared.table;
         let core = &*self.q.core;
         let me = mproc_shm::mutex::current_pid();
-        let wants = WantsSlots {
-            t,
-            wanted: Cell::new(false),
-        };
         with_scratch(|out| {
-            let r = core.get_locked(
-                deadline,
-                |has_record, closed| {
-                    // Before the slots are looked at: acks notify from now on.
-                    wants.want();
-                    t.has_waiting()
-                        || (has_record && t.has_free(self.hint()))
-                        || (closed && !has_record && t.in_use() == 0)
-                },
-                || {
-                    if t.params().timeout_ns != 0 || t.leased_elsewhere(me) {
-                        mproc_shm::wait::LIVENESS_SLICE
-                    } else {
-                        SLICE
-                    }
-                },
-                |c| self.attempt(c, me, out),
-            );
+            // The common case: the first attempt finds an item. Made here,
+            // it skips setting up the waits of `get_locked`.
+            let r = match core.attempt_locked(|c| self.attempt(c, me, out)) {
+                Some(r) => Some(r),
+                None if deadline == Deadline::Now => None,
+                None => self.lease_waiting(deadline, me, out),
+            };
             let l = match r {
                 Some(Ok(l)) => l,
                 Some(Err(e)) => return Err(LeaseFailure::Fail(e)),
@@ -441,6 +426,38 @@ impl<T, C: Codec<T>> LeaseQueue<T, C> {
                 }
             }
         })
+    }
+
+    /// The attempts of a get after its first, waiting in between.
+    fn lease_waiting(
+        &self,
+        deadline: Deadline,
+        me: u32,
+        out: &mut Vec<u8>,
+    ) -> Option<Result<Leased, GetFail>> {
+        let t = &self.shared.table;
+        let wants = WantsSlots {
+            t,
+            wanted: Cell::new(false),
+        };
+        self.q.core.get_locked(
+            deadline,
+            |has_record, closed| {
+                // Before the slots are looked at: acks notify from now on.
+                wants.want();
+                t.has_waiting()
+                    || (has_record && t.has_free(self.hint()))
+                    || (closed && !has_record && t.in_use() == 0)
+            },
+            || {
+                if t.params().timeout_ns != 0 || t.leased_elsewhere(me) {
+                    mproc_shm::wait::LIVENESS_SLICE
+                } else {
+                    SLICE
+                }
+            },
+            |c| self.attempt(c, me, out),
+        )
     }
 
     fn hint(&self) -> usize {

@@ -151,6 +151,34 @@ impl Core {
         self.ctl().wait.not_empty.notify();
     }
 
+    /// One attempt of [`Core::get_locked`]: calls `attempt` with the
+    /// consumer lock held, then wakes producers if it took a record. (A
+    /// caller may make one before `get_locked`, without its waiting.)
+    #[inline]
+    pub(crate) fn attempt_locked<R>(
+        &self,
+        attempt: impl FnOnce(&Consumer<'_>) -> Option<Result<R, GetFail>>,
+    ) -> Option<Result<R, GetFail>> {
+        self.close_spent();
+        let c = Consumer {
+            core: self,
+            took: Cell::new(false),
+        };
+        let r = {
+            let _g = self.lock_cons();
+            attempt(&c)
+        };
+        if c.took.get() {
+            let ctl = self.ctl();
+            // After the SeqCst swap that freed the room: see `wait`.
+            ctl.wait
+                .not_full
+                .notify_if(ctl.wait.not_full.waiters_seqcst());
+            self.trim_overflow();
+        }
+        r
+    }
+
     /// Gets under the consumer lock: calls `attempt` with the lock held
     /// until it returns `Some`, waiting in between until `deadline` (then
     /// `None`).
@@ -179,25 +207,7 @@ impl Core {
                     ctl.wait.closed.load(Ordering::Relaxed) != 0,
                 )
             },
-            || {
-                self.close_spent();
-                let c = Consumer {
-                    core: self,
-                    took: Cell::new(false),
-                };
-                let r = {
-                    let _g = self.lock_cons();
-                    attempt(&c)
-                };
-                if c.took.get() {
-                    // After the SeqCst swap that freed the room: see `wait`.
-                    ctl.wait
-                        .not_full
-                        .notify_if(ctl.wait.not_full.waiters_seqcst());
-                    self.trim_overflow();
-                }
-                r
-            },
+            || self.attempt_locked(&mut attempt),
             || {
                 let _g = self.lock_prod();
                 let seq = ctl.wait.not_empty.register_seqcst();
