@@ -619,6 +619,7 @@ impl<'a> Ring<'a> {
     /// This only reads, so it needs no lock: the record is the reader's only
     /// once the swap in [`Ring::commit`] (or [`Ring::take`]) moved `head`
     /// from `head_w`.
+    #[inline]
     pub(crate) fn peek_at(
         &self,
         head_w: u64,
