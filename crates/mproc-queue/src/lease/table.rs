@@ -92,6 +92,7 @@ fn decrement(n: &AtomicU32) {
 impl SlotHead {
     /// Moves the slot from word `w` to state `to` (no holder, same
     /// generation), unless its word changed meanwhile.
+    #[inline]
     fn swap_state(&self, w: u64, to: u64) -> bool {
         // SeqCst: frees or hands back the slot for `free_slot` and
         // `redeliver`, ordered before the waiter check that follows changes
@@ -452,11 +453,19 @@ impl Table {
             return;
         }
         h.len.store(bytes.len() as u32, Ordering::Relaxed);
-        // SAFETY: the slot is free, so only consumer-lock holders touch its
-        // bytes, and we hold that lock (`_c`); the range was checked at
-        // creation/open to lie inside the segment.
-        let r = unsafe { self.seg.write_plain(self.data_offset(s), bytes) };
-        debug_assert!(r.is_ok());
+        // Clamped as in `head` (`s` is a free slot's, so below `slots`).
+        let at = self.data_offset(s.min(self.p.slots - 1));
+        // The slot is free, so only consumer-lock holders touch its bytes,
+        // and we hold that lock (`_c`); `create`/`open` checked that every
+        // slot's `slot_bytes` bytes lie inside the mapping, and `bytes` is
+        // no longer, a Rust buffer outside it. (Not `Segment::write_plain`:
+        // its bounds check is one more on every lease.)
+        // SAFETY: so the range is inside the mapping, which lives as long
+        // as `self`, nobody else accesses it meanwhile, and it does not
+        // overlap `bytes`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.seg.as_ptr().add(at), bytes.len())
+        };
     }
 
     /// Records slot `s`, just filled, as leased by `me`; `Err` (and the slot
