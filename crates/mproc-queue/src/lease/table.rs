@@ -273,14 +273,14 @@ impl Table {
 
     #[inline]
     fn ctl(&self) -> &TableCtl {
-        // `create`/`open` checked that the mapping holds the slots after
-        // SLOTS_OFFSET, so the control line before them too; a mapping is
-        // page-aligned, so CTL_OFFSET (128) is aligned for TableCtl.
+        // (Not `Segment::get`: its bounds check on every access costs more
+        // than the accesses themselves on a lease's path.) `create`/`open`
+        // checked that the mapping holds the slots after SLOTS_OFFSET, so
+        // the control line before them too; a mapping is page-aligned, so
+        // CTL_OFFSET (128) is aligned for TableCtl.
         // SAFETY: so the line is inside the mapping, which lives as long as
         // `self`, and aligned; TableCtl is SharedSync (atomics only), so a
-        // shared reference is sound whatever other processes do. (Not
-        // `Segment::get`: its bounds check on every access costs more than
-        // the accesses themselves on a lease's path.)
+        // shared reference is sound whatever other processes do.
         unsafe { &*self.seg.as_ptr().add(CTL_OFFSET).cast() }
     }
 
