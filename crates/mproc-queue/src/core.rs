@@ -368,6 +368,7 @@ impl Core {
     /// Takes the consumer lock. A consumer that died holding it either
     /// claimed its record or left it for the next one; one that claimed a
     /// large message may have left its side-channel entry, dropped here.
+    #[inline]
     fn lock_cons(&self) -> Guard<'_> {
         let ctl = self.ctl();
         let (g, died) = Guard::lock(ctl, &ctl.cons.lock);

@@ -395,29 +395,14 @@ impl<T, C: Codec<T>> LeaseQueue<T, C> {
         let t = &self.shared.table;
         let core = &*self.q.core;
         let me = mproc_shm::mutex::current_pid();
-        let wants = WantsSlots {
-            t,
-            wanted: Cell::new(false),
-        };
         with_scratch(|out| {
-            let r = core.get_locked(
-                deadline,
-                |has_record, closed| {
-                    // Before the slots are looked at: acks notify from now on.
-                    wants.want();
-                    t.has_waiting()
-                        || (has_record && t.has_free(self.hint()))
-                        || (closed && !has_record && t.in_use() == 0)
-                },
-                || {
-                    if t.params().timeout_ns != 0 || t.leased_elsewhere(me) {
-                        mproc_shm::wait::LIVENESS_SLICE
-                    } else {
-                        SLICE
-                    }
-                },
-                |c| self.attempt(c, me, out),
-            );
+            // The common case: the first attempt finds an item. Made here,
+            // it skips setting up the waits of `get_locked`.
+            let r = match core.attempt_locked(|c| self.attempt(c, me, out)) {
+                Some(r) => Some(r),
+                None if deadline == Deadline::Now => None,
+                None => self.lease_waiting(deadline, me, out),
+            };
             let l = match r {
                 Some(Ok(l)) => l,
                 Some(Err(e)) => return Err(LeaseFailure::Fail(e)),
@@ -443,27 +428,57 @@ impl<T, C: Codec<T>> LeaseQueue<T, C> {
         })
     }
 
+    /// The attempts of a get after its first, waiting in between.
+    fn lease_waiting(
+        &self,
+        deadline: Deadline,
+        me: u32,
+        out: &mut Vec<u8>,
+    ) -> Option<Result<Leased, GetFail>> {
+        let t = &self.shared.table;
+        let wants = WantsSlots {
+            t,
+            wanted: Cell::new(false),
+        };
+        self.q.core.get_locked(
+            deadline,
+            |has_record, closed| {
+                // Before the slots are looked at: acks notify from now on.
+                wants.want();
+                t.has_waiting()
+                    || (has_record && t.has_free(self.hint()))
+                    || (closed && !has_record && t.in_use() == 0)
+            },
+            || {
+                if t.params().timeout_ns != 0 || t.leased_elsewhere(me) {
+                    mproc_shm::wait::LIVENESS_SLICE
+                } else {
+                    SLICE
+                }
+            },
+            |c| self.attempt(c, me, out),
+        )
+    }
+
     fn hint(&self) -> usize {
         // Relaxed: only where to look first.
         self.shared.hint.load(Ordering::Relaxed)
     }
 
-    /// One attempt under the consumer lock: finish a take a killed consumer
-    /// left half-done, scan when due, then lease an item taken back, else
-    /// take the next record into a free slot.
-    fn attempt(
+    /// The steps of an attempt before a take that the common case skips:
+    /// finishes a take a killed consumer left half-done, scans when due
+    /// (the `n`th get of this handle), then leases an item taken back if
+    /// there is one (`Err`); otherwise returns when a new lease expires.
+    fn before_take(
         &self,
         c: &Consumer<'_>,
         me: u32,
+        n: u32,
         out: &mut Vec<u8>,
-    ) -> Option<Result<Leased, GetFail>> {
+    ) -> Result<u64, Leased> {
         let t = &self.shared.table;
         let timeout = t.params().timeout_ns;
         t.recover(c);
-        // Relaxed: a per-handle heuristic (a plain load and store: racing
-        // threads only make a scan a little early or late).
-        let n = self.shared.gets.load(Ordering::Relaxed);
-        self.shared.gets.store(n.wrapping_add(1), Ordering::Relaxed);
         let now = if timeout != 0 || n % SCAN_EVERY == 0 {
             let now = crate::sys::monotonic_ns();
             // A handle's first get always scans: a consumer started to
@@ -480,9 +495,38 @@ impl<T, C: Codec<T>> LeaseQueue<T, C> {
         } else {
             0
         };
-        if let Some(l) = t.redeliver(c, me, expires, out) {
-            return Some(Ok(l));
+        match t.redeliver(c, me, expires, out) {
+            Some(l) => Err(l),
+            None => Ok(expires),
         }
+    }
+
+    /// One attempt under the consumer lock: finish a take a killed consumer
+    /// left half-done, scan when due, then lease an item taken back, else
+    /// take the next record into a free slot.
+    fn attempt(
+        &self,
+        c: &Consumer<'_>,
+        me: u32,
+        out: &mut Vec<u8>,
+    ) -> Option<Result<Leased, GetFail>> {
+        let t = &self.shared.table;
+        let timeout = t.params().timeout_ns;
+        // Relaxed: a per-handle heuristic (a plain load and store: racing
+        // threads only make a scan a little early or late).
+        let n = self.shared.gets.load(Ordering::Relaxed);
+        self.shared.gets.store(n.wrapping_add(1), Ordering::Relaxed);
+        // The common case, told by two loads: no take to finish, nothing
+        // to redeliver, no scan due and leases that do not expire (so no
+        // clock either).
+        let expires = if timeout == 0 && n % SCAN_EVERY != 0 && t.quiet() {
+            0
+        } else {
+            match self.before_take(c, me, n, out) {
+                Ok(expires) => expires,
+                Err(l) => return Some(Ok(l)),
+            }
+        };
         // Nothing to take (or no room to take it): a scan may find leases
         // to take back.
         let idle = |out: &mut Vec<u8>| {

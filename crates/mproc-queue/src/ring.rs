@@ -254,6 +254,7 @@ impl<'a> Ring<'a> {
     }
 
     /// The kind, payload length and span of a record header, checked.
+    #[inline]
     fn checked(&self, hdr: u64) -> Result<(u8, usize, usize), Corrupted> {
         let (kind, len) = kind_and_len(hdr)?;
         Ok((kind, len, self.span(hdr)?))
@@ -382,6 +383,7 @@ impl<'a> Ring<'a> {
     /// Replaces the contents of `out` with `len` bytes of the ring from
     /// `pos`, wrapping (`len` at most the capacity). Copies into the
     /// vector's spare room: no zero-filling first.
+    #[inline]
     fn read_into(&self, pos: usize, len: usize, out: &mut Vec<u8>) {
         let cap = self.cap as usize;
         assert!(pos < cap && len <= cap, "read outside the ring");
@@ -619,6 +621,7 @@ impl<'a> Ring<'a> {
     /// This only reads, so it needs no lock: the record is the reader's only
     /// once the swap in [`Ring::commit`] (or [`Ring::take`]) moved `head`
     /// from `head_w`.
+    #[inline]
     pub(crate) fn peek_at(
         &self,
         head_w: u64,

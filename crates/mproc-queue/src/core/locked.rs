@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{Core, GetFail};
-use crate::ring::REC_INLINE;
+use crate::ring::{Peek, REC_INLINE};
 use crate::wait::{Deadline, Prepare, block_on};
 
 /// What [`Consumer::take`] found.
@@ -45,7 +45,49 @@ impl Consumer<'_> {
     /// after it has run `keep` to the end. `keep` also gets
     /// [`Consumer::consumed`] as it is before the claim (read after the
     /// peek, whose loads it reuses).
+    #[inline]
     pub(crate) fn take(
+        &self,
+        out: &mut Vec<u8>,
+        keep: &mut dyn FnMut(&[u8], u32),
+    ) -> Result<Took, GetFail> {
+        if self.take_inline(out, |b, consumed| keep(b, consumed)) {
+            return Ok(Took::Taken);
+        }
+        self.take_any(out, keep)
+    }
+
+    /// [`Consumer::take`]'s common case: an inline record at the ring's
+    /// `head` while the overflow log is empty is the next in put order (as
+    /// for `Records::take`), and a look that finds it needs neither `tail`
+    /// nor the log's front. True once it is taken; false when the next
+    /// record is not such a one (or none is there): then `keep` may have
+    /// run, nothing was claimed, and [`Consumer::take_any`] takes it.
+    #[inline]
+    fn take_inline(&self, out: &mut Vec<u8>, keep: impl FnOnce(&[u8], u32)) -> bool {
+        let recs = self.core.records();
+        let Ok(Peek::Record(p)) = recs.ring.peek_at(recs.ring.head_word(), out, false) else {
+            return false;
+        };
+        if p.kind != REC_INLINE || recs.ovf.has_record() {
+            return false;
+        }
+        // Only consumer-lock holders claim records: this holds until the
+        // claim below.
+        keep(out, self.consumed());
+        // SAFETY: a `Consumer` exists only while the consumer lock is held
+        // (see `Core::get_locked`), since the peek. (Only a scribbled
+        // `head` moves under the lock and fails the claim.)
+        let taken = unsafe { recs.ring.commit(p) };
+        if taken {
+            self.took.set(true);
+        }
+        taken
+    }
+
+    /// [`Consumer::take`] without its common case first: whatever record
+    /// is next, from a strict look.
+    fn take_any(
         &self,
         out: &mut Vec<u8>,
         keep: &mut dyn FnMut(&[u8], u32),
@@ -109,6 +151,34 @@ impl Core {
         self.ctl().wait.not_empty.notify();
     }
 
+    /// One attempt of [`Core::get_locked`]: calls `attempt` with the
+    /// consumer lock held, then wakes producers if it took a record. (A
+    /// caller may make one before `get_locked`, without its waiting.)
+    #[inline]
+    pub(crate) fn attempt_locked<R>(
+        &self,
+        attempt: impl FnOnce(&Consumer<'_>) -> Option<Result<R, GetFail>>,
+    ) -> Option<Result<R, GetFail>> {
+        self.close_spent();
+        let c = Consumer {
+            core: self,
+            took: Cell::new(false),
+        };
+        let r = {
+            let _g = self.lock_cons();
+            attempt(&c)
+        };
+        if c.took.get() {
+            let ctl = self.ctl();
+            // After the SeqCst swap that freed the room: see `wait`.
+            ctl.wait
+                .not_full
+                .notify_if(ctl.wait.not_full.waiters_seqcst());
+            self.trim_overflow();
+        }
+        r
+    }
+
     /// Gets under the consumer lock: calls `attempt` with the lock held
     /// until it returns `Some`, waiting in between until `deadline` (then
     /// `None`).
@@ -137,25 +207,7 @@ impl Core {
                     ctl.wait.closed.load(Ordering::Relaxed) != 0,
                 )
             },
-            || {
-                self.close_spent();
-                let c = Consumer {
-                    core: self,
-                    took: Cell::new(false),
-                };
-                let r = {
-                    let _g = self.lock_cons();
-                    attempt(&c)
-                };
-                if c.took.get() {
-                    // After the SeqCst swap that freed the room: see `wait`.
-                    ctl.wait
-                        .not_full
-                        .notify_if(ctl.wait.not_full.waiters_seqcst());
-                    self.trim_overflow();
-                }
-                r
-            },
+            || self.attempt_locked(&mut attempt),
             || {
                 let _g = self.lock_prod();
                 let seq = ctl.wait.not_empty.register_seqcst();

@@ -92,6 +92,7 @@ fn decrement(n: &AtomicU32) {
 impl SlotHead {
     /// Moves the slot from word `w` to state `to` (no holder, same
     /// generation), unless its word changed meanwhile.
+    #[inline]
     fn swap_state(&self, w: u64, to: u64) -> bool {
         // SeqCst: frees or hands back the slot for `free_slot` and
         // `redeliver`, ordered before the waiter check that follows changes
@@ -146,6 +147,7 @@ struct SlotHead {
 
 const _: () = assert!(std::mem::size_of::<TableCtl>() == 128);
 const _: () = assert!(SLOT_HEAD == 32);
+const _: () = assert!(CTL_OFFSET % std::mem::align_of::<TableCtl>() == 0);
 
 // SAFETY: repr(C) structs of atomics, valid for every bit pattern including
 // all zeros (an empty table); padding from align(128) is never read.
@@ -196,6 +198,8 @@ pub(crate) enum Outcome {
 pub(crate) struct Table {
     seg: Segment,
     p: Params,
+    /// `p.stride()`, computed once: every slot access uses it.
+    stride: usize,
 }
 
 impl std::fmt::Debug for Table {
@@ -224,7 +228,15 @@ impl Table {
                 p.timeout_ns,
             ],
         );
-        Ok(Self { seg, p })
+        Ok(Self::from_parts(seg, p))
+    }
+
+    fn from_parts(seg: Segment, p: Params) -> Self {
+        Self {
+            seg,
+            p,
+            stride: p.stride(),
+        }
     }
 
     /// Opens a received table, checking its header.
@@ -247,7 +259,7 @@ impl Table {
         {
             return Err("lease table header is corrupt".into());
         }
-        Ok(Self { seg, p })
+        Ok(Self::from_parts(seg, p))
     }
 
     pub(crate) fn segment(&self) -> &Segment {
@@ -261,9 +273,15 @@ impl Table {
 
     #[inline]
     fn ctl(&self) -> &TableCtl {
-        self.seg
-            .get::<TableCtl>(CTL_OFFSET)
-            .expect("the table was checked to hold its control line")
+        // (Not `Segment::get`: its bounds check on every access costs more
+        // than the accesses themselves on a lease's path.) `create`/`open`
+        // checked that the mapping holds the slots after SLOTS_OFFSET, so
+        // the control line before them too; a mapping is page-aligned, so
+        // CTL_OFFSET (128) is aligned for TableCtl.
+        // SAFETY: so the line is inside the mapping, which lives as long as
+        // `self`, and aligned; TableCtl is SharedSync (atomics only), so a
+        // shared reference is sound whatever other processes do.
+        unsafe { &*self.seg.as_ptr().add(CTL_OFFSET).cast() }
     }
 
     #[inline]
@@ -278,18 +296,12 @@ impl Table {
         // SAFETY: so the head is 8-aligned and inside the mapping, which
         // lives as long as `self`; SlotHead is SharedSync (atomics only), so
         // a shared reference is sound whatever other processes do.
-        unsafe {
-            &*self
-                .seg
-                .as_ptr()
-                .add(SLOTS_OFFSET + s * self.p.stride())
-                .cast()
-        }
+        unsafe { &*self.seg.as_ptr().add(SLOTS_OFFSET + s * self.stride).cast() }
     }
 
     #[inline]
     fn data_offset(&self, s: usize) -> usize {
-        SLOTS_OFFSET + s * self.p.stride() + SLOT_HEAD
+        SLOTS_OFFSET + s * self.stride + SLOT_HEAD
     }
 
     /// Items dropped so far (see [`Table::dropped`]).
@@ -301,6 +313,15 @@ impl Table {
     fn drop_one(&self) {
         // Relaxed: a counter.
         self.ctl().dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether a get may skip [`Table::recover`] and [`Table::redeliver`]:
+    /// no take is in flight and no slot may be waiting for redelivery.
+    #[inline]
+    pub(crate) fn quiet(&self) -> bool {
+        let ctl = self.ctl();
+        // Relaxed: `taking` is written and read under the consumer lock.
+        ctl.taking.load(Ordering::Relaxed) == 0 && !self.has_waiting()
     }
 
     /// Whether some slot may be waiting for redelivery (a hint).
@@ -348,7 +369,10 @@ impl Table {
         let start = if hint < n { hint } else { 0 };
         // SeqCst: pairs with the SeqCst swap in `release`.
         let free = |s: usize| state(self.head(s).word.load(Ordering::SeqCst)) == FREE;
-        (start..n).chain(0..start).find(|&s| free(s))
+        if free(start) {
+            return Some(start);
+        }
+        (start + 1..n).chain(0..start).find(|&s| free(s))
     }
 
     /// Whether any slot is in use (leased or waiting).
@@ -429,11 +453,19 @@ impl Table {
             return;
         }
         h.len.store(bytes.len() as u32, Ordering::Relaxed);
-        // SAFETY: the slot is free, so only consumer-lock holders touch its
-        // bytes, and we hold that lock (`_c`); the range was checked at
-        // creation/open to lie inside the segment.
-        let r = unsafe { self.seg.write_plain(self.data_offset(s), bytes) };
-        debug_assert!(r.is_ok());
+        // Clamped as in `head` (`s` is a free slot's, so below `slots`).
+        let at = self.data_offset(s.min(self.p.slots - 1));
+        // The slot is free, so only consumer-lock holders touch its bytes,
+        // and we hold that lock (`_c`); `create`/`open` checked that every
+        // slot's `slot_bytes` bytes lie inside the mapping, and `bytes` is
+        // no longer, a Rust buffer outside it. (Not `Segment::write_plain`:
+        // its bounds check is one more on every lease.)
+        // SAFETY: so the range is inside the mapping, which lives as long
+        // as `self`, nobody else accesses it meanwhile, and it does not
+        // overlap `bytes`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.seg.as_ptr().add(at), bytes.len())
+        };
     }
 
     /// Records slot `s`, just filled, as leased by `me`; `Err` (and the slot

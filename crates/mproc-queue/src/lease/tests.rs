@@ -41,6 +41,47 @@ fn ack_finishes_and_nack_redelivers_first_in_order() {
     assert_eq!(q.dropped(), 0);
 }
 
+/// Leases take items in put order whether they wait in the ring or in the
+/// overflow log (the common case of a take looks at the ring alone, and
+/// must leave a record behind log records to the strict look).
+#[test]
+fn leases_follow_put_order_across_the_ring_and_the_overflow_log() {
+    let q: LeaseQueue<u32> = LeaseQueueBuilder::new()
+        .capacity(256)
+        .max_leases(4)
+        .build()
+        .unwrap();
+    // A put that may not wait uses the log as soon as the ring is full.
+    let mut next = 0;
+    while next < 100 {
+        q.try_put(next).unwrap();
+        next += 1;
+    }
+    let mut expect = 0;
+    let lease_next = |expect: &mut u32| {
+        let l = q.try_get_lease().unwrap();
+        assert_eq!((*l, l.delivery_count()), (*expect, 1));
+        *expect += 1;
+        l.ack().unwrap();
+    };
+    for _ in 0..5 {
+        for _ in 0..9 {
+            lease_next(&mut expect);
+        }
+        // Into the ring, which has room again, while the log holds older
+        // items.
+        for _ in 0..4 {
+            q.try_put(next).unwrap();
+            next += 1;
+        }
+    }
+    while expect < next {
+        lease_next(&mut expect);
+    }
+    assert!(matches!(q.try_get_lease(), Err(TryGetError::Empty)));
+    assert_eq!((q.leased(), q.dropped()), (0, 0));
+}
+
 #[test]
 fn poison_items_are_dropped_after_max_deliveries() {
     let q = queue(LeaseQueueBuilder::new().max_deliveries(3), [7, 8]);
