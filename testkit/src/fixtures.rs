@@ -1,4 +1,5 @@
-//! Checks shared by the pool, executor and MPI pool tests.
+//! Checks shared by the pool, executor and MPI pool tests, and the fuzz
+//! corpora that the crates' replay tests read.
 
 use std::fmt::Debug;
 
@@ -28,6 +29,36 @@ where
         }
     }
     failure.unwrap_or_else(|| panic!("item {at} did not fail"))
+}
+
+/// The files of the workspace's fuzz corpus `name` (`fuzz/corpus/<name>`),
+/// sorted by file name: each file's name and bytes. The crates' replay
+/// tests run them through their parsers on stable, without cargo-fuzz.
+///
+/// # Panics
+/// If the directory is missing or a file cannot be read.
+pub fn fuzz_corpus(name: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(name);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("fuzz corpus {} missing: {e}", dir.display()))
+        .map(|e| e.expect("a corpus entry").path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let bytes = std::fs::read(&p)
+                .unwrap_or_else(|e| panic!("corpus file {} unreadable: {e}", p.display()));
+            (name, bytes)
+        })
+        .collect()
 }
 
 #[cfg(test)]

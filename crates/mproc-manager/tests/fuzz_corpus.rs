@@ -4,13 +4,10 @@
 use std::path::PathBuf;
 
 fn corpus() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/manager_request");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("corpus {} missing: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    mproc_testkit::fuzz_corpus("manager_request")
+        .into_iter()
+        .map(|(_, bytes)| bytes)
+        .collect()
 }
 
 #[test]

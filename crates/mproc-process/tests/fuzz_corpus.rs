@@ -22,11 +22,8 @@ fn write_corpus() {
 #[test]
 fn corpus_replays_without_panics() {
     let mut n = 0;
-    for e in std::fs::read_dir(corpus()).expect("corpus directory") {
-        let path = e.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
+    for (name, data) in mproc_testkit::fuzz_corpus("process_wire") {
         let ok = fuzz_wire(&data);
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
         assert_eq!(ok, name.starts_with("valid_"), "{name}");
         // Every prefix and a few corruptions must be handled too.
         for cut in 0..data.len() {

@@ -9,19 +9,13 @@ fn corpus() -> PathBuf {
 
 #[test]
 fn segment_header_corpus_replays_without_panic() {
-    let mut files: Vec<_> = std::fs::read_dir(corpus())
-        .expect("corpus directory")
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    assert!(files.len() >= 8, "corpus too small: {files:?}");
+    let files = mproc_testkit::fuzz_corpus("segment_header");
+    assert!(files.len() >= 8, "corpus too small: {} files", files.len());
     let mut valid = 0;
-    for f in &files {
-        let data = std::fs::read(f).unwrap();
-        let opened = mproc_shm::fuzzing::segment_header(&data);
-        assert!(opened <= 1, "{} opened as {opened} kinds", f.display());
+    for (name, data) in &files {
+        let opened = mproc_shm::fuzzing::segment_header(data);
+        assert!(opened <= 1, "{name} opened as {opened} kinds");
         // Files named valid_* are well-formed headers and must open as exactly one kind.
-        let name = f.file_name().unwrap().to_string_lossy().into_owned();
         if name.starts_with("valid_") {
             assert_eq!(opened, 1, "{name} should open");
             valid += 1;
