@@ -56,12 +56,12 @@ impl<R> Decoded<R> {
 }
 
 /// Whether `R` is `()`.
-fn is_unit<R>() -> bool {
+pub(crate) fn is_unit<R>() -> bool {
     typeid::of::<R>() == std::any::TypeId::of::<()>()
 }
 
 /// `k` unit values as a `Vec<R>`, without a loop.
-fn units<R>(k: u64) -> Vec<R> {
+pub(crate) fn units<R>(k: u64) -> Vec<R> {
     assert!(is_unit::<R>());
     // No bytes to write: the compiler turns this into setting the length.
     let v: Vec<()> = vec![(); k as usize];
