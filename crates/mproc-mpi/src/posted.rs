@@ -41,10 +41,9 @@ impl Posted {
     }
 
     fn post<S: Source>(&mut self, source: &S) {
-        // SAFETY: `buf` is the leaked box of `new`; no reference to it is
-        // alive (`take` copied out of it and dropped its borrow before
-        // posting again), and it is freed only in `Drop`, after the request
-        // completed or was cancelled and waited for.
+        // `buf` is the leaked box of `new`, freed only in `Drop` once no
+        // request uses it; `take` copied out of it before posting again.
+        // SAFETY: so it is allocated, and no other reference to it is alive.
         let buf: &'static mut [u8] = unsafe { &mut *self.buf };
         self.req = Some(source.immediate_receive_into_with_tag(StaticScope, buf, self.tag));
     }

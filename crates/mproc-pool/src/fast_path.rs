@@ -181,10 +181,10 @@ pub(crate) unsafe fn pod_extend<T>(v: &mut Vec<T>, bytes: &[u8]) {
     let n = bytes.len() / size_of::<T>();
     debug_assert_eq!(bytes.len(), n * size_of::<T>());
     v.reserve(n);
-    // SAFETY: `v` has room for `n` more values after its length, `bytes`
-    // holds exactly their bytes (caller), every bit pattern is a valid `T`
-    // (caller: plain number), and the two do not overlap (`bytes` is
-    // borrowed while `v` is borrowed mutably).
+    // `v` has room for `n` more values after its length (just reserved),
+    // and `bytes` holds exactly their bytes (caller).
+    // SAFETY: so the copy stays in bounds; every bit pattern is a valid `T`
+    // (caller: plain number); `bytes` cannot overlap `v` (borrowed mutably).
     unsafe {
         std::ptr::copy_nonoverlapping(
             bytes.as_ptr(),
@@ -215,10 +215,10 @@ pub(crate) unsafe fn pod_write<T>(
         let room = (max - n).min(items.size_hint().0.max(BLOCK));
         out.reserve(room * size);
         let mut k = 0;
-        // SAFETY: `out` has room for `room` values after its length (just
-        // reserved); each is written unaligned into it, inside that room,
-        // and `set_len` covers only the bytes written; a plain number has
-        // no padding, so they are all initialised.
+        // `out` has room for `room` values after its length (just reserved),
+        // and at most `room` are written, unaligned, each inside that room.
+        // SAFETY: so the writes stay in bounds, and `set_len` covers only
+        // bytes written, all initialised (a plain number has no padding).
         unsafe {
             let dst = out.as_mut_ptr().add(out.len());
             for x in items.by_ref().take(room) {

@@ -141,11 +141,10 @@ impl<T> Region<T> {
 
     /// The lock with the first element it protects (a `Value`).
     pub(crate) fn lock_one(&self) -> LockRef<'_, RawMutex, T> {
-        // SAFETY: `data` is valid and aligned for `len >= 1` elements while
-        // `self` lives (checked when the region was made or opened); elements
-        // are Pod-checked by every constructor of a locked region, so any bytes
-        // form a valid T; every access to the elements of a locked region goes
-        // through its lock.
+        // `data` is valid and aligned for `len >= 1` elements while `self`
+        // lives (checked when the region was made or opened).
+        // SAFETY: so is the pointer; any bytes form a valid T (every locked
+        // region's constructor checks Pod), and every access goes through the lock.
         unsafe { LockRef::new(self.lock(), self.data) }
     }
 
