@@ -26,6 +26,7 @@ use mproc_pool::TaskError;
 use crate::decode::Bytes;
 use crate::error::MpiError;
 use crate::job::{Sink, lock};
+use crate::lent::Lent;
 use crate::posted::{self, Posted};
 use crate::{task, wire, worker};
 
@@ -588,55 +589,44 @@ struct Outstanding {
 }
 
 /// A task message on its way out (`MPI_Isend`): the request and the
-/// buffer it reads, taken apart into its raw parts (so nothing owns it
-/// while MPI reads it under the request's `'static` scope) and put
-/// together again once the send completed, to be reused.
+/// message lent to it, reused once the send completed.
 struct Sending {
     req: mpi::request::Request<'static, [u8], mpi::request::StaticScope>,
-    /// The message's pointer, length and capacity.
-    parts: (*mut u8, usize, usize),
+    msg: Lent,
 }
 
 impl Sending {
     fn start<C: Communicator>(comm: &C, rank: Rank, msg: Vec<u8>) -> Self {
-        let mut msg = std::mem::ManuallyDrop::new(msg);
-        let parts = (msg.as_mut_ptr(), msg.len(), msg.capacity());
-        // SAFETY: the message's first `len` bytes are initialised and stay
-        // allocated, unmoved and unwritten until `reclaim` rebuilds the Vec,
-        // which happens only after the request completed; MPI only reads it.
-        let shared: &'static [u8] = unsafe { std::slice::from_raw_parts(parts.0, parts.1) };
+        let msg = Lent::new(msg);
+        // SAFETY: only this send reads the message, and it is taken back
+        // only after the request completed.
+        let bytes = unsafe { msg.bytes() };
         let req = comm.process_at_rank(rank).immediate_send_with_tag(
             mpi::request::StaticScope,
-            shared,
+            bytes,
             wire::TAG_TASK,
         );
-        Self { req, parts }
-    }
-
-    /// The message again, once its send completed.
-    fn reclaim(parts: (*mut u8, usize, usize)) -> Vec<u8> {
-        // SAFETY: `parts` are a Vec's raw parts taken apart in `start` and
-        // put together once, here, after MPI stopped reading them.
-        unsafe { Vec::from_raw_parts(parts.0, parts.1, parts.2) }
+        Self { req, msg }
     }
 
     /// Completes the send if it is done (then its buffer is reused).
     fn try_finish(self) -> Option<Self> {
-        match self.req.test() {
+        let Self { req, mut msg } = self;
+        match req.test() {
             Ok(_) => {
-                crate::buf::recycle(Self::reclaim(self.parts));
+                // SAFETY: the send completed; no slice of the message is left.
+                crate::buf::recycle(unsafe { msg.take_back() });
                 None
             }
-            Err(req) => Some(Self {
-                req,
-                parts: self.parts,
-            }),
+            Err(req) => Some(Self { req, msg }),
         }
     }
 
     fn finish(self) {
-        self.req.wait();
-        crate::buf::recycle(Self::reclaim(self.parts));
+        let Self { req, mut msg } = self;
+        req.wait();
+        // SAFETY: as in `try_finish`.
+        crate::buf::recycle(unsafe { msg.take_back() });
     }
 }
 

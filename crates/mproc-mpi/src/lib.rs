@@ -105,6 +105,8 @@ mod error;
 #[cfg(feature = "mpi")]
 mod job;
 #[cfg(feature = "mpi")]
+mod lent;
+#[cfg(feature = "mpi")]
 mod pool;
 #[cfg(feature = "mpi")]
 mod posted;

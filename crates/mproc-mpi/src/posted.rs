@@ -12,6 +12,8 @@ use mpi::point_to_point::{Source, Status};
 use mpi::request::{Request, StaticScope};
 use mpi::topology::Rank;
 
+use crate::lent::Lent;
+
 /// The largest message a posted receive takes (and so the largest a sender
 /// may give a small tag): well under the eager limit of Open MPI's
 /// shared-memory and TCP transports (4 KiB and 64 KiB by default).
@@ -21,19 +23,18 @@ pub(crate) const SMALL: usize = 1024;
 /// as a message is taken out of it.
 pub(crate) struct Posted {
     req: Option<Request<'static, [u8], StaticScope>>,
-    /// The buffer, leaked for the request's `'static` scope; freed in
-    /// `Drop` once no request uses it.
-    buf: *mut [u8],
+    /// The buffer, lent to the request; freed in `Drop` once no request
+    /// uses it.
+    buf: Lent,
     tag: i32,
 }
 
 impl Posted {
     /// Posts a receive of `tag` from `source`.
     pub(crate) fn new<S: Source>(source: &S, tag: i32) -> Self {
-        let buf: *mut [u8] = Box::leak(vec![0u8; SMALL].into_boxed_slice());
         let mut p = Self {
             req: None,
-            buf,
+            buf: Lent::new(vec![0u8; SMALL]),
             tag,
         };
         p.post(source);
@@ -41,10 +42,10 @@ impl Posted {
     }
 
     fn post<S: Source>(&mut self, source: &S) {
-        // `buf` is the leaked box of `new`, freed only in `Drop` once no
-        // request uses it; `take` copied out of it before posting again.
-        // SAFETY: so it is allocated, and no other reference to it is alive.
-        let buf: &'static mut [u8] = unsafe { &mut *self.buf };
+        // SAFETY: no request uses the buffer (this is the only place that
+        // posts one), `take` copied out of it before posting again, and it is
+        // taken back only in `Drop`, once no request uses it.
+        let buf = unsafe { self.buf.bytes_mut() };
         self.req = Some(source.immediate_receive_into_with_tag(StaticScope, buf, self.tag));
     }
 
@@ -56,8 +57,8 @@ impl Posted {
             Ok(status) => {
                 let len = count(&status);
                 // SAFETY: the request completed: MPI no longer writes the
-                // buffer, and nothing else refers to it.
-                let msg = unsafe { (&(*self.buf))[..len].to_vec() };
+                // buffer, and the slice is dropped before it is posted again.
+                let msg = unsafe { self.buf.bytes() }[..len].to_vec();
                 let from = status.source_rank();
                 self.post(source);
                 Some((msg, from))
@@ -89,10 +90,9 @@ impl Drop for Posted {
             std::mem::forget(self.req.take());
             return;
         }
-        // SAFETY: no request uses the buffer any more (completed or
-        // cancelled and waited for); it was leaked from a box in `new`, and
-        // is freed once, here.
-        drop(unsafe { Box::from_raw(self.buf) });
+        // SAFETY: no request uses the buffer any more (completed, or
+        // cancelled and waited for), and no slice of it is alive.
+        drop(unsafe { self.buf.take_back() });
     }
 }
 
