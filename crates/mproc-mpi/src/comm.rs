@@ -223,7 +223,7 @@ impl Master {
         let mut polls = 0u32;
         while sink.delivered() == 0 {
             polls = polls.wrapping_add(1);
-            if polls % worker::POLLS_PER_CLOCK == 0 && t0.elapsed() >= DRIVE {
+            if polls % POLLS_PER_CLOCK == 0 && t0.elapsed() >= DRIVE {
                 break;
             }
             // Another thread holding the lock is driving: just watch.
@@ -666,6 +666,9 @@ pub(crate) const DEPTH: usize = 3;
 /// Polls (of rank 0 and of a worker) per probe for large messages; the
 /// small ones, `apply`'s among them, are tested for at every poll.
 pub(crate) const PROBE_EVERY: u32 = 4;
+/// Polls between two looks at the clock while a poller (a driving caller,
+/// an idle worker) waits.
+pub(crate) const POLLS_PER_CLOCK: u32 = 8;
 /// How long the MPI thread polls after activity before it naps.
 const SPIN: Duration = Duration::from_micros(50);
 /// Its longest nap while work is out (a command wakes it at once). Short:

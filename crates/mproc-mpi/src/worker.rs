@@ -233,8 +233,6 @@ const HOT: Duration = Duration::from_micros(50);
 /// How long an idle worker keeps polling (yielding between polls) before it
 /// starts to sleep.
 const SPIN: Duration = Duration::from_micros(200);
-/// Polls between two looks at the clock while a worker is idle.
-pub(crate) const POLLS_PER_CLOCK: u32 = 8;
 /// The largest receive buffer a worker keeps between tasks (one large
 /// chunk must not pin its memory for the rest of the job).
 const KEEP_BUF: usize = 1 << 24;
@@ -303,7 +301,7 @@ pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
         let Some((message, probed)) = probed else {
             // The clock every few polls only: reading it is a fair part of
             // a poll, and so of the delay before a task is seen.
-            if polls % POLLS_PER_CLOCK != 0 {
+            if polls % comm::POLLS_PER_CLOCK != 0 {
                 std::hint::spin_loop();
                 continue;
             }
