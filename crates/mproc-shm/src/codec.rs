@@ -70,7 +70,33 @@ pub trait Encode<T: ?Sized>: 'static {
             Ok(f(buf))
         })
     }
+
+    /// Appends `value` as one item of a stream: values written one after
+    /// another, each found again by [`Codec::decode_item`] (process
+    /// arguments, a pool's batch of items, a manager's list of values).
+    ///
+    /// The default writes the encoding's length (8 bytes, little-endian)
+    /// before it. Formats that find their own end ([`Postcard`]) or whose
+    /// values have one size ([`Pod`]) write the value alone. On an error,
+    /// `out` is as it was.
+    ///
+    /// # Errors
+    /// The format's error if `value` cannot be encoded.
+    fn encode_item(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let at = out.len();
+        out.extend_from_slice(&[0; ITEM_LEN]);
+        if let Err(e) = Self::encode(value, out) {
+            out.truncate(at);
+            return Err(e);
+        }
+        let len = (out.len() - at - ITEM_LEN) as u64;
+        out[at..at + ITEM_LEN].copy_from_slice(&len.to_le_bytes());
+        Ok(())
+    }
 }
+
+/// Bytes of the length the default [`Encode::encode_item`] writes.
+const ITEM_LEN: usize = 8;
 
 /// A codec that can encode a `T` and decode it again.
 pub trait Codec<T>: Encode<T> {
@@ -81,6 +107,29 @@ pub trait Codec<T>: Encode<T> {
     /// # Errors
     /// The format's error if `bytes` is not an encoding of a `T`.
     fn decode(bytes: &[u8]) -> Result<T, CodecError>;
+
+    /// Decodes the first item of a stream that [`Encode::encode_item`]
+    /// wrote, and returns it with the bytes after it. The bytes may come
+    /// from another process: a length that runs past them is an error.
+    ///
+    /// # Errors
+    /// The format's error if the item is not an encoding of a `T`, or the
+    /// bytes end inside it.
+    fn decode_item(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
+        let Some((len, rest)) = bytes.split_first_chunk::<ITEM_LEN>() else {
+            return Err(CodecError::new("the stream ends inside an item's length"));
+        };
+        let len = u64::from_le_bytes(*len);
+        match usize::try_from(len) {
+            Ok(len) if len <= rest.len() => {
+                let (item, rest) = rest.split_at(len);
+                Ok((Self::decode(item)?, rest))
+            }
+            _ => Err(CodecError::new(
+                "an item's length runs past the end of the stream",
+            )),
+        }
+    }
 }
 
 thread_local! {
@@ -111,24 +160,37 @@ impl<T: Serialize + ?Sized> Encode<T> for Postcard {
 
     #[inline]
     fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        match postcard::to_extend(value, std::mem::take(out)) {
-            Ok(v) => {
-                *out = v;
-                Ok(())
+        let at = out.len();
+        match postcard::to_io(value, &mut *out) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // Whatever came before `value` stays; its partial bytes go.
+                out.truncate(at);
+                Err(CodecError::postcard_encode(value, e))
             }
-            Err(e) => Err(CodecError::postcard_encode(value, e)),
         }
+    }
+
+    #[inline]
+    fn encode_item(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        // Postcard finds the end of each value itself: no length.
+        Self::encode(value, out)
     }
 }
 
 impl<T: Serialize + DeserializeOwned> Codec<T> for Postcard {
     #[inline]
     fn decode(bytes: &[u8]) -> Result<T, CodecError> {
-        match postcard::take_from_bytes(bytes) {
+        match Self::decode_item(bytes) {
             Ok((v, [])) => Ok(v),
             Ok(_) => Err(CodecError::new("trailing bytes after the value")),
-            Err(e) => Err(CodecError::new(PostcardError::decode(e))),
+            Err(e) => Err(e),
         }
+    }
+
+    #[inline]
+    fn decode_item(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
+        postcard::take_from_bytes(bytes).map_err(|e| CodecError::new(PostcardError::decode(e)))
     }
 }
 
@@ -152,12 +214,27 @@ impl<T: bytemuck::Pod> Encode<T> for Pod {
     fn encode_with<R>(value: &T, f: impl FnOnce(&[u8]) -> R) -> Result<R, CodecError> {
         Ok(f(bytemuck::bytes_of(value)))
     }
+
+    #[inline]
+    fn encode_item(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        // Every `T` has one size: no length.
+        Self::encode(value, out)
+    }
 }
 
 impl<T: bytemuck::Pod> Codec<T> for Pod {
     #[inline]
     fn decode(bytes: &[u8]) -> Result<T, CodecError> {
         bytemuck::try_pod_read_unaligned(bytes).map_err(|e| CodecError::new(format!("{e:?}")))
+    }
+
+    #[inline]
+    fn decode_item(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
+        if bytes.len() < size_of::<T>() {
+            return Err(CodecError::new("the stream ends inside a plain value"));
+        }
+        let (item, rest) = bytes.split_at(size_of::<T>());
+        Ok((Self::decode(item)?, rest))
     }
 }
 
@@ -294,6 +371,70 @@ mod tests {
         let (r, fds) = crate::handle::collect_fds(|| Postcard::encode(&h, &mut Vec::new()));
         assert!(r.is_ok());
         assert_eq!(fds.len(), 1);
+    }
+
+    /// A value that refuses to encode, after writing part of itself.
+    struct Refuses;
+
+    impl Serialize for Refuses {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::{Error as _, SerializeTuple};
+            let mut t = s.serialize_tuple(2)?;
+            t.serialize_element(&7u8)?;
+            Err(S::Error::custom("no"))
+        }
+    }
+
+    #[test]
+    fn a_failed_encode_leaves_what_was_written_before_it() {
+        let mut buf = vec![1, 2, 3];
+        assert!(Postcard::encode(&Refuses, &mut buf).is_err());
+        assert_eq!(buf, [1, 2, 3]);
+        assert!(Bytes::encode_item(&vec![4], &mut buf).is_ok());
+        assert!(<Postcard as Encode<Refuses>>::encode_item(&Refuses, &mut buf).is_err());
+        assert_eq!(buf, [1, 2, 3, 1, 0, 0, 0, 0, 0, 0, 0, 4]);
+    }
+
+    #[test]
+    fn streams_of_items_read_back_in_order_with_each_codec() {
+        fn round_trip<C: Codec<T>, T: PartialEq + fmt::Debug>(items: &[T]) {
+            let mut buf = Vec::new();
+            for v in items {
+                C::encode_item(v, &mut buf).unwrap();
+            }
+            let mut rest = &buf[..];
+            for v in items {
+                let (got, tail) = C::decode_item(rest).unwrap();
+                assert_eq!(&got, v);
+                rest = tail;
+            }
+            assert!(rest.is_empty());
+            // A stream cut anywhere inside its last item is an error.
+            if !buf.is_empty() {
+                assert!(C::decode_item(&buf[buf.len() - 1..]).is_err());
+            }
+        }
+        round_trip::<Postcard, _>(&["a".to_string(), String::new(), "ccc".into()]);
+        round_trip::<Pod, _>(&[1.5f64, -2.0, 3.25]);
+        round_trip::<Pod, _>(&[(), ()]);
+        round_trip::<Bytes, _>(&[vec![1u8, 2], vec![], vec![3; 300]]);
+        // Bytes carries a length per item: 8 bytes, then the bytes.
+        let mut buf = Vec::new();
+        Bytes::encode_item(&vec![9u8; 3], &mut buf).unwrap();
+        assert_eq!(buf, [3, 0, 0, 0, 0, 0, 0, 0, 9, 9, 9]);
+    }
+
+    #[test]
+    fn a_stream_length_past_its_end_is_an_error_not_an_allocation() {
+        let mut buf = u64::MAX.to_le_bytes().to_vec();
+        buf.push(1);
+        let e = <Bytes as Codec<Vec<u8>>>::decode_item(&buf).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "an item's length runs past the end of the stream"
+        );
+        let e = <Bytes as Codec<Vec<u8>>>::decode_item(&[1, 2]).unwrap_err();
+        assert_eq!(e.to_string(), "the stream ends inside an item's length");
     }
 
     #[test]
