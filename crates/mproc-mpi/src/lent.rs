@@ -1,7 +1,7 @@
 //! A buffer lent to MPI for a request's `'static` scope (rsmpi's
 //! `StaticScope`): a `Vec` taken apart into its raw parts while a request
 //! may read or write it, and put together again once the request completed
-//! (or was cancelled and waited for). Task sends (`comm::Sending`) and the
+//! (or was cancelled and waited for). Task sends (`sched::Sending`) and the
 //! receives kept posted (`posted::Posted`) lend their buffers this way.
 
 use std::mem::ManuallyDrop;

@@ -111,6 +111,8 @@ mod pool;
 #[cfg(feature = "mpi")]
 mod posted;
 #[cfg(feature = "mpi")]
+mod sched;
+#[cfg(feature = "mpi")]
 mod task;
 #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 mod wire;
