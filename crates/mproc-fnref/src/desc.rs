@@ -9,7 +9,8 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 
 use crate::offset::{anchor_addr, offset_of};
-use crate::{ExeId, FnRefError, exe_id, sys};
+use crate::sys::{self, Range};
+use crate::{ExeId, FnRefError, exe_id};
 
 /// The first words of every descriptor.
 const MAGIC: [u64; 2] = [0x6d70_726f_632d_666e, 0x7265_662d_6465_7363];
@@ -139,14 +140,6 @@ impl<P> fmt::Debug for Desc<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Desc").finish_non_exhaustive()
     }
-}
-
-/// One loaded segment of this executable: `[start, end)`, executable or not.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Range {
-    pub(crate) start: usize,
-    pub(crate) end: usize,
-    pub(crate) exec: bool,
 }
 
 fn image() -> &'static [Range] {

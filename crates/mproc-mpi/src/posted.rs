@@ -14,6 +14,13 @@ use mpi::topology::Rank;
 
 use crate::lent::Lent;
 
+/// Polls (of rank 0 and of a worker) per probe for large messages; the
+/// small ones, `apply`'s among them, are tested for at every poll.
+pub(crate) const PROBE_EVERY: u32 = 4;
+/// Polls between two looks at the clock while a poller (a driving caller,
+/// an idle worker) waits.
+pub(crate) const POLLS_PER_CLOCK: u32 = 8;
+
 /// The largest message a posted receive takes (and so the largest a sender
 /// may give a small tag): well under the eager limit of Open MPI's
 /// shared-memory and TCP transports (4 KiB and 64 KiB by default).

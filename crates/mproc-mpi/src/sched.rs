@@ -3,9 +3,9 @@
 //! watches the workers on this host. The MPI thread or a driving caller
 //! runs it through [`Drive`], behind the engine's lock (see `comm`).
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mpi::datatype::Equivalence;
@@ -13,12 +13,100 @@ use mpi::point_to_point::{Destination, Source};
 use mpi::topology::{Communicator, Rank};
 use mproc_pool::TaskError;
 
-use crate::comm::{Chunk, Cmd, Estimates, IdMap, PROBE_EVERY};
 use crate::decode::Bytes;
-use crate::job::Sink;
+use crate::job::{Sink, lock};
 use crate::lent::Lent;
-use crate::posted::{self, Posted};
+use crate::posted::{self, PROBE_EVERY, Posted};
 use crate::wire;
+
+/// A chunk on its way to a worker rank.
+pub(crate) struct Chunk {
+    /// The task message (its id is written when it is sent).
+    pub(crate) msg: Vec<u8>,
+    pub(crate) sink: Arc<Sink>,
+    /// Its position in its operation.
+    pub(crate) seq: usize,
+    pub(crate) entry: i64,
+    pub(crate) items: usize,
+}
+
+pub(crate) enum Cmd {
+    Submit(Vec<Chunk>),
+    /// Run what is queued, then stop the workers and finalise.
+    Close,
+    /// Drop what is queued (those results fail with `Cancelled`), then as
+    /// `Close`.
+    Terminate,
+    /// Once the pool is idle, time this many raw 8-byte MPI round trips
+    /// with the first worker (after 200 unmeasured ones); reply with the
+    /// whole duration.
+    Echo(u64, Sender<Duration>),
+    /// A caller that drove MPI stopped with work out: take over.
+    Wake,
+}
+
+/// A cheap hash for integer keys made by this process (chunk ids, task
+/// entry offsets): these maps are on `apply`'s round trip, where SipHash
+/// (made for keys an adversary picks) costs more than it buys. A multiply
+/// and two folds, so sequential ids and 16-byte-aligned offsets spread over
+/// both the low bits (the bucket) and the high bits (the tag).
+#[derive(Default)]
+pub(crate) struct Ident(u64);
+
+impl std::hash::Hasher for Ident {
+    fn finish(&self) -> u64 {
+        let x = (self.0 ^ (self.0 >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x ^ (x >> 32)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached for integer keys; a plain fold for anything else.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.0 = n as u64;
+    }
+}
+
+/// A map keyed by chunk id or task entry.
+pub(crate) type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Ident>>;
+
+/// Measured time per item, per task function.
+#[derive(Default)]
+pub(crate) struct Estimates(Mutex<IdMap<i64, (f64, f64)>>);
+
+impl Estimates {
+    /// Adds a chunk's measurement: a moving average of the time per item,
+    /// weighted by items, that forgets old chunks (a chunk slowed down by
+    /// preemption must not shrink the chunks for the rest of the run).
+    pub(crate) fn add(&self, entry: i64, ns: u64, items: usize) {
+        if items == 0 {
+            return;
+        }
+        let mut m = lock(&self.0);
+        let e = m.entry(entry).or_insert((0.0, 0.0));
+        let (ns, items) = (ns as f64, items as f64);
+        // Keep the weight of the past at most 4 chunks' worth of this one.
+        let keep = (4.0 * items / e.1.max(items)).min(1.0);
+        e.0 = e.0 * keep + ns;
+        e.1 = e.1 * keep + items;
+    }
+
+    /// Nanoseconds per item, once something was measured.
+    pub(crate) fn get(&self, entry: i64) -> Option<f64> {
+        lock(&self.0)
+            .get(&entry)
+            .filter(|e| e.1 > 0.0)
+            .map(|e| e.0 / e.1)
+    }
+}
 
 /// What rank 0's MPI work looks like from outside, so the engine does not
 /// depend on the communicator's type (a world or a spawn's

@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 
 use crate::decode::{Out, is_unit, items_of, units};
 use crate::posted::{self, Posted};
+use crate::task;
 use crate::wire::{self, Input};
-use crate::{comm, task};
 
 /// What a worker rank runs its chunks with.
 pub(crate) struct WorkerCtx {
@@ -293,7 +293,7 @@ pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
         }
         // Everything else (large tasks, stop, echo) every few polls.
         polls = polls.wrapping_add(1);
-        let probed = if polls % comm::PROBE_EVERY == 0 {
+        let probed = if polls % posted::PROBE_EVERY == 0 {
             peer.immediate_matched_probe()
         } else {
             None
@@ -301,7 +301,7 @@ pub(crate) fn serve<C: Communicator>(comm: &C, master: Rank, local: usize) {
         let Some((message, probed)) = probed else {
             // The clock every few polls only: reading it is a fair part of
             // a poll, and so of the delay before a task is seen.
-            if polls % comm::POLLS_PER_CLOCK != 0 {
+            if polls % posted::POLLS_PER_CLOCK != 0 {
                 std::hint::spin_loop();
                 continue;
             }

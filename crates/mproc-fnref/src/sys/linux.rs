@@ -3,8 +3,8 @@
 use std::io;
 use std::mem::MaybeUninit;
 
+use super::Range;
 use crate::ExeId;
-use crate::desc::Range;
 
 /// Identifies the running executable (device, inode, size, mtime).
 pub(crate) fn exe_id() -> io::Result<ExeId> {

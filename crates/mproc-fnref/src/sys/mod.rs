@@ -8,3 +8,11 @@
 #[cfg_attr(not(target_os = "linux"), path = "unsupported.rs")]
 mod platform;
 pub(crate) use platform::*;
+
+/// One loaded segment of this executable: `[start, end)`, executable or not.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Range {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) exec: bool,
+}

@@ -10,6 +10,6 @@ pub(crate) fn exe_id() -> io::Result<ExeId> {
 
 /// The loaded segments of this executable: none known here, so no
 /// reference resolves.
-pub(crate) fn image_segments(_anchor: usize) -> Vec<crate::desc::Range> {
+pub(crate) fn image_segments(_anchor: usize) -> Vec<super::Range> {
     Vec::new()
 }
