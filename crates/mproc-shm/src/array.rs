@@ -58,7 +58,7 @@ pub struct Array<T> {
     region: Region<T>,
 }
 
-region_handle!(array Array, KIND_ARRAY);
+region_handle!(array Array, KIND_ARRAY, Iter);
 
 impl<T: Pod + Send> Array<T> {
     /// Copies out element `i`, or `None` if it is out of range.
@@ -288,7 +288,7 @@ pub struct RawArray<T> {
     region: Region<T>,
 }
 
-region_handle!(array RawArray, KIND_RAW_ARRAY);
+region_handle!(array RawArray, KIND_RAW_ARRAY, Iter);
 
 impl<T: Pod + Send> RawArray<T> {
     /// Copies out element `i` (racy), or `None` if it is out of range.

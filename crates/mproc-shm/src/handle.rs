@@ -44,7 +44,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The largest number of descriptors one `SCM_RIGHTS` message may carry on
 /// Linux (`SCM_MAX_FD`).
-pub const MAX_FDS_PER_MESSAGE: usize = 253;
+pub const MAX_FDS_PER_MESSAGE: usize = crate::sys::MAX_FDS_PER_MESSAGE;
 
 thread_local! {
     static SINK: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };

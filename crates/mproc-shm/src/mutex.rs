@@ -50,12 +50,13 @@
 
 use std::cell::Cell;
 use std::sync::Once;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::futex;
 use crate::layout::SharedSync;
 use crate::sys;
+pub use crate::wait::{refresh_affinity, spin_useful};
 
 /// How a lock was acquired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -383,17 +384,11 @@ impl RawMutex {
 }
 
 static PID: AtomicU32 = AtomicU32::new(0);
-/// 0: unknown, 1: spinning cannot help (one CPU), 2: spinning may help.
-static SPIN: AtomicU8 = AtomicU8::new(0);
-/// 0: unknown, 1: one CPU online, 2: several.
-static ONLINE: AtomicU8 = AtomicU8::new(0);
 static AT_FORK: Once = Once::new();
 
 extern "C" fn forget_after_fork() {
     // Relaxed: the child is single-threaded right after fork.
     PID.store(0, Ordering::Relaxed);
-    SPIN.store(0, Ordering::Relaxed);
-    ONLINE.store(0, Ordering::Relaxed);
 }
 
 /// The calling process's id, cached (and refreshed in the child after every
@@ -413,47 +408,6 @@ fn current_pid_slow() -> u32 {
     let pid = sys::getpid() as u32;
     PID.store(pid, Ordering::Relaxed);
     pid
-}
-
-/// Whether this process may run on more than one CPU, per its affinity
-/// mask (read once, and again after a `fork`).
-///
-/// A simple rule for whether spinning can help. It is wrong for processes
-/// pinned to *different* single CPUs (spinning helps there);
-/// [`adaptive_spin`] learns that case instead, and is what mproc's locks use.
-pub fn spin_useful() -> bool {
-    cached_fact(&SPIN, || sys::allowed_cpus().is_none_or(|n| n > 1))
-}
-
-/// Forgets the cached CPU affinity, for a process that changed its own
-/// affinity mask after using a lock.
-pub fn refresh_affinity() {
-    // Relaxed: see `spin_useful`.
-    SPIN.store(0, Ordering::Relaxed);
-    ONLINE.store(0, Ordering::Relaxed);
-}
-
-/// Whether the system has more than one CPU online (cached like
-/// [`spin_useful`]).
-pub(crate) fn several_cpus_online() -> bool {
-    cached_fact(&ONLINE, || sys::online_cpus().is_none_or(|n| n > 1))
-}
-
-/// The fact `cell` caches (0: not known yet, forgotten after a `fork`;
-/// 1: false; 2: true), found out with `find` the first time.
-#[inline]
-fn cached_fact(cell: &AtomicU8, find: impl FnOnce() -> bool) -> bool {
-    // Relaxed: a cached, idempotent fact about this process or the system.
-    match cell.load(Ordering::Relaxed) {
-        1 => false,
-        2 => true,
-        _ => {
-            AT_FORK.call_once(|| sys::at_fork_child(forget_after_fork));
-            let fact = find();
-            cell.store(if fact { 2 } else { 1 }, Ordering::Relaxed);
-            fact
-        }
-    }
 }
 
 /// The longest a waiter spins before sleeping ([`crate::wait::SPIN_MAX_NS`]).

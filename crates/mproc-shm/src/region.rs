@@ -368,9 +368,10 @@ impl<T: Pod> Region<T> {
 ///
 /// - `region_handle!(value Value, KIND_VALUE)`: `new(v)` and
 ///   `create_named(name, v)`, one element;
-/// - `region_handle!(array Array, KIND_ARRAY)`: `new(len)`, `from_slice`,
-///   `create_named(name, len)`, `len`, `is_empty`, and `IntoIterator` for
-///   `&Array` (over the type's own `iter`).
+/// - `region_handle!(array Array, KIND_ARRAY, Iter)`: `new(len)`,
+///   `from_slice`, `create_named(name, len)`, `len`, `is_empty`, and
+///   `IntoIterator` for `&Array` (over the type's own `iter`, which returns
+///   an `Iter`).
 ///
 /// `$ty` is a struct with one field `region: Region<T>`; `$kind` its kind.
 macro_rules! region_handle {
@@ -409,7 +410,7 @@ macro_rules! region_handle {
             }
         }
     };
-    (array $ty:ident, $kind:expr) => {
+    (array $ty:ident, $kind:expr, $iter:ident) => {
         $crate::region::region_handle!(@any $ty, $kind, None, "an array");
 
         impl<T: ::bytemuck::Pod + Send> $ty<T> {
@@ -468,8 +469,8 @@ macro_rules! region_handle {
 
         impl<'a, T: ::bytemuck::Pod + Send> IntoIterator for &'a $ty<T> {
             type Item = T;
-            type IntoIter = $crate::array::Iter<'a, T>;
-            fn into_iter(self) -> $crate::array::Iter<'a, T> {
+            type IntoIter = $iter<'a, T>;
+            fn into_iter(self) -> $iter<'a, T> {
                 self.iter()
             }
         }

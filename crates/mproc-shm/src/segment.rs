@@ -10,7 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::copy;
 use crate::error::SegmentError;
 use crate::handle::HandleFd;
-use crate::{sys, tracker};
+use crate::sys;
+use crate::tracker::{self, check_name};
 
 /// The largest segment mproc will create or map: 1 TiB. Anything larger is
 /// almost certainly a corrupted size, not a request.
@@ -103,20 +104,6 @@ fn check_size(size: u64) -> Result<usize, SegmentError> {
         return Err(SegmentError::TooLarge { size });
     }
     usize::try_from(size).map_err(|_| SegmentError::TooLarge { size })
-}
-
-pub(crate) fn check_name(name: &str) -> Result<(), SegmentError> {
-    let bad = name.is_empty()
-        || name.len() > 250
-        || name.contains('/')
-        || name.contains('\0')
-        || name == "."
-        || name == "..";
-    if bad {
-        Err(SegmentError::InvalidName(name.to_owned()))
-    } else {
-        Ok(())
-    }
 }
 
 impl Segment {

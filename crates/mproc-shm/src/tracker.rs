@@ -50,8 +50,24 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::segment::check_name;
+use crate::error::SegmentError;
 use crate::sys;
+
+/// Checks that `name` can name a segment: one path component under
+/// `/dev/shm` (not empty, at most 250 bytes, no `/` or NUL, not `.`/`..`).
+pub(crate) fn check_name(name: &str) -> Result<(), SegmentError> {
+    let bad = name.is_empty()
+        || name.len() > 250
+        || name.contains('/')
+        || name.contains('\0')
+        || name == "."
+        || name == "..";
+    if bad {
+        Err(SegmentError::InvalidName(name.to_owned()))
+    } else {
+        Ok(())
+    }
+}
 
 /// The environment variable that makes this executable a tracker; its value
 /// is the number of the inherited socket.

@@ -11,7 +11,8 @@
 //! process can run, so the budget adapts: it shrinks when spins fail (the
 //! other side shares our CPU) and never starts with a single CPU online.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// The longest busy-wait before yielding, when another CPU can run the
@@ -61,6 +62,59 @@ struct Budget {
 
 /// The budget of this process.
 static PROCESS: Budget = Budget::new();
+
+/// 0: unknown, 1: spinning cannot help (one CPU), 2: spinning may help.
+static SPIN: AtomicU8 = AtomicU8::new(0);
+/// 0: unknown, 1: one CPU online, 2: several.
+static ONLINE: AtomicU8 = AtomicU8::new(0);
+static AT_FORK: Once = Once::new();
+
+extern "C" fn forget_facts_after_fork() {
+    // Relaxed: the child is single-threaded right after fork.
+    SPIN.store(0, Ordering::Relaxed);
+    ONLINE.store(0, Ordering::Relaxed);
+}
+
+/// Whether this process may run on more than one CPU, per its affinity
+/// mask (read once, and again after a `fork`).
+///
+/// A simple rule for whether spinning can help. It is wrong for processes
+/// pinned to *different* single CPUs (spinning helps there);
+/// [`crate::mutex::adaptive_spin`] learns that case instead, and is what mproc's locks use.
+pub fn spin_useful() -> bool {
+    cached_fact(&SPIN, || crate::sys::allowed_cpus().is_none_or(|n| n > 1))
+}
+
+/// Forgets the cached CPU affinity, for a process that changed its own
+/// affinity mask after using a lock.
+pub fn refresh_affinity() {
+    // Relaxed: see `spin_useful`.
+    SPIN.store(0, Ordering::Relaxed);
+    ONLINE.store(0, Ordering::Relaxed);
+}
+
+/// Whether the system has more than one CPU online (cached like
+/// [`spin_useful`]).
+pub(crate) fn several_cpus_online() -> bool {
+    cached_fact(&ONLINE, || crate::sys::online_cpus().is_none_or(|n| n > 1))
+}
+
+/// The fact `cell` caches (0: not known yet, forgotten after a `fork`;
+/// 1: false; 2: true), found out with `find` the first time.
+#[inline]
+fn cached_fact(cell: &AtomicU8, find: impl FnOnce() -> bool) -> bool {
+    // Relaxed: a cached, idempotent fact about this process or the system.
+    match cell.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            AT_FORK.call_once(|| crate::sys::at_fork_child(forget_facts_after_fork));
+            let fact = find();
+            cell.store(if fact { 2 } else { 1 }, Ordering::Relaxed);
+            fact
+        }
+    }
+}
 
 /// When a blocking operation gives up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,11 +170,11 @@ impl Budget {
     /// The budget (and the word it adapts) of a wait starting now, or
     /// `None` when this wait should not spin.
     fn start(&'static self) -> Option<(&'static AtomicU32, u32)> {
-        if crate::mutex::spin_useful() {
+        if spin_useful() {
             // Relaxed: a heuristic shared by the threads of this process.
             return Some((&self.free_ns, self.free_ns.load(Ordering::Relaxed)));
         }
-        if !crate::mutex::several_cpus_online() {
+        if !several_cpus_online() {
             return None;
         }
         // Relaxed: heuristics shared by the threads of this process.
@@ -248,7 +302,7 @@ impl Spin {
 /// that polls saves the cross-CPU wake-up (35 µs → 6 µs on a virtual
 /// machine); pinned to the same CPU, the budget drops to nothing.
 pub fn begin_socket_wait() -> Option<Spin> {
-    if crate::mutex::spin_useful() {
+    if spin_useful() {
         return None;
     }
     PROCESS.start().map(|(word, budget)| Spin { word, budget })

@@ -149,14 +149,14 @@ pub(crate) fn send_with_fds(
 ///
 /// # Errors
 /// The OS error of `sendmsg`; `InvalidInput` for more than
-/// [`crate::handle::MAX_FDS_PER_MESSAGE`] descriptors, or descriptors
+/// [`MAX_FDS_PER_MESSAGE`] descriptors, or descriptors
 /// without a byte to carry them.
 pub fn send_vectored_with_fds(
     sock: BorrowedFd<'_>,
     bufs: &[IoSlice<'_>],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<usize> {
-    if fds.len() > crate::handle::MAX_FDS_PER_MESSAGE {
+    if fds.len() > MAX_FDS_PER_MESSAGE {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "too many descriptors for one message",
@@ -221,6 +221,10 @@ pub(crate) fn recv_with_fds(
     // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes.
     unsafe { recv_with_fds_raw(sock, buf.as_mut_ptr(), buf.len(), fds, 0) }
 }
+
+/// The largest number of descriptors one `SCM_RIGHTS` message may carry
+/// (Linux's `SCM_MAX_FD`; the handle side table's limit too).
+pub const MAX_FDS_PER_MESSAGE: usize = 253;
 
 /// Size in u64 words of a control buffer that holds `MAX_FDS_PER_MESSAGE`
 /// descriptors: CMSG_SPACE(253 * 4) = 16 + 1012, rounded up to 8 = 1032 bytes.
