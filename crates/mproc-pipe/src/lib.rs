@@ -100,6 +100,7 @@
 
 #![doc(test(attr(deny(warnings))))]
 
+mod address;
 mod arena;
 mod auth;
 mod codec;

@@ -14,7 +14,7 @@ use tokio::io::unix::AsyncFd;
 use crate::codec::{Codec, Encode};
 use crate::connection::Connection;
 use crate::error::{ConnectError, RecvError, RecvTimeoutError, SendBytesError, SendError};
-use crate::listener::{Address, Listener};
+use crate::listener::{Address, Attempt, Listener};
 
 /// Registers a duplicate of `fd` with the current runtime's reactor (a
 /// duplicate: the reactor refuses a descriptor registered twice, and
@@ -32,14 +32,6 @@ fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
     // the same file description until the AsyncFd (and its registration)
     // is dropped.
     Ok(unsafe { AsyncFd::register_with_interest(fd, interest) }?)
-}
-
-/// What `Listener::try_accept` found.
-pub(crate) enum Attempt {
-    /// A client, and its address.
-    Done(Connection, Option<Address>),
-    /// Nothing yet: wait for one of these, or until the deadline.
-    Wait(Vec<libc::pollfd>, Option<Instant>),
 }
 
 impl<C> Connection<C> {
