@@ -7,5 +7,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    mproc_queue::__fuzz::queue_record(data);
+    mproc_queue::__private::queue_record(data);
 });

@@ -8,5 +8,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = mproc_shm::fuzzing::segment_header(data);
+    let _ = mproc_shm::__private::segment_header(data);
 });

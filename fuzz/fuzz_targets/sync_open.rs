@@ -8,5 +8,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    mproc_sync::fuzzing::open_segment(data);
+    mproc_sync::__private::open_segment(data);
 });

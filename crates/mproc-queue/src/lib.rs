@@ -153,9 +153,10 @@ pub use crate::lease::{AckError, Lease, LeaseQueue, LeaseQueueBuilder};
 pub use crate::queue::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};
 
 /// Entry points for the fuzz targets in `fuzz/` (only under `cfg(fuzzing)`).
+/// Not part of the supported API.
 #[cfg(fuzzing)]
 #[doc(hidden)]
-pub mod __fuzz {
+pub mod __private {
     /// Fuzzes the ring's record parser and protocol; see `fuzz/fuzz_targets/queue_record.rs`.
     pub fn queue_record(data: &[u8]) {
         crate::fuzz::queue_record(data);

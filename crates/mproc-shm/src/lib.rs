@@ -196,18 +196,18 @@ pub use crate::typed::TypedSegment;
 pub use crate::value::{RawValue, Value, ValueGuard};
 pub use bytemuck::{Pod, Zeroable};
 
-/// Support for mproc's own macros (`trace_event!`). Not part of the
+/// Support for mproc's own macros (`trace_event!`), and the entry points of
+/// the fuzz targets and their corpus-replay tests. Not part of the
 /// supported API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::fuzzing::segment_header;
     #[cfg(feature = "tracing")]
     pub use tracing;
 }
 
-/// Entry points for fuzz targets and their corpus-replay tests. Not part of
-/// the supported API.
-#[doc(hidden)]
-pub mod fuzzing {
+/// The fuzz targets' entry points (reached through `__private`).
+mod fuzzing {
     use crate::{Array, RawArray, RawValue, Segment, SharedAtomicU32, SharedAtomicU64, Value};
 
     /// Treats `data` as the whole content of a segment received from an

@@ -13,7 +13,7 @@ fn segment_header_corpus_replays_without_panic() {
     assert!(files.len() >= 8, "corpus too small: {} files", files.len());
     let mut valid = 0;
     for (name, data) in &files {
-        let opened = mproc_shm::fuzzing::segment_header(data);
+        let opened = mproc_shm::__private::segment_header(data);
         assert!(opened <= 1, "{name} opened as {opened} kinds");
         // Files named valid_* are well-formed headers and must open as exactly one kind.
         if name.starts_with("valid_") {

@@ -64,7 +64,7 @@ proptest! {
     #[test]
     fn random_segments_never_panic(data in prop::collection::vec(any::<u8>(), 0..1024)) {
         // Random bytes are (almost surely) no valid header at all.
-        prop_assert_eq!(mproc_shm::fuzzing::segment_header(&data), 0);
+        prop_assert_eq!(mproc_shm::__private::segment_header(&data), 0);
     }
 
     #[test]
@@ -111,5 +111,5 @@ fn an_untouched_copy_is_accepted() {
     );
     let mut bytes = vec![0u8; seg.len()];
     seg.read(0, &mut bytes).unwrap();
-    assert_eq!(mproc_shm::fuzzing::segment_header(&bytes), 1);
+    assert_eq!(mproc_shm::__private::segment_header(&bytes), 1);
 }

@@ -137,8 +137,7 @@ mod barrier;
 mod condition;
 mod error;
 mod event;
-#[doc(hidden)]
-pub mod fuzzing;
+mod fuzzing;
 #[macro_use]
 mod lock;
 mod rlock;
@@ -161,3 +160,10 @@ pub use crate::semaphore::{
 };
 pub use mproc_fnref::FnRefError;
 pub use mproc_shm::{Acquired, RawMutex};
+
+/// The entry points of the fuzz targets in `fuzz/` and their corpus-replay
+/// tests. Not part of the supported API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::fuzzing::open_segment;
+}

@@ -117,7 +117,7 @@ fn fuzz_corpus_replays() {
         let mut n = 0;
         for entry in std::fs::read_dir(corpus_dir()).expect("corpus directory") {
             let data = std::fs::read(entry.unwrap().path()).unwrap();
-            mproc_sync::fuzzing::open_segment(&data);
+            mproc_sync::__private::open_segment(&data);
             n += 1;
         }
         assert!(n >= 8, "corpus has only {n} files");
