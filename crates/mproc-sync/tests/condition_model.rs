@@ -36,6 +36,17 @@ enum State {
     GoWaitBriefly,
 }
 
+impl State {
+    /// Where a wait that returned `notified` leaves its agent.
+    fn after_wait(notified: bool) -> Self {
+        if notified {
+            Self::Notified
+        } else {
+            Self::TimedOut
+        }
+    }
+}
+
 /// Every [`State`], in the order of their `u32`.
 const STATES: [State; 7] = [
     State::Idle,
@@ -88,26 +99,12 @@ fn agent(cond: &Condition, board: &Board, i: usize) {
                 // seeing this, knows the agent is inside `wait`.
                 board.set(i, State::Waiting);
                 let notified = cond.wait_timeout(LONG).unwrap();
-                board.set(
-                    i,
-                    if notified {
-                        State::Notified
-                    } else {
-                        State::TimedOut
-                    },
-                );
+                board.set(i, State::after_wait(notified));
             }
             State::GoWaitBriefly => {
                 let _g = cond.lock().unwrap();
                 let notified = cond.wait_timeout(BRIEF).unwrap();
-                board.set(
-                    i,
-                    if notified {
-                        State::Notified
-                    } else {
-                        State::TimedOut
-                    },
-                );
+                board.set(i, State::after_wait(notified));
             }
             State::Exit => return,
             _ => thread::sleep(Duration::from_micros(100)),
