@@ -112,9 +112,10 @@ fn pool_map_tiny(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
 
 /// The seed's task. Never inlined: the serial loop and the workers call
 /// this one compiled copy, so their ratio measures the pool, not where the
-/// compiler happened to place two copies of the loop.
+/// compiler happened to place two copies of the loop. The MPI scenarios
+/// run it too.
 #[inline(never)]
-fn lots_of_math(n: u64) {
+pub(super) fn lots_of_math(n: u64) {
     black_box(n * n);
 }
 

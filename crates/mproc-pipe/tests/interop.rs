@@ -202,6 +202,28 @@ fn python_listener(mode: &str, family: &str) -> Option<(Py, Address)> {
     Some((py, addr))
 }
 
+/// A Python Unix listener (`mode`, the key `secret`) refusing our client
+/// (its key `key`, `allow_legacy`) for the reason `why`: the Python
+/// child; `None` without python3.
+fn refused_by_python_listener(
+    mode: &str,
+    key: &[u8],
+    allow_legacy: bool,
+    why: AuthError,
+) -> Option<Py> {
+    let (py, addr) = python_listener(mode, "unix")?;
+    let err = Client::new(addr)
+        .authkey(key)
+        .allow_legacy_md5(allow_legacy)
+        .connect()
+        .unwrap_err();
+    assert!(
+        matches!(&err, ConnectError::Auth(e) if *e == why),
+        "{mode}: {err:?}"
+    );
+    Some(py)
+}
+
 /// A Unix listener with the key `secret` (`allow_legacy`: `None` keeps the
 /// default) refusing a Python client (`mode`, its key `key`, `-` for none)
 /// for the reason `why`: the error `accept` returned, and the client;
@@ -227,69 +249,83 @@ fn refused_python_client(
     Some((err, py))
 }
 
+/// Connects our client to a Python listener (`allow_legacy`: `None` keeps
+/// the default); `None` without python3.
+fn rust_client_to_python(
+    mode: &'static str,
+    family: &'static str,
+    allow_legacy: Option<bool>,
+) -> Option<(Connection, Py)> {
+    let (py, addr) = python_listener(mode, family)?;
+    let mut client = Client::new(addr).authkey(b"secret");
+    if let Some(allow) = allow_legacy {
+        client = client.allow_legacy_md5(allow);
+    }
+    Some((client.connect().unwrap(), py))
+}
+
+/// Accepts a Python client on our listener (`allow_legacy`: `None` keeps
+/// the default), which greets first; `None` without python3.
+fn python_client_to_rust(
+    mode: &'static str,
+    family: &'static str,
+    allow_legacy: Option<bool>,
+) -> Option<(Connection, Py)> {
+    let b = match family {
+        "tcp" => Listener::builder("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap()),
+        _ => Listener::builder_auto(),
+    };
+    let mut b = b.authkey(b"secret");
+    if let Some(allow) = allow_legacy {
+        b = b.allow_legacy_md5(allow);
+    }
+    let l = b.bind().unwrap();
+    let args: Vec<String> = match l.address() {
+        Address::Tcp(a) => vec![a.ip().to_string(), a.port().to_string()],
+        // A path, or an abstract name as `@name`.
+        a => vec![a.to_string()],
+    };
+    let mut all = vec!["client", mode, family, "secret"];
+    all.extend(args.iter().map(String::as_str));
+    let py = Py::start(&all)?;
+    let c = l.accept().unwrap();
+    assert_eq!(c.recv_bytes().unwrap(), b"hello from python");
+    Some((c, py))
+}
+
+/// How a test connects to a Python peer: [`rust_client_to_python`] or
+/// [`python_client_to_rust`].
+type Connect = fn(&'static str, &'static str, Option<bool>) -> Option<(Connection, Py)>;
+
+/// Connects to an echoing Python peer with `connect` (`allow_legacy`:
+/// `None` keeps the default), runs the [`exchange`], closes, and sees
+/// Python finish cleanly.
+fn echo_with_python(
+    connect: Connect,
+    mode: &'static str,
+    family: &'static str,
+    allow_legacy: Option<bool>,
+) {
+    watchdog(60, move || {
+        let Some((c, mut py)) = connect(mode, family, allow_legacy) else {
+            return;
+        };
+        exchange(&c);
+        drop(c);
+        assert_eq!(py.line(), "DONE");
+        assert_eq!(py.finish(), 0);
+    });
+}
+
+/// The echo test, our client to a Python listener; legacy HMAC-MD5
+/// allowed exactly in the `legacy` mode.
 fn rust_client_python_listener(mode: &'static str, family: &'static str) {
-    rust_client_python_listener_with(mode, family, Some(mode == "legacy"));
+    echo_with_python(rust_client_to_python, mode, family, Some(mode == "legacy"));
 }
 
-/// `allow_legacy`: `None` keeps the default.
-fn rust_client_python_listener_with(
-    mode: &'static str,
-    family: &'static str,
-    allow_legacy: Option<bool>,
-) {
-    watchdog(60, move || {
-        let Some((mut py, addr)) = python_listener(mode, family) else {
-            return;
-        };
-        let mut client = Client::new(addr).authkey(b"secret");
-        if let Some(allow) = allow_legacy {
-            client = client.allow_legacy_md5(allow);
-        }
-        let c = client.connect().unwrap();
-        exchange(&c);
-        drop(c);
-        assert_eq!(py.line(), "DONE");
-        assert_eq!(py.finish(), 0);
-    });
-}
-
+/// As [`rust_client_python_listener`], the other way round.
 fn python_client_rust_listener(mode: &'static str, family: &'static str) {
-    python_client_rust_listener_with(mode, family, Some(mode == "legacy"));
-}
-
-/// `allow_legacy`: `None` keeps the default.
-fn python_client_rust_listener_with(
-    mode: &'static str,
-    family: &'static str,
-    allow_legacy: Option<bool>,
-) {
-    watchdog(60, move || {
-        let b = match family {
-            "tcp" => Listener::builder("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap()),
-            _ => Listener::builder_auto(),
-        };
-        let mut b = b.authkey(b"secret");
-        if let Some(allow) = allow_legacy {
-            b = b.allow_legacy_md5(allow);
-        }
-        let l = b.bind().unwrap();
-        let args: Vec<String> = match l.address() {
-            Address::Tcp(a) => vec![a.ip().to_string(), a.port().to_string()],
-            // A path, or an abstract name as `@name`.
-            a => vec![a.to_string()],
-        };
-        let mut all = vec!["client", mode, family, "secret"];
-        all.extend(args.iter().map(String::as_str));
-        let Some(mut py) = Py::start(&all) else {
-            return;
-        };
-        let c = l.accept().unwrap();
-        assert_eq!(c.recv_bytes().unwrap(), b"hello from python");
-        exchange(&c);
-        drop(c);
-        assert_eq!(py.line(), "DONE");
-        assert_eq!(py.finish(), 0);
-    });
+    echo_with_python(python_client_to_rust, mode, family, Some(mode == "legacy"));
 }
 
 #[test]
@@ -332,19 +368,12 @@ fn python_client_rust_listener_native_handshake() {
 fn wrong_key_fails_on_both_sides_rust_client() {
     for mode in ["modern", "legacy"] {
         watchdog(60, move || {
-            let Some((mut py, addr)) = python_listener(mode, "unix") else {
+            // Python rejects our answer to its challenge.
+            let Some(mut py) =
+                refused_by_python_listener(mode, b"wrong", true, AuthError::Rejected)
+            else {
                 return;
             };
-            let err = Client::new(addr)
-                .authkey(b"wrong")
-                .allow_legacy_md5(true)
-                .connect()
-                .unwrap_err();
-            // Python rejects our answer to its challenge.
-            assert!(
-                matches!(err, ConnectError::Auth(AuthError::Rejected)),
-                "{mode}: {err:?}"
-            );
             assert!(py.line().starts_with("AUTHFAIL"));
             assert_eq!(py.finish(), 3);
         });
@@ -394,8 +423,8 @@ fn legacy_python_authenticates_by_default() {
     if legacy_python().is_none() {
         return;
     }
-    rust_client_python_listener_with("legacy", "unix", None);
-    python_client_rust_listener_with("legacy", "unix", None);
+    echo_with_python(rust_client_to_python, "legacy", "unix", None);
+    echo_with_python(python_client_to_rust, "legacy", "unix", None);
 }
 
 #[test]
@@ -404,18 +433,11 @@ fn legacy_python_is_refused_when_disabled() {
         if legacy_python().is_none() {
             return;
         }
-        let Some((mut py, addr)) = python_listener("legacy", "unix") else {
+        let Some(mut py) =
+            refused_by_python_listener("legacy", b"secret", false, AuthError::LegacyMd5Disabled)
+        else {
             return;
         };
-        let err = Client::new(addr)
-            .authkey(b"secret")
-            .allow_legacy_md5(false)
-            .connect()
-            .unwrap_err();
-        assert!(
-            matches!(err, ConnectError::Auth(AuthError::LegacyMd5Disabled)),
-            "{err:?}"
-        );
         // Python then sees the connection close during its handshake.
         let _ = py.line();
         assert_ne!(py.finish(), 0);

@@ -8,7 +8,7 @@ mod common;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use common::{sorted_values, values, with_pool};
-use mproc_pool::{Pool, TaskError, TryImapError};
+use mproc_pool::{Imap, Pool, TaskError, TryImapError};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -43,6 +43,13 @@ fn strings_panicking_at(at: usize, n: usize) -> impl Iterator<Item = String> {
         }
         "x".repeat(x)
     })
+}
+
+/// `square` over [`numbers_panicking_at`]`(3, 10)`, one item per task:
+/// the squares of 0, 1 and 2, then the input's panic.
+fn squares_one_by_one_failing_at_3(pool: &Pool) -> Imap<'_, u64> {
+    pool.imap_chunked(square, numbers_panicking_at(3, 10), 1)
+        .unwrap()
 }
 
 /// `0..n` as `Ok`s, with an `Err` at `at`.
@@ -113,9 +120,7 @@ fn still_works(pool: &Pool) {
 #[test]
 fn imap_yields_the_results_before_a_panicking_input_then_its_panic() {
     with_pool(60, 2, |pool| {
-        let mut it = pool
-            .imap_chunked(square, numbers_panicking_at(3, 10), 1)
-            .unwrap();
+        let mut it = squares_one_by_one_failing_at_3(&pool);
         let got = until_input_panic_at(&mut it, 3);
         assert_eq!(got, [Ok(0), Ok(1), Ok(4)]);
         // Nothing comes after the failure.
@@ -199,9 +204,7 @@ fn map_async_passes_a_panicking_input_on_at_once() {
 #[test]
 fn a_panicking_input_leaves_nothing_for_join_to_wait_for() {
     with_pool(60, 2, |pool| {
-        let mut it = pool
-            .imap_chunked(square, numbers_panicking_at(3, 10), 1)
-            .unwrap();
+        let mut it = squares_one_by_one_failing_at_3(&pool);
         let (got, _) = until_panic(&mut it);
         assert_eq!(got.len(), 3);
         pool.close();

@@ -23,18 +23,44 @@ const PER_PROCESS: usize = 2;
 const AGENTS: usize = 2 * PER_PROCESS;
 const LONG: Duration = Duration::from_secs(30);
 
-/// Commands and states of an agent, in the board segment.
-const IDLE: u32 = 0;
-const GO_WAIT: u32 = 1;
-const WAITING: u32 = 2;
-const NOTIFIED: u32 = 3;
-const TIMED_OUT: u32 = 4;
-const EXIT: u32 = 5;
-const GO_WAIT_BRIEFLY: u32 = 6;
+/// Commands and states of an agent, in the board segment as their `u32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+enum State {
+    Idle,
+    GoWait,
+    Waiting,
+    Notified,
+    TimedOut,
+    Exit,
+    GoWaitBriefly,
+}
+
+impl State {
+    /// Where a wait that returned `notified` leaves its agent.
+    fn after_wait(notified: bool) -> Self {
+        if notified {
+            Self::Notified
+        } else {
+            Self::TimedOut
+        }
+    }
+}
+
+/// Every [`State`], in the order of their `u32`.
+const STATES: [State; 7] = [
+    State::Idle,
+    State::GoWait,
+    State::Waiting,
+    State::Notified,
+    State::TimedOut,
+    State::Exit,
+    State::GoWaitBriefly,
+];
 /// How long a brief wait lasts (nobody notifies during it).
 const BRIEF: Duration = Duration::from_millis(2);
 
-/// One word per agent: the driver writes GO_WAIT/EXIT, the agent the rest.
+/// One word per agent: the driver writes GoWait/Exit, the agent the rest.
 struct Board(Segment);
 
 impl Board {
@@ -44,18 +70,18 @@ impl Board {
     fn word(&self, i: usize) -> &AtomicU32 {
         self.0.get(64 * i).unwrap()
     }
-    fn get(&self, i: usize) -> u32 {
-        self.word(i).load(Ordering::SeqCst)
+    fn get(&self, i: usize) -> State {
+        STATES[self.word(i).load(Ordering::SeqCst) as usize]
     }
-    fn set(&self, i: usize, v: u32) {
-        self.word(i).store(v, Ordering::SeqCst)
+    fn set(&self, i: usize, v: State) {
+        self.word(i).store(v as u32, Ordering::SeqCst)
     }
-    fn await_state(&self, i: usize, want: u32) {
+    fn await_state(&self, i: usize, want: State) {
         let t0 = Instant::now();
         while self.get(i) != want {
             assert!(
                 t0.elapsed() < LONG,
-                "agent {i} is {} not {want}",
+                "agent {i} is {:?} not {want:?}",
                 self.get(i)
             );
             thread::sleep(Duration::from_micros(200));
@@ -67,20 +93,20 @@ impl Board {
 fn agent(cond: &Condition, board: &Board, i: usize) {
     loop {
         match board.get(i) {
-            GO_WAIT => {
+            State::GoWait => {
                 let _g = cond.lock().unwrap();
                 // Under the lock: the driver, once it holds the lock after
                 // seeing this, knows the agent is inside `wait`.
-                board.set(i, WAITING);
+                board.set(i, State::Waiting);
                 let notified = cond.wait_timeout(LONG).unwrap();
-                board.set(i, if notified { NOTIFIED } else { TIMED_OUT });
+                board.set(i, State::after_wait(notified));
             }
-            GO_WAIT_BRIEFLY => {
+            State::GoWaitBriefly => {
                 let _g = cond.lock().unwrap();
                 let notified = cond.wait_timeout(BRIEF).unwrap();
-                board.set(i, if notified { NOTIFIED } else { TIMED_OUT });
+                board.set(i, State::after_wait(notified));
             }
-            EXIT => return,
+            State::Exit => return,
             _ => thread::sleep(Duration::from_micros(100)),
         }
     }
@@ -131,10 +157,10 @@ fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
             cond.notify_all().unwrap();
         }
         for i in 0..AGENTS {
-            while board.get(i) == WAITING || board.get(i) == GO_WAIT {
+            while board.get(i) == State::Waiting || board.get(i) == State::GoWait {
                 thread::sleep(Duration::from_micros(200));
             }
-            board.set(i, EXIT);
+            board.set(i, State::Exit);
         }
         r
     });
@@ -152,8 +178,8 @@ fn drive(cond: &Condition, board: &Board, ops: &[Op]) -> Result<(), TestCaseErro
                 if line.contains(&i) {
                     continue;
                 }
-                board.set(i, GO_WAIT);
-                board.await_state(i, WAITING);
+                board.set(i, State::GoWait);
+                board.await_state(i, State::Waiting);
                 // The agent released the lock inside `wait` once we get it.
                 drop(cond.lock().unwrap());
                 line.push(i);
@@ -162,9 +188,9 @@ fn drive(cond: &Condition, board: &Board, ops: &[Op]) -> Result<(), TestCaseErro
                 if line.contains(&i) {
                     continue;
                 }
-                board.set(i, GO_WAIT_BRIEFLY);
-                board.await_state(i, TIMED_OUT);
-                board.set(i, IDLE);
+                board.set(i, State::GoWaitBriefly);
+                board.await_state(i, State::TimedOut);
+                board.set(i, State::Idle);
             }
             Op::Notify { .. } | Op::NotifyAll => {
                 let n = match op {
@@ -190,11 +216,11 @@ fn drive(cond: &Condition, board: &Board, ops: &[Op]) -> Result<(), TestCaseErro
                     }
                 }
                 for &i in &expect {
-                    board.await_state(i, NOTIFIED);
-                    board.set(i, IDLE);
+                    board.await_state(i, State::Notified);
+                    board.set(i, State::Idle);
                 }
                 for &i in &line {
-                    prop_assert_eq!(board.get(i), WAITING, "agent {} woke", i);
+                    prop_assert_eq!(board.get(i), State::Waiting, "agent {} woke", i);
                 }
                 prop_assert_eq!(cond.waiting(), line.len());
             }

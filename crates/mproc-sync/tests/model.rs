@@ -60,14 +60,30 @@ const OPS: [Op; 14] = [
     Op::LockForceRelease,
 ];
 
-/// Outcomes, as sent over the command socket.
-const OK: u8 = 0;
-const FAIL: u8 = 1;
-const OWNER_DIED: u8 = 2;
-const NOT_OWNER: u8 = 3;
-const OVER_RELEASE: u8 = 4;
-const NOTHING: u8 = 5;
-const TOO_FAST: u8 = 6;
+/// The outcome of one operation: the model's prediction, and what an actor
+/// saw (a child sends it over the command socket as its `u8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Outcome {
+    Ok,
+    Fail,
+    OwnerDied,
+    NotOwner,
+    OverRelease,
+    Nothing,
+    TooFast,
+}
+
+/// Every [`Outcome`], in the order of their `u8`.
+const OUTCOMES: [Outcome; 7] = [
+    Outcome::Ok,
+    Outcome::Fail,
+    Outcome::OwnerDied,
+    Outcome::NotOwner,
+    Outcome::OverRelease,
+    Outcome::Nothing,
+    Outcome::TooFast,
+];
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Prims {
@@ -111,61 +127,61 @@ impl<G> AcquireError for LockTimeoutError<G> {
 }
 
 /// The outcome code of an acquisition; a guard it gave goes to `push`.
-fn code<G, E: AcquireError>(r: Result<G, E>, push: impl FnOnce(G)) -> u8 {
+fn code<G, E: AcquireError>(r: Result<G, E>, push: impl FnOnce(G)) -> Outcome {
     match r {
         Ok(g) => {
             push(g);
-            OK
+            Outcome::Ok
         }
-        Err(e) if e.is_owner_died() => OWNER_DIED,
-        Err(_) => FAIL,
+        Err(e) if e.is_owner_died() => Outcome::OwnerDied,
+        Err(_) => Outcome::Fail,
     }
 }
 
-/// As [`code`], for an acquisition waiting at most TIMEOUT_MS: TOO_FAST
+/// As [`code`], for an acquisition waiting at most TIMEOUT_MS: `TooFast`
 /// if it timed out before that.
 fn timed_code<G, E: AcquireError>(
     acquire: impl FnOnce(Duration) -> Result<G, E>,
     push: impl FnOnce(G),
-) -> u8 {
+) -> Outcome {
     let limit = Duration::from_millis(TIMEOUT_MS);
     let t0 = Instant::now();
     let r = acquire(limit);
     let early = matches!(&r, Err(e) if e.is_timeout());
     let c = code(r, push);
     if early && t0.elapsed() < limit {
-        TOO_FAST
+        Outcome::TooFast
     } else {
         c
     }
 }
 
-/// Drops `guard` (the newest held): OK, or NOTHING if none was held.
-fn dropped<G>(guard: Option<G>) -> u8 {
-    guard.map_or(NOTHING, |g| {
+/// Drops `guard` (the newest held): `Ok`, or `Nothing` if none was held.
+fn dropped<G>(guard: Option<G>) -> Outcome {
+    guard.map_or(Outcome::Nothing, |g| {
         drop(g);
-        OK
+        Outcome::Ok
     })
 }
 
-/// OK for a release that worked, else `refused`.
-fn released<E>(r: Result<(), E>, refused: u8) -> u8 {
+/// `Ok` for a release that worked, else `refused`.
+fn released<E>(r: Result<(), E>, refused: Outcome) -> Outcome {
     match r {
-        Ok(()) => OK,
+        Ok(()) => Outcome::Ok,
         Err(_) => refused,
     }
 }
 
 /// Executes `op` in this process; `forget` applies to LockDrop.
-fn execute<'a>(p: &'a Prims, held: &mut Held<'a>, op: Op, forget: bool) -> u8 {
+fn execute<'a>(p: &'a Prims, held: &mut Held<'a>, op: Op, forget: bool) -> Outcome {
     match op {
         Op::SemTry => code(p.sem.try_acquire(), |g| held.sem.push(g)),
         Op::SemTimeout => timed_code(|t| p.sem.acquire_timeout(t), |g| held.sem.push(g)),
         Op::SemDrop => dropped(held.sem.pop()),
-        Op::SemRelease => released(p.sem.release(), OVER_RELEASE),
+        Op::SemRelease => released(p.sem.release(), Outcome::OverRelease),
         Op::BSemTry => code(p.bsem.try_acquire(), |g| held.bsem.push(g)),
         Op::BSemDrop => dropped(held.bsem.pop()),
-        Op::BSemRelease => released(p.bsem.release(), OVER_RELEASE),
+        Op::BSemRelease => released(p.bsem.release(), Outcome::OverRelease),
         Op::RLockTry => code(p.rlock.try_lock(), |g| held.rlock.push(g)),
         Op::RLockDrop => dropped(held.rlock.pop()),
         Op::RLockRelease => {
@@ -173,29 +189,29 @@ fn execute<'a>(p: &'a Prims, held: &mut Held<'a>, op: Op, forget: bool) -> u8 {
             if let Some(g) = held.rlock.pop() {
                 std::mem::forget(g);
             }
-            released(p.rlock.release(), NOT_OWNER)
+            released(p.rlock.release(), Outcome::NotOwner)
         }
         Op::LockTry => {
             if held.lock.is_some() {
-                return NOTHING; // not recursive: would only fail
+                return Outcome::Nothing; // not recursive: would only fail
             }
             code(p.lock.try_lock(), |g| held.lock = Some(g))
         }
         Op::LockTimeout => {
             if held.lock.is_some() {
-                return NOTHING;
+                return Outcome::Nothing;
             }
             timed_code(|t| p.lock.lock_timeout(t), |g| held.lock = Some(g))
         }
-        Op::LockDrop => held.lock.take().map_or(NOTHING, |g| {
+        Op::LockDrop => held.lock.take().map_or(Outcome::Nothing, |g| {
             if forget {
                 std::mem::forget(g);
             } else {
                 drop(g);
             }
-            OK
+            Outcome::Ok
         }),
-        Op::LockForceRelease => released(p.lock.release(), OVER_RELEASE),
+        Op::LockForceRelease => released(p.lock.release(), Outcome::OverRelease),
     }
 }
 
@@ -218,34 +234,34 @@ impl SemModel {
     }
 
     /// An acquisition (a try, or one that times out) by `actor`.
-    fn take(&mut self, actor: usize) -> (u8, bool) {
+    fn take(&mut self, actor: usize) -> (Outcome, bool) {
         if self.free > 0 {
             self.free -= 1;
             self.held[actor] += 1;
-            (OK, false)
+            (Outcome::Ok, false)
         } else {
-            (FAIL, false)
+            (Outcome::Fail, false)
         }
     }
 
     /// `actor` drops its newest guard. A guard's release past the bound is
     /// dropped (its unit was already given back by an explicit release).
-    fn drop_guard(&mut self, actor: usize) -> (u8, bool) {
+    fn drop_guard(&mut self, actor: usize) -> (Outcome, bool) {
         if self.held[actor] == 0 {
-            return (NOTHING, false);
+            return (Outcome::Nothing, false);
         }
         self.held[actor] -= 1;
         self.free = (self.free + 1).min(self.max);
-        (OK, false)
+        (Outcome::Ok, false)
     }
 
     /// An explicit release, by anyone.
-    fn release(&mut self) -> (u8, bool) {
+    fn release(&mut self) -> (Outcome, bool) {
         if self.free < self.max {
             self.free += 1;
-            (OK, false)
+            (Outcome::Ok, false)
         } else {
-            (OVER_RELEASE, false)
+            (Outcome::OverRelease, false)
         }
     }
 }
@@ -266,7 +282,7 @@ struct Model {
 impl Model {
     /// The outcome `op` by `actor` must have, updating the model; and the
     /// `forget` flag for LockDrop.
-    fn step(&mut self, actor: usize, op: Op) -> (u8, bool) {
+    fn step(&mut self, actor: usize, op: Op) -> (Outcome, bool) {
         match op {
             Op::SemTry | Op::SemTimeout => self.sem.take(actor),
             Op::SemDrop => self.sem.drop_guard(actor),
@@ -278,21 +294,21 @@ impl Model {
                 None => {
                     self.rlock_owner = Some(actor);
                     self.rlock_count = 1;
-                    (OK, false)
+                    (Outcome::Ok, false)
                 }
                 Some(o) if o == actor => {
                     self.rlock_count += 1;
-                    (OK, false)
+                    (Outcome::Ok, false)
                 }
-                Some(_) => (FAIL, false),
+                Some(_) => (Outcome::Fail, false),
             },
             Op::RLockDrop | Op::RLockRelease => {
                 if self.rlock_owner != Some(actor) {
                     return (
                         if op == Op::RLockDrop {
-                            NOTHING
+                            Outcome::Nothing
                         } else {
-                            NOT_OWNER
+                            Outcome::NotOwner
                         },
                         false,
                     );
@@ -301,37 +317,37 @@ impl Model {
                 if self.rlock_count == 0 {
                     self.rlock_owner = None;
                 }
-                (OK, false)
+                (Outcome::Ok, false)
             }
             Op::LockTry | Op::LockTimeout => {
                 if self.lock_guard[actor].is_some() {
-                    return (NOTHING, false);
+                    return (Outcome::Nothing, false);
                 }
                 if self.lock_locked {
-                    (FAIL, false)
+                    (Outcome::Fail, false)
                 } else {
                     self.lock_locked = true;
                     self.lock_guard[actor] = Some(false);
-                    (OK, false)
+                    (Outcome::Ok, false)
                 }
             }
             Op::LockDrop => match self.lock_guard[actor].take() {
-                None => (NOTHING, false),
-                Some(true) => (OK, true),
+                None => (Outcome::Nothing, false),
+                Some(true) => (Outcome::Ok, true),
                 Some(false) => {
                     self.lock_locked = false;
-                    (OK, false)
+                    (Outcome::Ok, false)
                 }
             },
             Op::LockForceRelease => {
                 if !self.lock_locked {
-                    return (OVER_RELEASE, false);
+                    return (Outcome::OverRelease, false);
                 }
                 self.lock_locked = false;
                 for g in self.lock_guard.iter_mut().flatten() {
                     *g = true;
                 }
-                (OK, false)
+                (Outcome::Ok, false)
             }
         }
     }
@@ -351,7 +367,7 @@ fn child_actor() {
     while sock.read_exact(&mut cmd).is_ok() {
         let op = OPS[usize::from(cmd[0]) % OPS.len()];
         let out = execute(&prims, &mut held, op, cmd[1] != 0);
-        sock.write_all(&[out]).unwrap();
+        sock.write_all(&[out as u8]).unwrap();
     }
     drop(held);
 }
@@ -395,11 +411,11 @@ fn run_case(steps: &[(usize, usize)]) -> Result<(), TestCaseError> {
             s.write_all(&[op_index as u8, u8::from(forget)]).unwrap();
             let mut b = [0u8];
             s.read_exact(&mut b).expect("child answers");
-            b[0]
+            OUTCOMES[usize::from(b[0])]
         };
         if got != expected {
             result = Err(TestCaseError::fail(format!(
-                "step {i}: actor {actor} {op:?}: got {got}, model says {expected}; model {model:?}"
+                "step {i}: actor {actor} {op:?}: got {got:?}, model says {expected:?}; model {model:?}"
             )));
             break;
         }

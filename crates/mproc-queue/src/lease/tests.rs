@@ -276,6 +276,15 @@ fn dead_pid() -> u32 {
     pid
 }
 
+/// A queue holding 5 and 6, whose 5 a process that has since died leased
+/// into `slot` (with `cut`: see [`lease_as`]); and that process's pid.
+fn five_leased_by_the_dead(slot: usize, cut: bool) -> (LeaseQueue<u32>, u32) {
+    let dead = dead_pid();
+    let q = queue(LeaseQueueBuilder::new(), [5, 6]);
+    lease_as(&q, slot, dead, cut);
+    (q, dead)
+}
+
 /// Leases the next item (waiting up to 10 s), checks it and its delivery
 /// count, and acks it.
 #[track_caller]
@@ -290,10 +299,8 @@ fn ack_next(q: &LeaseQueue<u32>, item: u32, delivery_count: u32) {
 /// in about 200 runs: "item 1359 was never delivered").
 #[test]
 fn a_consumer_killed_inside_commit_loses_nothing() {
-    let dead = dead_pid();
-    let q = queue(LeaseQueueBuilder::new(), [5, 6]);
     // The dead process got as far as the first step of `commit`.
-    lease_as(&q, 2, dead, true);
+    let (q, _) = five_leased_by_the_dead(2, true);
     ack_next(&q, 5, 2);
     ack_next(&q, 6, 1);
 }
@@ -301,10 +308,7 @@ fn a_consumer_killed_inside_commit_loses_nothing() {
 /// A lease whose holder process is dead is taken back by a scan.
 #[test]
 fn leases_of_dead_holders_are_taken_back() {
-    let dead = dead_pid();
-    let q = queue(LeaseQueueBuilder::new(), [5, 6]);
-    // Leased by the dead process.
-    lease_as(&q, 3, dead, false);
+    let (q, dead) = five_leased_by_the_dead(3, false);
     // This handle's first get scans, finds the holder dead and delivers
     // its item again, before the next new one.
     ack_next(&q, 5, 2);

@@ -18,57 +18,61 @@ fn pop(r: &Ring<'_>) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Runs `body` on an empty heap ring of `cap` bytes and a producer cache:
+/// the test is the ring's only producer and its only consumer.
+fn with_ring(cap: usize, body: impl FnOnce(&Ring<'_>, &ProducerCache)) {
+    let mut h = HeapRing::new(cap);
+    body(&h.ring(), &ProducerCache::new());
+}
+
 #[test]
 fn round_trip_and_wrap() {
-    let mut h = HeapRing::new(256);
-    let r = h.ring();
-    let hc = ProducerCache::new();
-    for i in 0..200u32 {
-        let p: Vec<u8> = (0..(i % 37) as u8).collect();
-        assert_eq!(push(&r, &p, u32::MAX, &hc), Push::Done);
-        assert_eq!(r.len(), 1);
-        assert_eq!(pop(&r).as_deref(), Some(&p[..]));
-        assert_eq!(pop(&r), None);
-    }
-    assert_eq!(r.published(), 200);
+    with_ring(256, |r, hc| {
+        for i in 0..200u32 {
+            let p: Vec<u8> = (0..(i % 37) as u8).collect();
+            assert_eq!(push(r, &p, u32::MAX, hc), Push::Done);
+            assert_eq!(r.len(), 1);
+            assert_eq!(pop(r).as_deref(), Some(&p[..]));
+            assert_eq!(pop(r), None);
+        }
+        assert_eq!(r.published(), 200);
+    });
 }
 
 #[test]
 fn fills_exactly_and_reports_no_room() {
-    let mut h = HeapRing::new(256);
-    let r = h.ring();
-    let hc = ProducerCache::new();
-    // 15 records of 16 bytes and the 8-byte terminator after them: 248
-    // bytes; a 16th record would leave no room for its terminator.
-    for i in 0..15u8 {
-        assert_eq!(push(&r, &[i; 8], u32::MAX, &hc), Push::Done);
-    }
-    assert_eq!(push(&r, &[9; 8], u32::MAX, &hc), Push::NoRoom);
-    // An empty item's record is just its 8-byte header: it still fits.
-    assert_eq!(push(&r, &[], u32::MAX, &hc), Push::Done);
-    assert_eq!(push(&r, &[], u32::MAX, &hc), Push::NoRoom);
-    assert_eq!(r.len(), 16);
-    for i in 0..15u8 {
-        assert_eq!(pop(&r), Some(vec![i; 8]));
-    }
-    assert_eq!(pop(&r), Some(vec![]));
-    assert_eq!(push(&r, &[9; 200], u32::MAX, &hc), Push::Done);
-    assert_eq!(pop(&r), Some(vec![9; 200]));
-    // The largest record: all but the terminator.
-    assert_eq!(push(&r, &[7; 240], u32::MAX, &hc), Push::Done);
-    assert_eq!(pop(&r), Some(vec![7; 240]));
+    with_ring(256, |r, hc| {
+        // 15 records of 16 bytes and the 8-byte terminator after them: 248
+        // bytes; a 16th record would leave no room for its terminator.
+        for i in 0..15u8 {
+            assert_eq!(push(r, &[i; 8], u32::MAX, hc), Push::Done);
+        }
+        assert_eq!(push(r, &[9; 8], u32::MAX, hc), Push::NoRoom);
+        // An empty item's record is just its 8-byte header: it still fits.
+        assert_eq!(push(r, &[], u32::MAX, hc), Push::Done);
+        assert_eq!(push(r, &[], u32::MAX, hc), Push::NoRoom);
+        assert_eq!(r.len(), 16);
+        for i in 0..15u8 {
+            assert_eq!(pop(r), Some(vec![i; 8]));
+        }
+        assert_eq!(pop(r), Some(vec![]));
+        assert_eq!(push(r, &[9; 200], u32::MAX, hc), Push::Done);
+        assert_eq!(pop(r), Some(vec![9; 200]));
+        // The largest record: all but the terminator.
+        assert_eq!(push(r, &[7; 240], u32::MAX, hc), Push::Done);
+        assert_eq!(pop(r), Some(vec![7; 240]));
+    });
 }
 
 #[test]
 fn maxcount_is_full() {
-    let mut h = HeapRing::new(1024);
-    let r = h.ring();
-    let hc = ProducerCache::new();
-    assert_eq!(push(&r, b"a", 2, &hc), Push::Done);
-    assert_eq!(push(&r, b"b", 2, &hc), Push::Done);
-    assert_eq!(push(&r, b"c", 2, &hc), Push::Full);
-    assert_eq!(pop(&r), Some(b"a".to_vec()));
-    assert_eq!(push(&r, b"c", 2, &hc), Push::Done);
+    with_ring(1024, |r, hc| {
+        assert_eq!(push(r, b"a", 2, hc), Push::Done);
+        assert_eq!(push(r, b"b", 2, hc), Push::Done);
+        assert_eq!(push(r, b"c", 2, hc), Push::Full);
+        assert_eq!(pop(r), Some(b"a".to_vec()));
+        assert_eq!(push(r, b"c", 2, hc), Push::Done);
+    });
 }
 
 #[test]
@@ -267,74 +271,71 @@ fn two_producers_with_stale_caches_never_overwrite() {
 
 #[test]
 fn take_without_the_lock() {
-    let mut h = HeapRing::new(256);
-    let r = h.ring();
-    let hc = ProducerCache::new();
-    let mut out = vec![9; 3];
-    assert_eq!(r.take(&mut out, || false), Ok(Take::Empty));
-    push(&r, b"one", u32::MAX, &hc);
-    push(&r, b"", u32::MAX, &hc);
-    push(&r, b"three", u32::MAX, &hc);
-    // `defer` is asked once a record is found, and leaves it in place.
-    assert_eq!(r.take(&mut out, || true), Ok(Take::Locked));
-    assert_eq!(r.len(), 3);
-    assert_eq!(r.take(&mut out, || false), Ok(Take::Taken));
-    assert_eq!(out, b"one");
-    assert_eq!(r.take(&mut out, || false), Ok(Take::Taken));
-    assert_eq!(out, b"");
-    assert_eq!(pop(&r).as_deref(), Some(&b"three"[..]));
-    assert_eq!(r.take(&mut out, || false), Ok(Take::Empty));
-    assert_eq!(r.len(), 0);
-    // Wrap around the end many times, alternating with locked consumers.
-    for i in 0..200u32 {
-        let v = i.to_le_bytes().repeat(1 + i as usize % 5);
-        assert_eq!(push(&r, &v, u32::MAX, &hc), Push::Done);
-        if i % 3 == 0 {
-            assert_eq!(pop(&r), Some(v));
-        } else {
-            assert_eq!(r.take(&mut out, || false), Ok(Take::Taken));
-            assert_eq!(out, v);
+    with_ring(256, |r, hc| {
+        let mut out = vec![9; 3];
+        assert_eq!(r.take(&mut out, || false), Ok(Take::Empty));
+        push(r, b"one", u32::MAX, hc);
+        push(r, b"", u32::MAX, hc);
+        push(r, b"three", u32::MAX, hc);
+        // `defer` is asked once a record is found, and leaves it in place.
+        assert_eq!(r.take(&mut out, || true), Ok(Take::Locked));
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.take(&mut out, || false), Ok(Take::Taken));
+        assert_eq!(out, b"one");
+        assert_eq!(r.take(&mut out, || false), Ok(Take::Taken));
+        assert_eq!(out, b"");
+        assert_eq!(pop(r).as_deref(), Some(&b"three"[..]));
+        assert_eq!(r.take(&mut out, || false), Ok(Take::Empty));
+        assert_eq!(r.len(), 0);
+        // Wrap around the end many times, alternating with locked consumers.
+        for i in 0..200u32 {
+            let v = i.to_le_bytes().repeat(1 + i as usize % 5);
+            assert_eq!(push(r, &v, u32::MAX, hc), Push::Done);
+            if i % 3 == 0 {
+                assert_eq!(pop(r), Some(v));
+            } else {
+                assert_eq!(r.take(&mut out, || false), Ok(Take::Taken));
+                assert_eq!(out, v);
+            }
         }
-    }
+    });
 }
 
 #[test]
 fn a_locked_commit_loses_to_a_lock_free_take() {
-    let mut h = HeapRing::new(256);
-    let r = h.ring();
-    let hc = ProducerCache::new();
-    push(&r, b"first", u32::MAX, &hc);
-    push(&r, b"second", u32::MAX, &hc);
-    let mut locked = Vec::new();
-    // SAFETY: single-threaded test; we act as the consumer-lock holder.
-    let p = unsafe { r.peek(&mut locked, true) }
-        .expect("not corrupted")
-        .expect("a record");
-    assert_eq!(locked, b"first");
-    // A lock-free consumer takes the same record first.
-    let mut free = Vec::new();
-    assert_eq!(r.take(&mut free, || false), Ok(Take::Taken));
-    assert_eq!(free, b"first");
-    // The lock holder's commit fails, and its next look finds the next one.
-    // SAFETY: as above.
-    assert!(!unsafe { r.commit(p) });
-    assert_eq!(pop(&r).as_deref(), Some(&b"second"[..]));
-    assert_eq!(pop(&r), None);
+    with_ring(256, |r, hc| {
+        push(r, b"first", u32::MAX, hc);
+        push(r, b"second", u32::MAX, hc);
+        let mut locked = Vec::new();
+        // SAFETY: single-threaded test; we act as the consumer-lock holder.
+        let p = unsafe { r.peek(&mut locked, true) }
+            .expect("not corrupted")
+            .expect("a record");
+        assert_eq!(locked, b"first");
+        // A lock-free consumer takes the same record first.
+        let mut free = Vec::new();
+        assert_eq!(r.take(&mut free, || false), Ok(Take::Taken));
+        assert_eq!(free, b"first");
+        // The lock holder's commit fails, and its next look finds the next one.
+        // SAFETY: as above.
+        assert!(!unsafe { r.commit(p) });
+        assert_eq!(pop(r).as_deref(), Some(&b"second"[..]));
+        assert_eq!(pop(r), None);
+    });
 }
 
 #[test]
 fn take_leaves_large_records_to_the_lock() {
-    let mut h = HeapRing::new(256);
-    let r = h.ring();
-    let hc = ProducerCache::new();
-    let rec = [7u8; 16];
-    // SAFETY: single-threaded test: the only producer.
-    let pushed = unsafe { r.try_push(REC_LARGE, &rec, u32::MAX, &hc) };
-    assert_eq!(pushed, Ok(Push::Done));
-    let mut out = Vec::new();
-    assert_eq!(r.take(&mut out, || false), Ok(Take::Locked));
-    assert_eq!(r.len(), 1);
-    assert_eq!(pop(&r).as_deref(), Some(&rec[..]));
+    with_ring(256, |r, hc| {
+        let rec = [7u8; 16];
+        // SAFETY: single-threaded test: the only producer.
+        let pushed = unsafe { r.try_push(REC_LARGE, &rec, u32::MAX, hc) };
+        assert_eq!(pushed, Ok(Push::Done));
+        let mut out = Vec::new();
+        assert_eq!(r.take(&mut out, || false), Ok(Take::Locked));
+        assert_eq!(r.len(), 1);
+        assert_eq!(pop(r).as_deref(), Some(&rec[..]));
+    });
 }
 
 #[test]
@@ -493,33 +494,32 @@ fn lock_free_and_locked_consumers_share_the_work() {
 
 #[test]
 fn a_peek_at_a_head_that_moved_on_says_so() {
-    let mut h = HeapRing::new(256);
-    let r = h.ring();
-    let hc = ProducerCache::new();
-    let mut out = Vec::new();
-    // Fill the ring so that the next records reuse the first one's room.
-    let big = [5u8; 56];
-    for _ in 0..3 {
-        assert_eq!(push(&r, &big, u32::MAX, &hc), Push::Done);
-    }
-    let old = r.head_word();
-    // A lock-free consumer takes the first record; a producer reuses its room.
-    assert_eq!(r.take(&mut out, || false), Ok(Take::Taken));
-    assert_eq!(r.take(&mut out, || false), Ok(Take::Taken));
-    // Records of 16 bytes from position 192: the fifth starts at 0.
-    for i in 0..5u64 {
-        assert_eq!(push(&r, &i.to_le_bytes(), u32::MAX, &hc), Push::Done);
-    }
-    for strict in [false, true] {
-        let got = r.peek_at(old, &mut out, strict);
-        assert_eq!(got, Ok(Peek::Moved), "strict: {strict}");
-    }
-    // From the current head, the records come in order.
-    assert_eq!(pop(&r).as_deref(), Some(&big[..]));
-    for i in 0..5u64 {
-        assert_eq!(pop(&r), Some(i.to_le_bytes().to_vec()));
-    }
-    assert_eq!(pop(&r), None);
+    with_ring(256, |r, hc| {
+        let mut out = Vec::new();
+        // Fill the ring so that the next records reuse the first one's room.
+        let big = [5u8; 56];
+        for _ in 0..3 {
+            assert_eq!(push(r, &big, u32::MAX, hc), Push::Done);
+        }
+        let old = r.head_word();
+        // A lock-free consumer takes the first record; a producer reuses its room.
+        assert_eq!(r.take(&mut out, || false), Ok(Take::Taken));
+        assert_eq!(r.take(&mut out, || false), Ok(Take::Taken));
+        // Records of 16 bytes from position 192: the fifth starts at 0.
+        for i in 0..5u64 {
+            assert_eq!(push(r, &i.to_le_bytes(), u32::MAX, hc), Push::Done);
+        }
+        for strict in [false, true] {
+            let got = r.peek_at(old, &mut out, strict);
+            assert_eq!(got, Ok(Peek::Moved), "strict: {strict}");
+        }
+        // From the current head, the records come in order.
+        assert_eq!(pop(r).as_deref(), Some(&big[..]));
+        for i in 0..5u64 {
+            assert_eq!(pop(r), Some(i.to_le_bytes().to_vec()));
+        }
+        assert_eq!(pop(r), None);
+    });
 }
 
 /// As `lock_free_and_locked_consumers_share_the_work`, with the overflow log
@@ -630,57 +630,55 @@ fn item(i: u32) -> Vec<u8> {
 
 #[test]
 fn groups_round_trip_across_the_wrap() {
-    let mut h = HeapRing::new(1024);
-    let r = h.ring();
-    let hc = ProducerCache::new();
-    let mut next = 0u32;
-    let mut want = 0u32;
-    for round in 0..300u32 {
-        let n = 1 + round % 9;
-        let mut b = batch((next..next + n).map(item));
-        let mut put = 0;
-        while b.pending() > 0 {
-            match publish(&r, &mut b, u32::MAX, &hc) {
-                Ok(k) => put += k,
-                Err(Push::NoRoom) => {
-                    // Drain a little, in runs of various lengths.
-                    for v in take(&r, 1 + (round as usize % 5)) {
-                        assert_eq!(v, item(want));
-                        want += 1;
+    with_ring(1024, |r, hc| {
+        let mut next = 0u32;
+        let mut want = 0u32;
+        for round in 0..300u32 {
+            let n = 1 + round % 9;
+            let mut b = batch((next..next + n).map(item));
+            let mut put = 0;
+            while b.pending() > 0 {
+                match publish(r, &mut b, u32::MAX, hc) {
+                    Ok(k) => put += k,
+                    Err(Push::NoRoom) => {
+                        // Drain a little, in runs of various lengths.
+                        for v in take(r, 1 + (round as usize % 5)) {
+                            assert_eq!(v, item(want));
+                            want += 1;
+                        }
                     }
+                    Err(p) => panic!("{p:?}"),
                 }
-                Err(p) => panic!("{p:?}"),
+            }
+            assert_eq!(put as u32, n);
+            next += n;
+        }
+        loop {
+            let got = take(r, 64);
+            if got.is_empty() {
+                break;
+            }
+            for v in got {
+                assert_eq!(v, item(want));
+                want += 1;
             }
         }
-        assert_eq!(put as u32, n);
-        next += n;
-    }
-    loop {
-        let got = take(&r, 64);
-        if got.is_empty() {
-            break;
-        }
-        for v in got {
-            assert_eq!(v, item(want));
-            want += 1;
-        }
-    }
-    assert_eq!(want, next);
-    assert_eq!(r.published(), next);
+        assert_eq!(want, next);
+        assert_eq!(r.published(), next);
+    });
 }
 
 #[test]
 fn a_group_is_cut_at_maxcount() {
-    let mut h = HeapRing::new(1024);
-    let r = h.ring();
-    let hc = ProducerCache::new();
-    let mut b = batch((0..5).map(item));
-    assert_eq!(publish(&r, &mut b, 3, &hc), Ok(3));
-    assert_eq!(publish(&r, &mut b, 3, &hc), Err(Push::Full));
-    assert_eq!(take(&r, 2).len(), 2);
-    assert_eq!(publish(&r, &mut b, 3, &hc), Ok(2));
-    let got = take(&r, 10);
-    assert_eq!(got, (2..5).map(item).collect::<Vec<_>>());
+    with_ring(1024, |r, hc| {
+        let mut b = batch((0..5).map(item));
+        assert_eq!(publish(r, &mut b, 3, hc), Ok(3));
+        assert_eq!(publish(r, &mut b, 3, hc), Err(Push::Full));
+        assert_eq!(take(r, 2).len(), 2);
+        assert_eq!(publish(r, &mut b, 3, hc), Ok(2));
+        let got = take(r, 10);
+        assert_eq!(got, (2..5).map(item).collect::<Vec<_>>());
+    });
 }
 
 /// A producer killed between the group's header store and its `tail`
@@ -689,41 +687,39 @@ fn a_group_is_cut_at_maxcount() {
 /// consumers can see.
 #[test]
 fn repair_completes_a_whole_group() {
-    let mut h = HeapRing::new(1024);
-    let r = h.ring();
-    let hc = ProducerCache::new();
-    let tail0 = r.ctl.tail.0.load(Ordering::Relaxed);
-    let mut b = batch((0..4).map(item));
-    assert_eq!(publish(&r, &mut b, u32::MAX, &hc), Ok(4));
-    // As if killed before the `tail` store.
-    r.ctl.tail.0.store(tail0, Ordering::Relaxed);
-    // SAFETY: single-threaded: we hold the (notional) producer lock.
-    unsafe { r.repair() }.unwrap();
-    assert_eq!(unpack(r.ctl.tail.0.load(Ordering::Relaxed)).0, 4);
-    let mut b = batch([item(4)]);
-    assert_eq!(publish(&r, &mut b, u32::MAX, &hc), Ok(1));
-    assert_eq!(take(&r, 10), (0..5).map(item).collect::<Vec<_>>());
+    with_ring(1024, |r, hc| {
+        let tail0 = r.ctl.tail.0.load(Ordering::Relaxed);
+        let mut b = batch((0..4).map(item));
+        assert_eq!(publish(r, &mut b, u32::MAX, hc), Ok(4));
+        // As if killed before the `tail` store.
+        r.ctl.tail.0.store(tail0, Ordering::Relaxed);
+        // SAFETY: single-threaded: we hold the (notional) producer lock.
+        unsafe { r.repair() }.unwrap();
+        assert_eq!(unpack(r.ctl.tail.0.load(Ordering::Relaxed)).0, 4);
+        let mut b = batch([item(4)]);
+        assert_eq!(publish(r, &mut b, u32::MAX, hc), Ok(1));
+        assert_eq!(take(r, 10), (0..5).map(item).collect::<Vec<_>>());
+    });
 }
 
 /// A producer killed before the group's header store leaves nothing
 /// visible, and the next one writes over its bytes.
 #[test]
 fn a_group_killed_before_its_header_is_invisible() {
-    let mut h = HeapRing::new(1024);
-    let r = h.ring();
-    let hc = ProducerCache::new();
-    let mut b = batch((0..4).map(item));
-    assert_eq!(publish(&r, &mut b, u32::MAX, &hc), Ok(4));
-    let tail0 = 0u64;
-    // Undo the first header and `tail`: the other records' bytes stay.
-    r.word_at(0).store(0, Ordering::Relaxed);
-    r.ctl.tail.0.store(tail0, Ordering::Relaxed);
-    // SAFETY: as above.
-    unsafe { r.repair() }.unwrap();
-    assert_eq!(r.ctl.tail.0.load(Ordering::Relaxed), 0);
-    assert!(take(&r, 10).is_empty());
-    let hc2 = ProducerCache::new();
-    let mut b = batch([vec![9; 3]]);
-    assert_eq!(publish(&r, &mut b, u32::MAX, &hc2), Ok(1));
-    assert_eq!(take(&r, 10), vec![vec![9; 3]]);
+    with_ring(1024, |r, hc| {
+        let mut b = batch((0..4).map(item));
+        assert_eq!(publish(r, &mut b, u32::MAX, hc), Ok(4));
+        let tail0 = 0u64;
+        // Undo the first header and `tail`: the other records' bytes stay.
+        r.word_at(0).store(0, Ordering::Relaxed);
+        r.ctl.tail.0.store(tail0, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { r.repair() }.unwrap();
+        assert_eq!(r.ctl.tail.0.load(Ordering::Relaxed), 0);
+        assert!(take(r, 10).is_empty());
+        let hc2 = ProducerCache::new();
+        let mut b = batch([vec![9; 3]]);
+        assert_eq!(publish(r, &mut b, u32::MAX, &hc2), Ok(1));
+        assert_eq!(take(r, 10), vec![vec![9; 3]]);
+    });
 }
