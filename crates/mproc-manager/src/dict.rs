@@ -136,8 +136,10 @@ proxy_type! {
     /// A proxy of a dict in the manager (CPython's `DictProxy`), keeping
     /// insertion order.
     ///
-    /// Keys are compared by their serialized bytes (postcard), which is
-    /// deterministic for one type: use the same `K` everywhere. Values come
+    /// Keys are compared by their encoded bytes (with the codec `C`), which
+    /// the codecs mproc provides ([`Postcard`], `Pod`, `Bytes`) make
+    /// deterministic for one type: use the same `K` and `C` everywhere (a
+    /// float key `-0.0` is not `0.0`, as the bytes differ). Values come
     /// back as copies: `dict.get(k)?.unwrap().push(1)` changes your copy,
     /// not the shared value (CPython's nested-mutation trap, explicit here).
     /// To change a value in place, call [`Dict::update_with`] (the function
