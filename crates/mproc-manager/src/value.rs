@@ -4,7 +4,7 @@ use mproc_shm::codec::Codec;
 
 use crate::code_ref;
 use crate::error::Error;
-use crate::proto::{Kind, Op, Reply, Val};
+use crate::proto::{Kind, Op, Reply};
 use crate::repr::NamespaceCodec;
 use crate::proxy::{bytes, proxy_type, run_update, unexpected, unit};
 
@@ -29,21 +29,13 @@ proxy_type! {
 }
 
 impl<T, C: Codec<T>> Value<T, C> {
-    fn enc(&self, value: &T) -> Result<Val, Error> {
-        self.raw.enc::<C, T>(value)
-    }
-
-    fn dec(&self, value: &Val) -> Result<T, Error> {
-        self.raw.dec::<C, T>(value)
-    }
-
     /// A copy of the value.
     ///
     /// # Errors
     /// [`Error::Disconnected`]; [`Error::Decode`] if it is not a `T`.
     pub fn get(&self) -> Result<T, Error> {
         let b = bytes(self.raw.call(Op::ValueGet)?)?;
-        self.dec(&b)
+        self.raw.dec::<C, T>(&b)
     }
 
     /// Replaces the value.
@@ -51,7 +43,7 @@ impl<T, C: Codec<T>> Value<T, C> {
     /// # Errors
     /// [`Error::Disconnected`]; [`Error::Encode`].
     pub fn set(&self, value: &T) -> Result<(), Error> {
-        unit(self.raw.call(Op::ValueSet(self.enc(value)?))?)
+        unit(self.raw.call(Op::ValueSet(self.raw.enc::<C, T>(value)?))?)
     }
 
     /// Replaces the value and returns the old one, atomically.
@@ -59,8 +51,8 @@ impl<T, C: Codec<T>> Value<T, C> {
     /// # Errors
     /// As for [`Value::get`] and [`Value::set`].
     pub fn swap(&self, value: &T) -> Result<T, Error> {
-        let b = bytes(self.raw.call(Op::ValueSwap(self.enc(value)?))?)?;
-        self.dec(&b)
+        let b = bytes(self.raw.call(Op::ValueSwap(self.raw.enc::<C, T>(value)?))?)?;
+        self.raw.dec::<C, T>(&b)
     }
 
     /// Runs `f(&mut value, arg)` inside the server, atomically, and returns
