@@ -157,10 +157,7 @@ fn within<R>(cur: Current, f: impl FnOnce() -> R) -> (R, Current) {
 /// Encodes a value for `session`'s server with the codec `C`, listing the
 /// objects whose proxies it contains (see [`Val`]; only a serde codec can
 /// meet a proxy).
-pub(crate) fn encode<C: Encode<T>, T: ?Sized>(
-    session: &Arc<Session>,
-    v: &T,
-) -> Result<Val, Error> {
+pub(crate) fn encode<C: Encode<T>, T: ?Sized>(session: &Arc<Session>, v: &T) -> Result<Val, Error> {
     let cur = Current {
         session: session.clone(),
         embedded: Vec::new(),
@@ -425,8 +422,7 @@ impl Session {
             Request::Call { op, .. } => op.wait(),
             _ => None,
         };
-        let bytes =
-            encode_request(req)?;
+        let bytes = encode_request(req)?;
         let link = self.take()?;
         if let Err(e) = link.send_bytes(bytes) {
             self.retire(link);
@@ -461,8 +457,7 @@ impl Session {
     /// it open until the server has acted (closing it could make the server
     /// drop the request with the connection).
     pub(crate) fn send_only(&self, req: &Request) -> Result<Link, Error> {
-        let bytes =
-            encode_request(req)?;
+        let bytes = encode_request(req)?;
         let link = self.take()?;
         link.send_bytes(bytes)
             .map_err(|e| Error::Disconnected(io::Error::other(e)))?;

@@ -28,7 +28,7 @@ pub(crate) type ApplyFn = fn(&mut Vec<u8>, &[u8]) -> Result<Vec<u8>, String>;
 /// One monomorphized update: `F` updating a `V` with an `A` and returning
 /// an `R`, all three encoded with the codec `C`. Its descriptors are what a
 /// client sends; its functions are what the server runs.
-pub(crate) struct Update<F, C, V, A, R>(PhantomData<fn(F, C, V, A) -> R>);
+pub(crate) struct Update<F, C, V, A, R>(PhantomData<fn(F, V, A) -> R>, PhantomData<C>);
 
 /// A namespace field's update: as [`ApplyFn`], also returning the updated
 /// value's repr (see `repr`), which the server keeps for `str(ns)`.

@@ -185,7 +185,8 @@ impl<K, V, C: Codec<K> + Codec<V>> Dict<K, V, C> {
 
     /// A copy of the value at `key`, or `None` (Python's `d.get(k)`).
     ///
-    /// `Q` may be any type that serializes like `K` (`&str` for `String`).
+    /// `Q` may be any type that the codec encodes like `K` (`&str` for
+    /// `String` with postcard, `&[u8]` for `Vec<u8>` with `Bytes`).
     ///
     /// # Errors
     /// [`Error::Disconnected`] if the server is gone; [`Error::Decode`] if

@@ -207,9 +207,9 @@ pub use crate::manager::{
     DEFAULT_CALL_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, Manager, ManagerBuilder, ShutdownStatus,
 };
 pub use crate::proto::Kind;
-pub use crate::repr::NamespaceCodec;
 pub use crate::proxy::Proxy;
 pub use crate::queue::{JoinableQueue, Queue};
+pub use crate::repr::NamespaceCodec;
 pub use crate::sync::{
     Barrier, Condition, Event, Lock, LockGuard, RLock, Semaphore, SemaphoreGuard,
 };

@@ -250,7 +250,10 @@ impl<T, C: Codec<T>> List<T, C> {
     /// # Errors
     /// [`Error::ValueMissing`] if there is none (Python's `ValueError`).
     pub fn remove(&self, item: &T) -> Result<(), Error> {
-        unit(self.raw.call(Op::ListRemove(self.raw.enc_bytes::<C, T>(item)?))?)
+        unit(
+            self.raw
+                .call(Op::ListRemove(self.raw.enc_bytes::<C, T>(item)?))?,
+        )
     }
 
     /// The index of the first item equal to `item`.
@@ -258,7 +261,10 @@ impl<T, C: Codec<T>> List<T, C> {
     /// # Errors
     /// [`Error::ValueMissing`] if there is none.
     pub fn index(&self, item: &T) -> Result<usize, Error> {
-        Ok(count(self.raw.call(Op::ListIndex(self.raw.enc_bytes::<C, T>(item)?))?)? as usize)
+        Ok(count(
+            self.raw
+                .call(Op::ListIndex(self.raw.enc_bytes::<C, T>(item)?))?,
+        )? as usize)
     }
 
     /// How many items equal `item`.
@@ -266,7 +272,10 @@ impl<T, C: Codec<T>> List<T, C> {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn count(&self, item: &T) -> Result<usize, Error> {
-        Ok(count(self.raw.call(Op::ListCount(self.raw.enc_bytes::<C, T>(item)?))?)? as usize)
+        Ok(count(
+            self.raw
+                .call(Op::ListCount(self.raw.enc_bytes::<C, T>(item)?))?,
+        )? as usize)
     }
 
     container_methods!("items");

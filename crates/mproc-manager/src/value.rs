@@ -5,8 +5,8 @@ use mproc_shm::codec::Codec;
 use crate::code_ref;
 use crate::error::Error;
 use crate::proto::{Kind, Op, Reply};
-use crate::repr::NamespaceCodec;
 use crate::proxy::{bytes, proxy_type, run_update, unexpected, unit};
+use crate::repr::NamespaceCodec;
 
 proxy_type! {
     /// A proxy of one shared value of any serde type (CPython's

@@ -145,7 +145,11 @@ fn updates_and_sorts_run_in_the_server_with_the_proxies_codec() {
         assert_eq!(d.get(&5).unwrap().map(|s| s.id), Some(6));
         let counts = m.dict::<u32, u64>().unwrap();
         let r = counts
-            .update_or_insert_many_with(&0, |c: &mut u64, n: u64| *c += n, [(&1, 1), (&2, 5), (&1, 1)])
+            .update_or_insert_many_with(
+                &0,
+                |c: &mut u64, n: u64| *c += n,
+                [(&1, 1), (&2, 5), (&1, 1)],
+            )
             .unwrap();
         assert_eq!(r, [(), (), ()]);
         assert_eq!(counts.items().unwrap(), [(1, 2), (2, 5)]);
@@ -155,11 +159,15 @@ fn updates_and_sorts_run_in_the_server_with_the_proxies_codec() {
         assert_eq!(l.snapshot().unwrap(), [1, 2, 4, 5]);
         l.sort_by_key(|x: &u64| x % 4, true).unwrap();
         assert_eq!(l.snapshot().unwrap(), [2, 1, 5, 4]);
-        assert_eq!(l.update_with(0, |x: &mut u64, n: u64| *x * n, 10).unwrap(), 20);
+        assert_eq!(
+            l.update_with(0, |x: &mut u64, n: u64| *x * n, 10).unwrap(),
+            20
+        );
 
         let ns: Namespace<Pod> = m.namespace().unwrap();
         ns.set("n", &1u16).unwrap();
-        ns.update_with("n", |n: &mut u16, k: u16| *n += k, 0x0101).unwrap();
+        ns.update_with("n", |n: &mut u16, k: u16| *n += k, 0x0101)
+            .unwrap();
         assert_eq!(ns.get::<u16>("n").unwrap(), 0x0102);
         assert_eq!(ns.repr().unwrap(), r"Namespace(n=b'\x02\x01')");
 
@@ -191,7 +199,9 @@ fn a_value_of_another_plain_type_is_a_decode_error_not_a_panic() {
         let wrong: Value<u64, Pod> = m.lookup("v").unwrap();
         let e = wrong.get().unwrap_err();
         assert!(matches!(e, Error::Decode(_)), "{e:?}");
-        let e = wrong.update_with(|x: &mut u64, (): ()| *x += 1, ()).unwrap_err();
+        let e = wrong
+            .update_with(|x: &mut u64, (): ()| *x += 1, ())
+            .unwrap_err();
         assert!(matches!(e, Error::Update(_)), "{e:?}");
         assert!(e.to_string().contains("does not decode"), "{e}");
         // A `()` value is zero bytes and comes back as it went.
@@ -213,7 +223,8 @@ type ChildArgs = (
 fn child((d, l, v): ChildArgs) -> (u32, usize) {
     let s = d.get(&1).unwrap().unwrap();
     d.insert(&2, &Sample { id: s.id + 1, ..s }).unwrap();
-    l.update_with(0, |q: &mut [f64; 4], k: f64| q[3] += k, s.x).unwrap();
+    l.update_with(0, |q: &mut [f64; 4], k: f64| q[3] += k, s.x)
+        .unwrap();
     let mut bytes = v.get().unwrap();
     let n = bytes.len();
     bytes.reverse();
