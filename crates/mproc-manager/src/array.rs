@@ -1,7 +1,6 @@
 //! `Array<T>`: a shared list of fixed length.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use mproc_shm::codec::Codec;
 
 use crate::error::Error;
 use crate::list::{List, ListIter, Slice};
@@ -31,13 +30,13 @@ proxy_type! {
     /// assert_eq!(a.len()?, 4);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    Array<T>, Array, Kind::Array
+    Array<T; C>, Array, Kind::Array
 }
 
-impl<T: Serialize + DeserializeOwned> Array<T> {
+impl<T, C: Codec<T>> Array<T, C> {
     /// The same object seen as a list, for the operations both have (the
     /// server refuses any that would change an array's length).
-    fn list(&self) -> List<T> {
+    fn list(&self) -> List<T, C> {
         List::wrap(self.raw.clone())
     }
 
@@ -103,7 +102,7 @@ impl<T: Serialize + DeserializeOwned> Array<T> {
     }
 
     /// Iterates over the items in batches (see [`ListIter`]).
-    pub fn iter(&self) -> ListIter<T> {
+    pub fn iter(&self) -> ListIter<T, C> {
         self.list().iter()
     }
 }

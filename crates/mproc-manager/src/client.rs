@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use mproc_pipe::{Address, Client, ConnectError, Connection};
 use mproc_shm::Segment;
+use mproc_shm::codec::{Codec, CodecError, Encode};
 use mproc_shm::codec_error::PostcardError;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Error;
@@ -154,18 +154,20 @@ fn within<R>(cur: Current, f: impl FnOnce() -> R) -> (R, Current) {
     )
 }
 
-/// Encodes a value for `session`'s server, listing the objects whose
-/// proxies it contains (see [`Val`]).
-pub(crate) fn encode<T: Serialize + ?Sized>(session: &Arc<Session>, v: &T) -> Result<Val, Error> {
+/// Encodes a value for `session`'s server with the codec `C`, listing the
+/// objects whose proxies it contains (see [`Val`]; only a serde codec can
+/// meet a proxy).
+pub(crate) fn encode<C: Encode<T>, T: ?Sized>(session: &Arc<Session>, v: &T) -> Result<Val, Error> {
     let cur = Current {
         session: session.clone(),
         embedded: Vec::new(),
         granted: Vec::new(),
     };
-    // The reason a `Serialize` impl gave is recovered in the same context,
-    // so its proxies take the same path the second time.
+    // A `Serialize` impl's reason is recovered in the same context, so its
+    // proxies take the same path the second time.
     let (bytes, cur) = within(cur, || {
-        postcard::to_stdvec(v).map_err(|e| PostcardError::encode(v, e))
+        let mut out = Vec::new();
+        C::encode(v, &mut out).map(|()| out)
     });
     let mut refs = cur.embedded;
     refs.sort_unstable();
@@ -176,12 +178,15 @@ pub(crate) fn encode<T: Serialize + ?Sized>(session: &Arc<Session>, v: &T) -> Re
     })
 }
 
-/// Decodes a value from `session`'s server; its proxies adopt the
-/// references the server granted with it, and the references no proxy
-/// adopted (the value did not decode, say) are given back.
-pub(crate) fn decode<T: DeserializeOwned>(session: &Arc<Session>, v: &Val) -> Result<T, Error> {
-    let granted = v
-        .refs
+/// Decodes a value from `session`'s server with the codec `C`: its bytes,
+/// and the references the server granted with it, which its proxies adopt
+/// (those no proxy adopted, the value did not decode say, are given back).
+pub(crate) fn decode<C: Codec<T>, T>(
+    session: &Arc<Session>,
+    bytes: &[u8],
+    refs: &[Id],
+) -> Result<T, Error> {
+    let granted = refs
         .iter()
         .map(|&id| Arc::new(Hold::new(session.clone(), id)))
         .collect();
@@ -190,9 +195,7 @@ pub(crate) fn decode<T: DeserializeOwned>(session: &Arc<Session>, v: &Val) -> Re
         embedded: Vec::new(),
         granted,
     };
-    within(cur, || postcard::from_bytes(&v.bytes))
-        .0
-        .map_err(Error::Decode)
+    within(cur, || C::decode(bytes)).0.map_err(Error::Decode)
 }
 
 /// One reference to an object, held in the server for this process's
@@ -419,8 +422,7 @@ impl Session {
             Request::Call { op, .. } => op.wait(),
             _ => None,
         };
-        let bytes =
-            postcard::to_stdvec(req).map_err(|e| Error::Encode(PostcardError::encode(req, e)))?;
+        let bytes = encode_request(req)?;
         let link = self.take()?;
         if let Err(e) = link.send_bytes(bytes) {
             self.retire(link);
@@ -455,8 +457,7 @@ impl Session {
     /// it open until the server has acted (closing it could make the server
     /// drop the request with the connection).
     pub(crate) fn send_only(&self, req: &Request) -> Result<Link, Error> {
-        let bytes =
-            postcard::to_stdvec(req).map_err(|e| Error::Encode(PostcardError::encode(req, e)))?;
+        let bytes = encode_request(req)?;
         let link = self.take()?;
         link.send_bytes(bytes)
             .map_err(|e| Error::Disconnected(io::Error::other(e)))?;
@@ -489,6 +490,12 @@ impl Session {
         let seg = key_segment(&self.key).map_err(Error::Io)?;
         Ok(self.key_segment.get_or_init(|| seg))
     }
+}
+
+/// A request's bytes (the protocol is postcard, whatever the values' codec).
+fn encode_request(req: &Request) -> Result<Vec<u8>, Error> {
+    postcard::to_stdvec(req)
+        .map_err(|e| Error::Encode(CodecError::new(PostcardError::encode(req, e))))
 }
 
 /// The authkey in a sealed memfd segment (its length, then its bytes): it reaches
@@ -598,25 +605,25 @@ impl RawProxy {
         }
     }
 
-    /// Encodes a value to store (see [`encode`]).
-    pub(crate) fn enc<T: Serialize + ?Sized>(&self, v: &T) -> Result<Val, Error> {
-        encode(&self.session, v)
+    /// Encodes a value to store with the codec `C` (see [`encode`]).
+    pub(crate) fn enc<C: Encode<T>, T: ?Sized>(&self, v: &T) -> Result<Val, Error> {
+        encode::<C, T>(&self.session, v)
     }
 
     /// Encodes bytes only: a dict key, a value to compare with, an update's
     /// argument. (A proxy inside a key does not keep its object alive.)
-    pub(crate) fn enc_bytes<T: Serialize + ?Sized>(&self, v: &T) -> Result<Vec<u8>, Error> {
-        Ok(self.enc(v)?.bytes)
+    pub(crate) fn enc_bytes<C: Encode<T>, T: ?Sized>(&self, v: &T) -> Result<Vec<u8>, Error> {
+        Ok(self.enc::<C, T>(v)?.bytes)
     }
 
-    /// Decodes a value the server sent (see [`decode`]).
-    pub(crate) fn dec<T: DeserializeOwned>(&self, v: &Val) -> Result<T, Error> {
-        decode(&self.session, v)
+    /// Decodes a value the server sent with the codec `C` (see [`decode`]).
+    pub(crate) fn dec<C: Codec<T>, T>(&self, v: &Val) -> Result<T, Error> {
+        decode::<C, T>(&self.session, &v.bytes, &v.refs)
     }
 
     /// Decodes bytes sent without references (a dict key).
-    pub(crate) fn dec_bytes<T: DeserializeOwned>(&self, b: &[u8]) -> Result<T, Error> {
-        decode(&self.session, &Val::plain(b.to_vec()))
+    pub(crate) fn dec_bytes<C: Codec<T>, T>(&self, b: &[u8]) -> Result<T, Error> {
+        decode::<C, T>(&self.session, b, &[])
     }
 }
 

@@ -3,8 +3,7 @@
 use std::borrow::Borrow;
 use std::collections::VecDeque;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use mproc_shm::codec::{Codec, Encode, Postcard};
 
 use crate::code_ref;
 use crate::error::Error;
@@ -14,8 +13,8 @@ use crate::proxy::{boolean, bytes, container_methods, proxy_type, run_update, un
 
 /// Fetches a dict's entries page by page, checking its size as CPython's
 /// dict iterators do.
-struct Pages<K, V> {
-    dict: Dict<K, V>,
+struct Pages<K, V, C> {
+    dict: Dict<K, V, C>,
     /// The insertion slot to go on from.
     next: u64,
     /// The size at the first page; `None` before it.
@@ -25,11 +24,7 @@ struct Pages<K, V> {
     done: bool,
 }
 
-impl<K, V> Pages<K, V>
-where
-    K: Serialize + DeserializeOwned,
-    V: Serialize + DeserializeOwned,
-{
+impl<K, V, C: Codec<K> + Codec<V>> Pages<K, V, C> {
     /// The next page, decoded at once (so the references granted with the
     /// values are adopted or given back now, whatever the caller takes);
     /// empty at the end. After an error, always empty (CPython's exhausted
@@ -53,8 +48,12 @@ where
                 items
                     .iter()
                     .map(|(k, v)| {
-                        let k = raw.dec_bytes(k)?;
-                        let v = if self.values { Some(raw.dec(v)?) } else { None };
+                        let k = raw.dec_bytes::<C, K>(k)?;
+                        let v = if self.values {
+                            Some(raw.dec::<C, V>(v)?)
+                        } else {
+                            None
+                        };
                         Ok((k, v))
                     })
                     .collect()
@@ -71,7 +70,7 @@ where
     }
 }
 
-impl<K, V> std::fmt::Debug for Pages<K, V> {
+impl<K, V, C> std::fmt::Debug for Pages<K, V, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pages")
             .field("dict", &self.dict)
@@ -93,16 +92,12 @@ impl<K, V> std::fmt::Debug for Pages<K, V> {
 /// no state in the server (a cursor and the size travel with each
 /// request), only a clone of the proxy, which keeps the dict alive.
 #[derive(Debug)]
-pub struct DictIter<K, V> {
-    pages: Pages<K, V>,
+pub struct DictIter<K, V, C = Postcard> {
+    pages: Pages<K, V, C>,
     buf: VecDeque<Result<(K, V), Error>>,
 }
 
-impl<K, V> Iterator for DictIter<K, V>
-where
-    K: Serialize + DeserializeOwned,
-    V: Serialize + DeserializeOwned,
-{
+impl<K, V, C: Codec<K> + Codec<V>> Iterator for DictIter<K, V, C> {
     type Item = Result<(K, V), Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -120,16 +115,12 @@ where
 /// An iterator over a shared dict's keys ([`Dict::iter_keys`]; Python's
 /// `for k in d`), with [`DictIter`]'s rules; values do not travel.
 #[derive(Debug)]
-pub struct DictKeys<K, V> {
-    pages: Pages<K, V>,
+pub struct DictKeys<K, V, C = Postcard> {
+    pages: Pages<K, V, C>,
     buf: VecDeque<Result<K, Error>>,
 }
 
-impl<K, V> Iterator for DictKeys<K, V>
-where
-    K: Serialize + DeserializeOwned,
-    V: Serialize + DeserializeOwned,
-{
+impl<K, V, C: Codec<K> + Codec<V>> Iterator for DictKeys<K, V, C> {
     type Item = Result<K, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -145,8 +136,10 @@ proxy_type! {
     /// A proxy of a dict in the manager (CPython's `DictProxy`), keeping
     /// insertion order.
     ///
-    /// Keys are compared by their serialized bytes (postcard), which is
-    /// deterministic for one type: use the same `K` everywhere. Values come
+    /// Keys are compared by their encoded bytes (with the codec `C`), which
+    /// the codecs mproc provides ([`Postcard`], `Pod`, `Bytes`) make
+    /// deterministic for one type: use the same `K` and `C` everywhere (a
+    /// float key `-0.0` is not `0.0`, as the bytes differ). Values come
     /// back as copies: `dict.get(k)?.unwrap().push(1)` changes your copy,
     /// not the shared value (CPython's nested-mutation trap, explicit here).
     /// To change a value in place, call [`Dict::update_with`] (the function
@@ -163,21 +156,28 @@ proxy_type! {
     /// assert_eq!(d.get("apples")?, Some(5));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    Dict<K, V>, Dict, Kind::Dict
+    Dict<K, V; C>, Dict, Kind::Dict
 }
 
-impl<K, V> Dict<K, V>
-where
-    K: Serialize + DeserializeOwned,
-    V: Serialize + DeserializeOwned,
-{
-    fn key<Q: Serialize + ?Sized>(&self, k: &Q) -> Result<Vec<u8>, Error> {
-        self.raw.enc_bytes(k)
+impl<K, V, C: Codec<K> + Codec<V>> Dict<K, V, C> {
+    fn key<Q: ?Sized>(&self, k: &Q) -> Result<Vec<u8>, Error>
+    where
+        C: Encode<Q>,
+    {
+        self.raw.enc_bytes::<C, Q>(k)
+    }
+
+    fn enc(&self, v: &V) -> Result<Val, Error> {
+        self.raw.enc::<C, V>(v)
+    }
+
+    fn dec(&self, v: &Val) -> Result<V, Error> {
+        self.raw.dec::<C, V>(v)
     }
 
     fn maybe(&self, r: Reply) -> Result<Option<V>, Error> {
         match r {
-            Reply::MaybeBytes(Some(b)) => self.raw.dec(&b).map(Some),
+            Reply::MaybeBytes(Some(b)) => self.dec(&b).map(Some),
             Reply::MaybeBytes(None) => Ok(None),
             r => Err(unexpected(r)),
         }
@@ -185,7 +185,8 @@ where
 
     /// A copy of the value at `key`, or `None` (Python's `d.get(k)`).
     ///
-    /// `Q` may be any type that serializes like `K` (`&str` for `String`).
+    /// `Q` may be any type that the codec encodes like `K` (`&str` for
+    /// `String` with postcard, `&[u8]` for `Vec<u8>` with `Bytes`).
     ///
     /// # Errors
     /// [`Error::Disconnected`] if the server is gone; [`Error::Decode`] if
@@ -193,7 +194,8 @@ where
     pub fn get<Q>(&self, key: &Q) -> Result<Option<V>, Error>
     where
         K: Borrow<Q>,
-        Q: Serialize + ?Sized,
+        Q: ?Sized,
+        C: Encode<Q>,
     {
         let r = self.raw.call(Op::DictGet(self.key(key)?))?;
         self.maybe(r)
@@ -206,7 +208,8 @@ where
     pub fn get_item<Q>(&self, key: &Q) -> Result<V, Error>
     where
         K: Borrow<Q>,
-        Q: Serialize + ?Sized,
+        Q: ?Sized,
+        C: Encode<Q>,
     {
         self.get(key)?.ok_or(Error::KeyMissing)
     }
@@ -218,7 +221,7 @@ where
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>, Error> {
         let r = self
             .raw
-            .call(Op::DictInsert(self.key(key)?, self.raw.enc(value)?))?;
+            .call(Op::DictInsert(self.key(key)?, self.enc(value)?))?;
         self.maybe(r)
     }
 
@@ -229,7 +232,8 @@ where
     pub fn remove<Q>(&self, key: &Q) -> Result<Option<V>, Error>
     where
         K: Borrow<Q>,
-        Q: Serialize + ?Sized,
+        Q: ?Sized,
+        C: Encode<Q>,
     {
         let r = self.raw.call(Op::DictRemove(self.key(key)?))?;
         self.maybe(r)
@@ -243,10 +247,11 @@ where
     pub fn pop<Q>(&self, key: &Q) -> Result<V, Error>
     where
         K: Borrow<Q>,
-        Q: Serialize + ?Sized,
+        Q: ?Sized,
+        C: Encode<Q>,
     {
         let b = bytes(self.raw.call(Op::DictPop(self.key(key)?))?)?;
-        self.raw.dec(&b)
+        self.dec(&b)
     }
 
     /// Removes and returns the most recently inserted pair (Python's
@@ -257,7 +262,7 @@ where
     pub fn pop_item(&self) -> Result<Option<(K, V)>, Error> {
         match self.raw.call(Op::DictPopItem)? {
             Reply::MaybePair(Some((k, v))) => {
-                Ok(Some((self.raw.dec_bytes(&k)?, self.raw.dec(&v)?)))
+                Ok(Some((self.raw.dec_bytes::<C, K>(&k)?, self.dec(&v)?)))
             }
             Reply::MaybePair(None) => Ok(None),
             r => Err(unexpected(r)),
@@ -271,7 +276,8 @@ where
     pub fn contains_key<Q>(&self, key: &Q) -> Result<bool, Error>
     where
         K: Borrow<Q>,
-        Q: Serialize + ?Sized,
+        Q: ?Sized,
+        C: Encode<Q>,
     {
         boolean(self.raw.call(Op::DictContains(self.key(key)?))?)
     }
@@ -284,16 +290,19 @@ where
     pub fn setdefault(&self, key: &K, default: &V) -> Result<V, Error> {
         let b = bytes(
             self.raw
-                .call(Op::DictSetDefault(self.key(key)?, self.raw.enc(default)?))?,
+                .call(Op::DictSetDefault(self.key(key)?, self.enc(default)?))?,
         )?;
-        self.raw.dec(&b)
+        self.dec(&b)
     }
 
     container_methods!("entries");
 
-    fn list<T: DeserializeOwned>(&self, op: Op) -> Result<Vec<T>, Error> {
+    fn list<T>(&self, op: Op) -> Result<Vec<T>, Error>
+    where
+        C: Codec<T>,
+    {
         match self.raw.call(op)? {
-            Reply::List(items) => items.iter().map(|b| self.raw.dec(b)).collect(),
+            Reply::List(items) => items.iter().map(|b| self.raw.dec::<C, T>(b)).collect(),
             r => Err(unexpected(r)),
         }
     }
@@ -324,13 +333,13 @@ where
         match self.raw.call(Op::DictItems)? {
             Reply::Pairs(p) => p
                 .iter()
-                .map(|(k, v)| Ok((self.raw.dec_bytes(k)?, self.raw.dec(v)?)))
+                .map(|(k, v)| Ok((self.raw.dec_bytes::<C, K>(k)?, self.dec(v)?)))
                 .collect(),
             r => Err(unexpected(r)),
         }
     }
 
-    fn pages(&self, batch: usize, values: bool) -> Pages<K, V> {
+    fn pages(&self, batch: usize, values: bool) -> Pages<K, V, C> {
         Pages {
             dict: self.clone(),
             next: 0,
@@ -363,13 +372,13 @@ where
     /// assert!(keys.next().is_none());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn iter(&self) -> DictIter<K, V> {
+    pub fn iter(&self) -> DictIter<K, V, C> {
         self.iter_batched(DEFAULT_BATCH as usize)
     }
 
     /// [`Dict::iter`] fetching `batch` pairs per round trip (at least 1, at
     /// most 4096).
-    pub fn iter_batched(&self, batch: usize) -> DictIter<K, V> {
+    pub fn iter_batched(&self, batch: usize) -> DictIter<K, V, C> {
         DictIter {
             pages: self.pages(batch, true),
             buf: VecDeque::new(),
@@ -377,12 +386,12 @@ where
     }
 
     /// Iterates over the keys in insertion order (see [`Dict::iter`]).
-    pub fn iter_keys(&self) -> DictKeys<K, V> {
+    pub fn iter_keys(&self) -> DictKeys<K, V, C> {
         self.iter_keys_batched(DEFAULT_BATCH as usize)
     }
 
     /// [`Dict::iter_keys`] fetching `batch` keys per round trip.
-    pub fn iter_keys_batched(&self, batch: usize) -> DictKeys<K, V> {
+    pub fn iter_keys_batched(&self, batch: usize) -> DictKeys<K, V, C> {
         DictKeys {
             pages: self.pages(batch, false),
             buf: VecDeque::new(),
@@ -401,7 +410,7 @@ where
     {
         let enc: Result<Vec<_>, Error> = pairs
             .into_iter()
-            .map(|(k, v)| Ok((self.key(k)?, self.raw.enc(v)?)))
+            .map(|(k, v)| Ok((self.key(k)?, self.enc(v)?)))
             .collect();
         unit(self.raw.call(Op::DictUpdate(enc?))?)
     }
@@ -419,7 +428,7 @@ where
         match self.raw.call(Op::DictGetMany(enc?))? {
             Reply::MaybeList(vs) => vs
                 .iter()
-                .map(|v| v.as_ref().map(|b| self.raw.dec(b)).transpose())
+                .map(|v| v.as_ref().map(|b| self.dec(b)).transpose())
                 .collect(),
             r => Err(unexpected(r)),
         }
@@ -443,8 +452,7 @@ where
     pub fn update_with<A, R, F>(&self, key: &K, f: F, arg: A) -> Result<R, Error>
     where
         F: Fn(&mut V, A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned,
+        C: Codec<A> + Codec<R>,
     {
         self.apply(key, None, f, arg)
     }
@@ -464,10 +472,9 @@ where
     ) -> Result<R, Error>
     where
         F: Fn(&mut V, A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned,
+        C: Codec<A> + Codec<R>,
     {
-        let d = self.raw.enc(default)?;
+        let d = self.enc(default)?;
         self.apply(key, Some(d), f, arg)
     }
 
@@ -490,14 +497,13 @@ where
         I: IntoIterator<Item = (&'a K, A)>,
         K: 'a,
         F: Fn(&mut V, A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned,
+        C: Codec<A> + Codec<R>,
     {
         if !self.raw.session.same_exe()? {
             return Err(Error::ForeignExecutable);
         }
-        let func = code_ref::Update::<F, V, A, R>::offset(f);
-        let d = self.raw.enc(default)?;
+        let func = code_ref::Update::<F, C, V, A, R>::offset(f);
+        let d = self.enc(default)?;
         let ops: Result<Vec<_>, Error> = items
             .into_iter()
             .map(|(k, a)| {
@@ -505,7 +511,7 @@ where
                     key: self.key(k)?,
                     default: Some(d.clone()),
                     func,
-                    arg: self.raw.enc_bytes(&a)?,
+                    arg: self.raw.enc_bytes::<C, A>(&a)?,
                 };
                 Ok((self.raw.id, op))
             })
@@ -514,7 +520,7 @@ where
             Reply::Batch(replies) => replies
                 .into_iter()
                 .map(|r| match r {
-                    Reply::Bytes(b) => self.raw.dec(&b),
+                    Reply::Bytes(b) => self.raw.dec::<C, R>(&b),
                     Reply::Err(e) => Err(Error::from_remote(e)),
                     r => Err(unexpected(r)),
                 })
@@ -526,12 +532,11 @@ where
     fn apply<A, R, F>(&self, key: &K, default: Option<Val>, f: F, arg: A) -> Result<R, Error>
     where
         F: Fn(&mut V, A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned,
+        C: Codec<A> + Codec<R>,
     {
-        let func = code_ref::Update::<F, V, A, R>::offset(f);
+        let func = code_ref::Update::<F, C, V, A, R>::offset(f);
         let key = self.key(key)?;
-        run_update(&self.raw, func, &arg, |func, arg| Op::DictApply {
+        run_update::<C, A, R>(&self.raw, func, &arg, |func, arg| Op::DictApply {
             key,
             default,
             func,

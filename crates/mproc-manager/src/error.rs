@@ -94,12 +94,13 @@ pub enum Error {
     /// Server-side updates need the client and the server to run the same
     /// executable file; this client does not.
     ForeignExecutable,
-    /// A value could not be encoded (serde/postcard). Its `Display` is the
-    /// reason the value's `Serialize` impl gave to
-    /// `serde::ser::Error::custom`, when it gave one.
-    Encode(mproc_shm::codec_error::PostcardError),
-    /// A value from the server did not decode as the proxy's type.
-    Decode(postcard::Error),
+    /// A value could not be encoded by the proxy's codec. Its `Display` is
+    /// the codec's reason: for postcard, the reason the value's `Serialize`
+    /// impl gave to `serde::ser::Error::custom`, when it gave one.
+    Encode(mproc_shm::codec::CodecError),
+    /// A value from the server did not decode as the proxy's type (with the
+    /// proxy's codec).
+    Decode(mproc_shm::codec::CodecError),
     /// A server-side update function failed before running (the stored value
     /// or the argument did not decode as its types).
     Update(String),

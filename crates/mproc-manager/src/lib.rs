@@ -53,6 +53,24 @@
 //! [`List::get_slice`], [`List::set_slice`], and the batches of the
 //! iterators.
 //!
+//! # Codecs
+//!
+//! The values a proxy shares (dict keys and values, list and array items,
+//! `Value`s, namespace fields, queue items, and the arguments and results
+//! of server-side updates) are encoded by a codec from
+//! [`mproc_shm::codec`], chosen once per manager handle:
+//! [`Postcard`](mproc_shm::codec::Postcard) by default (any serde type,
+//! and the only one whose values can hold proxies),
+//! [`Pod`](mproc_shm::codec::Pod) for plain data copied as it is, and
+//! [`Bytes`](mproc_shm::codec::Bytes) for byte vectors as they are.
+//! [`ManagerBuilder::codec`] picks it; the manager's proxies are then typed
+//! with it (`Dict<K, V, Pod>`), keep it when they travel to another
+//! process, and a server-side update decodes and encodes with it. Each of
+//! these codecs gives a value of one type one encoding, so keys compared
+//! by bytes stay correct. Requests and replies themselves stay postcard.
+//! A second handle with another codec on the same server is
+//! `Manager::builder().address(..).authkey(..).codec::<C>().connect()`.
+//!
 //! # Errors and failures
 //!
 //! A failure inside the server comes back typed ([`Error::KeyMissing`],
@@ -191,6 +209,7 @@ pub use crate::manager::{
 pub use crate::proto::Kind;
 pub use crate::proxy::Proxy;
 pub use crate::queue::{JoinableQueue, Queue};
+pub use crate::repr::NamespaceCodec;
 pub use crate::sync::{
     Barrier, Condition, Event, Lock, LockGuard, RLock, Semaphore, SemaphoreGuard,
 };

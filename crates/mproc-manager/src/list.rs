@@ -3,8 +3,7 @@
 use std::collections::VecDeque;
 use std::ops::{Range, RangeFrom, RangeFull, RangeTo};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use mproc_shm::codec::{Codec, Postcard};
 
 use crate::code_ref;
 use crate::error::Error;
@@ -103,15 +102,15 @@ impl From<RangeFull> for Slice {
 /// shows from the next batch on (with a batch of 1, at the next item, as
 /// in CPython). It holds no state in the server, only a clone of the
 /// proxy (which keeps the list alive while iterating).
-pub struct ListIter<T> {
-    list: List<T>,
+pub struct ListIter<T, C = Postcard> {
+    list: List<T, C>,
     next: u64,
     batch: u32,
     buf: VecDeque<Result<T, Error>>,
     done: bool,
 }
 
-impl<T> std::fmt::Debug for ListIter<T> {
+impl<T, C> std::fmt::Debug for ListIter<T, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ListIter")
             .field("list", &self.list)
@@ -121,7 +120,7 @@ impl<T> std::fmt::Debug for ListIter<T> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned> Iterator for ListIter<T> {
+impl<T, C: Codec<T>> Iterator for ListIter<T, C> {
     type Item = Result<T, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -136,7 +135,7 @@ impl<T: Serialize + DeserializeOwned> Iterator for ListIter<T> {
                     self.next += items.len() as u64;
                     // Decoded at once: the references granted with them are
                     // adopted (or given back) now, whatever the caller takes.
-                    self.buf.extend(items.iter().map(|v| self.list.raw.dec(v)));
+                    self.buf.extend(items.iter().map(|v| self.list.dec(v)));
                 }
                 Ok(r) => self.fail(unexpected(r)),
                 Err(e) => self.fail(e),
@@ -146,7 +145,7 @@ impl<T: Serialize + DeserializeOwned> Iterator for ListIter<T> {
     }
 }
 
-impl<T> ListIter<T> {
+impl<T, C> ListIter<T, C> {
     fn fail(&mut self, e: Error) {
         self.done = true;
         self.buf.push_back(Err(e));
@@ -170,16 +169,24 @@ proxy_type! {
     /// assert_eq!(l.snapshot()?, vec![1, 2, 3, 4]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    List<T>, List, Kind::List
+    List<T; C>, List, Kind::List
 }
 
-impl<T: Serialize + DeserializeOwned> List<T> {
+impl<T, C: Codec<T>> List<T, C> {
+    fn enc(&self, item: &T) -> Result<Val, Error> {
+        self.raw.enc::<C, T>(item)
+    }
+
+    fn dec(&self, item: &Val) -> Result<T, Error> {
+        self.raw.dec::<C, T>(item)
+    }
+
     /// Appends an item (Python's `append`).
     ///
     /// # Errors
     /// [`Error::Disconnected`]; [`Error::Encode`] if the item does not serialize.
     pub fn push(&self, item: &T) -> Result<(), Error> {
-        unit(self.raw.call(Op::ListPush(self.raw.enc(item)?))?)
+        unit(self.raw.call(Op::ListPush(self.enc(item)?))?)
     }
 
     /// Appends every item, in one round trip.
@@ -201,7 +208,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// [`Error::IndexOutOfRange`]; [`Error::Decode`] if it is not a `T`.
     pub fn get(&self, index: i64) -> Result<T, Error> {
         let b = bytes(self.raw.call(Op::ListGet(index))?)?;
-        self.raw.dec(&b)
+        self.dec(&b)
     }
 
     /// Replaces the item at `index` (Python's `l[i] = v`).
@@ -209,7 +216,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// # Errors
     /// [`Error::IndexOutOfRange`], and those of [`List::push`].
     pub fn set(&self, index: i64, item: &T) -> Result<(), Error> {
-        unit(self.raw.call(Op::ListSet(index, self.raw.enc(item)?))?)
+        unit(self.raw.call(Op::ListSet(index, self.enc(item)?))?)
     }
 
     /// Inserts before `index`, clamped to the list as Python does.
@@ -217,7 +224,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// # Errors
     /// As for [`List::push`].
     pub fn insert(&self, index: i64, item: &T) -> Result<(), Error> {
-        unit(self.raw.call(Op::ListInsert(index, self.raw.enc(item)?))?)
+        unit(self.raw.call(Op::ListInsert(index, self.enc(item)?))?)
     }
 
     /// Removes and returns the last item (Python's `pop()`).
@@ -226,7 +233,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// [`Error::IndexOutOfRange`] when empty.
     pub fn pop(&self) -> Result<T, Error> {
         let b = bytes(self.raw.call(Op::ListPop(None))?)?;
-        self.raw.dec(&b)
+        self.dec(&b)
     }
 
     /// Removes and returns the item at `index` (Python's `pop(i)`).
@@ -235,7 +242,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// [`Error::IndexOutOfRange`].
     pub fn pop_at(&self, index: i64) -> Result<T, Error> {
         let b = bytes(self.raw.call(Op::ListPop(Some(index)))?)?;
-        self.raw.dec(&b)
+        self.dec(&b)
     }
 
     /// Removes the first item equal to `item` (compared by encoding).
@@ -243,7 +250,10 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// # Errors
     /// [`Error::ValueMissing`] if there is none (Python's `ValueError`).
     pub fn remove(&self, item: &T) -> Result<(), Error> {
-        unit(self.raw.call(Op::ListRemove(self.raw.enc_bytes(item)?))?)
+        unit(
+            self.raw
+                .call(Op::ListRemove(self.raw.enc_bytes::<C, T>(item)?))?,
+        )
     }
 
     /// The index of the first item equal to `item`.
@@ -251,7 +261,10 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// # Errors
     /// [`Error::ValueMissing`] if there is none.
     pub fn index(&self, item: &T) -> Result<usize, Error> {
-        Ok(count(self.raw.call(Op::ListIndex(self.raw.enc_bytes(item)?))?)? as usize)
+        Ok(count(
+            self.raw
+                .call(Op::ListIndex(self.raw.enc_bytes::<C, T>(item)?))?,
+        )? as usize)
     }
 
     /// How many items equal `item`.
@@ -259,7 +272,10 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// # Errors
     /// [`Error::Disconnected`].
     pub fn count(&self, item: &T) -> Result<usize, Error> {
-        Ok(count(self.raw.call(Op::ListCount(self.raw.enc_bytes(item)?))?)? as usize)
+        Ok(count(
+            self.raw
+                .call(Op::ListCount(self.raw.enc_bytes::<C, T>(item)?))?,
+        )? as usize)
     }
 
     container_methods!("items");
@@ -275,13 +291,13 @@ impl<T: Serialize + DeserializeOwned> List<T> {
 
     /// Iterates over the list in batches of 64 items, without a full copy
     /// (see [`ListIter`] for what a change during iteration does).
-    pub fn iter(&self) -> ListIter<T> {
+    pub fn iter(&self) -> ListIter<T, C> {
         self.iter_batched(DEFAULT_BATCH as usize)
     }
 
     /// [`List::iter`] fetching `batch` items per round trip (at least 1, at
     /// most 4096).
-    pub fn iter_batched(&self, batch: usize) -> ListIter<T> {
+    pub fn iter_batched(&self, batch: usize) -> ListIter<T, C> {
         ListIter {
             list: self.clone(),
             next: 0,
@@ -293,7 +309,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
 
     fn decode_all(&self, r: Reply) -> Result<Vec<T>, Error> {
         match r {
-            Reply::List(items) => items.iter().map(|b| self.raw.dec(b)).collect(),
+            Reply::List(items) => items.iter().map(|b| self.dec(b)).collect(),
             r => Err(unexpected(r)),
         }
     }
@@ -303,7 +319,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         I: IntoIterator<Item = &'a T>,
         T: 'a,
     {
-        items.into_iter().map(|i| self.raw.enc(i)).collect()
+        items.into_iter().map(|i| self.enc(i)).collect()
     }
 
     /// Copies of the items of a slice (Python's `l[start:stop:step]`).
@@ -396,7 +412,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     where
         T: Ord,
     {
-        self.sort_with(code_ref::plain_sort_offset::<T>(), reverse)
+        self.sort_with(code_ref::plain_sort_offset::<C, T>(), reverse)
     }
 
     /// Sorts the list in place by `key(&item)` (Python's
@@ -411,7 +427,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         F: Fn(&T) -> K + Copy + Send + 'static,
         K: Ord,
     {
-        self.sort_with(code_ref::sort_offset::<F, T, K>(key), reverse)
+        self.sort_with(code_ref::sort_offset::<F, C, T, K>(key), reverse)
     }
 
     fn sort_with(&self, func: i64, reverse: bool) -> Result<(), Error> {
@@ -431,11 +447,10 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     pub fn update_with<A, R, F>(&self, index: i64, f: F, arg: A) -> Result<R, Error>
     where
         F: Fn(&mut T, A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned,
+        C: Codec<A> + Codec<R>,
     {
-        let func = code_ref::Update::<F, T, A, R>::offset(f);
-        run_update(&self.raw, func, &arg, |func, arg| Op::ListApply {
+        let func = code_ref::Update::<F, C, T, A, R>::offset(f);
+        run_update::<C, A, R>(&self.raw, func, &arg, |func, arg| Op::ListApply {
             index,
             func,
             arg,

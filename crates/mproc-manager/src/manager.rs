@@ -3,12 +3,14 @@
 
 use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mproc_pipe::{Address, Connection, Listener};
 use mproc_process::{ExitStatus, Pid, Process, ProcessHandle, StartMethod};
 use mproc_shm::Segment;
+use mproc_shm::codec::{Encode, Postcard};
 use serde::{Deserialize, Serialize};
 
 use crate::array::Array;
@@ -32,19 +34,31 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// (CPython's `shutdown_timeout`).
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Configures a manager: where its server listens, the authkey, timeouts.
-#[derive(Clone)]
+/// Configures a manager: where its server listens, the authkey, timeouts,
+/// and the codec of its proxies' values (`C`, see [`ManagerBuilder::codec`]).
 #[must_use]
-pub struct ManagerBuilder {
+pub struct ManagerBuilder<C = Postcard> {
     address: Option<Address>,
     authkey: Option<Vec<u8>>,
     call_timeout: Duration,
     shutdown_timeout: Duration,
     /// `None`: the process-wide default, resolved by `start`.
     start_method: Option<StartMethod>,
+    codec: PhantomData<fn() -> C>,
 }
 
-impl fmt::Debug for ManagerBuilder {
+impl<C> Clone for ManagerBuilder<C> {
+    fn clone(&self) -> Self {
+        Self {
+            address: self.address.clone(),
+            authkey: self.authkey.clone(),
+            codec: PhantomData,
+            ..*self
+        }
+    }
+}
+
+impl<C> fmt::Debug for ManagerBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ManagerBuilder")
             .field("address", &self.address)
@@ -64,11 +78,40 @@ impl Default for ManagerBuilder {
             call_timeout: DEFAULT_CALL_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             start_method: None,
+            codec: PhantomData,
         }
     }
 }
 
-impl ManagerBuilder {
+impl<C> ManagerBuilder<C> {
+    /// The same builder, for a manager whose proxies encode the values they
+    /// share with the codec `D` ([`Postcard`] by default; `Pod` for plain
+    /// data, `Bytes` for byte vectors: see [`mproc_shm::codec`]). The
+    /// manager's constructors then return proxies typed with `D`
+    /// (`Dict<K, V, D>`, ...), which keep it when they travel to another
+    /// process.
+    ///
+    /// ```
+    /// use mproc_manager::{Dict, Manager};
+    /// use mproc_shm::codec::Pod;
+    ///
+    /// let m = Manager::builder().codec::<Pod>().start()?;
+    /// let d: Dict<u32, [f64; 2], Pod> = m.dict()?;
+    /// d.insert(&7, &[1.5, 2.5])?;
+    /// assert_eq!(d.get(&7)?, Some([1.5, 2.5]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn codec<D>(self) -> ManagerBuilder<D> {
+        ManagerBuilder {
+            address: self.address,
+            authkey: self.authkey,
+            call_timeout: self.call_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+            start_method: self.start_method,
+            codec: PhantomData,
+        }
+    }
+
     mproc_shm::builder_setters! {
         /// Listens at `address`: a TCP address (`127.0.0.1:0` picks a port) for
         /// remote clients, or a Unix socket path or abstract name. The default
@@ -112,7 +155,7 @@ impl ManagerBuilder {
     /// [`ConnectError::Start`] if the process cannot start;
     /// [`ConnectError::Io`] if the server cannot bind its address (the
     /// message says why).
-    pub fn start(self) -> Result<Manager, ConnectError> {
+    pub fn start(self) -> Result<Manager<C>, ConnectError> {
         let key = self.key()?;
         let key_segment = key_segment(&key).map_err(ConnectError::Io)?;
         let (mine, theirs) = mproc_pipe::pipe(true).map_err(ConnectError::Io)?;
@@ -169,6 +212,7 @@ impl ManagerBuilder {
             stopped: false,
             made_by: sys::getpid(),
             auto_socket,
+            codec: PhantomData,
         })
     }
 
@@ -181,7 +225,7 @@ impl ManagerBuilder {
     /// # Errors
     /// [`ConnectError::Auth`] for a wrong authkey (before any object is
     /// reachable); [`ConnectError::Disconnected`] if nothing answers.
-    pub fn connect(self) -> Result<Manager, ConnectError> {
+    pub fn connect(self) -> Result<Manager<C>, ConnectError> {
         let address = self
             .address
             .clone()
@@ -200,6 +244,7 @@ impl ManagerBuilder {
             stopped: false,
             made_by: sys::getpid(),
             auto_socket: None,
+            codec: PhantomData,
         })
     }
 
@@ -300,7 +345,10 @@ type Ready = Result<(AddrWire, Option<ExeWire>), String>;
 /// A manager made by [`Manager::start`] owns its server: [`Manager::shutdown`]
 /// or dropping the manager stops it (asking first, then SIGTERM and SIGKILL
 /// after the shutdown timeout). One made by [`Manager::connect`] does not.
-pub struct Manager {
+///
+/// `C` is the codec the proxies it makes encode their values with
+/// ([`Postcard`] by default; chosen with [`ManagerBuilder::codec`]).
+pub struct Manager<C = Postcard> {
     session: Arc<Session>,
     key: Vec<u8>,
     process: Option<ProcessHandle<()>>,
@@ -311,9 +359,10 @@ pub struct Manager {
     /// The socket the server made in a private directory, to remove if the
     /// server dies without cleaning up.
     auto_socket: Option<std::path::PathBuf>,
+    codec: PhantomData<fn() -> C>,
 }
 
-impl fmt::Debug for Manager {
+impl<C> fmt::Debug for Manager<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Manager")
             .field("address", &self.session.address)
@@ -333,7 +382,7 @@ impl Manager {
         ManagerBuilder::default().start()
     }
 
-    /// A builder, to choose the address, authkey and timeouts.
+    /// A builder, to choose the address, authkey, timeouts and codec.
     pub fn builder() -> ManagerBuilder {
         ManagerBuilder::default()
     }
@@ -348,7 +397,9 @@ impl Manager {
             .authkey(authkey)
             .connect()
     }
+}
 
+impl<C> Manager<C> {
     /// The server's address.
     pub fn address(&self) -> &Address {
         &self.session.address
@@ -372,12 +423,18 @@ impl Manager {
         }
     }
 
-    fn enc<T: Serialize + ?Sized>(&self, v: &T) -> Result<Val, Error> {
-        crate::client::encode(&self.session, v)
+    fn enc<T>(&self, v: &T) -> Result<Val, Error>
+    where
+        C: Encode<T>,
+    {
+        crate::client::encode::<C, T>(&self.session, v)
     }
 
     /// The initial items of a list or an array, encoded.
-    fn enc_items<T: Serialize>(&self, items: impl IntoIterator<Item = T>) -> Result<Init, Error> {
+    fn enc_items<T>(&self, items: impl IntoIterator<Item = T>) -> Result<Init, Error>
+    where
+        C: Encode<T>,
+    {
         let v: Result<Vec<_>, Error> = items.into_iter().map(|i| self.enc(&i)).collect();
         Ok(Init::Items(v?))
     }
@@ -386,7 +443,7 @@ impl Manager {
     ///
     /// # Errors
     /// [`Error::Disconnected`].
-    pub fn dict<K, V>(&self) -> Result<Dict<K, V>, Error> {
+    pub fn dict<K, V>(&self) -> Result<Dict<K, V, C>, Error> {
         self.create(Kind::Dict, Init::Empty).map(Dict::wrap)
     }
 
@@ -394,10 +451,13 @@ impl Manager {
     ///
     /// # Errors
     /// [`Error::Disconnected`]; [`Error::Encode`].
-    pub fn dict_from<K: Serialize, V: Serialize>(
+    pub fn dict_from<K, V>(
         &self,
         pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Result<Dict<K, V>, Error> {
+    ) -> Result<Dict<K, V, C>, Error>
+    where
+        C: Encode<K> + Encode<V>,
+    {
         let p: Result<Vec<_>, Error> = pairs
             .into_iter()
             .map(|(k, v)| Ok((self.enc(&k)?.bytes, self.enc(&v)?)))
@@ -409,7 +469,7 @@ impl Manager {
     ///
     /// # Errors
     /// [`Error::Disconnected`].
-    pub fn list<T>(&self) -> Result<List<T>, Error> {
+    pub fn list<T>(&self) -> Result<List<T, C>, Error> {
         self.create(Kind::List, Init::Empty).map(List::wrap)
     }
 
@@ -417,10 +477,10 @@ impl Manager {
     ///
     /// # Errors
     /// [`Error::Disconnected`]; [`Error::Encode`].
-    pub fn list_from<T: Serialize>(
-        &self,
-        items: impl IntoIterator<Item = T>,
-    ) -> Result<List<T>, Error> {
+    pub fn list_from<T>(&self, items: impl IntoIterator<Item = T>) -> Result<List<T, C>, Error>
+    where
+        C: Encode<T>,
+    {
         self.create(Kind::List, self.enc_items(items)?)
             .map(List::wrap)
     }
@@ -430,10 +490,10 @@ impl Manager {
     ///
     /// # Errors
     /// [`Error::Disconnected`]; [`Error::Encode`].
-    pub fn array<T: Serialize>(
-        &self,
-        items: impl IntoIterator<Item = T>,
-    ) -> Result<Array<T>, Error> {
+    pub fn array<T>(&self, items: impl IntoIterator<Item = T>) -> Result<Array<T, C>, Error>
+    where
+        C: Encode<T>,
+    {
         self.create(Kind::Array, self.enc_items(items)?)
             .map(Array::wrap)
     }
@@ -442,7 +502,7 @@ impl Manager {
     ///
     /// # Errors
     /// [`Error::Disconnected`].
-    pub fn namespace(&self) -> Result<Namespace, Error> {
+    pub fn namespace(&self) -> Result<Namespace<C>, Error> {
         self.create(Kind::Namespace, Init::Empty)
             .map(Namespace::wrap)
     }
@@ -451,7 +511,10 @@ impl Manager {
     ///
     /// # Errors
     /// [`Error::Disconnected`]; [`Error::Encode`].
-    pub fn value<T: Serialize>(&self, value: T) -> Result<Value<T>, Error> {
+    pub fn value<T>(&self, value: T) -> Result<Value<T, C>, Error>
+    where
+        C: Encode<T>,
+    {
         let b = self.enc(&value)?;
         self.create(Kind::Value, Init::Value(b)).map(Value::wrap)
     }
@@ -520,7 +583,7 @@ impl Manager {
     ///
     /// # Errors
     /// [`Error::Disconnected`].
-    pub fn queue<T>(&self, maxsize: usize) -> Result<Queue<T>, Error> {
+    pub fn queue<T>(&self, maxsize: usize) -> Result<Queue<T, C>, Error> {
         let maxsize = maxsize as u64;
         self.create(Kind::Queue, Init::Queue { maxsize })
             .map(Queue::wrap)
@@ -530,7 +593,7 @@ impl Manager {
     ///
     /// # Errors
     /// [`Error::Disconnected`].
-    pub fn joinable_queue<T>(&self, maxsize: usize) -> Result<JoinableQueue<T>, Error> {
+    pub fn joinable_queue<T>(&self, maxsize: usize) -> Result<JoinableQueue<T, C>, Error> {
         let maxsize = maxsize as u64;
         self.create(Kind::JoinableQueue, Init::Queue { maxsize })
             .map(JoinableQueue::wrap)
@@ -714,7 +777,7 @@ pub enum ShutdownStatus {
     Requested,
 }
 
-impl Drop for Manager {
+impl<C> Drop for Manager<C> {
     fn drop(&mut self) {
         if self.process.is_some() && self.made_by == sys::getpid() {
             let _ = self.stop();

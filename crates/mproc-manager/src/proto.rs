@@ -2,10 +2,12 @@
 //!
 //! Every message is one mproc-pipe frame holding a postcard-encoded
 //! [`Request`] (client to server) or [`Reply`] (server to client). Values,
-//! keys and items are the postcard encoding of the user's types, opaque to
-//! the server: it compares keys by their bytes (postcard is deterministic
-//! for a given type) and never decodes values, except inside a function the
-//! client named for a server-side update (see `code_ref`).
+//! keys and items are the user's types encoded with the proxy's codec
+//! (postcard by default), opaque to the server: it compares keys by their
+//! bytes (postcard, Pod and Bytes are deterministic for a given type) and
+//! never decodes values, except inside a function the client named for a
+//! server-side update or sort, monomorphized on the same codec (see
+//! `code_ref`).
 
 use std::fmt;
 

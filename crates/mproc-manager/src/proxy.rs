@@ -1,7 +1,6 @@
 //! What every typed proxy has in common.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use mproc_shm::codec::Codec;
 
 use crate::client::RawProxy;
 use crate::error::Error;
@@ -91,7 +90,7 @@ pub(crate) fn bytes(r: Reply) -> Result<Val, Error> {
 /// `func`) with `arg`: the operation is made by `op` from the offset and
 /// the encoded argument, and the function's result comes back. Refused
 /// here, before any call, when the server runs another executable.
-pub(crate) fn run_update<A: Serialize, R: DeserializeOwned>(
+pub(crate) fn run_update<C: Codec<A> + Codec<R>, A, R>(
     raw: &RawProxy,
     func: i64,
     arg: &A,
@@ -100,33 +99,35 @@ pub(crate) fn run_update<A: Serialize, R: DeserializeOwned>(
     if !raw.session.same_exe()? {
         return Err(Error::ForeignExecutable);
     }
-    let b = bytes(raw.call(op(func, raw.enc_bytes(arg)?))?)?;
-    raw.dec(&b)
+    let b = bytes(raw.call(op(func, raw.enc_bytes::<C, A>(arg)?))?)?;
+    raw.dec::<C, R>(&b)
 }
 
 /// Defines a typed proxy struct over `RawProxy` with its common impls.
+/// `Dict<K, V; C>`: the user's types, then the codec of its values, if it
+/// has any (a type parameter defaulting to [`Postcard`](mproc_shm::codec::Postcard)).
 macro_rules! proxy_type {
-    ($(#[$m:meta])* $name:ident<$($t:ident),*>, $kinds:pat, $expected:expr) => {
+    ($(#[$m:meta])* $name:ident<$($t:ident),* $(; $c:ident)?>, $kinds:pat, $expected:expr) => {
         $(#[$m])*
-        pub struct $name<$($t),*> {
+        pub struct $name<$($t,)* $($c = mproc_shm::codec::Postcard)?> {
             pub(crate) raw: $crate::client::RawProxy,
-            _t: std::marker::PhantomData<fn() -> ($($t,)*)>,
+            _t: std::marker::PhantomData<fn() -> ($($t,)* $($c,)?)>,
         }
 
-        impl<$($t),*> $name<$($t),*> {
+        impl<$($t,)* $($c)?> $name<$($t,)* $($c)?> {
             #[allow(dead_code)]
             pub(crate) fn wrap(raw: $crate::client::RawProxy) -> Self {
                 Self { raw, _t: std::marker::PhantomData }
             }
         }
 
-        impl<$($t),*> Clone for $name<$($t),*> {
+        impl<$($t,)* $($c)?> Clone for $name<$($t,)* $($c)?> {
             fn clone(&self) -> Self {
                 Self::wrap(self.raw.clone())
             }
         }
 
-        impl<$($t),*> std::fmt::Debug for $name<$($t),*> {
+        impl<$($t,)* $($c)?> std::fmt::Debug for $name<$($t,)* $($c)?> {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_struct(stringify!($name))
                     .field("id", &self.raw.id)
@@ -135,7 +136,7 @@ macro_rules! proxy_type {
             }
         }
 
-        impl<$($t),*> $crate::proxy::Proxy for $name<$($t),*> {
+        impl<$($t,)* $($c)?> $crate::proxy::Proxy for $name<$($t,)* $($c)?> {
             fn accepts(kind: $crate::proto::Kind) -> bool {
                 #[allow(unused_imports)]
                 use $crate::proto::Kind::*;
@@ -155,13 +156,13 @@ macro_rules! proxy_type {
             }
         }
 
-        impl<$($t),*> serde::Serialize for $name<$($t),*> {
+        impl<$($t,)* $($c)?> serde::Serialize for $name<$($t,)* $($c)?> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 self.raw.serialize(s)
             }
         }
 
-        impl<'de, $($t),*> serde::Deserialize<'de> for $name<$($t),*> {
+        impl<'de, $($t,)* $($c)?> serde::Deserialize<'de> for $name<$($t,)* $($c)?> {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let raw = $crate::client::RawProxy::deserialize(d)?;
                 <Self as $crate::proxy::Proxy>::from_raw(raw).map_err(serde::de::Error::custom)

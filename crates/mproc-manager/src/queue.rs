@@ -2,8 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use mproc_shm::codec::Codec;
 
 use crate::error::{
     Error, GetTimeoutError, JoinTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
@@ -18,7 +17,7 @@ macro_rules! queue_methods {
         /// Puts an item, waiting while `wait` allows; `Ok(Err(item))`
         /// when the queue stayed full.
         fn put_inner(&self, item: T, wait: WaitMs) -> Result<Result<(), T>, PutError<T>> {
-            let enc = match self.raw.enc(&item) {
+            let enc = match self.raw.enc::<C, T>(&item) {
                 Ok(b) => b,
                 Err(error) => return Err(PutError { item, error }),
             };
@@ -82,7 +81,7 @@ macro_rules! queue_methods {
                 .raw
                 .call_or_give_up(Op::Get(wait), RemoteError::Empty)?
             {
-                Some(r) => self.raw.dec(&bytes(r)?).map(Some),
+                Some(r) => self.raw.dec::<C, T>(&bytes(r)?).map(Some),
                 None => Ok(None),
             }
         }
@@ -171,20 +170,20 @@ proxy_type! {
     /// assert!(q.try_get().unwrap_err().to_string().contains("empty"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    Queue<T>, Queue | JoinableQueue, Kind::Queue
+    Queue<T; C>, Queue | JoinableQueue, Kind::Queue
 }
 
-impl<T: Serialize + DeserializeOwned> Queue<T> {
+impl<T, C: Codec<T>> Queue<T, C> {
     queue_methods!();
 }
 
 proxy_type! {
     /// A queue whose consumers report finished items, so that a producer
     /// can wait for all of them ([`JoinableQueue::join`]).
-    JoinableQueue<T>, JoinableQueue, Kind::JoinableQueue
+    JoinableQueue<T; C>, JoinableQueue, Kind::JoinableQueue
 }
 
-impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+impl<T, C: Codec<T>> JoinableQueue<T, C> {
     queue_methods!();
 
     /// Marks one item taken earlier as finished.

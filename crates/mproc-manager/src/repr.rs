@@ -11,7 +11,52 @@
 
 use std::fmt::{self, Write};
 
-use serde::ser::{self, Serialize};
+use mproc_shm::codec::{Bytes, Encode, Pod, Postcard};
+use serde::ser::{self, Serialize, Serializer};
+
+/// A codec a [`Namespace`](crate::Namespace) can use: it also says how a
+/// field it encoded shows in `str(ns)` ([`Namespace::repr`](crate::Namespace::repr)).
+///
+/// [`Postcard`] shows the value as Python's `repr` would show its serde
+/// form (`'Bob'`, `42`, `Point(x=1, y=2)`); [`Pod`] and [`Bytes`] show the
+/// bytes they carry as a Python bytes literal (`b'\x01\x00'`).
+pub trait NamespaceCodec<T: ?Sized>: Encode<T> {
+    /// The repr of `value`, whose encoding is `encoded`.
+    fn repr(value: &T, encoded: &[u8]) -> String;
+}
+
+impl<T: Serialize + ?Sized> NamespaceCodec<T> for Postcard {
+    fn repr(value: &T, _: &[u8]) -> String {
+        repr(value)
+    }
+}
+
+impl<T: ?Sized> NamespaceCodec<T> for Pod
+where
+    Pod: Encode<T>,
+{
+    fn repr(_: &T, encoded: &[u8]) -> String {
+        repr(&AsBytes(encoded))
+    }
+}
+
+impl<T: ?Sized> NamespaceCodec<T> for Bytes
+where
+    Bytes: Encode<T>,
+{
+    fn repr(_: &T, encoded: &[u8]) -> String {
+        repr(&AsBytes(encoded))
+    }
+}
+
+/// Bytes that serialize as bytes (a Python bytes literal in a repr).
+struct AsBytes<'a>(&'a [u8]);
+
+impl Serialize for AsBytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
 
 /// The repr of `v`, or a note that it has none.
 pub(crate) fn repr<T: Serialize + ?Sized>(v: &T) -> String {

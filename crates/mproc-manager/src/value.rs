@@ -1,12 +1,12 @@
 //! `Value<T>` and `Namespace`.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use mproc_shm::codec::Codec;
 
 use crate::code_ref;
 use crate::error::Error;
 use crate::proto::{Kind, Op, Reply};
 use crate::proxy::{bytes, proxy_type, run_update, unexpected, unit};
+use crate::repr::NamespaceCodec;
 
 proxy_type! {
     /// A proxy of one shared value of any serde type (CPython's
@@ -25,17 +25,17 @@ proxy_type! {
     /// assert_eq!(v.get()?, 15);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    Value<T>, Value, Kind::Value
+    Value<T; C>, Value, Kind::Value
 }
 
-impl<T: Serialize + DeserializeOwned> Value<T> {
+impl<T, C: Codec<T>> Value<T, C> {
     /// A copy of the value.
     ///
     /// # Errors
     /// [`Error::Disconnected`]; [`Error::Decode`] if it is not a `T`.
     pub fn get(&self) -> Result<T, Error> {
         let b = bytes(self.raw.call(Op::ValueGet)?)?;
-        self.raw.dec(&b)
+        self.raw.dec::<C, T>(&b)
     }
 
     /// Replaces the value.
@@ -43,7 +43,7 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
     /// # Errors
     /// [`Error::Disconnected`]; [`Error::Encode`].
     pub fn set(&self, value: &T) -> Result<(), Error> {
-        unit(self.raw.call(Op::ValueSet(self.raw.enc(value)?))?)
+        unit(self.raw.call(Op::ValueSet(self.raw.enc::<C, T>(value)?))?)
     }
 
     /// Replaces the value and returns the old one, atomically.
@@ -51,8 +51,8 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
     /// # Errors
     /// As for [`Value::get`] and [`Value::set`].
     pub fn swap(&self, value: &T) -> Result<T, Error> {
-        let b = bytes(self.raw.call(Op::ValueSwap(self.raw.enc(value)?))?)?;
-        self.raw.dec(&b)
+        let b = bytes(self.raw.call(Op::ValueSwap(self.raw.enc::<C, T>(value)?))?)?;
+        self.raw.dec::<C, T>(&b)
     }
 
     /// Runs `f(&mut value, arg)` inside the server, atomically, and returns
@@ -64,11 +64,10 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
     pub fn update_with<A, R, F>(&self, f: F, arg: A) -> Result<R, Error>
     where
         F: Fn(&mut T, A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned,
+        C: Codec<A> + Codec<R>,
     {
-        let func = code_ref::Update::<F, T, A, R>::offset(f);
-        run_update(&self.raw, func, &arg, |func, arg| Op::ValueApply {
+        let func = code_ref::Update::<F, C, T, A, R>::offset(f);
+        run_update::<C, A, R>(&self.raw, func, &arg, |func, arg| Op::ValueApply {
             func,
             arg,
         })
@@ -96,13 +95,13 @@ proxy_type! {
     /// assert_eq!(ns.names()?, ["age", "name"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    Namespace<>, Namespace, Kind::Namespace
+    Namespace<; C>, Namespace, Kind::Namespace
 }
 
 /// CPython's `str(ns)` ([`Namespace::repr`]); a round trip to the server.
 /// If that fails, the error shows inside the parentheses. (`Debug` stays
 /// local: the id and the address.)
-impl std::fmt::Display for Namespace {
+impl<C> std::fmt::Display for Namespace<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.repr() {
             Ok(r) => f.write_str(&r),
@@ -121,26 +120,33 @@ fn check_name(name: &str) -> Result<(), Error> {
     }
 }
 
-impl Namespace {
+impl<C> Namespace<C> {
     /// A copy of the field `name`.
     ///
     /// # Errors
     /// [`Error::KeyMissing`] if there is no such field (Python's
     /// `AttributeError`); [`Error::Decode`] if it is not a `T`.
-    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T, Error> {
+    pub fn get<T>(&self, name: &str) -> Result<T, Error>
+    where
+        C: Codec<T>,
+    {
         check_name(name)?;
         let b = bytes(self.raw.call(Op::NsGet(name.to_owned()))?)?;
-        self.raw.dec(&b)
+        self.raw.dec::<C, T>(&b)
     }
 
     /// Sets the field `name`.
     ///
     /// # Errors
     /// [`Error::Disconnected`]; [`Error::Encode`].
-    pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), Error> {
+    pub fn set<T: ?Sized>(&self, name: &str, value: &T) -> Result<(), Error>
+    where
+        C: NamespaceCodec<T>,
+    {
         check_name(name)?;
-        let v = self.raw.enc(value)?;
-        let op = Op::NsSet(name.to_owned(), v, crate::repr::repr(value));
+        let v = self.raw.enc::<C, T>(value)?;
+        let repr = C::repr(value, &v.bytes);
+        let op = Op::NsSet(name.to_owned(), v, repr);
         unit(self.raw.call(op)?)
     }
 
@@ -173,14 +179,12 @@ impl Namespace {
     pub fn update_with<T, A, R, F>(&self, name: &str, f: F, arg: A) -> Result<R, Error>
     where
         F: Fn(&mut T, A) -> R + Copy + Send + 'static,
-        T: Serialize + DeserializeOwned,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned,
+        C: NamespaceCodec<T> + Codec<T> + Codec<A> + Codec<R>,
     {
         check_name(name)?;
         // The server remakes the field's repr with the new value.
-        let func = code_ref::Update::<F, T, A, R>::repr_offset(f);
-        run_update(&self.raw, func, &arg, |func, arg| Op::NsApply {
+        let func = code_ref::Update::<F, C, T, A, R>::repr_offset(f);
+        run_update::<C, A, R>(&self.raw, func, &arg, |func, arg| Op::NsApply {
             name: name.to_owned(),
             func,
             arg,
@@ -223,7 +227,7 @@ impl Namespace {
     /// [`Error::Disconnected`], or what `show` returns.
     pub fn describe(
         &self,
-        mut show: impl FnMut(&str, &Namespace) -> Result<String, Error>,
+        mut show: impl FnMut(&str, &Self) -> Result<String, Error>,
     ) -> Result<String, Error> {
         let mut out = String::from("Namespace(");
         for (i, n) in self.names()?.iter().enumerate() {

@@ -90,7 +90,7 @@ mod shutdown {
     use mproc_manager::{Manager, ShutdownStatus};
     use mproc_process::ExitStatus;
 
-    use crate::common::{wait_gone, watchdog, with_manager};
+    use crate::common::{wait_gone, watchdog, with_manager, with_manager_from};
 
     fn signal(pid: i32, sig: i32) {
         // SAFETY: kill has no memory-safety preconditions.
@@ -122,11 +122,8 @@ mod shutdown {
 
     #[test]
     fn a_server_that_does_not_exit_in_time_is_terminated_then_killed() {
-        watchdog(60, || {
-            let m = Manager::builder()
-                .shutdown_timeout(Duration::from_millis(200))
-                .start()
-                .unwrap();
+        let b = Manager::builder().shutdown_timeout(Duration::from_millis(200));
+        with_manager_from(60, b, |m| {
             let pid = m.pid().unwrap().as_raw();
             // A stopped server reads no request, and SIGTERM stays pending:
             // only SIGKILL ends it.

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{wait_gone, watchdog, with_manager};
+use common::{wait_gone, with_manager, with_manager_from};
 use mproc_manager::{
     Acquired, Dict, Error, GetTimeoutError, JoinTimeoutError, Kind, List, LockTimeoutError,
     Manager, Proxy, PutTimeoutError, Queue, TryGetError, TryLockError, TryPutError,
@@ -421,11 +421,8 @@ fn proxies_never_serialize_their_key_into_plain_bytes() {
 
 #[test]
 fn shutdown_stops_the_server_and_calls_report_disconnected() {
-    watchdog(60, || {
-        let m = Manager::builder()
-            .call_timeout(Duration::from_secs(2))
-            .start()
-            .unwrap();
+    let b = Manager::builder().call_timeout(Duration::from_secs(2));
+    with_manager_from(60, b, |m| {
         let pid = m.pid().unwrap().as_raw();
         let d = m.dict::<u32, u32>().unwrap();
         let addr = m.address().clone();

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::watchdog;
+use common::with_manager_from;
 use mproc_manager::{Dict, Event, List, Manager, Proxy, Value};
 use mproc_process::Process;
 
@@ -259,11 +259,8 @@ fn a_proxy_that_fails_to_serialize_takes_no_reference() {
 
 #[test]
 fn a_call_that_times_out_does_not_cost_the_process_its_references() {
-    watchdog(60, || {
-        let m = Manager::builder()
-            .call_timeout(Duration::from_secs(1))
-            .start()
-            .unwrap();
+    let b = Manager::builder().call_timeout(Duration::from_secs(1));
+    with_manager_from(60, b, |m| {
         let base = m.object_count().unwrap();
         let d = m.dict::<u32, u32>().unwrap();
         d.insert(&1, &1).unwrap();

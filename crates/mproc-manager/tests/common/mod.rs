@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mproc_manager::Manager;
+use mproc_manager::{Manager, ManagerBuilder};
 use mproc_testkit::pid_alive;
 pub(crate) use mproc_testkit::watchdog_secs as watchdog;
 
@@ -12,7 +12,16 @@ pub(crate) fn with_manager<R: Send + 'static>(
     secs: u64,
     body: impl FnOnce(Manager) -> R + Send + 'static,
 ) -> R {
-    watchdog(secs, || body(Manager::start().unwrap()))
+    with_manager_from(secs, Manager::builder(), body)
+}
+
+/// [`with_manager`] with a manager started from `builder`.
+pub(crate) fn with_manager_from<R: Send + 'static>(
+    secs: u64,
+    builder: ManagerBuilder,
+    body: impl FnOnce(Manager) -> R + Send + 'static,
+) -> R {
+    watchdog(secs, || body(builder.start().unwrap()))
 }
 
 /// Waits up to `secs` for `pid` to be gone.
