@@ -692,7 +692,7 @@ impl Serialize for RawProxy {
         // while the message travels.
         let token = match self.session.call(&Request::Transfer { id: self.id }) {
             Ok(Reply::Token(t)) => t,
-            Ok(r) => return Err(S::Error::custom(crate::proxy::unexpected(r))),
+            Ok(r) => return Err(S::Error::custom(crate::error::unexpected(r))),
             Err(e) => return Err(S::Error::custom(e)),
         };
         v.serialize_field("token", &token)?;
@@ -763,7 +763,7 @@ impl<'de> Deserialize<'de> for RawProxy {
                     Ok(Reply::Object(..)) => Err(D::Error::custom(
                         "the server adopted a proxy of another object",
                     )),
-                    Ok(r) => Err(D::Error::custom(crate::proxy::unexpected(r))),
+                    Ok(r) => Err(D::Error::custom(crate::error::unexpected(r))),
                     Err(e) => Err(D::Error::custom(e)),
                 }
             }

@@ -4,7 +4,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::io;
 
-use crate::proto::{Kind, RemoteError};
+use crate::proto::{Kind, RemoteError, Reply};
 
 /// Why a proxy call failed: the error every manager operation can return.
 ///
@@ -547,6 +547,38 @@ wait_error! {
     JoinTimeoutError {
         /// Tasks were still unfinished at the deadline.
         Timeout => "timed out waiting for every task to be done"
+    }
+}
+
+/// The error for a reply the server should not have given to this call.
+pub(crate) fn unexpected(r: Reply) -> Error {
+    Error::Remote(format!(
+        "unexpected reply from the server: {}",
+        reply_name(&r)
+    ))
+}
+
+fn reply_name(r: &Reply) -> &'static str {
+    match r {
+        Reply::Hello { .. } => "hello",
+        Reply::Unit => "unit",
+        Reply::Bool(_) => "bool",
+        Reply::Count(_) => "count",
+        Reply::Bytes(_) => "bytes",
+        Reply::MaybeBytes(_) => "optional bytes",
+        Reply::List(_) => "list",
+        Reply::MaybeList(_) => "list of options",
+        Reply::Pairs(_) => "pairs",
+        Reply::Page { .. } => "page",
+        Reply::MaybePair(_) => "optional pair",
+        Reply::Names(_) => "names",
+        Reply::Object(..) => "object",
+        Reply::Token(_) => "token",
+        Reply::Acquired(_) => "acquired",
+        Reply::Held(..) => "held",
+        Reply::Barrier(..) => "barrier",
+        Reply::Batch(_) => "batch",
+        Reply::Err(_) => "error",
     }
 }
 

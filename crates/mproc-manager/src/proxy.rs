@@ -27,36 +27,7 @@ pub trait Proxy: Sized {
     fn from_raw(raw: RawProxy) -> Result<Self, Error>;
 }
 
-pub(crate) fn unexpected(r: Reply) -> Error {
-    Error::Remote(format!(
-        "unexpected reply from the server: {}",
-        reply_name(&r)
-    ))
-}
-
-fn reply_name(r: &Reply) -> &'static str {
-    match r {
-        Reply::Hello { .. } => "hello",
-        Reply::Unit => "unit",
-        Reply::Bool(_) => "bool",
-        Reply::Count(_) => "count",
-        Reply::Bytes(_) => "bytes",
-        Reply::MaybeBytes(_) => "optional bytes",
-        Reply::List(_) => "list",
-        Reply::MaybeList(_) => "list of options",
-        Reply::Pairs(_) => "pairs",
-        Reply::Page { .. } => "page",
-        Reply::MaybePair(_) => "optional pair",
-        Reply::Names(_) => "names",
-        Reply::Object(..) => "object",
-        Reply::Token(_) => "token",
-        Reply::Acquired(_) => "acquired",
-        Reply::Held(..) => "held",
-        Reply::Barrier(..) => "barrier",
-        Reply::Batch(_) => "batch",
-        Reply::Err(_) => "error",
-    }
-}
+pub(crate) use crate::error::unexpected;
 
 pub(crate) fn unit(r: Reply) -> Result<(), Error> {
     match r {
