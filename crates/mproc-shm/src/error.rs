@@ -251,6 +251,17 @@ impl<G> Error for LockError<G> {}
 ///
 /// A locked type whose guard wraps the guard of another lock (a condition
 /// over a lock, say) turns that lock's errors into its own with it.
+///
+/// # Examples
+///
+/// ```
+/// use mproc_shm::{MapGuard, TryLockError};
+///
+/// let died: TryLockError<u8> = TryLockError::OwnerDied(7);
+/// assert_eq!(died.map_guard(|g| u32::from(g) * 2).into_inner(), Some(14));
+/// let busy: TryLockError<u8> = TryLockError::WouldBlock;
+/// assert!(busy.map_guard(u32::from).is_would_block());
+/// ```
 pub trait MapGuard<G> {
     /// The same error over guards of type `H`.
     type Map<H>;
