@@ -413,7 +413,9 @@ impl PutFailure {
     /// `full` makes the form's error for a queue that stayed full (for
     /// [`Queue::put`], which waits without limit, [`PutError::Closed`]: only
     /// closing stops it); the rest is as [`PutError`] converts.
-    #[inline]
+    // `always`: with plain `inline` the generic form stays out of line and
+    // `put`/`get` lose a few instructions to moving the failure to memory.
+    #[inline(always)]
     fn into_error<T, E: From<PutError<T>>>(self, t: T, full: impl FnOnce(T) -> E) -> E {
         match self {
             PutFailure::Fail(PutFail::Full) => full(t),
@@ -429,7 +431,8 @@ impl GetFailure {
     /// forms): `empty` is the form's error for a queue that stayed empty
     /// (for [`Queue::get`], which waits without limit, [`GetError::Closed`]:
     /// closed and drained); the rest is as [`GetError`] converts.
-    #[inline]
+    // `always`: as for `PutFailure::into_error`.
+    #[inline(always)]
     fn into_error<E: From<GetError>>(self, empty: E) -> E {
         match self {
             GetFailure::Fail(GetFail::Empty) => empty,
