@@ -98,41 +98,28 @@ impl LeaseQueueBuilder {
         self
     }
 
-    /// The most items leased (or waiting for redelivery) at once, by all
-    /// consumers together (1 to 65536; default 64). A `get_lease` beyond it
-    /// waits for an ack.
-    pub fn max_leases(mut self, n: usize) -> Self {
-        self.leases = n;
-        self
-    }
-
-    /// The largest item, encoded, in bytes (default 64 KiB, at most 1 GiB):
-    /// every lease keeps a copy of its item in shared memory, in a slot of
-    /// this size. Larger items are refused by `put` with an
-    /// [`EncodeError`](crate::EncodeError). The table takes `max_leases`
-    /// times this much address space; its pages are used only once written.
-    pub fn max_item_size(mut self, bytes: usize) -> Self {
-        self.max_item = bytes;
-        self
-    }
-
-    /// Leases not acked within `timeout` are taken back and their items
-    /// delivered again (default: leases last until their holder acks, nacks
-    /// or dies). Expiry is noticed by the consumers' periodic scans, so it
-    /// comes some milliseconds late; an ack that comes before it is noticed
-    /// still counts.
-    pub fn lease_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Drops an item once it was delivered `k` times without an ack (a
-    /// *poison* item, whose consumers keep dying or failing on it) instead
-    /// of delivering it again; [`LeaseQueue::dropped`] counts them. 0 (the
-    /// default) means no limit.
-    pub fn max_deliveries(mut self, k: u32) -> Self {
-        self.max_deliveries = k;
-        self
+    mproc_shm::builder_setters! {
+        /// The most items leased (or waiting for redelivery) at once, by all
+        /// consumers together (1 to 65536; default 64). A `get_lease` beyond it
+        /// waits for an ack.
+        max_leases(n: usize) => leases = n;
+        /// The largest item, encoded, in bytes (default 64 KiB, at most 1 GiB):
+        /// every lease keeps a copy of its item in shared memory, in a slot of
+        /// this size. Larger items are refused by `put` with an
+        /// [`EncodeError`](crate::EncodeError). The table takes `max_leases`
+        /// times this much address space; its pages are used only once written.
+        max_item_size(bytes: usize) => max_item = bytes;
+        /// Leases not acked within `timeout` are taken back and their items
+        /// delivered again (default: leases last until their holder acks, nacks
+        /// or dies). Expiry is noticed by the consumers' periodic scans, so it
+        /// comes some milliseconds late; an ack that comes before it is noticed
+        /// still counts.
+        lease_timeout(timeout: Duration) => timeout = Some(timeout);
+        /// Drops an item once it was delivered `k` times without an ack (a
+        /// *poison* item, whose consumers keep dying or failing on it) instead
+        /// of delivering it again; [`LeaseQueue::dropped`] counts them. 0 (the
+        /// default) means no limit.
+        max_deliveries(k: u32) => max_deliveries = k;
     }
 
     /// Creates a [`LeaseQueue`].

@@ -271,7 +271,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// handed back in every case.
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
         self.put_inner(item, Deadline::Never)
-            .map_err(|(t, e)| e.put_error(t))
+            .map_err(|(t, e)| e.into_error(t, PutError::Closed))
     }
 
     /// Puts `item` if there is room right now (CPython's `put_nowait`).
@@ -280,7 +280,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// [`TryPutError::Full`] if the queue is full, otherwise as [`Queue::put`].
     pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
         self.put_inner(item, Deadline::Now)
-            .map_err(|(t, e)| e.try_put_error(t))
+            .map_err(|(t, e)| e.into_error(t, TryPutError::Full))
     }
 
     /// Puts `item`, waiting at most `timeout` for room.
@@ -302,7 +302,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
 
     fn put_with(&self, item: T, deadline: Deadline) -> Result<(), PutTimeoutError<T>> {
         self.put_inner(item, deadline)
-            .map_err(|(t, e)| e.put_timeout_error(t))
+            .map_err(|(t, e)| e.into_error(t, PutTimeoutError::Timeout))
     }
 
     fn get_inner(&self, deadline: Deadline) -> Result<T, GetFailure> {
@@ -325,7 +325,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// [`GetError::Broken`] if the shared state is corrupted.
     pub fn get(&self) -> Result<T, GetError> {
         self.get_inner(Deadline::Never)
-            .map_err(GetFailure::get_error)
+            .map_err(|e| e.into_error(GetError::Closed))
     }
 
     /// Takes an item if one is there right now (CPython's `get_nowait`).
@@ -334,7 +334,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// [`TryGetError::Empty`] if the queue is empty, otherwise as [`Queue::get`].
     pub fn try_get(&self) -> Result<T, TryGetError> {
         self.get_inner(Deadline::Now)
-            .map_err(GetFailure::try_get_error)
+            .map_err(|e| e.into_error(TryGetError::Empty))
     }
 
     /// Takes an item, waiting at most `timeout`.
@@ -356,7 +356,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
 
     fn get_with(&self, deadline: Deadline) -> Result<T, GetTimeoutError> {
         self.get_inner(deadline)
-            .map_err(GetFailure::get_timeout_error)
+            .map_err(|e| e.into_error(GetTimeoutError::Timeout))
     }
 }
 
@@ -407,76 +407,38 @@ enum GetFailure {
     Fail(GetFail),
 }
 
-/// The public error of each form of put, from a failed put of item `t`
-/// (one place for the rules, which `put_many` and its forms share).
 impl PutFailure {
-    /// As [`Queue::put`] reports it (a full queue cannot stop a put that
-    /// waits without limit: it is closed).
-    #[inline]
-    fn put_error<T>(self, t: T) -> PutError<T> {
+    /// The public error of a form of put, from a failed put of item `t`
+    /// (one place for the rules, which `put_many` and its forms share):
+    /// `full` makes the form's error for a queue that stayed full (for
+    /// [`Queue::put`], which waits without limit, [`PutError::Closed`]: only
+    /// closing stops it); the rest is as [`PutError`] converts.
+    // `always`: with plain `inline` the generic form stays out of line and
+    // `put`/`get` lose a few instructions to moving the failure to memory.
+    #[inline(always)]
+    fn into_error<T, E: From<PutError<T>>>(self, t: T, full: impl FnOnce(T) -> E) -> E {
         match self {
-            PutFailure::Encode(e) => PutError::Encode(t, e),
-            PutFailure::Fail(PutFail::Closed | PutFail::Full) => PutError::Closed(t),
-            PutFailure::Fail(PutFail::Broken(e)) => PutError::Broken(t, e),
-        }
-    }
-
-    /// As [`Queue::try_put`] reports it.
-    #[inline]
-    fn try_put_error<T>(self, t: T) -> TryPutError<T> {
-        match self {
-            PutFailure::Encode(e) => TryPutError::Encode(t, e),
-            PutFailure::Fail(PutFail::Full) => TryPutError::Full(t),
-            PutFailure::Fail(PutFail::Closed) => TryPutError::Closed(t),
-            PutFailure::Fail(PutFail::Broken(e)) => TryPutError::Broken(t, e),
-        }
-    }
-
-    /// As [`Queue::put_timeout`] reports it (full: the time ran out).
-    #[inline]
-    fn put_timeout_error<T>(self, t: T) -> PutTimeoutError<T> {
-        match self {
-            PutFailure::Encode(e) => PutTimeoutError::Encode(t, e),
-            PutFailure::Fail(PutFail::Full) => PutTimeoutError::Timeout(t),
-            PutFailure::Fail(PutFail::Closed) => PutTimeoutError::Closed(t),
-            PutFailure::Fail(PutFail::Broken(e)) => PutTimeoutError::Broken(t, e),
+            PutFailure::Fail(PutFail::Full) => full(t),
+            PutFailure::Fail(PutFail::Closed) => PutError::Closed(t).into(),
+            PutFailure::Encode(e) => PutError::Encode(t, e).into(),
+            PutFailure::Fail(PutFail::Broken(e)) => PutError::Broken(t, e).into(),
         }
     }
 }
 
-/// The public error of each form of get (shared with `get_many` and its
-/// forms).
 impl GetFailure {
-    /// As [`Queue::get`] reports it (empty after waiting without limit:
-    /// closed and drained).
-    #[inline]
-    fn get_error(self) -> GetError {
+    /// The public error of a form of get (shared with `get_many` and its
+    /// forms): `empty` is the form's error for a queue that stayed empty
+    /// (for [`Queue::get`], which waits without limit, [`GetError::Closed`]:
+    /// closed and drained); the rest is as [`GetError`] converts.
+    // `always`: as for `PutFailure::into_error`.
+    #[inline(always)]
+    fn into_error<E: From<GetError>>(self, empty: E) -> E {
         match self {
-            GetFailure::Decode(e) => GetError::Decode(e),
-            GetFailure::Fail(GetFail::Closed | GetFail::Empty) => GetError::Closed,
-            GetFailure::Fail(GetFail::Broken(e)) => GetError::Broken(e),
-        }
-    }
-
-    /// As [`Queue::try_get`] reports it.
-    #[inline]
-    fn try_get_error(self) -> TryGetError {
-        match self {
-            GetFailure::Decode(e) => TryGetError::Decode(e),
-            GetFailure::Fail(GetFail::Empty) => TryGetError::Empty,
-            GetFailure::Fail(GetFail::Closed) => TryGetError::Closed,
-            GetFailure::Fail(GetFail::Broken(e)) => TryGetError::Broken(e),
-        }
-    }
-
-    /// As [`Queue::get_timeout`] reports it (empty: the time ran out).
-    #[inline]
-    fn get_timeout_error(self) -> GetTimeoutError {
-        match self {
-            GetFailure::Decode(e) => GetTimeoutError::Decode(e),
-            GetFailure::Fail(GetFail::Empty) => GetTimeoutError::Timeout,
-            GetFailure::Fail(GetFail::Closed) => GetTimeoutError::Closed,
-            GetFailure::Fail(GetFail::Broken(e)) => GetTimeoutError::Broken(e),
+            GetFailure::Fail(GetFail::Empty) => empty,
+            GetFailure::Fail(GetFail::Closed) => GetError::Closed.into(),
+            GetFailure::Decode(e) => GetError::Decode(e).into(),
+            GetFailure::Fail(GetFail::Broken(e)) => GetError::Broken(e).into(),
         }
     }
 }

@@ -224,6 +224,14 @@ impl<G> LockError<G> {
     }
 }
 
+impl<G> MapGuard<G> for LockError<G> {
+    type Map<H> = LockError<H>;
+
+    fn map_guard<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
+        LockError::OwnerDied(f(self.into_inner()))
+    }
+}
+
 impl<G> fmt::Debug for LockError<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("OwnerDied(..)")
@@ -238,6 +246,31 @@ impl<G> fmt::Display for LockError<G> {
 
 impl<G> Error for LockError<G> {}
 
+/// A lock error that may carry the guard of the lock it acquired:
+/// [`LockError`], [`TryLockError`] and [`LockTimeoutError`].
+///
+/// A locked type whose guard wraps the guard of another lock (a condition
+/// over a lock, say) turns that lock's errors into its own with it.
+///
+/// # Examples
+///
+/// ```
+/// use mproc_shm::{MapGuard, TryLockError};
+///
+/// let died: TryLockError<u8> = TryLockError::OwnerDied(7);
+/// assert_eq!(died.map_guard(|g| u32::from(g) * 2).into_inner(), Some(14));
+/// let busy: TryLockError<u8> = TryLockError::WouldBlock;
+/// assert!(busy.map_guard(u32::from).is_would_block());
+/// ```
+pub trait MapGuard<G> {
+    /// The same error over guards of type `H`.
+    type Map<H>;
+
+    /// The same error, with the guard it carries (if any) passed through
+    /// `f`.
+    fn map_guard<H>(self, f: impl FnOnce(G) -> H) -> Self::Map<H>;
+}
+
 /// What every lock error says for [`LockError::OwnerDied`].
 const OWNER_DIED: &str = "the previous holder of the lock died while holding it";
 
@@ -251,8 +284,8 @@ pub enum TryLockError<G> {
 
 /// What [`TryLockError`] and [`LockTimeoutError`] share: a variant
 /// `$other` for the lock not taken (`$is_other` asks for it, `$other_msg`
-/// says it) beside `OwnerDied(G)`, with the accessors, `From<LockError>`,
-/// `Debug`, `Display` and `Error`.
+/// says it) beside `OwnerDied(G)`, with the accessors, `MapGuard`,
+/// `From<LockError>`, `Debug`, `Display` and `Error`.
 macro_rules! lock_not_clean {
     ($ty:ident, $other:ident, $is_other:ident, $is_other_doc:literal, $other_msg:literal) => {
         impl<G> $ty<G> {
@@ -271,6 +304,17 @@ macro_rules! lock_not_clean {
                 match self {
                     Self::$other => None,
                     Self::OwnerDied(g) => Some(g),
+                }
+            }
+        }
+
+        impl<G> MapGuard<G> for $ty<G> {
+            type Map<H> = $ty<H>;
+
+            fn map_guard<H>(self, f: impl FnOnce(G) -> H) -> $ty<H> {
+                match self {
+                    Self::$other => $ty::$other,
+                    Self::OwnerDied(g) => $ty::OwnerDied(f(g)),
                 }
             }
         }

@@ -180,7 +180,7 @@ pub use crate::atomic::{
     SharedAtomicUsize,
 };
 pub use crate::error::{
-    LayoutError, LockError, LockTimeoutError, RangeError, SegmentError, TryLockError,
+    LayoutError, LockError, LockTimeoutError, MapGuard, RangeError, SegmentError, TryLockError,
 };
 pub use crate::layout::{
     HEADER_SIZE, Header, LAYOUT_VERSION, Layout, MAGIC, SharedSync, fingerprint_of,

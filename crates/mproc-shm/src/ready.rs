@@ -31,7 +31,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::handle::HandleFd;
 use crate::sys;
@@ -42,6 +42,8 @@ use crate::sys;
 /// It travels to other processes like every mproc handle (serialize it
 /// inside [`collect_fds`](crate::handle::collect_fds)); a received
 /// descriptor that is not an eventfd is an error.
+#[derive(Serialize)]
+#[serde(transparent)]
 pub struct Doorbell {
     fd: HandleFd,
 }
@@ -92,12 +94,8 @@ impl fmt::Debug for Doorbell {
     }
 }
 
-impl Serialize for Doorbell {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.fd.serialize(s)
-    }
-}
-
+// The other half of the derived `Serialize`: the descriptor must be an
+// eventfd.
 impl<'de> Deserialize<'de> for Doorbell {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::SegmentError;
 use crate::segment::Segment;
@@ -27,6 +27,10 @@ pub const PYTHON_NAME_PREFIX: &str = "psm_";
 ///
 /// The block has no mproc header (Python would not write one): it is plain
 /// bytes, created with `O_CREAT|O_EXCL` and mode 0600 as CPython does.
+///
+/// It travels to other processes as a handle (its descriptor, plus the
+/// name): the receiver maps the same block, even if the name has been
+/// unlinked meanwhile, and never unlinks it.
 ///
 /// # Differences from CPython
 /// * **The creator unlinks the name when it is dropped.** In CPython only an
@@ -63,6 +67,8 @@ pub const PYTHON_NAME_PREFIX: &str = "psm_";
 /// assert_eq!(&buf, b"spam");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[derive(Serialize)]
+#[serde(transparent)]
 pub struct SharedMemory {
     seg: Segment,
 }
@@ -195,15 +201,8 @@ impl fmt::Debug for SharedMemory {
     }
 }
 
-/// Travels as a handle (its descriptor, plus the name): the receiver maps
-/// the same block, even if the name has been unlinked meanwhile, and never
-/// unlinks it.
-impl Serialize for SharedMemory {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.seg.serialize(s)
-    }
-}
-
+// The other half of the derived `Serialize`: a segment, which must carry
+// its name.
 impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let seg = Segment::deserialize(d)?;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use mproc_shm::mutex::{current_pid, process_alive};
-use mproc_shm::{Acquired, RawMutex, Segment, SharedSync, futex};
+use mproc_shm::{Acquired, MapGuard, RawMutex, Segment, SharedSync, futex};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{
@@ -382,32 +382,12 @@ pub enum ConditionGuard<'a> {
     RLock(RLockGuard<'a>),
 }
 
-fn map_lock<'a, G>(
-    r: Result<G, LockError<G>>,
+/// `r` with its guard, clean or carried by the error, wrapped by `f`.
+fn map_guard<'a, G, E: MapGuard<G>>(
+    r: Result<G, E>,
     f: impl Fn(G) -> ConditionGuard<'a>,
-) -> Result<ConditionGuard<'a>, LockError<ConditionGuard<'a>>> {
-    r.map(&f)
-        .map_err(|e| LockError::OwnerDied(f(e.into_inner())))
-}
-
-fn map_try<'a, G>(
-    r: Result<G, TryLockError<G>>,
-    f: impl Fn(G) -> ConditionGuard<'a>,
-) -> Result<ConditionGuard<'a>, TryLockError<ConditionGuard<'a>>> {
-    r.map(&f).map_err(|e| match e {
-        TryLockError::WouldBlock => TryLockError::WouldBlock,
-        TryLockError::OwnerDied(g) => TryLockError::OwnerDied(f(g)),
-    })
-}
-
-fn map_timeout<'a, G>(
-    r: Result<G, LockTimeoutError<G>>,
-    f: impl Fn(G) -> ConditionGuard<'a>,
-) -> Result<ConditionGuard<'a>, LockTimeoutError<ConditionGuard<'a>>> {
-    r.map(&f).map_err(|e| match e {
-        LockTimeoutError::Timeout => LockTimeoutError::Timeout,
-        LockTimeoutError::OwnerDied(g) => LockTimeoutError::OwnerDied(f(g)),
-    })
+) -> Result<ConditionGuard<'a>, E::Map<ConditionGuard<'a>>> {
+    r.map(&f).map_err(|e| e.map_guard(f))
 }
 
 impl Condition {
@@ -469,8 +449,8 @@ impl Condition {
     /// [`LockError::OwnerDied`] (holding the guard) if its holder died.
     pub fn lock(&self) -> Result<ConditionGuard<'_>, LockError<ConditionGuard<'_>>> {
         match &self.lock {
-            CondLock::Lock(l) => map_lock(l.lock(), ConditionGuard::Lock),
-            CondLock::RLock(l) => map_lock(l.lock(), ConditionGuard::RLock),
+            CondLock::Lock(l) => map_guard(l.lock(), ConditionGuard::Lock),
+            CondLock::RLock(l) => map_guard(l.lock(), ConditionGuard::RLock),
         }
     }
 
@@ -480,8 +460,8 @@ impl Condition {
     /// As [`Lock::try_lock`].
     pub fn try_lock(&self) -> Result<ConditionGuard<'_>, TryLockError<ConditionGuard<'_>>> {
         match &self.lock {
-            CondLock::Lock(l) => map_try(l.try_lock(), ConditionGuard::Lock),
-            CondLock::RLock(l) => map_try(l.try_lock(), ConditionGuard::RLock),
+            CondLock::Lock(l) => map_guard(l.try_lock(), ConditionGuard::Lock),
+            CondLock::RLock(l) => map_guard(l.try_lock(), ConditionGuard::RLock),
         }
     }
 
@@ -494,8 +474,8 @@ impl Condition {
         timeout: Duration,
     ) -> Result<ConditionGuard<'_>, LockTimeoutError<ConditionGuard<'_>>> {
         match &self.lock {
-            CondLock::Lock(l) => map_timeout(l.lock_timeout(timeout), ConditionGuard::Lock),
-            CondLock::RLock(l) => map_timeout(l.lock_timeout(timeout), ConditionGuard::RLock),
+            CondLock::Lock(l) => map_guard(l.lock_timeout(timeout), ConditionGuard::Lock),
+            CondLock::RLock(l) => map_guard(l.lock_timeout(timeout), ConditionGuard::RLock),
         }
     }
 

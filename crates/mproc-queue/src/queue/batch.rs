@@ -105,7 +105,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
         items: I,
     ) -> Result<usize, PutManyError<PutError<T>>> {
         self.put_many_inner(items, Deadline::Never)
-            .map_err(|(n, t, e)| PutManyError::new(n, e.put_error(t)))
+            .map_err(|(n, t, e)| PutManyError::new(n, e.into_error(t, PutError::Closed)))
     }
 
     /// As [`Queue::put_many`], putting only while there is room right now.
@@ -117,7 +117,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
         items: I,
     ) -> Result<usize, PutManyError<TryPutError<T>>> {
         self.put_many_inner(items, Deadline::Now)
-            .map_err(|(n, t, e)| PutManyError::new(n, e.try_put_error(t)))
+            .map_err(|(n, t, e)| PutManyError::new(n, e.into_error(t, TryPutError::Full)))
     }
 
     /// As [`Queue::put_many`], waiting at most `timeout` in all for room.
@@ -150,7 +150,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
         deadline: Deadline,
     ) -> Result<usize, PutManyError<PutTimeoutError<T>>> {
         self.put_many_inner(items, deadline)
-            .map_err(|(n, t, e)| PutManyError::new(n, e.put_timeout_error(t)))
+            .map_err(|(n, t, e)| PutManyError::new(n, e.into_error(t, PutTimeoutError::Timeout)))
     }
 
     /// Takes every item that is ready at once, up to `max`: runs of small
@@ -224,7 +224,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// taken with the undecodable one were appended to `out` (it is lost).
     pub fn get_many(&self, out: &mut Vec<T>, max: usize) -> Result<usize, GetError> {
         self.get_many_inner(out, max, Deadline::Never)
-            .map_err(GetFailure::get_error)
+            .map_err(|e| e.into_error(GetError::Closed))
     }
 
     /// As [`Queue::get_many`], if an item is there right now.
@@ -233,7 +233,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// As [`Queue::try_get`] (and [`Queue::get_many`] for decoding).
     pub fn try_get_many(&self, out: &mut Vec<T>, max: usize) -> Result<usize, TryGetError> {
         self.get_many_inner(out, max, Deadline::Now)
-            .map_err(GetFailure::try_get_error)
+            .map_err(|e| e.into_error(TryGetError::Empty))
     }
 
     /// As [`Queue::get_many`], waiting at most `timeout` for the first item.
@@ -270,6 +270,6 @@ impl<T, C: Codec<T>> Queue<T, C> {
         deadline: Deadline,
     ) -> Result<usize, GetTimeoutError> {
         self.get_many_inner(out, max, deadline)
-            .map_err(GetFailure::get_timeout_error)
+            .map_err(|e| e.into_error(GetTimeoutError::Timeout))
     }
 }
