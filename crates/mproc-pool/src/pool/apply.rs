@@ -3,21 +3,19 @@
 
 use std::sync::{Arc, Mutex};
 
-use mproc_shm::codec_error::PostcardError;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use mproc_shm::codec::{Codec, Encode};
 
 use super::{Pool, fixed_chunksize};
 use crate::engine::unmeasured_chunk_size;
 use crate::error::{PoolError, TaskError};
 use crate::input::{Produced, producer};
-use crate::job::{ApplyJob, AsyncResult, Callback, MapJob, Sink, Slot, lock};
+use crate::job::{ApplyJob, AsyncResult, Callback, MapJob, Sink, Slot, decode, lock};
 use crate::star::{StarFn, star};
 use crate::task::{Data, Payload, Task};
 use crate::wire::Kind;
 use crate::worker::entry_of;
 
-impl Pool {
+impl<C> Pool<C> {
     /// Runs `f(args)` in a worker and waits for the value (Python's `apply`).
     ///
     /// # Errors
@@ -26,8 +24,8 @@ impl Pool {
     pub fn apply<F, A, R>(&self, f: F, args: A) -> Result<R, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
     {
         self.apply_async(f, args)?.get()
     }
@@ -39,8 +37,8 @@ impl Pool {
     pub fn apply_async<F, A, R>(&self, f: F, args: A) -> Result<AsyncResult<R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
     {
         self.apply_inner(f, args, None)
     }
@@ -52,17 +50,17 @@ impl Pool {
     ///
     /// # Errors
     /// [`PoolError::NotRunning`] after close/terminate.
-    pub fn apply_async_callback<F, A, R, C>(
+    pub fn apply_async_callback<F, A, R, Cb>(
         &self,
         f: F,
         args: A,
-        callback: C,
+        callback: Cb,
     ) -> Result<AsyncResult<R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        C: FnOnce(Result<&R, &PoolError>) + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
+        Cb: FnOnce(Result<&R, &PoolError>) + Send + 'static,
     {
         self.apply_inner(f, args, Some(Box::new(callback)))
     }
@@ -75,25 +73,31 @@ impl Pool {
     ) -> Result<AsyncResult<R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
     {
         self.check_running()?;
-        let entry = entry_of::<F, A, R>();
+        let entry = entry_of::<C, F, A, R>();
         let slot = Slot::new();
         let job = Arc::new(ApplyJob {
             slot: slot.clone(),
             callback: Mutex::new(cb),
+            decode: decode::<C, R>,
         });
         self.submit_one(entry, &args, job);
         Ok(AsyncResult::new(slot))
     }
 
-    /// Queues the one-item task `entry(args)` for `job` (or fails it there
-    /// if `args` does not serialize).
-    pub(crate) fn submit_one<A: Serialize>(&self, entry: i64, args: &A, job: Arc<dyn Sink>) {
-        match mproc_shm::handle::to_bytes_with_fds(args) {
-            Ok((bytes, fds)) => {
+    /// Queues the one-item task `entry(args)` for `job`, `args` encoded
+    /// with the pool's codec (or fails it there if `args` does not encode).
+    pub(crate) fn submit_one<A>(&self, entry: i64, args: &A, job: Arc<dyn Sink>)
+    where
+        C: Encode<A>,
+    {
+        let mut bytes = Vec::new();
+        let (encoded, fds) = mproc_shm::handle::collect_fds(|| C::encode_item(args, &mut bytes));
+        match encoded {
+            Ok(()) => {
                 let offsets = vec![0, bytes.len()];
                 let payload = Payload {
                     bytes: Data::Owned(bytes),
@@ -107,7 +111,6 @@ impl Pool {
                 self.engine.ensure_threads();
             }
             Err(e) => {
-                let e = PostcardError::encode(args, e);
                 let e = TaskError::Encode(format!("the task's argument: {e}"));
                 job.fail(0, 1, e)
             }
@@ -136,8 +139,8 @@ impl Pool {
     ) -> Result<AsyncResult<Vec<F::Output>>, PoolError>
     where
         F: StarFn<Args>,
-        Args: Serialize + DeserializeOwned,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<Args> + Codec<F::Output>,
+        F::Output: Send + 'static,
         I: IntoIterator<Item = Args>,
     {
         self.map_async(star(f), iterable)
@@ -153,8 +156,8 @@ impl Pool {
     pub fn map_async<F, A, R, I>(&self, f: F, iterable: I) -> Result<AsyncResult<Vec<R>>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
         I: IntoIterator<Item = A>,
     {
         self.map_async_callback(f, iterable, |_| {})
@@ -174,8 +177,8 @@ impl Pool {
     ) -> Result<AsyncResult<Vec<R>>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
         I: IntoIterator<Item = A>,
     {
         self.map_async_inner(f, iterable, fixed_chunksize(chunksize)?, |_| {})
@@ -186,39 +189,39 @@ impl Pool {
     ///
     /// # Errors
     /// [`PoolError::NotRunning`] after close/terminate.
-    pub fn map_async_callback<F, A, R, I, C>(
+    pub fn map_async_callback<F, A, R, I, Cb>(
         &self,
         f: F,
         iterable: I,
-        callback: C,
+        callback: Cb,
     ) -> Result<AsyncResult<Vec<R>>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
         I: IntoIterator<Item = A>,
-        C: FnOnce(Result<&Vec<R>, &PoolError>) + Send + 'static,
+        Cb: FnOnce(Result<&Vec<R>, &PoolError>) + Send + 'static,
     {
         self.map_async_inner(f, iterable, None, callback)
     }
 
-    fn map_async_inner<F, A, R, I, C>(
+    fn map_async_inner<F, A, R, I, Cb>(
         &self,
         _f: F,
         iterable: I,
         chunksize: Option<usize>,
-        callback: C,
+        callback: Cb,
     ) -> Result<AsyncResult<Vec<R>>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
         I: IntoIterator<Item = A>,
-        C: FnOnce(Result<&Vec<R>, &PoolError>) + Send + 'static,
+        Cb: FnOnce(Result<&Vec<R>, &PoolError>) + Send + 'static,
     {
         self.check_running()?;
-        let entry = entry_of::<F, A, R>();
-        let job = Arc::new(MapJob::<R>::new());
+        let entry = entry_of::<C, F, A, R>();
+        let job = Arc::new(MapJob::<R>::new::<C>());
         let slot = Slot::new();
         {
             let slot = slot.clone();
@@ -228,7 +231,7 @@ impl Pool {
                 slot.set(r);
             }));
         }
-        let mut prod = producer::<A, I>(iterable);
+        let mut prod = producer::<C, A, I>(iterable);
         let size = match (chunksize, self.engine.estimate(entry), prod.remaining()) {
             (Some(c), _, _) => c,
             (None, Some(_), rem) => self.engine.chunk_size(entry, rem, false),

@@ -4,8 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use mproc_shm::codec::Codec;
 
 use super::{Pool, fixed_chunksize};
 use crate::error::PoolError;
@@ -15,7 +14,7 @@ use crate::job::assemble;
 use crate::star::{StarFn, star};
 use crate::worker::entry_of;
 
-impl Pool {
+impl<C> Pool<C> {
     /// Applies `f` to every item and returns the values in input order
     /// (Python's `map`).
     ///
@@ -40,8 +39,8 @@ impl Pool {
     pub fn map<F, A, R, I>(&self, f: F, iterable: I) -> Result<Vec<R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
         I: IntoIterator<Item = A>,
     {
         self.map_inner(f, iterable, None)
@@ -59,8 +58,8 @@ impl Pool {
     ) -> Result<Vec<R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
         I: IntoIterator<Item = A>,
     {
         self.map_inner(f, iterable, fixed_chunksize(chunksize)?)
@@ -74,8 +73,8 @@ impl Pool {
     ) -> Result<Vec<R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
         I: IntoIterator<Item = A>,
     {
         let mut it = self.imap_inner(f, iterable, chunksize, true)?;
@@ -104,8 +103,8 @@ impl Pool {
     pub fn starmap<F, Args, I>(&self, f: F, iterable: I) -> Result<Vec<F::Output>, PoolError>
     where
         F: StarFn<Args>,
-        Args: Serialize + DeserializeOwned,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<Args> + Codec<F::Output>,
+        F::Output: Send + 'static,
         I: IntoIterator<Item = Args>,
     {
         self.map(star(f), iterable)
@@ -128,8 +127,8 @@ impl Pool {
     pub fn imap<'p, F, A, R, I>(&'p self, f: F, iterable: I) -> Result<Imap<'p, R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
         I: IntoIterator<Item = A>,
         A: 'p,
         I: 'p,
@@ -149,8 +148,8 @@ impl Pool {
     ) -> Result<Imap<'p, R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
         I: IntoIterator<Item = A>,
         A: 'p,
         I: 'p,
@@ -171,8 +170,8 @@ impl Pool {
     ) -> Result<Imap<'p, R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
         I: IntoIterator<Item = A>,
         A: 'p,
         I: 'p,
@@ -210,8 +209,8 @@ impl Pool {
     ) -> Result<TryImap<'p, R, E>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
         I: IntoIterator<Item = Result<A, E>>,
         A: 'p,
         E: 'p,
@@ -232,8 +231,8 @@ impl Pool {
     ) -> Result<TryImap<'p, R, E>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
         I: IntoIterator<Item = Result<A, E>>,
         A: 'p,
         E: 'p,
@@ -255,8 +254,8 @@ impl Pool {
     ) -> Result<TryImap<'p, R, E>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
         I: IntoIterator<Item = Result<A, E>>,
         A: 'p,
         E: 'p,
@@ -274,8 +273,8 @@ impl Pool {
     ) -> Result<TryImap<'p, R, E>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
         I: IntoIterator<Item = Result<A, E>>,
         A: 'p,
         E: 'p,
@@ -300,14 +299,14 @@ impl Pool {
     ) -> Result<Imap<'p, R>, PoolError>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        C: Codec<A> + Codec<R>,
+        R: Send + 'static,
         I: IntoIterator<Item = A>,
         A: 'p,
         I: 'p,
     {
-        let entry = entry_of::<F, A, R>();
-        let prod: Box<dyn Producer + 'p> = producer::<A, I>(iterable);
-        Imap::new(&self.engine, prod, entry, chunksize, ordered)
+        let entry = entry_of::<C, F, A, R>();
+        let prod: Box<dyn Producer + 'p> = producer::<C, A, I>(iterable);
+        Imap::new::<C>(&self.engine, prod, entry, chunksize, ordered)
     }
 }
