@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use mproc_process::{Context, StartMethod};
-use mproc_shm::codec::{Codec, Postcard};
+use mproc_shm::codec::Postcard;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -253,113 +253,99 @@ impl<C> ProcessPoolExecutor<C> {
         *mproc_shm::local::read(&self.open)
     }
 
-    /// Schedules `f(args)` and returns its [`Future`] at once (Python's
-    /// `submit`).
-    ///
-    /// # Errors
-    /// [`PoolError::NotRunning`] after [`shutdown`](Self::shutdown)
-    /// (Python's `RuntimeError`).
-    pub fn submit<F, A, R>(&self, f: F, args: A) -> Result<Future<R>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        C: Codec<A> + Codec<R>,
-        R: Send + 'static,
-    {
-        let _ = f;
-        let entry = entry_of::<C, F, A, R>();
-        let open = mproc_shm::local::read(&self.open);
-        if !*open {
-            return Err(PoolError::NotRunning);
+    crate::__task_forms! {
+        pool_task;
+
+        /// Schedules `f(args)` and returns its [`Future`] at once (Python's
+        /// `submit`).
+        ///
+        /// # Errors
+        /// [`PoolError::NotRunning`] after [`shutdown`](Self::shutdown)
+        /// (Python's `RuntimeError`).
+        pub fn submit<F, A, R>(&self, f: F, args: A) -> Result<Future<R>, PoolError>
+        where {}
+        {
+            let _ = f;
+            let entry = entry_of::<C, F, A, R>();
+            let open = mproc_shm::local::read(&self.open);
+            if !*open {
+                return Err(PoolError::NotRunning);
+            }
+            let core = Arc::new(future::Core::new(
+                Arc::downgrade(self.pool.engine()),
+                self.rerun_lost,
+                decode::<C, R>,
+            ));
+            self.pool.submit_one(entry, &args, core.clone());
+            drop(open);
+            Ok(Future::new(core))
         }
-        let core = Arc::new(future::Core::new(
-            Arc::downgrade(self.pool.engine()),
-            self.rerun_lost,
-            decode::<C, R>,
-        ));
-        self.pool.submit_one(entry, &args, core.clone());
-        drop(open);
-        Ok(Future::new(core))
-    }
 
-    /// Applies `f` to every item, yielding the results in input order
-    /// (Python's `map`), each as it is ready.
-    ///
-    /// Unlike Python's, the input is consumed lazily: a window of
-    /// `64 × max_workers` tasks is kept submitted ahead of the result being
-    /// waited for (so an endless input works). Dropping the iterator
-    /// cancels the tasks not yet dispatched; those running finish and
-    /// their results are dropped.
-    ///
-    /// # Errors
-    /// [`PoolError::NotRunning`] after [`shutdown`](Self::shutdown).
-    pub fn map<'e, F, A, R, I>(&'e self, f: F, iterable: I) -> Result<Map<'e, R>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        C: Codec<A> + Codec<R>,
-        R: Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'e,
-    {
-        self.map_inner(f, iterable, None)
-    }
-
-    /// [`map`](Self::map) with Python's `timeout`: every result must be
-    /// ready within `timeout` of this call. Past it the iterator yields
-    /// [`FutureError::Timeout`] once, cancels what it had submitted and
-    /// ends.
-    ///
-    /// # Errors
-    /// [`PoolError::NotRunning`] after [`shutdown`](Self::shutdown).
-    pub fn map_timeout<'e, F, A, R, I>(
-        &'e self,
-        f: F,
-        iterable: I,
-        timeout: Duration,
-    ) -> Result<Map<'e, R>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        C: Codec<A> + Codec<R>,
-        R: Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'e,
-    {
-        self.map_inner(f, iterable, Instant::now().checked_add(timeout))
-    }
-
-    fn map_inner<'e, F, A, R, I>(
-        &'e self,
-        f: F,
-        iterable: I,
-        deadline: Option<Instant>,
-    ) -> Result<Map<'e, R>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        C: Codec<A> + Codec<R>,
-        R: Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'e,
-    {
-        if !self.is_open() {
-            return Err(PoolError::NotRunning);
+        /// Applies `f` to every item, yielding the results in input order
+        /// (Python's `map`), each as it is ready.
+        ///
+        /// Unlike Python's, the input is consumed lazily: a window of
+        /// `64 × max_workers` tasks is kept submitted ahead of the result being
+        /// waited for (so an endless input works). Dropping the iterator
+        /// cancels the tasks not yet dispatched; those running finish and
+        /// their results are dropped.
+        ///
+        /// # Errors
+        /// [`PoolError::NotRunning`] after [`shutdown`](Self::shutdown).
+        pub fn map<'e, F, A, R, I>(&'e self, f: F, iterable: I) -> Result<Map<'e, R>, PoolError>
+        where { I: IntoIterator<Item = A>, I::IntoIter: 'e }
+        {
+            self.map_inner(f, iterable, None)
         }
-        let mut input = iterable.into_iter();
-        let feed = move || {
-            let a = input.next()?;
-            // Shut down meanwhile: the rest is cancelled.
-            Some(
-                self.submit(f, a)
-                    .unwrap_or_else(|_| Future::cancelled_now()),
-            )
-        };
-        let mut m = Map {
-            feed: Box::new(feed),
-            window: VecDeque::new(),
-            ahead: MAP_AHEAD_PER_WORKER * self.max_workers().max(1),
-            deadline,
-            finished: false,
-        };
-        m.top_up();
-        Ok(m)
+
+        /// [`map`](Self::map) with Python's `timeout`: every result must be
+        /// ready within `timeout` of this call. Past it the iterator yields
+        /// [`FutureError::Timeout`] once, cancels what it had submitted and
+        /// ends.
+        ///
+        /// # Errors
+        /// [`PoolError::NotRunning`] after [`shutdown`](Self::shutdown).
+        pub fn map_timeout<'e, F, A, R, I>(
+            &'e self,
+            f: F,
+            iterable: I,
+            timeout: Duration,
+        ) -> Result<Map<'e, R>, PoolError>
+        where { I: IntoIterator<Item = A>, I::IntoIter: 'e }
+        {
+            self.map_inner(f, iterable, Instant::now().checked_add(timeout))
+        }
+
+        fn map_inner<'e, F, A, R, I>(
+            &'e self,
+            f: F,
+            iterable: I,
+            deadline: Option<Instant>,
+        ) -> Result<Map<'e, R>, PoolError>
+        where { I: IntoIterator<Item = A>, I::IntoIter: 'e }
+        {
+            if !self.is_open() {
+                return Err(PoolError::NotRunning);
+            }
+            let mut input = iterable.into_iter();
+            let feed = move || {
+                let a = input.next()?;
+                // Shut down meanwhile: the rest is cancelled.
+                Some(
+                    self.submit(f, a)
+                        .unwrap_or_else(|_| Future::cancelled_now()),
+                )
+            };
+            let mut m = Map {
+                feed: Box::new(feed),
+                window: VecDeque::new(),
+                ahead: MAP_AHEAD_PER_WORKER * self.max_workers().max(1),
+                deadline,
+                finished: false,
+            };
+            m.top_up();
+            Ok(m)
+        }
     }
 
     /// Takes no new work (Python's `shutdown(wait, cancel_futures)`):

@@ -311,3 +311,6 @@ where
         self.panic.take()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -126,6 +126,7 @@ mod engine;
 mod error;
 mod executor;
 mod fast_path;
+mod forms;
 mod imap;
 mod input;
 mod job;
@@ -237,6 +238,10 @@ pub mod __private {
         unsafe { crate::fast_path::pod_extend(values, bytes) };
         true
     }
+
+    /// Methods sharing one set of bounds (the pool's forms): see
+    /// `mproc_pool::__task_forms`.
+    pub use crate::__task_forms as task_forms;
 
     /// [`StarFn`](crate::StarFn) `f` as the function of a `map`: the task
     /// of a `starmap`, shared with mproc-mpi's `MpiPool`.

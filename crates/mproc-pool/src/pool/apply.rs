@@ -16,76 +16,67 @@ use crate::wire::Kind;
 use crate::worker::entry_of;
 
 impl<C> Pool<C> {
-    /// Runs `f(args)` in a worker and waits for the value (Python's `apply`).
-    ///
-    /// # Errors
-    /// [`PoolError::NotRunning`] after close/terminate;
-    /// [`PoolError::Task`] if the task failed.
-    pub fn apply<F, A, R>(&self, f: F, args: A) -> Result<R, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        C: Codec<A> + Codec<R>,
-        R: Send + 'static,
-    {
-        self.apply_async(f, args)?.get()
-    }
+    crate::__task_forms! {
+        pool_task;
 
-    /// Submits `f(args)` and returns at once (Python's `apply_async`).
-    ///
-    /// # Errors
-    /// [`PoolError::NotRunning`] after close/terminate.
-    pub fn apply_async<F, A, R>(&self, f: F, args: A) -> Result<AsyncResult<R>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        C: Codec<A> + Codec<R>,
-        R: Send + 'static,
-    {
-        self.apply_inner(f, args, None)
-    }
+        /// Runs `f(args)` in a worker and waits for the value (Python's `apply`).
+        ///
+        /// # Errors
+        /// [`PoolError::NotRunning`] after close/terminate;
+        /// [`PoolError::Task`] if the task failed.
+        pub fn apply<F, A, R>(&self, f: F, args: A) -> Result<R, PoolError>
+        where {}
+        {
+            self.apply_async(f, args)?.get()
+        }
 
-    /// [`apply_async`](Pool::apply_async) with a callback, run with the
-    /// value or the error (Python's `callback` and `error_callback` in one)
-    /// on the pool's result thread, before the result becomes ready. It
-    /// must not block.
-    ///
-    /// # Errors
-    /// [`PoolError::NotRunning`] after close/terminate.
-    pub fn apply_async_callback<F, A, R, Cb>(
-        &self,
-        f: F,
-        args: A,
-        callback: Cb,
-    ) -> Result<AsyncResult<R>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        C: Codec<A> + Codec<R>,
-        R: Send + 'static,
-        Cb: FnOnce(Result<&R, &PoolError>) + Send + 'static,
-    {
-        self.apply_inner(f, args, Some(Box::new(callback)))
-    }
+        /// Submits `f(args)` and returns at once (Python's `apply_async`).
+        ///
+        /// # Errors
+        /// [`PoolError::NotRunning`] after close/terminate.
+        pub fn apply_async<F, A, R>(&self, f: F, args: A) -> Result<AsyncResult<R>, PoolError>
+        where {}
+        {
+            self.apply_inner(f, args, None)
+        }
 
-    fn apply_inner<F, A, R>(
-        &self,
-        _f: F,
-        args: A,
-        cb: Option<Callback<R>>,
-    ) -> Result<AsyncResult<R>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        C: Codec<A> + Codec<R>,
-        R: Send + 'static,
-    {
-        self.check_running()?;
-        let entry = entry_of::<C, F, A, R>();
-        let slot = Slot::new();
-        let job = Arc::new(ApplyJob {
-            slot: slot.clone(),
-            callback: Mutex::new(cb),
-            decode: decode::<C, R>,
-        });
-        self.submit_one(entry, &args, job);
-        Ok(AsyncResult::new(slot))
+        /// [`apply_async`](Pool::apply_async) with a callback, run with the
+        /// value or the error (Python's `callback` and `error_callback` in one)
+        /// on the pool's result thread, before the result becomes ready. It
+        /// must not block.
+        ///
+        /// # Errors
+        /// [`PoolError::NotRunning`] after close/terminate.
+        pub fn apply_async_callback<F, A, R, Cb>(
+            &self,
+            f: F,
+            args: A,
+            callback: Cb,
+        ) -> Result<AsyncResult<R>, PoolError>
+        where { Cb: FnOnce(Result<&R, &PoolError>) + Send + 'static }
+        {
+            self.apply_inner(f, args, Some(Box::new(callback)))
+        }
+
+        fn apply_inner<F, A, R>(
+            &self,
+            _f: F,
+            args: A,
+            cb: Option<Callback<R>>,
+        ) -> Result<AsyncResult<R>, PoolError>
+        where {}
+        {
+            self.check_running()?;
+            let entry = entry_of::<C, F, A, R>();
+            let slot = Slot::new();
+            let job = Arc::new(ApplyJob {
+                slot: slot.clone(),
+                callback: Mutex::new(cb),
+                decode: decode::<C, R>,
+            });
+            self.submit_one(entry, &args, job);
+            Ok(AsyncResult::new(slot))
+        }
     }
 
     /// Queues the one-item task `entry(args)` for `job`, `args` encoded
@@ -117,6 +108,119 @@ impl<C> Pool<C> {
         }
     }
 
+    crate::__task_forms! {
+        pool_task;
+
+        /// Submits a map and returns at once (Python's `map_async`). The input is
+        /// encoded now (a panic of its iterator goes on from here, and nothing
+        /// is submitted); the result resolves to the whole vector or the first
+        /// failure.
+        ///
+        /// # Errors
+        /// [`PoolError::NotRunning`] after close/terminate.
+        pub fn map_async<F, A, R, I>(&self, f: F, iterable: I) -> Result<AsyncResult<Vec<R>>, PoolError>
+        where { I: IntoIterator<Item = A> }
+        {
+            self.map_async_callback(f, iterable, |_| {})
+        }
+
+        /// [`map_async`](Pool::map_async) with a fixed chunk size (Python's
+        /// `map_async(f, it, chunksize)`).
+        ///
+        /// # Errors
+        /// [`PoolError::ZeroChunksize`] for 0; [`PoolError::NotRunning`] after
+        /// close/terminate.
+        pub fn map_async_chunked<F, A, R, I>(
+            &self,
+            f: F,
+            iterable: I,
+            chunksize: usize,
+        ) -> Result<AsyncResult<Vec<R>>, PoolError>
+        where { I: IntoIterator<Item = A> }
+        {
+            self.map_async_inner(f, iterable, fixed_chunksize(chunksize)?, |_| {})
+        }
+
+        /// [`map_async`](Pool::map_async) with a callback run with the result on
+        /// the pool's result thread (Python's `callback`/`error_callback`).
+        ///
+        /// # Errors
+        /// [`PoolError::NotRunning`] after close/terminate.
+        pub fn map_async_callback<F, A, R, I, Cb>(
+            &self,
+            f: F,
+            iterable: I,
+            callback: Cb,
+        ) -> Result<AsyncResult<Vec<R>>, PoolError>
+        where {
+            I: IntoIterator<Item = A>,
+            Cb: FnOnce(Result<&Vec<R>, &PoolError>) + Send + 'static,
+        }
+        {
+            self.map_async_inner(f, iterable, None, callback)
+        }
+
+        fn map_async_inner<F, A, R, I, Cb>(
+            &self,
+            _f: F,
+            iterable: I,
+            chunksize: Option<usize>,
+            callback: Cb,
+        ) -> Result<AsyncResult<Vec<R>>, PoolError>
+        where {
+            I: IntoIterator<Item = A>,
+            Cb: FnOnce(Result<&Vec<R>, &PoolError>) + Send + 'static,
+        }
+        {
+            self.check_running()?;
+            let entry = entry_of::<C, F, A, R>();
+            let job = Arc::new(MapJob::<R>::new::<C>());
+            let slot = Slot::new();
+            {
+                let slot = slot.clone();
+                lock(&job.st).finish = Some(Box::new(move |r: Result<Vec<R>, PoolError>| {
+                    let _ =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(r.as_ref())));
+                    slot.set(r);
+                }));
+            }
+            let mut prod = producer::<C, A, I>(iterable);
+            let size = match (chunksize, self.engine.estimate(entry), prod.remaining()) {
+                (Some(c), _, _) => c,
+                (None, Some(_), rem) => self.engine.chunk_size(entry, rem, false),
+                (None, None, rem) => unmeasured_chunk_size(rem, self.processes()),
+            };
+            let mut next = 0;
+            let mut tasks = Vec::new();
+            while let Some(p) = prod.next_chunk(size) {
+                match p {
+                    Produced::EncodeFailed(m) => {
+                        job.put_failed(next, 1, TaskError::Encode(m));
+                        next += 1;
+                    }
+                    Produced::Chunk {
+                        kind,
+                        count,
+                        payload,
+                    } => {
+                        job.submitted(count);
+                        let j: Arc<dyn Sink> = job.clone();
+                        tasks.push(Task::new(j, entry, kind, next, count, payload));
+                        next += count;
+                    }
+                }
+            }
+            if let Some(p) = prod.take_panic() {
+                // The input's panic goes on from here; nothing was submitted.
+                std::panic::resume_unwind(p);
+            }
+            self.engine.submit(tasks);
+            self.engine.ensure_threads();
+            job.seal();
+            Ok(AsyncResult::new(slot))
+        }
+    }
+
     /// Submits a [`starmap`](Pool::starmap) and returns at once (Python's
     /// `starmap_async`), as [`map_async`](Pool::map_async).
     ///
@@ -140,130 +244,8 @@ impl<C> Pool<C> {
     where
         F: StarFn<Args>,
         C: Codec<Args> + Codec<F::Output>,
-        F::Output: Send + 'static,
         I: IntoIterator<Item = Args>,
     {
         self.map_async(star(f), iterable)
-    }
-
-    /// Submits a map and returns at once (Python's `map_async`). The input is
-    /// encoded now (a panic of its iterator goes on from here, and nothing
-    /// is submitted); the result resolves to the whole vector or the first
-    /// failure.
-    ///
-    /// # Errors
-    /// [`PoolError::NotRunning`] after close/terminate.
-    pub fn map_async<F, A, R, I>(&self, f: F, iterable: I) -> Result<AsyncResult<Vec<R>>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        C: Codec<A> + Codec<R>,
-        R: Send + 'static,
-        I: IntoIterator<Item = A>,
-    {
-        self.map_async_callback(f, iterable, |_| {})
-    }
-
-    /// [`map_async`](Pool::map_async) with a fixed chunk size (Python's
-    /// `map_async(f, it, chunksize)`).
-    ///
-    /// # Errors
-    /// [`PoolError::ZeroChunksize`] for 0; [`PoolError::NotRunning`] after
-    /// close/terminate.
-    pub fn map_async_chunked<F, A, R, I>(
-        &self,
-        f: F,
-        iterable: I,
-        chunksize: usize,
-    ) -> Result<AsyncResult<Vec<R>>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        C: Codec<A> + Codec<R>,
-        R: Send + 'static,
-        I: IntoIterator<Item = A>,
-    {
-        self.map_async_inner(f, iterable, fixed_chunksize(chunksize)?, |_| {})
-    }
-
-    /// [`map_async`](Pool::map_async) with a callback run with the result on
-    /// the pool's result thread (Python's `callback`/`error_callback`).
-    ///
-    /// # Errors
-    /// [`PoolError::NotRunning`] after close/terminate.
-    pub fn map_async_callback<F, A, R, I, Cb>(
-        &self,
-        f: F,
-        iterable: I,
-        callback: Cb,
-    ) -> Result<AsyncResult<Vec<R>>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        C: Codec<A> + Codec<R>,
-        R: Send + 'static,
-        I: IntoIterator<Item = A>,
-        Cb: FnOnce(Result<&Vec<R>, &PoolError>) + Send + 'static,
-    {
-        self.map_async_inner(f, iterable, None, callback)
-    }
-
-    fn map_async_inner<F, A, R, I, Cb>(
-        &self,
-        _f: F,
-        iterable: I,
-        chunksize: Option<usize>,
-        callback: Cb,
-    ) -> Result<AsyncResult<Vec<R>>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        C: Codec<A> + Codec<R>,
-        R: Send + 'static,
-        I: IntoIterator<Item = A>,
-        Cb: FnOnce(Result<&Vec<R>, &PoolError>) + Send + 'static,
-    {
-        self.check_running()?;
-        let entry = entry_of::<C, F, A, R>();
-        let job = Arc::new(MapJob::<R>::new::<C>());
-        let slot = Slot::new();
-        {
-            let slot = slot.clone();
-            lock(&job.st).finish = Some(Box::new(move |r: Result<Vec<R>, PoolError>| {
-                let _ =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(r.as_ref())));
-                slot.set(r);
-            }));
-        }
-        let mut prod = producer::<C, A, I>(iterable);
-        let size = match (chunksize, self.engine.estimate(entry), prod.remaining()) {
-            (Some(c), _, _) => c,
-            (None, Some(_), rem) => self.engine.chunk_size(entry, rem, false),
-            (None, None, rem) => unmeasured_chunk_size(rem, self.processes()),
-        };
-        let mut next = 0;
-        let mut tasks = Vec::new();
-        while let Some(p) = prod.next_chunk(size) {
-            match p {
-                Produced::EncodeFailed(m) => {
-                    job.put_failed(next, 1, TaskError::Encode(m));
-                    next += 1;
-                }
-                Produced::Chunk {
-                    kind,
-                    count,
-                    payload,
-                } => {
-                    job.submitted(count);
-                    let j: Arc<dyn Sink> = job.clone();
-                    tasks.push(Task::new(j, entry, kind, next, count, payload));
-                    next += count;
-                }
-            }
-        }
-        if let Some(p) = prod.take_panic() {
-            // The input's panic goes on from here; nothing was submitted.
-            std::panic::resume_unwind(p);
-        }
-        self.engine.submit(tasks);
-        self.engine.ensure_threads();
-        job.seal();
-        Ok(AsyncResult::new(slot))
     }
 }
