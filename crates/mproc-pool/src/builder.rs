@@ -137,7 +137,8 @@ impl<C> PoolBuilder<C> {
     /// the process) in any worker started by [`build`](Self::build),
     /// `build` fails; if it keeps failing in replacement workers, the pool
     /// stops and fails queued tasks with [`TaskError::InitializerFailed`](crate::TaskError::InitializerFailed)
-    /// instead of respawning for ever.
+    /// instead of respawning for ever. Its arguments are a serde value and
+    /// travel with [`Postcard`], whatever the pool's [`codec`](Self::codec).
     pub fn initializer<F, A>(mut self, f: F, args: A) -> Self
     where
         F: Fn(A) + Copy + Send + 'static,
