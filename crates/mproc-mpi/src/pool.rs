@@ -180,7 +180,6 @@ impl MpiPool {
         /// [`PoolError::NotRunning`] after close/terminate; [`PoolError::Task`]
         /// if the task failed.
         pub fn apply<F, A, R>(&self, f: F, args: A) -> Result<R, PoolError>
-        where {}
         {
             let (chunk, result) = self.apply_job(f, args)?;
             // The caller waits at once: it may drive MPI itself (no hand-off to
@@ -197,7 +196,6 @@ impl MpiPool {
         /// [`PoolError::NotRunning`] after close/terminate; [`PoolError::Task`]
         /// with [`TaskError::Encode`] if `args` does not serialize.
         pub fn apply_async<F, A, R>(&self, f: F, args: A) -> Result<AsyncResult<R>, PoolError>
-        where {}
         {
             let (chunk, result) = self.apply_job(f, args)?;
             self.submit(vec![chunk])?;
@@ -206,7 +204,6 @@ impl MpiPool {
 
         /// The chunk of one `apply` and the result it will fill.
         fn apply_job<F, A, R>(&self, _f: F, args: A) -> Result<(Chunk, AsyncResult<R>), PoolError>
-        where {}
         {
             self.check_running()?;
             let entry = entry_of::<F, A, R>();

@@ -263,7 +263,6 @@ impl<C> ProcessPoolExecutor<C> {
         /// [`PoolError::NotRunning`] after [`shutdown`](Self::shutdown)
         /// (Python's `RuntimeError`).
         pub fn submit<F, A, R>(&self, f: F, args: A) -> Result<Future<R>, PoolError>
-        where {}
         {
             let _ = f;
             let entry = entry_of::<C, F, A, R>();

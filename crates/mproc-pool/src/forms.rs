@@ -6,8 +6,8 @@
 
 /// Writes methods that share a set of bounds: `bounds { ... }` once (or
 /// `pool_task;`, the bounds of a pool's task), then each method as usual
-/// but for a `where { ... }` holding only its own bounds (which follow the
-/// shared ones). Used by the pool's forms and by mproc-mpi's `MpiPool`
+/// but for a `where { ... }` holding only its own bounds, if any (they
+/// follow the shared ones). Used by the pool's forms and by mproc-mpi's `MpiPool`
 /// (through `__private`). Not a stable API.
 ///
 /// ```text
@@ -44,7 +44,7 @@ macro_rules! __task_forms {
         bounds { $($bound:tt)* }
         $(#[$attr:meta])*
         $vis:vis fn $name:ident<$($gen:tt),*>($($arg:tt)*) -> $ret:ty
-        where { $($own:tt)* }
+        $(where { $($own:tt)* })?
         $body:block
         $($rest:tt)*
     ) => {
@@ -52,7 +52,7 @@ macro_rules! __task_forms {
         $vis fn $name<$($gen),*>($($arg)*) -> $ret
         where
             $($bound)*
-            $($own)*
+            $($($own)*)?
         $body
 
         $crate::__task_forms! { bounds { $($bound)* } $($rest)* }

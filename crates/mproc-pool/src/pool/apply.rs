@@ -25,7 +25,6 @@ impl<C> Pool<C> {
         /// [`PoolError::NotRunning`] after close/terminate;
         /// [`PoolError::Task`] if the task failed.
         pub fn apply<F, A, R>(&self, f: F, args: A) -> Result<R, PoolError>
-        where {}
         {
             self.apply_async(f, args)?.get()
         }
@@ -35,7 +34,6 @@ impl<C> Pool<C> {
         /// # Errors
         /// [`PoolError::NotRunning`] after close/terminate.
         pub fn apply_async<F, A, R>(&self, f: F, args: A) -> Result<AsyncResult<R>, PoolError>
-        where {}
         {
             self.apply_inner(f, args, None)
         }
@@ -64,7 +62,6 @@ impl<C> Pool<C> {
             args: A,
             cb: Option<Callback<R>>,
         ) -> Result<AsyncResult<R>, PoolError>
-        where {}
         {
             self.check_running()?;
             let entry = entry_of::<C, F, A, R>();
