@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use mproc_pool::__private::{fixed_chunksize, star, unmeasured_chunk_size};
+use mproc_pool::__private::{fixed_chunksize, star, task_forms, unmeasured_chunk_size};
 use mproc_pool::{PoolError, StarFn, TaskError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -166,121 +166,117 @@ impl MpiPool {
 
     // ----- apply -----
 
-    /// Runs `f(args)` on a worker rank and waits for the value (Python's
-    /// `apply`).
-    ///
-    /// # Errors
-    /// [`PoolError::NotRunning`] after close/terminate; [`PoolError::Task`]
-    /// if the task failed.
-    pub fn apply<F, A, R>(&self, f: F, args: A) -> Result<R, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        let (chunk, result) = self.apply_job(f, args)?;
-        // The caller waits at once: it may drive MPI itself (no hand-off to
-        // the MPI thread and back for a short task).
-        if !self.master.submit_waiting(chunk, &result.sink) {
-            return Err(PoolError::NotRunning);
+    task_forms! {
+        bounds {
+            F: Fn(A) -> R + Copy + Send + 'static,
+            A: Serialize + DeserializeOwned + 'static,
+            R: Serialize + DeserializeOwned + Send + 'static,
         }
-        result.get()
-    }
 
-    /// Submits `f(args)` and returns at once (Python's `apply_async`).
-    ///
-    /// # Errors
-    /// [`PoolError::NotRunning`] after close/terminate; [`PoolError::Task`]
-    /// with [`TaskError::Encode`] if `args` does not serialize.
-    pub fn apply_async<F, A, R>(&self, f: F, args: A) -> Result<AsyncResult<R>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        let (chunk, result) = self.apply_job(f, args)?;
-        self.submit(vec![chunk])?;
-        Ok(result)
-    }
-
-    /// The chunk of one `apply` and the result it will fill.
-    fn apply_job<F, A, R>(&self, _f: F, args: A) -> Result<(Chunk, AsyncResult<R>), PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        self.check_running()?;
-        let entry = entry_of::<F, A, R>();
-        // A plain number goes as its bytes (cheaper to read on the worker).
-        let mut one = std::iter::once(args);
-        let msg = match wire::task_plain_iter(entry, 1, &mut one) {
-            Some((msg, _)) => msg,
-            None => {
-                let args = one.next().expect("not taken: the item is not plain");
-                wire::task_items_from(entry, &[args][..]).map_err(|e| PoolError::Task {
-                    index: 0,
-                    error: TaskError::Encode(e),
-                })?
+        /// Runs `f(args)` on a worker rank and waits for the value (Python's
+        /// `apply`).
+        ///
+        /// # Errors
+        /// [`PoolError::NotRunning`] after close/terminate; [`PoolError::Task`]
+        /// if the task failed.
+        pub fn apply<F, A, R>(&self, f: F, args: A) -> Result<R, PoolError>
+        {
+            let (chunk, result) = self.apply_job(f, args)?;
+            // The caller waits at once: it may drive MPI itself (no hand-off to
+            // the MPI thread and back for a short task).
+            if !self.master.submit_waiting(chunk, &result.sink) {
+                return Err(PoolError::NotRunning);
             }
-        };
-        let sink = Arc::new(Sink::default());
-        let chunk = Chunk {
-            msg,
-            sink: sink.clone(),
-            seq: 0,
-            entry,
-            items: 1,
-        };
-        let result = AsyncResult::new(
-            sink,
-            1,
-            Finish::One(|out| {
-                decode_one::<R>(out).map_err(|error| PoolError::Task { index: 0, error })
-            }),
-        );
-        Ok((chunk, result))
+            result.get()
+        }
+
+        /// Submits `f(args)` and returns at once (Python's `apply_async`).
+        ///
+        /// # Errors
+        /// [`PoolError::NotRunning`] after close/terminate; [`PoolError::Task`]
+        /// with [`TaskError::Encode`] if `args` does not serialize.
+        pub fn apply_async<F, A, R>(&self, f: F, args: A) -> Result<AsyncResult<R>, PoolError>
+        {
+            let (chunk, result) = self.apply_job(f, args)?;
+            self.submit(vec![chunk])?;
+            Ok(result)
+        }
+
+        /// The chunk of one `apply` and the result it will fill.
+        fn apply_job<F, A, R>(&self, _f: F, args: A) -> Result<(Chunk, AsyncResult<R>), PoolError>
+        {
+            self.check_running()?;
+            let entry = entry_of::<F, A, R>();
+            // A plain number goes as its bytes (cheaper to read on the worker).
+            let mut one = std::iter::once(args);
+            let msg = match wire::task_plain_iter(entry, 1, &mut one) {
+                Some((msg, _)) => msg,
+                None => {
+                    let args = one.next().expect("not taken: the item is not plain");
+                    wire::task_items_from(entry, &[args][..]).map_err(|e| PoolError::Task {
+                        index: 0,
+                        error: TaskError::Encode(e),
+                    })?
+                }
+            };
+            let sink = Arc::new(Sink::default());
+            let chunk = Chunk {
+                msg,
+                sink: sink.clone(),
+                seq: 0,
+                entry,
+                items: 1,
+            };
+            let result = AsyncResult::new(
+                sink,
+                1,
+                Finish::One(|out| {
+                    decode_one::<R>(out).map_err(|error| PoolError::Task { index: 0, error })
+                }),
+            );
+            Ok((chunk, result))
+        }
     }
 
     // ----- map -----
 
-    /// Applies `f` to every item and returns the values in input order
-    /// (Python's `map`). Chunks are sized from the measured time per item
-    /// and go to whichever worker rank is free; the input is consumed
-    /// lazily, a bounded window at a time; an integer range travels as
-    /// ranges, never as items.
-    ///
-    /// # Errors
-    /// [`PoolError::NotRunning`] after close/terminate; otherwise every item
-    /// runs and the first failure in input order is returned.
-    pub fn map<F, A, R, I>(&self, f: F, iterable: I) -> Result<Vec<R>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-    {
-        self.imap_inner(f, iterable, None, true)?.collect_all()
-    }
+    task_forms! {
+        bounds {
+            F: Fn(A) -> R + Copy + Send + 'static,
+            A: Serialize + DeserializeOwned + 'static,
+            R: Serialize + DeserializeOwned + Send + 'static,
+        }
 
-    /// [`map`](Self::map) with a fixed chunk size.
-    ///
-    /// # Errors
-    /// [`PoolError::ZeroChunksize`] for 0; otherwise as [`map`](Self::map).
-    pub fn map_chunked<F, A, R, I>(
-        &self,
-        f: F,
-        iterable: I,
-        chunksize: usize,
-    ) -> Result<Vec<R>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-    {
-        self.imap_inner(f, iterable, fixed_chunksize(chunksize)?, true)?
-            .collect_all()
+        /// Applies `f` to every item and returns the values in input order
+        /// (Python's `map`). Chunks are sized from the measured time per item
+        /// and go to whichever worker rank is free; the input is consumed
+        /// lazily, a bounded window at a time; an integer range travels as
+        /// ranges, never as items.
+        ///
+        /// # Errors
+        /// [`PoolError::NotRunning`] after close/terminate; otherwise every item
+        /// runs and the first failure in input order is returned.
+        pub fn map<F, A, R, I>(&self, f: F, iterable: I) -> Result<Vec<R>, PoolError>
+        where { I: IntoIterator<Item = A> }
+        {
+            self.imap_inner(f, iterable, None, true)?.collect_all()
+        }
+
+        /// [`map`](Self::map) with a fixed chunk size.
+        ///
+        /// # Errors
+        /// [`PoolError::ZeroChunksize`] for 0; otherwise as [`map`](Self::map).
+        pub fn map_chunked<F, A, R, I>(
+            &self,
+            f: F,
+            iterable: I,
+            chunksize: usize,
+        ) -> Result<Vec<R>, PoolError>
+        where { I: IntoIterator<Item = A> }
+        {
+            self.imap_inner(f, iterable, fixed_chunksize(chunksize)?, true)?
+                .collect_all()
+        }
     }
 
     /// Applies `f` to argument tuples (Python's `starmap`).
@@ -291,134 +287,134 @@ impl MpiPool {
     where
         F: StarFn<Args>,
         Args: Serialize + DeserializeOwned + 'static,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned,
         I: IntoIterator<Item = Args>,
     {
         self.map(star(f), iterable)
     }
 
-    /// Submits a map and returns at once (Python's `map_async`). The input
-    /// is read and encoded now, in chunks of about a quarter of each
-    /// worker's share (CPython's rule) until the function has been measured.
-    ///
-    /// # Errors
-    /// [`PoolError::NotRunning`] after close/terminate.
-    pub fn map_async<F, A, R, I>(&self, f: F, iterable: I) -> Result<AsyncResult<Vec<R>>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-    {
-        let _ = f;
-        self.check_running()?;
-        let entry = entry_of::<F, A, R>();
-        let mut input = Input::new(iterable);
-        let workers = self.workers();
-        let size = match (self.master.est.get(entry), input.remaining()) {
-            (Some(ns), rem) => chunk::chunk_size(Some(ns), 0, rem, workers, self.master.local),
-            (None, rem) => unmeasured_chunk_size(rem, workers),
-        };
-        let sink = Arc::new(Sink::default());
-        let mut chunks = Vec::new();
-        let mut sizes = Vec::new();
-        while let Some((msg, n)) = input.next_chunk(entry, size) {
-            sizes.push(n);
-            match msg {
-                Ok(msg) => chunks.push(Chunk {
-                    msg,
-                    sink: sink.clone(),
-                    seq: sizes.len() - 1,
-                    entry,
-                    items: n,
-                }),
-                Err(e) => sink.deliver(sizes.len() - 1, Err(TaskError::Encode(e))),
-            }
+    task_forms! {
+        bounds {
+            F: Fn(A) -> R + Copy + Send + 'static,
+            A: Serialize + DeserializeOwned + 'static,
+            R: Serialize + DeserializeOwned + Send + 'static,
         }
-        let n_chunks = sizes.len();
-        self.submit(chunks)?;
-        Ok(AsyncResult::new(
-            sink,
-            n_chunks,
-            Finish::Chunks(Box::new(move |all: Vec<(usize, ChunkOut)>| {
-                collect_map(
-                    all.into_iter()
-                        .flat_map(|(seq, out)| decode_chunk::<R>(out, sizes[seq])),
-                )
-            })),
-        ))
+
+        /// Submits a map and returns at once (Python's `map_async`). The input
+        /// is read and encoded now, in chunks of about a quarter of each
+        /// worker's share (CPython's rule) until the function has been measured.
+        ///
+        /// # Errors
+        /// [`PoolError::NotRunning`] after close/terminate.
+        pub fn map_async<F, A, R, I>(&self, f: F, iterable: I) -> Result<AsyncResult<Vec<R>>, PoolError>
+        where { I: IntoIterator<Item = A> }
+        {
+            let _ = f;
+            self.check_running()?;
+            let entry = entry_of::<F, A, R>();
+            let mut input = Input::new(iterable);
+            let workers = self.workers();
+            let size = match (self.master.est.get(entry), input.remaining()) {
+                (Some(ns), rem) => chunk::chunk_size(Some(ns), 0, rem, workers, self.master.local),
+                (None, rem) => unmeasured_chunk_size(rem, workers),
+            };
+            let sink = Arc::new(Sink::default());
+            let mut chunks = Vec::new();
+            let mut sizes = Vec::new();
+            while let Some((msg, n)) = input.next_chunk(entry, size) {
+                sizes.push(n);
+                match msg {
+                    Ok(msg) => chunks.push(Chunk {
+                        msg,
+                        sink: sink.clone(),
+                        seq: sizes.len() - 1,
+                        entry,
+                        items: n,
+                    }),
+                    Err(e) => sink.deliver(sizes.len() - 1, Err(TaskError::Encode(e))),
+                }
+            }
+            let n_chunks = sizes.len();
+            self.submit(chunks)?;
+            Ok(AsyncResult::new(
+                sink,
+                n_chunks,
+                Finish::Chunks(Box::new(move |all: Vec<(usize, ChunkOut)>| {
+                    collect_map(
+                        all.into_iter()
+                            .flat_map(|(seq, out)| decode_chunk::<R>(out, sizes[seq])),
+                    )
+                })),
+            ))
+        }
     }
 
     // ----- imap -----
 
-    /// Applies `f` to every item and yields the results in input order as
-    /// they arrive (Python's `imap`); the input is read lazily with a
-    /// bounded number of chunks out. Each item is `Ok(value)` or its
-    /// task's error, and iteration goes on after an error.
-    ///
-    /// # Errors
-    /// [`PoolError::NotRunning`] after close/terminate.
-    pub fn imap<'p, F, A, R, I>(&'p self, f: F, iterable: I) -> Result<Imap<'p, R>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A> + 'p,
-    {
-        self.imap_inner(f, iterable, None, true)
-    }
+    task_forms! {
+        bounds {
+            F: Fn(A) -> R + Copy + Send + 'static,
+            A: Serialize + DeserializeOwned + 'static,
+            R: Serialize + DeserializeOwned + Send + 'static,
+        }
 
-    /// Like [`imap`](Self::imap), but yields results as they finish
-    /// (Python's `imap_unordered`), each exactly once.
-    ///
-    /// # Errors
-    /// [`PoolError::NotRunning`] after close/terminate.
-    pub fn imap_unordered<'p, F, A, R, I>(
-        &'p self,
-        f: F,
-        iterable: I,
-    ) -> Result<Imap<'p, R>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A> + 'p,
-    {
-        self.imap_inner(f, iterable, None, false)
-    }
+        /// Applies `f` to every item and yields the results in input order as
+        /// they arrive (Python's `imap`); the input is read lazily with a
+        /// bounded number of chunks out. Each item is `Ok(value)` or its
+        /// task's error, and iteration goes on after an error.
+        ///
+        /// # Errors
+        /// [`PoolError::NotRunning`] after close/terminate.
+        pub fn imap<'p, F, A, R, I>(&'p self, f: F, iterable: I) -> Result<Imap<'p, R>, PoolError>
+        where { I: IntoIterator<Item = A> + 'p }
+        {
+            self.imap_inner(f, iterable, None, true)
+        }
 
-    fn imap_inner<'p, F, A, R, I>(
-        &'p self,
-        _f: F,
-        iterable: I,
-        chunksize: Option<usize>,
-        ordered: bool,
-    ) -> Result<Imap<'p, R>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A> + 'p,
-    {
-        self.check_running()?;
-        let entry = entry_of::<F, A, R>();
-        let source: Box<dyn ChunkSource + 'p> = Box::new(Input::new(iterable));
-        Ok(Imap {
-            pool: self,
-            source,
-            entry,
-            chunksize,
-            ordered,
-            sink: Arc::new(Sink::default()),
-            sizes: Vec::new(),
-            probes: 0,
-            exhausted: false,
-            next_seq: 0,
-            arrived: BTreeMap::new(),
-            current: None,
-            consumed: 0,
-            _r: std::marker::PhantomData,
-        })
+        /// Like [`imap`](Self::imap), but yields results as they finish
+        /// (Python's `imap_unordered`), each exactly once.
+        ///
+        /// # Errors
+        /// [`PoolError::NotRunning`] after close/terminate.
+        pub fn imap_unordered<'p, F, A, R, I>(
+            &'p self,
+            f: F,
+            iterable: I,
+        ) -> Result<Imap<'p, R>, PoolError>
+        where { I: IntoIterator<Item = A> + 'p }
+        {
+            self.imap_inner(f, iterable, None, false)
+        }
+
+        fn imap_inner<'p, F, A, R, I>(
+            &'p self,
+            _f: F,
+            iterable: I,
+            chunksize: Option<usize>,
+            ordered: bool,
+        ) -> Result<Imap<'p, R>, PoolError>
+        where { I: IntoIterator<Item = A> + 'p }
+        {
+            self.check_running()?;
+            let entry = entry_of::<F, A, R>();
+            let source: Box<dyn ChunkSource + 'p> = Box::new(Input::new(iterable));
+            Ok(Imap {
+                pool: self,
+                source,
+                entry,
+                chunksize,
+                ordered,
+                sink: Arc::new(Sink::default()),
+                sizes: Vec::new(),
+                probes: 0,
+                exhausted: false,
+                next_seq: 0,
+                arrived: BTreeMap::new(),
+                current: None,
+                consumed: 0,
+                _r: std::marker::PhantomData,
+            })
+        }
     }
 
     // ----- lifecycle -----

@@ -2,9 +2,11 @@
 //! itself is next to [`Pool`](crate::Pool)).
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use mproc_process::{Context, StartMethod, cpu_count};
+use mproc_shm::codec::Postcard;
 use mproc_shm::codec_error::PostcardError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -32,8 +34,11 @@ type InitTemplate = (i64, Vec<u8>, Vec<std::os::fd::OwnedFd>);
 /// assert_eq!(pool.map(|x: u32| x + 1, vec![1, 2, 3])?, [2, 3, 4]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// The codec `C` is how items and results travel ([`Postcard`] unless
+/// [`codec`](PoolBuilder::codec) picks another).
 #[must_use = "a builder does nothing until build() is called"]
-pub struct PoolBuilder {
+pub struct PoolBuilder<C = Postcard> {
     processes: Option<usize>,
     /// `None`: the process-wide default, resolved by `build`.
     method: Option<StartMethod>,
@@ -41,9 +46,10 @@ pub struct PoolBuilder {
     init: Option<Result<InitTemplate, String>>,
     cancel_on_ctrl_c: bool,
     drop_timeout: Duration,
+    codec: PhantomData<fn() -> C>,
 }
 
-impl fmt::Debug for PoolBuilder {
+impl<C> fmt::Debug for PoolBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolBuilder")
             .field("processes", &self.processes)
@@ -51,6 +57,7 @@ impl fmt::Debug for PoolBuilder {
             .field("max_tasks_per_child", &self.max_tasks)
             .field("initializer", &self.init.is_some())
             .field("cancel_on_ctrl_c", &self.cancel_on_ctrl_c)
+            .field("codec", &std::any::type_name::<C>())
             .finish_non_exhaustive()
     }
 }
@@ -64,11 +71,46 @@ impl Default for PoolBuilder {
             init: None,
             cancel_on_ctrl_c: false,
             drop_timeout: Duration::from_secs(10),
+            codec: PhantomData,
         }
     }
 }
 
-impl PoolBuilder {
+impl<C> PoolBuilder<C> {
+    /// The same builder, for a pool whose items and results travel in the
+    /// codec `C2` (see [`mproc_shm::codec`]): [`Postcard`] (the default)
+    /// for any serde type, [`Pod`](mproc_shm::codec::Pod) for plain data
+    /// copied as it is, [`Bytes`](mproc_shm::codec::Bytes) for byte
+    /// vectors. Plain numbers (`u64`, `f64`, ...) and integer ranges travel
+    /// as their bytes whatever the codec. mproc handles inside items travel
+    /// with [`Postcard`] only (the other codecs cannot hold them).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mproc_pool::{Bytes, Pool};
+    ///
+    /// fn shout(v: Vec<u8>) -> Vec<u8> {
+    ///     v.to_ascii_uppercase()
+    /// }
+    ///
+    /// let pool = Pool::builder().processes(2).codec::<Bytes>().build()?;
+    /// let out = pool.map(shout, vec![b"ab".to_vec(), b"c".to_vec()])?;
+    /// assert_eq!(out, [b"AB".to_vec(), b"C".to_vec()]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn codec<C2>(self) -> PoolBuilder<C2> {
+        PoolBuilder {
+            processes: self.processes,
+            method: self.method,
+            max_tasks: self.max_tasks,
+            init: self.init,
+            cancel_on_ctrl_c: self.cancel_on_ctrl_c,
+            drop_timeout: self.drop_timeout,
+            codec: PhantomData,
+        }
+    }
+
     mproc_shm::builder_setters! {
         /// How many worker processes (default: [`cpu_count`], which honours the
         /// affinity mask, cgroup quotas and SLURM/PBS allocations).
@@ -95,7 +137,8 @@ impl PoolBuilder {
     /// the process) in any worker started by [`build`](Self::build),
     /// `build` fails; if it keeps failing in replacement workers, the pool
     /// stops and fails queued tasks with [`TaskError::InitializerFailed`](crate::TaskError::InitializerFailed)
-    /// instead of respawning for ever.
+    /// instead of respawning for ever. Its arguments are a serde value and
+    /// travel with [`Postcard`], whatever the pool's [`codec`](Self::codec).
     pub fn initializer<F, A>(mut self, f: F, args: A) -> Self
     where
         F: Fn(A) + Copy + Send + 'static,

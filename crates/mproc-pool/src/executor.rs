@@ -17,11 +17,13 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use mproc_process::{Context, StartMethod};
+use mproc_shm::codec::Postcard;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::builder::PoolBuilder;
 use crate::error::{BuildError, PoolError};
+use crate::job::decode;
 use crate::pool::Pool;
 use crate::worker::entry_of;
 
@@ -41,14 +43,15 @@ pub use self::wait::{
 /// Builds a [`ProcessPoolExecutor`] (Python's `ProcessPoolExecutor(
 /// max_workers, mp_context, initializer, initargs, max_tasks_per_child)`).
 ///
-/// The options are the [`PoolBuilder`]'s, which this wraps.
+/// The options are the [`PoolBuilder`]'s, which this wraps, the codec `C`
+/// of arguments and results among them ([`codec`](Self::codec)).
 #[must_use = "a builder does nothing until build() is called"]
-pub struct ExecutorBuilder {
-    pool: PoolBuilder,
+pub struct ExecutorBuilder<C = Postcard> {
+    pool: PoolBuilder<C>,
     rerun_lost: bool,
 }
 
-impl fmt::Debug for ExecutorBuilder {
+impl<C> fmt::Debug for ExecutorBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExecutorBuilder")
             .field("pool", &self.pool)
@@ -57,11 +60,34 @@ impl fmt::Debug for ExecutorBuilder {
     }
 }
 
-impl ExecutorBuilder {
+impl<C> ExecutorBuilder<C> {
     /// Sets an option of the pool underneath.
-    fn with_pool(mut self, set: impl FnOnce(PoolBuilder) -> PoolBuilder) -> Self {
+    fn with_pool(mut self, set: impl FnOnce(PoolBuilder<C>) -> PoolBuilder<C>) -> Self {
         self.pool = set(self.pool);
         self
+    }
+
+    /// The same builder, for an executor whose arguments and results travel
+    /// in the codec `C2` (see [`PoolBuilder::codec`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mproc_pool::{Pod, ProcessPoolExecutor};
+    ///
+    /// fn norm(v: [f32; 2]) -> f32 {
+    ///     (v[0] * v[0] + v[1] * v[1]).sqrt()
+    /// }
+    ///
+    /// let ex = ProcessPoolExecutor::builder().max_workers(1).codec::<Pod>().build()?;
+    /// assert_eq!(ex.submit(norm, [3.0, 4.0])?.result()?, 5.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn codec<C2>(self) -> ExecutorBuilder<C2> {
+        ExecutorBuilder {
+            pool: self.pool.codec(),
+            rerun_lost: self.rerun_lost,
+        }
     }
 
     /// How many worker processes (default: [`cpu_count`](crate::cpu_count)).
@@ -119,7 +145,7 @@ impl ExecutorBuilder {
     ///
     /// # Errors
     /// As [`PoolBuilder::build`].
-    pub fn build(self) -> Result<ProcessPoolExecutor, BuildError> {
+    pub fn build(self) -> Result<ProcessPoolExecutor<C>, BuildError> {
         Ok(ProcessPoolExecutor {
             pool: self.pool.build()?,
             open: RwLock::new(true),
@@ -133,8 +159,9 @@ impl ExecutorBuilder {
 /// [`Pool`].
 ///
 /// Tasks are `fn` items or non-capturing closures, their arguments and
-/// results serde values, as for [`Pool::apply_async`]. Methods take `&self`;
-/// an executor may be shared between threads.
+/// results travel in the codec `C` ([`Postcard`] for serde values unless
+/// [`ExecutorBuilder::codec`] picks another), as for [`Pool::apply_async`].
+/// Methods take `&self`; an executor may be shared between threads.
 ///
 /// # Failures
 ///
@@ -172,15 +199,15 @@ impl ExecutorBuilder {
 /// assert_eq!(squares, [0, 1, 4, 9]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct ProcessPoolExecutor {
-    pool: Pool,
+pub struct ProcessPoolExecutor<C = Postcard> {
+    pool: Pool<C>,
     /// Whether it takes new work: read-held by `submit` while it queues,
     /// write-held by `shutdown` to close it.
     open: RwLock<bool>,
     rerun_lost: bool,
 }
 
-impl fmt::Debug for ProcessPoolExecutor {
+impl<C> fmt::Debug for ProcessPoolExecutor<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessPoolExecutor")
             .field("max_workers", &self.pool.processes())
@@ -209,7 +236,9 @@ impl ProcessPoolExecutor {
     pub fn new(max_workers: usize) -> Result<Self, BuildError> {
         Self::builder().max_workers(max_workers).build()
     }
+}
 
+impl<C> ProcessPoolExecutor<C> {
     /// The number of workers.
     pub fn max_workers(&self) -> usize {
         self.pool.processes()
@@ -224,112 +253,98 @@ impl ProcessPoolExecutor {
         *mproc_shm::local::read(&self.open)
     }
 
-    /// Schedules `f(args)` and returns its [`Future`] at once (Python's
-    /// `submit`).
-    ///
-    /// # Errors
-    /// [`PoolError::NotRunning`] after [`shutdown`](Self::shutdown)
-    /// (Python's `RuntimeError`).
-    pub fn submit<F, A, R>(&self, f: F, args: A) -> Result<Future<R>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        let _ = f;
-        let entry = entry_of::<F, A, R>();
-        let open = mproc_shm::local::read(&self.open);
-        if !*open {
-            return Err(PoolError::NotRunning);
+    crate::__task_forms! {
+        pool_task;
+
+        /// Schedules `f(args)` and returns its [`Future`] at once (Python's
+        /// `submit`).
+        ///
+        /// # Errors
+        /// [`PoolError::NotRunning`] after [`shutdown`](Self::shutdown)
+        /// (Python's `RuntimeError`).
+        pub fn submit<F, A, R>(&self, f: F, args: A) -> Result<Future<R>, PoolError>
+        {
+            let _ = f;
+            let entry = entry_of::<C, F, A, R>();
+            let open = mproc_shm::local::read(&self.open);
+            if !*open {
+                return Err(PoolError::NotRunning);
+            }
+            let core = Arc::new(future::Core::new(
+                Arc::downgrade(self.pool.engine()),
+                self.rerun_lost,
+                decode::<C, R>,
+            ));
+            self.pool.submit_one(entry, &args, core.clone());
+            drop(open);
+            Ok(Future::new(core))
         }
-        let core = Arc::new(future::Core::new(
-            Arc::downgrade(self.pool.engine()),
-            self.rerun_lost,
-        ));
-        self.pool.submit_one(entry, &args, core.clone());
-        drop(open);
-        Ok(Future::new(core))
-    }
 
-    /// Applies `f` to every item, yielding the results in input order
-    /// (Python's `map`), each as it is ready.
-    ///
-    /// Unlike Python's, the input is consumed lazily: a window of
-    /// `64 × max_workers` tasks is kept submitted ahead of the result being
-    /// waited for (so an endless input works). Dropping the iterator
-    /// cancels the tasks not yet dispatched; those running finish and
-    /// their results are dropped.
-    ///
-    /// # Errors
-    /// [`PoolError::NotRunning`] after [`shutdown`](Self::shutdown).
-    pub fn map<'e, F, A, R, I>(&'e self, f: F, iterable: I) -> Result<Map<'e, R>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'e,
-    {
-        self.map_inner(f, iterable, None)
-    }
-
-    /// [`map`](Self::map) with Python's `timeout`: every result must be
-    /// ready within `timeout` of this call. Past it the iterator yields
-    /// [`FutureError::Timeout`] once, cancels what it had submitted and
-    /// ends.
-    ///
-    /// # Errors
-    /// [`PoolError::NotRunning`] after [`shutdown`](Self::shutdown).
-    pub fn map_timeout<'e, F, A, R, I>(
-        &'e self,
-        f: F,
-        iterable: I,
-        timeout: Duration,
-    ) -> Result<Map<'e, R>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'e,
-    {
-        self.map_inner(f, iterable, Instant::now().checked_add(timeout))
-    }
-
-    fn map_inner<'e, F, A, R, I>(
-        &'e self,
-        f: F,
-        iterable: I,
-        deadline: Option<Instant>,
-    ) -> Result<Map<'e, R>, PoolError>
-    where
-        F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'e,
-    {
-        if !self.is_open() {
-            return Err(PoolError::NotRunning);
+        /// Applies `f` to every item, yielding the results in input order
+        /// (Python's `map`), each as it is ready.
+        ///
+        /// Unlike Python's, the input is consumed lazily: a window of
+        /// `64 × max_workers` tasks is kept submitted ahead of the result being
+        /// waited for (so an endless input works). Dropping the iterator
+        /// cancels the tasks not yet dispatched; those running finish and
+        /// their results are dropped.
+        ///
+        /// # Errors
+        /// [`PoolError::NotRunning`] after [`shutdown`](Self::shutdown).
+        pub fn map<'e, F, A, R, I>(&'e self, f: F, iterable: I) -> Result<Map<'e, R>, PoolError>
+        where { I: IntoIterator<Item = A>, I::IntoIter: 'e }
+        {
+            self.map_inner(f, iterable, None)
         }
-        let mut input = iterable.into_iter();
-        let feed = move || {
-            let a = input.next()?;
-            // Shut down meanwhile: the rest is cancelled.
-            Some(
-                self.submit(f, a)
-                    .unwrap_or_else(|_| Future::cancelled_now()),
-            )
-        };
-        let mut m = Map {
-            feed: Box::new(feed),
-            window: VecDeque::new(),
-            ahead: MAP_AHEAD_PER_WORKER * self.max_workers().max(1),
-            deadline,
-            finished: false,
-        };
-        m.top_up();
-        Ok(m)
+
+        /// [`map`](Self::map) with Python's `timeout`: every result must be
+        /// ready within `timeout` of this call. Past it the iterator yields
+        /// [`FutureError::Timeout`] once, cancels what it had submitted and
+        /// ends.
+        ///
+        /// # Errors
+        /// [`PoolError::NotRunning`] after [`shutdown`](Self::shutdown).
+        pub fn map_timeout<'e, F, A, R, I>(
+            &'e self,
+            f: F,
+            iterable: I,
+            timeout: Duration,
+        ) -> Result<Map<'e, R>, PoolError>
+        where { I: IntoIterator<Item = A>, I::IntoIter: 'e }
+        {
+            self.map_inner(f, iterable, Instant::now().checked_add(timeout))
+        }
+
+        fn map_inner<'e, F, A, R, I>(
+            &'e self,
+            f: F,
+            iterable: I,
+            deadline: Option<Instant>,
+        ) -> Result<Map<'e, R>, PoolError>
+        where { I: IntoIterator<Item = A>, I::IntoIter: 'e }
+        {
+            if !self.is_open() {
+                return Err(PoolError::NotRunning);
+            }
+            let mut input = iterable.into_iter();
+            let feed = move || {
+                let a = input.next()?;
+                // Shut down meanwhile: the rest is cancelled.
+                Some(
+                    self.submit(f, a)
+                        .unwrap_or_else(|_| Future::cancelled_now()),
+                )
+            };
+            let mut m = Map {
+                feed: Box::new(feed),
+                window: VecDeque::new(),
+                ahead: MAP_AHEAD_PER_WORKER * self.max_workers().max(1),
+                deadline,
+                finished: false,
+            };
+            m.top_up();
+            Ok(m)
+        }
     }
 
     /// Takes no new work (Python's `shutdown(wait, cancel_futures)`):

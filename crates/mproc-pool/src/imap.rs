@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
+use mproc_shm::codec::Codec;
 
 use crate::engine::{Cutting, DEPTH, Engine};
 use crate::error::{NextTimeoutError, PoolError, TaskError, TryImapError};
@@ -51,8 +51,8 @@ impl<R> fmt::Debug for Imap<'_, R> {
 
 impl<'p, R: Send> Imap<'p, R> {
     /// Begins a job of `entry` over `prod` on `engine` (see
-    /// [`Engine::begin_job`]).
-    pub(crate) fn new(
+    /// [`Engine::begin_job`]), its values in the codec `C`.
+    pub(crate) fn new<C: Codec<R>>(
         engine: &'p Arc<Engine>,
         prod: Box<dyn Producer + 'p>,
         entry: i64,
@@ -62,7 +62,7 @@ impl<'p, R: Send> Imap<'p, R> {
         let epoch = engine.begin_job()?;
         Ok(Imap {
             engine,
-            job: Arc::new(MapJob::new()),
+            job: Arc::new(MapJob::new::<C>()),
             prod,
             entry,
             cut: Cutting {
@@ -91,7 +91,7 @@ impl<'p, R: Send> Imap<'p, R> {
     }
 }
 
-impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
+impl<R: Send + 'static> Imap<'_, R> {
     /// Submits chunks until the window is full or the input is done.
     fn top_up(&mut self) {
         while !self.exhausted {
@@ -251,7 +251,7 @@ impl<R: DeserializeOwned + Send + 'static> Imap<'_, R> {
     }
 }
 
-impl<R: DeserializeOwned + Send + 'static> Iterator for Imap<'_, R> {
+impl<R: Send + 'static> Iterator for Imap<'_, R> {
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -278,7 +278,7 @@ impl<R: DeserializeOwned + Send + 'static> Iterator for Imap<'_, R> {
 /// and every input whose `size_hint` is exact (an `ExactSizeIterator`), so
 /// progress bars such as indicatif's `.progress()` show the total. For an
 /// input of unknown length, `len` panics, as the trait's contract has it.
-impl<R: DeserializeOwned + Send + 'static> ExactSizeIterator for Imap<'_, R> {}
+impl<R: Send + 'static> ExactSizeIterator for Imap<'_, R> {}
 
 impl<R> Drop for Imap<'_, R> {
     fn drop(&mut self) {
@@ -306,7 +306,7 @@ impl<R, E> fmt::Debug for TryImap<'_, R, E> {
     }
 }
 
-impl<R: DeserializeOwned + Send + 'static, E> TryImap<'_, R, E> {
+impl<R: Send + 'static, E> TryImap<'_, R, E> {
     /// The next item, waiting at most until `deadline` (as
     /// [`Imap::next_deadline`]).
     ///
@@ -354,7 +354,7 @@ impl<R: DeserializeOwned + Send + 'static, E> TryImap<'_, R, E> {
     }
 }
 
-impl<R: DeserializeOwned + Send + 'static, E> Iterator for TryImap<'_, R, E> {
+impl<R: Send + 'static, E> Iterator for TryImap<'_, R, E> {
     type Item = Result<R, TryImapError<E>>;
 
     fn next(&mut self) -> Option<Self::Item> {

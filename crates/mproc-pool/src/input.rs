@@ -1,6 +1,6 @@
 //! Turning a map's input into encoded chunks, lazily: integer ranges travel
-//! as their first item, vectors of plain numbers as bytes, anything else as
-//! postcard, one chunk at a time.
+//! as their first item, vectors of plain numbers as bytes, anything else in
+//! the pool's codec (items one after another), one chunk at a time.
 //!
 //! An input iterator that panics ends the input there: the chunk before the
 //! panic is still cut, and the panic is kept
@@ -13,9 +13,10 @@ use std::os::fd::OwnedFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 
-use serde::Serialize;
-
+use std::marker::PhantomData;
 use std::sync::Arc;
+
+use mproc_shm::codec::Encode;
 
 use crate::fast_path::{self, ByteSource, is_pod, pod_bytes};
 use crate::task::{Data, Payload};
@@ -47,10 +48,12 @@ pub(crate) trait Producer {
     }
 }
 
-/// Picks the fastest producer for `input`.
-pub(crate) fn producer<'a, A, I>(input: I) -> Box<dyn Producer + 'a>
+/// Picks the fastest producer for `input`, whose items (unless plain
+/// numbers or an integer range) are encoded with `C`.
+pub(crate) fn producer<'a, C, A, I>(input: I) -> Box<dyn Producer + 'a>
 where
-    A: Serialize + 'a,
+    C: Encode<A>,
+    A: 'a,
     I: IntoIterator<Item = A> + 'a,
 {
     let input = match fast_path::as_int_range(input) {
@@ -73,12 +76,13 @@ where
         }
         Err(i) => i,
     };
-    Box::new(IterProducer {
+    Box::new(IterProducer::<C, _> {
         it: input.into_iter(),
         pod: is_pod::<A>(),
         deferred: None,
         panicked: false,
         panic: None,
+        codec: PhantomData,
     })
 }
 
@@ -195,7 +199,7 @@ impl Producer for PodProducer {
     }
 }
 
-struct IterProducer<I> {
+struct IterProducer<C, I> {
     it: I,
     pod: bool,
     /// An item that failed to encode after the chunk before it was cut.
@@ -204,9 +208,11 @@ struct IterProducer<I> {
     panicked: bool,
     /// Its panic, until the caller takes it.
     panic: Option<Box<dyn Any + Send>>,
+    /// How items are encoded.
+    codec: PhantomData<fn() -> C>,
 }
 
-impl<I: Iterator> IterProducer<I> {
+impl<C, I: Iterator> IterProducer<C, I> {
     /// The next item; `None` at the end, or once the iterator panicked (the
     /// panic is kept: it must not cross `collect_fds`, whose caller would
     /// miss it, nor lose the chunk before it).
@@ -226,10 +232,10 @@ impl<I: Iterator> IterProducer<I> {
     }
 }
 
-impl<I> Producer for IterProducer<I>
+impl<C, I> Producer for IterProducer<C, I>
 where
     I: Iterator,
-    I::Item: Serialize,
+    C: Encode<I::Item>,
 {
     fn next_chunk(&mut self, max: usize) -> Option<Produced> {
         if let Some(m) = self.deferred.take() {
@@ -262,10 +268,8 @@ where
         let (_, fds): ((), Vec<OwnedFd>) = mproc_shm::handle::collect_fds(|| {
             while offsets.len() <= max {
                 let Some(item) = self.pull() else { break };
-                let mark = bytes.len();
-                if let Err(e) = postcard::to_io(&item, &mut bytes) {
-                    bytes.truncate(mark);
-                    let e = mproc_shm::codec_error::PostcardError::encode(&item, e);
+                // On an error `bytes` is left as it was.
+                if let Err(e) = C::encode_item(&item, &mut bytes) {
                     failed = Some(format!("the task's argument: {e}"));
                     break;
                 }
@@ -307,3 +311,6 @@ where
         self.panic.take()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,7 +7,7 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
+use mproc_shm::codec::{Bytes, Codec, Pod, Postcard};
 
 use crate::error::{PoolError, TaskError};
 use crate::fast_path::{is_pod, pod_from_bytes};
@@ -36,8 +36,14 @@ type Decoded<R> = (Vec<R>, Vec<(usize, TaskError)>);
 /// Where a `map_async` result goes.
 type Finish<R> = Box<dyn FnOnce(Result<Vec<R>, PoolError>) + Send>;
 
-/// Decodes a task's values: `(index within the task, value or error)` in order.
-fn decode<R: DeserializeOwned>(
+/// How a job decodes its tasks' values: [`decode`] for the job's codec (a
+/// job is not generic in it: one indirect call per task).
+pub(crate) type DecodeFn<R> =
+    fn(usize, &TaskOut, &[u8], Vec<OwnedFd>) -> Result<Decoded<R>, String>;
+
+/// Decodes a task's values with the codec `C`: the values in order, and
+/// the failed items (index within the task) with their errors.
+pub(crate) fn decode<C: Codec<R>, R>(
     count: usize,
     out: &TaskOut,
     bytes: &[u8],
@@ -86,7 +92,7 @@ fn decode<R: DeserializeOwned>(
             let mut v = Vec::with_capacity(n);
             let mut rest = bytes;
             for _ in 0..n {
-                let (r, tail) = postcard::take_from_bytes::<R>(rest).map_err(|e| e.to_string())?;
+                let (r, tail) = C::decode_item(rest).map_err(|e| e.to_string())?;
                 v.push(r);
                 rest = tail;
             }
@@ -97,14 +103,15 @@ fn decode<R: DeserializeOwned>(
 }
 
 /// Decodes the value of a one-item task (`apply_async`, an executor's
-/// `submit`), or its failure.
-pub(crate) fn decode_one<R: DeserializeOwned>(
+/// `submit`) with `decode`, or its failure.
+pub(crate) fn decode_one<R>(
+    decode: DecodeFn<R>,
     count: usize,
     out: &TaskOut,
     bytes: &[u8],
     fds: Vec<OwnedFd>,
 ) -> Result<R, TaskError> {
-    match decode::<R>(count, out, bytes, fds) {
+    match decode(count, out, bytes, fds) {
         Ok((mut v, mut failed)) => match (failed.pop(), v.pop()) {
             (Some((_, e)), _) => Err(e),
             (None, Some(v)) => Ok(v),
@@ -130,10 +137,12 @@ pub(crate) fn fuzz_decode(data: &[u8]) {
         len: rest.len() as u64,
         ..TaskOut::default()
     };
-    let _ = decode::<u64>(count, &out, rest, Vec::new());
-    let _ = decode::<String>(count, &out, rest, Vec::new());
-    let _ = decode::<(u8, Vec<i32>)>(count, &out, rest, Vec::new());
-    let _ = decode::<()>(count, &out, rest, Vec::new());
+    let _ = decode::<Postcard, u64>(count, &out, rest, Vec::new());
+    let _ = decode::<Postcard, String>(count, &out, rest, Vec::new());
+    let _ = decode::<Postcard, (u8, Vec<i32>)>(count, &out, rest, Vec::new());
+    let _ = decode::<Postcard, ()>(count, &out, rest, Vec::new());
+    let _ = decode::<Bytes, Vec<u8>>(count, &out, rest, Vec::new());
+    let _ = decode::<Pod, [u32; 3]>(count, &out, rest, Vec::new());
 }
 
 // ----- map, imap, imap_unordered, map_async -----
@@ -177,10 +186,12 @@ pub(crate) struct MapState<R> {
 pub(crate) struct MapJob<R> {
     pub(crate) st: Mutex<MapState<R>>,
     pub(crate) cv: Condvar,
+    decode: DecodeFn<R>,
 }
 
 impl<R: Send> MapJob<R> {
-    pub(crate) fn new() -> Self {
+    /// A job whose values travel in the codec `C`.
+    pub(crate) fn new<C: Codec<R>>() -> Self {
         Self {
             st: Mutex::new(MapState {
                 done: BTreeMap::new(),
@@ -191,6 +202,7 @@ impl<R: Send> MapJob<R> {
                 finish: None,
             }),
             cv: Condvar::new(),
+            decode: decode::<C, R>,
         }
     }
 
@@ -274,9 +286,9 @@ pub(crate) fn assemble<R>(chunks: impl Iterator<Item = Chunk<R>>) -> Result<Vec<
     }
 }
 
-impl<R: DeserializeOwned + Send> Sink for MapJob<R> {
+impl<R: Send> Sink for MapJob<R> {
     fn deliver(&self, first: usize, count: usize, out: &TaskOut, bytes: &[u8], fds: Vec<OwnedFd>) {
-        match decode::<R>(count, out, bytes, fds) {
+        match (self.decode)(count, out, bytes, fds) {
             Ok((values, failed)) => {
                 let failures = failed.into_iter().map(|(k, e)| (first + k, e)).collect();
                 self.put(Chunk {
@@ -506,6 +518,8 @@ pub(crate) type Callback<T> = Box<dyn FnOnce(Result<&T, &PoolError>) + Send>;
 pub(crate) struct ApplyJob<R> {
     pub(crate) slot: Arc<Slot<R>>,
     pub(crate) callback: Mutex<Option<Callback<R>>>,
+    /// [`decode`] for the pool's codec.
+    pub(crate) decode: DecodeFn<R>,
 }
 
 impl<R: Send> ApplyJob<R> {
@@ -518,9 +532,9 @@ impl<R: Send> ApplyJob<R> {
     }
 }
 
-impl<R: DeserializeOwned + Send> Sink for ApplyJob<R> {
+impl<R: Send> Sink for ApplyJob<R> {
     fn deliver(&self, _first: usize, count: usize, out: &TaskOut, bytes: &[u8], fds: Vec<OwnedFd>) {
-        let r = decode_one::<R>(count, out, bytes, fds)
+        let r = decode_one(self.decode, count, out, bytes, fds)
             .map_err(|error| PoolError::Task { index: 0, error });
         self.finish(r);
     }

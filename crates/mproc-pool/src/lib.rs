@@ -22,13 +22,18 @@
 //! # Tasks
 //!
 //! A task is a `fn` item or a non-capturing closure `Fn(A) -> R`; `A` and
-//! `R` are serde values (`Serialize + DeserializeOwned`). Functions reach
+//! `R` travel in the pool's codec (`C: Codec<A> + Codec<R>`): by default
+//! [`Postcard`], for any serde value (`Serialize + DeserializeOwned`);
+//! [`PoolBuilder::codec`] picks another ([`Pod`] for plain-data structs
+//! copied as they are, [`Bytes`] for byte vectors, or a codec of your own;
+//! see [`mproc_shm::codec`]). Plain numbers and integer ranges take their
+//! fast paths (below) whatever the codec. Functions reach
 //! the workers by reference (the workers run the same executable), so a
 //! capturing closure is a compile-time error. mproc handles inside
 //! arguments and results (shared memory, connections, …) travel as file
-//! descriptors. Workers are started by mproc-process (the fork server by
-//! default), so a pool can be made from a program with busy threads and
-//! from `cargo test`.
+//! descriptors (with [`Postcard`]). Workers are started by mproc-process
+//! (the fork server by default), so a pool can be made from a program with
+//! busy threads and from `cargo test`.
 //!
 //! # Chunking
 //!
@@ -121,6 +126,7 @@ mod engine;
 mod error;
 mod executor;
 mod fast_path;
+mod forms;
 mod imap;
 mod input;
 mod job;
@@ -233,6 +239,10 @@ pub mod __private {
         true
     }
 
+    /// Methods sharing one set of bounds (the pool's forms): see
+    /// `mproc_pool::__task_forms`.
+    pub use crate::__task_forms as task_forms;
+
     /// [`StarFn`](crate::StarFn) `f` as the function of a `map`: the task
     /// of a `starmap`, shared with mproc-mpi's `MpiPool`.
     #[inline]
@@ -272,3 +282,4 @@ pub use crate::pool::Pool;
 pub use crate::ready::AsyncResultFuture;
 pub use crate::star::StarFn;
 pub use mproc_process::{ExitStatus, StartMethod, cpu_count};
+pub use mproc_shm::codec::{Bytes, Codec, CodecError, Encode, Pod, Postcard};

@@ -5,8 +5,8 @@
 /// [`Pool::starmap`](crate::Pool::starmap). Implemented for `fn` items and non-capturing closures
 /// of 1 to 6 arguments.
 pub trait StarFn<Args>: Copy + Send + 'static {
-    /// What the function returns.
-    type Output;
+    /// What the function returns: a value that comes back from a worker.
+    type Output: Send + 'static;
     /// Calls the function with the tuple's fields.
     fn call(&self, args: Args) -> Self::Output;
 }
@@ -41,6 +41,7 @@ macro_rules! star_fn {
         impl<Func, Ret, $($a),*> StarFn<($($a,)*)> for Func
         where
             Func: Fn($($a),*) -> Ret + Copy + Send + 'static,
+            Ret: Send + 'static,
         {
             type Output = Ret;
             #[allow(non_snake_case)]

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use mproc_pipe::Connection;
+use mproc_shm::codec::{Codec, CodecError, Encode};
 use mproc_shm::handle::{HandleFd, collect_fds, provide_fds};
 use mproc_shm::{HEADER_SIZE, Layout, Segment, SharedSync, fingerprint_of};
 use serde::de::DeserializeOwned;
@@ -184,24 +185,20 @@ impl Sink {
     /// much as the task itself (the seed map ran no faster on two workers
     /// than serially).
     #[inline(always)]
-    fn emit<R: Serialize>(&mut self, k: u64, r: R) {
+    fn emit<C: Encode<R>, R>(&mut self, k: u64, r: R) {
         if self.pod {
             // SAFETY: `pod` is set only when `R` is a plain number.
             self.out
                 .extend_from_slice(unsafe { pod_bytes(std::slice::from_ref(&r)) });
-        } else {
-            let mark = self.out.len();
-            if let Err(e) = postcard::to_io(&r, &mut self.out) {
-                self.encode_failed(k, mark, &r, e);
-            }
+        } else if let Err(e) = C::encode_item(&r, &mut self.out) {
+            // `encode_item` left `out` as it was.
+            self.encode_failed(k, e);
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn encode_failed<R: Serialize>(&mut self, k: u64, mark: usize, r: &R, e: postcard::Error) {
-        self.out.truncate(mark);
-        let e = mproc_shm::codec_error::PostcardError::encode(r, e);
+    fn encode_failed(&mut self, k: u64, e: CodecError) {
         self.encode_failures.push((k, e.to_string()));
     }
 
@@ -250,13 +247,13 @@ fn split_keep(left: u64, my_ns: f64, peer_ns: f64) -> u64 {
     ((left as f64 * keep) as u64).clamp(1, left.saturating_sub(1).max(1))
 }
 
-/// Runs `count` items of `F` in this worker. Monomorphized per function;
-/// the parent sends its offset.
-pub(crate) fn run_task<F, A, R>(inp: TaskIn<'_>) -> TaskResult
+/// Runs `count` items of `F` in this worker, their arguments decoded and
+/// their values encoded with the codec `C`. Monomorphized per function and
+/// codec; the parent sends its offset.
+pub(crate) fn run_task<C, F, A, R>(inp: TaskIn<'_>) -> TaskResult
 where
+    C: Codec<A> + Encode<R>,
     F: Fn(A) -> R + Copy,
-    A: DeserializeOwned,
-    R: Serialize,
 {
     let t0 = Instant::now();
     // SAFETY: `F` is zero-sized (asserted where its offset was taken, in
@@ -310,7 +307,7 @@ where
                                     k = i;
                                     pg.store(b + i, Ordering::Relaxed);
                                     let r = f(a);
-                                    sink.emit(i, r);
+                                    sink.emit::<C, R>(i, r);
                                     true
                                 })
                             } else {
@@ -321,7 +318,7 @@ where
                                 for_each_in_range::<A>(start, k, e, |i, a| {
                                     k = i;
                                     let r = f(a);
-                                    sink.emit(i, r);
+                                    sink.emit::<C, R>(i, r);
                                     true
                                 })
                             }
@@ -372,7 +369,7 @@ where
                                     )
                                 };
                                 let r = f(a);
-                                sink.emit(k, r);
+                                sink.emit::<C, R>(k, r);
                                 k += 1;
                             }
                         }));
@@ -400,11 +397,11 @@ where
                                     break;
                                 }
                                 pg.store(b + k, Ordering::Relaxed);
-                                let (a, tail) = postcard::take_from_bytes::<A>(rest)
+                                let (a, tail) = C::decode_item(rest)
                                     .map_err(|e| format!("the argument did not decode: {e}"))?;
                                 rest = tail;
                                 let r = f(a);
-                                sink.emit(k, r);
+                                sink.emit::<C, R>(k, r);
                                 k += 1;
                             }
                             Ok(())
@@ -458,16 +455,16 @@ where
     panic::catch_unwind(AssertUnwindSafe(|| f(a))).map_err(|p| panic_text(&*p))
 }
 
-/// The offset of `F`'s task runner from the code anchor: what a worker
-/// is told to run for a task of `F` (see `mproc_fnref`).
-pub(crate) fn entry_of<F, A, R>() -> i64
+/// The offset of `F`'s task runner (with the codec `C`) from the code
+/// anchor: what a worker is told to run for a task of `F` (see
+/// `mproc_fnref`).
+pub(crate) fn entry_of<C, F, A, R>() -> i64
 where
+    C: Codec<A> + Encode<R>,
     F: Fn(A) -> R + Copy + Send + 'static,
-    A: DeserializeOwned,
-    R: Serialize,
 {
     mproc_fnref::assert_zst::<F>();
-    let f: TaskFn = run_task::<F, A, R>;
+    let f: TaskFn = run_task::<C, F, A, R>;
     mproc_fnref::offset_of(f as *const ())
 }
 
@@ -594,7 +591,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                 std::process::exit(4)
             };
             let payload = &payload[..];
-            // SAFETY: the parent took this offset of `run_task::<F, A, R>`, a `TaskFn`.
+            // SAFETY: the parent took this offset of `run_task::<C, F, A, R>`, a `TaskFn`.
             let run: TaskFn = unsafe { resolve(t.entry) };
             let mut answer =
                 |at: u64| send_header(&conn, &FromWorker::Split { seq, at }, Vec::new()).is_ok();

@@ -8,12 +8,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use mproc_shm::ready::{Doorbell, Waitable};
-use serde::de::DeserializeOwned;
 
 use super::wait::Waiter;
 use crate::engine::Engine;
 use crate::error::TaskError;
-use crate::job::{Sink, decode_one, lock};
+use crate::job::{DecodeFn, Sink, decode_one, lock};
 use crate::wire::TaskOut;
 
 /// Not dispatched yet: it can be cancelled.
@@ -50,10 +49,12 @@ pub(super) struct Core<R> {
     /// Made by the first `as_fd` (see `Future`'s `AsFd`), rung by
     /// `resolve`; both look at it with `inner` locked.
     bell: OnceLock<Doorbell>,
+    /// How the value is decoded (the executor's codec).
+    decode: DecodeFn<R>,
 }
 
 impl<R> Core<R> {
-    pub(super) fn new(engine: Weak<Engine>, rerun_lost: bool) -> Self {
+    pub(super) fn new(engine: Weak<Engine>, rerun_lost: bool, decode: DecodeFn<R>) -> Self {
         Self {
             phase: AtomicU8::new(PENDING),
             inner: Mutex::new(Inner {
@@ -66,6 +67,7 @@ impl<R> Core<R> {
             engine,
             rerun_lost,
             bell: OnceLock::new(),
+            decode,
         }
     }
 
@@ -138,9 +140,9 @@ fn run_callback<R>(cb: DoneCallback<R>, r: Result<&R, &TaskError>) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(r)));
 }
 
-impl<R: DeserializeOwned + Send + 'static> Sink for Core<R> {
+impl<R: Send + 'static> Sink for Core<R> {
     fn deliver(&self, _first: usize, count: usize, out: &TaskOut, bytes: &[u8], fds: Vec<OwnedFd>) {
-        self.resolve(decode_one(count, out, bytes, fds));
+        self.resolve(decode_one(self.decode, count, out, bytes, fds));
     }
 
     fn fail(&self, _first: usize, _count: usize, err: TaskError) {
@@ -252,7 +254,8 @@ impl<R> Future<R> {
 
     /// A future cancelled from the start.
     pub(super) fn cancelled_now() -> Self {
-        let core = Core::new(Weak::new(), true);
+        // Resolved here, so nothing is ever decoded.
+        let core = Core::new(Weak::new(), true, |_, _, _, _| Err("cancelled".into()));
         core.resolve(Err(TaskError::Cancelled));
         Self {
             core: Arc::new(core),

@@ -6,15 +6,18 @@ mod apply;
 mod map;
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use mproc_shm::codec::Postcard;
 
 use crate::builder::PoolBuilder;
 use crate::engine::{Engine, Run};
 use crate::error::{BuildError, PoolError};
 use crate::sys;
 
-impl PoolBuilder {
+impl<C> PoolBuilder<C> {
     /// Starts the workers.
     ///
     /// Without an initializer this returns once the workers are asked for,
@@ -35,7 +38,7 @@ impl PoolBuilder {
     /// [`BuildError::Initializer`] with the panic message if the
     /// initializer panicked in a worker, [`BuildError::WorkerLost`] if a
     /// worker ended while running it.
-    pub fn build(self) -> Result<Pool, BuildError> {
+    pub fn build(self) -> Result<Pool<C>, BuildError> {
         let (cfg, cancel_on_ctrl_c, drop_timeout) = self.into_config()?;
         let engine = Engine::new(cfg, cancel_on_ctrl_c)?;
         engine.start()?;
@@ -48,15 +51,18 @@ impl PoolBuilder {
             engine,
             sigint_slot,
             drop_timeout,
+            codec: PhantomData,
         })
     }
 }
 
 /// A pool of worker processes (Python's `multiprocessing.Pool`).
 ///
-/// Tasks are `fn` items or non-capturing closures; arguments and results are
-/// serde values (mproc handles inside them travel as descriptors). Methods
-/// take `&self`, and a pool may be shared between threads.
+/// Tasks are `fn` items or non-capturing closures; arguments and results
+/// travel in the codec `C`: by default [`Postcard`], for serde values (mproc
+/// handles inside them travel as descriptors); another one is chosen with
+/// [`PoolBuilder::codec`]. Methods take `&self`, and a pool may be shared
+/// between threads.
 ///
 /// # Failures
 ///
@@ -84,17 +90,19 @@ impl PoolBuilder {
 /// deadline ([`PoolBuilder::drop_timeout`], 10 s by default), then
 /// terminates: unlike CPython's `with Pool()`, leaving a scope does not kill
 /// work in progress, and never hangs.
-pub struct Pool {
+pub struct Pool<C = Postcard> {
     engine: Arc<Engine>,
     sigint_slot: Option<usize>,
     drop_timeout: Duration,
+    codec: PhantomData<fn() -> C>,
 }
 
-impl fmt::Debug for Pool {
+impl<C> fmt::Debug for Pool<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("processes", &self.engine.processes())
             .field("state", &self.engine.run())
+            .field("codec", &std::any::type_name::<C>())
             .finish_non_exhaustive()
     }
 }
@@ -112,7 +120,9 @@ impl Pool {
     pub fn new(processes: usize) -> Result<Self, BuildError> {
         Self::builder().processes(processes).build()
     }
+}
 
+impl<C> Pool<C> {
     /// The number of workers.
     pub fn processes(&self) -> usize {
         self.engine.processes()
@@ -211,7 +221,7 @@ pub(crate) fn fixed_chunksize(chunksize: usize) -> Result<Option<usize>, PoolErr
     }
 }
 
-impl Drop for Pool {
+impl<C> Drop for Pool<C> {
     fn drop(&mut self) {
         if let Some(slot) = self.sigint_slot {
             sys::unregister_sigint(slot);

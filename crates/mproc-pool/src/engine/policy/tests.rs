@@ -383,9 +383,9 @@ proptest! {
         let est = ns.map(|ns| est(ns, 8.0, weight));
         let cut = Cutting { chunksize, ordered, eager };
         let mut prod = if vec_input {
-            producer::<u64, _>((0..n as u64).collect::<Vec<u64>>())
+            producer::<mproc_shm::codec::Postcard, u64, _>((0..n as u64).collect::<Vec<u64>>())
         } else {
-            producer::<u64, _>(0..n as u64)
+            producer::<mproc_shm::codec::Postcard, u64, _>(0..n as u64)
         };
         let mut even = None;
         let mut chunks = Vec::new();
