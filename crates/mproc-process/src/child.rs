@@ -5,12 +5,12 @@
 //!
 //! A child runs `F: Fn(A) -> R` where `F` is zero-sized (a `fn` item or a
 //! non-capturing closure). The parent sends the distance between the
-//! monomorphized [`entry::<F, A, R>`](entry) and the anchor of
+//! monomorphized [`entry::<F, A, R, C>`](entry) and the anchor of
 //! [`mproc_fnref`]; the child, which runs the same executable, adds it to its
 //! own anchor.
 //! Under ASLR the whole image moves as one piece, so the distance holds. The
 //! entry conjures the zero-sized `F` (it has no bytes), decodes `A`, calls it
-//! and encodes `R`.
+//! and encodes `R`, both with the codec `C`.
 //!
 //! # Dispatch before `main`
 //!
@@ -27,8 +27,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use mproc_shm::codec::{Codec, CodecError, Encode};
+use mproc_shm::handle::{collect_fds, provide_fds};
 
 use crate::method::StartMethod;
 use crate::wire::{self, Request, Tag};
@@ -67,23 +67,45 @@ unsafe fn entry_at(offset: i64) -> Entry {
     unsafe { std::mem::transmute::<*const (), Entry>(p) }
 }
 
-/// The entry of a child that runs `F` on `A` and returns `R`.
-pub(crate) fn entry<F, A, R>(args: &[u8], fds: Vec<OwnedFd>) -> EntryResult
+/// Encodes a process argument or return value with `C`, collecting the
+/// descriptors of the mproc handles it holds (only a serde codec meets
+/// any).
+pub(crate) fn encode_with_fds<C: Encode<T>, T>(
+    value: &T,
+) -> Result<(Vec<u8>, Vec<OwnedFd>), CodecError> {
+    let (bytes, fds) = collect_fds(|| {
+        let mut bytes = Vec::new();
+        C::encode(value, &mut bytes).map(|()| bytes)
+    });
+    Ok((bytes?, fds))
+}
+
+/// Decodes what [`encode_with_fds`] made, giving the handles in it their
+/// descriptors back (those it does not claim are closed).
+pub(crate) fn decode_with_fds<T>(
+    decode: fn(&[u8]) -> Result<T, CodecError>,
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<T, CodecError> {
+    provide_fds(fds, || decode(bytes))
+}
+
+/// The entry of a child that runs `F` on `A` and returns `R`, both encoded
+/// with `C`.
+pub(crate) fn entry<F, A, R, C>(args: &[u8], fds: Vec<OwnedFd>) -> EntryResult
 where
     F: Fn(A) -> R + Copy + Send + 'static,
-    A: DeserializeOwned,
-    R: Serialize,
+    C: Codec<A> + Encode<R>,
 {
     mproc_fnref::assert_zst::<F>();
-    let a: A = mproc_shm::handle::from_bytes_with_fds(args, fds)
+    let a: A = decode_with_fds(<C as Codec<A>>::decode, args, fds)
         .map_err(|e| format!("failed to decode the process arguments: {e}"))?;
     // SAFETY: `F` is zero-sized (checked at compile time above), so its one value
     // has no bytes, and it is `Copy`: conjuring it is what copying the parent's
     // would have done.
     let f: F = unsafe { std::mem::zeroed() };
     let r = f(a);
-    mproc_shm::handle::to_bytes_with_fds(&r)
-        .map_err(|e| format!("failed to encode the return value: {e}"))
+    encode_with_fds::<C, R>(&r).map_err(|e| format!("failed to encode the return value: {e}"))
 }
 
 /// The text of a panic payload (as std's hook shows a payload without one).

@@ -1,9 +1,6 @@
 //! Choosing the start method: the process-wide default
 //! ([`set_start_method`], [`get_start_method`]) and [`Context`].
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use crate::error::StartMethodError;
 use crate::method::StartMethod;
 use crate::process::Process;
@@ -108,12 +105,12 @@ impl Context {
         self.method
     }
 
-    /// A process builder using this context's start method.
+    /// A process builder using this context's start method, with the
+    /// [`Postcard`](crate::Postcard) codec ([`Process::codec`] chooses
+    /// another).
     pub fn process<F, A, R>(&self, f: F, args: A) -> Process<F, A>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned,
     {
         // Here too, so that a wrong function is reported at the caller's line.
         const { mproc_fnref::assert_zst::<F>() };

@@ -6,6 +6,8 @@ use std::error::Error;
 use std::fmt;
 use std::io;
 
+use mproc_shm::codec::CodecError;
+
 use crate::method::{START_METHOD_ENV, StartMethod};
 use crate::status::ExitStatus;
 
@@ -13,9 +15,9 @@ use crate::status::ExitStatus;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StartError {
-    /// The arguments could not be serialized (a handle that cannot travel,
-    /// or a type serde refuses).
-    Encode(postcard::Error),
+    /// The codec could not encode the arguments (with postcard: a type
+    /// serde refuses).
+    Encode(CodecError),
     /// The arguments hold more mproc handles (file descriptors) than one
     /// start request can carry.
     TooManyHandles {
@@ -112,9 +114,11 @@ pub enum JoinError {
         /// How the child ended.
         status: ExitStatus,
     },
-    /// The child's result message was malformed or did not decode as the
-    /// expected type.
+    /// The child's result message was malformed.
     InvalidResult(String),
+    /// The child's return value did not decode as the expected type with
+    /// the process's codec.
+    Decode(CodecError),
     /// The child's exit status is unknown: the fork server that started it
     /// died, or someone else reaped it. CPython reports exit code 255 here.
     Lost,
@@ -155,6 +159,8 @@ impl JoinError {
                 status: *status,
             },
             Self::InvalidResult(why) => Self::InvalidResult(why.clone()),
+            // The reason's text (a codec error is not `Clone`).
+            Self::Decode(e) => Self::Decode(CodecError::new(e.to_string())),
             Self::Lost => Self::Lost,
             Self::AlreadyJoined { status } => Self::AlreadyJoined { status: *status },
             Self::Io(e) => Self::Io(e.kind().into()),
@@ -178,6 +184,10 @@ impl fmt::Display for JoinError {
             Self::InvalidResult(why) => {
                 write!(f, "the child process sent an invalid result: {why}")
             }
+            Self::Decode(e) => write!(
+                f,
+                "the child process sent an invalid result: the return value did not decode: {e}"
+            ),
             Self::Lost => f.write_str(
                 "the exit status of the child process is unknown (its fork server died)",
             ),

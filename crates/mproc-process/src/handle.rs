@@ -3,12 +3,11 @@
 
 use std::fmt;
 use std::io;
-use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
+use mproc_shm::codec::CodecError;
 
 use crate::authkey::AuthKey;
 use crate::error::{JoinError, JoinTimeoutError, StartError, TryJoinError};
@@ -18,18 +17,24 @@ use crate::watch::{End, Inner};
 use crate::wire::{ResultReader, Tag};
 use crate::{server, start, state, sys};
 
+/// How a handle decodes its child's return value: the codec's `decode`,
+/// monomorphized where the codec was known (the builder), so that the
+/// handle's type does not name the codec.
+pub(crate) type Decoder<R> = fn(&[u8]) -> Result<R, CodecError>;
+
 /// What a handle needs from its builder.
-pub(crate) struct Prepared {
+pub(crate) struct Prepared<R> {
     pub(crate) name: String,
     pub(crate) daemon: bool,
     pub(crate) authkey: AuthKey,
     pub(crate) method: StartMethod,
     pub(crate) threaded_fork: bool,
     pub(crate) kill_on_drop: bool,
+    pub(crate) decode: Decoder<R>,
 }
 
-impl Prepared {
-    pub(crate) fn handle<R>(self, started: start::Started) -> ProcessHandle<R> {
+impl<R> Prepared<R> {
+    pub(crate) fn handle(self, started: start::Started) -> ProcessHandle<R> {
         let inner = Arc::new(Inner {
             pid: started.pid,
             name: self.name,
@@ -47,14 +52,14 @@ impl Prepared {
             reader: ResultReader::default(),
             joined: None,
             kill_on_drop: self.kill_on_drop,
-            _result: PhantomData,
+            decode: self.decode,
         }
     }
 }
 
 pub(crate) enum Pending<R> {
     /// Sent to the fork server; its reply is not read yet.
-    Server(Prepared, server::Pending),
+    Server(Prepared<R>, server::Pending),
     /// Started already (spawn and fork are synchronous).
     Done(ProcessHandle<R>),
     /// Waited for.
@@ -134,7 +139,7 @@ pub struct ProcessHandle<R> {
     /// What a join after the first returns.
     joined: Option<JoinError>,
     kill_on_drop: bool,
-    _result: PhantomData<fn() -> R>,
+    decode: Decoder<R>,
 }
 
 impl<R> fmt::Debug for ProcessHandle<R> {
@@ -280,9 +285,7 @@ impl<R> ProcessHandle<R> {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
         )
     }
-}
 
-impl<R: DeserializeOwned> ProcessHandle<R> {
     /// Waits for the child to end and returns its return value.
     ///
     /// Reads the result while waiting, so a child with a large result never
@@ -385,9 +388,8 @@ impl<R: DeserializeOwned> ProcessHandle<R> {
             .map_err(|e| JoinError::InvalidResult(e.to_string()))?;
         match frame {
             Some(f) if f.tag == Tag::Ok && status.success() => {
-                mproc_shm::handle::from_bytes_with_fds(&f.payload, f.fds).map_err(|e| {
-                    JoinError::InvalidResult(format!("the return value did not decode: {e}")).into()
-                })
+                crate::child::decode_with_fds(self.decode, &f.payload, f.fds)
+                    .map_err(|e| JoinError::Decode(e).into())
             }
             Some(f) if f.tag == Tag::Panic => Err(JoinError::Panicked {
                 message: String::from_utf8_lossy(&f.payload).into_owned(),

@@ -20,15 +20,18 @@
 //!
 //! # Functions and arguments
 //!
-//! A child runs a `fn` item or a non-capturing closure `Fn(A) -> R`, where
-//! the arguments `A` and the result `R` are `Serialize + DeserializeOwned`.
+//! A child runs a `fn` item or a non-capturing closure `Fn(A) -> R`.
 //! Functions reach the child *by reference*: the child runs the same
 //! executable, and the parent sends where the function is, not what it is. A
 //! capturing closure (or a fn pointer) is a compile-time error, because its
-//! state could not follow. Data goes by value; mproc handles inside the
-//! arguments or the result (shared memory segments, and the locks, queues
-//! and connections built on them) travel as file descriptors, so the child
-//! works on the same shared memory under every start method.
+//! state could not follow. Data goes by value, encoded with a codec of
+//! [`mproc_shm::codec`]: [`Postcard`] by default (the arguments `A` and the
+//! result `R` are `Serialize + DeserializeOwned`), or the one
+//! [`Process::codec`] chooses ([`Pod`] for plain data, [`Bytes`] for a
+//! `Vec<u8>`). mproc handles inside postcard arguments or results (shared
+//! memory segments, and the locks, queues and connections built on them)
+//! travel as file descriptors, so the child works on the same shared memory
+//! under every start method.
 //!
 //! # Start methods
 //!
@@ -144,6 +147,7 @@ pub use crate::info::{ProcessInfo, active_children, current_process, parent_proc
 pub use crate::method::{START_METHOD_ENV, StartMethod, UnknownStartMethod};
 pub use crate::process::Process;
 pub use crate::status::{ExitStatus, Pid};
+pub use mproc_shm::codec::{Bytes, Codec, CodecError, Encode, Pod, Postcard};
 
 /// Serves the child or fork-server role if this process was started as one
 /// (and then exits); returns at once otherwise.

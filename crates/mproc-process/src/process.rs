@@ -2,10 +2,10 @@
 
 use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use mproc_shm::codec::{Codec, Postcard};
 
 use crate::error::StartError;
 use crate::handle::{Pending, PendingStart, Prepared, ProcessHandle};
@@ -21,9 +21,10 @@ use crate::{server, start};
 /// The function is a `fn` item or a non-capturing closure (a capturing one
 /// is a compile error: its state could not reach another process). It runs in
 /// a new process on [`Process::start`]; the arguments travel there by value
-/// (serde + postcard; mproc handles such as `mproc_shm::Segment` travel as
-/// file descriptors) and the return value comes back on
-/// [`ProcessHandle::join`].
+/// and the return value comes back on [`ProcessHandle::join`], both encoded
+/// with the codec `C`: [`Postcard`] (any serde type; mproc handles such as
+/// `mproc_shm::Segment` travel as file descriptors) unless
+/// [`codec`](Process::codec) chose another.
 ///
 /// # Examples
 ///
@@ -78,7 +79,7 @@ use crate::{server, start};
 /// check on a generic type is evaluated only when the function is
 /// instantiated, which `cargo check` does not do.
 #[must_use = "a Process does nothing until started"]
-pub struct Process<F, A> {
+pub struct Process<F, A, C = Postcard> {
     f: F,
     args: A,
     name: Option<String>,
@@ -86,9 +87,10 @@ pub struct Process<F, A> {
     method: Option<StartMethod>,
     threaded_fork: bool,
     kill_on_drop: bool,
+    codec: PhantomData<fn() -> C>,
 }
 
-impl<F, A> fmt::Debug for Process<F, A> {
+impl<F, A, C> fmt::Debug for Process<F, A, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Process")
             .field("name", &self.name)
@@ -98,7 +100,7 @@ impl<F, A> fmt::Debug for Process<F, A> {
     }
 }
 
-impl<F, A> Process<F, A> {
+impl<F, A, C> Process<F, A, C> {
     mproc_shm::builder_setters! {
         /// Names the process (default: `Process-N`, `Process-N:M` for a grandchild).
         name(name: impl Into<String>) => name = Some(name.into());
@@ -135,15 +137,59 @@ impl<F, A> Process<F, A> {
         self.threaded_fork = true;
         self
     }
+
+    /// The same process, its arguments and return value encoded with the
+    /// codec `C2` instead ([`Postcard`] by default): [`Pod`] copies plain
+    /// data as it is, [`Bytes`] carries a `Vec<u8>` as it is (see
+    /// [`mproc_shm::codec`]). Only a [`Postcard`] value can hold mproc
+    /// handles.
+    ///
+    /// The codec must encode and decode both the arguments and the return
+    /// value (`C2: Codec<A> + Codec<R>`), which [`start`](Self::start)
+    /// checks.
+    ///
+    /// [`Pod`]: crate::Pod
+    /// [`Bytes`]: crate::Bytes
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mproc_process::{Bytes, Pod, Process};
+    ///
+    /// fn norm(v: [f64; 3]) -> f64 {
+    ///     v.iter().map(|x| x * x).sum::<f64>().sqrt()
+    /// }
+    /// let mut child = Process::new(norm, [2.0, 3.0, 6.0]).codec::<Pod>().start()?;
+    /// assert_eq!(child.join()?, 7.0);
+    ///
+    /// fn reverse(mut b: Vec<u8>) -> Vec<u8> {
+    ///     b.reverse();
+    ///     b
+    /// }
+    /// let mut child = Process::new(reverse, vec![1, 2, 3]).codec::<Bytes>().start()?;
+    /// assert_eq!(child.join()?, [3, 2, 1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn codec<C2>(self) -> Process<F, A, C2> {
+        Process {
+            f: self.f,
+            args: self.args,
+            name: self.name,
+            daemon: self.daemon,
+            method: self.method,
+            threaded_fork: self.threaded_fork,
+            kill_on_drop: self.kill_on_drop,
+            codec: PhantomData,
+        }
+    }
 }
 
 impl<F, A, R> Process<F, A>
 where
     F: Fn(A) -> R + Copy + Send + 'static,
-    A: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned,
 {
-    /// A process that will run `f(args)`.
+    /// A process that will run `f(args)`, with the [`Postcard`] codec
+    /// ([`codec`](Self::codec) chooses another).
     ///
     /// `f` must be a `fn` item or a closure that captures nothing: anything
     /// else is a compile error at this call (see [`Process`]).
@@ -159,16 +205,23 @@ where
             method: None,
             threaded_fork: false,
             kill_on_drop: false,
+            codec: PhantomData,
         }
     }
+}
 
+impl<F, A, R, C> Process<F, A, C>
+where
+    F: Fn(A) -> R + Copy + Send + 'static,
+    C: Codec<A> + Codec<R>,
+{
     /// Starts the child and returns its handle.
     ///
     /// Also reaps children that ended since the last start (CPython does the
     /// same), so dropped handles leave no zombies for long.
     ///
     /// # Errors
-    /// [`StartError::Encode`] if the arguments do not serialize,
+    /// [`StartError::Encode`] if the codec cannot encode the arguments,
     /// [`StartError::ThreadedFork`] for [`StartMethod::Fork`] in a threaded
     /// process, [`StartError::ForkServer`]/[`StartError::Os`] if the OS
     /// refuses.
@@ -232,11 +285,10 @@ where
     }
 
     /// Everything but the start itself: the request and its descriptors.
-    fn prepare(self) -> Result<(Prepared, Request, Vec<OwnedFd>), StartError> {
+    fn prepare(self) -> Result<(Prepared<R>, Request, Vec<OwnedFd>), StartError> {
         child::keep_constructor();
         let _ = self.f;
-        let (args, fds) =
-            mproc_shm::handle::to_bytes_with_fds(&self.args).map_err(StartError::Encode)?;
+        let (args, fds) = child::encode_with_fds::<C, A>(&self.args).map_err(StartError::Encode)?;
         drop(self.args);
         // Room for the fork server's two descriptors and the parent sentinel.
         if fds.len() > mproc_shm::handle::MAX_FDS_PER_MESSAGE - 3 {
@@ -272,7 +324,7 @@ where
         let req = Request {
             protocol: wire::PROTOCOL,
             exe,
-            entry: child::entry_offset(child::entry::<F, A, R>),
+            entry: child::entry_offset(child::entry::<F, A, R, C>),
             name: name.clone(),
             identity,
             daemon,
@@ -293,6 +345,7 @@ where
             method,
             threaded_fork: self.threaded_fork,
             kill_on_drop: self.kill_on_drop,
+            decode: <C as Codec<R>>::decode,
         };
         Ok((p, req, fds))
     }

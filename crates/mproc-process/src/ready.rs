@@ -48,7 +48,7 @@ waitable_by_sentinel! {
 }
 
 #[cfg(feature = "tokio")]
-impl<R: serde::de::DeserializeOwned> ProcessHandle<R> {
+impl<R> ProcessHandle<R> {
     /// Awaits the child's end and returns its return value (the async
     /// [`join`](Self::join)), through its sentinel and the tokio runtime's
     /// reactor: no thread waits.

@@ -72,7 +72,8 @@ impl Request {
 /// Tags of a result frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Tag {
-    /// The function returned; the payload is its postcard-encoded value.
+    /// The function returned; the payload is its value, encoded with the
+    /// process's codec.
     Ok = 0,
     /// The function panicked; the payload is the panic message (UTF-8).
     Panic = 1,
@@ -80,7 +81,7 @@ pub(crate) enum Tag {
     Error = 2,
     /// The function returned a value too large to leave in the socket
     /// buffer: no payload follows the header; the first descriptor is a
-    /// memory file holding the header's length of postcard bytes.
+    /// memory file holding the header's length of encoded bytes.
     Spilled = 3,
 }
 

@@ -97,7 +97,9 @@ impl Context {
         self.inner.start_method()
     }
 
-    /// A process builder with this context's start method (`ctx.Process`).
+    /// A process builder with this context's start method (`ctx.Process`),
+    /// with the [`Postcard`](crate::codec::Postcard) codec
+    /// ([`Process::codec`] chooses another).
     ///
     /// Like [`Process::new`], a function with captured state (or a fn
     /// pointer) is a compile error at this call:
@@ -109,8 +111,6 @@ impl Context {
     pub fn process<F, A, R>(&self, f: F, args: A) -> Process<F, A>
     where
         F: Fn(A) -> R + Copy + Send + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned,
     {
         // Here too, so that a wrong function is reported at the caller's line.
         const { mproc_fnref::assert_zst::<F>() };
