@@ -287,74 +287,8 @@ pub(crate) fn install_panic_hook() {
 // panics, which happens-after the store in program order for that thread).
 static PANIC_CHAN: AtomicI32 = AtomicI32::new(-1);
 
-/// The constructor that makes every binary able to act as a child.
-///
-/// Linked only if something references it: the start path does (see
-/// [`keep_constructor`]), and every process that starts children runs a
-/// binary in which that path exists.
-#[cfg(target_os = "linux")]
-#[used]
-#[unsafe(link_section = ".init_array")]
-static CONSTRUCTOR: extern "C" fn() = constructor;
-
-#[cfg(target_os = "linux")]
-extern "C" fn constructor() {
-    wrap_default_hook();
-    dispatch();
-}
-
-/// Keeps the constructor in the link.
-pub(crate) fn keep_constructor() {
-    #[cfg(target_os = "linux")]
-    std::hint::black_box(&CONSTRUCTOR);
-}
-
-/// If this process was started as an mproc child or fork server, serves that
-/// role and exits; otherwise returns at once.
-pub(crate) fn dispatch() {
-    let child = std::env::var_os(CHILD_ENV);
-    let server = std::env::var_os(SERVER_ENV);
-    if child.is_none() && server.is_none() {
-        return;
-    }
-    // SAFETY: this runs before `main` (or first thing in it, as `init`
-    // documents), while the process has a single thread.
-    unsafe {
-        sys::remove_env(CHILD_ENV);
-        sys::remove_env(SERVER_ENV);
-    }
-    sys::set_name_from_argv0();
-    let r = panic::catch_unwind(AssertUnwindSafe(|| {
-        if let Some(v) = server {
-            crate::server::serve(parse_fd(v.to_str()))
-        } else if let Some(v) = child {
-            spawned_child(parse_fd(v.to_str()))
-        }
-    }));
-    // Never fall through into the program's `main`.
-    let _ = r;
-    sys::exit_now(BOOTSTRAP_EXIT)
-}
-
-fn parse_fd(v: Option<&str>) -> RawFd {
-    let fd = v
-        .and_then(|s| s.parse::<RawFd>().ok())
-        .filter(|&fd| fd > 2 && sys::fd_is_open(fd));
-    match fd {
-        Some(fd) => fd,
-        None => {
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "mproc: {CHILD_ENV}/{SERVER_ENV} is set but names no inherited socket; \
-                 do not set these variables by hand"
-            );
-            sys::exit_now(BOOTSTRAP_EXIT)
-        }
-    }
-}
-
 /// A spawned child: read the request from the inherited socket and run it.
-fn spawned_child(fd: RawFd) -> ! {
+pub(crate) fn spawned_child(fd: RawFd) -> ! {
     // SAFETY: `parse_fd` checked that `fd` is open; the parent placed this
     // socket there for us and nothing else in this fresh process owns it.
     let chan = unsafe { sys::adopt(fd) };

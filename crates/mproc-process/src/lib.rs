@@ -116,6 +116,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod authkey;
+mod boot;
 mod child;
 mod context;
 mod cpu;
@@ -156,10 +157,10 @@ pub use mproc_shm::codec::{Bytes, Codec, CodecError, Encode, Pod, Postcard};
 /// and harmless. Where the platform has no constructors, call it first thing
 /// in `main`, before any other thread exists.
 pub fn init() {
-    child::keep_constructor();
+    boot::keep_constructor();
     #[cfg(not(target_os = "linux"))]
     child::wrap_default_hook();
-    child::dispatch();
+    boot::dispatch();
 }
 
 /// Internals for mproc's own tests and fuzz targets. Not a stable API.

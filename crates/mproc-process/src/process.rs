@@ -286,7 +286,7 @@ where
 
     /// Everything but the start itself: the request and its descriptors.
     fn prepare(self) -> Result<(Prepared<R>, Request, Vec<OwnedFd>), StartError> {
-        child::keep_constructor();
+        crate::boot::keep_constructor();
         let _ = self.f;
         let (args, fds) = child::encode_with_fds::<C, A>(&self.args).map_err(StartError::Encode)?;
         drop(self.args);

@@ -23,12 +23,13 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 
 use crate::child;
 use crate::error::StartError;
 use crate::method::StartMethod;
 use crate::start::{self, Started};
+use crate::state;
 use crate::sys::{self, RawPid};
 use crate::watch::Watch;
 use crate::wire::{self, Request};
@@ -188,6 +189,8 @@ pub(crate) fn send(req: &Request, fds: &[OwnedFd]) -> Result<Pending, StartError
         let mut attempt = 0;
         loop {
             if g.is_none() {
+                static FORGET: Once = Once::new();
+                FORGET.call_once(|| state::forget_in_child(forget_client));
                 let c = launch().map_err(StartError::ForkServer)?;
                 // Relaxed: under CLIENT's lock, as in `discard`.
                 let old = DISCARDED.swap(0, Ordering::Relaxed);

@@ -3,8 +3,8 @@
 use std::ffi::CString;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::Mutex;
 use std::sync::mpsc;
+use std::sync::{Mutex, Once};
 
 use crate::child;
 use crate::error::StartError;
@@ -143,6 +143,8 @@ fn spawn_via_helper(keep: BorrowedFd<'_>, env: Vec<CString>) -> io::Result<RawPi
         let tx = match &*g {
             Some(tx) => tx.clone(),
             None => {
+                static FORGET: Once = Once::new();
+                FORGET.call_once(|| crate::state::forget_in_child(forget_spawner));
                 let (tx, rx) = mpsc::channel::<SpawnJob>();
                 std::thread::Builder::new()
                     .name("mproc-spawner".into())

@@ -84,6 +84,19 @@ pub(crate) fn live_children() -> Vec<Arc<Inner>> {
     kids.clone()
 }
 
+/// What a new child forgets besides the state here, registered by the
+/// modules that own it ([`forget_in_child`]): the fork server's client and
+/// the spawner thread. Read without a lock, as a forked child must.
+static FORGET_IN_CHILD: [OnceLock<fn()>; 4] = [const { OnceLock::new() }; 4];
+
+/// Registers `forget` to run in every child this process starts from now
+/// on, before user code: it drops parent state that is not the child's.
+/// Each caller registers once (behind its own `Once`).
+pub(crate) fn forget_in_child(forget: fn()) {
+    let free = FORGET_IN_CHILD.iter().any(|slot| slot.set(forget).is_ok());
+    debug_assert!(free, "more forget_in_child registrations than slots");
+}
+
 /// Called in a new child (after fork, or at the start of a spawned process)
 /// before it runs user code: forget the parent's children, fork server and
 /// helper thread, and take on the identity in `req`.
@@ -100,8 +113,11 @@ pub(crate) fn become_child(req: &mut Request, sentinel: Option<OwnedFd>) {
             std::mem::forget(std::mem::take(&mut *kids));
         }
     }
-    crate::server::forget_client();
-    crate::start::forget_spawner();
+    for forget in &FORGET_IN_CHILD {
+        if let Some(forget) = forget.get() {
+            forget();
+        }
+    }
     NEXT_CHILD.store(1, Ordering::Relaxed);
     let method = StartMethod::from_u8(req.method);
     if method == Some(StartMethod::Fork) {
