@@ -33,6 +33,21 @@ fn worker_methods(pool: &Pool) -> Vec<Option<StartMethod>> {
         .unwrap()
 }
 
+fn halves(v: [f64; 2]) -> [f64; 2] {
+    v.map(|x| x / 2.0)
+}
+
+#[test]
+fn a_context_process_takes_a_codec() {
+    watchdog(120, || {
+        for m in [StartMethod::ForkServer, StartMethod::Spawn] {
+            let p = get_context(m).process(halves, [3.0, -1.0]);
+            let mut h = p.codec::<mproc::codec::Pod>().start().unwrap();
+            assert_eq!(h.join().unwrap(), [1.5, -0.5], "{m}");
+        }
+    });
+}
+
 #[test]
 fn a_context_fixes_the_start_method_of_everything_it_makes() {
     watchdog(120, || {
