@@ -90,8 +90,10 @@ pub use mproc_pool as pool;
 pub use mproc_process as process;
 pub use mproc_queue as queue;
 pub use mproc_shm as shm;
-/// How typed values become bytes: one set of codecs for connections and
-/// queues (`Connection<C>`, `Queue<T, C>`).
+/// How typed values become bytes: one set of codecs (`Postcard`, the
+/// default; `Pod`; `Bytes`) for connections and queues (`Connection<C>`,
+/// `Queue<T, C>`), process arguments and results (`Process::codec`), pools
+/// (`PoolBuilder::codec`) and manager values (`ManagerBuilder::codec`).
 pub use mproc_shm::codec;
 pub use mproc_sync as sync;
 
