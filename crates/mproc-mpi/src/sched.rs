@@ -204,15 +204,15 @@ pub(crate) struct Sched<C> {
     echo: Option<(u64, Sender<Duration>)>,
 }
 
-// SAFETY: MPI handles (the communicator, the send requests) are plain
-// handles valid in every thread of the process; MPI itself only requires
-// that calls from different threads do not overlap, unless it runs at
-// MPI_THREAD_MULTIPLE. A `Sched` is only ever reached through the
-// `Engine`'s mutex, so one thread at a time calls MPI through it; threads
-// other than the MPI thread take that lock only when `Master::shared` says
-// MPI was initialised with MPI_THREAD_SERIALIZED or more; and the MPI
-// thread takes the `Sched` out of the engine and drops it before it
-// finalises MPI.
+// MPI handles (the communicator, the send requests) are plain handles
+// valid in every thread of the process; MPI itself only requires that calls
+// from different threads do not overlap, unless it runs at
+// MPI_THREAD_MULTIPLE. Threads other than the MPI thread take the engine's
+// lock only when `Master::shared` says MPI was initialised with
+// MPI_THREAD_SERIALIZED or more, and the MPI thread takes the `Sched` out of
+// the engine and drops it before it finalises MPI.
+// SAFETY: a `Sched` is only ever reached through the `Engine`'s mutex, so
+// one thread at a time calls MPI through it (see above).
 unsafe impl<C: Communicator> Send for Sched<C> {}
 
 /// Chunks per worker at once: one running and two waiting in its receive
