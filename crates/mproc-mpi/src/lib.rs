@@ -126,7 +126,9 @@ pub use crate::{
     pool::{Imap, MpiPool, MpiPoolBuilder},
 };
 #[cfg(feature = "mpi")]
-pub use mproc_pool::{PoolError, StarFn, TaskError};
+pub use mproc_pool::{
+    Bytes, Codec, CodecError, Encode, Pod, PoolError, Postcard, StarFn, TaskError,
+};
 #[cfg(feature = "mpi")]
 pub use mproc_process::cpu_count;
 
