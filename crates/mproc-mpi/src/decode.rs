@@ -203,10 +203,10 @@ pub(crate) fn encode_values<C: Encode<R>, R>(
 /// comes from another process: no more than `max` (if given) are read, and
 /// the room reserved up front is bounded as serde bounds it for a `Vec`
 /// (about 1 MiB), so that a count the bytes cannot back costs no memory.
-fn decode_items<'b, C: Codec<A>, A>(
-    bytes: &'b [u8],
+fn decode_items<C: Codec<A>, A>(
+    bytes: &[u8],
     max: Option<usize>,
-) -> Result<(Vec<A>, &'b [u8]), String> {
+) -> Result<(Vec<A>, &[u8]), String> {
     let (n, mut rest) = postcard::take_from_bytes::<usize>(bytes).map_err(|e| e.to_string())?;
     if let Some(max) = max
         && n > max
@@ -378,5 +378,82 @@ mod tests {
             decode_one::<Postcard, u64>(Err(TaskError::Cancelled)),
             Err(TaskError::Cancelled)
         ));
+    }
+
+    /// A chunk's results as a worker writes them (`write_results` after
+    /// `encode_values`), with no header.
+    fn results<C: Encode<R>, R>(values: &[R], failures: &[(u64, String)]) -> Vec<u8> {
+        write_results::<R>(Vec::new(), values.len(), failures, |m| {
+            encode_values::<C, R>(values, m)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn postcard_results_and_items_are_postcards_own_bytes() {
+        let failures = vec![(1u64, "boom".to_string())];
+        let values = vec!["a".to_string(), "bc".to_string()];
+        assert_eq!(
+            results::<Postcard, _>(&values, &failures),
+            postcard::to_allocvec(&(&values, &failures)).unwrap()
+        );
+        let units = vec![(); 5];
+        assert_eq!(
+            results::<Postcard, _>(&units, &failures),
+            postcard::to_allocvec(&(&units, &failures)).unwrap()
+        );
+        let items = postcard::to_allocvec(&values).unwrap();
+        let got = items_of::<Postcard, String>(&Input::Items(&items)).unwrap();
+        assert_eq!(got, values);
+    }
+
+    #[test]
+    fn results_round_trip_in_every_codec() {
+        use mproc_shm::codec::{self, Pod};
+        let failures = vec![(1u64, "boom".to_string())];
+        // Pod arrays: 24 bytes each, no length.
+        let arrays = [[1u64, 2, 3], [4, 5, 6]];
+        let payload = results::<Pod, _>(&arrays, &failures);
+        assert_eq!(
+            payload.len(),
+            1 + 2 * 24 + postcard::to_allocvec(&failures).unwrap().len()
+        );
+        let got: Vec<_> = decode_chunk::<Pod, [u64; 3]>(chunk(payload), 3)
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect();
+        assert_eq!(got[0], Ok([1, 2, 3]));
+        assert!(got[1].as_ref().unwrap_err().contains("boom"));
+        assert_eq!(got[2], Ok([4, 5, 6]));
+        // Byte vectors, empty ones too: each after its 8-byte length.
+        let vecs = vec![Vec::new(), vec![7u8; 1000], vec![1]];
+        let payload = results::<codec::Bytes, _>(&vecs, &[]);
+        let got = decode_chunk::<codec::Bytes, Vec<u8>>(chunk(payload), 3).into_values();
+        assert_eq!(got.unwrap(), vecs);
+    }
+
+    #[test]
+    fn a_bad_count_or_item_fails_the_chunk_without_reading_on() {
+        use mproc_shm::codec::{self, Pod};
+        // More values than the chunk has items: refused before decoding.
+        let payload = results::<Pod, _>(&[[0u8; 4]; 5], &[]);
+        let got = decode_chunk::<Pod, [u8; 4]>(chunk(payload), 3).into_values();
+        match got {
+            Err((0, TaskError::Decode(m))) => {
+                assert_eq!(m, "a worker rank returned 5 values for a chunk of 3 items")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A length that runs past the end; a count no bytes back.
+        let mut payload = results::<codec::Bytes, _>(&[vec![1u8, 2]], &[]);
+        payload.truncate(5);
+        let got = decode_chunk::<codec::Bytes, Vec<u8>>(chunk(payload), 1).into_values();
+        assert!(matches!(got, Err((0, TaskError::Decode(_)))), "{got:?}");
+        let huge = postcard::to_allocvec(&u64::MAX).unwrap();
+        let items = items_of::<codec::Bytes, Vec<u8>>(&Input::Items(&huge));
+        assert!(
+            items
+                .unwrap_err()
+                .starts_with("the chunk's items did not decode")
+        );
     }
 }

@@ -305,6 +305,26 @@ mod tests {
     }
 
     #[test]
+    fn items_in_other_codecs_follow_their_count() {
+        use mproc_shm::codec::{Bytes, Pod};
+        let m = task_items_from::<Pod, [u16; 2]>(1, &[[1, 2], [3, 4]]).unwrap();
+        let mut want = vec![2u8];
+        for x in [1u16, 2, 3, 4] {
+            want.extend_from_slice(&x.to_ne_bytes());
+        }
+        assert_eq!(m, task_items(1, &want));
+        // Fewer items than promised: the real count, the items intact.
+        let v = [vec![9u8; 200], Vec::new()];
+        let (it, k) = task_items_iter::<Bytes, Vec<u8>>(1, 300, v.iter());
+        let mut want = postcard::to_allocvec(&2usize).unwrap();
+        for x in &v {
+            want.extend_from_slice(&(x.len() as u64).to_le_bytes());
+            want.extend_from_slice(x);
+        }
+        assert_eq!((it.unwrap(), k), (task_items(1, &want), 2));
+    }
+
+    #[test]
     fn result_and_hello_round_trip() {
         let m = result(3, 100, 2, Ok(b"xy"));
         assert_eq!(

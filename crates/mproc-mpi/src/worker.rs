@@ -185,12 +185,14 @@ where
     })
 }
 
+/// A piece of a range chunk, run in a process of a hybrid rank's local
+/// pool: how many items succeeded, their values as a reply holds them, and
+/// the failures.
+type Piece = (usize, ByteBlock, Vec<(u64, String)>);
+
 /// [`run_range`] in a process of a hybrid rank's local pool, its values
-/// encoded there in the codec `C` ([`encode_values`]): how many succeeded,
-/// their bytes, and the failures.
-fn run_range_encoded<C, F, A, R>(
-    piece: (i128, u64),
-) -> Result<(usize, ByteBlock, Vec<(u64, String)>), String>
+/// encoded there in the codec `C` ([`encode_values`]).
+fn run_range_encoded<C, F, A, R>(piece: (i128, u64)) -> Result<Piece, String>
 where
     C: Codec<R>,
     F: Fn(A) -> R + Copy + Send + 'static,
