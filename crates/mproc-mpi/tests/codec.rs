@@ -14,7 +14,7 @@ mod common;
 use bytemuck::{Pod as PodType, Zeroable};
 use common::Case;
 use mproc_mpi::{Bytes, Codec, CodecError, Encode, MpiPool, Pod, PoolError, Postcard, TaskError};
-use mproc_testkit::only_failure_at;
+use mproc_testkit::{only_failure_at, tag, tagged};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -139,18 +139,6 @@ fn pod(pool: &MpiPool<Pod>) {
         pool.apply(step_picky, particle(8)).unwrap(),
         step(particle(8))
     );
-}
-
-/// Its bytes reversed, and its length (mod 256) after them.
-fn tag(mut v: Vec<u8>) -> Vec<u8> {
-    let n = v.len() as u8;
-    v.reverse();
-    v.push(n);
-    v
-}
-
-fn tagged(v: &[u8]) -> Vec<u8> {
-    tag(v.to_vec())
 }
 
 fn untag(v: Vec<u8>) -> Vec<u8> {
