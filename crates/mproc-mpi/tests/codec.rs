@@ -92,6 +92,8 @@ fn pod(pool: &MpiPool<Pod>) {
     );
     assert_eq!(pool.apply(step, particle(5)).unwrap(), step(particle(5)));
     let r = pool.apply_async(step, particle(6)).unwrap();
+    r.wait();
+    assert_eq!(format!("{r:?}"), "AsyncResult { ready: true, .. }");
     assert_eq!(r.get().unwrap(), step(particle(6)));
     // An integer range in, structs out (the range travels as a range).
     assert_eq!(pool.map(particle, 0..3000u64).unwrap(), items);

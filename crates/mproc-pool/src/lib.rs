@@ -253,6 +253,13 @@ pub mod __private {
     /// return encoded results in it.
     pub use crate::wire::Bytes as ByteBlock;
 
+    /// How an `AsyncResult` shows itself in `Debug` (whether it is ready),
+    /// the pool's and mproc-mpi's alike.
+    #[inline]
+    pub fn fmt_async_result(f: &mut std::fmt::Formatter<'_>, ready: bool) -> std::fmt::Result {
+        crate::job::fmt_async_result(f, ready)
+    }
+
     /// Methods sharing one set of bounds (the pool's forms): see
     /// `mproc_pool::__task_forms`.
     pub use crate::__task_forms as task_forms;
