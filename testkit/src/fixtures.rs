@@ -31,6 +31,21 @@ where
     failure.unwrap_or_else(|| panic!("item {at} did not fail"))
 }
 
+/// A byte vector's bytes reversed, then its length (mod 256): the task of
+/// the tests that carry byte vectors (the `Bytes` codec) through pools,
+/// whose result tells an empty input from a lost one.
+pub fn tag(mut v: Vec<u8>) -> Vec<u8> {
+    let n = v.len() as u8;
+    v.reverse();
+    v.push(n);
+    v
+}
+
+/// What [`tag`] returns for `v`.
+pub fn tagged(v: &[u8]) -> Vec<u8> {
+    tag(v.to_vec())
+}
+
 /// The files of the workspace's fuzz corpus `name` (`fuzz/corpus/<name>`),
 /// sorted by file name: each file's name and bytes. The crates' replay
 /// tests run them through their parsers on stable, without cargo-fuzz.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 mod fixtures;
 
-pub use fixtures::{fuzz_corpus, only_failure_at};
+pub use fixtures::{fuzz_corpus, only_failure_at, tag, tagged};
 
 /// Runs `f` on its own thread and returns its result, panicking if it takes
 /// longer than `limit`: a test that could block can never hang the run.

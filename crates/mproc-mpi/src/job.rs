@@ -118,9 +118,7 @@ pub struct AsyncResult<T> {
 
 impl<T> fmt::Debug for AsyncResult<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncResult")
-            .field("ready", &self.ready())
-            .finish_non_exhaustive()
+        mproc_pool::__private::fmt_async_result(f, self.ready())
     }
 }
 

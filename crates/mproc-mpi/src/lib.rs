@@ -50,9 +50,18 @@
 //!
 //! As with mproc's local `Pool`: a task is a `fn` item or
 //! a non-capturing closure reached by reference (every rank runs the same
-//! executable, and a handshake checks it), arguments and results are serde
-//! values (postcard), and integer ranges travel as ranges, never
-//! materialised. Nothing is pickled.
+//! executable, and a handshake checks it), and integer ranges travel as
+//! ranges, never materialised. Nothing is pickled.
+//!
+//! Arguments and results travel in the pool's codec `C`
+//! (`MpiPool<C = Postcard>`, bound `C: Codec<A> + Codec<R>`): by default
+//! `Postcard`, for any serde value; `MpiPoolBuilder::codec``::<C>()` picks
+//! another (`Pod` for plain-data structs and arrays copied as they are,
+//! `Bytes` for byte vectors, or a codec of your own; see
+//! `mproc_shm::codec`). Plain numbers (`u64`, `f64`, ...), integer ranges
+//! and `()` results keep their fast paths whatever the codec. The worker
+//! ranks need not be told the codec: each task names its entry point,
+//! compiled for it.
 //!
 //! # Scheduling
 //!
@@ -126,7 +135,9 @@ pub use crate::{
     pool::{Imap, MpiPool, MpiPoolBuilder},
 };
 #[cfg(feature = "mpi")]
-pub use mproc_pool::{PoolError, StarFn, TaskError};
+pub use mproc_pool::{
+    Bytes, Codec, CodecError, Encode, Pod, PoolError, Postcard, StarFn, TaskError,
+};
 #[cfg(feature = "mpi")]
 pub use mproc_process::cpu_count;
 

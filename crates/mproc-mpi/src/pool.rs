@@ -2,16 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use mproc_pool::__private::{fixed_chunksize, star, task_forms, unmeasured_chunk_size};
 use mproc_pool::{PoolError, StarFn, TaskError};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use mproc_shm::codec::{Codec, Encode, Postcard};
 
 use crate::comm::{self, Chunk, Cmd, Launch, Master};
-use crate::decode::{ChunkOut, Decoded, append_plain, collect_map, decode_chunk, decode_one};
+use crate::decode::{
+    ChunkOut, DecodeFn, Decoded, append_plain, collect_map, decode_chunk, decode_one,
+};
 use crate::error::MpiError;
 use crate::job::{AsyncResult, Finish, Sink};
 use crate::worker::entry_of;
@@ -30,14 +32,77 @@ use crate::{chunk, wire};
 /// println!("{} ranks x {} processes", pool.workers(), pool.local_processes());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+///
+/// The codec `C` is how items and results travel ([`Postcard`] unless
+/// [`codec`](MpiPoolBuilder::codec) picks another).
 #[must_use = "a builder does nothing until build() is called"]
-pub struct MpiPoolBuilder {
+pub struct MpiPoolBuilder<C = Postcard> {
     local: Option<usize>,
     spawn: Option<usize>,
+    codec: PhantomData<fn() -> C>,
 }
 
-impl MpiPoolBuilder {
+impl<C> fmt::Debug for MpiPoolBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MpiPoolBuilder")
+            .field("local", &self.local)
+            .field("spawn", &self.spawn)
+            .field("codec", &std::any::type_name::<C>())
+            .finish()
+    }
+}
+
+impl<C> Clone for MpiPoolBuilder<C> {
+    fn clone(&self) -> Self {
+        Self {
+            local: self.local,
+            spawn: self.spawn,
+            codec: PhantomData,
+        }
+    }
+}
+
+impl Default for MpiPoolBuilder {
+    fn default() -> Self {
+        Self {
+            local: None,
+            spawn: None,
+            codec: PhantomData,
+        }
+    }
+}
+
+impl<C> MpiPoolBuilder<C> {
+    /// The same builder, for a pool whose items and results travel in the
+    /// codec `C2` (see [`mproc_shm::codec`]): [`Postcard`] (the default) for
+    /// any serde type, [`Pod`](mproc_shm::codec::Pod) for plain data copied
+    /// as it is, [`Bytes`](mproc_shm::codec::Bytes) for byte vectors, or a
+    /// codec of your own. Plain numbers (`u64`, `f64`, ...) and integer
+    /// ranges travel as their bytes whatever the codec. Every rank runs the
+    /// same executable, so the worker ranks need not be told.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use mproc_mpi::{MpiPool, Pod};
+    ///
+    /// fn norm(v: [f64; 4]) -> f64 {
+    ///     v.iter().map(|x| x * x).sum::<f64>().sqrt()
+    /// }
+    ///
+    /// // `mpirun -n 3 prog`: the arrays travel as their 32 bytes each.
+    /// let pool = MpiPool::builder().codec::<Pod>().build()?;
+    /// assert_eq!(pool.map(norm, vec![[1.0, 1.0, 1.0, 1.0]; 8])?, [2.0; 8]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn codec<C2>(self) -> MpiPoolBuilder<C2> {
+        MpiPoolBuilder {
+            local: self.local,
+            spawn: self.spawn,
+            codec: PhantomData,
+        }
+    }
+
     mproc_shm::builder_setters! {
         /// How many processes each worker rank runs its chunks on (default
         /// [`cpu_count`](mproc_process::cpu_count) of that rank, which honours
@@ -63,7 +128,7 @@ impl MpiPoolBuilder {
     /// [`MpiError::AlreadyInitialized`] for a second pool in one process;
     /// [`MpiError::NoWorkers`] for a static job of one rank;
     /// [`MpiError::Spawn`], [`MpiError::Init`], [`MpiError::NoLocalProcesses`].
-    pub fn build(self) -> Result<MpiPool, MpiError> {
+    pub fn build(self) -> Result<MpiPool<C>, MpiError> {
         crate::keep_constructor();
         let local = self.local.unwrap_or_else(mproc_process::cpu_count);
         if local == 0 {
@@ -77,6 +142,7 @@ impl MpiPoolBuilder {
         Ok(MpiPool {
             master,
             state: AtomicU8::new(RUNNING),
+            codec: PhantomData,
         })
     }
 }
@@ -88,17 +154,21 @@ const TERMINATED: u8 = 2;
 /// Python's `multiprocessing.Pool`, with its workers on MPI ranks: other
 /// cores, other nodes.
 ///
+/// Arguments and results travel in the codec `C`: by default [`Postcard`],
+/// for serde values; another one is chosen with [`MpiPoolBuilder::codec`].
 /// See the [crate docs](crate) for launching, tasks and failures.
-pub struct MpiPool {
+pub struct MpiPool<C = Postcard> {
     master: Master,
     state: AtomicU8,
+    codec: PhantomData<fn() -> C>,
 }
 
-impl fmt::Debug for MpiPool {
+impl<C> fmt::Debug for MpiPool<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MpiPool")
             .field("workers", &self.master.workers)
             .field("local_processes", &self.master.local)
+            .field("codec", &std::any::type_name::<C>())
             .finish_non_exhaustive()
     }
 }
@@ -136,7 +206,9 @@ impl MpiPool {
     pub fn builder() -> MpiPoolBuilder {
         MpiPoolBuilder::default()
     }
+}
 
+impl<C> MpiPool<C> {
     /// The number of worker ranks.
     pub fn workers(&self) -> usize {
         self.master.workers
@@ -157,21 +229,13 @@ impl MpiPool {
     }
 
     fn submit(&self, chunks: Vec<Chunk>) -> Result<(), PoolError> {
-        if chunks.is_empty() || self.master.send(Cmd::Submit(chunks)) {
-            Ok(())
-        } else {
-            Err(PoolError::NotRunning)
-        }
+        submit(&self.master, chunks)
     }
 
     // ----- apply -----
 
     task_forms! {
-        bounds {
-            F: Fn(A) -> R + Copy + Send + 'static,
-            A: Serialize + DeserializeOwned + 'static,
-            R: Serialize + DeserializeOwned + Send + 'static,
-        }
+        pool_task;
 
         /// Runs `f(args)` on a worker rank and waits for the value (Python's
         /// `apply`).
@@ -206,18 +270,17 @@ impl MpiPool {
         fn apply_job<F, A, R>(&self, _f: F, args: A) -> Result<(Chunk, AsyncResult<R>), PoolError>
         {
             self.check_running()?;
-            let entry = entry_of::<F, A, R>();
+            let entry = entry_of::<C, F, A, R>();
             // A plain number goes as its bytes (cheaper to read on the worker).
             let mut one = std::iter::once(args);
             let msg = match wire::task_plain_iter(entry, 1, &mut one) {
                 Some((msg, _)) => msg,
-                None => {
-                    let args = one.next().expect("not taken: the item is not plain");
-                    wire::task_items_from(entry, &[args][..]).map_err(|e| PoolError::Task {
+                None => wire::task_items_iter::<C, A>(entry, 1, one).0.map_err(|e| {
+                    PoolError::Task {
                         index: 0,
                         error: TaskError::Encode(e),
-                    })?
-                }
+                    }
+                })?,
             };
             let sink = Arc::new(Sink::default());
             let chunk = Chunk {
@@ -231,7 +294,7 @@ impl MpiPool {
                 sink,
                 1,
                 Finish::One(|out| {
-                    decode_one::<R>(out).map_err(|error| PoolError::Task { index: 0, error })
+                    decode_one::<C, R>(out).map_err(|error| PoolError::Task { index: 0, error })
                 }),
             );
             Ok((chunk, result))
@@ -241,11 +304,7 @@ impl MpiPool {
     // ----- map -----
 
     task_forms! {
-        bounds {
-            F: Fn(A) -> R + Copy + Send + 'static,
-            A: Serialize + DeserializeOwned + 'static,
-            R: Serialize + DeserializeOwned + Send + 'static,
-        }
+        pool_task;
 
         /// Applies `f` to every item and returns the values in input order
         /// (Python's `map`). Chunks are sized from the measured time per item
@@ -286,19 +345,14 @@ impl MpiPool {
     pub fn starmap<F, Args, I>(&self, f: F, iterable: I) -> Result<Vec<F::Output>, PoolError>
     where
         F: StarFn<Args>,
-        Args: Serialize + DeserializeOwned + 'static,
-        F::Output: Serialize + DeserializeOwned,
+        C: Codec<Args> + Codec<F::Output>,
         I: IntoIterator<Item = Args>,
     {
         self.map(star(f), iterable)
     }
 
     task_forms! {
-        bounds {
-            F: Fn(A) -> R + Copy + Send + 'static,
-            A: Serialize + DeserializeOwned + 'static,
-            R: Serialize + DeserializeOwned + Send + 'static,
-        }
+        pool_task;
 
         /// Submits a map and returns at once (Python's `map_async`). The input
         /// is read and encoded now, in chunks of about a quarter of each
@@ -311,8 +365,8 @@ impl MpiPool {
         {
             let _ = f;
             self.check_running()?;
-            let entry = entry_of::<F, A, R>();
-            let mut input = Input::new(iterable);
+            let entry = entry_of::<C, F, A, R>();
+            let mut input = Input::<_, C>::new(iterable);
             let workers = self.workers();
             let size = match (self.master.est.get(entry), input.remaining()) {
                 (Some(ns), rem) => chunk::chunk_size(Some(ns), 0, rem, workers, self.master.local),
@@ -342,7 +396,7 @@ impl MpiPool {
                 Finish::Chunks(Box::new(move |all: Vec<(usize, ChunkOut)>| {
                     collect_map(
                         all.into_iter()
-                            .flat_map(|(seq, out)| decode_chunk::<R>(out, sizes[seq])),
+                            .flat_map(|(seq, out)| decode_chunk::<C, R>(out, sizes[seq])),
                     )
                 })),
             ))
@@ -352,11 +406,7 @@ impl MpiPool {
     // ----- imap -----
 
     task_forms! {
-        bounds {
-            F: Fn(A) -> R + Copy + Send + 'static,
-            A: Serialize + DeserializeOwned + 'static,
-            R: Serialize + DeserializeOwned + Send + 'static,
-        }
+        pool_task;
 
         /// Applies `f` to every item and yields the results in input order as
         /// they arrive (Python's `imap`); the input is read lazily with a
@@ -396,11 +446,12 @@ impl MpiPool {
         where { I: IntoIterator<Item = A> + 'p }
         {
             self.check_running()?;
-            let entry = entry_of::<F, A, R>();
-            let source: Box<dyn ChunkSource + 'p> = Box::new(Input::new(iterable));
+            let entry = entry_of::<C, F, A, R>();
+            let source: Box<dyn ChunkSource + 'p> = Box::new(Input::<_, C>::new(iterable));
             Ok(Imap {
-                pool: self,
+                master: &self.master,
                 source,
+                decode: decode_chunk::<C, R>,
                 entry,
                 chunksize,
                 ordered,
@@ -478,7 +529,7 @@ impl MpiPool {
     }
 }
 
-impl Drop for MpiPool {
+impl<C> Drop for MpiPool<C> {
     /// Closes the pool and waits for queued work, the workers' exit and
     /// MPI's finalisation.
     fn drop(&mut self) {
@@ -495,23 +546,33 @@ trait ChunkSource {
     fn remaining(&self) -> Option<usize>;
 }
 
-/// The iterator's own type, not a boxed one: cutting a chunk of tiny items
-/// is then a copy loop, not a virtual call per item.
-enum Input<I> {
-    Range { start: i128, left: u128 },
-    Iter(I),
+/// Submits `chunks` to the MPI thread.
+fn submit(master: &Master, chunks: Vec<Chunk>) -> Result<(), PoolError> {
+    if chunks.is_empty() || master.send(Cmd::Submit(chunks)) {
+        Ok(())
+    } else {
+        Err(PoolError::NotRunning)
+    }
 }
 
-impl<I: Iterator> Input<I> {
+/// The iterator's own type, not a boxed one: cutting a chunk of tiny items
+/// is then a copy loop, not a virtual call per item. Items that are not
+/// plain numbers are encoded with the codec `C`.
+enum Input<I, C> {
+    Range { start: i128, left: u128 },
+    Iter(I, PhantomData<fn() -> C>),
+}
+
+impl<I: Iterator, C> Input<I, C> {
     fn new<T: IntoIterator<IntoIter = I>>(iterable: T) -> Self {
         match mproc_pool::__private::int_range(iterable) {
             Ok((start, left)) => Input::Range { start, left },
-            Err(it) => Input::Iter(it.into_iter()),
+            Err(it) => Input::Iter(it.into_iter(), PhantomData),
         }
     }
 }
 
-impl<I: Iterator<Item: Serialize>> ChunkSource for Input<I> {
+impl<I: Iterator, C: Encode<I::Item>> ChunkSource for Input<I, C> {
     fn next_chunk(&mut self, entry: i64, max: usize) -> Option<(Result<Vec<u8>, String>, usize)> {
         match self {
             Input::Range { start, left } => {
@@ -524,7 +585,7 @@ impl<I: Iterator<Item: Serialize>> ChunkSource for Input<I> {
                 *left -= n as u128;
                 Some((Ok(msg), n as usize))
             }
-            Input::Iter(it) => {
+            Input::Iter(it, _) => {
                 // Plain numbers travel as their bytes, as in the local pool.
                 if let Some((msg, n)) = wire::task_plain_iter(entry, max, it) {
                     return (n > 0).then_some((Ok(msg), n));
@@ -533,7 +594,8 @@ impl<I: Iterator<Item: Serialize>> ChunkSource for Input<I> {
                     && lo == hi
                 {
                     // Known length: encode the items as they come.
-                    let (msg, n) = wire::task_items_iter(entry, lo.min(max), it.by_ref());
+                    let (msg, n) =
+                        wire::task_items_iter::<C, I::Item>(entry, lo.min(max), it.by_ref());
                     return (n > 0).then_some((msg, n));
                 }
                 let items: Vec<I::Item> = it.by_ref().take(max).collect();
@@ -541,7 +603,7 @@ impl<I: Iterator<Item: Serialize>> ChunkSource for Input<I> {
                     return None;
                 }
                 let n = items.len();
-                let msg = wire::task_items_from(entry, &items[..]);
+                let msg = wire::task_items_from::<C, I::Item>(entry, &items[..]);
                 Some((msg, n))
             }
         }
@@ -550,7 +612,7 @@ impl<I: Iterator<Item: Serialize>> ChunkSource for Input<I> {
     fn remaining(&self) -> Option<usize> {
         match self {
             Input::Range { left, .. } => Some((*left).min(usize::MAX as u128) as usize),
-            Input::Iter(it) => match it.size_hint() {
+            Input::Iter(it, _) => match it.size_hint() {
                 (lo, Some(hi)) if lo == hi => Some(lo),
                 _ => None,
             },
@@ -563,8 +625,10 @@ impl<I: Iterator<Item: Serialize>> ChunkSource for Input<I> {
 /// Dropping it early stops submitting; chunks already out finish and are
 /// discarded.
 pub struct Imap<'p, R> {
-    pool: &'p MpiPool,
+    master: &'p Master,
     source: Box<dyn ChunkSource + 'p>,
+    /// [`decode_chunk`] in the pool's codec.
+    decode: DecodeFn<R>,
     entry: i64,
     chunksize: Option<usize>,
     ordered: bool,
@@ -591,14 +655,14 @@ impl<R> fmt::Debug for Imap<'_, R> {
     }
 }
 
-impl<R: DeserializeOwned> Imap<'_, R> {
+impl<R> Imap<'_, R> {
     /// Chunks out at once: as many per worker rank as it holds, and one
     /// more each waiting on rank 0; until the function has been measured,
     /// two each (the probes double in size, and imap must not read far
     /// ahead of its consumer).
     fn window(&self, measured: bool) -> usize {
         let per = if measured { comm::DEPTH + 1 } else { 2 };
-        per * self.pool.workers()
+        per * self.master.workers
     }
 
     /// Cuts and submits chunks while the window has room, each as soon as
@@ -606,7 +670,7 @@ impl<R: DeserializeOwned> Imap<'_, R> {
     /// the next.
     fn refill(&mut self) {
         while !self.exhausted {
-            let est = self.pool.master.est.get(self.entry);
+            let est = self.master.est.get(self.entry);
             let window = self.window(est.is_some() || self.chunksize.is_some());
             let out = self.sizes.len() - self.sink.delivered();
             let held = self.sizes.len() - self.consumed;
@@ -618,8 +682,8 @@ impl<R: DeserializeOwned> Imap<'_, R> {
                     est,
                     self.probes,
                     self.source.remaining(),
-                    self.pool.workers(),
-                    self.pool.master.local,
+                    self.master.workers,
+                    self.master.local,
                 )
             });
             if est.is_none() {
@@ -645,7 +709,7 @@ impl<R: DeserializeOwned> Imap<'_, R> {
                 entry: self.entry,
                 items: n,
             };
-            if self.pool.submit(vec![chunk]).is_err() {
+            if submit(self.master, vec![chunk]).is_err() {
                 // The pool is gone: this chunk fails, and no more are cut.
                 self.sink.deliver(seq, Err(TaskError::Cancelled));
                 self.exhausted = true;
@@ -654,12 +718,12 @@ impl<R: DeserializeOwned> Imap<'_, R> {
     }
 }
 
-impl<R: DeserializeOwned> Imap<'_, R> {
+impl<R> Imap<'_, R> {
     /// The next chunk's items (in input order, or as they finish), after
     /// topping up the window, so the workers have work while the caller
     /// goes through this chunk.
     fn next_decoded(&mut self) -> Option<Decoded<R>> {
-        self.next_out().map(|(out, n)| decode_chunk(out, n))
+        self.next_out().map(|(out, n)| (self.decode)(out, n))
     }
 
     /// The next chunk's outcome and item count (see `next_decoded`).
@@ -699,7 +763,7 @@ impl<R: DeserializeOwned> Imap<'_, R> {
                 continue;
             };
             let base = v.len();
-            match decode_chunk::<R>(out, n).into_values() {
+            match (self.decode)(out, n).into_values() {
                 Ok(mut values) => v.append(&mut values),
                 Err((k, error)) => {
                     return Err(PoolError::Task {
@@ -713,7 +777,7 @@ impl<R: DeserializeOwned> Imap<'_, R> {
     }
 }
 
-impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
+impl<R> Iterator for Imap<'_, R> {
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {

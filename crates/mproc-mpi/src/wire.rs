@@ -1,8 +1,11 @@
 //! The messages between rank 0 and the worker ranks: fixed little-endian
-//! headers, then postcard payloads. Every parser checks lengths and returns
-//! an error for bad input; none panics.
+//! headers, then payloads of items and results in the pool's codec (see
+//! `decode`). Every parser checks lengths and returns an error for bad
+//! input; none panics.
 
-use serde::Serialize;
+use std::borrow::Borrow;
+
+use mproc_shm::codec::Encode;
 
 /// Rank 0 → worker: a chunk to run.
 pub(crate) const TAG_TASK: i32 = 1;
@@ -31,7 +34,9 @@ const KIND_PLAIN: u8 = 2;
 /// A chunk's input.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Input<'a> {
-    /// `postcard` of a `Vec<A>`.
+    /// The number of items (postcard's length of a sequence), then each
+    /// item in the pool's codec (`postcard` of a `Vec<A>` with
+    /// [`Postcard`](mproc_shm::codec::Postcard)).
     Items(&'a [u8]),
     /// `len` integers from `start`.
     Range { start: i128, len: u64 },
@@ -57,46 +62,39 @@ fn task_items(entry: i64, items: &[u8]) -> Vec<u8> {
     m
 }
 
-/// A task message carrying `postcard` of `items`, encoded straight after
-/// the header (no second copy of a large chunk).
-pub(crate) fn task_items_from<T: Serialize>(entry: i64, items: &[T]) -> Result<Vec<u8>, String> {
-    let m = task_header(entry, KIND_ITEMS, items.len() * size_of::<T>().max(1));
-    postcard::to_extend(items, m).map_err(|e| e.to_string())
+/// A task message carrying `items` in the codec `C`, encoded straight
+/// after the header (no second copy of a large chunk).
+pub(crate) fn task_items_from<C: Encode<T>, T>(entry: i64, items: &[T]) -> Result<Vec<u8>, String> {
+    task_items_iter::<C, T>(entry, items.len(), items.iter()).0
 }
 
-/// A task message carrying the next `n` items of `items`, each encoded
-/// straight into the message (no `Vec` of the items first): the same bytes
-/// as `task_items_from` of those items. Returns the message and how many
-/// items it holds (fewer than `n` if the iterator ran out early).
-pub(crate) fn task_items_iter<T: Serialize>(
+/// A task message carrying the next `n` items of `items` in the codec `C`,
+/// each encoded straight into the message (no `Vec` of the items first):
+/// the same bytes as `task_items_from` of those items. Returns the message
+/// and how many items it holds (fewer than `n` if the iterator ran out
+/// early).
+pub(crate) fn task_items_iter<C: Encode<T>, T>(
     entry: i64,
     n: usize,
-    items: impl Iterator<Item = T>,
+    items: impl Iterator<Item: Borrow<T>>,
 ) -> (Result<Vec<u8>, String>, usize) {
     let mut count = 0usize;
     let encode = |count: &mut usize| {
-        let m = task_header(entry, KIND_ITEMS, n * size_of::<T>().max(1));
-        // One serializer for the whole chunk: a `to_extend` per item made
-        // and finished a serializer per item, and that was most of rank 0's
-        // time on a map of tiny items.
-        let mut ser = postcard::Serializer {
-            output: postcard::ser_flavors::ExtendFlavor::new(m),
-        };
-        n.serialize(&mut ser)?;
+        let mut m = task_header(entry, KIND_ITEMS, n * size_of::<T>().max(1));
+        m = postcard::to_extend(&n, m).map_err(|e| e.to_string())?;
         for item in items.take(n) {
-            item.serialize(&mut ser)?;
+            C::encode_item(item.borrow(), &mut m).map_err(|e| e.to_string())?;
             *count += 1;
         }
-        let mut m = postcard::ser_flavors::Flavor::finalize(ser.output)?;
         if *count != n {
             // The iterator promised more than it had: write the real length.
-            let promised = postcard::to_allocvec(&n)?.len();
-            let real = postcard::to_allocvec(&*count)?;
-            m.splice(TASK_HEADER..TASK_HEADER + promised, real);
+            let promised = postcard::to_allocvec(&n).map_err(|e| e.to_string())?;
+            let real = postcard::to_allocvec(&*count).map_err(|e| e.to_string())?;
+            m.splice(TASK_HEADER..TASK_HEADER + promised.len(), real);
         }
-        Ok::<_, postcard::Error>(m)
+        Ok::<_, String>(m)
     };
-    let msg = encode(&mut count).map_err(|e| e.to_string());
+    let msg = encode(&mut count);
     (msg, count)
 }
 
@@ -174,7 +172,8 @@ pub(crate) struct ChunkReply<'a> {
     /// Wall time the worker rank spent on the chunk.
     pub(crate) ns: u64,
     pub(crate) items: u64,
-    /// `postcard` of `Vec<Result<R, String>>`, or why the whole chunk failed.
+    /// The chunk's values and failures (see `decode::write_results`), or
+    /// why the whole chunk failed.
     pub(crate) out: Result<&'a [u8], String>,
 }
 
@@ -266,6 +265,7 @@ pub(crate) fn parse_hello(m: &[u8]) -> Result<Hello, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mproc_shm::codec::Postcard;
 
     #[test]
     fn task_round_trips() {
@@ -273,15 +273,15 @@ mod tests {
         set_id(&mut m, 7);
         assert_eq!(parse_task(&m).unwrap(), (7, -42, Input::Items(b"abc")));
         let items = [1u64, 300, u64::MAX];
-        let m = task_items_from(3, &items[..]).unwrap();
+        let m = task_items_from::<Postcard, _>(3, &items[..]).unwrap();
         assert_eq!(
             m,
             task_items(3, &postcard::to_allocvec(&items[..]).unwrap())
         );
-        let (it, k) = task_items_iter(3, 3, items.iter().copied());
+        let (it, k) = task_items_iter::<Postcard, u64>(3, 3, items.iter().copied());
         assert_eq!((it.unwrap(), k), (m.clone(), 3));
         // An iterator shorter than promised: the length is the real one.
-        let (it, k) = task_items_iter(3, 200, items.iter().copied());
+        let (it, k) = task_items_iter::<Postcard, u64>(3, 200, items.iter().copied());
         assert_eq!((it.unwrap(), k), (m, 3));
         // Plain items: their bytes, as many as there are (at most `max`).
         let (m, k) = task_plain_iter(4, 5, &mut [1u8, 2, 3].into_iter()).unwrap();
@@ -302,6 +302,26 @@ mod tests {
             parse_task(&m).unwrap(),
             (0, 5, Input::Range { start: -3, len: 10 })
         );
+    }
+
+    #[test]
+    fn items_in_other_codecs_follow_their_count() {
+        use mproc_shm::codec::{Bytes, Pod};
+        let m = task_items_from::<Pod, [u16; 2]>(1, &[[1, 2], [3, 4]]).unwrap();
+        let mut want = vec![2u8];
+        for x in [1u16, 2, 3, 4] {
+            want.extend_from_slice(&x.to_ne_bytes());
+        }
+        assert_eq!(m, task_items(1, &want));
+        // Fewer items than promised: the real count, the items intact.
+        let v = [vec![9u8; 200], Vec::new()];
+        let (it, k) = task_items_iter::<Bytes, Vec<u8>>(1, 300, v.iter());
+        let mut want = postcard::to_allocvec(&2usize).unwrap();
+        for x in &v {
+            want.extend_from_slice(&(x.len() as u64).to_le_bytes());
+            want.extend_from_slice(x);
+        }
+        assert_eq!((it.unwrap(), k), (task_items(1, &want), 2));
     }
 
     #[test]

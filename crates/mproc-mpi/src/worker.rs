@@ -8,18 +8,19 @@ use std::time::{Duration, Instant};
 use mpi::datatype::Equivalence;
 use mpi::point_to_point::{Destination, Source};
 use mpi::topology::{Communicator, Rank};
+use mproc_pool::__private::{ByteBlock, as_codec};
 use mproc_pool::Pool;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use mproc_shm::codec::Codec;
 
-use crate::decode::{Out, is_unit, items_of, units};
+use crate::decode::{Out, encode_values, is_unit, items_of, units, write_results};
 use crate::posted::{self, Posted};
 use crate::task;
 use crate::wire::{self, Input};
 
 /// What a worker rank runs its chunks with.
 pub(crate) struct WorkerCtx {
-    /// The local pool of a hybrid worker rank (`local_processes(k)`, k > 1).
+    /// The local pool of a hybrid worker rank (`local_processes(k)`, k > 1),
+    /// seen in each chunk's codec ([`as_codec`]).
     local: Option<Pool>,
 }
 
@@ -28,15 +29,16 @@ pub(crate) struct WorkerCtx {
 /// chunk failed.
 pub(crate) type RunFn = fn(&WorkerCtx, Input<'_>, Vec<u8>) -> Result<Vec<u8>, String>;
 
-/// The entry of task `F` (reached by reference on the worker ranks).
-pub(crate) fn entry_of<F, A, R>() -> i64
+/// The entry of task `F` whose items and results travel in the codec `C`
+/// (reached by reference on the worker ranks).
+pub(crate) fn entry_of<C, F, A, R>() -> i64
 where
+    C: Codec<A> + Codec<R>,
     F: Fn(A) -> R + Copy + Send + 'static,
-    A: Serialize + DeserializeOwned + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
+    R: Send + 'static,
 {
     task::assert_zst::<F>();
-    let f: RunFn = run_chunk::<F, A, R>;
+    let f: RunFn = run_chunk::<C, F, A, R>;
     task::offset_of(f as *const ())
 }
 
@@ -89,21 +91,29 @@ fn run_guarded(failures: &mut Vec<(u64, String)>, mut step: impl FnMut(u64, &mut
     IN_TASK.with(|t| t.set(false));
 }
 
-fn run_chunk<F, A, R>(ctx: &WorkerCtx, input: Input<'_>, reply: Vec<u8>) -> Result<Vec<u8>, String>
+/// Runs a chunk of `F`, its items and values in the codec `C` (the
+/// monomorphized entry a task message names).
+fn run_chunk<C, F, A, R>(
+    ctx: &WorkerCtx,
+    input: Input<'_>,
+    reply: Vec<u8>,
+) -> Result<Vec<u8>, String>
 where
+    C: Codec<A> + Codec<R>,
     F: Fn(A) -> R + Copy + Send + 'static,
-    A: Serialize + DeserializeOwned + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
+    R: Send + 'static,
 {
     // SAFETY: `entry_of` asserted that `F` is zero-sized; it is `Copy`.
     let f: F = unsafe { task::conjure() };
     let out: Out<R> = match input {
         Input::Items(_) | Input::Plain(_) => {
-            let items: Vec<A> = items_of(&input)?;
+            let items: Vec<A> = items_of::<C, A>(&input)?;
             match &ctx.local {
                 Some(pool) if items.len() > 1 => {
                     let mut out: Out<R> = (Vec::with_capacity(items.len()), Vec::new());
-                    let results = pool.imap(f, items).map_err(|e| e.to_string())?;
+                    let results = as_codec::<_, C>(pool)
+                        .imap(f, items)
+                        .map_err(|e| e.to_string())?;
                     for (k, r) in results.enumerate() {
                         match r {
                             Ok(v) => out.0.push(v),
@@ -137,39 +147,61 @@ where
                         (start + a as i128, b - a)
                     })
                     .collect();
-                let mut out: Out<R> = (Vec::with_capacity(len.min(1 << 20) as usize), Vec::new());
+                // Each piece comes back with its values encoded as the
+                // reply holds them: the rank only copies them in.
+                let piece = |p: (i128, u64)| run_range_encoded::<C, F, A, R>(p);
+                let mut values = 0usize;
+                let mut encoded = Vec::with_capacity(pieces.len());
+                let mut failures = Vec::new();
                 let mut base = 0u64;
-                for (piece, (_, n)) in pool
-                    .map(run_range::<F, A, R>, pieces.clone())
+                for (result, (_, n)) in pool
+                    .map(piece, pieces.clone())
                     .map_err(|e| e.to_string())?
                     .into_iter()
                     .zip(pieces)
                 {
-                    let (values, failures) = piece?;
-                    out.0.extend(values);
-                    out.1
-                        .extend(failures.into_iter().map(|(k, m)| (base + k, m)));
+                    let (k, bytes, failed) = result?;
+                    values += k;
+                    encoded.push(bytes.0);
+                    failures.extend(failed.into_iter().map(|(k, m)| (base + k, m)));
                     base += n;
                 }
-                out
+                let mut reply = reply;
+                reply.reserve(encoded.iter().map(Vec::len).sum::<usize>() + 8);
+                return write_results::<R>(reply, values, &failures, |m| {
+                    encoded.iter().for_each(|b| m.extend_from_slice(b));
+                    Ok(())
+                });
             }
             _ => run_range::<F, A, R>((start, len))?,
         },
     };
     let mut reply = reply;
-    // Room for the values' bytes (their size in memory, a guess for
-    // postcard's) and the failures' length, if the guess above was short.
+    // Room for the values' bytes (their size in memory, a guess for an
+    // encoding's) and the failures' length, if the guess above was short.
     reply.reserve(size_of_val(&out.0[..]) + 8);
-    let encoded = match mproc_pool::__private::plain_bytes(&out.0) {
-        // Plain numbers go as their bytes, after the failures (which find
-        // their own end); rank 0 knows `R` and reads them the same way.
-        Some(values) => postcard::to_extend(&out.1, reply).map(|mut m| {
-            m.extend_from_slice(values);
-            m
-        }),
-        None => postcard::to_extend(&out, reply),
-    };
-    encoded.map_err(|e| format!("the chunk's results did not encode: {e}"))
+    write_results::<R>(reply, out.0.len(), &out.1, |m| {
+        encode_values::<C, R>(&out.0, m)
+    })
+}
+
+/// A piece of a range chunk, run in a process of a hybrid rank's local
+/// pool: how many items succeeded, their values as a reply holds them, and
+/// the failures.
+type Piece = (usize, ByteBlock, Vec<(u64, String)>);
+
+/// [`run_range`] in a process of a hybrid rank's local pool, its values
+/// encoded there in the codec `C` ([`encode_values`]).
+fn run_range_encoded<C, F, A, R>(piece: (i128, u64)) -> Result<Piece, String>
+where
+    C: Codec<R>,
+    F: Fn(A) -> R + Copy + Send + 'static,
+    R: Send + 'static,
+{
+    let (values, failures) = run_range::<F, A, R>(piece)?;
+    let mut bytes = Vec::with_capacity(size_of_val(&values[..]));
+    encode_values::<C, R>(&values, &mut bytes)?;
+    Ok((values.len(), ByteBlock(bytes), failures))
 }
 
 /// A local worker's error as the message rank 0 reports.
@@ -181,14 +213,13 @@ fn local_error(e: &mproc_pool::TaskError) -> String {
 }
 
 /// Runs `f` over `len` integers from `start` (in the worker rank, or in a
-/// process of its local pool: a `fn` item, so it travels by reference too).
+/// process of its local pool, by reference too: see [`run_range_encoded`]).
 fn run_range<F, A, R>((start, len): (i128, u64)) -> Result<Out<R>, String>
 where
     F: Fn(A) -> R + Copy + Send + 'static,
-    A: Serialize + DeserializeOwned + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
+    R: Send + 'static,
 {
-    // SAFETY: `entry_of::<F, ..>` asserted that `F` is zero-sized.
+    // SAFETY: `entry_of::<C, F, ..>` asserted that `F` is zero-sized.
     let f: F = unsafe { task::conjure() };
     let mut failures = Vec::new();
     let mut is_int = true;

@@ -1,16 +1,16 @@
 //! MpiPool tests. Run by `cargo test -p mproc-mpi --features mpi`.
 //!
 //! Without arguments this binary is the driver: it runs every scenario in
-//! a fresh job (`mpirun -n N <this binary> <scenario>` for static mode, the
-//! binary alone for spawn mode) under `timeout`, with the Open MPI settings
-//! of `scripts/mpi-env.sh`, and checks the job's output and exit status.
-//! With a scenario name it is that job (one pool per process: MPI is
+//! a fresh job under `timeout` and checks its output (see `common`). With
+//! a scenario name it is that job (one pool per process: MPI is
 //! initialised once per process).
 
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::Case;
 use mproc_mpi::{MpiPool, PoolError, TaskError};
 use mproc_testkit::only_failure_at;
 
@@ -277,60 +277,6 @@ fn scenario(name: &str) {
     }
 }
 
-struct Case {
-    scenario: &'static str,
-    /// `Some(n)`: `mpirun -n n`; `None`: the binary alone.
-    ranks: Option<usize>,
-    /// The job must succeed and print `OK <scenario>`; otherwise it must
-    /// fail within the timeout (a killed worker).
-    ok: bool,
-}
-
-fn run(case: &Case) -> Result<String, String> {
-    let exe = std::env::current_exe().unwrap();
-    let env = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/mpi-env.sh");
-    let limit = if case.ok { 120 } else { 30 };
-    let launch = match case.ranks {
-        Some(n) => format!("mpirun -n {n} {}", exe.display()),
-        None => exe.display().to_string(),
-    };
-    let script = format!(
-        ". {env} && exec timeout -k 5 {limit} {launch} {}",
-        case.scenario
-    );
-    let t0 = Instant::now();
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .map_err(|e| e.to_string())?;
-    let took = t0.elapsed();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let log = format!(
-        "$ {script}\nstatus {:?} after {took:?}\n--- stdout\n{stdout}--- stderr\n{stderr}",
-        out.status
-    );
-    if case.ok {
-        if out.status.success() && stdout.contains(&format!("OK {}", case.scenario)) {
-            Ok(format!("{:.2?}", took))
-        } else {
-            Err(log)
-        }
-    } else if out.status.code() == Some(124)
-        || out.status.code() == Some(137) && took >= Duration::from_secs(limit)
-    {
-        Err(format!("the job hung until the timeout\n{log}"))
-    } else if out.status.success()
-        || !stdout.contains("killing a worker")
-        || stdout.contains("after the kill")
-    {
-        Err(format!("the job did not fail as it should\n{log}"))
-    } else {
-        Ok(format!("{:.2?}, status {:?}", took, out.status))
-    }
-}
-
 fn main() {
     if let Some(name) = std::env::args().nth(1).filter(|a| !a.starts_with('-')) {
         scenario(&name);
@@ -383,28 +329,5 @@ fn main() {
             ok: false,
         },
     ];
-    let (mut passed, mut failed) = (0, 0);
-    for c in &cases {
-        let name = format!(
-            "{}{}",
-            c.scenario,
-            c.ranks
-                .map_or(" (spawn)".to_string(), |n| format!(" -n {n}"))
-        );
-        match run(c) {
-            Ok(how) => {
-                passed += 1;
-                println!("test {name} ... ok ({how})");
-            }
-            Err(log) => {
-                failed += 1;
-                println!("test {name} ... FAILED\n{log}");
-            }
-        }
-    }
-    let verdict = if failed == 0 { "ok" } else { "FAILED" };
-    println!("\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    common::drive(&cases);
 }

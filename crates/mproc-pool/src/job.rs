@@ -365,10 +365,16 @@ pub struct AsyncResult<T> {
 
 impl<T> fmt::Debug for AsyncResult<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncResult")
-            .field("ready", &self.ready())
-            .finish_non_exhaustive()
+        fmt_async_result(f, self.ready())
     }
+}
+
+/// How an `AsyncResult` shows itself (the pool's, and mproc-mpi's through
+/// `__private`): whether it is ready, and nothing it holds.
+pub(crate) fn fmt_async_result(f: &mut fmt::Formatter<'_>, ready: bool) -> fmt::Result {
+    f.debug_struct("AsyncResult")
+        .field("ready", &ready)
+        .finish_non_exhaustive()
 }
 
 impl<T> AsyncResult<T> {

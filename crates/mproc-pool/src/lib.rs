@@ -239,6 +239,27 @@ pub mod __private {
         true
     }
 
+    /// `pool` as a pool whose items and results travel in the codec `C2`:
+    /// the same workers, which run each task in the codec it names (a
+    /// worker rank of mproc-mpi runs the chunks of its `MpiPool`'s codec on
+    /// its one local pool).
+    #[inline]
+    pub fn as_codec<C, C2>(pool: &crate::Pool<C>) -> &crate::Pool<C2> {
+        pool.as_codec()
+    }
+
+    /// A byte buffer that postcard writes as one length-prefixed block, in
+    /// one copy (the same bytes as a `Vec<u8>`); mproc-mpi's local pools
+    /// return encoded results in it.
+    pub use crate::wire::Bytes as ByteBlock;
+
+    /// How an `AsyncResult` shows itself in `Debug` (whether it is ready),
+    /// the pool's and mproc-mpi's alike.
+    #[inline]
+    pub fn fmt_async_result(f: &mut std::fmt::Formatter<'_>, ready: bool) -> std::fmt::Result {
+        crate::job::fmt_async_result(f, ready)
+    }
+
     /// Methods sharing one set of bounds (the pool's forms): see
     /// `mproc_pool::__task_forms`.
     pub use crate::__task_forms as task_forms;

@@ -163,9 +163,13 @@ pub(crate) fn unpack(packed: &[u8], lens: impl Iterator<Item = u64>) -> Option<V
     rest.is_empty().then_some(out)
 }
 
-/// A byte buffer that postcard writes as one length-prefixed block.
+/// A byte buffer that postcard writes as one length-prefixed block (one
+/// copy, not a loop over its bytes; the same bytes as a `Vec<u8>`).
 #[derive(Debug)]
-pub(crate) struct Bytes(pub(crate) Vec<u8>);
+pub struct Bytes(
+    /// The bytes.
+    pub Vec<u8>,
+);
 
 impl Serialize for Bytes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -12,6 +12,7 @@ use mproc_pool::{
     Bytes, Codec, CodecError, Encode, Pod, Pool, PoolError, ProcessPoolExecutor, StartMethod,
     TaskError,
 };
+use mproc_testkit::{tag, tagged};
 
 /// A plain-data value: travels as its 64 bytes with [`Pod`].
 #[repr(C)]
@@ -36,18 +37,6 @@ fn nothing(_: P8) {}
 fn picky(p: P8) -> P8 {
     assert!(p.0[0] != 13.0, "thirteen");
     p
-}
-
-/// Its bytes reversed, and its length (mod 256) after them.
-fn tag(mut v: Vec<u8>) -> Vec<u8> {
-    let n = v.len() as u8;
-    v.reverse();
-    v.push(n);
-    v
-}
-
-fn tagged(v: &[u8]) -> Vec<u8> {
-    tag(v.to_vec())
 }
 
 /// Panics on `[1]`; the worker exits on `[2]`.

@@ -90,6 +90,9 @@ impl<C> PoolBuilder<C> {
 /// deadline ([`PoolBuilder::drop_timeout`], 10 s by default), then
 /// terminates: unlike CPython's `with Pool()`, leaving a scope does not kill
 /// work in progress, and never hangs.
+// `repr(C)`: the codec is a zero-sized marker, so `Pool<C>` has one layout
+// for every `C` (`as_codec` relies on it).
+#[repr(C)]
 pub struct Pool<C = Postcard> {
     engine: Arc<Engine>,
     sigint_slot: Option<usize>,
@@ -123,6 +126,16 @@ impl Pool {
 }
 
 impl<C> Pool<C> {
+    /// This pool as one whose items and results travel in the codec `C2`:
+    /// the same workers, which run each task in the codec it names.
+    pub(crate) fn as_codec<C2>(&self) -> &Pool<C2> {
+        // SAFETY: `Pool` is `repr(C)` and `C` appears only in the last
+        // field, a `PhantomData` (size 0, alignment 1, every value valid), so
+        // `Pool<C>` and `Pool<C2>` have the same fields at the same offsets;
+        // no state of the pool depends on `C` (only the forms' types do).
+        unsafe { &*std::ptr::from_ref(self).cast::<Pool<C2>>() }
+    }
+
     /// The number of workers.
     pub fn processes(&self) -> usize {
         self.engine.processes()
