@@ -112,10 +112,9 @@ fn pool_map_tiny(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
 
 /// The seed's task. Never inlined: the serial loop and the workers call
 /// this one compiled copy, so their ratio measures the pool, not where the
-/// compiler happened to place two copies of the loop. The MPI scenarios
-/// run it too.
+/// compiler happened to place two copies of the loop.
 #[inline(never)]
-pub(super) fn lots_of_math(n: u64) {
+fn lots_of_math(n: u64) {
     black_box(n * n);
 }
 
