@@ -1,9 +1,11 @@
 //! Scenarios no single crate owns: pool tasks that use a queue and a lock,
 //! a manager used from pool workers, and handles that travel through a
-//! connection into a pool.
+//! connection into a pool, and one codec choice (plain data) carrying a
+//! pool and a queue together.
 
 use std::time::Duration;
 
+use mproc::codec::Pod;
 use mproc::managers::Dict;
 use mproc::{Array, Lock, Manager, Pool, Queue, Value, get_context, pipe};
 use mproc_tests::watchdog;
@@ -107,5 +109,51 @@ fn an_array_sent_through_a_connection_is_filled_by_a_pool_in_a_child() {
         let want: Vec<u32> = (0..64).map(|i| i * 3).collect();
         assert_eq!(a.to_vec(), want);
         assert_eq!(sum, want.iter().map(|&x| u64::from(x)).sum::<u64>());
+    });
+}
+
+/// The worker's end of the results queue, given by the pool's initializer.
+static RESULTS: std::sync::OnceLock<Queue<f64, Pod>> = std::sync::OnceLock::new();
+
+fn keep_results(q: Queue<f64, Pod>) {
+    let _ = RESULTS.set(q);
+}
+
+/// One task in plain data: the vector's norm, also put on the queue.
+fn norm(v: [f64; 4]) -> f64 {
+    let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    RESULTS
+        .get()
+        .expect("the initializer ran")
+        .put(n)
+        .expect("put");
+    n
+}
+
+#[test]
+fn one_codec_choice_carries_a_pool_and_a_queue() {
+    // Items, results and queue records are plain data (`Pod`); the queue's
+    // handle reaches the workers through the initializer, whose arguments
+    // are a serde value (a handle holds a descriptor, which plain data
+    // cannot carry).
+    watchdog(LIMIT, || {
+        let q: Queue<f64, Pod> = Queue::new(0).unwrap();
+        let pool = Pool::builder()
+            .processes(2)
+            .codec::<Pod>()
+            .initializer(keep_results, q.clone())
+            .build()
+            .unwrap();
+        let items: Vec<[f64; 4]> = (0..100).map(|i| [f64::from(i), 0.0, 0.0, 0.0]).collect();
+        let got = pool.map(norm, items).unwrap();
+        assert_eq!(got, (0..100).map(f64::from).collect::<Vec<_>>());
+        let mut queued: Vec<f64> = (0..100)
+            .map(|_| q.get_timeout(Duration::from_secs(30)).unwrap())
+            .collect();
+        queued.sort_by(f64::total_cmp);
+        assert_eq!(queued, got);
+        assert!(q.is_empty());
+        pool.close();
+        pool.join().unwrap();
     });
 }
