@@ -9,11 +9,9 @@ use std::time::{Duration, Instant};
 
 use mproc_shm::codec::CodecError;
 
-use crate::authkey::AuthKey;
 use crate::error::{JoinError, JoinTimeoutError, StartError, TryJoinError};
-use crate::method::StartMethod;
 use crate::status::{ExitStatus, Pid};
-use crate::watch::{End, Inner};
+use crate::watch::{End, Inner, Profile};
 use crate::wire::{ResultReader, Tag};
 use crate::{server, start, state, sys};
 
@@ -24,10 +22,7 @@ pub(crate) type Decoder<R> = fn(&[u8]) -> Result<R, CodecError>;
 
 /// What a handle needs from its builder.
 pub(crate) struct Prepared<R> {
-    pub(crate) name: String,
-    pub(crate) daemon: bool,
-    pub(crate) authkey: AuthKey,
-    pub(crate) method: StartMethod,
+    pub(crate) profile: Profile,
     pub(crate) threaded_fork: bool,
     pub(crate) kill_on_drop: bool,
     pub(crate) decode: Decoder<R>,
@@ -37,10 +32,7 @@ impl<R> Prepared<R> {
     pub(crate) fn handle(self, started: start::Started) -> ProcessHandle<R> {
         let inner = Arc::new(Inner {
             pid: started.pid,
-            name: self.name,
-            daemon: self.daemon,
-            method: self.method,
-            authkey: self.authkey,
+            profile: self.profile,
             watch: started.watch,
             end: Mutex::new(End::Running),
         });
@@ -82,7 +74,7 @@ impl<R> fmt::Debug for PendingStart<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("PendingStart");
         match &self.state {
-            Pending::Server(p, _) => d.field("name", &p.name).field("answered", &false),
+            Pending::Server(p, _) => d.field("name", &p.profile.name).field("answered", &false),
             Pending::Done(h) => d.field("name", &h.name()).field("answered", &true),
             Pending::Taken => &mut d,
         };
@@ -146,8 +138,8 @@ impl<R> fmt::Debug for ProcessHandle<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessHandle")
             .field("pid", &self.inner.pid)
-            .field("name", &self.inner.name)
-            .field("daemon", &self.inner.daemon)
+            .field("name", &self.inner.profile.name)
+            .field("daemon", &self.inner.profile.daemon)
             .field("exitcode", &self.exitcode())
             .finish_non_exhaustive()
     }
@@ -169,12 +161,12 @@ impl<R> ProcessHandle<R> {
 
     /// The child's name.
     pub fn name(&self) -> &str {
-        &self.inner.name
+        &self.inner.profile.name
     }
 
     /// Whether the child is a daemon.
     pub fn daemon(&self) -> bool {
-        self.inner.daemon
+        self.inner.profile.daemon
     }
 
     /// A descriptor that becomes readable when the child ends (CPython's

@@ -77,7 +77,7 @@ impl ProcessInfo {
     pub fn authkey(&self) -> Option<AuthKey> {
         match &self.who {
             Who::Current => Some(authkey::current()),
-            Who::Child(inner) => Some(inner.authkey.clone()),
+            Who::Child(inner) => Some(inner.profile.authkey.clone()),
             Who::Parent(_) => None,
         }
     }
@@ -235,9 +235,9 @@ pub fn active_children() -> Vec<ProcessInfo> {
         .into_iter()
         .map(|c| ProcessInfo {
             pid: Pid(c.pid),
-            name: c.name.clone(),
-            daemon: c.daemon,
-            method: Some(c.method),
+            name: c.profile.name.clone(),
+            daemon: c.profile.daemon,
+            method: Some(c.profile.method),
             who: Who::Child(c),
         })
         .collect()

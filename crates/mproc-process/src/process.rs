@@ -12,6 +12,7 @@ use crate::handle::{Pending, PendingStart, Prepared, ProcessHandle};
 use crate::method::StartMethod;
 use crate::state;
 use crate::sys;
+use crate::watch::Profile;
 use crate::wire::{self, Request};
 use crate::{authkey, child};
 use crate::{server, start};
@@ -227,7 +228,7 @@ where
     /// refuses.
     pub fn start(self) -> Result<ProcessHandle<R>, StartError> {
         let (p, req, fds) = self.prepare()?;
-        let started = match p.method {
+        let started = match p.profile.method {
             StartMethod::ForkServer => server::start(&req, &fds)?,
             StartMethod::Spawn => start::spawn(&req, &fds)?,
             StartMethod::Fork => start::fork(req, fds, p.threaded_fork)?,
@@ -268,7 +269,7 @@ where
     /// ```
     pub fn start_pending(self) -> Result<PendingStart<R>, StartError> {
         let (p, req, fds) = self.prepare()?;
-        let state = match p.method {
+        let state = match p.profile.method {
             StartMethod::ForkServer => {
                 let sent = server::send(&req, &fds)?;
                 Pending::Server(p, sent)
@@ -339,10 +340,12 @@ where
         };
         fds.extend(sentinel);
         let p = Prepared {
-            name,
-            daemon,
-            authkey,
-            method,
+            profile: Profile {
+                name,
+                daemon,
+                method,
+                authkey,
+            },
             threaded_fork: self.threaded_fork,
             kill_on_drop: self.kill_on_drop,
             decode: <C as Codec<R>>::decode,

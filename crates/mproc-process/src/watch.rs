@@ -59,14 +59,21 @@ pub(crate) enum End {
     Lost,
 }
 
-/// A started child, shared by its handle and the registry of children.
+/// What a child is, as its builder set it: kept by its handle and the
+/// registry of children.
 #[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) pid: RawPid,
+pub(crate) struct Profile {
     pub(crate) name: String,
     pub(crate) daemon: bool,
     pub(crate) method: StartMethod,
     pub(crate) authkey: AuthKey,
+}
+
+/// A started child, shared by its handle and the registry of children.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) pid: RawPid,
+    pub(crate) profile: Profile,
     pub(crate) watch: Watch,
     pub(crate) end: Mutex<End>,
 }
