@@ -295,7 +295,7 @@ pub(crate) fn spawned_child(fd: RawFd) -> ! {
     let _ = sys::set_cloexec(chan.as_fd());
     match wire::read_request(chan.as_fd()) {
         Ok(Some((mut req, fds))) if fds.len() == req.fd_count() => {
-            let ppid = req.parent_pid;
+            let ppid = req.parent.pid;
             let method = StartMethod::from_u8(req.method).unwrap_or(StartMethod::Spawn);
             run_child(&mut req, chan, fds, ppid, method)
         }

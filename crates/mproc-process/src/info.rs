@@ -218,9 +218,9 @@ pub fn current_process() -> ProcessInfo {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn parent_process() -> Option<ProcessInfo> {
-    state::me().parent.map(|(pid, name)| ProcessInfo {
-        pid: Pid(pid),
-        name,
+    state::me().parent.map(|parent| ProcessInfo {
+        pid: Pid(parent.pid),
+        name: parent.name,
         daemon: false,
         method: None,
         who: Who::Parent(state::parent_sentinel().map(Arc::new)),

@@ -13,7 +13,7 @@ use crate::method::StartMethod;
 use crate::state;
 use crate::sys;
 use crate::watch::Profile;
-use crate::wire::{self, Request};
+use crate::wire::{self, Parent, Request};
 use crate::{authkey, child};
 use crate::{server, start};
 
@@ -329,8 +329,10 @@ where
             name: name.clone(),
             identity,
             daemon,
-            parent_pid: sys::getpid(),
-            parent_name: me.name,
+            parent: Parent {
+                pid: sys::getpid(),
+                name: me.name,
+            },
             method: method.to_u8(),
             default_method: state::default_for_child(),
             authkey: authkey.as_bytes().to_vec(),

@@ -211,7 +211,7 @@ pub(crate) fn fork(
     // Both ends non-blocking: the parent polls; the child only writes one
     // small frame (and waits for room if it must).
     let (parent_end, child_end) = result_channel().map_err(StartError::Os)?;
-    let parent_pid = req.parent_pid;
+    let parent_pid = req.parent.pid;
     // Opened once, before the fork, so the child only needs a dup2.
     let devnull = devnull();
     // SAFETY: either the process has exactly one thread (checked above), so

@@ -9,7 +9,7 @@ use crate::error::StartMethodError;
 use crate::method::{START_METHOD_ENV, StartMethod};
 use crate::sys::{self, RawPid};
 use crate::watch::Inner;
-use crate::wire::{self, Request};
+use crate::wire::{self, Parent, Request};
 use mproc_shm::local::lock;
 
 /// Who this process is, in mproc's terms.
@@ -20,7 +20,7 @@ pub(crate) struct Me {
     pub(crate) daemon: bool,
     /// How this process was started (`None` in a process mproc did not start).
     pub(crate) method: Option<StartMethod>,
-    pub(crate) parent: Option<(i32, String)>,
+    pub(crate) parent: Option<Parent>,
 }
 
 impl Me {
@@ -125,7 +125,7 @@ pub(crate) fn become_child(req: &mut Request, sentinel: Option<OwnedFd>) {
         // nothing is allocated); its default and authkey are ours already.
         let mine = lock(&SELF_PIDFD).take();
         *lock(&PARENT_SENTINEL) = mine
-            .filter(|(pid, _)| *pid == req.parent_pid)
+            .filter(|(pid, _)| *pid == req.parent.pid)
             .map(|(_, fd)| fd);
     } else {
         *lock(&PARENT_SENTINEL) = sentinel;
@@ -140,7 +140,7 @@ pub(crate) fn become_child(req: &mut Request, sentinel: Option<OwnedFd>) {
         identity: std::mem::take(&mut req.identity),
         daemon: req.daemon,
         method,
-        parent: Some((req.parent_pid, std::mem::take(&mut req.parent_name))),
+        parent: Some(std::mem::take(&mut req.parent)),
     });
 }
 

@@ -42,8 +42,7 @@ pub(crate) struct Request {
     pub(crate) name: String,
     pub(crate) identity: Vec<u32>,
     pub(crate) daemon: bool,
-    pub(crate) parent_pid: i32,
-    pub(crate) parent_name: String,
+    pub(crate) parent: Parent,
     pub(crate) method: u8,
     /// The parent's process-wide default start method, for the child's own
     /// children ([`NO_DEFAULT`]: the child reads its environment).
@@ -56,6 +55,17 @@ pub(crate) struct Request {
     /// How many descriptors belong to the arguments.
     pub(crate) nfds: u32,
     pub(crate) args: Vec<u8>,
+}
+
+/// The process that started a child: what the child's
+/// [`parent_process`](crate::parent_process) reports.
+///
+/// Nested in [`Request`] where its two fields stood: postcard encodes a
+/// struct as its fields in order, so the request's bytes are unchanged.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Parent {
+    pub(crate) pid: i32,
+    pub(crate) name: String,
 }
 
 /// [`Request::default_method`] when the parent has none it can name.
@@ -451,8 +461,10 @@ pub(crate) fn samples() -> Vec<(&'static str, Vec<u8>)> {
         name: "Process-1:2".to_owned(),
         identity: vec![1, 2],
         daemon: true,
-        parent_pid: 42,
-        parent_name: "MainProcess".to_owned(),
+        parent: Parent {
+            pid: 42,
+            name: "MainProcess".to_owned(),
+        },
         method: 0,
         default_method: 1,
         authkey: vec![7; 32],
