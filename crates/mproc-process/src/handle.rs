@@ -96,7 +96,7 @@ impl<R> Drop for PendingStart<R> {
 impl<R> PendingStart<R> {
     /// Waits until the child exists (the fork server answered) and returns
     /// its handle. Returns at once for the start methods other than
-    /// [`StartMethod::ForkServer`].
+    /// [`StartMethod::ForkServer`](crate::StartMethod::ForkServer).
     ///
     /// # Errors
     /// [`StartError::ForkServer`] if the fork server died before it
