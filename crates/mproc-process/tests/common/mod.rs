@@ -7,10 +7,18 @@ use serde::de::DeserializeOwned;
 
 pub use mproc_testkit::watchdog_secs as watchdog;
 
-/// Runs `scenario(method)` for each start method. The fork method is refused
-/// in the (multi-threaded) test runner, so its run happens inside a spawned,
-/// single-threaded child, which forks its own children.
+/// Runs `scenario(method)` for each start method, all within a 120 s
+/// watchdog. The fork method is refused in the (multi-threaded) test runner,
+/// so its run happens inside a spawned, single-threaded child, which forks its
+/// own children.
 pub fn each_method<S>(scenario: S)
+where
+    S: Fn(String) -> Result<(), String> + Copy + Send + 'static,
+{
+    watchdog(120, move || each_method_unguarded(scenario));
+}
+
+fn each_method_unguarded<S>(scenario: S)
 where
     S: Fn(String) -> Result<(), String> + Copy + Send + 'static,
 {
@@ -43,6 +51,20 @@ where
 /// Parses a method name.
 pub fn method(name: &str) -> StartMethod {
     name.parse().expect("method name")
+}
+
+/// One `#[test]` per `test_name => scenario` row, each running its scenario
+/// under every start method ([`each_method`]).
+#[macro_export]
+macro_rules! each_method_tests {
+    ($($test:ident => $scenario:ident,)+) => {
+        $(
+            #[test]
+            fn $test() {
+                $crate::common::each_method($scenario);
+            }
+        )+
+    };
 }
 
 /// `Err(message)` unless `cond`.
