@@ -15,27 +15,22 @@ pub fn each_method<S>(scenario: S)
 where
     S: Fn(String) -> Result<(), String> + Copy + Send + 'static,
 {
-    watchdog(120, move || each_method_unguarded(scenario));
-}
-
-fn each_method_unguarded<S>(scenario: S)
-where
-    S: Fn(String) -> Result<(), String> + Copy + Send + 'static,
-{
-    for m in ["forkserver", "spawn"] {
-        if let Err(e) = scenario(m.to_owned()) {
-            panic!("{m}: {e}");
+    watchdog(120, move || {
+        for m in ["forkserver", "spawn"] {
+            if let Err(e) = scenario(m.to_owned()) {
+                panic!("{m}: {e}");
+            }
         }
-    }
-    let mut h = Process::new(scenario, "fork".to_owned())
-        .start_method(StartMethod::Spawn)
-        .start()
-        .expect("start");
-    match h.join() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("fork: {e}"),
-        Err(e) => panic!("fork scenario child failed: {e}"),
-    }
+        let mut h = Process::new(scenario, "fork".to_owned())
+            .start_method(StartMethod::Spawn)
+            .start()
+            .expect("start");
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("fork: {e}"),
+            Err(e) => panic!("fork scenario child failed: {e}"),
+        }
+    });
 }
 
 /// Starts `p` with start method `m`; a failed start as its message.
