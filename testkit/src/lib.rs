@@ -52,6 +52,15 @@ pub fn watchdog_secs<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send 
     watchdog(Duration::from_secs(secs), f)
 }
 
+/// In a child that runs this test binary again (see [`reexec`]): plays the
+/// role named by the environment variable `var`. Does nothing in a normal
+/// test run (`var` unset), so a dispatcher test can be run by hand.
+pub fn play_role(var: &str, play: impl FnOnce(&str)) {
+    if let Ok(role) = std::env::var(var) {
+        play(&role);
+    }
+}
+
 /// A child process running this test binary again: killed and reaped if
 /// the test fails before it waits for it.
 #[derive(Debug)]

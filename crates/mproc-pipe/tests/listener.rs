@@ -524,10 +524,7 @@ const ADDR: &str = "MPROC_PIPE_LISTENER_ADDR";
 #[test]
 #[ignore = "a role played in a child process"]
 fn child() {
-    let Ok(role) = std::env::var(ROLE) else {
-        return;
-    };
-    match role.as_str() {
+    mproc_testkit::play_role(ROLE, |role| match role {
         "honest-client" => {
             let addr: Address = std::env::var(ADDR).unwrap().parse().unwrap();
             println!("CONNECTING");
@@ -550,7 +547,7 @@ fn child() {
             std::thread::sleep(Duration::from_secs(120));
         }
         other => panic!("unknown role {other}"),
-    }
+    });
 }
 
 #[test]

@@ -4,9 +4,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{alive, only_failure_at, sorted_values, values, watchdog, with_pool};
+use common::{alive, only_failure_at, sorted_values, values, watchdog, with_built_pool, with_pool};
 use mproc_pool::{
-    AsyncResult, NextTimeoutError, PanicPayload, Pool, PoolError, TaskError, TryImapError,
+    AsyncResult, NextTimeoutError, PanicPayload, Pool, PoolBuilder, PoolError, TaskError,
+    TryImapError,
 };
 
 fn square(x: u64) -> u64 {
@@ -353,12 +354,8 @@ fn terminate_cancels_pending_results() {
 
 #[test]
 fn maxtasksperchild_replaces_workers() {
-    watchdog(60, || {
-        let pool = Pool::builder()
-            .processes(2)
-            .max_tasks_per_child(3)
-            .build()
-            .unwrap();
+    let two_workers_of_3_tasks = |b: PoolBuilder| b.processes(2).max_tasks_per_child(3);
+    with_built_pool(60, two_workers_of_3_tasks, |pool| {
         let pids = pool.map_chunked(pid_of, 0..30u32, 1).unwrap();
         let mut distinct = pids.clone();
         distinct.sort();
@@ -575,12 +572,9 @@ fn terminate_escalates_to_sigkill() {
 
 #[test]
 fn drop_joins_with_a_deadline_then_terminates() {
-    watchdog(60, || {
-        let pool = Pool::builder()
-            .processes(1)
-            .drop_timeout(Duration::from_millis(300))
-            .build()
-            .unwrap();
+    let one_worker_dropped_within_300ms =
+        |b: PoolBuilder| b.processes(1).drop_timeout(Duration::from_millis(300));
+    with_built_pool(60, one_worker_dropped_within_300ms, |pool| {
         let pids = pool.pids();
         let quick = pool.apply_async(slow_id, 1).unwrap();
         let stuck = pool.apply_async(stubborn, 30_000).unwrap();

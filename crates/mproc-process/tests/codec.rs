@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{each_method, method, watchdog};
+use common::{each_method, method};
 use mproc_process::{
     Bytes, Codec, CodecError, Encode, JoinError, Pod, Postcard, Process, ProcessHandle, StartError,
     StartMethod, active_children,
@@ -91,7 +91,7 @@ fn pod(m: String) -> Result<(), String> {
 
 #[test]
 fn pod_arguments_and_results_travel_as_plain_data() {
-    watchdog(120, || each_method(pod));
+    each_method(pod);
 }
 
 /// 1 MiB: far more than a socket buffer both ways (the result goes through
@@ -132,7 +132,7 @@ fn bytes(m: String) -> Result<(), String> {
 
 #[test]
 fn a_mebibyte_of_bytes_goes_there_and_back() {
-    watchdog(120, || each_method(bytes));
+    each_method(bytes);
 }
 
 fn nothing(_: [u16; 2]) {}
@@ -156,7 +156,7 @@ fn unit(m: String) -> Result<(), String> {
 
 #[test]
 fn a_unit_result_comes_back_with_each_codec() {
-    watchdog(120, || each_method(unit));
+    each_method(unit);
 }
 
 /// A codec of the user's: a `u32` as 4 bytes, except that 13 refuses to
@@ -248,5 +248,5 @@ fn picky(m: String) -> Result<(), String> {
 
 #[test]
 fn a_codec_of_the_users_reports_its_errors_on_both_sides() {
-    watchdog(120, || each_method(picky));
+    each_method(picky);
 }

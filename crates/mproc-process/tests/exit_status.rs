@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{each_method, method, start, watchdog};
+use common::{method, start};
 use mproc_process::{ExitStatus, JoinError, JoinTimeoutError, Process, ProcessHandle};
 
 fn exit_with(code: i32) {
@@ -64,11 +64,6 @@ fn exit_codes(m: String) -> Result<(), String> {
     Ok(())
 }
 
-#[test]
-fn children_exit_with_0_3_and_255() {
-    watchdog(120, || each_method(exit_codes));
-}
-
 fn panics(m: String) -> Result<(), String> {
     let mut h = start(Process::new(boom, 42), method(&m))?;
     match h.join() {
@@ -120,16 +115,6 @@ fn joins_twice(m: String) -> Result<(), String> {
     Ok(())
 }
 
-#[test]
-fn joining_again_returns_the_same_outcome() {
-    watchdog(120, || each_method(joins_twice));
-}
-
-#[test]
-fn a_panicking_child_exits_1_with_its_message() {
-    watchdog(120, || each_method(panics));
-}
-
 fn signals(m: String) -> Result<(), String> {
     let m = method(&m);
     for (sig, code) in [(libc::SIGKILL, -9), (libc::SIGTERM, -15)] {
@@ -157,11 +142,6 @@ fn signals(m: String) -> Result<(), String> {
     Ok(())
 }
 
-#[test]
-fn killed_children_report_minus_the_signal() {
-    watchdog(120, || each_method(signals));
-}
-
 fn join_timeout(m: String) -> Result<(), String> {
     let mut h = start(
         Process::new(sleep_ms, 30_000).kill_on_drop(true),
@@ -187,11 +167,6 @@ fn join_timeout(m: String) -> Result<(), String> {
     Ok(())
 }
 
-#[test]
-fn join_timeout_waits_at_least_the_timeout() {
-    watchdog(120, || each_method(join_timeout));
-}
-
 fn ignore_term_then_sleep(ms: u64) {
     // SAFETY: SIG_IGN for SIGTERM has no memory-safety preconditions.
     unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
@@ -212,11 +187,6 @@ fn escalation(m: String) -> Result<(), String> {
         "escalation gave {st:?}"
     );
     Ok(())
-}
-
-#[test]
-fn terminate_escalates_to_sigkill() {
-    watchdog(120, || each_method(escalation));
 }
 
 /// `wait_ended_*`: at least the timeout while the child runs; true once it
@@ -251,7 +221,13 @@ fn wait_ended(m: String) -> Result<(), String> {
     join_exited(&mut q, 7, "exit(7)")
 }
 
-#[test]
-fn wait_ended_waits_for_the_end_but_not_the_status() {
-    watchdog(120, || each_method(wait_ended));
+// Each test runs its scenario under every start method.
+each_method_tests! {
+    children_exit_with_0_3_and_255 => exit_codes,
+    joining_again_returns_the_same_outcome => joins_twice,
+    a_panicking_child_exits_1_with_its_message => panics,
+    killed_children_report_minus_the_signal => signals,
+    join_timeout_waits_at_least_the_timeout => join_timeout,
+    terminate_escalates_to_sigkill => escalation,
+    wait_ended_waits_for_the_end_but_not_the_status => wait_ended,
 }

@@ -81,7 +81,7 @@ fn pipelined(m: String) -> Result<(), String> {
 
 #[test]
 fn pipelined_starts_each_get_their_own_child() {
-    watchdog(120, || each_method(pipelined));
+    each_method(pipelined);
 }
 
 #[test]

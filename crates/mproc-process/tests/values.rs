@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::{each_method, method, start, watchdog};
+use common::{method, start};
 use mproc_process::Process;
 use mproc_shm::{SharedAtomicU64, Value};
 use serde::{Deserialize, Serialize};
@@ -76,11 +76,6 @@ fn values(m: String) -> Result<(), String> {
     Ok(())
 }
 
-#[test]
-fn return_values_of_several_types_come_back() {
-    watchdog(120, || each_method(values));
-}
-
 fn shared(m: String) -> Result<(), String> {
     let m = method(&m);
     let value = Value::new(0u64).map_err(|x| x.to_string())?;
@@ -107,7 +102,8 @@ fn shared(m: String) -> Result<(), String> {
     Ok(())
 }
 
-#[test]
-fn a_shared_value_is_updated_by_children() {
-    watchdog(120, || each_method(shared));
+// Each test runs its scenario under every start method.
+each_method_tests! {
+    return_values_of_several_types_come_back => values,
+    a_shared_value_is_updated_by_children => shared,
 }

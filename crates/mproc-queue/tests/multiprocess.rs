@@ -250,10 +250,7 @@ fn le_u32(b: &[u8]) -> u32 {
 #[test]
 #[ignore = "child process entry point, run by the other tests"]
 fn child_entry() {
-    let Ok(role) = std::env::var(ROLE) else {
-        return;
-    };
-    match role.as_str() {
+    mproc_testkit::play_role(ROLE, |role| match role {
         "producer" => producer(),
         "consumer" => consumer(),
         "bigput" => {
@@ -318,7 +315,7 @@ fn child_entry() {
             }
         }
         other => panic!("unknown role {other}"),
-    }
+    });
 }
 
 /// White-box: takes one of the queue's locks (its layout is pinned: the

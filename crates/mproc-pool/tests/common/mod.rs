@@ -7,7 +7,7 @@ pub(crate) use mproc_testkit::only_failure_at;
 pub(crate) use mproc_testkit::pid_alive as alive;
 pub(crate) use mproc_testkit::watchdog_secs as watchdog;
 
-use mproc_pool::{Pool, ProcessPoolExecutor};
+use mproc_pool::{Pool, PoolBuilder, ProcessPoolExecutor};
 
 /// Runs `body` under a watchdog of `secs` with a new pool of `processes`
 /// workers.
@@ -17,6 +17,18 @@ pub(crate) fn with_pool<R: Send + 'static>(
     body: impl FnOnce(Pool) -> R + Send + 'static,
 ) -> R {
     watchdog(secs, move || body(Pool::new(processes).unwrap()))
+}
+
+/// Runs `body` under a watchdog of `secs` with a pool that `configure`
+/// sets up from `Pool::builder()`.
+pub(crate) fn with_built_pool<R: Send + 'static>(
+    secs: u64,
+    configure: impl FnOnce(PoolBuilder) -> PoolBuilder + Send + 'static,
+    body: impl FnOnce(Pool) -> R + Send + 'static,
+) -> R {
+    watchdog(secs, move || {
+        body(configure(Pool::builder()).build().unwrap())
+    })
 }
 
 /// Runs `body` under a watchdog of `secs` with a new executor of

@@ -7,27 +7,30 @@ use serde::de::DeserializeOwned;
 
 pub use mproc_testkit::watchdog_secs as watchdog;
 
-/// Runs `scenario(method)` for each start method. The fork method is refused
-/// in the (multi-threaded) test runner, so its run happens inside a spawned,
-/// single-threaded child, which forks its own children.
+/// Runs `scenario(method)` for each start method, all within a 120 s
+/// watchdog. The fork method is refused in the (multi-threaded) test runner,
+/// so its run happens inside a spawned, single-threaded child, which forks its
+/// own children.
 pub fn each_method<S>(scenario: S)
 where
     S: Fn(String) -> Result<(), String> + Copy + Send + 'static,
 {
-    for m in ["forkserver", "spawn"] {
-        if let Err(e) = scenario(m.to_owned()) {
-            panic!("{m}: {e}");
+    watchdog(120, move || {
+        for m in ["forkserver", "spawn"] {
+            if let Err(e) = scenario(m.to_owned()) {
+                panic!("{m}: {e}");
+            }
         }
-    }
-    let mut h = Process::new(scenario, "fork".to_owned())
-        .start_method(StartMethod::Spawn)
-        .start()
-        .expect("start");
-    match h.join() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("fork: {e}"),
-        Err(e) => panic!("fork scenario child failed: {e}"),
-    }
+        let mut h = Process::new(scenario, "fork".to_owned())
+            .start_method(StartMethod::Spawn)
+            .start()
+            .expect("start");
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("fork: {e}"),
+            Err(e) => panic!("fork scenario child failed: {e}"),
+        }
+    });
 }
 
 /// Starts `p` with start method `m`; a failed start as its message.
@@ -43,6 +46,20 @@ where
 /// Parses a method name.
 pub fn method(name: &str) -> StartMethod {
     name.parse().expect("method name")
+}
+
+/// One `#[test]` per `test_name => scenario` row, each running its scenario
+/// under every start method ([`each_method`]).
+#[macro_export]
+macro_rules! each_method_tests {
+    ($($test:ident => $scenario:ident,)+) => {
+        $(
+            #[test]
+            fn $test() {
+                $crate::common::each_method($scenario);
+            }
+        )+
+    };
 }
 
 /// `Err(message)` unless `cond`.
