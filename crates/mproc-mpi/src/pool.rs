@@ -54,11 +54,7 @@ impl<C> fmt::Debug for MpiPoolBuilder<C> {
 
 impl<C> Clone for MpiPoolBuilder<C> {
     fn clone(&self) -> Self {
-        Self {
-            local: self.local,
-            spawn: self.spawn,
-            codec: PhantomData,
-        }
+        self.retyped()
     }
 }
 
@@ -96,6 +92,12 @@ impl<C> MpiPoolBuilder<C> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn codec<C2>(self) -> MpiPoolBuilder<C2> {
+        self.retyped()
+    }
+
+    /// The same settings with codec `C2` (for `C2 = C`, a clone: every
+    /// setting is `Copy`, and the codec is only a type).
+    fn retyped<C2>(&self) -> MpiPoolBuilder<C2> {
         MpiPoolBuilder {
             local: self.local,
             spawn: self.spawn,

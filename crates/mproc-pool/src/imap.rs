@@ -318,9 +318,7 @@ impl<R: Send + 'static, E> TryImap<'_, R, E> {
         &mut self,
         deadline: Instant,
     ) -> Result<Option<Result<R, TryImapError<E>>>, NextTimeoutError> {
-        self.inner
-            .next_deadline(deadline)
-            .map(|r| self.with_input_error(r))
+        self.next_until(Some(deadline))
     }
 
     /// [`next_deadline`](TryImap::next_deadline) with a timeout.
@@ -333,8 +331,17 @@ impl<R: Send + 'static, E> TryImap<'_, R, E> {
         &mut self,
         timeout: Duration,
     ) -> Result<Option<Result<R, TryImapError<E>>>, NextTimeoutError> {
+        self.next_until(Instant::now().checked_add(timeout))
+    }
+
+    /// The next item, waiting at most until `deadline` (`None`: for good).
+    #[allow(clippy::type_complexity)]
+    fn next_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Result<R, TryImapError<E>>>, NextTimeoutError> {
         self.inner
-            .next_timeout(timeout)
+            .next_inner(deadline)
             .map(|r| self.with_input_error(r))
     }
 
