@@ -18,6 +18,12 @@ use std::time::{Duration, Instant};
 
 use mproc_pool::{Pool, ProcessPoolExecutor};
 
+/// The `pi` example itself: `pool_pi` times its task (`hits`, never
+/// inlined), so the figure is the example's.
+#[path = "../../../examples/pi.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod pi;
+
 use crate::harness::{
     BenchResult, Ctx, Measurement, Placement, Role, Scenario, allowed_cpus, timed,
 };
@@ -148,39 +154,17 @@ fn pool_map_seed(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     ))])
 }
 
-/// Counts samples of `n` random points falling in the quarter circle.
-/// Never inlined, for the reason given at [`lots_of_math`].
-#[inline(never)]
-fn pi_hits((seed, n): (u64, u64)) -> u64 {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = || {
-        // xorshift64*
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        (s.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let mut hits = 0;
-    for _ in 0..n {
-        let (x, y) = (next(), next());
-        if x * x + y * y <= 1.0 {
-            hits += 1;
-        }
-    }
-    hits
-}
-
 fn pool_pi(ctx: &Ctx) -> BenchResult<Vec<Measurement>> {
     const N: u64 = 40_000_000;
     const TASKS: u64 = 16;
-    let task: fn((u64, u64)) -> u64 = black_box(pi_hits);
+    let task: fn((u64, u64)) -> u64 = black_box(pi::hits);
     let (hits, serial) = timed(|| task((1, N)));
     let pi_serial = 4.0 * hits as f64 / N as f64;
     let pool = Pool::new(WORKERS)?;
-    let _ = pool.map(pi_hits, vec![(0u64, 1000u64)])?;
+    let _ = pool.map(pi::hits, vec![(0u64, 1000u64)])?;
     let (hits, t) = timed(|| {
         pool.map(
-            pi_hits,
+            pi::hits,
             (0..TASKS).map(|i| (i + 1, N / TASKS)).collect::<Vec<_>>(),
         )
     });
