@@ -103,10 +103,10 @@ impl<P: Copy + 'static> Desc<P> {
         if addr % align_of::<Self>() != 0 || !inside(addr, size_of::<Self>(), false) {
             return Err(bad);
         }
-        // SAFETY: `addr` is aligned and `[addr, addr + size_of::<Self>())`
-        // lies inside a loaded (mapped, readable, initialised) segment of
-        // this executable, checked just above; `[u64; 2]` has no invalid
-        // values.
+        // `addr` is aligned and `[addr, addr + size_of::<Self>())` lies
+        // inside a loaded (mapped, readable, initialised) segment of this
+        // executable, checked just above.
+        // SAFETY: so it can be read; `[u64; 2]` has no invalid values.
         let magic = unsafe { std::ptr::read_volatile(addr as *const [u64; 2]) };
         let mask = std::hint::black_box(MASK);
         if [magic[0] ^ mask, magic[1] ^ mask] != MASKED {

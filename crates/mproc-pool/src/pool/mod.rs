@@ -129,10 +129,11 @@ impl<C> Pool<C> {
     /// This pool as one whose items and results travel in the codec `C2`:
     /// the same workers, which run each task in the codec it names.
     pub(crate) fn as_codec<C2>(&self) -> &Pool<C2> {
-        // SAFETY: `Pool` is `repr(C)` and `C` appears only in the last
-        // field, a `PhantomData` (size 0, alignment 1, every value valid), so
-        // `Pool<C>` and `Pool<C2>` have the same fields at the same offsets;
-        // no state of the pool depends on `C` (only the forms' types do).
+        // `Pool` is `repr(C)` and `C` appears only in the last field, a
+        // `PhantomData` (size 0, alignment 1, every value valid); no state
+        // of the pool depends on `C` (only the forms' types do).
+        // SAFETY: so `Pool<C>` and `Pool<C2>` have the same fields at the
+        // same offsets, and the reference keeps `self`'s lifetime.
         unsafe { &*std::ptr::from_ref(self).cast::<Pool<C2>>() }
     }
 
