@@ -27,8 +27,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use mproc_shm::codec::{Codec, CodecError, Encode};
-use mproc_shm::handle::{collect_fds, provide_fds};
+use mproc_shm::codec::{Codec, Encode};
+use mproc_shm::codec::{decode_with_fds, encode_with_fds};
 
 use crate::method::StartMethod;
 use crate::wire::{self, Request, Tag};
@@ -65,29 +65,6 @@ unsafe fn entry_at(offset: i64) -> Entry {
     // image: the same executable puts every function at the same distance
     // from the anchor.
     unsafe { std::mem::transmute::<*const (), Entry>(p) }
-}
-
-/// Encodes a process argument or return value with `C`, collecting the
-/// descriptors of the mproc handles it holds (only a serde codec meets
-/// any).
-pub(crate) fn encode_with_fds<C: Encode<T>, T>(
-    value: &T,
-) -> Result<(Vec<u8>, Vec<OwnedFd>), CodecError> {
-    let (bytes, fds) = collect_fds(|| {
-        let mut bytes = Vec::new();
-        C::encode(value, &mut bytes).map(|()| bytes)
-    });
-    Ok((bytes?, fds))
-}
-
-/// Decodes what [`encode_with_fds`] made, giving the handles in it their
-/// descriptors back (those it does not claim are closed).
-pub(crate) fn decode_with_fds<T>(
-    decode: fn(&[u8]) -> Result<T, CodecError>,
-    bytes: &[u8],
-    fds: Vec<OwnedFd>,
-) -> Result<T, CodecError> {
-    provide_fds(fds, || decode(bytes))
 }
 
 /// The entry of a child that runs `F` on `A` and returns `R`, both encoded

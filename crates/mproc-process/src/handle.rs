@@ -380,7 +380,7 @@ impl<R> ProcessHandle<R> {
             .map_err(|e| JoinError::InvalidResult(e.to_string()))?;
         match frame {
             Some(f) if f.tag == Tag::Ok && status.success() => {
-                crate::child::decode_with_fds(self.decode, &f.payload, f.fds)
+                mproc_shm::codec::decode_with_fds(self.decode, &f.payload, f.fds)
                     .map_err(|e| JoinError::Decode(e).into())
             }
             Some(f) if f.tag == Tag::Panic => Err(JoinError::Panicked {

@@ -289,7 +289,8 @@ where
     fn prepare(self) -> Result<(Prepared<R>, Request, Vec<OwnedFd>), StartError> {
         crate::boot::keep_constructor();
         let _ = self.f;
-        let (args, fds) = child::encode_with_fds::<C, A>(&self.args).map_err(StartError::Encode)?;
+        let (args, fds) =
+            mproc_shm::codec::encode_with_fds::<C, A>(&self.args).map_err(StartError::Encode)?;
         drop(self.args);
         // Room for the fork server's two descriptors and the parent sentinel.
         if fds.len() > mproc_shm::handle::MAX_FDS_PER_MESSAGE - 3 {

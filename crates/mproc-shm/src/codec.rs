@@ -279,6 +279,38 @@ impl Codec<Vec<u8>> for Bytes {
     }
 }
 
+/// Encodes `value` with `C` into a message of its own, collecting the
+/// descriptors of the mproc handles it holds (only a serde codec meets any;
+/// see [Handles](self#handles)): the bytes and descriptors to send together,
+/// as a process's arguments travel.
+///
+/// # Errors
+/// The format's error if `value` cannot be encoded.
+pub fn encode_with_fds<C: Encode<T>, T: ?Sized>(
+    value: &T,
+) -> Result<(Vec<u8>, Vec<std::os::fd::OwnedFd>), CodecError> {
+    let (bytes, fds) = crate::handle::collect_fds(|| {
+        let mut bytes = Vec::new();
+        C::encode(value, &mut bytes).map(|()| bytes)
+    });
+    Ok((bytes?, fds))
+}
+
+/// Decodes what [`encode_with_fds`] made with `decode` (a codec's
+/// [`Codec::decode`]), giving the handles in it their descriptors back
+/// (those it does not claim are closed).
+///
+/// # Errors
+/// The format's error if the bytes do not decode, or name a descriptor that
+/// `fds` does not hold.
+pub fn decode_with_fds<T>(
+    decode: fn(&[u8]) -> Result<T, CodecError>,
+    bytes: &[u8],
+    fds: Vec<std::os::fd::OwnedFd>,
+) -> Result<T, CodecError> {
+    crate::handle::provide_fds(fds, || decode(bytes))
+}
+
 /// A value could not be encoded or a message could not be decoded. Its
 /// `Display` is the format's reason: for [`Postcard`], the message a
 /// `Serialize` impl gave to `serde::ser::Error::custom`, or postcard's
